@@ -1,0 +1,69 @@
+"""Loading YAML config files into typed models, with errors that name the file, the key and the problem."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """A config file is unusable; the message is meant to be shown to the user as is."""
+
+
+def key_path(location: Sequence[int | str], prefix: str = "") -> str:
+    """Render a pydantic error location as a YAML key path: ('sensors', 0, 'port') -> sensors[0].port."""
+    text = prefix
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def describe_validation_error(path: Path | str, error: ValidationError, prefix: str = "") -> str:
+    lines = [f"{path}: invalid configuration"]
+    for item in error.errors():
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against the sample config)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"  {key_path(item['loc'], prefix)}: {message}")
+    return "\n".join(lines)
+
+
+def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: config file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_model(path: Path | str, model: type[ModelT]) -> ModelT:
+    data = read_yaml_mapping(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(path, exc)) from None

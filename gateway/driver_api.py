@@ -1,0 +1,83 @@
+"""The contract between the edge daemon and a device driver.
+
+A driver lives in `drivers/<name>/` and registers its class under the `sinkwatch.drivers` entry-point group
+(built-ins too, in pyproject.toml), so third-party drivers plug in the same way. Its life has three phases:
+
+- **validate**: `Driver.Config.model_validate(mapping)` is pure and names the faulty key; it runs for every sensor
+  before the daemon touches any port.
+- **open**: `Driver(config, station=...)` then `open()` connects; it may raise `DeviceError`.
+- **poll**: `poll()` returns this device's readings or raises `DeviceError` for this device alone; the daemon
+  counts the error, logs state changes and moves on to the next device.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from importlib.metadata import entry_points
+from typing import ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.model import Identifier, Reading
+
+DRIVER_ENTRY_POINT_GROUP = "sinkwatch.drivers"
+SIMULATOR_ENTRY_POINT_GROUP = "sinkwatch.simulators"
+
+
+class FailureKind(StrEnum):
+    """Why a device interaction failed; used as the label of the error counters."""
+
+    NO_PORT = "no_port"  # the serial device or TCP endpoint does not exist / refuses
+    TIMEOUT = "timeout"  # the device did not answer in time
+    CRC = "crc"  # a frame arrived but its CRC or checksum was wrong
+    PROTOCOL = "protocol"  # a well-formed reply we cannot use (exception code, wrong length, ...)
+    DEVICE = "device"  # the device itself reports a fault
+
+
+class DeviceError(Exception):
+    """A failure of one device, with a reason a technician can act on."""
+
+    def __init__(self, kind: FailureKind, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (fix: {self.hint})" if self.hint else self.message
+
+
+class SensorConfig(BaseModel):
+    """Keys common to every sensor entry in a station config; each driver's `Config` extends this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Identifier = Field(description="unique sensor name within the station, e.g. soil_co2_10cm")
+    driver: str = Field(description="driver name as registered under the sinkwatch.drivers entry point")
+    interval_s: float = Field(default=10.0, gt=0, le=86400, description="polling interval in seconds")
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """What the edge daemon needs from a driver class and its instances."""
+
+    Config: ClassVar[type[SensorConfig]]
+
+    def __init__(self, config: SensorConfig, *, station: str) -> None: ...
+
+    def open(self) -> None: ...
+
+    def poll(self) -> list[Reading]: ...
+
+    def close(self) -> None: ...
+
+
+def load_driver(name: str) -> type[Driver]:
+    """Find a driver class by its registered name; raise KeyError listing the known names."""
+    found = entry_points(group=DRIVER_ENTRY_POINT_GROUP)
+    for entry in found:
+        if entry.name == name:
+            driver_class: type[Driver] = entry.load()
+            return driver_class
+    known = ", ".join(sorted(e.name for e in found)) or "none (is sinkwatch installed?)"
+    raise KeyError(f"unknown driver {name!r}; known drivers: {known}")

@@ -1,0 +1,156 @@
+"""The shared data model: what a reading is, and what travels between station and central service.
+
+One `Reading` is one value of one variable from one sensor at one instant, with the provenance of its timestamp and
+a quality flag. Readings travel in `ReadingBatch` messages (one per MQTT publish) carrying a per-station sequence
+number; a `StationStatus` is retained on the broker so a subscriber always knows whether a station is online.
+
+Variable names follow the AmeriFlux/FLUXNET BASE conventions where one exists (`CO2`, `TS`, `SWC`, ...); see
+`gateway.variables` for the registry with units. The wire format of every model here is specified, as JSON Schema,
+in `docs/asyncapi.yaml`; `tests/test_contract.py` validates every payload the code emits against that document.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
+
+SCHEMA_VERSION = 1
+TOPIC_ROOT = "sinkwatch/v1"
+
+# A topic segment must never contain MQTT wildcards or separators; InfluxDB tag values are safe with these too.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
+
+
+def _check_identifier(value: str) -> str:
+    if not _IDENTIFIER_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid identifier: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (no spaces, '/', '+' or '#')"
+        )
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp has no time zone; sinkwatch timestamps are UTC, e.g. 2026-11-25T10:00:00Z")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class QualityFlag(IntEnum):
+    """Per-reading quality, in the spirit of the 0/1/2 flag scheme used across flux networks.
+
+    GOOD: the device reported no problem. SUSPECT: usable with care (warm-up, a device warning).
+    BAD: do not use (device error, out of range). MISSING: the device had no value (NaN or 0x8000 sentinel);
+    the reading is kept so the gap is explicit rather than silent.
+    """
+
+    GOOD = 0
+    SUSPECT = 1
+    BAD = 2
+    MISSING = 3
+
+
+class TimeSource(StrEnum):
+    """Which clock stamped a reading."""
+
+    GATEWAY = "gateway"  # the station node's clock, at the moment the reply arrived
+    DEVICE = "device"  # the instrument's own clock
+    BOARD = "board"  # a microcontroller front end's clock, mapped to UTC
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and a trailing Z, the one time format on the wire."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Reading(_WireModel):
+    station: Identifier
+    sensor: Identifier
+    variable: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
+    value: float | None = Field(description="None when the device reported no value (then qc is MISSING)")
+    unit: str = Field(max_length=32)
+    time: UtcDatetime
+    time_source: TimeSource
+    clock_synced: bool = Field(description="whether the stamping clock was synchronised (NTP/PPS/board sync)")
+    qc: QualityFlag
+    qc_reason: str | None = Field(default=None, max_length=200)
+
+    @field_serializer("time")
+    def _serialize_time(self, value: datetime) -> str:
+        return format_time(value)
+
+
+class ReadingBatch(_WireModel):
+    """One MQTT message on `sinkwatch/v1/<site>/<station>/readings`."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    site: Identifier
+    station: Identifier
+    seq: int = Field(ge=0, description="per-station batch sequence number; a redelivery repeats it")
+    sent: UtcDatetime
+    readings: list[Reading] = Field(min_length=1)
+
+    @field_serializer("sent")
+    def _serialize_sent(self, value: datetime) -> str:
+        return format_time(value)
+
+
+class StationState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class StationStatus(_WireModel):
+    """Retained message on `sinkwatch/v1/<site>/<station>/status`; the broker publishes the offline form as
+    the station's last will when its connection is lost."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    site: Identifier
+    station: Identifier
+    state: StationState
+    since: UtcDatetime
+    software_version: str | None = None
+    reason: str | None = Field(default=None, max_length=200)
+
+    @field_serializer("since")
+    def _serialize_since(self, value: datetime) -> str:
+        return format_time(value)
+
+
+def readings_topic(site: str, station: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{station}/readings"
+
+
+def status_topic(site: str, station: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{station}/status"
+
+
+READINGS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/readings"
+STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/status"
+
+
+def parse_topic(topic: str) -> tuple[str, str, str]:
+    """Split `sinkwatch/v1/<site>/<station>/<kind>`; raise ValueError naming the topic otherwise."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise ValueError(f"topic {topic!r} is not of the form {TOPIC_ROOT}/<site>/<station>/<kind>")
+    return parts[2], parts[3], parts[4]

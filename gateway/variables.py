@@ -1,0 +1,43 @@
+"""Registry of variable names and units.
+
+Names are AmeriFlux/FLUXNET BASE names where one exists (AmeriFlux "Variables" table; Pastorello et al. 2020,
+Sci. Data 7:225, for FLUXNET2015). A position qualifier `_<H>_<V>_<R>` (horizontal, vertical, replicate) may be
+appended, as in AmeriFlux: `CO2_1_2_1` is the second depth of the first profile. Names marked `standard=False` have
+no AmeriFlux equivalent and are sinkwatch's own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    name: str
+    unit: str
+    description: str
+    standard: bool = True
+
+
+VARIABLES: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        Variable("CO2", "umol mol-1", "CO2 mole fraction (ppm); in soil: soil-air CO2 at the probe's depth"),
+        Variable("TS", "degC", "soil temperature"),
+        Variable("SWC", "%", "soil water content (volumetric)"),
+        Variable("T_PROBE", "degC", "a sensor's own internal temperature", standard=False),
+    )
+}
+
+_QUALIFIER_RE = re.compile(r"^(?P<base>[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)*)(?:_\d+_\d+_\d+)?$")
+
+
+def base_name(variable: str) -> str:
+    """`CO2_1_2_1` -> `CO2`."""
+    match = _QUALIFIER_RE.match(variable)
+    return match.group("base") if match else variable
+
+
+def unit_of(variable: str) -> str:
+    return VARIABLES[base_name(variable)].unit
