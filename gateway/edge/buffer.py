@@ -1,0 +1,144 @@
+"""The station's on-disk buffer: every reading is kept here until the broker has acknowledged the batch holding it.
+
+Store: one SQLite file in WAL mode, written with `synchronous=FULL` so a committed reading survives a power cut
+(a field node's most common failure). A reading's life:
+
+    append()  -> row in `readings`, batch_seq NULL          (committed before poll() returns to the scheduler)
+    claim()   -> rows get a batch_seq; `batches` row created (the batch's composition is fixed from now on,
+                 so a republish after a restart repeats the same seq with the same readings)
+    ack(seq)  -> rows and batch deleted                      (only after the broker's PUBACK for that batch)
+
+A batch that was claimed but never acknowledged (the process died, the broker was away) is handed out again by
+`claim()` before any new batch is formed, in sequence order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from gateway.model import SCHEMA_VERSION, Reading, format_time
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT NOT NULL,
+    batch_seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS readings_by_batch ON readings(batch_seq);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY,
+    reading_count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedBatch:
+    seq: int
+    reading_bodies: list[str]
+
+    def payload(self, site: str, station: str, sent: datetime) -> bytes:
+        """The ReadingBatch wire payload (docs/asyncapi.yaml), assembled from the stored reading JSON so a
+        reading is serialised once, when it is read, not again on every (re)publish."""
+        head = json.dumps(
+            {"schema_version": SCHEMA_VERSION, "site": site, "station": station, "seq": self.seq,
+             "sent": format_time(sent)},
+            separators=(",", ":"),
+        )
+        return (head[:-1] + ',"readings":[' + ",".join(self.reading_bodies) + "]}").encode()
+
+
+class ReadingBuffer:
+    """Thread-safe: the scheduler appends, the publisher claims, paho's network thread acknowledges."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def append(self, readings: Iterable[Reading]) -> int:
+        bodies = [(r.model_dump_json(),) for r in readings]
+        if not bodies:
+            return 0
+        with self._lock:
+            with self._transaction():
+                self._db.executemany("INSERT INTO readings(body) VALUES (?)", bodies)
+        return len(bodies)
+
+    def claim(self, max_readings: int, exclude: Sequence[int] = ()) -> ClaimedBatch | None:
+        """The oldest unacknowledged batch not in `exclude`, or a new batch of the oldest unbatched readings."""
+        with self._lock:
+            placeholders = ",".join("?" * len(exclude))
+            row = self._db.execute(
+                f"SELECT seq FROM batches WHERE seq NOT IN ({placeholders}) ORDER BY seq LIMIT 1", tuple(exclude)
+            ).fetchone()
+            if row is not None:
+                seq = int(row[0])
+                bodies = [
+                    b for (b,) in self._db.execute("SELECT body FROM readings WHERE batch_seq=? ORDER BY id", (seq,))
+                ]
+                return ClaimedBatch(seq, bodies)
+            with self._transaction():
+                rows = self._db.execute(
+                    "SELECT id, body FROM readings WHERE batch_seq IS NULL ORDER BY id LIMIT ?", (max_readings,)
+                ).fetchall()
+                if not rows:
+                    return None
+                seq = self._next_seq()
+                self._db.execute(
+                    "UPDATE readings SET batch_seq=? WHERE batch_seq IS NULL AND id BETWEEN ? AND ?",
+                    (seq, rows[0][0], rows[-1][0]),
+                )
+                self._db.execute("INSERT INTO batches(seq, reading_count) VALUES (?, ?)", (seq, len(rows)))
+            return ClaimedBatch(seq, [body for _, body in rows])
+
+    def ack(self, seq: int) -> int:
+        """Forget a batch the broker has acknowledged; returns how many readings were released."""
+        with self._lock:
+            with self._transaction():
+                deleted = self._db.execute("DELETE FROM readings WHERE batch_seq=?", (seq,)).rowcount
+                self._db.execute("DELETE FROM batches WHERE seq=?", (seq,))
+            return deleted
+
+    def pending_readings(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+
+    def pending_batches(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
+
+    def _next_seq(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
+        seq = int(row[0]) if row else 0
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('next_seq', ?)", (seq + 1,))
+        return seq
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

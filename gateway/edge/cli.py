@@ -1,0 +1,51 @@
+"""`sinkwatch station ...`: commands for a station node."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.configfile import ConfigError
+from gateway.edge.config import load_station_config
+
+app = typer.Typer(help="Run and inspect a station node (the edge daemon).", no_args_is_help=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="station config file (YAML)")]
+
+
+def _load_or_exit(path: Path):  # type: ignore[no-untyped-def]
+    try:
+        return load_station_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(config: ConfigOption) -> None:
+    """Check a station config without opening any port or connection."""
+    station = _load_or_exit(config)
+    typer.echo(f"{config}: ok — station {station.site}/{station.station}, {len(station.sensors)} sensors, "
+               f"broker {station.mqtt.host}:{station.mqtt.port}, buffer {station.buffer.path}")
+
+
+@app.command()
+def run(config: ConfigOption) -> None:
+    """Run the edge daemon until SIGINT/SIGTERM: poll sensors, buffer on disk, publish over MQTT."""
+    from gateway.edge.daemon import StationDaemon
+    from gateway.logs import setup_logging
+
+    station = _load_or_exit(config)
+    setup_logging()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    daemon = StationDaemon(station)
+    daemon.run(stop)
+    logging.getLogger("sinkwatch.edge").info("final health: %s", json.dumps(daemon.health(), default=str))

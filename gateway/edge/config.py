@@ -1,0 +1,96 @@
+"""The station config (`station.yaml`): typed, validated completely before the daemon opens any port.
+
+Each sensor entry is validated twice: first the keys common to every sensor (`name`, `driver`, `interval_s`),
+then the whole entry against the named driver's own `Config` model, so an error names the sensor's index and key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.configfile import ConfigError, describe_validation_error, read_yaml_mapping
+from gateway.driver_api import Driver, SensorConfig, load_driver
+from gateway.model import Identifier
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttConfig(_Strict):
+    host: str = Field(default="localhost", description="broker host name or address")
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    tls: bool = Field(default=False, description="connect with TLS using the system's CA store")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    client_id: str | None = Field(default=None, description="defaults to sinkwatch-<site>-<station>")
+
+
+class BufferConfig(_Strict):
+    path: Path = Field(description="SQLite file that holds every reading until the broker acknowledged it")
+    batch_size: int = Field(default=500, ge=1, le=10000, description="readings per MQTT message at most")
+    max_in_flight: int = Field(default=10, ge=1, le=1000, description="unacknowledged messages at most")
+    publish_interval_s: float = Field(default=1.0, gt=0, le=3600, description="how often to drain the buffer")
+
+
+class StationConfigBase(_Strict):
+    site: Identifier
+    station: Identifier
+    mqtt: MqttConfig = MqttConfig()
+    buffer: BufferConfig
+    sensors: list[dict[str, Any]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_sensor_names(self) -> StationConfigBase:
+        names = [s.get("name") for s in self.sensors]
+        duplicates = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"sensor names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+
+class StationConfig:
+    """A validated station config: the common part plus one typed config per sensor."""
+
+    def __init__(
+        self, base: StationConfigBase, sensors: list[tuple[type[Driver], SensorConfig]], source: Path | None
+    ) -> None:
+        self.site = base.site
+        self.station = base.station
+        self.mqtt = base.mqtt
+        self.buffer = base.buffer
+        self.sensors = sensors
+        self.source = source
+
+
+def parse_station_config(data: dict[str, Any], source: Path | str = "<config>") -> StationConfig:
+    try:
+        base = StationConfigBase.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(source, exc)) from None
+    sensors: list[tuple[type[Driver], SensorConfig]] = []
+    for index, entry in enumerate(base.sensors):
+        prefix = f"sensors[{index}]"
+        try:
+            common = SensorConfig.model_validate(
+                {k: entry[k] for k in ("name", "driver", "interval_s") if k in entry}
+            )
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(source, exc, prefix)) from None
+        try:
+            driver_class = load_driver(common.driver)
+        except KeyError as exc:
+            raise ConfigError(f"{source}: invalid configuration\n  {prefix}.driver: {exc.args[0]}") from None
+        try:
+            sensors.append((driver_class, driver_class.Config.model_validate(entry)))
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(source, exc, prefix)) from None
+    return StationConfig(base, sensors, Path(source) if not isinstance(source, Path) else source)
+
+
+def load_station_config(path: Path | str) -> StationConfig:
+    return parse_station_config(read_yaml_mapping(path), Path(path))

@@ -1,0 +1,15 @@
+"""One logging format for every sinkwatch process."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def setup_logging(level: str | None = None) -> None:
+    logging.basicConfig(
+        level=(level or os.environ.get("SINKWATCH_LOG_LEVEL", "INFO")).upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # paho and uvicorn are chatty at INFO about things our own logs already say
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
