@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 TOPIC_ROOT = "sinkwatch/v1"
 
 # A topic segment must never contain MQTT wildcards or separators; InfluxDB tag values are safe with these too.

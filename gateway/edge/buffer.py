@@ -75,9 +75,8 @@ class ReadingBuffer:
         bodies = [(r.model_dump_json(),) for r in readings]
         if not bodies:
             return 0
-        with self._lock:
-            with self._transaction():
-                self._db.executemany("INSERT INTO readings(body) VALUES (?)", bodies)
+        with self._lock, self._transaction():
+            self._db.executemany("INSERT INTO readings(body) VALUES (?)", bodies)
         return len(bodies)
 
     def claim(self, max_readings: int, exclude: Sequence[int] = ()) -> ClaimedBatch | None:

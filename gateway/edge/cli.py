@@ -12,14 +12,14 @@ from typing import Annotated
 import typer
 
 from gateway.configfile import ConfigError
-from gateway.edge.config import load_station_config
+from gateway.edge.config import StationConfig, load_station_config
 
 app = typer.Typer(help="Run and inspect a station node (the edge daemon).", no_args_is_help=True)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="station config file (YAML)")]
 
 
-def _load_or_exit(path: Path):  # type: ignore[no-untyped-def]
+def _load_or_exit(path: Path) -> StationConfig:
     try:
         return load_station_config(path)
     except ConfigError as exc:

@@ -158,6 +158,7 @@ class StationDaemon:
             if self.publisher.connected:
                 self.publisher.wait_drained(drain_timeout_s)
             stop.set()
+            self.publisher.notify()
             publisher_thread.join(timeout=5)
             self.publisher.stop()
             left = self.buffer.pending_readings()

@@ -8,6 +8,7 @@ The broker acknowledging is the moment the next hop has durably accepted the bat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -167,9 +168,8 @@ class Publisher:
             offline = StationStatus(site=self.site, station=self.station, state=StationState.OFFLINE,
                                     since=utc_now(), software_version=__version__, reason="stopped")
             info = self._client.publish(self._status_topic, offline.model_dump_json(), qos=1, retain=True)
-            try:
+            # the broker may go away meanwhile; its last will says offline then
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
-            except (RuntimeError, ValueError):
-                pass  # the broker went away meanwhile; its last will says offline anyway
         self._client.disconnect()
         self._client.loop_stop()
