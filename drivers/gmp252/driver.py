@@ -1,0 +1,333 @@
+"""Vaisala GMP252 CO2 probe over Modbus RTU (RS-485) or Modbus TCP (through a serial-to-Ethernet gateway).
+
+One poll = the compiled read blocks of `registers.py`: CO2 float, probe temperature float, device/CO2 status and
+the 32-bit error code. The status registers set each reading's quality flag; see README.md for the mapping.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from drivers.gmp252 import registers as reg
+from drivers.gmp252 import rtu
+from gateway.driver_api import DeviceError, FailureKind, SensorConfig
+from gateway.model import QualityFlag, Reading, TimeSource, utc_now
+
+log = logging.getLogger(__name__)
+
+# adjtimex(2) returns TIME_ERROR while the kernel's STA_UNSYNC bit is set, i.e. no NTP/PPS discipline.
+_TIME_ERROR = 5
+_TIMEX_BUFFER_BYTES = 512  # struct timex is 208 bytes on 64-bit Linux; oversize so layout changes cannot overflow
+
+
+def kernel_clock_synced() -> bool:
+    """Whether the Linux kernel considers the system clock synchronised (adjtimex read-only query).
+
+    Chosen over `timedatectl` (a subprocess per poll, systemd only) because it is one unprivileged syscall and is
+    what chrony/ntpd/systemd-timesyncd all update. Where adjtimex is unavailable (not Linux) this returns True:
+    we cannot tell, and flagging every reading unsynced on a developer laptop would bury the real signal.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        adjtimex = libc.adjtimex
+    except (OSError, AttributeError):
+        return True
+    buffer = ctypes.create_string_buffer(_TIMEX_BUFFER_BYTES)  # modes = 0: read only
+    state = adjtimex(buffer)
+    if state < 0:
+        return True
+    return bool(state != _TIME_ERROR)
+
+
+class GMP252Config(SensorConfig):
+    """One GMP252 in a station config; `sample.yaml` documents every key."""
+
+    driver: Literal["gmp252"] = "gmp252"
+    port: str = Field(
+        min_length=1,
+        description="serial device (e.g. /dev/ttyUSB0, /dev/serial/by-id/...) or tcp://HOST:PORT for Modbus TCP",
+    )
+    address: int = Field(default=240, ge=1, le=247, description="Modbus slave address of the probe")
+    baudrate: Literal[4800, 9600, 19200, 38400, 57600, 115200] = 19200
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 2
+    bytesize: Literal[8] = 8
+    timeout_s: float = Field(default=1.0, gt=0, le=30, description="reply timeout per attempt, seconds")
+    retries: int = Field(default=1, ge=0, le=5, description="extra attempts after a timeout, per read")
+    variable_suffix: str | None = Field(
+        default=None,
+        pattern=r"^_\d+_\d+_\d+$",
+        description="AmeriFlux position qualifier _H_V_R appended to variable names, e.g. _1_1_1",
+    )
+    read_temperature: bool = True
+
+    @field_validator("port")
+    @classmethod
+    def _check_port(cls, value: str) -> str:
+        if value.startswith("tcp://"):
+            host, sep, number = value.removeprefix("tcp://").rpartition(":")
+            if not sep or not host or not number.isdigit() or not 0 < int(number) < 65536:
+                raise ValueError(f"{value!r} is not tcp://HOST:PORT, e.g. tcp://192.0.2.10:502")
+        return value
+
+    @property
+    def is_tcp(self) -> bool:
+        return self.port.startswith("tcp://")
+
+    def tcp_host_port(self) -> tuple[str, int]:
+        host, _, number = self.port.removeprefix("tcp://").rpartition(":")
+        return host, int(number)
+
+
+_POLLED_POINTS = ("co2", "temperature", "device_status", "co2_status", "error_code")
+
+
+class GMP252Driver:
+    """gateway.driver_api.Driver for a Vaisala GMP252 (or GMP251; check its CO2 unit first)."""
+
+    Config: ClassVar[type[SensorConfig]] = GMP252Config
+
+    def __init__(
+        self,
+        config: SensorConfig,
+        *,
+        station: str,
+        clock_synced: Callable[[], bool] = kernel_clock_synced,
+    ) -> None:
+        if not isinstance(config, GMP252Config):
+            config = GMP252Config.model_validate(config.model_dump())
+        self.config: GMP252Config = config
+        self.station = station
+        self._clock_synced = clock_synced
+        names = [n for n in _POLLED_POINTS if config.read_temperature or n != "temperature"]
+        self._blocks = reg.compile_blocks(reg.points_by_name(names))
+        self._client: ModbusSerialClient | ModbusTcpClient | None = None
+        self._rx_trace = b""
+
+    def __repr__(self) -> str:
+        return f"GMP252Driver({self.config.name!r}, port={self.config.port!r}, address={self.config.address})"
+
+    @property
+    def _where(self) -> str:
+        return f"GMP252 {self.config.name!r} at {self.config.port} address {self.config.address}"
+
+    # --- connection --------------------------------------------------------------------------------------------
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        # pymodbus drops a frame with a bad CRC silently and then times out; remembering the raw bytes of the
+        # current transaction is how a CRC failure is told apart from silence.
+        if sending:
+            self._rx_trace = b""
+        elif data:
+            self._rx_trace = bytes(data)
+        return data
+
+    def _make_client(self) -> ModbusSerialClient | ModbusTcpClient:
+        cfg = self.config
+        if cfg.is_tcp:
+            host, port = cfg.tcp_host_port()
+            return ModbusTcpClient(
+                host, port=port, timeout=cfg.timeout_s, retries=cfg.retries, trace_packet=self._trace_packet
+            )
+        return ModbusSerialClient(
+            cfg.port,
+            baudrate=cfg.baudrate,
+            bytesize=cfg.bytesize,
+            parity=cfg.parity,
+            stopbits=cfg.stopbits,
+            timeout=cfg.timeout_s,
+            retries=cfg.retries,
+            trace_packet=self._trace_packet,
+        )
+
+    def _no_port(self, detail: str) -> DeviceError:
+        if self.config.is_tcp:
+            return DeviceError(
+                FailureKind.NO_PORT,
+                f"{self._where}: cannot connect ({detail})",
+                "check that the Modbus TCP gateway is powered and reachable and the `port` key's host:port",
+            )
+        return DeviceError(
+            FailureKind.NO_PORT,
+            f"{self._where}: cannot open serial port ({detail})",
+            "check the cable/adapter and the `port` key (ls /dev/serial/by-id/), and that no other program "
+            "holds the port",
+        )
+
+    def open(self) -> None:
+        self._connect()
+
+    def _connect(self) -> ModbusSerialClient | ModbusTcpClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        if not self.config.is_tcp and not os.path.exists(self.config.port):
+            raise self._no_port("no such device")
+        client = self._make_client()
+        try:
+            connected = client.connect()
+        except Exception as exc:
+            client.close()
+            raise self._no_port(f"{type(exc).__name__}: {exc}") from None
+        if not connected:
+            client.close()
+            raise self._no_port("connect failed")
+        self._client = client
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # --- polling -----------------------------------------------------------------------------------------------
+
+    def poll(self) -> list[Reading]:
+        try:
+            values = self._read_all()
+        except DeviceError:
+            raise
+        except Exception as exc:
+            # Anything unforeseen still surfaces as this device's failure, and a fresh connection next time.
+            self.close()
+            raise DeviceError(
+                FailureKind.PROTOCOL,
+                f"{self._where}: unexpected {type(exc).__name__}: {exc}",
+                "this is a driver bug or an unsupported device; please report it with the log",
+            ) from exc
+        return self._readings(values)
+
+    def _read_all(self) -> dict[str, float | int | None]:
+        client = self._connect()
+        values: dict[str, float | int | None] = {}
+        for block in self._blocks:
+            values.update(block.decode(self._read_block(client, block)))
+        return values
+
+    def _read_block(self, client: ModbusSerialClient | ModbusTcpClient, block: reg.ReadBlock) -> list[int]:
+        what = f"{self._where}: reading {block.count} register(s) at 0x{block.address:04X}"
+        self._rx_trace = b""
+        try:
+            response = client.read_holding_registers(block.address, count=block.count, device_id=self.config.address)
+        except ModbusIOException as exc:
+            raise self._no_reply(what, exc) from None
+        except ConnectionException as exc:
+            self.close()
+            if not self.config.is_tcp and not os.path.exists(self.config.port):
+                raise self._no_port("the device disappeared") from None
+            raise self._no_port(str(exc)) from None
+        except ModbusException as exc:
+            raise DeviceError(FailureKind.PROTOCOL, f"{what}: {exc}", "check the device model and address") from None
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            meaning = reg.MODBUS_EXCEPTION_MEANING.get(code, "unknown exception code")
+            raise DeviceError(
+                FailureKind.PROTOCOL,
+                f"{what}: device answered Modbus exception {code:02d} ({meaning})",
+                "check that the device at this address is a GMP252 in Modbus mode (not another probe on the bus)",
+            )
+        words = list(response.registers)
+        if len(words) != block.count:
+            raise DeviceError(
+                FailureKind.PROTOCOL,
+                f"{what}: reply carried {len(words)} registers",
+                "check for another device answering at the same address",
+            )
+        return words
+
+    def _no_reply(self, what: str, exc: Exception) -> DeviceError:
+        raw = self._rx_trace
+        if raw and not self.config.is_tcp and raw[0] == self.config.address and not rtu.crc_ok(raw):
+            return DeviceError(
+                FailureKind.CRC,
+                f"{what}: reply failed the CRC check ({raw.hex(' ')})",
+                "electrical noise: check 120 ohm termination at both bus ends, cable shield/ground, and cable length",
+            )
+        if raw:
+            return DeviceError(
+                FailureKind.PROTOCOL,
+                f"{what}: unusable reply ({raw.hex(' ')}): {exc}",
+                "check for a second device answering at the same address, or a wrong baud rate/parity",
+            )
+        settings = (
+            "Modbus TCP gateway settings"
+            if self.config.is_tcp
+            else f"serial settings (configured {self.config.baudrate} {self.config.bytesize}"
+            f"{self.config.parity}{self.config.stopbits}; probe default 19200 8N2)"
+        )
+        return DeviceError(
+            FailureKind.TIMEOUT,
+            f"{what}: no reply within {self.config.timeout_s} s after {self.config.retries + 1} attempt(s)",
+            f"check the probe's 24 V supply, the `address` key (probe default 240), the {settings}, "
+            "and the RS-485 wiring (try swapping A and B)",
+        )
+
+    def _readings(self, values: dict[str, Any]) -> list[Reading]:
+        now = utc_now()
+        synced = self._clock_synced()
+        device_status = int(values["device_status"] or 0)
+        co2_status = int(values["co2_status"] or 0)
+        error_code = int(values["error_code"] or 0)
+
+        device_flag, device_reason = QualityFlag.GOOD, None
+        if device_status & 0b011:
+            device_flag = QualityFlag.BAD
+            device_reason = (
+                f"device status {device_status} ({reg.describe_bits(device_status, reg.DEVICE_STATUS_BITS)}); "
+                f"error code 0x{error_code:08X} ({reg.describe_bits(error_code, reg.ERROR_BITS)})"
+            )
+        elif device_status:
+            device_flag = QualityFlag.SUSPECT
+            device_reason = (
+                f"device status {device_status} ({reg.describe_bits(device_status, reg.DEVICE_STATUS_BITS)}); "
+                f"error code 0x{error_code:08X} ({reg.describe_bits(error_code, reg.ERROR_BITS)})"
+            )
+
+        co2_flag, co2_reason = device_flag, device_reason
+        if co2_status and device_flag is not QualityFlag.BAD:
+            meaning = reg.CO2_STATUS_MEANING.get(co2_status, "unknown")
+            co2_flag = QualityFlag.SUSPECT
+            co2_reason = "; ".join(filter(None, [f"CO2 status {co2_status} ({meaning})", device_reason]))
+
+        readings = [self._reading("co2", values["co2"], co2_flag, co2_reason, now, synced)]
+        if self.config.read_temperature:
+            readings.append(
+                self._reading("temperature", values["temperature"], device_flag, device_reason, now, synced)
+            )
+        return readings
+
+    def _reading(
+        self,
+        point_name: str,
+        value: float | None,
+        flag: QualityFlag,
+        reason: str | None,
+        now: datetime,
+        synced: bool,
+    ) -> Reading:
+        point = reg.POINT_BY_NAME[point_name]
+        assert point.variable is not None
+        if value is None:
+            flag = QualityFlag.MISSING
+            reason = "; ".join(filter(None, ["device sent no value (NaN)", reason]))
+        return Reading(
+            station=self.station,
+            sensor=self.config.name,
+            variable=point.variable + (self.config.variable_suffix or ""),
+            value=value,
+            unit=point.unit,
+            time=now,
+            time_source=TimeSource.GATEWAY,
+            clock_synced=synced,
+            qc=flag,
+            qc_reason=reason[:200] if reason else None,
+        )

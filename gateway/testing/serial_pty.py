@@ -1,0 +1,110 @@
+"""Two connected pseudo-terminals, so a driver and a simulator can talk through real pyserial ports.
+
+`socat_pty_pair` is the usual tool on a development machine; `python_pty_pair` does the same in-process with no
+package installed (the demo uses it). Bytes written to one end come out of the other, unpaced: a PTY moves data
+as fast as the kernel allows, so timing-sensitive tests need /work/shared/tools/rs485_line.py instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import subprocess
+import threading
+import time
+import tty
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class PtyPairError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def socat_pty_pair(tmp_path: Path | str, *, timeout_s: float = 5.0) -> Iterator[tuple[str, str]]:
+    """Start `socat` linking two PTYs as `<tmp_path>/pty_a` and `<tmp_path>/pty_b`; yield both paths."""
+    socat = shutil.which("socat")
+    if socat is None:
+        raise PtyPairError("socat is not installed: install socat (Debian package socat), or use python_pty_pair()")
+    link_a, link_b = Path(tmp_path) / "pty_a", Path(tmp_path) / "pty_b"
+    process = subprocess.Popen(
+        [socat, "-d", "-d", f"pty,raw,echo=0,link={link_a}", f"pty,raw,echo=0,link={link_b}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not (link_a.exists() and link_b.exists()):
+            if process.poll() is not None:
+                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                raise PtyPairError(f"socat exited with code {process.returncode}: {stderr.strip()}")
+            if time.monotonic() > deadline:
+                raise PtyPairError(f"socat did not create {link_a} and {link_b} within {timeout_s} s")
+            time.sleep(0.01)
+        yield str(link_a), str(link_b)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+@contextlib.contextmanager
+def python_pty_pair(link_dir: Path | str | None = None) -> Iterator[tuple[str, str]]:
+    """Two `os.openpty()` pairs whose master sides a daemon thread bridges; yield the two slave paths.
+
+    With `link_dir`, stable symlinks `pty_a`/`pty_b` are made there and yielded instead of /dev/pts/N.
+    The slave ends stay open here as well, so a client closing and reopening its end never makes the master
+    read fail with EIO (which would otherwise spin the bridge).
+    """
+    master_a, slave_a = os.openpty()
+    master_b, slave_b = os.openpty()
+    fds = (master_a, slave_a, master_b, slave_b)
+    for fd in fds:
+        tty.setraw(fd)
+    wake_read, wake_write = os.pipe()
+    peer = {master_a: master_b, master_b: master_a}
+
+    def bridge() -> None:
+        while True:
+            ready, _, _ = select.select([master_a, master_b, wake_read], [], [])
+            if wake_read in ready:
+                return
+            for fd in ready:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    continue
+                view = memoryview(data)
+                while view:
+                    try:
+                        written = os.write(peer[fd], view)
+                    except BlockingIOError:
+                        time.sleep(0.001)
+                        continue
+                    view = view[written:]
+
+    thread = threading.Thread(target=bridge, name="python-pty-bridge", daemon=True)
+    thread.start()
+    paths = [os.ttyname(slave_a), os.ttyname(slave_b)]
+    try:
+        if link_dir is not None:
+            links = [Path(link_dir) / "pty_a", Path(link_dir) / "pty_b"]
+            for link, target in zip(links, paths, strict=True):
+                link.unlink(missing_ok=True)
+                link.symlink_to(target)
+            paths = [str(link) for link in links]
+        yield paths[0], paths[1]
+    finally:
+        os.write(wake_write, b"x")
+        thread.join(timeout=2)
+        for fd in (*fds, wake_read, wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
