@@ -1,0 +1,31 @@
+"""Storage backends for the central service; see `base` for the contract they share."""
+
+from gateway.central.store.base import (
+    AGGREGATES,
+    Aggregate,
+    QueryTooLarge,
+    SeriesPoint,
+    StationInfo,
+    Store,
+    StoredReading,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+)
+from gateway.central.store.influx import InfluxStore
+from gateway.central.store.sqlite import SqliteStore
+
+__all__ = [
+    "AGGREGATES",
+    "Aggregate",
+    "InfluxStore",
+    "QueryTooLarge",
+    "SeriesPoint",
+    "SqliteStore",
+    "StationInfo",
+    "Store",
+    "StoreError",
+    "StoreRejected",
+    "StoreUnavailable",
+    "StoredReading",
+]

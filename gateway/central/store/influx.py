@@ -1,0 +1,331 @@
+"""InfluxDB store: line protocol writes (v1 HTTP API or influxdb-client's v2 API), InfluxQL reads via /query.
+
+Point schema (one point per reading)::
+
+    measurement  readings
+    tags         site, station, sensor, variable, unit, time_source
+    fields       value (float; omitted when the device had no value), qc (int), clock_synced (bool),
+                 qc_reason (string; only when set)
+    time         the reading's time, nanosecond precision
+
+InfluxDB identifies a point by measurement + tag set + timestamp, so rewriting a reading overwrites it: writes
+are idempotent, which is what lets the ingestor retry and the broker redeliver freely.
+
+Queries go to the v1 `/query` endpoint (InfluxDB 1.x, and the v1-compatibility API of 2.x/3.x) with every
+caller-supplied value passed as a bound parameter (`$station`, `$variable`); the query text is assembled only
+from constants, integers and a validated window length, see `render_series_query`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+import httpx
+from influxdb_client import InfluxDBClient, Point, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+
+from gateway.central.store.base import (
+    Aggregate,
+    QueryTooLarge,
+    SeriesPoint,
+    StationInfo,
+    StoredReading,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+    check_window,
+    every_ns,
+    from_ns,
+    merge_station_rows,
+    to_ns,
+)
+
+log = logging.getLogger(__name__)
+
+MEASUREMENT = "readings"
+_INFLUXQL_AGGREGATES: dict[str, str] = {
+    "mean": "mean(value)",
+    "min": "min(value)",
+    "max": "max(value)",
+    "count": "count(value)",
+    "last": "last(value)",
+}
+
+
+def quote_identifier(name: str) -> str:
+    """An InfluxQL double-quoted identifier; used only for names from the config file (database, RP)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def reading_to_line(item: StoredReading) -> str:
+    r = item.reading
+    point = (
+        Point(MEASUREMENT)
+        .tag("site", item.site)
+        .tag("station", r.station)
+        .tag("sensor", r.sensor)
+        .tag("variable", r.variable)
+        .tag("unit", r.unit)
+        .tag("time_source", r.time_source.value)
+        .field("qc", int(r.qc))
+        .field("clock_synced", r.clock_synced)
+        .time(to_ns(r.time), WritePrecision.NS)
+    )
+    if r.value is not None and math.isfinite(r.value):
+        point.field("value", float(r.value))
+    if r.qc_reason:
+        point.field("qc_reason", r.qc_reason)
+    return point.to_line_protocol()
+
+
+def render_series_query(
+    *,
+    start_ns: int,
+    end_ns: int,
+    every: timedelta | None,
+    aggregate: Aggregate,
+    limit: int | None,
+    retention_policy: str | None = None,
+) -> str:
+    """InfluxQL for query_series. Station and variable are NOT arguments: they travel as bound parameters
+    `$station` and `$variable`, so nothing a caller types can reach the query text."""
+    source = MEASUREMENT if retention_policy is None else f"{quote_identifier(retention_policy)}.{MEASUREMENT}"
+    where = (
+        f"WHERE station = $station AND variable = $variable AND time >= {int(start_ns)} AND time < {int(end_ns)}"
+    )
+    if every is None:
+        query = f"SELECT value, qc FROM {source} {where}"
+    else:
+        seconds = every_ns(every) // 1_000_000_000
+        query = (
+            f"SELECT {_INFLUXQL_AGGREGATES[aggregate]} AS value, max(qc) AS qc FROM {source} {where} "
+            f"GROUP BY time({seconds}s) fill(none)"
+        )
+    if limit is not None:
+        query += f" LIMIT {int(limit) + 1}"
+    return query
+
+
+class InfluxStore:
+    """InfluxDB 1.x/2.x/3.x. `api="v1"`: POST /write (optionally basic auth with username/password), database
+    created on first use if missing. `api="v2"`: influxdb-client's synchronous write API with token/org/bucket;
+    reads still use /query on `database` with the token (2.x needs a DBRP mapping)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str = "sinkwatch",
+        api: Literal["v1", "v2"] = "v1",
+        retention_policy: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        org: str | None = None,
+        bucket: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.api = api
+        self.retention_policy = retention_policy
+        self._bucket = bucket
+        self._org = org
+        headers = {"Authorization": f"Token {token}"} if token else {}
+        auth = (username or "", password) if password is not None else None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers, auth=auth)
+        self._db_ready = False
+        self._db_lock = threading.Lock()
+        self._v2_client: InfluxDBClient | None = None
+        if api == "v2":
+            if not (token and org and bucket):
+                raise ValueError("InfluxStore api v2 needs token, org and bucket")
+            self._v2_client = InfluxDBClient(url=self.url, token=token, org=org, timeout=int(timeout_s * 1000))
+            self._v2_write = self._v2_client.write_api(write_options=SYNCHRONOUS)
+
+    # --- writing -----------------------------------------------------------------------------------------------
+
+    def write(self, batch_points: list[StoredReading]) -> None:
+        if not batch_points:
+            return
+        body = "\n".join(reading_to_line(item) for item in batch_points)
+        if self._v2_client is not None:
+            self._write_v2(body)
+        else:
+            self._write_v1(body)
+
+    def _write_v1(self, body: str) -> None:
+        self._ensure_database()
+        response = self._post_write(body)
+        if response.status_code == 404 and "database not found" in response.text:
+            # Someone dropped the database while we were running; recreate it like at start-up.
+            self._db_ready = False
+            self._ensure_database()
+            response = self._post_write(body)
+        self._check_write_response(response)
+
+    def _post_write(self, body: str) -> httpx.Response:
+        params = {"db": self.database, "precision": "ns"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        try:
+            return self._http.post("/write", params=params, content=body.encode("utf-8"))
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc)}") from exc
+
+    def _check_write_response(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status in (200, 204):
+            return
+        detail = _error_text(response)
+        if status in (401, 403):
+            raise StoreUnavailable(
+                f"InfluxDB at {self.url} refused our credentials ({status}: {detail}); check storage.username/"
+                "password/token"
+            )
+        if status in (400, 413, 422):
+            raise StoreRejected(f"InfluxDB at {self.url} rejected the points ({status}): {detail}")
+        raise StoreUnavailable(f"InfluxDB at {self.url} failed the write ({status}): {detail}")
+
+    def _ensure_database(self) -> None:
+        if self._db_ready:
+            return
+        with self._db_lock:
+            if self._db_ready:
+                return
+            try:
+                response = self._http.post("/query", data={"q": f"CREATE DATABASE {quote_identifier(self.database)}"})
+            except httpx.HTTPError as exc:
+                raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc)}") from exc
+            if response.status_code >= 500:
+                raise StoreUnavailable(f"InfluxDB at {self.url} failed CREATE DATABASE: {_error_text(response)}")
+            if response.status_code != 200:
+                # Without admin rights the database must already exist; the write will tell if it does not.
+                log.warning("could not create InfluxDB database %r (%s); assuming it exists",
+                            self.database, _error_text(response))
+            self._db_ready = True
+
+    def _write_v2(self, body: str) -> None:
+        from influxdb_client.rest import ApiException
+
+        assert self._v2_client is not None
+        try:
+            # The stubs type the precision as the WritePrecision class, whose members are plain strings.
+            self._v2_write.write(
+                bucket=self._bucket or "", org=self._org or "", record=body,
+                write_precision=cast(Any, WritePrecision.NS),
+            )
+        except ApiException as exc:
+            status = exc.status or 0
+            if status in (400, 413, 422):
+                raise StoreRejected(f"InfluxDB at {self.url} rejected the points ({status}): {exc.body}") from exc
+            raise StoreUnavailable(f"InfluxDB at {self.url} failed the write ({status}): {exc.body}") from exc
+        except Exception as exc:  # urllib3 raises a zoo of connection errors; all mean "try later"
+            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {exc}") from exc
+
+    # --- reading -----------------------------------------------------------------------------------------------
+
+    def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Run one InfluxQL statement; return its series (empty when the database does not exist yet)."""
+        data = {"db": self.database, "q": query, "epoch": "ns"}
+        if params:
+            data["params"] = json.dumps(params)
+        try:
+            response = self._http.post("/query", data=data)
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc)}") from exc
+        if response.status_code in (401, 403):
+            raise StoreUnavailable(f"InfluxDB at {self.url} refused our credentials: {_error_text(response)}")
+        if response.status_code >= 500:
+            raise StoreUnavailable(f"InfluxDB at {self.url} failed a query: {_error_text(response)}")
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise StoreError(f"InfluxDB at {self.url} answered a query with non-JSON ({response.status_code})") from exc
+        if response.status_code != 200 or "error" in payload:
+            raise StoreError(f"InfluxDB query failed: {payload.get('error', response.status_code)}")
+        result = (payload.get("results") or [{}])[0]
+        if "error" in result:
+            if str(result["error"]).startswith("database not found"):
+                return []
+            raise StoreError(f"InfluxDB query failed: {result['error']}")
+        series: list[dict[str, Any]] = result.get("series") or []
+        return series
+
+    def query_series(
+        self,
+        station: str,
+        variable: str,
+        start: datetime,
+        end: datetime,
+        every: timedelta | None = None,
+        aggregate: Aggregate = "mean",
+        *,
+        limit: int | None = None,
+    ) -> list[SeriesPoint]:
+        check_window(start, end, aggregate)
+        query = render_series_query(
+            start_ns=to_ns(start), end_ns=to_ns(end), every=every, aggregate=aggregate, limit=limit,
+            retention_policy=self.retention_policy,
+        )
+        points: list[SeriesPoint] = []
+        for series in self._query(query, {"station": station, "variable": variable}):
+            columns = series["columns"]
+            t_i, v_i, q_i = columns.index("time"), columns.index("value"), columns.index("qc")
+            for row in series.get("values") or []:
+                value, qc = row[v_i], row[q_i]
+                points.append(
+                    SeriesPoint(
+                        time=from_ns(int(row[t_i])),
+                        value=None if value is None else float(value),
+                        qc=None if qc is None else int(qc),
+                    )
+                )
+        if limit is not None and len(points) > limit:
+            raise QueryTooLarge(f"more than {limit} points match")
+        return points
+
+    def stations(self) -> list[StationInfo]:
+        source = MEASUREMENT if self.retention_policy is None else (
+            f"{quote_identifier(self.retention_policy)}.{MEASUREMENT}"
+        )
+        # qc is present on every point (value is not), so last(qc) finds each series' latest reading.
+        rows = []
+        for series in self._query(f"SELECT last(qc) FROM {source} GROUP BY site, station, variable, unit"):
+            tags = series.get("tags") or {}
+            values = series.get("values") or []
+            if values:
+                rows.append((tags.get("site", ""), tags.get("station", ""), tags.get("variable", ""),
+                             tags.get("unit", ""), int(values[0][0])))
+        return merge_station_rows(rows)
+
+    def ping(self) -> bool:
+        try:
+            return self._http.get("/ping").is_success
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        self._http.close()
+        if self._v2_client is not None:
+            self._v2_write.close()
+            self._v2_client.close()
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text.strip()[:200] or f"HTTP {response.status_code}"
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])[:200]
+    return response.text.strip()[:200]

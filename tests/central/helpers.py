@@ -1,0 +1,44 @@
+"""Builders for readings and batches shared by the central tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from gateway.central.store import StoredReading
+from gateway.model import QualityFlag, Reading, ReadingBatch, TimeSource
+
+T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+
+
+def reading(
+    station: str = "st1",
+    *,
+    time: datetime = T0,
+    value: float | None = 412.5,
+    variable: str = "CO2",
+    sensor: str = "gmp252",
+    unit: str = "umol mol-1",
+    qc: QualityFlag | None = None,
+    qc_reason: str | None = None,
+) -> Reading:
+    if qc is None:
+        qc = QualityFlag.MISSING if value is None else QualityFlag.GOOD
+    return Reading(
+        station=station, sensor=sensor, variable=variable, value=value, unit=unit, time=time,
+        time_source=TimeSource.GATEWAY, clock_synced=True, qc=qc, qc_reason=qc_reason,
+    )
+
+
+def stored(site: str, readings: list[Reading]) -> list[StoredReading]:
+    return [StoredReading(site=site, reading=r) for r in readings]
+
+
+def series(
+    station: str, values: list[float | None], *, start: datetime = T0, step: timedelta = timedelta(seconds=10),
+    variable: str = "CO2",
+) -> list[Reading]:
+    return [reading(station, time=start + i * step, value=v, variable=variable) for i, v in enumerate(values)]
+
+
+def batch(site: str, station: str, seq: int, readings: list[Reading]) -> ReadingBatch:
+    return ReadingBatch(site=site, station=station, seq=seq, sent=datetime.now(UTC), readings=readings)

@@ -1,0 +1,242 @@
+"""One contract, every store: the same tests run against SqliteStore and InfluxStore on a real influxd."""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.central.store import (
+    InfluxStore,
+    QueryTooLarge,
+    SqliteStore,
+    Store,
+    StoreUnavailable,
+)
+from gateway.model import QualityFlag
+from gateway.testing.services import running_influxd
+from .helpers import T0, reading, series, stored
+
+BACKENDS = ["sqlite", pytest.param("influx", marks=pytest.mark.integration)]
+HOUR = timedelta(hours=1)
+
+# Values chosen to catch lossy float formatting anywhere between write and read.
+AWKWARD_FLOATS: list[float | None] = [
+    0.1, 1 / 3, 412.123456789012, -40.0, 0.0, 1e-300, 1.7976931348623157e308, None, 2.5e-7, 123456789.98765433,
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def open_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if backend == "sqlite":
+        return SqliteStore(tmp_path / "readings.sqlite")
+    influxd = request.getfixturevalue("influxd")
+    return InfluxStore(influxd.url, database="contract")
+
+
+@pytest.fixture
+def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    instance = open_store(backend, request, tmp_path)
+    yield instance
+    instance.close()
+
+
+def test_round_trip_is_exact(store: Store) -> None:
+    readings = series("st1", AWKWARD_FLOATS)
+    store.write(stored("site1", readings))
+
+    points = store.query_series("st1", "CO2", T0, T0 + HOUR)
+
+    assert [(p.time, p.value, p.qc) for p in points] == [(r.time, r.value, int(r.qc)) for r in readings]
+
+
+def test_microsecond_timestamps_survive(store: Store) -> None:
+    readings = [reading(time=T0 + timedelta(microseconds=us), value=float(us)) for us in (1, 999_999, 123_457)]
+    store.write(stored("site1", readings))
+
+    points = store.query_series("st1", "CO2", T0, T0 + HOUR)
+
+    assert sorted((p.time, p.value) for p in points) == sorted((r.time, r.value) for r in readings)
+
+
+def test_rewrite_stores_each_reading_once_and_last_write_wins(store: Store) -> None:
+    readings = series("st1", [1.0, 2.0, 3.0])
+    store.write(stored("site1", readings))
+    store.write(stored("site1", readings))
+    corrected = reading(time=readings[1].time, value=20.0, qc=QualityFlag.SUSPECT)
+    store.write(stored("site1", [corrected]))
+
+    points = store.query_series("st1", "CO2", T0, T0 + HOUR)
+
+    assert [(p.value, p.qc) for p in points] == [(1.0, 0), (20.0, 1), (3.0, 0)]
+
+
+def test_time_window_is_half_open(store: Store) -> None:
+    step = timedelta(seconds=10)
+    readings = series("st1", [float(i) for i in range(10)], step=step)
+    store.write(stored("site1", readings))
+
+    points = store.query_series("st1", "CO2", T0 + 2 * step, T0 + 5 * step)
+
+    assert [p.time for p in points] == [r.time for r in readings[2:5]]
+
+
+def test_other_stations_and_variables_are_not_mixed_in(store: Store) -> None:
+    store.write(stored("site1", series("st1", [1.0, 2.0])))
+    store.write(stored("site1", series("st2", [10.0, 20.0])))
+    store.write(stored("site1", series("st1", [5.0], variable="TS")))
+
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0]
+    assert [p.value for p in store.query_series("st1", "TS", T0, T0 + HOUR)] == [5.0]
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "min", "max", "count", "last"])
+def test_aggregation_windows_match_a_direct_computation(store: Store, aggregate: str) -> None:
+    # 70 readings 1 min apart from T0+5min: 8 ten-minute windows, the first and last partial; some values missing.
+    start = T0 + timedelta(minutes=5)
+    values: list[float | None] = [None if i % 7 == 3 else (i * 1.25) % 17 for i in range(70)]
+    readings = series("st1", values, start=start, step=timedelta(minutes=1))
+    readings[12] = reading(time=readings[12].time, value=3.0, qc=QualityFlag.BAD)
+    store.write(stored("site1", readings))
+    every = timedelta(minutes=10)
+
+    points = store.query_series("st1", "CO2", T0, T0 + 2 * HOUR, every=every, aggregate=aggregate)  # type: ignore[arg-type]
+
+    windows: dict[object, list] = {}
+    for r in readings:
+        window_start = T0 + (r.time - T0) // every * every  # T0 is on a 10-minute boundary
+        windows.setdefault(window_start, []).append(r)
+    expected = []
+    for window_start, members in sorted(windows.items()):  # type: ignore[type-var]
+        present = [r.value for r in members if r.value is not None]
+        compute: dict[str, Callable[[], float]] = {
+            "mean": lambda: statistics.fmean(present),
+            "min": lambda: min(present),
+            "max": lambda: max(present),
+            "count": lambda: float(len(present)),
+            "last": lambda: present[-1],
+        }
+        expected.append((window_start, pytest.approx(compute[aggregate](), rel=1e-12),
+                         max(int(r.qc) for r in members)))
+    assert len(expected) == 8
+    assert [(p.time, p.value, p.qc) for p in points] == expected
+
+
+def test_stations_lists_each_station_with_last_time_and_variables(store: Store) -> None:
+    co2 = series("st1", [1.0, 2.0, 3.0])
+    ts = series("st1", [5.0], variable="TS", start=T0 + timedelta(minutes=5))
+    other = series("st2", [7.0])
+    store.write(stored("site1", co2 + ts))
+    store.write(stored("site2", other))
+
+    infos = {(i.site, i.station): i for i in store.stations()}
+
+    assert set(infos) == {("site1", "st1"), ("site2", "st2")}
+    assert infos[("site1", "st1")].last_reading == ts[0].time
+    assert infos[("site1", "st1")].variables == {"CO2": co2[0].unit, "TS": ts[0].unit}
+    assert infos[("site2", "st2")].last_reading == other[-1].time
+
+
+def test_empty_store_answers_with_nothing(store: Store) -> None:
+    assert store.query_series("st1", "CO2", T0, T0 + HOUR) == []
+    assert store.stations() == []
+    assert store.ping() is True
+
+
+@pytest.mark.parametrize(
+    "station, variable",
+    [
+        ("' OR 1=1", "CO2"),
+        ("st1' OR '1'='1", "CO2"),
+        ('st1" OR "1"="1', "CO2"),
+        ("st1\\", "CO2"),
+        ("st1\\' OR 1=1 --", "CO2"),
+        ("st1", "CO2' OR variable =~ /.*/ --"),
+        ("st1; DROP DATABASE contract", "CO2"),
+        ("$station", "$variable"),
+    ],
+)
+def test_hostile_query_strings_find_nothing_and_break_nothing(store: Store, station: str, variable: str) -> None:
+    store.write(stored("site1", series("st1", [1.0, 2.0])))
+
+    assert store.query_series(station, variable, T0, T0 + HOUR) == []
+    assert store.query_series(station, variable, T0, T0 + HOUR, every=timedelta(minutes=1)) == []
+    # The data is still there: nothing was dropped or rewritten.
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0]
+
+
+def test_limit_raises_query_too_large(store: Store) -> None:
+    store.write(stored("site1", series("st1", [float(i) for i in range(5)])))
+
+    assert len(store.query_series("st1", "CO2", T0, T0 + HOUR, limit=5)) == 5
+    with pytest.raises(QueryTooLarge):
+        store.query_series("st1", "CO2", T0, T0 + HOUR, limit=4)
+
+
+# --- unavailability: each backend made unavailable in the way it really fails ----------------------------------
+
+
+@contextmanager
+def _sqlite_outage(tmp_path: Path) -> Iterator[tuple[Store, Callable[[], None]]]:
+    """Another process holding the write lock past our busy timeout is how SQLite becomes unavailable."""
+    path = tmp_path / "locked.sqlite"
+    store = SqliteStore(path, busy_timeout_s=0.1)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        yield store, lambda: blocker.execute("ROLLBACK")
+    finally:
+        blocker.close()
+        store.close()
+
+
+@contextmanager
+def _influx_outage(tmp_path: Path) -> Iterator[tuple[Store, Callable[[], None]]]:
+    with running_influxd(tmp_path / "influxd-outage") as influxd:
+        store = InfluxStore(influxd.url, database="outage", timeout_s=2)
+        try:
+            store.write(stored("site1", series("st1", [1.0])))
+            influxd.stop()
+            yield store, influxd.start
+        finally:
+            store.close()
+
+
+Outage = Callable[[Path], AbstractContextManager[tuple[Store, Callable[[], None]]]]
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [pytest.param(_sqlite_outage, id="sqlite"), pytest.param(_influx_outage, id="influx", marks=pytest.mark.integration)],
+)
+def test_write_raises_store_unavailable_during_an_outage_and_works_after(outage: Outage, tmp_path: Path) -> None:
+    late = series("st1", [2.0], start=T0 + timedelta(minutes=1))
+    with outage(tmp_path) as (store, recover):
+        with pytest.raises(StoreUnavailable) as excinfo:
+            store.write(stored("site1", late))
+        assert "will retry" in str(excinfo.value) or "unreachable" in str(excinfo.value)
+        recover()
+        store.write(stored("site1", late))
+        assert [p.value for p in store.query_series("st1", "CO2", T0 + timedelta(minutes=1), T0 + HOUR)] == [2.0]
+
+
+@pytest.mark.integration
+def test_influx_queries_and_ping_report_an_outage(tmp_path: Path) -> None:
+    with running_influxd(tmp_path / "influxd") as influxd:
+        store = InfluxStore(influxd.url, database="outage", timeout_s=2)
+        influxd.stop()
+        assert store.ping() is False
+        with pytest.raises(StoreUnavailable):
+            store.query_series("st1", "CO2", T0, T0 + HOUR)
+        with pytest.raises(StoreUnavailable):
+            store.stations()
+        store.close()
