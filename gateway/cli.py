@@ -1,0 +1,87 @@
+"""The `sinkwatch` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway import __version__
+from gateway.central.cli import app as central_app
+from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
+from gateway.edge.cli import app as station_app
+
+app = typer.Typer(
+    help="sinkwatch: continuous, traceable forest carbon-sink measurement.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(station_app, name="station")
+app.add_typer(central_app, name="central")
+
+
+@app.command()
+def version() -> None:
+    """Print the installed version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds (default: until Ctrl-C)",
+                                                   min=1)] = None,
+    broker: Annotated[str | None, typer.Option(help="use this MQTT broker (mqtt://HOST:PORT) instead of the "
+                                                    "embedded one")] = None,
+    influx_url: Annotated[str | None, typer.Option(help="store in this InfluxDB (http://HOST:8086, database "
+                                                        "sinkwatch_demo) instead of the embedded SQLite store")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="keep buffer, store and logs here (default: a temp dir, "
+                                                       "removed at the end)")] = None,
+    interval: Annotated[float, typer.Option(help="probe polling interval in seconds", min=0.1)] = 1.0,
+) -> None:
+    """Run the whole chain on this machine: simulated probe, station, broker, central service and HTTP API."""
+    from gateway.demo import run_demo
+    from gateway.logs import setup_logging
+
+    setup_logging("WARNING")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        summary = run_demo(duration, broker_url=broker, influx_url=influx_url, data_dir=data_dir,
+                           interval_s=interval, stop=stop)
+    except (RuntimeError, ValueError) as exc:
+        typer.echo(f"demo failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(summary.line())
+    if summary.readings_stored == 0:
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    device: Annotated[str, typer.Argument(help="device name, e.g. gmp252")],
+    port: Annotated[str, typer.Option(help="serial path to serve on, 'pty' for a new pseudo-terminal pair, or "
+                                           "tcp://HOST:PORT")],
+    address: Annotated[int, typer.Option(help="Modbus slave address", min=1, max=247)] = 240,
+    fault: Annotated[str, typer.Option(help="fault mode (see the driver's README)")] = "none",
+    seed: Annotated[int, typer.Option(help="random seed of the simulated signal")] = 0,
+) -> None:
+    """Run a device simulator that speaks the device's real protocol, for commissioning and tests."""
+    found = {e.name: e for e in entry_points(group=SIMULATOR_ENTRY_POINT_GROUP)}
+    if device not in found:
+        typer.echo(f"unknown device {device!r}; simulators: {', '.join(sorted(found)) or 'none'}", err=True)
+        raise typer.Exit(2)
+    run = found[device].load()
+    try:
+        run(port, address=address, fault=fault, seed=seed)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"simulator {device}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":
+    app()
