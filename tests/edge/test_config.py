@@ -1,0 +1,93 @@
+"""A bad station config gets one clear message naming the file, the key and the problem, before any I/O."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gateway.edge.cli import app
+from gateway.configfile import ConfigError
+from gateway.edge.config import load_station_config
+
+GOOD = {
+    "site": "hainich",
+    "station": "tower01",
+    "mqtt": {"host": "127.0.0.1", "port": 1883},
+    "buffer": {"path": "/tmp/never-opened.sqlite"},
+    "sensors": [{"name": "co2_a", "driver": "gmp252", "port": "/dev/ttyUSB0"}],
+}
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "station.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def with_changes(**changes: object) -> dict[str, object]:
+    data = {k: (list(v) if isinstance(v, list) else v) for k, v in GOOD.items()}
+    data.update(changes)
+    return data
+
+
+def test_good_config_loads_with_typed_driver_config(tmp_path: Path) -> None:
+    config = load_station_config(write(tmp_path, GOOD))
+    assert (config.site, config.station) == ("hainich", "tower01")
+    [(driver_class, sensor)] = config.sensors
+    assert driver_class.__name__ == "GMP252Driver"
+    assert sensor.name == "co2_a"
+    assert getattr(sensor, "address") == 240  # the driver's default, from its own Config model  # noqa: B009
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("site: [unclosed", "not valid YAML at line 1"),
+        ("", "config file is empty"),
+        ("- a\n- b\n", "expected a mapping"),
+        (with_changes(station="tower 01"), "station: Value error, 'tower 01' is not a valid identifier"),
+        (with_changes(sensors=[{"name": "x", "driver": "nosuch", "port": "/dev/x"}]),
+         "sensors[0].driver: unknown driver 'nosuch'; known drivers: gmp252"),
+        (with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": "/dev/x", "adress": 3}]),
+         "sensors[0].adress: unknown key"),
+        (with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": "/dev/x", "address": 300}]),
+         "sensors[0].address: Input should be less than or equal to 247"),
+        (with_changes(sensors=[{"name": "x", "driver": "gmp252"}]), "sensors[0].port: required key is missing"),
+        (with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": "/dev/a"},
+                               {"name": "x", "driver": "gmp252", "port": "/dev/b"}]), "repeated: x"),
+        (with_changes(mqtt={"port": 99999}), "mqtt.port: Input should be less than or equal to 65535"),
+        (with_changes(buffer={}), "buffer.path: required key is missing"),
+    ],
+)
+def test_bad_config_names_file_key_and_problem(tmp_path: Path, data: object, expected: str) -> None:
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(path)
+    message = str(caught.value)
+    assert message.startswith(str(path))
+    assert expected in message
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_station_config(tmp_path / "nope.yaml")
+
+
+def test_cli_reports_config_error_and_exits_2_without_touching_the_buffer(tmp_path: Path) -> None:
+    buffer_path = tmp_path / "buffer.sqlite"
+    path = write(tmp_path, with_changes(buffer={"path": str(buffer_path)}, mqtt={"host": "x", "prot": 1}))
+    result = CliRunner().invoke(app, ["run", "-c", str(path)])
+    assert result.exit_code == 2
+    assert "mqtt.prot: unknown key" in result.output
+    assert not buffer_path.exists()
+
+
+def test_cli_validate_accepts_the_driver_sample_inside_a_station(tmp_path: Path) -> None:
+    sample = yaml.safe_load((Path(__file__).parents[2] / "drivers/gmp252/sample.yaml").read_text())
+    path = write(tmp_path, with_changes(sensors=[sample]))
+    result = CliRunner().invoke(app, ["validate", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "1 sensors" in result.output
