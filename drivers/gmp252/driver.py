@@ -11,6 +11,7 @@ import ctypes.util
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -87,6 +88,37 @@ class GMP252Config(SensorConfig):
     def tcp_host_port(self) -> tuple[str, int]:
         host, _, number = self.port.removeprefix("tcp://").rpartition(":")
         return host, int(number)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAssessment:
+    """Quality of the CO2 value and of everything else the probe reports (device status applies to both)."""
+
+    co2_flag: QualityFlag
+    co2_reason: str | None
+    device_flag: QualityFlag
+    device_reason: str | None
+
+
+def assess_status(device_status: int, co2_status: int, error_code: int) -> StatusAssessment:
+    """Map the status registers 0x0800, 0x0801 and error code 0x0803 to quality flags with reasons.
+
+    Critical (1) or error (2) make every value BAD; a warning (4) makes them SUSPECT; a non-zero CO2 status
+    (2 unreliable, 256 not ready, both during warm-up) makes only CO2 SUSPECT.
+    """
+    device_flag, device_reason = QualityFlag.GOOD, None
+    if device_status:
+        device_flag = QualityFlag.BAD if device_status & 0b011 else QualityFlag.SUSPECT
+        device_reason = (
+            f"device status {device_status} ({reg.describe_bits(device_status, reg.DEVICE_STATUS_BITS)}); "
+            f"error code 0x{error_code:08X} ({reg.describe_bits(error_code, reg.ERROR_BITS)})"
+        )
+    co2_flag, co2_reason = device_flag, device_reason
+    if co2_status and device_flag is not QualityFlag.BAD:
+        meaning = reg.CO2_STATUS_MEANING.get(co2_status, "unknown")
+        co2_flag = QualityFlag.SUSPECT
+        co2_reason = "; ".join(filter(None, [f"CO2 status {co2_status} ({meaning})", device_reason]))
+    return StatusAssessment(co2_flag, co2_reason, device_flag, device_reason)
 
 
 _POLLED_POINTS = ("co2", "temperature", "device_status", "co2_status", "error_code")
@@ -274,34 +306,15 @@ class GMP252Driver:
     def _readings(self, values: dict[str, Any]) -> list[Reading]:
         now = utc_now()
         synced = self._clock_synced()
-        device_status = int(values["device_status"] or 0)
-        co2_status = int(values["co2_status"] or 0)
-        error_code = int(values["error_code"] or 0)
-
-        device_flag, device_reason = QualityFlag.GOOD, None
-        if device_status & 0b011:
-            device_flag = QualityFlag.BAD
-            device_reason = (
-                f"device status {device_status} ({reg.describe_bits(device_status, reg.DEVICE_STATUS_BITS)}); "
-                f"error code 0x{error_code:08X} ({reg.describe_bits(error_code, reg.ERROR_BITS)})"
-            )
-        elif device_status:
-            device_flag = QualityFlag.SUSPECT
-            device_reason = (
-                f"device status {device_status} ({reg.describe_bits(device_status, reg.DEVICE_STATUS_BITS)}); "
-                f"error code 0x{error_code:08X} ({reg.describe_bits(error_code, reg.ERROR_BITS)})"
-            )
-
-        co2_flag, co2_reason = device_flag, device_reason
-        if co2_status and device_flag is not QualityFlag.BAD:
-            meaning = reg.CO2_STATUS_MEANING.get(co2_status, "unknown")
-            co2_flag = QualityFlag.SUSPECT
-            co2_reason = "; ".join(filter(None, [f"CO2 status {co2_status} ({meaning})", device_reason]))
-
-        readings = [self._reading("co2", values["co2"], co2_flag, co2_reason, now, synced)]
+        quality = assess_status(
+            int(values["device_status"] or 0), int(values["co2_status"] or 0), int(values["error_code"] or 0)
+        )
+        readings = [self._reading("co2", values["co2"], quality.co2_flag, quality.co2_reason, now, synced)]
         if self.config.read_temperature:
             readings.append(
-                self._reading("temperature", values["temperature"], device_flag, device_reason, now, synced)
+                self._reading(
+                    "temperature", values["temperature"], quality.device_flag, quality.device_reason, now, synced
+                )
             )
         return readings
 

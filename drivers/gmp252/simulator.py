@@ -142,7 +142,7 @@ class GMP252Simulator:
         self.warmup_s = warmup_s
         self.not_ready_s = warmup_s / 2 if not_ready_s is None else min(not_ready_s, warmup_s)
         self.signal = signal or SignalModel()
-        self._wall_clock = wall_clock
+        self.wall_clock = wall_clock
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._fault = "none"
@@ -229,7 +229,7 @@ class GMP252Simulator:
 
     def _snapshot(self, wanted: set[str]) -> tuple[dict[int, int], list[float], list[float]]:
         """Registers of the dynamic points a read touches, sampled now; caller holds the lock."""
-        now = self._wall_clock()
+        now = self.wall_clock()
         co2_status = self._co2_status()
         co2: float = math.nan
         if wanted & {"co2", "co2_int", "co2_int_x10"} and co2_status != 256 and self._fault != "nan":

@@ -89,20 +89,26 @@ def python_pty_pair(link_dir: Path | str | None = None) -> Iterator[tuple[str, s
                     except BlockingIOError:
                         time.sleep(0.001)
                         continue
+                    except OSError:
+                        break  # the pair is being torn down; the bytes have nowhere to go
                     view = view[written:]
 
     thread = threading.Thread(target=bridge, name="python-pty-bridge", daemon=True)
     thread.start()
     paths = [os.ttyname(slave_a), os.ttyname(slave_b)]
+    made_links: list[Path] = []
     try:
         if link_dir is not None:
-            links = [Path(link_dir) / "pty_a", Path(link_dir) / "pty_b"]
-            for link, target in zip(links, paths, strict=True):
+            for name, target in zip(("pty_a", "pty_b"), list(paths), strict=True):
+                link = Path(link_dir) / name
                 link.unlink(missing_ok=True)
                 link.symlink_to(target)
-            paths = [str(link) for link in links]
+                made_links.append(link)
+            paths = [str(link) for link in made_links]
         yield paths[0], paths[1]
     finally:
+        for link in made_links:
+            link.unlink(missing_ok=True)
         os.write(wake_write, b"x")
         thread.join(timeout=2)
         for fd in (*fds, wake_read, wake_write):
