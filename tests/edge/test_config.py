@@ -8,8 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway.edge.cli import app
 from gateway.configfile import ConfigError
+from gateway.edge.cli import app
 from gateway.edge.config import load_station_config
 
 GOOD = {
@@ -72,7 +72,7 @@ def test_bad_config_names_file_key_and_problem(tmp_path: Path, data: object, exp
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: config file not found"):
         load_station_config(tmp_path / "nope.yaml")
 
 

@@ -7,46 +7,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import BufferConfig, MqttConfig
 from gateway.edge.publisher import Publisher
-from gateway.model import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, ReadingBatch, StationStatus
+from gateway.model import ReadingBatch, StationStatus
 from gateway.testing.factories import make_readings
+from gateway.testing.mqtt import Capture, wait_for
 from gateway.testing.services import MosquittoInstance, free_port
 
 pytestmark = pytest.mark.integration
-
-
-class Capture:
-    """A plain subscriber that records every message on the sinkwatch topics."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.messages: list[mqtt.MQTTMessage] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="capture")
-        self.client.on_connect = lambda c, *_: c.subscribe([(READINGS_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1)])
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(host, port)
-        self.client.loop_start()
-        assert self._subscribed.wait(5), "capture subscriber did not subscribe"
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append(message)
-
-    def on(self, suffix: str) -> list[mqtt.MQTTMessage]:
-        with self._lock:
-            return [m for m in self.messages if m.topic.endswith(suffix)]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 @pytest.fixture
@@ -54,15 +25,6 @@ def capture(mosquitto: MosquittoInstance) -> Iterator[Capture]:
     cap = Capture(mosquitto.host, mosquitto.port)
     yield cap
     cap.close()
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def make_publisher(tmp_path: Path, port: int, batch_size: int = 4) -> tuple[Publisher, ReadingBuffer]:
