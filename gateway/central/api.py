@@ -1,0 +1,210 @@
+"""HTTP API of the central service. Routes validate parameters and call the Store; nothing else.
+
+    GET /api/v1/health    ok/degraded, storage reachable, MQTT connected, ingest counters (always HTTP 200)
+    GET /api/v1/stations  stations known to the store, merged with their retained online/offline status
+    GET /api/v1/series    one variable of one station between start and end, raw or aggregated; JSON or CSV
+
+Interactive documentation at /docs, schema at /openapi.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Annotated, Any, Literal, Protocol
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from gateway.central.params import ParameterError, format_duration, parse_duration, parse_timestamp
+from gateway.central.store import (
+    Aggregate,
+    QueryTooLarge,
+    SeriesPoint,
+    StationInfo,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
+from gateway.model import StationStatus, format_time
+
+MAX_POINTS = 100_000
+
+
+class IngestState(Protocol):
+    """What the API reads from the ingestor (an `Ingestor` satisfies it)."""
+
+    @property
+    def mqtt_connected(self) -> bool: ...
+
+    def counters(self) -> dict[str, Any]: ...
+
+    def station_statuses(self) -> dict[tuple[str, str], StationStatus]: ...
+
+
+class PointOut(BaseModel):
+    time: str
+    value: float | None
+    qc: int | None
+
+
+class SeriesOut(BaseModel):
+    station: str
+    variable: str
+    unit: str | None
+    start: str
+    end: str
+    every: str | None
+    aggregate: str | None
+    points: list[PointOut]
+
+
+class StationOut(BaseModel):
+    site: str
+    station: str
+    last_reading: str | None
+    variables: dict[str, str]
+    state: Literal["online", "offline", "unknown"]
+    state_since: str | None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    storage_reachable: bool
+    mqtt_connected: bool | None
+    counters: dict[str, Any]
+
+
+def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONResponse:
+    # Same shape as FastAPI's own validation errors, so clients handle one format.
+    return JSONResponse(
+        status_code=status,
+        content={"detail": [{"loc": ["query", parameter], "msg": message, "type": "value_error"}]},
+    )
+
+
+def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
+    """The API over `store`; `ingest` (an Ingestor, or None for a read-only API) feeds health and status."""
+    app = FastAPI(
+        title="sinkwatch central",
+        version="1",
+        description="Forest carbon-uptake readings ingested from sinkwatch stations.",
+    )
+
+    @app.exception_handler(ParameterError)
+    async def _on_parameter_error(request: Request, exc: ParameterError) -> JSONResponse:
+        return _parameter_error(exc.parameter, exc.message)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _on_store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"storage unavailable: {exc}; retry later"})
+
+    @app.exception_handler(StoreError)
+    async def _on_store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse(status_code=500, content={"detail": f"storage error: {exc}"})
+
+    @app.get("/api/v1/health", response_model=HealthOut)
+    def health() -> HealthOut:
+        reachable = store.ping()
+        connected = ingest.mqtt_connected if ingest is not None else None
+        ok = reachable and connected is not False
+        return HealthOut(
+            status="ok" if ok else "degraded",
+            storage_reachable=reachable,
+            mqtt_connected=connected,
+            counters=ingest.counters() if ingest is not None else {},
+        )
+
+    @app.get("/api/v1/stations", response_model=list[StationOut])
+    def stations() -> list[StationOut]:
+        known: dict[tuple[str, str], StationInfo | None] = {(i.site, i.station): i for i in store.stations()}
+        statuses = ingest.station_statuses() if ingest is not None else {}
+        for key in statuses:
+            known.setdefault(key, None)
+        result = []
+        for (site, station), info in sorted(known.items()):
+            status = statuses.get((site, station))
+            result.append(
+                StationOut(
+                    site=site,
+                    station=station,
+                    last_reading=format_time(info.last_reading) if info else None,
+                    variables=info.variables if info else {},
+                    state=status.state.value if status else "unknown",
+                    state_since=format_time(status.since) if status else None,
+                )
+            )
+        return result
+
+    @app.get(
+        "/api/v1/series",
+        response_model=SeriesOut,
+        responses={200: {"content": {"text/csv": {}}}, 422: {"description": "invalid parameter"},
+                   503: {"description": "storage unavailable"}},
+    )
+    def series(
+        station: Annotated[str, Query(description="station id, e.g. st1")],
+        variable: Annotated[str, Query(description="variable name, e.g. CO2")],
+        start: Annotated[str, Query(description="RFC 3339 with zone, inclusive, e.g. 2026-11-25T10:00:00Z")],
+        end: Annotated[str, Query(description="RFC 3339 with zone, exclusive")],
+        every: Annotated[str | None, Query(description="window like 10s, 30m, 1h, 1d; omit for raw points")] = None,
+        aggregate: Annotated[Aggregate | None, Query(description="per-window aggregate; default mean")] = None,
+        format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
+    ) -> Any:
+        start_t = parse_timestamp(start, "start")
+        end_t = parse_timestamp(end, "end")
+        if end_t <= start_t:
+            raise ParameterError("end", f"end ({end}) must be after start ({start})")
+        window = parse_duration(every) if every is not None else None
+        if window is None and aggregate is not None:
+            raise ParameterError("aggregate", "aggregate needs every (the window length), e.g. every=30m")
+        agg: Aggregate = aggregate or "mean"
+        if window is not None:
+            windows = math.ceil((end_t - start_t) / window)
+            if windows > MAX_POINTS:
+                raise ParameterError(
+                    "every", f"{windows} windows exceed the limit of {MAX_POINTS}; use a longer every or a shorter "
+                    "start..end",
+                )
+        try:
+            points = store.query_series(station, variable, start_t, end_t, window, agg, limit=MAX_POINTS)
+        except QueryTooLarge:
+            raise ParameterError(
+                "start", f"more than {MAX_POINTS} raw points in start..end; shorten the window or set every "
+                "(e.g. every=1m) to aggregate",
+            ) from None
+        unit = _unit_of(store, station, variable) if points else None
+        if format == "csv":
+            return Response(content=_to_csv(points), media_type="text/csv")
+        return SeriesOut(
+            station=station,
+            variable=variable,
+            unit=unit,
+            start=format_time(start_t),
+            end=format_time(end_t),
+            every=format_duration(window) if window is not None else None,
+            aggregate=agg if window is not None else None,
+            points=[PointOut(time=format_time(p.time), value=p.value, qc=p.qc) for p in points],
+        )
+
+    return app
+
+
+def _unit_of(store: Store, station: str, variable: str) -> str | None:
+    for info in store.stations():
+        if info.station == station and variable in info.variables:
+            return info.variables[variable]
+    return None
+
+
+def _to_csv(points: list[SeriesPoint]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["time", "value", "qc"])
+    for p in points:
+        # repr() is the shortest text that reads back as the same float, so CSV loses nothing.
+        writer.writerow([format_time(p.time), "" if p.value is None else repr(p.value), "" if p.qc is None else p.qc])
+    return out.getvalue()
+

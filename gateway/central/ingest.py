@@ -1,0 +1,388 @@
+"""MQTT -> Store ingestion with at-least-once delivery and acknowledgement only after a durable write.
+
+Flow::
+
+    broker --QoS 1--> paho network thread --on_message--> queue --> worker thread --> Store.write
+                                                                        |  ok / hopeless payload
+                                                                        +--> client.ack(mid)  (PUBACK)
+
+- The MQTT session is persistent (MQTT 3.1.1, clean_session=False, fixed client id), so whatever we have not
+  acknowledged is kept by the broker across our restarts and reconnects and redelivered.
+- `manual_ack=True`: paho does not PUBACK on our behalf; the worker acks after `Store.write` returned. paho's
+  `ack()` only queues a packet under paho's own output lock, so calling it from the worker thread is safe.
+- The worker, not the network thread, waits out storage outages (capped exponential backoff), so keepalive
+  pings keep flowing. The broker stops sending once its in-flight window for us is full, which bounds our queue.
+- A payload that can never be stored (not JSON, schema violation, topic mismatch, rejected by the database) is
+  logged once, counted by reason, appended to `<data_dir>/dead-letter.jsonl` and acked: redelivery cannot fix it.
+- Writes are idempotent, so a redelivered batch is harmless; we count such duplicates (same station + seq).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from pydantic import ValidationError
+
+from gateway.central.config import MqttSettings
+from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
+from gateway.model import (
+    READINGS_SUBSCRIPTION,
+    STATUS_SUBSCRIPTION,
+    ReadingBatch,
+    StationStatus,
+    format_time,
+    parse_topic,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_FILE = "dead-letter.jsonl"
+
+
+@dataclass
+class IngestCounters:
+    """Monotonic counters since start; `malformed` is keyed by reason (not_json, schema, topic_mismatch, ...)."""
+
+    messages_received: int = 0
+    batches_stored: int = 0
+    readings_stored: int = 0
+    duplicate_batches: int = 0
+    malformed: dict[str, int] = field(default_factory=dict)
+    dead_lettered: int = 0
+    storage_outages: int = 0
+    storage_retries: int = 0
+    status_updates: int = 0
+    mqtt_connects: int = 0
+    mqtt_disconnects: int = 0
+
+
+class Malformed(Exception):
+    """A message that can never be stored; `reason` is the counter label."""
+
+    def __init__(self, reason: str, problem: str) -> None:
+        super().__init__(problem)
+        self.reason = reason
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    generation: int  # which MQTT connection delivered it; an ack on a later connection would hit another mid
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class Ingestor:
+    """Subscribe to all stations' readings and status, store readings, keep a station status registry.
+
+    `start()` returns at once; the broker connection is established (and re-established) in the background.
+    Use `counters()`, `mqtt_connected`, `storage_available` and `station_statuses()` for health reporting.
+    """
+
+    def __init__(
+        self,
+        mqtt_settings: MqttSettings,
+        store: Store,
+        data_dir: Path | str,
+        *,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        reconnect_max_s: int = 30,
+        duplicate_memory: int = 1024,
+    ) -> None:
+        self.settings = mqtt_settings
+        self.store = store
+        self.data_dir = Path(data_dir)
+        self.dead_letter_path = self.data_dir / DEAD_LETTER_FILE
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._duplicate_memory = duplicate_memory
+        self._counters = IngestCounters()
+        self._counter_lock = threading.Lock()
+        self._queue: queue.Queue[_Delivery] = queue.Queue()
+        self._stop = threading.Event()
+        self._generation = 0
+        self._connected = False
+        self._storage_available = True
+        self._recent_seqs: dict[tuple[str, str], OrderedDict[int, None]] = {}
+        self._statuses: dict[tuple[str, str], StationStatus] = {}
+        self._status_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=mqtt_settings.client_id,
+            clean_session=False,
+            protocol=MQTTProtocolVersion.MQTTv311,
+            manual_ack=True,
+        )
+        if mqtt_settings.username is not None:
+            self._client.username_pw_set(mqtt_settings.username, mqtt_settings.password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_s)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_message = self._on_message
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="sinkwatch-ingest", daemon=True)
+        self._worker.start()
+        self._client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive)
+        self._client.loop_start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Disconnect and stop; unacknowledged messages stay with the broker for the next start."""
+        self._stop.set()
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._worker is not None:
+            self._worker.join(timeout_s)
+            self._worker = None
+        self._connected = False
+
+    def __enter__(self) -> Ingestor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- state for the API -------------------------------------------------------------------------------------
+
+    @property
+    def mqtt_connected(self) -> bool:
+        return self._connected
+
+    @property
+    def storage_available(self) -> bool:
+        return self._storage_available
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def counters(self) -> dict[str, Any]:
+        with self._counter_lock:
+            snapshot = asdict(self._counters)
+        snapshot["queue_depth"] = self.queue_depth
+        return snapshot
+
+    def station_statuses(self) -> dict[tuple[str, str], StationStatus]:
+        with self._status_lock:
+            return dict(self._statuses)
+
+    def _count(self, name: str, increment: int = 1) -> None:
+        with self._counter_lock:
+            setattr(self._counters, name, getattr(self._counters, name) + increment)
+
+    # --- paho callbacks (network thread: keep them short) -------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker %s:%s refused the connection: %s", self.settings.host, self.settings.port,
+                      reason_code)
+            return
+        self._generation += 1
+        self._count("mqtt_connects")
+        client.subscribe([(READINGS_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1)])
+        if not self._connected:
+            log.info("connected to MQTT broker %s:%s (session present: %s)", self.settings.host,
+                     self.settings.port, getattr(flags, "session_present", None))
+        self._connected = True
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        if self._connected:
+            self._count("mqtt_disconnects")
+            if not self._stop.is_set():
+                log.warning("lost the MQTT broker %s:%s (%s); reconnecting with backoff", self.settings.host,
+                            self.settings.port, reason_code)
+        self._connected = False
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log.debug("MQTT connection to %s:%s failed; retrying", self.settings.host, self.settings.port)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._count("messages_received")
+        self._queue.put(_Delivery(self._generation, message.topic, bytes(message.payload), message.mid,
+                                  message.qos))
+
+    # --- worker ------------------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delivery = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if self._handle_with_retry(delivery.topic, delivery.payload):
+                self._ack(delivery)
+
+    def _ack(self, delivery: _Delivery) -> None:
+        # After a reconnect the broker redelivers this message under the new connection; acking the old mid
+        # there could acknowledge a different message, so leave it to the redelivered copy.
+        if delivery.generation == self._generation and self._connected:
+            self._client.ack(delivery.mid, delivery.qos)
+
+    def _handle_with_retry(self, topic: str, payload: bytes) -> bool:
+        """Process one message; True when done (stored or dead-lettered), False when stopping mid-outage."""
+        delay = self._retry_initial_s
+        outage_started: float | None = None
+        while True:
+            try:
+                self.handle(topic, payload)
+            except StoreUnavailable as exc:
+                if self._storage_available:
+                    self._storage_available = False
+                    self._count("storage_outages")
+                    log.warning("storage unavailable: %s; will retry with backoff up to %.0f s", exc,
+                                self._retry_max_s)
+                if outage_started is None:
+                    outage_started = time.monotonic()
+                self._count("storage_retries")
+                if self._stop.wait(delay):
+                    return False
+                delay = min(delay * 2, self._retry_max_s)
+                continue
+            if not self._storage_available:
+                self._storage_available = True
+                down_for = time.monotonic() - outage_started if outage_started is not None else 0.0
+                log.warning("storage back after %.1f s", down_for)
+            return True
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Process one message synchronously: store it, update status, or dead-letter it.
+
+        Raises StoreUnavailable when the store is down (the caller retries); everything else is final."""
+        try:
+            try:
+                site, station, kind = parse_topic(topic)
+            except ValueError as exc:
+                raise Malformed("bad_topic", str(exc)) from None
+            if kind == "readings":
+                self._handle_readings(site, station, payload)
+            elif kind == "status":
+                self._handle_status(site, station, payload)
+            else:
+                raise Malformed("bad_topic", f"unexpected message kind {kind!r}")
+        except Malformed as exc:
+            self._dead_letter(topic, payload, exc.reason, exc.problem)
+
+    def _handle_readings(self, site: str, station: str, payload: bytes) -> None:
+        batch = parse_batch(site, station, payload)
+        duplicate = self._seen(batch)
+        try:
+            self.store.write([StoredReading(site=batch.site, reading=r) for r in batch.readings])
+        except StoreRejected as exc:
+            raise Malformed("rejected_by_store", str(exc)) from None
+        self._remember(batch)
+        with self._counter_lock:
+            self._counters.batches_stored += 1
+            self._counters.readings_stored += len(batch.readings)
+            if duplicate:
+                self._counters.duplicate_batches += 1
+
+    def _seen(self, batch: ReadingBatch) -> bool:
+        return batch.seq in self._recent_seqs.get((batch.site, batch.station), {})
+
+    def _remember(self, batch: ReadingBatch) -> None:
+        seqs = self._recent_seqs.setdefault((batch.site, batch.station), OrderedDict())
+        seqs[batch.seq] = None
+        seqs.move_to_end(batch.seq)
+        while len(seqs) > self._duplicate_memory:
+            seqs.popitem(last=False)
+
+    def _handle_status(self, site: str, station: str, payload: bytes) -> None:
+        if not payload:
+            # An empty retained message is how a station's status is cleared from the broker.
+            with self._status_lock:
+                self._statuses.pop((site, station), None)
+            return
+        status = parse_status(site, station, payload)
+        with self._status_lock:
+            self._statuses[(site, station)] = status
+        self._count("status_updates")
+
+    def _dead_letter(self, topic: str, payload: bytes, reason: str, problem: str) -> None:
+        with self._counter_lock:
+            self._counters.malformed[reason] = self._counters.malformed.get(reason, 0) + 1
+        log.error("dropping message on %s: %s (%s); appended to %s", topic, problem, reason, self.dead_letter_path)
+        try:
+            text: str = payload.decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            text = base64.b64encode(payload).decode("ascii")
+            encoding = "base64"
+        record = {"received": format_time(utc_now()), "topic": topic, "reason": reason, "problem": problem,
+                  "payload_encoding": encoding, "payload": text}
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.dead_letter_path, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            log.error("cannot append to dead-letter file %s: %s", self.dead_letter_path, exc)
+            return
+        self._count("dead_lettered")
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    parts = []
+    for item in exc.errors()[:3]:
+        where = ".".join(str(p) for p in item["loc"]) or "(payload)"
+        parts.append(f"{where}: {item['msg']}")
+    more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+    return "; ".join(parts) + more
+
+
+def parse_batch(site: str, station: str, payload: bytes) -> ReadingBatch:
+    """Validate a readings payload against the schema and its topic; raise Malformed with a reason."""
+    try:
+        batch = ReadingBatch.model_validate_json(payload)
+    except ValidationError as exc:
+        if any(item["type"] == "json_invalid" for item in exc.errors()):
+            raise Malformed("not_json", f"payload is not valid JSON: {exc.errors()[0]['msg']}") from None
+        raise Malformed("schema", f"not a ReadingBatch: {_describe_validation(exc)}") from None
+    if (batch.site, batch.station) != (site, station):
+        raise Malformed(
+            "topic_mismatch",
+            f"batch says site {batch.site!r} station {batch.station!r} but was published for site {site!r} "
+            f"station {station!r}",
+        )
+    strays = sorted({r.station for r in batch.readings if r.station != station})
+    if strays:
+        raise Malformed("topic_mismatch", f"batch for station {station!r} contains readings of {strays}")
+    return batch
+
+
+def parse_status(site: str, station: str, payload: bytes) -> StationStatus:
+    try:
+        status = StationStatus.model_validate_json(payload)
+    except ValidationError as exc:
+        if any(item["type"] == "json_invalid" for item in exc.errors()):
+            raise Malformed("not_json", f"payload is not valid JSON: {exc.errors()[0]['msg']}") from None
+        raise Malformed("schema", f"not a StationStatus: {_describe_validation(exc)}") from None
+    if (status.site, status.station) != (site, station):
+        raise Malformed(
+            "topic_mismatch",
+            f"status says site {status.site!r} station {status.station!r} but was published for site {site!r} "
+            f"station {station!r}",
+        )
+    return status

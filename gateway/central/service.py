@@ -1,0 +1,149 @@
+"""Run the central service: Ingestor (MQTT -> Store) and the HTTP API in one process.
+
+Building blocks for embedding (the demo runs everything in one process)::
+
+    store = open_store(config.storage)              # SqliteStore or InfluxStore
+    ingestor = Ingestor(config.mqtt, store, config.data_dir)
+    app = create_app(store, ingestor)               # FastAPI
+    run_central(config, stop_event=..., ready_callback=...)   # all of it, until stopped
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+
+from gateway.central.api import create_app
+from gateway.central.config import CentralConfig, StorageSettings
+from gateway.central.ingest import Ingestor
+from gateway.central.store import InfluxStore, SqliteStore, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CentralRunning:
+    """Handed to `ready_callback` once the API listens and the ingestor has started."""
+
+    api_host: str
+    api_port: int
+    store: Store
+    ingestor: Ingestor
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+
+def open_store(settings: StorageSettings) -> Store:
+    if settings.kind == "sqlite":
+        assert settings.path is not None  # guaranteed by StorageSettings validation
+        return SqliteStore(settings.path)
+    assert settings.url is not None
+    return InfluxStore(
+        settings.url,
+        database=settings.database,
+        api=settings.api,
+        retention_policy=settings.retention_policy,
+        username=settings.username,
+        password=settings.password,
+        token=settings.token,
+        org=settings.org,
+        bucket=settings.bucket,
+        timeout_s=settings.timeout_s,
+    )
+
+
+def run_central(
+    config: CentralConfig,
+    *,
+    stop_event: threading.Event | None = None,
+    ready_callback: Callable[[CentralRunning], None] | None = None,
+    store: Store | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM (when called from the main thread) or until `stop_event` is set.
+
+    `store` overrides `config.storage` (the demo passes its own). `config.api.port` 0 binds a free port; the
+    bound port is in the CentralRunning given to `ready_callback`.
+    """
+    stop = stop_event or threading.Event()
+    own_store = store is None
+    active_store = store if store is not None else open_store(config.storage)
+    ingestor = Ingestor(config.mqtt, active_store, config.data_dir)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(active_store, ingestor), host=config.api.host, port=config.api.port,
+                       log_level="warning", lifespan="off")
+    )
+    # Signals are ours: uvicorn would install its own handlers only in the main thread, and it runs in another.
+    previous_handlers = _install_signal_handlers(stop)
+    server_thread = threading.Thread(target=server.run, name="sinkwatch-api", daemon=True)
+    try:
+        ingestor.start()
+        server_thread.start()
+        while not server.started:
+            if not server_thread.is_alive():
+                raise RuntimeError(f"HTTP API could not listen on {config.api.host}:{config.api.port}")
+            if stop.wait(0.05):
+                break
+        if server.started:
+            port = _bound_port(server, config.api.port)
+            log.info("central service: API on http://%s:%s, MQTT %s:%s", config.api.host, port,
+                     config.mqtt.host, config.mqtt.port)
+            if ready_callback is not None:
+                ready_callback(CentralRunning(config.api.host, port, active_store, ingestor))
+        stop.wait()
+    finally:
+        server.should_exit = True
+        server_thread.join(timeout=10) if server_thread.is_alive() else None
+        ingestor.stop()
+        if own_store:
+            active_store.close()
+        _restore_signal_handlers(previous_handlers)
+        log.info("central service stopped")
+
+
+def _bound_port(server: uvicorn.Server, configured: int) -> int:
+    for listener in getattr(server, "servers", []):
+        for sock in listener.sockets:
+            return int(sock.getsockname()[1])
+    return configured
+
+
+_Handler = Callable[[int, FrameType | None], object] | int | None
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, _Handler]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    previous: dict[int, _Handler] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, _on_signal)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, _Handler]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
+    """Poll `condition` until true or the timeout passes; for callers that wait on the service (tests, demo)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return condition()
