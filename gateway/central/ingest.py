@@ -233,7 +233,7 @@ class Ingestor:
                 delivery = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if self._handle_with_retry(delivery.topic, delivery.payload):
+            if self.handle_with_retry(delivery.topic, delivery.payload):
                 self._ack(delivery)
 
     def _ack(self, delivery: _Delivery) -> None:
@@ -242,7 +242,7 @@ class Ingestor:
         if delivery.generation == self._generation and self._connected:
             self._client.ack(delivery.mid, delivery.qos)
 
-    def _handle_with_retry(self, topic: str, payload: bytes) -> bool:
+    def handle_with_retry(self, topic: str, payload: bytes) -> bool:
         """Process one message; True when done (stored or dead-lettered), False when stopping mid-outage."""
         delay = self._retry_initial_s
         outage_started: float | None = None

@@ -20,6 +20,7 @@ from gateway.central.store import (
 )
 from gateway.model import QualityFlag
 from gateway.testing.services import running_influxd
+
 from .helpers import T0, reading, series, stored
 
 BACKENDS = ["sqlite", pytest.param("influx", marks=pytest.mark.integration)]

@@ -1,0 +1,183 @@
+"""HTTP API over a SqliteStore: responses, CSV, parameter errors, storage outage."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.central import api as api_module
+from gateway.central.api import create_app
+from gateway.central.store import SqliteStore, StoreUnavailable
+from gateway.model import StationState, StationStatus, format_time
+
+from .helpers import T0, series, stored
+
+START = format_time(T0)
+END = format_time(T0 + timedelta(hours=1))
+VALUES: list[float | None] = [0.1, 1 / 3, None, 412.123456789012, -3.5]
+
+
+class FakeIngest:
+    def __init__(self, statuses: dict[tuple[str, str], StationStatus], connected: bool = True) -> None:
+        self.statuses = statuses
+        self.connected = connected
+
+    @property
+    def mqtt_connected(self) -> bool:
+        return self.connected
+
+    def counters(self) -> dict[str, Any]:
+        return {"batches_stored": 3}
+
+    def station_statuses(self) -> dict[tuple[str, str], StationStatus]:
+        return self.statuses
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    instance = SqliteStore(tmp_path / "api.sqlite")
+    instance.write(stored("site1", series("st1", VALUES)))
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def client(store: SqliteStore) -> Iterator[TestClient]:
+    status = StationStatus(site="site2", station="st9", state=StationState.OFFLINE, since=T0)
+    with TestClient(create_app(store, FakeIngest({("site2", "st9"): status}))) as test_client:
+        yield test_client
+
+
+def test_series_returns_exactly_the_stored_values(client: TestClient) -> None:
+    response = client.get("/api/v1/series", params={"station": "st1", "variable": "CO2", "start": START, "end": END})
+
+    assert response.status_code == 200
+    body = response.json()
+    readings = series("st1", VALUES)
+    assert body["points"] == [{"time": format_time(r.time), "value": r.value, "qc": int(r.qc)} for r in readings]
+    assert (body["station"], body["variable"], body["unit"]) == ("st1", "CO2", readings[0].unit)
+    assert (body["every"], body["aggregate"]) == (None, None)
+
+
+def test_series_aggregates_with_every(client: TestClient) -> None:
+    response = client.get("/api/v1/series", params={
+        "station": "st1", "variable": "CO2", "start": START, "end": END, "every": "1h", "aggregate": "max"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["every"], body["aggregate"]) == ("1h", "max")
+    assert body["points"] == [{"time": START, "value": max(v for v in VALUES if v is not None), "qc": 3}]
+
+
+def test_series_as_csv(client: TestClient) -> None:
+    response = client.get("/api/v1/series", params={
+        "station": "st1", "variable": "CO2", "start": START, "end": END, "format": "csv"})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["time", "value", "qc"]
+    assert [float(v) if v else None for _, v, _ in rows[1:]] == VALUES
+
+
+def test_unknown_station_gives_no_points(client: TestClient) -> None:
+    response = client.get("/api/v1/series", params={"station": "' OR 1=1", "variable": "CO2", "start": START,
+                                                    "end": END})
+    assert response.status_code == 200
+    assert response.json()["points"] == []
+
+
+@pytest.mark.parametrize(
+    "overrides, parameter, hint",
+    [
+        ({"end": START, "start": END}, "end", "must be after start"),
+        ({"every": "5 minutes"}, "every", "e.g. 30m"),
+        ({"start": "2026-11-25T10:00:00"}, "start", "append Z"),
+        ({"end": "2026-11-25T12:00:00 01:00"}, "end", "%2B"),
+        ({"aggregate": "median", "every": "1m"}, "aggregate", "'mean'"),
+        ({"aggregate": "mean"}, "aggregate", "needs every"),
+        ({"every": "1s", "end": format_time(T0 + timedelta(days=30))}, "every", "exceed the limit"),
+        ({"format": "xml"}, "format", "'csv'"),
+    ],
+)
+def test_parameter_errors_name_the_parameter_and_the_fix(
+    client: TestClient, overrides: dict[str, str], parameter: str, hint: str
+) -> None:
+    params = {"station": "st1", "variable": "CO2", "start": START, "end": END, **overrides}
+
+    response = client.get("/api/v1/series", params=params)
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", parameter]
+    assert hint in error["msg"]
+
+
+def test_missing_required_parameter_is_named(client: TestClient) -> None:
+    response = client.get("/api/v1/series", params={"station": "st1", "variable": "CO2", "start": START})
+    assert response.status_code == 422
+    assert ["query", "end"] in [e["loc"] for e in response.json()["detail"]]
+
+
+def test_too_many_raw_points_asks_for_every(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_module, "MAX_POINTS", len(VALUES) - 1)
+    response = client.get("/api/v1/series", params={"station": "st1", "variable": "CO2", "start": START, "end": END})
+    assert response.status_code == 422
+    assert "set every" in response.json()["detail"][0]["msg"]
+
+
+def test_stations_merge_store_and_status(client: TestClient) -> None:
+    response = client.get("/api/v1/stations")
+
+    assert response.status_code == 200
+    assert response.json() == [
+        {"site": "site1", "station": "st1", "last_reading": format_time(series("st1", VALUES)[-1].time),
+         "variables": {"CO2": "umol mol-1"}, "state": "unknown", "state_since": None},
+        {"site": "site2", "station": "st9", "last_reading": None, "variables": {}, "state": "offline",
+         "state_since": START},
+    ]
+
+
+def test_health_reports_ok_and_counters(client: TestClient) -> None:
+    body = client.get("/api/v1/health").json()
+    assert body == {"status": "ok", "storage_reachable": True, "mqtt_connected": True,
+                    "counters": {"batches_stored": 3}}
+
+
+class DownStore(SqliteStore):
+    def query_series(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("InfluxDB at http://db:8086 unreachable")
+
+    def stations(self) -> Any:
+        raise StoreUnavailable("InfluxDB at http://db:8086 unreachable")
+
+    def ping(self) -> bool:
+        return False
+
+
+def test_storage_down_gives_503_and_degraded_health(tmp_path: Path) -> None:
+    store = DownStore(tmp_path / "down.sqlite")
+    with TestClient(create_app(store, FakeIngest({}, connected=False))) as client:
+        series_response = client.get("/api/v1/series", params={"station": "st1", "variable": "CO2", "start": START,
+                                                               "end": END})
+        stations_response = client.get("/api/v1/stations")
+        health = client.get("/api/v1/health").json()
+    store.close()
+
+    assert series_response.status_code == 503
+    assert "storage unavailable: InfluxDB at http://db:8086 unreachable" in series_response.json()["detail"]
+    assert stations_response.status_code == 503
+    assert (health["status"], health["storage_reachable"], health["mqtt_connected"]) == ("degraded", False, False)
+
+
+def test_openapi_documents_the_routes(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/health", "/api/v1/stations", "/api/v1/series"} <= set(paths)
+    assert client.get("/docs").status_code == 200

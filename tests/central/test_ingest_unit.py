@@ -1,0 +1,184 @@
+"""Ingestor message handling without a broker: storing, dead-lettering, duplicates, status, retry."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.central.config import MqttSettings
+from gateway.central.ingest import Ingestor, parse_batch
+from gateway.central.store import SqliteStore, StoredReading, StoreRejected, StoreUnavailable
+from gateway.model import StationState, StationStatus, readings_topic, status_topic, utc_now
+
+from .helpers import T0, batch, series
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    instance = SqliteStore(tmp_path / "ingest.sqlite")
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def ingestor(store: SqliteStore, tmp_path: Path) -> Ingestor:
+    # Never started: handle() is exercised directly, no broker needed.
+    return Ingestor(MqttSettings(port=1), store, tmp_path / "data", retry_initial_s=0.01, retry_max_s=0.05)
+
+
+def dead_letters(ingestor: Ingestor) -> list[dict]:
+    if not ingestor.dead_letter_path.exists():
+        return []
+    return [json.loads(line) for line in ingestor.dead_letter_path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_valid_batch_is_stored(ingestor: Ingestor, store: SqliteStore) -> None:
+    readings = series("st1", [1.5, None, 2.25])
+    ingestor.handle(readings_topic("site1", "st1"), batch("site1", "st1", 1, readings).model_dump_json().encode())
+
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [r.value for r in readings]
+    counters = ingestor.counters()
+    assert (counters["batches_stored"], counters["readings_stored"], counters["malformed"]) == (1, 3, {})
+
+
+def test_a_repeated_batch_is_counted_as_duplicate_and_stored_once(ingestor: Ingestor, store: SqliteStore) -> None:
+    payload = batch("site1", "st1", 7, series("st1", [1.0, 2.0])).model_dump_json().encode()
+    for _ in range(3):
+        ingestor.handle(readings_topic("site1", "st1"), payload)
+
+    assert len(store.query_series("st1", "CO2", T0, T0 + HOUR)) == 2
+    assert ingestor.counters()["duplicate_batches"] == 2
+
+
+@pytest.mark.parametrize(
+    "topic, payload, reason, problem",
+    [
+        (readings_topic("site1", "st1"), b"\x00\xff garbage", "not_json", "not valid JSON"),
+        (readings_topic("site1", "st1"), b'{"seq": 1}', "schema", "not a ReadingBatch"),
+        (readings_topic("site1", "st1"), b"[]", "schema", "not a ReadingBatch"),
+        (readings_topic("site1", "other"), None, "topic_mismatch", "published for site 'site1' station 'other'"),
+        (readings_topic("site9", "st1"), None, "topic_mismatch", "site 'site9'"),
+        ("sinkwatch/v1/site1/readings", b"{}", "bad_topic", "not of the form"),
+        (status_topic("site1", "st1"), b'{"state": "maybe"}', "schema", "not a StationStatus"),
+    ],
+)
+def test_malformed_messages_are_counted_logged_and_dead_lettered(
+    ingestor: Ingestor, store: SqliteStore, caplog: pytest.LogCaptureFixture,
+    topic: str, payload: bytes | None, reason: str, problem: str,
+) -> None:
+    body = payload if payload is not None else batch("site1", "st1", 1, series("st1", [1.0])).model_dump_json().encode()
+    with caplog.at_level(logging.ERROR, logger="gateway.central.ingest"):
+        ingestor.handle(topic, body)
+
+    assert ingestor.counters()["malformed"] == {reason: 1}
+    assert ingestor.counters()["dead_lettered"] == 1
+    [record] = dead_letters(ingestor)
+    assert (record["topic"], record["reason"]) == (topic, reason)
+    assert problem in record["problem"]
+    stored_payload = record["payload"].encode() if record["payload_encoding"] == "utf-8" else None
+    assert stored_payload == body or record["payload_encoding"] == "base64"
+    [message] = [r.getMessage() for r in caplog.records]
+    assert topic in message and problem in message
+    assert store.stations() == []
+
+
+def test_binary_garbage_is_dead_lettered_as_base64(ingestor: Ingestor) -> None:
+    import base64
+
+    ingestor.handle(readings_topic("site1", "st1"), b"\xff\xfe\x00")
+    [record] = dead_letters(ingestor)
+    assert record["payload_encoding"] == "base64"
+    assert base64.b64decode(record["payload"]) == b"\xff\xfe\x00"
+
+
+def test_readings_of_another_station_inside_a_batch_are_a_topic_mismatch() -> None:
+    from gateway.central.ingest import Malformed
+
+    payload = batch("site1", "st1", 1, series("st2", [1.0])).model_dump_json().encode()
+    with pytest.raises(Malformed) as excinfo:
+        parse_batch("site1", "st1", payload)
+    assert excinfo.value.reason == "topic_mismatch"
+
+
+def test_status_messages_update_and_clear_the_registry(ingestor: Ingestor) -> None:
+    status = StationStatus(site="site1", station="st1", state=StationState.OFFLINE, since=utc_now())
+    ingestor.handle(status_topic("site1", "st1"), status.model_dump_json().encode())
+    assert ingestor.station_statuses() == {("site1", "st1"): status}
+
+    ingestor.handle(status_topic("site1", "st1"), b"")
+    assert ingestor.station_statuses() == {}
+
+
+class FlakyStore(SqliteStore):
+    """Refuses the first `failures` writes, like a database that is restarting."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+        self.attempts = 0
+
+    def write(self, batch_points: list[StoredReading]) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise StoreUnavailable("database restarting")
+        super().write(batch_points)
+
+
+def test_store_outage_is_retried_with_backoff_and_logged_once_each_way(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore(tmp_path / "flaky.sqlite", failures=4)
+    ingestor = Ingestor(MqttSettings(port=1), store, tmp_path / "data", retry_initial_s=0.01, retry_max_s=0.02)
+    payload = batch("site1", "st1", 1, series("st1", [1.0])).model_dump_json().encode()
+
+    with caplog.at_level(logging.INFO, logger="gateway.central.ingest"):
+        assert ingestor.handle_with_retry(readings_topic("site1", "st1"), payload) is True
+
+    assert store.attempts == 5
+    counters = ingestor.counters()
+    assert (counters["storage_outages"], counters["storage_retries"], counters["batches_stored"]) == (1, 4, 1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("storage unavailable: database restarting" in m for m in messages) == 1
+    assert sum(m.startswith("storage back after") for m in messages) == 1
+    assert ingestor.storage_available
+    store.close()
+
+
+def test_stopping_during_an_outage_leaves_the_message_unacknowledged(tmp_path: Path) -> None:
+    store = FlakyStore(tmp_path / "flaky.sqlite", failures=10**9)
+    ingestor = Ingestor(MqttSettings(port=1), store, tmp_path / "data", retry_initial_s=0.01, retry_max_s=0.02)
+    payload = batch("site1", "st1", 1, series("st1", [1.0])).model_dump_json().encode()
+    result: list[bool] = []
+    worker = threading.Thread(target=lambda: result.append(ingestor.handle_with_retry(
+        readings_topic("site1", "st1"), payload)))
+    worker.start()
+    ingestor.stop(timeout_s=1)
+    worker.join(5)
+
+    assert result == [False]
+    assert not ingestor.storage_available
+    store.close()
+
+
+class RejectingStore(SqliteStore):
+    def write(self, batch_points: list[StoredReading]) -> None:
+        raise StoreRejected("field type conflict on value")
+
+
+def test_data_the_store_rejects_is_dead_lettered_not_retried(tmp_path: Path) -> None:
+    store = RejectingStore(tmp_path / "reject.sqlite")
+    ingestor = Ingestor(MqttSettings(port=1), store, tmp_path / "data")
+    payload = batch("site1", "st1", 1, series("st1", [1.0])).model_dump_json().encode()
+
+    assert ingestor.handle_with_retry(readings_topic("site1", "st1"), payload) is True
+
+    assert ingestor.counters()["malformed"] == {"rejected_by_store": 1}
+    assert dead_letters(ingestor)[0]["problem"] == "field type conflict on value"
+    store.close()
