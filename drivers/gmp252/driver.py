@@ -121,6 +121,9 @@ def assess_status(device_status: int, co2_status: int, error_code: int) -> Statu
     return StatusAssessment(co2_flag, co2_reason, device_flag, device_reason)
 
 
+# The name the Driver protocol documents; GMP252Config is the same class.
+Config = GMP252Config
+
 _POLLED_POINTS = ("co2", "temperature", "device_status", "co2_status", "error_code")
 
 

@@ -254,8 +254,11 @@ class GMP252Simulator:
         served_t = [temperature] if "temperature" in wanted else []
         return words, served_co2, served_t
 
-    def handle_pdu(self, pdu: bytes) -> tuple[bytes, list[float], list[float]]:
-        """Answer one request PDU (function code + data): (reply PDU, CO2 served, temperature served)."""
+    def _handle_pdu(self, pdu: bytes) -> tuple[bytes, list[float], list[float]]:
+        """Answer one request PDU (function code + data): (reply PDU, CO2 served, temperature served).
+
+        The caller holds the lock: this mutates the register store and draws from the RNG.
+        """
         function = pdu[0] if pdu else 0
 
         def exception(code: int) -> tuple[bytes, list[float], list[float]]:
@@ -309,7 +312,7 @@ class GMP252Simulator:
             self._requests += 1
             if self._fault == "no_reply":
                 return None
-            pdu, served_co2, served_t = self.handle_pdu(frame[1:-2])
+            pdu, served_co2, served_t = self._handle_pdu(frame[1:-2])
             reply = rtu.add_crc(bytes((self.address,)) + pdu)
             if self._fault == "bad_crc":
                 return reply[:-2] + bytes((reply[-2] ^ 0x5A, reply[-1]))
@@ -324,7 +327,7 @@ class GMP252Simulator:
             self._requests += 1
             if self._fault in ("no_reply", "bad_crc"):
                 return None
-            reply, served_co2, served_t = self.handle_pdu(pdu)
+            reply, served_co2, served_t = self._handle_pdu(pdu)
             self._served_co2.extend(served_co2)
             self._served_temperature.extend(served_t)
             return reply
@@ -406,16 +409,21 @@ class GMP252Simulator:
                     break
                 frame = bytes(buffer[:length])
                 del buffer[:length]
-                reply = self.process_rtu_frame(frame)
-                if reply is not None:
-                    port.write(reply)
+                self._reply(port, self.process_rtu_frame(frame))
 
     def _answer_unframed(self, port: serial.Serial, frame: bytes) -> None:
         # A silent gap ended a frame whose length the function code did not tell (an unsupported function):
         # if it is a valid frame for us, answer exception 01 as a real probe would.
-        reply = self.process_rtu_frame(frame)
-        if reply is not None:
+        self._reply(port, self.process_rtu_frame(frame))
+
+    def _reply(self, port: serial.Serial, reply: bytes | None) -> None:
+        if reply is None:
+            return
+        try:
             port.write(reply)
+        except (serial.SerialException, OSError, TypeError):
+            if not self._stop.is_set():
+                log.warning("simulator port %s write failed; reply dropped", self.port)
 
 
 _WRITABLE: frozenset[int] = frozenset(a for p in reg.POINTS if p.writable for a in p.addresses)
@@ -490,13 +498,17 @@ def run_simulator(port: str, *, address: int = 240, fault: str = "none", seed: i
         simulator = GMP252Simulator(sim_port, address=address, fault=fault, seed=seed, tcp=tcp)
         with simulator:
             where = simulator.tcp_endpoint if simulator.tcp else driver_port
-            print(f"GMP252 simulator at address {address}, fault {fault!r}: point the driver's port at {where}")
-            print("Ctrl-C to stop")
+            # Flushed at once: a supervising process (or test) reads the endpoint from the first line.
+            print(
+                f"GMP252 simulator at address {address}, fault {fault!r}: point the driver's port at {where}",
+                flush=True,
+            )
+            print("Ctrl-C to stop", flush=True)
             try:
                 while True:
                     time.sleep(1)
             except KeyboardInterrupt:
-                print(f"stopped after {simulator.requests} requests")
+                print(f"stopped after {simulator.requests} requests", flush=True)
 
 
 def main(port: str, address: int = 240, fault: str = "none", seed: int = 0) -> None:

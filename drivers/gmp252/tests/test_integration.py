@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -289,3 +291,31 @@ def test_mbpoll_reads_the_co2_register(ptys: tuple[str, str], sim: GMP252Simulat
     # Decoded here without our helpers: the low word is sent first.
     (value,) = struct.unpack(">f", struct.pack(">HH", words[1], words[0]))
     assert value == sim.served_co2[-1]
+
+
+def test_cli_entry_serves_on_a_pty_until_interrupted() -> None:
+    # The function `sinkwatch simulate gmp252 --port pty` calls, run as the CLI would: in its own process.
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from drivers.gmp252.simulator import main; main('pty', fault='device_error')"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()
+        match = re.search(r"port at (\S+)$", first_line.strip())
+        assert match, f"unexpected first line {first_line!r}; stderr: {process.stderr.read() if process.stderr else ''}"
+        drv = make_driver(match.group(1))
+        try:
+            assert all(r.qc is QualityFlag.BAD for r in drv.poll())
+        finally:
+            drv.close()
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=5)
+        assert process.returncode == 0
+        assert "stopped after" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
