@@ -25,6 +25,13 @@ from .helpers import T0, reading, series, stored
 
 BACKENDS = ["sqlite", pytest.param("influx", marks=pytest.mark.integration)]
 HOUR = timedelta(hours=1)
+DIRECT: dict[str, Callable[[list[float]], float]] = {
+    "mean": statistics.fmean,
+    "min": min,
+    "max": max,
+    "count": lambda values: float(len(values)),
+    "last": lambda values: values[-1],
+}
 
 # Values chosen to catch lossy float formatting anywhere between write and read.
 AWKWARD_FLOATS: list[float | None] = [
@@ -119,14 +126,7 @@ def test_aggregation_windows_match_a_direct_computation(store: Store, aggregate:
     expected = []
     for window_start, members in sorted(windows.items()):  # type: ignore[type-var]
         present = [r.value for r in members if r.value is not None]
-        compute: dict[str, Callable[[], float]] = {
-            "mean": lambda: statistics.fmean(present),
-            "min": lambda: min(present),
-            "max": lambda: max(present),
-            "count": lambda: float(len(present)),
-            "last": lambda: present[-1],
-        }
-        expected.append((window_start, pytest.approx(compute[aggregate](), rel=1e-12),
+        expected.append((window_start, pytest.approx(DIRECT[aggregate](present), rel=1e-12),
                          max(int(r.qc) for r in members)))
     assert len(expected) == 8
     assert [(p.time, p.value, p.qc) for p in points] == expected
@@ -217,7 +217,10 @@ Outage = Callable[[Path], AbstractContextManager[tuple[Store, Callable[[], None]
 
 @pytest.mark.parametrize(
     "outage",
-    [pytest.param(_sqlite_outage, id="sqlite"), pytest.param(_influx_outage, id="influx", marks=pytest.mark.integration)],
+    [
+        pytest.param(_sqlite_outage, id="sqlite"),
+        pytest.param(_influx_outage, id="influx", marks=pytest.mark.integration),
+    ],
 )
 def test_write_raises_store_unavailable_during_an_outage_and_works_after(outage: Outage, tmp_path: Path) -> None:
     late = series("st1", [2.0], start=T0 + timedelta(minutes=1))
