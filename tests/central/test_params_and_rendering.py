@@ -129,7 +129,8 @@ def test_line_protocol_omits_value_when_missing() -> None:
 
 def _split_line(line: str) -> tuple[str, str, str]:
     # Tag values escape spaces as "\ "; split on unescaped spaces only.
-    parts, current, escaped = [], "", False
+    parts: list[str] = []
+    current, escaped = "", False
     in_string = False
     for char in line:
         if char == " " and not escaped and not in_string and len(parts) < 2:

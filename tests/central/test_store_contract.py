@@ -6,7 +6,7 @@ import sqlite3
 import statistics
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from gateway.central.store import (
     Store,
     StoreUnavailable,
 )
-from gateway.model import QualityFlag
+from gateway.model import QualityFlag, Reading
 from gateway.testing.services import running_influxd
 
 from .helpers import T0, reading, series, stored
@@ -119,12 +119,12 @@ def test_aggregation_windows_match_a_direct_computation(store: Store, aggregate:
 
     points = store.query_series("st1", "CO2", T0, T0 + 2 * HOUR, every=every, aggregate=aggregate)  # type: ignore[arg-type]
 
-    windows: dict[object, list] = {}
+    windows: dict[datetime, list[Reading]] = {}
     for r in readings:
         window_start = T0 + (r.time - T0) // every * every  # T0 is on a 10-minute boundary
         windows.setdefault(window_start, []).append(r)
     expected = []
-    for window_start, members in sorted(windows.items()):  # type: ignore[type-var]
+    for window_start, members in sorted(windows.items()):
         present = [r.value for r in members if r.value is not None]
         expected.append((window_start, pytest.approx(DIRECT[aggregate](present), rel=1e-12),
                          max(int(r.qc) for r in members)))
@@ -194,7 +194,11 @@ def _sqlite_outage(tmp_path: Path) -> Iterator[tuple[Store, Callable[[], None]]]
     blocker = sqlite3.connect(path, isolation_level=None)
     try:
         blocker.execute("BEGIN EXCLUSIVE")
-        yield store, lambda: blocker.execute("ROLLBACK")
+
+        def release() -> None:
+            blocker.execute("ROLLBACK")
+
+        yield store, release
     finally:
         blocker.close()
         store.close()
