@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 SCHEMA_VERSION: Literal[1] = 1
 TOPIC_ROOT = "sinkwatch/v1"
@@ -27,7 +27,7 @@ _IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
 
 
 def _check_identifier(value: str) -> str:
-    if not _IDENTIFIER_RE.match(value):
+    if not _IDENTIFIER_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid identifier: use 1-64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit (no spaces, '/', '+' or '#')"
@@ -86,13 +86,21 @@ class Reading(_WireModel):
     station: Identifier
     sensor: Identifier
     variable: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
-    value: float | None = Field(description="None when the device reported no value (then qc is MISSING)")
+    value: float | None = Field(allow_inf_nan=False,
+                                description="None when the device reported no value (then qc is MISSING)")
     unit: str = Field(max_length=32)
     time: UtcDatetime
     time_source: TimeSource
     clock_synced: bool = Field(description="whether the stamping clock was synchronised (NTP/PPS/board sync)")
     qc: QualityFlag
     qc_reason: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _missing_iff_no_value(self) -> Reading:
+        # a gap must stay explicit: a null value is always flagged MISSING, and MISSING never carries a number
+        if (self.value is None) != (self.qc == QualityFlag.MISSING):
+            raise ValueError("value must be null exactly when qc is 3 (MISSING)")
+        return self
 
     @field_serializer("time")
     def _serialize_time(self, value: datetime) -> str:

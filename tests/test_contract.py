@@ -314,11 +314,6 @@ def test_schema_is_stricter_than_the_lax_model(where: str, lenient: Any) -> None
     ReadingBatch.model_validate_json(json.dumps(payload))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway.model._check_identifier uses re.match with '$', which also matches before a trailing newline; "
-    "use re.fullmatch (or \\Z). Remove this xfail when fixed.",
-)
 def test_model_rejects_identifier_with_trailing_newline() -> None:
     with pytest.raises(pydantic.ValidationError):
         make_status(station="plot-07\n")
@@ -444,3 +439,14 @@ def test_load_asyncapi_returns_a_copy() -> None:
     del broken["readings"][0]["qc"]
     with pytest.raises(jsonschema.ValidationError):
         validate_payload("ReadingBatch", broken)
+
+
+@pytest.mark.parametrize(
+    ("value", "qc"),
+    [(None, int(QualityFlag.GOOD)), (None, int(QualityFlag.BAD)), (412.5, int(QualityFlag.MISSING))],
+    ids=["null-good", "null-bad", "number-missing"],
+)
+def test_null_value_exactly_when_missing(value: float | None, qc: int) -> None:
+    payload = emitted(make_batch())
+    payload["readings"][0] = {**payload["readings"][0], "value": value, "qc": qc}
+    assert_both_reject("ReadingBatch", payload)
