@@ -30,7 +30,10 @@ def serve(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from gateway.central.service import run_central  # after validation: no I/O before the config is known good
 
-    run_central(settings, ready_callback=lambda running: typer.echo(f"API listening on {running.api_url}"))
+    run_central(
+        settings,
+        ready_callback=lambda port: typer.echo(f"API listening on http://{settings.api.host}:{port} (docs at /docs)"),
+    )
 
 
 @app.command("sample-config")

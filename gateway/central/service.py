@@ -5,7 +5,7 @@ Building blocks for embedding (the demo runs everything in one process)::
     store = open_store(config.storage)              # SqliteStore or InfluxStore
     ingestor = Ingestor(config.mqtt, store, config.data_dir)
     app = create_app(store, ingestor)               # FastAPI
-    run_central(config, stop_event=..., ready_callback=...)   # all of it, until stopped
+    run_central(config, stop_event=..., ready_callback=lambda port: ...)   # all of it, until stopped
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
@@ -26,20 +25,6 @@ from gateway.central.ingest import Ingestor
 from gateway.central.store import InfluxStore, SqliteStore, Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CentralRunning:
-    """Handed to `ready_callback` once the API listens and the ingestor has started."""
-
-    api_host: str
-    api_port: int
-    store: Store
-    ingestor: Ingestor
-
-    @property
-    def api_url(self) -> str:
-        return f"http://{self.api_host}:{self.api_port}"
 
 
 def open_store(settings: StorageSettings) -> Store:
@@ -65,13 +50,13 @@ def run_central(
     config: CentralConfig,
     *,
     stop_event: threading.Event | None = None,
-    ready_callback: Callable[[CentralRunning], None] | None = None,
+    ready_callback: Callable[[int], None] | None = None,
     store: Store | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (when called from the main thread) or until `stop_event` is set.
 
-    `store` overrides `config.storage` (the demo passes its own). `config.api.port` 0 binds a free port; the
-    bound port is in the CentralRunning given to `ready_callback`.
+    `store` overrides `config.storage`. `ready_callback(port)` is called once the API listens and the ingestor
+    has started, with the bound port (the useful part when `config.api.port` is 0, which binds a free port).
     """
     stop = stop_event or threading.Event()
     own_store = store is None
@@ -97,7 +82,7 @@ def run_central(
             log.info("central service: API on http://%s:%s, MQTT %s:%s", config.api.host, port,
                      config.mqtt.host, config.mqtt.port)
             if ready_callback is not None:
-                ready_callback(CentralRunning(config.api.host, port, active_store, ingestor))
+                ready_callback(port)
         stop.wait()
     finally:
         server.should_exit = True

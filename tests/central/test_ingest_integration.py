@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.central.api import create_app
 from gateway.central.config import ApiSettings, CentralConfig, MqttSettings, StorageSettings
 from gateway.central.ingest import Ingestor
-from gateway.central.service import CentralRunning, run_central, wait_for
+from gateway.central.service import run_central, wait_for
 from gateway.central.store import InfluxStore
 from gateway.model import ReadingBatch, StationState, StationStatus, format_time, readings_topic, status_topic
 from gateway.testing.services import InfluxInstance, MosquittoInstance
@@ -182,19 +182,19 @@ def test_run_central_serves_on_a_free_port_and_stops_on_the_event(
         data_dir=tmp_path / "data",
     )
     stop = threading.Event()
-    ready: list[CentralRunning] = []
+    ports: list[int] = []
     thread = threading.Thread(target=run_central, args=(config,),
-                              kwargs={"stop_event": stop, "ready_callback": ready.append})
+                              kwargs={"stop_event": stop, "ready_callback": ports.append})
     thread.start()
     try:
-        assert wait_for(lambda: bool(ready), 10)
-        running = ready[0]
-        assert running.api_port != 0
-        assert wait_for(lambda: running.ingestor.mqtt_connected, 10)
-        publisher.batch(batch("site1", "st1", 1, series("st1", [3.25])))
-        assert wait_for(lambda: running.ingestor.counters()["batches_stored"] == 1, 10)
-        response = httpx.get(f"{running.api_url}/api/v1/series", params={
-            "station": "st1", "variable": "CO2", "start": format_time(T0), "end": format_time(T0 + HOUR)})
+        assert wait_for(lambda: bool(ports), 10)
+        assert ports[0] != 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=5) as api:
+            assert wait_for(lambda: api.get("/api/v1/health").json()["mqtt_connected"], 10)
+            publisher.batch(batch("site1", "st1", 1, series("st1", [3.25])))
+            assert wait_for(lambda: api.get("/api/v1/health").json()["counters"]["batches_stored"] == 1, 10)
+            response = api.get("/api/v1/series", params={
+                "station": "st1", "variable": "CO2", "start": format_time(T0), "end": format_time(T0 + HOUR)})
         assert [p["value"] for p in response.json()["points"]] == [3.25]
     finally:
         stop.set()
