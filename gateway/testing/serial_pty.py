@@ -25,10 +25,12 @@ class PtyPairError(RuntimeError):
 
 @contextlib.contextmanager
 def socat_pty_pair(tmp_path: Path | str, *, timeout_s: float = 5.0) -> Iterator[tuple[str, str]]:
-    """Start `socat` linking two PTYs as `<tmp_path>/pty_a` and `<tmp_path>/pty_b`; yield both paths."""
+    """Start `socat` linking two PTYs as `<tmp_path>/pty_a` and `<tmp_path>/pty_b` (the folder is created if
+    needed); yield both paths."""
     socat = shutil.which("socat")
     if socat is None:
         raise PtyPairError("socat is not installed: install socat (Debian package socat), or use python_pty_pair()")
+    Path(tmp_path).mkdir(parents=True, exist_ok=True)
     link_a, link_b = Path(tmp_path) / "pty_a", Path(tmp_path) / "pty_b"
     process = subprocess.Popen(
         [socat, "-d", "-d", f"pty,raw,echo=0,link={link_a}", f"pty,raw,echo=0,link={link_b}"],
@@ -99,6 +101,7 @@ def python_pty_pair(link_dir: Path | str | None = None) -> Iterator[tuple[str, s
     made_links: list[Path] = []
     try:
         if link_dir is not None:
+            Path(link_dir).mkdir(parents=True, exist_ok=True)
             for name, target in zip(("pty_a", "pty_b"), list(paths), strict=True):
                 link = Path(link_dir) / name
                 link.unlink(missing_ok=True)
