@@ -13,3 +13,6 @@ def setup_logging(level: str | None = None) -> None:
     )
     # paho and uvicorn are chatty at INFO about things our own logs already say
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # pymodbus logs every failed transaction at ERROR; drivers turn those into DeviceErrors that the daemon
+    # counts and logs once per state change, so pymodbus's own lines would only repeat them on every poll
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -24,9 +24,9 @@ from gateway.contract import validate_payload
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now
+from gateway.testing.mqtt import Capture, wait_for
 from gateway.testing.serial_pty import socat_pty_pair
 from gateway.testing.services import InfluxInstance, MosquittoInstance
-from gateway.testing.mqtt import Capture, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -50,6 +50,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._in_flight: dict[int, int] = {}  # paho mid -> batch seq
         self._connected = threading.Event()
+        self._stopping = False
         self._wake = threading.Event()
         self._client = self._make_client()
 
@@ -96,7 +97,7 @@ class Publisher:
         self._wake.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping:
             self.counters.connection_losses += 1
             log.warning("lost the broker connection (%s); buffering on disk and reconnecting", reason)
         self._connected.clear()
@@ -164,6 +165,7 @@ class Publisher:
         return False
 
     def stop(self) -> None:
+        self._stopping = True
         if self._connected.is_set():
             offline = StationStatus(site=self.site, station=self.station, state=StationState.OFFLINE,
                                     since=utc_now(), software_version=__version__, reason="stopped")

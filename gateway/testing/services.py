@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from gateway.net import free_port
+
 MOSQUITTO_BINARY = "/usr/sbin/mosquitto"
 INFLUXD_BINARY = "/usr/bin/influxd"
 _INSTALL_HINT = "install the Debian package {package}, or run the README's test command"
@@ -28,13 +30,6 @@ _STARTUP_TIMEOUT_S = 20.0
 
 class ServiceError(RuntimeError):
     """A test service could not be started; the message says why and what to do."""
-
-
-def free_port() -> int:
-    """A loopback port free right now; another process could take it before we bind, which we accept in tests."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _find_binary(default: str, name: str, package: str) -> str:
