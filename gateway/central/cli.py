@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from gateway.central.config import SAMPLE_CONFIG_PATH, load_central_config
 from gateway.configfile import ConfigError
+from gateway.logs import setup_logging
 
 app = typer.Typer(help="Central service: ingest readings from MQTT into storage and serve them over HTTP.",
                   no_args_is_help=True)
@@ -26,8 +26,7 @@ def serve(
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging("DEBUG" if verbose else None)
     from gateway.central.service import run_central  # after validation: no I/O before the config is known good
 
     run_central(
@@ -40,3 +39,19 @@ def serve(
 def sample_config() -> None:
     """Print a documented sample config to start from."""
     typer.echo(SAMPLE_CONFIG_PATH.read_text(encoding="utf-8"), nl=False)
+
+
+def openapi_document() -> dict[str, object]:
+    """The HTTP contract as served at /openapi.json (the store is never touched to produce it)."""
+    from gateway.central.api import create_app
+    from gateway.central.store import SqliteStore
+
+    return create_app(SqliteStore(":memory:")).openapi()
+
+
+@app.command()
+def openapi() -> None:
+    """Print the HTTP API's OpenAPI document (docs/openapi.json is this output)."""
+    import json
+
+    typer.echo(json.dumps(openapi_document(), indent=2, sort_keys=True))
