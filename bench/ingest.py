@@ -19,6 +19,7 @@ import platform
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class Measure:
         return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def wait_until(predicate, timeout: float = 600.0) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], bool], timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

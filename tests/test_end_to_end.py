@@ -124,7 +124,7 @@ def test_api_returns_exactly_the_values_the_simulator_served(chain: Chain) -> No
     assert readings_messages
     for message in readings_messages + chain.capture.on("/status"):
         validate_payload("ReadingBatch" if message.topic.endswith("/readings") else "StationStatus",
-                         message.payload)
+                         bytes(message.payload))
 
 
 def test_influxdb_outage_loses_nothing_and_stores_every_reading_once(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from gateway.central.cli import openapi_document
 
@@ -19,5 +20,6 @@ def test_published_openapi_matches_the_served_one() -> None:
 
 
 def test_every_documented_series_parameter_is_in_the_contract() -> None:
-    parameters = {p["name"] for p in openapi_document()["paths"]["/api/v1/series"]["get"]["parameters"]}
+    document: dict[str, Any] = openapi_document()
+    parameters = {p["name"] for p in document["paths"]["/api/v1/series"]["get"]["parameters"]}
     assert {"station", "variable", "start", "end", "every", "aggregate", "format"} <= parameters

@@ -28,7 +28,7 @@ def write(tmp_path: Path, data: object) -> Path:
 
 
 def with_changes(**changes: object) -> dict[str, object]:
-    data = {k: (list(v) if isinstance(v, list) else v) for k, v in GOOD.items()}
+    data: dict[str, object] = {k: (list(v) if isinstance(v, list) else v) for k, v in GOOD.items()}
     data.update(changes)
     return data
 
