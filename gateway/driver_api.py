@@ -12,9 +12,10 @@ A driver lives in `drivers/<name>/` and registers its class under the `sinkwatch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from importlib.metadata import entry_points
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,3 +82,60 @@ def load_driver(name: str) -> type[Driver]:
             return driver_class
     known = ", ".join(sorted(e.name for e in found)) or "none (is sinkwatch installed?)"
     raise KeyError(f"unknown driver {name!r}; known drivers: {known}")
+
+
+# --- streaming instruments ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamColumn:
+    """One value of a streamed record: its raw-data name (EddyPro/FLUXNET style: U, V, W, T_SONIC, CO2, H2O,
+    DIAG_SONIC, ...) and unit."""
+
+    name: str
+    unit: str
+
+
+class BadRecord(Exception):
+    """A streamed frame that must be dropped; `reason` labels the counter (checksum, format, counter, range)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class StreamConfig(SensorConfig):
+    """Keys common to every streaming instrument (10-20 Hz sonic anemometers and gas analyzers)."""
+
+    port: str = Field(description="serial device path, or tcp://HOST:PORT for an instrument on Ethernet")
+    baudrate: int = Field(default=115200, ge=1200, le=921600)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    frequency_hz: float = Field(default=20.0, gt=0, le=100, description="the instrument's output rate")
+
+
+@runtime_checkable
+class StreamDriver(Protocol):
+    """What the stream runner needs from a streaming instrument's driver: its frame grammar, nothing else.
+
+    The runner owns the transport (serial or TCP), splits the byte stream at `terminator`, stamps each frame on
+    arrival, and calls `parse(frame)`; the driver returns the values in `columns` order (None for a missing
+    value) or raises BadRecord. `start_commands()` are written once after each (re)connect, e.g. to switch the
+    instrument's output on.
+    """
+
+    Config: ClassVar[type[StreamConfig]]
+    columns: ClassVar[tuple[StreamColumn, ...]]
+    terminator: ClassVar[bytes]
+
+    def __init__(self, config: StreamConfig, *, station: str) -> None: ...
+
+    def start_commands(self) -> list[bytes]: ...
+
+    def parse(self, frame: bytes) -> tuple[float | None, ...]: ...
+
+
+def is_stream_driver(driver_class: type) -> bool:
+    return hasattr(driver_class, "parse") and hasattr(driver_class, "columns")
