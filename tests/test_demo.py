@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from gateway.demo import run_demo
 from gateway.edge.buffer import ReadingBuffer
+from gateway.testing.services import InfluxInstance, MosquittoInstance
 
 pytestmark = pytest.mark.slow
 
@@ -44,3 +47,19 @@ def test_demo_rejects_a_bad_broker_url() -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "expected mqtt://HOST[:PORT]" in result.stderr
+
+
+@pytest.mark.integration
+def test_demo_flags_point_it_at_a_real_broker_and_influxdb(
+    tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance
+) -> None:
+    summary = run_demo(3, broker_url=f"mqtt://{mosquitto.host}:{mosquitto.port}", influx_url=influxd.url,
+                       data_dir=tmp_path, interval_s=0.5, echo=False)
+    assert summary.readings_stored > 0
+    assert summary.readings_read == summary.readings_acknowledged == summary.readings_stored
+    # the readings are in the real InfluxDB, not in an embedded store
+    response = httpx.post(f"{influxd.url}/query", params={
+        "db": "sinkwatch_demo", "q": 'SELECT count("qc") FROM "readings"'})
+    count = response.json()["results"][0]["series"][0]["values"][0][1]
+    assert count == summary.readings_stored
+    assert not (tmp_path / "central.sqlite").exists()
