@@ -8,10 +8,20 @@ A driver lives in `drivers/<name>/` and registers its class under the `sinkwatch
 - **open**: `Driver(config, station=...)` then `open()` connects; it may raise `DeviceError`.
 - **poll**: `poll()` returns this device's readings or raises `DeviceError` for this device alone; the daemon
   counts the error, logs state changes and moves on to the next device.
+
+**Devices on a shared serial line** (RS-485 multidrop; added for issue 3, optional, so older drivers still load):
+a driver whose `Config` has `serial_settings() -> SerialSettings | None` and whose class has
+`attach(line: SerialLine)` is owned by the line's `SerialBus` (`gateway/edge/bus.py`). The bus calls `attach()`
+once, before `open()`, with the one `SerialLine` of that port; from then on the driver must not open the port
+itself but send every transaction through the line (`read_registers` for Modbus RTU, `transact` for ASCII), which
+serialises all traffic with the inter-frame delay and reopens a vanished USB adapter. `open()` then only prepares
+the device (it may be a no-op) and `close()` must not close the line. A driver that is never attached (a TCP
+endpoint, a test) keeps using its own connection. `serial_settings()` returning None means "not on a serial line".
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.metadata import entry_points
@@ -139,3 +149,52 @@ class StreamDriver(Protocol):
 
 def is_stream_driver(driver_class: type) -> bool:
     return hasattr(driver_class, "parse") and hasattr(driver_class, "columns")
+
+
+# --- devices on a shared serial line (RS-485) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """Where a device is wired and the character format of its line; devices sharing `port` must agree on the rest."""
+
+    port: str
+    baudrate: int
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: int = 1
+
+    FORMAT_KEYS: ClassVar[tuple[str, ...]] = ("baudrate", "bytesize", "parity", "stopbits")
+
+    def describe(self) -> str:
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+
+class SerialLine(Protocol):
+    """What a bus-attached driver may do on its line; every call is one complete, serialised transaction.
+
+    Both methods raise DeviceError: TIMEOUT (silence), CRC, PROTOCOL (exception reply, wrong length, a reply from
+    another address) or NO_PORT (the adapter is gone; the line reopens it with backoff).
+    """
+
+    settings: SerialSettings
+
+    def read_registers(
+        self, device: int, address: int, count: int, *, function: int = 3, timeout_s: float, retries: int = 0
+    ) -> list[int]: ...
+
+    def transact(self, request: bytes, *, complete: Callable[[bytes], bool], timeout_s: float) -> bytes: ...
+
+
+@runtime_checkable
+class LineDriver(Protocol):
+    """The optional extension of `Driver` for devices owned by a `SerialBus`."""
+
+    def attach(self, line: SerialLine) -> None: ...
+
+
+def serial_settings_of(config: SensorConfig) -> SerialSettings | None:
+    """The sensor's serial line, or None when it is not on one (TCP, a driver without `serial_settings`)."""
+    method = getattr(config, "serial_settings", None)
+    result = method() if callable(method) else None
+    return result if isinstance(result, SerialSettings) else None

@@ -27,6 +27,7 @@ VARIABLES: dict[str, Variable] = {
         Variable("TS", "degC", "soil temperature"),
         Variable("SWC", "%", "soil water content (volumetric)"),
         Variable("T_PROBE", "degC", "a sensor's own internal temperature", standard=False),
+        Variable("EC_SOIL", "uS cm-1", "bulk soil electrical conductivity (no AmeriFlux BASE name)", standard=False),
     )
 }
 

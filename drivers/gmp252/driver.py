@@ -1,7 +1,11 @@
 """Vaisala GMP252 CO2 probe over Modbus RTU (RS-485) or Modbus TCP (through a serial-to-Ethernet gateway).
 
-One poll = the compiled read blocks of `registers.py`: CO2 float, probe temperature float, device/CO2 status and
-the 32-bit error code. The status registers set each reading's quality flag; see README.md for the mapping.
+One poll = the compiled read blocks of `registers.py`: CO2 float, probe temperature float (unless
+`read_temperature: false`) and the device/CO2 status (every `status_every_n_polls` polls; the 32-bit error code
+only while the device status is not OK). The status registers set each reading's quality flag; see README.md.
+
+Transport: on a serial port the daemon's SerialBus attaches the line it owns (`attach`), so several probes share
+one RS-485 line; unattached (Modbus TCP, standalone use) the driver keeps its own pymodbus client.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from drivers.gmp252 import registers as reg
 from drivers.gmp252 import rtu
-from gateway.driver_api import DeviceError, FailureKind, SensorConfig
+from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,17 @@ class GMP252Config(SensorConfig):
         description="AmeriFlux position qualifier _H_V_R appended to variable names, e.g. _1_1_1",
     )
     read_temperature: bool = True
+    status_every_n_polls: int = Field(
+        default=1,
+        ge=1,
+        le=3600,
+        description="read the status registers on every n-th poll only; the polls between reuse the last status",
+    )
+
+    def serial_settings(self) -> SerialSettings | None:
+        if self.is_tcp:
+            return None
+        return SerialSettings(self.port, self.baudrate, self.bytesize, self.parity, self.stopbits)
 
     @field_validator("port")
     @classmethod
@@ -124,7 +139,8 @@ def assess_status(device_status: int, co2_status: int, error_code: int) -> Statu
 # The name the Driver protocol documents; GMP252Config is the same class.
 Config = GMP252Config
 
-_POLLED_POINTS = ("co2", "temperature", "device_status", "co2_status", "error_code")
+_MEASURED_POINTS = ("co2", "temperature")
+_STATUS_POINTS = ("device_status", "co2_status")
 
 
 class GMP252Driver:
@@ -144,9 +160,14 @@ class GMP252Driver:
         self.config: GMP252Config = config
         self.station = station
         self._clock_synced = clock_synced
-        names = [n for n in _POLLED_POINTS if config.read_temperature or n != "temperature"]
+        names = [n for n in _MEASURED_POINTS if config.read_temperature or n != "temperature"]
         self._blocks = reg.compile_blocks(reg.points_by_name(names))
+        self._status_blocks = reg.compile_blocks(reg.points_by_name(_STATUS_POINTS))
+        self._error_blocks = reg.compile_blocks(reg.points_by_name(["error_code"]))
+        self._last_status: dict[str, float | int | None] | None = None
+        self._polls = 0
         self._client: ModbusSerialClient | ModbusTcpClient | None = None
+        self._line: SerialLine | None = None
         self._rx_trace = b""
 
     def __repr__(self) -> str:
@@ -199,8 +220,14 @@ class GMP252Driver:
             "holds the port",
         )
 
+    def attach(self, line: SerialLine) -> None:
+        """Use the bus's shared line for every transaction from now on (gateway.driver_api.LineDriver)."""
+        self.close()
+        self._line = line
+
     def open(self) -> None:
-        self._connect()
+        if self._line is None:
+            self._connect()
 
     def _connect(self) -> ModbusSerialClient | ModbusTcpClient:
         if self._client is not None and self._client.connected:
@@ -242,13 +269,42 @@ class GMP252Driver:
         return self._readings(values)
 
     def _read_all(self) -> dict[str, float | int | None]:
-        client = self._connect()
+        read = self._read_on_line if self._line is not None else self._read_block
         values: dict[str, float | int | None] = {}
         for block in self._blocks:
-            values.update(block.decode(self._read_block(client, block)))
+            values.update(block.decode(read(block)))
+        if self._last_status is None or self._polls % self.config.status_every_n_polls == 0:
+            status: dict[str, float | int | None] = {}
+            for block in self._status_blocks:
+                status.update(block.decode(read(block)))
+            status["error_code"] = 0
+            if status["device_status"]:
+                for block in self._error_blocks:  # only meaningful (and only worth line time) on a fault
+                    status.update(block.decode(read(block)))
+            self._last_status = status
+        self._polls += 1
+        values.update(self._last_status)
         return values
 
-    def _read_block(self, client: ModbusSerialClient | ModbusTcpClient, block: reg.ReadBlock) -> list[int]:
+    def _read_on_line(self, block: reg.ReadBlock) -> list[int]:
+        assert self._line is not None
+        try:
+            return self._line.read_registers(
+                self.config.address, block.address, block.count,
+                timeout_s=self.config.timeout_s, retries=self.config.retries,
+            )
+        except DeviceError as exc:
+            what = f"{self._where}: reading {block.count} register(s) at 0x{block.address:04X}"
+            hint = exc.hint
+            if exc.kind is FailureKind.TIMEOUT:
+                hint = (f"check the probe's 24 V supply, the `address` key (probe default 240), the serial settings "
+                        f"(configured {self.config.baudrate} {self.config.bytesize}{self.config.parity}"
+                        f"{self.config.stopbits}; probe default 19200 8N2), and the RS-485 wiring (try swapping A "
+                        "and B)")
+            raise DeviceError(exc.kind, f"{what}: {exc.message}", hint) from None
+
+    def _read_block(self, block: reg.ReadBlock) -> list[int]:
+        client = self._connect()
         what = f"{self._where}: reading {block.count} register(s) at 0x{block.address:04X}"
         self._rx_trace = b""
         try:

@@ -67,6 +67,21 @@ class SignalModel:
     peak_hour: float = 15.0
     utc_offset_h: float = 0.0
 
+    @classmethod
+    def at_depth(cls, depth_m: float, **overrides: float) -> SignalModel:
+        """A probe at `depth_m` below the surface: CO2 rises with depth (diffusion from a respiring soil column
+        gives a roughly saturating profile), while the diurnal cycle is damped and delayed with depth (a soil
+        thermal wave: e-folding depth ~0.1 m, ~3 h lag per 0.1 m)."""
+        damping = math.exp(-depth_m / 0.1)
+        params: dict[str, float] = {
+            "base_ppm": 600.0 + 6000.0 * (1.0 - math.exp(-depth_m / 0.3)),
+            "amplitude_ppm": (100.0 + 1500.0 * (1.0 - math.exp(-depth_m / 0.3))) * (0.3 + 0.7 * damping),
+            "temp_amplitude_c": 6.0 * damping,
+            "peak_hour": (15.0 + 30.0 * depth_m) % 24.0,
+        }
+        params.update(overrides)
+        return cls(**params)
+
     def _phase(self, unix_time: float) -> float:
         hour = ((unix_time / 3600.0) + self.utc_offset_h) % 24.0
         return math.cos(2 * math.pi * (hour - self.peak_hour) / 24.0)
@@ -509,6 +524,17 @@ def run_simulator(port: str, *, address: int = 240, fault: str = "none", seed: i
                     time.sleep(1)
             except KeyboardInterrupt:
                 print(f"stopped after {simulator.requests} requests", flush=True)
+
+
+def profile_simulators(
+    depths_m: dict[int, float], *, seed: int = 0, fault: str = "none"
+) -> list[GMP252Simulator]:
+    """One simulated probe per address, each at its own depth, for an RtuLineSimulator serving them all on one
+    port (gateway/testing/rtu_line.py): a soil CO2 profile on one RS-485 line."""
+    return [
+        GMP252Simulator("", address=address, seed=seed + index, fault=fault, signal=SignalModel.at_depth(depth))
+        for index, (address, depth) in enumerate(sorted(depths_m.items()))
+    ]
 
 
 def main(port: str, address: int = 240, fault: str = "none", seed: int = 0) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.configfile import ConfigError, describe_validation_error, read_yaml_mapping
-from gateway.driver_api import Driver, SensorConfig, load_driver
+from gateway.driver_api import Driver, LineDriver, SensorConfig, SerialSettings, load_driver, serial_settings_of
 from gateway.model import Identifier
 
 
@@ -89,7 +89,51 @@ def parse_station_config(data: dict[str, Any], source: Path | str = "<config>") 
             sensors.append((driver_class, driver_class.Config.model_validate(entry)))
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(source, exc, prefix)) from None
+    check_serial_lines(sensors, source)
     return StationConfig(base, sensors, Path(source) if not isinstance(source, Path) else source)
+
+
+def check_serial_lines(sensors: list[tuple[type[Driver], SensorConfig]], source: Path | str) -> None:
+    """Devices sharing a `port` are one RS-485 line: one character format, distinct addresses, drivers that can
+    share. Raises ConfigError naming both sensors and every conflicting key."""
+    first_on: dict[str, tuple[int, SensorConfig, SerialSettings]] = {}
+    addresses: dict[tuple[str, int], int] = {}
+    for index, (driver_class, config) in enumerate(sensors):
+        settings = serial_settings_of(config)
+        if settings is None:
+            continue
+        prefix = f"{source}: invalid configuration\n  sensors[{index}]"
+        if settings.port in first_on:
+            other_index, other, other_settings = first_on[settings.port]
+            between = (f"sensors[{other_index}] ({other.name}) and sensors[{index}] ({config.name}) share the "
+                       f"serial line {settings.port}")
+            conflicts = [
+                f"{key} ({getattr(other_settings, key)} vs {getattr(settings, key)})"
+                for key in SerialSettings.FORMAT_KEYS
+                if getattr(other_settings, key) != getattr(settings, key)
+            ]
+            if conflicts:
+                keys = "/".join(k.split(" ")[0] for k in conflicts)
+                raise ConfigError(
+                    f"{prefix}.{keys}: {between} but differ in {', '.join(conflicts)}; every device on one RS-485 "
+                    "line must use the same serial settings: reconfigure the devices or wire them to separate ports"
+                )
+            for cls in (driver_class, sensors[other_index][0]):
+                if not issubclass(cls, LineDriver):
+                    raise ConfigError(f"{prefix}.port: {between}, but driver {cls.__name__} cannot share a serial "
+                                      "line; give it a port of its own")
+        else:
+            first_on[settings.port] = (index, config, settings)
+        address = getattr(config, "address", None)
+        if isinstance(address, int):
+            if (settings.port, address) in addresses:
+                other_index = addresses[(settings.port, address)]
+                raise ConfigError(
+                    f"{prefix}.address: sensors[{other_index}] ({sensors[other_index][1].name}) and sensors[{index}] "
+                    f"({config.name}) both use address {address} on {settings.port}; give each device on a line "
+                    "its own address"
+                )
+            addresses[(settings.port, address)] = index
 
 
 def load_station_config(path: Path | str) -> StationConfig:

@@ -1,0 +1,246 @@
+"""One owner per serial line, against real pyserial on socat PTYs: a bus with three GMP252 and a soil probe keeps
+polling the healthy devices while one is unplugged, frames never overlap, a vanished adapter is reopened, and the
+config refuses devices that disagree on one line's settings."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.gmp252.driver import GMP252Driver
+from drivers.gmp252.simulator import GMP252Simulator, profile_simulators
+from drivers.soilprobe.driver import SoilProbeDriver
+from drivers.soilprobe.simulator import SoilProbeSimulator
+from gateway.configfile import ConfigError
+from gateway.driver_api import Driver, SensorConfig
+from gateway.edge.bus import RtuSerialLine, SensorRunner, SerialBus
+from gateway.edge.config import parse_station_config
+from gateway.edge.daemon import plan_lines
+from gateway.model import Reading
+from gateway.testing.rtu_line import RtuLineSimulator
+from gateway.testing.serial_pty import socat_pty_pair
+
+pytestmark = pytest.mark.integration
+
+DEPTHS = {240: 0.1, 241: 0.3, 242: 0.5}
+WAIT_S = 20.0  # generous upper bound for a condition; tests end as soon as it holds
+
+
+@pytest.fixture(autouse=True)
+def _need_socat() -> None:
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (Debian package socat)")
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def sensor_entries(port: str) -> list[dict[str, Any]]:
+    common = {"port": port, "interval_s": 0.02, "timeout_s": 0.1, "retries": 0}
+    entries: list[dict[str, Any]] = [
+        {"name": f"co2_{int(depth * 100)}cm", "driver": "gmp252", "address": address,
+         "variable_suffix": f"_1_{index + 1}_1", **common}
+        for index, (address, depth) in enumerate(sorted(DEPTHS.items()))
+    ]
+    entries.append({"name": "swc_10cm", "driver": "soilprobe", "address": 1, "layout": "A", "baudrate": 19200,
+                    "stopbits": 2, **common})
+    return entries
+
+
+def station(port: str, tmp_path: Path) -> list[tuple[type[Driver], SensorConfig]]:
+    data = {"site": "s", "station": "st1", "buffer": {"path": str(tmp_path / "b.sqlite")},
+            "sensors": sensor_entries(port)}
+    return parse_station_config(data).sensors
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, readings: list[Reading]) -> None:
+        with self.lock:
+            self.readings.extend(readings)
+
+    def count(self, sensor: str) -> int:
+        with self.lock:
+            return sum(1 for r in self.readings if r.sensor == sensor)
+
+
+class RunningBus:
+    def __init__(self, port: str, tmp_path: Path, **line_options: Any) -> None:
+        sensors = station(port, tmp_path)
+        self.runners = {cfg.name: SensorRunner(cls, cfg, "st1") for cls, cfg in sensors}
+        settings = sensors[0][1].serial_settings()  # type: ignore[attr-defined]
+        self.collector = Collector()
+        self.bus = SerialBus(settings, list(self.runners.values()), self.collector,
+                             line=RtuSerialLine(settings, **line_options))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.bus.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> RunningBus:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def profile_line(port: str, **options: Any) -> tuple[RtuLineSimulator, list[GMP252Simulator], SoilProbeSimulator]:
+    probes = profile_simulators(DEPTHS, seed=1)
+    soil = SoilProbeSimulator(address=1, layout="A", seed=2)
+    line = RtuLineSimulator(port, [*probes, soil], baudrate=19200, stopbits=2, **options)
+    return line, probes, soil
+
+
+@pytest.fixture
+def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    with socat_pty_pair(tmp_path / "pty") as pair:
+        yield pair
+
+
+def test_healthy_devices_keep_polling_while_one_is_unplugged(
+    ptys: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sinkwatch.edge")
+    line, probes, _soil = profile_line(ptys[0], reply_delay_s=0.002)
+    healthy = ["co2_10cm", "co2_50cm", "swc_10cm"]
+    with line, RunningBus(ptys[1], tmp_path) as running:
+        runners = running.runners
+        wait_for(lambda: all(r.health.available for r in runners.values()), "every device to answer")
+        probes[1].set_fault("no_reply")  # address 241, co2_30cm: unplugged
+        wait_for(lambda: runners["co2_30cm"].health.available is False, "co2_30cm to be reported unavailable")
+        before = {name: running.collector.count(name) for name in healthy}
+        stuck = running.collector.count("co2_30cm")
+        wait_for(lambda: all(running.collector.count(n) >= before[n] + 20 for n in healthy),
+                 "the healthy devices to deliver 20 more readings each")
+        assert runners["co2_30cm"].health.available is False
+        assert running.collector.count("co2_30cm") == stuck
+        failed_polls = runners["co2_30cm"].health.errors["timeout"]
+        probes[1].set_fault("none")  # plugged back
+        wait_for(lambda: runners["co2_30cm"].health.available is True, "co2_30cm to be back")
+    # backoff: while dead, the unplugged probe was tried far less often than a healthy one was polled
+    assert failed_polls < min(runners[n].health.polls for n in healthy) / 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("co2_30cm unavailable" in m for m in messages) == 1
+    assert sum("co2_30cm is back" in m for m in messages) == 1
+    assert all(runners[n].health.errors == {} for n in healthy)
+    # frames never overlapped: no request arrived while a reply was pending, and every reply answers the
+    # request right before it
+    assert line.collisions == 0 and line.bad_frames == 0
+    events = line.events
+    for previous, event in itertools.pairwise(events):
+        if event.kind == "reply":
+            assert previous.kind == "request" and previous.address == event.address
+    # the profile: CO2 rises with depth
+    co2 = {r.variable: r.value or 0.0 for r in running.collector.readings if r.variable.startswith("CO2")}
+    assert co2["CO2_1_1_1"] < co2["CO2_1_2_1"] < co2["CO2_1_3_1"]
+
+
+def test_every_reading_polled_is_delivered_and_polls_are_spread_fairly(ptys: tuple[str, str], tmp_path: Path) -> None:
+    line, probes, soil = profile_line(ptys[0])
+    with line, RunningBus(ptys[1], tmp_path) as running:
+        wait_for(lambda: all(r.health.polls >= 30 for r in running.runners.values()), "30 polls of every device")
+    per_sensor = Counter(r.sensor for r in running.collector.readings)
+    for name, runner in running.runners.items():
+        assert per_sensor[name] == runner.health.readings
+    served_co2 = sorted(v for p in probes for v in p.served_co2)
+    delivered_co2 = sorted(r.value or 0.0 for r in running.collector.readings if r.variable.startswith("CO2"))
+    assert delivered_co2 == served_co2
+    assert len(soil.served) == running.runners["swc_10cm"].health.readings // 3
+
+
+def test_a_vanished_adapter_is_reopened(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sinkwatch.edge")
+    link_dir = tmp_path / "pty"
+    with socat_pty_pair(link_dir) as (sim_end, bus_end):
+        line, _probes, _soil = profile_line(sim_end)
+        line.start()
+        running = RunningBus(bus_end, tmp_path, reopen_backoff_s=(0.05, 0.5)).__enter__()
+        wait_for(lambda: all(r.health.available for r in running.runners.values()), "every device to answer")
+        line.stop()
+    # socat is gone, and with it both PTY ends: the adapter was unplugged
+    try:
+        wait_for(lambda: all(r.health.available is False for r in running.runners.values()),
+                 "every device to be reported unavailable")
+        assert running.bus.line.counters.disconnects >= 1
+        assert all("no_port" in r.health.errors for r in running.runners.values())
+        with socat_pty_pair(link_dir) as (sim_end, bus_end2):
+            assert bus_end2 == bus_end  # the same link path, as udev's /dev/serial/by-id/ name would be
+            line, _probes, _soil = profile_line(sim_end)
+            with line:
+                before = running.collector.count("co2_10cm")
+                wait_for(lambda: all(r.health.available for r in running.runners.values()), "every device back")
+                wait_for(lambda: running.collector.count("co2_10cm") > before + 5, "new readings after reopening")
+    finally:
+        running.__exit__()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("serial line" in m and "unavailable" in m for m in messages)
+    assert any("serial line" in m and "is back" in m for m in messages)
+    assert running.bus.line.counters.opens >= 2
+
+
+# --- config validation --------------------------------------------------------------------------------------
+
+
+def config_with(*overrides: dict[str, Any]) -> dict[str, Any]:
+    sensors = sensor_entries("/dev/ttyUSB0")
+    for entry, override in zip(sensors, overrides, strict=False):
+        entry.update(override)
+    return {"site": "s", "station": "st1", "buffer": {"path": "/tmp/b.sqlite"}, "sensors": sensors}
+
+
+def test_devices_on_one_line_with_different_serial_settings_are_refused_naming_the_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_station_config(config_with({}, {}, {"baudrate": 9600, "parity": "E"}), "station.yaml")
+    message = str(info.value)
+    assert "sensors[2].baudrate/parity" in message
+    assert "co2_10cm" in message and "co2_50cm" in message and "/dev/ttyUSB0" in message
+    assert "baudrate (19200 vs 9600)" in message and "parity (N vs E)" in message
+
+
+def test_the_soil_probe_default_8n1_conflicts_with_the_gmp252_8n2() -> None:
+    data = config_with()
+    del data["sensors"][3]["stopbits"]
+    with pytest.raises(ConfigError, match=r"sensors\[3\]\.stopbits: .*stopbits \(2 vs 1\)"):
+        parse_station_config(data, "station.yaml")
+
+
+def test_two_devices_at_one_address_on_one_line_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"sensors\[1\]\.address: .*both use address 240"):
+        parse_station_config(config_with({}, {"address": 240}), "station.yaml")
+
+
+def test_the_same_settings_on_separate_ports_are_independent_lines() -> None:
+    config = parse_station_config(config_with({}, {"port": "/dev/ttyUSB1", "baudrate": 9600}), "station.yaml")
+    runners = [SensorRunner(cls, cfg, "st1") for cls, cfg in config.sensors]
+    lines, direct = plan_lines(runners)
+    assert direct == []
+    assert {port: [r.config.name for r in group] for port, (_, group) in lines.items()} == {
+        "/dev/ttyUSB0": ["co2_10cm", "co2_50cm", "swc_10cm"],
+        "/dev/ttyUSB1": ["co2_30cm"],
+    }
+    assert isinstance(runners[0].driver, GMP252Driver) and isinstance(runners[3].driver, SoilProbeDriver)
+
+
+def test_a_modbus_tcp_probe_is_not_on_a_serial_line() -> None:
+    config = parse_station_config(config_with({"port": "tcp://192.0.2.10:502"}), "station.yaml")
+    runners = [SensorRunner(cls, cfg, "st1") for cls, cfg in config.sensors]
+    lines, direct = plan_lines(runners)
+    assert [r.config.name for r in direct] == ["co2_10cm"]
+    assert [r.config.name for r in lines["/dev/ttyUSB0"][1]] == ["co2_30cm", "co2_50cm", "swc_10cm"]
