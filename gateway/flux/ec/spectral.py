@@ -17,8 +17,8 @@ References
   15269-15273; Leuning, R. & Moncrieff, J. (1990), Boundary-Layer Meteorol. 53, 63-76 (turbulent tube flow,
   ``exp(-80 Re^-1/8 pi^2 f^2 r L / U^2)``, Lenschow & Raupach 1991 constant).
 * Horst, T. W. & Lenschow, D. H. (2009): Attenuation of scalar fluxes measured with spatially-displaced sensors.
-  Boundary-Layer Meteorol. 130, 275-300 (lateral separation, eq. 13: ``exp(-(2 pi f s / u)^1.5 ...)`` family; here
-  Moore's eq. 11 form ``exp(-9.9 (f s / u)^1.5)`` is used, which H&L show is the lateral case).
+  Boundary-Layer Meteorol. 130, 275-300. NOT implemented here (their stability-dependent along-, cross-wind and
+  vertical forms); :func:`tf_sensor_separation` uses Moore's (1986) eq. 11 lateral-separation form instead.
 * Ibrom, A., Dellwik, E., Flyvbjerg, H., Jensen, N. O. & Pilegaard, K. (2007): Strong low-pass filtering effects on
   water vapour flux measurements with closed-path eddy correlation systems. Agric. For. Meteorol. 147, 140-156
   (first-order IIR TF ``1 / (1 + (f / fc)^2)``, eq. 4; per-RH-class cut-off frequencies; CF model eq. 8).
@@ -118,8 +118,8 @@ def tf_scalar_path(f: ArrayLike, path_m: float, u: float) -> F64:
 
 
 def tf_sensor_separation(f: ArrayLike, separation_m: float, u: float) -> F64:
-    """Cospectral loss from lateral sensor separation ``s`` (m), ``exp(-9.9 (f s / u)^1.5)`` (Moore 1986, eq. 11;
-    the lateral case of Horst & Lenschow 2009). Along-wind separation is removed by the time-lag compensation.
+    """Cospectral loss from lateral sensor separation ``s`` (m), ``exp(-9.9 (f s / u)^1.5)`` (Moore 1986, eq. 11).
+    Along-wind separation is removed by the time-lag compensation.
     This is a cospectral TF (it multiplies ``Co_wx`` directly)."""
     return np.asarray(np.exp(-9.9 * (_f(f) * separation_m / u) ** 1.5), dtype=np.float64)
 
