@@ -1,0 +1,135 @@
+"""The engine's output: one record per averaging period, FLUXNET/AmeriFlux names and units.
+
+Names marked ``standard=True`` are AmeriFlux BASE / FLUXNET names (AmeriFlux "Variables" table; Pastorello et al.
+2020, Sci. Data 7:225). The others are sinkwatch's own diagnostics (covariances, lags, angles, test deviations),
+kept so a result can be compared with EddyPro's full output; :func:`gateway.flux.files.write_ameriflux_csv` can
+leave them out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+ENGINE_NAME = "sinkwatch-ec"
+ENGINE_VERSION = "0.1.0"
+"""Version of the numerical engine; bumped whenever a result for the same input and settings can change."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputVariable:
+    name: str
+    unit: str
+    description: str
+    standard: bool = True
+
+
+OUTPUT_VARIABLES: dict[str, OutputVariable] = {
+    v.name: v
+    for v in (
+        OutputVariable("FC", "umol m-2 s-1", "CO2 turbulent flux (no storage term)"),
+        OutputVariable("FC_SSITC_TEST", "nondimensional", "Mauder & Foken (2004) 0/1/2 flag of FC"),
+        OutputVariable("FH2O", "mmol m-2 s-1", "water vapour turbulent flux"),
+        OutputVariable("FH2O_SSITC_TEST", "nondimensional", "Mauder & Foken (2004) 0/1/2 flag of FH2O", False),
+        OutputVariable("H", "W m-2", "sensible heat turbulent flux (sonic humidity-corrected)"),
+        OutputVariable("H_SSITC_TEST", "nondimensional", "Mauder & Foken (2004) 0/1/2 flag of H"),
+        OutputVariable("LE", "W m-2", "latent heat turbulent flux"),
+        OutputVariable("LE_SSITC_TEST", "nondimensional", "Mauder & Foken (2004) 0/1/2 flag of LE"),
+        OutputVariable("TAU", "kg m-1 s-2", "momentum flux"),
+        OutputVariable("TAU_SSITC_TEST", "nondimensional", "Mauder & Foken (2004) 0/1/2 flag of TAU"),
+        OutputVariable("USTAR", "m s-1", "friction velocity"),
+        OutputVariable("WS", "m s-1", "mean wind speed (magnitude of the mean wind vector)"),
+        OutputVariable("WS_MAX", "m s-1", "maximum instantaneous wind speed (3-D) in the period"),
+        OutputVariable("WD", "decimal degrees", "wind direction (from north, the wind blows from)"),
+        OutputVariable("ZL", "nondimensional", "stability parameter (z - d)/L"),
+        OutputVariable("MO_LENGTH", "m", "Monin-Obukhov length"),
+        OutputVariable("U_SIGMA", "m s-1", "standard deviation of the streamwise wind (rotated)"),
+        OutputVariable("V_SIGMA", "m s-1", "standard deviation of the cross wind (rotated)"),
+        OutputVariable("W_SIGMA", "m s-1", "standard deviation of the vertical wind (rotated)"),
+        OutputVariable("T_SONIC", "deg C", "mean sonic temperature"),
+        OutputVariable("T_SONIC_SIGMA", "deg C", "standard deviation of the sonic temperature"),
+        OutputVariable("TA", "deg C", "air temperature (from the sonic temperature, humidity-corrected)"),
+        OutputVariable("PA", "kPa", "atmospheric pressure (measured or from the altitude)"),
+        OutputVariable("RH", "%", "relative humidity"),
+        OutputVariable("VPD", "hPa", "vapour pressure deficit"),
+        OutputVariable("CO2", "umol mol-1", "CO2 mole fraction in wet air"),
+        OutputVariable("CO2_SIGMA", "umol mol-1", "standard deviation of CO2 (as measured)"),
+        OutputVariable("H2O", "mmol mol-1", "H2O mole fraction in wet air"),
+        OutputVariable("H2O_SIGMA", "mmol mol-1", "standard deviation of H2O (as measured)"),
+        # sinkwatch's own: diagnostics that EddyPro's full output also carries
+        OutputVariable("CO2_MIXING_RATIO", "umol mol-1", "CO2 dry mole fraction", False),
+        OutputVariable("H2O_MIXING_RATIO", "mmol mol-1", "H2O dry mole fraction", False),
+        OutputVariable("H_UNCORR", "W m-2", "rho*cp*cov(w,Ts), before the humidity correction", False),
+        OutputVariable("W_T_SONIC_COV", "m s-1 K", "covariance of w and Ts", False),
+        OutputVariable("W_CO2_COV", "m s-1 (CO2 unit)", "covariance of w and CO2 (as measured, lagged)", False),
+        OutputVariable("W_H2O_COV", "m s-1 (H2O unit)", "covariance of w and H2O (as measured, lagged)", False),
+        OutputVariable("U_W_COV", "m2 s-2", "covariance of u and w (rotated)", False),
+        OutputVariable("V_W_COV", "m2 s-2", "covariance of v and w (rotated)", False),
+        OutputVariable("U_VAR", "m2 s-2", "variance of u (rotated)", False),
+        OutputVariable("V_VAR", "m2 s-2", "variance of v (rotated)", False),
+        OutputVariable("W_VAR", "m2 s-2", "variance of w (rotated)", False),
+        OutputVariable("T_SONIC_VAR", "K2", "variance of Ts", False),
+        OutputVariable("CO2_VAR", "(CO2 unit)2", "variance of CO2 (as measured, lagged)", False),
+        OutputVariable("H2O_VAR", "(H2O unit)2", "variance of H2O (as measured, lagged)", False),
+        OutputVariable("U_SKEW", "nondimensional", "skewness of u", False),
+        OutputVariable("W_SKEW", "nondimensional", "skewness of w", False),
+        OutputVariable("T_SONIC_SKEW", "nondimensional", "skewness of Ts", False),
+        OutputVariable("CO2_SKEW", "nondimensional", "skewness of CO2", False),
+        OutputVariable("H2O_SKEW", "nondimensional", "skewness of H2O", False),
+        OutputVariable("U_KURT", "nondimensional", "kurtosis of u", False),
+        OutputVariable("W_KURT", "nondimensional", "kurtosis of w", False),
+        OutputVariable("T_SONIC_KURT", "nondimensional", "kurtosis of Ts", False),
+        OutputVariable("CO2_KURT", "nondimensional", "kurtosis of CO2", False),
+        OutputVariable("H2O_KURT", "nondimensional", "kurtosis of H2O", False),
+        OutputVariable("U_UNROT", "m s-1", "mean u, sonic frame", False),
+        OutputVariable("V_UNROT", "m s-1", "mean v, sonic frame", False),
+        OutputVariable("W_UNROT", "m s-1", "mean w, sonic frame", False),
+        OutputVariable("YAW", "decimal degrees", "first rotation angle", False),
+        OutputVariable("PITCH", "decimal degrees", "second rotation angle", False),
+        OutputVariable("ROLL", "decimal degrees", "third rotation angle", False),
+        OutputVariable("CO2_TLAG", "s", "time lag applied to CO2", False),
+        OutputVariable("H2O_TLAG", "s", "time lag applied to H2O", False),
+        OutputVariable("CO2_TLAG_DEFAULT", "nondimensional", "1 when the default lag was used for CO2", False),
+        OutputVariable("H2O_TLAG_DEFAULT", "nondimensional", "1 when the default lag was used for H2O", False),
+        OutputVariable("RHO_A", "kg m-3", "moist air density", False),
+        OutputVariable("RHO_CP", "J m-3 K-1", "volumetric heat capacity of moist air", False),
+        OutputVariable("VD", "m3 mol-1", "dry-air molar volume", False),
+        OutputVariable("ST_DEV_W_U", "%", "steady-state test deviation, momentum flux", False),
+        OutputVariable("ST_DEV_W_TS", "%", "steady-state test deviation, w'Ts'", False),
+        OutputVariable("ST_DEV_W_CO2", "%", "steady-state test deviation, w'CO2'", False),
+        OutputVariable("ST_DEV_W_H2O", "%", "steady-state test deviation, w'H2O'", False),
+        OutputVariable("ITC_DEV_U", "%", "integral turbulence characteristics deviation, sigma_u/u*", False),
+        OutputVariable("ITC_DEV_W", "%", "integral turbulence characteristics deviation, sigma_w/u*", False),
+        OutputVariable("ITC_DEV_TS", "%", "integral turbulence characteristics deviation, sigma_T/T*", False),
+        OutputVariable("N_RECORDS", "nondimensional", "records in the period", False),
+        OutputVariable("N_USED", "nondimensional", "records with valid u, v, w, Ts after filtering", False),
+    )
+}
+
+Status = Literal["ok", "partial", "failed"]
+
+
+@dataclass
+class FluxResult:
+    """One averaging period's result.
+
+    ``values``: FLUXNET/AmeriFlux (and sinkwatch) name → value in the unit of :data:`OUTPUT_VARIABLES`; NaN when not
+    computed. ``status``: ``ok`` (all computed), ``partial`` (some fluxes missing, see ``reasons``), ``failed`` (no
+    flux; ``reasons`` says why). ``start``/``end``: period bounds (``end`` labels it, like EddyPro and AmeriFlux's
+    TIMESTAMP_END). ``engine_version`` and ``settings_hash`` make results from different engines/settings distinct.
+    """
+
+    start: datetime
+    end: datetime
+    values: dict[str, float]
+    status: Status
+    reasons: list[str] = field(default_factory=list)
+    engine_version: str = f"{ENGINE_NAME} {ENGINE_VERSION}"
+    settings_hash: str = ""
+    source: str = ""
+
+    def get(self, name: str) -> float:
+        """The value of ``name`` (NaN when missing or unknown)."""
+        return self.values.get(name, math.nan)

@@ -1,0 +1,318 @@
+"""Typed, validated site/instrument metadata and processing settings of the eddy-covariance engine.
+
+Names follow EddyPro's `.metadata` (GHG_METADATA) and `.eddypro` (EDDYPRO_PROCESSING) keys, so a researcher can
+carry a set-up over; defaults are EddyPro's where the option is implemented here. Methods that another module
+provides (despiking, planar fit, spectral corrections, random error, footprint) are selectable names; the engine
+refuses a selection whose module is not available (:class:`NotAvailableError`) rather than skipping it.
+
+No I/O here: `gateway.flux.files` reads the files into these models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Canonical variable names a raw column can carry (EddyPro's `col_N_variable` values, lower case).
+CANONICAL_VARIABLES = (
+    "u", "v", "w", "ts", "sos", "co2", "h2o", "ch4", "n2o",
+    "air_t", "air_p", "cell_t", "int_t_1", "int_t_2", "int_p",
+    "diag_sonic", "diag_72", "diag_75", "diag_77", "not_numeric", "ignore",
+)  # fmt: skip
+
+GAS_VARIABLES = ("co2", "h2o", "ch4", "n2o")
+
+#: Units accepted per kind of variable, and their factor/offset to the engine's canonical unit.
+UNIT_CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
+    # wind: canonical m s-1
+    "wind": {"m_sec": (1.0, 0.0), "m/s": (1.0, 0.0), "cm_sec": (0.01, 0.0)},
+    # temperature: canonical K
+    "temperature": {"kelvin": (1.0, 0.0), "k": (1.0, 0.0), "celsius": (1.0, 273.15), "degc": (1.0, 273.15),
+                    "c": (1.0, 273.15)},
+    # pressure: canonical Pa
+    "pressure": {"pa": (1.0, 0.0), "hpa": (100.0, 0.0), "kpa": (1000.0, 0.0)},
+    # CO2 / CH4 / N2O fractions: canonical umol mol-1
+    "trace_fraction": {"ppm": (1.0, 0.0), "umol_mol": (1.0, 0.0), "ppb": (1e-3, 0.0), "nmol_mol": (1e-3, 0.0),
+                       "ppt": (1e3, 0.0), "mmol_mol": (1e3, 0.0)},
+    # H2O fractions: canonical mmol mol-1
+    "h2o_fraction": {"ppt": (1.0, 0.0), "mmol_mol": (1.0, 0.0), "ppm": (1e-3, 0.0), "umol_mol": (1e-3, 0.0)},
+    # molar densities: canonical mmol m-3
+    "density": {"mmol_m3": (1.0, 0.0), "umol_m3": (1e-3, 0.0), "mol_m3": (1e3, 0.0)},
+    "dimensionless": {"dimensionless": (1.0, 0.0), "": (1.0, 0.0), "other": (1.0, 0.0)},
+}
+
+
+def unit_kind(variable: str, measure_type: str | None) -> str:
+    """The entry of :data:`UNIT_CONVERSIONS` that applies to a column."""
+    if variable in ("u", "v", "w", "sos"):
+        return "wind"
+    if variable in ("ts", "air_t", "cell_t", "int_t_1", "int_t_2"):
+        return "temperature"
+    if variable in ("air_p", "int_p"):
+        return "pressure"
+    if variable in GAS_VARIABLES:
+        if measure_type == "molar_density":
+            return "density"
+        return "h2o_fraction" if variable == "h2o" else "trace_fraction"
+    return "dimensionless"
+
+
+class ConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(ConfigModel):
+    """One column of a raw file (EddyPro `col_N_*` keys). `index` is 1-based, as in EddyPro."""
+
+    index: Annotated[int, Field(ge=1)]
+    variable: str
+    instrument: str = ""
+    measure_type: Literal["mixing_ratio", "mole_fraction", "molar_density"] | None = None
+    unit_in: str = "dimensionless"
+    min_value: float | None = None
+    max_value: float | None = None
+    nom_timelag: float = 0.0
+    min_timelag: float = 0.0
+    max_timelag: float = 0.0
+
+    @field_validator("variable")
+    @classmethod
+    def _known_variable(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in CANONICAL_VARIABLES:
+            raise ValueError(f"unknown variable {value!r}; known: {', '.join(CANONICAL_VARIABLES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.variable in GAS_VARIABLES and self.measure_type is None:
+            raise ValueError(f"column {self.index} ({self.variable}): measure_type is required for a gas "
+                             "(mixing_ratio, mole_fraction or molar_density)")
+        kind = unit_kind(self.variable, self.measure_type)
+        if self.unit_in.lower() not in UNIT_CONVERSIONS[kind]:
+            raise ValueError(f"column {self.index} ({self.variable}): unit {self.unit_in!r} not usable for {kind}; "
+                             f"use one of {', '.join(u for u in UNIT_CONVERSIONS[kind] if u)}")
+        if self.min_timelag > self.max_timelag:
+            raise ValueError(f"column {self.index} ({self.variable}): min_timelag > max_timelag")
+        return self
+
+    def conversion(self) -> tuple[float, float]:
+        """(factor, offset) to the canonical unit: canonical = raw·factor + offset."""
+        return UNIT_CONVERSIONS[unit_kind(self.variable, self.measure_type)][self.unit_in.lower()]
+
+
+class FileDescription(ConfigModel):
+    """How to read an ASCII raw file (EddyPro `[FileDescription]`)."""
+
+    separator: str = "comma"
+    header_rows: Annotated[int, Field(ge=0)] = 1
+    missing_data_string: str = "-9999"
+    columns: list[ColumnSpec]
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, columns: list[ColumnSpec]) -> list[ColumnSpec]:
+        seen: dict[str, int] = {}
+        for col in columns:
+            if col.variable in ("not_numeric", "ignore"):
+                continue
+            if col.variable in seen:
+                raise ValueError(f"variable {col.variable!r} mapped twice (columns {seen[col.variable]} and "
+                                 f"{col.index})")
+            seen[col.variable] = col.index
+        for needed in ("u", "v", "w", "ts"):
+            if needed not in seen:
+                raise ValueError(f"no column mapped to {needed!r}: the sonic u, v, w and ts are required")
+        return columns
+
+    def delimiter(self) -> str:
+        names = {"comma": ",", "semicolon": ";", "tab": "\t", "space": " "}
+        return names.get(self.separator, self.separator)
+
+    def column(self, variable: str) -> ColumnSpec | None:
+        for col in self.columns:
+            if col.variable == variable:
+                return col
+        return None
+
+
+class SonicMetadata(ConfigModel):
+    """Sonic anemometer (EddyPro `instr_1_*`). Heights in m, angles in degrees."""
+
+    manufacturer: str = ""
+    model: str = ""
+    height: Annotated[float, Field(gt=0)]
+    wformat: Literal["uvw"] = "uvw"
+    wref: Literal["axis", "spar", "na"] = "axis"
+    north_offset: float = 0.0
+
+
+class GasAnalyzerMetadata(ConfigModel):
+    """Gas analyser (EddyPro `instr_2_*`). Separations in cm, tube length in cm, diameter in mm, flow in L min-1."""
+
+    manufacturer: str = ""
+    model: str = ""
+    path_type: Literal["open", "closed"] = "closed"
+    northward_separation: float = 0.0
+    eastward_separation: float = 0.0
+    vertical_separation: float = 0.0
+    tube_length: Annotated[float, Field(ge=0)] = 0.0
+    tube_diameter: Annotated[float, Field(ge=0)] = 0.0
+    tube_flowrate: Annotated[float, Field(ge=0)] = 0.0
+    cell_volume_cm3: Annotated[float, Field(ge=0)] | None = None
+
+
+class SiteMetadata(ConfigModel):
+    """Site, instruments and raw-file layout: everything the engine needs to know about where the data come from.
+
+    Units: altitude, canopy height, displacement, roughness length in m; latitude/longitude in degrees; acquisition
+    frequency in Hz; file duration in minutes. Displacement and roughness default to EddyPro's 0.67·h and 0.15·h
+    (Kaimal & Finnigan 1994 rules of thumb) when not given or 0.
+    """
+
+    site_id: str = "site"
+    altitude: float
+    latitude: Annotated[float, Field(ge=-90, le=90)]
+    longitude: Annotated[float, Field(ge=-180, le=180)] = 0.0
+    canopy_height: Annotated[float, Field(ge=0)] = 0.0
+    displacement_height: Annotated[float, Field(ge=0)] | None = None
+    roughness_length: Annotated[float, Field(ge=0)] | None = None
+    acquisition_frequency: Annotated[float, Field(gt=0)]
+    file_duration: Annotated[float, Field(gt=0)] = 30.0
+    tstamp_end: bool = True
+    sonic: SonicMetadata
+    analyzer: GasAnalyzerMetadata | None = None
+    file: FileDescription
+
+    def displacement(self) -> float:
+        """Zero-plane displacement d in m (0.67·canopy height if not set)."""
+        return self.displacement_height if self.displacement_height else 0.67 * self.canopy_height
+
+    def roughness(self) -> float:
+        """Roughness length z0 in m (0.15·canopy height if not set)."""
+        return self.roughness_length if self.roughness_length else 0.15 * self.canopy_height
+
+
+class Rotation(StrEnum):
+    NONE = "none"
+    DOUBLE = "double_rotation"
+    TRIPLE = "triple_rotation"
+    PLANAR_FIT = "planar_fit"
+    PLANAR_FIT_NO_BIAS = "planar_fit_no_bias"
+
+
+class Detrending(StrEnum):
+    BLOCK_AVERAGE = "block_average"
+    LINEAR = "linear"
+    RUNNING_MEAN = "running_mean"
+    EXPONENTIAL = "exponential_running_mean"
+
+
+class TimeLag(StrEnum):
+    NONE = "none"
+    CONSTANT = "constant"
+    MAXCOV_DEFAULT = "covariance_maximization_with_default"
+    MAXCOV = "covariance_maximization"
+    AUTOMATIC = "automatic_optimization"
+
+
+class QcMethod(StrEnum):
+    NONE = "none"
+    MAUDER_FOKEN_2004 = "mauder_foken_2004"
+    FOKEN_2004 = "foken_2004"
+
+
+class Despiking(StrEnum):
+    NONE = "none"
+    VICKERS_MAHRT_1997 = "vickers_mahrt_1997"
+    MAUDER_2013 = "mauder_2013"
+
+
+class SpectralCorrection(StrEnum):
+    NONE = "none"
+    MONCRIEFF_1997 = "moncrieff_1997"
+    HORST_1997 = "horst_1997"
+    IBROM_2007 = "ibrom_2007"
+    FRATINI_2012 = "fratini_2012"
+
+
+#: EddyPro numeric codes of the enumerated settings, for reading `.eddypro` files.
+EDDYPRO_CODES: dict[str, dict[str, str]] = {
+    "rot_meth": {"0": "none", "1": "double_rotation", "2": "triple_rotation", "3": "planar_fit",
+                 "4": "planar_fit_no_bias"},
+    "detrend_meth": {"0": "block_average", "1": "linear", "2": "running_mean", "3": "exponential_running_mean"},
+    "tlag_meth": {"0": "none", "1": "constant", "2": "covariance_maximization_with_default",
+                  "3": "covariance_maximization", "4": "automatic_optimization"},
+    "qc_meth": {"0": "none", "1": "mauder_foken_2004", "2": "foken_2004"},
+    "hf_meth": {"0": "none", "1": "moncrieff_1997", "2": "horst_1997", "3": "ibrom_2007", "4": "fratini_2012"},
+    "foot_meth": {"0": "none", "1": "kljun_2004", "2": "kormann_meixner_2001", "3": "hsieh_2000"},
+}
+
+
+class AbsoluteLimits(ConfigModel):
+    """Plausible ranges (EddyPro `al_*`, Vickers & Mahrt 1997 §4c). Wind in m s-1, Ts in °C, CO2 in µmol mol-1,
+    H2O in mmol mol-1 (fractions; molar densities are converted with the period's molar volume)."""
+
+    al_u_max: float = 30.0
+    al_w_max: float = 5.0
+    al_tson_min: float = -40.0
+    al_tson_max: float = 50.0
+    al_co2_min: float = 200.0
+    al_co2_max: float = 900.0
+    al_h2o_min: float = 0.0
+    al_h2o_max: float = 40.0
+    al_ch4_min: float = 0.17
+    al_ch4_max: float = 1000.0
+
+
+class ProcessingSettings(ConfigModel):
+    """Processing options, EddyPro names (`[RawProcess_Settings]`, `[Project]`), EddyPro defaults.
+
+    avrg_len: averaging period, minutes. max_lack: maximum missing records in %, per variable, before a flux is not
+    computed. timeconst: time constant in s for linear / running-mean / exponential detrending. tl_def_*: default
+    time lags in s (None: the column's nominal lag, or for a closed path the tube nominal lag).
+    """
+
+    avrg_len: Annotated[float, Field(gt=0)] = 30.0
+    max_lack: Annotated[float, Field(ge=0, le=100)] = 10.0
+    rot_meth: Rotation = Rotation.DOUBLE
+    detrend_meth: Detrending = Detrending.BLOCK_AVERAGE
+    timeconst: Annotated[float, Field(gt=0)] = 250.0
+    tlag_meth: TimeLag = TimeLag.MAXCOV_DEFAULT
+    tl_def_co2: float | None = None
+    tl_def_h2o: float | None = None
+    tl_def_ch4: float | None = None
+    wpl_meth: bool = True
+    qc_meth: QcMethod = QcMethod.MAUDER_FOKEN_2004
+    filter_al: bool = False
+    absolute_limits: AbsoluteLimits = AbsoluteLimits()
+    filter_diag: bool = True
+    despike: Despiking = Despiking.NONE
+    sr_num_spk: int = 3
+    sr_lim_u: float = 3.5
+    sr_lim_w: float = 5.0
+    sr_lim_co2: float = 3.5
+    sr_lim_h2o: float = 3.5
+    sr_lim_hf: float = 1.0
+    hf_meth: SpectralCorrection = SpectralCorrection.NONE
+    random_error: Literal["none", "finkelstein_sims_2001"] = "none"
+    foot_meth: Literal["none", "kljun_2015", "kljun_2004", "kormann_meixner_2001", "hsieh_2000"] = "none"
+    planar_fit_file: str | None = None
+    power_of_two: bool = False
+
+    def settings_hash(self, metadata: SiteMetadata | None = None) -> str:
+        """First 16 hex digits of the SHA-256 of the canonical JSON of these settings (and the metadata, if given):
+        results computed with the same hash are comparable."""
+        payload: dict[str, Any] = {"settings": self.model_dump(mode="json")}
+        if metadata is not None:
+            payload["metadata"] = metadata.model_dump(mode="json")
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class NotAvailableError(ValueError):
+    """A selected method is not implemented (yet) in this engine; the message names the setting and the fix."""

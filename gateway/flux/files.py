@@ -1,0 +1,398 @@
+"""File formats around the eddy-covariance engine: metadata and settings files, ASCII raw files, AmeriFlux CSV.
+
+The engine (`gateway.flux.ec`) never touches files; this module turns files into `SiteMetadata`,
+`ProcessingSettings` and `RawPeriod` objects and results into CSV. Formats:
+
+* metadata: EddyPro `.metadata` (GHG_METADATA ini) or YAML with the fields of `SiteMetadata`;
+* settings: EddyPro `.eddypro` (EDDYPRO_PROCESSING ini; the keys this engine knows) or YAML with the fields of
+  `ProcessingSettings`;
+* raw data: delimited text with a declared column map (EddyPro `col_N_*`), the period end (or start) in the file
+  name as `yyyymmddHHMM`, or a time-stamp column;
+* output: AmeriFlux BASE-format CSV (TIMESTAMP_START, TIMESTAMP_END as YYYYMMDDHHMM, -9999 for missing).
+"""
+
+from __future__ import annotations
+
+import configparser
+import csv
+import math
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from gateway.configfile import ConfigError, describe_validation_error
+from gateway.flux.ec.period import RawPeriod
+from gateway.flux.ec.result import OUTPUT_VARIABLES, FluxResult
+from gateway.flux.ec.settings import EDDYPRO_CODES, ProcessingSettings, SiteMetadata
+
+MISSING = -9999
+
+_OPEN_PATH_MODELS = ("li7500", "li7700", "ec150", "irgason")
+
+
+def _num(value: str | None) -> float | None:
+    if value is None or value.strip() == "":
+        return None
+    return float(value)
+
+
+def parse_eddypro_metadata(text: str) -> dict[str, Any]:
+    """Translate the text of an EddyPro `.metadata` file into a `SiteMetadata` mapping (not yet validated)."""
+    ini = configparser.ConfigParser(interpolation=None, strict=False)
+    ini.read_string(text.replace(";GHG_METADATA", ""))
+    fd, site, timing, files, instr = (ini[s] if ini.has_section(s) else {} for s in
+                                      ("FileDescription", "Site", "Timing", "Files", "Instruments"))
+    columns: list[dict[str, Any]] = []
+    i = 1
+    while f"col_{i}_variable" in fd:
+        var = fd[f"col_{i}_variable"].strip().lower()
+        col: dict[str, Any] = {"index": i, "variable": var or "ignore",
+                               "instrument": fd.get(f"col_{i}_instrument", ""),
+                               "unit_in": fd.get(f"col_{i}_unit_in", "") or "dimensionless"}
+        mt = fd.get(f"col_{i}_measure_type", "").strip()
+        if mt:
+            col["measure_type"] = mt
+        for key in ("min_value", "max_value", "nom_timelag", "min_timelag", "max_timelag"):
+            val = _num(fd.get(f"col_{i}_{key}"))
+            if val is not None:
+                col[key] = val
+        if col["variable"] in ("not_numeric", "ignore"):
+            col = {"index": i, "variable": col["variable"]}
+        columns.append(col)
+        i += 1
+    sonic = {"manufacturer": instr.get("instr_1_manufacturer", ""), "model": instr.get("instr_1_model", ""),
+             "height": _num(instr.get("instr_1_height")), "wformat": instr.get("instr_1_wformat", "uvw") or "uvw",
+             "wref": instr.get("instr_1_wref", "axis") or "axis",
+             "north_offset": _num(instr.get("instr_1_north_offset")) or 0.0}
+    analyzer: dict[str, Any] | None = None
+    if instr.get("instr_2_model"):
+        model = instr["instr_2_model"].strip().lower()
+        analyzer = {"manufacturer": instr.get("instr_2_manufacturer", ""), "model": model,
+                    "path_type": "open" if model.startswith(_OPEN_PATH_MODELS) else "closed"}
+        for key in ("northward_separation", "eastward_separation", "vertical_separation", "tube_length",
+                    "tube_diameter", "tube_flowrate"):
+            val = _num(instr.get(f"instr_2_{key}"))
+            if val is not None:
+                analyzer[key] = val
+    out: dict[str, Any] = {
+        "site_id": site.get("site_id", "") or site.get("site_name", "") or "site",
+        "altitude": _num(site.get("altitude")),
+        "latitude": _num(site.get("latitude")),
+        "longitude": _num(site.get("longitude")) or 0.0,
+        "canopy_height": _num(site.get("canopy_height")) or 0.0,
+        "displacement_height": _num(site.get("displacement_height")) or None,
+        "roughness_length": _num(site.get("roughness_length")) or None,
+        "acquisition_frequency": _num(timing.get("acquisition_frequency")),
+        "file_duration": _num(timing.get("file_duration")) or 30.0,
+        "tstamp_end": (files.get("tstamp_end", "1").strip() or "1") == "1",
+        "sonic": sonic,
+        "file": {"separator": fd.get("separator", "comma"), "header_rows": int(_num(fd.get("header_rows")) or 0),
+                 "columns": columns},
+    }
+    if analyzer is not None:
+        out["analyzer"] = analyzer
+    return out
+
+
+def parse_eddypro_settings(text: str) -> dict[str, Any]:
+    """Translate the text of an EddyPro `.eddypro` project file into a `ProcessingSettings` mapping: the keys
+    this engine implements, EddyPro's numeric codes turned into names."""
+    ini = configparser.ConfigParser(interpolation=None, strict=False)
+    ini.read_string(text.replace(";EDDYPRO_PROCESSING", ""))
+    flat: dict[str, str] = {}
+    for section in ini.sections():
+        flat.update({k: v for k, v in ini[section].items()})
+    out: dict[str, Any] = {}
+    for key in ("rot_meth", "detrend_meth", "tlag_meth", "qc_meth", "hf_meth", "foot_meth"):
+        if key in flat and flat[key].strip():
+            code = flat[key].strip()
+            if code not in EDDYPRO_CODES[key]:
+                raise ConfigError(f"{key} = {code}: not an EddyPro code this engine knows "
+                                  f"({', '.join(EDDYPRO_CODES[key])})")
+            out[key] = EDDYPRO_CODES[key][code]
+    for key in ("avrg_len", "max_lack", "timeconst"):
+        if flat.get(key, "").strip():
+            out[key] = float(flat[key])
+    for key in ("wpl_meth", "filter_al", "power_of_two"):
+        if flat.get(key, "").strip():
+            out[key] = flat[key].strip() == "1"
+    if flat.get("ru_meth", "0").strip() not in ("", "0"):
+        out["random_error"] = "finkelstein_sims_2001"
+    if flat.get("filter_sr", "0").strip() == "1":
+        out["despike"] = "mauder_2013" if flat.get("despike_vm", "0").strip() == "1" else "vickers_mahrt_1997"
+    for key in ("sr_num_spk",):
+        if flat.get(key, "").strip():
+            out[key] = int(float(flat[key]))
+    for key in ("sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf"):
+        if flat.get(key, "").strip():
+            out[key] = float(flat[key])
+    limits = {k: float(flat[k]) for k in ("al_u_max", "al_w_max", "al_tson_min", "al_tson_max", "al_co2_min",
+                                          "al_co2_max", "al_h2o_min", "al_h2o_max", "al_ch4_min", "al_ch4_max")
+              if flat.get(k, "").strip()}
+    if limits:
+        out["absolute_limits"] = limits
+    if out.get("rot_meth") in ("planar_fit", "planar_fit_no_bias"):
+        out["planar_fit_file"] = flat.get("pf_file") or None
+        if flat.get("pf_subtract_b0", "1").strip() == "0":
+            out["rot_meth"] = "planar_fit_no_bias"
+    return out
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _yaml_mapping(path: Path, text: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def load_metadata(path: Path | str) -> SiteMetadata:
+    """Read site/instrument metadata from an EddyPro `.metadata` file or a YAML file (by content)."""
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        raw = parse_eddypro_metadata(text) if "[FileDescription]" in text else _yaml_mapping(path, text)
+    except (configparser.Error, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot parse metadata: {exc}") from None
+    try:
+        return SiteMetadata.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(path, exc)) from None
+
+
+def load_settings(path: Path | str | None) -> ProcessingSettings:
+    """Read processing settings from an EddyPro `.eddypro` file or a YAML file; None gives the defaults."""
+    if path is None:
+        return ProcessingSettings()
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        raw = parse_eddypro_settings(text) if "[RawProcess_Settings]" in text else _yaml_mapping(path, text)
+    except (configparser.Error, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot parse settings: {exc}") from None
+    try:
+        return ProcessingSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(path, exc)) from None
+
+
+_STAMP_RE = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})[-_T]?(\d{2})(\d{2})(?!\d)")
+
+
+def timestamp_from_name(name: str) -> datetime | None:
+    """The first `yyyymmddHHMM` (optionally `yyyymmdd-HHMM`) in a file name, as a UTC datetime."""
+    m = _STAMP_RE.search(name)
+    if not m:
+        return None
+    year, month, day, hour, minute = (int(g) for g in m.groups())
+    try:
+        return datetime(year, month, day, hour, minute, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, np.ndarray] | None:
+    """Read the mapped numeric columns; None (with a reason in ``issues``) when the file does not fit the map."""
+    fd = md.file
+    cols = [c for c in fd.columns if c.variable not in ("not_numeric", "ignore")]
+    usecols = [c.index - 1 for c in cols]
+    delim = fd.delimiter()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        issues.append(f"cannot read {path.name}: {exc.strerror}")
+        return None
+    lines = raw.splitlines()
+    body = lines[fd.header_rows:]
+    if not body:
+        issues.append(f"{path.name}: no data rows after {fd.header_rows} header row(s)")
+        return None
+    first = body[0].decode("utf-8", "replace").split(delim)
+    if max(usecols) >= len(first):
+        issues.append(f"{path.name}: column map needs column {max(usecols) + 1} but the file has {len(first)} "
+                      f"columns (separator {fd.separator!r}); check the metadata's column map")
+        return None
+    try:
+        arr = np.loadtxt(body, delimiter=delim, usecols=usecols, dtype=np.float64, ndmin=2)
+    except ValueError:
+        parsed = _tolerant_parse(body, delim, usecols, fd.missing_data_string, issues, path.name)
+        if parsed is None:
+            return None
+        arr = parsed
+    missing = float(fd.missing_data_string) if _is_number(fd.missing_data_string) else None
+    if missing is not None:
+        arr[arr == missing] = np.nan
+    out: dict[str, np.ndarray] = {}
+    for j, col in enumerate(cols):
+        factor, offset = col.conversion()
+        x = arr[:, j]
+        if factor != 1.0 or offset != 0.0:
+            x = x * factor + offset
+        if col.min_value is not None or col.max_value is not None:
+            lo = -math.inf if col.min_value is None else col.min_value
+            hi = math.inf if col.max_value is None else col.max_value
+            with np.errstate(invalid="ignore"):
+                x = np.where((x < lo) | (x > hi), np.nan, x)
+        out[col.variable] = np.ascontiguousarray(x)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _tolerant_parse(body: Sequence[bytes], delim: str, usecols: list[int], missing: str, issues: list[str],
+                    name: str) -> np.ndarray | None:
+    """Row-by-row parsing for files numpy cannot read at once: unparsable cells and short rows become NaN and are
+    counted in ``issues``."""
+    rows = np.full((len(body), len(usecols)), np.nan)
+    bad_cells = short_rows = 0
+    for i, line in enumerate(body):
+        parts = line.decode("utf-8", "replace").split(delim)
+        if len(parts) <= max(usecols):
+            short_rows += 1
+            continue
+        for j, c in enumerate(usecols):
+            cell = parts[c].strip().strip('"')
+            if cell == missing or cell == "":
+                continue
+            try:
+                rows[i, j] = float(cell)
+            except ValueError:
+                bad_cells += 1
+    if short_rows:
+        issues.append(f"{name}: {short_rows} rows with too few columns treated as missing")
+    if bad_cells:
+        issues.append(f"{name}: {bad_cells} non-numeric values treated as missing")
+    if short_rows == len(body):
+        issues.append(f"{name}: no row has the columns the map needs")
+        return None
+    return rows
+
+
+def read_raw_file(path: Path | str, metadata: SiteMetadata, settings: ProcessingSettings,
+                  *, timestamps: Sequence[float] | None = None) -> list[RawPeriod]:
+    """Read one raw file and cut it into averaging periods of ``settings.avrg_len`` minutes.
+
+    The file's time comes from ``timestamps`` (UNIX seconds per record, checked for monotonic increase and placed
+    on the 1/fs grid, gaps filled with NaN) or from the `yyyymmddHHMM` in its name (period end when the metadata
+    says `tstamp_end`). A file that cannot be read as declared gives one period with no data and the reason, which
+    the engine turns into a failed result.
+    """
+    path = Path(path)
+    md = metadata
+    fs = md.acquisition_frequency
+    issues: list[str] = []
+    stamp = timestamp_from_name(path.name)
+    data = _read_columns(path, md, issues) if path.exists() else None
+    if not path.exists():
+        issues.append(f"{path}: file not found")
+    n = len(next(iter(data.values()))) if data else 0
+    if timestamps is not None and data is not None:
+        ts = np.asarray(timestamps, dtype=np.float64)
+        if ts.size != n:
+            issues.append(f"{path.name}: {ts.size} time stamps for {n} records")
+            data = None
+        else:
+            steps = np.diff(ts)
+            if (steps <= 0).any():
+                first = int(np.flatnonzero(steps <= 0)[0]) + 1
+                issues.append(f"{path.name}: time stamps not increasing (record {first + 1}); data not used")
+                data = None
+            else:
+                idx = np.round((ts - ts[0]) * fs).astype(np.int64)
+                size = int(idx[-1]) + 1
+                if size != n:
+                    issues.append(f"{path.name}: {size - n} records missing in time-stamp gaps")
+                    data = {k: _scatter(a, idx, size) for k, a in data.items()}
+                    n = size
+                start0 = datetime.fromtimestamp(float(ts[0]), tz=UTC)
+                stamp = start0 + timedelta(seconds=n / fs) if md.tstamp_end else start0
+    if stamp is None:
+        stamp = datetime(1970, 1, 1, tzinfo=UTC)
+        issues.append(f"{path.name}: no yyyymmddHHMM time stamp in the file name; periods labelled from 1970-01-01")
+    file_records = round(md.file_duration * 60.0 * fs)
+    file_start = stamp - timedelta(minutes=md.file_duration) if md.tstamp_end else stamp
+    per = round(settings.avrg_len * 60.0 * fs)
+    periods: list[RawPeriod] = []
+    if data is None:
+        periods.append(RawPeriod(data={}, metadata=md, start=file_start,
+                                 end=file_start + timedelta(minutes=settings.avrg_len), issues=issues,
+                                 source=path.name, expected_records=per))
+        return periods
+    if n != file_records:
+        issues.append(f"{path.name}: {n} records where {file_records} were expected "
+                      f"({md.file_duration:g} min at {fs:g} Hz)")
+    measure_types = {c.variable: c.measure_type for c in md.file.columns if c.measure_type}
+    n_periods = max(1, math.ceil(max(n, file_records) / per))
+    for i in range(n_periods):
+        sl = slice(i * per, (i + 1) * per)
+        chunk = {k: a[sl] for k, a in data.items()}
+        start = file_start + timedelta(minutes=settings.avrg_len * i)
+        periods.append(RawPeriod(data=chunk, metadata=md, start=start, end=start + timedelta(minutes=settings.avrg_len),
+                                 measure_types=dict(measure_types), issues=list(issues), source=path.name,
+                                 expected_records=per))
+    return periods
+
+
+def _scatter(values: np.ndarray, idx: np.ndarray, size: int) -> np.ndarray:
+    out = np.full(size, np.nan)
+    out[idx] = values
+    return out
+
+
+def _fmt(time: datetime) -> str:
+    return time.strftime("%Y%m%d%H%M")
+
+
+def result_columns(results: Iterable[FluxResult], base_only: bool = False) -> list[str]:
+    """Output columns in the order of :data:`OUTPUT_VARIABLES`, restricted to those any result has."""
+    present: set[str] = set()
+    for r in results:
+        present.update(k for k, val in r.values.items() if math.isfinite(val))
+    return [n for n, var in OUTPUT_VARIABLES.items() if n in present and (var.standard or not base_only)]
+
+
+def write_ameriflux_csv(results: Sequence[FluxResult], path: Path | str, *, base_only: bool = False) -> None:
+    """AmeriFlux BASE-style CSV: TIMESTAMP_START, TIMESTAMP_END (YYYYMMDDHHMM), one column per variable, -9999 for
+    missing. Unless ``base_only``, sinkwatch's diagnostic columns and the ENGINE, SETTINGS_HASH, STATUS and
+    REASONS of each period follow."""
+    cols = result_columns(results, base_only)
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(["TIMESTAMP_START", "TIMESTAMP_END", *cols,
+                      *([] if base_only else ["ENGINE", "SETTINGS_HASH", "STATUS", "REASONS"])])
+        for r in results:
+            row: list[str] = [_fmt(r.start), _fmt(r.end)]
+            for c in cols:
+                val = r.get(c)
+                if not math.isfinite(val):
+                    row.append(str(MISSING))
+                elif c.endswith("_SSITC_TEST") or c in ("N_RECORDS", "N_USED"):
+                    row.append(str(int(val)))
+                else:
+                    row.append(f"{val:.9g}")
+            if not base_only:
+                row += [r.engine_version, r.settings_hash, r.status, "; ".join(r.reasons)]
+            out.writerow(row)
