@@ -14,6 +14,7 @@ from gateway import __version__
 from gateway.central.cli import app as central_app
 from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
 from gateway.edge.cli import app as station_app
+from gateway.flux.cli import app as flux_app
 
 app = typer.Typer(
     help="sinkwatch: continuous, traceable forest carbon-sink measurement.",
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(station_app, name="station")
 app.add_typer(central_app, name="central")
+app.add_typer(flux_app, name="flux")
 
 
 @app.command()

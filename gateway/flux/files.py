@@ -54,7 +54,7 @@ def parse_eddypro_metadata(text: str) -> dict[str, Any]:
         var = fd[f"col_{i}_variable"].strip().lower()
         col: dict[str, Any] = {"index": i, "variable": var or "ignore",
                                "instrument": fd.get(f"col_{i}_instrument", ""),
-                               "unit_in": fd.get(f"col_{i}_unit_in", "") or "dimensionless"}
+                               "unit_in": fd.get(f"col_{i}_unit_in", "") or None}
         mt = fd.get(f"col_{i}_measure_type", "").strip()
         if mt:
             col["measure_type"] = mt

@@ -72,7 +72,8 @@ class ColumnSpec(ConfigModel):
     variable: str
     instrument: str = ""
     measure_type: Literal["mixing_ratio", "mole_fraction", "molar_density"] | None = None
-    unit_in: str = "dimensionless"
+    unit_in: str | None = None
+    """Unit of the column as recorded; None: the engine's canonical unit (m_sec, kelvin, pa, ppm, ppt, mmol_m3)."""
     min_value: float | None = None
     max_value: float | None = None
     nom_timelag: float = 0.0
@@ -93,7 +94,7 @@ class ColumnSpec(ConfigModel):
             raise ValueError(f"column {self.index} ({self.variable}): measure_type is required for a gas "
                              "(mixing_ratio, mole_fraction or molar_density)")
         kind = unit_kind(self.variable, self.measure_type)
-        if self.unit_in.lower() not in UNIT_CONVERSIONS[kind]:
+        if self.unit_in is not None and self.unit_in.lower() not in UNIT_CONVERSIONS[kind]:
             raise ValueError(f"column {self.index} ({self.variable}): unit {self.unit_in!r} not usable for {kind}; "
                              f"use one of {', '.join(u for u in UNIT_CONVERSIONS[kind] if u)}")
         if self.min_timelag > self.max_timelag:
@@ -102,6 +103,8 @@ class ColumnSpec(ConfigModel):
 
     def conversion(self) -> tuple[float, float]:
         """(factor, offset) to the canonical unit: canonical = raw·factor + offset."""
+        if self.unit_in is None:
+            return (1.0, 0.0)
         return UNIT_CONVERSIONS[unit_kind(self.variable, self.measure_type)][self.unit_in.lower()]
 
 

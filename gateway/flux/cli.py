@@ -1,0 +1,68 @@
+"""`sinkwatch flux`: compute fluxes from raw files, as researchers do with EddyPro."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.configfile import ConfigError
+
+app = typer.Typer(help="Flux computation from raw high-frequency data.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _flux() -> None:
+    """Flux computation from raw high-frequency data."""
+
+
+@app.command("ec")
+def ec(
+    raw_files: Annotated[list[Path], typer.Argument(help="raw ASCII files, one or more averaging periods each")],
+    metadata: Annotated[Path, typer.Option(help="site/instrument metadata: EddyPro .metadata or YAML")],
+    out: Annotated[Path, typer.Option(help="AmeriFlux BASE-format CSV to write")],
+    settings: Annotated[Path | None, typer.Option(help="processing settings: EddyPro .eddypro or YAML "
+                                                        "(default: the engine defaults)")] = None,
+    base_only: Annotated[bool, typer.Option(help="only AmeriFlux/FLUXNET standard columns")] = False,
+) -> None:
+    """Eddy-covariance fluxes for every averaging period of the raw files, one row per period in --out."""
+    from gateway.flux.ec.engine import ConfigurationError, PlanarFitSetup, check_configuration, process_period
+    from gateway.flux.ec.settings import Rotation
+    from gateway.flux.files import load_metadata, load_settings, read_raw_file, write_ameriflux_csv
+
+    try:
+        md = load_metadata(metadata)
+        st = load_settings(settings)
+        check_configuration(md, st)
+        pf = None
+        if st.rot_meth in (Rotation.PLANAR_FIT, Rotation.PLANAR_FIT_NO_BIAS):
+            from gateway.flux.ec.planarfit import parse_eddypro_planar_fit
+
+            assert st.planar_fit_file is not None
+            pf_path = Path(st.planar_fit_file)
+            if not pf_path.is_absolute() and settings is not None:
+                pf_path = settings.parent / pf_path
+            try:
+                parsed = parse_eddypro_planar_fit(pf_path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ConfigError(f"{pf_path}: cannot read the planar-fit file: {exc.strerror}") from None
+            pf = PlanarFitSetup(parsed.sectors, subtract_b0=st.rot_meth == Rotation.PLANAR_FIT)
+    except (ConfigError, ConfigurationError, ValueError) as exc:
+        typer.echo(f"flux ec: {exc}", err=True)
+        raise typer.Exit(2) from None
+    results = []
+    for path in raw_files:
+        for period in read_raw_file(path, md, st):
+            results.append(process_period(period, st, planar_fit=pf))
+    results.sort(key=lambda r: r.end)
+    write_ameriflux_csv(results, out, base_only=base_only)
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed")}
+    typer.echo(f"{len(results)} periods from {len(raw_files)} file(s): {counts['ok']} ok, {counts['partial']} "
+               f"partial, {counts['failed']} failed -> {out}")
+    for r in results:
+        if r.status != "ok":
+            typer.echo(f"  {r.end:%Y-%m-%d %H:%M} {r.source}: {r.status}: {'; '.join(r.reasons)}", err=True)
+    if results and counts["failed"] == len(results):
+        raise typer.Exit(1)

@@ -1,0 +1,103 @@
+"""`sinkwatch flux ec`: the standalone command reproduces the R1 row of EDDYPRO-REFERENCE.md from the raw file."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app
+
+from .conftest import RAW_FILE, REPO_ROOT
+
+EXAMPLES = REPO_ROOT / "gateway" / "flux" / "examples"
+METADATA = EXAMPLES / "DE-HoH.metadata.yaml"
+SETTINGS = EXAMPLES / "DE-HoH_R1.settings.yaml"
+
+# The R1 row of EDDYPRO-REFERENCE.md (EddyPro 7.0.9), with the tolerance of issue 5 for each quantity.
+R1_TABLE = [
+    ("H", 301.455, 1e-3), ("LE", 215.342, 1e-3), ("FC", -20.6825, 1e-3), ("USTAR", 0.755822, 1e-5),
+    ("W_T_SONIC_COV", 0.274255, 1e-5), ("W_CO2_COV", -0.533889, 1e-5), ("CO2_TLAG", 0.15, 1e-9),
+    ("H2O_TLAG", 0.20, 1e-9), ("YAW", 122.301, 1e-5), ("PITCH", -4.09258, 1e-5),
+]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def check_r1(row: dict[str, str]) -> None:
+    assert (row["TIMESTAMP_START"], row["TIMESTAMP_END"]) == ("201907301130", "201907301200")
+    for name, expected, rel in R1_TABLE:
+        assert float(row[name]) == pytest.approx(expected, rel=rel), name
+    for flag in ("FC_SSITC_TEST", "H_SSITC_TEST", "LE_SSITC_TEST", "TAU_SSITC_TEST"):
+        assert row[flag] == "0"
+    assert row["STATUS"] == "ok" and row["ENGINE"].startswith("sinkwatch-ec ") and len(row["SETTINGS_HASH"]) == 16
+
+
+def test_cli_reproduces_r1(ec_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r1.csv"
+    res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
+                                   str(SETTINGS), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "1 ok" in res.output
+    (row,) = read_rows(out)
+    check_r1(row)
+
+
+def test_console_command_in_its_own_process(ec_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r1.csv"
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "flux", "ec", str(RAW_FILE), "--metadata",
+                           str(METADATA), "--settings", str(SETTINGS), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    check_r1(read_rows(out)[0])
+
+
+def test_eddypro_metadata_file_gives_the_same_result(ec_raw: Path, tmp_path: Path) -> None:
+    yaml_out, ini_out = tmp_path / "yaml.csv", tmp_path / "ini.csv"
+    runner = CliRunner()
+    for md, out in ((METADATA, yaml_out), (ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" /
+                                           "input_DE-HoH.metadata", ini_out)):
+        res = runner.invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(md), "--settings", str(SETTINGS),
+                                  "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    a, b = read_rows(yaml_out)[0], read_rows(ini_out)[0]
+    for key in ("FC", "H", "LE", "TAU", "USTAR", "CO2_TLAG", "H2O_TLAG", "YAW", "PITCH", "WD"):
+        assert a[key] == b[key], key
+
+
+def test_base_only_keeps_standard_columns(ec_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "base.csv"
+    res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
+                                   str(SETTINGS), "--out", str(out), "--base-only"])
+    assert res.exit_code == 0, res.output
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[:2] == ["TIMESTAMP_START", "TIMESTAMP_END"]
+    assert {"FC", "H", "LE", "TAU", "USTAR", "WS", "WD", "ZL", "FC_SSITC_TEST"} <= set(header)
+    assert "W_CO2_COV" not in header and "SETTINGS_HASH" not in header
+
+
+def test_eddypro_project_with_an_unavailable_option_is_refused(ec_raw: Path, tmp_path: Path) -> None:
+    """R1's .eddypro asks for a Kljun footprint (foot_meth=1): refused with the setting named, nothing written."""
+    out = tmp_path / "x.csv"
+    res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
+                                   str(ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" /
+                                       "eddypro_settings_echo.eddypro"), "--out", str(out)])
+    assert res.exit_code == 2
+    assert "foot_meth" in res.output
+    assert not out.exists()
+
+
+def test_bad_metadata_file_names_the_key(tmp_path: Path) -> None:
+    md = tmp_path / "bad.yaml"
+    md.write_text("altitude: 193\nlatitude: 52\nacquisition_frequency: 20\nsonic: {height: 45}\n"
+                  "file: {columns: [{index: 1, variable: u}, {index: 2, variable: v}, {index: 3, variable: w}]}\n")
+    res = CliRunner().invoke(app, ["flux", "ec", str(md), "--metadata", str(md), "--out", str(tmp_path / "o.csv")])
+    assert res.exit_code == 2
+    assert "ts" in res.output and "file.columns" in res.output
