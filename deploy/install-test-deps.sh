@@ -23,3 +23,16 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recomme
 for service in mosquitto influxdb; do
     if command -v service >/dev/null 2>&1; then $sudo service "$service" stop >/dev/null 2>&1 || true; fi
 done
+# firmware_bridge: the ATmega328P toolchain and simavr (the firmware is built and emulated in the tests).
+fw_need=()
+command -v avr-gcc >/dev/null 2>&1 || fw_need+=(gcc-avr)
+[ -f /usr/lib/avr/include/avr/io.h ] || fw_need+=(avr-libc)
+command -v simavr >/dev/null 2>&1 || fw_need+=(simavr)
+[ -f /usr/include/simavr/sim_avr.h ] || fw_need+=(libsimavr-dev)
+if [ ${#fw_need[@]} -gt 0 ]; then
+    fw_sudo=""
+    if [ "$(id -u)" -ne 0 ]; then fw_sudo="sudo"; fi
+    echo "installing ${fw_need[*]}"
+    $fw_sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $fw_sudo apt-get install -y -qq --no-install-recommends "${fw_need[@]}" >/dev/null
+fi
