@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.configfile import read_yaml_mapping
-from gateway.driver_api import DRIVER_ENTRY_POINT_GROUP, SIMULATOR_ENTRY_POINT_GROUP, Driver
+from gateway.driver_api import DRIVER_ENTRY_POINT_GROUP, SIMULATOR_ENTRY_POINT_GROUP, Driver, is_stream_driver
 
 DRIVERS_DIR = Path(__file__).resolve().parents[1] / "drivers"
 REQUIRED_FILES = ("driver.py", "simulator.py", "sample.yaml", "README.md")
@@ -46,7 +46,13 @@ def test_driver_is_registered_under_its_folder_name(folder: Path) -> None:
     )
     driver_class = entry.load()
     assert isinstance(driver_class, type) and hasattr(driver_class, "Config")
-    for method in ("open", "poll", "close"):
+    if is_stream_driver(driver_class):  # a streaming instrument: frame grammar only (driver_api.StreamDriver)
+        terminator = getattr(driver_class, "terminator", b"")
+        assert getattr(driver_class, "columns", ()) and isinstance(terminator, bytes) and terminator
+        required: tuple[str, ...] = ("start_commands", "parse")
+    else:
+        required = ("open", "poll", "close")
+    for method in required:
         assert callable(getattr(driver_class, method, None)), f"{entry.value} lacks {method}()"
 
 

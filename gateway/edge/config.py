@@ -7,7 +7,7 @@ then the whole entry against the named driver's own `Config` model, so an error 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -37,11 +37,22 @@ class BufferConfig(_Strict):
     publish_interval_s: float = Field(default=1.0, gt=0, le=3600, description="how often to drain the buffer")
 
 
+class StreamsConfig(_Strict):
+    """Settings shared by every streaming instrument (gateway/edge/streams.py, docs/raw-archive.md)."""
+
+    archive_dir: Path | None = Field(default=None, description="raw archive folder; default: raw/ beside the buffer")
+    summary_interval_s: float = Field(default=60.0, ge=1, le=3600, description="interval of the mean/SD/count readings")
+    uplink: Literal["all", "none", "summaries"] = Field(
+        default="summaries", description="all: summaries and raw archive files; summaries: summaries only; none: "
+                                         "neither (the raw archive stays on the station)")
+
+
 class StationConfigBase(_Strict):
     site: Identifier
     station: Identifier
     mqtt: MqttConfig = MqttConfig()
     buffer: BufferConfig
+    streams: StreamsConfig = StreamsConfig()
     sensors: list[dict[str, Any]] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -63,6 +74,7 @@ class StationConfig:
         self.station = base.station
         self.mqtt = base.mqtt
         self.buffer = base.buffer
+        self.streams = base.streams
         self.sensors = sensors
         self.source = source
 

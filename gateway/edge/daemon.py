@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import threading
 
-from gateway.driver_api import LineDriver, SerialSettings, serial_settings_of
+from gateway.driver_api import LineDriver, SerialSettings, is_stream_driver, serial_settings_of
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.bus import (
     MAX_RETRY_BACKOFF_S,
@@ -27,6 +27,7 @@ from gateway.edge.bus import (
 )
 from gateway.edge.config import StationConfig
 from gateway.edge.publisher import Publisher
+from gateway.edge.streams import StreamGroup
 from gateway.model import Reading
 
 log = logging.getLogger("sinkwatch.edge")
@@ -57,7 +58,10 @@ class StationDaemon:
     def __init__(self, config: StationConfig) -> None:
         self.config = config
         self.buffer = ReadingBuffer(config.buffer.path)
-        self.runners = [SensorRunner(cls, cfg, config.station) for cls, cfg in config.sensors]
+        # streaming instruments (sonics, gas analyzers) run in their own threads: gateway/edge/streams.py
+        self.streams = StreamGroup(config, self._store)
+        self.runners = [SensorRunner(cls, cfg, config.station) for cls, cfg in config.sensors
+                        if not is_stream_driver(cls)]
         lines, direct = plan_lines(self.runners)
         # One owner per serial line, each in its own thread; everything else shares one scheduler thread.
         self.buses = [SerialBus(settings, runners, self._store) for settings, runners in lines.values()]
@@ -77,6 +81,7 @@ class StationDaemon:
             "buffer_errors": self.buffer_errors,
             "publisher": vars(self.publisher.counters),
             "sensors": [vars(r.health) for r in self.runners],
+            "streams": self.streams.health(),
             "lines": [bus.health() for bus in self.buses],
         }
 
@@ -115,10 +120,12 @@ class StationDaemon:
                        for bus in self.buses]
         for thread in bus_threads:
             thread.start()
+        self.streams.start(stop)
         try:
             self.direct.run(stop)
         finally:
             stop.set()
+            self.streams.stop()
             for thread in bus_threads:
                 thread.join(timeout=30)
             for runner in self.direct.runners:

@@ -1,0 +1,92 @@
+"""Campbell CSAT3B 3-D sonic anemometer, unprompted RS-485 ASCII output: the frame grammar.
+
+The stream runner (gateway/edge/streams.py) owns the port, splits at CR, stamps each record on arrival and calls
+`parse`. Checks: 7 fields, signature (span: `grammar.SIGNATURE_SPAN`), counter continuity. A counter that repeats
+the previous one is a duplicated record (BadRecord "counter"); a counter that jumps means records were lost on the
+line: the record is kept and the loss is counted in `lost_records`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from drivers.csat3b import grammar
+from gateway.driver_api import BadRecord, StreamColumn, StreamConfig
+
+log = logging.getLogger(__name__)
+
+
+class CSAT3BConfig(StreamConfig):
+    """One CSAT3B in a station config; `sample.yaml` documents every key."""
+
+    driver: Literal["csat3b"] = "csat3b"
+    baudrate: int = Field(default=115200, ge=1200, le=921600, description="CSAT3B RS-485 default 115200 8N1")
+    signature_span: grammar.SignatureSpan = Field(
+        default=grammar.SIGNATURE_SPAN, description="bytes the signature covers: through_diag (observed) or "
+                                                    "through_counter (manual text)")
+    height_m: float | None = Field(default=None, description="measurement height above ground, m (archive metadata)")
+    north_offset_deg: float | None = Field(default=None, description="azimuth of the sonic's +x (Ux) axis, degrees")
+
+
+def _value(field: bytes, name: str) -> float | None:
+    if field.upper() == grammar.MISSING:
+        return None
+    try:
+        value = float(field)
+    except ValueError:
+        raise BadRecord("format", f"{name} {field!r} is not a number") from None
+    return value if math.isfinite(value) else None
+
+
+class CSAT3BDriver:
+    """gateway.driver_api.StreamDriver for the Campbell CSAT3B (unprompted ASCII)."""
+
+    Config: ClassVar[type[StreamConfig]] = CSAT3BConfig
+    columns: ClassVar[tuple[StreamColumn, ...]] = grammar.COLUMNS
+    terminator: ClassVar[bytes] = grammar.TERMINATOR
+
+    def __init__(self, config: StreamConfig, *, station: str) -> None:
+        if not isinstance(config, CSAT3BConfig):
+            config = CSAT3BConfig.model_validate(config.model_dump())
+        self.config: CSAT3BConfig = config
+        self.station = station
+        self.lost_records = 0
+        self._last_counter: int | None = None
+
+    def __repr__(self) -> str:
+        return f"CSAT3BDriver({self.config.name!r}, port={self.config.port!r})"
+
+    def start_commands(self) -> list[bytes]:
+        return []  # the CSAT3B streams unprompted once configured (Device Configuration Utility)
+
+    def reset(self) -> None:
+        """Forget the counter (after a reconnect the first record starts a new run)."""
+        self._last_counter = None
+
+    def parse(self, frame: bytes) -> tuple[float | None, ...]:
+        fields = frame.strip(b"\r\n").split(b",")
+        if len(fields) != len(grammar.FIELD_NAMES):
+            raise BadRecord("format", f"{len(fields)} fields, expected {len(grammar.FIELD_NAMES)}: {frame[:60]!r}")
+        try:
+            sent = int(fields[6], 16)
+            counter = int(fields[5])
+            diag = int(fields[4])
+        except ValueError:
+            raise BadRecord("format", f"diag/counter/signature not integers: {frame[:60]!r}") from None
+        actual = grammar.signature(grammar.signed_part(fields, self.config.signature_span))
+        if actual != sent:
+            raise BadRecord("checksum", f"signature {actual:04x} != sent {sent:04x}")
+        if not 0 <= counter < grammar.COUNTER_MODULUS:
+            raise BadRecord("format", f"counter {counter} outside 0..{grammar.COUNTER_MODULUS - 1}")
+        if self._last_counter is not None:
+            step = (counter - self._last_counter) % grammar.COUNTER_MODULUS
+            if step == 0:
+                raise BadRecord("counter", f"counter {counter} repeats: duplicated record")
+            self.lost_records += step - 1
+        self._last_counter = counter
+        values = [_value(f, n) for f, n in zip(fields[:4], grammar.FIELD_NAMES, strict=False)]
+        return (*values, float(diag))

@@ -1,0 +1,98 @@
+"""Gill WindMaster / WindMaster Pro 3-D sonic anemometer in M1 (UVW continuous ASCII) mode: the frame grammar.
+
+The stream runner (gateway/edge/streams.py) owns the port, splits the byte stream at CR LF, stamps every frame on
+arrival and calls `parse`; this module only checks and decodes one frame. The layout is data in `grammar.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from drivers.windmaster import grammar
+from gateway.driver_api import BadRecord, StreamColumn, StreamConfig
+
+
+class WindMasterConfig(StreamConfig):
+    """One WindMaster in a station config; `sample.yaml` documents every key."""
+
+    driver: Literal["windmaster"] = "windmaster"
+    baudrate: int = Field(default=38400, ge=1200, le=921600,
+                          description="factory 19200; the manual asks for >= 38400 at 20 Hz")
+    node: str = Field(default="Q", pattern=r"^[A-Z]$", description="the unit's node letter (factory Q)")
+    exit_config_mode_on_connect: bool = Field(
+        default=True, description="send Q<CR><LF> after connecting, in case a technician left configuration mode")
+    height_m: float | None = Field(default=None, description="measurement height above ground, m (archive metadata)")
+    north_offset_deg: float | None = Field(default=None, description="azimuth of the sonic's +x (U) axis, degrees")
+
+
+def _number(field: bytes, name: str) -> float:
+    try:
+        value = float(field)
+    except ValueError:
+        raise BadRecord("format", f"{name} field {field!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BadRecord("format", f"{name} field {field!r} is not finite")
+    return value
+
+
+class WindMasterDriver:
+    """gateway.driver_api.StreamDriver for the Gill WindMaster (Pro), M1 mode with SOS and Ts enabled."""
+
+    Config: ClassVar[type[StreamConfig]] = WindMasterConfig
+    columns: ClassVar[tuple[StreamColumn, ...]] = grammar.COLUMNS
+    terminator: ClassVar[bytes] = grammar.TERMINATOR
+
+    def __init__(self, config: StreamConfig, *, station: str) -> None:
+        if not isinstance(config, WindMasterConfig):
+            config = WindMasterConfig.model_validate(config.model_dump())
+        self.config: WindMasterConfig = config
+        self.station = station
+
+    def __repr__(self) -> str:
+        return f"WindMasterDriver({self.config.name!r}, port={self.config.port!r})"
+
+    def start_commands(self) -> list[bytes]:
+        return [b"Q\r\n"] if self.config.exit_config_mode_on_connect else []
+
+    def parse(self, frame: bytes) -> tuple[float | None, ...]:
+        frame = frame.rstrip(b"\r\n")
+        start = frame.rfind(bytes([grammar.STX]))  # garbage before STX is line noise, not part of the frame
+        if start < 0:
+            raise BadRecord("format", f"no STX in {frame[:40]!r}")
+        end = frame.find(bytes([grammar.ETX]), start)
+        if end < 0 or len(frame) != end + 3:
+            raise BadRecord("format", f"no ETX followed by 2 checksum digits in {frame[start:start + 60]!r}")
+        body = frame[start + 1:end]
+        try:
+            expected = int(frame[end + 1:end + 3], 16)
+        except ValueError:
+            raise BadRecord("format", f"checksum {frame[end + 1:end + 3]!r} is not hex") from None
+        actual = grammar.checksum(body)
+        if actual != expected:
+            raise BadRecord("checksum", f"XOR checksum {actual:02X} != sent {expected:02X}")
+        fields = body.split(b",")
+        if fields and fields[-1] == b"":
+            fields.pop()
+        if len(fields) != len(grammar.FIELDS):
+            raise BadRecord("format", f"{len(fields)} fields, expected {len(grammar.FIELDS)} (M1 with SOS+Ts, "
+                                      "no analog inputs or PRT)")
+        node, units = fields[0].decode("ascii", "replace"), fields[4].decode("ascii", "replace")
+        if node != self.config.node:
+            raise BadRecord("format", f"node letter {node!r}, configured {self.config.node!r}")
+        factor = grammar.UNIT_FACTORS.get(units)
+        if factor is None:
+            raise BadRecord("format", f"unknown units letter {units!r}")
+        try:
+            status = int(fields[7], 16)
+        except ValueError:
+            raise BadRecord("format", f"status {fields[7]!r} is not hex") from None
+        out: list[float | None] = []
+        for raw, name, scale in ((fields[1], "U", factor), (fields[2], "V", factor), (fields[3], "W", factor),
+                                 (fields[5], "SOS", 1.0), (fields[6], "T_SONIC", 1.0)):
+            value = _number(raw, name)
+            out.append(None if abs(value) >= grammar.MISSING_MAGNITUDE else value * scale)
+        out.append(float(status))
+        return tuple(out)

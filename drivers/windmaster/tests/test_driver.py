@@ -1,0 +1,76 @@
+"""WindMaster frame grammar: the PROTOCOLS.md §3.1 EXAMPLE byte for byte, checksum, units, missing values."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.windmaster import grammar
+from drivers.windmaster.driver import WindMasterConfig, WindMasterDriver
+from drivers.windmaster.simulator import WindMasterSimulator
+from gateway.driver_api import BadRecord
+
+EXAMPLE = b"\x02Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,00,\x0312\r\n"
+
+
+def make_driver(**overrides: object) -> WindMasterDriver:
+    return WindMasterDriver(WindMasterConfig.model_validate({"name": "sonic", "port": "/dev/null", **overrides}),
+                            station="st1")
+
+
+def test_builds_the_protocols_example_byte_for_byte() -> None:
+    assert grammar.build_frame("Q", 1.234, -0.456, 0.078, 344.52, 22.41, 0) == EXAMPLE
+
+
+def test_parses_the_example() -> None:
+    assert make_driver().parse(EXAMPLE.rstrip(b"\r\n")) == (1.234, -0.456, 0.078, 344.52, 22.41, 0.0)
+
+
+def test_wrong_checksum_is_a_checksum_bad_record() -> None:
+    with pytest.raises(BadRecord) as info:
+        make_driver().parse(EXAMPLE.replace(b"\x0312", b"\x0313"))
+    assert info.value.reason == "checksum"
+
+
+@pytest.mark.parametrize("frame", [b"", b"garbage", EXAMPLE[1:], EXAMPLE.replace(b"\x03", b"")])
+def test_malformed_frames_are_format_bad_records(frame: bytes) -> None:
+    with pytest.raises(BadRecord) as info:
+        make_driver().parse(frame)
+    assert info.value.reason == "format"
+
+
+def test_noise_before_stx_is_ignored() -> None:
+    assert make_driver().parse(b"\xff\x13zz" + EXAMPLE)[0] == 1.234
+
+
+def test_other_node_letter_is_dropped() -> None:
+    with pytest.raises(BadRecord, match="node letter"):
+        make_driver(node="R").parse(EXAMPLE)
+
+
+def test_knots_are_converted_to_metres_per_second() -> None:
+    frame = grammar.build_frame("Q", 10.0, 0.0, 0.0, 344.0, 20.0, 0, units="N")
+    assert make_driver().parse(frame)[0] == pytest.approx(10 * 1852 / 3600)
+
+
+def test_failed_axis_sentinel_is_missing_and_status_kept() -> None:
+    frame = grammar.build_frame("Q", 999.99, 999.99, 999.99, 344.0, 20.0, 1)
+    assert make_driver().parse(frame) == (None, None, None, 344.0, 20.0, 1.0)
+
+
+def test_simulator_frames_decode_to_their_logged_values() -> None:
+    sim = WindMasterSimulator("tcp://127.0.0.1:0", seed=5)
+    driver = make_driver()
+    for index in range(100, 160):
+        sim._pending_values = ()
+        frame = sim.frame(index, index / 20)
+        assert driver.parse(frame) == sim._pending_values
+
+
+def test_configuration_mode_commands() -> None:
+    sim = WindMasterSimulator("tcp://127.0.0.1:0")
+    assert sim.on_command(b"D3") is None  # ignored while measuring
+    assert sim.on_command(b"*") == b"CONFIGURATION MODE\r\n" and sim.paused
+    reply = sim.on_command(b"D3")
+    assert reply is not None and reply.startswith(b"M1,") and b"NQ" in reply
+    assert sim.on_command(b"Q") is None and not sim.paused
+    assert make_driver().start_commands() == [b"Q\r\n"]

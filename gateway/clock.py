@@ -1,0 +1,141 @@
+"""Timestamp provenance on the station node: is the system clock synchronised, and a monotonic -> UTC mapping that
+notices when the wall clock steps.
+
+Why a mapping: a 20 Hz record is stamped when its line end arrives. Reading the wall clock (`time.time()`) per
+record would put every NTP step or manual `date -s` straight into the data: a half hour could contain the same
+second twice or a gap that never happened. Instead each frame is stamped on the monotonic clock (which never steps)
+and mapped to UTC through a reference pair (monotonic, realtime) captured at most every `resync_interval_s`. When a
+new pair disagrees with the old one by more than `step_threshold_s` (|Δrealtime − Δmonotonic|), the wall clock
+has stepped: the step is recorded (`ClockStep`) and the mapper moves to the new reference, so frames before and
+after it are each stamped consistently, and whoever aggregates them (summaries, archive files) can refuse to mix
+them silently. Slewing (NTP's gradual correction, at most 500 ppm) stays far below the threshold and is followed
+at every resync.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+# adjtimex(2) returns TIME_ERROR while the kernel's STA_UNSYNC bit is set, i.e. no NTP/PPS discipline.
+_TIME_ERROR = 5
+_TIMEX_BUFFER_BYTES = 512  # struct timex is 208 bytes on 64-bit Linux; oversize so layout changes cannot overflow
+
+
+def kernel_clock_synced() -> bool:
+    """Whether the Linux kernel considers the system clock synchronised (adjtimex read-only query).
+
+    Chosen over `timedatectl` (a subprocess per call, systemd only) because it is one unprivileged syscall and is
+    what chrony/ntpd/systemd-timesyncd all update. Where adjtimex is unavailable (not Linux) or fails this returns
+    False: a reading must never claim a synchronised clock that nobody checked.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        adjtimex = libc.adjtimex
+    except (OSError, AttributeError):
+        return False
+    buffer = ctypes.create_string_buffer(_TIMEX_BUFFER_BYTES)  # modes = 0: read only
+    state = adjtimex(buffer)
+    if state < 0:
+        return False
+    return bool(state != _TIME_ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockStep:
+    """The wall clock jumped by `size_s` (positive: forward) somewhere between two reference captures."""
+
+    monotonic: float  # monotonic time at which the step was noticed
+    size_s: float
+    before_utc: float  # the old mapping's UTC at `monotonic`
+    after_utc: float  # the new mapping's UTC at `monotonic`
+
+    def describe(self) -> str:
+        when = datetime.fromtimestamp(self.after_utc, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"system clock stepped {self.size_s:+.3f} s at {when}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClockState:
+    """Provenance of the current mapping: what a stamp is worth."""
+
+    synced: bool  # the kernel reported the system clock synchronised at the last check
+    epoch: int  # increments at every detected step; stamps of different epochs must not be mixed silently
+
+
+class ClockMapper:
+    """Maps monotonic arrival times to UTC (unix seconds); thread-safe.
+
+    `resync()` (cheap; call it whenever convenient, it rate-limits itself) captures a new reference pair, detects
+    steps and re-reads the kernel's sync state every `sync_check_s`. `to_utc(monotonic)` maps a time stamp.
+    Clocks are injectable for tests and for accelerated benchmarks.
+    """
+
+    def __init__(
+        self,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        realtime: Callable[[], float] = time.time,
+        synced: Callable[[], bool] = kernel_clock_synced,
+        step_threshold_s: float = 0.05,
+        resync_interval_s: float = 1.0,
+        sync_check_s: float = 60.0,
+    ) -> None:
+        self.monotonic = monotonic
+        self.realtime = realtime
+        self._synced_fn = synced
+        self.step_threshold_s = step_threshold_s
+        self.resync_interval_s = resync_interval_s
+        self.sync_check_s = sync_check_s
+        self._lock = threading.Lock()
+        self.steps: list[ClockStep] = []
+        self._epoch = 0
+        self._ref_mono, self._ref_real = self._capture()
+        self._synced = bool(synced())
+        self._synced_checked = self._ref_mono
+
+    def _capture(self) -> tuple[float, float]:
+        # read monotonic on both sides of realtime and use the midpoint, so a preemption between the two reads
+        # cannot masquerade as a step
+        before = self.monotonic()
+        real = self.realtime()
+        after = self.monotonic()
+        return (before + after) / 2.0, real
+
+    @property
+    def state(self) -> ClockState:
+        with self._lock:
+            return ClockState(self._synced, self._epoch)
+
+    def to_utc(self, monotonic: float) -> float:
+        with self._lock:
+            return self._ref_real + (monotonic - self._ref_mono)
+
+    def resync(self, force: bool = False) -> ClockStep | None:
+        """Capture a new reference pair if `resync_interval_s` has passed; return the step if one is detected."""
+        now = self.monotonic()
+        with self._lock:
+            if not force and now - self._ref_mono < self.resync_interval_s:
+                return None
+        mono, real = self._capture()
+        step: ClockStep | None = None
+        with self._lock:
+            predicted = self._ref_real + (mono - self._ref_mono)
+            error = real - predicted
+            if abs(error) > self.step_threshold_s:
+                step = ClockStep(monotonic=mono, size_s=error, before_utc=predicted, after_utc=real)
+                self.steps.append(step)
+                self._epoch += 1
+            self._ref_mono, self._ref_real = mono, real
+            check_sync = step is not None or mono - self._synced_checked >= self.sync_check_s
+        if check_sync:
+            synced = bool(self._synced_fn())
+            with self._lock:
+                self._synced = synced
+                self._synced_checked = mono
+        return step
