@@ -367,10 +367,11 @@ def _fmt(time: datetime) -> str:
 
 
 def result_columns(results: Iterable[FluxResult], base_only: bool = False) -> list[str]:
-    """Output columns in the order of :data:`OUTPUT_VARIABLES`, restricted to those any result has."""
+    """Output columns in the order of :data:`OUTPUT_VARIABLES`, restricted to those any result carries (a flux the
+    engine attempted is carried even when it is missing)."""
     present: set[str] = set()
     for r in results:
-        present.update(k for k, val in r.values.items() if math.isfinite(val))
+        present.update(r.values)
     return [n for n, var in OUTPUT_VARIABLES.items() if n in present and (var.standard or not base_only)]
 
 

@@ -1,0 +1,57 @@
+"""Synthetic eddy-covariance data with known truth, for the engine tests."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gateway.flux.ec.period import RawPeriod
+from gateway.flux.ec.settings import SiteMetadata
+
+FS = 20.0
+N = 36000
+END = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def metadata(columns: list[dict[str, Any]] | None = None, **site: Any) -> SiteMetadata:
+    cols = columns or [
+        {"index": 1, "variable": "u"}, {"index": 2, "variable": "v"}, {"index": 3, "variable": "w"},
+        {"index": 4, "variable": "ts"},
+        {"index": 5, "variable": "co2", "measure_type": "mixing_ratio", "min_timelag": 0, "max_timelag": 1},
+        {"index": 6, "variable": "h2o", "measure_type": "mixing_ratio", "min_timelag": 0, "max_timelag": 1},
+    ]
+    base: dict[str, Any] = {"site_id": "SYN", "altitude": 0.0, "latitude": 50.0, "canopy_height": 20.0,
+                            "acquisition_frequency": FS, "sonic": {"height": 30.0}, "file": {"columns": cols}}
+    base.update(site)
+    return SiteMetadata.model_validate(base)
+
+
+def correlated(cov: NDArray[np.float64], n: int = N, seed: int = 1) -> NDArray[np.float64]:
+    """n samples (rows) of zero-mean Gaussian variables with population covariance ``cov`` (Cholesky factor of the
+    prescribed matrix applied to whitened noise, so the sample covariance equals ``cov`` up to sampling error)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, cov.shape[0]))
+    return z @ np.linalg.cholesky(cov).T
+
+
+def period(data: dict[str, NDArray[np.float64]], md: SiteMetadata | None = None,
+           measure_types: dict[str, str] | None = None) -> RawPeriod:
+    n = len(data["w"])
+    return RawPeriod(data=data, metadata=md or metadata(), start=END - timedelta(seconds=n / FS), end=END,
+                     measure_types=measure_types or {"co2": "mixing_ratio", "h2o": "mixing_ratio"},
+                     expected_records=N)
+
+
+def to_sonic_frame(u2: NDArray[np.float64], v1: NDArray[np.float64], w2: NDArray[np.float64], yaw_deg: float,
+                   pitch_deg: float) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Inverse of the double rotation: from the streamwise frame to a sonic tilted by the given angles."""
+    phi, theta = math.radians(pitch_deg), math.radians(yaw_deg)
+    u1 = u2 * math.cos(phi) - w2 * math.sin(phi)
+    w = u2 * math.sin(phi) + w2 * math.cos(phi)
+    u = u1 * math.cos(theta) - v1 * math.sin(theta)
+    v = u1 * math.sin(theta) + v1 * math.cos(theta)
+    return u, v, w

@@ -1,0 +1,163 @@
+"""Bad input gives a flagged period with a reason — never a crash, never a silent number."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.flux.ec.engine import ConfigurationError, check_configuration, process_period
+from gateway.flux.ec.result import FluxResult
+from gateway.flux.ec.settings import NotAvailableError, ProcessingSettings
+from gateway.flux.files import read_raw_file, write_ameriflux_csv
+
+from .synthetic import FS, N, correlated, metadata
+
+SETTINGS = ProcessingSettings(tlag_meth="covariance_maximization_with_default")
+NAME = "SYN_EC_202406011200.csv"
+
+
+def write_file(path: Path, rows: np.ndarray, header: str = "U,V,W,T_SONIC,CO2,H2O") -> Path:
+    with path.open("w") as fh:
+        fh.write(header + "\n")
+        np.savetxt(fh, rows, delimiter=",", fmt="%.6f")
+    return path
+
+
+def good_rows(n: int = N) -> np.ndarray:
+    cov = np.diag([1.0, 1.0, 0.4, 0.2, 1.0, 0.05])
+    cov[2, 3] = cov[3, 2] = 0.1
+    cov[2, 4] = cov[4, 2] = -0.2
+    return correlated(cov, n=n) + np.array([3.0, 0.0, 0.0, 295.0, 410.0, 12.0])
+
+
+def run(path: Path, **kwargs: object) -> list[FluxResult]:
+    md = metadata(**kwargs)  # type: ignore[arg-type]
+    return [process_period(p, SETTINGS) for p in read_raw_file(path, md, SETTINGS)]
+
+
+def test_good_file_is_ok(tmp_path: Path) -> None:
+    (r,) = run(write_file(tmp_path / NAME, good_rows()))
+    assert r.status == "ok" and r.reasons == []
+    assert r.end == datetime(2024, 6, 1, 12, 0, tzinfo=UTC) and math.isfinite(r.get("FC"))
+
+
+def test_short_file_fails_with_the_record_count(tmp_path: Path) -> None:
+    (r,) = run(write_file(tmp_path / NAME, good_rows(500)))
+    assert r.status == "failed"
+    assert any("too few records: 500 of 36000" in x for x in r.reasons)
+    assert all(math.isnan(r.get(k)) for k in ("FC", "H", "LE", "TAU"))
+
+
+def test_all_missing_gas_channel_is_partial(tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[:, 4] = -9999
+    (r,) = run(write_file(tmp_path / NAME, rows))
+    assert r.status == "partial"
+    assert math.isnan(r.get("FC")) and math.isfinite(r.get("H")) and math.isfinite(r.get("LE"))
+    assert any(x.startswith("co2: 36000 of 36000 records missing") for x in r.reasons)
+
+
+def test_all_missing_wind_fails(tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[:, 2] = -9999
+    (r,) = run(write_file(tmp_path / NAME, rows))
+    assert r.status == "failed"
+    assert any(x.startswith("w: 36000 of 36000 records missing") for x in r.reasons)
+
+
+def test_column_map_wider_than_the_file_fails_with_the_reason(tmp_path: Path) -> None:
+    path = write_file(tmp_path / NAME, good_rows()[:, :4], header="U,V,W,T_SONIC")
+    (r,) = run(path)
+    assert r.status == "failed"
+    assert any("column map needs column 6 but the file has 4 columns" in x for x in r.reasons)
+
+
+def test_wrong_separator_fails_with_the_reason(tmp_path: Path) -> None:
+    path = write_file(tmp_path / NAME, good_rows())
+    path.write_text(path.read_text().replace(",", ";"))
+    (r,) = run(path)
+    assert r.status == "failed" and any("column map" in x for x in r.reasons)
+
+
+def test_garbage_cells_become_missing_and_are_counted(tmp_path: Path) -> None:
+    path = write_file(tmp_path / NAME, good_rows())
+    lines = path.read_text().splitlines()
+    lines[10] = "NAN,oops,1,2,3,4"
+    lines[20] = "1,2"
+    path.write_text("\n".join(lines) + "\n")
+    (r,) = run(path)
+    assert r.status == "ok" and math.isfinite(r.get("FC"))
+    assert any("1 non-numeric values treated as missing" in x for x in r.reasons)
+    assert any("1 rows with too few columns" in x for x in r.reasons)
+
+
+def test_non_monotonic_time_stamps_fail_the_period(tmp_path: Path) -> None:
+    path = write_file(tmp_path / NAME, good_rows())
+    stamps = 1717236000.0 + np.arange(N) / FS
+    stamps[100], stamps[101] = stamps[101], stamps[100]
+    (p,) = read_raw_file(path, metadata(), SETTINGS, timestamps=stamps)
+    r = process_period(p, SETTINGS)
+    assert r.status == "failed"
+    assert any("time stamps not increasing (record 102)" in x for x in r.reasons)
+
+
+def test_time_stamp_gap_is_filled_with_missing_records(tmp_path: Path) -> None:
+    rows = good_rows()
+    keep = np.r_[0:10000, 10400:N]  # 20 s missing
+    path = write_file(tmp_path / NAME, rows[keep])
+    stamps = 1717236000.0 + keep / FS
+    (p,) = read_raw_file(path, metadata(), SETTINGS, timestamps=stamps)
+    r = process_period(p, SETTINGS)
+    assert r.status == "ok"
+    assert r.get("N_USED") == N - 400
+    assert any("400 records missing in time-stamp gaps" in x for x in r.reasons)
+
+
+def test_file_name_without_time_stamp_is_named(tmp_path: Path) -> None:
+    (r,) = run(write_file(tmp_path / "raw.csv", good_rows()))
+    assert any("no yyyymmddHHMM time stamp" in x for x in r.reasons)
+
+
+def test_missing_file_is_a_failed_period(tmp_path: Path) -> None:
+    (r,) = run(tmp_path / NAME)
+    assert r.status == "failed" and any("file not found" in x for x in r.reasons)
+
+
+def test_failed_and_partial_periods_export_as_minus_9999(tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[:, 4] = -9999
+    results = run(write_file(tmp_path / NAME, rows)) + run(write_file(tmp_path / "SYN_EC_202406011230.csv",
+                                                                      good_rows(100)))
+    out = tmp_path / "out.csv"
+    write_ameriflux_csv(results, out)
+    lines = out.read_text().splitlines()
+    header = lines[0].split(",")
+    first, second = (dict(zip(header, line.split(","), strict=False)) for line in lines[1:3])
+    assert first["FC"] == "-9999" and first["STATUS"] == "partial" and first["H"] != "-9999"
+    assert second["TIMESTAMP_END"] == "202406011230" and second["H"] == "-9999" and second["STATUS"] == "failed"
+
+
+@pytest.mark.parametrize(("update", "error", "text"), [
+    ({"hf_meth": "fratini_2012"}, NotAvailableError, "hf_meth"),
+    ({"foot_meth": "kljun_2015"}, NotAvailableError, "foot_meth"),
+    ({"random_error": "finkelstein_sims_2001"}, NotAvailableError, "random_error"),
+    ({"tlag_meth": "automatic_optimization"}, NotAvailableError, "automatic"),
+    ({"rot_meth": "planar_fit"}, ConfigurationError, "planar_fit_file"),
+])
+def test_unavailable_methods_are_refused_not_skipped(update: dict[str, str], error: type[Exception],
+                                                     text: str) -> None:
+    settings = ProcessingSettings.model_validate(update)
+    with pytest.raises(error, match=text):
+        check_configuration(metadata(), settings)
+
+
+def test_covariance_maximisation_without_a_window_is_refused() -> None:
+    md = metadata(columns=[{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"},
+                           {"index": 3, "variable": "w"}, {"index": 4, "variable": "ts"},
+                           {"index": 5, "variable": "co2", "measure_type": "mixing_ratio"}])
+    with pytest.raises(ConfigurationError, match="column 5 \\(co2\\): time-lag window"):
+        check_configuration(md, SETTINGS)
