@@ -1,0 +1,129 @@
+"""The daemon runs stream sensors beside polled ones; raw archive files go to a real Mosquitto and leave the
+outbox only after the broker acknowledged them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from drivers.csat3b.driver import CSAT3BConfig, CSAT3BDriver
+from drivers.csat3b.simulator import CSAT3BSimulator
+from gateway.driver_api import SensorConfig
+from gateway.edge.config import BufferConfig, MqttConfig, StationConfig, StationConfigBase, StreamsConfig
+from gateway.edge.daemon import StationDaemon
+from gateway.edge.streams import RawUplink, raw_topic
+from gateway.model import Reading
+from gateway.rawarchive import ArchiveWriter, read_archive
+from gateway.testing.factories import make_readings
+from gateway.testing.mqtt import Capture
+from gateway.testing.services import MosquittoInstance, free_port
+
+from .helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class PolledProbe:
+    Config: ClassVar[type[SensorConfig]] = SensorConfig
+
+    def __init__(self, config: SensorConfig, *, station: str) -> None:
+        self.config, self.station, self.calls = config, station, 0
+
+    def open(self) -> None:
+        pass
+
+    def poll(self) -> list[Reading]:
+        self.calls += 1
+        return make_readings(1, start=float(self.calls), station=self.station, sensor=self.config.name)
+
+    def close(self) -> None:
+        pass
+
+
+def test_daemon_runs_a_stream_beside_a_polled_sensor(tmp_path: Path, mosquitto: MosquittoInstance) -> None:
+    with CSAT3BSimulator("tcp://127.0.0.1:0", frequency_hz=20) as sim:
+        stream_cfg = CSAT3BConfig(name="csat", port=sim.tcp_endpoint)
+        base = StationConfigBase(
+            site="site-a", station="st01", mqtt=MqttConfig(host=mosquitto.host, port=mosquitto.port),
+            buffer=BufferConfig(path=tmp_path / "buffer.sqlite", publish_interval_s=0.2),
+            streams=StreamsConfig(summary_interval_s=1),
+            sensors=[{"name": "probe"}, {"name": "csat"}])
+        config = StationConfig(base, [(PolledProbe, SensorConfig(name="probe", driver="fake", interval_s=0.2)),
+                                      (CSAT3BDriver, stream_cfg)], None)  # type: ignore[list-item]
+        daemon = StationDaemon(config)
+        capture = Capture(mosquitto.host, mosquitto.port)
+        stop = threading.Event()
+        thread = threading.Thread(target=daemon.run, args=(stop,), kwargs={"drain_timeout_s": 2})
+        thread.start()
+        try:
+            def sensors_seen() -> set[str]:
+                return {r["sensor"] for m in capture.on("/readings") for r in json.loads(m.payload)["readings"]}
+            wait_for(lambda: sensors_seen() >= {"probe", "csat"}, timeout_s=15, what="both sensors on the broker")
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            capture.close()
+    assert [r.config.name for r in daemon.runners] == ["probe"]
+    assert [r.config.name for r in daemon.streams.runners] == ["csat"]
+    variables = {r["variable"] for m in capture.on("/readings") for r in json.loads(m.payload)["readings"]
+                 if r["sensor"] == "csat"}
+    assert {"U", "U_SD", "U_N", "T_SONIC", "WS"} <= variables
+    assert list((tmp_path / "raw").glob("csat_*.csv.gz"))  # the archive sits beside the buffer by default
+
+
+def _archive_file(directory: Path) -> Path:
+    writer = ArchiveWriter(directory, "csat", 1_764_064_800, [("U", "m s-1")], {"site": "site-a"})
+    for i in range(50):
+        writer.write(1_764_064_800 + i / 20, [float(i)])
+    return writer.close({"closed": "test"})
+
+
+def test_raw_chunk_stays_in_the_outbox_while_the_broker_is_away(tmp_path: Path) -> None:
+    uplink = RawUplink("site-a", "st01", tmp_path / "outbox", host="127.0.0.1", port=free_port(), client_id="t1")
+    uplink.enqueue(_archive_file(tmp_path / "raw"))
+    stop = threading.Event()
+    thread = threading.Thread(target=uplink.run, args=(stop,))
+    thread.start()
+    stop.wait(1.0)
+    stop.set()
+    thread.join(timeout=10)
+    assert len(uplink.pending()) == 1 and uplink.acknowledged == 0
+
+
+def test_raw_chunk_is_published_and_deleted_after_the_ack(tmp_path: Path, mosquitto: MosquittoInstance) -> None:
+    received: list[mqtt.MQTTMessage] = []
+    subscribed = threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-capture")
+    sub.on_connect = lambda c, *_: c.subscribe(raw_topic("site-a", "st01"), qos=1)
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.on_message = lambda c, u, m: received.append(m)
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.loop_start()
+    assert subscribed.wait(5)
+    original = _archive_file(tmp_path / "raw")
+    uplink = RawUplink("site-a", "st01", tmp_path / "outbox", host=mosquitto.host, port=mosquitto.port,
+                       client_id="t2")
+    uplink.enqueue(original)
+    stop = threading.Event()
+    thread = threading.Thread(target=uplink.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: uplink.acknowledged == 1 and bool(received), what="the chunk acknowledged and received")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        sub.loop_stop()
+        sub.disconnect()
+    assert uplink.pending() == [] and original.exists()  # the outbox link is gone, the archive stays
+    body = json.loads(received[0].payload)
+    assert body["sensor"] == "csat" and body["file"] == original.name and received[0].qos == 1
+    copy = tmp_path / "copy.csv.gz"
+    copy.write_bytes(base64.b64decode(body["data"]))
+    assert read_archive(copy).columns["U"].tolist() == [float(i) for i in range(50)]
