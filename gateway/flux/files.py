@@ -292,7 +292,7 @@ def _tolerant_parse(body: Sequence[bytes], delim: str, usecols: list[int], missi
 
 
 def read_raw_file(path: Path | str, metadata: SiteMetadata, settings: ProcessingSettings,
-                  *, timestamps: Sequence[float] | None = None) -> list[RawPeriod]:
+                  *, timestamps: Sequence[float] | np.ndarray | None = None) -> list[RawPeriod]:
     """Read one raw file and cut it into averaging periods of ``settings.avrg_len`` minutes.
 
     The file's time comes from ``timestamps`` (UNIX seconds per record, checked for monotonic increase and placed

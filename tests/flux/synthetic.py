@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.flux.ec.period import RawPeriod
-from gateway.flux.ec.settings import SiteMetadata
+from gateway.flux.ec.settings import ProcessingSettings, SiteMetadata
 
 FS = 20.0
 N = 36000
@@ -55,3 +55,8 @@ def to_sonic_frame(u2: NDArray[np.float64], v1: NDArray[np.float64], w2: NDArray
     u = u1 * math.cos(theta) - v1 * math.sin(theta)
     v = u1 * math.sin(theta) + v1 * math.cos(theta)
     return u, v, w
+
+
+def settings_of(**options: Any) -> ProcessingSettings:
+    """Validated settings from keyword options (enum values as their names)."""
+    return ProcessingSettings.model_validate(options)

@@ -14,9 +14,9 @@ from gateway.flux.ec.result import FluxResult
 from gateway.flux.ec.settings import NotAvailableError, ProcessingSettings
 from gateway.flux.files import read_raw_file, write_ameriflux_csv
 
-from .synthetic import FS, N, correlated, metadata
+from .synthetic import FS, N, correlated, metadata, settings_of
 
-SETTINGS = ProcessingSettings(tlag_meth="covariance_maximization_with_default")
+SETTINGS = settings_of(tlag_meth="covariance_maximization_with_default")
 NAME = "SYN_EC_202406011200.csv"
 
 

@@ -17,7 +17,7 @@ from gateway.flux.ec.constants import R_GAS
 from gateway.flux.ec.engine import process_period
 from gateway.flux.ec.settings import ProcessingSettings
 
-from .synthetic import FS, N, correlated, metadata, period, to_sonic_frame
+from .synthetic import FS, N, correlated, metadata, period, settings_of, to_sonic_frame
 
 # u, v, w, Ts, CO2 (ppm), H2O (mmol/mol): a daytime-like covariance matrix
 COV = np.array([
@@ -29,7 +29,7 @@ COV = np.array([
     [-0.02, 0.00, 0.06, 0.03, -0.05, 0.05],
 ])
 MEANS = np.array([3.0, 0.0, 0.0, 295.0, 410.0, 12.0])
-PLAIN = ProcessingSettings(rot_meth="none", tlag_meth="none", wpl_meth=False)
+PLAIN = settings_of(rot_meth="none", tlag_meth="none", wpl_meth=False)
 
 
 def streams(seed: int = 1) -> dict[str, np.ndarray]:
@@ -81,7 +81,7 @@ def test_known_lag_is_found(lag_co2: int, lag_h2o: int) -> None:
     data = streams()
     data["co2"] = timelag.shift(data["co2"], -lag_co2)  # co2 arrives lag_co2 records after w
     data["h2o"] = timelag.shift(data["h2o"], -lag_h2o)
-    r = process_period(period(data), ProcessingSettings(rot_meth="none", tlag_meth="covariance_maximization"))
+    r = process_period(period(data), settings_of(rot_meth="none", tlag_meth="covariance_maximization"))
     assert r.get("CO2_TLAG") == pytest.approx(lag_co2 / FS)
     assert r.get("H2O_TLAG") == pytest.approx(lag_h2o / FS)
     assert abs(r.get("W_CO2_COV") - COV[2, 4]) < 4 * se(2, 4)
@@ -94,7 +94,7 @@ def test_lag_on_the_window_edge_falls_back_to_the_default_when_one_is_configured
         data[k] = np.convolve(data[k], kernel, mode="same")
     data["co2"] = timelag.shift(data["co2"], -26)  # 1.3 s: beyond the 0..1 s window
     data["co2"][-26:] = 410.0
-    s = ProcessingSettings(rot_meth="none", tlag_meth="covariance_maximization_with_default", tl_def_co2=0.25)
+    s = settings_of(rot_meth="none", tlag_meth="covariance_maximization_with_default", tl_def_co2=0.25)
     r = process_period(period(data), s)
     assert (r.get("CO2_TLAG"), r.get("CO2_TLAG_DEFAULT")) == (0.25, 1.0)
     no_default = ProcessingSettings.model_validate({**s.model_dump(), "tlag_meth": "covariance_maximization"})
@@ -117,7 +117,7 @@ def test_known_tilt_is_removed_by_double_rotation(yaw: float, pitch: float) -> N
     data["w"] -= data["w"].mean()
     true = process_period(period(dict(data)), PLAIN)
     u, v, w = to_sonic_frame(data["u"], data["v"], data["w"], yaw, pitch)
-    r = process_period(period({**data, "u": u, "v": v, "w": w}), ProcessingSettings(tlag_meth="none",
+    r = process_period(period({**data, "u": u, "v": v, "w": w}), settings_of(tlag_meth="none",
                                                                                        wpl_meth=False))
     assert r.get("YAW") == pytest.approx(yaw, abs=1e-9)
     assert r.get("PITCH") == pytest.approx(pitch, abs=1e-9)
@@ -200,7 +200,7 @@ def test_wpl_recovers_the_true_open_path_fluxes_within_one_percent() -> None:
         {"index": 7, "variable": "air_p", "unit_in": "pa"}],
         analyzer={"model": "li7500", "path_type": "open"})
     types = {"co2": "molar_density", "h2o": "molar_density"}
-    s = ProcessingSettings(rot_meth="none", tlag_meth="none", wpl_meth=True)
+    s = settings_of(rot_meth="none", tlag_meth="none", wpl_meth=True)
     r = process_period(period(data, md, types), s)
     assert r.get("FC") == pytest.approx(fc_true, rel=0.01)
     assert r.get("FH2O") == pytest.approx(fv_true, rel=0.01)
