@@ -208,30 +208,39 @@ def timestamp_from_name(name: str) -> datetime | None:
         return None
 
 
+#: Variables the engine uses; other mapped columns (cell temperatures and pressures, ...) are not parsed.
+ENGINE_VARIABLES = frozenset({"u", "v", "w", "ts", "co2", "h2o", "ch4", "n2o", "air_t", "air_p", "diag_sonic",
+                              "diag_72", "diag_75", "diag_77"})
+
+
 def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, np.ndarray] | None:
-    """Read the mapped numeric columns; None (with a reason in ``issues``) when the file does not fit the map."""
+    """Read the mapped numeric columns the engine uses; None (with a reason in ``issues``) when the file does not
+    fit the map."""
     fd = md.file
-    cols = [c for c in fd.columns if c.variable not in ("not_numeric", "ignore")]
+    cols = [c for c in fd.columns if c.variable in ENGINE_VARIABLES]
     usecols = [c.index - 1 for c in cols]
     delim = fd.delimiter()
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            for _ in range(fd.header_rows):
+                fh.readline()
+            first_line = fh.readline()
     except OSError as exc:
         issues.append(f"cannot read {path.name}: {exc.strerror}")
         return None
-    lines = raw.splitlines()
-    body = lines[fd.header_rows:]
-    if not body:
+    if not first_line.strip():
         issues.append(f"{path.name}: no data rows after {fd.header_rows} header row(s)")
         return None
-    first = body[0].decode("utf-8", "replace").split(delim)
+    first = first_line.decode("utf-8", "replace").split(delim)
     if max(usecols) >= len(first):
         issues.append(f"{path.name}: column map needs column {max(usecols) + 1} but the file has {len(first)} "
                       f"columns (separator {fd.separator!r}); check the metadata's column map")
         return None
     try:
-        arr = np.loadtxt(body, delimiter=delim, usecols=usecols, dtype=np.float64, ndmin=2)
+        arr = np.loadtxt(path, delimiter=delim, skiprows=fd.header_rows, usecols=usecols, dtype=np.float64,
+                         ndmin=2, comments=None)
     except ValueError:
+        body = path.read_bytes().splitlines()[fd.header_rows:]
         parsed = _tolerant_parse(body, delim, usecols, fd.missing_data_string, issues, path.name)
         if parsed is None:
             return None

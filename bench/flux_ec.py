@@ -1,0 +1,162 @@
+"""Time per 30-min, 20 Hz averaging period of the eddy-covariance engine, file reading included, against
+baselines measured in the same run on the same file.
+
+    ours:        read_raw_file (mapped columns) + process_period with the R1 settings of EDDYPRO-REFERENCE.md
+                 (double rotation, block average, covariance-maximisation lags over 41 lags x 2 gases, fluxes,
+                 Foken/Mauder-Foken tests, statistics)
+    baseline 1:  np.loadtxt of the whole file + np.cov of u, v, w, Ts, CO2, H2O (the least any engine must do:
+                 parse the file and form the covariance matrix once, no rotation, no lags, no tests)
+    baseline 2:  a naive per-step implementation in pure Python (the same R1 chain with Python loops over the
+                 records, as a straightforward port of a Fortran-style engine would do), on a 1/10 subsample and
+                 scaled by 10 — it is linear in the record count
+
+Run:
+
+    .venv/bin/python bench/flux_ec.py [--repeat 15] [--raw ../shared/reference-data/ec-raw/DE-HoH_EC_...csv]
+
+It prints the median and best times per period, the ratios, and projects a station-year (17,520 periods) on one
+core and on this machine's cores. No assertion is made: the figures go to docs/performance.md with date and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from gateway.flux.ec.engine import process_period
+from gateway.flux.files import load_metadata, load_settings, read_raw_file
+
+REPO = Path(__file__).resolve().parents[1]
+RAW = REPO.parent / "shared" / "reference-data" / "ec-raw" / "DE-HoH_EC_201907301200_v01.csv"
+EXAMPLES = REPO / "gateway" / "flux" / "examples"
+PERIODS_PER_YEAR = 17_520
+EDDYPRO_R1_S = 1.3  # EddyPro 7.0.9 per period for R1 on this machine kind (issue 5)
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    """Wall-clock seconds per call."""
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def cpu_timed(fn: Callable[[], object]) -> float:
+    """CPU seconds of this process for one call (less sensitive than wall time to other processes' load)."""
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
+def naive_r1(rows: list[list[float]], fs: float) -> tuple[float, float, float]:
+    """R1's arithmetic with Python loops: means, double rotation, lag search (0..2 s) for two gases, covariances."""
+    n = len(rows)
+    um = sum(r[0] for r in rows) / n
+    vm = sum(r[1] for r in rows) / n
+    yaw = math.atan2(vm, um)
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    u1 = [r[0] * cy + r[1] * sy for r in rows]
+    v1 = [-r[0] * sy + r[1] * cy for r in rows]
+    w0 = [r[2] for r in rows]
+    pitch = math.atan2(sum(w0) / n, sum(u1) / n)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    u = [a * cp + b * sp for a, b in zip(u1, w0, strict=True)]
+    w = [-a * sp + b * cp for a, b in zip(u1, w0, strict=True)]
+
+    def cov(a: list[float], b: list[float]) -> float:
+        m = len(a)
+        ma, mb = sum(a) / m, sum(b) / m
+        return sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True)) / m
+
+    best = []
+    for col in (4, 5):
+        g = [r[col] for r in rows]
+        covs = [cov(w[: n - k], g[k:]) for k in range(round(2.0 * fs) + 1)]
+        best.append(max(covs, key=abs))
+    ustar = (cov(u, w) ** 2 + cov(v1, w) ** 2) ** 0.25
+    return ustar, best[0], best[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw", type=Path, default=RAW)
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    md = load_metadata(EXAMPLES / "DE-HoH.metadata.yaml")
+    st = load_settings(EXAMPLES / "DE-HoH_R1.settings.yaml")
+    fs = md.acquisition_frequency
+    print(f"sinkwatch EC benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, file {args.raw.name}")
+
+    def ours() -> None:
+        for p in read_raw_file(args.raw, md, st):
+            process_period(p, st)
+
+    def read_only() -> None:
+        read_raw_file(args.raw, md, st)
+
+    periods = read_raw_file(args.raw, md, st)
+
+    def process_only() -> None:
+        for p in periods:
+            process_period(p, st)
+
+    def baseline_cov() -> None:
+        d = np.loadtxt(args.raw, delimiter=",", skiprows=1)
+        np.cov(d[:, :6].T, bias=True)
+
+    data = np.loadtxt(args.raw, delimiter=",", skiprows=1)[:, :6]
+    sub = data[: len(data) // 10].tolist()
+
+    def naive() -> None:
+        naive_r1(sub, fs)
+
+    ours()  # warm-up (imports, caches)
+    # interleaved: each round runs every variant once, so load from other processes hits all of them alike
+    fns = {"ours": ours, "read": read_only, "proc": process_only, "base": baseline_cov}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    times["naive"] = []
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(args.repeat):
+        for name, fn in fns.items():
+            times[name] += timed(fn, 1)
+            cpu[name].append(cpu_timed(fn))
+        if i % 3 == 0:
+            times["naive"] += [10 * t for t in timed(naive, 1)]
+    t_ours, t_read, t_proc, t_base, t_naive = (times[k] for k in ("ours", "read", "proc", "base", "naive"))
+
+    med = statistics.median
+    rows = [
+        ("ours: read + process (R1)", t_ours),
+        ("  of which read_raw_file", t_read),
+        ("  of which process_period", t_proc),
+        ("baseline 1: loadtxt(all) + np.cov", t_base),
+        ("baseline 2: naive pure-Python R1 (x10 of 1/10)", t_naive),
+    ]
+    cpu_of = {"ours: read + process (R1)": cpu["ours"], "  of which read_raw_file": cpu["read"],
+              "  of which process_period": cpu["proc"], "baseline 1: loadtxt(all) + np.cov": cpu["base"]}
+    for name, ts in rows:
+        c = f"   CPU median {med(cpu_of[name]) * 1000:7.1f} ms" if name in cpu_of else ""
+        print(f"  {name:<48} wall median {med(ts) * 1000:7.1f} ms   best {min(ts) * 1000:7.1f} ms{c}")
+    m = med(cpu["ours"])
+    print("  (ratios and projections below use the median CPU time per period)")
+    print(f"  ratio ours/baseline 1: {m / med(cpu['base']):.2f}   naive/ours: {med(t_naive) / m:.1f}x   "
+          f"EddyPro R1 ({EDDYPRO_R1_S} s)/ours: {EDDYPRO_R1_S / m:.1f}x")
+    cores = os.cpu_count() or 1
+    print(f"  station-year ({PERIODS_PER_YEAR} periods): {m * PERIODS_PER_YEAR / 60:.1f} min on one core, "
+          f"~{m * PERIODS_PER_YEAR / 60 / cores:.1f} min on {cores} cores (periods are independent)")
+
+
+if __name__ == "__main__":
+    main()
