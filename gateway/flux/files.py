@@ -116,7 +116,7 @@ def parse_eddypro_settings(text: str) -> dict[str, Any]:
                 raise ConfigError(f"{key} = {code}: not an EddyPro code this engine knows "
                                   f"({', '.join(EDDYPRO_CODES[key])})")
             out[key] = EDDYPRO_CODES[key][code]
-    for key in ("avrg_len", "max_lack", "timeconst"):
+    for key in ("avrg_len", "max_lack", "timeconst", "ru_tlag_max"):
         if flat.get(key, "").strip():
             out[key] = float(flat[key])
     for key in ("wpl_meth", "filter_al", "power_of_two"):

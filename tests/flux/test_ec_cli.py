@@ -83,14 +83,27 @@ def test_base_only_keeps_standard_columns(ec_raw: Path, tmp_path: Path) -> None:
     assert "W_CO2_COV" not in header and "SETTINGS_HASH" not in header
 
 
-def test_eddypro_project_with_an_unavailable_option_is_refused(ec_raw: Path, tmp_path: Path) -> None:
-    """R1's .eddypro asks for a Kljun footprint (foot_meth=1): refused with the setting named, nothing written."""
-    out = tmp_path / "x.csv"
+def test_eddypro_project_file_reproduces_r1(ec_raw: Path, tmp_path: Path) -> None:
+    """R1's own EddyPro project file (settings echo) works as --settings, footprint (Kljun 2004) included."""
+    out = tmp_path / "r1.csv"
     res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
                                    str(ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" /
                                        "eddypro_settings_echo.eddypro"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (row,) = read_rows(out)
+    check_r1(row)
+    assert float(row["FETCH_MAX"]) == pytest.approx(84.9818, rel=1e-3)  # EddyPro's x_peak for R1
+
+
+def test_eddypro_project_with_an_unavailable_option_is_refused(ec_raw: Path, tmp_path: Path) -> None:
+    """V's project asks for Fratini et al. (2012) spectral corrections (hf_meth=4): refused with the setting named,
+    nothing written."""
+    out = tmp_path / "x.csv"
+    res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
+                                   str(ec_raw / "eddypro" / "V_icoslike_pf_fratini_30min" /
+                                       "eddypro_settings_echo.eddypro"), "--out", str(out)])
     assert res.exit_code == 2
-    assert "foot_meth" in res.output
+    assert "hf_meth = fratini_2012" in res.output
     assert not out.exists()
 
 

@@ -43,14 +43,13 @@ class ConfigurationError(ValueError):
 def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) -> None:
     """Refuse settings this engine cannot honour, naming the setting (no silent skipping)."""
     if settings.hf_meth != SpectralCorrection.NONE:
-        raise NotAvailableError(f"hf_meth = {settings.hf_meth.value}: spectral corrections are not available in this "
-                                "engine yet; set hf_meth: none")
-    if settings.random_error != "none":
-        raise NotAvailableError("random_error = finkelstein_sims_2001 is not wired into the engine yet; set "
-                                "random_error: none")
-    if settings.foot_meth != "none":
-        raise NotAvailableError(f"foot_meth = {settings.foot_meth}: footprints are not available in this engine yet; "
-                                "set foot_meth: none")
+        raise NotAvailableError(f"hf_meth = {settings.hf_meth.value}: spectral corrections are not wired into the "
+                                "engine yet (the transfer functions are in gateway.flux.ec.spectral); set "
+                                "hf_meth: none")
+    if settings.foot_meth in ("kormann_meixner_2001", "hsieh_2000"):
+        raise NotAvailableError(f"foot_meth = {settings.foot_meth}: not available; use kljun_2004 or kljun_2015")
+    if settings.foot_meth == "kljun_2015" and settings.footprint_blh is None:
+        raise ConfigurationError("foot_meth = kljun_2015 needs footprint_blh, the boundary-layer height in m")
     if settings.tlag_meth == TimeLag.AUTOMATIC:
         raise NotAvailableError("tlag_meth = automatic_optimization needs a multi-period optimisation that is not "
                                 "available; use covariance_maximization_with_default")
@@ -383,6 +382,35 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
                 v[f"ST_DEV_W_{g.upper()}"] = st[g]
                 for nm in names:
                     v[f"{nm}_SSITC_TEST"] = float(combine(qc.foken_class(st[g]), cw))
+
+    # 9. random error (Finkelstein & Sims 2001) and footprint (Kljun et al. 2004 / 2015), if selected
+    if settings.random_error == "finkelstein_sims_2001":
+        from gateway.flux.ec import randomerror
+
+        pairs = {"TAU": (wf, uf), "H": (wf, tsf)}
+        if "co2" in gf:
+            pairs["FC"] = (wf, gf["co2"])
+        if "h2o" in gf:
+            pairs["LE"] = (wf, gf["h2o"])
+            pairs["FH2O"] = (wf, gf["h2o"])
+        for name, (a, b) in pairs.items():
+            if math.isfinite(v.get(name, math.nan)):
+                err = randomerror.finkelstein_sims(a, b, fs, max_lag_s=settings.ru_tlag_max)
+                v[f"{name}_RANDUNC"] = randomerror.flux_random_error(err, v[name])
+    if settings.foot_meth in ("kljun_2004", "kljun_2015") and ustar > 0 and math.isfinite(lmo):
+        from gateway.flux.ec import footprint
+
+        if settings.foot_meth == "kljun_2004":
+            fp = footprint.kljun2004_distances(sigma_w=v["W_SIGMA"], ustar=ustar, zm=z, z0=md.roughness())
+        else:
+            assert settings.footprint_blh is not None
+            fp = footprint.kljun2015_distances(zm=z, h=settings.footprint_blh, ustar=ustar, obukhov_length=lmo,
+                                               z0=md.roughness())
+        v["FETCH_MAX"] = fp.x_peak
+        for pct in (70, 80, 90):
+            v[f"FETCH_{pct}"] = fp.x_r[pct]
+        if not fp.valid:
+            reasons.append(f"footprint ({settings.foot_meth}): inputs outside the model's stated range")
 
     for key, val in list(v.items()):
         if not math.isfinite(val) and key in ("FC", "LE", "H", "TAU", "FH2O", "USTAR"):

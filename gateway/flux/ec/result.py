@@ -58,7 +58,16 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("CO2_SIGMA", "umol mol-1", "standard deviation of CO2 (as measured)"),
         OutputVariable("H2O", "mmol mol-1", "H2O mole fraction in wet air"),
         OutputVariable("H2O_SIGMA", "mmol mol-1", "standard deviation of H2O (as measured)"),
+        OutputVariable("FETCH_MAX", "m", "distance of the footprint's maximum contribution"),
+        OutputVariable("FETCH_70", "m", "upwind distance holding 70 % of the footprint"),
+        OutputVariable("FETCH_80", "m", "upwind distance holding 80 % of the footprint"),
+        OutputVariable("FETCH_90", "m", "upwind distance holding 90 % of the footprint"),
         # sinkwatch's own: diagnostics that EddyPro's full output also carries
+        OutputVariable("FC_RANDUNC", "umol m-2 s-1", "random error of FC (Finkelstein & Sims 2001)", False),
+        OutputVariable("FH2O_RANDUNC", "mmol m-2 s-1", "random error of FH2O (Finkelstein & Sims 2001)", False),
+        OutputVariable("H_RANDUNC", "W m-2", "random error of H (Finkelstein & Sims 2001)", False),
+        OutputVariable("LE_RANDUNC", "W m-2", "random error of LE (Finkelstein & Sims 2001)", False),
+        OutputVariable("TAU_RANDUNC", "kg m-1 s-2", "random error of TAU (Finkelstein & Sims 2001)", False),
         OutputVariable("CO2_MIXING_RATIO", "umol mol-1", "CO2 dry mole fraction", False),
         OutputVariable("H2O_MIXING_RATIO", "mmol mol-1", "H2O dry mole fraction", False),
         OutputVariable("H_UNCORR", "W m-2", "rho*cp*cov(w,Ts), before the humidity correction", False),
@@ -103,6 +112,8 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("ITC_DEV_U", "%", "integral turbulence characteristics deviation, sigma_u/u*", False),
         OutputVariable("ITC_DEV_W", "%", "integral turbulence characteristics deviation, sigma_w/u*", False),
         OutputVariable("ITC_DEV_TS", "%", "integral turbulence characteristics deviation, sigma_T/T*", False),
+        *(OutputVariable(f"{n}_NUM_SPIKES", "nondimensional", f"spike events removed from {n}", False)
+          for n in ("U", "V", "W", "TS", "CO2", "H2O")),
         OutputVariable("N_RECORDS", "nondimensional", "records in the period", False),
         OutputVariable("N_USED", "nondimensional", "records with valid u, v, w, Ts after filtering", False),
     )

@@ -303,7 +303,11 @@ class ProcessingSettings(ConfigModel):
     sr_lim_hf: float = 1.0
     hf_meth: SpectralCorrection = SpectralCorrection.NONE
     random_error: Literal["none", "finkelstein_sims_2001"] = "none"
+    ru_tlag_max: Annotated[float, Field(gt=0)] = 10.0
+    """Maximum correlation period of the random-error estimate, s (EddyPro `ru_tlag_max`)."""
     foot_meth: Literal["none", "kljun_2015", "kljun_2004", "kormann_meixner_2001", "hsieh_2000"] = "none"
+    footprint_blh: Annotated[float, Field(gt=0)] | None = None
+    """Boundary-layer height in m for the Kljun et al. (2015) footprint (no default: it is not measured here)."""
     planar_fit_file: str | None = None
     power_of_two: bool = False
 
