@@ -18,12 +18,11 @@ import httpx
 import pytest
 
 from drivers.gmp252.simulator import GMP252Simulator
-from gateway.central.config import CentralConfig
-from gateway.central.service import run_central
 from gateway.contract import validate_payload
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now
+from gateway.testing.central import running_central
 from gateway.testing.mqtt import Capture, wait_for
 from gateway.testing.serial_pty import socat_pty_pair
 from gateway.testing.services import InfluxInstance, MosquittoInstance
@@ -59,23 +58,10 @@ class Chain:
 
 @pytest.fixture
 def chain(tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance) -> Iterator[Chain]:
-    central_config = CentralConfig.model_validate({
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": "central-e2e"},
-        "storage": {"kind": "influxdb", "url": influxd.url, "database": "e2e"},
-        "api": {"host": "127.0.0.1", "port": 0},
-        "data_dir": str(tmp_path / "central"),
-    })
-    central_stop = threading.Event()
-    ports: list[int] = []
-    central = threading.Thread(target=run_central, args=(central_config,),
-                               kwargs={"stop_event": central_stop, "ready_callback": ports.append}, daemon=True)
-    central.start()
-    assert wait_for(lambda: bool(ports), timeout=20), "central service did not start"
-    capture = Capture(mosquitto.host, mosquitto.port)
-
-    with socat_pty_pair(tmp_path / "pty") as (sim_end, driver_end), \
-            GMP252Simulator(sim_end, seed=7) as simulator, \
-            httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=10) as api:
+    with running_central(mosquitto, influxd, tmp_path / "central") as api, \
+            socat_pty_pair(tmp_path / "pty") as (sim_end, driver_end), \
+            GMP252Simulator(sim_end, seed=7) as simulator:
+        capture = Capture(mosquitto.host, mosquitto.port)
         station = parse_station_config({
             "site": "hainich", "station": STATION,
             "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
@@ -93,8 +79,6 @@ def chain(tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance)
             station_stop.set()
             station_thread.join(timeout=30)
             capture.close()
-            central_stop.set()
-            central.join(timeout=15)
 
 
 def assert_api_returns_exactly_what_was_served(chain: Chain) -> None:
