@@ -309,7 +309,7 @@ class FirmwareBridgeDriver:
             return [(VARIABLE_OF[sensor.quantity] + suffix, "um")]
         names = [("SWC" + suffix, "%"), ("TS" + suffix, "degC")]
         if sensor.model == "teros12":
-            names.append(("EC_BULK" + suffix, "uS cm-1"))
+            names.append(("EC_SOIL" + suffix, "uS cm-1"))
         return names
 
     def _sdi12_values(self, sensor: Sdi12Sensor, names: list[tuple[str, str]],

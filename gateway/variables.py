@@ -28,6 +28,11 @@ VARIABLES: dict[str, Variable] = {
         Variable("SWC", "%", "soil water content (volumetric)"),
         Variable("T_PROBE", "degC", "a sensor's own internal temperature", standard=False),
         Variable("EC_SOIL", "uS cm-1", "bulk soil electrical conductivity (no AmeriFlux BASE name)", standard=False),
+        # dendrometers: change relative to the sensor's reference reading (or absolute position when the reference
+        # is 0), per the quantity the instrument measures; AmeriFlux has no stem-size variables
+        Variable("STEM_RAD_CHG", "um", "stem radius change (point dendrometer)", standard=False),
+        Variable("STEM_CIRC_CHG", "um", "stem circumference change (band dendrometer)", standard=False),
+        Variable("STEM_DIAM_CHG", "um", "stem diameter change (diameter dendrometer)", standard=False),
     )
 }
 

@@ -80,7 +80,7 @@ def test_dendrometers_and_sdi12_through_the_firmware(board: EmulatedBoard) -> No
     assert all(r.time_source == TimeSource.BOARD and r.clock_synced and r.qc == QualityFlag.GOOD for r in radius)
     soil = {r.variable: r for r in first if r.sensor == "dendro.sdi0"}
     assert soil["SWC"].value == pytest.approx(100 * (3.879e-4 * 2009.87 - 0.6956), abs=1e-3)
-    assert soil["TS"].value == 22.3 and soil["EC_BULK"].value == 112.0
+    assert soil["TS"].value == 22.3 and soil["EC_SOIL"].value == 112.0
     assert before <= soil["TS"].time <= after
 
 
@@ -90,7 +90,7 @@ def test_missing_sdi12_sensor_is_an_explicit_gap(board: EmulatedBoard) -> None:
     driver.open()
     readings = driver.poll()
     soil = [r for r in readings if r.sensor == "dendro.sdi0"]
-    assert {r.variable for r in soil} == {"SWC", "TS", "EC_BULK"}
+    assert {r.variable for r in soil} == {"SWC", "TS", "EC_SOIL"}
     assert all(r.value is None and r.qc == QualityFlag.MISSING and "NO_REPLY" in (r.qc_reason or "") for r in soil)
     driver.close()
 
