@@ -65,7 +65,9 @@ class SensorConfig(BaseModel):
 
     name: Identifier = Field(description="unique sensor name within the station, e.g. soil_co2_10cm")
     driver: str = Field(description="driver name as registered under the sinkwatch.drivers entry point")
-    interval_s: float = Field(default=10.0, gt=0, le=86400, description="polling interval in seconds")
+    interval_s: float = Field(
+        default=10.0, ge=0, le=86400, description="polling interval in seconds; 0 polls back to back (benchmarks)"
+    )
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -35,6 +36,15 @@ _TIME_ERROR = 5
 _TIMEX_BUFFER_BYTES = 512  # struct timex is 208 bytes on 64-bit Linux; oversize so layout changes cannot overflow
 
 
+@functools.cache
+def _adjtimex() -> Any:
+    # Looked up once: find_library runs ldconfig in a subprocess, far too slow for every poll.
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).adjtimex
+    except (OSError, AttributeError):
+        return None
+
+
 def kernel_clock_synced() -> bool:
     """Whether the Linux kernel considers the system clock synchronised (adjtimex read-only query).
 
@@ -42,10 +52,8 @@ def kernel_clock_synced() -> bool:
     what chrony/ntpd/systemd-timesyncd all update. Where adjtimex is unavailable (not Linux) this returns True:
     we cannot tell, and flagging every reading unsynced on a developer laptop would bury the real signal.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        adjtimex = libc.adjtimex
-    except (OSError, AttributeError):
+    adjtimex = _adjtimex()
+    if adjtimex is None:
         return True
     buffer = ctypes.create_string_buffer(_TIMEX_BUFFER_BYTES)  # modes = 0: read only
     state = adjtimex(buffer)

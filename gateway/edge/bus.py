@@ -163,9 +163,14 @@ class RtuSerialLine:
 
     # --- one transaction ----------------------------------------------------------------------------------------
 
-    def _exchange(self, request: bytes, frame_length: Callable[[bytes], int | None], timeout_s: float) -> bytes:
+    def _exchange(
+        self, request: bytes, frame_length: Callable[[bytes], int | None], timeout_s: float, expected: int = 1
+    ) -> bytes:
         """Send `request` after the line has been quiet for t3.5, read until `frame_length` says the reply is
-        complete or `timeout_s` passes; return what arrived (possibly partial or empty)."""
+        complete or `timeout_s` passes; return what arrived (possibly partial or empty).
+
+        `expected` (the reply length if all goes well) lets the reader sleep through the characters still on the
+        wire instead of waking for each one: on a real line that is most of the CPU a transaction costs."""
         with self._lock:
             fd = self._ensure_open()
             try:
@@ -175,9 +180,13 @@ class RtuSerialLine:
                     time.sleep(wait)
                 os.write(fd, request)
                 self.counters.transactions += 1
-                # The reply cannot start before the request has left the UART.
-                deadline = time.monotonic() + len(request) * self.char_s + timeout_s
-                reply = self._read_frame(fd, frame_length, deadline)
+                sent = time.monotonic()
+                # The reply cannot start before the request has left the UART and the line has been silent for
+                # t3.5, nor end before its own characters have crossed the wire.
+                wire = len(request) * self.char_s
+                deadline = sent + wire + timeout_s
+                reply = self._read_frame(fd, frame_length, deadline, sent + wire + self.gap_s +
+                                         expected * self.char_s, expected)
             except (OSError, serial.SerialException, _LineLost) as exc:
                 raise self._lost(exc) from None
             self._quiet_from = time.monotonic() + self.gap_s
@@ -190,14 +199,25 @@ class RtuSerialLine:
                 raise _LineLost("end of file")
             self.counters.stray_bytes += len(data)
 
-    def _read_frame(self, fd: int, frame_length: Callable[[bytes], int | None], deadline: float) -> bytes:
+    def _read_frame(
+        self, fd: int, frame_length: Callable[[bytes], int | None], deadline: float, earliest: float, expected: int
+    ) -> bytes:
         buffer = b""
+        pause = earliest - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
         while True:
             length = frame_length(buffer)
             if length is not None and len(buffer) >= length:
                 if len(buffer) > length:
                     self.counters.stray_bytes += len(buffer) - length
                 return buffer[:length]
+            if buffer:
+                # Sleep through the characters still to come (never past the deadline).
+                missing = (length or max(expected, len(buffer) + 1)) - len(buffer)
+                pause = min(missing * self.char_s, deadline - time.monotonic())
+                if pause > 0.0002:
+                    time.sleep(pause)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select((fd,), (), (), remaining)[0]:
                 return buffer
@@ -214,7 +234,7 @@ class RtuSerialLine:
         request = rtu.read_request(device, function, address, count)
         failure: DeviceError | None = None
         for _attempt in range(retries + 1):
-            reply = self._exchange(request, rtu.response_length, timeout_s)
+            reply = self._exchange(request, rtu.response_length, timeout_s, expected=5 + 2 * count)
             try:
                 return self._decode_read(reply, device, function, count, timeout_s)
             except rtu.ModbusExceptionReply:

@@ -3,7 +3,8 @@ disk, and runs the publisher that drains the buffer to the broker.
 
 Threads: one `SerialBus` per serial port (gateway/edge/bus.py) owns that RS-485 line and polls every device on it;
 sensors on no serial line (Modbus TCP, ...) share one `PollScheduler` in the calling thread; the publisher has its
-own. All of them hand readings to `_store`, which commits them to the disk buffer one batch at a time.
+own. All of them hand readings to `_store`, which queues them for the `buffer-writer` thread: it commits
+whatever has arrived in one SQLite transaction (group commit), so a poll thread never waits for the disk.
 
 Failure policy (STYLE.md principle 4): a device failure is that device's alone. It is counted by kind, logged once
 when the device becomes unavailable and once when it is back (not on every failed poll), retried with a capped
@@ -66,7 +67,11 @@ class StationDaemon:
         # One owner per serial line, each in its own thread; everything else shares one scheduler thread.
         self.buses = [SerialBus(settings, runners, self._store) for settings, runners in lines.values()]
         self.direct = PollScheduler(direct, self._store)
-        self._store_lock = threading.Lock()
+        # Poll threads hand readings over here and go back to their line; the buffer writer thread commits them
+        # (group commit: whatever arrived while the previous commit was syncing goes into the next one).
+        self._incoming: list[Reading] = []
+        self._incoming_lock = threading.Lock()
+        self._incoming_ready = threading.Event()
         self.publisher = Publisher(config.site, config.station, config.mqtt, config.buffer, self.buffer)
         self.buffer_errors = 0
         # readings already read but not yet committed to disk (only while the disk refuses writes)
@@ -77,7 +82,7 @@ class StationDaemon:
             "site": self.config.site,
             "station": self.config.station,
             "broker_connected": self.publisher.connected,
-            "buffered_readings": self.buffer.pending_readings() + len(self._unbuffered),
+            "buffered_readings": self.buffer.pending_readings() + len(self._unbuffered) + len(self._incoming),
             "buffer_errors": self.buffer_errors,
             "publisher": vars(self.publisher.counters),
             "sensors": [vars(r.health) for r in self.runners],
@@ -86,11 +91,26 @@ class StationDaemon:
         }
 
     def _store(self, readings: list[Reading]) -> None:
-        # Called from every bus thread and the direct scheduler; one writer at a time keeps `_unbuffered` whole.
-        with self._store_lock:
-            self._store_locked(readings)
+        """Queue readings for the buffer writer; called from every poll thread, never waits for the disk."""
+        if not readings:
+            return
+        with self._incoming_lock:
+            self._incoming.extend(readings)
+        self._incoming_ready.set()
 
-    def _store_locked(self, readings: list[Reading]) -> None:
+    def _take_incoming(self) -> list[Reading]:
+        with self._incoming_lock:
+            taken, self._incoming = self._incoming, []
+            self._incoming_ready.clear()
+        return taken
+
+    def _write_loop(self, done: threading.Event) -> None:
+        while not done.is_set():
+            self._incoming_ready.wait(0.2)
+            self._commit(self._take_incoming())
+
+    def _commit(self, readings: list[Reading]) -> None:
+        """Append to the disk buffer (only the writer thread, or the main thread once it has stopped)."""
         pending = self._unbuffered + readings
         if not pending:
             return
@@ -116,6 +136,9 @@ class StationDaemon:
         publisher_thread = threading.Thread(target=self.publisher.run, args=(stop,), name="publisher",
                                             daemon=True)
         publisher_thread.start()
+        writer_done = threading.Event()
+        writer = threading.Thread(target=self._write_loop, args=(writer_done,), name="buffer-writer", daemon=True)
+        writer.start()
         bus_threads = [threading.Thread(target=bus.run, args=(stop,), name=f"bus:{bus.settings.port}", daemon=True)
                        for bus in self.buses]
         for thread in bus_threads:
@@ -130,7 +153,9 @@ class StationDaemon:
                 thread.join(timeout=30)
             for runner in self.direct.runners:
                 runner.close()
-            self._store([])
+            writer_done.set()
+            writer.join(timeout=30)
+            self._commit(self._take_incoming())
             if self.publisher.connected:
                 self.publisher.wait_drained(drain_timeout_s)
             stop.set()

@@ -50,7 +50,8 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 
 
 def sensor_entries(port: str) -> list[dict[str, Any]]:
-    common = {"port": port, "interval_s": 0.02, "timeout_s": 0.1, "retries": 0}
+    # timeout_s: generous, since a test machine under load can delay the simulator's reply by 100 ms or more
+    common = {"port": port, "interval_s": 0.02, "timeout_s": 0.4, "retries": 0}
     entries: list[dict[str, Any]] = [
         {"name": f"co2_{int(depth * 100)}cm", "driver": "gmp252", "address": address,
          "variable_suffix": f"_1_{index + 1}_1", **common}
@@ -126,20 +127,21 @@ def test_healthy_devices_keep_polling_while_one_is_unplugged(
         probes[1].set_fault("no_reply")  # address 241, co2_30cm: unplugged
         wait_for(lambda: runners["co2_30cm"].health.available is False, "co2_30cm to be reported unavailable")
         before = {name: running.collector.count(name) for name in healthy}
+        polls_before = {name: runners[name].health.polls for name in [*healthy, "co2_30cm"]}
         stuck = running.collector.count("co2_30cm")
-        wait_for(lambda: all(running.collector.count(n) >= before[n] + 20 for n in healthy),
-                 "the healthy devices to deliver 20 more readings each")
+        wait_for(lambda: all(running.collector.count(n) >= before[n] + 40 for n in healthy),
+                 "the healthy devices to deliver 40 more readings each")
         assert runners["co2_30cm"].health.available is False
         assert running.collector.count("co2_30cm") == stuck
-        failed_polls = runners["co2_30cm"].health.errors["timeout"]
+        polls_during = {name: runners[name].health.polls - count for name, count in polls_before.items()}
         probes[1].set_fault("none")  # plugged back
         wait_for(lambda: runners["co2_30cm"].health.available is True, "co2_30cm to be back")
     # backoff: while dead, the unplugged probe was tried far less often than a healthy one was polled
-    assert failed_polls < min(runners[n].health.polls for n in healthy) / 2
+    assert polls_during["co2_30cm"] < min(polls_during[n] for n in healthy) / 2, polls_during
     messages = [r.getMessage() for r in caplog.records]
     assert sum("co2_30cm unavailable" in m for m in messages) == 1
     assert sum("co2_30cm is back" in m for m in messages) == 1
-    assert all(runners[n].health.errors == {} for n in healthy)
+    assert {n: runners[n].health.errors for n in healthy} == {n: {} for n in healthy}, messages
     # frames never overlapped: no request arrived while a reply was pending, and every reply answers the
     # request right before it
     assert line.collisions == 0 and line.bad_frames == 0
