@@ -49,3 +49,15 @@ def run(config: ConfigOption) -> None:
     daemon = StationDaemon(station)
     daemon.run(stop)
     logging.getLogger("sinkwatch.edge").info("final health: %s", json.dumps(daemon.health(), default=str))
+
+
+@app.command()
+def check(config: ConfigOption) -> None:
+    """Open every configured sensor once and print a pass/fail table; exit 1 if any sensor fails."""
+    from gateway.edge.check import render_table, run_checks
+
+    station = _load_or_exit(config)
+    results = run_checks(station)
+    typer.echo(render_table(results))
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)

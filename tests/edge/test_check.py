@@ -1,0 +1,105 @@
+"""`sinkwatch station check` against simulators on socat PTYs: all pass; with one simulator stopped, the table
+names that sensor, the reason and the fix, and the exit code is non-zero."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from drivers.gmp252.simulator import GMP252Simulator, profile_simulators
+from drivers.soilprobe.simulator import SoilProbeSimulator
+from gateway.cli import app
+from gateway.edge.check import CHECKS, CheckResult, register_check, render_table
+from gateway.testing.rtu_line import RtuLineSimulator
+from gateway.testing.serial_pty import socat_pty_pair
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def two_lines(tmp_path: Path) -> Iterator[tuple[tuple[str, str], tuple[str, str]]]:
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (Debian package socat)")
+    with socat_pty_pair(tmp_path / "line1") as first, socat_pty_pair(tmp_path / "line2") as second:
+        yield first, second
+
+
+def write_station(tmp_path: Path, line1: str, line2: str) -> Path:
+    common: dict[str, Any] = {"timeout_s": 0.3, "retries": 0}
+    config = {
+        "site": "forest", "station": "st1",
+        "buffer": {"path": str(tmp_path / "buffer.sqlite")},
+        "sensors": [
+            {"name": "co2_10cm", "driver": "gmp252", "port": line1, "address": 240, "variable_suffix": "_1_1_1",
+             **common},
+            {"name": "co2_30cm", "driver": "gmp252", "port": line1, "address": 241, "variable_suffix": "_1_2_1",
+             **common},
+            {"name": "swc_10cm", "driver": "soilprobe", "port": line1, "address": 1, "layout": "B",
+             "baudrate": 19200, "stopbits": 2, **common},
+            {"name": "co2_ambient", "driver": "gmp252", "port": line2, **common},
+        ],
+    }
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_check(path: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["station", "check", "-c", str(path)])
+    return result.exit_code, result.output
+
+
+def test_a_station_with_every_simulator_running_passes(two_lines: Any, tmp_path: Path) -> None:
+    (sim1, drv1), (sim2, drv2) = two_lines
+    probes = profile_simulators({240: 0.1, 241: 0.3})
+    with RtuLineSimulator(sim1, [*probes, SoilProbeSimulator(layout="B")]), GMP252Simulator(sim2):
+        code, output = run_check(write_station(tmp_path, drv1, drv2))
+    assert code == 0, output
+    rows = {line.split()[0]: line for line in output.splitlines()[1:5]}
+    assert set(rows) == {"co2_10cm", "co2_30cm", "swc_10cm", "co2_ambient"}
+    assert all(" PASS " in row for row in rows.values())
+    assert "CO2_1_2_1 = " in rows["co2_30cm"] and "umol mol-1" in rows["co2_30cm"]
+    assert "SWC = " in rows["swc_10cm"] and "degC" in rows["swc_10cm"]
+    assert "4 of 4 sensors pass" in output
+
+
+def test_a_stopped_simulator_is_named_with_the_reason_and_the_fix(two_lines: Any, tmp_path: Path) -> None:
+    (sim1, drv1), (_sim2, drv2) = two_lines  # nothing serves line 2: its probe is "stopped"
+    probes = profile_simulators({240: 0.1, 241: 0.3})
+    with RtuLineSimulator(sim1, [*probes, SoilProbeSimulator(layout="B")]):
+        code, output = run_check(write_station(tmp_path, drv1, drv2))
+    assert code == 1, output
+    failing = [line for line in output.splitlines() if " FAIL " in line]
+    assert len(failing) == 1 and failing[0].split()[0] == "co2_ambient"
+    assert "timeout: " in failing[0] and "no reply from address 240" in failing[0]
+    fix = output.splitlines()[output.splitlines().index(failing[0]) + 1]
+    assert "fix:" in fix and "24 V supply" in fix
+    assert "3 of 4 sensors pass; 1 FAIL" in output
+
+
+def test_a_missing_port_fails_with_the_port_hint(tmp_path: Path) -> None:
+    path = write_station(tmp_path, str(tmp_path / "no-such-tty"), str(tmp_path / "nor-this"))
+    code, output = run_check(path)
+    assert code == 1
+    assert output.count(" FAIL ") == 4 and "no_port: " in output and "ls /dev/serial/by-id/" in output
+
+
+def test_other_sensor_kinds_plug_in_through_register_check() -> None:
+    def streams(_config: object) -> list[CheckResult]:
+        return [CheckResult("sonic", "windmaster", ok=True, values=["U = 1.2 m s-1"], where="/dev/ttyUSB3")]
+
+    register_check(streams)
+    try:
+        assert CHECKS[-1] is streams
+        register_check(streams)
+        assert CHECKS.count(streams) == 1
+    finally:
+        CHECKS.remove(streams)
+    table = render_table([CheckResult("sonic", "windmaster", ok=True, values=["U = 1.2 m s-1"])])
+    assert table.splitlines()[1].split() == ["sonic", "PASS", "U", "=", "1.2", "m", "s-1"]
