@@ -15,6 +15,7 @@ from gateway.central.cli import app as central_app
 from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
 from gateway.edge.cli import app as station_app
 from gateway.flux.cli import app as flux_app
+from gateway.probe import app as probe_app
 
 app = typer.Typer(
     help="sinkwatch: continuous, traceable forest carbon-sink measurement.",
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(station_app, name="station")
 app.add_typer(central_app, name="central")
 app.add_typer(flux_app, name="flux")
+app.add_typer(probe_app, name="probe")
 
 
 @app.command()
