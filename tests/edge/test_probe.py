@@ -17,7 +17,7 @@ from drivers.soilprobe.simulator import SoilProbeSimulator
 from gateway.cli import app
 from gateway.driver_api import DeviceError, FailureKind, SerialSettings
 from gateway.probe import parse_addresses, scan
-from gateway.testing.rtu_line import RtuLineSimulator
+from gateway.testing.rtu_line import RtuDevice, RtuLineSimulator
 from gateway.testing.serial_pty import socat_pty_pair
 
 
@@ -31,7 +31,7 @@ def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 @pytest.mark.integration
 def test_scan_names_gmp252s_and_both_soil_probe_layouts(ptys: tuple[str, str]) -> None:
-    devices = [
+    devices: list[RtuDevice] = [
         *profile_simulators({240: 0.1, 242: 0.5}),
         SoilProbeSimulator(address=1, layout="A", fixed={"swc": 31.5, "ts": -2.3, "ec": 250}),
         SoilProbeSimulator(address=3, layout="B", fixed={"ts": -12.34, "swc": 0.6, "ec": 420}),
