@@ -47,7 +47,8 @@ def test_campbell_signature_matches_the_csat3b_check_values() -> None:
 
 
 def test_signature_of_the_protocols_example_for_each_span() -> None:
-    # worked by hand from the algorithm over the documented spans (element 6..14, 1..14, 1..13)
+    # c6f2 comes from campbell_signature itself (pinned above by PROTOCOLS' independent CSAT3B values): a
+    # regression pin for the EC100 EXAMPLE, whose real signature PROTOCOLS leaves symbolic
     assert signed(EXAMPLE_BODY).endswith(b",c6f2\r\n")
     assert signed_text(EXAMPLE_BODY.split(","), "co2_through_counter") == b"712.4,9.876,0,21.10,98.72,0.92,0.95,0,42"
     assert signed_text(EXAMPLE_BODY.split(","), "all_before_counter") == EXAMPLE_BODY.rsplit(",", 1)[0].encode()

@@ -3,8 +3,12 @@ every fault mode of the simulator base."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,3 +142,26 @@ def test_tcp_disconnect_then_reconnect() -> None:
     second = check_frames(drv, later, sim.served, corrupt_reason="checksum")
     assert len(first.values) + len(second.values) == 20 and sim.reconnects == 1
     assert (drv.counter_gaps, drv.lost_records) == (0, 0)
+
+
+def test_sinkwatch_simulate_irgason_serves_a_pty_until_interrupted() -> None:
+    # the console script, as an operator runs it: the entry point is registered and main() serves
+    process = subprocess.Popen([str(Path(sys.executable).with_name("sinkwatch")), "simulate", "irgason", "--port",
+                                "pty"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()
+        match = re.search(r"port at (\S+)$", first_line.strip())
+        assert match, f"unexpected first line {first_line!r}"
+        drv = make_driver()
+        with serial.Serial(match.group(1), 115200, timeout=0.05) as port:
+            frames = read_frames(port, drv.terminator, 30, TIMEOUT_S)
+        parsed = [drv.parse(frame) for frame in frames[1:]]  # the first may be the tail of a frame
+        assert len(parsed) == 29 and drv.counter_gaps == 0
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=5)
+        assert process.returncode == 0 and "stopped after" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

@@ -3,8 +3,12 @@ instrument's port 7200 style), for every fault mode of the simulator base."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +21,7 @@ import serial
 from drivers.li7500.driver import LI7500Config, LI7500Driver
 from drivers.li7500.simulator import LI7500Simulator
 from drivers.li7500.tests.stream_io import Closed, check_frames, connect, read_frames
+from gateway.driver_api import BadRecord
 from gateway.testing.serial_pty import socat_pty_pair
 
 pytestmark = pytest.mark.integration
@@ -153,3 +158,33 @@ def test_tcp_disconnect_then_reconnect_gets_the_start_command_again() -> None:
     outcome = check_frames(drv, frames, sim.served, corrupt_reason="format", unserved_reasons=("not_data",))
     assert sim.reconnects == 1 and drv.messages["Ack"] == 2
     assert len(outcome.values) == 18  # 20 frames minus the two (Ack ...) replies
+
+
+def test_sinkwatch_simulate_li7500_serves_a_pty_until_interrupted() -> None:
+    # the console script, as an operator runs it: the entry point is registered and main() serves
+    process = subprocess.Popen([str(Path(sys.executable).with_name("sinkwatch")), "simulate", "li7500", "--port",
+                                "pty", "--fault", "nan"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()
+        match = re.search(r"port at (\S+)$", first_line.strip())
+        assert match, f"unexpected first line {first_line!r}"
+        drv = make_driver(match.group(1))
+        with serial.Serial(match.group(1), 115200, timeout=0.05) as port:
+            port.write(drv.start_commands()[0])
+            frames = read_frames(port, drv.terminator, 30, TIMEOUT_S)
+        results = []
+        for position, frame in enumerate(frames):
+            try:
+                results.append(drv.parse(frame))
+            except BadRecord as bad:
+                # only the first frame may be the tail of a record written before we opened the port
+                assert bad.reason == "not_data" or (position == 0 and bad.reason == "format"), bad.message
+        assert drv.messages["Ack"] == 1 and len(results) >= len(frames) - 2
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=5)
+        assert process.returncode == 0 and "stopped after" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
