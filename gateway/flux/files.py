@@ -345,10 +345,12 @@ def read_raw_file(path: Path | str, metadata: SiteMetadata, settings: Processing
     file_start = stamp - timedelta(minutes=md.file_duration) if md.tstamp_end else stamp
     per = round(settings.avrg_len * 60.0 * fs)
     periods: list[RawPeriod] = []
-    if data is None:
-        periods.append(RawPeriod(data={}, metadata=md, start=file_start,
-                                 end=file_start + timedelta(minutes=settings.avrg_len), issues=issues,
-                                 source=path.name, expected_records=per))
+    if data is None:  # one failed period per averaging period the file should have held
+        for i in range(max(1, round(md.file_duration / settings.avrg_len))):
+            start = file_start + timedelta(minutes=settings.avrg_len * i)
+            periods.append(RawPeriod(data={}, metadata=md, start=start,
+                                     end=start + timedelta(minutes=settings.avrg_len), issues=list(issues),
+                                     source=path.name, expected_records=per))
         return periods
     if n != file_records:
         issues.append(f"{path.name}: {n} records where {file_records} were expected "

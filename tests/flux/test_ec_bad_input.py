@@ -161,3 +161,11 @@ def test_covariance_maximisation_without_a_window_is_refused() -> None:
                            {"index": 5, "variable": "co2", "measure_type": "mixing_ratio"}])
     with pytest.raises(ConfigurationError, match="column 5 \\(co2\\): time-lag window"):
         check_configuration(md, SETTINGS)
+
+
+def test_unreadable_file_gives_one_failed_period_per_averaging_period(tmp_path: Path) -> None:
+    settings = ProcessingSettings.model_validate({"avrg_len": 5, "tlag_meth": "none"})
+    periods = read_raw_file(tmp_path / NAME, metadata(), settings)
+    results = [process_period(p, settings) for p in periods]
+    assert [r.end.strftime("%H:%M") for r in results] == ["11:35", "11:40", "11:45", "11:50", "11:55", "12:00"]
+    assert all(r.status == "failed" and "file not found" in r.reasons[0] for r in results)

@@ -105,10 +105,6 @@ def _diag_mask(name: str, diag: Array) -> NDArray[np.bool_]:
     return ok & bad
 
 
-def _fill(n: int) -> Array:
-    return np.full(n, np.nan)
-
-
 def process_period(period: RawPeriod, settings: ProcessingSettings, *,
                    planar_fit: PlanarFitSetup | None = None) -> FluxResult:
     """Process one averaging period (see the module docstring). Bad data give a ``failed`` or ``partial`` result
