@@ -17,6 +17,8 @@ itself but send every transaction through the line (`read_registers` for Modbus 
 serialises all traffic with the inter-frame delay and reopens a vanished USB adapter. `open()` then only prepares
 the device (it may be a no-op) and `close()` must not close the line. A driver that is never attached (a TCP
 endpoint, a test) keeps using its own connection. `serial_settings()` returning None means "not on a serial line".
+A driver class with `shares_line = False` (an ASCII device without addressing) still gets a line of its own, but
+the station config refuses a second device on its port.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def check_serial_lines(sensors: list[tuple[type[Driver], SensorConfig]], source:
                     "line must use the same serial settings: reconfigure the devices or wire them to separate ports"
                 )
             for cls in (driver_class, sensors[other_index][0]):
-                if not issubclass(cls, LineDriver):
+                if not issubclass(cls, LineDriver) or not getattr(cls, "shares_line", True):
                     raise ConfigError(f"{prefix}.port: {between}, but driver {cls.__name__} cannot share a serial "
                                       "line; give it a port of its own")
         else:
