@@ -26,10 +26,18 @@ def ec(
     settings: Annotated[Path | None, typer.Option(help="processing settings: EddyPro .eddypro or YAML "
                                                         "(default: the engine defaults)")] = None,
     base_only: Annotated[bool, typer.Option(help="only AmeriFlux/FLUXNET standard columns")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="folder that replaces EddyPro's DATA_DIR placeholder in the "
+                                                       "planar-fit and spectral-assessment paths")] = None,
 ) -> None:
     """Eddy-covariance fluxes for every averaging period of the raw files, one row per period in --out."""
     from gateway.flux.ec.engine import ConfigurationError, PlanarFitSetup, check_configuration, process_period
-    from gateway.flux.ec.settings import Rotation
+    from gateway.flux.ec.settings import Rotation, SpectralCorrection
+
+    def resolve(name: str) -> Path:
+        if name.startswith("DATA_DIR") and data_dir is not None:
+            return data_dir / name.removeprefix("DATA_DIR").lstrip("/\\")
+        path = Path(name)
+        return path if path.is_absolute() or settings is None else settings.parent / path
     from gateway.flux.files import load_metadata, load_settings, read_raw_file, write_ameriflux_csv
 
     try:
@@ -41,21 +49,29 @@ def ec(
             from gateway.flux.ec.planarfit import parse_eddypro_planar_fit
 
             assert st.planar_fit_file is not None
-            pf_path = Path(st.planar_fit_file)
-            if not pf_path.is_absolute() and settings is not None:
-                pf_path = settings.parent / pf_path
+            pf_path = resolve(st.planar_fit_file)
             try:
                 parsed = parse_eddypro_planar_fit(pf_path.read_text(encoding="utf-8"))
             except OSError as exc:
                 raise ConfigError(f"{pf_path}: cannot read the planar-fit file: {exc.strerror}") from None
             pf = PlanarFitSetup(parsed.sectors, subtract_b0=st.rot_meth == Rotation.PLANAR_FIT)
+        assessment = None
+        if st.hf_meth == SpectralCorrection.FRATINI_2012:
+            from gateway.flux.ec.spectral import parse_spectral_assessment
+
+            assert st.spectral_assessment_file is not None
+            sa_path = resolve(st.spectral_assessment_file)
+            try:
+                assessment = parse_spectral_assessment(sa_path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ConfigError(f"{sa_path}: cannot read the spectral assessment: {exc.strerror}") from None
     except (ConfigError, ConfigurationError, ValueError) as exc:
         typer.echo(f"flux ec: {exc}", err=True)
         raise typer.Exit(2) from None
     results = []
     for path in raw_files:
         for period in read_raw_file(path, md, st):
-            results.append(process_period(period, st, planar_fit=pf))
+            results.append(process_period(period, st, planar_fit=pf, spectral_assessment=assessment))
     results.sort(key=lambda r: r.end)
     write_ameriflux_csv(results, out, base_only=base_only)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed")}

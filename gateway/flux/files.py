@@ -69,7 +69,9 @@ def parse_eddypro_metadata(text: str) -> dict[str, Any]:
     sonic = {"manufacturer": instr.get("instr_1_manufacturer", ""), "model": instr.get("instr_1_model", ""),
              "height": _num(instr.get("instr_1_height")), "wformat": instr.get("instr_1_wformat", "uvw") or "uvw",
              "wref": instr.get("instr_1_wref", "axis") or "axis",
-             "north_offset": _num(instr.get("instr_1_north_offset")) or 0.0}
+             "north_offset": _num(instr.get("instr_1_north_offset")) or 0.0,
+             "hpath_length": _num(instr.get("instr_1_hpath_length")),
+             "vpath_length": _num(instr.get("instr_1_vpath_length"))}
     analyzer: dict[str, Any] | None = None
     if instr.get("instr_2_model"):
         model = instr["instr_2_model"].strip().lower()
@@ -137,6 +139,8 @@ def parse_eddypro_settings(text: str) -> dict[str, Any]:
               if flat.get(k, "").strip()}
     if limits:
         out["absolute_limits"] = limits
+    if out.get("hf_meth") == "fratini_2012" and flat.get("sa_mode", "").strip() == "0":
+        out["spectral_assessment_file"] = flat.get("sa_file") or None
     if out.get("rot_meth") in ("planar_fit", "planar_fit_no_bias"):
         out["planar_fit_file"] = flat.get("pf_file") or None
         if flat.get("pf_subtract_b0", "1").strip() == "0":

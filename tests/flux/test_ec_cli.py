@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 
-from .conftest import RAW_FILE, REPO_ROOT
+from .conftest import RAW_FILE, REPO_ROOT, read_eddypro_table
 
 EXAMPLES = REPO_ROOT / "gateway" / "flux" / "examples"
 METADATA = EXAMPLES / "DE-HoH.metadata.yaml"
@@ -95,15 +95,37 @@ def test_eddypro_project_file_reproduces_r1(ec_raw: Path, tmp_path: Path) -> Non
     assert float(row["FETCH_MAX"]) == pytest.approx(84.9818, rel=1e-3)  # EddyPro's x_peak for R1
 
 
+def test_icos_like_v_project_within_two_percent(ec_raw: Path, tmp_path: Path) -> None:
+    """EddyPro run V as researchers would run it: its own .eddypro project (planar fit without b0, VM97 despiking,
+    absolute limits, lag with default, Fratini et al. 2012 spectral corrections, random error, footprint), DATA_DIR
+    pointing at the reference folder. Issue 5: H, LE, FC within 2 % of EddyPro (TAU too)."""
+    out = tmp_path / "v.csv"
+    res = CliRunner().invoke(app, [
+        "flux", "ec", str(RAW_FILE),
+        "--metadata", str(ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "input_DE-HoH.metadata"),
+        "--settings", str(ec_raw / "eddypro" / "V_icoslike_pf_fratini_30min" / "eddypro_settings_echo.eddypro"),
+        "--data-dir", str(ec_raw), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (row,) = read_rows(out)
+    (ref,) = read_eddypro_table(ec_raw / "eddypro" / "V_icoslike_pf_fratini_30min" / "eddypro_full_output.csv")
+    for ours, theirs in (("H", "H"), ("LE", "LE"), ("FC", "co2_flux"), ("TAU", "Tau"), ("FH2O", "h2o_flux")):
+        assert float(row[ours]) == pytest.approx(float(ref[theirs]), rel=0.02), ours
+    assert float(row["CO2_TLAG"]) == float(ref["co2_time_lag"])
+    for ours, theirs in (("LE_SCF", "LE_scf"), ("FC_SCF", "co2_scf")):
+        assert float(row[ours]) == pytest.approx(float(ref[theirs]), rel=0.005), ours
+
+
 def test_eddypro_project_with_an_unavailable_option_is_refused(ec_raw: Path, tmp_path: Path) -> None:
-    """V's project asks for Fratini et al. (2012) spectral corrections (hf_meth=4): refused with the setting named,
-    nothing written."""
+    """A project asking for Horst (1997) spectral corrections (hf_meth=2): refused with the setting named, nothing
+    written."""
+    text = (ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "eddypro_settings_echo.eddypro").read_text()
+    project = tmp_path / "horst.eddypro"
+    project.write_text(text.replace("hf_meth=0", "hf_meth=2"))
     out = tmp_path / "x.csv"
     res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
-                                   str(ec_raw / "eddypro" / "V_icoslike_pf_fratini_30min" /
-                                       "eddypro_settings_echo.eddypro"), "--out", str(out)])
+                                   str(project), "--out", str(out)])
     assert res.exit_code == 2
-    assert "hf_meth = fratini_2012" in res.output
+    assert "hf_meth = horst_1997" in res.output
     assert not out.exists()
 
 

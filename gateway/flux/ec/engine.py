@@ -42,10 +42,15 @@ class ConfigurationError(ValueError):
 
 def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) -> None:
     """Refuse settings this engine cannot honour, naming the setting (no silent skipping)."""
-    if settings.hf_meth != SpectralCorrection.NONE:
-        raise NotAvailableError(f"hf_meth = {settings.hf_meth.value}: spectral corrections are not wired into the "
-                                "engine yet (the transfer functions are in gateway.flux.ec.spectral); set "
-                                "hf_meth: none")
+    if settings.hf_meth in (SpectralCorrection.HORST_1997, SpectralCorrection.IBROM_2007):
+        raise NotAvailableError(f"hf_meth = {settings.hf_meth.value}: not available; use moncrieff_1997 or "
+                                "fratini_2012")
+    if settings.hf_meth == SpectralCorrection.FRATINI_2012:
+        if not settings.spectral_assessment_file:
+            raise ConfigurationError("hf_meth = fratini_2012 needs spectral_assessment_file (an EddyPro "
+                                     "spectral_assessment.txt)")
+        if metadata.analyzer is None or metadata.analyzer.path_type != "closed":
+            raise ConfigurationError("hf_meth = fratini_2012 applies to closed-path analysers; use moncrieff_1997")
     if settings.foot_meth in ("kormann_meixner_2001", "hsieh_2000"):
         raise NotAvailableError(f"foot_meth = {settings.foot_meth}: not available; use kljun_2004 or kljun_2015")
     if settings.foot_meth == "kljun_2015" and settings.footprint_blh is None:
@@ -106,7 +111,7 @@ def _diag_mask(name: str, diag: Array) -> NDArray[np.bool_]:
 
 
 def process_period(period: RawPeriod, settings: ProcessingSettings, *,
-                   planar_fit: PlanarFitSetup | None = None) -> FluxResult:
+                   planar_fit: PlanarFitSetup | None = None, spectral_assessment: Any = None) -> FluxResult:
     """Process one averaging period (see the module docstring). Bad data give a ``failed`` or ``partial`` result
     with reasons; only an impossible configuration raises (:class:`ConfigurationError`, :class:`NotAvailableError`)."""
     md = period.metadata
@@ -353,6 +358,47 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
     lmo = fluxes.obukhov_length(ustar, h, air.rho_cp, air.ta)
     v["MO_LENGTH"] = lmo
     v["ZL"] = z / lmo
+
+    # spectral corrections (gateway.flux.ec.speccorr on gateway.flux.ec.spectral); stability re-evaluated after
+    if settings.hf_meth != SpectralCorrection.NONE and ustar > 0 and math.isfinite(lmo):
+        from gateway.flux.ec import speccorr
+
+        if settings.hf_meth == SpectralCorrection.FRATINI_2012 and spectral_assessment is None:
+            raise ConfigurationError("hf_meth = fratini_2012: no spectral assessment given to process_period")
+        hpath, vpath = speccorr.sonic_paths_m(md.sonic.model, md.sonic.hpath_length, md.sonic.vpath_length)
+        ga = md.analyzer
+        gas_par: dict[str, dict[str, float]] = {}
+        for g in gf:
+            if settings.hf_meth == SpectralCorrection.FRATINI_2012:
+                fc_cut = (spectral_assessment.h2o_fc(v["RH"]) if g == "h2o"
+                          else spectral_assessment.gas_monthly.get(g.upper(), [(math.nan, math.nan)] * 12)
+                          [period.end.month - 1][1])
+                gas_par[g] = {"fc": fc_cut}
+            elif ga is not None:
+                sep = math.hypot(ga.northward_separation, ga.eastward_separation) / 100.0
+                gas_par[g] = ({"separation_m": sep, "tube_length_m": ga.tube_length / 100.0,
+                               "tube_radius_m": ga.tube_diameter / 2000.0, "flow_lpm": ga.tube_flowrate}
+                              if ga.path_type == "closed" else {"separation_m": sep})
+        sf = speccorr.correction_factors(
+            method=settings.hf_meth.value, u=v["WS"], zm=z, zl=z / lmo, period_s=settings.avrg_len * 60.0,
+            detrend=settings.detrend_meth.value, timeconst_s=settings.timeconst, sonic_hpath_m=hpath,
+            sonic_vpath_m=vpath, gases=gas_par)
+        v["TAU_SCF"], v["H_SCF"] = sf.tau, sf.h
+        v["TAU"] *= sf.tau
+        ustar *= math.sqrt(sf.tau)
+        v["USTAR"] = ustar
+        h *= sf.h
+        v["H"] = h
+        if "co2" in sf.gases:
+            v["FC_SCF"] = sf.gases["co2"]
+            v["FC"] *= sf.gases["co2"]
+        if "h2o" in sf.gases:
+            v["LE_SCF"] = v["FH2O_SCF"] = sf.gases["h2o"]
+            v["LE"] *= sf.gases["h2o"]
+            v["FH2O"] *= sf.gases["h2o"]
+        lmo = fluxes.obukhov_length(ustar, h, air.rho_cp, air.ta)
+        v["MO_LENGTH"] = lmo
+        v["ZL"] = z / lmo
 
     # 8. quality flags (Foken et al. 2004 → Mauder & Foken 2004)
     if settings.qc_meth != QcMethod.NONE:

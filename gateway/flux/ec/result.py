@@ -63,6 +63,11 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("FETCH_80", "m", "upwind distance holding 80 % of the footprint"),
         OutputVariable("FETCH_90", "m", "upwind distance holding 90 % of the footprint"),
         # sinkwatch's own: diagnostics that EddyPro's full output also carries
+        OutputVariable("TAU_SCF", "nondimensional", "spectral correction factor applied to TAU", False),
+        OutputVariable("H_SCF", "nondimensional", "spectral correction factor applied to H", False),
+        OutputVariable("LE_SCF", "nondimensional", "spectral correction factor applied to LE", False),
+        OutputVariable("FC_SCF", "nondimensional", "spectral correction factor applied to FC", False),
+        OutputVariable("FH2O_SCF", "nondimensional", "spectral correction factor applied to FH2O", False),
         OutputVariable("FC_RANDUNC", "umol m-2 s-1", "random error of FC (Finkelstein & Sims 2001)", False),
         OutputVariable("FH2O_RANDUNC", "mmol m-2 s-1", "random error of FH2O (Finkelstein & Sims 2001)", False),
         OutputVariable("H_RANDUNC", "W m-2", "random error of H (Finkelstein & Sims 2001)", False),

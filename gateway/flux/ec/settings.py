@@ -152,6 +152,10 @@ class SonicMetadata(ConfigModel):
     wformat: Literal["uvw"] = "uvw"
     wref: Literal["axis", "spar", "na"] = "axis"
     north_offset: float = 0.0
+    hpath_length: Annotated[float, Field(gt=0)] | None = None
+    """Horizontal path length, cm (spectral corrections; known models use their built-in geometry)."""
+    vpath_length: Annotated[float, Field(gt=0)] | None = None
+    """Vertical path length, cm."""
 
 
 class GasAnalyzerMetadata(ConfigModel):
@@ -309,6 +313,8 @@ class ProcessingSettings(ConfigModel):
     footprint_blh: Annotated[float, Field(gt=0)] | None = None
     """Boundary-layer height in m for the Kljun et al. (2015) footprint (no default: it is not measured here)."""
     planar_fit_file: str | None = None
+    spectral_assessment_file: str | None = None
+    """EddyPro spectral_assessment.txt with the IIR cut-off frequencies, needed by hf_meth fratini_2012."""
     power_of_two: bool = False
 
     def settings_hash(self, metadata: SiteMetadata | None = None) -> str:
