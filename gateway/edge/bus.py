@@ -79,6 +79,9 @@ class RtuSerialLine:
         bits = rtu.bits_per_char(settings.bytesize, settings.parity, settings.stopbits)
         self.char_s = bits / settings.baudrate
         self.gap_s = rtu.frame_gap_s(settings.baudrate, bits)
+        # Waking a little after the last character is due saves a second wake-up for it (USB adapters and the
+        # kernel deliver bytes in bursts, slightly late): a third of a character, at least 0.2 ms.
+        self._margin_s = max(0.0002, self.char_s / 3)
         self.counters = LineCounters()
         self.available: bool | None = None
         self._reopen_backoff = reopen_backoff_s
@@ -186,7 +189,7 @@ class RtuSerialLine:
                 wire = len(request) * self.char_s
                 deadline = sent + wire + timeout_s
                 reply = self._read_frame(fd, frame_length, deadline, sent + wire + self.gap_s +
-                                         expected * self.char_s, expected)
+                                         expected * self.char_s + self._margin_s, expected)
             except (OSError, serial.SerialException, _LineLost) as exc:
                 raise self._lost(exc) from None
             self._quiet_from = time.monotonic() + self.gap_s
@@ -215,7 +218,7 @@ class RtuSerialLine:
             if buffer:
                 # Sleep through the characters still to come (never past the deadline).
                 missing = (length or max(expected, len(buffer) + 1)) - len(buffer)
-                pause = min(missing * self.char_s, deadline - time.monotonic())
+                pause = min(missing * self.char_s + self._margin_s, deadline - time.monotonic())
                 if pause > 0.0002:
                     time.sleep(pause)
             remaining = deadline - time.monotonic()
