@@ -57,14 +57,19 @@ def peak_rss_mb() -> float:
 
 def child_baseline(port: str, probes: int, seconds: float) -> dict[str, Any]:
     from pymodbus.client import ModbusSerialClient
+    from pymodbus.exceptions import ModbusException
 
     client = ModbusSerialClient(port, baudrate=BAUD, bytesize=8, parity="N", stopbits=2, timeout=1.0, retries=0)
     client.connect()
     transactions = errors = 0
     cpu0, wall0 = time.thread_time(), time.perf_counter()
     while time.perf_counter() - wall0 < seconds:
-        response = client.read_holding_registers(0, count=2, device_id=FIRST_ADDRESS + transactions % probes)
         transactions += 1
+        try:
+            response = client.read_holding_registers(0, count=2, device_id=FIRST_ADDRESS + transactions % probes)
+        except ModbusException:
+            errors += 1
+            continue
         errors += response.isError()
     wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
     client.close()
