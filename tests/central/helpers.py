@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from gateway.central.store import StoredReading
+from gateway.flux.wire import FluxRecord
 from gateway.model import QualityFlag, Reading, ReadingBatch, TimeSource
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
@@ -42,3 +44,23 @@ def series(
 
 def batch(site: str, station: str, seq: int, readings: list[Reading]) -> ReadingBatch:
     return ReadingBatch(site=site, station=station, seq=seq, sent=datetime.now(UTC), readings=readings)
+
+
+def flux_record(
+    station: str = "st1",
+    *,
+    end: datetime = T0 + timedelta(minutes=30),
+    settings_hash: str = "0123456789abcdef",
+    engine_version: str = "sinkwatch-ec 0.1.0",
+    values: dict[str, int | float | None] | None = None,
+    status: Literal["ok", "partial", "failed"] = "ok",
+    reasons: list[str] | None = None,
+    site: str = "site1",
+    minutes: int = 30,
+) -> FluxRecord:
+    if values is None:
+        values = {"FC": -12.345678901234567, "H": 301.448, "LE": None, "TAU": 0.4, "USTAR": 0.755822,
+                  "FC_SSITC_TEST": 1, "H_SSITC_TEST": 0, "LE_SSITC_TEST": 2, "N_RECORDS": 36000}
+    return FluxRecord(site=site, station=station, start=end - timedelta(minutes=minutes), end=end, status=status,
+                      reasons=reasons or [], engine_version=engine_version, settings_hash=settings_hash,
+                      values=values)

@@ -21,7 +21,7 @@ from gateway.central.store import (
 from gateway.model import QualityFlag, Reading
 from gateway.testing.services import running_influxd
 
-from .helpers import T0, reading, series, stored
+from .helpers import T0, flux_record, reading, series, stored
 
 BACKENDS = ["sqlite", pytest.param("influx", marks=pytest.mark.integration)]
 HOUR = timedelta(hours=1)
@@ -248,3 +248,96 @@ def test_influx_queries_and_ping_report_an_outage(tmp_path: Path) -> None:
         with pytest.raises(StoreUnavailable):
             store.stations()
         store.close()
+
+
+# --- flux records ---------------------------------------------------------------------------------------------------
+
+HASH_A, HASH_B = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+
+
+def test_flux_records_round_trip_exactly(store: Store) -> None:
+    awkward = {f"X{i}": v for i, v in enumerate(AWKWARD_FLOATS)}
+    records = [
+        flux_record(end=T0 + timedelta(minutes=30)),
+        flux_record(end=T0 + HOUR, values={**awkward, "FC_SSITC_TEST": 2, "N_USED": 35999}, status="partial",
+                    reasons=["co2: 4000 of 36000 records missing; its flux is not computed", "ünïcode, \"quotes\""]),
+    ]
+    store.write_fluxes(records)
+
+    assert store.query_fluxes("st1", T0, T0 + HOUR) == records
+
+
+def test_rewriting_a_flux_record_replaces_it_whole(store: Store) -> None:
+    first = flux_record(values={"FC": -3.0, "H": 100.0, "FC_SSITC_TEST": 0})
+    store.write_fluxes([first])
+    store.write_fluxes([first])
+    corrected = flux_record(values={"FC": None, "LE": 50.0, "FC_SSITC_TEST": 2}, status="partial",
+                            reasons=["FC not computed"])
+    store.write_fluxes([corrected])
+
+    assert store.query_fluxes("st1", T0, T0 + HOUR) == [corrected]
+
+
+def test_result_sets_of_different_settings_coexist_and_are_listed(store: Store) -> None:
+    ends = [T0 + timedelta(minutes=30 * i) for i in range(1, 5)]
+    a = [flux_record(end=e, settings_hash=HASH_A, values={"FC": -float(i)}) for i, e in enumerate(ends)]
+    b = [flux_record(end=e, settings_hash=HASH_B, values={"FC": 10.0 + i}) for i, e in enumerate(ends[1:3])]
+    store.write_fluxes(a + b)
+
+    assert store.query_fluxes("st1", T0, T0 + 3 * HOUR, settings_hash=HASH_A) == a
+    assert store.query_fluxes("st1", T0, T0 + 3 * HOUR, settings_hash=HASH_B) == b
+    both = store.query_fluxes("st1", T0, T0 + 3 * HOUR)
+    assert [(r.end, r.settings_hash) for r in both] == sorted([(r.end, r.settings_hash) for r in a + b])
+    sets = store.flux_result_sets("st1")
+    assert [(s.settings_hash, s.engine_version, s.periods, s.first_end, s.last_end, s.site) for s in sets] == [
+        (HASH_A, "sinkwatch-ec 0.1.0", 4, ends[0], ends[3], "site1"),
+        (HASH_B, "sinkwatch-ec 0.1.0", 2, ends[1], ends[2], "site1"),
+    ]
+
+
+def test_another_engine_version_is_another_result_set(store: Store) -> None:
+    old = flux_record(engine_version="sinkwatch-ec 0.1.0", values={"FC": -1.0})
+    new = flux_record(engine_version="sinkwatch-ec 0.2.0", values={"FC": -1.5})
+    store.write_fluxes([old, new])
+
+    assert store.query_fluxes("st1", T0, T0 + HOUR) == [old, new]
+    assert [s.engine_version for s in store.flux_result_sets("st1")] == ["sinkwatch-ec 0.1.0", "sinkwatch-ec 0.2.0"]
+
+
+def test_flux_window_selects_periods_by_their_end(store: Store) -> None:
+    records = [flux_record(end=T0 + timedelta(minutes=30 * i)) for i in range(5)]  # ends T0 .. T0+2h
+    store.write_fluxes(records)
+
+    # (start, end]: the period ending at start belongs to the window before.
+    assert [r.end for r in store.query_fluxes("st1", T0, T0 + HOUR)] == [r.end for r in records[1:3]]
+
+
+def test_flux_records_of_other_stations_are_not_mixed_in(store: Store) -> None:
+    mine, other = flux_record("st1"), flux_record("st2", values={"FC": 99.0})
+    store.write_fluxes([mine, other])
+
+    assert store.query_fluxes("st1", T0, T0 + HOUR) == [mine]
+    assert [s.station for s in store.flux_result_sets("st2")] == ["st2"]
+
+
+@pytest.mark.parametrize("hostile", ["' OR 1=1", 'st1" OR "1"="1', "st1\\' OR 1=1 --", "$station", "/.*/"])
+def test_hostile_flux_query_strings_find_nothing(store: Store, hostile: str) -> None:
+    store.write_fluxes([flux_record()])
+
+    assert store.query_fluxes(hostile, T0, T0 + HOUR) == []
+    assert store.query_fluxes("st1", T0, T0 + HOUR, settings_hash=hostile) == []
+    assert store.flux_result_sets(hostile) == []
+    assert len(store.query_fluxes("st1", T0, T0 + HOUR)) == 1
+
+
+def test_flux_limit_raises_query_too_large(store: Store) -> None:
+    store.write_fluxes([flux_record(end=T0 + timedelta(minutes=30 * i)) for i in range(1, 4)])
+
+    assert len(store.query_fluxes("st1", T0, T0 + 2 * HOUR, limit=3)) == 3
+    with pytest.raises(QueryTooLarge):
+        store.query_fluxes("st1", T0, T0 + 2 * HOUR, limit=2)
+
+
+def test_empty_store_has_no_flux_records(store: Store) -> None:
+    assert store.query_fluxes("st1", T0, T0 + HOUR) == []
+    assert store.flux_result_sets("st1") == []

@@ -3,6 +3,7 @@
 from gateway.central.store.base import (
     AGGREGATES,
     Aggregate,
+    FluxResultSet,
     QueryTooLarge,
     SeriesPoint,
     StationInfo,
@@ -18,6 +19,7 @@ from gateway.central.store.sqlite import SqliteStore
 __all__ = [
     "AGGREGATES",
     "Aggregate",
+    "FluxResultSet",
     "InfluxStore",
     "QueryTooLarge",
     "SeriesPoint",

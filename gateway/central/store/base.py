@@ -11,6 +11,11 @@ Semantics all backends share:
   values; `qc` is the worst (highest) flag in the window.
 - **Untrusted query parameters.** Station and variable are compared as opaque strings; a hostile one finds
   nothing and never changes the query.
+- **Flux records** (`gateway.flux.wire.FluxRecord`, one averaging period) are identified by
+  (station, engine_version, settings_hash, period end): writing one again replaces it whole (a variable that became
+  null reads back as null), while results of other settings or engine versions for the same period coexist.
+  `query_fluxes` returns the periods whose *end* lies in (start, end] (end-labelled periods: 10:00..11:00 gives the
+  periods ending 10:30 and 11:00), ordered by end, then settings_hash, then engine_version.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, get_args
 
+from gateway.flux.wire import FluxRecord
 from gateway.model import Reading
 
 Aggregate = Literal["mean", "min", "max", "count", "last"]
@@ -67,6 +73,19 @@ class StationInfo:
     variables: dict[str, str] = field(default_factory=dict)  # variable -> unit
 
 
+@dataclass(frozen=True)
+class FluxResultSet:
+    """One set of flux results of a station: same engine version and settings hash."""
+
+    site: str
+    station: str
+    engine_version: str
+    settings_hash: str
+    periods: int
+    first_end: datetime
+    last_end: datetime
+
+
 class Store(Protocol):
     def write(self, batch_points: list[StoredReading]) -> None:
         """Store all readings or raise StoreUnavailable / StoreRejected; safe to repeat."""
@@ -85,6 +104,23 @@ class Store(Protocol):
         """Raw points (every=None) or one point per non-empty window; raises QueryTooLarge past `limit` points."""
 
     def stations(self) -> list[StationInfo]: ...
+
+    def write_fluxes(self, records: list[FluxRecord]) -> None:
+        """Store all flux records or raise StoreUnavailable / StoreRejected; safe to repeat (see the module doc)."""
+
+    def query_fluxes(
+        self,
+        station: str,
+        start: datetime,
+        end: datetime,
+        settings_hash: str | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[FluxRecord]:
+        """Records of periods ending in (start, end], of one result set or all; QueryTooLarge past `limit`."""
+
+    def flux_result_sets(self, station: str) -> list[FluxResultSet]:
+        """The result sets stored for a station, ordered by settings_hash, engine_version."""
 
     def ping(self) -> bool: ...
 

@@ -11,6 +11,18 @@ Point schema (one point per reading)::
 InfluxDB identifies a point by measurement + tag set + timestamp, so rewriting a reading overwrites it: writes
 are idempotent, which is what lets the ingestor retry and the broker redeliver freely.
 
+Flux records (one point per averaging period, `gateway.flux.wire.FluxRecord`)::
+
+    measurement  fluxes
+    tags         site, station, engine_version, settings_hash
+    fields       one per variable with a value (FC, H, LE, ...: float; *_SSITC_TEST flags and counts: integer),
+                 period_s (float, end - start), status (string), reasons (string, JSON list),
+                 names (string: every variable of the record, comma-separated), nulls (string: those without value)
+    time         the period's end (it labels the period), nanosecond precision
+
+InfluxDB merges the fields of a rewritten point with the old ones, so a variable that became null on a rewrite
+would keep its old value; `names` and `nulls` are always written and decide what a read returns.
+
 Queries go to the v1 `/query` endpoint (InfluxDB 1.x, and the v1-compatibility API of 2.x/3.x) with every
 caller-supplied value passed as a bound parameter (`$station`, `$variable`); the query text is assembled only
 from constants, integers and a validated window length, see `render_series_query`.
@@ -31,6 +43,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 
 from gateway.central.store.base import (
     Aggregate,
+    FluxResultSet,
     QueryTooLarge,
     SeriesPoint,
     StationInfo,
@@ -44,10 +57,13 @@ from gateway.central.store.base import (
     merge_station_rows,
     to_ns,
 )
+from gateway.flux.wire import FluxRecord, is_integer_variable
 
 log = logging.getLogger(__name__)
 
 MEASUREMENT = "readings"
+FLUX_MEASUREMENT = "fluxes"
+_FLUX_TAGS = ("site", "station", "engine_version", "settings_hash")
 _INFLUXQL_AGGREGATES: dict[str, str] = {
     "mean": "mean(value)",
     "min": "min(value)",
@@ -81,6 +97,42 @@ def reading_to_line(item: StoredReading) -> str:
     if r.qc_reason:
         point.field("qc_reason", r.qc_reason)
     return point.to_line_protocol()
+
+
+def flux_to_line(record: FluxRecord) -> str:
+    point = Point(FLUX_MEASUREMENT)
+    for tag in _FLUX_TAGS:
+        point.tag(tag, getattr(record, tag))
+    point.field("period_s", (record.end - record.start).total_seconds())
+    point.field("status", record.status)
+    point.field("reasons", json.dumps(list(record.reasons), ensure_ascii=False))
+    point.field("names", ",".join(record.values))
+    point.field("nulls", ",".join(name for name, value in record.values.items() if value is None))
+    for name, value in record.values.items():
+        if value is not None:
+            point.field(name, int(value) if is_integer_variable(name) else float(value))
+    point.time(to_ns(record.end), WritePrecision.NS)
+    return str(point.to_line_protocol())
+
+
+def row_to_flux(columns: list[str], row: list[Any]) -> FluxRecord:
+    """One row of `SELECT * FROM fluxes` back into a record."""
+    item = dict(zip(columns, row, strict=True))
+    names = [n for n in str(item.get("names") or "").split(",") if n]
+    nulls = set(str(item.get("nulls") or "").split(","))
+    values: dict[str, int | float | None] = {}
+    for name in names:
+        raw = item.get(name)
+        if name in nulls or raw is None:
+            values[name] = None
+        else:
+            values[name] = int(raw) if is_integer_variable(name) else float(raw)
+    end = from_ns(int(item["time"]))
+    return FluxRecord(
+        site=item["site"], station=item["station"], engine_version=item["engine_version"],
+        settings_hash=item["settings_hash"], start=end - timedelta(seconds=float(item["period_s"])), end=end,
+        status=item["status"], reasons=json.loads(item.get("reasons") or "[]"), values=values,
+    )
 
 
 def render_series_query(
@@ -154,6 +206,15 @@ class InfluxStore:
         if not batch_points:
             return
         body = "\n".join(reading_to_line(item) for item in batch_points)
+        if self._v2_client is not None:
+            self._write_v2(body)
+        else:
+            self._write_v1(body)
+
+    def write_fluxes(self, records: list[FluxRecord]) -> None:
+        if not records:
+            return
+        body = "\n".join(flux_to_line(record) for record in records)
         if self._v2_client is not None:
             self._write_v2(body)
         else:
@@ -303,6 +364,55 @@ class InfluxStore:
                 rows.append((tags.get("site", ""), tags.get("station", ""), tags.get("variable", ""),
                              tags.get("unit", ""), int(values[0][0])))
         return merge_station_rows(rows)
+
+    def _flux_source(self) -> str:
+        if self.retention_policy is None:
+            return FLUX_MEASUREMENT
+        return f"{quote_identifier(self.retention_policy)}.{FLUX_MEASUREMENT}"
+
+    def query_fluxes(
+        self,
+        station: str,
+        start: datetime,
+        end: datetime,
+        settings_hash: str | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[FluxRecord]:
+        check_window(start, end, "mean")
+        # Caller input only as bound parameters; the text holds constants and integers.
+        query = (f"SELECT * FROM {self._flux_source()} WHERE station = $station "
+                 f"AND time > {int(to_ns(start))} AND time <= {int(to_ns(end))}")
+        params = {"station": station}
+        if settings_hash is not None:
+            query += " AND settings_hash = $settings_hash"
+            params["settings_hash"] = settings_hash
+        if limit is not None:
+            query += f" LIMIT {int(limit) + 1}"
+        records = [row_to_flux(series["columns"], row)
+                   for series in self._query(query, params) for row in series.get("values") or []]
+        if limit is not None and len(records) > limit:
+            raise QueryTooLarge(f"more than {limit} flux records match")
+        records.sort(key=lambda r: (r.end, r.settings_hash, r.engine_version))
+        return records
+
+    def flux_result_sets(self, station: str) -> list[FluxResultSet]:
+        found: dict[tuple[str, ...], dict[str, int]] = {}
+        for function in ("count", "first", "last"):
+            query = (f"SELECT {function}(period_s) FROM {self._flux_source()} WHERE station = $station "
+                     "GROUP BY site, station, engine_version, settings_hash")
+            for series in self._query(query, {"station": station}):
+                tags = series.get("tags") or {}
+                key = tuple(str(tags.get(t, "")) for t in _FLUX_TAGS)
+                for row in series.get("values") or []:
+                    found.setdefault(key, {})[function] = int(row[1]) if function == "count" else int(row[0])
+        sets = [
+            FluxResultSet(site=site, station=st, engine_version=ev, settings_hash=sh, periods=got["count"],
+                          first_end=from_ns(got["first"]), last_end=from_ns(got["last"]))
+            for (site, st, ev, sh), got in found.items() if {"count", "first", "last"} <= set(got)
+        ]
+        sets.sort(key=lambda s: (s.settings_hash, s.engine_version, s.site))
+        return sets
 
     def ping(self) -> bool:
         try:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from gateway.central.store.base import (
     Aggregate,
+    FluxResultSet,
     QueryTooLarge,
     SeriesPoint,
     StationInfo,
@@ -21,6 +24,7 @@ from gateway.central.store.base import (
     merge_station_rows,
     to_ns,
 )
+from gateway.flux.wire import FluxRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -36,6 +40,18 @@ CREATE TABLE IF NOT EXISTS readings (
     clock_synced INTEGER NOT NULL,
     qc_reason TEXT,
     PRIMARY KEY (station, variable, time_ns, sensor)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fluxes (
+    site TEXT NOT NULL,
+    station TEXT NOT NULL,
+    engine_version TEXT NOT NULL,
+    settings_hash TEXT NOT NULL,
+    end_ns INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reasons TEXT NOT NULL,          -- JSON list of strings
+    flux_values TEXT NOT NULL,      -- JSON object name -> number or null (repr round-trips floats exactly)
+    PRIMARY KEY (station, end_ns, settings_hash, engine_version)
 ) WITHOUT ROWID;
 """
 
@@ -146,6 +162,80 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite database {self.path} failed a query: {exc}") from exc
         return merge_station_rows(rows)
+
+    # --- flux records ---------------------------------------------------------------------------------------------
+
+    def write_fluxes(self, records: list[FluxRecord]) -> None:
+        rows = [
+            (r.site, r.station, r.engine_version, r.settings_hash, to_ns(r.end), to_ns(r.start), r.status,
+             json.dumps(list(r.reasons)), json.dumps(r.values, allow_nan=False))
+            for r in records
+        ]
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(
+                        "INSERT OR REPLACE INTO fluxes (site, station, engine_version, settings_hash, end_ns, "
+                        "start_ns, status, reasons, flux_values) VALUES (?,?,?,?,?,?,?,?,?)",
+                        rows,
+                    )
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite database {self.path} refused the write: {exc}; will retry") from exc
+
+    def query_fluxes(
+        self,
+        station: str,
+        start: datetime,
+        end: datetime,
+        settings_hash: str | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[FluxRecord]:
+        check_window(start, end, "mean")
+        sql = (
+            "SELECT site, station, engine_version, settings_hash, end_ns, start_ns, status, reasons, flux_values "
+            "FROM fluxes WHERE station = :station AND end_ns > :start AND end_ns <= :end"
+        )
+        params: dict[str, object] = {"station": station, "start": to_ns(start), "end": to_ns(end)}
+        if settings_hash is not None:
+            sql += " AND settings_hash = :settings_hash"
+            params["settings_hash"] = settings_hash
+        sql += " ORDER BY end_ns, settings_hash, engine_version"
+        if limit is not None:
+            sql += f" LIMIT {int(limit) + 1}"
+        rows = self._fetch(sql, params)
+        if limit is not None and len(rows) > limit:
+            raise QueryTooLarge(f"more than {limit} flux records match")
+        return [
+            FluxRecord(site=site, station=st, engine_version=ev, settings_hash=sh, end=from_ns(e), start=from_ns(s),
+                       status=status, reasons=json.loads(reasons), values=json.loads(values))
+            for site, st, ev, sh, e, s, status, reasons, values in rows
+        ]
+
+    def flux_result_sets(self, station: str) -> list[FluxResultSet]:
+        rows = self._fetch(
+            "SELECT site, station, engine_version, settings_hash, COUNT(*), MIN(end_ns), MAX(end_ns) FROM fluxes "
+            "WHERE station = :station GROUP BY site, station, engine_version, settings_hash "
+            "ORDER BY settings_hash, engine_version, site",
+            {"station": station},
+        )
+        return [
+            FluxResultSet(site=site, station=st, engine_version=ev, settings_hash=sh, periods=int(n),
+                          first_end=from_ns(first), last_end=from_ns(last))
+            for site, st, ev, sh, n, first, last in rows
+        ]
+
+    def _fetch(self, sql: str, params: dict[str, object]) -> list[Any]:
+        with self._lock:
+            try:
+                return list(self._conn.execute(sql, params).fetchall())
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite database {self.path} failed a query: {exc}") from exc
 
     def ping(self) -> bool:
         with self._lock:
