@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 import threading
 from importlib.metadata import entry_points
@@ -73,6 +74,8 @@ def simulate(
     address: Annotated[int, typer.Option(help="Modbus slave address", min=1, max=247)] = 240,
     fault: Annotated[str, typer.Option(help="fault mode (see the driver's README)")] = "none",
     seed: Annotated[int, typer.Option(help="random seed of the simulated signal")] = 0,
+    frequency: Annotated[float | None, typer.Option(help="output rate in Hz of a streaming instrument "
+                                                         "(windmaster, csat3b, ...)", min=0.1, max=100)] = None,
 ) -> None:
     """Run a device simulator that speaks the device's real protocol, for commissioning and tests."""
     found = {e.name: e for e in entry_points(group=SIMULATOR_ENTRY_POINT_GROUP)}
@@ -80,8 +83,12 @@ def simulate(
         typer.echo(f"unknown device {device!r}; simulators: {', '.join(sorted(found)) or 'none'}", err=True)
         raise typer.Exit(2)
     run = found[device].load()
+    extra = {"frequency_hz": frequency} if frequency is not None else {}
+    if extra and "frequency_hz" not in inspect.signature(run).parameters:
+        typer.echo(f"simulator {device} has no output rate: --frequency is for streaming instruments", err=True)
+        raise typer.Exit(2)
     try:
-        run(port, address=address, fault=fault, seed=seed)
+        run(port, address=address, fault=fault, seed=seed, **extra)
     except (ValueError, OSError) as exc:
         typer.echo(f"simulator {device}: {exc}", err=True)
         raise typer.Exit(1) from None

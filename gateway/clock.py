@@ -16,15 +16,26 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 # adjtimex(2) returns TIME_ERROR while the kernel's STA_UNSYNC bit is set, i.e. no NTP/PPS discipline.
 _TIME_ERROR = 5
 _TIMEX_BUFFER_BYTES = 512  # struct timex is 208 bytes on 64-bit Linux; oversize so layout changes cannot overflow
+
+
+@functools.cache
+def _adjtimex() -> Any:
+    # Looked up once: find_library runs ldconfig in a subprocess, far too slow for every call.
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).adjtimex
+    except (OSError, AttributeError):
+        return None
 
 
 def kernel_clock_synced() -> bool:
@@ -34,10 +45,8 @@ def kernel_clock_synced() -> bool:
     what chrony/ntpd/systemd-timesyncd all update. Where adjtimex is unavailable (not Linux) or fails this returns
     False: a reading must never claim a synchronised clock that nobody checked.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        adjtimex = libc.adjtimex
-    except (OSError, AttributeError):
+    adjtimex = _adjtimex()
+    if adjtimex is None:
         return False
     buffer = ctypes.create_string_buffer(_TIMEX_BUFFER_BYTES)  # modes = 0: read only
     state = adjtimex(buffer)

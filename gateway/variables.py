@@ -4,6 +4,10 @@ Names are AmeriFlux/FLUXNET BASE names where one exists (AmeriFlux "Variables" t
 Sci. Data 7:225, for FLUXNET2015). A position qualifier `_<H>_<V>_<R>` (horizontal, vertical, replicate) may be
 appended, as in AmeriFlux: `CO2_1_2_1` is the second depth of the first profile. Names marked `standard=False` have
 no AmeriFlux equivalent and are sinkwatch's own.
+
+Streaming instruments (gateway/edge/streams.py) publish interval summaries of every raw column: the mean under the
+column's name, and the AmeriFlux statistical qualifiers `_SD` (standard deviation) and `_N` (number of values),
+e.g. `T_SONIC`, `T_SONIC_SD`, `T_SONIC_N`; the unit of `_SD` is the column's, `_N` is a count (unit "1").
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ VARIABLES: dict[str, Variable] = {
         Variable("TS", "degC", "soil temperature"),
         Variable("SWC", "%", "soil water content (volumetric)"),
         Variable("T_PROBE", "degC", "a sensor's own internal temperature", standard=False),
+        Variable("WS", "m s-1", "wind speed (interval mean of the horizontal speed from a sonic anemometer)"),
+        Variable("T_SONIC", "degC", "sonic temperature"),
+        Variable("U", "m s-1", "wind component along the sonic's x axis, instrument frame, not rotated",
+                 standard=False),
+        Variable("V", "m s-1", "wind component along the sonic's y axis, instrument frame, not rotated",
+                 standard=False),
+        Variable("W", "m s-1", "wind component along the sonic's z axis, instrument frame, not rotated",
+                 standard=False),
+        Variable("SOS", "m s-1", "speed of sound measured by a sonic anemometer", standard=False),
+        Variable("DIAG_SONIC", "1", "a sonic anemometer's diagnostic/status code (0 = OK)", standard=False),
         Variable("EC_SOIL", "uS cm-1", "bulk soil electrical conductivity (no AmeriFlux BASE name)", standard=False),
         # dendrometers: change relative to the sensor's reference reading (or absolute position when the reference
         # is 0), per the quantity the instrument measures; AmeriFlux has no stem-size variables

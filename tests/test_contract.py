@@ -29,6 +29,7 @@ from gateway.contract import (
     schema_name_for_topic,
     validate_payload,
 )
+from gateway.edge.streams import RawChunk, raw_topic
 from gateway.model import (
     IDENTIFIER_PATTERN,
     QualityFlag,
@@ -45,6 +46,7 @@ MODELS: dict[str, type[pydantic.BaseModel]] = {
     "Reading": Reading,
     "ReadingBatch": ReadingBatch,
     "StationStatus": StationStatus,
+    "RawChunk": RawChunk,
 }
 T0 = datetime(2026, 11, 25, 10, 0, 0, 104512, tzinfo=UTC)
 
@@ -375,6 +377,7 @@ def test_channel_addresses_match_topic_functions() -> None:
     assert addresses == {
         "readings": readings_topic("{site}", "{station}"),
         "status": status_topic("{site}", "{station}"),
+        "raw": raw_topic("{site}", "{station}"),
     }
     for address in addresses.values():
         assert address.startswith(model.TOPIC_ROOT + "/")
@@ -394,6 +397,7 @@ def test_operations_declare_qos_and_retain() -> None:
     assert sends == {
         "#/channels/readings": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
         "#/channels/status": {"bindingVersion": "0.2.0", "qos": 1, "retain": True},
+        "#/channels/raw": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
     }
     receives = [op for op in document["operations"].values() if op["action"] == "receive"]
     assert {op["channel"]["$ref"] for op in receives} == set(sends)

@@ -10,9 +10,6 @@ one RS-485 line; unattached (Modbus TCP, standalone use) the driver keeps its ow
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import logging
 import os
 from collections.abc import Callable
@@ -26,41 +23,11 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from drivers.gmp252 import registers as reg
 from drivers.gmp252 import rtu
+from gateway.clock import kernel_clock_synced
 from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 
 log = logging.getLogger(__name__)
-
-# adjtimex(2) returns TIME_ERROR while the kernel's STA_UNSYNC bit is set, i.e. no NTP/PPS discipline.
-_TIME_ERROR = 5
-_TIMEX_BUFFER_BYTES = 512  # struct timex is 208 bytes on 64-bit Linux; oversize so layout changes cannot overflow
-
-
-@functools.cache
-def _adjtimex() -> Any:
-    # Looked up once: find_library runs ldconfig in a subprocess, far too slow for every poll.
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).adjtimex
-    except (OSError, AttributeError):
-        return None
-
-
-def kernel_clock_synced() -> bool:
-    """Whether the Linux kernel considers the system clock synchronised (adjtimex read-only query).
-
-    Chosen over `timedatectl` (a subprocess per poll, systemd only) because it is one unprivileged syscall and is
-    what chrony/ntpd/systemd-timesyncd all update. Where adjtimex is unavailable (not Linux) this returns True:
-    we cannot tell, and flagging every reading unsynced on a developer laptop would bury the real signal.
-    """
-    adjtimex = _adjtimex()
-    if adjtimex is None:
-        return True
-    buffer = ctypes.create_string_buffer(_TIMEX_BUFFER_BYTES)  # modes = 0: read only
-    state = adjtimex(buffer)
-    if state < 0:
-        return True
-    return bool(state != _TIME_ERROR)
-
 
 class GMP252Config(SensorConfig):
     """One GMP252 in a station config; `sample.yaml` documents every key."""

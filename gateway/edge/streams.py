@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import logging
 import math
 import os
+import re
 import socket
 import threading
 from collections import Counter
@@ -42,10 +42,11 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import paho.mqtt.client as mqtt
 import serial
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.clock import ClockMapper, ClockStep
 from gateway.driver_api import BadRecord, StreamConfig, StreamDriver, is_stream_driver
-from gateway.model import TOPIC_ROOT, QualityFlag, Reading, TimeSource, format_time
+from gateway.model import TOPIC_ROOT, Identifier, QualityFlag, Reading, TimeSource, format_time
 from gateway.rawarchive import ArchiveWriter, file_period_start
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sinkwatch.edge.streams")
 
 UplinkMode = Literal["all", "none", "summaries"]
-RAW_SCHEMA_VERSION = 1
+RAW_SCHEMA_VERSION: Literal[1] = 1
 MIN_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 
@@ -537,22 +538,36 @@ class StreamRunner:
 # --- raw uplink -----------------------------------------------------------------------------------------------------
 
 
+_ARCHIVE_NAME_RE = re.compile(r"^(?P<sensor>.+)_\d{8}T\d{4}Z(?:_\d+)?\.csv\.gz$")
+
+
+class RawChunk(BaseModel):
+    """One MQTT message on `sinkwatch/v1/<site>/<station>/raw`: a closed raw archive file (docs/raw-archive.md),
+    its gzip bytes in base64. Mirrored as JSON Schema in docs/asyncapi.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = RAW_SCHEMA_VERSION
+    site: Identifier
+    station: Identifier
+    sensor: Identifier
+    file: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}_\d{8}T\d{4}Z(_\d+)?\.csv\.gz$",
+                      description="the archive file's name: <sensor>_<YYYYMMDDTHHMM>Z[_n].csv.gz")
+    format: Literal["sinkwatch-raw/1"] = "sinkwatch-raw/1"
+    encoding: Literal["gzip+base64"] = "gzip+base64"
+    size: int = Field(ge=0, description="length of the file in bytes (before base64)")
+    data: str = Field(min_length=1, pattern=r"^[A-Za-z0-9+/]+={0,2}$", description="the file, base64")
+
+
 def raw_payload(site: str, station: str, path: Path) -> bytes:
-    """The `RawChunk` payload (docs/asyncapi.yaml): metadata plus the archive file, gzip bytes in base64."""
-    name = path.name
-    sensor = name.split("_")[0] if "_" in name else name
+    """The `RawChunk` payload (docs/asyncapi.yaml) of a closed archive file."""
+    match = _ARCHIVE_NAME_RE.match(path.name)
+    if match is None:
+        raise ValueError(f"{path.name} is not an archive file name (<sensor>_<YYYYMMDDTHHMM>Z.csv.gz)")
     data = path.read_bytes()
-    return json.dumps({
-        "schema_version": RAW_SCHEMA_VERSION,
-        "site": site,
-        "station": station,
-        "sensor": sensor,
-        "file": name,
-        "format": "sinkwatch-raw/1",
-        "encoding": "gzip+base64",
-        "size": len(data),
-        "data": base64.b64encode(data).decode("ascii"),
-    }, separators=(",", ":")).encode()
+    chunk = RawChunk(site=site, station=station, sensor=match["sensor"], file=path.name, size=len(data),
+                     data=base64.b64encode(data).decode("ascii"))
+    return chunk.model_dump_json().encode()
 
 
 class RawUplink:
@@ -571,6 +586,8 @@ class RawUplink:
         self._max_in_flight = max_in_flight
         self._lock = threading.Lock()
         self._in_flight: dict[int, Path] = {}
+        self._publishing: set[Path] = set()
+        self._early_acks: set[int] = set()
         self._wake = threading.Event()
         self._connected = threading.Event()
         self._host, self._port, self._keepalive = host, port, keepalive_s
@@ -605,6 +622,7 @@ class RawUplink:
         if not reason.is_failure:
             with self._lock:
                 self._in_flight.clear()  # clean session: what was in flight is published again
+                self._early_acks.clear()
             self._connected.set()
             self._wake.set()
 
@@ -612,12 +630,19 @@ class RawUplink:
         self._connected.clear()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        # paho calls this holding its own message lock, so it must never wait for a lock held across publish()
+        # (that is a deadlock); a PUBACK that beats the bookkeeping of its mid is parked in _early_acks
         with self._lock:
             path = self._in_flight.pop(mid, None)
+            if path is None:
+                self._early_acks.add(mid)
         if path is not None:
-            path.unlink(missing_ok=True)
-            self.acknowledged += 1
-            self._wake.set()
+            self._acknowledged(path)
+
+    def _acknowledged(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        self.acknowledged += 1
+        self._wake.set()
 
     def drain_once(self) -> int:
         handed = 0
@@ -625,18 +650,29 @@ class RawUplink:
             return 0
         for path in self.pending():
             with self._lock:
-                if len(self._in_flight) >= self._max_in_flight:
+                if len(self._in_flight) + len(self._publishing) >= self._max_in_flight:
                     break
-                if path in self._in_flight.values():
+                if path in self._in_flight.values() or path in self._publishing:
                     continue
-                try:
-                    payload = raw_payload(self.site, self.station, path)
-                except OSError:
-                    continue
-                info = self._client.publish(self.topic, payload, qos=1)
+                self._publishing.add(path)
+            try:
+                payload = raw_payload(self.site, self.station, path)
+                info = self._client.publish(self.topic, payload, qos=1)  # never under self._lock, see _on_publish
+            except (OSError, ValueError) as exc:
+                log.error("raw uplink: cannot publish %s: %s", path, exc)
+                with self._lock:
+                    self._publishing.discard(path)
+                continue
+            with self._lock:
+                self._publishing.discard(path)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break
-                self._in_flight[info.mid] = path
+                early = info.mid in self._early_acks
+                self._early_acks.discard(info.mid)
+                if not early:
+                    self._in_flight[info.mid] = path
+            if early:
+                self._acknowledged(path)
             self.published += 1
             handed += 1
         return handed

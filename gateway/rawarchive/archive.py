@@ -71,7 +71,7 @@ class ArchiveWriter:
         self.last_time: float | None = None
         self._flush_every = flush_every
         self._raw = open(self.part_path, "wb")  # noqa: SIM115 - closed in close()
-        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=compresslevel, mtime=0)
+        self._gz = gzip.GzipFile(filename="", fileobj=self._raw, mode="wb", compresslevel=compresslevel, mtime=0)
         self._text = io.TextIOWrapper(self._gz, encoding="utf-8", newline="\n")
         header = {
             "format": FORMAT_NAME,

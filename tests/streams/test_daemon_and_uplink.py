@@ -15,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.csat3b.driver import CSAT3BConfig, CSAT3BDriver
 from drivers.csat3b.simulator import CSAT3BSimulator
+from gateway.contract import schema_name_for_topic, validate_payload
 from gateway.driver_api import SensorConfig
 from gateway.edge.config import BufferConfig, MqttConfig, StationConfig, StationConfigBase, StreamsConfig
 from gateway.edge.daemon import StationDaemon
@@ -72,6 +73,8 @@ def test_daemon_runs_a_stream_beside_a_polled_sensor(tmp_path: Path, mosquitto: 
             capture.close()
     assert [r.config.name for r in daemon.runners] == ["probe"]
     assert [r.config.name for r in daemon.streams.runners] == ["csat"]
+    for message in capture.on("/readings"):
+        validate_payload("ReadingBatch", bytes(message.payload))  # summaries are ordinary readings on the wire
     variables = {r["variable"] for m in capture.on("/readings") for r in json.loads(m.payload)["readings"]
                  if r["sensor"] == "csat"}
     assert {"U", "U_SD", "U_N", "T_SONIC", "WS"} <= variables
@@ -122,6 +125,8 @@ def test_raw_chunk_is_published_and_deleted_after_the_ack(tmp_path: Path, mosqui
         sub.loop_stop()
         sub.disconnect()
     assert uplink.pending() == [] and original.exists()  # the outbox link is gone, the archive stays
+    assert schema_name_for_topic(received[0].topic) == "RawChunk"
+    validate_payload("RawChunk", bytes(received[0].payload))  # docs/asyncapi.yaml
     body = json.loads(received[0].payload)
     assert body["sensor"] == "csat" and body["file"] == original.name and received[0].qos == 1
     copy = tmp_path / "copy.csv.gz"
