@@ -3,6 +3,8 @@
     GET /api/v1/health    ok/degraded, storage reachable, MQTT connected, ingest counters (always HTTP 200)
     GET /api/v1/stations  stations known to the store, merged with their retained online/offline status
     GET /api/v1/series    one variable of one station between start and end, raw or aggregated; JSON or CSV
+    GET /api/v1/fluxes    flux records of one station (periods ending in (start, end]); JSON, CSV or AmeriFlux BASE
+    GET /api/v1/fluxes/sets  the flux result sets (engine version + settings hash) stored for a station
 
 Interactive documentation at /docs, schema at /openapi.json.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import FastAPI, Query, Request
@@ -21,6 +24,7 @@ from pydantic import BaseModel
 from gateway.central.params import ParameterError, format_duration, parse_duration, parse_timestamp
 from gateway.central.store import (
     Aggregate,
+    FluxResultSet,
     QueryTooLarge,
     SeriesPoint,
     StationInfo,
@@ -28,9 +32,14 @@ from gateway.central.store import (
     StoreError,
     StoreUnavailable,
 )
+from gateway.flux.ec.result import OUTPUT_VARIABLES
+from gateway.flux.files import write_ameriflux_csv
+from gateway.flux.wire import SETTINGS_HASH_PATTERN, FluxRecord
 from gateway.model import StationStatus, format_time
 
 MAX_POINTS = 100_000
+MAX_FLUX_RECORDS = 100_000
+_SETTINGS_HASH_RE = re.compile(SETTINGS_HASH_PATTERN)
 
 
 class IngestState(Protocol):
@@ -68,6 +77,24 @@ class StationOut(BaseModel):
     variables: dict[str, str]
     state: Literal["online", "offline", "unknown"]
     state_since: str | None
+
+
+class FluxesOut(BaseModel):
+    station: str
+    start: str
+    end: str
+    settings_hash: str | None
+    records: list[FluxRecord]
+
+
+class FluxResultSetOut(BaseModel):
+    site: str
+    station: str
+    engine_version: str
+    settings_hash: str
+    periods: int
+    first_end: str
+    last_end: str
 
 
 class HealthOut(BaseModel):
@@ -189,7 +216,82 @@ def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
             points=[PointOut(time=format_time(p.time), value=p.value, qc=p.qc) for p in points],
         )
 
+    @app.get(
+        "/api/v1/fluxes",
+        response_model=FluxesOut,
+        responses={200: {"content": {"text/csv": {}}}, 422: {"description": "invalid parameter"},
+                   503: {"description": "storage unavailable"}},
+    )
+    def fluxes(
+        station: Annotated[str, Query(description="station id, e.g. st1")],
+        start: Annotated[str, Query(description="RFC 3339 with zone, exclusive: periods ending after it, "
+                                                "e.g. 2026-11-25T10:00:00Z")],
+        end: Annotated[str, Query(description="RFC 3339 with zone, inclusive: periods ending at or before it")],
+        settings_hash: Annotated[str | None, Query(description="one result set (see /api/v1/fluxes/sets); "
+                                                               "omit for all")] = None,
+        format: Annotated[Literal["json", "csv", "ameriflux"], Query(
+            description="json, csv (one row per record, RFC 3339 times, every variable) or ameriflux "
+                        "(AmeriFlux BASE CSV: TIMESTAMP_START/END as YYYYMMDDHHMM, -9999 missing; needs one result "
+                        "set)")] = "json",
+    ) -> Any:
+        start_t = parse_timestamp(start, "start")
+        end_t = parse_timestamp(end, "end")
+        if end_t <= start_t:
+            raise ParameterError("end", f"end ({end}) must be after start ({start})")
+        if settings_hash is not None and not _SETTINGS_HASH_RE.match(settings_hash):
+            raise ParameterError("settings_hash", f"{settings_hash!r} is not a settings hash; use 8-64 lower-case "
+                                 "hex digits as listed by /api/v1/fluxes/sets, e.g. 3f2a9c0d1e4b5a6f")
+        try:
+            records = store.query_fluxes(station, start_t, end_t, settings_hash, limit=MAX_FLUX_RECORDS)
+        except QueryTooLarge:
+            raise ParameterError(
+                "start", f"more than {MAX_FLUX_RECORDS} flux records in start..end; shorten the window",
+            ) from None
+        if format == "ameriflux":
+            sets = sorted({(r.settings_hash, r.engine_version) for r in records})
+            if len(sets) > 1:
+                listed = ", ".join(f"{h} ({v})" for h, v in sets)
+                raise ParameterError(
+                    "settings_hash", f"an AmeriFlux file holds one result per period, and start..end has "
+                    f"{len(sets)} result sets: {listed}; add settings_hash=<one of them>",
+                )
+            body = io.StringIO()
+            write_ameriflux_csv([r.to_result() for r in records], body)
+            return Response(content=body.getvalue(), media_type="text/csv")
+        if format == "csv":
+            return Response(content=_fluxes_to_csv(records), media_type="text/csv")
+        return FluxesOut(station=station, start=format_time(start_t), end=format_time(end_t),
+                         settings_hash=settings_hash, records=records)
+
+    @app.get(
+        "/api/v1/fluxes/sets",
+        response_model=list[FluxResultSetOut],
+        responses={503: {"description": "storage unavailable"}},
+    )
+    def flux_sets(station: Annotated[str, Query(description="station id, e.g. st1")]) -> list[FluxResultSetOut]:
+        return [_set_out(s) for s in store.flux_result_sets(station)]
+
     return app
+
+
+def _set_out(item: FluxResultSet) -> FluxResultSetOut:
+    return FluxResultSetOut(site=item.site, station=item.station, engine_version=item.engine_version,
+                            settings_hash=item.settings_hash, periods=item.periods,
+                            first_end=format_time(item.first_end), last_end=format_time(item.last_end))
+
+
+def _fluxes_to_csv(records: list[FluxRecord]) -> str:
+    present = {name for r in records for name in r.values}
+    names = [n for n in OUTPUT_VARIABLES if n in present] + sorted(present - OUTPUT_VARIABLES.keys())
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["start", "end", "site", "station", "engine_version", "settings_hash", "status", "reasons",
+                     *names])
+    for r in records:
+        cells = ["" if (v := r.values.get(n)) is None else repr(v) for n in names]
+        writer.writerow([format_time(r.start), format_time(r.end), r.site, r.station, r.engine_version,
+                         r.settings_hash, r.status, "; ".join(r.reasons), *cells])
+    return out.getvalue()
 
 
 def _unit_of(store: Store, station: str, variable: str) -> str | None:

@@ -15,40 +15,54 @@ Flow::
 - A payload that can never be stored (not JSON, schema violation, topic mismatch, rejected by the database) is
   logged once, counted by reason, appended to `<data_dir>/dead-letter.jsonl` and acked: redelivery cannot fix it.
 - Writes are idempotent, so a redelivered batch is harmless; we count such duplicates (same station + seq).
+- `fluxes` messages (`gateway.flux.wire.FluxRecord`, one averaging period each) go to `Store.write_fluxes`, acked
+  after the store accepted them, exactly like readings.
+- `raw` messages (`RawChunk`, one closed raw archive file each) are checked (base64, size, a whole gzip stream with
+  a sinkwatch-raw header naming the same site, station and sensor) and written durably (fsync, atomic rename) to
+  `<data_dir>/raw/<site>/<station>/<sensor>/<file>` (`gateway.central.rawstore`), acked after the write. A redelivered
+  file is recognised by its bytes and counted as a duplicate; a disk that refuses is retried like a store outage.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
 import queue
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from pydantic import ValidationError
 
 from gateway.central.config import MqttSettings
+from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
+from gateway.edge.streams import RawChunk
+from gateway.flux.wire import FLUXES_SUBSCRIPTION, FluxRecord
 from gateway.model import (
     READINGS_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
+    TOPIC_ROOT,
     ReadingBatch,
     StationStatus,
     format_time,
     parse_topic,
     utc_now,
 )
+from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_FILE = "dead-letter.jsonl"
+RAW_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/raw"
 
 
 @dataclass
@@ -64,6 +78,11 @@ class IngestCounters:
     storage_outages: int = 0
     storage_retries: int = 0
     status_updates: int = 0
+    flux_records_stored: int = 0
+    raw_files_archived: int = 0
+    raw_bytes_archived: int = 0
+    raw_duplicates: int = 0
+    raw_conflicts: int = 0
     mqtt_connects: int = 0
     mqtt_disconnects: int = 0
 
@@ -108,6 +127,7 @@ class Ingestor:
         self.store = store
         self.data_dir = Path(data_dir)
         self.dead_letter_path = self.data_dir / DEAD_LETTER_FILE
+        self.raw_archive = RawArchive(self.data_dir / RAW_DIR)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._duplicate_memory = duplicate_memory
@@ -202,7 +222,8 @@ class Ingestor:
             return
         self._generation += 1
         self._count("mqtt_connects")
-        client.subscribe([(READINGS_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1)])
+        client.subscribe([(READINGS_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1), (FLUXES_SUBSCRIPTION, 1),
+                          (RAW_SUBSCRIPTION, 1)])
         if not self._connected:
             log.info("connected to MQTT broker %s:%s (session present: %s)", self.settings.host,
                      self.settings.port, getattr(flags, "session_present", None))
@@ -281,6 +302,10 @@ class Ingestor:
                 self._handle_readings(site, station, payload)
             elif kind == "status":
                 self._handle_status(site, station, payload)
+            elif kind == "fluxes":
+                self._handle_fluxes(site, station, payload)
+            elif kind == "raw":
+                self._handle_raw(site, station, payload)
             else:
                 raise Malformed("bad_topic", f"unexpected message kind {kind!r}")
         except Malformed as exc:
@@ -299,6 +324,33 @@ class Ingestor:
             self._counters.readings_stored += len(batch.readings)
             if duplicate:
                 self._counters.duplicate_batches += 1
+
+    def _handle_fluxes(self, site: str, station: str, payload: bytes) -> None:
+        record = parse_flux_record(site, station, payload)
+        try:
+            self.store.write_fluxes([record])
+        except StoreRejected as exc:
+            raise Malformed("rejected_by_store", str(exc)) from None
+        self._count("flux_records_stored")
+
+    def _handle_raw(self, site: str, station: str, payload: bytes) -> None:
+        chunk, data = parse_raw_chunk(site, station, payload)
+        try:
+            outcome = self.raw_archive.store(site, station, chunk.sensor, chunk.file, data)
+        except OSError as exc:
+            raise StoreUnavailable(f"raw archive {self.raw_archive.root}: cannot write {chunk.file}: {exc}; "
+                                   "will retry") from exc
+        with self._counter_lock:
+            if outcome == "duplicate":
+                self._counters.raw_duplicates += 1
+            else:
+                self._counters.raw_files_archived += 1
+                self._counters.raw_bytes_archived += len(data)
+                if outcome == "conflict":
+                    self._counters.raw_conflicts += 1
+        if outcome == "conflict":
+            log.warning("raw file %s/%s/%s arrived again with other content; kept both", station, chunk.sensor,
+                        chunk.file)
 
     def _seen(self, batch: ReadingBatch) -> bool:
         return batch.seq in self._recent_seqs.get((batch.site, batch.station), {})
@@ -386,3 +438,59 @@ def parse_status(site: str, station: str, payload: bytes) -> StationStatus:
             f"station {station!r}",
         )
     return status
+
+
+_M = TypeVar("_M", FluxRecord, RawChunk)
+
+
+def _parse_model(model: type[_M], payload: bytes) -> _M:
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        if any(item["type"] == "json_invalid" for item in exc.errors()):
+            raise Malformed("not_json", f"payload is not valid JSON: {exc.errors()[0]['msg']}") from None
+        raise Malformed("schema", f"not a {model.__name__}: {_describe_validation(exc)}") from None
+
+
+def parse_flux_record(site: str, station: str, payload: bytes) -> FluxRecord:
+    """Validate a fluxes payload against the schema and its topic; raise Malformed with a reason."""
+    record = _parse_model(FluxRecord, payload)
+    if (record.site, record.station) != (site, station):
+        raise Malformed("topic_mismatch", f"flux record says site {record.site!r} station {record.station!r} but "
+                        f"was published for site {site!r} station {station!r}")
+    return record
+
+
+def parse_raw_chunk(site: str, station: str, payload: bytes) -> tuple[RawChunk, bytes]:
+    """Validate a raw payload and the file it carries; return the envelope and the file's bytes."""
+    chunk = _parse_model(RawChunk, payload)
+    if (chunk.site, chunk.station) != (site, station):
+        raise Malformed("topic_mismatch", f"raw chunk says site {chunk.site!r} station {chunk.station!r} but was "
+                        f"published for site {site!r} station {station!r}")
+    if not chunk.file.startswith(chunk.sensor + "_"):
+        raise Malformed("schema", f"file {chunk.file!r} is not a file of sensor {chunk.sensor!r}")
+    try:
+        data = base64.b64decode(chunk.data, validate=True)
+    except binascii.Error as exc:
+        raise Malformed("bad_data", f"data is not base64: {exc}") from None
+    if len(data) != chunk.size:
+        raise Malformed("bad_data", f"data holds {len(data)} bytes, size says {chunk.size}")
+    decompressor = zlib.decompressobj(wbits=31)
+    try:
+        text = decompressor.decompress(data)
+    except zlib.error as exc:
+        raise Malformed("bad_data", f"data is not a whole gzip stream: {exc}") from None
+    if not decompressor.eof:
+        raise Malformed("bad_data", "data is a truncated gzip stream")
+    first = text.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    if not first.startswith(HEADER_PREFIX):
+        raise Malformed("bad_data", f"file has no {FORMAT_NAME} header line")
+    try:
+        header = json.loads(first[len(HEADER_PREFIX):])
+    except ValueError as exc:
+        raise Malformed("bad_data", f"header is not JSON: {exc}") from None
+    claimed = {"site": site, "station": station, "sensor": chunk.sensor}
+    wrong = {k: header.get(k) for k, v in claimed.items() if k in header and header.get(k) != v}
+    if wrong:
+        raise Malformed("topic_mismatch", f"file header says {wrong}, the message says {claimed}")
+    return chunk, data

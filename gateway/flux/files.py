@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import yaml
@@ -390,25 +390,32 @@ def result_columns(results: Iterable[FluxResult], base_only: bool = False) -> li
     return [n for n, var in OUTPUT_VARIABLES.items() if n in present and (var.standard or not base_only)]
 
 
-def write_ameriflux_csv(results: Sequence[FluxResult], path: Path | str, *, base_only: bool = False) -> None:
+def write_ameriflux_csv(results: Sequence[FluxResult], path: Path | str | TextIO, *, base_only: bool = False) -> None:
     """AmeriFlux BASE-style CSV: TIMESTAMP_START, TIMESTAMP_END (YYYYMMDDHHMM), one column per variable, -9999 for
     missing. Unless ``base_only``, sinkwatch's diagnostic columns and the ENGINE, SETTINGS_HASH, STATUS and
-    REASONS of each period follow."""
-    cols = result_columns(results, base_only)
+    REASONS of each period follow. ``path`` may also be an open text stream (e.g. an HTTP response body)."""
+    if not isinstance(path, Path | str):
+        _write_ameriflux(results, path, base_only)
+        return
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh, lineterminator="\n")
-        out.writerow(["TIMESTAMP_START", "TIMESTAMP_END", *cols,
-                      *([] if base_only else ["ENGINE", "SETTINGS_HASH", "STATUS", "REASONS"])])
-        for r in results:
-            row: list[str] = [_fmt(r.start), _fmt(r.end)]
-            for c in cols:
-                val = r.get(c)
-                if not math.isfinite(val):
-                    row.append(str(MISSING))
-                elif c.endswith("_SSITC_TEST") or c in ("N_RECORDS", "N_USED"):
-                    row.append(str(int(val)))
-                else:
-                    row.append(f"{val:.9g}")
-            if not base_only:
-                row += [r.engine_version, r.settings_hash, r.status, "; ".join(r.reasons)]
-            out.writerow(row)
+        _write_ameriflux(results, fh, base_only)
+
+
+def _write_ameriflux(results: Sequence[FluxResult], fh: TextIO, base_only: bool) -> None:
+    cols = result_columns(results, base_only)
+    out = csv.writer(fh, lineterminator="\n")
+    out.writerow(["TIMESTAMP_START", "TIMESTAMP_END", *cols,
+                  *([] if base_only else ["ENGINE", "SETTINGS_HASH", "STATUS", "REASONS"])])
+    for r in results:
+        row: list[str] = [_fmt(r.start), _fmt(r.end)]
+        for c in cols:
+            val = r.get(c)
+            if not math.isfinite(val):
+                row.append(str(MISSING))
+            elif c.endswith("_SSITC_TEST") or c in ("N_RECORDS", "N_USED"):
+                row.append(str(int(val)))
+            else:
+                row.append(f"{val:.9g}")
+        if not base_only:
+            row += [r.engine_version, r.settings_hash, r.status, "; ".join(r.reasons)]
+        out.writerow(row)

@@ -1,0 +1,138 @@
+"""GET /api/v1/fluxes and /api/v1/fluxes/sets over a SqliteStore: JSON, CSV, AmeriFlux, parameter errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.central.api import create_app
+from gateway.central.store import SqliteStore, StoreUnavailable
+from gateway.flux.wire import FluxRecord
+from gateway.model import format_time
+
+from .helpers import T0, flux_record
+
+HASH_A, HASH_B = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+START, END = format_time(T0), format_time(T0 + timedelta(hours=1))
+RECORDS_A = [
+    flux_record(end=T0 + timedelta(minutes=30), settings_hash=HASH_A,
+                values={"FC": -12.5, "H": 1 / 3, "LE": None, "FC_SSITC_TEST": 1}),
+    flux_record(end=T0 + timedelta(minutes=60), settings_hash=HASH_A,
+                values={"FC": -3.25, "H": 150.0, "LE": 80.5, "FC_SSITC_TEST": 0}, status="partial",
+                reasons=["h2o: spikes", "co2, lagged"]),
+]
+RECORD_B = flux_record(end=T0 + timedelta(minutes=30), settings_hash=HASH_B, values={"FC": -11.0, "H": 0.5})
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    store = SqliteStore(tmp_path / "api.sqlite")
+    store.write_fluxes([*RECORDS_A, RECORD_B, flux_record("st2")])
+    with TestClient(create_app(store)) as instance:
+        yield instance
+    store.close()
+
+
+def test_json_returns_every_result_set_ordered_by_period_end(client: TestClient) -> None:
+    response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END})
+
+    assert response.status_code == 200
+    body = response.json()
+    records = [FluxRecord.model_validate(r) for r in body["records"]]
+    assert records == [RECORDS_A[0], RECORD_B, RECORDS_A[1]]
+    assert (body["station"], body["start"], body["end"], body["settings_hash"]) == ("st1", START, END, None)
+
+
+def test_json_of_one_result_set(client: TestClient) -> None:
+    response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END,
+                                                    "settings_hash": HASH_B})
+
+    assert [FluxRecord.model_validate(r) for r in response.json()["records"]] == [RECORD_B]
+
+
+def test_csv_has_one_row_per_record_and_exact_values(client: TestClient) -> None:
+    response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END,
+                                                    "settings_hash": HASH_A, "format": "csv"})
+
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [(r["end"], r["settings_hash"], r["status"]) for r in rows] == [
+        (format_time(x.end), HASH_A, x.status) for x in RECORDS_A]
+    assert float(rows[0]["H"]) == 1 / 3
+    assert rows[0]["LE"] == "" and rows[1]["LE"] == "80.5"
+    assert rows[1]["reasons"] == "h2o: spikes; co2, lagged"
+
+
+def test_ameriflux_is_base_format_with_missing_as_minus_9999(client: TestClient) -> None:
+    response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END,
+                                                    "settings_hash": HASH_A, "format": "ameriflux"})
+
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(response.text)))
+    header = rows[0]
+    assert header[:2] == ["TIMESTAMP_START", "TIMESTAMP_END"]
+    first = dict(zip(header, rows[1], strict=True))
+    assert (first["TIMESTAMP_START"], first["TIMESTAMP_END"]) == ("202611251000", "202611251030")
+    assert (first["FC"], first["LE"], first["FC_SSITC_TEST"], first["SETTINGS_HASH"]) == ("-12.5", "-9999", "1",
+                                                                                        HASH_A)
+    assert len(rows) == 3
+
+
+def test_ameriflux_refuses_mixed_result_sets_and_lists_them(client: TestClient) -> None:
+    response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END,
+                                                    "format": "ameriflux"})
+
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["query", "settings_hash"]
+    assert HASH_A in detail["msg"] and HASH_B in detail["msg"]
+
+
+@pytest.mark.parametrize(
+    "params, parameter, hint",
+    [
+        ({"start": "2026-11-25T10:00:00"}, "start", "append Z"),
+        ({"end": "yesterday"}, "end", "RFC 3339"),
+        ({"end": START}, "end", "must be after start"),
+        ({"settings_hash": "ABC'; DROP"}, "settings_hash", "hex digits"),
+        ({"format": "xlsx"}, "format", ""),
+    ],
+)
+def test_parameter_errors_name_the_parameter_and_the_fix(client: TestClient, params: dict[str, str],
+                                                         parameter: str, hint: str) -> None:
+    response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END, **params})
+
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["query", parameter]
+    assert hint in detail["msg"]
+
+
+def test_result_sets_are_listed_per_station(client: TestClient) -> None:
+    body = client.get("/api/v1/fluxes/sets", params={"station": "st1"}).json()
+
+    assert [(s["settings_hash"], s["periods"], s["first_end"], s["last_end"]) for s in body] == [
+        (HASH_A, 2, format_time(RECORDS_A[0].end), format_time(RECORDS_A[1].end)),
+        (HASH_B, 1, format_time(RECORD_B.end), format_time(RECORD_B.end)),
+    ]
+    assert client.get("/api/v1/fluxes/sets", params={"station": "nobody"}).json() == []
+
+
+def test_store_outage_is_503(tmp_path: Path) -> None:
+    class DownStore(SqliteStore):
+        def query_fluxes(self, *args: object, **kwargs: object) -> list[FluxRecord]:
+            raise StoreUnavailable("influxd stopped")
+
+    store = DownStore(tmp_path / "down.sqlite")
+    with TestClient(create_app(store)) as client:
+        response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END})
+    store.close()
+
+    assert response.status_code == 503
+    assert "retry later" in response.json()["detail"]
