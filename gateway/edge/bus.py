@@ -57,7 +57,8 @@ class LineCounters:
     transactions: int = 0
     timeouts: int = 0
     crc_errors: int = 0
-    stray_bytes: int = 0  # bytes nobody asked for: late replies, noise; discarded before the next request
+    stray_bytes: int = 0  # bytes nobody asked for: noise, half frames; discarded before the next request
+    late_replies: int = 0  # intact frames from another address while waiting for ours (a slow device); dropped
     opens: int = 0
     open_failures: int = 0
     disconnects: int = 0
@@ -167,13 +168,20 @@ class RtuSerialLine:
     # --- one transaction ----------------------------------------------------------------------------------------
 
     def _exchange(
-        self, request: bytes, frame_length: Callable[[bytes], int | None], timeout_s: float, expected: int = 1
+        self,
+        request: bytes,
+        frame_length: Callable[[bytes], int | None],
+        timeout_s: float,
+        expected: int = 1,
+        foreign: Callable[[bytes], bool] | None = None,
     ) -> bytes:
         """Send `request` after the line has been quiet for t3.5, read until `frame_length` says the reply is
         complete or `timeout_s` passes; return what arrived (possibly partial or empty).
 
         `expected` (the reply length if all goes well) lets the reader sleep through the characters still on the
-        wire instead of waking for each one: on a real line that is most of the CPU a transaction costs."""
+        wire instead of waking for each one: on a real line that is most of the CPU a transaction costs.
+        A complete frame that `foreign` recognises as not ours (a slow device's late reply to an earlier request)
+        is dropped, and reading goes on until our reply or the deadline."""
         with self._lock:
             fd = self._ensure_open()
             try:
@@ -189,7 +197,7 @@ class RtuSerialLine:
                 wire = len(request) * self.char_s
                 deadline = sent + wire + timeout_s
                 reply = self._read_frame(fd, frame_length, deadline, sent + wire + self.gap_s +
-                                         expected * self.char_s + self._margin_s, expected)
+                                         expected * self.char_s + self._margin_s, expected, foreign)
             except (OSError, serial.SerialException, _LineLost) as exc:
                 raise self._lost(exc) from None
             self._quiet_from = time.monotonic() + self.gap_s
@@ -203,7 +211,13 @@ class RtuSerialLine:
             self.counters.stray_bytes += len(data)
 
     def _read_frame(
-        self, fd: int, frame_length: Callable[[bytes], int | None], deadline: float, earliest: float, expected: int
+        self,
+        fd: int,
+        frame_length: Callable[[bytes], int | None],
+        deadline: float,
+        earliest: float,
+        expected: int,
+        foreign: Callable[[bytes], bool] | None,
     ) -> bytes:
         buffer = b""
         pause = earliest - time.monotonic()
@@ -212,6 +226,10 @@ class RtuSerialLine:
         while True:
             length = frame_length(buffer)
             if length is not None and len(buffer) >= length:
+                if foreign is not None and foreign(buffer[:length]):
+                    self.counters.late_replies += 1
+                    buffer = buffer[length:]
+                    continue
                 if len(buffer) > length:
                     self.counters.stray_bytes += len(buffer) - length
                 return buffer[:length]
@@ -237,7 +255,8 @@ class RtuSerialLine:
         request = rtu.read_request(device, function, address, count)
         failure: DeviceError | None = None
         for _attempt in range(retries + 1):
-            reply = self._exchange(request, rtu.response_length, timeout_s, expected=5 + 2 * count)
+            reply = self._exchange(request, rtu.response_length, timeout_s, expected=5 + 2 * count,
+                                   foreign=lambda frame: frame[0] != device and rtu.crc_ok(frame))
             try:
                 return self._decode_read(reply, device, function, count, timeout_s)
             except rtu.ModbusExceptionReply:

@@ -3,7 +3,7 @@
 Each device is any object with an `address` and `process_rtu_frame(frame) -> reply | None` (the GMP252 and soil
 probe simulators). The line finds frame ends from the function code (a PTY has no silent gaps), hands a frame to
 the device with that address (the others stay silent, as on a bus) and writes its reply after `reply_delay_s`
-(a real device's turnaround time).
+(a real device's turnaround time; `delays` sets it per address).
 
 It also watches the master: a request that arrives while a reply is still pending would collide on a real
 half-duplex line, so it is counted in `collisions`; every request and reply is logged in order in `events`, so a
@@ -57,6 +57,8 @@ class RtuLineSimulator:
         self.port = port
         self.settings = {"baudrate": baudrate, "parity": parity, "stopbits": stopbits, "bytesize": bytesize}
         self.reply_delay_s = reply_delay_s
+        # per-address turnaround overriding reply_delay_s, e.g. {241: 0.3} for a probe slower than its timeout
+        self.delays: dict[int, float] = {}
         self.keep_events = keep_events
         self._devices: dict[int, RtuDevice] = {}
         for device in devices:
@@ -151,7 +153,8 @@ class RtuLineSimulator:
         reply = device.process_rtu_frame(frame) if device is not None else None
         if reply is None:
             return
-        if self.reply_delay_s > 0 and select.select((fd,), (), (), self.reply_delay_s)[0]:
+        delay = self.delays.get(frame[0], self.reply_delay_s)
+        if delay > 0 and select.select((fd,), (), (), delay)[0]:
             # The master spoke while this device was about to answer: on RS-485 both frames would be garbage.
             self.collisions += 1
             log.warning("collision on %s: a request arrived while address %d's reply was pending", self.port,

@@ -49,7 +49,7 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-def sensor_entries(port: str) -> list[dict[str, Any]]:
+def sensor_entries(port: str, overrides: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     # timeout_s: generous, since a test machine under load can delay the simulator's reply by 100 ms or more
     common = {"port": port, "interval_s": 0.02, "timeout_s": 0.4, "retries": 0}
     entries: list[dict[str, Any]] = [
@@ -59,12 +59,15 @@ def sensor_entries(port: str) -> list[dict[str, Any]]:
     ]
     entries.append({"name": "swc_10cm", "driver": "soilprobe", "address": 1, "layout": "A", "baudrate": 19200,
                     "stopbits": 2, **common})
+    for entry in entries:
+        entry.update((overrides or {}).get(entry["name"], {}))
     return entries
 
 
-def station(port: str, tmp_path: Path) -> list[tuple[type[Driver], SensorConfig]]:
+def station(port: str, tmp_path: Path, overrides: dict[str, dict[str, Any]] | None = None,
+            ) -> list[tuple[type[Driver], SensorConfig]]:
     data = {"site": "s", "station": "st1", "buffer": {"path": str(tmp_path / "b.sqlite")},
-            "sensors": sensor_entries(port)}
+            "sensors": sensor_entries(port, overrides)}
     return parse_station_config(data).sensors
 
 
@@ -83,8 +86,9 @@ class Collector:
 
 
 class RunningBus:
-    def __init__(self, port: str, tmp_path: Path, **line_options: Any) -> None:
-        sensors = station(port, tmp_path)
+    def __init__(self, port: str, tmp_path: Path, overrides: dict[str, dict[str, Any]] | None = None,
+                 **line_options: Any) -> None:
+        sensors = station(port, tmp_path, overrides)
         self.runners = {cfg.name: SensorRunner(cls, cfg, "st1") for cls, cfg in sensors}
         settings = sensors[0][1].serial_settings()  # type: ignore[attr-defined]
         self.collector = Collector()
@@ -152,6 +156,21 @@ def test_healthy_devices_keep_polling_while_one_is_unplugged(
     # the profile: CO2 rises with depth
     co2 = {r.variable: r.value or 0.0 for r in running.collector.readings if r.variable.startswith("CO2")}
     assert co2["CO2_1_1_1"] < co2["CO2_1_2_1"] < co2["CO2_1_3_1"]
+
+
+def test_a_slow_device_s_late_replies_do_not_fail_the_next_device(ptys: tuple[str, str], tmp_path: Path) -> None:
+    line, _probes, _soil = profile_line(ptys[0])
+    line.delays[241] = 0.3  # co2_30cm answers 0.3 s late, after its own 0.1 s timeout
+    overrides = {"co2_30cm": {"timeout_s": 0.1}, **{n: {"timeout_s": 0.8} for n in ("co2_10cm", "co2_50cm")}}
+    with line, RunningBus(ptys[1], tmp_path, overrides) as running:
+        wait_for(lambda: running.bus.line.counters.late_replies >= 3, "three late replies")
+        wait_for(lambda: running.collector.count("co2_50cm") >= 10, "co2_50cm readings")
+    runners = running.runners
+    assert runners["co2_30cm"].health.available is False and "timeout" in runners["co2_30cm"].health.errors
+    # the probe polled right after the slow one received the late reply first, dropped it, and got its own
+    assert runners["co2_50cm"].health.errors == {} and runners["co2_10cm"].health.errors == {}
+    assert line.collisions >= 3  # on a real bus these overlaps garble frames: a timeout shorter than the
+    # device's turnaround is a configuration error, which the unavailable state and the log make visible
 
 
 def test_every_reading_polled_is_delivered_and_polls_are_spread_fairly(ptys: tuple[str, str], tmp_path: Path) -> None:
