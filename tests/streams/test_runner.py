@@ -55,7 +55,7 @@ def test_windmaster_over_socat_pty_archive_round_trip_and_summaries(tmp_path: Pa
             RunnerHarness(WindMasterDriver, windmaster(driver_end, frequency_hz=40), tmp_path / "raw",
                           summary_interval_s=1) as harness:
         wait_for(lambda: harness.runner.health.good >= 150, what="150 good frames")
-        wait_for(lambda: len({r.time for r in harness.readings}) >= 2, what="two summary intervals")
+        wait_for(lambda: len({r.time for r in harness.readings}) >= 3, what="three summary intervals")
     assert sim.commands == [b"Q"]  # the start command arrived through the PTY
     rows = archived_rows(harness.closed)
     assert_archive_is_a_run_of_served(rows, sim)
@@ -71,8 +71,8 @@ def test_windmaster_over_socat_pty_archive_round_trip_and_summaries(tmp_path: Pa
     checked = 0
     for end, readings in by_time.items():
         inside = u[(times >= end - 1) & (times < end)]
-        if inside.size == 0 or readings["U_N"].value != inside.size:
-            continue  # the first or last, partial interval
+        if inside.size < 10 or readings["U_N"].value != inside.size:
+            continue  # the first or last, partial interval (one record has no SD: U_SD is null then)
         assert readings["U"].value == pytest.approx(float(inside.mean()), rel=1e-9, abs=1e-12)
         assert readings["U_SD"].value == pytest.approx(float(inside.std(ddof=1)), rel=1e-6)
         assert readings["U"].qc is QualityFlag.GOOD and readings["U"].clock_synced
