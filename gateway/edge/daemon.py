@@ -33,6 +33,10 @@ from gateway.model import Reading
 
 log = logging.getLogger("sinkwatch.edge")
 
+# How long the buffer writer lets readings gather before committing them: bounds both the commit rate (each is an
+# fsync) and how long a polled reading lives only in memory.
+COMMIT_GATHER_S = 0.05
+
 __all__ = ["MAX_RETRY_BACKOFF_S", "SensorHealth", "SensorRunner", "StationDaemon", "plan_lines"]
 
 
@@ -106,7 +110,10 @@ class StationDaemon:
 
     def _write_loop(self, done: threading.Event) -> None:
         while not done.is_set():
-            self._incoming_ready.wait(0.2)
+            if not self._incoming_ready.wait(0.2):
+                continue
+            # Let a few polls' readings gather: one commit (and one fsync) per batch, not per poll.
+            done.wait(COMMIT_GATHER_S)
             self._commit(self._take_incoming())
 
     def _commit(self, readings: list[Reading]) -> None:
