@@ -110,8 +110,8 @@ class StationDaemon:
 
     def _write_loop(self, done: threading.Event) -> None:
         while not done.is_set():
-            if not self._incoming_ready.wait(0.2):
-                continue
+            if not self._incoming_ready.wait(0.2) and not self._unbuffered:
+                continue  # nothing new, and nothing held back by a refusing disk to retry
             # Let a few polls' readings gather: one commit (and one fsync) per batch, not per poll.
             done.wait(COMMIT_GATHER_S)
             self._commit(self._take_incoming())
