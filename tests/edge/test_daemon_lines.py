@@ -3,10 +3,13 @@ direct scheduler, and every reading polled on either ends up in the disk buffer 
 
 from __future__ import annotations
 
+import logging
 import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,7 @@ from gateway.edge.daemon import StationDaemon
 from gateway.net import free_port
 from gateway.testing.rtu_line import RtuLineSimulator
 from gateway.testing.serial_pty import socat_pty_pair
+from tests.edge.test_daemon import CountingDriver, make_daemon, run_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +65,30 @@ def test_a_line_and_a_tcp_probe_deliver_every_reading_to_the_buffer(tmp_path: Pa
         assert buffer.pending_readings() == sum(r.health.readings for r in daemon.runners)
     finally:
         buffer.close()
+
+
+def test_readings_are_held_while_the_disk_refuses_and_saved_when_it_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = make_daemon(tmp_path, (CountingDriver, "good", 0.02))
+    real_append = daemon.buffer.append
+    refusals = {"left": 5}
+
+    def flaky_append(readings: list[Any]) -> int:
+        if refusals["left"]:
+            refusals["left"] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_append(readings)
+
+    monkeypatch.setattr(daemon.buffer, "append", flaky_append)
+    caplog.set_level(logging.INFO, logger="sinkwatch.edge")
+    run_for(daemon, 1.0)
+    assert daemon.buffer_errors == 5
+    buffer = ReadingBuffer(tmp_path / "buffer.sqlite")
+    try:
+        assert buffer.pending_readings() == daemon.runners[0].health.readings > 0
+    finally:
+        buffer.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot write the buffer" in m for m in messages) == 1
+    assert sum("writable again" in m for m in messages) == 1
