@@ -57,7 +57,14 @@ def check(config: ConfigOption) -> None:
     from gateway.edge.check import render_table, run_checks
 
     station = _load_or_exit(config)
-    results = run_checks(station)
+    # The table says everything; the daemon's "unavailable" log lines would only repeat it on stderr.
+    edge_log = logging.getLogger("sinkwatch.edge")
+    level = edge_log.level
+    edge_log.setLevel(logging.CRITICAL)
+    try:
+        results = run_checks(station)
+    finally:
+        edge_log.setLevel(level)
     typer.echo(render_table(results))
     if not all(r.ok for r in results):
         raise typer.Exit(1)
