@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Publisher:
         self._status_topic = status_topic(site, station)
         self._lock = threading.Lock()
         self._in_flight: dict[int, int] = {}  # paho mid -> batch seq
+        self._acknowledged_mids: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._connected = threading.Event()
         self._stopping = False
         self._wake = threading.Event()
@@ -103,14 +105,25 @@ class Publisher:
         self._connected.clear()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self._lock:
-            seq = self._in_flight.pop(mid, None)
-        if seq is None:
-            return  # a status message
-        released = self._buffer.ack(seq)
-        self.counters.batches_acknowledged += 1
-        self.counters.readings_acknowledged += released
+        # paho calls this holding its own message lock, and our drain holds our lock while calling publish() (which
+        # takes paho's): taking our lock here would invert the order and deadlock under load. So only hand the mid
+        # over; the publisher thread releases the batch (and does the disk write off paho's network thread).
+        self._acknowledged_mids.put(mid)
         self._wake.set()
+
+    def _release_acknowledged(self) -> None:
+        while True:
+            try:
+                mid = self._acknowledged_mids.get_nowait()
+            except queue.Empty:
+                return
+            with self._lock:
+                seq = self._in_flight.pop(mid, None)
+            if seq is None:
+                continue  # a status message
+            released = self._buffer.ack(seq)
+            self.counters.batches_acknowledged += 1
+            self.counters.readings_acknowledged += released
 
     def start(self) -> None:
         cfg = self._mqtt_config
@@ -125,6 +138,7 @@ class Publisher:
 
     def drain_once(self) -> int:
         """Hand as many claimed batches to paho as the in-flight window allows; returns how many."""
+        self._release_acknowledged()
         handed = 0
         while self._connected.is_set():
             with self._lock:
@@ -136,7 +150,7 @@ class Publisher:
                 break
             payload = batch.payload(self.site, self.station, utc_now())
             with self._lock:
-                # hold the lock across publish so an immediate PUBACK cannot arrive before the mid is recorded
+                # hold the lock across publish so an immediate PUBACK cannot be released before the mid is recorded
                 info = self._client.publish(self._topic, payload, qos=1)
                 if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                     # paho did not keep it (queue full); the batch stays in the buffer and is claimed again

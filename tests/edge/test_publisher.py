@@ -110,3 +110,24 @@ def test_last_will_marks_the_station_offline_when_the_connection_dies(
     assert wait_for(lambda: any(
         StationStatus.model_validate_json(m.payload).reason == "connection lost" for m in capture.on("/status")),
         timeout=15)
+
+
+def test_many_tiny_batches_drain_while_acks_race_the_publishes(
+    tmp_path: Path, mosquitto: MosquittoInstance, capture: Capture
+) -> None:
+    # PUBACKs arriving while the publisher is mid-publish once deadlocked the two threads (lock-order inversion
+    # between paho's message lock and ours); a few thousand one-reading batches make that race frequent.
+    buffer = ReadingBuffer(tmp_path / "buffer.sqlite")
+    publisher = Publisher(
+        "site-a", "st01", MqttConfig(host="127.0.0.1", port=mosquitto.port),
+        BufferConfig(path=tmp_path / "buffer.sqlite", batch_size=1, max_in_flight=50), buffer,
+    )
+    buffer.append(make_readings(2000))
+    publisher.start()
+    try:
+        assert wait_for(lambda: publisher.connected)
+        assert publisher.wait_drained(60), f"{buffer.pending_readings()} readings still buffered"
+        assert publisher.counters.readings_acknowledged == 2000
+    finally:
+        publisher.stop()
+    assert wait_for(lambda: len(capture.on("/readings")) == 2000)
