@@ -43,7 +43,7 @@ __all__ = [
 ASYNCAPI_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml"
 
 # The schemas that are whole MQTT payloads (the others in components.schemas are building blocks).
-PAYLOAD_NAMES = ("ReadingBatch", "StationStatus", "RawChunk")
+PAYLOAD_NAMES = ("ReadingBatch", "StationStatus", "RawChunk", "FluxRecord")
 
 _DOCUMENT_URI = "urn:sinkwatch:asyncapi"
 _SCHEMA_PREFIX = "#/components/schemas/"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -30,6 +31,8 @@ from gateway.contract import (
     validate_payload,
 )
 from gateway.edge.streams import RawChunk, raw_topic
+from gateway.flux.ec.result import FluxResult
+from gateway.flux.wire import FLUXES_SUBSCRIPTION, FluxRecord, encode_flux_record, fluxes_topic
 from gateway.model import (
     IDENTIFIER_PATTERN,
     QualityFlag,
@@ -47,6 +50,7 @@ MODELS: dict[str, type[pydantic.BaseModel]] = {
     "ReadingBatch": ReadingBatch,
     "StationStatus": StationStatus,
     "RawChunk": RawChunk,
+    "FluxRecord": FluxRecord,
 }
 T0 = datetime(2026, 11, 25, 10, 0, 0, 104512, tzinfo=UTC)
 
@@ -378,11 +382,13 @@ def test_channel_addresses_match_topic_functions() -> None:
         "readings": readings_topic("{site}", "{station}"),
         "status": status_topic("{site}", "{station}"),
         "raw": raw_topic("{site}", "{station}"),
+        "fluxes": fluxes_topic("{site}", "{station}"),
     }
     for address in addresses.values():
         assert address.startswith(model.TOPIC_ROOT + "/")
     assert addresses["readings"].format(site="+", station="+") == model.READINGS_SUBSCRIPTION
     assert addresses["status"].format(site="+", station="+") == model.STATUS_SUBSCRIPTION
+    assert addresses["fluxes"].format(site="+", station="+") == FLUXES_SUBSCRIPTION
     for channel in channels.values():
         assert set(channel["parameters"]) == set(re.findall(r"\{(\w+)\}", channel["address"]))
 
@@ -398,6 +404,7 @@ def test_operations_declare_qos_and_retain() -> None:
         "#/channels/readings": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
         "#/channels/status": {"bindingVersion": "0.2.0", "qos": 1, "retain": True},
         "#/channels/raw": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
+        "#/channels/fluxes": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
     }
     receives = [op for op in document["operations"].values() if op["action"] == "receive"]
     assert {op["channel"]["$ref"] for op in receives} == set(sends)
@@ -454,3 +461,58 @@ def test_null_value_exactly_when_missing(value: float | None, qc: int) -> None:
     payload = emitted(make_batch())
     payload["readings"][0] = {**payload["readings"][0], "value": value, "qc": qc}
     assert_both_reject("ReadingBatch", payload)
+
+
+# --- flux records ---------------------------------------------------------------------------------------------------
+
+
+def make_flux_record(**changes: Any) -> FluxRecord:
+    result = FluxResult(
+        start=T0, end=T0 + timedelta(minutes=30), status="partial", reasons=["h2o: spikes", "LE not computed"],
+        values={"FC": -20.6826, "FC_SSITC_TEST": 1.0, "H": 301.448, "LE": math.nan, "N_RECORDS": 36000.0,
+                "CO2_TLAG": 0.15, "W_NUM_SPIKES": 3.0, "ZL": -1e-300},
+        settings_hash="3f2a9c0d1e4b5a6f",
+    )
+    fields = emitted(FluxRecord.from_result(result, site="hainich", station="plot-07"))
+    fields.update(changes)
+    return FluxRecord.model_validate(fields)
+
+
+def test_emitted_flux_record_validates_with_nan_as_null_and_flags_as_integers() -> None:
+    payload = json.loads(encode_flux_record(make_flux_record()))
+    validate_payload("FluxRecord", payload)
+    assert payload["values"]["LE"] is None
+    assert payload["values"]["FC_SSITC_TEST"] == 1 and isinstance(payload["values"]["FC_SSITC_TEST"], int)
+    assert schema_name_for_topic(fluxes_topic("hainich", "plot-07")) == "FluxRecord"
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"),
+    [
+        ("values", {"fc": 1.0}),  # not an upper-case FLUXNET name
+        ("values", {"FC": "1.0"}),
+        ("values", {"FC": [1.0]}),
+        ("settings_hash", "NOT-HEX"),
+        ("status", "fine"),
+        ("start", "2026-11-25T10:00:00"),
+        ("end", "yesterday"),
+        ("engine_version", ""),
+        ("site", "plot/07"),
+        ("reasons", ["r" * 501]),
+    ],
+)
+def test_bad_flux_record_rejected(key: str, bad: Any) -> None:
+    payload = emitted(make_flux_record())
+    payload[key] = bad
+    assert_both_reject("FluxRecord", payload)
+
+
+@pytest.mark.parametrize("key", _required(FluxRecord))
+def test_flux_record_missing_field_rejected(key: str) -> None:
+    assert_both_reject("FluxRecord", _drop(emitted(make_flux_record()), key))
+
+
+def test_flux_record_round_trips_to_the_engine_result() -> None:
+    record = make_flux_record()
+    back = FluxRecord.from_result(record.to_result(), site=record.site, station=record.station)
+    assert back == record

@@ -51,7 +51,9 @@ def fluxes_topic(site: str, station: str) -> str:
     return f"{TOPIC_ROOT}/{site}/{station}/fluxes"
 
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# Strict: a number on the wire is a JSON number, never a string that looks like one (the schema says the same).
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+WholeNumber = Annotated[int, Field(strict=True)]
 
 
 class FluxRecord(BaseModel):
@@ -68,7 +70,7 @@ class FluxRecord(BaseModel):
     reasons: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=100)
     engine_version: str = Field(min_length=1, max_length=64, pattern=r"^[ -~]+$")
     settings_hash: str = Field(pattern=SETTINGS_HASH_PATTERN)
-    values: dict[str, int | FiniteFloat | None] = Field(
+    values: dict[str, WholeNumber | FiniteFloat | None] = Field(
         description="FLUXNET/AmeriFlux name -> value (units: docs/flux-ec.md); null where not computed")
 
     @model_validator(mode="after")
