@@ -15,6 +15,7 @@ from gateway import __version__
 from gateway.central.cli import app as central_app
 from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
 from gateway.edge.cli import app as station_app
+from gateway.edge.cli import live
 from gateway.flux.cli import app as flux_app
 from gateway.probe import app as probe_app
 
@@ -27,6 +28,7 @@ app.add_typer(station_app, name="station")
 app.add_typer(central_app, name="central")
 app.add_typer(flux_app, name="flux")
 app.add_typer(probe_app, name="probe")
+app.command(name="live")(live)  # `sinkwatch live -c station.yaml`, the same as `sinkwatch station live`
 
 
 @app.command()

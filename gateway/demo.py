@@ -1,8 +1,13 @@
 """`sinkwatch demo`: the whole chain on one machine, with nothing but Python installed.
 
-    GMP252 simulator --(Modbus RTU over a pseudo-terminal pair)--> edge daemon --(disk buffer, MQTT QoS 1)-->
-    broker (embedded amqtt, or --broker) --> central ingestor --> store (embedded SQLite, or --influx-url)
-    --> HTTP API (FastAPI on a free port)
+    simulators of a full station --> edge daemon (station.yaml generated in the data dir) --(disk buffer,
+    MQTT QoS 1)--> broker (embedded amqtt, or --broker) --> central ingestor --> store (embedded SQLite, or
+    --influx-url) --> HTTP API (FastAPI on a free port)
+
+The station: a soil CO2 profile of three GMP252 (10, 30, 60 cm; addresses 240-242) on one RS-485 line, a soil
+moisture/temperature probe (layout A) on a second RS-485 line, a GMP343 on an RS-232 port (each a Python PTY pair,
+no socat), and a WindMaster sonic plus an LI-7500 analyzer streaming at 20 Hz over TCP loopback from one
+turbulence field. `sinkwatch station check` and `sinkwatch live` work on the generated station.yaml.
 
 Every piece is the production code path; only the broker and the store are embedded defaults. The closing
 summary counts readings through the public HTTP API, so a stored reading is one a researcher could fetch.
@@ -16,15 +21,16 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from gateway.edge.config import parse_station_config
+from gateway.edge.config import load_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now
 
@@ -32,8 +38,6 @@ log = logging.getLogger("sinkwatch.demo")
 
 DEMO_SITE = "demo-forest"
 DEMO_STATION = "st01"
-DEMO_SENSOR = "soil_co2_30cm"
-DEMO_VARIABLES = ("CO2_1_1_1", "T_PROBE_1_1_1")
 
 
 @dataclass
@@ -44,6 +48,7 @@ class DemoSummary:
     readings_stored: int
     sensor_errors: int
     api_url: str
+    stored_by_variable: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         return (f"demo finished after {self.seconds:.0f} s: {self.readings_read} readings read, "
@@ -112,32 +117,149 @@ def _central(broker: tuple[str, int], data_dir: Path, influx_url: str | None) ->
         thread.join(timeout=15)
 
 
+# The demo station: what is simulated where. Depths and AmeriFlux position qualifiers of the soil CO2 profile.
+PROFILE: tuple[tuple[str, int, float, str], ...] = (
+    ("soil_co2_10cm", 240, 0.1, "_1_1_1"),
+    ("soil_co2_30cm", 241, 0.3, "_1_2_1"),
+    ("soil_co2_60cm", 242, 0.6, "_1_3_1"),
+)
+SOIL_PROBE = ("soil_swc_10cm", 1, "_1_1_1")  # name, Modbus address, qualifier (layout A, 9600 8N1)
+CANOPY_CO2 = ("co2_canopy", "_2_1_1")  # GMP343, ASCII on its own RS-232 port
+SONIC, ANALYZER = "sonic", "irga"  # WindMaster and LI-7500 at 20 Hz over TCP, one turbulence field
+STREAM_HZ = 20.0
+SUMMARY_INTERVAL_S = 10.0
+
+
+@dataclass
+class DemoRig:
+    """The running simulators of the demo station, and where the station's drivers find them. Tests reach in
+    to stop one (`profile_line.unplug(241)`, `sonic.stop()`, ...)."""
+
+    profile_port: str  # RS-485 line 1 (19200 8N2): the three GMP252 of the profile
+    soil_port: str  # RS-485 line 2 (9600 8N1): the soil probe
+    canopy_port: str  # RS-232: the GMP343
+    profile_line: Any  # RtuLineSimulator
+    soil_line: Any  # RtuLineSimulator
+    probes: list[Any]  # GMP252Simulator, in PROFILE order
+    soil: Any  # SoilProbeSimulator
+    canopy: Any  # GMP343Simulator
+    sonic: Any  # WindMasterSimulator
+    analyzer: Any  # LI7500Simulator
+
+    def station_config(self, work: Path, broker: tuple[str, int], interval_s: float = 1.0) -> dict[str, Any]:
+        """The station.yaml mapping of this rig: every sensor at its simulated port."""
+        rtu: dict[str, Any] = {"interval_s": interval_s, "timeout_s": 0.3, "retries": 0}
+        sensors: list[dict[str, Any]] = [
+            {"name": name, "driver": "gmp252", "port": self.profile_port, "address": address, "baudrate": 19200,
+             "parity": "N", "stopbits": 2, "variable_suffix": suffix, **rtu}
+            for name, address, _depth, suffix in PROFILE
+        ]
+        sensors.append({"name": SOIL_PROBE[0], "driver": "soilprobe", "port": self.soil_port,
+                        "address": SOIL_PROBE[1], "layout": "A", "baudrate": 9600, "parity": "N", "stopbits": 1,
+                        "variable_suffix": SOIL_PROBE[2], **rtu})
+        sensors.append({"name": CANOPY_CO2[0], "driver": "gmp343", "port": self.canopy_port,
+                        "interval_s": max(interval_s, 2.0), "variable_suffix": CANOPY_CO2[1]})
+        sensors.append({"name": SONIC, "driver": "windmaster", "port": self.sonic.tcp_endpoint,
+                        "frequency_hz": STREAM_HZ, "height_m": 25.0})
+        sensors.append({"name": ANALYZER, "driver": "li7500", "port": self.analyzer.tcp_endpoint,
+                        "frequency_hz": STREAM_HZ})
+        return {
+            "site": DEMO_SITE, "station": DEMO_STATION,
+            "mqtt": {"host": broker[0], "port": broker[1]},
+            "buffer": {"path": str(work / "station-buffer.sqlite"), "publish_interval_s": 0.5},
+            "streams": {"archive_dir": str(work / "raw"), "summary_interval_s": SUMMARY_INTERVAL_S,
+                        "uplink": "summaries"},
+            "sensors": sensors,
+        }
+
+    def describe(self) -> list[str]:
+        depths = ", ".join(f"{address} at {depth * 100:.0f} cm" for _n, address, depth, _s in PROFILE)
+        return [
+            f"RS-485 line {self.profile_port}: 3 x GMP252 soil CO2 profile (addresses {depths}), 19200 8N2",
+            f"RS-485 line {self.soil_port}: soil probe (layout A, address {SOIL_PROBE[1]}), 9600 8N1",
+            f"RS-232 {self.canopy_port}: GMP343 canopy CO2, 19200 8N1",
+            f"{self.sonic.tcp_endpoint}: WindMaster sonic, {self.analyzer.tcp_endpoint}: LI-7500 analyzer, "
+            f"{STREAM_HZ:g} Hz each from one turbulence field (summaries every {SUMMARY_INTERVAL_S:g} s)",
+        ]
+
+
 @contextlib.contextmanager
-def _simulated_probe(seed: int) -> Iterator[str]:
-    from drivers.gmp252.simulator import GMP252Simulator
+def demo_simulators(work: Path, seed: int = 0) -> Iterator[DemoRig]:
+    """Every simulator of the demo station, in this process, on Python PTY pairs (stable names under
+    `<work>/ports/`) and TCP loopback: nothing but Python needed."""
+    from drivers.gmp252.simulator import profile_simulators
+    from drivers.gmp343.simulator import GMP343Simulator
+    from drivers.li7500.simulator import LI7500Simulator
+    from drivers.soilprobe.simulator import SoilProbeSimulator
+    from drivers.windmaster.simulator import WindMasterSimulator
+    from gateway.testing.rtu_line import RtuLineSimulator
     from gateway.testing.serial_pty import python_pty_pair
 
-    with python_pty_pair() as (simulator_end, driver_end), GMP252Simulator(simulator_end, seed=seed):
-        yield driver_end
+    ports = work / "ports"
+    with contextlib.ExitStack() as stack:
+        line1_sim, line1 = stack.enter_context(python_pty_pair(ports / "rs485-1"))
+        line2_sim, line2 = stack.enter_context(python_pty_pair(ports / "rs485-2"))
+        rs232_sim, rs232 = stack.enter_context(python_pty_pair(ports / "rs232-1"))
+        probes = profile_simulators({address: depth for _n, address, depth, _s in PROFILE}, seed=seed)
+        profile_line = stack.enter_context(
+            RtuLineSimulator(line1_sim, list(probes), baudrate=19200, parity="N", stopbits=2, keep_events=False))
+        soil = SoilProbeSimulator(address=SOIL_PROBE[1], layout="A", seed=seed)
+        soil_line = stack.enter_context(
+            RtuLineSimulator(line2_sim, [soil], baudrate=9600, parity="N", stopbits=1, keep_events=False))
+        canopy = stack.enter_context(GMP343Simulator(rs232_sim, seed=seed))
+        # one field, one start time: the analyzer sees the sonic's turbulence with the field's known lag
+        started = time.time()
+        sonic = stack.enter_context(WindMasterSimulator("tcp://127.0.0.1:0", seed=seed, frequency_hz=STREAM_HZ,
+                                                        wall_clock_start=started))
+        analyzer = stack.enter_context(LI7500Simulator("tcp://127.0.0.1:0", seed=seed, frequency_hz=STREAM_HZ,
+                                                       wall_clock_start=started))
+        yield DemoRig(line1, line2, rs232, profile_line, soil_line, list(probes), soil, canopy, sonic, analyzer)
 
 
-def count_stored(api_url: str, start_margin: timedelta = timedelta(hours=1)) -> int:
-    now = utc_now()
-    total = 0
+def write_station_yaml(path: Path, config: dict[str, Any]) -> Path:
+    import yaml
+
+    path.write_text("# generated by `sinkwatch demo`: the demo station's sensors at their simulated ports\n"
+                    + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def demo_variables(api_url: str) -> list[str]:
+    """Every variable the store holds for the demo station, as the API lists them."""
     with httpx.Client(base_url=api_url, timeout=10) as client:
-        for variable in DEMO_VARIABLES:
+        response = client.get("/api/v1/stations")
+        response.raise_for_status()
+        for entry in response.json():
+            if entry["site"] == DEMO_SITE and entry["station"] == DEMO_STATION:
+                return sorted(entry["variables"])
+    return []
+
+
+def count_stored_by_variable(api_url: str, start_margin: timedelta = timedelta(hours=1)) -> dict[str, int]:
+    """Readings stored per variable, counted through the public HTTP API (/stations, then /series each)."""
+    now = utc_now()
+    counts: dict[str, int] = {}
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        for variable in demo_variables(api_url):
             response = client.get("/api/v1/series", params={
                 "station": DEMO_STATION, "variable": variable,
                 "start": (now - start_margin).isoformat(), "end": (now + start_margin).isoformat(),
             })
             response.raise_for_status()
-            total += len(response.json()["points"])
-    return total
+            counts[variable] = len(response.json()["points"])
+    return counts
+
+
+def count_stored(api_url: str, start_margin: timedelta = timedelta(hours=1)) -> int:
+    return sum(count_stored_by_variable(api_url, start_margin).values())
 
 
 def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_url: str | None = None,
              data_dir: Path | None = None, interval_s: float = 1.0, seed: int = 0,
-             stop: threading.Event | None = None, echo: bool = True) -> DemoSummary:
+             stop: threading.Event | None = None, echo: bool = True,
+             on_running: Callable[[DemoRig, Path], None] | None = None) -> DemoSummary:
+    """Run the demo station until `stop` is set or `duration_s` has passed. `on_running(rig, station_yaml)` is
+    called (in this thread) once the station runs, e.g. for a test to check it while it runs."""
     stop = stop or threading.Event()
     owned_dir = data_dir is None
     work = Path(tempfile.mkdtemp(prefix="sinkwatch-demo-")) if data_dir is None else data_dir
@@ -146,40 +268,43 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
     started = time.monotonic()
     try:
         with _broker(broker_url) as broker, _central(broker, work, influx_url) as api_url, \
-                _simulated_probe(seed) as probe_port:
+                demo_simulators(work, seed) as rig:
+            station_yaml = write_station_yaml(work / "station.yaml", rig.station_config(work, broker, interval_s))
             say(f"broker:   mqtt://{broker[0]}:{broker[1]}")
             say(f"API:      {api_url}/api/v1/stations   docs: {api_url}/docs")
-            say(f"series:   {api_url}/api/v1/series?station={DEMO_STATION}&variable={DEMO_VARIABLES[0]}"
+            say(f"series:   {api_url}/api/v1/series?station={DEMO_STATION}&variable=CO2{PROFILE[0][3]}"
                 f"&start=...&end=...")
-            say(f"probe:    simulated GMP252 on {probe_port}; data in {work}")
-            station = parse_station_config({
-                "site": DEMO_SITE, "station": DEMO_STATION,
-                "mqtt": {"host": broker[0], "port": broker[1]},
-                "buffer": {"path": str(work / "station-buffer.sqlite"), "publish_interval_s": 0.5},
-                "sensors": [{"name": DEMO_SENSOR, "driver": "gmp252", "port": probe_port,
-                             "interval_s": interval_s, "variable_suffix": "_1_1_1"}],
-            }, "<demo station>")
+            for line in rig.describe():
+                say(f"sensors:  {line}")
+            say(f"station:  {station_yaml}; data in {work}")
+            say(f"check:    sinkwatch station check -c {station_yaml}")
+            say(f"live:     sinkwatch live -c {station_yaml}")
+            station = load_station_config(station_yaml)
             daemon = StationDaemon(station)
             station_thread = threading.Thread(target=daemon.run, args=(stop,), name="station", daemon=True)
             station_thread.start()
             if duration_s is None:
                 say("running until Ctrl-C")
+            if on_running is not None:
+                on_running(rig, station_yaml)
             stop.wait(duration_s)
             stop.set()
             station_thread.join(timeout=30)
-            read = sum(r.health.readings for r in daemon.runners)
+            read = daemon.readings_received
             acknowledged = daemon.publisher.counters.readings_acknowledged
-            errors = sum(sum(r.health.errors.values()) for r in daemon.runners)
+            errors = (sum(sum(r.health.errors.values()) for r in daemon.runners)
+                      + sum(sum(r.health.bad.values()) for r in daemon.streams.runners))
             # the central service acks to the broker only after storing, but the broker acks the station as soon
             # as it has the message: give the last batches a moment to reach the store
-            stored = 0
+            stored: dict[str, int] = {}
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                stored = count_stored(api_url)
-                if stored >= acknowledged:
+                stored = count_stored_by_variable(api_url)
+                if sum(stored.values()) >= acknowledged:
                     break
                 time.sleep(0.2)
-            return DemoSummary(time.monotonic() - started, read, acknowledged, stored, errors, api_url)
+            return DemoSummary(time.monotonic() - started, read, acknowledged, sum(stored.values()), errors,
+                               api_url, stored)
     finally:
         if owned_dir:
             shutil.rmtree(work, ignore_errors=True)

@@ -27,6 +27,7 @@ from gateway.edge.bus import (
     SerialBus,
 )
 from gateway.edge.config import StationConfig
+from gateway.edge.live import StatusWriter
 from gateway.edge.publisher import Publisher
 from gateway.edge.streams import StreamGroup
 from gateway.model import Reading
@@ -80,6 +81,10 @@ class StationDaemon:
         self.buffer_errors = 0
         # readings already read but not yet committed to disk (only while the disk refuses writes)
         self._unbuffered: list[Reading] = []
+        # for the status snapshot (`sinkwatch live`, gateway/edge/live.py): every reading handed over, and the
+        # latest one per sensor and variable
+        self.readings_received = 0
+        self.latest: dict[str, dict[str, Reading]] = {}
 
     def health(self) -> dict[str, object]:
         return {
@@ -100,6 +105,9 @@ class StationDaemon:
             return
         with self._incoming_lock:
             self._incoming.extend(readings)
+            self.readings_received += len(readings)
+            for reading in readings:
+                self.latest.setdefault(reading.sensor, {})[reading.variable] = reading
         self._incoming_ready.set()
 
     def _take_incoming(self) -> list[Reading]:
@@ -151,6 +159,10 @@ class StationDaemon:
         for thread in bus_threads:
             thread.start()
         self.streams.start(stop)
+        # an atomic JSON status file beside the buffer, rewritten every second, for `sinkwatch live`
+        status = StatusWriter(self)
+        status_thread = threading.Thread(target=status.run, args=(stop,), name="status-writer", daemon=True)
+        status_thread.start()
         try:
             self.direct.run(stop)
         finally:
@@ -169,6 +181,8 @@ class StationDaemon:
             self.publisher.notify()
             publisher_thread.join(timeout=5)
             self.publisher.stop()
+            status_thread.join(timeout=5)
+            status.write(running=False)
             left = self.buffer.pending_readings()
             self.buffer.close()
             log.info("station stopped; %d readings remain buffered for the next start", left)

@@ -1,0 +1,302 @@
+"""`sinkwatch live`: the station's latest values, rates, errors and availability, from the daemon's status file.
+
+The daemon (gateway/edge/daemon.py) owns every port; `live` must never open one. So the daemon's `StatusWriter`
+thread rewrites `<buffer path>.status.json` every second (temp file + fsync-free rename: a reader sees the old or
+the new snapshot, never half of one), and `live` only reads that file. A snapshot older than `STALE_AFTER_S`, or
+one the daemon marked `running: false` when it stopped, is reported as such with the fix, never shown as live data.
+
+Snapshot (schema 1)::
+
+    {"schema": 1, "written": <unix s>, "running": true, "pid": 1234, "site": ..., "station": ...,
+     "broker_connected": true, "buffered_readings": 0, "readings_received": 1234,
+     "sensors": [{"name", "driver", "kind": "polled"|"stream", "where", "available": true|false|null,
+                  "state", "reason", "fix", "rate", "rate_unit", "availability", "errors": {kind: n},
+                  "latest": [{"variable", "value", "unit", "time", "qc"}]}]}
+
+Rates and availability are over the last `RATE_WINDOW_S` seconds: readings/s and the share of polls answered for a
+polled sensor; records/s and the share of the configured output rate received for a stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.model import QualityFlag, format_time
+
+if TYPE_CHECKING:
+    from gateway.edge.config import StationConfig
+    from gateway.edge.daemon import StationDaemon
+
+log = logging.getLogger("sinkwatch.edge.live")
+
+SCHEMA = 1
+WRITE_PERIOD_S = 1.0
+RATE_WINDOW_S = 10.0
+STALE_AFTER_S = 5.0
+
+
+def status_path(buffer_path: Path | str) -> Path:
+    """Where the daemon with this buffer writes its status snapshot."""
+    return Path(f"{buffer_path}.status.json")
+
+
+def status_path_of(config: StationConfig) -> Path:
+    return status_path(config.buffer.path)
+
+
+def _where(config: Any) -> str:
+    port = str(getattr(config, "port", ""))
+    address = getattr(config, "address", None)
+    return f"{port} @{address}" if isinstance(address, int) else port
+
+
+@dataclass
+class _Sample:
+    mono: float
+    counts: dict[str, tuple[int, int, int]]  # sensor -> (readings or good records, polls, failed polls)
+
+
+@dataclass
+class _Window:
+    rate: float | None  # readings/s or records/s
+    polls: int  # polls in the window (polled sensors)
+    failed: int  # failed polls in the window
+
+
+class StatusWriter:
+    """Builds and writes the daemon's status snapshot; `run` rewrites it every `period_s` until `stop`."""
+
+    def __init__(self, daemon: StationDaemon, path: Path | None = None, period_s: float = WRITE_PERIOD_S) -> None:
+        self.daemon = daemon
+        self.path = path or status_path_of(daemon.config)
+        self.period_s = period_s
+        self._samples: deque[_Sample] = deque()
+        self._write_failed = False
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.write()
+            stop.wait(self.period_s)
+
+    def _counts(self) -> dict[str, tuple[int, int, int]]:
+        counts: dict[str, tuple[int, int, int]] = {}
+        for runner in self.daemon.runners:
+            h = runner.health
+            counts[h.name] = (h.readings, h.polls, sum(h.errors.values()))
+        for stream in self.daemon.streams.runners:
+            counts[stream.health.name] = (stream.health.good, 0, 0)
+        return counts
+
+    def _windows(self) -> tuple[dict[str, _Window], float]:
+        """Per sensor: what happened over the last RATE_WINDOW_S seconds (less just after the start)."""
+        now = time.monotonic()
+        counts = self._counts()
+        self._samples.append(_Sample(now, counts))
+        while len(self._samples) > 2 and now - self._samples[1].mono >= RATE_WINDOW_S:
+            self._samples.popleft()
+        first = self._samples[0]
+        span = now - first.mono
+        windows: dict[str, _Window] = {}
+        for name, (value, polls, failed) in counts.items():
+            old_value, old_polls, old_failed = first.counts.get(name, (0, 0, 0))
+            windows[name] = _Window((value - old_value) / span if span >= 0.5 else None,
+                                    polls - old_polls, failed - old_failed)
+        return windows, span
+
+    def snapshot(self, running: bool = True) -> dict[str, Any]:
+        daemon = self.daemon
+        windows, span = self._windows()
+        sensors: list[dict[str, Any]] = []
+        for runner in daemon.runners:
+            h = runner.health
+            window = windows[h.name]
+            sensors.append({
+                "name": h.name, "driver": h.driver, "kind": "polled", "where": _where(runner.config),
+                "available": h.available,
+                "state": "waiting for the first poll" if h.available is None else
+                         ("available" if h.available else "unavailable"),
+                "reason": h.last_error if h.available is False else None,
+                "rate": window.rate, "rate_unit": "readings/s",
+                "availability": max(0, window.polls - window.failed) / window.polls if window.polls else None,
+                "errors": dict(h.errors), "polls": h.polls,
+                "latest": self._latest(h.name),
+            })
+        for stream in daemon.streams.runners:
+            sh = stream.health
+            rate = windows[sh.name].rate
+            frequency = float(getattr(stream.config, "frequency_hz", 0.0) or 0.0)
+            errors = dict(sh.bad)
+            if sh.disconnects:
+                errors["disconnect"] = sh.disconnects
+            sensors.append({
+                "name": sh.name, "driver": sh.driver, "kind": "stream", "where": _where(stream.config),
+                "available": None if sh.state == "starting" else sh.state == "connected",
+                "state": sh.state,
+                "reason": None if sh.state in ("connected", "starting") else sh.last_error,
+                "rate": rate, "rate_unit": "records/s",
+                "availability": min(1.0, rate / frequency) if rate is not None and frequency > 0 else None,
+                "errors": errors, "records": sh.good, "summaries": sh.summaries,
+                "latest": self._latest(sh.name, means_only=True),
+            })
+        return {
+            "schema": SCHEMA, "written": time.time(), "running": running, "pid": os.getpid(),
+            "site": daemon.config.site, "station": daemon.config.station,
+            "broker_connected": daemon.publisher.connected,
+            "buffered_readings": self._buffered(),
+            "readings_received": daemon.readings_received,
+            "readings_acknowledged": daemon.publisher.counters.readings_acknowledged,
+            "rate_window_s": round(span, 2),
+            "sensors": sensors,
+        }
+
+    def _buffered(self) -> int | None:
+        try:
+            return self.daemon.buffer.pending_readings()
+        except Exception:  # the buffer's own writer reports disk problems; the snapshot just leaves it out
+            return None
+
+    def _latest(self, sensor: str, means_only: bool = False) -> list[dict[str, Any]]:
+        readings = dict(self.daemon.latest.get(sensor, {}))
+        out = []
+        for variable, reading in readings.items():
+            if means_only and (variable.endswith("_SD") or variable.endswith("_N")):
+                continue
+            out.append({"variable": variable, "value": reading.value, "unit": reading.unit,
+                        "time": format_time(reading.time), "qc": int(reading.qc), "qc_reason": reading.qc_reason})
+        return out
+
+    def write(self, running: bool = True) -> None:
+        """Write the snapshot atomically (temp file in the same folder, then rename)."""
+        try:
+            data = json.dumps(self.snapshot(running), default=str)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(data)
+            os.replace(tmp, self.path)
+        except Exception as exc:  # never let the status file stop the station
+            if not self._write_failed:
+                log.warning("cannot write the status file %s: %s (sinkwatch live will call it stale)",
+                            self.path, exc)
+                self._write_failed = True
+            return
+        self._write_failed = False
+
+
+# --- the reader -------------------------------------------------------------------------------------------------------
+
+
+class StatusUnavailable(Exception):
+    """No usable status snapshot: the message says why and what to do."""
+
+
+def read_status(config: StationConfig, *, stale_after_s: float = STALE_AFTER_S, now: float | None = None
+                ) -> dict[str, Any]:
+    """The daemon's current snapshot for this station config; StatusUnavailable if missing, stale or stopped."""
+    path = status_path_of(config)
+    run_hint = f"is `sinkwatch station run -c {config.source}` running?" if config.source else \
+        "is `sinkwatch station run` running with this config?"
+    try:
+        snapshot = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StatusUnavailable(f"no status file {path}: the station daemon has not run with this config; "
+                                f"{run_hint}") from None
+    except (OSError, ValueError) as exc:
+        raise StatusUnavailable(f"cannot read the status file {path}: {exc}; {run_hint}") from None
+    if not isinstance(snapshot, dict) or snapshot.get("schema") != SCHEMA:
+        raise StatusUnavailable(f"{path} is not a status file of this sinkwatch version; {run_hint}")
+    age = (time.time() if now is None else now) - float(snapshot.get("written", 0))
+    written = datetime.fromtimestamp(float(snapshot.get("written", 0)), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if not snapshot.get("running", False):
+        raise StatusUnavailable(f"the station daemon stopped at {written} (status file {path}); {run_hint}")
+    if age > stale_after_s:
+        raise StatusUnavailable(f"the status file {path} is stale: last written {age:.0f} s ago ({written}); "
+                                f"the daemon is not running or is stuck; {run_hint}")
+    snapshot["age_s"] = max(0.0, age)
+    return snapshot
+
+
+def _value(entry: dict[str, Any]) -> str:
+    value = entry.get("value")
+    text = "null" if value is None else f"{value:.6g}"
+    flag = "" if entry.get("qc", 0) == int(QualityFlag.GOOD) else f" [qc {entry.get('qc')}]"
+    return f"{text} {entry.get('unit', '')}{flag}"
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(errors.items()) if n) or "-"
+
+
+def render_status(snapshot: dict[str, Any]) -> str:
+    """A plain-text table: one row per sensor and variable, then the reason for every unavailable sensor."""
+    written = datetime.fromtimestamp(float(snapshot["written"]), UTC).strftime("%H:%M:%S UTC")
+    header = (f"station {snapshot['site']}/{snapshot['station']}  status of {written} "
+              f"({snapshot.get('age_s', 0.0):.1f} s ago)  broker "
+              f"{'connected' if snapshot.get('broker_connected') else 'NOT connected'}  "
+              f"{snapshot.get('buffered_readings', '?')} readings buffered  "
+              f"rates over {snapshot.get('rate_window_s', 0):.0f} s")
+    rows: list[tuple[str, ...]] = [("sensor", "variable", "latest value", "rate", "avail", "state", "errors")]
+    notes: list[str] = []
+    for sensor in snapshot["sensors"]:
+        rate = sensor.get("rate")
+        rate_text = "-" if rate is None else f"{rate:.2f} {sensor.get('rate_unit', '')}"
+        availability = sensor.get("availability")
+        avail_text = "-" if availability is None else f"{availability:.0%}"
+        state = "ok" if sensor.get("available") else ("starting" if sensor.get("available") is None
+                                                       else "UNAVAILABLE")
+        latest = sensor.get("latest") or [{"variable": "-", "value": None, "unit": "", "qc": 3}]
+        for index, entry in enumerate(latest):
+            first = index == 0
+            rows.append((
+                sensor["name"] if first else "", entry["variable"],
+                _value(entry) if entry["variable"] != "-" else "-",
+                rate_text if first else "", avail_text if first else "", state if first else "",
+                _errors(sensor.get("errors", {})) if first else "",
+            ))
+        if sensor.get("available") is False:
+            notes.append(f"{sensor['name']} ({sensor.get('where', '')}) is unavailable: "
+                         f"{sensor.get('reason') or sensor.get('state')}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [header, ""]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    available = sum(1 for s in snapshot["sensors"] if s.get("available"))
+    lines.append("")
+    lines.append(f"{available} of {len(snapshot['sensors'])} sensors available")
+    lines += notes
+    return "\n".join(lines)
+
+
+def live_loop(config: StationConfig, *, once: bool, period_s: float = 1.0, out: Any = None,
+              stop: threading.Event | None = None) -> int:
+    """Print the table every `period_s` until `stop` (Ctrl-C); with `once`, print it once. Returns the exit code:
+    0 while the status is live, 1 when it is missing, stale or stopped."""
+    import sys
+
+    stream = out or sys.stdout
+    stop = stop or threading.Event()
+    code = 0
+    while True:
+        try:
+            text = render_status(read_status(config))
+            code = 0
+        except StatusUnavailable as exc:
+            text = f"no live status: {exc}"
+            code = 1
+        if once:
+            print(text, file=stream)
+            return code
+        clear = "\x1b[H\x1b[2J" if getattr(stream, "isatty", lambda: False)() else ""
+        print(f"{clear}{text}\n(Ctrl-C to stop)", file=stream, flush=True)
+        if stop.wait(period_s):
+            return code
+
+
+__all__ = ["StatusUnavailable", "StatusWriter", "live_loop", "read_status", "render_status", "status_path",
+           "status_path_of"]
