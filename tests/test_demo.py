@@ -6,13 +6,19 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
-from gateway.demo import run_demo
+from gateway.cli import app
+from gateway.demo import ANALYZER, PROFILE, SOIL_PROBE, SONIC, DemoRig, run_demo
 from gateway.edge.buffer import ReadingBuffer
+from gateway.edge.config import load_station_config
+from gateway.edge.live import StatusUnavailable, read_status
 from gateway.testing.services import InfluxInstance, MosquittoInstance
 
 pytestmark = pytest.mark.slow
@@ -36,6 +42,11 @@ def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> Non
     assert stored > 0
     assert read == acknowledged == stored  # nothing lost between probe and API
     assert "/docs" in result.stdout
+    # the station ran from the station.yaml the demo wrote, and the banner says how to check it
+    station_yaml = tmp_path / "station.yaml"
+    assert f"sinkwatch station check -c {station_yaml}" in result.stdout
+    assert f"sinkwatch live -c {station_yaml}" in result.stdout
+    assert len(load_station_config(station_yaml).sensors) == 7
     # the station's buffer is empty: everything read was acknowledged, then forgotten
     buffer = ReadingBuffer(tmp_path / "station-buffer.sqlite")
     assert (buffer.pending_readings(), buffer.pending_batches()) == (0, 0)
@@ -63,3 +74,59 @@ def test_demo_flags_point_it_at_a_real_broker_and_influxdb(
     count = response.json()["results"][0]["series"][0]["values"][0][1]
     assert count == summary.readings_stored
     assert not (tmp_path / "central.sqlite").exists()
+
+
+def _wait_all_available(station_yaml: Path, timeout_s: float = 30.0) -> None:
+    config = load_station_config(station_yaml)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if all(s["available"] for s in read_status(config)["sensors"]):
+                return
+        except StatusUnavailable:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the demo station's sensors did not all become available")
+
+
+def test_demo_station_check_passes_while_it_runs_and_names_a_stopped_sensor(tmp_path: Path) -> None:
+    outputs: list[tuple[int, str]] = []
+
+    def while_running(rig: DemoRig, station_yaml: Path) -> None:
+        try:
+            _wait_all_available(station_yaml)
+            check = ["station", "check", "-c", str(station_yaml)]
+            result = CliRunner().invoke(app, check)
+            outputs.append((result.exit_code, result.output))
+            rig.profile_line.unplug(PROFILE[1][1])  # the 30 cm probe goes quiet on the shared line
+            config = load_station_config(station_yaml)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                sensors = read_status(config)["sensors"]
+                if next(s for s in sensors if s["name"] == PROFILE[1][0])["available"] is False:
+                    break
+                time.sleep(0.2)
+            result = CliRunner().invoke(app, check)
+            outputs.append((result.exit_code, result.output))
+        finally:
+            stop.set()
+
+    stop = threading.Event()
+    summary = run_demo(None, data_dir=tmp_path, interval_s=0.5, echo=False, stop=stop, on_running=while_running)
+    (passing_code, passing), (failing_code, failing) = outputs
+    assert passing_code == 0, passing
+    assert "7 of 7 sensors pass" in passing and "daemon running" in passing
+    assert failing_code == 1, failing
+    fail_rows = [line for line in failing.splitlines() if " FAIL " in line]
+    assert len(fail_rows) == 1 and fail_rows[0].split()[0] == PROFILE[1][0]
+    assert f"no reply from address {PROFILE[1][1]}" in fail_rows[0]
+    # every reading read was stored, and each kind of sensor is in the store under its own variables
+    assert summary.readings_read == summary.readings_acknowledged == summary.readings_stored > 0
+    by_variable = summary.stored_by_variable
+    assert sum(by_variable.values()) == summary.readings_stored
+    for variable in ("CO2_1_1_1", "CO2_1_2_1", "CO2_1_3_1", f"SWC{SOIL_PROBE[2]}", "CO2_2_1_1"):
+        assert by_variable.get(variable, 0) > 0, (variable, by_variable)
+    # the streams' summaries: means, SDs and counts of the sonic and the analyzer
+    for variable in ("U", "U_SD", "U_N", "WS", "CO2", "CO2_SD", "H2O_N"):
+        assert by_variable.get(variable, 0) > 0, (variable, by_variable)
+    assert {SONIC, ANALYZER} <= {line.split()[0] for line in passing.splitlines()[2:]}

@@ -1,0 +1,69 @@
+"""`sinkwatch station check` on the demo station's simulators (no daemon running: the check opens every port
+itself, streams included): a passing table; with simulators stopped it names those sensors and the reasons."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.demo import ANALYZER, CANOPY_CO2, PROFILE, SOIL_PROBE, SONIC, DemoRig, demo_simulators, write_station_yaml
+
+pytestmark = pytest.mark.integration
+
+
+def run_check(path: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["station", "check", "-c", str(path)])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def demo_station(tmp_path: Path) -> Iterator[tuple[DemoRig, Path]]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        no_broker = ("127.0.0.1", int(sock.getsockname()[1]))
+    with demo_simulators(tmp_path) as rig:
+        yield rig, write_station_yaml(tmp_path / "station.yaml", rig.station_config(tmp_path, no_broker))
+
+
+def rows_of(output: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in output.splitlines()[1:] if line.split() and
+            line.split()[1] in ("PASS", "FAIL")}
+
+
+def test_the_demo_station_passes(demo_station: tuple[DemoRig, Path]) -> None:
+    _rig, station_yaml = demo_station
+    code, output = run_check(station_yaml)
+    assert code == 0, output
+    rows = rows_of(output)
+    expected = {name for name, *_ in PROFILE} | {SOIL_PROBE[0], CANOPY_CO2[0], SONIC, ANALYZER}
+    assert set(rows) == expected
+    assert all(row.split()[1] == "PASS" for row in rows.values()), output
+    assert "CO2_1_3_1 = " in rows[PROFILE[2][0]] and "umol mol-1" in rows[PROFILE[2][0]]
+    assert "SWC_1_1_1 = " in rows[SOIL_PROBE[0]]
+    # the streams were read: values with units and the records counted
+    assert "U = " in rows[SONIC] and "m s-1" in rows[SONIC] and " records in " in rows[SONIC]
+    assert "CO2 = " in rows[ANALYZER] and "mmol m-3" in rows[ANALYZER]
+    assert f"{len(expected)} of {len(expected)} sensors pass" in output
+
+
+def test_stopped_simulators_are_named_with_the_reason(demo_station: tuple[DemoRig, Path]) -> None:
+    rig, station_yaml = demo_station
+    rig.profile_line.unplug(PROFILE[1][1])
+    rig.analyzer.stop()
+    rig.sonic.set_fault("no_output")
+    code, output = run_check(station_yaml)
+    assert code == 1, output
+    rows = rows_of(output)
+    failing = {name for name, row in rows.items() if row.split()[1] == "FAIL"}
+    assert failing == {PROFILE[1][0], ANALYZER, SONIC}, output
+    assert "timeout: " in rows[PROFILE[1][0]] and f"no reply from address {PROFILE[1][1]}" in rows[PROFILE[1][0]]
+    assert "no_port: cannot open tcp://127.0.0.1:" in rows[ANALYZER] and "refused" in rows[ANALYZER]
+    assert "silent: no data from tcp://127.0.0.1:" in rows[SONIC]
+    lines = output.splitlines()
+    assert "continuous output mode" in lines[lines.index(rows[SONIC]) + 1]
+    assert "4 of 7 sensors pass; 3 FAIL" in output
