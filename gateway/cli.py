@@ -73,7 +73,9 @@ def simulate(
     device: Annotated[str, typer.Argument(help="device name, e.g. gmp252")],
     port: Annotated[str, typer.Option(help="serial path to serve on, 'pty' for a new pseudo-terminal pair, or "
                                            "tcp://HOST:PORT")],
-    address: Annotated[int, typer.Option(help="Modbus slave address", min=1, max=247)] = 240,
+    address: Annotated[list[int] | None, typer.Option(
+        help="Modbus slave address (default 240); gmp252 takes several (--address 240 --address 241 ...): a soil "
+             "CO2 profile on one RS-485 line, each probe deeper than the one before", min=1, max=247)] = None,
     fault: Annotated[str, typer.Option(help="fault mode (see the driver's README)")] = "none",
     seed: Annotated[int, typer.Option(help="random seed of the simulated signal")] = 0,
     frequency: Annotated[float | None, typer.Option(help="output rate in Hz of a streaming instrument "
@@ -84,16 +86,63 @@ def simulate(
     if device not in found:
         typer.echo(f"unknown device {device!r}; simulators: {', '.join(sorted(found)) or 'none'}", err=True)
         raise typer.Exit(2)
+    addresses = address or [240]
+    if len(addresses) > 1:
+        if device != "gmp252":
+            typer.echo("several --address values are for gmp252 (a soil CO2 profile on one line)", err=True)
+            raise typer.Exit(2)
+        try:
+            _simulate_profile(port, addresses, fault=fault, seed=seed)
+        except (ValueError, OSError) as exc:
+            typer.echo(f"simulator {device}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        return
     run = found[device].load()
     extra = {"frequency_hz": frequency} if frequency is not None else {}
     if extra and "frequency_hz" not in inspect.signature(run).parameters:
         typer.echo(f"simulator {device} has no output rate: --frequency is for streaming instruments", err=True)
         raise typer.Exit(2)
     try:
-        run(port, address=address, fault=fault, seed=seed, **extra)
+        run(port, address=addresses[0], fault=fault, seed=seed, **extra)
     except (ValueError, OSError) as exc:
         typer.echo(f"simulator {device}: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+PROFILE_DEPTHS_M = (0.1, 0.3, 0.6, 1.0)
+
+
+def _simulate_profile(port: str, addresses: list[int], *, fault: str, seed: int) -> None:
+    """Several GMP252 on one simulated RS-485 line (19200 8N2), at 10, 30, 60, 100 cm, then every 50 cm deeper."""
+    import contextlib
+    import time
+
+    from drivers.gmp252.simulator import profile_simulators
+    from gateway.testing.rtu_line import RtuLineSimulator
+    from gateway.testing.serial_pty import python_pty_pair
+
+    if len(set(addresses)) != len(addresses):
+        raise ValueError(f"--address values must differ on one line: {addresses}")
+    if port.startswith("tcp://"):
+        raise ValueError("a profile of several addresses is an RS-485 line: give a serial path or 'pty'")
+    depths = {a: PROFILE_DEPTHS_M[i] if i < len(PROFILE_DEPTHS_M) else PROFILE_DEPTHS_M[-1] + 0.5 * (i - 3)
+              for i, a in enumerate(addresses)}
+    probes = profile_simulators(depths, seed=seed, fault=fault)
+    with contextlib.ExitStack() as stack:
+        sim_end = driver_end = port
+        if port == "pty":
+            sim_end, driver_end = stack.enter_context(python_pty_pair())
+        stack.enter_context(RtuLineSimulator(sim_end, list(probes), baudrate=19200, parity="N", stopbits=2,
+                                             keep_events=False))
+        profile = ", ".join(f"address {a} at {d * 100:.0f} cm" for a, d in sorted(depths.items()))
+        print(f"GMP252 soil CO2 profile on one RS-485 line (19200 8N2), fault {fault!r}: {profile}; point the "
+              f"drivers' port at {driver_end}", flush=True)
+        print("Ctrl-C to stop", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print(f"stopped after {sum(p.requests for p in probes)} requests", flush=True)
 
 
 if __name__ == "__main__":

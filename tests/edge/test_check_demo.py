@@ -67,3 +67,38 @@ def test_stopped_simulators_are_named_with_the_reason(demo_station: tuple[DemoRi
     lines = output.splitlines()
     assert "continuous output mode" in lines[lines.index(rows[SONIC]) + 1]
     assert "4 of 7 sensors pass; 3 FAIL" in output
+
+
+def test_simulate_gmp252_serves_a_profile_of_several_addresses_on_one_line(tmp_path: Path) -> None:
+    import re
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "sinkwatch"
+    command = [str(script) if script.exists() else shutil.which("sinkwatch") or "sinkwatch"]
+    process = subprocess.Popen([*command, "simulate", "gmp252", "--port", "pty", "--address", "240",
+                                "--address", "241", "--address", "242"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "address 240 at 10 cm, address 241 at 30 cm, address 242 at 60 cm" in first, first
+        match = re.search(r"point the drivers' port at (\S+)", first)
+        assert match, first
+        sensors = [{"name": f"co2_{a}", "driver": "gmp252", "port": match.group(1), "address": a,
+                    "variable_suffix": f"_1_{i + 1}_1", "timeout_s": 0.5} for i, a in enumerate((240, 241, 242))]
+        station_yaml = write_station_yaml(tmp_path / "station.yaml", {
+            "site": "forest", "station": "st1", "buffer": {"path": str(tmp_path / "buffer.sqlite")},
+            "sensors": sensors})
+        code, output = run_check(station_yaml)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    assert code == 0, output
+    values = {}
+    for name, row in rows_of(output).items():
+        assert row.split()[1] == "PASS"
+        values[name] = float(re.search(r"CO2_1_\d_1 = (\S+)", row).group(1))  # type: ignore[union-attr]
+    # soil CO2 rises with depth
+    assert values["co2_240"] < values["co2_241"] < values["co2_242"], values
