@@ -110,8 +110,14 @@ class StreamColumn:
     unit: str
 
 
+# The BadRecord reason for a frame that is a legitimate instrument message but not data (an acknowledgement of a
+# configuration command, a diagnostics report): the runner counts it as a message, not as an error.
+NOT_DATA = "not_data"
+
+
 class BadRecord(Exception):
-    """A streamed frame that must be dropped; `reason` labels the counter (checksum, format, counter, range)."""
+    """A streamed frame that must be dropped; `reason` labels the counter (checksum, format, counter, range), or is
+    NOT_DATA for an expected non-data message."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

@@ -15,10 +15,9 @@ With labels the driver takes values by label, whatever their order, and ignores 
 A labelled `(Data ...)` record is accepted in either mode, so a unit still set to labels does not lose data.
 
 **Messages that are not data** - `(Ack ...)`, `(Error ...)`, `(Diagnostics ...)` - raise
-`BadRecord("not_data", ...)`: the runner counts them under their own label and archives the frame, and the
-driver also counts them by type in `messages` and keeps the last `(Error ...)` text in `last_error`. This was
-chosen over a marker return value because the StreamDriver contract has only "values" or "BadRecord", so the
-runner needs no special case; "not_data" is never a transmission fault and must not be alarmed on as one.
+`BadRecord(NOT_DATA, ...)`: the runner counts them as instrument messages (not as bad records, and without a
+warning), and the driver also counts them by type in `messages` and keeps the last `(Error ...)` text in
+`last_error`; an `(Error ...)` is what an operator needs to see, through `last_error`.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from drivers.li7500 import sexpr
-from gateway.driver_api import BadRecord, StreamColumn, StreamConfig
+from gateway.driver_api import NOT_DATA, BadRecord, StreamColumn, StreamConfig
 
 # Column -> the instrument's output label (case sensitive). Units from the LI-7500RS/LI-7200RS manual [M];
 # the CO2SS scale is not verified (PROTOCOLS §6).
@@ -57,7 +56,7 @@ DEFAULT_OUTPUTS: tuple[str, ...] = ("Ndx", "DiagVal", "CO2D", "H2OD", "Temp", "P
 KNOWN_OUTPUTS: tuple[str, ...] = (
     "Ndx", "DiagVal", "CO2Raw", "CO2D", "H2ORaw", "H2OD", "Temp", "Pres", "Aux", "Cooler", "CO2SS",
 )
-NOT_DATA = ("Ack", "Error", "Diagnostics")
+MESSAGE_HEADS = ("Ack", "Error", "Diagnostics")
 
 # Original LI-7500 DiagVal byte (LI-7500 manual p.3-36 via PROTOCOLS §3.6): bit set = OK. The DS/RS bit map is
 # not verified (PROTOCOLS §6); the DS/RS report signal strength in CO2SS instead of the low nibble.
@@ -174,12 +173,12 @@ class LI7500Driver:
         except sexpr.SExprError as error:
             raise BadRecord("format", f"{error}: {text[:60]!r}") from None
         head = message[0]
-        if head in NOT_DATA:
+        if head in MESSAGE_HEADS:
             assert isinstance(head, str)
             self.messages[head] += 1
             if head == "Error":
                 self.last_error = text.strip()
-            raise BadRecord("not_data", f"({head} ...) message: {text.strip()[:80]}")
+            raise BadRecord(NOT_DATA, f"({head} ...) message: {text.strip()[:80]}")
         if head != "Data":
             raise BadRecord("format", f"unknown message type {head!r} (labels are case sensitive)")
         found = sexpr.pairs(message)

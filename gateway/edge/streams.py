@@ -45,7 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.clock import ClockMapper, ClockStep
-from gateway.driver_api import BadRecord, StreamConfig, StreamDriver, is_stream_driver
+from gateway.driver_api import NOT_DATA, BadRecord, StreamConfig, StreamDriver, is_stream_driver
 from gateway.model import TOPIC_ROOT, Identifier, QualityFlag, Reading, TimeSource, format_time
 from gateway.rawarchive import ArchiveWriter, file_period_start
 
@@ -241,6 +241,7 @@ class StreamHealth:
     frames: int = 0
     good: int = 0
     bad: dict[str, int] = field(default_factory=dict)
+    messages: int = 0  # instrument messages that are not data (acks, diagnostics): expected, never an error
     overflows: int = 0
     summaries: int = 0
     archive_files: int = 0
@@ -369,7 +370,11 @@ class StreamRunner:
             try:
                 values = parse(frame)
             except BadRecord as exc:
-                self._count_bad(exc.reason, exc.message)
+                if exc.reason == NOT_DATA:
+                    self.health.messages += 1
+                    log.debug("sensor %s: instrument message %s", self.config.name, exc.message)
+                else:
+                    self._count_bad(exc.reason, exc.message)
                 continue
             except Exception as exc:  # a driver bug must not stop the stream
                 log.exception("sensor %s: parse raised unexpectedly", self.config.name)
