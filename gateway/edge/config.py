@@ -7,13 +7,16 @@ then the whole entry against the named driver's own `Config` model, so an error 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.configfile import ConfigError, describe_validation_error, read_yaml_mapping
 from gateway.driver_api import Driver, LineDriver, SensorConfig, SerialSettings, load_driver, serial_settings_of
 from gateway.model import Identifier
+
+if TYPE_CHECKING:
+    from gateway.edge.fluxrunner import FluxSetup
 
 
 class _Strict(BaseModel):
@@ -47,12 +50,48 @@ class StreamsConfig(_Strict):
                                          "neither (the raw archive stays on the station)")
 
 
+class FluxConfig(_Strict):
+    """Eddy-covariance fluxes computed on the station from its own streams (gateway/edge/fluxrunner.py,
+    docs/flux-ec.md "On the station"). Checked against `sensors` and the engine before the daemon opens anything."""
+
+    sonic: Identifier = Field(description="name of the sonic anemometer (or IRGASON) in `sensors`")
+    analyzer: Identifier | None = Field(
+        default=None, description="name of the gas analyzer in `sensors`; omit for an IRGASON (gases from the sonic "
+                                  "sensor) or a sonic alone (H, TAU, USTAR only)")
+    averaging_min: float | None = Field(
+        default=None, description="averaging period in minutes (default: the settings' avrg_len, 30); must divide "
+                                  "the 30-min archive file into whole seconds, at least 0.5 (e.g. 1, 5, 10, 30)")
+    metadata: dict[str, Any] | Path = Field(
+        default_factory=dict, description="site facts: inline keys of docs/flux-ec.md (altitude and latitude "
+                                          "required; canopy_height, analyzer separations, ...) or a path to a YAML or "
+                                          "EddyPro .metadata file; completed from the sensors' configs")
+    settings: dict[str, Any] | Path | None = Field(
+        default=None, description="processing settings: inline keys of docs/flux-ec.md or a path to a YAML or "
+                                  ".eddypro file (relative paths: from station.yaml's folder); default: EddyPro's")
+    publish: bool = Field(default=True, description="send each period's record on sinkwatch/v1/<site>/<station>/fluxes")
+    max_wait_s: float = Field(
+        default=60.0, ge=5, le=1800, description="how long after a period's end to wait for both instruments' "
+                                                 "records to reach the archive before computing with what is there")
+
+    @field_validator("averaging_min")
+    @classmethod
+    def _divides_half_hour(cls, value: float | None) -> float | None:
+        if value is None:
+            return value
+        seconds = value * 60.0
+        if seconds < 30 or abs(seconds - round(seconds)) > 1e-6 or 1800 % round(seconds):
+            raise ValueError("must divide the 30-min archive file into whole seconds and be at least 0.5 "
+                             "(e.g. 0.5, 1, 2, 5, 10, 15, 30)")
+        return value
+
+
 class StationConfigBase(_Strict):
     site: Identifier
     station: Identifier
     mqtt: MqttConfig = MqttConfig()
     buffer: BufferConfig
     streams: StreamsConfig = StreamsConfig()
+    flux: FluxConfig | None = None
     sensors: list[dict[str, Any]] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -75,6 +114,9 @@ class StationConfig:
         self.mqtt = base.mqtt
         self.buffer = base.buffer
         self.streams = base.streams
+        self.flux = base.flux
+        # the `flux:` section resolved against the sensors and the engine (parse_station_config sets it)
+        self.flux_setup: FluxSetup | None = None
         self.sensors = sensors
         self.source = source
 
@@ -102,7 +144,12 @@ def parse_station_config(data: dict[str, Any], source: Path | str = "<config>") 
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(source, exc, prefix)) from None
     check_serial_lines(sensors, source)
-    return StationConfig(base, sensors, Path(source) if not isinstance(source, Path) else source)
+    config = StationConfig(base, sensors, Path(source) if not isinstance(source, Path) else source)
+    if config.flux is not None:
+        from gateway.edge.fluxrunner import resolve_flux_setup  # numpy and the engine only when fluxes are on
+
+        config.flux_setup = resolve_flux_setup(config, source)
+    return config
 
 
 def check_serial_lines(sensors: list[tuple[type[Driver], SensorConfig]], source: Path | str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from typing import TYPE_CHECKING
 
 from gateway.driver_api import LineDriver, SerialSettings, is_stream_driver, serial_settings_of
 from gateway.edge.buffer import ReadingBuffer
@@ -31,6 +32,9 @@ from gateway.edge.live import StatusWriter
 from gateway.edge.publisher import Publisher
 from gateway.edge.streams import StreamGroup
 from gateway.model import Reading
+
+if TYPE_CHECKING:
+    from gateway.edge.fluxrunner import FluxRunner
 
 log = logging.getLogger("sinkwatch.edge")
 
@@ -66,6 +70,12 @@ class StationDaemon:
         self.buffer = ReadingBuffer(config.buffer.path)
         # streaming instruments (sonics, gas analyzers) run in their own threads: gateway/edge/streams.py
         self.streams = StreamGroup(config, self._store)
+        # fluxes from the streams' raw archive, computed in their own thread (gateway/edge/fluxrunner.py)
+        self.flux: FluxRunner | None = None
+        if config.flux is not None:
+            from gateway.edge.fluxrunner import FluxRunner  # numpy and the engine only when fluxes are on
+
+            self.flux = FluxRunner.from_config(config, self.streams.settings.archive_dir)
         self.runners = [SensorRunner(cls, cfg, config.station) for cls, cfg in config.sensors
                         if not is_stream_driver(cls)]
         lines, direct = plan_lines(self.runners)
@@ -97,6 +107,7 @@ class StationDaemon:
             "sensors": [vars(r.health) for r in self.runners],
             "streams": self.streams.health(),
             "lines": [bus.health() for bus in self.buses],
+            "flux": self.flux.health() if self.flux is not None else None,
         }
 
     def _store(self, readings: list[Reading]) -> None:
@@ -159,6 +170,10 @@ class StationDaemon:
         for thread in bus_threads:
             thread.start()
         self.streams.start(stop)
+        flux_thread = None
+        if self.flux is not None:
+            flux_thread = threading.Thread(target=self.flux.run, args=(stop,), name="flux-runner", daemon=True)
+            flux_thread.start()
         # an atomic JSON status file beside the buffer, rewritten every second, for `sinkwatch live`
         status = StatusWriter(self)
         status_thread = threading.Thread(target=status.run, args=(stop,), name="status-writer", daemon=True)
@@ -168,6 +183,8 @@ class StationDaemon:
         finally:
             stop.set()
             self.streams.stop()
+            if flux_thread is not None:
+                flux_thread.join(timeout=30)
             for thread in bus_threads:
                 thread.join(timeout=30)
             for runner in self.direct.runners:
