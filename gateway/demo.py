@@ -33,6 +33,7 @@ import httpx
 from gateway.edge.config import load_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now
+from gateway.simulation.turbulence import TurbulenceSpec
 
 log = logging.getLogger("sinkwatch.demo")
 
@@ -49,11 +50,23 @@ class DemoSummary:
     sensor_errors: int
     api_url: str
     stored_by_variable: dict[str, int] = field(default_factory=dict)
+    flux_records: list[dict[str, Any]] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"demo finished after {self.seconds:.0f} s: {self.readings_read} readings read, "
                 f"{self.readings_acknowledged} acknowledged by the broker, {self.readings_stored} readings stored "
-                f"and served by {self.api_url}, {self.sensor_errors} sensor errors")
+                f"and served by {self.api_url}, {self.sensor_errors} sensor errors, "
+                f"{len(self.flux_records)} flux periods{self.flux_comparison()}")
+
+    def flux_comparison(self) -> str:
+        """w'Ts' of the last good period against the simulator's prescribed truth: the chain's science check."""
+        good = [r for r in self.flux_records if r.get("status") == "ok"]
+        if not good:
+            return " (fluxes need about a minute: try --duration 120)" if not self.flux_records else ""
+        value = good[-1]["values"].get("W_T_SONIC_COV")
+        if value is None:
+            return ""
+        return f" (last w'Ts' {value:.4f} K m s-1, prescribed {DEMO_TURBULENCE.truth('w', 'ts'):.4f})"
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
@@ -128,6 +141,12 @@ CANOPY_CO2 = ("co2_canopy", "_2_1_1")  # GMP343, ASCII on its own RS-232 port
 SONIC, ANALYZER = "sonic", "irga"  # WindMaster and LI-7500 at 20 Hz over TCP, one turbulence field
 STREAM_HZ = 20.0
 SUMMARY_INTERVAL_S = 10.0
+# Fluxes on the station from the two streams. A real station averages 30 min; the demo averages 30 s so that
+# fluxes appear within a minute or two, and its turbulence has a short integral time scale (0.1 s) so that 600
+# records already pin the covariances down to a few per cent of the prescribed truth.
+FLUX_AVERAGING_MIN = 0.5
+DEMO_TURBULENCE = TurbulenceSpec(frequency_hz=STREAM_HZ, time_scale_s=0.1)
+DEMO_SITE_METADATA = {"altitude": 100.0, "latitude": 51.0, "canopy_height": 20.0}
 
 
 @dataclass
@@ -169,6 +188,8 @@ class DemoRig:
             "buffer": {"path": str(work / "station-buffer.sqlite"), "publish_interval_s": 0.5},
             "streams": {"archive_dir": str(work / "raw"), "summary_interval_s": SUMMARY_INTERVAL_S,
                         "uplink": "summaries"},
+            "flux": {"sonic": SONIC, "analyzer": ANALYZER, "averaging_min": FLUX_AVERAGING_MIN,
+                     "metadata": dict(DEMO_SITE_METADATA)},
             "sensors": sensors,
         }
 
@@ -210,9 +231,9 @@ def demo_simulators(work: Path, seed: int = 0) -> Iterator[DemoRig]:
         # one field, one start time: the analyzer sees the sonic's turbulence with the field's known lag
         started = time.time()
         sonic = stack.enter_context(WindMasterSimulator("tcp://127.0.0.1:0", seed=seed, frequency_hz=STREAM_HZ,
-                                                        wall_clock_start=started))
+                                                        wall_clock_start=started, spec=DEMO_TURBULENCE))
         analyzer = stack.enter_context(LI7500Simulator("tcp://127.0.0.1:0", seed=seed, frequency_hz=STREAM_HZ,
-                                                       wall_clock_start=started))
+                                                       wall_clock_start=started, spec=DEMO_TURBULENCE))
         yield DemoRig(line1, line2, rs232, profile_line, soil_line, list(probes), soil, canopy, sonic, analyzer)
 
 
@@ -248,6 +269,17 @@ def count_stored_by_variable(api_url: str, start_margin: timedelta = timedelta(h
             response.raise_for_status()
             counts[variable] = len(response.json()["points"])
     return counts
+
+
+def fetch_flux_records(api_url: str, margin: timedelta = timedelta(hours=1)) -> list[dict[str, Any]]:
+    """The station's flux records as a researcher would fetch them (GET /api/v1/fluxes)."""
+    now = utc_now()
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        response = client.get("/api/v1/fluxes", params={
+            "station": DEMO_STATION, "start": (now - margin).isoformat(), "end": (now + margin).isoformat()})
+        response.raise_for_status()
+        records: list[dict[str, Any]] = response.json()["records"]
+        return records
 
 
 def count_stored(api_url: str, start_margin: timedelta = timedelta(hours=1)) -> int:
@@ -304,7 +336,7 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
                     break
                 time.sleep(0.2)
             return DemoSummary(time.monotonic() - started, read, acknowledged, sum(stored.values()), errors,
-                               api_url, stored)
+                               api_url, stored, fetch_flux_records(api_url))
     finally:
         if owned_dir:
             shutil.rmtree(work, ignore_errors=True)

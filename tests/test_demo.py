@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.demo import ANALYZER, PROFILE, SOIL_PROBE, SONIC, DemoRig, run_demo
+from gateway.demo import ANALYZER, DEMO_TURBULENCE, FLUX_AVERAGING_MIN, PROFILE, SOIL_PROBE, SONIC, DemoRig, run_demo
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import load_station_config
 from gateway.edge.live import StatusUnavailable, read_status
@@ -130,3 +131,30 @@ def test_demo_station_check_passes_while_it_runs_and_names_a_stopped_sensor(tmp_
     for variable in ("U", "U_SD", "U_N", "WS", "CO2", "CO2_SD", "H2O_N"):
         assert by_variable.get(variable, 0) > 0, (variable, by_variable)
     assert {SONIC, ANALYZER} <= {line.split()[0] for line in passing.splitlines()[2:]}
+
+
+def _covariance_standard_error(a: str, b: str, n: int) -> float:
+    """Sampling standard error of a covariance of two AR(1) series with the demo field's time scale (Bartlett's
+    formula for the variance of a sample cross-covariance, with exponential auto-correlations)."""
+    spec = DEMO_TURBULENCE
+    rho = math.exp(-1.0 / (spec.frequency_hz * spec.time_scale_s))
+    inflation = (1 + rho**2) / (1 - rho**2)
+    return math.sqrt((spec.truth(a, a) * spec.truth(b, b) + spec.truth(a, b) ** 2) * inflation / n)
+
+
+@pytest.mark.slow
+def test_demo_station_computes_fluxes_that_match_the_prescribed_turbulence(tmp_path: Path) -> None:
+    summary = run_demo(100, data_dir=tmp_path, echo=False)
+    assert summary.flux_records, "no flux period reached the API in 100 s"
+    for record in summary.flux_records:
+        assert record["status"] == "ok", record["reasons"]
+        values = record["values"]
+        n = values["N_RECORDS"]
+        assert n >= 0.95 * FLUX_AVERAGING_MIN * 60 * DEMO_TURBULENCE.frequency_hz
+        for name, (a, b) in {"W_T_SONIC_COV": ("w", "ts"), "W_CO2_COV": ("w", "co2"),
+                             "W_H2O_COV": ("w", "h2o")}.items():
+            tolerance = 4 * _covariance_standard_error(a, b, n)
+            assert abs(values[name] - DEMO_TURBULENCE.truth(a, b)) < tolerance, (name, values[name], tolerance)
+        # the analyzer's lag behind the sonic is exactly the field's
+        assert values["CO2_TLAG"] == values["H2O_TLAG"] == DEMO_TURBULENCE.lag_s
+    assert "flux periods (last w'Ts'" in summary.line()
