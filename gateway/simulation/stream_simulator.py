@@ -337,10 +337,19 @@ class StreamSimulator:
         return fds
 
     def _run(self) -> None:
-        self._mono_start = start = time.monotonic()
         period = 1.0 / (self.frequency_hz * self.speedup)
-        next_due = start
         first_index = self.field.index_at(self._start_time)
+        if self.speedup == 1.0:
+            # In real time, sample i leaves at wall-clock time i/f, as if every simulator ran on one clock: a sonic
+            # and an analyzer started a few hundred ms apart (building a turbulence block takes that long) would
+            # otherwise be offset by their start-up difference, which the station would see as extra time lag.
+            now_wall, now_mono = time.time(), time.monotonic()
+            first_index = max(first_index, self.field.index_at(now_wall) + 1)
+            self._start_time = first_index / self.frequency_hz
+            self._mono_start = start = now_mono + (self._start_time - now_wall)
+        else:
+            self._mono_start = start = time.monotonic()
+        next_due = start
         k = 0
         serviced = start
         while not self._stop.is_set():
