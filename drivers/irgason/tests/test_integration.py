@@ -20,8 +20,8 @@ import serial
 
 from drivers.irgason.driver import IrgasonConfig, IrgasonDriver
 from drivers.irgason.simulator import IrgasonSimulator
-from drivers.irgason.tests.stream_io import Closed, check_frames, connect, read_frames
 from gateway.testing.serial_pty import socat_pty_pair
+from gateway.testing.stream_io import Closed, check_frames, connect, read_frames
 
 pytestmark = pytest.mark.integration
 

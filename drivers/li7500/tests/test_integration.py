@@ -20,9 +20,9 @@ import serial
 
 from drivers.li7500.driver import LI7500Config, LI7500Driver
 from drivers.li7500.simulator import LI7500Simulator
-from drivers.li7500.tests.stream_io import Closed, check_frames, connect, read_frames
 from gateway.driver_api import BadRecord
 from gateway.testing.serial_pty import socat_pty_pair
+from gateway.testing.stream_io import Closed, check_frames, connect, read_frames
 
 pytestmark = pytest.mark.integration
 
