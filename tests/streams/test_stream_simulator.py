@@ -99,8 +99,9 @@ def test_frames_are_paced_from_sample_indices_without_gaps() -> None:
     indices = [f.index for f in sim.served]
     assert len(indices) > 50
     assert indices == list(range(indices[0], indices[0] + len(indices)))
-    # simulated time advances by one sample period per frame, whatever the speed-up
-    assert sim.served[1].unix_time - sim.served[0].unix_time == pytest.approx(0.01)
+    # simulated time advances by one sample period per frame, whatever the speed-up (to the float resolution of a
+    # Unix time near 1.8e9 s, ~2.4e-7 s)
+    assert sim.served[1].unix_time - sim.served[0].unix_time == pytest.approx(0.01, abs=1e-6)
 
 
 @pytest.mark.integration
