@@ -29,6 +29,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -374,9 +375,6 @@ class Ingestor:
         self._count("status_updates")
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, problem: str) -> None:
-        with self._counter_lock:
-            self._counters.malformed[reason] = self._counters.malformed.get(reason, 0) + 1
-        log.error("dropping message on %s: %s (%s); appended to %s", topic, problem, reason, self.dead_letter_path)
         try:
             text: str = payload.decode("utf-8")
             encoding = "utf-8"
@@ -389,9 +387,16 @@ class Ingestor:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             with open(self.dead_letter_path, "a", encoding="utf-8") as out:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
         except OSError as exc:
-            log.error("cannot append to dead-letter file %s: %s", self.dead_letter_path, exc)
-            return
+            # Not acked then: the broker keeps the message until its dead letter is on disk, so a malformed
+            # message is never dropped unrecorded. handle_with_retry retries it like a storage outage.
+            raise StoreUnavailable(f"cannot append to dead-letter file {self.dead_letter_path}: {exc} "
+                                   "(check free disk space and the permissions of data_dir)") from exc
+        with self._counter_lock:
+            self._counters.malformed[reason] = self._counters.malformed.get(reason, 0) + 1
+        log.error("dropping message on %s: %s (%s); appended to %s", topic, problem, reason, self.dead_letter_path)
         self._count("dead_lettered")
 
 

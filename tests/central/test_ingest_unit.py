@@ -182,3 +182,16 @@ def test_data_the_store_rejects_is_dead_lettered_not_retried(tmp_path: Path) -> 
     assert ingestor.counters()["malformed"] == {"rejected_by_store": 1}
     assert dead_letters(ingestor)[0]["problem"] == "field type conflict on value"
     store.close()
+
+
+def test_malformed_message_is_not_acked_while_its_dead_letter_cannot_be_written(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "data"
+    blocked.write_text("a file where the data directory should be", encoding="utf-8")
+    ingestor = Ingestor(MqttSettings(port=1), store, blocked, retry_initial_s=0.01, retry_max_s=0.02)
+    with pytest.raises(StoreUnavailable, match="dead-letter file"):
+        ingestor.handle(readings_topic("site1", "st1"), b"garbage")
+    # nothing counted as dead-lettered: the message stays with the broker (handle_with_retry does not ack it)
+    assert ingestor.counters()["dead_lettered"] == 0
+    assert ingestor.counters()["malformed"] == {}
