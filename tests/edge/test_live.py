@@ -73,7 +73,10 @@ def running_station(tmp_path: Path) -> Iterator[tuple[DemoRig, Path, StationDaem
 
 
 def sensor_status(station_yaml: Path, name: str) -> dict[str, Any]:
-    snapshot = read_status(load_station_config(station_yaml))
+    try:
+        snapshot = read_status(load_station_config(station_yaml))
+    except StatusUnavailable:  # the daemon has not written its first snapshot yet: nothing known so far
+        return {"name": name, "latest": None, "rate": None, "available": None}
     return next(s for s in snapshot["sensors"] if s["name"] == name)
 
 
