@@ -127,7 +127,7 @@ def child_bus(port: str, probes: int, seconds: float, variant: str) -> dict[str,
 
 def run_case(case: str, probes: int, seconds: float, tmp: Path) -> dict[str, Any]:
     from drivers.gmp252.simulator import profile_simulators
-    from gateway.testing.rtu_line import RtuLineSimulator
+    from gateway.simulation.rtu_line import RtuLineSimulator
 
     link_a, link_b, stats = tmp / f"{case}_a", tmp / f"{case}_b", tmp / f"{case}_stats.json"
     line = subprocess.Popen([sys.executable, str(RS485_LINE), str(BAUD), str(link_a), str(link_b), str(stats),

@@ -2,7 +2,7 @@
 
 Station: a Gill WindMaster and a Campbell CSAT3B simulator streaming at 20 Hz (TCP, as behind serial-to-Ethernet
 converters, so a baseline reader can take the very same streams as a second client), plus `--probes` GMP252
-simulators polled every 10 s, all on one RS-485 line (a socat PTY pair served by gateway/testing/rtu_line.py, owned
+simulators polled every 10 s, all on one RS-485 line (a socat PTY pair served by gateway/simulation/rtu_line.py, owned
 by the daemon's SerialBus; no baud-rate pacing) or, with `--modbus tcp`, each on its own Modbus TCP endpoint.
 Time is accelerated `--speedup` times: the streams send at 20·S Hz
 (simulated time advances 1/20 s per frame) and the probes are polled every 10/S s, so one simulated hour of work
@@ -122,7 +122,7 @@ def main() -> None:
     from drivers.csat3b.simulator import CSAT3BSimulator
     from drivers.gmp252.simulator import GMP252Simulator, profile_simulators
     from drivers.windmaster.simulator import WindMasterSimulator
-    from gateway.testing.rtu_line import RtuLineSimulator
+    from gateway.simulation.rtu_line import RtuLineSimulator
     from gateway.testing.serial_pty import socat_pty_pair
     from gateway.testing.services import running_mosquitto
 

@@ -118,8 +118,8 @@ def _simulate_profile(port: str, addresses: list[int], *, fault: str, seed: int)
     import time
 
     from drivers.gmp252.simulator import profile_simulators
-    from gateway.testing.rtu_line import RtuLineSimulator
-    from gateway.testing.serial_pty import python_pty_pair
+    from gateway.simulation.pty import python_pty_pair
+    from gateway.simulation.rtu_line import RtuLineSimulator
 
     if len(set(addresses)) != len(addresses):
         raise ValueError(f"--address values must differ on one line: {addresses}")

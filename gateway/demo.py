@@ -213,8 +213,8 @@ def demo_simulators(work: Path, seed: int = 0) -> Iterator[DemoRig]:
     from drivers.li7500.simulator import LI7500Simulator
     from drivers.soilprobe.simulator import SoilProbeSimulator
     from drivers.windmaster.simulator import WindMasterSimulator
-    from gateway.testing.rtu_line import RtuLineSimulator
-    from gateway.testing.serial_pty import python_pty_pair
+    from gateway.simulation.pty import python_pty_pair
+    from gateway.simulation.rtu_line import RtuLineSimulator
 
     ports = work / "ports"
     with contextlib.ExitStack() as stack:

@@ -20,8 +20,8 @@ from typing import Self
 
 import serial
 
-from drivers.gmp252.simulator import SignalModel
 from drivers.gmp343 import grammar
+from gateway.simulation.signal import SignalModel
 
 BANNER = b"GMP343 - Version STD 2.16\r\nCopyright: Vaisala Oyj 2004 - 2024\r\n>"
 FAULTS: dict[str, str] = {
@@ -223,7 +223,7 @@ def main(port: str, address: int = 0, fault: str = "none", seed: int = 0) -> Non
     with contextlib.ExitStack() as stack:
         sim_end = driver_end = port
         if port == "pty":
-            from gateway.testing.serial_pty import python_pty_pair
+            from gateway.simulation.pty import python_pty_pair
 
             sim_end, driver_end = stack.enter_context(python_pty_pair())
         simulator = stack.enter_context(GMP343Simulator(sim_end, fault=fault, seed=seed))

@@ -1,6 +1,6 @@
 """A generic RS-485 soil probe (layout A or B of PROTOCOLS.md §1.5) answering Modbus RTU.
 
-`process_rtu_frame` is the whole device; `RtuLineSimulator` (gateway/testing/rtu_line.py) puts one or several of
+`process_rtu_frame` is the whole device; `RtuLineSimulator` (gateway/simulation/rtu_line.py) puts one or several of
 them on a serial port. With `fixed` values the replies are exactly the EXAMPLE frames of §1.5 (a unit test checks
 them byte for byte); otherwise the signal is plausible soil: SWC drying slowly around 28 %, temperature following a
 damped diurnal cycle, EC following SWC.
@@ -121,8 +121,8 @@ def main(port: str, address: int = 1, fault: str = "none", seed: int = 0, layout
     """Entry for `sinkwatch simulate soilprobe --port P`: serve one probe (8N1) until Ctrl-C."""
     import contextlib
 
-    from gateway.testing.rtu_line import RtuLineSimulator
-    from gateway.testing.serial_pty import python_pty_pair
+    from gateway.simulation.pty import python_pty_pair
+    from gateway.simulation.rtu_line import RtuLineSimulator
 
     probe = SoilProbeSimulator(address=address, layout=layout, fault=fault, seed=seed)
     with contextlib.ExitStack() as stack:

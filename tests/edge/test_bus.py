@@ -26,7 +26,7 @@ from gateway.edge.bus import RtuSerialLine, SensorRunner, SerialBus
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import plan_lines
 from gateway.model import Reading
-from gateway.testing.rtu_line import RtuLineSimulator
+from gateway.simulation.rtu_line import RtuLineSimulator
 from gateway.testing.serial_pty import socat_pty_pair
 
 pytestmark = pytest.mark.integration

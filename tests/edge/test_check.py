@@ -16,7 +16,7 @@ from drivers.gmp252.simulator import GMP252Simulator, profile_simulators
 from drivers.soilprobe.simulator import SoilProbeSimulator
 from gateway.cli import app
 from gateway.edge.check import CHECKS, CheckResult, register_check, render_table
-from gateway.testing.rtu_line import RtuLineSimulator
+from gateway.simulation.rtu_line import RtuLineSimulator
 from gateway.testing.serial_pty import socat_pty_pair
 
 pytestmark = pytest.mark.integration

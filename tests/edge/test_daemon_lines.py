@@ -19,7 +19,7 @@ from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.net import free_port
-from gateway.testing.rtu_line import RtuLineSimulator
+from gateway.simulation.rtu_line import RtuLineSimulator
 from gateway.testing.serial_pty import socat_pty_pair
 from tests.edge.test_daemon import CountingDriver, make_daemon, run_for
 

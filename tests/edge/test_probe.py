@@ -17,7 +17,7 @@ from drivers.soilprobe.simulator import SoilProbeSimulator
 from gateway.cli import app
 from gateway.driver_api import DeviceError, FailureKind, SerialSettings
 from gateway.probe import parse_addresses, scan
-from gateway.testing.rtu_line import RtuDevice, RtuLineSimulator
+from gateway.simulation.rtu_line import RtuDevice, RtuLineSimulator
 from gateway.testing.serial_pty import socat_pty_pair
 
 

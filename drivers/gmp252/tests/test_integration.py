@@ -23,7 +23,8 @@ from drivers.gmp252.driver import GMP252Config, GMP252Driver
 from drivers.gmp252.simulator import GMP252Simulator
 from gateway.driver_api import DeviceError, FailureKind
 from gateway.model import QualityFlag, Reading, TimeSource
-from gateway.testing.serial_pty import python_pty_pair, socat_pty_pair
+from gateway.simulation.pty import python_pty_pair
+from gateway.testing.serial_pty import socat_pty_pair
 
 pytestmark = pytest.mark.integration
 

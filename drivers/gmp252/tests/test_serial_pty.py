@@ -1,4 +1,5 @@
-"""The PTY pair helpers this driver's integration tests stand on (gateway/testing/serial_pty.py)."""
+"""The PTY pair helpers this driver's integration tests stand on (gateway/testing/serial_pty.py,
+gateway/simulation/pty.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import serial
 
+from gateway.simulation import pty
 from gateway.testing import serial_pty
 
 
@@ -20,7 +22,7 @@ def _socat(tmp_path: Path) -> contextlib.AbstractContextManager[tuple[str, str]]
 
 
 def _python(tmp_path: Path) -> contextlib.AbstractContextManager[tuple[str, str]]:
-    return serial_pty.python_pty_pair(tmp_path / "links")
+    return pty.python_pty_pair(tmp_path / "links")
 
 
 @pytest.mark.integration

@@ -16,7 +16,7 @@ from drivers.soilprobe.driver import SoilProbeConfig, SoilProbeDriver
 from drivers.soilprobe.simulator import FAULTS, SoilProbeSimulator
 from gateway.driver_api import DeviceError, FailureKind
 from gateway.model import QualityFlag, Reading
-from gateway.testing.rtu_line import RtuLineSimulator
+from gateway.simulation.rtu_line import RtuLineSimulator
 from gateway.testing.serial_pty import socat_pty_pair
 
 EXAMPLE_A = (bytes.fromhex("01 03 00 00 00 02 C4 0B"), bytes.fromhex("01 03 04 01 3B FF E9 0A 7C"))
