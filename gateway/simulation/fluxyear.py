@@ -1,0 +1,157 @@
+"""A synthetic site-year of half-hourly fluxes and drivers with a known truth.
+
+For tests, the benchmark and the demo of the budget chain (`gateway.flux.budget`): the true fluxes follow prescribed
+models, the "measured" NEE adds random error, a low-turbulence bias below a prescribed u* threshold, and gaps of a
+known pattern.
+
+Truth:
+
+- ``RECO = rb · exp(E0 · (1/(Tref - T0) - 1/(TA + 273.15 - T0)))`` (Lloyd & Taylor 1994, Tref = 288.15 K,
+  T0 = 227.13 K), with ``rb`` following a smooth seasonal course.
+- ``GPP = α·β·Rg / (α·Rg + β)``, ``β = β0 · exp(-k·(VPD - 10))`` above 10 hPa (Lasslop et al. 2010, eq. 4-5), with
+  ``β0`` and α following the leaf-out season; ``Rg`` = SW_IN (W m-2) and α in µmol J-1.
+- ``NEE = RECO - GPP`` (µmol m-2 s-1).
+
+Measured NEE: truth + a Laplace-distributed error whose scale grows with |NEE| (Richardson et al. 2006:
+σ = a + b·|NEE|); at night, records with ``USTAR < ustar_threshold`` see only the fraction ``USTAR/threshold`` of
+the flux (storage and advection the tower misses), which is what the moving-point test has to find.
+
+Drivers: SW_IN from the top-of-atmosphere radiation (solar declination and hour angle, Spencer 1971 /
+Duffie & Beckman 2013 eq. 1.6.2) times a random daily cloudiness; TA with a seasonal and diurnal course and weather
+noise (°C); VPD from TA and a relative humidity course (hPa, Magnus formula as in FAO-56 eq. 11); USTAR lognormal
+and correlated with the day's wind.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["SyntheticYear", "synthetic_year"]
+
+T_REF = 288.15
+T_ZERO = 227.13
+SOLAR_CONSTANT = 1361.0
+
+
+@dataclass(frozen=True)
+class SyntheticYear:
+    """Half-hourly arrays of one synthetic year (local standard time, UTC + ``utc_offset_h``).
+
+    ``time_start_s``: start of each half hour, seconds since the epoch of the naive local clock (so a local
+    midnight is a multiple of 86400). Truth: ``nee_true``, ``reco_true``, ``gpp_true`` (µmol m-2 s-1);
+    measurement: ``nee`` (NaN in the gaps, biased at low u*), ``sw_in`` (W m-2), ``ta`` (°C), ``vpd`` (hPa),
+    ``ustar`` (m s-1). ``gap``: True where ``nee`` was removed by the prescribed gap pattern.
+    """
+
+    time_start_s: NDArray[np.float64]
+    nee: NDArray[np.float64]
+    nee_true: NDArray[np.float64]
+    reco_true: NDArray[np.float64]
+    gpp_true: NDArray[np.float64]
+    sw_in: NDArray[np.float64]
+    ta: NDArray[np.float64]
+    vpd: NDArray[np.float64]
+    ustar: NDArray[np.float64]
+    gap: NDArray[np.bool_]
+    lat: float
+    lon: float
+    utc_offset_h: float
+    ustar_threshold: float
+    params: dict[str, float] = field(default_factory=dict)
+
+    def timestamps(self) -> tuple[list[str], list[str]]:
+        """``TIMESTAMP_START`` and ``TIMESTAMP_END`` as ``YYYYMMDDHHMM`` strings."""
+        starts = [datetime.fromtimestamp(t, tz=UTC) for t in self.time_start_s]
+        return ([s.strftime("%Y%m%d%H%M") for s in starts],
+                [(s + timedelta(minutes=30)).strftime("%Y%m%d%H%M") for s in starts])
+
+
+def _toa_radiation(time_start_s: NDArray[np.float64], lat: float, lon: float, utc_offset_h: float) -> NDArray[
+        np.float64]:
+    """Top-of-atmosphere radiation on a horizontal surface at the middle of each half hour (W m-2)."""
+    mid = time_start_s + 900.0
+    doy = np.floor(mid / 86400.0) % 365.2425
+    gamma = 2 * np.pi * doy / 365.0
+    decl = (0.006918 - 0.399912 * np.cos(gamma) + 0.070257 * np.sin(gamma) - 0.006758 * np.cos(2 * gamma)
+            + 0.000907 * np.sin(2 * gamma) - 0.002697 * np.cos(3 * gamma) + 0.00148 * np.sin(3 * gamma))
+    hours_local = (mid % 86400.0) / 3600.0
+    solar_time = hours_local - utc_offset_h + lon / 15.0
+    hour_angle = np.radians(15.0 * (solar_time - 12.0))
+    phi = math.radians(lat)
+    cos_zenith = np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.cos(hour_angle)
+    eccentricity = 1.000110 + 0.034221 * np.cos(gamma) + 0.001280 * np.sin(gamma)
+    result: NDArray[np.float64] = np.maximum(SOLAR_CONSTANT * eccentricity * cos_zenith, 0.0)
+    return result
+
+
+def synthetic_year(year: int = 2021, *, seed: int = 1, lat: float = 50.0, lon: float = 10.0,
+                   utc_offset_h: float = 1.0, ustar_threshold: float = 0.25, gap_fraction: float = 0.3,
+                   rb: float = 3.5, e0: float = 180.0, alpha: float = 0.05, beta: float = 55.0,
+                   noise: bool = True) -> SyntheticYear:
+    """A synthetic year (see the module docstring). ``gap_fraction``: fraction of records removed at random in
+    runs of 1-8 half hours, on top of which a 5-day block in early summer and a 2-day block in autumn are missing,
+    and nighttime records with ``USTAR`` below the threshold are *not* removed (that is the u* filter's job).
+    ``rb`` (µmol m-2 s-1 at 15 °C), ``e0`` (K), ``alpha`` (µmol J-1), ``beta`` (µmol m-2 s-1): the models' peak
+    parameters."""
+    rng = np.random.default_rng(seed)
+    t0 = datetime(year, 1, 1, tzinfo=UTC).timestamp()
+    n_days = (datetime(year + 1, 1, 1) - datetime(year, 1, 1)).days
+    n = n_days * 48
+    time_start = t0 + 1800.0 * np.arange(n, dtype=np.float64)
+    day = np.arange(n) // 48
+    frac_year = (day + 0.5) / n_days
+    hour = (np.arange(n) % 48) / 2.0 + 0.25
+
+    toa = _toa_radiation(time_start, lat, lon, utc_offset_h)
+    cloud = np.clip(rng.beta(2.0, 1.6, n_days), 0.05, 1.0)[day]
+    sw_in = 0.75 * toa * cloud * (1.0 + (0.05 * rng.standard_normal(n) if noise else 0.0))
+    sw_in = np.maximum(sw_in, 0.0)
+
+    weather = np.convolve(rng.standard_normal(n_days + 10), np.ones(5) / 5.0, mode="same")[5:5 + n_days]
+    ta = (9.0 - 10.0 * np.cos(2 * np.pi * (frac_year - 0.04)) + 3.0 * weather[day]
+          + (2.0 + 3.0 * cloud) * np.sin(2 * np.pi * (hour - 9.0) / 24.0))
+    rh = np.clip(80.0 - 25.0 * np.sin(np.pi * np.clip((hour - 6.0) / 14.0, 0.0, 1.0)) * cloud
+                 - 10.0 * np.sin(np.pi * frac_year) + 5.0 * weather[day], 20.0, 100.0)
+    es = 6.1078 * np.exp(17.27 * ta / (ta + 237.3))
+    vpd = es * (1.0 - rh / 100.0)
+
+    wind_day = np.exp(0.3 * rng.standard_normal(n_days))[day]
+    ustar = 0.08 + 0.3 * wind_day * (0.6 + 0.4 * np.sin(np.pi * np.clip((hour - 7.0) / 12.0, 0.0, 1.0)))
+    ustar = ustar * np.exp(0.35 * rng.standard_normal(n))
+
+    season = np.clip(np.sin(np.pi * (frac_year - 0.3) / 0.5), 0.0, None)  # leaf-out May..October
+    rb_t = rb * (0.55 + 0.45 * np.clip(np.sin(np.pi * (frac_year - 0.2) / 0.7), 0.0, None))
+    reco = rb_t * np.exp(e0 * (1.0 / (T_REF - T_ZERO) - 1.0 / (ta + 273.15 - T_ZERO)))
+    beta_t = beta * season * np.exp(-0.03 * np.maximum(vpd - 10.0, 0.0))
+    alpha_t = alpha * np.minimum(1.0, 4.0 * season)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gpp = np.where(beta_t > 0, alpha_t * beta_t * sw_in / (alpha_t * sw_in + beta_t), 0.0)
+    gpp = np.nan_to_num(gpp)
+    nee_true = reco - gpp
+
+    measured = nee_true.copy()
+    night = sw_in < 10.0
+    low = night & (ustar < ustar_threshold)
+    measured[low] = measured[low] * (ustar[low] / ustar_threshold)
+    if noise:
+        scale = 0.6 + 0.15 * np.abs(nee_true)
+        measured = measured + rng.laplace(0.0, scale / math.sqrt(2.0))
+
+    gap = np.zeros(n, dtype=bool)
+    target = int(gap_fraction * n)
+    while gap.sum() < target:
+        start = int(rng.integers(0, n))
+        gap[start:start + int(rng.integers(1, 9))] = True
+    june = (datetime(year, 6, 10) - datetime(year, 1, 1)).days * 48
+    october = (datetime(year, 10, 3) - datetime(year, 1, 1)).days * 48
+    gap[june:june + 5 * 48] = True
+    gap[october:october + 2 * 48] = True
+    nee = np.where(gap, np.nan, measured)
+    params = {"rb": rb, "e0": e0, "alpha": alpha, "beta": beta}
+    return SyntheticYear(time_start, nee, nee_true, reco, gpp, sw_in, ta, vpd, ustar, gap, lat, lon,
+                         utc_offset_h, ustar_threshold, params)
