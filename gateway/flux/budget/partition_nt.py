@@ -286,6 +286,7 @@ def partition_nighttime(
     ta_f_qc: ArrayLike | None = None,
     e0_bounds: tuple[float, float] = (30.0, 350.0),
     min_temperature_range: float = E0_MIN_TEMPERATURE_RANGE,
+    fixed_e0: float | None = None,
 ) -> dict[str, NDArray]:
     """Nighttime partitioning (Reichstein et al. 2005, as REddyProc implements it; module docstring).
 
@@ -299,7 +300,8 @@ def partition_nighttime(
     * ``sw_in`` — *measured* incoming shortwave radiation SW_IN, W m-2, NaN where missing;
     * ``lat``, ``lon`` (degrees north/east), ``utc_offset_h`` (station standard time, hours ahead of UTC).
 
-    Keyword options: ``e0_bounds`` (K) the validity limits of step 2, ``min_temperature_range`` (K) of a window.
+    Keyword options: ``e0_bounds`` (K) the validity limits of step 2, ``min_temperature_range`` (K) of a window;
+    ``fixed_e0`` (K) skips step 2 and uses this E0 (REddyProc's ``debug$fixedE0``), e.g. to test another E0.
 
     Returns a dict of numpy arrays:
 
@@ -358,7 +360,7 @@ def partition_nighttime(
     fitted = (counts > E0_MIN_RECORDS) & (trange >= min_temperature_range)
     e0_win = np.full(len(centres), np.nan)
     e0_sd = np.full(len(centres), np.nan)
-    if np.any(fitted):
+    if fixed_e0 is None and np.any(fitted):
         fit_ix = [ix for ix, f in zip(win_ix, fitted, strict=True) if f]
         _, (y, tk) = pad_windows(fit_ix, nee_a, t_k)
         first = fit_lloyd_taylor(y, tk)
@@ -382,6 +384,8 @@ def partition_nighttime(
     with np.errstate(invalid="ignore"):
         valid = (e0_win - e0_sd > lo_b) & (e0_win + e0_sd < hi_b)
     selected = np.zeros(len(centres), dtype=bool)
+    if fixed_e0 is not None:
+        valid[:] = False
     window_diag: dict[str, NDArray] = {
         "E0_WIN_DAY_START": starts,
         "E0_WIN_DAY_END": ends,
@@ -393,7 +397,9 @@ def partition_nighttime(
         "E0_WIN_SELECTED": selected,
         "NIGHT_NT": usable,
     }
-    if np.count_nonzero(valid) < E0_BEST_N:
+    if fixed_e0 is not None:
+        e0, e0_se = float(fixed_e0), 0.0
+    elif np.count_nonzero(valid) < E0_BEST_N:
         return _failed(
             n,
             f"only {np.count_nonzero(valid)} of {len(centres)} 15-day windows gave a valid E0 (need {E0_BEST_N}: "
@@ -401,11 +407,12 @@ def partition_nighttime(
             f"{min_temperature_range:g} K, and {lo_b:g} < E0 ± SE < {hi_b:g} K)",
             window_diag,
         )
-    valid_ix = np.flatnonzero(valid)
-    best = valid_ix[np.argsort(e0_sd[valid_ix], kind="stable")[:E0_BEST_N]]
-    selected[best] = True
-    e0 = round(float(np.mean(e0_win[best])), 2)
-    e0_se = float(np.mean(e0_sd[best]))
+    else:
+        valid_ix = np.flatnonzero(valid)
+        best = valid_ix[np.argsort(e0_sd[valid_ix], kind="stable")[:E0_BEST_N]]
+        selected[best] = True
+        e0 = round(float(np.mean(e0_win[best])), 2)
+        e0_se = float(np.mean(e0_sd[best]))
 
     # Step 3: RREF with E0 fixed, 7-day windows every 4 days.
     r_centres = np.arange(RREF_WINDOW_HALF_DAYS + 1, max_day + 1, RREF_WINDOW_STEP_DAYS)
