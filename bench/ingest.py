@@ -31,10 +31,11 @@ from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.store import InfluxStore, StoredReading
 from gateway.central.store.influx import reading_to_line
+from gateway.contract import ReadingBatch, readings_topic
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import BufferConfig, MqttConfig
 from gateway.edge.publisher import Publisher
-from gateway.model import ReadingBatch, readings_topic, utc_now
+from gateway.model import utc_now
 from gateway.testing.factories import make_readings
 from gateway.testing.services import running_influxd, running_mosquitto
 

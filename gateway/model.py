@@ -1,12 +1,13 @@
-"""The shared data model: what a reading is, and what travels between station and central service.
+"""The shared data model: what a reading is, and the value types every layer uses (identifiers, UTC times, quality
+flags, time sources).
 
 One `Reading` is one value of one variable from one sensor at one instant, with the provenance of its timestamp and
-a quality flag. Readings travel in `ReadingBatch` messages (one per MQTT publish) carrying a per-station sequence
-number; a `StationStatus` is retained on the broker so a subscriber always knows whether a station is online.
+a quality flag. Drivers produce readings; the messages that carry them between station and central service
+(`ReadingBatch`, `StationStatus`, ...) and their topics are the wire contract, `gateway.contract`.
 
 Variable names follow the AmeriFlux/FLUXNET BASE conventions where one exists (`CO2`, `TS`, `SWC`, ...); see
-`gateway.variables` for the registry with units. The wire format of every model here is specified, as JSON Schema,
-in `docs/asyncapi.yaml`; `tests/test_contract.py` validates every payload the code emits against that document.
+`gateway.variables` for the registry with units. The wire format of `Reading` is specified, as JSON Schema, in
+`docs/asyncapi.yaml`; `tests/test_contract.py` validates every payload the code emits against that document.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer, model_validator
-
-SCHEMA_VERSION: Literal[1] = 1
-TOPIC_ROOT = "sinkwatch/v1"
 
 # A topic segment must never contain MQTT wildcards or separators; InfluxDB tag values are safe with these too.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -78,11 +76,13 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class _WireModel(BaseModel):
+class WireModel(BaseModel):
+    """Base of every model that travels: unknown keys refused, instances immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Reading(_WireModel):
+class Reading(WireModel):
     station: Identifier
     sensor: Identifier
     variable: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
@@ -105,60 +105,3 @@ class Reading(_WireModel):
     @field_serializer("time")
     def _serialize_time(self, value: datetime) -> str:
         return format_time(value)
-
-
-class ReadingBatch(_WireModel):
-    """One MQTT message on `sinkwatch/v1/<site>/<station>/readings`."""
-
-    schema_version: Literal[1] = SCHEMA_VERSION
-    site: Identifier
-    station: Identifier
-    seq: int = Field(ge=0, description="per-station batch sequence number; a redelivery repeats it")
-    sent: UtcDatetime
-    readings: list[Reading] = Field(min_length=1)
-
-    @field_serializer("sent")
-    def _serialize_sent(self, value: datetime) -> str:
-        return format_time(value)
-
-
-class StationState(StrEnum):
-    ONLINE = "online"
-    OFFLINE = "offline"
-
-
-class StationStatus(_WireModel):
-    """Retained message on `sinkwatch/v1/<site>/<station>/status`; the broker publishes the offline form as
-    the station's last will when its connection is lost."""
-
-    schema_version: Literal[1] = SCHEMA_VERSION
-    site: Identifier
-    station: Identifier
-    state: StationState
-    since: UtcDatetime
-    software_version: str | None = None
-    reason: str | None = Field(default=None, max_length=200)
-
-    @field_serializer("since")
-    def _serialize_since(self, value: datetime) -> str:
-        return format_time(value)
-
-
-def readings_topic(site: str, station: str) -> str:
-    return f"{TOPIC_ROOT}/{site}/{station}/readings"
-
-
-def status_topic(site: str, station: str) -> str:
-    return f"{TOPIC_ROOT}/{site}/{station}/status"
-
-
-READINGS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/readings"
-STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/status"
-
-
-def parse_topic(topic: str) -> tuple[str, str, str]:
-    """Split `sinkwatch/v1/<site>/<station>/<kind>`; raise ValueError naming the topic otherwise."""
-    parts = topic.split("/")
-    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
-        raise ValueError(f"topic {topic!r} is not of the form {TOPIC_ROOT}/<site>/<station>/<kind>")
-    return parts[2], parts[3], parts[4]

@@ -1,4 +1,5 @@
-"""The AsyncAPI document (docs/asyncapi.yaml) and the pydantic wire models (gateway/model.py) describe the same thing.
+"""The AsyncAPI document (docs/asyncapi.yaml) and the pydantic wire models (gateway/contract/, gateway/model.py)
+describe the same thing.
 
 Three kinds of checks keep them from drifting apart:
   - what the code emits (`model_dump_json()`) validates against the document, and the document's examples
@@ -22,28 +23,30 @@ import pydantic
 import pytest
 from jsonschema import Draft202012Validator
 
-from gateway import model
+from gateway import contract
 from gateway.contract import (
+    FLUXES_SUBSCRIPTION,
+    FluxRecord,
+    RawChunk,
+    ReadingBatch,
+    StationState,
+    StationStatus,
+    encode_flux_record,
+    fluxes_topic,
+    raw_topic,
+    readings_topic,
+    status_topic,
+)
+from gateway.contract.asyncapi import (
     PAYLOAD_NAMES,
     load_asyncapi,
     payload_schema,
     schema_name_for_topic,
     validate_payload,
 )
-from gateway.edge.streams import RawChunk, raw_topic
 from gateway.flux.ec.result import FluxResult
-from gateway.flux.wire import FLUXES_SUBSCRIPTION, FluxRecord, encode_flux_record, fluxes_topic
-from gateway.model import (
-    IDENTIFIER_PATTERN,
-    QualityFlag,
-    Reading,
-    ReadingBatch,
-    StationState,
-    StationStatus,
-    TimeSource,
-    readings_topic,
-    status_topic,
-)
+from gateway.flux.records import flux_result_of
+from gateway.model import IDENTIFIER_PATTERN, QualityFlag, Reading, TimeSource
 
 MODELS: dict[str, type[pydantic.BaseModel]] = {
     "Reading": Reading,
@@ -359,7 +362,7 @@ def test_enums_match_model_enums() -> None:
 
 
 def test_schema_version_matches_model() -> None:
-    assert payload_schema("SchemaVersion")["const"] == model.SCHEMA_VERSION
+    assert payload_schema("SchemaVersion")["const"] == contract.SCHEMA_VERSION
     for name in PAYLOAD_NAMES:
         assert payload_schema(name)["properties"]["schema_version"] == {"$ref": "#/components/schemas/SchemaVersion"}
 
@@ -385,10 +388,11 @@ def test_channel_addresses_match_topic_functions() -> None:
         "fluxes": fluxes_topic("{site}", "{station}"),
     }
     for address in addresses.values():
-        assert address.startswith(model.TOPIC_ROOT + "/")
-    assert addresses["readings"].format(site="+", station="+") == model.READINGS_SUBSCRIPTION
-    assert addresses["status"].format(site="+", station="+") == model.STATUS_SUBSCRIPTION
+        assert address.startswith(contract.TOPIC_ROOT + "/")
+    assert addresses["readings"].format(site="+", station="+") == contract.READINGS_SUBSCRIPTION
+    assert addresses["status"].format(site="+", station="+") == contract.STATUS_SUBSCRIPTION
     assert addresses["fluxes"].format(site="+", station="+") == FLUXES_SUBSCRIPTION
+    assert addresses["raw"].format(site="+", station="+") == contract.RAW_SUBSCRIPTION
     for channel in channels.values():
         assert set(channel["parameters"]) == set(re.findall(r"\{(\w+)\}", channel["address"]))
 
@@ -514,5 +518,5 @@ def test_flux_record_missing_field_rejected(key: str) -> None:
 
 def test_flux_record_round_trips_to_the_engine_result() -> None:
     record = make_flux_record()
-    back = FluxRecord.from_result(record.to_result(), site=record.site, station=record.station)
+    back = FluxRecord.from_result(flux_result_of(record), site=record.site, station=record.station)
     assert back == record

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from drivers.gmp252.simulator import GMP252Simulator
-from gateway.contract import validate_payload
+from gateway.contract.asyncapi import validate_payload
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now

@@ -26,7 +26,7 @@ import pytest
 
 from drivers.li7500.simulator import LI7500Simulator
 from drivers.windmaster.simulator import WindMasterSimulator
-from gateway.contract import validate_payload
+from gateway.contract.asyncapi import validate_payload
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import format_time

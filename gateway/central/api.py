@@ -32,10 +32,11 @@ from gateway.central.store import (
     StoreError,
     StoreUnavailable,
 )
+from gateway.contract import SETTINGS_HASH_PATTERN, FluxRecord, StationStatus
 from gateway.flux.ec.result import OUTPUT_VARIABLES
 from gateway.flux.files import write_ameriflux_csv
-from gateway.flux.wire import SETTINGS_HASH_PATTERN, FluxRecord
-from gateway.model import StationStatus, format_time
+from gateway.flux.records import flux_result_of
+from gateway.model import format_time
 
 MAX_POINTS = 100_000
 MAX_FLUX_RECORDS = 100_000
@@ -256,7 +257,7 @@ def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
                     f"{len(sets)} result sets: {listed}; add settings_hash=<one of them>",
                 )
             body = io.StringIO()
-            write_ameriflux_csv([r.to_result() for r in records], body)
+            write_ameriflux_csv([flux_result_of(r) for r in records], body)
             return Response(content=body.getvalue(), media_type="text/csv")
         if format == "csv":
             return Response(content=_fluxes_to_csv(records), media_type="text/csv")

@@ -15,7 +15,7 @@ Flow::
 - A payload that can never be stored (not JSON, schema violation, topic mismatch, rejected by the database) is
   logged once, counted by reason, appended to `<data_dir>/dead-letter.jsonl` and acked: redelivery cannot fix it.
 - Writes are idempotent, so a redelivered batch is harmless; we count such duplicates (same station + seq).
-- `fluxes` messages (`gateway.flux.wire.FluxRecord`, one averaging period each) go to `Store.write_fluxes`, acked
+- `fluxes` messages (`gateway.contract.FluxRecord`, one averaging period each) go to `Store.write_fluxes`, acked
   after the store accepted them, exactly like readings.
 - `raw` messages (`RawChunk`, one closed raw archive file each) are checked (base64, size, a whole gzip stream with
   a sinkwatch-raw header naming the same site, station and sensor) and written durably (fsync, atomic rename) to
@@ -46,24 +46,23 @@ from pydantic import ValidationError
 from gateway.central.config import MqttSettings
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
-from gateway.edge.streams import RawChunk
-from gateway.flux.wire import FLUXES_SUBSCRIPTION, FluxRecord
-from gateway.model import (
+from gateway.contract import (
+    FLUXES_SUBSCRIPTION,
+    RAW_SUBSCRIPTION,
     READINGS_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
-    TOPIC_ROOT,
+    FluxRecord,
+    RawChunk,
     ReadingBatch,
     StationStatus,
-    format_time,
     parse_topic,
-    utc_now,
 )
+from gateway.model import format_time, utc_now
 from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_FILE = "dead-letter.jsonl"
-RAW_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/raw"
 
 
 @dataclass

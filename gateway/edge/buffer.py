@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from gateway.model import SCHEMA_VERSION, Reading, format_time
+from gateway.contract import SCHEMA_VERSION
+from gateway.model import Reading, format_time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (

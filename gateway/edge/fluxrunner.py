@@ -45,6 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from gateway.configfile import ConfigError, describe_validation_error
+from gateway.contract import FluxRecord, encode_flux_record, fluxes_topic
 from gateway.driver_api import StreamConfig, is_stream_driver
 from gateway.edge.config import FluxConfig, MqttConfig, StationConfig
 from gateway.flux.ec.engine import PlanarFitSetup, check_configuration, process_period
@@ -59,7 +60,6 @@ from gateway.flux.rawperiods import (
     is_sonic,
     margin_for,
 )
-from gateway.flux.wire import FluxRecord, encode_flux_record, fluxes_topic
 from gateway.rawarchive.archive import PERIOD_S, SUFFIX, ArchiveData, read_archive
 
 log = logging.getLogger("sinkwatch.edge.flux")

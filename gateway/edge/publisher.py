@@ -20,9 +20,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import __version__
+from gateway.contract import StationState, StationStatus, readings_topic, status_topic
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import BufferConfig, MqttConfig
-from gateway.model import StationState, StationStatus, readings_topic, status_topic, utc_now
+from gateway.model import utc_now
 
 log = logging.getLogger("sinkwatch.edge.publisher")
 

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from gateway.central.rawstore import RawArchive
 from gateway.central.store import Store
 from gateway.configfile import ConfigError
+from gateway.contract import FluxRecord
 from gateway.flux.ec.engine import PlanarFitSetup, process_period
 from gateway.flux.ec.result import ENGINE_NAME, ENGINE_VERSION
 from gateway.flux.ec.settings import ProcessingSettings, SiteMetadata
@@ -46,7 +47,6 @@ from gateway.flux.rawperiods import (
     path_type,
     period_bounds,
 )
-from gateway.flux.wire import FluxRecord
 from gateway.rawarchive.archive import read_archive
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.model import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION
+from gateway.contract import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION
 
 
 class Capture:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from gateway.central.store import StoredReading
-from gateway.flux.wire import FluxRecord
-from gateway.model import QualityFlag, Reading, ReadingBatch, TimeSource
+from gateway.contract import FluxRecord, ReadingBatch
+from gateway.model import QualityFlag, Reading, TimeSource
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
 

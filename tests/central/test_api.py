@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from gateway.central import api as api_module
 from gateway.central.api import create_app
 from gateway.central.store import SqliteStore, StoreUnavailable
-from gateway.model import StationState, StationStatus, format_time
+from gateway.contract import StationState, StationStatus
+from gateway.model import format_time
 
 from .helpers import T0, series, stored
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from gateway.central.api import create_app
 from gateway.central.store import SqliteStore, StoreUnavailable
-from gateway.flux.wire import FluxRecord
+from gateway.contract import FluxRecord
 from gateway.model import format_time
 
 from .helpers import T0, flux_record

@@ -18,8 +18,7 @@ from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.service import wait_for
 from gateway.central.store import SqliteStore, StoreUnavailable
-from gateway.edge.streams import RawChunk, raw_payload, raw_topic
-from gateway.flux.wire import FluxRecord, encode_flux_record, fluxes_topic
+from gateway.contract import FluxRecord, RawChunk, encode_flux_record, fluxes_topic, raw_payload, raw_topic
 from gateway.rawarchive import ArchiveWriter, read_archive
 from gateway.testing.services import MosquittoInstance
 

@@ -21,7 +21,8 @@ from gateway.central.config import ApiSettings, CentralConfig, MqttSettings, Sto
 from gateway.central.ingest import Ingestor
 from gateway.central.service import run_central, wait_for
 from gateway.central.store import InfluxStore
-from gateway.model import ReadingBatch, StationState, StationStatus, format_time, readings_topic, status_topic
+from gateway.contract import ReadingBatch, StationState, StationStatus, readings_topic, status_topic
+from gateway.model import format_time
 from gateway.testing.services import InfluxInstance, MosquittoInstance
 
 from .helpers import T0, batch, series

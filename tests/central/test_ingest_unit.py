@@ -13,7 +13,8 @@ import pytest
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor, parse_batch
 from gateway.central.store import SqliteStore, StoredReading, StoreRejected, StoreUnavailable
-from gateway.model import StationState, StationStatus, readings_topic, status_topic, utc_now
+from gateway.contract import StationState, StationStatus, readings_topic, status_topic
+from gateway.model import utc_now
 
 from .helpers import T0, batch, series
 

@@ -6,8 +6,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway.contract import ReadingBatch
 from gateway.edge.buffer import ReadingBuffer
-from gateway.model import QualityFlag, ReadingBatch
+from gateway.model import QualityFlag
 from gateway.testing.factories import make_readings
 
 

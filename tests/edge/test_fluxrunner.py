@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from gateway.configfile import ConfigError
+from gateway.contract import FluxRecord
 from gateway.edge import fluxrunner
 from gateway.edge.config import MqttConfig, StationConfig, parse_station_config
 from gateway.edge.fluxrunner import FluxOutbox, FluxPublisher, FluxRunner, archive_files
-from gateway.flux.wire import FluxRecord
 from gateway.rawarchive import ArchiveWriter, file_period_start
 from gateway.simulation.turbulence import TurbulenceField, TurbulenceSpec
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.contract import ReadingBatch, StationStatus
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import BufferConfig, MqttConfig
 from gateway.edge.publisher import Publisher
-from gateway.model import ReadingBatch, StationStatus
 from gateway.testing.factories import make_readings
 from gateway.testing.mqtt import Capture, wait_for
 from gateway.testing.services import MosquittoInstance, free_port

@@ -15,11 +15,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.csat3b.driver import CSAT3BConfig, CSAT3BDriver
 from drivers.csat3b.simulator import CSAT3BSimulator
-from gateway.contract import schema_name_for_topic, validate_payload
+from gateway.contract import raw_topic
+from gateway.contract.asyncapi import schema_name_for_topic, validate_payload
 from gateway.driver_api import SensorConfig
 from gateway.edge.config import BufferConfig, MqttConfig, StationConfig, StationConfigBase, StreamsConfig
 from gateway.edge.daemon import StationDaemon
-from gateway.edge.streams import RawUplink, raw_topic
+from gateway.edge.streams import RawUplink
 from gateway.model import Reading
 from gateway.rawarchive import ArchiveWriter, read_archive
 from gateway.testing.factories import make_readings

@@ -11,7 +11,7 @@ Semantics all backends share:
   values; `qc` is the worst (highest) flag in the window.
 - **Untrusted query parameters.** Station and variable are compared as opaque strings; a hostile one finds
   nothing and never changes the query.
-- **Flux records** (`gateway.flux.wire.FluxRecord`, one averaging period) are identified by
+- **Flux records** (`gateway.contract.FluxRecord`, one averaging period) are identified by
   (station, engine_version, settings_hash, period end): writing one again replaces it whole (a variable that became
   null reads back as null), while results of other settings or engine versions for the same period coexist.
   `query_fluxes` returns the periods whose *end* lies in (start, end] (end-labelled periods: 10:00..11:00 gives the
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, get_args
 
-from gateway.flux.wire import FluxRecord
+from gateway.contract import FluxRecord
 from gateway.model import Reading
 
 Aggregate = Literal["mean", "min", "max", "count", "last"]

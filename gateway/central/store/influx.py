@@ -11,7 +11,7 @@ Point schema (one point per reading)::
 InfluxDB identifies a point by measurement + tag set + timestamp, so rewriting a reading overwrites it: writes
 are idempotent, which is what lets the ingestor retry and the broker redeliver freely.
 
-Flux records (one point per averaging period, `gateway.flux.wire.FluxRecord`)::
+Flux records (one point per averaging period, `gateway.contract.FluxRecord`)::
 
     measurement  fluxes
     tags         site, station, engine_version, settings_hash
@@ -57,7 +57,7 @@ from gateway.central.store.base import (
     merge_station_rows,
     to_ns,
 )
-from gateway.flux.wire import FluxRecord, is_integer_variable
+from gateway.contract import FluxRecord, is_integer_variable
 
 log = logging.getLogger(__name__)
 

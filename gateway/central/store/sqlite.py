@@ -24,7 +24,7 @@ from gateway.central.store.base import (
     merge_station_rows,
     to_ns,
 )
-from gateway.flux.wire import FluxRecord
+from gateway.contract import FluxRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (

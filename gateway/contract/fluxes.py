@@ -6,6 +6,7 @@ A station that computes fluxes on site publishes one record per period on `sinkw
 
     record = FluxRecord.from_result(result, site="hainich", station="plot-07")   # from the engine's FluxResult
     client.publish(fluxes_topic(site, station), encode_flux_record(record), qos=1)
+    result = flux_result_of(record)          # back to a FluxResult: gateway.flux.records (above the contract)
 
 Conventions (docs/flux-ec.md):
 
@@ -22,16 +23,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
-from gateway.flux.ec.result import FluxResult
-from gateway.model import TOPIC_ROOT, Identifier, UtcDatetime, format_time
+from gateway.model import Identifier, UtcDatetime, format_time
 
 FLUX_SCHEMA_VERSION: Literal[1] = 1
-FLUXES_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/fluxes"
 
 VARIABLE_NAME_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
 SETTINGS_HASH_PATTERN = r"^[0-9a-f]{8,64}$"
@@ -47,8 +47,24 @@ def is_integer_variable(name: str) -> bool:
     return name in _INTEGER_NAMES or name.endswith(_INTEGER_SUFFIXES)
 
 
-def fluxes_topic(site: str, station: str) -> str:
-    return f"{TOPIC_ROOT}/{site}/{station}/fluxes"
+class FluxResultLike(Protocol):
+    """What `FluxRecord.from_result` reads of the engine's `gateway.flux.ec.result.FluxResult`: the contract sits
+    below the science, so it names the fields, not the class."""
+
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def values(self) -> Mapping[str, float | None]: ...
+    @property
+    def status(self) -> Literal["ok", "partial", "failed"]: ...
+    @property
+    def reasons(self) -> Sequence[str]: ...
+    @property
+    def engine_version(self) -> str: ...
+    @property
+    def settings_hash(self) -> str: ...
 
 
 # Strict: a number on the wire is a JSON number, never a string that looks like one (the schema says the same).
@@ -91,7 +107,7 @@ class FluxRecord(BaseModel):
         return format_time(value)
 
     @classmethod
-    def from_result(cls, result: FluxResult, *, site: str, station: str) -> FluxRecord:
+    def from_result(cls, result: FluxResultLike, *, site: str, station: str) -> FluxRecord:
         """The wire form of an engine result: NaN becomes null, flags and counts become integers."""
         values: dict[str, int | float | None] = {}
         for name, value in result.values.items():
@@ -104,13 +120,6 @@ class FluxRecord(BaseModel):
         return cls(site=site, station=station, start=result.start, end=result.end, status=result.status,
                    reasons=[r[:500] for r in result.reasons[:100]], engine_version=result.engine_version,
                    settings_hash=result.settings_hash, values=values)
-
-    def to_result(self) -> FluxResult:
-        """Back to the engine's `FluxResult` (null becomes NaN), e.g. for `gateway.flux.files.write_ameriflux_csv`."""
-        return FluxResult(start=self.start, end=self.end,
-                          values={k: math.nan if v is None else float(v) for k, v in self.values.items()},
-                          status=self.status, reasons=list(self.reasons), engine_version=self.engine_version,
-                          settings_hash=self.settings_hash, source=f"{self.site}/{self.station}")
 
 
 def encode_flux_record(record: FluxRecord) -> bytes:

@@ -1,9 +1,9 @@
 """The MQTT wire contract: `docs/asyncapi.yaml`, loaded and usable as a validator.
 
 The AsyncAPI document is the specification of every payload on the broker; its `components.schemas` are hand-written
-JSON Schema that mirror the pydantic models in `gateway.model`. This module lets tests (and anyone holding a captured
-payload) check a payload against the document rather than against the models, so the two cannot drift apart
-silently:
+JSON Schema that mirror the pydantic models in `gateway.contract` and `gateway.model`. This module lets tests (and
+anyone holding a captured payload) check a payload against the document rather than against the models, so the two
+cannot drift apart silently:
 
     >>> validate_payload("ReadingBatch", message.payload)        # raises jsonschema.ValidationError
     >>> validate_payload(schema_name_for_topic(message.topic), message.payload)
@@ -14,6 +14,9 @@ strings are parsed as strict JSON (UTF-8, no NaN/Infinity, which no JSON consume
 
 The document is found relative to this file (`<repo>/docs/asyncapi.yaml`), i.e. in a source checkout or an
 editable install; pass `path` to use another copy.
+
+This module needs jsonschema, which only the `test` extra installs: it is for tests and for checking captured
+payloads by hand, and no runtime module imports it (the import-linter contracts in pyproject.toml enforce that).
 """
 
 from __future__ import annotations
@@ -27,9 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker, ValidationError
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+
+try:
+    from jsonschema import Draft202012Validator, FormatChecker, ValidationError
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        f"gateway.contract.asyncapi validates payloads with jsonschema, which is not installed ({exc}); install "
+        "the test extra: pip install 'sinkwatch[test]'"
+    ) from exc
 
 __all__ = [
     "ASYNCAPI_PATH",
@@ -40,7 +50,7 @@ __all__ = [
     "validate_payload",
 ]
 
-ASYNCAPI_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml"
+ASYNCAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 
 # The schemas that are whole MQTT payloads (the others in components.schemas are building blocks).
 PAYLOAD_NAMES = ("ReadingBatch", "StationStatus", "RawChunk", "FluxRecord")
@@ -103,8 +113,8 @@ def _load(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"AsyncAPI document not found at {path}; gateway.contract needs a source checkout (docs/asyncapi.yaml) "
-            "or an explicit path"
+            f"AsyncAPI document not found at {path}; gateway.contract.asyncapi needs a source checkout "
+            "(docs/asyncapi.yaml) or an explicit path"
         ) from None
     document = yaml.safe_load(text)
     if not isinstance(document, dict) or "asyncapi" not in document:

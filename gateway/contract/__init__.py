@@ -1,0 +1,69 @@
+"""The wire contract between stations and the central service: every MQTT message model and every topic, in one
+place that both sides import (and nothing else: the contract depends only on `gateway.model`).
+
+    from gateway.contract import ReadingBatch, StationStatus, FluxRecord, RawChunk, readings_topic, ...
+
+| module | channel | message |
+|---|---|---|
+| `topics` | all | topic builders `<channel>_topic(site, station)`, `<CHANNEL>_SUBSCRIPTION`, `parse_topic` |
+| `readings` | `readings`, `status` | `ReadingBatch` (of `gateway.model.Reading`), `StationStatus` |
+| `fluxes` | `fluxes` | `FluxRecord`, `encode_flux_record` |
+| `raw` | `raw` | `RawChunk`, `raw_payload` |
+| `asyncapi` | - | validation of a payload against `docs/asyncapi.yaml` (needs jsonschema: the `test` extra; tests and
+  tools only, never imported by the runtime) |
+
+A new message type gets its own module here (named after its channel), its topic builder in `topics`, a re-export
+below, its JSON Schema in `docs/asyncapi.yaml` (with its name in `asyncapi.PAYLOAD_NAMES`) and a row in the MQTT
+table of `docs/architecture.md`.
+"""
+
+from gateway.contract.fluxes import (
+    FLUX_SCHEMA_VERSION,
+    SETTINGS_HASH_PATTERN,
+    VARIABLE_NAME_PATTERN,
+    FluxRecord,
+    FluxResultLike,
+    encode_flux_record,
+    is_integer_variable,
+)
+from gateway.contract.raw import RAW_SCHEMA_VERSION, RawChunk, raw_payload
+from gateway.contract.readings import SCHEMA_VERSION, ReadingBatch, StationState, StationStatus
+from gateway.contract.topics import (
+    FLUXES_SUBSCRIPTION,
+    RAW_SUBSCRIPTION,
+    READINGS_SUBSCRIPTION,
+    STATUS_SUBSCRIPTION,
+    TOPIC_ROOT,
+    fluxes_topic,
+    parse_topic,
+    raw_topic,
+    readings_topic,
+    status_topic,
+)
+
+__all__ = [
+    "FLUXES_SUBSCRIPTION",
+    "FLUX_SCHEMA_VERSION",
+    "RAW_SCHEMA_VERSION",
+    "RAW_SUBSCRIPTION",
+    "READINGS_SUBSCRIPTION",
+    "SCHEMA_VERSION",
+    "SETTINGS_HASH_PATTERN",
+    "STATUS_SUBSCRIPTION",
+    "TOPIC_ROOT",
+    "VARIABLE_NAME_PATTERN",
+    "FluxRecord",
+    "FluxResultLike",
+    "RawChunk",
+    "ReadingBatch",
+    "StationState",
+    "StationStatus",
+    "encode_flux_record",
+    "fluxes_topic",
+    "is_integer_variable",
+    "parse_topic",
+    "raw_payload",
+    "raw_topic",
+    "readings_topic",
+    "status_topic",
+]

@@ -1,0 +1,39 @@
+"""MQTT topic names: `sinkwatch/v1/<site>/<station>/<channel>`, one builder per channel and one subscription
+pattern per channel for the central service.
+
+`site` and `station` are identifiers (`gateway.model.Identifier`), so they can never inject MQTT wildcards.
+"""
+
+from __future__ import annotations
+
+TOPIC_ROOT = "sinkwatch/v1"
+
+
+def readings_topic(site: str, station: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{station}/readings"
+
+
+def status_topic(site: str, station: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{station}/status"
+
+
+def fluxes_topic(site: str, station: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{station}/fluxes"
+
+
+def raw_topic(site: str, station: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{station}/raw"
+
+
+READINGS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/readings"
+STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/status"
+FLUXES_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/fluxes"
+RAW_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/raw"
+
+
+def parse_topic(topic: str) -> tuple[str, str, str]:
+    """Split `sinkwatch/v1/<site>/<station>/<kind>`; raise ValueError naming the topic otherwise."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise ValueError(f"topic {topic!r} is not of the form {TOPIC_ROOT}/<site>/<station>/<kind>")
+    return parts[2], parts[3], parts[4]
