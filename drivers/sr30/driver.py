@@ -1,0 +1,231 @@
+"""Hukseflux SR30-D1 digital pyranometer over Modbus RTU on an RS-485 line (see README.md).
+
+One poll = one read of 5 registers from 0x02 (irradiance temperature compensated, uncompensated, body
+temperature); the scaling-factor registers are read after every (re)start, the diagnostics (internal humidity,
+tilt, ventilator speed) every `diagnostics_every_n_polls` polls. `assess()` turns plausibility limits and the
+diagnostics into each reading's quality flag.
+
+The driver talks only through the `SerialLine` its SerialBus attaches (gateway.driver_api), so it shares an RS-485
+line with other Modbus devices; it opens no port of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from drivers.sr30 import registers as reg
+from gateway.clock import kernel_clock_synced
+from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings
+from gateway.model import QualityFlag, Reading, TimeSource, utc_now
+
+
+class SR30Config(SensorConfig):
+    """One SR30-D1 in a station config; `sample.yaml` documents every key."""
+
+    driver: Literal["sr30"] = "sr30"
+    port: str = Field(min_length=1, description="serial device of the RS-485 line, e.g. /dev/serial/by-id/...")
+    address: int = Field(default=reg.DEFAULT_ADDRESS, ge=1, le=247, description="Modbus slave address")
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 19200
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[8] = 8
+    function: Literal[3, 4] = Field(default=3, description="3 = read holding, 4 = read input registers")
+    timeout_s: float = Field(default=0.5, gt=0, le=30, description="reply timeout per attempt, seconds")
+    retries: int = Field(default=1, ge=0, le=5, description="extra attempts after a timeout or CRC error")
+    variable_suffix: str | None = Field(
+        default=None, pattern=r"^_\d+_\d+_\d+$", description="AmeriFlux position qualifier _H_V_R, e.g. _1_1_1"
+    )
+    read_temperature: bool = Field(default=True, description="also publish the body temperature as T_PROBE")
+    read_diagnostics: bool = Field(default=True, description="read internal humidity, tilt and ventilator speed")
+    diagnostics_every_n_polls: int = Field(default=10, ge=1, le=3600)
+    expected_tilt_deg: float = Field(default=0.0, ge=0, le=90, description="0 for a horizontal (SW_IN) mount")
+    max_tilt_error_deg: float = Field(default=2.0, gt=0, le=90)
+    max_internal_rh: float = Field(default=40.0, gt=0, le=100, description="%, above: moisture inside the body")
+    ventilated: bool = Field(default=True, description="the internal ventilator is meant to run")
+
+    def serial_settings(self) -> SerialSettings:
+        return SerialSettings(self.port, self.baudrate, self.bytesize, self.parity, self.stopbits)
+
+
+# --- quality ------------------------------------------------------------------------------------------------------
+
+# BSRN recommended QC for global shortwave irradiance (Long & Dutton 2010, "BSRN Global Network recommended QC
+# tests, V2.0"): physically possible limits -4 .. Sa*1.5*mu0^1.2 + 100 W m-2 and extremely rare limits -2 ..
+# Sa*1.2*mu0^1.2 + 50 W m-2, Sa = 1368 W m-2 / AU^2. The driver does not know the sun's position, so the upper
+# limits are taken at their loosest (mu0 = 1, perihelion 0.9833 AU): only values no sun could produce are caught.
+SOLAR_CONSTANT_AT_PERIHELION = 1368.0 / 0.9833**2
+SW_IN_PHYSICALLY_POSSIBLE = (-4.0, 1.5 * SOLAR_CONSTANT_AT_PERIHELION + 100.0)
+SW_IN_EXTREMELY_RARE = (-2.0, 1.2 * SOLAR_CONSTANT_AT_PERIHELION + 50.0)
+# Rated operating temperature of the SR30 [U: Hukseflux SR30 specifications, not re-read]; outside it the
+# temperature compensation is extrapolated.
+BODY_TEMPERATURE_RANGE = (-40.0, 80.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostics:
+    internal_rh: float
+    tilt_deg: float
+    fan_rpm: int
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    irradiance_flag: QualityFlag
+    irradiance_reason: str | None
+    temperature_flag: QualityFlag
+    temperature_reason: str | None
+
+
+def assess(irradiance: float, body_temperature: float, diagnostics: Diagnostics | None,
+           config: SR30Config) -> Assessment:
+    """Quality flags of SW_IN and T_PROBE: BAD outside the BSRN physically possible limits, SUSPECT outside the
+    extremely rare limits, outside the rated temperature range, or when a diagnostic says the measurement is
+    compromised (tilted, moisture inside, ventilator stopped)."""
+    bad: list[str] = []
+    suspect: list[str] = []
+    low, high = SW_IN_PHYSICALLY_POSSIBLE
+    if not low <= irradiance <= high:
+        bad.append(f"SW_IN {irradiance:g} W m-2 outside the physically possible {low:g}..{high:.0f}")
+    elif not SW_IN_EXTREMELY_RARE[0] <= irradiance <= SW_IN_EXTREMELY_RARE[1]:
+        suspect.append(f"SW_IN {irradiance:g} W m-2 outside the extremely rare limits "
+                       f"{SW_IN_EXTREMELY_RARE[0]:g}..{SW_IN_EXTREMELY_RARE[1]:.0f}")
+    t_low, t_high = BODY_TEMPERATURE_RANGE
+    temperature_flag, temperature_reason = QualityFlag.GOOD, None
+    if not t_low <= body_temperature <= t_high:
+        temperature_reason = f"body temperature {body_temperature:g} degC outside the rated {t_low:g}..{t_high:g}"
+        temperature_flag = QualityFlag.SUSPECT
+        suspect.append(temperature_reason)
+    if diagnostics is not None:
+        tilt_error = abs(diagnostics.tilt_deg - config.expected_tilt_deg)
+        if tilt_error > config.max_tilt_error_deg:
+            suspect.append(f"tilt {diagnostics.tilt_deg:g} deg, expected {config.expected_tilt_deg:g} "
+                           f"(level the sensor)")
+        if diagnostics.internal_rh > config.max_internal_rh:
+            suspect.append(f"internal humidity {diagnostics.internal_rh:g} % (moisture inside the body)")
+        if config.ventilated and diagnostics.fan_rpm == 0:
+            suspect.append("ventilator stopped (dew and frost on the dome are no longer prevented)")
+    if bad:
+        return Assessment(QualityFlag.BAD, "; ".join(bad + suspect)[:200], temperature_flag, temperature_reason)
+    if suspect:
+        return Assessment(QualityFlag.SUSPECT, "; ".join(suspect)[:200], temperature_flag, temperature_reason)
+    return Assessment(QualityFlag.GOOD, None, temperature_flag, temperature_reason)
+
+
+# --- the driver ---------------------------------------------------------------------------------------------------
+
+
+class SR30Driver:
+    """gateway.driver_api.Driver (and LineDriver) for a Hukseflux SR30-D1."""
+
+    Config: ClassVar[type[SensorConfig]] = SR30Config
+
+    def __init__(self, config: SensorConfig, *, station: str,
+                 clock_synced: Callable[[], bool] = kernel_clock_synced) -> None:
+        if not isinstance(config, SR30Config):
+            config = SR30Config.model_validate(config.model_dump())
+        self.config: SR30Config = config
+        self.station = station
+        self._clock_synced = clock_synced
+        self._measurement_blocks = reg.compile_blocks(reg.points_by_name(reg.MEASUREMENT_POINTS))
+        self._scale_blocks = reg.compile_blocks(reg.points_by_name(reg.SCALE_POINTS))
+        self._diagnostic_blocks = reg.compile_blocks(reg.points_by_name(reg.DIAGNOSTIC_POINTS))
+        self._line: SerialLine | None = None
+        self._divisors: dict[str, int] | None = None
+        self._diagnostics: Diagnostics | None = None
+        self._polls = 0
+
+    def __repr__(self) -> str:
+        return f"SR30Driver({self.config.name!r}, port={self.config.port!r}, address={self.config.address})"
+
+    @property
+    def _where(self) -> str:
+        return f"SR30 {self.config.name!r} at {self.config.port} address {self.config.address}"
+
+    def attach(self, line: SerialLine) -> None:
+        self._line = line
+        self._divisors = None
+
+    def open(self) -> None:
+        if self._line is None:
+            raise DeviceError(
+                FailureKind.NO_PORT, f"{self._where}: not attached to a serial line",
+                "run the sensor through `sinkwatch station run` or `sinkwatch station check`, which own the port")
+
+    def close(self) -> None:
+        # The line belongs to the bus; what we forget is what a restarted sensor may have changed.
+        self._divisors = None
+        self._diagnostics = None
+
+    def _read(self, block: reg.ReadBlock) -> dict[str, int | float]:
+        self.open()
+        assert self._line is not None
+        cfg = self.config
+        try:
+            words = self._line.read_registers(cfg.address, block.address, block.count, function=cfg.function,
+                                              timeout_s=cfg.timeout_s, retries=cfg.retries)
+        except DeviceError as exc:
+            hint = exc.hint
+            if exc.kind is FailureKind.TIMEOUT:
+                hint = (f"check the supply, the `address` key (factory default {reg.DEFAULT_ADDRESS}), the serial "
+                        f"settings (configured {cfg.baudrate} {cfg.bytesize}{cfg.parity}{cfg.stopbits}; factory "
+                        "19200 8E1) and the RS-485 wiring (try swapping A and B)")
+            elif exc.kind is FailureKind.PROTOCOL:
+                hint = f"{exc.hint}; or try `function: {7 - cfg.function}`"
+            raise DeviceError(exc.kind, f"{self._where}: reading {block.count} register(s) at 0x{block.address:02X}: "
+                                        f"{exc.message}", hint) from None
+        return block.raw(words)
+
+    def _read_divisors(self) -> dict[str, int]:
+        raw: dict[str, int | float] = {}
+        for block in self._scale_blocks:
+            raw.update(self._read(block))
+        divisors = {name: int(value) for name, value in raw.items()}
+        zero = [name for name, value in divisors.items() if value <= 0]
+        if zero:
+            raise DeviceError(FailureKind.PROTOCOL, f"{self._where}: scaling factor {', '.join(zero)} is "
+                                                    f"{divisors[zero[0]]}, values cannot be scaled",
+                              "check that the device at this address is an SR30 (factory scaling factors are 100)")
+        return divisors
+
+    def _read_diagnostics(self) -> Diagnostics:
+        raw: dict[str, int | float] = {}
+        for block in self._diagnostic_blocks:
+            raw.update(self._read(block))
+        point = reg.POINT_BY_NAME
+        return Diagnostics(
+            internal_rh=reg.scaled(point["internal_humidity"], raw["internal_humidity"], {}),
+            tilt_deg=reg.scaled(point["tilt_angle"], raw["tilt_angle"], {}),
+            fan_rpm=int(raw["fan_speed"]),
+        )
+
+    def poll(self) -> list[Reading]:
+        cfg = self.config
+        if self._divisors is None:
+            self._divisors = self._read_divisors()
+        raw: dict[str, int | float] = {}
+        for block in self._measurement_blocks:
+            raw.update(self._read(block))
+        if cfg.read_diagnostics and self._polls % cfg.diagnostics_every_n_polls == 0:
+            self._diagnostics = self._read_diagnostics()
+        self._polls += 1
+        point = reg.POINT_BY_NAME
+        irradiance = reg.scaled(point["irradiance"], raw["irradiance"], self._divisors)
+        temperature = reg.scaled(point["body_temperature"], raw["body_temperature"], self._divisors)
+        verdict = assess(irradiance, temperature, self._diagnostics if cfg.read_diagnostics else None, cfg)
+        now: datetime = utc_now()
+        synced = self._clock_synced()
+        suffix = cfg.variable_suffix or ""
+        readings = [Reading(station=self.station, sensor=cfg.name, variable="SW_IN" + suffix, value=irradiance,
+                            unit="W m-2", time=now, time_source=TimeSource.GATEWAY, clock_synced=synced,
+                            qc=verdict.irradiance_flag, qc_reason=verdict.irradiance_reason)]
+        if cfg.read_temperature:
+            readings.append(Reading(station=self.station, sensor=cfg.name, variable="T_PROBE" + suffix,
+                                    value=temperature, unit="degC", time=now, time_source=TimeSource.GATEWAY,
+                                    clock_synced=synced, qc=verdict.temperature_flag,
+                                    qc_reason=verdict.temperature_reason))
+        return readings
