@@ -1,7 +1,7 @@
 """A simulated Hukseflux SR30-D1 answering Modbus RTU (FC 03 and FC 04 alike, as the manual says the instrument
 does), serving the whole register map of registers.py.
 
-`process_rtu_frame` is the whole device; `RtuLineSimulator` (gateway.testing.rtu_line) puts it on a serial port,
+`process_rtu_frame` is the whole device; `RtuLineSimulator` (gateway.simulation.rtu_line) puts it on a serial port,
 alone or beside other Modbus devices. The irradiance follows the sun at the simulated site (gateway.simulation.
 weather: solar geometry, Haurwitz clear sky, passing clouds), the body temperature the air plus solar heating.
 With `fixed` raw values the replies are exact frames for byte-for-byte tests.
@@ -148,8 +148,8 @@ def main(port: str, address: int = reg.DEFAULT_ADDRESS, fault: str = "none", see
     """Entry for `sinkwatch simulate sr30 --port P`: serve one SR30-D1 (8E1, the factory format) until Ctrl-C."""
     import contextlib
 
-    from gateway.testing.rtu_line import RtuLineSimulator
-    from gateway.testing.serial_pty import python_pty_pair
+    from gateway.simulation.pty import python_pty_pair
+    from gateway.simulation.rtu_line import RtuLineSimulator
 
     sensor = SR30Simulator(address=address, fault=fault, seed=seed)
     with contextlib.ExitStack() as stack:

@@ -21,8 +21,8 @@ from gateway import rtu
 from gateway.driver_api import DeviceError, FailureKind
 from gateway.edge.bus import RtuSerialLine
 from gateway.model import QualityFlag, Reading, TimeSource
+from gateway.simulation.rtu_line import RtuLineSimulator
 from gateway.simulation.weather import MetSignal
-from gateway.testing.rtu_line import RtuLineSimulator
 from gateway.testing.serial_pty import socat_pty_pair
 
 # Hukseflux SR05-D1A3-PV manual v1801 §6.6: master request and sensor response at address 64 (0x40) for the
