@@ -13,6 +13,7 @@ import typer
 
 from gateway import __version__
 from gateway.central.cli import app as central_app
+from gateway.central.cli import flux_recompute
 from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
 from gateway.edge.cli import app as station_app
 from gateway.edge.cli import live
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(station_app, name="station")
 app.add_typer(central_app, name="central")
+flux_app.command("recompute")(flux_recompute)  # a central job, beside `flux ec`
 app.add_typer(flux_app, name="flux")
 app.add_typer(probe_app, name="probe")
 app.command(name="live")(live)  # `sinkwatch live -c station.yaml`, the same as `sinkwatch station live`

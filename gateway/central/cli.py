@@ -55,3 +55,78 @@ def openapi() -> None:
     import json
 
     typer.echo(json.dumps(openapi_document(), indent=2, sort_keys=True))
+
+
+# `sinkwatch flux recompute`: a central job (raw archive -> engine -> Store), mounted under `sinkwatch flux` by
+# gateway/cli.py beside `flux ec`.
+def flux_recompute(
+    station: Annotated[str, typer.Option(help="station id whose uplinked raw files to process")],
+    from_: Annotated[str, typer.Option("--from", help="first period start, RFC 3339 with zone, e.g. "
+                                                      "2026-11-25T00:00:00Z")],
+    to: Annotated[str, typer.Option(help="last period end, RFC 3339 with zone")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (storage, data_dir)")],
+    metadata: Annotated[Path | None, typer.Option(help="site facts the archive does not hold (altitude, latitude, "
+                                                       "canopy_height, ...): YAML with SiteMetadata keys or an "
+                                                       "EddyPro .metadata")] = None,
+    settings: Annotated[Path | None, typer.Option(help="processing settings: EddyPro .eddypro or YAML "
+                                                       "(default: the engine defaults)")] = None,
+    site: Annotated[str | None, typer.Option(help="site of the station (only if it has raw files under several)")]
+    = None,
+    sonic: Annotated[str | None, typer.Option(help="sensor name of the sonic (if the station has several)")] = None,
+    analyzer: Annotated[str | None, typer.Option(help="sensor name of the gas analyzer (if several)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="replaces DATA_DIR in planar-fit/spectral-assessment "
+                                                       "paths")] = None,
+) -> None:
+    """Reprocess a station's fluxes centrally from its archived raw files; results go to the central store with
+    their engine version and settings hash (results of other settings stay)."""
+    from gateway.central.params import ParameterError, parse_timestamp
+    from gateway.central.rawstore import RAW_DIR, RawArchive
+    from gateway.central.recompute import RecomputeError, find_sensors
+    from gateway.central.recompute import recompute as run
+    from gateway.central.store import StoreError
+    from gateway.flux.files import load_method_files, load_settings
+    from gateway.flux.metadata import load_site_metadata
+    from gateway.flux.rawperiods import period_bounds
+
+    try:
+        start = parse_timestamp(from_, "--from")
+        end = parse_timestamp(to, "--to")
+        if end <= start:
+            raise ParameterError("--to", f"{to} is not after --from {from_}")
+        central = load_central_config(config)
+        st = load_settings(settings)
+        site_md = load_site_metadata(metadata)
+        pf, assessment = load_method_files(st, settings, data_dir)
+        archive = RawArchive(central.data_dir / RAW_DIR)
+        sensors = find_sensors(archive, station, site=site, sonic=sonic, analyzer=analyzer)
+    except ParameterError as exc:
+        typer.echo(f"flux recompute: {exc.parameter}: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    except (ConfigError, RecomputeError, ValueError) as exc:
+        typer.echo(f"flux recompute: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from gateway.central.service import open_store
+
+    periods = len(period_bounds(start, end, st.avrg_len))
+    typer.echo(f"station {station} (site {sensors.site}): sonic {sensors.sonic}, analyzer "
+               f"{sensors.analyzer or '(none)'}; {periods} periods of {st.avrg_len:g} min")
+    store = open_store(central.storage)
+    try:
+        with typer.progressbar(length=periods, label="recompute", show_pos=True) as bar:
+            summary = run(archive, store, station, start, end, site_metadata=site_md, settings=st,
+                          planar_fit=pf, spectral_assessment=assessment, progress=bar.update, sensors=sensors)
+    except ValueError as exc:  # RecomputeError, or settings the engine cannot honour with this metadata
+        typer.echo(f"flux recompute: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except StoreError as exc:
+        typer.echo(f"flux recompute: storage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    typer.echo(f"{summary.processed} periods processed: {summary.ok} ok, {summary.partial} partial, "
+               f"{summary.failed} failed; {summary.no_raw_data} without raw data (not stored); "
+               f"{summary.stored} stored as settings_hash {summary.settings_hash or '-'} ({summary.engine_version})")
+    for reason, count in summary.failure_reasons.most_common():
+        typer.echo(f"  failed ({count}): {reason}", err=True)
+    if summary.processed and summary.failed == summary.processed:
+        raise typer.Exit(1)

@@ -112,9 +112,8 @@ def instrument_header(site: str, station: str, driver_class: type[Any], config: 
 
 def resolve_flux_setup(config: StationConfig, source: Path | str = "<config>") -> FluxSetup:
     """Check the `flux:` section against the sensors, metadata and settings; ConfigError naming the key."""
-    from gateway.flux.cli import load_method_files
-    from gateway.flux.files import load_settings
-    from gateway.flux.recompute import RecomputeError, load_site_metadata, site_metadata_from_headers
+    from gateway.flux.files import load_method_files, load_settings
+    from gateway.flux.metadata import MetadataError, load_site_metadata, site_metadata_from_headers
 
     flux = config.flux
     assert flux is not None
@@ -174,7 +173,7 @@ def resolve_flux_setup(config: StationConfig, source: Path | str = "<config>") -
         facts = dict(flux.metadata)
     try:
         metadata = site_metadata_from_headers(facts, sonic_header, analyzer_header)
-    except RecomputeError as exc:
+    except MetadataError as exc:
         message = str(exc).replace("--metadata", "flux.metadata").replace("archive headers", "sensor configs")
         raise _invalid(source, "metadata", message) from None
     try:

@@ -27,9 +27,12 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.configfile import ConfigError, describe_validation_error
+from gateway.flux.ec.engine import PlanarFitSetup
 from gateway.flux.ec.period import RawPeriod
+from gateway.flux.ec.planarfit import parse_eddypro_planar_fit
 from gateway.flux.ec.result import OUTPUT_VARIABLES, FluxResult
-from gateway.flux.ec.settings import EDDYPRO_CODES, ProcessingSettings, SiteMetadata
+from gateway.flux.ec.settings import EDDYPRO_CODES, ProcessingSettings, Rotation, SiteMetadata, SpectralCorrection
+from gateway.flux.ec.spectral import SpectralAssessment, parse_spectral_assessment
 
 MISSING = -9999
 
@@ -195,6 +198,37 @@ def load_settings(path: Path | str | None) -> ProcessingSettings:
         return ProcessingSettings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(path, exc)) from None
+
+
+def load_method_files(st: ProcessingSettings, settings: Path | None,
+                      data_dir: Path | None) -> tuple[PlanarFitSetup | None, SpectralAssessment | None]:
+    """The planar-fit sectors and the spectral assessment the settings name (None when not selected); relative
+    paths are taken relative to the settings file, EddyPro's `DATA_DIR` placeholder is replaced by `data_dir`.
+    Raises ConfigError naming an unreadable file."""
+    def resolve(name: str) -> Path:
+        if name.startswith("DATA_DIR") and data_dir is not None:
+            return data_dir / name.removeprefix("DATA_DIR").lstrip("/\\")
+        path = Path(name)
+        return path if path.is_absolute() or settings is None else settings.parent / path
+
+    pf = None
+    if st.rot_meth in (Rotation.PLANAR_FIT, Rotation.PLANAR_FIT_NO_BIAS):
+        assert st.planar_fit_file is not None
+        pf_path = resolve(st.planar_fit_file)
+        try:
+            parsed = parse_eddypro_planar_fit(pf_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{pf_path}: cannot read the planar-fit file: {exc.strerror}") from None
+        pf = PlanarFitSetup(parsed.sectors, subtract_b0=st.rot_meth == Rotation.PLANAR_FIT)
+    assessment = None
+    if st.hf_meth == SpectralCorrection.FRATINI_2012:
+        assert st.spectral_assessment_file is not None
+        sa_path = resolve(st.spectral_assessment_file)
+        try:
+            assessment = parse_spectral_assessment(sa_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{sa_path}: cannot read the spectral assessment: {exc.strerror}") from None
+    return pf, assessment
 
 
 _STAMP_RE = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})[-_T]?(\d{2})(\d{2})(?!\d)")

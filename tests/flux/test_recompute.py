@@ -19,11 +19,11 @@ import yaml
 from typer.testing import CliRunner
 
 from gateway.central.rawstore import RawArchive
+from gateway.central.recompute import RecomputeError, find_sensors, recompute
 from gateway.central.store import InfluxStore, SqliteStore, Store
 from gateway.cli import app
 from gateway.flux.ec.settings import ProcessingSettings
 from gateway.flux.rawperiods import grid_phase, map_columns, place_on_grid
-from gateway.flux.recompute import RecomputeError, find_sensors, recompute
 from gateway.rawarchive import ArchiveWriter
 from gateway.simulation.turbulence import TurbulenceField, TurbulenceSpec
 

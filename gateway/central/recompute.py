@@ -1,4 +1,5 @@
-"""Central recompute: fluxes of one station from its uplinked raw archive, written to the central store.
+"""Central recompute: fluxes of one station from its uplinked raw archive, written to the central store (the job
+behind `sinkwatch flux recompute`).
 
     summary = recompute(RawArchive(config.data_dir / "raw"), store, "plot-07", start, end,
                         site_metadata=load_yaml(...), settings=ProcessingSettings(), progress=bar.update)
@@ -10,10 +11,8 @@ period for which the archive holds no sonic file at all is not computed and not 
 every other period is stored, failed ones with their reasons, so the store says what was tried.
 
 Metadata: the archive headers give the acquisition frequency, the sonic's height (`height_m`) and north offset
-(`north_offset_deg`), the analyzer's type (open path for LI-7500/IRGASON/EC150) and the gases' units. Site facts
-the station does not record (altitude, latitude, canopy height, …) come from `site_metadata`, a mapping with the
-keys of `SiteMetadata` (docs/flux-ec.md); any key it has wins over the headers. Without a `file` key the gases get
-a time-lag window of −1..2 s around a nominal 0 s (arrival stamps already contain the analyzer's output delay).
+(`north_offset_deg`), the analyzer's type (open path for LI-7500/IRGASON/EC150) and the gases' units; site facts
+the station does not record come from `site_metadata` (`gateway.flux.metadata`).
 """
 
 from __future__ import annotations
@@ -26,15 +25,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from gateway.central.rawstore import RawArchive
 from gateway.central.store import Store
-from gateway.configfile import ConfigError
 from gateway.contract import FluxRecord
 from gateway.flux.ec.engine import PlanarFitSetup, process_period
 from gateway.flux.ec.result import ENGINE_NAME, ENGINE_VERSION
 from gateway.flux.ec.settings import ProcessingSettings, SiteMetadata
+from gateway.flux.metadata import MetadataError, site_metadata_from_headers
 from gateway.flux.rawperiods import (
     ArchiveReader,
     SensorData,
@@ -43,15 +40,12 @@ from gateway.flux.rawperiods import (
     is_analyzer,
     is_sonic,
     margin_for,
-    measure_types_of,
-    path_type,
     period_bounds,
 )
 from gateway.rawarchive.archive import read_archive
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LAG_WINDOW_S = (-1.0, 2.0)
 WRITE_EVERY = 48  # periods per store write (one day of half hours)
 
 
@@ -134,43 +128,6 @@ def find_sensors(archive: RawArchive, station: str, *, site: str | None = None, 
     return StationSensors(found, station, sonic, analyzer)
 
 
-def site_metadata_from_headers(site_metadata: Mapping[str, Any], sonic_header: Mapping[str, Any],
-                               analyzer_header: Mapping[str, Any] | None) -> SiteMetadata:
-    """`SiteMetadata` from the given site facts, completed from the archive headers (module doc)."""
-    merged: dict[str, Any] = dict(site_metadata)
-    sonic_instrument = sonic_header.get("instrument") or {}
-    merged.setdefault("site_id", str(sonic_header.get("site") or "site"))
-    if "acquisition_frequency" not in merged and sonic_header.get("frequency_hz"):
-        merged["acquisition_frequency"] = float(sonic_header["frequency_hz"])
-    if "sonic" not in merged and sonic_instrument.get("height_m") is not None:
-        merged["sonic"] = {"model": str(sonic_instrument.get("model", "")),
-                           "height": float(sonic_instrument["height_m"]),
-                           "north_offset": float(sonic_instrument.get("north_offset_deg") or 0.0)}
-    if "analyzer" not in merged and analyzer_header is not None:
-        instrument = analyzer_header.get("instrument") or {}
-        merged["analyzer"] = {"model": str(instrument.get("model", "")), "path_type": path_type(instrument)}
-    if "file" not in merged:
-        lo, hi = DEFAULT_LAG_WINDOW_S
-        columns: list[dict[str, Any]] = [{"index": i + 1, "variable": v} for i, v in enumerate(("u", "v", "w", "ts"))]
-        types = measure_types_of(analyzer_header) if analyzer_header is not None else {}
-        for gas in ("co2", "h2o"):
-            if gas in types:
-                columns.append({"index": len(columns) + 1, "variable": gas, "measure_type": types[gas],
-                                "nom_timelag": 0.0, "min_timelag": lo, "max_timelag": hi})
-        merged["file"] = {"columns": columns, "header_rows": 0}
-    missing = [k for k in ("altitude", "latitude") if k not in merged]
-    if missing:
-        raise RecomputeError(f"the raw archive headers do not say the site's {' and '.join(missing)}; give them "
-                             "in --metadata (YAML with the keys of docs/flux-ec.md, e.g. altitude: 193, "
-                             "latitude: 52.08)")
-    if "sonic" not in merged:
-        raise RecomputeError("the sonic's archive header has no height_m; give sonic: {height: <m>} in --metadata")
-    try:
-        return SiteMetadata.model_validate(merged)
-    except ValidationError as exc:
-        raise RecomputeError(f"metadata (from --metadata and the archive headers) not usable: {exc}") from None
-
-
 def recompute(
     archive: RawArchive,
     store: Store,
@@ -211,7 +168,10 @@ def recompute(
             gas_header = reader.read(gas_paths[0]).header if gas_paths else None
             if found.analyzer and gas_header is None:
                 gas_header = _any_header(reader, gas_files)
-            metadata = site_metadata_from_headers(site_metadata, sonic_header, gas_header)
+            try:
+                metadata = site_metadata_from_headers(site_metadata, sonic_header, gas_header)
+            except MetadataError as exc:
+                raise RecomputeError(str(exc)) from None
         fs = metadata.acquisition_frequency
         t0, t1, margin = period_start.timestamp(), period_end.timestamp(), margin_for(fs)
         sonic_data = reader.sensor_data("sonic", sonic_paths, t0, t1, margin)
@@ -262,18 +222,3 @@ def _short(reason: str) -> str:
     """A failure reason without its numbers, so equal causes group in the summary."""
     words = ["N" if w.strip("(),%").replace(".", "", 1).isdigit() else w for w in reason.split()]
     return " ".join(words)
-
-
-def load_site_metadata(path: Path | None) -> dict[str, Any]:
-    """The --metadata file as a mapping: YAML with `SiteMetadata` keys (any subset), or an EddyPro .metadata."""
-    if path is None:
-        return {}
-    from gateway.flux.files import _read_text, _yaml_mapping, parse_eddypro_metadata
-
-    text = _read_text(path)
-    if "[FileDescription]" in text:
-        try:
-            return parse_eddypro_metadata(text)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: cannot parse metadata: {exc}") from None
-    return _yaml_mapping(path, text)
