@@ -64,7 +64,7 @@ def make_year(
     for i in range(1, n):
         red[i] = 0.985 * red[i - 1] + eps[i]
     ta = 8.5 + 9.5 * season + (3.0 + 2.0 * season) * np.sin(2 * np.pi * (hour_local - 9.0) / 24.0) + red
-    rh = np.clip(80 - 25 * np.sin(2 * np.pi * (hour_local - 9.0) / 24.0) * (0.6 + 0.4 * season), 20, 100)
+    rh = np.clip(72 - 32 * np.sin(2 * np.pi * (hour_local - 9.0) / 24.0) * (0.6 + 0.4 * season), 20, 100)
     es = 6.1078 * np.exp(17.08085 * ta / (234.175 + ta))
     vpd = es * (1 - rh / 100.0)
 
