@@ -3,9 +3,9 @@
 For a fixed θ the model is linear in ``(a, b)``: the optimum has a closed form from five sums over the valid points
 of a row, so the residual sum of squares RSS(θ) of *every* row is evaluated at once on a grid of θ (Golub & Pereyra
 1973, SIAM J. Numer. Anal. 10, 413-432: separable non-linear least squares — the "plinear" algorithm of R's ``nls``
-that the HMR and gasfluxes packages use per row). The grid minimum is then refined by a parabola through the three
-grid points around it, in the grid's coordinate (log θ for a log grid). Rows are independent; NaN points are ignored;
-a row with fewer than 3 valid points gives NaN.
+that the HMR and gasfluxes packages use per row). The grid minimum is then refined by a vectorised golden-section
+search between its grid neighbours, in the grid's coordinate (log θ for a log grid). Rows are independent; NaN
+points are ignored; a row with fewer than 3 valid points gives NaN.
 
 Pure functions, no I/O.
 """
@@ -68,16 +68,18 @@ class ProfileFit:
     rss: FloatArray
     n: NDArray[np.int64]
     at_edge: NDArray[np.bool_]
+    rss_first: FloatArray
+    """RSS at the first grid value (for a test whether the optimum improves on the grid's end)."""
 
 
 def fit_profile(
-    x: FloatArray, y: FloatArray, basis: Basis, grid: FloatArray, *, log_grid: bool = True
+    x: FloatArray, y: FloatArray, basis: Basis, grid: FloatArray, *, log_grid: bool = True, iterations: int = 60
 ) -> ProfileFit:
     """Fit ``y = a + b·basis(x, θ)`` per row by variable projection over ``grid`` (ascending θ values).
 
     ``x``, ``y``: 2-D arrays of equal shape (rows = independent fits, NaN = no point). ``basis(x, θ)`` returns an
-    array like ``x``. The refined θ is the vertex of a parabola through RSS at the grid minimum and its neighbours
-    (in log θ when ``log_grid``), clipped to that bracket.
+    array like ``x``. The grid minimum is refined by a golden-section search (``iterations`` steps, all rows at
+    once) between its two neighbours, in log θ when ``log_grid``: 60 steps shrink the bracket by 0.618^60 ≈ 3e-13.
     """
     valid = np.isfinite(x) & np.isfinite(y)
     n_rows = y.shape[0]
@@ -87,19 +89,18 @@ def fit_profile(
     rss_filled = np.where(np.isfinite(rss_grid), rss_grid, np.inf)
     best = np.argmin(rss_filled, axis=0)
     coord = np.log(grid) if log_grid else grid.astype(np.float64)
-    inner = np.clip(best, 1, grid.size - 2)
-    r0 = rss_filled[inner - 1, np.arange(n_rows)]
-    r1 = rss_filled[inner, np.arange(n_rows)]
-    r2 = rss_filled[inner + 1, np.arange(n_rows)]
-    c0, c1, c2 = coord[inner - 1], coord[inner], coord[inner + 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        denom = (c0 - c1) * (c0 - c2) * (c1 - c2)
-        pa = (c2 * (r1 - r0) + c1 * (r0 - r2) + c0 * (r2 - r1)) / denom
-        pb = (c2 * c2 * (r0 - r1) + c1 * c1 * (r2 - r0) + c0 * c0 * (r1 - r2)) / denom
-        vertex = -pb / (2.0 * pa)
-    usable = np.isfinite(vertex) & (pa > 0) & (best == inner)
-    refined = np.where(usable, np.clip(vertex, c0, c2), coord[best])
+    rows = np.arange(n_rows)
+    lo = coord[np.clip(best - 1, 0, grid.size - 1)]
+    hi = coord[np.clip(best + 1, 0, grid.size - 1)]
+    refined = _golden_section(x, y, valid, basis, lo, hi, log_grid, iterations)
+    grid_rss = rss_filled[best, rows]
     theta = np.exp(refined) if log_grid else refined
+    with np.errstate(invalid="ignore"):
+        g_ref = basis(x, theta[:, None])
+    ref_rss = fit_affine(g_ref, y, valid & np.isfinite(g_ref)).rss
+    # keep the grid point if the refinement did not improve (a flat or noisy RSS curve)
+    worse = ~(ref_rss <= grid_rss)
+    theta = np.where(worse, grid[best], theta)
     at_edge = (best == 0) | (best == grid.size - 1)
     # the final linear coefficients at each row's refined θ
     with np.errstate(invalid="ignore"):
@@ -114,4 +115,40 @@ def fit_profile(
         rss=np.where(no_fit, nan, fit.rss),
         n=fit.n,
         at_edge=at_edge & ~no_fit,
+        rss_first=np.where(no_fit, nan, rss_grid[0]),
     )
+
+
+_INVPHI = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+def _golden_section(
+    x: FloatArray, y: FloatArray, valid: NDArray[np.bool_], basis: Basis, lo: FloatArray, hi: FloatArray,
+    log_grid: bool, iterations: int,
+) -> FloatArray:
+    """Minimise RSS(θ) per row within [lo, hi] (grid coordinate) by golden-section search, all rows at once."""
+
+    def rss_at(coord: FloatArray) -> FloatArray:
+        theta = np.exp(coord) if log_grid else coord
+        with np.errstate(invalid="ignore", over="ignore"):
+            g = basis(x, theta[:, None])
+        r = fit_affine(g, y, valid & np.isfinite(g)).rss
+        return np.where(np.isfinite(r), r, np.inf)
+
+    a, b = lo.copy(), hi.copy()
+    c = b - _INVPHI * (b - a)
+    d = a + _INVPHI * (b - a)
+    fc, fd = rss_at(c), rss_at(d)
+    for _ in range(iterations):
+        left = fc < fd
+        b = np.where(left, d, b)
+        a = np.where(left, a, c)
+        new_c = b - _INVPHI * (b - a)
+        new_d = a + _INVPHI * (b - a)
+        c_next = np.where(left, new_c, d)
+        d_next = np.where(left, c, new_d)
+        f_eval = rss_at(np.where(left, c_next, d_next))
+        fc, fd = np.where(left, f_eval, fd), np.where(left, fc, f_eval)
+        c, d = c_next, d_next
+    result: FloatArray = (a + b) / 2.0
+    return result
