@@ -18,13 +18,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drivers.gmp252.driver import kernel_clock_synced
 from firmware_bridge import protocol as p
 from firmware_bridge.clock import BoardClock
 from firmware_bridge.conversion import MODELS, VARIABLE_OF, ChangeTracker, Quantity, displacement_um
 from firmware_bridge.link import BridgeLink, LinkError
 from firmware_bridge.sdi12 import Sdi12Error, parse_measure, parse_values, teros12_vwc
-from gateway.driver_api import DeviceError, FailureKind, SensorConfig
+from gateway.driver_api import DeviceError, FailureKind, SensorConfig, kernel_clock_synced
 from gateway.model import QualityFlag, Reading, TimeSource
 
 log = logging.getLogger(__name__)

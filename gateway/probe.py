@@ -27,7 +27,7 @@ from typing import Annotated, Protocol
 import typer
 
 from gateway.driver_api import DeviceError, FailureKind, SerialSettings
-from gateway.rtu import ModbusExceptionReply
+from gateway.driver_api.rtu import ModbusExceptionReply
 
 BAUDRATES = (19200, 9600, 4800, 38400, 57600, 115200, 2400, 1200)
 # (parity, stop bits), most likely first
@@ -163,7 +163,7 @@ def scan(
     progress: Callable[[str], None] = lambda _text: None,
 ) -> ScanReport:
     if line_factory is None:
-        from gateway.edge.bus import RtuSerialLine
+        from gateway.driver_api import RtuSerialLine
 
         def line_factory(settings: SerialSettings) -> ProbeLine:
             return RtuSerialLine(settings, reopen_backoff_s=(0.0, 0.0))

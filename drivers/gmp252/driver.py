@@ -23,8 +23,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from drivers.gmp252 import registers as reg
 from drivers.gmp252 import rtu
-from gateway.clock import kernel_clock_synced
-from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings
+from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings, kernel_clock_synced
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 
 log = logging.getLogger(__name__)

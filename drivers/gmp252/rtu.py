@@ -1,7 +1,7 @@
-"""Modbus RTU framing for the GMP252 driver and simulator: re-exported from `gateway.rtu`, where the serial-line
+"""Modbus RTU framing for the GMP252 driver and simulator: re-exported from `gateway.driver_api.rtu`, where the serial-line
 master and the other Modbus drivers share it."""
 
-from gateway.rtu import (
+from gateway.driver_api.rtu import (
     EXC_ILLEGAL_ADDRESS,
     EXC_ILLEGAL_FUNCTION,
     EXC_ILLEGAL_VALUE,

@@ -14,9 +14,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from drivers.gmp252.driver import kernel_clock_synced
 from drivers.gmp343 import grammar
-from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings
+from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings, kernel_clock_synced
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 
 
@@ -71,7 +70,7 @@ class GMP343Driver:
 
     def open(self) -> None:
         if self._line is None and self._own_line is None:
-            from gateway.edge.bus import RtuSerialLine
+            from gateway.driver_api import RtuSerialLine
 
             self._own_line = RtuSerialLine(self.config.serial_settings())
 

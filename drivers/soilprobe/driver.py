@@ -12,9 +12,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from drivers.gmp252.driver import kernel_clock_synced
 from drivers.soilprobe import registers as reg
-from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings
+from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings, kernel_clock_synced
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 
 
@@ -67,7 +66,7 @@ class SoilProbeDriver:
     def open(self) -> None:
         if self._line is None and self._own_line is None:
             # Standalone use (no SerialBus): the driver owns a line of its own.
-            from gateway.edge.bus import RtuSerialLine
+            from gateway.driver_api import RtuSerialLine
 
             self._own_line = RtuSerialLine(self.config.serial_settings())
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from drivers.soilprobe import registers as reg
-from gateway import rtu
+from gateway.driver_api import rtu
 
 FAULTS: dict[str, str] = {
     "none": "normal operation",

@@ -19,8 +19,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from drivers.sr30 import registers as reg
-from gateway.clock import kernel_clock_synced
-from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings
+from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings, kernel_clock_synced
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 
 

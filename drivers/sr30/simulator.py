@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from drivers.sr30 import registers as reg
-from gateway import rtu
+from gateway.driver_api import rtu
 from gateway.simulation.weather import MetSignal
 
 FAULTS: dict[str, str] = {

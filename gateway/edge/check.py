@@ -29,8 +29,8 @@ from typing import Any, cast
 
 import serial
 
-from gateway.driver_api import BadRecord, DeviceError, StreamConfig, StreamDriver, is_stream_driver
-from gateway.edge.bus import RtuSerialLine, SensorRunner
+from gateway.driver_api import BadRecord, DeviceError, RtuSerialLine, StreamConfig, StreamDriver, is_stream_driver
+from gateway.edge.bus import SensorRunner
 from gateway.edge.config import StationConfig
 from gateway.model import QualityFlag, Reading
 

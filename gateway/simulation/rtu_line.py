@@ -23,7 +23,7 @@ from typing import Protocol, Self
 
 import serial
 
-from gateway import rtu
+from gateway.driver_api import rtu
 
 log = logging.getLogger(__name__)
 

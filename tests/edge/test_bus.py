@@ -21,8 +21,8 @@ from drivers.gmp252.simulator import GMP252Simulator, profile_simulators
 from drivers.soilprobe.driver import SoilProbeDriver
 from drivers.soilprobe.simulator import SoilProbeSimulator
 from gateway.configfile import ConfigError
-from gateway.driver_api import Driver, SensorConfig
-from gateway.edge.bus import RtuSerialLine, SensorRunner, SerialBus
+from gateway.driver_api import Driver, RtuSerialLine, SensorConfig
+from gateway.edge.bus import SensorRunner, SerialBus
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import plan_lines
 from gateway.model import Reading

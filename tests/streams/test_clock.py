@@ -8,7 +8,8 @@ import pytest
 
 from drivers.csat3b.driver import CSAT3BConfig, CSAT3BDriver
 from drivers.csat3b.simulator import CSAT3BSimulator
-from gateway.clock import ClockMapper, kernel_clock_synced
+from gateway.clock import ClockMapper
+from gateway.driver_api import kernel_clock_synced
 from gateway.model import QualityFlag
 
 from .helpers import RunnerHarness, wait_for

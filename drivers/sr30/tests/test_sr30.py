@@ -17,9 +17,7 @@ from pymodbus.client import ModbusSerialClient
 from drivers.sr30 import registers as reg
 from drivers.sr30.driver import SW_IN_PHYSICALLY_POSSIBLE, Diagnostics, SR30Config, SR30Driver, assess
 from drivers.sr30.simulator import FAULTS, SR30Simulator
-from gateway import rtu
-from gateway.driver_api import DeviceError, FailureKind
-from gateway.edge.bus import RtuSerialLine
+from gateway.driver_api import DeviceError, FailureKind, RtuSerialLine, rtu
 from gateway.model import QualityFlag, Reading, TimeSource
 from gateway.simulation.rtu_line import RtuLineSimulator
 from gateway.simulation.weather import MetSignal

@@ -1,4 +1,4 @@
-"""The contract between the edge daemon and a device driver.
+"""The contract between the edge daemon and a device driver (re-exported by `gateway.driver_api`: import from there).
 
 A driver lives in `drivers/<name>/` and registers its class under the `sinkwatch.drivers` entry-point group
 (built-ins too, in pyproject.toml), so third-party drivers plug in the same way. Its life has three phases:

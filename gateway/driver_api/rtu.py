@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 
-from gateway.driver_api import DeviceError, FailureKind
+from gateway.driver_api.base import DeviceError, FailureKind
 
 FC_READ_HOLDING = 0x03
 FC_READ_INPUT = 0x04

@@ -1,0 +1,305 @@
+"""`RtuSerialLine`, the standard `SerialLine` (`gateway.driver_api`): one serial port's only file descriptor, a Modbus
+RTU master plus raw ASCII transactions.
+
+The edge daemon's `SerialBus` (`gateway/edge/bus.py`) owns one per port and attaches it to every driver on that
+port; a driver that is not attached (a stand-alone check, a test) may open its own with `RtuSerialLine(settings)`.
+
+One transaction at a time, t3.5 silence before every request, stale bytes discarded, a vanished adapter closed and
+reopened with capped backoff. The master is written over pyserial's file descriptor rather than a pymodbus client
+because it needs a timeout per device on a shared port, CRC failures told apart from silence, exact pacing and
+little CPU per transaction (bench/rs485_bus.py); the framing is `gateway.driver_api.rtu`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import serial
+
+from gateway.driver_api import rtu
+from gateway.driver_api.base import DeviceError, FailureKind, SerialSettings
+
+# The line's state changes are the edge daemon's log lines ("serial line ... unavailable"/"is back").
+log = logging.getLogger("sinkwatch.edge")
+
+REOPEN_BACKOFF_S = (0.2, 10.0)  # first and largest wait between attempts to reopen a vanished adapter
+
+NO_PORT_HINT = (
+    "check the USB-RS485 adapter and cable, the `port` key (ls /dev/serial/by-id/), and that no other program "
+    "holds the port"
+)
+
+
+# --- the serial line ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LineCounters:
+    transactions: int = 0
+    timeouts: int = 0
+    crc_errors: int = 0
+    stray_bytes: int = 0  # bytes nobody asked for: noise, half frames; discarded before the next request
+    late_replies: int = 0  # intact frames from another address while waiting for ours (a slow device); dropped
+    opens: int = 0
+    open_failures: int = 0
+    disconnects: int = 0
+
+
+class _LineLost(Exception):
+    pass
+
+
+class RtuSerialLine:
+    """The `gateway.driver_api.SerialLine` of one port: Modbus RTU master plus raw ASCII transactions.
+
+    Not thread-safe by design: exactly one thread (its SerialBus) uses it. A lock still guards each transaction
+    so that a misuse serialises instead of colliding on the wire.
+    """
+
+    def __init__(self, settings: SerialSettings, *, reopen_backoff_s: tuple[float, float] = REOPEN_BACKOFF_S) -> None:
+        self.settings = settings
+        bits = rtu.bits_per_char(settings.bytesize, settings.parity, settings.stopbits)
+        self.char_s = bits / settings.baudrate
+        self.gap_s = rtu.frame_gap_s(settings.baudrate, bits)
+        # Waking a little after the last character is due saves a second wake-up for it (USB adapters and the
+        # kernel deliver bytes in bursts, slightly late): a third of a character, at least 0.2 ms.
+        self._margin_s = max(0.0002, self.char_s / 3)
+        self.counters = LineCounters()
+        self.available: bool | None = None
+        self._reopen_backoff = reopen_backoff_s
+        self._port: serial.Serial | None = None
+        self._fd = -1
+        self._next_open = 0.0
+        self._failed_opens = 0
+        self._last_error = ""
+        self._quiet_from = 0.0  # monotonic time from which the line has been silent for t3.5
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RtuSerialLine({self.settings.port!r}, {self.settings.describe()})"
+
+    # --- open, lose, reopen -------------------------------------------------------------------------------------
+
+    def _ensure_open(self) -> int:
+        if self._port is not None:
+            return self._fd
+        now = time.monotonic()
+        port = self.settings.port
+        if now < self._next_open:
+            raise DeviceError(
+                FailureKind.NO_PORT,
+                f"serial line {port} is unavailable ({self._last_error}); next reopen attempt in "
+                f"{self._next_open - now:.1f} s",
+                NO_PORT_HINT,
+            )
+        try:
+            handle = serial.Serial(
+                port=port,
+                baudrate=self.settings.baudrate,
+                bytesize=self.settings.bytesize,
+                parity=self.settings.parity,
+                stopbits=self.settings.stopbits,
+                timeout=0,
+                write_timeout=2.0,
+                exclusive=True,
+            )
+        except (serial.SerialException, OSError, ValueError) as exc:
+            self._failed_opens += 1
+            self.counters.open_failures += 1
+            first, largest = self._reopen_backoff
+            self._next_open = now + min(first * 2 ** (self._failed_opens - 1), largest)
+            self._last_error = f"cannot open: {exc}"
+            if self.available is not False:
+                log.error("serial line %s unavailable: %s", port, self._last_error)
+                self.available = False
+            raise DeviceError(FailureKind.NO_PORT, f"serial line {port}: {self._last_error}", NO_PORT_HINT) from None
+        self._port = handle
+        self._fd = handle.fileno()
+        self.counters.opens += 1
+        if self.available is False:
+            log.info("serial line %s is back (opened after %d failed attempts)", port, self._failed_opens)
+        self.available = True
+        self._failed_opens = 0
+        self._quiet_from = time.monotonic() + self.gap_s
+        return self._fd
+
+    def _lost(self, exc: BaseException) -> DeviceError:
+        self.counters.disconnects += 1
+        self._last_error = f"adapter disappeared ({type(exc).__name__}: {exc})"
+        if self.available is not False:
+            log.error("serial line %s unavailable: %s; reopening with backoff", self.settings.port, self._last_error)
+            self.available = False
+        self.close()
+        self._next_open = 0.0  # the first reopen is tried at once; then backoff
+        return DeviceError(FailureKind.NO_PORT, f"serial line {self.settings.port}: {self._last_error}", NO_PORT_HINT)
+
+    def close(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            except (serial.SerialException, OSError):
+                log.debug("closing %s raised", self.settings.port, exc_info=True)
+        self._port = None
+        self._fd = -1
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    # --- one transaction ----------------------------------------------------------------------------------------
+
+    def _exchange(
+        self,
+        request: bytes,
+        frame_length: Callable[[bytes], int | None],
+        timeout_s: float,
+        expected: int = 1,
+        foreign: Callable[[bytes], bool] | None = None,
+    ) -> bytes:
+        """Send `request` after the line has been quiet for t3.5, read until `frame_length` says the reply is
+        complete or `timeout_s` passes; return what arrived (possibly partial or empty).
+
+        `expected` (the reply length if all goes well) lets the reader sleep through the characters still on the
+        wire instead of waking for each one: on a real line that is most of the CPU a transaction costs.
+        A complete frame that `foreign` recognises as not ours (a slow device's late reply to an earlier request)
+        is dropped, and reading goes on until our reply or the deadline."""
+        with self._lock:
+            fd = self._ensure_open()
+            try:
+                self._discard_stale(fd)
+                wait = self._quiet_from - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                os.write(fd, request)
+                self.counters.transactions += 1
+                sent = time.monotonic()
+                # The reply cannot start before the request has left the UART and the line has been silent for
+                # t3.5, nor end before its own characters have crossed the wire.
+                wire = len(request) * self.char_s
+                deadline = sent + wire + timeout_s
+                reply = self._read_frame(fd, frame_length, deadline, sent + wire + self.gap_s +
+                                         expected * self.char_s + self._margin_s, expected, foreign)
+            except (OSError, serial.SerialException, _LineLost) as exc:
+                raise self._lost(exc) from None
+            self._quiet_from = time.monotonic() + self.gap_s
+            return reply
+
+    def _discard_stale(self, fd: int) -> None:
+        while select.select((fd,), (), (), 0)[0]:
+            data = os.read(fd, 4096)
+            if not data:
+                raise _LineLost("end of file")
+            self.counters.stray_bytes += len(data)
+
+    def _read_frame(
+        self,
+        fd: int,
+        frame_length: Callable[[bytes], int | None],
+        deadline: float,
+        earliest: float,
+        expected: int,
+        foreign: Callable[[bytes], bool] | None,
+    ) -> bytes:
+        buffer = b""
+        pause = earliest - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        while True:
+            length = frame_length(buffer)
+            if length is not None and len(buffer) >= length:
+                if foreign is not None and foreign(buffer[:length]):
+                    self.counters.late_replies += 1
+                    buffer = buffer[length:]
+                    continue
+                if len(buffer) > length:
+                    self.counters.stray_bytes += len(buffer) - length
+                return buffer[:length]
+            if buffer:
+                # Sleep through the characters still to come (never past the deadline).
+                missing = (length or max(expected, len(buffer) + 1)) - len(buffer)
+                pause = min(missing * self.char_s + self._margin_s, deadline - time.monotonic())
+                if pause > 0.0002:
+                    time.sleep(pause)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select((fd,), (), (), remaining)[0]:
+                return buffer
+            data = os.read(fd, 512)
+            if not data:
+                raise _LineLost("end of file")
+            buffer += data
+
+    # --- the SerialLine protocol ------------------------------------------------------------------------------
+
+    def read_registers(
+        self, device: int, address: int, count: int, *, function: int = 3, timeout_s: float, retries: int = 0
+    ) -> list[int]:
+        request = rtu.read_request(device, function, address, count)
+        failure: DeviceError | None = None
+        for _attempt in range(retries + 1):
+            reply = self._exchange(request, rtu.response_length, timeout_s, expected=5 + 2 * count,
+                                   foreign=lambda frame: frame[0] != device and rtu.crc_ok(frame))
+            try:
+                return self._decode_read(reply, device, function, count, timeout_s)
+            except rtu.ModbusExceptionReply:
+                raise
+            except DeviceError as exc:
+                if exc.kind is FailureKind.PROTOCOL:
+                    raise
+                failure = exc  # silence or a CRC failure: worth another attempt
+        assert failure is not None
+        if retries:
+            failure.message += f" ({retries + 1} attempts)"
+            failure.args = (failure.message,)
+        raise failure
+
+    def _decode_read(self, reply: bytes, device: int, function: int, count: int, timeout_s: float) -> list[int]:
+        if not reply:
+            self.counters.timeouts += 1
+            raise DeviceError(
+                FailureKind.TIMEOUT,
+                f"no reply from address {device} within {timeout_s} s",
+                f"check the device's power, its address, the serial settings ({self.settings.describe()}) and the "
+                "RS-485 wiring (try swapping A and B)",
+            )
+        if not rtu.crc_ok(reply) or rtu.response_length(reply) != len(reply):
+            self.counters.crc_errors += 1
+            raise DeviceError(
+                FailureKind.CRC,
+                f"reply from address {device} failed the CRC check or was cut short ({reply.hex(' ')})",
+                "electrical noise: check 120 ohm termination at both bus ends, cable shield/ground and length, "
+                "and that no two devices share an address",
+            )
+        if reply[0] != device:
+            raise DeviceError(
+                FailureKind.PROTOCOL,
+                f"asked address {device}, address {reply[0]} answered ({reply.hex(' ')})",
+                "a late reply from another device: raise that device's timeout_s, or check for duplicate addresses",
+            )
+        if reply[1] == function | 0x80:
+            raise rtu.ModbusExceptionReply(device, function, reply[2])
+        if reply[1] != function or reply[2] != 2 * count:
+            raise DeviceError(
+                FailureKind.PROTOCOL,
+                f"address {device}: unexpected reply to function {function} for {count} registers ({reply.hex(' ')})",
+                "check for another device answering at the same address",
+            )
+        return list(struct.unpack(f">{count}H", reply[3:-2]))
+
+    def transact(self, request: bytes, *, complete: Callable[[bytes], bool], timeout_s: float) -> bytes:
+        """An ASCII command/reply: `complete(received)` says when the reply is whole; TIMEOUT if it never is."""
+        reply = self._exchange(request, lambda buffer: len(buffer) if complete(buffer) else None, timeout_s)
+        if not complete(reply):
+            self.counters.timeouts += 1
+            raise DeviceError(
+                FailureKind.TIMEOUT,
+                f"no complete reply to {request!r} within {timeout_s} s (received {reply!r})",
+                f"check the device's power, the serial settings ({self.settings.describe()}) and the wiring",
+            )
+        return reply
