@@ -1,5 +1,5 @@
-"""Modbus RTU framing for the GMP252 driver and simulator: re-exported from `gateway.driver_api.rtu`, where the serial-line
-master and the other Modbus drivers share it."""
+"""Modbus RTU framing for the GMP252 driver and simulator: re-exported from `gateway.driver_api.rtu`, where the
+serial-line master and the other Modbus drivers share it."""
 
 from gateway.driver_api.rtu import (
     EXC_ILLEGAL_ADDRESS,
