@@ -17,6 +17,7 @@ from gateway.central.cli import flux_recompute
 from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
 from gateway.edge.cli import app as station_app
 from gateway.edge.cli import live
+from gateway.flux.budget_cli import budget as flux_budget
 from gateway.flux.cli import app as flux_app
 from gateway.probe import app as probe_app
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.add_typer(station_app, name="station")
 app.add_typer(central_app, name="central")
 flux_app.command("recompute")(flux_recompute)  # a central job, beside `flux ec`
+flux_app.command("budget")(flux_budget)
 app.add_typer(flux_app, name="flux")
 app.add_typer(probe_app, name="probe")
 app.command(name="live")(live)  # `sinkwatch live -c station.yaml`, the same as `sinkwatch station live`

@@ -1,0 +1,309 @@
+"""Reading and writing the budget's CSV files (the I/O beside the pure budget functions).
+
+Input: a half-hourly (or hourly) CSV with a header row, ``TIMESTAMP_START`` and ``TIMESTAMP_END`` as
+``YYYYMMDDHHMM`` on the station's standard-time clock, ``-9999`` (or an empty field) for missing, and the columns
+``NEE`` (or ``FC``, optionally ``SC``), ``SW_IN`` (W m-2), ``TA`` (°C), ``VPD`` (hPa), optional ``USTAR`` (m s-1).
+A column may carry an AmeriFlux position qualifier (``TA_1_1_1``): the first such column is taken when the plain
+name is absent. The AmeriFlux BASE CSV of ``sinkwatch flux ec`` reads as it is (``FC``, ``TA``, ``VPD``, ``USTAR``,
+``CO2``, ``PA``; its text columns are ignored); it has no ``SW_IN``, which ``--met FILE`` adds from a second CSV of
+the same kind (columns of the met file fill the ones the main file lacks, matched by ``TIMESTAMP_START``).
+
+Every check names the column or row and the fix (:class:`BudgetFileError`): unreadable or empty file, missing
+columns, malformed numbers or time stamps, duplicated or unsorted records, steps other than 30 or 60 min, units that
+cannot be right (VPD in kPa or Pa, TA in K, SW_IN out of range, NEE not in µmol m-2 s-1), drivers without any value,
+no night at all. Missing half hours inside the record are inserted as missing values (counted).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gateway.flux.budget.aggregate import Aggregates
+from gateway.flux.budget.storage import storage_single_level
+
+__all__ = [
+    "BudgetFileError",
+    "BudgetInput",
+    "read_budget_csv",
+    "write_aggregates_csv",
+    "write_halfhourly_csv",
+]
+
+MISSING = -9999.0
+_QUALIFIED = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*?)(_\d+_\d+_\d+)$")
+
+
+class BudgetFileError(ValueError):
+    """The input file cannot be used; the message names the file, column or row and the fix."""
+
+
+@dataclass
+class BudgetInput:
+    """Columns of an input file on a regular grid. ``time_start_s``: seconds since 1970-01-01 of the station's
+    standard-time clock. ``rows``: index of each input row in the grid (inserted missing half hours are not
+    rows). ``stamps``: the input's (TIMESTAMP_START, TIMESTAMP_END) strings per row."""
+
+    time_start_s: NDArray[np.float64]
+    columns: dict[str, NDArray[np.float64]]
+    rows: NDArray[np.intp]
+    stamps: list[tuple[str, str]]
+    step_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _parse_stamp(text: str, path: Path, row: int, column: str) -> datetime:
+    try:
+        if len(text) != 12 or not text.isdigit():
+            raise ValueError
+        return datetime.strptime(text, "%Y%m%d%H%M").replace(tzinfo=UTC)
+    except ValueError:
+        raise BudgetFileError(f"{path}: row {row}, {column} {text!r} is not a time stamp YYYYMMDDHHMM; write it "
+                              "like 202401010030") from None
+
+
+def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except OSError as exc:
+        raise BudgetFileError(f"{path}: cannot read the file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BudgetFileError(f"{path}: not a text CSV file (UTF-8)") from None
+    if not rows:
+        raise BudgetFileError(f"{path}: the file is empty; it needs a header row and half-hourly records")
+    header = [h.strip() for h in rows[0]]
+    return header, rows[1:]
+
+
+def _column_index(header: Sequence[str], name: str) -> int | None:
+    if name in header:
+        return header.index(name)
+    for i, h in enumerate(header):
+        m = _QUALIFIED.match(h)
+        if m and m.group("name") == name:
+            return i
+    return None
+
+
+def _numbers(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], name: str) -> NDArray[np.float64]:
+    col = _column_index(header, name)
+    assert col is not None
+    out = np.full(len(body), np.nan)
+    for r, row in enumerate(body):
+        text = row[col].strip() if col < len(row) else ""
+        if text in ("", "NA", "NaN", "nan"):
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise BudgetFileError(f"{path}: row {r + 2}, column {header[col]}: {text!r} is not a number; use "
+                                  "-9999 for a missing value") from None
+        if value != MISSING and math.isfinite(value):
+            out[r] = value
+    return out
+
+
+def _saturation_vapour_pressure_hpa(ta: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Magnus formula over water (FAO-56 eq. 11), hPa from °C; only used to check VPD's unit."""
+    result: NDArray[np.float64] = 6.108 * np.exp(17.27 * ta / (ta + 237.3))
+    return result
+
+
+def _check_units(path: Path, cols: dict[str, NDArray[np.float64]], names: dict[str, str]) -> None:
+    def fail(name: str, message: str) -> None:
+        raise BudgetFileError(f"{path}: column {names.get(name, name)}: {message}")
+
+    for name in ("SW_IN", "TA", "VPD"):
+        if not np.isfinite(cols[name]).any():
+            fail(name, "has no values (all missing); the budget needs it measured for most of the record")
+    ta, vpd, sw = cols["TA"], cols["VPD"], cols["SW_IN"]
+    if np.nanmedian(ta) > 200.0:
+        fail("TA", f"median {np.nanmedian(ta):.1f} looks like kelvin; give °C (subtract 273.15)")
+    if np.nanmax(ta) > 60.0 or np.nanmin(ta) < -60.0:
+        fail("TA", f"values from {np.nanmin(ta):.1f} to {np.nanmax(ta):.1f} are not air temperatures in °C")
+    if np.nanmin(sw) < -50.0 or np.nanmax(sw) > 1500.0:
+        fail("SW_IN", f"values from {np.nanmin(sw):.0f} to {np.nanmax(sw):.0f} are not incoming shortwave radiation "
+                      "in W m-2")
+    if np.nanmin(vpd) < -5.0:
+        fail("VPD", f"negative values down to {np.nanmin(vpd):.1f}; VPD is a saturation deficit in hPa (≥ 0)")
+    both = np.isfinite(ta) & np.isfinite(vpd) & (ta > 5.0)
+    if both.sum() > 48:
+        ratio = vpd[both] / _saturation_vapour_pressure_hpa(ta[both])
+        top = float(np.percentile(ratio, 99))
+        if top > 1.5:
+            fail("VPD", f"exceeds the saturation vapour pressure at TA by a factor {top:.0f}: is it in Pa? give hPa "
+                        "(divide by 100)")
+        if top < 0.12:
+            fail("VPD", f"the largest values ({np.nanmax(vpd):.2f}) are below an eighth of the saturation vapour "
+                        "pressure at TA, as if the air were always above 88 % relative humidity: VPD looks like "
+                        "kPa; give hPa (multiply by 10)")
+    if "USTAR" in cols and np.isfinite(cols["USTAR"]).any():
+        mid = float(np.nanmedian(cols["USTAR"]))
+        if mid > 3.0:  # spikes happen in real data (DE-Tha 1998 reaches 8); a median this high is another unit
+            fail("USTAR", f"median {mid:.1f}: not a friction velocity in m s-1 (cm s-1? divide by 100)")
+    nee = cols["NEE"]
+    if not np.isfinite(nee).any():
+        fail("NEE", "has no values (all missing)")
+    p99 = float(np.nanpercentile(np.abs(nee), 99))
+    if p99 > 100.0:
+        fail("NEE", f"99 % of |NEE| reach {p99:.0f}: not µmol CO2 m-2 s-1 (mg m-2 s-1 × 22.7 gives µmol)")
+    if p99 < 0.5:
+        fail("NEE", f"99 % of |NEE| stay below {p99:.2f}: looks like mg CO2 m-2 s-1 or mol; give µmol CO2 m-2 s-1")
+    with np.errstate(invalid="ignore"):
+        if not (sw < 10.0).any():
+            fail("SW_IN", "never below 10 W m-2: no night in the record (or SW_IN has an offset); the u* filter and "
+                          "the nighttime partitioning need nights")
+
+
+def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
+                    storage_height_m: float | None = None) -> BudgetInput:
+    """Read and check an input file (module docstring). ``met``: a second CSV whose columns (SW_IN, TA, VPD,
+    USTAR, …) fill what ``path`` lacks. ``storage_height_m``: compute SC from the file's CO2 (µmol mol-1), TA and PA
+    (kPa) at this height when the file has FC and no NEE/SC (single-level storage, `storage.py`)."""
+    p = Path(path)
+    header, body = _read_table(p)
+    for name in ("TIMESTAMP_START", "TIMESTAMP_END"):
+        if name not in header:
+            raise BudgetFileError(f"{p}: no {name} column in the header row {','.join(header[:6])}…; the input needs "
+                                  "TIMESTAMP_START and TIMESTAMP_END as YYYYMMDDHHMM")
+    i_start, i_end = header.index("TIMESTAMP_START"), header.index("TIMESTAMP_END")
+    starts = [_parse_stamp(r[i_start].strip() if i_start < len(r) else "", p, k + 2, "TIMESTAMP_START")
+              for k, r in enumerate(body)]
+    ends = [_parse_stamp(r[i_end].strip() if i_end < len(r) else "", p, k + 2, "TIMESTAMP_END")
+            for k, r in enumerate(body)]
+    if len(starts) < 2:
+        raise BudgetFileError(f"{p}: {len(starts)} records; a budget needs at least 14 days of half-hourly records")
+    for k in range(1, len(starts)):
+        if starts[k] == starts[k - 1]:
+            raise BudgetFileError(f"{p}: rows {k + 1} and {k + 2} have the same TIMESTAMP_START "
+                                  f"{starts[k]:%Y%m%d%H%M}; remove the duplicate")
+        if starts[k] < starts[k - 1]:
+            raise BudgetFileError(f"{p}: row {k + 2} (TIMESTAMP_START {starts[k]:%Y%m%d%H%M}) comes before row "
+                                  f"{k + 1}; sort the records by time")
+    diffs = np.diff([s.timestamp() for s in starts])
+    step = float(np.median(diffs))
+    if step not in (1800.0, 3600.0):
+        raise BudgetFileError(f"{p}: records are {step / 60:.0f} min apart; give half-hourly (or hourly) records")
+    for k, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        if (e - s) != timedelta(seconds=step):
+            raise BudgetFileError(f"{p}: row {k + 2}: TIMESTAMP_END {e:%Y%m%d%H%M} is not {step / 60:.0f} min after "
+                                  f"TIMESTAMP_START {s:%Y%m%d%H%M}")
+    bad = np.flatnonzero(np.mod(diffs, step) != 0)
+    if bad.size:
+        k = int(bad[0]) + 1
+        raise BudgetFileError(f"{p}: row {k + 2} (TIMESTAMP_START {starts[k]:%Y%m%d%H%M}) is off the "
+                              f"{step / 60:.0f}-min grid of the rows before it; align the records")
+    t0 = starts[0].timestamp()
+    rows = np.round((np.array([s.timestamp() for s in starts]) - t0) / step).astype(np.intp)
+    n = int(rows[-1]) + 1
+    time_start = t0 + step * np.arange(n, dtype=np.float64)
+    notes: list[str] = []
+    if n > len(rows):
+        notes.append(f"{n - len(rows)} missing records inside the time range were inserted as missing values")
+
+    def grid(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.full(n, np.nan)
+        out[rows] = values
+        return out
+
+    cols: dict[str, NDArray[np.float64]] = {}
+    names: dict[str, str] = {}
+    for name in ("NEE", "FC", "SC", "SW_IN", "TA", "VPD", "USTAR", "CO2", "PA"):
+        idx = _column_index(header, name)
+        if idx is not None:
+            cols[name] = grid(_numbers(p, header, body, name))
+            names[name] = header[idx]
+    if met is not None:
+        mp = Path(met)
+        mheader, mbody = _read_table(mp)
+        if "TIMESTAMP_START" not in mheader:
+            raise BudgetFileError(f"{mp}: no TIMESTAMP_START column; the met file needs it as YYYYMMDDHHMM")
+        mi = mheader.index("TIMESTAMP_START")
+        mstarts = np.array([_parse_stamp(r[mi].strip() if mi < len(r) else "", mp, k + 2, "TIMESTAMP_START")
+                            .timestamp() for k, r in enumerate(mbody)])
+        pos = np.round((mstarts - t0) / step)
+        inside = (pos >= 0) & (pos < n) & (np.mod(mstarts - t0, step) == 0)
+        for name in ("SW_IN", "TA", "VPD", "USTAR", "PA"):
+            if name in cols or _column_index(mheader, name) is None:
+                continue
+            values = _numbers(mp, mheader, mbody, name)
+            out = np.full(n, np.nan)
+            out[pos[inside].astype(np.intp)] = values[inside]
+            cols[name] = out
+            names[name] = f"{name} (from {mp.name})"
+    if "NEE" not in cols:
+        if "FC" not in cols:
+            raise BudgetFileError(f"{p}: no NEE or FC column; give NEE (µmol CO2 m-2 s-1), or FC with SC")
+        fc = cols["FC"]
+        if "SC" not in cols and storage_height_m is not None:
+            for name in ("CO2", "TA", "PA"):
+                if name not in cols:
+                    raise BudgetFileError(f"{p}: --storage-height needs a {name} column (CO2 µmol mol-1, TA °C, "
+                                          "PA kPa) to compute the storage flux SC")
+            cols["SC"] = storage_single_level(cols["CO2"], cols["TA"], cols["PA"], storage_height_m, period_s=step)
+            notes.append(f"SC computed from the single-level CO2 at {storage_height_m} m (storage.py)")
+        if "SC" in cols:
+            sc = cols["SC"]
+            use = np.isfinite(sc)
+            cols["NEE"] = np.where(use, fc + np.where(use, sc, 0.0), fc)
+            short = int((np.isfinite(fc) & ~use).sum())
+            notes.append("NEE = FC + SC" + (f"; {short} records without SC use FC alone" if short else ""))
+        else:
+            cols["NEE"] = fc.copy()
+            notes.append("NEE = FC: no storage term (no SC column; --storage-height computes it from CO2)")
+        names["NEE"] = names["FC"]
+    for name in ("SW_IN", "TA", "VPD"):
+        if name not in cols:
+            hint = " (`sinkwatch flux ec` files have none: add it with --met FILE)" if name == "SW_IN" else ""
+            raise BudgetFileError(f"{p}: no {name} column{hint}; the budget needs NEE, SW_IN (W m-2), TA (°C) and VPD "
+                                  "(hPa)")
+    _check_units(p, cols, names)
+    stamps = [(s.strftime("%Y%m%d%H%M"), e.strftime("%Y%m%d%H%M")) for s, e in zip(starts, ends, strict=True)]
+    return BudgetInput(time_start, cols, rows, stamps, step, notes)
+
+
+def _fmt(value: float, integer: bool) -> str:
+    if not math.isfinite(value):
+        return "-9999"
+    if integer:
+        return str(round(value))
+    return f"{value:.6g}"
+
+
+_INTEGER_SUFFIXES = ("_QC", "_METHOD", "_N", "_FNUM", "_FMETH", "NIGHT", "USTAR_FILTER")
+
+
+def write_halfhourly_csv(fh: TextIO, stamps: Sequence[tuple[str, str]], columns: dict[str, NDArray[np.float64]],
+                         names: Sequence[str]) -> None:
+    """One row per input record: TIMESTAMP_START, TIMESTAMP_END and ``names`` (-9999 missing, flags as integers)."""
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(["TIMESTAMP_START", "TIMESTAMP_END", *names])
+    integer = [n.endswith(_INTEGER_SUFFIXES) for n in names]
+    arrays = [columns[n] for n in names]
+    for i, (start, end) in enumerate(stamps):
+        writer.writerow([start, end, *(_fmt(float(a[i]), k) for a, k in zip(arrays, integer, strict=True))])
+
+
+def write_aggregates_csv(fh: TextIO, agg: Aggregates, *, label: str = "TIMESTAMP",
+                         extra: dict[str, float | str] | None = None) -> None:
+    """One row per period: ``label`` (YYYYMMDD / YYYYMM / YYYY), the aggregate columns, then ``extra`` (the same
+    value in every row, e.g. the u* threshold and its distribution)."""
+    writer = csv.writer(fh, lineterminator="\n")
+    names = list(agg.values)
+    extras = extra or {}
+    writer.writerow([label, *names, *extras])
+    for i, lab in enumerate(agg.label):
+        row = [lab, *(_fmt(float(agg.values[n][i]), n in ("N_RECORDS", "N_UNFILLED")) for n in names)]
+        for v in extras.values():
+            row.append(_fmt(float(v), False) if isinstance(v, float | int) else str(v))
+        writer.writerow(row)

@@ -1,0 +1,288 @@
+"""The budget chain on one site-year of half-hourly (or hourly) records (docs/budget.md).
+
+    drivers: MDS for met (TA_F, SW_IN_F, VPD_F)          -> mds.mds_fill_met (REddyProc rules for met)
+    u* filter: auto (moving-point test + bootstrap), none, or a given threshold  -> ustar
+    NEE: MDS gap filling (REddyProc), random uncertainty (ONEFlux)              -> mds, randunc
+    u* scenarios: NEE filtered at the 5/50/95 % bootstrap thresholds and filled again (uncertainty term b)
+    partitioning: nighttime (Reichstein 2005) and daytime (Lasslop 2010)       -> partition_nt, partition_dt
+    aggregates: daily, monthly, annual sums with uncertainty                    -> aggregate
+
+Time convention: ``time_start_s`` are the starts of the records on the station's *standard-time* clock, as seconds
+since 1970-01-01 of that clock (so local midnight is a multiple of 86400; ``TIMESTAMP_START`` of FLUXNET files read
+as if UTC); ``utc_offset_h`` says how far that clock is ahead of UTC. The records must be a regular grid in time
+order; the chain pads them to whole local days (partitioning counts days from midnight) and cuts the padding off.
+
+Pure: arrays in, a :class:`BudgetResult` out, no I/O. Bad input raises :class:`BudgetInputError` naming the
+variable and the fix; results that could not be computed are NaN with the reason in ``notes``, never a silent
+number.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from gateway.flux.budget.aggregate import Aggregates, aggregate
+from gateway.flux.budget.mds import MdsResult, mds_fill, mds_fill_met
+from gateway.flux.budget.randunc import random_uncertainty
+from gateway.flux.budget.ustar import SWIN_FOR_NIGHT, UstarError, UstarResult, ustar_threshold
+
+__all__ = ["BudgetInputError", "BudgetResult", "BudgetSettings", "run_budget"]
+
+MIN_DAYS = 14
+"""Shortest record the chain accepts: MDS needs its ±7-day windows, partitioning several weeks."""
+
+
+class BudgetInputError(ValueError):
+    """The input cannot give a budget; the message names the variable, the records and the fix."""
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """``ustar``: ``"auto"`` (moving-point test with ``n_bootstrap`` draws from ``seed``), ``"none"`` (NEE is
+    already u*-filtered) or a threshold in m s-1. ``scenarios``: the bootstrap percentiles whose thresholds filter
+    and fill NEE again for the u* uncertainty. ``partition``: run the nighttime and daytime partitioning."""
+
+    ustar: str | float = "auto"
+    n_bootstrap: int = 100
+    seed: int = 0
+    scenarios: tuple[float, ...] = (5.0, 50.0, 95.0)
+    partition: bool = True
+
+
+@dataclass
+class BudgetResult:
+    """``hh``: one array per output variable, one value per input record (FLUXNET names; NaN = missing).
+    ``daily``/``monthly``/``annual``: :class:`Aggregates` (labels ``YYYYMMDD``/``YYYYMM``/``YYYY``).
+    ``ustar``: the moving-point result (mode auto) or None. ``scalars``: USTAR_THRESHOLD and its distribution,
+    E0 of the nighttime partitioning, … ``notes``: everything that was not as asked, in words."""
+
+    hh: dict[str, NDArray[np.float64]]
+    daily: Aggregates
+    monthly: Aggregates
+    annual: Aggregates
+    ustar: UstarResult | None
+    scalars: dict[str, float | str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _load_partition() -> tuple[Callable[..., dict[str, Any]] | None, Callable[..., dict[str, Any]] | None]:
+    """The partitioning functions of the partition modules, None for one that is not there (yet)."""
+    found: list[Callable[..., dict[str, Any]] | None] = []
+    for module, name in (("partition_nt", "partition_nighttime"), ("partition_dt", "partition_daytime")):
+        try:
+            found.append(getattr(importlib.import_module(f"gateway.flux.budget.{module}"), name))
+        except (ImportError, AttributeError):
+            found.append(None)
+    return found[0], found[1]
+
+
+def _check(name: str, arr: NDArray[np.float64], n: int) -> None:
+    if arr.shape != (n,):
+        raise BudgetInputError(f"{name}: expected {n} values, one per record, got shape {arr.shape}")
+
+
+def _labels(time_start_s: NDArray[np.float64]) -> tuple[NDArray[np.str_], NDArray[np.int64]]:
+    """``YYYYMMDD`` of each record's start and its month (1-12), on the station's clock."""
+    days = np.floor(time_start_s / 86400.0).astype(np.int64)
+    uniq, inverse = np.unique(days, return_inverse=True)
+    dates = [datetime.fromtimestamp(int(d) * 86400, tz=UTC) for d in uniq]
+    labels = np.array([d.strftime("%Y%m%d") for d in dates])[inverse]
+    months = np.array([d.month for d in dates], dtype=np.int64)[inverse]
+    return labels, months
+
+
+def _ustar_filter(nee: NDArray[np.float64], ustar: NDArray[np.float64], sw_in: NDArray[np.float64],
+                  threshold: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """REddyProc `sMDSGapFillAfterUstar` (default): at night (SW_IN < 10 W m-2 or SW_IN missing) remove NEE with
+    USTAR below the threshold (flag 1) or USTAR missing (flag 2); day records are kept."""
+    with np.errstate(invalid="ignore"):
+        night = ~(sw_in >= SWIN_FOR_NIGHT)
+        low = night & (ustar < threshold)
+    missing = night & np.isnan(ustar)
+    flag = np.where(low, 1.0, np.where(missing, 2.0, 0.0))
+    return np.where(flag > 0, np.nan, nee), flag
+
+
+def _fill_nee(nee: NDArray[np.float64], sw_in: NDArray[np.float64], vpd: NDArray[np.float64],
+              ta: NDArray[np.float64], per_day: int) -> MdsResult:
+    return mds_fill(nee, sw_in, vpd, ta, steps_per_day=per_day)
+
+
+def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: ArrayLike, vpd: ArrayLike,
+               ustar: ArrayLike | None = None, *, lat: float, lon: float, utc_offset_h: float,
+               settings: BudgetSettings | None = None) -> BudgetResult:
+    """Run the budget chain (module docstring) on one record.
+
+    ``nee`` (µmol m-2 s-1; NEE = FC + SC), ``sw_in`` (W m-2), ``ta`` (°C), ``vpd`` (hPa), ``ustar`` (m s-1, needed
+    unless ``settings.ustar == "none"``): NaN where missing. ``lat``/``lon`` in degrees north/east.
+    """
+    st = settings or BudgetSettings()
+    t = np.asarray(time_start_s, dtype=np.float64)
+    n_in = t.size
+    if t.ndim != 1 or n_in < 2:
+        raise BudgetInputError(f"{n_in} records: a budget needs at least {MIN_DAYS} days of records")
+    step = float(t[1] - t[0])
+    if step not in (1800.0, 3600.0) or np.any(np.diff(t) != step):
+        bad = int(np.flatnonzero(np.diff(t) != step)[0]) + 1 if step in (1800.0, 3600.0) else 1
+        raise BudgetInputError(
+            f"record {bad}: time steps must all be 30 min (or all 60 min) in ascending order; sort the records, "
+            "remove duplicates and insert missing half hours as missing values")
+    per_day = round(86400.0 / step)
+    if n_in < MIN_DAYS * per_day:
+        raise BudgetInputError(f"only {n_in} records ({n_in / per_day:.1f} days): a budget needs at least "
+                               f"{MIN_DAYS} days (MDS windows are ±7 days, partitioning needs weeks of nights)")
+    arrays = {}
+    for name, values in (("NEE", nee), ("SW_IN", sw_in), ("TA", ta), ("VPD", vpd)):
+        arr = np.asarray(values, dtype=np.float64)
+        _check(name, arr, n_in)
+        arrays[name] = arr
+    u_in = None if ustar is None else np.asarray(ustar, dtype=np.float64)
+    if u_in is not None:
+        _check("USTAR", u_in, n_in)
+    notes: list[str] = []
+
+    # pad to whole days of the station clock
+    lead = round((t[0] % 86400.0) / step)
+    trail = (-(lead + n_in)) % per_day
+    n = lead + n_in + trail
+    tt = t[0] - lead * step + step * np.arange(n, dtype=np.float64)
+    core = slice(lead, lead + n_in)
+
+    def pad(a: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.full(n, np.nan)
+        out[core] = a
+        return out
+
+    nee_a = pad(arrays["NEE"])
+    sw = pad(arrays["SW_IN"])
+    ta_a = pad(arrays["TA"])
+    vpd_a = pad(arrays["VPD"])
+    u_a = None if u_in is None else pad(u_in)
+    labels, months = _labels(tt)
+
+    hh: dict[str, NDArray[np.float64]] = {"NEE": nee_a}
+    # meteorological drivers
+    met: dict[str, MdsResult] = {}
+    for name, values in (("TA", ta_a), ("SW_IN", sw), ("VPD", vpd_a)):
+        met[name] = mds_fill_met(name, values, sw, vpd_a, ta_a, steps_per_day=per_day)
+        hh[f"{name}_F"] = met[name].filled
+        hh[f"{name}_F_QC"] = met[name].qc
+        if met[name].n_unfilled > trail + lead:
+            notes.append(f"{name}: {met[name].n_unfilled - lead - trail} records could not be gap-filled")
+
+    # u* filtering
+    scalars: dict[str, float | str] = {}
+    ustar_result: UstarResult | None = None
+    mode = st.ustar
+    scenario_thresholds: dict[str, float] = {}
+    if mode == "none":
+        threshold = float("nan")
+        nee_filtered, uflag = nee_a.copy(), np.zeros(n)
+        scalars["USTAR_MODE"] = "none"
+        notes.append("u* filtering: none (NEE taken as already filtered); u* uncertainty not estimated")
+    else:
+        if u_a is None or not np.isfinite(u_a).any():
+            raise BudgetInputError("USTAR: no values; u* filtering needs USTAR (m s-1), or use --ustar none if NEE "
+                                   "is already u*-filtered")
+        if mode == "auto":
+            try:
+                ustar_result = ustar_threshold(nee_a[core], ta_a[core], u_a[core], sw[core], months[core],
+                                               n_bootstrap=st.n_bootstrap, seed=st.seed)
+            except UstarError as exc:
+                raise BudgetInputError(f"USTAR: {exc}") from None
+            threshold = ustar_result.threshold
+            if not np.isfinite(threshold):
+                raise BudgetInputError(
+                    "USTAR: the moving-point test found no u* threshold (nighttime NEE never levels off with u*); "
+                    "give one with --ustar VALUE (m s-1), or --ustar none if NEE is already filtered")
+            scalars["USTAR_MODE"] = "auto"
+            summary = ustar_result.summary()
+            for key in ("mean", "sd", "p05", "p50", "p95", "n"):
+                scalars[f"USTAR_THRESHOLD_{key.upper()}"] = summary[key]
+            for q in st.scenarios:
+                scenario_thresholds[f"U{int(q):02d}"] = ustar_result.percentile(q)
+            notes.extend(ustar_result.notes)
+        else:
+            threshold = float(mode)
+            if not 0.0 <= threshold < 3.0:
+                raise BudgetInputError(f"--ustar {mode}: a threshold must be in m s-1 between 0 and 3")
+            scalars["USTAR_MODE"] = "value"
+            notes.append("u* threshold given: u* uncertainty not estimated")
+        nee_filtered, uflag = _ustar_filter(nee_a, u_a, sw, threshold)
+    scalars["USTAR_THRESHOLD"] = threshold
+    hh["USTAR_THRESHOLD"] = np.full(n, threshold)
+    hh["USTAR_FILTER"] = uflag
+
+    # NEE gap filling and random uncertainty
+    if not np.isfinite(nee_filtered).any():
+        raise BudgetInputError("NEE: no values left to fill (all missing, or all removed by the u* filter)")
+    res = _fill_nee(nee_filtered, sw, vpd_a, ta_a, per_day)
+    hh["NEE_F"] = res.filled
+    hh["NEE_F_QC"] = res.qc
+    hh["NEE_F_FSD"] = res.fsd
+    hh["NEE_F_FNUM"] = res.fnum
+    hh["NEE_F_FMETH"] = res.method
+    if res.n_unfilled > lead + trail:
+        notes.append(f"NEE: {res.n_unfilled - lead - trail} records could not be gap-filled (gaps over 60 days); "
+                     "sums over them are missing")
+    ru = random_uncertainty(res.filled, res.qc == 0, sw, ta_a, vpd_a, steps_per_day=per_day)
+    hh["NEE_F_RANDUNC"] = ru.randunc
+    hh["NEE_F_RANDUNC_METHOD"] = ru.method
+    hh["NEE_F_RANDUNC_N"] = ru.n
+    scenarios: dict[str, NDArray[np.float64]] = {}
+    for name, thr in scenario_thresholds.items():
+        assert u_a is not None
+        filt, _ = _ustar_filter(nee_a, u_a, sw, thr)
+        scenarios[name] = _fill_nee(filt, sw, vpd_a, ta_a, per_day).filled
+        hh[f"NEE_{name}_F"] = scenarios[name]
+        scalars[f"USTAR_THRESHOLD_{name}"] = thr
+
+    # day/night and partitioning
+    with np.errstate(invalid="ignore"):
+        hh["NIGHT"] = (hh["SW_IN_F"] < SWIN_FOR_NIGHT).astype(np.float64)
+    hh["NIGHT"][np.isnan(hh["SW_IN_F"])] = np.nan
+    time_mid_utc = tt + step / 2.0 - utc_offset_h * 3600.0
+    nt, dt = _load_partition() if st.partition else (None, None)
+    if st.partition:
+        from gateway.flux.budget.solar import potential_radiation
+
+        hh["SW_IN_POT"] = potential_radiation(time_mid_utc, lat, lon, utc_offset_h)
+    if nt is not None:
+        out = nt(time_mid_utc, nee_filtered, res.filled, hh["TA_F"], sw, lat, lon, utc_offset_h,
+                 ta_f_qc=hh["TA_F_QC"])
+        hh["RECO_NT"] = np.asarray(out["RECO_NT"], dtype=np.float64)
+        hh["GPP_NT"] = np.asarray(out["GPP_NT"], dtype=np.float64)
+        if "NT_QC" in out:
+            hh["NT_QC"] = np.asarray(out["NT_QC"], dtype=np.float64)
+        if "E0" in out:
+            scalars["E0_NT"] = float(out["E0"])
+        if "NT_OK" in out and not bool(out["NT_OK"]):
+            notes.append(f"nighttime partitioning failed: {out.get('NT_MESSAGE', '')}")
+    elif st.partition:
+        notes.append("nighttime partitioning not available")
+    if dt is not None:
+        out = dt(time_mid_utc, nee_filtered, res.filled, hh["TA_F"], hh["VPD_F"], hh["SW_IN_F"], sw, lat, lon,
+                 utc_offset_h)
+        hh["RECO_DT"] = np.asarray(out["RECO_DT"], dtype=np.float64)
+        hh["GPP_DT"] = np.asarray(out["GPP_DT"], dtype=np.float64)
+        if "DT_OK" in out and not bool(out["DT_OK"]):
+            notes.append(f"daytime partitioning failed: {out.get('DT_MESSAGE', '')}")
+    elif st.partition:
+        notes.append("daytime partitioning not available in this version: RECO_DT, GPP_DT missing")
+
+    # cut the padding off, aggregate
+    hh = {k: v[core] for k, v in hh.items()}
+    scen_core = {k: v[core] for k, v in scenarios.items()}
+    lab = labels[core]
+    period_s = step
+    daily = aggregate(lab, hh, period_s=period_s, scenarios=scen_core)
+    monthly = aggregate(np.array([s[:6] for s in lab]), hh, period_s=period_s, scenarios=scen_core)
+    annual = aggregate(np.array([s[:4] for s in lab]), hh, period_s=period_s, scenarios=scen_core)
+    return BudgetResult(hh, daily, monthly, annual, ustar_result, scalars, notes)

@@ -1,0 +1,103 @@
+"""`sinkwatch flux budget`: the carbon budget of a half-hourly CSV (docs/budget.md, "Command").
+
+Glue only: reading and checks in `gateway.flux.budget.files`, the chain in `gateway.flux.budget.pipeline`.
+Exit 0 with the files written; exit 2 when the input cannot give a budget (the message names the column or row and
+the fix).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HALFHOURLY_COLUMNS = (
+    "NEE", "NEE_F", "NEE_F_QC", "NEE_F_RANDUNC", "NEE_F_RANDUNC_METHOD", "NEE_F_RANDUNC_N", "NEE_F_FSD",
+    "NEE_F_FNUM", "USTAR_THRESHOLD", "USTAR_FILTER", "NEE_U05_F", "NEE_U50_F", "NEE_U95_F",
+    "TA_F", "TA_F_QC", "SW_IN_F", "SW_IN_F_QC", "VPD_F", "VPD_F_QC", "SW_IN_POT", "NIGHT",
+    "RECO_NT", "GPP_NT", "NT_QC", "RECO_DT", "GPP_DT",
+)
+
+
+def _parse_ustar(value: str) -> str | float:
+    if value in ("auto", "none"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: give auto, none or a threshold in m s-1 (e.g. 0.2)") from None
+
+
+def budget(
+    input_csv: Annotated[Path, typer.Argument(help="half-hourly CSV: TIMESTAMP_START, TIMESTAMP_END (YYYYMMDDHHMM), "
+                                                   "NEE or FC, SW_IN, TA, VPD, optional USTAR; -9999 missing")],
+    lat: Annotated[float, typer.Option(help="site latitude, degrees north")],
+    lon: Annotated[float, typer.Option(help="site longitude, degrees east")],
+    utc_offset: Annotated[float, typer.Option("--utc-offset", help="hours the time stamps' clock is ahead of UTC")],
+    out: Annotated[Path, typer.Option(help="half-hourly output CSV (one row per input row)")],
+    ustar: Annotated[str, typer.Option(help="auto (moving-point test + bootstrap), none (NEE already filtered) or a "
+                                            "threshold in m s-1")] = "auto",
+    daily: Annotated[Path | None, typer.Option(help="write daily sums (gC m-2, tCO2e ha-1) to this CSV")] = None,
+    monthly: Annotated[Path | None, typer.Option(help="write monthly sums to this CSV")] = None,
+    annual: Annotated[Path | None, typer.Option(help="write annual sums with uncertainty and the u* threshold "
+                                                     "distribution to this CSV")] = None,
+    ustar_draws: Annotated[Path | None, typer.Option(help="write every bootstrap u* threshold to this CSV")] = None,
+    met: Annotated[Path | None, typer.Option(help="CSV with SW_IN/TA/VPD/USTAR for the columns INPUT lacks")] = None,
+    storage_height: Annotated[float | None, typer.Option(help="compute SC from CO2/TA/PA at this height (m) when "
+                                                              "INPUT has FC without SC")] = None,
+    bootstrap: Annotated[int, typer.Option(help="u* bootstrap draws (auto)", min=100)] = 100,
+    seed: Annotated[int, typer.Option(help="seed of the u* bootstrap")] = 0,
+) -> None:
+    """Carbon budget of a site-year: u* filtering, MDS gap filling, partitioning, daily/monthly/annual sums."""
+    from gateway.flux.budget.files import (
+        BudgetFileError,
+        read_budget_csv,
+        write_aggregates_csv,
+        write_halfhourly_csv,
+    )
+    from gateway.flux.budget.pipeline import BudgetInputError, BudgetSettings, run_budget
+
+    mode = _parse_ustar(ustar)
+    try:
+        data = read_budget_csv(input_csv, met=met, storage_height_m=storage_height)
+        cols = data.columns
+        if mode != "none" and "USTAR" not in cols:
+            raise BudgetFileError(f"{input_csv}: no USTAR column for --ustar {ustar}; add USTAR (m s-1), or use "
+                                  "--ustar none if NEE is already u*-filtered")
+        result = run_budget(data.time_start_s, cols["NEE"], cols["SW_IN"], cols["TA"], cols["VPD"],
+                            cols.get("USTAR"), lat=lat, lon=lon, utc_offset_h=utc_offset,
+                            settings=BudgetSettings(ustar=mode, n_bootstrap=bootstrap, seed=seed))
+    except (BudgetFileError, BudgetInputError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    hh = {k: v[data.rows] for k, v in result.hh.items()}
+    names = [n for n in HALFHOURLY_COLUMNS if n in hh]
+    with out.open("w", encoding="utf-8", newline="") as fh:
+        write_halfhourly_csv(fh, data.stamps, hh, names)
+    for path, agg in ((daily, result.daily), (monthly, result.monthly)):
+        if path is not None:
+            with path.open("w", encoding="utf-8", newline="") as fh:
+                write_aggregates_csv(fh, agg)
+    if annual is not None:
+        with annual.open("w", encoding="utf-8", newline="") as fh:
+            write_aggregates_csv(fh, result.annual, extra=result.scalars)
+    if ustar_draws is not None:
+        draws: list[float] = result.ustar.bootstrap.tolist() if result.ustar is not None else []
+        ustar_draws.write_text("USTAR_THRESHOLD\n" + "".join(f"{v:.6g}\n" for v in draws), encoding="utf-8")
+    for note in data.notes + result.notes:
+        typer.echo(f"note: {note}", err=True)
+    for i, year in enumerate(result.annual.label):
+        v = result.annual.values
+        typer.echo(f"{year}: NEE {v['NEE_F'][i]:.1f} ± {v['NEE_F_UNC'][i]:.1f} gC m-2 "
+                   f"({v['NEE_F_TCO2E'][i]:.2f} ± {v['NEE_F_UNC_TCO2E'][i]:.2f} tCO2e ha-1), "
+                   f"gaps {100 * v['GAP_FRACTION'][i]:.0f} %"
+                   + (f", RECO_NT {v['RECO_NT'][i]:.0f}, GPP_NT {v['GPP_NT'][i]:.0f} gC m-2" if "RECO_NT" in v else ""))
+    thr = result.scalars.get("USTAR_THRESHOLD")
+    if isinstance(thr, float) and thr == thr:
+        extra = ""
+        if result.ustar is not None:
+            s = result.ustar.summary()
+            extra = f" (bootstrap p05 {s['p05']:.3f}, p50 {s['p50']:.3f}, p95 {s['p95']:.3f}, n {s['n']:.0f})"
+        typer.echo(f"u* threshold {thr:.3f} m s-1{extra}")
+    typer.echo(f"wrote {out}")
