@@ -268,10 +268,13 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     elif st.partition:
         notes.append("nighttime partitioning not available")
     if dt is not None:
-        out = dt(time_mid_utc, nee_filtered, res.filled, hh["TA_F"], hh["VPD_F"], hh["SW_IN_F"], sw, lat, lon,
-                 utc_offset_h)
+        # REddyProc weights the light-response fit by NEE's uncertainty (its NEE_fsd); ours is NEE_F_RANDUNC
+        out = dt(time_mid_utc, nee_filtered, hh["TA_F"], hh["SW_IN_F"], hh["VPD_F"], lat, lon, utc_offset_h,
+                 nee_sd=hh["NEE_F_RANDUNC"])
         hh["RECO_DT"] = np.asarray(out["RECO_DT"], dtype=np.float64)
         hh["GPP_DT"] = np.asarray(out["GPP_DT"], dtype=np.float64)
+        if "DT_QC" in out:
+            hh["DT_QC"] = np.asarray(out["DT_QC"], dtype=np.float64)
         if "DT_OK" in out and not bool(out["DT_OK"]):
             notes.append(f"daytime partitioning failed: {out.get('DT_MESSAGE', '')}")
     elif st.partition:
