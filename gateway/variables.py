@@ -5,7 +5,7 @@ Sci. Data 7:225, for FLUXNET2015). A position qualifier `_<H>_<V>_<R>` (horizont
 appended, as in AmeriFlux: `CO2_1_2_1` is the second depth of the first profile. Names marked `standard=False` have
 no AmeriFlux equivalent and are sinkwatch's own.
 
-Streaming instruments (gateway/edge/streams.py) publish interval summaries of every raw column: the mean under the
+Streaming instruments (gateway/edge/streams/) publish interval summaries of every raw column: the mean under the
 column's name, and the AmeriFlux statistical qualifiers `_SD` (standard deviation) and `_N` (number of values),
 e.g. `T_SONIC`, `T_SONIC_SD`, `T_SONIC_N`; the unit of `_SD` is the column's, `_N` is a count (unit "1").
 

@@ -1,6 +1,6 @@
 """Campbell CSAT3B 3-D sonic anemometer, unprompted RS-485 ASCII output: the frame grammar.
 
-The stream runner (gateway/edge/streams.py) owns the port, splits at CR, stamps each record on arrival and calls
+The stream runner (gateway/edge/streams/) owns the port, splits at CR, stamps each record on arrival and calls
 `parse`. Checks: 7 fields, signature (span: `grammar.SIGNATURE_SPAN`), counter continuity. A counter that repeats
 the previous one is a duplicated record (BadRecord "counter"); a counter that jumps means records were lost on the
 line: the record is kept and the loss is counted in `lost_records`.

@@ -1,6 +1,6 @@
 """Gill WindMaster / WindMaster Pro 3-D sonic anemometer in M1 (UVW continuous ASCII) mode: the frame grammar.
 
-The stream runner (gateway/edge/streams.py) owns the port, splits the byte stream at CR LF, stamps every frame on
+The stream runner (gateway/edge/streams/) owns the port, splits the byte stream at CR LF, stamps every frame on
 arrival and calls `parse`; this module only checks and decodes one frame. The layout is data in `grammar.py`.
 """
 

@@ -122,7 +122,7 @@ STREAM_BAD_FIX = ("the instrument sends, but nothing this driver reads: check it
 def _check_stream(driver_class: type[StreamDriver], config: StreamConfig, station: str) -> CheckResult:
     """Open the stream once, send the driver's start commands, read a few records: PASS with their means, or FAIL
     with why (cannot open, silent, only bad records)."""
-    from gateway.edge.streams import FrameSplitter, Transport
+    from gateway.edge.streams.transport import FrameSplitter, Transport
 
     result = CheckResult(config.name, config.driver, ok=False, where=config.port)
     driver = driver_class(config, station=station)

@@ -41,7 +41,7 @@ class BufferConfig(_Strict):
 
 
 class StreamsConfig(_Strict):
-    """Settings shared by every streaming instrument (gateway/edge/streams.py, docs/raw-archive.md)."""
+    """Settings shared by every streaming instrument (gateway/edge/streams/, docs/raw-archive.md)."""
 
     archive_dir: Path | None = Field(default=None, description="raw archive folder; default: raw/ beside the buffer")
     summary_interval_s: float = Field(default=60.0, ge=1, le=3600, description="interval of the mean/SD/count readings")

@@ -30,7 +30,7 @@ from gateway.edge.bus import (
 from gateway.edge.config import StationConfig
 from gateway.edge.live import StatusWriter
 from gateway.edge.publisher import Publisher
-from gateway.edge.streams import StreamGroup
+from gateway.edge.streams.group import StreamGroup
 from gateway.model import Reading
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class StationDaemon:
     def __init__(self, config: StationConfig) -> None:
         self.config = config
         self.buffer = ReadingBuffer(config.buffer.path)
-        # streaming instruments (sonics, gas analyzers) run in their own threads: gateway/edge/streams.py
+        # streaming instruments (sonics, gas analyzers) run in their own threads: gateway/edge/streams/
         self.streams = StreamGroup(config, self._store)
         # fluxes from the streams' raw archive, computed in their own thread (gateway/edge/fluxrunner.py)
         self.flux: FluxRunner | None = None

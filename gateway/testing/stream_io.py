@@ -1,4 +1,4 @@
-"""Test helpers standing in for the stream runner (gateway/edge/streams.py, not used here so these tests pin the
+"""Test helpers standing in for the stream runner (gateway/edge/streams/, not used here so these tests pin the
 grammar alone): read frames from a real pyserial port or TCP socket, split at the driver's terminator, and check
 each parsed frame against the simulator's served log."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gateway.clock import ClockMapper
 from gateway.driver_api import StreamConfig, StreamDriver
-from gateway.edge.streams import StreamRunner, StreamSettings
+from gateway.edge.streams.runner import StreamRunner, StreamSettings
 from gateway.model import Reading
 
 

@@ -20,7 +20,7 @@ from gateway.contract.asyncapi import schema_name_for_topic, validate_payload
 from gateway.driver_api import SensorConfig
 from gateway.edge.config import BufferConfig, MqttConfig, StationConfig, StationConfigBase, StreamsConfig
 from gateway.edge.daemon import StationDaemon
-from gateway.edge.streams import RawUplink
+from gateway.edge.streams.uplink import RawUplink
 from gateway.model import Reading
 from gateway.rawarchive import ArchiveWriter, read_archive
 from gateway.testing.factories import make_readings

@@ -1,4 +1,4 @@
-"""The IRGASON grammar inside the real stream runner (gateway/edge/streams.py) against the simulator over a socat
+"""The IRGASON grammar inside the real stream runner (gateway/edge/streams/) against the simulator over a socat
 PTY with corrupted signatures: bad records counted as `checksum`, the archive holds exactly the intact values."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from drivers.irgason.driver import IrgasonConfig, IrgasonDriver
 from drivers.irgason.simulator import IrgasonSimulator
 from gateway.clock import ClockMapper
-from gateway.edge.streams import StreamRunner, StreamSettings
+from gateway.edge.streams.runner import StreamRunner, StreamSettings
 from gateway.rawarchive import read_archive
 from gateway.testing.serial_pty import socat_pty_pair
 

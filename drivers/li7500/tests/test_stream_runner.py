@@ -1,4 +1,4 @@
-"""The LI-7500 grammar inside the real stream runner (gateway/edge/streams.py) against the simulator over TCP:
+"""The LI-7500 grammar inside the real stream runner (gateway/edge/streams/) against the simulator over TCP:
 the start command is acknowledged, the (Ack ...) is counted as an instrument message
 (not an error), and the raw archive holds exactly the
 served values."""
@@ -16,7 +16,7 @@ import pytest
 from drivers.li7500.driver import LI7500Config, LI7500Driver
 from drivers.li7500.simulator import LI7500Simulator
 from gateway.clock import ClockMapper
-from gateway.edge.streams import StreamRunner, StreamSettings
+from gateway.edge.streams.runner import StreamRunner, StreamSettings
 from gateway.model import Reading
 from gateway.rawarchive import read_archive
 

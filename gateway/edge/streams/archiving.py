@@ -1,0 +1,109 @@
+"""One stream sensor's raw archive (docs/raw-archive.md): a file per half hour (`gateway.rawarchive`), rotated by
+the records' UTC time and closed early at a clock step; its header says what was recorded and how it was stamped,
+its footer how the file ended, the records dropped and the clock steps while it was open."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.clock import ClockMapper, ClockStep
+from gateway.driver_api import StreamConfig, StreamDriver
+from gateway.model import TimeSource, format_time
+from gateway.rawarchive import ArchiveWriter, file_period_start
+
+log = logging.getLogger("sinkwatch.edge.streams")
+
+
+class StreamArchive:
+    """The archive files of one sensor; `on_closed` receives the path of every file closed intact. Used from the
+    sensor's runner thread only."""
+
+    def __init__(
+        self,
+        archive_dir: Path,
+        *,
+        site: str,
+        station: str,
+        config: StreamConfig,
+        driver_class: type[StreamDriver],
+        driver: StreamDriver,
+        clock: ClockMapper,
+        on_closed: Callable[[Path], None],
+    ) -> None:
+        self.archive_dir = archive_dir
+        self.site = site
+        self.station = station
+        self.config = config
+        self.driver_class = driver_class
+        self.driver = driver
+        self.clock = clock
+        self.on_closed = on_closed
+        self._writer: ArchiveWriter | None = None
+        self._bad: Counter[str] = Counter()
+        self._steps: list[ClockStep] = []
+
+    def write(self, utc: float, values: tuple[float | None, ...]) -> None:
+        """One record; a record outside the open file's half hour closes it and opens the right one."""
+        writer = self._writer
+        if writer is None or not writer.period_start <= utc < writer.period_end:
+            self.close("rotation")
+            writer = self._open(utc)
+        writer.write(utc, values)
+
+    def count_bad(self, reason: str) -> None:
+        self._bad[reason] += 1
+
+    def clock_step(self, step: ClockStep) -> None:
+        """The wall clock stepped: the open file ends here, so no file mixes stamps from both sides of a step."""
+        self._steps.append(step)
+        self.close("clock_step")
+
+    def _metadata(self) -> dict[str, Any]:
+        cfg = self.config
+        instrument = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("name",)}
+        state = self.clock.state
+        return {
+            "site": self.site,
+            "station": self.station,
+            "instrument": {"driver": cfg.driver, "model": self.driver_class.__name__.removesuffix("Driver"),
+                           **instrument},
+            "frequency_hz": cfg.frequency_hz,
+            "clock": {"time_source": TimeSource.GATEWAY.value, "stamped": "arrival, monotonic mapped to UTC",
+                      "synced_at_open": state.synced, "epoch": state.epoch,
+                      "step_threshold_s": self.clock.step_threshold_s},
+            "created": format_time(datetime.now(UTC)),
+        }
+
+    def _open(self, utc: float) -> ArchiveWriter:
+        writer = ArchiveWriter(self.archive_dir, self.config.name, file_period_start(utc),
+                               [(c.name, c.unit) for c in self.driver_class.columns], self._metadata())
+        self._writer = writer
+        self._bad = Counter()
+        self._steps = []
+        return writer
+
+    def close(self, why: str) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        self._writer = None
+        footer = {
+            "closed": why,
+            "first_time": writer.first_time,
+            "last_time": writer.last_time,
+            "bad_records": dict(self._bad),
+            "lost_records": getattr(self.driver, "lost_records", None),
+            "clock_steps": [{"size_s": s.size_s, "after_utc": s.after_utc} for s in self._steps],
+            "clock_synced_at_close": self.clock.state.synced,
+        }
+        try:
+            path = writer.close(footer)
+        except OSError as exc:
+            log.error("sensor %s: cannot close archive file %s: %s", self.config.name, writer.part_path, exc)
+            return
+        self.on_closed(path)

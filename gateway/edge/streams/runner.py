@@ -1,0 +1,275 @@
+"""`StreamRunner`: one thread per streaming sensor, owning its transport and nothing else touching it.
+
+    connect (backoff 0.5 s .. 30 s; a vanished USB adapter is reopened when its device node returns)
+      -> write driver.start_commands()
+      -> read chunks -> split at driver.terminator (`transport.FrameSplitter`)
+      -> stamp each frame with its arrival on the monotonic clock, mapped to UTC (gateway/clock.py)
+      -> driver.parse(frame): values, or BadRecord -> counted by reason, dropped (logged on state changes only)
+      -> (a) the raw archive (`archiving.StreamArchive`)  (b) the interval summaries (`summaries`)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import serial
+
+from gateway.clock import ClockMapper
+from gateway.driver_api import NOT_DATA, BadRecord, StreamConfig, StreamDriver
+from gateway.edge.streams.archiving import StreamArchive
+from gateway.edge.streams.summaries import IntervalSummary, summary_readings
+from gateway.edge.streams.transport import FrameSplitter, Transport
+from gateway.model import Reading
+
+log = logging.getLogger("sinkwatch.edge.streams")
+
+UplinkMode = Literal["all", "none", "summaries"]
+MIN_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Station-wide stream settings (the `streams:` section of station.yaml)."""
+
+    archive_dir: Path
+    summary_interval_s: float = 60.0
+    uplink: UplinkMode = "summaries"
+    rate_tolerance: float = 0.01  # relative deviation of the output rate that flags an interval
+    silence_s: float = 2.0  # no frame for this long while connected: the sensor is "silent" (logged once)
+    max_frame_bytes: int = 4096
+    read_chunk: int = 4096
+
+
+@dataclass
+class StreamHealth:
+    name: str
+    driver: str
+    state: str = "starting"  # starting, connected, silent, disconnected
+    connects: int = 0
+    disconnects: int = 0
+    frames: int = 0
+    good: int = 0
+    bad: dict[str, int] = field(default_factory=dict)
+    messages: int = 0  # instrument messages that are not data (acks, diagnostics): expected, never an error
+    overflows: int = 0
+    summaries: int = 0
+    archive_files: int = 0
+    clock_steps: int = 0
+    last_error: str | None = None
+    last_frame_utc: float | None = None
+
+
+class StreamRunner:
+    """One streaming sensor. `sink` receives summary readings (the daemon's buffer append); `on_archive_closed`
+    receives each closed archive file (the raw uplink's enqueue). Both are called from the runner's thread."""
+
+    def __init__(
+        self,
+        driver_class: type[StreamDriver],
+        config: StreamConfig,
+        *,
+        station: str,
+        site: str,
+        settings: StreamSettings,
+        sink: Callable[[list[Reading]], None],
+        clock: ClockMapper | None = None,
+        on_archive_closed: Callable[[Path], None] | None = None,
+    ) -> None:
+        self.driver_class = driver_class
+        self.config = config
+        self.station = station
+        self.site = site
+        self.settings = settings
+        self.sink = sink
+        self.clock = clock or ClockMapper()
+        self.on_archive_closed = on_archive_closed
+        self.driver = driver_class(config, station=station)
+        self.columns = driver_class.columns
+        self.health = StreamHealth(name=config.name, driver=config.driver)
+        self._names = [c.name for c in self.columns]
+        self._u = self._names.index("U") if "U" in self._names else None
+        self._v = self._names.index("V") if "V" in self._names else None
+        self._transport = Transport(config)
+        self._splitter = FrameSplitter(driver_class.terminator, settings.max_frame_bytes)
+        self._archive = StreamArchive(settings.archive_dir, site=site, station=station, config=config,
+                                      driver_class=driver_class, driver=self.driver, clock=self.clock,
+                                      on_closed=self._archive_closed)
+        self._summary: IntervalSummary | None = None
+        self._bad_logged: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # life cycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), name=f"stream-{self.config.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = MIN_BACKOFF_S
+        try:
+            while not stop.is_set():
+                if not self._connect():
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    self._housekeeping(self.clock.monotonic())
+                    continue
+                backoff = MIN_BACKOFF_S
+                self._pump(stop)
+        finally:
+            self._transport.close()
+            now = self.clock.monotonic()
+            self._close_summary(now, final=True)
+            self._archive.close("stopped")
+
+    def _connect(self) -> bool:
+        try:
+            self._transport.open(timeout_s=0.25)
+            for command in self.driver.start_commands():
+                self._transport.write(command)
+        except (OSError, serial.SerialException, ValueError) as exc:
+            self._transport.close()
+            self._set_state("disconnected", f"cannot open {self.config.port}: {exc}")
+            return False
+        self.health.connects += 1
+        self._splitter.reset()
+        reset = getattr(self.driver, "reset", None)
+        if callable(reset):
+            reset()
+        self._set_state("connected", None)
+        return True
+
+    def _pump(self, stop: threading.Event) -> None:
+        last_frame = self.clock.monotonic()
+        while not stop.is_set():
+            try:
+                data = self._transport.read(self.settings.read_chunk)
+            except (OSError, serial.SerialException) as exc:
+                self.health.disconnects += 1
+                self._transport.close()
+                self._set_state("disconnected", f"{self.config.port} lost: {exc}")
+                return
+            now = self.clock.monotonic()
+            if data:
+                frames = self._splitter.feed(data)
+                if self._splitter.overflows != self.health.overflows:
+                    self._count_bad("overflow")
+                    self.health.overflows = self._splitter.overflows
+                if frames:
+                    last_frame = now
+                    if self.health.state != "connected":
+                        self._set_state("connected", None)
+                    self._handle(frames, now)
+            elif now - last_frame > self.settings.silence_s and self.health.state == "connected":
+                self._set_state("silent", f"no data from {self.config.port} for {self.settings.silence_s:g} s")
+            self._housekeeping(now)
+
+    def _handle(self, frames: list[bytes], mono: float) -> None:
+        utc = self.clock.to_utc(mono)
+        parse = self.driver.parse
+        for frame in frames:
+            if not frame:
+                continue
+            self.health.frames += 1
+            try:
+                values = parse(frame)
+            except BadRecord as exc:
+                if exc.reason == NOT_DATA:
+                    self.health.messages += 1
+                    log.debug("sensor %s: instrument message %s", self.config.name, exc.message)
+                else:
+                    self._count_bad(exc.reason, exc.message)
+                continue
+            except Exception as exc:  # a driver bug must not stop the stream
+                log.exception("sensor %s: parse raised unexpectedly", self.config.name)
+                self._count_bad("driver_bug", f"{type(exc).__name__}: {exc}")
+                continue
+            if self._bad_logged:
+                log.info("sensor %s: good records again after %s errors", self.config.name,
+                         "/".join(sorted(self._bad_logged)))
+                self._bad_logged.clear()
+            self.health.good += 1
+            self._record(values, utc, mono)
+        self.health.last_frame_utc = utc
+
+    def _record(self, values: tuple[float | None, ...], utc: float, mono: float) -> None:
+        summary = self._summary
+        if summary is None or utc >= summary.start + self.settings.summary_interval_s or utc < summary.start:
+            self._close_summary(mono)
+            summary = self._summary = IntervalSummary(len(values), self._interval_start(utc))
+        summary.add(values, mono, self._u, self._v)
+        self._archive.write(utc, values)
+
+    def _count_bad(self, reason: str, message: str | None = None) -> None:
+        self.health.bad[reason] = self.health.bad.get(reason, 0) + 1
+        self._archive.count_bad(reason)
+        if self._summary is not None:
+            self._summary.bad[reason] += 1
+        # logged once per reason until a good record arrives again, not on every line
+        if reason not in self._bad_logged:
+            log.warning("sensor %s: dropping bad record (%s)%s", self.config.name, reason,
+                        f": {message[:120]}" if message else "")
+            self._bad_logged.add(reason)
+
+    def _set_state(self, state: str, error: str | None) -> None:
+        if state == self.health.state:
+            self.health.last_error = error or self.health.last_error
+            return
+        previous = self.health.state
+        self.health.state = state
+        if error:
+            self.health.last_error = error
+            log.error("sensor %s %s: %s", self.config.name, state, error)
+        elif previous != "starting":
+            log.info("sensor %s is back (%s)", self.config.name, state)
+
+    def _housekeeping(self, mono: float) -> None:
+        step = self.clock.resync()
+        if step is not None:
+            self.health.clock_steps += 1
+            log.warning("sensor %s: %s; the open summary interval is flagged and the archive file closed",
+                        self.config.name, step.describe())
+            if self._summary is not None:
+                self._summary.steps.append(step)
+            self._archive.clock_step(step)
+        summary = self._summary
+        if summary is not None and self.clock.to_utc(mono) >= summary.start + self.settings.summary_interval_s + 0.5:
+            self._close_summary(mono)  # the instrument went quiet: report the interval anyway
+
+    # summaries
+    def _interval_start(self, utc: float) -> float:
+        interval = self.settings.summary_interval_s
+        return math.floor(utc / interval) * interval
+
+    def _close_summary(self, mono: float, final: bool = False) -> None:
+        summary = self._summary
+        self._summary = None
+        if summary is None or summary.frames == 0 or self.settings.uplink == "none":
+            return
+        end = summary.start + self.settings.summary_interval_s
+        if final:
+            end = min(end, self.clock.to_utc(mono))
+        readings = summary_readings(
+            summary, station=self.station, sensor=self.config.name, columns=self.columns, end=end,
+            clock_synced=self.clock.state.synced, interval_s=self.settings.summary_interval_s,
+            frequency_hz=self.config.frequency_hz, rate_tolerance=self.settings.rate_tolerance,
+            u_index=self._u, v_index=self._v)
+        self.health.summaries += 1
+        self.sink(readings)
+
+    def _archive_closed(self, path: Path) -> None:
+        self.health.archive_files += 1
+        if self.on_archive_closed is not None:
+            self.on_archive_closed(path)

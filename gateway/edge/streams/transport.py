@@ -1,0 +1,104 @@
+"""The byte stream to one instrument (a serial port or a TCP socket) and the bounded frame splitter."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+
+import serial
+
+from gateway.driver_api import StreamConfig
+
+
+class Transport:
+    """A byte stream to one instrument: a serial port (pyserial) or a TCP socket."""
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config
+        self._serial: serial.Serial | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def is_tcp(self) -> bool:
+        return self.config.port.startswith("tcp://")
+
+    def open(self, timeout_s: float) -> None:
+        cfg = self.config
+        if self.is_tcp:
+            host, _, number = cfg.port.removeprefix("tcp://").rpartition(":")
+            sock = socket.create_connection((host, int(number)), timeout=5.0)
+            sock.settimeout(timeout_s)
+            self._socket = sock
+        else:
+            if not os.path.exists(cfg.port):
+                raise FileNotFoundError(f"{cfg.port} does not exist")
+            self._serial = serial.Serial(cfg.port, baudrate=cfg.baudrate, bytesize=cfg.bytesize, parity=cfg.parity,
+                                         stopbits=cfg.stopbits, timeout=timeout_s, write_timeout=1.0)
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes, b"" after the timeout; raises OSError/SerialException when the link is gone."""
+        if self._socket is not None:
+            try:
+                data = self._socket.recv(size)
+            except TimeoutError:
+                return b""
+            if not data:
+                raise ConnectionError("the instrument closed the connection")
+            return data
+        assert self._serial is not None
+        port = self._serial
+        first = port.read(1)  # waits up to the timeout for the first byte
+        if not first:
+            return b""
+        waiting = port.in_waiting
+        return first + port.read(min(waiting, size)) if waiting else first
+
+    def write(self, data: bytes) -> None:
+        if self._socket is not None:
+            self._socket.sendall(data)
+        elif self._serial is not None:
+            self._serial.write(data)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.close()
+            self._socket = None
+        if self._serial is not None:
+            with contextlib.suppress(Exception):
+                self._serial.close()
+            self._serial = None
+
+
+class FrameSplitter:
+    """Splits a byte stream at `terminator` with a bounded buffer: bytes beyond `max_bytes` without a terminator are
+    dropped (counted in `overflows`) and the splitter resyncs at the next terminator."""
+
+    def __init__(self, terminator: bytes, max_bytes: int) -> None:
+        self.terminator = terminator
+        self.max_bytes = max_bytes
+        self.overflows = 0
+        self._buffer = b""
+        self._discarding = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buffer = self._buffer + data
+        parts = buffer.split(self.terminator)
+        self._buffer = parts.pop()
+        if self._discarding and parts:
+            parts.pop(0)  # the tail of an overlong line
+            self._discarding = False
+        if len(self._buffer) > self.max_bytes:
+            self._buffer = b""
+            self._discarding = True
+            self.overflows += 1
+        if any(len(p) > self.max_bytes for p in parts):
+            kept = [p for p in parts if len(p) <= self.max_bytes]
+            self.overflows += len(parts) - len(kept)
+            parts = kept
+        return parts
+
+    def reset(self) -> None:
+        self._buffer = b""
+        self._discarding = False
