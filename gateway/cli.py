@@ -78,8 +78,9 @@ def simulate(
     port: Annotated[str, typer.Option(help="serial path to serve on, 'pty' for a new pseudo-terminal pair, or "
                                            "tcp://HOST:PORT")],
     address: Annotated[list[int] | None, typer.Option(
-        help="Modbus slave address (default 240); gmp252 takes several (--address 240 --address 241 ...): a soil "
-             "CO2 profile on one RS-485 line, each probe deeper than the one before", min=1, max=247)] = None,
+        help="device address (default: the device's factory address, e.g. 240 for gmp252, 1 for sr30, 0 for "
+             "hmp155); gmp252 takes several (--address 240 --address 241 ...): a soil CO2 profile on one RS-485 "
+             "line, each probe deeper than the one before", min=0, max=247)] = None,
     fault: Annotated[str, typer.Option(help="fault mode (see the driver's README)")] = "none",
     seed: Annotated[int, typer.Option(help="random seed of the simulated signal")] = 0,
     frequency: Annotated[float | None, typer.Option(help="output rate in Hz of a streaming instrument "
@@ -107,7 +108,8 @@ def simulate(
         typer.echo(f"simulator {device} has no output rate: --frequency is for streaming instruments", err=True)
         raise typer.Exit(2)
     try:
-        run(port, address=addresses[0], fault=fault, seed=seed, **extra)
+        given = {"address": addresses[0]} if address else {}  # else the simulator's own factory address
+        run(port, fault=fault, seed=seed, **given, **extra)
     except (ValueError, OSError) as exc:
         typer.echo(f"simulator {device}: {exc}", err=True)
         raise typer.Exit(1) from None

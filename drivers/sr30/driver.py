@@ -5,8 +5,8 @@ temperature); the scaling-factor registers are read after every (re)start, the d
 tilt, ventilator speed) every `diagnostics_every_n_polls` polls. `assess()` turns plausibility limits and the
 diagnostics into each reading's quality flag.
 
-The driver talks only through the `SerialLine` its SerialBus attaches (gateway.driver_api), so it shares an RS-485
-line with other Modbus devices; it opens no port of its own.
+The driver talks through the `SerialLine` its SerialBus attaches (gateway.driver_api), so it shares an RS-485 line
+with other Modbus devices; used on its own it opens an `RtuSerialLine` of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from drivers.sr30 import registers as reg
-from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings, kernel_clock_synced
+from gateway.driver_api import (
+    DeviceError,
+    FailureKind,
+    RtuSerialLine,
+    SensorConfig,
+    SerialLine,
+    SerialSettings,
+    kernel_clock_synced,
+)
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 
 
@@ -134,6 +142,7 @@ class SR30Driver:
         self._scale_blocks = reg.compile_blocks(reg.points_by_name(reg.SCALE_POINTS))
         self._diagnostic_blocks = reg.compile_blocks(reg.points_by_name(reg.DIAGNOSTIC_POINTS))
         self._line: SerialLine | None = None
+        self._own_line: RtuSerialLine | None = None
         self._divisors: dict[str, int] | None = None
         self._diagnostics: Diagnostics | None = None
         self._polls = 0
@@ -146,27 +155,29 @@ class SR30Driver:
         return f"SR30 {self.config.name!r} at {self.config.port} address {self.config.address}"
 
     def attach(self, line: SerialLine) -> None:
+        self.close()
         self._line = line
-        self._divisors = None
 
     def open(self) -> None:
-        if self._line is None:
-            raise DeviceError(
-                FailureKind.NO_PORT, f"{self._where}: not attached to a serial line",
-                "run the sensor through `sinkwatch station run` or `sinkwatch station check`, which own the port")
+        if self._line is None and self._own_line is None:
+            self._own_line = RtuSerialLine(self.config.serial_settings())  # standalone: a line of our own
 
     def close(self) -> None:
-        # The line belongs to the bus; what we forget is what a restarted sensor may have changed.
+        # What a restarted sensor may have changed is read again; an attached line belongs to the bus.
         self._divisors = None
         self._diagnostics = None
+        if self._own_line is not None:
+            self._own_line.close()
+            self._own_line = None
 
     def _read(self, block: reg.ReadBlock) -> dict[str, int | float]:
         self.open()
-        assert self._line is not None
+        line = self._line or self._own_line
+        assert line is not None
         cfg = self.config
         try:
-            words = self._line.read_registers(cfg.address, block.address, block.count, function=cfg.function,
-                                              timeout_s=cfg.timeout_s, retries=cfg.retries)
+            words = line.read_registers(cfg.address, block.address, block.count, function=cfg.function,
+                                        timeout_s=cfg.timeout_s, retries=cfg.retries)
         except DeviceError as exc:
             hint = exc.hint
             if exc.kind is FailureKind.TIMEOUT:

@@ -270,11 +270,12 @@ def test_pymodbus_as_an_independent_master_reads_what_the_simulator_serves(ptys:
     assert refused.isError() and refused.exception_code == rtu.EXC_ILLEGAL_VALUE
 
 
-def test_an_unattached_driver_says_who_owns_the_port() -> None:
-    driver = SR30Driver(config(), station="st1")
+def test_an_unattached_driver_opens_a_line_of_its_own_and_names_a_missing_port(tmp_path: Path) -> None:
+    driver = SR30Driver(config(port=str(tmp_path / "ttyUSB9")), station="st1")
     with pytest.raises(DeviceError) as info:
         driver.poll()
-    assert info.value.kind is FailureKind.NO_PORT and "station check" in (info.value.hint or "")
+    driver.close()
+    assert info.value.kind is FailureKind.NO_PORT and "ttyUSB9" in info.value.message
 
 
 def test_config_names_the_faulty_key() -> None:
@@ -310,3 +311,15 @@ def test_station_check_reads_an_sr30_sharing_its_line_with_a_soil_probe(ptys: tu
     row = next(line for line in result.output.splitlines() if line.startswith("sw_in_tower"))
     assert " PASS " in row and "SW_IN_1_1_1 = " in row and "W m-2" in row
     assert "2 of 2 sensors pass" in result.output
+
+
+@pytest.mark.integration
+def test_standalone_the_driver_reads_over_a_line_of_its_own(ptys: tuple[str, str]) -> None:
+    sim = SR30Simulator(seed=4)
+    with RtuLineSimulator(ptys[0], [sim], baudrate=19200, parity="E", stopbits=1):
+        driver = SR30Driver(config(port=ptys[1], timeout_s=0.3), station="st1")
+        try:
+            readings = by_variable(driver.poll())
+        finally:
+            driver.close()
+    assert readings["SW_IN"].value == pytest.approx(sim.served[-1]["irradiance"])
