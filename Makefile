@@ -21,6 +21,7 @@ venv:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Unit tests only: no services needed.
 unit: venv
