@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import configparser
 import csv
+import gzip
 import math
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 import numpy as np
 import yaml
@@ -251,6 +253,22 @@ ENGINE_VARIABLES = frozenset({"u", "v", "w", "ts", "co2", "h2o", "ch4", "n2o", "
                               "diag_72", "diag_75", "diag_77"})
 
 
+def _open_raw(path: Path) -> BinaryIO:
+    """A raw file for reading as bytes; a name ending in `.gz` is decompressed on the fly (loggers and our own
+    archive write gzip, and an uncompressed half hour at 20 Hz is 3 MB)."""
+    if path.suffix == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return path.open("rb")
+
+
+#: What reading a raw file can raise besides bad content: a disk error, a truncated or corrupt gzip stream.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    return f"cannot read {path.name}: {getattr(exc, 'strerror', None) or exc}"
+
+
 def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, np.ndarray] | None:
     """Read the mapped numeric columns the engine uses; None (with a reason in ``issues``) when the file does not
     fit the map."""
@@ -259,12 +277,12 @@ def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, 
     usecols = [c.index - 1 for c in cols]
     delim = fd.delimiter()
     try:
-        with path.open("rb") as fh:
+        with _open_raw(path) as fh:
             for _ in range(fd.header_rows):
                 fh.readline()
             first_line = fh.readline()
-    except OSError as exc:
-        issues.append(f"cannot read {path.name}: {exc.strerror}")
+    except _READ_ERRORS as exc:
+        issues.append(_unreadable(path, exc))
         return None
     if not first_line.strip():
         issues.append(f"{path.name}: no data rows after {fd.header_rows} header row(s)")
@@ -275,10 +293,19 @@ def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, 
                       f"columns (separator {fd.separator!r}); check the metadata's column map")
         return None
     try:
-        arr = np.loadtxt(path, delimiter=delim, skiprows=fd.header_rows, usecols=usecols, dtype=np.float64,
-                         ndmin=2, comments=None)
+        with _open_raw(path) as fh:
+            arr = np.loadtxt(fh, delimiter=delim, skiprows=fd.header_rows, usecols=usecols, dtype=np.float64,
+                             ndmin=2, comments=None)
+    except _READ_ERRORS as exc:  # a truncated or corrupt .gz, a disk error mid-file
+        issues.append(_unreadable(path, exc))
+        return None
     except ValueError:
-        body = path.read_bytes().splitlines()[fd.header_rows:]
+        try:
+            with _open_raw(path) as fh:
+                body = fh.read().splitlines()[fd.header_rows:]
+        except _READ_ERRORS as exc:
+            issues.append(_unreadable(path, exc))
+            return None
         parsed = _tolerant_parse(body, delim, usecols, fd.missing_data_string, issues, path.name)
         if parsed is None:
             return None

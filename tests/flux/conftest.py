@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared"
-EC_RAW = SHARED / "reference-data" / "ec-raw"
-RAW_FILE = EC_RAW / "DE-HoH_EC_201907301200_v01.csv"
+#: The DE-HoH raw file and EddyPro's results on it, vendored with source and licence (tests/data/ec-raw/README.md).
+EC_RAW = REPO_ROOT / "tests" / "data" / "ec-raw"
+RAW_FILE = EC_RAW / "DE-HoH_EC_201907301200_v01.csv.gz"
+V_RUN = EC_RAW / "eddypro" / "V_icoslike_pf_fratini_30min"
 
 
 @pytest.fixture(scope="session")
 def ec_raw() -> Path:
-    """The reference folder (../shared/reference-data/ec-raw beside the clone), or a skip saying what is missing."""
-    if not RAW_FILE.exists():
-        pytest.skip(f"EC reference data not found at {EC_RAW} (CI keeps a copy of shared/ beside the clone)")
+    """The vendored reference folder; its absence is a broken checkout, so it fails rather than skips."""
+    assert RAW_FILE.exists(), f"EC reference data missing from the repository: {RAW_FILE}"
     return EC_RAW
 
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gateway.flux.ec.despike import EDDYPRO_SR_LIMITS, absolute_limits, despike_mad, despike_vm97
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EC_RAW = REPO_ROOT.parent / "shared" / "reference-data" / "ec-raw"
-RAW_FILE = EC_RAW / "DE-HoH_EC_201907301200_v01.csv"
-V_RUN = EC_RAW / "eddypro" / "V_icoslike_pf_fratini_30min"
+from .conftest import RAW_FILE, V_RUN
 
 
 def _noise_with_spikes(seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,15 +87,11 @@ def test_absolute_limits() -> None:
 
 @pytest.fixture(scope="module")
 def raw() -> np.ndarray:
-    if not RAW_FILE.exists():
-        pytest.skip(f"reference raw file not found: {RAW_FILE}")
     return np.loadtxt(RAW_FILE, delimiter=",", skiprows=1)
 
 
 def _v_fluxnet() -> dict[str, str]:
     path = V_RUN / "eddypro_fluxnet.csv"
-    if not path.exists():
-        pytest.skip(f"EddyPro V-run output not found: {path}")
     with path.open() as fh:
         rows = list(csv.reader(fh))
     return dict(zip(rows[0], rows[1], strict=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,26 @@ def test_good_file_is_ok(tmp_path: Path) -> None:
     (r,) = run(write_file(tmp_path / NAME, good_rows()))
     assert r.status == "ok" and r.reasons == []
     assert r.end == datetime(2024, 6, 1, 12, 0, tzinfo=UTC) and math.isfinite(r.get("FC"))
+
+
+def test_gzip_file_gives_the_same_result_as_plain_text(tmp_path: Path) -> None:
+    plain = write_file(tmp_path / NAME, good_rows())
+    packed = tmp_path / "gz" / (NAME + ".gz")
+    packed.parent.mkdir()
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    (a,), (b,) = run(plain), run(packed)
+    assert b.status == "ok" and b.end == a.end
+    assert b.get("FC") == a.get("FC") and b.get("H") == a.get("H")
+
+
+@pytest.mark.parametrize("cut", [20, 5000])  # inside the gzip header, inside the data
+def test_truncated_gzip_file_fails_with_the_reason(tmp_path: Path, cut: int) -> None:
+    packed = gzip.compress(write_file(tmp_path / NAME, good_rows()).read_bytes())
+    path = tmp_path / (NAME + ".gz")
+    path.write_bytes(packed[:cut])
+    (r,) = run(path)
+    assert r.status == "failed"
+    assert any(f"cannot read {path.name}" in x for x in r.reasons), r.reasons
 
 
 def test_short_file_fails_with_the_record_count(tmp_path: Path) -> None:

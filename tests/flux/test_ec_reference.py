@@ -1,4 +1,4 @@
-"""The engine against EddyPro 7.0.9 on the DE-HoH reference file (../shared/reference-data/ec-raw).
+"""The engine against EddyPro 7.0.9 on the DE-HoH reference file (tests/data/ec-raw, source and licence in its README).
 
 Tolerances (issue 5): covariances, variances, u*, rotation angles, lags and means to EddyPro's printed precision
 (relative 1e-5); H, LE, FC, TAU, FH2O within 0.1 %; Mauder & Foken flags identical; steady-state deviations equal

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,11 +20,9 @@ from gateway.flux.ec.planarfit import (
     sonic_wind_angle,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EC_RAW = REPO_ROOT.parent / "shared" / "reference-data" / "ec-raw"
+from .conftest import EC_RAW, RAW_FILE, V_RUN
+
 PF_FILE = EC_RAW / "planar_fit.txt"
-RAW_FILE = EC_RAW / "DE-HoH_EC_201907301200_v01.csv"
-V_RUN = EC_RAW / "eddypro" / "V_icoslike_pf_fratini_30min"
 
 
 def _periods(b0: float, b1: float, b2: float, n: int, seed: int, angles: tuple[float, float] = (0.0, 360.0)):
@@ -101,8 +98,6 @@ def test_tilted_synthetic_wind_field_is_recovered() -> None:
 
 @pytest.fixture(scope="module")
 def pf_text() -> str:
-    if not PF_FILE.exists():
-        pytest.skip(f"EddyPro planar-fit file not found: {PF_FILE}")
     return PF_FILE.read_text()
 
 
@@ -126,8 +121,6 @@ def test_our_matrices_equal_eddypros_printed_ones(pf_text: str) -> None:
 
 def _v_full_output() -> dict[str, float]:
     path = V_RUN / "eddypro_full_output.csv"
-    if not path.exists():
-        pytest.skip(f"EddyPro V-run output not found: {path}")
     with path.open(encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     out = {}
@@ -141,8 +134,6 @@ def _v_full_output() -> dict[str, float]:
 
 def test_v_run_yaw_and_rotated_statistics(pf_text: str) -> None:
     """EddyPro V run: planar fit from planar_fit.txt, offset b0 not subtracted, after VM97 despiking."""
-    if not RAW_FILE.exists():
-        pytest.skip(f"reference raw file not found: {RAW_FILE}")
     ref = _v_full_output()
     raw = np.loadtxt(RAW_FILE, delimiter=",", skiprows=1)
     names = ["u", "v", "w", "ts"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +12,7 @@ from gateway.flux.ec.despike import EDDYPRO_SR_LIMITS, despike_vm97
 from gateway.flux.ec.planarfit import apply_planar_fit, parse_eddypro_planar_fit, select_sector
 from gateway.flux.ec.randomerror import finkelstein_sims, flux_random_error, integral_time_scale, lagged_covariance
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EC_RAW = REPO_ROOT.parent / "shared" / "reference-data" / "ec-raw"
-RAW_FILE = EC_RAW / "DE-HoH_EC_201907301200_v01.csv"
-V_RUN = EC_RAW / "eddypro" / "V_icoslike_pf_fratini_30min"
+from .conftest import EC_RAW, RAW_FILE, V_RUN
 
 
 def test_lagged_covariance_matches_direct_sum() -> None:
@@ -88,8 +84,6 @@ def test_integral_time_scale_of_ar1() -> None:
 
 def _v_full_output() -> dict[str, float]:
     path = V_RUN / "eddypro_full_output.csv"
-    if not path.exists():
-        pytest.skip(f"EddyPro V-run output not found: {path}")
     with path.open(encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     out = {}
@@ -104,8 +98,6 @@ def _v_full_output() -> dict[str, float]:
 def test_v_run_relative_random_errors() -> None:
     """EddyPro V run: FS (2001) with ru_tlag_max = 20 s. Our m = 20 s errors are 7-13 % above EddyPro's (its lag
     range comes from an integral-turbulence-scale option, ru_its_meth=2, that we do not replicate); tolerance 15 %."""
-    if not RAW_FILE.exists():
-        pytest.skip(f"reference raw file not found: {RAW_FILE}")
     ref = _v_full_output()
     raw = np.loadtxt(RAW_FILE, delimiter=",", skiprows=1)
     names = ["u", "v", "w", "ts", "co2", "h2o"]

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gateway.flux.ec import spectral as S
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EC_RAW = REPO_ROOT.parent / "shared" / "reference-data" / "ec-raw"
+from .conftest import EC_RAW, V_RUN
+
 SA_FILE = EC_RAW / "spectral_assessment.txt"
-V_RUN = EC_RAW / "eddypro" / "V_icoslike_pf_fratini_30min"
+
 
 F = S.frequency_grid(1e-6, 10.0, 20000)
 
@@ -86,8 +85,6 @@ def test_correction_factor_identities() -> None:
 
 @pytest.fixture(scope="module")
 def assessment() -> S.SpectralAssessment:
-    if not SA_FILE.exists():
-        pytest.skip(f"EddyPro spectral-assessment file not found: {SA_FILE}")
     return S.parse_spectral_assessment(SA_FILE.read_text())
 
 
@@ -105,8 +102,6 @@ def test_parse_spectral_assessment(assessment: S.SpectralAssessment) -> None:
 
 def _fluxnet() -> dict[str, float]:
     path = V_RUN / "eddypro_fluxnet.csv"
-    if not path.exists():
-        pytest.skip(f"EddyPro V-run output not found: {path}")
     with path.open() as fh:
         head, values = list(csv.reader(fh))[:2]
     out = {}
