@@ -1,11 +1,11 @@
 """Ratiometric dendrometer counts -> stem radius / circumference / diameter change in micrometres.
 
-PROTOCOLS.md §2.2: displacement_um = (Vout / Vexc) x full_range_um. The board reports both the wiper (or LVDT
-conditioner) output and the excitation as ADC counts against the same reference, so Vout/Vexc = raw/excitation and
-the ADC reference drops out. Changes are reported relative to a reference displacement (configured, or the first
-reading); a step larger than `reset_threshold_um` within one reading is a re-mount or a sensor reset (Ecomatik:
-the sensor is reset when its output nears full range), not growth: the reference moves so the series continues,
-and that reading is flagged.
+Ecomatik DL18 BLE manual p. 7 (formulas equal full range / 2.5 V excitation): displacement_um = (Vout / Vexc) x
+full_range_um. The board reports both the wiper (or LVDT conditioner) output and the excitation as ADC counts against
+the same reference, so Vout/Vexc = raw/excitation and the ADC reference drops out. Changes are reported relative to a
+reference displacement (configured, or the first reading); a step larger than `reset_threshold_um` within one reading is
+a re-mount or a sensor reset (Ecomatik: the sensor is reset when its output nears full range), not growth: the reference
+moves so the series continues, and that reading is flagged.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""SDI-12 replies read through the board (PROTOCOLS.md §2.4, §1.6): measurement replies, data values, the
+"""SDI-12 replies read through the board (SDI-12 Specification v1.4; METER TEROS 11/12
+Integrator Guide 18224): measurement replies, data values, the
 optional CRC-16/ARC, and the TEROS 11/12 conversion."""
 
 from __future__ import annotations

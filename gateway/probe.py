@@ -11,9 +11,9 @@ Identification reads a few registers and checks their plausibility:
 
 - Vaisala GMP252: status registers 0x0800..0x0801 answer, register 0x0300 holds the address it answered at, and the
   CO2 float at 0x0000 (low word first) is a plausible ppm value.
-- generic soil probe (PROTOCOLS.md §1.5): 3 registers from 0x0000 answer; layout A if value 0 / 10 is a plausible
-  VWC (0..100 %) and value 1 / 10 a plausible signed temperature, layout B if value 0 / 100 is a temperature and
-  value 1 / 100 a VWC. When both are plausible both are reported.
+- generic soil probe (drivers/soilprobe/registers.py): 3 registers from 0x0000 answer; layout A if value 0 / 10 is
+  a plausible VWC (0..100 %) and value 1 / 10 a plausible signed temperature, layout B if value 0 / 100 is a
+  temperature and value 1 / 100 a VWC. When both are plausible both are reported.
 - anything else that answers (even with an exception) is listed as an unknown Modbus device.
 """
 

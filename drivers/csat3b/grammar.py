@@ -1,16 +1,17 @@
-"""Campbell CSAT3B unprompted ASCII output, as data (PROTOCOLS.md §3.2; Campbell CSAT3B manual; LSST
-ts_ess_common `campbell_csat3b.py`).
+"""Campbell CSAT3B unprompted ASCII output, as data (Campbell Scientific CSAT3B instruction manual, signature
+p. 55; LSST ts_ess_common `campbell_csat3b.py`).
 
 Record (CR terminated)::
 
     Ux , Uy , Uz , Ts , Diag , Counter , Signature <CR>
     m/s  m/s  m/s degC  int    0..63     4 lower-case hex digits
 
-Signature: Campbell's 16-bit shift-and-add signature seeded with 0xAAAA (`signature`). Which bytes it covers is the
-one open question: the manual's text says the whole record up to the signature, the LSST driver found on hardware
-that it covers `Ux` through the diagnostic field **only** (not the counter). `SIGNATURE_SPAN` selects the rule;
-the simulator uses the same constant, and the tests pin both known answers (PROTOCOLS.md EXAMPLE: `bc5f` with the
-LSST rule, `dd98` with the manual's). Verify against a real unit before trusting either.
+Signature: Campbell's 16-bit shift-and-add signature seeded with 0xAAAA (`signature`). Which bytes it covers is the one
+open question: the manual's text says the whole record up to the signature, the LSST driver found on hardware that it
+covers `Ux` through the diagnostic field **only** (not the counter). `SIGNATURE_SPAN` selects the rule; the simulator
+uses the same constant, and the tests pin both known answers (for the example record
+`1.23456,-0.54321,0.08765,21.8473,0,17`: `bc5f` with the LSST rule, `dd98` with the manual's). Verify against a real
+unit before trusting either.
 """
 
 from __future__ import annotations

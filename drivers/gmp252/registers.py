@@ -1,7 +1,7 @@
 """Vaisala GMP252 holding-register map, declared as data and compiled once into read blocks.
 
-Source: /work/shared/sensors/PROTOCOLS.md §1.1 (GMP252 User Guide M211897EN-D App. A, status registers
-M211897EN-E, configuration registers from the GMP251 guide M211799EN-K). Addresses are 0-based wire addresses.
+Source: Vaisala GMP252 User Guide M211897EN-D, Appendix A (Modbus registers), status registers per M211897EN-E,
+configuration registers from the GMP251 User Guide M211799EN-K. Addresses are 0-based wire addresses.
 
 Wire layout of one 32-bit value (Vaisala sends the least-significant word first, "CDAB")::
 

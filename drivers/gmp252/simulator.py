@@ -1,9 +1,9 @@
 """A Vaisala GMP252 on a wire: Modbus RTU over a serial port (real or pseudo-terminal) or Modbus TCP.
 
-The responder is hand-rolled over pyserial rather than pymodbus' server because fault injection needs control of
-the raw bytes (a reply with a corrupted CRC, silence instead of a reply). It serves the whole holding-register map
-of `registers.POINTS` as PROTOCOLS.md §1.1 documents it: CDAB floats, int16 sentinels, exception 02 outside the
-map, FC16 writes to the volatile compensation registers, and no answer to other slave addresses.
+The responder is hand-rolled over pyserial rather than pymodbus' server because fault injection needs control of the raw
+bytes (a reply with a corrupted CRC, silence instead of a reply). It serves the whole holding-register map of
+`registers.POINTS` as the GMP252 User Guide M211897EN-D App. A documents it: CDAB floats, int16 sentinels, exception 02
+outside the map, FC16 writes to the volatile compensation registers, and no answer to other slave addresses.
 
 Every float CO2 and temperature value that leaves in an intact frame is appended to `served_co2` /
 `served_temperature`, so an end-to-end test can compare what arrived downstream with what was sent.

@@ -1,7 +1,8 @@
 """Vaisala GMP343 serial-line grammar (ASCII, RS-232 or RS-485), declared as data.
 
-Source: /work/shared/sensors/PROTOCOLS.md §1.2 (tum-esm/hermes GMP343 driver; Vaisala GMP231/GMP251 serial-command
-pages of the same family). Marked [U] where the reference has no manual behind it.
+Sources: Vaisala GMP231 "Serial line output commands" and GMP251 "Serial commands" (the same command family);
+tum-esm/hermes `edge-node/src/hardware/gmp343_sensor.py` (a public Raspberry Pi driver). Marked [U] where no manual
+is behind it.
 
     command:   [ESC] word [SP args] CR          ESC first discards a half-typed command (resync)
     reply:     [echo of the command CR LF]      only while `echo on` (the power-on default)

@@ -1,8 +1,9 @@
 """A simulated Vaisala GMP343 on a serial port: power-on banner, echo, `>` prompt, `send`, `r`/`s` (run/stop),
 `form`, `errs`, `echo on|off`, `intv`, and the `p` parameter question; ESC discards a half-typed command.
 
-Behaviour follows PROTOCOLS.md §1.2; the banner text, error wording and star-filled missing values are [U]
-(plausible, not verified against a probe). Fault modes: see FAULTS.
+Behaviour follows Vaisala's GMP231/GMP251 serial-command documentation and the hermes driver (see grammar.py); the
+banner text, error wording and star-filled missing values are [U] (plausible, not verified against a probe). Fault
+modes: see FAULTS.
 
     from drivers.gmp343.simulator import main
     main("pty")                                   # a PTY pair; prints the driver's end

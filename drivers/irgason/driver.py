@@ -1,5 +1,6 @@
 """Campbell Scientific IRGASON / EC150 (open-path analyzer, IRGASON with its integrated sonic) through the EC100
-electronics: a stream driver for the unprompted 15-field ASCII output (PROTOCOLS.md §3.7, IRGASON manual Table 8-1).
+electronics: a stream driver for the unprompted 15-field ASCII output (Campbell Scientific IRGASON manual
+Table 8-1; EC150 manual App. C.1; EC155 manual sec. 7.2.5).
 
 Frame layout (comma separated, CR LF terminated; `NAN` marks a missing value)::
 
@@ -17,9 +18,9 @@ mole-fraction output (elements 6/7 in umol/mol and mmol/mol when element 13 is t
 NOT handled: its columns would have other units; use a separate driver for it.
 
 **Signature.** Campbell's 16-bit signature (`campbell_signature`, seed 0xAAAA) over the characters named by the
-`signature_span` key; the default, `co2_through_counter`, follows the EC155 manual's text as quoted in PROTOCOLS
-§3.7 (from the first character of element 6 to the last character of element 14, no trailing comma). Which span
-the EC100 really uses is not verified (PROTOCOLS §6); the other spans are selectable so a bench test can settle it
+`signature_span` key; the default, `co2_through_counter`, follows the EC155 manual's text (sec. 7.2.5:
+from the first character of element 6 to the last character of element 14, no trailing comma). Which span
+the EC100 really uses is not verified on hardware; the other spans are selectable so a bench test can settle it
 without a code change. A mismatch raises BadRecord("checksum").
 
 **Counter.** Element 14 counts records modulo `counter_modulus` (default 64, as the CSAT3B's 0-63; the EC100's
@@ -46,9 +47,9 @@ MISSING = "NAN"
 SIGNATURE_SEED = 0xAAAA
 
 # Signature span: (first element, last element), 1-based inclusive; the text hashed is those elements joined by
-# their commas. Default per PROTOCOLS §3.7 (EC155 manual text); all [U] until checked on hardware.
+# their commas. Default per the EC155 manual's text (sec. 7.2.5); all [U] until checked on hardware.
 SIGNATURE_SPANS: dict[str, tuple[int, int]] = {
-    "co2_through_counter": (6, 14),  # EC155 manual text (PROTOCOLS §3.7) - the default
+    "co2_through_counter": (6, 14),  # EC155 manual text (sec. 7.2.5) - the default
     "all_through_counter": (1, 14),  # every element before the signature (the CSAT3B manual's wording)
     "all_before_counter": (1, 13),  # every element before the counter (what LSST found for the CSAT3B)
 }
@@ -77,11 +78,12 @@ _SIGNATURE = 14
 
 
 def campbell_signature(data: bytes, seed: int = SIGNATURE_SEED) -> int:
-    """Campbell Scientific's 16-bit signature of `data` (CSAT3B manual p.55, PROTOCOLS §3.2).
+    """Campbell Scientific's 16-bit signature of `data` (Campbell Scientific CSAT3B manual p. 55).
 
-    The same seeded shift-and-add algorithm as the CSAT3B's; that the EC100 uses it too is presumed (PROTOCOLS
-    §3.7 [U]). Kept here rather than imported from drivers/csat3b so the two drivers do not depend on each other.
-    Check value: b"1.23456,-0.54321,0.08765,21.8473,0" -> 0xbc5f (PROTOCOLS §3.2 EXAMPLE).
+    The same seeded shift-and-add algorithm as the CSAT3B's; that the EC100 uses it too is presumed [U] (the EC155
+    manual names the span it covers, not the algorithm). Kept here rather than imported from drivers/csat3b so the two
+    drivers do not depend on each other. Check value: b"1.23456,-0.54321,0.08765,21.8473,0" -> 0xbc5f (the LSST span of
+    an example CSAT3B record).
     """
     msb, lsb = (seed >> 8) & 0xFF, seed & 0xFF
     for byte in data:

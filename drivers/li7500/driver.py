@@ -1,8 +1,9 @@
 """LI-COR LI-7500DS / LI-7500RS open-path (and LI-7200RS enclosed-path) CO2/H2O analyzer: a stream driver.
 
-The analyzer streams records in LI-COR's configuration grammar (`sexpr.py`) over RS-232 or over TCP port 7200,
-one record per line (PROTOCOLS.md §3.6). This module is the frame grammar only (gateway.driver_api.StreamDriver):
-the stream runner owns the transport, splits the bytes at LF, stamps and archives each frame, and calls `parse`.
+The analyzer streams records in LI-COR's configuration grammar (`sexpr.py`) over RS-232 or over TCP port 7200, one
+record per line (LI-7500RS/LI-7200RS instruction manual, App. D). This module is the frame grammar only
+(gateway.driver_api.StreamDriver): the stream runner owns the transport, splits the bytes at LF, stamps and archives
+each frame, and calls `parse`.
 
 Two record forms, chosen by the `labels` key (the instrument's `(Labels TRUE|FALSE)` setting)::
 
@@ -11,7 +12,7 @@ Two record forms, chosen by the `labels` key (the instrument's `(Labels TRUE|FAL
 
 With labels the driver takes values by label, whatever their order, and ignores outputs it has no column for
 (CO2Raw, Aux, Cooler, ...). Without labels the values are taken by position in the configured `outputs` order
-(how the instrument orders them is not verified, PROTOCOLS §6 - check the first records on a real unit).
+(how the instrument orders them is not verified - check the first records on a real unit).
 A labelled `(Data ...)` record is accepted in either mode, so a unit still set to labels does not lose data.
 
 **Messages that are not data** - `(Ack ...)`, `(Error ...)`, `(Diagnostics ...)` - raise
@@ -32,7 +33,7 @@ from drivers.li7500 import sexpr
 from gateway.driver_api import NOT_DATA, BadRecord, StreamColumn, StreamConfig
 
 # Column -> the instrument's output label (case sensitive). Units from the LI-7500RS/LI-7200RS manual [M];
-# the CO2SS scale is not verified (PROTOCOLS §6).
+# the CO2SS scale is not verified.
 COLUMN_LABELS: dict[str, str] = {
     "DIAG": "DiagVal",
     "CO2": "CO2D",
@@ -58,8 +59,8 @@ KNOWN_OUTPUTS: tuple[str, ...] = (
 )
 MESSAGE_HEADS = ("Ack", "Error", "Diagnostics")
 
-# Original LI-7500 DiagVal byte (LI-7500 manual p.3-36 via PROTOCOLS §3.6): bit set = OK. The DS/RS bit map is
-# not verified (PROTOCOLS §6); the DS/RS report signal strength in CO2SS instead of the low nibble.
+# Original LI-7500 DiagVal byte (LI-7500 instruction manual p. 3-36): bit set = OK. The DS/RS bit map is
+# not verified; the DS/RS report signal strength in CO2SS instead of the low nibble.
 DIAG_OK_BITS: dict[str, int] = {"chopper": 0x80, "detector": 0x40, "pll": 0x20, "sync": 0x10}
 
 

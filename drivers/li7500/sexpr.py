@@ -1,4 +1,5 @@
-"""LI-COR's configuration grammar: parenthesised s-expressions (PROTOCOLS.md §3.6; LI-7500RS/LI-7200RS manual App. D).
+"""LI-COR's configuration grammar: parenthesised s-expressions (LI-7500RS/LI-7200RS instruction
+manual, App. D).
 
 Frame layout (one message per line, LF terminated; the instrument may be set to send CR LF)::
 
@@ -15,7 +16,8 @@ Grammar (what `parse` accepts)::
 
 Labels are case sensitive (`(Data ...)` is a record, `(data ...)` is not). Numbers are plain atoms converted by
 `number()`: decimal or exponent notation, signed (`-1.25e-3`, `9.7125e1`, `248`). This is a real tokenizer
-because regular expressions like `([\\d.]+)` silently miss exponents and signs (PROTOCOLS §3.6, "Gotchas").
+because regular expressions like `([\\d.]+)` silently miss exponents and signs (a public
+SmartFlux plugin's regexes do).
 
 Unlike the instrument, which ignores stray characters around a command, the parser is strict: a received line
 that is not exactly one balanced list raises SExprError, because on our side stray characters mean a truncated

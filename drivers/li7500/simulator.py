@@ -35,7 +35,7 @@ from drivers.li7500 import sexpr
 from drivers.li7500.driver import COLUMN_LABELS, DEFAULT_OUTPUTS
 from gateway.simulation.stream_simulator import StreamSimulator, run_stream_simulator
 
-DIAG_OK = 248  # 0xF8: every "OK" bit set (PROTOCOLS §3.6 EXAMPLE); the DS/RS bit map is unverified
+DIAG_OK = 248  # 0xF8: every "OK" bit set (original LI-7500 bit map, manual p. 3-36); the DS/RS bit map is unverified
 _COLUMN_ORDER = tuple(COLUMN_LABELS.values())
 
 

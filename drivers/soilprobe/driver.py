@@ -1,5 +1,5 @@
-"""Generic RS-485 soil moisture / temperature (/EC) probe over Modbus RTU, either register layout of
-PROTOCOLS.md §1.5 (`layout: A` moisture first, `layout: B` temperature first; see registers.py).
+"""Generic RS-485 soil moisture / temperature (/EC) probe over Modbus RTU, either register layout
+(`layout: A` moisture first, `layout: B` temperature first; see registers.py).
 
 One poll is one read of 2 (SWC, TS) or 3 (+ EC) registers. A value outside the physical range of its quantity
 (a broken probe, a probe in air, the wrong layout configured) is published with qc BAD and the reason.

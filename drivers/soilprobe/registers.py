@@ -1,8 +1,8 @@
 """Register layouts of generic RS-485 soil moisture / temperature / EC probes, declared as data.
 
-Source: /work/shared/sensors/PROTOCOLS.md §1.5 (THC-S, JXBS-3001-TR and DFRobot SEN0600-series sheets for layout
-A; Seeed SenseCAP S-Temp&VWC&EC-02 and Womaster ES103 for layout B). Every value is one 16-bit register,
-big-endian, read with FC 03 (holding) or FC 04 (input); both are accepted by these probes.
+Sources: layout A — ComWinTop THC-S manual, DFRobot SEN0601/SEN0604 wiki pages, JXCT JXBS-3001-TR (an unofficial
+register map); layout B — Seeed SenseCAP S-Temp&VWC&EC-02 user manual sec. 5.2–5.3, Womaster ES103 product sheet. Every
+value is one 16-bit register, big-endian, read with FC 03 (holding) or FC 04 (input); both are accepted by these probes.
 
     layout A "moisture first"        layout B "temperature first"
     0x0000 VWC  x10  unsigned %      0x0000 temperature x100 signed degC

@@ -1,4 +1,4 @@
-"""A generic RS-485 soil probe (layout A or B of PROTOCOLS.md §1.5) answering Modbus RTU.
+"""A generic RS-485 soil probe (register layout A or B, see registers.py) answering Modbus RTU.
 
 `process_rtu_frame` is the whole device; `RtuLineSimulator` (gateway/simulation/rtu_line.py) puts one or several of
 them on a serial port. With `fixed` values the replies are exactly the EXAMPLE frames of §1.5 (a unit test checks

@@ -1,5 +1,5 @@
-"""Gill WindMaster / WindMaster Pro, mode M1 (UVW, continuous, ASCII), as data (PROTOCOLS.md §3.1, Gill manual
-1561-PS-0001 Issue 11, sec. 7 and 11.4).
+"""Gill WindMaster / WindMaster Pro, mode M1 (UVW, continuous, ASCII), as data (Gill "WindMaster and
+WindMaster Pro" manual 1561-PS-0001 Issue 11, sec. 7 and 11.4).
 
 Frame layout (SOS and sonic temperature enabled, no analog inputs, no PRT)::
 

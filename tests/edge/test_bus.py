@@ -223,7 +223,8 @@ def config_with(*overrides: dict[str, Any]) -> dict[str, Any]:
     sensors = sensor_entries("/dev/ttyUSB0")
     for entry, override in zip(sensors, overrides, strict=False):
         entry.update(override)
-    return {"site": "s", "station": "st1", "buffer": {"path": "/tmp/b.sqlite"}, "sensors": sensors}
+    return {"site": "s", "station": "st1", "buffer": {"path": "/var/lib/sinkwatch/never-opened.sqlite"},
+            "sensors": sensors}
 
 
 def test_devices_on_one_line_with_different_serial_settings_are_refused_naming_the_keys() -> None:

@@ -16,7 +16,7 @@ GOOD = {
     "site": "hainich",
     "station": "tower01",
     "mqtt": {"host": "127.0.0.1", "port": 1883},
-    "buffer": {"path": "/tmp/never-opened.sqlite"},
+    "buffer": {"path": "/var/lib/sinkwatch/never-opened.sqlite"},
     "sensors": [{"name": "co2_a", "driver": "gmp252", "port": "/dev/ttyUSB0"}],
 }
 

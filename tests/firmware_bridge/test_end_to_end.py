@@ -24,7 +24,7 @@ from gateway.testing.services import InfluxInstance, MosquittoInstance
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXC_MV = 2500
-RANGE_UM = 11000.0  # Ecomatik DR1: 11 mm full range (PROTOCOLS §2.1)
+RANGE_UM = 11000.0  # Ecomatik DR1: 11 mm full range (Ecomatik DR/DC dendrometer manuals)
 TWO_COUNTS_UM = 2 * RANGE_UM / (EXC_MV * 1024 / 5000)  # two 10-bit ADC counts at 5 V AVcc, in µm
 
 

@@ -66,7 +66,7 @@ def test_reset_drops_the_mapping_and_refuses_the_old_boot() -> None:
 
 
 def test_ratiometric_displacement_and_changes() -> None:
-    # PROTOCOLS §2.2: 1 V of 2.5 V excitation on an 11 mm sensor = 4400 um (Ecomatik DL18: um = V x 4400)
+    # Ecomatik DL18 BLE manual p. 7: 1 V of 2.5 V excitation on an 11 mm sensor = 4400 um (Ecomatik DL18: um = V x 4400)
     assert displacement_um(400, 1000, 11000) == pytest.approx(4400)
     assert displacement_um(400, 1000, 11000, gain=1.01, offset_um=-5) == pytest.approx(4400 * 1.01 - 5)
     tracker = ChangeTracker(reset_threshold_um=2000)
@@ -87,7 +87,7 @@ def test_sdi12_crc_matches_the_protocols_example() -> None:
     assert parse_values("1+1234.567-18.42\r\n", "1") == [1234.567, -18.42]
     with pytest.raises(Sdi12Error):
         parse_values("1+1234.5", "1")
-    assert teros12_vwc(2009.87) == pytest.approx(0.084, abs=5e-4)  # PROTOCOLS §1.6 example
+    assert teros12_vwc(2009.87) == pytest.approx(0.084, abs=5e-4)  # TEROS 12 user manual sec. 4.1 calibration
 
 
 def test_sample_config_documents_every_key_and_validates() -> None:

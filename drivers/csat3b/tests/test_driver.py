@@ -1,4 +1,5 @@
-"""CSAT3B record grammar: the PROTOCOLS.md §3.2 EXAMPLE signature, counter continuity, NAN."""
+"""CSAT3B record grammar: the signature of an example record (CSAT3B manual p. 55 algorithm), counter continuity,
+NAN."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Decoding and framing against the EXAMPLE frames of PROTOCOLS.md §1.1 (expected bytes come from that document)."""
+"""Decoding and framing against example frames in the layout of the GMP252 User Guide M211897EN-D App. A (the read
+request is the manual's own example; the other frames were composed in that layout, their CRCs computed apart)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from drivers.gmp252 import registers as reg
 from drivers.gmp252 import rtu
 from drivers.gmp252.registers import DataType, Point, WordOrder
 
-# PROTOCOLS.md §1.1 EXAMPLE frames.
+# Example frames: CO2 read (the manual's example), 412.5 ppm reply, status poll, exception 02.
 READ_CO2_REQUEST = bytes.fromhex("F0 03 00 00 00 02 D1 2A")
 READ_CO2_412_5_RESPONSE = bytes.fromhex("F0 03 04 40 00 43 CE BF 98")
 STATUS_REQUEST = bytes.fromhex("F0 03 08 00 00 02 D3 4A")

@@ -1,4 +1,5 @@
-"""The simulator's bytes, checked frame by frame without any port (PROTOCOLS.md §1.1 EXAMPLE frames)."""
+"""The simulator's bytes, checked frame by frame without any port (example frames in the layout of GMP252 User Guide
+M211897EN-D App. A)."""
 
 from __future__ import annotations
 

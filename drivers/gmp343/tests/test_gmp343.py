@@ -66,7 +66,7 @@ def test_simulator_echo_form_and_parameter_question() -> None:
 
 
 def test_a_gmp343_cannot_share_its_port() -> None:
-    data = {"site": "s", "station": "st", "buffer": {"path": "/tmp/b.sqlite"}, "sensors": [
+    data = {"site": "s", "station": "st", "buffer": {"path": "/var/lib/sinkwatch/never-opened.sqlite"}, "sensors": [
         {"name": "a", "driver": "gmp343", "port": "/dev/ttyUSB0"},
         {"name": "b", "driver": "gmp252", "port": "/dev/ttyUSB0", "baudrate": 19200, "stopbits": 1},
     ]}

@@ -1,4 +1,5 @@
-"""IrgasonDriver's frame grammar: the PROTOCOLS §3.7 example with its signature, units, NAN, bad frames, counter."""
+"""IrgasonDriver's frame grammar: an example record in the IRGASON manual's Table 8-1 layout with its signature, units,
+NAN, bad frames, counter."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from drivers.irgason.driver import (
 )
 from gateway.driver_api import BadRecord, StreamDriver
 
-# PROTOCOLS.md §3.7 EXAMPLE without its symbolic signature
+# An example record in the layout of IRGASON manual Table 8-1, without its signature
 EXAMPLE_BODY = "1.234,-0.456,0.078,21.35,0,712.4,9.876,0,21.10,98.72,0.92,0.95,0,42"
 
 
@@ -41,14 +42,14 @@ def reason_of(driver: IrgasonDriver, frame: bytes) -> str:
 
 
 def test_campbell_signature_matches_the_csat3b_check_values() -> None:
-    # PROTOCOLS §3.2, computed there independently: LSST span and the manual's span of the same record
+    # Check values computed independently of this code: LSST span and the CSAT3B manual's span of one record
     assert campbell_signature(b"1.23456,-0.54321,0.08765,21.8473,0") == 0xBC5F
     assert campbell_signature(b"1.23456,-0.54321,0.08765,21.8473,0,17") == 0xDD98
 
 
 def test_signature_of_the_protocols_example_for_each_span() -> None:
-    # c6f2 comes from campbell_signature itself (pinned above by PROTOCOLS' independent CSAT3B values): a
-    # regression pin for the EC100 EXAMPLE, whose real signature PROTOCOLS leaves symbolic
+    # c6f2 comes from campbell_signature itself (pinned above by independent CSAT3B values): a
+    # regression pin for the example record, whose real EC100 signature no manual gives
     assert signed(EXAMPLE_BODY).endswith(b",c6f2\r\n")
     assert signed_text(EXAMPLE_BODY.split(","), "co2_through_counter") == b"712.4,9.876,0,21.10,98.72,0.92,0.95,0,42"
     assert signed_text(EXAMPLE_BODY.split(","), "all_before_counter") == EXAMPLE_BODY.rsplit(",", 1)[0].encode()

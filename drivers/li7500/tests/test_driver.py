@@ -1,4 +1,4 @@
-"""LI7500Driver's frame grammar: the PROTOCOLS example, both label modes, non-data messages and bad frames."""
+"""LI7500Driver's frame grammar: the manual's record shape, both label modes, non-data messages and bad frames."""
 
 from __future__ import annotations
 

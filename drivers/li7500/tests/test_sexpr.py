@@ -1,4 +1,5 @@
-"""The s-expression tokenizer/parser against the manual's record and command shapes (PROTOCOLS.md §3.6)."""
+"""The s-expression tokenizer/parser against the manual's record and command shapes (LI-7500RS/LI-7200RS manual App.
+D)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Soil probe: the register layouts as data, the simulator's EXAMPLE frames byte for byte (PROTOCOLS.md §1.5), and
+"""Soil probe: the register layouts as data, the simulator's example frames byte for byte (composed in each layout), and
 driver <-> simulator over a socat PTY (real pyserial) with every fault mode."""
 
 from __future__ import annotations

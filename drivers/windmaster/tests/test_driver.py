@@ -1,4 +1,5 @@
-"""WindMaster frame grammar: the PROTOCOLS.md §3.1 EXAMPLE byte for byte, checksum, units, missing values."""
+"""WindMaster frame grammar: an example frame in the manual's M1 layout byte for byte, checksum, units, missing
+values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-/* SDI-12 master by bit timing on two GPIOs through a half-duplex buffer (PROTOCOLS.md §2.4): break >= 12 ms,
+/* SDI-12 master by bit timing on two GPIOs through a half-duplex buffer (SDI-12 Specification v1.4): break >= 12 ms,
  * marking >= 8.33 ms, then 1200 baud, 7 data bits, even parity, 1 stop bit, inverted logic (spacing = 1 = +5 V).
  * Blocking for one transaction; the host UART keeps receiving into its interrupt-driven buffer meanwhile. */
 #include "sdi12.h"
