@@ -1,6 +1,6 @@
 """RS-485 bus throughput: several GMP252 on one line at 19200 8N2, through a paced line, polled as fast as possible.
 
-    bench process:  rs485_line.py (paces every character; subprocess)  <-  RtuLineSimulator with N simulated GMP252
+    bench process:  paced_rs485_line.py (paces every character; subprocess) <- RtuLineSimulator with N simulated GMP252
     child process:  the measured side, on the other end of the paced line:
         baseline  a bare pymodbus ModbusSerialClient reading 2 registers from each address in turn, tight loop
         bus       the production path: StationDaemon (SerialBus thread -> buffer writer -> SQLite buffer) with every
@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RS485_LINE = Path("/work/shared/tools/rs485_line.py")
+RS485_LINE = Path(__file__).resolve().parent / "paced_rs485_line.py"
 BAUD = 19200
 BITS_PER_CHAR = 11
 THEORETICAL_TPS = 1 / ((8 + 9 + 2 * 3.5) * BITS_PER_CHAR / BAUD)
@@ -136,7 +136,7 @@ def run_case(case: str, probes: int, seconds: float, tmp: Path) -> dict[str, Any
         deadline = time.monotonic() + 10
         while not (link_a.exists() and link_b.exists()):
             if time.monotonic() > deadline:
-                raise RuntimeError("rs485_line.py did not create its links")
+                raise RuntimeError("paced_rs485_line.py did not create its links")
             time.sleep(0.01)
         depths = {FIRST_ADDRESS + i: 0.1 * (i + 1) for i in range(probes)}
         with RtuLineSimulator(str(link_a), list(profile_simulators(depths)), baudrate=BAUD, stopbits=2,

@@ -3,7 +3,7 @@ in tests.
 
 The in-process variant with no package installed, which the runtime (demo, `sinkwatch simulate`) uses, is
 `gateway.simulation.pty.python_pty_pair`. Bytes written to one end come out of the other, unpaced: a PTY moves
-data as fast as the kernel allows, so timing-sensitive tests need a paced line simulator instead.
+data as fast as the kernel allows, so timing-sensitive measurements need a paced line (bench/paced_rs485_line.py).
 """
 
 from __future__ import annotations
