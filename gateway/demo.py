@@ -5,8 +5,10 @@
     --influx-url) --> HTTP API (FastAPI on a free port)
 
 The station: a soil CO2 profile of three GMP252 (10, 30, 60 cm; addresses 240-242) on one RS-485 line, a soil
-moisture/temperature probe (layout A) on a second RS-485 line, a GMP343 on an RS-232 port (each a Python PTY pair,
-no socat), and a WindMaster sonic plus an LI-7500 analyzer streaming at 20 Hz over TCP loopback from one
+moisture/temperature probe (layout A) on a second RS-485 line, a GMP343 on an RS-232 port, the met sensors gap
+filling and partitioning need — an SR30 pyranometer (SW_IN) and an HMP155 (TA, RH, VPD) on RS-485 lines of their
+own, both following one simulated site weather (gateway.simulation.weather) — (each line a Python PTY pair, no
+socat), and a WindMaster sonic plus an LI-7500 analyzer streaming at 20 Hz over TCP loopback from one
 turbulence field. `sinkwatch station check` and `sinkwatch live` work on the generated station.yaml.
 
 Every piece is the production code path; only the broker and the store are embedded defaults. The closing
@@ -138,6 +140,8 @@ PROFILE: tuple[tuple[str, int, float, str], ...] = (
 )
 SOIL_PROBE = ("soil_swc_10cm", 1, "_1_1_1")  # name, Modbus address, qualifier (layout A, 9600 8N1)
 CANOPY_CO2 = ("co2_canopy", "_2_1_1")  # GMP343, ASCII on its own RS-232 port
+PYRANOMETER = ("sw_in", 1, "_1_1_1")  # SR30-D1, Modbus RTU at its factory 19200 8E1, address 1
+AIR_PROBE = ("ta_rh", 2, "_1_1_1")  # HMP155 in POLL mode at its factory 4800 7E1, address 2
 SONIC, ANALYZER = "sonic", "irga"  # WindMaster and LI-7500 at 20 Hz over TCP, one turbulence field
 STREAM_HZ = 20.0
 SUMMARY_INTERVAL_S = 10.0
@@ -164,6 +168,12 @@ class DemoRig:
     canopy: Any  # GMP343Simulator
     sonic: Any  # WindMasterSimulator
     analyzer: Any  # LI7500Simulator
+    met_port: str  # RS-485 line 3 (19200 8E1): the SR30 pyranometer
+    air_port: str  # RS-485 line 4 (4800 7E1): the HMP155
+    met_line: Any  # RtuLineSimulator
+    pyranometer: Any  # SR30Simulator
+    air_line: Any  # HMP155LineSimulator
+    air_probe: Any  # HMP155Probe
 
     def station_config(self, work: Path, broker: tuple[str, int], interval_s: float = 1.0) -> dict[str, Any]:
         """The station.yaml mapping of this rig: every sensor at its simulated port."""
@@ -178,6 +188,11 @@ class DemoRig:
                         "variable_suffix": SOIL_PROBE[2], **rtu})
         sensors.append({"name": CANOPY_CO2[0], "driver": "gmp343", "port": self.canopy_port,
                         "interval_s": max(interval_s, 2.0), "variable_suffix": CANOPY_CO2[1]})
+        # read_temperature off: its T_PROBE_1_1_1 would mix with the 10 cm GMP252's in a series by variable
+        sensors.append({"name": PYRANOMETER[0], "driver": "sr30", "port": self.met_port, "address": PYRANOMETER[1],
+                        "variable_suffix": PYRANOMETER[2], "read_temperature": False, **rtu})
+        sensors.append({"name": AIR_PROBE[0], "driver": "hmp155", "port": self.air_port, "address": AIR_PROBE[1],
+                        "interval_s": interval_s, "timeout_s": 0.5, "variable_suffix": AIR_PROBE[2]})
         sensors.append({"name": SONIC, "driver": "windmaster", "port": self.sonic.tcp_endpoint,
                         "frequency_hz": STREAM_HZ, "height_m": 25.0})
         sensors.append({"name": ANALYZER, "driver": "li7500", "port": self.analyzer.tcp_endpoint,
@@ -199,6 +214,8 @@ class DemoRig:
             f"RS-485 line {self.profile_port}: 3 x GMP252 soil CO2 profile (addresses {depths}), 19200 8N2",
             f"RS-485 line {self.soil_port}: soil probe (layout A, address {SOIL_PROBE[1]}), 9600 8N1",
             f"RS-232 {self.canopy_port}: GMP343 canopy CO2, 19200 8N1",
+            f"RS-485 line {self.met_port}: SR30 pyranometer (SW_IN, address {PYRANOMETER[1]}), 19200 8E1",
+            f"RS-485 line {self.air_port}: HMP155 (TA, RH, VPD; address {AIR_PROBE[1]}, POLL mode), 4800 7E1",
             f"{self.sonic.tcp_endpoint}: WindMaster sonic, {self.analyzer.tcp_endpoint}: LI-7500 analyzer, "
             f"{STREAM_HZ:g} Hz each from one turbulence field (summaries every {SUMMARY_INTERVAL_S:g} s)",
         ]
@@ -210,11 +227,14 @@ def demo_simulators(work: Path, seed: int = 0) -> Iterator[DemoRig]:
     `<work>/ports/`) and TCP loopback: nothing but Python needed."""
     from drivers.gmp252.simulator import profile_simulators
     from drivers.gmp343.simulator import GMP343Simulator
+    from drivers.hmp155.simulator import HMP155LineSimulator, HMP155Probe
     from drivers.li7500.simulator import LI7500Simulator
     from drivers.soilprobe.simulator import SoilProbeSimulator
+    from drivers.sr30.simulator import SR30Simulator
     from drivers.windmaster.simulator import WindMasterSimulator
     from gateway.simulation.pty import python_pty_pair
     from gateway.simulation.rtu_line import RtuLineSimulator
+    from gateway.simulation.weather import MetSignal
 
     ports = work / "ports"
     with contextlib.ExitStack() as stack:
@@ -228,13 +248,23 @@ def demo_simulators(work: Path, seed: int = 0) -> Iterator[DemoRig]:
         soil_line = stack.enter_context(
             RtuLineSimulator(line2_sim, [soil], baudrate=9600, parity="N", stopbits=1, keep_events=False))
         canopy = stack.enter_context(GMP343Simulator(rs232_sim, seed=seed))
+        # one weather: the sun the pyranometer sees is the one that warms and dries the air at the HMP155
+        weather = MetSignal(latitude_deg=DEMO_SITE_METADATA["latitude"], seed=seed)
+        line3_sim, line3 = stack.enter_context(python_pty_pair(ports / "rs485-3"))
+        line4_sim, line4 = stack.enter_context(python_pty_pair(ports / "rs485-4"))
+        pyranometer = SR30Simulator(address=PYRANOMETER[1], seed=seed, signal=weather)
+        met_line = stack.enter_context(
+            RtuLineSimulator(line3_sim, [pyranometer], baudrate=19200, parity="E", stopbits=1, keep_events=False))
+        air_probe = HMP155Probe(address=AIR_PROBE[1], seed=seed, signal=weather)
+        air_line = stack.enter_context(HMP155LineSimulator(line4_sim, [air_probe]))
         # one field, one start time: the analyzer sees the sonic's turbulence with the field's known lag
         started = time.time()
         sonic = stack.enter_context(WindMasterSimulator("tcp://127.0.0.1:0", seed=seed, frequency_hz=STREAM_HZ,
                                                         wall_clock_start=started, spec=DEMO_TURBULENCE))
         analyzer = stack.enter_context(LI7500Simulator("tcp://127.0.0.1:0", seed=seed, frequency_hz=STREAM_HZ,
                                                        wall_clock_start=started, spec=DEMO_TURBULENCE))
-        yield DemoRig(line1, line2, rs232, profile_line, soil_line, list(probes), soil, canopy, sonic, analyzer)
+        yield DemoRig(line1, line2, rs232, profile_line, soil_line, list(probes), soil, canopy, sonic, analyzer,
+                      line3, line4, met_line, pyranometer, air_line, air_probe)
 
 
 def write_station_yaml(path: Path, config: dict[str, Any]) -> Path:

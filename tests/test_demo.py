@@ -16,7 +16,18 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.demo import ANALYZER, DEMO_TURBULENCE, FLUX_AVERAGING_MIN, PROFILE, SOIL_PROBE, SONIC, DemoRig, run_demo
+from gateway.demo import (
+    AIR_PROBE,
+    ANALYZER,
+    DEMO_TURBULENCE,
+    FLUX_AVERAGING_MIN,
+    PROFILE,
+    PYRANOMETER,
+    SOIL_PROBE,
+    SONIC,
+    DemoRig,
+    run_demo,
+)
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import load_station_config
 from gateway.edge.live import StatusUnavailable, read_status
@@ -47,7 +58,7 @@ def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> Non
     station_yaml = tmp_path / "station.yaml"
     assert f"sinkwatch station check -c {station_yaml}" in result.stdout
     assert f"sinkwatch live -c {station_yaml}" in result.stdout
-    assert len(load_station_config(station_yaml).sensors) == 7
+    assert len(load_station_config(station_yaml).sensors) == 9
     # the station's buffer is empty: everything read was acknowledged, then forgotten
     buffer = ReadingBuffer(tmp_path / "station-buffer.sqlite")
     assert (buffer.pending_readings(), buffer.pending_batches()) == (0, 0)
@@ -116,7 +127,7 @@ def test_demo_station_check_passes_while_it_runs_and_names_a_stopped_sensor(tmp_
     summary = run_demo(None, data_dir=tmp_path, interval_s=0.5, echo=False, stop=stop, on_running=while_running)
     (passing_code, passing), (failing_code, failing) = outputs
     assert passing_code == 0, passing
-    assert "7 of 7 sensors pass" in passing and "daemon running" in passing
+    assert "9 of 9 sensors pass" in passing and "daemon running" in passing
     assert failing_code == 1, failing
     fail_rows = [line for line in failing.splitlines() if " FAIL " in line]
     assert len(fail_rows) == 1 and fail_rows[0].split()[0] == PROFILE[1][0]
@@ -126,6 +137,9 @@ def test_demo_station_check_passes_while_it_runs_and_names_a_stopped_sensor(tmp_
     by_variable = summary.stored_by_variable
     assert sum(by_variable.values()) == summary.readings_stored
     for variable in ("CO2_1_1_1", "CO2_1_2_1", "CO2_1_3_1", f"SWC{SOIL_PROBE[2]}", "CO2_2_1_1"):
+        assert by_variable.get(variable, 0) > 0, (variable, by_variable)
+    # the met drivers the carbon budget needs: SW_IN, TA, RH and the derived VPD
+    for variable in (f"SW_IN{PYRANOMETER[2]}", f"TA{AIR_PROBE[2]}", f"RH{AIR_PROBE[2]}", f"VPD{AIR_PROBE[2]}"):
         assert by_variable.get(variable, 0) > 0, (variable, by_variable)
     # the streams' summaries: means, SDs and counts of the sonic and the analyzer
     for variable in ("U", "U_SD", "U_N", "WS", "CO2", "CO2_SD", "H2O_N"):

@@ -11,7 +11,18 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.demo import ANALYZER, CANOPY_CO2, PROFILE, SOIL_PROBE, SONIC, DemoRig, demo_simulators, write_station_yaml
+from gateway.demo import (
+    AIR_PROBE,
+    ANALYZER,
+    CANOPY_CO2,
+    PROFILE,
+    PYRANOMETER,
+    SOIL_PROBE,
+    SONIC,
+    DemoRig,
+    demo_simulators,
+    write_station_yaml,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +51,14 @@ def test_the_demo_station_passes(demo_station: tuple[DemoRig, Path]) -> None:
     code, output = run_check(station_yaml)
     assert code == 0, output
     rows = rows_of(output)
-    expected = {name for name, *_ in PROFILE} | {SOIL_PROBE[0], CANOPY_CO2[0], SONIC, ANALYZER}
+    expected = {name for name, *_ in PROFILE} | {SOIL_PROBE[0], CANOPY_CO2[0], PYRANOMETER[0], AIR_PROBE[0], SONIC,
+                                                   ANALYZER}
     assert set(rows) == expected
     assert all(row.split()[1] == "PASS" for row in rows.values()), output
     assert "CO2_1_3_1 = " in rows[PROFILE[2][0]] and "umol mol-1" in rows[PROFILE[2][0]]
     assert "SWC_1_1_1 = " in rows[SOIL_PROBE[0]]
+    assert "SW_IN_1_1_1 = " in rows[PYRANOMETER[0]] and "W m-2" in rows[PYRANOMETER[0]]
+    assert "TA_1_1_1 = " in rows[AIR_PROBE[0]] and "VPD_1_1_1 = " in rows[AIR_PROBE[0]] and "hPa" in rows[AIR_PROBE[0]]
     # the streams were read: values with units and the records counted
     assert "U = " in rows[SONIC] and "m s-1" in rows[SONIC] and " records in " in rows[SONIC]
     assert "CO2 = " in rows[ANALYZER] and "mmol m-3" in rows[ANALYZER]
@@ -66,7 +80,7 @@ def test_stopped_simulators_are_named_with_the_reason(demo_station: tuple[DemoRi
     assert "silent: no data from tcp://127.0.0.1:" in rows[SONIC]
     lines = output.splitlines()
     assert "continuous output mode" in lines[lines.index(rows[SONIC]) + 1]
-    assert "4 of 7 sensors pass; 3 FAIL" in output
+    assert "6 of 9 sensors pass; 3 FAIL" in output
 
 
 def test_simulate_gmp252_serves_a_profile_of_several_addresses_on_one_line(tmp_path: Path) -> None:
