@@ -11,6 +11,9 @@ Identification reads a few registers and checks their plausibility:
 
 - Vaisala GMP252: status registers 0x0800..0x0801 answer, register 0x0300 holds the address it answered at, and the
   CO2 float at 0x0000 (low word first) is a plausible ppm value.
+- Hukseflux SR30-D1 (drivers/sr30/README.md): register 0x0000 holds the address it answered at, the scaling factors
+  0x0008..0x0009 are positive, and the irradiance 0x0002..0x0003 (most-significant word first) divided by its
+  scaling factor is a plausible W m-2 value; checked before the soil probe, whose registers it would also fit.
 - generic soil probe (drivers/soilprobe/registers.py): 3 registers from 0x0000 answer; layout A if value 0 / 10 is
   a plausible VWC (0..100 %) and value 1 / 10 a plausible signed temperature, layout B if value 0 / 100 is a
   temperature and value 1 / 100 a VWC. When both are plausible both are reported.
@@ -105,6 +108,9 @@ def identify(line: ProbeLine, address: int, timeout_s: float) -> str | None:
     gmp = _gmp252(line, address, timeout_s, words)
     if gmp:
         return gmp
+    pyranometer = _sr30(line, address, timeout_s, words)
+    if pyranometer:
+        return pyranometer
     soil = _soil_probe(line, address, timeout_s)
     if soil:
         return soil
@@ -127,6 +133,24 @@ def _gmp252(line: ProbeLine, address: int, timeout_s: float, co2_words: list[int
     state = "ok" if status == [0, 0] else f"device status {status[0]}, CO2 status {status[1]}"
     value = "no value yet (NaN)" if co2 != co2 else f"CO2 {co2:.1f} ppm"
     return f"Vaisala GMP252 (or GMP251): {value}, {state}"
+
+
+def _sr30(line: ProbeLine, address: int, timeout_s: float, first_words: list[int]) -> str | None:
+    if len(first_words) != 2 or first_words[0] != address:
+        return None
+    try:
+        scale_irradiance, scale_temperature = line.read_registers(address, 0x0008, 2, timeout_s=timeout_s)
+        high, low = line.read_registers(address, 0x0002, 2, timeout_s=timeout_s)
+    except DeviceError as exc:
+        if exc.kind is FailureKind.NO_PORT:
+            raise
+        return None
+    if not (0 < scale_irradiance <= 10000 and 0 < scale_temperature <= 10000):
+        return None
+    irradiance = struct.unpack(">i", struct.pack(">HH", high, low))[0] / scale_irradiance
+    if not -50.0 <= irradiance <= 2500.0:
+        return None
+    return f"Hukseflux SR30-D1 pyranometer (or another SR-series digital): {irradiance:.1f} W m-2"
 
 
 def _soil_probe(line: ProbeLine, address: int, timeout_s: float) -> str | None:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from drivers.gmp252.simulator import profile_simulators
 from drivers.soilprobe.simulator import SoilProbeSimulator
+from drivers.sr30.simulator import SR30Simulator
 from gateway.cli import app
 from gateway.driver_api import DeviceError, FailureKind, SerialSettings
 from gateway.probe import parse_addresses, scan
@@ -47,6 +48,20 @@ def test_scan_names_gmp252s_and_both_soil_probe_layouts(ptys: tuple[str, str]) -
     assert "layout A (SWC 31.5 %, TS -2.3 degC, EC 250" in rows[1] and "layout B" not in rows[1]
     assert "layout B (TS -12.34 degC, SWC 0.60 %" in rows[3] and "layout A" not in rows[3]
     assert all("19200 8N2" in row for row in rows.values())
+
+
+@pytest.mark.integration
+def test_scan_tells_an_sr30_pyranometer_from_a_soil_probe(ptys: tuple[str, str]) -> None:
+    devices: list[RtuDevice] = [SR30Simulator(address=1, fixed={"irradiance": 61234}),
+                                SoilProbeSimulator(address=2, layout="A", fixed={"swc": 31.5, "ts": -2.3, "ec": 250})]
+    with RtuLineSimulator(ptys[0], devices):
+        result = CliRunner().invoke(app, ["probe", "modbus", "--port", ptys[1], "--addresses", "1-3",
+                                          "--timeout", "0.05"])
+    assert result.exit_code == 0, result.output
+    rows = {int(line.split()[0]): line for line in result.stdout.splitlines() if line.split()[0].isdigit()}
+    assert sorted(rows) == [1, 2]
+    assert "Hukseflux SR30-D1" in rows[1] and "612.3 W m-2" in rows[1] and "soil" not in rows[1]
+    assert "layout A" in rows[2]
 
 
 @pytest.mark.integration
