@@ -275,29 +275,31 @@ def write_station_yaml(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def demo_variables(api_url: str) -> list[str]:
-    """Every variable the store holds for the demo station, as the API lists them."""
+def demo_series(api_url: str) -> list[tuple[str, str]]:
+    """Every (sensor, variable) the store holds for the demo station, as the API lists them."""
     with httpx.Client(base_url=api_url, timeout=10) as client:
         response = client.get("/api/v1/stations")
         response.raise_for_status()
         for entry in response.json():
             if entry["site"] == DEMO_SITE and entry["station"] == DEMO_STATION:
-                return sorted(entry["variables"])
+                return sorted((sensor, variable) for sensor, variables in entry["sensors"].items()
+                              for variable in variables)
     return []
 
 
 def count_stored_by_variable(api_url: str, start_margin: timedelta = timedelta(hours=1)) -> dict[str, int]:
-    """Readings stored per variable, counted through the public HTTP API (/stations, then /series each)."""
+    """Readings stored per variable (all sensors reporting it), counted through the public HTTP API (/stations,
+    then /series for each sensor and variable)."""
     now = utc_now()
     counts: dict[str, int] = {}
     with httpx.Client(base_url=api_url, timeout=10) as client:
-        for variable in demo_variables(api_url):
+        for sensor, variable in demo_series(api_url):
             response = client.get("/api/v1/series", params={
-                "station": DEMO_STATION, "variable": variable,
+                "site": DEMO_SITE, "station": DEMO_STATION, "sensor": sensor, "variable": variable,
                 "start": (now - start_margin).isoformat(), "end": (now + start_margin).isoformat(),
             })
             response.raise_for_status()
-            counts[variable] = len(response.json()["points"])
+            counts[variable] = counts.get(variable, 0) + len(response.json()["points"])
     return counts
 
 

@@ -2,7 +2,8 @@
 
     GET /api/v1/health    ok/degraded, storage reachable, MQTT connected, ingest counters (always HTTP 200)
     GET /api/v1/stations  stations known to the store, merged with their retained online/offline status
-    GET /api/v1/series    one variable of one station between start and end, raw or aggregated; JSON or CSV
+    GET /api/v1/series    one variable of one sensor of one station between start and end, raw or aggregated; JSON
+                          or CSV (site and sensor may be left out when only one reported the variable then)
     GET /api/v1/fluxes    flux records of one station (periods ending in (start, end]); JSON, CSV or AmeriFlux BASE
     GET /api/v1/fluxes/sets  the flux result sets (engine version + settings hash) stored for a station
 
@@ -27,6 +28,7 @@ from gateway.central.store import (
     FluxResultSet,
     QueryTooLarge,
     SeriesPoint,
+    SeriesSource,
     StationInfo,
     Store,
     StoreError,
@@ -61,7 +63,9 @@ class PointOut(BaseModel):
 
 
 class SeriesOut(BaseModel):
+    site: str | None
     station: str
+    sensor: str | None
     variable: str
     unit: str | None
     start: str
@@ -76,6 +80,7 @@ class StationOut(BaseModel):
     station: str
     last_reading: str | None
     variables: dict[str, str]
+    sensors: dict[str, dict[str, str]]
     state: Literal["online", "offline", "unknown"]
     state_since: str | None
 
@@ -160,6 +165,7 @@ def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
                     station=station,
                     last_reading=format_time(info.last_reading) if info else None,
                     variables=info.variables if info else {},
+                    sensors=info.sensors if info else {},
                     state=status.state.value if status else "unknown",
                     state_since=format_time(status.since) if status else None,
                 )
@@ -180,6 +186,10 @@ def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
         every: Annotated[str | None, Query(description="window like 10s, 30m, 1h, 1d; omit for raw points")] = None,
         aggregate: Annotated[Aggregate | None, Query(description="per-window aggregate; default mean")] = None,
         format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
+        sensor: Annotated[str | None, Query(description="sensor name, e.g. gmp252_10cm; needed when several "
+                                                         "sensors of the station report the variable")] = None,
+        site: Annotated[str | None, Query(description="site id; needed when stations of several sites share the "
+                                                       "station id")] = None,
     ) -> Any:
         start_t = parse_timestamp(start, "start")
         end_t = parse_timestamp(end, "end")
@@ -196,20 +206,27 @@ def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
                     "every", f"{windows} windows exceed the limit of {MAX_POINTS}; use a longer every or a shorter "
                     "start..end",
                 )
-        try:
-            points = store.query_series(station, variable, start_t, end_t, window, agg, limit=MAX_POINTS)
-        except QueryTooLarge:
-            raise ParameterError(
-                "start", f"more than {MAX_POINTS} raw points in start..end; shorten the window or set every "
-                "(e.g. every=1m) to aggregate",
-            ) from None
-        unit = _unit_of(store, station, variable) if points else None
+        source = _one_source(store.series_sources(station, variable, start_t, end_t), station, variable, site,
+                             sensor)
+        if source is None:
+            points: list[SeriesPoint] = []
+        else:
+            try:
+                points = store.query_series(station, variable, start_t, end_t, window, agg, site=source.site,
+                                            sensor=source.sensor, limit=MAX_POINTS)
+            except QueryTooLarge:
+                raise ParameterError(
+                    "start", f"more than {MAX_POINTS} raw points in start..end; shorten the window or set every "
+                    "(e.g. every=1m) to aggregate",
+                ) from None
         if format == "csv":
             return Response(content=_to_csv(points), media_type="text/csv")
         return SeriesOut(
+            site=source.site if source else site,
             station=station,
+            sensor=source.sensor if source else sensor,
             variable=variable,
-            unit=unit,
+            unit=source.unit if source else None,
             start=format_time(start_t),
             end=format_time(end_t),
             every=format_duration(window) if window is not None else None,
@@ -295,11 +312,25 @@ def _fluxes_to_csv(records: list[FluxRecord]) -> str:
     return out.getvalue()
 
 
-def _unit_of(store: Store, station: str, variable: str) -> str | None:
-    for info in store.stations():
-        if info.station == station and variable in info.variables:
-            return info.variables[variable]
-    return None
+def _one_source(sources: list[SeriesSource], station: str, variable: str, site: str | None,
+                sensor: str | None) -> SeriesSource | None:
+    """The one (site, sensor) a /series request means, None when nothing matches; refuses to mix several."""
+    matching = [s for s in sources if (site is None or s.site == site) and (sensor is None or s.sensor == sensor)]
+    if not matching:
+        return None
+    pairs = sorted({(s.site, s.sensor) for s in matching})
+    if len(pairs) > 1:
+        sites = sorted({p[0] for p in pairs})
+        if len(sites) > 1 and site is None:
+            raise ParameterError("site", f"station {station!r} exists at sites {', '.join(sites)} in start..end; "
+                                 f"add site=<one of them>, e.g. site={sites[0]}")
+        sensors = sorted({p[1] for p in pairs})
+        raise ParameterError("sensor", f"{len(sensors)} sensors of station {station!r} report {variable} in "
+                             f"start..end: {', '.join(sensors)}; add sensor=<one of them>, e.g. sensor={sensors[0]}")
+    units = sorted({s.unit for s in matching})
+    first = matching[0]
+    # one sensor that changed its unit inside the window: say so rather than pick one
+    return SeriesSource(site=first.site, sensor=first.sensor, unit=" | ".join(units))
 
 
 def _to_csv(points: list[SeriesPoint]) -> str:

@@ -64,11 +64,22 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
 
 
+class DeadLetterSettings(_Section):
+    """Bounds of `<data_dir>/dead-letter.jsonl` (gateway/central/deadletter.py)."""
+
+    max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=4096, description="rotate the file past this size")
+    keep_files: int = Field(default=5, ge=0, le=1000, description="rotated files kept (.1 newest); older are "
+                                                                    "deleted, their records counted as dropped")
+    max_payload_bytes: int = Field(default=64 * 1024, ge=256, description="payload bytes kept per dead letter "
+                                                                          "(length and SHA-256 of the whole kept)")
+
+
 class CentralConfig(_Section):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     storage: StorageSettings
     api: ApiSettings = Field(default_factory=ApiSettings)
     data_dir: Path = Field(default=Path("./data/central"), description="dead-letter file lives here")
+    dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
 
 
 def load_central_config(path: Path | str) -> CentralConfig:

@@ -12,9 +12,17 @@ Flow::
   `ack()` only queues a packet under paho's own output lock, so calling it from the worker thread is safe.
 - The worker, not the network thread, waits out storage outages (capped exponential backoff), so keepalive
   pings keep flowing. The broker stops sending once its in-flight window for us is full, which bounds our queue.
-- A payload that can never be stored (not JSON, schema violation, topic mismatch, rejected by the database) is
-  logged once, counted by reason, appended to `<data_dir>/dead-letter.jsonl` and acked: redelivery cannot fix it.
-- Writes are idempotent, so a redelivered batch is harmless; we count such duplicates (same station + seq).
+- A payload that can never be stored (not JSON, schema violation, topic mismatch) is logged once, counted by
+  reason, appended to `<data_dir>/dead-letter.jsonl` (`gateway.central.deadletter`: rotated, payloads capped) and
+  acked: redelivery cannot fix it.
+- A good batch is handled reading by reading: readings stamped outside the plausible window
+  (`PLAUSIBLE_FROM` .. now + `PLAUSIBLE_AHEAD`) are set aside before anything is written; the store writes the
+  others and reports those it refused (`rejected_by_store`) and those whose identity it holds with other content
+  (`conflict`, see `gateway.central.store.base`). Set-aside readings are dead-lettered with their batch's context
+  in one record per batch and reason, counted in `readings_set_aside`, and the message is acked once that record
+  is on disk. So a batch is never half stored and wholly dead-lettered.
+- Writes are idempotent, so a redelivered batch is harmless; we count such duplicates (same station + seq, and
+  readings the store already held).
 - `fluxes` messages (`gateway.contract.FluxRecord`, one averaging period each) go to `Store.write_fluxes`, acked
   after the store accepted them, exactly like readings.
 - `raw` messages (`RawChunk`, one closed raw archive file each) are checked (base64, size, a whole gzip stream with
@@ -29,13 +37,13 @@ import base64
 import binascii
 import json
 import logging
-import os
 import queue
 import threading
 import time
 import zlib
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +51,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from pydantic import ValidationError
 
-from gateway.central.config import MqttSettings
+from gateway.central.config import DeadLetterSettings, MqttSettings
+from gateway.central.deadletter import DeadLetterFile, payload_fields
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
 from gateway.contract import (
@@ -56,13 +65,30 @@ from gateway.contract import (
     ReadingBatch,
     StationStatus,
     parse_topic,
+    readings_topic,
 )
-from gateway.model import format_time, utc_now
+from gateway.model import Reading, format_time, utc_now
 from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_FILE = "dead-letter.jsonl"
+
+# A reading (or flux period) stamped outside [PLAUSIBLE_FROM, now + PLAUSIBLE_AHEAD] by the central clock is set
+# aside: no sinkwatch station measured before 2000, and a stamp more than a day ahead is a clock that is wrong
+# (a node that booted without a real-time clock and without NTP), not a measurement of the future.
+PLAUSIBLE_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+PLAUSIBLE_AHEAD = timedelta(days=1)
+
+
+def implausible_time(value: datetime, now: datetime) -> str | None:
+    """Why `value` cannot be a measurement's time, or None when it can."""
+    if value < PLAUSIBLE_FROM:
+        return f"time {format_time(value)} is before {format_time(PLAUSIBLE_FROM)}: the stamping clock was not set"
+    if value > now + PLAUSIBLE_AHEAD:
+        return (f"time {format_time(value)} is more than {PLAUSIBLE_AHEAD.days} day ahead of the central clock "
+                f"({format_time(now)}): the stamping clock is wrong")
+    return None
 
 
 @dataclass
@@ -71,10 +97,13 @@ class IngestCounters:
 
     messages_received: int = 0
     batches_stored: int = 0
-    readings_stored: int = 0
+    readings_stored: int = 0  # new readings the store took
     duplicate_batches: int = 0
+    duplicate_readings: int = 0  # readings the store already held with the same content (redeliveries)
+    readings_set_aside: dict[str, int] = field(default_factory=dict)  # by reason: conflict, implausible_time, ...
     malformed: dict[str, int] = field(default_factory=dict)
-    dead_lettered: int = 0
+    dead_lettered: int = 0  # dead-letter records written
+    dead_letters_dropped: int = 0  # records deleted by dead-letter file rotation
     storage_outages: int = 0
     storage_retries: int = 0
     status_updates: int = 0
@@ -122,11 +151,15 @@ class Ingestor:
         retry_max_s: float = 30.0,
         reconnect_max_s: int = 30,
         duplicate_memory: int = 1024,
+        dead_letter: DeadLetterSettings | None = None,
     ) -> None:
         self.settings = mqtt_settings
         self.store = store
         self.data_dir = Path(data_dir)
         self.dead_letter_path = self.data_dir / DEAD_LETTER_FILE
+        limits = dead_letter or DeadLetterSettings()
+        self.dead_letters = DeadLetterFile(self.dead_letter_path, max_file_bytes=limits.max_file_bytes,
+                                           keep_files=limits.keep_files, max_payload_bytes=limits.max_payload_bytes)
         self.raw_archive = RawArchive(self.data_dir / RAW_DIR)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
@@ -202,6 +235,7 @@ class Ingestor:
     def counters(self) -> dict[str, Any]:
         with self._counter_lock:
             snapshot = asdict(self._counters)
+        snapshot["dead_letters_dropped"] = self.dead_letters.dropped
         snapshot["queue_depth"] = self.queue_depth
         return snapshot
 
@@ -314,19 +348,70 @@ class Ingestor:
     def _handle_readings(self, site: str, station: str, payload: bytes) -> None:
         batch = parse_batch(site, station, payload)
         duplicate = self._seen(batch)
-        try:
-            self.store.write([StoredReading(site=batch.site, reading=r) for r in batch.readings])
-        except StoreRejected as exc:
-            raise Malformed("rejected_by_store", str(exc)) from None
+        now = utc_now()
+        set_aside: dict[str, list[dict[str, Any]]] = {}
+        acceptable: list[StoredReading] = []
+        index_of: dict[int, int] = {}  # id(StoredReading) -> index in the batch
+        for index, reading in enumerate(batch.readings):
+            problem = implausible_time(reading.time, now)
+            if problem is not None:
+                set_aside.setdefault("implausible_time", []).append(
+                    {"index": index, "problem": problem, "reading": _reading_json(reading)})
+                continue
+            item = StoredReading(site=batch.site, reading=reading)
+            index_of[id(item)] = index
+            acceptable.append(item)
+        outcome = self.store.write(acceptable)
+        for conflict in outcome.conflicts:
+            set_aside.setdefault("conflict", []).append({
+                "index": index_of.get(id(conflict.incoming)),
+                "problem": "the store holds another reading with this identity (site, station, sensor, variable, "
+                           "time); the stored one is kept",
+                "reading": _reading_json(conflict.incoming.reading),
+                "stored": _reading_json(conflict.stored.reading),
+            })
+        for refused in outcome.rejected:
+            set_aside.setdefault("rejected_by_store", []).append({
+                "index": index_of.get(id(refused.reading)), "problem": refused.reason,
+                "reading": _reading_json(refused.reading.reading),
+            })
+        if set_aside:
+            self._set_aside(readings_topic(site, station), batch, set_aside)
         self._remember(batch)
         with self._counter_lock:
             self._counters.batches_stored += 1
-            self._counters.readings_stored += len(batch.readings)
+            self._counters.readings_stored += outcome.written
+            self._counters.duplicate_readings += outcome.duplicates
             if duplicate:
                 self._counters.duplicate_batches += 1
 
+    def _set_aside(self, topic: str, batch: ReadingBatch, by_reason: dict[str, list[dict[str, Any]]]) -> None:
+        """Dead-letter the readings of `batch` that were not stored, one record per reason, with the batch."""
+        context = {"site": batch.site, "station": batch.station, "seq": batch.seq, "sent": format_time(batch.sent),
+                   "readings": len(batch.readings)}
+        received = format_time(utc_now())
+        records = [
+            {"received": received, "topic": topic, "reason": reason,
+             "problem": f"{len(entries)} of {len(batch.readings)} readings of batch {batch.seq} not stored: "
+                        f"{entries[0]['problem']}" + (" (and others)" if len(entries) > 1 else ""),
+             "batch": context, "set_aside": entries}
+            for reason, entries in sorted(by_reason.items())
+        ]
+        self._append_dead_letters(records)
+        with self._counter_lock:
+            for reason, entries in by_reason.items():
+                self._counters.readings_set_aside[reason] = (
+                    self._counters.readings_set_aside.get(reason, 0) + len(entries))
+            self._counters.dead_lettered += len(records)
+        for record in records:
+            log.warning("station %s/%s: %s; kept in %s", batch.site, batch.station, record["problem"],
+                        self.dead_letter_path)
+
     def _handle_fluxes(self, site: str, station: str, payload: bytes) -> None:
         record = parse_flux_record(site, station, payload)
+        problem = implausible_time(record.end, utc_now())
+        if problem is not None:
+            raise Malformed("implausible_time", f"flux period end: {problem}")
         try:
             self.store.write_fluxes([record])
         except StoreRejected as exc:
@@ -374,29 +459,27 @@ class Ingestor:
         self._count("status_updates")
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, problem: str) -> None:
-        try:
-            text: str = payload.decode("utf-8")
-            encoding = "utf-8"
-        except UnicodeDecodeError:
-            text = base64.b64encode(payload).decode("ascii")
-            encoding = "base64"
         record = {"received": format_time(utc_now()), "topic": topic, "reason": reason, "problem": problem,
-                  "payload_encoding": encoding, "payload": text}
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.dead_letter_path, "a", encoding="utf-8") as out:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                out.flush()
-                os.fsync(out.fileno())
-        except OSError as exc:
-            # Not acked then: the broker keeps the message until its dead letter is on disk, so a malformed
-            # message is never dropped unrecorded. handle_with_retry retries it like a storage outage.
-            raise StoreUnavailable(f"cannot append to dead-letter file {self.dead_letter_path}: {exc} "
-                                   "(check free disk space and the permissions of data_dir)") from exc
+                  **payload_fields(payload, self.dead_letters.max_payload_bytes)}
+        self._append_dead_letters([record])
         with self._counter_lock:
             self._counters.malformed[reason] = self._counters.malformed.get(reason, 0) + 1
         log.error("dropping message on %s: %s (%s); appended to %s", topic, problem, reason, self.dead_letter_path)
         self._count("dead_lettered")
+
+    def _append_dead_letters(self, records: list[dict[str, Any]]) -> None:
+        try:
+            self.dead_letters.append(records)
+        except OSError as exc:
+            # Not acked then: the broker keeps the message until its dead letter is on disk, so nothing is ever
+            # dropped unrecorded. handle_with_retry retries it like a storage outage (the store's writes are
+            # idempotent, so readings already stored are duplicates the second time).
+            raise StoreUnavailable(f"cannot append to dead-letter file {self.dead_letter_path}: {exc} "
+                                   "(check free disk space and the permissions of data_dir)") from exc
+
+
+def _reading_json(reading: Reading) -> dict[str, Any]:
+    return dict(reading.model_dump(mode="json"))
 
 
 def _describe_validation(exc: ValidationError) -> str:

@@ -61,7 +61,7 @@ def run_central(
     stop = stop_event or threading.Event()
     own_store = store is None
     active_store = store if store is not None else open_store(config.storage)
-    ingestor = Ingestor(config.mqtt, active_store, config.data_dir)
+    ingestor = Ingestor(config.mqtt, active_store, config.data_dir, dead_letter=config.dead_letter)
     server = uvicorn.Server(
         uvicorn.Config(create_app(active_store, ingestor), host=config.api.host, port=config.api.port,
                        log_level="warning", lifespan="off")

@@ -18,7 +18,7 @@ from gateway.central.store import SqliteStore, StoreUnavailable
 from gateway.contract import StationState, StationStatus
 from gateway.model import format_time
 
-from .helpers import T0, series, stored
+from .helpers import T0, reading, series, stored
 
 START = format_time(T0)
 END = format_time(T0 + timedelta(hours=1))
@@ -63,7 +63,8 @@ def test_series_returns_exactly_the_stored_values(client: TestClient) -> None:
     body = response.json()
     readings = series("st1", VALUES)
     assert body["points"] == [{"time": format_time(r.time), "value": r.value, "qc": int(r.qc)} for r in readings]
-    assert (body["station"], body["variable"], body["unit"]) == ("st1", "CO2", readings[0].unit)
+    assert (body["site"], body["station"], body["sensor"], body["variable"], body["unit"]) == (
+        "site1", "st1", "gmp252", "CO2", readings[0].unit)
     assert (body["every"], body["aggregate"]) == (None, None)
 
 
@@ -86,6 +87,44 @@ def test_series_as_csv(client: TestClient) -> None:
     rows = list(csv.reader(io.StringIO(response.text)))
     assert rows[0] == ["time", "value", "qc"]
     assert [float(v) if v else None for _, v, _ in rows[1:]] == VALUES
+
+
+def test_two_sensors_of_one_variable_are_never_mixed(client: TestClient, store: SqliteStore) -> None:
+    lower = [reading(time=r.time, value=900.0 + i, sensor="gmp252_30cm", unit="ppm")
+             for i, r in enumerate(series("st1", VALUES))]
+    store.write(stored("site1", lower))
+    params = {"station": "st1", "variable": "CO2", "start": START, "end": END}
+
+    ambiguous = client.get("/api/v1/series", params=params)
+    chosen = client.get("/api/v1/series", params={**params, "sensor": "gmp252_30cm"})
+    other = client.get("/api/v1/series", params={**params, "sensor": "gmp252", "every": "1h", "aggregate": "count"})
+
+    assert ambiguous.status_code == 422
+    [error] = ambiguous.json()["detail"]
+    assert error["loc"] == ["query", "sensor"]
+    assert "gmp252, gmp252_30cm" in error["msg"] and "add sensor=" in error["msg"]
+    assert chosen.status_code == 200
+    assert [p["value"] for p in chosen.json()["points"]] == [r.value for r in lower]
+    assert (chosen.json()["sensor"], chosen.json()["unit"]) == ("gmp252_30cm", "ppm")
+    assert other.json()["points"][0]["value"] == sum(v is not None for v in VALUES)
+    # a window where only one of them reported needs no sensor
+    store.write(stored("site1", [reading(time=T0 + timedelta(hours=2), value=1.0)]))
+    later = client.get("/api/v1/series", params={**params, "start": format_time(T0 + timedelta(hours=2)),
+                                                 "end": format_time(T0 + timedelta(hours=3))})
+    assert [p["value"] for p in later.json()["points"]] == [1.0]
+
+
+def test_one_station_id_at_two_sites_needs_the_site(client: TestClient, store: SqliteStore) -> None:
+    store.write(stored("site2", series("st1", [7.0])))
+    params = {"station": "st1", "variable": "CO2", "start": START, "end": END}
+
+    ambiguous = client.get("/api/v1/series", params=params)
+    chosen = client.get("/api/v1/series", params={**params, "site": "site2"})
+
+    assert ambiguous.status_code == 422
+    assert ambiguous.json()["detail"][0]["loc"] == ["query", "site"]
+    assert [p["value"] for p in chosen.json()["points"]] == [7.0]
+    assert chosen.json()["site"] == "site2"
 
 
 def test_unknown_station_gives_no_points(client: TestClient) -> None:
@@ -140,8 +179,9 @@ def test_stations_merge_store_and_status(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.json() == [
         {"site": "site1", "station": "st1", "last_reading": format_time(series("st1", VALUES)[-1].time),
-         "variables": {"CO2": "umol mol-1"}, "state": "unknown", "state_since": None},
-        {"site": "site2", "station": "st9", "last_reading": None, "variables": {}, "state": "offline",
+         "variables": {"CO2": "umol mol-1"}, "sensors": {"gmp252": {"CO2": "umol mol-1"}}, "state": "unknown",
+         "state_since": None},
+        {"site": "site2", "station": "st9", "last_reading": None, "variables": {}, "sensors": {}, "state": "offline",
          "state_since": START},
     ]
 
@@ -154,6 +194,9 @@ def test_health_reports_ok_and_counters(client: TestClient) -> None:
 
 class DownStore(SqliteStore):
     def query_series(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("InfluxDB at http://db:8086 unreachable")
+
+    def series_sources(self, *args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("InfluxDB at http://db:8086 unreachable")
 
     def stations(self) -> Any:

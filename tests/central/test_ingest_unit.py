@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import pytest
 
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor, parse_batch
-from gateway.central.store import SqliteStore, StoredReading, StoreRejected, StoreUnavailable
+from gateway.central.store import SqliteStore, StoredReading, StoreUnavailable
+from gateway.central.store.base import RejectedReading, WriteOutcome
 from gateway.contract import StationState, StationStatus, readings_topic, status_topic
-from gateway.model import utc_now
+from gateway.model import QualityFlag, utc_now
 
-from .helpers import T0, batch, series
+from .helpers import T0, batch, reading, series
 
 HOUR = timedelta(hours=1)
 
@@ -125,11 +127,11 @@ class FlakyStore(SqliteStore):
         self.failures = failures
         self.attempts = 0
 
-    def write(self, batch_points: list[StoredReading]) -> None:
+    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise StoreUnavailable("database restarting")
-        super().write(batch_points)
+        return super().write(batch_points)
 
 
 def test_store_outage_is_retried_with_backoff_and_logged_once_each_way(
@@ -169,20 +171,76 @@ def test_stopping_during_an_outage_leaves_the_message_unacknowledged(tmp_path: P
 
 
 class RejectingStore(SqliteStore):
-    def write(self, batch_points: list[StoredReading]) -> None:
-        raise StoreRejected("field type conflict on value")
+    """A database that refuses readings carrying a qc_reason (as InfluxDB does after a field type conflict)."""
+
+    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+        refused = [item for item in batch_points if item.reading.qc_reason]
+        outcome = super().write([item for item in batch_points if not item.reading.qc_reason])
+        return replace(outcome, rejected=tuple(RejectedReading(item, "field type conflict on qc_reason")
+                                               for item in refused))
 
 
-def test_data_the_store_rejects_is_dead_lettered_not_retried(tmp_path: Path) -> None:
+def test_only_the_readings_the_store_rejects_are_dead_lettered_with_their_batch(tmp_path: Path) -> None:
     store = RejectingStore(tmp_path / "reject.sqlite")
     ingestor = Ingestor(MqttSettings(port=1), store, tmp_path / "data")
-    payload = batch("site1", "st1", 1, series("st1", [1.0])).model_dump_json().encode()
+    readings = series("st1", [1.0, 2.0, 3.0])
+    readings[1] = reading(time=readings[1].time, value=2.0, qc=QualityFlag.SUSPECT, qc_reason="warming up")
+    payload = batch("site1", "st1", 41, readings).model_dump_json().encode()
 
     assert ingestor.handle_with_retry(readings_topic("site1", "st1"), payload) is True
 
-    assert ingestor.counters()["malformed"] == {"rejected_by_store": 1}
-    assert dead_letters(ingestor)[0]["problem"] == "field type conflict on value"
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 3.0]
+    counters = ingestor.counters()
+    assert (counters["readings_stored"], counters["readings_set_aside"], counters["malformed"]) == (
+        2, {"rejected_by_store": 1}, {})
+    [record] = dead_letters(ingestor)
+    assert record["reason"] == "rejected_by_store"
+    assert record["batch"]["seq"] == 41 and record["batch"]["readings"] == 3
+    [entry] = record["set_aside"]
+    assert (entry["index"], entry["problem"], entry["reading"]["qc_reason"]) == (
+        1, "field type conflict on qc_reason", "warming up")
+    assert "payload" not in record  # the good readings are stored, not kept again here
     store.close()
+
+
+def test_a_conflicting_reading_is_kept_aside_beside_the_stored_one(ingestor: Ingestor, store: SqliteStore) -> None:
+    first = series("st1", [1.0, 2.0])
+    ingestor.handle(readings_topic("site1", "st1"), batch("site1", "st1", 1, first).model_dump_json().encode())
+    changed = [first[0], reading(time=first[1].time, value=None)]
+
+    ingestor.handle(readings_topic("site1", "st1"), batch("site1", "st1", 2, changed).model_dump_json().encode())
+
+    assert [(p.value, p.qc) for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [(1.0, 0), (2.0, 0)]
+    counters = ingestor.counters()
+    assert (counters["readings_stored"], counters["duplicate_readings"], counters["readings_set_aside"]) == (
+        2, 1, {"conflict": 1})
+    [record] = dead_letters(ingestor)
+    [entry] = record["set_aside"]
+    assert (entry["index"], entry["reading"]["value"], entry["stored"]["value"]) == (1, None, 2.0)
+
+
+@pytest.mark.parametrize("year", [1900, 1970, 1999, 2200])
+def test_readings_stamped_outside_the_plausible_window_are_set_aside(
+    ingestor: Ingestor, store: SqliteStore, year: int
+) -> None:
+    good = series("st1", [1.0])
+    wrong = reading(time=T0.replace(year=year), value=5.0)
+    payload = batch("site1", "st1", 3, [good[0], wrong]).model_dump_json().encode()
+
+    ingestor.handle(readings_topic("site1", "st1"), payload)
+
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0]
+    assert store.query_series("st1", "CO2", wrong.time, wrong.time + HOUR) == []
+    assert ingestor.counters()["readings_set_aside"] == {"implausible_time": 1}
+    [record] = dead_letters(ingestor)
+    assert record["reason"] == "implausible_time"
+    assert str(year) in record["set_aside"][0]["problem"]
+
+
+def test_a_reading_a_day_ahead_is_still_plausible(ingestor: Ingestor, store: SqliteStore) -> None:
+    soon = reading(time=utc_now() + timedelta(hours=23), value=5.0)
+    ingestor.handle(readings_topic("site1", "st1"), batch("site1", "st1", 3, [soon]).model_dump_json().encode())
+    assert ingestor.counters()["readings_stored"] == 1
 
 
 def test_malformed_message_is_not_acked_while_its_dead_letter_cannot_be_written(

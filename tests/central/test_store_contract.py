@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from gateway.central.store import (
@@ -18,6 +20,7 @@ from gateway.central.store import (
     Store,
     StoreUnavailable,
 )
+from gateway.central.store.base import to_ns
 from gateway.model import QualityFlag, Reading
 from gateway.testing.services import running_influxd
 
@@ -76,16 +79,93 @@ def test_microsecond_timestamps_survive(store: Store) -> None:
     assert sorted((p.time, p.value) for p in points) == sorted((r.time, r.value) for r in readings)
 
 
-def test_rewrite_stores_each_reading_once_and_last_write_wins(store: Store) -> None:
+def test_a_resent_batch_is_idempotent(store: Store) -> None:
+    readings = series("st1", [1.0, None, 3.0])
+    first = store.write(stored("site1", readings))
+    again = store.write(stored("site1", readings))
+
+    assert (first.written, first.duplicates, first.conflicts) == (3, 0, ())
+    assert (again.written, again.duplicates, again.conflicts) == (0, 3, ())
+    points = store.query_series("st1", "CO2", T0, T0 + HOUR)
+    assert [(p.value, p.qc) for p in points] == [(1.0, 0), (None, 3), (3.0, 0)]
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        pytest.param(dict(value=20.0, qc=QualityFlag.SUSPECT), id="other-value-and-qc"),
+        pytest.param(dict(value=None), id="null-value"),  # InfluxDB would keep 2.0 under qc 3
+        pytest.param(dict(value=2.0, qc_reason="warming up"), id="other-reason"),
+        pytest.param(dict(value=2.0, unit="ppm"), id="other-unit"),  # another tag set: a second InfluxDB point
+    ],
+)
+def test_a_different_reading_never_overwrites_the_stored_one(store: Store, later: dict[str, Any]) -> None:
     readings = series("st1", [1.0, 2.0, 3.0])
     store.write(stored("site1", readings))
-    store.write(stored("site1", readings))
-    corrected = reading(time=readings[1].time, value=20.0, qc=QualityFlag.SUSPECT)
-    store.write(stored("site1", [corrected]))
+    different = reading(time=readings[1].time, **later)
 
+    outcome = store.write(stored("site1", [different]))
+
+    assert (outcome.written, outcome.duplicates) == (0, 0)
+    [conflict] = outcome.conflicts
+    assert conflict.incoming.reading == different
+    assert (conflict.stored.reading.value, conflict.stored.reading.qc, conflict.stored.reading.unit) == (
+        2.0, QualityFlag.GOOD, readings[1].unit)
     points = store.query_series("st1", "CO2", T0, T0 + HOUR)
+    assert [(p.value, p.qc) for p in points] == [(1.0, 0), (2.0, 0), (3.0, 0)]
+    assert {(s.sensor, s.unit) for s in store.series_sources("st1", "CO2", T0, T0 + HOUR)} == {
+        ("gmp252", readings[1].unit)}
 
-    assert [(p.value, p.qc) for p in points] == [(1.0, 0), (20.0, 1), (3.0, 0)]
+
+def test_a_stored_null_is_not_filled_in_later(store: Store) -> None:
+    gap = reading(value=None)
+    store.write(stored("site1", [gap]))
+
+    outcome = store.write(stored("site1", [reading(value=5.0)]))
+
+    assert len(outcome.conflicts) == 1
+    assert [(p.value, p.qc) for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [(None, 3)]
+
+
+def test_a_batch_repeating_an_identity_keeps_the_first_and_reports_the_second(store: Store) -> None:
+    first, second = reading(value=1.0), reading(value=2.0)
+
+    outcome = store.write(stored("site1", [first, first, second]))
+
+    assert (outcome.written, outcome.duplicates, len(outcome.conflicts)) == (1, 1, 1)
+    assert outcome.conflicts[0].incoming.reading == second
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0]
+
+
+def test_the_site_is_part_of_the_identity(store: Store) -> None:
+    here, there = reading(value=1.0), reading(value=2.0)
+    store.write(stored("site1", [here]))
+
+    outcome = store.write(stored("site2", [there]))
+
+    assert (outcome.written, outcome.conflicts) == (1, ())
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR, site="site1")] == [1.0]
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR, site="site2")] == [2.0]
+    assert [(s.site, s.sensor) for s in store.series_sources("st1", "CO2", T0, T0 + HOUR)] == [
+        ("site1", "gmp252"), ("site2", "gmp252")]
+
+
+def test_two_sensors_reporting_one_variable_are_kept_apart(store: Store) -> None:
+    upper = [reading(time=T0 + i * timedelta(seconds=10), value=400.0 + i, sensor="co2_10cm") for i in range(3)]
+    lower = [reading(time=T0 + i * timedelta(seconds=10), value=900.0 + i, sensor="co2_30cm", unit="ppm")
+             for i in range(3)]
+    store.write(stored("site1", upper + lower))
+
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR, sensor="co2_10cm")] == [
+        400.0, 401.0, 402.0]
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR, sensor="co2_30cm",
+                                                every=timedelta(hours=1), aggregate="max")] == [902.0]
+    assert [(s.sensor, s.unit) for s in store.series_sources("st1", "CO2", T0, T0 + HOUR)] == [
+        ("co2_10cm", "umol mol-1"), ("co2_30cm", "ppm")]
+    # a window in which only one of them reported names only that one
+    assert store.series_sources("st1", "CO2", T0 + HOUR, T0 + 2 * HOUR) == []
+    [info] = store.stations()
+    assert info.sensors == {"co2_10cm": {"CO2": "umol mol-1"}, "co2_30cm": {"CO2": "ppm"}}
 
 
 def test_time_window_is_half_open(store: Store) -> None:
@@ -341,3 +421,89 @@ def test_flux_limit_raises_query_too_large(store: Store) -> None:
 def test_empty_store_has_no_flux_records(store: Store) -> None:
     assert store.query_fluxes("st1", T0, T0 + HOUR) == []
     assert store.flux_result_sets("st1") == []
+
+
+# --- refused readings, durability, migration ---------------------------------------------------------------------
+
+
+def _refused_reading(backend: str, store: Store) -> Reading:
+    """A reading this backend's database refuses, made refusable the way it happens in that database."""
+    if backend == "influx":
+        # InfluxDB types a field per shard by its first write: a qc_reason once written as an integer makes every
+        # later string qc_reason in that shard a "field type conflict" (HTTP 400, partial write).
+        assert isinstance(store, InfluxStore)
+        httpx.post(f"{store.url}/query", data={"q": f'CREATE DATABASE "{store.database}"'}).raise_for_status()
+        response = httpx.post(f"{store.url}/write", params={"db": store.database, "precision": "ns"},
+                              content=f"readings,station=other qc_reason=7i {to_ns(T0)}".encode())
+        assert response.status_code == 204, response.text
+        return reading(time=T0 + timedelta(seconds=20), value=5.0, qc=QualityFlag.SUSPECT, qc_reason="warming up")
+    # SQLite's CHECK constraints hold the model's rule (a null value exactly when qc is MISSING) even for a reading
+    # that bypassed validation
+    return Reading.model_construct(**{**dict(reading(time=T0 + timedelta(seconds=20))), "value": None})
+
+
+def test_a_reading_the_database_refuses_is_reported_and_the_others_are_stored(backend: str, store: Store) -> None:
+    good = series("st1", [1.0, 2.0]) + series("st1", [4.0], start=T0 + timedelta(seconds=30))
+    refused = _refused_reading(backend, store)
+
+    outcome = store.write(stored("site1", [good[0], good[1], refused, good[2]]))
+
+    assert (outcome.written, outcome.duplicates, outcome.conflicts) == (3, 0, ())
+    [rejected] = outcome.rejected
+    assert rejected.reading.reading == refused
+    assert rejected.reason
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0, 4.0]
+    # the refused one can be sent again (after a fix) and is not a conflict with anything
+    assert store.write(stored("site1", good)).duplicates == 3
+
+
+def test_sqlite_commits_are_durable(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "durable.sqlite")
+    try:
+        # 2 = FULL: the WAL is fsynced at every commit, so an acknowledged reading survives a power cut
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        store.close()
+
+
+FIRST_LAYOUT = """
+CREATE TABLE readings (
+    site TEXT NOT NULL, station TEXT NOT NULL, sensor TEXT NOT NULL, variable TEXT NOT NULL, unit TEXT NOT NULL,
+    time_ns INTEGER NOT NULL, time_source TEXT NOT NULL, value REAL, qc INTEGER NOT NULL,
+    clock_synced INTEGER NOT NULL, qc_reason TEXT, PRIMARY KEY (station, variable, time_ns, sensor)
+) WITHOUT ROWID;
+CREATE TABLE fluxes (
+    site TEXT NOT NULL, station TEXT NOT NULL, engine_version TEXT NOT NULL, settings_hash TEXT NOT NULL,
+    end_ns INTEGER NOT NULL, start_ns INTEGER NOT NULL, status TEXT NOT NULL, reasons TEXT NOT NULL,
+    flux_values TEXT NOT NULL, PRIMARY KEY (station, end_ns, settings_hash, engine_version)
+) WITHOUT ROWID;
+"""
+
+
+def test_a_database_of_the_first_layout_is_migrated_with_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(FIRST_LAYOUT)
+    old.execute("INSERT INTO readings VALUES ('site1','st1','gmp252','CO2','umol mol-1',?,'gateway',1.5,0,1,NULL)",
+                (to_ns(T0),))
+    old.execute("INSERT INTO fluxes VALUES ('site1','st1','e','0123456789abcdef',?,?,'ok','[]','{\"FC\": -1.0}')",
+                (to_ns(T0), to_ns(T0 - HOUR / 2)))
+    old.commit()
+    old.close()
+
+    store = SqliteStore(path)
+    try:
+        assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.5]
+        assert [r.values for r in store.query_fluxes("st1", T0 - HOUR, T0)] == [{"FC": -1.0}]
+        # the new key holds the site: the same reading from another site is another reading
+        assert store.write(stored("site2", [reading(value=2.0)])).written == 1
+        store.write_fluxes([flux_record(end=T0, site="site2", settings_hash="0123456789abcdef",
+                                        engine_version="e")])
+        assert sorted(r.site for r in store.query_fluxes("st1", T0 - HOUR, T0)) == ["site1", "site2"]
+    finally:
+        store.close()
+    reopened = SqliteStore(path)  # already current: opened as it is
+    try:
+        assert len(reopened.query_series("st1", "CO2", T0, T0 + HOUR)) == 2
+    finally:
+        reopened.close()

@@ -5,13 +5,17 @@ from gateway.central.store.base import (
     Aggregate,
     FluxResultSet,
     QueryTooLarge,
+    ReadingConflict,
+    RejectedReading,
     SeriesPoint,
+    SeriesSource,
     StationInfo,
     Store,
     StoredReading,
     StoreError,
     StoreRejected,
     StoreUnavailable,
+    WriteOutcome,
 )
 from gateway.central.store.influx import InfluxStore
 from gateway.central.store.sqlite import SqliteStore
@@ -22,7 +26,10 @@ __all__ = [
     "FluxResultSet",
     "InfluxStore",
     "QueryTooLarge",
+    "ReadingConflict",
+    "RejectedReading",
     "SeriesPoint",
+    "SeriesSource",
     "SqliteStore",
     "StationInfo",
     "Store",
@@ -30,4 +37,5 @@ __all__ = [
     "StoreRejected",
     "StoreUnavailable",
     "StoredReading",
+    "WriteOutcome",
 ]

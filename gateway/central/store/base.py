@@ -2,24 +2,39 @@
 
 Semantics all backends share:
 
-- **Idempotent writes.** A reading is identified by (station, sensor, variable, time); writing it again replaces
-  it, so a redelivered MQTT batch never duplicates data (InfluxDB's measurement+tags+timestamp rule, which we
-  reproduce in SQLite with a unique key).
+- **Identity of a reading.** A stored reading is identified by exactly (site, station, sensor, variable, time),
+  time at the microsecond the wire carries. Nothing else is part of it: unit, time_source, value, qc, clock_synced
+  and qc_reason are its content. A stream summary is a reading like any other (variable `U`, `U_SD`, `U_N`, `WS`,
+  ...; time = the end of its interval).
+- **Write once.** Writing a reading whose identity the store does not hold stores it. Writing one it holds with the
+  same content changes nothing (a redelivered batch is idempotent: `WriteOutcome.duplicates`). Writing one it holds
+  with *other* content changes nothing either: the first reading stays and the newcomer comes back in
+  `WriteOutcome.conflicts` beside the stored one, for the caller to keep aside and count. So a different reading
+  never overwrites another, a summary is final once stored, and InfluxDB's merging of fields on a rewrite (a null
+  value keeping the old number under the new qc) cannot happen. A reading the database refuses (InfluxDB: a field
+  type conflict) comes back in `WriteOutcome.rejected` with the reason; the other readings of the call are stored.
+  The check is read-then-write, so it assumes one writer of readings per database (the ingestor).
 - **Half-open windows.** `query_series` returns readings with `start <= time < end`.
 - **Aggregation windows** are aligned to the Unix epoch (InfluxDB's `GROUP BY time()` rule); a window is
   reported at its start time, and empty windows are left out. The value is the aggregate of the non-missing
   values; `qc` is the worst (highest) flag in the window.
-- **Untrusted query parameters.** Station and variable are compared as opaque strings; a hostile one finds
-  nothing and never changes the query.
+- **One series per query.** `query_series` filters on station and variable and, when given, site and sensor;
+  `series_sources` says which (site, sensor) pairs hold a variable in a window, so a caller never mixes two sensors
+  unknowingly (the HTTP API refuses an ambiguous request and names the choices).
+- **Untrusted query parameters.** Site, station, sensor and variable are compared as opaque strings; a hostile one
+  finds nothing and never changes the query.
 - **Flux records** (`gateway.contract.FluxRecord`, one averaging period) are identified by
-  (station, engine_version, settings_hash, period end): writing one again replaces it whole (a variable that became
-  null reads back as null), while results of other settings or engine versions for the same period coexist.
+  (site, station, engine_version, settings_hash, period end). They are results of a computation, not
+  measurements: writing one again replaces it whole (a variable that became null reads back as null), because the
+  same engine version and settings over a more complete raw archive give the better result of the same
+  computation, while results of other settings or engine versions for the same period coexist.
   `query_fluxes` returns the periods whose *end* lies in (start, end] (end-labelled periods: 10:00..11:00 gives the
   periods ending 10:30 and 11:00), ordered by end, then settings_hash, then engine_version.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +73,88 @@ class StoredReading:
     reading: Reading
 
 
+ReadingIdentity = tuple[str, str, str, str, int]  # site, station, sensor, variable, time in ns
+
+
+def reading_identity(item: StoredReading) -> ReadingIdentity:
+    r = item.reading
+    return (item.site, r.station, r.sensor, r.variable, to_ns(r.time))
+
+
+def reading_content(item: StoredReading) -> tuple[object, ...]:
+    """Everything a reading holds besides its identity; equal content means the same reading."""
+    r = item.reading
+    value = r.value if r.value is not None and math.isfinite(r.value) else None
+    # str()/plain comparisons: a held point may predate today's enums (shown as it is, never validated again)
+    return (r.unit, str(r.time_source), value, r.qc, bool(r.clock_synced), r.qc_reason or None)
+
+
+@dataclass(frozen=True)
+class ReadingConflict:
+    """A reading whose identity the store already holds with other content: not written."""
+
+    incoming: StoredReading
+    stored: StoredReading
+
+
+@dataclass(frozen=True)
+class RejectedReading:
+    """A reading the database refused (retrying it will not help); the others of the write were stored."""
+
+    reading: StoredReading
+    reason: str
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What one `Store.write` did with each reading it was given."""
+
+    written: int = 0  # new identities, now stored
+    duplicates: int = 0  # identities already stored with the same content: nothing to do
+    conflicts: tuple[ReadingConflict, ...] = ()
+    rejected: tuple[RejectedReading, ...] = ()
+
+
+class ReadingClassifier:
+    """Sorts readings into new ones, duplicates and conflicts against what a store holds (`held`, identity ->
+    stored reading, filled by the backend). A reading accepted earlier in the same call counts as held, so a batch
+    that repeats an identity is classified like a redelivery."""
+
+    def __init__(self, held: dict[ReadingIdentity, StoredReading]) -> None:
+        self.held = held
+        self.new: list[StoredReading] = []
+        self.duplicates = 0
+        self.conflicts: list[ReadingConflict] = []
+
+    def add(self, item: StoredReading) -> bool:
+        """True when `item` is new and should be written."""
+        key = reading_identity(item)
+        stored = self.held.get(key)
+        if stored is None:
+            self.held[key] = item
+            self.new.append(item)
+            return True
+        if reading_content(stored) == reading_content(item):
+            self.duplicates += 1
+        else:
+            self.conflicts.append(ReadingConflict(incoming=item, stored=stored))
+        return False
+
+    def outcome(self, rejected: list[RejectedReading] | None = None) -> WriteOutcome:
+        refused = rejected or []
+        return WriteOutcome(written=len(self.new) - len(refused), duplicates=self.duplicates,
+                            conflicts=tuple(self.conflicts), rejected=tuple(refused))
+
+
+@dataclass(frozen=True)
+class SeriesSource:
+    """Who reported a variable of a station in a window: one (site, sensor), and the unit it used."""
+
+    site: str
+    sensor: str
+    unit: str
+
+
 @dataclass(frozen=True)
 class SeriesPoint:
     time: datetime
@@ -71,6 +168,7 @@ class StationInfo:
     station: str
     last_reading: datetime
     variables: dict[str, str] = field(default_factory=dict)  # variable -> unit
+    sensors: dict[str, dict[str, str]] = field(default_factory=dict)  # sensor -> variable -> unit
 
 
 @dataclass(frozen=True)
@@ -87,8 +185,9 @@ class FluxResultSet:
 
 
 class Store(Protocol):
-    def write(self, batch_points: list[StoredReading]) -> None:
-        """Store all readings or raise StoreUnavailable / StoreRejected; safe to repeat."""
+    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+        """Store every new reading; report duplicates, conflicts and rejected readings (see the module doc).
+        Raises StoreUnavailable only (nothing or only some new readings stored: repeating the call is safe)."""
 
     def query_series(
         self,
@@ -99,9 +198,15 @@ class Store(Protocol):
         every: timedelta | None = None,
         aggregate: Aggregate = "mean",
         *,
+        site: str | None = None,
+        sensor: str | None = None,
         limit: int | None = None,
     ) -> list[SeriesPoint]:
-        """Raw points (every=None) or one point per non-empty window; raises QueryTooLarge past `limit` points."""
+        """Raw points (every=None) or one point per non-empty window; raises QueryTooLarge past `limit` points.
+        `site`/`sensor` None match any: use `series_sources` first to know whether that mixes series."""
+
+    def series_sources(self, station: str, variable: str, start: datetime, end: datetime) -> list[SeriesSource]:
+        """The (site, sensor, unit) that hold readings of `variable` of `station` in [start, end), sorted."""
 
     def stations(self) -> list[StationInfo]: ...
 
@@ -157,14 +262,16 @@ def check_window(start: datetime, end: datetime, aggregate: str) -> None:
         raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
 
 
-def merge_station_rows(rows: Iterable[tuple[str, str, str, str, int]]) -> list[StationInfo]:
-    """(site, station, variable, unit, last_ns) rows -> one StationInfo per station, sorted."""
-    merged: dict[tuple[str, str], tuple[int, dict[str, str]]] = {}
-    for site, station, variable, unit, last_ns in rows:
-        previous_ns, variables = merged.get((site, station), (last_ns, {}))
+def merge_station_rows(rows: Iterable[tuple[str, str, str, str, str, int]]) -> list[StationInfo]:
+    """(site, station, sensor, variable, unit, last_ns) rows -> one StationInfo per station, sorted."""
+    merged: dict[tuple[str, str], tuple[int, dict[str, str], dict[str, dict[str, str]]]] = {}
+    for site, station, sensor, variable, unit, last_ns in sorted(rows):
+        previous_ns, variables, sensors = merged.get((site, station), (last_ns, {}, {}))
         variables[variable] = unit
-        merged[(site, station)] = (max(previous_ns, last_ns), variables)
+        sensors.setdefault(sensor, {})[variable] = unit
+        merged[(site, station)] = (max(previous_ns, last_ns), variables, sensors)
     return [
-        StationInfo(site=site, station=station, last_reading=from_ns(last_ns), variables=variables)
-        for (site, station), (last_ns, variables) in sorted(merged.items())
+        StationInfo(site=site, station=station, last_reading=from_ns(last_ns), variables=variables,
+                    sensors=sensors)
+        for (site, station), (last_ns, variables, sensors) in sorted(merged.items())
     ]

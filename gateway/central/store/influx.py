@@ -8,8 +8,13 @@ Point schema (one point per reading)::
                  qc_reason (string; only when set)
     time         the reading's time, nanosecond precision
 
-InfluxDB identifies a point by measurement + tag set + timestamp, so rewriting a reading overwrites it: writes
-are idempotent, which is what lets the ingestor retry and the broker redeliver freely.
+InfluxDB identifies a point by measurement + tag set + timestamp and merges the fields of a rewritten point into
+the old ones. sinkwatch identifies a reading by (site, station, sensor, variable, time) only (`base`), so before a
+write the store reads what it already holds at the batch's times and writes only new identities: a redelivery is a
+no-op, a different reading under a held identity is reported as a conflict instead of being merged into it, and a
+second unit or time source can never create a second point for one identity. InfluxDB 1.x answers a write with
+a rejected point (field type conflict) with 400 "partial write" after storing the rest; the store then writes the
+batch in halves until each refused reading is isolated, and reports those.
 
 Flux records (one point per averaging period, `gateway.contract.FluxRecord`)::
 
@@ -24,8 +29,8 @@ InfluxDB merges the fields of a rewritten point with the old ones, so a variable
 would keep its old value; `names` and `nulls` are always written and decide what a read returns.
 
 Queries go to the v1 `/query` endpoint (InfluxDB 1.x, and the v1-compatibility API of 2.x/3.x) with every
-caller-supplied value passed as a bound parameter (`$station`, `$variable`); the query text is assembled only
-from constants, integers and a validated window length, see `render_series_query`.
+caller-supplied value passed as a bound parameter (`$station`, `$variable`, `$site`, `$sensor`); the query text is
+assembled only from constants, integers and a validated window length, see `render_series_query`.
 """
 
 from __future__ import annotations
@@ -45,25 +50,35 @@ from gateway.central.store.base import (
     Aggregate,
     FluxResultSet,
     QueryTooLarge,
+    ReadingClassifier,
+    ReadingIdentity,
+    RejectedReading,
     SeriesPoint,
+    SeriesSource,
     StationInfo,
     StoredReading,
     StoreError,
     StoreRejected,
     StoreUnavailable,
+    WriteOutcome,
     check_window,
     every_ns,
     from_ns,
     merge_station_rows,
+    reading_identity,
     to_ns,
 )
 from gateway.contract import FluxRecord, is_integer_variable
+from gateway.model import QualityFlag, Reading, TimeSource
 
 log = logging.getLogger(__name__)
 
 MEASUREMENT = "readings"
 FLUX_MEASUREMENT = "fluxes"
 _FLUX_TAGS = ("site", "station", "engine_version", "settings_hash")
+# Times of one batch further apart than this are looked up in separate queries, so a batch that mixes an old
+# reading with new ones never reads everything in between.
+_HELD_QUERY_GAP_NS = 600 * 1_000_000_000
 _INFLUXQL_AGGREGATES: dict[str, str] = {
     "mean": "mean(value)",
     "min": "min(value)",
@@ -143,13 +158,19 @@ def render_series_query(
     aggregate: Aggregate,
     limit: int | None,
     retention_policy: str | None = None,
+    by_site: bool = False,
+    by_sensor: bool = False,
 ) -> str:
-    """InfluxQL for query_series. Station and variable are NOT arguments: they travel as bound parameters
-    `$station` and `$variable`, so nothing a caller types can reach the query text."""
+    """InfluxQL for query_series. Station, variable, site and sensor are NOT arguments: they travel as bound
+    parameters `$station`, `$variable`, `$site`, `$sensor`, so nothing a caller types can reach the query text."""
     source = MEASUREMENT if retention_policy is None else f"{quote_identifier(retention_policy)}.{MEASUREMENT}"
     where = (
         f"WHERE station = $station AND variable = $variable AND time >= {int(start_ns)} AND time < {int(end_ns)}"
     )
+    if by_site:
+        where += " AND site = $site"
+    if by_sensor:
+        where += " AND sensor = $sensor"
     if every is None:
         query = f"SELECT value, qc FROM {source} {where}"
     else:
@@ -202,19 +223,57 @@ class InfluxStore:
 
     # --- writing -----------------------------------------------------------------------------------------------
 
-    def write(self, batch_points: list[StoredReading]) -> None:
+    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
         if not batch_points:
-            return
-        body = "\n".join(reading_to_line(item) for item in batch_points)
-        if self._v2_client is not None:
-            self._write_v2(body)
-        else:
-            self._write_v1(body)
+            return WriteOutcome()
+        classifier = ReadingClassifier(self._held(batch_points))
+        for item in batch_points:
+            classifier.add(item)
+        rejected: list[RejectedReading] = []
+        if classifier.new:
+            self._write_isolating_rejects(classifier.new, rejected)
+        return classifier.outcome(rejected)
+
+    def _write_isolating_rejects(self, items: list[StoredReading], rejected: list[RejectedReading]) -> None:
+        try:
+            self._write_body("\n".join(reading_to_line(item) for item in items))
+        except StoreRejected as exc:
+            if len(items) == 1:
+                rejected.append(RejectedReading(items[0], str(exc)))
+                return
+            # rewriting the points InfluxDB did take is harmless: same identity, same content
+            half = len(items) // 2
+            self._write_isolating_rejects(items[:half], rejected)
+            self._write_isolating_rejects(items[half:], rejected)
+
+    def _held(self, items: list[StoredReading]) -> dict[ReadingIdentity, StoredReading]:
+        """What the database holds at the identities of `items`: one query per station and cluster of times."""
+        wanted = {reading_identity(item) for item in items}
+        times: dict[tuple[str, str], list[int]] = {}
+        for site, station, _sensor, _variable, time_ns in wanted:
+            times.setdefault((site, station), []).append(time_ns)
+        held: dict[ReadingIdentity, StoredReading] = {}
+        for (site, station), stamps in times.items():
+            for first, last in _clusters(sorted(stamps), _HELD_QUERY_GAP_NS):
+                query = (f"SELECT value, qc, clock_synced, qc_reason FROM {self._source()} WHERE site = $site "
+                         f"AND station = $station AND time >= {int(first)} AND time <= {int(last)} GROUP BY *")
+                for series in self._query(query, {"site": site, "station": station}):
+                    tags = series.get("tags") or {}
+                    columns = series["columns"]
+                    for row in series.get("values") or []:
+                        item = dict(zip(columns, row, strict=True))
+                        key = (site, station, str(tags.get("sensor", "")), str(tags.get("variable", "")),
+                               int(item["time"]))
+                        if key in wanted:
+                            held[key] = _held_reading(site, station, tags, item)
+        return held
 
     def write_fluxes(self, records: list[FluxRecord]) -> None:
         if not records:
             return
-        body = "\n".join(flux_to_line(record) for record in records)
+        self._write_body("\n".join(flux_to_line(record) for record in records))
+
+    def _write_body(self, body: str) -> None:
         if self._v2_client is not None:
             self._write_v2(body)
         else:
@@ -327,15 +386,22 @@ class InfluxStore:
         every: timedelta | None = None,
         aggregate: Aggregate = "mean",
         *,
+        site: str | None = None,
+        sensor: str | None = None,
         limit: int | None = None,
     ) -> list[SeriesPoint]:
         check_window(start, end, aggregate)
         query = render_series_query(
             start_ns=to_ns(start), end_ns=to_ns(end), every=every, aggregate=aggregate, limit=limit,
-            retention_policy=self.retention_policy,
+            retention_policy=self.retention_policy, by_site=site is not None, by_sensor=sensor is not None,
         )
+        params = {"station": station, "variable": variable}
+        if site is not None:
+            params["site"] = site
+        if sensor is not None:
+            params["sensor"] = sensor
         points: list[SeriesPoint] = []
-        for series in self._query(query, {"station": station, "variable": variable}):
+        for series in self._query(query, params):
             columns = series["columns"]
             t_i, v_i, q_i = columns.index("time"), columns.index("value"), columns.index("qc")
             for row in series.get("values") or []:
@@ -349,20 +415,36 @@ class InfluxStore:
                 )
         if limit is not None and len(points) > limit:
             raise QueryTooLarge(f"more than {limit} points match")
+        # several sensors (when not filtered) come back as one series, but their points must be in time order
+        points.sort(key=lambda p: p.time)
         return points
 
+    def _source(self) -> str:
+        if self.retention_policy is None:
+            return MEASUREMENT
+        return f"{quote_identifier(self.retention_policy)}.{MEASUREMENT}"
+
+    def series_sources(self, station: str, variable: str, start: datetime, end: datetime) -> list[SeriesSource]:
+        check_window(start, end, "mean")
+        query = (f"SELECT last(qc) FROM {self._source()} WHERE station = $station AND variable = $variable "
+                 f"AND time >= {int(to_ns(start))} AND time < {int(to_ns(end))} GROUP BY site, sensor, unit")
+        found = set()
+        for series in self._query(query, {"station": station, "variable": variable}):
+            tags = series.get("tags") or {}
+            if series.get("values"):
+                found.add((str(tags.get("site", "")), str(tags.get("sensor", "")), str(tags.get("unit", ""))))
+        return [SeriesSource(site=site, sensor=sensor, unit=unit) for site, sensor, unit in sorted(found)]
+
     def stations(self) -> list[StationInfo]:
-        source = MEASUREMENT if self.retention_policy is None else (
-            f"{quote_identifier(self.retention_policy)}.{MEASUREMENT}"
-        )
         # qc is present on every point (value is not), so last(qc) finds each series' latest reading.
         rows = []
-        for series in self._query(f"SELECT last(qc) FROM {source} GROUP BY site, station, variable, unit"):
+        query = f"SELECT last(qc) FROM {self._source()} GROUP BY site, station, sensor, variable, unit"
+        for series in self._query(query):
             tags = series.get("tags") or {}
             values = series.get("values") or []
             if values:
-                rows.append((tags.get("site", ""), tags.get("station", ""), tags.get("variable", ""),
-                             tags.get("unit", ""), int(values[0][0])))
+                rows.append((tags.get("site", ""), tags.get("station", ""), tags.get("sensor", ""),
+                             tags.get("variable", ""), tags.get("unit", ""), int(values[0][0])))
         return merge_station_rows(rows)
 
     def _flux_source(self) -> str:
@@ -425,6 +507,32 @@ class InfluxStore:
         if self._v2_client is not None:
             self._v2_write.close()
             self._v2_client.close()
+
+
+def _clusters(stamps: list[int], gap: int) -> list[tuple[int, int]]:
+    """Sorted times -> (first, last) of each run whose neighbours are at most `gap` apart."""
+    runs: list[tuple[int, int]] = []
+    for stamp in stamps:
+        if runs and stamp - runs[-1][1] <= gap:
+            runs[-1] = (runs[-1][0], stamp)
+        else:
+            runs.append((stamp, stamp))
+    return runs
+
+
+def _held_reading(site: str, station: str, tags: dict[str, Any], item: dict[str, Any]) -> StoredReading:
+    """A point as the database holds it (fields possibly merged by an older writer), shown as it is."""
+    value, qc, source = item.get("value"), item.get("qc"), str(tags.get("time_source", ""))
+    reading = Reading.model_construct(
+        station=station, sensor=str(tags.get("sensor", "")), variable=str(tags.get("variable", "")),
+        value=None if value is None else float(value), unit=str(tags.get("unit", "")),
+        time=from_ns(int(item["time"])),
+        time_source=TimeSource(source) if source in TimeSource.__members__.values() else source,
+        clock_synced=bool(item.get("clock_synced")),
+        qc=QualityFlag(qc) if isinstance(qc, int) and qc in QualityFlag.__members__.values() else qc,
+        qc_reason=item.get("qc_reason"),
+    )
+    return StoredReading(site=site, reading=reading)
 
 
 def _describe(exc: Exception) -> str:

@@ -1,4 +1,10 @@
-"""Embedded SQLite store: the demo's default and fine for one site; same contract as InfluxStore."""
+"""Embedded SQLite store: the demo's default and fine for one site; same contract as InfluxStore.
+
+The primary keys are the identities of `base` (readings: site, station, sensor, variable, time; flux records: site,
+station, engine version, settings hash, period end), ordered so that the queries' filters (station, variable, time)
+are a prefix of them. Commits are `synchronous=FULL`: the ingestor acknowledges a message to the broker once
+`write` returns, so a committed reading must survive a power cut, not only a crash of the process.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +20,29 @@ from gateway.central.store.base import (
     Aggregate,
     FluxResultSet,
     QueryTooLarge,
+    ReadingClassifier,
+    RejectedReading,
     SeriesPoint,
+    SeriesSource,
     StationInfo,
     StoredReading,
     StoreUnavailable,
+    WriteOutcome,
     check_window,
     every_ns,
     from_ns,
     merge_station_rows,
+    reading_identity,
     to_ns,
 )
 from gateway.contract import FluxRecord
+from gateway.model import QualityFlag, Reading, TimeSource
+
+# PRAGMA user_version of the current layout; 0 is the first one (keys without the site), migrated on open.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS readings (
+CREATE TABLE readings (
     site TEXT NOT NULL,
     station TEXT NOT NULL,
     sensor TEXT NOT NULL,
@@ -36,12 +51,13 @@ CREATE TABLE IF NOT EXISTS readings (
     time_ns INTEGER NOT NULL,
     time_source TEXT NOT NULL,
     value REAL,
-    qc INTEGER NOT NULL,
-    clock_synced INTEGER NOT NULL,
+    qc INTEGER NOT NULL CHECK (qc BETWEEN 0 AND 3),
+    clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
     qc_reason TEXT,
-    PRIMARY KEY (station, variable, time_ns, sensor)
+    CHECK ((value IS NULL) = (qc = 3)),
+    PRIMARY KEY (station, variable, time_ns, sensor, site)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS fluxes (
+CREATE TABLE fluxes (
     site TEXT NOT NULL,
     station TEXT NOT NULL,
     engine_version TEXT NOT NULL,
@@ -51,9 +67,13 @@ CREATE TABLE IF NOT EXISTS fluxes (
     status TEXT NOT NULL,
     reasons TEXT NOT NULL,          -- JSON list of strings
     flux_values TEXT NOT NULL,      -- JSON object name -> number or null (repr round-trips floats exactly)
-    PRIMARY KEY (station, end_ns, settings_hash, engine_version)
+    PRIMARY KEY (station, end_ns, settings_hash, engine_version, site)
 ) WITHOUT ROWID;
 """
+
+_READING_COLUMNS = ("site, station, sensor, variable, unit, time_ns, time_source, value, qc, clock_synced, "
+                    "qc_reason")
+_FLUX_COLUMNS = "site, station, engine_version, settings_hash, end_ns, start_ns, status, reasons, flux_values"
 
 # The aggregate SQL per name; a fixed table, so the query text never contains caller input.
 _AGGREGATE_SQL: dict[str, str] = {
@@ -81,35 +101,82 @@ class SqliteStore:
                 self.path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._migrate()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
 
-    def write(self, batch_points: list[StoredReading]) -> None:
-        rows = []
-        for item in batch_points:
-            r = item.reading
-            value = r.value if r.value is not None and math.isfinite(r.value) else None
-            rows.append(
-                (item.site, r.station, r.sensor, r.variable, r.unit, to_ns(r.time), r.time_source.value, value,
-                 int(r.qc), int(r.clock_synced), r.qc_reason)
-            )
+    def _migrate(self) -> None:
+        """Create the tables, or move a database of the first layout (keys without the site) to the current one."""
+        conn = self._conn
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {version} is newer than this sinkwatch ({SCHEMA_VERSION})")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            old_tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            for table in ("readings", "fluxes"):
+                if table in old_tables:
+                    conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v{version}")
+            # statement by statement: executescript would commit our transaction first
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            # the old keys were a subset of the new ones, so every old row fits the new key
+            if "readings" in old_tables:
+                conn.execute(f"INSERT INTO readings ({_READING_COLUMNS}) SELECT {_READING_COLUMNS} "
+                             f"FROM readings_v{version}")
+                conn.execute(f"DROP TABLE readings_v{version}")
+            if "fluxes" in old_tables:
+                conn.execute(f"INSERT INTO fluxes ({_FLUX_COLUMNS}) SELECT {_FLUX_COLUMNS} FROM fluxes_v{version}")
+                conn.execute(f"DROP TABLE fluxes_v{version}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+        classifier = ReadingClassifier({})
+        rejected: list[RejectedReading] = []
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    self._conn.executemany(
-                        "INSERT OR REPLACE INTO readings (site, station, sensor, variable, unit, time_ns, "
-                        "time_source, value, qc, clock_synced, qc_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        rows,
-                    )
+                    for item in batch_points:
+                        self._write_one(item, classifier, rejected)
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite database {self.path} refused the write: {exc}; will retry") from exc
+        return classifier.outcome(rejected)
+
+    def _write_one(self, item: StoredReading, classifier: ReadingClassifier, rejected: list[RejectedReading]) -> None:
+        key = reading_identity(item)
+        if key not in classifier.held:
+            row = self._conn.execute(
+                f"SELECT {_READING_COLUMNS} FROM readings WHERE site=? AND station=? AND sensor=? AND variable=? "
+                "AND time_ns=?", key).fetchone()
+            if row is not None:
+                classifier.held[key] = _row_to_stored(row)
+        if not classifier.add(item):
+            return
+        r = item.reading
+        value = r.value if r.value is not None and math.isfinite(r.value) else None
+        try:
+            self._conn.execute(
+                f"INSERT INTO readings ({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (item.site, r.station, r.sensor, r.variable, r.unit, key[4], r.time_source.value, value, int(r.qc),
+                 int(r.clock_synced), r.qc_reason),
+            )
+        except sqlite3.IntegrityError as exc:
+            # a CHECK constraint: this reading can never be stored; the others of the batch still are
+            rejected.append(RejectedReading(item, f"SQLite refused it: {exc}"))
+            del classifier.held[key]
 
     def query_series(
         self,
@@ -120,22 +187,24 @@ class SqliteStore:
         every: timedelta | None = None,
         aggregate: Aggregate = "mean",
         *,
+        site: str | None = None,
+        sensor: str | None = None,
         limit: int | None = None,
     ) -> list[SeriesPoint]:
         check_window(start, end, aggregate)
         params: dict[str, object] = {
             "station": station, "variable": variable, "start": to_ns(start), "end": to_ns(end),
+            "site": site, "sensor": sensor,
         }
+        where = ("station = :station AND variable = :variable AND time_ns >= :start AND time_ns < :end "
+                 "AND (:site IS NULL OR site = :site) AND (:sensor IS NULL OR sensor = :sensor)")
         if every is None:
-            sql = (
-                "SELECT time_ns, value, qc FROM readings WHERE station = :station AND variable = :variable "
-                "AND time_ns >= :start AND time_ns < :end ORDER BY time_ns, sensor"
-            )
+            sql = f"SELECT time_ns, value, qc FROM readings WHERE {where} ORDER BY time_ns, sensor, site"
         else:
             params["every"] = every_ns(every)
             sql = (
                 "WITH w AS (SELECT time_ns - (time_ns % :every) AS bucket, time_ns, value, qc FROM readings "
-                "WHERE station = :station AND variable = :variable AND time_ns >= :start AND time_ns < :end) "
+                f"WHERE {where}) "
                 f"SELECT bucket, {_AGGREGATE_SQL[aggregate]}, MAX(qc) FROM w GROUP BY bucket ORDER BY bucket"
             )
         if limit is not None:
@@ -152,15 +221,20 @@ class SqliteStore:
             for t, v, q in rows
         ]
 
+    def series_sources(self, station: str, variable: str, start: datetime, end: datetime) -> list[SeriesSource]:
+        check_window(start, end, "mean")
+        rows = self._fetch(
+            "SELECT DISTINCT site, sensor, unit FROM readings WHERE station = :station AND variable = :variable "
+            "AND time_ns >= :start AND time_ns < :end ORDER BY site, sensor, unit",
+            {"station": station, "variable": variable, "start": to_ns(start), "end": to_ns(end)},
+        )
+        return [SeriesSource(site=site, sensor=sensor, unit=unit) for site, sensor, unit in rows]
+
     def stations(self) -> list[StationInfo]:
-        with self._lock:
-            try:
-                rows = self._conn.execute(
-                    "SELECT site, station, variable, unit, MAX(time_ns) FROM readings "
-                    "GROUP BY site, station, variable, unit ORDER BY site, station, variable"
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"SQLite database {self.path} failed a query: {exc}") from exc
+        rows = self._fetch(
+            "SELECT site, station, sensor, variable, unit, MAX(time_ns) FROM readings "
+            "GROUP BY site, station, sensor, variable, unit", {},
+        )
         return merge_station_rows(rows)
 
     # --- flux records ---------------------------------------------------------------------------------------------
@@ -176,10 +250,7 @@ class SqliteStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     self._conn.executemany(
-                        "INSERT OR REPLACE INTO fluxes (site, station, engine_version, settings_hash, end_ns, "
-                        "start_ns, status, reasons, flux_values) VALUES (?,?,?,?,?,?,?,?,?)",
-                        rows,
-                    )
+                        f"INSERT OR REPLACE INTO fluxes ({_FLUX_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
@@ -249,3 +320,15 @@ class SqliteStore:
         with self._lock:
             self._conn.close()
 
+
+
+def _row_to_stored(row: tuple[Any, ...]) -> StoredReading:
+    """A stored row (in `_READING_COLUMNS` order) as the reading it holds."""
+    site, station, sensor, variable, unit, time_ns, time_source, value, qc, clock_synced, qc_reason = row
+    # model_construct: what the store holds is shown as it is, even if it predates today's validation rules
+    reading = Reading.model_construct(
+        station=station, sensor=sensor, variable=variable, value=None if value is None else float(value), unit=unit,
+        time=from_ns(int(time_ns)), time_source=TimeSource(time_source), clock_synced=bool(clock_synced),
+        qc=QualityFlag(int(qc)), qc_reason=qc_reason,
+    )
+    return StoredReading(site=site, reading=reading)
