@@ -119,7 +119,7 @@ def test_known_tilt_is_removed_by_double_rotation(yaw: float, pitch: float) -> N
     u, v, w = to_sonic_frame(data["u"], data["v"], data["w"], yaw, pitch)
     r = process_period(period({**data, "u": u, "v": v, "w": w}), settings_of(tlag_meth="none",
                                                                                        wpl_meth=False))
-    assert r.get("YAW") == pytest.approx(yaw, abs=1e-9)
+    assert r.get("YAW") == pytest.approx(yaw % 360.0, abs=1e-9)  # printed in [0, 360) as EddyPro does
     assert r.get("PITCH") == pytest.approx(pitch, abs=1e-9)
     for name in ("U_W_COV", "W_T_SONIC_COV", "W_CO2_COV", "USTAR", "WS"):
         assert r.get(name) == pytest.approx(true.get(name), rel=1e-6, abs=1e-9), name

@@ -22,6 +22,7 @@ from gateway.central.rawstore import RawArchive
 from gateway.central.recompute import RecomputeError, find_sensors, recompute
 from gateway.central.store import InfluxStore, SqliteStore, Store
 from gateway.cli import app
+from gateway.flux.ec.result import ENGINE_NAME, ENGINE_VERSION
 from gateway.flux.ec.settings import ProcessingSettings
 from gateway.flux.rawperiods import grid_phase, map_columns, place_on_grid
 from gateway.rawarchive import ArchiveWriter
@@ -123,7 +124,7 @@ def test_recompute_recovers_the_prescribed_covariances_and_lag_and_settings_coex
     for record in records:
         v = record.values
         assert record.status == "ok", record.reasons
-        assert (record.site, record.engine_version) == ("site1", "sinkwatch-ec 0.1.0")
+        assert (record.site, record.engine_version) == ("site1", f"{ENGINE_NAME} {ENGINE_VERSION}")
         for name, (a, b) in {"W_T_SONIC_COV": ("w", "ts"), "W_CO2_COV": ("w", "co2"),
                              "W_H2O_COV": ("w", "h2o"), "U_W_COV": ("u", "w")}.items():
             value = v[name]

@@ -16,6 +16,10 @@ VON_KARMAN = 0.41
 """von Kármán constant (dimensionless)."""
 GRAVITY = 9.81
 """Acceleration of gravity, m s-2."""
+P_REFERENCE_THETA = 100000.0
+"""Reference pressure of the potential temperature, Pa."""
+KAPPA_DRY_AIR = 0.286
+"""Rd/cpd, the exponent of the potential temperature (Stull 1988, eq. 1.5.1a)."""
 OMEGA_EARTH = 7.292e-5
 """Angular velocity of the Earth, rad s-1 (Coriolis parameter f = 2·Ω·sin φ)."""
 P_SEA_LEVEL = 101300.0

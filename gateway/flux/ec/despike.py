@@ -4,7 +4,8 @@ Two pure methods, numpy arrays in, :class:`DespikeResult` out, no I/O:
 
 * :func:`despike_vm97` -- Vickers, D. & Mahrt, L. (1997): Quality control and flux sampling problems for tower and
   aircraft data. J. Atmos. Oceanic Technol. 14, 512-526, section 4a ("spikes"). A moving window of ``window_s``
-  seconds (5 min in the paper) gives a local mean and standard deviation; a point is an outlier when
+  seconds (5 min in the paper; EddyPro: one sixth of the averaging period, :func:`eddypro_window_s`, so 50 s for
+  5-min averaging) gives a local mean and standard deviation; a point is an outlier when
   ``|x - mean| > k * sigma``. Runs of at most ``sr_num_spk`` consecutive outliers are spikes (longer runs are
   treated as real, e.g. a change of regime, and are kept). Spikes are replaced (linear interpolation or NaN) and the
   pass is repeated with ``k`` increased by 0.1 until no spike is found or ``max_passes`` is reached. The period gets
@@ -36,6 +37,7 @@ __all__ = [
     "absolute_limits",
     "despike_mad",
     "despike_vm97",
+    "eddypro_window_s",
 ]
 
 #: Starting outlier threshold (in standard deviations) per variable, EddyPro ``sr_lim_*`` defaults and the values of
@@ -84,6 +86,13 @@ class DespikeResult:
     n_events: int
     n_passes: int
     hard_flag: bool
+
+
+def eddypro_window_s(period_s: float) -> float:
+    """Width of EddyPro's despiking window, s: one sixth of the averaging period (EddyPro 7 Help, "Despiking and
+    raw data statistical screening"; 5 min for 30-min periods as in Vickers & Mahrt 1997, 50 s for 5-min periods).
+    ``period_s`` in s."""
+    return period_s / 6.0
 
 
 def _moving_stats(x: NDArray[np.float64], n_win: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

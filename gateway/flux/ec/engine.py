@@ -172,7 +172,8 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
                 continue
             if settings.despike == Despiking.VICKERS_MAHRT_1997:
                 res = dsp.despike_vm97(data[name], fs, sr_lim=lim, sr_num_spk=settings.sr_num_spk,
-                                       sr_lim_hf=settings.sr_lim_hf, replace="linear")
+                                       sr_lim_hf=settings.sr_lim_hf, replace="linear",
+                                       window_s=dsp.eddypro_window_s(settings.avrg_len * 60.0))
             else:
                 res = dsp.despike_mad(data[name], sr_lim_hf=settings.sr_lim_hf)
             data[name] = res.values
@@ -214,7 +215,8 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
     # 2. tilt correction
     u0, v0, w0 = data["u"], data["v"], data["w"]
     v["U_UNROT"], v["V_UNROT"], v["W_UNROT"] = (float(np.nanmean(x)) for x in (u0, v0, w0))
-    v["WD"] = rotation.wind_direction(u0, v0, md.sonic.north_offset)
+    v["WD"] = rotation.wind_direction(u0, v0, md.sonic.north_offset, into_head=rotation.u_positive_into_head(
+        md.sonic.manufacturer, md.sonic.model))
     v["WS_MAX"] = float(np.nanmax(np.sqrt(u0 * u0 + v0 * v0 + w0 * w0)))
     if settings.rot_meth == Rotation.DOUBLE:
         rot = rotation.double_rotation(u0, v0, w0)
@@ -316,15 +318,16 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
         v["H2O_MIXING_RATIO"] = h2o_mean if mtypes["h2o"] == "mixing_ratio" else 1000.0 * x_v / (1.0 - x_v)
         v["H2O"] = 1000.0 * x_v
     if mtypes.get("h2o") == "molar_density" or mtypes.get("co2") == "molar_density":
-        # open path: van Dijk H and WPL E depend on each other; iterate (converges in a few steps)
+        # open path (EddyPro's order, docs/flux-ec.md "Open path"): H is humidity-corrected with the water-vapour
+        # flux *before* its density terms, once, and that H enters the WPL terms of E and FC; the WPL-corrected E
+        # is not fed back into H (EddyPro's H is the same with WPL on and off).
         fh2o_raw = cov_wg.get("h2o", math.nan) * 1e-3  # mol m-2 s-1
         n_v = air.rho_w / 18.02e-3
+        e_kg = fh2o_raw * 18.02e-3 if math.isfinite(fh2o_raw) else 0.0
+        h = fluxes.sensible_heat_van_dijk(air.rho_cp, cov_wts, ts_mean, e_kg, air.rho_a, air.q)
         fv = fh2o_raw
-        for _ in range(10):
-            e_kg = fv * 18.02e-3 if math.isfinite(fv) else 0.0
-            h = fluxes.sensible_heat_van_dijk(air.rho_cp, cov_wts, ts_mean, e_kg, air.rho_a, air.q)
-            if settings.wpl_meth and "h2o" in gf and mtypes["h2o"] == "molar_density":
-                _, fv = fluxes.wpl_open_path(0.0, 0.0, fh2o_raw, n_v, h / air.rho_cp, air)
+        if settings.wpl_meth and "h2o" in gf and mtypes["h2o"] == "molar_density":
+            _, fv = fluxes.wpl_open_path(0.0, 0.0, fh2o_raw, n_v, h / air.rho_cp, air)
         fh2o = fv * 1e3 if "h2o" in gf else math.nan
         if "co2" in gf:
             if mtypes["co2"] == "molar_density":
@@ -355,7 +358,7 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
     # stability
     d = md.displacement()
     z = md.sonic.height - d
-    lmo = fluxes.obukhov_length(ustar, h, air.rho_cp, air.ta)
+    lmo = fluxes.obukhov_length(ustar, h, air.rho_cp, air.ta, p)
     v["MO_LENGTH"] = lmo
     v["ZL"] = z / lmo
 
@@ -396,7 +399,7 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
             v["LE_SCF"] = v["FH2O_SCF"] = sf.gases["h2o"]
             v["LE"] *= sf.gases["h2o"]
             v["FH2O"] *= sf.gases["h2o"]
-        lmo = fluxes.obukhov_length(ustar, h, air.rho_cp, air.ta)
+        lmo = fluxes.obukhov_length(ustar, h, air.rho_cp, air.ta, p)
         v["MO_LENGTH"] = lmo
         v["ZL"] = z / lmo
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 import math
 
 from gateway.flux.ec.airprops import AirProperties
-from gateway.flux.ec.constants import GRAVITY, M_DRY_AIR, M_H2O, SONIC_HUMIDITY_COEF, VON_KARMAN
+from gateway.flux.ec.constants import (
+    GRAVITY,
+    KAPPA_DRY_AIR,
+    M_DRY_AIR,
+    M_H2O,
+    P_REFERENCE_THETA,
+    SONIC_HUMIDITY_COEF,
+    VON_KARMAN,
+)
 
 
 def friction_velocity(cov_uw: float, cov_vw: float) -> float:
@@ -78,12 +86,22 @@ def wpl_open_path(cov_wc: float, c_mean: float, cov_wq: float, q_mean: float, co
     return f_c, f_v
 
 
-def obukhov_length(ustar: float, h: float, rho_cp: float, ta_mean: float) -> float:
-    """Obukhov length L = −u*³·T̄a / (k·g·H/ρcp), m (Obukhov 1946; Foken 2006, "Micrometeorology", eq. 2.78),
-    u* in m s-1, H in W m-2 (humidity-corrected), ρcp in J m-3 K-1, T̄a in K; k = 0.41, g = 9.81 m s-2. ±inf for
-    zero heat flux. (EddyPro's printed L is 0.30 % smaller in magnitude on the DE-HoH runs, a constant ratio;
-    see docs/flux-ec.md.)"""
+def potential_temperature(ta_k: float, p_pa: float) -> float:
+    """Potential temperature θ = Ta·(p0/p)^(Rd/cpd), K, with p0 = 100 kPa and Rd/cpd = 0.286 (Stull 1988,
+    "An Introduction to Boundary Layer Meteorology", eq. 1.5.1a; Foken 2008, "Micrometeorology", eq. 2.34),
+    Ta in K, p in Pa."""
+    return ta_k * (P_REFERENCE_THETA / p_pa) ** KAPPA_DRY_AIR
+
+
+def obukhov_length(ustar: float, h: float, rho_cp: float, ta_mean: float, p_pa: float) -> float:
+    """Obukhov length L = −u*³·θ̄ / (k·g·H/ρcp), m (Obukhov 1946; Foken 2008, "Micrometeorology", eq. 2.78, where
+    the temperature is the mean potential temperature), u* in m s-1, H in W m-2 (humidity-corrected), ρcp in
+    J m-3 K-1, T̄a in K, p in Pa; k = 0.41, g = 9.81 m s-2. ±inf for zero heat flux.
+
+    θ̄ = T̄a·(100 kPa/p)^0.286 (:func:`potential_temperature`) is what EddyPro 7 uses: its L on the DE-HoH runs
+    (p = 98.94 kPa) is exactly (100/98.94)^0.286 = 1.00304 times −u*³·T̄a/(k·g·H/ρcp) in every period, and the
+    factor follows the site's pressure (docs/flux-ec.md)."""
     flux = h / rho_cp
     if flux == 0.0:
         return math.inf
-    return -(ustar ** 3) * ta_mean / (VON_KARMAN * GRAVITY * flux)
+    return -(ustar ** 3) * potential_temperature(ta_mean, p_pa) / (VON_KARMAN * GRAVITY * flux)

@@ -42,7 +42,7 @@ def double_rotation(u: NDArray[np.float64], v: NDArray[np.float64], w: NDArray[n
     cp, sp = math.cos(pitch), math.sin(pitch)
     u2 = u1 * cp + w * sp
     w2 = -u1 * sp + w * cp
-    return Rotated(u2, v1, w2, math.degrees(yaw), math.degrees(pitch))
+    return Rotated(u2, v1, w2, math.degrees(yaw) % 360.0, math.degrees(pitch))
 
 
 def triple_rotation(u: NDArray[np.float64], v: NDArray[np.float64], w: NDArray[np.float64]) -> Rotated:
@@ -58,12 +58,34 @@ def triple_rotation(u: NDArray[np.float64], v: NDArray[np.float64], w: NDArray[n
     return Rotated(r.u, v3, w3, r.yaw_deg, r.pitch_deg, math.degrees(roll))
 
 
-def wind_direction(u: NDArray[np.float64], v: NDArray[np.float64], north_offset_deg: float = 0.0) -> float:
+#: Sonic models whose x axis points from the transducer head towards the support arm, so that a positive u is wind
+#: blowing *into* the head (Campbell Scientific CSAT3 / CSAT3B Instruction Manual, "Sonic coordinate system"; the
+#: IRGASON carries the same anemometer). EddyPro's north offset of a yoke-mounted sonic is the azimuth of the axis
+#: "pointing away from the support arm" (EddyPro 7 Help, "North offset"), i.e. the direction the head faces.
+HEAD_FACING_MODELS = ("csat3", "csat_3", "irgason")
+
+
+def u_positive_into_head(manufacturer: str, model: str) -> bool:
+    """True for the sonics of :data:`HEAD_FACING_MODELS` (model names as in EddyPro's metadata, e.g. ``csat3_1``,
+    ``csat3b_1``; or Campbell's manufacturer code ``csi`` with a CSAT3/IRGASON model)."""
+    name = model.strip().lower()
+    return name.startswith(HEAD_FACING_MODELS) or (manufacturer.strip().lower() in ("csi", "campbell")
+                                                  and "csat" in name)
+
+
+def wind_direction(u: NDArray[np.float64], v: NDArray[np.float64], north_offset_deg: float = 0.0, *,
+                   into_head: bool = False) -> float:
     """Mean wind direction, degrees from north the wind blows from, as the unit-vector mean of the instantaneous
-    sonic-frame directions (Mardia & Jupp 2000, §2.2; the convention EddyPro's output follows):
-    WD = (180 − atan2(mean sin α, mean cos α) + north_offset) mod 360, α = atan2(v, u) per record (sonic frame,
-    u along the sonic x axis)."""
+    sonic-frame directions (Mardia & Jupp 2000, §2.2; the convention EddyPro's output follows), α = atan2(v, u)
+    per record (right-handed sonic frame, z up):
+
+    * Gill-type sonics (u positive for wind blowing towards the instrument north, the default):
+      WD = (180 − ᾱ + north_offset) mod 360;
+    * ``into_head`` (CSAT3, IRGASON; :func:`u_positive_into_head`): a positive u is wind coming from the direction
+      the head faces, which is the north offset itself, so WD = (−ᾱ + north_offset) mod 360 — 180° from the Gill
+      formula (an EddyPro CSAT3 run prints exactly that)."""
     alpha = np.arctan2(v, u)
     ok = np.isfinite(alpha)
     mean_alpha = math.degrees(math.atan2(float(np.sin(alpha[ok]).mean()), float(np.cos(alpha[ok]).mean())))
-    return (180.0 - mean_alpha + north_offset_deg) % 360.0
+    base = 0.0 if into_head else 180.0
+    return (base - mean_alpha + north_offset_deg) % 360.0
