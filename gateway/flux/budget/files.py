@@ -62,6 +62,8 @@ class BudgetInput:
 
 
 def _parse_stamp(text: str, path: Path, row: int, column: str) -> datetime:
+    if text.endswith(".0"):  # written through a float column by a spreadsheet or pandas
+        text = text[:-2]
     try:
         if len(text) != 12 or not text.isdigit():
             raise ValueError
