@@ -32,7 +32,7 @@ _SUFFIX = Field(default=None, pattern=r"^_\d+_\d+_\d+$", description="AmeriFlux 
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class AnalogChannel(_Strict):
@@ -70,7 +70,7 @@ class Sdi12Sensor(_Strict):
     reference_um: float | None = None
     reset_threshold_um: float = Field(default=2000.0, gt=0)
     use_crc: bool = Field(default=True, description="measure with aMC! and check the CRC of the data")
-    max_wait_s: int = Field(default=3, ge=0, le=120, description="longest measurement wait (ttt) to honour")
+    max_wait_s: int = Field(default=3, ge=1, le=120, description="longest measurement wait (ttt) to honour")
     variable_suffix: str | None = _SUFFIX
 
 

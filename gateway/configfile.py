@@ -39,6 +39,47 @@ def describe_validation_error(path: Path | str, error: ValidationError, prefix: 
     return "\n".join(lines)
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice; YAML itself would silently keep the last one."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key that appears twice in one mapping (a merge key `<<` may still be
+    overridden, as YAML intends)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first_line.get(key)
+            except TypeError:  # an unhashable key: PyYAML reports it itself below
+                continue
+            if seen is not None:
+                raise DuplicateKeyError(
+                    None, None,
+                    f"key {key!r} appears twice in one mapping (first at line {seen + 1}); YAML would silently "
+                    "keep only the last: remove or rename one",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, path: Path | str) -> Any:
+    """Parse YAML text with the safe loader, refusing duplicate keys; ConfigError names file, line and problem."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        kind = "duplicate key" if isinstance(exc, DuplicateKeyError) else "not valid YAML"
+        raise ConfigError(f"{path}: {kind}{where}: {problem}") from None
+
+
 def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -47,13 +88,7 @@ def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    data = load_yaml(text, path)
     if data is None:
         raise ConfigError(f"{path}: config file is empty")
     if not isinstance(data, dict):

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, model_validator
 
 # A topic segment must never contain MQTT wildcards or separators; InfluxDB tag values are safe with these too.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -42,7 +42,34 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+# The wire's one time format (docs/asyncapi.yaml UtcTime): Z, seconds, at most six fractional digits.
+WIRE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
+_WIRE_TIME_RE = re.compile(WIRE_TIME_PATTERN)
+
+
+def _wire_time(value: object) -> object:
+    """Text must be the wire's own format; pydantic's lax mode would also take epoch seconds, numeric offsets or
+    minutes without seconds. A datetime from our own code passes (any zone: it is converted to UTC)."""
+    if isinstance(value, str):
+        if not _WIRE_TIME_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a UTC time like 2026-11-25T10:00:00.000000Z (RFC 3339 with Z)")
+        return value
+    if not isinstance(value, datetime):
+        raise ValueError(f"a time is an RFC 3339 string like 2026-11-25T10:00:00Z, not {type(value).__name__}")
+    return value
+
+
+def _json_number(value: object) -> object:
+    """A number on the wire is a JSON number: pydantic's lax mode would also take "12" or true for one."""
+    if isinstance(value, str | bytes | bytearray | bool):
+        raise ValueError(f"must be a number, not {type(value).__name__} {value!r}")
+    return value
+
+
+UtcDatetime = Annotated[datetime, BeforeValidator(_wire_time), AfterValidator(_as_utc)]
+WireFloat = Annotated[float, BeforeValidator(_json_number), Field(allow_inf_nan=False)]
+WireInt = Annotated[int, BeforeValidator(_json_number)]
+WireBool = Annotated[bool, Field(strict=True)]
 
 
 class QualityFlag(IntEnum):
@@ -86,13 +113,12 @@ class Reading(WireModel):
     station: Identifier
     sensor: Identifier
     variable: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
-    value: float | None = Field(allow_inf_nan=False,
-                                description="None when the device reported no value (then qc is MISSING)")
+    value: WireFloat | None = Field(description="None when the device reported no value (then qc is MISSING)")
     unit: str = Field(max_length=32)
     time: UtcDatetime
     time_source: TimeSource
-    clock_synced: bool = Field(description="whether the stamping clock was synchronised (NTP/PPS/board sync)")
-    qc: QualityFlag
+    clock_synced: WireBool = Field(description="whether the stamping clock was synchronised (NTP/PPS/board sync)")
+    qc: Annotated[QualityFlag, BeforeValidator(_json_number)]
     qc_reason: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")

@@ -306,21 +306,54 @@ def test_bad_status_field_rejected(key: str, bad: Any) -> None:
         ("reading.time", "2026-11-25T12:00:00+02:00"),  # an offset instead of Z
         ("reading.time", "2026-11-25T10:00Z"),  # no seconds
         ("reading.time", 1795600800),  # epoch seconds
-        ("reading.value", "12.5"),  # a number in a string
+        ("reading.value", "12"),  # a number in a string
+        ("reading.value", "12.5"),
+        ("reading.value", True),
         ("reading.qc", True),
+        ("reading.qc", "1"),
         ("reading.clock_synced", 1),
+        ("reading.clock_synced", "true"),
         ("batch.seq", "7"),
+        ("batch.seq", False),
+        ("batch.sent", 1795600800.5),
     ],
 )
-def test_schema_is_stricter_than_the_lax_model(where: str, lenient: Any) -> None:
-    """pydantic's lax mode coerces these on input; the wire contract does not allow them, and the code never emits
-    them. If the model is made strict, move the case to the both-reject tests above."""
+def test_what_lax_parsing_would_coerce_is_rejected_by_both(where: str, lenient: Any) -> None:
+    """pydantic's lax mode would coerce these; the wire contract does not allow them, so the models refuse them
+    like the schema (a station sending "12" for a number has a bug worth seeing)."""
     payload = emitted(make_batch())
     scope, key = where.split(".")
     (payload if scope == "batch" else payload["readings"][0])[key] = lenient
-    with pytest.raises(jsonschema.ValidationError):
-        validate_payload("ReadingBatch", payload)
-    ReadingBatch.model_validate_json(json.dumps(payload))
+    assert_both_reject("ReadingBatch", payload)
+
+
+@pytest.mark.parametrize(
+    ("where", "accepted", "parsed"),
+    [
+        ("reading.value", 12, 12.0),  # an integer is a number
+        ("reading.qc", 1.0, QualityFlag.SUSPECT),  # JSON Schema counts 1.0 as an integer
+        ("batch.seq", 7.0, 7),
+        ("reading.time", "2026-11-25T10:00:00Z", datetime(2026, 11, 25, 10, tzinfo=UTC)),  # no fraction
+    ],
+)
+def test_what_the_schema_accepts_the_models_accept(where: str, accepted: Any, parsed: Any) -> None:
+    payload = emitted(make_batch())
+    scope, key = where.split(".")
+    (payload if scope == "batch" else payload["readings"][0])[key] = accepted
+    validate_payload("ReadingBatch", payload)
+    batch = ReadingBatch.model_validate_json(json.dumps(payload))
+    assert getattr(batch if scope == "batch" else batch.readings[0], key) == parsed
+
+
+@pytest.mark.parametrize("lenient", ["3", True])
+def test_raw_chunk_size_is_a_number(lenient: Any) -> None:
+    chunk = emitted(RawChunk(site="hainich", station="plot-07", sensor="sonic",
+                             file="sonic_20261125T1000Z.csv.gz", size=4, data="H4sIAA=="))
+    assert_both_reject("RawChunk", {**chunk, "size": lenient})
+
+
+def test_status_since_must_be_the_wire_time() -> None:
+    assert_both_reject("StationStatus", {**emitted(make_status()), "since": "2026-11-25T10:00:00+00:00"})
 
 
 def test_model_rejects_identifier_with_trailing_newline() -> None:

@@ -13,7 +13,7 @@ SAMPLE_CONFIG_PATH = Path(__file__).with_name("sample-central.yaml")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MqttSettings(_Section):

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.model import Identifier
+from gateway.model import Identifier, WireInt
 
 RAW_SCHEMA_VERSION: Literal[1] = 1
 
@@ -31,7 +31,7 @@ class RawChunk(BaseModel):
                       description="the archive file's name: <sensor>_<YYYYMMDDTHHMM>Z[_n].csv.gz")
     format: Literal["sinkwatch-raw/1"] = "sinkwatch-raw/1"
     encoding: Literal["gzip+base64"] = "gzip+base64"
-    size: int = Field(ge=0, description="length of the file in bytes (before base64)")
+    size: WireInt = Field(ge=0, description="length of the file in bytes (before base64)")
     data: str = Field(min_length=1, pattern=r"^[A-Za-z0-9+/]+={0,2}$", description="the file, base64")
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_serializer
 
-from gateway.model import Identifier, Reading, UtcDatetime, WireModel, format_time
+from gateway.model import Identifier, Reading, UtcDatetime, WireInt, WireModel, format_time
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -20,7 +20,7 @@ class ReadingBatch(WireModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     site: Identifier
     station: Identifier
-    seq: int = Field(ge=0, description="per-station batch sequence number; a redelivery repeats it")
+    seq: WireInt = Field(ge=0, description="per-station batch sequence number; a redelivery repeats it")
     sent: UtcDatetime
     readings: list[Reading] = Field(min_length=1)
 

@@ -63,12 +63,14 @@ class DeviceError(Exception):
 class SensorConfig(BaseModel):
     """Keys common to every sensor entry in a station config; each driver's `Config` extends this."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN or infinity in a config is a typo or a templating accident, never a setting: refused for every key
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Identifier = Field(description="unique sensor name within the station, e.g. soil_co2_10cm")
     driver: str = Field(description="driver name as registered under the sinkwatch.drivers entry point")
     interval_s: float = Field(
-        default=10.0, ge=0, le=86400, description="polling interval in seconds; 0 polls back to back (benchmarks)"
+        default=10.0, gt=0, le=86400, description="polling interval in seconds (> 0; shorter than a poll takes: polled "
+                                                  "back to back, the slots it cannot keep counted as missed)"
     )
 
 

@@ -6,6 +6,7 @@ then the whole entry against the named driver's own `Config` model, so an error 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MqttConfig(_Strict):
@@ -59,8 +60,9 @@ class FluxConfig(_Strict):
         default=None, description="name of the gas analyzer in `sensors`; omit for an IRGASON (gases from the sonic "
                                   "sensor) or a sonic alone (H, TAU, USTAR only)")
     averaging_min: float | None = Field(
-        default=None, description="averaging period in minutes (default: the settings' avrg_len, 30); must divide "
-                                  "the 30-min archive file into whole seconds, at least 0.5 (e.g. 1, 5, 10, 30)")
+        default=None, gt=0,
+        description="averaging period in minutes (default: the settings' avrg_len, 30); must divide the 30-min archive "
+                    "file into whole seconds, at least 0.5 (e.g. 1, 5, 10, 30)")
     metadata: dict[str, Any] | Path = Field(
         default_factory=dict, description="site facts: inline keys of docs/flux-ec.md (altitude and latitude "
                                           "required; canopy_height, analyzer separations, ...) or a path to a YAML or "
@@ -152,9 +154,41 @@ def parse_station_config(data: dict[str, Any], source: Path | str = "<config>") 
     return config
 
 
+def device_path_of(config: SensorConfig) -> str | None:
+    """The serial device a sensor opens (its line's port, or a stream instrument's `port`); None for TCP."""
+    settings = serial_settings_of(config)
+    port = settings.port if settings is not None else getattr(config, "port", None)
+    if not isinstance(port, str) or "://" in port:
+        return None
+    return port
+
+
+def check_device_paths(sensors: list[tuple[type[Driver], SensorConfig]], source: Path | str) -> None:
+    """One serial device, one spelling. `/dev/ttyUSB0`, a `/dev/serial/by-id/...` link to it, `/dev//ttyUSB0` or
+    `/dev/x/../ttyUSB0` all open the same adapter; spelled two ways they would get two line owners (two masters
+    colliding on the wire) and would escape the shared-line checks (format, addresses). Links are resolved as
+    they are now, so a config validated on the station itself catches a by-id name of the same adapter."""
+    spelled: dict[str, tuple[int, str]] = {}
+    for index, (_driver_class, config) in enumerate(sensors):
+        port = device_path_of(config)
+        if port is None:
+            continue
+        device = os.path.realpath(port)
+        if device in spelled and spelled[device][1] != port:
+            other_index, other_port = spelled[device]
+            raise ConfigError(
+                f"{source}: invalid configuration\n  sensors[{index}].port: sensors[{other_index}] "
+                f"({sensors[other_index][1].name}) uses {other_port} and sensors[{index}] ({config.name}) uses "
+                f"{port}, which is the same device ({device}); spell the port the same way for every sensor on "
+                "it (preferably its /dev/serial/by-id/ name, which survives replugging)"
+            )
+        spelled.setdefault(device, (index, port))
+
+
 def check_serial_lines(sensors: list[tuple[type[Driver], SensorConfig]], source: Path | str) -> None:
     """Devices sharing a `port` are one RS-485 line: one character format, distinct addresses, drivers that can
     share. Raises ConfigError naming both sensors and every conflicting key."""
+    check_device_paths(sensors, source)
     first_on: dict[str, tuple[int, SensorConfig, SerialSettings]] = {}
     addresses: dict[tuple[str, int], int] = {}
     for index, (driver_class, config) in enumerate(sensors):

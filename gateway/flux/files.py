@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
 
 import numpy as np
-import yaml
 from pydantic import ValidationError
 
-from gateway.configfile import ConfigError, describe_validation_error
+from gateway.configfile import ConfigError, describe_validation_error, load_yaml
 from gateway.flux.ec.engine import PlanarFitSetup
 from gateway.flux.ec.period import RawPeriod
 from gateway.flux.ec.planarfit import parse_eddypro_planar_fit
@@ -163,10 +162,7 @@ def _read_text(path: Path) -> str:
 
 
 def _yaml_mapping(path: Path, text: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = load_yaml(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return data

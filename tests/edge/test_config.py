@@ -91,3 +91,51 @@ def test_cli_validate_accepts_the_driver_sample_inside_a_station(tmp_path: Path)
     result = CliRunner().invoke(app, ["validate", "-c", str(path)])
     assert result.exit_code == 0, result.output
     assert "1 sensors" in result.output
+
+
+def test_a_duplicate_key_is_refused_with_file_line_and_key(tmp_path: Path) -> None:
+    text = ("site: hainich\nstation: tower01\nbuffer:\n  path: /var/lib/sinkwatch/b.sqlite\nsensors:\n"
+            "  - name: co2_a\n    driver: gmp252\n    port: /dev/ttyUSB0\n    address: 1\n    address: 2\n")
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"{path}: duplicate key at line 10")
+    assert "'address' appears twice" in message and "first at line 9" in message
+
+
+@pytest.mark.parametrize("interval", [0, -1, float("nan"), float("inf")])
+def test_a_polling_interval_must_be_a_positive_number(tmp_path: Path, interval: float) -> None:
+    path = write(tmp_path, with_changes(sensors=[{"name": "co2_a", "driver": "gmp252", "port": "/dev/ttyUSB0",
+                                                  "interval_s": interval}]))
+    with pytest.raises(ConfigError, match=r"sensors\[0\]\.interval_s: Input should be"):
+        load_station_config(path)
+
+
+@pytest.mark.parametrize("spelling", ["by-id/usb-FTDI_FT232R_A9XK1-if00-port0", "/ttyUSB0", "by-id/../ttyUSB0"])
+def test_one_port_spelled_two_ways_is_refused(tmp_path: Path, spelling: str) -> None:
+    # a stand-in for /dev: the adapter's node and its by-id link
+    dev = tmp_path / "dev"
+    (dev / "by-id").mkdir(parents=True)
+    (dev / "ttyUSB0").touch()
+    (dev / "by-id" / "usb-FTDI_FT232R_A9XK1-if00-port0").symlink_to(dev / "ttyUSB0")
+    other = f"{dev}/{spelling}"  # "/ttyUSB0" makes dev//ttyUSB0
+    sensors = [{"name": "co2_a", "driver": "gmp252", "port": str(dev / "ttyUSB0"), "address": 1},
+               {"name": "co2_b", "driver": "gmp252", "port": other, "address": 1}]
+
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(write(tmp_path, with_changes(sensors=sensors)))
+
+    message = str(caught.value)
+    assert "sensors[1].port: sensors[0] (co2_a)" in message
+    assert f"which is the same device ({dev / 'ttyUSB0'})" in message
+    assert "spell the port the same way" in message
+
+
+def test_one_port_spelled_one_way_is_one_line_with_its_checks(tmp_path: Path) -> None:
+    sensors = [{"name": "co2_a", "driver": "gmp252", "port": "/dev/ttyUSB0", "address": 1},
+               {"name": "co2_b", "driver": "gmp252", "port": "/dev/ttyUSB0", "address": 1}]
+    with pytest.raises(ConfigError, match="both use address 1 on /dev/ttyUSB0"):
+        load_station_config(write(tmp_path, with_changes(sensors=sensors)))

@@ -62,7 +62,8 @@ def unit_kind(variable: str, measure_type: str | None) -> str:
 
 
 class ConfigModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN or infinity in a settings file is never a setting; EddyPro's own files use -9999 for "not set"
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ColumnSpec(ConfigModel):
