@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, from Debian, what the tests need beyond Python: the real services they start privately (they never
 # use a running system service) — Mosquitto, InfluxDB 1.x, socat (pseudo-terminal pairs), mbpoll (a third-party
-# Modbus master) — and the ATmega328P toolchain plus simavr for firmware_bridge (built and emulated in the tests).
+# Modbus master) — and the ATmega328P toolchain plus simavr for firmware_bridge (built and emulated in the tests);
+# for the site carbon report: poppler-utils (pdftoppm, pdftotext, pdfinfo read the PDF back) and chromium (opens the
+# HTML page headless).
 # Installs only what is missing.
 set -euo pipefail
 need=()
@@ -15,8 +17,10 @@ command -v simavr >/dev/null 2>&1 || need+=(simavr)
 [ -f /usr/include/simavr/sim_avr.h ] || need+=(libsimavr-dev)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
-    echo "test dependencies present: mosquitto, influxd, socat, mbpoll, avr-gcc, avr-libc, simavr"
+    echo "test dependencies present: mosquitto, influxd, socat, mbpoll, avr-gcc, avr-libc, simavr, poppler-utils, chromium"
     exit 0
 fi
 sudo=""

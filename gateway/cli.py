@@ -20,6 +20,7 @@ from gateway.edge.cli import live
 from gateway.flux.budget_cli import budget as flux_budget
 from gateway.flux.cli import app as flux_app
 from gateway.probe import app as probe_app
+from gateway.report_cli import report as site_report
 
 app = typer.Typer(
     help="sinkwatch: continuous, traceable forest carbon-sink measurement.",
@@ -33,6 +34,7 @@ flux_app.command("budget")(flux_budget)
 app.add_typer(flux_app, name="flux")
 app.add_typer(probe_app, name="probe")
 app.command(name="live")(live)  # `sinkwatch live -c station.yaml`, the same as `sinkwatch station live`
+app.command(name="report")(site_report)  # matplotlib is imported only when a report is rendered
 
 
 @app.command()
