@@ -1,10 +1,11 @@
 """The report's plots (matplotlib, object API: no pyplot, no GUI backend, no global state).
 
 Each function takes the :class:`~gateway.report.summary.ReportSummary` and returns a ``Figure`` on an A4
-landscape page, or None when the component was not measured (the renderers then say "not measured"). Dense artists
-(the fingerprint image, soil scatter of a year of half hours) are rasterised inside the vector output when
-``rasterize`` is True: a year of half-hourly points as vector paths makes a slow, heavy PDF and SVG (bench/report.py
-measures the difference).
+landscape page, or None when the component was not measured (the renderers then say "not measured"). With
+``rasterize`` True (the default), dense artists (the fingerprint image, a year of soil points, dendrometer curves at
+10 min) are rasterised inside the vector output and the cumulative NEE curve is drawn through at most
+:data:`MAX_POINTS` of its records (always including the last): a year of half hours as vector paths makes a slow,
+heavy PDF and SVG (bench/report.py measures the difference).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from gateway.report.summary import ReportSummary, fmt
 __all__ = ["FIGURES", "PAGE_SIZE_IN", "RC", "build_figures", "report_style"]
 
 PAGE_SIZE_IN = (11.69, 8.27)
+MAX_POINTS = 2000
+"""Vertices of a vector curve at most (a curve with more is thinned or rasterised)."""
 RC: dict[str, Any] = {
     "font.size": 10,
     "axes.titlesize": 11,
@@ -67,12 +70,17 @@ def cumulative_nee(s: ReportSummary, rasterize: bool = True) -> Figure | None:
     start = datetime(year, 1, 1, tzinfo=UTC).timestamp()
     fig = _page(f"Cumulative NEE {year}")
     ax = fig.add_subplot()
-    d = _days(c.time_s, start)
-    ax.fill_between(d, c.nee - c.band, c.nee + c.band, color="tab:green", alpha=0.25, linewidth=0,
+    # at most MAX_POINTS vertices per curve, always ending with the last record: a page is ~1000 px wide, and the
+    # year's 17 520 half hours as three vector paths make most of the HTML's size (bench/report.py)
+    every = max(1, -(-c.nee.size // MAX_POINTS)) if rasterize else 1
+    pick = np.arange(c.nee.size - 1, -1, -every)[::-1]
+    d = _days(c.time_s[pick], start)
+    nee, band = c.nee[pick], c.band[pick]
+    ax.fill_between(d, nee - band, nee + band, color="tab:green", alpha=0.25, linewidth=0,
                     label=f"± 1 σ ({c.terms})")
-    ax.fill_between(d, c.nee - 2 * c.band, c.nee + 2 * c.band, color="tab:green", alpha=0.12, linewidth=0,
+    ax.fill_between(d, nee - 2 * band, nee + 2 * band, color="tab:green", alpha=0.12, linewidth=0,
                     label="± 2 σ")
-    ax.plot(d, c.nee, color="darkgreen", linewidth=1.5, label="NEE_F")
+    ax.plot(d, nee, color="darkgreen", linewidth=1.5, label="NEE_F")
     ax.axhline(0, color="black", linewidth=0.8)
     _month_ticks(ax, year)
     ax.set_xlim(0, d[-1] if d.size else 365)
@@ -174,7 +182,7 @@ def soil_vs_temperature(s: ReportSummary, rasterize: bool = True) -> Figure | No
                 ax.plot(tt, lloyd_taylor(tt, res.r10, res.e0), color=colour, linewidth=2,
                         label=f"Lloyd–Taylor: R10 {res.r10:.2f}, E0 {res.e0:.0f} K")
         line = ax_t.plot(_days(ser.time_s, year_start), ser.flux, color=colour, linewidth=0.6, label=ser.name)[0]
-        line.set_rasterized(rasterize and ser.time_s.size > 5000)
+        line.set_rasterized(rasterize and ser.time_s.size > MAX_POINTS)
     ax.set_xlabel("soil temperature (°C)")
     ax.set_ylabel("soil CO2 efflux (µmol m-2 s-1)")
     ax.legend(loc="upper left", fontsize=8)
@@ -195,8 +203,9 @@ def stems(s: ReportSummary, rasterize: bool = True) -> Figure | None:
     for k, st in enumerate(s.data.stems):
         d = _days(st.time_s, year_start)
         label = st.tree + (f" ({st.species})" if st.species else "")
-        ax_g.plot(d, st.gro_um, color=f"C{k}", linewidth=1, label=label)
-        ax_w.plot(d, st.twd_um, color=f"C{k}", linewidth=0.6)
+        dense = rasterize and d.size > MAX_POINTS
+        ax_g.plot(d, st.gro_um, color=f"C{k}", linewidth=1, label=label)[0].set_rasterized(dense)
+        ax_w.plot(d, st.twd_um, color=f"C{k}", linewidth=0.6)[0].set_rasterized(dense)
     ax_g.set_ylabel(f"GRO (µm, {s.data.stems[0].quantity})")
     ax_g.legend(loc="upper left", fontsize=8, ncols=2)
     ax_g.set_title("zero-growth concept (Zweifel et al. 2016)")
