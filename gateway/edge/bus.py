@@ -13,6 +13,13 @@ device's timeouts are line time nobody else can use, so a failing device is trie
 while the healthy devices keep their slots.
 
 The line itself is the driver API's `RtuSerialLine`, so a driver that is not on a bus can open the same kind of line.
+
+Clock steps: a driver stamps its readings with the gateway's wall clock when the reply arrives. Each SensorRunner
+watches that clock through its own `gateway.clock.ClockMapper` (the same step detection as the stream runners,
+one mechanism), checked after every poll. The readings of the first successful poll after a step are flagged
+(qc SUSPECT, `clock_synced` False, the step in `qc_reason`), as a stream flags the summary interval the step falls
+into; after a backward step, so is every later reading stamped no later than the latest one sent before the step,
+because its time is ambiguous against those. A device's own clock (`time_source` device) is not affected.
 """
 
 from __future__ import annotations
@@ -25,14 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gateway.clock import ClockMapper, ClockStep
 from gateway.driver_api import DeviceError, Driver, RtuSerialLine, SensorConfig, SerialSettings
-from gateway.model import Reading, utc_now
+from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 
 log = logging.getLogger("sinkwatch.edge")
 
 MAX_RETRY_BACKOFF_S = 60.0
-# Backoff base for sensors polled back to back (interval 0), where the interval cannot be the base.
-CONTINUOUS_BACKOFF_BASE_S = 0.1
 # --- one device and its health ----------------------------------------------------------------------------------
 
 
@@ -48,16 +54,24 @@ class SensorHealth:
     consecutive_failures: int = 0
     last_error: str | None = None
     last_ok: datetime | None = None
+    clock_steps: int = 0
+    readings_flagged_for_clock: int = 0
 
 
 class SensorRunner:
     """One configured sensor: its driver instance, whether it is open, and its health."""
 
-    def __init__(self, driver_class: type[Driver], config: SensorConfig, station: str) -> None:
+    def __init__(self, driver_class: type[Driver], config: SensorConfig, station: str, *,
+                 clock: ClockMapper | None = None) -> None:
         self.config = config
         self.driver = driver_class(config, station=station)
         self.is_open = False
         self.health = SensorHealth(name=config.name, driver=config.driver)
+        self.clock = clock or ClockMapper()
+        self._steps: list[ClockStep] = []  # detected, not yet flagged on a reading
+        self._latest_sent: datetime | None = None
+        self._overlap_until: datetime | None = None  # after a backward step: the latest time sent before it
+        self._overlap_step: ClockStep | None = None
 
     def poll(self) -> list[Reading]:
         self.health.polls += 1
@@ -74,6 +88,9 @@ class SensorRunner:
             self._failed("driver_bug", f"{type(exc).__name__}: {exc}")
             self._close_quietly()
             return []
+        finally:
+            self._watch_clock()
+        readings = self._flag_for_clock(readings)
         self.health.readings += len(readings)
         self.health.last_ok = utc_now()
         if self.health.available is not True:
@@ -83,6 +100,42 @@ class SensorRunner:
             self.health.available = True
         self.health.consecutive_failures = 0
         return readings
+
+    def _watch_clock(self) -> None:
+        step = self.clock.resync(force=True)
+        if step is None:
+            return
+        self.health.clock_steps += 1
+        self._steps.append(step)
+        if step.size_s < 0 and self._latest_sent is not None:
+            latest = self._latest_sent if self._overlap_until is None else max(self._overlap_until, self._latest_sent)
+            self._overlap_until, self._overlap_step = latest, step
+        log.warning("sensor %s: %s; the next readings are flagged", self.config.name, step.describe())
+
+    def _flag_for_clock(self, readings: list[Reading]) -> list[Reading]:
+        """Readings stamped across a clock step (this poll) or into times already sent (after a step back)."""
+        if not readings:
+            return readings
+        steps, self._steps = self._steps, []
+        flagged: list[Reading] = []
+        for reading in readings:
+            if reading.time_source is TimeSource.DEVICE:
+                flagged.append(reading)
+                continue
+            reasons = [step.describe() for step in steps]
+            if self._overlap_until is not None and reading.time <= self._overlap_until:
+                assert self._overlap_step is not None
+                reasons.append(f"time overlaps readings sent before the {self._overlap_step.describe()}")
+            why = "; ".join(reasons)
+            if why:
+                reading = _flag(reading, why)
+                self.health.readings_flagged_for_clock += 1
+            flagged.append(reading)
+        latest = max(r.time for r in readings)
+        self._latest_sent = latest if self._latest_sent is None else max(self._latest_sent, latest)
+        if self._overlap_until is not None and self._latest_sent > self._overlap_until:
+            self._overlap_until = self._overlap_step = None  # caught up: times are new again
+        return flagged
 
     def _failed(self, kind: str, message: str) -> None:
         self.health.errors[kind] = self.health.errors.get(kind, 0) + 1
@@ -98,8 +151,7 @@ class SensorRunner:
         failures = self.health.consecutive_failures
         if failures == 0:
             return interval
-        base = interval or CONTINUOUS_BACKOFF_BASE_S
-        return min(base * 2 ** min(failures - 1, 30), max(base, MAX_RETRY_BACKOFF_S))
+        return min(interval * 2 ** min(failures - 1, 30), max(interval, MAX_RETRY_BACKOFF_S))
 
     def _close_quietly(self) -> None:
         try:
@@ -116,11 +168,18 @@ class SensorRunner:
 # --- scheduling -----------------------------------------------------------------------------------------------
 
 
+def _flag(reading: Reading, why: str) -> Reading:
+    """SUSPECT (or worse, as it was), unsynchronised, with `why` added to the reason; MISSING stays MISSING."""
+    qc = reading.qc if reading.qc in (QualityFlag.BAD, QualityFlag.MISSING) else QualityFlag.SUSPECT
+    reason = "; ".join(filter(None, [reading.qc_reason, why]))[:200]
+    return reading.model_copy(update={"qc": qc, "clock_synced": False, "qc_reason": reason})
+
+
 class PollScheduler:
     """Polls a group of runners one at a time, each at start + k·interval on the monotonic clock.
 
-    A late poll does not push later slots back; slots missed entirely are counted, not queued. Interval 0 polls
-    back to back (round robin among such sensors). A failing sensor waits `retry_delay()` instead.
+    A late poll does not push later slots back; slots missed entirely are counted, not queued (an interval shorter
+    than a poll polls back to back). A failing sensor waits `retry_delay()` instead.
     """
 
     def __init__(self, runners: list[SensorRunner], store: Callable[[list[Reading]], None]) -> None:
@@ -148,7 +207,7 @@ class PollScheduler:
             interval = runner.config.interval_s
             next_due = when + runner.retry_delay()
             if next_due <= now:
-                if interval > 0 and runner.health.consecutive_failures == 0:
+                if runner.health.consecutive_failures == 0:
                     skipped = int((now - next_due) // interval) + 1
                     runner.health.missed_slots += skipped
                     next_due += skipped * interval

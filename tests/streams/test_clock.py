@@ -94,3 +94,25 @@ def test_a_clock_step_flags_the_summary_and_closes_the_archive_file(tmp_path: Pa
     assert flagged and flagged[0].clock_synced is False and flagged[0].qc is QualityFlag.SUSPECT
     assert flagged[0].qc_reason is not None and "stepped +5" in flagged[0].qc_reason
     assert len(harness.closed) >= 2  # one file before the step, one after
+
+
+@pytest.mark.integration
+def test_after_a_backward_step_no_summary_interval_is_sent_twice(tmp_path: Path) -> None:
+    import time
+
+    offset = [0.0]
+    clock = ClockMapper(realtime=lambda: time.time() + offset[0], synced=lambda: True, resync_interval_s=0.1)
+    with CSAT3BSimulator("tcp://127.0.0.1:0", frequency_hz=50) as sim, \
+            RunnerHarness(CSAT3BDriver, CSAT3BConfig(name="csat", port=sim.tcp_endpoint, frequency_hz=50),
+                          tmp_path / "raw", summary_interval_s=1, clock=clock) as harness:
+        wait_for(lambda: harness.runner.health.summaries >= 2, what="two complete summaries")
+        offset[0] = -2.5  # back over the intervals just sent
+        wait_for(lambda: harness.runner.health.clock_steps == 1, what="the step noticed")
+        sent = harness.runner.health.summaries
+        wait_for(lambda: harness.runner.health.summaries >= sent + 3, what="summaries after the step")
+    ends = [r.time for r in harness.readings if r.variable == "U"]
+    assert ends == sorted(set(ends)), "an interval end was summarised twice or out of order"
+    after_step = [r for r in harness.readings if r.variable == "U" and "stepped -2.5" in (r.qc_reason or "")]
+    assert after_step and after_step[0].qc is QualityFlag.SUSPECT and after_step[0].clock_synced is False
+    assert any("already sent (clock stepped back)" in (r.qc_reason or "") for r in harness.readings
+               if r.variable == "U")

@@ -20,7 +20,7 @@ from typing import Literal
 
 import serial
 
-from gateway.clock import ClockMapper
+from gateway.clock import ClockMapper, ClockStep
 from gateway.driver_api import NOT_DATA, BadRecord, StreamConfig, StreamDriver
 from gateway.edge.streams.archiving import StreamArchive
 from gateway.edge.streams.summaries import IntervalSummary, summary_readings
@@ -102,6 +102,8 @@ class StreamRunner:
                                       driver_class=driver_class, driver=self.driver, clock=self.clock,
                                       on_closed=self._archive_closed)
         self._summary: IntervalSummary | None = None
+        self._sent_until: float | None = None  # end of the latest summary sent: no interval before it reopens
+        self._pending_steps: list[ClockStep] = []
         self._bad_logged: set[str] = set()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -205,10 +207,22 @@ class StreamRunner:
         self.health.last_frame_utc = utc
 
     def _record(self, values: tuple[float | None, ...], utc: float, mono: float) -> None:
+        start = self._interval_start(utc)
+        # A summary is final once sent: a frame stamped inside an interval already sent (the clock stepped back)
+        # is counted in the first interval not sent yet, which is flagged for it, instead of reopening the old one
+        # under the same identity (sensor, variable, interval end).
+        restamped = self._sent_until is not None and start < self._sent_until
+        if restamped:
+            assert self._sent_until is not None
+            start = self._sent_until
         summary = self._summary
-        if summary is None or utc >= summary.start + self.settings.summary_interval_s or utc < summary.start:
+        if summary is None or start != summary.start:
             self._close_summary(mono)
-            summary = self._summary = IntervalSummary(len(values), self._interval_start(utc))
+            summary = self._summary = IntervalSummary(len(values), start)
+            summary.steps.extend(self._pending_steps)
+            self._pending_steps.clear()
+        if restamped:
+            summary.restamped += 1
         summary.add(values, mono, self._u, self._v)
         self._archive.write(utc, values)
 
@@ -243,6 +257,8 @@ class StreamRunner:
                         self.config.name, step.describe())
             if self._summary is not None:
                 self._summary.steps.append(step)
+            else:
+                self._pending_steps.append(step)  # flags the next interval, whose frames follow the step
             self._archive.clock_step(step)
         summary = self._summary
         if summary is not None and self.clock.to_utc(mono) >= summary.start + self.settings.summary_interval_s + 0.5:
@@ -259,8 +275,10 @@ class StreamRunner:
         if summary is None or summary.frames == 0 or self.settings.uplink == "none":
             return
         end = summary.start + self.settings.summary_interval_s
-        if final:
-            end = min(end, self.clock.to_utc(mono))
+        now = self.clock.to_utc(mono)
+        if final and now > summary.start:
+            end = min(end, now)  # stopping: the interval ends now (not while catching up after a step back)
+        self._sent_until = end if self._sent_until is None else max(self._sent_until, end)
         readings = summary_readings(
             summary, station=self.station, sensor=self.config.name, columns=self.columns, end=end,
             clock_synced=self.clock.state.synced, interval_s=self.settings.summary_interval_s,

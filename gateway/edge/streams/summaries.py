@@ -5,6 +5,10 @@ instrument has U and V, as `Reading`s stamped at the interval's end (AmeriFlux T
 An interval is flagged (qc SUSPECT, `clock_synced` False, with the reason) when the system clock stepped inside it,
 and SUSPECT when the instrument's output rate differs from its configured `frequency_hz` by more than
 `rate_tolerance` (a drifting instrument clock); dropped records are named in `qc_reason` and only reduce the counts.
+
+A summary is final once sent (its identity is sensor + variable + interval end, `docs/architecture.md`): after the
+clock steps back, frames stamped inside an interval already sent are counted in the first interval not yet sent
+(`restamped`), which is flagged SUSPECT and says so, so no interval is ever summarised twice.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class IntervalSummary:
         self.last_mono = 0.0
         self.steps: list[ClockStep] = []
         self.bad: Counter[str] = Counter()
+        self.restamped = 0  # frames stamped before `start`, in an interval already sent (the clock stepped back)
 
     def add(self, values: tuple[float | None, ...], mono: float, u_index: int | None, v_index: int | None) -> None:
         self.frames += 1
@@ -87,7 +92,7 @@ def summary_readings(
 ) -> list[Reading]:
     """The readings of one closed interval ending at `end` (UTC seconds); `clock_synced` is the kernel's sync state
     when it closed (module doc for the flags)."""
-    synced = clock_synced and not summary.steps
+    synced = clock_synced and not summary.steps and not summary.restamped
     reasons: list[str] = [s.describe() for s in summary.steps]
     if not clock_synced:
         reasons.append("system clock not synchronised")
@@ -100,10 +105,13 @@ def summary_readings(
             rate_problem = True
             reasons.append(f"output rate {rate:.2f} Hz is {deviation:+.1%} off the configured "
                            f"{frequency_hz:g} Hz (instrument clock drift?)")
+    if summary.restamped:
+        reasons.append(f"{summary.restamped} records stamped in intervals already sent (clock stepped back) "
+                       "are counted here")
     if summary.bad:
         reasons.append("dropped " + ", ".join(f"{n} {r}" for r, n in sorted(summary.bad.items())))
     # a clock step or a wrong output rate makes the values suspect; dropped records only reduce the counts
-    flag = QualityFlag.SUSPECT if (summary.steps or rate_problem) else QualityFlag.GOOD
+    flag = QualityFlag.SUSPECT if (summary.steps or rate_problem or summary.restamped) else QualityFlag.GOOD
     reason = "; ".join(reasons)[:200] or None
     time_ = datetime.fromtimestamp(end, UTC)
     readings: list[Reading] = []
