@@ -155,9 +155,15 @@ def ustar_distribution(s: ReportSummary, rasterize: bool = True) -> Figure | Non
         ax.set_title("moving-point test (Papale et al. 2006) with bootstrap")
     else:
         ax.axis("off")
-        text = (f"u* threshold given: {u.threshold:.3f} m s-1 (not estimated from the data: no distribution)"
-                if u.mode == "value" else "no u* filtering in the budget (NEE taken as already filtered): "
-                                          "threshold distribution not estimated")
+        if u.mode == "value":
+            text = f"u* threshold given: {u.threshold:.3f} m s-1 (not estimated from the data: no distribution)"
+        elif u.mode == "none":
+            text = ("no u* filtering in the budget (NEE taken as already filtered): threshold distribution not "
+                    "estimated")
+        else:
+            spread = ", ".join(f"p{q:02.0f} {v:.3f}" for q, v in sorted(u.percentiles.items()))
+            text = (f"u* threshold {u.threshold:.3f} m s-1 (moving-point test with bootstrap); the bootstrap draws "
+                    "are not among the inputs" + (f": percentiles {spread} m s-1" if spread else ""))
         ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12, wrap=True)
     return fig
 

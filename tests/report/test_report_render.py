@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,32 @@ def test_bad_input_exits_2_naming_the_problem(made: dict[str, Path], tmp_path: P
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_without_draws_the_ustar_page_gives_the_percentiles(made: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "nodraws"
+    result = runner.invoke(app, ["report", "--budget", str(made["hh"]), "--annual", str(made["yy"]), "--site", "SYN",
+                                 "--out-dir", str(out), "--format", "pdf"])
+    assert result.exit_code == 0, result.output
+    annual = _annual_csv(made["yy"])
+    page = pdftools.text(out / "SYN_2021_carbon_report.pdf", 5)
+    assert "draws are not among the inputs" in page
+    assert f"p95 {annual['USTAR_THRESHOLD_P95']:.3f}" in page
+    assert "no u* filtering" not in page
+
+
+def test_the_command_needs_no_matplotlib_until_it_renders(made: dict[str, Path], tmp_path: Path) -> None:
+    def run(budget: Path) -> str:
+        probe = ("import sys; import gateway.cli; assert 'matplotlib' not in sys.modules, 'imported at start'; "
+                 "sys.modules['matplotlib'] = None; from typer.testing import CliRunner; "
+                 f"r = CliRunner().invoke(gateway.cli.app, ['report', '--budget', {str(budget)!r}, "
+                 f"'--site', 'S', '--out-dir', {str(tmp_path / 'out')!r}]); print(r.exit_code, r.output)")
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    bad = run(tmp_path / "none.csv")
+    assert bad.startswith("2 ") and "cannot read the budget file" in bad  # the input is checked first
+    good = run(made["hh"])
+    assert good.startswith("1 ") and "pip install 'sinkwatch[report]'" in good
