@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test deps venv lint unit demo
+.PHONY: test deps venv lint unit demo lock
 
 # Install what the tests need (Debian's mosquitto, influxdb, socat, mbpoll; the Python test extras), then run the
 # linters and the whole suite, integration tests included.
@@ -16,7 +16,7 @@ deps:
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -c requirements/ci.lock
 
 lint:
 	$(BIN)/ruff check .
@@ -29,3 +29,11 @@ unit: venv
 
 demo: venv
 	$(BIN)/sinkwatch demo --duration 30
+
+# Regenerate requirements/ci.lock (every package the test extra resolves to, pinned) after changing dependencies in
+# pyproject.toml; uv runs from a throwaway venv and is not a dependency of the project.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet uv==0.13.8
+	.lock-venv/bin/uv pip compile pyproject.toml --extra test --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -o requirements/ci.lock
+	rm -rf .lock-venv

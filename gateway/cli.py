@@ -17,6 +17,7 @@ from gateway.central.cli import flux_recompute
 from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
 from gateway.edge.cli import app as station_app
 from gateway.edge.cli import live
+from gateway.extras import MissingExtra, require_extra
 from gateway.flux.budget_cli import budget as flux_budget
 from gateway.flux.cli import app as flux_app
 from gateway.probe import app as probe_app
@@ -56,6 +57,11 @@ def demo(
     interval: Annotated[float, typer.Option(help="probe polling interval in seconds", min=0.1)] = 1.0,
 ) -> None:
     """Run the whole chain on this machine: simulated probe, station, broker, central service and HTTP API."""
+    try:
+        require_extra("demo", "sinkwatch demo")
+    except MissingExtra as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     from gateway.demo import run_demo
     from gateway.logs import setup_logging
 

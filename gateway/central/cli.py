@@ -9,10 +9,20 @@ import typer
 
 from gateway.central.config import SAMPLE_CONFIG_PATH, load_central_config
 from gateway.configfile import ConfigError
+from gateway.extras import MissingExtra, require_extra
 from gateway.logs import setup_logging
 
 app = typer.Typer(help="Central service: ingest readings from MQTT into storage and serve them over HTTP.",
                   no_args_is_help=True)
+
+
+def _require_central(command: str) -> None:
+    """Stop with the install line to run when this host lacks the central service's packages."""
+    try:
+        require_extra("central", command)
+    except MissingExtra as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -21,6 +31,7 @@ def serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log debug messages")] = False,
 ) -> None:
     """Run the ingestor and the HTTP API until Ctrl-C / SIGTERM."""
+    _require_central("sinkwatch central serve")
     try:
         settings = load_central_config(config)
     except ConfigError as exc:
@@ -54,6 +65,7 @@ def openapi() -> None:
     """Print the HTTP API's OpenAPI document (docs/openapi.json is this output)."""
     import json
 
+    _require_central("sinkwatch central openapi")
     typer.echo(json.dumps(openapi_document(), indent=2, sort_keys=True))
 
 
@@ -79,6 +91,7 @@ def flux_recompute(
 ) -> None:
     """Reprocess a station's fluxes centrally from its archived raw files; results go to the central store with
     their engine version and settings hash (results of other settings stay)."""
+    _require_central("sinkwatch flux recompute")
     from gateway.central.params import ParameterError, parse_timestamp
     from gateway.central.rawstore import RAW_DIR, RawArchive
     from gateway.central.recompute import RecomputeError, find_sensors

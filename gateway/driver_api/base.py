@@ -94,7 +94,11 @@ def load_driver(name: str) -> type[Driver]:
     found = entry_points(group=DRIVER_ENTRY_POINT_GROUP)
     for entry in found:
         if entry.name == name:
-            driver_class: type[Driver] = entry.load()
+            try:
+                driver_class: type[Driver] = entry.load()
+            except ImportError as exc:  # a driver's own package (pymodbus, ...) comes with the station extra
+                raise KeyError(f"driver {name!r} cannot be loaded ({exc}); install the station's packages: "
+                               "pip install 'sinkwatch[station]'") from None
             return driver_class
     known = ", ".join(sorted(e.name for e in found)) or "none (is sinkwatch installed?)"
     raise KeyError(f"unknown driver {name!r}; known drivers: {known}")
