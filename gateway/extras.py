@@ -1,7 +1,8 @@
 """The optional parts of an install (the extras of pyproject.toml) and a clear message when a command needs one that
 is missing.
 
-A station installs `sinkwatch[station]`, the central host `sinkwatch[central]`, a trial machine `sinkwatch[demo]`;
+A station installs `sinkwatch[station]`, the central host `sinkwatch[central]`, a trial machine `sinkwatch[demo]`,
+whoever renders site reports `sinkwatch[report]`;
 the base install holds what every role needs. A command that needs an extra calls `require_extra` before importing
 anything from it, so it fails with the `pip install` line to run instead of an ImportError traceback.
 `tests/test_packaging.py` checks that these module lists match the extras in pyproject.toml.
@@ -16,6 +17,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "station": ("pymodbus",),
     "central": ("fastapi", "uvicorn", "influxdb_client", "httpx"),
     "demo": ("pymodbus", "fastapi", "uvicorn", "influxdb_client", "httpx", "amqtt"),
+    "report": ("matplotlib",),
 }
 
 
