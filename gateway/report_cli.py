@@ -2,8 +2,8 @@
 
 Glue only: the data object is built by `gateway.report.files` (from files; a store-based builder will take
 ``--station``/``--year``/``-c``), rendered by `gateway.report.html` and `gateway.report.pdf`. Exit 0 with the files
-written; exit 2 when the inputs cannot make a report (the message names the file, column or row and the fix);
-exit 1 when the renderer is not installed.
+written; exit 2 when the inputs cannot make a report (the message names the file, column or row and the fix) or
+the renderer is not installed (the message gives the `pip install` line of the report extra, `gateway.extras`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from gateway.extras import MissingExtra, require_extra
 
 
 class ReportFormat(StrEnum):
@@ -59,13 +61,13 @@ def report(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        from gateway.report.html import write_html
-        from gateway.report.pdf import write_pdf
-    except ModuleNotFoundError as exc:
-        typer.echo(f"error: the report renderer needs {exc.name}; install it with pip install 'sinkwatch[report]'",
-                   err=True)
-        raise typer.Exit(1) from None
+        require_extra("report", "sinkwatch report")
+    except MissingExtra as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     from gateway.report.figures import build_figures, report_style
+    from gateway.report.html import write_html
+    from gateway.report.pdf import write_pdf
     from gateway.report.summary import ReportSummary
 
     out_dir.mkdir(parents=True, exist_ok=True)

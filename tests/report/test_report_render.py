@@ -203,4 +203,4 @@ def test_the_command_needs_no_matplotlib_until_it_renders(made: dict[str, Path],
     bad = run(tmp_path / "none.csv")
     assert bad.startswith("2 ") and "cannot read the budget file" in bad  # the input is checked first
     good = run(made["hh"])
-    assert good.startswith("1 ") and "pip install 'sinkwatch[report]'" in good
+    assert good.startswith("2 ") and "sinkwatch report needs" in good and "pip install 'sinkwatch[report]'" in good
