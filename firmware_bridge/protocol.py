@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TypeVar
 
 PROTOCOL_VERSION = 1
 MAX_BODY = 120
@@ -230,6 +231,17 @@ def _need(body: bytes, size: int, what: str, exact: bool = True) -> None:
         raise ProtocolError("length", f"{what}: body of {len(body)} bytes, expected {'' if exact else '>= '}{size}")
 
 
+_E = TypeVar("_E", bound=IntEnum)
+
+
+def _enum(kind: type[_E], value: int, what: str) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        known = ", ".join(f"{m.value} {m.name}" for m in kind)
+        raise ProtocolError("value", f"unknown {what} {value} (known: {known})") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     board_id: str
@@ -251,7 +263,7 @@ class Identity:
         board_id = body[:8].rstrip(b"\x00").decode("ascii", "replace")
         boot_id, count = struct.unpack_from("<HB", body, 12)
         _need(body, 15 + 2 * count, "identify reply")
-        channels = tuple((body[15 + 2 * i], ChannelKind(body[16 + 2 * i])) for i in range(count))
+        channels = tuple((body[15 + 2 * i], _enum(ChannelKind, body[16 + 2 * i], "channel kind")) for i in range(count))
         return cls(board_id, (body[8], body[9], body[10]), body[11], boot_id, channels)
 
 
@@ -348,7 +360,7 @@ class Sdi12Reply:
     def decode(cls, body: bytes) -> Sdi12Reply:
         _need(body, 7, "SDI-12 reply", exact=False)
         boot_id, ticks, status = struct.unpack_from("<HIB", body)
-        return cls(boot_id, ticks, Sdi12Status(status), body[7:].decode("ascii", "replace"))
+        return cls(boot_id, ticks, _enum(Sdi12Status, status, "SDI-12 status"), body[7:].decode("ascii", "replace"))
 
 
 STATUS_FIELDS = ("rx_frames", "crc_errors", "framing_errors", "overflows", "unknown_type", "version_mismatch",

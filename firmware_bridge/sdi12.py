@@ -4,9 +4,11 @@ optional CRC-16/ARC, and the TEROS 11/12 conversion."""
 
 from __future__ import annotations
 
+import math
 import re
 
-_VALUE_RE = re.compile(r"[+-]\d*\.?\d*")
+# A value: a mandatory sign (it also separates the values), then digits with an optional decimal point.
+_VALUE_RE = re.compile(r"[+-](?:\d+\.?\d*|\.\d+)")
 
 
 class Sdi12Error(ValueError):
@@ -32,6 +34,8 @@ def strip_reply(reply: str, address: str, with_crc: bool = False) -> str:
     if not reply.endswith("\r\n"):
         raise Sdi12Error(f"reply {reply!r} does not end with CR LF (truncated?)")
     text = reply[:-2]
+    if not text.isascii():
+        raise Sdi12Error(f"reply {reply!r} holds non-ASCII characters (line noise or a wrong baud rate)")
     if not text.startswith(address):
         raise Sdi12Error(f"reply {reply!r} is not from address {address!r}")
     if with_crc:
@@ -54,7 +58,10 @@ def parse_values(reply: str, address: str, with_crc: bool = False) -> list[float
     values = _VALUE_RE.findall(body)
     if "".join(values) != body:
         raise Sdi12Error(f"data reply {reply!r} is not a sequence of +/- values")
-    return [float(v) for v in values]
+    numbers = [float(v) for v in values]
+    if not all(math.isfinite(n) for n in numbers):
+        raise Sdi12Error(f"data reply {reply!r} holds a value too large for a float")
+    return numbers
 
 
 def teros12_vwc(raw: float) -> float:

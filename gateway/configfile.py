@@ -78,6 +78,11 @@ def load_yaml(text: str, path: Path | str) -> Any:
         problem = getattr(exc, "problem", None) or str(exc)
         kind = "duplicate key" if isinstance(exc, DuplicateKeyError) else "not valid YAML"
         raise ConfigError(f"{path}: {kind}{where}: {problem}") from None
+    except RecursionError:  # PyYAML parses nested collections recursively
+        raise ConfigError(f"{path}: not valid YAML: lists or mappings nested too deeply") from None
+    except (ValueError, IndexError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for malformed tagged scalars (`!!int x`, an empty `!!float`)
+        raise ConfigError(f"{path}: not valid YAML: a tagged value cannot be converted ({exc})") from None
 
 
 def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
@@ -88,6 +93,8 @@ def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
     data = load_yaml(text, path)
     if data is None:
         raise ConfigError(f"{path}: config file is empty")

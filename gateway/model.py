@@ -39,7 +39,11 @@ Identifier = Annotated[str, AfterValidator(_check_identifier)]
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp has no time zone; sinkwatch timestamps are UTC, e.g. 2026-11-25T10:00:00Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 or 9999-12-31T23:59:59-01:00: no such UTC time
+        raise ValueError("timestamp is outside the range of UTC dates (0001..9999) once its offset is applied") \
+            from None
 
 
 # The wire's one time format (docs/asyncapi.yaml UtcTime): Z, seconds, at most six fractional digits.

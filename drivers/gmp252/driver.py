@@ -11,6 +11,7 @@ one RS-485 line; unattached (Modbus TCP, standalone use) the driver keeps its ow
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -365,6 +366,10 @@ class GMP252Driver:
         if value is None:
             flag = QualityFlag.MISSING
             reason = "; ".join(filter(None, ["device sent no value (NaN)", reason]))
+        elif not math.isfinite(value):  # +-inf decodes from a float32 pair but is no measurement
+            flag = QualityFlag.MISSING
+            reason = "; ".join(filter(None, [f"device sent a non-finite value ({value})", reason]))
+            value = None
         return Reading(
             station=self.station,
             sensor=self.config.name,

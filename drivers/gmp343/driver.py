@@ -138,7 +138,8 @@ class GMP343Driver:
             if self._errors:
                 flag, reason = QualityFlag.BAD, f"errs: {self._errors}"[:200]
             if value is None:
-                flag, reason = QualityFlag.MISSING, "; ".join(filter(None, ["probe printed no value", reason]))
+                flag = QualityFlag.MISSING
+                reason = "; ".join(filter(None, ["probe printed no value", reason]))[:200]
             out.append(Reading(
                 station=self.station, sensor=self.config.name,
                 variable=spec.variable + (self.config.variable_suffix or ""), value=value, unit=spec.unit,

@@ -20,6 +20,7 @@ A field the probe cannot measure is printed as stars (e.g. `***.**`) [U]; it bec
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -67,6 +68,11 @@ class GrammarError(ValueError):
     pass
 
 
+# A value as the probe prints it: optional sign, digits with an optional decimal point, optional exponent. Stricter
+# than float(), which also takes `inf`, `nan`, `1_000` and non-ASCII digits.
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
 def _text(reply: bytes) -> str:
     return reply.decode("ascii", errors="replace")
 
@@ -86,10 +92,10 @@ def parse_send(reply: bytes, form: tuple[str, ...] = FORM, tag: str = FORM_TAG) 
             if set(token) <= set("*.-+"):
                 values[name] = None
                 continue
-            try:
-                values[name] = float(token)
-            except ValueError:
-                raise GrammarError(f"{name} is not a number: {token!r} in {line!r}") from None
+            value = float(token) if _NUMBER_RE.fullmatch(token) else math.nan
+            if not math.isfinite(value):
+                raise GrammarError(f"{name} is not a finite number: {token!r} in {line!r}")
+            values[name] = value
         return values
     raise GrammarError(f"no line with the form tag {tag!r} in the reply {_text(reply)!r}")
 

@@ -41,6 +41,11 @@ class SExprError(ValueError):
     """The text is not one well-formed s-expression; the message says where."""
 
 
+#: LI-COR's deepest message nests 4 levels ((Outputs (RS232 (Freq 10)))); anything far deeper is garbage, and an
+#: unbounded depth would let one line exhaust the recursion of repr(), render() and comparisons downstream.
+MAX_DEPTH = 32
+
+
 @dataclass(frozen=True, slots=True)
 class _Token:
     kind: str  # "(", ")", "atom", "string"
@@ -86,6 +91,8 @@ def parse(text: str) -> SExpr:
         if result is not None:
             raise SExprError(f"characters after the end of the message at character {token.position}")
         if token.kind == "(":
+            if len(stack) >= MAX_DEPTH:
+                raise SExprError(f"lists nested deeper than {MAX_DEPTH} levels at character {token.position}")
             stack.append([])
         elif token.kind == ")":
             if not stack:

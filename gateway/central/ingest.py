@@ -548,6 +548,31 @@ def parse_flux_record(site: str, station: str, payload: bytes) -> FluxRecord:
     return record
 
 
+#: Decompressed bytes examined per step while checking a raw file: the whole stream is inflated to prove it is
+#: complete, but only its first line is kept, so a small file that inflates to gigabytes costs time, not memory.
+_INFLATE_STEP = 1 << 20
+
+
+def _first_line_of_gzip(data: bytes) -> bytes:
+    """The first line of a whole gzip stream; Malformed("bad_data") if it is not one."""
+    decompressor = zlib.decompressobj(wbits=31)
+    first = b""
+    pending = data
+    try:
+        while True:
+            out = decompressor.decompress(pending, _INFLATE_STEP)
+            if b"\n" not in first and len(first) < _INFLATE_STEP:
+                first += out[: _INFLATE_STEP]
+            pending = decompressor.unconsumed_tail
+            if decompressor.eof or (not pending and not out):
+                break
+    except zlib.error as exc:
+        raise Malformed("bad_data", f"data is not a whole gzip stream: {exc}") from None
+    if not decompressor.eof:
+        raise Malformed("bad_data", "data is a truncated gzip stream")
+    return first.split(b"\n", 1)[0]
+
+
 def parse_raw_chunk(site: str, station: str, payload: bytes) -> tuple[RawChunk, bytes]:
     """Validate a raw payload and the file it carries; return the envelope and the file's bytes."""
     chunk = _parse_model(RawChunk, payload)
@@ -562,20 +587,15 @@ def parse_raw_chunk(site: str, station: str, payload: bytes) -> tuple[RawChunk, 
         raise Malformed("bad_data", f"data is not base64: {exc}") from None
     if len(data) != chunk.size:
         raise Malformed("bad_data", f"data holds {len(data)} bytes, size says {chunk.size}")
-    decompressor = zlib.decompressobj(wbits=31)
-    try:
-        text = decompressor.decompress(data)
-    except zlib.error as exc:
-        raise Malformed("bad_data", f"data is not a whole gzip stream: {exc}") from None
-    if not decompressor.eof:
-        raise Malformed("bad_data", "data is a truncated gzip stream")
-    first = text.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    first = _first_line_of_gzip(data).decode("utf-8", errors="replace")
     if not first.startswith(HEADER_PREFIX):
         raise Malformed("bad_data", f"file has no {FORMAT_NAME} header line")
     try:
         header = json.loads(first[len(HEADER_PREFIX):])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested deeper than the parser's recursion
         raise Malformed("bad_data", f"header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise Malformed("bad_data", f"header is JSON but not an object ({type(header).__name__})")
     claimed = {"site": site, "station": station, "sensor": chunk.sensor}
     wrong = {k: header.get(k) for k, v in claimed.items() if k in header and header.get(k) != v}
     if wrong:

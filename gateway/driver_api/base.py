@@ -23,10 +23,11 @@ the station config refuses a second device on its port.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -89,9 +90,16 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
+@functools.cache
+def _registered_drivers() -> tuple[EntryPoint, ...]:
+    # Scanning the installed distributions costs ~10 ms; a config names a driver per sensor, and what is
+    # installed does not change while a process runs.
+    return tuple(entry_points(group=DRIVER_ENTRY_POINT_GROUP))
+
+
 def load_driver(name: str) -> type[Driver]:
     """Find a driver class by its registered name; raise KeyError listing the known names."""
-    found = entry_points(group=DRIVER_ENTRY_POINT_GROUP)
+    found = _registered_drivers()
     for entry in found:
         if entry.name == name:
             try:

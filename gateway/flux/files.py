@@ -159,6 +159,8 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
 
 
 def _yaml_mapping(path: Path, text: str) -> dict[str, Any]:
@@ -174,7 +176,7 @@ def load_metadata(path: Path | str) -> SiteMetadata:
     text = _read_text(path)
     try:
         raw = parse_eddypro_metadata(text) if "[FileDescription]" in text else _yaml_mapping(path, text)
-    except (configparser.Error, ValueError) as exc:
+    except (configparser.Error, ValueError, OverflowError) as exc:  # OverflowError: int() of an infinite number
         raise ConfigError(f"{path}: cannot parse metadata: {exc}") from None
     try:
         return SiteMetadata.model_validate(raw)
@@ -190,7 +192,7 @@ def load_settings(path: Path | str | None) -> ProcessingSettings:
     text = _read_text(path)
     try:
         raw = parse_eddypro_settings(text) if "[RawProcess_Settings]" in text else _yaml_mapping(path, text)
-    except (configparser.Error, ValueError) as exc:
+    except (configparser.Error, ValueError, OverflowError) as exc:  # OverflowError: int() of an infinite number
         raise ConfigError(f"{path}: cannot parse settings: {exc}") from None
     try:
         return ProcessingSettings.model_validate(raw)
