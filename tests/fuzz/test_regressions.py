@@ -1,0 +1,189 @@
+"""One explicit test per bug the parser fuzzing found (bench/fuzz.py, docs/reliability.md): each input here made a
+parser raise an error it does not declare, or return a value its callers cannot use."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from drivers.gmp252.driver import GMP252Config, GMP252Driver
+from drivers.gmp343 import grammar as gmp343_grammar
+from drivers.gmp343.driver import GMP343Driver
+from drivers.li7500 import sexpr
+from drivers.li7500.driver import LI7500Driver
+from firmware_bridge import protocol as p
+from firmware_bridge.sdi12 import Sdi12Error, crc16_arc, crc_chars, parse_values
+from gateway.central.ingest import Malformed, parse_batch, parse_raw_chunk
+from gateway.configfile import ConfigError, read_yaml_mapping
+from gateway.driver_api import BadRecord
+from gateway.flux.files import load_metadata, load_settings
+from gateway.model import QualityFlag
+from gateway.rawarchive.archive import HEADER_PREFIX
+
+from .targets import REPO_ROOT, FakeLine
+
+EDDYPRO_R1 = REPO_ROOT / "tests" / "data" / "ec-raw" / "eddypro" / "R1_dr_ba_maxcov_wpl_30min"
+
+
+# --- drivers ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("high_word", [0x7F80, 0xFF80])  # +inf, -inf (low word first on the wire)
+def test_gmp252_infinite_float_is_a_missing_value_with_its_reason(high_word: int) -> None:
+    driver = GMP252Driver(GMP252Config(name="co2", port="/dev/fuzz", address=240), station="st1")
+    driver.attach(FakeLine(registers=[[0x0000, high_word], [0x0000, 0x41A0], [0, 0]]))
+    co2 = next(r for r in driver.poll() if r.variable == "CO2")
+    assert co2.value is None and co2.qc == QualityFlag.MISSING
+    assert co2.qc_reason is not None and "non-finite value (" in co2.qc_reason and "inf)" in co2.qc_reason
+
+
+@pytest.mark.parametrize("token", ["inf", "-1e400", "nan", "1_0", "\u0663", "Infinity"])
+def test_gmp343_refuses_numbers_the_probe_never_prints(token: str) -> None:
+    reply = f"  {token}  421.95  422.40  18.72 (R C C+F T)\r\n>".encode()
+    with pytest.raises(gmp343_grammar.GrammarError, match="not a finite number"):
+        gmp343_grammar.parse_send(reply)
+
+
+def test_gmp343_missing_value_with_a_long_errs_text_keeps_the_reason_within_200_characters() -> None:
+    config = GMP343Driver.Config.model_validate({"name": "co2air", "driver": "gmp343", "port": "/dev/fuzz"})
+    driver = GMP343Driver(config, station="st1")
+    send = b"  ****  421.95  ****  18.72 (R C C+F T)\r\n>"
+    errs = b"E" * 400 + b"\r\n>"
+    driver.attach(FakeLine(replies=[b">", b">", b">", send, errs]))
+    co2 = next(r for r in driver.poll() if r.variable.startswith("CO2"))
+    assert co2.value is None and co2.qc_reason is not None and len(co2.qc_reason) <= 200
+    assert co2.qc_reason.startswith("probe printed no value; errs: EEE")
+
+
+def test_deeply_nested_s_expression_is_refused_by_depth() -> None:
+    text = "(" * 3000 + "Data" + ")" * 3000
+    with pytest.raises(sexpr.SExprError, match="nested deeper than 32 levels"):
+        sexpr.parse(text)
+    driver = LI7500Driver(LI7500Driver.Config.model_validate({"name": "irga", "driver": "li7500",
+                                                               "port": "/dev/fuzz", "labels": False,
+                                                               "outputs": ["Ndx", "CO2D"]}), station="st1")
+    with pytest.raises(BadRecord) as caught:
+        driver.parse(text.encode() + b"\n")
+    assert caught.value.reason == "format"
+    assert sexpr.parse("(Outputs(RS232(Freq 10)(Labels TRUE)))") == ("Outputs", ("RS232", ("Freq", "10"),
+                                                                                  ("Labels", "TRUE")))
+
+
+# --- firmware bridge ----------------------------------------------------------------------------------------------
+
+
+def test_identity_with_an_unknown_channel_kind_is_a_protocol_error() -> None:
+    body = b"board001" + bytes([1, 2, 3, 1]) + bytes([7, 0, 1]) + bytes([0, 9])
+    with pytest.raises(p.ProtocolError, match="unknown channel kind 9") as caught:
+        p.Identity.decode(body)
+    assert caught.value.kind == "value"
+
+
+def test_sdi12_reply_with_an_unknown_status_is_a_protocol_error() -> None:
+    with pytest.raises(p.ProtocolError, match="unknown SDI-12 status 200"):
+        p.Sdi12Reply.decode(bytes([1, 0, 0, 0, 0, 0, 200]) + b"0+1.0\r\n")
+
+
+@pytest.mark.parametrize("reply, with_crc, problem", [
+    ("0+-\r\n", False, "not a sequence of"),
+    ("0-.\r\n", False, "not a sequence of"),
+    ("0+1.5+\u00e9\r\n", True, "non-ASCII"),
+    ("0+" + "9" * 400 + "\r\n", False, "too large"),
+])
+def test_sdi12_values_refuse_what_is_not_a_value(reply: str, with_crc: bool, problem: str) -> None:
+    with pytest.raises(Sdi12Error, match=problem):
+        parse_values(reply, "0", with_crc)
+
+
+def test_sdi12_values_still_parse_the_teros_example_with_its_crc() -> None:
+    text = "0+2009.87+22.3+112"
+    assert parse_values(text + crc_chars(crc16_arc(text)) + "\r\n", "0", True) == [2009.87, 22.3, 112.0]
+
+
+# --- config and flux files -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data, problem", [
+    (b"site: \x8f\n", "not UTF-8 text"),
+    (b"site: " + b"[" * 2000 + b"]" * 2000, "nested too deeply"),
+    (b"site: !!int abc\n", "tagged value"),
+    (b"site: !!float\n", "tagged value"),
+])
+def test_yaml_configs_refuse_with_a_config_error(tmp_path: Path, data: bytes, problem: str) -> None:
+    path = tmp_path / "station.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=problem):
+        read_yaml_mapping(path)
+
+
+@pytest.mark.parametrize("key, value", [("sr_num_spk", "inf"), ("sr_num_spk", "1e400")])
+def test_eddypro_project_with_an_infinite_count_is_a_config_error(tmp_path: Path, key: str, value: str) -> None:
+    text = (EDDYPRO_R1 / "eddypro_settings_echo.eddypro").read_text()
+    path = tmp_path / "run.eddypro"
+    assert f"\n{key}=" in text
+    path.write_text(re.sub(rf"\n{key}=[^\n]*", f"\n{key}={value}", text))
+    with pytest.raises(ConfigError, match="cannot parse settings"):
+        load_settings(path)
+
+
+def test_eddypro_metadata_with_infinite_header_rows_or_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    text = (EDDYPRO_R1 / "input_DE-HoH.metadata").read_text()
+    path = tmp_path / "site.metadata"
+    path.write_text(text.replace("header_rows=1", "header_rows=1e400", 1))
+    with pytest.raises(ConfigError, match="cannot parse metadata"):
+        load_metadata(path)
+    path.write_bytes(text.encode() + b"\n;\xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_metadata(path)
+
+
+# --- MQTT payloads ----------------------------------------------------------------------------------------------------
+
+
+def test_reading_whose_offset_leaves_the_calendar_is_a_schema_error() -> None:
+    reading = {"station": "st1", "sensor": "s", "variable": "CO2", "value": 1.0, "unit": "u",
+               "time": "0001-01-01T00:00:00+23:59", "time_source": "gateway", "clock_synced": True, "qc": 0}
+    payload = json.dumps({"schema_version": 1, "site": "site1", "station": "st1", "seq": 1,
+                          "sent": "2026-11-25T10:00:00Z", "readings": [reading]}).encode()
+    with pytest.raises(Malformed, match="outside the range of UTC dates") as caught:
+        parse_batch("site1", "st1", payload)
+    assert caught.value.reason == "schema"
+
+
+def raw_payload(file_bytes: bytes) -> bytes:
+    data = gzip.compress(file_bytes, mtime=0)
+    return json.dumps({"schema_version": 1, "site": "site1", "station": "st1", "sensor": "sonic",
+                       "file": "sonic_20261125T1000Z.csv.gz", "format": "sinkwatch-raw/1",
+                       "encoding": "gzip+base64", "size": len(data),
+                       "data": base64.b64encode(data).decode()}).encode()
+
+
+@pytest.mark.parametrize("header, problem", [
+    ("5", "not an object"),
+    ('["site1"]', "not an object"),
+    ("[" * 100_000 + "]" * 100_000, "header is not JSON"),
+])
+def test_raw_file_header_that_is_not_a_json_object_is_bad_data(header: str, problem: str) -> None:
+    with pytest.raises(Malformed, match=problem) as caught:
+        parse_raw_chunk("site1", "st1", raw_payload((HEADER_PREFIX + header + "\nU,V\n").encode()))
+    assert caught.value.reason == "bad_data"
+
+
+def test_raw_file_check_does_not_hold_the_inflated_file_in_memory() -> None:
+    header = HEADER_PREFIX + json.dumps({"site": "site1", "station": "st1", "sensor": "sonic"}) + "\n"
+    inflated = header.encode() + b"0" * (64 << 20)  # 64 MiB that gzip packs into ~64 KiB
+    payload = raw_payload(inflated)
+    tracemalloc.start()
+    try:
+        chunk, data = parse_raw_chunk("site1", "st1", payload)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert chunk.sensor == "sonic" and len(data) == chunk.size
+    assert peak < 16 << 20, f"peak {peak / 2**20:.0f} MiB while checking a 64 MiB file"
