@@ -110,6 +110,12 @@ class HealthOut(BaseModel):
     counters: dict[str, Any]
 
 
+# What the OpenAPI document says of the time parameters (documentation for clients and for schema-driven testing);
+# gateway.central.params checks them and answers 422 naming the parameter, so FastAPI is not asked to.
+DATE_TIME: dict[str, Any] = {"format": "date-time", "example": "2026-11-25T10:00:00Z"}
+DURATION: dict[str, Any] = {"pattern": "^[1-9][0-9]{0,8}[smhd]$", "example": "30m"}
+
+
 def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONResponse:
     # Same shape as FastAPI's own validation errors, so clients handle one format.
     return JSONResponse(
@@ -181,9 +187,11 @@ def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
     def series(
         station: Annotated[str, Query(description="station id, e.g. st1")],
         variable: Annotated[str, Query(description="variable name, e.g. CO2")],
-        start: Annotated[str, Query(description="RFC 3339 with zone, inclusive, e.g. 2026-11-25T10:00:00Z")],
-        end: Annotated[str, Query(description="RFC 3339 with zone, exclusive")],
-        every: Annotated[str | None, Query(description="window like 10s, 30m, 1h, 1d; omit for raw points")] = None,
+        start: Annotated[str, Query(description="RFC 3339 with zone, inclusive, e.g. 2026-11-25T10:00:00Z",
+                                    json_schema_extra=DATE_TIME)],
+        end: Annotated[str, Query(description="RFC 3339 with zone, exclusive", json_schema_extra=DATE_TIME)],
+        every: Annotated[str | None, Query(description="window like 10s, 30m, 1h, 1d (at most 36500d); omit for raw "
+                                                       "points", json_schema_extra=DURATION)] = None,
         aggregate: Annotated[Aggregate | None, Query(description="per-window aggregate; default mean")] = None,
         format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
         sensor: Annotated[str | None, Query(description="sensor name, e.g. gmp252_10cm; needed when several "
@@ -242,9 +250,11 @@ def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
     )
     def fluxes(
         station: Annotated[str, Query(description="station id, e.g. st1")],
-        start: Annotated[str, Query(description="RFC 3339 with zone, exclusive: periods ending after it, "
+        start: Annotated[str, Query(json_schema_extra=DATE_TIME,
+                                    description="RFC 3339 with zone, exclusive: periods ending after it, "
                                                 "e.g. 2026-11-25T10:00:00Z")],
-        end: Annotated[str, Query(description="RFC 3339 with zone, inclusive: periods ending at or before it")],
+        end: Annotated[str, Query(description="RFC 3339 with zone, inclusive: periods ending at or before it",
+                                  json_schema_extra=DATE_TIME)],
         settings_hash: Annotated[str | None, Query(description="one result set (see /api/v1/fluxes/sets); "
                                                                "omit for all")] = None,
         format: Annotated[Literal["json", "csv", "ameriflux"], Query(

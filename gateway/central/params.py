@@ -12,6 +12,14 @@ _RFC3339_RE = re.compile(
 )
 
 
+#: The instants a store can hold: nanoseconds since 1970 in a signed 64-bit integer (InfluxDB's time range; the
+#: SQLite store keeps the same integers). A query bound outside it could only fail inside the store.
+EARLIEST = datetime(1677, 9, 21, 0, 12, 44, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, 23, 47, 16, tzinfo=UTC)
+#: The longest aggregation window: longer ones would only ever hold the whole range in one window.
+MAX_EVERY = timedelta(days=36_500)
+
+
 class ParameterError(ValueError):
     """A request parameter is invalid; `parameter` names it and the message says how to fix it."""
 
@@ -28,7 +36,13 @@ def parse_duration(text: str, parameter: str = "every") -> timedelta:
         raise ParameterError(
             parameter, f"{text!r} is not a duration; use a whole number followed by s, m, h or d, e.g. 30m or 1h"
         )
-    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    value = timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    if value > MAX_EVERY:
+        raise ParameterError(
+            parameter, f"{text!r} is longer than the longest window, {format_duration(MAX_EVERY)} (100 years); use a "
+            "shorter window, e.g. 365d",
+        )
+    return value
 
 
 def format_duration(value: timedelta) -> str:
@@ -55,7 +69,14 @@ def parse_timestamp(text: str, parameter: str) -> datetime:
     micro = (fraction or "").ljust(6, "0")[:6]
     zone = "+00:00" if zone in ("Z", "z") else zone
     try:
-        value = datetime.fromisoformat(f"{date}T{clock}.{micro}{zone}")
+        value = datetime.fromisoformat(f"{date}T{clock}.{micro}{zone}").astimezone(UTC)
     except ValueError as exc:
         raise ParameterError(parameter, f"{text!r} is not a valid date/time: {exc}") from None
-    return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-23:59 is in year 10000 in UTC
+        value = None
+    if value is None or not EARLIEST <= value <= LATEST:
+        raise ParameterError(
+            parameter, f"{text!r} is outside the time range the store can hold, {EARLIEST:%Y-%m-%dT%H:%M:%SZ} to "
+            f"{LATEST:%Y-%m-%dT%H:%M:%SZ}; use a time within it, e.g. 2026-11-25T10:00:00Z",
+        )
+    return value

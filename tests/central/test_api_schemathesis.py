@@ -1,0 +1,85 @@
+"""Schemathesis against the served OpenAPI document: whatever a client sends, the API answers without a server
+error (no 5xx but the documented 503 for an unreachable store, which these stores never are), and every response
+conforms to the document.
+
+A bounded, derandomized run in CI on a SQLite store holding readings and flux records, and the same on a real
+InfluxDB (integration); `bench/api_fuzz.py` runs longer and prints the figures recorded in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+
+from gateway.central.api import create_app
+from gateway.central.store import Store
+from gateway.central.store.influx import InfluxStore
+from gateway.central.store.sqlite import SqliteStore
+
+from .helpers import T0, flux_record, series, stored
+
+EXAMPLES = 60
+
+
+def seeded(store: Store) -> Store:
+    """Readings of two stations and flux records of two result sets, so queries find data."""
+    store.write(stored("site1", series("st1", [412.5, None, 415.0, 0.1, -3.5])))
+    store.write(stored("site1", series("st2", [1.0, 2.0], variable="TS_1_1_1")))
+    store.write_fluxes([flux_record("st1", end=T0 + timedelta(minutes=30 * i)) for i in range(1, 4)])
+    store.write_fluxes([flux_record("st1", settings_hash="fedcba9876543210")])
+    return store
+
+
+def run_schemathesis(store: Store, examples: int = EXAMPLES) -> dict[str, Any]:
+    """Every operation of the served document, `examples` cases each; returns counts of responses by status.
+    A server error or a response outside the document fails the test (schemathesis' own assertion)."""
+    app = create_app(seeded(store))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    statuses: dict[int, int] = {}
+    operations = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+
+        @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def call(case: Any) -> None:
+            response = case.call()
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            case.validate_response(response, checks=[not_a_server_error])
+
+        call()
+    return {"operations": operations, "statuses": statuses}
+
+
+def check_run(result: dict[str, Any]) -> None:
+    statuses = result["statuses"]
+    assert result["operations"] == 5, result
+    assert not [code for code in statuses if code >= 500], statuses
+    # the run reached both the data and the validation: some answers, some refusals
+    assert statuses.get(200, 0) > 0 and statuses.get(422, 0) > 0, statuses
+
+
+def test_no_server_error_on_sqlite(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "api.sqlite")
+    try:
+        check_run(run_schemathesis(store))
+    finally:
+        store.close()
+
+
+@pytest.mark.integration
+def test_no_server_error_on_influxdb(influxd: Any) -> None:
+    store = InfluxStore(influxd.url, database="schemathesis")
+    try:
+        check_run(run_schemathesis(store, examples=30))
+    finally:
+        store.close()
+
