@@ -55,6 +55,7 @@ from gateway.central.config import DeadLetterSettings, MqttSettings
 from gateway.central.deadletter import DeadLetterFile, payload_fields
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
+from gateway.central.store.base import TIME_RANGE_TEXT, storable_time
 from gateway.contract import (
     FLUXES_SUBSCRIPTION,
     RAW_SUBSCRIPTION,
@@ -508,6 +509,11 @@ def parse_batch(site: str, station: str, payload: bytes) -> ReadingBatch:
     strays = sorted({r.station for r in batch.readings if r.station != station})
     if strays:
         raise Malformed("topic_mismatch", f"batch for station {station!r} contains readings of {strays}")
+    outside = [r for r in batch.readings if not storable_time(r.time)]
+    if outside:
+        raise Malformed("schema", f"{len(outside)} reading(s) stamped outside the time range a store can hold "
+                        f"({TIME_RANGE_TEXT}), first {outside[0].sensor}/{outside[0].variable} at "
+                        f"{format_time(outside[0].time)}: check the station's clock")
     return batch
 
 
@@ -545,6 +551,9 @@ def parse_flux_record(site: str, station: str, payload: bytes) -> FluxRecord:
     if (record.site, record.station) != (site, station):
         raise Malformed("topic_mismatch", f"flux record says site {record.site!r} station {record.station!r} but "
                         f"was published for site {site!r} station {station!r}")
+    if not (storable_time(record.start) and storable_time(record.end)):
+        raise Malformed("schema", f"flux period {format_time(record.start)}..{format_time(record.end)} is outside "
+                        f"the time range a store can hold ({TIME_RANGE_TEXT}): check the station's clock")
     return record
 
 

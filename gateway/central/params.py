@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from gateway.central.store.base import TIME_RANGE_TEXT, storable_time
+
 _DURATION_RE = re.compile(r"^([1-9][0-9]{0,8})(s|m|h|d)$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _RFC3339_RE = re.compile(
@@ -12,10 +14,6 @@ _RFC3339_RE = re.compile(
 )
 
 
-#: The instants a store can hold: nanoseconds since 1970 in a signed 64-bit integer (InfluxDB's time range; the
-#: SQLite store keeps the same integers). A query bound outside it could only fail inside the store.
-EARLIEST = datetime(1677, 9, 21, 0, 12, 44, tzinfo=UTC)
-LATEST = datetime(2262, 4, 11, 23, 47, 16, tzinfo=UTC)
 #: The longest aggregation window: longer ones would only ever hold the whole range in one window.
 MAX_EVERY = timedelta(days=36_500)
 
@@ -74,9 +72,9 @@ def parse_timestamp(text: str, parameter: str) -> datetime:
         raise ParameterError(parameter, f"{text!r} is not a valid date/time: {exc}") from None
     except OverflowError:  # 9999-12-31T23:59:59-23:59 is in year 10000 in UTC
         value = None
-    if value is None or not EARLIEST <= value <= LATEST:
+    if value is None or not storable_time(value):  # a query bound outside it could only fail inside the store
         raise ParameterError(
-            parameter, f"{text!r} is outside the time range the store can hold, {EARLIEST:%Y-%m-%dT%H:%M:%SZ} to "
-            f"{LATEST:%Y-%m-%dT%H:%M:%SZ}; use a time within it, e.g. 2026-11-25T10:00:00Z",
+            parameter, f"{text!r} is outside the time range the store can hold, {TIME_RANGE_TEXT}; use a time within "
+            "it, e.g. 2026-11-25T10:00:00Z",
         )
     return value

@@ -21,6 +21,7 @@ import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -584,8 +585,22 @@ numbers = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integer
                     st.sampled_from((0, -0.0, 1e308, -1e308, 5e-324)))
 
 
+#: Valid RFC 3339 times at the edges: before, at and after the range a store can hold, and far outside it.
+EDGE_TIMES = ("0001-01-01T00:00:00Z", "1600-01-01T00:00:00Z", "1677-09-21T00:12:43Z", "1677-09-21T00:12:44Z",
+              "1970-01-01T00:00:00Z", "2026-11-25T10:00:00.123456Z", "2262-04-11T23:47:16Z", "2262-04-11T23:47:17Z",
+              "2300-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z")
+edge_times = st.one_of(st.sampled_from(EDGE_TIMES),
+                       st.datetimes(datetime(1678, 1, 1), datetime(2261, 12, 31)).map(lambda d: d.isoformat() + "Z"),
+                       st.datetimes().map(lambda d: d.isoformat() + "Z"))
+
+
 @st.composite
 def reading_dicts(draw: st.DrawFn, station: str) -> dict[str, Any]:
+    if draw(st.integers(0, 3)):  # a valid reading but for its time and value: it reaches the store
+        value = draw(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)))
+        return {"station": station, "sensor": "gmp252", "variable": "CO2", "value": value, "unit": "umol mol-1",
+                "time": draw(edge_times), "time_source": "gateway", "clock_synced": True,
+                "qc": 3 if value is None else draw(st.integers(0, 2))}
     value = draw(st.one_of(st.none(), numbers, st.just("12")))
     return {"station": draw(st.sampled_from((station, station, "other", ""))),
             "sensor": draw(st.sampled_from(("gmp252", "s" * 64, "s" * 65, "a/b"))),
@@ -612,7 +627,8 @@ def mqtt_messages(draw: st.DrawFn) -> tuple[str, bytes]:
     doc: Any
     if kind == "readings":
         doc = {"schema_version": 1, "site": site, "station": station, "seq": draw(st.one_of(
-            st.integers(0, 2**63 - 1), st.integers(-(10**30), 10**30))), "sent": draw(times),
+            st.integers(0, 2**63 - 1), st.integers(-(10**30), 10**30))),
+            "sent": draw(st.one_of(st.just("2026-11-25T10:00:00Z"), times)),
             "readings": draw(st.lists(reading_dicts(station), min_size=0, max_size=4))}
     elif kind == "status":
         doc = {"schema_version": 1, "site": site, "station": station,
@@ -620,6 +636,9 @@ def mqtt_messages(draw: st.DrawFn) -> tuple[str, bytes]:
                "software_version": draw(st.none() | small_text), "reason": draw(st.none() | st.text(max_size=210))}
     elif kind == "fluxes":
         start, end = draw(times), draw(times)
+        if draw(st.booleans()):  # a well-formed period at any instant
+            end_time = draw(st.datetimes(min_value=datetime(1, 1, 2)))
+            start, end = (end_time - timedelta(minutes=30)).isoformat() + "Z", end_time.isoformat() + "Z"
         values = draw(st.dictionaries(st.sampled_from(("FC", "H", "LE", "FC_SSITC_TEST", "N_RECORDS", "fc", "X")),
                                       st.one_of(st.none(), numbers, st.just(1.5)), max_size=6))
         doc = {"schema_version": 1, "site": site, "station": station, "start": start, "end": end,
@@ -661,7 +680,7 @@ def mqtt_messages(draw: st.DrawFn) -> tuple[str, bytes]:
     return topic, payload
 
 
-class _IngestHarness:
+class IngestHarness:
     """An Ingestor on a real SQLite store in a temporary folder, never connected to a broker: `handle` is the
     synchronous path every delivered message takes."""
 
@@ -849,7 +868,7 @@ def build_targets() -> list[Target]:
     from gateway.driver_api import BadRecord, DeviceError
 
     _init_drivers()
-    ingest = _IngestHarness()
+    ingest = IngestHarness()
     station = _FileHarness("station.yaml", _station_loader)
     central = _FileHarness("central.yaml", _central_loader)
     metadata = _FileHarness("site.metadata", _metadata_loader)

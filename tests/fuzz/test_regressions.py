@@ -26,7 +26,7 @@ from gateway.flux.files import load_metadata, load_settings
 from gateway.model import QualityFlag
 from gateway.rawarchive.archive import HEADER_PREFIX
 
-from .targets import REPO_ROOT, FakeLine
+from .targets import REPO_ROOT, FakeLine, IngestHarness
 
 EDDYPRO_R1 = REPO_ROOT / "tests" / "data" / "ec-raw" / "eddypro" / "R1_dr_ba_maxcov_wpl_30min"
 
@@ -154,6 +154,31 @@ def test_reading_whose_offset_leaves_the_calendar_is_a_schema_error() -> None:
     with pytest.raises(Malformed, match="outside the range of UTC dates") as caught:
         parse_batch("site1", "st1", payload)
     assert caught.value.reason == "schema"
+
+
+@pytest.mark.parametrize("time", ["1600-01-01T00:00:00Z", "2300-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
+                                  "2262-04-11T23:47:17Z"])
+def test_reading_outside_the_storable_range_is_dead_lettered_not_a_crash_of_the_store(time: str) -> None:
+    harness = IngestHarness()
+    reading = {"station": "st1", "sensor": "s", "variable": "CO2", "value": 1.0, "unit": "u", "time": time,
+               "time_source": "gateway", "clock_synced": True, "qc": 0}
+    payload = json.dumps({"schema_version": 1, "site": "site1", "station": "st1", "seq": 1,
+                          "sent": "2026-11-25T10:00:00Z", "readings": [reading]}).encode()
+    with pytest.raises(Malformed, match="outside the time range a store can hold"):
+        parse_batch("site1", "st1", payload)
+    harness.handle(("sinkwatch/v1/site1/st1/readings", payload))  # OverflowError out of SQLite before the fix
+    counters = harness.ingestor.counters()
+    assert counters["malformed"] == {"schema": 1} and counters["batches_stored"] == 0
+
+
+def test_flux_period_outside_the_storable_range_is_dead_lettered() -> None:
+    harness = IngestHarness()
+    record = {"schema_version": 1, "site": "site1", "station": "st1", "start": "2299-12-31T23:30:00Z",
+              "end": "2300-01-01T00:00:00Z", "status": "ok", "reasons": [], "engine_version": "sinkwatch-ec 0.1.0",
+              "settings_hash": "0123456789abcdef", "values": {"FC": -1.5}}
+    harness.handle(("sinkwatch/v1/site1/st1/fluxes", json.dumps(record).encode()))
+    counters = harness.ingestor.counters()
+    assert counters["malformed"] == {"schema": 1} and counters["flux_records_stored"] == 0
 
 
 def raw_payload(file_bytes: bytes) -> bytes:

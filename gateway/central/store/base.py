@@ -232,6 +232,17 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+#: The instants every store can hold: nanoseconds since 1970 in a signed 64-bit integer (InfluxDB's time range; the
+#: SQLite store keeps the same integers), to the whole second inside it. A time outside cannot be written or queried.
+EARLIEST_TIME = datetime(1677, 9, 21, 0, 12, 44, tzinfo=UTC)
+LATEST_TIME = datetime(2262, 4, 11, 23, 47, 16, tzinfo=UTC)
+TIME_RANGE_TEXT = "1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z"
+
+
+def storable_time(value: datetime) -> bool:
+    return EARLIEST_TIME <= value <= LATEST_TIME
+
+
 def to_ns(value: datetime) -> int:
     """Exact integer nanoseconds since the epoch (float seconds would lose microseconds)."""
     if value.tzinfo is None:
