@@ -44,7 +44,7 @@ def run_schemathesis(store: Store, examples: int = EXAMPLES) -> dict[str, Any]:
     statuses: dict[int, int] = {}
     operations = 0
     for result in schema.get_all_operations():
-        operation = result.ok()
+        operation = result.ok()  # type: ignore[union-attr]  # an invalid schema raises here, failing the test
         operations += 1
 
         @settings(max_examples=examples, derandomize=True, deadline=None, database=None,

@@ -597,10 +597,10 @@ edge_times = st.one_of(st.sampled_from(EDGE_TIMES),
 @st.composite
 def reading_dicts(draw: st.DrawFn, station: str) -> dict[str, Any]:
     if draw(st.integers(0, 3)):  # a valid reading but for its time and value: it reaches the store
-        value = draw(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)))
-        return {"station": station, "sensor": "gmp252", "variable": "CO2", "value": value, "unit": "umol mol-1",
+        finite = draw(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)))
+        return {"station": station, "sensor": "gmp252", "variable": "CO2", "value": finite, "unit": "umol mol-1",
                 "time": draw(edge_times), "time_source": "gateway", "clock_synced": True,
-                "qc": 3 if value is None else draw(st.integers(0, 2))}
+                "qc": 3 if finite is None else draw(st.integers(0, 2))}
     value = draw(st.one_of(st.none(), numbers, st.just("12")))
     return {"station": draw(st.sampled_from((station, station, "other", ""))),
             "sensor": draw(st.sampled_from(("gmp252", "s" * 64, "s" * 65, "a/b"))),
