@@ -48,6 +48,9 @@ def ec(
     results = []
     for path in raw_files:
         for period in read_raw_file(path, md, st):
+            if (st.process_from is not None and period.end <= st.process_from) or (
+                    st.process_to is not None and period.end > st.process_to):
+                continue  # outside the project's processing subset (EddyPro pr_subset)
             results.append(process_period(period, st, planar_fit=pf, spectral_assessment=assessment))
     results.sort(key=lambda r: r.end)
     write_ameriflux_csv(results, out, base_only=base_only)

@@ -32,8 +32,9 @@ from gateway.flux.ec.engine import PlanarFitSetup
 from gateway.flux.ec.period import RawPeriod
 from gateway.flux.ec.planarfit import parse_eddypro_planar_fit
 from gateway.flux.ec.result import OUTPUT_VARIABLES, FluxResult
-from gateway.flux.ec.settings import EDDYPRO_CODES, ProcessingSettings, Rotation, SiteMetadata, SpectralCorrection
+from gateway.flux.ec.settings import ProcessingSettings, Rotation, SiteMetadata, SpectralCorrection
 from gateway.flux.ec.spectral import SpectralAssessment, parse_spectral_assessment
+from gateway.flux.eddypro import settings_from_project
 
 MISSING = -9999
 
@@ -107,49 +108,9 @@ def parse_eddypro_metadata(text: str) -> dict[str, Any]:
 
 
 def parse_eddypro_settings(text: str) -> dict[str, Any]:
-    """Translate the text of an EddyPro `.eddypro` project file into a `ProcessingSettings` mapping: the keys
-    this engine implements, EddyPro's numeric codes turned into names."""
-    ini = configparser.ConfigParser(interpolation=None, strict=False)
-    ini.read_string(text.replace(";EDDYPRO_PROCESSING", ""))
-    flat: dict[str, str] = {}
-    for section in ini.sections():
-        flat.update({k: v for k, v in ini[section].items()})
-    out: dict[str, Any] = {}
-    for key in ("rot_meth", "detrend_meth", "tlag_meth", "qc_meth", "hf_meth", "foot_meth"):
-        if key in flat and flat[key].strip():
-            code = flat[key].strip()
-            if code not in EDDYPRO_CODES[key]:
-                raise ConfigError(f"{key} = {code}: not an EddyPro code this engine knows "
-                                  f"({', '.join(EDDYPRO_CODES[key])})")
-            out[key] = EDDYPRO_CODES[key][code]
-    for key in ("avrg_len", "max_lack", "timeconst", "ru_tlag_max"):
-        if flat.get(key, "").strip():
-            out[key] = float(flat[key])
-    for key in ("wpl_meth", "filter_al", "power_of_two"):
-        if flat.get(key, "").strip():
-            out[key] = flat[key].strip() == "1"
-    if flat.get("ru_meth", "0").strip() not in ("", "0"):
-        out["random_error"] = "finkelstein_sims_2001"
-    if flat.get("filter_sr", "0").strip() == "1":
-        out["despike"] = "mauder_2013" if flat.get("despike_vm", "0").strip() == "1" else "vickers_mahrt_1997"
-    for key in ("sr_num_spk",):
-        if flat.get(key, "").strip():
-            out[key] = int(float(flat[key]))
-    for key in ("sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf"):
-        if flat.get(key, "").strip():
-            out[key] = float(flat[key])
-    limits = {k: float(flat[k]) for k in ("al_u_max", "al_w_max", "al_tson_min", "al_tson_max", "al_co2_min",
-                                          "al_co2_max", "al_h2o_min", "al_h2o_max", "al_ch4_min", "al_ch4_max")
-              if flat.get(k, "").strip()}
-    if limits:
-        out["absolute_limits"] = limits
-    if out.get("hf_meth") == "fratini_2012" and flat.get("sa_mode", "").strip() == "0":
-        out["spectral_assessment_file"] = flat.get("sa_file") or None
-    if out.get("rot_meth") in ("planar_fit", "planar_fit_no_bias"):
-        out["planar_fit_file"] = flat.get("pf_file") or None
-        if flat.get("pf_subtract_b0", "1").strip() == "0":
-            out["rot_meth"] = "planar_fit_no_bias"
-    return out
+    """Translate the text of an EddyPro `.eddypro` project file into a `ProcessingSettings` mapping: every key
+    honoured, refused with its name, or documented as without effect (:mod:`gateway.flux.eddypro`)."""
+    return settings_from_project(text)
 
 
 def _read_text(path: Path) -> str:
@@ -219,7 +180,7 @@ def load_method_files(st: ProcessingSettings, settings: Path | None,
             parsed = parse_eddypro_planar_fit(pf_path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"{pf_path}: cannot read the planar-fit file: {exc.strerror}") from None
-        pf = PlanarFitSetup(parsed.sectors, subtract_b0=st.rot_meth == Rotation.PLANAR_FIT)
+        pf = PlanarFitSetup(parsed.sectors, subtract_b0=st.pf_subtract_b0)
     assessment = None
     if st.hf_meth == SpectralCorrection.FRATINI_2012:
         assert st.spectral_assessment_file is not None

@@ -22,7 +22,8 @@ def test_factors_exceed_one_and_grow_with_tube_length() -> None:
 
 
 def test_fratini_factor_vanishes_for_a_fast_analyser_and_grows_as_fc_drops() -> None:
-    fast = correction_factors(method="fratini_2012", gases={"h2o": {"fc": 1e6}}, **BASE)
+    # with no IIR loss and an instantaneous analyser nothing is left to correct
+    fast = correction_factors(method="fratini_2012", gases={"h2o": {"fc": 1e6, "response_time_s": 0.0}}, **BASE)
     slow = correction_factors(method="fratini_2012", gases={"h2o": {"fc": 0.1}}, **BASE)
     assert fast.gases["h2o"] == pytest.approx(1.0, abs=1e-6)
     assert slow.gases["h2o"] > 1.1
@@ -40,3 +41,14 @@ def test_sonic_geometry_known_or_required() -> None:
     assert sonic_paths_m("csat3", 11.5, 10.0) == (0.115, 0.10)
     with pytest.raises(ValueError, match="path lengths unknown"):
         sonic_paths_m("csat3", None, None)
+
+
+def test_high_and_low_frequency_parts_can_be_selected_alone() -> None:
+    both = correction_factors(method="moncrieff_1997", gases={}, **BASE)
+    high = correction_factors(method="moncrieff_1997", gases={}, low_pass=False, **BASE)
+    low = correction_factors(method="moncrieff_1997", gases={}, high_pass=False, **BASE)
+    neither = correction_factors(method="moncrieff_1997", gases={}, high_pass=False, low_pass=False, **BASE)
+    assert neither.h == pytest.approx(1.0) and neither.tau == pytest.approx(1.0)
+    assert 1.0 < low.h < high.h < both.h
+    # the two parts nearly multiply (they act at frequencies decades apart)
+    assert both.h == pytest.approx(high.h * low.h, rel=1e-3)

@@ -114,23 +114,18 @@ def _fluxnet() -> dict[str, float]:
 
 
 def test_v_run_correction_factors(assessment: S.SpectralAssessment) -> None:
-    """DE-HoH V run (EddyPro hf_meth=4, Fratini et al. 2012). Inputs from the run: u = 3.33484 m/s, zm = 45 m - d,
-    z/L, RH 42.4 % (fc 0.502 Hz for H2O, 1.228 Hz for CO2), sonic paths 12.5 cm (vertical) / 11 cm (horizontal),
-    30-min block average. Reference cospectrum: unstable Kaimal. Achieved: the Ibrom/Fratini IIR factors alone are
-    1.0370 (H2O) and 1.0124 (CO2) against EddyPro's LE_scf 1.03837 and co2_scf 1.01505 (-0.13 %, -0.26 %); the
-    analytic sonic factor for H (block average + line averaging) is 1.0238 against H_scf 1.01489 (+0.9 %)."""
+    """DE-HoH V run (EddyPro lf_meth=1, hf_meth=4, Fratini et al. 2012): inputs printed by EddyPro (mean wind, z - d,
+    final z/L, RH 42.4 % -> fc 0.502 Hz for H2O, fc 1.228 Hz for CO2 in July, sonic paths 12.5 / 11 cm, 30-min
+    block average). speccorr reproduces H_scf, Tau_scf, LE_scf and co2_scf to 2e-4 (docs/flux-ec.md)."""
+    from gateway.flux.ec.speccorr import correction_factors
+
     ref = _fluxnet()
-    u = ref["U"]
-    zm = ref["BADM_INST_HEIGHT_SA"] - ref["DISPLACEMENT_HEIGHT"]
-    zl = ref["ZL"]
-    f = S.frequency_grid(1e-5, 10.0, 20000)
-    co = S.kaimal_cospectrum(f, zm, u, zl, "scalar")
-    sonic = np.sqrt(
-        S.tf_w_path(f, ref["VPATH_SA"] / 100.0, u) * S.tf_scalar_path(f, ref["HPATH_SA"] / 100.0, u)
-    ) * S.tf_block_average(f, 1800.0)
-    cf_h = S.correction_factor(f, co, sonic)
-    assert cf_h == pytest.approx(ref["H_SCF"], rel=0.01)
-    fc_h2o = assessment.h2o_fc(ref["RH_EP"])
-    fc_co2 = assessment.gas_monthly["CO2"][6][1]  # July
-    assert S.fratini2012_factor(f, co, sonic, fc_h2o) == pytest.approx(ref["LE_SCF"], rel=0.003)
-    assert S.fratini2012_factor(f, co, sonic, fc_co2) == pytest.approx(ref["FC_SCF"], rel=0.003)
+    gases = {"h2o": {"fc": assessment.h2o_fc(ref["RH_EP"])}, "co2": {"fc": assessment.gas_monthly["CO2"][6][1]}}
+    sf = correction_factors(method="fratini_2012", u=ref["WS"], zm=ref["BADM_INST_HEIGHT_SA"] -
+                            ref["DISPLACEMENT_HEIGHT"], zl=ref["ZL"], period_s=1800.0, detrend="block_average",
+                            timeconst_s=250.0, sonic_hpath_m=ref["HPATH_SA"] / 100.0,
+                            sonic_vpath_m=ref["VPATH_SA"] / 100.0, gases=gases)
+    assert sf.h == pytest.approx(ref["H_SCF"], rel=2e-4)
+    assert sf.tau == pytest.approx(ref["TAU_SCF"], rel=2e-4)
+    assert sf.gases["h2o"] == pytest.approx(ref["LE_SCF"], rel=2e-4)
+    assert sf.gases["co2"] == pytest.approx(ref["FC_SCF"], rel=2e-4)

@@ -1,27 +1,46 @@
 """The processing chain for one averaging period: `process_period(RawPeriod, ProcessingSettings) -> FluxResult`.
 
-Order (EDDYPRO-REFERENCE.md): diagnostic and absolute-limit filtering → despiking → tilt correction → time-lag
-compensation → air properties → detrending → covariances → fluxes → quality tests → statistics. Each step is a pure
-function of another module; this one only wires them and turns every problem into a named reason on the result
-(never an exception for bad data, never a silent number).
+`process_period` only strings named steps together; each step below is a pure function of arrays and numbers that
+cites its method, in EddyPro's order (EDDYPRO-REFERENCE.md; docs/flux-ec.md "What the engine does"):
+
+1. :func:`filter_records`: instrument diagnostics, absolute limits (Vickers & Mahrt 1997 §4c);
+2. :func:`remove_spikes`: Vickers & Mahrt (1997) or Mauder et al. (2013);
+3. :func:`correct_sonic`: zero-wind offsets, crosswind correction of Ts (Liu et al. 2001);
+4. :func:`dry_mole_fractions`: wet mole fractions to mixing ratios record by record (Ibrom et al. 2007);
+5. :func:`usable_gases`: the max_lack rule;
+6. :func:`tilt_correction`: double/triple rotation (Wilczak et al. 2001) or planar fit;
+7. :func:`compensate_time_lags`: covariance maximisation (Fan et al. 1990) or constant lags;
+8. :func:`period_air_properties`: air properties from the means (`airprops`);
+9. :func:`fluctuations`: detrending (`detrend`);
+10. :func:`covariances_and_moments`;
+11. :func:`level0_fluxes`: uncorrected fluxes (EddyPro "level 0");
+12. :func:`spectral_correction_factors`: Moncrieff et al. (1997, 2004), Fratini et al. (2012);
+13. :func:`corrected_fluxes`: spectral factors, van Dijk et al. (2004) humidity correction of H, Webb et al. (1980);
+14. :func:`quality_flags`: Foken et al. (2004), Mauder & Foken (2004);
+15. :func:`random_errors`: Finkelstein & Sims (2001); :func:`footprint_distances`: Kljun et al. (2004, 2015).
+
+Bad data never raise: every problem becomes a named reason on the result (``failed`` or ``partial``). Only an
+impossible configuration raises (:class:`ConfigurationError`, :class:`NotAvailableError`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.flux.ec import airprops, detrend, fluxes, qc, rotation, timelag
-from gateway.flux.ec.constants import LI7200_CELL_VOLUME
+from gateway.flux.ec import airprops, detrend, fluxes, qc, rotation, sonic, timelag
+from gateway.flux.ec.airprops import AirProperties
+from gateway.flux.ec.constants import LI7200_CELL_VOLUME, M_H2O
 from gateway.flux.ec.period import RawPeriod
 from gateway.flux.ec.result import FluxResult
 from gateway.flux.ec.settings import (
     Despiking,
     Detrending,
+    LowFrequencyCorrection,
     NotAvailableError,
     ProcessingSettings,
     QcMethod,
@@ -33,11 +52,18 @@ from gateway.flux.ec.settings import (
 from gateway.flux.ec.stats import moments
 
 Array = NDArray[np.float64]
+Mask = NDArray[np.bool_]
 GASES = ("co2", "h2o")
+MAX_STABILITY_ITERATIONS = 20
+WIND = ("u", "v", "w", "ts")
 
 
 class ConfigurationError(ValueError):
     """Metadata and settings cannot work together; raised before any data is processed."""
+
+
+class PeriodFailed(Exception):
+    """A step found the period unusable; the message is the reason given on the result."""
 
 
 def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) -> None:
@@ -61,6 +87,11 @@ def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) ->
     if settings.rot_meth in (Rotation.PLANAR_FIT, Rotation.PLANAR_FIT_NO_BIAS) and not settings.planar_fit_file:
         raise ConfigurationError(f"rot_meth = {settings.rot_meth.value} needs planar_fit_file (an EddyPro "
                                  "planar_fit.txt)")
+    if settings.cross_wind and sonic.path_elevation_deg(metadata.sonic.model,
+                                                         metadata.sonic.path_elevation_deg) is None:
+        raise ConfigurationError(
+            f"cross_wind: the acoustic-path inclination of sonic model {metadata.sonic.model!r} is not known; set "
+            "sonic.path_elevation_deg in the metadata (degrees from horizontal) or switch cross_wind off")
     if settings.tlag_meth in (TimeLag.MAXCOV, TimeLag.MAXCOV_DEFAULT):
         for gas in GASES:
             col = metadata.file.column(gas)
@@ -81,7 +112,7 @@ class PlanarFitSetup:
 
 def default_lag(gas: str, metadata: SiteMetadata, settings: ProcessingSettings) -> float:
     """Default / constant lag in s: the setting ``tl_def_<gas>``, else the column's nominal lag, else (closed path)
-    the tube-and-cell transit time, else 0."""
+    the tube-and-cell transit time (Ibrom et al. 2007, §2.3), else 0."""
     explicit = getattr(settings, f"tl_def_{gas}", None)
     if explicit is not None:
         return float(explicit)
@@ -96,9 +127,14 @@ def default_lag(gas: str, metadata: SiteMetadata, settings: ProcessingSettings) 
     return 0.0
 
 
-def _diag_mask(name: str, diag: Array) -> NDArray[np.bool_]:
+# ---------------------------------------------------------------------------------------------------------------
+# 1-5: the raw records
+# ---------------------------------------------------------------------------------------------------------------
+
+def diagnostic_mask(name: str, diag: Array) -> Mask:
     """True where a diagnostic word marks a bad record. LI-7200 (`diag_72`): bits 4-12 are 1 when OK; LI-7500
-    (`diag_75`): bits 4-7 are 1 when OK (LI-COR manuals); sonic (`diag_sonic`): non-zero is bad. NaN: not flagged."""
+    (`diag_75`): bits 4-7 are 1 when OK (LI-COR LI-7200 and LI-7500A instruction manuals, "Diagnostic value");
+    sonic (`diag_sonic`): non-zero is bad. NaN: not flagged."""
     ok = np.isfinite(diag)
     word = np.where(ok, diag, 0).astype(np.int64)
     if name == "diag_72":
@@ -110,6 +146,454 @@ def _diag_mask(name: str, diag: Array) -> NDArray[np.bool_]:
     return ok & bad
 
 
+def filter_records(data: dict[str, Array], measure_types: dict[str, str], settings: ProcessingSettings
+                   ) -> list[str]:
+    """Set records flagged by an instrument's diagnostic word, or outside EddyPro's absolute limits (Vickers &
+    Mahrt 1997, §4c; `al_*` in m s-1, °C, µmol mol-1, mmol mol-1), to missing, in place. Returns the reasons."""
+    reasons: list[str] = []
+    if settings.filter_diag:
+        for dname, targets in (("diag_72", GASES), ("diag_75", GASES), ("diag_sonic", WIND)):
+            if dname in data:
+                bad = diagnostic_mask(dname, data[dname])
+                if bad.any():
+                    for t in targets:
+                        if t in data:
+                            data[t][bad] = np.nan
+                    reasons.append(f"{dname}: {int(bad.sum())} records flagged by the instrument and removed")
+    if settings.filter_al:
+        al = settings.absolute_limits
+        limits = {"u": (-al.al_u_max, al.al_u_max), "v": (-al.al_u_max, al.al_u_max), "w": (-al.al_w_max, al.al_w_max),
+                  "ts": (al.al_tson_min + 273.15, al.al_tson_max + 273.15)}
+        if measure_types.get("co2") != "molar_density":
+            limits["co2"] = (al.al_co2_min, al.al_co2_max)
+        if measure_types.get("h2o") != "molar_density":
+            limits["h2o"] = (al.al_h2o_min, al.al_h2o_max)
+        for name, (lo, hi) in limits.items():
+            if name in data:
+                with np.errstate(invalid="ignore"):
+                    out = (data[name] < lo) | (data[name] > hi)
+                if out.any():
+                    data[name][out] = np.nan
+                    reasons.append(f"{name}: {int(out.sum())} records outside absolute limits [{lo:g}, {hi:g}]")
+    return reasons
+
+
+def remove_spikes(data: dict[str, Array], fs: float, settings: ProcessingSettings) -> dict[str, float]:
+    """Despike every sonic and gas series in place (Vickers & Mahrt 1997 with EddyPro's window of one sixth of the
+    averaging period, or Mauder et al. 2013); spikes are replaced by linear interpolation unless
+    ``despike_replace`` is off (then only counted). Returns ``<VAR>_NUM_SPIKES`` (spike events) per series."""
+    from gateway.flux.ec import despike as dsp
+
+    counts: dict[str, float] = {}
+    if settings.despike == Despiking.NONE:
+        return counts
+    lims = {"u": settings.sr_lim_u, "v": settings.sr_lim_u, "w": settings.sr_lim_w, "ts": settings.sr_lim_u,
+            "co2": settings.sr_lim_co2, "h2o": settings.sr_lim_h2o}
+    for name, lim in lims.items():
+        if name not in data:
+            continue
+        if settings.despike == Despiking.VICKERS_MAHRT_1997:
+            res = dsp.despike_vm97(data[name], fs, sr_lim=lim, sr_num_spk=settings.sr_num_spk,
+                                   sr_lim_hf=settings.sr_lim_hf, replace="linear",
+                                   window_s=dsp.eddypro_window_s(settings.avrg_len * 60.0))
+        else:
+            res = dsp.despike_mad(data[name], sr_lim_hf=settings.sr_lim_hf, replace="linear")
+        if settings.despike_replace:
+            data[name] = res.values
+        counts[f"{name.upper()}_NUM_SPIKES"] = float(res.n_events)
+    return counts
+
+
+def correct_sonic(data: dict[str, Array], metadata: SiteMetadata, settings: ProcessingSettings) -> list[str]:
+    """Zero-wind offsets subtracted from u, v, w and, with ``cross_wind``, Ts corrected for the crosswind (Liu et
+    al. 2001) — :mod:`gateway.flux.ec.sonic`; in place. Returns the reasons to report."""
+    reasons: list[str] = []
+    offsets = (settings.u_offset, settings.v_offset, settings.w_offset)
+    if any(offsets):
+        data["u"], data["v"], data["w"] = sonic.subtract_offsets(data["u"], data["v"], data["w"], offsets)
+    if settings.cross_wind:
+        angle = sonic.path_elevation_deg(metadata.sonic.model, metadata.sonic.path_elevation_deg)
+        assert angle is not None  # check_configuration refuses otherwise
+        data["ts"] = sonic.crosswind_corrected_ts(data["ts"], data["u"], data["v"], angle)
+        reasons.append(f"sonic temperature corrected for the crosswind (paths at {angle:g} deg)")
+    return reasons
+
+
+def dry_mole_fractions(data: dict[str, Array], measure_types: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Wet mole fractions of one analyser to dry mole fractions (mixing ratios) record by record,
+    χ = x/(1 − x_v) (Ibrom et al. 2007, Agric. For. Meteorol. 147, 140, §2.2; x_v the H2O mole fraction in mol mol-1);
+    in place. Returns the measure types after conversion and the reasons."""
+    reasons: list[str] = []
+    if measure_types.get("h2o") == "mole_fraction" and "h2o" in data:
+        xv = data["h2o"] * 1e-3
+        for gas in ("co2",):
+            if measure_types.get(gas) == "mole_fraction" and gas in data:
+                data[gas] = data[gas] / (1.0 - xv)
+        data["h2o"] = data["h2o"] / (1.0 - xv)
+        reasons.append("mole fractions converted to mixing ratios record by record")
+    types = {g: ("mixing_ratio" if measure_types.get(g) == "mole_fraction" else measure_types.get(g, ""))
+             for g in GASES}
+    return types, reasons
+
+
+def usable_gases(data: dict[str, Array], expected: int, max_lack_pct: float) -> tuple[list[str], list[str]]:
+    """The gases with at most ``max_lack_pct`` % of ``expected`` records missing, and the reasons for the others.
+    Raises :class:`PeriodFailed` when u, v, w or Ts miss more (EddyPro's max_lack rule)."""
+    max_missing = max_lack_pct / 100.0 * expected
+    for name in WIND:
+        missing = expected - int(np.isfinite(data[name]).sum())
+        if missing > max_missing:
+            raise PeriodFailed(f"{name}: {missing} of {expected} records missing (more than max_lack "
+                               f"{max_lack_pct:g} %)")
+    gases: list[str] = []
+    reasons: list[str] = []
+    for g in GASES:
+        if g not in data:
+            continue
+        missing = expected - int(np.isfinite(data[g]).sum())
+        if missing > max_missing:
+            reasons.append(f"{g}: {missing} of {expected} records missing (more than max_lack {max_lack_pct:g} %)"
+                           f"; its flux is not computed")
+        else:
+            gases.append(g)
+    return gases, reasons
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6-10: rotation, lags, air, fluctuations, covariances
+# ---------------------------------------------------------------------------------------------------------------
+
+def tilt_correction(u: Array, v: Array, w: Array, settings: ProcessingSettings,
+                    planar_fit: PlanarFitSetup | None) -> rotation.Rotated:
+    """Rotate the sonic-frame wind: double rotation (Wilczak et al. 2001, eqs. 22-23), triple rotation (eq. 24), a
+    planar fit per wind sector (eqs. 36-45, :mod:`gateway.flux.ec.planarfit`) or none. m s-1 in and out."""
+    if settings.rot_meth == Rotation.DOUBLE:
+        return rotation.double_rotation(u, v, w)
+    if settings.rot_meth == Rotation.TRIPLE:
+        return rotation.triple_rotation(u, v, w)
+    if settings.rot_meth == Rotation.NONE:
+        return rotation.Rotated(u, v, w, math.nan, math.nan)
+    if planar_fit is None:
+        raise ConfigurationError("planar fit selected but no planar-fit sectors were given to process_period")
+    from gateway.flux.ec import planarfit
+
+    sector = planarfit.select_sector(planar_fit.sectors, float(np.nanmean(u)), float(np.nanmean(v)))
+    pf = planarfit.apply_planar_fit(u, v, w, sector.coefficients, subtract_b0=planar_fit.subtract_b0)
+    return rotation.Rotated(pf.u, pf.v, pf.w, pf.yaw_deg, math.nan)
+
+
+@dataclass(frozen=True)
+class Lagged:
+    """Each gas series shifted by its lag (NaN-padded), the lag in s and whether the default was used."""
+
+    series: dict[str, Array]
+    seconds: dict[str, float]
+    used_default: dict[str, bool]
+
+
+def compensate_time_lags(w: Array, data: dict[str, Array], gases: list[str], metadata: SiteMetadata,
+                         settings: ProcessingSettings) -> Lagged:
+    """Align each gas with w: covariance maximisation in the column's window pairing ``gas[i+k]`` with ``w[i]``
+    (Fan et al. 1990; with default: a maximum on the window edge gives the default lag), a constant lag, or none;
+    the shifted series is padded with NaN (EDDYPRO-REFERENCE.md). ``w`` in m s-1 after rotation."""
+    fs = metadata.acquisition_frequency
+    series: dict[str, Array] = {}
+    seconds: dict[str, float] = {}
+    used: dict[str, bool] = {}
+    for g in gases:
+        col = metadata.file.column(g)
+        if settings.tlag_meth == TimeLag.NONE:
+            k, used_default = 0, False
+        elif settings.tlag_meth == TimeLag.CONSTANT:
+            k, used_default = round(default_lag(g, metadata, settings) * fs), True
+        else:
+            assert col is not None
+            dflt = default_lag(g, metadata, settings) if settings.tlag_meth == TimeLag.MAXCOV_DEFAULT else None
+            lr = timelag.covariance_maximization(w, data[g], fs, col.min_timelag, col.max_timelag, dflt)
+            k, used_default = lr.records, lr.used_default
+        series[g] = timelag.shift(data[g], k) if k else data[g]
+        seconds[g] = k / fs
+        used[g] = used_default
+    return Lagged(series, seconds, used)
+
+
+def period_air_properties(ts: Array, lagged: dict[str, Array], measure_types: dict[str, str], air_p: Array | None,
+                          altitude_m: float) -> tuple[AirProperties, float]:
+    """Air properties from the period means (:func:`gateway.flux.ec.airprops.air_properties`: Va from the mean
+    *sonic* temperature, Ta = T̄s/(1 + 0.51·Q)), and the pressure used, Pa: the ``air_p`` column's mean, else
+    101300·exp(−z/8200)."""
+    ts_mean = float(np.nanmean(ts))
+    p = float(np.nanmean(air_p)) if air_p is not None and np.isfinite(air_p).any() else \
+        airprops.pressure_from_altitude(altitude_m)
+    if "h2o" not in lagged:
+        return airprops.air_properties(ts_mean, p), p
+    h2o_mean = float(np.nanmean(lagged["h2o"]))
+    if measure_types["h2o"] == "molar_density":
+        return airprops.air_properties(ts_mean, p, h2o_molar_density=h2o_mean * 1e-3), p
+    return airprops.air_properties(ts_mean, p, h2o_mole_fraction=h2o_mean / (1000.0 + h2o_mean)), p
+
+
+def fluctuations(x: Array, settings: ProcessingSettings, fs: float) -> Array:
+    """Detrended series (block average returns ``x`` itself: the covariances remove the mean), see
+    :mod:`gateway.flux.ec.detrend` (Gash & Culf 1996; McMillen 1988); ``timeconst`` in s."""
+    if settings.detrend_meth == Detrending.BLOCK_AVERAGE:
+        return x
+    window = max(2, round(settings.timeconst * fs))
+    if settings.detrend_meth == Detrending.LINEAR:
+        return detrend.linear(x, window)
+    if settings.detrend_meth == Detrending.RUNNING_MEAN:
+        return detrend.running_mean(x, window)
+    return detrend.exponential_running_mean(x, settings.timeconst, fs)
+
+
+@dataclass
+class Turbulence:
+    """Rotated series, their fluctuations, covariances (population, over valid pairs) and moments."""
+
+    u: Array
+    v: Array
+    w: Array
+    ts: Array
+    gases: dict[str, Array]
+    uf: Array
+    vf: Array
+    wf: Array
+    tsf: Array
+    gf: dict[str, Array]
+    cov_uw: float
+    cov_vw: float
+    cov_wts: float
+    cov_wg: dict[str, float]
+    values: dict[str, float] = field(default_factory=dict)
+
+
+def covariances_and_moments(rot: rotation.Rotated, ts: Array, lagged: dict[str, Array],
+                            settings: ProcessingSettings, fs: float) -> Turbulence:
+    """Fluctuations (:func:`fluctuations`), population covariances over the valid pairs with their own means
+    (EDDYPRO-REFERENCE.md), and variance, σ, skewness and kurtosis of each series (:func:`gateway.flux.ec.stats
+    .moments`). Values: covariances in the product of the units, variances in the unit squared."""
+    uf, vf, wf, tsf = (fluctuations(x, settings, fs) for x in (rot.u, rot.v, rot.w, ts))
+    gf = {g: fluctuations(lagged[g], settings, fs) for g in lagged}
+    t = Turbulence(rot.u, rot.v, rot.w, ts, lagged, uf, vf, wf, tsf, gf, qc.pair_cov(uf, wf), qc.pair_cov(vf, wf),
+                   qc.pair_cov(wf, tsf), {g: qc.pair_cov(wf, gf[g]) for g in gf})
+    v = t.values
+    v["U_W_COV"], v["V_W_COV"], v["W_T_SONIC_COV"] = t.cov_uw, t.cov_vw, t.cov_wts
+    for name, x, xf in (("U", rot.u, uf), ("V", rot.v, vf), ("W", rot.w, wf), ("T_SONIC", ts, tsf)):
+        m = moments(x, None if xf is x else xf)
+        v[f"{name}_VAR"] = m.variance
+        v[f"{name}_SIGMA"] = math.sqrt(m.variance)
+        if name != "V":
+            v[f"{name}_SKEW"], v[f"{name}_KURT"] = m.skewness, m.kurtosis
+    for g in gf:
+        m = moments(lagged[g], None if gf[g] is lagged[g] else gf[g])
+        G = g.upper()
+        v[f"W_{G}_COV"] = t.cov_wg[g]
+        v[f"{G}_VAR"], v[f"{G}_SIGMA"] = m.variance, math.sqrt(m.variance)
+        v[f"{G}_SKEW"], v[f"{G}_KURT"] = m.skewness, m.kurtosis
+    return t
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 11-13: fluxes
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Level0:
+    """Uncorrected fluxes (EddyPro's level 0, its ``un_*``): τ0 in kg m-1 s-2 with the sign of u'w', u*0 in m s-1,
+    H0 = ρcp·w'Ts' in W m-2, the gas fluxes as measured in mol m-2 s-1 (w'χ'/Vd for mixing ratios, w'ρ' for molar
+    densities; NaN when not computed). ``open_path`` when a gas is a molar density (WPL applies)."""
+
+    tau: float
+    ustar: float
+    h: float
+    gas: dict[str, float]
+    open_path: bool
+
+
+def level0_fluxes(t: Turbulence, air: AirProperties, measure_types: dict[str, str]) -> Level0:
+    """u* = (u'w'² + v'w'²)^¼ (Weber 1999), τ = ρa·u*² with the sign of u'w', H0 = ρcp·w'Ts', and each gas flux in
+    mol m-2 s-1: w'χ'/Vd for dry mole fractions (Webb et al. 1980: no density terms), w'ρ' for molar densities."""
+    ustar = fluxes.friction_velocity(t.cov_uw, t.cov_vw)
+    gas: dict[str, float] = {}
+    scale = {"co2": 1e-6, "h2o": 1e-3}  # the canonical fraction units to mol mol-1
+    for g, cov in t.cov_wg.items():
+        if measure_types[g] == "molar_density":
+            gas[g] = cov * 1e-3  # mmol m-3 · m s-1 → mol m-2 s-1
+        else:
+            gas[g] = fluxes.flux_from_mixing_ratio(cov, air.vd) * scale[g]
+    return Level0(fluxes.momentum_flux(air.rho_a, ustar, t.cov_uw), ustar,
+                  fluxes.sensible_heat_uncorrected(air.rho_cp, t.cov_wts), gas,
+                  any(measure_types[g] == "molar_density" for g in t.cov_wg))
+
+
+@dataclass(frozen=True)
+class Corrected:
+    """Fully corrected fluxes (EddyPro level 3): τ, u*, H, and the gas fluxes in mol m-2 s-1."""
+
+    tau: float
+    ustar: float
+    h: float
+    gas: dict[str, float]
+
+
+def corrected_fluxes(l0: Level0, scf: dict[str, float], air: AirProperties, cov_wts: float, lagged_means:
+                     dict[str, float], measure_types: dict[str, str], wpl: bool) -> Corrected:
+    """EddyPro's flux levels (EddyPro 7 Help, "Calculating corrected fluxes"; docs/flux-ec.md "EddyPro conventions"):
+
+    * H: humidity correction of the sonic temperature (van Dijk et al. 2004, eq. 3.53) with the *uncorrected*
+      water-vapour flux E0 (kg m-2 s-1), then the spectral factor: H = [ρcp·w'Ts'(1 − 0.51·Q) − ρcp·0.51·T̄s·E0/ρa]
+      ·SCF_H — EddyPro's H_STAGE2·H_SCF of run V, and its H is the same with WPL on and off;
+    * τ = τ0·SCF_τ, u* = u*0·√SCF_τ;
+    * mixing ratios: F = F0·SCF;
+    * molar densities (open path): F1 = F0·SCF, then Webb et al. (1980) eqs. 25 and 24 with that H:
+      E = (1 + n_v/n_d)(E1 + n_v·w'T'/T̄a), Fc = Fc1 + (c̄/n_d)·E1 + (1 + n_v/n_d)·c̄·w'T'/T̄a, w'T' = H/ρcp
+      (:func:`gateway.flux.ec.fluxes.wpl_open_path`), when ``wpl``.
+
+    ``scf`` maps "tau", "h" and the gas names to factors (1 when not corrected); ``lagged_means`` the gases' means in
+    their canonical units (mmol m-3 for densities)."""
+    e0_kg = l0.gas["h2o"] * M_H2O if "h2o" in l0.gas and math.isfinite(l0.gas["h2o"]) else 0.0
+    h_stage2 = fluxes.sensible_heat_van_dijk(air.rho_cp, cov_wts, air.ts, e0_kg, air.rho_a, air.q)
+    h = h_stage2 * scf.get("h", 1.0)
+    tau = l0.tau * scf.get("tau", 1.0)
+    ustar = l0.ustar * math.sqrt(scf.get("tau", 1.0))
+    gas1 = {g: f * scf.get(g, 1.0) for g, f in l0.gas.items()}
+    out = dict(gas1)
+    if wpl and l0.open_path:
+        n_v = air.rho_w / M_H2O
+        e1 = gas1.get("h2o", 0.0) if measure_types.get("h2o") == "molar_density" else 0.0
+        wt = h / air.rho_cp
+        if measure_types.get("h2o") == "molar_density" and "h2o" in gas1:
+            out["h2o"] = fluxes.wpl_open_path(0.0, 0.0, e1, n_v, wt, air)[1]
+        if measure_types.get("co2") == "molar_density" and "co2" in gas1:
+            c_mean = lagged_means["co2"] * 1e-3
+            out["co2"] = fluxes.wpl_open_path(gas1["co2"], c_mean, e1, n_v, wt, air)[0]
+    return Corrected(tau, ustar, h, out)
+
+
+def stability(ustar: float, h: float, air: AirProperties, p_pa: float, zm: float) -> tuple[float, float]:
+    """Obukhov length L (m, with the potential temperature, :func:`gateway.flux.ec.fluxes.obukhov_length`) and
+    z/L with zm = z − d in m."""
+    lmo = fluxes.obukhov_length(ustar, h, air.rho_cp, air.ta, p_pa)
+    return lmo, zm / lmo
+
+
+def spectral_correction_factors(settings: ProcessingSettings, metadata: SiteMetadata, gases: list[str],
+                                ws: float, zm: float, zl: float, rh: float, month: int,
+                                spectral_assessment: Any) -> dict[str, float]:
+    """Spectral correction factors for TAU ("tau"), H ("h") and each gas (:mod:`gateway.flux.ec.speccorr`):
+    high-pass part (averaging/detrending, Moncrieff et al. 2004) when ``lf_meth`` is on, low-pass part (Moncrieff
+    et al. 1997 analytic; Fratini et al. 2012 IIR factor for closed-path gases) by ``hf_meth``. Empty when neither
+    is selected. ``ws`` mean wind (m s-1), ``zm`` = z − d (m), ``zl`` stability, ``rh`` (%)."""
+    low_freq = settings.lf_meth != LowFrequencyCorrection.NONE
+    if settings.hf_meth == SpectralCorrection.NONE and not low_freq:
+        return {}
+    from gateway.flux.ec import speccorr
+
+    if settings.hf_meth == SpectralCorrection.FRATINI_2012 and spectral_assessment is None:
+        raise ConfigurationError("hf_meth = fratini_2012: no spectral assessment given to process_period")
+    low_pass = settings.hf_meth != SpectralCorrection.NONE
+    hpath, vpath = speccorr.sonic_paths_m(metadata.sonic.model, metadata.sonic.hpath_length,
+                                          metadata.sonic.vpath_length) if low_pass else (math.nan, math.nan)
+    ga = metadata.analyzer
+    gas_par: dict[str, dict[str, float]] = {}
+    for g in gases:
+        if settings.hf_meth == SpectralCorrection.FRATINI_2012:
+            fc_cut = (spectral_assessment.h2o_fc(rh) if g == "h2o"
+                      else spectral_assessment.gas_monthly.get(g.upper(), [(math.nan, math.nan)] * 12)[month - 1][1])
+            gas_par[g] = {"fc": fc_cut}
+        elif ga is not None:
+            sep = math.hypot(ga.northward_separation, ga.eastward_separation) / 100.0
+            gas_par[g] = ({"separation_m": sep, "tube_length_m": ga.tube_length / 100.0,
+                           "tube_radius_m": ga.tube_diameter / 2000.0, "flow_lpm": ga.tube_flowrate}
+                          if ga.path_type == "closed" else {"separation_m": sep})
+        else:
+            gas_par[g] = {}
+    sf = speccorr.correction_factors(
+        method=settings.hf_meth.value, u=ws, zm=zm, zl=zl, period_s=settings.avrg_len * 60.0,
+        detrend=settings.detrend_meth.value, timeconst_s=settings.timeconst, sonic_hpath_m=hpath,
+        sonic_vpath_m=vpath, gases=gas_par, high_pass=low_freq, low_pass=low_pass)
+    return {"tau": sf.tau, "h": sf.h, **sf.gases}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 14-15: quality, uncertainty, footprint
+# ---------------------------------------------------------------------------------------------------------------
+
+def quality_flags(t: Turbulence, gases: list[str], zl: float, ustar: float, h: float, rho_cp: float,
+                  latitude: float, settings: ProcessingSettings) -> dict[str, float]:
+    """Steady-state test on the rotated, lag-compensated series with sub-period means (not the detrended ones:
+    EddyPro's R3 deviations equal R1's), ITC of σu/u*, σw/u*, σT/|T*| (Foken et al. 2004, with Thomas & Foken 2002
+    in near-neutral), combined into Mauder & Foken (2004) 0/1/2 or Foken et al. (2004) 1-9 flags: TAU from ST(u*)
+    and the worse of ITC u and w, scalars from ST(w'x') and ITC w. Deviations in %."""
+    v: dict[str, float] = {}
+    combine = qc.mauder_foken_flag if settings.qc_meth == QcMethod.MAUDER_FOKEN_2004 else qc.foken_flag
+    st = {"TAU": qc.steady_state_deviation_ustar(t.u, t.v, t.w), "H": qc.steady_state_deviation(t.w, t.ts)}
+    for g in gases:
+        st[g] = qc.steady_state_deviation(t.w, t.gases[g])
+    f = qc.coriolis_parameter(latitude)
+    tstar = -h / (rho_cp * ustar) if ustar > 0 else math.nan
+    sigma_u, sigma_w, sigma_t = (math.sqrt(t.values[f"{n}_VAR"]) for n in ("U", "W", "T_SONIC"))
+    itc_u = qc.itc_deviation(qc.itc_model_u(zl, ustar, f), sigma_u / ustar) if ustar > 0 else math.nan
+    itc_w = qc.itc_deviation(qc.itc_model_w(zl, ustar, f), sigma_w / ustar) if ustar > 0 else math.nan
+    itc_t = qc.itc_deviation(qc.itc_model_t(zl), sigma_t / abs(tstar)) if tstar else math.nan
+    v["ST_DEV_W_U"], v["ST_DEV_W_TS"] = st["TAU"], st["H"]
+    v["ITC_DEV_U"], v["ITC_DEV_W"], v["ITC_DEV_TS"] = itc_u, itc_w, itc_t
+    cu, cw = qc.foken_class(itc_u), qc.foken_class(itc_w)
+    v["TAU_SSITC_TEST"] = float(combine(qc.foken_class(st["TAU"]), max(cu, cw)))
+    v["H_SSITC_TEST"] = float(combine(qc.foken_class(st["H"]), cw))
+    for g, names in (("co2", ("FC",)), ("h2o", ("FH2O", "LE"))):
+        if g in gases:
+            v[f"ST_DEV_W_{g.upper()}"] = st[g]
+            for nm in names:
+                v[f"{nm}_SSITC_TEST"] = float(combine(qc.foken_class(st[g]), cw))
+    return v
+
+
+def random_errors(t: Turbulence, level0: dict[str, float], fs: float, settings: ProcessingSettings
+                  ) -> dict[str, float]:
+    """Random error of each flux after Finkelstein & Sims (2001), with the lag range m = the pair's integral
+    turbulence time scale (:func:`gateway.flux.ec.randomerror.cross_correlation_timescale`, ``ru_its_meth``, at most
+    ``ru_tlag_max``), stated as relative error × |uncorrected flux| (EddyPro; docs/flux-ec.md). ``level0``: the
+    uncorrected flux per output name, in its unit."""
+    from gateway.flux.ec import randomerror
+
+    pairs = {"TAU": (t.wf, t.uf), "H": (t.wf, t.tsf)}
+    if "co2" in t.gf:
+        pairs["FC"] = (t.wf, t.gf["co2"])
+    if "h2o" in t.gf:
+        pairs["LE"] = pairs["FH2O"] = (t.wf, t.gf["h2o"])
+    out: dict[str, float] = {}
+    for name, (a, b) in pairs.items():
+        flux0 = level0.get(name, math.nan)
+        if not math.isfinite(flux0):
+            continue
+        its = randomerror.cross_correlation_timescale(a, b, fs, max_lag_s=settings.ru_tlag_max,
+                                                      limit=settings.ru_its_meth.value)
+        lag_s = its if math.isfinite(its) and its > 0 else settings.ru_tlag_max
+        err = randomerror.finkelstein_sims(a, b, fs, max_lag_s=lag_s)
+        out[f"{name}_RANDUNC"] = randomerror.flux_random_error(err, flux0)
+    return out
+
+
+def footprint_distances(settings: ProcessingSettings, sigma_w: float, ustar: float, lmo: float, zm: float,
+                        z0: float) -> tuple[dict[str, float], bool]:
+    """Peak and 70/80/90 % distances of the flux footprint (Kljun et al. 2004 or 2015, :mod:`gateway.flux.ec
+    .footprint`), m; and whether the inputs are in the model's stated range."""
+    from gateway.flux.ec import footprint
+
+    if settings.foot_meth == "kljun_2004":
+        fp = footprint.kljun2004_distances(sigma_w=sigma_w, ustar=ustar, zm=zm, z0=z0)
+    else:
+        assert settings.footprint_blh is not None
+        fp = footprint.kljun2015_distances(zm=zm, h=settings.footprint_blh, ustar=ustar, obukhov_length=lmo, z0=z0)
+    out = {"FETCH_MAX": fp.x_peak, **{f"FETCH_{pct}": fp.x_r[pct] for pct in (70, 80, 90)}}
+    return out, fp.valid
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the chain
+# ---------------------------------------------------------------------------------------------------------------
+
 def process_period(period: RawPeriod, settings: ProcessingSettings, *,
                    planar_fit: PlanarFitSetup | None = None, spectral_assessment: Any = None) -> FluxResult:
     """Process one averaging period (see the module docstring). Bad data give a ``failed`` or ``partial`` result
@@ -120,346 +604,146 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
     reasons = list(period.issues)
     result = FluxResult(start=period.start, end=period.end, values=v, status="ok", reasons=reasons,
                         settings_hash=settings.settings_hash(md), source=period.source)
-    fs = md.acquisition_frequency
-    n = period.n_records
-    v["N_RECORDS"] = float(n)
-    expected = period.expected_records or round(settings.avrg_len * 60.0 * fs)
-    if n < 2 or n < expected * (1.0 - settings.max_lack / 100.0):
-        reasons.append(f"too few records: {n} of {expected} expected (max_lack {settings.max_lack:g} %)")
+    try:
+        _run_chain(period, settings, planar_fit, spectral_assessment, v, reasons)
+    except PeriodFailed as exc:
+        reasons.append(str(exc))
         result.status = "failed"
         return result
-    data = {k: np.array(a, dtype=np.float64, copy=True) for k, a in period.data.items()}
-    for name in ("u", "v", "w", "ts"):
-        if name not in data:
-            reasons.append(f"no {name} column")
-            result.status = "failed"
-            return result
-
-    # 1. diagnostic filtering
-    if settings.filter_diag:
-        for dname, targets in (("diag_72", GASES), ("diag_75", GASES), ("diag_sonic", ("u", "v", "w", "ts"))):
-            if dname in data:
-                bad = _diag_mask(dname, data[dname])
-                if bad.any():
-                    for t in targets:
-                        if t in data:
-                            data[t][bad] = np.nan
-                    reasons.append(f"{dname}: {int(bad.sum())} records flagged by the instrument and removed")
-    # absolute limits (Vickers & Mahrt 1997, §4c)
-    if settings.filter_al:
-        al = settings.absolute_limits
-        limits = {"u": (-al.al_u_max, al.al_u_max), "v": (-al.al_u_max, al.al_u_max), "w": (-al.al_w_max, al.al_w_max),
-                  "ts": (al.al_tson_min + 273.15, al.al_tson_max + 273.15)}
-        if period.measure_types.get("co2") != "molar_density":
-            limits["co2"] = (al.al_co2_min, al.al_co2_max)
-        if period.measure_types.get("h2o") != "molar_density":
-            limits["h2o"] = (al.al_h2o_min, al.al_h2o_max)
-        for name, (lo, hi) in limits.items():
-            if name in data:
-                with np.errstate(invalid="ignore"):
-                    out = (data[name] < lo) | (data[name] > hi)
-                if out.any():
-                    data[name][out] = np.nan
-                    reasons.append(f"{name}: {int(out.sum())} records outside absolute limits [{lo:g}, {hi:g}]")
-    # despiking (gateway.flux.ec.despike)
-    if settings.despike != Despiking.NONE:
-        from gateway.flux.ec import despike as dsp
-
-        lims = {"u": settings.sr_lim_u, "v": settings.sr_lim_u, "w": settings.sr_lim_w, "ts": settings.sr_lim_u,
-                "co2": settings.sr_lim_co2, "h2o": settings.sr_lim_h2o}
-        for name, lim in lims.items():
-            if name not in data:
-                continue
-            if settings.despike == Despiking.VICKERS_MAHRT_1997:
-                res = dsp.despike_vm97(data[name], fs, sr_lim=lim, sr_num_spk=settings.sr_num_spk,
-                                       sr_lim_hf=settings.sr_lim_hf, replace="linear",
-                                       window_s=dsp.eddypro_window_s(settings.avrg_len * 60.0))
-            else:
-                res = dsp.despike_mad(data[name], sr_lim_hf=settings.sr_lim_hf)
-            data[name] = res.values
-            v[f"{name.upper()}_NUM_SPIKES"] = float(res.n_events)
-
-    # mole fractions of the same analyser → dry mole fractions, record by record (Ibrom et al. 2007)
-    if period.measure_types.get("h2o") == "mole_fraction" and "h2o" in data:
-        xv = data["h2o"] * 1e-3
-        for gas in ("co2",):
-            if period.measure_types.get(gas) == "mole_fraction" and gas in data:
-                data[gas] = data[gas] / (1.0 - xv)
-        data["h2o"] = data["h2o"] / (1.0 - xv)
-        reasons.append("mole fractions converted to mixing ratios record by record")
-    mtypes = {g: ("mixing_ratio" if period.measure_types.get(g) == "mole_fraction" else period.measure_types.get(g))
-              for g in GASES}
-
-    # usable channels
-    max_missing = settings.max_lack / 100.0 * expected
-    for name in ("u", "v", "w", "ts"):
-        missing = expected - int(np.isfinite(data[name]).sum())
-        if missing > max_missing:
-            reasons.append(f"{name}: {missing} of {expected} records missing (more than max_lack "
-                           f"{settings.max_lack:g} %)")
-            result.status = "failed"
-            return result
-    gases: list[str] = []
-    for g in GASES:
-        if g not in data:
-            continue
-        missing = expected - int(np.isfinite(data[g]).sum())
-        if missing > max_missing:
-            reasons.append(f"{g}: {missing} of {expected} records missing (more than max_lack {settings.max_lack:g} %)"
-                           f"; its flux is not computed")
-        else:
-            gases.append(g)
-    wind_ok = np.isfinite(data["u"]) & np.isfinite(data["v"]) & np.isfinite(data["w"]) & np.isfinite(data["ts"])
-    v["N_USED"] = float(wind_ok.sum())
-
-    # 2. tilt correction
-    u0, v0, w0 = data["u"], data["v"], data["w"]
-    v["U_UNROT"], v["V_UNROT"], v["W_UNROT"] = (float(np.nanmean(x)) for x in (u0, v0, w0))
-    v["WD"] = rotation.wind_direction(u0, v0, md.sonic.north_offset, into_head=rotation.u_positive_into_head(
-        md.sonic.manufacturer, md.sonic.model))
-    v["WS_MAX"] = float(np.nanmax(np.sqrt(u0 * u0 + v0 * v0 + w0 * w0)))
-    if settings.rot_meth == Rotation.DOUBLE:
-        rot = rotation.double_rotation(u0, v0, w0)
-    elif settings.rot_meth == Rotation.TRIPLE:
-        rot = rotation.triple_rotation(u0, v0, w0)
-    elif settings.rot_meth == Rotation.NONE:
-        rot = rotation.Rotated(u0, v0, w0, math.nan, math.nan)
-    else:
-        if planar_fit is None:
-            raise ConfigurationError("planar fit selected but no planar-fit sectors were given to process_period")
-        from gateway.flux.ec import planarfit
-
-        sector = planarfit.select_sector(planar_fit.sectors, v["U_UNROT"], v["V_UNROT"])
-        pf = planarfit.apply_planar_fit(u0, v0, w0, sector.coefficients, subtract_b0=planar_fit.subtract_b0)
-        rot = rotation.Rotated(pf.u, pf.v, pf.w, pf.yaw_deg, math.nan)
-    u, vv, w = rot.u, rot.v, rot.w
-    v["YAW"], v["PITCH"], v["ROLL"] = rot.yaw_deg, rot.pitch_deg, rot.roll_deg
-    v["WS"] = math.sqrt(float(np.nanmean(u)) ** 2 + float(np.nanmean(vv)) ** 2 + float(np.nanmean(w)) ** 2)
-
-    # 3. time lags
-    ts = data["ts"]
-    lagged: dict[str, Array] = {}
-    for g in gases:
-        col = md.file.column(g)
-        if settings.tlag_meth == TimeLag.NONE:
-            k, used_default = 0, False
-        elif settings.tlag_meth == TimeLag.CONSTANT:
-            k, used_default = round(default_lag(g, md, settings) * fs), True
-        else:
-            assert col is not None
-            dflt = default_lag(g, md, settings) if settings.tlag_meth == TimeLag.MAXCOV_DEFAULT else None
-            lr = timelag.covariance_maximization(w, data[g], fs, col.min_timelag, col.max_timelag, dflt)
-            k, used_default = lr.records, lr.used_default
-        lagged[g] = timelag.shift(data[g], k) if k else data[g]
-        v[f"{g.upper()}_TLAG"] = k / fs
-        v[f"{g.upper()}_TLAG_DEFAULT"] = float(used_default)
-
-    # 4. air properties
-    ts_mean = float(np.nanmean(ts))
-    p = float(np.nanmean(data["air_p"])) if "air_p" in data and np.isfinite(data["air_p"]).any() else \
-        airprops.pressure_from_altitude(md.altitude)
-    h2o_mean = float(np.nanmean(lagged["h2o"])) if "h2o" in lagged else math.nan
-    if "h2o" not in lagged:
-        air = airprops.air_properties(ts_mean, p)
-        reasons.append("no usable H2O: air treated as dry, LE and FH2O not computed")
-    elif mtypes["h2o"] == "molar_density":
-        air = airprops.air_properties(ts_mean, p, h2o_molar_density=h2o_mean * 1e-3)
-    else:
-        air = airprops.air_properties(ts_mean, p, h2o_mole_fraction=h2o_mean / (1000.0 + h2o_mean))
-    v["T_SONIC"] = ts_mean - 273.15
-    v["TA"] = air.ta - 273.15
-    v["PA"] = p / 1000.0
-    v["RH"] = air.rh
-    v["VPD"] = (air.es - air.e) / 100.0
-    v["RHO_A"], v["RHO_CP"], v["VD"] = air.rho_a, air.rho_cp, air.vd
-
-    # 5. detrending
-    def fluct(x: Array) -> Array:
-        if settings.detrend_meth == Detrending.BLOCK_AVERAGE:
-            return x
-        window = max(2, round(settings.timeconst * fs))
-        if settings.detrend_meth == Detrending.LINEAR:
-            return detrend.linear(x, window)
-        if settings.detrend_meth == Detrending.RUNNING_MEAN:
-            return detrend.running_mean(x, window)
-        return detrend.exponential_running_mean(x, settings.timeconst, fs)
-
-    uf, vf, wf, tsf = fluct(u), fluct(vv), fluct(w), fluct(ts)
-    gf = {g: fluct(lagged[g]) for g in lagged}
-
-    # 6. covariances (population, over valid pairs with their own means)
-    cov_uw, cov_vw, cov_wts = qc.pair_cov(uf, wf), qc.pair_cov(vf, wf), qc.pair_cov(wf, tsf)
-    cov_wg = {g: qc.pair_cov(wf, gf[g]) for g in gf}
-    v["U_W_COV"], v["V_W_COV"], v["W_T_SONIC_COV"] = cov_uw, cov_vw, cov_wts
-    for name, x, xf in (("U", u, uf), ("V", vv, vf), ("W", w, wf), ("T_SONIC", ts, tsf)):
-        m = moments(x, None if xf is x else xf)
-        v[f"{name}_VAR"] = m.variance
-        v[f"{name}_SIGMA"] = math.sqrt(m.variance)
-        if name != "V":
-            v[f"{name}_SKEW"], v[f"{name}_KURT"] = m.skewness, m.kurtosis
-    for g in gf:
-        m = moments(lagged[g], None if gf[g] is lagged[g] else gf[g])
-        G = g.upper()
-        v[f"W_{G}_COV"] = cov_wg[g]
-        v[f"{G}_VAR"], v[f"{G}_SIGMA"] = m.variance, math.sqrt(m.variance)
-        v[f"{G}_SKEW"], v[f"{G}_KURT"] = m.skewness, m.kurtosis
-
-    # 7. fluxes
-    ustar = fluxes.friction_velocity(cov_uw, cov_vw)
-    v["USTAR"] = ustar
-    v["TAU"] = fluxes.momentum_flux(air.rho_a, ustar, cov_uw)
-    h_unc = fluxes.sensible_heat_uncorrected(air.rho_cp, cov_wts)
-    v["H_UNCORR"] = h_unc
-    fh2o = math.nan
-    fc = math.nan
-    h = math.nan
-    if "h2o" in gf:
-        x_v = h2o_mean / (1000.0 + h2o_mean) if mtypes["h2o"] == "mixing_ratio" else air.rho_w / 18.02e-3 * air.va
-        v["H2O_MIXING_RATIO"] = h2o_mean if mtypes["h2o"] == "mixing_ratio" else 1000.0 * x_v / (1.0 - x_v)
-        v["H2O"] = 1000.0 * x_v
-    if mtypes.get("h2o") == "molar_density" or mtypes.get("co2") == "molar_density":
-        # open path (EddyPro's order, docs/flux-ec.md "Open path"): H is humidity-corrected with the water-vapour
-        # flux *before* its density terms, once, and that H enters the WPL terms of E and FC; the WPL-corrected E
-        # is not fed back into H (EddyPro's H is the same with WPL on and off).
-        fh2o_raw = cov_wg.get("h2o", math.nan) * 1e-3  # mol m-2 s-1
-        n_v = air.rho_w / 18.02e-3
-        e_kg = fh2o_raw * 18.02e-3 if math.isfinite(fh2o_raw) else 0.0
-        h = fluxes.sensible_heat_van_dijk(air.rho_cp, cov_wts, ts_mean, e_kg, air.rho_a, air.q)
-        fv = fh2o_raw
-        if settings.wpl_meth and "h2o" in gf and mtypes["h2o"] == "molar_density":
-            _, fv = fluxes.wpl_open_path(0.0, 0.0, fh2o_raw, n_v, h / air.rho_cp, air)
-        fh2o = fv * 1e3 if "h2o" in gf else math.nan
-        if "co2" in gf:
-            if mtypes["co2"] == "molar_density":
-                c_mean = float(np.nanmean(lagged["co2"])) * 1e-3
-                if settings.wpl_meth:
-                    fcm, _ = fluxes.wpl_open_path(cov_wg["co2"] * 1e-3, c_mean, fh2o_raw if math.isfinite(fh2o_raw)
-                                                  else 0.0, n_v, h / air.rho_cp, air)
-                else:
-                    fcm = cov_wg["co2"] * 1e-3
-                fc = fcm * 1e6
-                v["CO2"] = c_mean * air.va * 1e6
-            else:
-                fc = fluxes.flux_from_mixing_ratio(cov_wg["co2"], air.vd)
-    else:
-        if "h2o" in gf:
-            fh2o = fluxes.flux_from_mixing_ratio(cov_wg["h2o"], air.vd)
-        if "co2" in gf:
-            fc = fluxes.flux_from_mixing_ratio(cov_wg["co2"], air.vd)
-        e_kg = fluxes.evaporation_kg(fh2o) if math.isfinite(fh2o) else 0.0
-        h = fluxes.sensible_heat_van_dijk(air.rho_cp, cov_wts, ts_mean, e_kg, air.rho_a, air.q)
-    if "co2" in gf and mtypes["co2"] == "mixing_ratio":
-        co2m = float(np.nanmean(lagged["co2"]))
-        v["CO2_MIXING_RATIO"] = co2m
-        v["CO2"] = co2m / (1.0 + (h2o_mean / 1000.0 if "h2o" in gf and mtypes["h2o"] == "mixing_ratio" else 0.0))
-    v["H"], v["FH2O"], v["FC"] = h, fh2o, fc
-    v["LE"] = fluxes.latent_heat(fh2o, air.lambda_v) if math.isfinite(fh2o) else math.nan
-
-    # stability
-    d = md.displacement()
-    z = md.sonic.height - d
-    lmo = fluxes.obukhov_length(ustar, h, air.rho_cp, air.ta, p)
-    v["MO_LENGTH"] = lmo
-    v["ZL"] = z / lmo
-
-    # spectral corrections (gateway.flux.ec.speccorr on gateway.flux.ec.spectral); stability re-evaluated after
-    if settings.hf_meth != SpectralCorrection.NONE and ustar > 0 and math.isfinite(lmo):
-        from gateway.flux.ec import speccorr
-
-        if settings.hf_meth == SpectralCorrection.FRATINI_2012 and spectral_assessment is None:
-            raise ConfigurationError("hf_meth = fratini_2012: no spectral assessment given to process_period")
-        hpath, vpath = speccorr.sonic_paths_m(md.sonic.model, md.sonic.hpath_length, md.sonic.vpath_length)
-        ga = md.analyzer
-        gas_par: dict[str, dict[str, float]] = {}
-        for g in gf:
-            if settings.hf_meth == SpectralCorrection.FRATINI_2012:
-                fc_cut = (spectral_assessment.h2o_fc(v["RH"]) if g == "h2o"
-                          else spectral_assessment.gas_monthly.get(g.upper(), [(math.nan, math.nan)] * 12)
-                          [period.end.month - 1][1])
-                gas_par[g] = {"fc": fc_cut}
-            elif ga is not None:
-                sep = math.hypot(ga.northward_separation, ga.eastward_separation) / 100.0
-                gas_par[g] = ({"separation_m": sep, "tube_length_m": ga.tube_length / 100.0,
-                               "tube_radius_m": ga.tube_diameter / 2000.0, "flow_lpm": ga.tube_flowrate}
-                              if ga.path_type == "closed" else {"separation_m": sep})
-        sf = speccorr.correction_factors(
-            method=settings.hf_meth.value, u=v["WS"], zm=z, zl=z / lmo, period_s=settings.avrg_len * 60.0,
-            detrend=settings.detrend_meth.value, timeconst_s=settings.timeconst, sonic_hpath_m=hpath,
-            sonic_vpath_m=vpath, gases=gas_par)
-        v["TAU_SCF"], v["H_SCF"] = sf.tau, sf.h
-        v["TAU"] *= sf.tau
-        ustar *= math.sqrt(sf.tau)
-        v["USTAR"] = ustar
-        h *= sf.h
-        v["H"] = h
-        if "co2" in sf.gases:
-            v["FC_SCF"] = sf.gases["co2"]
-            v["FC"] *= sf.gases["co2"]
-        if "h2o" in sf.gases:
-            v["LE_SCF"] = v["FH2O_SCF"] = sf.gases["h2o"]
-            v["LE"] *= sf.gases["h2o"]
-            v["FH2O"] *= sf.gases["h2o"]
-        lmo = fluxes.obukhov_length(ustar, h, air.rho_cp, air.ta, p)
-        v["MO_LENGTH"] = lmo
-        v["ZL"] = z / lmo
-
-    # 8. quality flags (Foken et al. 2004 → Mauder & Foken 2004)
-    if settings.qc_meth != QcMethod.NONE:
-        combine = qc.mauder_foken_flag if settings.qc_meth == QcMethod.MAUDER_FOKEN_2004 else qc.foken_flag
-        # steady state on the rotated, lag-compensated series with sub-period means (not the detrended ones:
-        # EddyPro's R3 deviations equal R1's)
-        st = {"TAU": qc.steady_state_deviation_ustar(u, vv, w), "H": qc.steady_state_deviation(w, ts)}
-        for g in gf:
-            st[g] = qc.steady_state_deviation(w, lagged[g])
-        f = qc.coriolis_parameter(md.latitude)
-        zl = v["ZL"]
-        tstar = -h / (air.rho_cp * ustar) if ustar > 0 else math.nan
-        itc_u = qc.itc_deviation(qc.itc_model_u(zl, ustar, f), v["U_SIGMA"] / ustar) if ustar > 0 else math.nan
-        itc_w = qc.itc_deviation(qc.itc_model_w(zl, ustar, f), v["W_SIGMA"] / ustar) if ustar > 0 else math.nan
-        itc_t = qc.itc_deviation(qc.itc_model_t(zl), v["T_SONIC_SIGMA"] / abs(tstar)) if tstar else math.nan
-        v["ST_DEV_W_U"], v["ST_DEV_W_TS"] = st["TAU"], st["H"]
-        v["ITC_DEV_U"], v["ITC_DEV_W"], v["ITC_DEV_TS"] = itc_u, itc_w, itc_t
-        cu, cw = qc.foken_class(itc_u), qc.foken_class(itc_w)
-        v["TAU_SSITC_TEST"] = float(combine(qc.foken_class(st["TAU"]), max(cu, cw)))
-        v["H_SSITC_TEST"] = float(combine(qc.foken_class(st["H"]), cw))
-        for g, names in (("co2", ("FC",)), ("h2o", ("FH2O", "LE"))):
-            if g in gf:
-                v[f"ST_DEV_W_{g.upper()}"] = st[g]
-                for nm in names:
-                    v[f"{nm}_SSITC_TEST"] = float(combine(qc.foken_class(st[g]), cw))
-
-    # 9. random error (Finkelstein & Sims 2001) and footprint (Kljun et al. 2004 / 2015), if selected
-    if settings.random_error == "finkelstein_sims_2001":
-        from gateway.flux.ec import randomerror
-
-        pairs = {"TAU": (wf, uf), "H": (wf, tsf)}
-        if "co2" in gf:
-            pairs["FC"] = (wf, gf["co2"])
-        if "h2o" in gf:
-            pairs["LE"] = (wf, gf["h2o"])
-            pairs["FH2O"] = (wf, gf["h2o"])
-        for name, (a, b) in pairs.items():
-            if math.isfinite(v.get(name, math.nan)):
-                err = randomerror.finkelstein_sims(a, b, fs, max_lag_s=settings.ru_tlag_max)
-                v[f"{name}_RANDUNC"] = randomerror.flux_random_error(err, v[name])
-    if settings.foot_meth in ("kljun_2004", "kljun_2015") and ustar > 0 and math.isfinite(lmo):
-        from gateway.flux.ec import footprint
-
-        if settings.foot_meth == "kljun_2004":
-            fp = footprint.kljun2004_distances(sigma_w=v["W_SIGMA"], ustar=ustar, zm=z, z0=md.roughness())
-        else:
-            assert settings.footprint_blh is not None
-            fp = footprint.kljun2015_distances(zm=z, h=settings.footprint_blh, ustar=ustar, obukhov_length=lmo,
-                                               z0=md.roughness())
-        v["FETCH_MAX"] = fp.x_peak
-        for pct in (70, 80, 90):
-            v[f"FETCH_{pct}"] = fp.x_r[pct]
-        if not fp.valid:
-            reasons.append(f"footprint ({settings.foot_meth}): inputs outside the model's stated range")
-
     for key, val in list(v.items()):
         if not math.isfinite(val) and key in ("FC", "LE", "H", "TAU", "FH2O", "USTAR"):
             result.status = "partial"
             if not any(key.lower() in r or key in r for r in reasons):
                 reasons.append(f"{key} not computed")
     return result
+
+
+def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: PlanarFitSetup | None,
+               spectral_assessment: Any, v: dict[str, float], reasons: list[str]) -> None:
+    md = period.metadata
+    fs = md.acquisition_frequency
+    n = period.n_records
+    v["N_RECORDS"] = float(n)
+    expected = period.expected_records or round(settings.avrg_len * 60.0 * fs)
+    if n < 2 or n < expected * (1.0 - settings.max_lack / 100.0):
+        raise PeriodFailed(f"too few records: {n} of {expected} expected (max_lack {settings.max_lack:g} %)")
+    data = {k: np.array(a, dtype=np.float64, copy=True) for k, a in period.data.items()}
+    for name in WIND:
+        if name not in data:
+            raise PeriodFailed(f"no {name} column")
+
+    # 1-5: raw records
+    reasons += filter_records(data, period.measure_types, settings)
+    v.update(remove_spikes(data, fs, settings))
+    reasons += correct_sonic(data, md, settings)
+    mtypes, why = dry_mole_fractions(data, period.measure_types)
+    reasons += why
+    gases, why = usable_gases(data, expected, settings.max_lack)
+    reasons += why
+    v["N_USED"] = float((np.isfinite(data["u"]) & np.isfinite(data["v"]) & np.isfinite(data["w"])
+                         & np.isfinite(data["ts"])).sum())
+
+    # 6: tilt correction; wind statistics of the sonic frame
+    u0, v0, w0 = data["u"], data["v"], data["w"]
+    v["U_UNROT"], v["V_UNROT"], v["W_UNROT"] = (float(np.nanmean(x)) for x in (u0, v0, w0))
+    v["WD"] = (rotation.wind_direction(u0, v0, md.sonic.north_offset, into_head=rotation.u_positive_into_head(
+        md.sonic.manufacturer, md.sonic.model)) + settings.magnetic_declination) % 360.0
+    v["WS_MAX"] = float(np.nanmax(np.sqrt(u0 * u0 + v0 * v0 + w0 * w0)))
+    rot = tilt_correction(u0, v0, w0, settings, planar_fit)
+    v["YAW"], v["PITCH"], v["ROLL"] = rot.yaw_deg, rot.pitch_deg, rot.roll_deg
+    v["WS"] = math.sqrt(sum(float(np.nanmean(x)) ** 2 for x in (rot.u, rot.v, rot.w)))
+
+    # 7: time lags
+    lags = compensate_time_lags(rot.w, data, gases, md, settings)
+    for g in gases:
+        v[f"{g.upper()}_TLAG"] = lags.seconds[g]
+        v[f"{g.upper()}_TLAG_DEFAULT"] = float(lags.used_default[g])
+
+    # 8: air properties
+    ts = data["ts"]
+    air, p = period_air_properties(ts, lags.series, mtypes, data.get("air_p"), md.altitude)
+    if "h2o" not in lags.series:
+        reasons.append("no usable H2O: air treated as dry, LE and FH2O not computed")
+    v["T_SONIC"] = air.ts - 273.15
+    v["TA"] = air.ta - 273.15
+    v["PA"] = p / 1000.0
+    v["RH"] = air.rh
+    v["VPD"] = (air.es - air.e) / 100.0
+    v["RHO_A"], v["RHO_CP"], v["VD"] = air.rho_a, air.rho_cp, air.vd
+    means = {g: float(np.nanmean(lags.series[g])) for g in gases}
+    _mean_concentrations(v, means, mtypes, air)
+
+    # 9-10: fluctuations, covariances, moments
+    t = covariances_and_moments(rot, ts, lags.series, settings, fs)
+    v.update(t.values)
+
+    # 11-13: fluxes
+    l0 = level0_fluxes(t, air, mtypes)
+    v["H_UNCORR"] = l0.h
+    zm = md.sonic.height - md.displacement()
+    uncorrected = corrected_fluxes(l0, {}, air, t.cov_wts, means, mtypes, settings.wpl_meth)
+    lmo, zl = stability(uncorrected.ustar, uncorrected.h, air, p, zm)
+    scf: dict[str, float] = {}
+    fx = uncorrected
+    if l0.ustar > 0 and math.isfinite(lmo):
+        # the factors depend on z/L, which depends on the corrected u* and H: iterate to a fixed point
+        for _ in range(MAX_STABILITY_ITERATIONS):
+            scf = spectral_correction_factors(settings, md, gases, v["WS"], zm, zl, v["RH"], period.end.month,
+                                              spectral_assessment)
+            fx = corrected_fluxes(l0, scf, air, t.cov_wts, means, mtypes, settings.wpl_meth)
+            lmo_new, zl_new = stability(fx.ustar, fx.h, air, p, zm)
+            converged = not scf or abs(zl_new - zl) <= 1e-6 * max(1.0, abs(zl))
+            lmo, zl = lmo_new, zl_new
+            if converged:
+                break
+    if scf:
+        v["TAU_SCF"], v["H_SCF"] = scf["tau"], scf["h"]
+        if "co2" in scf:
+            v["FC_SCF"] = scf["co2"]
+        if "h2o" in scf:
+            v["LE_SCF"] = v["FH2O_SCF"] = scf["h2o"]
+    v["USTAR"], v["TAU"], v["H"] = fx.ustar, fx.tau, fx.h
+    v["FC"] = fx.gas["co2"] * 1e6 if "co2" in fx.gas else math.nan
+    v["FH2O"] = fx.gas["h2o"] * 1e3 if "h2o" in fx.gas else math.nan
+    v["LE"] = fluxes.latent_heat(v["FH2O"], air.lambda_v) if "h2o" in fx.gas else math.nan
+    lmo, zl = stability(fx.ustar, fx.h, air, p, zm)
+    v["MO_LENGTH"], v["ZL"] = lmo, zl
+
+    # 14: quality
+    if settings.qc_meth != QcMethod.NONE:
+        v.update(quality_flags(t, gases, zl, fx.ustar, fx.h, air.rho_cp, md.latitude, settings))
+
+    # 15: random error, footprint
+    if settings.random_error == "finkelstein_sims_2001":
+        level0 = {"TAU": l0.tau, "H": l0.h}
+        if "co2" in l0.gas:
+            level0["FC"] = l0.gas["co2"] * 1e6
+        if "h2o" in l0.gas:
+            level0["FH2O"] = l0.gas["h2o"] * 1e3
+            level0["LE"] = fluxes.latent_heat(level0["FH2O"], air.lambda_v)
+        v.update(random_errors(t, {k: x for k, x in level0.items() if math.isfinite(v.get(k, math.nan))}, fs,
+                               settings))
+    lmo0, _ = stability(uncorrected.ustar, uncorrected.h, air, p, zm)
+    if settings.foot_meth in ("kljun_2004", "kljun_2015") and l0.ustar > 0 and math.isfinite(lmo0):
+        # EddyPro's footprint takes u* and L before the spectral corrections (its V-run x_peak, to 1e-3)
+        fetch, valid = footprint_distances(settings, v["W_SIGMA"], l0.ustar, lmo0, zm, md.roughness())
+        v.update(fetch)
+        if not valid:
+            reasons.append(f"footprint ({settings.foot_meth}): inputs outside the model's stated range")
+
+
+def _mean_concentrations(v: dict[str, float], means: dict[str, float], mtypes: dict[str, str],
+                         air: AirProperties) -> None:
+    """Mean CO2 (µmol mol-1 wet) and H2O (mmol mol-1 wet) and their dry mixing ratios, from the lagged series."""
+    h2o = means.get("h2o")
+    if h2o is not None:
+        x_v = h2o / (1000.0 + h2o) if mtypes["h2o"] == "mixing_ratio" else air.rho_w / M_H2O * air.va
+        v["H2O_MIXING_RATIO"] = h2o if mtypes["h2o"] == "mixing_ratio" else 1000.0 * x_v / (1.0 - x_v)
+        v["H2O"] = 1000.0 * x_v
+    co2 = means.get("co2")
+    if co2 is not None:
+        if mtypes["co2"] == "molar_density":
+            v["CO2"] = co2 * 1e-3 * air.va * 1e6
+        else:
+            v["CO2_MIXING_RATIO"] = co2
+            v["CO2"] = co2 / (1.0 + (h2o / 1000.0 if h2o is not None and mtypes["h2o"] == "mixing_ratio" else 0.0))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -157,6 +158,9 @@ class SonicMetadata(ConfigModel):
     """Horizontal path length, cm (spectral corrections; known models use their built-in geometry)."""
     vpath_length: Annotated[float, Field(gt=0)] | None = None
     """Vertical path length, cm."""
+    path_elevation_deg: Annotated[float, Field(gt=0, le=90)] | None = None
+    """Inclination of the acoustic paths to the horizontal, degrees (crosswind correction; the CSAT3's 60° is
+    built in)."""
 
 
 class GasAnalyzerMetadata(ConfigModel):
@@ -240,6 +244,20 @@ class Despiking(StrEnum):
     MAUDER_2013 = "mauder_2013"
 
 
+class LowFrequencyCorrection(StrEnum):
+    NONE = "none"
+    MONCRIEFF_2004 = "moncrieff_2004"
+
+
+class IntegralTimescale(StrEnum):
+    """Upper limit of the integral of the w–scalar cross-correlation that defines the integral turbulence time scale
+    (EddyPro 7 Help, "Random uncertainty estimation")."""
+
+    FIRST_CROSSING_1_E = "first_crossing_1_over_e"
+    FIRST_CROSSING_ZERO = "first_crossing_zero"
+    WHOLE_CORRELATION_PERIOD = "whole_correlation_period"
+
+
 class SpectralCorrection(StrEnum):
     NONE = "none"
     MONCRIEFF_1997 = "moncrieff_1997"
@@ -258,6 +276,8 @@ EDDYPRO_CODES: dict[str, dict[str, str]] = {
     "qc_meth": {"0": "none", "1": "mauder_foken_2004", "2": "foken_2004"},
     "hf_meth": {"0": "none", "1": "moncrieff_1997", "2": "horst_1997", "3": "ibrom_2007", "4": "fratini_2012"},
     "foot_meth": {"0": "none", "1": "kljun_2004", "2": "kormann_meixner_2001", "3": "hsieh_2000"},
+    "lf_meth": {"0": "none", "1": "moncrieff_2004"},
+    "ru_its_meth": {"0": "first_crossing_1_over_e", "1": "first_crossing_zero", "2": "whole_correlation_period"},
 }
 
 
@@ -300,6 +320,8 @@ class ProcessingSettings(ConfigModel):
     absolute_limits: AbsoluteLimits = AbsoluteLimits()
     filter_diag: bool = True
     despike: Despiking = Despiking.NONE
+    despike_replace: bool = True
+    """Replace detected spikes by linear interpolation (EddyPro filter_sr = 1); False: count them only."""
     sr_num_spk: int = 3
     sr_lim_u: float = 3.5
     sr_lim_w: float = 5.0
@@ -307,9 +329,27 @@ class ProcessingSettings(ConfigModel):
     sr_lim_h2o: float = 3.5
     sr_lim_hf: float = 1.0
     hf_meth: SpectralCorrection = SpectralCorrection.NONE
+    lf_meth: LowFrequencyCorrection = LowFrequencyCorrection.NONE
+    """Correction of the high-pass filtering by averaging/detrending (Moncrieff et al. 2004), EddyPro lf_meth."""
     random_error: Literal["none", "finkelstein_sims_2001"] = "none"
+    ru_its_meth: IntegralTimescale = IntegralTimescale.WHOLE_CORRELATION_PERIOD
+    """How the integral turbulence time scale (the Finkelstein & Sims lag range) is found (EddyPro ru_its_meth)."""
     ru_tlag_max: Annotated[float, Field(gt=0)] = 10.0
     """Maximum correlation period of the random-error estimate, s (EddyPro `ru_tlag_max`)."""
+    cross_wind: bool = False
+    """Crosswind correction of the sonic temperature (Liu et al. 2001), EddyPro cross_wind."""
+    u_offset: float = 0.0
+    """Zero-wind offsets subtracted from the raw u, v, w, m s-1 (EddyPro u_offset, v_offset, w_offset)."""
+    v_offset: float = 0.0
+    w_offset: float = 0.0
+    magnetic_declination: float = 0.0
+    """Degrees east, added to the wind direction (EddyPro use_geo_north = 1 with mag_dec): WD from true north."""
+    process_from: datetime | None = None
+    """Only periods ending after this time (UTC) are processed (EddyPro pr_subset with pr_start_date/time)."""
+    process_to: datetime | None = None
+    """Only periods ending at or before this time (UTC) are processed (EddyPro pr_end_date/time)."""
+    pf_subtract_b0: bool = False
+    """Planar fit: subtract the fitted offset b0 from w before rotating (EddyPro 7.0.9 keeps it, run V)."""
     foot_meth: Literal["none", "kljun_2015", "kljun_2004", "kormann_meixner_2001", "hsieh_2000"] = "none"
     footprint_blh: Annotated[float, Field(gt=0)] | None = None
     """Boundary-layer height in m for the Kljun et al. (2015) footprint (no default: it is not measured here)."""

@@ -1,14 +1,24 @@
 """Spectral correction factors for one averaging period, composed from the transfer functions and model cospectra
-of :mod:`gateway.flux.ec.spectral` (no I/O; numbers in, factors out).
+of :mod:`gateway.flux.ec.spectral` (no I/O; numbers in, factors out). CF = ∫Co df / ∫Co·TF df (Moncrieff et al.
+1997, eq. 1) with the Kaimal et al. (1972) model cospectra of Moncrieff et al. (1997) (scalar or momentum, by
+stability) and TF the product of:
 
-* Moncrieff et al. (1997), fully analytic: CF = ∫Co df / ∫Co·TF df (eq. 1) with the Kaimal et al. (1972) model
-  cospectrum (scalar or momentum, by stability) and TF = high-pass of the detrending × sonic line averaging
-  √(T_w·T_s) (Moore 1986) × for a gas: lateral sensor separation (Moore 1986, eq. 11), turbulent tube attenuation
-  (Leuning & Moncrieff 1990; closed path) or gas-analyser path averaging (open path).
-* Fratini et al. (2012) / Ibrom et al. (2007) for closed-path gases: ∫Co_ref·H_ref df / ∫Co_ref·H_ref·H_IIR df
-  (Fratini 2012, eq. 3) with the gas's first-order IIR cut-off frequency from an EddyPro spectral assessment (H2O by
-  relative-humidity class, CO2 by month). As in EddyPro's output for the DE-HoH V run (LE_scf, co2_scf), this factor
-  is used alone for the gases — not multiplied by the sonic's analytic factor; TAU and H get the analytic factor.
+* the high-pass of the averaging/detrending (EddyPro lf_meth, Moncrieff et al. 2004): for block averaging
+  1 − sinc²(π f T') with T' = √3·T (T the averaging period). The √3 is EddyPro's, found on run V: with T' = √3·T
+  the factors of H and TAU reproduce EddyPro's H_scf 1.01489 and Tau_scf 1.02182 to 2e-5 and 4e-6 (with T they
+  come out 1.0238 and 1.0366); at low frequency it makes the filter behave as (π f T)² instead of (π f T)²/3.
+  Running means: (2π f τ)²/(1 + (2π f τ)²); linear detrending is treated as block averaging (Moncrieff 1997);
+* the low-pass of the instruments (EddyPro hf_meth):
+  - TAU: line averaging of w along the sonic's vertical path, √T_w (Moore 1986, eq. 9); H: √(T_w·T_s), T_s the
+    scalar line averaging along the horizontal path (Moore 1986, eq. 7);
+  - gases, Moncrieff et al. (1997), fully analytic: the sonic's √(T_w·T_s) × lateral separation (Moore 1986,
+    eq. 11) × turbulent tube attenuation (Leuning & Moncrieff 1990; closed path) or the analyser's path averaging
+    (open path);
+  - gases, Ibrom et al. (2007) / Fratini et al. (2012), closed path: the first-order IIR filter of the in-situ
+    assessment H_IIR = 1/(1 + (f/fc)²) (cut-off by RH class for H2O, by month for the other gases) times the
+    analyser's own first-order amplitude response 1/√(1 + (2π f τ_ga)²) (τ_ga = 0.1 s for the LI-7200), without
+    the high-pass part: this reproduces EddyPro's V-run LE_scf 1.03837 and co2_scf 1.01505 to 4e-5 and 2e-4 (the
+    Fratini 2012 eq. 3 ratio with the sonic reference gives 1.0370 and 1.0124).
 
 Sonic path lengths: EddyPro uses built-in geometries for known sonic models (the DE-HoH V run reports 11 cm
 horizontal and 12.5 cm vertical for the Gill HS-50 although its .metadata says 1 cm); :data:`SONIC_PATHS_CM` holds
@@ -28,7 +38,7 @@ from gateway.flux.ec import spectral as S
 #: (horizontal, vertical) path length in cm of known sonic models (EddyPro's values, from its FLUXNET output).
 SONIC_PATHS_CM: dict[str, tuple[float, float]] = {"hs_50": (11.0, 12.5), "hs_100": (11.0, 12.5)}
 
-_GRID = S.frequency_grid(1e-5, 10.0, 20000)
+_GRID = S.frequency_grid(1e-7, 10.0, 60000)  # low enough for the integrals to converge (1e-5)
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,19 @@ def sonic_paths_m(model: str, hpath_cm: float | None, vpath_cm: float | None) ->
     return hpath_cm / 100.0, vpath_cm / 100.0
 
 
-def _highpass(f: NDArray[np.float64], detrend: str, period_s: float, timeconst_s: float) -> NDArray[np.float64]:
+#: Effective length of the block average in EddyPro's high-pass factor, in averaging periods (module docstring).
+BLOCK_AVERAGE_PERIODS = math.sqrt(3.0)
+
+#: First-order response time of gas analysers, s (EddyPro's value for the LI-7200 in its V-run FLUXNET output,
+#: RESPONSE_TIME_GA); the default for other closed-path analysers.
+ANALYZER_RESPONSE_TIME_S = 0.1
+
+
+def highpass(f: NDArray[np.float64], detrend: str, period_s: float, timeconst_s: float) -> NDArray[np.float64]:
+    """Power transfer function of the averaging/detrending (module docstring), ``f`` in Hz, periods in s."""
     if detrend in ("running_mean", "exponential_running_mean"):
-        return 1.0 - S.tf_running_mean(f, timeconst_s)
-    return S.tf_block_average(f, period_s)  # block average; linear detrending is treated alike (Moncrieff 1997)
+        return S.tf_running_mean(f, timeconst_s)
+    return S.tf_block_average(f, BLOCK_AVERAGE_PERIODS * period_s)
 
 
 def correction_factors(
@@ -68,26 +87,39 @@ def correction_factors(
     sonic_hpath_m: float,
     sonic_vpath_m: float,
     gases: dict[str, dict[str, float]],
+    high_pass: bool = True,
+    low_pass: bool = True,
 ) -> SpectralFactors:
     """Factors for one period. ``u`` mean wind (m s-1), ``zm`` = z − d (m), ``zl`` stability, ``period_s`` averaging
     period (s). ``gases``: name → parameters: for Fratini ``fc`` (IIR cut-off, Hz); for Moncrieff ``separation_m``
-    and either ``tube_length_m``, ``tube_radius_m``, ``flow_lpm`` (closed path) or ``path_m`` (open path)."""
+    and either ``tube_length_m``, ``tube_radius_m``, ``flow_lpm`` (closed path) or ``path_m`` (open path).
+    ``high_pass``: include the averaging/detrending transfer function (EddyPro lf_meth, Moncrieff et al. 2004);
+    ``low_pass``: include the instrument transfer functions (EddyPro hf_meth); with only one of them the factor
+    corrects that part alone."""
     f = _GRID
-    hp = _highpass(f, detrend, period_s, timeconst_s)
-    t_w = S.tf_w_path(f, sonic_vpath_m, u)
-    t_s = S.tf_scalar_path(f, sonic_hpath_m, u)
-    sonic = np.sqrt(t_w * t_s) * hp
+    hp = highpass(f, detrend, period_s, timeconst_s) if high_pass else np.ones_like(f)
     co_s = S.kaimal_cospectrum(f, zm, u, zl, "scalar")
     co_m = S.kaimal_cospectrum(f, zm, u, zl, "momentum")
-    tau = S.correction_factor(f, co_m, sonic)
-    h = S.correction_factor(f, co_s, sonic)
+    if not low_pass:
+        h_only = S.correction_factor(f, co_s, hp)
+        return SpectralFactors(tau=S.correction_factor(f, co_m, hp), h=h_only, gases=dict.fromkeys(gases, h_only))
+    t_w = S.tf_w_path(f, sonic_vpath_m, u)
+    t_s = S.tf_scalar_path(f, sonic_hpath_m, u)
+    sonic = np.sqrt(t_w * t_s)
+    tau = S.correction_factor(f, co_m, np.sqrt(t_w) * hp)
+    h = S.correction_factor(f, co_s, sonic * hp)
     out: dict[str, float] = {}
     for gas, p in gases.items():
-        if method == "fratini_2012":
+        if method in ("fratini_2012", "ibrom_2007"):
             fc = p.get("fc", math.nan)
-            out[gas] = S.fratini2012_factor(f, co_s, sonic, fc) if math.isfinite(fc) and fc > 0 else math.nan
+            if not (math.isfinite(fc) and fc > 0):
+                out[gas] = math.nan
+                continue
+            tf = S.iir_lowpass(f, fc) * np.sqrt(S.tf_first_order(f, p.get("response_time_s",
+                                                                             ANALYZER_RESPONSE_TIME_S)))
+            out[gas] = S.correction_factor(f, co_s, tf)
         else:
-            tf = sonic * S.tf_sensor_separation(f, p.get("separation_m", 0.0), u)
+            tf = sonic * hp * S.tf_sensor_separation(f, p.get("separation_m", 0.0), u)
             if p.get("tube_length_m", 0.0) > 0 and p.get("flow_lpm", 0.0) > 0:
                 tf = tf * S.tf_tube_turbulent(f, p["tube_length_m"], p["tube_radius_m"], p["flow_lpm"])
             elif p.get("path_m", 0.0) > 0:

@@ -1,0 +1,336 @@
+"""EddyPro project files (`.eddypro`, the EDDYPRO_PROCESSING ini EddyPro 7 writes) as `ProcessingSettings`, with
+every key accounted for.
+
+Each key of a project file falls under exactly one rule of :data:`RULES`:
+
+* ``honoured`` — read into `ProcessingSettings` (EddyPro's numeric codes turned into names) and applied by the
+  engine or the command; the rule says which setting it becomes;
+* ``refused`` — an option this engine does not have: accepted only at the values that switch it off;
+* ``no_effect`` — changes no number the engine computes (project bookkeeping, EddyPro's choice of its own output
+  files, GUI state, file paths that another option uses, parameters of a refused option); the rule says why.
+
+A rule may list the values it accepts (``allowed``); any other value stops the load with a
+:class:`~gateway.configfile.ConfigError` naming the key, its value and what to do. A restriction whose option is
+switched off elsewhere (e.g. the planar-fit mode when no planar fit is selected) is inactive, as in EddyPro.
+
+A key that no rule knows is refused too (a newer EddyPro may have added an option this engine cannot judge).
+`tests/flux/test_eddypro_project.py` walks every key of a full project file and proves each rule: changing an
+honoured key changes the settings, a refused value is refused with the key's name, a no-effect key changes nothing.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from gateway.configfile import ConfigError
+from gateway.flux.ec.settings import EDDYPRO_CODES
+
+Flat = Mapping[str, str]
+Kind = Literal["honoured", "refused", "no_effect"]
+
+
+def _on(key: str, *values: str) -> Callable[[Flat], bool]:
+    return lambda flat: flat.get(key, "").strip() in values
+
+
+def _always(_: Flat) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How the engine treats the keys matching ``pattern`` (a full-match regular expression).
+
+    ``allowed``: the values accepted (stripped text; "" is an empty value; none listed: any value). ``active``:
+    when the restriction applies (otherwise the option is inactive and the key has no effect).
+    ``why``: what the key does in EddyPro and what happens to it here, shown in refusals and in the docs.
+    ``probe``/``context``: for the key walk in the tests — values of an honoured key (the first that differs from
+    the file's is used) and the other settings under which the key is active."""
+
+    pattern: str
+    kind: Kind
+    why: str
+    allowed: tuple[str, ...] = ()
+    active: Callable[[Flat], bool] = _always
+    probe: tuple[str, ...] = ()
+    context: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, key: str) -> bool:
+        return re.fullmatch(self.pattern, key) is not None
+
+
+_OUTPUT = "selects which of EddyPro's own output files or columns are written; the numbers are the same"
+_BOOK = "project bookkeeping (names, dates, versions); no effect on the numbers"
+_GUI = "EddyPro GUI state (what files it has seen); no effect on the numbers"
+_PLANAR_FIT = _on("rot_meth", "3", "4")
+_TLAG_OPT = _on("tlag_meth", "4")
+
+RULES: tuple[Rule, ...] = (
+    # [Project]
+    Rule(r"creation_date|last_change_date|file_name|project_title|project_id|sw_version|ini_version", "no_effect",
+         _BOOK),
+    Rule(r"run_mode", "no_effect", "EddyPro run mode; 0 and 1 (advanced, express) use the file's settings as read "
+         "here; 2 (metadata retriever) computes no fluxes: use run_mode = 0", allowed=("0", "1")),
+    Rule(r"run_fcc", "refused", "1 asks EddyPro to redo only its flux corrections from an earlier run's results "
+         "(ex_file); this engine always processes the raw files: set run_fcc = 0", allowed=("0", "")),
+    Rule(r"file_type", "refused", "raw file format; this command reads generic ASCII (1); convert other formats "
+         "(0 GHG, 2 TOB1, binary...) to ASCII first", allowed=("1",)),
+    Rule(r"file_prototype", "no_effect", "file-name template; the period's time stamp is read from the first "
+         "yyyymmddHHMM in each file name given on the command line"),
+    Rule(r"use_pfile|proj_file|master_sonic", "no_effect", "which .metadata file and sonic EddyPro uses; here "
+         "the metadata come from --metadata, which names the one sonic"),
+    Rule(r"use_dyn_md_file", "refused", "1 reads time-varying metadata from dyn_metadata_file; not available: set "
+         "use_dyn_md_file = 0 and run each metadata period with its own --metadata", allowed=("0", "")),
+    Rule(r"dyn_metadata_file", "no_effect", "path used only with use_dyn_md_file = 1, which is refused"),
+    Rule(r"binary_(hnlines|eol|nbytes|little_end)|tob1_format", "no_effect",
+         "layout of binary/TOB1 raw files; only ASCII (file_type = 1) is read"),
+    Rule(r"col_(co2|h2o|ch4|n2o|int_t_1|int_t_2|int_p|air_t|air_p|cell_t|diag_75|diag_72|diag_77|diag_anem|ts)",
+         "no_effect", "column choice among the .metadata's variables; here each variable's column is the one the "
+         "--metadata maps, and every mapped variable the engine knows is used"),
+    Rule(r"gas_mw|gas_diff", "refused", "molar mass and diffusivity of a 4th gas; no 4th gas is processed: leave "
+         "them at -1", allowed=("-1", "-1.0", "-1.0000", "-1.00000", "0", "0.0000", "0.00000", "")),
+    Rule(r"out_.*|make_dataset|fix_out_format|err_label|fluxnet_err_label|fluxnet_standardize_biomet|"
+         r"sonic_output_rate", "no_effect", _OUTPUT),
+    Rule(r"out_path|data_path|recurse", "no_effect", "where EddyPro reads and writes; here the files are named on "
+         "the command line (--out)"),
+    Rule(r"pr_subset", "honoured", "1: only periods ending within pr_start_date/time .. pr_end_date/time "
+         "(settings process_from, process_to)", probe=("1", "0")),
+    Rule(r"pr_(start|end)_date", "honoured", "bounds of pr_subset", probe=("2019-07-30", "2019-08-01"),
+         context=(("pr_subset", "1"),)),
+    Rule(r"pr_(start|end)_time", "honoured", "bounds of pr_subset", probe=("12:00", "13:00"),
+         context=(("pr_subset", "1"),)),
+    Rule(r"hf_meth", "honoured", "high-frequency spectral correction (settings hf_meth)", probe=("1", "0")),
+    Rule(r"lf_meth", "honoured", "low-frequency (high-pass) spectral correction, Moncrieff et al. 2004 "
+         "(settings lf_meth)", probe=("1", "0")),
+    Rule(r"wpl_meth", "honoured", "Webb et al. 1980 density terms (settings wpl_meth)", probe=("0", "1")),
+    Rule(r"foot_meth", "honoured", "footprint model (settings foot_meth)", probe=("1", "0")),
+    Rule(r"qc_meth", "honoured", "quality flags (settings qc_meth)", probe=("2", "1")),
+    Rule(r"use_biom", "refused", "1 reads slow biomet data (TA, PA, RH, radiation) from files; not read here: set "
+         "use_biom = 0 (air_t/air_p columns in the raw file are used when mapped)", allowed=("0", "")),
+    Rule(r"biom_.*", "no_effect", "biomet-file layout, used only with use_biom = 1, which is refused"),
+    Rule(r"bin_sp_avail|full_sp_avail|files_found", "no_effect", _GUI),
+    Rule(r"hf_correct_ghg_ba|hf_correct_ghg_zoh", "no_effect", "corrections for the block averaging and zero-order "
+         "hold of LI-COR .ghg raw data; only ASCII raw files (file_type = 1) are read"),
+    Rule(r"ru_meth", "honoured", "random uncertainty: 0 none, 1 Finkelstein & Sims 2001 (settings random_error); "
+         "2 (Mann & Lenschow 1994) is not available: use 1", allowed=("0", "1"), probe=("1", "0")),
+    Rule(r"ru_its_meth", "honoured", "integral turbulence scale of the random error (settings ru_its_meth)",
+         probe=("0", "2"), context=(("ru_meth", "1"),)),
+    Rule(r"ru_tlag_max", "honoured", "maximum correlation period of the random error, s (settings ru_tlag_max)",
+         probe=("7.5",), context=(("ru_meth", "1"),)),
+    # [FluxCorrection_SpectralAnalysis_General]
+    Rule(r"sa_mode", "no_effect", "spectral assessment: 0 from sa_file; 1 computed in this run from the binned "
+         "cospectra is not available for hf_meth 3/4: give an assessment file (sa_mode = 0)", allowed=("0",),
+         active=_on("hf_meth", "3", "4")),
+    Rule(r"sa_file", "honoured", "EddyPro spectral_assessment.txt for hf_meth 4 (settings "
+         "spectral_assessment_file)", probe=("other_assessment.txt",), context=(("hf_meth", "4"), ("sa_mode", "0"))),
+    Rule(r"sa_(start|end)_(date|time)|sa_subset|sa_min_smpl|sa_f(min|max)_.*|sa_hfn_.*|sa_min_(st|un)_.*|"
+         r"sa_max_.*|sa_min_(co2|ch4|gas4|le|h)|sa_use_.*|sa_.*_g\d+_(start|stop)|sa_bin_spectra|sa_full_spectra|"
+         r"ex_file|ex_dir|f10_.*_trshld", "no_effect",
+         "parameters of the in-run spectral assessment (sa_mode = 1 with hf_meth 3/4), which is refused"),
+    Rule(r"add_sonic_lptf", "no_effect", "adds the sonic's low-pass transfer function to the Ibrom/Fratini gas "
+         "factor; EddyPro's V run (add_sonic_lptf = 1) prints the IIR factor alone, which is what is applied"),
+    Rule(r"horst_lens", "no_effect", "Horst & Lenschow (2009) separation for in-situ assessment; EddyPro's V run "
+         "(horst_lens = 2, hf_meth = 4) prints the IIR factor alone, which is what is applied"),
+    # [RawProcess_General]
+    Rule(r"use_geo_north", "honoured", "1: wind direction from true north, WD + mag_dec (settings "
+         "magnetic_declination)", probe=("1", "0"), context=(("mag_dec", "3.5"),)),
+    Rule(r"mag_dec", "honoured", "magnetic declination, degrees east (with use_geo_north = 1)", probe=("2.0", "3.0"),
+         context=(("use_geo_north", "1"),)),
+    Rule(r"dec_date", "no_effect", "date the declination refers to; the declination is used as given"),
+    Rule(r"flag\d+_column", "refused", "custom flag columns that exclude records; not available: set "
+         "flagN_column = -1 and remove the records in the raw file", allowed=("-1", "0", "")),
+    Rule(r"flag\d+_(threshold|upper)", "no_effect", "parameters of a custom flag, used only with flagN_column, "
+         "which is refused"),
+    # [RawProcess_Settings]
+    Rule(r"max_lack", "honoured", "max missing records, % (settings max_lack)", probe=("5", "10")),
+    Rule(r"[uvw]_offset", "honoured", "zero-wind offset subtracted from the raw component, m s-1 (settings "
+         "u_offset, v_offset, w_offset)", probe=("0.05", "0")),
+    Rule(r"gill_wm_wboost", "refused", "1 corrects the w of Gill WindMaster (Pro) firmware with the w-boost bug; "
+         "not available: set gill_wm_wboost = 0 and correct w (x1.166 for w > 0, x1.289 for w < 0, Gill technical "
+         "key note KN1509) in the raw file", allowed=("0", "")),
+    Rule(r"cross_wind", "honoured", "crosswind correction of Ts, Liu et al. 2001 (settings cross_wind); "
+         "needs the sonic's path inclination (built in for the CSAT3)", probe=("1", "0")),
+    Rule(r"flow_distortion", "refused", "angle-of-attack correction for Gill sonics (1 Nakai et al. 2006, 2 Nakai "
+         "& Shimoyama 2012); not available: set flow_distortion = 0", allowed=("0", "")),
+    Rule(r"rot_meth", "honoured", "tilt correction (settings rot_meth)", probe=("2", "1")),
+    Rule(r"detrend_meth", "honoured", "detrending (settings detrend_meth)", probe=("1", "0")),
+    Rule(r"timeconst", "honoured", "detrending time constant, s (settings timeconst)", probe=("600", "250"),
+         context=(("detrend_meth", "1"),)),
+    Rule(r"tlag_meth", "honoured", "time-lag method (settings tlag_meth): 0 none, 1 constant, 2 covariance "
+         "maximisation with default, 3 covariance maximisation; 4 (automatic optimisation) is not available: use 2",
+         allowed=("0", "1", "2", "3"), probe=("1", "2")),
+    Rule(r"tap_win|nbins|power_of_two", "no_effect", "tapering window, binning and FFT length of EddyPro's "
+         "spectra; they enter only the in-run spectral assessment, which is refused"),
+    Rule(r"avrg_len", "honoured", "averaging period, min (settings avrg_len)", probe=("15", "30")),
+    Rule(r"nfiles", "no_effect", _GUI),
+    Rule(r"to_mixratio", "no_effect", "EddyPro 5's switch to convert closed-path data to mixing ratios; wet mole "
+         "fractions are always converted record by record here"),
+    Rule(r"filter_sr", "honoured", "with test_sr = 1: 1 replaces spikes, 0 only counts them (settings "
+         "despike_replace)", probe=("0", "1"), context=(("test_sr", "1"),)),
+    Rule(r"filter_al", "honoured", "with test_al = 1: 1 removes out-of-range records (settings filter_al)",
+         probe=("0", "1"), context=(("test_al", "1"),)),
+    Rule(r"bu_corr", "refused", "Burba et al. (2008) off-season uptake correction for the LI-7500; not available: "
+         "set bu_corr = 0 (it matters for open-path data below about -10 °C)", allowed=("0", "")),
+    Rule(r"bu_multi|[lm]_(day|night)_(bot|top|spar)\d?(_gain|_offset)?", "no_effect",
+         "parameters of the Burba correction (bu_corr), which is refused"),
+    # [RawProcess_Tests]
+    Rule(r"test_sr", "honoured", "spike test and removal (with filter_sr; settings despike)", probe=("0", "1")),
+    Rule(r"test_al", "honoured", "absolute-limits test (with filter_al = 1 the records are removed; settings "
+         "filter_al)", probe=("1", "0"), context=(("filter_al", "1"),)),
+    Rule(r"test_(ar|do|sk|ds|tl|aa|ns)", "refused", "Vickers & Mahrt (1997) statistical flag (amplitude "
+         "resolution, dropouts, skewness/kurtosis, discontinuities, time lag, angle of attack, non-steady wind); "
+         "not available: set it to 0", allowed=("0", "")),
+    # [RawProcess_ParameterSettings]
+    Rule(r"sr_num_spk|sr_lim_(u|w|co2|h2o|hf)", "honoured", "despiking parameters (settings of the same name)",
+         probe=("4", "3"), context=(("test_sr", "1"),)),
+    Rule(r"sr_lim_(ch4|n2o)", "no_effect", "despiking limits of CH4 / N2O, gases this command does not process"),
+    Rule(r"despike_vm", "honoured", "0 Vickers & Mahrt 1997, 1 Mauder et al. 2013 (settings despike)", probe=("1", "0"),
+         context=(("test_sr", "1"),)),
+    Rule(r"al_(u_max|w_max|tson_min|tson_max|co2_min|co2_max|h2o_min|h2o_max|ch4_min|ch4_max)", "honoured",
+         "absolute limits (settings absolute_limits)", probe=("0.5", "1.5"),
+         context=(("test_al", "1"), ("filter_al", "1"))),
+    Rule(r"al_n2o_(min|max)", "no_effect", "absolute limits of N2O, a gas this command does not process"),
+    Rule(r"ar_.*|do_.*|sk_.*|ds_.*|tl_hf_lim|tl_sf_lim|aa_.*|ns_.*", "no_effect",
+         "parameters of a statistical test that is refused unless off"),
+    Rule(r"tl_def_(co2|h2o|ch4|n2o)", "no_effect", "default lags of the time-lag *test* (test_tl), which is "
+         "refused unless off; the default lag of covariance maximisation is the column's nominal lag"),
+    # [RawProcess_TiltCorrection_Settings]
+    Rule(r"pf_mode", "no_effect", "planar fit: 0 from pf_file; 1 fitted in this run is not available from a project "
+         "file: give a planar-fit file (pf_mode = 0)", allowed=("0",), active=_PLANAR_FIT),
+    Rule(r"pf_file", "honoured", "EddyPro planar_fit.txt (settings planar_fit_file)", probe=("other_pf.txt",),
+         context=(("rot_meth", "3"), ("pf_mode", "0"))),
+    Rule(r"pf_(start|end)_(date|time)|pf_north_offset|pf_min_num_per_sec|pf_w_max|pf_u_min|pf_fix|pf_subset|"
+         r"pf_sect_\d+_(start|width|exclude)|pf_num_sect", "no_effect",
+         "parameters of the in-run planar fit (pf_mode = 1), which is refused; a planar-fit file brings its own"),
+    Rule(r"pf_subtract_b0", "no_effect", "EddyPro 7.0.9 keeps the offset b0 in w whatever this says (run V: "
+         "pf_subtract_b0 = 1, w_rot = b0·p33); the offset is kept here too (settings pf_subtract_b0 = false)"),
+    # [RawProcess_TimelagOptimization_Settings]
+    Rule(r"to_.*", "no_effect", "parameters of the automatic time-lag optimisation (tlag_meth = 4), which is "
+         "refused"),
+    # [RawProcess_BiometMeasurements], [RawProcess_WindDirectionFilter]
+    Rule(r"wdf_apply", "refused", "1 excludes wind sectors; not available: set wdf_apply = 0 and filter the "
+         "results by WD", allowed=("0", "")),
+    Rule(r"wdf_.*", "no_effect", "sectors of the wind-direction filter (wdf_apply), which is refused"),
+)
+
+
+def rule_for(key: str) -> Rule | None:
+    """The rule of a project-file key (lower case), or None."""
+    for rule in RULES:
+        if rule.matches(key):
+            return rule
+    return None
+
+
+def read_project(text: str) -> dict[str, str]:
+    """The keys and values of a `.eddypro` file, lower-case keys, all sections flattened (EddyPro's key names are
+    unique across sections)."""
+    ini = configparser.ConfigParser(interpolation=None, strict=False)
+    ini.read_string(text.replace(";EDDYPRO_PROCESSING", ""))
+    flat: dict[str, str] = {}
+    for section in ini.sections():
+        flat.update({k.lower(): v for k, v in ini[section].items()})
+    return flat
+
+
+def check_keys(flat: Flat) -> None:
+    """Refuse unknown keys and refused values (see the module docstring); the message names the key."""
+    for key, value in flat.items():
+        rule = rule_for(key)
+        if rule is None:
+            raise ConfigError(f"{key} = {value}: a project-file key this engine does not know, so it cannot honour "
+                              f"it; remove the line if it is not needed")
+        if rule.allowed and rule.active(flat) and value.strip() not in rule.allowed:
+            raise ConfigError(f"{key} = {value.strip()}: {rule.why}")
+
+
+def _code(flat: Flat, key: str) -> str | None:
+    value = flat.get(key, "").strip()
+    if not value:
+        return None
+    codes = EDDYPRO_CODES[key]
+    if value not in codes:
+        raise ConfigError(f"{key} = {value}: not an EddyPro code this engine knows ({', '.join(codes)})")
+    return codes[value]
+
+
+def _float(flat: Flat, key: str) -> float | None:
+    value = flat.get(key, "").strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{key} = {value}: not a number") from None
+
+
+def _flag(flat: Flat, key: str) -> bool:
+    return flat.get(key, "0").strip() == "1"
+
+
+def _moment(flat: Flat, which: str) -> datetime:
+    date, time = flat.get(f"pr_{which}_date", "").strip(), flat.get(f"pr_{which}_time", "").strip() or "00:00"
+    try:
+        return datetime.fromisoformat(f"{date}T{time}:00+00:00")
+    except ValueError:
+        raise ConfigError(f"pr_{which}_date/pr_{which}_time = {date} {time}: not a date (yyyy-mm-dd HH:MM)") from None
+
+
+def settings_from_project(text: str) -> dict[str, Any]:
+    """A `ProcessingSettings` mapping from the text of an EddyPro project file: every key checked against
+    :data:`RULES`, the honoured ones translated. Raises ConfigError naming the first refused or unknown key."""
+    flat = read_project(text)
+    check_keys(flat)
+    out: dict[str, Any] = {}
+    for key in ("rot_meth", "detrend_meth", "tlag_meth", "qc_meth", "hf_meth", "foot_meth", "lf_meth"):
+        code = _code(flat, key)
+        if code is not None:
+            out[key] = code
+    for key in ("avrg_len", "max_lack", "timeconst", "u_offset", "v_offset", "w_offset"):
+        value = _float(flat, key)
+        if value is not None:
+            out[key] = value
+    if "wpl_meth" in flat:
+        out["wpl_meth"] = _flag(flat, "wpl_meth")
+    if _flag(flat, "ru_meth"):
+        out["random_error"] = "finkelstein_sims_2001"
+        its = _code(flat, "ru_its_meth")
+        if its is not None:
+            out["ru_its_meth"] = its
+        tlag = _float(flat, "ru_tlag_max")
+        if tlag is not None:
+            out["ru_tlag_max"] = tlag
+    if _flag(flat, "test_sr"):
+        out["despike"] = "mauder_2013" if _flag(flat, "despike_vm") else "vickers_mahrt_1997"
+        out["despike_replace"] = _flag(flat, "filter_sr")
+        if flat.get("sr_num_spk", "").strip():
+            out["sr_num_spk"] = int(float(flat["sr_num_spk"]))
+        for key in ("sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf"):
+            value = _float(flat, key)
+            if value is not None:
+                out[key] = value
+    else:
+        out["despike"] = "none"
+    out["filter_al"] = _flag(flat, "test_al") and _flag(flat, "filter_al")
+    if out["filter_al"]:
+        limits = {k: v for k in ("al_u_max", "al_w_max", "al_tson_min", "al_tson_max", "al_co2_min", "al_co2_max",
+                                 "al_h2o_min", "al_h2o_max", "al_ch4_min", "al_ch4_max")
+                  if (v := _float(flat, k)) is not None}
+        if limits:
+            out["absolute_limits"] = limits
+    out["cross_wind"] = _flag(flat, "cross_wind")
+    if _flag(flat, "use_geo_north"):
+        out["magnetic_declination"] = _float(flat, "mag_dec") or 0.0
+    if _flag(flat, "pr_subset"):
+        out["process_from"] = _moment(flat, "start")
+        out["process_to"] = _moment(flat, "end")
+    if out.get("hf_meth") == "fratini_2012":
+        out["spectral_assessment_file"] = flat.get("sa_file", "").strip() or None
+    if out.get("rot_meth") in ("planar_fit", "planar_fit_no_bias"):
+        out["planar_fit_file"] = flat.get("pf_file", "").strip() or None
+    return out

@@ -1,0 +1,124 @@
+"""The engine honours the settings an EddyPro project can switch on, each on data whose expected result is derived
+here: zero-wind offsets, crosswind correction, magnetic declination, spike counting without removal, the low-frequency
+correction alone, the integral time scale of the random error, a CSAT3 without a known geometry refused."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gateway.flux.ec import speccorr
+from gateway.flux.ec.engine import ConfigurationError, check_configuration, process_period
+from gateway.flux.ec.result import FluxResult
+
+from .synthetic import N, correlated, metadata, period, settings_of
+
+COV = np.array([[1.2, 0.1, -0.25, -0.05], [0.1, 1.0, 0.02, 0.0], [-0.25, 0.02, 0.5, 0.12], [-0.05, 0.0, 0.12, 0.3]])
+SONIC_COLUMNS = [{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"}, {"index": 3, "variable": "w"},
+                 {"index": 4, "variable": "ts"}]
+
+
+def wind(seed: int = 3) -> dict[str, np.ndarray]:
+    x = correlated(COV, seed=seed) + np.array([3.0, 1.0, 0.0, 290.0])
+    return {"u": x[:, 0], "v": x[:, 1], "w": x[:, 2], "ts": x[:, 3]}
+
+
+def run(data: dict[str, np.ndarray], sonic: dict[str, Any] | None = None, **options: Any) -> FluxResult:
+    md = metadata(columns=SONIC_COLUMNS, sonic={"height": 30.0, **(sonic or {})})
+    base = {"rot_meth": "none", "tlag_meth": "none", "qc_meth": "none"}
+    return process_period(period({k: a.copy() for k, a in data.items()}, md), settings_of(**{**base, **options}))
+
+
+def test_zero_wind_offsets_are_subtracted() -> None:
+    data = wind()
+    biased = {**data, "u": data["u"] + 0.2, "v": data["v"] - 0.1, "w": data["w"] + 0.05}
+    ref = run(data)
+    r = run(biased, u_offset=0.2, v_offset=-0.1, w_offset=0.05)
+    for name in ("U_UNROT", "V_UNROT", "W_UNROT", "WD", "U_W_COV", "W_T_SONIC_COV"):
+        assert r.get(name) == pytest.approx(ref.get(name), rel=1e-12, abs=1e-12), name
+    assert run(biased).get("W_UNROT") == pytest.approx(ref.get("W_UNROT") + 0.05, rel=1e-12)
+
+
+def test_crosswind_correction_restores_the_temperature_a_csat3_lost() -> None:
+    """A sonic that does not correct internally reads Ts − (u² + v²)·7/8/403 (CSAT3 geometry, paths at 60°); with
+    cross_wind the engine gets the true mean and covariance back, exactly."""
+    data = wind()
+    lost = (data["u"] ** 2 + data["v"] ** 2) * (1 - 0.5 * math.cos(math.radians(60.0)) ** 2) / 403.0
+    measured = {**data, "ts": data["ts"] - lost}
+    true = run(data, sonic={"model": "csat3_1"})
+    r = run(measured, sonic={"model": "csat3_1"}, cross_wind=True)
+    assert r.get("T_SONIC") == pytest.approx(true.get("T_SONIC"), rel=1e-12)
+    assert r.get("W_T_SONIC_COV") == pytest.approx(true.get("W_T_SONIC_COV"), rel=1e-10)
+    uncorrected = run(measured, sonic={"model": "csat3_1"})
+    assert abs(uncorrected.get("W_T_SONIC_COV") / true.get("W_T_SONIC_COV") - 1) > 1e-3
+
+
+def test_crosswind_needs_the_path_inclination_of_an_unknown_sonic() -> None:
+    md = metadata(columns=SONIC_COLUMNS, sonic={"height": 30.0, "model": "generic_sonic"})
+    with pytest.raises(ConfigurationError, match=r"cross_wind.*path_elevation_deg"):
+        check_configuration(md, settings_of(cross_wind=True))
+    given = metadata(columns=SONIC_COLUMNS, sonic={"height": 30.0, "model": "generic_sonic", "path_elevation_deg": 45})
+    check_configuration(given, settings_of(cross_wind=True))
+
+
+def test_magnetic_declination_turns_the_wind_direction() -> None:
+    data = wind()
+    assert (run(data, magnetic_declination=7.5).get("WD") - run(data).get("WD")) % 360.0 == pytest.approx(7.5)
+
+
+def test_spikes_counted_without_removal_leave_the_data() -> None:
+    data = wind()
+    data["ts"][[5000, 15000, 25000]] += 8.0
+    # a threshold of 6 σ: the Gaussian noise has no outliers, the three 8-K spikes (15 σ) are found
+    removed = run(data, despike="vickers_mahrt_1997", sr_lim_u=6.0)
+    counted = run(data, despike="vickers_mahrt_1997", sr_lim_u=6.0, despike_replace=False)
+    assert removed.get("TS_NUM_SPIKES") == counted.get("TS_NUM_SPIKES") == 3
+    assert counted.get("W_T_SONIC_COV") == pytest.approx(run(data).get("W_T_SONIC_COV"), rel=1e-12)
+    assert counted.get("W_T_SONIC_COV") != removed.get("W_T_SONIC_COV")
+
+
+def test_low_frequency_correction_alone() -> None:
+    """lf_meth on, hf_meth off: H and TAU get exactly the high-pass factor of the block average (Moncrieff et al.
+    2004, EddyPro's √3·T), no instrument term; with both off no factor is applied."""
+    data = wind()
+    plain = run(data)
+    r = run(data, lf_meth="moncrieff_2004")
+    assert "H_SCF" not in plain.values
+    zm = 30.0 - metadata().displacement()
+    expected = speccorr.correction_factors(method="none", u=r.get("WS"), zm=zm, zl=r.get("ZL"), period_s=1800.0,
+                                           detrend="block_average", timeconst_s=250.0, sonic_hpath_m=0.1,
+                                           sonic_vpath_m=0.1, gases={}, low_pass=False)
+    assert r.get("H_SCF") == pytest.approx(expected.h, rel=1e-9)
+    assert r.get("TAU_SCF") == pytest.approx(expected.tau, rel=1e-9)
+    assert r.get("H_UNCORR") == pytest.approx(plain.get("H_UNCORR"), rel=1e-12)
+    assert r.get("H") > plain.get("H") > 0
+
+
+def test_integral_time_scale_option_of_the_random_error() -> None:
+    """w and T driven by one AR(1) process with a 2-s time scale: ρ_wT(τ) = exp(−τ/2 s). The whole-period integral
+    (to 20 s) is ≈ 2 s, the one stopped at the first 1/e crossing ≈ 2·(1 − 1/e) = 1.26 s; the longer lag range
+    gives the larger Finkelstein & Sims error."""
+    from gateway.flux.ec.randomerror import cross_correlation_timescale
+
+    fs, tau = 20.0, 2.0
+    a = math.exp(-1.0 / (fs * tau))
+    rng = np.random.default_rng(8)
+    drive = rng.standard_normal(N) * math.sqrt(1 - a * a)
+    x = np.empty(N)
+    x[0] = 0.0
+    for i in range(1, N):
+        x[i] = a * x[i - 1] + drive[i]
+    data = wind()
+    data["w"] = 0.6 * x + 0.1 * data["w"]
+    data["ts"] = 290.0 + 0.4 * x + 0.05 * rng.standard_normal(N)
+    whole = cross_correlation_timescale(data["w"], data["ts"], fs, max_lag_s=20.0)
+    short = cross_correlation_timescale(data["w"], data["ts"], fs, max_lag_s=20.0, limit="first_crossing_1_over_e")
+    assert whole == pytest.approx(tau, rel=0.5)  # the tail of a 30-min estimate of ρ is noisy
+    assert whole > short
+    assert short == pytest.approx(tau * (1 - math.exp(-1.0)), rel=0.1)
+    r_short = run(data, random_error="finkelstein_sims_2001", ru_its_meth="first_crossing_1_over_e", ru_tlag_max=20)
+    r_whole = run(data, random_error="finkelstein_sims_2001", ru_its_meth="whole_correlation_period", ru_tlag_max=20)
+    assert 0 < r_short.get("H_RANDUNC") < r_whole.get("H_RANDUNC")

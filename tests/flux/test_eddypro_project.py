@@ -1,0 +1,98 @@
+"""Every key of a full EddyPro project file is honoured, refused with its name, or proven to change nothing.
+
+The files walked are the complete `.eddypro` settings echoes EddyPro 7.0.9 wrote for the vendored DE-HoH runs
+(tests/data/ec-raw/README.md gives their source): R1 (no spectral corrections, no despiking) and V (ICOS-like:
+planar fit, despiking, Fratini spectral corrections, random error), 390-odd keys each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.configfile import ConfigError
+from gateway.flux.ec.settings import ProcessingSettings
+from gateway.flux.eddypro import RULES, read_project, rule_for, settings_from_project
+
+from .conftest import EC_RAW
+
+PROJECTS = {run: EC_RAW / "eddypro" / run / "eddypro_settings_echo.eddypro"
+            for run in ("R1_dr_ba_maxcov_wpl_30min", "V_icoslike_pf_fratini_30min")}
+
+
+def render(flat: dict[str, str]) -> str:
+    """A project file with the given keys (one section: the loader flattens sections anyway)."""
+    return ";EDDYPRO_PROCESSING\n[Project]\n" + "".join(f"{k}={v}\n" for k, v in flat.items())
+
+
+def settings(flat: dict[str, str]) -> dict[str, Any]:
+    return ProcessingSettings.model_validate(settings_from_project(render(flat))).model_dump(mode="json")
+
+
+def _cases() -> list[tuple[str, str]]:
+    out = []
+    for run, path in PROJECTS.items():
+        out += [(run, key) for key in read_project(path.read_text())]
+    return out
+
+
+@pytest.mark.parametrize(("run", "key"), _cases())
+def test_every_key_is_honoured_refused_or_without_effect(run: str, key: str) -> None:
+    flat = read_project(PROJECTS[run].read_text())
+    rule = rule_for(key)
+    assert rule is not None, f"{key}: no rule"
+    base = {**flat, **dict(rule.context)}
+    current = base[key].strip()
+    if rule.kind == "honoured":
+        probe = next((p for p in rule.probe if p != current), None)
+        assert probe is not None, f"{key}: no probe value differing from {current!r}"
+        assert settings({**base, key: probe}) != settings(base), f"{key} = {probe} changed nothing"
+    elif rule.kind == "no_effect":
+        other = next((p for p in (*rule.allowed, "7") if p != current and (not rule.allowed or p in rule.allowed
+                                                                           or not rule.active(base))), None)
+        if other is not None:
+            assert settings({**base, key: other}) == settings(base), f"{key} = {other} changed the settings"
+    else:
+        assert rule.kind == "refused" and rule.allowed, key
+    if rule.allowed and rule.active(base):
+        with pytest.raises(ConfigError, match=rf"^{key} = 7: "):
+            settings({**base, key: "7"})
+
+
+def test_the_v_project_gives_the_settings_of_run_v() -> None:
+    s = ProcessingSettings.model_validate(settings_from_project(PROJECTS["V_icoslike_pf_fratini_30min"].read_text()))
+    assert (s.rot_meth, s.tlag_meth, s.hf_meth, s.lf_meth) == ("planar_fit", "covariance_maximization_with_default",
+                                                                 "fratini_2012", "moncrieff_2004")
+    assert (s.despike, s.despike_replace, s.filter_al, s.wpl_meth) == ("vickers_mahrt_1997", True, False, False)
+    assert (s.random_error, s.ru_its_meth, s.ru_tlag_max) == ("finkelstein_sims_2001", "whole_correlation_period", 20)
+    assert (s.planar_fit_file, s.spectral_assessment_file) == ("DATA_DIR/planar_fit.txt",
+                                                                "DATA_DIR/spectral_assessment.txt")
+    assert not s.cross_wind and not s.pf_subtract_b0
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("bu_corr", "1", "Burba"), ("flow_distortion", "2", "angle-of-attack"), ("test_ds", "1", "discontinuities"),
+    ("tlag_meth", "4", "automatic"), ("wdf_apply", "1", "wind sectors"), ("use_biom", "1", "biomet"),
+])
+def test_refusals_name_the_key_and_the_way_out(key: str, value: str, words: str) -> None:
+    flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())
+    with pytest.raises(ConfigError, match=rf"^{key} = {value}: .*{words}.*(set|use) "):
+        settings_from_project(render({**flat, key: value}))
+
+
+def test_an_unknown_key_is_refused() -> None:
+    flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())
+    with pytest.raises(ConfigError, match=r"^brand_new_option = 1: a project-file key this engine does not know"):
+        settings_from_project(render({**flat, "brand_new_option": "1"}))
+
+
+def test_every_rule_is_used_by_a_full_project_or_documented() -> None:
+    """No dead rules: each matches a key of the walked files, or one of EddyPro's keys those files do not have."""
+    keys = set()
+    for path in PROJECTS.values():
+        keys |= set(read_project(path.read_text()))
+    keys |= {"out_ghg_eu", "out_amflux", "nfiles", "to_mixratio", "col_diag_anem", "f10_co2_trshld",
+             "sa_min_co2", "pf_sect_1_start", "wdf_sect_1_start", "flag11_column"}
+    unused = [r.pattern for r in RULES if not any(r.matches(k) for k in keys)]
+    assert not unused, unused
