@@ -21,6 +21,7 @@ honoured key changes the settings, a refused value is refused with the key's nam
 from __future__ import annotations
 
 import configparser
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -259,14 +260,25 @@ def _code(flat: Flat, key: str) -> str | None:
     return codes[value]
 
 
+#: Honoured keys that hold numbers: checked to be finite numbers even where their option is off.
+NUMERIC_KEYS = ("avrg_len", "max_lack", "timeconst", "u_offset", "v_offset", "w_offset", "ru_tlag_max", "mag_dec",
+                "sr_num_spk", "sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf", "al_u_max", "al_w_max",
+                "al_tson_min", "al_tson_max", "al_co2_min", "al_co2_max", "al_h2o_min", "al_h2o_max", "al_ch4_min",
+                "al_ch4_max")
+
+
 def _float(flat: Flat, key: str) -> float | None:
+    """The number of a key (None when empty); ValueError naming the key when it is not a finite number."""
     value = flat.get(key, "").strip()
     if not value:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise ConfigError(f"{key} = {value}: not a number") from None
+        raise ValueError(f"{key} = {value}: not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{key} = {value}: not a finite number")
+    return number
 
 
 def _flag(flat: Flat, key: str) -> bool:
@@ -283,9 +295,12 @@ def _moment(flat: Flat, which: str) -> datetime:
 
 def settings_from_project(text: str) -> dict[str, Any]:
     """A `ProcessingSettings` mapping from the text of an EddyPro project file: every key checked against
-    :data:`RULES`, the honoured ones translated. Raises ConfigError naming the first refused or unknown key."""
+    :data:`RULES`, the honoured ones translated. Raises ConfigError naming the first refused or unknown key,
+    ValueError naming a key whose number is not finite."""
     flat = read_project(text)
     check_keys(flat)
+    for key in NUMERIC_KEYS:
+        _float(flat, key)
     out: dict[str, Any] = {}
     for key in ("rot_meth", "detrend_meth", "tlag_meth", "qc_meth", "hf_meth", "foot_meth", "lf_meth"):
         code = _code(flat, key)
@@ -308,8 +323,9 @@ def settings_from_project(text: str) -> dict[str, Any]:
     if _flag(flat, "test_sr"):
         out["despike"] = "mauder_2013" if _flag(flat, "despike_vm") else "vickers_mahrt_1997"
         out["despike_replace"] = _flag(flat, "filter_sr")
-        if flat.get("sr_num_spk", "").strip():
-            out["sr_num_spk"] = int(float(flat["sr_num_spk"]))
+        spikes = _float(flat, "sr_num_spk")
+        if spikes is not None:
+            out["sr_num_spk"] = int(spikes)
         for key in ("sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf"):
             value = _float(flat, key)
             if value is not None:

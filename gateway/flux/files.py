@@ -155,6 +155,8 @@ def load_settings(path: Path | str | None) -> ProcessingSettings:
         raw = parse_eddypro_settings(text) if "[RawProcess_Settings]" in text else _yaml_mapping(path, text)
     except (configparser.Error, ValueError, OverflowError) as exc:  # OverflowError: int() of an infinite number
         raise ConfigError(f"{path}: cannot parse settings: {exc}") from None
+    except ConfigError as exc:  # a refused or unknown EddyPro key: the message names it
+        raise ConfigError(f"{path}: {exc}") from None
     try:
         return ProcessingSettings.model_validate(raw)
     except ValidationError as exc:
