@@ -6,8 +6,14 @@ Flow::
                                                                         |  ok / hopeless payload
                                                                         +--> client.ack(mid)  (PUBACK)
 
-- The MQTT session is persistent (MQTT 3.1.1, clean_session=False, fixed client id), so whatever we have not
+- MQTT v5 with a persistent session (clean start off, a session expiry, fixed client id), so whatever we have not
   acknowledged is kept by the broker across our restarts and reconnects and redelivered.
+- After the store has confirmed an item (`Store.write`, `Store.write_fluxes`, the raw archive's fsync) its `seq` is
+  noted in a `ReceiptBook`; when the queue runs dry (or after 0.2 s, or 500 items) the worker publishes a `Receipt`
+  per station and channel on `sinkwatch/v1/<site>/<station>/receipts` (QoS 1). Only a receipt lets a station delete
+  an item (gateway/edge/delivery.py): the broker's PUBACK to the station is no longer durability. A dead-lettered
+  item whose seq can be read is named in the receipt's `dead_lettered` ranges. A receipt lost on the way costs a
+  resend, which the idempotent stores absorb.
 - `manual_ack=True`: paho does not PUBACK on our behalf; the worker acks after `Store.write` returned. paho's
   `ack()` only queues a packet under paho's own output lock, so calling it from the worker thread is safe.
 - The worker, not the network thread, waits out storage outages (capped exponential backoff), so keepalive
@@ -49,11 +55,15 @@ from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from gateway.central.config import DeadLetterSettings, MqttSettings
 from gateway.central.deadletter import DeadLetterFile, payload_fields
 from gateway.central.rawstore import RAW_DIR, RawArchive
+from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
 from gateway.central.store.base import TIME_RANGE_TEXT, storable_time
 from gateway.contract import (
@@ -70,10 +80,12 @@ from gateway.contract import (
 )
 from gateway.model import Reading, format_time, utc_now
 from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX
+from gateway.receipts import CHANNELS, Channel, receipts_topic
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_FILE = "dead-letter.jsonl"
+SESSION_EXPIRY_S = 30 * 86400  # the broker keeps our session and queue for a month of silence
 
 # A reading (or flux period) stamped outside [PLAUSIBLE_FROM, now + PLAUSIBLE_AHEAD] by the central clock is set
 # aside: no sinkwatch station measured before 2000, and a stamp more than a day ahead is a clock that is wrong
@@ -115,6 +127,9 @@ class IngestCounters:
     raw_conflicts: int = 0
     mqtt_connects: int = 0
     mqtt_disconnects: int = 0
+    receipts_sent: int = 0
+    receipt_seqs: int = 0  # items named in receipts sent (stored or dead-lettered)
+    receipts_unsent: int = 0  # receipts not sent because the broker was away (the station resends the items)
 
 
 class Malformed(Exception):
@@ -176,12 +191,12 @@ class Ingestor:
         self._statuses: dict[tuple[str, str], StationStatus] = {}
         self._status_lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self._receipts = ReceiptBook()
 
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=mqtt_settings.client_id,
-            clean_session=False,
-            protocol=MQTTProtocolVersion.MQTTv311,
+            protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,
         )
         if mqtt_settings.username is not None:
@@ -199,7 +214,10 @@ class Ingestor:
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="sinkwatch-ingest", daemon=True)
         self._worker.start()
-        self._client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive,
+                                   clean_start=False, properties=properties)
         self._client.loop_start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -257,8 +275,8 @@ class Ingestor:
             return
         self._generation += 1
         self._count("mqtt_connects")
-        client.subscribe([(READINGS_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1), (FLUXES_SUBSCRIPTION, 1),
-                          (RAW_SUBSCRIPTION, 1)])
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in
+                          (READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, FLUXES_SUBSCRIPTION, RAW_SUBSCRIPTION)])
         if not self._connected:
             log.info("connected to MQTT broker %s:%s (session present: %s)", self.settings.host,
                      self.settings.port, getattr(flags, "session_present", None))
@@ -286,11 +304,33 @@ class Ingestor:
     def _work(self) -> None:
         while not self._stop.is_set():
             try:
-                delivery = self._queue.get(timeout=0.2)
+                delivery = self._queue.get(timeout=self._receipts.max_delay_s)
             except queue.Empty:
+                self._send_receipts()
                 continue
             if self.handle_with_retry(delivery.topic, delivery.payload):
                 self._ack(delivery)
+            if self._receipts.due(self._queue.empty()):
+                self._send_receipts()
+
+    def _send_receipts(self) -> None:
+        """Publish what the store confirmed since the last receipts (worker thread; paho's publish only queues)."""
+        if not len(self._receipts):
+            return
+        receipts = self._receipts.take()
+        if not self._connected:
+            self._count("receipts_unsent", len(receipts))
+            return
+        for receipt in receipts:
+            self._client.publish(receipts_topic(receipt.site, receipt.station), receipt.model_dump_json(), qos=1)
+        with self._counter_lock:
+            self._counters.receipts_sent += len(receipts)
+            self._counters.receipt_seqs += sum(last - first + 1 for r in receipts
+                                               for first, last in (*r.stored, *r.dead_lettered))
+
+    def _note_stored(self, site: str, station: str, channel: Channel, seq: int | None) -> None:
+        if seq is not None:
+            self._receipts.add(site, station, channel, seq)
 
     def _ack(self, delivery: _Delivery) -> None:
         # After a reconnect the broker redelivers this message under the new connection; acking the old mid
@@ -345,6 +385,17 @@ class Ingestor:
                 raise Malformed("bad_topic", f"unexpected message kind {kind!r}")
         except Malformed as exc:
             self._dead_letter(topic, payload, exc.reason, exc.problem)
+            self._note_dead_lettered(topic, payload)
+
+    def _note_dead_lettered(self, topic: str, payload: bytes) -> None:
+        """Name a dead-lettered item in the next receipt when its seq can be read, so its station forgets it."""
+        try:
+            site, station, kind = parse_topic(topic)
+            seq = json.loads(payload).get("seq")
+        except (ValueError, AttributeError):  # not a topic of ours, not a JSON object: no seq to name
+            return
+        if kind in CHANNELS and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+            self._receipts.add(site, station, kind, seq, dead_lettered=True)  # type: ignore[arg-type]
 
     def _handle_readings(self, site: str, station: str, payload: bytes) -> None:
         batch = parse_batch(site, station, payload)
@@ -379,6 +430,7 @@ class Ingestor:
         if set_aside:
             self._set_aside(readings_topic(site, station), batch, set_aside)
         self._remember(batch)
+        self._note_stored(site, station, "readings", batch.seq)
         with self._counter_lock:
             self._counters.batches_stored += 1
             self._counters.readings_stored += outcome.written

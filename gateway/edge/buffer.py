@@ -115,6 +115,31 @@ class ReadingBuffer:
                 self._db.execute("DELETE FROM batches WHERE seq=?", (seq,))
             return deleted
 
+    def batch(self, seq: int) -> ClaimedBatch | None:
+        """A claimed batch still in the buffer (for a resend), None once it is gone."""
+        with self._lock:
+            bodies = [b for (b,) in self._db.execute("SELECT body FROM readings WHERE batch_seq=? ORDER BY id", (seq,))]
+        return ClaimedBatch(seq, bodies) if bodies else None
+
+    def ack_ranges(self, ranges: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        """Forget every batch whose seq lies in one of the inclusive ranges, in one transaction; returns
+        (batches, readings) released."""
+        with self._lock, self._transaction():
+            readings = batches = 0
+            for first, last in ranges:
+                readings += self._db.execute("DELETE FROM readings WHERE batch_seq BETWEEN ? AND ?",
+                                             (first, last)).rowcount
+                batches += self._db.execute("DELETE FROM batches WHERE seq BETWEEN ? AND ?", (first, last)).rowcount
+        return batches, readings
+
+    def oldest_time(self) -> float | None:
+        """Unix time of the oldest reading in the buffer (its own time stamp)."""
+        with self._lock:
+            row = self._db.execute("SELECT json_extract(body, '$.time') FROM readings ORDER BY id LIMIT 1").fetchone()
+        if row is None or row[0] is None:
+            return None
+        return datetime.fromisoformat(str(row[0]).replace("Z", "+00:00")).timestamp()
+
     def pending_readings(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])

@@ -1,0 +1,493 @@
+"""One outbound delivery path for every station channel: readings, fluxes and raw files (STYLE.md principles 9, 14).
+
+    channel outbox (durable, a per-channel seq)       readings: ReadingsOutbox   (gateway/edge/outbox.py)
+        │ claim(n, exclude) / reload(seq)             fluxes:   FluxOutbox
+        ▼                                             raw:      RawOutbox
+    Delivery: one paho client per station (MQTT v5), one `delivery` thread
+        │ PUBLISH QoS 1 ───────▶ broker ───────▶ central service: store, then a Receipt
+        │ ◀── PUBACK: paces the sender (at most `max_in_flight` unacknowledged), or refuses (reason code >= 0x80)
+        │ ◀──────────── Receipt on sinkwatch/v1/<site>/<station>/receipts ◀──┘
+        ▼ confirm(ranges): only now is the item deleted from its outbox
+
+A PUBACK is not durability: a broker that crashes (kill -9, power) loses whatever it had acknowledged but not yet
+handed on or saved. So an item leaves its outbox only when the central service's receipt says the store holds it
+(docs/architecture.md, "Delivery"), and an item without a receipt is sent again.
+
+The life of one item while this process tracks it (after a restart, the outbox hands every item out again):
+
+    claimed ──publish──▶ SENT ──PUBACK success──▶ ACCEPTED ──receipt──▶ deleted
+                          │  (paho resends it       │
+                          │   after a reconnect)    └── no receipt within the resend interval ──▶ SENT again
+                          └── PUBACK refusal (e.g. 0x87 Not authorized) ──▶ REFUSED ── after refusal_retry_s ──▶ SENT
+    A receipt deletes an item in any state (it may beat the PUBACK); a receipt for an item already deleted is
+    ignored. The resend interval starts at `receipt_timeout_s` and doubles with each resend of the item, up to
+    `max_resend_interval_s`, so a central outage of a day costs a few resends per item, not thousands.
+
+Windows: at most `max_in_flight` PUBLISHes of all channels together wait for their PUBACK (paho keeps and resends
+those); per channel at most `max_unconfirmed` items are out (SENT, ACCEPTED or REFUSED), so while the central
+service is away the station stops sending after that many items and keeps the rest on its own disk, instead of
+filling the broker's memory. Each PUBLISH carries a message expiry of twice the longest resend interval: a copy
+the broker still queues after that is superseded by a resend anyway.
+
+Threading (the lock-order lesson of the old publisher: paho calls back holding its own lock, so a callback must
+never wait for a lock held across `publish()`): paho's callbacks only put events on a queue and wake the
+`delivery` thread, which alone claims, publishes, confirms and changes item state. `_lock` guards the state
+for `health()` readers and is never held while calling paho.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import ValidationError
+
+from gateway import __version__
+from gateway.edge.config import MqttConfig
+from gateway.model import StationState, StationStatus, status_topic, utc_now
+from gateway.receipts import Channel, Receipt, receipts_topic
+
+log = logging.getLogger("sinkwatch.edge.delivery")
+
+SESSION_EXPIRY_S = 86400  # the broker keeps our receipts subscription (and queues receipts) across a day's outage
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    seq: int
+    payload: bytes  # the wire payload, carrying `seq`
+
+
+class OutboxSource(Protocol):
+    """One channel's durable outbox. Every method is called from the `delivery` thread only (and `pending`/
+    `oldest_time` from `health()` too), so an implementation needs to be safe against its own producer only."""
+
+    channel: Channel
+    topic: str
+    unit: str  # what `pending` counts: "readings", "records", "files"
+
+    def claim(self, limit: int, exclude: set[int]) -> list[OutboxItem]:
+        """Up to `limit` items not in `exclude`, oldest first; assigns new seqs durably when it forms new items."""
+        ...
+
+    def reload(self, seq: int) -> bytes | None:
+        """The payload of an item still in the outbox, or None when it is gone."""
+        ...
+
+    def confirm(self, ranges: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        """Delete the items whose seq lies in one of the inclusive ranges; (items deleted, units deleted)."""
+        ...
+
+    def pending(self) -> int:
+        """Units (readings, records, files) in the outbox, sent or not."""
+        ...
+
+    def oldest_time(self) -> float | None:
+        """Unix time of the oldest unit in the outbox (its own timestamp), None when empty."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    max_in_flight: int = 10
+    max_unconfirmed: int = 100
+    receipt_timeout_s: float = 30.0
+    max_resend_interval_s: float = 600.0
+    refusal_retry_s: float = 60.0
+    idle_wait_s: float = 1.0
+
+    @property
+    def message_expiry_s(self) -> int:
+        return math.ceil(2 * max(self.max_resend_interval_s, self.refusal_retry_s))
+
+
+State = Literal["sent", "accepted", "refused"]
+
+
+@dataclass
+class _Tracked:
+    state: State
+    sends: int
+    due: float = math.inf  # monotonic time of the next resend (accepted, refused)
+    sent_at: float = 0.0
+
+
+@dataclass
+class ChannelCounters:
+    sent: int = 0  # PUBLISHes handed to paho, resends included
+    resends: int = 0
+    accepted: int = 0  # PUBACKs with a success code
+    refusals: Counter[str] = field(default_factory=Counter)  # PUBACK refusals by reason
+    confirmed: int = 0  # items deleted on a receipt
+    confirmed_units: int = 0
+    dead_lettered: int = 0  # items the central service could not store (its dead-letter file has them)
+    stale_receipts: int = 0  # seqs named by a receipt that were no longer in the outbox
+
+
+class _Channel:
+    def __init__(self, source: OutboxSource) -> None:
+        self.source = source
+        self.tracked: dict[int, _Tracked] = {}
+        self.counters = ChannelCounters()
+        self.refused_reason: str | None = None  # the channel's current refusal state, logged on change
+
+
+class Delivery:
+    """The station's one MQTT client and its delivery loop (module doc). `add_channel` every outbox, then `start`."""
+
+    def __init__(self, site: str, station: str, mqtt_config: MqttConfig, settings: DeliverySettings | None = None,
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.site = site
+        self.station = station
+        self.settings = settings or DeliverySettings()
+        self._mqtt_config = mqtt_config
+        self._clock = clock
+        self._channels: dict[str, _Channel] = {}
+        self._order: list[str] = []  # round robin over channels for new items
+        self._turn = 0
+        self._mids: dict[int, tuple[str, int]] = {}  # paho mid -> (channel, seq) until its PUBACK
+        self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._stopping = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status_topic = status_topic(site, station)
+        self._receipts_topic = receipts_topic(site, station)
+        self._receipts_subscribed: bool | None = None  # None: no SUBACK yet
+        self.connects = 0
+        self.connection_losses = 0
+        self.connect_failures: Counter[str] = Counter()
+        self.receipts = 0
+        self.bad_receipts = 0
+        self._client = self._make_client()
+
+    # --- set-up ------------------------------------------------------------------------------------------------
+
+    def add_channel(self, source: OutboxSource) -> None:
+        if source.channel in self._channels:
+            raise ValueError(f"channel {source.channel!r} added twice")
+        self._channels[source.channel] = _Channel(source)
+        self._order.append(source.channel)
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self._mqtt_config
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"sinkwatch-{self.site}-"
+                             f"{self.station}", protocol=mqtt.MQTTv5)
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls:
+            client.tls_set()
+        offline = StationStatus(site=self.site, station=self.station, state=StationState.OFFLINE,
+                                since=utc_now(), software_version=__version__, reason="connection lost")
+        client.will_set(self._status_topic, offline.model_dump_json(), qos=1, retain=True)
+        # room for our window plus the status messages, which are not items
+        client.max_inflight_messages_set(self.settings.max_in_flight + 2)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        cfg = self._mqtt_config
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        # connect_async + loop_start: the first attempt and every later one happen in paho's thread, so an absent
+        # broker at start-up is the first of many retries, not a crash.
+        self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=False,
+                                   properties=properties)
+        self._client.loop_start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="delivery", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Something new is in an outbox."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop sending; the outboxes keep whatever has no receipt for the next start."""
+        self._stopping = True
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        if self._connected.is_set():
+            offline = StationStatus(site=self.site, station=self.station, state=StationState.OFFLINE,
+                                    since=utc_now(), software_version=__version__, reason="stopped")
+            info = self._client.publish(self._status_topic, offline.model_dump_json(), qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):  # the broker may go away meanwhile: the will says it
+                info.wait_for_publish(timeout=2)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def wait_confirmed(self, timeout_s: float) -> bool:
+        """Wait until every outbox is empty (every item confirmed by a receipt); for shutdown and tests."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if all(ch.source.pending() == 0 for ch in self._channels.values()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.05)
+
+    # --- paho callbacks: network thread, hand over and nothing else -----------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self.connect_failures[str(reason)] += 1
+            log.error("broker %s:%s refused the connection: %s (check mqtt.username/password in the config)",
+                      self._mqtt_config.host, self._mqtt_config.port, reason)
+            return
+        self.connects += 1
+        log.info("connected to broker %s:%s", self._mqtt_config.host, self._mqtt_config.port)
+        client.subscribe(self._receipts_topic, options=SubscribeOptions(qos=1))
+        online = StationStatus(site=self.site, station=self.station, state=StationState.ONLINE,
+                               since=utc_now(), software_version=__version__)
+        client.publish(self._status_topic, online.model_dump_json(), qos=1, retain=True)
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if self._connected.is_set() and not self._stopping:
+            self.connection_losses += 1
+            log.warning("lost the broker connection (%s); keeping everything on disk and reconnecting", reason)
+        self._connected.clear()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], props: Any) -> None:
+        self._events.put(("suback", [(int(r.value), str(r)) for r in reasons]))
+        self._wake.set()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self._events.put(("puback", mid, int(getattr(reason, "value", 0)), str(reason)))
+        self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._events.put(("receipt", message.topic, bytes(message.payload)))
+        self._wake.set()
+
+    # --- the delivery thread -----------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.pump()
+            except Exception:  # a bug here must not end delivery for good; the outboxes keep everything
+                log.exception("delivery: unexpected error; retrying in %.0f s", self.settings.idle_wait_s)
+                stop.wait(self.settings.idle_wait_s)
+            self._wake.wait(self._next_wait())
+            self._wake.clear()
+
+    def pump(self) -> int:
+        """Handle what paho handed over, resend what is due, send what is new; returns how many were sent."""
+        self._handle_events()
+        if not self._connected.is_set():
+            return 0
+        return self._resend_due() + self._send_new()
+
+    def _next_wait(self) -> float:
+        now = self._clock()
+        with self._lock:
+            due = min((t.due for ch in self._channels.values() for t in ch.tracked.values()), default=math.inf)
+        return max(0.01, min(self.settings.idle_wait_s, due - now))
+
+    def _handle_events(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            kind = event[0]
+            if kind == "puback":
+                self._puback(event[1], event[2], event[3])
+            elif kind == "receipt":
+                self._receipt(event[1], event[2])
+            elif kind == "suback":
+                self._suback(event[1])
+
+    def _suback(self, reasons: list[tuple[int, str]]) -> None:
+        failed = [name for code, name in reasons if code >= 0x80]
+        if failed:
+            log.error("the broker refused our subscription to %s (%s): no receipts can arrive, so nothing leaves the "
+                      "outboxes; allow the station to read its receipts topic (deploy/mosquitto/sinkwatch.acl)",
+                      self._receipts_topic, ", ".join(failed))
+        self._receipts_subscribed = not failed
+
+    def _puback(self, mid: int, code: int, reason: str) -> None:
+        with self._lock:
+            entry = self._mids.pop(mid, None)
+            if entry is None:
+                return  # a status message
+            channel = self._channels[entry[0]]
+            tracked = channel.tracked.get(entry[1])
+            if tracked is None:
+                return  # its receipt came first: already deleted
+            now = self._clock()
+            previous = channel.refused_reason
+            if code < 0x80:
+                channel.counters.accepted += 1
+                tracked.state = "accepted"
+                tracked.due = now + self._resend_interval(tracked.sends)
+                channel.refused_reason = None
+            else:
+                channel.counters.refusals[reason] += 1
+                tracked.state = "refused"
+                tracked.due = now + self.settings.refusal_retry_s
+                channel.refused_reason = reason
+        # logged on a change of the channel's state only, not for every item
+        if code >= 0x80 and previous != reason:
+            log.error("the broker refused %s seq %d on %s: %s (0x%02X); kept in the outbox and retried every %.0f s: "
+                      "check the broker's ACL for this station (deploy/mosquitto/sinkwatch.acl)", entry[0], entry[1],
+                      channel.source.topic, reason, code, self.settings.refusal_retry_s)
+        elif code < 0x80 and previous is not None:
+            log.warning("the broker accepts %s again (was refusing: %s)", entry[0], previous)
+
+    def _resend_interval(self, sends: int) -> float:
+        return min(self.settings.receipt_timeout_s * 2 ** max(0, sends - 1), self.settings.max_resend_interval_s)
+
+    def _receipt(self, topic: str, payload: bytes) -> None:
+        try:
+            receipt = Receipt.model_validate_json(payload)
+        except ValidationError as exc:
+            self.bad_receipts += 1
+            log.warning("ignoring a malformed receipt on %s: %s", topic, exc.errors()[0]["msg"])
+            return
+        if (receipt.site, receipt.station) != (self.site, self.station) or receipt.channel not in self._channels:
+            self.bad_receipts += 1
+            log.warning("ignoring a receipt for %s/%s channel %s on %s", receipt.site, receipt.station,
+                        receipt.channel, topic)
+            return
+        self.receipts += 1
+        channel = self._channels[receipt.channel]
+        for ranges, dead in ((receipt.stored, False), (receipt.dead_lettered, True)):
+            if not ranges:
+                continue
+            items, units = channel.source.confirm(ranges)
+            named = sum(last - first + 1 for first, last in ranges)
+            with self._lock:
+                for seq in [s for s in channel.tracked if any(a <= s <= b for a, b in ranges)]:
+                    del channel.tracked[seq]
+                counters = channel.counters
+                counters.confirmed += items
+                counters.confirmed_units += units
+                counters.stale_receipts += max(0, named - items)
+                if dead:
+                    counters.dead_lettered += items
+            if dead and items:
+                log.warning("the central service could not store %d %s item(s) (seqs %s) and dead-lettered them "
+                            "with the reason; see its dead-letter file", items, receipt.channel,
+                            ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges[:5]))
+
+    def _window_free(self) -> bool:
+        return len(self._mids) < self.settings.max_in_flight
+
+    def _publish(self, channel: _Channel, seq: int, payload: bytes) -> bool:
+        """Hand one item to paho; False when paho did not take it (it stays in the outbox)."""
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.MessageExpiryInterval = self.settings.message_expiry_s
+        info = self._client.publish(channel.source.topic, payload, qos=1, properties=properties)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.debug("publish of %s seq %d deferred: %s", channel.source.channel, seq, mqtt.error_string(info.rc))
+            return False
+        # NO_CONN: paho keeps the message and sends it once the connection is back
+        with self._lock:
+            self._mids[info.mid] = (channel.source.channel, seq)
+            tracked = channel.tracked.get(seq)
+            if tracked is None:
+                channel.tracked[seq] = _Tracked("sent", 1, sent_at=self._clock())
+            else:
+                tracked.state, tracked.due, tracked.sends = "sent", math.inf, tracked.sends + 1
+                tracked.sent_at = self._clock()
+                channel.counters.resends += 1
+            channel.counters.sent += 1
+        return True
+
+    def _resend_due(self) -> int:
+        now = self._clock()
+        sent = 0
+        for channel in self._channels.values():
+            with self._lock:
+                due = sorted(seq for seq, t in channel.tracked.items() if t.state != "sent" and t.due <= now)
+            for seq in due:
+                if not self._window_free():
+                    return sent
+                payload = channel.source.reload(seq)
+                if payload is None:  # deleted meanwhile (a receipt for it was handled by an earlier process)
+                    with self._lock:
+                        channel.tracked.pop(seq, None)
+                    continue
+                if not self._publish(channel, seq, payload):
+                    return sent
+                sent += 1
+        return sent
+
+    def _send_new(self) -> int:
+        sent = 0
+        idle = 0
+        while self._window_free() and self._order and idle < len(self._order):
+            name = self._order[self._turn % len(self._order)]
+            self._turn += 1
+            channel = self._channels[name]
+            room = self.settings.max_unconfirmed - len(channel.tracked)
+            items = channel.source.claim(1, set(channel.tracked)) if room > 0 else []
+            if not items:
+                idle += 1
+                continue
+            idle = 0
+            if not self._publish(channel, items[0].seq, items[0].payload):
+                break
+            sent += 1
+        return sent
+
+    # --- health ------------------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, object]:
+        """Counts a supervisor or a chaos run reconciles (docs/architecture.md, "Delivery")."""
+        now_wall = time.time()
+        now = self._clock()
+        channels: dict[str, object] = {}
+        for name, channel in self._channels.items():
+            oldest = channel.source.oldest_time()
+            with self._lock:
+                states = Counter(t.state for t in channel.tracked.values())
+                waiting = [now - t.sent_at for t in channel.tracked.values()]
+                c = channel.counters
+                channels[name] = {
+                    "pending": channel.source.pending(), "unit": channel.source.unit,
+                    "oldest_pending_age_s": round(now_wall - oldest, 3) if oldest is not None else None,
+                    "in_flight": states["sent"], "awaiting_receipt": states["accepted"],
+                    "refused_now": states["refused"], "refusing": channel.refused_reason,
+                    "longest_wait_s": round(max(waiting), 3) if waiting else None,
+                    "sent": c.sent, "resends": c.resends, "accepted": c.accepted, "refusals": dict(c.refusals),
+                    "confirmed": c.confirmed, "confirmed_units": c.confirmed_units,
+                    "dead_lettered": c.dead_lettered, "stale_receipts": c.stale_receipts,
+                }
+        return {
+            "broker_connected": self.connected, "connects": self.connects,
+            "connection_losses": self.connection_losses, "connect_failures": dict(self.connect_failures),
+            "receipts_subscribed": self._receipts_subscribed, "receipts": self.receipts,
+            "bad_receipts": self.bad_receipts, "in_flight": len(self._mids), "channels": channels,
+        }
