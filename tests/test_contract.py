@@ -29,12 +29,14 @@ from gateway.contract import (
     FluxRecord,
     RawChunk,
     ReadingBatch,
+    Receipt,
     StationState,
     StationStatus,
     encode_flux_record,
     fluxes_topic,
     raw_topic,
     readings_topic,
+    receipts_topic,
     status_topic,
 )
 from gateway.contract.asyncapi import (
@@ -54,6 +56,7 @@ MODELS: dict[str, type[pydantic.BaseModel]] = {
     "StationStatus": StationStatus,
     "RawChunk": RawChunk,
     "FluxRecord": FluxRecord,
+    "Receipt": Receipt,
 }
 T0 = datetime(2026, 11, 25, 10, 0, 0, 104512, tzinfo=UTC)
 
@@ -419,6 +422,7 @@ def test_channel_addresses_match_topic_functions() -> None:
         "status": status_topic("{site}", "{station}"),
         "raw": raw_topic("{site}", "{station}"),
         "fluxes": fluxes_topic("{site}", "{station}"),
+        "receipts": receipts_topic("{site}", "{station}"),
     }
     for address in addresses.values():
         assert address.startswith(contract.TOPIC_ROOT + "/")
@@ -426,6 +430,7 @@ def test_channel_addresses_match_topic_functions() -> None:
     assert addresses["status"].format(site="+", station="+") == contract.STATUS_SUBSCRIPTION
     assert addresses["fluxes"].format(site="+", station="+") == FLUXES_SUBSCRIPTION
     assert addresses["raw"].format(site="+", station="+") == contract.RAW_SUBSCRIPTION
+    assert addresses["receipts"].format(site="+", station="+") == contract.RECEIPTS_SUBSCRIPTION
     for channel in channels.values():
         assert set(channel["parameters"]) == set(re.findall(r"\{(\w+)\}", channel["address"]))
 
@@ -442,6 +447,7 @@ def test_operations_declare_qos_and_retain() -> None:
         "#/channels/status": {"bindingVersion": "0.2.0", "qos": 1, "retain": True},
         "#/channels/raw": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
         "#/channels/fluxes": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
+        "#/channels/receipts": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
     }
     receives = [op for op in document["operations"].values() if op["action"] == "receive"]
     assert {op["channel"]["$ref"] for op in receives} == set(sends)
@@ -553,3 +559,68 @@ def test_flux_record_round_trips_to_the_engine_result() -> None:
     record = make_flux_record()
     back = FluxRecord.from_result(flux_result_of(record), site=record.site, station=record.station)
     assert back == record
+
+
+# --- receipts -------------------------------------------------------------------------------------------------------
+
+
+def make_receipt(**changes: Any) -> Receipt:
+    fields: dict[str, Any] = {"site": "hainich", "station": "plot-07", "channel": "readings",
+                              "stored": [(120, 131), (133, 133)], "sent": T0}
+    fields.update(changes)
+    return Receipt(**fields)
+
+
+def test_receipts_the_central_service_emits_validate() -> None:
+    from gateway.central.receipts import ReceiptBook
+
+    book = ReceiptBook()
+    for seq in (7, 3, 4, 5, 9):  # stored out of order, as several workers would
+        book.add("hainich", "plot-07", "readings", seq)
+    book.add("hainich", "plot-07", "readings", 8, dead_lettered=True)
+    book.add("hainich", "plot-07", "raw", 0)
+    receipts = book.take()
+    for receipt in receipts:
+        validate_payload("Receipt", receipt.model_dump_json())
+    readings = next(r for r in receipts if r.channel == "readings")
+    assert readings.stored == [(3, 5), (7, 7), (9, 9)]
+    assert readings.dead_lettered == [(8, 8)]
+    assert schema_name_for_topic(receipts_topic("hainich", "plot-07")) == "Receipt"
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"),
+    [
+        ("channel", "status"),  # nothing to confirm on the status channel
+        ("stored", [[-1, 3]]),
+        ("stored", [[1, 2, 3]]),
+        ("stored", [[1]]),
+        ("stored", [["1", 2]]),
+        ("stored", []),  # with dead_lettered empty too: a receipt that names nothing
+        ("dead_lettered", "1-3"),
+        ("station", "plot/07"),
+        ("sent", "yesterday"),
+    ],
+)
+def test_bad_receipt_rejected(key: str, bad: Any) -> None:
+    payload = emitted(make_receipt(dead_lettered=[]))
+    payload[key] = bad
+    assert_both_reject("Receipt", payload)
+
+
+@pytest.mark.parametrize("key", _required(Receipt))
+def test_receipt_missing_field_rejected(key: str) -> None:
+    assert_both_reject("Receipt", _drop(emitted(make_receipt()), key))
+
+
+def test_backwards_range_rejected_by_the_model() -> None:
+    # JSON Schema cannot compare two items of an array; the model is the stricter side here
+    with pytest.raises(pydantic.ValidationError, match="runs backwards"):
+        make_receipt(stored=[(5, 3)])
+
+
+@pytest.mark.parametrize("name", ["FluxRecord", "RawChunk"])
+def test_station_items_carry_their_delivery_seq(name: str) -> None:
+    schema = payload_schema(name)
+    assert "seq" in schema["properties"] and "seq" not in schema["required"]
+    assert MODELS[name].model_fields["seq"].default is None

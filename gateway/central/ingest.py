@@ -67,20 +67,22 @@ from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
 from gateway.central.store.base import TIME_RANGE_TEXT, storable_time
 from gateway.contract import (
+    CHANNELS,
     FLUXES_SUBSCRIPTION,
     RAW_SUBSCRIPTION,
     READINGS_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
+    Channel,
     FluxRecord,
     RawChunk,
     ReadingBatch,
     StationStatus,
     parse_topic,
     readings_topic,
+    receipts_topic,
 )
 from gateway.model import Reading, format_time, utc_now
 from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX
-from gateway.receipts import CHANNELS, Channel, receipts_topic
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +397,7 @@ class Ingestor:
         except (ValueError, AttributeError):  # not a topic of ours, not a JSON object: no seq to name
             return
         if kind in CHANNELS and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
-            self._receipts.add(site, station, kind, seq, dead_lettered=True)  # type: ignore[arg-type]
+            self._receipts.add(site, station, kind, seq, dead_lettered=True)
 
     def _handle_readings(self, site: str, station: str, payload: bytes) -> None:
         batch = parse_batch(site, station, payload)
@@ -469,6 +471,7 @@ class Ingestor:
             self.store.write_fluxes([record])
         except StoreRejected as exc:
             raise Malformed("rejected_by_store", str(exc)) from None
+        self._note_stored(site, station, "fluxes", record.seq)
         self._count("flux_records_stored")
 
     def _handle_raw(self, site: str, station: str, payload: bytes) -> None:
@@ -478,6 +481,7 @@ class Ingestor:
         except OSError as exc:
             raise StoreUnavailable(f"raw archive {self.raw_archive.root}: cannot write {chunk.file}: {exc}; "
                                    "will retry") from exc
+        self._note_stored(site, station, "raw", chunk.seq)
         with self._counter_lock:
             if outcome == "duplicate":
                 self._counters.raw_duplicates += 1

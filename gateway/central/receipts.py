@@ -1,4 +1,4 @@
-"""What the central service has stored, gathered into receipts for the stations (gateway/receipts.py).
+"""What the central service has stored, gathered into receipts for the stations (gateway/contract/receipts.py).
 
 The ingest worker notes every item right after the store confirmed it (or after its dead letter is on disk) and
 sends what it gathered when its queue runs dry, after `max_delay_s`, or once `max_seqs` items are waiting, so a
@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gateway.contract import Channel, Receipt, seq_ranges
+from gateway.contract.receipts import MAX_RANGES
 from gateway.model import utc_now
-from gateway.receipts import MAX_RANGES, Channel, Receipt, seq_ranges
 
 
 @dataclass

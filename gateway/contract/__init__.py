@@ -9,6 +9,7 @@ place that both sides import (and nothing else: the contract depends only on `ga
 | `readings` | `readings`, `status` | `ReadingBatch` (of `gateway.model.Reading`), `StationStatus` |
 | `fluxes` | `fluxes` | `FluxRecord`, `encode_flux_record` |
 | `raw` | `raw` | `RawChunk`, `raw_payload` |
+| `receipts` | `receipts` (central -> station) | `Receipt`, `seq_ranges`; the channels it confirms (`Channel`) |
 | `asyncapi` | - | validation of a payload against `docs/asyncapi.yaml` (needs jsonschema: the `test` extra; tests and
   tools only, never imported by the runtime) |
 
@@ -28,34 +29,41 @@ from gateway.contract.fluxes import (
 )
 from gateway.contract.raw import RAW_SCHEMA_VERSION, RawChunk, raw_payload
 from gateway.contract.readings import SCHEMA_VERSION, ReadingBatch, StationState, StationStatus
+from gateway.contract.receipts import CHANNELS, Channel, Receipt, seq_ranges
 from gateway.contract.topics import (
     FLUXES_SUBSCRIPTION,
     RAW_SUBSCRIPTION,
     READINGS_SUBSCRIPTION,
+    RECEIPTS_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
     TOPIC_ROOT,
     fluxes_topic,
     parse_topic,
     raw_topic,
     readings_topic,
+    receipts_topic,
     status_topic,
 )
 
 __all__ = [
+    "CHANNELS",
     "FLUXES_SUBSCRIPTION",
     "FLUX_SCHEMA_VERSION",
     "RAW_SCHEMA_VERSION",
     "RAW_SUBSCRIPTION",
     "READINGS_SUBSCRIPTION",
+    "RECEIPTS_SUBSCRIPTION",
     "SCHEMA_VERSION",
     "SETTINGS_HASH_PATTERN",
     "STATUS_SUBSCRIPTION",
     "TOPIC_ROOT",
     "VARIABLE_NAME_PATTERN",
+    "Channel",
     "FluxRecord",
     "FluxResultLike",
     "RawChunk",
     "ReadingBatch",
+    "Receipt",
     "StationState",
     "StationStatus",
     "encode_flux_record",
@@ -65,5 +73,7 @@ __all__ = [
     "raw_payload",
     "raw_topic",
     "readings_topic",
+    "receipts_topic",
+    "seq_ranges",
     "status_topic",
 ]

@@ -88,6 +88,8 @@ class FluxRecord(BaseModel):
     settings_hash: str = Field(pattern=SETTINGS_HASH_PATTERN)
     values: dict[str, WholeNumber | FiniteFloat | None] = Field(
         description="FLUXNET/AmeriFlux name -> value (units: docs/flux-ec.md); null where not computed")
+    seq: int | None = Field(default=None, ge=0, description="the station's delivery sequence number on the fluxes "
+                            "channel, named by the central service's receipt; null when not sent by a station")
 
     @model_validator(mode="after")
     def _check(self) -> FluxRecord:

@@ -33,14 +33,16 @@ class RawChunk(BaseModel):
     encoding: Literal["gzip+base64"] = "gzip+base64"
     size: WireInt = Field(ge=0, description="length of the file in bytes (before base64)")
     data: str = Field(min_length=1, pattern=r"^[A-Za-z0-9+/]+={0,2}$", description="the file, base64")
+    seq: int | None = Field(default=None, ge=0, description="the station's delivery sequence number on the raw "
+                            "channel, named by the central service's receipt")
 
 
-def raw_payload(site: str, station: str, path: Path) -> bytes:
+def raw_payload(site: str, station: str, path: Path, seq: int | None = None) -> bytes:
     """The `RawChunk` payload (docs/asyncapi.yaml) of a closed archive file."""
     match = _ARCHIVE_NAME_RE.match(path.name)
     if match is None:
         raise ValueError(f"{path.name} is not an archive file name (<sensor>_<YYYYMMDDTHHMM>Z.csv.gz)")
     data = path.read_bytes()
     chunk = RawChunk(site=site, station=station, sensor=match["sensor"], file=path.name, size=len(data),
-                     data=base64.b64encode(data).decode("ascii"))
+                     data=base64.b64encode(data).decode("ascii"), seq=seq)
     return chunk.model_dump_json().encode()

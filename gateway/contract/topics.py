@@ -25,10 +25,16 @@ def raw_topic(site: str, station: str) -> str:
     return f"{TOPIC_ROOT}/{site}/{station}/raw"
 
 
+def receipts_topic(site: str, station: str) -> str:
+    """The station's own downlink: the central service's `Receipt`s for what its store holds."""
+    return f"{TOPIC_ROOT}/{site}/{station}/receipts"
+
+
 READINGS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/readings"
 STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/status"
 FLUXES_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/fluxes"
 RAW_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/raw"
+RECEIPTS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/receipts"
 
 
 def parse_topic(topic: str) -> tuple[str, str, str]:

@@ -56,9 +56,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from gateway import __version__
+from gateway.contract import Channel, Receipt, StationState, StationStatus, receipts_topic, status_topic
 from gateway.edge.config import MqttConfig
-from gateway.model import StationState, StationStatus, status_topic, utc_now
-from gateway.receipts import Channel, Receipt, receipts_topic
+from gateway.model import utc_now
 
 log = logging.getLogger("sinkwatch.edge.delivery")
 

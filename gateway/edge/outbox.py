@@ -6,17 +6,17 @@ whatever was not confirmed.
 
 | channel | outbox | item | seq |
 |---|---|---|---|
-| readings | `ReadingsOutbox` over `ReadingBuffer` | a `ReadingBatch` (<= `batch_size` readings) | `batches.seq`, at claim |
+| readings | `ReadingsOutbox` (`ReadingBuffer`) | a `ReadingBatch` (<= batch_size readings) | `batches.seq`, at claim |
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.contract import Channel, readings_topic
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.delivery import OutboxItem
-from gateway.model import readings_topic, utc_now
-from gateway.receipts import Channel
+from gateway.model import utc_now
 
 
 class ReadingsOutbox:

@@ -1,4 +1,6 @@
-"""The receipt: the central service's word that its store holds what a station sent (docs/asyncapi.yaml, `receipts`).
+"""The receipts channel: the central service's word that its store holds what a station sent.
+
+Specified in docs/asyncapi.yaml (channel `receipts`).
 
 A station keeps every item it sends (a reading batch, a flux record, a raw file) in a durable outbox under a
 per-channel sequence number until a receipt names that number. The central service publishes a receipt on the
@@ -22,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer, model_validator
 
-from gateway.model import TOPIC_ROOT, Identifier, UtcDatetime, format_time
+from gateway.model import Identifier, UtcDatetime, format_time
 
 RECEIPT_SCHEMA_VERSION: Literal[1] = 1
 MAX_RANGES = 1000  # one receipt at most; a longer list is split over several receipts
@@ -37,7 +39,8 @@ def _ordered(value: tuple[int, int]) -> tuple[int, int]:
     return value
 
 
-SeqRange = Annotated[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]], AfterValidator(_ordered)]
+_Seq = Annotated[int, Field(ge=0, strict=True)]
+SeqRange = Annotated[tuple[_Seq, _Seq], AfterValidator(_ordered)]
 
 
 class Receipt(BaseModel):
@@ -70,13 +73,6 @@ class Receipt(BaseModel):
 
     def dead_lettered_seqs(self) -> Iterator[int]:
         return expand(self.dead_lettered)
-
-
-def receipts_topic(site: str, station: str) -> str:
-    return f"{TOPIC_ROOT}/{site}/{station}/receipts"
-
-
-RECEIPTS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/receipts"
 
 
 def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
