@@ -71,7 +71,7 @@ def child_daemon(config_path: str, seconds: float) -> None:
                         for s in daemon.streams.health()],
             "polls": sum(r.health.polls for r in daemon.runners),
             "readings": sum(r.health.readings for r in daemon.runners),
-            "broker_connected": daemon.publisher.connected,
+            "broker_connected": daemon.delivery.connected,
         }
         print(json.dumps({"cpu_s": cpu_s() - cpu0, "cpu_total_s": cpu_s(), "peak_rss_mb": peak_rss_mb(),
                           "health": health}), flush=True)

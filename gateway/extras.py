@@ -16,7 +16,7 @@ import importlib.util
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "station": ("pymodbus",),
     "central": ("fastapi", "uvicorn", "influxdb_client", "httpx"),
-    "demo": ("pymodbus", "fastapi", "uvicorn", "influxdb_client", "httpx", "amqtt", "matplotlib"),
+    "demo": ("pymodbus", "fastapi", "uvicorn", "influxdb_client", "httpx", "iotcore", "matplotlib"),
     "report": ("matplotlib",),
 }
 

@@ -48,18 +48,19 @@ def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout.strip().splitlines()[-1]
-    match = re.search(r"(\d+) readings read, (\d+) acknowledged by the broker, (\d+) readings stored", summary)
+    match = re.search(r"(\d+) readings read, (\d+) confirmed stored by the central service, (\d+) readings stored",
+                      summary)
     assert match, summary
-    read, acknowledged, stored = (int(g) for g in match.groups())
+    read, confirmed, stored = (int(g) for g in match.groups())
     assert stored > 0
-    assert read == acknowledged == stored  # nothing lost between probe and API
+    assert read == confirmed == stored  # nothing lost between probe and API
     assert "/docs" in result.stdout
     # the station ran from the station.yaml the demo wrote, and the banner says how to check it
     station_yaml = tmp_path / "station.yaml"
     assert f"sinkwatch station check -c {station_yaml}" in result.stdout
     assert f"sinkwatch live -c {station_yaml}" in result.stdout
     assert len(load_station_config(station_yaml).sensors) == 9
-    # the station's buffer is empty: everything read was acknowledged, then forgotten
+    # the station's buffer is empty: everything read was confirmed stored, then forgotten
     buffer = ReadingBuffer(tmp_path / "station-buffer.sqlite")
     assert (buffer.pending_readings(), buffer.pending_batches()) == (0, 0)
     buffer.close()
@@ -79,7 +80,7 @@ def test_demo_flags_point_it_at_a_real_broker_and_influxdb(
     summary = run_demo(3, broker_url=f"mqtt://{mosquitto.host}:{mosquitto.port}", influx_url=influxd.url,
                        data_dir=tmp_path, interval_s=0.5, echo=False)
     assert summary.readings_stored > 0
-    assert summary.readings_read == summary.readings_acknowledged == summary.readings_stored
+    assert summary.readings_read == summary.readings_confirmed == summary.readings_stored
     # the readings are in the real InfluxDB, not in an embedded store
     response = httpx.post(f"{influxd.url}/query", params={
         "db": "sinkwatch_demo", "q": 'SELECT count("qc") FROM "readings"'})
@@ -133,7 +134,7 @@ def test_demo_station_check_passes_while_it_runs_and_names_a_stopped_sensor(tmp_
     assert len(fail_rows) == 1 and fail_rows[0].split()[0] == PROFILE[1][0]
     assert f"no reply from address {PROFILE[1][1]}" in fail_rows[0]
     # every reading read was stored, and each kind of sensor is in the store under its own variables
-    assert summary.readings_read == summary.readings_acknowledged == summary.readings_stored > 0
+    assert summary.readings_read == summary.readings_confirmed == summary.readings_stored > 0
     by_variable = summary.stored_by_variable
     assert sum(by_variable.values()) == summary.readings_stored
     for variable in ("CO2_1_1_1", "CO2_1_2_1", "CO2_1_3_1", f"SWC{SOIL_PROBE[2]}", "CO2_2_1_1"):

@@ -7,18 +7,21 @@ lost, duplicated or altered anywhere along the chain fails the test.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from drivers.gmp252.simulator import GMP252Simulator
-from gateway.contract.asyncapi import validate_payload
+from gateway.contract import READINGS_SUBSCRIPTION, RECEIPTS_SUBSCRIPTION, STATUS_SUBSCRIPTION, Receipt
+from gateway.contract.asyncapi import schema_name_for_topic, validate_payload
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now
@@ -61,7 +64,8 @@ def chain(tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance)
     with running_central(mosquitto, influxd, tmp_path / "central") as api, \
             socat_pty_pair(tmp_path / "pty") as (sim_end, driver_end), \
             GMP252Simulator(sim_end, seed=7) as simulator:
-        capture = Capture(mosquitto.host, mosquitto.port)
+        capture = Capture(mosquitto.host, mosquitto.port,
+                          (READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, RECEIPTS_SUBSCRIPTION))
         station = parse_station_config({
             "site": "hainich", "station": STATION,
             "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
@@ -99,16 +103,20 @@ def assert_api_returns_exactly_what_was_served(chain: Chain) -> None:
 def test_api_returns_exactly_the_values_the_simulator_served(chain: Chain) -> None:
     time.sleep(2.0)
     chain.stop_station()
-    assert chain.daemon.publisher.counters.readings_acknowledged == 2 * len(chain.simulator.served_co2)
+    # every reading left the station on a receipt, i.e. after the central service's store had it
+    assert chain.daemon.delivery.counters("readings").confirmed_units == 2 * len(chain.simulator.served_co2)
     assert_api_returns_exactly_what_was_served(chain)
     stations = chain.api.get("/api/v1/stations").json()
     assert STATION in str(stations)
     # every payload that crossed the broker matches the published contract
     readings_messages = chain.capture.on("/readings")
     assert readings_messages
-    for message in readings_messages + chain.capture.on("/status"):
-        validate_payload("ReadingBatch" if message.topic.endswith("/readings") else "StationStatus",
-                         bytes(message.payload))
+    receipts = chain.capture.on("/receipts")
+    for message in readings_messages + chain.capture.on("/status") + receipts:
+        validate_payload(schema_name_for_topic(message.topic), bytes(message.payload))
+    # the receipts named every batch the station sent
+    confirmed = {seq for m in receipts for seq in Receipt.model_validate_json(m.payload).stored_seqs()}
+    assert {int(seq) for seq in _seqs(readings_messages)} <= confirmed
 
 
 def test_influxdb_outage_loses_nothing_and_stores_every_reading_once(
@@ -125,3 +133,7 @@ def test_influxdb_outage_loses_nothing_and_stores_every_reading_once(
     time.sleep(1.0)
     chain.stop_station()
     assert_api_returns_exactly_what_was_served(chain)
+
+
+def _seqs(messages: list[Any]) -> list[int]:
+    return [json.loads(m.payload)["seq"] for m in messages]

@@ -35,9 +35,17 @@ class MqttConfig(_Strict):
 
 
 class BufferConfig(_Strict):
-    path: Path = Field(description="SQLite file that holds every reading until the broker acknowledged it")
+    path: Path = Field(description="SQLite file that holds every reading (and the flux and raw outboxes) until "
+                                   "the central service's receipt says its store holds it")
     batch_size: int = Field(default=500, ge=1, le=10000, description="readings per MQTT message at most")
-    max_in_flight: int = Field(default=10, ge=1, le=1000, description="unacknowledged messages at most")
+    max_in_flight: int = Field(default=10, ge=1, le=1000,
+                               description="messages of all channels waiting for the broker's PUBACK at most")
+    max_unconfirmed: int = Field(default=100, ge=1, le=100000,
+                                 description="items per channel sent and not yet confirmed by a receipt at most; "
+                                             "the rest waits on disk while the central service is away")
+    receipt_timeout_s: float = Field(default=30.0, gt=0, le=3600,
+                                     description="an item without a receipt is sent again after this, then after "
+                                                 "twice as long each time, up to 600 s")
     publish_interval_s: float = Field(default=1.0, gt=0, le=3600, description="how often to drain the buffer")
 
 

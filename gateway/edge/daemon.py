@@ -1,8 +1,9 @@
 """The station edge daemon: polls every configured sensor on a drift-free schedule, buffers every reading on
-disk, and runs the publisher that drains the buffer to the broker.
+disk, and runs the one delivery path (gateway/edge/delivery.py) that sends the buffer and the other outboxes to the
+central service and deletes an item only on its receipt.
 
 Threads: one `SerialBus` per serial port (gateway/edge/bus.py) owns that RS-485 line and polls every device on it;
-sensors on no serial line (Modbus TCP, ...) share one `PollScheduler` in the calling thread; the publisher has its
+sensors on no serial line (Modbus TCP, ...) share one `PollScheduler` in the calling thread; delivery has its
 own. All of them hand readings to `_store`, which queues them for the `buffer-writer` thread: it commits
 whatever has arrived in one SQLite transaction (group commit), so a poll thread never waits for the disk.
 
@@ -28,8 +29,9 @@ from gateway.edge.bus import (
     SerialBus,
 )
 from gateway.edge.config import StationConfig
+from gateway.edge.delivery import Delivery, DeliverySettings
 from gateway.edge.live import StatusWriter
-from gateway.edge.publisher import Publisher
+from gateway.edge.outbox import ReadingsOutbox
 from gateway.edge.streams.group import StreamGroup
 from gateway.model import Reading
 
@@ -64,10 +66,19 @@ def plan_lines(
     return lines, direct
 
 
+def delivery_settings(config: StationConfig) -> DeliverySettings:
+    buffer = config.buffer
+    return DeliverySettings(max_in_flight=buffer.max_in_flight, max_unconfirmed=buffer.max_unconfirmed,
+                            receipt_timeout_s=buffer.receipt_timeout_s, idle_wait_s=buffer.publish_interval_s)
+
+
 class StationDaemon:
     def __init__(self, config: StationConfig) -> None:
         self.config = config
         self.buffer = ReadingBuffer(config.buffer.path)
+        # one MQTT client and one delivery loop for every channel; each channel adds its outbox
+        self.delivery = Delivery(config.site, config.station, config.mqtt, delivery_settings(config))
+        self.delivery.add_channel(ReadingsOutbox(self.buffer, config.site, config.station, config.buffer.batch_size))
         # streaming instruments (sonics, gas analyzers) run in their own threads: gateway/edge/streams/
         self.streams = StreamGroup(config, self._store)
         # fluxes from the streams' raw archive, computed in their own thread (gateway/edge/fluxrunner.py)
@@ -87,7 +98,6 @@ class StationDaemon:
         self._incoming: list[Reading] = []
         self._incoming_lock = threading.Lock()
         self._incoming_ready = threading.Event()
-        self.publisher = Publisher(config.site, config.station, config.mqtt, config.buffer, self.buffer)
         self.buffer_errors = 0
         # readings already read but not yet committed to disk (only while the disk refuses writes)
         self._unbuffered: list[Reading] = []
@@ -100,10 +110,10 @@ class StationDaemon:
         return {
             "site": self.config.site,
             "station": self.config.station,
-            "broker_connected": self.publisher.connected,
+            "broker_connected": self.delivery.connected,
             "buffered_readings": self.buffer.pending_readings() + len(self._unbuffered) + len(self._incoming),
             "buffer_errors": self.buffer_errors,
-            "publisher": vars(self.publisher.counters),
+            "delivery": self.delivery.health(),
             "sensors": [vars(r.health) for r in self.runners],
             "streams": self.streams.health(),
             "lines": [bus.health() for bus in self.buses],
@@ -152,16 +162,13 @@ class StationDaemon:
         if self._unbuffered:
             log.info("buffer %s writable again; %d held readings saved", self.buffer.path, len(self._unbuffered))
         self._unbuffered = []
-        self.publisher.notify()
+        self.delivery.notify()
 
     def run(self, stop: threading.Event, drain_timeout_s: float = 5.0) -> None:
         log.info("station %s/%s starting: %d sensors, buffer %s holds %d readings",
                  self.config.site, self.config.station, len(self.runners), self.buffer.path,
                  self.buffer.pending_readings())
-        self.publisher.start()
-        publisher_thread = threading.Thread(target=self.publisher.run, args=(stop,), name="publisher",
-                                            daemon=True)
-        publisher_thread.start()
+        self.delivery.start()
         writer_done = threading.Event()
         writer = threading.Thread(target=self._write_loop, args=(writer_done,), name="buffer-writer", daemon=True)
         writer.start()
@@ -192,12 +199,9 @@ class StationDaemon:
             writer_done.set()
             writer.join(timeout=30)
             self._commit(self._take_incoming())
-            if self.publisher.connected:
-                self.publisher.wait_drained(drain_timeout_s)
-            stop.set()
-            self.publisher.notify()
-            publisher_thread.join(timeout=5)
-            self.publisher.stop()
+            if self.delivery.connected:
+                self.delivery.wait_confirmed(drain_timeout_s)
+            self.delivery.stop()
             status_thread.join(timeout=5)
             status.write(running=False)
             left = self.buffer.pending_readings()

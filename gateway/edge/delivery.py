@@ -464,6 +464,9 @@ class Delivery:
 
     # --- health ------------------------------------------------------------------------------------------------
 
+    def counters(self, channel: str) -> ChannelCounters:
+        return self._channels[channel].counters
+
     def health(self) -> dict[str, object]:
         """Counts a supervisor or a chaos run reconciles (docs/architecture.md, "Delivery")."""
         now_wall = time.time()

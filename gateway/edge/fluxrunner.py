@@ -333,7 +333,7 @@ class FluxPublisher:
         self.wake = threading.Event()
         client = mqtt.Client(CallbackAPIVersion.VERSION2,
                              client_id=f"{mqtt_config.client_id or f'sinkwatch-{site}-{station}'}-flux",
-                             protocol=mqtt.MQTTv311, clean_session=True)
+                             protocol=mqtt.MQTTv5)
         if mqtt_config.username:
             client.username_pw_set(mqtt_config.username, mqtt_config.password)
         if mqtt_config.tls:

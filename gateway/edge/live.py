@@ -150,10 +150,11 @@ class StatusWriter:
         return {
             "schema": SCHEMA, "written": time.time(), "running": running, "pid": os.getpid(),
             "site": daemon.config.site, "station": daemon.config.station,
-            "broker_connected": daemon.publisher.connected,
+            "broker_connected": daemon.delivery.connected,
             "buffered_readings": self._buffered(),
             "readings_received": daemon.readings_received,
-            "readings_acknowledged": daemon.publisher.counters.readings_acknowledged,
+            "readings_confirmed": daemon.delivery.counters("readings").confirmed_units,
+            "delivery": daemon.delivery.health(),
             "rate_window_s": round(span, 2),
             "sensors": sensors,
         }

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.contract import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION
 
@@ -15,12 +16,15 @@ from gateway.contract import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION
 class Capture:
     """A plain subscriber that records every message on the sinkwatch topics."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, topics: tuple[str, ...] = (READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION),
+                 *, username: str | None = None, password: str | None = None, client_id: str = "capture") -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="capture")
-        self.client.on_connect = lambda c, *_: c.subscribe([(READINGS_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1)])
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = lambda c, *_: c.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect(host, port)

@@ -233,7 +233,8 @@ def test_fluxes_and_raw_files_through_mosquitto_are_stored_and_acknowledged(
     records = [flux_record(end=T0 + timedelta(minutes=30 * i)) for i in (1, 2)]
     sonic = archive_file(tmp_path / "station")
     irga = archive_file(tmp_path / "station", sensor="irga")
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
+                            protocol=mqtt.MQTTv5)
     publisher.connect(mosquitto.host, mosquitto.port)
     publisher.loop_start()
     try:

@@ -36,7 +36,8 @@ class Publisher:
     """A station-side paho client that waits for the broker's PUBACK of each message."""
 
     def __init__(self, broker: MosquittoInstance) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-pub-{uuid.uuid4().hex[:8]}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-pub-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv5)
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
 

@@ -78,7 +78,7 @@ def test_dendrometer_and_sdi12_through_firmware_station_broker_and_influxdb(
         ended = datetime.now().astimezone()
         read = sum(r.health.readings for r in daemon.runners)
         assert read > 0
-        assert daemon.publisher.counters.readings_acknowledged == read
+        assert daemon.delivery.counters("readings").confirmed_units == read
         assert wait_for(lambda: sum(len(series(api, v)) for v in ("STEM_RAD_CHG", "SWC", "TS", "EC_SOIL")) >= read,
                         timeout=30)
         radius = series(api, "STEM_RAD_CHG")

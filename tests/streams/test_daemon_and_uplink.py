@@ -104,7 +104,7 @@ def test_raw_chunk_stays_in_the_outbox_while_the_broker_is_away(tmp_path: Path) 
 def test_raw_chunk_is_published_and_deleted_after_the_ack(tmp_path: Path, mosquitto: MosquittoInstance) -> None:
     received: list[mqtt.MQTTMessage] = []
     subscribed = threading.Event()
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-capture")
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-capture", protocol=mqtt.MQTTv5)
     sub.on_connect = lambda c, *_: c.subscribe(raw_topic("site-a", "st01"), qos=1)
     sub.on_subscribe = lambda *_: subscribed.set()
     sub.on_message = lambda c, u, m: received.append(m)

@@ -40,8 +40,7 @@ class RawUplink:
         self._wake = threading.Event()
         self._connected = threading.Event()
         self._host, self._port, self._keepalive = host, port, keepalive_s
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                             clean_session=True)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if username:
             client.username_pw_set(username, password)
         if tls:
