@@ -87,6 +87,12 @@ class StationDaemon:
             from gateway.edge.fluxrunner import FluxRunner  # numpy and the engine only when fluxes are on
 
             self.flux = FluxRunner.from_config(config, self.streams.settings.archive_dir)
+            if self.flux.setup.publish:
+                self.delivery.add_channel(self.flux.outbox)
+                self.flux.notify = self.delivery.notify
+        if self.streams.uplink is not None:
+            self.delivery.add_channel(self.streams.uplink)
+            self.streams.uplink.notify = self.delivery.notify
         self.runners = [SensorRunner(cls, cfg, config.station) for cls, cfg in config.sensors
                         if not is_stream_driver(cls)]
         lines, direct = plan_lines(self.runners)
@@ -202,6 +208,10 @@ class StationDaemon:
             if self.delivery.connected:
                 self.delivery.wait_confirmed(drain_timeout_s)
             self.delivery.stop()
+            if self.flux is not None:
+                self.flux.outbox.close()
+            if self.streams.uplink is not None:
+                self.streams.uplink.close()
             status_thread.join(timeout=5)
             status.write(running=False)
             left = self.buffer.pending_readings()

@@ -169,6 +169,7 @@ class Delivery:
         self._status_topic = status_topic(site, station)
         self._receipts_topic = receipts_topic(site, station)
         self._receipts_subscribed: bool | None = None  # None: no SUBACK yet
+        self._max_packet: int | None = None  # the broker's Maximum Packet Size (CONNACK), None: the protocol's
         self.connects = 0
         self.connection_losses = 0
         self.connect_failures: Counter[str] = Counter()
@@ -263,6 +264,7 @@ class Delivery:
                       self._mqtt_config.host, self._mqtt_config.port, reason)
             return
         self.connects += 1
+        self._max_packet = getattr(props, "MaximumPacketSize", None) if props is not None else None
         log.info("connected to broker %s:%s", self._mqtt_config.host, self._mqtt_config.port)
         client.subscribe(self._receipts_topic, options=SubscribeOptions(qos=1))
         online = StationStatus(site=self.site, station=self.station, state=StationState.ONLINE,
@@ -342,28 +344,34 @@ class Delivery:
             if entry is None:
                 return  # a status message
             channel = self._channels[entry[0]]
+            if entry[1] not in channel.tracked:
+                return  # its receipt came first: already deleted
+        if code >= 0x80:
+            self._refuse(channel, entry[1], code, reason)
+            return
+        with self._lock:
             tracked = channel.tracked.get(entry[1])
             if tracked is None:
-                return  # its receipt came first: already deleted
-            now = self._clock()
-            previous = channel.refused_reason
-            if code < 0x80:
-                channel.counters.accepted += 1
-                tracked.state = "accepted"
-                tracked.due = now + self._resend_interval(tracked.sends)
-                channel.refused_reason = None
-            else:
-                channel.counters.refusals[reason] += 1
-                tracked.state = "refused"
-                tracked.due = now + self.settings.refusal_retry_s
-                channel.refused_reason = reason
-        # logged on a change of the channel's state only, not for every item
-        if code >= 0x80 and previous != reason:
-            log.error("the broker refused %s seq %d on %s: %s (0x%02X); kept in the outbox and retried every %.0f s: "
-                      "check the broker's ACL for this station (deploy/mosquitto/sinkwatch.acl)", entry[0], entry[1],
-                      channel.source.topic, reason, code, self.settings.refusal_retry_s)
-        elif code < 0x80 and previous is not None:
+                return
+            channel.counters.accepted += 1
+            tracked.state = "accepted"
+            tracked.due = self._clock() + self._resend_interval(tracked.sends)
+            previous, channel.refused_reason = channel.refused_reason, None
+        if previous is not None:
             log.warning("the broker accepts %s again (was refusing: %s)", entry[0], previous)
+
+    def _refuse(self, channel: _Channel, seq: int, code: int, reason: str) -> None:
+        """The broker refused the item (or would): keep it, count it, try again after `refusal_retry_s`."""
+        with self._lock:
+            tracked = channel.tracked.setdefault(seq, _Tracked("refused", 0, sent_at=self._clock()))
+            channel.counters.refusals[reason] += 1
+            tracked.state = "refused"
+            tracked.due = self._clock() + self.settings.refusal_retry_s
+            previous, channel.refused_reason = channel.refused_reason, reason
+        if previous != reason:  # logged on a change of the channel's state only, not for every item
+            log.error("the broker refused %s seq %d on %s: %s (0x%02X); kept in the outbox and retried every %.0f s: "
+                      "check the broker's ACL and limits for this station (deploy/mosquitto/)", channel.source.channel,
+                      seq, channel.source.topic, reason, code, self.settings.refusal_retry_s)
 
     def _resend_interval(self, sends: int) -> float:
         return min(self.settings.receipt_timeout_s * 2 ** max(0, sends - 1), self.settings.max_resend_interval_s)
@@ -406,6 +414,12 @@ class Delivery:
 
     def _publish(self, channel: _Channel, seq: int, payload: bytes) -> bool:
         """Hand one item to paho; False when paho did not take it (it stays in the outbox)."""
+        size = len(payload) + len(channel.source.topic) + 16  # fixed header, topic length, packet id, expiry
+        if self._max_packet is not None and size > self._max_packet:
+            # the broker would drop the connection (0x95 Packet too large) and paho would resend it after every
+            # reconnect: refuse it here, keep it, report it, so the other items and channels still flow
+            self._refuse(channel, seq, 0x95, f"Packet too large for the broker ({size} > {self._max_packet} bytes)")
+            return True
         properties = Properties(PacketTypes.PUBLISH)
         properties.MessageExpiryInterval = self.settings.message_expiry_s
         info = self._client.publish(channel.source.topic, payload, qos=1, properties=properties)

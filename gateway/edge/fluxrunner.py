@@ -8,7 +8,8 @@ becomes one `FluxRecord` on `sinkwatch/v1/<site>/<station>/fluxes` (docs/flux-ec
         -> both reach past `end`? else wait and look again, up to `flux.max_wait_s` after `end`
         -> build_period (one grid) -> process_period (engine)                   gateway/flux/ec/
         -> FluxRecord into the outbox table `flux_outbox` of the station's buffer file (committed, fsync'd)
-      -> FluxPublisher: QoS 1, the row deleted only after the broker's PUBACK
+      -> the station's one delivery path (gateway/edge/delivery.py): the row deleted only on the central
+         service's receipt
 
 Periods: aligned to the epoch, `averaging_min` long (a divisor of the archive's 30-min file, so a period never
 spans two files of one sensor except at the grid's one-record margin). The first period is the first one that
@@ -19,8 +20,7 @@ raw data in `sinkwatch flux recompute`. Every period of the running daemon is se
 instrument silent, an engine error) with status `failed` and its reasons.
 
 Threading: the engine runs in the flux-runner thread; stream runners only write the archive and never wait for it.
-paho's `on_publish` only puts the acknowledged mid on a queue (the lock-order lesson of gateway/edge/publisher.py:
-paho holds its own lock while calling back, so the callback never takes ours); the runner thread deletes rows.
+The outbox is one channel of the station's `Delivery`, which reads it from its own thread.
 """
 
 from __future__ import annotations
@@ -28,26 +28,24 @@ from __future__ import annotations
 import logging
 import math
 import os
-import queue
 import re
 import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from gateway.configfile import ConfigError, describe_validation_error
-from gateway.contract import FluxRecord, encode_flux_record, fluxes_topic
+from gateway.contract import Channel, FluxRecord, encode_flux_record, fluxes_topic
 from gateway.driver_api import StreamConfig, is_stream_driver
-from gateway.edge.config import FluxConfig, MqttConfig, StationConfig
+from gateway.edge.config import FluxConfig, StationConfig
+from gateway.edge.delivery import OutboxItem
 from gateway.flux.ec.engine import PlanarFitSetup, check_configuration, process_period
 from gateway.flux.ec.result import ENGINE_NAME, ENGINE_VERSION
 from gateway.flux.ec.settings import ProcessingSettings, SiteMetadata
@@ -67,7 +65,6 @@ log = logging.getLogger("sinkwatch.edge.flux")
 ARCHIVE_FLUSH_RECORDS = 200  # ArchiveWriter's default flush_every: an open file is readable up to its last flush
 CATCH_UP_S = 2 * 86400  # after a restart, periods at most this far back are computed from the archive
 RETRY_S = 5.0  # a period whose records have not all reached the archive is looked at again after this
-MAX_IN_FLIGHT = 10
 
 
 # --- configuration ------------------------------------------------------------------------------------------------
@@ -266,12 +263,18 @@ CREATE TABLE IF NOT EXISTS flux_state (key TEXT PRIMARY KEY, value REAL NOT NULL
 
 
 class FluxOutbox:
-    """Flux records waiting for the broker's PUBACK, in a table of the station's buffer file (own connection;
-    SQLite WAL, synchronous=FULL). `add` also stores the period end, so a restart resumes after it."""
+    """The fluxes channel's outbox (an `OutboxSource` of gateway/edge/delivery.py): flux records waiting for the
+    central service's receipt, in a table of the station's buffer file (own connection; SQLite WAL,
+    synchronous=FULL). The row id is the record's `seq` (AUTOINCREMENT: never reused). `add` also stores the
+    period end, so a restart resumes after it."""
 
-    def __init__(self, path: Path | str) -> None:
+    channel: Channel = "fluxes"
+    unit = "records"
+
+    def __init__(self, path: Path | str, site: str = "", station: str = "") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.topic = fluxes_topic(site, station)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -298,98 +301,44 @@ class FluxOutbox:
             row = self._db.execute("SELECT value FROM flux_state WHERE key='last_period_end'").fetchone()
         return float(row[0]) if row else None
 
-    def pending(self, limit: int, exclude: set[int]) -> list[tuple[int, bytes]]:
+    @staticmethod
+    def _payload(seq: int, body: str) -> bytes:
+        return encode_flux_record(FluxRecord.model_validate_json(body).model_copy(update={"seq": seq}))
+
+    def claim(self, limit: int, exclude: set[int]) -> list[OutboxItem]:
         with self._lock:
             rows = self._db.execute("SELECT id, body FROM flux_outbox ORDER BY id LIMIT ?",
                                     (limit + len(exclude),)).fetchall()
-        return [(int(i), body.encode()) for i, body in rows if i not in exclude][:limit]
+        return [OutboxItem(int(i), self._payload(int(i), body)) for i, body in rows if i not in exclude][:limit]
 
-    def delete(self, row_id: int) -> None:
+    def reload(self, seq: int) -> bytes | None:
         with self._lock:
-            self._db.execute("DELETE FROM flux_outbox WHERE id=?", (row_id,))
+            row = self._db.execute("SELECT body FROM flux_outbox WHERE id=?", (seq,)).fetchone()
+        return self._payload(seq, row[0]) if row else None
 
-    def count(self) -> int:
+    def confirm(self, ranges: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            deleted = sum(self._db.execute("DELETE FROM flux_outbox WHERE id BETWEEN ? AND ?", r).rowcount
+                          for r in ranges)
+            self._db.execute("COMMIT")
+        return deleted, deleted
+
+    def pending(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM flux_outbox").fetchone()[0])
+
+    def oldest_time(self) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT period_end FROM flux_outbox ORDER BY id LIMIT 1").fetchone()
+        return _timestamp(str(row[0])) if row else None
+
+    def count(self) -> int:
+        return self.pending()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-class FluxPublisher:
-    """Publishes outbox rows at QoS 1 on the fluxes topic; a row is deleted when its PUBACK has been handed over.
-    Only the runner thread calls `drain_once`; paho's thread only queues acknowledged mids."""
-
-    def __init__(self, site: str, station: str, mqtt_config: MqttConfig, outbox: FluxOutbox) -> None:
-        self.topic = fluxes_topic(site, station)
-        self.outbox = outbox
-        self.published = 0
-        self.acknowledged = 0
-        self._config = mqtt_config
-        self._in_flight: dict[int, int] = {}  # mid -> outbox row id (runner thread only)
-        self._acked: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._connected = threading.Event()
-        self.wake = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"{mqtt_config.client_id or f'sinkwatch-{site}-{station}'}-flux",
-                             protocol=mqtt.MQTTv5)
-        if mqtt_config.username:
-            client.username_pw_set(mqtt_config.username, mqtt_config.password)
-        if mqtt_config.tls:
-            client.tls_set()
-        client.max_inflight_messages_set(MAX_IN_FLIGHT)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        self._client = client
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if not reason.is_failure:
-            self._connected.set()
-            self.wake.set()
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self._connected.clear()
-
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self._acked.put(mid)  # paho holds its own lock here: hand over, nothing else
-        self.wake.set()
-
-    def start(self) -> None:
-        self._client.connect_async(self._config.host, self._config.port, keepalive=self._config.keepalive_s)
-        self._client.loop_start()
-
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    def drain_once(self) -> int:
-        while True:
-            try:
-                mid = self._acked.get_nowait()
-            except queue.Empty:
-                break
-            row = self._in_flight.pop(mid, None)
-            if row is not None:
-                self.outbox.delete(row)
-                self.acknowledged += 1
-        if not self._connected.is_set():
-            return 0
-        handed = 0
-        for row, body in self.outbox.pending(MAX_IN_FLIGHT - len(self._in_flight), set(self._in_flight.values())):
-            info = self._client.publish(self.topic, body, qos=1)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                break  # paho did not keep it; the row stays and is published again
-            self._in_flight[info.mid] = row
-            self.published += 1
-            handed += 1
-        return handed
 
 
 # --- the runner ---------------------------------------------------------------------------------------------------
@@ -415,14 +364,14 @@ class FluxRunner:
     `flux-runner` thread and drains the outbox to the broker."""
 
     def __init__(self, setup: FluxSetup, site: str, station: str, archive_dir: Path, outbox: FluxOutbox, *,
-                 publisher: FluxPublisher | None = None, started: float | None = None,
+                 notify: Callable[[], None] | None = None, started: float | None = None,
                  on_record: Callable[[FluxRecord], None] | None = None) -> None:
         self.setup = setup
         self.site = site
         self.station = station
         self.archive_dir = archive_dir
         self.outbox = outbox
-        self.publisher = publisher
+        self.notify = notify  # wakes the delivery path when a record is queued
         self.on_record = on_record
         self.started = time.time() if started is None else started
         self.reader = LiveArchiveReader(self.started)
@@ -439,9 +388,8 @@ class FluxRunner:
     @classmethod
     def from_config(cls, config: StationConfig, archive_dir: Path) -> FluxRunner:
         setup = config.flux_setup or resolve_flux_setup(config, config.source or "<config>")
-        outbox = FluxOutbox(config.buffer.path)
-        publisher = FluxPublisher(config.site, config.station, config.mqtt, outbox) if setup.publish else None
-        return cls(setup, config.site, config.station, archive_dir, outbox, publisher=publisher)
+        outbox = FluxOutbox(config.buffer.path, config.site, config.station)
+        return cls(setup, config.site, config.station, archive_dir, outbox)
 
     def health(self) -> dict[str, object]:
         h = self.health_state
@@ -451,10 +399,7 @@ class FluxRunner:
             "last_period_end": h.last_period_end, "last_status": h.last_status, "last_reasons": h.last_reasons,
             "waiting_for": h.waiting_for,
             "next_period_end": datetime.fromtimestamp(self.next_end, UTC).isoformat().replace("+00:00", "Z"),
-            "outbox": self.outbox.count(),
-            "published": self.publisher.published if self.publisher else 0,
-            "acknowledged": self.publisher.acknowledged if self.publisher else 0,
-            "broker_connected": self.publisher.connected if self.publisher else False,
+            "outbox": self.outbox.count(),  # delivery counts: health()["delivery"]["channels"]["fluxes"]
         }
 
     def step(self, now: float) -> list[FluxRecord]:
@@ -473,8 +418,8 @@ class FluxRunner:
                 queued.append(record)
                 if self.on_record is not None:
                     self.on_record(record)
-        if queued and self.publisher is not None:
-            self.publisher.wake.set()
+        if queued and self.notify is not None:
+            self.notify()
         return queued
 
     def _period(self, end_ts: float, now: float) -> FluxRecord | str | None:
@@ -561,27 +506,14 @@ class FluxRunner:
             log.debug("flux: period ending %s %s", h.last_period_end, record.status)
 
     def run(self, stop: threading.Event) -> None:
-        publisher = self.publisher
-        if publisher is not None:
-            publisher.start()
-        try:
-            while not stop.is_set():
-                try:
-                    self.step(time.time())
-                except sqlite3.Error as exc:  # the disk refused the outbox: the period is tried again
-                    log.error("flux: cannot write the outbox in %s: %s", self.outbox.path, exc)
-                    self._retry_at = time.time() + RETRY_S
-                if publisher is not None:
-                    publisher.drain_once()
-                    publisher.wake.wait(1.0)
-                    publisher.wake.clear()
-                else:
-                    stop.wait(1.0)
-        finally:
-            if publisher is not None:
-                publisher.drain_once()
-                publisher.stop()
-            self.outbox.close()
+        """Step every second until `stop`; the daemon closes the outbox after the delivery path stopped."""
+        while not stop.is_set():
+            try:
+                self.step(time.time())
+            except sqlite3.Error as exc:  # the disk refused the outbox: the period is tried again
+                log.error("flux: cannot write the outbox in %s: %s", self.outbox.path, exc)
+                self._retry_at = time.time() + RETRY_S
+            stop.wait(1.0)
 
 
 def _gist(reason: str) -> str:
@@ -589,5 +521,5 @@ def _gist(reason: str) -> str:
     return re.sub(r"[-+]?\d[\d.:]*", "N", reason)
 
 
-__all__ = ["FluxConfig", "FluxOutbox", "FluxPublisher", "FluxRunner", "FluxSetup", "LiveArchiveReader",
+__all__ = ["FluxConfig", "FluxOutbox", "FluxRunner", "FluxSetup", "LiveArchiveReader",
            "archive_files", "resolve_flux_setup"]

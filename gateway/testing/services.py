@@ -69,7 +69,8 @@ class MosquittoInstance:
 
 
 def _mqtt_connack(host: str, port: int, timeout_s: float = 1.0) -> bool:
-    """Send a minimal MQTT 3.1.1 CONNECT and check for a successful CONNACK; readiness without a client library."""
+    """Send a minimal MQTT 3.1.1 CONNECT and check for a CONNACK (of any return code: a broker that refuses
+    anonymous clients is up too); readiness without a client library."""
     client_id = b"sinkwatch-readiness"
     variable_header = b"\x00\x04MQTT\x04\x02\x00\x0a"
     payload = len(client_id).to_bytes(2, "big") + client_id
@@ -82,54 +83,107 @@ def _mqtt_connack(host: str, port: int, timeout_s: float = 1.0) -> bool:
             sock.sendall(b"\xe0\x00")  # DISCONNECT, so the broker does not log an unexpected drop
     except OSError:
         return False
-    return reply == b"\x20\x02\x00\x00"
+    return reply[:2] == b"\x20\x02"
+
+
+def default_mosquitto_config(base: Path, port: int, *, persistence: bool = True) -> str:
+    """The test broker: anonymous, loopback, persistence in `base` (or none)."""
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        f"persistence {'true' if persistence else 'false'}",
+        f"persistence_location {base}/",
+        "max_queued_messages 100000",
+        f"log_dest file {base / 'mosquitto.log'}",
+        "log_type error",
+        "log_type warning",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class MosquittoServer:
+    """A private mosquitto that tests can kill (-9, as a power cut would) and start again on the same port.
+
+    `config` is the whole configuration file; as root (CI runs as root) `user root` is appended, since mosquitto
+    would otherwise drop to user `mosquitto`, which cannot write into a root-owned temp dir."""
+
+    base_dir: Path
+    port: int
+    config: str
+    binary: str
+    host: str = "127.0.0.1"
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        return self.base_dir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "mosquitto.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        text = self.config + ("user root\n" if os.geteuid() == 0 else "")
+        self.config_path.write_text(text, encoding="utf-8")
+        with open(self.base_dir / "mosquitto.stdout", "ab") as out:
+            self._process = subprocess.Popen([self.binary, "-c", str(self.config_path)], stdout=out,
+                                             stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+        while not _mqtt_connack(self.host, self.port):
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._process = None
+                raise ServiceError(f"mosquitto exited with code {code} during start-up:\n{_log_tail(self.log_path)}"
+                                   f"\n{_log_tail(self.base_dir / 'mosquitto.stdout')}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServiceError(f"mosquitto did not accept MQTT connections on port {self.port} within "
+                                   f"{_STARTUP_TIMEOUT_S:.0f} s:\n{_log_tail(self.log_path)}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no final save of the persistence file."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def stop(self) -> None:
+        if self._process is not None:
+            _terminate(self._process)
+            self._process = None
+
+
+@contextlib.contextmanager
+def mosquitto_server(tmp_dir: Path | str, *, persistence: bool = True, config: str | None = None,
+                     port: int | None = None) -> Iterator[MosquittoServer]:
+    """A started `MosquittoServer` on a free loopback port (or `port`), stopped on exit. `config` replaces the
+    default test configuration (it must listen on `port`)."""
+    binary = _find_binary(MOSQUITTO_BINARY, "mosquitto", "mosquitto")
+    base = Path(tmp_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    server = MosquittoServer(base, port, config or default_mosquitto_config(base, port, persistence=persistence),
+                             binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @contextlib.contextmanager
 def running_mosquitto(tmp_dir: Path | str) -> Iterator[MosquittoInstance]:
     """A private mosquitto on a free loopback port, persistence in `tmp_dir`, stopped on exit."""
-    binary = _find_binary(MOSQUITTO_BINARY, "mosquitto", "mosquitto")
-    base = Path(tmp_dir)
-    base.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    config_path = base / "mosquitto.conf"
-    log_path = base / "mosquitto.log"
-    config_path.write_text(
-        "\n".join(
-            [
-                f"listener {port} 127.0.0.1",
-                "allow_anonymous true",
-                "persistence true",
-                f"persistence_location {base}/",
-                "max_queued_messages 100000",
-                # Run as root (CI does), mosquitto would otherwise drop to user `mosquitto`, which cannot write
-                # into a root-owned temp dir; as a non-root user this line changes nothing.
-                "user root",
-                f"log_dest file {log_path}",
-                "log_type error",
-                "log_type warning",
-                "",
-            ]
-        ),
-        encoding="utf-8",
-    )
-    with open(base / "mosquitto.stdout", "wb") as out:
-        process = subprocess.Popen([binary, "-c", str(config_path)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not _mqtt_connack("127.0.0.1", port):
-            if process.poll() is not None:
-                raise ServiceError(
-                    f"mosquitto exited with code {process.returncode} during start-up:\n{_log_tail(log_path)}\n"
-                    f"{_log_tail(base / 'mosquitto.stdout')}"
-                )
-            if time.monotonic() > deadline:
-                raise ServiceError(f"mosquitto did not accept MQTT connections on port {port} within "
-                                   f"{_STARTUP_TIMEOUT_S:.0f} s:\n{_log_tail(log_path)}")
-            time.sleep(0.05)
-        yield MosquittoInstance(host="127.0.0.1", port=port)
-    finally:
-        _terminate(process)
+    with mosquitto_server(tmp_dir) as server:
+        yield MosquittoInstance(host=server.host, port=server.port)
 
 
 # --- InfluxDB 1.x ----------------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ import pytest
 from gateway.configfile import ConfigError
 from gateway.contract import FluxRecord
 from gateway.edge import fluxrunner
-from gateway.edge.config import MqttConfig, StationConfig, parse_station_config
-from gateway.edge.fluxrunner import FluxOutbox, FluxPublisher, FluxRunner, archive_files
+from gateway.edge.config import StationConfig, parse_station_config
+from gateway.edge.fluxrunner import FluxOutbox, FluxRunner, archive_files
 from gateway.rawarchive import ArchiveWriter, file_period_start
 from gateway.simulation.turbulence import TurbulenceField, TurbulenceSpec
 
@@ -250,38 +250,22 @@ def test_archive_files_of_a_sensor_and_half_hour(tmp_path: Path) -> None:
     assert [p.name for p in found] == names[:2]
 
 
-# --- outbox and publisher -----------------------------------------------------------------------------------------
+# --- outbox ---------------------------------------------------------------------------------------------------
 
 
-class FakeInfo:
-    def __init__(self, mid: int) -> None:
-        self.mid, self.rc = mid, 0
-
-
-class FakeClient:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, int]] = []
-
-    def publish(self, topic: str, payload: bytes, qos: int) -> FakeInfo:
-        self.sent.append((topic, payload, qos))
-        return FakeInfo(len(self.sent))
-
-
-def test_a_record_leaves_the_outbox_only_after_its_puback(tmp_path: Path) -> None:
+def test_a_record_waits_in_the_outbox_with_its_seq_until_its_receipt(tmp_path: Path) -> None:
+    # sending is the delivery path's job (tests/edge/test_delivery.py); the outbox hands the record out with its seq
     started = T0 - 10
     Archive(tmp_path / "raw", created=started).write(T0 - 5, T0 + 75)
     runner = make_runner(tmp_path, started)
-    publisher = FluxPublisher("site1", "st1", MqttConfig(), runner.outbox)
-    fake = FakeClient()
-    publisher._client = fake  # type: ignore[assignment]
-    publisher._connected.set()
+    woken: list[bool] = []
+    runner.notify = lambda: woken.append(True)
     [record] = runner.step(T0 + 60 + runner.setup.settle_s)
-    assert publisher.drain_once() == 1 and publisher.drain_once() == 0  # in flight: not sent twice
-    topic, payload, qos = fake.sent[0]
-    assert (topic, qos) == ("sinkwatch/v1/site1/st1/fluxes", 1)
-    assert FluxRecord.model_validate_json(payload) == record
-    assert runner.outbox.count() == 1  # published is not acknowledged
-    publisher._on_publish(None, None, 1, None, None)  # type: ignore[arg-type]  # paho's thread: hand over only
-    assert runner.outbox.count() == 1
-    publisher.drain_once()
-    assert runner.outbox.count() == 0 and publisher.acknowledged == 1
+    assert woken
+    [item] = runner.outbox.claim(5, set())
+    sent = FluxRecord.model_validate_json(item.payload)
+    assert sent.seq == item.seq and sent.model_copy(update={"seq": None}) == record
+    assert runner.outbox.claim(5, {item.seq}) == []  # out already: not handed out twice
+    assert runner.outbox.reload(item.seq) == item.payload
+    assert runner.outbox.confirm([(item.seq, item.seq)]) == (1, 1)
+    assert runner.outbox.count() == 0 and runner.outbox.reload(item.seq) is None

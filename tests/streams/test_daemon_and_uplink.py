@@ -9,23 +9,21 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.csat3b.driver import CSAT3BConfig, CSAT3BDriver
 from drivers.csat3b.simulator import CSAT3BSimulator
 from gateway.contract import raw_topic
-from gateway.contract.asyncapi import schema_name_for_topic, validate_payload
+from gateway.contract.asyncapi import validate_payload
 from gateway.driver_api import SensorConfig
 from gateway.edge.config import BufferConfig, MqttConfig, StationConfig, StationConfigBase, StreamsConfig
 from gateway.edge.daemon import StationDaemon
-from gateway.edge.streams.uplink import RawUplink
+from gateway.edge.streams.uplink import RawOutbox
 from gateway.model import Reading
 from gateway.rawarchive import ArchiveWriter, read_archive
 from gateway.testing.factories import make_readings
 from gateway.testing.mqtt import Capture
-from gateway.testing.services import MosquittoInstance, free_port
+from gateway.testing.services import MosquittoInstance
 
 from .helpers import wait_for
 
@@ -89,47 +87,31 @@ def _archive_file(directory: Path) -> Path:
     return writer.close({"closed": "test"})
 
 
-def test_raw_chunk_stays_in_the_outbox_while_the_broker_is_away(tmp_path: Path) -> None:
-    uplink = RawUplink("site-a", "st01", tmp_path / "outbox", host="127.0.0.1", port=free_port(), client_id="t1")
-    uplink.enqueue(_archive_file(tmp_path / "raw"))
-    stop = threading.Event()
-    thread = threading.Thread(target=uplink.run, args=(stop,))
-    thread.start()
-    stop.wait(1.0)
-    stop.set()
-    thread.join(timeout=10)
-    assert len(uplink.pending()) == 1 and uplink.acknowledged == 0
-
-
-def test_raw_chunk_is_published_and_deleted_after_the_ack(tmp_path: Path, mosquitto: MosquittoInstance) -> None:
-    received: list[mqtt.MQTTMessage] = []
-    subscribed = threading.Event()
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-capture", protocol=mqtt.MQTTv5)
-    sub.on_connect = lambda c, *_: c.subscribe(raw_topic("site-a", "st01"), qos=1)
-    sub.on_subscribe = lambda *_: subscribed.set()
-    sub.on_message = lambda c, u, m: received.append(m)
-    sub.connect(mosquitto.host, mosquitto.port)
-    sub.loop_start()
-    assert subscribed.wait(5)
+def test_a_raw_file_stays_in_the_outbox_across_a_restart_until_its_receipt(tmp_path: Path) -> None:
+    # sending is the delivery path's job (tests/edge/test_delivery.py); the outbox keeps the file and its seq
     original = _archive_file(tmp_path / "raw")
-    uplink = RawUplink("site-a", "st01", tmp_path / "outbox", host=mosquitto.host, port=mosquitto.port,
-                       client_id="t2")
-    uplink.enqueue(original)
-    stop = threading.Event()
-    thread = threading.Thread(target=uplink.run, args=(stop,))
-    thread.start()
-    try:
-        wait_for(lambda: uplink.acknowledged == 1 and bool(received), what="the chunk acknowledged and received")
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        sub.loop_stop()
-        sub.disconnect()
-    assert uplink.pending() == [] and original.exists()  # the outbox link is gone, the archive stays
-    assert schema_name_for_topic(received[0].topic) == "RawChunk"
-    validate_payload("RawChunk", bytes(received[0].payload))  # docs/asyncapi.yaml
-    body = json.loads(received[0].payload)
-    assert body["sensor"] == "csat" and body["file"] == original.name and received[0].qos == 1
+    outbox = RawOutbox("site-a", "st01", tmp_path / "outbox", tmp_path / "buffer.sqlite")
+    outbox.enqueue(original)
+    [first] = outbox.claim(1, set())
+    outbox.close()
+    again = RawOutbox("site-a", "st01", tmp_path / "outbox", tmp_path / "buffer.sqlite")
+    [item] = again.claim(1, set())
+    assert item.seq == first.seq and again.topic == raw_topic("site-a", "st01")
+    validate_payload("RawChunk", item.payload)  # docs/asyncapi.yaml
+    body = json.loads(item.payload)
+    assert body["sensor"] == "csat" and body["file"] == original.name and body["seq"] == item.seq
     copy = tmp_path / "copy.csv.gz"
     copy.write_bytes(base64.b64decode(body["data"]))
     assert read_archive(copy).columns["U"].tolist() == [float(i) for i in range(50)]
+    assert again.confirm([(item.seq, item.seq)]) == (1, 1)
+    assert again.pending() == 0 and again.pending_files() == [] and original.exists()  # the archive stays
+    again.close()
+
+
+def test_a_link_left_without_its_row_is_queued_again_on_start(tmp_path: Path) -> None:
+    original = _archive_file(tmp_path / "raw")
+    (tmp_path / "outbox").mkdir()
+    (tmp_path / "outbox" / original.name).write_bytes(original.read_bytes())  # a crash between link and row
+    outbox = RawOutbox("site-a", "st01", tmp_path / "outbox", tmp_path / "buffer.sqlite")
+    assert [p.name for p in outbox.pending_files()] == [original.name]
+    outbox.close()

@@ -17,9 +17,10 @@ station buffer like any polled reading. An interval is flagged (qc SUSPECT, `clo
 when the system clock stepped inside it, and SUSPECT when the instrument's output rate differs from its configured
 `frequency_hz` by more than `rate_tolerance` (a drifting instrument clock).
 
-Raw uplink (`uplink: all`): every closed archive file is linked into `<archive_dir>/outbox/` and published by
-`RawUplink` at QoS 1 on `sinkwatch/v1/<site>/<station>/raw`; the link is deleted in the PUBACK callback only, so a
-chunk survives broker outages and restarts exactly like the reading buffer.
+Raw uplink (`uplink: all`): every closed archive file is linked into `<archive_dir>/outbox/` and queued in
+`RawOutbox`, one channel of the station's delivery path (gateway/edge/delivery.py), on
+`sinkwatch/v1/<site>/<station>/raw`; the link is deleted only on the central service's receipt, so a chunk survives
+broker crashes and restarts exactly like the reading buffer.
 
 Modules, one job each (import from them; this package re-exports nothing):
 
@@ -29,6 +30,6 @@ Modules, one job each (import from them; this package re-exports nothing):
 | `runner` | `StreamRunner` (a thread per sensor: connect, read, stamp, parse), `StreamSettings`, `StreamHealth` |
 | `summaries` | `IntervalSummary` (running sums of one interval) and `summary_readings` (its readings and quality) |
 | `archiving` | `StreamArchive` (the sensor's half-hour raw archive files, their headers and footers) |
-| `uplink` | `RawUplink` (closed archive files to the broker; the payload is `gateway.contract.RawChunk`) |
+| `uplink` | `RawOutbox` (closed archive files, the raw channel's outbox; the payload is `gateway.contract.RawChunk`) |
 | `group` | `StreamGroup` (every stream sensor of a station and the raw uplink, as the daemon sees them) |
 """

@@ -1,4 +1,4 @@
-"""The daemon's view of a station's streaming instruments: one `StreamRunner` per sensor and the raw uplink."""
+"""The daemon's view of a station's streaming instruments: one `StreamRunner` per sensor and the raw outbox."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, cast
 
 from gateway.driver_api import StreamConfig, StreamDriver, is_stream_driver
 from gateway.edge.streams.runner import StreamRunner, StreamSettings
-from gateway.edge.streams.uplink import RawUplink
+from gateway.edge.streams.uplink import RawOutbox
 from gateway.model import Reading
 
 if TYPE_CHECKING:
@@ -18,43 +18,32 @@ if TYPE_CHECKING:
 
 class StreamGroup:
     """Every stream sensor of a station: one runner thread each (own clock mapper, so each notices clock steps
-    itself), plus the raw uplink when `streams.uplink` is `all`. The daemon starts it beside the polled sensors."""
+    itself), plus the raw outbox when `streams.uplink` is `all` (the daemon adds it to its delivery path). The
+    daemon starts it beside the polled sensors."""
 
     def __init__(self, config: StationConfig, sink: Callable[[list[Reading]], None]) -> None:
         streams = config.streams
         archive_dir = streams.archive_dir or Path(config.buffer.path).parent / "raw"
         self.settings = StreamSettings(archive_dir=archive_dir, summary_interval_s=streams.summary_interval_s,
                                        uplink=streams.uplink)
-        self.uplink: RawUplink | None = None
+        self.uplink: RawOutbox | None = None
         stream_sensors = [(cls, cfg) for cls, cfg in config.sensors if is_stream_driver(cls)]
         if stream_sensors and streams.uplink == "all":
-            mqtt_cfg = config.mqtt
-            self.uplink = RawUplink(
-                config.site, config.station, archive_dir / "outbox", host=mqtt_cfg.host, port=mqtt_cfg.port,
-                client_id=f"{mqtt_cfg.client_id or f'sinkwatch-{config.site}-{config.station}'}-raw",
-                username=mqtt_cfg.username, password=mqtt_cfg.password, tls=mqtt_cfg.tls,
-                keepalive_s=mqtt_cfg.keepalive_s)
+            self.uplink = RawOutbox(config.site, config.station, archive_dir / "outbox", config.buffer.path)
         self.runners = [
             StreamRunner(cast("type[StreamDriver]", cls), cast(StreamConfig, cfg), station=config.station,
                          site=config.site, settings=self.settings, sink=sink,
                          on_archive_closed=self.uplink.enqueue if self.uplink else None)
             for cls, cfg in stream_sensors
         ]
-        self._uplink_thread: threading.Thread | None = None
 
     def start(self, stop: threading.Event) -> None:
         for runner in self.runners:
             runner.start()
-        if self.uplink is not None:
-            self._uplink_thread = threading.Thread(target=self.uplink.run, args=(stop,), name="raw-uplink",
-                                                   daemon=True)
-            self._uplink_thread.start()
 
     def stop(self) -> None:
         for runner in self.runners:
             runner.stop()
-        if self._uplink_thread is not None:
-            self._uplink_thread.join(timeout=5)
 
     def health(self) -> list[dict[str, object]]:
         return [vars(r.health) for r in self.runners]

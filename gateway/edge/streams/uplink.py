@@ -1,59 +1,71 @@
-"""Raw uplink (`streams.uplink: all`): every closed archive file is linked into `<archive_dir>/outbox/` and published
-by `RawUplink` at QoS 1 on `sinkwatch/v1/<site>/<station>/raw` (payload `gateway.contract.RawChunk`); the link is
-deleted in the PUBACK callback only, so a chunk survives broker outages and restarts exactly like the reading buffer.
+"""Raw uplink (`streams.uplink: all`): the raw channel's outbox. Every closed archive file is hard-linked into
+`<archive_dir>/outbox/` and given a `seq` in the table `raw_outbox` of the station's buffer file; the station's one
+delivery path (gateway/edge/delivery.py) sends it as a `gateway.contract.RawChunk` on
+`sinkwatch/v1/<site>/<station>/raw`, and only the central service's receipt (its raw archive has fsynced the file)
+deletes the row and the link. So a file survives broker crashes and station restarts like the reading buffer.
+
+Crash safety: the link is made before the row, and the row deleted before the link, so a crash leaves at most a
+link without a row, which the next start enqueues again (a resend the central archive recognises as a duplicate).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from gateway.contract import raw_payload, raw_topic
+from gateway.contract import Channel, raw_payload, raw_topic
+from gateway.edge.delivery import OutboxItem
 
 log = logging.getLogger("sinkwatch.edge.streams")
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS raw_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    file TEXT NOT NULL UNIQUE
+);
+"""
 
-class RawUplink:
-    """Publishes closed archive files from `outbox` (hard links) at QoS 1; unlinks each only on its PUBACK."""
 
-    def __init__(self, site: str, station: str, outbox: Path, *, host: str, port: int, client_id: str,
-                 username: str | None = None, password: str | None = None, tls: bool = False,
-                 keepalive_s: int = 30, max_in_flight: int = 2) -> None:
+class RawOutbox:
+    """Closed archive files waiting for the central service's receipt (an `OutboxSource`)."""
+
+    channel: Channel = "raw"
+    unit = "files"
+
+    def __init__(self, site: str, station: str, outbox: Path, db_path: Path | str,
+                 notify: Callable[[], None] | None = None) -> None:
         self.site = site
         self.station = station
         self.outbox = outbox
-        outbox.mkdir(parents=True, exist_ok=True)
         self.topic = raw_topic(site, station)
-        self.published = 0
-        self.acknowledged = 0
-        self._max_in_flight = max_in_flight
+        self.notify = notify
+        outbox.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._in_flight: dict[int, Path] = {}
-        self._publishing: set[Path] = set()
-        self._early_acks: set[int] = set()
-        self._wake = threading.Event()
-        self._connected = threading.Event()
-        self._host, self._port, self._keepalive = host, port, keepalive_s
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if username:
-            client.username_pw_set(username, password)
-        if tls:
-            client.tls_set()
-        client.max_inflight_messages_set(max_in_flight)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        self._client = client
+        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Links without a row (a crash between link and row, or an outbox of an older version) get one; rows
+        without a link are dropped."""
+        with self._lock:
+            known = {f for (f,) in self._db.execute("SELECT file FROM raw_outbox")}
+            on_disk = {p.name for p in self.outbox.glob("*.csv.gz")}
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR IGNORE INTO raw_outbox(file) VALUES (?)",
+                                 [(f,) for f in sorted(on_disk - known)])
+            self._db.executemany("DELETE FROM raw_outbox WHERE file=?", [(f,) for f in known - on_disk])
+            self._db.execute("COMMIT")
 
     def enqueue(self, path: Path) -> None:
-        """Called with a closed archive file: a hard link in the outbox keeps it until the broker acked it."""
+        """Called with a closed archive file (stream runner thread): a hard link in the outbox keeps it until its
+        receipt."""
         link = self.outbox / path.name
         try:
             os.link(path, link)
@@ -61,78 +73,67 @@ class RawUplink:
             pass
         except OSError:
             link.write_bytes(path.read_bytes())  # another file system: copy
-        self._wake.set()
-
-    def pending(self) -> list[Path]:
-        return sorted(self.outbox.glob("*.csv.gz"))
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if not reason.is_failure:
-            with self._lock:
-                self._in_flight.clear()  # clean session: what was in flight is published again
-                self._early_acks.clear()
-            self._connected.set()
-            self._wake.set()
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self._connected.clear()
-
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        # paho calls this holding its own message lock, so it must never wait for a lock held across publish()
-        # (that is a deadlock); a PUBACK that beats the bookkeeping of its mid is parked in _early_acks
         with self._lock:
-            path = self._in_flight.pop(mid, None)
-            if path is None:
-                self._early_acks.add(mid)
-        if path is not None:
-            self._acknowledged(path)
+            self._db.execute("INSERT OR IGNORE INTO raw_outbox(file) VALUES (?)", (path.name,))
+        if self.notify is not None:
+            self.notify()
 
-    def _acknowledged(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
-        self.acknowledged += 1
-        self._wake.set()
-
-    def drain_once(self) -> int:
-        handed = 0
-        if not self._connected.is_set():
-            return 0
-        for path in self.pending():
-            with self._lock:
-                if len(self._in_flight) + len(self._publishing) >= self._max_in_flight:
-                    break
-                if path in self._in_flight.values() or path in self._publishing:
-                    continue
-                self._publishing.add(path)
-            try:
-                payload = raw_payload(self.site, self.station, path)
-                info = self._client.publish(self.topic, payload, qos=1)  # never under self._lock, see _on_publish
-            except (OSError, ValueError) as exc:
-                log.error("raw uplink: cannot publish %s: %s", path, exc)
-                with self._lock:
-                    self._publishing.discard(path)
-                continue
-            with self._lock:
-                self._publishing.discard(path)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    break
-                early = info.mid in self._early_acks
-                self._early_acks.discard(info.mid)
-                if not early:
-                    self._in_flight[info.mid] = path
-            if early:
-                self._acknowledged(path)
-            self.published += 1
-            handed += 1
-        return handed
-
-    def run(self, stop: threading.Event) -> None:
-        self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
-        self._client.loop_start()
+    def _payload(self, seq: int, name: str) -> bytes | None:
         try:
-            while not stop.is_set():
-                self.drain_once()
-                self._wake.wait(1.0)
-                self._wake.clear()
-        finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            return raw_payload(self.site, self.station, self.outbox / name, seq)
+        except FileNotFoundError:
+            with self._lock:
+                self._db.execute("DELETE FROM raw_outbox WHERE seq=?", (seq,))
+            log.error("raw uplink: %s vanished from %s before its receipt; dropped from the outbox", name,
+                      self.outbox)
+            return None
+
+    def claim(self, limit: int, exclude: set[int]) -> list[OutboxItem]:
+        with self._lock:
+            rows = self._db.execute("SELECT seq, file FROM raw_outbox ORDER BY seq LIMIT ?",
+                                    (limit + len(exclude),)).fetchall()
+        items: list[OutboxItem] = []
+        for seq, name in rows:
+            if seq in exclude or len(items) >= limit:
+                continue
+            payload = self._payload(int(seq), name)
+            if payload is not None:
+                items.append(OutboxItem(int(seq), payload))
+        return items
+
+    def reload(self, seq: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT file FROM raw_outbox WHERE seq=?", (seq,)).fetchone()
+        return self._payload(seq, row[0]) if row else None
+
+    def confirm(self, ranges: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            names = [n for r in ranges
+                     for (n,) in self._db.execute("SELECT file FROM raw_outbox WHERE seq BETWEEN ? AND ?", r)]
+            for first, last in ranges:
+                self._db.execute("DELETE FROM raw_outbox WHERE seq BETWEEN ? AND ?", (first, last))
+            self._db.execute("COMMIT")
+        for name in names:
+            (self.outbox / name).unlink(missing_ok=True)
+        return len(names), len(names)
+
+    def pending(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM raw_outbox").fetchone()[0])
+
+    def pending_files(self) -> list[Path]:
+        with self._lock:
+            return [self.outbox / n for (n,) in self._db.execute("SELECT file FROM raw_outbox ORDER BY seq")]
+
+    def oldest_time(self) -> float | None:
+        for path in self.pending_files():
+            try:
+                return path.stat().st_mtime
+            except OSError:
+                continue
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,388 @@
+"""One test suite for the one delivery path (gateway/edge/delivery.py), run against every channel's outbox: readings
+(ReadingBuffer), fluxes (FluxOutbox) and raw files (RawOutbox), through a real Mosquitto.
+
+The central service is played by `ReceiptEcho` (gateway/testing/receipts.py), which answers at the receipts
+boundary the way the Ingestor does after a confirmed store write, and can withhold, delay or lose receipts; the
+idempotence of the real Ingestor and stores is checked per channel at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from gateway.central.config import MqttSettings
+from gateway.central.ingest import Ingestor
+from gateway.central.store import SqliteStore
+from gateway.contract import Channel, FluxRecord, Receipt, receipts_topic
+from gateway.edge.buffer import ReadingBuffer
+from gateway.edge.config import MqttConfig
+from gateway.edge.delivery import Delivery, DeliverySettings, OutboxSource
+from gateway.edge.fluxrunner import FluxOutbox
+from gateway.edge.outbox import ReadingsOutbox
+from gateway.edge.streams.uplink import RawOutbox
+from gateway.model import utc_now
+from gateway.net import free_port
+from gateway.rawarchive import ArchiveWriter
+from gateway.testing.factories import make_readings
+from gateway.testing.mqtt import wait_for
+from gateway.testing.receipts import ReceiptEcho
+from gateway.testing.services import mosquitto_server
+
+SITE, STATION = "site-a", "st01"
+T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+class Kit(Protocol):
+    """One channel's outbox as the suite drives it."""
+
+    channel: Channel
+    source: OutboxSource
+
+    def add(self, n: int) -> None: ...
+
+    def reopen(self) -> OutboxSource: ...
+
+    def close(self) -> None: ...
+
+
+class ReadingsKit:
+    channel: Channel = "readings"
+    source: OutboxSource
+
+    def __init__(self, tmp: Path) -> None:
+        self.path = tmp / "buffer.sqlite"
+        self.added = 0
+        self.source = self.reopen()
+
+    def reopen(self) -> ReadingsOutbox:
+        self.buffer = ReadingBuffer(self.path)
+        self.source = ReadingsOutbox(self.buffer, SITE, STATION, batch_size=1)  # one reading, one item
+        return self.source
+
+    def add(self, n: int) -> None:
+        self.buffer.append(make_readings(n, start=float(self.added), station=STATION))
+        self.added += n
+
+    def close(self) -> None:
+        self.buffer.close()
+
+
+class FluxesKit:
+    channel: Channel = "fluxes"
+    source: OutboxSource
+
+    def __init__(self, tmp: Path) -> None:
+        self.path = tmp / "buffer.sqlite"
+        self.added = 0
+        self.source = self.reopen()
+
+    def reopen(self) -> FluxOutbox:
+        self.outbox = FluxOutbox(self.path, SITE, STATION)
+        self.source = self.outbox
+        return self.outbox
+
+    def add(self, n: int) -> None:
+        for _ in range(n):
+            start = T0 + timedelta(minutes=30 * self.added)
+            record = FluxRecord(site=SITE, station=STATION, start=start, end=start + timedelta(minutes=30),
+                                status="ok", engine_version="sinkwatch-ec 0.1.0", settings_hash="0123456789abcdef",
+                                values={"FC": -3.5 + self.added})
+            self.outbox.add(record, record.end.timestamp())
+            self.added += 1
+
+    def close(self) -> None:
+        self.outbox.close()
+
+
+class RawKit:
+    channel: Channel = "raw"
+    source: OutboxSource
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.added = 0
+        self.source = self.reopen()
+
+    def reopen(self) -> RawOutbox:
+        self.outbox = RawOutbox(SITE, STATION, self.tmp / "raw" / "outbox", self.tmp / "buffer.sqlite")
+        self.source = self.outbox
+        return self.outbox
+
+    def add(self, n: int) -> None:
+        for _ in range(n):
+            start = int(T0.timestamp()) + 1800 * self.added
+            writer = ArchiveWriter(self.tmp / "raw", "csat", start, [("U", "m s-1")],
+                                   {"site": SITE, "station": STATION})
+            for i in range(20):
+                writer.write(start + i / 20, [float(self.added)])
+            self.outbox.enqueue(writer.close({"closed": "test"}))
+            self.added += 1
+
+    def close(self) -> None:
+        self.outbox.close()
+
+
+KITS: dict[str, type[ReadingsKit] | type[FluxesKit] | type[RawKit]] = {
+    "readings": ReadingsKit, "fluxes": FluxesKit, "raw": RawKit}
+
+
+@pytest.fixture(params=list(KITS))
+def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kit]:
+    made: Kit = KITS[request.param](tmp_path)
+    yield made
+    made.close()
+
+
+def make_delivery(broker: Any, kit: Kit, **settings: Any) -> Delivery:
+    defaults: dict[str, Any] = {"receipt_timeout_s": 30.0, "idle_wait_s": 0.2}
+    delivery = Delivery(SITE, STATION, MqttConfig(host=broker.host, port=broker.port, keepalive_s=5),
+                        DeliverySettings(**{**defaults, **settings}))
+    delivery.add_channel(kit.source)
+    return delivery
+
+
+def channel_health(delivery: Delivery, kit: Kit) -> dict[str, Any]:
+    return delivery.health()["channels"][kit.channel]  # type: ignore[index]
+
+
+# --- the suite --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_an_item_leaves_its_outbox_only_on_its_receipt(tmp_path: Path, kit: Kit) -> None:
+    with mosquitto_server(tmp_path / "broker") as broker:
+        echo = ReceiptEcho(broker.host, broker.port, (kit.channel,))
+        echo.confirming = False  # the store is away: messages arrive, receipts do not
+        kit.add(5)
+        delivery = make_delivery(broker, kit)
+        delivery.start()
+        try:
+            assert wait_for(lambda: delivery.counters(kit.channel).accepted == 5, 10)  # every PUBACK is in
+            time.sleep(0.5)
+            assert kit.source.pending() == 5 and delivery.counters(kit.channel).confirmed == 0
+            assert len(echo.seqs(kit.channel)) == 5
+            health = channel_health(delivery, kit)
+            assert health["awaiting_receipt"] == 5 and health["oldest_pending_age_s"] is not None
+            echo.confirm(SITE, STATION, kit.channel, echo.seqs(kit.channel))
+            assert delivery.wait_confirmed(10)
+            assert delivery.counters(kit.channel).confirmed == 5
+            assert channel_health(delivery, kit)["pending"] == 0
+        finally:
+            delivery.stop()
+            echo.close()
+
+
+@pytest.mark.integration
+def test_an_item_without_a_receipt_is_sent_again(tmp_path: Path, kit: Kit) -> None:
+    with mosquitto_server(tmp_path / "broker") as broker:
+        echo = ReceiptEcho(broker.host, broker.port, (kit.channel,))
+        echo.skip_first_copies = True  # the first copy's receipt is lost
+        kit.add(4)
+        delivery = make_delivery(broker, kit, receipt_timeout_s=0.3)
+        delivery.start()
+        try:
+            assert delivery.wait_confirmed(15), channel_health(delivery, kit)
+            assert all(echo.arrivals[(STATION, kit.channel, seq)] >= 2 for seq in echo.seqs(kit.channel))
+            assert len(echo.seqs(kit.channel)) == 4
+            assert delivery.counters(kit.channel).resends >= 4
+        finally:
+            delivery.stop()
+            echo.close()
+
+
+@pytest.mark.integration
+def test_a_refused_publish_is_kept_counted_and_reported(tmp_path: Path, kit: Kit) -> None:
+    base = tmp_path / "broker"
+    base.mkdir()
+    acl = base / "acl"
+    others = [c for c in ("readings", "fluxes", "raw", "status") if c != kit.channel]
+    # lines before any `user` apply to anonymous clients: every channel but this one
+    acl.write_text("".join(f"topic write sinkwatch/v1/+/+/{c}\n" for c in others)
+                   + "topic read sinkwatch/v1/+/+/receipts\n", encoding="utf-8")
+    port = free_port()
+    config = (f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nacl_file {acl}\n"
+              f"log_dest file {base / 'mosquitto.log'}\n")
+    with mosquitto_server(base, config=config, port=port) as broker:
+        kit.add(3)
+        delivery = make_delivery(broker, kit, refusal_retry_s=0.2)
+        delivery.start()
+        try:
+            assert wait_for(lambda: sum(delivery.counters(kit.channel).refusals.values()) >= 6, 10)
+            health = channel_health(delivery, kit)
+            assert health["refusing"] == "Not authorized"
+            assert health["pending"] == 3 and health["confirmed"] == 0 and health["accepted"] == 0
+        finally:
+            delivery.stop()
+    assert kit.source.pending() == 3
+
+
+@pytest.mark.integration
+def test_a_broker_killed_with_messages_in_its_memory_loses_nothing(tmp_path: Path, kit: Kit) -> None:
+    # finding 3: a PUBACK is not durability. With persistence off, a kill -9 loses every message the broker queued
+    # for the (disconnected) central service, after it had acknowledged them to the station.
+    with mosquitto_server(tmp_path / "broker", persistence=False) as broker:
+        echo = ReceiptEcho(broker.host, broker.port, (kit.channel,), client_id="central-stand-in")
+        echo.disconnect()  # its persistent session stays: the broker queues for it, in memory
+        kit.add(6)
+        delivery = make_delivery(broker, kit, receipt_timeout_s=1.0)
+        delivery.start()
+        try:
+            assert wait_for(lambda: delivery.counters(kit.channel).accepted == 6, 10)
+            broker.kill()
+            broker.start()
+            echo.connect()  # a new session: what was queued is gone
+            time.sleep(0.3)
+            assert delivery.wait_confirmed(30), channel_health(delivery, kit)
+            assert len(echo.seqs(kit.channel)) == 6  # every item reached the central side after all
+            assert delivery.counters(kit.channel).resends >= 6
+        finally:
+            delivery.stop()
+            echo.close()
+
+
+@pytest.mark.integration
+def test_at_most_max_unconfirmed_items_are_out_while_no_receipt_comes(tmp_path: Path, kit: Kit) -> None:
+    with mosquitto_server(tmp_path / "broker") as broker:
+        echo = ReceiptEcho(broker.host, broker.port, (kit.channel,))
+        echo.confirming = False
+        kit.add(8)
+        delivery = make_delivery(broker, kit, max_unconfirmed=3)
+        delivery.start()
+        try:
+            assert wait_for(lambda: delivery.counters(kit.channel).accepted == 3, 10)
+            time.sleep(0.8)
+            assert len(echo.seqs(kit.channel)) == 3 and delivery.counters(kit.channel).sent == 3
+            echo.confirming = True
+            echo.confirm(SITE, STATION, kit.channel, echo.seqs(kit.channel))
+            assert delivery.wait_confirmed(15)
+            assert len(echo.seqs(kit.channel)) == 8
+        finally:
+            delivery.stop()
+            echo.close()
+
+
+@pytest.mark.integration
+def test_items_handed_out_before_a_restart_keep_their_seq(tmp_path: Path, kit: Kit) -> None:
+    kit.add(3)
+    first = [item.seq for item in kit.source.claim(3, set())]
+    kit.close()
+    source = kit.reopen()
+    assert [item.seq for item in source.claim(3, set())] == first
+    assert [json.loads(item.payload)["seq"] for item in source.claim(3, set())] == first
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_load_of_many_items_drains_without_deadlock(tmp_path: Path, kit: Kit) -> None:
+    # PUBACKs and receipts arriving while the delivery thread is mid-publish once deadlocked the old publisher
+    # (lock-order inversion between paho's message lock and ours); thousands of one-item messages make it frequent
+    n = {"readings": 2000, "fluxes": 2000, "raw": 300}[kit.channel]
+    with mosquitto_server(tmp_path / "broker") as broker:
+        echo = ReceiptEcho(broker.host, broker.port, (kit.channel,))
+        kit.add(n)
+        delivery = make_delivery(broker, kit, max_in_flight=50, max_unconfirmed=500)
+        delivery.start()
+        try:
+            assert delivery.wait_confirmed(120), channel_health(delivery, kit)
+            assert delivery.counters(kit.channel).confirmed == n and len(echo.seqs(kit.channel)) == n
+        finally:
+            delivery.stop()
+            echo.close()
+
+
+@pytest.mark.integration
+def test_a_duplicate_is_stored_once_and_confirmed_each_time(tmp_path: Path, kit: Kit) -> None:
+    kit.add(1)
+    [item] = kit.source.claim(1, set())
+    store = SqliteStore(tmp_path / "store.sqlite")
+    ingestor = Ingestor(MqttSettings(port=1), store, tmp_path / "central")
+    try:
+        topic = kit.source.topic
+        for _ in range(2):
+            ingestor.handle(topic, item.payload)
+            receipts = ingestor._receipts.take()
+            assert [list(r.stored_seqs()) for r in receipts] == [[item.seq]]
+        counters = ingestor.counters()
+        if kit.channel == "readings":
+            assert counters["duplicate_batches"] == 1
+            points = store.query_series(STATION, "CO2", T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+            assert len(points) == 1
+        elif kit.channel == "fluxes":
+            assert counters["flux_records_stored"] == 2
+            assert len(store.query_fluxes(STATION, T0, T0 + timedelta(days=1))) == 1
+        else:
+            assert counters["raw_files_archived"] == 1 and counters["raw_duplicates"] == 1
+            assert len(list((tmp_path / "central").rglob("*.csv.gz"))) == 1
+    finally:
+        store.close()
+
+
+# --- the PUBACK window, with paho replaced at our own boundary ---------------------------------------------------
+
+
+class FakeInfo:
+    def __init__(self, mid: int) -> None:
+        self.mid, self.rc = mid, 0
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int, properties: Any = None) -> FakeInfo:
+        self.sent.append((topic, payload))
+        return FakeInfo(len(self.sent))
+
+
+def test_at_most_max_in_flight_publishes_wait_for_their_puback(tmp_path: Path, kit: Kit) -> None:
+    kit.add(7)
+    delivery = Delivery(SITE, STATION, MqttConfig(), DeliverySettings(max_in_flight=3))
+    delivery.add_channel(kit.source)
+    fake = FakeClient()
+    delivery._client = fake  # type: ignore[assignment]
+    delivery._connected.set()
+    assert delivery.pump() == 3 and delivery.pump() == 0  # the window is full: nothing more until a PUBACK
+    for mid in (1, 2):
+        delivery._on_publish(None, None, mid, _Reason(0), None)  # type: ignore[arg-type]  # paho's thread
+    assert delivery.pump() == 2
+    assert len({json.loads(p)["seq"] for _, p in fake.sent}) == 5  # five different items, none twice
+    assert kit.source.pending() == 7  # PUBACKs delete nothing
+    receipt = Receipt(site=SITE, station=STATION, channel=kit.channel,
+                      stored=[(json.loads(fake.sent[0][1])["seq"],) * 2], sent=utc_now())
+    delivery._on_message(None, None, _Message(receipts_topic(SITE, STATION), receipt))  # type: ignore[arg-type]
+    delivery.pump()
+    assert kit.source.pending() == 6 and delivery.counters(kit.channel).confirmed == 1
+
+
+class _Reason:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return "Success" if self.value < 0x80 else "Not authorized"
+
+
+class _Message:
+    def __init__(self, topic: str, receipt: Receipt) -> None:
+        self.topic, self.payload = topic, receipt.model_dump_json().encode()
+
+
+def test_a_receipt_for_another_station_or_malformed_is_ignored(tmp_path: Path, kit: Kit) -> None:
+    kit.add(2)
+    delivery = Delivery(SITE, STATION, MqttConfig())
+    delivery.add_channel(kit.source)
+    other = Receipt(site=SITE, station="st02", channel=kit.channel, stored=[(0, 100)], sent=utc_now())
+    delivery._on_message(None, None, _Message(receipts_topic(SITE, STATION), other))  # type: ignore[arg-type]
+    bad = _Message(receipts_topic(SITE, STATION), other)
+    bad.payload = b'{"not": "a receipt"}'
+    delivery._on_message(None, None, bad)  # type: ignore[arg-type]
+    delivery.pump()
+    assert kit.source.pending() == 2 and delivery.bad_receipts == 2
+

@@ -1,0 +1,247 @@
+"""The shipped broker configuration (deploy/mosquitto/sinkwatch.conf + sinkwatch.acl) on a real Mosquitto.
+
+Only what cannot work in a test is substituted (paths, ports, log destination, TLS files made here); every
+substitution must find its line, so a change to the shipped files that breaks the substitution fails the test
+rather than silently testing something else. The password file is made with mosquitto_passwd, as the config's
+comments tell an operator to.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from gateway.contract import (
+    RECEIPTS_SUBSCRIPTION,
+    Receipt,
+    fluxes_topic,
+    raw_topic,
+    readings_topic,
+    receipts_topic,
+    status_topic,
+)
+from gateway.edge.buffer import ReadingBuffer
+from gateway.edge.config import MqttConfig
+from gateway.edge.delivery import Delivery, DeliverySettings
+from gateway.edge.outbox import ReadingsOutbox
+from gateway.model import utc_now
+from gateway.net import free_port
+from gateway.testing.factories import make_readings
+from gateway.testing.mqtt import Capture, wait_for
+from gateway.testing.services import MOSQUITTO_BINARY, MosquittoServer, _find_binary
+
+pytestmark = pytest.mark.integration
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
+SITE = "hainich"
+PASSWORDS = {"sinkwatch-central": "central-secret", "st01": "st01-secret", "st02": "st02-secret"}
+
+
+def shipped_config(base: Path, port: int, tls_port: int) -> str:
+    """sinkwatch.conf with test-only paths and ports; raises if a line to substitute is gone."""
+    text = (DEPLOY / "sinkwatch.conf").read_text(encoding="utf-8")
+    substitutions = {
+        "persistence_location /var/lib/mosquitto/": f"persistence_location {base}/",
+        "password_file /etc/mosquitto/passwd": f"password_file {base / 'passwd'}",
+        "acl_file /etc/mosquitto/sinkwatch.acl": f"acl_file {DEPLOY / 'sinkwatch.acl'}",
+        "listener 8883": f"listener {tls_port} 127.0.0.1",
+        "certfile /etc/mosquitto/certs/broker.crt": f"certfile {base / 'broker.crt'}",
+        "keyfile /etc/mosquitto/certs/broker.key": f"keyfile {base / 'broker.key'}",
+        "cafile /etc/mosquitto/certs/ca.crt": f"cafile {base / 'broker.crt'}",
+        "listener 1883 127.0.0.1": f"listener {port} 127.0.0.1",
+        "log_dest syslog": f"log_dest file {base / 'mosquitto.log'}",
+    }
+    lines = text.splitlines()
+    for old, new in substitutions.items():
+        hits = [i for i, line in enumerate(lines) if line.strip() == old]
+        assert len(hits) == 1, f"deploy/mosquitto/sinkwatch.conf has no single line {old!r}"
+        lines[hits[0]] = new
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Site:
+    broker: MosquittoServer
+    tmp: Path
+
+    def mqtt(self, user: str, password: str | None = None) -> MqttConfig:
+        return MqttConfig(host=self.broker.host, port=self.broker.port, username=user,
+                          password=password if password is not None else PASSWORDS[user], keepalive_s=5)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    passwd = _find_binary("/usr/bin/mosquitto_passwd", "mosquitto_passwd", "mosquitto")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is needed to make the TLS listener's test certificate (Debian package openssl)")
+    base = tmp_path / "broker"
+    base.mkdir()
+    for i, (user, password) in enumerate(PASSWORDS.items()):
+        subprocess.run([passwd, *(["-c"] if i == 0 else []), "-b", str(base / "passwd"), user, password],
+                       check=True, capture_output=True)
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(base / "broker.key"), "-out", str(base / "broker.crt")],
+                   check=True, capture_output=True)
+    port = free_port()
+    server = MosquittoServer(base, port, shipped_config(base, port, free_port()),
+                             _find_binary(MOSQUITTO_BINARY, "mosquitto", "mosquitto"))
+    server.start()
+    try:
+        yield Site(server, tmp_path)
+    finally:
+        server.stop()
+
+
+class V5Client:
+    """A bare MQTT 5 client that reports each PUBACK's reason code."""
+
+    def __init__(self, site: Site, user: str, client_id: str | None = None) -> None:
+        self.acks: dict[int, tuple[int, str]] = {}
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.suback: list[int] = []
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{user}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(user, PASSWORDS[user])
+        self.client.on_connect = lambda *a: self._connected.set()
+        self.client.on_publish = self._on_publish
+        self.client.on_message = lambda c, u, m: self.messages.append(m)
+        self.client.on_subscribe = self._on_subscribe
+        self.client.connect(site.broker.host, site.broker.port)
+        self.client.loop_start()
+        assert self._connected.wait(5)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self.acks[mid] = (int(reason.value), str(reason))
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        self.suback = [int(r.value) for r in reasons]
+        self._subscribed.set()
+
+    def puback(self, topic: str, payload: bytes = b"{}") -> int:
+        info = self.client.publish(topic, payload, qos=1)
+        assert wait_for(lambda: info.mid in self.acks, 5), f"no PUBACK for {topic}"
+        return self.acks[info.mid][0]
+
+    def subscribe(self, topic: str) -> None:
+        self._subscribed.clear()
+        self.client.subscribe(topic, options=SubscribeOptions(qos=1))
+        assert self._subscribed.wait(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+SUCCESS, NO_SUBSCRIBERS, NOT_AUTHORIZED = 0x00, 0x10, 0x87
+ACCEPTED = {SUCCESS, NO_SUBSCRIBERS}
+
+
+def test_every_station_channel_goes_through_for_its_own_station_only(site: Site) -> None:
+    # finding 1: the ACL shipped before allowed only readings and status, and MQTT 3.1.1 hid the refusal
+    station = V5Client(site, "st01")
+    try:
+        for topic in (readings_topic(SITE, "st01"), status_topic(SITE, "st01"), fluxes_topic(SITE, "st01"),
+                      raw_topic(SITE, "st01"), f"sinkwatch/v1/{SITE}/st01/health"):
+            assert station.puback(topic) in ACCEPTED, topic
+        for topic in (readings_topic(SITE, "st02"), status_topic(SITE, "st02"), fluxes_topic(SITE, "st02"),
+                      raw_topic(SITE, "st02"), receipts_topic(SITE, "st01")):
+            assert station.puback(topic) == NOT_AUTHORIZED, topic
+    finally:
+        station.close()
+
+
+def test_the_central_service_reads_everything_and_writes_only_receipts(site: Site) -> None:
+    central = V5Client(site, "sinkwatch-central")
+    station = V5Client(site, "st01")
+    try:
+        central.subscribe("sinkwatch/v1/#")
+        for topic in (readings_topic(SITE, "st01"), fluxes_topic(SITE, "st01"), raw_topic(SITE, "st01")):
+            assert station.puback(topic, b'{"from":"st01"}') == SUCCESS
+        assert wait_for(lambda: len(central.messages) >= 3, 5)
+        for topic in (readings_topic(SITE, "st01"), status_topic(SITE, "st01"), fluxes_topic(SITE, "st01")):
+            assert central.puback(topic) == NOT_AUTHORIZED, topic
+        assert central.puback(receipts_topic(SITE, "st01")) in ACCEPTED
+    finally:
+        central.close()
+        station.close()
+
+
+def test_receipts_reach_only_their_station(site: Site) -> None:
+    mine, other = V5Client(site, "st01"), V5Client(site, "st02")
+    central = V5Client(site, "sinkwatch-central")
+    try:
+        mine.subscribe(receipts_topic(SITE, "st01"))
+        other.subscribe(RECEIPTS_SUBSCRIPTION)  # tries to listen to every station's receipts
+        other.subscribe(receipts_topic(SITE, "st01"))
+        receipt = Receipt(site=SITE, station="st01", channel="readings", stored=[(0, 4)], sent=utc_now())
+        assert central.puback(receipts_topic(SITE, "st01"), receipt.model_dump_json().encode()) == SUCCESS
+        assert wait_for(lambda: len(mine.messages) == 1, 5)
+        assert Receipt.model_validate_json(mine.messages[0].payload) == receipt
+        central.puback(receipts_topic(SITE, "st01"), receipt.model_dump_json().encode())
+        assert wait_for(lambda: len(mine.messages) == 2, 5)
+        assert other.messages == []
+    finally:
+        for client in (mine, other, central):
+            client.close()
+
+
+def test_a_station_posing_as_another_is_refused_and_keeps_its_readings(site: Site) -> None:
+    # st02's credentials, st01's topics: every batch is refused with 0x87, counted, reported and kept
+    buffer = ReadingBuffer(site.tmp / "buffer.sqlite")
+    buffer.append(make_readings(12))
+    delivery = Delivery(SITE, "st01", site.mqtt("st02"), DeliverySettings(refusal_retry_s=0.3))
+    delivery.add_channel(ReadingsOutbox(buffer, SITE, "st01", batch_size=4))
+    delivery.start()
+    try:
+        def refusals() -> int:
+            return sum(delivery.counters("readings").refusals.values())
+        assert wait_for(lambda: refusals() >= 6, 10)  # three batches, each refused at least twice
+        health = delivery.health()["channels"]["readings"]  # type: ignore[index]
+        assert health["refusing"] == "Not authorized" and set(health["refusals"]) == {"Not authorized"}
+        assert health["pending"] == 12 and health["confirmed"] == 0 and health["accepted"] == 0
+    finally:
+        delivery.stop()
+    assert buffer.pending_readings() == 12
+    buffer.close()
+
+
+def test_station_and_central_service_work_through_the_shipped_config(site: Site) -> None:
+    from gateway.central.config import MqttSettings
+    from gateway.central.ingest import Ingestor
+    from gateway.central.store import SqliteStore
+
+    store = SqliteStore(site.tmp / "store.sqlite")
+    ingestor = Ingestor(MqttSettings(host=site.broker.host, port=site.broker.port, username="sinkwatch-central",
+                                     password=PASSWORDS["sinkwatch-central"]), store, site.tmp / "central")
+    capture = Capture(site.broker.host, site.broker.port, ("sinkwatch/v1/#",), username="sinkwatch-central",
+                      password=PASSWORDS["sinkwatch-central"], client_id="capture-central")
+    buffer = ReadingBuffer(site.tmp / "buffer.sqlite")
+    buffer.append(make_readings(20, station="st01"))
+    delivery = Delivery(SITE, "st01", site.mqtt("st01"))
+    delivery.add_channel(ReadingsOutbox(buffer, SITE, "st01", batch_size=5))
+    ingestor.start()
+    delivery.start()
+    try:
+        assert delivery.wait_confirmed(20), delivery.health()
+        assert ingestor.counters()["readings_stored"] == 20
+        assert delivery.counters("readings").confirmed_units == 20
+        assert wait_for(lambda: any(m.topic.endswith("/status") for m in capture.messages), 5)  # online status
+    finally:
+        delivery.stop()
+        ingestor.stop()
+        capture.close()
+        buffer.close()
+        store.close()
