@@ -208,12 +208,12 @@ class StationDaemon:
             if self.delivery.connected:
                 self.delivery.wait_confirmed(drain_timeout_s)
             self.delivery.stop()
+            status_thread.join(timeout=5)
+            status.write(running=False)
             if self.flux is not None:
                 self.flux.outbox.close()
             if self.streams.uplink is not None:
                 self.streams.uplink.close()
-            status_thread.join(timeout=5)
-            status.write(running=False)
             left = self.buffer.pending_readings()
             self.buffer.close()
             log.info("station stopped; %d readings remain buffered for the next start", left)
