@@ -17,25 +17,39 @@ from gateway.central.store.base import (
     StoreUnavailable,
     WriteOutcome,
 )
+from gateway.central.store.budget import (
+    RESOLUTIONS,
+    BudgetRun,
+    BudgetTable,
+    Resolution,
+    StationBudget,
+    WindowMean,
+)
 from gateway.central.store.influx import InfluxStore
 from gateway.central.store.sqlite import SqliteStore
 
 __all__ = [
     "AGGREGATES",
+    "RESOLUTIONS",
     "Aggregate",
+    "BudgetRun",
+    "BudgetTable",
     "FluxResultSet",
     "InfluxStore",
     "QueryTooLarge",
     "ReadingConflict",
     "RejectedReading",
+    "Resolution",
     "SeriesPoint",
     "SeriesSource",
     "SqliteStore",
+    "StationBudget",
     "StationInfo",
     "Store",
     "StoreError",
     "StoreRejected",
     "StoreUnavailable",
     "StoredReading",
+    "WindowMean",
     "WriteOutcome",
 ]

@@ -30,6 +30,8 @@ Semantics all backends share:
   computation, while results of other settings or engine versions for the same period coexist.
   `query_fluxes` returns the periods whose *end* lies in (start, end] (end-labelled periods: 10:00..11:00 gives the
   periods ending 10:30 and 11:00), ordered by end, then settings_hash, then engine_version.
+- **Budget runs** (the carbon budget of a station-year and its rows) are derived results like flux records:
+  see `gateway.central.store.budget` for their identity; the methods are those of `BudgetStore`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, get_args
 
+from gateway.central.store.budget import BudgetStore
 from gateway.contract import FluxRecord
 from gateway.model import Reading
 
@@ -184,7 +187,7 @@ class FluxResultSet:
     last_end: datetime
 
 
-class Store(Protocol):
+class Store(BudgetStore, Protocol):
     def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
         """Store every new reading; report duplicates, conflicts and rejected readings (see the module doc).
         Raises StoreUnavailable only (nothing or only some new readings stored: repeating the call is safe)."""

@@ -2,8 +2,9 @@
 
 The primary keys are the identities of `base` (readings: site, station, sensor, variable, time; flux records: site,
 station, engine version, settings hash, period end), ordered so that the queries' filters (station, variable, time)
-are a prefix of them. Commits are `synchronous=FULL`: the ingestor acknowledges a message to the broker once
-`write` returns, so a committed reading must survive a power cut, not only a crash of the process.
+are a prefix of them. The budget tables (`budget_runs`, `budget_rows`) are in `sqlite_budget`. Commits are
+`synchronous=FULL`: the ingestor acknowledges a message to the broker once `write` returns, so a committed reading
+must survive a power cut, not only a crash of the process.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from gateway.central.store.base import (
     reading_identity,
     to_ns,
 )
+from gateway.central.store.sqlite_budget import SqliteBudgetMixin
 from gateway.contract import FluxRecord
 from gateway.model import QualityFlag, Reading, TimeSource
 
@@ -87,7 +89,7 @@ _AGGREGATE_SQL: dict[str, str] = {
 }
 
 
-class SqliteStore:
+class SqliteStore(SqliteBudgetMixin):
     """One connection shared under a lock: SQLite serialises writers anyway, and this keeps it thread-safe for
     the ingest worker and the API's threads. `busy_timeout_s` bounds how long a write waits for a lock held by
     another process before reporting the store unavailable."""
@@ -103,6 +105,7 @@ class SqliteStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._migrate()
+            self._create_budget_tables()  # gateway/central/store/sqlite_budget.py
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
 

@@ -1,0 +1,184 @@
+"""The stored carbon budget of a station-year: what every store keeps of a budget run and how it is identified.
+
+A budget run (`BudgetRun`) is the result of the central budget job (gateway/central/budget.py) for one station and
+one calendar year of the station's standard-time clock: the half-hourly outputs of `gateway.flux.budget.pipeline`
+(resolution ``HH``), the daily, monthly and annual sums (``DD``, ``MM``, ``YY``) and the run's own facts (the
+record it covered, the u* threshold and its bootstrap distribution, the notes of the chain, the settings).
+
+Identity (the same in both stores, checked by tests/central/test_store_contract.py):
+
+- a run: (site, station, year, engine_version, settings_hash);
+- a row of a run: the run's identity + resolution + time, where time is the END of the half hour for ``HH``
+  (as flux records: FLUXNET TIMESTAMP_END) and the START of the day, month or year on the station's clock (in UTC)
+  for ``DD``/``MM``/``YY``.
+
+Like flux records, a run is a derived result: writing it again (the job runs every day over a year in progress)
+replaces it whole — rows and facts; a variable that became missing reads back as missing, and rows the new run
+does not have are gone (SQLite deletes them in the same transaction; InfluxDB keeps them but reads never return
+rows outside the run's ranges). Runs of other settings or engine versions coexist.
+
+`window_means` is the budget job's way into the readings: half-hour means of a variable's good readings
+(qc GOOD or SUSPECT), with their counts, so the job can judge each half hour's coverage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol, get_args
+
+Resolution = Literal["HH", "DD", "MM", "YY"]
+RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
+
+BUDGET_MEASUREMENT = "budget"
+BUDGET_RUN_MEASUREMENT = "budget_runs"
+
+
+@dataclass(frozen=True)
+class BudgetTable:
+    """The rows of one resolution of a run, as columns. ``times``: see the module doc (UTC); ``labels``: the
+    period on the station's clock, ``YYYYMMDDHHMM`` (HH: TIMESTAMP_START), ``YYYYMMDD``, ``YYYYMM``, ``YYYY``;
+    ``values``: variable -> one value per row (None = missing)."""
+
+    resolution: Resolution
+    times: list[datetime]
+    labels: list[str]
+    values: dict[str, list[float | None]]
+
+    def __post_init__(self) -> None:
+        if len(self.times) != len(self.labels) or any(len(v) != len(self.times) for v in self.values.values()):
+            raise ValueError(f"budget table {self.resolution}: times, labels and every column need one value per row")
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+@dataclass(frozen=True)
+class BudgetRun:
+    """What a store keeps of one budget run besides its rows.
+
+    ``first_end``/``last_end``: the first and the last half hour of the record (their ends, UTC); nothing after
+    ``last_end`` is filled. ``complete``: the record spans the whole year. ``settings``: everything the settings
+    hash is of. ``scalars``: USTAR_THRESHOLD with its bootstrap summary, E0_NT, ... ``ustar_draws``: every
+    bootstrap threshold (m s-1). ``ranges``: resolution -> (first time, last time, rows) of the stored rows."""
+
+    site: str
+    station: str
+    year: int
+    engine_version: str
+    settings_hash: str
+    computed_at: datetime
+    first_end: datetime
+    last_end: datetime
+    complete: bool
+    utc_offset_h: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    scalars: dict[str, float | str] = field(default_factory=dict)
+    ustar_draws: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    ranges: dict[str, tuple[datetime, datetime, int]] = field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        """The JSON-able facts both stores keep in one text field."""
+        return {
+            "settings": self.settings,
+            "scalars": {k: _json_number(v) for k, v in self.scalars.items()},
+            "ustar_draws": [_json_number(v) for v in self.ustar_draws],
+            "notes": list(self.notes),
+            "utc_offset_h": self.utc_offset_h,
+            "ranges": {k: [_ns(a), _ns(b), n] for k, (a, b, n) in self.ranges.items()},
+        }
+
+
+def run_from_meta(*, site: str, station: str, year: int, engine_version: str, settings_hash: str,
+                  computed_at: datetime, first_end: datetime, last_end: datetime, complete: bool,
+                  meta: dict[str, Any]) -> BudgetRun:
+    return BudgetRun(
+        site=site, station=station, year=year, engine_version=engine_version, settings_hash=settings_hash,
+        computed_at=computed_at, first_end=first_end, last_end=last_end, complete=complete,
+        utc_offset_h=float(meta.get("utc_offset_h", 0.0)), settings=dict(meta.get("settings") or {}),
+        scalars={k: (math.nan if v is None else v) for k, v in (meta.get("scalars") or {}).items()},
+        ustar_draws=[math.nan if v is None else float(v) for v in meta.get("ustar_draws") or []],
+        notes=[str(n) for n in meta.get("notes") or []],
+        ranges={k: (_from_ns(a), _from_ns(b), int(n)) for k, (a, b, n) in (meta.get("ranges") or {}).items()},
+    )
+
+
+@dataclass(frozen=True)
+class StationBudget:
+    """One run with its tables: the unit `write_budget` stores."""
+
+    run: BudgetRun
+    tables: dict[str, BudgetTable]
+
+
+@dataclass(frozen=True)
+class WindowMean:
+    """A half-hour (or other window) of readings: its start (UTC), the mean of its good values, their number."""
+
+    start: datetime
+    mean: float
+    count: int
+
+
+class BudgetStore(Protocol):
+    """The budget part of `Store` (every backend has both)."""
+
+    def write_budget(self, budget: StationBudget) -> None:
+        """Store the run and its tables, replacing the run of the same identity whole; StoreUnavailable /
+        StoreRejected when it could not. Safe to repeat."""
+
+    def budget_runs(self, station: str, year: int | None = None) -> list[BudgetRun]:
+        """The runs stored for a station (one year or all), ordered by year, settings_hash, engine_version, site."""
+
+    def budget_table(self, run: BudgetRun, resolution: Resolution) -> BudgetTable:
+        """The rows of one resolution of a stored run, in time order."""
+
+    def window_means(self, station: str, variable: str, start: datetime, end: datetime, every: timedelta, *,
+                     site: str, sensor: str) -> list[WindowMean]:
+        """Per window of `every` (aligned to the epoch, reported at its start) in [start, end): the mean and number
+        of the readings of one sensor's variable with a value and qc GOOD or SUSPECT; empty windows left out."""
+
+
+def check_table(table: BudgetTable) -> None:
+    if table.resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}")
+
+
+def rows_in_range(run: BudgetRun, resolution: str) -> tuple[int, int] | None:
+    """(first, last) time in ns of the rows the run holds at `resolution`, None when it holds none."""
+    found = run.ranges.get(resolution)
+    if found is None or found[2] == 0:
+        return None
+    return _ns(found[0]), _ns(found[1])
+
+
+def table_ranges(tables: Sequence[BudgetTable]) -> dict[str, tuple[datetime, datetime, int]]:
+    return {t.resolution: (t.times[0], t.times[-1], len(t)) for t in tables if len(t)}
+
+
+def clean(value: float | None) -> float | None:
+    """None for a missing value (None, NaN, ±inf): what a store keeps of a number."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _json_number(value: float | str) -> float | str | None:
+    if isinstance(value, str):
+        return value
+    return clean(value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ns(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _from_ns(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(value) // 1000)
