@@ -13,12 +13,12 @@ import typer
 
 from gateway import __version__
 from gateway.central.cli import app as central_app
-from gateway.central.cli import flux_recompute
+from gateway.central.cli import flux_budget_station, flux_recompute
 from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
 from gateway.edge.cli import app as station_app
 from gateway.edge.cli import live
 from gateway.extras import MissingExtra, require_extra
-from gateway.flux.budget_cli import budget as flux_budget
+from gateway.flux.budget_cli import budget as file_budget
 from gateway.flux.cli import app as flux_app
 from gateway.probe import app as probe_app
 from gateway.report_cli import report as site_report
@@ -31,6 +31,73 @@ app = typer.Typer(
 app.add_typer(station_app, name="station")
 app.add_typer(central_app, name="central")
 flux_app.command("recompute")(flux_recompute)  # a central job, beside `flux ec`
+
+
+def flux_budget(
+    input_csv: Annotated[Path | None, typer.Argument(
+        help="file mode: half-hourly CSV with TIMESTAMP_START, TIMESTAMP_END (YYYYMMDDHHMM), NEE or FC, SW_IN, TA, "
+             "VPD, optional USTAR; -9999 missing", show_default=False)] = None,
+    lat: Annotated[float | None, typer.Option(help="file mode, required: site latitude, degrees north")] = None,
+    lon: Annotated[float | None, typer.Option(help="file mode, required: site longitude, degrees east")] = None,
+    utc_offset: Annotated[float | None, typer.Option("--utc-offset", help="file mode, required: hours the time "
+                                                                         "stamps' clock is ahead of UTC")] = None,
+    out: Annotated[Path | None, typer.Option(help="half-hourly output CSV (file mode: required, one row per input "
+                                                  "row)")] = None,
+    ustar: Annotated[str | None, typer.Option(help="auto (moving-point test + bootstrap), none (NEE already "
+                                                   "filtered) or a threshold in m s-1 (file mode default: auto; "
+                                                   "station mode: budget.ustar of the config)")] = None,
+    daily: Annotated[Path | None, typer.Option(help="write daily sums (gC m-2, tCO2e ha-1) to this CSV")] = None,
+    monthly: Annotated[Path | None, typer.Option(help="write monthly sums to this CSV")] = None,
+    annual: Annotated[Path | None, typer.Option(help="write annual sums with uncertainty and the u* threshold "
+                                                     "distribution to this CSV")] = None,
+    ustar_draws: Annotated[Path | None, typer.Option(help="write every bootstrap u* threshold to this CSV")] = None,
+    met: Annotated[Path | None, typer.Option(help="file mode: CSV with SW_IN/TA/VPD/USTAR for the columns INPUT "
+                                                  "lacks")] = None,
+    storage_height: Annotated[float | None, typer.Option(help="file mode: compute SC from CO2/TA/PA at this height "
+                                                              "(m) when INPUT has FC without SC")] = None,
+    bootstrap: Annotated[int, typer.Option(help="file mode: u* bootstrap draws (auto)", min=100)] = 100,
+    seed: Annotated[int, typer.Option(help="file mode: seed of the u* bootstrap")] = 0,
+    station: Annotated[str | None, typer.Option(help="station mode: the station whose stored fluxes and met "
+                                                     "readings to use")] = None,
+    year: Annotated[int | None, typer.Option(help="station mode: calendar year of the station's standard time; "
+                                                  "the current one gives the running total", min=2000,
+                                             max=2200)] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="station mode: central config (storage, "
+                                                                       "budget)")] = None,
+) -> None:
+    """Carbon budget: u* filtering, MDS gap filling, partitioning, daily/monthly/annual sums with uncertainty.
+
+    File mode: sinkwatch flux budget INPUT.csv --lat LAT --lon LON --utc-offset H --out OUT.csv [...].
+    Station mode: sinkwatch flux budget --station S --year Y -c central.yaml computes the budget from the central
+    store (coordinates, sensors and settings under budget: in the config), stores it and prints the total.
+    """
+    if station is not None or year is not None or config is not None:
+        missing = [name for name, value in (("--station", station), ("--year", year), ("--config", config))
+                   if value is None]
+        if missing:
+            raise typer.BadParameter("station mode needs --station, --year and -c/--config together",
+                                     param_hint=f"'{missing[0]}'")
+        ignored = [name for name, given in (("INPUT_CSV", input_csv), ("--lat", lat), ("--lon", lon),
+                                            ("--utc-offset", utc_offset), ("--met", met),
+                                            ("--storage-height", storage_height)) if given is not None]
+        if ignored:
+            raise typer.BadParameter("a file-mode option; in station mode the central config gives it (budget: in "
+                                     "central.yaml)", param_hint=f"'{ignored[0]}'")
+        assert station is not None and year is not None and config is not None
+        flux_budget_station(station, year, config, ustar=ustar, out=out, daily=daily, monthly=monthly,
+                            annual=annual, ustar_draws=ustar_draws)
+        return
+    for hint, value in (("'INPUT_CSV'", input_csv), ("'--lat'", lat), ("'--lon'", lon),
+                        ("'--utc-offset'", utc_offset), ("'--out'", out)):
+        if value is None:
+            raise typer.BadParameter("missing: the file mode needs INPUT_CSV, --lat, --lon, --utc-offset and --out "
+                                     "(the station mode --station, --year and -c)", param_hint=hint)
+    assert input_csv is not None and lat is not None and lon is not None and utc_offset is not None and out is not None
+    file_budget(input_csv, lat, lon, utc_offset, out, ustar=ustar or "auto", daily=daily, monthly=monthly,
+                annual=annual, ustar_draws=ustar_draws, met=met, storage_height=storage_height, bootstrap=bootstrap,
+                seed=seed)
+
+
 flux_app.command("budget")(flux_budget)
 app.add_typer(flux_app, name="flux")
 app.add_typer(probe_app, name="probe")

@@ -6,6 +6,9 @@
                           or CSV (site and sensor may be left out when only one reported the variable then)
     GET /api/v1/fluxes    flux records of one station (periods ending in (start, end]); JSON, CSV or AmeriFlux BASE
     GET /api/v1/fluxes/sets  the flux result sets (engine version + settings hash) stored for a station
+    GET /api/v1/budget    a station-year's carbon budget (HH, DD, MM or YY rows, u* threshold distribution); JSON
+                          or CSV (routes in `api_budget`)
+    GET /api/v1/budget/sets  the budget runs stored for a station
 
 Interactive documentation at /docs, schema at /openapi.json.
 """
@@ -22,6 +25,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from gateway.central.api_budget import add_budget_routes
 from gateway.central.params import ParameterError, format_duration, parse_duration, parse_timestamp
 from gateway.central.store import (
     Aggregate,
@@ -54,6 +58,12 @@ class IngestState(Protocol):
     def counters(self) -> dict[str, Any]: ...
 
     def station_statuses(self) -> dict[tuple[str, str], StationStatus]: ...
+
+
+class ScheduleState(Protocol):
+    """What the API reads from the budget schedule (a `BudgetScheduler` satisfies it)."""
+
+    def counters(self) -> dict[str, Any]: ...
 
 
 class PointOut(BaseModel):
@@ -124,8 +134,9 @@ def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONRes
     )
 
 
-def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
-    """The API over `store`; `ingest` (an Ingestor, or None for a read-only API) feeds health and status."""
+def create_app(store: Store, ingest: IngestState | None = None, budget: ScheduleState | None = None) -> FastAPI:
+    """The API over `store`; `ingest` (an Ingestor, or None for a read-only API) feeds health and status, `budget`
+    (the budget schedule, when it runs) adds its counters to health under "budget"."""
     app = FastAPI(
         title="sinkwatch central",
         version="1",
@@ -153,7 +164,8 @@ def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
             status="ok" if ok else "degraded",
             storage_reachable=reachable,
             mqtt_connected=connected,
-            counters=ingest.counters() if ingest is not None else {},
+            counters={**(ingest.counters() if ingest is not None else {}),
+                      **({"budget": budget.counters()} if budget is not None else {})},
         )
 
     @app.get("/api/v1/stations", response_model=list[StationOut])
@@ -299,6 +311,7 @@ def create_app(store: Store, ingest: IngestState | None = None) -> FastAPI:
     def flux_sets(station: Annotated[str, Query(description="station id, e.g. st1")]) -> list[FluxResultSetOut]:
         return [_set_out(s) for s in store.flux_result_sets(station)]
 
+    add_budget_routes(app, store)
     return app
 
 

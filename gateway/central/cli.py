@@ -143,3 +143,66 @@ def flux_recompute(
         typer.echo(f"  failed ({count}): {reason}", err=True)
     if summary.processed and summary.failed == summary.processed:
         raise typer.Exit(1)
+
+
+# `sinkwatch flux budget --station S --year Y -c central.yaml`: the central budget job for one station-year, the
+# second mode of `sinkwatch flux budget` (gateway/cli.py dispatches between the file mode and this one).
+def flux_budget_station(station: str, year: int, config: Path, *, ustar: str | None = None,
+                        out: Path | None = None, daily: Path | None = None, monthly: Path | None = None,
+                        annual: Path | None = None, ustar_draws: Path | None = None) -> None:
+    """Compute a station-year's carbon budget from the central store, store it, print the (running) total."""
+    _require_central("sinkwatch flux budget --station")
+    from gateway.central.budget import BudgetJobError, describe, run_station_budget, table_csv
+    from gateway.central.store import StoreError
+
+    try:
+        central = load_central_config(config)
+        mode: str | float | None = None
+        if ustar is not None:
+            mode = ustar if ustar in ("auto", "none") else float(ustar)
+    except ConfigError as exc:
+        typer.echo(f"flux budget: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError:
+        typer.echo(f"flux budget: --ustar {ustar!r}: give auto, none or a threshold in m s-1 (e.g. 0.2)", err=True)
+        raise typer.Exit(2) from None
+    from gateway.central.service import open_store
+
+    try:
+        store = open_store(central.storage)
+    except StoreError as exc:
+        typer.echo(f"flux budget: storage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        budget = run_station_budget(store, station, year, central.budget, ustar=mode)
+    except BudgetJobError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except StoreError as exc:
+        typer.echo(f"flux budget: storage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    run = budget.run
+    inputs = run.settings
+    typer.echo(f"station {station} {year} (site {run.site}): fluxes {inputs['flux_set']['engine_version']} "
+               f"{inputs['flux_set']['settings_hash']}; " + ", ".join(f"{k} {v}" for k, v in inputs["met"].items()))
+    for note in run.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(describe(budget))
+    threshold = run.scalars.get("USTAR_THRESHOLD")
+    if isinstance(threshold, float) and threshold == threshold:
+        spread = ""
+        if run.ustar_draws:
+            s = {k: run.scalars.get(f"USTAR_THRESHOLD_{k}") for k in ("P05", "P50", "P95", "N")}
+            spread = f" (bootstrap p05 {s['P05']:.3f}, p50 {s['P50']:.3f}, p95 {s['P95']:.3f}, n {s['N']:.0f})"
+        typer.echo(f"u* threshold {threshold:.3f} m s-1{spread}")
+    for path, resolution in ((out, "HH"), (daily, "DD"), (monthly, "MM"), (annual, "YY")):
+        if path is not None:
+            path.write_text(table_csv(run, budget.tables[resolution]), encoding="utf-8")
+            typer.echo(f"wrote {path}")
+    if ustar_draws is not None:
+        ustar_draws.write_text("USTAR_THRESHOLD\n" + "".join(f"{v:.6g}\n" for v in run.ustar_draws),
+                               encoding="utf-8")
+    typer.echo(f"stored as settings_hash {run.settings_hash} ({run.engine_version}): "
+               f"GET /api/v1/budget?station={station}&year={year}&settings_hash={run.settings_hash}")

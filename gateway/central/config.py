@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.central.budget_config import BudgetJobConfig
 from gateway.configfile import load_model
 
 SAMPLE_CONFIG_PATH = Path(__file__).with_name("sample-central.yaml")
@@ -80,6 +81,7 @@ class CentralConfig(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     data_dir: Path = Field(default=Path("./data/central"), description="dead-letter file lives here")
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    budget: BudgetJobConfig = Field(default_factory=BudgetJobConfig)  # gateway/central/budget_config.py
 
 
 def load_central_config(path: Path | str) -> CentralConfig:

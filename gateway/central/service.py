@@ -4,7 +4,8 @@ Building blocks for embedding (the demo runs everything in one process)::
 
     store = open_store(config.storage)              # SqliteStore or InfluxStore
     ingestor = Ingestor(config.mqtt, store, config.data_dir)
-    app = create_app(store, ingestor)               # FastAPI
+    schedule = BudgetScheduler(store, config.budget)  # when budget.every is set: the carbon budget job
+    app = create_app(store, ingestor, schedule)     # FastAPI
     run_central(config, stop_event=..., ready_callback=lambda port: ...)   # all of it, until stopped
 """
 
@@ -20,6 +21,7 @@ from types import FrameType
 import uvicorn
 
 from gateway.central.api import create_app
+from gateway.central.budget import BudgetScheduler
 from gateway.central.config import CentralConfig, StorageSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.store import InfluxStore, SqliteStore, Store
@@ -62,8 +64,9 @@ def run_central(
     own_store = store is None
     active_store = store if store is not None else open_store(config.storage)
     ingestor = Ingestor(config.mqtt, active_store, config.data_dir, dead_letter=config.dead_letter)
+    schedule = BudgetScheduler(active_store, config.budget) if config.budget.every is not None else None
     server = uvicorn.Server(
-        uvicorn.Config(create_app(active_store, ingestor), host=config.api.host, port=config.api.port,
+        uvicorn.Config(create_app(active_store, ingestor, schedule), host=config.api.host, port=config.api.port,
                        log_level="warning", lifespan="off")
     )
     # Signals are ours: uvicorn would install its own handlers only in the main thread, and it runs in another.
@@ -71,6 +74,8 @@ def run_central(
     server_thread = threading.Thread(target=server.run, name="sinkwatch-api", daemon=True)
     try:
         ingestor.start()
+        if schedule is not None:
+            schedule.start()
         server_thread.start()
         while not server.started:
             if not server_thread.is_alive():
@@ -88,6 +93,8 @@ def run_central(
         server.should_exit = True
         server_thread.join(timeout=10) if server_thread.is_alive() else None
         ingestor.stop()
+        if schedule is not None:
+            schedule.stop()
         if own_store:
             active_store.close()
         _restore_signal_handlers(previous_handlers)

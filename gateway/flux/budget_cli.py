@@ -12,13 +12,6 @@ from typing import Annotated
 
 import typer
 
-HALFHOURLY_COLUMNS = (
-    "NEE", "NEE_F", "NEE_F_QC", "NEE_F_RANDUNC", "NEE_F_RANDUNC_METHOD", "NEE_F_RANDUNC_N", "NEE_F_FSD",
-    "NEE_F_FNUM", "USTAR_THRESHOLD", "USTAR_FILTER", "NEE_U05_F", "NEE_U50_F", "NEE_U95_F",
-    "TA_F", "TA_F_QC", "SW_IN_F", "SW_IN_F_QC", "VPD_F", "VPD_F_QC", "SW_IN_POT", "NIGHT",
-    "RECO_NT", "GPP_NT", "NT_QC", "RECO_DT", "GPP_DT", "DT_QC",
-)
-
 
 def _parse_ustar(value: str) -> str | float:
     if value in ("auto", "none"):
@@ -51,6 +44,7 @@ def budget(
 ) -> None:
     """Carbon budget of a site-year: u* filtering, MDS gap filling, partitioning, daily/monthly/annual sums."""
     from gateway.flux.budget.files import (
+        HALFHOURLY_COLUMNS,
         BudgetFileError,
         read_budget_csv,
         write_aggregates_csv,

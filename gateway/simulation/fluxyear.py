@@ -24,6 +24,8 @@ and correlated with the day's wind.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,7 +33,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["SyntheticYear", "synthetic_year"]
+from gateway.contract import FluxRecord
+from gateway.model import QualityFlag, Reading, TimeSource
+
+__all__ = ["SIMULATION_ENGINE", "SyntheticYear", "flux_records", "met_readings", "synthetic_year", "truth_gc_m2"]
 
 T_REF = 288.15
 T_ZERO = 227.13
@@ -155,3 +160,65 @@ def synthetic_year(year: int = 2021, *, seed: int = 1, lat: float = 50.0, lon: f
     params = {"rb": rb, "e0": e0, "alpha": alpha, "beta": beta}
     return SyntheticYear(time_start, nee, nee_true, reco, gpp, sw_in, ta, vpd, ustar, gap, lat, lon,
                          utc_offset_h, ustar_threshold, params)
+
+
+# --- the year as a station would have delivered it (the central budget job's inputs, the demo) ------------------
+
+SIMULATION_ENGINE = "sinkwatch-simulation fluxyear"
+"""`engine_version` of the simulated flux records: they come from this generator, not from the EC engine."""
+
+
+def _end_times(year: SyntheticYear) -> list[datetime]:
+    """UTC ends of the half hours (the local-clock starts shifted by the UTC offset, plus 30 min)."""
+    return [datetime.fromtimestamp(t + 1800.0 - year.utc_offset_h * 3600.0, tz=UTC) for t in year.time_start_s]
+
+
+def simulation_hash(year: SyntheticYear) -> str:
+    """A settings hash for the simulated records: 16 hex digits of the SHA-256 of the generator's parameters (the
+    same for every part of one simulated year)."""
+    payload = {"params": year.params, "lat": year.lat, "lon": year.lon, "utc_offset_h": year.utc_offset_h,
+               "ustar_threshold": year.ustar_threshold}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flux_records(year: SyntheticYear, *, site: str, station: str) -> list[FluxRecord]:
+    """One half-hourly `FluxRecord` per record of the year: FC = the measured NEE (no storage term), USTAR, TA and
+    FC_SSITC_TEST 0; a gap is a `failed` record without FC, as a station's flux runner sends it."""
+    ends = _end_times(year)
+    digest = simulation_hash(year)
+    records = []
+    for i, end in enumerate(ends):
+        fc = float(year.nee[i])
+        ok = math.isfinite(fc)
+        values: dict[str, int | float | None] = {
+            "FC": fc if ok else None, "FC_SSITC_TEST": 0 if ok else None, "USTAR": float(year.ustar[i]),
+            "TA": float(year.ta[i]),
+        }
+        records.append(FluxRecord(
+            site=site, station=station, start=end - timedelta(minutes=30), end=end, status="ok" if ok else "failed",
+            reasons=[] if ok else ["simulated gap (gateway/simulation/fluxyear.py)"],
+            engine_version=SIMULATION_ENGINE, settings_hash=digest, values=values))
+    return records
+
+
+def met_readings(year: SyntheticYear, *, station: str, radiation_sensor: str = "sw_in", air_sensor: str = "ta_rh",
+                 suffix: str = "_1_1_1") -> list[Reading]:
+    """SW_IN from `radiation_sensor`, TA and VPD from `air_sensor` (AmeriFlux qualifier `suffix`): one reading per
+    half hour, stamped at its middle, so the half-hour mean is the simulated value."""
+    readings = []
+    for i, end in enumerate(_end_times(year)):
+        time = end - timedelta(minutes=15)
+        for sensor, variable, unit, value in ((radiation_sensor, "SW_IN", "W m-2", year.sw_in[i]),
+                                              (air_sensor, "TA", "degC", year.ta[i]),
+                                              (air_sensor, "VPD", "hPa", year.vpd[i])):
+            readings.append(Reading(station=station, sensor=sensor, variable=variable + suffix, value=float(value),
+                                    unit=unit, time=time, time_source=TimeSource.GATEWAY, clock_synced=True,
+                                    qc=QualityFlag.GOOD))
+    return readings
+
+
+def truth_gc_m2(year: SyntheticYear) -> dict[str, float]:
+    """The true sums of the year, gC m-2: NEE, GPP and RECO (Σ flux × 1800 s × 12.011e-6)."""
+    factor = 1800.0 * 12.011e-6
+    return {"NEE": float(year.nee_true.sum() * factor), "GPP": float(year.gpp_true.sum() * factor),
+            "RECO": float(year.reco_true.sum() * factor)}

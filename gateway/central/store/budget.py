@@ -147,14 +147,6 @@ def check_table(table: BudgetTable) -> None:
         raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}")
 
 
-def rows_in_range(run: BudgetRun, resolution: str) -> tuple[int, int] | None:
-    """(first, last) time in ns of the rows the run holds at `resolution`, None when it holds none."""
-    found = run.ranges.get(resolution)
-    if found is None or found[2] == 0:
-        return None
-    return _ns(found[0]), _ns(found[1])
-
-
 def table_ranges(tables: Sequence[BudgetTable]) -> dict[str, tuple[datetime, datetime, int]]:
     return {t.resolution: (t.times[0], t.times[-1], len(t)) for t in tables if len(t)}
 

@@ -40,7 +40,6 @@ from gateway.central.store.budget import (
     WindowMean,
     check_table,
     clean,
-    rows_in_range,
     run_from_meta,
     table_ranges,
 )
@@ -156,15 +155,16 @@ class InfluxBudgetMixin:
             f"SELECT meta FROM {self._budget_source(BUDGET_RUN_MEASUREMENT)} WHERE site = $site AND "
             "station = $station AND year = $year AND engine_version = $engine_version AND "
             "settings_hash = $settings_hash", params)
-        names: list[str] = []
+        meta: dict[str, Any] = {}
         for series in found:
             for row in series.get("values") or []:
-                names = json.loads(row[series["columns"].index("meta")] or "{}").get("columns", {}).get(resolution, [])
+                meta = json.loads(row[series["columns"].index("meta")] or "{}")
+        names: list[str] = meta.get("columns", {}).get(resolution, [])
+        span = meta.get("ranges", {}).get(resolution)
         values: dict[str, list[float | None]] = {n: [] for n in names}
         times: list[datetime] = []
         labels: list[str] = []
-        span = rows_in_range(run, resolution)
-        if not found or span is None:
+        if not span:
             return BudgetTable(resolution, times, labels, values)
         params["resolution"] = resolution
         after = span[0] - 1

@@ -26,7 +26,6 @@ from gateway.central.store.budget import (
     WindowMean,
     check_table,
     clean,
-    rows_in_range,
     run_from_meta,
     table_ranges,
 )
@@ -130,14 +129,15 @@ class SqliteBudgetMixin:
     def budget_table(self, run: BudgetRun, resolution: Resolution) -> BudgetTable:
         key = [run.station, run.year, run.settings_hash, run.engine_version, run.site]
         found = self._budget_fetch(f"SELECT meta FROM budget_runs WHERE {_RUN_KEY}", key)
-        names: list[str] = json.loads(found[0][0]).get("columns", {}).get(resolution, []) if found else []
-        span = rows_in_range(run, resolution)
-        if not found or span is None:
-            return BudgetTable(resolution, [], [], {n: [] for n in names})
+        meta: dict[str, Any] = json.loads(found[0][0]) if found else {}
+        names: list[str] = meta.get("columns", {}).get(resolution, [])
+        span = meta.get("ranges", {}).get(resolution)
+        values: dict[str, list[float | None]] = {n: [] for n in names}
+        if not span:
+            return BudgetTable(resolution, [], [], values)
         rows = self._budget_fetch(
             f"SELECT time_ns, label, row_values FROM budget_rows WHERE {_RUN_KEY} AND resolution = ? "
             "AND time_ns >= ? AND time_ns <= ? ORDER BY time_ns", [*key, resolution, span[0], span[1]])
-        values: dict[str, list[float | None]] = {n: [] for n in names}
         for _t, _label, cells in rows:
             for name, cell in zip(names, json.loads(cells), strict=True):
                 values[name].append(None if cell is None else float(cell))

@@ -32,6 +32,7 @@ from gateway.flux.budget.aggregate import Aggregates
 from gateway.flux.budget.storage import storage_single_level
 
 __all__ = [
+    "HALFHOURLY_COLUMNS",
     "BudgetFileError",
     "BudgetInput",
     "read_budget_csv",
@@ -40,6 +41,13 @@ __all__ = [
 ]
 
 MISSING = -9999.0
+HALFHOURLY_COLUMNS = (
+    "NEE", "NEE_F", "NEE_F_QC", "NEE_F_RANDUNC", "NEE_F_RANDUNC_METHOD", "NEE_F_RANDUNC_N", "NEE_F_FSD",
+    "NEE_F_FNUM", "USTAR_THRESHOLD", "USTAR_FILTER", "NEE_U05_F", "NEE_U50_F", "NEE_U95_F",
+    "TA_F", "TA_F_QC", "SW_IN_F", "SW_IN_F_QC", "VPD_F", "VPD_F_QC", "SW_IN_POT", "NIGHT",
+    "RECO_NT", "GPP_NT", "NT_QC", "RECO_DT", "GPP_DT", "DT_QC",
+)
+"""The half-hourly output columns, in the order the command's OUT file has them (those the run produced)."""
 _QUALIFIED = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*?)(_\d+_\d+_\d+)$")
 
 

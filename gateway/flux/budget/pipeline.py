@@ -33,7 +33,11 @@ from gateway.flux.budget.mds import MdsResult, mds_fill, mds_fill_met
 from gateway.flux.budget.randunc import random_uncertainty
 from gateway.flux.budget.ustar import SWIN_FOR_NIGHT, UstarError, UstarResult, ustar_threshold
 
-__all__ = ["BudgetInputError", "BudgetResult", "BudgetSettings", "run_budget"]
+__all__ = ["ENGINE_NAME", "ENGINE_VERSION", "BudgetInputError", "BudgetResult", "BudgetSettings", "run_budget"]
+
+ENGINE_NAME = "sinkwatch-budget"
+ENGINE_VERSION = "0.1.0"
+"""Stored budgets carry f"{ENGINE_NAME} {ENGINE_VERSION}"; raise the version when a change moves results."""
 
 MIN_DAYS = 14
 """Shortest record the chain accepts: MDS needs its ±7-day windows, partitioning several weeks."""
