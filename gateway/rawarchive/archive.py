@@ -122,6 +122,16 @@ class ArchiveData:
     units: dict[str, str] = field(default_factory=dict)
 
 
+def _json_object(text: str, path: Path | str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the JSON parser recurses
+        raise ValueError(f"{path}: {what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: {what} is JSON but not an object ({type(value).__name__})")
+    return value
+
+
 def read_archive(path: Path | str) -> ArchiveData:
     """Read an archive file (closed `.csv.gz`, or a `.part` still being written / cut by a power loss)."""
     raw = Path(path).read_bytes()
@@ -137,23 +147,33 @@ def read_archive(path: Path | str) -> ArchiveData:
     lines = text.split("\n")
     if not lines or not lines[0].startswith(HEADER_PREFIX):
         raise ValueError(f"{path}: not a {FORMAT_NAME} file (no header line)")
-    header = json.loads(lines[0][len(HEADER_PREFIX):])
+    header = _json_object(lines[0][len(HEADER_PREFIX):], path, "header")
     if header.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format version {header.get('version')} is not {FORMAT_VERSION}")
+    columns = header.get("columns", [])
+    if not isinstance(columns, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("unit"), str) for c in columns):
+        raise ValueError(f"{path}: header 'columns' is not a list of {{name, unit}} objects")
+    if len(lines) < 2:
+        raise ValueError(f"{path}: no column-name line after the header (file cut short)")
     names = lines[1].split(",")[1:]
     footer: dict[str, Any] | None = None
     rows: list[list[float]] = []
     width = len(names) + 1
     for line in lines[2:]:
         if line.startswith(FOOTER_PREFIX):
-            footer = json.loads(line[len(FOOTER_PREFIX):])
+            footer = _json_object(line[len(FOOTER_PREFIX):], path, "footer")
             break
         parts = line.split(",")
         if len(parts) != width:
             continue  # a torn last line
-        rows.append([float(p) if p else math.nan for p in parts])
+        try:
+            rows.append([float(p) if p else math.nan for p in parts])
+        except ValueError:
+            raise ValueError(f"{path}: record {len(rows) + 1} holds a value that is not a number: {line[:80]!r}") \
+                from None
     table = np.array(rows, dtype=np.float64).reshape(len(rows), width)
-    units = {c["name"]: c["unit"] for c in header.get("columns", [])}
+    units = {c["name"]: c["unit"] for c in columns}
     return ArchiveData(
         header=header,
         time=table[:, 0].copy(),

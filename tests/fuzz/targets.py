@@ -833,6 +833,81 @@ def ini_texts(draw: st.DrawFn, base: str) -> bytes:
     return draw(mutated(data)) if draw(st.integers(0, 3)) == 0 else data
 
 
+# --- raw archive files and EddyPro method files (central recompute, `sinkwatch flux ec`) ----------------------------
+
+
+@st.composite
+def raw_archive_files(draw: st.DrawFn) -> bytes:
+    """A station raw archive file (docs/raw-archive.md): gzip of header, column line, records, footer — each part
+    possibly replaced, the text mutated, or the gzip stream cut (a `.part` file after a power loss)."""
+    from gateway.rawarchive.archive import FOOTER_PREFIX, FORMAT_NAME, FORMAT_VERSION, HEADER_PREFIX
+
+    header: Any = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "sensor": "sonic",
+                   "period_start": "2026-11-25T10:00:00Z", "period_s": 1800,
+                   "columns": [{"name": "U", "unit": "m s-1"}, {"name": "W", "unit": "m s-1"}]}
+    if draw(st.integers(0, 3)) == 0:
+        header = draw(st.one_of(json_values, st.just({**header, "columns": draw(json_values)})))
+    header_text = json.dumps(header)
+    if draw(st.integers(0, 9)) == 0:
+        header_text = "[" * draw(st.integers(1, 5000))
+    rows = [f"{1764064800 + i / 20:.6f},{draw(st.one_of(st.floats(-30, 30).map(repr), any_token))},"
+            f"{draw(st.floats(-5, 5))!r}" for i in range(draw(st.integers(0, 6)))]
+    footer = draw(st.one_of(st.just('{"records": 3}'), json_values.map(json.dumps), st.just("")))
+    parts = [HEADER_PREFIX + header_text, "TIME,U,W", *rows]
+    if draw(st.booleans()):
+        parts.append(FOOTER_PREFIX + footer)
+    text = "\n".join(parts[: draw(st.integers(1, len(parts)))] if draw(st.integers(0, 4)) == 0 else parts) + "\n"
+    raw = text.encode("utf-8", "surrogatepass")
+    if draw(st.integers(0, 3)) == 0:
+        raw = draw(mutated(raw))
+    data = gzip.compress(raw, mtime=0)
+    if draw(st.integers(0, 4)) == 0:
+        data = data[: draw(st.integers(0, len(data)))]
+    return data
+
+
+def _archive_reader(path: Path) -> Any:
+    from gateway.rawarchive.archive import read_archive
+
+    return read_archive(path)
+
+
+def _planar_fit_loader(path: Path) -> Any:
+    from gateway.flux.ec.planarfit import parse_eddypro_planar_fit
+
+    return parse_eddypro_planar_fit(path.read_bytes().decode("utf-8", "replace"))
+
+
+def _spectral_loader(path: Path) -> Any:
+    from gateway.flux.ec.spectral import parse_spectral_assessment
+
+    return parse_spectral_assessment(path.read_bytes().decode("utf-8", "replace"))
+
+
+@st.composite
+def text_file_mutants(draw: st.DrawFn, base: str) -> bytes:
+    """Lines of a known-good file with numbers replaced by nasty tokens, lines dropped or repeated, bytes edited."""
+    lines = base.splitlines()
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(("token", "drop", "dup", "cut")))
+        if op == "token":
+            words = lines[i].split()
+            if words:
+                words[draw(st.integers(0, len(words) - 1))] = draw(any_token)
+            lines[i] = " ".join(words)
+        elif op == "drop":
+            del lines[i]
+        elif op == "dup":
+            lines.insert(i, lines[i])
+        else:
+            lines = lines[:i]
+        if not lines:
+            lines = [""]
+    data = "\n".join(lines).encode("utf-8", "surrogatepass")
+    return draw(mutated(data)) if draw(st.integers(0, 3)) == 0 else data
+
+
 # --- the registry ---------------------------------------------------------------------------------------------------
 
 _RTU_LINE: Any = None
@@ -874,6 +949,10 @@ def build_targets() -> list[Target]:
     metadata = _FileHarness("site.metadata", _metadata_loader)
     settings = _FileHarness("run.eddypro", _settings_loader)
     metadata_yaml = _FileHarness("site.yaml", _metadata_loader)
+    archive = _FileHarness("sonic_20261125T1000Z.csv.gz", _archive_reader)
+    planar_fit = _FileHarness("planar_fit.txt", _planar_fit_loader)
+    spectral = _FileHarness("spectral_assessment.txt", _spectral_loader)
+    reference = REPO_ROOT / "tests" / "data" / "ec-raw"
     layouts = st.booleans()
     return [
         Target("modbus_rtu_frame_length", with_mutations(st.binary(min_size=0, max_size=12)), _frame_lengths, (),
@@ -904,4 +983,9 @@ def build_targets() -> list[Target]:
                settings.load, (ConfigError,)),
         Target("flux_metadata_yaml", yaml_texts((_EXAMPLES / "DE-HoH.metadata.yaml").read_text()),
                metadata_yaml.load, (ConfigError,)),
+        Target("raw_archive_file", raw_archive_files(), archive.load, (OSError, ValueError)),
+        Target("eddypro_planar_fit", text_file_mutants((reference / "planar_fit.txt").read_text()), planar_fit.load,
+               (ValueError,)),
+        Target("eddypro_spectral_assessment",
+               text_file_mutants((reference / "spectral_assessment.txt").read_text()), spectral.load, (ValueError,)),
     ]

@@ -8,9 +8,11 @@ import gzip
 import json
 import re
 import tracemalloc
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from drivers.gmp252.driver import GMP252Config, GMP252Driver
 from drivers.gmp343 import grammar as gmp343_grammar
@@ -23,7 +25,7 @@ from gateway.central.ingest import Malformed, parse_batch, parse_raw_chunk
 from gateway.configfile import ConfigError, read_yaml_mapping
 from gateway.driver_api import BadRecord
 from gateway.flux.files import load_metadata, load_settings
-from gateway.model import QualityFlag
+from gateway.model import QualityFlag, Reading, TimeSource
 from gateway.rawarchive.archive import HEADER_PREFIX
 
 from .targets import REPO_ROOT, FakeLine, IngestHarness
@@ -151,9 +153,14 @@ def test_reading_whose_offset_leaves_the_calendar_is_a_schema_error() -> None:
                "time": "0001-01-01T00:00:00+23:59", "time_source": "gateway", "clock_synced": True, "qc": 0}
     payload = json.dumps({"schema_version": 1, "site": "site1", "station": "st1", "seq": 1,
                           "sent": "2026-11-25T10:00:00Z", "readings": [reading]}).encode()
-    with pytest.raises(Malformed, match="outside the range of UTC dates") as caught:
+    with pytest.raises(Malformed) as caught:  # an OverflowError out of the model before the fix
         parse_batch("site1", "st1", payload)
     assert caught.value.reason == "schema"
+    # a datetime handed over by our own code gets the same treatment
+    east = timezone(timedelta(hours=23, minutes=59))
+    with pytest.raises(ValidationError, match="outside the range of UTC dates"):
+        Reading(station="st1", sensor="s", variable="CO2", value=1.0, unit="u", time=datetime(1, 1, 1, tzinfo=east),
+                time_source=TimeSource.GATEWAY, clock_synced=True, qc=QualityFlag.GOOD)
 
 
 @pytest.mark.parametrize("time", ["1600-01-01T00:00:00Z", "2300-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
@@ -212,3 +219,40 @@ def test_raw_file_check_does_not_hold_the_inflated_file_in_memory() -> None:
         tracemalloc.stop()
     assert chunk.sensor == "sonic" and len(data) == chunk.size
     assert peak < 16 << 20, f"peak {peak / 2**20:.0f} MiB while checking a 64 MiB file"
+
+
+# --- raw archive and EddyPro method files -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header, problem", [
+    ("5", "header is JSON but not an object"),
+    ("[" * 5000, "header is not JSON"),
+    ('{"format": "sinkwatch-raw", "version": 1, "columns": [1, 2]}', "not a list of {name, unit} objects"),
+])
+def test_raw_archive_with_a_broken_header_is_a_value_error(tmp_path: Path, header: str, problem: str) -> None:
+    from gateway.rawarchive.archive import read_archive
+
+    path = tmp_path / "sonic_20261125T1000Z.csv.gz"
+    path.write_bytes(gzip.compress((HEADER_PREFIX + header + "\nTIME,U\n1.0,2.0\n").encode()))
+    with pytest.raises(ValueError, match=problem):
+        read_archive(path)
+
+
+def test_raw_archive_cut_after_its_header_is_a_value_error(tmp_path: Path) -> None:
+    from gateway.rawarchive.archive import FORMAT_VERSION, read_archive
+
+    path = tmp_path / "sonic_20261125T1000Z.csv.gz.part"
+    path.write_bytes(gzip.compress((HEADER_PREFIX + json.dumps({"version": FORMAT_VERSION})).encode()))
+    with pytest.raises(ValueError, match="no column-name line"):
+        read_archive(path)
+
+
+def test_spectral_assessment_with_a_short_exp_line_is_a_value_error() -> None:
+    from gateway.flux.ec.spectral import parse_spectral_assessment
+
+    text = (REPO_ROOT / "tests" / "data" / "ec-raw" / "spectral_assessment.txt").read_text()
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split() == ["exp1", "exp2", "exp3"])
+    lines[at + 1] = lines[at + 1].split()[0]
+    with pytest.raises(ValueError, match="expected the three numbers exp1 exp2 exp3, found 1"):
+        parse_spectral_assessment("\n".join(lines))

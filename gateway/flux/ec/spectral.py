@@ -256,7 +256,9 @@ def parse_spectral_assessment(text: str) -> SpectralAssessment:
             cf[m[1]] = (float(m[2]), float(m[3]))
             continue
         if line.split() == ["exp1", "exp2", "exp3"] and i + 1 < len(lines):
-            vals = [float(v) for v in lines[i + 1].split()]
+            vals = [float(v) for v in lines[i + 1].split()]  # ValueError names a word that is not a number
+            if len(vals) != 3:
+                raise ValueError(f"line {i + 2}: expected the three numbers exp1 exp2 exp3, found {len(vals)}")
             exp = (vals[0], vals[1], vals[2])
     if not classes:
         raise ValueError("no water-vapour RH classes found")
