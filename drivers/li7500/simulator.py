@@ -63,6 +63,7 @@ class LI7500Simulator(StreamSimulator):
         self.digits = digits
         self.requested_frequency_hz = self.frequency_hz
         self.record_count = 0
+        self.outputs_changed_at_record: int | None = None  # records served before the last (Outputs ...) command
 
     # --- one record --------------------------------------------------------------------------------------------
 
@@ -126,6 +127,7 @@ class LI7500Simulator(StreamSimulator):
             for item in command[1:]:
                 if isinstance(item, tuple) and item[0] == "RS232":
                     self._apply_rs232(item)
+                    self.outputs_changed_at_record = self.record_count
         return _reply(("Ack", ("val", "TRUE")))
 
     def _apply_rs232(self, group: sexpr.SExpr) -> None:

@@ -86,7 +86,9 @@ def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 def make_driver(port: str, **overrides: Any) -> GMP343Driver:
-    settings = {"name": "co2_canopy", "port": port, "timeout_s": 0.3, **overrides}
+    # 2 s: a loaded CI machine can delay a PTY round trip by a good fraction of a second; only the fault tests
+    # need a timeout below the simulator's 0.5 s "slow" answer, and they ask for it.
+    settings = {"name": "co2_canopy", "port": port, "timeout_s": 2.0, **overrides}
     return GMP343Driver(GMP343Config.model_validate(settings), station="st1")
 
 
@@ -131,13 +133,13 @@ def test_a_probe_left_waiting_for_a_parameter_is_resynchronised(ptys: tuple[str,
 def test_faults_surface_as_device_errors_and_the_driver_recovers(ptys: tuple[str, str], fault: str,
                                                                   kind: FailureKind) -> None:
     with GMP343Simulator(ptys[0], fault=fault) as sim:
-        driver = make_driver(ptys[1])
+        driver = make_driver(ptys[1], timeout_s=0.3)
         try:
             with pytest.raises(DeviceError) as info:
                 driver.poll()
             assert info.value.kind is kind and "co2_canopy" in info.value.message and info.value.hint
             sim.set_fault("none")
-            driver.config.timeout_s = 1.0  # room for a slow reply still in flight
+            driver.config.timeout_s = 2.0  # room for a slow reply still in flight
             assert by_variable(driver.poll())["CO2"].value is not None
         finally:
             driver.close()
