@@ -122,6 +122,8 @@ def demo(
     data_dir: Annotated[Path | None, typer.Option(help="keep buffer, store and logs here (default: a temp dir, "
                                                        "removed at the end)")] = None,
     interval: Annotated[float, typer.Option(help="probe polling interval in seconds", min=0.1)] = 1.0,
+    budget: Annotated[bool, typer.Option(help="first compute the carbon budget of a simulated year (a few seconds; "
+                                              "see gateway/demo_budget.py)")] = True,
 ) -> None:
     """Run the whole chain on this machine: simulated probe, station, broker, central service and HTTP API."""
     try:
@@ -138,7 +140,7 @@ def demo(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         summary = run_demo(duration, broker_url=broker, influx_url=influx_url, data_dir=data_dir,
-                           interval_s=interval, stop=stop)
+                           interval_s=interval, stop=stop, budget=budget)
     except (RuntimeError, ValueError) as exc:
         typer.echo(f"demo failed: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gateway.demo_budget import DemoBudget, run_demo_budget
 from gateway.edge.config import load_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now
@@ -53,6 +54,7 @@ class DemoSummary:
     api_url: str
     stored_by_variable: dict[str, int] = field(default_factory=dict)
     flux_records: list[dict[str, Any]] = field(default_factory=list)
+    budget: DemoBudget | None = None  # the simulated year's budget (gateway/demo_budget.py), unless turned off
 
     def line(self) -> str:
         return (f"demo finished after {self.seconds:.0f} s: {self.readings_read} readings read, "
@@ -90,18 +92,21 @@ def _broker(url: str | None) -> Iterator[tuple[str, int]]:
         yield broker.host, broker.port
 
 
+def demo_storage(data_dir: Path, influx_url: str | None) -> dict[str, object]:
+    """The demo's store: embedded SQLite in the data dir, or database sinkwatch_demo of `influx_url`."""
+    if influx_url:
+        return {"kind": "influxdb", "url": influx_url, "database": "sinkwatch_demo"}
+    return {"kind": "sqlite", "path": str(data_dir / "central.sqlite")}
+
+
 @contextlib.contextmanager
 def _central(broker: tuple[str, int], data_dir: Path, influx_url: str | None) -> Iterator[str]:
     from gateway.central.config import CentralConfig
     from gateway.central.service import run_central
 
-    storage: dict[str, object] = (
-        {"kind": "influxdb", "url": influx_url, "database": "sinkwatch_demo"} if influx_url
-        else {"kind": "sqlite", "path": str(data_dir / "central.sqlite")}
-    )
     config = CentralConfig.model_validate({
         "mqtt": {"host": broker[0], "port": broker[1], "client_id": f"sinkwatch-central-demo-{int(time.time())}"},
-        "storage": storage,
+        "storage": demo_storage(data_dir, influx_url),
         "api": {"host": "127.0.0.1", "port": 0},
         "data_dir": str(data_dir / "central"),
     })
@@ -152,6 +157,8 @@ SUMMARY_INTERVAL_S = 10.0
 FLUX_AVERAGING_MIN = 0.5
 DEMO_TURBULENCE = TurbulenceSpec(frequency_hz=STREAM_HZ, time_scale_s=0.1)
 DEMO_SITE_METADATA = {"altitude": 100.0, "latitude": 51.0, "canopy_height": 20.0}
+DEMO_LONGITUDE = 10.0  # the site's longitude and standard time, for the budget's potential radiation
+DEMO_UTC_OFFSET_H = 1.0
 
 
 @dataclass
@@ -322,9 +329,11 @@ def count_stored(api_url: str, start_margin: timedelta = timedelta(hours=1)) -> 
 def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_url: str | None = None,
              data_dir: Path | None = None, interval_s: float = 1.0, seed: int = 0,
              stop: threading.Event | None = None, echo: bool = True,
-             on_running: Callable[[DemoRig, Path], None] | None = None) -> DemoSummary:
+             on_running: Callable[[DemoRig, Path], None] | None = None, budget: bool = True) -> DemoSummary:
     """Run the demo station until `stop` is set or `duration_s` has passed. `on_running(rig, station_yaml)` is
-    called (in this thread) once the station runs, e.g. for a test to check it while it runs."""
+    called (in this thread) once the station runs, e.g. for a test to check it while it runs. `budget`: first
+    store a simulated year for the demo station and run the central budget job on it (gateway/demo_budget.py);
+    it runs before the station starts, so its seconds of computing never take time from the station's threads."""
     stop = stop or threading.Event()
     owned_dir = data_dir is None
     work = Path(tempfile.mkdtemp(prefix="sinkwatch-demo-")) if data_dir is None else data_dir
@@ -344,6 +353,7 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
             say(f"station:  {station_yaml}; data in {work}")
             say(f"check:    sinkwatch station check -c {station_yaml}")
             say(f"live:     sinkwatch live -c {station_yaml}")
+            demo_budget = _budget(work, influx_url, api_url, seed, say) if budget else None
             station = load_station_config(station_yaml)
             daemon = StationDaemon(station)
             station_thread = threading.Thread(target=daemon.run, args=(stop,), name="station", daemon=True)
@@ -362,7 +372,23 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
             # a receipt says the store holds a batch, so the API shows at least what was confirmed
             stored = count_stored_by_variable(api_url)
             return DemoSummary(time.monotonic() - started, read, confirmed, sum(stored.values()), errors,
-                               api_url, stored, fetch_flux_records(api_url))
+                               api_url, stored, fetch_flux_records(api_url), demo_budget)
     finally:
         if owned_dir:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _budget(work: Path, influx_url: str | None, api_url: str, seed: int,
+            say: Callable[[str], None]) -> DemoBudget:
+    from gateway.central.config import StorageSettings
+
+    say("budget:   storing a simulated year of half-hourly fluxes and met readings for the demo station and "
+        "computing its carbon budget ...")
+    result = run_demo_budget(
+        StorageSettings.model_validate(demo_storage(work, influx_url)), api_url, site=DEMO_SITE,
+        station=DEMO_STATION, latitude=DEMO_SITE_METADATA["latitude"], longitude=DEMO_LONGITUDE,
+        utc_offset_h=DEMO_UTC_OFFSET_H, radiation_sensor=PYRANOMETER[0], air_sensor=AIR_PROBE[0],
+        suffix=PYRANOMETER[2], seed=seed)
+    for line in result.lines():
+        say(f"budget:   {line}")
+    return result

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from gateway.central.store import SqliteStore
 from gateway.cli import app
 from gateway.demo import (
     AIR_PROBE,
@@ -28,6 +29,7 @@ from gateway.demo import (
     DemoRig,
     run_demo,
 )
+from gateway.demo_budget import NEE_TOLERANCE_GC, NEE_TOLERANCE_SIGMA, PARTITION_TOLERANCE
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import load_station_config
 from gateway.edge.live import StatusUnavailable, read_status
@@ -64,6 +66,11 @@ def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> Non
     buffer = ReadingBuffer(tmp_path / "station-buffer.sqlite")
     assert (buffer.pending_readings(), buffer.pending_batches()) == (0, 0)
     buffer.close()
+    # by default the demo first shows a carbon budget, and says it is a simulated year
+    budget_lines = [line for line in result.stdout.splitlines() if line.startswith("budget:")]
+    assert any("simulated year" in line and "gateway/simulation/fluxyear.py" in line for line in budget_lines)
+    assert any(re.search(r"NEE +-?\d+\.\d ± \d+\.\d gC m-2 +truth +-?\d+\.\d", line) for line in budget_lines)
+    assert any("/api/v1/budget?station=st01&year=" in line for line in budget_lines)
 
 
 def test_demo_rejects_a_bad_broker_url() -> None:
@@ -78,7 +85,7 @@ def test_demo_flags_point_it_at_a_real_broker_and_influxdb(
     tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance
 ) -> None:
     summary = run_demo(3, broker_url=f"mqtt://{mosquitto.host}:{mosquitto.port}", influx_url=influxd.url,
-                       data_dir=tmp_path, interval_s=0.5, echo=False)
+                       data_dir=tmp_path, interval_s=0.5, echo=False, budget=False)
     assert summary.readings_stored > 0
     assert summary.readings_read == summary.readings_confirmed == summary.readings_stored
     # the readings are in the real InfluxDB, not in an embedded store
@@ -125,7 +132,8 @@ def test_demo_station_check_passes_while_it_runs_and_names_a_stopped_sensor(tmp_
             stop.set()
 
     stop = threading.Event()
-    summary = run_demo(None, data_dir=tmp_path, interval_s=0.5, echo=False, stop=stop, on_running=while_running)
+    summary = run_demo(None, data_dir=tmp_path, interval_s=0.5, echo=False, stop=stop, on_running=while_running,
+                       budget=False)
     (passing_code, passing), (failing_code, failing) = outputs
     assert passing_code == 0, passing
     assert "9 of 9 sensors pass" in passing and "daemon running" in passing
@@ -159,7 +167,7 @@ def _covariance_standard_error(a: str, b: str, n: int) -> float:
 
 @pytest.mark.slow
 def test_demo_station_computes_fluxes_that_match_the_prescribed_turbulence(tmp_path: Path) -> None:
-    summary = run_demo(100, data_dir=tmp_path, echo=False)
+    summary = run_demo(100, data_dir=tmp_path, echo=False, budget=False)
     assert summary.flux_records, "no flux period reached the API in 100 s"
     for record in summary.flux_records:
         assert record["status"] == "ok", record["reasons"]
@@ -173,3 +181,27 @@ def test_demo_station_computes_fluxes_that_match_the_prescribed_turbulence(tmp_p
         # the analyzer's lag behind the sonic is exactly the field's
         assert values["CO2_TLAG"] == values["H2O_TLAG"] == DEMO_TURBULENCE.lag_s
     assert "flux periods (last w'Ts'" in summary.line()
+
+
+def test_demo_budget_of_the_simulated_year_is_within_tolerance_of_its_truth(tmp_path: Path) -> None:
+    summary = run_demo(1, data_dir=tmp_path, interval_s=0.5, echo=False)
+    budget = summary.budget
+    assert budget is not None
+    truth = budget.truth
+    # read back through GET /api/v1/budget while the demo ran; the tolerances of gateway/demo_budget.py
+    nee, sigma = budget.value("NEE_F"), budget.value("NEE_F_UNC")
+    assert 0 < sigma < 20
+    assert abs(nee - truth["NEE"]) <= max(NEE_TOLERANCE_SIGMA * sigma, NEE_TOLERANCE_GC), (nee, sigma, truth)
+    assert budget.value("GPP_NT") == pytest.approx(truth["GPP"], rel=PARTITION_TOLERANCE)
+    assert budget.value("RECO_NT") == pytest.approx(truth["RECO"], rel=PARTITION_TOLERANCE)
+    assert budget.within_tolerance()
+    # the u* filter found the simulation's prescribed threshold, with its bootstrap distribution
+    assert budget.ustar["threshold"] == pytest.approx(budget.ustar_truth, abs=0.05)
+    assert len(budget.ustar["draws"]) == 100 and budget.ustar["p05"] <= budget.ustar["p95"]
+    assert budget.value("GAP_FRACTION") > 0.3  # the simulated year has gaps the job filled
+    # the store holds it as a complete year of the demo station, beside the live readings
+    store = SqliteStore(tmp_path / "central.sqlite")
+    (run,) = store.budget_runs("st01", budget.year)
+    store.close()
+    assert run.complete and run.settings_hash == budget.settings_hash
+    assert summary.readings_read == summary.readings_confirmed == summary.readings_stored > 0
