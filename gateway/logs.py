@@ -16,3 +16,11 @@ def setup_logging(level: str | None = None) -> None:
     # pymodbus logs every failed transaction at ERROR; drivers turn those into DeviceErrors that the daemon
     # counts and logs once per state change, so pymodbus's own lines would only repeat them on every poll
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # httpx logs every request at INFO ("HTTP Request: POST .../write 204"): one line per stored batch and per API
+    # query, thousands an hour for one station. The store reports what matters itself (outage, back), once each.
+    for chatty in QUIET_LIBRARY_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+# HTTP client libraries under the InfluxDB store; their failures reach us as exceptions, which we log on change.
+QUIET_LIBRARY_LOGGERS = ("httpx", "httpcore", "urllib3", "influxdb_client")

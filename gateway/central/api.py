@@ -19,6 +19,8 @@ import csv
 import io
 import math
 import re
+import threading
+import time
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import FastAPI, Query, Request
@@ -45,6 +47,7 @@ from gateway.flux.records import flux_result_of
 from gateway.model import format_time
 
 MAX_POINTS = 100_000
+HEALTH_CACHE_S = 2.0  # how long /health reuses the store's last answer to a ping
 MAX_FLUX_RECORDS = 100_000
 _SETTINGS_HASH_RE = re.compile(SETTINGS_HASH_PATTERN)
 
@@ -126,6 +129,37 @@ DATE_TIME: dict[str, Any] = {"format": "date-time", "example": "2026-11-25T10:00
 DURATION: dict[str, Any] = {"pattern": "^[1-9][0-9]{0,8}[smhd]$", "example": "30m"}
 
 
+class StoragePing:
+    """Whether the store answers, for /health: one `store.ping()` at a time (InfluxStore: 1 s timeout), its answer
+    reused for `max_age_s`. Requests arriving while a ping is out wait for that ping's answer rather than sending
+    their own, so a frozen database costs each of them about one ping timeout, not a queue of them, and never the
+    store's request timeout."""
+
+    def __init__(self, store: Store, max_age_s: float = HEALTH_CACHE_S, wait_s: float = 2.0) -> None:
+        self.store = store
+        self.max_age_s = max_age_s
+        self.wait_s = wait_s
+        self._lock = threading.Lock()
+        self._last: tuple[float, bool] | None = None  # (monotonic time of the answer, reachable)
+
+    def reachable(self) -> bool:
+        asked = time.monotonic()
+        last = self._last
+        if last is not None and asked - last[0] < self.max_age_s:
+            return last[1]
+        if not self._lock.acquire(timeout=self.wait_s):
+            return False  # a ping has been out longer than any answer takes: the store is not answering
+        try:
+            last = self._last
+            if last is not None and last[0] >= asked:
+                return last[1]  # answered while we waited
+            reachable = self.store.ping()
+            self._last = (time.monotonic(), reachable)
+            return reachable
+        finally:
+            self._lock.release()
+
+
 def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONResponse:
     # Same shape as FastAPI's own validation errors, so clients handle one format.
     return JSONResponse(
@@ -155,9 +189,11 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     async def _on_store_error(request: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse(status_code=500, content={"detail": f"storage error: {exc}"})
 
+    storage = StoragePing(store)
+
     @app.get("/api/v1/health", response_model=HealthOut)
     def health() -> HealthOut:
-        reachable = store.ping()
+        reachable = storage.reachable()
         connected = ingest.mqtt_connected if ingest is not None else None
         ok = reachable and connected is not False
         return HealthOut(

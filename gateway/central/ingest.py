@@ -88,6 +88,7 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_FILE = "dead-letter.jsonl"
 SESSION_EXPIRY_S = 30 * 86400  # the broker keeps our session and queue for a month of silence
+LOG_REPEAT_S = 60.0  # the same problem from the same source is logged at most once a minute (always counted)
 
 # A reading (or flux period) stamped outside [PLAUSIBLE_FROM, now + PLAUSIBLE_AHEAD] by the central clock is set
 # aside: no sinkwatch station measured before 2000, and a stamp more than a day ahead is a clock that is wrong
@@ -127,6 +128,7 @@ class IngestCounters:
     raw_bytes_archived: int = 0
     raw_duplicates: int = 0
     raw_conflicts: int = 0
+    internal_errors: int = 0  # unexpected exceptions while storing a message (retried, logged with traceback)
     mqtt_connects: int = 0
     mqtt_disconnects: int = 0
     receipts_sent: int = 0
@@ -191,6 +193,7 @@ class Ingestor:
         self._storage_available = True
         self._recent_seqs: dict[tuple[str, str], OrderedDict[int, None]] = {}
         self._statuses: dict[tuple[str, str], StationStatus] = {}
+        self._log_times: dict[tuple[str, ...], tuple[float | None, int]] = {}
         self._status_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._receipts = ReceiptBook()
@@ -346,7 +349,16 @@ class Ingestor:
         outage_started: float | None = None
         while True:
             try:
-                self.handle(topic, payload)
+                try:
+                    self.handle(topic, payload)
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:
+                    # A bug or an answer the store code did not foresee: never let it end the worker (nothing
+                    # would be stored again) nor ack the message; log it with its traceback and retry like an outage.
+                    self._count("internal_errors")
+                    log.exception("storing a message on %s failed unexpectedly; will retry", topic)
+                    raise StoreUnavailable(f"unexpected {type(exc).__name__}: {exc}") from exc
             except StoreUnavailable as exc:
                 if self._storage_available:
                     self._storage_available = False
@@ -459,8 +471,9 @@ class Ingestor:
                     self._counters.readings_set_aside.get(reason, 0) + len(entries))
             self._counters.dead_lettered += len(records)
         for record in records:
-            log.warning("station %s/%s: %s; kept in %s", batch.site, batch.station, record["problem"],
-                        self.dead_letter_path)
+            self._log_limited(logging.WARNING, (batch.site, batch.station, str(record["reason"])),
+                              f"station {batch.site}/{batch.station}: {record['problem']}; kept in "
+                              f"{self.dead_letter_path}")
 
     def _handle_fluxes(self, site: str, station: str, payload: bytes) -> None:
         record = parse_flux_record(site, station, payload)
@@ -521,8 +534,21 @@ class Ingestor:
         self._append_dead_letters([record])
         with self._counter_lock:
             self._counters.malformed[reason] = self._counters.malformed.get(reason, 0) + 1
-        log.error("dropping message on %s: %s (%s); appended to %s", topic, problem, reason, self.dead_letter_path)
+        self._log_limited(logging.ERROR, (topic, reason), f"dropping message on {topic}: {problem} ({reason}); "
+                          f"appended to {self.dead_letter_path}")
         self._count("dead_lettered")
+
+    def _log_limited(self, level: int, key: tuple[str, ...], message: str) -> None:
+        """Log `message` the first time for `key`, then at most every LOG_REPEAT_S with how many were not logged:
+        one station repeating a bad message must not write a line per message (they are all counted anyway)."""
+        now = time.monotonic()
+        last, suppressed = self._log_times.get(key, (None, 0))
+        if last is not None and now - last < LOG_REPEAT_S:
+            self._log_times[key] = (last, suppressed + 1)
+            return
+        self._log_times[key] = (now, 0)
+        more = f" ({suppressed} more like it since the last line)" if suppressed else ""
+        log.log(level, "%s%s", message, more)
 
     def _append_dead_letters(self, records: list[dict[str, Any]]) -> None:
         try:

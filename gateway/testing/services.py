@@ -275,8 +275,19 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def stop(self) -> None:
         if self._process is not None:
+            self.thaw()  # a frozen process cannot handle SIGTERM
             _terminate(self._process)
             self._process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the database hangs with its sockets open (connections accepted by the kernel, never answered),
+        the way a swapping or stalled server looks to a client."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
 
 @contextlib.contextmanager

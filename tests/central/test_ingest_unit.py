@@ -154,6 +154,36 @@ def test_store_outage_is_retried_with_backoff_and_logged_once_each_way(
     store.close()
 
 
+class SurprisingStore(SqliteStore):
+    """Raises something no store should (a bug, an answer nobody foresaw) on the first writes."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+        if self.failures:
+            self.failures -= 1
+            raise KeyError("results")
+        return super().write(batch_points)
+
+
+def test_an_unexpected_error_is_retried_not_fatal_and_not_acked_early(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SurprisingStore(tmp_path / "s.sqlite", failures=2)
+    ingestor = Ingestor(MqttSettings(port=1), store, tmp_path / "data", retry_initial_s=0.01, retry_max_s=0.02)
+    payload = batch("site1", "st1", 1, series("st1", [1.0])).model_dump_json().encode()
+
+    with caplog.at_level(logging.ERROR, logger="gateway.central.ingest"):
+        assert ingestor.handle_with_retry(readings_topic("site1", "st1"), payload) is True
+
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0]
+    assert ingestor.counters()["internal_errors"] == 2
+    assert any(r.exc_info and "failed unexpectedly" in r.getMessage() for r in caplog.records)
+    store.close()
+
+
 def test_stopping_during_an_outage_leaves_the_message_unacknowledged(tmp_path: Path) -> None:
     store = FlakyStore(tmp_path / "flaky.sqlite", failures=10**9)
     ingestor = Ingestor(MqttSettings(port=1), store, tmp_path / "data", retry_initial_s=0.01, retry_max_s=0.02)

@@ -205,8 +205,12 @@ class InfluxStore(InfluxBudgetMixin):
         org: str | None = None,
         bucket: str | None = None,
         timeout_s: float = 10.0,
+        ping_timeout_s: float = 1.0,
     ) -> None:
         self.url = url.rstrip("/")
+        # /ping is answered by InfluxDB without touching data: a second without an answer means it is stuck, and
+        # health checks must not wait out a write's timeout to say so
+        self.ping_timeout_s = min(ping_timeout_s, timeout_s)
         self.database = database
         self.api = api
         self.retention_policy = retention_policy
@@ -260,7 +264,15 @@ class InfluxStore(InfluxBudgetMixin):
             for first, last in _clusters(sorted(stamps), _HELD_QUERY_GAP_NS):
                 query = (f"SELECT value, qc, clock_synced, qc_reason FROM {self._source()} WHERE site = $site "
                          f"AND station = $station AND time >= {int(first)} AND time <= {int(last)} GROUP BY *")
-                for series in self._query(query, {"site": site, "station": station}):
+                try:
+                    found = self._query(query, {"site": site, "station": station})
+                except StoreUnavailable:
+                    raise
+                except StoreError as exc:
+                    # e.g. "query engine shutdown" while influxd stops: nothing is written without this answer
+                    raise StoreUnavailable(f"InfluxDB at {self.url} could not say what it holds ({exc}); "
+                                           "will retry") from exc
+                for series in found:
                     tags = series.get("tags") or {}
                     columns = series["columns"]
                     for row in series.get("values") or []:
@@ -501,7 +513,7 @@ class InfluxStore(InfluxBudgetMixin):
 
     def ping(self) -> bool:
         try:
-            return self._http.get("/ping").is_success
+            return self._http.get("/ping", timeout=self.ping_timeout_s).is_success
         except httpx.HTTPError:
             return False
 
