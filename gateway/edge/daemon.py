@@ -107,18 +107,21 @@ class StationDaemon:
         self.buffer_errors = 0
         # readings already read but not yet committed to disk (only while the disk refuses writes)
         self._unbuffered: list[Reading] = []
+        # taken by run() just before it closes the buffer and outboxes: what health() answers after the stop
+        self._final_health: dict[str, object] | None = None
         # for the status snapshot (`sinkwatch live`, gateway/edge/live.py): every reading handed over, and the
         # latest one per sensor and variable
-        self._left_at_stop: int | None = None  # readings left in the buffer when run() closed it
         self.readings_received = 0
         self.latest: dict[str, dict[str, Reading]] = {}
 
     def health(self) -> dict[str, object]:
+        if self._final_health is not None:
+            return self._final_health  # stopped: the files behind the live figures are closed
         return {
             "site": self.config.site,
             "station": self.config.station,
             "broker_connected": self.delivery.connected,
-            "buffered_readings": self._buffered_readings(),
+            "buffered_readings": self.buffer.pending_readings() + len(self._unbuffered) + len(self._incoming),
             "buffer_errors": self.buffer_errors,
             "delivery": self.delivery.health(),
             "sensors": [vars(r.health) for r in self.runners],
@@ -126,11 +129,6 @@ class StationDaemon:
             "lines": [bus.health() for bus in self.buses],
             "flux": self.flux.health() if self.flux is not None else None,
         }
-
-    def _buffered_readings(self) -> int:
-        # after run() has closed the buffer, the count it left behind (the final health line is logged then)
-        on_disk = self.buffer.pending_readings() if self._left_at_stop is None else self._left_at_stop
-        return on_disk + len(self._unbuffered) + len(self._incoming)
 
     def _store(self, readings: list[Reading]) -> None:
         """Queue readings for the buffer writer; called from every poll thread, never waits for the disk."""
@@ -216,11 +214,11 @@ class StationDaemon:
             self.delivery.stop()
             status_thread.join(timeout=5)
             status.write(running=False)
+            self._final_health = self.health()
             if self.flux is not None:
                 self.flux.outbox.close()
             if self.streams.uplink is not None:
                 self.streams.uplink.close()
             left = self.buffer.pending_readings()
-            self._left_at_stop = left
             self.buffer.close()
             log.info("station stopped; %d readings remain buffered for the next start", left)
