@@ -46,9 +46,9 @@ from gateway.contract import Channel, FluxRecord, encode_flux_record, fluxes_top
 from gateway.driver_api import StreamConfig, is_stream_driver
 from gateway.edge.config import FluxConfig, StationConfig
 from gateway.edge.delivery import OutboxItem
-from gateway.flux.ec.engine import PlanarFitSetup, check_configuration, process_period
+from gateway.flux.ec.engine import PlanarFitSetup, check_configuration, fit_planar_fit, process_period
 from gateway.flux.ec.result import ENGINE_NAME, ENGINE_VERSION
-from gateway.flux.ec.settings import ProcessingSettings, SiteMetadata
+from gateway.flux.ec.settings import ProcessingSettings, Rotation, SiteMetadata
 from gateway.flux.rawperiods import (
     ArchiveReader,
     SensorData,
@@ -65,6 +65,7 @@ log = logging.getLogger("sinkwatch.edge.flux")
 ARCHIVE_FLUSH_RECORDS = 200  # ArchiveWriter's default flush_every: an open file is readable up to its last flush
 CATCH_UP_S = 2 * 86400  # after a restart, periods at most this far back are computed from the archive
 RETRY_S = 5.0  # a period whose records have not all reached the archive is looked at again after this
+PLANAR_FIT_HISTORY_S = 14 * 86400  # a planar fit without a file is fitted over the last two weeks' periods
 
 
 # --- configuration ------------------------------------------------------------------------------------------------
@@ -259,6 +260,8 @@ CREATE TABLE IF NOT EXISTS flux_outbox (
     body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS flux_state (key TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS flux_mean_wind (period_end REAL PRIMARY KEY, u REAL NOT NULL, v REAL NOT NULL,
+                                           w REAL NOT NULL);
 """
 
 
@@ -295,6 +298,20 @@ class FluxOutbox:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def add_mean_wind(self, period_end: float, u: float, v: float, w: float) -> None:
+        """Remember a period's sonic-frame mean wind (m s-1) for the station's own planar fit."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO flux_mean_wind(period_end, u, v, w) VALUES (?, ?, ?, ?)",
+                             (period_end, u, v, w))
+            self._db.execute("DELETE FROM flux_mean_wind WHERE period_end < ?", (period_end - PLANAR_FIT_HISTORY_S,))
+
+    def mean_winds(self, after: float, until: float) -> list[tuple[float, float, float]]:
+        """The mean winds of the periods ending in (after, until]."""
+        with self._lock:
+            rows = self._db.execute("SELECT u, v, w FROM flux_mean_wind WHERE period_end > ? AND period_end <= ? "
+                                    "ORDER BY period_end", (after, until)).fetchall()
+        return [(float(u), float(v), float(w)) for u, v, w in rows]
 
     def last_period_end(self) -> float | None:
         with self._lock:
@@ -470,8 +487,13 @@ class FluxRunner:
         try:
             period = build_period(setup.metadata, start, end, sonic, gas, filter_diag=setup.settings.filter_diag,
                                   source=", ".join(p.name for p in sonic_paths + gas_paths))
-            result = process_period(period, setup.settings, planar_fit=setup.planar_fit,
+            settings, planar_fit, notes = self._rotation(end_ts)
+            period.issues.extend(notes)
+            result = process_period(period, settings, planar_fit=planar_fit,
                                     spectral_assessment=setup.spectral_assessment)
+            means = [result.get(k) for k in ("U_UNROT", "V_UNROT", "W_UNROT")]
+            if result.status != "failed" and all(math.isfinite(x) for x in means):
+                self.outbox.add_mean_wind(end_ts, *means)
             record = FluxRecord.from_result(result, site=self.site, station=self.station)
         except Exception as exc:  # an engine bug is one failed period, not a dead runner
             self.health_state.engine_errors += 1
@@ -479,6 +501,20 @@ class FluxRunner:
             return self._failed(start, end, [f"engine error: {type(exc).__name__}: {exc}"])
         self._account(record)
         return record
+
+    def _rotation(self, end_ts: float) -> tuple[ProcessingSettings, PlanarFitSetup | None, list[str]]:
+        """Settings, planar-fit sectors and notes for a period: a planar fit without a file is fitted over the mean
+        winds of the last two weeks' periods (`fit_planar_fit`); until enough periods qualify the period is rotated
+        by double rotation, and says so (its settings hash is that of double rotation)."""
+        st = self.setup.settings
+        if self.setup.planar_fit is not None or st.rot_meth not in (Rotation.PLANAR_FIT, Rotation.PLANAR_FIT_NO_BIAS):
+            return st, self.setup.planar_fit, []
+        try:
+            fitted, notes = fit_planar_fit(self.outbox.mean_winds(end_ts - PLANAR_FIT_HISTORY_S, end_ts), st)
+        except ValueError as exc:
+            return st.model_copy(update={"rot_meth": Rotation.DOUBLE}), None, [
+                f"{exc} for the station's own planar fit: double rotation used"]
+        return st, fitted, notes
 
     def _failed(self, start: datetime, end: datetime, reasons: list[str]) -> FluxRecord:
         record = FluxRecord(site=self.site, station=self.station, start=start, end=end, status="failed",

@@ -34,7 +34,14 @@ def ec(
                                                        "planar-fit and spectral-assessment paths")] = None,
 ) -> None:
     """Eddy-covariance fluxes for every averaging period of the raw files, one row per period in --out."""
-    from gateway.flux.ec.engine import ConfigurationError, check_configuration, process_period
+    from gateway.flux.ec.engine import (
+        ConfigurationError,
+        check_configuration,
+        fit_planar_fit,
+        process_period,
+        sonic_frame_means,
+    )
+    from gateway.flux.ec.settings import Rotation
     from gateway.flux.files import load_metadata, load_method_files, load_settings, read_raw_file, write_ameriflux_csv
 
     try:
@@ -45,13 +52,22 @@ def ec(
     except (ConfigError, ConfigurationError, ValueError) as exc:
         typer.echo(f"flux ec: {exc}", err=True)
         raise typer.Exit(2) from None
-    results = []
-    for path in raw_files:
-        for period in read_raw_file(path, md, st):
-            if (st.process_from is not None and period.end <= st.process_from) or (
-                    st.process_to is not None and period.end > st.process_to):
-                continue  # outside the project's processing subset (EddyPro pr_subset)
-            results.append(process_period(period, st, planar_fit=pf, spectral_assessment=assessment))
+    periods = [period for path in raw_files for period in read_raw_file(path, md, st)
+               if not ((st.process_from is not None and period.end <= st.process_from) or
+                       (st.process_to is not None and period.end > st.process_to))]  # EddyPro pr_subset
+    if pf is None and st.rot_meth in (Rotation.PLANAR_FIT, Rotation.PLANAR_FIT_NO_BIAS):
+        chosen = [p for p in periods if (st.pf_fit_from is None or p.end > st.pf_fit_from)
+                  and (st.pf_fit_to is None or p.end <= st.pf_fit_to)]  # EddyPro pf_subset
+        means = [m for p in chosen if (m := sonic_frame_means(p, st)) is not None]
+        try:
+            pf, notes = fit_planar_fit(means, st)
+        except ValueError as exc:
+            typer.echo(f"flux ec: {exc}; give more periods or a planar-fit file", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"planar fit fitted over {len(means)} periods ({st.pf_sectors} sectors)")
+        for note in notes:
+            typer.echo(f"  {note}", err=True)
+    results = [process_period(period, st, planar_fit=pf, spectral_assessment=assessment) for period in periods]
     results.sort(key=lambda r: r.end)
     write_ameriflux_csv(results, out, base_only=base_only)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed")}

@@ -201,13 +201,31 @@ RULES: tuple[Rule, ...] = (
     Rule(r"tl_def_(co2|h2o|ch4|n2o)", "no_effect", "default lags of the time-lag *test* (test_tl), which is "
          "refused unless off; the default lag of covariance maximisation is the column's nominal lag"),
     # [RawProcess_TiltCorrection_Settings]
-    Rule(r"pf_mode", "no_effect", "planar fit: 0 from pf_file; 1 fitted in this run is not available from a project "
-         "file: give a planar-fit file (pf_mode = 0)", allowed=("0",), active=_PLANAR_FIT),
+    Rule(r"pf_mode", "honoured", "planar fit: 0 from pf_file; 1 fitted by the engine over the periods of the run "
+         "(settings planar_fit_file unset; pf_w_max, pf_u_min, pf_min_num_per_sec, pf_north_offset)",
+         allowed=("0", "1"), probe=("1", "0"), context=(("rot_meth", "3"), ("pf_file", "DATA_DIR/planar_fit.txt"))),
     Rule(r"pf_file", "honoured", "EddyPro planar_fit.txt (settings planar_fit_file)", probe=("other_pf.txt",),
          context=(("rot_meth", "3"), ("pf_mode", "0"))),
-    Rule(r"pf_(start|end)_(date|time)|pf_north_offset|pf_min_num_per_sec|pf_w_max|pf_u_min|pf_fix|pf_subset|"
-         r"pf_sect_\d+_(start|width|exclude)|pf_num_sect", "no_effect",
-         "parameters of the in-run planar fit (pf_mode = 1), which is refused; a planar-fit file brings its own"),
+    Rule(r"pf_min_num_per_sec", "honoured", "periods a planar-fit sector needs for its own plane (settings "
+         "pf_min_num_per_sec)", probe=("12", "20"), context=(("rot_meth", "3"), ("pf_mode", "1"))),
+    Rule(r"pf_(w_max|u_min|north_offset)", "honoured", "selection and sectors of the engine's "
+         "planar fit (settings of the same name)", probe=("0.75", "1.25"), context=(("rot_meth", "3"),
+                                                                                   ("pf_mode", "1"))),
+    Rule(r"pf_subset", "honoured", "1: the engine's planar fit uses only periods ending within pf_start/end_date/"
+         "time (settings pf_fit_from, pf_fit_to)", probe=("1", "0"), context=(("rot_meth", "3"), ("pf_mode", "1"))),
+    Rule(r"pf_(start|end)_date", "honoured", "bounds of pf_subset", probe=("2019-07-30", "2019-08-01"),
+         context=(("rot_meth", "3"), ("pf_mode", "1"), ("pf_subset", "1"))),
+    Rule(r"pf_(start|end)_time", "honoured", "bounds of pf_subset", probe=("12:00", "13:00"),
+         context=(("rot_meth", "3"), ("pf_mode", "1"), ("pf_subset", "1"))),
+    Rule(r"pf_sect_\d+_width", "honoured", "widths of the planar-fit sectors: equal widths give settings "
+         "pf_sectors = 360/width; unequal widths are not available", probe=("45", "90"),
+         context=(("rot_meth", "3"), ("pf_mode", "1"))),
+    Rule(r"pf_sect_\d+_exclude", "refused", "1 excludes a wind sector from the planar fit; not available: set it "
+         "to 0", allowed=("0", "")),
+    Rule(r"pf_sect_\d+_start|pf_num_sect", "no_effect", "sector starts and count follow from pf_north_offset and "
+         "the widths"),
+    Rule(r"pf_fix", "refused", "1 keeps the planar fit of an earlier run fixed; not available: set pf_fix = 0 (give "
+         "that fit as pf_file instead)", allowed=("0", "")),
     Rule(r"pf_subtract_b0", "no_effect", "EddyPro 7.0.9 keeps the offset b0 in w whatever this says (run V: "
          "pf_subtract_b0 = 1, w_rot = b0·p33); the offset is kept here too (settings pf_subtract_b0 = false)"),
     # [RawProcess_TimelagOptimization_Settings]
@@ -262,6 +280,7 @@ def _code(flat: Flat, key: str) -> str | None:
 
 #: Honoured keys that hold numbers: checked to be finite numbers even where their option is off.
 NUMERIC_KEYS = ("avrg_len", "max_lack", "timeconst", "u_offset", "v_offset", "w_offset", "ru_tlag_max", "mag_dec",
+                "pf_w_max", "pf_u_min", "pf_north_offset", "pf_min_num_per_sec",
                 "sr_num_spk", "sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf", "al_u_max", "al_w_max",
                 "al_tson_min", "al_tson_max", "al_co2_min", "al_co2_max", "al_h2o_min", "al_h2o_max", "al_ch4_min",
                 "al_ch4_max")
@@ -285,12 +304,37 @@ def _flag(flat: Flat, key: str) -> bool:
     return flat.get(key, "0").strip() == "1"
 
 
-def _moment(flat: Flat, which: str) -> datetime:
-    date, time = flat.get(f"pr_{which}_date", "").strip(), flat.get(f"pr_{which}_time", "").strip() or "00:00"
+def _moment(flat: Flat, which: str, prefix: str = "pr") -> datetime:
+    date = flat.get(f"{prefix}_{which}_date", "").strip()
+    time = flat.get(f"{prefix}_{which}_time", "").strip() or "00:00"
     try:
         return datetime.fromisoformat(f"{date}T{time}:00+00:00")
     except ValueError:
-        raise ConfigError(f"pr_{which}_date/pr_{which}_time = {date} {time}: not a date (yyyy-mm-dd HH:MM)") from None
+        raise ConfigError(f"{prefix}_{which}_date/{prefix}_{which}_time = {date} {time}: not a date "
+                          "(yyyy-mm-dd HH:MM)") from None
+
+
+def _planar_fit_options(flat: Flat) -> dict[str, Any]:
+    """The engine's planar-fit settings from pf_* keys (pf_mode = 1)."""
+    out: dict[str, Any] = {}
+    for key in ("pf_w_max", "pf_u_min", "pf_north_offset"):
+        value = _float(flat, key)
+        if value is not None:
+            out[key] = value
+    count = _float(flat, "pf_min_num_per_sec")
+    if count is not None:
+        out["pf_min_num_per_sec"] = int(count)
+    widths = {k: _float(flat, k) for k in flat if re.fullmatch(r"pf_sect_\d+_width", k)}
+    if widths:
+        values = {w for w in widths.values() if w is not None}
+        if len(values) != 1 or 360.0 % next(iter(values)):
+            raise ConfigError(f"pf_sect_N_width = {', '.join(f'{w:g}' for w in sorted(values))}: planar-fit sectors "
+                              "of unequal width (or not dividing 360) are not available; use equal sectors")
+        out["pf_sectors"] = round(360.0 / next(iter(values)))
+    if _flag(flat, "pf_subset"):
+        out["pf_fit_from"] = _moment(flat, "start", "pf")
+        out["pf_fit_to"] = _moment(flat, "end", "pf")
+    return out
 
 
 def settings_from_project(text: str) -> dict[str, Any]:
@@ -348,5 +392,8 @@ def settings_from_project(text: str) -> dict[str, Any]:
     if out.get("hf_meth") == "fratini_2012":
         out["spectral_assessment_file"] = flat.get("sa_file", "").strip() or None
     if out.get("rot_meth") in ("planar_fit", "planar_fit_no_bias"):
-        out["planar_fit_file"] = flat.get("pf_file", "").strip() or None
+        if flat.get("pf_mode", "0").strip() == "1":
+            out.update(_planar_fit_options(flat))
+        else:
+            out["planar_fit_file"] = flat.get("pf_file", "").strip() or None
     return out

@@ -165,7 +165,8 @@ def load_settings(path: Path | str | None) -> ProcessingSettings:
 
 def load_method_files(st: ProcessingSettings, settings: Path | None,
                       data_dir: Path | None) -> tuple[PlanarFitSetup | None, SpectralAssessment | None]:
-    """The planar-fit sectors and the spectral assessment the settings name (None when not selected); relative
+    """The planar-fit sectors and the spectral assessment the settings name (None when not selected, or for a
+    planar fit without a file, which the caller fits itself: `gateway.flux.ec.engine.fit_planar_fit`); relative
     paths are taken relative to the settings file, EddyPro's `DATA_DIR` placeholder is replaced by `data_dir`.
     Raises ConfigError naming an unreadable file."""
     def resolve(name: str) -> Path:
@@ -175,8 +176,7 @@ def load_method_files(st: ProcessingSettings, settings: Path | None,
         return path if path.is_absolute() or settings is None else settings.parent / path
 
     pf = None
-    if st.rot_meth in (Rotation.PLANAR_FIT, Rotation.PLANAR_FIT_NO_BIAS):
-        assert st.planar_fit_file is not None
+    if st.rot_meth in (Rotation.PLANAR_FIT, Rotation.PLANAR_FIT_NO_BIAS) and st.planar_fit_file:
         pf_path = resolve(st.planar_fit_file)
         try:
             parsed = parse_eddypro_planar_fit(pf_path.read_text(encoding="utf-8"))

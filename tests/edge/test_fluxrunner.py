@@ -269,3 +269,24 @@ def test_a_record_waits_in_the_outbox_with_its_seq_until_its_receipt(tmp_path: P
     assert runner.outbox.reload(item.seq) == item.payload
     assert runner.outbox.confirm([(item.seq, item.seq)]) == (1, 1)
     assert runner.outbox.count() == 0 and runner.outbox.reload(item.seq) is None
+
+
+def test_planar_fit_without_a_file_is_learned_from_the_station_s_own_periods(tmp_path: Path) -> None:
+    """rot_meth planar_fit and no file: the first periods are rotated by double rotation and say why; once 3 periods'
+    mean winds are stored (pf_min_num_per_sec 3) the runner fits the planes itself, also after a restart."""
+    started = T0 - 10
+    Archive(tmp_path / "raw", created=started).write(T0 - 5, T0 + 305, open_files=False)
+    flux = {"sonic": "sonic", "analyzer": "irga", "averaging_min": 1, "metadata": SITE,
+            "settings": {"rot_meth": "planar_fit", "pf_min_num_per_sec": 3}}
+    config = station_config(tmp_path, flux)
+    runner = make_runner(tmp_path, started, config)
+    records = runner.step(T0 + 240 + runner.setup.settle_s)
+    assert [r.end.timestamp() for r in records] == [T0 + 60, T0 + 120, T0 + 180, T0 + 240]
+    for r in records[:3]:
+        assert any("for the station's own planar fit: double rotation used" in x for x in r.reasons), r.reasons
+        assert r.settings_hash != runner.setup.settings_hash
+    assert not any("double rotation" in x for x in records[3].reasons), records[3].reasons
+    assert records[3].settings_hash == runner.setup.settings_hash and records[3].values["PITCH"] is None
+    restarted = make_runner(tmp_path, started, config)  # same buffer file: the mean winds are still there
+    (fifth,) = restarted.step(T0 + 300 + restarted.setup.settle_s)
+    assert fifth.end.timestamp() == T0 + 300 and not any("double rotation" in x for x in fifth.reasons)

@@ -60,3 +60,30 @@ def to_sonic_frame(u2: NDArray[np.float64], v1: NDArray[np.float64], w2: NDArray
 def settings_of(**options: Any) -> ProcessingSettings:
     """Validated settings from keyword options (enum values as their names)."""
     return ProcessingSettings.model_validate(options)
+
+
+def tilted_periods(planes: dict[int, tuple[float, float, float]], directions: list[float], *, fs: float = 10.0,
+                   n: int = 600, seed: int = 11) -> tuple[list[dict[str, NDArray[np.float64]]],
+                                                          list[dict[str, NDArray[np.float64]]]]:
+    """Periods of wind in a streamline frame (mean along x, mean v = w = 0, cov(u, w) = -0.1, cov(w, T) = 0.05)
+    turned to blow *from* each sonic-frame direction in ``directions`` (degrees) and tilted onto the plane
+    w = b0 + b1·u + b2·v of its 90° sector (``planes``: sector index 0-3 → (b0, b1, b2); Wilczak et al. 2001,
+    eqs. 36, 42-44). Returns (sonic-frame periods, streamline-frame truth) with keys u, v, w, ts."""
+    from gateway.flux.ec.planarfit import plane_rotation_matrix
+
+    rng = np.random.default_rng(seed)
+    cov = np.array([[1.0, 0.0, -0.1, 0.0], [0.0, 0.6, 0.0, 0.0], [-0.1, 0.0, 0.4, 0.05], [0.0, 0.0, 0.05, 0.2]])
+    sonic, truth = [], []
+    for k, direction in enumerate(directions):
+        x = rng.standard_normal((n, 4)) @ np.linalg.cholesky(cov).T
+        x -= x.mean(axis=0)
+        speed = 3.0 + (k % 4)
+        u, v, w, t = x[:, 0] + speed, x[:, 1], x[:, 2], x[:, 3] + 290.0
+        toward = math.radians(direction + 180.0)  # the wind vector points away from where it comes from
+        rz = np.array([[math.cos(toward), -math.sin(toward), 0.0], [math.sin(toward), math.cos(toward), 0.0],
+                       [0.0, 0.0, 1.0]])
+        b0, b1, b2 = planes[int(direction // 90.0) % 4]
+        vec = plane_rotation_matrix(b1, b2).T @ rz @ np.vstack([u, v, w])
+        sonic.append({"u": vec[0], "v": vec[1], "w": vec[2] + b0, "ts": t})
+        truth.append({"u": u, "v": v, "w": w, "ts": t})
+    return sonic, truth

@@ -15,7 +15,7 @@ from gateway.flux.ec.result import FluxResult
 from gateway.flux.ec.settings import NotAvailableError, ProcessingSettings
 from gateway.flux.files import read_raw_file, write_ameriflux_csv
 
-from .synthetic import FS, N, correlated, metadata, settings_of
+from .synthetic import FS, N, correlated, metadata, period, settings_of
 
 SETTINGS = settings_of(tlag_meth="covariance_maximization_with_default")
 NAME = "SYN_EC_202406011200.csv"
@@ -168,13 +168,22 @@ def test_failed_and_partial_periods_export_as_minus_9999(tmp_path: Path) -> None
     ({"foot_meth": "kljun_2015"}, ConfigurationError, "footprint_blh"),
     ({"foot_meth": "hsieh_2000"}, NotAvailableError, "foot_meth"),
     ({"tlag_meth": "automatic_optimization"}, NotAvailableError, "automatic"),
-    ({"rot_meth": "planar_fit"}, ConfigurationError, "planar_fit_file"),
 ])
 def test_unavailable_methods_are_refused_not_skipped(update: dict[str, str], error: type[Exception],
                                                      text: str) -> None:
     settings = ProcessingSettings.model_validate(update)
     with pytest.raises(error, match=text):
         check_configuration(metadata(), settings)
+
+
+def test_planar_fit_without_planes_is_refused_by_the_engine() -> None:
+    """Without a file the caller fits the planes (engine.fit_planar_fit); process_period given none refuses."""
+    data = {k: np.full(N, x) + np.random.default_rng(1).standard_normal(N) for k, x in
+            (("u", 3.0), ("v", 0.0), ("w", 0.0), ("ts", 290.0))}
+    with pytest.raises(ConfigurationError, match="no planar-fit sectors"):
+        process_period(period(data, metadata(columns=[{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"},
+                                                      {"index": 3, "variable": "w"}, {"index": 4, "variable": "ts"}])),
+                       ProcessingSettings.model_validate({"rot_meth": "planar_fit"}))
 
 
 def test_covariance_maximisation_without_a_window_is_refused() -> None:

@@ -157,3 +157,31 @@ def test_project_processing_subset_selects_periods(ec_raw: Path, tmp_path: Path,
     assert res.exit_code == 0, res.output
     assert f"{periods} periods" in res.output
     assert len(read_rows(out)) == periods
+
+
+def test_planar_fit_without_a_file_is_fitted_over_the_given_periods(tmp_path: Path) -> None:
+    """rot_meth planar_fit and no planar_fit_file: the command fits the sectors over all periods of its files first
+    (16 one-minute periods, 4 per sector, each tilted onto its sector's plane) and then rotates each period."""
+    import numpy as np
+
+    from .synthetic import tilted_periods
+
+    planes = {0: (0.0, 0.06, -0.04), 1: (0.0, 0.06, -0.04), 2: (0.0, -0.02, 0.07), 3: (0.0, -0.02, 0.07)}
+    sonic, _ = tilted_periods(planes, [10.0 + 22.5 * k for k in range(16)])
+    rows = np.vstack([np.column_stack([p["u"], p["v"], p["w"], p["ts"]]) for p in sonic])
+    raw = tmp_path / "SYN_201907301216.csv"
+    np.savetxt(raw, rows, delimiter=",", header="u,v,w,ts", comments="", fmt="%.9f")
+    md = tmp_path / "md.yaml"
+    md.write_text("altitude: 100\nlatitude: 50\ncanopy_height: 1\nacquisition_frequency: 10\nfile_duration: 16\n"
+                  "sonic: {height: 3}\nfile: {columns: [{index: 1, variable: u}, {index: 2, variable: v}, "
+                  "{index: 3, variable: w}, {index: 4, variable: ts}]}\n")
+    st = tmp_path / "pf.yaml"
+    st.write_text("avrg_len: 1\nrot_meth: planar_fit\ntlag_meth: none\nqc_meth: none\npf_min_num_per_sec: 3\n")
+    out = tmp_path / "pf.csv"
+    res = CliRunner().invoke(app, ["flux", "ec", str(raw), "--metadata", str(md), "--settings", str(st),
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "planar fit fitted over 16 periods (4 sectors)" in res.output
+    rows_out = read_rows(out)
+    assert len(rows_out) == 16  # sonic only: "partial", without gas fluxes
+    assert all(r["STATUS"] == "partial" and r["H"] != "-9999" and r["YAW"] != "-9999" for r in rows_out)

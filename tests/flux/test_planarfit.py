@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -161,3 +162,69 @@ def test_v_run_yaw_and_rotated_statistics(pf_text: str) -> None:
         head, values = list(csv.reader(fh))[:2]
     # u* before spectral correction
     assert ustar == pytest.approx(float(values[head.index("USTAR_UNCORR")]), rel=1e-5)
+
+
+# --- the engine's own planar fit over many periods (no planar_fit.txt) ----------------------------------------------
+
+PLANES = {0: (0.05, 0.06, -0.04), 1: (0.05, 0.06, -0.04), 2: (-0.03, -0.02, 0.07), 3: (-0.03, -0.02, 0.07)}
+DIRECTIONS = [10.0 + 22.5 * k for k in range(16)] * 2  # 32 periods, 8 in each 90° sector
+
+
+def _engine_periods(data: list[dict[str, np.ndarray]]) -> list[Any]:
+    from datetime import timedelta
+
+    from gateway.flux.ec.period import RawPeriod
+
+    from .synthetic import END, metadata
+
+    md = metadata(columns=[{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"},
+                           {"index": 3, "variable": "w"}, {"index": 4, "variable": "ts"}],
+                  acquisition_frequency=10.0)
+    return [RawPeriod(data=d, metadata=md, start=END + timedelta(minutes=i), end=END + timedelta(minutes=i + 1),
+                      expected_records=600) for i, d in enumerate(data)]
+
+
+def test_engine_planar_fit_recovers_the_planes_of_each_sector() -> None:
+    from gateway.flux.ec.engine import fit_planar_fit, process_period, sonic_frame_means
+
+    from .synthetic import settings_of, tilted_periods
+
+    sonic, truth = tilted_periods(PLANES, DIRECTIONS)
+    st = settings_of(avrg_len=1, rot_meth="planar_fit", tlag_meth="none", qc_meth="none", pf_subtract_b0=True,
+                     pf_min_num_per_sec=5)
+    periods = _engine_periods(sonic)
+    means = [sonic_frame_means(p, st) for p in periods]
+    assert all(m is not None for m in means)
+    setup, notes = fit_planar_fit([m for m in means if m is not None], st)
+    assert notes == []
+    for k, sec in enumerate(setup.sectors):
+        b0, b1, b2 = PLANES[k]
+        c = sec.coefficients
+        assert (c.b0, c.b1, c.b2) == pytest.approx((b0, b1, b2), abs=1e-9), k
+        assert (sec.start_deg, sec.end_deg) == (90.0 * k, 90.0 * (k + 1))
+    for period, true in zip(periods, truth, strict=True):
+        r = process_period(period, st, planar_fit=setup)
+
+        def cov(a: np.ndarray, b: np.ndarray) -> float:
+            return float(np.mean((a - a.mean()) * (b - b.mean())))
+
+        assert r.get("U_W_COV") == pytest.approx(cov(true["u"], true["w"]), rel=1e-9)
+        assert r.get("W_T_SONIC_COV") == pytest.approx(cov(true["w"], true["ts"]), rel=1e-9)
+        assert r.get("WS") == pytest.approx(float(np.hypot(true["u"].mean(), true["v"].mean())), rel=1e-9)
+
+
+def test_engine_planar_fit_falls_back_to_all_periods_for_a_thin_sector() -> None:
+    from gateway.flux.ec.engine import fit_planar_fit, sonic_frame_means
+
+    from .synthetic import settings_of, tilted_periods
+
+    one_plane = dict.fromkeys(range(4), (0.02, 0.05, 0.01))
+    directions = [d for d in DIRECTIONS if d < 270.0] + [300.0]  # sector 4 gets one period
+    sonic, _ = tilted_periods(one_plane, directions)
+    st = settings_of(avrg_len=1, rot_meth="planar_fit", tlag_meth="none", pf_min_num_per_sec=5)
+    means = [m for p in _engine_periods(sonic) if (m := sonic_frame_means(p, st)) is not None]
+    setup, notes = fit_planar_fit(means, st)
+    assert notes and "sectors 4 had fewer than 5" in notes[0]
+    assert setup.sectors[3].coefficients.b1 == pytest.approx(0.05, abs=1e-9)  # the plane of all periods
+    with pytest.raises(ValueError, match="usable periods"):
+        fit_planar_fit(means[:3], settings_of(rot_meth="planar_fit", pf_min_num_per_sec=5))

@@ -84,9 +84,6 @@ def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) ->
     if settings.tlag_meth == TimeLag.AUTOMATIC:
         raise NotAvailableError("tlag_meth = automatic_optimization needs a multi-period optimisation that is not "
                                 "available; use covariance_maximization_with_default")
-    if settings.rot_meth in (Rotation.PLANAR_FIT, Rotation.PLANAR_FIT_NO_BIAS) and not settings.planar_fit_file:
-        raise ConfigurationError(f"rot_meth = {settings.rot_meth.value} needs planar_fit_file (an EddyPro "
-                                 "planar_fit.txt)")
     if settings.cross_wind and sonic.path_elevation_deg(metadata.sonic.model,
                                                          metadata.sonic.path_elevation_deg) is None:
         raise ConfigurationError(
@@ -257,6 +254,44 @@ def usable_gases(data: dict[str, Array], expected: int, max_lack_pct: float) -> 
         else:
             gases.append(g)
     return gases, reasons
+
+
+def sonic_frame_means(period: RawPeriod, settings: ProcessingSettings) -> tuple[float, float, float] | None:
+    """Mean u, v, w (m s-1) of one period in the sonic frame after steps 1-3 (filtering, despiking, sonic
+    corrections): the input of the engine's own planar fit (:func:`fit_planar_fit`). None when the period is not
+    usable (too few records, max_lack)."""
+    md = period.metadata
+    expected = period.expected_records or round(settings.avrg_len * 60.0 * md.acquisition_frequency)
+    n = period.n_records
+    if n < 2 or n < expected * (1.0 - settings.max_lack / 100.0) or any(k not in period.data for k in WIND):
+        return None
+    data = {k: np.array(a, dtype=np.float64, copy=True) for k, a in period.data.items()}
+    filter_records(data, period.measure_types, settings)
+    remove_spikes(data, md.acquisition_frequency, settings)
+    correct_sonic(data, md, settings)
+    try:
+        usable_gases(data, expected, settings.max_lack)
+    except PeriodFailed:
+        return None
+    return float(np.nanmean(data["u"])), float(np.nanmean(data["v"])), float(np.nanmean(data["w"]))
+
+
+def fit_planar_fit(means: list[tuple[float, float, float]], settings: ProcessingSettings) -> tuple[PlanarFitSetup,
+                                                                                                       list[str]]:
+    """The engine's own sectorwise planar fit over many periods' sonic-frame mean winds (Wilczak et al. 2001;
+    :func:`gateway.flux.ec.planarfit.fit_sectors` with the pf_* settings; a plane through the origin for
+    ``planar_fit_no_bias``). Returns the setup for :func:`process_period` and notes on sectors that fell back to the
+    plane of all periods. ValueError when too few periods qualify."""
+    from gateway.flux.ec import planarfit
+
+    arr = np.asarray(means, dtype=np.float64).reshape(-1, 3)
+    fit = planarfit.fit_sectors(arr[:, 0], arr[:, 1], arr[:, 2], n_sectors=settings.pf_sectors,
+                                north_offset_deg=settings.pf_north_offset,
+                                min_periods_per_sector=settings.pf_min_num_per_sec, w_max=settings.pf_w_max,
+                                u_min=settings.pf_u_min, fit_b0=settings.rot_meth != Rotation.PLANAR_FIT_NO_BIAS)
+    notes = [f"planar fit over {fit.periods_used} periods; sectors {', '.join(str(k + 1) for k in fit.fallback)} "
+             f"had fewer than {settings.pf_min_num_per_sec} and use the plane of all periods"] if fit.fallback else []
+    return PlanarFitSetup(fit.sectors, subtract_b0=settings.pf_subtract_b0), notes
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "PlanarFit",
     "PlanarFitCoefficients",
     "PlanarFitFile",
     "PlanarFitRotation",
@@ -42,6 +43,7 @@ __all__ = [
     "apply_planar_fit",
     "fit_planar_sectors",
     "fit_plane",
+    "fit_sectors",
     "parse_eddypro_planar_fit",
     "plane_rotation_matrix",
     "select_sector",
@@ -164,6 +166,66 @@ def fit_planar_sectors(
         start = (north_offset_deg + s * width) % 360.0
         out.append(PlanarFitSector(start, start + width, coef))
     return out
+
+
+@dataclass(frozen=True)
+class PlanarFit:
+    """Planes fitted over many periods: one per sector (``sectors``, covering the circle), the number of periods
+    each was fitted on (``numerosity``), and the sectors that had too few periods and use the plane of all selected
+    periods instead (``fallback``, 0-based indices)."""
+
+    sectors: list[PlanarFitSector]
+    numerosity: list[int]
+    fallback: list[int]
+    periods_used: int
+
+
+def fit_sectors(
+    u_mean: ArrayLike,
+    v_mean: ArrayLike,
+    w_mean: ArrayLike,
+    *,
+    n_sectors: int = 4,
+    north_offset_deg: float = 0.0,
+    min_periods_per_sector: int = 10,
+    w_max: float = 1.0,
+    u_min: float = 0.0,
+    fit_b0: bool = True,
+) -> PlanarFit:
+    """Sectorwise planar fit over per-period mean winds in the sonic frame (m s-1), the engine's own replacement of
+    EddyPro's planar_fit.txt (Wilczak et al. 2001, eqs. 39-40, within each sector as van Dijk et al. 2004, §3.2.3).
+
+    Periods with ``|w̄| > w_max`` or horizontal speed below ``u_min`` are left out (EddyPro's pf_w_max, pf_u_min);
+    the circle is cut into ``n_sectors`` equal sectors from ``north_offset_deg`` (sonic-frame angle the wind comes
+    from, :func:`sonic_wind_angle`). A sector with fewer than ``min_periods_per_sector`` periods gets the plane of
+    all selected periods (named in ``fallback``); fewer than that in total raises ``ValueError``. ``fit_b0=False``
+    forces the plane through the origin (EddyPro's "planar fit with no velocity bias")."""
+    u = np.asarray(u_mean, dtype=np.float64).ravel()
+    v = np.asarray(v_mean, dtype=np.float64).ravel()
+    w = np.asarray(w_mean, dtype=np.float64).ravel()
+    need = max(min_periods_per_sector, 3 if fit_b0 else 2)
+    keep = np.isfinite(u) & np.isfinite(v) & np.isfinite(w) & (np.abs(w) <= w_max) & (np.hypot(u, v) >= u_min)
+    if int(keep.sum()) < need:
+        raise ValueError(f"planar fit: {int(keep.sum())} usable periods (|w| <= {w_max:g} m/s, speed >= {u_min:g} "
+                         f"m/s), {need} needed")
+    everything = fit_plane(u[keep], v[keep], w[keep], fit_b0=fit_b0)
+    angle = np.mod(sonic_wind_angle(u, v) - north_offset_deg, 360.0)
+    width = 360.0 / n_sectors
+    sectors: list[PlanarFitSector] = []
+    numerosity: list[int] = []
+    fallback: list[int] = []
+    for k in range(n_sectors):
+        sel = keep & (angle >= k * width) & (angle < (k + 1) * width)
+        count = int(sel.sum())
+        numerosity.append(count)
+        if count >= need:
+            coef = fit_plane(u[sel], v[sel], w[sel], fit_b0=fit_b0)
+        else:
+            coef = everything
+            fallback.append(k)
+        start = (north_offset_deg + k * width) % 360.0
+        sectors.append(PlanarFitSector(start, start + width, coef))
+    return PlanarFit(sectors, numerosity, fallback, int(keep.sum()))
 
 
 def plane_rotation_matrix(b1: float, b2: float) -> NDArray[np.float64]:

@@ -348,6 +348,19 @@ class ProcessingSettings(ConfigModel):
     """Only periods ending after this time (UTC) are processed (EddyPro pr_subset with pr_start_date/time)."""
     process_to: datetime | None = None
     """Only periods ending at or before this time (UTC) are processed (EddyPro pr_end_date/time)."""
+    pf_sectors: Annotated[int, Field(ge=1, le=36)] = 4
+    """Planar fit by the engine (no planar_fit_file): number of equal wind sectors."""
+    pf_north_offset: float = 0.0
+    """Start of the first planar-fit sector, degrees (sonic-frame direction the wind comes from)."""
+    pf_min_num_per_sec: Annotated[int, Field(ge=0)] = 10
+    """Periods a sector needs for its own plane; fewer: the plane of all periods (EddyPro pf_min_num_per_sec)."""
+    pf_w_max: Annotated[float, Field(gt=0)] = 1.0
+    """Periods with a larger |mean w| (m s-1) are not used for the fit (EddyPro pf_w_max)."""
+    pf_u_min: float = 0.0
+    """Periods with a lower mean horizontal speed (m s-1) are not used for the fit (EddyPro pf_u_min)."""
+    pf_fit_from: datetime | None = None
+    """Only periods ending after this time enter the engine's planar fit (EddyPro pf_subset, pf_start_*)."""
+    pf_fit_to: datetime | None = None
     pf_subtract_b0: bool = False
     """Planar fit: subtract the fitted offset b0 from w before rotating (EddyPro 7.0.9 keeps it, run V)."""
     foot_meth: Literal["none", "kljun_2015", "kljun_2004", "kormann_meixner_2001", "hsieh_2000"] = "none"
