@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.fft import next_fast_len
 
 __all__ = [
     "RandomError",
@@ -70,7 +71,8 @@ def lagged_covariance(x: ArrayLike, y: ArrayLike, max_lag: int) -> NDArray[np.fl
     yp = np.where(ok, ya - ya[ok].mean(), 0.0)
     n = xa.size
     max_lag = min(max_lag, n - 1)
-    nfft = 1 << (2 * n - 1).bit_length()
+    # zero-padding to n + max_lag is enough for lags |p| <= max_lag to come out without wrap-around
+    nfft = next_fast_len(n + max_lag)
     fx = np.fft.rfft(xp, nfft)
     fy = np.fft.rfft(yp, nfft)
     cc = np.fft.irfft(np.conj(fx) * fy, nfft)  # cc[p] = sum_i x_i y_{i+p}, negative p wrapped at the end

@@ -38,7 +38,7 @@ from gateway.flux.ec import spectral as S
 #: (horizontal, vertical) path length in cm of known sonic models (EddyPro's values, from its FLUXNET output).
 SONIC_PATHS_CM: dict[str, tuple[float, float]] = {"hs_50": (11.0, 12.5), "hs_100": (11.0, 12.5)}
 
-_GRID = S.frequency_grid(1e-7, 10.0, 60000)  # low enough for the integrals to converge (1e-5)
+_GRID = S.frequency_grid(1e-7, 10.0, 8000)  # low enough for the integrals to converge; 1e-9 from the grid
 
 
 @dataclass(frozen=True)
