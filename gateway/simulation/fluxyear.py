@@ -1,8 +1,13 @@
-"""A synthetic site-year of half-hourly fluxes and drivers with a known truth.
+"""A synthetic site-year of half-hourly fluxes and drivers with a known truth: the one generator of the budget's
+tests (u*, MDS, partitioning, the whole chain, the central job), its benchmark, the report example and the demo.
 
-For tests, the benchmark and the demo of the budget chain (`gateway.flux.budget`): the true fluxes follow prescribed
-models, the "measured" NEE adds random error, a low-turbulence bias below a prescribed u* threshold, and gaps of a
-known pattern.
+The true fluxes follow prescribed models, the "measured" NEE adds random error, a low-turbulence bias below a
+prescribed u* threshold, and gaps of a known pattern. Keyword arguments of `synthetic_year` set the models'
+parameters and switch parts off for tests that need them off (``ustar_threshold=0``: no u* bias for the
+partitioning, which gets NEE as measured; ``alpha_season=False``: α constant, so its recovery can be checked;
+``leaf_off``: uptake left in winter; ``gap_fraction_night``: nights losing more records than days; ``noise``).
+`flux_records` and `met_readings` turn a year into what a station delivers (half-hourly `FluxRecord`, SW_IN/TA/VPD
+readings), `truth_gc_m2` gives its true annual sums.
 
 Truth:
 
@@ -48,9 +53,12 @@ class SyntheticYear:
     """Half-hourly arrays of one synthetic year (local standard time, UTC + ``utc_offset_h``).
 
     ``time_start_s``: start of each half hour, seconds since the epoch of the naive local clock (so a local
-    midnight is a multiple of 86400). Truth: ``nee_true``, ``reco_true``, ``gpp_true`` (µmol m-2 s-1);
-    measurement: ``nee`` (NaN in the gaps, biased at low u*), ``sw_in`` (W m-2), ``ta`` (°C), ``vpd`` (hPa),
-    ``ustar`` (m s-1). ``gap``: True where ``nee`` was removed by the prescribed gap pattern.
+    midnight is a multiple of 86400); ``time_mid``: the middles in UTC seconds (what the partitioning functions
+    take). Truth: ``nee_true``, ``reco_true``, ``gpp_true`` (µmol m-2 s-1), ``rref_true`` (RECO at 15 °C of each
+    record), the scalars ``e0``, ``alpha``, ``k``; measurement: ``nee`` (NaN in the gaps, biased at low u*),
+    ``nee_sd`` (the standard deviation of its random error), ``sw_in`` (W m-2), ``ta`` (°C), ``vpd`` (hPa),
+    ``ustar`` (m s-1). ``gap``: True where ``nee`` was removed by the prescribed gap pattern; ``nee_f``: a perfect
+    gap filling (the measurement where there is one, the truth in the gaps).
     """
 
     time_start_s: NDArray[np.float64]
@@ -63,11 +71,37 @@ class SyntheticYear:
     vpd: NDArray[np.float64]
     ustar: NDArray[np.float64]
     gap: NDArray[np.bool_]
+    nee_sd: NDArray[np.float64]
+    rref_true: NDArray[np.float64]
     lat: float
     lon: float
     utc_offset_h: float
     ustar_threshold: float
     params: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def time_mid(self) -> NDArray[np.float64]:
+        """Middle of each half hour, UTC seconds since the epoch."""
+        result: NDArray[np.float64] = self.time_start_s + 900.0 - self.utc_offset_h * 3600.0
+        return result
+
+    @property
+    def nee_f(self) -> NDArray[np.float64]:
+        """The measured NEE where there is one, the truth in the gaps: a perfect gap filling."""
+        result: NDArray[np.float64] = np.where(self.gap, self.nee_true, self.nee)
+        return result
+
+    @property
+    def e0(self) -> float:
+        return self.params["e0"]
+
+    @property
+    def alpha(self) -> float:
+        return self.params["alpha"]
+
+    @property
+    def k(self) -> float:
+        return self.params["k"]
 
     def timestamps(self) -> tuple[list[str], list[str]]:
         """``TIMESTAMP_START`` and ``TIMESTAMP_END`` as ``YYYYMMDDHHMM`` strings."""
@@ -96,13 +130,23 @@ def _toa_radiation(time_start_s: NDArray[np.float64], lat: float, lon: float, ut
 
 def synthetic_year(year: int = 2021, *, seed: int = 1, lat: float = 50.0, lon: float = 10.0,
                    utc_offset_h: float = 1.0, ustar_threshold: float = 0.25, gap_fraction: float = 0.3,
-                   rb: float = 3.5, e0: float = 180.0, alpha: float = 0.05, beta: float = 55.0,
-                   noise: bool = True) -> SyntheticYear:
-    """A synthetic year (see the module docstring). ``gap_fraction``: fraction of records removed at random in
-    runs of 1-8 half hours, on top of which a 5-day block in early summer and a 2-day block in autumn are missing,
-    and nighttime records with ``USTAR`` below the threshold are *not* removed (that is the u* filter's job).
-    ``rb`` (µmol m-2 s-1 at 15 °C), ``e0`` (K), ``alpha`` (µmol J-1), ``beta`` (µmol m-2 s-1): the models' peak
-    parameters."""
+                   gap_fraction_night: float | None = None, maintenance_gaps: bool = True,
+                   rb: float = 3.5, e0: float = 180.0, alpha: float = 0.05, beta: float = 55.0, k: float = 0.03,
+                   leaf_off: float = 0.0, alpha_season: bool = True, noise: float = 1.0) -> SyntheticYear:
+    """A synthetic year (see the module docstring).
+
+    Gaps: ``gap_fraction`` of the records removed at random in runs of 1-8 half hours; or, with
+    ``gap_fraction_night``, single records removed with probability ``gap_fraction`` by day and
+    ``gap_fraction_night`` at night (nights lose more to calm and rain). With ``maintenance_gaps`` a 5-day block in
+    early summer and a 2-day block in autumn are missing on top. Nighttime records with ``USTAR`` below
+    ``ustar_threshold`` are *not* removed (that is the u* filter's job); ``ustar_threshold=0`` simulates no
+    low-turbulence bias at all.
+
+    Models: ``rb`` (µmol m-2 s-1 at 15 °C, its summer peak), ``e0`` (K), ``alpha`` (µmol J-1), ``beta``
+    (µmol m-2 s-1, its summer peak), ``k`` (hPa-1, VPD limitation of β above 10 hPa); ``leaf_off``: the share of
+    β left outside the leaf-out season (0: deciduous, no uptake in winter); ``alpha_season``: α follows the leaf-out
+    too (else it is ``alpha`` all year). ``noise``: scale of the random error (0: none, 1: σ = 0.6 + 0.15 |NEE|,
+    and 5 % noise on SW_IN)."""
     rng = np.random.default_rng(seed)
     t0 = datetime(year, 1, 1, tzinfo=UTC).timestamp()
     n_days = (datetime(year + 1, 1, 1) - datetime(year, 1, 1)).days
@@ -114,7 +158,7 @@ def synthetic_year(year: int = 2021, *, seed: int = 1, lat: float = 50.0, lon: f
 
     toa = _toa_radiation(time_start, lat, lon, utc_offset_h)
     cloud = np.clip(rng.beta(2.0, 1.6, n_days), 0.05, 1.0)[day]
-    sw_in = 0.75 * toa * cloud * (1.0 + (0.05 * rng.standard_normal(n) if noise else 0.0))
+    sw_in = 0.75 * toa * cloud * (1.0 + (0.05 * rng.standard_normal(n) if noise > 0 else 0.0))
     sw_in = np.maximum(sw_in, 0.0)
 
     weather = np.convolve(rng.standard_normal(n_days + 10), np.ones(5) / 5.0, mode="same")[5:5 + n_days]
@@ -132,8 +176,9 @@ def synthetic_year(year: int = 2021, *, seed: int = 1, lat: float = 50.0, lon: f
     season = np.clip(np.sin(np.pi * (frac_year - 0.3) / 0.5), 0.0, None)  # leaf-out May..October
     rb_t = rb * (0.55 + 0.45 * np.clip(np.sin(np.pi * (frac_year - 0.2) / 0.7), 0.0, None))
     reco = rb_t * np.exp(e0 * (1.0 / (T_REF - T_ZERO) - 1.0 / (ta + 273.15 - T_ZERO)))
-    beta_t = beta * season * np.exp(-0.03 * np.maximum(vpd - 10.0, 0.0))
-    alpha_t = alpha * np.minimum(1.0, 4.0 * season)
+    canopy = season if leaf_off == 0.0 else leaf_off + (1.0 - leaf_off) * season
+    beta_t = beta * canopy * np.exp(-k * np.maximum(vpd - 10.0, 0.0))
+    alpha_t = alpha * np.minimum(1.0, 4.0 * season) if alpha_season else np.full(n, alpha)
     with np.errstate(invalid="ignore", divide="ignore"):
         gpp = np.where(beta_t > 0, alpha_t * beta_t * sw_in / (alpha_t * sw_in + beta_t), 0.0)
     gpp = np.nan_to_num(gpp)
@@ -141,24 +186,30 @@ def synthetic_year(year: int = 2021, *, seed: int = 1, lat: float = 50.0, lon: f
 
     measured = nee_true.copy()
     night = sw_in < 10.0
-    low = night & (ustar < ustar_threshold)
-    measured[low] = measured[low] * (ustar[low] / ustar_threshold)
-    if noise:
-        scale = 0.6 + 0.15 * np.abs(nee_true)
-        measured = measured + rng.laplace(0.0, scale / math.sqrt(2.0))
+    if ustar_threshold > 0:
+        low = night & (ustar < ustar_threshold)
+        measured[low] = measured[low] * (ustar[low] / ustar_threshold)
+    sd = noise * (0.6 + 0.15 * np.abs(nee_true))
+    if noise > 0:
+        measured = measured + rng.laplace(0.0, sd / math.sqrt(2.0))
 
     gap = np.zeros(n, dtype=bool)
-    target = int(gap_fraction * n)
-    while gap.sum() < target:
-        start = int(rng.integers(0, n))
-        gap[start:start + int(rng.integers(1, 9))] = True
-    june = (datetime(year, 6, 10) - datetime(year, 1, 1)).days * 48
-    october = (datetime(year, 10, 3) - datetime(year, 1, 1)).days * 48
-    gap[june:june + 5 * 48] = True
-    gap[october:october + 2 * 48] = True
+    if gap_fraction_night is None:
+        target = int(gap_fraction * n)
+        while gap.sum() < target:
+            start = int(rng.integers(0, n))
+            gap[start:start + int(rng.integers(1, 9))] = True
+    else:
+        gap = rng.random(n) < np.where(night, gap_fraction_night, gap_fraction)
+    if maintenance_gaps:
+        june = (datetime(year, 6, 10) - datetime(year, 1, 1)).days * 48
+        october = (datetime(year, 10, 3) - datetime(year, 1, 1)).days * 48
+        gap[june:june + 5 * 48] = True
+        gap[october:october + 2 * 48] = True
     nee = np.where(gap, np.nan, measured)
-    params = {"rb": rb, "e0": e0, "alpha": alpha, "beta": beta}
-    return SyntheticYear(time_start, nee, nee_true, reco, gpp, sw_in, ta, vpd, ustar, gap, lat, lon,
+    params = {"rb": rb, "e0": e0, "alpha": alpha, "beta": beta, "k": k, "leaf_off": leaf_off,
+              "alpha_season": float(alpha_season), "noise": float(noise)}
+    return SyntheticYear(time_start, nee, nee_true, reco, gpp, sw_in, ta, vpd, ustar, gap, sd, rb_t, lat, lon,
                          utc_offset_h, ustar_threshold, params)
 
 
