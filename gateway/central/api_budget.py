@@ -32,7 +32,7 @@ _HH_UNITS = {"FC": "umol m-2 s-1", "SC": "umol m-2 s-1", "NEE": "umol m-2 s-1", 
 
 
 def budget_unit(name: str, resolution: str) -> str:
-    """The unit of a budget variable at a resolution (docs/budget.md, outputs)."""
+    """The unit of a budget variable at a resolution (docs/budget.md, "Outputs and names")."""
     if name.endswith(("_QC", "_METHOD", "_FILTER", "_N", "_FNUM", "_FMETH")) or name == "NIGHT":
         return "1"
     if resolution == "HH":

@@ -1,4 +1,4 @@
-"""`sinkwatch flux budget`: the carbon budget of a half-hourly CSV (docs/budget.md, "Command").
+"""`sinkwatch flux budget`: the carbon budget of a half-hourly CSV (docs/budget.md: "Inputs", "Outputs and names").
 
 Glue only: reading and checks in `gateway.flux.budget.files`, the chain in `gateway.flux.budget.pipeline`.
 Exit 0 with the files written; exit 2 when the input cannot give a budget (the message names the column or row and
