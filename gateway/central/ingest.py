@@ -406,7 +406,8 @@ class Ingestor:
         try:
             site, station, kind = parse_topic(topic)
             seq = json.loads(payload).get("seq")
-        except (ValueError, AttributeError):  # not a topic of ours, not a JSON object: no seq to name
+        except (ValueError, AttributeError, RecursionError):  # not a topic of ours, not a JSON object (or nested
+            # deeper than the JSON parser recurses): no seq to name
             return
         if kind in CHANNELS and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
             self._receipts.add(site, station, kind, seq, dead_lettered=True)

@@ -178,6 +178,13 @@ def test_reading_outside_the_storable_range_is_dead_lettered_not_a_crash_of_the_
     assert counters["malformed"] == {"schema": 1} and counters["batches_stored"] == 0
 
 
+@pytest.mark.parametrize("topic", ["sinkwatch/v1/site1/st1/readings", "sinkwatch/v1/site1/st1/other"])
+def test_deeply_nested_json_payload_is_dead_lettered_not_a_crash_of_the_worker(topic: str) -> None:
+    harness = IngestHarness()
+    harness.handle((topic, b"[" * 100_000))  # RecursionError out of handle() while naming the seq, before the fix
+    assert harness.ingestor.counters()["dead_lettered"] == 1
+
+
 def test_flux_period_outside_the_storable_range_is_dead_lettered() -> None:
     harness = IngestHarness()
     record = {"schema_version": 1, "site": "site1", "station": "st1", "start": "2299-12-31T23:30:00Z",
