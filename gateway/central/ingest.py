@@ -98,7 +98,8 @@ PLAUSIBLE_AHEAD = timedelta(days=1)
 
 
 def implausible_time(value: datetime, now: datetime) -> str | None:
-    """Why `value` cannot be a measurement's time, or None when it can."""
+    """Why `value` cannot be a measurement's time, or None when it can. The window lies inside the range a store
+    can hold (`storable_time`), so a plausible time is always storable."""
     if value < PLAUSIBLE_FROM:
         return f"time {format_time(value)} is before {format_time(PLAUSIBLE_FROM)}: the stamping clock was not set"
     if value > now + PLAUSIBLE_AHEAD:
@@ -592,11 +593,9 @@ def parse_batch(site: str, station: str, payload: bytes) -> ReadingBatch:
     strays = sorted({r.station for r in batch.readings if r.station != station})
     if strays:
         raise Malformed("topic_mismatch", f"batch for station {station!r} contains readings of {strays}")
-    outside = [r for r in batch.readings if not storable_time(r.time)]
-    if outside:
-        raise Malformed("schema", f"{len(outside)} reading(s) stamped outside the time range a store can hold "
-                        f"({TIME_RANGE_TEXT}), first {outside[0].sensor}/{outside[0].variable} at "
-                        f"{format_time(outside[0].time)}: check the station's clock")
+    # A reading stamped outside the time range a store can hold (TIME_RANGE_TEXT) is also outside the plausible
+    # window, so `implausible_time` sets it aside alone before anything reaches the store: its batch's other
+    # readings are stored, like for any other implausible stamp.
     return batch
 
 
