@@ -58,6 +58,9 @@ VARIABLES: dict[str, Variable] = {
         Variable("STEM_RAD_CHG", "um", "stem radius change (point dendrometer)", standard=False),
         Variable("STEM_CIRC_CHG", "um", "stem circumference change (band dendrometer)", standard=False),
         Variable("STEM_DIAM_CHG", "um", "stem diameter change (diameter dendrometer)", standard=False),
+        # automated soil chambers (drivers/chamber): the lid's state at the instant of each CO2 reading
+        Variable("LID_CLOSED", "1", "chamber lid state from its limit switch(es): 1 closed, 0 open, null in between",
+                 standard=False),
     )
 }
 

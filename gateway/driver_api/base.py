@@ -18,7 +18,10 @@ serialises all traffic with the inter-frame delay and reopens a vanished USB ada
 the device (it may be a no-op) and `close()` must not close the line. A driver that is never attached (a TCP
 endpoint, a test) keeps using its own connection. `serial_settings()` returning None means "not on a serial line".
 A driver class with `shares_line = False` (an ASCII device without addressing) still gets a line of its own, but
-the station config refuses a second device on its port.
+the station config refuses a second device on its port. A sensor made of several Modbus devices on its line (an
+automated chamber: an I/O module and an analyzer) lists their addresses with `bus_addresses()` on its Config, so
+the station config checks each of them against the line's other devices; coils and discrete inputs go through
+`gateway.driver_api.rtu.read_bits`/`write_coil` over the line's `transact`.
 """
 
 from __future__ import annotations

@@ -225,8 +225,7 @@ def check_serial_lines(sensors: list[tuple[type[Driver], SensorConfig]], source:
                                       "line; give it a port of its own")
         else:
             first_on[settings.port] = (index, config, settings)
-        address = getattr(config, "address", None)
-        if isinstance(address, int):
+        for address in bus_addresses_of(config):
             if (settings.port, address) in addresses:
                 other_index = addresses[(settings.port, address)]
                 raise ConfigError(
@@ -235,6 +234,16 @@ def check_serial_lines(sensors: list[tuple[type[Driver], SensorConfig]], source:
                     "its own address"
                 )
             addresses[(settings.port, address)] = index
+
+
+def bus_addresses_of(config: SensorConfig) -> tuple[int, ...]:
+    """The Modbus addresses a sensor occupies on its line: its `address`, or every address its config lists with
+    `bus_addresses()` (a sensor made of several devices, e.g. an automated chamber's I/O module and analyzer)."""
+    method = getattr(config, "bus_addresses", None)
+    if callable(method):
+        return tuple(int(a) for a in method())
+    address = getattr(config, "address", None)
+    return (address,) if isinstance(address, int) else ()
 
 
 def load_station_config(path: Path | str) -> StationConfig:
