@@ -1,4 +1,4 @@
-"""The station's on-disk buffer: every reading is kept here until the broker has acknowledged the batch holding it.
+"""The station's on-disk buffer: every reading is kept here until the central service confirms it stored the batch.
 
 Store: one SQLite file in WAL mode, written with `synchronous=FULL` so a committed reading survives a power cut
 (a field node's most common failure). A reading's life:
@@ -6,9 +6,10 @@ Store: one SQLite file in WAL mode, written with `synchronous=FULL` so a committ
     append()  -> row in `readings`, batch_seq NULL          (committed before poll() returns to the scheduler)
     claim()   -> rows get a batch_seq; `batches` row created (the batch's composition is fixed from now on,
                  so a republish after a restart repeats the same seq with the same readings)
-    ack(seq)  -> rows and batch deleted                      (only after the broker's PUBACK for that batch)
+    ack_ranges -> rows and batches deleted                   (only on the central service's receipt naming the seq;
+                                                              gateway/edge/delivery.py, outbox.py)
 
-A batch that was claimed but never acknowledged (the process died, the broker was away) is handed out again by
+A batch that was claimed but never confirmed (the process died, the broker was away or crashed) is handed out again by
 `claim()` before any new batch is formed, in sequence order.
 """
 
