@@ -1,8 +1,7 @@
 """The station's flux runner: the `flux:` config section, closing periods over the raw archive (closed files and
 the open `.part` a stream runner is writing), waiting for late records, failed periods sent with their reasons,
 restart and catch-up, and the outbox that keeps a record with its seq until its receipt. The archive files are
-written with
-`ArchiveWriter` from the synthetic turbulence field (our own format boundary); the clock is the test's.
+written with `ArchiveWriter` from the synthetic turbulence field (our own format boundary); the clock is the test's.
 
 Covariance tolerance: 4 standard errors of a covariance of N samples of AR(1) series with a = exp(-1/(f·T))
 (Bartlett: SE² = (σa²σb² + cov²)(1 + a²)/(1 − a²)/N), as in tests/flux/test_recompute.py.
