@@ -218,11 +218,18 @@ def test_a_station_posing_as_another_is_refused_and_keeps_its_readings(site: Sit
     buffer.close()
 
 
-def test_station_and_central_service_work_through_the_shipped_config(site: Site) -> None:
+def test_every_channel_reaches_the_central_store_through_the_shipped_config(site: Site) -> None:
+    from datetime import UTC, datetime, timedelta
+
     from gateway.central.config import MqttSettings
     from gateway.central.ingest import Ingestor
     from gateway.central.store import SqliteStore
+    from gateway.contract import FluxRecord
+    from gateway.edge.fluxrunner import FluxOutbox
+    from gateway.edge.streams.uplink import RawOutbox
+    from gateway.rawarchive import ArchiveWriter
 
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
     store = SqliteStore(site.tmp / "store.sqlite")
     ingestor = Ingestor(MqttSettings(host=site.broker.host, port=site.broker.port, username="sinkwatch-central",
                                      password=PASSWORDS["sinkwatch-central"]), store, site.tmp / "central")
@@ -230,18 +237,34 @@ def test_station_and_central_service_work_through_the_shipped_config(site: Site)
                       password=PASSWORDS["sinkwatch-central"], client_id="capture-central")
     buffer = ReadingBuffer(site.tmp / "buffer.sqlite")
     buffer.append(make_readings(20, station="st01"))
+    fluxes = FluxOutbox(site.tmp / "buffer.sqlite", SITE, "st01")
+    for i in range(2):
+        start = t0 + timedelta(minutes=30 * i)
+        fluxes.add(FluxRecord(site=SITE, station="st01", start=start, end=start + timedelta(minutes=30), status="ok",
+                              engine_version="sinkwatch-ec 0.1.0", settings_hash="0123456789abcdef",
+                              values={"FC": -2.0}), (start + timedelta(minutes=30)).timestamp())
+    raw = RawOutbox(SITE, "st01", site.tmp / "raw" / "outbox", site.tmp / "buffer.sqlite")
+    writer = ArchiveWriter(site.tmp / "raw", "csat", int(t0.timestamp()), [("U", "m s-1")],
+                           {"site": SITE, "station": "st01", "sensor": "csat"})
+    for i in range(20):
+        writer.write(t0.timestamp() + i / 20, [float(i)])
+    raw.enqueue(writer.close({"closed": "test"}))
     delivery = Delivery(SITE, "st01", site.mqtt("st01"))
-    delivery.add_channel(ReadingsOutbox(buffer, SITE, "st01", batch_size=5))
+    for outbox in (ReadingsOutbox(buffer, SITE, "st01", batch_size=5), fluxes, raw):
+        delivery.add_channel(outbox)
     ingestor.start()
     delivery.start()
     try:
         assert delivery.wait_confirmed(20), delivery.health()
-        assert ingestor.counters()["readings_stored"] == 20
-        assert delivery.counters("readings").confirmed_units == 20
+        counters = ingestor.counters()
+        assert (counters["readings_stored"], counters["flux_records_stored"], counters["raw_files_archived"]) == (
+            20, 2, 1)
+        assert [delivery.counters(c).confirmed_units for c in ("readings", "fluxes", "raw")] == [20, 2, 1]
+        assert sum(sum(delivery.counters(c).refusals.values()) for c in ("readings", "fluxes", "raw")) == 0
         assert wait_for(lambda: any(m.topic.endswith("/status") for m in capture.messages), 5)  # online status
     finally:
         delivery.stop()
         ingestor.stop()
         capture.close()
-        buffer.close()
-        store.close()
+        for closable in (buffer, fluxes, raw, store):
+            closable.close()
