@@ -704,12 +704,13 @@ class IngestHarness:
         return sum(counters[name] for name in self.OUTCOMES) + sum(counters["malformed"].values())
 
     def handle(self, message: tuple[str, bytes]) -> None:
-        """Nothing lost, nothing silent: every message ends stored (or archived) or dead-lettered, exactly once."""
+        """Nothing lost, nothing silent: every message ends stored (or archived), dead-lettered, or both (a batch
+        stored but for readings set aside into the dead-letter file)."""
         before = self._accounted()
         self.ingestor.handle(*message)
         topic, payload = message
         if not (topic.endswith("/status") and not payload):  # an empty retained status clears, by design
-            assert self._accounted() == before + 1, f"message neither stored nor dead-lettered: {message!r:.200}"
+            assert self._accounted() > before, f"message neither stored nor dead-lettered: {message!r:.200}"
         # keep the dead-letter file from growing over a long run
         if self.ingestor.dead_letter_path.exists() and self.ingestor.dead_letter_path.stat().st_size > 50_000_000:
             self.ingestor.dead_letter_path.unlink()
