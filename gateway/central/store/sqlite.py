@@ -160,26 +160,33 @@ class SqliteStore(SqliteBudgetMixin):
 
     def _write_one(self, item: StoredReading, classifier: ReadingClassifier, rejected: list[RejectedReading]) -> None:
         key = reading_identity(item)
-        if key not in classifier.held:
-            row = self._conn.execute(
-                f"SELECT {_READING_COLUMNS} FROM readings WHERE site=? AND station=? AND sensor=? AND variable=? "
-                "AND time_ns=?", key).fetchone()
-            if row is not None:
-                classifier.held[key] = _row_to_stored(row)
-        if not classifier.add(item):
+        if key in classifier.held:  # repeated within this call
+            classifier.add(item)
             return
         r = item.reading
         value = r.value if r.value is not None and math.isfinite(r.value) else None
         try:
-            self._conn.execute(
-                f"INSERT INTO readings ({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            # the key decides: a new identity is inserted at once, a held one is left alone and looked at below
+            cursor = self._conn.execute(
+                f"INSERT INTO readings ({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (item.site, r.station, r.sensor, r.variable, r.unit, key[4], r.time_source.value, value, int(r.qc),
                  int(r.clock_synced), r.qc_reason),
             )
         except sqlite3.IntegrityError as exc:
-            # a CHECK constraint: this reading can never be stored; the others of the batch still are
-            rejected.append(RejectedReading(item, f"SQLite refused it: {exc}"))
+            # a CHECK constraint: this reading can never be stored; the others of the batch still are. Counted
+            # among the new readings (as InfluxDB's refusals are), then taken out of what is held.
+            classifier.add(item)
             del classifier.held[key]
+            rejected.append(RejectedReading(item, f"SQLite refused it: {exc}"))
+            return
+        if cursor.rowcount == 1:
+            classifier.add(item)  # not held: counted as new
+            return
+        row = self._conn.execute(
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE site=? AND station=? AND sensor=? AND variable=? "
+            "AND time_ns=?", key).fetchone()
+        classifier.held[key] = _row_to_stored(row)
+        classifier.add(item)
 
     def query_series(
         self,
