@@ -35,9 +35,11 @@ def ec(
 ) -> None:
     """Eddy-covariance fluxes for every averaging period of the raw files, one row per period in --out."""
     from gateway.flux.ec.engine import (
+        IN_SITU_METHODS,
         ConfigurationError,
         check_configuration,
         fit_planar_fit,
+        in_situ_assessment,
         process_period,
         sonic_frame_means,
     )
@@ -67,6 +69,15 @@ def ec(
         typer.echo(f"planar fit fitted over {len(means)} periods ({st.pf_sectors} sectors)")
         for note in notes:
             typer.echo(f"  {note}", err=True)
+    if assessment is None and st.hf_meth in IN_SITU_METHODS:
+        try:
+            assessment = in_situ_assessment(periods, st, pf)
+        except ValueError as exc:
+            typer.echo(f"flux ec: {exc}; give more periods or a spectral-assessment file", err=True)
+            raise typer.Exit(2) from None
+        typer.echo("spectral assessment in situ: " + "; ".join(
+            [f"H2O fc {c[3]:.3g} Hz at RH {c[0]:g}-{c[1]:g} % ({c[4]} spectra)" for c in assessment.h2o_classes
+             if c[4]] + [f"{g} fc {v[0][1]:.3g} Hz" for g, v in assessment.gas_monthly.items()]))
     results = [process_period(period, st, planar_fit=pf, spectral_assessment=assessment) for period in periods]
     results.sort(key=lambda r: r.end)
     write_ameriflux_csv(results, out, base_only=base_only)

@@ -69,6 +69,13 @@ _OUTPUT = "selects which of EddyPro's own output files or columns are written; t
 _BOOK = "project bookkeeping (names, dates, versions); no effect on the numbers"
 _GUI = "EddyPro GUI state (what files it has seen); no effect on the numbers"
 _PLANAR_FIT = _on("rot_meth", "3", "4")
+_SA_CONTEXT = (("hf_meth", "4"), ("sa_mode", "1"), ("sa_use_vm_flags", "0"), ("sa_use_foken_low", "0"),
+               ("sa_use_foken_mid", "0"))
+
+
+def _IN_SITU_SA(flat: Flat) -> bool:
+    return flat.get("hf_meth", "").strip() in ("2", "3", "4") and flat.get("sa_mode", "").strip() == "1"
+
 _TLAG_OPT = _on("tlag_meth", "4")
 
 RULES: tuple[Rule, ...] = (
@@ -124,15 +131,37 @@ RULES: tuple[Rule, ...] = (
     Rule(r"ru_tlag_max", "honoured", "maximum correlation period of the random error, s (settings ru_tlag_max)",
          probe=("7.5",), context=(("ru_meth", "1"),)),
     # [FluxCorrection_SpectralAnalysis_General]
-    Rule(r"sa_mode", "no_effect", "spectral assessment: 0 from sa_file; 1 computed in this run from the binned "
-         "cospectra is not available for hf_meth 3/4: give an assessment file (sa_mode = 0)", allowed=("0",),
-         active=_on("hf_meth", "3", "4")),
-    Rule(r"sa_file", "honoured", "EddyPro spectral_assessment.txt for hf_meth 4 (settings "
+    Rule(r"sa_mode", "honoured", "spectral assessment for hf_meth 2-4: 0 from sa_file; 1 assessed in situ over the "
+         "periods of the run (settings spectral_assessment_file unset; sa_* keys)", allowed=("0", "1"),
+         probe=("1", "0"), context=(*_SA_CONTEXT[2:], ("hf_meth", "4"), ("sa_file",
+                                                                             "DATA_DIR/spectral_assessment.txt"))),
+    Rule(r"sa_file", "honoured", "EddyPro spectral_assessment.txt for hf_meth 2-4 (settings "
          "spectral_assessment_file)", probe=("other_assessment.txt",), context=(("hf_meth", "4"), ("sa_mode", "0"))),
-    Rule(r"sa_(start|end)_(date|time)|sa_subset|sa_min_smpl|sa_f(min|max)_.*|sa_hfn_.*|sa_min_(st|un)_.*|"
-         r"sa_max_.*|sa_min_(co2|ch4|gas4|le|h)|sa_use_.*|sa_.*_g\d+_(start|stop)|sa_bin_spectra|sa_full_spectra|"
-         r"ex_file|ex_dir|f10_.*_trshld", "no_effect",
-         "parameters of the in-run spectral assessment (sa_mode = 1 with hf_meth 3/4), which is refused"),
+    Rule(r"sa_f(min|max)_(co2|h2o)|sa_hfn_(co2|h2o)_fmin|sa_min_smpl|sa_min_(un|st)_(ustar|h|le|co2)|"
+         r"sa_max_(ustar|h|le|co2)", "honoured", "the in-situ assessment's fitting range, noise frequency, "
+         "spectra per class and period selection (settings of the same name)", probe=("0.75", "1.25"),
+         context=_SA_CONTEXT),
+    Rule(r"sa_subset", "honoured", "1: the in-situ assessment uses only periods ending within sa_start/end_date/"
+         "time (settings sa_fit_from, sa_fit_to)", probe=("1", "0"), context=_SA_CONTEXT),
+    Rule(r"sa_(start|end)_date", "honoured", "bounds of sa_subset", probe=("2019-07-30", "2019-08-01"),
+         context=(*_SA_CONTEXT, ("sa_subset", "1"))),
+    Rule(r"sa_(start|end)_time", "honoured", "bounds of sa_subset", probe=("12:00", "13:00"),
+         context=(*_SA_CONTEXT, ("sa_subset", "1"))),
+    Rule(r"sa_use_(vm_flags|foken_low|foken_mid)", "refused", "selecting spectra by statistical or quality flags "
+         "for the in-situ assessment; not available: set it to 0", allowed=("0", ""), active=_IN_SITU_SA),
+    Rule(r"sa_co2_g1_start", "refused", "CO2 assessed over all months together (group 1 = months 1-12); other "
+         "month groups are not available: set sa_co2_g1_start = 1", allowed=("1",), active=_IN_SITU_SA),
+    Rule(r"sa_co2_g1_stop", "refused", "CO2 assessed over all months together; set sa_co2_g1_stop = 12",
+         allowed=("12",), active=_IN_SITU_SA),
+    Rule(r"sa_co2_g([2-9]|\d\d+)_(start|stop)", "refused", "a second CO2 month group; not available: remove it",
+         allowed=("",), active=_IN_SITU_SA),
+    Rule(r"sa_f(min|max)_(ch4|gas4)|sa_hfn_(ch4|gas4)_fmin|sa_min_(un|st)_(ch4|gas4)|sa_max_(ch4|gas4)|"
+         r"sa_(ch4|gas4)_g\d+_(start|stop)", "no_effect", "in-situ assessment of CH4 / a 4th gas, gases this "
+         "command does not process"),
+    Rule(r"sa_min_(co2|ch4|gas4|le|h)|f10_.*_trshld", "no_effect", "EddyPro 5's names of the selection thresholds; "
+         "EddyPro 7 reads sa_min_un_*/sa_min_st_*, and so does this engine"),
+    Rule(r"ex_file|ex_dir|sa_bin_spectra|sa_full_spectra", "no_effect", "EddyPro's intermediate files of an earlier "
+         "run; the in-situ assessment here is computed from the raw files themselves"),
     Rule(r"add_sonic_lptf", "no_effect", "adds the sonic's low-pass transfer function to the Ibrom/Fratini gas "
          "factor; EddyPro's V run (add_sonic_lptf = 1) prints the IIR factor alone, which is what is applied"),
     Rule(r"horst_lens", "no_effect", "Horst & Lenschow (2009) separation for in-situ assessment; EddyPro's V run "
@@ -278,9 +307,15 @@ def _code(flat: Flat, key: str) -> str | None:
     return codes[value]
 
 
+_ASSESSMENT_KEYS = ("sa_fmin_co2", "sa_fmax_co2", "sa_fmin_h2o", "sa_fmax_h2o", "sa_hfn_co2_fmin",
+                    "sa_hfn_h2o_fmin", "sa_min_un_ustar", "sa_min_st_ustar", "sa_max_ustar", "sa_min_un_h",
+                    "sa_min_st_h", "sa_max_h", "sa_min_un_le", "sa_min_st_le", "sa_max_le", "sa_min_un_co2",
+                    "sa_min_st_co2", "sa_max_co2")
+
+
 #: Honoured keys that hold numbers: checked to be finite numbers even where their option is off.
 NUMERIC_KEYS = ("avrg_len", "max_lack", "timeconst", "u_offset", "v_offset", "w_offset", "ru_tlag_max", "mag_dec",
-                "pf_w_max", "pf_u_min", "pf_north_offset", "pf_min_num_per_sec",
+                "pf_w_max", "pf_u_min", "pf_north_offset", "pf_min_num_per_sec", "sa_min_smpl", *_ASSESSMENT_KEYS,
                 "sr_num_spk", "sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf", "al_u_max", "al_w_max",
                 "al_tson_min", "al_tson_max", "al_co2_min", "al_co2_max", "al_h2o_min", "al_h2o_max", "al_ch4_min",
                 "al_ch4_max")
@@ -337,6 +372,18 @@ def _planar_fit_options(flat: Flat) -> dict[str, Any]:
     return out
 
 
+def _assessment_options(flat: Flat) -> dict[str, Any]:
+    """The in-situ spectral-assessment settings from sa_* keys (sa_mode = 1)."""
+    out: dict[str, Any] = {k: v for k in _ASSESSMENT_KEYS if (v := _float(flat, k)) is not None}
+    count = _float(flat, "sa_min_smpl")
+    if count is not None:
+        out["sa_min_smpl"] = max(1, int(count))
+    if _flag(flat, "sa_subset"):
+        out["sa_fit_from"] = _moment(flat, "start", "sa")
+        out["sa_fit_to"] = _moment(flat, "end", "sa")
+    return out
+
+
 def settings_from_project(text: str) -> dict[str, Any]:
     """A `ProcessingSettings` mapping from the text of an EddyPro project file: every key checked against
     :data:`RULES`, the honoured ones translated. Raises ConfigError naming the first refused or unknown key,
@@ -389,8 +436,11 @@ def settings_from_project(text: str) -> dict[str, Any]:
     if _flag(flat, "pr_subset"):
         out["process_from"] = _moment(flat, "start")
         out["process_to"] = _moment(flat, "end")
-    if out.get("hf_meth") == "fratini_2012":
-        out["spectral_assessment_file"] = flat.get("sa_file", "").strip() or None
+    if out.get("hf_meth") in ("horst_1997", "ibrom_2007", "fratini_2012"):
+        if flat.get("sa_mode", "0").strip() == "1":
+            out.update(_assessment_options(flat))
+        else:
+            out["spectral_assessment_file"] = flat.get("sa_file", "").strip() or None
     if out.get("rot_meth") in ("planar_fit", "planar_fit_no_bias"):
         if flat.get("pf_mode", "0").strip() == "1":
             out.update(_planar_fit_options(flat))

@@ -184,8 +184,8 @@ def load_method_files(st: ProcessingSettings, settings: Path | None,
             raise ConfigError(f"{pf_path}: cannot read the planar-fit file: {exc.strerror}") from None
         pf = PlanarFitSetup(parsed.sectors, subtract_b0=st.pf_subtract_b0)
     assessment = None
-    if st.hf_meth == SpectralCorrection.FRATINI_2012:
-        assert st.spectral_assessment_file is not None
+    if st.hf_meth in (SpectralCorrection.HORST_1997, SpectralCorrection.IBROM_2007,
+                      SpectralCorrection.FRATINI_2012) and st.spectral_assessment_file:
         sa_path = resolve(st.spectral_assessment_file)
         try:
             assessment = parse_spectral_assessment(sa_path.read_text(encoding="utf-8"))

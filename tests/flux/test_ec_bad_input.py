@@ -163,8 +163,8 @@ def test_failed_and_partial_periods_export_as_minus_9999(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(("update", "error", "text"), [
-    ({"hf_meth": "horst_1997"}, NotAvailableError, "hf_meth"),
-    ({"hf_meth": "fratini_2012"}, ConfigurationError, "spectral_assessment_file"),
+    ({"hf_meth": "horst_1997"}, ConfigurationError, "horst_1997 applies to closed-path"),
+    ({"hf_meth": "fratini_2012"}, ConfigurationError, "fratini_2012 applies to closed-path"),
     ({"foot_meth": "kljun_2015"}, ConfigurationError, "footprint_blh"),
     ({"foot_meth": "hsieh_2000"}, NotAvailableError, "foot_meth"),
     ({"tlag_meth": "automatic_optimization"}, NotAvailableError, "automatic"),

@@ -120,16 +120,16 @@ def test_icos_like_v_project_within_half_a_percent(ec_raw: Path, tmp_path: Path)
 
 
 def test_eddypro_project_with_an_unavailable_option_is_refused(ec_raw: Path, tmp_path: Path) -> None:
-    """A project asking for Horst (1997) spectral corrections (hf_meth=2): refused with the setting named, nothing
-    written."""
+    """A project asking for the angle-of-attack correction (flow_distortion=1): refused with the setting named and
+    the way out, nothing written."""
     text = (ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "eddypro_settings_echo.eddypro").read_text()
-    project = tmp_path / "horst.eddypro"
-    project.write_text(text.replace("hf_meth=0", "hf_meth=2"))
+    project = tmp_path / "aoa.eddypro"
+    project.write_text(text.replace("flow_distortion=0", "flow_distortion=1"))
     out = tmp_path / "x.csv"
     res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
                                    str(project), "--out", str(out)])
     assert res.exit_code == 2
-    assert "hf_meth = horst_1997" in res.output
+    assert "flow_distortion = 1: angle-of-attack correction" in res.output and "set flow_distortion = 0" in res.output
     assert not out.exists()
 
 
@@ -185,3 +185,17 @@ def test_planar_fit_without_a_file_is_fitted_over_the_given_periods(tmp_path: Pa
     rows_out = read_rows(out)
     assert len(rows_out) == 16  # sonic only: "partial", without gas fluxes
     assert all(r["STATUS"] == "partial" and r["H"] != "-9999" and r["YAW"] != "-9999" for r in rows_out)
+
+
+def test_in_situ_assessment_needs_enough_periods(ec_raw: Path, tmp_path: Path) -> None:
+    """Run V's project with sa_mode = 1 (assess in situ) on its one period: too few spectra, refused with the way
+    out (the in-situ assessment itself is tested on synthetic multi-period data in test_ec_insitu.py)."""
+    text = (ec_raw / "eddypro" / "V_icoslike_pf_fratini_30min" / "eddypro_settings_echo.eddypro").read_text()
+    project = tmp_path / "insitu.eddypro"
+    project.write_text(text.replace("sa_mode=0", "sa_mode=1"))
+    res = CliRunner().invoke(app, [
+        "flux", "ec", str(RAW_FILE), "--metadata",
+        str(ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "input_DE-HoH.metadata"),
+        "--settings", str(project), "--data-dir", str(ec_raw), "--out", str(tmp_path / "x.csv")])
+    assert res.exit_code == 2
+    assert "usable H2O spectra" in res.output and "spectral-assessment file" in res.output

@@ -55,6 +55,7 @@ Array = NDArray[np.float64]
 Mask = NDArray[np.bool_]
 GASES = ("co2", "h2o")
 MAX_STABILITY_ITERATIONS = 20
+IN_SITU_METHODS = (SpectralCorrection.HORST_1997, SpectralCorrection.IBROM_2007, SpectralCorrection.FRATINI_2012)
 WIND = ("u", "v", "w", "ts")
 
 
@@ -68,15 +69,9 @@ class PeriodFailed(Exception):
 
 def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) -> None:
     """Refuse settings this engine cannot honour, naming the setting (no silent skipping)."""
-    if settings.hf_meth in (SpectralCorrection.HORST_1997, SpectralCorrection.IBROM_2007):
-        raise NotAvailableError(f"hf_meth = {settings.hf_meth.value}: not available; use moncrieff_1997 or "
-                                "fratini_2012")
-    if settings.hf_meth == SpectralCorrection.FRATINI_2012:
-        if not settings.spectral_assessment_file:
-            raise ConfigurationError("hf_meth = fratini_2012 needs spectral_assessment_file (an EddyPro "
-                                     "spectral_assessment.txt)")
-        if metadata.analyzer is None or metadata.analyzer.path_type != "closed":
-            raise ConfigurationError("hf_meth = fratini_2012 applies to closed-path analysers; use moncrieff_1997")
+    if settings.hf_meth in IN_SITU_METHODS and (metadata.analyzer is None or metadata.analyzer.path_type != "closed"):
+        raise ConfigurationError(f"hf_meth = {settings.hf_meth.value} applies to closed-path analysers (its transfer "
+                                 "function comes from the in-situ spectral assessment); use moncrieff_1997")
     if settings.foot_meth in ("kormann_meixner_2001", "hsieh_2000"):
         raise NotAvailableError(f"foot_meth = {settings.foot_meth}: not available; use kljun_2004 or kljun_2015")
     if settings.foot_meth == "kljun_2015" and settings.footprint_blh is None:
@@ -292,6 +287,82 @@ def fit_planar_fit(means: list[tuple[float, float, float]], settings: Processing
     notes = [f"planar fit over {fit.periods_used} periods; sectors {', '.join(str(k + 1) for k in fit.fallback)} "
              f"had fewer than {settings.pf_min_num_per_sec} and use the plane of all periods"] if fit.fallback else []
     return PlanarFitSetup(fit.sectors, subtract_b0=settings.pf_subtract_b0), notes
+
+
+def period_spectra(period: RawPeriod, settings: ProcessingSettings, *, n_bins: int = 50) -> Any:
+    """One period's contribution to the in-situ spectral assessment (:mod:`gateway.flux.ec.insitu`, Ibrom et al.
+    2007): after steps 1-4, the binned ratio of each gas's normalised power spectrum to the sonic temperature's,
+    the period's RH (%) and month, and the attenuation of w'Ts' by IIR filters (w after double rotation) for the
+    correction-factor model. Every gas is marked usable; the caller applies its flux thresholds. None when the
+    period is not usable."""
+    from gateway.flux.ec import insitu
+
+    md = period.metadata
+    fs = md.acquisition_frequency
+    expected = period.expected_records or round(settings.avrg_len * 60.0 * fs)
+    n = period.n_records
+    if n < 2 or n < expected * (1.0 - settings.max_lack / 100.0) or any(k not in period.data for k in WIND):
+        return None
+    data = {k: np.array(a, dtype=np.float64, copy=True) for k, a in period.data.items()}
+    filter_records(data, period.measure_types, settings)
+    remove_spikes(data, fs, settings)
+    correct_sonic(data, md, settings)
+    mtypes, _ = dry_mole_fractions(data, period.measure_types)
+    try:
+        gases, _ = usable_gases(data, expected, settings.max_lack)
+    except PeriodFailed:
+        return None
+    edges = insitu.frequency_bins(fs, n, n_bins)
+    ratio = {g: insitu.binned_ratio(data["ts"], data[g], fs, edges, getattr(settings, f"sa_fmin_{g}"),
+                                    getattr(settings, f"sa_fmax_{g}"), getattr(settings, f"sa_hfn_{g}_fmin"))
+             for g in gases}
+    air, _ = period_air_properties(data["ts"], {g: data[g] for g in gases}, mtypes, data.get("air_p"), md.altitude)
+    rot = rotation.double_rotation(data["u"], data["v"], data["w"])
+    cov_wts = qc.pair_cov(rot.w, data["ts"])
+    return insitu.PeriodSpectra(f=insitu.bin_centres(edges), ratio=ratio, rh=air.rh, month=period.end.month,
+                                usable=dict.fromkeys(gases, True), u=float(np.nanmean(rot.u)),
+                                unstable=cov_wts >= 0, ts_attenuation=insitu.ts_flux_attenuation(rot.w, data["ts"],
+                                                                                                  fs))
+
+
+def usable_for_assessment(values: dict[str, float], settings: ProcessingSettings) -> dict[str, bool]:
+    """Whether a period's spectra may enter the in-situ assessment, per gas (EddyPro's sa_min_*/sa_max_*
+    selection on the uncorrected period's u*, |H|, |LE| and |FC|, with the stable or unstable minimum by the sign
+    of H). ``values``: the period's result values."""
+    unstable = values.get("H", math.nan) >= 0
+    tag = "un" if unstable else "st"
+    ustar, h = values.get("USTAR", math.nan), abs(values.get("H", math.nan))
+    base = (getattr(settings, f"sa_min_{tag}_ustar") <= ustar <= settings.sa_max_ustar
+            and getattr(settings, f"sa_min_{tag}_h") <= h <= settings.sa_max_h)
+    le, fc = abs(values.get("LE", math.nan)), abs(values.get("FC", math.nan))
+    return {"h2o": base and getattr(settings, f"sa_min_{tag}_le") <= le <= settings.sa_max_le,
+            "co2": base and getattr(settings, f"sa_min_{tag}_co2") <= fc <= settings.sa_max_co2}
+
+
+def in_situ_assessment(periods: list[RawPeriod], settings: ProcessingSettings,
+                       planar_fit: PlanarFitSetup | None = None) -> Any:
+    """The in-situ spectral assessment over many periods (:func:`gateway.flux.ec.insitu.assess`, Ibrom et al. 2007):
+    each period's spectral ratios (:func:`period_spectra`), selected by its uncorrected fluxes
+    (:func:`usable_for_assessment`; periods ending in sa_fit_from..sa_fit_to). ValueError when too few qualify."""
+    from dataclasses import replace
+
+    from gateway.flux.ec import insitu
+
+    plain = settings.model_copy(update={"hf_meth": SpectralCorrection.NONE, "lf_meth": LowFrequencyCorrection.NONE,
+                                        "random_error": "none", "foot_meth": "none"})
+    spectra = []
+    for p in periods:
+        if (settings.sa_fit_from is not None and p.end <= settings.sa_fit_from) or (
+                settings.sa_fit_to is not None and p.end > settings.sa_fit_to):
+            continue
+        sp = period_spectra(p, settings)
+        if sp is None:
+            continue
+        ok = usable_for_assessment(process_period(p, plain, planar_fit=planar_fit).values, settings)
+        spectra.append(replace(sp, usable={g: ok.get(g, False) for g in sp.ratio}))
+    ranges = {"co2": (settings.sa_fmin_co2, settings.sa_fmax_co2), "h2o": (settings.sa_fmin_h2o,
+                                                                           settings.sa_fmax_h2o)}
+    return insitu.assess(spectra, fit_range=ranges, min_spectra=settings.sa_min_smpl)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -524,18 +595,21 @@ def spectral_correction_factors(settings: ProcessingSettings, metadata: SiteMeta
         return {}
     from gateway.flux.ec import speccorr
 
-    if settings.hf_meth == SpectralCorrection.FRATINI_2012 and spectral_assessment is None:
-        raise ConfigurationError("hf_meth = fratini_2012: no spectral assessment given to process_period")
+    if settings.hf_meth in IN_SITU_METHODS and spectral_assessment is None:
+        raise ConfigurationError(f"hf_meth = {settings.hf_meth.value}: no spectral assessment given to "
+                                 "process_period (an EddyPro spectral_assessment.txt, or the in-situ one of "
+                                 "gateway.flux.ec.insitu)")
     low_pass = settings.hf_meth != SpectralCorrection.NONE
     hpath, vpath = speccorr.sonic_paths_m(metadata.sonic.model, metadata.sonic.hpath_length,
                                           metadata.sonic.vpath_length) if low_pass else (math.nan, math.nan)
     ga = metadata.analyzer
     gas_par: dict[str, dict[str, float]] = {}
     for g in gases:
-        if settings.hf_meth == SpectralCorrection.FRATINI_2012:
+        if settings.hf_meth in IN_SITU_METHODS:
             fc_cut = (spectral_assessment.h2o_fc(rh) if g == "h2o"
                       else spectral_assessment.gas_monthly.get(g.upper(), [(math.nan, math.nan)] * 12)[month - 1][1])
-            gas_par[g] = {"fc": fc_cut}
+            c1, c2 = spectral_assessment.cf_model.get("unstable" if zl <= 0 else "stable", (math.nan, math.nan))
+            gas_par[g] = {"fc": fc_cut, "c1": c1, "c2": c2}
         elif ga is not None:
             sep = math.hypot(ga.northward_separation, ga.eastward_separation) / 100.0
             gas_par[g] = ({"separation_m": sep, "tube_length_m": ga.tube_length / 100.0,

@@ -368,7 +368,36 @@ class ProcessingSettings(ConfigModel):
     """Boundary-layer height in m for the Kljun et al. (2015) footprint (no default: it is not measured here)."""
     planar_fit_file: str | None = None
     spectral_assessment_file: str | None = None
-    """EddyPro spectral_assessment.txt with the IIR cut-off frequencies, needed by hf_meth fratini_2012."""
+    """EddyPro spectral_assessment.txt with the IIR cut-off frequencies for hf_meth horst_1997, ibrom_2007,
+    fratini_2012; without it the command assesses the spectra of the periods it processes (in situ)."""
+    sa_fmin_co2: Annotated[float, Field(gt=0)] = 0.005
+    """In-situ assessment: fitting range of the IIR transfer function, Hz (EddyPro sa_fmin_*, sa_fmax_*)."""
+    sa_fmax_co2: Annotated[float, Field(gt=0)] = 2.0
+    sa_fmin_h2o: Annotated[float, Field(gt=0)] = 0.005
+    sa_fmax_h2o: Annotated[float, Field(gt=0)] = 2.0
+    sa_hfn_co2_fmin: Annotated[float, Field(gt=0)] | None = None
+    """In-situ assessment: the gas spectrum's mean above this frequency (Hz) is white noise and subtracted
+    (EddyPro sa_hfn_*_fmin); None: no noise removed."""
+    sa_hfn_h2o_fmin: Annotated[float, Field(gt=0)] | None = None
+    sa_min_smpl: Annotated[int, Field(ge=1)] = 10
+    """In-situ assessment: spectra a class needs (EddyPro sa_min_smpl)."""
+    sa_min_un_ustar: float = 0.2
+    """In-situ assessment, period selection (EddyPro sa_min_*/sa_max_*): u* (m s-1), |H|, |LE| (W m-2), |FC|
+    (µmol m-2 s-1) at least the unstable (un) or stable (st) minimum and at most the maximum."""
+    sa_min_st_ustar: float = 0.05
+    sa_max_ustar: float = 5.0
+    sa_min_un_h: float = 20.0
+    sa_min_st_h: float = 5.0
+    sa_max_h: float = 1000.0
+    sa_min_un_le: float = 20.0
+    sa_min_st_le: float = 3.0
+    sa_max_le: float = 1000.0
+    sa_min_un_co2: float = 2.0
+    sa_min_st_co2: float = 0.5
+    sa_max_co2: float = 100.0
+    sa_fit_from: datetime | None = None
+    """Only periods ending after this time enter the in-situ assessment (EddyPro sa_subset, sa_start_*)."""
+    sa_fit_to: datetime | None = None
     power_of_two: bool = False
 
     def settings_hash(self, metadata: SiteMetadata | None = None) -> str:

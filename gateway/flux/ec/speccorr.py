@@ -14,7 +14,10 @@ stability) and TF the product of:
   - gases, Moncrieff et al. (1997), fully analytic: the sonic's √(T_w·T_s) × lateral separation (Moore 1986,
     eq. 11) × turbulent tube attenuation (Leuning & Moncrieff 1990; closed path) or the analyser's path averaging
     (open path);
-  - gases, Ibrom et al. (2007) / Fratini et al. (2012), closed path: the first-order IIR filter of the in-situ
+  - gases, Horst (1997), closed path: CF = 1 + (2π n_m τ u/zm)^α with τ = 1/(2π fc) from the in-situ assessment
+    (:func:`horst1997_factor`); Ibrom et al. (2007): their CF model c1·u/(c2 + fc) + 1 (eq. 8) with c1, c2 of the
+    assessment (unstable or stable);
+  - gases, Fratini et al. (2012), closed path: the first-order IIR filter of the in-situ
     assessment H_IIR = 1/(1 + (f/fc)²) (cut-off by RH class for H2O, by month for the other gases) times the
     analyser's own first-order amplitude response 1/√(1 + (2π f τ_ga)²) (τ_ga = 0.1 s for the LI-7200), without
     the high-pass part: this reproduces EddyPro's V-run LE_scf 1.03837 and co2_scf 1.01505 to 4e-5 and 2e-4 (the
@@ -75,6 +78,18 @@ def highpass(f: NDArray[np.float64], detrend: str, period_s: float, timeconst_s:
     return S.tf_block_average(f, BLOCK_AVERAGE_PERIODS * period_s)
 
 
+def horst1997_factor(u: float, zm: float, zl: float, tau_s: float) -> float:
+    """Horst (1997, Boundary-Layer Meteorol. 82, 219-233, eqs. 11-13) correction factor for a scalar measured with a
+    first-order response of time constant ``tau_s`` (s): CF = 1 + (2π·n_m·τ·u/zm)^α, with n_m = 0.085 and α = 7/8
+    for z/L ≤ 0, n_m = 2.0 − 1.915/(1 + 0.5·z/L) and α = 1 for z/L > 0 (u in m s-1, zm = z − d in m). For a
+    closed path τ = 1/(2π·fc) of the in-situ IIR cut-off fc."""
+    if zl <= 0:
+        n_m, alpha = 0.085, 7.0 / 8.0
+    else:
+        n_m, alpha = 2.0 - 1.915 / (1.0 + 0.5 * zl), 1.0
+    return 1.0 + (2.0 * math.pi * n_m * tau_s * u / zm) ** alpha
+
+
 def correction_factors(
     *,
     method: str,
@@ -110,14 +125,18 @@ def correction_factors(
     h = S.correction_factor(f, co_s, sonic * hp)
     out: dict[str, float] = {}
     for gas, p in gases.items():
-        if method in ("fratini_2012", "ibrom_2007"):
+        if method in ("fratini_2012", "ibrom_2007", "horst_1997"):
             fc = p.get("fc", math.nan)
             if not (math.isfinite(fc) and fc > 0):
                 out[gas] = math.nan
-                continue
-            tf = S.iir_lowpass(f, fc) * np.sqrt(S.tf_first_order(f, p.get("response_time_s",
-                                                                             ANALYZER_RESPONSE_TIME_S)))
-            out[gas] = S.correction_factor(f, co_s, tf)
+            elif method == "horst_1997":
+                out[gas] = horst1997_factor(u, zm, zl, 1.0 / (2.0 * math.pi * fc))
+            elif method == "ibrom_2007":
+                out[gas] = S.ibrom_cf_model(u, fc, p.get("c1", math.nan), p.get("c2", math.nan))
+            else:
+                tf = S.iir_lowpass(f, fc) * np.sqrt(S.tf_first_order(f, p.get("response_time_s",
+                                                                                 ANALYZER_RESPONSE_TIME_S)))
+                out[gas] = S.correction_factor(f, co_s, tf)
         else:
             tf = sonic * hp * S.tf_sensor_separation(f, p.get("separation_m", 0.0), u)
             if p.get("tube_length_m", 0.0) > 0 and p.get("flow_lpm", 0.0) > 0:
