@@ -211,7 +211,7 @@ def timestamp_from_name(name: str) -> datetime | None:
 
 #: Variables the engine uses; other mapped columns (cell temperatures and pressures, ...) are not parsed.
 ENGINE_VARIABLES = frozenset({"u", "v", "w", "ts", "co2", "h2o", "ch4", "n2o", "air_t", "air_p", "diag_sonic",
-                              "diag_72", "diag_75", "diag_77"})
+                              "diag_72", "diag_75", "diag_77", "cell_t", "int_t_1", "int_t_2", "int_p"})
 
 
 def _open_raw(path: Path) -> BinaryIO:

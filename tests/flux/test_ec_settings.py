@@ -122,3 +122,39 @@ def test_integral_time_scale_option_of_the_random_error() -> None:
     r_short = run(data, random_error="finkelstein_sims_2001", ru_its_meth="first_crossing_1_over_e", ru_tlag_max=20)
     r_whole = run(data, random_error="finkelstein_sims_2001", ru_its_meth="whole_correlation_period", ru_tlag_max=20)
     assert 0 < r_short.get("H_RANDUNC") < r_whole.get("H_RANDUNC")
+
+
+def test_closed_path_molar_densities_become_mixing_ratios_with_the_cell_t_and_p() -> None:
+    """A closed-path analyser reporting molar densities in a cell whose temperature and pressure fluctuate: record by
+    record χ = ρ/(Pc/(R·Tc) − ρv) gives back the dry mole fractions the densities were made from, so the fluxes are
+    those of the mixing ratios, to 1e-9; without cell T and P the gas fluxes are not computed, and the reason says
+    why."""
+    from gateway.flux.ec.constants import R_GAS
+
+    rng = np.random.default_rng(12)
+    x = correlated(np.array([[0.5, -0.2, 0.05], [-0.2, 1.0, -0.02], [0.05, -0.02, 0.04]]), seed=13)
+    w, chi_c, chi_v = x[:, 0], 400.0 + x[:, 1], 14.0 + x[:, 2]          # µmol/mol, mmol/mol (dry)
+    cell_t = 310.0 + 0.3 * rng.standard_normal(N)                       # K
+    cell_p = 97000.0 + 50.0 * rng.standard_normal(N)                    # Pa
+    n_air = cell_p / (R_GAS * cell_t)
+    n_dry = n_air / (1.0 + chi_v * 1e-3)
+    data = {**wind(), "w": w, "co2": chi_c * 1e-6 * n_dry * 1e3, "h2o": chi_v * 1e-3 * n_dry * 1e3,
+            "cell_t": cell_t, "int_p": cell_p}
+    columns = [*SONIC_COLUMNS,
+               {"index": 5, "variable": "co2", "measure_type": "molar_density", "unit_in": "mmol_m3"},
+               {"index": 6, "variable": "h2o", "measure_type": "molar_density", "unit_in": "mmol_m3"},
+               {"index": 7, "variable": "cell_t", "unit_in": "kelvin"}, {"index": 8, "variable": "int_p"}]
+    md = metadata(columns=columns, analyzer={"model": "li7200_1", "path_type": "closed"})
+    s = settings_of(rot_meth="none", tlag_meth="none", qc_meth="none")
+    types = {"co2": "molar_density", "h2o": "molar_density"}
+    r = process_period(period(data, md, types), s)
+    assert r.status == "ok", r.reasons
+    assert r.get("W_CO2_COV") == pytest.approx(float(np.mean((w - w.mean()) * (chi_c - chi_c.mean()))), rel=1e-9)
+    assert r.get("W_H2O_COV") == pytest.approx(float(np.mean((w - w.mean()) * (chi_v - chi_v.mean()))), rel=1e-9)
+    assert r.get("CO2_MIXING_RATIO") == pytest.approx(float(chi_c.mean()), rel=1e-12)
+    assert r.get("FC") == pytest.approx(r.get("W_CO2_COV") / r.get("VD"), rel=1e-12)
+    bare = {k: a for k, a in data.items() if k not in ("cell_t", "int_p")}
+    r2 = process_period(period(bare, metadata(columns=columns[:6], analyzer={"model": "li7200_1",
+                                                                             "path_type": "closed"}), types), s)
+    assert r2.status == "partial" and math.isnan(r2.get("FC"))
+    assert any("without the cell temperature" in x for x in r2.reasons), r2.reasons

@@ -211,10 +211,21 @@ def correct_sonic(data: dict[str, Array], metadata: SiteMetadata, settings: Proc
     return reasons
 
 
-def dry_mole_fractions(data: dict[str, Array], measure_types: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """Wet mole fractions of one analyser to dry mole fractions (mixing ratios) record by record,
-    χ = x/(1 − x_v) (Ibrom et al. 2007, Agric. For. Meteorol. 147, 140, §2.2; x_v the H2O mole fraction in mol mol-1);
-    in place. Returns the measure types after conversion and the reasons."""
+def dry_mole_fractions(data: dict[str, Array], measure_types: dict[str, str], closed_path: bool = False
+                       ) -> tuple[dict[str, str], list[str]]:
+    """Gas records of one analyser to dry mole fractions (mixing ratios) record by record, in place (Ibrom et al.
+    2007, Agric. For. Meteorol. 147, 140, §2.2; Burba et al. 2012, Glob. Change Biol. 18, 385):
+
+    * wet mole fractions: χ = x/(1 − x_v), x_v the H2O mole fraction (mol mol-1);
+    * closed-path molar densities, with the cell temperature Tc (``cell_t``, else the mean of ``int_t_1`` and
+      ``int_t_2``) and pressure Pc (``int_p``, else ``air_p``) of each record: n_air = Pc/(R·Tc),
+      χ = ρ/(n_air − ρ_v), which removes every density effect inside the cell (no WPL terms are then needed).
+      Without cell T and P the densities stay (their flux is then not computed: closed-path WPL with cell
+      covariances is not available).
+
+    Returns the measure types after conversion and the reasons."""
+    from gateway.flux.ec.constants import R_GAS
+
     reasons: list[str] = []
     if measure_types.get("h2o") == "mole_fraction" and "h2o" in data:
         xv = data["h2o"] * 1e-3
@@ -225,6 +236,28 @@ def dry_mole_fractions(data: dict[str, Array], measure_types: dict[str, str]) ->
         reasons.append("mole fractions converted to mixing ratios record by record")
     types = {g: ("mixing_ratio" if measure_types.get(g) == "mole_fraction" else measure_types.get(g, ""))
              for g in GASES}
+    densities = [g for g in GASES if types[g] == "molar_density" and g in data]
+    if closed_path and densities:
+        cell_t = data.get("cell_t")
+        if cell_t is None and "int_t_1" in data and "int_t_2" in data:
+            cell_t = 0.5 * (data["int_t_1"] + data["int_t_2"])
+        cell_p = data.get("int_p", data.get("air_p"))
+        if cell_t is None or cell_p is None:
+            for g in densities:
+                del data[g]
+            reasons.append(f"closed-path molar densities ({', '.join(densities)}) without the cell temperature "
+                           "(cell_t or int_t_1/int_t_2) and pressure (int_p or air_p): their fluxes are not "
+                           "computed; map those columns or record mixing ratios")
+        else:
+            n_air = cell_p / (R_GAS * cell_t)                       # mol m-3 in the cell
+            n_v = data["h2o"] * 1e-3 if "h2o" in densities else 0.0  # mol m-3
+            n_dry = n_air - n_v
+            scale = {"co2": 1e3, "h2o": 1.0}  # mmol m-3 / mol m-3 -> µmol mol-1 (CO2), mmol mol-1 (H2O)
+            for g in densities:
+                data[g] = data[g] * scale[g] / n_dry
+                types[g] = "mixing_ratio"
+            reasons.append("closed-path molar densities converted to mixing ratios record by record with the cell "
+                           "temperature and pressure")
     return types, reasons
 
 
@@ -307,7 +340,8 @@ def period_spectra(period: RawPeriod, settings: ProcessingSettings, *, n_bins: i
     filter_records(data, period.measure_types, settings)
     remove_spikes(data, fs, settings)
     correct_sonic(data, md, settings)
-    mtypes, _ = dry_mole_fractions(data, period.measure_types)
+    mtypes, _ = dry_mole_fractions(data, period.measure_types, md.analyzer is not None and
+                                   md.analyzer.path_type == "closed")
     try:
         gases, _ = usable_gases(data, expected, settings.max_lack)
     except PeriodFailed:
@@ -745,7 +779,8 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
     reasons += filter_records(data, period.measure_types, settings)
     v.update(remove_spikes(data, fs, settings))
     reasons += correct_sonic(data, md, settings)
-    mtypes, why = dry_mole_fractions(data, period.measure_types)
+    mtypes, why = dry_mole_fractions(data, period.measure_types, md.analyzer is not None and
+                                     md.analyzer.path_type == "closed")
     reasons += why
     gases, why = usable_gases(data, expected, settings.max_lack)
     reasons += why
