@@ -48,7 +48,7 @@ from gateway.edge.config import FluxConfig, StationConfig
 from gateway.edge.delivery import OutboxItem
 from gateway.flux.ec.engine import PlanarFitSetup, check_configuration, fit_planar_fit, process_period
 from gateway.flux.ec.result import ENGINE_NAME, ENGINE_VERSION
-from gateway.flux.ec.settings import ProcessingSettings, Rotation, SiteMetadata
+from gateway.flux.ec.settings import ProcessingSettings, Rotation, SiteMetadata, TimeLag
 from gateway.flux.rawperiods import (
     ArchiveReader,
     SensorData,
@@ -178,6 +178,10 @@ def resolve_flux_setup(config: StationConfig, source: Path | str = "<config>") -
         check_configuration(metadata, settings)
     except ValueError as exc:
         raise _invalid(source, "settings", str(exc)) from None
+    if settings.tlag_meth == TimeLag.AUTOMATIC:
+        raise _invalid(source, "settings", "tlag_meth automatic_optimization needs many periods before the first; "
+                                           "run sinkwatch flux ec over a past month and give the optimised window "
+                                           "with covariance_maximization_with_default")
     planar_fit, assessment = load_method_files(settings, settings_path or base_dir / "station.yaml", None)
     return FluxSetup(sonic=flux.sonic, analyzer=analyzer, metadata=metadata, settings=settings,
                      period_s=round(period_s), publish=flux.publish, max_wait_s=flux.max_wait_s,

@@ -40,10 +40,11 @@ def ec(
         check_configuration,
         fit_planar_fit,
         in_situ_assessment,
+        optimise_time_lags,
         process_period,
         sonic_frame_means,
     )
-    from gateway.flux.ec.settings import Rotation
+    from gateway.flux.ec.settings import Rotation, TimeLag
     from gateway.flux.files import load_metadata, load_method_files, load_settings, read_raw_file, write_ameriflux_csv
 
     try:
@@ -69,16 +70,27 @@ def ec(
         typer.echo(f"planar fit fitted over {len(means)} periods ({st.pf_sectors} sectors)")
         for note in notes:
             typer.echo(f"  {note}", err=True)
+    lags = None
+    if st.tlag_meth == TimeLag.AUTOMATIC:
+        try:
+            lags = optimise_time_lags(periods, st, pf)
+        except ValueError as exc:
+            typer.echo(f"flux ec: {exc}; give more periods or use covariance_maximization_with_default", err=True)
+            raise typer.Exit(2) from None
+        typer.echo("time lags optimised: " + "; ".join(
+            f"{g.upper()} {w.nominal_s:.2f} s in [{w.min_s:.2f}, {w.max_s:.2f}] ({lags.counts[g]} periods)"
+            for g, w in lags.gases.items()))
     if assessment is None and st.hf_meth in IN_SITU_METHODS:
         try:
-            assessment = in_situ_assessment(periods, st, pf)
+            assessment = in_situ_assessment(periods, st, pf, lags)
         except ValueError as exc:
             typer.echo(f"flux ec: {exc}; give more periods or a spectral-assessment file", err=True)
             raise typer.Exit(2) from None
         typer.echo("spectral assessment in situ: " + "; ".join(
             [f"H2O fc {c[3]:.3g} Hz at RH {c[0]:g}-{c[1]:g} % ({c[4]} spectra)" for c in assessment.h2o_classes
              if c[4]] + [f"{g} fc {v[0][1]:.3g} Hz" for g, v in assessment.gas_monthly.items()]))
-    results = [process_period(period, st, planar_fit=pf, spectral_assessment=assessment) for period in periods]
+    results = [process_period(period, st, planar_fit=pf, spectral_assessment=assessment, time_lags=lags)
+               for period in periods]
     results.sort(key=lambda r: r.end)
     write_ameriflux_csv(results, out, base_only=base_only)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed")}

@@ -82,8 +82,9 @@ RULES: tuple[Rule, ...] = (
     # [Project]
     Rule(r"creation_date|last_change_date|file_name|project_title|project_id|sw_version|ini_version", "no_effect",
          _BOOK),
-    Rule(r"run_mode", "no_effect", "EddyPro run mode; 0 and 1 (advanced, express) use the file's settings as read "
-         "here; 2 (metadata retriever) computes no fluxes: use run_mode = 0", allowed=("0", "1")),
+    Rule(r"run_mode", "no_effect", "EddyPro run mode; 0 (advanced) uses the file's settings as read here; 1 "
+         "(express) would use EddyPro's built-in express options instead and 2 (metadata retriever) computes no "
+         "fluxes: save the project in advanced mode (run_mode = 0)", allowed=("0", "")),
     Rule(r"run_fcc", "refused", "1 asks EddyPro to redo only its flux corrections from an earlier run's results "
          "(ex_file); this engine always processes the raw files: set run_fcc = 0", allowed=("0", "")),
     Rule(r"file_type", "refused", "raw file format; this command reads generic ASCII (1); convert other formats "
@@ -192,8 +193,8 @@ RULES: tuple[Rule, ...] = (
     Rule(r"timeconst", "honoured", "detrending time constant, s (settings timeconst)", probe=("600", "250"),
          context=(("detrend_meth", "1"),)),
     Rule(r"tlag_meth", "honoured", "time-lag method (settings tlag_meth): 0 none, 1 constant, 2 covariance "
-         "maximisation with default, 3 covariance maximisation; 4 (automatic optimisation) is not available: use 2",
-         allowed=("0", "1", "2", "3"), probe=("1", "2")),
+         "maximisation with default, 3 covariance maximisation, 4 automatic optimisation over the run's periods",
+         allowed=("0", "1", "2", "3", "4"), probe=("1", "2")),
     Rule(r"tap_win|nbins|power_of_two", "no_effect", "tapering window, binning and FFT length of EddyPro's "
          "spectra; they enter only the in-run spectral assessment, which is refused"),
     Rule(r"avrg_len", "honoured", "averaging period, min (settings avrg_len)", probe=("15", "30")),
@@ -258,8 +259,23 @@ RULES: tuple[Rule, ...] = (
     Rule(r"pf_subtract_b0", "no_effect", "EddyPro 7.0.9 keeps the offset b0 in w whatever this says (run V: "
          "pf_subtract_b0 = 1, w_rot = b0·p33); the offset is kept here too (settings pf_subtract_b0 = false)"),
     # [RawProcess_TimelagOptimization_Settings]
-    Rule(r"to_.*", "no_effect", "parameters of the automatic time-lag optimisation (tlag_meth = 4), which is "
-         "refused"),
+    Rule(r"to_mode", "refused", "automatic time-lag optimisation: 1 optimised over the run's periods (what the "
+         "engine does); 0 (from an earlier run's to_file) is not available: use to_mode = 1", allowed=("1",),
+         active=_on("tlag_meth", "4"), context=(("tlag_meth", "4"),)),
+    Rule(r"to_file", "no_effect", "an earlier optimisation's file, used only with to_mode = 0, which is refused"),
+    Rule(r"to_(co2|h2o)_(min|max)_lag", "honoured", "the wide window the optimisation searches, s; -1000.1: the "
+         "column's window (settings of the same name)", probe=("-0.5", "3.0"), context=(("tlag_meth", "4"),)),
+    Rule(r"to_(co2_min_flux|le_min_flux|pg_range)", "honoured", "flux thresholds and plausibility range of the "
+         "optimisation (settings of the same name)", probe=("2.5", "3.5"), context=(("tlag_meth", "4"),)),
+    Rule(r"to_h2o_nclass", "honoured", "RH classes of the H2O lag (settings to_h2o_nclass)", probe=("5", "8"),
+         context=(("tlag_meth", "4"),)),
+    Rule(r"to_subset", "honoured", "1: the optimisation uses only periods ending within to_start/end_date/time "
+         "(settings to_fit_from, to_fit_to)", probe=("1", "0"), context=(("tlag_meth", "4"),)),
+    Rule(r"to_(start|end)_date", "honoured", "bounds of to_subset", probe=("2019-07-30", "2019-08-01"),
+         context=(("tlag_meth", "4"), ("to_subset", "1"))),
+    Rule(r"to_(start|end)_time", "honoured", "bounds of to_subset", probe=("12:00", "13:00"),
+         context=(("tlag_meth", "4"), ("to_subset", "1"))),
+    Rule(r"to_(ch4|gas4)_.*", "no_effect", "optimisation of CH4 / a 4th gas, gases this command does not process"),
     # [RawProcess_BiometMeasurements], [RawProcess_WindDirectionFilter]
     Rule(r"wdf_apply", "refused", "1 excludes wind sectors; not available: set wdf_apply = 0 and filter the "
          "results by WD", allowed=("0", "")),
@@ -316,6 +332,8 @@ _ASSESSMENT_KEYS = ("sa_fmin_co2", "sa_fmax_co2", "sa_fmin_h2o", "sa_fmax_h2o", 
 #: Honoured keys that hold numbers: checked to be finite numbers even where their option is off.
 NUMERIC_KEYS = ("avrg_len", "max_lack", "timeconst", "u_offset", "v_offset", "w_offset", "ru_tlag_max", "mag_dec",
                 "pf_w_max", "pf_u_min", "pf_north_offset", "pf_min_num_per_sec", "sa_min_smpl", *_ASSESSMENT_KEYS,
+                "to_co2_min_lag", "to_co2_max_lag", "to_h2o_min_lag", "to_h2o_max_lag", "to_co2_min_flux",
+                "to_le_min_flux", "to_pg_range", "to_h2o_nclass",
                 "sr_num_spk", "sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf", "al_u_max", "al_w_max",
                 "al_tson_min", "al_tson_max", "al_co2_min", "al_co2_max", "al_h2o_min", "al_h2o_max", "al_ch4_min",
                 "al_ch4_max")
@@ -369,6 +387,26 @@ def _planar_fit_options(flat: Flat) -> dict[str, Any]:
     if _flag(flat, "pf_subset"):
         out["pf_fit_from"] = _moment(flat, "start", "pf")
         out["pf_fit_to"] = _moment(flat, "end", "pf")
+    return out
+
+
+def _lag_options(flat: Flat) -> dict[str, Any]:
+    """The automatic time-lag optimisation's settings from to_* keys (tlag_meth = 4)."""
+    out: dict[str, Any] = {}
+    for key in ("to_co2_min_lag", "to_co2_max_lag", "to_h2o_min_lag", "to_h2o_max_lag"):
+        value = _float(flat, key)
+        if value is not None and value > -1000.0:  # EddyPro writes -1000.1 for "not set"
+            out[key] = value
+    for key in ("to_co2_min_flux", "to_le_min_flux", "to_pg_range"):
+        value = _float(flat, key)
+        if value is not None:
+            out[key] = value
+    classes = _float(flat, "to_h2o_nclass")
+    if classes is not None:
+        out["to_h2o_nclass"] = int(classes)
+    if _flag(flat, "to_subset"):
+        out["to_fit_from"] = _moment(flat, "start", "to")
+        out["to_fit_to"] = _moment(flat, "end", "to")
     return out
 
 
@@ -441,6 +479,8 @@ def settings_from_project(text: str) -> dict[str, Any]:
             out.update(_assessment_options(flat))
         else:
             out["spectral_assessment_file"] = flat.get("sa_file", "").strip() or None
+    if out.get("tlag_meth") == "automatic_optimization":
+        out.update(_lag_options(flat))
     if out.get("rot_meth") in ("planar_fit", "planar_fit_no_bias"):
         if flat.get("pf_mode", "0").strip() == "1":
             out.update(_planar_fit_options(flat))

@@ -167,13 +167,22 @@ def test_failed_and_partial_periods_export_as_minus_9999(tmp_path: Path) -> None
     ({"hf_meth": "fratini_2012"}, ConfigurationError, "fratini_2012 applies to closed-path"),
     ({"foot_meth": "kljun_2015"}, ConfigurationError, "footprint_blh"),
     ({"foot_meth": "hsieh_2000"}, NotAvailableError, "foot_meth"),
-    ({"tlag_meth": "automatic_optimization"}, NotAvailableError, "automatic"),
 ])
 def test_unavailable_methods_are_refused_not_skipped(update: dict[str, str], error: type[Exception],
                                                      text: str) -> None:
     settings = ProcessingSettings.model_validate(update)
     with pytest.raises(error, match=text):
         check_configuration(metadata(), settings)
+
+
+def test_automatic_lag_optimisation_without_a_window_to_search_is_refused() -> None:
+    md = metadata(columns=[{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"}, {"index": 3, "variable": "w"},
+                           {"index": 4, "variable": "ts"},
+                           {"index": 5, "variable": "co2", "measure_type": "mixing_ratio"}])
+    with pytest.raises(ConfigurationError, match="no window to search the co2 lag in; set to_co2_min_lag"):
+        check_configuration(md, ProcessingSettings.model_validate({"tlag_meth": "automatic_optimization"}))
+    check_configuration(md, ProcessingSettings.model_validate({"tlag_meth": "automatic_optimization",
+                                                               "to_co2_min_lag": 0, "to_co2_max_lag": 2}))
 
 
 def test_planar_fit_without_planes_is_refused_by_the_engine() -> None:

@@ -73,7 +73,7 @@ def test_the_v_project_gives_the_settings_of_run_v() -> None:
 
 @pytest.mark.parametrize(("key", "value", "words"), [
     ("bu_corr", "1", "Burba"), ("flow_distortion", "2", "angle-of-attack"), ("test_ds", "1", "discontinuities"),
-    ("tlag_meth", "4", "automatic"), ("wdf_apply", "1", "wind sectors"), ("use_biom", "1", "biomet"),
+    ("run_mode", "1", "express"), ("wdf_apply", "1", "wind sectors"), ("use_biom", "1", "biomet"),
 ])
 def test_refusals_name_the_key_and_the_way_out(key: str, value: str, words: str) -> None:
     flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())

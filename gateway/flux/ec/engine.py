@@ -77,8 +77,13 @@ def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) ->
     if settings.foot_meth == "kljun_2015" and settings.footprint_blh is None:
         raise ConfigurationError("foot_meth = kljun_2015 needs footprint_blh, the boundary-layer height in m")
     if settings.tlag_meth == TimeLag.AUTOMATIC:
-        raise NotAvailableError("tlag_meth = automatic_optimization needs a multi-period optimisation that is not "
-                                "available; use covariance_maximization_with_default")
+        for gas in GASES:
+            col = metadata.file.column(gas)
+            lo, hi = getattr(settings, f"to_{gas}_min_lag"), getattr(settings, f"to_{gas}_max_lag")
+            if col is not None and (lo is None or hi is None) and col.min_timelag == col.max_timelag:
+                raise ConfigurationError(
+                    f"tlag_meth = automatic_optimization: no window to search the {gas} lag in; set "
+                    f"to_{gas}_min_lag/to_{gas}_max_lag or the column's min_timelag/max_timelag")
     if settings.cross_wind and sonic.path_elevation_deg(metadata.sonic.model,
                                                          metadata.sonic.path_elevation_deg) is None:
         raise ConfigurationError(
@@ -374,7 +379,8 @@ def usable_for_assessment(values: dict[str, float], settings: ProcessingSettings
 
 
 def in_situ_assessment(periods: list[RawPeriod], settings: ProcessingSettings,
-                       planar_fit: PlanarFitSetup | None = None) -> Any:
+                       planar_fit: PlanarFitSetup | None = None,
+                       time_lags: timelag.LagOptimisation | None = None) -> Any:
     """The in-situ spectral assessment over many periods (:func:`gateway.flux.ec.insitu.assess`, Ibrom et al. 2007):
     each period's spectral ratios (:func:`period_spectra`), selected by its uncorrected fluxes
     (:func:`usable_for_assessment`; periods ending in sa_fit_from..sa_fit_to). ValueError when too few qualify."""
@@ -392,11 +398,51 @@ def in_situ_assessment(periods: list[RawPeriod], settings: ProcessingSettings,
         sp = period_spectra(p, settings)
         if sp is None:
             continue
-        ok = usable_for_assessment(process_period(p, plain, planar_fit=planar_fit).values, settings)
+        ok = usable_for_assessment(process_period(p, plain, planar_fit=planar_fit, time_lags=time_lags).values,
+                                   settings)
         spectra.append(replace(sp, usable={g: ok.get(g, False) for g in sp.ratio}))
     ranges = {"co2": (settings.sa_fmin_co2, settings.sa_fmax_co2), "h2o": (settings.sa_fmin_h2o,
                                                                            settings.sa_fmax_h2o)}
     return insitu.assess(spectra, fit_range=ranges, min_spectra=settings.sa_min_smpl)
+
+
+def optimise_time_lags(periods: list[RawPeriod], settings: ProcessingSettings,
+                       planar_fit: PlanarFitSetup | None = None) -> timelag.LagOptimisation:
+    """EddyPro's automatic time-lag optimisation over many periods (:func:`gateway.flux.ec.timelag.optimise_lags`):
+    each period's lags by covariance maximisation in the wide search window (:func:`search_window`), kept for the
+    gases whose flux is large enough (|FC| ≥ to_co2_min_flux, |LE| ≥ to_le_min_flux) and not on the window's edge;
+    windows of median ± to_pg_range·MAD, H2O per RH class. ValueError when no gas has a usable lag."""
+    fs_lags: list[dict[str, float]] = []
+    rhs: list[float] = []
+    for p in periods:
+        if (settings.to_fit_from is not None and p.end <= settings.to_fit_from) or (
+                settings.to_fit_to is not None and p.end > settings.to_fit_to):
+            continue
+        md = p.metadata
+        cols = [c.model_copy(update=dict(zip(("min_timelag", "max_timelag"), search_window(c.variable, md, settings),
+                                              strict=True)))
+                if c.variable in GASES else c for c in md.file.columns]
+        wide = md.model_copy(update={"file": md.file.model_copy(update={"columns": cols})})
+        search = settings.model_copy(update={"tlag_meth": TimeLag.MAXCOV, "hf_meth": SpectralCorrection.NONE,
+                                             "lf_meth": LowFrequencyCorrection.NONE, "random_error": "none",
+                                             "foot_meth": "none"})
+        r = process_period(RawPeriod(p.data, wide, p.start, p.end, p.measure_types, p.issues, p.source,
+                                     p.expected_records), search, planar_fit=planar_fit)
+        if r.status == "failed":
+            continue
+        row: dict[str, float] = {}
+        for g, flux, minimum in (("co2", "FC", settings.to_co2_min_flux), ("h2o", "LE", settings.to_le_min_flux)):
+            lag = r.get(f"{g.upper()}_TLAG")
+            lo, hi = search_window(g, md, settings)
+            if math.isfinite(lag) and abs(r.get(flux)) >= minimum and lo < lag < hi:
+                row[g] = lag
+        fs_lags.append(row)
+        rhs.append(r.get("RH"))
+    result = timelag.optimise_lags(fs_lags, rhs, pg_range=settings.to_pg_range, h2o_classes=settings.to_h2o_nclass)
+    if not result.gases:
+        raise ValueError(f"time-lag optimisation: no period with a large enough flux and a lag inside the window "
+                         f"(of {len(fs_lags)} periods)")
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -431,21 +477,42 @@ class Lagged:
     used_default: dict[str, bool]
 
 
+def search_window(gas: str, metadata: SiteMetadata, settings: ProcessingSettings) -> tuple[float, float]:
+    """The wide window (s) the automatic optimisation searches first: to_<gas>_min_lag/max_lag, else the
+    column's min_timelag/max_timelag."""
+    col = metadata.file.column(gas)
+    lo, hi = getattr(settings, f"to_{gas}_min_lag", None), getattr(settings, f"to_{gas}_max_lag", None)
+    return (lo if lo is not None else col.min_timelag if col is not None else 0.0,
+            hi if hi is not None else col.max_timelag if col is not None else 0.0)
+
+
 def compensate_time_lags(w: Array, data: dict[str, Array], gases: list[str], metadata: SiteMetadata,
-                         settings: ProcessingSettings) -> Lagged:
+                         settings: ProcessingSettings, time_lags: timelag.LagOptimisation | None = None,
+                         rh: float = math.nan) -> Lagged:
     """Align each gas with w: covariance maximisation in the column's window pairing ``gas[i+k]`` with ``w[i]``
     (Fan et al. 1990; with default: a maximum on the window edge gives the default lag), a constant lag, or none;
-    the shifted series is padded with NaN (EDDYPRO-REFERENCE.md). ``w`` in m s-1 after rotation."""
+    with automatic optimisation, covariance maximisation with default in the optimised window of the gas (H2O of
+    the period's RH class). The shifted series is padded with NaN (EDDYPRO-REFERENCE.md). ``w`` in m s-1 after
+    rotation."""
     fs = metadata.acquisition_frequency
     series: dict[str, Array] = {}
     seconds: dict[str, float] = {}
     used: dict[str, bool] = {}
     for g in gases:
         col = metadata.file.column(g)
+        window = time_lags.window(g, rh) if time_lags is not None else None
         if settings.tlag_meth == TimeLag.NONE:
             k, used_default = 0, False
         elif settings.tlag_meth == TimeLag.CONSTANT:
             k, used_default = round(default_lag(g, metadata, settings) * fs), True
+        elif settings.tlag_meth == TimeLag.AUTOMATIC:
+            if window is None:
+                raise ConfigurationError("tlag_meth = automatic_optimization: no optimised lag window given to "
+                                         f"process_period for {g} (engine.optimise_time_lags)")
+            lo = min(window.min_s, window.nominal_s - 1.0 / fs)  # at least one record either side
+            hi = max(window.max_s, window.nominal_s + 1.0 / fs)
+            lr = timelag.covariance_maximization(w, data[g], fs, lo, hi, window.nominal_s)
+            k, used_default = lr.records, lr.used_default
         else:
             assert col is not None
             dflt = default_lag(g, metadata, settings) if settings.tlag_meth == TimeLag.MAXCOV_DEFAULT else None
@@ -738,7 +805,8 @@ def footprint_distances(settings: ProcessingSettings, sigma_w: float, ustar: flo
 # ---------------------------------------------------------------------------------------------------------------
 
 def process_period(period: RawPeriod, settings: ProcessingSettings, *,
-                   planar_fit: PlanarFitSetup | None = None, spectral_assessment: Any = None) -> FluxResult:
+                   planar_fit: PlanarFitSetup | None = None, spectral_assessment: Any = None,
+                   time_lags: timelag.LagOptimisation | None = None) -> FluxResult:
     """Process one averaging period (see the module docstring). Bad data give a ``failed`` or ``partial`` result
     with reasons; only an impossible configuration raises (:class:`ConfigurationError`, :class:`NotAvailableError`)."""
     md = period.metadata
@@ -748,7 +816,7 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
     result = FluxResult(start=period.start, end=period.end, values=v, status="ok", reasons=reasons,
                         settings_hash=settings.settings_hash(md), source=period.source)
     try:
-        _run_chain(period, settings, planar_fit, spectral_assessment, v, reasons)
+        _run_chain(period, settings, planar_fit, spectral_assessment, time_lags, v, reasons)
     except PeriodFailed as exc:
         reasons.append(str(exc))
         result.status = "failed"
@@ -762,7 +830,8 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
 
 
 def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: PlanarFitSetup | None,
-               spectral_assessment: Any, v: dict[str, float], reasons: list[str]) -> None:
+               spectral_assessment: Any, time_lags: timelag.LagOptimisation | None, v: dict[str, float],
+               reasons: list[str]) -> None:
     md = period.metadata
     fs = md.acquisition_frequency
     n = period.n_records
@@ -798,7 +867,11 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
     v["WS"] = math.sqrt(sum(float(np.nanmean(x)) ** 2 for x in (rot.u, rot.v, rot.w)))
 
     # 7: time lags
-    lags = compensate_time_lags(rot.w, data, gases, md, settings)
+    rh_before_lags = math.nan
+    if settings.tlag_meth == TimeLag.AUTOMATIC and "h2o" in gases:  # the H2O window depends on the RH class
+        rh_before_lags = period_air_properties(data["ts"], {g: data[g] for g in gases}, mtypes, data.get("air_p"),
+                                               md.altitude)[0].rh
+    lags = compensate_time_lags(rot.w, data, gases, md, settings, time_lags, rh_before_lags)
     for g in gases:
         v[f"{g.upper()}_TLAG"] = lags.seconds[g]
         v[f"{g.upper()}_TLAG_DEFAULT"] = float(lags.used_default[g])

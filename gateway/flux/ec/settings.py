@@ -311,6 +311,22 @@ class ProcessingSettings(ConfigModel):
     detrend_meth: Detrending = Detrending.BLOCK_AVERAGE
     timeconst: Annotated[float, Field(gt=0)] = 250.0
     tlag_meth: TimeLag = TimeLag.MAXCOV_DEFAULT
+    to_co2_min_lag: float | None = None
+    """Automatic time-lag optimisation: the wide window searched first, s (EddyPro to_*_min_lag/max_lag; None:
+    the column's min_timelag/max_timelag)."""
+    to_co2_max_lag: float | None = None
+    to_h2o_min_lag: float | None = None
+    to_h2o_max_lag: float | None = None
+    to_co2_min_flux: Annotated[float, Field(ge=0)] = 2.0
+    """Automatic time-lag optimisation: only periods with |FC| (µmol m-2 s-1) or |LE| (W m-2) at least this."""
+    to_le_min_flux: Annotated[float, Field(ge=0)] = 20.0
+    to_pg_range: Annotated[float, Field(gt=0)] = 1.5
+    """Automatic time-lag optimisation: window = median ± to_pg_range·MAD of the lags found."""
+    to_h2o_nclass: Annotated[int, Field(ge=1, le=50)] = 10
+    """Automatic time-lag optimisation: RH classes for H2O."""
+    to_fit_from: datetime | None = None
+    """Only periods ending after this time enter the lag optimisation (EddyPro to_subset, to_start_*)."""
+    to_fit_to: datetime | None = None
     tl_def_co2: float | None = None
     tl_def_h2o: float | None = None
     tl_def_ch4: float | None = None

@@ -14,6 +14,7 @@ Nominal closed-path lag: the time the sample needs to cross the intake tube and 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,3 +98,70 @@ def nominal_closed_path_lag(tube_length_cm: float, tube_diameter_mm: float, flow
         return 0.0
     volume = math.pi * (tube_diameter_mm * 1e-3 / 2.0) ** 2 * (tube_length_cm * 1e-2) + cell_volume_m3
     return volume / (flow_l_min * 1e-3 / 60.0)
+
+
+@dataclass(frozen=True)
+class LagWindow:
+    """A gas's time-lag window and nominal (default) lag, s."""
+
+    nominal_s: float
+    min_s: float
+    max_s: float
+
+
+@dataclass(frozen=True)
+class LagOptimisation:
+    """The result of EddyPro's automatic time-lag optimisation: a window per gas, for H2O per RH class
+    (``h2o_classes``: (RH low %, RH high %, window)), and the number of periods each rests on."""
+
+    gases: dict[str, LagWindow]
+    h2o_classes: list[tuple[float, float, LagWindow]]
+    counts: dict[str, int]
+
+    def window(self, gas: str, rh_percent: float) -> LagWindow | None:
+        """The window of ``gas`` for a period with ``rh_percent`` (H2O by class, falling back to all periods)."""
+        if gas == "h2o":
+            for lo, hi, win in self.h2o_classes:
+                if lo <= rh_percent < hi:
+                    return win
+        return self.gases.get(gas)
+
+
+def plausible_window(lags_s: Sequence[float], pg_range: float) -> LagWindow | None:
+    """Nominal lag = median of the lags found, window = median ± pg_range·MAD (MAD the median absolute deviation
+    from the median), s (EddyPro's automatic time-lag optimisation, its "plausibility range" to_pg_range, a robust
+    stand-in for reading the peak of an open-window run's lag histogram). None for no lags."""
+    arr = np.asarray([x for x in lags_s if math.isfinite(x)], dtype=np.float64)
+    if arr.size == 0:
+        return None
+    med = float(np.median(arr))
+    mad = float(np.median(np.abs(arr - med)))
+    return LagWindow(med, med - pg_range * mad, med + pg_range * mad)
+
+
+def optimise_lags(lags: Sequence[dict[str, float]], rh: Sequence[float], *, pg_range: float = 1.5,
+                  h2o_classes: int = 10, min_per_class: int = 5) -> LagOptimisation:
+    """Automatic time-lag optimisation over many periods (EddyPro 7 Help, "Detecting and compensating for time
+    lags": automatic optimisation): ``lags`` holds, per period, the lag (s) found by covariance maximisation in a
+    wide window for each gas whose flux was large enough (others left out); ``rh`` the periods' RH in %.
+    Each gas gets :func:`plausible_window` over all its periods; H2O also per RH class (``h2o_classes`` equal
+    classes; a class with fewer than ``min_per_class`` periods uses the window of all periods), since sorption on
+    the tube walls makes its lag grow with RH (Ibrom et al. 2007, §4; EddyPro to_h2o_nclass)."""
+    names = sorted({g for row in lags for g in row})
+    gases: dict[str, LagWindow] = {}
+    counts: dict[str, int] = {}
+    for g in names:
+        values = [row[g] for row in lags if g in row]
+        win = plausible_window(values, pg_range)
+        if win is not None:
+            gases[g] = win
+            counts[g] = len(values)
+    classes: list[tuple[float, float, LagWindow]] = []
+    if "h2o" in gases:
+        width = 100.0 / h2o_classes
+        for k in range(h2o_classes):
+            lo, hi = k * width, (k + 1) * width if k < h2o_classes - 1 else 100.0001
+            values = [row["h2o"] for row, r in zip(lags, rh, strict=True) if "h2o" in row and lo <= r < hi]
+            win = plausible_window(values, pg_range) if len(values) >= min_per_class else None
+            classes.append((lo, hi, win or gases["h2o"]))
+    return LagOptimisation(gases, classes, counts)
