@@ -9,6 +9,9 @@
     GET /api/v1/budget    a station-year's carbon budget (HH, DD, MM or YY rows, u* threshold distribution); JSON
                           or CSV (routes in `api_budget`)
     GET /api/v1/budget/sets  the budget runs stored for a station
+    GET /api/v1/soil, /api/v1/stems  one table of a station-year's soil or stems run (gradient-method efflux,
+                          chamber fluxes; dendrometer GRO/TWD, daily statistics, stem carbon); JSON or CSV (routes in
+                          `api_soilstems`), and /sets: the runs stored for a station
 
 Interactive documentation at /docs, schema at /openapi.json.
 """
@@ -21,6 +24,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import FastAPI, Query, Request
@@ -28,6 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from gateway.central.api_budget import add_budget_routes
+from gateway.central.api_soilstems import add_soilstems_routes
 from gateway.central.params import ParameterError, format_duration, parse_duration, parse_timestamp
 from gateway.central.store import (
     Aggregate,
@@ -168,9 +173,11 @@ def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONRes
     )
 
 
-def create_app(store: Store, ingest: IngestState | None = None, budget: ScheduleState | None = None) -> FastAPI:
+def create_app(store: Store, ingest: IngestState | None = None, budget: ScheduleState | None = None,
+               schedules: Mapping[str, ScheduleState] | None = None) -> FastAPI:
     """The API over `store`; `ingest` (an Ingestor, or None for a read-only API) feeds health and status, `budget`
-    (the budget schedule, when it runs) adds its counters to health under "budget"."""
+    (the budget schedule, when it runs) adds its counters to health under "budget", `schedules` (the soil and stems
+    schedules that run) theirs under their names."""
     app = FastAPI(
         title="sinkwatch central",
         version="1",
@@ -201,7 +208,8 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             storage_reachable=reachable,
             mqtt_connected=connected,
             counters={**(ingest.counters() if ingest is not None else {}),
-                      **({"budget": budget.counters()} if budget is not None else {})},
+                      **({"budget": budget.counters()} if budget is not None else {}),
+                      **{name: schedule.counters() for name, schedule in (schedules or {}).items()}},
         )
 
     @app.get("/api/v1/stations", response_model=list[StationOut])
@@ -348,6 +356,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
         return [_set_out(s) for s in store.flux_result_sets(station)]
 
     add_budget_routes(app, store)
+    add_soilstems_routes(app, store)
     return app
 
 

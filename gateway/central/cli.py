@@ -206,3 +206,70 @@ def flux_budget_station(station: str, year: int, config: Path, *, ustar: str | N
                                encoding="utf-8")
     typer.echo(f"stored as settings_hash {run.settings_hash} ({run.engine_version}): "
                f"GET /api/v1/budget?station={station}&year={year}&settings_hash={run.settings_hash}")
+
+
+# `sinkwatch central soil|stems --station S --year Y -c central.yaml`: the central soil/stems job once.
+def _run_product(product: str, station: str, year: int, config: Path, out_dir: Path | None) -> None:
+    _require_central(f"sinkwatch central {product}")
+    from gateway.central.soilstems import SoilStemsJobError, describe, run_station_product, table_csv
+    from gateway.central.store import StoreError
+
+    try:
+        central = load_central_config(config)
+    except ConfigError as exc:
+        typer.echo(f"central {product}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from gateway.central.service import open_store
+
+    try:
+        store = open_store(central.storage)
+    except StoreError as exc:
+        typer.echo(f"central {product}: storage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        result = run_station_product(product, store, station, year, central.soil, central.stems)  # type: ignore[arg-type]
+    except SoilStemsJobError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except StoreError as exc:
+        typer.echo(f"central {product}: storage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    for note in result.run.notes:
+        typer.echo(f"note: {note}", err=True)
+    for line in describe(result):
+        typer.echo(line)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, table in result.tables.items():
+            path = out_dir / f"{station}_{year}_{name}.csv"
+            path.write_text(table_csv(result.run, table), encoding="utf-8")
+            typer.echo(f"wrote {path}")
+    first = sorted(result.tables)[0]
+    typer.echo(f"stored as settings_hash {result.run.settings_hash} ({result.run.engine_version}): "
+               f"GET /api/v1/{product}?station={station}&year={year}&table={first}")
+
+
+@app.command()
+def soil(
+    station: Annotated[str, typer.Option(help="station id (soil.per_station.<station> in the config)")],
+    year: Annotated[int, typer.Option(help="calendar year of the station's standard time", min=2000, max=2200)],
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (storage, soil:)")],
+    out_dir: Annotated[Path | None, typer.Option(help="also write every table as CSV here")] = None,
+) -> None:
+    """Soil CO2 efflux of a station-year from its stored readings (gradient method per profile, chamber fluxes per
+    closure), stored with its engine version and settings hash (docs/soil-stems.md)."""
+    _run_product("soil", station, year, config, out_dir)
+
+
+@app.command()
+def stems(
+    station: Annotated[str, typer.Option(help="station id (stems.per_station.<station> in the config)")],
+    year: Annotated[int, typer.Option(help="calendar year of the station's standard time", min=2000, max=2200)],
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (storage, stems:)")],
+    out_dir: Annotated[Path | None, typer.Option(help="also write every table as CSV here")] = None,
+) -> None:
+    """Dendrometer GRO/TWD (cleaned, zero-growth) and stem carbon per plot of a station-year from its stored
+    readings and tree list, stored with its engine version and settings hash (docs/soil-stems.md)."""
+    _run_product("stems", station, year, config, out_dir)

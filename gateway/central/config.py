@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.central.budget_config import BudgetJobConfig
-from gateway.configfile import load_model
+from gateway.central.soilstems_config import SoilJobConfig, StemsJobConfig
+from gateway.configfile import ConfigError, load_model
 
 SAMPLE_CONFIG_PATH = Path(__file__).with_name("sample-central.yaml")
 
@@ -82,8 +83,16 @@ class CentralConfig(_Section):
     data_dir: Path = Field(default=Path("./data/central"), description="dead-letter file lives here")
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
     budget: BudgetJobConfig = Field(default_factory=BudgetJobConfig)  # gateway/central/budget_config.py
+    soil: SoilJobConfig = Field(default_factory=SoilJobConfig)  # gateway/central/soilstems_config.py
+    stems: StemsJobConfig = Field(default_factory=StemsJobConfig)
 
 
 def load_central_config(path: Path | str) -> CentralConfig:
-    """Load and validate; raises gateway.configfile.ConfigError with a message naming the key."""
-    return load_model(path, CentralConfig)
+    """Load and validate; raises gateway.configfile.ConfigError with a message naming the key (or the file and line
+    of a tree list the config names)."""
+    config = load_model(path, CentralConfig)
+    try:
+        config.stems.load_files(Path(path).parent)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: invalid configuration\n  {exc}") from None
+    return config

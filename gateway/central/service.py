@@ -5,6 +5,7 @@ Building blocks for embedding (the demo runs everything in one process)::
     store = open_store(config.storage)              # SqliteStore or InfluxStore
     ingestor = Ingestor(config.mqtt, store, config.data_dir)
     schedule = BudgetScheduler(store, config.budget)  # when budget.every is set: the carbon budget job
+    ProductScheduler("soil" | "stems", store, config.soil, config.stems)  # when soil/stems.every is set
     app = create_app(store, ingestor, schedule)     # FastAPI
     run_central(config, stop_event=..., ready_callback=lambda port: ...)   # all of it, until stopped
 """
@@ -24,6 +25,7 @@ from gateway.central.api import create_app
 from gateway.central.budget import BudgetScheduler
 from gateway.central.config import CentralConfig, StorageSettings
 from gateway.central.ingest import Ingestor
+from gateway.central.soilstems import ProductScheduler
 from gateway.central.store import InfluxStore, SqliteStore, Store
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,11 @@ def run_central(
     active_store = store if store is not None else open_store(config.storage)
     ingestor = Ingestor(config.mqtt, active_store, config.data_dir, dead_letter=config.dead_letter)
     schedule = BudgetScheduler(active_store, config.budget) if config.budget.every is not None else None
+    products = {name: ProductScheduler(name, active_store, config.soil, config.stems)  # type: ignore[arg-type]
+                for name, job in (("soil", config.soil), ("stems", config.stems)) if job.every is not None}
     server = uvicorn.Server(
-        uvicorn.Config(create_app(active_store, ingestor, schedule), host=config.api.host, port=config.api.port,
-                       log_level="warning", lifespan="off")
+        uvicorn.Config(create_app(active_store, ingestor, schedule, products), host=config.api.host,
+                       port=config.api.port, log_level="warning", lifespan="off")
     )
     # Signals are ours: uvicorn would install its own handlers only in the main thread, and it runs in another.
     previous_handlers = _install_signal_handlers(stop)
@@ -76,6 +80,8 @@ def run_central(
         ingestor.start()
         if schedule is not None:
             schedule.start()
+        for product in products.values():
+            product.start()
         server_thread.start()
         while not server.started:
             if not server_thread.is_alive():
@@ -95,6 +101,8 @@ def run_central(
         ingestor.stop()
         if schedule is not None:
             schedule.stop()
+        for product in products.values():
+            product.stop()
         if own_store:
             active_store.close()
         _restore_signal_handlers(previous_handlers)

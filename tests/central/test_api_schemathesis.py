@@ -18,25 +18,30 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from gateway.central.api import create_app
-from gateway.central.store import StationBudget, Store
+from gateway.central.store import StationBudget, StationProduct, Store
 from gateway.central.store.influx import InfluxStore
 from gateway.central.store.sqlite import SqliteStore
 
 from .helpers import T0, flux_record, series, stored
 from .test_store_budget_contract import run as budget_run
 from .test_store_budget_contract import tables as budget_tables
+from .test_store_products_contract import run as product_run
+from .test_store_products_contract import tables as product_tables
 
 EXAMPLES = 60
 
 
 def seeded(store: Store) -> Store:
-    """Readings of two stations, flux records of two result sets and two budget runs, so queries find data."""
+    """Readings of two stations, flux records of two result sets, two budget runs and soil and stems runs, so
+    queries find data."""
     store.write(stored("site1", series("st1", [412.5, None, 415.0, 0.1, -3.5])))
     store.write(stored("site1", series("st2", [1.0, 2.0], variable="TS_1_1_1")))
     store.write_fluxes([flux_record("st1", end=T0 + timedelta(minutes=30 * i)) for i in range(1, 4)])
     store.write_fluxes([flux_record("st1", settings_hash="fedcba9876543210")])
     store.write_budget(StationBudget(budget_run(), budget_tables()))
     store.write_budget(StationBudget(budget_run(settings_hash="fedcba9876543210"), budget_tables()))
+    store.write_product(StationProduct(product_run(), product_tables()))
+    store.write_product(StationProduct(product_run(product="stems"), {"gradient_1": product_tables()["gradient_1"]}))
     return store
 
 
@@ -65,7 +70,7 @@ def run_schemathesis(store: Store, examples: int = EXAMPLES) -> dict[str, Any]:
 
 def check_run(result: dict[str, Any]) -> None:
     statuses = result["statuses"]
-    assert result["operations"] == 7, result
+    assert result["operations"] == 11, result
     assert not [code for code in statuses if code >= 500], statuses
     # the run reached both the data and the validation: some answers, some refusals
     assert statuses.get(200, 0) > 0 and statuses.get(422, 0) > 0, statuses

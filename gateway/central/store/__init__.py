@@ -26,16 +26,21 @@ from gateway.central.store.budget import (
     WindowMean,
 )
 from gateway.central.store.influx import InfluxStore
+from gateway.central.store.products import PRODUCTS, Product, ProductRun, ProductTable, StationProduct
 from gateway.central.store.sqlite import SqliteStore
 
 __all__ = [
     "AGGREGATES",
+    "PRODUCTS",
     "RESOLUTIONS",
     "Aggregate",
     "BudgetRun",
     "BudgetTable",
     "FluxResultSet",
     "InfluxStore",
+    "Product",
+    "ProductRun",
+    "ProductTable",
     "QueryTooLarge",
     "ReadingConflict",
     "RejectedReading",
@@ -45,6 +50,7 @@ __all__ = [
     "SqliteStore",
     "StationBudget",
     "StationInfo",
+    "StationProduct",
     "Store",
     "StoreError",
     "StoreRejected",

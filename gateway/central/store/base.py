@@ -32,6 +32,8 @@ Semantics all backends share:
   periods ending 10:30 and 11:00), ordered by end, then settings_hash, then engine_version.
 - **Budget runs** (the carbon budget of a station-year and its rows) are derived results like flux records:
   see `gateway.central.store.budget` for their identity; the methods are those of `BudgetStore`.
+- **Soil and stems runs** (a station-year's soil efflux, chamber fluxes, dendrometer products and stem carbon) are
+  derived results too: `gateway.central.store.products`, the methods of `ProductStore`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, get_args
 
 from gateway.central.store.budget import BudgetStore
+from gateway.central.store.products import ProductStore
 from gateway.contract import FluxRecord
 from gateway.model import Reading
 
@@ -187,7 +190,7 @@ class FluxResultSet:
     last_end: datetime
 
 
-class Store(BudgetStore, Protocol):
+class Store(BudgetStore, ProductStore, Protocol):
     def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
         """Store every new reading; report duplicates, conflicts and rejected readings (see the module doc).
         Raises StoreUnavailable only (nothing or only some new readings stored: repeating the call is safe)."""

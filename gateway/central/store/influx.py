@@ -71,6 +71,7 @@ from gateway.central.store.base import (
     to_ns,
 )
 from gateway.central.store.influx_budget import InfluxBudgetMixin
+from gateway.central.store.influx_products import InfluxProductsMixin
 from gateway.contract import FluxRecord, is_integer_variable
 from gateway.model import QualityFlag, Reading, TimeSource
 
@@ -187,7 +188,7 @@ def render_series_query(
     return query
 
 
-class InfluxStore(InfluxBudgetMixin):
+class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin):
     """InfluxDB 1.x/2.x/3.x. `api="v1"`: POST /write (optionally basic auth with username/password), database
     created on first use if missing. `api="v2"`: influxdb-client's synchronous write API with token/org/bucket;
     reads still use /query on `database` with the token (2.x needs a DBRP mapping)."""

@@ -389,6 +389,23 @@ def soil_efflux_gradient(
     if method == "top_layer" and c_atm_ppm is None:
         raise ValueError("method 'top_layer' needs co2_atm_ppm, the CO2 mole fraction above the soil (umol mol-1)")
 
+    # The profile fit depends on the concentrations alone, and the uncertainty's perturbations of T (when the probes
+    # compensate with their own temperature), θ and the diffusivity model leave them unchanged: each distinct set of
+    # concentrations is fitted once (the fit is most of the method's cost).
+    fitted: dict[bytes, tuple[FloatArray, NDArray[np.bool_]]] = {}
+
+    def surface(conc: FloatArray, diff: FloatArray, conc_atm: FloatArray | None) -> tuple[FloatArray,
+                                                                                        NDArray[np.bool_]]:
+        if method != "profile_fit":
+            return surface_flux(z, conc, diff, method, conc_atm)
+        key = conc.tobytes() + (b"" if conc_atm is None else conc_atm.tobytes())
+        if key not in fitted:
+            unit = np.zeros_like(diff)
+            unit[:, 0] = 1.0
+            fitted[key] = surface_flux(z, conc, unit, method, conc_atm)  # dC/dz at the surface: b/λ
+        gradient, limit = fitted[key]
+        return diff[:, 0] * gradient, limit
+
     def chain(
         x: FloatArray, t_: FloatArray, th: FloatArray, p_: FloatArray, model: DiffusivityModel
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
@@ -401,7 +418,7 @@ def soil_efflux_gradient(
             # the atmospheric value is a true mole fraction at the surface (another analyzer, or a constant)
             conc_atm = None if c_atm_ppm is None else co2_molar_concentration(c_atm_ppm, t_[:, 0], p_)
         diff, eps = _diffusivity(th, t_, p_[:, None], phi, model, d0_model, site)
-        f0, limit = surface_flux(z, conc, diff, method, conc_atm)
+        f0, limit = surface(conc, diff, conc_atm)
         return f0, conc, diff, eps, limit
 
     flux, conc, diff, eps, limit = chain(x_rep, t, theta, p, diffusivity_model)
