@@ -30,6 +30,9 @@ def ec(
     settings: Annotated[Path | None, typer.Option(help="processing settings: EddyPro .eddypro or YAML "
                                                         "(default: the engine defaults)")] = None,
     base_only: Annotated[bool, typer.Option(help="only AmeriFlux/FLUXNET standard columns")] = False,
+    output_format: Annotated[str, typer.Option("--format", help="ameriflux (AmeriFlux BASE CSV), eddypro-full "
+                                                                 "(EddyPro's full output), fluxnet (EddyPro's fluxnet "
+                                                                 "file)")] = "ameriflux",
     data_dir: Annotated[Path | None, typer.Option(help="folder that replaces EddyPro's DATA_DIR placeholder in the "
                                                        "planar-fit and spectral-assessment paths")] = None,
 ) -> None:
@@ -45,7 +48,19 @@ def ec(
         sonic_frame_means,
     )
     from gateway.flux.ec.settings import Rotation, TimeLag
-    from gateway.flux.files import load_metadata, load_method_files, load_settings, read_raw_file, write_ameriflux_csv
+    from gateway.flux.files import (
+        load_metadata,
+        load_method_files,
+        load_settings,
+        read_raw_file,
+        write_ameriflux_csv,
+        write_eddypro_fluxnet,
+        write_eddypro_full_output,
+    )
+
+    if output_format not in ("ameriflux", "eddypro-full", "fluxnet"):
+        typer.echo(f"flux ec: --format {output_format}: use ameriflux, eddypro-full or fluxnet", err=True)
+        raise typer.Exit(2)
 
     try:
         md = load_metadata(metadata)
@@ -92,7 +107,12 @@ def ec(
     results = [process_period(period, st, planar_fit=pf, spectral_assessment=assessment, time_lags=lags)
                for period in periods]
     results.sort(key=lambda r: r.end)
-    write_ameriflux_csv(results, out, base_only=base_only)
+    if output_format == "eddypro-full":
+        write_eddypro_full_output(results, out, md)
+    elif output_format == "fluxnet":
+        write_eddypro_fluxnet(results, out, md)
+    else:
+        write_ameriflux_csv(results, out, base_only=base_only)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed")}
     typer.echo(f"{len(results)} periods from {len(raw_files)} file(s): {counts['ok']} ok, {counts['partial']} "
                f"partial, {counts['failed']} failed -> {out}")

@@ -19,7 +19,7 @@ import gzip
 import math
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
@@ -441,3 +441,171 @@ def _write_ameriflux(results: Sequence[FluxResult], fh: TextIO, base_only: bool)
         if not base_only:
             row += [r.engine_version, r.settings_hash, r.status, "; ".join(r.reasons)]
         out.writerow(row)
+
+
+# --- EddyPro's result files ----------------------------------------------------------------------------------------
+
+_M_H2O = 18.02e-3  # kg mol-1, as the engine
+
+
+def _doy(t: datetime) -> float:
+    """Day of year with the time of day as a fraction (EddyPro's DOY: 2019-07-30 12:00 → 211.5)."""
+    start = datetime(t.year, 1, 1, tzinfo=t.tzinfo)
+    return 1.0 + (t - start).total_seconds() / 86400.0
+
+
+def _potential_radiation(r: FluxResult, metadata: SiteMetadata | None) -> float:
+    if metadata is None:
+        return math.nan
+    from gateway.flux.budget.solar import potential_radiation
+
+    mid = (r.start.timestamp() + r.end.timestamp()) / 2.0
+    return float(potential_radiation([mid], metadata.latitude, metadata.longitude)[0])
+
+
+def _ambient_density(r: FluxResult, fraction: str, scale: float) -> float:
+    """Mean molar density at ambient conditions, mmol m-3: wet mole fraction / molar volume of moist air."""
+    return r.get(fraction) * scale / r.get("AIR_MV")
+
+
+def _scf(r: FluxResult, name: str) -> float:
+    """A spectral correction factor; 1 when no correction was made (EddyPro prints 1.00000 then)."""
+    return r.get(name) if name in r.values else 1.0
+
+
+_Getter = Callable[[FluxResult, SiteMetadata | None], float | str]
+
+
+def _factor(name: str) -> _Getter:
+    return lambda r, _md: _scf(r, name)
+
+
+def _v(name: str, scale: float = 1.0, offset: float = 0.0) -> _Getter:
+    return lambda r, _md: r.get(name) * scale + offset
+
+
+_FULL_OUTPUT: dict[str, _Getter] = {
+    "filename": lambda r, _md: r.source or "not_enough_data",
+    "date": lambda r, _md: r.end.strftime("%Y-%m-%d"),
+    "time": lambda r, _md: r.end.strftime("%H:%M"),
+    "DOY": lambda r, _md: _doy(r.end),
+    "daytime": lambda r, md: (float(_potential_radiation(r, md) > 0) if md is not None else math.nan),
+    "file_records": _v("N_RECORDS"), "used_records": _v("N_USED"),
+    "Tau": _v("TAU"), "qc_Tau": _v("TAU_SSITC_TEST"), "rand_err_Tau": _v("TAU_RANDUNC"),
+    "H": _v("H"), "qc_H": _v("H_SSITC_TEST"), "rand_err_H": _v("H_RANDUNC"),
+    "LE": _v("LE"), "qc_LE": _v("LE_SSITC_TEST"), "rand_err_LE": _v("LE_RANDUNC"),
+    "co2_flux": _v("FC"), "qc_co2_flux": _v("FC_SSITC_TEST"), "rand_err_co2_flux": _v("FC_RANDUNC"),
+    "h2o_flux": _v("FH2O"), "qc_h2o_flux": _v("FH2O_SSITC_TEST"), "rand_err_h2o_flux": _v("FH2O_RANDUNC"),
+    "co2_molar_density": lambda r, _md: _ambient_density(r, "CO2", 1e-3),
+    "co2_mole_fraction": _v("CO2"), "co2_mixing_ratio": _v("CO2_MIXING_RATIO"), "co2_time_lag": _v("CO2_TLAG"),
+    "co2_def_timelag": _v("CO2_TLAG_DEFAULT"),
+    "h2o_molar_density": lambda r, _md: _ambient_density(r, "H2O", 1.0),
+    "h2o_mole_fraction": _v("H2O"), "h2o_mixing_ratio": _v("H2O_MIXING_RATIO"), "h2o_time_lag": _v("H2O_TLAG"),
+    "h2o_def_timelag": _v("H2O_TLAG_DEFAULT"),
+    "sonic_temperature": _v("T_SONIC", offset=273.15), "air_temperature": _v("TA", offset=273.15),
+    "air_pressure": _v("PA", 1000.0), "air_density": _v("RHO_A"), "air_heat_capacity": _v("AIR_CP"),
+    "air_molar_volume": _v("AIR_MV"), "ET": _v("FH2O", 1e-3 * _M_H2O * 3600.0),
+    "water_vapor_density": _v("VAPOR_DENSITY"), "e": _v("VAPOR_PRESSURE", 100.0), "es": _v("VAPOR_PRESSURE_SAT", 100.0),
+    "specific_humidity": _v("SPECIFIC_HUMIDITY"), "RH": _v("RH"), "VPD": _v("VPD", 100.0),
+    "Tdew": _v("TDEW", offset=273.15),
+    "u_unrot": _v("U_UNROT"), "v_unrot": _v("V_UNROT"), "w_unrot": _v("W_UNROT"),
+    "u_rot": _v("U_ROT"), "v_rot": _v("V_ROT"), "w_rot": _v("W_ROT"), "wind_speed": _v("WS"),
+    "max_wind_speed": _v("WS_MAX"), "wind_dir": _v("WD"), "yaw": _v("YAW"), "pitch": _v("PITCH"), "roll": _v("ROLL"),
+    "u*": _v("USTAR"), "TKE": _v("TKE"), "L": _v("MO_LENGTH"), "(z-d)/L": _v("ZL"), "bowen_ratio": _v("BOWEN"),
+    "T*": _v("TSTAR"),
+    "model": lambda r, _md: 0.0 if "FETCH_MAX" in r.values else math.nan,
+    "x_peak": _v("FETCH_MAX"), "x_70%": _v("FETCH_70"), "x_90%": _v("FETCH_90"),
+    "un_Tau": _v("TAU_UNCORR"), "Tau_scf": _factor("TAU_SCF"),
+    "un_H": _v("H_UNCORR"), "H_scf": _factor("H_SCF"),
+    "un_LE": _v("LE_UNCORR"), "LE_scf": _factor("LE_SCF"),
+    "un_co2_flux": _v("FC_UNCORR"), "co2_scf": _factor("FC_SCF"),
+    "un_h2o_flux": _v("FH2O_UNCORR"), "h2o_scf": _factor("FH2O_SCF"),
+    "u_spikes": _v("U_NUM_SPIKES"), "v_spikes": _v("V_NUM_SPIKES"), "w_spikes": _v("W_NUM_SPIKES"),
+    "ts_spikes": _v("TS_NUM_SPIKES"), "co2_spikes": _v("CO2_NUM_SPIKES"), "h2o_spikes": _v("H2O_NUM_SPIKES"),
+    "u_var": _v("U_VAR"), "v_var": _v("V_VAR"), "w_var": _v("W_VAR"), "ts_var": _v("T_SONIC_VAR"),
+    "co2_var": _v("CO2_VAR"), "h2o_var": _v("H2O_VAR"),
+    "w/ts_cov": _v("W_T_SONIC_COV"), "w/co2_cov": _v("W_CO2_COV"), "w/h2o_cov": _v("W_H2O_COV"),
+}
+
+_FLUXNET: dict[str, _Getter] = {
+    "TIMESTAMP_START": lambda r, _md: _fmt(r.start), "TIMESTAMP_END": lambda r, _md: _fmt(r.end),
+    "DOY_START": lambda r, _md: _doy(r.start), "DOY_END": lambda r, _md: _doy(r.end),
+    "FILENAME_HF": lambda r, _md: r.source or "not_enough_data",
+    "SW_IN_POT": _potential_radiation,
+    "NIGHT": lambda r, md: (float(_potential_radiation(r, md) <= 0) if md is not None else math.nan),
+    "FILE_NR": _v("N_RECORDS"), "SONIC_NR": _v("N_USED"),
+    **{k: _v(k) for k in ("TAU", "H", "LE", "FC", "FH2O", "WS", "WS_MAX", "WD", "USTAR", "TKE", "MO_LENGTH", "ZL",
+                          "BOWEN", "TSTAR", "T_SONIC", "AIR_MV", "AIR_CP", "SPECIFIC_HUMIDITY", "TDEW", "U_UNROT",
+                          "V_UNROT", "W_UNROT", "CO2_MIXING_RATIO", "CO2", "H2O_MIXING_RATIO", "H2O", "U_SIGMA",
+                          "V_SIGMA", "W_SIGMA", "T_SONIC_SIGMA", "W_T_SONIC_COV", "FETCH_MAX", "FETCH_70", "FETCH_80",
+                          "FETCH_90", "USTAR_UNCORR", "TAU_UNCORR", "H_UNCORR",
+                          "LE_UNCORR", "FC_UNCORR", "FH2O_UNCORR", "U_NUM_SPIKES", "V_NUM_SPIKES", "W_NUM_SPIKES",
+                          "CO2_NUM_SPIKES", "H2O_NUM_SPIKES", "TAU_SSITC_TEST", "H_SSITC_TEST", "LE_SSITC_TEST",
+                          "FC_SSITC_TEST", "FH2O_SSITC_TEST")},
+    "ET": _v("FH2O", 1e-3 * _M_H2O * 3600.0),
+    **{f"{k}_RANDUNC_HF": _v(f"{k}_RANDUNC") for k in ("TAU", "H", "LE", "FC", "FH2O")},
+    "ET_RANDUNC_HF": _v("FH2O_RANDUNC", 1e-3 * _M_H2O * 3600.0),
+    "U": _v("U_ROT"), "V": _v("V_ROT"), "W": _v("W_ROT"),
+    "TA_EP": _v("TA"), "PA_EP": _v("PA"), "RH_EP": _v("RH"), "VPD_EP": _v("VPD"), "AIR_DENSITY": _v("RHO_A"),
+    "AIR_RHO_CP": _v("RHO_CP"), "VAPOR_DENSITY": _v("VAPOR_DENSITY"),
+    "VAPOR_PARTIAL_PRESSURE": _v("VAPOR_PRESSURE"), "VAPOR_PARTIAL_PRESSURE_SAT": _v("VAPOR_PRESSURE_SAT"),
+    "CO2_MOLAR_DENSITY": lambda r, _md: _ambient_density(r, "CO2", 1e-3),
+    "H2O_MOLAR_DENSITY": lambda r, _md: _ambient_density(r, "H2O", 1.0),
+    "CO2_TLAG_ACTUAL": _v("CO2_TLAG"), "CO2_TLAG_USED": _v("CO2_TLAG"), "H2O_TLAG_ACTUAL": _v("H2O_TLAG"),
+    "H2O_TLAG_USED": _v("H2O_TLAG"), "W_U_COV": _v("U_W_COV"), "W_CO2_MEAS_COV": _v("W_CO2_COV"),
+    "W_H2O_MEAS_COV": _v("W_H2O_COV"), "T_SONIC_NUM_SPIKES": _v("TS_NUM_SPIKES"),
+    "ROT_YAW": _v("YAW"), "ROT_PITCH": _v("PITCH"), "ROT_ROLL": _v("ROLL"),
+    **{f"{k}_SCF": _factor(f"{k}_SCF") for k in ("TAU", "H", "LE", "FC", "FH2O")},
+    "ET_SCF": _factor("FH2O_SCF"),
+}
+
+
+def _cell(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return str(MISSING) if not math.isfinite(value) else f"{value:.6g}"
+
+
+def write_eddypro_full_output(results: Sequence[FluxResult], path: Path | str | TextIO,
+                              metadata: SiteMetadata | None = None) -> None:
+    """EddyPro 7's "full output" file (EddyPro 7 Help, "The full output file"): three header rows (group, variable,
+    unit) of :data:`gateway.flux.eddypro_outputs.FULL_OUTPUT_COLUMNS`, one row per period, -9999 where sinkwatch has
+    no value (storage fluxes, CH4, VM97 flag strings, LI-COR diagnostics). Molar densities are ambient (mole fraction
+    / molar volume of moist air; EddyPro's closed-path ones are at cell conditions). ``metadata`` (latitude,
+    longitude) gives `daytime`."""
+    from gateway.flux.eddypro_outputs import FULL_OUTPUT_COLUMNS
+
+    def write(fh: TextIO) -> None:
+        out = csv.writer(fh, lineterminator="\n")
+        for row in range(3):
+            out.writerow([c[row] for c in FULL_OUTPUT_COLUMNS])
+        for r in results:
+            out.writerow([_cell(_FULL_OUTPUT[name](r, metadata)) if name in _FULL_OUTPUT else str(MISSING)
+                          for _, name, _ in FULL_OUTPUT_COLUMNS])
+
+    _to(path, write)
+
+
+def write_eddypro_fluxnet(results: Sequence[FluxResult], path: Path | str | TextIO,
+                          metadata: SiteMetadata | None = None) -> None:
+    """EddyPro 7's "fluxnet" file (FLUXNET variable names, TIMESTAMP_START/END as YYYYMMDDHHMM, -9999 for missing):
+    the header :data:`gateway.flux.eddypro_outputs.FLUXNET_COLUMNS`, one row per period. ``metadata`` gives
+    SW_IN_POT and NIGHT."""
+    from gateway.flux.eddypro_outputs import FLUXNET_COLUMNS
+
+    def write(fh: TextIO) -> None:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(FLUXNET_COLUMNS)
+        for r in results:
+            out.writerow([_cell(_FLUXNET[name](r, metadata)) if name in _FLUXNET else str(MISSING)
+                          for name in FLUXNET_COLUMNS])
+
+    _to(path, write)
+
+
+def _to(path: Path | str | TextIO, write: Callable[[TextIO], None]) -> None:
+    if not isinstance(path, Path | str):
+        write(path)
+        return
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        write(fh)

@@ -52,6 +52,21 @@ def saturation_vapour_pressure(ta_k: float) -> float:
     return 611.21 * math.exp((18.678 - t / 234.5) * (t / (257.14 + t)))
 
 
+def dew_point(e_pa: float) -> float:
+    """Dew point, K: the temperature at which :func:`saturation_vapour_pressure` equals ``e_pa`` (Pa), by bisection
+    on −80..60 °C. NaN for e ≤ 0."""
+    if not (e_pa > 0):
+        return math.nan
+    lo, hi = 193.15, 333.15
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if saturation_vapour_pressure(mid) < e_pa:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def air_properties(ts_mean_k: float, p_pa: float, *, h2o_mole_fraction: float | None = None,
                    h2o_molar_density: float | None = None) -> AirProperties:
     """Air properties from the mean sonic temperature (K), pressure (Pa) and either the mean H2O mole fraction

@@ -925,6 +925,7 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
     v["LE"] = fluxes.latent_heat(v["FH2O"], air.lambda_v) if "h2o" in fx.gas else math.nan
     lmo, zl = stability(fx.ustar, fx.h, air, p, zm)
     v["MO_LENGTH"], v["ZL"] = lmo, zl
+    v.update(_derived_statistics(v, rot, air, l0, uncorrected, p, zm))
 
     # 14: quality
     if settings.qc_meth != QcMethod.NONE:
@@ -947,6 +948,29 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
         v.update(fetch)
         if not valid:
             reasons.append(f"footprint ({settings.foot_meth}): inputs outside the model's stated range")
+
+
+def _derived_statistics(v: dict[str, float], rot: rotation.Rotated, air: AirProperties, l0: Level0,
+                        uncorrected: Corrected, p: float, zm: float) -> dict[str, float]:
+    """Statistics EddyPro's full output also carries, from what the chain computed: rotated mean wind (m s-1),
+    TKE = ½(σu² + σv² + σw²) (m2 s-2), T* = −H/(ρcp·u*) (K), Bowen ratio H/LE, vapour pressure and its saturation
+    value (hPa), specific humidity (kg kg-1), vapour density (kg m-3), cp of moist air (J kg-1 K-1), molar volume of
+    moist air (m3 mol-1), dew point (°C), and the uncorrected (level-0) fluxes, u*, L and z/L."""
+    out = {"U_ROT": float(np.nanmean(rot.u)), "V_ROT": float(np.nanmean(rot.v)), "W_ROT": float(np.nanmean(rot.w)),
+           "TKE": 0.5 * (v["U_VAR"] + v["V_VAR"] + v["W_VAR"]),
+           "TSTAR": -v["H"] / (air.rho_cp * v["USTAR"]) if v["USTAR"] > 0 else math.nan,
+           "BOWEN": v["H"] / v["LE"] if math.isfinite(v.get("LE", math.nan)) and v["LE"] != 0 else math.nan,
+           "VAPOR_PRESSURE": air.e / 100.0, "VAPOR_PRESSURE_SAT": air.es / 100.0, "SPECIFIC_HUMIDITY": air.q,
+           "VAPOR_DENSITY": air.rho_w, "AIR_CP": air.cp, "AIR_MV": air.va,
+           "TDEW": airprops.dew_point(air.e) - 273.15, "TAU_UNCORR": l0.tau, "USTAR_UNCORR": l0.ustar}
+    if "co2" in l0.gas:
+        out["FC_UNCORR"] = l0.gas["co2"] * 1e6
+    if "h2o" in l0.gas:
+        out["FH2O_UNCORR"] = l0.gas["h2o"] * 1e3
+        out["LE_UNCORR"] = fluxes.latent_heat(out["FH2O_UNCORR"], air.lambda_v)
+    lmo0, zl0 = stability(uncorrected.ustar, uncorrected.h, air, p, zm)
+    out["MO_LENGTH_UNCORR"], out["ZL_UNCORR"] = lmo0, zl0
+    return out
 
 
 def _mean_concentrations(v: dict[str, float], means: dict[str, float], mtypes: dict[str, str],
