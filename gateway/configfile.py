@@ -109,3 +109,19 @@ def load_model(path: Path | str, model: type[ModelT]) -> ModelT:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(path, exc)) from None
+
+
+def check_inline_secrets(path: Path | str, keys: Sequence[str]) -> None:
+    """A secret written into a config file is only as private as the file: refuse one in a file that group or
+    others may read, naming the keys and both fixes (docs/security.md, "Secrets")."""
+    if not keys:
+        return
+    path = Path(path)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        listed = ", ".join(keys)
+        raise ConfigError(
+            f"{path}: {listed} written into this file, which group/others may read (mode {mode:04o}); move each "
+            f"secret into its own file ({keys[0]}_file, mode 0600) or the environment ({keys[0].split('.')[-1]}: "
+            f"${{VAR}}), or run: chmod 600 {path}"
+        )

@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import SecretStr
 
 from gateway.contract import (
     RECEIPTS_SUBSCRIPTION,
@@ -76,7 +77,7 @@ class Site:
 
     def mqtt(self, user: str, password: str | None = None) -> MqttConfig:
         return MqttConfig(host=self.broker.host, port=self.broker.port, username=user,
-                          password=password if password is not None else PASSWORDS[user], keepalive_s=5)
+                          password=SecretStr(password if password is not None else PASSWORDS[user]), keepalive_s=5)
 
 
 @pytest.fixture
@@ -232,7 +233,7 @@ def test_every_channel_reaches_the_central_store_through_the_shipped_config(site
     t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
     store = SqliteStore(site.tmp / "store.sqlite")
     ingestor = Ingestor(MqttSettings(host=site.broker.host, port=site.broker.port, username="sinkwatch-central",
-                                     password=PASSWORDS["sinkwatch-central"]), store, site.tmp / "central")
+                                     password=SecretStr(PASSWORDS["sinkwatch-central"])), store, site.tmp / "central")
     capture = Capture(site.broker.host, site.broker.port, ("sinkwatch/v1/#",), username="sinkwatch-central",
                       password=PASSWORDS["sinkwatch-central"], client_id="capture-central")
     buffer = ReadingBuffer(site.tmp / "buffer.sqlite")

@@ -42,7 +42,8 @@ def serve(
 
     run_central(
         settings,
-        ready_callback=lambda port: typer.echo(f"API listening on http://{settings.api.host}:{port} (docs at /docs)"),
+        ready_callback=lambda port: typer.echo(f"API listening on {settings.api.scheme}://{settings.api.host}:{port} "
+                                               "(docs at /docs)"),
     )
 
 
@@ -273,3 +274,52 @@ def stems(
     """Dendrometer GRO/TWD (cleaned, zero-growth) and stem carbon per plot of a station-year from its stored
     readings and tree list, stored with its engine version and settings hash (docs/soil-stems.md)."""
     _run_product("stems", station, year, config, out_dir)
+
+
+# --- `sinkwatch central ca ...`: the deployment's private CA (gateway/central/pki.py, docs/security.md "TLS") ------
+
+ca_app = typer.Typer(help="The deployment's private certificate authority: TLS for the broker, InfluxDB and the API, "
+                          "station client certificates.", no_args_is_help=True)
+app.add_typer(ca_app, name="ca")
+
+
+@ca_app.command("init")
+def ca_init(
+    dir: Annotated[Path, typer.Option("--dir", help="folder for ca.crt, ca.key (0600), ca.crl; keep it on the "
+                                                    "operator's host")],
+    name: Annotated[str, typer.Option(help="the CA's common name")] = "sinkwatch CA",
+) -> None:
+    """Create the private CA. Its ca.crt goes to every station (mqtt.ca_file) and service; ca.key stays here."""
+    _require_central("sinkwatch central ca init")
+    from gateway.central.pki import CertificateAuthority, PkiError
+
+    try:
+        ca = CertificateAuthority.create(dir, name)
+    except PkiError as exc:
+        typer.echo(f"ca init: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"created {ca.cert_path} (give it to every client as ca_file) and {dir / 'ca.key'} (mode 0600: keep "
+               "it here, never on a station or the broker)")
+
+
+@ca_app.command("server-cert")
+def ca_server_cert(
+    dir: Annotated[Path, typer.Option("--dir", help="the CA folder (sinkwatch central ca init)")],
+    host: Annotated[list[str], typer.Option("--host", help="a host name or IP address clients connect to; repeat "
+                                                           "for several (the first is the certificate's name)")],
+    out: Annotated[Path, typer.Option(help="write OUT.crt and OUT.key (0600), e.g. /etc/mosquitto/certs/broker")],
+) -> None:
+    """Issue a server certificate (broker, InfluxDB, API) for the given host names and addresses."""
+    _require_central("sinkwatch central ca server-cert")
+    from gateway.central.pki import CertificateAuthority, PkiError, write_private, write_public
+
+    try:
+        issued = CertificateAuthority(dir).issue_server(host)
+    except PkiError as exc:
+        typer.echo(f"ca server-cert: {exc}", err=True)
+        raise typer.Exit(2) from None
+    cert, key = out.with_name(out.name + ".crt"), out.with_name(out.name + ".key")
+    write_public(cert, issued.cert_pem)
+    write_private(key, issued.key_pem)
+    typer.echo(f"wrote {cert} and {key} (mode 0600) for {', '.join(host)}; give the server's user read access "
+               f"to the key, e.g. chown mosquitto {key}")

@@ -5,50 +5,79 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from gateway.central.budget_config import BudgetJobConfig
 from gateway.central.soilstems_config import SoilJobConfig, StemsJobConfig
-from gateway.configfile import ConfigError, load_model
+from gateway.configfile import ConfigError, check_inline_secrets, load_model
+from gateway.secretfile import SecretFields, expand_path, inline_secret_keys, private_mode_problem, resolve_secret
+from gateway.tls import TlsClientFields, client_context
 
 SAMPLE_CONFIG_PATH = Path(__file__).with_name("sample-central.yaml")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
 
 
-class MqttSettings(_Section):
+class MqttSettings(TlsClientFields, SecretFields):
+    """The broker connection; TLS keys (tls, ca_file, cert_file, key_file, check_hostname) from TlsClientFields."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
+
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     # Fixed so the broker keeps our persistent session (and undelivered QoS 1 readings) across reconnects.
     client_id: str = Field(default="sinkwatch-central", min_length=1, max_length=64)
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = Field(default=None, description="inline, or ${ENV_VAR}; prefer password_file")
+    password_file: Path | None = Field(default=None, description="file holding the broker password (mode 0600)")
     keepalive: int = Field(default=30, ge=5, le=3600)
 
+    @model_validator(mode="after")
+    def _resolve_password(self) -> MqttSettings:
+        self._inline_secrets = inline_secret_keys(self.password, "mqtt.password")
+        self.password = resolve_secret(self.password, self.password_file, "mqtt.password")
+        return self
 
-class StorageSettings(_Section):
+
+class StorageSettings(SecretFields):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
+
     kind: Literal["influxdb", "sqlite"] = "sqlite"
     # InfluxDB
-    url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8086")
+    url: str | None = Field(default=None, description="e.g. https://influx.example.org:8086")
     api: Literal["v1", "v2"] = "v1"
     database: str = Field(default="sinkwatch", min_length=1)
     retention_policy: str | None = None
     username: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
     org: str | None = None
     bucket: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=300)
+    ca_file: Path | None = Field(default=None, description="CA certificate (PEM) of an https:// url's server; "
+                                                           "default: the system CA store")
     # SQLite
     path: Path | None = None
 
     @model_validator(mode="after")
     def _check_kind(self) -> StorageSettings:
+        self._inline_secrets = (inline_secret_keys(self.password, "storage.password")
+                                + inline_secret_keys(self.token, "storage.token"))
+        self.password = resolve_secret(self.password, self.password_file, "storage.password")
+        self.token = resolve_secret(self.token, self.token_file, "storage.token")
         if self.kind == "influxdb":
             if not self.url:
-                raise ValueError("storage.url is required when storage.kind is influxdb, e.g. http://127.0.0.1:8086")
+                raise ValueError("storage.url is required when storage.kind is influxdb, e.g. https://127.0.0.1:8086")
+            if self.ca_file is not None:
+                if not self.url.startswith("https://"):
+                    raise ValueError(f"storage.ca_file is set but storage.url ({self.url}) is not https://; use "
+                                     "https:// (and enable https in influxdb.conf, deploy/influxdb/README.md)")
+                self.ca_file = expand_path(self.ca_file, "storage.ca_file")
+                client_context(ca_file=self.ca_file, prefix="storage")  # readable PEM, now rather than at a write
             if self.api == "v2":
                 missing = [key for key in ("token", "org", "bucket") if not getattr(self, key)]
                 if missing:
@@ -64,6 +93,27 @@ class StorageSettings(_Section):
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    tls_cert_file: Path | None = Field(default=None, description="serve HTTPS with this certificate (PEM, chain)")
+    tls_key_file: Path | None = Field(default=None, description="its private key (PEM, mode 0600)")
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("api.tls_cert_file and api.tls_key_file go together: give both to serve HTTPS")
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            self.tls_cert_file = expand_path(self.tls_cert_file, "api.tls_cert_file")
+            self.tls_key_file = expand_path(self.tls_key_file, "api.tls_key_file")
+            for key, path in (("api.tls_cert_file", self.tls_cert_file), ("api.tls_key_file", self.tls_key_file)):
+                if not path.is_file():
+                    raise ValueError(f"{key}: {path} not found")
+            problem = private_mode_problem(self.tls_key_file)
+            if problem is not None:
+                raise ValueError(f"api.tls_key_file: {problem}")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert_file is not None else "http"
 
 
 class DeadLetterSettings(_Section):
@@ -89,8 +139,9 @@ class CentralConfig(_Section):
 
 def load_central_config(path: Path | str) -> CentralConfig:
     """Load and validate; raises gateway.configfile.ConfigError with a message naming the key (or the file and line
-    of a tree list the config names)."""
+    of a tree list the config names, or, for a secret written into a file others may read, the file and the fix)."""
     config = load_model(path, CentralConfig)
+    check_inline_secrets(path, config.mqtt.inline_secrets + config.storage.inline_secrets)
     try:
         config.stems.load_files(Path(path).parent)
     except ValueError as exc:

@@ -83,6 +83,8 @@ from gateway.contract import (
 )
 from gateway.model import Reading, format_time, utc_now
 from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX
+from gateway.secretfile import reveal
+from gateway.tls import HandshakeWatch
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,7 @@ class IngestCounters:
     internal_errors: int = 0  # unexpected exceptions while storing a message (retried, logged with traceback)
     mqtt_connects: int = 0
     mqtt_disconnects: int = 0
+    mqtt_connect_refusals: int = 0  # CONNACK refusals (bad credentials, revoked)
     receipts_sent: int = 0
     receipt_seqs: int = 0  # items named in receipts sent (stored or dead-lettered)
     receipts_unsent: int = 0  # receipts not sent because the broker was away (the station resends the items)
@@ -206,7 +209,12 @@ class Ingestor:
             manual_ack=True,
         )
         if mqtt_settings.username is not None:
-            self._client.username_pw_set(mqtt_settings.username, mqtt_settings.password)
+            self._client.username_pw_set(mqtt_settings.username, reveal(mqtt_settings.password))
+        self.tls: HandshakeWatch | None = None
+        if mqtt_settings.tls:
+            self.tls = HandshakeWatch(log, host=mqtt_settings.host, port=mqtt_settings.port, prefix="mqtt",
+                                      ca_file=mqtt_settings.ca_file)
+            self._client.tls_set_context(self.tls.attach(mqtt_settings.ssl_context()))
         self._client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_s)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -261,6 +269,7 @@ class Ingestor:
         with self._counter_lock:
             snapshot = asdict(self._counters)
         snapshot["dead_letters_dropped"] = self.dead_letters.dropped
+        snapshot["mqtt_tls"] = self.tls.snapshot() if self.tls is not None else None
         snapshot["queue_depth"] = self.queue_depth
         return snapshot
 
@@ -276,9 +285,12 @@ class Ingestor:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
-            log.error("MQTT broker %s:%s refused the connection: %s", self.settings.host, self.settings.port,
-                      reason_code)
+            self._count("mqtt_connect_refusals")
+            log.error("MQTT broker %s:%s refused the connection: %s (check mqtt.username and mqtt.password_file, "
+                      "or mqtt.cert_file)", self.settings.host, self.settings.port, reason_code)
             return
+        if self.tls is not None:
+            self.tls.succeeded()
         self._generation += 1
         self._count("mqtt_connects")
         client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in

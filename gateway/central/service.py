@@ -27,6 +27,7 @@ from gateway.central.config import CentralConfig, StorageSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.soilstems import ProductScheduler
 from gateway.central.store import InfluxStore, SqliteStore, Store
+from gateway.secretfile import reveal
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,12 @@ def open_store(settings: StorageSettings) -> Store:
         api=settings.api,
         retention_policy=settings.retention_policy,
         username=settings.username,
-        password=settings.password,
-        token=settings.token,
+        password=reveal(settings.password),
+        token=reveal(settings.token),
         org=settings.org,
         bucket=settings.bucket,
         timeout_s=settings.timeout_s,
+        ca_file=settings.ca_file,
     )
 
 
@@ -69,9 +71,12 @@ def run_central(
     schedule = BudgetScheduler(active_store, config.budget) if config.budget.every is not None else None
     products = {name: ProductScheduler(name, active_store, config.soil, config.stems)  # type: ignore[arg-type]
                 for name, job in (("soil", config.soil), ("stems", config.stems)) if job.every is not None}
+    tls: dict[str, str] = {}
+    if config.api.tls_cert_file is not None and config.api.tls_key_file is not None:
+        tls = {"ssl_certfile": str(config.api.tls_cert_file), "ssl_keyfile": str(config.api.tls_key_file)}
     server = uvicorn.Server(
         uvicorn.Config(create_app(active_store, ingestor, schedule, products), host=config.api.host,
-                       port=config.api.port, log_level="warning", lifespan="off")
+                       port=config.api.port, log_level="warning", lifespan="off", **tls)  # type: ignore[arg-type]
     )
     # Signals are ours: uvicorn would install its own handlers only in the main thread, and it runs in another.
     previous_handlers = _install_signal_handlers(stop)
@@ -90,8 +95,8 @@ def run_central(
                 break
         if server.started:
             port = _bound_port(server, config.api.port)
-            log.info("central service: API on http://%s:%s, MQTT %s:%s", config.api.host, port,
-                     config.mqtt.host, config.mqtt.port)
+            log.info("central service: API on %s://%s:%s, MQTT %s:%s%s", config.api.scheme, config.api.host, port,
+                     config.mqtt.host, config.mqtt.port, " (TLS)" if config.mqtt.tls else "")
             if ready_callback is not None:
                 ready_callback(port)
         stop.wait()

@@ -10,28 +10,40 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from gateway.configfile import ConfigError, describe_validation_error, read_yaml_mapping
+from gateway.configfile import ConfigError, check_inline_secrets, describe_validation_error, read_yaml_mapping
 from gateway.driver_api import Driver, LineDriver, SensorConfig, SerialSettings, load_driver, serial_settings_of
 from gateway.model import Identifier
+from gateway.secretfile import SecretFields, inline_secret_keys, resolve_secret
+from gateway.tls import TlsClientFields
 
 if TYPE_CHECKING:
     from gateway.edge.fluxrunner import FluxSetup
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
 
 
-class MqttConfig(_Strict):
+class MqttConfig(TlsClientFields, SecretFields):
+    """The broker connection; TLS keys (tls, ca_file, cert_file, key_file, check_hostname) from TlsClientFields."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
+
     host: str = Field(default="localhost", description="broker host name or address")
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
-    password: str | None = None
-    tls: bool = Field(default=False, description="connect with TLS using the system's CA store")
+    password: SecretStr | None = Field(default=None, description="inline, or ${ENV_VAR}; prefer password_file")
+    password_file: Path | None = Field(default=None, description="file holding the broker password (mode 0600)")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     client_id: str | None = Field(default=None, description="defaults to sinkwatch-<site>-<station>")
+
+    @model_validator(mode="after")
+    def _resolve_password(self) -> MqttConfig:
+        self._inline_secrets = inline_secret_keys(self.password, "mqtt.password")
+        self.password = resolve_secret(self.password, self.password_file, "mqtt.password")
+        return self
 
 
 class BufferConfig(_Strict):
@@ -247,4 +259,6 @@ def bus_addresses_of(config: SensorConfig) -> tuple[int, ...]:
 
 
 def load_station_config(path: Path | str) -> StationConfig:
-    return parse_station_config(read_yaml_mapping(path), Path(path))
+    config = parse_station_config(read_yaml_mapping(path), Path(path))
+    check_inline_secrets(path, config.mqtt.inline_secrets)
+    return config

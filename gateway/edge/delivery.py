@@ -59,6 +59,8 @@ from gateway import __version__
 from gateway.contract import Channel, Receipt, StationState, StationStatus, receipts_topic, status_topic
 from gateway.edge.config import MqttConfig
 from gateway.model import utc_now
+from gateway.secretfile import reveal
+from gateway.tls import HandshakeWatch
 
 log = logging.getLogger("sinkwatch.edge.delivery")
 
@@ -175,6 +177,7 @@ class Delivery:
         self.connect_failures: Counter[str] = Counter()
         self.receipts = 0
         self.bad_receipts = 0
+        self.tls: HandshakeWatch | None = None
         self._client = self._make_client()
 
     # --- set-up ------------------------------------------------------------------------------------------------
@@ -190,9 +193,11 @@ class Delivery:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"sinkwatch-{self.site}-"
                              f"{self.station}", protocol=mqtt.MQTTv5)
         if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password)
+            client.username_pw_set(cfg.username, reveal(cfg.password))
         if cfg.tls:
-            client.tls_set()
+            # the system CA store, or only mqtt.ca_file; a failed handshake is classified and logged by the watch
+            self.tls = HandshakeWatch(log, host=cfg.host, port=cfg.port, prefix="mqtt", ca_file=cfg.ca_file)
+            client.tls_set_context(self.tls.attach(cfg.ssl_context()))
         offline = StationStatus(site=self.site, station=self.station, state=StationState.OFFLINE,
                                 since=utc_now(), software_version=__version__, reason="connection lost")
         client.will_set(self._status_topic, offline.model_dump_json(), qos=1, retain=True)
@@ -260,9 +265,12 @@ class Delivery:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             self.connect_failures[str(reason)] += 1
-            log.error("broker %s:%s refused the connection: %s (check mqtt.username/password in the config)",
+            log.error("broker %s:%s refused the connection: %s (check mqtt.username and mqtt.password_file, or "
+                      "mqtt.cert_file; a revoked station is refused until it is provisioned again)",
                       self._mqtt_config.host, self._mqtt_config.port, reason)
             return
+        if self.tls is not None:
+            self.tls.succeeded()
         self.connects += 1
         self._max_packet = getattr(props, "MaximumPacketSize", None) if props is not None else None
         log.info("connected to broker %s:%s", self._mqtt_config.host, self._mqtt_config.port)
@@ -505,6 +513,7 @@ class Delivery:
         return {
             "broker_connected": self.connected, "connects": self.connects,
             "connection_losses": self.connection_losses, "connect_failures": dict(self.connect_failures),
+            "tls": self.tls.snapshot() if self.tls is not None else None,
             "receipts_subscribed": self._receipts_subscribed, "receipts": self.receipts,
             "bad_receipts": self.bad_receipts, "in_flight": len(self._mids), "channels": channels,
         }

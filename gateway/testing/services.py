@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -198,6 +199,8 @@ class InfluxInstance:
     rpc_port: int
     base_dir: Path
     binary: str
+    https: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS only
+    ca_file: Path | None = None  # the CA that signed the HTTPS certificate, for the readiness ping
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -214,6 +217,8 @@ class InfluxInstance:
 
     def write_config(self) -> None:
         base = self.base_dir
+        https = "" if self.https is None else (f'  https-enabled = true\n  https-certificate = "{self.https[0]}"\n'
+                                                 f'  https-private-key = "{self.https[1]}"\n')
         self.config_path.write_text(
             f"""reporting-disabled = true
 bind-address = "127.0.0.1:{self.rpc_port}"
@@ -234,7 +239,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
-
+{https}
 [logging]
   level = "error"
   suppress-logo = true
@@ -250,7 +255,10 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def _ping(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/ping", timeout=1.0).status_code == 204
+            verify: ssl.SSLContext | bool = True
+            if self.ca_file is not None:
+                verify = ssl.create_default_context(cafile=str(self.ca_file))
+            return httpx.get(f"{self.url}/ping", timeout=1.0, verify=verify).status_code == 204
         except httpx.HTTPError:
             return False
 
@@ -291,14 +299,18 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
 
 @contextlib.contextmanager
-def running_influxd(tmp_dir: Path | str) -> Iterator[InfluxInstance]:
-    """A private influxd 1.x on free loopback ports with its data in `tmp_dir`, stopped on exit."""
+def running_influxd(tmp_dir: Path | str, *, https: tuple[Path, Path] | None = None, ca_file: Path | None = None,
+                    host: str = "127.0.0.1") -> Iterator[InfluxInstance]:
+    """A private influxd 1.x on free loopback ports with its data in `tmp_dir`, stopped on exit. With `https`
+    (certificate, key; `ca_file` their CA) it serves HTTPS only, at https://`host`:port."""
     binary = _find_binary(INFLUXD_BINARY, "influxd", "influxdb")
     base = Path(tmp_dir)
     base.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    scheme = "https" if https is not None else "http"
     instance = InfluxInstance(
-        url=f"http://127.0.0.1:{port}", port=port, rpc_port=free_port(), base_dir=base, binary=binary
+        url=f"{scheme}://{host}:{port}", port=port, rpc_port=free_port(), base_dir=base, binary=binary, https=https,
+        ca_file=ca_file,
     )
     instance.write_config()
     try:

@@ -40,9 +40,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import ssl
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 import httpx
 from influxdb_client import InfluxDBClient, Point, WritePrecision
@@ -74,6 +77,7 @@ from gateway.central.store.influx_budget import InfluxBudgetMixin
 from gateway.central.store.influx_products import InfluxProductsMixin
 from gateway.contract import FluxRecord, is_integer_variable
 from gateway.model import QualityFlag, Reading, TimeSource
+from gateway.tls import HandshakeWatch, classify, client_context
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +211,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin):
         bucket: str | None = None,
         timeout_s: float = 10.0,
         ping_timeout_s: float = 1.0,
+        ca_file: Path | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         # /ping is answered by InfluxDB without touching data: a second without an answer means it is stuck, and
@@ -219,14 +224,27 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin):
         self._org = org
         headers = {"Authorization": f"Token {token}"} if token else {}
         auth = (username or "", password) if password is not None else None
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers, auth=auth)
+        # https: the system CA store or storage.ca_file only; failed handshakes counted for /health and named in
+        # the StoreUnavailable message (storage.ca_file, the host name)
+        self.tls: HandshakeWatch | None = None
+        verify: ssl.SSLContext | bool = True
+        parsed = urlsplit(self.url)
+        self._ca_file = ca_file
+        if parsed.scheme == "https":
+            self.tls = HandshakeWatch(log, host=parsed.hostname or "", port=parsed.port or 443, prefix="storage",
+                                      ca_file=ca_file, host_key="url")
+            verify = self.tls.attach(client_context(ca_file=ca_file, prefix="storage"))
+        elif ca_file is not None:
+            raise ValueError(f"storage.ca_file is set but storage.url {self.url} is not https://")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers, auth=auth, verify=verify)
         self._db_ready = False
         self._db_lock = threading.Lock()
         self._v2_client: InfluxDBClient | None = None
         if api == "v2":
             if not (token and org and bucket):
                 raise ValueError("InfluxStore api v2 needs token, org and bucket")
-            self._v2_client = InfluxDBClient(url=self.url, token=token, org=org, timeout=int(timeout_s * 1000))
+            self._v2_client = InfluxDBClient(url=self.url, token=token, org=org, timeout=int(timeout_s * 1000),
+                                             ssl_ca_cert=str(ca_file) if ca_file is not None else None)
             self._v2_write = self._v2_client.write_api(write_options=SYNCHRONOUS)
 
     # --- writing -----------------------------------------------------------------------------------------------
@@ -312,7 +330,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin):
         try:
             return self._http.post("/write", params=params, content=body.encode("utf-8"))
         except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc)}") from exc
+            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc, self._ca_file)}") from exc
 
     def _check_write_response(self, response: httpx.Response) -> None:
         status = response.status_code
@@ -337,7 +355,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin):
             try:
                 response = self._http.post("/query", data={"q": f"CREATE DATABASE {quote_identifier(self.database)}"})
             except httpx.HTTPError as exc:
-                raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc)}") from exc
+                raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc, self._ca_file)}") from exc
             if response.status_code >= 500:
                 raise StoreUnavailable(f"InfluxDB at {self.url} failed CREATE DATABASE: {_error_text(response)}")
             if response.status_code != 200:
@@ -374,7 +392,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin):
         try:
             response = self._http.post("/query", data=data)
         except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc)}") from exc
+            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc, self._ca_file)}") from exc
         if response.status_code in (401, 403):
             raise StoreUnavailable(f"InfluxDB at {self.url} refused our credentials: {_error_text(response)}")
         if response.status_code >= 500:
@@ -551,7 +569,15 @@ def _held_reading(site: str, station: str, tags: dict[str, Any], item: dict[str,
     return StoredReading(site=site, reading=reading)
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: Exception, ca_file: Path | None = None) -> str:
+    """An HTTP client error for a log line; a failed TLS handshake says what it means and which setting to check."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            parsed = urlsplit(str(getattr(getattr(exc, "request", None), "url", "")) or "")
+            return classify(cause, host=parsed.hostname or "?", port=parsed.port or 443, prefix="storage",
+                            ca_file=ca_file, host_key="url").message
+        cause = cause.__cause__ or cause.__context__
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
