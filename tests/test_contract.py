@@ -26,14 +26,19 @@ from jsonschema import Draft202012Validator
 from gateway import contract
 from gateway.contract import (
     FLUXES_SUBSCRIPTION,
+    ChannelBacklog,
     FluxRecord,
     RawChunk,
     ReadingBatch,
     Receipt,
+    SensorHealth,
+    StationHealth,
     StationState,
     StationStatus,
     encode_flux_record,
+    encode_health,
     fluxes_topic,
+    health_topic,
     raw_topic,
     readings_topic,
     receipts_topic,
@@ -57,6 +62,9 @@ MODELS: dict[str, type[pydantic.BaseModel]] = {
     "RawChunk": RawChunk,
     "FluxRecord": FluxRecord,
     "Receipt": Receipt,
+    "StationHealth": StationHealth,
+    "ChannelBacklog": ChannelBacklog,
+    "SensorHealth": SensorHealth,
 }
 T0 = datetime(2026, 11, 25, 10, 0, 0, 104512, tzinfo=UTC)
 
@@ -423,6 +431,7 @@ def test_channel_addresses_match_topic_functions() -> None:
         "raw": raw_topic("{site}", "{station}"),
         "fluxes": fluxes_topic("{site}", "{station}"),
         "receipts": receipts_topic("{site}", "{station}"),
+        "health": health_topic("{site}", "{station}"),
     }
     for address in addresses.values():
         assert address.startswith(contract.TOPIC_ROOT + "/")
@@ -431,6 +440,7 @@ def test_channel_addresses_match_topic_functions() -> None:
     assert addresses["fluxes"].format(site="+", station="+") == FLUXES_SUBSCRIPTION
     assert addresses["raw"].format(site="+", station="+") == contract.RAW_SUBSCRIPTION
     assert addresses["receipts"].format(site="+", station="+") == contract.RECEIPTS_SUBSCRIPTION
+    assert addresses["health"].format(site="+", station="+") == contract.HEALTH_SUBSCRIPTION
     for channel in channels.values():
         assert set(channel["parameters"]) == set(re.findall(r"\{(\w+)\}", channel["address"]))
 
@@ -448,6 +458,7 @@ def test_operations_declare_qos_and_retain() -> None:
         "#/channels/raw": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
         "#/channels/fluxes": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
         "#/channels/receipts": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
+        "#/channels/health": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
     }
     receives = [op for op in document["operations"].values() if op["action"] == "receive"]
     assert {op["channel"]["$ref"] for op in receives} == set(sends)
@@ -619,8 +630,81 @@ def test_backwards_range_rejected_by_the_model() -> None:
         make_receipt(stored=[(5, 3)])
 
 
-@pytest.mark.parametrize("name", ["FluxRecord", "RawChunk"])
+@pytest.mark.parametrize("name", ["FluxRecord", "RawChunk", "StationHealth"])
 def test_station_items_carry_their_delivery_seq(name: str) -> None:
     schema = payload_schema(name)
     assert "seq" in schema["properties"] and "seq" not in schema["required"]
     assert MODELS[name].model_fields["seq"].default is None
+
+
+# --- health reports -------------------------------------------------------------------------------------------------
+
+
+def make_health(**changes: Any) -> StationHealth:
+    """The document's example, changed."""
+    [example] = load_asyncapi()["components"]["messages"]["StationHealth"]["examples"]
+    return StationHealth.model_validate({**example["payload"], **changes})
+
+
+def test_health_reports_the_station_emits_validate(tmp_path: Any) -> None:
+    """A report taken by the station's own sampler on this machine (whatever it can and cannot measure)."""
+    from gateway.edge.telemetry import HealthSampler
+
+    sampler = HealthSampler("hainich", "plot-07", interval_s=60.0, disk_path=tmp_path)
+    for report in (sampler.sample(buffers=[], sensors=[]), sampler.sample(buffers=[], sensors=[])):
+        validate_payload("StationHealth", encode_health(report))
+    assert schema_name_for_topic(health_topic("hainich", "plot-07")) == "StationHealth"
+
+
+def test_a_minimal_health_report_validates() -> None:
+    report = StationHealth(site="hainich", station="plot-07", time=T0, interval_s=60.0, daemon_version="0.1.0",
+                           uptime_s=0.0, clock_synced=False)
+    payload = emitted(report)
+    validate_payload("StationHealth", payload)
+    assert payload["disk_free_bytes"] is None and payload["buffers"] == [] and payload["reports_dropped"] == 0
+
+
+@pytest.mark.parametrize("key", _required(StationHealth))
+def test_health_missing_field_rejected(key: str) -> None:
+    assert_both_reject("StationHealth", _drop(emitted(make_health()), key))
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"),
+    [
+        ("interval_s", 0),
+        ("uptime_s", -1.0),
+        ("disk_free_bytes", -5),
+        ("disk_free_bytes", 1.5),
+        ("disk_free_bytes", "100"),
+        ("clock_synced", 1),
+        ("load_1m", -0.1),
+        ("cpu_count", 0),
+        ("reports_dropped", -1),
+        ("daemon_version", ""),
+        ("time", "2026-11-25T10:00:00+00:00"),
+        ("seq", -1),
+        ("station", "plot/07"),
+        ("buffers", [{"channel": "status", "unit": "readings", "pending": 0}]),
+        ("buffers", [{"channel": "readings", "unit": "bytes", "pending": 0}]),
+        ("buffers", [{"channel": "readings", "unit": "readings", "pending": -1}]),
+        ("sensors", [{"name": "a", "driver": "x", "kind": "polled", "state": "ok", "available": True,
+                      "errors": {"time out": 1}}]),
+        ("sensors", [{"name": "a", "driver": "x", "kind": "polled", "state": "ok", "available": True,
+                      "errors": {"timeout": -1}}]),
+        ("sensors", [{"name": "a", "driver": "x", "kind": "batch", "state": "ok", "available": True}]),
+        ("sensors", [{"name": "a", "driver": "x", "kind": "polled", "state": "ok", "available": True,
+                      "availability": 1.5}]),
+        ("sensors", [{"name": "a", "driver": "x", "kind": "polled", "state": "ok"}]),  # available is required
+        ("sensors", [{"name": "a", "driver": "x", "kind": "polled", "state": "ok", "available": True,
+                      "variables": ["CO2-1"]}]),
+    ],
+)
+def test_bad_health_report_rejected(key: str, bad: Any) -> None:
+    assert_both_reject("StationHealth", {**emitted(make_health()), key: bad})
+
+
+def test_health_receipts_name_the_health_channel() -> None:
+    receipt = make_receipt(channel="health", stored=[(0, 9)])
+    validate_payload("Receipt", receipt.model_dump_json())
+    assert "health" in contract.CHANNELS

@@ -26,6 +26,7 @@ from gateway.contract import (
     RECEIPTS_SUBSCRIPTION,
     Receipt,
     fluxes_topic,
+    health_topic,
     raw_topic,
     readings_topic,
     receipts_topic,
@@ -35,6 +36,7 @@ from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import MqttConfig
 from gateway.edge.delivery import Delivery, DeliverySettings
 from gateway.edge.outbox import ReadingsOutbox
+from gateway.edge.telemetry import HealthOutbox, HealthSampler
 from gateway.model import utc_now
 from gateway.net import free_port
 from gateway.testing.factories import make_readings
@@ -155,10 +157,10 @@ def test_every_station_channel_goes_through_for_its_own_station_only(site: Site)
     station = V5Client(site, "st01")
     try:
         for topic in (readings_topic(SITE, "st01"), status_topic(SITE, "st01"), fluxes_topic(SITE, "st01"),
-                      raw_topic(SITE, "st01"), f"sinkwatch/v1/{SITE}/st01/health"):
+                      raw_topic(SITE, "st01"), health_topic(SITE, "st01")):
             assert station.puback(topic) in ACCEPTED, topic
         for topic in (readings_topic(SITE, "st02"), status_topic(SITE, "st02"), fluxes_topic(SITE, "st02"),
-                      raw_topic(SITE, "st02"), receipts_topic(SITE, "st01")):
+                      raw_topic(SITE, "st02"), health_topic(SITE, "st02"), receipts_topic(SITE, "st01")):
             assert station.puback(topic) == NOT_AUTHORIZED, topic
     finally:
         station.close()
@@ -169,10 +171,12 @@ def test_the_central_service_reads_everything_and_writes_only_receipts(site: Sit
     station = V5Client(site, "st01")
     try:
         central.subscribe("sinkwatch/v1/#")
-        for topic in (readings_topic(SITE, "st01"), fluxes_topic(SITE, "st01"), raw_topic(SITE, "st01")):
+        for topic in (readings_topic(SITE, "st01"), fluxes_topic(SITE, "st01"), raw_topic(SITE, "st01"),
+                      health_topic(SITE, "st01")):
             assert station.puback(topic, b'{"from":"st01"}') == SUCCESS
-        assert wait_for(lambda: len(central.messages) >= 3, 5)
-        for topic in (readings_topic(SITE, "st01"), status_topic(SITE, "st01"), fluxes_topic(SITE, "st01")):
+        assert wait_for(lambda: len(central.messages) >= 4, 5)
+        for topic in (readings_topic(SITE, "st01"), status_topic(SITE, "st01"), fluxes_topic(SITE, "st01"),
+                      health_topic(SITE, "st01")):
             assert central.puback(topic) == NOT_AUTHORIZED, topic
         assert central.puback(receipts_topic(SITE, "st01")) in ACCEPTED
     finally:
@@ -251,21 +255,26 @@ def test_every_channel_reaches_the_central_store_through_the_shipped_config(site
         writer.write(t0.timestamp() + i / 20, [float(i)])
     raw.enqueue(writer.close({"closed": "test"}))
     delivery = Delivery(SITE, "st01", site.mqtt("st01"))
-    for outbox in (ReadingsOutbox(buffer, SITE, "st01", batch_size=5), fluxes, raw):
+    health = HealthOutbox(site.tmp / "buffer.sqlite", SITE, "st01")
+    for _ in range(2):
+        health.add(HealthSampler(SITE, "st01", interval_s=60.0, disk_path=site.tmp).sample(buffers=[], sensors=[]))
+    for outbox in (ReadingsOutbox(buffer, SITE, "st01", batch_size=5), fluxes, raw, health):
         delivery.add_channel(outbox)
     ingestor.start()
     delivery.start()
     try:
         assert delivery.wait_confirmed(20), delivery.health()
         counters = ingestor.counters()
-        assert (counters["readings_stored"], counters["flux_records_stored"], counters["raw_files_archived"]) == (
-            20, 2, 1)
-        assert [delivery.counters(c).confirmed_units for c in ("readings", "fluxes", "raw")] == [20, 2, 1]
-        assert sum(sum(delivery.counters(c).refusals.values()) for c in ("readings", "fluxes", "raw")) == 0
+        assert (counters["readings_stored"], counters["flux_records_stored"], counters["raw_files_archived"],
+                counters["health_reports_stored"]) == (20, 2, 1, 2)
+        channels = ("readings", "fluxes", "raw", "health")
+        assert [delivery.counters(c).confirmed_units for c in channels] == [20, 2, 1, 2]
+        assert sum(sum(delivery.counters(c).refusals.values()) for c in channels) == 0
+        assert len(store.latest_health()) == 1
         assert wait_for(lambda: any(m.topic.endswith("/status") for m in capture.messages), 5)  # online status
     finally:
         delivery.stop()
         ingestor.stop()
         capture.close()
-        for closable in (buffer, fluxes, raw, store):
+        for closable in (buffer, fluxes, raw, health, store):
             closable.close()

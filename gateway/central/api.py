@@ -12,6 +12,8 @@
     GET /api/v1/soil, /api/v1/stems  one table of a station-year's soil or stems run (gradient-method efflux,
                           chamber fluxes; dendrometer GRO/TWD, daily statistics, stem carbon); JSON or CSV (routes in
                           `api_soilstems`), and /sets: the runs stored for a station
+    GET /api/v1/stations/{station}/health[/history]  a station's latest health report (or those in a window);
+                          GET /api/v1/station-health every station's latest (routes in `api_health`)
 
 Interactive documentation at /docs, schema at /openapi.json.
 """
@@ -32,6 +34,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from gateway.central.api_budget import add_budget_routes
+from gateway.central.api_health import add_health_routes
 from gateway.central.api_soilstems import add_soilstems_routes
 from gateway.central.params import ParameterError, format_duration, parse_duration, parse_timestamp
 from gateway.central.store import (
@@ -357,6 +360,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
 
     add_budget_routes(app, store)
     add_soilstems_routes(app, store)
+    add_health_routes(app, store)
     return app
 
 

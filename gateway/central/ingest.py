@@ -31,6 +31,8 @@ Flow::
   readings the store already held).
 - `fluxes` messages (`gateway.contract.FluxRecord`, one averaging period each) go to `Store.write_fluxes`, acked
   after the store accepted them, exactly like readings.
+- `health` messages (`StationHealth`, a station's report of itself) go to `Store.write_health` and are confirmed
+  in a receipt like fluxes.
 - `raw` messages (`RawChunk`, one closed raw archive file each) are checked (base64, size, a whole gzip stream with
   a sinkwatch-raw header naming the same site, station and sensor) and written durably (fsync, atomic rename) to
   `<data_dir>/raw/<site>/<station>/<sensor>/<file>` (`gateway.central.rawstore`), acked after the write. A redelivered
@@ -69,6 +71,7 @@ from gateway.central.store.base import TIME_RANGE_TEXT, storable_time
 from gateway.contract import (
     CHANNELS,
     FLUXES_SUBSCRIPTION,
+    HEALTH_SUBSCRIPTION,
     RAW_SUBSCRIPTION,
     READINGS_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
@@ -76,6 +79,7 @@ from gateway.contract import (
     FluxRecord,
     RawChunk,
     ReadingBatch,
+    StationHealth,
     StationStatus,
     parse_topic,
     readings_topic,
@@ -127,6 +131,7 @@ class IngestCounters:
     storage_retries: int = 0
     status_updates: int = 0
     flux_records_stored: int = 0
+    health_reports_stored: int = 0
     raw_files_archived: int = 0
     raw_bytes_archived: int = 0
     raw_duplicates: int = 0
@@ -294,7 +299,8 @@ class Ingestor:
         self._generation += 1
         self._count("mqtt_connects")
         client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in
-                          (READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, FLUXES_SUBSCRIPTION, RAW_SUBSCRIPTION)])
+                          (READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, FLUXES_SUBSCRIPTION, RAW_SUBSCRIPTION,
+                           HEALTH_SUBSCRIPTION)])
         if not self._connected:
             log.info("connected to MQTT broker %s:%s (session present: %s)", self.settings.host,
                      self.settings.port, getattr(flags, "session_present", None))
@@ -408,6 +414,8 @@ class Ingestor:
                 self._handle_fluxes(site, station, payload)
             elif kind == "raw":
                 self._handle_raw(site, station, payload)
+            elif kind == "health":
+                self._handle_health(site, station, payload)
             else:
                 raise Malformed("bad_topic", f"unexpected message kind {kind!r}")
         except Malformed as exc:
@@ -500,6 +508,18 @@ class Ingestor:
             raise Malformed("rejected_by_store", str(exc)) from None
         self._note_stored(site, station, "fluxes", record.seq)
         self._count("flux_records_stored")
+
+    def _handle_health(self, site: str, station: str, payload: bytes) -> None:
+        report = parse_health(site, station, payload)
+        problem = implausible_time(report.time, utc_now())
+        if problem is not None:
+            raise Malformed("implausible_time", f"health report: {problem}")
+        try:
+            self.store.write_health([report])
+        except StoreRejected as exc:
+            raise Malformed("rejected_by_store", str(exc)) from None
+        self._note_stored(site, station, "health", report.seq)
+        self._count("health_reports_stored")
 
     def _handle_raw(self, site: str, station: str, payload: bytes) -> None:
         chunk, data = parse_raw_chunk(site, station, payload)
@@ -627,7 +647,7 @@ def parse_status(site: str, station: str, payload: bytes) -> StationStatus:
     return status
 
 
-_M = TypeVar("_M", FluxRecord, RawChunk)
+_M = TypeVar("_M", FluxRecord, RawChunk, StationHealth)
 
 
 def _parse_model(model: type[_M], payload: bytes) -> _M:
@@ -649,6 +669,18 @@ def parse_flux_record(site: str, station: str, payload: bytes) -> FluxRecord:
         raise Malformed("schema", f"flux period {format_time(record.start)}..{format_time(record.end)} is outside "
                         f"the time range a store can hold ({TIME_RANGE_TEXT}): check the station's clock")
     return record
+
+
+def parse_health(site: str, station: str, payload: bytes) -> StationHealth:
+    """Validate a health payload against the schema and its topic; raise Malformed with a reason."""
+    report = _parse_model(StationHealth, payload)
+    if (report.site, report.station) != (site, station):
+        raise Malformed("topic_mismatch", f"health report says site {report.site!r} station {report.station!r} but "
+                        f"was published for site {site!r} station {station!r}")
+    if not storable_time(report.time):
+        raise Malformed("schema", f"health report time {format_time(report.time)} is outside the time range a store "
+                        f"can hold ({TIME_RANGE_TEXT}): check the station's clock")
+    return report
 
 
 #: Decompressed bytes examined per step while checking a raw file: the whole stream is inflated to prove it is

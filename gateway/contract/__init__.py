@@ -1,7 +1,7 @@
 """The wire contract between stations and the central service: every MQTT message model and every topic, in one
 place that both sides import (and nothing else: the contract depends only on `gateway.model`).
 
-    from gateway.contract import ReadingBatch, StationStatus, FluxRecord, RawChunk, readings_topic, ...
+    from gateway.contract import ReadingBatch, StationStatus, FluxRecord, RawChunk, StationHealth, readings_topic, ...
 
 | module | channel | message |
 |---|---|---|
@@ -9,6 +9,7 @@ place that both sides import (and nothing else: the contract depends only on `ga
 | `readings` | `readings`, `status` | `ReadingBatch` (of `gateway.model.Reading`), `StationStatus` |
 | `fluxes` | `fluxes` | `FluxRecord`, `encode_flux_record` |
 | `raw` | `raw` | `RawChunk`, `raw_payload` |
+| `health` | `health` | `StationHealth` (with `ChannelBacklog`, `SensorHealth`), `encode_health` |
 | `receipts` | `receipts` (central -> station) | `Receipt`, `seq_ranges`; the channels it confirms (`Channel`) |
 | `asyncapi` | - | validation of a payload against `docs/asyncapi.yaml` (needs jsonschema: the `test` extra; tests and
   tools only, never imported by the runtime) |
@@ -27,17 +28,26 @@ from gateway.contract.fluxes import (
     encode_flux_record,
     is_integer_variable,
 )
+from gateway.contract.health import (
+    HEALTH_SCHEMA_VERSION,
+    ChannelBacklog,
+    SensorHealth,
+    StationHealth,
+    encode_health,
+)
 from gateway.contract.raw import RAW_SCHEMA_VERSION, RawChunk, raw_payload
 from gateway.contract.readings import SCHEMA_VERSION, ReadingBatch, StationState, StationStatus
 from gateway.contract.receipts import CHANNELS, Channel, Receipt, seq_ranges
 from gateway.contract.topics import (
     FLUXES_SUBSCRIPTION,
+    HEALTH_SUBSCRIPTION,
     RAW_SUBSCRIPTION,
     READINGS_SUBSCRIPTION,
     RECEIPTS_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
     TOPIC_ROOT,
     fluxes_topic,
+    health_topic,
     parse_topic,
     raw_topic,
     readings_topic,
@@ -49,6 +59,8 @@ __all__ = [
     "CHANNELS",
     "FLUXES_SUBSCRIPTION",
     "FLUX_SCHEMA_VERSION",
+    "HEALTH_SCHEMA_VERSION",
+    "HEALTH_SUBSCRIPTION",
     "RAW_SCHEMA_VERSION",
     "RAW_SUBSCRIPTION",
     "READINGS_SUBSCRIPTION",
@@ -59,15 +71,20 @@ __all__ = [
     "TOPIC_ROOT",
     "VARIABLE_NAME_PATTERN",
     "Channel",
+    "ChannelBacklog",
     "FluxRecord",
     "FluxResultLike",
     "RawChunk",
     "ReadingBatch",
     "Receipt",
+    "SensorHealth",
+    "StationHealth",
     "StationState",
     "StationStatus",
     "encode_flux_record",
+    "encode_health",
     "fluxes_topic",
+    "health_topic",
     "is_integer_variable",
     "parse_topic",
     "raw_payload",

@@ -25,6 +25,11 @@ def raw_topic(site: str, station: str) -> str:
     return f"{TOPIC_ROOT}/{site}/{station}/raw"
 
 
+def health_topic(site: str, station: str) -> str:
+    """The station's `StationHealth` reports (gateway/contract/health.py)."""
+    return f"{TOPIC_ROOT}/{site}/{station}/health"
+
+
 def receipts_topic(site: str, station: str) -> str:
     """The station's own downlink: the central service's `Receipt`s for what its store holds."""
     return f"{TOPIC_ROOT}/{site}/{station}/receipts"
@@ -34,6 +39,7 @@ READINGS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/readings"
 STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/status"
 FLUXES_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/fluxes"
 RAW_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/raw"
+HEALTH_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/health"
 RECEIPTS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/receipts"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import functools
 from typing import Any
 
@@ -36,3 +37,44 @@ def kernel_clock_synced() -> bool:
     if state < 0:
         return False
     return bool(state != _TIME_ERROR)
+
+
+class _Timex(ctypes.Structure):
+    """struct timex of adjtimex(2) (linux/timex.h); ctypes lays out `long` as the platform does (4 bytes on 32-bit
+    ARM, 8 on 64-bit), so one declaration serves both. The kernel's trailing padding is reserved space."""
+
+    _fields_ = [
+        ("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+        ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
+        ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long), ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int), ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long), ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int), ("reserved", ctypes.c_int * 11),
+    ]
+
+
+_STA_NANO = 0x2000  # offset in nanoseconds instead of microseconds
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelClock:
+    """The kernel's view of its clock discipline (adjtimex read-only query)."""
+
+    synced: bool
+    offset_s: float | None  # the offset the kernel is still slewing away (+ = clock ahead); None if unknown
+    max_error_s: float | None  # the kernel's maximum error estimate
+
+
+def kernel_clock() -> KernelClock:
+    """`kernel_clock_synced` with the offset and error estimate the NTP daemon hands the kernel. A daemon that
+    slews by other means (chrony's default) leaves `offset` near zero: the figure is what the kernel knows."""
+    adjtimex = _adjtimex()
+    if adjtimex is None:
+        return KernelClock(False, None, None)
+    timex = _Timex()
+    state = adjtimex(ctypes.byref(timex))
+    if state < 0:
+        return KernelClock(False, None, None)
+    scale = 1e-9 if timex.status & _STA_NANO else 1e-6
+    return KernelClock(synced=state != _TIME_ERROR, offset_s=timex.offset * scale, max_error_s=timex.maxerror * 1e-6)

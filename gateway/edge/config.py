@@ -107,6 +107,26 @@ class FluxConfig(_Strict):
         return value
 
 
+class SupplyVoltageSource(_Strict):
+    """Where the station's supply voltage is measured: the latest good reading of one sensor's variable."""
+
+    sensor: Identifier = Field(description="name of the sensor in `sensors` that reports the supply voltage")
+    variable: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$",
+                          description="its variable holding the voltage in V")
+
+
+class TelemetryConfig(_Strict):
+    """Health reports on sinkwatch/v1/<site>/<station>/health (gateway/edge/telemetry.py, docs/operations.md)."""
+
+    enabled: bool = Field(default=True, description="send health reports")
+    interval_s: float = Field(default=60.0, ge=5, le=3600, description="seconds between two reports")
+    max_backlog: int = Field(default=10080, ge=10, le=1_000_000,
+                             description="reports kept without receipt at most (default: a week at 60 s); older "
+                                         "ones are dropped and counted in reports_dropped")
+    supply_voltage: SupplyVoltageSource | None = Field(
+        default=None, description="the sensor and variable that measure the supply voltage; omit when none does")
+
+
 class StationConfigBase(_Strict):
     site: Identifier
     station: Identifier
@@ -114,6 +134,7 @@ class StationConfigBase(_Strict):
     buffer: BufferConfig
     streams: StreamsConfig = StreamsConfig()
     flux: FluxConfig | None = None
+    telemetry: TelemetryConfig = TelemetryConfig()
     sensors: list[dict[str, Any]] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -122,6 +143,10 @@ class StationConfigBase(_Strict):
         duplicates = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
         if duplicates:
             raise ValueError(f"sensor names must be unique; repeated: {', '.join(duplicates)}")
+        supply = self.telemetry.supply_voltage
+        if supply is not None and supply.sensor not in names:
+            raise ValueError(f"telemetry.supply_voltage.sensor: no sensor named {supply.sensor!r} in `sensors`; "
+                             f"use one of {', '.join(str(n) for n in names)}")
         return self
 
 
@@ -137,6 +162,7 @@ class StationConfig:
         self.buffer = base.buffer
         self.streams = base.streams
         self.flux = base.flux
+        self.telemetry = base.telemetry
         # the `flux:` section resolved against the sensors and the engine (parse_station_config sets it)
         self.flux_setup: FluxSetup | None = None
         self.sensors = sensors

@@ -33,6 +33,7 @@ from gateway.edge.delivery import Delivery, DeliverySettings
 from gateway.edge.live import StatusWriter
 from gateway.edge.outbox import ReadingsOutbox
 from gateway.edge.streams.group import StreamGroup
+from gateway.edge.telemetry import HealthOutbox, HealthSampler, TelemetryRunner
 from gateway.model import Reading
 
 if TYPE_CHECKING:
@@ -95,6 +96,15 @@ class StationDaemon:
             self.streams.uplink.notify = self.delivery.notify
         self.runners = [SensorRunner(cls, cfg, config.station) for cls, cfg in config.sensors
                         if not is_stream_driver(cls)]
+        # health reports of the station itself, on their own channel (gateway/edge/telemetry.py)
+        self.telemetry: TelemetryRunner | None = None
+        if config.telemetry.enabled:
+            outbox = HealthOutbox(config.buffer.path, config.site, config.station,
+                                  max_backlog=config.telemetry.max_backlog)
+            self.delivery.add_channel(outbox)
+            sampler = HealthSampler(config.site, config.station, interval_s=config.telemetry.interval_s,
+                                    disk_path=config.buffer.path.parent)
+            self.telemetry = TelemetryRunner(self, outbox, sampler, notify=self.delivery.notify)
         lines, direct = plan_lines(self.runners)
         # One owner per serial line, each in its own thread; everything else shares one scheduler thread.
         self.buses = [SerialBus(settings, runners, self._store) for settings, runners in lines.values()]
@@ -128,6 +138,8 @@ class StationDaemon:
             "streams": self.streams.health(),
             "lines": [bus.health() for bus in self.buses],
             "flux": self.flux.health() if self.flux is not None else None,
+            "telemetry": {"reports": self.telemetry.reports, "failures": self.telemetry.failures,
+                          "dropped": self.telemetry.outbox.dropped} if self.telemetry is not None else None,
         }
 
     def _store(self, readings: list[Reading]) -> None:
@@ -195,6 +207,10 @@ class StationDaemon:
         status = StatusWriter(self)
         status_thread = threading.Thread(target=status.run, args=(stop,), name="status-writer", daemon=True)
         status_thread.start()
+        telemetry_thread = None
+        if self.telemetry is not None:
+            telemetry_thread = threading.Thread(target=self.telemetry.run, args=(stop,), name="telemetry", daemon=True)
+            telemetry_thread.start()
         try:
             self.direct.run(stop)
         finally:
@@ -213,12 +229,16 @@ class StationDaemon:
                 self.delivery.wait_confirmed(drain_timeout_s)
             self.delivery.stop()
             status_thread.join(timeout=5)
+            if telemetry_thread is not None:
+                telemetry_thread.join(timeout=5)
             status.write(running=False)
             self._final_health = self.health()
             if self.flux is not None:
                 self.flux.outbox.close()
             if self.streams.uplink is not None:
                 self.streams.uplink.close()
+            if self.telemetry is not None:
+                self.telemetry.outbox.close()
             left = self.buffer.pending_readings()
             self.buffer.close()
             log.info("station stopped; %d readings remain buffered for the next start", left)

@@ -25,6 +25,7 @@ from gateway.central.store.sqlite import SqliteStore
 from .helpers import T0, flux_record, series, stored
 from .test_store_budget_contract import run as budget_run
 from .test_store_budget_contract import tables as budget_tables
+from .test_store_health_contract import report as health_report
 from .test_store_products_contract import run as product_run
 from .test_store_products_contract import tables as product_tables
 
@@ -32,8 +33,8 @@ EXAMPLES = 60
 
 
 def seeded(store: Store) -> Store:
-    """Readings of two stations, flux records of two result sets, two budget runs and soil and stems runs, so
-    queries find data."""
+    """Readings of two stations, flux records of two result sets, two budget runs, soil and stems runs and health
+    reports, so queries find data."""
     store.write(stored("site1", series("st1", [412.5, None, 415.0, 0.1, -3.5])))
     store.write(stored("site1", series("st2", [1.0, 2.0], variable="TS_1_1_1")))
     store.write_fluxes([flux_record("st1", end=T0 + timedelta(minutes=30 * i)) for i in range(1, 4)])
@@ -42,6 +43,7 @@ def seeded(store: Store) -> Store:
     store.write_budget(StationBudget(budget_run(settings_hash="fedcba9876543210"), budget_tables()))
     store.write_product(StationProduct(product_run(), product_tables()))
     store.write_product(StationProduct(product_run(product="stems"), {"gradient_1": product_tables()["gradient_1"]}))
+    store.write_health([health_report(i, station="st1", site="site1") for i in range(3)])
     return store
 
 
@@ -70,7 +72,7 @@ def run_schemathesis(store: Store, examples: int = EXAMPLES) -> dict[str, Any]:
 
 def check_run(result: dict[str, Any]) -> None:
     statuses = result["statuses"]
-    assert result["operations"] == 11, result
+    assert result["operations"] == 14, result
     assert not [code for code in statuses if code >= 500], statuses
     # the run reached both the data and the validation: some answers, some refusals
     assert statuses.get(200, 0) > 0 and statuses.get(422, 0) > 0, statuses

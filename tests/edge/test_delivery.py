@@ -1,5 +1,6 @@
 """One test suite for the one delivery path (gateway/edge/delivery.py), run against every channel's outbox: readings
-(ReadingBuffer), fluxes (FluxOutbox) and raw files (RawOutbox), through a real Mosquitto.
+(ReadingBuffer), fluxes (FluxOutbox), raw files (RawOutbox) and health reports (HealthOutbox), through a real
+Mosquitto.
 
 The central service is played by `ReceiptEcho` (gateway/testing/receipts.py), which answers at the receipts
 boundary the way the Ingestor does after a confirmed store write, and can withhold, delay or lose receipts; the
@@ -20,13 +21,14 @@ import pytest
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.store import SqliteStore
-from gateway.contract import Channel, FluxRecord, Receipt, receipts_topic
+from gateway.contract import Channel, FluxRecord, Receipt, StationHealth, receipts_topic
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import MqttConfig
 from gateway.edge.delivery import Delivery, DeliverySettings, OutboxSource
 from gateway.edge.fluxrunner import FluxOutbox
 from gateway.edge.outbox import ReadingsOutbox
 from gateway.edge.streams.uplink import RawOutbox
+from gateway.edge.telemetry import HealthOutbox
 from gateway.model import utc_now
 from gateway.net import free_port
 from gateway.rawarchive import ArchiveWriter
@@ -129,8 +131,33 @@ class RawKit:
         self.outbox.close()
 
 
-KITS: dict[str, type[ReadingsKit] | type[FluxesKit] | type[RawKit]] = {
-    "readings": ReadingsKit, "fluxes": FluxesKit, "raw": RawKit}
+class HealthKit:
+    channel: Channel = "health"
+    source: OutboxSource
+
+    def __init__(self, tmp: Path) -> None:
+        self.path = tmp / "buffer.sqlite"
+        self.added = 0
+        self.source = self.reopen()
+
+    def reopen(self) -> HealthOutbox:
+        self.outbox = HealthOutbox(self.path, SITE, STATION)
+        self.source = self.outbox
+        return self.outbox
+
+    def add(self, n: int) -> None:
+        for _ in range(n):
+            self.outbox.add(StationHealth(site=SITE, station=STATION, time=T0 + timedelta(minutes=self.added),
+                                          interval_s=60.0, daemon_version="0.1.0", uptime_s=60.0 * self.added,
+                                          clock_synced=True))
+            self.added += 1
+
+    def close(self) -> None:
+        self.outbox.close()
+
+
+KITS: dict[str, type[ReadingsKit] | type[FluxesKit] | type[RawKit] | type[HealthKit]] = {
+    "readings": ReadingsKit, "fluxes": FluxesKit, "raw": RawKit, "health": HealthKit}
 
 
 @pytest.fixture(params=list(KITS))
@@ -283,7 +310,7 @@ def test_items_handed_out_before_a_restart_keep_their_seq(tmp_path: Path, kit: K
 def test_a_load_of_many_items_drains_without_deadlock(tmp_path: Path, kit: Kit) -> None:
     # PUBACKs and receipts arriving while the delivery thread is mid-publish once deadlocked the old publisher
     # (lock-order inversion between paho's message lock and ours); thousands of one-item messages make it frequent
-    n = {"readings": 2000, "fluxes": 2000, "raw": 300}[kit.channel]
+    n = {"readings": 2000, "fluxes": 2000, "raw": 300, "health": 2000}[kit.channel]
     with mosquitto_server(tmp_path / "broker") as broker:
         echo = ReceiptEcho(broker.host, broker.port, (kit.channel,))
         kit.add(n)
@@ -317,6 +344,9 @@ def test_a_duplicate_is_stored_once_and_confirmed_each_time(tmp_path: Path, kit:
         elif kit.channel == "fluxes":
             assert counters["flux_records_stored"] == 2
             assert len(store.query_fluxes(STATION, T0, T0 + timedelta(days=1))) == 1
+        elif kit.channel == "health":
+            assert counters["health_reports_stored"] == 2
+            assert [r.seq for r in store.query_health(STATION, T0, T0 + timedelta(days=1))] == [item.seq]
         else:
             assert counters["raw_files_archived"] == 1 and counters["raw_duplicates"] == 1
             assert len(list((tmp_path / "central").rglob("*.csv.gz"))) == 1

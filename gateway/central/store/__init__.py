@@ -25,6 +25,7 @@ from gateway.central.store.budget import (
     StationBudget,
     WindowMean,
 )
+from gateway.central.store.health import HealthStore
 from gateway.central.store.influx import InfluxStore
 from gateway.central.store.products import PRODUCTS, Product, ProductRun, ProductTable, StationProduct
 from gateway.central.store.sqlite import SqliteStore
@@ -37,6 +38,7 @@ __all__ = [
     "BudgetRun",
     "BudgetTable",
     "FluxResultSet",
+    "HealthStore",
     "InfluxStore",
     "Product",
     "ProductRun",

@@ -34,6 +34,8 @@ Semantics all backends share:
   see `gateway.central.store.budget` for their identity; the methods are those of `BudgetStore`.
 - **Soil and stems runs** (a station-year's soil efflux, chamber fluxes, dendrometer products and stem carbon) are
   derived results too: `gateway.central.store.products`, the methods of `ProductStore`.
+- **Health reports** (`gateway.contract.StationHealth`) are identified by (site, station, time): see
+  `gateway.central.store.health`; the methods are those of `HealthStore`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, get_args
 
 from gateway.central.store.budget import BudgetStore
+from gateway.central.store.health import HealthStore
 from gateway.central.store.products import ProductStore
 from gateway.contract import FluxRecord
 from gateway.model import Reading
@@ -190,7 +193,7 @@ class FluxResultSet:
     last_end: datetime
 
 
-class Store(BudgetStore, ProductStore, Protocol):
+class Store(BudgetStore, ProductStore, HealthStore, Protocol):
     def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
         """Store every new reading; report duplicates, conflicts and rejected readings (see the module doc).
         Raises StoreUnavailable only (nothing or only some new readings stored: repeating the call is safe)."""

@@ -37,6 +37,7 @@ from gateway.central.store.base import (
     to_ns,
 )
 from gateway.central.store.sqlite_budget import SqliteBudgetMixin
+from gateway.central.store.sqlite_health import SqliteHealthMixin
 from gateway.central.store.sqlite_products import SqliteProductsMixin
 from gateway.contract import FluxRecord
 from gateway.model import QualityFlag, Reading, TimeSource
@@ -90,7 +91,7 @@ _AGGREGATE_SQL: dict[str, str] = {
 }
 
 
-class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin):
+class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin):
     """One connection shared under a lock: SQLite serialises writers anyway, and this keeps it thread-safe for
     the ingest worker and the API's threads. `busy_timeout_s` bounds how long a write waits for a lock held by
     another process before reporting the store unavailable."""
@@ -108,6 +109,7 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin):
             self._migrate()
             self._create_budget_tables()  # gateway/central/store/sqlite_budget.py
             self._create_product_tables()  # gateway/central/store/sqlite_products.py
+            self._create_health_tables()  # gateway/central/store/sqlite_health.py
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
 

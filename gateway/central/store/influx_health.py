@@ -1,0 +1,221 @@
+"""InfluxStore's health measurements (`gateway.central.store.health`), laid out for Grafana as much as for reading
+a report back.
+
+Point schema (all points of one report share its time, the report's `time`)::
+
+    measurement  health                 one point per report
+    tags         site, station
+    fields       every scalar of StationHealth with a value (absent = null): seq, interval_s, uptime_s, ...,
+                 clock_synced (bool), daemon_version (string); byte counts, cpu_count, seq and reports_dropped as
+                 integers, the rest as floats
+
+    measurement  health_buffers         one point per outbox of a report
+    tags         site, station, channel
+    fields       index (its place in the report, integer), unit (string), pending (integer),
+                 oldest_age_s (float, absent = null), refusing (string, absent = null)
+
+    measurement  health_sensors         one point per sensor of a report
+    tags         site, station, sensor
+    fields       index (integer), driver, kind, state (strings), available (integer 1/0, absent = null: a number,
+                 so Grafana can average it), availability (float, absent = null), errors_total (integer),
+                 errors (string, JSON object kind -> count), last_error (string, absent = null),
+                 variables (string, comma-separated)
+
+    measurement  health_sensor_errors   one point per sensor and error kind of a report (for per-kind panels)
+    tags         site, station, sensor, kind
+    fields       count (integer, since the daemon started)
+
+A report is identified by (site, station, time): a redelivery writes the same points again, which InfluxDB
+overwrites with the same content.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from influxdb_client import Point, WritePrecision
+
+from gateway.central.store.base import QueryTooLarge, check_window, from_ns, to_ns
+from gateway.central.store.health import (
+    HEALTH_BUFFER_MEASUREMENT,
+    HEALTH_MEASUREMENT,
+    HEALTH_SENSOR_ERROR_MEASUREMENT,
+    HEALTH_SENSOR_MEASUREMENT,
+    SCALAR_FIELDS,
+)
+from gateway.contract import StationHealth
+
+#: Scalars written as integer fields (the rest of the numbers are floats, clock_synced a bool, daemon_version a
+#: string): a field keeps its type for ever in InfluxDB, so the split is fixed here.
+INTEGER_FIELDS = frozenset({"seq", "disk_free_bytes", "disk_total_bytes", "cpu_count", "memory_total_bytes",
+                            "memory_available_bytes", "daemon_rss_bytes", "reports_dropped"})
+STRING_FIELDS = frozenset({"daemon_version"})
+BOOL_FIELDS = frozenset({"clock_synced"})
+_WRITE_CHUNK = 5000
+
+
+def health_to_lines(report: StationHealth) -> list[str]:
+    ns = to_ns(report.time)
+    point = Point(HEALTH_MEASUREMENT).tag("site", report.site).tag("station", report.station)
+    for name in SCALAR_FIELDS:
+        value = getattr(report, name)
+        if value is None:
+            continue
+        if name in INTEGER_FIELDS:
+            point.field(name, int(value))
+        elif name in STRING_FIELDS:
+            point.field(name, str(value))
+        elif name in BOOL_FIELDS:
+            point.field(name, bool(value))
+        else:
+            point.field(name, float(value))
+    lines = [str(point.time(ns, WritePrecision.NS).to_line_protocol())]
+    for index, backlog in enumerate(report.buffers):
+        p = (Point(HEALTH_BUFFER_MEASUREMENT).tag("site", report.site).tag("station", report.station)
+             .tag("channel", backlog.channel).field("index", index).field("unit", backlog.unit)
+             .field("pending", int(backlog.pending)))
+        if backlog.oldest_age_s is not None:
+            p.field("oldest_age_s", float(backlog.oldest_age_s))
+        if backlog.refusing is not None:
+            p.field("refusing", backlog.refusing)
+        lines.append(str(p.time(ns, WritePrecision.NS).to_line_protocol()))
+    for index, sensor in enumerate(report.sensors):
+        p = (Point(HEALTH_SENSOR_MEASUREMENT).tag("site", report.site).tag("station", report.station)
+             .tag("sensor", sensor.name).field("index", index).field("driver", sensor.driver)
+             .field("kind", sensor.kind).field("state", sensor.state)
+             .field("errors_total", int(sum(sensor.errors.values())))
+             .field("errors", json.dumps(sensor.errors, separators=(",", ":"), sort_keys=True))
+             .field("variables", ",".join(sensor.variables)))
+        if sensor.available is not None:
+            p.field("available", int(sensor.available))
+        if sensor.availability is not None:
+            p.field("availability", float(sensor.availability))
+        if sensor.last_error is not None:
+            p.field("last_error", sensor.last_error)
+        lines.append(str(p.time(ns, WritePrecision.NS).to_line_protocol()))
+        for kind, count in sorted(sensor.errors.items()):
+            e = (Point(HEALTH_SENSOR_ERROR_MEASUREMENT).tag("site", report.site).tag("station", report.station)
+                 .tag("sensor", sensor.name).tag("kind", kind).field("count", int(count)))
+            lines.append(str(e.time(ns, WritePrecision.NS).to_line_protocol()))
+    return lines
+
+
+def _rows(series_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row of every series as a dict, the series' tags merged in."""
+    rows = []
+    for series in series_list:
+        tags = series.get("tags") or {}
+        for values in series.get("values") or []:
+            rows.append({**dict(zip(series["columns"], values, strict=True)), **tags})
+    return rows
+
+
+def _report(head: dict[str, Any], buffers: list[dict[str, Any]], sensors: list[dict[str, Any]]) -> StationHealth:
+    data: dict[str, Any] = {"site": head["site"], "station": head["station"],
+                            "time": from_ns(int(head["time"]))}
+    for name in SCALAR_FIELDS:
+        value = head.get(name)
+        if value is not None:
+            data[name] = value
+    data["buffers"] = [
+        {"channel": b["channel"], "unit": b["unit"], "pending": int(b["pending"]),
+         "oldest_age_s": b.get("oldest_age_s"), "refusing": b.get("refusing")}
+        for b in sorted(buffers, key=lambda b: int(b["index"]))
+    ]
+    data["sensors"] = [
+        {"name": s["sensor"], "driver": s["driver"], "kind": s["kind"], "state": s["state"],
+         "available": None if s.get("available") is None else bool(s["available"]),
+         "availability": s.get("availability"), "errors": json.loads(s.get("errors") or "{}"),
+         "last_error": s.get("last_error"), "variables": [v for v in str(s.get("variables") or "").split(",") if v]}
+        for s in sorted(sensors, key=lambda s: int(s["index"]))
+    ]
+    return StationHealth.model_validate(data)
+
+
+def _assemble(heads: list[dict[str, Any]], buffers: list[dict[str, Any]],
+              sensors: list[dict[str, Any]]) -> list[StationHealth]:
+    """Reports from the rows of the three measurements, matched by (site, station, time)."""
+    parts: dict[tuple[str, str, int], tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for head in heads:
+        parts[(str(head["site"]), str(head["station"]), int(head["time"]))] = ([], [])
+    for row in buffers:
+        key = (str(row["site"]), str(row["station"]), int(row["time"]))
+        if key in parts:
+            parts[key][0].append(row)
+    for row in sensors:
+        key = (str(row["site"]), str(row["station"]), int(row["time"]))
+        if key in parts:
+            parts[key][1].append(row)
+    return [_report(head, *parts[(str(head["site"]), str(head["station"]), int(head["time"]))]) for head in heads]
+
+
+class InfluxHealthMixin:
+    """Health methods of InfluxStore; they use its write path and its bound-parameter queries."""
+
+    if TYPE_CHECKING:
+        retention_policy: str | None
+
+        def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]: ...
+
+        def _write_body(self, body: str) -> None: ...
+
+    def _health_source(self, measurement: str) -> str:
+        if self.retention_policy is None:
+            return measurement
+        from gateway.central.store.influx import quote_identifier  # the module that mixes this class in
+
+        return f"{quote_identifier(self.retention_policy)}.{measurement}"
+
+    def write_health(self, reports: list[StationHealth]) -> None:
+        lines = [line for report in reports for line in health_to_lines(report)]
+        for i in range(0, len(lines), _WRITE_CHUNK):
+            self._write_body("\n".join(lines[i:i + _WRITE_CHUNK]))
+
+    @staticmethod
+    def _station_filter(station: str | None, site: str | None) -> tuple[list[str], dict[str, str]]:
+        where, params = [], {}
+        if station is not None:
+            where.append("station = $station")
+            params["station"] = station
+        if site is not None:
+            where.append("site = $site")
+            params["site"] = site
+        return where, params
+
+    def latest_health(self, *, station: str | None = None, site: str | None = None) -> list[StationHealth]:
+        where, params = self._station_filter(station, site)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        heads = _rows(self._query(f"SELECT * FROM {self._health_source(HEALTH_MEASUREMENT)}{clause} "
+                                  "GROUP BY site, station ORDER BY time DESC LIMIT 1", params))
+        if not heads:
+            return []
+        # each outbox and sensor series' newest point; those at their report's time belong to it (a channel or
+        # sensor the station no longer has keeps an older newest point, which matches no latest report)
+        buffers = _rows(self._query(f"SELECT * FROM {self._health_source(HEALTH_BUFFER_MEASUREMENT)}{clause} "
+                                    "GROUP BY site, station, channel ORDER BY time DESC LIMIT 1", params))
+        sensors = _rows(self._query(f"SELECT * FROM {self._health_source(HEALTH_SENSOR_MEASUREMENT)}{clause} "
+                                    "GROUP BY site, station, sensor ORDER BY time DESC LIMIT 1", params))
+        reports = _assemble(heads, buffers, sensors)
+        reports.sort(key=lambda r: (r.site, r.station))
+        return reports
+
+    def query_health(self, station: str, start: datetime, end: datetime, *, site: str | None = None,
+                     limit: int | None = None) -> list[StationHealth]:
+        check_window(start, end, "mean")
+        where, params = self._station_filter(station, site)
+        clause = f" WHERE {' AND '.join(where)} AND time >= {int(to_ns(start))} AND time < {int(to_ns(end))}"
+        cap = f" LIMIT {int(limit) + 1}" if limit is not None else ""
+        heads = _rows(self._query(f"SELECT * FROM {self._health_source(HEALTH_MEASUREMENT)}{clause}{cap}", params))
+        if limit is not None and len(heads) > limit:
+            raise QueryTooLarge(f"more than {limit} health reports match")
+        if not heads:
+            return []
+        buffers = _rows(self._query(f"SELECT * FROM {self._health_source(HEALTH_BUFFER_MEASUREMENT)}{clause}",
+                                    params))
+        sensors = _rows(self._query(f"SELECT * FROM {self._health_source(HEALTH_SENSOR_MEASUREMENT)}{clause}",
+                                    params))
+        reports = _assemble(heads, buffers, sensors)
+        reports.sort(key=lambda r: (r.time, r.site))
+        return reports
