@@ -217,15 +217,14 @@ RULES: tuple[Rule, ...] = (
          "resolution, dropouts, skewness/kurtosis, discontinuities, time lag, angle of attack, non-steady wind); "
          "not available: set it to 0", allowed=("0", "")),
     # [RawProcess_ParameterSettings]
-    Rule(r"sr_num_spk|sr_lim_(u|w|co2|h2o|hf)", "honoured", "despiking parameters (settings of the same name)",
+    Rule(r"sr_num_spk|sr_lim_(u|w|co2|h2o|ch4|n2o|hf)", "honoured", "despiking parameters (settings of the same name)",
          probe=("4", "3"), context=(("test_sr", "1"),)),
-    Rule(r"sr_lim_(ch4|n2o)", "no_effect", "despiking limits of CH4 / N2O, gases this command does not process"),
     Rule(r"despike_vm", "honoured", "0 Vickers & Mahrt 1997, 1 Mauder et al. 2013 (settings despike)", probe=("1", "0"),
          context=(("test_sr", "1"),)),
-    Rule(r"al_(u_max|w_max|tson_min|tson_max|co2_min|co2_max|h2o_min|h2o_max|ch4_min|ch4_max)", "honoured",
+    Rule(r"al_(u_max|w_max|tson_min|tson_max|co2_min|co2_max|h2o_min|h2o_max|ch4_min|ch4_max|n2o_min|n2o_max)",
+         "honoured",
          "absolute limits (settings absolute_limits)", probe=("0.5", "1.5"),
          context=(("test_al", "1"), ("filter_al", "1"))),
-    Rule(r"al_n2o_(min|max)", "no_effect", "absolute limits of N2O, a gas this command does not process"),
     Rule(r"ar_.*|do_.*|sk_.*|ds_.*|tl_hf_lim|tl_sf_lim|aa_.*|ns_.*", "no_effect",
          "parameters of a statistical test that is refused unless off"),
     Rule(r"tl_def_(co2|h2o|ch4|n2o)", "no_effect", "default lags of the time-lag *test* (test_tl), which is "
@@ -263,10 +262,12 @@ RULES: tuple[Rule, ...] = (
          "engine does); 0 (from an earlier run's to_file) is not available: use to_mode = 1", allowed=("1",),
          active=_on("tlag_meth", "4"), context=(("tlag_meth", "4"),)),
     Rule(r"to_file", "no_effect", "an earlier optimisation's file, used only with to_mode = 0, which is refused"),
-    Rule(r"to_(co2|h2o)_(min|max)_lag", "honoured", "the wide window the optimisation searches, s; -1000.1: the "
-         "column's window (settings of the same name)", probe=("-0.5", "3.0"), context=(("tlag_meth", "4"),)),
-    Rule(r"to_(co2_min_flux|le_min_flux|pg_range)", "honoured", "flux thresholds and plausibility range of the "
-         "optimisation (settings of the same name)", probe=("2.5", "3.5"), context=(("tlag_meth", "4"),)),
+    Rule(r"to_(co2|h2o|ch4|gas4)_(min|max)_lag", "honoured", "the wide window the optimisation searches, s; "
+         "-1000.1: the column's window (settings to_*_min/max_lag; gas4 is N2O)", probe=("-0.5", "3.0"),
+         context=(("tlag_meth", "4"),)),
+    Rule(r"to_(co2_min_flux|le_min_flux|ch4_min_flux|gas4_min_flux|pg_range)", "honoured", "flux thresholds "
+         "and plausibility range of the optimisation (settings of the same name; gas4 is N2O)", probe=("2.5", "3.5"),
+         context=(("tlag_meth", "4"),)),
     Rule(r"to_h2o_nclass", "honoured", "RH classes of the H2O lag (settings to_h2o_nclass)", probe=("5", "8"),
          context=(("tlag_meth", "4"),)),
     Rule(r"to_subset", "honoured", "1: the optimisation uses only periods ending within to_start/end_date/time "
@@ -275,7 +276,6 @@ RULES: tuple[Rule, ...] = (
          context=(("tlag_meth", "4"), ("to_subset", "1"))),
     Rule(r"to_(start|end)_time", "honoured", "bounds of to_subset", probe=("12:00", "13:00"),
          context=(("tlag_meth", "4"), ("to_subset", "1"))),
-    Rule(r"to_(ch4|gas4)_.*", "no_effect", "optimisation of CH4 / a 4th gas, gases this command does not process"),
     # [RawProcess_BiometMeasurements], [RawProcess_WindDirectionFilter]
     Rule(r"wdf_apply", "refused", "1 excludes wind sectors; not available: set wdf_apply = 0 and filter the "
          "results by WD", allowed=("0", "")),
@@ -333,8 +333,10 @@ _ASSESSMENT_KEYS = ("sa_fmin_co2", "sa_fmax_co2", "sa_fmin_h2o", "sa_fmax_h2o", 
 NUMERIC_KEYS = ("avrg_len", "max_lack", "timeconst", "u_offset", "v_offset", "w_offset", "ru_tlag_max", "mag_dec",
                 "pf_w_max", "pf_u_min", "pf_north_offset", "pf_min_num_per_sec", "sa_min_smpl", *_ASSESSMENT_KEYS,
                 "to_co2_min_lag", "to_co2_max_lag", "to_h2o_min_lag", "to_h2o_max_lag", "to_co2_min_flux",
-                "to_le_min_flux", "to_pg_range", "to_h2o_nclass",
-                "sr_num_spk", "sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf", "al_u_max", "al_w_max",
+                "to_le_min_flux", "to_pg_range", "to_h2o_nclass", "to_ch4_min_lag", "to_ch4_max_lag",
+                "to_gas4_min_lag", "to_gas4_max_lag", "to_ch4_min_flux", "to_gas4_min_flux",
+                "sr_num_spk", "sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_ch4", "sr_lim_n2o",
+                "sr_lim_hf", "al_u_max", "al_w_max", "al_n2o_min", "al_n2o_max",
                 "al_tson_min", "al_tson_max", "al_co2_min", "al_co2_max", "al_h2o_min", "al_h2o_max", "al_ch4_min",
                 "al_ch4_max")
 
@@ -393,14 +395,17 @@ def _planar_fit_options(flat: Flat) -> dict[str, Any]:
 def _lag_options(flat: Flat) -> dict[str, Any]:
     """The automatic time-lag optimisation's settings from to_* keys (tlag_meth = 4)."""
     out: dict[str, Any] = {}
-    for key in ("to_co2_min_lag", "to_co2_max_lag", "to_h2o_min_lag", "to_h2o_max_lag"):
-        value = _float(flat, key)
-        if value is not None and value > -1000.0:  # EddyPro writes -1000.1 for "not set"
-            out[key] = value
-    for key in ("to_co2_min_flux", "to_le_min_flux", "to_pg_range"):
+    for gas, name in (("co2", "co2"), ("h2o", "h2o"), ("ch4", "ch4"), ("gas4", "n2o")):
+        for end in ("min", "max"):
+            value = _float(flat, f"to_{gas}_{end}_lag")
+            if value is not None and value > -1000.0:  # EddyPro writes -1000.1 for "not set"
+                out[f"to_{name}_{end}_lag"] = value
+    for key, name in (("to_co2_min_flux", "to_co2_min_flux"), ("to_le_min_flux", "to_le_min_flux"),
+                      ("to_ch4_min_flux", "to_ch4_min_flux"), ("to_gas4_min_flux", "to_n2o_min_flux"),
+                      ("to_pg_range", "to_pg_range")):
         value = _float(flat, key)
         if value is not None:
-            out[key] = value
+            out[name] = value
     classes = _float(flat, "to_h2o_nclass")
     if classes is not None:
         out["to_h2o_nclass"] = int(classes)
@@ -455,7 +460,7 @@ def settings_from_project(text: str) -> dict[str, Any]:
         spikes = _float(flat, "sr_num_spk")
         if spikes is not None:
             out["sr_num_spk"] = int(spikes)
-        for key in ("sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_hf"):
+        for key in ("sr_lim_u", "sr_lim_w", "sr_lim_co2", "sr_lim_h2o", "sr_lim_ch4", "sr_lim_n2o", "sr_lim_hf"):
             value = _float(flat, key)
             if value is not None:
                 out[key] = value
@@ -464,7 +469,7 @@ def settings_from_project(text: str) -> dict[str, Any]:
     out["filter_al"] = _flag(flat, "test_al") and _flag(flat, "filter_al")
     if out["filter_al"]:
         limits = {k: v for k in ("al_u_max", "al_w_max", "al_tson_min", "al_tson_max", "al_co2_min", "al_co2_max",
-                                 "al_h2o_min", "al_h2o_max", "al_ch4_min", "al_ch4_max")
+                                 "al_h2o_min", "al_h2o_max", "al_ch4_min", "al_ch4_max", "al_n2o_min", "al_n2o_max")
                   if (v := _float(flat, k)) is not None}
         if limits:
             out["absolute_limits"] = limits

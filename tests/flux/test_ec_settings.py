@@ -158,3 +158,45 @@ def test_closed_path_molar_densities_become_mixing_ratios_with_the_cell_t_and_p(
                                                                              "path_type": "closed"}), types), s)
     assert r2.status == "partial" and math.isnan(r2.get("FC"))
     assert any("without the cell temperature" in x for x in r2.reasons), r2.reasons
+
+
+def test_ch4_and_n2o_from_a_closed_path_laser_analyser() -> None:
+    """A closed-path laser analyser's wet CH4, N2O and H2O mole fractions (ppb, ppb, mmol/mol), CH4 lagged 0.4 s:
+    record-by-record dry mole fractions, the lag found, FCH4 = w'χ'/Vd in nmol m-2 s-1 (AmeriFlux FCH4) to 1e-9."""
+    x = correlated(np.array([[0.5, 0.08, 0.004, 0.03], [0.08, 1.0, 0.0, 0.0], [0.004, 0.0, 0.01, 0.0],
+                             [0.03, 0.0, 0.0, 0.05]]), seed=32)
+    w, ch4_dry, n2o_dry, h2o_dry = x[:, 0], 1.95 + 0.01 * x[:, 1], 0.332 + 0.001 * x[:, 2], 12.0 + x[:, 3]
+    k = round(0.4 * 20)
+    lagged = {"ch4": np.roll(ch4_dry, k), "n2o": n2o_dry, "h2o": h2o_dry}  # CH4 arrives 0.4 s late
+    xv = lagged["h2o"] / (1000.0 + lagged["h2o"])
+    data = {**wind(), "w": w, "ch4": lagged["ch4"] * (1 - xv) * 1e3, "n2o": lagged["n2o"] * (1 - xv) * 1e3,
+            "h2o": xv * 1e3}
+    columns = [*SONIC_COLUMNS,
+               {"index": 5, "variable": "ch4", "measure_type": "mole_fraction", "unit_in": "ppb", "min_timelag": 0,
+                "max_timelag": 1},
+               {"index": 6, "variable": "n2o", "measure_type": "mole_fraction", "unit_in": "ppb", "min_timelag": 0,
+                "max_timelag": 1},
+               {"index": 7, "variable": "h2o", "measure_type": "mole_fraction", "min_timelag": 0, "max_timelag": 1}]
+    md = metadata(columns=columns, analyzer={"model": "generic_closed_path", "path_type": "closed"})
+    types = {"ch4": "mole_fraction", "n2o": "mole_fraction", "h2o": "mole_fraction"}
+    # the period holds ppm for trace gases (canonical unit): the reader would divide ppb by 1000
+    period_data = {**data, "ch4": data["ch4"] * 1e-3, "n2o": data["n2o"] * 1e-3}
+    r = process_period(period(period_data, md, types), settings_of(rot_meth="none", qc_meth="none",
+                                                                   tlag_meth="covariance_maximization"))
+    assert r.status == "ok", r.reasons
+    assert r.get("CH4_TLAG") == pytest.approx(0.4)
+    cov = float(np.mean((w[:-k] - w[:-k].mean()) * (ch4_dry[:-k] - ch4_dry[:-k].mean())))
+    assert r.get("W_CH4_COV") == pytest.approx(cov, rel=1e-9)
+    assert r.get("FCH4") == pytest.approx(cov / r.get("VD") * 1e3, rel=1e-9)
+    assert r.get("CH4_MIXING_RATIO") == pytest.approx(float(np.mean(ch4_dry[:-k])) * 1e3, rel=1e-12)
+    assert r.get("FN2O") == pytest.approx(r.get("W_N2O_COV") / r.get("VD") * 1e3, rel=1e-12)
+    assert math.isfinite(r.get("FH2O")) and r.get("CH4") < r.get("CH4_MIXING_RATIO")
+
+
+def test_li7700_methane_densities_are_refused_with_the_reason() -> None:
+    from gateway.flux.ec.settings import NotAvailableError
+
+    md = metadata(columns=[*SONIC_COLUMNS, {"index": 5, "variable": "ch4", "measure_type": "molar_density"}],
+                  analyzer={"model": "li7700", "path_type": "open"})
+    with pytest.raises(NotAvailableError, match="spectroscopic multipliers A, B, C"):
+        check_configuration(md, settings_of())

@@ -53,7 +53,10 @@ from gateway.flux.ec.stats import moments
 
 Array = NDArray[np.float64]
 Mask = NDArray[np.bool_]
-GASES = ("co2", "h2o")
+GASES = ("co2", "h2o", "ch4", "n2o")
+TRACE_GASES = ("ch4", "n2o")  # from closed-path laser analysers, as mole fractions or mixing ratios
+#: Output name of each gas's flux and its scale from mol m-2 s-1 (FC µmol, FH2O mmol, FCH4 and FN2O nmol m-2 s-1).
+FLUX_NAMES = {"co2": ("FC", 1e6), "h2o": ("FH2O", 1e3), "ch4": ("FCH4", 1e9), "n2o": ("FN2O", 1e9)}
 MAX_STABILITY_ITERATIONS = 20
 IN_SITU_METHODS = (SpectralCorrection.HORST_1997, SpectralCorrection.IBROM_2007, SpectralCorrection.FRATINI_2012)
 WIND = ("u", "v", "w", "ts")
@@ -79,11 +82,19 @@ def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) ->
     if settings.tlag_meth == TimeLag.AUTOMATIC:
         for gas in GASES:
             col = metadata.file.column(gas)
-            lo, hi = getattr(settings, f"to_{gas}_min_lag"), getattr(settings, f"to_{gas}_max_lag")
+            lo, hi = getattr(settings, f"to_{gas}_min_lag", None), getattr(settings, f"to_{gas}_max_lag", None)
             if col is not None and (lo is None or hi is None) and col.min_timelag == col.max_timelag:
                 raise ConfigurationError(
                     f"tlag_meth = automatic_optimization: no window to search the {gas} lag in; set "
                     f"to_{gas}_min_lag/to_{gas}_max_lag or the column's min_timelag/max_timelag")
+    for gas in TRACE_GASES:
+        col = metadata.file.column(gas)
+        if col is not None and col.measure_type == "molar_density":
+            raise NotAvailableError(
+                f"column {col.index} ({gas}): molar densities of {gas.upper()} come from an open-path laser (LI-7700),"
+                " whose flux needs LI-COR's spectroscopic multipliers A, B, C (McDermitt et al. 2011; LI-7700 manual,"
+                " eq. 5.1, from look-up tables this engine does not have); record mole fractions or mixing ratios "
+                "from a closed-path analyser, or process the LI-7700 with EddyPro")
     if settings.cross_wind and sonic.path_elevation_deg(metadata.sonic.model,
                                                          metadata.sonic.path_elevation_deg) is None:
         raise ConfigurationError(
@@ -165,6 +176,8 @@ def filter_records(data: dict[str, Array], measure_types: dict[str, str], settin
             limits["co2"] = (al.al_co2_min, al.al_co2_max)
         if measure_types.get("h2o") != "molar_density":
             limits["h2o"] = (al.al_h2o_min, al.al_h2o_max)
+        limits["ch4"] = (al.al_ch4_min, al.al_ch4_max)
+        limits["n2o"] = (al.al_n2o_min, al.al_n2o_max)
         for name, (lo, hi) in limits.items():
             if name in data:
                 with np.errstate(invalid="ignore"):
@@ -185,7 +198,8 @@ def remove_spikes(data: dict[str, Array], fs: float, settings: ProcessingSetting
     if settings.despike == Despiking.NONE:
         return counts
     lims = {"u": settings.sr_lim_u, "v": settings.sr_lim_u, "w": settings.sr_lim_w, "ts": settings.sr_lim_u,
-            "co2": settings.sr_lim_co2, "h2o": settings.sr_lim_h2o}
+            "co2": settings.sr_lim_co2, "h2o": settings.sr_lim_h2o, "ch4": settings.sr_lim_ch4,
+            "n2o": settings.sr_lim_n2o}
     for name, lim in lims.items():
         if name not in data:
             continue
@@ -234,7 +248,7 @@ def dry_mole_fractions(data: dict[str, Array], measure_types: dict[str, str], cl
     reasons: list[str] = []
     if measure_types.get("h2o") == "mole_fraction" and "h2o" in data:
         xv = data["h2o"] * 1e-3
-        for gas in ("co2",):
+        for gas in ("co2", *TRACE_GASES):
             if measure_types.get(gas) == "mole_fraction" and gas in data:
                 data[gas] = data[gas] / (1.0 - xv)
         data["h2o"] = data["h2o"] / (1.0 - xv)
@@ -352,9 +366,7 @@ def period_spectra(period: RawPeriod, settings: ProcessingSettings, *, n_bins: i
     except PeriodFailed:
         return None
     edges = insitu.frequency_bins(fs, n, n_bins)
-    ratio = {g: insitu.binned_ratio(data["ts"], data[g], fs, edges, getattr(settings, f"sa_fmin_{g}"),
-                                    getattr(settings, f"sa_fmax_{g}"), getattr(settings, f"sa_hfn_{g}_fmin"))
-             for g in gases}
+    ratio = {g: insitu.binned_ratio(data["ts"], data[g], fs, edges, *_assessment_band(g, settings)) for g in gases}
     air, _ = period_air_properties(data["ts"], {g: data[g] for g in gases}, mtypes, data.get("air_p"), md.altitude)
     rot = rotation.double_rotation(data["u"], data["v"], data["w"])
     cov_wts = qc.pair_cov(rot.w, data["ts"])
@@ -362,6 +374,13 @@ def period_spectra(period: RawPeriod, settings: ProcessingSettings, *, n_bins: i
                                 usable=dict.fromkeys(gases, True), u=float(np.nanmean(rot.u)),
                                 unstable=cov_wts >= 0, ts_attenuation=insitu.ts_flux_attenuation(rot.w, data["ts"],
                                                                                                   fs))
+
+
+def _assessment_band(gas: str, settings: ProcessingSettings) -> tuple[float, float, float | None]:
+    """Fitting range and noise frequency of a gas's in-situ assessment (CH4 and N2O take CO2's)."""
+    key = "h2o" if gas == "h2o" else "co2"
+    return (getattr(settings, f"sa_fmin_{key}"), getattr(settings, f"sa_fmax_{key}"),
+            getattr(settings, f"sa_hfn_{key}_fmin"))
 
 
 def usable_for_assessment(values: dict[str, float], settings: ProcessingSettings) -> dict[str, bool]:
@@ -374,8 +393,9 @@ def usable_for_assessment(values: dict[str, float], settings: ProcessingSettings
     base = (getattr(settings, f"sa_min_{tag}_ustar") <= ustar <= settings.sa_max_ustar
             and getattr(settings, f"sa_min_{tag}_h") <= h <= settings.sa_max_h)
     le, fc = abs(values.get("LE", math.nan)), abs(values.get("FC", math.nan))
-    return {"h2o": base and getattr(settings, f"sa_min_{tag}_le") <= le <= settings.sa_max_le,
-            "co2": base and getattr(settings, f"sa_min_{tag}_co2") <= fc <= settings.sa_max_co2}
+    gas_ok = base and getattr(settings, f"sa_min_{tag}_co2") <= fc <= settings.sa_max_co2
+    return {"h2o": base and getattr(settings, f"sa_min_{tag}_le") <= le <= settings.sa_max_le, "co2": gas_ok,
+            "ch4": base, "n2o": base}
 
 
 def in_situ_assessment(periods: list[RawPeriod], settings: ProcessingSettings,
@@ -401,8 +421,7 @@ def in_situ_assessment(periods: list[RawPeriod], settings: ProcessingSettings,
         ok = usable_for_assessment(process_period(p, plain, planar_fit=planar_fit, time_lags=time_lags).values,
                                    settings)
         spectra.append(replace(sp, usable={g: ok.get(g, False) for g in sp.ratio}))
-    ranges = {"co2": (settings.sa_fmin_co2, settings.sa_fmax_co2), "h2o": (settings.sa_fmin_h2o,
-                                                                           settings.sa_fmax_h2o)}
+    ranges = {g: _assessment_band(g, settings)[:2] for g in GASES}
     return insitu.assess(spectra, fit_range=ranges, min_spectra=settings.sa_min_smpl)
 
 
@@ -431,7 +450,9 @@ def optimise_time_lags(periods: list[RawPeriod], settings: ProcessingSettings,
         if r.status == "failed":
             continue
         row: dict[str, float] = {}
-        for g, flux, minimum in (("co2", "FC", settings.to_co2_min_flux), ("h2o", "LE", settings.to_le_min_flux)):
+        for g, flux, minimum in (("co2", "FC", settings.to_co2_min_flux), ("h2o", "LE", settings.to_le_min_flux),
+                                 ("ch4", "FCH4", settings.to_ch4_min_flux * 1e3),
+                                 ("n2o", "FN2O", settings.to_n2o_min_flux * 1e3)):
             lag = r.get(f"{g.upper()}_TLAG")
             lo, hi = search_window(g, md, settings)
             if math.isfinite(lag) and abs(r.get(flux)) >= minimum and lo < lag < hi:
@@ -622,7 +643,7 @@ def level0_fluxes(t: Turbulence, air: AirProperties, measure_types: dict[str, st
     mol m-2 s-1: w'χ'/Vd for dry mole fractions (Webb et al. 1980: no density terms), w'ρ' for molar densities."""
     ustar = fluxes.friction_velocity(t.cov_uw, t.cov_vw)
     gas: dict[str, float] = {}
-    scale = {"co2": 1e-6, "h2o": 1e-3}  # the canonical fraction units to mol mol-1
+    scale = {"co2": 1e-6, "h2o": 1e-3, "ch4": 1e-6, "n2o": 1e-6}  # canonical fraction units to mol mol-1
     for g, cov in t.cov_wg.items():
         if measure_types[g] == "molar_density":
             gas[g] = cov * 1e-3  # mmol m-3 · m s-1 → mol m-2 s-1
@@ -751,7 +772,7 @@ def quality_flags(t: Turbulence, gases: list[str], zl: float, ustar: float, h: f
     cu, cw = qc.foken_class(itc_u), qc.foken_class(itc_w)
     v["TAU_SSITC_TEST"] = float(combine(qc.foken_class(st["TAU"]), max(cu, cw)))
     v["H_SSITC_TEST"] = float(combine(qc.foken_class(st["H"]), cw))
-    for g, names in (("co2", ("FC",)), ("h2o", ("FH2O", "LE"))):
+    for g, names in (("co2", ("FC",)), ("h2o", ("FH2O", "LE")), ("ch4", ("FCH4",)), ("n2o", ("FN2O",))):
         if g in gases:
             v[f"ST_DEV_W_{g.upper()}"] = st[g]
             for nm in names:
@@ -768,10 +789,10 @@ def random_errors(t: Turbulence, level0: dict[str, float], fs: float, settings: 
     from gateway.flux.ec import randomerror
 
     pairs = {"TAU": (t.wf, t.uf), "H": (t.wf, t.tsf)}
-    if "co2" in t.gf:
-        pairs["FC"] = (t.wf, t.gf["co2"])
+    for g in t.gf:
+        pairs[FLUX_NAMES[g][0]] = (t.wf, t.gf[g])
     if "h2o" in t.gf:
-        pairs["LE"] = pairs["FH2O"] = (t.wf, t.gf["h2o"])
+        pairs["LE"] = (t.wf, t.gf["h2o"])
     out: dict[str, float] = {}
     for name, (a, b) in pairs.items():
         flux0 = level0.get(name, math.nan)
@@ -822,7 +843,7 @@ def process_period(period: RawPeriod, settings: ProcessingSettings, *,
         result.status = "failed"
         return result
     for key, val in list(v.items()):
-        if not math.isfinite(val) and key in ("FC", "LE", "H", "TAU", "FH2O", "USTAR"):
+        if not math.isfinite(val) and key in ("FC", "LE", "H", "TAU", "FH2O", "USTAR", "FCH4", "FN2O"):
             result.status = "partial"
             if not any(key.lower() in r or key in r for r in reasons):
                 reasons.append(f"{key} not computed")
@@ -915,14 +936,18 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
                 break
     if scf:
         v["TAU_SCF"], v["H_SCF"] = scf["tau"], scf["h"]
-        if "co2" in scf:
-            v["FC_SCF"] = scf["co2"]
+        for g in gases:
+            if g in scf:
+                v[f"{FLUX_NAMES[g][0]}_SCF"] = scf[g]
         if "h2o" in scf:
-            v["LE_SCF"] = v["FH2O_SCF"] = scf["h2o"]
+            v["LE_SCF"] = scf["h2o"]
     v["USTAR"], v["TAU"], v["H"] = fx.ustar, fx.tau, fx.h
-    v["FC"] = fx.gas["co2"] * 1e6 if "co2" in fx.gas else math.nan
-    v["FH2O"] = fx.gas["h2o"] * 1e3 if "h2o" in fx.gas else math.nan
-    v["LE"] = fluxes.latent_heat(v["FH2O"], air.lambda_v) if "h2o" in fx.gas else math.nan
+    for g in GASES:  # a gas the period has a column for gets its flux, missing (NaN) when it could not be computed
+        if g in period.data:
+            name, scale = FLUX_NAMES[g]
+            v[name] = fx.gas[g] * scale if g in fx.gas else math.nan
+    if "h2o" in period.data:
+        v["LE"] = fluxes.latent_heat(v["FH2O"], air.lambda_v) if "h2o" in fx.gas else math.nan
     lmo, zl = stability(fx.ustar, fx.h, air, p, zm)
     v["MO_LENGTH"], v["ZL"] = lmo, zl
     v.update(_derived_statistics(v, rot, air, l0, uncorrected, p, zm))
@@ -934,10 +959,9 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
     # 15: random error, footprint
     if settings.random_error == "finkelstein_sims_2001":
         level0 = {"TAU": l0.tau, "H": l0.h}
-        if "co2" in l0.gas:
-            level0["FC"] = l0.gas["co2"] * 1e6
+        for g, f in l0.gas.items():
+            level0[FLUX_NAMES[g][0]] = f * FLUX_NAMES[g][1]
         if "h2o" in l0.gas:
-            level0["FH2O"] = l0.gas["h2o"] * 1e3
             level0["LE"] = fluxes.latent_heat(level0["FH2O"], air.lambda_v)
         v.update(random_errors(t, {k: x for k, x in level0.items() if math.isfinite(v.get(k, math.nan))}, fs,
                                settings))
@@ -963,10 +987,9 @@ def _derived_statistics(v: dict[str, float], rot: rotation.Rotated, air: AirProp
            "VAPOR_PRESSURE": air.e / 100.0, "VAPOR_PRESSURE_SAT": air.es / 100.0, "SPECIFIC_HUMIDITY": air.q,
            "VAPOR_DENSITY": air.rho_w, "AIR_CP": air.cp, "AIR_MV": air.va,
            "TDEW": airprops.dew_point(air.e) - 273.15, "TAU_UNCORR": l0.tau, "USTAR_UNCORR": l0.ustar}
-    if "co2" in l0.gas:
-        out["FC_UNCORR"] = l0.gas["co2"] * 1e6
+    for g, f in l0.gas.items():
+        out[f"{FLUX_NAMES[g][0]}_UNCORR"] = f * FLUX_NAMES[g][1]
     if "h2o" in l0.gas:
-        out["FH2O_UNCORR"] = l0.gas["h2o"] * 1e3
         out["LE_UNCORR"] = fluxes.latent_heat(out["FH2O_UNCORR"], air.lambda_v)
     lmo0, zl0 = stability(uncorrected.ustar, uncorrected.h, air, p, zm)
     out["MO_LENGTH_UNCORR"], out["ZL_UNCORR"] = lmo0, zl0
@@ -981,6 +1004,11 @@ def _mean_concentrations(v: dict[str, float], means: dict[str, float], mtypes: d
         x_v = h2o / (1000.0 + h2o) if mtypes["h2o"] == "mixing_ratio" else air.rho_w / M_H2O * air.va
         v["H2O_MIXING_RATIO"] = h2o if mtypes["h2o"] == "mixing_ratio" else 1000.0 * x_v / (1.0 - x_v)
         v["H2O"] = 1000.0 * x_v
+    dry = 1.0 + (h2o / 1000.0 if h2o is not None and mtypes["h2o"] == "mixing_ratio" else 0.0)
+    for g in TRACE_GASES:
+        if g in means:  # ppm in, nmol mol-1 (AmeriFlux CH4, N2O) out, wet like CO2
+            v[f"{g.upper()}_MIXING_RATIO"] = means[g] * 1e3
+            v[g.upper()] = means[g] * 1e3 / dry
     co2 = means.get("co2")
     if co2 is not None:
         if mtypes["co2"] == "molar_density":

@@ -283,7 +283,7 @@ EDDYPRO_CODES: dict[str, dict[str, str]] = {
 
 class AbsoluteLimits(ConfigModel):
     """Plausible ranges (EddyPro `al_*`, Vickers & Mahrt 1997 §4c). Wind in m s-1, Ts in °C, CO2 in µmol mol-1,
-    H2O in mmol mol-1 (fractions; molar densities are converted with the period's molar volume)."""
+    H2O in mmol mol-1, CH4 and N2O in µmol mol-1 (fractions; molar densities of CO2/H2O are not limited)."""
 
     al_u_max: float = 30.0
     al_w_max: float = 5.0
@@ -295,6 +295,8 @@ class AbsoluteLimits(ConfigModel):
     al_h2o_max: float = 40.0
     al_ch4_min: float = 0.17
     al_ch4_max: float = 1000.0
+    al_n2o_min: float = 0.032
+    al_n2o_max: float = 1000.0
 
 
 class ProcessingSettings(ConfigModel):
@@ -317,9 +319,17 @@ class ProcessingSettings(ConfigModel):
     to_co2_max_lag: float | None = None
     to_h2o_min_lag: float | None = None
     to_h2o_max_lag: float | None = None
+    to_ch4_min_lag: float | None = None
+    to_ch4_max_lag: float | None = None
+    to_n2o_min_lag: float | None = None
+    to_n2o_max_lag: float | None = None
     to_co2_min_flux: Annotated[float, Field(ge=0)] = 2.0
     """Automatic time-lag optimisation: only periods with |FC| (µmol m-2 s-1) or |LE| (W m-2) at least this."""
     to_le_min_flux: Annotated[float, Field(ge=0)] = 20.0
+    to_ch4_min_flux: Annotated[float, Field(ge=0)] = 0.2
+    """Automatic time-lag optimisation: minimum |FCH4| and |FN2O|, µmol m-2 s-1 (EddyPro to_ch4_min_flux,
+    to_gas4_min_flux)."""
+    to_n2o_min_flux: Annotated[float, Field(ge=0)] = 0.02
     to_pg_range: Annotated[float, Field(gt=0)] = 1.5
     """Automatic time-lag optimisation: window = median ± to_pg_range·MAD of the lags found."""
     to_h2o_nclass: Annotated[int, Field(ge=1, le=50)] = 10
@@ -330,6 +340,7 @@ class ProcessingSettings(ConfigModel):
     tl_def_co2: float | None = None
     tl_def_h2o: float | None = None
     tl_def_ch4: float | None = None
+    tl_def_n2o: float | None = None
     wpl_meth: bool = True
     qc_meth: QcMethod = QcMethod.MAUDER_FOKEN_2004
     filter_al: bool = False
@@ -343,6 +354,8 @@ class ProcessingSettings(ConfigModel):
     sr_lim_w: float = 5.0
     sr_lim_co2: float = 3.5
     sr_lim_h2o: float = 3.5
+    sr_lim_ch4: float = 8.0
+    sr_lim_n2o: float = 8.0
     sr_lim_hf: float = 1.0
     hf_meth: SpectralCorrection = SpectralCorrection.NONE
     lf_meth: LowFrequencyCorrection = LowFrequencyCorrection.NONE
