@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway.contract import SCHEMA_VERSION
-from gateway.model import Reading, format_time
+from gateway.model import Reading, format_time, utc_now
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_by_batch ON readings(batch_seq);
 CREATE TABLE IF NOT EXISTS batches (
     seq INTEGER PRIMARY KEY,
-    reading_count INTEGER NOT NULL
+    reading_count INTEGER NOT NULL,
+    formed TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -45,13 +46,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 class ClaimedBatch:
     seq: int
     reading_bodies: list[str]
+    formed: str | None = None  # RFC 3339, when the batch was formed: its `sent`, so a resend repeats its bytes
 
     def payload(self, site: str, station: str, sent: datetime) -> bytes:
         """The ReadingBatch wire payload (docs/asyncapi.yaml), assembled from the stored reading JSON so a
-        reading is serialised once, when it is read, not again on every (re)publish."""
+        reading is serialised once, when it is read, not again on every (re)publish. `sent` is the time the batch
+        was formed when the buffer knows it (every batch formed by this version), so every resend of a batch is
+        the same bytes and keeps its signature and chain digest (gateway/trust/signing.py)."""
         head = json.dumps(
             {"schema_version": SCHEMA_VERSION, "site": site, "station": station, "seq": self.seq,
-             "sent": format_time(sent)},
+             "sent": self.formed or format_time(sent)},
             separators=(",", ":"),
         )
         return (head[:-1] + ',"readings":[' + ",".join(self.reading_bodies) + "]}").encode()
@@ -68,6 +72,9 @@ class ReadingBuffer:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {name for _, name, *_ in self._db.execute("PRAGMA table_info(batches)")}
+        if "formed" not in columns:  # a buffer of an earlier version: its batches get a formed time when resent
+            self._db.execute("ALTER TABLE batches ADD COLUMN formed TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -86,14 +93,15 @@ class ReadingBuffer:
         with self._lock:
             placeholders = ",".join("?" * len(exclude))
             row = self._db.execute(
-                f"SELECT seq FROM batches WHERE seq NOT IN ({placeholders}) ORDER BY seq LIMIT 1", tuple(exclude)
+                f"SELECT seq, formed FROM batches WHERE seq NOT IN ({placeholders}) ORDER BY seq LIMIT 1",
+                tuple(exclude),
             ).fetchone()
             if row is not None:
                 seq = int(row[0])
                 bodies = [
                     b for (b,) in self._db.execute("SELECT body FROM readings WHERE batch_seq=? ORDER BY id", (seq,))
                 ]
-                return ClaimedBatch(seq, bodies)
+                return ClaimedBatch(seq, bodies, row[1] or self._set_formed(seq))
             with self._transaction():
                 rows = self._db.execute(
                     "SELECT id, body FROM readings WHERE batch_seq IS NULL ORDER BY id LIMIT ?", (max_readings,)
@@ -105,8 +113,10 @@ class ReadingBuffer:
                     "UPDATE readings SET batch_seq=? WHERE batch_seq IS NULL AND id BETWEEN ? AND ?",
                     (seq, rows[0][0], rows[-1][0]),
                 )
-                self._db.execute("INSERT INTO batches(seq, reading_count) VALUES (?, ?)", (seq, len(rows)))
-            return ClaimedBatch(seq, [body for _, body in rows])
+                formed = format_time(utc_now())
+                self._db.execute("INSERT INTO batches(seq, reading_count, formed) VALUES (?, ?, ?)",
+                                 (seq, len(rows), formed))
+            return ClaimedBatch(seq, [body for _, body in rows], formed)
 
     def ack(self, seq: int) -> int:
         """Forget a batch the broker has acknowledged; returns how many readings were released."""
@@ -120,7 +130,17 @@ class ReadingBuffer:
         """A claimed batch still in the buffer (for a resend), None once it is gone."""
         with self._lock:
             bodies = [b for (b,) in self._db.execute("SELECT body FROM readings WHERE batch_seq=? ORDER BY id", (seq,))]
-        return ClaimedBatch(seq, bodies) if bodies else None
+            if not bodies:
+                return None
+            row = self._db.execute("SELECT formed FROM batches WHERE seq=?", (seq,)).fetchone()
+            formed = row[0] if row is not None and row[0] else self._set_formed(seq)
+        return ClaimedBatch(seq, bodies, formed)
+
+    def _set_formed(self, seq: int) -> str:
+        """Give a batch of an earlier version's buffer its formed time (at its first resend), kept from now on."""
+        formed = format_time(utc_now())
+        self._db.execute("UPDATE batches SET formed=? WHERE seq=?", (formed, seq))
+        return formed
 
     def ack_ranges(self, ranges: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """Forget every batch whose seq lies in one of the inclusive ranges, in one transaction; returns

@@ -17,6 +17,7 @@ from gateway.driver_api import Driver, LineDriver, SensorConfig, SerialSettings,
 from gateway.model import Identifier
 from gateway.secretfile import SecretFields, inline_secret_keys, resolve_secret
 from gateway.tls import TlsClientFields
+from gateway.trust.keys import KeyFileError, load_private_key
 
 if TYPE_CHECKING:
     from gateway.edge.fluxrunner import FluxSetup
@@ -135,6 +136,10 @@ class StationConfigBase(_Strict):
     streams: StreamsConfig = StreamsConfig()
     flux: FluxConfig | None = None
     telemetry: TelemetryConfig = TelemetryConfig()
+    signing_key: Path | None = Field(default=None, description=(
+        "the station's Ed25519 private key file (mode 0600; `sinkwatch station provision` makes one): every item "
+        "is signed and chained with it (gateway/trust/signing.py); without it items go unsigned, and a central "
+        "service that requires signatures (its default) stores none of them"))
     sensors: list[dict[str, Any]] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -163,6 +168,7 @@ class StationConfig:
         self.streams = base.streams
         self.flux = base.flux
         self.telemetry = base.telemetry
+        self.signing_key = base.signing_key
         # the `flux:` section resolved against the sensors and the engine (parse_station_config sets it)
         self.flux_setup: FluxSetup | None = None
         self.sensors = sensors
@@ -192,6 +198,11 @@ def parse_station_config(data: dict[str, Any], source: Path | str = "<config>") 
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(source, exc, prefix)) from None
     check_serial_lines(sensors, source)
+    if base.signing_key is not None:
+        try:
+            load_private_key(base.signing_key)
+        except KeyFileError as exc:
+            raise ConfigError(f"{source}: invalid configuration\n  signing_key: {exc}") from None
     config = StationConfig(base, sensors, Path(source) if not isinstance(source, Path) else source)
     if config.flux is not None:
         from gateway.edge.fluxrunner import resolve_flux_setup  # numpy and the engine only when fluxes are on

@@ -32,9 +32,11 @@ from gateway.edge.config import StationConfig
 from gateway.edge.delivery import Delivery, DeliverySettings
 from gateway.edge.live import StatusWriter
 from gateway.edge.outbox import ReadingsOutbox
+from gateway.edge.signer import ChainSigner
 from gateway.edge.streams.group import StreamGroup
 from gateway.edge.telemetry import HealthOutbox, HealthSampler, TelemetryRunner
 from gateway.model import Reading
+from gateway.trust.keys import load_private_key
 
 if TYPE_CHECKING:
     from gateway.edge.fluxrunner import FluxRunner
@@ -78,7 +80,14 @@ class StationDaemon:
         self.config = config
         self.buffer = ReadingBuffer(config.buffer.path)
         # one MQTT client and one delivery loop for every channel; each channel adds its outbox
-        self.delivery = Delivery(config.site, config.station, config.mqtt, delivery_settings(config))
+        self.signer: ChainSigner | None = None
+        if config.signing_key is not None:
+            self.signer = ChainSigner(load_private_key(config.signing_key), config.buffer.path)
+        else:
+            log.warning("signing_key is not set in the station config: items are sent unsigned, and a central "
+                        "service that requires signatures (its default) stores none of them")
+        self.delivery = Delivery(config.site, config.station, config.mqtt, delivery_settings(config),
+                                 signer=self.signer)
         self.delivery.add_channel(ReadingsOutbox(self.buffer, config.site, config.station, config.buffer.batch_size))
         # streaming instruments (sonics, gas analyzers) run in their own threads: gateway/edge/streams/
         self.streams = StreamGroup(config, self._store)
@@ -241,4 +250,6 @@ class StationDaemon:
                 self.telemetry.outbox.close()
             left = self.buffer.pending_readings()
             self.buffer.close()
+            if self.signer is not None:
+                self.signer.close()
             log.info("station stopped; %d readings remain buffered for the next start", left)

@@ -46,7 +46,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -61,6 +61,7 @@ from gateway.edge.config import MqttConfig
 from gateway.model import utc_now
 from gateway.secretfile import reveal
 from gateway.tls import HandshakeWatch
+from gateway.trust.signing import USER_PROPERTY
 
 log = logging.getLogger("sinkwatch.edge.delivery")
 
@@ -100,6 +101,20 @@ class OutboxSource(Protocol):
     def oldest_time(self) -> float | None:
         """Unix time of the oldest unit in the outbox (its own timestamp), None when empty."""
         ...
+
+
+class ItemSigner(Protocol):
+    """Signs each PUBLISH of an item (gateway/edge/signer.py `ChainSigner`): the MQTT v5 user property value of
+    `gateway.trust.signing.USER_PROPERTY`, and forgets an item's link once a receipt confirmed it."""
+
+    def envelope(self, channel: str, topic: str, seq: int, payload: bytes) -> str: ...
+
+    def forget(self, channel: str, ranges: Sequence[tuple[int, int]]) -> None: ...
+
+
+@runtime_checkable
+class _HasHealth(Protocol):
+    def health(self) -> dict[str, object]: ...
 
 
 @dataclass(frozen=True)
@@ -151,8 +166,9 @@ class Delivery:
     """The station's one MQTT client and its delivery loop (module doc). `add_channel` every outbox, then `start`."""
 
     def __init__(self, site: str, station: str, mqtt_config: MqttConfig, settings: DeliverySettings | None = None,
-                 *, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, clock: Callable[[], float] = time.monotonic, signer: ItemSigner | None = None) -> None:
         self.site = site
+        self.signer = signer
         self.station = station
         self.settings = settings or DeliverySettings()
         self._mqtt_config = mqtt_config
@@ -402,6 +418,8 @@ class Delivery:
             if not ranges:
                 continue
             items, units = channel.source.confirm(ranges)
+            if self.signer is not None:
+                self.signer.forget(receipt.channel, ranges)
             named = sum(last - first + 1 for first, last in ranges)
             with self._lock:
                 for seq in [s for s in channel.tracked if any(a <= s <= b for a, b in ranges)]:
@@ -422,14 +440,18 @@ class Delivery:
 
     def _publish(self, channel: _Channel, seq: int, payload: bytes) -> bool:
         """Hand one item to paho; False when paho did not take it (it stays in the outbox)."""
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.MessageExpiryInterval = self.settings.message_expiry_s
         size = len(payload) + len(channel.source.topic) + 16  # fixed header, topic length, packet id, expiry
+        if self.signer is not None:
+            envelope = self.signer.envelope(channel.source.channel, channel.source.topic, seq, payload)
+            properties.UserProperty = (USER_PROPERTY, envelope)
+            size += len(USER_PROPERTY) + len(envelope) + 5
         if self._max_packet is not None and size > self._max_packet:
             # the broker would drop the connection (0x95 Packet too large) and paho would resend it after every
             # reconnect: refuse it here, keep it, report it, so the other items and channels still flow
             self._refuse(channel, seq, 0x95, f"Packet too large for the broker ({size} > {self._max_packet} bytes)")
             return True
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.MessageExpiryInterval = self.settings.message_expiry_s
         info = self._client.publish(channel.source.topic, payload, qos=1, properties=properties)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.debug("publish of %s seq %d deferred: %s", channel.source.channel, seq, mqtt.error_string(info.rc))
@@ -516,4 +538,5 @@ class Delivery:
             "tls": self.tls.snapshot() if self.tls is not None else None,
             "receipts_subscribed": self._receipts_subscribed, "receipts": self.receipts,
             "bad_receipts": self.bad_receipts, "in_flight": len(self._mids), "channels": channels,
+            "signing": self.signer.health() if isinstance(self.signer, _HasHealth) else None,
         }

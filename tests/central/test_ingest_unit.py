@@ -15,6 +15,7 @@ from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor, parse_batch
 from gateway.central.store import SqliteStore, StoredReading, StoreUnavailable
 from gateway.central.store.base import RejectedReading, WriteOutcome
+from gateway.central.store.ledger import LedgerItem
 from gateway.contract import StationState, StationStatus, readings_topic, status_topic
 from gateway.model import QualityFlag, utc_now
 
@@ -127,11 +128,11 @@ class FlakyStore(SqliteStore):
         self.failures = failures
         self.attempts = 0
 
-    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+    def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise StoreUnavailable("database restarting")
-        return super().write(batch_points)
+        return super().write(batch_points, ledger=ledger)
 
 
 def test_store_outage_is_retried_with_backoff_and_logged_once_each_way(
@@ -161,11 +162,11 @@ class SurprisingStore(SqliteStore):
         super().__init__(path)
         self.failures = failures
 
-    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+    def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         if self.failures:
             self.failures -= 1
             raise KeyError("results")
-        return super().write(batch_points)
+        return super().write(batch_points, ledger=ledger)
 
 
 def test_an_unexpected_error_is_retried_not_fatal_and_not_acked_early(
@@ -203,9 +204,9 @@ def test_stopping_during_an_outage_leaves_the_message_unacknowledged(tmp_path: P
 class RejectingStore(SqliteStore):
     """A database that refuses readings carrying a qc_reason (as InfluxDB does after a field type conflict)."""
 
-    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+    def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         refused = [item for item in batch_points if item.reading.qc_reason]
-        outcome = super().write([item for item in batch_points if not item.reading.qc_reason])
+        outcome = super().write([item for item in batch_points if not item.reading.qc_reason], ledger=ledger)
         return replace(outcome, rejected=tuple(RejectedReading(item, "field type conflict on qc_reason")
                                                for item in refused))
 

@@ -49,6 +49,7 @@ from typing import Literal, Protocol, get_args
 from gateway.central.store.budget import BudgetStore
 from gateway.central.store.health import HealthStore
 from gateway.central.store.products import ProductStore
+from gateway.central.store.ledger import LedgerItem, LedgerStore
 from gateway.contract import FluxRecord
 from gateway.model import Reading
 
@@ -193,10 +194,11 @@ class FluxResultSet:
     last_end: datetime
 
 
-class Store(BudgetStore, ProductStore, HealthStore, Protocol):
-    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+class Store(BudgetStore, ProductStore, HealthStore, LedgerStore, Protocol):
+    def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         """Store every new reading; report duplicates, conflicts and rejected readings (see the module doc).
-        Raises StoreUnavailable only (nothing or only some new readings stored: repeating the call is safe)."""
+        Raises StoreUnavailable only (nothing or only some new readings stored: repeating the call is safe).
+        `ledger`: the signed item that carried them (`gateway.central.store.ledger`), written with them."""
 
     def query_series(
         self,
@@ -219,8 +221,9 @@ class Store(BudgetStore, ProductStore, HealthStore, Protocol):
 
     def stations(self) -> list[StationInfo]: ...
 
-    def write_fluxes(self, records: list[FluxRecord]) -> None:
-        """Store all flux records or raise StoreUnavailable / StoreRejected; safe to repeat (see the module doc)."""
+    def write_fluxes(self, records: list[FluxRecord], *, ledger: LedgerItem | None = None) -> None:
+        """Store all flux records or raise StoreUnavailable / StoreRejected; safe to repeat (see the module doc).
+        `ledger`: the signed item that carried them, written with them."""
 
     def query_fluxes(
         self,

@@ -77,6 +77,8 @@ from gateway.central.store.base import (
 from gateway.central.store.influx_budget import InfluxBudgetMixin
 from gateway.central.store.influx_health import InfluxHealthMixin
 from gateway.central.store.influx_products import InfluxProductsMixin
+from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_line
+from gateway.central.store.ledger import LedgerItem
 from gateway.contract import FluxRecord, is_integer_variable
 from gateway.model import QualityFlag, Reading, TimeSource
 from gateway.tls import HandshakeWatch, classify, client_context
@@ -194,7 +196,7 @@ def render_series_query(
     return query
 
 
-class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin):
+class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, InfluxLedgerMixin):
     """InfluxDB 1.x/2.x/3.x. `api="v1"`: POST /write (optionally basic auth with username/password), database
     created on first use if missing. `api="v2"`: influxdb-client's synchronous write API with token/org/bucket;
     reads still use /query on `database` with the token (2.x needs a DBRP mapping)."""
@@ -251,15 +253,26 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin):
 
     # --- writing -----------------------------------------------------------------------------------------------
 
-    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+    def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         if not batch_points:
+            if ledger is not None:
+                self.write_ledger([ledger])
             return WriteOutcome()
         classifier = ReadingClassifier(self._held(batch_points))
         for item in batch_points:
             classifier.add(item)
         rejected: list[RejectedReading] = []
+        tail = [ledger_to_line(ledger)] if ledger is not None else []
         if classifier.new:
-            self._write_isolating_rejects(classifier.new, rejected)
+            # the ledger item in the same request as its readings; a refused reading falls back to halves
+            try:
+                self._write_body("\n".join([*(reading_to_line(item) for item in classifier.new), *tail]))
+            except StoreRejected:
+                self._write_isolating_rejects(classifier.new, rejected)
+                if tail:
+                    self._write_body(tail[0])
+        elif tail:
+            self._write_body(tail[0])
         return classifier.outcome(rejected)
 
     def _write_isolating_rejects(self, items: list[StoredReading], rejected: list[RejectedReading]) -> None:
@@ -304,10 +317,12 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin):
                             held[key] = _held_reading(site, station, tags, item)
         return held
 
-    def write_fluxes(self, records: list[FluxRecord]) -> None:
-        if not records:
-            return
-        self._write_body("\n".join(flux_to_line(record) for record in records))
+    def write_fluxes(self, records: list[FluxRecord], *, ledger: LedgerItem | None = None) -> None:
+        lines = [flux_to_line(record) for record in records]
+        if ledger is not None:
+            lines.append(ledger_to_line(ledger))
+        if lines:
+            self._write_body("\n".join(lines))
 
     def _write_body(self, body: str) -> None:
         if self._v2_client is not None:

@@ -36,9 +36,11 @@ from gateway.central.store.base import (
     reading_identity,
     to_ns,
 )
+from gateway.central.store.ledger import LedgerItem
 from gateway.central.store.sqlite_budget import SqliteBudgetMixin
 from gateway.central.store.sqlite_health import SqliteHealthMixin
 from gateway.central.store.sqlite_products import SqliteProductsMixin
+from gateway.central.store.sqlite_ledger import SqliteLedgerMixin
 from gateway.contract import FluxRecord
 from gateway.model import QualityFlag, Reading, TimeSource
 
@@ -91,7 +93,7 @@ _AGGREGATE_SQL: dict[str, str] = {
 }
 
 
-class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin):
+class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, SqliteLedgerMixin):
     """One connection shared under a lock: SQLite serialises writers anyway, and this keeps it thread-safe for
     the ingest worker and the API's threads. `busy_timeout_s` bounds how long a write waits for a lock held by
     another process before reporting the store unavailable."""
@@ -110,6 +112,7 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin):
             self._create_budget_tables()  # gateway/central/store/sqlite_budget.py
             self._create_product_tables()  # gateway/central/store/sqlite_products.py
             self._create_health_tables()  # gateway/central/store/sqlite_health.py
+            self._create_ledger_tables()  # gateway/central/store/sqlite_ledger.py
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
 
@@ -145,7 +148,7 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin):
             raise
         conn.execute("COMMIT")
 
-    def write(self, batch_points: list[StoredReading]) -> WriteOutcome:
+    def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         classifier = ReadingClassifier({})
         rejected: list[RejectedReading] = []
         with self._lock:
@@ -154,6 +157,8 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin):
                 try:
                     for item in batch_points:
                         self._write_one(item, classifier, rejected)
+                    if ledger is not None:
+                        self._insert_ledger([ledger])
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
@@ -253,7 +258,7 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin):
 
     # --- flux records ---------------------------------------------------------------------------------------------
 
-    def write_fluxes(self, records: list[FluxRecord]) -> None:
+    def write_fluxes(self, records: list[FluxRecord], *, ledger: LedgerItem | None = None) -> None:
         rows = [
             (r.site, r.station, r.engine_version, r.settings_hash, to_ns(r.end), to_ns(r.start), r.status,
              json.dumps(list(r.reasons)), json.dumps(r.values, allow_nan=False))
@@ -265,6 +270,8 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin):
                 try:
                     self._conn.executemany(
                         f"INSERT OR REPLACE INTO fluxes ({_FLUX_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                    if ledger is not None:
+                        self._insert_ledger([ledger])
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise

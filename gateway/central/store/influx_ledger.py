@@ -1,0 +1,157 @@
+"""InfluxStore's ledger (`gateway.central.store.ledger`).
+
+    measurement  ledger
+    tags         site, station, channel
+    fields       epoch, prev_digest, key_id, payload_sha256, content, signature, digest, set_aside (strings);
+                 payload (string: base64 of the zlib payload); seq, prev_seq, prev_at, received, data_start,
+                 data_end (integers; a field is absent when it has no value)
+    time         `at`, the station's signing time (ns): one point per item, no tag per item
+
+    measurement  chain_events
+    tags         site, station, channel, kind
+    fields       seq (integer), digest, detail (strings), detected (integer)
+    time         the item's `at`
+
+Cardinality: the ledger adds one series per station and channel (and chain_events one per kind), whatever the
+number of items. Write-once is the ingestor's part here: it hands an item to the store only when its chain tracker
+found no item at that `at` (gateway/central/chain.py); a resend of the same item would rewrite identical fields.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any, cast
+
+from influxdb_client import Point, WritePrecision
+
+from gateway.central.store.base import ReadingIdentity, StoredReading
+from gateway.central.store.ledger import ChainEvent, ChainEventKind, LedgerItem
+
+LEDGER_MEASUREMENT = "ledger"
+EVENTS_MEASUREMENT = "chain_events"
+_STRINGS = ("epoch", "prev_digest", "key_id", "payload_sha256", "content", "signature", "digest", "set_aside")
+_INTEGERS = ("seq", "prev_seq", "prev_at", "received", "data_start", "data_end")
+
+
+def ledger_to_line(item: LedgerItem) -> str:
+    point = Point(LEDGER_MEASUREMENT).tag("site", item.site).tag("station", item.station).tag("channel", item.channel)
+    for name in _STRINGS:
+        value = getattr(item, name)
+        if value is not None:
+            point.field(name, str(value))
+    for name in _INTEGERS:
+        value = getattr(item, name)
+        if value is not None:
+            point.field(name, int(value))
+    if item.payload is not None:
+        point.field("payload", base64.b64encode(item.payload).decode("ascii"))
+    point.time(item.at, WritePrecision.NS)
+    return str(point.to_line_protocol())
+
+
+def _item(tags: dict[str, Any], row: dict[str, Any]) -> LedgerItem:
+    def integer(name: str) -> int | None:
+        value = row.get(name)
+        return int(value) if value is not None else None
+
+    payload = row.get("payload")
+    return LedgerItem(
+        site=str(tags.get("site", row.get("site", ""))), station=str(tags.get("station", row.get("station", ""))),
+        channel=str(tags.get("channel", row.get("channel", ""))), at=int(row["time"]), epoch=str(row.get("epoch")),
+        seq=int(row.get("seq") or 0), prev_seq=integer("prev_seq"), prev_at=integer("prev_at"),
+        prev_digest=row.get("prev_digest"), key_id=str(row.get("key_id")),
+        payload_sha256=str(row.get("payload_sha256")), content=str(row.get("content")),
+        signature=str(row.get("signature")), digest=str(row.get("digest")), received=int(row.get("received") or 0),
+        data_start=integer("data_start"), data_end=integer("data_end"),
+        payload=base64.b64decode(payload) if payload else None, set_aside=row.get("set_aside"))
+
+
+class InfluxLedgerMixin:
+    """Mixed into InfluxStore, which provides `_query`, `_write_body`, `_held` and the retention policy."""
+
+    if TYPE_CHECKING:
+        retention_policy: str | None
+
+        def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]: ...
+
+        def _write_body(self, body: str) -> None: ...
+
+        def _held(self, items: list[StoredReading]) -> dict[ReadingIdentity, StoredReading]: ...
+
+    def _ledger_source(self, measurement: str) -> str:
+        from gateway.central.store.influx import quote_identifier  # the module that mixes this class in
+
+        if self.retention_policy is None:
+            return measurement
+        return f"{quote_identifier(self.retention_policy)}.{measurement}"
+
+    def write_ledger(self, items: list[LedgerItem]) -> None:
+        if items:
+            self._write_body("\n".join(ledger_to_line(item) for item in items))
+
+    def note_set_aside(self, item: LedgerItem, set_aside: str) -> None:
+        # the same series and time: InfluxDB merges this field into the item's point
+        point = (Point(LEDGER_MEASUREMENT).tag("site", item.site).tag("station", item.station)
+                 .tag("channel", item.channel).field("set_aside", set_aside).time(item.at, WritePrecision.NS))
+        self._write_body(str(point.to_line_protocol()))
+
+    def _ledger_select(self, where: str, params: dict[str, str], tail: str = "") -> list[LedgerItem]:
+        query = f"SELECT * FROM {self._ledger_source(LEDGER_MEASUREMENT)} WHERE {where} {tail}"
+        items = []
+        for series in self._query(query, params):
+            columns = series["columns"]
+            for values in series.get("values") or []:
+                items.append(_item(series.get("tags") or {}, dict(zip(columns, values, strict=True))))
+        return items
+
+    def _one(self, site: str, station: str, channel: str, where: str, tail: str) -> LedgerItem | None:
+        found = self._ledger_select(f"site = $site AND station = $station AND channel = $channel AND {where}",
+                                    {"site": site, "station": station, "channel": channel}, tail)
+        return found[0] if found else None
+
+    def ledger_at(self, site: str, station: str, channel: str, at: int) -> LedgerItem | None:
+        return self._one(site, station, channel, f"time = {int(at)}", "")
+
+    def ledger_after(self, site: str, station: str, channel: str, at: int) -> LedgerItem | None:
+        return self._one(site, station, channel, f"time > {int(at)}", "ORDER BY time LIMIT 1")
+
+    def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None:
+        return self._one(site, station, channel, "time >= 0", "ORDER BY time DESC LIMIT 1")
+
+    def ledger_items(self, station: str, start: int, end: int, *, site: str | None = None) -> list[LedgerItem]:
+        where = f"station = $station AND time >= {int(start)} AND time < {int(end)}"
+        params = {"station": station}
+        if site is not None:
+            where += " AND site = $site"
+            params["site"] = site
+        items = self._ledger_select(where, params, "GROUP BY site, channel")
+        return sorted(items, key=lambda i: (i.channel, i.at, i.site))
+
+    def write_chain_events(self, events: list[ChainEvent]) -> None:
+        lines = []
+        for e in events:
+            point = (Point(EVENTS_MEASUREMENT).tag("site", e.site).tag("station", e.station).tag("channel", e.channel)
+                     .tag("kind", e.kind).field("seq", int(e.seq)).field("digest", e.digest)
+                     .field("detected", int(e.detected)).field("detail", e.detail).time(e.at, WritePrecision.NS))
+            lines.append(str(point.to_line_protocol()))
+        if lines:
+            self._write_body("\n".join(lines))
+
+    def chain_events(self, station: str, start: int, end: int) -> list[ChainEvent]:
+        query = (f"SELECT * FROM {self._ledger_source(EVENTS_MEASUREMENT)} WHERE station = $station AND "
+                 f"time >= {int(start)} AND time < {int(end)} GROUP BY site, channel, kind")
+        events = []
+        for series in self._query(query, {"station": station}):
+            tags = series.get("tags") or {}
+            columns = series["columns"]
+            for values in series.get("values") or []:
+                row = dict(zip(columns, values, strict=True))
+                kind = cast(ChainEventKind, str(tags.get("kind")))
+                events.append(ChainEvent(site=str(tags.get("site")), station=station,
+                                         channel=str(tags.get("channel")), kind=kind, at=int(row["time"]),
+                                         seq=int(row["seq"]), digest=str(row["digest"]),
+                                         detected=int(row["detected"]), detail=str(row["detail"])))
+        return sorted(events, key=lambda e: (e.at, e.channel, e.kind))
+
+    def held_readings(self, items: list[StoredReading]) -> dict[ReadingIdentity, StoredReading]:
+        return self._held(items) if items else {}
