@@ -53,7 +53,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -62,12 +62,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
+from gateway.central.chain import ChainTracker, Untrusted, VerifiedItem, Verifier, set_aside_json
 from gateway.central.config import DeadLetterSettings, MqttSettings
 from gateway.central.deadletter import DeadLetterFile, payload_fields
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
-from gateway.central.store.base import TIME_RANGE_TEXT, storable_time
+from gateway.central.store.base import TIME_RANGE_TEXT, storable_time, to_ns
 from gateway.contract import (
     CHANNELS,
     FLUXES_SUBSCRIPTION,
@@ -89,6 +90,8 @@ from gateway.model import Reading, format_time, utc_now
 from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX
 from gateway.secretfile import reveal
 from gateway.tls import HandshakeWatch
+from gateway.trust.keys import KeyRegistry
+from gateway.trust.signing import USER_PROPERTY, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,10 @@ class IngestCounters:
     raw_bytes_archived: int = 0
     raw_duplicates: int = 0
     raw_conflicts: int = 0
+    signed_items: int = 0  # items whose signature held (gateway/central/chain.py)
+    unsigned_items: int = 0  # items without a signature, stored because signatures are optional here
+    untrusted: dict[str, int] = field(default_factory=dict)  # by reason: never stored, never receipted (alarm)
+    chain_events: dict[str, int] = field(default_factory=dict)  # by kind: gap, duplicate, replay, reorder, fork, ...
     internal_errors: int = 0  # unexpected exceptions while storing a message (retried, logged with traceback)
     mqtt_connects: int = 0
     mqtt_disconnects: int = 0
@@ -161,6 +168,7 @@ class _Delivery:
     payload: bytes
     mid: int
     qos: int
+    envelope: str | None = None  # the `sinkwatch-sig` user property (gateway/trust/signing.py)
 
 
 class Ingestor:
@@ -181,6 +189,8 @@ class Ingestor:
         reconnect_max_s: int = 30,
         duplicate_memory: int = 1024,
         dead_letter: DeadLetterSettings | None = None,
+        signatures: Literal["required", "optional"] = "optional",
+        replay_after_s: float = 3600.0,
     ) -> None:
         self.settings = mqtt_settings
         self.store = store
@@ -190,6 +200,11 @@ class Ingestor:
         self.dead_letters = DeadLetterFile(self.dead_letter_path, max_file_bytes=limits.max_file_bytes,
                                            keep_files=limits.keep_files, max_payload_bytes=limits.max_payload_bytes)
         self.raw_archive = RawArchive(self.data_dir / RAW_DIR)
+        # station keys under <data_dir>/trust; signatures "required" is the central config's default, "optional"
+        # (stores unsigned items, still rejects bad signatures) the library's, for tools and older tests
+        self.keys = KeyRegistry(self.data_dir)
+        self.verifier = Verifier(self.keys, required=signatures == "required")
+        self.chain = ChainTracker(store, replay_after_s=replay_after_s)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._duplicate_memory = duplicate_memory
@@ -321,7 +336,7 @@ class Ingestor:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._count("messages_received")
         self._queue.put(_Delivery(self._generation, message.topic, bytes(message.payload), message.mid,
-                                  message.qos))
+                                  message.qos, _envelope_of(message)))
 
     # --- worker ------------------------------------------------------------------------------------------------
 
@@ -332,7 +347,7 @@ class Ingestor:
             except queue.Empty:
                 self._send_receipts()
                 continue
-            if self.handle_with_retry(delivery.topic, delivery.payload):
+            if self.handle_with_retry(delivery.topic, delivery.payload, delivery.envelope):
                 self._ack(delivery)
             if self._receipts.due(self._queue.empty()):
                 self._send_receipts()
@@ -362,14 +377,14 @@ class Ingestor:
         if delivery.generation == self._generation and self._connected:
             self._client.ack(delivery.mid, delivery.qos)
 
-    def handle_with_retry(self, topic: str, payload: bytes) -> bool:
+    def handle_with_retry(self, topic: str, payload: bytes, envelope: str | None = None) -> bool:
         """Process one message; True when done (stored or dead-lettered), False when stopping mid-outage."""
         delay = self._retry_initial_s
         outage_started: float | None = None
         while True:
             try:
                 try:
-                    self.handle(topic, payload)
+                    self.handle(topic, payload, envelope)
                 except StoreUnavailable:
                     raise
                 except Exception as exc:
@@ -397,8 +412,9 @@ class Ingestor:
                 log.warning("storage back after %.1f s", down_for)
             return True
 
-    def handle(self, topic: str, payload: bytes) -> None:
-        """Process one message synchronously: store it, update status, or dead-letter it.
+    def handle(self, topic: str, payload: bytes, envelope: str | None = None) -> None:
+        """Process one message synchronously: verify its signature (`envelope`, the `sinkwatch-sig` user property),
+        store it, update status, or dead-letter it.
 
         Raises StoreUnavailable when the store is down (the caller retries); everything else is final."""
         try:
@@ -406,21 +422,62 @@ class Ingestor:
                 site, station, kind = parse_topic(topic)
             except ValueError as exc:
                 raise Malformed("bad_topic", str(exc)) from None
+            item = None
+            if kind != "status":
+                item = self.verifier.verify(site, station, kind, topic, payload, envelope, time.time_ns())
+                self._count("signed_items" if item is not None else "unsigned_items")
             if kind == "readings":
-                self._handle_readings(site, station, payload)
+                self._handle_readings(site, station, payload, item)
             elif kind == "status":
                 self._handle_status(site, station, payload)
             elif kind == "fluxes":
-                self._handle_fluxes(site, station, payload)
+                self._handle_fluxes(site, station, payload, item)
             elif kind == "raw":
-                self._handle_raw(site, station, payload)
+                self._handle_raw(site, station, payload, item)
             elif kind == "health":
-                self._handle_health(site, station, payload)
+                self._handle_health(site, station, payload, item)
             else:
                 raise Malformed("bad_topic", f"unexpected message kind {kind!r}")
+        except Untrusted as exc:
+            self._untrusted(topic, payload, exc)
         except Malformed as exc:
             self._dead_letter(topic, payload, exc.reason, exc.problem)
             self._note_dead_lettered(topic, payload)
+
+    def _untrusted(self, topic: str, payload: bytes, exc: Untrusted) -> None:
+        """Dead-letter an item that is not provably its station's, count it and raise the alarm; no receipt."""
+        record = {"received": format_time(utc_now()), "topic": topic, "reason": f"untrusted:{exc.reason}",
+                  "problem": exc.problem, **payload_fields(payload, self.dead_letters.max_payload_bytes)}
+        self._append_dead_letters([record])
+        with self._counter_lock:
+            self._counters.untrusted[exc.reason] = self._counters.untrusted.get(exc.reason, 0) + 1
+            self._counters.dead_lettered += 1
+        self._log_limited(logging.ERROR, (topic, "untrusted", exc.reason),
+                          f"ALARM untrusted item on {topic} ({exc.reason}): {exc.problem}; not stored, no receipt, "
+                          f"kept in {self.dead_letter_path}")
+
+    def _place(self, item: VerifiedItem | None) -> bool:
+        """Whether the item's ledger entry is to be written (new in its chain); records its chain events."""
+        if item is None:
+            return False
+        placement = self.chain.place(item)
+        if placement.events:
+            self.store.write_chain_events(placement.events)
+            with self._counter_lock:
+                for event in placement.events:
+                    self._counters.chain_events[event.kind] = self._counters.chain_events.get(event.kind, 0) + 1
+            for event in placement.events:
+                if event.kind in ("fork", "replay"):
+                    self._log_limited(logging.WARNING, (item.site, item.station, item.channel, event.kind),
+                                      f"chain of {item.site}/{item.station} {item.channel}: {event.kind}: "
+                                      f"{event.detail}")
+        return placement.new
+
+    @staticmethod
+    def _check_seq(item: VerifiedItem | None, seq: int | None) -> None:
+        if item is not None and item.signed.envelope.link.seq != seq:
+            raise Malformed("seq_mismatch", f"the signature names seq {item.signed.envelope.link.seq}, the "
+                            f"payload seq {seq}")
 
     def _note_dead_lettered(self, topic: str, payload: bytes) -> None:
         """Name a dead-lettered item in the next receipt when its seq can be read, so its station forgets it."""
@@ -433,8 +490,14 @@ class Ingestor:
         if kind in CHANNELS and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
             self._receipts.add(site, station, kind, seq, dead_lettered=True)
 
-    def _handle_readings(self, site: str, station: str, payload: bytes) -> None:
+    def _handle_readings(self, site: str, station: str, payload: bytes, item: VerifiedItem | None = None) -> None:
         batch = parse_batch(site, station, payload)
+        self._check_seq(item, batch.seq)
+        new_item = self._place(item)
+        ledger = None
+        if item is not None and new_item:
+            times = [to_ns(r.time) for r in batch.readings if storable_time(r.time)]
+            ledger = item.ledger(payload, data_start=min(times, default=None), data_end=max(times, default=None))
         duplicate = self._seen(batch)
         now = utc_now()
         set_aside: dict[str, list[dict[str, Any]]] = {}
@@ -446,10 +509,10 @@ class Ingestor:
                 set_aside.setdefault("implausible_time", []).append(
                     {"index": index, "problem": problem, "reading": _reading_json(reading)})
                 continue
-            item = StoredReading(site=batch.site, reading=reading)
-            index_of[id(item)] = index
-            acceptable.append(item)
-        outcome = self.store.write(acceptable)
+            point = StoredReading(site=batch.site, reading=reading)
+            index_of[id(point)] = index
+            acceptable.append(point)
+        outcome = self.store.write(acceptable, ledger=ledger)
         for conflict in outcome.conflicts:
             set_aside.setdefault("conflict", []).append({
                 "index": index_of.get(id(conflict.incoming)),
@@ -465,6 +528,12 @@ class Ingestor:
             })
         if set_aside:
             self._set_aside(readings_topic(site, station), batch, set_aside)
+            if ledger is not None:
+                indices = {int(e["index"]): reason for reason, entries in set_aside.items() for e in entries
+                           if e.get("index") is not None}
+                self.store.note_set_aside(ledger, set_aside_json(indices))
+        if item is not None:
+            self.chain.stored(item)
         self._remember(batch)
         self._note_stored(site, station, "readings", batch.seq)
         with self._counter_lock:
@@ -497,37 +566,60 @@ class Ingestor:
                               f"station {batch.site}/{batch.station}: {record['problem']}; kept in "
                               f"{self.dead_letter_path}")
 
-    def _handle_fluxes(self, site: str, station: str, payload: bytes) -> None:
+    def _handle_fluxes(self, site: str, station: str, payload: bytes, item: VerifiedItem | None = None) -> None:
         record = parse_flux_record(site, station, payload)
+        self._check_seq(item, record.seq)
         problem = implausible_time(record.end, utc_now())
         if problem is not None:
             raise Malformed("implausible_time", f"flux period end: {problem}")
+        ledger = None
+        if item is not None and self._place(item):
+            end = to_ns(record.end)
+            ledger = item.ledger(payload, data_start=end, data_end=end)
         try:
-            self.store.write_fluxes([record])
+            self.store.write_fluxes([record], ledger=ledger)
         except StoreRejected as exc:
             raise Malformed("rejected_by_store", str(exc)) from None
+        if item is not None:
+            self.chain.stored(item)
         self._note_stored(site, station, "fluxes", record.seq)
         self._count("flux_records_stored")
 
-    def _handle_health(self, site: str, station: str, payload: bytes) -> None:
+    def _handle_health(self, site: str, station: str, payload: bytes, item: VerifiedItem | None = None) -> None:
         report = parse_health(site, station, payload)
+        self._check_seq(item, report.seq)
         problem = implausible_time(report.time, utc_now())
         if problem is not None:
             raise Malformed("implausible_time", f"health report: {problem}")
+        new_item = self._place(item)
         try:
             self.store.write_health([report])
         except StoreRejected as exc:
             raise Malformed("rejected_by_store", str(exc)) from None
+        if item is not None:
+            if new_item:
+                at = to_ns(report.time)
+                self.store.write_ledger([item.ledger(payload, data_start=at, data_end=at)])
+            self.chain.stored(item)
         self._note_stored(site, station, "health", report.seq)
         self._count("health_reports_stored")
 
-    def _handle_raw(self, site: str, station: str, payload: bytes) -> None:
+    def _handle_raw(self, site: str, station: str, payload: bytes, item: VerifiedItem | None = None) -> None:
         chunk, data = parse_raw_chunk(site, station, payload)
+        self._check_seq(item, chunk.seq)
+        if item is not None and item.signed.envelope.content != sha256_hex(data):
+            raise Malformed("content_mismatch", f"raw file {chunk.file}: the signature names content "
+                            f"{item.signed.envelope.content[:12]}, the file's SHA-256 is {sha256_hex(data)[:12]}")
+        new_item = self._place(item)
         try:
             outcome = self.raw_archive.store(site, station, chunk.sensor, chunk.file, data)
         except OSError as exc:
             raise StoreUnavailable(f"raw archive {self.raw_archive.root}: cannot write {chunk.file}: {exc}; "
                                    "will retry") from exc
+        if item is not None:
+            if new_item:
+                self.store.write_ledger([item.ledger(None)])
+            self.chain.stored(item)
         self._note_stored(site, station, "raw", chunk.seq)
         with self._counter_lock:
             if outcome == "duplicate":
@@ -593,6 +685,15 @@ class Ingestor:
             # idempotent, so readings already stored are duplicates the second time).
             raise StoreUnavailable(f"cannot append to dead-letter file {self.dead_letter_path}: {exc} "
                                    "(check free disk space and the permissions of data_dir)") from exc
+
+
+def _envelope_of(message: mqtt.MQTTMessage) -> str | None:
+    """The `sinkwatch-sig` MQTT v5 user property of a message, if it has one."""
+    properties = getattr(message, "properties", None)
+    for name, value in getattr(properties, "UserProperty", None) or ():
+        if name == USER_PROPERTY:
+            return str(value)
+    return None
 
 
 def _reading_json(reading: Reading) -> dict[str, Any]:

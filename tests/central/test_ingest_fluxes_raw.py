@@ -18,6 +18,7 @@ from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.service import wait_for
 from gateway.central.store import SqliteStore, StoreUnavailable
+from gateway.central.store.ledger import LedgerItem
 from gateway.contract import FluxRecord, RawChunk, encode_flux_record, fluxes_topic, raw_payload, raw_topic
 from gateway.rawarchive import ArchiveWriter, read_archive
 from gateway.testing.services import MosquittoInstance
@@ -94,11 +95,11 @@ def test_a_flux_record_waits_out_a_store_outage(store: SqliteStore, tmp_path: Pa
         def __init__(self) -> None:
             self.failures = 2
 
-        def write_fluxes(self, records: list[FluxRecord]) -> None:
+        def write_fluxes(self, records: list[FluxRecord], *, ledger: LedgerItem | None = None) -> None:
             if self.failures:
                 self.failures -= 1
                 raise StoreUnavailable("down for a moment")
-            store.write_fluxes(records)
+            store.write_fluxes(records, ledger=ledger)
 
     flaky = FlakyStore()
     ingestor = Ingestor(MqttSettings(port=1), flaky, tmp_path / "data",  # type: ignore[arg-type]

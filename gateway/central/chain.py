@@ -1,0 +1,202 @@
+"""Signatures and chains on the central side: verify each item against its station's registered key, and place it
+in its chain (gateway/trust/signing.py; docs/security.md).
+
+    verifier = Verifier(KeyRegistry(data_dir), required=True)
+    item = verifier.verify(site, station, channel, topic, payload, envelope_text)   # or raise Untrusted
+    placed = tracker.place(item)          # new? which chain events (gap, duplicate, replay, reorder, fork, ...)
+    store.write(readings, ledger=ledger_item(item, ...) if placed.new else None)
+    tracker.stored(item)
+
+**Untrusted** items are never stored and never named in a receipt: a receipt on the claimed station's topic would
+make the real station delete its own item of that seq. The reasons: `unsigned` (when signatures are required),
+`bad_envelope`, `unknown_station` (no key registered), `revoked_key`, `wrong_station` (a key registered for
+another station: A's key on B's topic), `unknown_key`, `bad_signature` (a forgery, or bytes changed on the way).
+
+**Placing an item** needs no query on the usual path: the tracker keeps each chain's head (the item with the
+latest `at`), and an item signed after it that names it as predecessor is new and in order. Anything else is
+looked up in the store's ledger: the same item already stored is a `duplicate` (a resend; a `replay` when it was
+first stored more than `replay_after_s` ago) and is stored once; another item signed at the same instant, or one
+whose named predecessor has another digest, is a `fork`; a predecessor not stored is a `gap` (closed when it
+arrives: it then counts as a `reorder`, which a resend after a lost item causes routinely); the first item of a new
+epoch is a `chain_start`. Events are records for the audit and the operators, not verdicts: the audit decides from
+the ledger itself whether the chain is whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+from gateway.central.store.ledger import ChainEvent, ChainEventKind, LedgerItem, LedgerStore, compress_payload
+from gateway.trust.keys import KeyRegistry, RegistryError
+from gateway.trust.signing import EnvelopeError, Signed, check, parse_envelope, sha256_hex
+
+UNTRUSTED_REASONS = ("unsigned", "bad_envelope", "unknown_station", "revoked_key", "wrong_station", "unknown_key",
+                     "bad_signature", "registry_unreadable")
+
+
+class Untrusted(Exception):
+    """An item that is not provably its station's: dead-lettered, counted, alarmed; never stored nor receipted."""
+
+    def __init__(self, reason: str, problem: str) -> None:
+        super().__init__(problem)
+        self.reason = reason
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class VerifiedItem:
+    site: str
+    station: str
+    channel: str
+    topic: str
+    signed: Signed
+    received: int  # ns, central clock
+
+    @property
+    def digest(self) -> str:
+        return self.signed.digest
+
+    def ledger(self, payload: bytes | None, *, data_start: int | None = None,
+               data_end: int | None = None) -> LedgerItem:
+        """The ledger item of this signed item; `payload` is kept (compressed) when given."""
+        envelope = self.signed.envelope
+        link = envelope.link
+        return LedgerItem(
+            site=self.site, station=self.station, channel=self.channel, at=link.at, epoch=link.epoch, seq=link.seq,
+            prev_seq=link.prev_seq, prev_at=link.prev_at, prev_digest=link.prev_digest, key_id=envelope.key_id,
+            payload_sha256=self.signed.payload_sha256, content=envelope.content,
+            signature=base64.b64encode(envelope.signature).decode("ascii"), digest=self.digest,
+            received=self.received, data_start=data_start, data_end=data_end,
+            payload=compress_payload(payload) if payload is not None else None)
+
+
+class Verifier:
+    def __init__(self, registry: KeyRegistry, *, required: bool) -> None:
+        self.registry = registry
+        self.required = required
+
+    def verify(self, site: str, station: str, channel: str, topic: str, payload: bytes, envelope_text: str | None,
+               received: int) -> VerifiedItem | None:
+        """The verified item; None for an unsigned item when signatures are optional; Untrusted otherwise."""
+        if envelope_text is None:
+            if self.required:
+                raise Untrusted("unsigned", f"{channel} item of {site}/{station} carries no signature and this "
+                                "central service requires one (the station needs signing_key in its config)")
+            return None
+        try:
+            envelope = parse_envelope(envelope_text)
+        except EnvelopeError as exc:
+            raise Untrusted("bad_envelope", str(exc)) from None
+        try:
+            entry = self.registry.find(site, station, envelope.key_id)
+            active = self.registry.active(site, station) if entry is None else None
+            owner = (next((e for e in self.registry.entries() if e.key_id == envelope.key_id), None)
+                     if entry is None else None)
+        except RegistryError as exc:
+            raise Untrusted("registry_unreadable", str(exc)) from None
+        if entry is None:
+            if owner is not None:
+                raise Untrusted("wrong_station", f"{channel} item on {site}/{station}'s topic is signed with key "
+                                f"{envelope.key_id} of {owner.site}/{owner.station}")
+            if active is None:
+                raise Untrusted("unknown_station", f"{site}/{station} has no registered key (register it with "
+                                "`sinkwatch station provision` or the key registry)")
+            raise Untrusted("unknown_key", f"{channel} item of {site}/{station} is signed with key "
+                            f"{envelope.key_id}, which is not one of the station's keys")
+        if entry.revoked is not None:
+            raise Untrusted("revoked_key", f"{channel} item of {site}/{station} is signed with key {entry.key_id}, "
+                            f"revoked on {entry.revoked.isoformat()}")
+        signed = check(entry.key, topic, channel, envelope, sha256_hex(payload))
+        if signed is None:
+            raise Untrusted("bad_signature", f"{channel} item {envelope.link.seq} of {site}/{station}: the signature "
+                            f"does not match the item (key {entry.key_id})")
+        return VerifiedItem(site, station, channel, topic, signed, received)
+
+
+@dataclass
+class Placement:
+    new: bool  # store its data and write its ledger item
+    events: list[ChainEvent] = field(default_factory=list)
+
+
+@dataclass
+class _Head:
+    epoch: str
+    at: int
+    digest: str
+
+
+_MISSING = _Head("", -1, "")
+
+
+class ChainTracker:
+    """Not thread-safe: the ingest worker alone places items."""
+
+    def __init__(self, store: LedgerStore, *, replay_after_s: float = 3600.0) -> None:
+        self.store = store
+        self.replay_after_ns = int(replay_after_s * 1e9)
+        self._heads: dict[tuple[str, str, str], _Head] = {}
+
+    def _head(self, item: VerifiedItem) -> _Head:
+        key = (item.site, item.station, item.channel)
+        head = self._heads.get(key)
+        if head is None:
+            last = self.store.ledger_last(*key)
+            head = _Head(last.epoch, last.at, last.digest) if last is not None else _MISSING
+            self._heads[key] = head
+        return head
+
+    def place(self, item: VerifiedItem) -> Placement:
+        link = item.signed.envelope.link
+        head = self._head(item)
+        if (head is not _MISSING and link.at > head.at and link.epoch == head.epoch
+                and link.prev_digest == head.digest):
+            return Placement(new=True)
+        key = (item.site, item.station, item.channel)
+
+        def event(kind: ChainEventKind, detail: str) -> ChainEvent:
+            return ChainEvent(item.site, item.station, item.channel, kind, link.at, link.seq, item.digest,
+                              item.received, detail)
+
+        existing = self.store.ledger_at(*key, link.at)
+        if existing is not None:
+            if existing.digest == item.digest:
+                age_s = (item.received - existing.received) / 1e9
+                if item.received - existing.received > self.replay_after_ns:
+                    return Placement(False, [event("replay", f"item {link.seq} arrived again {age_s:.0f} s after it "
+                                                   "was stored (a replay, or a station resending after a long "
+                                                   "absence); stored once")])
+                return Placement(False, [event("duplicate", f"item {link.seq} arrived again {age_s:.1f} s after it "
+                                               "was stored (a resend); stored once")])
+            return Placement(False, [event("fork", f"item {link.seq} (digest {item.digest[:12]}) was signed at the "
+                                           f"same instant as stored item {existing.seq} (digest "
+                                           f"{existing.digest[:12]}): two items claim one place in the chain")])
+        events: list[ChainEvent] = []
+        if link.prev_seq is None:
+            events.append(event("chain_start", f"chain {link.epoch} begins with item {link.seq}"))
+        else:
+            assert link.prev_at is not None
+            previous = self.store.ledger_at(*key, link.prev_at)
+            if previous is None:
+                events.append(event("gap", f"item {link.seq} follows item {link.prev_seq}, which is not stored (yet)"))
+            elif previous.digest != link.prev_digest:
+                events.append(event("fork", f"item {link.seq} names item {link.prev_seq} with digest "
+                                    f"{(link.prev_digest or '')[:12]}, the stored one has {previous.digest[:12]}"))
+        following = self.store.ledger_after(*key, link.at)
+        if following is not None and following.epoch == link.epoch:
+            events.append(event("reorder", f"item {link.seq} arrived after item {following.seq}, signed later"))
+        return Placement(True, events)
+
+    def stored(self, item: VerifiedItem) -> None:
+        """The item's data and ledger item are stored: it may be the chain's new head."""
+        link = item.signed.envelope.link
+        key = (item.site, item.station, item.channel)
+        head = self._heads.get(key)
+        if head is None or link.at > head.at:
+            self._heads[key] = _Head(link.epoch, link.at, item.digest)
+
+
+def set_aside_json(indices: dict[int, str]) -> str:
+    return json.dumps({str(index): reason for index, reason in sorted(indices.items())}, separators=(",", ":"))
