@@ -20,7 +20,8 @@ from gateway.central.store import (
     Store,
     StoreUnavailable,
 )
-from gateway.central.store.base import to_ns
+from gateway.central.store.base import reading_content, reading_identity, to_ns
+from gateway.central.store.ledger import ChainEvent, LedgerItem, compress_payload
 from gateway.model import QualityFlag, Reading
 from gateway.testing.services import running_influxd
 
@@ -507,3 +508,80 @@ def test_a_database_of_the_first_layout_is_migrated_with_its_data(tmp_path: Path
         assert len(reopened.query_series("st1", "CO2", T0, T0 + HOUR)) == 2
     finally:
         reopened.close()
+
+
+# --- the ledger of signed items (gateway/central/store/ledger.py) ----------------------------------------------------
+
+
+def ledger_item(seq: int, *, channel: str = "readings", station: str = "st1", payload: bytes | None = b"{}",
+                previous: LedgerItem | None = None) -> LedgerItem:
+    at = to_ns(T0) + seq * 1_000_000_007  # the station's signing time: odd nanoseconds must survive
+    return LedgerItem(
+        site="site1", station=station, channel=channel, at=at, epoch="0123456789abcdef", seq=seq,
+        prev_seq=previous.seq if previous else None, prev_at=previous.at if previous else None,
+        prev_digest=previous.digest if previous else None, key_id="fedcba9876543210",
+        payload_sha256=f"{seq:064x}", content="-", signature="c2ln" * 22, digest=f"{seq + 1000:064x}",
+        received=at + 5, data_start=at - 10**9, data_end=at - 1,
+        payload=compress_payload(payload) if payload is not None else None)
+
+
+def test_a_ledger_item_is_written_with_its_readings_and_reads_back_exactly(store: Store) -> None:
+    readings = series("st1", AWKWARD_FLOATS)
+    payload = b'{"readings": "the exact signed bytes \\u00e9"}'
+    first = ledger_item(1, payload=payload)
+    second = ledger_item(2, previous=first)
+    store.write(stored("site1", readings[:5]), ledger=first)
+    store.write(stored("site1", readings[5:]), ledger=second)
+
+    assert store.ledger_at("site1", "st1", "readings", first.at) == first
+    assert store.ledger_at("site1", "st1", "readings", first.at + 1) is None
+    assert store.ledger_after("site1", "st1", "readings", first.at) == second
+    assert store.ledger_after("site1", "st1", "readings", second.at) is None
+    assert store.ledger_last("site1", "st1", "readings") == second
+    assert store.ledger_last("site1", "st1", "fluxes") is None
+    read = store.ledger_items("st1", first.at, second.at + 1)
+    assert read == [first, second]
+    assert read[0].payload_bytes() == payload
+    assert store.ledger_items("st1", first.at + 1, second.at) == []
+    assert store.ledger_items("st1", 0, second.at + 1, site="other") == []
+
+
+def test_ledger_items_of_every_channel_and_a_set_aside_note(store: Store) -> None:
+    flux = ledger_item(3, channel="fluxes")
+    raw = ledger_item(4, channel="raw", payload=None)
+    readings = ledger_item(5)
+    store.write_fluxes([flux_record("st1", end=T0 + HOUR)], ledger=flux)
+    store.write_ledger([raw])
+    store.write([], ledger=readings)
+    store.note_set_aside(readings, '{"0":"implausible_time"}')
+
+    items = store.ledger_items("st1", 0, readings.at + 1)
+    assert [i.channel for i in items] == ["fluxes", "raw", "readings"]
+    assert items[1].payload is None
+    assert items[2].set_aside == '{"0":"implausible_time"}'
+    assert store.query_fluxes("st1", T0, T0 + HOUR)  # the record went with its ledger item
+
+
+def test_chain_events_are_kept_once_per_item_and_kind(store: Store) -> None:
+    item = ledger_item(7)
+    events = [ChainEvent("site1", "st1", "readings", "duplicate", item.at, 7, item.digest, item.received + n,
+                         f"arrived again ({n})") for n in (1, 2)]
+    gap = ChainEvent("site1", "st1", "readings", "gap", item.at, 7, item.digest, item.received, "item 6 missing")
+    store.write_chain_events([events[0], gap])
+    store.write_chain_events([events[1]])
+
+    found = store.chain_events("st1", item.at, item.at + 1)
+    assert sorted((e.kind, e.detail) for e in found) == [("duplicate", "arrived again (2)"), ("gap", "item 6 missing")]
+    assert store.chain_events("st1", item.at + 1, item.at + 2) == []
+
+
+def test_held_readings_show_what_the_store_holds_for_an_audit(store: Store) -> None:
+    readings = [*series("st1", AWKWARD_FLOATS), reading(time=T0 + HOUR, value=1.5, qc_reason="warm-up")]
+    store.write(stored("site1", readings))
+    absent = stored("site1", [reading(time=T0 + 2 * HOUR, value=1.0)])
+
+    held = store.held_readings([*stored("site1", readings), *absent])
+
+    assert len(held) == len(readings)
+    for item in stored("site1", readings):
+        assert reading_content(held[reading_identity(item)]) == reading_content(item)
