@@ -1,0 +1,148 @@
+"""The central service verifies every signed item and places it in its chain (gateway/central/chain.py), through
+`Ingestor.handle` on a real SqliteStore and real keys; the broker path is tests/test_trust_end_to_end.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.central.config import MqttSettings
+from gateway.central.ingest import Ingestor
+from gateway.central.store import SqliteStore
+from gateway.contract import ReadingBatch, readings_topic
+from gateway.edge.signer import ChainSigner
+from gateway.trust.keys import KeyRegistry, generate_key
+
+from .helpers import T0, series
+
+HOUR_TD = timedelta(hours=1)
+
+TOPIC = readings_topic("site1", "st1")
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    instance = SqliteStore(tmp_path / "ingest.sqlite")
+    yield instance
+    instance.close()
+
+
+def make_ingestor(store: SqliteStore, tmp_path: Path, **kwargs: object) -> Ingestor:
+    return Ingestor(MqttSettings(port=1), store, tmp_path / "data", retry_initial_s=0.01, retry_max_s=0.05,
+                    signatures="required", **kwargs)  # type: ignore[arg-type]
+
+
+def station(tmp_path: Path, name: str) -> ChainSigner:
+    key = generate_key(tmp_path / f"{name}.key")
+    KeyRegistry(tmp_path / "data").register("site1", name, key.public_key())
+    return ChainSigner(key, tmp_path / f"{name}.buffer")
+
+
+def item(signer: ChainSigner, seq: int, values: list[float | None], station_name: str = "st1") -> tuple[bytes, str]:
+    readings = series(station_name, values, start=T0 + seq * HOUR_TD)
+    # `sent` fixed as the station's buffer fixes it: a resend is the same bytes
+    payload = ReadingBatch(site="site1", station=station_name, seq=seq, sent=T0, readings=readings
+                           ).model_dump_json().encode()
+    return payload, signer.envelope("readings", readings_topic("site1", station_name), seq, payload)
+
+
+def dead_reasons(ingestor: Ingestor) -> list[str]:
+    if not ingestor.dead_letter_path.exists():
+        return []
+    return [json.loads(line)["reason"] for line in ingestor.dead_letter_path.read_text().splitlines()]
+
+
+def test_signed_batches_are_stored_with_their_ledger_items(store: SqliteStore, tmp_path: Path) -> None:
+    ingestor = make_ingestor(store, tmp_path)
+    signer = station(tmp_path, "st1")
+    for seq in range(3):
+        ingestor.handle(TOPIC, *item(signer, seq, [1.0, 2.0]))
+    ledger = store.ledger_items("st1", 0, 2**62)
+    assert [i.seq for i in ledger] == [0, 1, 2]
+    assert [i.prev_digest for i in ledger[1:]] == [i.digest for i in ledger[:-1]]
+    assert ledger[0].payload_bytes() == item(signer, 0, [1.0, 2.0])[0]
+    counters = ingestor.counters()
+    assert (counters["signed_items"], counters["readings_stored"], counters["untrusted"]) == (3, 6, {})
+    assert counters["chain_events"] == {"chain_start": 1}
+    assert len(ingestor._receipts) == 3
+
+
+def test_a_resent_and_a_replayed_batch_are_recognised_and_stored_once(store: SqliteStore, tmp_path: Path) -> None:
+    ingestor = make_ingestor(store, tmp_path, replay_after_s=0.0)
+    signer = station(tmp_path, "st1")
+    first = item(signer, 0, [1.0, 2.0])
+    ingestor.handle(TOPIC, *first)
+    ingestor.handle(TOPIC, *item(signer, 1, [3.0]))
+    ingestor.handle(TOPIC, *first)  # an old batch, byte for byte, after its successor
+    assert len(store.ledger_items("st1", 0, 2**62)) == 2
+    counters = ingestor.counters()
+    assert counters["readings_stored"] == 3 and counters["duplicate_readings"] == 2
+    assert counters["chain_events"]["replay"] == 1
+    events = store.chain_events("st1", 0, 2**62)
+    assert [(e.kind, e.seq) for e in events if e.kind == "replay"] == [("replay", 0)]
+    assert counters["untrusted"] == {}
+
+
+def test_reordered_batches_are_events_not_alarms(store: SqliteStore, tmp_path: Path) -> None:
+    ingestor = make_ingestor(store, tmp_path)
+    signer = station(tmp_path, "st1")
+    items = [item(signer, seq, [float(seq)]) for seq in range(3)]
+    for index in (0, 2, 1):
+        ingestor.handle(TOPIC, *items[index])
+    kinds = sorted((e.kind, e.seq) for e in store.chain_events("st1", 0, 2**62))
+    assert kinds == [("chain_start", 0), ("gap", 2), ("reorder", 1)]
+    assert ingestor.counters()["untrusted"] == {}
+    assert len(store.ledger_items("st1", 0, 2**62)) == 3
+
+
+@pytest.mark.parametrize("case", ["forged", "wrong_station", "unsigned", "revoked", "unknown_station",
+                                  "bad_envelope"])
+def test_untrusted_items_are_dead_lettered_counted_and_never_stored(store: SqliteStore, tmp_path: Path,
+                                                                     case: str) -> None:
+    ingestor = make_ingestor(store, tmp_path)
+    signer_a = station(tmp_path, "st1")
+    signer_b = station(tmp_path, "st2")
+    payload, envelope = item(signer_a, 0, [1.0])
+    topic = TOPIC
+    expected = {"forged": "bad_signature", "wrong_station": "wrong_station", "unsigned": "unsigned",
+                "revoked": "revoked_key", "unknown_station": "unknown_station", "bad_envelope": "bad_envelope"}[case]
+    envelope_or_none: str | None = envelope
+    if case == "forged":
+        payload = payload.replace(b'"value":1.0', b'"value":9.0')
+    elif case == "wrong_station":
+        # station B signs a batch for A's topic with its own (registered, valid) key
+        payload, envelope_or_none = item(signer_b, 0, [1.0], station_name="st1")
+        envelope_or_none = signer_b.envelope("readings", TOPIC, 5, payload)
+    elif case == "unsigned":
+        envelope_or_none = None
+    elif case == "revoked":
+        KeyRegistry(tmp_path / "data").revoke("site1", "st1")
+    elif case == "unknown_station":
+        # a key nobody registered, for a station the central service has never heard of
+        stranger = ChainSigner(generate_key(tmp_path / "stranger.key"), tmp_path / "stranger.buffer")
+        topic = readings_topic("site1", "st9")
+        payload, envelope_or_none = item(stranger, 0, [1.0], station_name="st9")
+    elif case == "bad_envelope":
+        envelope_or_none = envelope.replace("v=1", "v=7")
+    ingestor.handle(topic, payload, envelope_or_none)
+
+    assert store.query_series("st1", "CO2", T0, T0 + 5 * HOUR_TD) == []
+    assert store.ledger_items("st1", 0, 2**62) == []
+    counters = ingestor.counters()
+    assert counters["untrusted"] == {expected: 1}
+    assert dead_reasons(ingestor) == [f"untrusted:{expected}"]
+    assert len(ingestor._receipts) == 0  # a receipt would make the real station delete its own item
+
+
+def test_optional_signatures_store_unsigned_items_but_still_refuse_forgeries(store: SqliteStore,
+                                                                             tmp_path: Path) -> None:
+    ingestor = Ingestor(MqttSettings(port=1), store, tmp_path / "data")
+    signer = station(tmp_path, "st1")
+    payload, envelope = item(signer, 0, [1.0])
+    ingestor.handle(TOPIC, payload)
+    ingestor.handle(TOPIC, payload.replace(b'"seq":0', b'"seq":1'), envelope)
+    counters = ingestor.counters()
+    assert (counters["unsigned_items"], counters["untrusted"]) == (1, {"bad_signature": 1})
