@@ -183,7 +183,8 @@ class DemoRig:
     air_line: Any  # HMP155LineSimulator
     air_probe: Any  # HMP155Probe
 
-    def station_config(self, work: Path, broker: tuple[str, int], interval_s: float = 1.0) -> dict[str, Any]:
+    def station_config(self, work: Path, broker: tuple[str, int], interval_s: float = 1.0,
+                       signing_key: Path | None = None) -> dict[str, Any]:
         """The station.yaml mapping of this rig: every sensor at its simulated port."""
         rtu: dict[str, Any] = {"interval_s": interval_s, "timeout_s": 0.3, "retries": 0}
         sensors: list[dict[str, Any]] = [
@@ -207,6 +208,7 @@ class DemoRig:
                         "frequency_hz": STREAM_HZ})
         return {
             "site": DEMO_SITE, "station": DEMO_STATION,
+            **({"signing_key": str(signing_key)} if signing_key is not None else {}),
             "mqtt": {"host": broker[0], "port": broker[1]},
             "buffer": {"path": str(work / "station-buffer.sqlite"), "publish_interval_s": 0.5},
             "streams": {"archive_dir": str(work / "raw"), "summary_interval_s": SUMMARY_INTERVAL_S,
@@ -273,6 +275,17 @@ def demo_simulators(work: Path, seed: int = 0) -> Iterator[DemoRig]:
                                                        wall_clock_start=started, spec=DEMO_TURBULENCE))
         yield DemoRig(line1, line2, rs232, profile_line, soil_line, list(probes), soil, canopy, sonic, analyzer,
                       line3, line4, met_line, pyranometer, air_line, air_probe)
+
+
+def demo_station_key(work: Path) -> Path:
+    """The demo station's own signing key (made on first use) registered with the demo's central service, which
+    requires signatures like any deployment (docs/security.md)."""
+    from gateway.trust.keys import KeyRegistry, generate_key, load_private_key
+
+    path = work / "station.key"
+    key = load_private_key(path) if path.exists() else generate_key(path)
+    KeyRegistry(work / "central").register(DEMO_SITE, DEMO_STATION, key.public_key(), replace_active=True)
+    return path
 
 
 def write_station_yaml(path: Path, config: dict[str, Any]) -> Path:
@@ -343,7 +356,9 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
     try:
         with _broker(broker_url) as broker, _central(broker, work, influx_url) as api_url, \
                 demo_simulators(work, seed) as rig:
-            station_yaml = write_station_yaml(work / "station.yaml", rig.station_config(work, broker, interval_s))
+            key_path = demo_station_key(work)
+            station_yaml = write_station_yaml(work / "station.yaml",
+                                              rig.station_config(work, broker, interval_s, signing_key=key_path))
             say(f"broker:   mqtt://{broker[0]}:{broker[1]}")
             say(f"API:      {api_url}/api/v1/stations   docs: {api_url}/docs")
             say(f"series:   {api_url}/api/v1/series?station={DEMO_STATION}&variable=CO2{PROFILE[0][3]}"

@@ -126,6 +126,17 @@ class DeadLetterSettings(_Section):
                                                                           "(length and SHA-256 of the whole kept)")
 
 
+class TrustSettings(_Section):
+    """Station signatures (gateway/central/chain.py, docs/security.md); station keys live in
+    `<data_dir>/trust/station-keys.json`."""
+
+    signatures: Literal["required", "optional"] = Field(
+        default="required", description="required: an unsigned item is dead-lettered and raises the alarm like a "
+        "forged one; optional: unsigned items are stored (a migration), bad signatures are still refused")
+    replay_after_s: float = Field(default=3600.0, gt=0, description="an item stored again later than this after "
+                                  "its first arrival is recorded as a replay, not a duplicate (stored once either way)")
+
+
 class CentralConfig(_Section):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     storage: StorageSettings
@@ -135,6 +146,7 @@ class CentralConfig(_Section):
     budget: BudgetJobConfig = Field(default_factory=BudgetJobConfig)  # gateway/central/budget_config.py
     soil: SoilJobConfig = Field(default_factory=SoilJobConfig)  # gateway/central/soilstems_config.py
     stems: StemsJobConfig = Field(default_factory=StemsJobConfig)
+    trust: TrustSettings = Field(default_factory=TrustSettings)
 
 
 def load_central_config(path: Path | str) -> CentralConfig:

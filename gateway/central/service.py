@@ -67,7 +67,8 @@ def run_central(
     stop = stop_event or threading.Event()
     own_store = store is None
     active_store = store if store is not None else open_store(config.storage)
-    ingestor = Ingestor(config.mqtt, active_store, config.data_dir, dead_letter=config.dead_letter)
+    ingestor = Ingestor(config.mqtt, active_store, config.data_dir, dead_letter=config.dead_letter,
+                        signatures=config.trust.signatures, replay_after_s=config.trust.replay_after_s)
     schedule = BudgetScheduler(active_store, config.budget) if config.budget.every is not None else None
     products = {name: ProductScheduler(name, active_store, config.soil, config.stems)  # type: ignore[arg-type]
                 for name, job in (("soil", config.soil), ("stems", config.stems)) if job.every is not None}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ TOPIC = readings_topic("site1", "st1")
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
     instance = SqliteStore(tmp_path / "ingest.sqlite")
     yield instance
     instance.close()
