@@ -13,7 +13,7 @@ import typer
 
 from gateway import __version__
 from gateway.central.cli import app as central_app
-from gateway.central.cli import flux_budget_station, flux_recompute
+from gateway.central.cli import audit_app, flux_budget_station, flux_recompute
 from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
 from gateway.edge.cli import app as station_app
 from gateway.edge.cli import live
@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(station_app, name="station")
 app.add_typer(central_app, name="central")
+app.add_typer(audit_app, name="audit")
 flux_app.command("recompute")(flux_recompute)  # a central job, beside `flux ec`
 
 

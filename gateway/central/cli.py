@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -323,3 +324,92 @@ def ca_server_cert(
     write_private(key, issued.key_pem)
     typer.echo(f"wrote {cert} and {key} (mode 0600) for {', '.join(host)}; give the server's user read access "
                f"to the key, e.g. chown mosquitto {key}")
+# `sinkwatch audit verify`: mounted by gateway/cli.py under `sinkwatch audit`.
+audit_app = typer.Typer(help="Check the stored record against what the stations signed (docs/security.md).",
+                        no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    station: Annotated[str, typer.Option(help="station id to audit")],
+    from_: Annotated[str, typer.Option("--from", help="items signed from, RFC 3339 with zone")],
+    to: Annotated[str, typer.Option(help="items signed before, RFC 3339 with zone")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (storage, data_dir)")],
+    site: Annotated[str | None, typer.Option(help="site of the station (if it reported under several)")] = None,
+    sample: Annotated[int, typer.Option(min=0, help="half hours whose fluxes are recomputed from the archived raw "
+                                                    "files and compared with the stored ones")] = 4,
+    settings: Annotated[Path | None, typer.Option(help="processing settings of the stored fluxes to reproduce "
+                                                       "(EddyPro .eddypro or YAML; default: engine defaults)")]
+    = None,
+    metadata: Annotated[Path | None, typer.Option(help="site facts the raw archive does not hold (YAML/.metadata)")]
+    = None,
+    limit: Annotated[int, typer.Option(min=1, help="breaks listed (all are counted)")] = 50,
+) -> None:
+    """Verify signatures and chain continuity, compare every signed value with the store, recompute a sample of
+    fluxes from raw files; print a verdict. Exit 0: intact, 1: broken, 2: the audit could not run."""
+    _require_central("sinkwatch audit verify")
+    from gateway.central.audit import verify_station
+    from gateway.central.params import ParameterError, parse_timestamp
+    from gateway.central.rawstore import RAW_DIR, RawArchive
+    from gateway.central.service import open_store
+    from gateway.central.store import StoreError
+    from gateway.trust.keys import KeyRegistry, RegistryError
+
+    try:
+        start = parse_timestamp(from_, "--from")
+        end = parse_timestamp(to, "--to")
+        if end <= start:
+            raise ParameterError("--to", f"{to} is not after --from {from_}")
+        central = load_central_config(config)
+    except ParameterError as exc:
+        typer.echo(f"audit verify: {exc.parameter}: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"audit verify: {exc}", err=True)
+        raise typer.Exit(2) from None
+    archive = RawArchive(central.data_dir / RAW_DIR)
+    store = open_store(central.storage)
+    try:
+        sampler = _recompute_sampler(store, archive, station, site, sample, settings, metadata) if sample else None
+        report = verify_station(store, KeyRegistry(central.data_dir), archive, station, start, end, site=site,
+                                recompute_sample=sampler)
+    except (StoreError, RegistryError) as exc:
+        typer.echo(f"audit verify: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    for line in report.lines(limit):
+        typer.echo(line)
+    if not report.intact:
+        raise typer.Exit(1)
+
+
+def _recompute_sampler(store: Any, archive: Any, station: str, site: str | None, sample: int,
+                       settings: Path | None, metadata: Path | None) -> Any:
+    """The audit's step 4: recompute `sample` half hours of the window from raw files (gateway/central/audit.py)."""
+    from gateway.central.audit import AuditReport, CollectingStore, compare_recomputed, sample_half_hours
+    from gateway.central.recompute import RecomputeError, find_sensors, recompute
+    from gateway.flux.files import load_method_files, load_settings
+    from gateway.flux.metadata import load_site_metadata
+
+    def run(report: AuditReport) -> None:
+        try:
+            sensors = find_sensors(archive, station, site=site)
+        except RecomputeError as exc:
+            report.recompute_notes.append(f"no recomputation: {exc}")
+            return
+        st = load_settings(settings)
+        pf, assessment = load_method_files(st, settings, None)
+        site_md = load_site_metadata(metadata)
+        collected = CollectingStore()
+        for half_hour in sample_half_hours(archive, sensors.site, station, sensors.sonic, report.start, report.end,
+                                           sample):
+            try:
+                recompute(archive, collected, station, half_hour,  # type: ignore[arg-type]
+                          half_hour + timedelta(minutes=st.avrg_len), site_metadata=site_md, settings=st,
+                          planar_fit=pf, spectral_assessment=assessment, sensors=sensors)
+            except ValueError as exc:
+                report.recompute_notes.append(f"half hour {half_hour.isoformat()}: not recomputed: {exc}")
+        compare_recomputed(store, collected.records, report)
+
+    return run

@@ -48,14 +48,18 @@ class ClaimedBatch:
     reading_bodies: list[str]
     formed: str | None = None  # RFC 3339, when the batch was formed: its `sent`, so a resend repeats its bytes
 
+    @property
+    def formed_time(self) -> datetime | None:
+        return datetime.fromisoformat(self.formed) if self.formed else None
+
     def payload(self, site: str, station: str, sent: datetime) -> bytes:
         """The ReadingBatch wire payload (docs/asyncapi.yaml), assembled from the stored reading JSON so a
-        reading is serialised once, when it is read, not again on every (re)publish. `sent` is the time the batch
-        was formed when the buffer knows it (every batch formed by this version), so every resend of a batch is
-        the same bytes and keeps its signature and chain digest (gateway/trust/signing.py)."""
+        reading is serialised once, when it is read, not again on every (re)publish. The outbox passes the time
+        the batch was formed (`formed_time`) as `sent`, so every resend of a batch is the same bytes and keeps its
+        signature and chain digest (gateway/trust/signing.py)."""
         head = json.dumps(
             {"schema_version": SCHEMA_VERSION, "site": site, "station": station, "seq": self.seq,
-             "sent": self.formed or format_time(sent)},
+             "sent": format_time(sent)},
             separators=(",", ":"),
         )
         return (head[:-1] + ',"readings":[' + ",".join(self.reading_bodies) + "]}").encode()

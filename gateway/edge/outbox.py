@@ -40,12 +40,15 @@ class ReadingsOutbox:
             if batch is None:
                 break
             skip.append(batch.seq)
-            items.append(OutboxItem(batch.seq, batch.payload(self.site, self.station, utc_now())))
+            items.append(OutboxItem(batch.seq, batch.payload(self.site, self.station, batch.formed_time or utc_now())))
         return items
 
     def reload(self, seq: int) -> bytes | None:
         batch = self.buffer.batch(seq)
-        return batch.payload(self.site, self.station, utc_now()) if batch is not None else None
+        if batch is None:
+            return None
+        # the batch's formed time as its `sent`: a resend is the same bytes, the same signed item
+        return batch.payload(self.site, self.station, batch.formed_time or utc_now())
 
     def confirm(self, ranges: Sequence[tuple[int, int]]) -> tuple[int, int]:
         return self.buffer.ack_ranges(ranges)
