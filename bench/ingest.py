@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
@@ -37,10 +39,13 @@ from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import MqttConfig
 from gateway.edge.delivery import Delivery, DeliverySettings, OutboxItem
 from gateway.edge.outbox import ReadingsOutbox
+from gateway.edge.signer import ChainSigner
 from gateway.model import utc_now
 from gateway.testing.factories import make_readings
 from gateway.testing.receipts import ReceiptEcho
 from gateway.testing.services import running_influxd, running_mosquitto
+from gateway.trust.keys import KeyRegistry, generate_key
+from gateway.trust.signing import USER_PROPERTY
 
 
 class Measure:
@@ -158,8 +163,50 @@ def bench_central(host: str, port: int, influx_url: str, batches: list[ReadingBa
     publisher.loop_stop()
     publisher.disconnect()
     ingestor.stop()
-    report("ours: MQTT -> Ingestor -> InfluxDB, ack after write", total, wall, cpu, baseline)
+    unsigned = report("ours: MQTT -> Ingestor -> InfluxDB, ack after write", total, wall, cpu, baseline)
     print("    (CPU here includes the bench's own publisher; the central process alone uses less)")
+    bench_central_signed(host, port, influx_url, batches, work, unsigned)
+
+
+def bench_central_signed(host: str, port: int, influx_url: str, batches: list[ReadingBatch], work: Path,
+                         unsigned_rate: float) -> None:
+    """The same hop with signatures required: every batch signed (before the clock starts: that is the station's
+    cost, bench/station_hour.py) and verified, placed in its chain and written with its ledger item."""
+    total = sum(len(b.readings) for b in batches)
+    key = generate_key(work / "st01.key")
+    KeyRegistry(work / "central-signed").register("bench", "st01", key.public_key())
+    signer = ChainSigner(key, work / "st01-chain.sqlite")
+    topic = readings_topic("bench", "st01")
+    payloads = [b.model_dump_json().encode() for b in batches]
+    started = time.process_time()
+    envelopes = [signer.envelope("readings", topic, b.seq, p) for b, p in zip(batches, payloads, strict=True)]
+    sign_cpu = time.process_time() - started
+    signer.close()
+    print(f"  station side, signing {len(batches)} batches (link kept in SQLite, fsync each): "
+          f"{1000 * sign_cpu / len(batches):.2f} ms CPU per batch")
+    store = InfluxStore(influx_url, database="signed")
+    ingestor = Ingestor(MqttSettings(host=host, port=port, client_id="bench-central-signed"), store,
+                        work / "central-signed", signatures="required")
+    ingestor.start()
+    wait_until(lambda: ingestor.mqtt_connected, 10)
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-station-signed", protocol=mqtt.MQTTv5)
+    publisher.max_inflight_messages_set(100)
+    publisher.connect(host, port)
+    publisher.loop_start()
+    m = Measure()
+    for payload, envelope in zip(payloads, envelopes, strict=True):
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = (USER_PROPERTY, envelope)
+        publisher.publish(topic, payload, qos=1, properties=properties)
+    wait_until(lambda: ingestor.counters()["readings_stored"] >= total)
+    wall, cpu = m.stop()
+    publisher.loop_stop()
+    publisher.disconnect()
+    counters = ingestor.counters()
+    ingestor.stop()
+    report("ours, signed: verify + chain + ledger, same hop", total, wall, cpu, unsigned_rate)
+    print(f"    (ratio to the unsigned run above; signed items {counters['signed_items']}, untrusted "
+          f"{counters['untrusted']}, chain events {counters['chain_events']})")
 
 
 def main() -> None:

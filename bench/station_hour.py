@@ -72,6 +72,8 @@ def child_daemon(config_path: str, seconds: float) -> None:
             "polls": sum(r.health.polls for r in daemon.runners),
             "readings": sum(r.health.readings for r in daemon.runners),
             "broker_connected": daemon.delivery.connected,
+            "delivery": {"signing": daemon.signer.health() if daemon.signer is not None else None,
+                         "readings_confirmed": daemon.delivery.counters("readings").confirmed},
         }
         print(json.dumps({"cpu_s": cpu_s() - cpu0, "cpu_total_s": cpu_s(), "peak_rss_mb": peak_rss_mb(),
                           "health": health}), flush=True)
@@ -162,22 +164,35 @@ def main() -> None:
                         for i in range(args.probes)]
         import yaml
 
-        config_path = Path(tmp) / "station.yaml"
-        config_path.write_text(yaml.safe_dump({
-            "site": "bench", "station": "st01",
-            "mqtt": {"host": broker.host, "port": broker.port},
-            "buffer": {"path": str(Path(tmp) / "buffer.sqlite")},
-            "streams": {"archive_dir": str(Path(tmp) / "raw"), "summary_interval_s": 60, "uplink": "summaries"},
-            "sensors": sensors,
-        }))
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        daemon = subprocess.Popen([sys.executable, __file__, "--child-daemon", str(config_path), str(seconds)],
-                                  stdout=subprocess.PIPE, text=True, env=env)
-        baseline = subprocess.Popen(
-            [sys.executable, __file__, "--child-baseline", json.dumps([s.tcp_endpoint for s in sims_stream]),
-             str(seconds)], stdout=subprocess.PIPE, text=True, env=env)
-        ours = json.loads(daemon.communicate(timeout=seconds + 120)[0].strip().splitlines()[0])
-        base = json.loads(baseline.communicate(timeout=seconds + 120)[0].strip().splitlines()[-1])
+        from gateway.trust.keys import generate_key
+
+        key_path = Path(tmp) / "station.key"
+        generate_key(key_path)
+        runs: dict[str, dict[str, Any]] = {}
+        # unsigned, then signed: the same station on the same simulators, one after the other (2 cores)
+        for name, signing in (("unsigned", None), ("signed", key_path)):
+            config_path = Path(tmp) / f"station-{name}.yaml"
+            config_path.write_text(yaml.safe_dump({
+                "site": "bench", "station": "st01",
+                **({"signing_key": str(signing)} if signing is not None else {}),
+                "mqtt": {"host": broker.host, "port": broker.port},
+                "buffer": {"path": str(Path(tmp) / f"buffer-{name}.sqlite")},
+                "streams": {"archive_dir": str(Path(tmp) / f"raw-{name}"), "summary_interval_s": 60,
+                            "uplink": "summaries"},
+                "sensors": sensors,
+            }))
+            daemon = subprocess.Popen([sys.executable, __file__, "--child-daemon", str(config_path), str(seconds)],
+                                      stdout=subprocess.PIPE, text=True, env=env)
+            baseline = subprocess.Popen(
+                [sys.executable, __file__, "--child-baseline", json.dumps([s.tcp_endpoint for s in sims_stream]),
+                 str(seconds)], stdout=subprocess.PIPE, text=True, env=env)
+            runs[name] = json.loads(daemon.communicate(timeout=seconds + 120)[0].strip().splitlines()[0])
+            runs[name]["returncode"] = daemon.returncode
+            runs[name]["baseline"] = json.loads(baseline.communicate(timeout=seconds + 120)[0].strip()
+                                                .splitlines()[-1])
+        ours = runs["unsigned"]
+        base = ours["baseline"]
         for sim in sims_stream:
             sim.stop()
         stack.close()
@@ -190,10 +205,17 @@ def main() -> None:
     print(f"edge daemon: {ours['cpu_s']:.1f} CPU-s per station-hour (+{ours['cpu_total_s'] - ours['cpu_s']:.1f} s "
           f"start-up), peak RSS {ours['peak_rss_mb']:.1f} MB")
     print(f"  health: {json.dumps(ours['health'])}")
-    if daemon.returncode:
-        print(f"  the daemon did not shut down cleanly (exit {daemon.returncode}); see its stderr")
+    if ours["returncode"]:
+        print(f"  the daemon did not shut down cleanly (exit {ours['returncode']}); see its stderr")
     print(f"baseline bare reader: {base['cpu_s']:.1f} CPU-s for {base['lines']} lines, peak RSS "
           f"{base['peak_rss_mb']:.1f} MB")
+    signed = runs["signed"]
+    delivery = signed["health"].get("delivery", {}) if isinstance(signed["health"], dict) else {}
+    print(f"edge daemon, signing every item (Ed25519, chain links in the buffer file): {signed['cpu_s']:.1f} CPU-s "
+          f"per station-hour = {100 * (signed['cpu_s'] / ours['cpu_s'] - 1):+.1f} % against the unsigned run; peak "
+          f"RSS {signed['peak_rss_mb']:.1f} MB; signing: {json.dumps(delivery.get('signing'))}")
+    if signed["returncode"]:
+        print(f"  the signed daemon did not shut down cleanly (exit {signed['returncode']})")
 
 
 if __name__ == "__main__":

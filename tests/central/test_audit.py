@@ -12,7 +12,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway.central.audit import verify_station
+from gateway.central.audit import AuditReport, verify_station
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.rawstore import RawArchive
@@ -58,7 +58,7 @@ def fill(store: Store, data_dir: Path, tmp_path: Path, batches: int = BATCHES) -
     signer.close()
 
 
-def audit(store: Store, data_dir: Path):  # type: ignore[no-untyped-def]
+def audit(store: Store, data_dir: Path) -> AuditReport:
     now = utc_now()
     return verify_station(store, KeyRegistry(data_dir), RawArchive(data_dir / "raw"), "st1",
                           now - timedelta(days=1), now + timedelta(days=1))
