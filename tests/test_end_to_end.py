@@ -25,7 +25,7 @@ from gateway.contract.asyncapi import schema_name_for_topic, validate_payload
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now
-from gateway.testing.central import running_central
+from gateway.testing.central import provisioned_key, running_central
 from gateway.testing.mqtt import Capture, wait_for
 from gateway.testing.serial_pty import socat_pty_pair
 from gateway.testing.services import InfluxInstance, MosquittoInstance
@@ -68,6 +68,7 @@ def chain(tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance)
                           (READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, RECEIPTS_SUBSCRIPTION))
         station = parse_station_config({
             "site": "hainich", "station": STATION,
+            "signing_key": str(provisioned_key(tmp_path / "central", "hainich", STATION, tmp_path / "station.key")),
             "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
             "buffer": {"path": str(tmp_path / "buffer.sqlite"), "batch_size": 7, "publish_interval_s": 0.2},
             "sensors": [{"name": "soil_co2_30cm", "driver": "gmp252", "port": driver_end, "interval_s": 0.1,

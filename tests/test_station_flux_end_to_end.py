@@ -32,7 +32,7 @@ from gateway.edge.daemon import StationDaemon
 from gateway.model import format_time
 from gateway.simulation.stream_simulator import StreamSimulator
 from gateway.simulation.turbulence import TurbulenceSpec
-from gateway.testing.central import running_central
+from gateway.testing.central import provisioned_key, running_central
 from gateway.testing.services import InfluxInstance, MosquittoInstance
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -80,6 +80,7 @@ def wall_aligned(cls: type[StreamSimulator]) -> type[StreamSimulator]:
 def station_yaml(tmp_path: Path, mosquitto: MosquittoInstance, sonic: str, irga: str) -> dict[str, Any]:
     return {
         "site": "hainich", "station": "plot-07",
+        "signing_key": str(provisioned_key(tmp_path / "central", "hainich", "plot-07", tmp_path / "station.key")),
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
         "buffer": {"path": str(tmp_path / "station" / "buffer.sqlite"), "publish_interval_s": 0.5},
         "streams": {"summary_interval_s": 10},

@@ -39,3 +39,13 @@ def running_central(mosquitto: MosquittoInstance, influxd: InfluxInstance, data_
     finally:
         stop.set()
         thread.join(timeout=15)
+
+
+def provisioned_key(central_data_dir: Path, site: str, station: str, key_path: Path) -> Path:
+    """A station signing key made at `key_path` and registered with the central service of `central_data_dir`
+    (what `sinkwatch station provision` does), for a station config's `signing_key`."""
+    from gateway.trust.keys import KeyRegistry, generate_key
+
+    key = generate_key(key_path)
+    KeyRegistry(central_data_dir).register(site, station, key.public_key())
+    return key_path

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.central.api import create_app
-from gateway.central.config import ApiSettings, CentralConfig, MqttSettings, StorageSettings
+from gateway.central.config import ApiSettings, CentralConfig, MqttSettings, StorageSettings, TrustSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.service import run_central, wait_for
 from gateway.central.store import InfluxStore
@@ -182,6 +182,7 @@ def test_run_central_serves_on_a_free_port_and_stops_on_the_event(
         storage=StorageSettings(kind="sqlite", path=tmp_path / "central.sqlite"),
         api=ApiSettings(port=0),
         data_dir=tmp_path / "data",
+        trust=TrustSettings(signatures="optional"),  # this test's publisher is no station with a key
     )
     stop = threading.Event()
     ports: list[int] = []

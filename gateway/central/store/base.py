@@ -48,8 +48,8 @@ from typing import Literal, Protocol, get_args
 
 from gateway.central.store.budget import BudgetStore
 from gateway.central.store.health import HealthStore
-from gateway.central.store.products import ProductStore
 from gateway.central.store.ledger import LedgerItem, LedgerStore
+from gateway.central.store.products import ProductStore
 from gateway.contract import FluxRecord
 from gateway.model import Reading
 

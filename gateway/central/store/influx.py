@@ -76,8 +76,8 @@ from gateway.central.store.base import (
 )
 from gateway.central.store.influx_budget import InfluxBudgetMixin
 from gateway.central.store.influx_health import InfluxHealthMixin
-from gateway.central.store.influx_products import InfluxProductsMixin
 from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_line
+from gateway.central.store.influx_products import InfluxProductsMixin
 from gateway.central.store.ledger import LedgerItem
 from gateway.contract import FluxRecord, is_integer_variable
 from gateway.model import QualityFlag, Reading, TimeSource

@@ -39,8 +39,8 @@ from gateway.central.store.base import (
 from gateway.central.store.ledger import LedgerItem
 from gateway.central.store.sqlite_budget import SqliteBudgetMixin
 from gateway.central.store.sqlite_health import SqliteHealthMixin
-from gateway.central.store.sqlite_products import SqliteProductsMixin
 from gateway.central.store.sqlite_ledger import SqliteLedgerMixin
+from gateway.central.store.sqlite_products import SqliteProductsMixin
 from gateway.contract import FluxRecord
 from gateway.model import QualityFlag, Reading, TimeSource
 
