@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Literal
 
 ENGINE_NAME = "sinkwatch-ec"
-ENGINE_VERSION = "0.2.0"
+ENGINE_VERSION = "0.3.0"
 """Version of the numerical engine; bumped whenever a result for the same input and settings can change."""
 
 
