@@ -109,11 +109,15 @@ def parse_element(text: str, position: int) -> float | None:
     """One element (0-based `position`) as a number; `NAN` -> None; BadRecord("format") if it is neither."""
     if text == MISSING:
         return None
+    if "_" in text or not text.isascii():  # int() and float() would take 1_0 and non-ASCII digits
+        raise BadRecord("format", f"element {position + 1} {text!r} is not a number")
     try:
         value = int(text) if position in _INTEGER_ELEMENTS else float(text)
     except ValueError:
         raise BadRecord("format", f"element {position + 1} {text!r} is not a number") from None
-    if "_" in text or not math.isfinite(value):  # float() would take 1_0, inf and nan
+    if position in _INTEGER_ELEMENTS and abs(value) > 2**53:  # beyond exact floats (and float() would overflow)
+        raise BadRecord("format", f"element {position + 1} {text[:20]!r}... is out of range")
+    if not math.isfinite(value):  # float() takes inf and nan
         raise BadRecord("format", f"element {position + 1} {text!r} is not a number")
     return float(value)
 

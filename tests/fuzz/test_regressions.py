@@ -77,6 +77,18 @@ def test_deeply_nested_s_expression_is_refused_by_depth() -> None:
                                                                                   ("Labels", "TRUE")))
 
 
+@pytest.mark.parametrize("diag, problem", [("9" * 400, "out of range"), ("1_0", "not a number")])
+def test_irgason_integer_element_too_large_is_a_bad_record(diag: str, problem: str) -> None:
+    from drivers.irgason.driver import IrgasonConfig, IrgasonDriver, campbell_signature
+
+    elements = ["1.234", "-0.456", "0.078", "21.35", diag, "712.4", "9.876", "0", "21.10", "98.72", "0.92", "0.95",
+                "0", "42"]
+    signature = campbell_signature(",".join(elements[5:14]).encode())  # diag (element 5) is outside the span
+    driver = IrgasonDriver(IrgasonConfig(name="irga", port="/dev/fuzz"), station="st1")
+    with pytest.raises(BadRecord, match=problem):  # OverflowError out of parse before the fix
+        driver.parse(",".join([*elements, f"{signature:04x}"]).encode() + b"\r\n")
+
+
 # --- firmware bridge ----------------------------------------------------------------------------------------------
 
 
