@@ -12,6 +12,8 @@
     GET /api/v1/soil, /api/v1/stems  one table of a station-year's soil or stems run (gradient-method efflux,
                           chamber fluxes; dendrometer GRO/TWD, daily statistics, stem carbon); JSON or CSV (routes in
                           `api_soilstems`), and /sets: the runs stored for a station
+    GET /api/v1/alerts    the alerts the service evaluates (state, since, value, ...); /rules, /history (routes in
+                          `api_alerts`)
     GET /api/v1/stations/{station}/health[/history]  a station's latest health report (or those in a window);
                           GET /api/v1/station-health every station's latest (routes in `api_health`)
 
@@ -33,6 +35,8 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from gateway.central.alerts import AlertEvaluator
+from gateway.central.api_alerts import add_alert_routes
 from gateway.central.api_budget import add_budget_routes
 from gateway.central.api_health import add_health_routes
 from gateway.central.api_soilstems import add_soilstems_routes
@@ -177,10 +181,12 @@ def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONRes
 
 
 def create_app(store: Store, ingest: IngestState | None = None, budget: ScheduleState | None = None,
-               schedules: Mapping[str, ScheduleState] | None = None) -> FastAPI:
+               schedules: Mapping[str, ScheduleState] | None = None, *,
+               alerts: AlertEvaluator | None = None) -> FastAPI:
     """The API over `store`; `ingest` (an Ingestor, or None for a read-only API) feeds health and status, `budget`
     (the budget schedule, when it runs) adds its counters to health under "budget", `schedules` (the soil and stems
-    schedules that run) theirs under their names."""
+    schedules that run) theirs under their names, `alerts` (the alert evaluator of `central serve`) the current
+    alerts of /api/v1/alerts and its counters under "alerts" (without it /api/v1/alerts reads the stored states)."""
     app = FastAPI(
         title="sinkwatch central",
         version="1",
@@ -212,7 +218,8 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             mqtt_connected=connected,
             counters={**(ingest.counters() if ingest is not None else {}),
                       **({"budget": budget.counters()} if budget is not None else {}),
-                      **{name: schedule.counters() for name, schedule in (schedules or {}).items()}},
+                      **{name: schedule.counters() for name, schedule in (schedules or {}).items()},
+                      **({"alerts": alerts.counters()} if alerts is not None else {})},
         )
 
     @app.get("/api/v1/stations", response_model=list[StationOut])
@@ -361,6 +368,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     add_budget_routes(app, store)
     add_soilstems_routes(app, store)
     add_health_routes(app, store)
+    add_alert_routes(app, store, alerts)
     return app
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from gateway.central.alerts_config import AlertsConfig
 from gateway.central.budget_config import BudgetJobConfig
 from gateway.central.soilstems_config import SoilJobConfig, StemsJobConfig
 from gateway.configfile import ConfigError, check_inline_secrets, load_model
@@ -147,6 +148,7 @@ class CentralConfig(_Section):
     soil: SoilJobConfig = Field(default_factory=SoilJobConfig)  # gateway/central/soilstems_config.py
     stems: StemsJobConfig = Field(default_factory=StemsJobConfig)
     trust: TrustSettings = Field(default_factory=TrustSettings)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # gateway/central/alerts_config.py
 
 
 def load_central_config(path: Path | str) -> CentralConfig:

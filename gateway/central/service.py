@@ -6,6 +6,7 @@ Building blocks for embedding (the demo runs everything in one process)::
     ingestor = Ingestor(config.mqtt, store, config.data_dir)
     schedule = BudgetScheduler(store, config.budget)  # when budget.every is set: the carbon budget job
     ProductScheduler("soil" | "stems", store, config.soil, config.stems)  # when soil/stems.every is set
+    alerts = AlertScheduler(AlertEvaluator(store, config.alerts))  # the alert rules, every alerts.every_s
     app = create_app(store, ingestor, schedule)     # FastAPI
     run_central(config, stop_event=..., ready_callback=lambda port: ...)   # all of it, until stopped
 """
@@ -21,6 +22,7 @@ from types import FrameType
 
 import uvicorn
 
+from gateway.central.alerts import AlertEvaluator, AlertScheduler
 from gateway.central.api import create_app
 from gateway.central.budget import BudgetScheduler
 from gateway.central.config import CentralConfig, StorageSettings
@@ -72,11 +74,13 @@ def run_central(
     schedule = BudgetScheduler(active_store, config.budget) if config.budget.every is not None else None
     products = {name: ProductScheduler(name, active_store, config.soil, config.stems)  # type: ignore[arg-type]
                 for name, job in (("soil", config.soil), ("stems", config.stems)) if job.every is not None}
+    evaluator = AlertEvaluator(active_store, config.alerts) if config.alerts.enabled else None
+    alerting = AlertScheduler(evaluator) if evaluator is not None else None
     tls: dict[str, str] = {}
     if config.api.tls_cert_file is not None and config.api.tls_key_file is not None:
         tls = {"ssl_certfile": str(config.api.tls_cert_file), "ssl_keyfile": str(config.api.tls_key_file)}
     server = uvicorn.Server(
-        uvicorn.Config(create_app(active_store, ingestor, schedule, products), host=config.api.host,
+        uvicorn.Config(create_app(active_store, ingestor, schedule, products, alerts=evaluator), host=config.api.host,
                        port=config.api.port, log_level="warning", lifespan="off", **tls)  # type: ignore[arg-type]
     )
     # Signals are ours: uvicorn would install its own handlers only in the main thread, and it runs in another.
@@ -88,6 +92,8 @@ def run_central(
             schedule.start()
         for product in products.values():
             product.start()
+        if alerting is not None:
+            alerting.start()
         server_thread.start()
         while not server.started:
             if not server_thread.is_alive():
@@ -109,6 +115,8 @@ def run_central(
             schedule.stop()
         for product in products.values():
             product.stop()
+        if alerting is not None:
+            alerting.stop()
         if own_store:
             active_store.close()
         _restore_signal_handlers(previous_handlers)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.central.alerts_config import RULE_NAMES, AlertsConfig
 from gateway.central.config import SAMPLE_CONFIG_PATH, CentralConfig, load_central_config
 from gateway.central.params import ParameterError, format_duration, parse_duration, parse_timestamp
 from gateway.central.store import StoredReading
@@ -155,6 +156,12 @@ def test_sample_config_is_valid_and_documents_every_key() -> None:
         section = getattr(config, section_name)
         for key in type(section).model_fields:
             assert f"  {key}:" in text, f"sample config does not document {section_name}.{key}"
+    for key in type(config.alerts).model_fields:
+        assert f"  {key}:" in text, f"sample config does not document alerts.{key}"
+    for rule in RULE_NAMES:
+        for key in type(config.alerts.rule(rule)).model_fields:
+            assert f"    {key}:" in text or key == "enabled", f"sample config does not document alerts.{rule}.{key}"
+    assert config.alerts == AlertsConfig()  # the sample shows the defaults
     for key in type(config.budget.defaults).model_fields:
         assert f"    {key}:" in text, f"sample config does not document budget.defaults.{key}"
     for key in CentralConfig.model_fields:

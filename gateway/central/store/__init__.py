@@ -1,5 +1,6 @@
 """Storage backends for the central service; see `base` for the contract they share."""
 
+from gateway.central.store.alerts import AlertEvent, AlertStore, ReadingStats
 from gateway.central.store.base import (
     AGGREGATES,
     Aggregate,
@@ -35,6 +36,8 @@ __all__ = [
     "PRODUCTS",
     "RESOLUTIONS",
     "Aggregate",
+    "AlertEvent",
+    "AlertStore",
     "BudgetRun",
     "BudgetTable",
     "FluxResultSet",
@@ -45,6 +48,7 @@ __all__ = [
     "ProductTable",
     "QueryTooLarge",
     "ReadingConflict",
+    "ReadingStats",
     "RejectedReading",
     "Resolution",
     "SeriesPoint",

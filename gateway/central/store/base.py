@@ -36,6 +36,8 @@ Semantics all backends share:
   derived results too: `gateway.central.store.products`, the methods of `ProductStore`.
 - **Health reports** (`gateway.contract.StationHealth`) are identified by (site, station, time): see
   `gateway.central.store.health`; the methods are those of `HealthStore`.
+- **Alert events** (state changes of the central service's alert rules) are identified by (rule, site, station,
+  subject, time): see `gateway.central.store.alerts`; the methods are those of `AlertStore`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, get_args
 
+from gateway.central.store.alerts import AlertStore
 from gateway.central.store.budget import BudgetStore
 from gateway.central.store.health import HealthStore
 from gateway.central.store.ledger import LedgerItem, LedgerStore
@@ -194,7 +197,7 @@ class FluxResultSet:
     last_end: datetime
 
 
-class Store(BudgetStore, ProductStore, HealthStore, LedgerStore, Protocol):
+class Store(BudgetStore, ProductStore, HealthStore, LedgerStore, AlertStore, Protocol):
     def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         """Store every new reading; report duplicates, conflicts and rejected readings (see the module doc).
         Raises StoreUnavailable only (nothing or only some new readings stored: repeating the call is safe).

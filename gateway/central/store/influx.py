@@ -29,7 +29,8 @@ InfluxDB merges the fields of a rewritten point with the old ones, so a variable
 would keep its old value; `names` and `nulls` are always written and decide what a read returns.
 
 Budget runs and their rows: measurements `budget_runs` and `budget`, see `influx_budget`. Station health reports:
-measurements `health`, `health_buffers`, `health_sensors`, `health_sensor_errors`, see `influx_health`.
+measurements `health`, `health_buffers`, `health_sensors`, `health_sensor_errors`, see `influx_health`. Alert state
+changes: measurement `alerts`, see `influx_alerts`.
 
 Queries go to the v1 `/query` endpoint (InfluxDB 1.x, and the v1-compatibility API of 2.x/3.x) with every
 caller-supplied value passed as a bound parameter (`$station`, `$variable`, `$site`, `$sensor`); the query text is
@@ -74,6 +75,7 @@ from gateway.central.store.base import (
     reading_identity,
     to_ns,
 )
+from gateway.central.store.influx_alerts import InfluxAlertsMixin
 from gateway.central.store.influx_budget import InfluxBudgetMixin
 from gateway.central.store.influx_health import InfluxHealthMixin
 from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_line
@@ -196,7 +198,7 @@ def render_series_query(
     return query
 
 
-class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, InfluxLedgerMixin):
+class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, InfluxLedgerMixin, InfluxAlertsMixin):
     """InfluxDB 1.x/2.x/3.x. `api="v1"`: POST /write (optionally basic auth with username/password), database
     created on first use if missing. `api="v2"`: influxdb-client's synchronous write API with token/org/bucket;
     reads still use /query on `database` with the token (2.x needs a DBRP mapping)."""
