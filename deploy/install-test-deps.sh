@@ -3,7 +3,8 @@
 # use a running system service) — Mosquitto, InfluxDB 1.x, socat (pseudo-terminal pairs), mbpoll (a third-party
 # Modbus master) — and the ATmega328P toolchain plus simavr for firmware_bridge (built and emulated in the tests);
 # for the site carbon report: poppler-utils (pdftoppm, pdftotext, pdfinfo read the PDF back) and chromium (opens the
-# HTML page headless).
+# HTML page headless); for the station installer (tests/test_deploy_station.py): systemd (systemd-analyze verifies every
+# unit, systemd-sysusers makes the service user in a test root; nothing is started) and shellcheck.
 # Installs only what is missing.
 set -euo pipefail
 need=()
@@ -19,8 +20,11 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -eq 0 ]; then
-    echo "test dependencies present: mosquitto, influxd, socat, mbpoll, avr-gcc, avr-libc, simavr, poppler-utils, chromium"
+    echo "test dependencies present: mosquitto, influxd, socat, mbpoll, avr-gcc, avr-libc, simavr, poppler-utils, chromium," \
+        "systemd-analyze, shellcheck"
     exit 0
 fi
 sudo=""

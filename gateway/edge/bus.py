@@ -39,6 +39,9 @@ from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 log = logging.getLogger("sinkwatch.edge")
 
 MAX_RETRY_BACKOFF_S = 60.0
+BEAT_S = 5.0  # the longest a poll loop waits for its next slot without beating its liveness
+
+
 # --- one device and its health ----------------------------------------------------------------------------------
 
 
@@ -185,6 +188,9 @@ class PollScheduler:
     def __init__(self, runners: list[SensorRunner], store: Callable[[list[Reading]], None]) -> None:
         self.runners = runners
         self.store = store
+        # called on every turn of the loop, at least every BEAT_S while waiting for a slot: the daemon's watchdog
+        # (gateway/edge/systemd.py) takes a silent loop for a hung one
+        self.beat: Callable[[], None] = lambda: None
 
     def run(self, stop: threading.Event) -> None:
         if not self.runners:
@@ -194,10 +200,11 @@ class PollScheduler:
         due: list[tuple[float, int]] = [(start, index) for index in range(len(self.runners))]
         heapq.heapify(due)
         while not stop.is_set():
+            self.beat()
             when, index = due[0]
             delay = when - time.monotonic()
             if delay > 0:
-                if stop.wait(delay):
+                if stop.wait(min(delay, BEAT_S)):
                     break
                 continue
             heapq.heappop(due)

@@ -39,13 +39,19 @@ def validate(config: ConfigOption) -> None:
 def run(config: ConfigOption) -> None:
     """Run the edge daemon until SIGINT/SIGTERM: poll sensors, buffer on disk, publish over MQTT."""
     from gateway.edge.daemon import StationDaemon
+    from gateway.edge.systemd import notify
     from gateway.logs import setup_logging
 
     station = _load_or_exit(config)
     setup_logging()
     stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        notify("STOPPING=1")
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     daemon = StationDaemon(station)
     daemon.run(stop)
     logging.getLogger("sinkwatch.edge").info("final health: %s", json.dumps(daemon.health(), default=str))

@@ -128,6 +128,17 @@ class TelemetryConfig(_Strict):
         default=None, description="the sensor and variable that measure the supply voltage; omit when none does")
 
 
+class WatchdogConfig(_Strict):
+    """How the daemon decides it is hung (gateway/edge/systemd.py); under systemd (`WatchdogSec=` in
+    deploy/station/sinkwatch-station.service) a hung daemon stops pinging the watchdog and is restarted."""
+
+    hung_after_s: float = Field(
+        default=30.0, ge=1, le=3600,
+        description="a daemon loop (buffer writer, delivery, status writer, a serial line's polls, commands) silent "
+                    "for longer than this is hung: the watchdog pings stop, and systemd restarts the daemon after "
+                    "WatchdogSec")
+
+
 class StationConfigBase(_Strict):
     site: Identifier
     station: Identifier
@@ -140,6 +151,7 @@ class StationConfigBase(_Strict):
         "the station's Ed25519 private key file (mode 0600; `sinkwatch station provision` makes one): every item "
         "is signed and chained with it (gateway/trust/signing.py); without it items go unsigned, and a central "
         "service that requires signatures (its default) stores none of them"))
+    watchdog: WatchdogConfig = WatchdogConfig()
     sensors: list[dict[str, Any]] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -169,6 +181,7 @@ class StationConfig:
         self.flux = base.flux
         self.telemetry = base.telemetry
         self.signing_key = base.signing_key
+        self.watchdog = base.watchdog
         # the `flux:` section resolved against the sensors and the engine (parse_station_config sets it)
         self.flux_setup: FluxSetup | None = None
         self.sensors = sensors

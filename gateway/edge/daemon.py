@@ -35,6 +35,7 @@ from gateway.edge.outbox import ReadingsOutbox
 from gateway.edge.signer import ChainSigner
 from gateway.edge.streams.group import StreamGroup
 from gateway.edge.telemetry import HealthOutbox, HealthSampler, TelemetryRunner
+from gateway.edge.systemd import Liveness, Watchdog, notify
 from gateway.model import Reading
 from gateway.trust.keys import load_private_key
 
@@ -132,6 +133,9 @@ class StationDaemon:
         # latest one per sensor and variable
         self.readings_received = 0
         self.latest: dict[str, dict[str, Reading]] = {}
+        # heartbeats of the loops; the systemd watchdog is pinged only while none is hung (gateway/edge/systemd.py)
+        self.liveness = Liveness()
+        self.watchdog = Watchdog(self.liveness, status=self._status_line)
 
     def health(self) -> dict[str, object]:
         if self._final_health is not None:
@@ -151,6 +155,12 @@ class StationDaemon:
                           "dropped": self.telemetry.outbox.dropped} if self.telemetry is not None else None,
         }
 
+    def _status_line(self) -> str:
+        """One line for `systemctl status` (sd_notify STATUS=)."""
+        broker = "connected" if self.delivery.connected else "broker unreachable"
+        available = sum(1 for r in self.runners if r.health.available)
+        return f"{broker}; {available}/{len(self.runners)} polled sensors answering"
+
     def _store(self, readings: list[Reading]) -> None:
         """Queue readings for the buffer writer; called from every poll thread, never waits for the disk."""
         if not readings:
@@ -169,7 +179,9 @@ class StationDaemon:
         return taken
 
     def _write_loop(self, done: threading.Event) -> None:
+        beat = self.liveness.register("buffer-writer", self.config.watchdog.hung_after_s)
         while not done.is_set():
+            beat()
             if not self._incoming_ready.wait(0.2) and not self._unbuffered:
                 continue  # nothing new, and nothing held back by a refusing disk to retry
             # Let a few polls' readings gather: one commit (and one fsync) per batch, not per poll.
@@ -199,6 +211,12 @@ class StationDaemon:
         log.info("station %s/%s starting: %d sensors, buffer %s holds %d readings",
                  self.config.site, self.config.station, len(self.runners), self.buffer.path,
                  self.buffer.pending_readings())
+        hung_after = self.config.watchdog.hung_after_s
+        self.delivery.beat = self.liveness.register("delivery", hung_after)
+        for bus in self.buses:
+            bus.scheduler.beat = self.liveness.register(f"polls:{bus.settings.port}", hung_after)
+        if self.direct.runners:
+            self.direct.beat = self.liveness.register("polls", hung_after)
         self.delivery.start()
         writer_done = threading.Event()
         writer = threading.Thread(target=self._write_loop, args=(writer_done,), name="buffer-writer", daemon=True)
@@ -214,16 +232,24 @@ class StationDaemon:
             flux_thread.start()
         # an atomic JSON status file beside the buffer, rewritten every second, for `sinkwatch live`
         status = StatusWriter(self)
-        status_thread = threading.Thread(target=status.run, args=(stop,), name="status-writer", daemon=True)
+        status_thread = threading.Thread(target=status.run, name="status-writer", daemon=True,
+                                         args=(stop, self.liveness.register("status-writer", hung_after)))
         status_thread.start()
         telemetry_thread = None
         if self.telemetry is not None:
             telemetry_thread = threading.Thread(target=self.telemetry.run, args=(stop,), name="telemetry", daemon=True)
             telemetry_thread.start()
+        watchdog_thread = None
+        if self.watchdog.enabled:
+            watchdog_thread = threading.Thread(target=self.watchdog.run, args=(stop,), name="watchdog", daemon=True)
+            watchdog_thread.start()
+        notify("READY=1")  # every thread runs: systemd may call the start done (Type=notify)
         try:
             self.direct.run(stop)
         finally:
             stop.set()
+            if watchdog_thread is not None:
+                watchdog_thread.join(timeout=5)
             self.streams.stop()
             if flux_thread is not None:
                 flux_thread.join(timeout=30)

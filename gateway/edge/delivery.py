@@ -66,6 +66,7 @@ from gateway.trust.signing import USER_PROPERTY
 log = logging.getLogger("sinkwatch.edge.delivery")
 
 SESSION_EXPIRY_S = 86400  # the broker keeps our receipts subscription (and queues receipts) across a day's outage
+BEAT_S = 5.0  # the longest the delivery loop sleeps between two beats of its liveness
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,9 @@ class Delivery:
         self.receipts = 0
         self.bad_receipts = 0
         self.tls: HandshakeWatch | None = None
+        # called on every turn of the delivery loop (at least every BEAT_S): the daemon's watchdog
+        # (gateway/edge/systemd.py) takes a silent loop for a hung one
+        self.beat: Callable[[], None] = lambda: None
         self._client = self._make_client()
 
     # --- set-up ------------------------------------------------------------------------------------------------
@@ -319,12 +323,13 @@ class Delivery:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            self.beat()
             try:
                 self.pump()
             except Exception:  # a bug here must not end delivery for good; the outboxes keep everything
                 log.exception("delivery: unexpected error; retrying in %.0f s", self.settings.idle_wait_s)
                 stop.wait(self.settings.idle_wait_s)
-            self._wake.wait(self._next_wait())
+            self._wake.wait(min(self._next_wait(), BEAT_S))
             self._wake.clear()
 
     def pump(self) -> int:

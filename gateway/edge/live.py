@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,8 +83,10 @@ class StatusWriter:
         self._samples: deque[_Sample] = deque()
         self._write_failed = False
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, beat: Callable[[], None] | None = None) -> None:
         while not stop.is_set():
+            if beat is not None:
+                beat()
             self.write()
             stop.wait(self.period_s)
 
