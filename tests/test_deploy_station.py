@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -75,6 +75,28 @@ def _fake_tools(bin_dir: Path, calls: Path) -> None:
         fake.chmod(0o755)
 
 
+PASSWORD_LINE = "  password_file: /etc/sinkwatch/mqtt-password"
+
+
+def station_config(root: Path, mode: int = 0o600, **changes: object) -> dict[str, object]:
+    """The sample config with its password file inside the test root (written with `mode`), plus `changes`."""
+    lines = (STATION / "station.yaml.sample").read_text(encoding="utf-8").splitlines()
+    hits = [i for i, line in enumerate(lines) if line.startswith(PASSWORD_LINE)]
+    assert len(hits) == 1, f"station.yaml.sample has no single line {PASSWORD_LINE!r}"
+    password = root / "etc/sinkwatch/mqtt-password"
+    password.parent.mkdir(parents=True, exist_ok=True)
+    password.write_text("plot-01-secret\n", encoding="utf-8")
+    password.chmod(mode)
+    lines[hits[0]] = f"  password_file: {password}"
+    return {**yaml.safe_load("\n".join(lines)), **changes}
+
+
+def write_private(path: Path, data: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     _tool("systemd-sysusers", "systemd")
@@ -83,6 +105,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     _fake_tools(base / "bin", calls)
     env = {**os.environ, "PATH": f"{base / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     root = base / "root"
+    # a config and password file the technician left readable by all: the installer makes them the daemon's own
+    # (mode 0600) and has the new version check the config before switching to it
+    config = root / "etc/sinkwatch/station.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(yaml.safe_dump(station_config(root, mode=0o644)), encoding="utf-8")
+    config.chmod(0o644)
     result = subprocess.run([str(INSTALL), "--root", str(root), "--serial", "soil-bus=A10K3XYZ",
                              "--serial", "sonic=FT4XQ2:01"], env=env, text=True, capture_output=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -102,6 +130,8 @@ def test_install_makes_the_user_folders_and_a_versioned_virtualenv(installed: In
         return info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)
 
     assert owner_mode("/etc/sinkwatch") == (0, gid, 0o770)
+    assert owner_mode("/etc/sinkwatch/station.yaml") == owner_mode("/etc/sinkwatch/mqtt-password") == (uid, gid, 0o600)
+    assert "station my-site/plot-01" in installed.output  # the installed version checked the config
     assert owner_mode("/var/lib/sinkwatch") == (uid, gid, 0o750)
     assert installed.link("current") == f"versions/{VERSION}"  # relative: valid inside the root and on the station
     assert not installed.path("/opt/sinkwatch/previous").exists()
@@ -118,11 +148,12 @@ def test_install_makes_the_user_folders_and_a_versioned_virtualenv(installed: In
     assert not installed.calls.exists(), installed.calls.read_text(encoding="utf-8")
 
 
-def test_the_sample_config_is_valid_for_the_installed_version(installed: Installed) -> None:
-    sample = installed.path("/etc/sinkwatch/station.yaml.sample")
-    assert sample.read_bytes() == (STATION / "station.yaml.sample").read_bytes()
+def test_the_sample_config_is_valid_for_the_installed_version(installed: Installed, tmp_path: Path) -> None:
+    assert installed.path("/etc/sinkwatch/station.yaml.sample").read_bytes() == \
+        (STATION / "station.yaml.sample").read_bytes()
+    config = write_private(tmp_path / "station.yaml", station_config(installed.root))
     result = subprocess.run([str(installed.path("/opt/sinkwatch/current/bin/sinkwatch")), "station", "validate",
-                             "-c", str(sample)], capture_output=True, text=True)
+                             "-c", str(config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "station my-site/plot-01" in result.stdout
 
@@ -255,15 +286,14 @@ def test_update_switches_versions_and_rollback_returns(installed: Installed, tmp
 
     # a config the version refuses: the update stops before the switch, naming the problem
     config = installed.path("/etc/sinkwatch/station.yaml")
-    sample = yaml.safe_load(installed.path("/etc/sinkwatch/station.yaml.sample").read_text(encoding="utf-8"))
-    config.write_text(yaml.safe_dump({**sample, "buffer": {"path": "/var/lib/sinkwatch/b.sqlite", "batch_size": 0}}),
-                      encoding="utf-8")
+    bad_buffer = {"path": "/var/lib/sinkwatch/b.sqlite", "batch_size": 0}
+    write_private(config, station_config(installed.root, buffer=bad_buffer))
     refused = installed.run("--update", second, check=False)
     assert refused.returncode == 1 and "buffer.batch_size" in refused.stderr and "still running" in refused.stderr
     assert installed.link("current") == f"versions/{VERSION}"
 
     # an installed version named by its folder: no pip, only the check and the switch
-    config.write_text(yaml.safe_dump(sample), encoding="utf-8")
+    write_private(config, station_config(installed.root))
     installed.run("--update", second)
     assert installed.link("current") == f"versions/{second}" and installed.link("previous") == f"versions/{VERSION}"
 

@@ -24,7 +24,8 @@
 #   /opt/sinkwatch/versions/<version>/   one virtualenv per installed version, never changed once installed
 #   /opt/sinkwatch/current  -> versions/<version>   what the service runs; switched with one rename
 #   /opt/sinkwatch/previous -> versions/<version>   what --rollback returns to
-#   /etc/sinkwatch/          station.yaml (root:sinkwatch 0770: the daemon writes a config the operator pushes)
+#   /etc/sinkwatch/          station.yaml, mqtt-password (sinkwatch 0600) in a folder root:sinkwatch 0770: the
+#                            daemon writes a config the operator pushes
 #   /var/lib/sinkwatch/      the reading buffer (sinkwatch:sinkwatch 0750)
 #   /etc/systemd/system/sinkwatch-station.service, /etc/sysusers.d/sinkwatch.conf,
 #   /etc/udev/rules.d/70-sinkwatch-serial.rules (+ 71-sinkwatch-names.rules), /etc/systemd/journald.conf.d/50-sinkwatch.conf
@@ -278,9 +279,12 @@ install_system_files() {
     own root:sinkwatch 0770 "$(r "$CONF_DIR")"
     own sinkwatch:sinkwatch 0750 "$(r "$STATE_DIR")"
     install -m 0644 "$HERE/station.yaml.sample" "$(r "$CONF_DIR/station.yaml.sample")"
-    if [ -f "$(r "$CONF_DIR/station.yaml")" ]; then
-        own root:sinkwatch 0640 "$(r "$CONF_DIR/station.yaml")"
-    fi
+    # the config (a pushed one is written by the daemon) and the broker password: the daemon's user only, since a
+    # secret is refused in a file others may read (docs/security.md, "Secrets")
+    local private
+    for private in station.yaml mqtt-password; do
+        [ ! -f "$(r "$CONF_DIR/$private")" ] || own sinkwatch:sinkwatch 0600 "$(r "$CONF_DIR/$private")"
+    done
 
     install -D -m 0644 "$HERE/sinkwatch-station.service" "$(r "/etc/systemd/system/$SERVICE")"
     install -D -m 0644 "$HERE/70-sinkwatch-serial.rules" "$(r /etc/udev/rules.d/70-sinkwatch-serial.rules)"
