@@ -34,8 +34,8 @@ from gateway.edge.live import StatusWriter
 from gateway.edge.outbox import ReadingsOutbox
 from gateway.edge.signer import ChainSigner
 from gateway.edge.streams.group import StreamGroup
-from gateway.edge.telemetry import HealthOutbox, HealthSampler, TelemetryRunner
 from gateway.edge.systemd import Liveness, Watchdog, notify
+from gateway.edge.telemetry import HealthOutbox, HealthSampler, TelemetryRunner
 from gateway.model import Reading
 from gateway.trust.keys import load_private_key
 
