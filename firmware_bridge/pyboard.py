@@ -17,6 +17,7 @@ answers "no reply", as the firmware does on an empty bus.
 from __future__ import annotations
 
 import contextlib
+import random
 import struct
 import threading
 import time
@@ -56,9 +57,12 @@ class _Record:
 class PythonBoard:
     def __init__(self, port: str = "", *, boot_id: int = 1, reset_cause: int = 1, board_id: str = "PYBOARD1",
                  wall_clock: Callable[[], float] = time.time,
-                 sdi12: Callable[[str, int], tuple[int, str]] | None = None) -> None:
+                 sdi12: Callable[[str, int], tuple[int, str]] | None = None, adc_noise_counts: float = 0.0,
+                 seed: int = 0) -> None:
         """`port`: the board's serial port (needed by `start()` only). `sdi12(command, timeout_ms) -> (status,
-        reply)` answers the SDI-12 bus; without it the bus is empty (status 1, no reply, after the timeout)."""
+        reply)` answers the SDI-12 bus; without it the bus is empty (status 1, no reply, after the timeout).
+        `adc_noise_counts`: Gaussian noise of each conversion (a real ADC's ±1 count dithers the 16-fold sum below
+        one count; 0: exact conversions, as the vectors' fake hardware)."""
         self.port = port
         self.boot_id = boot_id & 0xFFFF
         self.reset_cause = reset_cause & 0xFF
@@ -68,6 +72,8 @@ class PythonBoard:
         self._counts: dict[int, int] = {}  # ADC counts that override a channel's voltage (the vectors' fake HAL)
         self._fixed_millis: int | None = None
         self._sdi12_bus = sdi12
+        self._noise = adc_noise_counts
+        self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._tick_offset = 0
@@ -107,7 +113,8 @@ class PythonBoard:
             return self._counts[channel]
         source = self._voltage.get(channel)
         mv = 0.0 if source is None else source(now)
-        return max(0, min(1023, int(mv * 1024.0 / AVCC_MV)))
+        counts = mv * 1024.0 / AVCC_MV + (self._rng.gauss(0.0, self._noise) if self._noise else 0.0)
+        return max(0, min(1023, int(counts)))
 
     # --- the board's clock -----------------------------------------------------------------------------------------
 

@@ -125,6 +125,9 @@ def demo(
     interval: Annotated[float, typer.Option(help="probe polling interval in seconds", min=0.1)] = 1.0,
     budget: Annotated[bool, typer.Option(help="first compute the carbon budget of a simulated year (a few seconds; "
                                               "see gateway/demo_budget.py)")] = True,
+    soilstems: Annotated[bool, typer.Option(help="first compute soil efflux, GRO/TWD and stem carbon of a simulated "
+                                                 "year (some seconds; see gateway/demo_soilstems.py), and at the end "
+                                                 "the same of the live station")] = True,
 ) -> None:
     """Run the whole chain on this machine: simulated probe, station, broker, central service and HTTP API."""
     try:
@@ -141,7 +144,7 @@ def demo(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         summary = run_demo(duration, broker_url=broker, influx_url=influx_url, data_dir=data_dir,
-                           interval_s=interval, stop=stop, budget=budget)
+                           interval_s=interval, stop=stop, budget=budget, soilstems=soilstems)
     except (RuntimeError, ValueError) as exc:
         typer.echo(f"demo failed: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 import threading
@@ -33,6 +34,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from gateway.demo_budget import DemoBudget, run_demo_budget
+from gateway.demo_soilstems import (
+    DemoSoilNames,
+    DemoSoilStems,
+    central_sections,
+    closures_of,
+    live_lines,
+    run_demo_soilstems,
+)
 from gateway.edge.config import load_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now
@@ -55,6 +64,8 @@ class DemoSummary:
     stored_by_variable: dict[str, int] = field(default_factory=dict)
     flux_records: list[dict[str, Any]] = field(default_factory=list)
     budget: DemoBudget | None = None  # the simulated year's budget (gateway/demo_budget.py), unless turned off
+    soilstems: DemoSoilStems | None = None  # the simulated year's soil and stems (gateway/demo_soilstems.py)
+    central_yaml: Path | None = None  # the demo's central config: `sinkwatch report/central ... -c` read it
 
     def line(self) -> str:
         return (f"demo finished after {self.seconds:.0f} s: {self.readings_read} readings read, "
@@ -99,17 +110,30 @@ def demo_storage(data_dir: Path, influx_url: str | None) -> dict[str, object]:
     return {"kind": "sqlite", "path": str(data_dir / "central.sqlite")}
 
 
+def demo_central_config(broker: tuple[str, int], data_dir: Path, influx_url: str | None) -> dict[str, Any]:
+    """The demo's central config: its store, the budget's site facts and the soil and stems jobs of the demo station
+    (written to <data-dir>/central.yaml, so the commands that take -c work on the demo's data)."""
+    return {
+        "mqtt": {"host": broker[0], "port": broker[1], "client_id": f"sinkwatch-central-demo-{int(time.time())}"},
+        "storage": demo_storage(data_dir, influx_url),
+        "api": {"host": "127.0.0.1", "port": 0},
+        "data_dir": str(data_dir / "central"),
+        "budget": {"per_station": {DEMO_STATION: {
+            "latitude": DEMO_SITE_METADATA["latitude"], "longitude": DEMO_LONGITUDE,
+            "utc_offset_h": DEMO_UTC_OFFSET_H, "site": DEMO_SITE}}},
+        **central_sections(DEMO_SOIL_NAMES, DEMO_STATION, DEMO_UTC_OFFSET_H),
+    }
+
+
 @contextlib.contextmanager
 def _central(broker: tuple[str, int], data_dir: Path, influx_url: str | None) -> Iterator[str]:
     from gateway.central.config import CentralConfig
     from gateway.central.service import run_central
 
-    config = CentralConfig.model_validate({
-        "mqtt": {"host": broker[0], "port": broker[1], "client_id": f"sinkwatch-central-demo-{int(time.time())}"},
-        "storage": demo_storage(data_dir, influx_url),
-        "api": {"host": "127.0.0.1", "port": 0},
-        "data_dir": str(data_dir / "central"),
-    })
+    mapping = demo_central_config(broker, data_dir, influx_url)
+    config = CentralConfig.model_validate(mapping)
+    write_yaml(data_dir / "central.yaml", "the demo's central service: store, budget site, soil and stems jobs",
+               {k: v for k, v in mapping.items() if k not in ("mqtt", "api")})
     stop = threading.Event()
     bound: list[int] = []
     ready = threading.Event()
@@ -149,6 +173,12 @@ CANOPY_CO2 = ("co2_canopy", "_2_1_1")  # GMP343, ASCII on its own RS-232 port
 PYRANOMETER = ("sw_in", 1, "_1_1_1")  # SR30-D1, Modbus RTU at its factory 19200 8E1, address 1
 AIR_PROBE = ("ta_rh", 2, "_1_1_1")  # HMP155 in POLL mode at its factory 4800 7E1, address 2
 SONIC, ANALYZER = "sonic", "irga"  # WindMaster and LI-7500 at 20 Hz over TCP, one turbulence field
+CHAMBER = ("chamber_1", 1, 240, "_4_1_1")  # automated chamber: I/O module and GMP252 on a fifth RS-485 line, 8E1
+# A real chamber closes for minutes every hour; the demo closes it for 40 s every 90 s so closures come quickly.
+CHAMBER_SCHEDULE = {"every_s": 90.0, "closure_s": 40.0, "ambient_s": 10.0, "idle_every_s": 30.0, "lid_travel_s": 5.0}
+CHAMBER_TRUE_FLUX = 2.5  # umol m-2 s-1: the simulated chamber's soil efflux (drivers/chamber/simulator.py)
+DENDRO = ("dendro", ("_1_1_1", "_2_1_1", "_3_1_1"))  # firmware bridge board (USB serial), ecomatik_dr1 on ADC0..2
+DENDRO_RANGE_UM, DENDRO_EXCITATION_MV = 11000.0, 2500.0
 STREAM_HZ = 20.0
 SUMMARY_INTERVAL_S = 10.0
 # Fluxes on the station from the two streams. A real station averages 30 min; the demo averages 30 s so that
@@ -159,6 +189,12 @@ DEMO_TURBULENCE = TurbulenceSpec(frequency_hz=STREAM_HZ, time_scale_s=0.1)
 DEMO_SITE_METADATA = {"altitude": 100.0, "latitude": 51.0, "canopy_height": 20.0}
 DEMO_LONGITUDE = 10.0  # the site's longitude and standard time, for the budget's potential radiation
 DEMO_UTC_OFFSET_H = 1.0
+DEMO_SOIL_NAMES = DemoSoilNames(
+    probes=tuple((name, depth, suffix) for name, _address, depth, suffix in PROFILE),
+    swc=f"{SOIL_PROBE[0]}/SWC{SOIL_PROBE[2]}", ts=f"{SOIL_PROBE[0]}/TS{SOIL_PROBE[2]}",
+    chamber=(CHAMBER[0], CHAMBER[3]),
+    dendrometer=(DENDRO[0], tuple(f"STEM_RAD_CHG{q}" for q in DENDRO[1])),
+    frost_temperature=f"{AIR_PROBE[0]}/TA{AIR_PROBE[2]}")
 
 
 @dataclass
@@ -182,6 +218,11 @@ class DemoRig:
     pyranometer: Any  # SR30Simulator
     air_line: Any  # HMP155LineSimulator
     air_probe: Any  # HMP155Probe
+    chamber_port: str  # RS-485 line 5 (19200 8E1): the automated chamber's I/O module and GMP252
+    chamber_line: Any  # RtuLineSimulator
+    chamber: Any  # ChamberModel: the lid and the headspace, with every closure's true flux
+    board_port: str  # USB serial of the firmware bridge board with the dendrometers
+    board: Any  # PythonBoard
 
     def station_config(self, work: Path, broker: tuple[str, int], interval_s: float = 1.0,
                        signing_key: Path | None = None) -> dict[str, Any]:
@@ -206,6 +247,14 @@ class DemoRig:
                         "frequency_hz": STREAM_HZ, "height_m": 25.0})
         sensors.append({"name": ANALYZER, "driver": "li7500", "port": self.analyzer.tcp_endpoint,
                         "frequency_hz": STREAM_HZ})
+        sensors.append({"name": CHAMBER[0], "driver": "chamber", "port": self.chamber_port, "io_address": CHAMBER[1],
+                        "analyzer_address": CHAMBER[2], "baudrate": 19200, "parity": "E", "stopbits": 1,
+                        "interval_s": min(max(interval_s, 1.0), 5.0), "timeout_s": 0.3, "retries": 0,
+                        "variable_suffix": CHAMBER[3], **CHAMBER_SCHEDULE})
+        sensors.append({"name": DENDRO[0], "driver": "firmware_bridge", "port": self.board_port,
+                        "interval_s": max(interval_s, 2.0), "sample_interval_ms": 1000,
+                        "analog": [{"channel": channel, "model": "ecomatik_dr1", "variable_suffix": suffix}
+                                   for channel, suffix in enumerate(DENDRO[1])]})
         return {
             "site": DEMO_SITE, "station": DEMO_STATION,
             **({"signing_key": str(signing_key)} if signing_key is not None else {}),
@@ -228,6 +277,10 @@ class DemoRig:
             f"RS-485 line {self.air_port}: HMP155 (TA, RH, VPD; address {AIR_PROBE[1]}, POLL mode), 4800 7E1",
             f"{self.sonic.tcp_endpoint}: WindMaster sonic, {self.analyzer.tcp_endpoint}: LI-7500 analyzer, "
             f"{STREAM_HZ:g} Hz each from one turbulence field (summaries every {SUMMARY_INTERVAL_S:g} s)",
+            f"RS-485 line {self.chamber_port}: automated soil chamber (I/O module {CHAMBER[1]}, GMP252 {CHAMBER[2]}), "
+            f"19200 8E1, closed {CHAMBER_SCHEDULE['closure_s']:g} s every {CHAMBER_SCHEDULE['every_s']:g} s, true "
+            f"efflux {CHAMBER_TRUE_FLUX:g} umol m-2 s-1",
+            f"USB {self.board_port}: firmware bridge board with {len(DENDRO[1])} point dendrometers (ADC0..)",
         ]
 
 
@@ -235,6 +288,7 @@ class DemoRig:
 def demo_simulators(work: Path, seed: int = 0) -> Iterator[DemoRig]:
     """Every simulator of the demo station, in this process, on Python PTY pairs (stable names under
     `<work>/ports/`) and TCP loopback: nothing but Python needed."""
+    from drivers.chamber.simulator import ChamberModel, chamber_devices
     from drivers.gmp252.simulator import profile_simulators
     from drivers.gmp343.simulator import GMP343Simulator
     from drivers.hmp155.simulator import HMP155LineSimulator, HMP155Probe
@@ -242,6 +296,7 @@ def demo_simulators(work: Path, seed: int = 0) -> Iterator[DemoRig]:
     from drivers.soilprobe.simulator import SoilProbeSimulator
     from drivers.sr30.simulator import SR30Simulator
     from drivers.windmaster.simulator import WindMasterSimulator
+    from firmware_bridge.pyboard import PythonBoard, stem_signal
     from gateway.simulation.pty import python_pty_pair
     from gateway.simulation.rtu_line import RtuLineSimulator
     from gateway.simulation.weather import MetSignal
@@ -273,8 +328,38 @@ def demo_simulators(work: Path, seed: int = 0) -> Iterator[DemoRig]:
                                                         wall_clock_start=started, spec=DEMO_TURBULENCE))
         analyzer = stack.enter_context(LI7500Simulator("tcp://127.0.0.1:0", seed=seed, frequency_hz=STREAM_HZ,
                                                        wall_clock_start=started, spec=DEMO_TURBULENCE))
+        line5_sim, line5 = stack.enter_context(python_pty_pair(ports / "rs485-5"))
+        chamber = ChamberModel(flux_umol_m2_s=CHAMBER_TRUE_FLUX, travel_s=1.0, p_pa=99000.0, seed=seed)
+        chamber_line = stack.enter_context(RtuLineSimulator(
+            line5_sim, list(chamber_devices(chamber, io_address=CHAMBER[1], analyzer_address=CHAMBER[2])),
+            baudrate=19200, parity="E", stopbits=1, keep_events=False))
+        usb_sim, usb = stack.enter_context(python_pty_pair(ports / "usb-board"))
+        board = stack.enter_context(PythonBoard(usb_sim, adc_noise_counts=0.7, seed=seed))
+        board.set_voltage(7, DENDRO_EXCITATION_MV)
+        for channel in range(len(DENDRO[1])):
+            board.set_signal(channel, stem_signal(DENDRO_RANGE_UM, DENDRO_EXCITATION_MV, _stem(channel)))
         yield DemoRig(line1, line2, rs232, profile_line, soil_line, list(probes), soil, canopy, sonic, analyzer,
-                      line3, line4, met_line, pyranometer, air_line, air_probe)
+                      line3, line4, met_line, pyranometer, air_line, air_probe, line5, chamber_line, chamber, usb,
+                      board)
+
+
+def _stem(index: int) -> Callable[[float], float]:
+    """A dendrometer's absolute position (um) on a live stem, sped up so that a demo of minutes sees it move:
+    growing 0.1 um a second (a season's growth in hours) with a 15-um swelling and shrinking every two minutes
+    (tree water deficit)."""
+    started = time.time()
+
+    def position(t: float) -> float:
+        return 4000.0 + 500.0 * index + 0.1 * (t - started) - 15.0 * math.sin(2 * math.pi * (t - started) / 120.0)
+    return position
+
+
+def write_yaml(path: Path, what: str, config: dict[str, Any]) -> Path:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# generated by `sinkwatch demo`: {what}\n" + yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def demo_station_key(work: Path) -> Path:
@@ -289,11 +374,7 @@ def demo_station_key(work: Path) -> Path:
 
 
 def write_station_yaml(path: Path, config: dict[str, Any]) -> Path:
-    import yaml
-
-    path.write_text("# generated by `sinkwatch demo`: the demo station's sensors at their simulated ports\n"
-                    + yaml.safe_dump(config, sort_keys=False))
-    return path
+    return write_yaml(path, "the demo station's sensors at their simulated ports", config)
 
 
 def demo_series(api_url: str) -> list[tuple[str, str]]:
@@ -342,11 +423,14 @@ def count_stored(api_url: str, start_margin: timedelta = timedelta(hours=1)) -> 
 def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_url: str | None = None,
              data_dir: Path | None = None, interval_s: float = 1.0, seed: int = 0,
              stop: threading.Event | None = None, echo: bool = True,
-             on_running: Callable[[DemoRig, Path], None] | None = None, budget: bool = True) -> DemoSummary:
+             on_running: Callable[[DemoRig, Path], None] | None = None, budget: bool = True,
+             soilstems: bool = True) -> DemoSummary:
     """Run the demo station until `stop` is set or `duration_s` has passed. `on_running(rig, station_yaml)` is
     called (in this thread) once the station runs, e.g. for a test to check it while it runs. `budget`: first
     store a simulated year for the demo station and run the central budget job on it (gateway/demo_budget.py);
-    it runs before the station starts, so its seconds of computing never take time from the station's threads."""
+    it runs before the station starts, so its seconds of computing never take time from the station's threads.
+    `soilstems`: likewise a simulated year of soil profile, chamber and dendrometers through the central soil and
+    stems jobs (gateway/demo_soilstems.py), and after the station stopped the same jobs over its live readings."""
     stop = stop or threading.Event()
     owned_dir = data_dir is None
     work = Path(tempfile.mkdtemp(prefix="sinkwatch-demo-")) if data_dir is None else data_dir
@@ -369,6 +453,7 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
             say(f"check:    sinkwatch station check -c {station_yaml}")
             say(f"live:     sinkwatch live -c {station_yaml}")
             demo_budget = _budget(work, influx_url, api_url, seed, say) if budget else None
+            demo_soil = _soilstems(work, influx_url, api_url, seed, say) if soilstems else None
             station = load_station_config(station_yaml)
             daemon = StationDaemon(station)
             station_thread = threading.Thread(target=daemon.run, args=(stop,), name="station", daemon=True)
@@ -386,8 +471,11 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
                       + sum(sum(r.health.bad.values()) for r in daemon.streams.runners))
             # a receipt says the store holds a batch, so the API shows at least what was confirmed
             stored = count_stored_by_variable(api_url)
+            if demo_soil is not None:
+                demo_soil.live = _live_soilstems(work, influx_url, rig, say)
             return DemoSummary(time.monotonic() - started, read, confirmed, sum(stored.values()), errors,
-                               api_url, stored, fetch_flux_records(api_url), demo_budget)
+                               api_url, stored, fetch_flux_records(api_url), demo_budget, demo_soil,
+                               work / "central.yaml")
     finally:
         if owned_dir:
             shutil.rmtree(work, ignore_errors=True)
@@ -407,3 +495,35 @@ def _budget(work: Path, influx_url: str | None, api_url: str, seed: int,
     for line in result.lines():
         say(f"budget:   {line}")
     return result
+
+
+def _demo_central(work: Path, influx_url: str | None) -> Any:
+    from gateway.central.config import CentralConfig
+
+    return CentralConfig.model_validate(demo_central_config(("127.0.0.1", 1883), work, influx_url))
+
+
+def _soilstems(work: Path, influx_url: str | None, api_url: str, seed: int,
+               say: Callable[[str], None]) -> DemoSoilStems:
+    from gateway.central.config import StorageSettings
+
+    say("soil:     storing a simulated year of soil profile, chamber and dendrometer readings for the demo station "
+        "and computing soil efflux, GRO/TWD and stem carbon ...")
+    result = run_demo_soilstems(StorageSettings.model_validate(demo_storage(work, influx_url)), api_url,
+                                _demo_central(work, influx_url), DEMO_SOIL_NAMES, site=DEMO_SITE,
+                                station=DEMO_STATION, utc_offset_h=DEMO_UTC_OFFSET_H, seed=seed)
+    for line in result.lines():
+        say(f"soil:     {line}")
+    say(f"report:   sinkwatch report --station {DEMO_STATION} --year {result.year} -c {work / 'central.yaml'} "
+        f"--out-dir {work / 'report'}")
+    return result
+
+
+def _live_soilstems(work: Path, influx_url: str | None, rig: DemoRig, say: Callable[[str], None]) -> list[str]:
+    from gateway.central.config import StorageSettings
+
+    lines = live_lines(StorageSettings.model_validate(demo_storage(work, influx_url)), _demo_central(work, influx_url),
+                       DEMO_STATION, closures_of(rig.chamber))
+    for line in lines:
+        say(f"soil:     {line}")
+    return lines

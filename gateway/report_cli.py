@@ -1,7 +1,8 @@
 """`sinkwatch report`: the site carbon report as a self-contained HTML page and a PDF (docs/report.md).
 
-Glue only: the data object is built by `gateway.report.files` (from files; a store-based builder will take
-``--station``/``--year``/``-c``), rendered by `gateway.report.html` and `gateway.report.pdf`. Exit 0 with the files
+Glue only: the data object is built by `gateway.report.files` (from files) or by `gateway.central.report_data` (from
+the central store: ``--station S --year Y -c central.yaml``), rendered by `gateway.report.html` and
+`gateway.report.pdf`. Exit 0 with the files
 written; exit 2 when the inputs cannot make a report (the message names the file, column or row and the fix) or
 the renderer is not installed (the message gives the `pip install` line of the report extra, `gateway.extras`).
 """
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gateway.extras import MissingExtra, require_extra
+
+if TYPE_CHECKING:
+    from gateway.report.data import SiteReportData
 
 
 class ReportFormat(StrEnum):
@@ -26,7 +30,8 @@ class ReportFormat(StrEnum):
 def report(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for <site>_<year>_carbon_report.html/.pdf "
                                                             "(created if missing)")],
-    site: Annotated[str, typer.Option(help="site identifier")],
+    site: Annotated[str | None, typer.Option(help="site identifier (files; from the store: the stored runs')")
+                    ] = None,
     budget: Annotated[Path | None, typer.Option(help="half-hourly output of sinkwatch flux budget --out")] = None,
     daily: Annotated[Path | None, typer.Option(help="its --daily file (else computed from --budget)")] = None,
     monthly: Annotated[Path | None, typer.Option(help="its --monthly file (else computed)")] = None,
@@ -48,15 +53,32 @@ def report(
     station: Annotated[list[str] | None, typer.Option(help="station that delivered the data (repeat for several)")
                        ] = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="html, pdf or both")] = ReportFormat.both,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="central config: build the report from the "
+                                                                        "central store for --station and --year")
+                      ] = None,
+    budget_settings_hash: Annotated[str | None, typer.Option(help="store: the budget run to use when the year has "
+                                                                  "several")] = None,
+    soil_settings_hash: Annotated[str | None, typer.Option(help="store: the soil run, when several")] = None,
+    stems_settings_hash: Annotated[str | None, typer.Option(help="store: the stems run, when several")] = None,
 ) -> None:
-    """Site carbon report: annual budget table with uncertainties, plots and provenance, as HTML and PDF."""
+    """Site carbon report: annual budget table with uncertainties, plots and provenance, as HTML and PDF; from the
+    budget, soil and stems files, or from the central store (--station S --year Y -c central.yaml)."""
     from gateway.report.data import ReportDataError
-    from gateway.report.files import ReportFiles, build_from_files
 
-    files = ReportFiles(budget, daily, monthly, annual, ustar_draws, soil, stems, stem_carbon)
     try:
-        data = build_from_files(files, site=site, year=year, name=name, lat=lat, lon=lon, utc_offset_h=utc_offset,
-                                stations=station or ())
+        if config is not None:
+            data = _from_store(config, station or [], year, site, name, (budget_settings_hash, soil_settings_hash,
+                                                                           stems_settings_hash))
+        else:
+            from gateway.report.files import ReportFiles, build_from_files
+
+            if site is None:
+                typer.echo("error: give --site (the files do not name it), or build from the store with --station, "
+                           "--year and -c central.yaml", err=True)
+                raise typer.Exit(2)
+            files = ReportFiles(budget, daily, monthly, annual, ustar_draws, soil, stems, stem_carbon)
+            data = build_from_files(files, site=site, year=year, name=name, lat=lat, lon=lon,
+                                    utc_offset_h=utc_offset, stations=station or ())
     except ReportDataError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -86,3 +108,40 @@ def report(
         typer.echo(f"note: {note}", err=True)
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+def _from_store(config: Path, stations: list[str], year: int | None, site: str | None, name: str,
+                hashes: tuple[str | None, str | None, str | None]) -> SiteReportData:
+    """The report's data object from the central store (gateway/central/report_data.py)."""
+    if len(stations) != 1 or year is None:
+        typer.echo("error: from the store, give one --station and the --year (e.g. --station st01 --year 2025 -c "
+                   "central.yaml)", err=True)
+        raise typer.Exit(2)
+    try:
+        require_extra("central", "sinkwatch report -c")
+    except MissingExtra as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from gateway.central.config import load_central_config
+    from gateway.central.report_data import Choice, build_report_data
+    from gateway.central.service import open_store
+    from gateway.central.store import StoreError
+    from gateway.configfile import ConfigError
+
+    try:
+        central = load_central_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        store = open_store(central.storage)
+    except StoreError as exc:
+        typer.echo(f"error: storage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        return build_report_data(store, stations[0], year, central, choice=Choice(*hashes), site=site, name=name)
+    except StoreError as exc:
+        typer.echo(f"error: storage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from gateway.central.report_data import build_report_data
 from gateway.central.store import SqliteStore
 from gateway.cli import app
 from gateway.demo import (
@@ -27,13 +28,21 @@ from gateway.demo import (
     SOIL_PROBE,
     SONIC,
     DemoRig,
+    DemoSummary,
     run_demo,
 )
 from gateway.demo_budget import NEE_TOLERANCE_GC, NEE_TOLERANCE_SIGMA, PARTITION_TOLERANCE
+from gateway.demo_soilstems import CARBON_TOLERANCE_SIGMA, CHAMBER_TOLERANCE, GRO_TOLERANCE_UM, SOIL_TOLERANCE
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.config import load_station_config
 from gateway.edge.live import StatusUnavailable, read_status
+from gateway.report.html import SECTION_IDS
+from gateway.report.summary import ReportSummary
 from gateway.testing.services import InfluxInstance, MosquittoInstance
+from tests.report import pdftools
+from tests.report.browser import open_page
+
+REPORT_FIGURE_PAGES = 6  # cumulative NEE, fingerprint, gap fraction, u*, soil, stems
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +54,8 @@ def sinkwatch_command() -> list[str]:
 
 def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> None:
     result = subprocess.run(
-        [*sinkwatch_command(), "demo", "--duration", "4", "--interval", "0.5", "--data-dir", str(tmp_path)],
+        [*sinkwatch_command(), "demo", "--duration", "4", "--interval", "0.5", "--data-dir", str(tmp_path),
+         "--no-soilstems"],  # the soil and stems year: test_demo_soil_and_stems_...
         capture_output=True, text=True, timeout=90, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -61,7 +71,7 @@ def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> Non
     station_yaml = tmp_path / "station.yaml"
     assert f"sinkwatch station check -c {station_yaml}" in result.stdout
     assert f"sinkwatch live -c {station_yaml}" in result.stdout
-    assert len(load_station_config(station_yaml).sensors) == 9
+    assert len(load_station_config(station_yaml).sensors) == 11
     # the station's buffer is empty: everything read was confirmed stored, then forgotten
     buffer = ReadingBuffer(tmp_path / "station-buffer.sqlite")
     assert (buffer.pending_readings(), buffer.pending_batches()) == (0, 0)
@@ -85,7 +95,7 @@ def test_demo_flags_point_it_at_a_real_broker_and_influxdb(
     tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance
 ) -> None:
     summary = run_demo(3, broker_url=f"mqtt://{mosquitto.host}:{mosquitto.port}", influx_url=influxd.url,
-                       data_dir=tmp_path, interval_s=0.5, echo=False, budget=False)
+                       data_dir=tmp_path, interval_s=0.5, echo=False, budget=False, soilstems=False)
     assert summary.readings_stored > 0
     assert summary.readings_read == summary.readings_confirmed == summary.readings_stored
     # the readings are in the real InfluxDB, not in an embedded store
@@ -133,10 +143,10 @@ def test_demo_station_check_passes_while_it_runs_and_names_a_stopped_sensor(tmp_
 
     stop = threading.Event()
     summary = run_demo(None, data_dir=tmp_path, interval_s=0.5, echo=False, stop=stop, on_running=while_running,
-                       budget=False)
+                       budget=False, soilstems=False)
     (passing_code, passing), (failing_code, failing) = outputs
     assert passing_code == 0, passing
-    assert "9 of 9 sensors pass" in passing and "daemon running" in passing
+    assert "11 of 11 sensors pass" in passing and "daemon running" in passing
     assert failing_code == 1, failing
     fail_rows = [line for line in failing.splitlines() if " FAIL " in line]
     assert len(fail_rows) == 1 and fail_rows[0].split()[0] == PROFILE[1][0]
@@ -167,7 +177,7 @@ def _covariance_standard_error(a: str, b: str, n: int) -> float:
 
 @pytest.mark.slow
 def test_demo_station_computes_fluxes_that_match_the_prescribed_turbulence(tmp_path: Path) -> None:
-    summary = run_demo(100, data_dir=tmp_path, echo=False, budget=False)
+    summary = run_demo(100, data_dir=tmp_path, echo=False, budget=False, soilstems=False)
     assert summary.flux_records, "no flux period reached the API in 100 s"
     for record in summary.flux_records:
         assert record["status"] == "ok", record["reasons"]
@@ -183,8 +193,16 @@ def test_demo_station_computes_fluxes_that_match_the_prescribed_turbulence(tmp_p
     assert "flux periods (last w'Ts'" in summary.line()
 
 
-def test_demo_budget_of_the_simulated_year_is_within_tolerance_of_its_truth(tmp_path: Path) -> None:
-    summary = run_demo(1, data_dir=tmp_path, interval_s=0.5, echo=False)
+@pytest.fixture(scope="module")
+def full_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoSummary, Path]:
+    """One short demo with everything on: the simulated budget, soil and stems year and the live station."""
+    data_dir = tmp_path_factory.mktemp("demo")
+    return run_demo(1, data_dir=data_dir, interval_s=0.5, echo=False), data_dir
+
+
+def test_demo_budget_of_the_simulated_year_is_within_tolerance_of_its_truth(full_demo: tuple[DemoSummary,
+                                                                                               Path]) -> None:
+    summary, tmp_path = full_demo
     budget = summary.budget
     assert budget is not None
     truth = budget.truth
@@ -205,3 +223,74 @@ def test_demo_budget_of_the_simulated_year_is_within_tolerance_of_its_truth(tmp_
     store.close()
     assert run.complete and run.settings_hash == budget.settings_hash
     assert summary.readings_read == summary.readings_confirmed == summary.readings_stored > 0
+
+
+def test_demo_soil_and_stems_of_the_simulated_year_are_within_tolerance_of_their_truth(
+        full_demo: tuple[DemoSummary, Path]) -> None:
+    summary, data_dir = full_demo
+    soil = summary.soilstems
+    assert soil is not None
+    # read back through GET /api/v1/soil and /api/v1/stems while the demo ran; gateway/demo_soilstems.py's bars
+    total, sigma = soil.soil_sum
+    assert abs(total - soil.soil_truth) <= SOIL_TOLERANCE * soil.soil_truth, (total, soil.soil_truth)
+    assert sigma > 0 and soil.soil_median_error < 0.05
+    assert soil.chamber_closures >= 365 and soil.chamber_median_error <= CHAMBER_TOLERANCE
+    assert set(soil.gro) == {"t1", "t2", "t3"}
+    for tree, (gro, true) in soil.gro.items():
+        assert abs(gro - true) <= GRO_TOLERANCE_UM, (tree, gro, true)
+    carbon, carbon_sd, _co2e = soil.carbon
+    assert abs(carbon - soil.carbon_truth) <= CARBON_TOLERANCE_SIGMA * carbon_sd
+    assert soil.within_tolerance()
+    # the store holds both products of the year, and the live year's attempt is reported, not silent
+    store = SqliteStore(data_dir / "central.sqlite")
+    assert [r.complete for r in store.product_runs("soil", "st01", soil.year)] == [True]
+    assert [r.complete for r in store.product_runs("stems", "st01", soil.year)] == [True]
+    store.close()
+    assert any(line.startswith("live ") for line in soil.live)
+
+
+@pytest.mark.slow
+def test_the_site_report_from_the_demos_data_has_every_section_filled(full_demo: tuple[DemoSummary, Path],
+                                                                      tmp_path: Path) -> None:
+    summary, data_dir = full_demo
+    assert summary.soilstems is not None and summary.central_yaml is not None
+    year = summary.soilstems.year
+    result = CliRunner().invoke(app, ["report", "--station", "st01", "--year", str(year), "-c",
+                                      str(summary.central_yaml), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    pdf = tmp_path / f"demo-forest_{year}_carbon_report.pdf"
+    html = tmp_path / f"demo-forest_{year}_carbon_report.html"
+    # what the report must show, derived from the same store independently of the command
+    store = SqliteStore(data_dir / "central.sqlite")
+    data = build_report_data(store, "st01", year)
+    store.close()
+    rows = ReportSummary(data).rows
+    assert {r.key for r in rows} >= {"NEE", "GPP_NT", "RECO_DT", "FC_SOIL_GRAD", "FC_SOIL_CH_1"}
+    assert all(row.status == "measured" for row in rows), [(r.key, r.status, r.note) for r in rows]
+    # the PDF: the table, one page per plot, each inked over the page (every section filled), the provenance
+    pages = pdftools.page_count(pdf)
+    assert pages >= 1 + REPORT_FIGURE_PAGES + 1
+    images = pdftools.page_images(pdf, tmp_path)
+    for k in range(1, 1 + REPORT_FIGURE_PAGES):
+        assert pdftools.ink(images[k]) > 0.05, f"page {k + 1} looks blank"
+        assert pdftools.inked_cells(images[k]) >= 12, f"page {k + 1} has no plot"
+    table = pdftools.text(pdf, 1)
+    assert "not measured" not in table and "not computed" not in table
+    for row in rows:
+        assert row.gc_text in table and row.tco2e_text in table, row
+    everything = pdftools.text(pdf).replace("\n", " ")
+    for digest in data.provenance.inputs:
+        assert digest.sha256 in everything
+    for engine in data.provenance.engines.values():
+        assert engine.split()[0] in everything
+    # the HTML in a real headless browser: no console message, every section with its plot, the numbers
+    load = open_page(html)
+    assert load.returncode == 0 and load.console == []
+    for section in SECTION_IDS:
+        match = re.search(rf'<section id="{section}">(.*?)</section>', load.dom, flags=re.S)
+        assert match, f"section {section} missing"
+        if section not in ("budget", "provenance"):
+            assert "<svg" in match.group(1), f"section {section} has no plot"
+    for row in rows:
+        assert row.gc_text in load.dom
+    assert data.content_digest() in load.dom

@@ -16,6 +16,7 @@
                           `api_alerts`)
     GET /api/v1/stations/{station}/health[/history]  a station's latest health report (or those in a window);
                           GET /api/v1/station-health every station's latest (routes in `api_health`)
+    GET /api/v1/report    a station-year's site carbon report from the store, HTML or PDF (`api_report`)
 
 Interactive documentation at /docs, schema at /openapi.json.
 """
@@ -39,6 +40,7 @@ from gateway.central.alerts import AlertEvaluator
 from gateway.central.api_alerts import add_alert_routes
 from gateway.central.api_budget import add_budget_routes
 from gateway.central.api_health import add_health_routes
+from gateway.central.api_report import add_report_routes
 from gateway.central.api_soilstems import add_soilstems_routes
 from gateway.central.params import ParameterError, format_duration, parse_duration, parse_timestamp
 from gateway.central.store import (
@@ -369,6 +371,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     add_soilstems_routes(app, store)
     add_health_routes(app, store)
     add_alert_routes(app, store, alerts)
+    add_report_routes(app, store)
     return app
 
 

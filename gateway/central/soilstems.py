@@ -58,7 +58,7 @@ from gateway.central.store import (
     StoreUnavailable,
 )
 from gateway.flux.soil.chamber import Chamber, ChamberAccuracy, chamber_fluxes, detect_closures
-from gateway.flux.soil.gradient import ProbeCompensation, soil_efflux_gradient
+from gateway.flux.soil.gradient import ProbeAccuracy, ProbeCompensation, soil_efflux_gradient
 from gateway.flux.stems.allometry import default_species_table, parse_species_table, plot_biomass
 from gateway.flux.stems.dendro import clean_dendrometer, daily_stats, to_diameter_change, zero_growth
 from gateway.model import utc_now
@@ -219,9 +219,18 @@ def gradient_table(store: Store, station: str, year: int, settings: StationSoilS
         else:
             t_probe[:, j] = ts[:, j]
         used[f"{probe.depth_m:g} m"] = f"CO2 {co2_src.describe()}, TS {ts_src.describe()}, SWC {swc_src.describe()}"
-    rows = np.flatnonzero(any_co2)
-    if rows.size == 0:
+    if not any_co2.any():
         raise SoilStemsJobError(f"station {station}, {year}: profile {profile.name} has no CO2 readings in the year")
+    reference = ts[:, 0]
+    if profile.reference_ts is not None:
+        ref_src = _require(resolve(store, station, year, profile.reference_ts, start, end, settings.site, site_key),
+                           station, year, profile.reference_ts, "reference soil temperature",
+                           f"check {key}.reference_ts")
+        reference = _covered(*_period_means(store, station, ref_src, start, end, period, grid_start, n),
+                             profile.min_coverage)
+    # a row for every period with CO2 or with the reference temperature: a gap in the profile keeps its temperature
+    # (NaN efflux, flagged missing input), so the annual sum can fill it from the temperature response
+    rows = np.flatnonzero(any_co2 | np.isfinite(reference))
     atm = None
     if profile.atmosphere is not None:
         atm_src = _require(resolve(store, station, year, profile.atmosphere, start, end, settings.site, site_key),
@@ -233,17 +242,20 @@ def gradient_table(store: Store, station: str, year: int, settings: StationSoilS
         result = soil_efflux_gradient(
             np.array(depths), co2[rows], ts[rows], swc[rows], profile.pressure_pa, profile.soil.soil_site(),
             method=profile.method, diffusivity_model=profile.diffusivity_model,  # type: ignore[arg-type]
-            d0_model=profile.d0_model, compensation=compensation, t_probe_c=t_probe[rows], co2_atm_ppm=atm)
+            d0_model=profile.d0_model, compensation=compensation, t_probe_c=t_probe[rows], co2_atm_ppm=atm,
+            accuracy=ProbeAccuracy(**profile.accuracy.model_dump()))
     except ValueError as exc:
         raise SoilStemsJobError(f"station {station}, {year}: profile {profile.name}: {exc}") from None
     p = int(profile.name)
     values = {name: _column(column) for name, column in result.series(profile=p).items()}
+    values["TS"] = _column(reference[rows])
     for j in range(k):
         values[f"TS_{p}_{j + 1}_1"] = _column(ts[rows, j])
         values[f"SWC_{p}_{j + 1}_1"] = _column(100.0 * swc[rows, j])
     missing = int((~np.isfinite(result.flux)).sum())
-    notes.append(f"profile {profile.name}: {rows.size} periods of {period.total_seconds() / 60:g} min with CO2, "
-                 f"{missing} without a flux (missing input or coverage); inputs: "
+    notes.append(f"profile {profile.name}: {rows.size} periods of {period.total_seconds() / 60:g} min, {missing} "
+                 f"without a flux (missing input or coverage); TS = "
+                 f"{profile.reference_ts or 'the shallowest probe temperature'}; inputs: "
                  + "; ".join(f"{d}: {s}" for d, s in used.items()))
     times = [_utc(grid_start + (i + 1) * step) for i in rows]
     return ProductTable(f"gradient_{profile.name}", times, values)
@@ -354,14 +366,28 @@ def compute_station_soil(store: Store, station: str, year: int, job: SoilJobConf
     notes: list[str] = []
     tables: dict[str, ProductTable] = {}
     period = timedelta(minutes=job.period_min)
+    failures: list[str] = []
+    # One broken chamber or profile must not withhold the others' results: each is computed on its own, and the run
+    # fails only when none gives a table (the notes name the ones that did not).
     for index, profile in enumerate(settings.profiles):
         key = f"soil.per_station.{station}.profiles[{index}]"
-        table = gradient_table(store, station, year, settings, profile, period, start, end, key, notes)
+        try:
+            table = gradient_table(store, station, year, settings, profile, period, start, end, key, notes)
+        except SoilStemsJobError as exc:
+            failures.append(f"profile {profile.name}: {exc}")
+            continue
         tables[table.name] = table
     for index, chamber in enumerate(settings.chambers):
         key = f"soil.per_station.{station}.chambers[{index}]"
-        table = chamber_table(store, station, year, settings, chamber, start, end, key, notes)
+        try:
+            table = chamber_table(store, station, year, settings, chamber, start, end, key, notes)
+        except SoilStemsJobError as exc:
+            failures.append(f"chamber {chamber.name}: {exc}")
+            continue
         tables[table.name] = table
+    if not tables:
+        raise SoilStemsJobError("; ".join(f.split(": ", 1)[1] for f in failures))
+    notes.extend(f"not computed: {f}" for f in failures)
     site = _site(store, station, settings.site, start, end, settings, year)
     firsts = [t.times[0] for t in tables.values()]
     lasts = [t.times[-1] for t in tables.values()]

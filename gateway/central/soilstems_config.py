@@ -112,6 +112,17 @@ class Probe(_Section):
         return value
 
 
+class Accuracy(_Section):
+    """The probes' 1-sigma accuracies for the measurement uncertainty (gateway.flux.soil.gradient.ProbeAccuracy):
+    defaults after the GMP252 datasheet; set your calibration certificate."""
+
+    co2_abs_ppm: float = Field(default=40.0, gt=0, le=1000)
+    co2_rel: float = Field(default=0.02, ge=0, le=0.5)
+    t_c: float = Field(default=0.5, gt=0, le=10)
+    swc: float = Field(default=0.03, gt=0, le=0.3, description="m3 m-3")
+    p_pa: float = Field(default=100.0, gt=0, le=5000)
+
+
 class Profile(_Section):
     name: str = Field(default="1", pattern=INDEX_PATTERN, description="profile number p of the output names")
     probes: list[Probe] = Field(min_length=2, description="one entry per CO2 depth, shallowest first")
@@ -126,7 +137,12 @@ class Profile(_Section):
                                                       "1013.25 hPa); null: their readings are true mole fractions")
     min_coverage: float = Field(default=0.5, gt=0, le=1, description="a period needs this fraction of the median "
                                                                      "readings per period of each input")
+    accuracy: Accuracy = Field(default_factory=Accuracy)
     atmosphere: Source | None = Field(default=None, description="CO2 above the surface (needed by top_layer)")
+    reference_ts: Source | None = Field(default=None, description="the soil temperature stored beside the efflux "
+                                                                  "as TS, for every period it reports (the report "
+                                                                  "plots against it and fills gaps from it); default "
+                                                                  "the shallowest probe's ts")
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:

@@ -69,7 +69,8 @@ class TreeSpec:
 
 @dataclass
 class SoilYear:
-    """The simulated year: readings to store and the truth. Times: ``time_s`` half-hour starts (UTC)."""
+    """The simulated year: readings to store and the truth. Times: ``time_s`` half-hour starts (UTC seconds; the
+    first is local midnight of 1 January on the station's clock)."""
 
     year: int
     time_s: FloatArray
@@ -78,7 +79,7 @@ class SoilYear:
     measured: NDArray[np.bool_]  # half hours with profile readings
     readings: list[Reading]
     trees: list[TreeSpec]
-    dendro_truth: dict[str, tuple[FloatArray, FloatArray, FloatArray]]  # tree -> (time_s, GRO, TWD) µm
+    dendro_truth: dict[str, tuple[FloatArray, FloatArray, FloatArray]]  # tree -> (time_s, GRO, TWD) µm, zero growth
     chamber_truth: list[tuple[float, float]] = field(default_factory=list)  # (closure end, true flux)
     params: dict[str, float] = field(default_factory=dict)
 
@@ -116,19 +117,23 @@ def soil_year(year: int, *, station: str, probes: list[ProbeSpec], swc_sensor: s
               r10: float = 2.2, e0: float = 308.56, atm_ppm: float = 420.0, noise_ppm: float = 3.0,
               p_pa: float = 99000.0, chamber: tuple[str, str, str, str] | None = None,
               chamber_every_h: int = 6, chamber_factor: float = 1.1, chamber_h_m: float = 0.132,
-              chamber_kappa: float = 0.002, until: datetime | None = None) -> SoilYear:
+              chamber_kappa: float = 0.002, until: datetime | None = None, utc_offset_h: float = 0.0,
+              ts_variable: str | None = None) -> SoilYear:
     """The simulated year (module docstring). `chamber`: (sensor, CO2 variable, LID variable, T variable) to add
-    closures of an automated chamber. `until`: stop there (a year in progress)."""
+    closures of an automated chamber. `until`: stop there (a year in progress). `utc_offset_h`: the year is that of
+    a station clock this far ahead of UTC (its diurnal cycles too). `ts_variable`: the soil probe (`swc_sensor`)
+    also reports the soil temperature at 5 cm, through the profile's outage."""
     rng = np.random.default_rng(seed)
-    t0 = datetime(year, 1, 1, tzinfo=UTC).timestamp()
-    end = datetime(year + 1, 1, 1, tzinfo=UTC).timestamp()
+    shift = utc_offset_h * 3600.0
+    t0 = datetime(year, 1, 1, tzinfo=UTC).timestamp() - shift
+    end = datetime(year + 1, 1, 1, tzinfo=UTC).timestamp() - shift
     if until is not None:
         end = min(end, until.timestamp())
     n = int((end - t0) // 1800)
     time_s: FloatArray = t0 + 1800.0 * np.arange(n, dtype=np.float64)
     mid = time_s + 900.0
     day = (mid - t0) / 86400.0
-    hour = (mid % 86400.0) / 3600.0
+    hour = ((mid + shift) % 86400.0) / 3600.0
     n_days = (datetime(year + 1, 1, 1) - datetime(year, 1, 1)).days
     weather = np.convolve(rng.standard_normal(n_days + 20), np.ones(7) / 7.0, mode="same")[10:10 + n_days]
     swc = 0.26 + 0.07 * np.cos(2 * np.pi * (day - 40.0) / 365.0) + 0.02 * weather[np.minimum(day.astype(int),
@@ -158,6 +163,11 @@ def soil_year(year: int, *, station: str, probes: list[ProbeSpec], swc_sensor: s
         swc_read = 100.0 * swc + 0.2 * rng.standard_normal(n)
         for i in np.flatnonzero(measured).tolist():
             readings.append(_reading(station, swc_sensor, swc_variable, "%", stamps[i], swc_read[i]))
+        if ts_variable is not None:
+            # the soil probe is another device: it keeps reporting through the profile's outage
+            ts_read = ts5 + 0.05 * rng.standard_normal(n)
+            for i in np.flatnonzero(rng.random(n) > 0.01).tolist():
+                readings.append(_reading(station, swc_sensor, ts_variable, "degC", stamps[i], ts_read[i]))
 
     chamber_truth: list[tuple[float, float]] = []
     if chamber is not None:
@@ -181,7 +191,7 @@ def soil_year(year: int, *, station: str, probes: list[ProbeSpec], swc_sensor: s
                                          level + 0.3 * rng.standard_normal()))
                 readings.append(_reading(station, sensor, lid_var, "1", stamp, 1.0 if closed else 0.0))
                 readings.append(_reading(station, sensor, t_var, "degC", stamp, soil_temperature(
-                    np.array([(t - t0) / 86400.0]), np.array([(t % 86400.0) / 3600.0]), 0.0)[0]))
+                    np.array([(t - t0) / 86400.0]), np.array([((t + shift) % 86400.0) / 3600.0]), 0.0)[0]))
             chamber_truth.append((close + 300.0, f_true))
 
     dendro_truth: dict[str, tuple[FloatArray, FloatArray, FloatArray]] = {}
@@ -202,10 +212,13 @@ def soil_year(year: int, *, station: str, probes: list[ProbeSpec], swc_sensor: s
         if k == 1:
             value[int(0.4 * n)] += 400.0  # one spike
         base = value[0]
-        dendro_truth[tree.tree] = (time_s.copy(), gro - gro[0], twd)
+        true_position = gro - twd
+        # the truth in the zero-growth sense (Zweifel et al. 2016) of the noise-free stem: GRO = running maximum -
+        # first value, TWD = running maximum - value
+        running = np.maximum.accumulate(true_position)
+        dendro_truth[tree.tree] = (time_s.copy(), running - true_position[0], running - true_position)
         for i in range(n):
-            readings.append(_reading(station, tree.sensor, tree.variable, "um",
-                                     datetime.fromtimestamp(time_s[i] + 1800.0, tz=UTC), value[i] - base))
+            readings.append(_reading(station, tree.sensor, tree.variable, "um", stamps[i], value[i] - base))
     readings.sort(key=lambda r: r.time)
     params = {"r10": r10, "e0": e0, "lambda_m": lambda_m, "porosity": porosity, "p_pa": p_pa, "noise_ppm": noise_ppm}
     return SoilYear(year, time_s, flux, ts5, measured, readings, list(trees), dendro_truth, chamber_truth, params)

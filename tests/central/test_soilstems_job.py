@@ -271,3 +271,11 @@ def test_the_command_runs_the_job_once_and_names_a_problem(tmp_path: Path, soil_
     failing = CliRunner().invoke(app, ["central", "stems", "--station", STATION, "--year", str(YEAR), "-c",
                                        str(config)])
     assert failing.exit_code == 2 and "no plots configured; add stems.per_station.st1.plots" in failing.output
+
+
+def test_a_broken_chamber_does_not_withhold_the_profiles_efflux(store: SqliteStore) -> None:
+    silent = chamber_config(co2="chamber_2/CO2_5_1_1", lid="chamber_2/LID_CLOSED_5_1_1", temperature=None, name="2")
+    result = compute_station_soil(store, STATION, YEAR, soil_job(chambers=[silent]), now=LATER)
+    assert list(result.tables) == ["gradient_1"]
+    assert any(n.startswith("not computed: chamber 2: ") and "no readings of chamber_2/CO2_5_1_1" in n
+               for n in result.run.notes)
