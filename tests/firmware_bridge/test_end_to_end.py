@@ -17,7 +17,7 @@ from firmware_bridge.simulator import EmulatedBoard, FirmwareBuild, build_once
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.model import utc_now
-from gateway.testing.central import running_central
+from gateway.testing.central import provisioned_key, running_central
 from gateway.testing.mqtt import wait_for
 from gateway.testing.services import InfluxInstance, MosquittoInstance
 
@@ -59,6 +59,7 @@ def test_dendrometer_and_sdi12_through_firmware_station_broker_and_influxdb(
         "site": "hainich", "station": "tower01",
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
         "buffer": {"path": str(tmp_path / "buffer.sqlite"), "publish_interval_s": 0.2},
+        "signing_key": str(provisioned_key(tmp_path / "central", "hainich", "tower01", tmp_path / "station.key")),
         "sensors": [{"name": "dendro", "driver": "firmware_bridge", "port": board.port, "interval_s": 0.5,
                      "sample_interval_ms": 200,
                      "analog": [{"channel": 0, "model": "ecomatik_dr1", "reference_um": 0.0}],
