@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from Debian, what the tests need beyond Python: the real services they start privately (they never
 # use a running system service) — Mosquitto, InfluxDB 1.x, socat (pseudo-terminal pairs), mbpoll (a third-party
-# Modbus master) — and the ATmega328P toolchain plus simavr for firmware_bridge (built and emulated in the tests);
+# Modbus master), strace (the chaos harness kills the station inside a write of its buffer with it) — and the
+# ATmega328P toolchain plus simavr for firmware_bridge (built and emulated in the tests);
 # for the site carbon report: poppler-utils (pdftoppm, pdftotext, pdfinfo read the PDF back) and chromium (opens the
 # HTML page headless); for the station installer (tests/test_deploy_station.py): systemd (systemd-analyze verifies every
 # unit, systemd-sysusers makes the service user in a test root; nothing is started) and shellcheck.
@@ -12,6 +13,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v avr-gcc >/dev/null 2>&1 || need+=(gcc-avr)
 [ -f /usr/lib/avr/include/avr/io.h ] || need+=(avr-libc)
 command -v simavr >/dev/null 2>&1 || need+=(simavr)
@@ -23,8 +25,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -eq 0 ]; then
-    echo "test dependencies present: mosquitto, influxd, socat, mbpoll, avr-gcc, avr-libc, simavr, poppler-utils, chromium," \
-        "systemd-analyze, shellcheck"
+    echo "test dependencies present: mosquitto, influxd, socat, mbpoll, strace, avr-gcc, avr-libc, simavr, poppler-utils," \
+        "chromium, systemd-analyze, shellcheck"
     exit 0
 fi
 sudo=""

@@ -1,6 +1,6 @@
 """The shipped broker configuration (deploy/mosquitto/sinkwatch.conf + sinkwatch.acl) on a real Mosquitto.
 
-Only what cannot work in a test is substituted (paths, ports, log destination, TLS files made here); every
+The substitutions (paths, ports, log destination, TLS files) are in gateway/testing/shipped_broker.py; every
 substitution must find its line, so a change to the shipped files that breaks the substitution fails the test
 rather than silently testing something else. The password file is made with mosquitto_passwd, as the config's
 comments tell an operator to.
@@ -8,8 +8,6 @@ comments tell an operator to.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,38 +36,15 @@ from gateway.edge.delivery import Delivery, DeliverySettings
 from gateway.edge.outbox import ReadingsOutbox
 from gateway.edge.telemetry import HealthOutbox, HealthSampler
 from gateway.model import utc_now
-from gateway.net import free_port
 from gateway.testing.factories import make_readings
 from gateway.testing.mqtt import Capture, wait_for
-from gateway.testing.services import MOSQUITTO_BINARY, MosquittoServer, _find_binary
+from gateway.testing.services import MosquittoServer
+from gateway.testing.shipped_broker import shipped_mosquitto
 
 pytestmark = pytest.mark.integration
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
 SITE = "hainich"
 PASSWORDS = {"sinkwatch-central": "central-secret", "st01": "st01-secret", "st02": "st02-secret"}
-
-
-def shipped_config(base: Path, port: int, tls_port: int) -> str:
-    """sinkwatch.conf with test-only paths and ports; raises if a line to substitute is gone."""
-    text = (DEPLOY / "sinkwatch.conf").read_text(encoding="utf-8")
-    substitutions = {
-        "persistence_location /var/lib/mosquitto/": f"persistence_location {base}/",
-        "password_file /etc/mosquitto/passwd": f"password_file {base / 'passwd'}",
-        "acl_file /etc/mosquitto/sinkwatch.acl": f"acl_file {DEPLOY / 'sinkwatch.acl'}",
-        "listener 8883": f"listener {tls_port} 127.0.0.1",
-        "certfile /etc/mosquitto/certs/broker.crt": f"certfile {base / 'broker.crt'}",
-        "keyfile /etc/mosquitto/certs/broker.key": f"keyfile {base / 'broker.key'}",
-        "cafile /etc/mosquitto/certs/ca.crt": f"cafile {base / 'broker.crt'}",
-        "listener 1883 127.0.0.1": f"listener {port} 127.0.0.1",
-        "log_dest syslog": f"log_dest file {base / 'mosquitto.log'}",
-    }
-    lines = text.splitlines()
-    for old, new in substitutions.items():
-        hits = [i for i, line in enumerate(lines) if line.strip() == old]
-        assert len(hits) == 1, f"deploy/mosquitto/sinkwatch.conf has no single line {old!r}"
-        lines[hits[0]] = new
-    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -84,21 +59,7 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    passwd = _find_binary("/usr/bin/mosquitto_passwd", "mosquitto_passwd", "mosquitto")
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.fail("openssl is needed to make the TLS listener's test certificate (Debian package openssl)")
-    base = tmp_path / "broker"
-    base.mkdir()
-    for i, (user, password) in enumerate(PASSWORDS.items()):
-        subprocess.run([passwd, *(["-c"] if i == 0 else []), "-b", str(base / "passwd"), user, password],
-                       check=True, capture_output=True)
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-keyout", str(base / "broker.key"), "-out", str(base / "broker.crt")],
-                   check=True, capture_output=True)
-    port = free_port()
-    server = MosquittoServer(base, port, shipped_config(base, port, free_port()),
-                             _find_binary(MOSQUITTO_BINARY, "mosquitto", "mosquitto"))
+    server = shipped_mosquitto(tmp_path / "broker", PASSWORDS)
     server.start()
     try:
         yield Site(server, tmp_path)

@@ -287,6 +287,14 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             _terminate(self._process)
             self._process = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no clean shutdown (InfluxDB replays its WAL on start)."""
+        if self._process is not None:
+            self.thaw()
+            self._process.kill()
+            self._process.wait(timeout=10)
+            self._process = None
+
     def freeze(self) -> None:
         """SIGSTOP: the database hangs with its sockets open (connections accepted by the kernel, never answered),
         the way a swapping or stalled server looks to a client."""

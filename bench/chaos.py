@@ -1,0 +1,64 @@
+"""Chaos run: the real station, broker, central service and InfluxDB as separate processes, one fault after another
+injected into them, and at the end an exact reconciliation of what the counting probes served against what
+InfluxDB holds (committed = stored, 0 lost, 0 duplicated, 0 altered) with the drain time after each fault.
+
+    counting GMP252 probes (own process) ── socat PTYs ── sinkwatch station run ── Mosquitto (shipped conf + ACL)
+                                                             InfluxDB 1.x ── sinkwatch central serve ──┘
+
+Default: 5 rounds of the 7 fault kinds (35 faults) plus 100 kills of the station in the middle of a buffer write,
+spread between them; outages of 2-15 s. About 30-40 minutes on two cores. Run:
+
+    .venv/bin/python bench/chaos.py [--rounds 5] [--midwrite 100] [--seed 0] [--keep DIR]
+
+Method, definitions and recorded figures: docs/reliability.md, "Chaos runs". No assertion is made here: the figures
+go there with the date and the machine; tests/test_chaos.py runs a short version in CI and asserts the
+reconciliation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.testing.chaos import ChaosPlan, SiteSettings, run_chaos
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the 7 fault kinds (default 5: 35 faults)")
+    parser.add_argument("--midwrite", type=int, default=100, help="mid-write station kills, spread between them")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--outage", type=float, nargs=2, default=(2.0, 15.0), metavar=("MIN", "MAX"),
+                        help="seconds a process stays down or frozen, or the line unplugged")
+    parser.add_argument("--receipt-timeout", type=float, default=30.0,
+                        help="the station's buffer.receipt_timeout_s (its default: 30)")
+    parser.add_argument("--keep", type=Path, help="run in this folder and keep it (logs, served log, kill snapshots)")
+    args = parser.parse_args()
+    plan = ChaosPlan(rounds=args.rounds, midwrite_kills=args.midwrite, seed=args.seed, outage_s=tuple(args.outage),
+                     site=SiteSettings(receipt_timeout_s=args.receipt_timeout))
+    started = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="sinkwatch-chaos-") as tmp:
+        folder = args.keep or Path(tmp)
+        report = run_chaos(folder, plan, progress=lambda line: print(line, flush=True))
+        (folder / "report.json").write_text(json.dumps(dataclasses.asdict(report), indent=1, default=str),
+                                            encoding="utf-8")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent, check=False).stdout.strip()
+    print()
+    print(report.render())
+    print()
+    print(f"{started:%Y-%m-%d %H:%M} UTC, commit {commit or 'unknown'}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f}, Python "
+          f"{platform.python_version()}; {time.strftime('%H:%M:%S', time.gmtime(report.duration_s))} in all")
+
+
+if __name__ == "__main__":
+    main()
