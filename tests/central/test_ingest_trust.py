@@ -147,3 +147,28 @@ def test_optional_signatures_store_unsigned_items_but_still_refuse_forgeries(sto
     ingestor.handle(TOPIC, payload.replace(b'"seq":0', b'"seq":1'), envelope)
     counters = ingestor.counters()
     assert (counters["unsigned_items"], counters["untrusted"]) == (1, {"bad_signature": 1})
+
+
+def test_untrusted_and_chain_counters_are_served_by_the_health_route(store: SqliteStore, tmp_path: Path) -> None:
+    """What an operator sees: the counters of refused items and chain events reach GET /api/v1/health."""
+    from fastapi.testclient import TestClient
+
+    from gateway.central.api import create_app
+
+    ingestor = make_ingestor(store, tmp_path)
+    signer = station(tmp_path, "st1")
+    items = [item(signer, seq, [float(seq)]) for seq in range(3)]
+    ingestor.handle(TOPIC, *items[0])
+    ingestor.handle(TOPIC, *items[2])  # its predecessor is not stored: a gap
+    forged_payload, envelope = items[1]
+    ingestor.handle(TOPIC, forged_payload.replace(b'"value":1.0', b'"value":9.0'), envelope)
+    ingestor.handle(TOPIC, forged_payload)  # unsigned
+
+    with TestClient(create_app(store, ingestor)) as client:
+        response = client.get("/api/v1/health")
+
+    assert response.status_code == 200
+    counters = response.json()["counters"]
+    assert counters["untrusted"] == {"bad_signature": 1, "unsigned": 1}
+    assert counters["chain_events"] == {"chain_start": 1, "gap": 1}
+    assert (counters["signed_items"], counters["batches_stored"]) == (2, 2)  # verified ones only
