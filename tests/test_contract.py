@@ -708,3 +708,99 @@ def test_health_receipts_name_the_health_channel() -> None:
     receipt = make_receipt(channel="health", stored=[(0, 9)])
     validate_payload("Receipt", receipt.model_dump_json())
     assert "health" in contract.CHANNELS
+
+
+# --- the signature every station item carries (MQTT v5 user property, gateway/trust/signing.py) ------------------
+
+SIGNED_CHANNELS = {"readings", "fluxes", "raw", "health"}
+
+
+def _signature_trait() -> dict[str, Any]:
+    trait: dict[str, Any] = load_asyncapi()["components"]["messageTraits"]["SignedItem"]
+    return trait
+
+
+def _signature_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = _signature_trait()["headers"]
+    return schema
+
+
+def _sample_envelopes() -> list[str]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.trust.signing import Link, envelope_text, sha256_hex, sign
+
+    key = Ed25519PrivateKey.generate()
+    first = sign(key, readings_topic("hainich", "plot-07"), "readings", Link("0123456789abcdef", 0, 10), b"{}")
+    after = Link("0123456789abcdef", 2**63, 2**64 - 1, 0, 10, first.digest)
+    raw = sign(key, raw_topic("hainich", "plot-07"), "raw", after, b"{}", sha256_hex(b"file"))
+    return [envelope_text(first.envelope), envelope_text(raw.envelope)]
+
+
+def test_every_station_channel_carries_the_signature_trait_and_no_other() -> None:
+    from gateway.trust.signing import USER_PROPERTY
+
+    document = load_asyncapi()
+    messages = document["components"]["messages"]
+    trait_ref = {"$ref": "#/components/messageTraits/SignedItem"}
+    for name, channel in document["channels"].items():
+        for ref in channel["messages"].values():
+            message = messages[ref["$ref"].rsplit("/", 1)[-1]]
+            assert (trait_ref in message.get("traits", [])) == (name in SIGNED_CHANNELS), name
+    assert _signature_schema()["required"] == [USER_PROPERTY]
+    assert list(_signature_schema()["properties"]) == [USER_PROPERTY]
+
+
+def test_the_signature_property_schema_accepts_what_stations_send() -> None:
+    validator = Draft202012Validator(_signature_schema())
+    for text in _sample_envelopes():
+        validator.validate({"sinkwatch-sig": text})
+
+
+@pytest.mark.parametrize("change", [("v=1;", "v=2;"), (";sig=", ";signature="), ("prev=-", "prev=0:1:abc"),
+                                   ("content=-", "content=+"), ("key=", "key=X"), (";at=", ";at=-")])
+def test_a_malformed_signature_property_is_refused_by_schema_and_parser(change: tuple[str, str]) -> None:
+    from gateway.trust.signing import EnvelopeError, parse_envelope
+
+    text = _sample_envelopes()[0]
+    assert change[0] in text
+    bad = text.replace(change[0], change[1], 1)
+    with pytest.raises(jsonschema.ValidationError):
+        Draft202012Validator(_signature_schema()).validate({"sinkwatch-sig": bad})
+    with pytest.raises(EnvelopeError):
+        parse_envelope(bad)
+    with pytest.raises(jsonschema.ValidationError):  # and a message without it
+        Draft202012Validator(_signature_schema()).validate({})
+
+
+def test_the_documented_signature_example_verifies_over_the_documented_payload() -> None:
+    from gateway.trust.keys import key_id, public_key_from_text
+    from gateway.trust.signing import check, parse_envelope, sha256_hex
+
+    trait = _signature_trait()
+    [example] = trait["headers"]["properties"]["sinkwatch-sig"]["examples"]
+    envelope = parse_envelope(example)
+    public_key = public_key_from_text(trait["x-example"]["public_key"])
+    assert envelope.key_id == key_id(public_key)
+    [payload] = [e["payload"] for e in _examples_of("ReadingBatch") if e["name"] == "soil-co2-and-temperatures"]
+    payload_bytes = ReadingBatch.model_validate(payload).model_dump_json().encode()
+    assert envelope.link.seq == payload["seq"]
+    assert check(public_key, readings_topic("hainich", "plot-07"), "readings", envelope, sha256_hex(payload_bytes))
+    # the same envelope over other bytes does not hold
+    assert not check(public_key, readings_topic("hainich", "plot-07"), "readings", envelope,
+                     sha256_hex(payload_bytes + b" "))
+
+
+def test_the_documented_signed_lines_are_the_signed_bytes() -> None:
+    from gateway.trust.signing import SIGNATURE_FORMAT, Link, signed_bytes
+
+    lines = signed_bytes(readings_topic("a", "b"), "readings", "0" * 16, Link("0" * 16, 1, 2), "0" * 64,
+                         "-").decode("ascii").split("\n")
+    assert lines[-1] == ""  # every line ends with a newline
+    assert len(lines[:-1]) == len(_signature_trait()["x-signed-lines"]) == 10
+    assert lines[0] == SIGNATURE_FORMAT and lines[1] == readings_topic("a", "b")
+
+
+def _examples_of(message: str) -> list[dict[str, Any]]:
+    examples: list[dict[str, Any]] = load_asyncapi()["components"]["messages"][message]["examples"]
+    return examples
