@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gateway.trust.keys import generate_key
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,18 +78,29 @@ def _fake_tools(bin_dir: Path, calls: Path) -> None:
 
 
 PASSWORD_LINE = "  password_file: /etc/sinkwatch/mqtt-password"
+SIGNING_LINE = "signing_key: /etc/sinkwatch/signing-key"
+
+
+def _sample_line(lines: list[str], prefix: str) -> int:
+    hits = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+    assert len(hits) == 1, f"station.yaml.sample has no single line {prefix!r}"
+    return hits[0]
 
 
 def station_config(root: Path, mode: int = 0o600, **changes: object) -> dict[str, object]:
-    """The sample config with its password file inside the test root (written with `mode`), plus `changes`."""
+    """The sample config with its password and signing key files inside the test root (written with `mode`), plus
+    `changes`."""
     lines = (STATION / "station.yaml.sample").read_text(encoding="utf-8").splitlines()
-    hits = [i for i, line in enumerate(lines) if line.startswith(PASSWORD_LINE)]
-    assert len(hits) == 1, f"station.yaml.sample has no single line {PASSWORD_LINE!r}"
     password = root / "etc/sinkwatch/mqtt-password"
     password.parent.mkdir(parents=True, exist_ok=True)
     password.write_text("plot-01-secret\n", encoding="utf-8")
     password.chmod(mode)
-    lines[hits[0]] = f"  password_file: {password}"
+    lines[_sample_line(lines, PASSWORD_LINE)] = f"  password_file: {password}"
+    key = root / "etc/sinkwatch/signing-key"
+    if not key.exists():
+        generate_key(key)  # what `sinkwatch station provision` hands the technician
+    key.chmod(mode)
+    lines[_sample_line(lines, SIGNING_LINE)] = f"signing_key: {key}"
     return {**yaml.safe_load("\n".join(lines)), **changes}
 
 
@@ -130,7 +143,8 @@ def test_install_makes_the_user_folders_and_a_versioned_virtualenv(installed: In
         return info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)
 
     assert owner_mode("/etc/sinkwatch") == (0, gid, 0o770)
-    assert owner_mode("/etc/sinkwatch/station.yaml") == owner_mode("/etc/sinkwatch/mqtt-password") == (uid, gid, 0o600)
+    for private in ("station.yaml", "mqtt-password", "signing-key"):
+        assert owner_mode(f"/etc/sinkwatch/{private}") == (uid, gid, 0o600), private
     assert "station my-site/plot-01" in installed.output  # the installed version checked the config
     assert owner_mode("/var/lib/sinkwatch") == (uid, gid, 0o750)
     assert installed.link("current") == f"versions/{VERSION}"  # relative: valid inside the root and on the station

@@ -24,7 +24,7 @@
 #   /opt/sinkwatch/versions/<version>/   one virtualenv per installed version, never changed once installed
 #   /opt/sinkwatch/current  -> versions/<version>   what the service runs; switched with one rename
 #   /opt/sinkwatch/previous -> versions/<version>   what --rollback returns to
-#   /etc/sinkwatch/          station.yaml, mqtt-password (sinkwatch 0600) in a folder root:sinkwatch 0770: the
+#   /etc/sinkwatch/          station.yaml, mqtt-password, signing-key (sinkwatch 0600) in a folder root:sinkwatch 0770: the
 #                            daemon writes a config the operator pushes
 #   /var/lib/sinkwatch/      the reading buffer (sinkwatch:sinkwatch 0750)
 #   /etc/systemd/system/sinkwatch-station.service, /etc/sysusers.d/sinkwatch.conf,
@@ -279,10 +279,10 @@ install_system_files() {
     own root:sinkwatch 0770 "$(r "$CONF_DIR")"
     own sinkwatch:sinkwatch 0750 "$(r "$STATE_DIR")"
     install -m 0644 "$HERE/station.yaml.sample" "$(r "$CONF_DIR/station.yaml.sample")"
-    # the config (a pushed one is written by the daemon) and the broker password: the daemon's user only, since a
-    # secret is refused in a file others may read (docs/security.md, "Secrets")
+    # the config (a pushed one is written by the daemon), the broker password and the signing key: the daemon's
+    # user only, since a secret is refused in a file others may read (docs/security.md, "Secrets")
     local private
-    for private in station.yaml mqtt-password; do
+    for private in station.yaml mqtt-password signing-key; do
         [ ! -f "$(r "$CONF_DIR/$private")" ] || own sinkwatch:sinkwatch 0600 "$(r "$CONF_DIR/$private")"
     done
 
