@@ -12,8 +12,9 @@ For the ledger items of the station signed in [T1, T2) (every channel; gateway/c
    the same content; a signed flux record must be held with the same values (or replaced by a later result of the
    same engine and settings: reported, not a break); a signed raw file must be in the raw archive with the SHA-256
    the station signed.
-4. **Recomputation** (`sample` half hours with raw files): fluxes are computed again from the archived raw files
-   with the given processing settings and compared with the stored records of the same settings hash.
+4. **Recomputation** (`sample` periods with raw files, `recompute_sampler`): fluxes are computed again from the
+   archived raw files with the given processing settings and compared with the stored records of the same engine
+   and settings hash; the periods of the signed flux records in the window are sampled first (`sample_periods`).
 
 Exit status: 0 when nothing is broken, 1 on any break, 2 when the audit cannot run (config, store). The chain
 events recorded at ingest (gaps closed later, duplicates, replays, reorders) are listed as information.
@@ -27,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -71,6 +73,7 @@ class AuditReport:
     raw_files_checked: int = 0
     recomputed: int = 0
     recompute_notes: list[str] = field(default_factory=list)
+    signed_flux_ends: set[datetime] = field(default_factory=set)  # periods step 4 recomputes first
     chain_starts: list[str] = field(default_factory=list)
     events: Counter[str] = field(default_factory=Counter)
     breaks: list[Finding] = field(default_factory=list)
@@ -211,6 +214,7 @@ def _check_flux(store: Store, item: LedgerItem, report: AuditReport) -> None:
         return
     signed = FluxRecord.model_validate_json(payload)
     report.fluxes_checked += 1
+    report.signed_flux_ends.add(signed.end)
     held = [r for r in store.query_fluxes(signed.station, signed.end - timedelta(microseconds=1), signed.end,
                                           signed.settings_hash)
             if r.engine_version == signed.engine_version and r.site == signed.site]
@@ -282,14 +286,58 @@ def _close(a: float | int | None, b: float | int | None) -> bool:
     return math.isclose(float(a), float(b), rel_tol=RECOMPUTE_RTOL, abs_tol=RECOMPUTE_ATOL)
 
 
-def sample_half_hours(raw: RawArchive, site: str, station: str, sensor: str, start: datetime, end: datetime,
-                      count: int) -> list[datetime]:
-    """Up to `count` half-hour starts with raw files of `sensor` in [start, end), spread over the window."""
-    hours = sorted(h for h in raw.files(site, station, sensor) if start <= h < end)
-    if len(hours) <= count:
-        return hours
-    step = len(hours) / count
-    return [hours[int(i * step)] for i in range(count)]
+def sample_periods(raw: RawArchive, site: str, station: str, sensor: str, report: AuditReport, count: int,
+                   avrg_len_min: float) -> list[datetime]:
+    """Up to `count` averaging periods (their starts) to recompute, spread over the candidates, each with raw
+    files of `sensor`: the periods of the signed flux records in the window first (the items are selected by
+    their signing time, which can lie long after the data when a station delivers a backlog), then the archive's
+    half hours in the window itself (fluxes recomputed centrally carry no signature)."""
+    length = timedelta(minutes=avrg_len_min)
+    hours = set(raw.files(site, station, sensor))
+    signed = sorted(end - length for end in report.signed_flux_ends
+                    if _floor_half_hour(end - length) in hours)
+    archived = sorted(h + k * length for h in hours if report.start <= h < report.end
+                      for k in range(max(1, int(timedelta(minutes=30) / length))))
+    candidates = signed or archived
+    if len(candidates) <= count:
+        return candidates
+    step = len(candidates) / count
+    return [candidates[int(i * step)] for i in range(count)]
+
+
+def _floor_half_hour(value: datetime) -> datetime:
+    return value - timedelta(minutes=value.minute % 30, seconds=value.second, microseconds=value.microsecond)
+
+
+def recompute_sampler(store: Store, raw: RawArchive, station: str, site: str | None, count: int,
+                      settings: Path | None, metadata: Path | None) -> Callable[[AuditReport], None]:
+    """Step 4 of the audit: recompute `count` periods from the raw archive with the processing settings of the
+    file `settings` (engine defaults when None) and the site facts of `metadata`, and compare them with the stored
+    records of the same engine and settings hash."""
+    from gateway.central.recompute import RecomputeError, find_sensors, recompute
+    from gateway.flux.files import load_method_files, load_settings
+    from gateway.flux.metadata import load_site_metadata
+
+    def run(report: AuditReport) -> None:
+        try:
+            sensors = find_sensors(raw, station, site=site)
+        except RecomputeError as exc:
+            report.recompute_notes.append(f"no recomputation: {exc}")
+            return
+        st = load_settings(settings)
+        pf, assessment = load_method_files(st, settings, None)
+        site_md = load_site_metadata(metadata)
+        collected = CollectingStore()
+        for start in sample_periods(raw, sensors.site, station, sensors.sonic, report, count, st.avrg_len):
+            try:
+                recompute(raw, collected, station, start, start + timedelta(minutes=st.avrg_len),  # type: ignore[arg-type]
+                          site_metadata=site_md, settings=st, planar_fit=pf, spectral_assessment=assessment,
+                          sensors=sensors)
+            except ValueError as exc:
+                report.recompute_notes.append(f"period from {format_time(start)}: not recomputed: {exc}")
+        compare_recomputed(store, collected.records, report)
+
+    return run
 
 
 def summary_json(report: AuditReport) -> Mapping[str, Any]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -348,7 +347,7 @@ def audit_verify(
     """Verify signatures and chain continuity, compare every signed value with the store, recompute a sample of
     fluxes from raw files; print a verdict. Exit 0: intact, 1: broken, 2: the audit could not run."""
     _require_central("sinkwatch audit verify")
-    from gateway.central.audit import verify_station
+    from gateway.central.audit import recompute_sampler, verify_station
     from gateway.central.params import ParameterError, parse_timestamp
     from gateway.central.rawstore import RAW_DIR, RawArchive
     from gateway.central.service import open_store
@@ -370,7 +369,7 @@ def audit_verify(
     archive = RawArchive(central.data_dir / RAW_DIR)
     store = open_store(central.storage)
     try:
-        sampler = _recompute_sampler(store, archive, station, site, sample, settings, metadata) if sample else None
+        sampler = recompute_sampler(store, archive, station, site, sample, settings, metadata) if sample else None
         report = verify_station(store, KeyRegistry(central.data_dir), archive, station, start, end, site=site,
                                 recompute_sample=sampler)
     except (StoreError, RegistryError) as exc:
@@ -382,34 +381,3 @@ def audit_verify(
         typer.echo(line)
     if not report.intact:
         raise typer.Exit(1)
-
-
-def _recompute_sampler(store: Any, archive: Any, station: str, site: str | None, sample: int,
-                       settings: Path | None, metadata: Path | None) -> Any:
-    """The audit's step 4: recompute `sample` half hours of the window from raw files (gateway/central/audit.py)."""
-    from gateway.central.audit import AuditReport, CollectingStore, compare_recomputed, sample_half_hours
-    from gateway.central.recompute import RecomputeError, find_sensors, recompute
-    from gateway.flux.files import load_method_files, load_settings
-    from gateway.flux.metadata import load_site_metadata
-
-    def run(report: AuditReport) -> None:
-        try:
-            sensors = find_sensors(archive, station, site=site)
-        except RecomputeError as exc:
-            report.recompute_notes.append(f"no recomputation: {exc}")
-            return
-        st = load_settings(settings)
-        pf, assessment = load_method_files(st, settings, None)
-        site_md = load_site_metadata(metadata)
-        collected = CollectingStore()
-        for half_hour in sample_half_hours(archive, sensors.site, station, sensors.sonic, report.start, report.end,
-                                           sample):
-            try:
-                recompute(archive, collected, station, half_hour,  # type: ignore[arg-type]
-                          half_hour + timedelta(minutes=st.avrg_len), site_metadata=site_md, settings=st,
-                          planar_fit=pf, spectral_assessment=assessment, sensors=sensors)
-            except ValueError as exc:
-                report.recompute_notes.append(f"half hour {half_hour.isoformat()}: not recomputed: {exc}")
-        compare_recomputed(store, collected.records, report)
-
-    return run

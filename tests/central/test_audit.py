@@ -3,13 +3,17 @@ batches: a clean chain is intact; one altered value and one deleted batch among 
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import sqlite3
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from gateway.central.audit import AuditReport, verify_station
@@ -19,11 +23,25 @@ from gateway.central.rawstore import RawArchive
 from gateway.central.store import InfluxStore, SqliteStore, Store
 from gateway.central.store.base import to_ns
 from gateway.cli import app
-from gateway.contract import ReadingBatch, readings_topic
+from gateway.contract import (
+    FluxRecord,
+    ReadingBatch,
+    encode_flux_record,
+    fluxes_topic,
+    raw_payload,
+    raw_topic,
+    readings_topic,
+)
+from gateway.edge.fluxrunner import FluxOutbox, FluxRunner, FluxSetup
 from gateway.edge.signer import ChainSigner
+from gateway.flux.ec.settings import ProcessingSettings
+from gateway.flux.metadata import site_metadata_from_headers
 from gateway.model import utc_now
+from gateway.rawarchive.archive import SUFFIX, read_archive
 from gateway.trust.keys import KeyRegistry, generate_key
 
+from ..flux.test_recompute import SITE_FACTS, write_station_archive
+from ..flux.test_recompute import T0 as RAW_T0
 from .helpers import T0, series
 
 BATCHES = 300
@@ -124,3 +142,93 @@ def test_the_audit_command_reports_intact_then_broken_and_exits_non_zero(tmp_pat
     assert result.exit_code == 1, result.output
     assert "BREAK altered_reading: readings item 5" in result.output
     assert "BREAK gap: readings item 12" in result.output
+
+
+# --- step 4: fluxes recomputed from the archived raw files -------------------------------------------------------
+
+
+def station_fluxes(data_dir: Path, store: Store, tmp_path: Path) -> list[FluxRecord]:
+    """What a station with a sonic and an open-path analyzer sends: its raw archive files (channel raw) and the
+    fluxes its flux runner computed from them (channel fluxes), signed, through the central ingest path."""
+    station_archive = tmp_path / "station-archive"
+    write_station_archive(tmp_path / "station-raw")
+    station_archive.mkdir()
+    for path in sorted((tmp_path / "station-raw").rglob(f"*{SUFFIX}")):
+        shutil.copy(path, station_archive / path.name)  # the station's archive folder holds every sensor's files
+    files = sorted(station_archive.iterdir())
+    headers = {p.name.split("_")[0]: read_archive(p).header for p in files}
+    setup = FluxSetup(sonic="sonic", analyzer="irga", settings=ProcessingSettings(), period_s=1800,
+                      metadata=site_metadata_from_headers(SITE_FACTS, headers["sonic"], headers["irga"]))
+    outbox = FluxOutbox(tmp_path / "station.buffer", "site1", "st1")
+    runner = FluxRunner(setup, "site1", "st1", station_archive, outbox, started=RAW_T0.timestamp() - 10)
+    records = runner.step(RAW_T0.timestamp() + 3600 + 60)
+    outbox.close()
+    assert [r.status for r in records] == ["ok", "ok"], [r.reasons for r in records]
+
+    key = generate_key(tmp_path / "st1.key")
+    KeyRegistry(data_dir).register("site1", "st1", key.public_key())
+    signer = ChainSigner(key, tmp_path / "st1.buffer")
+    ingestor = Ingestor(MqttSettings(port=1), store, data_dir, signatures="required")
+    for seq, path in enumerate(files):
+        payload = raw_payload("site1", "st1", path, seq=seq)
+        ingestor.handle(raw_topic("site1", "st1"), payload,
+                        signer.envelope("raw", raw_topic("site1", "st1"), seq, payload))
+    for seq, record in enumerate(records):
+        payload = encode_flux_record(record.model_copy(update={"seq": seq}))
+        ingestor.handle(fluxes_topic("site1", "st1"), payload,
+                        signer.envelope("fluxes", fluxes_topic("site1", "st1"), seq, payload))
+    signer.close()
+    counters = ingestor.counters()
+    assert (counters["raw_files_archived"], counters["flux_records_stored"]) == (len(files), 2), counters
+    return records
+
+
+def alter_flux(store: Store, end: datetime, name: str, factor: float) -> None:
+    """An insider edits one value of a stored flux record."""
+    [record] = store.query_fluxes("st1", end - timedelta(minutes=1), end)
+    if isinstance(store, SqliteStore):
+        values = {**record.values, name: float(record.values[name] or 0.0) * factor}
+        with sqlite3.connect(store.path) as db:
+            assert db.execute("UPDATE fluxes SET flux_values=? WHERE station='st1' AND end_ns=?",
+                              (json.dumps(values), to_ns(end))).rowcount == 1
+        return
+    assert isinstance(store, InfluxStore)
+    value = float(record.values[name] or 0.0) * factor
+    line = (f"fluxes,engine_version={record.engine_version.replace(' ', chr(92) + ' ')},settings_hash="
+            f"{record.settings_hash},site=site1,station=st1 {name}={value!r} {to_ns(end)}")
+    httpx.post(f"{store.url}/write", params={"db": store.database, "precision": "ns"}, content=line).raise_for_status()
+
+
+def test_the_audit_recomputes_station_fluxes_from_the_raw_archive_and_finds_an_altered_one(
+        store: Store, tmp_path: Path) -> None:
+    data_dir = tmp_path / "central"
+    station_fluxes(data_dir, store, tmp_path)
+    config = tmp_path / "central.yaml"
+    if isinstance(store, SqliteStore):
+        storage = {"kind": "sqlite", "path": str(store.path)}
+    else:
+        assert isinstance(store, InfluxStore)
+        storage = {"kind": "influxdb", "url": store.url, "database": store.database}
+    config.write_text(yaml.safe_dump({"storage": storage, "data_dir": str(data_dir)}), encoding="utf-8")
+    metadata = tmp_path / "site.yaml"
+    metadata.write_text(yaml.safe_dump(SITE_FACTS), encoding="utf-8")
+    now = utc_now()
+    args = ["audit", "verify", "--station", "st1", "--from", (now - timedelta(hours=1)).isoformat(),
+            "--to", (now + timedelta(hours=1)).isoformat(), "-c", str(config), "--sample", "2",
+            "--metadata", str(metadata)]
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "fluxes recomputed from raw files: 2" in result.output
+    assert "raw files compared with the archive: 4" in result.output
+    assert "VERDICT: INTACT" in result.output
+
+    alter_flux(store, RAW_T0 + timedelta(hours=1), "FC", 1.5)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "fluxes recomputed from raw files: 2" in result.output
+    # the stored record no longer matches the one the station signed (step 3) nor its recomputation (step 4)
+    assert re.search(r"BREAK flux_not_reproduced: fluxes: period ending 2026-11-25T11:00:00(\.0+)?Z: recomputed "
+                     r"from the archived raw files, FC differ", result.output), result.output
+    assert "BREAK altered_flux: fluxes item 1" in result.output
+    assert "VERDICT: BROKEN - 1 altered_flux, 1 flux_not_reproduced" in result.output
