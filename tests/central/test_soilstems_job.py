@@ -5,17 +5,21 @@ bad input named (config and data); the schedule; the command."""
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from gateway.central.config import load_central_config
+from gateway.central.config import ApiSettings, CentralConfig, MqttSettings, StorageSettings, load_central_config
+from gateway.central.service import run_central, wait_for
 from gateway.central.soilstems import (
     SOIL_ENGINE,
     STEMS_ENGINE,
@@ -32,6 +36,7 @@ from gateway.cli import app
 from gateway.configfile import ConfigError
 from gateway.flux.stems.allometry import plot_biomass
 from gateway.simulation.soilyear import SoilYear
+from gateway.testing.services import MosquittoInstance
 
 from .soilstems_helpers import (
     LATER,
@@ -46,6 +51,7 @@ from .soilstems_helpers import (
     soil_job,
     soil_settings,
     stems_job,
+    stems_settings,
 )
 
 
@@ -279,3 +285,43 @@ def test_a_broken_chamber_does_not_withhold_the_profiles_efflux(store: SqliteSto
     assert list(result.tables) == ["gradient_1"]
     assert any(n.startswith("not computed: chamber 2: ") and "no readings of chamber_2/CO2_5_1_1" in n
                for n in result.run.notes)
+
+
+@pytest.mark.integration
+def test_the_central_service_runs_both_schedules_and_serves_their_runs(
+        mosquitto: MosquittoInstance, tmp_path: Path, soil_year_: SoilYear, stems_year: SoilYear) -> None:
+    filled_store(tmp_path / "central.sqlite", soil_year_, stems_year).close()
+    soil = SoilJobConfig.model_validate({"every": "1s", "previous_year_days": 366,
+                                         "per_station": {STATION: soil_settings()}})
+    stems = StemsJobConfig.model_validate({"every": "1s", "previous_year_days": 366,
+                                           "per_station": {STATION: stems_settings(stems_year)}})
+    config = CentralConfig(
+        mqtt=MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id=f"central-{uuid.uuid4().hex[:8]}"),
+        storage=StorageSettings(kind="sqlite", path=tmp_path / "central.sqlite"),
+        api=ApiSettings(port=0), data_dir=tmp_path / "data", soil=soil, stems=stems)
+    stop = threading.Event()
+    ports: list[int] = []
+    thread = threading.Thread(target=run_central, args=(config,),
+                              kwargs={"stop_event": stop, "ready_callback": ports.append})
+    thread.start()
+    try:
+        assert wait_for(lambda: bool(ports), 10)
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30) as api:
+            def served(product: str, table: str) -> bool:
+                params: dict[str, str | int] = {"station": STATION, "year": YEAR, "table": table}
+                return api.get(f"/api/v1/{product}", params=params).status_code == 200
+
+            assert wait_for(lambda: served("soil", "gradient_1"), 90)
+            assert wait_for(lambda: served("stems", "plot_1"), 90)
+            health = api.get("/api/v1/health").json()
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    this_year = datetime.now(UTC).year
+    for product in ("soil", "stems"):
+        counters = health["counters"][product]
+        assert counters["every_s"] == 1.0 and counters["rounds"] >= 1
+        assert counters["stations"][f"{STATION}/{YEAR}"]["runs_ok"] >= 1
+        if this_year != YEAR:  # the current year has no readings: counted, with the reason
+            assert "readings" in (counters["stations"][f"{STATION}/{this_year}"]["last_error"] or "")

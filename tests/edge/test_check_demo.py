@@ -15,6 +15,8 @@ from gateway.demo import (
     AIR_PROBE,
     ANALYZER,
     CANOPY_CO2,
+    CHAMBER,
+    DENDRO,
     PROFILE,
     PYRANOMETER,
     SOIL_PROBE,
@@ -52,7 +54,7 @@ def test_the_demo_station_passes(demo_station: tuple[DemoRig, Path]) -> None:
     assert code == 0, output
     rows = rows_of(output)
     expected = {name for name, *_ in PROFILE} | {SOIL_PROBE[0], CANOPY_CO2[0], PYRANOMETER[0], AIR_PROBE[0], SONIC,
-                                                   ANALYZER}
+                                                   ANALYZER, CHAMBER[0], DENDRO[0]}
     assert set(rows) == expected
     assert all(row.split()[1] == "PASS" for row in rows.values()), output
     assert "CO2_1_3_1 = " in rows[PROFILE[2][0]] and "umol mol-1" in rows[PROFILE[2][0]]
@@ -62,6 +64,9 @@ def test_the_demo_station_passes(demo_station: tuple[DemoRig, Path]) -> None:
     # the streams were read: values with units and the records counted
     assert "U = " in rows[SONIC] and "m s-1" in rows[SONIC] and " records in " in rows[SONIC]
     assert "CO2 = " in rows[ANALYZER] and "mmol m-3" in rows[ANALYZER]
+    # the chamber's CO2 comes with its lid state; the dendrometers through the firmware bridge board
+    assert f"LID_CLOSED{CHAMBER[3]} = " in rows[CHAMBER[0]] and f"CO2{CHAMBER[3]} = " in rows[CHAMBER[0]]
+    assert f"STEM_RAD_CHG{DENDRO[1][0]} = " in rows[DENDRO[0]] and "um" in rows[DENDRO[0]]
     assert f"{len(expected)} of {len(expected)} sensors pass" in output
 
 
@@ -80,7 +85,7 @@ def test_stopped_simulators_are_named_with_the_reason(demo_station: tuple[DemoRi
     assert "silent: no data from tcp://127.0.0.1:" in rows[SONIC]
     lines = output.splitlines()
     assert "continuous output mode" in lines[lines.index(rows[SONIC]) + 1]
-    assert "6 of 9 sensors pass; 3 FAIL" in output
+    assert "8 of 11 sensors pass; 3 FAIL" in output
 
 
 def test_simulate_gmp252_serves_a_profile_of_several_addresses_on_one_line(tmp_path: Path) -> None:
