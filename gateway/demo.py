@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +44,7 @@ from gateway.demo_soilstems import (
 )
 from gateway.edge.config import load_station_config
 from gateway.edge.daemon import StationDaemon
-from gateway.model import utc_now
+from gateway.model import format_time, utc_now
 from gateway.simulation.turbulence import TurbulenceSpec
 
 log = logging.getLogger("sinkwatch.demo")
@@ -66,6 +66,9 @@ class DemoSummary:
     budget: DemoBudget | None = None  # the simulated year's budget (gateway/demo_budget.py), unless turned off
     soilstems: DemoSoilStems | None = None  # the simulated year's soil and stems (gateway/demo_soilstems.py)
     central_yaml: Path | None = None  # the demo's central config: `sinkwatch report/central ... -c` read it
+    # `sinkwatch audit verify` of everything the demo station signed (arguments after `sinkwatch`): re-checks its
+    # signatures, chains and every signed value against the store the demo kept (--data-dir); None when removed
+    audit_args: list[str] | None = None
 
     def line(self) -> str:
         return (f"demo finished after {self.seconds:.0f} s: {self.readings_read} readings read, "
@@ -456,6 +459,7 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
             demo_soil = _soilstems(work, influx_url, api_url, seed, say) if soilstems else None
             station = load_station_config(station_yaml)
             daemon = StationDaemon(station)
+            signing_from = utc_now()  # the station signs every item it sends after this
             station_thread = threading.Thread(target=daemon.run, args=(stop,), name="station", daemon=True)
             station_thread.start()
             if duration_s is None:
@@ -473,12 +477,25 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
             stored = count_stored_by_variable(api_url)
             if demo_soil is not None:
                 demo_soil.live = _live_soilstems(work, influx_url, rig, say)
+            audit = None
+            if not owned_dir:
+                audit = audit_arguments(work / "central.yaml", signing_from, utc_now() + timedelta(seconds=1))
+                say(f"audit:    sinkwatch {' '.join(audit)}")
+            else:
+                say("audit:    give --data-dir to keep the store, and the demo prints the `sinkwatch audit verify` "
+                    "that re-checks every item the station signed")
             return DemoSummary(time.monotonic() - started, read, confirmed, sum(stored.values()), errors,
                                api_url, stored, fetch_flux_records(api_url), demo_budget, demo_soil,
-                               work / "central.yaml")
+                               work / "central.yaml", audit)
     finally:
         if owned_dir:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def audit_arguments(central_yaml: Path, start: datetime, end: datetime) -> list[str]:
+    """`sinkwatch audit verify` over the items the demo station signed in [start, end), on the demo's store."""
+    return ["audit", "verify", "--station", DEMO_STATION, "--site", DEMO_SITE, "--from", format_time(start),
+            "--to", format_time(end), "-c", str(central_yaml)]
 
 
 def _budget(work: Path, influx_url: str | None, api_url: str, seed: int,

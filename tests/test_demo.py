@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,7 +18,9 @@ from typer.testing import CliRunner
 
 from gateway.central.report_data import build_report_data
 from gateway.central.store import SqliteStore
+from gateway.central.store.base import to_ns
 from gateway.cli import app
+from gateway.contract import ReadingBatch
 from gateway.demo import (
     AIR_PROBE,
     ANALYZER,
@@ -71,6 +74,8 @@ def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> Non
     station_yaml = tmp_path / "station.yaml"
     assert f"sinkwatch station check -c {station_yaml}" in result.stdout
     assert f"sinkwatch live -c {station_yaml}" in result.stdout
+    # and how to audit what it signed, on the store it kept
+    assert "sinkwatch audit verify --station st01 --site demo-forest --from " in result.stdout
     assert len(load_station_config(station_yaml).sensors) == 11
     # the station's buffer is empty: everything read was confirmed stored, then forgotten
     buffer = ReadingBuffer(tmp_path / "station-buffer.sqlite")
@@ -294,3 +299,40 @@ def test_the_site_report_from_the_demos_data_has_every_section_filled(full_demo:
     for row in rows:
         assert row.gc_text in load.dom
     assert data.content_digest() in load.dom
+
+
+def test_the_audit_finds_the_demos_record_intact_and_then_a_deliberate_tamper(tmp_path: Path) -> None:
+    """The issue's "done when": `sinkwatch audit verify` reports a clean chain for the demo, and a broken one after
+    an insider edits one stored value and deletes one batch (its readings and its ledger entry)."""
+    summary = run_demo(5, data_dir=tmp_path, interval_s=0.5, echo=False, budget=False, soilstems=False)
+    assert summary.audit_args is not None and summary.readings_stored > 0
+
+    intact = CliRunner().invoke(app, summary.audit_args)
+    assert intact.exit_code == 0, intact.output
+    assert "VERDICT: INTACT" in intact.output
+    assert re.search(rf"readings compared with the store: {summary.readings_stored} ", intact.output), intact.output
+    signed = re.search(r"signatures verified: (\d+) of (\d+)", intact.output)
+    assert signed and signed[1] == signed[2] and int(signed[1]) > 3
+
+    store = SqliteStore(tmp_path / "central.sqlite")
+    batches = [i for i in store.ledger_items("st01", 0, 2**62) if i.channel == "readings"]
+    store.close()
+    assert len(batches) >= 3, "the demo sent too few batches to delete one in the middle"
+    altered, deleted, successor = batches[0], batches[len(batches) // 2], batches[len(batches) // 2 + 1]
+    altered_reading = next(r for r in ReadingBatch.model_validate_json(altered.payload_bytes() or b"").readings
+                           if r.value is not None)
+    with sqlite3.connect(tmp_path / "central.sqlite") as db:
+        assert db.execute("UPDATE readings SET value = value + 0.5 WHERE station='st01' AND sensor=? AND "
+                          "variable=? AND time_ns=?", (altered_reading.sensor, altered_reading.variable,
+                                                       to_ns(altered_reading.time))).rowcount == 1
+        for r in ReadingBatch.model_validate_json(deleted.payload_bytes() or b"").readings:
+            db.execute("DELETE FROM readings WHERE station='st01' AND sensor=? AND variable=? AND time_ns=?",
+                       (r.sensor, r.variable, to_ns(r.time)))
+        assert db.execute("DELETE FROM ledger WHERE channel='readings' AND at=?", (deleted.at,)).rowcount == 1
+
+    broken = CliRunner().invoke(app, summary.audit_args)
+    assert broken.exit_code == 1, broken.output
+    assert f"BREAK altered_reading: readings item {altered.seq}: {altered_reading.sensor} " \
+           f"{altered_reading.variable}" in broken.output
+    assert f"BREAK gap: readings item {successor.seq}: its predecessor, item {deleted.seq}" in broken.output
+    assert "VERDICT: BROKEN - 1 altered_reading, 1 gap" in broken.output
