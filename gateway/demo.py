@@ -50,6 +50,10 @@ from gateway.simulation.turbulence import TurbulenceSpec
 log = logging.getLogger("sinkwatch.demo")
 
 DEMO_SITE = "demo-forest"
+# the demo runs for minutes, not months: health every 10 s and the alert rules every 5 s, so the status page shows
+# them live
+DEMO_TELEMETRY_S = 10.0
+DEMO_ALERT_EVERY_S = 5.0
 DEMO_STATION = "st01"
 
 
@@ -125,6 +129,7 @@ def demo_central_config(broker: tuple[str, int], data_dir: Path, influx_url: str
             "latitude": DEMO_SITE_METADATA["latitude"], "longitude": DEMO_LONGITUDE,
             "utc_offset_h": DEMO_UTC_OFFSET_H, "site": DEMO_SITE}}},
         **central_sections(DEMO_SOIL_NAMES, DEMO_STATION, DEMO_UTC_OFFSET_H),
+        "alerts": {"every_s": DEMO_ALERT_EVERY_S},
     }
 
 
@@ -226,6 +231,7 @@ class DemoRig:
     chamber: Any  # ChamberModel: the lid and the headspace, with every closure's true flux
     board_port: str  # USB serial of the firmware bridge board with the dendrometers
     board: Any  # PythonBoard
+    api_url: str = ""  # the central service of the running demo (set by run_demo before on_running)
 
     def station_config(self, work: Path, broker: tuple[str, int], interval_s: float = 1.0,
                        signing_key: Path | None = None) -> dict[str, Any]:
@@ -267,6 +273,7 @@ class DemoRig:
                         "uplink": "summaries"},
             "flux": {"sonic": SONIC, "analyzer": ANALYZER, "averaging_min": FLUX_AVERAGING_MIN,
                      "metadata": dict(DEMO_SITE_METADATA)},
+            "telemetry": {"interval_s": DEMO_TELEMETRY_S},
             "sensors": sensors,
         }
 
@@ -447,6 +454,7 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
             station_yaml = write_station_yaml(work / "station.yaml",
                                               rig.station_config(work, broker, interval_s, signing_key=key_path))
             say(f"broker:   mqtt://{broker[0]}:{broker[1]}")
+            say(f"status:   {api_url}/   (the status page: stations, health, alarms, fluxes, budget)")
             say(f"API:      {api_url}/api/v1/stations   docs: {api_url}/docs")
             say(f"series:   {api_url}/api/v1/series?station={DEMO_STATION}&variable=CO2{PROFILE[0][3]}"
                 f"&start=...&end=...")
@@ -465,6 +473,7 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
             if duration_s is None:
                 say("running until Ctrl-C")
             if on_running is not None:
+                rig.api_url = api_url
                 on_running(rig, station_yaml)
             stop.wait(duration_s)
             stop.set()

@@ -70,6 +70,7 @@ def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> Non
     assert stored > 0
     assert read == confirmed == stored  # nothing lost between probe and API
     assert "/docs" in result.stdout
+    assert re.search(r"^status: +http://127\.0\.0\.1:\d+/ ", result.stdout, flags=re.M)  # the status page's URL
     # the station ran from the station.yaml the demo wrote, and the banner says how to check it
     station_yaml = tmp_path / "station.yaml"
     assert f"sinkwatch station check -c {station_yaml}" in result.stdout
@@ -336,3 +337,47 @@ def test_the_audit_finds_the_demos_record_intact_and_then_a_deliberate_tamper(tm
            f"{altered_reading.variable}" in broken.output
     assert f"BREAK gap: readings item {successor.seq}: its predecessor, item {deleted.seq}" in broken.output
     assert "VERDICT: BROKEN - 1 altered_reading, 1 gap" in broken.output
+@pytest.mark.integration
+def test_the_status_page_shows_the_demo_station_live_in_chromium(tmp_path: Path) -> None:
+    """`sinkwatch demo` prints the status page's URL; in Debian's headless chromium the page loads and refreshes
+    itself without a console message and shows the demo station's health, its alarms (this machine's clock
+    discipline decides clock_unsynchronised), a flux period and the simulated year's budget. The screenshot is kept
+    as test-artifacts/demo-status-page.png."""
+    from datetime import timedelta
+
+    from gateway.model import format_time, utc_now
+    from tests.report.browser import open_url
+
+    loads = []
+    stop = threading.Event()
+
+    def while_running(rig: DemoRig, station_yaml: Path) -> None:
+        try:
+            deadline = time.monotonic() + 120
+            with httpx.Client(base_url=rig.api_url, timeout=10) as client:
+                while time.monotonic() < deadline:  # health stored, alerts evaluated, a flux period in
+                    reports = client.get("/api/v1/station-health").json()
+                    alerts = client.get("/api/v1/alerts").json()
+                    now = utc_now()
+                    fluxes = client.get("/api/v1/fluxes", params={
+                        "station": "st01", "start": format_time(now - timedelta(hours=1)),
+                        "end": format_time(now + timedelta(hours=1))}).json()["records"]
+                    if reports and alerts["alerts"] and fluxes:  # the live station's own, not the simulated year's
+                        break
+                    time.sleep(1)
+            artefacts = Path(__file__).resolve().parents[1] / "test-artifacts"
+            loads.append(open_url(f"{rig.api_url}/", virtual_time_ms=20_000,
+                                  screenshot=artefacts / "demo-status-page.png"))
+        finally:
+            stop.set()
+
+    run_demo(None, data_dir=tmp_path, interval_s=0.5, echo=False, stop=stop, on_running=while_running)
+    [load] = loads
+    assert load.returncode == 0 and load.console == []
+    assert "demo-forest/st01" in load.dom and 'id="detail">demo-forest/st01<' in load.dom
+    assert "soil_co2_10cm" in load.dom and 'class="series"' in load.dom  # the station's sensors and a key series
+    assert re.search(r'class="flux q[012n]"', load.dom)  # its own half-hourly (here 30 s) fluxes, by flag
+    assert "NEE <b>" in load.dom and "the whole year" in load.dom  # the simulated year's budget
+    assert re.search(r'<body data-updated="\d{4}-', load.dom)  # status.js refreshed the page
+    assert load.screenshot is not None and load.screenshot.stat().st_size > 20_000
+

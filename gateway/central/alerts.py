@@ -31,17 +31,12 @@ from gateway.central.store import AlertEvent, QueryTooLarge, Store, StoreError, 
 from gateway.central.store.alerts import STATION_SUBJECT, AlertState
 from gateway.contract import StationHealth
 from gateway.model import format_time, utc_now
+from gateway.variables import VARIABLES, base_name
 
 log = logging.getLogger(__name__)
 
-_POSITION_QUALIFIER = re.compile(r"_\d+_\d+_\d+$")
 MAX_FLUX_RECORDS = 100_000
 MAX_HEALTH_REPORTS = 100_000
-
-
-def base_name(variable: str) -> str:
-    """A variable's name without its AmeriFlux position qualifier: CO2_1_2_1 -> CO2."""
-    return _POSITION_QUALIFIER.sub("", variable)
 
 
 @dataclass(frozen=True)
@@ -188,6 +183,9 @@ def sensor_out_of_range(ctx: RuleContext) -> list[Observation]:
                                              ctx.now):
             if stats.site != report.site:
                 continue
+            known = VARIABLES.get(base_name(stats.variable))
+            if known is not None and stats.unit != known.unit:
+                continue  # the range is in the registry's unit (an LI-7500's CO2 in mmol m-3 is another quantity)
             low, high = rule.ranges[base_name(stats.variable)]
             below, above = stats.mean < low, stats.mean > high
             threshold = low if below else high
@@ -428,4 +426,4 @@ class AlertScheduler:
         return self.evaluator.counters()
 
 
-__all__ = ["Alert", "AlertEvaluator", "AlertScheduler", "Observation", "RuleContext", "base_name"]
+__all__ = ["Alert", "AlertEvaluator", "AlertScheduler", "Observation", "RuleContext"]

@@ -18,8 +18,8 @@ RULE_NAMES: tuple[RuleName, ...] = ("station_silent", "buffer_growing", "clock_u
                                     "sensor_out_of_range", "flag2_share", "signal_strength_low", "disk_nearly_full")
 
 #: Plausible ranges by variable base name (the name without its AmeriFlux position qualifier _<H>_<V>_<R>), in the
-#: units of docs/architecture.md "Variables": wide enough for any forest site, narrow enough that a reading outside
-#: is a broken sensor, a wrong unit or a wrong register map rather than weather.
+#: units of the variable registry (gateway/variables.py; a series in another unit is not judged): wide enough for
+#: any forest site, narrow enough that a reading outside is a broken sensor or a wrong register map, not weather.
 DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "CO2": (150.0, 100_000.0),  # umol mol-1: ambient air ~420, soil air up to a few percent
     "TA": (-50.0, 60.0),  # degC
@@ -29,7 +29,6 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "VPD": (0.0, 90.0),  # hPa
     "SWC": (0.0, 100.0),  # %
     "SW_IN": (-20.0, 1500.0),  # W m-2, night offsets of a thermopile are slightly negative
-    "PA": (50.0, 110.0),  # kPa
 }
 
 
@@ -63,9 +62,9 @@ class SensorStuckRule(_Rule):
     min_count: int = Field(default=10, ge=2, le=1_000_000, description="at least this many good readings in the window")
     max_spread: float = Field(default=0.0, ge=0, description="fires when max - min of the window is at most this")
     ignore: list[str] = Field(
-        default_factory=lambda: [r"_N$", r"^SW_IN", r"^PPFD_IN", r"^P$", r"^P_"],
-        description="regular expressions of variable names that may stay constant (counts, radiation at night, "
-                    "rain)")
+        default_factory=lambda: [r"_N$", r"DIAG", r"^SW_IN", r"^PPFD_IN", r"^P$", r"^P_"],
+        description="regular expressions of variable names that may stay constant (counts, instrument "
+                    "diagnostics, radiation at night, rain)")
 
     @field_validator("ignore")
     @classmethod

@@ -18,7 +18,8 @@
                           GET /api/v1/station-health every station's latest (routes in `api_health`)
     GET /api/v1/report    a station-year's site carbon report from the store, HTML or PDF (`api_report`)
 
-Interactive documentation at /docs, schema at /openapi.json.
+The status page (HTML, for people) is at / (`statuspage`). Interactive documentation at /docs, schema at
+/openapi.json.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from gateway.central.api_health import add_health_routes
 from gateway.central.api_report import add_report_routes
 from gateway.central.api_soilstems import add_soilstems_routes
 from gateway.central.params import ParameterError, format_duration, parse_duration, parse_timestamp
+from gateway.central.statuspage import add_status_page
 from gateway.central.store import (
     Aggregate,
     FluxResultSet,
@@ -372,6 +374,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     add_health_routes(app, store)
     add_alert_routes(app, store, alerts)
     add_report_routes(app, store)
+    add_status_page(app, store, ingest, alerts)  # the HTML status page at /
     return app
 
 

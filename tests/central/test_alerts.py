@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.central.alerts import AlertEvaluator, base_name
+from gateway.central.alerts import AlertEvaluator
 from gateway.central.alerts_config import RULE_NAMES, AlertsConfig
 from gateway.central.api import create_app
 from gateway.central.store import InfluxStore, SqliteStore, Store
@@ -58,7 +58,7 @@ SENSORS = [
     SensorHealth(name="hmp155", driver="hmp155", kind="polled", state="available", available=True,
                  variables=["TA_1_1_1", "RH_1_1_1"]),
     SensorHealth(name="li7500", driver="li7500", kind="stream", state="connected", available=True,
-                 variables=["CO2SS", "CO2SS_N"]),
+                 variables=["CO2SS", "CO2SS_N", "CO2", "DIAG"]),
     SensorHealth(name="irgason", driver="irgason", kind="stream", state="connected", available=True,
                  variables=["H2OSS"]),
 ]
@@ -146,11 +146,13 @@ def test_sensor_stuck(store: SqliteStore, clock: Clock) -> None:
     store.write_health([health(clock)])
     store.write(stored(SITE, readings(clock, "gmp252", "CO2_1_1_1", [1843.0] * 30, unit="umol mol-1")
                        + readings(clock, "gmp252", "T_PROBE_1_1_1", [6.0 + 0.01 * i for i in range(30)])
-                       + readings(clock, "li7500", "CO2SS_N", [1200.0] * 30, unit="1")))  # a count: ignored
+                       + readings(clock, "li7500", "CO2SS_N", [1200.0] * 30, unit="1")  # a count: ignored
+                       + readings(clock, "li7500", "DIAG", [0.0] * 30, unit="1")))  # a diagnostic: ignored
     alerts.evaluate()
     assert firing(alerts, "sensor_stuck") == {"gmp252/CO2_1_1_1": 0.0}
     assert states(alerts, "sensor_stuck")["gmp252/T_PROBE_1_1_1"] == "ok"
-    assert "li7500/CO2SS_N" not in states(alerts, "sensor_stuck")
+    assert "li7500/CO2SS_N" not in states(alerts, "sensor_stuck") and "li7500/DIAG" not in states(alerts,
+                                                                                                   "sensor_stuck")
     clock.advance(3600)
     store.write(stored(SITE, readings(clock, "gmp252", "CO2_1_1_1", [1843.0 + i for i in range(30)],
                                       unit="umol mol-1")))
@@ -163,9 +165,11 @@ def test_sensor_out_of_range(store: SqliteStore, clock: Clock) -> None:
     alerts = evaluator(store, clock, sensor_out_of_range={"window_s": 600})
     store.write_health([health(clock)])
     store.write(stored(SITE, readings(clock, "hmp155", "TA_1_1_1", [85.0] * 5)
-                       + readings(clock, "hmp155", "RH_1_1_1", [55.0] * 5, unit="%")))
+                       + readings(clock, "hmp155", "RH_1_1_1", [55.0] * 5, unit="%")
+                       + readings(clock, "li7500", "CO2", [16.5] * 5, unit="mmol m-3")))  # a density, not ppm
     alerts.evaluate()
     assert firing(alerts, "sensor_out_of_range") == {"hmp155/TA_1_1_1": 85.0}
+    assert "li7500/CO2" not in states(alerts, "sensor_out_of_range")
     assert [a.threshold for a in alerts.alerts(rule="sensor_out_of_range", state="firing")] == [60.0]
     clock.advance(600)
     store.write(stored(SITE, readings(clock, "hmp155", "TA_1_1_1", [12.0] * 5)))
@@ -303,11 +307,6 @@ def test_changes_the_store_refused_are_written_later(store: SqliteStore, clock: 
     alerts.evaluate()
     assert alerts.counters()["unwritten_changes"] == 0
     assert [e.rule for e in store.latest_alert_events()] == ["clock_unsynchronised"]
-
-
-def test_base_name_strips_the_position_qualifier() -> None:
-    assert [base_name(v) for v in ("CO2_1_2_1", "TA", "T_PROBE_1_1_1", "SW_IN_1_1_1", "CO2SS")] == [
-        "CO2", "TA", "T_PROBE", "SW_IN", "CO2SS"]
 
 
 # --- the API ----------------------------------------------------------------------------------------------------------

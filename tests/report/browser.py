@@ -41,3 +41,31 @@ def open_page(page: Path, timeout_s: float = 60.0) -> PageLoad:
                                 check=False)
     console = [m.group(1) for line in result.stderr.splitlines() if (m := CONSOLE.search(line))]
     return PageLoad(result.stdout, console, result.returncode)
+
+
+@dataclass(frozen=True)
+class UrlLoad:
+    dom: str
+    console: list[str]
+    returncode: int
+    screenshot: Path | None
+
+
+def open_url(url: str, *, virtual_time_ms: int = 0, screenshot: Path | None = None, window: str = "1400,2200",
+             timeout_s: float = 90.0) -> UrlLoad:
+    """Load `url` (a served page, e.g. the central service's status page): the DOM after `virtual_time_ms` of the
+    page's own timers (chromium's virtual time: intervals fire, network waits are real) and its console messages;
+    with `screenshot`, a second load writes a PNG of the page there."""
+    budget = [f"--virtual-time-budget={virtual_time_ms}"] if virtual_time_ms else []
+    with tempfile.TemporaryDirectory(prefix="sinkwatch-chromium-") as profile:
+        result = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *budget, "--dump-dom", url],
+                                capture_output=True, text=True, timeout=timeout_s, check=False)
+    console = [m.group(1) for line in result.stderr.splitlines() if (m := CONSOLE.search(line))]
+    if screenshot is not None:
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="sinkwatch-chromium-") as profile:
+            shot = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", "--hide-scrollbars",
+                                   f"--window-size={window}", f"--screenshot={screenshot}", url],
+                                  capture_output=True, text=True, timeout=timeout_s, check=False)
+        console += [m.group(1) for line in shot.stderr.splitlines() if (m := CONSOLE.search(line))]
+    return UrlLoad(result.stdout, console, result.returncode, screenshot)
