@@ -11,6 +11,7 @@ Three kinds of checks keep them from drifting apart:
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import math
@@ -21,20 +22,27 @@ from typing import Any
 import jsonschema
 import pydantic
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jsonschema import Draft202012Validator
 
 from gateway import contract
 from gateway.contract import (
     FLUXES_SUBSCRIPTION,
     ChannelBacklog,
+    ClockState,
+    Command,
+    CommandResult,
     FluxRecord,
     RawChunk,
     ReadingBatch,
     Receipt,
+    SensorCheck,
     SensorHealth,
     StationHealth,
     StationState,
     StationStatus,
+    command_results_topic,
+    commands_topic,
     encode_flux_record,
     encode_health,
     fluxes_topic,
@@ -54,6 +62,7 @@ from gateway.contract.asyncapi import (
 from gateway.flux.ec.result import FluxResult
 from gateway.flux.records import flux_result_of
 from gateway.model import IDENTIFIER_PATTERN, QualityFlag, Reading, TimeSource
+from gateway.trust.keys import key_id, verify
 
 MODELS: dict[str, type[pydantic.BaseModel]] = {
     "Reading": Reading,
@@ -65,6 +74,10 @@ MODELS: dict[str, type[pydantic.BaseModel]] = {
     "StationHealth": StationHealth,
     "ChannelBacklog": ChannelBacklog,
     "SensorHealth": SensorHealth,
+    "Command": Command,
+    "CommandResult": CommandResult,
+    "SensorCheck": SensorCheck,
+    "ClockState": ClockState,
 }
 T0 = datetime(2026, 11, 25, 10, 0, 0, 104512, tzinfo=UTC)
 
@@ -432,6 +445,8 @@ def test_channel_addresses_match_topic_functions() -> None:
         "fluxes": fluxes_topic("{site}", "{station}"),
         "receipts": receipts_topic("{site}", "{station}"),
         "health": health_topic("{site}", "{station}"),
+        "commands": commands_topic("{site}", "{station}"),
+        "command_results": command_results_topic("{site}", "{station}"),
     }
     for address in addresses.values():
         assert address.startswith(contract.TOPIC_ROOT + "/")
@@ -441,6 +456,7 @@ def test_channel_addresses_match_topic_functions() -> None:
     assert addresses["raw"].format(site="+", station="+") == contract.RAW_SUBSCRIPTION
     assert addresses["receipts"].format(site="+", station="+") == contract.RECEIPTS_SUBSCRIPTION
     assert addresses["health"].format(site="+", station="+") == contract.HEALTH_SUBSCRIPTION
+    assert addresses["command_results"].format(site="+", station="+") == contract.COMMAND_RESULTS_SUBSCRIPTION
     for channel in channels.values():
         assert set(channel["parameters"]) == set(re.findall(r"\{(\w+)\}", channel["address"]))
 
@@ -459,6 +475,8 @@ def test_operations_declare_qos_and_retain() -> None:
         "#/channels/fluxes": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
         "#/channels/receipts": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
         "#/channels/health": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
+        "#/channels/commands": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
+        "#/channels/command_results": {"bindingVersion": "0.2.0", "qos": 1, "retain": False},
     }
     receives = [op for op in document["operations"].values() if op["action"] == "receive"]
     assert {op["channel"]["$ref"] for op in receives} == set(sends)
@@ -712,7 +730,7 @@ def test_health_receipts_name_the_health_channel() -> None:
 
 # --- the signature every station item carries (MQTT v5 user property, gateway/trust/signing.py) ------------------
 
-SIGNED_CHANNELS = {"readings", "fluxes", "raw", "health"}
+SIGNED_CHANNELS = {"readings", "fluxes", "raw", "health", "command_results"}
 
 
 def _signature_trait() -> dict[str, Any]:
@@ -804,3 +822,112 @@ def test_the_documented_signed_lines_are_the_signed_bytes() -> None:
 def _examples_of(message: str) -> list[dict[str, Any]]:
     examples: list[dict[str, Any]] = load_asyncapi()["components"]["messages"][message]["examples"]
     return examples
+
+
+# --- commands and their results ---------------------------------------------------------------------------------------
+
+
+def make_command(**changes: Any) -> Command:
+    """The document's signed push_config example, changed (its signature is then no longer valid: not checked here)."""
+    example = load_asyncapi()["components"]["messages"]["Command"]["examples"][0]["payload"]
+    return Command.model_validate({**example, **changes})
+
+
+def test_command_enums_match_the_models() -> None:
+    assert payload_schema("CommandKind")["enum"] == list(contract.COMMAND_KINDS)
+    assert payload_schema("CommandResult")["properties"]["status"]["enum"] == list(
+        CommandResult.model_fields["status"].annotation.__args__)  # type: ignore[union-attr]
+    assert payload_schema("Channel")["enum"] == list(contract.CHANNELS)
+    assert payload_schema("Receipt")["properties"]["channel"]["enum"] == list(contract.CHANNELS)
+    assert "command_results" in contract.CHANNELS
+    assert set(contract.FINAL_STATUSES) == {"ok", "rejected", "rolled_back", "failed"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"kind": "restart"}, "a restart carrying a config"),
+        ({"config": None}, "push_config without its config"),
+        ({"rollback_after_s": None}, "push_config without rollback_after_s"),
+        ({"rollback_after_s": 5.0}, "rollback window below 10 s"),
+        ({"rollback_after_s": "120"}, "a number as text"),
+        ({"config_sha256": "ABC"}, "not a hex digest"),
+        ({"kind": "reboot"}, "an unknown kind"),
+        ({"signature": None}, "key_id without signature"),
+        ({"key_id": "xyz"}, "a malformed key id"),
+        ({"station": "plot/07"}, "a station id that is a topic"),
+        ({"issued": "2026-11-25T10:00:00+00:00"}, "a time not in the wire form"),
+        ({"issued_by": ""}, "nobody issued it"),
+        ({"extra": 1}, "an unknown field"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_bad_command_rejected_by_both(changes: dict[str, Any], why: str) -> None:
+    assert_both_reject("Command", {**emitted(make_command()), **changes})
+
+
+def test_what_only_the_model_checks_of_a_command() -> None:
+    # JSON Schema cannot hash a string or compare two times: the model is the stricter side
+    payload = emitted(make_command())
+    validate_payload("Command", {**payload, "config_sha256": "0" * 64})
+    with pytest.raises(pydantic.ValidationError, match="changed on the way"):
+        Command.model_validate({**payload, "config_sha256": "0" * 64})
+    validate_payload("Command", {**payload, "expires": payload["issued"]})
+    with pytest.raises(pydantic.ValidationError, match="expires must be after issued"):
+        Command.model_validate({**payload, "expires": payload["issued"]})
+
+
+def test_a_signature_covers_every_field_but_itself() -> None:
+    command = make_command()
+    signed = command.signed_bytes()
+    assert b'"signature"' not in signed and json.loads(signed)["id"] == command.id
+    assert signed == make_command(signature="QUJD").signed_bytes()  # the signature itself is not covered
+    for field, value in (("station", "plot-08"), ("issued_by", "mallory"), ("rollback_after_s", 11.0),
+                         ("expires", "2026-11-26T10:00:00.000000Z")):
+        assert make_command(**{field: value}).signed_bytes() != signed, field
+    assert signed == json.dumps(json.loads(signed), sort_keys=True, separators=(",", ":"),
+                                ensure_ascii=False).encode()  # canonical: any reader can rebuild it
+
+
+def test_the_signature_in_the_document_is_real() -> None:
+    command = make_command()
+    public = Ed25519PrivateKey.from_private_bytes(bytes(range(32))).public_key()  # the example's throwaway key
+    assert command.key_id == key_id(public)
+    assert command.signature is not None
+    assert verify(public, base64.b64decode(command.signature), command.signed_bytes())
+    assert not verify(public, base64.b64decode(command.signature), make_command(station="plot-08").signed_bytes())
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"),
+    [
+        ("status", "done"),
+        ("status", None),
+        ("message", ""),
+        ("seq", -1),
+        ("kind", "reboot"),
+        ("config_sha256", "77aa"),
+        ("received", "yesterday"),
+        ("checks", [{"name": "a", "driver": "x"}]),
+        ("checks", [{"name": "a b", "driver": "x", "ok": True}]),
+        ("checks", [{"name": "a", "driver": "x", "ok": 1}]),
+        ("clock", {"synced": True, "max_error_s": -1.0}),
+        ("clock", {"offset_s": 0.1}),
+    ],
+)
+def test_bad_command_result_rejected_by_both(key: str, bad: Any) -> None:
+    example = load_asyncapi()["components"]["messages"]["CommandResult"]["examples"][0]["payload"]
+    assert_both_reject("CommandResult", {**example, key: bad})
+
+
+@pytest.mark.parametrize("key", _required(CommandResult))
+def test_command_result_missing_field_rejected(key: str) -> None:
+    example = load_asyncapi()["components"]["messages"]["CommandResult"]["examples"][0]["payload"]
+    assert_both_reject("CommandResult", _drop(example, key))
+
+
+def test_command_topics() -> None:
+    assert schema_name_for_topic(commands_topic("hainich", "plot-07")) == "Command"
+    assert schema_name_for_topic(command_results_topic("hainich", "plot-07")) == "CommandResult"
+    receipt = make_receipt(channel="command_results", stored=[(0, 3)])
+    validate_payload("Receipt", receipt.model_dump_json())

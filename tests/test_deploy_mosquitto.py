@@ -23,6 +23,8 @@ from pydantic import SecretStr
 from gateway.contract import (
     RECEIPTS_SUBSCRIPTION,
     Receipt,
+    command_results_topic,
+    commands_topic,
     fluxes_topic,
     health_topic,
     raw_topic,
@@ -118,28 +120,30 @@ def test_every_station_channel_goes_through_for_its_own_station_only(site: Site)
     station = V5Client(site, "st01")
     try:
         for topic in (readings_topic(SITE, "st01"), status_topic(SITE, "st01"), fluxes_topic(SITE, "st01"),
-                      raw_topic(SITE, "st01"), health_topic(SITE, "st01")):
+                      raw_topic(SITE, "st01"), health_topic(SITE, "st01"), command_results_topic(SITE, "st01")):
             assert station.puback(topic) in ACCEPTED, topic
         for topic in (readings_topic(SITE, "st02"), status_topic(SITE, "st02"), fluxes_topic(SITE, "st02"),
-                      raw_topic(SITE, "st02"), health_topic(SITE, "st02"), receipts_topic(SITE, "st01")):
+                      raw_topic(SITE, "st02"), health_topic(SITE, "st02"), command_results_topic(SITE, "st02"),
+                      receipts_topic(SITE, "st01"), commands_topic(SITE, "st01"), commands_topic(SITE, "st02")):
             assert station.puback(topic) == NOT_AUTHORIZED, topic
     finally:
         station.close()
 
 
-def test_the_central_service_reads_everything_and_writes_only_receipts(site: Site) -> None:
+def test_the_central_service_reads_everything_and_writes_only_receipts_and_commands(site: Site) -> None:
     central = V5Client(site, "sinkwatch-central")
     station = V5Client(site, "st01")
     try:
         central.subscribe("sinkwatch/v1/#")
         for topic in (readings_topic(SITE, "st01"), fluxes_topic(SITE, "st01"), raw_topic(SITE, "st01"),
-                      health_topic(SITE, "st01")):
+                      health_topic(SITE, "st01"), command_results_topic(SITE, "st01")):
             assert station.puback(topic, b'{"from":"st01"}') == SUCCESS
-        assert wait_for(lambda: len(central.messages) >= 4, 5)
+        assert wait_for(lambda: len(central.messages) >= 5, 5)
         for topic in (readings_topic(SITE, "st01"), status_topic(SITE, "st01"), fluxes_topic(SITE, "st01"),
-                      health_topic(SITE, "st01")):
+                      health_topic(SITE, "st01"), command_results_topic(SITE, "st01")):
             assert central.puback(topic) == NOT_AUTHORIZED, topic
         assert central.puback(receipts_topic(SITE, "st01")) in ACCEPTED
+        assert central.puback(commands_topic(SITE, "st01")) in ACCEPTED
     finally:
         central.close()
         station.close()
@@ -158,6 +162,27 @@ def test_receipts_reach_only_their_station(site: Site) -> None:
         assert Receipt.model_validate_json(mine.messages[0].payload) == receipt
         central.puback(receipts_topic(SITE, "st01"), receipt.model_dump_json().encode())
         assert wait_for(lambda: len(mine.messages) == 2, 5)
+        assert other.messages == []
+    finally:
+        for client in (mine, other, central):
+            client.close()
+
+
+def test_commands_reach_only_their_station(site: Site) -> None:
+    mine, other = V5Client(site, "st01"), V5Client(site, "st02")
+    central = V5Client(site, "sinkwatch-central")
+    try:
+        mine.subscribe(commands_topic(SITE, "st01"))
+        other.subscribe("sinkwatch/v1/+/+/commands")  # tries to listen to every station's commands
+        other.subscribe(commands_topic(SITE, "st01"))
+        assert central.puback(commands_topic(SITE, "st01"), b'{"kind":"check"}') == SUCCESS
+        assert wait_for(lambda: len(mine.messages) == 1, 5)
+        # a station cannot send a command, not even to itself: only the central service writes commands
+        assert other.puback(commands_topic(SITE, "st01")) == NOT_AUTHORIZED
+        assert mine.puback(commands_topic(SITE, "st01")) == NOT_AUTHORIZED
+        assert central.puback(commands_topic(SITE, "st01"), b'{"kind":"restart"}') == SUCCESS
+        assert wait_for(lambda: len(mine.messages) == 2, 5)
+        assert [m.payload for m in mine.messages] == [b'{"kind":"check"}', b'{"kind":"restart"}']
         assert other.messages == []
     finally:
         for client in (mine, other, central):

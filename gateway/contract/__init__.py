@@ -11,6 +11,8 @@ place that both sides import (and nothing else: the contract depends only on `ga
 | `raw` | `raw` | `RawChunk`, `raw_payload` |
 | `health` | `health` | `StationHealth` (with `ChannelBacklog`, `SensorHealth`), `encode_health` |
 | `receipts` | `receipts` (central -> station) | `Receipt`, `seq_ranges`; the channels it confirms (`Channel`) |
+| `commands` | `commands` (central -> station), `command_results` | `Command` (`signed_bytes`), `CommandResult`
+  (`SensorCheck`, `ClockState`), `encode_result`, `config_digest` |
 | `asyncapi` | - | validation of a payload against `docs/asyncapi.yaml` (needs jsonschema: the `test` extra; tests and
   tools only, never imported by the runtime) |
 
@@ -19,6 +21,19 @@ below, its JSON Schema in `docs/asyncapi.yaml` (with its name in `asyncapi.PAYLO
 table of `docs/architecture.md`.
 """
 
+from gateway.contract.commands import (
+    COMMAND_KINDS,
+    COMMAND_SCHEMA_VERSION,
+    FINAL_STATUSES,
+    ClockState,
+    Command,
+    CommandKind,
+    CommandResult,
+    ResultStatus,
+    SensorCheck,
+    config_digest,
+    encode_result,
+)
 from gateway.contract.fluxes import (
     FLUX_SCHEMA_VERSION,
     SETTINGS_HASH_PATTERN,
@@ -39,6 +54,7 @@ from gateway.contract.raw import RAW_SCHEMA_VERSION, RawChunk, raw_payload
 from gateway.contract.readings import SCHEMA_VERSION, ReadingBatch, StationState, StationStatus
 from gateway.contract.receipts import CHANNELS, Channel, Receipt, seq_ranges
 from gateway.contract.topics import (
+    COMMAND_RESULTS_SUBSCRIPTION,
     FLUXES_SUBSCRIPTION,
     HEALTH_SUBSCRIPTION,
     RAW_SUBSCRIPTION,
@@ -46,6 +62,8 @@ from gateway.contract.topics import (
     RECEIPTS_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
     TOPIC_ROOT,
+    command_results_topic,
+    commands_topic,
     fluxes_topic,
     health_topic,
     parse_topic,
@@ -57,6 +75,10 @@ from gateway.contract.topics import (
 
 __all__ = [
     "CHANNELS",
+    "COMMAND_KINDS",
+    "COMMAND_RESULTS_SUBSCRIPTION",
+    "COMMAND_SCHEMA_VERSION",
+    "FINAL_STATUSES",
     "FLUXES_SUBSCRIPTION",
     "FLUX_SCHEMA_VERSION",
     "HEALTH_SCHEMA_VERSION",
@@ -72,17 +94,27 @@ __all__ = [
     "VARIABLE_NAME_PATTERN",
     "Channel",
     "ChannelBacklog",
+    "ClockState",
+    "Command",
+    "CommandKind",
+    "CommandResult",
     "FluxRecord",
     "FluxResultLike",
     "RawChunk",
     "ReadingBatch",
     "Receipt",
+    "ResultStatus",
+    "SensorCheck",
     "SensorHealth",
     "StationHealth",
     "StationState",
     "StationStatus",
+    "command_results_topic",
+    "commands_topic",
+    "config_digest",
     "encode_flux_record",
     "encode_health",
+    "encode_result",
     "fluxes_topic",
     "health_topic",
     "is_integer_variable",

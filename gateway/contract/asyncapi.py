@@ -53,7 +53,8 @@ __all__ = [
 ASYNCAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 
 # The schemas that are whole MQTT payloads (the others in components.schemas are building blocks).
-PAYLOAD_NAMES = ("ReadingBatch", "StationStatus", "RawChunk", "FluxRecord", "Receipt", "StationHealth")
+PAYLOAD_NAMES = ("ReadingBatch", "StationStatus", "RawChunk", "FluxRecord", "Receipt", "StationHealth", "Command",
+                 "CommandResult")
 
 _DOCUMENT_URI = "urn:sinkwatch:asyncapi"
 _SCHEMA_PREFIX = "#/components/schemas/"

@@ -34,7 +34,7 @@ ErrorKind = Annotated[str, StringConstraints(pattern=ERROR_KIND_PATTERN)]
 VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
 
 SensorKind = Literal["polled", "stream"]
-BacklogUnit = Literal["readings", "records", "files", "reports"]
+BacklogUnit = Literal["readings", "records", "files", "reports", "results"]
 
 NonNegative = Annotated[WireFloat, Field(ge=0)]
 Bytes = Annotated[WireInt, Field(ge=0)]

@@ -29,8 +29,8 @@ from gateway.model import Identifier, UtcDatetime, format_time
 RECEIPT_SCHEMA_VERSION: Literal[1] = 1
 MAX_RANGES = 1000  # one receipt at most; a longer list is split over several receipts
 
-Channel = Literal["readings", "fluxes", "raw", "health"]
-CHANNELS: tuple[Channel, ...] = ("readings", "fluxes", "raw", "health")
+Channel = Literal["readings", "fluxes", "raw", "health", "command_results"]
+CHANNELS: tuple[Channel, ...] = ("readings", "fluxes", "raw", "health", "command_results")
 
 
 def _ordered(value: tuple[int, int]) -> tuple[int, int]:

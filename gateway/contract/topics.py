@@ -30,6 +30,16 @@ def health_topic(site: str, station: str) -> str:
     return f"{TOPIC_ROOT}/{site}/{station}/health"
 
 
+def commands_topic(site: str, station: str) -> str:
+    """The station's own downlink of `Command`s from the central service (gateway/contract/commands.py)."""
+    return f"{TOPIC_ROOT}/{site}/{station}/commands"
+
+
+def command_results_topic(site: str, station: str) -> str:
+    """The station's `CommandResult`s: each step and the outcome of a command."""
+    return f"{TOPIC_ROOT}/{site}/{station}/command_results"
+
+
 def receipts_topic(site: str, station: str) -> str:
     """The station's own downlink: the central service's `Receipt`s for what its store holds."""
     return f"{TOPIC_ROOT}/{site}/{station}/receipts"
@@ -41,6 +51,7 @@ FLUXES_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/fluxes"
 RAW_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/raw"
 HEALTH_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/health"
 RECEIPTS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/receipts"
+COMMAND_RESULTS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/command_results"
 
 
 def parse_topic(topic: str) -> tuple[str, str, str]:

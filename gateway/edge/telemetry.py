@@ -46,7 +46,7 @@ log = logging.getLogger("sinkwatch.edge.telemetry")
 # preferred in this order over any other zone.
 CPU_THERMAL_TYPES = ("cpu-thermal", "cpu_thermal", "soc_thermal", "soc-thermal", "x86_pkg_temp", "coretemp")
 BACKLOG_UNITS: dict[str, BacklogUnit] = {"readings": "readings", "records": "records", "files": "files",
-                                         "reports": "reports"}
+                                         "reports": "reports", "results": "results"}
 
 
 # --- what the node tells about itself ------------------------------------------------------------------------------
