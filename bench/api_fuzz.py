@@ -36,6 +36,7 @@ from gateway.central.api import create_app  # noqa: E402
 from gateway.central.store import Store  # noqa: E402
 from gateway.central.store.influx import InfluxStore  # noqa: E402
 from gateway.central.store.sqlite import SqliteStore  # noqa: E402
+from gateway.testing.central import recording_commands  # noqa: E402
 from tests.central.test_api_schemathesis import seeded  # noqa: E402
 
 
@@ -71,7 +72,12 @@ def fuzz_operation(operation: Any, examples: int, run_seed: int, statuses: Count
 
 
 def run(store: Store, examples: int, run_seed: int) -> dict[str, Any]:
-    app = create_app(seeded(store))
+    with tempfile.TemporaryDirectory(prefix="sinkwatch-api-fuzz-commands-") as commands_dir:
+        commands, _ = recording_commands(Path(commands_dir))
+        return _run(store, create_app(seeded(store), commands=commands), examples, run_seed)
+
+
+def _run(store: Store, app: Any, examples: int, run_seed: int) -> dict[str, Any]:
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     statuses: Counter[int] = Counter()
     failures: Counter[str] = Counter()

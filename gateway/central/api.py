@@ -40,9 +40,11 @@ from pydantic import BaseModel
 from gateway.central.alerts import AlertEvaluator
 from gateway.central.api_alerts import add_alert_routes
 from gateway.central.api_budget import add_budget_routes
+from gateway.central.api_commands import add_command_routes
 from gateway.central.api_health import add_health_routes
 from gateway.central.api_report import add_report_routes
 from gateway.central.api_soilstems import add_soilstems_routes
+from gateway.central.commands import CommandService
 from gateway.central.params import ParameterError, format_duration, parse_duration, parse_timestamp
 from gateway.central.statuspage import add_status_page
 from gateway.central.store import (
@@ -186,7 +188,7 @@ def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONRes
 
 def create_app(store: Store, ingest: IngestState | None = None, budget: ScheduleState | None = None,
                schedules: Mapping[str, ScheduleState] | None = None, *,
-               alerts: AlertEvaluator | None = None) -> FastAPI:
+               alerts: AlertEvaluator | None = None, commands: CommandService | None = None) -> FastAPI:
     """The API over `store`; `ingest` (an Ingestor, or None for a read-only API) feeds health and status, `budget`
     (the budget schedule, when it runs) adds its counters to health under "budget", `schedules` (the soil and stems
     schedules that run) theirs under their names, `alerts` (the alert evaluator of `central serve`) the current
@@ -375,6 +377,17 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     add_alert_routes(app, store, alerts)
     add_report_routes(app, store)
     add_status_page(app, store, ingest, alerts)  # the HTML status page at /
+
+    def station_sites(station: str, site: str | None) -> list[str]:
+        known = {i.site for i in store.stations() if i.station == station}
+        if ingest is not None:
+            known |= {s for (s, name) in ingest.station_statuses() if name == station}
+        return sorted(k for k in known if site is None or k == site)
+
+    def anyone(request: Request, role: str) -> str:
+        return "api"
+
+    add_command_routes(app, commands, station_sites, anyone)
     return app
 
 

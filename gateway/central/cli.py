@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -381,3 +381,209 @@ def audit_verify(
         typer.echo(line)
     if not report.intact:
         raise typer.Exit(1)
+
+
+# --- `sinkwatch central station ...`: remote configuration and commands (gateway/central/api_commands.py) -----------
+
+station_app = typer.Typer(help="Steer a station remotely through the central service's API: push a new station.yaml, "
+                               "restart it, check its sensors or its clock (docs/operations.md).",
+                          no_args_is_help=True)
+app.add_typer(station_app, name="station")
+
+ApiOption = Annotated[str | None, typer.Option(
+    "--api", envvar="SINKWATCH_API_URL", help="the central service's API, e.g. https://central.example:8080 "
+                                              "(default: from --config, else http://127.0.0.1:8080)")]
+CentralConfigOption = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="central config: the API's address (and, for command-key, data_dir)")]
+TokenFileOption = Annotated[Path | None, typer.Option(
+    "--token-file", help="a file holding an API token of role operator (or set SINKWATCH_API_TOKEN)")]
+CaFileOption = Annotated[Path | None, typer.Option(
+    "--ca-file", help="the CA certificate of an https API (a private CA); default: the system's")]
+StationOption = Annotated[str, typer.Option("--station", help="the station id, e.g. plot-07")]
+SiteOption = Annotated[str | None, typer.Option(help="the station's site (only when the id exists at several)")]
+WaitOption = Annotated[float, typer.Option(
+    "--wait", help="seconds to wait for the station's outcome, printing each step (0: send and return)")]
+
+# exit codes of the station commands
+_EXIT_OK, _EXIT_OUTCOME, _EXIT_USAGE, _EXIT_PENDING, _EXIT_SEND = 0, 1, 2, 3, 4
+
+
+def _api_client(api: str | None, config: Path | None, token_file: Path | None, ca_file: Path | None) -> Any:
+    import os
+
+    import httpx
+
+    url = api
+    if url is None and config is not None:
+        try:
+            settings = load_central_config(config)
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(_EXIT_USAGE) from None
+        host = settings.api.host if settings.api.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        url = f"{settings.api.scheme}://{host}:{settings.api.port}"
+    url = url or "http://127.0.0.1:8080"
+    token = os.environ.get("SINKWATCH_API_TOKEN")
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            typer.echo(f"--token-file {token_file}: {exc.strerror}", err=True)
+            raise typer.Exit(_EXIT_USAGE) from None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30.0,
+                        verify=str(ca_file) if ca_file is not None else True)
+
+
+def _detail(response: Any) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return response.text[:500]
+    if isinstance(detail, list):
+        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
+    return str(detail)
+
+
+def _print_step(step: dict[str, Any]) -> None:
+    typer.echo(f"{step['time']}  {step['status']:<11}  {step['message']}")
+    for check in step.get("checks") or []:
+        detail = ", ".join(check.get("values") or []) if check["ok"] else (check.get("reason") or "")
+        typer.echo(f"    {check['name']:<20} {'PASS' if check['ok'] else 'FAIL'}  {detail}")
+        if not check["ok"] and check.get("fix"):
+            typer.echo(f"    {'':<20}       fix: {check['fix']}")
+
+
+def _send_and_follow(client: Any, station: str, body: dict[str, Any], wait_s: float) -> None:
+    import time
+
+    import httpx
+
+    try:
+        response = client.post(f"/api/v1/stations/{station}/commands", json=body)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the API at {client.base_url}: {exc}", err=True)
+        raise typer.Exit(_EXIT_SEND) from None
+    if response.status_code not in (202, 503) or "id" not in response.json():
+        typer.echo(f"refused ({response.status_code}): {_detail(response)}", err=True)
+        raise typer.Exit(_EXIT_USAGE if response.status_code in (401, 403, 404, 422) else _EXIT_SEND)
+    command = response.json()
+    if response.status_code == 503:
+        typer.echo(f"command {command['id']} not sent: {command.get('send_problem')}", err=True)
+        raise typer.Exit(_EXIT_SEND)
+    typer.echo(f"command {command['id']} ({command['kind']}) sent to {command['site']}/{command['station']}")
+    shown = 0
+    deadline = time.monotonic() + wait_s
+    while True:
+        for step in command["results"][shown:]:
+            _print_step(step)
+        shown = len(command["results"])
+        if command["final"]:
+            if command.get("clock_offset_s") is not None:
+                typer.echo(f"station clock - central clock: {command['clock_offset_s']:+.3f} s (estimated over a round "
+                           f"trip of {command['round_trip_s']:.3f} s through the broker)")
+            raise typer.Exit(_EXIT_OK if command["outcome"] == "ok" else _EXIT_OUTCOME)
+        if time.monotonic() >= deadline:
+            if wait_s > 0:
+                typer.echo(f"no outcome yet after {wait_s:g} s (status: {command['status']}); ask again with "
+                           f"`sinkwatch central station status {command['id']} --station {station}`", err=True)
+            raise typer.Exit(_EXIT_PENDING if wait_s > 0 else _EXIT_OK)
+        time.sleep(1.0)
+        try:
+            reply = client.get(f"/api/v1/stations/{station}/commands/{command['id']}")
+        except httpx.HTTPError:
+            continue  # the API is away for a moment: the command is under way anyway
+        if reply.status_code == 200:
+            command = reply.json()
+
+
+@station_app.command("push-config")
+def station_push_config(
+    file: Annotated[Path, typer.Argument(help="the new station.yaml, whole", exists=True, dir_okay=False)],
+    station: StationOption,
+    site: SiteOption = None,
+    rollback_after: Annotated[float, typer.Option(
+        "--rollback-after", help="seconds the station's daemon has to be healthy with it (running, connected, "
+                                 "subscribed) before the station restores the old config by itself")] = 120.0,
+    wait: WaitOption = 300.0,
+    api: ApiOption = None,
+    config: CentralConfigOption = None,
+    token_file: TokenFileOption = None,
+    ca_file: CaFileOption = None,
+) -> None:
+    """Push a new station.yaml: the station validates it, keeps the old one, restarts with it and rolls back by
+    itself unless healthy in time. Exit 0: applied; 1: rejected or rolled back (the reason is printed)."""
+    _require_central("sinkwatch central station push-config")
+    text = file.read_text(encoding="utf-8")
+    with _api_client(api, config, token_file, ca_file) as client:
+        _send_and_follow(client, station, {"kind": "push_config", "site": site, "config": text,
+                                           "rollback_after_s": rollback_after}, wait)
+
+
+@station_app.command("command")
+def station_command(
+    kind: Annotated[str, typer.Argument(help="restart, check or clock-check")],
+    station: StationOption,
+    site: SiteOption = None,
+    wait: WaitOption = 60.0,
+    api: ApiOption = None,
+    config: CentralConfigOption = None,
+    token_file: TokenFileOption = None,
+    ca_file: CaFileOption = None,
+) -> None:
+    """Restart a station's daemon, check its sensors (as `sinkwatch station check` on site) or report its clock.
+    Exit 0: done; 1: the station refused or failed; 3: no outcome within --wait; 4: not sent."""
+    _require_central("sinkwatch central station command")
+    kinds = {"restart": "restart", "check": "check", "clock-check": "clock_check", "clock_check": "clock_check"}
+    if kind not in kinds:
+        typer.echo(f"unknown command {kind!r}: use restart, check or clock-check (a new config: push-config)",
+                   err=True)
+        raise typer.Exit(_EXIT_USAGE)
+    with _api_client(api, config, token_file, ca_file) as client:
+        _send_and_follow(client, station, {"kind": kinds[kind], "site": site}, wait)
+
+
+@station_app.command("status")
+def station_command_status(
+    command_id: Annotated[str, typer.Argument(help="the command's id (printed when it was sent)")],
+    station: StationOption,
+    api: ApiOption = None,
+    config: CentralConfigOption = None,
+    token_file: TokenFileOption = None,
+    ca_file: CaFileOption = None,
+) -> None:
+    """Show a command: every step the station reported and its outcome."""
+    _require_central("sinkwatch central station status")
+    with _api_client(api, config, token_file, ca_file) as client:
+        response = client.get(f"/api/v1/stations/{station}/commands/{command_id}")
+        if response.status_code != 200:
+            typer.echo(f"{response.status_code}: {_detail(response)}", err=True)
+            raise typer.Exit(_EXIT_USAGE)
+        command = response.json()
+    typer.echo(f"command {command['id']} ({command['kind']}) to {command['site']}/{command['station']}, issued "
+               f"{command['issued']} by {command['issued_by']}: {command['status']}")
+    for step in command["results"]:
+        _print_step(step)
+    if not command["final"]:
+        raise typer.Exit(_EXIT_PENDING)
+    raise typer.Exit(_EXIT_OK if command["outcome"] == "ok" else _EXIT_OUTCOME)
+
+
+@station_app.command("command-key")
+def station_command_key(
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (its data_dir)")],
+) -> None:
+    """Print the central command key's public half: stations trust it with `commands.trusted_keys`."""
+    from gateway.central.commands import PUBLIC_KEY_FILE, read_public_key
+
+    try:
+        settings = load_central_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(_EXIT_USAGE) from None
+    text = read_public_key(settings.data_dir)
+    if text is None:
+        typer.echo(f"no {settings.data_dir / PUBLIC_KEY_FILE} yet: the central service makes its command key at its "
+                   "first start (sinkwatch central serve); or ask the API: GET /api/v1/commands/key", err=True)
+        raise typer.Exit(_EXIT_USAGE)
+    typer.echo(text)

@@ -46,10 +46,12 @@ import binascii
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,12 +73,14 @@ from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnav
 from gateway.central.store.base import TIME_RANGE_TEXT, storable_time, to_ns
 from gateway.contract import (
     CHANNELS,
+    COMMAND_RESULTS_SUBSCRIPTION,
     FLUXES_SUBSCRIPTION,
     HEALTH_SUBSCRIPTION,
     RAW_SUBSCRIPTION,
     READINGS_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
     Channel,
+    CommandResult,
     FluxRecord,
     RawChunk,
     ReadingBatch,
@@ -135,6 +139,9 @@ class IngestCounters:
     status_updates: int = 0
     flux_records_stored: int = 0
     health_reports_stored: int = 0
+    command_results_stored: int = 0  # results of commands, kept in the command ledger (gateway/central/commands.py)
+    commands_sent: int = 0
+    commands_unconfirmed: int = 0  # commands the broker did not acknowledge in time
     raw_files_archived: int = 0
     raw_bytes_archived: int = 0
     raw_duplicates: int = 0
@@ -191,8 +198,12 @@ class Ingestor:
         dead_letter: DeadLetterSettings | None = None,
         signatures: Literal["required", "optional"] = "optional",
         replay_after_s: float = 3600.0,
+        command_results: Callable[[CommandResult], bool] | None = None,
     ) -> None:
         self.settings = mqtt_settings
+        # where command results go (CommandService.record: the ledger the API reads); without one, a ledger of
+        # our own in data_dir, so a result is never lost
+        self._command_results = command_results
         self.store = store
         self.data_dir = Path(data_dir)
         self.dead_letter_path = self.data_dir / DEAD_LETTER_FILE
@@ -315,7 +326,7 @@ class Ingestor:
         self._count("mqtt_connects")
         client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in
                           (READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, FLUXES_SUBSCRIPTION, RAW_SUBSCRIPTION,
-                           HEALTH_SUBSCRIPTION)])
+                           HEALTH_SUBSCRIPTION, COMMAND_RESULTS_SUBSCRIPTION)])
         if not self._connected:
             log.info("connected to MQTT broker %s:%s (session present: %s)", self.settings.host,
                      self.settings.port, getattr(flags, "session_present", None))
@@ -436,6 +447,8 @@ class Ingestor:
                 self._handle_raw(site, station, payload, item)
             elif kind == "health":
                 self._handle_health(site, station, payload, item)
+            elif kind == "command_results":
+                self._handle_command_result(site, station, payload, item)
             else:
                 raise Malformed("bad_topic", f"unexpected message kind {kind!r}")
         except Untrusted as exc:
@@ -604,6 +617,48 @@ class Ingestor:
         self._note_stored(site, station, "health", report.seq)
         self._count("health_reports_stored")
 
+    def _handle_command_result(self, site: str, station: str, payload: bytes,
+                               item: VerifiedItem | None = None) -> None:
+        result = _parse_model(CommandResult, payload)
+        if (result.site, result.station) != (site, station):
+            raise Malformed("topic_mismatch", f"command result says site {result.site!r} station {result.station!r} "
+                            f"but was published for site {site!r} station {station!r}")
+        self._check_seq(item, result.seq)
+        self._place(item)
+        sink = self._command_results
+        if sink is None:
+            from gateway.central.commands import LEDGER_FILE, CommandLedger
+
+            sink = self._command_results = CommandLedger(self.data_dir / LEDGER_FILE).record
+        try:
+            sink(result)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"command ledger: {exc}") from exc
+        if item is not None:
+            self.chain.stored(item)
+        self._note_stored(site, station, "command_results", result.seq)
+        self._count("command_results_stored")
+
+    def publish_command(self, topic: str, payload: bytes, expiry_s: int, timeout_s: float = 5.0) -> str | None:
+        """Publish a command at QoS 1 with a message expiry; None once the broker acknowledged it, else why not
+        (called from API threads: paho's publish is thread-safe)."""
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.MessageExpiryInterval = max(1, expiry_s)
+        if not self._connected:
+            self._count("commands_unconfirmed")
+            return f"not connected to the broker {self.settings.host}:{self.settings.port}; not sent"
+        info = self._client.publish(topic, payload, qos=1, properties=properties)
+        try:
+            info.wait_for_publish(timeout=timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            self._count("commands_unconfirmed")
+            return f"the broker did not take it: {exc}"
+        if not info.is_published():
+            self._count("commands_unconfirmed")
+            return f"the broker did not acknowledge it within {timeout_s:g} s"
+        self._count("commands_sent")
+        return None
+
     def _handle_raw(self, site: str, station: str, payload: bytes, item: VerifiedItem | None = None) -> None:
         chunk, data = parse_raw_chunk(site, station, payload)
         self._check_seq(item, chunk.seq)
@@ -748,7 +803,7 @@ def parse_status(site: str, station: str, payload: bytes) -> StationStatus:
     return status
 
 
-_M = TypeVar("_M", FluxRecord, RawChunk, StationHealth)
+_M = TypeVar("_M", FluxRecord, RawChunk, StationHealth, CommandResult)
 
 
 def _parse_model(model: type[_M], payload: bytes) -> _M:

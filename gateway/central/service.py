@@ -7,6 +7,7 @@ Building blocks for embedding (the demo runs everything in one process)::
     schedule = BudgetScheduler(store, config.budget)  # when budget.every is set: the carbon budget job
     ProductScheduler("soil" | "stems", store, config.soil, config.stems)  # when soil/stems.every is set
     alerts = AlertScheduler(AlertEvaluator(store, config.alerts))  # the alert rules, every alerts.every_s
+    commands = CommandService(CommandLedger(path), CommandKey(data_dir), ingestor.publish_command)  # to stations
     app = create_app(store, ingestor, schedule)     # FastAPI
     run_central(config, stop_event=..., ready_callback=lambda port: ...)   # all of it, until stopped
 """
@@ -25,6 +26,7 @@ import uvicorn
 from gateway.central.alerts import AlertEvaluator, AlertScheduler
 from gateway.central.api import create_app
 from gateway.central.budget import BudgetScheduler
+from gateway.central.commands import LEDGER_FILE, CommandKey, CommandLedger, CommandService
 from gateway.central.config import CentralConfig, StorageSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.soilstems import ProductScheduler
@@ -69,8 +71,14 @@ def run_central(
     stop = stop_event or threading.Event()
     own_store = store is None
     active_store = store if store is not None else open_store(config.storage)
+    # commands to stations: signed with the central command key, recorded in the ledger, sent through the
+    # ingestor's MQTT client; their results come back through the ingestor (gateway/central/commands.py)
+    ledger = CommandLedger(config.data_dir / LEDGER_FILE)
+    commands = CommandService(ledger, CommandKey(config.data_dir),
+                              publish=lambda topic, payload, expiry: ingestor.publish_command(topic, payload, expiry))
     ingestor = Ingestor(config.mqtt, active_store, config.data_dir, dead_letter=config.dead_letter,
-                        signatures=config.trust.signatures, replay_after_s=config.trust.replay_after_s)
+                        signatures=config.trust.signatures, replay_after_s=config.trust.replay_after_s,
+                        command_results=commands.record)
     schedule = BudgetScheduler(active_store, config.budget) if config.budget.every is not None else None
     products = {name: ProductScheduler(name, active_store, config.soil, config.stems)  # type: ignore[arg-type]
                 for name, job in (("soil", config.soil), ("stems", config.stems)) if job.every is not None}
@@ -80,7 +88,8 @@ def run_central(
     if config.api.tls_cert_file is not None and config.api.tls_key_file is not None:
         tls = {"ssl_certfile": str(config.api.tls_cert_file), "ssl_keyfile": str(config.api.tls_key_file)}
     server = uvicorn.Server(
-        uvicorn.Config(create_app(active_store, ingestor, schedule, products, alerts=evaluator), host=config.api.host,
+        uvicorn.Config(create_app(active_store, ingestor, schedule, products, alerts=evaluator, commands=commands),
+                       host=config.api.host,
                        port=config.api.port, log_level="warning", lifespan="off", **tls)  # type: ignore[arg-type]
     )
     # Signals are ours: uvicorn would install its own handlers only in the main thread, and it runs in another.
@@ -119,6 +128,7 @@ def run_central(
             alerting.stop()
         if own_store:
             active_store.close()
+        ledger.close()
         _restore_signal_handlers(previous_handlers)
         log.info("central service stopped")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -38,23 +40,65 @@ def validate(config: ConfigOption) -> None:
 @app.command()
 def run(config: ConfigOption) -> None:
     """Run the edge daemon until SIGINT/SIGTERM: poll sensors, buffer on disk, publish over MQTT."""
+    from gateway.edge import configtrial
     from gateway.edge.daemon import StationDaemon
     from gateway.edge.systemd import notify
     from gateway.logs import setup_logging
 
-    station = _load_or_exit(config)
     setup_logging()
+    edge_log = logging.getLogger("sinkwatch.edge")
     stop = threading.Event()
+    signalled = threading.Event()
 
     def on_signal(*_: object) -> None:
         notify("STOPPING=1")
+        signalled.set()
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    daemon = StationDaemon(station)
-    daemon.run(stop)
-    logging.getLogger("sinkwatch.edge").info("final health: %s", json.dumps(daemon.health(), default=str))
+    while True:
+        # a config pushed by the operator may be on trial: too late, or refused now, it is rolled back here
+        # (gateway/edge/configtrial.py), before anything is opened
+        trial = configtrial.before_start(config)
+        trying = trial is not None and trial.state == "trying"
+        try:
+            station = load_station_config(config)
+        except ConfigError as exc:
+            if trial is not None and trying:
+                configtrial.roll_back(config, trial, f"the daemon refused the new config at its start: {exc}; the "
+                                      "previous config is back in force")
+                continue
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        try:
+            daemon = StationDaemon(station)
+        except Exception as exc:
+            if trial is None or not trying:
+                raise
+            edge_log.exception("the daemon cannot start with the config on trial")
+            configtrial.roll_back(config, trial, f"the daemon could not start with the new config: "
+                                  f"{type(exc).__name__}: {exc}; the previous config is back in force")
+            continue
+        daemon.run(stop)
+        edge_log.info("final health: %s", json.dumps(daemon.health(), default=str))
+        if daemon.restart_reason is not None and not signalled.is_set():
+            _reexec(daemon.restart_reason)
+        return
+
+
+def _reexec(reason: str) -> NoReturn:
+    """Start the daemon again in this process (same pid, so systemd's main process stays the same): a command
+    asked for a restart, or a pushed config is to be tried or rolled back."""
+    from gateway.edge.systemd import notify
+
+    logging.getLogger("sinkwatch.edge").warning("starting again: %s", reason)
+    notify("RELOADING=1")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 @app.command()

@@ -17,7 +17,7 @@ from gateway.driver_api import Driver, LineDriver, SensorConfig, SerialSettings,
 from gateway.model import Identifier
 from gateway.secretfile import SecretFields, inline_secret_keys, resolve_secret
 from gateway.tls import TlsClientFields
-from gateway.trust.keys import KeyFileError, load_private_key
+from gateway.trust.keys import KeyFileError, load_private_key, public_key_from_text
 
 if TYPE_CHECKING:
     from gateway.edge.fluxrunner import FluxSetup
@@ -139,6 +139,36 @@ class WatchdogConfig(_Strict):
                     "WatchdogSec")
 
 
+class CommandsConfig(_Strict):
+    """Commands from the central service on sinkwatch/v1/<site>/<station>/commands (gateway/edge/commands.py,
+    docs/operations.md "Remote configuration and commands")."""
+
+    accept: Literal["signed", "broker", "none"] = Field(
+        default="signed",
+        description="signed: only commands signed by a key in trusted_keys (none configured: commands are off); "
+                    "broker: any command the broker delivers (its ACL lets only the central service write them); "
+                    "none: no commands")
+    trusted_keys: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="the central service's command keys, ed25519:<base64> (`sinkwatch central station "
+                    "command-key` prints it); several while a key is being replaced")
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        for index, text in enumerate(value):
+            try:
+                public_key_from_text(text)
+            except ValueError as exc:
+                raise ValueError(f"trusted_keys[{index}]: {exc}") from None
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the station listens for commands at all."""
+        return self.accept == "broker" or (self.accept == "signed" and bool(self.trusted_keys))
+
+
 class StationConfigBase(_Strict):
     site: Identifier
     station: Identifier
@@ -152,6 +182,7 @@ class StationConfigBase(_Strict):
         "is signed and chained with it (gateway/trust/signing.py); without it items go unsigned, and a central "
         "service that requires signatures (its default) stores none of them"))
     watchdog: WatchdogConfig = WatchdogConfig()
+    commands: CommandsConfig = CommandsConfig()
     sensors: list[dict[str, Any]] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -182,6 +213,7 @@ class StationConfig:
         self.telemetry = base.telemetry
         self.signing_key = base.signing_key
         self.watchdog = base.watchdog
+        self.commands = base.commands
         # the `flux:` section resolved against the sensors and the engine (parse_station_config sets it)
         self.flux_setup: FluxSetup | None = None
         self.sensors = sensors

@@ -40,6 +40,7 @@ from gateway.model import Reading
 from gateway.trust.keys import load_private_key
 
 if TYPE_CHECKING:
+    from gateway.edge.commands import StationCommands
     from gateway.edge.fluxrunner import FluxRunner
 
 log = logging.getLogger("sinkwatch.edge")
@@ -47,6 +48,8 @@ log = logging.getLogger("sinkwatch.edge")
 # How long the buffer writer lets readings gather before committing them: bounds both the commit rate (each is an
 # fsync) and how long a polled reading lives only in memory.
 COMMIT_GATHER_S = 0.05
+# how long a stop waits for the command handler (a station check in progress waits for the sensors' first polls)
+CHECK_JOIN_S = 20.0
 
 __all__ = ["MAX_RETRY_BACKOFF_S", "SensorHealth", "SensorRunner", "StationDaemon", "plan_lines"]
 
@@ -115,6 +118,22 @@ class StationDaemon:
             sampler = HealthSampler(config.site, config.station, interval_s=config.telemetry.interval_s,
                                     disk_path=config.buffer.path.parent)
             self.telemetry = TelemetryRunner(self, outbox, sampler, notify=self.delivery.notify)
+        # commands from the central service on the station's own downlink, answered on command_results
+        # (gateway/edge/commands.py); `run` re-executes the daemon when one asks for a restart
+        self.commands: StationCommands | None = None
+        self.restart_reason: str | None = None
+        self._run_stop: threading.Event | None = None
+        if config.commands.enabled:
+            from gateway.edge.commands import CommandResultsOutbox, StationCommands
+
+            results = CommandResultsOutbox(config.buffer.path, config.site, config.station)
+            self.delivery.add_channel(results)
+            self.commands = StationCommands(self, results)
+            self.commands.notify = self.delivery.notify
+            self.delivery.add_downlink(self.commands.topic, self.commands.submit)
+        elif config.commands.accept == "signed":
+            log.info("commands off: commands.trusted_keys is empty (the central service's `sinkwatch central station "
+                     "command-key` prints its key)")
         lines, direct = plan_lines(self.runners)
         # One owner per serial line, each in its own thread; everything else shares one scheduler thread.
         self.buses = [SerialBus(settings, runners, self._store) for settings, runners in lines.values()]
@@ -151,9 +170,34 @@ class StationDaemon:
             "streams": self.streams.health(),
             "lines": [bus.health() for bus in self.buses],
             "flux": self.flux.health() if self.flux is not None else None,
+            "commands": self.commands.health() if self.commands is not None else None,
             "telemetry": {"reports": self.telemetry.reports, "failures": self.telemetry.failures,
                           "dropped": self.telemetry.outbox.dropped} if self.telemetry is not None else None,
         }
+
+    def request_restart(self, reason: str) -> None:
+        """Stop, so that `sinkwatch station run` starts the daemon again (gateway/edge/cli.py re-executes it)."""
+        log.warning("restarting the daemon: %s", reason)
+        self.restart_reason = reason
+        if self._run_stop is not None:
+            self._run_stop.set()
+
+    def trial_problem(self) -> str | None:
+        """Why the daemon is not healthy enough to keep a pushed config (gateway/edge/configtrial.py), or None:
+        no loop hung, connected to the broker, subscribed to its commands."""
+        hung = self.liveness.hung()
+        if hung:
+            return "hung: " + ", ".join(f"{name} silent for {silent:.0f} s" for name, silent in hung)
+        if not self.delivery.connected:
+            problem = self.delivery.last_connect_problem
+            return "not connected to the broker" + (f" ({problem})" if problem else "")
+        if self.commands is not None:
+            subscribed = self.delivery.subscribed(self.commands.topic)
+            if subscribed is False:
+                return f"the broker refused the subscription to {self.commands.topic}"
+            if subscribed is None:
+                return f"not yet subscribed to {self.commands.topic}"
+        return None
 
     def _status_line(self) -> str:
         """One line for `systemctl status` (sd_notify STATUS=)."""
@@ -211,6 +255,7 @@ class StationDaemon:
         log.info("station %s/%s starting: %d sensors, buffer %s holds %d readings",
                  self.config.site, self.config.station, len(self.runners), self.buffer.path,
                  self.buffer.pending_readings())
+        self._run_stop = stop
         hung_after = self.config.watchdog.hung_after_s
         self.delivery.beat = self.liveness.register("delivery", hung_after)
         for bus in self.buses:
@@ -239,6 +284,11 @@ class StationDaemon:
         if self.telemetry is not None:
             telemetry_thread = threading.Thread(target=self.telemetry.run, args=(stop,), name="telemetry", daemon=True)
             telemetry_thread.start()
+        commands_thread = None
+        if self.commands is not None:
+            commands_thread = threading.Thread(target=self.commands.run, name="commands", daemon=True,
+                                               args=(stop, self.liveness.register("commands", hung_after)))
+            commands_thread.start()
         watchdog_thread = None
         if self.watchdog.enabled:
             watchdog_thread = threading.Thread(target=self.watchdog.run, args=(stop,), name="watchdog", daemon=True)
@@ -266,6 +316,8 @@ class StationDaemon:
             status_thread.join(timeout=5)
             if telemetry_thread is not None:
                 telemetry_thread.join(timeout=5)
+            if commands_thread is not None:
+                commands_thread.join(timeout=CHECK_JOIN_S)
             status.write(running=False)
             self._final_health = self.health()
             if self.flux is not None:
@@ -274,6 +326,8 @@ class StationDaemon:
                 self.streams.uplink.close()
             if self.telemetry is not None:
                 self.telemetry.outbox.close()
+            if self.commands is not None:
+                self.commands.outbox.close()
             left = self.buffer.pending_readings()
             self.buffer.close()
             if self.signer is not None:

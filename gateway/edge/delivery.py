@@ -187,7 +187,13 @@ class Delivery:
         self._thread: threading.Thread | None = None
         self._status_topic = status_topic(site, station)
         self._receipts_topic = receipts_topic(site, station)
-        self._receipts_subscribed: bool | None = None  # None: no SUBACK yet
+        # downlink topics besides the receipts (a station's commands): each message handed to its handler, in the
+        # delivery thread (gateway/edge/commands.py only queues it there)
+        self._downlinks: dict[str, Callable[[str, bytes], None]] = {}
+        # per subscribed topic: granted by the broker's SUBACK in this connection (None: no SUBACK yet)
+        self._subscribed: dict[str, bool | None] = {self._receipts_topic: None}
+        self._subscribing: dict[int, list[str]] = {}  # SUBSCRIBE mid -> its topics, until the SUBACK
+        self.last_connect_problem: str | None = None  # why the last attempt to connect failed; None once connected
         self._max_packet: int | None = None  # the broker's Maximum Packet Size (CONNACK), None: the protocol's
         self.connects = 0
         self.connection_losses = 0
@@ -201,6 +207,16 @@ class Delivery:
         self._client = self._make_client()
 
     # --- set-up ------------------------------------------------------------------------------------------------
+
+    def add_downlink(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+        """Subscribe to `topic` too (QoS 1, on every connect) and hand each of its messages to `handler`, called in
+        the delivery thread: it must only queue the message."""
+        self._downlinks[topic] = handler
+        self._subscribed[topic] = None
+
+    def subscribed(self, topic: str) -> bool | None:
+        """Whether the broker granted the subscription to `topic` in this connection; None before its SUBACK."""
+        return self._subscribed.get(topic)
 
     def add_channel(self, source: OutboxSource) -> None:
         if source.channel in self._channels:
@@ -229,6 +245,7 @@ class Delivery:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_connect_fail = self._on_connect_fail
         return client
 
     @property
@@ -285,6 +302,7 @@ class Delivery:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             self.connect_failures[str(reason)] += 1
+            self.last_connect_problem = f"the broker refused the connection: {reason}"
             log.error("broker %s:%s refused the connection: %s (check mqtt.username and mqtt.password_file, or "
                       "mqtt.cert_file; a revoked station is refused until it is provisioned again)",
                       self._mqtt_config.host, self._mqtt_config.port, reason)
@@ -294,7 +312,11 @@ class Delivery:
         self.connects += 1
         self._max_packet = getattr(props, "MaximumPacketSize", None) if props is not None else None
         log.info("connected to broker %s:%s", self._mqtt_config.host, self._mqtt_config.port)
-        client.subscribe(self._receipts_topic, options=SubscribeOptions(qos=1))
+        self.last_connect_problem = None
+        topics = [self._receipts_topic, *self._downlinks]
+        _, mid = client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in topics])
+        if mid is not None:
+            self._subscribing[mid] = topics
         online = StationStatus(site=self.site, station=self.station, state=StationState.ONLINE,
                                since=utc_now(), software_version=__version__)
         client.publish(self._status_topic, online.model_dump_json(), qos=1, retain=True)
@@ -306,9 +328,15 @@ class Delivery:
             self.connection_losses += 1
             log.warning("lost the broker connection (%s); keeping everything on disk and reconnecting", reason)
         self._connected.clear()
+        for topic in self._subscribed:
+            self._subscribed[topic] = None
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.last_connect_problem = (f"cannot reach the broker at {self._mqtt_config.host}:{self._mqtt_config.port} "
+                                     "(connection refused, no route, or a failed TLS handshake)")
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], props: Any) -> None:
-        self._events.put(("suback", [(int(r.value), str(r)) for r in reasons]))
+        self._events.put(("suback", mid, [(int(r.value), str(r)) for r in reasons]))
         self._wake.set()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
@@ -316,7 +344,7 @@ class Delivery:
         self._wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._events.put(("receipt", message.topic, bytes(message.payload)))
+        self._events.put(("message", message.topic, bytes(message.payload)))
         self._wake.set()
 
     # --- the delivery thread -----------------------------------------------------------------------------------
@@ -354,18 +382,37 @@ class Delivery:
             kind = event[0]
             if kind == "puback":
                 self._puback(event[1], event[2], event[3])
-            elif kind == "receipt":
-                self._receipt(event[1], event[2])
+            elif kind == "message":
+                self._message(event[1], event[2])
             elif kind == "suback":
-                self._suback(event[1])
+                self._suback(event[1], event[2])
 
-    def _suback(self, reasons: list[tuple[int, str]]) -> None:
-        failed = [name for code, name in reasons if code >= 0x80]
-        if failed:
-            log.error("the broker refused our subscription to %s (%s): no receipts can arrive, so nothing leaves the "
-                      "outboxes; allow the station to read its receipts topic (deploy/mosquitto/sinkwatch.acl)",
-                      self._receipts_topic, ", ".join(failed))
-        self._receipts_subscribed = not failed
+    def _message(self, topic: str, payload: bytes) -> None:
+        handler = self._downlinks.get(topic)
+        if handler is None:
+            self._receipt(topic, payload)
+            return
+        try:
+            handler(topic, payload)
+        except Exception:  # a handler's bug must not end delivery
+            log.exception("the handler of %s failed on a message", topic)
+
+    def _suback(self, mid: int, reasons: list[tuple[int, str]]) -> None:
+        topics = self._subscribing.pop(mid, [self._receipts_topic])
+        for topic, (code, name) in zip(topics, reasons, strict=False):
+            granted = code < 0x80
+            if not granted and topic == self._receipts_topic:
+                log.error("the broker refused our subscription to %s (%s): no receipts can arrive, so nothing leaves "
+                          "the outboxes; allow the station to read its receipts topic (deploy/mosquitto/sinkwatch.acl)",
+                          topic, name)
+            elif not granted:
+                log.error("the broker refused our subscription to %s (%s): nothing sent there can arrive; allow the "
+                          "station to read it (deploy/mosquitto/sinkwatch.acl)", topic, name)
+            self._subscribed[topic] = granted
+
+    @property
+    def _receipts_subscribed(self) -> bool | None:
+        return self._subscribed[self._receipts_topic]
 
     def _puback(self, mid: int, code: int, reason: str) -> None:
         with self._lock:
@@ -542,6 +589,7 @@ class Delivery:
             "connection_losses": self.connection_losses, "connect_failures": dict(self.connect_failures),
             "tls": self.tls.snapshot() if self.tls is not None else None,
             "receipts_subscribed": self._receipts_subscribed, "receipts": self.receipts,
+            "downlinks": {topic: self._subscribed[topic] for topic in self._downlinks},
             "bad_receipts": self.bad_receipts, "in_flight": len(self._mids), "channels": channels,
             "signing": self.signer.health() if isinstance(self.signer, _HasHealth) else None,
         }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.central.commands import LEDGER_FILE, CommandKey, CommandLedger, CommandService
 from gateway.central.config import CentralConfig
 from gateway.central.service import run_central
 from gateway.testing.mqtt import wait_for
@@ -20,20 +21,27 @@ def running_central(mosquitto: MosquittoInstance, influxd: InfluxInstance, data_
                     *, database: str = "e2e", client_id: str = "central-e2e") -> Iterator[httpx.Client]:
     """Central service (ingestor + API on a free port) against the given broker and InfluxDB; yields an HTTP
     client for its API and stops the service on exit."""
-    config = CentralConfig.model_validate({
+    with serving(CentralConfig.model_validate({
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": client_id},
         "storage": {"kind": "influxdb", "url": influxd.url, "database": database},
         "api": {"host": "127.0.0.1", "port": 0},
         "data_dir": str(data_dir),
-    })
+    })) as api:
+        yield api
+
+
+@contextlib.contextmanager
+def serving(config: CentralConfig, *, start_timeout_s: float = 20.0) -> Iterator[httpx.Client]:
+    """`run_central(config)` in a background thread (give `api.port: 0` for a free port); yields an HTTP client for
+    its API and stops the service on exit."""
     stop = threading.Event()
     ports: list[int] = []
     thread = threading.Thread(target=run_central, args=(config,),
                               kwargs={"stop_event": stop, "ready_callback": ports.append}, daemon=True)
     thread.start()
     try:
-        if not wait_for(lambda: bool(ports), timeout=20):
-            raise RuntimeError("central service did not start within 20 s")
+        if not wait_for(lambda: bool(ports), timeout=start_timeout_s):
+            raise RuntimeError(f"central service did not start within {start_timeout_s:g} s")
         with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=10) as api:
             yield api
     finally:
@@ -49,3 +57,15 @@ def provisioned_key(central_data_dir: Path, site: str, station: str, key_path: P
     key = generate_key(key_path)
     KeyRegistry(central_data_dir).register(site, station, key.public_key())
     return key_path
+
+
+def recording_commands(data_dir: Path) -> tuple[CommandService, list[tuple[str, bytes]]]:
+    """A command service whose broker is a list: every command is "acknowledged" and kept there, for API tests
+    that need the command routes without a broker (the ledger and the key are real, under `data_dir`)."""
+    sent: list[tuple[str, bytes]] = []
+
+    def publish(topic: str, payload: bytes, expiry_s: int) -> str | None:
+        sent.append((topic, payload))
+        return None
+
+    return CommandService(CommandLedger(Path(data_dir) / LEDGER_FILE), CommandKey(data_dir), publish), sent

@@ -21,6 +21,7 @@ from gateway.central.api import create_app
 from gateway.central.store import StationBudget, StationProduct, Store
 from gateway.central.store.influx import InfluxStore
 from gateway.central.store.sqlite import SqliteStore
+from gateway.testing.central import recording_commands
 
 from .helpers import T0, flux_record, series, stored
 from .test_store_budget_contract import run as budget_run
@@ -47,10 +48,12 @@ def seeded(store: Store) -> Store:
     return store
 
 
-def run_schemathesis(store: Store, examples: int = EXAMPLES) -> dict[str, Any]:
+def run_schemathesis(store: Store, data_dir: Path, examples: int = EXAMPLES) -> dict[str, Any]:
     """Every operation of the served document, `examples` cases each; returns counts of responses by status.
-    A server error or a response outside the document fails the test (schemathesis' own assertion)."""
-    app = create_app(seeded(store))
+    A server error or a response outside the document fails the test (schemathesis' own assertion). Commands go
+    to a recording broker (the command ledger and key are real, in `data_dir`)."""
+    commands, _ = recording_commands(data_dir)
+    app = create_app(seeded(store), commands=commands)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     statuses: dict[int, int] = {}
     operations = 0
@@ -72,7 +75,7 @@ def run_schemathesis(store: Store, examples: int = EXAMPLES) -> dict[str, Any]:
 
 def check_run(result: dict[str, Any]) -> None:
     statuses = result["statuses"]
-    assert result["operations"] == 18, result
+    assert result["operations"] == 22, result
     assert not [code for code in statuses if code >= 500], statuses
     # the run reached both the data and the validation: some answers, some refusals
     assert statuses.get(200, 0) > 0 and statuses.get(422, 0) > 0, statuses
@@ -81,16 +84,16 @@ def check_run(result: dict[str, Any]) -> None:
 def test_no_server_error_on_sqlite(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "api.sqlite")
     try:
-        check_run(run_schemathesis(store))
+        check_run(run_schemathesis(store, tmp_path))
     finally:
         store.close()
 
 
 @pytest.mark.integration
-def test_no_server_error_on_influxdb(influxd: Any) -> None:
+def test_no_server_error_on_influxdb(influxd: Any, tmp_path: Path) -> None:
     store = InfluxStore(influxd.url, database="schemathesis")
     try:
-        check_run(run_schemathesis(store, examples=30))
+        check_run(run_schemathesis(store, tmp_path, examples=30))
     finally:
         store.close()
 
