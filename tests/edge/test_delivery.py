@@ -1,6 +1,6 @@
 """One test suite for the one delivery path (gateway/edge/delivery.py), run against every channel's outbox: readings
-(ReadingBuffer), fluxes (FluxOutbox), raw files (RawOutbox) and health reports (HealthOutbox), through a real
-Mosquitto.
+(ReadingBuffer), fluxes (FluxOutbox), raw files (RawOutbox), health reports (HealthOutbox) and command results
+(CommandResultsOutbox), through a real Mosquitto.
 
 The central service is played by `ReceiptEcho` (gateway/testing/receipts.py), which answers at the receipts
 boundary the way the Ingestor does after a confirmed store write, and can withhold, delay or lose receipts; the
@@ -18,11 +18,13 @@ from typing import Any, Protocol
 
 import pytest
 
+from gateway.central.commands import LEDGER_FILE, CommandLedger
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.store import SqliteStore
-from gateway.contract import Channel, FluxRecord, Receipt, StationHealth, receipts_topic
+from gateway.contract import Channel, CommandResult, FluxRecord, Receipt, StationHealth, receipts_topic
 from gateway.edge.buffer import ReadingBuffer
+from gateway.edge.commands import CommandResultsOutbox
 from gateway.edge.config import MqttConfig
 from gateway.edge.delivery import Delivery, DeliverySettings, OutboxSource
 from gateway.edge.fluxrunner import FluxOutbox
@@ -156,8 +158,33 @@ class HealthKit:
         self.outbox.close()
 
 
-KITS: dict[str, type[ReadingsKit] | type[FluxesKit] | type[RawKit] | type[HealthKit]] = {
-    "readings": ReadingsKit, "fluxes": FluxesKit, "raw": RawKit, "health": HealthKit}
+class CommandResultsKit:
+    channel: Channel = "command_results"
+    source: OutboxSource
+
+    def __init__(self, tmp: Path) -> None:
+        self.path = tmp / "buffer.sqlite"
+        self.added = 0
+        self.source = self.reopen()
+
+    def reopen(self) -> CommandResultsOutbox:
+        self.outbox = CommandResultsOutbox(self.path, SITE, STATION)
+        self.source = self.outbox
+        return self.outbox
+
+    def add(self, n: int) -> None:
+        for _ in range(n):
+            self.outbox.add(CommandResult(site=SITE, station=STATION, command_id=f"cmd{self.added}", kind="check",
+                                          status="ok", time=T0 + timedelta(seconds=self.added), message="checked"))
+            self.added += 1
+
+    def close(self) -> None:
+        self.outbox.close()
+
+
+KITS: dict[str, type[ReadingsKit] | type[FluxesKit] | type[RawKit] | type[HealthKit] | type[CommandResultsKit]] = {
+    "readings": ReadingsKit, "fluxes": FluxesKit, "raw": RawKit, "health": HealthKit,
+    "command_results": CommandResultsKit}
 
 
 @pytest.fixture(params=list(KITS))
@@ -310,7 +337,7 @@ def test_items_handed_out_before_a_restart_keep_their_seq(tmp_path: Path, kit: K
 def test_a_load_of_many_items_drains_without_deadlock(tmp_path: Path, kit: Kit) -> None:
     # PUBACKs and receipts arriving while the delivery thread is mid-publish once deadlocked the old publisher
     # (lock-order inversion between paho's message lock and ours); thousands of one-item messages make it frequent
-    n = {"readings": 2000, "fluxes": 2000, "raw": 300, "health": 2000}[kit.channel]
+    n = {"readings": 2000, "fluxes": 2000, "raw": 300, "health": 2000, "command_results": 2000}[kit.channel]
     with mosquitto_server(tmp_path / "broker") as broker:
         echo = ReceiptEcho(broker.host, broker.port, (kit.channel,))
         kit.add(n)
@@ -347,6 +374,11 @@ def test_a_duplicate_is_stored_once_and_confirmed_each_time(tmp_path: Path, kit:
         elif kit.channel == "health":
             assert counters["health_reports_stored"] == 2
             assert [r.seq for r in store.query_health(STATION, T0, T0 + timedelta(days=1))] == [item.seq]
+        elif kit.channel == "command_results":
+            assert counters["command_results_stored"] == 2
+            ledger = CommandLedger(tmp_path / "central" / LEDGER_FILE)
+            assert ledger.record(CommandResult.model_validate_json(item.payload)) is False  # kept once already
+            ledger.close()
         else:
             assert counters["raw_files_archived"] == 1 and counters["raw_duplicates"] == 1
             assert len(list((tmp_path / "central").rglob("*.csv.gz"))) == 1
