@@ -62,6 +62,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sinkwatch.edge.commands")
 
 CHECK_SETTLE_S = 15.0  # a check waits this long at most for every sensor's first poll after a start
+# ids of commands done are kept this long: far past any command's expiry (at most a week), after which the station
+# refuses a replayed command by its `expires` (with a synchronised clock)
+SEEN_KEEP_S = 90 * 86400.0
 TRIAL_POLL_S = 0.5
 
 _SCHEMA = """
@@ -98,6 +101,7 @@ class CommandResultsOutbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._db.execute("DELETE FROM commands_seen WHERE status='done' AND updated < ?", (time.time() - SEEN_KEEP_S,))
 
     # --- the results ----------------------------------------------------------------------------------------------
 

@@ -144,3 +144,24 @@ def test_a_daemon_that_cannot_start_with_the_new_config_rolls_back_at_once(tmp_p
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     assert process.returncode == 0, log.read_text()
+
+
+def test_the_ids_of_commands_done_are_kept_for_months_then_forgotten(tmp_path: Path) -> None:
+    from gateway.edge.commands import SEEN_KEEP_S, CommandResultsOutbox
+
+    outbox = CommandResultsOutbox(tmp_path / "buffer.sqlite", "hainich", "tower01")
+    outbox.mark("old", "check", "2026-01-01T00:00:00.000000Z", "done")
+    outbox.mark("old-but-restarting", "restart", "2026-01-01T00:00:00.000000Z", "restarting")
+    outbox.mark("recent", "check", "2026-11-25T10:00:00.000000Z", "done")
+    outbox.close()
+    db = sqlite3.connect(tmp_path / "buffer.sqlite")
+    db.execute("UPDATE commands_seen SET updated = ? WHERE id LIKE 'old%'", (time.time() - SEEN_KEEP_S - 60,))
+    db.commit()
+    db.close()
+    outbox = CommandResultsOutbox(tmp_path / "buffer.sqlite", "hainich", "tower01")
+    try:
+        assert outbox.seen("old") is None
+        assert outbox.seen("recent") is not None
+        assert outbox.seen("old-but-restarting") is not None  # its outcome is still to be reported
+    finally:
+        outbox.close()
