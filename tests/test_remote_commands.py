@@ -340,3 +340,57 @@ def test_an_expired_command_is_refused_when_the_station_clock_can_tell(central: 
         assert result.status == "rejected" and result.message.startswith("expired at ")
     else:  # an unsynchronised clock cannot tell: the station acts and says so in its log
         assert result.status == "ok" and "which is not synchronised: acting on it" in station.text()
+
+
+# --- the operator's command line (sinkwatch central station ...) ---------------------------------------------------
+
+
+def cli(*args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    result = CliRunner().invoke(app, ["central", "station", *args])
+    return result.exit_code, result.output
+
+
+def test_the_command_line_checks_a_station_and_shows_a_command_again(central: Central, station: Station) -> None:
+    url = str(central.api.base_url)
+    code, output = cli("command", "check", "--station", STATION, "--site", SITE, "--api", url, "--wait", "60")
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[0].startswith("command ") and lines[0].endswith(f"(check) sent to {SITE}/{STATION}")
+    assert any(" ok " in line and "1 of 2 sensors pass" in line for line in lines)
+    assert any(line.split()[:2] == ["co2_10cm", "PASS"] for line in lines)
+    assert any(line.split()[:2] == ["co2_30cm", "FAIL"] for line in lines) and any("fix:" in line for line in lines)
+    command_id = lines[0].split()[1]
+    code, again = cli("status", command_id, "--station", STATION, "--api", url)
+    assert code == 0 and f"command {command_id} (check)" in again and "1 of 2 sensors pass" in again
+
+
+def test_the_command_line_pushes_a_config_and_reports_a_refusal(central: Central, station: Station,
+                                                                tmp_path: Path) -> None:
+    url = str(central.api.base_url)
+    pushed = yaml.safe_load(station.config.read_bytes())
+    pushed["sensors"][0]["interval_s"] = -1
+    file = tmp_path / "new.yaml"
+    file.write_text(yaml.safe_dump(pushed), encoding="utf-8")
+    code, output = cli("push-config", str(file), "--station", STATION, "--api", url, "--wait", "60")
+    assert code == 1, output  # the station's outcome: rejected, with the key to fix
+    assert "rejected" in output and "sensors[0].interval_s" in output
+
+
+def test_the_command_line_refuses_what_it_cannot_send(central: Central) -> None:
+    url = str(central.api.base_url)
+    code, output = cli("command", "reboot", "--station", STATION, "--api", url)
+    assert code == 2 and "use restart, check or clock-check" in output
+    code, output = cli("command", "check", "--station", "nobody-here", "--api", url)
+    assert code == 2 and "refused (404)" in output and "nobody-here" in output
+
+
+def test_the_command_line_prints_the_command_key(central: Central, tmp_path: Path) -> None:
+    config = tmp_path / "central.yaml"
+    config.write_text(yaml.safe_dump({"storage": {"kind": "sqlite", "path": str(tmp_path / "s.sqlite")},
+                                      "data_dir": str(central.data_dir)}), encoding="utf-8")
+    code, output = cli("command-key", "-c", str(config))
+    assert code == 0 and output.strip() == read_public_key(central.data_dir)
