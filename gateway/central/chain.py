@@ -20,6 +20,12 @@ whose named predecessor has another digest, is a `fork`; a predecessor not store
 arrives: it then counts as a `reorder`, which a resend after a lost item causes routinely); the first item of a new
 epoch is a `chain_start`. Events are records for the audit and the operators, not verdicts: the audit decides from
 the ledger itself whether the chain is whole.
+
+**Several ingest workers** (processes on one MQTT v5 shared subscription, one store) each place items with their
+own tracker, `ChainTracker(store, shared=True)`: no head in memory can be trusted then, so every item is looked up
+in the ledger before it is called new (a resend or a replay that reaches another worker is still recognised and
+stored once), and what another worker may be storing at this moment is given `grace_s` before it counts as a gap
+or a reorder (`ChainTracker`).
 """
 
 from __future__ import annotations
@@ -130,14 +136,43 @@ class _Head:
 
 _MISSING = _Head("", -1, "")
 
+#: With several workers, how long an item's predecessor may be missing before that is a gap (s, central clock):
+#: another worker may be storing it right now (a group of messages, a store outage it waits out).
+SHARED_GRACE_S = 30.0
+MAX_PENDING_GAPS = 10_000
+
+
+@dataclass
+class _PendingGap:
+    event: ChainEvent  # the gap event to record if the predecessor is still missing at `due`
+    prev_at: int
+    due: int  # ns, central clock
+
+
+ChainKey = tuple[str, str, str]  # site, station, channel
+
 
 class ChainTracker:
-    """Not thread-safe: the ingest worker alone places items."""
+    """Places items in their chains (module doc). One tracker per ingest worker, not shared between threads.
 
-    def __init__(self, store: LedgerStore, *, replay_after_s: float = 3600.0) -> None:
+    `shared=False` (one worker stores every item): the tracker's heads are the chains' heads, so an item that
+    follows its chain's head is new without a query. `shared=True` (several workers on one shared subscription,
+    each with its own tracker, one store): a head is only what this worker last stored, so every item is looked up
+    in the store's ledger before it is called new (one query: the item itself or the first one signed after it),
+    and its predecessor too unless this worker stored it. A predecessor that is not stored may be one another
+    worker is storing at this moment: it becomes a `gap` only if it is still not stored `grace_s` later (checked
+    when this worker places a later item, or `due_events`), and an item that arrives after a later one received
+    less than `grace_s` earlier is concurrent delivery, not a `reorder`. Two workers that place one item at the same
+    instant both store it: the stores keep one ledger entry per identity (gateway/central/store/ledger.py)."""
+
+    def __init__(self, store: LedgerStore, *, replay_after_s: float = 3600.0, shared: bool = False,
+                 grace_s: float = SHARED_GRACE_S) -> None:
         self.store = store
         self.replay_after_ns = int(replay_after_s * 1e9)
-        self._heads: dict[tuple[str, str, str], _Head] = {}
+        self.shared = shared
+        self.grace_ns = int(grace_s * 1e9) if shared else 0
+        self._heads: dict[ChainKey, _Head] = {}
+        self._pending: dict[tuple[ChainKey, int], _PendingGap] = {}  # (chain, item at) -> gap to confirm
 
     def _head(self, item: VerifiedItem) -> _Head:
         key = (item.site, item.station, item.channel)
@@ -149,53 +184,93 @@ class ChainTracker:
         return head
 
     def place(self, item: VerifiedItem) -> Placement:
+        """Whether the item is new in its chain, and the chain events it and the gaps now due make."""
         link = item.signed.envelope.link
-        head = self._head(item)
-        if (head is not _MISSING and link.at > head.at and link.epoch == head.epoch
-                and link.prev_digest == head.digest):
-            return Placement(new=True)
         key = (item.site, item.station, item.channel)
 
         def event(kind: ChainEventKind, detail: str) -> ChainEvent:
             return ChainEvent(item.site, item.station, item.channel, kind, link.at, link.seq, item.digest,
                               item.received, detail)
 
-        existing = self.store.ledger_at(*key, link.at)
+        if self.shared:
+            # the item itself if stored, else the first one signed after it
+            found = self.store.ledger_after(*key, link.at - 1)
+            existing = found if found is not None and found.at == link.at else None
+            following = found if existing is None else None
+        else:
+            head = self._head(item)
+            if (head is not _MISSING and link.at > head.at and link.epoch == head.epoch
+                    and link.prev_digest == head.digest):
+                return Placement(new=True)
+            existing = self.store.ledger_at(*key, link.at)
+            following = None
         if existing is not None:
             if existing.digest == item.digest:
                 age_s = (item.received - existing.received) / 1e9
                 if item.received - existing.received > self.replay_after_ns:
                     return Placement(False, [event("replay", f"item {link.seq} arrived again {age_s:.0f} s after it "
                                                    "was stored (a replay, or a station resending after a long "
-                                                   "absence); stored once")])
+                                                   "absence); stored once"), *self.due_events(item.received)])
                 return Placement(False, [event("duplicate", f"item {link.seq} arrived again {age_s:.1f} s after it "
-                                               "was stored (a resend); stored once")])
+                                               "was stored (a resend); stored once"),
+                                         *self.due_events(item.received)])
             return Placement(False, [event("fork", f"item {link.seq} (digest {item.digest[:12]}) was signed at the "
                                            f"same instant as stored item {existing.seq} (digest "
-                                           f"{existing.digest[:12]}): two items claim one place in the chain")])
+                                           f"{existing.digest[:12]}): two items claim one place in the chain"),
+                                     *self.due_events(item.received)])
         events: list[ChainEvent] = []
         if link.prev_seq is None:
             events.append(event("chain_start", f"chain {link.epoch} begins with item {link.seq}"))
         else:
             assert link.prev_at is not None
-            previous = self.store.ledger_at(*key, link.prev_at)
-            if previous is None:
-                events.append(event("gap", f"item {link.seq} follows item {link.prev_seq}, which is not stored (yet)"))
-            elif previous.digest != link.prev_digest:
+            known = self._heads.get(key) if self.shared else None
+            if known is not None and known.at == link.prev_at and known.digest == link.prev_digest:
+                previous_digest: str | None = known.digest  # this worker stored it
+            else:
+                previous = self.store.ledger_at(*key, link.prev_at)
+                previous_digest = previous.digest if previous is not None else None
+            if previous_digest is None:
+                gap = event("gap", f"item {link.seq} follows item {link.prev_seq}, which is not stored (yet)")
+                if self.shared and len(self._pending) < MAX_PENDING_GAPS:
+                    self._pending[(key, link.at)] = _PendingGap(gap, link.prev_at, item.received + self.grace_ns)
+                else:
+                    events.append(gap)
+            elif previous_digest != link.prev_digest:
                 events.append(event("fork", f"item {link.seq} names item {link.prev_seq} with digest "
-                                    f"{(link.prev_digest or '')[:12]}, the stored one has {previous.digest[:12]}"))
-        following = self.store.ledger_after(*key, link.at)
-        if following is not None and following.epoch == link.epoch:
+                                    f"{(link.prev_digest or '')[:12]}, the stored one has {previous_digest[:12]}"))
+        if not self.shared:
+            following = self.store.ledger_after(*key, link.at)
+        concurrent = self.shared and following is not None and item.received - following.received < self.grace_ns
+        if following is not None and following.epoch == link.epoch and not concurrent:
             events.append(event("reorder", f"item {link.seq} arrived after item {following.seq}, signed later"))
-        return Placement(True, events)
+        return Placement(True, [*events, *self.due_events(item.received)])
+
+    def due_events(self, now: int) -> list[ChainEvent]:
+        """Gaps whose grace has passed by `now` (ns, central clock) and whose predecessor is still not stored (a
+        shared tracker; a worker may call this when idle, `place` does it for every item)."""
+        due = [(k, p) for k, p in self._pending.items() if p.due <= now]
+        if not due:
+            return []
+        events = []
+        for (key, _), pending in due:
+            if self.store.ledger_at(*key, pending.prev_at) is None:
+                e = pending.event
+                events.append(ChainEvent(e.site, e.station, e.channel, e.kind, e.at, e.seq, e.digest, now,
+                                         f"{e.detail}, {self.grace_ns / 1e9:.0f} s after it arrived"))
+        for k, _ in due:
+            del self._pending[k]
+        return events
 
     def stored(self, item: VerifiedItem) -> None:
         """The item's data and ledger item are stored: it may be the chain's new head."""
         link = item.signed.envelope.link
         key = (item.site, item.station, item.channel)
         head = self._heads.get(key)
-        if head is None or link.at > head.at:
+        if head is None or link.at > head.at or self.shared:
             self._heads[key] = _Head(link.epoch, link.at, item.digest)
+        if self._pending:
+            for k in [k for k, p in self._pending.items() if k[0] == key and p.prev_at == link.at]:
+                del self._pending[k]
 
 
 def set_aside_json(indices: dict[int, str]) -> str:

@@ -14,7 +14,11 @@
 
 Cardinality: the ledger adds one series per station and channel (and chain_events one per kind), whatever the
 number of items. Write-once is the ingestor's part here: it hands an item to the store only when its chain tracker
-found no item at that `at` (gateway/central/chain.py); a resend of the same item would rewrite identical fields.
+found no item at that `at` (gateway/central/chain.py; with several workers each tracker asks the store first). A
+second write of an entry is the same item written again, by two workers that placed it at the same instant: the
+point keeps its identity and every field but `received`, which becomes the later of the two arrivals (moments
+apart). A query may meet an entry another worker is writing with part of its fields (InfluxDB shows fields as they
+arrive): the lookups that place items skip such an entry, the audit's `ledger_items` reads it as it is.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ LEDGER_MEASUREMENT = "ledger"
 EVENTS_MEASUREMENT = "chain_events"
 _STRINGS = ("epoch", "prev_digest", "key_id", "payload_sha256", "content", "signature", "digest", "set_aside")
 _INTEGERS = ("seq", "prev_seq", "prev_at", "received", "data_start", "data_end")
+_ALWAYS = ("epoch", "key_id", "payload_sha256", "content", "signature", "digest", "seq", "received")  # every entry
 
 
 def ledger_to_line(item: LedgerItem) -> str:
@@ -95,18 +100,26 @@ class InfluxLedgerMixin:
                  .tag("channel", item.channel).field("set_aside", set_aside).time(item.at, WritePrecision.NS))
         self._write_body(str(point.to_line_protocol()))
 
-    def _ledger_select(self, where: str, params: dict[str, str], tail: str = "") -> list[LedgerItem]:
+    def _ledger_select(self, where: str, params: dict[str, str], tail: str = "", *,
+                       complete_only: bool = False) -> list[LedgerItem]:
         query = f"SELECT * FROM {self._ledger_source(LEDGER_MEASUREMENT)} WHERE {where} {tail}"
         items = []
         for series in self._query(query, params):
             columns = series["columns"]
             for values in series.get("values") or []:
-                items.append(_item(series.get("tags") or {}, dict(zip(columns, values, strict=True))))
+                row = dict(zip(columns, values, strict=True))
+                if complete_only and any(row.get(name) is None for name in _ALWAYS):
+                    continue
+                items.append(_item(series.get("tags") or {}, row))
         return items
 
     def _one(self, site: str, station: str, channel: str, where: str, tail: str) -> LedgerItem | None:
+        # InfluxDB shows the fields of a point as they arrive, so a query may meet an entry another ingest worker
+        # is writing with some of its fields only: for placing items that entry is not there yet (the audit, which
+        # reads `ledger_items`, sees what is there and finds an entry without its signature broken)
         found = self._ledger_select(f"site = $site AND station = $station AND channel = $channel AND {where}",
-                                    {"site": site, "station": station, "channel": channel}, tail)
+                                    {"site": site, "station": station, "channel": channel}, tail,
+                                    complete_only=True)
         return found[0] if found else None
 
     def ledger_at(self, site: str, station: str, channel: str, at: int) -> LedgerItem | None:
