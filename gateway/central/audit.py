@@ -260,6 +260,9 @@ class CollectingStore:
     def write_fluxes(self, records: list[FluxRecord], *, ledger: object = None) -> None:
         self.records.extend(records)
 
+    def write_flux_inputs(self, inputs: list[object]) -> None:
+        pass  # the recomputation's own inputs: the archive files the audit has just read
+
 
 def compare_recomputed(store: Store, recomputed: list[FluxRecord], report: AuditReport) -> None:
     """Stored records of the same settings hash and engine against their recomputation from raw files."""

@@ -10,6 +10,9 @@ the half hours it overlaps are read, put on one grid (`gateway.flux.rawperiods`)
 period for which the archive holds no sonic file at all is not computed and not stored (counted as "no raw data");
 every other period is stored, failed ones with their reasons, so the store says what was tried.
 
+Provenance: every record is stored with the raw archive files it was computed from (sensor, name, SHA-256 of the
+file) and its own digest (`Store.write_flux_inputs`, gateway/central/store/provenance.py).
+
 Metadata: the archive headers give the acquisition frequency, the sonic's height (`height_m`) and north offset
 (`north_offset_deg`), the analyzer's type (open path for LI-7500/IRGASON/EC150) and the gases' units; site facts
 the station does not record come from `site_metadata` (`gateway.flux.metadata`).
@@ -17,6 +20,7 @@ the station does not record come from `site_metadata` (`gateway.flux.metadata`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -27,6 +31,7 @@ from typing import Any
 
 from gateway.central.rawstore import RawArchive
 from gateway.central.store import Store
+from gateway.central.store.provenance import FluxInputs, InputFile, flux_record_digest
 from gateway.contract import FluxRecord
 from gateway.flux.ec.engine import PlanarFitSetup, process_period
 from gateway.flux.ec.result import ENGINE_NAME, ENGINE_VERSION
@@ -153,6 +158,22 @@ def recompute(
     reader = ArchiveReader()
     metadata: SiteMetadata | None = None
     pending: list[FluxRecord] = []
+    pending_inputs: list[FluxInputs] = []
+    file_digests: dict[Path, str] = {}
+
+    def input_files(sensor: str, paths: list[Path]) -> tuple[InputFile, ...]:
+        for path in paths:
+            if path not in file_digests:
+                file_digests[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return tuple(InputFile(sensor, path.name, file_digests[path]) for path in paths)
+
+    def flush() -> None:
+        # the records first: inputs without their record would name a result that is not there
+        store.write_fluxes(pending)
+        store.write_flux_inputs(pending_inputs)
+        summary.stored += len(pending)
+        pending.clear()
+        pending_inputs.clear()
     for period_start, period_end in period_bounds(start, end, settings.avrg_len):
         summary.periods += 1
         hours = half_hours(period_start, period_end)
@@ -195,16 +216,19 @@ def recompute(
         else:
             summary.failed += 1
             summary.failure_reasons.update(_short(r) for r in result.reasons[-1:])
-        pending.append(FluxRecord.from_result(result, site=found.site, station=station))
+        record = FluxRecord.from_result(result, site=found.site, station=station)
+        pending.append(record)
+        files = input_files(found.sonic, sonic_paths)
+        if found.analyzer not in (None, found.sonic):
+            files += input_files(str(found.analyzer), gas_paths)
+        pending_inputs.append(FluxInputs(record.site, record.station, record.engine_version, record.settings_hash,
+                                         record.end, flux_record_digest(record), files))
         if len(pending) >= WRITE_EVERY:
-            store.write_fluxes(pending)
-            summary.stored += len(pending)
-            pending = []
+            flush()
         if progress is not None:
             progress(1)
     if pending:
-        store.write_fluxes(pending)
-        summary.stored += len(pending)
+        flush()
     return summary
 
 

@@ -8,6 +8,7 @@ error SE(cov_ab) = sqrt((σa²σb² + cov_ab²)·(1 + a²)/(1 − a²)/N) (Bartl
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 from gateway.central.rawstore import RawArchive
 from gateway.central.recompute import RecomputeError, find_sensors, recompute
 from gateway.central.store import InfluxStore, SqliteStore, Store
+from gateway.central.store.provenance import flux_record_digest
 from gateway.cli import app
 from gateway.flux.ec.result import ENGINE_NAME, ENGINE_VERSION
 from gateway.flux.ec.settings import ProcessingSettings
@@ -113,7 +115,7 @@ def run_cli(config: Path, tmp_path: Path, settings: dict[str, object] | None = N
 
 
 def test_recompute_recovers_the_prescribed_covariances_and_lag_and_settings_coexist(
-    central: tuple[Path, Store], tmp_path: Path
+    central: tuple[Path, Store], data_dir: Path, tmp_path: Path
 ) -> None:
     config, store = central
     output = run_cli(config, tmp_path)
@@ -138,6 +140,18 @@ def test_recompute_recovers_the_prescribed_covariances_and_lag_and_settings_coex
         assert all(math.isfinite(x) for x in (fc, h, le, tau))
         assert fc < 0 < h  # the prescribed uptake and heating, after WPL and the humidity correction
     first_hash = records[0].settings_hash
+    # each record is kept with the raw files it came from and its own digest (gateway/central/store/provenance.py)
+    inputs = store.flux_inputs("st1", T0, T0 + timedelta(hours=1))
+    assert [i.end for i in inputs] == [r.end for r in records]
+    for kept, record in zip(inputs, records, strict=True):
+        assert kept.record_sha256 == flux_record_digest(record)
+        assert (kept.engine_version, kept.settings_hash) == (record.engine_version, record.settings_hash)
+        half_hour = record.start.strftime("%Y%m%dT%H%M")
+        assert [(f.sensor, f.name) for f in kept.files] == [("sonic", f"sonic_{half_hour}Z.csv.gz"),
+                                                            ("irga", f"irga_{half_hour}Z.csv.gz")]
+        for f in kept.files:
+            path = data_dir / "raw" / "site1" / "st1" / f.sensor / f.name
+            assert f.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
     run_cli(config, tmp_path, settings={"detrend_meth": "linear", "timeconst": 300})
 

@@ -38,6 +38,8 @@ Semantics all backends share:
   `gateway.central.store.health`; the methods are those of `HealthStore`.
 - **Alert events** (state changes of the central service's alert rules) are identified by (rule, site, station,
   subject, time): see `gateway.central.store.alerts`; the methods are those of `AlertStore`.
+- **Provenance** of recomputed flux records (the raw files they came from, the digest of the record) is identified
+  like the record and replaced with it: `gateway.central.store.provenance`, the methods of `ProvenanceStore`.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from gateway.central.store.budget import BudgetStore
 from gateway.central.store.health import HealthStore
 from gateway.central.store.ledger import LedgerItem, LedgerStore
 from gateway.central.store.products import ProductStore
+from gateway.central.store.provenance import ProvenanceStore
 from gateway.contract import FluxRecord
 from gateway.model import Reading
 
@@ -197,7 +200,7 @@ class FluxResultSet:
     last_end: datetime
 
 
-class Store(BudgetStore, ProductStore, HealthStore, LedgerStore, AlertStore, Protocol):
+class Store(BudgetStore, ProductStore, HealthStore, LedgerStore, AlertStore, ProvenanceStore, Protocol):
     def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         """Store every new reading; report duplicates, conflicts and rejected readings (see the module doc).
         Raises StoreUnavailable only (nothing or only some new readings stored: repeating the call is safe).

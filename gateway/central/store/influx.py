@@ -80,6 +80,7 @@ from gateway.central.store.influx_budget import InfluxBudgetMixin
 from gateway.central.store.influx_health import InfluxHealthMixin
 from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_line
 from gateway.central.store.influx_products import InfluxProductsMixin
+from gateway.central.store.influx_provenance import InfluxProvenanceMixin
 from gateway.central.store.ledger import LedgerItem
 from gateway.contract import FluxRecord, is_integer_variable
 from gateway.model import QualityFlag, Reading, TimeSource
@@ -198,7 +199,8 @@ def render_series_query(
     return query
 
 
-class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, InfluxLedgerMixin, InfluxAlertsMixin):
+class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, InfluxLedgerMixin, InfluxAlertsMixin,
+                  InfluxProvenanceMixin):
     """InfluxDB 1.x/2.x/3.x. `api="v1"`: POST /write (optionally basic auth with username/password), database
     created on first use if missing. `api="v2"`: influxdb-client's synchronous write API with token/org/bucket;
     reads still use /query on `database` with the token (2.x needs a DBRP mapping)."""

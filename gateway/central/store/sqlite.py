@@ -42,6 +42,7 @@ from gateway.central.store.sqlite_budget import SqliteBudgetMixin
 from gateway.central.store.sqlite_health import SqliteHealthMixin
 from gateway.central.store.sqlite_ledger import SqliteLedgerMixin
 from gateway.central.store.sqlite_products import SqliteProductsMixin
+from gateway.central.store.sqlite_provenance import SqliteProvenanceMixin
 from gateway.contract import FluxRecord
 from gateway.model import QualityFlag, Reading, TimeSource
 
@@ -94,7 +95,8 @@ _AGGREGATE_SQL: dict[str, str] = {
 }
 
 
-class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, SqliteLedgerMixin, SqliteAlertsMixin):
+class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, SqliteLedgerMixin, SqliteAlertsMixin,
+                  SqliteProvenanceMixin):
     """One connection shared under a lock: SQLite serialises writers anyway, and this keeps it thread-safe for
     the ingest worker and the API's threads. `busy_timeout_s` bounds how long a write waits for a lock held by
     another process before reporting the store unavailable."""
@@ -114,6 +116,7 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
             self._create_product_tables()  # gateway/central/store/sqlite_products.py
             self._create_health_tables()  # gateway/central/store/sqlite_health.py
             self._create_ledger_tables()  # gateway/central/store/sqlite_ledger.py
+            self._create_provenance_tables()  # gateway/central/store/sqlite_provenance.py
             self._create_alert_tables()  # gateway/central/store/sqlite_alerts.py
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc

@@ -1,0 +1,142 @@
+"""Where a derived result came from: the digests of the inputs it was computed from, kept with it, so an audit or a
+report can name them and a verifier can check them again (docs/security.md, "Provenance of derived results").
+
+- **A flux record recomputed centrally** (`sinkwatch flux recompute`, gateway/central/recompute.py) keeps the raw
+  archive files it was computed from — sensor, file name, SHA-256 of the file's bytes (the digest a station signs
+  for the raw channel, `content`) — and the SHA-256 of the record itself (`flux_record_digest`), which binds them
+  to the values they gave: `FluxInputs`, identified like the record (site, station, engine_version,
+  settings_hash, period end) and replaced with it. A station's own flux records need none: their ledger entries
+  keep what the station signed.
+- **A budget, soil or stems run** keeps, in its record (`BudgetRun.inputs`, `ProductRun.inputs`), for every input
+  it read from the store the number of items, their first and last time and a SHA-256 over them: for flux records
+  `records_digest` of their `flux_record_digest`s, for half-hour means of readings `means_digest`, for raw readings
+  `readings_digest`. The job that wrote the run can compute the same digests again from the store
+  (`gateway.central.budget.budget_input_digests`): equal, the run's inputs are what the store holds now.
+
+The digests are over canonical text (JSON with sorted keys and no spaces; floats as Python's shortest round-trip
+repr), so they do not depend on the store that served the records.
+
+    store.write_fluxes(records)
+    store.write_flux_inputs([FluxInputs(..., record_sha256=flux_record_digest(r), files=(...))])
+    store.flux_inputs("plot-07", start, end)           # periods ending in (start, end], ordered by end
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.contract import FluxRecord
+
+if TYPE_CHECKING:  # base imports this module for the Store protocol
+    from gateway.central.store.base import StoredReading
+    from gateway.central.store.budget import WindowMean
+
+FLUX_INPUTS_MEASUREMENT = "flux_inputs"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One raw archive file: its sensor, its name and the SHA-256 of its bytes (hex)."""
+
+    sensor: str
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class FluxInputs:
+    """The raw files a recomputed flux record came from; identity = the record's (end = its period end, UTC)."""
+
+    site: str
+    station: str
+    engine_version: str
+    settings_hash: str
+    end: datetime
+    record_sha256: str  # flux_record_digest of the record as it was written
+    files: tuple[InputFile, ...]
+
+    def files_json(self) -> str:
+        return json.dumps([[f.sensor, f.name, f.sha256] for f in self.files], separators=(",", ":"))
+
+
+def files_from_json(text: str) -> tuple[InputFile, ...]:
+    return tuple(InputFile(str(sensor), str(name), str(sha256)) for sensor, name, sha256 in json.loads(text or "[]"))
+
+
+def _plain(data: Any) -> Any:
+    """-0.0 as 0.0: InfluxDB keeps no sign of zero, and the digest must not depend on the store."""
+    if isinstance(data, float):
+        return 0.0 if data == 0 else data
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_plain(v) for v in data]
+    return data
+
+
+def canonical_sha256(data: Any) -> str:
+    """SHA-256 (hex) of `data` as canonical JSON: sorted keys, no spaces, UTF-8, zero without a sign."""
+    text = json.dumps(_plain(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def flux_record_digest(record: FluxRecord) -> str:
+    """A flux record's name: the canonical SHA-256 of every field but the station's delivery `seq`."""
+    return canonical_sha256(record.model_dump(mode="json", exclude={"seq"}))
+
+
+def lines_sha256(lines: Iterable[str]) -> str:
+    """SHA-256 (hex) of the lines, each ended by a newline."""
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def records_digest(records: Sequence[FluxRecord]) -> str:
+    """Flux records as one input: the lines `<end RFC 3339> <flux_record_digest>` in the order of their ends."""
+    ordered = sorted(records, key=lambda r: (r.end, r.settings_hash, r.engine_version, r.site))
+    return lines_sha256(f"{r.model_dump(mode='json')['end']} {flux_record_digest(r)}" for r in ordered)
+
+
+def _number(value: float | None) -> str:
+    return "null" if value is None or not math.isfinite(value) else repr(float(value) + 0.0)  # -0.0 + 0.0 is 0.0
+
+
+def means_digest(means: Sequence[WindowMean]) -> str:
+    """Window means of readings as one input: the lines `<start ns> <mean> <count>` in time order."""
+    from gateway.central.store.base import to_ns
+
+    return lines_sha256(f"{to_ns(m.start)} {_number(m.mean)} {m.count}" for m in sorted(means, key=lambda m: m.start))
+
+
+def readings_digest(points: Sequence[StoredReading]) -> str:
+    """Readings as one input: the lines `<site> <station> <sensor> <variable> <time ns> <value> <qc>` in time
+    order (then sensor and variable)."""
+    from gateway.central.store.base import to_ns
+
+    def key(p: StoredReading) -> tuple[int, str, str]:
+        return to_ns(p.reading.time), p.reading.sensor, p.reading.variable
+
+    return lines_sha256(
+        f"{p.site} {p.reading.station} {p.reading.sensor} {p.reading.variable} {to_ns(p.reading.time)} "
+        f"{_number(p.reading.value)} {int(p.reading.qc)}" for p in sorted(points, key=key))
+
+
+class ProvenanceStore(Protocol):
+    """The provenance part of `Store` (every backend has it): what recomputed flux records came from."""
+
+    def write_flux_inputs(self, inputs: list[FluxInputs]) -> None:
+        """Store the inputs of flux records just written, replacing those of the same identity; StoreUnavailable
+        when it could not (safe to repeat)."""
+
+    def flux_inputs(self, station: str, start: datetime, end: datetime, *,
+                    site: str | None = None) -> list[FluxInputs]:
+        """The inputs of the station's flux records whose period ends in (start, end], ordered by end, then
+        settings_hash, engine_version, site."""

@@ -1,0 +1,97 @@
+"""The provenance of derived results (gateway/central/store/provenance.py) in both stores: the inputs of recomputed
+flux records are kept under the record's identity and replaced with it; the digests that bind them to the record
+and name the inputs of budget and product runs are the same whichever store served the records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.central.store import InfluxStore, SqliteStore, Store
+from gateway.central.store.base import StoredReading
+from gateway.central.store.budget import WindowMean
+from gateway.central.store.provenance import (
+    FluxInputs,
+    InputFile,
+    flux_record_digest,
+    means_digest,
+    readings_digest,
+    records_digest,
+)
+
+from .helpers import T0, flux_record, reading
+
+BACKENDS = ["sqlite", pytest.param("influx", marks=pytest.mark.integration)]
+HOUR = timedelta(hours=1)
+AWKWARD = {"FC": -12.345678901234567, "H": 1e-300, "LE": None, "TAU": 0.1 + 0.2, "FC_SSITC_TEST": 2,
+           "N_RECORDS": 36000, "ZL": -0.0}
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        instance: Store = SqliteStore(tmp_path / "central.sqlite")
+    else:
+        instance = InfluxStore(request.getfixturevalue("influxd").url, database="provenance")
+    yield instance
+    instance.close()
+
+
+def inputs_of(record_end_minutes: int, *, settings_hash: str = "0123456789abcdef", site: str = "site1",
+              files: int = 2) -> tuple[FluxInputs, object]:
+    record = flux_record(end=T0 + timedelta(minutes=record_end_minutes), settings_hash=settings_hash, site=site,
+                         values=dict(AWKWARD))
+    kept = tuple(InputFile("sonic" if i % 2 == 0 else "irga", f"f{i}_20261125T1000Z.csv.gz", f"{i:064x}")
+                 for i in range(files))
+    return FluxInputs(record.site, record.station, record.engine_version, record.settings_hash, record.end,
+                      flux_record_digest(record), kept), record
+
+
+def test_flux_inputs_round_trip_with_the_record_they_name(store: Store) -> None:
+    first, record = inputs_of(30)
+    second, other = inputs_of(60, files=1)
+    store.write_fluxes([record, other])  # type: ignore[list-item]
+    store.write_flux_inputs([first, second])
+
+    assert store.flux_inputs("st1", T0, T0 + HOUR) == [first, second]
+    assert store.flux_inputs("st1", T0 + timedelta(minutes=30), T0 + HOUR) == [second]  # ends in (start, end]
+    assert store.flux_inputs("st1", T0, T0 + HOUR, site="elsewhere") == []
+    assert store.flux_inputs("st2", T0, T0 + HOUR) == []
+    # the record as the store serves it has the digest its inputs name: the binding survives the round trip
+    served = store.query_fluxes("st1", T0, T0 + HOUR)
+    assert [flux_record_digest(r) for r in served] == [first.record_sha256, second.record_sha256]
+
+
+def test_a_rewrite_replaces_the_inputs_and_other_result_sets_keep_theirs(store: Store) -> None:
+    first, _ = inputs_of(30, files=3)
+    again, _ = inputs_of(30, files=1)
+    other_set, _ = inputs_of(30, settings_hash="fedcba9876543210")
+    store.write_flux_inputs([first, other_set])
+    store.write_flux_inputs([again])
+
+    assert store.flux_inputs("st1", T0, T0 + HOUR) == [again, other_set]
+
+
+@pytest.mark.parametrize("hostile", ["st1' OR '1'='1", 'st1" OR 1=1', "st1\\", "/.*/", "$station"])
+def test_hostile_station_strings_find_no_inputs(store: Store, hostile: str) -> None:
+    store.write_flux_inputs([inputs_of(30)[0]])
+    assert store.flux_inputs(hostile, T0, T0 + HOUR) == []
+
+
+def test_input_digests_follow_the_content_only() -> None:
+    records = [flux_record(end=T0 + timedelta(minutes=30 * i), values=dict(AWKWARD)) for i in (1, 2)]
+    assert records_digest(records) == records_digest(list(reversed(records)))  # the order they come in
+    assert flux_record_digest(records[0]) == flux_record_digest(records[0].model_copy(update={"seq": 17}))
+    unsigned_zero = records[0].model_copy(update={"values": {**AWKWARD, "ZL": 0.0}})
+    assert flux_record_digest(unsigned_zero) == flux_record_digest(records[0])  # InfluxDB keeps no -0.0
+    changed = records[0].model_copy(update={"values": {**AWKWARD, "FC": -12.345678901234566}})
+    assert records_digest([changed, records[1]]) != records_digest(records)
+    means = [WindowMean(T0, 412.5, 180), WindowMean(T0 + HOUR, 413.0, 179)]
+    assert means_digest(means) == means_digest(means[::-1])
+    assert means_digest([means[0], WindowMean(T0 + HOUR, 413.0, 178)]) != means_digest(means)
+    points = [StoredReading("site1", reading(time=T0, value=1.5)), StoredReading("site1", reading(time=T0 + HOUR))]
+    assert readings_digest(points) == readings_digest(points[::-1])
+    assert readings_digest([points[0]]) != readings_digest(points)
