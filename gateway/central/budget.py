@@ -19,6 +19,9 @@ serve` (`budget.every`, `BudgetScheduler`). docs/budget.md, "In the running syst
   periods (the window [end - 30 min, end)); a half hour with fewer readings than `min_coverage` × the median count
   is missing. Without a VPD sensor VPD is computed from the half-hour means of RH and TA
   (`gateway.variables.vapour_pressure_deficit_hpa`).
+- **Provenance.** The run keeps what it read (`BudgetRun.inputs`, gateway/central/store/provenance.py): the flux
+  records (result set, count, first and last end, SHA-256 over their digests) and each met source's half-hour means
+  (sensor, variable, count, SHA-256); `budget_input_digests` reads them again from the store to compare.
 - **The record.** From the first to the last half hour of the year for which the station delivered a flux record
   (ok, partial or failed). Gaps inside it are filled; the half hours after the last record — the rest of a year in
   progress — are not part of it: nothing is filled there and nothing of them is in the sums. A year in progress
@@ -48,7 +51,10 @@ from gateway.central.store import (
     Store,
     StoreError,
     StoreUnavailable,
+    WindowMean,
 )
+from gateway.central.store.provenance import means_digest, records_digest
+from gateway.contract import FluxRecord
 from gateway.flux.budget.aggregate import Aggregates
 from gateway.flux.budget.files import HALFHOURLY_COLUMNS
 from gateway.flux.budget.pipeline import (
@@ -61,7 +67,7 @@ from gateway.flux.budget.pipeline import (
     run_budget,
 )
 from gateway.flux.budget.storage import storage_single_level
-from gateway.model import utc_now
+from gateway.model import format_time, utc_now
 from gateway.variables import base_name, vapour_pressure_deficit_hpa
 
 log = logging.getLogger(__name__)
@@ -103,6 +109,7 @@ class StationYearInput:
     columns: dict[str, NDArray[np.float64]]
     met: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # digests of what was read (provenance)
 
     @property
     def first_end(self) -> datetime:
@@ -192,12 +199,39 @@ def choose_met_source(store: Store, site: str, station: str, year: int, base: st
     return source
 
 
+def _met_means(store: Store, site: str, station: str, sensor: str, variable: str, first_end: datetime,
+               last_end: datetime) -> list[WindowMean]:
+    """The half-hour means of one met source over the record [first end - 30 min, last end): what the budget reads,
+    and what `budget_input_digests` reads again."""
+    return store.window_means(station, variable, first_end - HALF_HOUR, last_end, HALF_HOUR, site=site,
+                              sensor=sensor)
+
+
+def met_input(sensor: str, variable: str, means: list[WindowMean]) -> dict[str, Any]:
+    """A met source as an input of a run (gateway/central/store/provenance.py)."""
+    return {"sensor": sensor, "variable": variable, "windows": len(means),
+            "first": format_time(means[0].start) if means else None,
+            "last": format_time(means[-1].start) if means else None, "sha256": means_digest(means)}
+
+
+def flux_input(flux_set: FluxResultSet, records: list[FluxRecord]) -> dict[str, Any]:
+    """The flux records a run used as one input (gateway/central/store/provenance.py)."""
+    ends = [r.end for r in records]
+    return {"site": flux_set.site, "engine_version": flux_set.engine_version, "settings_hash": flux_set.settings_hash,
+            "records": len(records), "first_end": format_time(min(ends)) if ends else None,
+            "last_end": format_time(max(ends)) if ends else None, "sha256": records_digest(records)}
+
+
+def _usable(records: list[FluxRecord]) -> list[FluxRecord]:
+    return [r for r in records if r.end - r.start == HALF_HOUR and r.end.timestamp() % STEP_S == 0]
+
+
 def _half_hour_means(store: Store, site: str, station: str, source: MetSource, ends_s: NDArray[np.float64],
-                     min_coverage: float, notes: list[str]) -> NDArray[np.float64]:
+                     min_coverage: float, notes: list[str], inputs: dict[str, dict[str, Any]],
+                     name: str) -> NDArray[np.float64]:
     out = np.full(ends_s.size, np.nan)
-    first = _utc(ends_s[0]) - HALF_HOUR
-    means = store.window_means(station, source.variable, first, _utc(ends_s[-1]), HALF_HOUR, site=site,
-                               sensor=source.sensor)
+    means = _met_means(store, site, station, source.sensor, source.variable, _utc(ends_s[0]), _utc(ends_s[-1]))
+    inputs[name] = met_input(source.sensor, source.variable, means)
     if not means:
         return out
     index = np.array([round((m.start.timestamp() + STEP_S - ends_s[0]) / STEP_S) for m in means], dtype=np.intp)
@@ -225,7 +259,7 @@ def load_station_year(store: Store, station: str, year: int, settings: StationBu
     site = flux_set.site
     records = [r for r in store.query_fluxes(station, start, end, flux_set.settings_hash, limit=MAX_FLUX_RECORDS)
                if r.engine_version == flux_set.engine_version and r.site == site]
-    usable = [r for r in records if r.end - r.start == HALF_HOUR and r.end.timestamp() % STEP_S == 0]
+    usable = _usable(records)
     notes: list[str] = []
     if not usable:
         lengths = sorted({round((r.end - r.start).total_seconds() / 60, 2) for r in records})
@@ -241,6 +275,7 @@ def load_station_year(store: Store, station: str, year: int, settings: StationBu
                              f"({_utc(first):%Y-%m-%d %H:%M}..{_utc(last):%Y-%m-%d %H:%M} UTC); a budget needs at "
                              f"least {MIN_DAYS} days")
     ends_s = first + STEP_S * np.arange(n, dtype=np.float64)
+    read: dict[str, dict[str, Any]] = {"fluxes": flux_input(flux_set, usable)}
     index = np.round((ends - first) / STEP_S).astype(np.intp)
     cols: dict[str, NDArray[np.float64]] = {}
     for name in ("FC", "FC_SSITC_TEST", "SC", "NEE", "USTAR", "CO2", "TA", "PA"):
@@ -289,18 +324,38 @@ def load_station_year(store: Store, station: str, year: int, settings: StationBu
     for base in ("SW_IN", "TA", "VPD"):
         source = sources[base]
         if source is not None:
-            inputs[base] = _half_hour_means(store, site, station, source, ends_s, settings.min_coverage, notes)
+            inputs[base] = _half_hour_means(store, site, station, source, ends_s, settings.min_coverage, notes, read,
+                                            base)
             met[base] = source.describe()
     if sources["VPD"] is None:
         rh = choose_met_source(store, site, station, year, "RH", settings, *window)
         if rh is None:
             raise BudgetJobError(f"station {station}, {year}: no VPD or RH readings at site {site} in the year; the "
                                  "budget needs VPD (hPa) or RH (%) with TA, e.g. from an HMP155")
-        rh_means = _half_hour_means(store, site, station, rh, ends_s, settings.min_coverage, notes)
+        rh_means = _half_hour_means(store, site, station, rh, ends_s, settings.min_coverage, notes, read, "RH")
         inputs["VPD"] = vapour_pressure_deficit_hpa(inputs["TA"], rh_means)
         met["VPD"] = f"from {met['TA']} and {rh.describe()}"
         notes.append("VPD computed from the half-hour means of TA and RH")
-    return StationYearInput(site, station, year, settings, flux_set, ends_s, inputs, met, notes)
+    return StationYearInput(site, station, year, settings, flux_set, ends_s, inputs, met, notes, read)
+
+
+def budget_input_digests(store: Store, run: BudgetRun) -> dict[str, dict[str, Any]]:
+    """The inputs of a stored run as the store holds them now, read as the job read them: the same flux result
+    set over the run's record, the same met sources' half-hour means. Equal to `run.inputs`: the run was computed
+    from what the store holds; otherwise records or readings were added, changed or removed since."""
+    flux_set = (run.inputs.get("fluxes") or {})
+    records = [r for r in store.query_fluxes(run.station, run.first_end - timedelta(microseconds=1), run.last_end,
+                                             str(flux_set.get("settings_hash")), limit=MAX_FLUX_RECORDS)
+               if r.engine_version == flux_set.get("engine_version") and r.site == run.site]
+    found = FluxResultSet(run.site, run.station, str(flux_set.get("engine_version")),
+                          str(flux_set.get("settings_hash")), 0, run.first_end, run.last_end)
+    now: dict[str, dict[str, Any]] = {"fluxes": flux_input(found, _usable(records))}
+    for name, source in run.inputs.items():
+        if name != "fluxes":
+            sensor, variable = str(source.get("sensor")), str(source.get("variable"))
+            now[name] = met_input(sensor, variable, _met_means(store, run.site, run.station, sensor, variable,
+                                                               run.first_end, run.last_end))
+    return now
 
 
 # --- the run -----------------------------------------------------------------------------------------------------
@@ -368,7 +423,7 @@ def build_station_budget(data: StationYearInput, result: BudgetResult, chain: Bu
         site=data.site, station=data.station, year=data.year, engine_version=BUDGET_ENGINE,
         settings_hash=settings_hash(record), computed_at=computed_at, first_end=ends[0], last_end=ends[-1],
         complete=complete, utc_offset_h=data.settings.utc_offset_h, settings=record, scalars=dict(result.scalars),
-        ustar_draws=[float(v) for v in draws], notes=notes,
+        ustar_draws=[float(v) for v in draws], notes=notes, inputs=data.inputs,
     )
     return StationBudget(run, tables)
 

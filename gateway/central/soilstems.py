@@ -17,6 +17,9 @@ central serve` (`soil.every`, `stems.every`; `ProductScheduler`). Rules:
   at the same instant (the chamber driver reads both in one poll).
 - **The record.** The year of the station's standard-time clock, up to now: a year in progress is computed over what
   has arrived. `complete` when the data reach from the year's first to its last day.
+- **Provenance.** Each job reads the store through an `InputRecorder` (gateway/central/store/provenance.py): the
+  run keeps every series it read (sensor, variable, kind, number of items, first and last time, SHA-256), and the
+  same job over the same store gives the same digests.
 - **Stem carbon.** The tree list's DBH is the DBH at the start of the year; a dendrometer tree's DBH increment is its
   GRO at the end of the record (zero-growth growth since the year's first value) as a diameter change; a tree
   without a dendrometer (or without readings) takes the median relative increment (ΔD/DBH) of its plot's instrumented
@@ -32,7 +35,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,6 +60,7 @@ from gateway.central.store import (
     StoreError,
     StoreUnavailable,
 )
+from gateway.central.store.provenance import InputRecorder
 from gateway.flux.soil.chamber import Chamber, ChamberAccuracy, chamber_fluxes, detect_closures
 from gateway.flux.soil.gradient import ProbeAccuracy, ProbeCompensation, soil_efflux_gradient
 from gateway.flux.stems.allometry import default_species_table, parse_species_table, plot_biomass
@@ -363,6 +367,8 @@ def compute_station_soil(store: Store, station: str, year: int, job: SoilJobConf
                                 f"{station}.profiles / .chambers to the central config")
     moment = now or utc_now()
     start, end = _run_bounds(year, settings.utc_offset_h, moment, station)
+    recorder = InputRecorder(store)
+    store = cast(Store, recorder)  # the run keeps what it read
     notes: list[str] = []
     tables: dict[str, ProductTable] = {}
     period = timedelta(minutes=job.period_min)
@@ -396,7 +402,7 @@ def compute_station_soil(store: Store, station: str, year: int, job: SoilJobConf
         product="soil", site=site, station=station, year=year, engine_version=SOIL_ENGINE,
         settings_hash=settings_hash(record), computed_at=moment, first=min(firsts), last=max(lasts),
         complete=_complete(min(firsts), max(lasts), year, settings.utc_offset_h), utc_offset_h=settings.utc_offset_h,
-        settings=record, notes=notes)
+        settings=record, notes=notes, inputs=recorder.inputs)
     return StationProduct(run, tables)
 
 
@@ -542,6 +548,8 @@ def compute_station_stems(store: Store, station: str, year: int, job: StemsJobCo
                                 "the central config")
     moment = now or utc_now()
     start, end = _run_bounds(year, settings.utc_offset_h, moment, station)
+    recorder = InputRecorder(store)
+    store = cast(Store, recorder)  # the run keeps what it read
     notes: list[str] = []
     tables: dict[str, ProductTable] = {}
     firsts: list[datetime] = []
@@ -559,7 +567,7 @@ def compute_station_stems(store: Store, station: str, year: int, job: StemsJobCo
         product="stems", site=site, station=station, year=year, engine_version=STEMS_ENGINE,
         settings_hash=settings_hash(record), computed_at=moment, first=min(firsts), last=max(lasts),
         complete=_complete(min(firsts), max(lasts), year, settings.utc_offset_h), utc_offset_h=settings.utc_offset_h,
-        settings=record, notes=notes)
+        settings=record, notes=notes, inputs=recorder.inputs)
     return StationProduct(run, tables)
 
 

@@ -11,8 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.central.budget import BudgetJobError, compute_station_budget, run_station_budget, table_csv
+from gateway.central.budget import (
+    BudgetJobError,
+    budget_input_digests,
+    compute_station_budget,
+    run_station_budget,
+    table_csv,
+)
 from gateway.central.store import InfluxStore, Resolution, SqliteStore, Store, StoredReading
+from gateway.central.store.provenance import records_digest
 from gateway.contract import FluxRecord
 from gateway.flux.budget.pipeline import ENGINE_NAME, ENGINE_VERSION
 from gateway.model import QualityFlag
@@ -217,6 +224,7 @@ def _same_budget(store: Store, reference: Store) -> None:
     (b,) = reference.budget_runs(STATION)
     assert (a.settings_hash, a.first_end, a.last_end, a.complete) == (b.settings_hash, b.first_end, b.last_end,
                                                                       b.complete)
+    assert a.inputs == b.inputs  # the same records and means, so the same digests, whichever store served them
     resolutions: tuple[Resolution, ...] = ("HH", "DD", "YY")
     for resolution in resolutions:
         ta, tb = store.budget_table(a, resolution), reference.budget_table(b, resolution)
@@ -250,3 +258,36 @@ def test_flux_records_from_the_simulation_are_valid_wire_records() -> None:
     for record in records:
         assert FluxRecord.model_validate_json(record.model_dump_json()) == record
         assert record.end - record.start == timedelta(minutes=30)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("influx", marks=pytest.mark.integration)])
+def test_a_run_keeps_the_digests_of_its_inputs_and_they_show_a_later_change(
+        sqlite: SqliteStore, backend: str, request: pytest.FixtureRequest) -> None:
+    store: Store = sqlite
+    if backend == "influx":
+        store = InfluxStore(request.getfixturevalue("influxd").url, database="provenance")
+    try:
+        year = first_days(simulated_year(), 30, skip_days=150)
+        fill_store(store, year)
+        run_station_budget(store, STATION, YEAR, job(), now=after(year))
+        (run,) = store.budget_runs(STATION, YEAR)
+        records = store.query_fluxes(STATION, run.first_end - timedelta(hours=1), run.last_end)
+
+        assert set(run.inputs) == {"fluxes", "SW_IN", "TA", "VPD"}
+        fluxes = run.inputs["fluxes"]
+        assert (fluxes["records"], fluxes["settings_hash"]) == (len(records), records[0].settings_hash)
+        assert fluxes["sha256"] == records_digest(records)
+        assert (run.inputs["TA"]["sensor"], run.inputs["TA"]["variable"]) == ("ta_rh", "TA_1_1_1")
+        assert run.inputs["TA"]["windows"] == 30 * 48
+        assert budget_input_digests(store, run) == run.inputs  # read again: what the run was computed from
+
+        # one flux record recomputed with another FC, one late TA reading: the stored run no longer matches
+        changed = records[100].model_copy(update={"values": {**records[100].values, "FC": -99.0}})
+        store.write_fluxes([changed])
+        late = next(r for r in met_readings(year, station=STATION) if r.variable == "TA_1_1_1")
+        store.write([StoredReading(SITE, late.model_copy(update={"time": late.time + timedelta(seconds=1)}))])
+        now = budget_input_digests(store, run)
+        assert sorted(name for name in run.inputs if now[name] != run.inputs[name]) == ["TA", "fluxes"]
+    finally:
+        if store is not sqlite:
+            store.close()

@@ -31,10 +31,11 @@ from gateway.central.soilstems import (
     table_csv,
 )
 from gateway.central.soilstems_config import SoilJobConfig, StemsJobConfig
-from gateway.central.store import SqliteStore
+from gateway.central.store import SqliteStore, StoredReading
 from gateway.cli import app
 from gateway.configfile import ConfigError
 from gateway.flux.stems.allometry import plot_biomass
+from gateway.model import QualityFlag, Reading, TimeSource
 from gateway.simulation.soilyear import SoilYear
 from gateway.testing.services import MosquittoInstance
 
@@ -325,3 +326,32 @@ def test_the_central_service_runs_both_schedules_and_serves_their_runs(
         assert counters["stations"][f"{STATION}/{YEAR}"]["runs_ok"] >= 1
         if this_year != YEAR:  # the current year has no readings: counted, with the reason
             assert "readings" in (counters["stations"][f"{STATION}/{this_year}"]["last_error"] or "")
+
+
+def test_each_run_keeps_the_digests_of_the_series_it_read(tmp_path: Path, soil_year_: SoilYear,
+                                                          stems_year: SoilYear) -> None:
+    own = filled_store(tmp_path / "store.sqlite", soil_year_, stems_year)
+    try:
+        soil = run_station_product("soil", own, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
+        stems = run_station_product("stems", own, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
+        (stored,) = own.product_runs("soil", STATION, YEAR)
+        assert stored.inputs == soil.run.inputs  # kept with the run
+        kinds = {entry["kind"] for entry in soil.run.inputs.values()}
+        assert kinds == {"means", "readings"}  # the profiles' period means, the chamber's raw CO2 and lid state
+        assert all(entry["items"] > 0 and len(entry["sha256"]) == 64 for entry in soil.run.inputs.values())
+        assert {entry["kind"] for entry in stems.run.inputs.values()} >= {"readings"}  # the dendrometers
+        # the same job over the same store reads the same: the digests are a check of the run against the store
+        assert compute_station_soil(own, STATION, YEAR, soil_job(), now=LATER).run.inputs == soil.run.inputs
+        name, entry = next((n, e) for n, e in soil.run.inputs.items() if e["kind"] == "means")
+        late = own.query_series(STATION, entry["variable"], LATER - timedelta(days=400), LATER,
+                                sensor=entry["sensor"], site=entry["site"])[-1]
+        reading = Reading(station=STATION, sensor=entry["sensor"], variable=entry["variable"], value=late.value,
+                          unit=next(iter(own.series_sources(STATION, entry["variable"], late.time,
+                                                            late.time + timedelta(seconds=1)))).unit,
+                          time=late.time - timedelta(seconds=1), time_source=TimeSource.GATEWAY, clock_synced=True,
+                          qc=QualityFlag.GOOD)
+        own.write([StoredReading(entry["site"], reading)])
+        again = compute_station_soil(own, STATION, YEAR, soil_job(), now=LATER).run.inputs
+        assert [n for n in soil.run.inputs if again[n] != soil.run.inputs[n]] == [name]
+    finally:
+        own.close()

@@ -40,6 +40,10 @@ def run(*, station: str = "st1", year: int = 2025, settings_hash: str = "aaaaaaa
         scalars={"USTAR_THRESHOLD": 0.2512, "USTAR_MODE": "auto", "E0_NT": math.nan},
         ustar_draws=draws if draws is not None else [0.21, 0.25, 1 / 3],
         notes=notes or ["a note", "ünïcode, quoted \""],
+        inputs={"fluxes": {"site": site, "engine_version": "sinkwatch-ec 0.3.0", "settings_hash": "0123456789abcdef",
+                           "records": 3, "first_end": "2025-01-01T00:30:00.000000Z",
+                           "last_end": "2025-01-01T01:30:00.000000Z", "sha256": "ab" * 32},
+                "TA": {"sensor": "hmp155", "variable": "TA_1_1_1", "windows": 3, "sha256": "cd" * 32}},
     )
 
 
@@ -69,7 +73,7 @@ def test_a_budget_run_round_trips_exactly(store: Store) -> None:
 
     (found,) = store.budget_runs("st1")
     for name in ("site", "station", "year", "engine_version", "settings_hash", "computed_at", "first_end",
-                 "last_end", "complete", "utc_offset_h", "settings", "ustar_draws", "notes"):
+                 "last_end", "complete", "utc_offset_h", "settings", "ustar_draws", "notes", "inputs"):
         assert getattr(found, name) == getattr(written.run, name), name
     assert found.scalars["USTAR_THRESHOLD"] == 0.2512 and found.scalars["USTAR_MODE"] == "auto"
     assert math.isnan(float(found.scalars["E0_NT"]))  # a missing scalar stays missing

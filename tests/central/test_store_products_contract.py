@@ -29,7 +29,12 @@ def run(*, product: Product = "soil", station: str = "st1", year: int = 2025,
         settings_hash=settings_hash, computed_at=datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
         first=Y0 + HALF_HOUR, last=Y0 + 3 * HALF_HOUR, complete=complete, utc_offset_h=1.0,
         settings={"method": "layer_extrapolation", "depths": [0.1, 0.3], "site": {"bulk_density": 1.2}},
-        notes=notes or ["a note", "ünïcode, quoted \""])
+        notes=notes or ["a note", "ünïcode, quoted \""],
+        inputs={"site1/probe_10cm/CO2_1_1_1 means 1800s": {"kind": "means", "site": "site1", "sensor": "probe_10cm",
+                                                           "variable": "CO2_1_1_1", "every_s": 1800, "calls": 1,
+                                                           "items": 3, "first": "2025-01-01T00:00:00.000000Z",
+                                                           "last": "2025-01-01T01:00:00.000000Z",
+                                                           "sha256": "ef" * 32}})
 
 
 def tables(first: list[float | None] | None = None) -> dict[str, ProductTable]:
@@ -56,7 +61,7 @@ def test_a_product_run_round_trips_exactly(store: Store) -> None:
 
     (found,) = store.product_runs("soil", "st1")
     for name in ("product", "site", "station", "year", "engine_version", "settings_hash", "computed_at", "first",
-                 "last", "complete", "utc_offset_h", "settings", "notes"):
+                 "last", "complete", "utc_offset_h", "settings", "notes", "inputs"):
         assert getattr(found, name) == getattr(written.run, name), name
     assert found.tables["gradient_1"] == (many.times[0], many.times[-1], len(awkward), ["FC_SOIL_GRAD"])
     for name, table in written.tables.items():

@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 
 from gateway.central.store import InfluxStore, SqliteStore, Store
-from gateway.central.store.base import StoredReading
+from gateway.central.store.base import SeriesPoint
 from gateway.central.store.budget import WindowMean
 from gateway.central.store.provenance import (
     FluxInputs,
     InputFile,
     flux_record_digest,
     means_digest,
-    readings_digest,
+    points_digest,
     records_digest,
 )
 
-from .helpers import T0, flux_record, reading
+from .helpers import T0, flux_record
 
 BACKENDS = ["sqlite", pytest.param("influx", marks=pytest.mark.integration)]
 HOUR = timedelta(hours=1)
@@ -92,6 +92,6 @@ def test_input_digests_follow_the_content_only() -> None:
     means = [WindowMean(T0, 412.5, 180), WindowMean(T0 + HOUR, 413.0, 179)]
     assert means_digest(means) == means_digest(means[::-1])
     assert means_digest([means[0], WindowMean(T0 + HOUR, 413.0, 178)]) != means_digest(means)
-    points = [StoredReading("site1", reading(time=T0, value=1.5)), StoredReading("site1", reading(time=T0 + HOUR))]
-    assert readings_digest(points) == readings_digest(points[::-1])
-    assert readings_digest([points[0]]) != readings_digest(points)
+    points = [SeriesPoint(T0, 1.5, 0), SeriesPoint(T0 + HOUR, None, 3)]
+    assert points_digest(points) != points_digest([points[0], SeriesPoint(T0 + HOUR, 0.0, 0)])
+    assert points_digest([SeriesPoint(T0, -0.0, 0)]) == points_digest([SeriesPoint(T0, 0.0, 0)])

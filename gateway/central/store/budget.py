@@ -79,6 +79,9 @@ class BudgetRun:
     ustar_draws: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     ranges: dict[str, tuple[datetime, datetime, int]] = field(default_factory=dict)
+    # what it was computed from: input name -> its source, count, first/last time and SHA-256
+    # (gateway/central/store/provenance.py; the budget job's `budget_input_digests` computes them again)
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         """The JSON-able facts both stores keep in one text field."""
@@ -89,6 +92,7 @@ class BudgetRun:
             "notes": list(self.notes),
             "utc_offset_h": self.utc_offset_h,
             "ranges": {k: [_ns(a), _ns(b), n] for k, (a, b, n) in self.ranges.items()},
+            "inputs": self.inputs,
         }
 
 
@@ -103,6 +107,7 @@ def run_from_meta(*, site: str, station: str, year: int, engine_version: str, se
         ustar_draws=[math.nan if v is None else float(v) for v in meta.get("ustar_draws") or []],
         notes=[str(n) for n in meta.get("notes") or []],
         ranges={k: (_from_ns(a), _from_ns(b), int(n)) for k, (a, b, n) in (meta.get("ranges") or {}).items()},
+        inputs={str(k): dict(v) for k, v in (meta.get("inputs") or {}).items()},
     )
 
 

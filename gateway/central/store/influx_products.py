@@ -36,6 +36,7 @@ from gateway.central.store.products import (
     ProductTable,
     StationProduct,
     check_product,
+    inputs_from_meta,
     run_meta,
     tables_from_meta,
 )
@@ -132,7 +133,8 @@ class InfluxProductsMixin:
                     first=from_ns(int(item["first_ns"])), last=from_ns(int(item["last_ns"])),
                     complete=bool(item["complete"]), utc_offset_h=float(meta.get("utc_offset_h", 0.0)),
                     settings=dict(meta.get("settings") or {}), notes=[str(n) for n in meta.get("notes") or []],
-                    tables=tables_from_meta(meta, from_ns)))
+                    tables=tables_from_meta(meta, from_ns),
+                    inputs=inputs_from_meta(meta)))
         runs.sort(key=lambda r: (r.year, r.settings_hash, r.engine_version, r.site))
         return runs
 

@@ -79,6 +79,8 @@ class ProductRun:
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     tables: dict[str, tuple[datetime, datetime, int, list[str]]] = field(default_factory=dict)
+    # what it was computed from: every series the job read, with its SHA-256 (gateway/central/store/provenance.py)
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.product not in PRODUCTS:
@@ -121,7 +123,11 @@ def tables_from_meta(meta: dict[str, Any], from_ns: Any) -> dict[str, tuple[date
 def run_meta(run: ProductRun, tables: Sequence[ProductTable], to_ns: Any) -> dict[str, Any]:
     """The JSON-able facts both stores keep in one text field."""
     return {"settings": run.settings, "notes": list(run.notes), "utc_offset_h": run.utc_offset_h,
-            "tables": table_meta(tables, to_ns)}
+            "tables": table_meta(tables, to_ns), "inputs": run.inputs}
+
+
+def inputs_from_meta(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(name): dict(entry) for name, entry in (meta.get("inputs") or {}).items()}
 
 
 def check_product(product: StationProduct) -> None:

@@ -9,9 +9,11 @@ report can name them and a verifier can check them again (docs/security.md, "Pro
   keep what the station signed.
 - **A budget, soil or stems run** keeps, in its record (`BudgetRun.inputs`, `ProductRun.inputs`), for every input
   it read from the store the number of items, their first and last time and a SHA-256 over them: for flux records
-  `records_digest` of their `flux_record_digest`s, for half-hour means of readings `means_digest`, for raw readings
-  `readings_digest`. The job that wrote the run can compute the same digests again from the store
-  (`gateway.central.budget.budget_input_digests`): equal, the run's inputs are what the store holds now.
+  `records_digest` of their `flux_record_digest`s, for half-hour means of readings `means_digest`; the soil and
+  stems jobs read through an `InputRecorder`, which keeps every series they read (means and raw readings, as
+  `points_digest`). The job that wrote a run computes the same digests again from the store
+  (`gateway.central.budget.budget_input_digests`, the soil and stems jobs run again through a recorder): equal, the
+  run's inputs are what the store holds now.
 
 The digests are over canonical text (JSON with sorted keys and no spaces; floats as Python's shortest round-trip
 repr), so they do not depend on the store that served the records.
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.contract import FluxRecord
 
 if TYPE_CHECKING:  # base imports this module for the Store protocol
-    from gateway.central.store.base import StoredReading
+    from gateway.central.store.base import SeriesPoint
     from gateway.central.store.budget import WindowMean
 
 FLUX_INPUTS_MEASUREMENT = "flux_inputs"
@@ -116,17 +118,70 @@ def means_digest(means: Sequence[WindowMean]) -> str:
     return lines_sha256(f"{to_ns(m.start)} {_number(m.mean)} {m.count}" for m in sorted(means, key=lambda m: m.start))
 
 
-def readings_digest(points: Sequence[StoredReading]) -> str:
-    """Readings as one input: the lines `<site> <station> <sensor> <variable> <time ns> <value> <qc>` in time
-    order (then sensor and variable)."""
+def points_digest(points: Sequence[SeriesPoint]) -> str:
+    """Raw readings of one series as one input: the lines `<time ns> <value> <qc>` in the order read."""
     from gateway.central.store.base import to_ns
 
-    def key(p: StoredReading) -> tuple[int, str, str]:
-        return to_ns(p.reading.time), p.reading.sensor, p.reading.variable
+    return lines_sha256(f"{to_ns(p.time)} {_number(p.value)} {'null' if p.qc is None else int(p.qc)}" for p in points)
 
-    return lines_sha256(
-        f"{p.site} {p.reading.station} {p.reading.sensor} {p.reading.variable} {to_ns(p.reading.time)} "
-        f"{_number(p.reading.value)} {int(p.reading.qc)}" for p in sorted(points, key=key))
+
+class InputRecorder:
+    """A store as a job reads it: every `window_means` and `query_series` is passed on and kept as an input of the
+    run — per (kind, site, sensor, variable, window length): the calls, the items read, the first and last time and
+    a SHA-256 over the lines of every call's items in the order read (`means_digest` and `points_digest` lines) —
+    so the run can name what it was computed from, and the same job over the same store gives the same digests.
+    Everything else is the store's."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._hashes: dict[str, Any] = {}
+        self._inputs: dict[str, dict[str, Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @property
+    def inputs(self) -> dict[str, dict[str, Any]]:
+        return {name: {**entry, "sha256": self._hashes[name].hexdigest()} for name, entry in self._inputs.items()}
+
+    def _add(self, name: str, facts: dict[str, Any], times: list[datetime], lines: Iterable[str]) -> None:
+        from gateway.model import format_time
+
+        entry = self._inputs.setdefault(name, {**facts, "calls": 0, "items": 0, "first": None, "last": None})
+        digest = self._hashes.setdefault(name, hashlib.sha256())
+        entry["calls"] += 1
+        entry["items"] += len(times)
+        if times:
+            entry["first"] = entry["first"] or format_time(min(times))
+            entry["last"] = format_time(max(times))
+        for line in lines:
+            digest.update(line.encode("utf-8") + b"\n")
+
+    def window_means(self, station: str, variable: str, start: datetime, end: datetime, every: Any, *, site: str,
+                     sensor: str) -> list[WindowMean]:
+        from gateway.central.store.base import to_ns
+
+        means: list[WindowMean] = self._store.window_means(station, variable, start, end, every, site=site,
+                                                           sensor=sensor)
+        seconds = int(every.total_seconds())
+        self._add(f"{site}/{sensor}/{variable} means {seconds}s", {"kind": "means", "site": site, "sensor": sensor,
+                                                                     "variable": variable, "every_s": seconds},
+                  [m.start for m in means], (f"{to_ns(m.start)} {_number(m.mean)} {m.count}" for m in means))
+        return means
+
+    def query_series(self, station: str, variable: str, start: datetime, end: datetime, every: Any = None,
+                     aggregate: Any = "mean", *, site: str | None = None, sensor: str | None = None,
+                     limit: int | None = None) -> list[SeriesPoint]:
+        from gateway.central.store.base import to_ns
+
+        points: list[SeriesPoint] = self._store.query_series(station, variable, start, end, every, aggregate,
+                                                             site=site, sensor=sensor, limit=limit)
+        kind = "readings" if every is None else f"{aggregate} {int(every.total_seconds())}s"
+        self._add(f"{site or '*'}/{sensor or '*'}/{variable} {kind}", {"kind": kind, "site": site, "sensor": sensor,
+                                                                      "variable": variable},
+                  [p.time for p in points],
+                  (f"{to_ns(p.time)} {_number(p.value)} {'null' if p.qc is None else int(p.qc)}" for p in points))
+        return points
 
 
 class ProvenanceStore(Protocol):

@@ -24,6 +24,7 @@ from gateway.central.store.products import (
     ProductTable,
     StationProduct,
     check_product,
+    inputs_from_meta,
     run_meta,
     tables_from_meta,
 )
@@ -126,7 +127,8 @@ class SqliteProductsMixin:
                 product=product, site=site, station=st, year=int(y), engine_version=ev, settings_hash=sh,
                 computed_at=from_ns(c), first=from_ns(f), last=from_ns(la), complete=bool(done),
                 utc_offset_h=float(meta.get("utc_offset_h", 0.0)), settings=dict(meta.get("settings") or {}),
-                notes=[str(n) for n in meta.get("notes") or []], tables=tables_from_meta(meta, from_ns)))
+                notes=[str(n) for n in meta.get("notes") or []], tables=tables_from_meta(meta, from_ns),
+                inputs=inputs_from_meta(meta)))
         return runs
 
     def product_table(self, run: ProductRun, table: str) -> ProductTable:
