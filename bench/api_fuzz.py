@@ -32,12 +32,16 @@ import schemathesis  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
+from gateway.central.access import AccessControl  # noqa: E402
 from gateway.central.api import create_app  # noqa: E402
 from gateway.central.store import Store  # noqa: E402
 from gateway.central.store.influx import InfluxStore  # noqa: E402
 from gateway.central.store.sqlite import SqliteStore  # noqa: E402
 from gateway.testing.central import recording_commands  # noqa: E402
 from tests.central.test_api_schemathesis import seeded  # noqa: E402
+
+# these tests are about data, not access: the API is built in development mode, explicitly
+DEV = AccessControl.development()
 
 
 def fuzz_operation(operation: Any, examples: int, run_seed: int, statuses: Counter[int], failures: Counter[str],
@@ -74,7 +78,7 @@ def fuzz_operation(operation: Any, examples: int, run_seed: int, statuses: Count
 def run(store: Store, examples: int, run_seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sinkwatch-api-fuzz-commands-") as commands_dir:
         commands, _ = recording_commands(Path(commands_dir))
-        return _run(store, create_app(seeded(store), commands=commands), examples, run_seed)
+        return _run(store, create_app(seeded(store), commands=commands, access=DEV), examples, run_seed)
 
 
 def _run(store: Store, app: Any, examples: int, run_seed: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import typer
 
 from gateway import __version__
 from gateway.central.cli import app as central_app
-from gateway.central.cli import audit_app, flux_budget_station, flux_recompute
+from gateway.central.cli import audit_app, flux_budget_station, flux_recompute, station_provision, station_revoke
 from gateway.driver_api import SIMULATOR_ENTRY_POINT_GROUP
 from gateway.edge.cli import app as station_app
 from gateway.edge.cli import live
@@ -28,6 +28,28 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@station_app.command("provision")
+def _provision(
+    name: Annotated[str, typer.Argument(help="the station id (also its broker user name), e.g. plot-07")],
+    site: Annotated[str, typer.Option(help="the site id, e.g. hainich")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (data_dir, provisioning:)")],
+    cert: Annotated[bool, typer.Option("--cert", help="a client certificate from the private CA instead of a "
+                                                      "password")] = False,
+    out: Annotated[Path | None, typer.Option(help="write the station's folder under this one (default: "
+                                                  "provisioning.out_dir)")] = None,
+) -> None:
+    """Give a new station its identity (on the central host): broker credentials, Ed25519 signing key and
+    station.yaml; register its key and add it to the broker."""
+    from gateway.edge.config import StationConfigBase
+
+    # the station.yaml names its signing key once this station software reads the key
+    station_provision(name, site, config, cert, out,
+                      signing_key_in_config="signing_key" in StationConfigBase.model_fields)
+
+
+station_app.command("revoke")(station_revoke)
 app.add_typer(station_app, name="station")
 app.add_typer(central_app, name="central")
 app.add_typer(audit_app, name="audit")

@@ -123,7 +123,9 @@ def demo_central_config(broker: tuple[str, int], data_dir: Path, influx_url: str
     return {
         "mqtt": {"host": broker[0], "port": broker[1], "client_id": f"sinkwatch-central-demo-{int(time.time())}"},
         "storage": demo_storage(data_dir, influx_url),
-        "api": {"host": "127.0.0.1", "port": 0},
+        # the demo is the one explicit exception to API tokens: announced by the API itself (health, a header on
+        # every response, the docs) and refused by the config on anything but loopback
+        "api": {"host": "127.0.0.1", "port": 0, "auth": "development"},
         "data_dir": str(data_dir / "central"),
         "budget": {"per_station": {DEMO_STATION: {
             "latitude": DEMO_SITE_METADATA["latitude"], "longitude": DEMO_LONGITUDE,
@@ -455,7 +457,8 @@ def run_demo(duration_s: float | None, *, broker_url: str | None = None, influx_
                                               rig.station_config(work, broker, interval_s, signing_key=key_path))
             say(f"broker:   mqtt://{broker[0]}:{broker[1]}")
             say(f"status:   {api_url}/   (the status page: stations, health, alarms, fluxes, budget)")
-            say(f"API:      {api_url}/api/v1/stations   docs: {api_url}/docs")
+            say(f"API:      {api_url}/api/v1/stations   docs: {api_url}/docs   (development mode: no tokens; a "
+                "deployment uses api.auth: token)")
             say(f"series:   {api_url}/api/v1/series?station={DEMO_STATION}&variable=CO2{PROFILE[0][3]}"
                 f"&start=...&end=...")
             for line in rig.describe():

@@ -2,8 +2,9 @@
 
 The substitutions (paths, ports, log destination, TLS files) are in gateway/testing/shipped_broker.py; every
 substitution must find its line, so a change to the shipped files that breaks the substitution fails the test
-rather than silently testing something else. The password file is made with mosquitto_passwd, as the config's
-comments tell an operator to.
+rather than silently testing something else. The central service's password line is made with mosquitto_passwd, as
+the config's comments tell an operator to; the stations' lines and ACL blocks as `sinkwatch station provision`
+writes them (gateway/central/provision.py), so Mosquitto itself checks their hashes and topics.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    server = shipped_mosquitto(tmp_path / "broker", PASSWORDS)
+    server = shipped_mosquitto(tmp_path / "broker", PASSWORDS, site=SITE)
     server.start()
     try:
         yield Site(server, tmp_path)
@@ -116,7 +117,8 @@ ACCEPTED = {SUCCESS, NO_SUBSCRIBERS}
 
 
 def test_every_station_channel_goes_through_for_its_own_station_only(site: Site) -> None:
-    # finding 1: the ACL shipped before allowed only readings and status, and MQTT 3.1.1 hid the refusal
+    # finding 1: the ACL shipped before allowed only readings and status, and MQTT 3.1.1 hid the refusal; a
+    # provisioned station's block names its site too, so it cannot publish as itself under another site
     station = V5Client(site, "st01")
     try:
         for topic in (readings_topic(SITE, "st01"), status_topic(SITE, "st01"), fluxes_topic(SITE, "st01"),
@@ -124,7 +126,8 @@ def test_every_station_channel_goes_through_for_its_own_station_only(site: Site)
             assert station.puback(topic) in ACCEPTED, topic
         for topic in (readings_topic(SITE, "st02"), status_topic(SITE, "st02"), fluxes_topic(SITE, "st02"),
                       raw_topic(SITE, "st02"), health_topic(SITE, "st02"), command_results_topic(SITE, "st02"),
-                      receipts_topic(SITE, "st01"), commands_topic(SITE, "st01"), commands_topic(SITE, "st02")):
+                      receipts_topic(SITE, "st01"), commands_topic(SITE, "st01"), commands_topic(SITE, "st02"),
+                      readings_topic("another-site", "st01"), status_topic("another-site", "st01")):
             assert station.puback(topic) == NOT_AUTHORIZED, topic
     finally:
         station.close()

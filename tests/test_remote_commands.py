@@ -33,7 +33,7 @@ from gateway.contract.asyncapi import schema_name_for_topic, validate_payload
 from gateway.edge.configtrial import TrialFiles
 from gateway.model import utc_now
 from gateway.net import free_port
-from gateway.testing.central import provisioned_key, serving
+from gateway.testing.central import issue_token, provisioned_key, serving
 from gateway.testing.mqtt import Capture, wait_for
 from gateway.testing.serial_pty import socat_pty_pair
 from gateway.testing.services import MosquittoServer, mosquitto_server
@@ -68,6 +68,9 @@ class Central:
         return seen
 
 
+OPERATOR_TOKEN: list[str] = []  # set by the `central` fixture, used by `cli`
+
+
 @pytest.fixture(scope="module")
 def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     base = tmp_path_factory.mktemp("remote")
@@ -82,6 +85,7 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
                           client_id="capture-commands")
         try:
             with serving(config) as api:
+                OPERATOR_TOKEN[:] = [issue_token(base / "central", "operator", "command-line")]
                 key = provisioned_key(base / "central", SITE, STATION, base / "station.key")
                 yield Central(broker, api, base / "central", capture, key)
         finally:
@@ -350,7 +354,8 @@ def cli(*args: str) -> tuple[int, str]:
 
     from gateway.cli import app
 
-    result = CliRunner().invoke(app, ["central", "station", *args])
+    # the operator's token, as `sinkwatch central token create --role operator` would print it
+    result = CliRunner().invoke(app, ["central", "station", *args], env={"SINKWATCH_API_TOKEN": OPERATOR_TOKEN[0]})
     return result.exit_code, result.output
 
 

@@ -18,8 +18,12 @@
                           GET /api/v1/station-health every station's latest (routes in `api_health`)
     GET /api/v1/report    a station-year's site carbon report from the store, HTML or PDF (`api_report`)
 
-The status page (HTML, for people) is at / (`statuspage`). Interactive documentation at /docs, schema at
-/openapi.json.
+    GET/POST /api/v1/tokens, DELETE /api/v1/tokens/{id}   API tokens (admin)
+
+Access (gateway/central/access.py): every route but /health needs a bearer token of role reader or higher; /health
+shows its counters to operator and admin tokens only. `api.auth: development` (the demo) admits everyone and says so
+on every response. The status page (HTML, for
+people) is at / (`statuspage`). Interactive documentation at /docs, schema at /openapi.json.
 """
 
 from __future__ import annotations
@@ -33,10 +37,14 @@ import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.central.access import AccessControl, Denied, Role, TokenError, TokenInfo
 from gateway.central.alerts import AlertEvaluator
 from gateway.central.api_alerts import add_alert_routes
 from gateway.central.api_budget import add_budget_routes
@@ -138,7 +146,59 @@ class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     storage_reachable: bool
     mqtt_connected: bool | None
-    counters: dict[str, Any]
+    auth: Literal["token", "development"] = Field(description="development: no tokens checked (the demo)")
+    counters: dict[str, Any] | None = Field(description="ingest, budget and security counters (auth failures by "
+                                                        "kind, TLS handshake failures, revoked stations); shown to "
+                                                        "operator and admin tokens, null otherwise")
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    role: Role
+    created: str
+    revoked: str | None
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(description="who or what holds it, e.g. grafana or a.researcher@example.org")
+    role: Role = "reader"
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the token itself: shown once, stored only as its SHA-256")
+
+
+DEV_MODE_HEADER = "X-Sinkwatch-Mode"
+_bearer = HTTPBearer(auto_error=False, description="an API token: `sinkwatch central token create NAME --role "
+                                                   "reader|operator|admin`")
+
+# Declared for the OpenAPI document (the security scheme clients see); the header itself is checked by
+# AccessControl, which tells a missing, malformed, unknown and revoked token apart.
+_Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+
+
+class _AnnounceDevelopmentMode:
+    """Adds `X-Sinkwatch-Mode: development` to every response, errors and docs included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_announced(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (DEV_MODE_HEADER.lower().encode(), b"development")]
+            await send(message)
+
+        await self.app(scope, receive, send_announced)
+
+
+def _token_out(info: TokenInfo) -> dict[str, Any]:
+    return {"id": info.id, "name": info.name, "role": info.role, "created": info.created, "revoked": info.revoked}
 
 
 # What the OpenAPI document says of the time parameters (documentation for clients and for schema-driven testing);
@@ -187,17 +247,45 @@ def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONRes
 
 
 def create_app(store: Store, ingest: IngestState | None = None, budget: ScheduleState | None = None,
-               schedules: Mapping[str, ScheduleState] | None = None, *,
-               alerts: AlertEvaluator | None = None, commands: CommandService | None = None) -> FastAPI:
+               schedules: Mapping[str, ScheduleState] | None = None, *, access: AccessControl,
+               alerts: AlertEvaluator | None = None, commands: CommandService | None = None,
+               cors_origins: tuple[str, ...] | list[str] = (),
+               security: SecurityState | None = None) -> FastAPI:
     """The API over `store`; `ingest` (an Ingestor, or None for a read-only API) feeds health and status, `budget`
     (the budget schedule, when it runs) adds its counters to health under "budget", `schedules` (the soil and stems
     schedules that run) theirs under their names, `alerts` (the alert evaluator of `central serve`) the current
-    alerts of /api/v1/alerts and its counters under "alerts" (without it /api/v1/alerts reads the stored states)."""
-    app = FastAPI(
-        title="sinkwatch central",
-        version="1",
-        description="Forest carbon-uptake readings ingested from sinkwatch stations.",
-    )
+    alerts of /api/v1/alerts and its counters under "alerts" (without it /api/v1/alerts reads the stored states).
+    `access` decides who may do
+    what (required: an API is never open by accident); `cors_origins` are the web origins allowed to read it from
+    a browser (none by default); `security` adds counters of the service's other controls to health."""
+    description = "Forest carbon-uptake readings ingested from sinkwatch stations. Every route but /api/v1/health " \
+                  "needs `Authorization: Bearer <token>` (roles: reader, operator, admin)."
+    if access.development_mode:
+        description = ("DEVELOPMENT MODE: no tokens are checked, every request is served as admin. Never use "
+                       "this mode for a deployment (api.auth: token). " + description)
+    app = FastAPI(title="sinkwatch central", version="1", description=description)
+    if access.development_mode:
+        app.add_middleware(_AnnounceDevelopmentMode)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET"],
+                           allow_headers=["Authorization"], allow_credentials=False)
+
+    @app.exception_handler(Denied)
+    async def _on_denied(request: Request, exc: Denied) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return JSONResponse(status_code=exc.status, content={"detail": exc.message}, headers=headers)
+
+    def role_required(role: Role) -> Any:
+        def check(request: Request, credentials: _Credentials) -> TokenInfo:
+            return access.authorize(request.headers.get("authorization"), role)
+        return Depends(check)
+
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"description": "no token, or one that lets nobody in (malformed, unknown, revoked)"},
+        403: {"description": "the token's role is below what the route needs"}}
+    reader = APIRouter(dependencies=[role_required("reader")], responses=refusals)
+    operator = APIRouter(dependencies=[role_required("operator")], responses=refusals)
+    admin = APIRouter(dependencies=[role_required("admin")], responses=refusals)
 
     @app.exception_handler(ParameterError)
     async def _on_parameter_error(request: Request, exc: ParameterError) -> JSONResponse:
@@ -213,22 +301,28 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
 
     storage = StoragePing(store)
 
-    @app.get("/api/v1/health", response_model=HealthOut)
-    def health() -> HealthOut:
+    @app.get("/api/v1/health", response_model=HealthOut,
+             responses={401: {"description": "an Authorization header with a token that lets nobody in"}})
+    def health(request: Request, credentials: _Credentials) -> HealthOut:
+        """Whether the service works; open to all (a load balancer's probe). With an operator or admin token it
+        also shows the counters, security failures among them."""
+        who = access.identify(request.headers.get("authorization"))
         reachable = storage.reachable()
         connected = ingest.mqtt_connected if ingest is not None else None
         ok = reachable and connected is not False
-        return HealthOut(
-            status="ok" if ok else "degraded",
-            storage_reachable=reachable,
-            mqtt_connected=connected,
-            counters={**(ingest.counters() if ingest is not None else {}),
-                      **({"budget": budget.counters()} if budget is not None else {}),
-                      **{name: schedule.counters() for name, schedule in (schedules or {}).items()},
-                      **({"alerts": alerts.counters()} if alerts is not None else {})},
-        )
+        counters: dict[str, Any] | None = None
+        if who is not None and who.allows("operator"):
+            counters = {**(ingest.counters() if ingest is not None else {}),
+                        **({"budget": budget.counters()} if budget is not None else {}),
+                        **{name: schedule.counters() for name, schedule in (schedules or {}).items()},
+                        **({"alerts": alerts.counters()} if alerts is not None else {}),
+                        "security": {**access.snapshot(),
+                                     **(security.security_counters() if security is not None else {}),
+                                     "storage_tls": _storage_tls(store)}}
+        return HealthOut(status="ok" if ok else "degraded", storage_reachable=reachable, mqtt_connected=connected,
+                         auth=access.mode, counters=counters)
 
-    @app.get("/api/v1/stations", response_model=list[StationOut])
+    @reader.get("/api/v1/stations", response_model=list[StationOut])
     def stations() -> list[StationOut]:
         known: dict[tuple[str, str], StationInfo | None] = {(i.site, i.station): i for i in store.stations()}
         statuses = ingest.station_statuses() if ingest is not None else {}
@@ -250,7 +344,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             )
         return result
 
-    @app.get(
+    @reader.get(
         "/api/v1/series",
         response_model=SeriesOut,
         responses={200: {"content": {"text/csv": {}}}, 422: {"description": "invalid parameter"},
@@ -314,7 +408,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             points=[PointOut(time=format_time(p.time), value=p.value, qc=p.qc) for p in points],
         )
 
-    @app.get(
+    @reader.get(
         "/api/v1/fluxes",
         response_model=FluxesOut,
         responses={200: {"content": {"text/csv": {}}}, 422: {"description": "invalid parameter"},
@@ -363,7 +457,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
         return FluxesOut(station=station, start=format_time(start_t), end=format_time(end_t),
                          settings_hash=settings_hash, records=records)
 
-    @app.get(
+    @reader.get(
         "/api/v1/fluxes/sets",
         response_model=list[FluxResultSetOut],
         responses={503: {"description": "storage unavailable"}},
@@ -371,11 +465,12 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     def flux_sets(station: Annotated[str, Query(description="station id, e.g. st1")]) -> list[FluxResultSetOut]:
         return [_set_out(s) for s in store.flux_result_sets(station)]
 
-    add_budget_routes(app, store)
-    add_soilstems_routes(app, store)
-    add_health_routes(app, store)
-    add_alert_routes(app, store, alerts)
-    add_report_routes(app, store)
+    add_budget_routes(reader, store)
+    add_soilstems_routes(reader, store)
+    # the stations' own health reports and the alerts: the operators' view of the network
+    add_health_routes(operator, store)
+    add_alert_routes(operator, store, alerts)
+    add_report_routes(reader, store)
     add_status_page(app, store, ingest, alerts)  # the HTML status page at /
 
     def station_sites(station: str, site: str | None) -> list[str]:
@@ -384,11 +479,56 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             known |= {s for (s, name) in ingest.station_statuses() if name == station}
         return sorted(k for k in known if site is None or k == site)
 
-    def anyone(request: Request, role: str) -> str:
-        return "api"
+    def authorized(request: Request, role: Literal["reader", "operator"]) -> str:
+        """Who sends a command (for its ledger): the token's id and name; Denied (401/403) otherwise."""
+        info = access.authorize(request.headers.get("authorization"), role)
+        return f"token {info.id} ({info.name})"
 
-    add_command_routes(app, commands, station_sites, anyone)
+    add_command_routes(app, commands, station_sites, authorized)
+
+    @admin.get("/api/v1/tokens", response_model=list[TokenOut])
+    def tokens() -> list[dict[str, Any]]:
+        """Every API token issued here (never the tokens themselves)."""
+        return [_token_out(t) for t in access.tokens.list()] if access.tokens is not None else []
+
+    @admin.post("/api/v1/tokens", response_model=TokenCreated, status_code=201,
+                responses={409: {"description": "an active token has this name"}})
+    def create_token(body: TokenCreate) -> Any:
+        """Issue a token; the answer is the only place it is ever shown."""
+        if access.tokens is None:
+            return JSONResponse(status_code=409, content={"detail": "development mode has no tokens"})
+        try:
+            info, token = access.tokens.create(body.name, body.role)
+        except TokenError as exc:
+            return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return {**_token_out(info), "token": token}
+
+    @admin.delete("/api/v1/tokens/{token_id}", response_model=TokenOut,
+                  responses={404: {"description": "no such token"}})
+    def revoke_token(token_id: Annotated[str, Path(pattern="^[0-9a-f]{12}$", description="the token's id")]) -> Any:
+        """Revoke a token: it lets nobody in from the next request on."""
+        if access.tokens is None:
+            return JSONResponse(status_code=404, content={"detail": "development mode has no tokens"})
+        try:
+            return _token_out(access.tokens.revoke(token_id))
+        except TokenError as exc:
+            return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    app.include_router(reader)
+    app.include_router(operator)
+    app.include_router(admin)
     return app
+
+
+class SecurityState(Protocol):
+    """Counters of security controls outside the API (revoked stations' messages, ...), for /health."""
+
+    def security_counters(self) -> dict[str, Any]: ...
+
+
+def _storage_tls(store: Store) -> dict[str, Any] | None:
+    watch = getattr(store, "tls", None)
+    return watch.snapshot() if watch is not None else None
 
 
 def _set_out(item: FluxResultSet) -> FluxResultSetOut:

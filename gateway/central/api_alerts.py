@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field
 
 from gateway.central.alerts import Alert, AlertEvaluator
@@ -81,7 +81,7 @@ def current_alerts(store: Store, evaluator: AlertEvaluator | None, *, state: Lit
     return sorted(found, key=lambda a: (a.state != "firing", a.site, a.station, a.rule, a.subject))
 
 
-def add_alert_routes(app: FastAPI, store: Store, evaluator: AlertEvaluator | None,
+def add_alert_routes(app: FastAPI | APIRouter, store: Store, evaluator: AlertEvaluator | None,
                      config: AlertsConfig | None = None) -> None:
     rules_config = evaluator.config if evaluator is not None else (config or AlertsConfig())
 

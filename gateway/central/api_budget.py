@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -111,7 +111,7 @@ def _ustar_out(run: BudgetRun) -> dict[str, Any]:
             "draws": [_number(v) for v in run.ustar_draws]}
 
 
-def add_budget_routes(app: FastAPI, store: Store) -> None:
+def add_budget_routes(app: FastAPI | APIRouter, store: Store) -> None:
     @app.get(
         "/api/v1/budget",
         response_model=BudgetOut,

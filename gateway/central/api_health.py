@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path, Query
+from fastapi import APIRouter, FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -56,7 +56,7 @@ def _no_report(station: str, site: str | None) -> JSONResponse:
         "name is wrong: GET /api/v1/station-health lists the stations that report")})
 
 
-def add_health_routes(app: FastAPI, store: Store) -> None:
+def add_health_routes(app: FastAPI | APIRouter, store: Store) -> None:
     @app.get(
         "/api/v1/stations/{station}/health",
         response_model=HealthReportOut,

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 
 from gateway.central.params import ParameterError
@@ -27,7 +27,7 @@ _SETTINGS_HASH_RE = re.compile(SETTINGS_HASH_PATTERN)
 _RENDER_LOCK = threading.Lock()
 
 
-def add_report_routes(app: FastAPI, store: Store) -> None:
+def add_report_routes(app: FastAPI | APIRouter, store: Store) -> None:
     @app.get(
         "/api/v1/report",
         responses={200: {"content": {"text/html": {}, "application/pdf": {}}},

@@ -15,7 +15,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -135,12 +135,12 @@ def _choose_run(store: Store, product: Product, station: str, year: int, setting
     return runs[0]
 
 
-def add_soilstems_routes(app: FastAPI, store: Store) -> None:
+def add_soilstems_routes(app: FastAPI | APIRouter, store: Store) -> None:
     for product in ("soil", "stems"):
         _add_product_routes(app, store, product)
 
 
-def _add_product_routes(app: FastAPI, store: Store, product: Product) -> None:
+def _add_product_routes(app: FastAPI | APIRouter, store: Store, product: Product) -> None:
     example = "gradient_1" if product == "soil" else "plot_1"
     tables_doc = ("gradient_<p> (a profile's gradient-method efflux per period), chamber_<c> (a chamber's fluxes "
                   "per closure)" if product == "soil" else

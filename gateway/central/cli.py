@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +12,11 @@ from gateway.central.config import SAMPLE_CONFIG_PATH, load_central_config
 from gateway.configfile import ConfigError
 from gateway.extras import MissingExtra, require_extra
 from gateway.logs import setup_logging
+
+if TYPE_CHECKING:
+    from gateway.central.access import TokenStore
+    from gateway.central.config import CentralConfig
+    from gateway.central.provision import BrokerFiles
 
 app = typer.Typer(help="Central service: ingest readings from MQTT into storage and serve them over HTTP.",
                   no_args_is_help=True)
@@ -55,10 +61,11 @@ def sample_config() -> None:
 
 def openapi_document() -> dict[str, object]:
     """The HTTP contract as served at /openapi.json (the store is never touched to produce it)."""
+    from gateway.central.access import AccessControl, TokenStore
     from gateway.central.api import create_app
     from gateway.central.store import SqliteStore
 
-    return create_app(SqliteStore(":memory:")).openapi()
+    return create_app(SqliteStore(":memory:"), access=AccessControl("token", TokenStore(":memory:"))).openapi()
 
 
 @app.command()
@@ -587,3 +594,169 @@ def station_command_key(
                    "first start (sinkwatch central serve); or ask the API: GET /api/v1/commands/key", err=True)
         raise typer.Exit(_EXIT_USAGE)
     typer.echo(text)
+
+
+# --- `sinkwatch central token ...`: API tokens (gateway/central/access.py) -----------------------------------------
+
+token_app = typer.Typer(help="API tokens: who may read the data (reader), see the service's counters (operator) or "
+                             "manage tokens (admin).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _token_store(config: Path) -> TokenStore:
+    _require_central("sinkwatch central token")
+    try:
+        settings = load_central_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    from gateway.central.access import TokenStore
+
+    return TokenStore.in_data_dir(settings.data_dir)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="who or what holds it, e.g. grafana or a.researcher@example.org")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (its data_dir holds the tokens)")],
+    role: Annotated[str, typer.Option(help="reader (data), operator (+ health counters), admin (+ tokens)")]
+    = "reader",
+) -> None:
+    """Issue a token and print it once: only its SHA-256 is kept."""
+    from gateway.central.access import ROLES, TokenError
+
+    if role not in ROLES:
+        typer.echo(f"token create: --role {role!r}: use one of {', '.join(ROLES)}", err=True)
+        raise typer.Exit(2)
+    store = _token_store(config)
+    try:
+        info, token = store.create(name, role)
+    except TokenError as exc:
+        typer.echo(f"token create: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    typer.echo(f"token {info.id} for {info.name}, role {info.role}; shown this once, keep it secret:", err=True)
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (its data_dir holds the tokens)")],
+) -> None:
+    """Every token issued: id, name, role, created, revoked (never the tokens)."""
+    store = _token_store(config)
+    try:
+        tokens = store.list()
+    finally:
+        store.close()
+    typer.echo(f"{'id':12}  {'role':8}  {'created':20}  {'revoked':20}  name")
+    for t in tokens:
+        typer.echo(f"{t.id:12}  {t.role:8}  {t.created:20}  {t.revoked or '-':20}  {t.name}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[str, typer.Argument(help="the token's id (token list) or the name of an active token")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (its data_dir holds the tokens)")],
+) -> None:
+    """Revoke a token; the running service refuses it from the next request on."""
+    from gateway.central.access import TokenError
+
+    store = _token_store(config)
+    try:
+        info = store.revoke(token)
+    except TokenError as exc:
+        typer.echo(f"token revoke: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    typer.echo(f"revoked token {info.id} ({info.name}, {info.role}) at {info.revoked}")
+
+
+# --- `sinkwatch station provision|revoke` (mounted under `sinkwatch station` by gateway/cli.py): an operator's jobs
+# on the central host, gateway/central/provision.py -------------------------------------------------------------------
+
+
+def _provisioning(config: Path, command: str) -> tuple[CentralConfig, BrokerFiles]:
+    _require_central(command)
+    from gateway.central.provision import BrokerFiles
+
+    try:
+        settings = load_central_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    p = settings.provisioning
+    return settings, BrokerFiles(p.broker_password_file, p.broker_acl_file, tuple(p.broker_reload), p.broker_crl_file)
+
+
+def station_provision(
+    name: Annotated[str, typer.Argument(help="the station id (also its broker user name), e.g. plot-07")],
+    site: Annotated[str, typer.Option(help="the site id, e.g. hainich")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (data_dir, provisioning:)")],
+    cert: Annotated[bool, typer.Option("--cert", help="a client certificate from the private CA instead of a "
+                                                      "password")] = False,
+    out: Annotated[Path | None, typer.Option(help="write the station's folder under this one (default: "
+                                                  "provisioning.out_dir)")] = None,
+    signing_key_in_config: bool = True,
+) -> None:
+    """Give a new station its identity: broker credentials, signing key and station.yaml; register it centrally
+    and add it to the broker."""
+    from gateway.central.provision import ProvisioningError, provision_station
+    from gateway.model import IDENTIFIER_PATTERN
+
+    settings, broker = _provisioning(config, "sinkwatch station provision")
+    for label, value in (("NAME", name), ("--site", site)):
+        if not re.fullmatch(IDENTIFIER_PATTERN, value):
+            typer.echo(f"station provision: {label} {value!r}: use letters, digits, '_', '.', '-' (at most 64, "
+                       "starting with a letter or digit)", err=True)
+            raise typer.Exit(2)
+    p = settings.provisioning
+    try:
+        result = provision_station(
+            name, site, data_dir=settings.data_dir, out_dir=out or p.out_dir, broker_host=p.broker_host,
+            broker_port=p.broker_cert_port if cert else p.broker_port, ca_dir=p.ca_dir, broker=broker,
+            certificate=cert, template=p.station_template, station_etc=p.station_etc,
+            signing_key_in_config=signing_key_in_config)
+    except ProvisioningError as exc:
+        typer.echo(f"station provision: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"provisioned {site}/{name} ({result.station.auth}, signing key {result.station.key_id}):")
+    for path in result.files:
+        typer.echo(f"  {path}")
+    typer.echo(f"copy {result.folder}/ onto the station as {p.station_etc}/ (secret files stay mode 0600), add its "
+               "sensors to station.yaml, then `systemctl enable --now sinkwatch-station`")
+    if result.broker_updated:
+        typer.echo("broker: password/ACL files updated" + ("; broker reloaded" if result.reloaded else
+                                                          "; reload it now: systemctl reload mosquitto"))
+    else:
+        typer.echo(f"broker: add the entries of {result.folder / 'broker-entries.txt'} to its password and ACL "
+                   "files and reload it (or set provisioning.broker_password_file/broker_acl_file)")
+
+
+def station_revoke(
+    name: Annotated[str, typer.Argument(help="the station id")],
+    site: Annotated[str, typer.Option(help="the site id")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (data_dir, provisioning:)")],
+) -> None:
+    """Revoke a station: broker login, client certificate and signing key; the broker reloads, other stations stay
+    connected."""
+    from gateway.central.provision import ProvisioningError, revoke_station
+
+    settings, broker = _provisioning(config, "sinkwatch station revoke")
+    try:
+        record, updated, reloaded = revoke_station(name, site, data_dir=settings.data_dir,
+                                                   ca_dir=settings.provisioning.ca_dir, broker=broker)
+    except ProvisioningError as exc:
+        typer.echo(f"station revoke: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"revoked {site}/{name} ({record.auth}) at {record.revoked}: its signing key no longer verifies, "
+               "the central service dead-letters whatever still arrives from it")
+    if updated:
+        typer.echo("broker: password/ACL files updated" + ("; broker reloaded: the station is refused now" if reloaded
+                                                          else "; reload it now: systemctl reload mosquitto"))
+    else:
+        typer.echo(f"broker: remove {name}'s password line and ACL block and reload it (systemctl reload "
+                   "mosquitto)" + ("; the CRL is rewritten: copy it to the broker's crlfile"
+                                   if record.auth == "certificate" else ""))

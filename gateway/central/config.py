@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -94,11 +95,21 @@ class StorageSettings(SecretFields):
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    auth: Literal["token", "development"] = Field(
+        default="token", description="token: every request but /health needs a bearer token (sinkwatch central "
+                                     "token create); development: no tokens, announced on every response; only "
+                                     "on a loopback host")
     tls_cert_file: Path | None = Field(default=None, description="serve HTTPS with this certificate (PEM, chain)")
     tls_key_file: Path | None = Field(default=None, description="its private key (PEM, mode 0600)")
+    cors_origins: list[str] = Field(default_factory=list, description="web origins allowed to read the API from "
+                                                                      "a browser, e.g. [https://grafana.example."
+                                                                      "org]; empty: none (closed)")
 
     @model_validator(mode="after")
     def _check(self) -> ApiSettings:
+        if self.auth == "development" and not _is_loopback(self.host):
+            raise ValueError(f"api.auth development serves every request without a token and is refused on "
+                             f"api.host {self.host}; use a loopback host (127.0.0.1) or api.auth: token")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("api.tls_cert_file and api.tls_key_file go together: give both to serve HTTPS")
         if self.tls_cert_file is not None and self.tls_key_file is not None:
@@ -110,11 +121,50 @@ class ApiSettings(_Section):
             problem = private_mode_problem(self.tls_key_file)
             if problem is not None:
                 raise ValueError(f"api.tls_key_file: {problem}")
+        for origin in self.cors_origins:
+            if origin == "*" or not origin.startswith(("https://", "http://")):
+                raise ValueError(f"api.cors_origins: {origin!r} is not an origin; list each one, e.g. "
+                                 "https://grafana.example.org (a wildcard would let any web page read the data "
+                                 "with a visitor's token)")
         return self
 
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert_file is not None else "http"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ProvisioningSettings(_Section):
+    """`sinkwatch station provision|revoke` (gateway/central/provision.py): what a new station's station.yaml says
+    about the broker, where the CA is, and the broker files to keep in step."""
+
+    broker_host: str = Field(default="localhost", description="the broker's name as stations reach it (in its "
+                                                              "TLS certificate)")
+    broker_port: int = Field(default=8883, ge=1, le=65535, description="the broker's TLS listener for stations")
+    broker_cert_port: int = Field(default=8884, ge=1, le=65535, description="its TLS listener that requires client "
+                                                                           "certificates (--cert)")
+    ca_dir: Path | None = Field(default=None, description="the private CA folder (sinkwatch central ca init); "
+                                                          "needed for --cert, and gives each station ca.crt")
+    broker_password_file: Path | None = Field(default=None, description="Mosquitto's password_file: station "
+                                                                        "lines added and removed here")
+    broker_acl_file: Path | None = Field(default=None, description="Mosquitto's acl_file: the station block "
+                                                                   "between its markers rewritten")
+    broker_crl_file: Path | None = Field(default=None, description="the broker's crlfile: the CA's CRL copied "
+                                                                   "here on every revocation (--cert stations)")
+    broker_reload: list[str] = Field(default_factory=list, description="command that makes the broker re-read "
+                                                                       "both, e.g. [systemctl, reload, mosquitto]")
+    out_dir: Path = Field(default=Path("./provisioned"), description="one folder per station, to copy onto it")
+    station_template: Path | None = Field(default=None, description="your own station.yaml template; default: "
+                                                                    "gateway/central/station-template.yaml")
+    station_etc: str = Field(default="/etc/sinkwatch", description="where the folder's files live on the station")
 
 
 class DeadLetterSettings(_Section):
@@ -144,6 +194,7 @@ class CentralConfig(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     data_dir: Path = Field(default=Path("./data/central"), description="dead-letter file lives here")
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
     budget: BudgetJobConfig = Field(default_factory=BudgetJobConfig)  # gateway/central/budget_config.py
     soil: SoilJobConfig = Field(default_factory=SoilJobConfig)  # gateway/central/soilstems_config.py
     stems: StemsJobConfig = Field(default_factory=StemsJobConfig)

@@ -67,6 +67,7 @@ from pydantic import ValidationError
 from gateway.central.chain import ChainTracker, Untrusted, VerifiedItem, Verifier, set_aside_json
 from gateway.central.config import DeadLetterSettings, MqttSettings
 from gateway.central.deadletter import DeadLetterFile, payload_fields
+from gateway.central.provision import StationRegistry
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
@@ -216,6 +217,7 @@ class Ingestor:
         self.keys = KeyRegistry(self.data_dir)
         self.verifier = Verifier(self.keys, required=signatures == "required")
         self.chain = ChainTracker(store, replay_after_s=replay_after_s)
+        self._stations = StationRegistry(self.data_dir)  # revoked stations (gateway/central/provision.py)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._duplicate_memory = duplicate_memory
@@ -303,6 +305,14 @@ class Ingestor:
         snapshot["mqtt_tls"] = self.tls.snapshot() if self.tls is not None else None
         snapshot["queue_depth"] = self.queue_depth
         return snapshot
+
+    def security_counters(self) -> dict[str, Any]:
+        """What the broker link says about security, for /health's `security` section."""
+        with self._counter_lock:
+            refusals = self._counters.mqtt_connect_refusals
+            revoked = dict(self._counters.malformed).get("revoked_station", 0)
+        return {"mqtt_tls": self.tls.snapshot() if self.tls is not None else None,
+                "mqtt_connect_refusals": refusals, "revoked_station_messages": revoked}
 
     def station_statuses(self) -> dict[tuple[str, str], StationStatus]:
         with self._status_lock:
@@ -433,6 +443,10 @@ class Ingestor:
                 site, station, kind = parse_topic(topic)
             except ValueError as exc:
                 raise Malformed("bad_topic", str(exc)) from None
+            if self._stations.is_revoked(site, station):
+                # the broker should have refused it; this catches a broker not reloaded yet, or messages it queued
+                raise Malformed("revoked_station", f"station {site}/{station} was revoked (sinkwatch station "
+                                "revoke); nothing from it is stored")
             item = None
             if kind != "status":
                 item = self.verifier.verify(site, station, kind, topic, payload, envelope, time.time_ns())

@@ -8,7 +8,8 @@ Building blocks for embedding (the demo runs everything in one process)::
     ProductScheduler("soil" | "stems", store, config.soil, config.stems)  # when soil/stems.every is set
     alerts = AlertScheduler(AlertEvaluator(store, config.alerts))  # the alert rules, every alerts.every_s
     commands = CommandService(CommandLedger(path), CommandKey(data_dir), ingestor.publish_command)  # to stations
-    app = create_app(store, ingestor, schedule)     # FastAPI
+    app = create_app(store, ingestor, schedule, products, alerts=evaluator, commands=commands,
+                     access=AccessControl(...))  # FastAPI
     run_central(config, stop_event=..., ready_callback=lambda port: ...)   # all of it, until stopped
 """
 
@@ -23,6 +24,7 @@ from types import FrameType
 
 import uvicorn
 
+from gateway.central.access import AccessControl, TokenStore
 from gateway.central.alerts import AlertEvaluator, AlertScheduler
 from gateway.central.api import create_app
 from gateway.central.budget import BudgetScheduler
@@ -56,6 +58,19 @@ def open_store(settings: StorageSettings) -> Store:
     )
 
 
+def open_access(config: CentralConfig) -> AccessControl:
+    """The API's access control: tokens from `<data_dir>/api-tokens.sqlite`, or development mode (announced)."""
+    if config.api.auth == "development":
+        log.warning("API in DEVELOPMENT MODE: every request is served without a token (api.auth: development); "
+                    "never use this for a deployment")
+        return AccessControl.development()
+    tokens = TokenStore.in_data_dir(config.data_dir)
+    if not any(t.revoked is None for t in tokens.list()):
+        log.warning("no API token issued yet: every data route answers 401 until one is created with "
+                    "`sinkwatch central token create NAME --role reader -c CONFIG`")
+    return AccessControl("token", tokens)
+
+
 def run_central(
     config: CentralConfig,
     *,
@@ -87,10 +102,12 @@ def run_central(
     tls: dict[str, str] = {}
     if config.api.tls_cert_file is not None and config.api.tls_key_file is not None:
         tls = {"ssl_certfile": str(config.api.tls_cert_file), "ssl_keyfile": str(config.api.tls_key_file)}
+    access = open_access(config)
+    app = create_app(active_store, ingestor, schedule, products, alerts=evaluator, commands=commands, access=access,
+                     cors_origins=config.api.cors_origins, security=ingestor)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(active_store, ingestor, schedule, products, alerts=evaluator, commands=commands),
-                       host=config.api.host,
-                       port=config.api.port, log_level="warning", lifespan="off", **tls)  # type: ignore[arg-type]
+        uvicorn.Config(app, host=config.api.host, port=config.api.port, log_level="warning", lifespan="off",
+                       **tls)  # type: ignore[arg-type]
     )
     # Signals are ours: uvicorn would install its own handlers only in the main thread, and it runs in another.
     previous_handlers = _install_signal_handlers(stop)
@@ -129,6 +146,8 @@ def run_central(
         if own_store:
             active_store.close()
         ledger.close()
+        if access.tokens is not None:
+            access.tokens.close()
         _restore_signal_handlers(previous_handlers)
         log.info("central service stopped")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.central.access import Role, TokenStore
 from gateway.central.commands import LEDGER_FILE, CommandKey, CommandLedger, CommandService
 from gateway.central.config import CentralConfig
 from gateway.central.service import run_central
@@ -16,15 +17,28 @@ from gateway.testing.mqtt import wait_for
 from gateway.testing.services import InfluxInstance, MosquittoInstance
 
 
+def issue_token(data_dir: Path, role: Role = "operator", name: str = "tests") -> str:
+    """A token in the central service's token file, as `sinkwatch central token create` makes one."""
+    tokens = TokenStore.in_data_dir(data_dir)
+    try:
+        return tokens.create(f"{name}-{role}", role)[1]
+    finally:
+        tokens.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @contextlib.contextmanager
 def running_central(mosquitto: MosquittoInstance, influxd: InfluxInstance, data_dir: Path,
                     *, database: str = "e2e", client_id: str = "central-e2e") -> Iterator[httpx.Client]:
-    """Central service (ingestor + API on a free port) against the given broker and InfluxDB; yields an HTTP
-    client for its API and stops the service on exit."""
+    """Central service (ingestor + API on a free port, tokens required as deployed) against the given broker and
+    InfluxDB; yields an HTTP client for its API holding an operator token, and stops the service on exit."""
     with serving(CentralConfig.model_validate({
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": client_id},
         "storage": {"kind": "influxdb", "url": influxd.url, "database": database},
-        "api": {"host": "127.0.0.1", "port": 0},
+        "api": {"host": "127.0.0.1", "port": 0, "auth": "token"},
         "data_dir": str(data_dir),
     })) as api:
         yield api
@@ -33,7 +47,8 @@ def running_central(mosquitto: MosquittoInstance, influxd: InfluxInstance, data_
 @contextlib.contextmanager
 def serving(config: CentralConfig, *, start_timeout_s: float = 20.0) -> Iterator[httpx.Client]:
     """`run_central(config)` in a background thread (give `api.port: 0` for a free port); yields an HTTP client for
-    its API and stops the service on exit."""
+    its API (holding an operator token when the API needs tokens) and stops the service on exit."""
+    headers = bearer(issue_token(config.data_dir)) if config.api.auth == "token" else {}
     stop = threading.Event()
     ports: list[int] = []
     thread = threading.Thread(target=run_central, args=(config,),
@@ -42,7 +57,7 @@ def serving(config: CentralConfig, *, start_timeout_s: float = 20.0) -> Iterator
     try:
         if not wait_for(lambda: bool(ports), timeout=start_timeout_s):
             raise RuntimeError(f"central service did not start within {start_timeout_s:g} s")
-        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=10) as api:
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=10, headers=headers) as api:
             yield api
     finally:
         stop.set()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.central.access import AccessControl
 from gateway.central.alerts import AlertEvaluator
 from gateway.central.alerts_config import RULE_NAMES, AlertsConfig
 from gateway.central.api import create_app
@@ -316,7 +317,7 @@ def test_the_api_shows_the_alerts(store: SqliteStore, clock: Clock) -> None:
     alerts = evaluator(store, clock)
     store.write_health([health(clock, clock_synced=False, disk_free_bytes=10)])
     alerts.evaluate()
-    client = TestClient(create_app(store, alerts=alerts))
+    client = TestClient(create_app(store, alerts=alerts, access=AccessControl.development()))
     body = client.get("/api/v1/alerts", params={"state": "firing"}).json()
     assert body["firing"] == 2
     assert {(a["rule"], a["station"], a["state"]) for a in body["alerts"]} == {
@@ -331,7 +332,8 @@ def test_the_api_shows_the_alerts(store: SqliteStore, clock: Clock) -> None:
     assert client.get("/api/v1/health").json()["counters"]["alerts"]["firing"] == {"clock_unsynchronised": 1,
                                                                                    "disk_nearly_full": 1}
     # a read-only API (no evaluator) answers from the stored states
-    read_only = TestClient(create_app(store)).get("/api/v1/alerts", params={"state": "firing"}).json()
+    read_only = TestClient(create_app(store, access=AccessControl.development())).get(
+        "/api/v1/alerts", params={"state": "firing"}).json()
     assert read_only["firing"] == 2 and read_only["evaluated"] is None
 
 

@@ -13,12 +13,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.central import api as api_module
+from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.store import SqliteStore, StoreUnavailable
 from gateway.contract import StationState, StationStatus
 from gateway.model import format_time
 
 from .helpers import T0, reading, series, stored
+
+# these tests are about data, not access: the API is built in development mode, explicitly
+DEV = AccessControl.development()
 
 START = format_time(T0)
 END = format_time(T0 + timedelta(hours=1))
@@ -52,7 +56,7 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 @pytest.fixture
 def client(store: SqliteStore) -> Iterator[TestClient]:
     status = StationStatus(site="site2", station="st9", state=StationState.OFFLINE, since=T0)
-    with TestClient(create_app(store, FakeIngest({("site2", "st9"): status}))) as test_client:
+    with TestClient(create_app(store, FakeIngest({("site2", "st9"): status}), access=DEV)) as test_client:
         yield test_client
 
 
@@ -188,8 +192,9 @@ def test_stations_merge_store_and_status(client: TestClient) -> None:
 
 def test_health_reports_ok_and_counters(client: TestClient) -> None:
     body = client.get("/api/v1/health").json()
-    assert body == {"status": "ok", "storage_reachable": True, "mqtt_connected": True,
-                    "counters": {"batches_stored": 3}}
+    assert body == {"status": "ok", "storage_reachable": True, "mqtt_connected": True, "auth": "development",
+                    "counters": {"batches_stored": 3, "security": {"mode": "development", "auth_failures": {},
+                                                                   "storage_tls": None}}}
 
 
 class DownStore(SqliteStore):
@@ -208,7 +213,7 @@ class DownStore(SqliteStore):
 
 def test_storage_down_gives_503_and_degraded_health(tmp_path: Path) -> None:
     store = DownStore(tmp_path / "down.sqlite")
-    with TestClient(create_app(store, FakeIngest({}, connected=False))) as client:
+    with TestClient(create_app(store, FakeIngest({}, connected=False), access=DEV)) as client:
         series_response = client.get("/api/v1/series", params={"station": "st1", "variable": "CO2", "start": START,
                                                                "end": END})
         stations_response = client.get("/api/v1/stations")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.budget import run_station_budget
 from gateway.central.store import InfluxStore, SqliteStore, StationBudget
@@ -20,6 +21,9 @@ from gateway.model import format_time
 from gateway.net import free_port
 
 from .budget_helpers import STATION, YEAR, after, fill_store, first_days, job, simulated_year
+
+# these tests are about data, not access: the API is built in development mode, explicitly
+DEV = AccessControl.development()
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     fill_store(store, year)
     first = run_station_budget(store, STATION, YEAR, job(), now=after(year))
     second = run_station_budget(store, STATION, YEAR, job(ustar="0.3"), now=after(year))
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store, access=DEV)) as client:
         yield client, first, second
     store.close()
 
@@ -139,7 +143,7 @@ def test_a_missing_budget_is_404_saying_how_to_compute_it(
 
 def test_store_down_is_503(tmp_path: Path) -> None:
     store = InfluxStore(f"http://127.0.0.1:{free_port()}", timeout_s=1)
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store, access=DEV)) as client:
         budget = client.get("/api/v1/budget", params={"station": STATION, "year": YEAR})
         sets = client.get("/api/v1/budget/sets", params={"station": STATION})
     store.close()

@@ -11,12 +11,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.store import SqliteStore, StoreUnavailable
 from gateway.contract import FluxRecord
 from gateway.model import format_time
 
 from .helpers import T0, flux_record
+
+# these tests are about data, not access: the API is built in development mode, explicitly
+DEV = AccessControl.development()
 
 HASH_A, HASH_B = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
 START, END = format_time(T0), format_time(T0 + timedelta(hours=1))
@@ -34,7 +38,7 @@ RECORD_B = flux_record(end=T0 + timedelta(minutes=30), settings_hash=HASH_B, val
 def client(tmp_path: Path) -> Iterator[TestClient]:
     store = SqliteStore(tmp_path / "api.sqlite")
     store.write_fluxes([*RECORDS_A, RECORD_B, flux_record("st2")])
-    with TestClient(create_app(store)) as instance:
+    with TestClient(create_app(store, access=DEV)) as instance:
         yield instance
     store.close()
 
@@ -130,7 +134,7 @@ def test_store_outage_is_503(tmp_path: Path) -> None:
             raise StoreUnavailable("influxd stopped")
 
     store = DownStore(tmp_path / "down.sqlite")
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store, access=DEV)) as client:
         response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END})
     store.close()
 

@@ -10,11 +10,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.central.access import AccessControl
 from gateway.central.api import HEALTH_CACHE_S, create_app
 from gateway.central.store import InfluxStore
 from gateway.testing.services import InfluxInstance
 
 from .helpers import series, stored
+
+# these tests are about data, not access: the API is built in development mode, explicitly
+DEV = AccessControl.development()
 
 # Not a speed figure: a liveness bound, far above the 1 s ping and far below the 10 s the old health check waited.
 ANSWER_WITHIN_S = 5.0
@@ -30,7 +34,7 @@ def ask(client: TestClient, answers: list[dict[str, Any]]) -> threading.Thread:
 def test_health_answers_while_influxdb_is_frozen(influxd: InfluxInstance) -> None:
     store = InfluxStore(influxd.url, database="health", timeout_s=10)
     store.write(stored("site1", series("st1", [1.0])))
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store, access=DEV)) as client:
         assert client.get("/api/v1/health").json()["storage_reachable"] is True
         influxd.freeze()
         try:

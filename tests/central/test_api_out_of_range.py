@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.store.sqlite import SqliteStore
 
 from .helpers import flux_record, series, stored
+
+# these tests are about data, not access: the API is built in development mode, explicitly
+DEV = AccessControl.development()
 
 GOOD_START, GOOD_END = "2026-11-25T00:00:00Z", "2026-11-26T00:00:00Z"
 
@@ -39,7 +43,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     store = SqliteStore(tmp_path / "api.sqlite")
     store.write(stored("site1", series("st1", [1.0, 2.0, None, 4.0])))
     store.write_fluxes([flux_record("st1")])
-    with TestClient(create_app(store)) as test_client:
+    with TestClient(create_app(store, access=DEV)) as test_client:
         yield test_client
     store.close()
 

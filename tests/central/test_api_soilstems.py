@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.soilstems import run_station_product
 from gateway.central.store import SqliteStore, StationProduct
@@ -38,7 +39,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     regression = run_station_product("soil", store, STATION, YEAR, soil_job(
         profiles=[profile_config(method="regression")], chambers=[]), stems_job(stems_year), now=LATER)
     stems = run_station_product("stems", store, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store, access=AccessControl.development())) as client:
         yield client, soil, regression, stems
     store.close()
 

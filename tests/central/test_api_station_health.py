@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.store import SqliteStore
 from gateway.contract import StationHealth
@@ -27,7 +28,7 @@ def client(tmp_path: Path) -> Iterator[tuple[TestClient, list[StationHealth]]]:
                 report(0, station="plot-09", site="other", time=now - timedelta(minutes=1)),
                 report(0, station="plot-09", time=now - timedelta(minutes=2))]
     store.write_health(reports)
-    with TestClient(create_app(store)) as test_client:
+    with TestClient(create_app(store, access=AccessControl.development())) as test_client:
         yield test_client, reports
     store.close()
 

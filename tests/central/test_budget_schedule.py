@@ -18,6 +18,7 @@ from gateway.central.config import ApiSettings, CentralConfig, MqttSettings, Sto
 from gateway.central.service import run_central, wait_for
 from gateway.central.store import SqliteStore
 from gateway.simulation.fluxyear import synthetic_year
+from gateway.testing.central import bearer, issue_token
 from gateway.testing.services import MosquittoInstance
 
 from .budget_helpers import STATION, YEAR, after, fill_store, first_days, job, simulated_year
@@ -91,7 +92,8 @@ def test_the_central_service_runs_the_schedule_and_serves_the_budget(mosquitto: 
     thread.start()
     try:
         assert wait_for(lambda: bool(ports), 10)
-        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=10) as api:
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=10,
+                          headers=bearer(issue_token(config.data_dir))) as api:
             params: dict[str, str | int] = {"station": STATION, "year": last_year}
             assert wait_for(lambda: api.get("/api/v1/budget", params=params).status_code == 200, 60)
             body = api.get("/api/v1/budget", params=params).json()

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.config import ApiSettings, CentralConfig, MqttSettings, StorageSettings, TrustSettings
 from gateway.central.ingest import Ingestor
@@ -23,9 +24,13 @@ from gateway.central.service import run_central, wait_for
 from gateway.central.store import InfluxStore
 from gateway.contract import ReadingBatch, StationState, StationStatus, readings_topic, status_topic
 from gateway.model import format_time
+from gateway.testing.central import bearer, issue_token
 from gateway.testing.services import InfluxInstance, MosquittoInstance
 
 from .helpers import T0, batch, series
+
+# these tests are about data, not access: the API is built in development mode, explicitly
+DEV = AccessControl.development()
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +88,7 @@ def test_published_batches_come_back_exactly_through_the_api(
             publisher.batch(item)
         assert wait_for(lambda: ingestor.counters()["batches_stored"] == len(batches), 10)
 
-        with TestClient(create_app(store, ingestor)) as client:
+        with TestClient(create_app(store, ingestor, access=DEV)) as client:
             body = client.get("/api/v1/series", params={
                 "station": "st1", "variable": "CO2", "start": format_time(T0), "end": format_time(T0 + HOUR)}).json()
             stations = client.get("/api/v1/stations").json()
@@ -192,7 +197,8 @@ def test_run_central_serves_on_a_free_port_and_stops_on_the_event(
     try:
         assert wait_for(lambda: bool(ports), 10)
         assert ports[0] != 0
-        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=5) as api:
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=5,
+                          headers=bearer(issue_token(config.data_dir))) as api:
             assert wait_for(lambda: api.get("/api/v1/health").json()["mqtt_connected"], 10)
             publisher.batch(batch("site1", "st1", 1, series("st1", [3.25])))
             assert wait_for(lambda: api.get("/api/v1/health").json()["counters"]["batches_stored"] == 1, 10)

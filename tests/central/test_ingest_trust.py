@@ -153,6 +153,7 @@ def test_untrusted_and_chain_counters_are_served_by_the_health_route(store: Sqli
     """What an operator sees: the counters of refused items and chain events reach GET /api/v1/health."""
     from fastapi.testclient import TestClient
 
+    from gateway.central.access import AccessControl
     from gateway.central.api import create_app
 
     ingestor = make_ingestor(store, tmp_path)
@@ -164,7 +165,7 @@ def test_untrusted_and_chain_counters_are_served_by_the_health_route(store: Sqli
     ingestor.handle(TOPIC, forged_payload.replace(b'"value":1.0', b'"value":9.0'), envelope)
     ingestor.handle(TOPIC, forged_payload)  # unsigned
 
-    with TestClient(create_app(store, ingestor)) as client:
+    with TestClient(create_app(store, ingestor, access=AccessControl.development())) as client:
         response = client.get("/api/v1/health")
 
     assert response.status_code == 200

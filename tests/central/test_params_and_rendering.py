@@ -152,7 +152,7 @@ def _split_line(line: str) -> tuple[str, str, str]:
 def test_sample_config_is_valid_and_documents_every_key() -> None:
     config = load_central_config(SAMPLE_CONFIG_PATH)
     text = SAMPLE_CONFIG_PATH.read_text(encoding="utf-8")
-    for section_name in ("mqtt", "storage", "api", "budget"):
+    for section_name in ("mqtt", "storage", "api", "budget", "provisioning"):
         section = getattr(config, section_name)
         for key in type(section).model_fields:
             assert f"  {key}:" in text, f"sample config does not document {section_name}.{key}"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.budget import run_station_budget
 from gateway.central.budget_config import BudgetJobConfig
@@ -100,7 +101,7 @@ def test_provenance_names_engines_hashes_sensors_and_checkable_digests(store: Sq
     coverage = {c.variable: c for c in p.coverage}
     assert coverage["GRO_t1"].fraction > 0.99 and 0.1 < coverage["FC_SOIL_GRAD"].fraction < 0.2  # 45 days
     # a verifier asks the API for exactly these records and gets the same digest
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store, access=AccessControl.development())) as client:
         for item in p.inputs:
             url = urlsplit(item.source)
             body = client.get(url.path, params=dict(parse_qsl(url.query))).json()
@@ -123,7 +124,7 @@ def test_several_runs_must_be_chosen_and_a_missing_budget_names_the_command(stor
 
 def test_the_api_serves_the_report_as_html_and_pdf(store: SqliteStore) -> None:
     (soil,) = [r for r in store.product_runs("soil", STATION, YEAR) if r.tables.get("chamber_1")]
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store, access=AccessControl.development())) as client:
         params = {"station": STATION, "year": YEAR, "soil_settings_hash": soil.settings_hash}
         html = client.get("/api/v1/report", params=params)
         assert html.status_code == 200, html.text

@@ -37,6 +37,7 @@ from gateway.configfile import ConfigError
 from gateway.flux.stems.allometry import plot_biomass
 from gateway.model import QualityFlag, Reading, TimeSource
 from gateway.simulation.soilyear import SoilYear
+from gateway.testing.central import bearer, issue_token
 from gateway.testing.services import MosquittoInstance
 
 from .soilstems_helpers import (
@@ -307,7 +308,8 @@ def test_the_central_service_runs_both_schedules_and_serves_their_runs(
     thread.start()
     try:
         assert wait_for(lambda: bool(ports), 10)
-        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30) as api:
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30,
+                          headers=bearer(issue_token(config.data_dir))) as api:
             def served(product: str, table: str) -> bool:
                 params: dict[str, str | int] = {"station": STATION, "year": YEAR, "table": table}
                 return api.get(f"/api/v1/{product}", params=params).status_code == 200

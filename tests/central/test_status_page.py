@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.central.access import AccessControl
 from gateway.central.alerts import AlertEvaluator
 from gateway.central.alerts_config import AlertsConfig
 from gateway.central.api import create_app
@@ -82,7 +83,7 @@ def seeded(tmp_path: Path) -> Iterator[SqliteStore]:
 def test_the_page_shows_stations_alerts_series_fluxes_and_budget(seeded: SqliteStore) -> None:
     evaluator = AlertEvaluator(seeded, AlertsConfig())
     evaluator.evaluate()
-    client = TestClient(create_app(seeded, alerts=evaluator))
+    client = TestClient(create_app(seeded, alerts=evaluator, access=AccessControl.development()))
     response = client.get("/")
     assert response.status_code == 200 and response.headers["content-security-policy"] == CSP
     page = response.text
@@ -109,7 +110,7 @@ def test_the_page_shows_stations_alerts_series_fluxes_and_budget(seeded: SqliteS
 
 def test_an_empty_store_says_so(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "empty.sqlite")
-    page = TestClient(create_app(store)).get("/").text
+    page = TestClient(create_app(store, access=AccessControl.development())).get("/").text
     store.close()
     assert "no station has reported its health yet" in page and "No alert is firing." in page
 

@@ -217,6 +217,7 @@ def test_reports_travel_station_broker_store_api(tmp_path: Path, mosquitto: Mosq
     receipt, and the API serves the latest."""
     from fastapi.testclient import TestClient
 
+    from gateway.central.access import AccessControl
     from gateway.central.api import create_app
     from gateway.central.config import MqttSettings
     from gateway.central.ingest import Ingestor
@@ -238,7 +239,7 @@ def test_reports_travel_station_broker_store_api(tmp_path: Path, mosquitto: Mosq
             time.sleep(0.1)
         assert daemon.delivery.counters("health").confirmed >= 3  # deleted from the outbox on receipts
         assert ingestor.counters()["health_reports_stored"] >= 3
-        client = TestClient(create_app(store, ingestor))
+        client = TestClient(create_app(store, ingestor, access=AccessControl.development()))
         latest = client.get("/api/v1/stations/st01/health").json()
         assert latest["site"] == "site-a" and latest["station"] == "st01"
         assert latest["report"]["sensors"][0]["name"] == "good"

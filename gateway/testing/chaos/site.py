@@ -136,7 +136,7 @@ class ChaosSite:
         context = running_influxd(self.folder / "influxd")
         self.influx = context.__enter__()
         self._influx_context = context
-        self.broker = shipped_mosquitto(self.folder / "broker", self.passwords)
+        self.broker = shipped_mosquitto(self.folder / "broker", self.passwords, site=SITE)
         self.broker.start()
         self._write_configs()
         self.central.start()
