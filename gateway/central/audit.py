@@ -16,12 +16,17 @@ For the ledger items of the station signed in [T1, T2) (every channel; gateway/c
    archived raw files with the given processing settings and compared with the stored records of the same engine
    and settings hash; the periods of the signed flux records in the window are sampled first (`sample_periods`).
 
+5. **Derived results** (gateway/central/store/provenance.py): flux records recomputed centrally with periods ending
+   in the window against the raw files and the record digest they keep; budget runs whose record overlaps the
+   window against their inputs read again (`budget_input_digests`); soil and stems runs listed with theirs.
+
 Exit status: 0 when nothing is broken, 1 on any break, 2 when the audit cannot run (config, store). The chain
 events recorded at ingest (gaps closed later, duplicates, replays, reorders) are listed as information.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections import Counter
@@ -37,14 +42,18 @@ from gateway.central.rawstore import RawArchive
 from gateway.central.store import Store, StoredReading
 from gateway.central.store.base import from_ns, reading_content, reading_identity, to_ns
 from gateway.central.store.ledger import LedgerItem
+from gateway.central.store.products import PRODUCTS
+from gateway.central.store.provenance import InputFile, flux_record_digest
 from gateway.contract import FluxRecord, ReadingBatch
 from gateway.model import format_time
+from gateway.rawarchive.archive import SUFFIX
 from gateway.trust.keys import KeyRegistry
 from gateway.trust.signing import check, sha256_hex
 
 #: a stored flux value differs from its recomputation when |a - b| > RTOL * max(|a|, |b|) + ATOL
 RECOMPUTE_RTOL = 1e-6
 RECOMPUTE_ATOL = 1e-9
+HALF_HOUR = timedelta(minutes=30)
 
 
 @dataclass
@@ -74,6 +83,8 @@ class AuditReport:
     recomputed: int = 0
     recompute_notes: list[str] = field(default_factory=list)
     signed_flux_ends: set[datetime] = field(default_factory=set)  # periods step 4 recomputes first
+    recomputed_fluxes_checked: int = 0  # step 5: recomputed records against their kept inputs
+    derived: list[str] = field(default_factory=list)  # step 5: provenance of derived results, one line each
     chain_starts: list[str] = field(default_factory=list)
     events: Counter[str] = field(default_factory=Counter)
     breaks: list[Finding] = field(default_factory=list)
@@ -95,6 +106,9 @@ class AuditReport:
                f"  raw files compared with the archive: {self.raw_files_checked}",
                f"  fluxes recomputed from raw files: {self.recomputed}"]
         out += [f"    {note}" for note in self.recompute_notes]
+        out.append(f"  recomputed flux records compared with the raw files they came from: "
+                   f"{self.recomputed_fluxes_checked}")
+        out += [f"  derived: {line}" for line in self.derived]
         out += [f"  chain start: {text}" for text in self.chain_starts]
         if self.events:
             out.append("  chain events at ingest (information): "
@@ -133,6 +147,8 @@ def verify_station(store: Store, registry: KeyRegistry, raw: RawArchive, station
             _check_flux(store, item, report)
         elif item.channel == "raw":
             _check_raw(raw, item, report)
+    _check_recomputed_fluxes(store, raw, station, start, end, site, report)
+    _check_runs(store, station, start, end, site, report)
     for event in store.chain_events(station, to_ns(start), to_ns(end)):
         if event.kind != "chain_start":
             report.events[event.kind] += 1
@@ -249,6 +265,115 @@ def _check_raw(raw: RawArchive, item: LedgerItem, report: AuditReport) -> None:
                     return
     report.breaks.append(Finding("missing_raw_file", "raw", item.seq, f"no file of the raw archive has the "
                                  f"SHA-256 {item.content[:16]}... the station signed"))
+
+
+def _archived(raw: RawArchive, site: str, station: str, kept: InputFile) -> str:
+    """"ok" when the archive holds the file with the kept SHA-256 (under its name, or beside it as a conflict copy),
+    else what is wrong."""
+    folder = raw.folder(site, station, kept.sensor)
+    stem = kept.name.removesuffix(SUFFIX)
+    candidates = [folder / kept.name, *sorted(folder.glob(f"{stem}_c*{SUFFIX}"))] if folder.is_dir() else []
+    present = [path for path in candidates if path.is_file()]
+    if any(sha256_hex(path.read_bytes()) == kept.sha256 for path in present):
+        return "ok"
+    return "changed since" if present else "not in the archive"
+
+
+def _check_recomputed_fluxes(store: Store, raw: RawArchive, station: str, start: datetime, end: datetime,
+                             site: str | None, report: AuditReport) -> None:
+    """Step 5a: every flux record recomputed centrally with its period ending in the window is still the record its
+    kept inputs gave (its digest), and each raw file it came from is in the archive unchanged. A record a signed
+    station record of the same identity replaced later is checked by step 3 instead."""
+    kept = store.flux_inputs(station, start, end, site=site)
+    if not kept:
+        return
+    records = {(r.site, r.engine_version, r.settings_hash, r.end): r
+               for r in store.query_fluxes(station, start, end)}
+    signed: set[tuple[str, str, str, datetime]] | None = None
+
+    def signed_identities() -> set[tuple[str, str, str, datetime]]:
+        # read only when a record differs (rare): the whole ledger is large
+        nonlocal signed
+        if signed is None:
+            signed = set()
+            for item in store.ledger_items(station, 0, 2**62, site=site):
+                payload = item.payload_bytes() if item.channel == "fluxes" else None
+                if payload is not None:
+                    with contextlib.suppress(ValidationError):
+                        r = FluxRecord.model_validate_json(payload)
+                        signed.add((r.site, r.engine_version, r.settings_hash, r.end))
+        return signed
+
+    sets: Counter[tuple[str, str]] = Counter()
+    for inputs in kept:
+        report.recomputed_fluxes_checked += 1
+        sets[(inputs.engine_version, inputs.settings_hash)] += 1
+        name = (f"period ending {format_time(inputs.end)} ({inputs.engine_version}, {inputs.settings_hash}), "
+                "recomputed centrally")
+        record = records.get((inputs.site, inputs.engine_version, inputs.settings_hash, inputs.end))
+        if record is None:
+            report.breaks.append(Finding("missing_flux", "fluxes", None, f"{name}: the record is not in the store; "
+                                         "its inputs are"))
+        elif flux_record_digest(record) != inputs.record_sha256 and (
+                inputs.site, inputs.engine_version, inputs.settings_hash, inputs.end) not in signed_identities():
+            report.breaks.append(Finding("altered_flux", "fluxes", None, f"{name}: the stored record is not the one "
+                                         f"computed from its raw files (digest {inputs.record_sha256[:12]} kept, "
+                                         f"{flux_record_digest(record)[:12]} now)"))
+        for file in inputs.files:
+            state = _archived(raw, inputs.site, station, file)
+            if state != "ok":
+                report.breaks.append(Finding("raw_input_changed", "raw", None, f"{name}: its input {file.sensor}/"
+                                             f"{file.name} (SHA-256 {file.sha256[:16]}...) is {state}"))
+    for (engine, settings_hash), count in sorted(sets.items()):
+        report.derived.append(f"{count} flux records of {engine}, settings {settings_hash}, recomputed from raw "
+                              "files kept with them")
+
+
+def _check_runs(store: Store, station: str, start: datetime, end: datetime, site: str | None,
+                report: AuditReport) -> None:
+    """Step 5b: the budget runs whose record overlaps the window were computed from what the store holds now (their
+    inputs read again, `budget_input_digests`); the soil and stems runs are named with the inputs they keep."""
+    from gateway.central.budget import budget_input_digests
+
+    for year in range(start.year - 1, end.year + 1):
+        for run in store.budget_runs(station, year):
+            if (site is not None and run.site != site) or run.last_end <= start or run.first_end - HALF_HOUR >= end:
+                continue
+            what = f"budget {run.year} ({run.engine_version}, settings {run.settings_hash}, computed " \
+                   f"{format_time(run.computed_at)})"
+            if not run.inputs:
+                report.derived.append(f"{what}: keeps no inputs (computed before runs kept them); recompute it to "
+                                      "have them checked")
+                continue
+            now = budget_input_digests(store, run)
+            changed = sorted(name for name in run.inputs if now.get(name) != run.inputs[name])
+            fluxes = run.inputs.get("fluxes") or {}
+            sources = ", ".join(f"{name} {entry.get('sensor')}/{entry.get('variable')}"
+                                for name, entry in sorted(run.inputs.items()) if name != "fluxes")
+            report.derived.append(f"{what}: from {fluxes.get('records')} flux records of settings "
+                                  f"{fluxes.get('settings_hash')} (SHA-256 {str(fluxes.get('sha256'))[:16]}...) and "
+                                  f"the half-hour means of {sources}: "
+                                  + ("inputs unchanged" if not changed else f"inputs changed: {', '.join(changed)}"))
+            for name in changed:
+                was, is_ = run.inputs[name], now.get(name) or {}
+                report.breaks.append(Finding("budget_inputs_changed", "budget", None, f"{what}: its input {name} "
+                                             f"({was.get('records', was.get('windows'))} items, SHA-256 "
+                                             f"{str(was.get('sha256'))[:12]}) now reads "
+                                             f"{is_.get('records', is_.get('windows'))} items, SHA-256 "
+                                             f"{str(is_.get('sha256'))[:12]}: records or readings were changed, "
+                                             f"added or removed since; recompute it (sinkwatch flux budget "
+                                             f"--station {station} --year {run.year})"))
+        for product in PRODUCTS:
+            for product_run in store.product_runs(product, station, year):  # type: ignore[arg-type]
+                if ((site is not None and product_run.site != site) or product_run.last < start
+                        or product_run.first >= end):
+                    continue
+                items = sum(int(e.get("items", 0)) for e in product_run.inputs.values())
+                report.derived.append(f"{product} {product_run.year} ({product_run.engine_version}, settings "
+                                      f"{product_run.settings_hash}): " + (
+                                          f"{len(product_run.inputs)} series read ({items} items), each kept with "
+                                          "its SHA-256" if product_run.inputs else "keeps no inputs (computed "
+                                          "before runs kept them)"))
 
 
 class CollectingStore:

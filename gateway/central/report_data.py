@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -125,6 +125,21 @@ class _Inputs:
         last = _stamp(float(local[-1])) if local.size else ""
         self.digests.append(InputDigest(role, source, canonical_digest(rows), len(rows), first, last))
 
+    def kept(self, role: str, source: str, entry: dict[str, Any], items: str, utc_offset_h: float) -> None:
+        """An input a stored run keeps with its SHA-256 (gateway/central/store/provenance.py): what the job read from
+        the store to compute it."""
+        sha = str(entry.get("sha256", ""))
+        if len(sha) != 64:
+            return
+
+        def local(stamp: Any) -> str:
+            if not stamp:
+                return ""
+            return _stamp(datetime.fromisoformat(str(stamp)).timestamp() + utc_offset_h * 3600.0)
+
+        self.digests.append(InputDigest(role, source, sha, int(entry.get(items) or 0), local(entry.get("first")),
+                                        local(entry.get("last"))))
+
     def cover(self, name: str, local: FloatArray, values: FloatArray, start: float, end: float, step: float) -> None:
         inside = (local >= start) & (local < end)
         present = local[inside][np.isfinite(values[inside])]
@@ -145,6 +160,16 @@ def _budget(store: Store, run: BudgetRun, inputs: _Inputs, start: float, end: fl
     for resolution, table in tables.items():
         local = time_s if resolution == "HH" else _local(table.times, run.utc_offset_h)
         inputs.add(f"budget, {resolution} rows", f"{query}&resolution={resolution}", budget_rows(table), local)
+    for name, entry in sorted(run.inputs.items()):
+        if name == "fluxes":
+            source = (f"/api/v1/fluxes?station={run.station}&settings_hash={entry.get('settings_hash')}"
+                      f"&start={format_time(run.first_end - timedelta(minutes=30))}&end={format_time(run.last_end)}")
+            inputs.kept("budget input, flux records (SHA-256 over each record's canonical digest)", source,
+                        {**entry, "first": entry.get("first_end"), "last": entry.get("last_end")}, "records",
+                        run.utc_offset_h)
+        else:
+            inputs.kept(f"budget input, {name} half-hour means of good readings",
+                        f"{run.site}/{entry.get('sensor')}/{entry.get('variable')}", entry, "windows", run.utc_offset_h)
     aggregates = {r: Aggregates(list(tables[r].labels), {n: _array(v) for n, v in tables[r].values.items()})
                   for r in ("DD", "MM", "YY")}
     scalars: dict[str, float | str] = dict(run.scalars)
@@ -175,6 +200,8 @@ def _soil(store: Store, run: ProductRun, inputs: _Inputs, start: float, end: flo
     series = []
     gradients = sorted(n for n in run.tables if n.startswith("gradient_"))
     period = float(run.settings.get("period_min", 30)) * 60.0
+    for key, entry in sorted(run.inputs.items()):
+        inputs.kept(f"{run.product} input, {entry.get('kind')}", key, entry, "items", run.utc_offset_h)
     for name in sorted(run.tables):
         table = store.product_table(run, name)
         local = _local(table.times, run.utc_offset_h)
@@ -209,6 +236,8 @@ def _stems(store: Store, run: ProductRun, inputs: _Inputs, start: float,
     trees = {t["tree"]: t for plot in run.settings.get("station", {}).get("plots", []) for t in plot.get("trees", [])}
     series: list[StemSeries] = []
     carbon: list[StemCarbon] = []
+    for key, entry in sorted(run.inputs.items()):
+        inputs.kept(f"{run.product} input, {entry.get('kind')}", key, entry, "items", run.utc_offset_h)
     for name in sorted(run.tables):
         table = store.product_table(run, name)
         local = _local(table.times, run.utc_offset_h)

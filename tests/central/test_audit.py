@@ -17,9 +17,11 @@ import yaml
 from typer.testing import CliRunner
 
 from gateway.central.audit import AuditReport, verify_station
+from gateway.central.budget import run_station_budget
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.rawstore import RawArchive
+from gateway.central.recompute import recompute
 from gateway.central.store import InfluxStore, SqliteStore, Store
 from gateway.central.store.base import to_ns
 from gateway.cli import app
@@ -42,6 +44,9 @@ from gateway.trust.keys import KeyRegistry, generate_key
 
 from ..flux.test_recompute import SITE_FACTS, write_station_archive
 from ..flux.test_recompute import T0 as RAW_T0
+from .budget_helpers import YEAR as BUDGET_YEAR
+from .budget_helpers import after, fill_store, first_days, simulated_year
+from .budget_helpers import job as budget_job
 from .helpers import T0, series
 
 BATCHES = 300
@@ -183,14 +188,14 @@ def station_fluxes(data_dir: Path, store: Store, tmp_path: Path) -> list[FluxRec
     return records
 
 
-def alter_flux(store: Store, end: datetime, name: str, factor: float) -> None:
-    """An insider edits one value of a stored flux record."""
-    [record] = store.query_fluxes("st1", end - timedelta(minutes=1), end)
+def alter_flux(store: Store, end: datetime, name: str, factor: float, settings_hash: str | None = None) -> None:
+    """An insider edits one value of a stored flux record (of one result set when several are stored)."""
+    [record] = store.query_fluxes("st1", end - timedelta(minutes=1), end, settings_hash)
     if isinstance(store, SqliteStore):
         values = {**record.values, name: float(record.values[name] or 0.0) * factor}
         with sqlite3.connect(store.path) as db:
-            assert db.execute("UPDATE fluxes SET flux_values=? WHERE station='st1' AND end_ns=?",
-                              (json.dumps(values), to_ns(end))).rowcount == 1
+            assert db.execute("UPDATE fluxes SET flux_values=? WHERE station='st1' AND end_ns=? AND settings_hash=?",
+                              (json.dumps(values), to_ns(end), record.settings_hash)).rowcount == 1
         return
     assert isinstance(store, InfluxStore)
     value = float(record.values[name] or 0.0) * factor
@@ -232,3 +237,66 @@ def test_the_audit_recomputes_station_fluxes_from_the_raw_archive_and_finds_an_a
                      r"from the archived raw files, FC differ", result.output), result.output
     assert "BREAK altered_flux: fluxes item 1" in result.output
     assert "VERDICT: BROKEN - 1 altered_flux, 1 flux_not_reproduced" in result.output
+
+
+
+# --- step 5: derived results against the inputs they keep ---------------------------------------------------------
+
+
+def test_the_audit_checks_recomputed_fluxes_against_the_raw_files_they_came_from(store: Store,
+                                                                                 tmp_path: Path) -> None:
+    data_dir = tmp_path / "central"
+    station_fluxes(data_dir, store, tmp_path)  # signed station fluxes and the raw files, archived centrally
+    linear = ProcessingSettings.model_validate({"detrend_meth": "linear", "timeconst": 300})
+    summary = recompute(RawArchive(data_dir / "raw"), store, "st1", RAW_T0, RAW_T0 + timedelta(hours=1),
+                        site_metadata=SITE_FACTS, settings=linear)
+    assert summary.stored == 2
+
+    def audit_window() -> AuditReport:
+        return verify_station(store, KeyRegistry(data_dir), RawArchive(data_dir / "raw"), "st1",
+                              RAW_T0 - timedelta(hours=1), utc_now() + timedelta(hours=1))
+
+    clean = audit_window()
+    assert clean.intact, clean.lines()
+    assert clean.recomputed_fluxes_checked == 2
+    assert f"2 flux records of {summary.engine_version}, settings {summary.settings_hash}, recomputed from raw " \
+           "files kept with them" in "\n".join(clean.lines())
+
+    alter_flux(store, RAW_T0 + timedelta(minutes=30), "H", 0.5, settings_hash=summary.settings_hash)
+    irga = data_dir / "raw" / "site1" / "st1" / "irga" / f"irga_{RAW_T0:%Y%m%dT%H%M}Z.csv.gz"
+    irga.write_bytes(irga.read_bytes()[:-100])  # a raw file truncated in the archive
+
+    report = audit_window()
+    kinds = sorted((f.kind, f.channel) for f in report.breaks)
+    # the altered recomputed record (it carries no signature: its kept digest finds it), the truncated file as an
+    # input of the first period, and as a file the station signed
+    assert kinds == [("altered_flux", "fluxes"), ("missing_raw_file", "raw"), ("raw_input_changed", "raw")], kinds
+    text = "\n".join(report.lines())
+    assert "recomputed centrally: the stored record is not the one computed from its raw files" in text
+    assert f"its input irga/{irga.name}" in text and "is changed since" in text
+
+
+def test_the_audit_finds_a_budget_whose_flux_records_changed_after_it_was_computed(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "central.sqlite")
+    try:
+        year = first_days(simulated_year(), 30, skip_days=150)
+        fill_store(store, year)
+        budget = run_station_budget(store, "st1", BUDGET_YEAR, budget_job(), now=after(year))
+        window = (budget.run.first_end - timedelta(days=1), budget.run.last_end + timedelta(days=1))
+        registry = KeyRegistry(tmp_path / "central")
+
+        clean = verify_station(store, registry, RawArchive(tmp_path / "raw"), "st1", *window)
+        assert clean.intact, clean.lines()
+        [line] = [line for line in clean.lines() if "derived: budget" in line]
+        assert f"settings {budget.run.settings_hash}" in line and line.endswith("inputs unchanged")
+        assert f"from {budget.run.inputs['fluxes']['records']} flux records" in line
+
+        [record] = store.query_fluxes("st1", budget.run.first_end + timedelta(days=3),
+                                      budget.run.first_end + timedelta(days=3, minutes=30))
+        store.write_fluxes([record.model_copy(update={"values": {**record.values, "FC": -40.0}})])
+        report = verify_station(store, registry, RawArchive(tmp_path / "raw"), "st1", *window)
+    finally:
+        store.close()
+    assert [(f.kind, f.channel) for f in report.breaks] == [("budget_inputs_changed", "budget")]
+    assert "its input fluxes" in report.breaks[0].detail and "sinkwatch flux budget --station st1" in \
+        report.breaks[0].detail

@@ -17,11 +17,13 @@ from fastapi.testclient import TestClient
 
 from gateway.central.access import AccessControl
 from gateway.central.api import create_app
-from gateway.central.budget import run_station_budget
+from gateway.central.budget import budget_input_digests, run_station_budget
 from gateway.central.budget_config import BudgetJobConfig
 from gateway.central.report_data import Choice, ReportBuildError, build_report_data, canonical_digest
 from gateway.central.soilstems import run_station_product
 from gateway.central.store import SqliteStore, StoredReading
+from gateway.central.store.provenance import records_digest
+from gateway.contract import FluxRecord
 from gateway.simulation.fluxyear import flux_records, met_readings, synthetic_year
 
 from .soilstems_helpers import (
@@ -100,13 +102,28 @@ def test_provenance_names_engines_hashes_sensors_and_checkable_digests(store: Sq
             "stems, plot_1"} <= roles
     coverage = {c.variable: c for c in p.coverage}
     assert coverage["GRO_t1"].fraction > 0.99 and 0.1 < coverage["FC_SOIL_GRAD"].fraction < 0.2  # 45 days
+    kept = [i for i in p.inputs if i.role.startswith(("budget input", "soil input", "stems input"))]
     # a verifier asks the API for exactly these records and gets the same digest
     with TestClient(create_app(store, access=AccessControl.development())) as client:
         for item in p.inputs:
+            if item in kept:
+                continue
             url = urlsplit(item.source)
             body = client.get(url.path, params=dict(parse_qsl(url.query))).json()
             assert canonical_digest(body["rows"]) == item.sha256, item.source
             assert len(body["rows"]) == item.records
+        # what the runs were computed from, as they keep it: the budget's flux records through the same API
+        [fluxes] = [i for i in kept if i.role.startswith("budget input, flux records")]
+        url = urlsplit(fluxes.source)
+        body = client.get(url.path, params=dict(parse_qsl(url.query))).json()
+        assert records_digest([FluxRecord.model_validate(r) for r in body["records"]]) == fluxes.sha256
+        assert len(body["records"]) == fluxes.records == budget_run.inputs["fluxes"]["records"]
+    assert {i.role for i in kept} >= {"budget input, SW_IN half-hour means of good readings", "soil input, means",
+                                      "soil input, readings", "stems input, readings"}
+    assert {i.sha256 for i in kept if i.role.startswith("budget input")} == \
+        {e["sha256"] for e in budget_input_digests(store, budget_run).values()}  # and read again from the store
+    assert {i.sha256 for i in kept if i.role.startswith("soil input")} == \
+        {e["sha256"] for e in soil_run.inputs.values()}
 
 
 def test_several_runs_must_be_chosen_and_a_missing_budget_names_the_command(store: SqliteStore) -> None:
