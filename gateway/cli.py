@@ -30,25 +30,7 @@ app = typer.Typer(
 )
 
 
-@station_app.command("provision")
-def _provision(
-    name: Annotated[str, typer.Argument(help="the station id (also its broker user name), e.g. plot-07")],
-    site: Annotated[str, typer.Option(help="the site id, e.g. hainich")],
-    config: Annotated[Path, typer.Option("--config", "-c", help="central config (data_dir, provisioning:)")],
-    cert: Annotated[bool, typer.Option("--cert", help="a client certificate from the private CA instead of a "
-                                                      "password")] = False,
-    out: Annotated[Path | None, typer.Option(help="write the station's folder under this one (default: "
-                                                  "provisioning.out_dir)")] = None,
-) -> None:
-    """Give a new station its identity (on the central host): broker credentials, Ed25519 signing key and
-    station.yaml; register its key and add it to the broker."""
-    from gateway.edge.config import StationConfigBase
-
-    # the station.yaml names its signing key once this station software reads the key
-    station_provision(name, site, config, cert, out,
-                      signing_key_in_config="signing_key" in StationConfigBase.model_fields)
-
-
+station_app.command("provision")(station_provision)
 station_app.command("revoke")(station_revoke)
 app.add_typer(station_app, name="station")
 app.add_typer(central_app, name="central")

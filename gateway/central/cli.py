@@ -699,7 +699,6 @@ def station_provision(
                                                       "password")] = False,
     out: Annotated[Path | None, typer.Option(help="write the station's folder under this one (default: "
                                                   "provisioning.out_dir)")] = None,
-    signing_key_in_config: bool = True,
 ) -> None:
     """Give a new station its identity: broker credentials, signing key and station.yaml; register it centrally
     and add it to the broker."""
@@ -717,8 +716,7 @@ def station_provision(
         result = provision_station(
             name, site, data_dir=settings.data_dir, out_dir=out or p.out_dir, broker_host=p.broker_host,
             broker_port=p.broker_cert_port if cert else p.broker_port, ca_dir=p.ca_dir, broker=broker,
-            certificate=cert, template=p.station_template, station_etc=p.station_etc,
-            signing_key_in_config=signing_key_in_config)
+            certificate=cert, template=p.station_template, station_etc=p.station_etc)
     except ProvisioningError as exc:
         typer.echo(f"station provision: {exc}", err=True)
         raise typer.Exit(2) from None

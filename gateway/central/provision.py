@@ -231,7 +231,7 @@ def reload_broker(files: BrokerFiles) -> bool:
 def provision_station(
     station: str, site: str, *, data_dir: Path, out_dir: Path, broker_host: str, broker_port: int,
     ca_dir: Path | None, broker: BrokerFiles, certificate: bool = False, template: Path | None = None,
-    station_etc: str = "/etc/sinkwatch", signing_key_in_config: bool = True,
+    station_etc: str = "/etc/sinkwatch",
 ) -> ProvisionResult:
     """Create the station's credentials, signing key and station.yaml in `out_dir/<station>`, register it centrally
     and update the broker (module doc)."""
@@ -283,7 +283,7 @@ def provision_station(
     record.key_id = registered.key_id
     text = render_template(template or TEMPLATE_PATH, site=site, station=station, broker_host=broker_host,
                            broker_port=broker_port, etc=station_etc, certificate=certificate,
-                           ca_file=ca is not None, signing_key=signing_key_in_config)
+                           ca_file=ca is not None)
     write_public(folder / "station.yaml", text.encode("utf-8"))
     files.insert(0, folder / "station.yaml")
     with registry.writing() as entries:
@@ -350,7 +350,7 @@ def _broker_entries_text(record: ProvisionedStation) -> str:
 
 
 def render_template(path: Path, *, site: str, station: str, broker_host: str, broker_port: int, etc: str,
-                    certificate: bool, ca_file: bool, signing_key: bool) -> str:
+                    certificate: bool, ca_file: bool) -> str:
     """The station.yaml template with $site, $station, $broker_host, $broker_port, $etc and $credentials (the
     credential keys of the chosen kind) filled in."""
     try:
@@ -364,8 +364,7 @@ def render_template(path: Path, *, site: str, station: str, broker_host: str, br
     tls = [f"ca_file: {etc}/ca.crt"] if ca_file else ["ca_file: null        # the system CA store"]
     values = {"site": site, "station": station, "broker_host": broker_host, "broker_port": str(broker_port),
               "etc": etc, "credentials": "\n  ".join(tls + credentials),
-              "signing_key": f"signing_key: {etc}/signing-key" if signing_key else
-              f"# signing_key: {etc}/signing-key   (once this version of sinkwatch signs batches)"}
+              "signing_key": f"signing_key: {etc}/signing-key"}  # every item is signed with it
     try:
         return string.Template(text).substitute(values)
     except (KeyError, ValueError) as exc:
