@@ -931,3 +931,12 @@ def test_command_topics() -> None:
     assert schema_name_for_topic(command_results_topic("hainich", "plot-07")) == "CommandResult"
     receipt = make_receipt(channel="command_results", stored=[(0, 3)])
     validate_payload("Receipt", receipt.model_dump_json())
+@pytest.mark.parametrize("change", [
+    {"format": "sinkwatch-raw/2"},  # a .csv.gz file said to be format 2
+    {"encoding": "zlib+base64"},  # format 1 travels as it is
+    {"file": "sonic_20261125T1000Z.swr"},  # a format 2 name under format 1
+])
+def test_raw_chunk_format_encoding_and_file_suffix_agree(change: dict[str, str]) -> None:
+    chunk = emitted(RawChunk(site="hainich", station="plot-07", sensor="sonic",
+                             file="sonic_20261125T1000Z.csv.gz", size=4, data="H4sIAA=="))
+    assert_both_reject("RawChunk", {**chunk, **change})

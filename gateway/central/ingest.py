@@ -33,16 +33,15 @@ Flow::
   after the store accepted them, exactly like readings.
 - `health` messages (`StationHealth`, a station's report of itself) go to `Store.write_health` and are confirmed
   in a receipt like fluxes.
-- `raw` messages (`RawChunk`, one closed raw archive file each) are checked (base64, size, a whole gzip stream with
-  a sinkwatch-raw header naming the same site, station and sensor) and written durably (fsync, atomic rename) to
-  `<data_dir>/raw/<site>/<station>/<sensor>/<file>` (`gateway.central.rawstore`), acked after the write. A redelivered
+- `raw` messages (`RawChunk`, one closed raw archive file each) are checked (base64, size, a whole zlib or gzip
+  stream, a closed file of either archive format whose header names the same site, station and sensor) and written
+  durably (fsync, atomic rename) to `<data_dir>/raw/<site>/<station>/<sensor>/<file>` (`gateway.central.rawstore`),
+  acked after the write. A redelivered
   file is recognised by its bytes and counted as a duplicate; a disk that refuses is retried like a store outage.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import queue
@@ -88,11 +87,12 @@ from gateway.contract import (
     StationHealth,
     StationStatus,
     parse_topic,
+    raw_file_bytes,
     readings_topic,
     receipts_topic,
 )
 from gateway.model import Reading, format_time, utc_now
-from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX
+from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX, check_archive_bytes
 from gateway.secretfile import reveal
 from gateway.tls import HandshakeWatch
 from gateway.trust.keys import KeyRegistry
@@ -878,20 +878,8 @@ def _first_line_of_gzip(data: bytes) -> bytes:
     return first.split(b"\n", 1)[0]
 
 
-def parse_raw_chunk(site: str, station: str, payload: bytes) -> tuple[RawChunk, bytes]:
-    """Validate a raw payload and the file it carries; return the envelope and the file's bytes."""
-    chunk = _parse_model(RawChunk, payload)
-    if (chunk.site, chunk.station) != (site, station):
-        raise Malformed("topic_mismatch", f"raw chunk says site {chunk.site!r} station {chunk.station!r} but was "
-                        f"published for site {site!r} station {station!r}")
-    if not chunk.file.startswith(chunk.sensor + "_"):
-        raise Malformed("schema", f"file {chunk.file!r} is not a file of sensor {chunk.sensor!r}")
-    try:
-        data = base64.b64decode(chunk.data, validate=True)
-    except binascii.Error as exc:
-        raise Malformed("bad_data", f"data is not base64: {exc}") from None
-    if len(data) != chunk.size:
-        raise Malformed("bad_data", f"data holds {len(data)} bytes, size says {chunk.size}")
+def _csv_archive_header(data: bytes) -> dict[str, Any]:
+    """The header of a format 1 file (a whole gzip stream whose first line is the header)."""
     first = _first_line_of_gzip(data).decode("utf-8", errors="replace")
     if not first.startswith(HEADER_PREFIX):
         raise Malformed("bad_data", f"file has no {FORMAT_NAME} header line")
@@ -901,6 +889,28 @@ def parse_raw_chunk(site: str, station: str, payload: bytes) -> tuple[RawChunk, 
         raise Malformed("bad_data", f"header is not JSON: {exc}") from None
     if not isinstance(header, dict):
         raise Malformed("bad_data", f"header is JSON but not an object ({type(header).__name__})")
+    return header
+
+
+def parse_raw_chunk(site: str, station: str, payload: bytes) -> tuple[RawChunk, bytes]:
+    """Validate a raw payload and the file it carries; return the envelope and the file's bytes."""
+    chunk = _parse_model(RawChunk, payload)
+    if (chunk.site, chunk.station) != (site, station):
+        raise Malformed("topic_mismatch", f"raw chunk says site {chunk.site!r} station {chunk.station!r} but was "
+                        f"published for site {site!r} station {station!r}")
+    if not chunk.file.startswith(chunk.sensor + "_"):
+        raise Malformed("schema", f"file {chunk.file!r} is not a file of sensor {chunk.sensor!r}")
+    try:
+        data = raw_file_bytes(chunk)
+    except ValueError as exc:
+        raise Malformed("bad_data", str(exc)) from None
+    if chunk.format == "sinkwatch-raw/2":
+        try:
+            header = check_archive_bytes(data, chunk.file)
+        except ValueError as exc:
+            raise Malformed("bad_data", f"not a whole closed archive file: {exc}") from None
+    else:
+        header = _csv_archive_header(data)
     claimed = {"site": site, "station": station, "sensor": chunk.sensor}
     wrong = {k: header.get(k) for k, v in claimed.items() if k in header and header.get(k) != v}
     if wrong:

@@ -2,13 +2,13 @@
 
 Layout (one folder per station and sensor; the file names are the station's, docs/raw-archive.md)::
 
-    <data_dir>/raw/<site>/<station>/<sensor>/<sensor>_<YYYYMMDDTHHMM>Z[_n].csv.gz
+    <data_dir>/raw/<site>/<station>/<sensor>/<sensor>_<YYYYMMDDTHHMM>Z[_n].swr     (format 2; .csv.gz: format 1)
 
 A file is written durably: to a temporary name in the same folder, fsync'd, renamed into place, and the folder
 fsync'd, so after `store()` returns the file survives a power cut and a reader never sees half a file. Storing is
 idempotent: the same name with the same bytes again (a redelivery) changes nothing. The same name with *other* bytes
 (a station whose archive folder was wiped restarts within the same half hour) is kept beside the first as
-`<stem>_c<sha256[:12]>.csv.gz`, so no data are lost; the recompute reader merges every file of a half hour.
+`<stem>_c<sha256[:12]><suffix>`, so no data are lost; the recompute reader merges every file of a half hour.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from gateway.rawarchive.archive import SUFFIX
+from gateway.rawarchive.archive import archive_suffix
 
 RAW_DIR = "raw"
 
 #: `<sensor>_<YYYYMMDDTHHMM>Z` plus any suffix the station (`_1`) or this store (`_c<hash>`) added.
-ARCHIVE_FILE_RE = re.compile(r"^(?P<sensor>.+?)_(?P<stamp>\d{8}T\d{4})Z(?P<suffix>_[A-Za-z0-9]+)?\.csv\.gz$")
+ARCHIVE_FILE_RE = re.compile(r"^(?P<sensor>.+?)_(?P<stamp>\d{8}T\d{4})Z(?P<suffix>_[A-Za-z0-9]+)?(\.swr|\.csv\.gz)$")
 
 StoreOutcome = Literal["stored", "duplicate", "conflict"]
 
@@ -50,7 +50,8 @@ class RawArchive:
 
     def store(self, site: str, station: str, sensor: str, name: str, data: bytes) -> StoreOutcome:
         """Write one file durably (see the module doc); raises OSError when the disk refuses."""
-        if "/" in name or name.startswith(".") or not name.endswith(SUFFIX):
+        suffix = archive_suffix(name)
+        if "/" in name or name.startswith(".") or suffix is None:
             raise ValueError(f"{name!r} is not an archive file name")
         folder = self.folder(site, station, sensor)
         target = folder / name
@@ -59,7 +60,7 @@ class RawArchive:
         if target.exists():
             if _sha256(target) == digest:
                 return "duplicate"
-            target = folder / f"{name.removesuffix(SUFFIX)}_c{digest[:12]}{SUFFIX}"
+            target = folder / f"{name.removesuffix(suffix)}_c{digest[:12]}{suffix}"
             if target.exists():
                 return "duplicate"
             outcome = "conflict"

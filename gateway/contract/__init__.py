@@ -8,7 +8,7 @@ place that both sides import (and nothing else: the contract depends only on `ga
 | `topics` | all | topic builders `<channel>_topic(site, station)`, `<CHANNEL>_SUBSCRIPTION`, `parse_topic` |
 | `readings` | `readings`, `status` | `ReadingBatch` (of `gateway.model.Reading`), `StationStatus` |
 | `fluxes` | `fluxes` | `FluxRecord`, `encode_flux_record` |
-| `raw` | `raw` | `RawChunk`, `raw_payload` |
+| `raw` | `raw` | `RawChunk`, `raw_payload`, `raw_file_bytes` |
 | `health` | `health` | `StationHealth` (with `ChannelBacklog`, `SensorHealth`), `encode_health` |
 | `receipts` | `receipts` (central -> station) | `Receipt`, `seq_ranges`; the channels it confirms (`Channel`) |
 | `commands` | `commands` (central -> station), `command_results` | `Command` (`signed_bytes`), `CommandResult`
@@ -50,7 +50,7 @@ from gateway.contract.health import (
     StationHealth,
     encode_health,
 )
-from gateway.contract.raw import RAW_SCHEMA_VERSION, RawChunk, raw_payload
+from gateway.contract.raw import RAW_SCHEMA_VERSION, RawChunk, raw_file_bytes, raw_payload
 from gateway.contract.readings import SCHEMA_VERSION, ReadingBatch, StationState, StationStatus
 from gateway.contract.receipts import CHANNELS, Channel, Receipt, seq_ranges
 from gateway.contract.topics import (
@@ -119,6 +119,7 @@ __all__ = [
     "health_topic",
     "is_integer_variable",
     "parse_topic",
+    "raw_file_bytes",
     "raw_payload",
     "raw_topic",
     "readings_topic",

@@ -58,7 +58,7 @@ from gateway.flux.rawperiods import (
     is_sonic,
     margin_for,
 )
-from gateway.rawarchive.archive import PERIOD_S, SUFFIX, ArchiveData, read_archive
+from gateway.rawarchive.archive import CSV_FORMAT_VERSION, PERIOD_S, SUFFIXES, ArchiveData, read_archive
 
 log = logging.getLogger("sinkwatch.edge.flux")
 
@@ -192,9 +192,11 @@ def resolve_flux_setup(config: StationConfig, source: Path | str = "<config>") -
 
 
 def archive_files(archive_dir: Path, sensor: str, half_hour: datetime) -> list[Path]:
-    """The sensor's files of one half hour, closed (`….csv.gz`, `_1`, …) and open (`….csv.gz.part`), by name."""
+    """The sensor's files of one half hour, closed (`….swr`, `_1`, …, or format 1 `….csv.gz`) and open
+    (`….swr.part`), by name."""
     stem = f"{sensor}_{half_hour.strftime('%Y%m%dT%H%M')}Z"
-    pattern = re.compile(rf"^{re.escape(stem)}(?:_\d+)?{re.escape(SUFFIX)}(?:\.part)?$")
+    suffixes = "|".join(re.escape(s) for s in SUFFIXES)
+    pattern = re.compile(rf"^{re.escape(stem)}(?:_\d+)?(?:{suffixes})(?:\.part)?$")
     try:
         return sorted(p for p in archive_dir.glob(f"{stem}*") if pattern.match(p.name))
     except OSError:
@@ -203,7 +205,7 @@ def archive_files(archive_dir: Path, sensor: str, half_hour: datetime) -> list[P
 
 class LiveArchiveReader(ArchiveReader):
     """`ArchiveReader` that also reads the file a stream runner is still writing: an open `.part` is read afresh
-    each time (never cached), its possibly torn last line dropped, and — when this daemon opened it (header
+    each time (never cached), its possibly torn last line dropped (format 1), and — when this daemon opened it (header
     `created` after `started`) — it counts as complete, not as a power-cut leftover. A `.part` renamed while we
     looked is read under its closed name."""
 
@@ -227,7 +229,8 @@ class LiveArchiveReader(ArchiveReader):
         created = data.header.get("created")
         live = isinstance(created, str) and _timestamp(created) >= self.started - 1.0
         if live and not data.complete:
-            keep = max(0, data.time.size - 1)
+            # format 1 may end in a torn text line; format 2 holds whole chunks only
+            keep = max(0, data.time.size - 1) if data.header.get("version") == CSV_FORMAT_VERSION else data.time.size
             data = ArchiveData(header=data.header, time=data.time[:keep],
                                columns={k: v[:keep] for k, v in data.columns.items()}, footer=data.footer,
                                complete=True, units=data.units)

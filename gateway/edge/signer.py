@@ -17,8 +17,6 @@ see it as a fork of its chain.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import sqlite3
@@ -27,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.contract import RawChunk, raw_file_bytes
 from gateway.trust.keys import Ed25519PrivateKey, key_id
 from gateway.trust.signing import NO_CONTENT, Link, Signed, envelope_text, sha256_hex, sign
 
@@ -57,10 +56,11 @@ CREATE TABLE IF NOT EXISTS chain_heads (
 
 
 def raw_content(payload: bytes) -> str:
-    """The raw channel's content digest: SHA-256 of the archive file a `RawChunk` payload carries."""
+    """The raw channel's content digest: SHA-256 of the archive file a `RawChunk` payload carries (the file as
+    stored, whatever its transfer encoding)."""
     try:
-        data = base64.b64decode(json.loads(payload)["data"], validate=True)
-    except (ValueError, KeyError, TypeError):
+        data = raw_file_bytes(RawChunk.model_validate_json(payload))
+    except ValueError:  # pydantic's ValidationError is one
         return NO_CONTENT
     return sha256_hex(data)
 

@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import uuid
+import zlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from gateway.central.service import wait_for
 from gateway.central.store import SqliteStore, StoreUnavailable
 from gateway.central.store.ledger import LedgerItem
 from gateway.contract import FluxRecord, RawChunk, encode_flux_record, fluxes_topic, raw_payload, raw_topic
-from gateway.rawarchive import ArchiveWriter, read_archive
+from gateway.rawarchive import ArchiveWriter, CsvArchiveWriter, read_archive
 from gateway.testing.services import MosquittoInstance
 
 from .helpers import T0, flux_record
@@ -30,8 +31,8 @@ HALF_HOUR_START = int(T0.timestamp())
 
 
 def archive_file(folder: Path, *, site: str = "site1", station: str = "st1", sensor: str = "sonic",
-                 records: int = 50, offset: float = 0.0) -> Path:
-    writer = ArchiveWriter(folder, sensor, HALF_HOUR_START, [("U", "m s-1"), ("W", "m s-1")],
+                 records: int = 50, offset: float = 0.0, writer_class: type = ArchiveWriter) -> Path:
+    writer = writer_class(folder, sensor, HALF_HOUR_START, [("U", "m s-1"), ("W", "m s-1")],
                            {"site": site, "station": station, "frequency_hz": 20.0})
     for i in range(records):
         writer.write(HALF_HOUR_START + i / 20 + 0.003, [1.0 + i * 0.01 + offset, None if i == 7 else -0.02 * i])
@@ -114,8 +115,10 @@ def test_a_flux_record_waits_out_a_store_outage(store: SqliteStore, tmp_path: Pa
 # --- raw ------------------------------------------------------------------------------------------------------------
 
 
-def test_a_raw_file_is_archived_byte_for_byte_and_readable(ingestor: Ingestor, tmp_path: Path) -> None:
-    source = archive_file(tmp_path / "station")
+@pytest.mark.parametrize("writer_class", [ArchiveWriter, CsvArchiveWriter])
+def test_a_raw_file_is_archived_byte_for_byte_and_readable(ingestor: Ingestor, tmp_path: Path,
+                                                           writer_class: type) -> None:
+    source = archive_file(tmp_path / "station", writer_class=writer_class)
     ingestor.handle(raw_topic("site1", "st1"), raw_message(source))
 
     target = tmp_path / "data" / "raw" / "site1" / "st1" / "sonic" / source.name
@@ -149,22 +152,29 @@ def test_the_same_name_with_other_content_is_kept_beside_the_first(ingestor: Ing
     assert ingestor.counters()["raw_conflicts"] == 1
 
 
-def _chunk(path: Path, **changes: object) -> bytes:
+def _chunk(path: Path, carried: bytes | None = None, **changes: object) -> bytes:
+    """A raw message of `path` (format by its suffix), with `carried` as the transported bytes if given."""
     data = path.read_bytes()
+    v2 = path.name.endswith(".swr")
+    if carried is None:
+        carried = zlib.compress(data) if v2 else data
     fields: dict[str, object] = {"site": "site1", "station": "st1", "sensor": "sonic", "file": path.name,
-                                 "size": len(data), "data": base64.b64encode(data).decode()}
+                                 "size": len(data), "data": base64.b64encode(carried).decode()}
     fields.update(changes)
-    return json.dumps({"schema_version": 1, "format": "sinkwatch-raw/1", "encoding": "gzip+base64",
-                       **fields}).encode()
+    return json.dumps({"schema_version": 1, "format": "sinkwatch-raw/2" if v2 else "sinkwatch-raw/1",
+                       "encoding": "zlib+base64" if v2 else "gzip+base64", **fields}).encode()
 
 
+@pytest.mark.parametrize("writer_class", [ArchiveWriter, CsvArchiveWriter])
 @pytest.mark.parametrize(
     "case, reason",
     [
         ("size", "bad_data"),
         ("truncated", "bad_data"),
-        ("not_gzip", "bad_data"),
+        ("not_compressed", "bad_data"),
         ("not_archive", "bad_data"),
+        ("inflates_past_size", "bad_data"),
+        ("format_vs_file", "schema"),
         ("header_station", "topic_mismatch"),
         ("topic", "topic_mismatch"),
         ("sensor_vs_file", "schema"),
@@ -172,29 +182,36 @@ def _chunk(path: Path, **changes: object) -> bytes:
     ],
 )
 def test_a_bad_raw_message_is_dead_lettered_and_nothing_is_written(
-    ingestor: Ingestor, tmp_path: Path, case: str, reason: str
+    ingestor: Ingestor, tmp_path: Path, case: str, reason: str, writer_class: type
 ) -> None:
-    source = archive_file(tmp_path / "station")
+    source = archive_file(tmp_path / "station", writer_class=writer_class)
     data = source.read_bytes()
+    v2 = writer_class is ArchiveWriter
+    compress = zlib.compress if v2 else gzip.compress
     topic = raw_topic("site1", "st1")
     if case == "size":
         payload = _chunk(source, size=len(data) + 1)
-    elif case == "truncated":
-        payload = _chunk(source, size=len(data) - 20, data=base64.b64encode(data[:-20]).decode())
-    elif case == "not_gzip":
-        payload = _chunk(source, size=5, data=base64.b64encode(b"hello").decode())
+    elif case == "truncated":  # a file cut short (a .part sent by mistake), carried intact
+        payload = _chunk(source, zlib.compress(data[:-20]) if v2 else data[:-20], size=len(data) - 20)
+    elif case == "not_compressed":
+        payload = _chunk(source, b"hello", size=5)
     elif case == "not_archive":
-        other = gzip.compress(b"TIME,U\n1,2\n")
-        payload = _chunk(source, size=len(other), data=base64.b64encode(other).decode())
+        other = b"TIME,U\n1,2\n"
+        payload = _chunk(source, compress(other), size=len(other) if v2 else len(compress(other)))
+    elif case == "inflates_past_size":  # a small message that would unpack into far more than it claims
+        bomb = compress(b"\0" * 10_000_000)
+        payload = _chunk(source, bomb, size=len(bomb) - 1 if not v2 else 100)
+    elif case == "format_vs_file":
+        payload = _chunk(source, format="sinkwatch-raw/1" if v2 else "sinkwatch-raw/2")
     elif case == "header_station":
-        payload = raw_message(archive_file(tmp_path / "other", station="st9"))
+        payload = raw_message(archive_file(tmp_path / "other", station="st9", writer_class=writer_class))
     elif case == "topic":
         payload = raw_message(source)
         topic = raw_topic("site1", "st2")
     elif case == "sensor_vs_file":
         payload = _chunk(source, sensor="irga")
     else:
-        payload = _chunk(source, file="../../sonic_20261125T1000Z.csv.gz")
+        payload = _chunk(source, file=f"../../sonic_20261125T1000Z{'.swr' if v2 else '.csv.gz'}")
     ingestor.handle(topic, payload)
 
     assert dead_reasons(ingestor) == [reason]

@@ -381,7 +381,7 @@ def test_a_duplicate_is_stored_once_and_confirmed_each_time(tmp_path: Path, kit:
             ledger.close()
         else:
             assert counters["raw_files_archived"] == 1 and counters["raw_duplicates"] == 1
-            assert len(list((tmp_path / "central").rglob("*.csv.gz"))) == 1
+            assert len(list((tmp_path / "central").rglob("*.swr"))) == 1
     finally:
         store.close()
 

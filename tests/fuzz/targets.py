@@ -842,9 +842,9 @@ def ini_texts(draw: st.DrawFn, base: str) -> bytes:
 def raw_archive_files(draw: st.DrawFn) -> bytes:
     """A station raw archive file (docs/raw-archive.md): gzip of header, column line, records, footer — each part
     possibly replaced, the text mutated, or the gzip stream cut (a `.part` file after a power loss)."""
-    from gateway.rawarchive.archive import FOOTER_PREFIX, FORMAT_NAME, FORMAT_VERSION, HEADER_PREFIX
+    from gateway.rawarchive.archive import CSV_FORMAT_VERSION, FOOTER_PREFIX, FORMAT_NAME, HEADER_PREFIX
 
-    header: Any = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "sensor": "sonic",
+    header: Any = {"format": FORMAT_NAME, "version": CSV_FORMAT_VERSION, "sensor": "sonic",
                    "period_start": "2026-11-25T10:00:00Z", "period_s": 1800,
                    "columns": [{"name": "U", "unit": "m s-1"}, {"name": "W", "unit": "m s-1"}]}
     if draw(st.integers(0, 3)) == 0:
@@ -866,6 +866,35 @@ def raw_archive_files(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 4)) == 0:
         data = data[: draw(st.integers(0, len(data)))]
     return data
+
+
+@st.composite
+def raw_archive_v2_files(draw: st.DrawFn) -> bytes:
+    """A format 2 raw archive file (docs/raw-archive.md): header block, chunks of drawn values (floats of any kind,
+    fixed decimals, missing), footer — a header replaced, a chunk's payload mutated under a valid CRC (so the
+    decoder, not only the CRC, meets it), zlib'd chunks, the whole file mutated or cut."""
+    from gateway.rawarchive import columnar
+
+    header: Any = {"format": "sinkwatch-raw", "version": 2, "sensor": "sonic",
+                   "columns": [{"name": "U", "unit": "m s-1"}, {"name": "W", "unit": "m s-1"}]}
+    if draw(st.integers(0, 4)) == 0:
+        header = draw(st.one_of(json_values, st.just({**header, "columns": draw(json_values)})))
+    blocks = [columnar.block(columnar.HEADER_KIND, json.dumps(header).encode())]
+    value = st.one_of(st.none(), st.floats(), st.floats(-30, 30).map(lambda v: round(v, 3)))
+    for _ in range(draw(st.integers(0, 3))):
+        n = draw(st.integers(0, 6))
+        times = [1764064800 + i / 20 + draw(st.sampled_from((0.0, 0.0, 5000.0))) for i in range(n)]
+        rows = [(draw(value), draw(value)) for _ in range(n)]
+        data = columnar.chunk_block(times, rows, 2, draw(st.sampled_from((0, 0, 1))))
+        if draw(st.integers(0, 3)) == 0:
+            data = columnar.block(columnar.CHUNK_KIND, draw(mutated(data[columnar.BLOCK.size:])))
+        blocks.append(data)
+    if draw(st.booleans()):
+        blocks.append(columnar.json_block(columnar.FOOTER_KIND, {"records": 3}))
+    raw = b"".join(blocks)
+    if draw(st.integers(0, 3)) == 0:
+        raw = draw(mutated(raw))
+    return raw
 
 
 def _archive_reader(path: Path) -> Any:
@@ -952,6 +981,7 @@ def build_targets() -> list[Target]:
     settings = _FileHarness("run.eddypro", _settings_loader)
     metadata_yaml = _FileHarness("site.yaml", _metadata_loader)
     archive = _FileHarness("sonic_20261125T1000Z.csv.gz", _archive_reader)
+    archive_v2 = _FileHarness("sonic_20261125T1000Z.swr", _archive_reader)
     planar_fit = _FileHarness("planar_fit.txt", _planar_fit_loader)
     spectral = _FileHarness("spectral_assessment.txt", _spectral_loader)
     reference = REPO_ROOT / "tests" / "data" / "ec-raw"
@@ -986,6 +1016,7 @@ def build_targets() -> list[Target]:
         Target("flux_metadata_yaml", yaml_texts((_EXAMPLES / "DE-HoH.metadata.yaml").read_text()),
                metadata_yaml.load, (ConfigError,)),
         Target("raw_archive_file", raw_archive_files(), archive.load, (OSError, ValueError)),
+        Target("raw_archive_file_v2", raw_archive_v2_files(), archive_v2.load, (OSError, ValueError)),
         Target("eddypro_planar_fit", text_file_mutants((reference / "planar_fit.txt").read_text()), planar_fit.load,
                (ValueError,)),
         Target("eddypro_spectral_assessment",

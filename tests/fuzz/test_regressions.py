@@ -259,10 +259,10 @@ def test_raw_archive_with_a_broken_header_is_a_value_error(tmp_path: Path, heade
 
 
 def test_raw_archive_cut_after_its_header_is_a_value_error(tmp_path: Path) -> None:
-    from gateway.rawarchive.archive import FORMAT_VERSION, read_archive
+    from gateway.rawarchive.archive import CSV_FORMAT_VERSION, read_archive
 
     path = tmp_path / "sonic_20261125T1000Z.csv.gz.part"
-    path.write_bytes(gzip.compress((HEADER_PREFIX + json.dumps({"version": FORMAT_VERSION})).encode()))
+    path.write_bytes(gzip.compress((HEADER_PREFIX + json.dumps({"version": CSV_FORMAT_VERSION})).encode()))
     with pytest.raises(ValueError, match="no column-name line"):
         read_archive(path)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import zlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,7 +21,7 @@ from gateway.edge.config import BufferConfig, MqttConfig, StationConfig, Station
 from gateway.edge.daemon import StationDaemon
 from gateway.edge.streams.uplink import RawOutbox
 from gateway.model import Reading
-from gateway.rawarchive import ArchiveWriter, read_archive
+from gateway.rawarchive import ArchiveWriter, read_archive_bytes
 from gateway.testing.factories import make_readings
 from gateway.testing.mqtt import Capture
 from gateway.testing.services import MosquittoInstance
@@ -77,7 +78,7 @@ def test_daemon_runs_a_stream_beside_a_polled_sensor(tmp_path: Path, mosquitto: 
     variables = {r["variable"] for m in capture.on("/readings") for r in json.loads(m.payload)["readings"]
                  if r["sensor"] == "csat"}
     assert {"U", "U_SD", "U_N", "T_SONIC", "WS"} <= variables
-    assert list((tmp_path / "raw").glob("csat_*.csv.gz"))  # the archive sits beside the buffer by default
+    assert list((tmp_path / "raw").glob("csat_*.swr"))  # the archive sits beside the buffer by default
 
 
 def _archive_file(directory: Path) -> Path:
@@ -100,9 +101,10 @@ def test_a_raw_file_stays_in_the_outbox_across_a_restart_until_its_receipt(tmp_p
     validate_payload("RawChunk", item.payload)  # docs/asyncapi.yaml
     body = json.loads(item.payload)
     assert body["sensor"] == "csat" and body["file"] == original.name and body["seq"] == item.seq
-    copy = tmp_path / "copy.csv.gz"
-    copy.write_bytes(base64.b64decode(body["data"]))
-    assert read_archive(copy).columns["U"].tolist() == [float(i) for i in range(50)]
+    assert body["format"] == "sinkwatch-raw/2" and body["encoding"] == "zlib+base64"
+    carried = zlib.decompress(base64.b64decode(body["data"]))
+    assert carried == original.read_bytes() and body["size"] == len(carried)  # the file itself, byte for byte
+    assert read_archive_bytes(carried).columns["U"].tolist() == [float(i) for i in range(50)]
     assert again.confirm([(item.seq, item.seq)]) == (1, 1)
     assert again.pending() == 0 and again.pending_files() == [] and original.exists()  # the archive stays
     again.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gateway.contract import Channel, raw_payload, raw_topic
 from gateway.edge.delivery import OutboxItem
+from gateway.rawarchive import archive_suffix
 
 log = logging.getLogger("sinkwatch.edge.streams")
 
@@ -56,7 +57,7 @@ class RawOutbox:
         without a link are dropped."""
         with self._lock:
             known = {f for (f,) in self._db.execute("SELECT file FROM raw_outbox")}
-            on_disk = {p.name for p in self.outbox.glob("*.csv.gz")}
+            on_disk = {p.name for p in self.outbox.iterdir() if archive_suffix(p.name) is not None}
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR IGNORE INTO raw_outbox(file) VALUES (?)",
                                  [(f,) for f in sorted(on_disk - known)])
