@@ -41,13 +41,18 @@ VALUE_FORMAT = "{:.5f}"  # Ux/Uy/Uz; the EXAMPLE prints 5 decimals
 TS_FORMAT = "{:.4f}"
 
 
+#: (lsb << 1) + (1 if lsb's top bit is set), mod 256, is lsb rotated left by one bit: a table look-up per byte
+#: instead of a shift, a test and an addition (the signature runs on every byte of 72,000 records an hour)
+_ROTATE_LEFT = bytes(((x << 1) | (x >> 7)) & 0xFF for x in range(256))
+
+
 def signature(data: bytes, seed: int = SIGNATURE_SEED) -> int:
     """Campbell's signature: for each byte b, new = (lsb << 1) + msb + b (+1 if lsb's top bit was set), mod 256;
     the pair (msb, lsb) shifts by one byte."""
     msb, lsb = seed >> 8, seed & 0xFF
+    rotate_left = _ROTATE_LEFT
     for byte in data:
-        new = ((lsb << 1) + msb + byte + (1 if lsb & 0x80 else 0)) & 0xFF
-        msb, lsb = lsb, new
+        msb, lsb = lsb, (rotate_left[lsb] + msb + byte) & 0xFF
     return (msb << 8) | lsb
 
 

@@ -72,3 +72,21 @@ def test_simulator_records_decode_to_their_logged_values() -> None:
         frame = sim.frame(index, index / 20)
         assert driver.parse(frame) == sim._pending_values
     assert driver.lost_records == 0
+
+
+def test_signature_equals_the_manuals_shift_and_add_on_any_bytes() -> None:
+    """The table-driven signature against the manual's algorithm written out step by step (p. 55)."""
+    import random
+
+    def manual(data: bytes, seed: int = 0xAAAA) -> int:
+        msb, lsb = seed >> 8, seed & 0xFF
+        for byte in data:
+            new = ((lsb << 1) + msb + byte + (1 if lsb & 0x80 else 0)) & 0xFF
+            msb, lsb = lsb, new
+        return (msb << 8) | lsb
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(80)))
+        seed = rng.randrange(1 << 16)
+        assert grammar.signature(data, seed) == manual(data, seed)
