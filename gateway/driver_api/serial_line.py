@@ -5,7 +5,9 @@ The edge daemon's `SerialBus` (`gateway/edge/bus.py`) owns one per port and atta
 port; a driver that is not attached (a stand-alone check, a test) may open its own with `RtuSerialLine(settings)`.
 
 One transaction at a time, t3.5 silence before every request, stale bytes discarded, a vanished adapter closed and
-reopened with capped backoff. The master is written over pyserial's file descriptor rather than a pymodbus client
+reopened with capped backoff. The reply of a register read is awaited with the tty's VMIN set to its expected
+length, so the kernel wakes the thread once, when the whole reply is in, rather than at every burst of characters.
+The master is written over pyserial's file descriptor rather than a pymodbus client
 because it needs a timeout per device on a shared port, CRC failures told apart from silence, exact pacing and
 little CPU per transaction (bench/rs485_bus.py); the framing is `gateway.driver_api.rtu`.
 """
@@ -16,10 +18,12 @@ import logging
 import os
 import select
 import struct
+import termios
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import serial
 
@@ -30,6 +34,10 @@ from gateway.driver_api.base import DeviceError, FailureKind, SerialSettings
 log = logging.getLogger("sinkwatch.edge")
 
 REOPEN_BACKOFF_S = (0.2, 10.0)  # first and largest wait between attempts to reopen a vanished adapter
+#: How long past its due time a reply is awaited whole (one wake-up) before reading it piecemeal as it comes
+#: (a device that answers with an exception, shorter than the expected reply, or one slow to start): at least
+#: this, or 10 characters.
+WHOLE_REPLY_SLACK_S = 0.010
 
 NO_PORT_HINT = (
     "check the USB-RS485 adapter and cable, the `port` key (ls /dev/serial/by-id/), and that no other program "
@@ -80,6 +88,8 @@ class RtuSerialLine:
         self._failed_opens = 0
         self._last_error = ""
         self._quiet_from = 0.0  # monotonic time from which the line has been silent for t3.5
+        self._termios: list[Any] | None = None  # the port's attributes, to set VMIN (None: not a tty)
+        self._vmin = -1
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -122,6 +132,18 @@ class RtuSerialLine:
             raise DeviceError(FailureKind.NO_PORT, f"serial line {port}: {self._last_error}", NO_PORT_HINT) from None
         self._port = handle
         self._fd = handle.fileno()
+        try:
+            self._termios = termios.tcgetattr(self._fd)
+        except termios.error:
+            self._termios = None  # not a tty (a test double): readiness on the first byte, as select gives it
+        self._vmin = -1
+        if self._termios is not None:
+            # pyserial's timeout 0 means VMIN 0, under which a read of nothing returns b"" like a hang-up; from
+            # VMIN 1 on it raises EAGAIN, so b"" means the adapter is gone
+            try:
+                self._ready_at(self._fd, 1)
+            except _LineLost:
+                self._termios = None  # gone already: the first read says so
         self.counters.opens += 1
         if self.available is False:
             log.info("serial line %s is back (opened after %d failed attempts)", port, self._failed_opens)
@@ -148,6 +170,7 @@ class RtuSerialLine:
                 log.debug("closing %s raised", self.settings.port, exc_info=True)
         self._port = None
         self._fd = -1
+        self._termios = None
 
     @property
     def is_open(self) -> bool:
@@ -166,8 +189,9 @@ class RtuSerialLine:
         """Send `request` after the line has been quiet for t3.5, read until `frame_length` says the reply is
         complete or `timeout_s` passes; return what arrived (possibly partial or empty).
 
-        `expected` (the reply length if all goes well) lets the reader sleep through the characters still on the
-        wire instead of waking for each one: on a real line that is most of the CPU a transaction costs.
+        `expected` (the reply length if all goes well) lets the reader wake once for the whole reply (the tty's
+        VMIN) instead of for each burst of characters: on a real line the wake-ups are most of the CPU a
+        transaction costs, so a transaction costs two (the t3.5 wait before the request, the whole reply).
         A complete frame that `foreign` recognises as not ours (a slow device's late reply to an earlier request)
         is dropped, and reading goes on until our reply or the deadline."""
         with self._lock:
@@ -192,11 +216,38 @@ class RtuSerialLine:
             return reply
 
     def _discard_stale(self, fd: int) -> None:
-        while select.select((fd,), (), (), 0)[0]:
-            data = os.read(fd, 4096)
+        if self._termios is None:
+            while select.select((fd,), (), (), 0)[0]:
+                data = os.read(fd, 4096)
+                if not data:
+                    raise _LineLost("end of file")
+                self.counters.stray_bytes += len(data)
+            return
+        # the port is non-blocking: a read returns what is there whatever VMIN says, EAGAIN when nothing is
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                return
             if not data:
                 raise _LineLost("end of file")
             self.counters.stray_bytes += len(data)
+
+    def _ready_at(self, fd: int, count: int) -> None:
+        """Make the tty readable (for select) only once `count` bytes are in: the kernel's VMIN with VTIME 0
+        (termios(3); Linux n_tty polls readable at MIN characters when TIME is 0). The port is non-blocking, so
+        a read still returns whatever is there."""
+        if count == self._vmin or self._termios is None:
+            return
+        attributes = self._termios
+        control = attributes[6]
+        control[termios.VMIN] = count
+        control[termios.VTIME] = 0
+        try:
+            termios.tcsetattr(fd, termios.TCSANOW, attributes)
+        except termios.error as exc:  # the adapter vanished under us
+            raise _LineLost(f"tcsetattr: {exc}") from None
+        self._vmin = count
 
     def _read_frame(
         self,
@@ -208,9 +259,24 @@ class RtuSerialLine:
         foreign: Callable[[bytes], bool] | None,
     ) -> bytes:
         buffer = b""
-        pause = earliest - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
+        if expected > 1 and self._termios is not None:
+            # One wake-up for the whole reply: the kernel wakes us when `expected` bytes are in. A shorter reply
+            # (an exception) or a late start is caught when the slack runs out, and read piecemeal below.
+            self._ready_at(fd, expected)
+            whole_by = min(deadline, earliest + max(WHOLE_REPLY_SLACK_S, 10 * self.char_s))
+            remaining = whole_by - time.monotonic()
+            if select.select((fd,), (), (), max(remaining, 0.0))[0]:
+                buffer = os.read(fd, 512)
+                if not buffer:
+                    raise _LineLost("end of file")
+            length = frame_length(buffer)
+            if length is None or len(buffer) < length or (foreign is not None and foreign(buffer[:length])):
+                self._ready_at(fd, 1)  # not (only) our whole reply: from here on, every byte counts
+        else:
+            self._ready_at(fd, 1)
+            pause = earliest - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
         while True:
             length = frame_length(buffer)
             if length is not None and len(buffer) >= length:
