@@ -931,6 +931,8 @@ def test_command_topics() -> None:
     assert schema_name_for_topic(command_results_topic("hainich", "plot-07")) == "CommandResult"
     receipt = make_receipt(channel="command_results", stored=[(0, 3)])
     validate_payload("Receipt", receipt.model_dump_json())
+
+
 @pytest.mark.parametrize("change", [
     {"format": "sinkwatch-raw/2"},  # a .csv.gz file said to be format 2
     {"encoding": "zlib+base64"},  # format 1 travels as it is

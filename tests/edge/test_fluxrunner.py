@@ -242,12 +242,13 @@ def test_after_a_restart_missed_periods_come_from_the_archive_and_empty_ones_are
 
 
 def test_archive_files_of_a_sensor_and_half_hour(tmp_path: Path) -> None:
-    names = ["sonic_20251125T1000Z.csv.gz", "sonic_20251125T1000Z_1.csv.gz.part", "sonic_x_20251125T1000Z.csv.gz",
-             "sonic_20251125T1030Z.csv.gz", "irga_20251125T1000Z.csv.gz"]
+    names = ["sonic_20251125T1000Z.csv.gz", "sonic_20251125T1000Z_1.swr", "sonic_20251125T1000Z_2.swr.part",
+             "sonic_x_20251125T1000Z.swr", "sonic_20251125T1030Z.swr", "irga_20251125T1000Z.swr",
+             "sonic_20251125T1000Z.txt"]
     for name in names:
         (tmp_path / name).write_bytes(b"")
     found = archive_files(tmp_path, "sonic", datetime.fromtimestamp(T0, UTC))
-    assert [p.name for p in found] == names[:2]
+    assert [p.name for p in found] == names[:3]  # both formats, closed and open
 
 
 # --- outbox ---------------------------------------------------------------------------------------------------

@@ -147,8 +147,8 @@ def test_recompute_recovers_the_prescribed_covariances_and_lag_and_settings_coex
         assert kept.record_sha256 == flux_record_digest(record)
         assert (kept.engine_version, kept.settings_hash) == (record.engine_version, record.settings_hash)
         half_hour = record.start.strftime("%Y%m%dT%H%M")
-        assert [(f.sensor, f.name) for f in kept.files] == [("sonic", f"sonic_{half_hour}Z.csv.gz"),
-                                                            ("irga", f"irga_{half_hour}Z.csv.gz")]
+        assert [(f.sensor, f.name) for f in kept.files] == [("sonic", f"sonic_{half_hour}Z.swr"),
+                                                            ("irga", f"irga_{half_hour}Z.swr")]
         for f in kept.files:
             path = data_dir / "raw" / "site1" / "st1" / f.sensor / f.name
             assert f.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
