@@ -33,7 +33,7 @@ from gateway.contract.asyncapi import schema_name_for_topic, validate_payload
 from gateway.edge.configtrial import TrialFiles
 from gateway.model import utc_now
 from gateway.net import free_port
-from gateway.testing.central import issue_token, provisioned_key, serving
+from gateway.testing.central import bearer, issue_token, provisioned_key, serving
 from gateway.testing.mqtt import Capture, wait_for
 from gateway.testing.serial_pty import socat_pty_pair
 from gateway.testing.services import MosquittoServer, mosquitto_server
@@ -175,6 +175,7 @@ def statuses(command: dict[str, Any]) -> list[str]:
 def test_a_station_check_returns_each_sensors_result(central: Central, station: Station) -> None:
     sent = central.send({"kind": "check"})
     assert sent["key_id"] is not None and sent["sent"] is not None
+    assert sent["issued_by"].endswith("(tests-operator)")  # the token that sent it, in the ledger
     done = central.outcome(sent["id"])
     assert done["outcome"] == "ok" and statuses(done) == ["ok"]
     checks = {c["name"]: c for c in done["results"][0]["checks"]}
@@ -349,13 +350,14 @@ def test_an_expired_command_is_refused_when_the_station_clock_can_tell(central: 
 # --- the operator's command line (sinkwatch central station ...) ---------------------------------------------------
 
 
-def cli(*args: str) -> tuple[int, str]:
+def cli(*args: str, token: str | None = None) -> tuple[int, str]:
     from typer.testing import CliRunner
 
     from gateway.cli import app
 
     # the operator's token, as `sinkwatch central token create --role operator` would print it
-    result = CliRunner().invoke(app, ["central", "station", *args], env={"SINKWATCH_API_TOKEN": OPERATOR_TOKEN[0]})
+    result = CliRunner().invoke(app, ["central", "station", *args],
+                                env={"SINKWATCH_API_TOKEN": token or OPERATOR_TOKEN[0]})
     return result.exit_code, result.output
 
 
@@ -399,3 +401,25 @@ def test_the_command_line_prints_the_command_key(central: Central, tmp_path: Pat
                                       "data_dir": str(central.data_dir)}), encoding="utf-8")
     code, output = cli("command-key", "-c", str(config))
     assert code == 0 and output.strip() == read_public_key(central.data_dir)
+
+
+def test_commands_from_a_non_operator_are_refused(central: Central, station: Station) -> None:
+    reader = issue_token(central.data_dir, "reader", "a-researcher")
+    before = len(central.capture.on("/commands"))
+    body = {"kind": "restart", "site": SITE}
+    with httpx.Client(base_url=central.api.base_url, timeout=10) as anyone:
+        for headers, status in (({}, 401), (bearer(reader), 403),
+                                (bearer("swt_000000000000_" + "x" * 43), 401)):
+            refused = anyone.post(f"/api/v1/stations/{STATION}/commands", json=body, headers=headers)
+            assert refused.status_code == status, refused.text
+        assert "needs operator" in anyone.post(f"/api/v1/stations/{STATION}/commands", json=body,
+                                               headers=bearer(reader)).json()["detail"]
+        # a reader may see the commands, not send one
+        listed = anyone.get(f"/api/v1/stations/{STATION}/commands", headers=bearer(reader))
+        assert listed.status_code == 200
+        assert not [c for c in listed.json() if "a-researcher" in c["issued_by"]]
+    code, output = cli("command", "restart", "--station", STATION, "--api", str(central.api.base_url), token=reader)
+    assert code == 2 and "refused (403)" in output
+    # nothing reached the broker, nothing was done
+    assert len(central.capture.on("/commands")) == before
+    assert station.starts() == 1

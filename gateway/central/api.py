@@ -479,12 +479,12 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             known |= {s for (s, name) in ingest.station_statuses() if name == station}
         return sorted(k for k in known if site is None or k == site)
 
-    def authorized(request: Request, role: Literal["reader", "operator"]) -> str:
-        """Who sends a command (for its ledger): the token's id and name; Denied (401/403) otherwise."""
-        info = access.authorize(request.headers.get("authorization"), role)
-        return f"token {info.id} ({info.name})"
+    def caller(request: Request) -> str:
+        """Who sends a command (for its ledger): the token's id and name (the operator router checked the role)."""
+        info = access.identify(request.headers.get("authorization"))
+        return f"token {info.id} ({info.name})" if info is not None else "unknown"
 
-    add_command_routes(app, commands, station_sites, authorized)
+    add_command_routes(reader, operator, commands, station_sites, caller)
 
     @admin.get("/api/v1/tokens", response_model=list[TokenOut])
     def tokens() -> list[dict[str, Any]]:

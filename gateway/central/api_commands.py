@@ -13,9 +13,9 @@ secrets' files, and it is the station's business): its SHA-256 is.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,8 +24,8 @@ from gateway.contract import COMMAND_KINDS, CommandKind
 from gateway.contract.commands import DEFAULT_ROLLBACK_S, MAX_CONFIG_CHARS, MAX_ROLLBACK_S, MIN_ROLLBACK_S
 from gateway.model import IDENTIFIER_PATTERN
 
-# (request, role) -> the caller's name; raises (the API's access control answers 401/403) when not allowed
-Authorize = Callable[[Request, Literal["reader", "operator"]], str]
+# request -> who sends (the token's id and name), for the command's `issued_by`; its role is checked by the router
+Caller = Callable[[Request], str]
 # station, site -> the sites the station is known at (stored readings, retained status)
 Sites = Callable[[str, str | None], list[str]]
 
@@ -90,31 +90,27 @@ def _station_unknown(station: str) -> JSONResponse:
         "(GET /api/v1/stations), or give `site` in the body to send to it anyway")})
 
 
-def add_command_routes(app: FastAPI, service: CommandService | None, sites: Sites, authorize: Authorize) -> None:
+def add_command_routes(reader: APIRouter, operator: APIRouter, service: CommandService | None, sites: Sites,
+                       caller: Caller) -> None:
+    """The routes on the API's role routers: sending on `operator`, reading on `reader` (their dependencies check
+    the token and document it); `caller` names who sent a command, for its ledger."""
+
     def no_service() -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": (
             "commands need the running central service (sinkwatch central serve): this API has no broker "
             "connection")})
 
-    # the dependencies below are local functions, so they go in parameter defaults: FastAPI resolves a (string)
-    # annotation in the module's namespace, where an Annotated[..., Depends(operator)] could not find them
-    def operator(request: Request) -> str:
-        return authorize(request, "operator")
-
-    def reader(request: Request) -> str:
-        return authorize(request, "reader")
-
-    @app.post("/api/v1/stations/{station}/commands", status_code=202, response_model=CommandOut,
-              responses={404: {"description": "unknown station"}, 422: {"description": "invalid request"},
-                         503: {"description": "no broker connection: the command was not sent"}})
+    @operator.post("/api/v1/stations/{station}/commands", status_code=202, response_model=CommandOut,
+                   responses={404: {"description": "unknown station"}, 422: {"description": "invalid request"},
+                              503: {"description": "no broker connection: the command was not sent"}})
     def send_command(
         station: Annotated[str, Path(pattern=IDENTIFIER_PATTERN, description="station id, e.g. plot-07")],
-        request: CommandRequest,
-        caller: str = Depends(operator),
+        body: CommandRequest,
+        request: Request,
     ) -> Any:
         if service is None:
             return no_service()
-        site = request.site
+        site = body.site
         if site is None:
             known = sites(station, None)
             if not known:
@@ -125,8 +121,8 @@ def add_command_routes(app: FastAPI, service: CommandService | None, sites: Site
                     "msg": f"station {station!r} exists at sites {', '.join(known)}; add site, e.g. {known[0]}"}]})
             site = known[0]
         try:
-            record = service.send(site, station, request.kind, caller, config=request.config,
-                                  rollback_after_s=request.rollback_after_s, expires_s=request.expires_s)
+            record = service.send(site, station, body.kind, caller(request), config=body.config,
+                                  rollback_after_s=body.rollback_after_s, expires_s=body.expires_s)
         except CommandError as exc:
             return JSONResponse(status_code=422, content={"detail": [{
                 "loc": ["body", exc.field], "type": "value_error", "msg": exc.message}]})
@@ -135,12 +131,11 @@ def add_command_routes(app: FastAPI, service: CommandService | None, sites: Site
             return JSONResponse(status_code=503, content={**out, "detail": f"not sent: {record.send_problem}"})
         return out
 
-    @app.get("/api/v1/stations/{station}/commands/{command_id}", response_model=CommandOut,
-             responses={404: {"description": "no such command"}})
+    @reader.get("/api/v1/stations/{station}/commands/{command_id}", response_model=CommandOut,
+                responses={404: {"description": "no such command"}})
     def get_command(
         station: Annotated[str, Path(pattern=IDENTIFIER_PATTERN, description="station id")],
         command_id: Annotated[str, Path(pattern=IDENTIFIER_PATTERN, description="the command's id (from the POST)")],
-        caller: str = Depends(reader),
     ) -> Any:
         if service is None:
             return no_service()
@@ -151,20 +146,18 @@ def add_command_routes(app: FastAPI, service: CommandService | None, sites: Site
                 "the recent ones)")})
         return result_summary(record)
 
-    @app.get("/api/v1/stations/{station}/commands", response_model=list[CommandOut])
+    @reader.get("/api/v1/stations/{station}/commands", response_model=list[CommandOut])
     def list_commands(
         station: Annotated[str, Path(pattern=IDENTIFIER_PATTERN, description="station id")],
         site: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN, description="site id")] = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")] = 50,
-        caller: str = Depends(reader),
     ) -> Any:
         if service is None:
             return no_service()
         return [result_summary(r) for r in service.ledger.recent(station, site, limit)]
 
-    @app.get("/api/v1/commands/key", response_model=CommandKeyOut)
-    def command_key(caller: str = Depends(reader)) -> Any:
+    @reader.get("/api/v1/commands/key", response_model=CommandKeyOut)
+    def command_key() -> Any:
         if service is None:
             return no_service()
         return CommandKeyOut(key_id=service.key.key_id, public_key=service.key.public_text)
-

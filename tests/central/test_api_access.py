@@ -75,7 +75,7 @@ def test_every_data_route_is_the_same_path_set_the_app_serves(api: Api) -> None:
     # the list above must cover every route: a new route added without a role check would show up here
     served = set(api.client.get("/openapi.json").json()["paths"])
     listed = {path.split("?")[0].replace("/st1/", "/{station}/") for path in DATA_ROUTES + OPERATOR_ROUTES}
-    # the command routes check roles themselves (gateway/central/api_commands.py, through the same AccessControl)
+    # the command routes (gateway/central/api_commands.py; sending needs operator, reading reader: tested below)
     commands = {"/api/v1/commands/key", "/api/v1/stations/{station}/commands",
                 "/api/v1/stations/{station}/commands/{command_id}"}
     assert served - listed == {"/api/v1/health", "/api/v1/tokens", "/api/v1/tokens/{token_id}", *commands}
