@@ -1,10 +1,11 @@
 """What write-once costs: `Store.write` (reads what it holds at the batch's times, writes only new identities) against
 the plain write it replaced, in the same run, on a private influxd and on SQLite.
 
-    influx  ours:      InfluxStore.write (one /query per batch for the identities held, then /write)
+    influx  ours:      InfluxStore.write (write guard: readings newer than the station's mark need no /query; /write)
             baseline:  the same readings serialised and POSTed to /write (what InfluxStore.write did before: last
                        write wins, fields merged)
-            resend:    InfluxStore.write of batches already stored (a redelivery: the query only, nothing written)
+            resend:    InfluxStore.write of batches already stored (a redelivery: all at or before the mark, so the
+                       held identities are looked up, nothing written)
     sqlite  ours:      SqliteStore.write (a lookup per reading in one transaction, insert if new)
             baseline:  INSERT OR REPLACE of the same rows by executemany in one transaction (what it did before)
             resend:    SqliteStore.write of batches already stored
@@ -86,7 +87,7 @@ def main() -> None:
 
             print("influx (private influxd on loopback):")
             base = timed("baseline: serialise + POST /write (the old write)", n, post_all)
-            ours = timed("ours: InfluxStore.write (query held, write new)", n, write_all)
+            ours = timed("ours: InfluxStore.write (mark, write new)", n, write_all)
             timed("resend: InfluxStore.write of stored batches", n, write_all)
             print(f"  ours / baseline = {ours / base:.2f}")
             http.close()

@@ -44,8 +44,9 @@ def serve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     setup_logging("DEBUG" if verbose else None)
-    from gateway.central.service import run_central  # after validation: no I/O before the config is known good
+    from gateway.central.service import run_central, tune_collector  # after validation: no I/O before that
 
+    tune_collector()
     run_central(
         settings,
         ready_callback=lambda port: typer.echo(f"API listening on {settings.api.scheme}://{settings.api.host}:{port} "

@@ -2,9 +2,17 @@
 
 Flow::
 
-    broker --QoS 1--> paho network thread --on_message--> queue --> worker thread --> Store.write
-                                                                        |  ok / hopeless payload
-                                                                        +--> client.ack(mid)  (PUBACK)
+    broker --QoS 1--> paho network thread --on_message--> queue --> worker thread: a group of what has arrived,
+                                                                    checked and placed in order
+                                                                        |  its readings: Store.write_many
+                                                                        v  (store thread, while the worker
+                                                                           checks the next group)
+                                                                    every message of the group acked in order
+                                                                    (PUBACK), receipts published
+
+- A group is whatever the queue holds when the worker takes from it (never waited for; at most `max_group`
+  messages and `max_group_bytes` of payload): one store request for all its readings instead of one per message.
+  Its messages are acked only after the group is stored, in the order they arrived.
 
 - MQTT v5 with a persistent session (clean start off, a session expiry, fixed client id), so whatever we have not
   acknowledged is kept by the broker across our restarts and reconnects and redelivered.
@@ -14,7 +22,7 @@ Flow::
   an item (gateway/edge/delivery.py): the broker's PUBACK to the station is no longer durability. A dead-lettered
   item whose seq can be read is named in the receipt's `dead_lettered` ranges. A receipt lost on the way costs a
   resend, which the idempotent stores absorb.
-- `manual_ack=True`: paho does not PUBACK on our behalf; the worker acks after `Store.write` returned. paho's
+- `manual_ack=True`: paho does not PUBACK on our behalf; the worker acks after the store returned. paho's
   `ack()` only queues a packet under paho's own output lock, so calling it from the worker thread is safe.
 - The worker, not the network thread, waits out storage outages (capped exponential backoff), so keepalive
   pings keep flowing. The broker stops sending once its in-flight window for us is full, which bounds our queue.
@@ -50,9 +58,11 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -70,7 +80,8 @@ from gateway.central.provision import StationRegistry
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
-from gateway.central.store.base import TIME_RANGE_TEXT, storable_time, to_ns
+from gateway.central.store.base import TIME_RANGE_TEXT, WriteOutcome, storable_time, to_ns
+from gateway.central.store.ledger import LedgerItem
 from gateway.contract import (
     CHANNELS,
     COMMAND_RESULTS_SUBSCRIPTION,
@@ -179,6 +190,37 @@ class _Delivery:
     envelope: str | None = None  # the `sinkwatch-sig` user property (gateway/trust/signing.py)
 
 
+@dataclass
+class _PreparedBatch:
+    """A readings batch checked and placed in its chain, waiting to be stored with its group."""
+
+    topic: str
+    batch: ReadingBatch
+    item: VerifiedItem | None
+    ledger: LedgerItem | None
+    duplicate: bool  # its seq was stored before (counted only)
+    points: list[StoredReading] = field(default_factory=list)
+    index_of: dict[int, int] = field(default_factory=dict)  # id(StoredReading) -> index in the batch
+    set_aside: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class _Group:
+    """Deliveries handled together; the readings of their batches are written in one request."""
+
+    deliveries: list[_Delivery] = field(default_factory=list)
+    prepared: list[_PreparedBatch] = field(default_factory=list)
+    writing: Future[list[WriteOutcome]] | None = None
+
+
+class _FlushFirst:
+    """`_prepare`'s answer for a batch to be placed only after the group so far is stored."""
+
+
+_FLUSH_FIRST = _FlushFirst()
+_R = TypeVar("_R")
+
+
 class Ingestor:
     """Subscribe to all stations' readings and status, store readings, keep a station status registry.
 
@@ -200,6 +242,8 @@ class Ingestor:
         signatures: Literal["required", "optional"] = "optional",
         replay_after_s: float = 3600.0,
         command_results: Callable[[CommandResult], bool] | None = None,
+        max_group: int = 100,
+        max_group_bytes: int = 1024 * 1024,
     ) -> None:
         self.settings = mqtt_settings
         # where command results go (CommandService.record: the ledger the API reads); without one, a ledger of
@@ -221,6 +265,12 @@ class Ingestor:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._duplicate_memory = duplicate_memory
+        # a group is bounded by what has arrived (never waited for), by count and by payload bytes; the broker's
+        # in-flight window (max_inflight_messages) bounds it too, since nothing of a group is acked before its end
+        self._max_group = max_group
+        self._max_group_bytes = max_group_bytes
+        # writes a group's readings while the worker checks the next group (replaced at each start)
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinkwatch-store")
         self._counters = IngestCounters()
         self._counter_lock = threading.Lock()
         self._queue: queue.Queue[_Delivery] = queue.Queue()
@@ -259,6 +309,7 @@ class Ingestor:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stop.clear()
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinkwatch-store")
         self._worker = threading.Thread(target=self._work, name="sinkwatch-ingest", daemon=True)
         self._worker.start()
         properties = Properties(PacketTypes.CONNECT)
@@ -275,6 +326,7 @@ class Ingestor:
         if self._worker is not None:
             self._worker.join(timeout_s)
             self._worker = None
+        self._store_thread.shutdown(wait=False, cancel_futures=True)
         self._connected = False
 
     def __enter__(self) -> Ingestor:
@@ -362,16 +414,100 @@ class Ingestor:
     # --- worker ------------------------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        # Two stages: while the store thread writes one group's readings, this thread checks the next group
+        # (the write is mostly waiting for the database, which needs no interpreter lock).
+        writing: _Group | None = None
         while not self._stop.is_set():
             try:
-                delivery = self._queue.get(timeout=self._receipts.max_delay_s)
+                first = (self._queue.get(timeout=self._receipts.max_delay_s) if writing is None
+                         else self._queue.get_nowait())
             except queue.Empty:
-                self._send_receipts()
+                if writing is not None:
+                    if not self._complete(writing):
+                        return
+                    writing = None
+                else:
+                    self._send_receipts()
                 continue
-            if self.handle_with_retry(delivery.topic, delivery.payload, delivery.envelope):
-                self._ack(delivery)
+            # whatever else has arrived meanwhile goes with it: one store request for the readings of all of them
+            deliveries, size = [first], len(first.payload)
+            while len(deliveries) < self._max_group and size < self._max_group_bytes:
+                try:
+                    delivery = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                deliveries.append(delivery)
+                size += len(delivery.payload)
+            done, writing = self._advance(deliveries, writing)
+            if not done:
+                return
             if self._receipts.due(self._queue.empty()):
                 self._send_receipts()
+
+    def _process(self, deliveries: list[_Delivery]) -> bool:
+        """Handle deliveries as one group, synchronously: True when all are done (stored or dead-lettered) and
+        acked, False when stopping mid-outage (then nothing of the group is acked: the broker redelivers it)."""
+        done, group = self._advance(deliveries, None)
+        return done and (group is None or self._complete(group))
+
+    def _advance(self, deliveries: list[_Delivery], writing: _Group | None) -> tuple[bool, _Group | None]:
+        """Check `deliveries` in order while `writing` is being written, complete `writing`, then start writing the
+        readings of `deliveries` as one group and return it. (False, None) when stopping mid-outage."""
+        group = _Group()
+        chains: dict[tuple[str, str], str] = {}  # (site, station) -> digest of the group's last signed batch
+        for delivery in deliveries:
+            while True:
+                done, batch = self._retrying(delivery.topic, partial(
+                    self._prepare, delivery.topic, delivery.payload, delivery.envelope, chains))
+                if not done:
+                    return False, None
+                if batch is not _FLUSH_FIRST:
+                    break
+                # a signed batch that does not follow the group's last one of its chain is placed only after
+                # everything before it is stored, as if it had come alone (gateway/central/chain.py)
+                if writing is not None and not self._complete(writing):
+                    return False, None
+                writing = None
+                self._start_writing(group)
+                if not self._complete(group):
+                    return False, None
+                group, chains = _Group(), {}
+            group.deliveries.append(delivery)
+            if isinstance(batch, _PreparedBatch):
+                group.prepared.append(batch)
+        if writing is not None and not self._complete(writing):
+            return False, None
+        self._start_writing(group)
+        return True, group
+
+    def _start_writing(self, group: _Group) -> None:
+        if group.prepared:
+            requests = [(p.points, p.ledger) for p in group.prepared]
+            group.writing = self._store_thread.submit(self.store.write_many, requests)
+
+    def _complete(self, group: _Group) -> bool:
+        """Wait for the group's write (repeated through a storage outage), finish its batches (set-asides, chain,
+        receipts, counters) and ack all its deliveries in the order they arrived, as MQTT asks of PUBACKs."""
+        if group.prepared:
+            assert group.writing is not None
+            requests = [(p.points, p.ledger) for p in group.prepared]
+            first_try: Future[list[WriteOutcome]] | None = group.writing
+
+            def write() -> list[WriteOutcome]:
+                nonlocal first_try
+                if first_try is not None:
+                    attempt, first_try = first_try, None
+                    return attempt.result()  # its exception, if any, counts as this step's first failure
+                return self.store.write_many(requests)
+
+            done, outcomes = self._retrying("readings", write)
+            if not done or outcomes is None:
+                return False
+            if not self._retrying("readings", partial(self._finish_readings, group.prepared, outcomes))[0]:
+                return False
+        for delivery in group.deliveries:
+            self._ack(delivery)
+        return True
 
     def _send_receipts(self) -> None:
         """Publish what the store confirmed since the last receipts (worker thread; paho's publish only queues)."""
@@ -398,14 +534,25 @@ class Ingestor:
         if delivery.generation == self._generation and self._connected:
             self._client.ack(delivery.mid, delivery.qos)
 
+    def handle_group(self, messages: Sequence[tuple[str, bytes, str | None]]) -> bool:
+        """Process (topic, payload, envelope) messages as the worker processes what arrived together: in order, the
+        readings of all of them in one store request, storage outages waited out. True when all are done."""
+        return self._process([_Delivery(self._generation, topic, payload, 0, 1, envelope)
+                              for topic, payload, envelope in messages])
+
     def handle_with_retry(self, topic: str, payload: bytes, envelope: str | None = None) -> bool:
         """Process one message; True when done (stored or dead-lettered), False when stopping mid-outage."""
+        return self._retrying(topic, lambda: self.handle(topic, payload, envelope))[0]
+
+    def _retrying(self, topic: str, step: Callable[[], _R]) -> tuple[bool, _R | None]:
+        """Run `step` until it returns, waiting out storage outages with capped backoff: (True, its result), or
+        (False, None) when stopping mid-outage."""
         delay = self._retry_initial_s
         outage_started: float | None = None
         while True:
             try:
                 try:
-                    self.handle(topic, payload, envelope)
+                    result = step()
                 except StoreUnavailable:
                     raise
                 except Exception as exc:
@@ -424,20 +571,28 @@ class Ingestor:
                     outage_started = time.monotonic()
                 self._count("storage_retries")
                 if self._stop.wait(delay):
-                    return False
+                    return False, None
                 delay = min(delay * 2, self._retry_max_s)
                 continue
             if not self._storage_available:
                 self._storage_available = True
                 down_for = time.monotonic() - outage_started if outage_started is not None else 0.0
                 log.warning("storage back after %.1f s", down_for)
-            return True
+            return True, result
 
     def handle(self, topic: str, payload: bytes, envelope: str | None = None) -> None:
         """Process one message synchronously: verify its signature (`envelope`, the `sinkwatch-sig` user property),
         store it, update status, or dead-letter it.
 
         Raises StoreUnavailable when the store is down (the caller retries); everything else is final."""
+        batch = self._prepare(topic, payload, envelope)
+        if isinstance(batch, _PreparedBatch):
+            self._store_readings([batch])
+
+    def _prepare(self, topic: str, payload: bytes, envelope: str | None = None,
+                 chains: dict[tuple[str, str], str] | None = None) -> _PreparedBatch | _FlushFirst | None:
+        """Everything of `handle` but storing a readings batch: that is returned, to be stored with its group
+        (`_store_readings`). `chains`: the group's signed readings batches so far (see `_process`)."""
         try:
             try:
                 site, station, kind = parse_topic(topic)
@@ -452,8 +607,8 @@ class Ingestor:
                 item = self.verifier.verify(site, station, kind, topic, payload, envelope, time.time_ns())
                 self._count("signed_items" if item is not None else "unsigned_items")
             if kind == "readings":
-                self._handle_readings(site, station, payload, item)
-            elif kind == "status":
+                return self._prepare_readings(site, station, payload, item, chains)
+            if kind == "status":
                 self._handle_status(site, station, payload)
             elif kind == "fluxes":
                 self._handle_fluxes(site, station, payload, item)
@@ -470,6 +625,7 @@ class Ingestor:
         except Malformed as exc:
             self._dead_letter(topic, payload, exc.reason, exc.problem)
             self._note_dead_lettered(topic, payload)
+        return None
 
     def _untrusted(self, topic: str, payload: bytes, exc: Untrusted) -> None:
         """Dead-letter an item that is not provably its station's, count it and raise the alarm; no receipt."""
@@ -517,80 +673,116 @@ class Ingestor:
         if kind in CHANNELS and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
             self._receipts.add(site, station, kind, seq, dead_lettered=True)
 
-    def _handle_readings(self, site: str, station: str, payload: bytes, item: VerifiedItem | None = None) -> None:
+    def _prepare_readings(self, site: str, station: str, payload: bytes, item: VerifiedItem | None,
+                          chains: dict[tuple[str, str], str] | None) -> _PreparedBatch | _FlushFirst:
         batch = parse_batch(site, station, payload)
         self._check_seq(item, batch.seq)
+        if item is not None and chains is not None:
+            last = chains.get((site, station))
+            if last is not None and item.signed.envelope.link.prev_digest != last:
+                return _FLUSH_FIRST
         new_item = self._place(item)
         ledger = None
         if item is not None and new_item:
             times = [to_ns(r.time) for r in batch.readings if storable_time(r.time)]
             ledger = item.ledger(payload, data_start=min(times, default=None), data_end=max(times, default=None))
+            # the group's next batch of this chain follows this one (it is stored with it, or the group is not)
+            self.chain.stored(item)
+            if chains is not None:
+                chains[(site, station)] = item.digest
         duplicate = self._seen(batch)
+        self._remember(batch)
         now = utc_now()
-        set_aside: dict[str, list[dict[str, Any]]] = {}
-        acceptable: list[StoredReading] = []
-        index_of: dict[int, int] = {}  # id(StoredReading) -> index in the batch
+        latest = now + PLAUSIBLE_AHEAD
+        prepared = _PreparedBatch(topic=readings_topic(site, station), batch=batch, item=item, ledger=ledger,
+                                  duplicate=duplicate)
+        points, index_of = prepared.points, prepared.index_of
         for index, reading in enumerate(batch.readings):
-            problem = implausible_time(reading.time, now)
-            if problem is not None:
-                set_aside.setdefault("implausible_time", []).append(
-                    {"index": index, "problem": problem, "reading": _reading_json(reading)})
-                continue
-            point = StoredReading(site=batch.site, reading=reading)
+            if not PLAUSIBLE_FROM <= reading.time <= latest:  # what implausible_time says, without a call each
+                problem = implausible_time(reading.time, now)
+                if problem is not None:
+                    prepared.set_aside.setdefault("implausible_time", []).append(
+                        {"index": index, "problem": problem, "reading": _reading_json(reading)})
+                    continue
+            point = StoredReading(batch.site, reading)
             index_of[id(point)] = index
-            acceptable.append(point)
-        outcome = self.store.write(acceptable, ledger=ledger)
-        for conflict in outcome.conflicts:
-            set_aside.setdefault("conflict", []).append({
-                "index": index_of.get(id(conflict.incoming)),
-                "problem": "the store holds another reading with this identity (site, station, sensor, variable, "
-                           "time); the stored one is kept",
-                "reading": _reading_json(conflict.incoming.reading),
-                "stored": _reading_json(conflict.stored.reading),
-            })
-        for refused in outcome.rejected:
-            set_aside.setdefault("rejected_by_store", []).append({
-                "index": index_of.get(id(refused.reading)), "problem": refused.reason,
-                "reading": _reading_json(refused.reading.reading),
-            })
-        if set_aside:
-            self._set_aside(readings_topic(site, station), batch, set_aside)
-            if ledger is not None:
+            points.append(point)
+        return prepared
+
+    def _store_readings(self, group: list[_PreparedBatch]) -> None:
+        """Store the readings of a group of batches in one `write_many`, then `_finish_readings`. Raises
+        StoreUnavailable (the caller repeats it: the store's writes are idempotent)."""
+        self._finish_readings(group, self.store.write_many([(p.points, p.ledger) for p in group]))
+
+    def _finish_readings(self, group: list[_PreparedBatch], outcomes: list[WriteOutcome]) -> None:
+        """After the store took a group's readings: set aside what it did not store (dead letters, one fsync),
+        confirm every batch in the next receipt, count. Raises StoreUnavailable when the dead letters cannot be
+        written (then the write is repeated: a duplicate the second time)."""
+        records: list[dict[str, Any]] = []
+        noted: list[tuple[_PreparedBatch, dict[str, list[dict[str, Any]]]]] = []
+        for prepared, outcome in zip(group, outcomes, strict=True):
+            set_aside = {reason: list(entries) for reason, entries in prepared.set_aside.items()}
+            for conflict in outcome.conflicts:
+                set_aside.setdefault("conflict", []).append({
+                    "index": prepared.index_of.get(id(conflict.incoming)),
+                    "problem": "the store holds another reading with this identity (site, station, sensor, "
+                               "variable, time); the stored one is kept",
+                    "reading": _reading_json(conflict.incoming.reading),
+                    "stored": _reading_json(conflict.stored.reading),
+                })
+            for refused in outcome.rejected:
+                set_aside.setdefault("rejected_by_store", []).append({
+                    "index": prepared.index_of.get(id(refused.reading)), "problem": refused.reason,
+                    "reading": _reading_json(refused.reading.reading),
+                })
+            if set_aside:
+                records.extend(self._set_aside_records(prepared.topic, prepared.batch, set_aside))
+                noted.append((prepared, set_aside))
+        if records:
+            self._append_dead_letters(records)  # one fsync for the group
+            self._count_set_aside(records)
+        for prepared, set_aside in noted:
+            if prepared.ledger is not None:
                 indices = {int(e["index"]): reason for reason, entries in set_aside.items() for e in entries
                            if e.get("index") is not None}
-                self.store.note_set_aside(ledger, set_aside_json(indices))
-        if item is not None:
-            self.chain.stored(item)
-        self._remember(batch)
-        self._note_stored(site, station, "readings", batch.seq)
-        with self._counter_lock:
-            self._counters.batches_stored += 1
-            self._counters.readings_stored += outcome.written
-            self._counters.duplicate_readings += outcome.duplicates
-            if duplicate:
-                self._counters.duplicate_batches += 1
+                self.store.note_set_aside(prepared.ledger, set_aside_json(indices))
+        for prepared, outcome in zip(group, outcomes, strict=True):
+            if prepared.item is not None:
+                self.chain.stored(prepared.item)
+            self._note_stored(prepared.batch.site, prepared.batch.station, "readings", prepared.batch.seq)
+            with self._counter_lock:
+                self._counters.batches_stored += 1
+                self._counters.readings_stored += outcome.written
+                self._counters.duplicate_readings += outcome.duplicates
+                if prepared.duplicate:
+                    self._counters.duplicate_batches += 1
 
-    def _set_aside(self, topic: str, batch: ReadingBatch, by_reason: dict[str, list[dict[str, Any]]]) -> None:
-        """Dead-letter the readings of `batch` that were not stored, one record per reason, with the batch."""
+    @staticmethod
+    def _set_aside_records(topic: str, batch: ReadingBatch,
+                           by_reason: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The dead letters of the readings of `batch` that were not stored, one record per reason, with the batch."""
         context = {"site": batch.site, "station": batch.station, "seq": batch.seq, "sent": format_time(batch.sent),
                    "readings": len(batch.readings)}
         received = format_time(utc_now())
-        records = [
+        return [
             {"received": received, "topic": topic, "reason": reason,
              "problem": f"{len(entries)} of {len(batch.readings)} readings of batch {batch.seq} not stored: "
                         f"{entries[0]['problem']}" + (" (and others)" if len(entries) > 1 else ""),
              "batch": context, "set_aside": entries}
             for reason, entries in sorted(by_reason.items())
         ]
-        self._append_dead_letters(records)
+
+    def _count_set_aside(self, records: list[dict[str, Any]]) -> None:
         with self._counter_lock:
-            for reason, entries in by_reason.items():
+            for record in records:
+                reason = str(record["reason"])
                 self._counters.readings_set_aside[reason] = (
-                    self._counters.readings_set_aside.get(reason, 0) + len(entries))
+                    self._counters.readings_set_aside.get(reason, 0) + len(record["set_aside"]))
             self._counters.dead_lettered += len(records)
         for record in records:
-            self._log_limited(logging.WARNING, (batch.site, batch.station, str(record["reason"])),
-                              f"station {batch.site}/{batch.station}: {record['problem']}; kept in "
+            batch = record["batch"]
+            self._log_limited(logging.WARNING, (batch["site"], batch["station"], str(record["reason"])),
+                              f"station {batch['site']}/{batch['station']}: {record['problem']}; kept in "
                               f"{self.dead_letter_path}")
 
     def _handle_fluxes(self, site: str, station: str, payload: bytes, item: VerifiedItem | None = None) -> None:

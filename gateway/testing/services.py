@@ -215,6 +215,11 @@ class InfluxInstance:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The influxd process id while it runs (benchmarks read its CPU time from /proc)."""
+        return self._process.pid if self.running and self._process is not None else None
+
     def write_config(self) -> None:
         base = self.base_dir
         https = "" if self.https is None else (f'  https-enabled = true\n  https-certificate = "{self.https[0]}"\n'

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import pytest
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.store import SqliteStore
+from gateway.central.store.base import WriteOutcome, WriteRequest
 from gateway.contract import ReadingBatch, readings_topic
 from gateway.edge.signer import ChainSigner
 from gateway.trust.keys import KeyRegistry, generate_key
@@ -173,3 +174,49 @@ def test_untrusted_and_chain_counters_are_served_by_the_health_route(store: Sqli
     assert counters["untrusted"] == {"bad_signature": 1, "unsigned": 1}
     assert counters["chain_events"] == {"chain_start": 1, "gap": 1}
     assert (counters["signed_items"], counters["batches_stored"]) == (2, 2)  # verified ones only
+
+
+class CountingStore(SqliteStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.requests: list[int] = []  # batches per write_many
+
+    def write_many(self, batches: Sequence[WriteRequest]) -> list[WriteOutcome]:
+        self.requests.append(len(batches))
+        return super().write_many(batches)
+
+
+def test_a_group_of_signed_batches_goes_in_one_write_and_chains_as_if_one_by_one(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "count.sqlite")
+    ingestor = make_ingestor(store, tmp_path)
+    first, second = station(tmp_path, "st1"), station(tmp_path, "st2")
+    items = [(readings_topic("site1", "st1"), *item(first, 0, [1.0])),
+             (readings_topic("site1", "st2"), *item(second, 0, [2.0], "st2")),
+             (readings_topic("site1", "st1"), *item(first, 1, [3.0])),
+             (readings_topic("site1", "st1"), *item(first, 2, [4.0])),
+             (readings_topic("site1", "st2"), *item(second, 1, [5.0], "st2"))]
+
+    assert ingestor.handle_group(items) is True
+
+    assert store.requests == [5]
+    assert [i.seq for i in store.ledger_items("st1", 0, 2**62)] == [0, 1, 2]
+    assert [(e.station, e.kind) for s in ("st1", "st2") for e in store.chain_events(s, 0, 2**62)] == [
+        ("st1", "chain_start"), ("st2", "chain_start")]
+    assert ingestor.counters()["readings_stored"] == 5
+    store.close()
+
+
+def test_a_batch_out_of_order_in_a_group_is_placed_after_the_batches_before_it(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "count.sqlite")
+    ingestor = make_ingestor(store, tmp_path)
+    signer = station(tmp_path, "st1")
+    items = [item(signer, seq, [float(seq)]) for seq in range(3)]
+
+    assert ingestor.handle_group([(TOPIC, *items[index]) for index in (0, 2, 1)]) is True
+
+    # the same events as one by one (test_reordered_batches_are_events_not_alarms), in three writes
+    kinds = sorted((e.kind, e.seq) for e in store.chain_events("st1", 0, 2**62))
+    assert kinds == [("chain_start", 0), ("gap", 2), ("reorder", 1)]
+    assert store.requests == [1, 1, 1]
+    assert len(store.ledger_items("st1", 0, 2**62)) == 3
+    store.close()

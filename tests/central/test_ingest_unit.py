@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -13,9 +14,8 @@ import pytest
 
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor, parse_batch
-from gateway.central.store import SqliteStore, StoredReading, StoreUnavailable
-from gateway.central.store.base import RejectedReading, WriteOutcome
-from gateway.central.store.ledger import LedgerItem
+from gateway.central.store import SqliteStore, StoreUnavailable
+from gateway.central.store.base import RejectedReading, WriteOutcome, WriteRequest
 from gateway.contract import StationState, StationStatus, readings_topic, status_topic
 from gateway.model import QualityFlag, utc_now
 
@@ -128,11 +128,11 @@ class FlakyStore(SqliteStore):
         self.failures = failures
         self.attempts = 0
 
-    def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
+    def write_many(self, batches: Sequence[WriteRequest]) -> list[WriteOutcome]:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise StoreUnavailable("database restarting")
-        return super().write(batch_points, ledger=ledger)
+        return super().write_many(batches)
 
 
 def test_store_outage_is_retried_with_backoff_and_logged_once_each_way(
@@ -162,11 +162,11 @@ class SurprisingStore(SqliteStore):
         super().__init__(path)
         self.failures = failures
 
-    def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
+    def write_many(self, batches: Sequence[WriteRequest]) -> list[WriteOutcome]:
         if self.failures:
             self.failures -= 1
             raise KeyError("results")
-        return super().write(batch_points, ledger=ledger)
+        return super().write_many(batches)
 
 
 def test_an_unexpected_error_is_retried_not_fatal_and_not_acked_early(
@@ -204,11 +204,12 @@ def test_stopping_during_an_outage_leaves_the_message_unacknowledged(tmp_path: P
 class RejectingStore(SqliteStore):
     """A database that refuses readings carrying a qc_reason (as InfluxDB does after a field type conflict)."""
 
-    def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
-        refused = [item for item in batch_points if item.reading.qc_reason]
-        outcome = super().write([item for item in batch_points if not item.reading.qc_reason], ledger=ledger)
-        return replace(outcome, rejected=tuple(RejectedReading(item, "field type conflict on qc_reason")
-                                               for item in refused))
+    def write_many(self, batches: Sequence[WriteRequest]) -> list[WriteOutcome]:
+        outcomes = super().write_many([([item for item in points if not item.reading.qc_reason], ledger)
+                                       for points, ledger in batches])
+        return [replace(outcome, rejected=tuple(RejectedReading(item, "field type conflict on qc_reason")
+                                                for item in points if item.reading.qc_reason))
+                for outcome, (points, _) in zip(outcomes, batches, strict=True)]
 
 
 def test_only_the_readings_the_store_rejects_are_dead_lettered_with_their_batch(tmp_path: Path) -> None:
@@ -285,3 +286,32 @@ def test_malformed_message_is_not_acked_while_its_dead_letter_cannot_be_written(
     # nothing counted as dead-lettered: the message stays with the broker (handle_with_retry does not ack it)
     assert ingestor.counters()["dead_lettered"] == 0
     assert ingestor.counters()["malformed"] == {}
+
+
+def test_a_group_is_stored_in_one_write_with_each_batch_confirmed_and_set_aside_on_its_own(tmp_path: Path) -> None:
+    store = FlakyStore(tmp_path / "group.sqlite", failures=2)  # the group's write waits out a short outage
+    ingestor = Ingestor(MqttSettings(port=1), store, tmp_path / "data", retry_initial_s=0.01, retry_max_s=0.02)
+    first = series("st1", [1.0, 2.0])
+    other = series("st2", [7.0])
+    changed = [reading(time=first[1].time, value=20.0), reading(time=T0 + HOUR / 2, value=3.0)]
+    group = [(readings_topic("site1", "st1"), batch("site1", "st1", 1, first).model_dump_json().encode(), None),
+             (readings_topic("site1", "st2"), batch("site1", "st2", 1, other).model_dump_json().encode(), None),
+             (readings_topic("site1", "st1"), b"{not json", None),
+             (readings_topic("site1", "st1"), batch("site1", "st1", 1, first).model_dump_json().encode(), None),
+             (readings_topic("site1", "st1"), batch("site1", "st1", 2, changed).model_dump_json().encode(), None)]
+
+    assert ingestor.handle_group(group) is True
+
+    assert store.attempts == 3  # one write for the whole group, tried three times
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0, 3.0]
+    assert [p.value for p in store.query_series("st2", "CO2", T0, T0 + HOUR)] == [7.0]
+    counters = ingestor.counters()
+    assert (counters["batches_stored"], counters["readings_stored"], counters["duplicate_readings"],
+            counters["duplicate_batches"], counters["readings_set_aside"], counters["malformed"]) == (
+        4, 4, 2, 1, {"conflict": 1}, {"not_json": 1})
+    [bad, conflict] = dead_letters(ingestor)
+    assert bad["reason"] == "not_json"
+    assert (conflict["reason"], conflict["batch"]["seq"], conflict["set_aside"][0]["index"]) == ("conflict", 2, 0)
+    receipts = {(r.station, r.channel): r.stored for r in ingestor._receipts.take()}
+    assert receipts == {("st1", "readings"): [(1, 2)], ("st2", "readings"): [(1, 1)]}
+    store.close()

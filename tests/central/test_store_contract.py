@@ -52,7 +52,8 @@ def open_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     if backend == "sqlite":
         return SqliteStore(tmp_path / "readings.sqlite")
     influxd = request.getfixturevalue("influxd")
-    return InfluxStore(influxd.url, database="contract")
+    # every writer of one database on this host shares the write guard, as the central service's processes do
+    return InfluxStore(influxd.url, database="contract", write_guard=tmp_path / "write-guard")
 
 
 @pytest.fixture
@@ -136,6 +137,72 @@ def test_a_batch_repeating_an_identity_keeps_the_first_and_reports_the_second(st
     assert (outcome.written, outcome.duplicates, len(outcome.conflicts)) == (1, 1, 1)
     assert outcome.conflicts[0].incoming.reading == second
     assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0]
+
+
+def test_write_many_classifies_across_batches_and_reports_each_batch(store: Store) -> None:
+    first = series("st1", [1.0, 2.0])
+    # a redelivery of one reading, another reading under a held identity, a new one
+    second = [first[1], reading(time=first[0].time, value=9.0), reading(time=T0 + HOUR / 2, value=3.0)]
+
+    outcomes = store.write_many([(stored("site1", first), None), (stored("site1", second), None)])
+
+    assert [(o.written, o.duplicates, len(o.conflicts)) for o in outcomes] == [(2, 0, 0), (1, 1, 1)]
+    assert outcomes[1].conflicts[0].stored.reading.value == 1.0
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0, 3.0]
+
+
+def test_the_first_write_of_several_stations_into_an_empty_store(store: Store) -> None:
+    # InfluxDB answers a request of several statements on a database that does not exist yet with one error
+    outcomes = store.write_many([(stored("site1", series(f"st{i}", [float(i)])), None) for i in range(3)])
+
+    assert [o.written for o in outcomes] == [1, 1, 1]
+    assert [p.value for p in store.query_series("st2", "CO2", T0, T0 + HOUR)] == [2.0]
+
+
+def test_readings_older_than_the_newest_stored_are_still_checked(store: Store) -> None:
+    # a later batch stored before an earlier one (several ingest workers, a resend after a lost receipt)
+    late = series("st1", [5.0, 6.0], start=T0 + timedelta(minutes=5))
+    store.write(stored("site1", late))
+    early = series("st1", [1.0, 2.0])
+
+    outcome = store.write(stored("site1", [*early, reading(time=late[0].time, value=50.0), late[1]]))
+
+    assert (outcome.written, outcome.duplicates, len(outcome.conflicts)) == (2, 1, 1)
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0, 5.0, 6.0]
+
+
+def test_a_second_writer_of_the_database_never_overwrites_what_the_first_wrote(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, store: Store
+) -> None:
+    # two ingest workers: the second knows the station from an earlier reading, the first then stores a newer one;
+    # a different reading of that newer instant reaching the second must not overwrite it
+    second = open_store(backend, request, tmp_path)
+    try:
+        second.write(stored("site1", [reading(time=T0, value=1.0)]))
+        store.write(stored("site1", [reading(time=T0 + timedelta(seconds=10), value=2.0)]))
+
+        outcome = second.write(stored("site1", [reading(time=T0 + timedelta(seconds=10), value=99.0)]))
+
+        assert (outcome.written, len(outcome.conflicts)) == (0, 1)
+        assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0]
+    finally:
+        second.close()
+
+
+def test_write_once_holds_for_a_writer_started_after_the_data_were_stored(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, store: Store
+) -> None:
+    store.write(stored("site1", series("st1", [1.0, 2.0])))
+    store.close()
+    restarted = open_store(backend, request, tmp_path)
+    try:
+        outcome = restarted.write(stored("site1", [reading(time=T0 + timedelta(seconds=10), value=20.0),
+                                                   reading(time=T0 + timedelta(seconds=20), value=3.0)]))
+
+        assert (outcome.written, len(outcome.conflicts)) == (1, 1)
+        assert [p.value for p in restarted.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0, 3.0]
+    finally:
+        restarted.close()
 
 
 def test_the_site_is_part_of_the_identity(store: Store) -> None:

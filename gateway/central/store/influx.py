@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import ssl
 import threading
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -68,6 +68,7 @@ from gateway.central.store.base import (
     StoreRejected,
     StoreUnavailable,
     WriteOutcome,
+    WriteRequest,
     check_window,
     every_ns,
     from_ns,
@@ -82,6 +83,8 @@ from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_lin
 from gateway.central.store.influx_products import InfluxProductsMixin
 from gateway.central.store.influx_provenance import InfluxProvenanceMixin
 from gateway.central.store.ledger import LedgerItem
+from gateway.central.store.lineprotocol import ReadingLines
+from gateway.central.store.writeguard import NOTHING, Marks, WriteGuard
 from gateway.contract import FluxRecord, is_integer_variable
 from gateway.model import QualityFlag, Reading, TimeSource
 from gateway.tls import HandshakeWatch, classify, client_context
@@ -94,6 +97,10 @@ _FLUX_TAGS = ("site", "station", "engine_version", "settings_hash")
 # Times of one batch further apart than this are looked up in separate queries, so a batch that mixes an old
 # reading with new ones never reads everything in between.
 _HELD_QUERY_GAP_NS = 600 * 1_000_000_000
+# Statements sent in one /query request (a look-up per station and cluster of times, a mark per station).
+_STATEMENTS_PER_QUERY = 200
+# Lines per /write request when several batches go together; a batch is never split (its ledger item goes with it).
+_LINES_PER_REQUEST = 10_000
 _INFLUXQL_AGGREGATES: dict[str, str] = {
     "mean": "mean(value)",
     "min": "min(value)",
@@ -108,25 +115,12 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_READING_LINES = ReadingLines()
+
+
 def reading_to_line(item: StoredReading) -> str:
-    r = item.reading
-    point = (
-        Point(MEASUREMENT)
-        .tag("site", item.site)
-        .tag("station", r.station)
-        .tag("sensor", r.sensor)
-        .tag("variable", r.variable)
-        .tag("unit", r.unit)
-        .tag("time_source", r.time_source.value)
-        .field("qc", int(r.qc))
-        .field("clock_synced", r.clock_synced)
-        .time(to_ns(r.time), WritePrecision.NS)
-    )
-    if r.value is not None and math.isfinite(r.value):
-        point.field("value", float(r.value))
-    if r.qc_reason:
-        point.field("qc_reason", r.qc_reason)
-    return point.to_line_protocol()
+    """One reading as a line of line protocol (`lineprotocol`)."""
+    return _READING_LINES.line(item)
 
 
 def flux_to_line(record: FluxRecord) -> str:
@@ -220,8 +214,14 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         timeout_s: float = 10.0,
         ping_timeout_s: float = 1.0,
         ca_file: Path | None = None,
+        write_guard: WriteGuard | Path | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        # who may decide that a reading is new (`writeguard`): a file shared by the writers of this host, or this
+        # process alone
+        self._own_guard = not isinstance(write_guard, WriteGuard)
+        self._guard = write_guard if isinstance(write_guard, WriteGuard) else WriteGuard(write_guard)
+        self._lines = ReadingLines()
         # /ping is answered by InfluxDB without touching data: a second without an answer means it is stuck, and
         # health checks must not wait out a write's timeout to say so
         self.ping_timeout_s = min(ping_timeout_s, timeout_s)
@@ -258,30 +258,102 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
     # --- writing -----------------------------------------------------------------------------------------------
 
     def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
-        if not batch_points:
-            if ledger is not None:
-                self.write_ledger([ledger])
-            return WriteOutcome()
-        classifier = ReadingClassifier(self._held(batch_points))
-        for item in batch_points:
-            classifier.add(item)
-        rejected: list[RejectedReading] = []
-        tail = [ledger_to_line(ledger)] if ledger is not None else []
-        if classifier.new:
-            # the ledger item in the same request as its readings; a refused reading falls back to halves
+        return self.write_many([(batch_points, ledger)])[0]
+
+    def write_many(self, batches: Sequence[WriteRequest]) -> list[WriteOutcome]:
+        """Every batch's new readings (and its ledger item) in as few requests as fit, each batch whole in one.
+
+        Under the write guard's lock of the batches' stations: readings stamped after their station's mark are new
+        without a query; the others are looked up, all in one request (`_held`); the marks are raised to the
+        newest reading about to be written before anything is sent (`writeguard`)."""
+        identities = [[reading_identity(item) for item in points] for points, _ in batches]
+        stations = {key[:2] for keys in identities for key in keys}
+        with self._guard.hold(stations) as marks:
+            known = self._marks(marks, stations)
+            unsure = [item for (points, _), keys in zip(batches, identities, strict=True)
+                      for item, key in zip(points, keys, strict=True) if key[4] <= known[key[:2]]]
+            held = self._held(unsure) if unsure else {}
+            classifiers = []
+            newest = dict(known)
+            times: dict[int, int] = {}  # id(item) -> time in ns, for the lines
+            for (points, _), keys in zip(batches, identities, strict=True):
+                classifier = ReadingClassifier(held)  # one dict: an identity an earlier batch took counts as held
+                for item, key in zip(points, keys, strict=True):
+                    if classifier.add(item, key):
+                        times[id(item)] = key[4]
+                        if key[4] > newest[key[:2]]:
+                            newest[key[:2]] = key[4]
+                classifiers.append(classifier)
+            for station, time_ns in newest.items():
+                if time_ns > known[station]:
+                    marks.set(*station, time_ns)
+            rejected = self._write_new([(c.new, ledger) for c, (_, ledger) in zip(classifiers, batches, strict=True)],
+                                       times)
+        return [classifier.outcome(rejected.get(index)) for index, classifier in enumerate(classifiers)]
+
+    def _marks(self, marks: Marks, stations: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Each held station's mark; the unknown ones learned from the database, in one request."""
+        known: dict[tuple[str, str], int] = {}
+        unknown = []
+        for key in stations:
+            mark = marks.get(*key)
+            if mark is None:
+                unknown.append(key)
+            else:
+                known[key] = mark
+        for chunk in _chunks(sorted(unknown), _STATEMENTS_PER_QUERY):
+            statements, params = [], {}
+            for i, (site, station) in enumerate(chunk):
+                # qc is on every point (value is not); last() across the station's series is its newest reading
+                statements.append(f"SELECT last(qc) FROM {self._source()} WHERE site = $site{i} AND "
+                                  f"station = $station{i}")
+                params[f"site{i}"], params[f"station{i}"] = site, station
+            for key, found in zip(chunk, self._query_checked(statements, params), strict=True):
+                latest = max((int(row[0]) for series in found for row in series.get("values") or []),
+                             default=NOTHING)
+                marks.set(*key, latest)
+                known[key] = latest
+        return known
+
+    def _write_new(self, batches: list[WriteRequest], times: dict[int, int]) -> dict[int, list[RejectedReading]]:
+        """POST the batches' lines, whole batches per request up to `_LINES_PER_REQUEST` lines. A request InfluxDB
+        refuses is written again batch by batch, in halves until each refused reading is isolated (rewriting the
+        points it did take is harmless: same identity, same content). Returns the refused readings by batch."""
+        rejected: dict[int, list[RejectedReading]] = {}
+        chunk: list[tuple[int, list[str]]] = []  # batch index, its reading lines and ledger line
+        lines = 0
+
+        def flush() -> None:
+            if not chunk:
+                return
             try:
-                self._write_body("\n".join([*(reading_to_line(item) for item in classifier.new), *tail]))
+                self._write_body("\n".join(line for _, batch_lines in chunk for line in batch_lines))
             except StoreRejected:
-                self._write_isolating_rejects(classifier.new, rejected)
-                if tail:
-                    self._write_body(tail[0])
-        elif tail:
-            self._write_body(tail[0])
-        return classifier.outcome(rejected)
+                for index, _ in chunk:
+                    points, ledger = batches[index]
+                    if points:
+                        self._write_isolating_rejects(points, rejected.setdefault(index, []))
+                    if ledger is not None:
+                        self._write_body(ledger_to_line(ledger))
+            chunk.clear()
+
+        for index, (points, ledger) in enumerate(batches):
+            if not points and ledger is None:
+                continue
+            batch_lines = [self._lines.line(item, times.get(id(item))) for item in points]
+            if ledger is not None:
+                batch_lines.append(ledger_to_line(ledger))
+            chunk.append((index, batch_lines))
+            lines += len(batch_lines)
+            if lines >= _LINES_PER_REQUEST:
+                flush()
+                lines = 0
+        flush()
+        return rejected
 
     def _write_isolating_rejects(self, items: list[StoredReading], rejected: list[RejectedReading]) -> None:
         try:
-            self._write_body("\n".join(reading_to_line(item) for item in items))
+            self._write_body(self._lines.body(items))
         except StoreRejected as exc:
             if len(items) == 1:
                 rejected.append(RejectedReading(items[0], str(exc)))
@@ -292,24 +364,24 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
             self._write_isolating_rejects(items[half:], rejected)
 
     def _held(self, items: list[StoredReading]) -> dict[ReadingIdentity, StoredReading]:
-        """What the database holds at the identities of `items`: one query per station and cluster of times."""
+        """What the database holds at the identities of `items`: one statement per station and cluster of times
+        (InfluxQL cannot OR time ranges in one), all of them in one request."""
         wanted = {reading_identity(item) for item in items}
         times: dict[tuple[str, str], list[int]] = {}
         for site, station, _sensor, _variable, time_ns in wanted:
             times.setdefault((site, station), []).append(time_ns)
+        lookups = [(site, station, first, last) for (site, station), stamps in sorted(times.items())
+                   for first, last in _clusters(sorted(stamps), _HELD_QUERY_GAP_NS)]
         held: dict[ReadingIdentity, StoredReading] = {}
-        for (site, station), stamps in times.items():
-            for first, last in _clusters(sorted(stamps), _HELD_QUERY_GAP_NS):
-                query = (f"SELECT value, qc, clock_synced, qc_reason FROM {self._source()} WHERE site = $site "
-                         f"AND station = $station AND time >= {int(first)} AND time <= {int(last)} GROUP BY *")
-                try:
-                    found = self._query(query, {"site": site, "station": station})
-                except StoreUnavailable:
-                    raise
-                except StoreError as exc:
-                    # e.g. "query engine shutdown" while influxd stops: nothing is written without this answer
-                    raise StoreUnavailable(f"InfluxDB at {self.url} could not say what it holds ({exc}); "
-                                           "will retry") from exc
+        for chunk in _chunks(lookups, _STATEMENTS_PER_QUERY):
+            statements, params = [], {}
+            for i, (site, station, first, last) in enumerate(chunk):
+                statements.append(f"SELECT value, qc, clock_synced, qc_reason FROM {self._source()} WHERE "
+                                  f"site = $site{i} AND station = $station{i} AND time >= {int(first)} AND "
+                                  f"time <= {int(last)} GROUP BY *")
+                params[f"site{i}"], params[f"station{i}"] = site, station
+            answers = self._query_checked(statements, params)
+            for (site, station, _first, _last), found in zip(chunk, answers, strict=True):
                 for series in found:
                     tags = series.get("tags") or {}
                     columns = series["columns"]
@@ -320,6 +392,16 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
                         if key in wanted:
                             held[key] = _held_reading(site, station, tags, item)
         return held
+
+    def _query_checked(self, statements: list[str], params: dict[str, str]) -> list[list[dict[str, Any]]]:
+        """Statements whose answer decides a write: any failure means nothing may be written yet."""
+        try:
+            return self._query_many(statements, params)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            # e.g. "query engine shutdown" while influxd stops: nothing is written without this answer
+            raise StoreUnavailable(f"InfluxDB at {self.url} could not say what it holds ({exc}); will retry") from exc
 
     def write_fluxes(self, records: list[FluxRecord], *, ledger: LedgerItem | None = None) -> None:
         lines = [flux_to_line(record) for record in records]
@@ -407,7 +489,11 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
 
     def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Run one InfluxQL statement; return its series (empty when the database does not exist yet)."""
-        data = {"db": self.database, "q": query, "epoch": "ns"}
+        return self._query_many([query], params)[0]
+
+    def _query_many(self, statements: list[str], params: dict[str, str] | None = None) -> list[list[dict[str, Any]]]:
+        """Run InfluxQL statements in one request; return each one's series, in order."""
+        data = {"db": self.database, "q": ";\n".join(statements), "epoch": "ns"}
         if params:
             data["params"] = json.dumps(params)
         try:
@@ -424,13 +510,22 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
             raise StoreError(f"InfluxDB at {self.url} answered a query with non-JSON ({response.status_code})") from exc
         if response.status_code != 200 or "error" in payload:
             raise StoreError(f"InfluxDB query failed: {payload.get('error', response.status_code)}")
-        result = (payload.get("results") or [{}])[0]
-        if "error" in result:
-            if str(result["error"]).startswith("database not found"):
-                return []
-            raise StoreError(f"InfluxDB query failed: {result['error']}")
-        series: list[dict[str, Any]] = result.get("series") or []
-        return series
+        results = payload.get("results") or [{}]
+        if len(results) != len(statements) and len(statements) > 1:
+            # InfluxDB stops at a statement that fails and answers the rest "not executed" in one result (as for a
+            # database that does not exist yet): ask one by one for each statement's own answer
+            return [self._query_many([statement], params)[0] for statement in statements]
+        if len(results) != len(statements):
+            raise StoreError(f"InfluxDB answered {len(results)} results to {len(statements)} statements")
+        answers: list[list[dict[str, Any]]] = []
+        for result in results:
+            if "error" in result:
+                if str(result["error"]).startswith("database not found"):
+                    answers.append([])
+                    continue
+                raise StoreError(f"InfluxDB query failed: {result['error']}")
+            answers.append(result.get("series") or [])
+        return answers
 
     def query_series(
         self,
@@ -559,9 +654,19 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
 
     def close(self) -> None:
         self._http.close()
+        if self._own_guard:
+            self._guard.close()
         if self._v2_client is not None:
             self._v2_write.close()
             self._v2_client.close()
+
+
+_T = TypeVar("_T")
+
+
+def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _clusters(stamps: list[int], gap: int) -> list[tuple[int, int]]:

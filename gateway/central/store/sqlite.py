@@ -13,6 +13,7 @@ import json
 import math
 import sqlite3
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from gateway.central.store.base import (
     FluxResultSet,
     QueryTooLarge,
     ReadingClassifier,
+    ReadingIdentity,
     RejectedReading,
     SeriesPoint,
     SeriesSource,
@@ -29,6 +31,7 @@ from gateway.central.store.base import (
     StoredReading,
     StoreUnavailable,
     WriteOutcome,
+    WriteRequest,
     check_window,
     every_ns,
     from_ns,
@@ -154,23 +157,33 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
         conn.execute("COMMIT")
 
     def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
-        classifier = ReadingClassifier({})
-        rejected: list[RejectedReading] = []
+        return self.write_many([(batch_points, ledger)])[0]
+
+    def write_many(self, batches: Sequence[WriteRequest]) -> list[WriteOutcome]:
+        """All batches in one transaction: one commit (and fsync) for the ingestor's whole group of messages."""
+        held: dict[ReadingIdentity, StoredReading] = {}  # shared: an identity an earlier batch took counts as held
+        classifiers: list[ReadingClassifier] = []
+        rejected: list[list[RejectedReading]] = []
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for item in batch_points:
-                        self._write_one(item, classifier, rejected)
-                    if ledger is not None:
-                        self._insert_ledger([ledger])
+                    for points, ledger in batches:
+                        classifier = ReadingClassifier(held)
+                        refused: list[RejectedReading] = []
+                        for item in points:
+                            self._write_one(item, classifier, refused)
+                        if ledger is not None:
+                            self._insert_ledger([ledger])
+                        classifiers.append(classifier)
+                        rejected.append(refused)
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite database {self.path} refused the write: {exc}; will retry") from exc
-        return classifier.outcome(rejected)
+        return [classifier.outcome(refused) for classifier, refused in zip(classifiers, rejected, strict=True)]
 
     def _write_one(self, item: StoredReading, classifier: ReadingClassifier, rejected: list[RejectedReading]) -> None:
         key = reading_identity(item)
