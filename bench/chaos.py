@@ -5,7 +5,7 @@ InfluxDB holds (committed = stored, 0 lost, 0 duplicated, 0 altered) with the dr
     counting GMP252 probes (own process) ── socat PTYs ── sinkwatch station run ── Mosquitto (shipped conf + ACL)
                                                              InfluxDB 1.x ── sinkwatch central serve ──┘
 
-Default: 5 rounds of the 7 fault kinds (35 faults) plus 100 kills of the station in the middle of a buffer write,
+Default: 5 rounds of the 8 fault kinds (40 faults) plus 100 kills of the station in the middle of a buffer write,
 spread between them; outages of 2-15 s. About 30-40 minutes on two cores. Run:
 
     .venv/bin/python bench/chaos.py [--rounds 5] [--midwrite 100] [--seed 0] [--keep DIR]
@@ -28,12 +28,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.testing.chaos import ChaosPlan, SiteSettings, run_chaos
+from gateway.testing.chaos import FAULT_KINDS, ChaosPlan, SiteSettings, run_chaos
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the 7 fault kinds (default 5: 35 faults)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the fault kinds (default 5: 40 faults)")
+    parser.add_argument("--kinds", nargs="+", choices=FAULT_KINDS, default=FAULT_KINDS, help="fault kinds (all)")
     parser.add_argument("--midwrite", type=int, default=100, help="mid-write station kills, spread between them")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outage", type=float, nargs=2, default=(2.0, 15.0), metavar=("MIN", "MAX"),
@@ -42,7 +43,8 @@ def main() -> None:
                         help="the station's buffer.receipt_timeout_s (its default: 30)")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (logs, served log, kill snapshots)")
     args = parser.parse_args()
-    plan = ChaosPlan(rounds=args.rounds, midwrite_kills=args.midwrite, seed=args.seed, outage_s=tuple(args.outage),
+    plan = ChaosPlan(rounds=args.rounds, kinds=tuple(args.kinds), midwrite_kills=args.midwrite, seed=args.seed,
+                     outage_s=tuple(args.outage),
                      site=SiteSettings(receipt_timeout_s=args.receipt_timeout))
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="sinkwatch-chaos-") as tmp:

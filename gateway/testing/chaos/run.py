@@ -10,6 +10,9 @@ Fault kinds; a fault ends when the harness has undone it, and its drain is measu
   write event of the buffer after a random moment.
 - broker-term: SIGTERM Mosquitto (a clean shutdown: it saves its state), start it again after the outage.
 - broker-kill: SIGKILL Mosquitto (what it received since its last autosave is gone), start it again.
+- broker-kill-queued: SIGKILL the central service, let the broker queue the station's items for it (PUBACKed, so the
+  station holds them only until their receipt), SIGKILL the broker before its autosave, start both again: the queue
+  is gone and only the station's resends (after `receipt_timeout_s`) can bring those items to the store.
 - central-kill: SIGKILL `sinkwatch central serve`, start it again.
 - influx-freeze: SIGSTOP influxd for the outage (connections accepted, never answered), then SIGCONT.
 - influx-kill: SIGKILL influxd, start it again (it replays its WAL).
@@ -35,14 +38,15 @@ from gateway.testing.chaos.ledger import Faults, InfluxReader, Ledger, LinePull,
 from gateway.testing.chaos.site import ChaosSite, SiteSettings
 from gateway.testing.chaos.wal import WalState, WriteWatch
 
-FAULT_KINDS = ("station-kill", "broker-term", "broker-kill", "central-kill", "influx-freeze", "influx-kill",
-               "serial-pull")
+FAULT_KINDS = ("station-kill", "broker-term", "broker-kill", "broker-kill-queued", "central-kill", "influx-freeze",
+               "influx-kill", "serial-pull")
 MIDWRITE = "station-kill-midwrite"
 
 
 @dataclass(frozen=True)
 class ChaosPlan:
-    rounds: int = 5  # each round injects every kind of FAULT_KINDS once, in a shuffled order
+    rounds: int = 5  # each round injects every kind of `kinds` once, in a shuffled order
+    kinds: tuple[str, ...] = FAULT_KINDS
     midwrite_kills: int = 100  # spread between the other faults
     seed: int = 0
     outage_s: tuple[float, float] = (2.0, 6.0)  # how long a process stays down, frozen or the line unplugged
@@ -122,7 +126,7 @@ def _seconds(value: float | None) -> str:
 def _schedule(plan: ChaosPlan, rng: random.Random) -> list[str]:
     regular: list[str] = []
     for _ in range(plan.rounds):
-        kinds = list(FAULT_KINDS)
+        kinds = list(plan.kinds)
         rng.shuffle(kinds)
         regular += kinds
     slots = len(regular) + 1
@@ -290,6 +294,15 @@ class ChaosRun:
         self.site.broker.kill()
         self._outage()
         self.site.broker.start()
+        return ""
+
+    def _broker_kill_queued(self) -> str:
+        assert self.site.broker is not None
+        self.site.central.kill()
+        self._outage()  # the station keeps publishing; the broker PUBACKs and queues for the central's session
+        self.site.broker.kill()
+        self.site.broker.start()
+        self.site.central.start()
         return ""
 
     def _central_kill(self) -> str:
