@@ -158,8 +158,8 @@ class ChainTracker:
     `shared=False` (one worker stores every item): the tracker's heads are the chains' heads, so an item that
     follows its chain's head is new without a query. `shared=True` (several workers on one shared subscription,
     each with its own tracker, one store): a head is only what this worker last stored, so every item is looked up
-    in the store's ledger before it is called new (one query: the item itself or the first one signed after it),
-    and its predecessor too unless this worker stored it. A predecessor that is not stored may be one another
+    in the store's ledger before it is called new, with its predecessor unless this worker stored it and the first
+    item signed after it (one query, `ledger_from`). A predecessor that is not stored may be one another
     worker is storing at this moment: it becomes a `gap` only if it is still not stored `grace_s` later (checked
     when this worker places a later item, or `due_events`), and an item that arrives after a later one received
     less than `grace_s` earlier is concurrent delivery, not a `reorder`. Two workers that place one item at the same
@@ -192,11 +192,19 @@ class ChainTracker:
             return ChainEvent(item.site, item.station, item.channel, kind, link.at, link.seq, item.digest,
                               item.received, detail)
 
+        known = self._heads.get(key) if self.shared else None
+        predecessor_known = (known is not None and link.prev_at is not None and known.at == link.prev_at
+                             and known.digest == link.prev_digest)  # this worker stored it
+        looked_up: dict[int, LedgerItem] = {}
         if self.shared:
-            # the item itself if stored, else the first one signed after it
-            found = self.store.ledger_after(*key, link.at - 1)
-            existing = found if found is not None and found.at == link.at else None
-            following = found if existing is None else None
+            # one query: the predecessor (unless known), the item itself if stored, the first one signed after it
+            first = link.at if predecessor_known or link.prev_at is None else link.prev_at
+            window = self.store.ledger_from(*key, first, 3)
+            if len(window) == 3 and window[-1].at < link.at:  # items between the two: ask for the item itself
+                window += self.store.ledger_from(*key, link.at, 2)
+            looked_up = {i.at: i for i in window}
+            existing = looked_up.get(link.at)
+            following = next((i for i in window if i.at > link.at), None) if existing is None else None
         else:
             head = self._head(item)
             if (head is not _MISSING and link.at > head.at and link.epoch == head.epoch
@@ -223,11 +231,11 @@ class ChainTracker:
             events.append(event("chain_start", f"chain {link.epoch} begins with item {link.seq}"))
         else:
             assert link.prev_at is not None
-            known = self._heads.get(key) if self.shared else None
-            if known is not None and known.at == link.prev_at and known.digest == link.prev_digest:
-                previous_digest: str | None = known.digest  # this worker stored it
+            if predecessor_known:
+                previous_digest: str | None = link.prev_digest
             else:
-                previous = self.store.ledger_at(*key, link.prev_at)
+                previous = (looked_up.get(link.prev_at) if self.shared
+                            else self.store.ledger_at(*key, link.prev_at))
                 previous_digest = previous.digest if previous is not None else None
             if previous_digest is None:
                 gap = event("gap", f"item {link.seq} follows item {link.prev_seq}, which is not stored (yet)")

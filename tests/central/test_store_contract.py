@@ -606,6 +606,10 @@ def test_a_ledger_item_is_written_with_its_readings_and_reads_back_exactly(store
     assert store.ledger_after("site1", "st1", "readings", second.at) is None
     assert store.ledger_last("site1", "st1", "readings") == second
     assert store.ledger_last("site1", "st1", "fluxes") is None
+    assert store.ledger_from("site1", "st1", "readings", first.at, 3) == [first, second]
+    assert store.ledger_from("site1", "st1", "readings", first.at + 1, 3) == [second]
+    assert store.ledger_from("site1", "st1", "readings", first.at, 1) == [first]
+    assert store.ledger_from("site1", "st1", "fluxes", 0, 3) == []
     read = store.ledger_items("st1", first.at, second.at + 1)
     assert read == [first, second]
     assert read[0].payload_bytes() == payload

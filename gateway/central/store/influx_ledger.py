@@ -128,6 +128,11 @@ class InfluxLedgerMixin:
     def ledger_after(self, site: str, station: str, channel: str, at: int) -> LedgerItem | None:
         return self._one(site, station, channel, f"time > {int(at)}", "ORDER BY time LIMIT 1")
 
+    def ledger_from(self, site: str, station: str, channel: str, at: int, limit: int) -> list[LedgerItem]:
+        return self._ledger_select("site = $site AND station = $station AND channel = $channel AND "
+                                   f"time >= {int(at)}", {"site": site, "station": station, "channel": channel},
+                                   f"ORDER BY time LIMIT {int(limit)}", complete_only=True)
+
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None:
         return self._one(site, station, channel, "time >= 0", "ORDER BY time DESC LIMIT 1")
 

@@ -99,6 +99,9 @@ class LedgerStore(Protocol):
     def ledger_after(self, site: str, station: str, channel: str, at: int) -> LedgerItem | None:
         """The first item signed after `at` on the channel."""
 
+    def ledger_from(self, site: str, station: str, channel: str, at: int, limit: int) -> list[LedgerItem]:
+        """Up to `limit` items of the channel signed at or after `at`, in signing order."""
+
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None: ...
 
     def ledger_items(self, station: str, start: int, end: int, *, site: str | None = None) -> list[LedgerItem]:

@@ -125,6 +125,10 @@ class SqliteLedgerMixin:
                                    "ORDER BY at LIMIT 1")
         return found[0] if found else None
 
+    def ledger_from(self, site: str, station: str, channel: str, at: int, limit: int) -> list[LedgerItem]:
+        return self._ledger_query("station=? AND channel=? AND at>=? AND site=?", (station, channel, at, site),
+                                  f"ORDER BY at LIMIT {int(limit)}")
+
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None:
         found = self._ledger_query("station=? AND channel=? AND site=?", (station, channel, site),
                                    "ORDER BY at DESC LIMIT 1")
