@@ -46,7 +46,7 @@ from gateway.central.store.products import PRODUCTS
 from gateway.central.store.provenance import InputFile, flux_record_digest
 from gateway.contract import FluxRecord, ReadingBatch
 from gateway.model import format_time
-from gateway.rawarchive.archive import SUFFIX
+from gateway.rawarchive.archive import archive_suffix
 from gateway.trust.keys import KeyRegistry
 from gateway.trust.signing import check, sha256_hex
 
@@ -271,8 +271,9 @@ def _archived(raw: RawArchive, site: str, station: str, kept: InputFile) -> str:
     """"ok" when the archive holds the file with the kept SHA-256 (under its name, or beside it as a conflict copy),
     else what is wrong."""
     folder = raw.folder(site, station, kept.sensor)
-    stem = kept.name.removesuffix(SUFFIX)
-    candidates = [folder / kept.name, *sorted(folder.glob(f"{stem}_c*{SUFFIX}"))] if folder.is_dir() else []
+    suffix = archive_suffix(kept.name) or ""
+    stem = kept.name.removesuffix(suffix)
+    candidates = [folder / kept.name, *sorted(folder.glob(f"{stem}_c*{suffix}"))] if folder.is_dir() else []
     present = [path for path in candidates if path.is_file()]
     if any(sha256_hex(path.read_bytes()) == kept.sha256 for path in present):
         return "ok"

@@ -263,7 +263,7 @@ def test_the_audit_checks_recomputed_fluxes_against_the_raw_files_they_came_from
            "files kept with them" in "\n".join(clean.lines())
 
     alter_flux(store, RAW_T0 + timedelta(minutes=30), "H", 0.5, settings_hash=summary.settings_hash)
-    irga = data_dir / "raw" / "site1" / "st1" / "irga" / f"irga_{RAW_T0:%Y%m%dT%H%M}Z.csv.gz"
+    [irga] = (data_dir / "raw" / "site1" / "st1" / "irga").glob(f"irga_{RAW_T0:%Y%m%dT%H%M}Z.*")
     irga.write_bytes(irga.read_bytes()[:-100])  # a raw file truncated in the archive
 
     report = audit_window()
