@@ -11,6 +11,7 @@ import pytest
 from gateway.edge.signer import ChainSigner
 from gateway.trust.keys import generate_key, key_id, load_private_key
 from gateway.trust.signing import (
+    NO_CONTENT,
     EnvelopeError,
     Link,
     check,
@@ -109,9 +110,14 @@ def test_a_changed_payload_under_an_existing_link_is_counted(tmp_path: Path) -> 
 def test_raw_items_sign_the_file_they_carry(tmp_path: Path) -> None:
     signer = _signer(tmp_path, [10])
     data = b"\x1f\x8b the archive file"
-    payload = json.dumps({"data": base64.b64encode(data).decode(), "seq": 0}).encode()
+    payload = json.dumps({"site": "hainich", "station": "plot-07", "sensor": "sonic",
+                          "file": "sonic_20260101T0000Z.csv.gz", "size": len(data),
+                          "data": base64.b64encode(data).decode(), "seq": 0}).encode()
     envelope = parse_envelope(signer.envelope("raw", TOPIC.replace("readings", "raw"), 0, payload))
     assert envelope.content == sha256_hex(data)
+    # a payload that is not a raw chunk signs no content, rather than a digest of something else
+    garbled = parse_envelope(signer.envelope("raw", TOPIC.replace("readings", "raw"), 1, b'{"data": "AAAA"}'))
+    assert garbled.content == NO_CONTENT
     message = signed_bytes(TOPIC.replace("readings", "raw"), "raw", envelope.key_id, envelope.link,
                            sha256_hex(payload), envelope.content)
     assert message.endswith(f"{sha256_hex(data)}\n".encode())
