@@ -232,7 +232,12 @@ def station_health() -> dict[str, Any]:
 def sensor_detail() -> dict[str, Any]:
     sensor_filter = f'{F} AND "sensor" =~ /^$sensor$/'
     series = f'{sensor_filter} AND "variable" =~ /^$variable$/'
-    variables = [*site_station("readings"),
+    # one station at a time (Grafana selects the first), its sensors all or one: the detail of every sensor of a
+    # network at once would be neither readable nor quick; a single sensor as default could be one without recent
+    # readings (SHOW TAG VALUES ignores the time range), an empty dashboard
+    variables = [query_variable("site", "Site", 'SHOW TAG VALUES FROM "readings" WITH KEY = "site"'),
+                 query_variable("station", "Station", 'SHOW TAG VALUES FROM "readings" WITH KEY = "station" WHERE '
+                                '"site" =~ /^$site$/', multi=False),
                  query_variable("sensor", "Sensor", 'SHOW TAG VALUES FROM "readings" WITH KEY = "sensor" WHERE '
                                 f'{F}'),
                  query_variable("variable", "Variable", 'SHOW TAG VALUES FROM "readings" WITH KEY = "variable" '

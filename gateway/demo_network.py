@@ -187,7 +187,7 @@ def _health(station: str, index: int, t: float, start: float, series: list[Serie
         clock_synced="clock" not in problems,
         clock_offset_s=float(rng.normal(0, 2e-4)) if "clock" not in problems else 0.0,
         clock_max_error_s=0.01 if "clock" not in problems else 16.0,
-        disk_free_bytes=int(20e9 - 1e5 * elapsed), disk_total_bytes=32_000_000_000,
+        disk_free_bytes=int(max(2e9, 20e9 - 1e4 * elapsed)), disk_total_bytes=32_000_000_000,
         cpu_temperature_c=float(45 + 6 * math.sin(t / 86400 * 2 * math.pi) + rng.normal(0, 0.5)),
         load_1m=float(abs(rng.normal(0.3, 0.1))), load_5m=0.25, load_15m=0.2, cpu_count=4,
         daemon_cpu_share=float(abs(rng.normal(0.01, 0.002))), memory_total_bytes=4_000_000_000,
@@ -229,9 +229,11 @@ def station_names(n: int) -> list[str]:
 
 def write_network(store: Store, *, stations: int = 3, days: float = 1.0, end: datetime | None = None,
                   every_s: float = 60.0, health_every_s: float = 60.0, seed: int = 0, budget: bool = True,
-                  soilstems: bool = True, alerts: bool = True,
+                  soilstems: bool = True, alerts: bool = True, simulated_days: int | None = None,
                   progress: Callable[[str], None] | None = None) -> NetworkData:
-    """Write the network (module doc) into `store`; returns what it wrote."""
+    """Write the network (module doc) into `store`; returns what it wrote. `simulated_days`: keep only the first
+    days of the simulated year for the budget, soil and stems jobs (a year in progress, as the central service
+    computes it every day), which makes them several times faster; None keeps the whole year."""
     started = time.monotonic()
     say: Callable[[str], None] = progress or (lambda _message: None)
     end_dt = (end or datetime.now(UTC)).replace(microsecond=0)
@@ -273,10 +275,10 @@ def write_network(store: Store, *, stations: int = 3, days: float = 1.0, end: da
         say(f"{station}: {times.size * len(series)} readings, {len(records)} flux periods, {len(reports)} "
             "health reports")
     if budget:
-        data.budget_year = _budget_year(store, names[0], end_dt, seed)
+        data.budget_year = _budget_year(store, names[0], end_dt, seed, simulated_days)
         say(f"{names[0]}: carbon budget of the simulated year {data.budget_year}")
     if soilstems:
-        _soilstems_year(store, names[0], end_dt, seed)
+        _soilstems_year(store, names[0], end_dt, seed, simulated_days)
         say(f"{names[0]}: soil and stems of the simulated year")
     if alerts:
         evaluator = AlertEvaluator(store, AlertsConfig(), clock=lambda: end_dt)
@@ -286,14 +288,20 @@ def write_network(store: Store, *, stations: int = 3, days: float = 1.0, end: da
     return data
 
 
-def _budget_year(store: Store, station: str, end: datetime, seed: int) -> int:
+def _within(days: int | None, year: int) -> Callable[[datetime], bool]:
+    limit = datetime(year, 1, 1, tzinfo=UTC) + timedelta(days=days) if days is not None else None
+    return lambda t: limit is None or t < limit
+
+
+def _budget_year(store: Store, station: str, end: datetime, seed: int, days: int | None = None) -> int:
     """As gateway/demo_budget.py: a simulated last year of half-hourly fluxes and met readings, the real job."""
     year = end.year - 1
+    keep = _within(days, year)
     simulated = synthetic_year(year, seed=seed, lat=DEMO_SITE_METADATA["latitude"], lon=DEMO_LONGITUDE,
                                utc_offset_h=DEMO_UTC_OFFSET_H)
-    store.write_fluxes(flux_records(simulated, site=DEMO_SITE, station=station))
-    readings = met_readings(simulated, station=station, radiation_sensor=PYRANOMETER[0], air_sensor=AIR_PROBE[0],
-                            suffix=PYRANOMETER[2])
+    store.write_fluxes([r for r in flux_records(simulated, site=DEMO_SITE, station=station) if keep(r.end)])
+    readings = [r for r in met_readings(simulated, station=station, radiation_sensor=PYRANOMETER[0],
+                                        air_sensor=AIR_PROBE[0], suffix=PYRANOMETER[2]) if keep(r.time)]
     for i in range(0, len(readings), WRITE_CHUNK):
         store.write([StoredReading(DEMO_SITE, r) for r in readings[i:i + WRITE_CHUNK]])
     job = BudgetJobConfig.model_validate({"per_station": {station: {
@@ -303,12 +311,14 @@ def _budget_year(store: Store, station: str, end: datetime, seed: int) -> int:
     return year
 
 
-def _soilstems_year(store: Store, station: str, end: datetime, seed: int) -> None:
+def _soilstems_year(store: Store, station: str, end: datetime, seed: int, days: int | None = None) -> None:
     """As gateway/demo_soilstems.py: a simulated last year of the soil profile, chamber and dendrometers, the jobs."""
     year = end.year - 1
+    keep = _within(days, year)
     simulated = soil_simulated_year(DEMO_SOIL_NAMES, station, year, DEMO_UTC_OFFSET_H, seed)
-    for i in range(0, len(simulated.readings), WRITE_CHUNK):
-        store.write([StoredReading(DEMO_SITE, r) for r in simulated.readings[i:i + WRITE_CHUNK]])
+    readings = [r for r in simulated.readings if keep(r.time)]
+    for i in range(0, len(readings), WRITE_CHUNK):
+        store.write([StoredReading(DEMO_SITE, r) for r in readings[i:i + WRITE_CHUNK]])
     central = CentralConfig.model_validate({"storage": {"kind": "sqlite", "path": "unused.sqlite"},
                                             **central_sections(DEMO_SOIL_NAMES, station, DEMO_UTC_OFFSET_H)})
     for product in ("soil", "stems"):

@@ -24,7 +24,6 @@ import yaml
 from gateway.central.alerts_config import AlertsConfig
 from gateway.central.store.health import SCALAR_FIELDS
 from gateway.flux.ec.result import OUTPUT_VARIABLES
-from gateway.model import QualityFlag
 from gateway.testing.services import InfluxInstance, running_influxd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,10 +82,18 @@ def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in found if p.get("type") != "row"]
 
 
+EXPRESSION_DATASOURCE = {"type": "__expr__", "uid": "__expr__"}
+
+
+def is_expression(target: dict[str, Any]) -> bool:
+    """A Grafana server-side expression (math on other targets' results), not an InfluxQL query."""
+    return bool(target.get("datasource") == EXPRESSION_DATASOURCE)
+
+
 def queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, InfluxQL) for every panel target and every query template variable."""
     found = [(f"panel {p['title']!r} target {t['refId']}", t["query"]) for p in panels(dashboard)
-             for t in p.get("targets", [])]
+             for t in p.get("targets", []) if not is_expression(t)]
     found += [
         (f"variable {v['name']!r}", v["query"]) for v in dashboard["templating"]["list"] if v.get("type") == "query"
     ]
@@ -169,7 +176,7 @@ def test_dashboard_is_importable_with_a_datasource_input(path: Path) -> None:
         {"name": "DS_INFLUXDB", "label": "InfluxDB", "type": "datasource", "query": "influxdb", "current": {},
          "hide": 0, "refresh": 1, "regex": "", "options": []}]
     datasources = [p["datasource"] for p in panels(dashboard)]
-    datasources += [t["datasource"] for p in panels(dashboard) for t in p.get("targets", [])]
+    datasources += [t["datasource"] for p in panels(dashboard) for t in p.get("targets", []) if not is_expression(t)]
     datasources += [v["datasource"] for v in variables if v["type"] == "query"]
     assert all(ds == {"type": "influxdb", "uid": "${DS_INFLUXDB}"} for ds in datasources)
     assert {v["name"] for v in variables} >= TEMPLATE_VARIABLES
@@ -178,7 +185,14 @@ def test_dashboard_is_importable_with_a_datasource_input(path: Path) -> None:
             assert "targets" not in panel or not panel["targets"], panel["title"]
             continue
         assert panel["targets"], panel["title"]
+        refs = {t["refId"] for t in panel["targets"]}
+        assert any(not is_expression(t) for t in panel["targets"]), panel["title"]
         for target in panel["targets"]:
+            if is_expression(target):  # math on this panel's other targets only
+                assert target["type"] == "math", panel["title"]
+                used = set(re.findall(r"\$([A-Z])\b", target["expression"]))
+                assert used and used <= refs - {target["refId"]}, (panel["title"], target["expression"])
+                continue
             assert target["rawQuery"] is True
             assert "$timeFilter" in target["query"], panel["title"]
             for variable in TEMPLATE_VARIABLES:  # every panel follows the site/station selection
@@ -198,20 +212,13 @@ def test_the_six_dashboards_of_the_network_exist() -> None:
                       "sinkwatch overview"}
 
 
-def _flag_expression() -> str:
-    dashboard = load(DASHBOARD_DIR / "sinkwatch-overview.json")
-    for _, query in queries(dashboard):
-        match = re.search(r'SELECT ([^()]*(?:\([^()]*\)[^()]*)*) AS "flagged"', query)
-        if match:
-            return match.group(1)
-    raise AssertionError('no query defines "flagged"')
-
-
-def test_flagged_expression_is_an_indicator_of_qc_above_zero() -> None:
-    expression = _flag_expression()
-    for flag in QualityFlag:
-        result = eval(expression.replace('"qc"', str(flag.value)), {"__builtins__": {}})
-        assert result == (1 if flag > QualityFlag.GOOD else 0), flag
+def test_flagged_share_is_flagged_readings_over_all_readings() -> None:
+    [panel] = [p for p in panels(load(DASHBOARD_DIR / "sinkwatch-overview.json")) if "flagged" in p["title"]]
+    targets = {t["refId"]: t for t in panel["targets"]}
+    assert '"qc" > 0' in targets["A"]["query"] and '"qc" > 0' not in targets["B"]["query"]
+    assert targets["A"]["query"].replace('"qc" > 0 AND ', "") == targets["B"]["query"]  # the same readings otherwise
+    assert targets["C"]["expression"] == "$A / $B"
+    assert targets["A"]["hide"] and targets["B"]["hide"] and not targets["C"].get("hide", False)
 
 
 # --- the queries run against a real InfluxDB 1.x --------------------------------------------------------------------
@@ -270,9 +277,13 @@ def test_queries_run_against_influxdb(influxd: InfluxInstance) -> None:
 
     counts = {station: sum(values) for station, values in by_station("Readings per station").items()}  # fill(0)
     assert counts == {"plot-07": 16, "plot-08": 1}
-    shares = by_station("flagged")
-    assert shares["plot-08"] == [0]
-    assert shares["plot-07"] == [pytest.approx(6 / 16)]  # qc 1, 2, 3 on both variables
+    flagged = {s["tags"]["station"]: sum(v[1] for v in s["values"]) for s in results[
+        "panel 'Share of readings flagged (qc > 0)' target A"]}
+    readings = {s["tags"]["station"]: sum(v[1] for v in s["values"]) for s in results[
+        "panel 'Share of readings flagged (qc > 0)' target B"]}
+    assert readings == counts
+    assert flagged == {"plot-07": 6}  # qc 1, 2, 3 on both variables; plot-08 has none, so no series
+    assert flagged["plot-07"] / readings["plot-07"] == pytest.approx(6 / 16)  # what $A / $B draws
     co2 = by_station("Soil CO2")
     assert sorted(co2) == ["plot-07", "plot-08"]
     assert co2["plot-07"] == [pytest.approx((400.5 + 401.5 + 402.5 + 403.5 + 404.5 + 407.5) / 6)]  # BAD left out
@@ -293,7 +304,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxInstance
     with running_influxd(tmp_path_factory.mktemp("influxd-network")) as influxd:
         store = InfluxStore(influxd.url, database="sinkwatch")
         try:
-            write_network(store, stations=3, days=1.0)
+            write_network(store, stations=3, days=1.0, simulated_days=40)
         finally:
             store.close()
         yield influxd
@@ -337,10 +348,14 @@ def test_every_query_returns_rows_from_the_demo_network(network: InfluxInstance,
         if variable["type"] != "query":
             continue
         series = _influx(network, _substitute(variable["query"], window, values))
-        values[variable["name"]] = [row[1] for s in series for row in s.get("values") or []]
+        found = [row[1] for s in series for row in s.get("values") or []]
+        values[variable["name"]] = found if variable.get("multi", True) else found[:1]  # Grafana: the first
         assert values[variable["name"]], f"variable {variable['name']!r} found no values"
-    # every demo station; the budget only of st01, the one with a (simulated) year of fluxes
-    assert set(values["station"]) == ({"st01"} if path.name == "sinkwatch-budget.json" else {"st01", "st02", "st03"})
+    # every demo station; the budget only of st01, the one with a (simulated) year of fluxes; the sensor detail one
+    # station (the first)
+    expected = {"st01"} if path.name in ("sinkwatch-budget.json", "sinkwatch-sensor.json") else {"st01", "st02",
+                                                                                                  "st03"}
+    assert set(values["station"]) == expected
     for panel in panels(dashboard):
         for target in panel.get("targets", []):
             query = _substitute(target["query"], _range(panel.get("timeFrom", window)), values)
