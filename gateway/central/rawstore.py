@@ -54,28 +54,40 @@ class RawArchive:
         if "/" in name or name.startswith(".") or suffix is None:
             raise ValueError(f"{name!r} is not an archive file name")
         folder = self.folder(site, station, sensor)
-        target = folder / name
         digest = hashlib.sha256(data).hexdigest()
-        outcome: StoreOutcome = "stored"
-        if target.exists():
-            if _sha256(target) == digest:
-                return "duplicate"
-            target = folder / f"{name.removesuffix(suffix)}_c{digest[:12]}{suffix}"
-            if target.exists():
-                return "duplicate"
-            outcome = "conflict"
+        beside = folder / f"{name.removesuffix(suffix)}_c{digest[:12]}{suffix}"
+        temporary: Path | None = None
+        try:
+            # Placed with link(), which never replaces a file: two ingest workers may store the same name at once
+            # (a resend reaching another worker), and what the first placed is then looked at like any held file.
+            places: tuple[tuple[Path, StoreOutcome], ...] = ((folder / name, "stored"), (beside, "conflict"))
+            for target, outcome in places:
+                if not target.exists():
+                    if temporary is None:
+                        temporary = self._temporary(folder, name, data)
+                    try:
+                        os.link(temporary, target)
+                    except FileExistsError:
+                        pass  # placed by another writer this instant: compare with it below
+                    else:
+                        _fsync_dir(folder)
+                        return outcome
+                if _sha256(target) == digest:
+                    return "duplicate"
+            return "duplicate"  # the name and the name with this content's digest are both held: the same bytes
+        finally:
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
+
+    @staticmethod
+    def _temporary(folder: Path, name: str, data: bytes) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(temporary, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
-        _fsync_dir(folder)
-        return outcome
+        with open(temporary, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        return temporary
 
     def sites_of(self, station: str) -> list[str]:
         """Sites under which `station` has raw files (normally one)."""
