@@ -21,8 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 # A topic segment must never contain MQTT wildcards or separators; InfluxDB tag values are safe with these too.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
-
+IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
 
 # Identifiers already found valid: a central service checks the same few thousand station and sensor names in every
 # message, and a set look-up costs a fraction of the pattern match. Bounded; emptied when full.
@@ -33,7 +32,7 @@ _MAX_VALID_IDENTIFIERS = 100_000
 def _check_identifier(value: str) -> str:
     if value in _VALID_IDENTIFIERS:
         return value
-    if not _IDENTIFIER_RE.fullmatch(value):
+    if not IDENTIFIER_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid identifier: use 1-64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit (no spaces, '/', '+' or '#')"

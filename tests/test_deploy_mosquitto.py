@@ -212,7 +212,8 @@ def test_a_station_posing_as_another_is_refused_and_keeps_its_readings(site: Sit
     buffer.close()
 
 
-def test_every_channel_reaches_the_central_store_through_the_shipped_config(site: Site) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-ingestor", "two-shared-workers"])
+def test_every_channel_reaches_the_central_store_through_the_shipped_config(site: Site, workers: int) -> None:
     from datetime import UTC, datetime, timedelta
 
     from gateway.central.config import MqttSettings
@@ -225,8 +226,14 @@ def test_every_channel_reaches_the_central_store_through_the_shipped_config(site
 
     t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
     store = SqliteStore(site.tmp / "store.sqlite")
-    ingestor = Ingestor(MqttSettings(host=site.broker.host, port=site.broker.port, username="sinkwatch-central",
-                                     password=SecretStr(PASSWORDS["sinkwatch-central"])), store, site.tmp / "central")
+    def central(client_id: str, **options: Any) -> Ingestor:
+        return Ingestor(MqttSettings(host=site.broker.host, port=site.broker.port, username="sinkwatch-central",
+                                     password=SecretStr(PASSWORDS["sinkwatch-central"]), client_id=client_id),
+                        store, site.tmp / "central", **options)
+
+    # the shipped ACL must let the central user's ingest workers subscribe to $share/<group>/sinkwatch/v1/...
+    ingestors = [central("sinkwatch-central")] if not workers else [
+        central(f"sinkwatch-central-w{i}", role="data", shared_group="sinkwatch-ingest") for i in range(workers)]
     capture = Capture(site.broker.host, site.broker.port, ("sinkwatch/v1/#",), username="sinkwatch-central",
                       password=PASSWORDS["sinkwatch-central"], client_id="capture-central")
     buffer = ReadingBuffer(site.tmp / "buffer.sqlite")
@@ -249,13 +256,15 @@ def test_every_channel_reaches_the_central_store_through_the_shipped_config(site
         health.add(HealthSampler(SITE, "st01", interval_s=60.0, disk_path=site.tmp).sample(buffers=[], sensors=[]))
     for outbox in (ReadingsOutbox(buffer, SITE, "st01", batch_size=5), fluxes, raw, health):
         delivery.add_channel(outbox)
-    ingestor.start()
+    for ingestor in ingestors:
+        ingestor.start()
+    assert wait_for(lambda: all(i.mqtt_connected for i in ingestors), 10)
     delivery.start()
     try:
         assert delivery.wait_confirmed(20), delivery.health()
-        counters = ingestor.counters()
-        assert (counters["readings_stored"], counters["flux_records_stored"], counters["raw_files_archived"],
-                counters["health_reports_stored"]) == (20, 2, 1, 2)
+        every = [i.counters() for i in ingestors]
+        assert tuple(sum(c[name] for c in every) for name in (
+            "readings_stored", "flux_records_stored", "raw_files_archived", "health_reports_stored")) == (20, 2, 1, 2)
         channels = ("readings", "fluxes", "raw", "health")
         assert [delivery.counters(c).confirmed_units for c in channels] == [20, 2, 1, 2]
         assert sum(sum(delivery.counters(c).refusals.values()) for c in channels) == 0
@@ -263,7 +272,8 @@ def test_every_channel_reaches_the_central_store_through_the_shipped_config(site
         assert wait_for(lambda: any(m.topic.endswith("/status") for m in capture.messages), 5)  # online status
     finally:
         delivery.stop()
-        ingestor.stop()
+        for ingestor in ingestors:
+            ingestor.stop()
         capture.close()
         for closable in (buffer, fluxes, raw, health, store):
             closable.close()

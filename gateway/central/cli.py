@@ -10,8 +10,10 @@ import typer
 
 from gateway.central.config import SAMPLE_CONFIG_PATH, load_central_config
 from gateway.configfile import ConfigError
+from gateway.contract import shared_subscription
 from gateway.extras import MissingExtra, require_extra
 from gateway.logs import setup_logging
+from gateway.model import IDENTIFIER_RE
 
 if TYPE_CHECKING:
     from gateway.central.access import TokenStore
@@ -34,6 +36,8 @@ def _require_central(command: str) -> None:
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", "-c", help="central config file (see sample-config)")],
+    workers: Annotated[int, typer.Option("--workers", min=0, max=64, help="ingest in N worker processes sharing "
+                                         "the stations' stream (MQTT v5 shared subscription); 0: in this process")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log debug messages")] = False,
 ) -> None:
     """Run the ingestor and the HTTP API until Ctrl-C / SIGTERM."""
@@ -45,13 +49,49 @@ def serve(
         raise typer.Exit(2) from None
     setup_logging("DEBUG" if verbose else None)
     from gateway.central.service import run_central, tune_collector  # after validation: no I/O before that
+    from gateway.central.workers import WorkerPool
 
     tune_collector()
     run_central(
         settings,
         ready_callback=lambda port: typer.echo(f"API listening on {settings.api.scheme}://{settings.api.host}:{port} "
                                                "(docs at /docs)"),
+        workers=WorkerPool(config.resolve(), settings.data_dir, workers) if workers else None,
     )
+
+
+@app.command()
+def ingest(
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config file (see sample-config)")],
+    name: Annotated[str, typer.Option("--name", help="this worker's name: its MQTT client id is <mqtt.client_id>-"
+                                      "<name>, its dead letters go to dead-letter.<name>.jsonl")] = "w1",
+    group: Annotated[str, typer.Option("--group", help="the shared subscription group the workers share")]
+    = "sinkwatch-ingest",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log debug messages")] = False,
+) -> None:
+    """One stateless ingest worker: stores what the broker hands it of the stations' stream (shared with every
+    other worker of the group) until Ctrl-C / SIGTERM; no API (run `serve` for that)."""
+    _require_central("sinkwatch central ingest")
+    if not IDENTIFIER_RE.fullmatch(name):
+        typer.echo(f"--name {name!r}: use letters, digits, '_', '.' or '-' (it becomes a file and client name)",
+                   err=True)
+        raise typer.Exit(2)
+    try:
+        settings = load_central_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    setup_logging("DEBUG" if verbose else None)
+    from gateway.central.service import tune_collector
+    from gateway.central.workers import run_ingest_worker
+
+    try:
+        shared_subscription(group, "x")
+    except ValueError as exc:
+        typer.echo(f"--group: {exc}", err=True)
+        raise typer.Exit(2) from None
+    tune_collector()
+    run_ingest_worker(settings, name, group=group)
 
 
 @app.command("sample-config")

@@ -101,6 +101,7 @@ from gateway.contract import (
     raw_file_bytes,
     readings_topic,
     receipts_topic,
+    shared_subscription,
 )
 from gateway.model import Reading, format_time, utc_now
 from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX, check_archive_bytes
@@ -244,14 +245,24 @@ class Ingestor:
         command_results: Callable[[CommandResult], bool] | None = None,
         max_group: int = 100,
         max_group_bytes: int = 1024 * 1024,
+        role: Literal["all", "data", "status"] = "all",
+        shared_group: str | None = None,
+        dead_letter_file: str = DEAD_LETTER_FILE,
     ) -> None:
+        """`role`: what to subscribe to — everything (the one ingestor of `sinkwatch central serve`), the stations'
+        data channels (an ingest worker; with `shared_group` a member of that MQTT v5 shared subscription) or the
+        retained status only (`serve --workers N`, beside the workers). See `subscriptions` and `start`."""
+        if shared_group is not None and role != "data":
+            raise ValueError("a shared subscription is for the data channels only (role='data')")
+        self.role = role
+        self.shared_group = shared_group
         self.settings = mqtt_settings
         # where command results go (CommandService.record: the ledger the API reads); without one, a ledger of
         # our own in data_dir, so a result is never lost
         self._command_results = command_results
         self.store = store
         self.data_dir = Path(data_dir)
-        self.dead_letter_path = self.data_dir / DEAD_LETTER_FILE
+        self.dead_letter_path = self.data_dir / dead_letter_file
         limits = dead_letter or DeadLetterSettings()
         self.dead_letters = DeadLetterFile(self.dead_letter_path, max_file_bytes=limits.max_file_bytes,
                                            keep_files=limits.keep_files, max_payload_bytes=limits.max_payload_bytes)
@@ -260,7 +271,8 @@ class Ingestor:
         # (stores unsigned items, still rejects bad signatures) the library's, for tools and older tests
         self.keys = KeyRegistry(self.data_dir)
         self.verifier = Verifier(self.keys, required=signatures == "required")
-        self.chain = ChainTracker(store, replay_after_s=replay_after_s)
+        # a member of a shared subscription is one of several workers placing items of one chain
+        self.chain = ChainTracker(store, replay_after_s=replay_after_s, shared=shared_group is not None)
         self._stations = StationRegistry(self.data_dir)  # revoked stations (gateway/central/provision.py)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
@@ -306,6 +318,25 @@ class Ingestor:
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
+    @property
+    def subscriptions(self) -> list[str]:
+        data = [READINGS_SUBSCRIPTION, FLUXES_SUBSCRIPTION, RAW_SUBSCRIPTION, HEALTH_SUBSCRIPTION,
+                COMMAND_RESULTS_SUBSCRIPTION]
+        if self.role == "status":
+            return [STATUS_SUBSCRIPTION]
+        if self.role == "data":
+            return [shared_subscription(self.shared_group, topic) if self.shared_group else topic for topic in data]
+        return [READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, *data[1:]]
+
+    @property
+    def persistent_session(self) -> bool:
+        """The one ingestor keeps a session (the broker queues for it while it is away). A shared worker does not:
+        Mosquitto 2.0 keeps handing a share of the stream to a member whose session outlives it (and holds its
+        unacknowledged messages for it), so a dead worker would hold a part of every station's items until its
+        session expired; with no session its in-flight messages are dropped at once and the stations, without a
+        receipt for them, send them again to the live members (docs/scaling.md)."""
+        return self.role == "all"
+
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stop.clear()
@@ -313,9 +344,12 @@ class Ingestor:
         self._worker = threading.Thread(target=self._work, name="sinkwatch-ingest", daemon=True)
         self._worker.start()
         properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S if self.persistent_session else 0
+        # unacknowledged messages in flight to us at once: two groups (one written while the next is checked); it
+        # bounds what a worker killed mid-stream leaves the stations to resend
+        properties.ReceiveMaximum = 2 * self._max_group
         self._client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive,
-                                   clean_start=False, properties=properties)
+                                   clean_start=not self.persistent_session, properties=properties)
         self._client.loop_start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -386,12 +420,11 @@ class Ingestor:
             self.tls.succeeded()
         self._generation += 1
         self._count("mqtt_connects")
-        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in
-                          (READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, FLUXES_SUBSCRIPTION, RAW_SUBSCRIPTION,
-                           HEALTH_SUBSCRIPTION, COMMAND_RESULTS_SUBSCRIPTION)])
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self.subscriptions])
         if not self._connected:
-            log.info("connected to MQTT broker %s:%s (session present: %s)", self.settings.host,
-                     self.settings.port, getattr(flags, "session_present", None))
+            log.info("connected to MQTT broker %s:%s (session present: %s)%s", self.settings.host,
+                     self.settings.port, getattr(flags, "session_present", None),
+                     f", sharing the stream as a member of {self.shared_group}" if self.shared_group else "")
         self._connected = True
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,

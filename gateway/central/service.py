@@ -36,6 +36,7 @@ from gateway.central.ingest import Ingestor
 from gateway.central.soilstems import ProductScheduler
 from gateway.central.store import InfluxStore, SqliteStore, Store
 from gateway.central.store.writeguard import GUARD_FILE
+from gateway.central.workers import PooledIngest, WorkerPool
 from gateway.secretfile import reveal
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,14 @@ def run_central(
     stop_event: threading.Event | None = None,
     ready_callback: Callable[[int], None] | None = None,
     store: Store | None = None,
+    workers: WorkerPool | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (when called from the main thread) or until `stop_event` is set.
 
     `store` overrides `config.storage`. `ready_callback(port)` is called once the API listens and the ingestor
     has started, with the bound port (the useful part when `config.api.port` is 0, which binds a free port).
+    `workers`: ingest worker processes share the stations' data channels (gateway/central/workers.py); this process
+    then subscribes to the stations' status only.
     """
     stop = stop_event or threading.Event()
     own_store = store is None
@@ -108,10 +112,11 @@ def run_central(
     # ingestor's MQTT client; their results come back through the ingestor (gateway/central/commands.py)
     ledger = CommandLedger(config.data_dir / LEDGER_FILE)
     commands = CommandService(ledger, CommandKey(config.data_dir),
-                              publish=lambda topic, payload, expiry: ingestor.publish_command(topic, payload, expiry))
+                              publish=lambda topic, payload, expiry: ingest.publish_command(topic, payload, expiry))
     ingestor = Ingestor(config.mqtt, active_store, config.data_dir, dead_letter=config.dead_letter,
                         signatures=config.trust.signatures, replay_after_s=config.trust.replay_after_s,
-                        command_results=commands.record)
+                        command_results=commands.record, role="all" if workers is None else "status")
+    ingest: Ingestor | PooledIngest = ingestor if workers is None else PooledIngest(ingestor, workers)
     schedule = BudgetScheduler(active_store, config.budget) if config.budget.every is not None else None
     products = {name: ProductScheduler(name, active_store, config.soil, config.stems)  # type: ignore[arg-type]
                 for name, job in (("soil", config.soil), ("stems", config.stems)) if job.every is not None}
@@ -121,8 +126,8 @@ def run_central(
     if config.api.tls_cert_file is not None and config.api.tls_key_file is not None:
         tls = {"ssl_certfile": str(config.api.tls_cert_file), "ssl_keyfile": str(config.api.tls_key_file)}
     access = open_access(config)
-    app = create_app(active_store, ingestor, schedule, products, alerts=evaluator, commands=commands, access=access,
-                     cors_origins=config.api.cors_origins, security=ingestor)
+    app = create_app(active_store, ingest, schedule, products, alerts=evaluator, commands=commands, access=access,
+                     cors_origins=config.api.cors_origins, security=ingest)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.api.host, port=config.api.port, log_level="warning", lifespan="off",
                        **tls)  # type: ignore[arg-type]
@@ -132,6 +137,8 @@ def run_central(
     server_thread = threading.Thread(target=server.run, name="sinkwatch-api", daemon=True)
     try:
         ingestor.start()
+        if workers is not None:
+            workers.start()
         if schedule is not None:
             schedule.start()
         for product in products.values():
@@ -154,6 +161,8 @@ def run_central(
     finally:
         server.should_exit = True
         server_thread.join(timeout=10) if server_thread.is_alive() else None
+        if workers is not None:
+            workers.stop()
         ingestor.stop()
         if schedule is not None:
             schedule.stop()

@@ -5,7 +5,7 @@ place that both sides import (and nothing else: the contract depends only on `ga
 
 | module | channel | message |
 |---|---|---|
-| `topics` | all | topic builders `<channel>_topic(site, station)`, `<CHANNEL>_SUBSCRIPTION`, `parse_topic` |
+| `topics` | all | `<channel>_topic(site, station)`, `<CHANNEL>_SUBSCRIPTION`, `shared_subscription`, `parse_topic` |
 | `readings` | `readings`, `status` | `ReadingBatch` (of `gateway.model.Reading`), `StationStatus` |
 | `fluxes` | `fluxes` | `FluxRecord`, `encode_flux_record` |
 | `raw` | `raw` | `RawChunk`, `raw_payload`, `raw_file_bytes` |
@@ -70,6 +70,7 @@ from gateway.contract.topics import (
     raw_topic,
     readings_topic,
     receipts_topic,
+    shared_subscription,
     status_topic,
 )
 
@@ -125,5 +126,6 @@ __all__ = [
     "readings_topic",
     "receipts_topic",
     "seq_ranges",
+    "shared_subscription",
     "status_topic",
 ]

@@ -54,6 +54,14 @@ RECEIPTS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/receipts"
 COMMAND_RESULTS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/command_results"
 
 
+def shared_subscription(group: str, topic_filter: str) -> str:
+    """An MQTT v5 shared subscription (MQTT 5.0, section 4.8.2): the broker hands each matching message to one of the
+    clients subscribed with the same `group`; the central service's ingest workers share the stations' stream so."""
+    if not group or any(char in group for char in "/+#") or group != group.strip():
+        raise ValueError(f"shared subscription group {group!r} must be a non-empty name without '/', '+' or '#'")
+    return f"$share/{group}/{topic_filter}"
+
+
 def parse_topic(topic: str) -> tuple[str, str, str]:
     """Split `sinkwatch/v1/<site>/<station>/<kind>`; raise ValueError naming the topic otherwise."""
     parts = topic.split("/")

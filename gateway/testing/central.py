@@ -13,6 +13,7 @@ from gateway.central.access import Role, TokenStore
 from gateway.central.commands import LEDGER_FILE, CommandKey, CommandLedger, CommandService
 from gateway.central.config import CentralConfig
 from gateway.central.service import run_central
+from gateway.central.workers import WorkerPool
 from gateway.testing.mqtt import wait_for
 from gateway.testing.services import InfluxInstance, MosquittoInstance
 
@@ -45,14 +46,16 @@ def running_central(mosquitto: MosquittoInstance, influxd: InfluxInstance, data_
 
 
 @contextlib.contextmanager
-def serving(config: CentralConfig, *, start_timeout_s: float = 20.0) -> Iterator[httpx.Client]:
+def serving(config: CentralConfig, *, start_timeout_s: float = 20.0,
+            workers: WorkerPool | None = None) -> Iterator[httpx.Client]:
     """`run_central(config)` in a background thread (give `api.port: 0` for a free port); yields an HTTP client for
-    its API (holding an operator token when the API needs tokens) and stops the service on exit."""
+    its API (holding an operator token when the API needs tokens) and stops the service on exit. `workers`: ingest
+    in worker processes (`serve --workers N`)."""
     headers = bearer(issue_token(config.data_dir)) if config.api.auth == "token" else {}
     stop = threading.Event()
     ports: list[int] = []
-    thread = threading.Thread(target=run_central, args=(config,),
-                              kwargs={"stop_event": stop, "ready_callback": ports.append}, daemon=True)
+    thread = threading.Thread(target=run_central, args=(config,), daemon=True,
+                              kwargs={"stop_event": stop, "ready_callback": ports.append, "workers": workers})
     thread.start()
     try:
         if not wait_for(lambda: bool(ports), timeout=start_timeout_s):

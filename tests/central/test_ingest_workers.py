@@ -54,7 +54,8 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Stor
         opened: list[Store] = [SqliteStore(tmp_path / "central.sqlite") for _ in range(3)]
     else:
         url = request.getfixturevalue("influxd").url
-        opened = [InfluxStore(url, database="workers") for _ in range(3)]
+        # one write guard, as the processes of one host share it (gateway/central/store/writeguard.py)
+        opened = [InfluxStore(url, database="workers", write_guard=tmp_path / "write-guard") for _ in range(3)]
     yield opened
     for store in opened:
         store.close()
