@@ -8,6 +8,7 @@ lost, duplicated or altered anywhere along the chain fails the test.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -71,6 +72,7 @@ def chain(tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance)
             "signing_key": str(provisioned_key(tmp_path / "central", "hainich", STATION, tmp_path / "station.key")),
             "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
             "buffer": {"path": str(tmp_path / "buffer.sqlite"), "batch_size": 7, "publish_interval_s": 0.2},
+            "telemetry": {"interval_s": 5},  # the shortest allowed: a second report with the sensor's figures
             "sensors": [{"name": "soil_co2_30cm", "driver": "gmp252", "port": driver_end, "interval_s": 0.1,
                          "variable_suffix": "_1_1_1"}],
         })
@@ -138,3 +140,57 @@ def test_influxdb_outage_loses_nothing_and_stores_every_reading_once(
 
 def _seqs(messages: list[Any]) -> list[int]:
     return [json.loads(m.payload)["seq"] for m in messages]
+
+
+HEALTH_MEASUREMENTS = {"health", "health_buffers", "health_sensors"}  # health_sensor_errors: only after an error
+DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
+
+
+def _selected_fields(query: str) -> set[str]:
+    """The fields a dashboard query aggregates: every quoted name inside an aggregate's parentheses."""
+    return set(re.findall(r'\w+\("(\w+)"\)', query))
+
+
+def test_health_reports_reach_the_api_and_the_dashboards(chain: Chain, influxd: InfluxInstance) -> None:
+    """Telemetry's round trip on real parts: the station's reports cross Mosquitto on their own channel, are stored
+    in InfluxDB on a receipt, served by the API, and every network and station-health dashboard panel that reads a
+    figure the reports have returns the station's rows (the dashboards as Grafana would send them)."""
+    # the report at start and one 5 s later, after the sensor has been polled
+    assert wait_for(lambda: chain.daemon.delivery.counters("health").confirmed >= 2, timeout=30)
+    served = chain.api.get(f"/api/v1/stations/{STATION}/health")
+    assert served.status_code == 200, served.text
+    report = served.json()["report"]
+    assert (report["site"], report["station"]) == ("hainich", STATION)
+    assert report["sensors"][0]["name"] == "soil_co2_30cm" and report["uptime_s"] >= 0
+    for message in chain.capture.on("/receipts"):  # the contract holds on the wire for health receipts too
+        validate_payload(schema_name_for_topic(message.topic), bytes(message.payload))
+    # a figure the reports have: a scalar with a value, or a value in any outbox/sensor entry; a panel reading at
+    # least one of them must return rows
+    has = {name for name, value in report.items() if value is not None and not isinstance(value, list)}
+    has |= {name for entry in report["buffers"] + report["sensors"] for name, value in entry.items()
+            if value is not None}
+    has |= {"errors_total"} if report["sensors"] else set()  # the store's sum of a sensor's errors by kind
+    checked: dict[str, int] = {}
+    for name in ("sinkwatch-network.json", "sinkwatch-station-health.json"):
+        dashboard = json.loads((DASHBOARDS / name).read_text(encoding="utf-8"))
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                query = target.get("query", "")
+                source = re.search(r'FROM "(\w+)"', query)
+                if source is None or source.group(1) not in HEALTH_MEASUREMENTS or not _selected_fields(query) & has:
+                    continue
+                sent = (query.replace("$timeFilter", "time > now() - 1h").replace("$__interval", "1m")
+                        .replace("$site", "(hainich)").replace("$station", f"({STATION})"))
+                response = httpx.post(f"{influxd.url}/query", params={"db": "e2e", "q": sent}, timeout=10)
+                result = response.json()["results"][0]
+                assert "error" not in result, (sent, result)
+                rows = sum(1 for s in result.get("series", []) for row in s["values"] if any(v is not None
+                                                                                             for v in row[1:]))
+                assert rows > 0, f"{name} {panel['title']!r} {target['refId']}: no rows from the report: {sent}"
+                assert all(s.get("tags", {}).get("station", STATION) == STATION for s in result.get("series", []))
+                checked[f"{name} {panel['title']}"] = rows
+    # the panels an operator looks at first are among those checked, whatever this machine leaves null
+    assert {"sinkwatch-network.json Stations: last health report", "sinkwatch-network.json Health reports per 10 min",
+            "sinkwatch-network.json Readings waiting on the station", "sinkwatch-station-health.json Disk free",
+            "sinkwatch-station-health.json Uptime", "sinkwatch-station-health.json Sensor availability",
+            "sinkwatch-station-health.json Sensors now"} <= set(checked)
