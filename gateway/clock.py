@@ -72,9 +72,11 @@ class ClockMapper:
         self._lock = threading.Lock()
         self.steps: list[ClockStep] = []
         self._epoch = 0
-        self._ref_mono, self._ref_real = self._capture()
+        # (monotonic, realtime), replaced whole: one attribute read is atomic, so `to_utc` (every record of a
+        # 20 Hz stream) needs no lock
+        self._ref: tuple[float, float] = self._capture()
         self._synced = bool(synced())
-        self._synced_checked = self._ref_mono
+        self._synced_checked = self._ref[0]
 
     def _capture(self) -> tuple[float, float]:
         # read monotonic on both sides of realtime and use the midpoint, so a preemption between the two reads
@@ -90,25 +92,25 @@ class ClockMapper:
             return ClockState(self._synced, self._epoch)
 
     def to_utc(self, monotonic: float) -> float:
-        with self._lock:
-            return self._ref_real + (monotonic - self._ref_mono)
+        ref_mono, ref_real = self._ref
+        return ref_real + (monotonic - ref_mono)
 
     def resync(self, force: bool = False) -> ClockStep | None:
         """Capture a new reference pair if `resync_interval_s` has passed; return the step if one is detected."""
         now = self.monotonic()
-        with self._lock:
-            if not force and now - self._ref_mono < self.resync_interval_s:
-                return None
+        if not force and now - self._ref[0] < self.resync_interval_s:
+            return None
         mono, real = self._capture()
         step: ClockStep | None = None
         with self._lock:
-            predicted = self._ref_real + (mono - self._ref_mono)
+            ref_mono, ref_real = self._ref
+            predicted = ref_real + (mono - ref_mono)
             error = real - predicted
             if abs(error) > self.step_threshold_s:
                 step = ClockStep(monotonic=mono, size_s=error, before_utc=predicted, after_utc=real)
                 self.steps.append(step)
                 self._epoch += 1
-            self._ref_mono, self._ref_real = mono, real
+            self._ref = (mono, real)
             check_sync = step is not None or mono - self._synced_checked >= self.sync_check_s
         if check_sync:
             synced = bool(self._synced_fn())

@@ -13,7 +13,6 @@ Frame layout (SOS and sonic temperature enabled, no analog inputs, no PRT)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import reduce
 
 from gateway.driver_api import StreamColumn
 
@@ -71,8 +70,17 @@ MISSING_MAGNITUDE = 999.0
 
 
 def checksum(body: bytes) -> int:
-    """XOR of the bytes strictly between STX and ETX."""
-    return reduce(lambda a, b: a ^ b, body, 0)
+    """XOR of the bytes strictly between STX and ETX.
+
+    Folded as one integer, its upper half XORed onto its lower half until one byte is left: a few big-integer
+    operations per frame instead of a Python call per byte (20 frames a second, every second of the year)."""
+    value = int.from_bytes(body, "little")
+    width = len(body)
+    while width > 1:
+        half = (width + 1) // 2
+        value = (value & ((1 << (8 * half)) - 1)) ^ (value >> (8 * half))
+        width = half
+    return value
 
 
 def build_frame(node: str, u: float, v: float, w: float, sos: float, ts: float, status: int, *,

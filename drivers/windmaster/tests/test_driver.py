@@ -75,3 +75,13 @@ def test_configuration_mode_commands() -> None:
     assert reply is not None and reply.startswith(b"M1,") and b"NQ" in reply
     assert sim.on_command(b"Q") is None and not sim.paused
     assert make_driver().start_commands() == [b"Q\r\n"]
+
+
+def test_checksum_is_the_xor_of_every_byte_for_any_length() -> None:
+    import random
+    from functools import reduce
+
+    rng = random.Random(3)
+    for length in range(0, 90):
+        body = bytes(rng.randrange(256) for _ in range(length))
+        assert grammar.checksum(body) == reduce(lambda a, b: a ^ b, body, 0), body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 
 import serial
 
@@ -28,7 +29,14 @@ class Transport:
         if self.is_tcp:
             host, _, number = cfg.port.removeprefix("tcp://").rpartition(":")
             sock = socket.create_connection((host, int(number)), timeout=5.0)
-            sock.settimeout(timeout_s)
+            if struct.calcsize("l") == 8:
+                # The kernel's receive timeout on a blocking socket: each record costs one recv instead of Python's
+                # poll + recv (a 64-bit `struct timeval`; elsewhere Python's own timeout)
+                sock.settimeout(None)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                struct.pack("ll", int(timeout_s), int(timeout_s % 1 * 1_000_000)))
+            else:
+                sock.settimeout(timeout_s)
             self._socket = sock
         else:
             if not os.path.exists(cfg.port):
@@ -41,7 +49,7 @@ class Transport:
         if self._socket is not None:
             try:
                 data = self._socket.recv(size)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):  # SO_RCVTIMEO ran out (EAGAIN), or Python's timeout
                 return b""
             if not data:
                 raise ConnectionError("the instrument closed the connection")
@@ -93,7 +101,7 @@ class FrameSplitter:
             self._buffer = b""
             self._discarding = True
             self.overflows += 1
-        if any(len(p) > self.max_bytes for p in parts):
+        if len(buffer) > self.max_bytes and any(len(p) > self.max_bytes for p in parts):  # else none can be
             kept = [p for p in parts if len(p) <= self.max_bytes]
             self.overflows += len(parts) - len(kept)
             parts = kept
