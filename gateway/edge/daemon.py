@@ -103,10 +103,10 @@ class StationDaemon:
             self.flux = FluxRunner.from_config(config, self.streams.settings.archive_dir)
             if self.flux.setup.publish:
                 self.delivery.add_channel(self.flux.outbox)
-                self.flux.notify = self.delivery.notify
+                self.flux.notify = lambda: self.delivery.notify("fluxes")
         if self.streams.uplink is not None:
             self.delivery.add_channel(self.streams.uplink)
-            self.streams.uplink.notify = self.delivery.notify
+            self.streams.uplink.notify = lambda: self.delivery.notify("raw")
         self.runners = [SensorRunner(cls, cfg, config.station) for cls, cfg in config.sensors
                         if not is_stream_driver(cls)]
         # health reports of the station itself, on their own channel (gateway/edge/telemetry.py)
@@ -117,7 +117,7 @@ class StationDaemon:
             self.delivery.add_channel(outbox)
             sampler = HealthSampler(config.site, config.station, interval_s=config.telemetry.interval_s,
                                     disk_path=config.buffer.path.parent)
-            self.telemetry = TelemetryRunner(self, outbox, sampler, notify=self.delivery.notify)
+            self.telemetry = TelemetryRunner(self, outbox, sampler, notify=lambda: self.delivery.notify("health"))
         # commands from the central service on the station's own downlink, answered on command_results
         # (gateway/edge/commands.py); `run` re-executes the daemon when one asks for a restart
         self.commands: StationCommands | None = None
@@ -129,7 +129,7 @@ class StationDaemon:
             results = CommandResultsOutbox(config.buffer.path, config.site, config.station)
             self.delivery.add_channel(results)
             self.commands = StationCommands(self, results)
-            self.commands.notify = self.delivery.notify
+            self.commands.notify = lambda: self.delivery.notify("command_results")
             self.delivery.add_downlink(self.commands.topic, self.commands.submit)
         elif config.commands.accept == "signed":
             log.info("commands off: commands.trusted_keys is empty (the central service's `sinkwatch central station "
@@ -249,7 +249,7 @@ class StationDaemon:
         if self._unbuffered:
             log.info("buffer %s writable again; %d held readings saved", self.buffer.path, len(self._unbuffered))
         self._unbuffered = []
-        self.delivery.notify()
+        self.delivery.notify("readings")
 
     def run(self, stop: threading.Event, drain_timeout_s: float = 5.0) -> None:
         log.info("station %s/%s starting: %d sensors, buffer %s holds %d readings",

@@ -177,6 +177,11 @@ class Delivery:
         self._channels: dict[str, _Channel] = {}
         self._order: list[str] = []  # round robin over channels for new items
         self._turn = 0
+        # A channel whose outbox had nothing new is not asked again until it is notified or `idle_wait_s` has
+        # passed (a source that forgets to notify waits no longer than before): an idle channel costs one query a
+        # second instead of one per wake-up. (notifications so far, marks when found empty: (notifications, time))
+        self._notified: dict[str, int] = {}
+        self._found_empty: dict[str, tuple[int, float]] = {}
         self._mids: dict[int, tuple[str, int]] = {}  # paho mid -> (channel, seq) until its PUBACK
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -265,8 +270,12 @@ class Delivery:
         self._thread = threading.Thread(target=self.run, args=(self._stop,), name="delivery", daemon=True)
         self._thread.start()
 
-    def notify(self) -> None:
-        """Something new is in an outbox."""
+    def notify(self, channel: str | None = None) -> None:
+        """Something new is in the outbox of `channel` (None: maybe in any)."""
+        if channel is None:
+            self._found_empty.clear()
+        else:
+            self._notified[channel] = self._notified.get(channel, 0) + 1
         self._wake.set()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -321,6 +330,7 @@ class Delivery:
                                since=utc_now(), software_version=__version__)
         client.publish(self._status_topic, online.model_dump_json(), qos=1, retain=True)
         self._connected.set()
+        self._found_empty.clear()
         self._wake.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -548,8 +558,15 @@ class Delivery:
             self._turn += 1
             channel = self._channels[name]
             room = self.settings.max_unconfirmed - len(channel.tracked)
+            notified = self._notified.get(name, 0)
+            empty = self._found_empty.get(name)
+            if empty is not None and empty[0] == notified and self._clock() - empty[1] < self.settings.idle_wait_s:
+                idle += 1
+                continue
             items = channel.source.claim(1, set(channel.tracked)) if room > 0 else []
             if not items:
+                if room > 0:
+                    self._found_empty[name] = (notified, self._clock())
                 idle += 1
                 continue
             idle = 0

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pytest
 
@@ -448,3 +448,43 @@ def test_a_receipt_for_another_station_or_malformed_is_ignored(tmp_path: Path, k
     delivery.pump()
     assert kit.source.pending() == 2 and delivery.bad_receipts == 2
 
+
+
+class _CountingClaims:
+    """An outbox that counts how often the delivery loop asks it for new items."""
+
+    def __init__(self, source: OutboxSource) -> None:
+        self._source, self.claims = source, 0
+
+    def claim(self, n: int, exclude: set[int]) -> Any:
+        self.claims += 1
+        return self._source.claim(n, exclude)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+
+def test_an_idle_outbox_is_asked_again_only_when_notified_or_after_the_idle_wait(tmp_path: Path, kit: Kit) -> None:
+    now = [100.0]
+    delivery = Delivery(SITE, STATION, MqttConfig(), DeliverySettings(idle_wait_s=1.0), clock=lambda: now[0])
+    source = _CountingClaims(kit.source)
+    delivery.add_channel(cast(OutboxSource, source))
+    delivery._client = FakeClient()  # type: ignore[assignment]
+    delivery._connected.set()
+    kit.add(1)
+    assert delivery.pump() == 1
+    asked = source.claims  # the item, then the empty answer that marks the outbox idle
+    for _ in range(5):  # wake-ups for PUBACKs, receipts, other channels: no query of an idle outbox
+        assert delivery.pump() == 0
+    assert source.claims == asked
+    kit.add(1)  # appended without a notification (a source that forgets): it waits at most idle_wait_s
+    assert delivery.pump() == 0 and source.claims == asked
+    now[0] += 1.0
+    assert delivery.pump() == 1 and source.claims > asked
+    kit.add(1)
+    delivery.notify(kit.channel)  # the usual way: the writer names its channel
+    assert delivery.pump() == 1
+    kit.add(1)
+    delivery.notify()  # no channel named: every outbox is asked again
+    assert delivery.pump() == 1
+    assert kit.source.pending() == 4  # sent, not confirmed: nothing deleted
