@@ -83,7 +83,6 @@ class StreamArchive:
         writer = ArchiveWriter(self.archive_dir, self.config.name, file_period_start(utc),
                                [(c.name, c.unit) for c in self.driver_class.columns], self._metadata())
         self._writer = writer
-        self._bad = Counter()
         self._steps = []
         return writer
 
@@ -101,6 +100,9 @@ class StreamArchive:
             "clock_steps": [{"size_s": s.size_s, "after_utc": s.after_utc} for s in self._steps],
             "clock_synced_at_close": self.clock.state.synced,
         }
+        # counted afresh from here: a bad record dropped while no file is open (before the first good record, or
+        # between a close and the next record) goes into the next file's footer instead of none
+        self._bad = Counter()
         try:
             path = writer.close(footer)
         except OSError as exc:
