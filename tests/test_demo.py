@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import shutil
@@ -349,6 +350,7 @@ def test_the_status_page_shows_the_demo_station_live_in_chromium(tmp_path: Path)
     from tests.report.browser import open_url
 
     loads = []
+    firing: list[set[tuple[str, str, str]]] = []  # the engine's firing alerts before and after the page loaded
     stop = threading.Event()
 
     def while_running(rig: DemoRig, station_yaml: Path) -> None:
@@ -365,9 +367,11 @@ def test_the_status_page_shows_the_demo_station_live_in_chromium(tmp_path: Path)
                     if reports and alerts["alerts"] and fluxes:  # the live station's own, not the simulated year's
                         break
                     time.sleep(1)
-            artefacts = Path(__file__).resolve().parents[1] / "test-artifacts"
-            loads.append(open_url(f"{rig.api_url}/", virtual_time_ms=20_000,
-                                  screenshot=artefacts / "demo-status-page.png"))
+                artefacts = Path(__file__).resolve().parents[1] / "test-artifacts"
+                firing.append(_firing(client))
+                loads.append(open_url(f"{rig.api_url}/", virtual_time_ms=20_000,
+                                      screenshot=artefacts / "demo-status-page.png"))
+                firing.append(_firing(client))
         finally:
             stop.set()
 
@@ -380,4 +384,18 @@ def test_the_status_page_shows_the_demo_station_live_in_chromium(tmp_path: Path)
     assert "NEE <b>" in load.dom and "the whole year" in load.dom  # the simulated year's budget
     assert re.search(r'<body data-updated="\d{4}-', load.dom)  # status.js refreshed the page
     assert load.screenshot is not None and load.screenshot.stat().st_size > 20_000
+    # the alarms: the page lists what the central alert engine has firing (what fires here depends on this
+    # machine's clock discipline; an alert that changed while the page loaded may be either way)
+    before, after = firing
+    alarms = load.dom.split("<h2>Alerts</h2>", 1)[1].split("</table>", 1)[0]
+    shown = {(rule, station, html.unescape(subject)) for rule, station, subject in
+             re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td><td>([^<]*)</td>", alarms)}
+    assert before & after <= shown <= before | after, (before, after, shown)
+    assert shown or "No alert is firing." in alarms
+    assert re.search(rf">{len(shown)} alerts? firing<", load.dom)
+
+
+def _firing(client: httpx.Client) -> set[tuple[str, str, str]]:
+    alerts = client.get("/api/v1/alerts").json()["alerts"]
+    return {(a["rule"], f"{a['site']}/{a['station']}", a["subject"]) for a in alerts if a["state"] == "firing"}
 
