@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 
 # Install what the tests need (Debian's mosquitto, influxdb, socat, mbpoll; the Python test extras), then run the
 # linters and the whole suite, integration tests included.
+# Two workers (`-n 2`, work stealing for the few long end-to-end tests): CI machines have two cores, and most of the
+# suite's time is spent waiting on real brokers, databases, serial lines and the demo's clock, not computing.
 test: deps venv lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist worksteal --durations=25
 
 deps:
 	bash deploy/install-test-deps.sh
