@@ -28,18 +28,15 @@ people) is at / (`statuspage`). Interactive documentation at /docs, schema at /o
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,24 +55,32 @@ from gateway.central.statuspage import add_status_page
 from gateway.central.store import (
     Aggregate,
     FluxResultSet,
-    QueryTooLarge,
-    SeriesPoint,
     SeriesSource,
     StationInfo,
     Store,
     StoreError,
     StoreUnavailable,
 )
-from gateway.contract import SETTINGS_HASH_PATTERN, FluxRecord, StationStatus
+from gateway.central.store.reads import SeriesRow
+from gateway.central.streaming import (
+    ameriflux_csv,
+    fluxes_csv,
+    fluxes_json,
+    prefetched,
+    series_csv,
+    series_json,
+)
+from gateway.contract import SETTINGS_HASH_PATTERN, VARIABLE_NAME_PATTERN, FluxRecord, StationStatus
 from gateway.flux.ec.result import OUTPUT_VARIABLES
-from gateway.flux.files import write_ameriflux_csv
-from gateway.flux.records import flux_result_of
+from gateway.flux.files import ameriflux_columns
 from gateway.model import format_time
 
-MAX_POINTS = 100_000
 HEALTH_CACHE_S = 2.0  # how long /health reuses the store's last answer to a ping
-MAX_FLUX_RECORDS = 100_000
+MAX_VARIABLES = 200  # variables= of /fluxes: more than the engine writes
 _SETTINGS_HASH_RE = re.compile(SETTINGS_HASH_PATTERN)
+_VARIABLE_NAME_RE = re.compile(VARIABLE_NAME_PATTERN)
+# what the OpenAPI document says of variables= (the route checks each name and names the fix)
+VARIABLES_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}(,[A-Z][A-Z0-9_]{0,63})*$"
 
 
 class IngestState(Protocol):
@@ -373,40 +378,23 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
         if window is None and aggregate is not None:
             raise ParameterError("aggregate", "aggregate needs every (the window length), e.g. every=30m")
         agg: Aggregate = aggregate or "mean"
-        if window is not None:
-            windows = math.ceil((end_t - start_t) / window)
-            if windows > MAX_POINTS:
-                raise ParameterError(
-                    "every", f"{windows} windows exceed the limit of {MAX_POINTS}; use a longer every or a shorter "
-                    "start..end",
-                )
         source = _one_source(store.series_sources(station, variable, start_t, end_t), station, variable, site,
                              sensor)
-        if source is None:
-            points: list[SeriesPoint] = []
-        else:
-            try:
-                points = store.query_series(station, variable, start_t, end_t, window, agg, site=source.site,
-                                            sensor=source.sensor, limit=MAX_POINTS)
-            except QueryTooLarge:
-                raise ParameterError(
-                    "start", f"more than {MAX_POINTS} raw points in start..end; shorten the window or set every "
-                    "(e.g. every=1m) to aggregate",
-                ) from None
+        # any range is answered, streamed: the body grows with the readings it holds, the server's memory does not
+        chunks: Iterator[list[SeriesRow]] = iter(())
+        if source is not None:
+            chunks = prefetched(store.iter_series(station, variable, start_t, end_t, window, agg, site=source.site,
+                                                  sensor=source.sensor))
         if format == "csv":
-            return Response(content=_to_csv(points), media_type="text/csv")
-        return SeriesOut(
-            site=source.site if source else site,
-            station=station,
-            sensor=source.sensor if source else sensor,
-            variable=variable,
-            unit=source.unit if source else None,
-            start=format_time(start_t),
-            end=format_time(end_t),
-            every=format_duration(window) if window is not None else None,
-            aggregate=agg if window is not None else None,
-            points=[PointOut(time=format_time(p.time), value=p.value, qc=p.qc) for p in points],
-        )
+            return StreamingResponse(series_csv(chunks), media_type="text/csv")
+        head = {
+            "site": source.site if source else site, "station": station,
+            "sensor": source.sensor if source else sensor, "variable": variable,
+            "unit": source.unit if source else None, "start": format_time(start_t), "end": format_time(end_t),
+            "every": format_duration(window) if window is not None else None,
+            "aggregate": agg if window is not None else None,
+        }
+        return StreamingResponse(series_json(head, chunks), media_type="application/json")
 
     @reader.get(
         "/api/v1/fluxes",
@@ -427,6 +415,10 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             description="json, csv (one row per record, RFC 3339 times, every variable) or ameriflux "
                         "(AmeriFlux BASE CSV: TIMESTAMP_START/END as YYYYMMDDHHMM, -9999 missing; needs one result "
                         "set)")] = "json",
+        variables: Annotated[str | None, Query(
+            description="comma-separated variable names, e.g. NEE,H,LE,FC: only these in each record's values "
+                        "(those a record lacks are left out) and as the CSV's columns; omit for all",
+            json_schema_extra={"pattern": VARIABLES_PATTERN, "example": "NEE,H,LE,FC"})] = None,
     ) -> Any:
         start_t = parse_timestamp(start, "start")
         end_t = parse_timestamp(end, "end")
@@ -435,27 +427,28 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
         if settings_hash is not None and not _SETTINGS_HASH_RE.match(settings_hash):
             raise ParameterError("settings_hash", f"{settings_hash!r} is not a settings hash; use 8-64 lower-case "
                                  "hex digits as listed by /api/v1/fluxes/sets, e.g. 3f2a9c0d1e4b5a6f")
-        try:
-            records = store.query_fluxes(station, start_t, end_t, settings_hash, limit=MAX_FLUX_RECORDS)
-        except QueryTooLarge:
-            raise ParameterError(
-                "start", f"more than {MAX_FLUX_RECORDS} flux records in start..end; shorten the window",
-            ) from None
-        if format == "ameriflux":
-            sets = sorted({(r.settings_hash, r.engine_version) for r in records})
-            if len(sets) > 1:
-                listed = ", ".join(f"{h} ({v})" for h, v in sets)
+        wanted = _variables(variables) if variables is not None else None
+        names: list[str] = []
+        if format != "json":
+            # a CSV header comes first: which result sets and variables the range holds, before any record
+            columns = store.flux_columns(station, start_t, end_t, settings_hash)
+            if format == "ameriflux" and len(columns.sets) > 1:
+                listed = ", ".join(f"{h} ({v})" for h, v in columns.sets)
                 raise ParameterError(
                     "settings_hash", f"an AmeriFlux file holds one result per period, and start..end has "
-                    f"{len(sets)} result sets: {listed}; add settings_hash=<one of them>",
+                    f"{len(columns.sets)} result sets: {listed}; add settings_hash=<one of them>",
                 )
-            body = io.StringIO()
-            write_ameriflux_csv([flux_result_of(r) for r in records], body)
-            return Response(content=body.getvalue(), media_type="text/csv")
+            present = columns.variables if wanted is None else columns.variables & set(wanted)
+            names = (ameriflux_columns(present) if format == "ameriflux" else
+                     [n for n in wanted if n in present] if wanted is not None else _csv_names(present))
+        chunks = prefetched(store.iter_fluxes(station, start_t, end_t, settings_hash, variables=wanted))
+        if format == "ameriflux":
+            return StreamingResponse(ameriflux_csv(names, chunks), media_type="text/csv")
         if format == "csv":
-            return Response(content=_fluxes_to_csv(records), media_type="text/csv")
-        return FluxesOut(station=station, start=format_time(start_t), end=format_time(end_t),
-                         settings_hash=settings_hash, records=records)
+            return StreamingResponse(fluxes_csv(names, chunks), media_type="text/csv")
+        head = {"station": station, "start": format_time(start_t), "end": format_time(end_t),
+                "settings_hash": settings_hash}
+        return StreamingResponse(fluxes_json(head, chunks), media_type="application/json")
 
     @reader.get(
         "/api/v1/fluxes/sets",
@@ -537,18 +530,21 @@ def _set_out(item: FluxResultSet) -> FluxResultSetOut:
                             first_end=format_time(item.first_end), last_end=format_time(item.last_end))
 
 
-def _fluxes_to_csv(records: list[FluxRecord]) -> str:
-    present = {name for r in records for name in r.values}
-    names = [n for n in OUTPUT_VARIABLES if n in present] + sorted(present - OUTPUT_VARIABLES.keys())
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["start", "end", "site", "station", "engine_version", "settings_hash", "status", "reasons",
-                     *names])
-    for r in records:
-        cells = ["" if (v := r.values.get(n)) is None else repr(v) for n in names]
-        writer.writerow([format_time(r.start), format_time(r.end), r.site, r.station, r.engine_version,
-                         r.settings_hash, r.status, "; ".join(r.reasons), *cells])
-    return out.getvalue()
+def _csv_names(present: set[str]) -> list[str]:
+    """CSV columns: the engine's output variables in their order, then any other name alphabetically."""
+    return [n for n in OUTPUT_VARIABLES if n in present] + sorted(present - OUTPUT_VARIABLES.keys())
+
+
+def _variables(text: str) -> list[str]:
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if not _VARIABLE_NAME_RE.match(n)]
+    if not names or bad:
+        raise ParameterError("variables", f"{text!r} is not a list of flux variable names; use FLUXNET names "
+                             "separated by commas, e.g. variables=NEE,H,LE,FC")
+    if len(names) > MAX_VARIABLES:
+        raise ParameterError("variables", f"{len(names)} variables asked for, at most {MAX_VARIABLES}; omit "
+                             "variables for every variable of the records")
+    return names
 
 
 def _one_source(sources: list[SeriesSource], station: str, variable: str, site: str | None,
@@ -570,14 +566,3 @@ def _one_source(sources: list[SeriesSource], station: str, variable: str, site: 
     first = matching[0]
     # one sensor that changed its unit inside the window: say so rather than pick one
     return SeriesSource(site=first.site, sensor=first.sensor, unit=" | ".join(units))
-
-
-def _to_csv(points: list[SeriesPoint]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["time", "value", "qc"])
-    for p in points:
-        # repr() is the shortest text that reads back as the same float, so CSV loses nothing.
-        writer.writerow([format_time(p.time), "" if p.value is None else repr(p.value), "" if p.qc is None else p.qc])
-    return out.getvalue()
-

@@ -19,7 +19,7 @@ import gzip
 import math
 import re
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
@@ -409,7 +409,31 @@ def result_columns(results: Iterable[FluxResult], base_only: bool = False) -> li
     present: set[str] = set()
     for r in results:
         present.update(r.values)
-    return [n for n, var in OUTPUT_VARIABLES.items() if n in present and (var.standard or not base_only)]
+    return ameriflux_columns(present, base_only)
+
+
+def ameriflux_columns(present: Iterable[str], base_only: bool = False) -> list[str]:
+    """The variable columns of an AmeriFlux file whose periods carry the variables `present`."""
+    carried = set(present)
+    return [n for n, var in OUTPUT_VARIABLES.items() if n in carried and (var.standard or not base_only)]
+
+
+def ameriflux_header(cols: Sequence[str], base_only: bool = False) -> list[str]:
+    return ["TIMESTAMP_START", "TIMESTAMP_END", *cols,
+            *([] if base_only else ["ENGINE", "SETTINGS_HASH", "STATUS", "REASONS"])]
+
+
+def ameriflux_cells(cols: Sequence[str], values: Mapping[str, float | int | None]) -> list[str]:
+    """The variable cells of one period: -9999 for a missing value, flags and counts as integers, else 9
+    significant digits."""
+    missing = str(MISSING)
+    get = values.get
+    return [missing if (val := get(c)) is None or not math.isfinite(val) else
+            str(int(val)) if c in _INTEGER_CELLS or c.endswith("_SSITC_TEST") else format(val, ".9g")
+            for c in cols]
+
+
+_INTEGER_CELLS = frozenset(("N_RECORDS", "N_USED"))
 
 
 def write_ameriflux_csv(results: Sequence[FluxResult], path: Path | str | TextIO, *, base_only: bool = False) -> None:
@@ -426,18 +450,9 @@ def write_ameriflux_csv(results: Sequence[FluxResult], path: Path | str | TextIO
 def _write_ameriflux(results: Sequence[FluxResult], fh: TextIO, base_only: bool) -> None:
     cols = result_columns(results, base_only)
     out = csv.writer(fh, lineterminator="\n")
-    out.writerow(["TIMESTAMP_START", "TIMESTAMP_END", *cols,
-                  *([] if base_only else ["ENGINE", "SETTINGS_HASH", "STATUS", "REASONS"])])
+    out.writerow(ameriflux_header(cols, base_only))
     for r in results:
-        row: list[str] = [_fmt(r.start), _fmt(r.end)]
-        for c in cols:
-            val = r.get(c)
-            if not math.isfinite(val):
-                row.append(str(MISSING))
-            elif c.endswith("_SSITC_TEST") or c in ("N_RECORDS", "N_USED"):
-                row.append(str(int(val)))
-            else:
-                row.append(f"{val:.9g}")
+        row: list[str] = [_fmt(r.start), _fmt(r.end), *ameriflux_cells(cols, r.values)]
         if not base_only:
             row += [r.engine_version, r.settings_hash, r.status, "; ".join(r.reasons)]
         out.writerow(row)

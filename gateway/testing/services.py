@@ -201,6 +201,7 @@ class InfluxInstance:
     binary: str
     https: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS only
     ca_file: Path | None = None  # the CA that signed the HTTPS certificate, for the readiness ping
+    data_settings: str = ""  # more lines of the [data] section, e.g. 'cache-snapshot-write-cold-duration = "5s"'
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -237,7 +238,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   wal-dir = "{base}/wal"
   query-log-enabled = false
   trace-logging-enabled = false
-
+{self.data_settings}
 [monitor]
   store-enabled = false
 
@@ -313,9 +314,10 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
 @contextlib.contextmanager
 def running_influxd(tmp_dir: Path | str, *, https: tuple[Path, Path] | None = None, ca_file: Path | None = None,
-                    host: str = "127.0.0.1") -> Iterator[InfluxInstance]:
+                    host: str = "127.0.0.1", data_settings: str = "") -> Iterator[InfluxInstance]:
     """A private influxd 1.x on free loopback ports with its data in `tmp_dir`, stopped on exit. With `https`
-    (certificate, key; `ca_file` their CA) it serves HTTPS only, at https://`host`:port."""
+    (certificate, key; `ca_file` their CA) it serves HTTPS only, at https://`host`:port. `data_settings`: more
+    lines for the [data] section of its configuration (benches: how soon the cache goes to TSM files)."""
     binary = _find_binary(INFLUXD_BINARY, "influxd", "influxdb")
     base = Path(tmp_dir)
     base.mkdir(parents=True, exist_ok=True)
@@ -323,7 +325,7 @@ def running_influxd(tmp_dir: Path | str, *, https: tuple[Path, Path] | None = No
     scheme = "https" if https is not None else "http"
     instance = InfluxInstance(
         url=f"{scheme}://{host}:{port}", port=port, rpc_port=free_port(), base_dir=base, binary=binary, https=https,
-        ca_file=ca_file,
+        ca_file=ca_file, data_settings=data_settings,
     )
     instance.write_config()
     try:

@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +15,10 @@ from fastapi.testclient import TestClient
 from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.store import SqliteStore, StoreUnavailable
+from gateway.central.store.reads import FluxRow
 from gateway.contract import FluxRecord
+from gateway.flux.files import write_ameriflux_csv
+from gateway.flux.records import flux_result_of
 from gateway.model import format_time
 
 from .helpers import T0, flux_record
@@ -106,6 +110,9 @@ def test_ameriflux_refuses_mixed_result_sets_and_lists_them(client: TestClient) 
         ({"end": START}, "end", "must be after start"),
         ({"settings_hash": "ABC'; DROP"}, "settings_hash", "hex digits"),
         ({"format": "xlsx"}, "format", ""),
+        ({"variables": "nee,H"}, "variables", "e.g. variables=NEE,H,LE,FC"),
+        ({"variables": ","}, "variables", "FLUXNET names"),
+        ({"variables": ",".join(f"V{i}" for i in range(201))}, "variables", "at most 200"),
     ],
 )
 def test_parameter_errors_name_the_parameter_and_the_fix(client: TestClient, params: dict[str, str],
@@ -116,6 +123,30 @@ def test_parameter_errors_name_the_parameter_and_the_fix(client: TestClient, par
     detail = response.json()["detail"][0]
     assert detail["loc"] == ["query", parameter]
     assert hint in detail["msg"]
+
+
+def test_variables_restrict_each_record_in_the_order_asked(client: TestClient) -> None:
+    params = {"station": "st1", "start": START, "end": END, "variables": "LE,FC,NEE"}
+
+    body = client.get("/api/v1/fluxes", params=params).json()
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/v1/fluxes", params={**params, "format": "csv"}).text)))
+
+    records = [FluxRecord.model_validate(r) for r in body["records"]]
+    assert [(r.settings_hash, list(r.values.items())) for r in records] == [
+        (HASH_A, [("LE", None), ("FC", -12.5)]), (HASH_B, [("FC", -11.0)]), (HASH_A, [("LE", 80.5), ("FC", -3.25)])]
+    assert [r.status for r in records] == ["ok", "ok", "partial"]
+    assert list(rows[0]) == ["start", "end", "site", "station", "engine_version", "settings_hash", "status", "reasons",
+                             "LE", "FC"]  # NEE: no record carries it
+    assert [(r["LE"], r["FC"]) for r in rows] == [("", "-12.5"), ("", "-11.0"), ("80.5", "-3.25")]
+
+
+def test_ameriflux_streamed_is_the_file_the_command_writes(client: TestClient) -> None:
+    response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END,
+                                                    "settings_hash": HASH_A, "format": "ameriflux"})
+
+    written = io.StringIO()
+    write_ameriflux_csv([flux_result_of(r) for r in RECORDS_A], written)
+    assert response.text == written.getvalue()
 
 
 def test_result_sets_are_listed_per_station(client: TestClient) -> None:
@@ -130,8 +161,10 @@ def test_result_sets_are_listed_per_station(client: TestClient) -> None:
 
 def test_store_outage_is_503(tmp_path: Path) -> None:
     class DownStore(SqliteStore):
-        def query_fluxes(self, *args: object, **kwargs: object) -> list[FluxRecord]:
+        def iter_fluxes(self, *args: Any, **kwargs: Any) -> Iterator[list[FluxRow]]:
+            # a generator, as the stores' are: the failure comes with the first chunk, not the call
             raise StoreUnavailable("influxd stopped")
+            yield []
 
     store = DownStore(tmp_path / "down.sqlite")
     with TestClient(create_app(store, access=DEV)) as client:

@@ -39,6 +39,8 @@ Semantics all backends share:
   derived results too: `gateway.central.store.products`, the methods of `ProductStore`.
 - **Health reports** (`gateway.contract.StationHealth`) are identified by (site, station, time): see
   `gateway.central.store.health`; the methods are those of `HealthStore`.
+- **Streamed reads** (`iter_series`, `iter_fluxes`, `flux_columns`): the rows of `query_series` and
+  `query_fluxes` in chunks, for the HTTP API: see `gateway.central.store.reads`, the methods of `StreamingReads`.
 - **Alert events** (state changes of the central service's alert rules) are identified by (rule, site, station,
   subject, time): see `gateway.central.store.alerts`; the methods are those of `AlertStore`.
 - **Provenance** of recomputed flux records (the raw files they came from, the digest of the record) is identified
@@ -59,6 +61,7 @@ from gateway.central.store.health import HealthStore
 from gateway.central.store.ledger import LedgerItem, LedgerStore
 from gateway.central.store.products import ProductStore
 from gateway.central.store.provenance import ProvenanceStore
+from gateway.central.store.reads import StreamingReads
 from gateway.contract import FluxRecord
 from gateway.model import Reading
 
@@ -206,7 +209,8 @@ class FluxResultSet:
     last_end: datetime
 
 
-class Store(BudgetStore, ProductStore, HealthStore, LedgerStore, AlertStore, ProvenanceStore, Protocol):
+class Store(BudgetStore, ProductStore, HealthStore, LedgerStore, AlertStore, ProvenanceStore, StreamingReads,
+            Protocol):
     def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         """Store every new reading; report duplicates, conflicts and rejected readings (see the module doc).
         Raises StoreUnavailable only (nothing or only some new readings stored: repeating the call is safe).

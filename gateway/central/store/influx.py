@@ -22,7 +22,9 @@ Flux records (one point per averaging period, `gateway.contract.FluxRecord`)::
     tags         site, station, engine_version, settings_hash
     fields       one per variable with a value (FC, H, LE, ...: float; *_SSITC_TEST flags and counts: integer),
                  period_s (float, end - start), status (string), reasons (string, JSON list),
-                 names (string: every variable of the record, comma-separated), nulls (string: those without value)
+                 names (string: every variable of the record, comma-separated), nulls (string: those without value),
+                 names_id (string: 16 hex digits of the SHA-256 of names; a read of a few variables names the
+                 record's variables by it instead of reading the long names, see `influx_reads`)
     time         the period's end (it labels the period), nanosecond precision
 
 InfluxDB merges the fields of a rewritten point with the old ones, so a variable that became null on a rewrite
@@ -82,6 +84,7 @@ from gateway.central.store.influx_health import InfluxHealthMixin
 from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_line
 from gateway.central.store.influx_products import InfluxProductsMixin
 from gateway.central.store.influx_provenance import InfluxProvenanceMixin
+from gateway.central.store.influx_reads import InfluxReadsMixin, names_digest
 from gateway.central.store.ledger import LedgerItem
 from gateway.central.store.lineprotocol import ReadingLines
 from gateway.central.store.writeguard import NOTHING, Marks, WriteGuard
@@ -130,7 +133,9 @@ def flux_to_line(record: FluxRecord) -> str:
     point.field("period_s", (record.end - record.start).total_seconds())
     point.field("status", record.status)
     point.field("reasons", json.dumps(list(record.reasons), ensure_ascii=False))
-    point.field("names", ",".join(record.values))
+    names = ",".join(record.values)
+    point.field("names", names)
+    point.field("names_id", names_digest(names))
     point.field("nulls", ",".join(name for name, value in record.values.items() if value is None))
     for name, value in record.values.items():
         if value is not None:
@@ -194,7 +199,7 @@ def render_series_query(
 
 
 class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, InfluxLedgerMixin, InfluxAlertsMixin,
-                  InfluxProvenanceMixin):
+                  InfluxProvenanceMixin, InfluxReadsMixin):
     """InfluxDB 1.x/2.x/3.x. `api="v1"`: POST /write (optionally basic auth with username/password), database
     created on first use if missing. `api="v2"`: influxdb-client's synchronous write API with token/org/bucket;
     reads still use /query on `database` with the token (2.x needs a DBRP mapping)."""

@@ -46,6 +46,7 @@ from gateway.central.store.sqlite_health import SqliteHealthMixin
 from gateway.central.store.sqlite_ledger import SqliteLedgerMixin
 from gateway.central.store.sqlite_products import SqliteProductsMixin
 from gateway.central.store.sqlite_provenance import SqliteProvenanceMixin
+from gateway.central.store.sqlite_reads import SqliteReadsMixin
 from gateway.contract import FluxRecord
 from gateway.model import QualityFlag, Reading, TimeSource
 
@@ -99,7 +100,7 @@ _AGGREGATE_SQL: dict[str, str] = {
 
 
 class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, SqliteLedgerMixin, SqliteAlertsMixin,
-                  SqliteProvenanceMixin):
+                  SqliteProvenanceMixin, SqliteReadsMixin):
     """One connection shared under a lock: SQLite serialises writers anyway, and this keeps it thread-safe for
     the ingest worker and the API's threads. `busy_timeout_s` bounds how long a write waits for a lock held by
     another process before reporting the store unavailable."""
@@ -229,21 +230,8 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
         limit: int | None = None,
     ) -> list[SeriesPoint]:
         check_window(start, end, aggregate)
-        params: dict[str, object] = {
-            "station": station, "variable": variable, "start": to_ns(start), "end": to_ns(end),
-            "site": site, "sensor": sensor,
-        }
-        where = ("station = :station AND variable = :variable AND time_ns >= :start AND time_ns < :end "
-                 "AND (:site IS NULL OR site = :site) AND (:sensor IS NULL OR sensor = :sensor)")
-        if every is None:
-            sql = f"SELECT time_ns, value, qc FROM readings WHERE {where} ORDER BY time_ns, sensor, site"
-        else:
-            params["every"] = every_ns(every)
-            sql = (
-                "WITH w AS (SELECT time_ns - (time_ns % :every) AS bucket, time_ns, value, qc FROM readings "
-                f"WHERE {where}) "
-                f"SELECT bucket, {_AGGREGATE_SQL[aggregate]}, MAX(qc) FROM w GROUP BY bucket ORDER BY bucket"
-            )
+        sql, params = series_sql(station, variable, to_ns(start), to_ns(end),
+                                 None if every is None else every_ns(every), aggregate, site, sensor)
         if limit is not None:
             sql += f" LIMIT {int(limit) + 1}"
         with self._lock:
@@ -359,6 +347,24 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
         with self._lock:
             self._conn.close()
 
+
+
+def series_sql(station: str, variable: str, start_ns: int, end_ns: int, window_ns: int | None, aggregate: str,
+               site: str | None, sensor: str | None) -> tuple[str, dict[str, object]]:
+    """The statement of query_series / iter_series: raw points in time order, or one row per non-empty window."""
+    params: dict[str, object] = {
+        "station": station, "variable": variable, "start": start_ns, "end": end_ns, "site": site, "sensor": sensor,
+    }
+    where = ("station = :station AND variable = :variable AND time_ns >= :start AND time_ns < :end "
+             "AND (:site IS NULL OR site = :site) AND (:sensor IS NULL OR sensor = :sensor)")
+    if window_ns is None:
+        return f"SELECT time_ns, value, qc FROM readings WHERE {where} ORDER BY time_ns, sensor, site", params
+    params["every"] = window_ns
+    return (
+        "WITH w AS (SELECT time_ns - (time_ns % :every) AS bucket, time_ns, value, qc FROM readings "
+        f"WHERE {where}) "
+        f"SELECT bucket, {_AGGREGATE_SQL[aggregate]}, MAX(qc) FROM w GROUP BY bucket ORDER BY bucket"
+    ), params
 
 
 def _row_to_stored(row: tuple[Any, ...]) -> StoredReading:

@@ -1,0 +1,338 @@
+"""The HTTP API over a station-year in InfluxDB, each endpoint against its store queries' own time in the same run.
+
+Data: bench/station_year.py (2 × 3,153,600 readings at 10 s, 17,520 flux records of 92 variables), loaded once into
+a private influxd whose data directory is kept (`--data-dir`), so later runs start at once.
+
+The API runs as `uvicorn` in a child process over an `InfluxStore` (the real server, the real HTTP path); the bench
+is its client. For every case:
+
+    ours      GET of the endpoint, whole body read (httpx, streamed and discarded)
+    baseline  the InfluxQL statements the endpoint's store calls send, POSTed straight to influxd's /query one after
+              the other with the store's own parameters (chunked=true, chunk_size, no gzip), whole bodies read
+
+Ours and the baseline alternate request by request (load on the shared machine hits both alike). Reported: median
+and p95 wall time, the ratio of the medians, the CPU time the server process and influxd spent per request (from
+/proc: steadier than wall time when the machine is shared), and the server's peak RSS during the case
+(VmHWM, reset before each request through /proc/<pid>/clear_refs). Every body is checked once (record and point
+counts). No figure is asserted: they go to docs/performance.md and docs/scaling.md.
+
+    .venv/bin/python bench/api_scale.py [--data-dir DIR] [--repeat 15] [--heavy-repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import station_year
+
+from gateway.net import free_port
+from gateway.testing.services import running_influxd
+
+DATABASE = "station_year_2025"
+YEAR_START, YEAR_END = "2025-01-01T00:00:00Z", "2026-01-01T00:00:00Z"
+S_NS = 1_735_689_600_000_000_000
+E_NS = 1_767_225_600_000_000_000
+JAN_END_NS = S_NS + 31 * 86_400 * 1_000_000_000
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+# how soon influxd moves a shard's cache into TSM files: a station-year is read from files, as in production
+DATA_SETTINGS = '  cache-snapshot-write-cold-duration = "5s"\n  compact-full-write-cold-duration = "30s"\n'
+
+
+@dataclass
+class Query:
+    text: str
+    params: dict[str, str]
+    chunked: bool = True
+
+
+@dataclass
+class Case:
+    name: str
+    path: str
+    params: dict[str, str]
+    baseline: list[Query]
+    check: Callable[[bytes], str]  # -> a short description; raises when the body is wrong
+    heavy: bool = False
+    ours_wall: list[float] = field(default_factory=list)
+    base_wall: list[float] = field(default_factory=list)
+    ours_server_cpu: list[float] = field(default_factory=list)
+    ours_db_cpu: list[float] = field(default_factory=list)
+    base_db_cpu: list[float] = field(default_factory=list)
+    peak_rss: list[int] = field(default_factory=list)
+    size: int = 0
+    described: str = ""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+def reset_peak_rss(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def wait_for_tsm(url: str, timeout_s: float = 180.0) -> None:
+    """Until influxd's caches are empty: every shard of the year is in TSM files."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = httpx.get(f"{url}/debug/vars", timeout=30.0).json()
+        cached = sum(int(v.get("values", {}).get("memBytes", 0)) for k, v in stats.items()
+                     if k.startswith("tsm1_cache") and DATABASE in str(v.get("tags", {}).get("database", "")))
+        if cached == 0:
+            return
+        time.sleep(2.0)
+    print("  (influxd still had data in its cache; continuing)")
+
+
+# --- checks of the bodies ------------------------------------------------------------------------------------------
+
+def check_fluxes_json(count: int, variables: int | None) -> Callable[[bytes], str]:
+    def check(body: bytes) -> str:
+        records = json.loads(body)["records"]
+        if len(records) != count:
+            raise AssertionError(f"{len(records)} records, expected {count}")
+        widest = max(len(r["values"]) for r in records)
+        if variables is not None and widest != variables:
+            raise AssertionError(f"{widest} variables in a record, expected {variables}")
+        return f"{len(records):,} records, up to {widest} variables"
+    return check
+
+
+def check_csv(rows: int) -> Callable[[bytes], str]:
+    def check(body: bytes) -> str:
+        table = list(csv.reader(io.StringIO(body.decode())))
+        if len(table) - 1 != rows:
+            raise AssertionError(f"{len(table) - 1} rows, expected {rows}")
+        return f"{rows:,} rows x {len(table[0])} columns"
+    return check
+
+
+def check_points(count: int) -> Callable[[bytes], str]:
+    def check(body: bytes) -> str:
+        points = json.loads(body)["points"]
+        if len(points) != count:
+            raise AssertionError(f"{len(points)} points, expected {count}")
+        return f"{count:,} points"
+    return check
+
+
+def cases() -> list[Case]:
+    station = {"station": "st1"}
+    year_fluxes = f"WHERE station = $station AND time > {S_NS} AND time <= {E_NS}"
+    sources = Query("SELECT last(qc) FROM readings WHERE station = $station AND variable = $variable AND time >= "
+                    "{s} AND time < {e} GROUP BY site, sensor, unit", {"station": "st1", "variable": "CO2"},
+                    chunked=False)
+    series_params = {"station": "st1", "variable": "CO2", "site": "site1", "sensor": "gmp252"}
+
+    def series_where(end_ns: int) -> str:
+        return (f"WHERE station = $station AND variable = $variable AND time >= {S_NS} AND time < {end_ns} "
+                "AND site = $site AND sensor = $sensor")
+
+    def sources_of(end_ns: int) -> Query:
+        return Query(sources.text.format(s=S_NS, e=end_ns), sources.params, chunked=False)
+
+    columns = [
+        Query(f"SELECT count(period_s) FROM fluxes {year_fluxes} GROUP BY engine_version, settings_hash", station,
+              chunked=False),
+        Query(f"SELECT names_id, period_s FROM fluxes {year_fluxes}", station),
+    ]
+    selected = ", ".join(f'"{n}"' for n in ("NEE", "H", "LE", "FC"))
+    bookkeeping = "period_s, status, reasons, nulls, names_id, site, station, engine_version, settings_hash"
+    readings_year = station_year.readings_count()
+    return [
+        Case("fluxes, year, JSON, every variable", "/api/v1/fluxes",
+             {"station": "st1", "start": YEAR_START, "end": YEAR_END},
+             [Query(f"SELECT * FROM fluxes {year_fluxes}", station)], check_fluxes_json(17_520, 92)),
+        Case("fluxes, year, CSV, every variable", "/api/v1/fluxes",
+             {"station": "st1", "start": YEAR_START, "end": YEAR_END, "format": "csv"},
+             [*columns, Query(f"SELECT * FROM fluxes {year_fluxes}", station)], check_csv(17_520)),
+        Case("fluxes, year, AmeriFlux BASE", "/api/v1/fluxes",
+             {"station": "st1", "start": YEAR_START, "end": YEAR_END, "format": "ameriflux",
+              "settings_hash": station_year.SETTINGS_HASH},
+             [Query(c.text.replace("$station", "$station AND settings_hash = $settings_hash"),
+                    {**station, "settings_hash": station_year.SETTINGS_HASH}, c.chunked) for c in columns]
+             + [Query(f"SELECT * FROM fluxes {year_fluxes} AND settings_hash = $settings_hash",
+                      {**station, "settings_hash": station_year.SETTINGS_HASH})],
+             check_csv(17_520)),
+        Case("fluxes, year, NEE,H,LE,FC (JSON)", "/api/v1/fluxes",
+             {"station": "st1", "start": YEAR_START, "end": YEAR_END, "variables": "NEE,H,LE,FC"},
+             [Query(f"SELECT {selected}, {bookkeeping} FROM fluxes {year_fluxes}", station)],
+             check_fluxes_json(17_520, 4)),
+        Case("series, year of 10 s CO2 -> hourly means (JSON)", "/api/v1/series",
+             {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": YEAR_END, "every": "1h"},
+             [sources_of(E_NS), Query("SELECT mean(value) AS value, max(qc) AS qc FROM readings "
+                                      f"{series_where(E_NS)} GROUP BY time(3600s) fill(none)", series_params)],
+             check_points(8_760)),
+        Case("series, raw January (267,840 points, JSON)", "/api/v1/series",
+             {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": "2025-02-01T00:00:00Z"},
+             [sources_of(JAN_END_NS), Query(f"SELECT value, qc FROM readings {series_where(JAN_END_NS)}",
+                                            series_params)],
+             check_points(31 * 8640)),
+        Case("series, raw year (3,153,600 points, JSON)", "/api/v1/series",
+             {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": YEAR_END},
+             [sources_of(E_NS), Query(f"SELECT value, qc FROM readings {series_where(E_NS)}", series_params)],
+             check_points(readings_year), heavy=True),
+        Case("series, raw year (3,153,600 points, CSV)", "/api/v1/series",
+             {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": YEAR_END, "format": "csv"},
+             [sources_of(E_NS), Query(f"SELECT value, qc FROM readings {series_where(E_NS)}", series_params)],
+             check_csv(readings_year), heavy=True),
+    ]
+
+
+# --- running -------------------------------------------------------------------------------------------------------
+
+def fetch(client: httpx.Client, method: str, url: str, **kwargs: Any) -> bytes:
+    parts = []
+    with client.stream(method, url, **kwargs) as response:
+        if response.status_code != 200:
+            response.read()
+            raise RuntimeError(f"{method} {url}: {response.status_code} {response.text[:300]}")
+        for block in response.iter_bytes():
+            parts.append(block)
+    return b"".join(parts)
+
+
+def run_baseline(client: httpx.Client, db_url: str, queries: list[Query]) -> None:
+    from gateway.central.store.reads import CHUNK_ROWS
+
+    for q in queries:
+        data = {"db": DATABASE, "q": q.text, "epoch": "ns", "params": json.dumps(q.params)}
+        if q.chunked:
+            data |= {"chunked": "true", "chunk_size": str(CHUNK_ROWS)}
+        fetch(client, "POST", f"{db_url}/query", data=data, headers={"Accept-Encoding": "identity"})
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def measure(case: Case, client: httpx.Client, api: str, db_url: str, server_pid: int, db_pid: int,
+            repeat: int) -> None:
+    body = fetch(client, "GET", f"{api}{case.path}", params=case.params)
+    case.size = len(body)
+    case.described = case.check(body)
+    del body
+    run_baseline(client, db_url, case.baseline)  # warm the same caches for both
+    for _ in range(repeat):
+        db0 = cpu_seconds(db_pid)
+        t0 = time.perf_counter()
+        run_baseline(client, db_url, case.baseline)
+        case.base_wall.append(time.perf_counter() - t0)
+        case.base_db_cpu.append(cpu_seconds(db_pid) - db0)
+
+        reset_peak_rss(server_pid)
+        db0, s0 = cpu_seconds(db_pid), cpu_seconds(server_pid)
+        t0 = time.perf_counter()
+        fetch(client, "GET", f"{api}{case.path}", params=case.params)
+        case.ours_wall.append(time.perf_counter() - t0)
+        case.ours_server_cpu.append(cpu_seconds(server_pid) - s0)
+        case.ours_db_cpu.append(cpu_seconds(db_pid) - db0)
+        case.peak_rss.append(peak_rss(server_pid))
+
+
+def report(all_cases: list[Case]) -> None:
+    print()
+    print("| endpoint | body | ours: median / p95 (s) | store queries straight to influxd: median (s) | ratio | "
+          "server CPU per request (s) | influxd CPU: ours / baseline (s) | server peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in all_cases:
+        ours, base = statistics.median(c.ours_wall), statistics.median(c.base_wall)
+        print(f"| {c.name} ({len(c.ours_wall)} runs) | {c.size / 1e6:.1f} MB, {c.described} | "
+              f"{ours:.3f} / {percentile(c.ours_wall, 0.95):.3f} | {base:.3f} | {ours / base:.2f} | "
+              f"{statistics.median(c.ours_server_cpu):.2f} | {statistics.median(c.ours_db_cpu):.2f} / "
+              f"{statistics.median(c.base_db_cpu):.2f} | {max(c.peak_rss) / 1e6:.0f} |")
+
+
+def serve(url: str, database: str, port: int) -> None:
+    import uvicorn
+
+    from gateway.central.api import create_app
+    from gateway.central.store import InfluxStore
+
+    store = InfluxStore(url, database=database, timeout_s=120.0)
+    uvicorn.run(create_app(store), host="127.0.0.1", port=port, log_level="warning")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "sinkwatch-api-scale",
+                        help="influxd's data directory, kept between runs (the station-year loads once)")
+    parser.add_argument("--repeat", type=int, default=15, help="requests per case and side")
+    parser.add_argument("--heavy-repeat", type=int, default=3, help="the same for the raw years")
+    parser.add_argument("--only", help="run the cases whose name contains this text")
+    parser.add_argument("--serve", nargs=3, metavar=("URL", "DATABASE", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], args.serve[1], int(args.serve[2]))
+        return
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load "
+          f"average {os.getloadavg()[0]:.1f} at the start")
+    with running_influxd(args.data_dir / "influxd", data_settings=DATA_SETTINGS) as db:
+        assert db._process is not None
+        db_pid = db._process.pid
+        if station_year.loaded(db.url, DATABASE):
+            print(f"station-year already in {args.data_dir}")
+        else:
+            year = station_year.load(db.url, DATABASE)
+            print(f"loaded {year.readings:,} readings and {year.flux_records:,} flux records in {year.seconds:.0f} s "
+                  f"({year.readings / year.seconds:,.0f} readings/s, verified)")
+        wait_for_tsm(db.url)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, __file__, "--serve", db.url, DATABASE, str(port)])
+        api = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(timeout=600.0) as client:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if client.get(f"{api}/api/v1/health").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError("the API server did not start")
+                    time.sleep(0.2)
+                print(f"server idle RSS {peak_rss(server.pid) / 1e6:.0f} MB")
+                selected = [c for c in cases() if args.only is None or args.only in c.name]
+                for case in selected:
+                    measure(case, client, api, db.url, server.pid, db_pid,
+                            args.heavy_repeat if case.heavy else args.repeat)
+                    print(f"  {case.name}: ours {statistics.median(case.ours_wall):.3f} s, baseline "
+                          f"{statistics.median(case.base_wall):.3f} s, peak RSS {max(case.peak_rss) / 1e6:.0f} MB",
+                          flush=True)
+            report(selected)
+            print(f"load average {os.getloadavg()[0]:.1f} at the end")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Streamed reads: what the HTTP API reads a long range through, chunk by chunk, so that neither the server's
+memory nor the time to the first byte grows with the range (issue 13, "API at scale").
+
+`query_series` and `query_fluxes` (gateway.central.store.base) return whole lists of validated objects; they are
+what the jobs use (budget, soil, stems, alerts, audit). The methods here return the same rows as plain tuples in
+chunks of at most a few thousand rows, in the same order, with the same semantics:
+
+- `iter_series` yields lists of `SeriesRow` (time in integer nanoseconds, value, qc) in time order: raw readings in
+  [start, end) or one row per non-empty window (windows aligned to the epoch, reported at their start), exactly the
+  points `query_series` returns, without its limit (a whole-numbered value may come as an int).
+- `iter_fluxes` yields lists of `FluxRow` ordered by period end, then settings_hash, then engine_version, exactly the
+  records `query_fluxes` returns; with `variables`, each row's `values` holds only those of the named variables
+  the record carries, in the order asked (a variable the record lacks is left out, as in the whole record).
+- `flux_columns` says, before any row is read, which result sets and which variables the records of a range carry,
+  so a CSV header can be written first.
+
+A chunk is read from the database only when the previous one has been consumed (InfluxDB: `/query` with
+`chunked=true`, read incrementally; SQLite: a cursor of its own connection, so a slow client never holds the lock the
+ingestor writes under). Abandoning an iterator (closing the generator) releases its connection. Errors before the
+first chunk are raised from the first `next()`; later ones from the `next()` that meets them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from gateway.central.store.base import Aggregate
+    from gateway.contract import FluxRecord
+
+#: (time in ns since the epoch, value or None, qc or None): a tuple or a list, as the database's client library
+#: gives it (no copy per point); a whole-numbered value may be an int (InfluxDB's JSON writes 416.0 as 416)
+SeriesRow = Sequence[Any]
+
+#: rows per chunk the stores aim for (InfluxDB's chunk_size; SQLite's fetchmany)
+CHUNK_ROWS = 5_000
+#: the same for flux records (~100 values each: a chunk of ~1.3 MB of JSON from InfluxDB)
+FLUX_CHUNK_ROWS = 500
+
+
+class FluxRow(NamedTuple):
+    """One stored flux record as read, unvalidated (it was validated when written)."""
+
+    site: str
+    station: str
+    start_ns: int
+    end_ns: int
+    status: str
+    reasons: list[str]
+    engine_version: str
+    settings_hash: str
+    values: dict[str, int | float | None]
+
+
+@dataclass(frozen=True)
+class FluxColumns:
+    """What the records of a range carry: result sets as (settings_hash, engine_version), sorted, and the union of
+    their variable names (in no particular order)."""
+
+    sets: list[tuple[str, str]]
+    variables: set[str]
+
+
+def flux_row_of(record: FluxRecord) -> FluxRow:
+    from gateway.central.store.base import to_ns
+
+    return FluxRow(site=record.site, station=record.station, start_ns=to_ns(record.start), end_ns=to_ns(record.end),
+                   status=record.status, reasons=list(record.reasons), engine_version=record.engine_version,
+                   settings_hash=record.settings_hash, values=dict(record.values))
+
+
+def flux_order(row: FluxRow) -> tuple[int, str, str]:
+    """The order of `query_fluxes`: period end, settings hash, engine version."""
+    return (row.end_ns, row.settings_hash, row.engine_version)
+
+
+def select_values(values: dict[str, int | float | None], variables: Sequence[str] | None
+                  ) -> dict[str, int | float | None]:
+    """`values` restricted to `variables` (in their order; those the record lacks left out), or all of them."""
+    if variables is None:
+        return values
+    return {name: values[name] for name in variables if name in values}
+
+
+class StreamingReads(Protocol):
+    def iter_series(
+        self,
+        station: str,
+        variable: str,
+        start: datetime,
+        end: datetime,
+        every: timedelta | None = None,
+        aggregate: Aggregate = "mean",
+        *,
+        site: str | None = None,
+        sensor: str | None = None,
+    ) -> Iterator[list[SeriesRow]]:
+        """The points of `query_series` (no limit), in chunks, in time order."""
+
+    def iter_fluxes(
+        self,
+        station: str,
+        start: datetime,
+        end: datetime,
+        settings_hash: str | None = None,
+        *,
+        variables: Sequence[str] | None = None,
+    ) -> Iterator[list[FluxRow]]:
+        """The records of `query_fluxes` (no limit), in chunks, in its order; `variables` restricts `values`."""
+
+    def flux_columns(self, station: str, start: datetime, end: datetime,
+                     settings_hash: str | None = None) -> FluxColumns:
+        """The result sets and variables of the records `iter_fluxes` would return."""

@@ -1,0 +1,54 @@
+"""The streamed encoders' text is that of the encoders they replaced: times as format_time/strftime write them,
+JSON documents that parse to the whole-list form, empty ranges well-formed."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from gateway.central.store.base import EARLIEST_TIME, LATEST_TIME, from_ns, to_ns
+from gateway.central.store.reads import FluxRow
+from gateway.central.streaming import ameriflux_stamp, fluxes_json, rfc3339, rfc3339_many, series_csv, series_json
+from gateway.model import format_time
+
+
+def instants() -> list[int]:
+    rng = random.Random(13)
+    low, high = to_ns(EARLIEST_TIME), to_ns(LATEST_TIME)
+    edges = [low, high, 0, -1, 1, 999, 1000, -1000, 1_735_689_600_000_000_000, 1_735_689_599_999_999_999]
+    return edges + [rng.randrange(low, high) for _ in range(20_000)] + [
+        rng.randrange(0, 10**18) // 10**9 * 10**9 for _ in range(5_000)]
+
+
+def test_times_read_as_format_time_and_strftime_write_them() -> None:
+    for ns in instants():
+        assert rfc3339(ns) == format_time(from_ns(ns)), ns
+        assert ameriflux_stamp(ns) == from_ns(ns).strftime("%Y%m%d%H%M"), ns
+
+
+def test_json_documents_parse_to_the_whole_list_form() -> None:
+    head = {"station": "st1", "every": None}
+    chunks: list[list[Any]] = [[(0, 1.5, 0), (10**9, None, 3)], [], [(2 * 10**9, 1e16, 1)]]
+
+    document = json.loads(b"".join(series_json(head, chunks)))
+    empty = json.loads(b"".join(series_json(head, [])))
+    row = FluxRow("s", "st1", 0, 1800 * 10**9, "ok", ['a "b"'], "e 1", "abcdef12", {"FC": 1.0, "N": None})
+    records = json.loads(b"".join(fluxes_json({}, [[row], [row]])))
+
+    assert document == {"station": "st1", "every": None, "points": [
+        {"time": "1970-01-01T00:00:00.000000Z", "value": 1.5, "qc": 0},
+        {"time": "1970-01-01T00:00:01.000000Z", "value": None, "qc": 3},
+        {"time": "1970-01-01T00:00:02.000000Z", "value": 1e16, "qc": 1}]}
+    assert empty == {"station": "st1", "every": None, "points": []}
+    assert records["records"][1] == {
+        "schema_version": 1, "site": "s", "station": "st1", "start": "1970-01-01T00:00:00.000000Z",
+        "end": "1970-01-01T00:30:00.000000Z", "status": "ok", "reasons": ['a "b"'], "engine_version": "e 1",
+        "settings_hash": "abcdef12", "values": {"FC": 1.0, "N": None}, "seq": None}
+    assert b"".join(series_csv([[(0, 0.1, 0), (1000, None, 3)]])) == (
+        b"time,value,qc\n1970-01-01T00:00:00.000000Z,0.1,0\n1970-01-01T00:00:00.000001Z,,3\n")
+
+
+def test_many_times_read_as_one_at_a_time() -> None:
+    times = sorted(instants())
+    assert rfc3339_many(times) == [rfc3339(ns) for ns in times]
