@@ -2,7 +2,7 @@
 is missing.
 
 A station installs `sinkwatch[station]`, the central host `sinkwatch[central]`, a trial machine `sinkwatch[demo]`,
-whoever renders site reports `sinkwatch[report]`;
+whoever renders site reports `sinkwatch[report]`, a host that fans reprocessing out on Dask `sinkwatch[cluster]`;
 the base install holds what every role needs. A command that needs an extra calls `require_extra` before importing
 anything from it, so it fails with the `pip install` line to run instead of an ImportError traceback.
 `tests/test_packaging.py` checks that these module lists match the extras in pyproject.toml.
@@ -15,8 +15,9 @@ import importlib.util
 # The top-level modules each extra brings (import names, not distribution names).
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "station": ("pymodbus",),
-    "central": ("fastapi", "uvicorn", "influxdb_client", "httpx"),
-    "demo": ("pymodbus", "fastapi", "uvicorn", "influxdb_client", "httpx", "iotcore", "matplotlib"),
+    "central": ("fastapi", "uvicorn", "influxdb_client", "httpx", "orjson"),
+    "cluster": ("dask", "distributed"),
+    "demo": ("pymodbus", "fastapi", "uvicorn", "influxdb_client", "httpx", "orjson", "iotcore", "matplotlib"),
     "report": ("matplotlib",),
 }
 

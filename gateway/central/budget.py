@@ -34,7 +34,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.central.budget_config import BudgetJobConfig, StationBudgetSettings
+from gateway.central.fanout import LocalRunner, Runner
 from gateway.central.store import (
     BudgetRun,
     BudgetTable,
@@ -428,9 +429,19 @@ def build_station_budget(data: StationYearInput, result: BudgetResult, chain: Bu
     return StationBudget(run, tables)
 
 
-def compute_station_budget(store: Store, station: str, year: int, job: BudgetJobConfig, *,
-                           now: datetime | None = None, ustar: str | float | None = None) -> StationBudget:
-    """The budget of one station-year from the store, not yet written; BudgetJobError when it cannot be had."""
+@dataclass(frozen=True)
+class BudgetTask:
+    """What the budget of one station-year is computed from: its inputs read from the store and the chain's
+    settings. `compute_budget` turns it into the run, in this process or on a Dask worker."""
+
+    data: StationYearInput
+    chain: BudgetSettings
+    moment: datetime
+
+
+def prepare_station_budget(store: Store, station: str, year: int, job: BudgetJobConfig, *,
+                           now: datetime | None = None, ustar: str | float | None = None) -> BudgetTask:
+    """Read a station-year's inputs from the store; BudgetJobError when it cannot give a budget."""
     settings = job.station_settings(station)
     if settings.latitude is None or settings.longitude is None:
         raise BudgetJobError(f"station {station}: no coordinates; set {_key(station)}.latitude and .longitude (or "
@@ -441,6 +452,13 @@ def compute_station_budget(store: Store, station: str, year: int, job: BudgetJob
     if chain.ustar != "none" and not np.isfinite(data.columns["USTAR"]).any():
         raise BudgetJobError(f"station {station}, {year}: the flux records have no USTAR; u* filtering needs it "
                              "(or budget.ustar: none when NEE is already filtered)")
+    return BudgetTask(data, chain, moment)
+
+
+def compute_budget(task: BudgetTask) -> StationBudget:
+    """The budget run of a prepared station-year (no store: pure computation)."""
+    data, chain, settings = task.data, task.chain, task.data.settings
+    assert settings.latitude is not None and settings.longitude is not None  # checked when prepared
     t_start = data.ends_s - STEP_S + settings.utc_offset_h * 3600.0
     try:
         result = run_budget(t_start, data.columns["NEE"], data.columns["SW_IN"], data.columns["TA"],
@@ -450,8 +468,14 @@ def compute_station_budget(store: Store, station: str, year: int, job: BudgetJob
     except BudgetInputError as exc:
         # the chain names the command's options; here the same choice is the config's key
         message = str(exc).replace("--ustar ", "budget.ustar: ")
-        raise BudgetJobError(f"station {station}, {year}: {message}") from None
-    return build_station_budget(data, result, chain, moment)
+        raise BudgetJobError(f"station {data.station}, {data.year}: {message}") from None
+    return build_station_budget(data, result, chain, task.moment)
+
+
+def compute_station_budget(store: Store, station: str, year: int, job: BudgetJobConfig, *,
+                           now: datetime | None = None, ustar: str | float | None = None) -> StationBudget:
+    """The budget of one station-year from the store, not yet written; BudgetJobError when it cannot be had."""
+    return compute_budget(prepare_station_budget(store, station, year, job, now=now, ustar=ustar))
 
 
 def run_station_budget(store: Store, station: str, year: int, job: BudgetJobConfig, *,
@@ -460,6 +484,47 @@ def run_station_budget(store: Store, station: str, year: int, job: BudgetJobConf
     budget = compute_station_budget(store, station, year, job, now=now, ustar=ustar)
     store.write_budget(budget)
     return budget
+
+
+@dataclass(frozen=True)
+class BudgetOutcome:
+    """One station-year of `run_budgets`: the stored run, or why there is none."""
+
+    station: str
+    year: int
+    budget: StationBudget | None = None
+    error: BudgetJobError | None = None
+
+
+def _compute_outcome(item: tuple[str, int, BudgetTask | BudgetJobError]) -> BudgetOutcome:
+    station, year, task = item
+    if isinstance(task, BudgetJobError):
+        return BudgetOutcome(station, year, error=task)
+    try:
+        return BudgetOutcome(station, year, budget=compute_budget(task))
+    except BudgetJobError as exc:
+        return BudgetOutcome(station, year, error=exc)
+
+
+def run_budgets(store: Store, station_years: Iterable[tuple[str, int]], job: BudgetJobConfig, *,
+                runner: Runner | None = None, now: datetime | None = None,
+                ustar: str | float | None = None) -> Iterator[BudgetOutcome]:
+    """The budgets of many station-years: inputs read here (one station-year at a time, as the runner asks for
+    the next), computed through `runner` (gateway/central/fanout.py: this process by default, or a Dask cluster),
+    each run written here as it completes; a station-year that cannot give a budget is reported, not fatal."""
+    moment = now or utc_now()
+
+    def prepared() -> Iterator[tuple[str, int, BudgetTask | BudgetJobError]]:
+        for station, year in station_years:
+            try:
+                yield station, year, prepare_station_budget(store, station, year, job, now=moment, ustar=ustar)
+            except BudgetJobError as exc:
+                yield station, year, exc
+
+    for outcome in (runner or LocalRunner()).run(_compute_outcome, prepared()):
+        if outcome.budget is not None:
+            store.write_budget(outcome.budget)
+        yield outcome
 
 
 def describe(budget: StationBudget) -> str:

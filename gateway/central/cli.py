@@ -137,6 +137,10 @@ def flux_recompute(
     analyzer: Annotated[str | None, typer.Option(help="sensor name of the gas analyzer (if several)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="replaces DATA_DIR in planar-fit/spectral-assessment "
                                                        "paths")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler, e.g. tcp://10.0.0.5:8786: compute the "
+                                                         "periods on its workers, a day per task (they must see the "
+                                                         "data directory at the same path; the cluster extra); "
+                                                         "default: in this process")] = None,
 ) -> None:
     """Reprocess a station's fluxes centrally from its archived raw files; results go to the central store with
     their engine version and settings hash (results of other settings stay)."""
@@ -172,11 +176,20 @@ def flux_recompute(
     periods = len(period_bounds(start, end, st.avrg_len))
     typer.echo(f"station {station} (site {sensors.site}): sonic {sensors.sonic}, analyzer "
                f"{sensors.analyzer or '(none)'}; {periods} periods of {st.avrg_len:g} min")
+    from gateway.central.fanout import runner_for
+    from gateway.extras import MissingExtra
+
+    try:
+        runner = runner_for(scheduler)
+    except (MissingExtra, OSError, TimeoutError) as exc:
+        typer.echo(f"flux recompute: --scheduler {scheduler}: {exc}", err=True)
+        raise typer.Exit(2) from None
     store = open_store(central.storage)
     try:
         with typer.progressbar(length=periods, label="recompute", show_pos=True) as bar:
             summary = run(archive, store, station, start, end, site_metadata=site_md, settings=st,
-                          planar_fit=pf, spectral_assessment=assessment, progress=bar.update, sensors=sensors)
+                          planar_fit=pf, spectral_assessment=assessment, progress=bar.update, sensors=sensors,
+                          runner=runner)
     except ValueError as exc:  # RecomputeError, or settings the engine cannot honour with this metadata
         typer.echo(f"flux recompute: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -185,6 +198,7 @@ def flux_recompute(
         raise typer.Exit(1) from None
     finally:
         store.close()
+        runner.close()
     typer.echo(f"{summary.processed} periods processed: {summary.ok} ok, {summary.partial} partial, "
                f"{summary.failed} failed; {summary.no_raw_data} without raw data (not stored); "
                f"{summary.stored} stored as settings_hash {summary.settings_hash or '-'} ({summary.engine_version})")
@@ -258,6 +272,65 @@ def flux_budget_station(station: str, year: int, config: Path, *, ustar: str | N
 
 
 # `sinkwatch central soil|stems --station S --year Y -c central.yaml`: the central soil/stems job once.
+@app.command()
+def budgets(
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config (storage, budget)")],
+    years: Annotated[str, typer.Option(help="calendar years, e.g. 2024 or 2020-2025")],
+    station: Annotated[list[str] | None, typer.Option(help="a station (repeat for several); default: every "
+                                                           "station of the store")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler, e.g. tcp://10.0.0.5:8786: compute the "
+                                                         "station-years on its workers (the cluster extra); "
+                                                         "default: in this process")] = None,
+) -> None:
+    """The carbon budget of many station-years at once (reprocessing): each computed as `sinkwatch flux budget
+    --station S --year Y` does, stored, one line per station-year; exit 2 when any could not be had."""
+    _require_central("sinkwatch central budgets")
+    from gateway.central.budget import describe, run_budgets
+    from gateway.central.fanout import runner_for
+    from gateway.central.service import open_store
+    from gateway.central.store import StoreError
+    from gateway.extras import MissingExtra
+
+    try:
+        central = load_central_config(config)
+        first, _, last = years.partition("-")
+        wanted = list(range(int(first), int(last or first) + 1))
+        if not wanted or not 2000 <= wanted[0] <= wanted[-1] <= 2200:
+            raise ValueError
+    except ConfigError as exc:
+        typer.echo(f"central budgets: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError:
+        typer.echo(f"central budgets: --years {years!r}: give a year or a range, e.g. 2024 or 2020-2025", err=True)
+        raise typer.Exit(2) from None
+    try:
+        runner = runner_for(scheduler)
+    except (MissingExtra, OSError, TimeoutError) as exc:
+        typer.echo(f"central budgets: --scheduler {scheduler}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    failed = 0
+    try:
+        store = open_store(central.storage)
+        try:
+            stations = station or sorted({info.station for info in store.stations()})
+            for outcome in run_budgets(store, [(s, y) for s in stations for y in wanted], central.budget,
+                                       runner=runner):
+                if outcome.budget is not None:
+                    typer.echo(f"{outcome.station} {outcome.year}: {describe(outcome.budget)}")
+                else:
+                    failed += 1
+                    typer.echo(f"{outcome.station} {outcome.year}: error: {outcome.error}", err=True)
+        finally:
+            store.close()
+    except StoreError as exc:
+        typer.echo(f"central budgets: storage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        runner.close()
+    if failed:
+        raise typer.Exit(2)
+
+
 def _run_product(product: str, station: str, year: int, config: Path, out_dir: Path | None) -> None:
     _require_central(f"sinkwatch central {product}")
     from gateway.central.soilstems import SoilStemsJobError, describe, run_station_product, table_csv

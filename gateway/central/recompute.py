@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.central.fanout import LocalRunner, Runner
 from gateway.central.rawstore import RawArchive
 from gateway.central.store import Store
 from gateway.central.store.provenance import FluxInputs, InputFile, flux_record_digest
@@ -51,7 +52,7 @@ from gateway.rawarchive.archive import read_archive
 
 log = logging.getLogger(__name__)
 
-WRITE_EVERY = 48  # periods per store write (one day of half hours)
+WRITE_EVERY = 48  # periods per task and store write (one day of half hours)
 
 
 class RecomputeError(ValueError):
@@ -133,6 +134,85 @@ def find_sensors(archive: RawArchive, station: str, *, site: str | None = None, 
     return StationSensors(found, station, sonic, analyzer)
 
 
+@dataclass(frozen=True)
+class Piece:
+    """Consecutive averaging periods computed by one task (a day of half hours), with the raw files they read."""
+
+    periods: tuple[tuple[datetime, datetime], ...]
+    sonic_files: dict[datetime, list[Path]]
+    gas_files: dict[datetime, list[Path]]
+
+
+@dataclass
+class PieceResult:
+    records: list[FluxRecord]
+    inputs: list[FluxInputs] = field(default_factory=list)  # provenance of each record, in the same order
+    periods: int = 0
+    ok: int = 0
+    partial: int = 0
+    failed: int = 0
+    no_raw_data: int = 0
+    settings_hash: str = ""
+    engine_version: str = ""
+    failure_reasons: Counter[str] = field(default_factory=Counter)
+
+
+def compute_piece(piece: Piece, *, site: str, station: str, sonic: str, analyzer: str | None,
+                  metadata: SiteMetadata, settings: ProcessingSettings, planar_fit: PlanarFitSetup | None,
+                  spectral_assessment: Any) -> PieceResult:
+    """The flux records of the periods of `piece` (no store: the caller writes them). Runs in the central process
+    or on a Dask worker (gateway/central/fanout.py), the same function either way."""
+    reader = ArchiveReader()
+    result = PieceResult(records=[])
+    fs = metadata.acquisition_frequency
+    file_digests: dict[Path, str] = {}
+
+    def input_files(sensor: str, paths: list[Path]) -> tuple[InputFile, ...]:
+        for path in paths:
+            if path not in file_digests:
+                file_digests[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return tuple(InputFile(sensor, path.name, file_digests[path]) for path in paths)
+
+    for period_start, period_end in piece.periods:
+        result.periods += 1
+        hours = half_hours(period_start, period_end)
+        sonic_paths = [p for h in hours for p in piece.sonic_files.get(h, [])]
+        if not sonic_paths:
+            result.no_raw_data += 1
+            continue
+        gas_paths = [p for h in hours for p in piece.gas_files.get(h, [])]
+        t0, t1, margin = period_start.timestamp(), period_end.timestamp(), margin_for(fs)
+        sonic_data = reader.sensor_data("sonic", sonic_paths, t0, t1, margin)
+        gas_data: SensorData | None = None
+        if analyzer == sonic:
+            gas_data = sonic_data
+        elif analyzer is not None:
+            gas_data = reader.sensor_data("analyzer", gas_paths, t0, t1, margin)
+            if not gas_paths:
+                gas_data.issues.append(f"analyzer: no raw files of {analyzer} for this period")
+        period = build_period(metadata, period_start, period_end, sonic_data, gas_data,
+                              filter_diag=settings.filter_diag,
+                              source=", ".join(p.name for p in sonic_paths + gas_paths))
+        flux = process_period(period, settings, planar_fit=planar_fit, spectral_assessment=spectral_assessment)
+        result.settings_hash = flux.settings_hash
+        result.engine_version = flux.engine_version
+        if flux.status == "ok":
+            result.ok += 1
+        elif flux.status == "partial":
+            result.partial += 1
+        else:
+            result.failed += 1
+            result.failure_reasons.update(_short(r) for r in flux.reasons[-1:])
+        record = FluxRecord.from_result(flux, site=site, station=station)
+        result.records.append(record)
+        files = input_files(sonic, sonic_paths)
+        if analyzer not in (None, sonic):
+            files += input_files(str(analyzer), gas_paths)
+        result.inputs.append(FluxInputs(record.site, record.station, record.engine_version, record.settings_hash,
+                                        record.end, flux_record_digest(record), files))
+    return result
+
+
 def recompute(
     archive: RawArchive,
     store: Store,
@@ -149,87 +229,74 @@ def recompute(
     spectral_assessment: Any = None,
     progress: Callable[[int], None] | None = None,
     sensors: StationSensors | None = None,
+    runner: Runner | None = None,
 ) -> RecomputeSummary:
-    """Reprocess every period of `station` in [start, end] and store the results (module doc)."""
+    """Reprocess every period of `station` in [start, end] and store the results (module doc). The periods are
+    computed a day at a time by `compute_piece`, through `runner` (gateway/central/fanout.py: this process by
+    default, or a Dask cluster); each day's records are written here as it completes."""
     found = sensors or find_sensors(archive, station, site=site, sonic=sonic, analyzer=analyzer)
     summary = RecomputeSummary(found.site, station, found.sonic, found.analyzer)
     sonic_files = archive.files(found.site, station, found.sonic)
     gas_files = archive.files(found.site, station, found.analyzer) if found.analyzer else {}
+    periods = period_bounds(start, end, settings.avrg_len)
+    metadata = _metadata(periods, sonic_files, gas_files, found, site_metadata)
+    pieces = [_piece(periods[i:i + WRITE_EVERY], sonic_files, gas_files) for i in range(0, len(periods), WRITE_EVERY)]
+    if metadata is None:  # no period has a sonic file: nothing to compute
+        summary.periods = summary.no_raw_data = len(periods)
+        if progress is not None:
+            progress(len(periods))
+        return summary
+    work = runner or LocalRunner()
+    for result in work.run(compute_piece, pieces, site=found.site, station=station, sonic=found.sonic,
+                           analyzer=found.analyzer, metadata=metadata, settings=settings, planar_fit=planar_fit,
+                           spectral_assessment=spectral_assessment):
+        if result.records:
+            # the records first: inputs without their record would name a result that is not there
+            store.write_fluxes(result.records)
+            store.write_flux_inputs(result.inputs)
+            summary.stored += len(result.records)
+        summary.periods += result.periods
+        summary.ok += result.ok
+        summary.partial += result.partial
+        summary.failed += result.failed
+        summary.no_raw_data += result.no_raw_data
+        summary.failure_reasons.update(result.failure_reasons)
+        if result.settings_hash:
+            summary.settings_hash = result.settings_hash
+            summary.engine_version = result.engine_version
+        if progress is not None:
+            progress(result.periods)
+    return summary
+
+
+def _piece(periods: list[tuple[datetime, datetime]], sonic_files: Mapping[datetime, list[Path]],
+           gas_files: Mapping[datetime, list[Path]]) -> Piece:
+    hours = {h for start, end in periods for h in half_hours(start, end)}
+    return Piece(periods=tuple(periods), sonic_files={h: sonic_files[h] for h in hours if h in sonic_files},
+                 gas_files={h: gas_files[h] for h in hours if h in gas_files})
+
+
+def _metadata(periods: list[tuple[datetime, datetime]], sonic_files: Mapping[datetime, list[Path]],
+              gas_files: Mapping[datetime, list[Path]], found: StationSensors,
+              site_metadata: Mapping[str, Any]) -> SiteMetadata | None:
+    """The station's metadata from the headers of the first period with a sonic file (and its analyzer's, or any
+    of the analyzer's files) completed by `site_metadata`; None when no period has a sonic file."""
     reader = ArchiveReader()
-    metadata: SiteMetadata | None = None
-    pending: list[FluxRecord] = []
-    pending_inputs: list[FluxInputs] = []
-    file_digests: dict[Path, str] = {}
-
-    def input_files(sensor: str, paths: list[Path]) -> tuple[InputFile, ...]:
-        for path in paths:
-            if path not in file_digests:
-                file_digests[path] = hashlib.sha256(path.read_bytes()).hexdigest()
-        return tuple(InputFile(sensor, path.name, file_digests[path]) for path in paths)
-
-    def flush() -> None:
-        # the records first: inputs without their record would name a result that is not there
-        store.write_fluxes(pending)
-        store.write_flux_inputs(pending_inputs)
-        summary.stored += len(pending)
-        pending.clear()
-        pending_inputs.clear()
-    for period_start, period_end in period_bounds(start, end, settings.avrg_len):
-        summary.periods += 1
+    for period_start, period_end in periods:
         hours = half_hours(period_start, period_end)
         sonic_paths = [p for h in hours for p in sonic_files.get(h, [])]
         if not sonic_paths:
-            summary.no_raw_data += 1
-            if progress is not None:
-                progress(1)
             continue
         gas_paths = [p for h in hours for p in gas_files.get(h, [])]
-        if metadata is None:
-            sonic_header = reader.read(sonic_paths[0]).header
-            gas_header = reader.read(gas_paths[0]).header if gas_paths else None
-            if found.analyzer and gas_header is None:
-                gas_header = _any_header(reader, gas_files)
-            try:
-                metadata = site_metadata_from_headers(site_metadata, sonic_header, gas_header)
-            except MetadataError as exc:
-                raise RecomputeError(str(exc)) from None
-        fs = metadata.acquisition_frequency
-        t0, t1, margin = period_start.timestamp(), period_end.timestamp(), margin_for(fs)
-        sonic_data = reader.sensor_data("sonic", sonic_paths, t0, t1, margin)
-        gas_data: SensorData | None = None
-        if found.analyzer == found.sonic:
-            gas_data = sonic_data
-        elif found.analyzer is not None:
-            gas_data = reader.sensor_data("analyzer", gas_paths, t0, t1, margin)
-            if not gas_paths:
-                gas_data.issues.append(f"analyzer: no raw files of {found.analyzer} for this period")
-        period = build_period(metadata, period_start, period_end, sonic_data, gas_data,
-                              filter_diag=settings.filter_diag,
-                              source=", ".join(p.name for p in sonic_paths + gas_paths))
-        result = process_period(period, settings, planar_fit=planar_fit, spectral_assessment=spectral_assessment)
-        summary.settings_hash = result.settings_hash
-        summary.engine_version = result.engine_version
-        if result.status == "ok":
-            summary.ok += 1
-        elif result.status == "partial":
-            summary.partial += 1
-        else:
-            summary.failed += 1
-            summary.failure_reasons.update(_short(r) for r in result.reasons[-1:])
-        record = FluxRecord.from_result(result, site=found.site, station=station)
-        pending.append(record)
-        files = input_files(found.sonic, sonic_paths)
-        if found.analyzer not in (None, found.sonic):
-            files += input_files(str(found.analyzer), gas_paths)
-        pending_inputs.append(FluxInputs(record.site, record.station, record.engine_version, record.settings_hash,
-                                         record.end, flux_record_digest(record), files))
-        if len(pending) >= WRITE_EVERY:
-            flush()
-        if progress is not None:
-            progress(1)
-    if pending:
-        flush()
-    return summary
+        sonic_header = reader.read(sonic_paths[0]).header
+        gas_header = reader.read(gas_paths[0]).header if gas_paths else None
+        if found.analyzer and gas_header is None:
+            gas_header = _any_header(reader, gas_files)
+        try:
+            return site_metadata_from_headers(site_metadata, sonic_header, gas_header)
+        except MetadataError as exc:
+            raise RecomputeError(str(exc)) from None
+    return None
 
 
 def _any_header(reader: ArchiveReader, files: Mapping[datetime, list[Path]]) -> dict[str, Any] | None:
