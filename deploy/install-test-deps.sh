@@ -5,7 +5,8 @@
 # ATmega328P toolchain plus simavr for firmware_bridge (built and emulated in the tests);
 # for the site carbon report: poppler-utils (pdftoppm, pdftotext, pdfinfo read the PDF back) and chromium (opens the
 # HTML page headless); for the station installer (tests/test_deploy_station.py): systemd (systemd-analyze verifies every
-# unit, systemd-sysusers makes the service user in a test root; nothing is started) and shellcheck.
+# unit, systemd-sysusers makes the service user in a test root; nothing is started) and shellcheck; for the
+# VictoriaMetrics store (tests/central/test_store_*contract.py): victoria-metrics, the single-node server.
 # Installs only what is missing.
 set -euo pipefail
 need=()
@@ -24,9 +25,10 @@ command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v victoria-metrics >/dev/null 2>&1 || [ -x /usr/bin/victoria-metrics ] || need+=(victoria-metrics)
 if [ ${#need[@]} -eq 0 ]; then
     echo "test dependencies present: mosquitto, influxd, socat, mbpoll, strace, avr-gcc, avr-libc, simavr, poppler-utils," \
-        "chromium, systemd-analyze, shellcheck"
+        "chromium, systemd-analyze, shellcheck, victoria-metrics"
     exit 0
 fi
 sudo=""
@@ -38,6 +40,6 @@ echo "installing ${need[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Some containers start the services on install; the tests start their own, so stop any that did.
-for service in mosquitto influxdb; do
+for service in mosquitto influxdb victoria-metrics; do
     if command -v service >/dev/null 2>&1; then $sudo service "$service" stop >/dev/null 2>&1 || true; fi
 done

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.testing.services import InfluxInstance, MosquittoInstance, running_influxd, running_mosquitto
+from gateway.testing.services import (
+    InfluxInstance,
+    MosquittoInstance,
+    VictoriaInstance,
+    running_influxd,
+    running_mosquitto,
+    running_victoria,
+)
 
 
 @pytest.fixture
@@ -20,4 +27,10 @@ def mosquitto(tmp_path: Path) -> Iterator[MosquittoInstance]:
 @pytest.fixture
 def influxd(tmp_path: Path) -> Iterator[InfluxInstance]:
     with running_influxd(tmp_path / "influxd") as instance:
+        yield instance
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[VictoriaInstance]:
+    with running_victoria(tmp_path / "victoria") as instance:
         yield instance

@@ -46,7 +46,7 @@ class MqttSettings(TlsClientFields, SecretFields):
 class StorageSettings(SecretFields):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
 
-    kind: Literal["influxdb", "sqlite"] = "sqlite"
+    kind: Literal["influxdb", "sqlite", "victoriametrics"] = "sqlite"
     # InfluxDB
     url: str | None = Field(default=None, description="e.g. https://influx.example.org:8086")
     api: Literal["v1", "v2"] = "v1"
@@ -62,8 +62,13 @@ class StorageSettings(SecretFields):
     timeout_s: float = Field(default=10.0, gt=0, le=300)
     ca_file: Path | None = Field(default=None, description="CA certificate (PEM) of an https:// url's server; "
                                                            "default: the system CA store")
-    # SQLite
+    # SQLite; for victoriametrics the side file of everything but the readings
     path: Path | None = None
+    # VictoriaMetrics: `url` of a single node, or a cluster's vminsert/vmselect and its vmstorage nodes
+    insert_url: str | None = Field(default=None, description="cluster: e.g. http://vminsert:8480/insert/0/influx")
+    select_url: str | None = Field(default=None, description="cluster: e.g. http://vmselect:8481/select/0/prometheus")
+    flush_urls: list[str] | None = Field(default=None, description="cluster: every vmstorage node, e.g. "
+                                                                   "http://vmstorage-1:8482")
 
     @model_validator(mode="after")
     def _check_kind(self) -> StorageSettings:
@@ -87,6 +92,14 @@ class StorageSettings(SecretFields):
                         f"storage.api v2 needs storage.{', storage.'.join(missing)} "
                         "(InfluxDB 2.x/3.x token, organisation and bucket)"
                     )
+        elif self.kind == "victoriametrics":
+            if not self.url and not (self.insert_url and self.select_url):
+                raise ValueError("storage.url (a single node, e.g. http://127.0.0.1:8428) or storage.insert_url and "
+                                 "storage.select_url (a cluster) are required when storage.kind is victoriametrics")
+            if self.path is None:
+                raise ValueError("storage.path is required when storage.kind is victoriametrics: the SQLite file "
+                                 "that keeps what VictoriaMetrics cannot (flux records, budget runs, qc reasons, "
+                                 "...), e.g. ./data/sinkwatch-side.sqlite")
         elif self.path is None:
             raise ValueError("storage.path is required when storage.kind is sqlite, e.g. ./data/sinkwatch.sqlite")
         return self

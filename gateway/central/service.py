@@ -60,6 +60,13 @@ def open_store(settings: StorageSettings, data_dir: Path | None = None) -> Store
     if settings.kind == "sqlite":
         assert settings.path is not None  # guaranteed by StorageSettings validation
         return SqliteStore(settings.path)
+    if settings.kind == "victoriametrics":
+        from gateway.central.store.victoria import VictoriaStore
+
+        assert settings.path is not None
+        return VictoriaStore(settings.url, side_path=settings.path, insert_url=settings.insert_url,
+                             select_url=settings.select_url, flush_urls=settings.flush_urls,
+                             timeout_s=settings.timeout_s)
     assert settings.url is not None
     return InfluxStore(
         settings.url,

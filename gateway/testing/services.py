@@ -333,3 +333,75 @@ def running_influxd(tmp_dir: Path | str, *, https: tuple[Path, Path] | None = No
         yield instance
     finally:
         instance.stop()
+
+
+# --- VictoriaMetrics (single node) ---------------------------------------------------------------------------------
+
+VICTORIA_BINARY = "/usr/bin/victoria-metrics"
+
+
+@dataclass
+class VictoriaInstance:
+    """A private single-node VictoriaMetrics: every sample kept (retention 100 years), queries see data at once
+    (no latency offset), its data in `base_dir`."""
+
+    url: str
+    port: int
+    base_dir: Path
+    binary: str
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "victoria-metrics.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start(self) -> None:
+        if self.running:
+            return
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                [self.binary, f"-storageDataPath={self.base_dir / 'data'}", f"-httpListenAddr=127.0.0.1:{self.port}",
+                 "-retentionPeriod=100y", "-search.latencyOffset=0s", "-loggerLevel=ERROR"],
+                stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+        while not self._ready():
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._process = None
+                raise ServiceError(f"victoria-metrics exited with code {code} during start-up:\n"
+                                   f"{_log_tail(self.log_path)}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServiceError(f"victoria-metrics did not answer GET /health on port {self.port} within "
+                                   f"{_STARTUP_TIMEOUT_S:.0f} s:\n{_log_tail(self.log_path)}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            _terminate(self._process)
+            self._process = None
+
+
+@contextlib.contextmanager
+def running_victoria(tmp_dir: Path | str) -> Iterator[VictoriaInstance]:
+    """A private single-node VictoriaMetrics on a free loopback port with its data in `tmp_dir`, stopped on exit."""
+    binary = _find_binary(VICTORIA_BINARY, "victoria-metrics", "victoria-metrics")
+    base = Path(tmp_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    instance = VictoriaInstance(url=f"http://127.0.0.1:{port}", port=port, base_dir=base, binary=binary)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
