@@ -79,7 +79,7 @@ from gateway.central.store.base import (
 )
 from gateway.central.store.budget import WindowMean
 from gateway.central.store.ledger import LedgerItem
-from gateway.central.store.reads import SeriesRow
+from gateway.central.store.reads import CHUNK_ROWS, SeriesRow
 from gateway.central.store.sqlite import SqliteStore
 from gateway.model import QualityFlag, Reading, TimeSource
 
@@ -400,8 +400,8 @@ class VictoriaStore(SqliteStore):
                                       min(end_ns - 1, page_end * _NS_PER_MS - 1), **labels)
                 raw: list[SeriesRow] = sorted(((to_ns(p.reading.time), p.reading.value, int(p.reading.qc))
                                                for p in points), key=lambda row: row[0])
-                if raw:
-                    yield raw
+                for first in range(0, len(raw), CHUNK_ROWS):
+                    yield raw[first:first + CHUNK_ROWS]
                 page_start = page_end
             return
         step_ns = every_ns(every)
