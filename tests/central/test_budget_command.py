@@ -122,3 +122,25 @@ def test_per_station_settings_lie_over_the_defaults(tmp_path: Path) -> None:
     assert (b.latitude, b.longitude, b.utc_offset_h) == (50.0, 11.5, 1.0)
     assert b.sensors == {"TA": "ta_rh", "SW_IN": "pyr"}
     assert job.interval() is not None and job.interval().total_seconds() == 86400  # type: ignore[union-attr]
+
+
+def test_budgets_of_many_station_years_in_one_command(tmp_path: Path) -> None:
+    year = first_days(simulated_year(), 40)
+    config = _config(tmp_path)
+    store = SqliteStore(tmp_path / "central.sqlite")
+    fill_store(store, year)
+    store.close()
+
+    result = runner.invoke(app, ["central", "budgets", "-c", str(config), "--years", f"{YEAR - 1}-{YEAR}"])
+    bad = runner.invoke(app, ["central", "budgets", "-c", str(config), "--years", "last year"])
+
+    # the year before has no flux records: reported with its reason, the exit says not every year gave a budget
+    assert result.exit_code == 2, result.output
+    assert f"{STATION} {YEAR}: " in result.output and "NEE" in result.output
+    assert f"{STATION} {YEAR - 1}: error: station {STATION}, {YEAR - 1}" in result.output
+    store = SqliteStore(tmp_path / "central.sqlite")
+    try:
+        assert [run.year for run in store.budget_runs(STATION)] == [YEAR]
+    finally:
+        store.close()
+    assert bad.exit_code == 2 and "--years 'last year': give a year or a range" in bad.output
