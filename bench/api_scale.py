@@ -273,11 +273,14 @@ def report(all_cases: list[Case]) -> None:
 def serve(url: str, database: str, port: int) -> None:
     import uvicorn
 
+    from gateway.central.access import AccessControl
     from gateway.central.api import create_app
     from gateway.central.store import InfluxStore
 
     store = InfluxStore(url, database=database, timeout_s=120.0)
-    uvicorn.run(create_app(store), host="127.0.0.1", port=port, log_level="warning")
+    # no tokens: what is measured is the answer's cost (a token check is one hash and one SQLite lookup per request)
+    uvicorn.run(create_app(store, access=AccessControl.development()), host="127.0.0.1", port=port,
+                log_level="warning")
 
 
 def main() -> None:

@@ -55,8 +55,8 @@ def tune_collector() -> None:
 
 
 def open_store(settings: StorageSettings, data_dir: Path | None = None) -> Store:
-    """The configured store. `data_dir`: a writer of readings (the ingest) shares InfluxDB's write guard there with
-    every other writer on this host (`gateway.central.store.writeguard`)."""
+    """The configured store. `data_dir`: a writer of readings (the ingest) shares the write guard there with every
+    other writer on this host (`gateway.central.store.writeguard`; InfluxDB and VictoriaMetrics)."""
     if settings.kind == "sqlite":
         assert settings.path is not None  # guaranteed by StorageSettings validation
         return SqliteStore(settings.path)
@@ -66,7 +66,8 @@ def open_store(settings: StorageSettings, data_dir: Path | None = None) -> Store
         assert settings.path is not None
         return VictoriaStore(settings.url, side_path=settings.path, insert_url=settings.insert_url,
                              select_url=settings.select_url, flush_urls=settings.flush_urls,
-                             timeout_s=settings.timeout_s)
+                             timeout_s=settings.timeout_s,
+                             write_guard=data_dir / GUARD_FILE if data_dir is not None else None)
     assert settings.url is not None
     return InfluxStore(
         settings.url,

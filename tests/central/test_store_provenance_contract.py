@@ -1,4 +1,4 @@
-"""The provenance of derived results (gateway/central/store/provenance.py) in both stores: the inputs of recomputed
+"""The provenance of derived results (gateway/central/store/provenance.py) in every store: the inputs of recomputed
 flux records are kept under the record's identity and replaced with it; the digests that bind them to the record
 and name the inputs of budget and product runs are the same whichever store served the records."""
 
@@ -21,10 +21,12 @@ from gateway.central.store.provenance import (
     points_digest,
     records_digest,
 )
+from gateway.central.store.victoria import VictoriaStore
 
 from .helpers import T0, flux_record
 
-BACKENDS = ["sqlite", pytest.param("influx", marks=pytest.mark.integration)]
+BACKENDS = ["sqlite", pytest.param("influx", marks=pytest.mark.integration),
+            pytest.param("victoria", marks=pytest.mark.integration)]
 HOUR = timedelta(hours=1)
 AWKWARD = {"FC": -12.345678901234567, "H": 1e-300, "LE": None, "TAU": 0.1 + 0.2, "FC_SSITC_TEST": 2,
            "N_RECORDS": 36000, "ZL": -0.0}
@@ -34,6 +36,8 @@ AWKWARD = {"FC": -12.345678901234567, "H": 1e-300, "LE": None, "TAU": 0.1 + 0.2,
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         instance: Store = SqliteStore(tmp_path / "central.sqlite")
+    elif request.param == "victoria":
+        instance = VictoriaStore(request.getfixturevalue("victoria").url, side_path=tmp_path / "side.sqlite")
     else:
         instance = InfluxStore(request.getfixturevalue("influxd").url, database="provenance")
     yield instance

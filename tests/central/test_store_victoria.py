@@ -4,6 +4,7 @@ its configuration."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from gateway.central.config import StorageSettings
 from gateway.central.service import open_store
+from gateway.central.store import WriteOutcome
 from gateway.central.store.victoria import VictoriaStore, _quote
 from gateway.testing.services import VictoriaInstance
 
@@ -85,3 +87,39 @@ def test_values_read_back_exactly_although_the_database_rounds_them(victoria: Vi
         assert str(points[-1].value) == "-0.0"
     finally:
         store.close()
+
+
+@pytest.mark.integration
+def test_two_writers_sharing_the_guard_never_both_store_one_identity(victoria: VictoriaInstance,
+                                                                     tmp_path: Path) -> None:
+    # two ingest workers (stores of their own, one guard file) handed conflicting readings of the same instants at
+    # the same moment: each identity is stored once, the other writer reports a conflict
+    guard = tmp_path / "write-guard"
+    writers = [VictoriaStore(victoria.url, side_path=tmp_path / "side.sqlite", write_guard=guard) for _ in range(2)]
+    rounds, per_round = 8, 50
+    outcomes: list[list[WriteOutcome]] = [[], []]
+    start = threading.Barrier(2)
+
+    def work(index: int) -> None:
+        for r in range(rounds):
+            batch = series("st1", [float(index)] * per_round, start=T0 + r * timedelta(minutes=10))
+            start.wait()
+            outcomes[index].append(writers[index].write(stored("site1", batch)))
+
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        assert sum(o.written for side in outcomes for o in side) == rounds * per_round
+        assert sum(len(o.conflicts) for side in outcomes for o in side) == rounds * per_round
+        # VictoriaMetrics holds one sample per reading: counts and raw points agree with what was reported written
+        end = T0 + rounds * timedelta(minutes=10)
+        assert len(writers[0].query_series("st1", "CO2", T0, end)) == rounds * per_round
+        [count] = writers[0].query_series("st1", "CO2", T0, end, timedelta(days=1), "count")
+        assert count.value == rounds * per_round
+    finally:
+        for writer in writers:
+            writer.close()

@@ -31,7 +31,10 @@ device had no value), hi, lo (absent likewise), us, qc, clock_synced (1/0); Vict
 Identity and write-once: as InfluxStore, the store reads what it holds at a batch's times (`/api/v1/export`,
 one request per station and cluster of times) and writes only new identities; it then asks VictoriaMetrics to make
 them searchable at once (`/internal/force_flush`, on a single node; a cluster's vmstorage nodes are named in
-`flush_urls`), so a redelivery a moment later is recognised. One writer of readings per database, as for InfluxDB.
+`flush_urls`), so a redelivery a moment later is recognised. The look-up and the write happen under the write
+guard's lock of the batch's stations (`writeguard`, shared by every writer on this host through a file in the
+central service: several ingest workers), so two writers never both take one identity as new; writers on several
+hosts must split the stations between them, as for InfluxDB.
 
 Reads: raw points from `/api/v1/export` a page of time at a time (exact values), aggregates from
 `/api/v1/query_range` with MetricsQL rollups evaluated at each window's end minus one millisecond
@@ -70,6 +73,7 @@ from gateway.central.store.base import (
     StoreError,
     StoreUnavailable,
     WriteOutcome,
+    WriteRequest,
     check_window,
     every_ns,
     from_ns,
@@ -81,6 +85,7 @@ from gateway.central.store.budget import WindowMean
 from gateway.central.store.ledger import LedgerItem
 from gateway.central.store.reads import CHUNK_ROWS, SeriesRow
 from gateway.central.store.sqlite import SqliteStore
+from gateway.central.store.writeguard import WriteGuard
 from gateway.model import QualityFlag, Reading, TimeSource
 
 MEASUREMENT = "readings"
@@ -152,7 +157,7 @@ class VictoriaStore(SqliteStore):
 
     def __init__(self, url: str | None = None, *, side_path: Path | str, insert_url: str | None = None,
                  select_url: str | None = None, flush_urls: Sequence[str] | None = None, timeout_s: float = 10.0,
-                 ping_timeout_s: float = 1.0) -> None:
+                 ping_timeout_s: float = 1.0, write_guard: WriteGuard | Path | None = None) -> None:
         if url is None and (insert_url is None or select_url is None):
             raise ValueError("VictoriaStore needs url (single node) or insert_url and select_url (cluster)")
         base = (url or "").rstrip("/")
@@ -161,6 +166,10 @@ class VictoriaStore(SqliteStore):
         self.select_url = (select_url or base).rstrip("/")
         self.flush_urls = list(flush_urls) if flush_urls is not None else ([base] if base else [])
         self.ping_timeout_s = min(ping_timeout_s, timeout_s)
+        # who may decide that a reading is new: the writers of this host share the guard's per-station locks
+        # (`writeguard`; its marks are InfluxStore's and unused here)
+        self._own_guard = not isinstance(write_guard, WriteGuard)
+        self._guard = write_guard if isinstance(write_guard, WriteGuard) else WriteGuard(write_guard)
         self._http = httpx.Client(timeout=timeout_s)
         super().__init__(side_path)
         with self._lock:
@@ -203,11 +212,13 @@ class VictoriaStore(SqliteStore):
 
     # --- points read back ------------------------------------------------------------------------------------------
 
-    def _points(self, first_ns: int, last_ns: int, **labels: str | None) -> list[StoredReading]:
-        """Every reading whose series matches `labels` with time in [first_ns, last_ns], exact, in no order."""
+    def _samples(self, first_ns: int, last_ns: int,
+                 labels: dict[str, str | None]) -> Iterator[tuple[dict[str, str], int, dict[str, float]]]:
+        """(tags, time in ns, fields) of every reading whose series matches `labels` with time in
+        [first_ns, last_ns], in no order."""
         first_ms, last_ms = first_ns // _NS_PER_MS, last_ns // _NS_PER_MS
         if last_ms < 0:
-            return []
+            return
         samples: dict[tuple[tuple[str, str], ...], dict[int, dict[str, float]]] = defaultdict(dict)
         for series in self._export(_selector(None, **labels), max(first_ms, 0), last_ms):
             metric = series["metric"]
@@ -216,18 +227,27 @@ class VictoriaStore(SqliteStore):
             by_time = samples[key]
             for stamp, value in zip(series["timestamps"], series["values"], strict=True):
                 by_time.setdefault(int(stamp), {})[field] = value
-        found: list[StoredReading] = []
         for key, by_time in samples.items():
             tags = dict(key)
             for ms, fields in by_time.items():
                 if "qc" not in fields:
                     continue  # a sample of another writer's layout: not a reading of ours
                 time_ns = ms * _NS_PER_MS + int(fields.get("us", 0)) * 1000
-                if not first_ns <= time_ns <= last_ns:
-                    continue
-                value = _float(fields["hi"], fields["lo"]) if "hi" in fields and "lo" in fields else None
-                found.append(_stored(tags, time_ns, value, fields))
-        return found
+                if first_ns <= time_ns <= last_ns:
+                    yield tags, time_ns, fields
+
+    def _points(self, first_ns: int, last_ns: int, **labels: str | None) -> list[StoredReading]:
+        """Every reading whose series matches `labels` with time in [first_ns, last_ns], exact, in no order."""
+        return [_stored(tags, time_ns, _value(fields), fields)
+                for tags, time_ns, fields in self._samples(first_ns, last_ns, labels)]
+
+    def _rows(self, first_ns: int, last_ns: int, labels: dict[str, str | None]) -> list[SeriesRow]:
+        """What `_points` finds as (time in ns, value, qc) rows in time order, without a Reading per row (a
+        streamed raw series: most of its cost would be building them)."""
+        rows: list[SeriesRow] = [(time_ns, _value(fields), int(fields["qc"]))
+                for _, time_ns, fields in self._samples(first_ns, last_ns, labels)]
+        rows.sort(key=lambda row: row[0])
+        return rows
 
     def _with_reasons(self, items: list[StoredReading]) -> list[StoredReading]:
         """`items` with the qc_reason the side SQLite keeps for them."""
@@ -284,37 +304,57 @@ class VictoriaStore(SqliteStore):
         return held
 
     def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
-        classifier = ReadingClassifier(self._held(batch_points) if batch_points else {})
-        slots = {(k[0], k[1], k[2], k[3], k[4] // _NS_PER_MS): k[4] for k in classifier.held}
-        rejected: list[RejectedReading] = []
+        return self.write_many([(batch_points, ledger)])[0]
+
+    def write_many(self, batches: Sequence[WriteRequest]) -> list[WriteOutcome]:
+        """Every batch's new readings in one line-protocol request, then their qc reasons and the batches' ledger
+        items in one SQLite transaction. What is held is read once for all batches; an identity (or millisecond of a
+        series) an earlier batch of the call took counts as held for the later ones."""
+        everything = [item for points, _ in batches for item in points]
+        with self._guard.hold({(item.site, item.reading.station) for item in everything}):
+            return self._write_held(batches, everything)
+
+    def _write_held(self, batches: Sequence[WriteRequest], everything: list[StoredReading]) -> list[WriteOutcome]:
+        """`write_many` with the batches' stations locked: from the look-up of what is held to the last write."""
+        held = self._held(everything) if everything else {}
+        slots = {(k[0], k[1], k[2], k[3], k[4] // _NS_PER_MS): k[4] for k in held}
+        classifiers: list[ReadingClassifier] = []
+        rejected: list[list[RejectedReading]] = []
         lines: list[str] = []
         reasons: list[tuple[str, str, str, str, int, str]] = []
-        for item in batch_points:
-            key = reading_identity(item)
-            slot = (*key[:4], key[4] // _NS_PER_MS)
-            holder = slots.get(slot)
-            if key[4] < _EARLIEST_MS * _NS_PER_MS:
-                if classifier.add(item):
-                    del classifier.held[key]
-                    rejected.append(RejectedReading(item, "this VictoriaMetrics store holds no time before "
-                                                          "1970-01-02 (its timestamps are ms since 1970)"))
-                continue
-            if key not in classifier.held and holder is not None and holder != key[4]:
-                classifier.add(item)
-                del classifier.held[key]
-                rejected.append(RejectedReading(item, (
-                    f"VictoriaMetrics keeps one reading per series and millisecond; {from_ns(holder).isoformat()} "
-                    f"holds this millisecond of {item.reading.sensor}/{item.reading.variable}")))
-                continue
-            if classifier.add(item):
-                slots[slot] = key[4]
-                lines.append(_line(item))
-                r = item.reading
-                if r.qc_reason:
-                    reasons.append((item.site, r.station, r.sensor, r.variable, key[4], r.qc_reason))
+        for points, _ in batches:
+            classifier = ReadingClassifier(held)  # one dict for all batches
+            refused: list[RejectedReading] = []
+            for item in points:
+                key = reading_identity(item)
+                slot = (*key[:4], key[4] // _NS_PER_MS)
+                holder = slots.get(slot)
+                if key[4] < _EARLIEST_MS * _NS_PER_MS:
+                    if classifier.add(item, key):
+                        del held[key]
+                        refused.append(RejectedReading(item, "this VictoriaMetrics store holds no time before "
+                                                             "1970-01-02 (its timestamps are ms since 1970)"))
+                    continue
+                if key not in held and holder is not None and holder != key[4]:
+                    classifier.add(item, key)
+                    del held[key]
+                    refused.append(RejectedReading(item, (
+                        f"VictoriaMetrics keeps one reading per series and millisecond; "
+                        f"{from_ns(holder).isoformat()} holds this millisecond of "
+                        f"{item.reading.sensor}/{item.reading.variable}")))
+                    continue
+                if classifier.add(item, key):
+                    slots[slot] = key[4]
+                    lines.append(_line(item))
+                    r = item.reading
+                    if r.qc_reason:
+                        reasons.append((item.site, r.station, r.sensor, r.variable, key[4], r.qc_reason))
+            classifiers.append(classifier)
+            rejected.append(refused)
         if lines:
             self._post_lines("\n".join(lines))
-        if reasons or ledger is not None:
+        ledgers = [ledger for _, ledger in batches if ledger is not None]
+        if reasons or ledgers:
             # after the readings: a reason or ledger item never names a reading that is not there; a crash in
             # between leaves readings whose redelivery (no receipt was sent) writes them here then
             with self._lock:
@@ -323,8 +363,8 @@ class VictoriaStore(SqliteStore):
                     try:
                         self._conn.executemany("INSERT OR IGNORE INTO reading_reasons VALUES (?,?,?,?,?,?)",
                                                reasons)
-                        if ledger is not None:
-                            self._insert_ledger([ledger])
+                        if ledgers:
+                            self._insert_ledger(ledgers)
                     except BaseException:
                         self._conn.execute("ROLLBACK")
                         raise
@@ -332,7 +372,7 @@ class VictoriaStore(SqliteStore):
                 except sqlite3.Error as exc:
                     raise StoreUnavailable(f"SQLite database {self.path} refused the write: {exc}; will "
                                            "retry") from exc
-        return classifier.outcome(rejected)
+        return [classifier.outcome(refused) for classifier, refused in zip(classifiers, rejected, strict=True)]
 
     def _post_lines(self, body: str) -> None:
         try:
@@ -396,10 +436,8 @@ class VictoriaStore(SqliteStore):
             page_start = first_ms
             while page_start <= last_ms:
                 page_end = min(page_start + _RAW_PAGE_MS, last_ms + 1)
-                points = self._points(max(start_ns, page_start * _NS_PER_MS),
-                                      min(end_ns - 1, page_end * _NS_PER_MS - 1), **labels)
-                raw: list[SeriesRow] = sorted(((to_ns(p.reading.time), p.reading.value, int(p.reading.qc))
-                                               for p in points), key=lambda row: row[0])
+                raw = self._rows(max(start_ns, page_start * _NS_PER_MS), min(end_ns - 1, page_end * _NS_PER_MS - 1),
+                                 labels)
                 for first in range(0, len(raw), CHUNK_ROWS):
                     yield raw[first:first + CHUNK_ROWS]
                 page_start = page_end
@@ -579,6 +617,8 @@ class VictoriaStore(SqliteStore):
 
     def close(self) -> None:
         self._http.close()
+        if self._own_guard:
+            self._guard.close()
         super().close()
 
 
@@ -598,6 +638,11 @@ def _line(item: StoredReading) -> str:
         hi, lo = _bits(float(r.value))
         fields += [f"value={float(r.value)!r}", f"hi={hi}i", f"lo={lo}i"]
     return f"{MEASUREMENT},{tags} {','.join(fields)} {ms * _NS_PER_MS}"
+
+
+def _value(fields: dict[str, float]) -> float | None:
+    """The exact value from its IEEE bits; None for a reading without one."""
+    return _float(fields["hi"], fields["lo"]) if "hi" in fields and "lo" in fields else None
 
 
 def _stored(tags: dict[str, str], time_ns: int, value: float | None, fields: dict[str, float]) -> StoredReading:
