@@ -5,6 +5,7 @@ and the writer do not block each other)."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,8 +22,21 @@ class SqliteReadsMixin:
 
     if TYPE_CHECKING:
         path: Path
+        _conn: sqlite3.Connection
+        _lock: threading.Lock
 
     def _read_chunks(self, sql: str, params: dict[str, object], chunk_rows: int = CHUNK_ROWS) -> Iterator[list[Any]]:
+        if str(self.path) == ":memory:":
+            # a database in memory has no file a second connection could open: read it whole through the store's
+            # own connection, under its lock (never held across a yield)
+            with self._lock:
+                try:
+                    rows = self._conn.execute(sql, params).fetchall()
+                except sqlite3.Error as exc:
+                    raise StoreUnavailable(f"SQLite database {self.path} failed a query: {exc}") from exc
+            for first in range(0, len(rows), chunk_rows):
+                yield rows[first:first + chunk_rows]
+            return
         try:
             conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
         except sqlite3.Error as exc:
