@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import statistics
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from gateway.central.store import (
     Store,
     StoreUnavailable,
 )
-from gateway.central.store.base import reading_content, reading_identity, to_ns
+from gateway.central.store.base import StationInfo, merge_station_rows, reading_content, reading_identity, to_ns
 from gateway.central.store.ledger import ChainEvent, LedgerItem, compress_payload
+from gateway.central.store.sqlite import SCHEMA_VERSION
 from gateway.central.store.victoria import VictoriaStore
 from gateway.model import QualityFlag, Reading
 from gateway.testing.services import running_influxd
@@ -300,6 +302,25 @@ def test_stations_lists_each_station_with_last_time_and_variables(store: Store) 
     assert infos[("site2", "st2")].last_reading == other[-1].time
 
 
+def test_stations_follow_writes_in_several_batches_and_ignore_what_is_not_stored(store: Store) -> None:
+    early = series("st1", [1.0, 2.0])
+    late = series("st1", [3.0], start=T0 + HOUR)
+    store.write(stored("site1", early))
+    store.write_many([(stored("site1", late), None), (stored("site1", series("st1", [4.0], variable="TS")), None)])
+    # delivered out of order: older readings of a series after newer ones leave its newest time
+    store.write(stored("site1", series("st1", [0.5], start=T0 + timedelta(minutes=30))))
+    # a resend, and a different reading under a held identity: nothing of them is stored, so nothing changes
+    store.write(stored("site1", late))
+    conflict = store.write(stored("site1", [reading(time=late[0].time, value=9.0, unit="ppm")]))
+    assert len(conflict.conflicts) == 1
+
+    [info] = store.stations()
+
+    assert info.last_reading == late[0].time
+    assert info.variables == {"CO2": "umol mol-1", "TS": "umol mol-1"}
+    assert info.sensors == {"gmp252": {"CO2": "umol mol-1", "TS": "umol mol-1"}}
+
+
 def test_empty_store_answers_with_nothing(store: Store) -> None:
     assert store.query_series("st1", "CO2", T0, T0 + HOUR) == []
     assert store.stations() == []
@@ -571,6 +592,9 @@ def test_a_database_of_the_first_layout_is_migrated_with_its_data(tmp_path: Path
     store = SqliteStore(path)
     try:
         assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.5]
+        [info] = store.stations()
+        assert (info.site, info.station, info.last_reading, info.variables) == ("site1", "st1", T0,
+                                                                                 {"CO2": "umol mol-1"})
         assert [r.values for r in store.query_fluxes("st1", T0 - HOUR, T0)] == [{"FC": -1.0}]
         # the new key holds the site: the same reading from another site is another reading
         assert store.write(stored("site2", [reading(value=2.0)])).written == 1
@@ -584,6 +608,90 @@ def test_a_database_of_the_first_layout_is_migrated_with_its_data(tmp_path: Path
         assert len(reopened.query_series("st1", "CO2", T0, T0 + HOUR)) == 2
     finally:
         reopened.close()
+
+
+def stations_by_grouping(path: Path) -> list[StationInfo]:
+    """What stations() answered before the `series` table: every stored reading grouped by series."""
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT site, station, sensor, variable, unit, MAX(time_ns) FROM readings "
+                          "GROUP BY site, station, sensor, variable, unit").fetchall()
+    return merge_station_rows(rows)
+
+
+def test_sqlite_stations_equal_the_grouping_of_the_readings_after_mixed_writes(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.sqlite"
+    store = SqliteStore(path)
+    try:
+        minute = timedelta(minutes=1)
+        first = stored("site1", series("st1", [1.0, None, 3.0], step=minute))
+        other_site = stored("site2", series("st1", [5.0], start=T0 + 2 * HOUR))
+        store.write_many([(first, None), (other_site, None), (stored("site1", series("st2", [7.0])), None)])
+        # the sensor's unit changes: a series of its own, beside the first
+        store.write(stored("site1", [reading(time=T0 + HOUR, value=600.0, unit="ppm")]))
+        # one call: a resend, a conflict, a reading SQLite refuses at the newest time yet, and an older new one
+        refused = Reading.model_construct(**{**dict(reading(time=T0 + 5 * HOUR)), "value": None})
+        outcome = store.write(first[:1] + stored("site1", [reading(time=T0 + minute, value=2.0), refused,
+                                                           reading(time=T0 - HOUR, value=0.1, sensor="li850")]))
+        assert (outcome.written, outcome.duplicates, len(outcome.conflicts), len(outcome.rejected)) == (1, 1, 1, 1)
+
+        infos = store.stations()
+
+        assert infos == stations_by_grouping(path)
+        assert {(i.site, i.station): i.last_reading for i in infos} == {
+            ("site1", "st1"): T0 + HOUR, ("site1", "st2"): T0, ("site2", "st1"): T0 + 2 * HOUR}
+        assert set(infos[0].sensors) == {"gmp252", "li850"}
+        # the table itself, row for row (the merged answer shows one unit per variable)
+        with closing(sqlite3.connect(path)) as db:
+            rows = sorted(db.execute("SELECT * FROM series"))
+            assert rows == sorted(db.execute("SELECT site, station, sensor, variable, unit, MAX(time_ns) FROM readings "
+                                             "GROUP BY site, station, sensor, variable, unit"))
+        assert [(unit, last) for site, station, sensor, _, unit, last in rows
+                if (site, station, sensor) == ("site1", "st1", "gmp252")] == [
+            ("ppm", to_ns(T0 + HOUR)), ("umol mol-1", to_ns(T0 + 2 * minute))]
+    finally:
+        store.close()
+
+
+def test_a_rolled_back_write_leaves_the_stations_as_they_were(tmp_path: Path) -> None:
+    path = tmp_path / "rollback.sqlite"
+    store = SqliteStore(path)
+    try:
+        store.write(stored("site1", series("st1", [1.0])))
+        before = store.stations()
+        # a ledger item the database cannot take (NOT NULL) fails the whole call after its readings went in
+        broken = dataclasses.replace(ledger_item(1), signature=None)  # type: ignore[arg-type]
+        with pytest.raises(StoreUnavailable):
+            store.write(stored("site1", series("st1", [2.0], start=T0 + HOUR, variable="TS")), ledger=broken)
+
+        assert store.stations() == before == stations_by_grouping(path)
+    finally:
+        store.close()
+
+
+def test_a_database_without_the_series_table_gets_it_filled_from_its_readings(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    store = SqliteStore(path)
+    store.write(stored("site1", series("st1", [1.0, 2.0]) + series("st1", [3.0], variable="TS", start=T0 + HOUR)))
+    store.write(stored("site2", series("st9", [4.0])))
+    store.close()
+    with closing(sqlite3.connect(path)) as db:  # as the layout before the table left it
+        db.execute("DROP TABLE series")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+
+    migrated = SqliteStore(path)
+    try:
+        with closing(sqlite3.connect(path)) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert migrated.stations() == stations_by_grouping(path)
+        assert [(i.site, i.station, i.last_reading) for i in migrated.stations()] == [
+            ("site1", "st1", T0 + HOUR), ("site2", "st9", T0)]
+        # and kept from then on
+        migrated.write(stored("site2", series("st9", [5.0], start=T0 + 3 * HOUR)))
+        assert migrated.stations() == stations_by_grouping(path)
+        assert migrated.stations()[1].last_reading == T0 + 3 * HOUR
+    finally:
+        migrated.close()
 
 
 # --- the ledger of signed items (gateway/central/store/ledger.py) ----------------------------------------------------

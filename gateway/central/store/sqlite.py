@@ -2,9 +2,11 @@
 
 The primary keys are the identities of `base` (readings: site, station, sensor, variable, time; flux records: site,
 station, engine version, settings hash, period end), ordered so that the queries' filters (station, variable, time)
-are a prefix of them. The budget tables (`budget_runs`, `budget_rows`) are in `sqlite_budget`. Commits are
-`synchronous=FULL`: the ingestor acknowledges a message to the broker once `write` returns, so a committed reading
-must survive a power cut, not only a crash of the process.
+are a prefix of them. `series` holds one row per series of `readings` (site, station, sensor, variable, unit) with
+its newest time, kept in the transaction that inserts the readings, so `stations()` reads as many rows as there are
+series instead of grouping every stored reading. The budget tables (`budget_runs`, `budget_rows`) are in
+`sqlite_budget`. Commits are `synchronous=FULL`: the ingestor acknowledges a message to the broker once `write`
+returns, so a committed reading must survive a power cut, not only a crash of the process.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ from gateway.central.store.sqlite_reads import SqliteReadsMixin
 from gateway.contract import FluxRecord
 from gateway.model import QualityFlag, Reading, TimeSource
 
-# PRAGMA user_version of the current layout; 0 is the first one (keys without the site), migrated on open.
-SCHEMA_VERSION = 2
+# PRAGMA user_version of the current layout, migrated on open: 0 is the first one (keys without the site), 2 the
+# one without the `series` table.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE readings (
@@ -82,6 +85,25 @@ CREATE TABLE fluxes (
     PRIMARY KEY (station, end_ns, settings_hash, engine_version, site)
 ) WITHOUT ROWID;
 """
+
+# Only ever raised, by the readings a write inserts: a refused or held identity leaves it alone, as it does the
+# readings, so it stays what `GROUP BY ... MAX(time_ns)` over `readings` would answer.
+_SERIES_SCHEMA = """
+CREATE TABLE series (
+    site TEXT NOT NULL,
+    station TEXT NOT NULL,
+    sensor TEXT NOT NULL,
+    variable TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    last_ns INTEGER NOT NULL,
+    PRIMARY KEY (site, station, sensor, variable, unit)
+) WITHOUT ROWID
+"""
+_SERIES_COLUMNS = "site, station, sensor, variable, unit"
+_SERIES_UPSERT = (f"INSERT INTO series ({_SERIES_COLUMNS}, last_ns) VALUES (?,?,?,?,?,?) "
+                  f"ON CONFLICT ({_SERIES_COLUMNS}) DO UPDATE SET last_ns = MAX(last_ns, excluded.last_ns)")
+
+SeriesKey = tuple[str, str, str, str, str]  # site, station, sensor, variable, unit
 
 _READING_COLUMNS = ("site, station, sensor, variable, unit, time_ns, time_source, value, qc, clock_synced, "
                     "qc_reason")
@@ -126,7 +148,7 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
 
     def _migrate(self) -> None:
-        """Create the tables, or move a database of the first layout (keys without the site) to the current one."""
+        """Create the tables, or bring a database of an earlier layout to the current one with its data."""
         conn = self._conn
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version == SCHEMA_VERSION:
@@ -135,27 +157,40 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
             raise sqlite3.DatabaseError(f"schema version {version} is newer than this sinkwatch ({SCHEMA_VERSION})")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            old_tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            for table in ("readings", "fluxes"):
-                if table in old_tables:
-                    conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v{version}")
-            # statement by statement: executescript would commit our transaction first
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            # the old keys were a subset of the new ones, so every old row fits the new key
-            if "readings" in old_tables:
-                conn.execute(f"INSERT INTO readings ({_READING_COLUMNS}) SELECT {_READING_COLUMNS} "
-                             f"FROM readings_v{version}")
-                conn.execute(f"DROP TABLE readings_v{version}")
-            if "fluxes" in old_tables:
-                conn.execute(f"INSERT INTO fluxes ({_FLUX_COLUMNS}) SELECT {_FLUX_COLUMNS} FROM fluxes_v{version}")
-                conn.execute(f"DROP TABLE fluxes_v{version}")
+            # read again under the write lock: another process opening the same file may have migrated it meanwhile
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version < 2:
+                self._migrate_keys(version)
+            if version < 3:
+                conn.execute(_SERIES_SCHEMA)
+                # once per database: the one full scan of the readings that stations() no longer makes
+                conn.execute(f"INSERT INTO series ({_SERIES_COLUMNS}, last_ns) "
+                             f"SELECT {_SERIES_COLUMNS}, MAX(time_ns) FROM readings GROUP BY {_SERIES_COLUMNS}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _migrate_keys(self, version: int) -> None:
+        """Create `readings` and `fluxes`, moving the rows of the first layout (keys without the site) over."""
+        conn = self._conn
+        old_tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for table in ("readings", "fluxes"):
+            if table in old_tables:
+                conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v{version}")
+        # statement by statement: executescript would commit our transaction first
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        # the old keys were a subset of the new ones, so every old row fits the new key
+        if "readings" in old_tables:
+            conn.execute(f"INSERT INTO readings ({_READING_COLUMNS}) SELECT {_READING_COLUMNS} "
+                         f"FROM readings_v{version}")
+            conn.execute(f"DROP TABLE readings_v{version}")
+        if "fluxes" in old_tables:
+            conn.execute(f"INSERT INTO fluxes ({_FLUX_COLUMNS}) SELECT {_FLUX_COLUMNS} FROM fluxes_v{version}")
+            conn.execute(f"DROP TABLE fluxes_v{version}")
 
     def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         return self.write_many([(batch_points, ledger)])[0]
@@ -163,6 +198,7 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
     def write_many(self, batches: Sequence[WriteRequest]) -> list[WriteOutcome]:
         """All batches in one transaction: one commit (and fsync) for the ingestor's whole group of messages."""
         held: dict[ReadingIdentity, StoredReading] = {}  # shared: an identity an earlier batch took counts as held
+        newest: dict[SeriesKey, int] = {}  # the newest time this call inserted per series
         classifiers: list[ReadingClassifier] = []
         rejected: list[list[RejectedReading]] = []
         with self._lock:
@@ -173,11 +209,13 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
                         classifier = ReadingClassifier(held)
                         refused: list[RejectedReading] = []
                         for item in points:
-                            self._write_one(item, classifier, refused)
+                            self._write_one(item, classifier, refused, newest)
                         if ledger is not None:
                             self._insert_ledger([ledger])
                         classifiers.append(classifier)
                         rejected.append(refused)
+                    # one row per series the call touched, not per reading
+                    self._conn.executemany(_SERIES_UPSERT, [(*series, last) for series, last in newest.items()])
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
@@ -186,7 +224,8 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
                 raise StoreUnavailable(f"SQLite database {self.path} refused the write: {exc}; will retry") from exc
         return [classifier.outcome(refused) for classifier, refused in zip(classifiers, rejected, strict=True)]
 
-    def _write_one(self, item: StoredReading, classifier: ReadingClassifier, rejected: list[RejectedReading]) -> None:
+    def _write_one(self, item: StoredReading, classifier: ReadingClassifier, rejected: list[RejectedReading],
+                   newest: dict[SeriesKey, int]) -> None:
         key = reading_identity(item)
         if key in classifier.held:  # repeated within this call
             classifier.add(item)
@@ -209,6 +248,10 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
             return
         if cursor.rowcount == 1:
             classifier.add(item)  # not held: counted as new
+            series = (item.site, r.station, r.sensor, r.variable, r.unit)
+            last = newest.get(series)
+            if last is None or last < key[4]:
+                newest[series] = key[4]
             return
         row = self._conn.execute(
             f"SELECT {_READING_COLUMNS} FROM readings WHERE site=? AND station=? AND sensor=? AND variable=? "
@@ -257,8 +300,7 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
 
     def stations(self) -> list[StationInfo]:
         rows = self._fetch(
-            "SELECT site, station, sensor, variable, unit, MAX(time_ns) FROM readings "
-            "GROUP BY site, station, sensor, variable, unit", {},
+            f"SELECT {_SERIES_COLUMNS}, last_ns FROM series", {},
         )
         return merge_station_rows(rows)
 
