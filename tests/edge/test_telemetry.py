@@ -184,8 +184,15 @@ def test_the_daemon_reports_its_sensors_outboxes_and_supply(tmp_path: Path) -> N
         deadline = time.monotonic() + 10
         while daemon.telemetry.reports < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.15)  # a few polls of "good" since the thread's last report
-        report = daemon.telemetry.take()
+        good = next(runner.health for runner in daemon.runners if runner.health.name == "good")
+        while time.monotonic() < deadline:
+            # a few polls of "good" since the thread's last report (on a loaded host polls can lag the reports)
+            reports, polls = daemon.telemetry.reports, good.polls
+            while good.polls < polls + 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            report = daemon.telemetry.take()
+            if daemon.telemetry.reports == reports:
+                break
     finally:
         stop.set()
         thread.join(30)
