@@ -43,6 +43,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import station_year
 
+from gateway.central.store.influx_reads import SELECTED_CHUNK_ROWS
+from gateway.central.store.reads import FLUX_CHUNK_ROWS
 from gateway.net import free_port
 from gateway.testing.services import running_influxd
 
@@ -61,6 +63,7 @@ class Query:
     text: str
     params: dict[str, str]
     chunked: bool = True
+    chunk_size: int | None = None  # the store's own for this statement (None: CHUNK_ROWS)
 
 
 @dataclass
@@ -71,6 +74,10 @@ class Case:
     baseline: list[Query]
     check: Callable[[bytes], str]  # -> a short description; raises when the body is wrong
     heavy: bool = False
+    # the statements the store sent before a change of layout or query, measured beside the baseline
+    earlier: list[Query] = field(default_factory=list)
+    earlier_wall: list[float] = field(default_factory=list)
+    earlier_db_cpu: list[float] = field(default_factory=list)
     ours_wall: list[float] = field(default_factory=list)
     base_wall: list[float] = field(default_factory=list)
     ours_server_cpu: list[float] = field(default_factory=list)
@@ -164,26 +171,36 @@ def cases() -> list[Case]:
     ]
     selected = ", ".join(f'"{n}"' for n in ("NEE", "H", "LE", "FC"))
     bookkeeping = "period_s, status, reasons, nulls, names_id, site, station, engine_version, settings_hash"
+    one_set = {"station": "st1", "site": "site1", "engine_version": station_year.ENGINE_VERSION,
+               "settings_hash": station_year.SETTINGS_HASH}
     readings_year = station_year.readings_count()
     return [
         Case("fluxes, year, JSON, every variable", "/api/v1/fluxes",
              {"station": "st1", "start": YEAR_START, "end": YEAR_END},
-             [Query(f"SELECT * FROM fluxes {year_fluxes}", station)], check_fluxes_json(17_520, 92)),
+             [Query(f"SELECT * FROM fluxes {year_fluxes}", station, chunk_size=FLUX_CHUNK_ROWS)],
+             check_fluxes_json(17_520, 92)),
         Case("fluxes, year, CSV, every variable", "/api/v1/fluxes",
              {"station": "st1", "start": YEAR_START, "end": YEAR_END, "format": "csv"},
-             [*columns, Query(f"SELECT * FROM fluxes {year_fluxes}", station)], check_csv(17_520)),
+             [*columns, Query(f"SELECT * FROM fluxes {year_fluxes}", station, chunk_size=FLUX_CHUNK_ROWS)],
+             check_csv(17_520)),
         Case("fluxes, year, AmeriFlux BASE", "/api/v1/fluxes",
              {"station": "st1", "start": YEAR_START, "end": YEAR_END, "format": "ameriflux",
               "settings_hash": station_year.SETTINGS_HASH},
              [Query(c.text.replace("$station", "$station AND settings_hash = $settings_hash"),
                     {**station, "settings_hash": station_year.SETTINGS_HASH}, c.chunked) for c in columns]
              + [Query(f"SELECT * FROM fluxes {year_fluxes} AND settings_hash = $settings_hash",
-                      {**station, "settings_hash": station_year.SETTINGS_HASH})],
+                      {**station, "settings_hash": station_year.SETTINGS_HASH}, chunk_size=FLUX_CHUNK_ROWS)],
              check_csv(17_520)),
         Case("fluxes, year, NEE,H,LE,FC (JSON)", "/api/v1/fluxes",
              {"station": "st1", "start": YEAR_START, "end": YEAR_END, "variables": "NEE,H,LE,FC"},
-             [Query(f"SELECT {selected}, {bookkeeping} FROM fluxes {year_fluxes}", station)],
-             check_fluxes_json(17_520, 4)),
+             [Query(f"SELECT last(period_s) FROM fluxes {year_fluxes} GROUP BY site, engine_version, settings_hash",
+                    station, chunked=False),
+              Query(f"SELECT {selected}, period_s, meta FROM fluxes {year_fluxes} AND site = $site AND "
+                    "engine_version = $engine_version AND settings_hash = $settings_hash", one_set,
+                    chunk_size=SELECTED_CHUNK_ROWS)],
+             check_fluxes_json(17_520, 4),
+             earlier=[Query(f"SELECT {selected}, {bookkeeping} FROM fluxes {year_fluxes}", station,
+                            chunk_size=FLUX_CHUNK_ROWS)]),
         Case("series, year of 10 s CO2 -> hourly means (JSON)", "/api/v1/series",
              {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": YEAR_END, "every": "1h"},
              [sources_of(E_NS), Query("SELECT mean(value) AS value, max(qc) AS qc FROM readings "
@@ -224,7 +241,7 @@ def run_baseline(client: httpx.Client, db_url: str, queries: list[Query]) -> Non
     for q in queries:
         data = {"db": DATABASE, "q": q.text, "epoch": "ns", "params": json.dumps(q.params)}
         if q.chunked:
-            data |= {"chunked": "true", "chunk_size": str(CHUNK_ROWS)}
+            data |= {"chunked": "true", "chunk_size": str(q.chunk_size or CHUNK_ROWS)}
         fetch(client, "POST", f"{db_url}/query", data=data, headers={"Accept-Encoding": "identity"})
 
 
@@ -247,6 +264,13 @@ def measure(case: Case, client: httpx.Client, api: str, db_url: str, server_pid:
         case.base_wall.append(time.perf_counter() - t0)
         case.base_db_cpu.append(cpu_seconds(db_pid) - db0)
 
+        if case.earlier:
+            db0 = cpu_seconds(db_pid)
+            t0 = time.perf_counter()
+            run_baseline(client, db_url, case.earlier)
+            case.earlier_wall.append(time.perf_counter() - t0)
+            case.earlier_db_cpu.append(cpu_seconds(db_pid) - db0)
+
         reset_peak_rss(server_pid)
         db0, s0 = cpu_seconds(db_pid), cpu_seconds(server_pid)
         t0 = time.perf_counter()
@@ -268,6 +292,12 @@ def report(all_cases: list[Case]) -> None:
               f"{ours:.3f} / {percentile(c.ours_wall, 0.95):.3f} | {base:.3f} | {ours / base:.2f} | "
               f"{statistics.median(c.ours_server_cpu):.2f} | {statistics.median(c.ours_db_cpu):.2f} / "
               f"{statistics.median(c.base_db_cpu):.2f} | {max(c.peak_rss) / 1e6:.0f} |")
+    for c in all_cases:
+        if c.earlier_wall:
+            print(f"{c.name}: the store's statements before its last change, straight to influxd in the same run: "
+                  f"median {statistics.median(c.earlier_wall):.3f} s, p95 {percentile(c.earlier_wall, 0.95):.3f} s, "
+                  f"influxd CPU {sum(c.earlier_db_cpu) / len(c.earlier_db_cpu):.3f} s (mean); now "
+                  f"{statistics.median(c.base_wall):.3f} s, {sum(c.base_db_cpu) / len(c.base_db_cpu):.3f} s")
 
 
 def serve(url: str, database: str, port: int) -> None:
@@ -302,6 +332,9 @@ def main() -> None:
         db_pid = db._process.pid
         if station_year.loaded(db.url, DATABASE):
             print(f"station-year already in {args.data_dir}")
+            if not station_year.fluxes_current(db.url, DATABASE):
+                station_year.rewrite_fluxes(db.url, DATABASE)
+                print("  its flux records rewritten in the current layout (the meta field)")
         else:
             year = station_year.load(db.url, DATABASE)
             print(f"loaded {year.readings:,} readings and {year.flux_records:,} flux records in {year.seconds:.0f} s "

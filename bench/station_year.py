@@ -33,7 +33,7 @@ import numpy as np
 
 from gateway.central.store import InfluxStore
 from gateway.central.store.base import from_ns, to_ns
-from gateway.central.store.influx_reads import names_digest
+from gateway.central.store.influx_reads import flux_meta, names_digest
 from gateway.contract import FluxRecord, is_integer_variable
 from gateway.flux.ec.result import OUTPUT_VARIABLES
 
@@ -161,13 +161,18 @@ def flux_line(record: FluxRecord) -> str:
     """The line `InfluxStore.write_fluxes` writes for `record` (gateway/central/store/influx.py, `flux_to_line`)."""
     tags = ",".join(f"{tag}={_escape_tag(getattr(record, tag))}"
                     for tag in ("engine_version", "settings_hash", "site", "station"))
+    period_s = (record.end - record.start).total_seconds()
+    reasons = json.dumps(list(record.reasons), ensure_ascii=False)
+    names_id = names_digest(",".join(record.values))
+    nulls = ",".join(n for n, v in record.values.items() if v is None)
     fields = [
-        f"period_s={(record.end - record.start).total_seconds()!r}",
+        f"period_s={period_s!r}",
         f"status={_string_field(record.status)}",
-        f"reasons={_string_field(json.dumps(list(record.reasons), ensure_ascii=False))}",
+        f"reasons={_string_field(reasons)}",
         f"names={_string_field(','.join(record.values))}",
-        f"names_id={_string_field(names_digest(','.join(record.values)))}",
-        f"nulls={_string_field(','.join(n for n, v in record.values.items() if v is None))}",
+        f"names_id={_string_field(names_id)}",
+        f"nulls={_string_field(nulls)}",
+        f"meta={_string_field(flux_meta(names_id, period_s, record.status, nulls, reasons))}",
     ]
     for name, value in record.values.items():
         if value is not None:
@@ -254,6 +259,21 @@ def verify(url: str, database: str) -> None:
             raise AssertionError(f"{total} readings stored, {readings_count() * len(SERIES)} generated")
     finally:
         store.close()
+
+
+def fluxes_current(url: str, database: str = "bench") -> bool:
+    """True when the last flux record has the store's current layout (its `meta` field)."""
+    response = httpx.post(f"{url}/query", data={
+        "db": database, "epoch": "ns", "q": f"SELECT count(meta) FROM fluxes WHERE time = {to_ns(END)}"},
+                          timeout=30.0).json()
+    results = response.get("results") or []
+    return bool(results and results[0].get("series"))
+
+
+def rewrite_fluxes(url: str, database: str = "bench") -> None:
+    """Write the flux records again in the store's current layout (what a recompute would do)."""
+    _post_all(url, database, flux_lines())
+    verify(url, database)
 
 
 def loaded(url: str, database: str = "bench") -> bool:

@@ -7,6 +7,8 @@ import json
 import random
 from typing import Any
 
+import orjson
+
 from gateway.central.store.base import EARLIEST_TIME, LATEST_TIME, from_ns, to_ns
 from gateway.central.store.reads import FluxRow
 from gateway.central.streaming import ameriflux_stamp, fluxes_json, rfc3339, rfc3339_many, series_csv, series_json
@@ -52,3 +54,20 @@ def test_json_documents_parse_to_the_whole_list_form() -> None:
 def test_many_times_read_as_one_at_a_time() -> None:
     times = sorted(instants())
     assert rfc3339_many(times) == [rfc3339(ns) for ns in times]
+
+
+def test_flux_json_is_byte_for_byte_the_dict_encoding() -> None:
+    from gateway.central.streaming import flux_records
+
+    rng = random.Random(7)
+    rows = [FluxRow(rng.choice(["s", "s-2"]), "st1", i * 1800 * 10**9 + rng.choice([0, 1000]),
+                    (i + 1) * 1800 * 10**9, rng.choice(["ok", "partial"]),
+                    rng.choice([[], ['a "b", },{'], ["é ✓", "x"]]), rng.choice(["e 1", "e\\2"]), "abcdef12",
+                    rng.choice([{}, {"FC": 1e16, "N": None}, {"H": -0.1, "N_RECORDS": 36000, "ZL": 2.5e-7}]))
+            for i in range(300)]
+    chunks = [rows[:1], [], rows[1:120], rows[120:]]
+    head = {"station": "st1", "start": "x"}
+
+    expected = orjson.dumps({**head, "records": flux_records(rows)})
+    assert b"".join(fluxes_json(head, chunks)) == expected
+    assert b"".join(fluxes_json({}, [])) == orjson.dumps({"records": []})

@@ -24,7 +24,10 @@ Flux records (one point per averaging period, `gateway.contract.FluxRecord`)::
                  period_s (float, end - start), status (string), reasons (string, JSON list),
                  names (string: every variable of the record, comma-separated), nulls (string: those without value),
                  names_id (string: 16 hex digits of the SHA-256 of names; a read of a few variables names the
-                 record's variables by it instead of reading the long names, see `influx_reads`)
+                 record's variables by it instead of reading the long names, see `influx_reads`),
+                 meta (string: names_id, period_s, status, nulls and reasons packed in one field, `flux_meta`; a
+                 read of a few variables reads it instead of five fields: InfluxDB's cost grows with the fields
+                 read, so a year of NEE, H, LE, FC reads 5 fields instead of 9 and no tags)
     time         the period's end (it labels the period), nanosecond precision
 
 InfluxDB merges the fields of a rewritten point with the old ones, so a variable that became null on a rewrite
@@ -84,7 +87,7 @@ from gateway.central.store.influx_health import InfluxHealthMixin
 from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_line
 from gateway.central.store.influx_products import InfluxProductsMixin
 from gateway.central.store.influx_provenance import InfluxProvenanceMixin
-from gateway.central.store.influx_reads import InfluxReadsMixin, names_digest
+from gateway.central.store.influx_reads import InfluxReadsMixin, flux_meta, names_digest
 from gateway.central.store.ledger import LedgerItem
 from gateway.central.store.lineprotocol import ReadingLines
 from gateway.central.store.writeguard import NOTHING, Marks, WriteGuard
@@ -130,13 +133,18 @@ def flux_to_line(record: FluxRecord) -> str:
     point = Point(FLUX_MEASUREMENT)
     for tag in _FLUX_TAGS:
         point.tag(tag, getattr(record, tag))
-    point.field("period_s", (record.end - record.start).total_seconds())
-    point.field("status", record.status)
-    point.field("reasons", json.dumps(list(record.reasons), ensure_ascii=False))
+    period_s = (record.end - record.start).total_seconds()
+    reasons = json.dumps(list(record.reasons), ensure_ascii=False)
     names = ",".join(record.values)
+    names_id = names_digest(names)
+    nulls = ",".join(name for name, value in record.values.items() if value is None)
+    point.field("period_s", period_s)
+    point.field("status", record.status)
+    point.field("reasons", reasons)
     point.field("names", names)
-    point.field("names_id", names_digest(names))
-    point.field("nulls", ",".join(name for name, value in record.values.items() if value is None))
+    point.field("names_id", names_id)
+    point.field("nulls", nulls)
+    point.field("meta", flux_meta(names_id, period_s, record.status, nulls, reasons))
     for name, value in record.values.items():
         if value is not None:
             point.field(name, int(value) if is_integer_variable(name) else float(value))

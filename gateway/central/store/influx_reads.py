@@ -2,19 +2,27 @@
 the answer read line by line (InfluxDB 1.x writes one JSON object per chunk of `chunk_size` rows, each followed by a
 newline) and turned into rows without a validated object per point.
 
-Flux records with `variables`: the query selects those fields and the record's bookkeeping but not `names` (every
-variable of the record, ~1 kB a row: reading it would cost more than the values asked for). `names_id`, a digest of
-`names` written with every record (gateway/central/store/influx.py), names it instead; the `names` of each distinct
-digest are read once, from one point, and kept (a digest always stands for the same names). Records written before
-`names_id` existed have their `names` read per chunk.
+Flux records with `variables`: one query per series (site, engine version, settings hash; found first by one
+`last(period_s) ... GROUP BY`), selecting those fields, `period_s` and `meta` — the record's bookkeeping packed in
+one string (`flux_meta`) — but neither the tags (they come with the series) nor `names` (every variable of the
+record, ~1 kB a row). InfluxDB's CPU grows with the fields read: measured on a station-year (docs/performance.md),
+a year of NEE, H, LE, FC cost it 0.10 s with the separate bookkeeping fields and the tags, 0.07 s this way. The
+`names_id` in `meta` names the record's variables; the `names` of each distinct digest are read once, from one
+point, and kept (a digest always stands for the same names). Records written before `meta` existed get theirs
+built from their separate fields (and their `names` read when they have no `names_id` either).
+
+Chunks of a few variables are small (`SELECTED_CHUNK_ROWS`): the server's CPU per request measured 0.12 s with
+chunks of 5,000 rows, 0.07 s with 250 (large blocks cost the allocator and the HTTP writer more than they save).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
+from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +40,39 @@ _FLUX_TAGS = ("site", "station", "engine_version", "settings_hash")
 _NAMES_CACHE_MAX = 10_000
 
 _VARIABLE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+#: rows per chunk of a read of a few variables (a row of 4 values is ~100 bytes of InfluxDB's JSON; see above)
+SELECTED_CHUNK_ROWS = 250
+_META_VERSION = "1"
+
+
+def flux_meta(names_id: str, period_s: float, status: str, nulls: str, reasons: str) -> str:
+    """The `meta` field of a flux record: `1;names_id;period_s;status;nulls;reasons` (reasons, a JSON list, last:
+    it is the only part that may hold a `;`). Records of one result set mostly share it, so a read parses each
+    distinct text once."""
+    return f"{_META_VERSION};{names_id};{period_s!r};{status};{nulls};{reasons}"
+
+
+class _Meta:
+    """A parsed `meta` text: what a record's values, start, status and reasons are made of."""
+
+    __slots__ = ("names", "nulls", "period_ns", "reasons", "status")
+
+    def __init__(self, names: tuple[str, ...], nulls: tuple[str, ...], period_ns: int, status: str,
+                 reasons: list[str]) -> None:
+        self.names, self.nulls, self.period_ns, self.status, self.reasons = names, nulls, period_ns, status, reasons
+
+    @classmethod
+    def parse(cls, text: str, station: str, time_ns: int,
+              names_of: Callable[[str, str, int], tuple[str, ...]]) -> _Meta:
+        parts = text.split(";", 5)
+        if parts[0] != _META_VERSION or len(parts) != 6:
+            raise StoreError(f"InfluxDB holds a flux record of meta version {parts[0]!r} (this sinkwatch reads "
+                             f"{_META_VERSION}): it was written by another version of sinkwatch")
+        _, names_id, period_s, status, nulls, reasons = parts
+        # as row_to_flux: the period's length to the microsecond
+        return cls(names=names_of(names_id, station, time_ns), nulls=tuple(n for n in nulls.split(",") if n),
+                   period_ns=round(float(period_s) * 1e6) * 1000, status=status,
+                   reasons=orjson.loads(reasons) if reasons != "[]" else [])
 
 
 def names_digest(names: str) -> str:
@@ -188,21 +229,15 @@ class InfluxReadsMixin:
         variables: Sequence[str] | None = None,
     ) -> Iterator[list[FluxRow]]:
         check_window(start, end, "mean")
+        if variables is not None:
+            yield from self._iter_selected(station, start, end, settings_hash, list(dict.fromkeys(variables)))
+            return
         where, params = self._flux_where(station, start, end, settings_hash)
-        if variables is None:
-            query = f"SELECT * FROM {self._flux_source()} {where}"
-        else:
-            wanted = list(dict.fromkeys(variables))
-            selected = [_field_identifier(n) for n in wanted]
-            query = (f"SELECT {', '.join([*selected, *_FLUX_BOOKKEEPING, *_FLUX_TAGS])} "
-                     f"FROM {self._flux_source()} {where}")
+        query = f"SELECT * FROM {self._flux_source()} {where}"
         held: list[FluxRow] = []  # rows of the last period end seen: the next chunk may hold more of them
         for chunk in self._stream(query, params, FLUX_CHUNK_ROWS):
             for series in chunk:
-                if variables is None:
-                    rows = _whole_rows(series)
-                else:
-                    rows = self._selected_rows(series, wanted, station, settings_hash)
+                rows = _whole_rows(series)
                 if not rows:
                     continue
                 last_end = rows[-1].end_ns
@@ -219,30 +254,98 @@ class InfluxReadsMixin:
             held.sort(key=flux_order)
             yield held
 
-    def _selected_rows(self, series: dict[str, Any], wanted: list[str], station: str,
-                       settings_hash: str | None) -> list[FluxRow]:
-        columns: list[str] = series["columns"]
-        index = {name: i for i, name in enumerate(columns)}
-        values = series.get("values") or []
-        t_i, id_i = index["time"], index["names_id"]
-        legacy = {row[t_i] for row in values if row[id_i] is None}
-        legacy_names = self._legacy_names(station, settings_hash, min(legacy), max(legacy)) if legacy else {}
-        plans: dict[tuple[str, ...], _Plan] = {}
-        s_i, st_i, ev_i, sh_i = index["site"], index["station"], index["engine_version"], index["settings_hash"]
-        p_i, status_i, r_i, n_i = index["period_s"], index["status"], index["reasons"], index["nulls"]
-        rows = []
-        for row in values:
-            names_id = row[id_i]
-            if names_id is None:
-                names = legacy_names.get((row[s_i], row[ev_i], row[sh_i], row[t_i]), ())
-            else:
-                names = self._names_of(names_id, station, row[t_i])
-            plan = plans.get(names)
-            if plan is None:
-                held = set(names)
-                plan = plans[names] = _Plan([n for n in wanted if n in held], index)
-            rows.append(_flux_row(row, plan, t_i, s_i, st_i, ev_i, sh_i, p_i, status_i, r_i, n_i))
-        return rows
+    # --- a few variables: one stream per result set ----------------------------------------------------------------
+
+    def _iter_selected(self, station: str, start: datetime, end: datetime, settings_hash: str | None,
+                       wanted: list[str]) -> Iterator[list[FluxRow]]:
+        """Records of the range with only `wanted` among their values. Each series (site, engine version, settings
+        hash) is read by a query of its own, so its tags come from the series and not from every row, and its
+        rows come in time order; several series are merged in `flux_order`."""
+        where, params = self._flux_where(station, start, end, settings_hash)
+        found = self._query(f"SELECT last(period_s) FROM {self._flux_source()} {where} "
+                            "GROUP BY site, engine_version, settings_hash", params)
+        keys = sorted({(str(tags.get("settings_hash", "")), str(tags.get("engine_version", "")),
+                        str(tags.get("site", "")))
+                       for series in found if series.get("values") for tags in [series.get("tags") or {}]})
+        streams = [self._selected_series(station, site, engine_version, sh, where, params, wanted)
+                   for sh, engine_version, site in keys]
+        if len(streams) == 1:
+            yield from streams[0]
+            return
+        # each stream is in time order, so the merge holds one chunk per stream
+        merged = heapq.merge(*(_rows_of(s) for s in streams), key=flux_order)
+        while chunk := list(islice(merged, SELECTED_CHUNK_ROWS)):
+            yield chunk
+
+    def _selected_series(self, station: str, site: str, engine_version: str, settings_hash: str, where: str,
+                         params: dict[str, str], wanted: list[str]) -> Iterator[list[FluxRow]]:
+        # period_s: every record ever written has it, so every record has a row even when it carries none of the
+        # variables and was written before `meta` (InfluxDB returns no row whose selected fields are all null)
+        query = (f"SELECT {', '.join([*(_field_identifier(n) for n in wanted), 'period_s', 'meta'])} "
+                 f"FROM {self._flux_source()} {where} AND site = $site AND engine_version = $engine_version")
+        params = {**params, "site": site, "engine_version": engine_version}
+        if "settings_hash" not in params:
+            query += " AND settings_hash = $settings_hash"
+            params["settings_hash"] = settings_hash
+        ways: dict[str, _Way] = {}  # a meta text always means the same bookkeeping: parsed once
+        columns_seen: list[str] = []
+        for chunk in self._stream(query, params, SELECTED_CHUNK_ROWS):
+            for series in chunk:
+                columns: list[str] = series["columns"]
+                if columns != columns_seen:  # the columns decide where each value is
+                    ways.clear()
+                    columns_seen = columns
+                index = {name: i for i, name in enumerate(columns)}
+                values = series.get("values") or []
+                t_i, m_i = index["time"], index["meta"]
+                # records written before `meta` existed: their bookkeeping is read from its own fields
+                old = [row[t_i] for row in values if row[m_i] is None]
+                legacy = self._legacy_meta(station, site, engine_version, settings_hash, min(old),
+                                           max(old)) if old else {}
+                rows: list[FluxRow] = []
+                append = rows.append
+                for row in values:
+                    text = row[m_i]
+                    if text is None:
+                        text = legacy.get(row[t_i])
+                        if text is None:
+                            continue  # a point without bookkeeping is no record (never written by us)
+                    way = ways.get(text)
+                    if way is None:
+                        meta = _Meta.parse(text, station, row[t_i], self._names_of)
+                        held = set(meta.names)
+                        plan = _Plan([n for n in wanted if n in held], index)
+                        way = ways[text] = _Way(meta, plan)
+                    record_values = way.values(row)
+                    for name in way.nulls:
+                        record_values[name] = None
+                    end_ns = row[t_i]
+                    append(FluxRow(site, station, end_ns - way.period_ns, end_ns, way.status, way.reasons,
+                                   engine_version, settings_hash, record_values))
+                if rows:
+                    yield rows
+
+    def _legacy_meta(self, station: str, site: str, engine_version: str, settings_hash: str, first_ns: int,
+                     last_ns: int) -> dict[int, str]:
+        """The `meta` text of records written before it existed, from their separate fields; `names` (~1 kB a
+        record) is read only for records written before `names_id` too."""
+        where = (f"WHERE station = $station AND site = $site AND engine_version = $engine_version "
+                 f"AND settings_hash = $settings_hash AND time >= {int(first_ns)} AND time <= {int(last_ns)}")
+        params = {"station": station, "site": site, "engine_version": engine_version, "settings_hash": settings_hash}
+        found = self._query(f"SELECT period_s, status, reasons, nulls, names_id FROM {self._flux_source()} {where}",
+                            params)
+        rows = [dict(zip(series["columns"], row, strict=True))
+                for series in found for row in series.get("values") or ()]
+        if any(row["names_id"] is None for row in rows):
+            named = {t: str(text or "") for series in self._query(
+                f"SELECT names FROM {self._flux_source()} {where}", params) for t, text in series.get("values") or ()}
+            for row in rows:
+                if row["names_id"] is None:
+                    names = named.get(row["time"], "")
+                    row["names_id"] = names_id = names_digest(names)
+                    self._remember_names(names_id, names)
+        return {row["time"]: flux_meta(row["names_id"], float(row["period_s"]), str(row["status"]),
+                                       str(row["nulls"] or ""), str(row["reasons"] or "[]")) for row in rows}
 
     def _names_of(self, names_id: str, station: str, time_ns: int) -> tuple[str, ...]:
         cache: dict[str, tuple[str, ...]] = self.__dict__.setdefault("_names_by_id", {})
@@ -256,30 +359,17 @@ class InfluxReadsMixin:
         for series in found:
             for row in series.get("values") or ():
                 text = str(row[series["columns"].index("names")] or "")
-        names = tuple(n for n in text.split(",") if n)
+        return self._remember_names(names_id, text)
+
+    def _remember_names(self, names_id: str, text: str) -> tuple[str, ...]:
         if names_digest(text) != names_id:
             raise StoreError(f"InfluxDB holds a flux record whose names_id {names_id} does not match its names")
+        names = tuple(n for n in text.split(",") if n)
+        cache: dict[str, tuple[str, ...]] = self.__dict__.setdefault("_names_by_id", {})
         with self._names_lock:
             if len(cache) >= _NAMES_CACHE_MAX:
                 cache.clear()
             cache[names_id] = names
-        return names
-
-    def _legacy_names(self, station: str, settings_hash: str | None, first_ns: int,
-                      last_ns: int) -> dict[tuple[str, str, str, int], tuple[str, ...]]:
-        where = f"WHERE station = $station AND time >= {int(first_ns)} AND time <= {int(last_ns)}"
-        params = {"station": station}
-        if settings_hash is not None:
-            where += " AND settings_hash = $settings_hash"
-            params["settings_hash"] = settings_hash
-        found = self._query(f"SELECT names FROM {self._flux_source()} {where} GROUP BY site, engine_version, "
-                            "settings_hash", params)
-        names: dict[tuple[str, str, str, int], tuple[str, ...]] = {}
-        for series in found:
-            tags = series.get("tags") or {}
-            for t, text in series.get("values") or ():
-                names[(tags.get("site", ""), tags.get("engine_version", ""), tags.get("settings_hash", ""), t)] = (
-                    tuple(n for n in str(text or "").split(",") if n))
         return names
 
     def flux_columns(self, station: str, start: datetime, end: datetime,
@@ -313,6 +403,22 @@ class InfluxReadsMixin:
         return FluxColumns(sets=sorted(sets), variables=variables)
 
 
+class _Way:
+    """How rows of one `meta` text under one column layout become records."""
+
+    __slots__ = ("nulls", "period_ns", "reasons", "status", "values")
+
+    def __init__(self, meta: _Meta, plan: _Plan) -> None:
+        self.values = plan.values
+        self.nulls = tuple(n for n in meta.nulls if n in plan.names)
+        self.period_ns, self.status, self.reasons = meta.period_ns, meta.status, meta.reasons
+
+
+def _rows_of(chunks: Iterator[list[FluxRow]]) -> Iterator[FluxRow]:
+    for chunk in chunks:
+        yield from chunk
+
+
 class _Plan:
     """How a row of one column layout becomes a record's values: which columns hold which variables."""
 
@@ -332,7 +438,7 @@ class _Plan:
     def values(self, row: list[Any]) -> dict[str, int | float | None]:
         # integer fields come back as JSON integers, float fields as JSON numbers (36000.0 as 36000: the same
         # number in any JSON reader, so it is not converted here)
-        return dict(zip(self.names, self.getter(row), strict=True))
+        return dict(zip(self.names, self.getter(row), strict=False))  # as many names as columns, by construction
 
 
 def _flux_row(row: list[Any], plan: _Plan, t_i: int, s_i: int, st_i: int, ev_i: int, sh_i: int, p_i: int,
