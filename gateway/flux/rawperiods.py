@@ -23,8 +23,10 @@ time (UTC unix seconds). The engine wants one array per variable on one 1/fs gri
 2. **Puts the records on a common 20 Hz (fs) grid.** Arrival stamps jitter by milliseconds around the
    instrument's output instants. The grid is `t_k = start + (k + φ)/fs`, k = 0..N−1, where the phase φ ∈ [0, 1) is
    the circular mean of the sonic's `frac((t − start)·fs)` in the period; each record (sonic and analyzer alike)
-   goes to the nearest slot, `k = round((t − start)·fs − φ)`. A slot without a record is a gap (NaN); a second
-   record in the same slot is dropped and counted. The analyzer's records thus land within half a sample of the
+   goes to the nearest slot, `k = round((t − start)·fs − φ)`. A slot without a record is a gap (NaN). Arrival
+   stamps are only ever late, so a burst of records that crowds a slot right after empty ones (the host stalled)
+   is spread back over those empty slots in arrival order (`place_on_grid`); a record that still finds no slot (sent
+   twice, or a rate above fs) is dropped and counted. The analyzer's records thus land within half a sample of the
    sonic's; its instrument delay is a time lag, found by the engine's covariance maximisation like any other lag.
    Both instruments must run at the same rate (an analyzer at half the rate leaves every other slot empty and its
    flux is not computed, with the reason).
@@ -136,6 +138,11 @@ def path_type(instrument: Mapping[str, Any]) -> str:
     return "open" if any(d in text for d in _OPEN_PATH_DRIVERS) else "closed"
 
 
+# how late the host may read a record it was sent (a stall of the station's CPU or USB): a burst after a stall is
+# spread back over at most this much of the grid before it
+MAX_ARRIVAL_LATENCY_S = 1.0
+
+
 def grid_phase(times: Array, start: float, fs: float) -> float:
     """Circular mean of the records' position within their 1/fs slot, in [0, 1)."""
     if times.size == 0:
@@ -145,16 +152,46 @@ def grid_phase(times: Array, start: float, fs: float) -> float:
     return (mean / (2.0 * np.pi)) % 1.0
 
 
-def place_on_grid(times: Array, start: float, fs: float, n: int, phase: float) -> tuple[NDArray[np.int64],
-                                                                                         NDArray[np.int64], int]:
-    """(record indices, their slots, records dropped because their slot was taken); records outside 0..n-1 are
-    left out. `times` must be sorted."""
+def place_on_grid(times: Array, start: float, fs: float, n: int, phase: float, *,
+                  max_latency_s: float = MAX_ARRIVAL_LATENCY_S) -> tuple[NDArray[np.int64], NDArray[np.int64], int,
+                                                                           int]:
+    """(record indices, their slots, records dropped because no slot was left for them, empty slots filled from a
+    burst); records outside 0..n-1 are left out. `times` must be sorted.
+
+    Each record goes to its nearest slot. Arrival stamps are only ever late (the host read the record after the
+    instrument sent it), so when the host stalls, the records sent meanwhile arrive as a burst that crowds one or a
+    few slots right after a run of empty ones. A run of crowded slots is therefore spread back, in arrival order,
+    over the empty slots immediately before it (at most `max_latency_s` worth of slots): the records are consecutive
+    instrument outputs, which is how EddyPro reads a raw file anyway (one record per 1/fs, order kept, stamps
+    unused). What still does not fit — a record sent twice, or an instrument faster than fs — is dropped and
+    counted."""
     slots = np.rint((times - start) * fs - phase).astype(np.int64)
     inside = np.flatnonzero((slots >= 0) & (slots < n))
     slots_in = slots[inside]
-    first = np.ones(slots_in.size, dtype=bool)
-    first[1:] = slots_in[1:] != slots_in[:-1]  # sorted times -> non-decreasing slots; keep the first of a slot
-    return inside[first], slots_in[first], int((~first).sum())
+    if slots_in.size == 0:
+        return inside, slots_in, 0, 0
+    occupied_slots, first_of, counts = np.unique(slots_in, return_index=True, return_counts=True)
+    assigned = np.full(slots_in.size, -1, dtype=np.int64)
+    assigned[first_of] = occupied_slots  # sorted times -> non-decreasing slots; the first of a slot keeps it
+    moved = 0
+    crowded = np.flatnonzero(counts > 1)
+    if crowded.size:
+        max_back = max(1, round(max_latency_s * fs))
+        # runs of consecutive crowded slots (positions in occupied_slots)
+        breaks = np.flatnonzero((np.diff(crowded) != 1) | (np.diff(occupied_slots[crowded]) != 1)) + 1
+        for run in np.split(crowded, breaks):
+            a, b = int(run[0]), int(run[-1])
+            first, last = int(first_of[a]), int(first_of[b] + counts[b] - 1)  # its records
+            previous = int(occupied_slots[a - 1]) if a > 0 else -1
+            empty_before = min(int(occupied_slots[a]) - previous - 1, max_back)
+            records = last - first + 1
+            fit = min(records, int(occupied_slots[b]) - int(occupied_slots[a]) + 1 + empty_before)
+            # the latest `fit` records take consecutive slots ending at the run's last slot; earlier ones drop
+            assigned[first:last + 1] = -1
+            assigned[last - fit + 1:last + 1] = np.arange(int(occupied_slots[b]) - fit + 1, int(occupied_slots[b]) + 1)
+            moved += max(0, fit - (b - a + 1))
+    kept = assigned >= 0
+    return inside[kept], assigned[kept], int((~kept).sum()), moved
 
 
 @dataclass
@@ -254,10 +291,13 @@ def build_period(
     sources = [(sonic, "sonic")] if analyzer is None or analyzer is sonic else [(sonic, "sonic"),
                                                                                   (analyzer, "analyzer")]
     for sensor, label in sources:
-        index, slots, doubled = place_on_grid(sensor.time, t0, fs, n, phase)
+        index, slots, doubled, moved = place_on_grid(sensor.time, t0, fs, n, phase)
+        if moved:
+            issues.append(f"{label}: {moved} empty slots before bursts of records (arrived after a stall of the "
+                          "host) filled with the bursts' records, in arrival order")
         if doubled:
-            issues.append(f"{label}: {doubled} records shared a 1/fs slot with another (arrival jitter or a rate "
-                          f"above {fs:g} Hz) and were dropped")
+            issues.append(f"{label}: {doubled} records shared a 1/fs slot with another (a record sent twice or a "
+                          f"rate above {fs:g} Hz) and were dropped")
         empty = n - slots.size
         if sensor.time.size and empty:
             issues.append(f"{label}: {empty} of {n} grid slots without a record")
@@ -307,6 +347,7 @@ def margin_for(fs: float) -> float:
 
 
 __all__ = [
+    "MAX_ARRIVAL_LATENCY_S",
     "ArchiveReader",
     "Column",
     "SensorData",

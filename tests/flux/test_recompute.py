@@ -26,7 +26,7 @@ from gateway.central.store.provenance import flux_record_digest
 from gateway.cli import app
 from gateway.flux.ec.result import ENGINE_NAME, ENGINE_VERSION
 from gateway.flux.ec.settings import ProcessingSettings
-from gateway.flux.rawperiods import grid_phase, map_columns, place_on_grid
+from gateway.flux.rawperiods import MAX_ARRIVAL_LATENCY_S, grid_phase, map_columns, place_on_grid
 from gateway.rawarchive import ArchiveWriter
 from gateway.simulation.turbulence import TurbulenceField, TurbulenceSpec
 
@@ -236,12 +236,52 @@ def test_jittered_arrivals_land_on_their_slots_and_gaps_and_doubles_are_counted(
     times = np.sort(np.append(times, times[40] + 0.001))  # one record twice
 
     phase = grid_phase(times, start, FS)
-    index, slots, doubled = place_on_grid(times, start, FS, n, phase)
+    index, slots, doubled, filled = place_on_grid(times, start, FS, n, phase)
 
     assert phase == pytest.approx(0.031 * FS, abs=0.02)
-    assert doubled == 1
+    assert doubled == 1 and filled == 0  # a record sent twice, right after its first: no empty slot before it
     assert sorted(set(range(n)) - set(slots.tolist())) == [17, 18, 90]
     assert np.all(np.abs(times[index] - (start + (slots + phase) / FS)) < 0.005)
+
+
+def test_a_burst_after_a_stall_fills_the_empty_slots_before_it_in_arrival_order() -> None:
+    start, n = 1_000_000.0, 400
+    sent = start + np.arange(n) / FS + 0.012  # the instrument's output instants
+    arrived = sent.copy()
+    # the host stalls twice: 8 records read together 0.4 s late (one slot), 12 read spread over two slots
+    arrived[100:108] = sent[108] + 0.0005 * np.arange(8)
+    arrived[250:262] = sent[262] + np.linspace(0.0, 0.03, 12)
+    arrived = np.sort(arrived)
+
+    index, slots, doubled, filled = place_on_grid(arrived, start, FS, n, grid_phase(arrived, start, FS))
+
+    assert doubled == 0 and filled == 8 + 12
+    assert slots.tolist() == list(range(n))  # every record back on its own slot, in order
+    assert index.tolist() == list(range(n))
+
+
+def test_a_burst_spreads_back_no_further_than_the_latency_bound() -> None:
+    start, n = 1_000_000.0, 200
+    sent = start + np.arange(n) / FS + 0.01
+    arrived = sent.copy()
+    arrived[50:150] = sent[150]  # 5 s of records in one slot: more than MAX_ARRIVAL_LATENCY_S can explain
+    arrived = np.sort(arrived)
+
+    index, slots, doubled, filled = place_on_grid(arrived, start, FS, n, grid_phase(arrived, start, FS))
+
+    assert filled == round(MAX_ARRIVAL_LATENCY_S * FS)
+    assert doubled == 100 - filled
+    assert np.all(np.diff(slots) > 0) and slots.size == index.size == n - doubled
+    assert index[slots == 150][0] == 150 and index[slots == 130][0] == 130  # the burst's latest records are kept
+
+
+def test_records_of_an_instrument_faster_than_the_grid_are_dropped() -> None:
+    start, n = 1_000_000.0, 100
+    arrived = start + np.arange(2 * n) / (2 * FS) + 0.001  # 40 Hz on a 20 Hz grid: every slot crowded, none empty
+
+    _, slots, doubled, filled = place_on_grid(arrived, start, FS, n, grid_phase(arrived, start, FS))
+
+    assert filled == 0 and slots.size == n and doubled >= n - 1
 
 
 def test_column_mapping_converts_units_and_names_unknown_ones() -> None:
