@@ -160,7 +160,8 @@ def status_page(store: Store, repeat: int, tmp: Path, label: str) -> dict[str, f
         "storage": {"kind": "sqlite", "path": str(tmp / "unused.sqlite")},
         "api": {"host": "127.0.0.1", "port": 0}, "data_dir": str(tmp / f"central-{label}"),
         "alerts": {"every_s": 3600}})
-    token = issue_token(tmp / f"central-{label}", "reader", "bench")  # the API's data routes want one, as deployed
+    # the API's data routes and the status page want one, as deployed (the page: an operator's)
+    token = issue_token(tmp / f"central-{label}", "operator", "bench")
     stop, ready, bound = threading.Event(), threading.Event(), []
 
     def on_ready(port: int) -> None:
@@ -179,7 +180,7 @@ def status_page(store: Store, repeat: int, tmp: Path, label: str) -> dict[str, f
 
             def load() -> float:
                 started = time.perf_counter()
-                page = client.get("/")
+                page = client.get("/", headers=bearer(token))
                 page.raise_for_status()
                 for asset in ("/static/status.css", "/static/status.js", "/static/favicon.svg"):
                     client.get(asset).raise_for_status()
@@ -194,7 +195,7 @@ def status_page(store: Store, repeat: int, tmp: Path, label: str) -> dict[str, f
                 return (time.perf_counter() - started) * 1000
 
             figures["peer: GET /api/v1/stations, median"] = statistics.median(stations() for _ in range(repeat))
-            figures["page bytes"] = float(len(client.get("/").content))
+            figures["page bytes"] = float(len(client.get("/", headers=bearer(token)).content))
         return figures
     finally:
         stop.set()

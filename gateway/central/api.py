@@ -255,14 +255,15 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
                schedules: Mapping[str, ScheduleState] | None = None, *, access: AccessControl,
                alerts: AlertEvaluator | None = None, commands: CommandService | None = None,
                cors_origins: tuple[str, ...] | list[str] = (),
-               security: SecurityState | None = None) -> FastAPI:
+               security: SecurityState | None = None, status_page_public: bool = False) -> FastAPI:
     """The API over `store`; `ingest` (an Ingestor, or None for a read-only API) feeds health and status, `budget`
     (the budget schedule, when it runs) adds its counters to health under "budget", `schedules` (the soil and stems
     schedules that run) theirs under their names, `alerts` (the alert evaluator of `central serve`) the current
     alerts of /api/v1/alerts and its counters under "alerts" (without it /api/v1/alerts reads the stored states).
     `access` decides who may do
     what (required: an API is never open by accident); `cors_origins` are the web origins allowed to read it from
-    a browser (none by default); `security` adds counters of the service's other controls to health."""
+    a browser (none by default); `security` adds counters of the service's other controls to health;
+    `status_page_public` serves the status page at / without a token (by default it needs an operator's)."""
     description = "Forest carbon-uptake readings ingested from sinkwatch stations. Every route but /api/v1/health " \
                   "needs `Authorization: Bearer <token>` (roles: reader, operator, admin)."
     if access.development_mode:
@@ -464,7 +465,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     add_health_routes(operator, store)
     add_alert_routes(operator, store, alerts)
     add_report_routes(reader, store)
-    add_status_page(app, store, ingest, alerts)  # the HTML status page at /
+    add_status_page(app, store, ingest, alerts, access=access, public=status_page_public)  # HTML, at /
 
     def station_sites(station: str, site: str | None) -> list[str]:
         known = {i.site for i in store.stations() if i.station == station}

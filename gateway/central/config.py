@@ -114,6 +114,10 @@ class ApiSettings(_Section):
                                      "on a loopback host")
     tls_cert_file: Path | None = Field(default=None, description="serve HTTPS with this certificate (PEM, chain)")
     tls_key_file: Path | None = Field(default=None, description="its private key (PEM, mode 0600)")
+    status_page: Literal["operators", "public"] = Field(
+        default="operators", description="who may open the status page at /: operators (a token of role operator, "
+                                         "also as the password of the browser's sign-in) or public (anyone who can "
+                                         "reach the service)")
     cors_origins: list[str] = Field(default_factory=list, description="web origins allowed to read the API from "
                                                                       "a browser, e.g. [https://grafana.example."
                                                                       "org]; empty: none (closed)")

@@ -135,7 +135,8 @@ def run_central(
         tls = {"ssl_certfile": str(config.api.tls_cert_file), "ssl_keyfile": str(config.api.tls_key_file)}
     access = open_access(config)
     app = create_app(active_store, ingest, schedule, products, alerts=evaluator, commands=commands, access=access,
-                     cors_origins=config.api.cors_origins, security=ingest)
+                     cors_origins=config.api.cors_origins, security=ingest,
+                     status_page_public=config.api.status_page == "public")
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.api.host, port=config.api.port, log_level="warning", lifespan="off",
                        **tls)  # type: ignore[arg-type]

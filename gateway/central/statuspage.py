@@ -10,6 +10,12 @@ over the last hours, its half-hourly fluxes coloured by quality flag and its run
                               swaps it in, so the page stays live without reloading
     GET /static/status.css, /static/status.js, /static/favicon.svg
 
+Who may see it: the page shows the stations' health and alarms, the operators' view, so with `api.auth: token` it
+needs a token of role operator — sent as `Authorization: Bearer <token>`, or, so that a browser can open it, by HTTP
+Basic authentication with the token as the password (any user name; the browser asks once and sends it with every
+refresh). `api.status_page: public` opens it to anyone who can reach the service (a site's own network); the
+static files are code, not data, and are always served.
+
 Content-Security-Policy: everything from this origin only, no inline script or style (the SVG uses presentation
 attributes and classes), so the page works offline on a field laptop and a stray request shows as a console error
 (tests/central/test_status_page.py opens it in headless chromium).
@@ -17,6 +23,8 @@ attributes and classes), so the page works offline on a field laptop and a stray
 
 from __future__ import annotations
 
+import base64
+import binascii
 import html
 import math
 from collections.abc import Sequence
@@ -26,9 +34,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from gateway.central.access import AccessControl, Denied
 from gateway.central.alerts import Alert, AlertEvaluator
 from gateway.central.api_alerts import current_alerts
 from gateway.central.store import QueryTooLarge, Store, StoreError
@@ -361,9 +370,45 @@ def render_page(main: str) -> str:
             f'<main data-refresh="{REFRESH_S}">{main}</main></body></html>')
 
 
+def _as_bearer(authorization: str | None) -> str | None:
+    """A Basic Authorization header carries the token as its password; the access control reads Bearer only."""
+    if not authorization:
+        return authorization
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return authorization
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return "Bearer -"  # refused as malformed, and counted
+    return f"Bearer {decoded.partition(':')[2]}"
+
+
+def _refusal(denied: Denied) -> HTMLResponse:
+    fix = ("Sign in with any user name and an API token of role operator as the password (the operator issues one "
+           "with <code>sinkwatch central token create NAME --role operator</code>).")
+    body = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>sinkwatch status</title></head>"
+            f"<body><h1>sinkwatch status</h1><p>{_e(denied.message)}</p><p>{fix}</p></body></html>")
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if denied.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="sinkwatch status", charset="UTF-8"'
+    return HTMLResponse(body, status_code=denied.status, headers=headers)
+
+
 def add_status_page(app: FastAPI, store: Store, ingest: StatusSource | None = None,
-                    evaluator: AlertEvaluator | None = None) -> None:
+                    evaluator: AlertEvaluator | None = None, *, access: AccessControl | None = None,
+                    public: bool = False) -> None:
+    """Serve the page on `app`; with `access` (and not `public`) only to operators (module doc)."""
     headers = {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+    def refused(request: Request) -> HTMLResponse | None:
+        if access is None or public:
+            return None
+        try:
+            access.authorize(_as_bearer(request.headers.get("authorization")), "operator")
+        except Denied as denied:
+            return _refusal(denied)
+        return None
 
     def main_html(station: str | None, site: str | None) -> str:
         try:
@@ -372,12 +417,14 @@ def add_status_page(app: FastAPI, store: Store, ingest: StatusSource | None = No
             return f'<p class="bad">The store is unavailable: {_e(exc)}. This page retries by itself.</p>'
 
     @app.get("/", include_in_schema=False)
-    def page(station: str | None = Query(default=None), site: str | None = Query(default=None)) -> HTMLResponse:
-        return HTMLResponse(render_page(main_html(station, site)), headers=headers)
+    def page(request: Request, station: str | None = Query(default=None),
+             site: str | None = Query(default=None)) -> HTMLResponse:
+        return refused(request) or HTMLResponse(render_page(main_html(station, site)), headers=headers)
 
     @app.get("/status/main", include_in_schema=False)
-    def main(station: str | None = Query(default=None), site: str | None = Query(default=None)) -> HTMLResponse:
-        return HTMLResponse(main_html(station, site), headers=headers)
+    def main(request: Request, station: str | None = Query(default=None),
+             site: str | None = Query(default=None)) -> HTMLResponse:
+        return refused(request) or HTMLResponse(main_html(station, site), headers=headers)
 
     media = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
     assets: dict[str, tuple[bytes, str]] = {p.name: (p.read_bytes(), media[p.suffix]) for p in STATIC.iterdir()

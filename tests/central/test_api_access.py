@@ -228,3 +228,38 @@ def test_cors_is_closed_by_default_and_open_only_to_listed_origins() -> None:
         assert "access-control-allow-origin" not in client.options("/api/v1/stations", headers=preflight).headers
     with pytest.raises(ValueError, match=r"api\.cors_origins"):
         ApiSettings(cors_origins=["*"])
+
+
+def test_the_status_page_needs_an_operator_and_a_browser_can_sign_in_with_the_token(api: Api) -> None:
+    import base64
+
+    for path in ("/", "/status/main"):
+        refused = api.get(path)
+        assert refused.status_code == 401  # type: ignore[attr-defined]
+        assert refused.headers["WWW-Authenticate"].startswith('Basic realm="sinkwatch status"')  # type: ignore[attr-defined]
+        assert "--role operator" in refused.text and "<h2>Alerts</h2>" not in refused.text  # type: ignore[attr-defined]
+        reader = api.get(path, api.issued["reader"])
+        assert reader.status_code == 403 and "needs operator" in reader.text  # type: ignore[attr-defined]
+        assert api.get(path, api.issued["operator"]).status_code == 200  # type: ignore[attr-defined]
+        basic = base64.b64encode(f"anyone:{api.issued['operator']}".encode()).decode()
+        signed_in = api.client.get(path, headers={"Authorization": f"Basic {basic}"})
+        assert signed_in.status_code == 200 and "<h2>Alerts</h2>" in signed_in.text
+        wrong = base64.b64encode(b"anyone:not-a-token").decode()
+        assert api.client.get(path, headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+    assert api.client.get("/static/status.css").status_code == 200  # code, not data
+    assert api.access.failures["missing"] == 2 and api.access.failures["forbidden"] == 2
+
+
+def test_a_public_status_page_is_served_without_a_token(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "store.sqlite")
+    store.write(stored("site1", series("st1", [412.5])))
+    tokens = TokenStore.in_data_dir(tmp_path / "central")
+    app = create_app(store, access=AccessControl("token", tokens), status_page_public=True)
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/api/v1/stations").status_code == 401  # the API itself stays closed
+    assert ApiSettings(status_page="public").status_page == "public"
+    with pytest.raises(ValueError, match="status_page"):
+        ApiSettings(status_page="everyone")  # type: ignore[arg-type]
+    tokens.close()
+    store.close()

@@ -121,7 +121,8 @@ def test_the_page_in_chromium_loads_without_console_messages_and_stays_live(seed
     config = CentralConfig.model_validate({
         "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: the page needs none
         "storage": {"kind": "sqlite", "path": str(tmp_path / "unused.sqlite")},
-        "api": {"host": "127.0.0.1", "port": 0}, "data_dir": str(tmp_path / "central")})
+        # a site that opens its status page to its own network (by default it asks for an operator's token)
+        "api": {"host": "127.0.0.1", "port": 0, "status_page": "public"}, "data_dir": str(tmp_path / "central")})
     stop, ready, bound = threading.Event(), threading.Event(), []
 
     def on_ready(port: int) -> None:
