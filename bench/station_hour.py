@@ -1,18 +1,27 @@
-"""One accelerated station-hour of the edge daemon: its CPU seconds and peak RSS, against a bare reader baseline.
+"""A station-hour of the edge daemon: its CPU seconds and peak RSS, every poll delivered, against a bare reader.
 
 Station: a Gill WindMaster and a Campbell CSAT3B simulator streaming at 20 Hz (TCP, as behind serial-to-Ethernet
 converters, so a baseline reader can take the very same streams as a second client), plus `--probes` GMP252
-simulators polled every 10 s, all on one RS-485 line (a socat PTY pair served by gateway/simulation/rtu_line.py, owned
-by the daemon's SerialBus; no baud-rate pacing) or, with `--modbus tcp`, each on its own Modbus TCP endpoint.
-Time is accelerated `--speedup` times: the streams send at 20·S Hz
-(simulated time advances 1/20 s per frame) and the probes are polled every 10/S s, so one simulated hour of work
-is done in 3600/S seconds. The edge daemon runs in a child process (StationDaemon with a private Mosquitto,
-buffer on disk, raw archive on, summaries on), so its CPU (`getrusage`) and peak RSS (`VmHWM`) are its own.
+simulators polled every 10 s (their defaults: CO2, probe temperature and status, 3 Modbus transactions per poll), all
+on one RS-485 line at 19200 8N2 through `bench/paced_rs485_line.py`, which gives every character its wire time (so
+the line's capacity is a real line's), owned by the daemon's SerialBus; or, with `--modbus tcp`, each on its own
+Modbus TCP endpoint. The daemon runs in a child process (StationDaemon: streams with raw archive and 60 s summaries,
+disk buffer, delivery over a private Mosquitto, health telemetry, every item signed unless `--unsigned`), and a
+`ReceiptEcho` (gateway/testing/receipts.py) stands in for the central service, so items are confirmed and deleted
+as in the field instead of being resent for want of a receipt.
+
+How a station-hour is measured (`--speedup 1`, the default): in real time, over `--window-s` seconds after a
+warm-up (start-up, first connections, the first summary interval are not counted), extrapolated by 3600/window.
+Every rate is the real one, so every poll the schedule asks for fits on the line and is made; the bench prints
+polls due against polls made and readings polled against readings in the buffer or confirmed. `--speedup S` > 1
+runs the streams S times faster and polls every 10/S s, as the first version of this bench did; the line then
+carries at most its capacity (72.7 two-register transactions/s), so from about S = 6 on not every poll is made —
+the bench says how many were.
 
 Baseline, same run, another child process: a bare loop that connects to the same two streams and splits lines
 (`socket.recv` + `bytes.split`), i.e. the cost of receiving the bytes at all.
 
-    .venv/bin/python bench/station_hour.py [--speedup 30] [--probes 12]
+    .venv/bin/python bench/station_hour.py [--window-s 600] [--probes 12] [--unsigned] [--speedup 1]
 
 No assertion is made; the figures go to docs/performance.md with the date and machine.
 """
@@ -26,11 +35,13 @@ import os
 import platform
 import resource
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +62,21 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child_daemon(config_path: str, seconds: float) -> None:
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of each live thread of this process by its Python name (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = thread.name.split("(")[0].rstrip("-0123456789") or thread.name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def child_daemon(config_path: str, warmup_s: float, window_s: float) -> None:
     import faulthandler
     import signal
 
@@ -62,73 +87,111 @@ def child_daemon(config_path: str, seconds: float) -> None:
     config = load_station_config(config_path)
     daemon = StationDaemon(config)
     stop = threading.Event()
-    cpu0 = cpu_s()
+    marks: dict[str, Any] = {}
+
+    def counts() -> dict[str, Any]:
+        return {"cpu_s": cpu_s(), "polls": sum(r.health.polls for r in daemon.runners),
+                "polls_ok": sum(r.health.polls - sum(r.health.errors.values()) for r in daemon.runners),
+                "readings": sum(r.health.readings for r in daemon.runners),
+                "frames": sum(s["good"] for s in daemon.streams.health())}
+
+    def start_window() -> None:
+        marks["start"] = counts()
+        marks["threads"] = thread_cpu()
+        threading.Timer(window_s, finish).start()
 
     def finish() -> None:
-        # measured when the simulated hour ends, before shutdown (draining the buffer is not station-hour work)
+        # measured when the window ends, before shutdown (draining the buffer is not station-hour work)
+        end = counts()
+        first = marks["start"]
+        threads = {name: round(cpu - marks["threads"].get(name, 0.0), 2) for name, cpu in thread_cpu().items()}
         health: dict[str, Any] = {
             "streams": [{k: s[k] for k in ("name", "state", "good", "bad", "frames", "summaries", "archive_files")}
                         for s in daemon.streams.health()],
-            "polls": sum(r.health.polls for r in daemon.runners),
-            "readings": sum(r.health.readings for r in daemon.runners),
+            "window": {k: end[k] - first[k] for k in end},
+            "threads_cpu_s": dict(sorted(threads.items(), key=lambda kv: -kv[1])),
+            "polls_total": end["polls"], "readings_total": end["readings"],
+            "errors": {r.config.name: r.health.errors for r in daemon.runners if r.health.errors},
+            "missed_slots": sum(r.health.missed_slots for r in daemon.runners),
             "broker_connected": daemon.delivery.connected,
             "delivery": {"signing": daemon.signer.health() if daemon.signer is not None else None,
                          "readings_confirmed": daemon.delivery.counters("readings").confirmed},
         }
-        print(json.dumps({"cpu_s": cpu_s() - cpu0, "cpu_total_s": cpu_s(), "peak_rss_mb": peak_rss_mb(),
-                          "health": health}), flush=True)
+        print(json.dumps({"cpu_s": end["cpu_s"] - first["cpu_s"], "cpu_total_s": end["cpu_s"],
+                          "peak_rss_mb": peak_rss_mb(), "health": health}), flush=True)
         stop.set()
         # if shutdown hangs, still end the child
         threading.Timer(30, lambda: (print("shutdown did not finish in 30 s", file=sys.stderr, flush=True),
                                      os._exit(3))).start()
 
-    threading.Timer(seconds, finish).start()
+    threading.Timer(warmup_s, start_window).start()
     daemon.run(stop, drain_timeout_s=5)
     os._exit(0)
 
 
-def child_baseline(endpoints: list[str], seconds: float) -> None:
+def child_baseline(endpoints: list[str], warmup_s: float, seconds: float) -> None:
+    import selectors
+
     socks = []
     for endpoint in endpoints:
         host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
         sock = socket.create_connection((host, int(port)))
         sock.settimeout(0.25)
         socks.append(sock)
-    cpu0 = cpu_s()
-    lines = 0
-    rests = [b""] * len(socks)
-    deadline = time.monotonic() + seconds
-    import selectors
-
     selector = selectors.DefaultSelector()
     for i, sock in enumerate(socks):
         selector.register(sock, selectors.EVENT_READ, i)
-    while time.monotonic() < deadline:
+    lines = 0
+    rests = [b""] * len(socks)
+    started = time.monotonic()
+    cpu0: float | None = None
+    while time.monotonic() < started + warmup_s + seconds:
+        if cpu0 is None and time.monotonic() >= started + warmup_s:
+            cpu0, lines = cpu_s(), 0
         for key, _ in selector.select(timeout=0.25):
             i = key.data
             data = socks[i].recv(4096)
             parts = (rests[i] + data).split(b"\r")
             rests[i] = parts.pop()
             lines += len(parts)
-    print(json.dumps({"cpu_s": cpu_s() - cpu0, "lines": lines, "peak_rss_mb": peak_rss_mb()}), flush=True)
+    print(json.dumps({"cpu_s": cpu_s() - (cpu0 or 0.0), "lines": lines, "peak_rss_mb": peak_rss_mb()}), flush=True)
+
+
+def paced_line(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """bench/paced_rs485_line.py at 19200 baud, 11 bits per character (8N2): (process, simulator end, daemon end)."""
+    link_a, link_b, stats = tmp / "line_a", tmp / "line_b", tmp / "line_stats.json"
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "paced_rs485_line.py"),
+                                "19200", str(link_a), str(link_b), str(stats), "11"])
+    deadline = time.monotonic() + 10
+    while not (link_a.exists() and link_b.exists()):
+        if time.monotonic() > deadline:
+            raise RuntimeError("paced_rs485_line.py did not create its links")
+        time.sleep(0.01)
+    return process, str(link_a), str(link_b)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--speedup", type=float, default=30.0)
+    parser.add_argument("--window-s", type=float, default=600.0, help="measured seconds (after the warm-up)")
+    parser.add_argument("--warmup-s", type=float, default=75.0)
+    parser.add_argument("--speedup", type=float, default=1.0)
     parser.add_argument("--probes", type=int, default=12)
     parser.add_argument("--frequency", type=float, default=20.0)
+    parser.add_argument("--unsigned", action="store_true", help="the daemon signs nothing (default: every item)")
     parser.add_argument("--modbus", choices=("rtu", "tcp"), default="rtu",
-                        help="probes on one RS-485 line (socat PTY, SerialBus) or each on Modbus TCP")
+                        help="probes on one paced RS-485 line (SerialBus) or each on Modbus TCP")
     args = parser.parse_args()
     from drivers.csat3b.simulator import CSAT3BSimulator
     from drivers.gmp252.simulator import GMP252Simulator, profile_simulators
     from drivers.windmaster.simulator import WindMasterSimulator
     from gateway.simulation.rtu_line import RtuLineSimulator
-    from gateway.testing.serial_pty import socat_pty_pair
+    from gateway.testing.receipts import ReceiptEcho
     from gateway.testing.services import running_mosquitto
+    from gateway.trust.keys import generate_key
 
-    seconds = SIM_HOUR_S / args.speedup
+    sim_seconds = args.window_s * args.speedup  # simulated seconds the window stands for
+    hours = sim_seconds / SIM_HOUR_S
+    interval_s = 10.0 / args.speedup
     with tempfile.TemporaryDirectory() as tmp, running_mosquitto(Path(tmp) / "mosquitto") as broker:
         sims_stream = [
             WindMasterSimulator("tcp://127.0.0.1:0", frequency_hz=args.frequency, speedup=args.speedup, seed=1),
@@ -142,8 +205,9 @@ def main() -> None:
             for probe in probes:
                 stack.enter_context(probe)
         elif args.probes:
-            # the field layout: every probe on one RS-485 line (19200 8N2), owned by the daemon's SerialBus
-            sim_end, line_port = stack.enter_context(socat_pty_pair(Path(tmp) / "line"))
+            line, sim_end, line_port = paced_line(Path(tmp))
+            stack.callback(line.wait)
+            stack.callback(line.terminate)
             depths = {FIRST_ADDRESS + i: 0.1 * (i + 1) for i in range(args.probes)}
             stack.enter_context(RtuLineSimulator(sim_end, list(profile_simulators(depths)), baudrate=19200,
                                                  stopbits=2, keep_events=False))
@@ -157,71 +221,72 @@ def main() -> None:
         ]
         if args.modbus == "tcp":
             sensors += [{"name": f"soil_co2_{i}", "driver": "gmp252", "port": p.tcp_endpoint, "address": 240,
-                         "interval_s": 10.0 / args.speedup} for i, p in enumerate(probes)]
+                         "interval_s": interval_s} for i, p in enumerate(probes)]
         else:
             sensors += [{"name": f"soil_co2_{i}", "driver": "gmp252", "port": line_port, "address": FIRST_ADDRESS + i,
-                         "baudrate": 19200, "stopbits": 2, "interval_s": 10.0 / args.speedup}
+                         "baudrate": 19200, "stopbits": 2, "interval_s": interval_s}
                         for i in range(args.probes)]
         import yaml
 
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        from gateway.trust.keys import generate_key
-
         key_path = Path(tmp) / "station.key"
         generate_key(key_path)
-        runs: dict[str, dict[str, Any]] = {}
-        # unsigned, then signed: the same station on the same simulators, one after the other (2 cores)
-        for name, signing in (("unsigned", None), ("signed", key_path)):
-            config_path = Path(tmp) / f"station-{name}.yaml"
-            config_path.write_text(yaml.safe_dump({
-                "site": "bench", "station": "st01",
-                **({"signing_key": str(signing)} if signing is not None else {}),
-                "mqtt": {"host": broker.host, "port": broker.port},
-                "buffer": {"path": str(Path(tmp) / f"buffer-{name}.sqlite")},
-                "streams": {"archive_dir": str(Path(tmp) / f"raw-{name}"), "summary_interval_s": 60,
-                            "uplink": "summaries"},
-                "sensors": sensors,
-            }))
-            daemon = subprocess.Popen([sys.executable, __file__, "--child-daemon", str(config_path), str(seconds)],
-                                      stdout=subprocess.PIPE, text=True, env=env)
-            baseline = subprocess.Popen(
-                [sys.executable, __file__, "--child-baseline", json.dumps([s.tcp_endpoint for s in sims_stream]),
-                 str(seconds)], stdout=subprocess.PIPE, text=True, env=env)
-            runs[name] = json.loads(daemon.communicate(timeout=seconds + 120)[0].strip().splitlines()[0])
-            runs[name]["returncode"] = daemon.returncode
-            runs[name]["baseline"] = json.loads(baseline.communicate(timeout=seconds + 120)[0].strip()
-                                                .splitlines()[-1])
-        ours = runs["unsigned"]
-        base = ours["baseline"]
+        echo = ReceiptEcho(broker.host, broker.port, ("readings", "fluxes", "raw", "health"),
+                           client_id="bench-central")
+        config_path = Path(tmp) / "station.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "site": "bench", "station": "st01",
+            **({} if args.unsigned else {"signing_key": str(key_path)}),
+            "mqtt": {"host": broker.host, "port": broker.port},
+            "buffer": {"path": str(Path(tmp) / "buffer.sqlite")},
+            "streams": {"archive_dir": str(Path(tmp) / "raw"), "summary_interval_s": 60, "uplink": "summaries"},
+            "sensors": sensors,
+        }))
+        daemon = subprocess.Popen([sys.executable, __file__, "--child-daemon", str(config_path),
+                                   str(args.warmup_s), str(args.window_s)], stdout=subprocess.PIPE, text=True, env=env)
+        baseline = subprocess.Popen(
+            [sys.executable, __file__, "--child-baseline", json.dumps([s.tcp_endpoint for s in sims_stream]),
+             str(args.warmup_s), str(args.window_s)], stdout=subprocess.PIPE, text=True, env=env)
+        timeout = args.warmup_s + args.window_s + 180
+        ours = json.loads(daemon.communicate(timeout=timeout)[0].strip().splitlines()[0])
+        ours["returncode"] = daemon.returncode
+        base = json.loads(baseline.communicate(timeout=timeout)[0].strip().splitlines()[-1])
+        echo.close()
         for sim in sims_stream:
             sim.stop()
         stack.close()
-        served = [sim.frames_written for sim in sims_stream]
-    frames_per_hour = 2 * args.frequency * SIM_HOUR_S
-    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
-    print(f"simulated hour in {seconds:.0f} s (speedup {args.speedup:g}); frames served {served} "
-          f"(expected ~{frames_per_hour / 2:.0f} each)")
-    print(f"edge daemon: {ours['cpu_s']:.1f} CPU-s per station-hour (+{ours['cpu_total_s'] - ours['cpu_s']:.1f} s "
-          f"start-up), peak RSS {ours['peak_rss_mb']:.1f} MB")
-    print(f"  health: {json.dumps(ours['health'])}")
+        with sqlite3.connect(Path(tmp) / "buffer.sqlite") as db:
+            unconfirmed = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+    window = ours["health"]["window"]
+    due = args.probes * args.window_s / interval_s
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()} {platform.processor() or ''} "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, Python {platform.python_version()}")
+    print(f"window {args.window_s:.0f} s (speedup {args.speedup:g}: {hours:.3f} station-hours) after "
+          f"{args.warmup_s:.0f} s warm-up; {'unsigned' if args.unsigned else 'every item signed'}; "
+          f"{args.probes} GMP252 on {'the paced RS-485 line' if args.modbus == 'rtu' else 'Modbus TCP'} every "
+          f"{interval_s:g} s")
+    print(f"edge daemon: {ours['cpu_s']:.2f} CPU-s in the window = {ours['cpu_s'] / hours:.1f} CPU-s per "
+          f"station-hour; peak RSS {ours['peak_rss_mb']:.1f} MB")
+    print(f"  polls in the window: {window['polls']} made of {due:.0f} due ({window['polls_ok']} answered), "
+          f"{window['readings']} readings; stream records {window['frames']} of "
+          f"{2 * args.frequency * sim_seconds:.0f} due; whole run: {ours['health']['polls_total']} polls, "
+          f"{ours['health']['readings_total']} readings polled, {ours['health']['delivery']['readings_confirmed']} "
+          f"readings confirmed by receipt (summaries included), {unconfirmed} left in the buffer at the end; "
+          f"missed slots {ours['health']['missed_slots']}, errors {json.dumps(ours['health']['errors'])}")
+    print(f"  CPU-s in the window by thread: {json.dumps(ours['health']['threads_cpu_s'])}")
+    print(f"  health: {json.dumps(ours['health']['streams'])}; signing: "
+          f"{json.dumps(ours['health']['delivery']['signing'])}")
     if ours["returncode"]:
         print(f"  the daemon did not shut down cleanly (exit {ours['returncode']}); see its stderr")
-    print(f"baseline bare reader: {base['cpu_s']:.1f} CPU-s for {base['lines']} lines, peak RSS "
-          f"{base['peak_rss_mb']:.1f} MB")
-    signed = runs["signed"]
-    delivery = signed["health"].get("delivery", {}) if isinstance(signed["health"], dict) else {}
-    print(f"edge daemon, signing every item (Ed25519, chain links in the buffer file): {signed['cpu_s']:.1f} CPU-s "
-          f"per station-hour = {100 * (signed['cpu_s'] / ours['cpu_s'] - 1):+.1f} % against the unsigned run; peak "
-          f"RSS {signed['peak_rss_mb']:.1f} MB; signing: {json.dumps(delivery.get('signing'))}")
-    if signed["returncode"]:
-        print(f"  the signed daemon did not shut down cleanly (exit {signed['returncode']})")
+    print(f"baseline bare reader (same streams, same window): {base['cpu_s']:.2f} CPU-s = "
+          f"{base['cpu_s'] / hours:.1f} CPU-s per station-hour for {base['lines']} lines, peak RSS "
+          f"{base['peak_rss_mb']:.1f} MB; ours / baseline = {ours['cpu_s'] / max(base['cpu_s'], 1e-9):.2f}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child-daemon":
-        child_daemon(sys.argv[2], float(sys.argv[3]))
+        child_daemon(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--child-baseline":
-        child_baseline(json.loads(sys.argv[2]), float(sys.argv[3]))
+        child_baseline(json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
     else:
         main()
