@@ -59,7 +59,9 @@ class BufferConfig(_Strict):
     receipt_timeout_s: float = Field(default=30.0, gt=0, le=3600,
                                      description="an item without a receipt is sent again after this, then after "
                                                  "twice as long each time, up to 600 s")
-    publish_interval_s: float = Field(default=1.0, gt=0, le=3600, description="how often to drain the buffer")
+    publish_interval_s: float = Field(default=1.0, gt=0, le=3600,
+                                      description="how often to drain the buffer: new readings gather this long, "
+                                                  "then leave as one batch")
 
 
 class StreamsConfig(_Strict):

@@ -92,7 +92,9 @@ class StationDaemon:
                         "service that requires signatures (its default) stores none of them")
         self.delivery = Delivery(config.site, config.station, config.mqtt, delivery_settings(config),
                                  signer=self.signer)
-        self.delivery.add_channel(ReadingsOutbox(self.buffer, config.site, config.station, config.buffer.batch_size))
+        # the readings of one poll round (committed in a few groups) leave together as one batch
+        self.delivery.add_channel(ReadingsOutbox(self.buffer, config.site, config.station, config.buffer.batch_size),
+                                  linger_s=config.buffer.publish_interval_s)
         # streaming instruments (sonics, gas analyzers) run in their own threads: gateway/edge/streams/
         self.streams = StreamGroup(config, self._store)
         # fluxes from the streams' raw archive, computed in their own thread (gateway/edge/fluxrunner.py)

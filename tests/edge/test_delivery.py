@@ -488,3 +488,29 @@ def test_an_idle_outbox_is_asked_again_only_when_notified_or_after_the_idle_wait
     delivery.notify()  # no channel named: every outbox is asked again
     assert delivery.pump() == 1
     assert kit.source.pending() == 4  # sent, not confirmed: nothing deleted
+
+
+def test_after_an_idle_spell_a_lingering_channel_lets_a_burst_gather(tmp_path: Path, kit: Kit) -> None:
+    now = [100.0]
+    delivery = Delivery(SITE, STATION, MqttConfig(), DeliverySettings(idle_wait_s=5.0), clock=lambda: now[0])
+    delivery.add_channel(kit.source, linger_s=1.0)
+    fake = FakeClient()
+    delivery._client = fake  # type: ignore[assignment]
+    delivery._connected.set()
+    kit.add(2)
+    assert delivery.pump() == 2  # a backlog at the start leaves at once; then the outbox is found empty
+    kit.add(1)
+    delivery.notify(kit.channel)
+    now[0] += 0.4
+    kit.add(1)  # the same burst, committed a little later
+    delivery.notify(kit.channel)
+    assert delivery.pump() == 0  # gathering: nothing is claimed before the linger from the first notification
+    assert delivery._next_wait() == pytest.approx(0.6)  # and the loop wakes when it ends
+    now[0] += 0.6
+    assert delivery.pump() == 2 and len(fake.sent) == 4
+    assert kit.source.pending() == 4  # sent, not confirmed: nothing deleted
+    kit.add(1)
+    delivery.notify(kit.channel)
+    assert delivery.pump() == 0
+    now[0] += 1.0
+    assert delivery.pump() == 1
