@@ -19,7 +19,9 @@ carries at most its capacity (72.7 two-register transactions/s), so from about S
 the bench says how many were.
 
 Baseline, same run, another child process: a bare loop that connects to the same two streams and splits lines
-(`socket.recv` + `bytes.split`), i.e. the cost of receiving the bytes at all.
+(`socket.recv` + `bytes.split`), i.e. the cost of receiving the bytes at all; and a third child, the same bare
+reader with one thread per stream in a blocking `recv` (as the daemon's stream runners read), which shows what the
+threads themselves cost when both instruments' records arrive at the same instant.
 
     .venv/bin/python bench/station_hour.py [--window-s 600] [--probes 12] [--unsigned] [--speedup 1]
 
@@ -157,6 +159,46 @@ def child_baseline(endpoints: list[str], warmup_s: float, seconds: float) -> Non
     print(json.dumps({"cpu_s": cpu_s() - (cpu0 or 0.0), "lines": lines, "peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
+def child_baseline_threads(endpoints: list[str], warmup_s: float, seconds: float) -> None:
+    """The bare reader with one thread per stream, each in a blocking `recv` with the kernel's receive timeout (as
+    the daemon's stream runners read): against the one-thread reader it shows what the threads themselves cost
+    when two instruments' records arrive together (the interpreter lock handed between them)."""
+    import struct
+
+    lines = [0] * len(endpoints)
+    started = time.monotonic()
+    end = started + warmup_s + seconds
+    marks: dict[str, float] = {}
+
+    def read(i: int, endpoint: str) -> None:
+        host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)))
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 250_000))
+        rest = b""
+        counted = False
+        while time.monotonic() < end:
+            if not counted and time.monotonic() >= started + warmup_s:
+                counted, lines[i] = True, 0
+            try:
+                data = sock.recv(4096)
+            except BlockingIOError:
+                continue
+            parts = (rest + data).split(b"\r")
+            rest = parts.pop()
+            lines[i] += len(parts)
+
+    threads = [threading.Thread(target=read, args=(i, e), daemon=True) for i, e in enumerate(endpoints)]
+    for thread in threads:
+        thread.start()
+    time.sleep(warmup_s)
+    marks["cpu0"] = cpu_s()
+    for thread in threads:
+        thread.join()
+    print(json.dumps({"cpu_s": cpu_s() - marks["cpu0"], "lines": sum(lines), "peak_rss_mb": peak_rss_mb()}),
+          flush=True)
+
+
 def paced_line(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     """bench/paced_rs485_line.py at 19200 baud, 11 bits per character (8N2): (process, simulator end, daemon end)."""
     link_a, link_b, stats = tmp / "line_a", tmp / "line_b", tmp / "line_stats.json"
@@ -247,10 +289,14 @@ def main() -> None:
         baseline = subprocess.Popen(
             [sys.executable, __file__, "--child-baseline", json.dumps([s.tcp_endpoint for s in sims_stream]),
              str(args.warmup_s), str(args.window_s)], stdout=subprocess.PIPE, text=True, env=env)
+        baseline_threads = subprocess.Popen(
+            [sys.executable, __file__, "--child-baseline-threads", json.dumps([s.tcp_endpoint for s in sims_stream]),
+             str(args.warmup_s), str(args.window_s)], stdout=subprocess.PIPE, text=True, env=env)
         timeout = args.warmup_s + args.window_s + 180
         ours = json.loads(daemon.communicate(timeout=timeout)[0].strip().splitlines()[0])
         ours["returncode"] = daemon.returncode
         base = json.loads(baseline.communicate(timeout=timeout)[0].strip().splitlines()[-1])
+        threaded = json.loads(baseline_threads.communicate(timeout=timeout)[0].strip().splitlines()[-1])
         echo.close()
         for sim in sims_stream:
             sim.stop()
@@ -281,11 +327,16 @@ def main() -> None:
     print(f"baseline bare reader (same streams, same window): {base['cpu_s']:.2f} CPU-s = "
           f"{base['cpu_s'] / hours:.1f} CPU-s per station-hour for {base['lines']} lines, peak RSS "
           f"{base['peak_rss_mb']:.1f} MB; ours / baseline = {ours['cpu_s'] / max(base['cpu_s'], 1e-9):.2f}")
+    print(f"bare reader with one thread per stream (blocking recv, as the daemon reads): {threaded['cpu_s']:.2f} "
+          f"CPU-s = {threaded['cpu_s'] / hours:.1f} CPU-s per station-hour for {threaded['lines']} lines; "
+          f"threads / one thread = {threaded['cpu_s'] / max(base['cpu_s'], 1e-9):.2f}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child-daemon":
         child_daemon(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--child-baseline-threads":
+        child_baseline_threads(json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--child-baseline":
         child_baseline(json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
     else:
