@@ -24,7 +24,7 @@ import orjson
 
 from gateway.central.store.reads import FluxRow, SeriesRow
 from gateway.contract import FLUX_SCHEMA_VERSION
-from gateway.flux.files import ameriflux_cells, ameriflux_header
+from gateway.flux.files import MISSING, ameriflux_cells, ameriflux_header
 
 T = TypeVar("T")
 
@@ -240,20 +240,56 @@ def fluxes_csv(names: Sequence[str], chunks: Iterable[list[FluxRow]]) -> Iterato
         yield b"".join(lines)
 
 
+class _AmerifluxCells:
+    """`gateway.flux.files.ameriflux_cells` of a row joined by commas, in one %-format per row: the format of each
+    pattern of missing cells is built once (flags and counts `%d`, as `str(int(v))`; the rest `%.9g`, as
+    `format(v, ".9g")`). A row with a value that is not finite takes `ameriflux_cells` itself."""
+
+    def __init__(self, cols: Sequence[str]) -> None:
+        self.cols = list(cols)
+        self.kinds = ["%d" if c in _AMERIFLUX_INTEGER_CELLS or c.endswith("_SSITC_TEST") else "%.9g" for c in cols]
+        self.formats: dict[tuple[int, ...], str] = {}
+
+    def __call__(self, values: dict[str, int | float | None]) -> str:
+        get = values.get
+        cells = [get(c) for c in self.cols]
+        present = [v for v in cells if v is not None]
+        missing = () if len(present) == len(cells) else tuple([i for i, v in enumerate(cells) if v is None])
+        total = sum(present)
+        if total - total != 0:  # an infinite or NaN value (or a sum that overflowed): cell by cell
+            return ",".join(ameriflux_cells(self.cols, values))
+        layout = self.formats.get(missing)
+        if layout is None:
+            if len(self.formats) >= 10_000:
+                self.formats.clear()
+            gaps = set(missing)
+            layout = self.formats[missing] = ",".join(
+                _AMERIFLUX_MISSING if i in gaps else kind for i, kind in enumerate(self.kinds))
+        return layout % tuple(present)
+
+
+_AMERIFLUX_INTEGER_CELLS = frozenset(("N_RECORDS", "N_USED"))
+_AMERIFLUX_MISSING = str(MISSING)
+
+
 def ameriflux_csv(cols: Sequence[str], chunks: Iterable[list[FluxRow]], *, base_only: bool = False
                   ) -> Iterator[bytes]:
     """AmeriFlux BASE CSV, the text `gateway.flux.files.write_ameriflux_csv` writes for the same records."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(ameriflux_header(cols, base_only))
+    csv.writer(out, lineterminator="\n").writerow(ameriflux_header(cols, base_only))
     yield out.getvalue().encode()
+    cells = _AmerifluxCells(cols)
     for rows in chunks:
-        out.seek(0)
-        out.truncate()
+        if not rows:
+            continue
+        lines = []
         for r in rows:
-            row = [ameriflux_stamp(r.start_ns), ameriflux_stamp(r.end_ns), *ameriflux_cells(cols, r.values)]
+            line = f"{ameriflux_stamp(r.start_ns)},{ameriflux_stamp(r.end_ns)}"
+            if cols:
+                line += "," + cells(r.values)
             if not base_only:
-                row += [r.engine_version, r.settings_hash, r.status, "; ".join(r.reasons)]
-            writer.writerow(row)
-        yield out.getvalue().encode()
-
+                line += (f",{_csv_text(r.engine_version)},{_csv_text(r.settings_hash)},{_csv_text(r.status)},"
+                         f"{_csv_text('; '.join(r.reasons))}")
+            lines.append(line)
+        lines.append("")
+        yield "\n".join(lines).encode()

@@ -71,3 +71,32 @@ def test_flux_json_is_byte_for_byte_the_dict_encoding() -> None:
     expected = orjson.dumps({**head, "records": flux_records(rows)})
     assert b"".join(fluxes_json(head, chunks)) == expected
     assert b"".join(fluxes_json({}, [])) == orjson.dumps({"records": []})
+
+
+def test_ameriflux_rows_are_those_of_the_cell_by_cell_writer() -> None:
+    import csv
+    import io
+
+    from gateway.central.streaming import ameriflux_csv
+    from gateway.flux.files import ameriflux_cells, ameriflux_header
+
+    cols = ["FC", "FC_SSITC_TEST", "H", "N_RECORDS", "TAU", "ZL"]
+    rng = random.Random(11)
+    pool: list[float | int | None] = [None, 0.0, -0.0, 1 / 3, -12.345678901234567, 1e16, 2.5e-7, 1e-300, 36000,
+                                      2.7, -2.7, 1e20, float("inf"), float("nan"), 1.7976931348623157e308]
+    rows = [FluxRow("s", "st1", i * 1800 * 10**9, (i + 1) * 1800 * 10**9, rng.choice(["ok", "partial"]),
+                    rng.choice([[], ['a "b", c'], ["x", "y\nz"]]), "e 1", "abcdef12",
+                    {c: rng.choice(pool) for c in cols if rng.random() < 0.9})
+            for i in range(400)]
+
+    for base_only in (False, True):
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(ameriflux_header(cols, base_only))
+        for r in rows:
+            row = [ameriflux_stamp(r.start_ns), ameriflux_stamp(r.end_ns), *ameriflux_cells(cols, r.values)]
+            if not base_only:
+                row += [r.engine_version, r.settings_hash, r.status, "; ".join(r.reasons)]
+            writer.writerow(row)
+        assert b"".join(ameriflux_csv(cols, [rows[:150], [], rows[150:]], base_only=base_only)) == (
+            out.getvalue().encode())

@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 SeriesRow = Sequence[Any]
 
 #: rows per chunk the stores aim for (InfluxDB's chunk_size; SQLite's fetchmany)
-CHUNK_ROWS = 5_000
+CHUNK_ROWS = 500
 #: the same for flux records (~100 values each: a chunk of ~1.3 MB of JSON from InfluxDB)
-FLUX_CHUNK_ROWS = 500
+FLUX_CHUNK_ROWS = 100
 
 
 class FluxRow(NamedTuple):
