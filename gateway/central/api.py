@@ -64,6 +64,7 @@ from gateway.central.store import (
 from gateway.central.store.reads import SeriesRow
 from gateway.central.streaming import (
     ameriflux_csv,
+    coalesced,
     fluxes_csv,
     fluxes_json,
     prefetched,
@@ -387,7 +388,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             chunks = prefetched(store.iter_series(station, variable, start_t, end_t, window, agg, site=source.site,
                                                   sensor=source.sensor))
         if format == "csv":
-            return StreamingResponse(series_csv(chunks), media_type="text/csv")
+            return StreamingResponse(coalesced(series_csv(chunks)), media_type="text/csv")
         head = {
             "site": source.site if source else site, "station": station,
             "sensor": source.sensor if source else sensor, "variable": variable,
@@ -395,7 +396,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             "every": format_duration(window) if window is not None else None,
             "aggregate": agg if window is not None else None,
         }
-        return StreamingResponse(series_json(head, chunks), media_type="application/json")
+        return StreamingResponse(coalesced(series_json(head, chunks)), media_type="application/json")
 
     @reader.get(
         "/api/v1/fluxes",
@@ -444,12 +445,12 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
                      [n for n in wanted if n in present] if wanted is not None else _csv_names(present))
         chunks = prefetched(store.iter_fluxes(station, start_t, end_t, settings_hash, variables=wanted))
         if format == "ameriflux":
-            return StreamingResponse(ameriflux_csv(names, chunks), media_type="text/csv")
+            return StreamingResponse(coalesced(ameriflux_csv(names, chunks)), media_type="text/csv")
         if format == "csv":
-            return StreamingResponse(fluxes_csv(names, chunks), media_type="text/csv")
+            return StreamingResponse(coalesced(fluxes_csv(names, chunks)), media_type="text/csv")
         head = {"station": station, "start": format_time(start_t), "end": format_time(end_t),
                 "settings_hash": settings_hash}
-        return StreamingResponse(fluxes_json(head, chunks), media_type="application/json")
+        return StreamingResponse(coalesced(fluxes_json(head, chunks)), media_type="application/json")
 
     @reader.get(
         "/api/v1/fluxes/sets",

@@ -113,6 +113,23 @@ def prefetched(chunks: Iterator[T]) -> Iterator[T]:
     return rest()
 
 
+def coalesced(body: Iterable[bytes], size: int = 1 << 17) -> Iterator[bytes]:
+    """`body` in blocks of at least `size` bytes (the last one may be shorter). Starlette runs a synchronous body
+    in a worker thread, one hop per block, and the store's chunks are small (`CHUNK_ROWS`): joined, a station-month
+    of raw points is ~130 blocks instead of ~540."""
+    parts: list[bytes] = []
+    held = 0
+    for block in body:
+        parts.append(block)
+        held += len(block)
+        if held >= size:
+            yield b"".join(parts)
+            parts = []
+            held = 0
+    if parts:
+        yield b"".join(parts)
+
+
 def _json_array_items(items: list[Any], first: bool) -> bytes:
     """The items of a JSON array as the middle of one: `a,b,c`, with a leading comma unless `first`."""
     body = orjson.dumps(items)[1:-1]

@@ -100,3 +100,15 @@ def test_ameriflux_rows_are_those_of_the_cell_by_cell_writer() -> None:
             writer.writerow(row)
         assert b"".join(ameriflux_csv(cols, [rows[:150], [], rows[150:]], base_only=base_only)) == (
             out.getvalue().encode())
+
+
+def test_coalesced_blocks_hold_every_byte_in_order() -> None:
+    from gateway.central.streaming import coalesced
+
+    blocks = [bytes([i % 256]) * (i * 37 % 1000) for i in range(500)]
+
+    joined = list(coalesced(iter(blocks), size=4096))
+
+    assert b"".join(joined) == b"".join(blocks)
+    assert all(len(b) >= 4096 for b in joined[:-1]) and len(joined) < len(blocks) / 5
+    assert list(coalesced(iter([]))) == []
