@@ -25,7 +25,9 @@ Flow::
 - `manual_ack=True`: paho does not PUBACK on our behalf; the worker acks after the store returned. paho's
   `ack()` only queues a packet under paho's own output lock, so calling it from the worker thread is safe.
 - The worker, not the network thread, waits out storage outages (capped exponential backoff), so keepalive
-  pings keep flowing. The broker stops sending once its in-flight window for us is full, which bounds our queue.
+  pings keep flowing. We ask the broker for an in-flight window of two groups (`Receive Maximum`); Mosquitto 2.0.11
+  keeps to it only until our first PUBACK and then sends whatever it holds for us (docs/scaling.md, measured), so in
+  a catch-up our queue holds what the broker queued for us: memory, not data (nothing is acked before it is stored).
 - A payload that can never be stored (not JSON, schema violation, topic mismatch) is logged once, counted by
   reason, appended to `<data_dir>/dead-letter.jsonl` (`gateway.central.deadletter`: rotated, payloads capped) and
   acked: redelivery cannot fix it.
@@ -345,8 +347,9 @@ class Ingestor:
         self._worker.start()
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY_S if self.persistent_session else 0
-        # unacknowledged messages in flight to us at once: two groups (one written while the next is checked); it
-        # bounds what a worker killed mid-stream leaves the stations to resend
+        # unacknowledged messages in flight to us at once: two groups (one written while the next is checked); a
+        # broker that keeps to it bounds what a worker killed mid-stream leaves the stations to resend (Mosquitto
+        # 2.0.11 does only until the first PUBACK: docs/scaling.md)
         properties.ReceiveMaximum = 2 * self._max_group
         self._client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive,
                                    clean_start=not self.persistent_session, properties=properties)
