@@ -180,9 +180,14 @@ def test_every_reading_polled_is_delivered_and_polls_are_spread_fairly(ptys: tup
     per_sensor = Counter(r.sensor for r in running.collector.readings)
     for name, runner in running.runners.items():
         assert per_sensor[name] == runner.health.readings
-    served_co2 = sorted(v for p in probes for v in p.served_co2)
-    delivered_co2 = sorted(r.value or 0.0 for r in running.collector.readings if r.variable.startswith("CO2"))
-    assert delivered_co2 == served_co2
+    served_co2 = Counter(v for p in probes for v in p.served_co2)
+    delivered_co2 = Counter(r.value or 0.0 for r in running.collector.readings if r.variable.startswith("CO2"))
+    # every value delivered was served; a value is missing only where its poll timed out on this loaded host (the
+    # reply came after the master gave up and was dropped as stale: counted as the sensor's timeout, not data)
+    assert not delivered_co2 - served_co2
+    timeouts = sum(running.runners[name].health.errors.get("timeout", 0) for name in running.runners
+                   if name.startswith("co2"))
+    assert (served_co2 - delivered_co2).total() <= timeouts, running.runners
     assert len(soil.served) == running.runners["swc_10cm"].health.readings // 3
 
 
