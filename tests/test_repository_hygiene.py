@@ -1,8 +1,8 @@
 """The repository stands on its own: no tracked file leans on a folder beside the clone or on one machine's paths.
 
-A clone without `../shared` must run the whole suite, and a reader must be able to follow every citation: protocol
-sources are cited by the manufacturer's manual (title, document number, section), reference data are vendored under
-`tests/data/` with their source and licence.
+A clone with no shared workspace beside it must run the whole suite, and a reader must be able to follow every
+citation: protocol sources are cited by the manufacturer's manual (title, document number, section), reference data
+are vendored under `tests/data/` with their source and licence.
 """
 
 from __future__ import annotations
