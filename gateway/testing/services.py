@@ -15,7 +15,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,23 @@ def _log_tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], ready: Callable[[], bool], *, name: str, awaited: str,
+                      logs: Sequence[Path]) -> None:
+    """Return once `ready()` holds; ServiceError with the logs' tails when `process` exits first or `awaited` has not
+    happened within the start-up timeout (the caller stops the process)."""
+    deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+    while not ready():
+        if process.poll() is not None:
+            problem = f"exited with code {process.returncode} during start-up"
+        elif time.monotonic() > deadline:
+            problem = f"did not {awaited} within {_STARTUP_TIMEOUT_S:.0f} s"
+        else:
+            time.sleep(0.05)
+            continue
+        tails = "\n".join(_log_tail(log) for log in logs)
+        raise ServiceError(f"{name} {problem}:\n{tails}")
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
@@ -136,18 +153,13 @@ class MosquittoServer:
         with open(self.base_dir / "mosquitto.stdout", "ab") as out:
             self._process = subprocess.Popen([self.binary, "-c", str(self.config_path)], stdout=out,
                                              stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not _mqtt_connack(self.host, self.port):
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
-                raise ServiceError(f"mosquitto exited with code {code} during start-up:\n{_log_tail(self.log_path)}"
-                                   f"\n{_log_tail(self.base_dir / 'mosquitto.stdout')}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServiceError(f"mosquitto did not accept MQTT connections on port {self.port} within "
-                                   f"{_STARTUP_TIMEOUT_S:.0f} s:\n{_log_tail(self.log_path)}")
-            time.sleep(0.05)
+        try:
+            _wait_until_ready(self._process, lambda: _mqtt_connack(self.host, self.port), name="mosquitto",
+                              awaited=f"accept MQTT connections on port {self.port}",
+                              logs=(self.log_path, self.base_dir / "mosquitto.stdout"))
+        except ServiceError:
+            self.stop()
+            raise
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, no final save of the persistence file."""
@@ -275,17 +287,12 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             self._process = subprocess.Popen(
                 [self.binary, "-config", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not self._ping():
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
-                raise ServiceError(f"influxd exited with code {code} during start-up:\n{_log_tail(self.log_path)}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServiceError(f"influxd did not answer GET /ping on port {self.port} within "
-                                   f"{_STARTUP_TIMEOUT_S:.0f} s:\n{_log_tail(self.log_path)}")
-            time.sleep(0.05)
+        try:
+            _wait_until_ready(self._process, self._ping, name="influxd",
+                              awaited=f"answer GET /ping on port {self.port}", logs=(self.log_path,))
+        except ServiceError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self._process is not None:
@@ -373,18 +380,12 @@ class VictoriaInstance:
                 [self.binary, f"-storageDataPath={self.base_dir / 'data'}", f"-httpListenAddr=127.0.0.1:{self.port}",
                  "-retentionPeriod=100y", "-search.latencyOffset=0s", "-loggerLevel=ERROR"],
                 stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not self._ready():
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
-                raise ServiceError(f"victoria-metrics exited with code {code} during start-up:\n"
-                                   f"{_log_tail(self.log_path)}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServiceError(f"victoria-metrics did not answer GET /health on port {self.port} within "
-                                   f"{_STARTUP_TIMEOUT_S:.0f} s:\n{_log_tail(self.log_path)}")
-            time.sleep(0.05)
+        try:
+            _wait_until_ready(self._process, self._ready, name="victoria-metrics",
+                              awaited=f"answer GET /health on port {self.port}", logs=(self.log_path,))
+        except ServiceError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self._process is not None:
