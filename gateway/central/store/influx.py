@@ -44,6 +44,7 @@ assembled only from constants, integers and a validated window length, see `rend
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import ssl
@@ -52,7 +53,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from influxdb_client import InfluxDBClient, Point, WritePrecision
@@ -88,6 +89,7 @@ from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_lin
 from gateway.central.store.influx_products import InfluxProductsMixin
 from gateway.central.store.influx_provenance import InfluxProvenanceMixin
 from gateway.central.store.influx_reads import InfluxReadsMixin, flux_meta, names_digest
+from gateway.central.store.keepalive import KeepAliveHttp, RequestFailed
 from gateway.central.store.ledger import LedgerItem
 from gateway.central.store.lineprotocol import ReadingLines
 from gateway.central.store.writeguard import NOTHING, Marks, WriteGuard
@@ -258,6 +260,13 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         elif ca_file is not None:
             raise ValueError(f"storage.ca_file is set but storage.url {self.url} is not https://")
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers, auth=auth, verify=verify)
+        # the ingest's /write and /query (a few per group of messages): plain kept-alive connections (`keepalive`)
+        plain_headers = dict(headers)
+        if auth is not None:
+            plain_headers["Authorization"] = "Basic " + base64.b64encode(
+                f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+        self._requests = KeepAliveHttp(self.url, timeout_s=timeout_s, headers=plain_headers,
+                                       ssl_context=verify if isinstance(verify, ssl.SSLContext) else None)
         self._db_ready = False
         self._db_lock = threading.Lock()
         self._v2_client: InfluxDBClient | None = None
@@ -443,10 +452,16 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         params = {"db": self.database, "precision": "ns"}
         if self.retention_policy:
             params["rp"] = self.retention_policy
+        return self._post("/write?" + urlencode(params), body.encode("utf-8"), "text/plain; charset=utf-8")
+
+    def _post(self, path: str, body: bytes, content_type: str) -> httpx.Response:
+        """POST on this thread's kept connection; the answer as an httpx.Response (what the checks read)."""
         try:
-            return self._http.post("/write", params=params, content=body.encode("utf-8"))
-        except httpx.HTTPError as exc:
+            status, content, answer_type = self._requests.post(path, body, content_type)
+        except RequestFailed as exc:
             raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc, self._ca_file)}") from exc
+        return httpx.Response(status, content=content,
+                              headers={"Content-Type": answer_type} if answer_type is not None else None)
 
     def _check_write_response(self, response: httpx.Response) -> None:
         status = response.status_code
@@ -509,10 +524,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         data = {"db": self.database, "q": ";\n".join(statements), "epoch": "ns"}
         if params:
             data["params"] = json.dumps(params)
-        try:
-            response = self._http.post("/query", data=data)
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc, self._ca_file)}") from exc
+        response = self._post("/query", urlencode(data).encode("ascii"), "application/x-www-form-urlencoded")
         if response.status_code in (401, 403):
             raise StoreUnavailable(f"InfluxDB at {self.url} refused our credentials: {_error_text(response)}")
         if response.status_code >= 500:
@@ -667,6 +679,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
 
     def close(self) -> None:
         self._http.close()
+        self._requests.close()
         if self._own_guard:
             self._guard.close()
         if self._v2_client is not None:
@@ -713,7 +726,7 @@ def _describe(exc: Exception, ca_file: Path | None = None) -> str:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLError | ssl.CertificateError):
-            parsed = urlsplit(str(getattr(getattr(exc, "request", None), "url", "")) or "")
+            parsed = urlsplit(str(getattr(getattr(exc, "request", None), "url", "") or getattr(exc, "url", "")))
             return classify(cause, host=parsed.hostname or "?", port=parsed.port or 443, prefix="storage",
                             ca_file=ca_file, host_key="url").message
         cause = cause.__cause__ or cause.__context__
