@@ -25,7 +25,9 @@ the ledger itself whether the chain is whole.
 own tracker, `ChainTracker(store, shared=True)`: no head in memory can be trusted then, so every item is looked up
 in the ledger before it is called new (a resend or a replay that reaches another worker is still recognised and
 stored once), and what another worker may be storing at this moment is given `grace_s` before it counts as a gap
-or a reorder (`ChainTracker`).
+or a reorder (`ChainTracker`). A worker asks the ledger for a whole group of messages in one request
+(`ChainTracker.prefetch`, `LedgerStore.ledger_windows`): the same windows each item's own query would return,
+taken a moment earlier, while the group before is being written, as each item's query was.
 """
 
 from __future__ import annotations
@@ -173,6 +175,30 @@ class ChainTracker:
         self.grace_ns = int(grace_s * 1e9) if shared else 0
         self._heads: dict[ChainKey, _Head] = {}
         self._pending: dict[tuple[ChainKey, int], _PendingGap] = {}  # (chain, item at) -> gap to confirm
+        # (chain, item at, digest) -> the ledger window `place` would ask for (`prefetch`), each used once
+        self._prefetched: dict[tuple[ChainKey, int, str], list[LedgerItem]] = {}
+
+    def prefetch(self, items: list[VerifiedItem]) -> None:
+        """A shared tracker: look up in one request what `place` would ask the ledger for each of `items` (a group
+        of messages), so that placing them costs no query each. A window is used by the next `place` of its item
+        only, and all are dropped by the next `prefetch` or `forget_prefetched` — call that when something the group
+        placed before has been stored since (a look-up from before it would miss it). An exclusive tracker needs
+        no look-ups on its usual path: nothing to do."""
+        self._prefetched = {}
+        if not self.shared or not items:
+            return
+        starts = []
+        for item in items:
+            link = item.signed.envelope.link
+            # what `place` asks without knowing the predecessor: from the predecessor on, three items
+            starts.append((item.site, item.station, item.channel,
+                           link.prev_at if link.prev_at is not None else link.at))
+        windows = self.store.ledger_windows(starts, 3)
+        self._prefetched = {((item.site, item.station, item.channel), item.signed.envelope.link.at, item.digest): window
+                            for item, window in zip(items, windows, strict=True)}
+
+    def forget_prefetched(self) -> None:
+        self._prefetched = {}
 
     def _head(self, item: VerifiedItem) -> _Head:
         key = (item.site, item.station, item.channel)
@@ -199,7 +225,9 @@ class ChainTracker:
         if self.shared:
             # one query: the predecessor (unless known), the item itself if stored, the first one signed after it
             first = link.at if predecessor_known or link.prev_at is None else link.prev_at
-            window = self.store.ledger_from(*key, first, 3)
+            prefetched = self._prefetched.pop((key, link.at, item.digest), None)
+            # a window from the predecessor on holds what one from the item on would (the item and the next)
+            window = prefetched if prefetched is not None else self.store.ledger_from(*key, first, 3)
             if len(window) == 3 and window[-1].at < link.at:  # items between the two: ask for the item itself
                 window += self.store.ledger_from(*key, link.at, 2)
             looked_up = {i.at: i for i in window}

@@ -11,8 +11,11 @@ Flow::
                                                                     (PUBACK), receipts published
 
 - A group is whatever the queue holds when the worker takes from it (never waited for; at most `max_group`
-  messages and `max_group_bytes` of payload): one store request for all its readings instead of one per message.
-  Its messages are acked only after the group is stored, in the order they arrived.
+  messages and `max_group_bytes` of payload): its signatures are checked and its signed items looked up in the
+  ledger in one request (a worker on a shared subscription: `ChainTracker.prefetch`), and the chain events of its
+  items, its health reports, its readings and its ledger items go to the store in one step (`_write_group`: one
+  request each, whatever the number of messages), not a few requests per message. Its messages are acked only
+  after the group is stored, in the order they arrived.
 
 - MQTT v5 with a persistent session (clean start off, a session expiry, fixed client id), so whatever we have not
   acknowledged is kept by the broker across our restarts and reconnects and redelivered.
@@ -41,8 +44,9 @@ Flow::
   readings the store already held).
 - `fluxes` messages (`gateway.contract.FluxRecord`, one averaging period each) go to `Store.write_fluxes`, acked
   after the store accepted them, exactly like readings.
-- `health` messages (`StationHealth`, a station's report of itself) go to `Store.write_health` and are confirmed
-  in a receipt like fluxes.
+- `health` messages (`StationHealth`, a station's report of itself) go to `Store.write_health` with their group
+  (the ledger item of a signed report after it, in the group's `write_many`) and are confirmed in a receipt like
+  fluxes; a report the store refuses is found alone and dead-lettered, the group's others stored.
 - `raw` messages (`RawChunk`, one closed raw archive file each) are checked (base64, size, a whole zlib or gzip
   stream, a closed file of either archive format whose header names the same site, station and sensor) and written
   durably (fsync, atomic rename) to `<data_dir>/raw/<site>/<station>/<sensor>/<file>` (`gateway.central.rawstore`),
@@ -75,15 +79,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
-from gateway.central.chain import ChainTracker, Untrusted, VerifiedItem, Verifier, set_aside_json
+from gateway.central.chain import ChainKey, ChainTracker, Untrusted, VerifiedItem, Verifier, set_aside_json
 from gateway.central.config import DeadLetterSettings, MqttSettings
 from gateway.central.deadletter import DeadLetterFile, payload_fields
 from gateway.central.provision import StationRegistry
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
-from gateway.central.store.base import TIME_RANGE_TEXT, WriteOutcome, storable_time, to_ns
-from gateway.central.store.ledger import LedgerItem
+from gateway.central.store.base import TIME_RANGE_TEXT, StoreError, WriteOutcome, storable_time, to_ns
+from gateway.central.store.ledger import ChainEvent, LedgerItem
 from gateway.contract import (
     CHANNELS,
     COMMAND_RESULTS_SUBSCRIPTION,
@@ -99,6 +103,7 @@ from gateway.contract import (
     ReadingBatch,
     StationHealth,
     StationStatus,
+    health_topic,
     parse_topic,
     raw_file_bytes,
     readings_topic,
@@ -208,12 +213,44 @@ class _PreparedBatch:
 
 
 @dataclass
+class _PreparedHealth:
+    """A health report checked and placed in its chain, waiting to be stored with its group."""
+
+    topic: str
+    payload: bytes
+    report: StationHealth
+    item: VerifiedItem | None
+    ledger: LedgerItem | None
+
+
+@dataclass
+class _GroupWritten:
+    outcomes: list[WriteOutcome]  # one per readings batch of the group
+    health_rejected: dict[int, str]  # index in the group's health reports -> why the store refused it
+
+
+@dataclass
 class _Group:
-    """Deliveries handled together; the readings of their batches are written in one request."""
+    """Deliveries handled together: the chain events of their items, the health reports, the readings and the ledger
+    items of their batches go to the store in one step (`Ingestor._write_group`: a few requests, not a few per
+    message)."""
 
     deliveries: list[_Delivery] = field(default_factory=list)
     prepared: list[_PreparedBatch] = field(default_factory=list)
-    writing: Future[list[WriteOutcome]] | None = None
+    health: list[_PreparedHealth] = field(default_factory=list)
+    events: list[ChainEvent] = field(default_factory=list)  # of the items placed for this group
+    chains: dict[ChainKey, str] = field(default_factory=dict)  # chain -> digest of the group's last item in it
+    writing: Future[_GroupWritten] | None = None
+
+    def has_writes(self) -> bool:
+        return bool(self.prepared or self.health or self.events)
+
+
+class _NotVerified:
+    """`_verify_group`'s answer for a message it leaves to `_prepare` (a status, a topic that is not ours)."""
+
+
+_NOT_VERIFIED = _NotVerified()
 
 
 class _FlushFirst:
@@ -490,56 +527,106 @@ class Ingestor:
         """Check `deliveries` in order while `writing` is being written, complete `writing`, then start writing the
         readings of `deliveries` as one group and return it. (False, None) when stopping mid-outage."""
         group = _Group()
-        chains: dict[tuple[str, str], str] = {}  # (site, station) -> digest of the group's last signed batch
-        for delivery in deliveries:
+        verified = self._verify_group(deliveries)
+        for delivery, checked in zip(deliveries, verified, strict=True):
             while True:
                 done, batch = self._retrying(delivery.topic, partial(
-                    self._prepare, delivery.topic, delivery.payload, delivery.envelope, chains))
+                    self._prepare, delivery.topic, delivery.payload, delivery.envelope, group, checked))
                 if not done:
                     return False, None
                 if batch is not _FLUSH_FIRST:
                     break
-                # a signed batch that does not follow the group's last one of its chain is placed only after
-                # everything before it is stored, as if it had come alone (gateway/central/chain.py)
+                # a signed item that does not follow the group's last one of its chain is placed only after
+                # everything before it is stored, as if it had come alone (gateway/central/chain.py); the ledger
+                # windows looked up for the group predate what is stored now
+                self.chain.forget_prefetched()
                 if writing is not None and not self._complete(writing):
                     return False, None
                 writing = None
                 self._start_writing(group)
                 if not self._complete(group):
                     return False, None
-                group, chains = _Group(), {}
+                group = _Group()
             group.deliveries.append(delivery)
             if isinstance(batch, _PreparedBatch):
                 group.prepared.append(batch)
+            elif isinstance(batch, _PreparedHealth):
+                group.health.append(batch)
         if writing is not None and not self._complete(writing):
             return False, None
         self._start_writing(group)
         return True, group
 
+    def _verify_group(self, deliveries: list[_Delivery]) -> list[VerifiedItem | Untrusted | _NotVerified | None]:
+        """Each delivery's signature checked (the verified item, None when unsigned, or why it is untrusted), and
+        the ledger windows of the group's signed items looked up in one request (`ChainTracker.prefetch`)."""
+        checked: list[VerifiedItem | Untrusted | _NotVerified | None] = []
+        for delivery in deliveries:
+            try:
+                site, station, kind = parse_topic(delivery.topic)
+            except ValueError:
+                checked.append(_NOT_VERIFIED)  # _prepare dead-letters it
+                continue
+            if kind == "status":
+                checked.append(_NOT_VERIFIED)
+                continue
+            try:
+                checked.append(self.verifier.verify(site, station, kind, delivery.topic, delivery.payload,
+                                                    delivery.envelope, time.time_ns()))
+            except Untrusted as exc:
+                checked.append(exc)
+        try:
+            self.chain.prefetch([item for item in checked if isinstance(item, VerifiedItem)])
+        except (StoreUnavailable, StoreError) as exc:
+            # only a saving: each item is then looked up when it is placed (and an outage waited out there)
+            self.chain.forget_prefetched()
+            log.debug("ledger look-up for a group failed (%s); placing its items one by one", exc)
+        return checked
+
     def _start_writing(self, group: _Group) -> None:
-        if group.prepared:
-            requests = [(p.points, p.ledger) for p in group.prepared]
-            group.writing = self._store_thread.submit(self.store.write_many, requests)
+        if group.has_writes():
+            group.writing = self._store_thread.submit(self._write_group, group)
+
+    def _write_group(self, group: _Group) -> _GroupWritten:
+        """Store what a group holds: its chain events, its health reports, then its readings with the ledger items
+        of its batches and reports (each ledger item after the data it carried). StoreUnavailable: repeat it (every
+        write is idempotent). A health report the store refuses is isolated and left out, with its ledger item."""
+        if group.events:
+            self.store.write_chain_events(group.events)
+        rejected: dict[int, str] = {}
+        if group.health:
+            try:
+                self.store.write_health([h.report for h in group.health])
+            except StoreRejected:
+                for index, health in enumerate(group.health):
+                    try:
+                        self.store.write_health([health.report])
+                    except StoreRejected as exc:
+                        rejected[index] = str(exc)
+        requests = [(p.points, p.ledger) for p in group.prepared]
+        requests += [([], h.ledger) for index, h in enumerate(group.health)
+                     if h.ledger is not None and index not in rejected]
+        outcomes = self.store.write_many(requests) if requests else []
+        return _GroupWritten(outcomes[:len(group.prepared)], rejected)
 
     def _complete(self, group: _Group) -> bool:
-        """Wait for the group's write (repeated through a storage outage), finish its batches (set-asides, chain,
+        """Wait for the group's write (repeated through a storage outage), finish its items (set-asides, chain,
         receipts, counters) and ack all its deliveries in the order they arrived, as MQTT asks of PUBACKs."""
-        if group.prepared:
+        if group.has_writes():
             assert group.writing is not None
-            requests = [(p.points, p.ledger) for p in group.prepared]
-            first_try: Future[list[WriteOutcome]] | None = group.writing
+            first_try: Future[_GroupWritten] | None = group.writing
 
-            def write() -> list[WriteOutcome]:
+            def write() -> _GroupWritten:
                 nonlocal first_try
                 if first_try is not None:
                     attempt, first_try = first_try, None
                     return attempt.result()  # its exception, if any, counts as this step's first failure
-                return self.store.write_many(requests)
+                return self._write_group(group)
 
-            done, outcomes = self._retrying("readings", write)
-            if not done or outcomes is None:
+            done, written = self._retrying("readings", write)
+            if not done or written is None:
                 return False
-            if not self._retrying("readings", partial(self._finish_readings, group.prepared, outcomes))[0]:
+            if not self._retrying("readings", partial(self._finish_group, group, written))[0]:
                 return False
         for delivery in group.deliveries:
             self._ack(delivery)
@@ -621,14 +708,21 @@ class Ingestor:
         store it, update status, or dead-letter it.
 
         Raises StoreUnavailable when the store is down (the caller retries); everything else is final."""
-        batch = self._prepare(topic, payload, envelope)
-        if isinstance(batch, _PreparedBatch):
-            self._store_readings([batch])
+        group = _Group()
+        prepared = self._prepare(topic, payload, envelope, group)
+        if isinstance(prepared, _PreparedBatch):
+            group.prepared.append(prepared)
+        elif isinstance(prepared, _PreparedHealth):
+            group.health.append(prepared)
+        if group.has_writes():
+            self._finish_group(group, self._write_group(group))
 
-    def _prepare(self, topic: str, payload: bytes, envelope: str | None = None,
-                 chains: dict[tuple[str, str], str] | None = None) -> _PreparedBatch | _FlushFirst | None:
-        """Everything of `handle` but storing a readings batch: that is returned, to be stored with its group
-        (`_store_readings`). `chains`: the group's signed readings batches so far (see `_process`)."""
+    def _prepare(self, topic: str, payload: bytes, envelope: str | None, group: _Group,
+                 checked: VerifiedItem | Untrusted | _NotVerified | None = _NOT_VERIFIED,
+                 ) -> _PreparedBatch | _PreparedHealth | _FlushFirst | None:
+        """Everything of `handle` but storing a readings batch or a health report: that is returned, to be stored
+        with `group` (`_write_group`), whose chain events it adds to. `checked`: the message's signature as
+        `_verify_group` found it (else it is checked here)."""
         try:
             try:
                 site, station, kind = parse_topic(topic)
@@ -640,18 +734,21 @@ class Ingestor:
                                 "revoke); nothing from it is stored")
             item = None
             if kind != "status":
-                item = self.verifier.verify(site, station, kind, topic, payload, envelope, time.time_ns())
+                if isinstance(checked, Untrusted):
+                    raise checked
+                item = (checked if not isinstance(checked, _NotVerified)
+                        else self.verifier.verify(site, station, kind, topic, payload, envelope, time.time_ns()))
                 self._count("signed_items" if item is not None else "unsigned_items")
             if kind == "readings":
-                return self._prepare_readings(site, station, payload, item, chains)
+                return self._prepare_readings(site, station, payload, item, group)
+            if kind == "health":
+                return self._prepare_health(site, station, payload, item, group)
             if kind == "status":
                 self._handle_status(site, station, payload)
             elif kind == "fluxes":
                 self._handle_fluxes(site, station, payload, item)
             elif kind == "raw":
                 self._handle_raw(site, station, payload, item)
-            elif kind == "health":
-                self._handle_health(site, station, payload, item)
             elif kind == "command_results":
                 self._handle_command_result(site, station, payload, item)
             else:
@@ -675,13 +772,17 @@ class Ingestor:
                           f"ALARM untrusted item on {topic} ({exc.reason}): {exc.problem}; not stored, no receipt, "
                           f"kept in {self.dead_letter_path}")
 
-    def _place(self, item: VerifiedItem | None) -> bool:
-        """Whether the item's ledger entry is to be written (new in its chain); records its chain events."""
+    def _place(self, item: VerifiedItem | None, group: _Group | None = None) -> bool:
+        """Whether the item's ledger entry is to be written (new in its chain); records its chain events (now, or
+        with `group`)."""
         if item is None:
             return False
         placement = self.chain.place(item)
         if placement.events:
-            self.store.write_chain_events(placement.events)
+            if group is not None:
+                group.events.extend(placement.events)
+            else:
+                self.store.write_chain_events(placement.events)
             with self._counter_lock:
                 for event in placement.events:
                     self._counters.chain_events[event.kind] = self._counters.chain_events.get(event.kind, 0) + 1
@@ -709,23 +810,32 @@ class Ingestor:
         if kind in CHANNELS and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
             self._receipts.add(site, station, kind, seq, dead_lettered=True)
 
+    @staticmethod
+    def _follows_group(item: VerifiedItem | None, group: _Group) -> bool:
+        """False for a signed item that does not follow the group's last item of its chain (place it after the
+        group is stored)."""
+        if item is None:
+            return True
+        last = group.chains.get((item.site, item.station, item.channel))
+        return last is None or item.signed.envelope.link.prev_digest == last
+
+    def _placed_in_group(self, item: VerifiedItem, group: _Group) -> None:
+        # the group's next item of this chain follows this one (it is stored with it, or the group is not)
+        self.chain.stored(item)
+        group.chains[(item.site, item.station, item.channel)] = item.digest
+
     def _prepare_readings(self, site: str, station: str, payload: bytes, item: VerifiedItem | None,
-                          chains: dict[tuple[str, str], str] | None) -> _PreparedBatch | _FlushFirst:
+                          group: _Group) -> _PreparedBatch | _FlushFirst:
         batch = parse_batch(site, station, payload)
         self._check_seq(item, batch.seq)
-        if item is not None and chains is not None:
-            last = chains.get((site, station))
-            if last is not None and item.signed.envelope.link.prev_digest != last:
-                return _FLUSH_FIRST
-        new_item = self._place(item)
+        if not self._follows_group(item, group):
+            return _FLUSH_FIRST
+        new_item = self._place(item, group)
         ledger = None
         if item is not None and new_item:
             times = [to_ns(r.time) for r in batch.readings if storable_time(r.time)]
             ledger = item.ledger(payload, data_start=min(times, default=None), data_end=max(times, default=None))
-            # the group's next batch of this chain follows this one (it is stored with it, or the group is not)
-            self.chain.stored(item)
-            if chains is not None:
-                chains[(site, station)] = item.digest
+            self._placed_in_group(item, group)
         duplicate = self._seen(batch)
         self._remember(batch)
         now = utc_now()
@@ -745,10 +855,21 @@ class Ingestor:
             points.append(point)
         return prepared
 
-    def _store_readings(self, group: list[_PreparedBatch]) -> None:
-        """Store the readings of a group of batches in one `write_many`, then `_finish_readings`. Raises
-        StoreUnavailable (the caller repeats it: the store's writes are idempotent)."""
-        self._finish_readings(group, self.store.write_many([(p.points, p.ledger) for p in group]))
+    def _finish_group(self, group: _Group, written: _GroupWritten) -> None:
+        """After the store took a group: its health reports confirmed (or dead-lettered when refused), then its
+        readings batches (`_finish_readings`). Raises StoreUnavailable when a dead letter cannot be written."""
+        for index, health in enumerate(group.health):
+            problem = written.health_rejected.get(index)
+            if problem is not None:
+                self._dead_letter(health.topic, health.payload, "rejected_by_store", problem)
+                self._note_dead_lettered(health.topic, health.payload)
+                continue
+            if health.item is not None:
+                self.chain.stored(health.item)
+            self._note_stored(health.report.site, health.report.station, "health", health.report.seq)
+            self._count("health_reports_stored")
+        if group.prepared:
+            self._finish_readings(group.prepared, written.outcomes)
 
     def _finish_readings(self, group: list[_PreparedBatch], outcomes: list[WriteOutcome]) -> None:
         """After the store took a group's readings: set aside what it did not store (dead letters, one fsync),
@@ -840,24 +961,22 @@ class Ingestor:
         self._note_stored(site, station, "fluxes", record.seq)
         self._count("flux_records_stored")
 
-    def _handle_health(self, site: str, station: str, payload: bytes, item: VerifiedItem | None = None) -> None:
+    def _prepare_health(self, site: str, station: str, payload: bytes, item: VerifiedItem | None,
+                        group: _Group) -> _PreparedHealth | _FlushFirst:
         report = parse_health(site, station, payload)
         self._check_seq(item, report.seq)
         problem = implausible_time(report.time, utc_now())
         if problem is not None:
             raise Malformed("implausible_time", f"health report: {problem}")
-        new_item = self._place(item)
-        try:
-            self.store.write_health([report])
-        except StoreRejected as exc:
-            raise Malformed("rejected_by_store", str(exc)) from None
-        if item is not None:
-            if new_item:
-                at = to_ns(report.time)
-                self.store.write_ledger([item.ledger(payload, data_start=at, data_end=at)])
-            self.chain.stored(item)
-        self._note_stored(site, station, "health", report.seq)
-        self._count("health_reports_stored")
+        if not self._follows_group(item, group):
+            return _FLUSH_FIRST
+        ledger = None
+        if item is not None and self._place(item, group):
+            at = to_ns(report.time)
+            ledger = item.ledger(payload, data_start=at, data_end=at)
+            self._placed_in_group(item, group)
+        return _PreparedHealth(topic=health_topic(site, station), payload=payload, report=report, item=item,
+                               ledger=ledger)
 
     def _handle_command_result(self, site: str, station: str, payload: bytes,
                                item: VerifiedItem | None = None) -> None:

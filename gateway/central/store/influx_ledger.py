@@ -35,6 +35,7 @@ LEDGER_MEASUREMENT = "ledger"
 EVENTS_MEASUREMENT = "chain_events"
 _STRINGS = ("epoch", "prev_digest", "key_id", "payload_sha256", "content", "signature", "digest", "set_aside")
 _INTEGERS = ("seq", "prev_seq", "prev_at", "received", "data_start", "data_end")
+_STATEMENTS_PER_QUERY = 200  # ledger look-ups in one /query
 _ALWAYS = ("epoch", "key_id", "payload_sha256", "content", "signature", "digest", "seq", "received")  # every entry
 
 
@@ -71,6 +72,18 @@ def _item(tags: dict[str, Any], row: dict[str, Any]) -> LedgerItem:
         payload=base64.b64decode(payload) if payload else None, set_aside=row.get("set_aside"))
 
 
+def _items(found: list[dict[str, Any]], *, complete_only: bool) -> list[LedgerItem]:
+    items = []
+    for series in found:
+        columns = series["columns"]
+        for values in series.get("values") or []:
+            row = dict(zip(columns, values, strict=True))
+            if complete_only and any(row.get(name) is None for name in _ALWAYS):
+                continue
+            items.append(_item(series.get("tags") or {}, row))
+    return items
+
+
 class InfluxLedgerMixin:
     """Mixed into InfluxStore, which provides `_query`, `_write_body`, `_held` and the retention policy."""
 
@@ -78,6 +91,9 @@ class InfluxLedgerMixin:
         retention_policy: str | None
 
         def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]: ...
+
+        def _query_many(self, statements: list[str],
+                        params: dict[str, str] | None = None) -> list[list[dict[str, Any]]]: ...
 
         def _write_body(self, body: str) -> None: ...
 
@@ -103,15 +119,7 @@ class InfluxLedgerMixin:
     def _ledger_select(self, where: str, params: dict[str, str], tail: str = "", *,
                        complete_only: bool = False) -> list[LedgerItem]:
         query = f"SELECT * FROM {self._ledger_source(LEDGER_MEASUREMENT)} WHERE {where} {tail}"
-        items = []
-        for series in self._query(query, params):
-            columns = series["columns"]
-            for values in series.get("values") or []:
-                row = dict(zip(columns, values, strict=True))
-                if complete_only and any(row.get(name) is None for name in _ALWAYS):
-                    continue
-                items.append(_item(series.get("tags") or {}, row))
-        return items
+        return _items(self._query(query, params), complete_only=complete_only)
 
     def _one(self, site: str, station: str, channel: str, where: str, tail: str) -> LedgerItem | None:
         # InfluxDB shows the fields of a point as they arrive, so a query may meet an entry another ingest worker
@@ -132,6 +140,22 @@ class InfluxLedgerMixin:
         return self._ledger_select("site = $site AND station = $station AND channel = $channel AND "
                                    f"time >= {int(at)}", {"site": site, "station": station, "channel": channel},
                                    f"ORDER BY time LIMIT {int(limit)}", complete_only=True)
+
+    def ledger_windows(self, starts: list[tuple[str, str, str, int]], limit: int) -> list[list[LedgerItem]]:
+        # the statements of `ledger_from`, many in one /query (bound parameters are shared by the statements of a
+        # request, so each statement has its own names)
+        windows: list[list[LedgerItem]] = []
+        source = self._ledger_source(LEDGER_MEASUREMENT)
+        for offset in range(0, len(starts), _STATEMENTS_PER_QUERY):
+            chunk = starts[offset:offset + _STATEMENTS_PER_QUERY]
+            statements, params = [], {}
+            for i, (site, station, channel, at) in enumerate(chunk):
+                statements.append(f"SELECT * FROM {source} WHERE site = $site{i} AND station = $station{i} AND "
+                                  f"channel = $channel{i} AND time >= {int(at)} ORDER BY time LIMIT {int(limit)}")
+                params[f"site{i}"], params[f"station{i}"], params[f"channel{i}"] = site, station, channel
+            for found in self._query_many(statements, params):
+                windows.append(_items(found, complete_only=True))
+        return windows
 
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None:
         return self._one(site, station, channel, "time >= 0", "ORDER BY time DESC LIMIT 1")

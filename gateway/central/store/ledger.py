@@ -102,6 +102,10 @@ class LedgerStore(Protocol):
     def ledger_from(self, site: str, station: str, channel: str, at: int, limit: int) -> list[LedgerItem]:
         """Up to `limit` items of the channel signed at or after `at`, in signing order."""
 
+    def ledger_windows(self, starts: list[tuple[str, str, str, int]], limit: int) -> list[list[LedgerItem]]:
+        """`ledger_from(site, station, channel, at, limit)` of each start, in order: in one request where the store
+        can (an ingest worker looks up a whole group of items at once)."""
+
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None: ...
 
     def ledger_items(self, station: str, start: int, end: int, *, site: str | None = None) -> list[LedgerItem]:

@@ -129,6 +129,9 @@ class SqliteLedgerMixin:
         return self._ledger_query("station=? AND channel=? AND at>=? AND site=?", (station, channel, at, site),
                                   f"ORDER BY at LIMIT {int(limit)}")
 
+    def ledger_windows(self, starts: list[tuple[str, str, str, int]], limit: int) -> list[list[LedgerItem]]:
+        return [self.ledger_from(site, station, channel, at, limit) for site, station, channel, at in starts]
+
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None:
         found = self._ledger_query("station=? AND channel=? AND site=?", (station, channel, site),
                                    "ORDER BY at DESC LIMIT 1")
