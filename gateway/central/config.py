@@ -62,6 +62,9 @@ class StorageSettings(SecretFields):
     timeout_s: float = Field(default=10.0, gt=0, le=300)
     ca_file: Path | None = Field(default=None, description="CA certificate (PEM) of an https:// url's server; "
                                                            "default: the system CA store")
+    # InfluxDB: the hourly rollup (gateway/central/store/influx_rollup.py), its job run by the central service
+    rollup: bool = Field(default=False, description="hourly reads from the hourly rollup where it is current")
+    rollup_every_s: float = Field(default=600.0, gt=0, le=86_400, description="seconds between rollup runs")
     # SQLite; for victoriametrics the side file of everything but the readings
     path: Path | None = None
     # VictoriaMetrics: `url` of a single node, or a cluster's vminsert/vmselect and its vmstorage nodes
@@ -76,6 +79,9 @@ class StorageSettings(SecretFields):
                                 + inline_secret_keys(self.token, "storage.token"))
         self.password = resolve_secret(self.password, self.password_file, "storage.password")
         self.token = resolve_secret(self.token, self.token_file, "storage.token")
+        if self.rollup and self.kind != "influxdb":
+            raise ValueError(f"storage.rollup is for storage.kind influxdb (this is {self.kind}); remove "
+                             "storage.rollup")
         if self.kind == "influxdb":
             if not self.url:
                 raise ValueError("storage.url is required when storage.kind is influxdb, e.g. https://127.0.0.1:8086")

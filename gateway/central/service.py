@@ -7,6 +7,7 @@ Building blocks for embedding (the demo runs everything in one process)::
     schedule = BudgetScheduler(store, config.budget)  # when budget.every is set: the carbon budget job
     ProductScheduler("soil" | "stems", store, config.soil, config.stems)  # when soil/stems.every is set
     alerts = AlertScheduler(AlertEvaluator(store, config.alerts))  # the alert rules, every alerts.every_s
+    RollupScheduler(store, config.storage.rollup_every_s)  # storage.rollup (InfluxDB): the hourly rollup's job
     commands = CommandService(CommandLedger(path), CommandKey(data_dir), ingestor.publish_command)  # to stations
     app = create_app(store, ingestor, schedule, products, alerts=evaluator, commands=commands,
                      access=AccessControl(...))  # FastAPI
@@ -33,6 +34,7 @@ from gateway.central.budget import BudgetScheduler
 from gateway.central.commands import LEDGER_FILE, CommandKey, CommandLedger, CommandService
 from gateway.central.config import CentralConfig, StorageSettings
 from gateway.central.ingest import Ingestor
+from gateway.central.rollup import RollupScheduler
 from gateway.central.soilstems import ProductScheduler
 from gateway.central.store import InfluxStore, SqliteStore, Store
 from gateway.central.store.writeguard import GUARD_FILE
@@ -82,6 +84,7 @@ def open_store(settings: StorageSettings, data_dir: Path | None = None) -> Store
         timeout_s=settings.timeout_s,
         ca_file=settings.ca_file,
         write_guard=data_dir / GUARD_FILE if data_dir is not None else None,
+        rollup_reads=settings.rollup,
     )
 
 
@@ -130,6 +133,9 @@ def run_central(
                 for name, job in (("soil", config.soil), ("stems", config.stems)) if job.every is not None}
     evaluator = AlertEvaluator(active_store, config.alerts) if config.alerts.enabled else None
     alerting = AlertScheduler(evaluator) if evaluator is not None else None
+    # the hourly rollup's job: here, beside the API that reads it; the ingest workers share the write guard with it
+    rollup = (RollupScheduler(active_store, config.storage.rollup_every_s)
+              if config.storage.rollup and isinstance(active_store, InfluxStore) else None)
     tls: dict[str, str] = {}
     if config.api.tls_cert_file is not None and config.api.tls_key_file is not None:
         tls = {"ssl_certfile": str(config.api.tls_cert_file), "ssl_keyfile": str(config.api.tls_key_file)}
@@ -154,6 +160,8 @@ def run_central(
             product.start()
         if alerting is not None:
             alerting.start()
+        if rollup is not None:
+            rollup.start()
         server_thread.start()
         while not server.started:
             if not server_thread.is_alive():
@@ -179,6 +187,8 @@ def run_central(
             product.stop()
         if alerting is not None:
             alerting.stop()
+        if rollup is not None:
+            rollup.stop()
         if own_store:
             active_store.close()
         ledger.close()

@@ -59,8 +59,9 @@ def open_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
         victoria = request.getfixturevalue("victoria")
         return VictoriaStore(victoria.url, side_path=tmp_path / "side.sqlite")
     influxd = request.getfixturevalue("influxd")
-    # every writer of one database on this host shares the write guard, as the central service's processes do
-    return InfluxStore(influxd.url, database="contract", write_guard=tmp_path / "write-guard")
+    # every writer of one database on this host shares the write guard, as the central service's processes do;
+    # hourly reads through the rollup where it is current (test_store_rollup_contract.py)
+    return InfluxStore(influxd.url, database="contract", write_guard=tmp_path / "write-guard", rollup_reads=True)
 
 
 @pytest.fixture

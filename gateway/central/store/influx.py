@@ -45,11 +45,13 @@ assembled only from constants, integers and a validated window length, see `rend
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import ssl
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -89,6 +91,7 @@ from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_lin
 from gateway.central.store.influx_products import InfluxProductsMixin
 from gateway.central.store.influx_provenance import InfluxProvenanceMixin
 from gateway.central.store.influx_reads import InfluxReadsMixin, flux_meta, names_digest
+from gateway.central.store.influx_rollup import InfluxRollupMixin
 from gateway.central.store.keepalive import KeepAliveHttp, RequestFailed
 from gateway.central.store.ledger import LedgerItem
 from gateway.central.store.lineprotocol import ReadingLines
@@ -209,10 +212,14 @@ def render_series_query(
 
 
 class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, InfluxLedgerMixin, InfluxAlertsMixin,
-                  InfluxProvenanceMixin, InfluxReadsMixin):
+                  InfluxProvenanceMixin, InfluxReadsMixin, InfluxRollupMixin):
     """InfluxDB 1.x/2.x/3.x. `api="v1"`: POST /write (optionally basic auth with username/password), database
     created on first use if missing. `api="v2"`: influxdb-client's synchronous write API with token/org/bucket;
-    reads still use /query on `database` with the token (2.x needs a DBRP mapping)."""
+    reads still use /query on `database` with the token (2.x needs a DBRP mapping).
+
+    `rollup_reads`: hourly reads of one series (`iter_series` with every = 1 h, site and sensor given) use the
+    hourly rollup where it is current (`influx_rollup`; its job is `roll_up`). Writes mark late readings for the
+    rollup whether or not it is read, so turning it on later is safe. `clock`: the wall clock in s (tests)."""
 
     def __init__(
         self,
@@ -230,8 +237,12 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         ping_timeout_s: float = 1.0,
         ca_file: Path | None = None,
         write_guard: WriteGuard | Path | None = None,
+        rollup_reads: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url.rstrip("/")
+        self.rollup_reads = rollup_reads
+        self._clock = clock
         # who may decide that a reading is new (`writeguard`): a file shared by the writers of this host, or this
         # process alone
         self._own_guard = not isinstance(write_guard, WriteGuard)
@@ -309,9 +320,16 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
             for station, time_ns in newest.items():
                 if time_ns > known[station]:
                     marks.set(*station, time_ns)
+            # the hourly rollup's marks of late readings, before the readings (`influx_rollup`, rule 1)
+            late = self.late_marks([item for c in classifiers for item in c.new], times)
+            if late:
+                self._write_body(late)
             rejected = self._write_new([(c.new, ledger) for c, (_, ledger) in zip(classifiers, batches, strict=True)],
                                        times)
         return [classifier.outcome(rejected.get(index)) for index, classifier in enumerate(classifiers)]
+
+    def _hold(self, stations: Sequence[tuple[str, str]]) -> contextlib.AbstractContextManager[Marks]:
+        return self._guard.hold(stations)
 
     def _marks(self, marks: Marks, stations: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Each held station's mark; the unknown ones learned from the database, in one request."""

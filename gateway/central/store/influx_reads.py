@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from gateway.central.store.base import Aggregate, StoreError, StoreUnavailable, check_window, to_ns
+from gateway.central.store.base import Aggregate, StoreError, StoreUnavailable, check_window, every_ns, to_ns
 from gateway.central.store.reads import CHUNK_ROWS, FLUX_CHUNK_ROWS, FluxColumns, FluxRow, SeriesRow, flux_order
 from gateway.contract import VARIABLE_NAME_PATTERN
 
@@ -94,6 +94,7 @@ class InfluxReadsMixin:
         url: str
         database: str
         retention_policy: str | None
+        rollup_reads: bool
         _http: httpx.Client
         _ca_file: Path | None
 
@@ -102,6 +103,9 @@ class InfluxReadsMixin:
         def _flux_source(self) -> str: ...
 
         def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]: ...
+
+        def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int,
+                                aggregate: Aggregate, site: str, sensor: str) -> Iterator[list[SeriesRow]]: ...
 
     _names_lock = threading.Lock()
 
@@ -184,12 +188,25 @@ class InfluxReadsMixin:
         site: str | None = None,
         sensor: str | None = None,
     ) -> Iterator[list[SeriesRow]]:
-        from gateway.central.store.influx import render_series_query
+        from gateway.central.store.influx_rollup import HOUR_NS
 
         check_window(start, end, aggregate)
+        window_ns = every_ns(every) if every is not None else None
+        if self.rollup_reads and window_ns == HOUR_NS and site is not None and sensor is not None:
+            yield from self._rolled_iter_series(station, variable, to_ns(start), to_ns(end), aggregate, site, sensor)
+        else:
+            yield from self._raw_iter_series(station, variable, to_ns(start), to_ns(end), window_ns, aggregate, site,
+                                             sensor)
+
+    def _raw_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, window_ns: int | None,
+                         aggregate: Aggregate, site: str | None, sensor: str | None) -> Iterator[list[SeriesRow]]:
+        from gateway.central.store.influx import render_series_query
+
         query = render_series_query(
-            start_ns=to_ns(start), end_ns=to_ns(end), every=every, aggregate=aggregate, limit=None,
-            retention_policy=self.retention_policy, by_site=site is not None, by_sensor=sensor is not None,
+            start_ns=start_ns, end_ns=end_ns,
+            every=None if window_ns is None else timedelta(microseconds=window_ns // 1000),
+            aggregate=aggregate, limit=None, retention_policy=self.retention_policy, by_site=site is not None,
+            by_sensor=sensor is not None,
         )
         params = {"station": station, "variable": variable}
         if site is not None:

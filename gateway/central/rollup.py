@@ -1,0 +1,60 @@
+"""The hourly rollup's job in the central service (`storage.rollup: true`, InfluxDB): `InfluxStore.roll_up` every
+`storage.rollup_every_s` seconds (first at start) in a thread of its own. What the job does and why a read through
+the rollup stays exact: gateway/central/store/influx_rollup.py. The job is safe to stop or kill at any point (the
+next run does again what was left), so stopping only ends it between stations."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict
+
+from gateway.central.store.base import StoreError
+from gateway.central.store.influx import InfluxStore
+from gateway.central.store.influx_rollup import RollupReport
+
+log = logging.getLogger(__name__)
+
+
+class RollupScheduler:
+    def __init__(self, store: InfluxStore, every_s: float) -> None:
+        self.store = store
+        self.every_s = every_s
+        self.rounds = 0
+        self.failures = 0
+        self.last: RollupReport | None = None
+        self._last_error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="rollup", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.run_round()
+            self._stop.wait(self.every_s)
+
+    def run_round(self) -> RollupReport | None:
+        """One run over every station; a store failure is logged (once per distinct message) and counted, and the
+        next round tries again (reads stay exact meanwhile: they use only what the job finished)."""
+        try:
+            report = self.store.roll_up(stop=self._stop.is_set)
+        except StoreError as exc:
+            self.failures += 1
+            message = str(exc)
+            if message != self._last_error:
+                log.warning("hourly rollup: %s; next try in %.0f s", message, self.every_s)
+                self._last_error = message
+            return None
+        self._last_error = ""
+        self.last = report
+        self.rounds += 1
+        log.debug("hourly rollup: %s", asdict(report))
+        return report

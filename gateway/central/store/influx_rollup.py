@@ -1,0 +1,377 @@
+"""The hourly rollup of InfluxStore: a year of readings aggregated to hours without decoding the year.
+
+`GROUP BY time(1h)` over a station-year of 10-s readings costs InfluxDB 1.6 ~0.85 s of CPU (it decodes 3.15 M
+points; docs/performance.md, "API AT SCALE"). The rollup keeps InfluxDB's own answer for every hour of every series
+and serves an hourly read from it where that answer is known to be current, and from the readings everywhere else,
+so a read through the rollup returns exactly (bit for bit) what the same read of the readings returns.
+
+Measurements (same database and retention policy as `readings`)::
+
+    readings_1h      tags site, station, sensor, variable; time = the hour's start
+                     fields mean, min, max, count, last (each left out when InfluxDB's answer is null), qc (max):
+                     what `SELECT mean(value), min(value), max(value), count(value), last(value), max(qc)
+                     ... GROUP BY time(1h), *` gives for that hour, floats written as their shortest round-trip text
+    readings_dirty   tags site, station, sensor, variable; time = the hour's start; field gen (integer):
+                     > 0  the hour got readings after it may have been rolled up (the writer's random generation)
+                       0  clean again (the rollup job recomputed it and no reading came in meanwhile)
+                      -1  never served from the rollup (readings of more than one unit or time source in the hour:
+                          InfluxDB's mean then depends on the order it merges the series in, see below)
+    readings_rollup  tags site, station; field through (integer ns): every hour of the station before it has been
+                     rolled up; time = through (the newest point is the state)
+
+Why it is exact, in four rules:
+
+1. **Writers mark late readings** (`late_marks`, called by `InfluxStore.write_many` under the write guard's lock
+   of the stations, in a /write request of their own sent before the readings): every new reading stamped before
+   `floor_hour(now) - MARK_LAG` marks its series-hour with a fresh generation. A failed readings write after it
+   leaves a needless mark (a recompute), never a missing one. Resends and conflicts write nothing and mark nothing.
+2. **The job rolls only old hours, after a barrier** (`roll_up`): for each station it takes and releases the
+   station's guard lock, then rolls the hours from its `through` up to `floor_hour(now) - ROLL_LAG`. Every writer
+   that decided before the barrier has finished its write (it held the lock until then), so the job's query sees
+   its readings; every writer deciding after it sees a clock at least as late, so a reading before the new
+   `through` is late for it (ROLL_LAG > MARK_LAG by two hours: a clock stepped back by less than that changes
+   nothing) and gets marked. `through` advances only after the hours' rows are written.
+3. **Marks are cleared only if unchanged**: the job reads a marked hour's generation, recomputes the hour, writes its
+   row, and then, holding the station's lock, clears the mark only if the generation is still the one it read (a
+   reading that came in meanwhile set another one and is recomputed next time). A job killed anywhere leaves
+   marks set or `through` behind: work done again, never a stale hour served.
+4. **Reads serve an hour from the rollup only** when the hour lies wholly inside the range asked for, wholly before
+   the station's `through`, and has no mark with gen != 0. Everything else (the range's partial first and last
+   hours, the open tail, marked hours) is read from the readings, and the two are merged in time order.
+
+InfluxDB's mean of an hour depends on the order in which it sums the points: for one series that is time order in
+any query; when one sensor's variable has two series in an hour (a changed unit or time source: the tags), the order
+of merging them is InfluxDB's choice, so such hours are marked -1 and always read from the readings. A rollup row is
+used only for `every` = 1 h: a mean over several hours cannot be rebuilt bit for bit from hourly means.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway.central.store.base import Aggregate, StoredReading
+from gateway.central.store.lineprotocol import escape_tag_value, format_float
+from gateway.central.store.reads import SeriesRow
+
+if TYPE_CHECKING:
+    import contextlib
+
+    from gateway.central.store.writeguard import Marks, WriteGuard
+
+log = logging.getLogger(__name__)
+
+ROLLUP_MEASUREMENT = "readings_1h"
+DIRTY_MEASUREMENT = "readings_dirty"
+STATE_MEASUREMENT = "readings_rollup"
+HOUR_NS = 3600 * 1_000_000_000
+#: a reading stamped before floor_hour(now) - MARK_LAG marks its hour (writers)
+MARK_LAG_NS = 1 * HOUR_NS
+#: the job rolls hours before floor_hour(now) - ROLL_LAG; two hours more than MARK_LAG (see rule 2)
+ROLL_LAG_NS = 3 * HOUR_NS
+#: a read with more separate runs of marked hours than this reads the whole range from the readings
+MAX_DIRTY_RUNS = 64
+#: rows per /write of the job
+_ROWS_PER_WRITE = 5_000
+_AGGREGATE_FIELDS: dict[str, str] = {"mean": "mean", "min": "min", "max": "max", "count": "count", "last": "last"}
+_CLEAN, _MIXED = 0, -1
+
+Series = tuple[str, str]  # sensor, variable
+
+
+def floor_hour(time_ns: int) -> int:
+    return time_ns - time_ns % HOUR_NS
+
+
+def ceil_hour(time_ns: int) -> int:
+    return -floor_hour(-time_ns)
+
+
+@dataclass
+class RollupReport:
+    """What one `roll_up` did."""
+
+    stations: int = 0
+    hours_rolled: int = 0  # series-hours newly rolled up (rows written past the old `through`)
+    hours_recomputed: int = 0  # marked series-hours recomputed
+    marks_cleared: int = 0
+    marks_kept: int = 0  # changed while recomputed: done again next time
+    mixed: int = 0  # series-hours with several units or time sources: always read from the readings
+
+
+def _tags(site: str, station: str, sensor: str = "", variable: str = "") -> str:
+    pairs = (("sensor", sensor), ("site", site), ("station", station), ("variable", variable))
+    return ",".join(f"{key}={escape_tag_value(value)}" for key, value in pairs if value)
+
+
+def _number(value: Any) -> str | None:
+    """A field's text for a JSON number InfluxDB answered (its shortest round-trip text read back exactly)."""
+    if value is None:
+        return None
+    return format_float(float(value))
+
+
+class InfluxRollupMixin:
+    """The rollup of InfluxStore: late marks for `write_many`, the job `roll_up`, and the hourly read."""
+
+    if TYPE_CHECKING:
+        url: str
+        retention_policy: str | None
+        rollup_reads: bool
+        _guard: WriteGuard
+        _clock: Callable[[], float]
+
+        def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]: ...
+
+        def _query_many(self, statements: list[str],
+                        params: dict[str, str] | None = None) -> list[list[dict[str, Any]]]: ...
+
+        def _write_body(self, body: str) -> None: ...
+
+        def _stream(self, query: str, params: dict[str, str],
+                    chunk_rows: int = ...) -> Iterator[list[dict[str, Any]]]: ...
+
+        def _source(self) -> str: ...
+
+        def _raw_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int,
+                             every_ns: int | None, aggregate: Aggregate, site: str | None,
+                             sensor: str | None) -> Iterator[list[SeriesRow]]: ...
+
+        def _hold(self, stations: Sequence[tuple[str, str]]) -> contextlib.AbstractContextManager[Marks]: ...
+
+    def _rollup_source(self, measurement: str) -> str:
+        from gateway.central.store.influx import quote_identifier
+
+        if self.retention_policy is None:
+            return measurement
+        return f"{quote_identifier(self.retention_policy)}.{measurement}"
+
+    # --- writers: rule 1 --------------------------------------------------------------------------------------------
+
+    def late_marks(self, items: Sequence[StoredReading], times: dict[int, int]) -> str:
+        """The /write body marking the series-hours of the `items` about to be written that are late (rule 1), or
+        "" when none is; `times`: id(item) -> its time in ns. Call it under the guard's lock of their stations and
+        send it before the readings."""
+        before = floor_hour(int(self._clock() * 1e9)) - MARK_LAG_NS
+        hours: set[tuple[str, str, str, str, int]] = set()
+        for item in items:
+            time_ns = times[id(item)]
+            if time_ns < before:
+                r = item.reading
+                hours.add((item.site, r.station, r.sensor, r.variable, floor_hour(time_ns)))
+        if not hours:
+            return ""
+        gen = secrets.randbits(62) + 1
+        return "\n".join(f"{DIRTY_MEASUREMENT},{_tags(site, station, sensor, variable)} gen={gen}i {hour}"
+                         for site, station, sensor, variable, hour in sorted(hours))
+
+    # --- the job: rules 2 and 3 -------------------------------------------------------------------------------------
+
+    def roll_up(self, *, stop: Callable[[], bool] = lambda: False) -> RollupReport:
+        """Roll up every station's closed hours and recompute its marked ones (module doc). Safe to run at any
+        time, in any process sharing the write guard, and to kill at any point; `stop()` ends it between stations.
+        """
+        report = RollupReport()
+        found = self._query(f"SELECT last(qc) FROM {self._source()} GROUP BY site, station")
+        stations = sorted({(str((s.get("tags") or {}).get("site", "")), str((s.get("tags") or {}).get("station", "")))
+                           for s in found if s.get("values")})
+        for site, station in stations:
+            if stop():
+                break
+            self._roll_station(site, station, report)
+            report.stations += 1
+        return report
+
+    def _roll_station(self, site: str, station: str, report: RollupReport) -> None:
+        with self._hold([(site, station)]):
+            pass  # the barrier of rule 2: every writer that decided before now has finished its write
+        horizon = floor_hour(int(self._clock() * 1e9)) - ROLL_LAG_NS
+        params = {"site": site, "station": station}
+        through = self._through(site, station)
+        if through is None:
+            first = self._query(f"SELECT first(qc) FROM {self._source()} WHERE site = $site AND station = $station",
+                                params)
+            times = [int(row[0]) for series in first for row in series.get("values") or ()]
+            if not times:
+                return
+            through = floor_hour(min(times))
+        if horizon > through:
+            new_rows, new_mixed = self._compute(site, station, None, through, horizon)
+            self._write_rows(site, station, new_rows)
+            if new_mixed:
+                with self._hold([(site, station)]):
+                    self._write_marks(site, station, dict.fromkeys(new_mixed, _MIXED))
+            report.hours_rolled += len(new_rows) + len(new_mixed)
+            report.mixed += len(new_mixed)
+            self._write_body(f"{STATE_MEASUREMENT},{_tags(site, station)} through={horizon}i {horizon}")
+            through = horizon
+        marked = self._marks_of(site, station, None, None, through, positive=True)
+        if not marked:
+            return
+        by_series: dict[Series, list[int]] = {}
+        for (sensor, variable, hour) in marked:
+            by_series.setdefault((sensor, variable), []).append(hour)
+        rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+        mixed: set[tuple[str, str, int]] = set()
+        for series_key, hours in sorted(by_series.items()):
+            for first_hour, last_hour in _runs(sorted(hours)):
+                got, got_mixed = self._compute(site, station, series_key, first_hour, last_hour + HOUR_NS)
+                rows.update(got)
+                mixed |= got_mixed
+        self._write_rows(site, station, rows)
+        report.hours_recomputed += len(marked)
+        with self._hold([(site, station)]):
+            now = self._marks_of(site, station, None, min(h for *_, h in marked), through, positive=True)
+            unchanged = {key: (_MIXED if key in mixed else _CLEAN) for key, gen in marked.items()
+                         if now.get(key) == gen}
+            self._write_marks(site, station, unchanged)
+        report.marks_cleared += len(unchanged)
+        report.marks_kept += len(marked) - len(unchanged)
+        report.mixed += sum(1 for key in unchanged if key in mixed)
+
+    def _through(self, site: str, station: str) -> int | None:
+        found = self._query(f"SELECT last(through) FROM {self._rollup_source(STATE_MEASUREMENT)} "
+                            "WHERE site = $site AND station = $station", {"site": site, "station": station})
+        values = [int(row[1]) for series in found for row in series.get("values") or () if row[1] is not None]
+        return max(values) if values else None
+
+    def _compute(self, site: str, station: str, series_key: Series | None, start_ns: int, end_ns: int
+                 ) -> tuple[dict[tuple[str, str, int], dict[str, Any]], set[tuple[str, str, int]]]:
+        """InfluxDB's hourly answers of [start, end) per (sensor, variable, hour), and the hours of more than one
+        series (unit, time source) of a sensor's variable."""
+        where = (f"WHERE site = $site AND station = $station AND time >= {int(start_ns)} AND time < {int(end_ns)}")
+        params = {"site": site, "station": station}
+        if series_key is not None:
+            where += " AND sensor = $sensor AND variable = $variable"
+            params |= {"sensor": series_key[0], "variable": series_key[1]}
+        query = (f"SELECT mean(value) AS mean, min(value) AS min, max(value) AS max, count(value) AS count, "
+                 f"last(value) AS last, max(qc) AS qc FROM {self._source()} {where} GROUP BY time(1h), * fill(none)")
+        rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+        mixed: set[tuple[str, str, int]] = set()
+        for chunk in self._stream(query, params):
+            for series in chunk:
+                tags = series.get("tags") or {}
+                sensor, variable = str(tags.get("sensor", "")), str(tags.get("variable", ""))
+                columns = series["columns"]
+                for values in series.get("values") or ():
+                    row = dict(zip(columns, values, strict=True))
+                    key = (sensor, variable, int(row["time"]))
+                    if key in rows or key in mixed:
+                        rows.pop(key, None)
+                        mixed.add(key)
+                    else:
+                        rows[key] = row
+        return rows, mixed
+
+    def _write_rows(self, site: str, station: str, rows: dict[tuple[str, str, int], dict[str, Any]]) -> None:
+        lines = []
+        for (sensor, variable, hour), row in sorted(rows.items()):
+            fields = [f"{name}={text}" for name in ("mean", "min", "max", "last")
+                      if (text := _number(row.get(name))) is not None]
+            if row.get("count") is not None:
+                fields.append(f"count={int(row['count'])}i")
+            if row.get("qc") is not None:
+                fields.append(f"qc={int(row['qc'])}i")
+            if not fields:
+                continue  # no reading in the hour (never answered with fill(none))
+            lines.append(f"{ROLLUP_MEASUREMENT},{_tags(site, station, sensor, variable)} {','.join(fields)} {hour}")
+        for first in range(0, len(lines), _ROWS_PER_WRITE):
+            self._write_body("\n".join(lines[first:first + _ROWS_PER_WRITE]))
+
+    def _write_marks(self, site: str, station: str, marks: dict[tuple[str, str, int], int]) -> None:
+        lines = [f"{DIRTY_MEASUREMENT},{_tags(site, station, sensor, variable)} gen={gen}i {hour}"
+                 for (sensor, variable, hour), gen in sorted(marks.items())]
+        for first in range(0, len(lines), _ROWS_PER_WRITE):
+            self._write_body("\n".join(lines[first:first + _ROWS_PER_WRITE]))
+
+    def _marks_of(self, site: str, station: str, series_key: Series | None, start_ns: int | None, end_ns: int,
+                  *, positive: bool = False) -> dict[tuple[str, str, int], int]:
+        """Marks with gen != 0 (> 0 with `positive`) of [start, end), by (sensor, variable, hour)."""
+        where = f"WHERE site = $site AND station = $station AND time < {int(end_ns)}"
+        if start_ns is not None:
+            where += f" AND time >= {int(start_ns)}"
+        params = {"site": site, "station": station}
+        if series_key is not None:
+            where += " AND sensor = $sensor AND variable = $variable"
+            params |= {"sensor": series_key[0], "variable": series_key[1]}
+        where += " AND gen > 0" if positive else " AND gen != 0"
+        found = self._query(f"SELECT gen FROM {self._rollup_source(DIRTY_MEASUREMENT)} {where} "
+                            "GROUP BY sensor, variable", params)
+        marks: dict[tuple[str, str, int], int] = {}
+        for series in found:
+            tags = series.get("tags") or {}
+            sensor, variable = str(tags.get("sensor", "")), str(tags.get("variable", ""))
+            for time_ns, gen in series.get("values") or ():
+                marks[(sensor, variable, int(time_ns))] = int(gen)
+        return marks
+
+    # --- reads: rule 4 ----------------------------------------------------------------------------------------------
+
+    def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, aggregate: Aggregate,
+                            site: str, sensor: str) -> Iterator[list[SeriesRow]]:
+        """Hourly windows of one series: clean hours from the rollup, the others from the readings (rule 4)."""
+        first = ceil_hour(start_ns)
+        through = self._through(site, station)
+        last = min(floor_hour(end_ns), through if through is not None else first)
+        if last <= first:
+            yield from self._raw_iter_series(station, variable, start_ns, end_ns, HOUR_NS, aggregate, site, sensor)
+            return
+        dirty = sorted(hour for (_, _, hour) in self._marks_of(site, station, (sensor, variable), first, last))
+        runs = _runs(dirty)
+        if len(runs) > MAX_DIRTY_RUNS:
+            yield from self._raw_iter_series(station, variable, start_ns, end_ns, HOUR_NS, aggregate, site, sensor)
+            return
+        if start_ns < first:
+            yield from self._raw_iter_series(station, variable, start_ns, first, HOUR_NS, aggregate, site, sensor)
+        field = _AGGREGATE_FIELDS[aggregate]
+        query = (f'SELECT "{field}" AS value, qc FROM {self._rollup_source(ROLLUP_MEASUREMENT)} WHERE site = $site '
+                 f"AND station = $station AND sensor = $sensor AND variable = $variable AND time >= {int(first)} "
+                 f"AND time < {int(last)}")
+        params = {"site": site, "station": station, "sensor": sensor, "variable": variable}
+        pending = list(runs)  # (first hour, last hour) of each run of marked hours, in time order
+        for chunk in self._stream(query, params):
+            for series in chunk:
+                columns = series["columns"]
+                rows = series.get("values") or ()
+                if columns != ["time", "value", "qc"]:  # never seen, but the column order is InfluxDB's to choose
+                    t_i, v_i, q_i = columns.index("time"), columns.index("value"), columns.index("qc")
+                    rows = [(r[t_i], r[v_i], r[q_i]) for r in rows]
+                out: list[SeriesRow] = []
+                for row in rows:
+                    time_ns = row[0]
+                    while pending and pending[0][0] <= time_ns:
+                        run_first, run_last = pending.pop(0)
+                        if out:
+                            yield out
+                            out = []
+                        yield from self._raw_iter_series(station, variable, run_first, run_last + HOUR_NS,
+                                                         HOUR_NS, aggregate, site, sensor)
+                    if not _inside(time_ns, runs):
+                        out.append(row)
+                if out:
+                    yield out
+        for run_first, run_last in pending:
+            yield from self._raw_iter_series(station, variable, run_first, run_last + HOUR_NS, HOUR_NS, aggregate,
+                                             site, sensor)
+        if last < end_ns:
+            yield from self._raw_iter_series(station, variable, last, end_ns, HOUR_NS, aggregate, site, sensor)
+
+
+def _runs(hours: list[int]) -> list[tuple[int, int]]:
+    """Sorted hour starts -> (first, last) of each run of consecutive hours."""
+    runs: list[tuple[int, int]] = []
+    for hour in hours:
+        if runs and hour - runs[-1][1] <= HOUR_NS:
+            runs[-1] = (runs[-1][0], hour)
+        else:
+            runs.append((hour, hour))
+    return runs
+
+
+def _inside(time_ns: int, runs: list[tuple[int, int]]) -> bool:
+    index = bisect.bisect_right(runs, (time_ns, 1 << 62)) - 1
+    return index >= 0 and runs[index][0] <= time_ns <= runs[index][1]
