@@ -10,13 +10,19 @@ is its client. For every case:
     baseline  the InfluxQL statements the endpoint's store calls send, POSTed straight to influxd's /query one after
               the other with the store's own parameters (chunked=true, chunk_size, no gzip), whole bodies read
 
-Ours and the baseline alternate request by request (load on the shared machine hits both alike). Reported: median
+    before    the same GET to a second server of the same code as it ran before this work's last change: uvicorn
+              with h11 and asyncio's loop (`--before-http`), hourly reads without the rollup
+
+Ours, before and the baseline alternate request by request (load on the shared machine hits all alike). Reported: median
 and p95 wall time, the ratio of the medians, the CPU time the server process and influxd spent per request (from
 /proc: steadier than wall time when the machine is shared), and the server's peak RSS during the case
 (VmHWM, reset before each request through /proc/<pid>/clear_refs). Every body is checked once (record and point
 counts). No figure is asserted: they go to docs/performance.md and docs/scaling.md.
 
-    .venv/bin/python bench/api_scale.py [--data-dir DIR] [--repeat 15] [--heavy-repeat 3]
+Before the servers start, the hourly rollup's job (`InfluxStore.roll_up`, gateway/central/store/influx_rollup.py) runs
+once over the data (the first run rolls up the year: its time is printed; later runs find nothing to do).
+
+    .venv/bin/python bench/api_scale.py [--data-dir DIR] [--repeat 15] [--heavy-repeat 3] [--no-before]
 """
 
 from __future__ import annotations
@@ -78,6 +84,8 @@ class Case:
     earlier: list[Query] = field(default_factory=list)
     earlier_wall: list[float] = field(default_factory=list)
     earlier_db_cpu: list[float] = field(default_factory=list)
+    before_wall: list[float] = field(default_factory=list)
+    before_server_cpu: list[float] = field(default_factory=list)
     ours_wall: list[float] = field(default_factory=list)
     base_wall: list[float] = field(default_factory=list)
     ours_server_cpu: list[float] = field(default_factory=list)
@@ -203,9 +211,19 @@ def cases() -> list[Case]:
                             chunk_size=FLUX_CHUNK_ROWS)]),
         Case("series, year of 10 s CO2 -> hourly means (JSON)", "/api/v1/series",
              {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": YEAR_END, "every": "1h"},
-             [sources_of(E_NS), Query("SELECT mean(value) AS value, max(qc) AS qc FROM readings "
-                                      f"{series_where(E_NS)} GROUP BY time(3600s) fill(none)", series_params)],
-             check_points(8_760)),
+             # through the rollup: its state and marks in one request, then the year's rows of readings_1h
+             [sources_of(E_NS),
+              Query("SELECT last(through) FROM readings_rollup WHERE site = $site AND station = $station;\n"
+                    "SELECT gen FROM readings_dirty WHERE site = $site AND station = $station AND sensor = $sensor "
+                    f"AND variable = $variable AND time >= {S_NS} AND time < {E_NS} AND gen != 0", series_params,
+                    chunked=False),
+              Query('SELECT "mean" AS value, qc FROM readings_1h WHERE site = $site AND station = $station AND '
+                    f"sensor = $sensor AND variable = $variable AND time >= {S_NS} AND time < {E_NS}",
+                    series_params)],
+             check_points(8_760),
+             earlier=[sources_of(E_NS), Query("SELECT mean(value) AS value, max(qc) AS qc FROM readings "
+                                              f"{series_where(E_NS)} GROUP BY time(3600s) fill(none)",
+                                              series_params)]),
         Case("series, raw January (267,840 points, JSON)", "/api/v1/series",
              {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": "2025-02-01T00:00:00Z"},
              [sources_of(JAN_END_NS), Query(f"SELECT value, qc FROM readings {series_where(JAN_END_NS)}",
@@ -251,10 +269,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(case: Case, client: httpx.Client, api: str, db_url: str, server_pid: int, db_pid: int,
-            repeat: int) -> None:
+            repeat: int, before: tuple[str, int] | None = None) -> None:
     body = fetch(client, "GET", f"{api}{case.path}", params=case.params)
     case.size = len(body)
     case.described = case.check(body)
+    if before is not None:
+        before_body = fetch(client, "GET", f"{before[0]}{case.path}", params=case.params)
+        if before_body != body:
+            raise AssertionError(f"{case.name}: the server before this change answered other bytes")
+        del before_body
     del body
     run_baseline(client, db_url, case.baseline)  # warm the same caches for both
     for _ in range(repeat):
@@ -270,6 +293,13 @@ def measure(case: Case, client: httpx.Client, api: str, db_url: str, server_pid:
             run_baseline(client, db_url, case.earlier)
             case.earlier_wall.append(time.perf_counter() - t0)
             case.earlier_db_cpu.append(cpu_seconds(db_pid) - db0)
+
+        if before is not None:
+            b0 = cpu_seconds(before[1])
+            t0 = time.perf_counter()
+            fetch(client, "GET", f"{before[0]}{case.path}", params=case.params)
+            case.before_wall.append(time.perf_counter() - t0)
+            case.before_server_cpu.append(cpu_seconds(before[1]) - b0)
 
         reset_peak_rss(server_pid)
         db0, s0 = cpu_seconds(db_pid), cpu_seconds(server_pid)
@@ -292,6 +322,19 @@ def report(all_cases: list[Case]) -> None:
               f"{ours:.3f} / {percentile(c.ours_wall, 0.95):.3f} | {base:.3f} | {ours / base:.2f} | "
               f"{statistics.median(c.ours_server_cpu):.2f} | {statistics.median(c.ours_db_cpu):.2f} / "
               f"{statistics.median(c.base_db_cpu):.2f} | {max(c.peak_rss) / 1e6:.0f} |")
+    if any(c.before_wall for c in all_cases):
+        print()
+        print("| endpoint | before: median / p95 (s) | after: median / p95 (s) | ratio to the store's statements: "
+              "before -> after | server CPU per request: before -> after (s) |")
+        print("|---|---|---|---|---|")
+        for c in all_cases:
+            if not c.before_wall:
+                continue
+            base = statistics.median(c.base_wall)
+            before, ours = statistics.median(c.before_wall), statistics.median(c.ours_wall)
+            print(f"| {c.name} | {before:.3f} / {percentile(c.before_wall, 0.95):.3f} | {ours:.3f} / "
+                  f"{percentile(c.ours_wall, 0.95):.3f} | {before / base:.2f} -> {ours / base:.2f} | "
+                  f"{statistics.median(c.before_server_cpu):.3f} -> {statistics.median(c.ours_server_cpu):.3f} |")
     for c in all_cases:
         if c.earlier_wall:
             print(f"{c.name}: the store's statements before its last change, straight to influxd in the same run: "
@@ -300,17 +343,51 @@ def report(all_cases: list[Case]) -> None:
                   f"{statistics.median(c.base_wall):.3f} s, {sum(c.base_db_cpu) / len(c.base_db_cpu):.3f} s")
 
 
-def serve(url: str, database: str, port: int) -> None:
+def serve(url: str, database: str, port: int, mode: str) -> None:
     import uvicorn
 
     from gateway.central.access import AccessControl
     from gateway.central.api import create_app
     from gateway.central.store import InfluxStore
 
-    store = InfluxStore(url, database=database, timeout_s=120.0)
+    before = mode == "before"
+    store = InfluxStore(url, database=database, timeout_s=120.0, rollup_reads=not before)
     # no tokens: what is measured is the answer's cost (a token check is one hash and one SQLite lookup per request)
-    uvicorn.run(create_app(store, access=AccessControl.development()), host="127.0.0.1", port=port,
-                log_level="warning")
+    app = create_app(store, access=AccessControl.development())
+    if before:  # the HTTP server as it was: pure-Python h11 on asyncio's own loop
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", http="h11", loop="asyncio")
+    else:  # as the central service runs it: uvicorn's choice, httptools and uvloop when installed
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def start_server(db_url: str, mode: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve", db_url, DATABASE, str(port), mode])
+    api = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{api}/api/v1/health", timeout=10).status_code == 200:
+                return server, api
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError(f"the API server ({mode}) did not start")
+        time.sleep(0.2)
+
+
+def roll_up_once(db_url: str, db_pid: int) -> None:
+    from gateway.central.store import InfluxStore
+
+    store = InfluxStore(db_url, database=DATABASE, timeout_s=600.0)
+    try:
+        db0, c0, t0 = cpu_seconds(db_pid), time.process_time(), time.perf_counter()
+        report = store.roll_up()
+        print(f"hourly rollup job: {time.perf_counter() - t0:.1f} s, influxd CPU {cpu_seconds(db_pid) - db0:.1f} s, "
+              f"job CPU {time.process_time() - c0:.1f} s: {report}")
+    finally:
+        store.close()
 
 
 def main() -> None:
@@ -320,10 +397,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="requests per case and side")
     parser.add_argument("--heavy-repeat", type=int, default=3, help="the same for the raw years")
     parser.add_argument("--only", help="run the cases whose name contains this text")
-    parser.add_argument("--serve", nargs=3, metavar=("URL", "DATABASE", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-before", action="store_true",
+                        help="skip the second server (h11, asyncio's loop, no rollup) measured beside ours")
+    parser.add_argument("--serve", nargs=4, metavar=("URL", "DATABASE", "PORT", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], args.serve[1], int(args.serve[2]))
+        serve(args.serve[0], args.serve[1], int(args.serve[2]), args.serve[3])
         return
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load "
           f"average {os.getloadavg()[0]:.1f} at the start")
@@ -340,34 +419,31 @@ def main() -> None:
             print(f"loaded {year.readings:,} readings and {year.flux_records:,} flux records in {year.seconds:.0f} s "
                   f"({year.readings / year.seconds:,.0f} readings/s, verified)")
         wait_for_tsm(db.url)
-        port = free_port()
-        server = subprocess.Popen([sys.executable, __file__, "--serve", db.url, DATABASE, str(port)])
-        api = f"http://127.0.0.1:{port}"
+        roll_up_once(db.url, db_pid)
+        wait_for_tsm(db.url)
+        server, api = start_server(db.url, "after")
+        try:
+            before = None if args.no_before else start_server(db.url, "before")
+        except BaseException:
+            server.kill()
+            raise
         try:
             with httpx.Client(timeout=600.0) as client:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if client.get(f"{api}/api/v1/health").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("the API server did not start")
-                    time.sleep(0.2)
                 print(f"server idle RSS {peak_rss(server.pid) / 1e6:.0f} MB")
                 selected = [c for c in cases() if args.only is None or args.only in c.name]
                 for case in selected:
                     measure(case, client, api, db.url, server.pid, db_pid,
-                            args.heavy_repeat if case.heavy else args.repeat)
+                            args.heavy_repeat if case.heavy else args.repeat,
+                            None if before is None else (before[1], before[0].pid))
                     print(f"  {case.name}: ours {statistics.median(case.ours_wall):.3f} s, baseline "
                           f"{statistics.median(case.base_wall):.3f} s, peak RSS {max(case.peak_rss) / 1e6:.0f} MB",
                           flush=True)
             report(selected)
             print(f"load average {os.getloadavg()[0]:.1f} at the end")
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+            for process in (server, *(() if before is None else (before[0],))):
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
 
 
 if __name__ == "__main__":

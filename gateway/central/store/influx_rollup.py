@@ -314,13 +314,27 @@ class InfluxRollupMixin:
     def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, aggregate: Aggregate,
                             site: str, sensor: str) -> Iterator[list[SeriesRow]]:
         """Hourly windows of one series: clean hours from the rollup, the others from the readings (rule 4)."""
-        first = ceil_hour(start_ns)
-        through = self._through(site, station)
-        last = min(floor_hour(end_ns), through if through is not None else first)
+        first, floor_end = ceil_hour(start_ns), floor_hour(end_ns)
+        if floor_end <= first:
+            yield from self._raw_iter_series(station, variable, start_ns, end_ns, HOUR_NS, aggregate, site, sensor)
+            return
+        # the state and the marks in one request (the marks of hours past `through` are not needed, but asking for
+        # them saves a round trip)
+        params = {"site": site, "station": station, "sensor": sensor, "variable": variable}
+        state, marks = self._query_many([
+            f"SELECT last(through) FROM {self._rollup_source(STATE_MEASUREMENT)} WHERE site = $site "
+            "AND station = $station",
+            f"SELECT gen FROM {self._rollup_source(DIRTY_MEASUREMENT)} WHERE site = $site AND station = $station "
+            f"AND sensor = $sensor AND variable = $variable AND time >= {int(first)} AND time < {int(floor_end)} "
+            "AND gen != 0",
+        ], params)
+        through = max((int(row[1]) for series in state for row in series.get("values") or () if row[1] is not None),
+                      default=first)
+        last = min(floor_end, through)
         if last <= first:
             yield from self._raw_iter_series(station, variable, start_ns, end_ns, HOUR_NS, aggregate, site, sensor)
             return
-        dirty = sorted(hour for (_, _, hour) in self._marks_of(site, station, (sensor, variable), first, last))
+        dirty = sorted(int(row[0]) for series in marks for row in series.get("values") or () if row[0] < last)
         runs = _runs(dirty)
         if len(runs) > MAX_DIRTY_RUNS:
             yield from self._raw_iter_series(station, variable, start_ns, end_ns, HOUR_NS, aggregate, site, sensor)
@@ -331,7 +345,6 @@ class InfluxRollupMixin:
         query = (f'SELECT "{field}" AS value, qc FROM {self._rollup_source(ROLLUP_MEASUREMENT)} WHERE site = $site '
                  f"AND station = $station AND sensor = $sensor AND variable = $variable AND time >= {int(first)} "
                  f"AND time < {int(last)}")
-        params = {"site": site, "station": station, "sensor": sensor, "variable": variable}
         pending = list(runs)  # (first hour, last hour) of each run of marked hours, in time order
         for chunk in self._stream(query, params):
             for series in chunk:
@@ -340,6 +353,10 @@ class InfluxRollupMixin:
                 if columns != ["time", "value", "qc"]:  # never seen, but the column order is InfluxDB's to choose
                     t_i, v_i, q_i = columns.index("time"), columns.index("value"), columns.index("qc")
                     rows = [(r[t_i], r[v_i], r[q_i]) for r in rows]
+                if not runs:
+                    if rows:
+                        yield rows  # InfluxDB's own rows: no copy per row
+                    continue
                 out: list[SeriesRow] = []
                 for row in rows:
                     time_ns = row[0]
