@@ -11,10 +11,11 @@ and archives) is gzip'd text and is still read; `CsvArchiveWriter` still writes 
     #footer {"records": 36000, "bad_records": {"checksum": 3}, "clock_steps": [], "closed": "rotation", ...}
 
 In both, TIME is the arrival time of the record's line end in UTC unix seconds (microseconds), mapped from the
-monotonic clock (gateway/clock.py), and a missing value reads as NaN. A file without footer was not closed (power
-cut, kill -9); the reader returns what it holds and says so (`complete=False`). The writer hands the kernel every
-`flush_every` records, so a crash of the daemon loses at most that many records, a power cut also what the kernel
-had not written. Writing needs only the standard library: numpy is imported by the readers.
+monotonic clock (gateway/clock.py) — for records read together in one burst, one instrument period apart and never
+after their read (gateway/edge/streams/stamping.py) —, and a missing value reads as NaN. A file without footer was
+not closed (power cut, kill -9); the reader returns what it holds and says so (`complete=False`). The writer hands
+the kernel every `flush_every` records, so a crash of the daemon loses at most that many records, a power cut also
+what the kernel had not written. Writing needs only the standard library: numpy is imported by the readers.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def _header(sensor: str, period_start: int, columns: Sequence[tuple[str, str]], 
         "period_s": PERIOD_S,
         "columns": [{"name": n, "unit": u} for n, u in columns],
         "time": {"column": "TIME", "unit": "s since 1970-01-01T00:00:00Z",
-                 "meaning": "arrival of the record's line end, monotonic clock mapped to UTC"},
+                 "meaning": "arrival of the record's line end (records read together: one instrument "
+                            "period apart, never after their read), monotonic clock mapped to UTC"},
         **metadata,
     }
 

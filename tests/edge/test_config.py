@@ -114,6 +114,25 @@ def test_a_polling_interval_must_be_a_positive_number(tmp_path: Path, interval: 
         load_station_config(path)
 
 
+@pytest.mark.parametrize(("interval", "expected"), [(0.01, "greater than or equal to 0.02"),
+                                                    (1.5, "less than or equal to 1")])
+def test_the_stream_read_interval_is_bounded(tmp_path: Path, interval: float, expected: str) -> None:
+    path = write(tmp_path, with_changes(streams={"read_interval_s": interval}))
+    with pytest.raises(ConfigError, match=rf"streams\.read_interval_s: Input should be {expected}"):
+        load_station_config(path)
+
+
+def test_the_stream_read_interval_reaches_the_runners(tmp_path: Path) -> None:
+    from gateway.edge.streams.group import StreamGroup
+
+    config = load_station_config(write(tmp_path, with_changes(
+        streams={"read_interval_s": 0.5}, sensors=[{"name": "csat", "driver": "csat3b", "port": "tcp://127.0.0.1:9"}],
+        buffer={"path": str(tmp_path / "buffer.sqlite")})))
+    assert load_station_config(write(tmp_path, GOOD)).streams.read_interval_s == 0.2  # the default
+    group = StreamGroup(config, sink=lambda readings: None)
+    assert [r.settings.read_interval_s for r in group.runners] == [0.5]
+
+
 @pytest.mark.parametrize("spelling", ["by-id/usb-FTDI_FT232R_A9XK1-if00-port0", "/ttyUSB0", "by-id/../ttyUSB0"])
 def test_one_port_spelled_two_ways_is_refused(tmp_path: Path, spelling: str) -> None:
     # a stand-in for /dev: the adapter's node and its by-id link

@@ -188,3 +188,17 @@ def test_instrument_clock_drift_flags_the_summaries(tmp_path: Path) -> None:
                  what="a flagged summary")
     flagged = [r for r in harness.readings if r.variable == "U" and r.qc is QualityFlag.SUSPECT]
     assert flagged[0].qc_reason is not None and "output rate" in flagged[0].qc_reason
+
+
+def test_records_read_in_bursts_are_stamped_at_the_instruments_cadence(tmp_path: Path) -> None:
+    # read every 0.2 s (the default), about ten 50 Hz records per read: the archive holds them in order, stamped
+    # one period apart (the stamps' microsecond resolution aside) except where the stamps settled earlier
+    with CSAT3BSimulator("tcp://127.0.0.1:0", frequency_hz=50, seed=2) as sim, \
+            RunnerHarness(CSAT3BDriver, csat3b(sim.tcp_endpoint, frequency_hz=50), tmp_path / "raw") as harness:
+        assert harness.runner.settings.read_interval_s == 0.2
+        wait_for(lambda: harness.runner.health.good >= 300, what="300 records")
+    assert_archive_is_a_run_of_served(archived_rows(harness.closed), sim)
+    times = np.concatenate([read_archive(p).time for p in harness.closed])
+    steps = np.diff(times)
+    assert np.all(steps > 0)
+    assert np.mean(np.abs(steps - 0.02) < 2e-6) > 0.9, np.round(steps, 4)

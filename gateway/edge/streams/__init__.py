@@ -4,10 +4,12 @@ One `StreamRunner` thread per stream sensor owns its transport (serial port or T
 
     connect (backoff 0.5 s .. 30 s; a vanished USB adapter is reopened when its device node returns)
       -> write driver.start_commands()
-      -> read chunks -> split at driver.terminator (bounded: a line longer than `max_frame_bytes` is garbage, dropped,
-         and the splitter resyncs at the next terminator)
-      -> stamp each frame with its arrival on the monotonic clock, mapped to UTC (gateway/clock.py)
+      -> every `read_interval_s` (0.2 s, dithered by up to half a period) read what arrived -> split at
+         driver.terminator (bounded: a line longer than `max_frame_bytes` is garbage, dropped, and the splitter
+         resyncs at the next terminator)
       -> driver.parse(frame): values, or BadRecord -> counted by reason, dropped (logged on state changes only)
+      -> stamp the read's records one instrument period apart, continuing the cadence, never later than the read
+         (`stamping`), on the monotonic clock mapped to UTC (gateway/clock.py)
       -> (a) the raw archive (gateway/rawarchive, one file per half hour)  (b) the interval summaries
 
 Summaries: every `summary_interval_s` (aligned to UTC), for every column the mean (`<COL>`), standard deviation
@@ -27,6 +29,7 @@ Modules, one job each (import from them; this package re-exports nothing):
 | module | job |
 |---|---|
 | `transport` | `Transport` (serial port or TCP socket), `FrameSplitter` (bounded split at the terminator) |
+| `stamping` | `CadenceStamper` (a read's records stamped from the instrument's cadence), `ReadSchedule` |
 | `runner` | `StreamRunner` (a thread per sensor: connect, read, stamp, parse), `StreamSettings`, `StreamHealth` |
 | `summaries` | `IntervalSummary` (running sums of one interval) and `summary_readings` (its readings and quality) |
 | `archiving` | `StreamArchive` (the sensor's half-hour raw archive files, their headers and footers) |

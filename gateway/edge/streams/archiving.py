@@ -73,7 +73,9 @@ class StreamArchive:
             "instrument": {"driver": cfg.driver, "model": self.driver_class.__name__.removesuffix("Driver"),
                            **instrument},
             "frequency_hz": cfg.frequency_hz,
-            "clock": {"time_source": TimeSource.GATEWAY.value, "stamped": "arrival, monotonic mapped to UTC",
+            "clock": {"time_source": TimeSource.GATEWAY.value,
+                      "stamped": "instrument cadence anchored on arrival (never after the read), monotonic mapped to "
+                                 "UTC",
                       "synced_at_open": state.synced, "epoch": state.epoch,
                       "step_threshold_s": self.clock.step_threshold_s},
             "created": format_time(datetime.now(UTC)),

@@ -25,7 +25,7 @@ class StreamGroup:
         streams = config.streams
         archive_dir = streams.archive_dir or Path(config.buffer.path).parent / "raw"
         self.settings = StreamSettings(archive_dir=archive_dir, summary_interval_s=streams.summary_interval_s,
-                                       uplink=streams.uplink)
+                                       uplink=streams.uplink, read_interval_s=streams.read_interval_s)
         self.uplink: RawOutbox | None = None
         stream_sensors = [(cls, cfg) for cls, cfg in config.sensors if is_stream_driver(cls)]
         if stream_sensors and streams.uplink == "all":

@@ -2,9 +2,10 @@
 
     connect (backoff 0.5 s .. 30 s; a vanished USB adapter is reopened when its device node returns)
       -> write driver.start_commands()
-      -> read chunks -> split at driver.terminator (`transport.FrameSplitter`)
-      -> stamp each frame with its arrival on the monotonic clock, mapped to UTC (gateway/clock.py)
+      -> every `read_interval_s` (0.2 s) read what arrived -> split at driver.terminator (`transport.FrameSplitter`)
       -> driver.parse(frame): values, or BadRecord -> counted by reason, dropped (logged on state changes only)
+      -> stamp the burst's records from the instrument's cadence, anchored on their arrival, on the monotonic clock
+         (`stamping.CadenceStamper`), mapped to UTC (gateway/clock.py)
       -> (a) the raw archive (`archiving.StreamArchive`)  (b) the interval summaries (`summaries`)
 """
 
@@ -23,6 +24,7 @@ import serial
 from gateway.clock import ClockMapper, ClockStep
 from gateway.driver_api import NOT_DATA, BadRecord, StreamConfig, StreamDriver
 from gateway.edge.streams.archiving import StreamArchive
+from gateway.edge.streams.stamping import CadenceStamper, ReadSchedule
 from gateway.edge.streams.summaries import IntervalSummary, summary_readings
 from gateway.edge.streams.transport import FrameSplitter, Transport
 from gateway.model import Reading
@@ -45,6 +47,9 @@ class StreamSettings:
     silence_s: float = 2.0  # no frame for this long while connected: the sensor is "silent" (logged once)
     max_frame_bytes: int = 4096
     read_chunk: int = 4096
+    # a read of everything that arrived every this many seconds (records stamped from the instrument's cadence,
+    # stamping.py) instead of a wake-up per record
+    read_interval_s: float = 0.2
 
 
 @dataclass
@@ -98,6 +103,7 @@ class StreamRunner:
         self._v = self._names.index("V") if "V" in self._names else None
         self._transport = Transport(config)
         self._splitter = FrameSplitter(driver_class.terminator, settings.max_frame_bytes)
+        self._stamper = CadenceStamper(config.frequency_hz)
         self._archive = StreamArchive(settings.archive_dir, site=site, station=station, config=config,
                                       driver_class=driver_class, driver=self.driver, clock=self.clock,
                                       on_closed=self._archive_closed)
@@ -138,7 +144,7 @@ class StreamRunner:
 
     def _connect(self) -> bool:
         try:
-            self._transport.open(timeout_s=0.25)
+            self._transport.open(timeout_s=0.0)
             for command in self.driver.start_commands():
                 self._transport.write(command)
         except (OSError, serial.SerialException, ValueError) as exc:
@@ -147,6 +153,7 @@ class StreamRunner:
             return False
         self.health.connects += 1
         self._splitter.reset()
+        self._stamper.reset()
         reset = getattr(self.driver, "reset", None)
         if callable(reset):
             reset()
@@ -155,9 +162,14 @@ class StreamRunner:
 
     def _pump(self, stop: threading.Event) -> None:
         last_frame = self.clock.monotonic()
+        schedule = ReadSchedule(self.settings.read_interval_s, self.config.frequency_hz, last_frame)
         while not stop.is_set():
             try:
-                data = self._transport.read(self.settings.read_chunk)
+                delay = schedule.due - self.clock.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return
+                schedule.advance(self.clock.monotonic())
+                data = self._transport.read_available(self.settings.read_chunk)
             except (OSError, serial.SerialException) as exc:
                 self.health.disconnects += 1
                 self._transport.close()
@@ -179,32 +191,44 @@ class StreamRunner:
             self._housekeeping(now)
 
     def _handle(self, frames: list[bytes], mono: float) -> None:
-        utc = self.clock.to_utc(mono)
+        """The frames of one read, all arrived by `mono`."""
         parse = self.driver.parse
+        # records in the instrument's output order: their values, or None for a bad one (it held its place in the
+        # cadence); instrument messages that are not data are not records
+        records: list[tuple[float | None, ...] | None] = []
         for frame in frames:
             if not frame:
                 continue
             self.health.frames += 1
             try:
-                values = parse(frame)
+                records.append(parse(frame))
             except BadRecord as exc:
                 if exc.reason == NOT_DATA:
                     self.health.messages += 1
                     log.debug("sensor %s: instrument message %s", self.config.name, exc.message)
                 else:
                     self._count_bad(exc.reason, exc.message)
-                continue
+                    records.append(None)
             except Exception as exc:  # a driver bug must not stop the stream
                 log.exception("sensor %s: parse raised unexpectedly", self.config.name)
                 self._count_bad("driver_bug", f"{type(exc).__name__}: {exc}")
+                records.append(None)
+        if not records:
+            return
+        to_utc = self.clock.to_utc
+        utc = 0.0
+        for values, stamp in zip(records, self._stamper.stamps(len(records), mono), strict=True):
+            if values is None:
                 continue
             if self._bad_logged:
                 log.info("sensor %s: good records again after %s errors", self.config.name,
                          "/".join(sorted(self._bad_logged)))
                 self._bad_logged.clear()
             self.health.good += 1
-            self._record(values, utc, mono)
-        self.health.last_frame_utc = utc
+            utc = to_utc(stamp)
+            self._record(values, utc, stamp)
+        if utc:
+            self.health.last_frame_utc = utc
 
     def _record(self, values: tuple[float | None, ...], utc: float, mono: float) -> None:
         start = self._interval_start(utc)

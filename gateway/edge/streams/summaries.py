@@ -5,9 +5,12 @@ instrument has U and V, as `Reading`s stamped at the interval's end (AmeriFlux T
 An interval is flagged (qc SUSPECT, `clock_synced` False, with the reason) when the system clock stepped inside it,
 and SUSPECT when the instrument's output rate differs from its configured `frequency_hz` by more than
 `rate_tolerance` (a drifting instrument clock) plus the resolution of the rate estimate: the rate is measured on the
-frames' arrival times, which carry the host's scheduling latency (up to `ARRIVAL_LATENCY_S` at either end of the
-interval), so a short interval allows `2 * ARRIVAL_LATENCY_S / span` more (4 % at 1 s, 0.07 % at 60 s). Dropped
-records are named in `qc_reason` and only reduce the counts.
+records' stamps, which carry the host's scheduling latency (up to `ARRIVAL_LATENCY_S` at either end of the
+interval), so a short interval allows `2 * ARRIVAL_LATENCY_S / span` more (4 % at 1 s, 0.07 % at 60 s). Records read
+in bursts are stamped one nominal period apart (`stamping.py`): at the nominal rate the stamps are evenly spaced and
+the measured rate is exact; an instrument off its rate is followed at each burst's arrival, its stamps off by less
+than one period, so the rate it shows is off by at most 2 periods per interval (0.17 % at 20 Hz over the default
+60 s, against the 1 % tolerance). Dropped records are named in `qc_reason` and only reduce the counts.
 
 A summary is final once sent (its identity is sensor + variable + interval end, `docs/architecture.md`): after the
 clock steps back, frames stamped inside an interval already sent are counted in the first interval not yet sent

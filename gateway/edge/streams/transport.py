@@ -25,11 +25,15 @@ class Transport:
         return self.config.port.startswith("tcp://")
 
     def open(self, timeout_s: float) -> None:
+        """Connect; `read` then waits up to `timeout_s` for data, or with `timeout_s=0` the transport is for
+        `read_available` (no waiting)."""
         cfg = self.config
         if self.is_tcp:
             host, _, number = cfg.port.removeprefix("tcp://").rpartition(":")
             sock = socket.create_connection((host, int(number)), timeout=5.0)
-            if struct.calcsize("l") == 8:
+            if timeout_s == 0:
+                sock.settimeout(None)  # blocking for writes; `read_available` reads with MSG_DONTWAIT
+            elif struct.calcsize("l") == 8:
                 # The kernel's receive timeout on a blocking socket: each record costs one recv instead of Python's
                 # poll + recv (a 64-bit `struct timeval`; elsewhere Python's own timeout)
                 sock.settimeout(None)
@@ -43,6 +47,36 @@ class Transport:
                 raise FileNotFoundError(f"{cfg.port} does not exist")
             self._serial = serial.Serial(cfg.port, baudrate=cfg.baudrate, bytesize=cfg.bytesize, parity=cfg.parity,
                                          stopbits=cfg.stopbits, timeout=timeout_s, write_timeout=1.0)
+
+    def read_available(self, size: int) -> bytes:
+        """Every byte received so far, without waiting (b"" if none), for a transport opened with `timeout_s=0`;
+        reads in pieces of `size`. Raises OSError/SerialException when the link is gone."""
+        pieces: list[bytes] = []
+        if self._socket is not None:
+            while True:
+                try:
+                    data = self._socket.recv(size, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if not data:
+                    if pieces:
+                        break  # hand over what came before the close; the next read reports it
+                    raise ConnectionError("the instrument closed the connection")
+                pieces.append(data)
+                if len(data) < size:
+                    break
+        else:
+            assert self._serial is not None
+            while True:
+                # with the port's timeout 0 pyserial polls once and reads what is there; a vanished adapter reports
+                # readiness with no data (or EIO), which it raises as SerialException
+                data = self._serial.read(size)
+                if not data:
+                    break
+                pieces.append(data)
+                if len(data) < size:
+                    break
+        return b"".join(pieces)
 
     def read(self, size: int) -> bytes:
         """Up to `size` bytes, b"" after the timeout; raises OSError/SerialException when the link is gone."""
