@@ -2,13 +2,21 @@
 
 After each (re)connect the driver resynchronises and configures the probe: ESC + `s` (stop a running output),
 `echo off`, and the FORM of grammar.py; then every poll is one `send` and, every `errs_every_n_polls` polls, one
-`errs`. A reply it cannot parse, or a probe waiting for a parameter value, makes the next poll start over with the
-resync. On a serial port the daemon's SerialBus attaches the line (`transact` = one command/prompt exchange);
-standalone the driver opens a line of its own.
+`errs`. A reply it cannot parse, a timeout, or a probe waiting for a parameter value makes the next poll start over
+with the resync. On a serial port the daemon's SerialBus attaches the line (`transact` = one command/reply
+exchange); standalone the driver opens a line of its own.
+
+Every exchange reads until the reply of *its* command is in (grammar's `*_reply` pickers) and drops the replies
+ahead of it: those answered earlier commands and came late (a slow probe, a loaded host, a power-on banner that
+arrived after the first command went out). Taking the first prompt instead put the driver one reply behind: the
+late `echo off` confirmation was read as the `form` reply. The `echo off` confirmation is where a resync is in step
+again; dropped replies are counted in `late_replies` (and in the line's counter of that name, which the station's
+health shows).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar, Literal
 
@@ -56,6 +64,7 @@ class GMP343Driver:
         self._configured = False
         self._polls = 0
         self._errors: str | None = None
+        self.late_replies = 0  # replies to earlier commands read while waiting for the current one's; dropped
 
     def __repr__(self) -> str:
         return f"GMP343Driver({self.config.name!r}, port={self.config.port!r})"
@@ -82,28 +91,50 @@ class GMP343Driver:
                 close()
             self._own_line = None
 
-    def _command(self, text: bytes | str) -> bytes:
+    def _command(self, text: bytes | str, pick: Callable[[list[bytes]], int | None] = grammar.first_reply,
+                 expected: str = "a reply ending with the `>` prompt") -> bytes:
+        """Send one command and return its reply (a late reply to an earlier command ahead of it is dropped)."""
         line = self._line or self._own_line
         if line is None:
             self.open()
             line = self._own_line
         assert line is not None
+
+        def complete(received: bytes) -> bool:
+            return pick(grammar.split_replies(received)[0]) is not None
+
         try:
-            return line.transact(grammar.command(text), complete=grammar.reply_complete,
-                                 timeout_s=self.config.timeout_s)
+            received = line.transact(grammar.command(text), complete=complete, timeout_s=self.config.timeout_s)
         except DeviceError as exc:
             self._configured = False
             hint = exc.hint
             if exc.kind is FailureKind.TIMEOUT:
-                hint = (f"check the probe's supply, the serial settings (configured {self.config.baudrate} "
-                        f"{self.config.bytesize}{self.config.parity}{self.config.stopbits}; the hermes project "
-                        "uses 19200 8N1), the TX/RX wiring, and that the probe is in ASCII (not Modbus) mode")
+                hint = (f"expected {expected}; check the probe's supply, the serial settings (configured "
+                        f"{self.config.baudrate} {self.config.bytesize}{self.config.parity}{self.config.stopbits}; "
+                        "the hermes project uses 19200 8N1), the TX/RX wiring, and that the probe is in ASCII (not "
+                        "Modbus) mode")
             raise DeviceError(exc.kind, f"{self._where}: {exc.message}", hint) from None
+        replies, _rest = grammar.split_replies(received)
+        index = pick(replies)
+        if index is None:  # a line that returned before `complete` said so
+            self._configured = False
+            raise DeviceError(FailureKind.PROTOCOL, f"{self._where}: no reply to {text!r} in {received!r}",
+                              f"expected {expected}; the driver resyncs on the next poll")
+        self._count_late(len(replies) - 1)
+        return replies[index]
+
+    def _count_late(self, count: int) -> None:
+        if count <= 0:
+            return
+        self.late_replies += count
+        counters = getattr(self._line or self._own_line, "counters", None)
+        if counters is not None and isinstance(getattr(counters, "late_replies", None), int):
+            counters.late_replies += count
 
     def _configure(self) -> None:
         self._command("s")  # stop a running output; the leading ESC drops any half-typed command
-        self._command("echo off")
-        reply = self._command(grammar.FORM_COMMAND)
+        self._command("echo off", grammar.echo_off_reply, "the `echo off` confirmation (`ECHO : OFF`, then `>`)")
+        reply = self._command(grammar.FORM_COMMAND, grammar.form_reply)
         if grammar.PARAMETER_PROMPT_RE.search(reply):
             raise DeviceError(FailureKind.PROTOCOL, f"{self._where}: `form` asked for a value ({reply!r})",
                               "the probe's firmware may not know one of the FORM fields; check its version")
@@ -112,7 +143,7 @@ class GMP343Driver:
     def poll(self) -> list[Reading]:
         if not self._configured:
             self._configure()
-        reply = self._command("send")
+        reply = self._command("send", grammar.send_reply, f"a measurement line tagged {grammar.FORM_TAG!r}")
         try:
             values = grammar.parse_send(reply)
         except grammar.GrammarError as exc:
@@ -121,7 +152,7 @@ class GMP343Driver:
                               "line noise or another program changed the probe's FORM; the driver resyncs on the "
                               "next poll") from None
         if self._polls % self.config.errs_every_n_polls == 0:
-            self._errors = grammar.parse_errs(self._command("errs"))
+            self._errors = grammar.parse_errs(self._command("errs", grammar.errs_reply, "the `errs` report"))
         self._polls += 1
         return self._readings(values)
 

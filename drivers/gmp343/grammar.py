@@ -9,6 +9,13 @@ is behind it.
                text lines CR LF
                '>'                              the prompt: the reply is complete
     parameter: 'name (unit) : old ? '           a parameter command without a value asks for one and waits
+    echo off:  'ECHO       : OFF' CR LF '>'      the confirmation (wording and spacing [U]; matched loosely)
+
+A prompt is a '>' at the start of a line or right after another prompt: with echo off, `s` and `form` answer with
+a bare '>', so two replies read together look like '>>'. The probe answers commands in the order they came, one
+reply each; a reply that comes after its exchange gave up (a slow probe, a loaded host) is read by the next one.
+`split_replies` cuts what was read into whole replies, and each command's `*_reply` picks its own reply by what it
+says, so a late reply ahead of it is recognised and dropped instead of being taken for the answer.
 
 The driver sets `form CO2RAWUC CO2RAW CO2 T " (R C C+F T)"` (as hermes does), so a `send` reply is
 
@@ -59,9 +66,91 @@ def command(text: bytes | str) -> bytes:
     return ESC + raw + CR
 
 
+def split_replies(received: bytes) -> tuple[list[bytes], bytes]:
+    """What the probe printed, cut into whole replies (each ending with its prompt, or a parameter question that
+    waits for a value) and the rest, still being printed."""
+    replies: list[bytes] = []
+    start = line_start = 0
+    for at, byte in enumerate(received):
+        if byte == 0x0A:
+            line_start = at + 1
+        elif byte == 0x3E and not received[max(start, line_start):at].strip():  # '>' with nothing before it
+            replies.append(received[start:at + 1])
+            start = line_start = at + 1
+    rest = received[start:]
+    if PARAMETER_PROMPT_RE.search(rest):
+        return [*replies, rest], b""
+    return replies, rest
+
+
 def reply_complete(received: bytes) -> bool:
-    """The prompt ended the reply, or a parameter question is waiting for a value."""
-    return bool(PROMPT_RE.search(received) or PARAMETER_PROMPT_RE.search(received))
+    """A whole reply has been read: a prompt, or a parameter question waiting for a value."""
+    return bool(split_replies(received)[0])
+
+
+def reply_lines(reply: bytes) -> list[str]:
+    """The text lines of one reply, stripped, without its prompt and blank lines."""
+    body = reply[:-1] if reply.endswith(b">") else reply
+    return [line.strip() for line in _text(body).splitlines() if line.strip()]
+
+
+# Vaisala's confirmation of `echo on|off`; the simulator prints "ECHO       : OFF", other firmware "Echo : OFF" [U]
+ECHO_STATE_RE = re.compile(r"echo\s*:\s*(on|off)", re.IGNORECASE)
+# The command lines the driver sends, as the probe echoes them while echo is on
+ECHOED_COMMANDS = frozenset(c.lower() for c in ("s", "echo off", FORM_COMMAND.decode(), "send", "errs"))
+
+
+def echo_state(reply: bytes) -> str | None:
+    """'on' or 'off' when the reply is the confirmation of an `echo` command, else None."""
+    lines = reply_lines(reply)
+    match = ECHO_STATE_RE.fullmatch(lines[-1]) if lines else None
+    return match.group(1).lower() if match else None
+
+
+def _says_nothing(reply: bytes) -> bool:
+    """A reply without news: a bare prompt, echoed command lines only, or an echo confirmation. The answer to
+    `s` or `echo off`, never to `send` or `errs`."""
+    lines = reply_lines(reply)
+    return all(line.lower() in ECHOED_COMMANDS for line in lines) or echo_state(reply) is not None
+
+
+# Which of the whole replies read so far answers the command just sent (None: not arrived yet). Replies before it
+# belong to earlier commands and came late; each picker knows its own command's reply by its content.
+
+
+def first_reply(replies: list[bytes]) -> int | None:
+    """`s`: a bare prompt (echo off) cannot be told from a late one, so the first reply is taken; the `echo off`
+    after it resynchronises."""
+    return 0 if replies else None
+
+
+def echo_off_reply(replies: list[bytes]) -> int | None:
+    """`echo off`: the reply that confirms it. Everything before it answered earlier commands, so from here on
+    every reply is the answer to the command just sent."""
+    return next((i for i, reply in enumerate(replies) if echo_state(reply) == "off"), None)
+
+
+def form_reply(replies: list[bytes]) -> int | None:
+    """`form <fields>`: a bare prompt with echo off (or a question or an error); not an echo confirmation left over
+    from an abandoned resync, nor the echo of another command."""
+    others = ECHOED_COMMANDS - {FORM_COMMAND.decode().lower()}
+
+    def late(reply: bytes) -> bool:
+        lines = reply_lines(reply)
+        return echo_state(reply) is not None or (bool(lines) and all(line.lower() in others for line in lines))
+
+    return next((i for i, reply in enumerate(replies) if not late(reply)), None)
+
+
+def send_reply(replies: list[bytes]) -> int | None:
+    """`send`: the first reply that says something; a bare prompt or echo confirmation ahead of it is late."""
+    return next((i for i, reply in enumerate(replies) if not _says_nothing(reply)), None)
+
+
+def errs_reply(replies: list[bytes], tag: str = FORM_TAG) -> int | None:
+    """`errs`: the first reply that says something and is not a measurement line."""
+    return next((i for i, reply in enumerate(replies)
+                 if not _says_nothing(reply) and not any(tag in line for line in reply_lines(reply))), None)
 
 
 class GrammarError(ValueError):

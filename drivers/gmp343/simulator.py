@@ -38,8 +38,15 @@ ERROR_TEXT = b"E: IR source failure"  # [U] wording
 
 class GMP343Simulator:
     def __init__(self, port: str, *, baudrate: int = 19200, seed: int = 0, fault: str = "none",
-                 signal: SignalModel | None = None, interval_s: float = 1.0) -> None:
+                 signal: SignalModel | None = None, interval_s: float = 1.0, reply_delay_s: float = 0.0,
+                 late_banner: bool = False) -> None:
+        """`reply_delay_s` and `late_banner` let a test make replies late, as a slow or busy probe (or a loaded
+        host) does, without loading the machine: every command is answered `reply_delay_s` after it arrived (in
+        order, like the `slow` fault), and with `late_banner` the power-on banner goes out only when the first
+        command has come in (a probe switched on with the station, a banner held up on the host's side)."""
         self.port = port
+        self.reply_delay_s = reply_delay_s
+        self.late_banner = late_banner
         self.baudrate = baudrate
         self.signal = signal or SignalModel(base_ppm=420.0, amplitude_ppm=15.0, noise_ppm=0.5)
         self.interval_s = interval_s
@@ -190,7 +197,9 @@ class GMP343Simulator:
 
     def _serve(self) -> None:
         assert self._serial is not None
-        self._write(BANNER)
+        banner_due = self.late_banner
+        if not banner_due:
+            self._write(BANNER)
         pending = b""
         next_output = time.monotonic()
         while not self._stop.is_set():
@@ -207,8 +216,12 @@ class GMP343Simulator:
                     pending = b""  # resync: a half-typed command is dropped
                 elif char in (b"\r", b"\n"):
                     if pending or char == b"\r":
-                        if self._fault == "slow":
-                            time.sleep(0.5)
+                        if banner_due:
+                            self._write(BANNER)
+                            banner_due = False
+                        delay = 0.5 if self._fault == "slow" else self.reply_delay_s
+                        if delay > 0:
+                            time.sleep(delay)
                         self._write(self.handle_line(pending))
                     pending = b""
                 else:

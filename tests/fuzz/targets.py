@@ -469,7 +469,7 @@ def _gmp343_poll(arg: tuple[bytes, bytes]) -> Any:
     config = GMP343Driver.Config.model_validate({"name": "co2air", "driver": "gmp343", "port": "/dev/fuzz"})
     driver = GMP343Driver(config, station="st1")
     # configure: s, echo off, form; then send and errs
-    driver.attach(FakeLine(replies=[b">", b">", b">", send, errs]))
+    driver.attach(FakeLine(replies=[b">", b"ECHO       : OFF\r\n>", b">", send, errs]))
     return driver.poll()
 
 

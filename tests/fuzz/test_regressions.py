@@ -57,7 +57,7 @@ def test_gmp343_missing_value_with_a_long_errs_text_keeps_the_reason_within_200_
     driver = GMP343Driver(config, station="st1")
     send = b"  ****  421.95  ****  18.72 (R C C+F T)\r\n>"
     errs = b"E" * 400 + b"\r\n>"
-    driver.attach(FakeLine(replies=[b">", b">", b">", send, errs]))
+    driver.attach(FakeLine(replies=[b">", b"ECHO       : OFF\r\n>", b">", send, errs]))
     co2 = next(r for r in driver.poll() if r.variable.startswith("CO2"))
     assert co2.value is None and co2.qc_reason is not None and len(co2.qc_reason) <= 200
     assert co2.qc_reason.startswith("probe printed no value; errs: EEE")

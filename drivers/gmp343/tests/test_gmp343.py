@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from drivers.gmp343 import grammar
 from drivers.gmp343.driver import GMP343Config, GMP343Driver
 from drivers.gmp343.simulator import BANNER, FAULTS, GMP343Simulator
 from gateway.configfile import ConfigError
-from gateway.driver_api import DeviceError, FailureKind
+from gateway.driver_api import DeviceError, FailureKind, SerialSettings
 from gateway.edge.config import parse_station_config
 from gateway.model import QualityFlag, Reading
 from gateway.testing.serial_pty import socat_pty_pair
@@ -52,6 +52,30 @@ def test_prompt_and_parameter_question_complete_a_reply() -> None:
     assert grammar.parse_errs(b"E: IR source failure\r\n>") == "E: IR source failure"
 
 
+def test_replies_are_cut_at_prompts_including_two_prompts_read_together() -> None:
+    # with echo off, a late bare `>` and the next reply's `>` arrive as `>>`: two replies, not one unfinished one
+    assert grammar.split_replies(b"echo off\r\nECHO       : OFF\r\n>>") == (
+        [b"echo off\r\nECHO       : OFF\r\n>", b">"], b"")
+    assert grammar.split_replies(b">  423.18   421.95 (R C") == ([b">"], b"  423.18   421.95 (R C")
+    # a '>' inside a line is text, not a prompt; a parameter question is a whole reply
+    assert grammar.split_replies(b"a>b\r\n>") == ([b"a>b\r\n>"], b"")
+    assert grammar.split_replies(b">Pressure (hPa) : 1013.0 ? ") == ([b">", b"Pressure (hPa) : 1013.0 ? "], b"")
+    assert grammar.reply_complete(b">>") and not grammar.reply_complete(b"send\r\n 1 2")
+
+
+def test_each_command_knows_its_reply_behind_late_ones() -> None:
+    late_s, confirmation, bare = b"s\r\n>", b"echo off\r\nECHO       : OFF\r\n>", b">"
+    measurement = b"  423.18   421.95   422.40   18.72 (R C C+F T)\r\n>"
+    assert grammar.first_reply([bare, late_s]) == 0
+    assert grammar.echo_off_reply([bare, late_s, measurement]) is None  # not arrived yet: keep reading
+    assert grammar.echo_off_reply([bare, late_s, b"Echo : OFF\r\n>"]) == 2
+    assert grammar.form_reply([confirmation, late_s, bare]) == 2
+    assert grammar.send_reply([bare, confirmation, late_s, measurement]) == 3
+    assert grammar.send_reply([bare, b"Unknown command\r\n>"]) == 1  # a wrong answer is still the answer
+    assert grammar.errs_reply([bare, measurement, b"OK: No errors detected.\r\n>"]) == 2
+    assert grammar.echo_state(confirmation) == "off" and grammar.echo_state(measurement) is None
+
+
 def test_simulator_echo_form_and_parameter_question() -> None:
     sim = GMP343Simulator("unused")
     assert sim.handle_line(b"echo off") == b"echo off\r\nECHO       : OFF\r\n>"
@@ -72,6 +96,68 @@ def test_a_gmp343_cannot_share_its_port() -> None:
     ]}
     with pytest.raises(ConfigError, match=r"sensors\[1\]\.port: .*cannot share a serial line"):
         parse_station_config(data, "station.yaml")
+
+
+class LaggingLine:
+    """A SerialLine in front of the simulator's command interpreter whose replies come late: it starts with
+    `late` replies (to commands before the driver's) still on their way, and hands over what has arrived either
+    one reply per read or all at once. An exchange that finds no whole reply fails as RtuSerialLine does."""
+
+    def __init__(self, sim: GMP343Simulator, late: list[bytes], *, all_at_once: bool) -> None:
+        self.settings = SerialSettings("/dev/ttyLAG", 19200)
+        self.sim = sim
+        self.in_flight = list(late)
+        self.all_at_once = all_at_once
+
+    def read_registers(self, device: int, address: int, count: int, *, function: int = 3, timeout_s: float,
+                       retries: int = 0) -> list[int]:
+        raise AssertionError("the GMP343 has no registers")
+
+    def transact(self, request: bytes, *, complete: Callable[[bytes], bool], timeout_s: float) -> bytes:
+        assert request.startswith(grammar.ESC) and request.endswith(grammar.CR)
+        self.in_flight.append(self.sim.handle_line(request[1:-1]))
+        received = b""
+        while self.in_flight and not complete(received):
+            received += self.in_flight.pop(0)
+            if self.all_at_once:
+                received += b"".join(self.in_flight)
+                self.in_flight.clear()
+        if not complete(received):
+            raise DeviceError(FailureKind.TIMEOUT, f"no complete reply to {request!r} (received {received!r})")
+        return received
+
+
+LATE_REPLIES = {
+    "banner": [BANNER],  # the power-on banner, read after the first command went out
+    "measurement": [EXAMPLE_SEND],  # a `send` whose poll had timed out
+    "confirmation": [b"ECHO       : OFF\r\n>"],  # an `echo off` whose resync had timed out
+    "all three": [BANNER, EXAMPLE_SEND, b"ECHO       : OFF\r\n>"],
+}
+
+
+@pytest.mark.parametrize("all_at_once", [False, True], ids=["one-reply-per-read", "all-at-once"])
+@pytest.mark.parametrize("late", LATE_REPLIES.values(), ids=LATE_REPLIES.keys())
+def test_late_replies_ahead_of_the_configuration_are_dropped_and_counted(late: list[bytes], all_at_once: bool) -> None:
+    sim = GMP343Simulator("unused", seed=3)  # not started: its command interpreter answers through the line
+    line = LaggingLine(sim, late, all_at_once=all_at_once)
+    driver = make_driver("/dev/ttyLAG", errs_every_n_polls=1)
+    driver.attach(line)
+    polled = [by_variable(driver.poll()) for _ in range(3)]
+    assert [p["CO2"].value for p in polled] == [s["CO2"] for s in sim.served]  # this poll's value, every time
+    assert all(r.qc is QualityFlag.GOOD for p in polled for r in p.values())
+    assert sim.commands == ["s", "echo off", grammar.FORM_COMMAND.decode()] + ["send", "errs"] * 3
+    # each late reply, and the `s` answer the early return left behind, is dropped once; nothing is left over
+    assert driver.late_replies == len(late) and not line.in_flight
+
+
+def test_an_echo_off_that_is_never_confirmed_is_a_timeout_naming_the_confirmation() -> None:
+    sim = GMP343Simulator("unused")
+    driver = make_driver("/dev/ttyLAG")
+    driver.attach(LaggingLine(sim, [], all_at_once=False))
+    sim.handle_line = lambda line: b">"  # type: ignore[method-assign]  # firmware that answers only with its prompt
+    with pytest.raises(DeviceError) as info:
+        driver.poll()
+    assert info.value.kind is FailureKind.TIMEOUT and "`echo off` confirmation" in (info.value.hint or "")
 
 
 # --- over a pseudo-terminal ------------------------------------------------------------------------------------
@@ -112,6 +198,35 @@ def test_driver_configures_the_probe_and_reads_what_it_served(ptys: tuple[str, s
 
 
 @pytest.mark.integration
+def test_late_banner_and_slow_replies_do_not_put_the_driver_one_reply_behind(ptys: tuple[str, str]) -> None:
+    # The race seen under load, made deterministic: the banner's prompt comes after `s` went out and every reply
+    # 0.2 s late, so `s` is answered early by the banner and each later reply arrives while the next exchange
+    # waits. Taking the first prompt, the driver read the `echo off` confirmation as the `form` reply and timed out
+    # on `...OFF\r\n>>` (or took `form`'s bare `>` for the `send` reply).
+    with GMP343Simulator(ptys[0], seed=7, reply_delay_s=0.2, late_banner=True) as sim:
+        driver = make_driver(ptys[1])
+        try:
+            polled = [by_variable(driver.poll()) for _ in range(2)]
+        finally:
+            driver.close()
+    assert sim.commands == ["s", "echo off", grammar.FORM_COMMAND.decode(), "send", "errs", "send"]
+    assert [p["CO2"].value for p in polled] == [s["CO2"] for s in sim.served]
+
+
+@pytest.mark.integration
+def test_a_probe_left_streaming_is_stopped_and_its_lines_dropped(ptys: tuple[str, str]) -> None:
+    with GMP343Simulator(ptys[0], seed=9, interval_s=0.01) as sim:
+        sim.handle_line(b"r")  # someone started the output in a terminal and left
+        driver = make_driver(ptys[1])
+        try:
+            readings = by_variable(driver.poll())
+        finally:
+            driver.close()
+    assert not sim.running and sim.commands[:2] == ["r", "s"]
+    assert readings["CO2"].value == sim.served[-1]["CO2"]  # the `send`, not a line streamed before the stop
+
+
+@pytest.mark.integration
 def test_a_probe_left_waiting_for_a_parameter_is_resynchronised(ptys: tuple[str, str]) -> None:
     with GMP343Simulator(ptys[0]) as sim:
         sim.handle_line(b"p")  # someone typed `p` in a terminal and walked away
@@ -140,7 +255,8 @@ def test_faults_surface_as_device_errors_and_the_driver_recovers(ptys: tuple[str
             assert info.value.kind is kind and "co2_canopy" in info.value.message and info.value.hint
             sim.set_fault("none")
             driver.config.timeout_s = 2.0  # room for a slow reply still in flight
-            assert by_variable(driver.poll())["CO2"].value is not None
+            # the value of this poll's `send`, not a late reply from the failed one
+            assert by_variable(driver.poll())["CO2"].value == sim.served[-1]["CO2"]
         finally:
             driver.close()
 
