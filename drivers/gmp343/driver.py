@@ -36,7 +36,7 @@ class GMP343Config(SensorConfig):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
-    timeout_s: float = Field(default=1.0, gt=0, le=30, description="seconds to wait for the prompt after a command")
+    timeout_s: float = Field(default=1.0, gt=0, le=30, description="seconds to wait for a command's reply")
     errs_every_n_polls: int = Field(default=10, ge=1, le=3600, description="ask `errs` on every n-th poll")
     variable_suffix: str | None = Field(
         default=None, pattern=r"^_\d+_\d+_\d+$", description="AmeriFlux position qualifier _H_V_R, e.g. _1_1_1"

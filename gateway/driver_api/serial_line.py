@@ -54,7 +54,9 @@ class LineCounters:
     timeouts: int = 0
     crc_errors: int = 0
     stray_bytes: int = 0  # bytes nobody asked for: noise, half frames; discarded before the next request
-    late_replies: int = 0  # intact frames from another address while waiting for ours (a slow device); dropped
+    # intact frames from another address while waiting for ours (a slow device), or an ASCII driver's replies to
+    # earlier commands ahead of the current one's (drivers/gmp343 counts those here); dropped
+    late_replies: int = 0
     opens: int = 0
     open_failures: int = 0
     disconnects: int = 0
