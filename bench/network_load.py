@@ -5,7 +5,8 @@ Every station is a client of its own (MQTT 5, its own client id and receipts sub
 contract as `gateway/edge/delivery.py` does: items of the `readings`, `fluxes` and `health` channels with their
 per-channel seq, each signed with the station's Ed25519 key and chained to the item before it (registered with the
 central service as `sinkwatch station provision` does), at most `max_unconfirmed` items out without a receipt, an
-item deleted only on the central receipt and sent again when none came within `receipt_timeout_s`. The stations run
+item deleted only on the central receipt and sent again when none came within `receipt_timeout_s` (put off while the
+channel's receipts show the central service still working towards it, as the station's delivery does). The stations run
 in this one process on one thread (paho's external event loop over a selector), so the load generator costs a
 fraction of a core. What a station sends follows a full station's real rates (docs/performance.md, station hour):
 
@@ -188,6 +189,7 @@ class Item:
     first_sent: float = 0.0
     due: float = math.inf  # when to send again without a receipt
     sends: int = 0
+    taken: float = 0.0  # when its latest copy was sent
 
 
 @dataclass
@@ -214,6 +216,10 @@ class Station:
         self.next_seq = dict.fromkeys(CHANNELS, 0)
         self.waiting: dict[str, deque[Item]] = {c: deque() for c in CHANNELS}  # in the outbox, not yet sent
         self.out: dict[tuple[str, int], Item] = {}  # sent, no receipt yet
+        # per channel: when a receipt last confirmed items, the highest seq confirmed (a resend waits while the
+        # central service is working towards the item: gateway/edge/delivery.py)
+        self.last_receipt = dict.fromkeys(CHANNELS, -math.inf)
+        self.highest_confirmed = dict.fromkeys(CHANNELS, -1)
         self.buffer: list[Reading] = []  # readings not yet in a batch
         self.sent_readings = 0  # readings made (each a distinct identity)
         self.sent_items = dict.fromkeys(CHANNELS, 0)
@@ -265,6 +271,11 @@ class Station:
             return
         for item in list(self.out.values()):
             if item.due <= now:
+                if (now - self.last_receipt[item.channel] < RECEIPT_TIMEOUT_S
+                        and self.highest_confirmed[item.channel] < item.seq and now - item.taken < MAX_RESEND_S):
+                    item.due = now + RECEIPT_TIMEOUT_S  # still ahead in the central service's queue
+                    stats.resends_put_off += 1
+                    continue
                 self._publish(item, now, stats)
         for channel in CHANNELS:
             queue = self.waiting[channel]
@@ -284,6 +295,7 @@ class Station:
         else:
             stats.resends += 1
         item.sends += 1
+        item.taken = now
         item.due = now + min(RECEIPT_TIMEOUT_S * 2 ** (item.sends - 1), MAX_RESEND_S)
         stats.published += 1
 
@@ -298,6 +310,8 @@ class Station:
             if item is None:
                 stats.stale_receipts += 1
                 continue
+            self.last_receipt[item.channel] = now
+            self.highest_confirmed[item.channel] = max(self.highest_confirmed[item.channel], seq)
             stats.confirmed_items += 1
             stats.confirmed_readings += item.units if item.channel == "readings" else 0
             if item.live:
@@ -311,6 +325,7 @@ class Station:
 class Stats:
     published: int = 0
     resends: int = 0
+    resends_put_off: int = 0
     confirmed_items: int = 0
     confirmed_readings: int = 0
     dead_lettered: int = 0
@@ -658,8 +673,9 @@ def run(count: int, workers_n: int, args: argparse.Namespace, influx: InfluxInst
                   f"{catch_up.items / catch_up.wall_s:,.0f} items/s, {catch_up.readings / catch_up.wall_s:,.0f} "
                   f"readings/s; the workers received {received:,} "
                   f"messages ({received / catch_up.wall_s:,.0f}/s; resends by the stations so far "
-                  f"{network.stats.resends:,}); broker's stored messages max {max(queues['catch-up'], default=0):,.0f},"
-                  f" workers' queues max {max(worker_queues['catch-up'], default=0):,}")
+                  f"{network.stats.resends:,}, put off {network.stats.resends_put_off:,}); broker's stored "
+                  f"messages max {max(queues['catch-up'], default=0):,.0f}, workers' queues max "
+                  f"{max(worker_queues['catch-up'], default=0):,}")
 
             # the resends still queued (items whose receipt came after the station's receipt timeout) are worked
             # off before the live phase, which measures the steady state

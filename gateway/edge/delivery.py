@@ -23,6 +23,15 @@ The life of one item while this process tracks it (after a restart, the outbox h
     ignored. The resend interval starts at `receipt_timeout_s` and doubles with each resend of the item, up to
     `max_resend_interval_s`, so a central outage of a day costs a few resends per item, not thousands.
 
+    **A slow central service is not a lost item.** An accepted item whose resend falls due while its channel's
+    receipts still come (one within the last `receipt_timeout_s`) and name only items sent before it (no higher seq
+    confirmed yet) is waiting its turn in a queue the central service is working off (a catch-up after an outage):
+    its resend is put off by another `receipt_timeout_s` (counted in `resends_put_off`), at most until
+    `max_resend_interval_s` after the broker took it. Sent again anyway, it would only be work for the central
+    service: a thousand stations after a 10-minute outage sent about as many items again as they had queued
+    (docs/scaling.md). An item that is lost (a central worker killed holding it, a broker that lost its queue)
+    shows as a later item confirmed, or as receipts that stop: it is sent again at its usual time.
+
 Windows: at most `max_in_flight` PUBLISHes of all channels together wait for their PUBACK (paho keeps and resends
 those); per channel at most `max_unconfirmed` items are out (SENT, ACCEPTED or REFUSED), so while the central
 service is away the station stops sending after that many items and keeps the rest on its own disk, instead of
@@ -136,6 +145,7 @@ class _Tracked:
     sends: int
     due: float = math.inf  # monotonic time of the next resend (accepted, refused)
     sent_at: float = 0.0
+    accepted_at: float = 0.0  # when the broker took its latest copy (PUBACK)
 
 
 @dataclass
@@ -148,6 +158,7 @@ class ChannelCounters:
     confirmed_units: int = 0
     dead_lettered: int = 0  # items the central service could not store (its dead-letter file has them)
     stale_receipts: int = 0  # seqs named by a receipt that were no longer in the outbox
+    resends_put_off: int = 0  # resends put off because the central service was still working towards the item
 
 
 class _Channel:
@@ -157,6 +168,8 @@ class _Channel:
         self.tracked: dict[int, _Tracked] = {}
         self.counters = ChannelCounters()
         self.refused_reason: str | None = None  # the channel's current refusal state, logged on change
+        self.last_receipt_at = -math.inf  # when a receipt last confirmed items of this channel (clock)
+        self.highest_confirmed = -1  # the highest seq a receipt named
 
 
 class Delivery:
@@ -446,7 +459,8 @@ class Delivery:
                 return
             channel.counters.accepted += 1
             tracked.state = "accepted"
-            tracked.due = self._clock() + self._resend_interval(tracked.sends)
+            tracked.accepted_at = self._clock()
+            tracked.due = tracked.accepted_at + self._resend_interval(tracked.sends)
             previous, channel.refused_reason = channel.refused_reason, None
         if previous is not None:
             log.warning("the broker accepts %s again (was refusing: %s)", entry[0], previous)
@@ -491,6 +505,9 @@ class Delivery:
             with self._lock:
                 for seq in [s for s in channel.tracked if any(a <= s <= b for a, b in ranges)]:
                     del channel.tracked[seq]
+                if items:
+                    channel.last_receipt_at = self._clock()
+                    channel.highest_confirmed = max(channel.highest_confirmed, max(last for _, last in ranges))
                 counters = channel.counters
                 counters.confirmed += items
                 counters.confirmed_units += units
@@ -536,12 +553,27 @@ class Delivery:
             channel.counters.sent += 1
         return True
 
+    def _waiting_its_turn(self, channel: _Channel, seq: int, tracked: _Tracked, now: float) -> bool:
+        """Whether an accepted item due for a resend is still ahead in a queue the central service is working off
+        (module doc): receipts came lately, none for a later item, and the broker took it not too long ago."""
+        return (tracked.state == "accepted" and now - channel.last_receipt_at < self.settings.receipt_timeout_s
+                and channel.highest_confirmed < seq
+                and now - tracked.accepted_at < self.settings.max_resend_interval_s)
+
     def _resend_due(self) -> int:
         now = self._clock()
         sent = 0
         for channel in self._channels.values():
             with self._lock:
-                due = sorted(seq for seq, t in channel.tracked.items() if t.state != "sent" and t.due <= now)
+                due = []
+                for seq, t in sorted(channel.tracked.items()):
+                    if t.state == "sent" or t.due > now:
+                        continue
+                    if self._waiting_its_turn(channel, seq, t, now):
+                        t.due = now + self.settings.receipt_timeout_s
+                        channel.counters.resends_put_off += 1
+                        continue
+                    due.append(seq)
             for seq in due:
                 if not self._window_free():
                     return sent
@@ -612,6 +644,7 @@ class Delivery:
                     "sent": c.sent, "resends": c.resends, "accepted": c.accepted, "refusals": dict(c.refusals),
                     "confirmed": c.confirmed, "confirmed_units": c.confirmed_units,
                     "dead_lettered": c.dead_lettered, "stale_receipts": c.stale_receipts,
+                    "resends_put_off": c.resends_put_off,
                 }
         # a plain attribute look-up: isinstance against a runtime-checkable Protocol costs ~0.1 ms, and health is
         # taken every second by the status writer

@@ -28,6 +28,7 @@ import base64
 import binascii
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -87,6 +88,12 @@ def _raw_public(public_key: Ed25519PublicKey) -> bytes:
 def public_key_text(public_key: Ed25519PublicKey) -> str:
     """`ed25519:<base64 of the 32 raw bytes>`: one line to paste, log or put in a registration."""
     return KEY_TEXT_PREFIX + base64.b64encode(_raw_public(public_key)).decode("ascii")
+
+
+@functools.lru_cache(maxsize=100_000)
+def _parsed_public_key(text: str) -> Ed25519PublicKey:
+    """`public_key_from_text`, once per key: a registered key is used for every item its station sends."""
+    return public_key_from_text(text)
 
 
 def public_key_from_text(text: str) -> Ed25519PublicKey:
@@ -188,7 +195,7 @@ class RegisteredKey:
 
     @property
     def key(self) -> Ed25519PublicKey:
-        return public_key_from_text(self.public_key)
+        return _parsed_public_key(self.public_key)
 
     def valid_at(self, when: datetime) -> bool:
         """Whether the key was registered and not yet revoked at `when`."""
@@ -226,6 +233,8 @@ class KeyRegistry:
         self._lock = threading.Lock()
         self._seen: tuple[int, int, int] | None = None
         self._entries: list[RegisteredKey] = []
+        # (site, station, key_id) -> its entry, rebuilt with _entries: every verified item looks its key up
+        self._by_key: dict[tuple[str, str, str], RegisteredKey] = {}
 
     # reads
 
@@ -239,7 +248,8 @@ class KeyRegistry:
 
     def find(self, site: str, station: str, key_id: str) -> RegisteredKey | None:
         """The station's key named `key_id`, revoked or not."""
-        return next((e for e in self._current() if (e.site, e.station, e.key_id) == (site, station, key_id)), None)
+        self._current()
+        return self._by_key.get((site, station, key_id))
 
     # writes (each one a locked read-modify-replace of the file)
 
@@ -299,11 +309,15 @@ class KeyRegistry:
             try:
                 info = self.path.stat()
             except FileNotFoundError:
-                self._seen, self._entries = None, []
+                self._seen, self._entries, self._by_key = None, [], {}
                 return self._entries
             seen = (info.st_ino, info.st_size, info.st_mtime_ns)
             if seen != self._seen:
                 self._entries = self._read()
+                by_key: dict[tuple[str, str, str], RegisteredKey] = {}
+                for entry in self._entries:
+                    by_key.setdefault((entry.site, entry.station, entry.key_id), entry)  # the first, as a scan finds
+                self._by_key = by_key
                 self._seen = seen
             return self._entries
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from datetime import timedelta
 
@@ -10,13 +12,13 @@ from influxdb_client import Point, WritePrecision
 
 from gateway.central.store import StoredReading
 from gateway.central.store.base import to_ns
-from gateway.central.store.lineprotocol import ReadingLines
+from gateway.central.store.lineprotocol import FieldValue, ReadingLines, point_line
 from gateway.model import QualityFlag, Reading, TimeSource
 
 from .helpers import T0, reading
 
 
-def point_line(item: StoredReading) -> str:
+def reading_point_line(item: StoredReading) -> str:
     """What InfluxStore wrote through influxdb-client before it serialised lines itself."""
     r = item.reading
     point = (Point("readings").tag("site", item.site).tag("station", r.station).tag("sensor", r.sensor)
@@ -49,7 +51,7 @@ def test_every_awkward_reading_serialises_exactly_like_point() -> None:
 
     ours = [lines.line(item) for item in items]
 
-    assert ours == [point_line(item) for item in items]
+    assert ours == [reading_point_line(item) for item in items]
     assert lines.body(items) == "\n".join(ours)  # the second time every tag set comes from the cache
 
 
@@ -58,7 +60,7 @@ def test_a_full_cache_is_emptied_and_the_lines_stay_right() -> None:
     items = [StoredReading("site1", reading(sensor=f"s{i % 5}", time=T0 + timedelta(seconds=i), value=float(i)))
              for i in range(20)]
 
-    assert [lines.line(item) for item in items] == [point_line(item) for item in items]
+    assert [lines.line(item) for item in items] == [reading_point_line(item) for item in items]
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
@@ -66,4 +68,69 @@ def test_a_value_that_is_not_finite_is_left_out(value: float) -> None:
     item = StoredReading("site1", Reading.model_construct(**{**dict(reading()), "value": value}))
 
     assert "value=" not in ReadingLines().line(item)
-    assert ReadingLines().line(item) == point_line(item)
+    assert ReadingLines().line(item) == reading_point_line(item)
+
+
+def reference_line(measurement: str, tags: dict[str, str | None], fields: dict[str, FieldValue], ns: int) -> str:
+    point = Point(measurement)
+    for key, text in tags.items():
+        point.tag(key, text)
+    for key, value in fields.items():
+        point.field(key, value)
+    return str(point.time(ns, WritePrecision.NS).to_line_protocol())
+
+
+AWKWARD_FIELDS: list[FieldValue] = [*[v for v in AWKWARD_VALUES if v is not None], math.nan, math.inf, 0, -7, 2**62,
+                                    True, False, None, *[r for r in AWKWARD_REASONS if r is not None]]
+
+
+@pytest.mark.parametrize("measurement", ["ledger", "health sensors,x", "chain_events"])
+def test_any_point_serialises_exactly_like_point(measurement: str) -> None:
+    for offset, unit in enumerate(AWKWARD_UNITS):
+        tags = {"site": unit, "station": "st1", "channel": None, "kind": AWKWARD_UNITS[-1 - offset], "a b=": "c"}
+        fields = {f"f{i} ,={offset}": value for i, value in enumerate(AWKWARD_FIELDS)}
+        assert point_line(measurement, tags, fields, 1_800_000_000_123_456_789 + offset) == reference_line(
+            measurement, tags, fields, 1_800_000_000_123_456_789 + offset)
+    # no field with a value: no line, as Point gives
+    assert point_line(measurement, {"site": "s"}, {"v": None, "w": math.nan}, 5) == "" == reference_line(
+        measurement, {"site": "s"}, {"v": None, "w": math.nan}, 5)
+
+
+def test_health_reports_and_ledger_items_serialise_like_point() -> None:
+    from gateway.central.store.influx_health import health_to_lines
+    from gateway.central.store.influx_ledger import ledger_to_line
+
+    from .test_store_contract import ledger_item
+    from .test_store_health_contract import report, sparse
+
+    rich = report(3, clock_offset_s=-2.5e-7, load_1m=0.1, daemon_cpu_share=1 / 3, disk_free_bytes=2**53 + 1)
+    for health in (rich, sparse(1)):
+        ns = to_ns(health.time)
+        lines = health_to_lines(health)
+        station: dict[str, str | None] = {"site": health.site, "station": health.station}
+        assert lines[0] == reference_line("health", station, {
+            name: getattr(health, name) for name in type(health).model_fields
+            if name not in ("schema_version", "site", "station", "time", "buffers", "sensors")}, ns)
+        expected_sensors = []
+        for index, sensor in enumerate(health.sensors):
+            expected_sensors.append(reference_line("health_sensors", {**station, "sensor": sensor.name}, {
+                "index": index, "driver": sensor.driver, "kind": sensor.kind, "state": sensor.state,
+                "errors_total": sum(sensor.errors.values()),
+                "errors": json.dumps(sensor.errors, separators=(",", ":"), sort_keys=True),
+                "variables": ",".join(sensor.variables),
+                "available": int(sensor.available) if sensor.available is not None else None,
+                "availability": sensor.availability, "last_error": sensor.last_error}, ns))
+            expected_sensors += [reference_line("health_sensor_errors", {**station, "sensor": sensor.name,
+                                                                         "kind": kind}, {"count": count}, ns)
+                                 for kind, count in sorted(sensor.errors.items())]
+        assert [line for line in lines if line.startswith("health_sensor")] == expected_sensors
+        assert len(lines) == 1 + len(health.buffers) + len(expected_sensors)
+    for item in (ledger_item(1, payload=b'{"x": 1}'), ledger_item(2, payload=None, previous=ledger_item(1))):
+        fields: dict[str, FieldValue] = {
+            name: getattr(item, name) for name in ("epoch", "prev_digest", "key_id", "payload_sha256", "content",
+                                                   "signature", "digest", "set_aside", "seq", "prev_seq", "prev_at",
+                                                   "received", "data_start", "data_end")}
+        if item.payload is not None:
+            fields["payload"] = base64.b64encode(item.payload).decode("ascii")
+        assert ledger_to_line(item) == reference_line("ledger", {"site": item.site, "station": item.station,
+                                                                 "channel": item.channel}, fields, item.at)

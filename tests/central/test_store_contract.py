@@ -735,6 +735,29 @@ def test_a_ledger_item_is_written_with_its_readings_and_reads_back_exactly(store
     assert store.ledger_items("st1", 0, second.at + 1, site="other") == []
 
 
+def test_ledger_windows_are_the_windows_of_ledger_from_in_one_call(store: Store) -> None:
+    first = ledger_item(1, payload=b'{"a kilobyte of readings": 1}')
+    second = ledger_item(2, previous=first)
+    other = ledger_item(3, station="st2")
+    store.write([], ledger=first)
+    store.write([], ledger=second)
+    store.write_ledger([other])
+    store.note_set_aside(second, '{"0":"implausible_time"}')
+    starts = [("site1", "st1", "readings", first.at), ("site1", "st2", "readings", 0),
+              ("site1", "st1", "readings", first.at + 1), ("site1", "st1", "fluxes", 0),
+              ("site2", "st1", "readings", 0), ("site1", "st1", "readings", first.at)]
+
+    windows = store.ledger_windows(starts, 3)
+
+    def placing(item: LedgerItem) -> LedgerItem:  # what placing needs: the payload and set-aside note may be left out
+        return dataclasses.replace(item, payload=None, set_aside=None)
+
+    expected = [store.ledger_from(*start, 3) for start in starts]
+    assert [[placing(i) for i in window] for window in windows] == [[placing(i) for i in w] for w in expected]
+    assert [[i.seq for i in window] for window in windows] == [[1, 2], [3], [2], [], [], [1, 2]]
+    assert [[placing(i) for i in w] for w in store.ledger_windows(starts[:1], 1)] == [[placing(first)]]
+
+
 def test_ledger_items_of_every_channel_and_a_set_aside_note(store: Store) -> None:
     flux = ledger_item(3, channel="fluxes")
     raw = ledger_item(4, channel="raw", payload=None)

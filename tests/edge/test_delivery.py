@@ -514,3 +514,60 @@ def test_after_an_idle_spell_a_lingering_channel_lets_a_burst_gather(tmp_path: P
     assert delivery.pump() == 0
     now[0] += 1.0
     assert delivery.pump() == 1
+
+
+@pytest.mark.parametrize("then", ["a later item confirmed", "receipts stop", "waited max_resend_interval_s"])
+def test_a_resend_waits_while_receipts_show_the_central_service_working_towards_the_item(
+        tmp_path: Path, kit: Kit, then: str) -> None:
+    """A catch-up: the central service confirms the station's items in order, slower than `receipt_timeout_s`
+    apart. The items still ahead in its queue are not sent again while that goes on; an item is sent again as soon
+    as a later one is confirmed without it (lost), when the receipts stop, or `max_resend_interval_s` after the
+    broker took it."""
+    now = [100.0]
+    settings = DeliverySettings(receipt_timeout_s=30.0, max_resend_interval_s=90.0)
+    delivery = Delivery(SITE, STATION, MqttConfig(), settings, clock=lambda: now[0])
+    delivery.add_channel(kit.source)
+    fake = FakeClient()
+    delivery._client = fake  # type: ignore[assignment]
+    delivery._connected.set()
+    kit.add(6)
+    assert delivery.pump() == 6
+    for mid in range(1, 7):
+        delivery._on_publish(None, None, mid, _Reason(0), None)  # type: ignore[arg-type]  # the broker took them
+    assert delivery.pump() == 0  # the PUBACKs handled at 100 s
+    seqs = [json.loads(payload)["seq"] for _, payload in fake.sent]
+
+    def receipt(at: float, index: int) -> None:
+        now[0] = at
+        message = _Message(receipts_topic(SITE, STATION), Receipt(
+            site=SITE, station=STATION, channel=kit.channel, stored=[(seqs[index], seqs[index])], sent=utc_now()))
+        delivery._on_message(None, None, message)  # type: ignore[arg-type]  # paho's thread
+        delivery._handle_events()  # handled when it arrives
+
+    def resent() -> list[int]:
+        return [json.loads(payload)["seq"] for _, payload in fake.sent[6:]]
+
+    receipt(120.0, 0)
+    receipt(140.0, 1)
+    # 40 s after the PUBACKs four items are past their receipt timeout, but the receipts show the central service
+    # working through its queue towards them
+    assert delivery.pump() == 0
+    assert delivery.counters(kit.channel).resends_put_off == 4
+    assert channel_health(delivery, kit)["resends_put_off"] == 4
+
+    if then == "a later item confirmed":
+        receipt(160.0, 3)  # the fourth came through, the third did not: lost on the way
+        assert delivery.pump() == 0  # put off until 170 s
+        now[0] = 170.0
+        assert delivery.pump() == 1 and resent() == [seqs[2]]  # the others are still ahead in the queue
+    elif then == "receipts stop":
+        now[0] = 170.0  # 30 s without a receipt: whatever holds them, send them again
+        assert delivery.pump() == 4 and sorted(resent()) == seqs[2:]
+    else:
+        receipt(160.0, 2)
+        now[0] = 170.0
+        assert delivery.pump() == 0  # put off once more, until 200 s
+        receipt(185.0, 3)
+        now[0] = 200.0  # 100 s after the broker took them: no longer put off
+        assert delivery.pump() == 2 and sorted(resent()) == seqs[4:]
+    assert delivery.counters(kit.channel).resends == len(resent())

@@ -35,8 +35,6 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from influxdb_client import Point, WritePrecision
-
 from gateway.central.store.base import QueryTooLarge, check_window, from_ns, to_ns
 from gateway.central.store.health import (
     HEALTH_BUFFER_MEASUREMENT,
@@ -45,6 +43,7 @@ from gateway.central.store.health import (
     HEALTH_SENSOR_MEASUREMENT,
     SCALAR_FIELDS,
 )
+from gateway.central.store.lineprotocol import FieldValue, point_line
 from gateway.contract import StationHealth
 
 #: Scalars written as integer fields (the rest of the numbers are floats, clock_synced a bool, daemon_version a
@@ -58,47 +57,38 @@ _WRITE_CHUNK = 5000
 
 def health_to_lines(report: StationHealth) -> list[str]:
     ns = to_ns(report.time)
-    point = Point(HEALTH_MEASUREMENT).tag("site", report.site).tag("station", report.station)
+    station: dict[str, str | None] = {"site": report.site, "station": report.station}
+    scalars: dict[str, FieldValue] = {}
     for name in SCALAR_FIELDS:
         value = getattr(report, name)
         if value is None:
             continue
         if name in INTEGER_FIELDS:
-            point.field(name, int(value))
+            scalars[name] = int(value)
         elif name in STRING_FIELDS:
-            point.field(name, str(value))
+            scalars[name] = str(value)
         elif name in BOOL_FIELDS:
-            point.field(name, bool(value))
+            scalars[name] = bool(value)
         else:
-            point.field(name, float(value))
-    lines = [str(point.time(ns, WritePrecision.NS).to_line_protocol())]
+            scalars[name] = float(value)
+    lines = [point_line(HEALTH_MEASUREMENT, station, scalars, ns)]
     for index, backlog in enumerate(report.buffers):
-        p = (Point(HEALTH_BUFFER_MEASUREMENT).tag("site", report.site).tag("station", report.station)
-             .tag("channel", backlog.channel).field("index", index).field("unit", backlog.unit)
-             .field("pending", int(backlog.pending)))
-        if backlog.oldest_age_s is not None:
-            p.field("oldest_age_s", float(backlog.oldest_age_s))
-        if backlog.refusing is not None:
-            p.field("refusing", backlog.refusing)
-        lines.append(str(p.time(ns, WritePrecision.NS).to_line_protocol()))
+        lines.append(point_line(HEALTH_BUFFER_MEASUREMENT, {**station, "channel": backlog.channel}, {
+            "index": index, "unit": backlog.unit, "pending": int(backlog.pending),
+            "oldest_age_s": float(backlog.oldest_age_s) if backlog.oldest_age_s is not None else None,
+            "refusing": backlog.refusing}, ns))
     for index, sensor in enumerate(report.sensors):
-        p = (Point(HEALTH_SENSOR_MEASUREMENT).tag("site", report.site).tag("station", report.station)
-             .tag("sensor", sensor.name).field("index", index).field("driver", sensor.driver)
-             .field("kind", sensor.kind).field("state", sensor.state)
-             .field("errors_total", int(sum(sensor.errors.values())))
-             .field("errors", json.dumps(sensor.errors, separators=(",", ":"), sort_keys=True))
-             .field("variables", ",".join(sensor.variables)))
-        if sensor.available is not None:
-            p.field("available", int(sensor.available))
-        if sensor.availability is not None:
-            p.field("availability", float(sensor.availability))
-        if sensor.last_error is not None:
-            p.field("last_error", sensor.last_error)
-        lines.append(str(p.time(ns, WritePrecision.NS).to_line_protocol()))
+        lines.append(point_line(HEALTH_SENSOR_MEASUREMENT, {**station, "sensor": sensor.name}, {
+            "index": index, "driver": sensor.driver, "kind": sensor.kind, "state": sensor.state,
+            "errors_total": int(sum(sensor.errors.values())),
+            "errors": json.dumps(sensor.errors, separators=(",", ":"), sort_keys=True),
+            "variables": ",".join(sensor.variables),
+            "available": int(sensor.available) if sensor.available is not None else None,
+            "availability": float(sensor.availability) if sensor.availability is not None else None,
+            "last_error": sensor.last_error}, ns))
         for kind, count in sorted(sensor.errors.items()):
-            e = (Point(HEALTH_SENSOR_ERROR_MEASUREMENT).tag("site", report.site).tag("station", report.station)
-                 .tag("sensor", sensor.name).tag("kind", kind).field("count", int(count)))
-            lines.append(str(e.time(ns, WritePrecision.NS).to_line_protocol()))
+            lines.append(point_line(HEALTH_SENSOR_ERROR_MEASUREMENT, {**station, "sensor": sensor.name, "kind": kind},
+                                    {"count": int(count)}, ns))
     return lines
 
 

@@ -26,33 +26,29 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any, cast
 
-from influxdb_client import Point, WritePrecision
-
 from gateway.central.store.base import ReadingIdentity, StoredReading
 from gateway.central.store.ledger import ChainEvent, ChainEventKind, LedgerItem
+from gateway.central.store.lineprotocol import FieldValue, point_line
 
 LEDGER_MEASUREMENT = "ledger"
 EVENTS_MEASUREMENT = "chain_events"
 _STRINGS = ("epoch", "prev_digest", "key_id", "payload_sha256", "content", "signature", "digest", "set_aside")
 _INTEGERS = ("seq", "prev_seq", "prev_at", "received", "data_start", "data_end")
 _STATEMENTS_PER_QUERY = 200  # ledger look-ups in one /query
+#: what placing an item reads of an entry: all but the kept payload (a readings batch's is a kilobyte or more)
+_PLACING_COLUMNS = ", ".join(f'"{name}"' for name in ("site", "station", "channel", *_STRINGS, *_INTEGERS)
+                             if name != "set_aside")
 _ALWAYS = ("epoch", "key_id", "payload_sha256", "content", "signature", "digest", "seq", "received")  # every entry
 
 
 def ledger_to_line(item: LedgerItem) -> str:
-    point = Point(LEDGER_MEASUREMENT).tag("site", item.site).tag("station", item.station).tag("channel", item.channel)
-    for name in _STRINGS:
-        value = getattr(item, name)
-        if value is not None:
-            point.field(name, str(value))
-    for name in _INTEGERS:
-        value = getattr(item, name)
-        if value is not None:
-            point.field(name, int(value))
+    fields: dict[str, FieldValue] = {name: str(getattr(item, name)) for name in _STRINGS
+                                     if getattr(item, name) is not None}
+    fields.update({name: int(getattr(item, name)) for name in _INTEGERS if getattr(item, name) is not None})
     if item.payload is not None:
-        point.field("payload", base64.b64encode(item.payload).decode("ascii"))
-    point.time(item.at, WritePrecision.NS)
-    return str(point.to_line_protocol())
+        fields["payload"] = base64.b64encode(item.payload).decode("ascii")
+    return point_line(LEDGER_MEASUREMENT, {"site": item.site, "station": item.station, "channel": item.channel},
+                      fields, item.at)
 
 
 def _item(tags: dict[str, Any], row: dict[str, Any]) -> LedgerItem:
@@ -112,9 +108,8 @@ class InfluxLedgerMixin:
 
     def note_set_aside(self, item: LedgerItem, set_aside: str) -> None:
         # the same series and time: InfluxDB merges this field into the item's point
-        point = (Point(LEDGER_MEASUREMENT).tag("site", item.site).tag("station", item.station)
-                 .tag("channel", item.channel).field("set_aside", set_aside).time(item.at, WritePrecision.NS))
-        self._write_body(str(point.to_line_protocol()))
+        self._write_body(point_line(LEDGER_MEASUREMENT, {"site": item.site, "station": item.station,
+                                                         "channel": item.channel}, {"set_aside": set_aside}, item.at))
 
     def _ledger_select(self, where: str, params: dict[str, str], tail: str = "", *,
                        complete_only: bool = False) -> list[LedgerItem]:
@@ -150,8 +145,9 @@ class InfluxLedgerMixin:
             chunk = starts[offset:offset + _STATEMENTS_PER_QUERY]
             statements, params = [], {}
             for i, (site, station, channel, at) in enumerate(chunk):
-                statements.append(f"SELECT * FROM {source} WHERE site = $site{i} AND station = $station{i} AND "
-                                  f"channel = $channel{i} AND time >= {int(at)} ORDER BY time LIMIT {int(limit)}")
+                statements.append(f"SELECT {_PLACING_COLUMNS} FROM {source} WHERE site = $site{i} AND "
+                                  f"station = $station{i} AND channel = $channel{i} AND time >= {int(at)} "
+                                  f"ORDER BY time LIMIT {int(limit)}")
                 params[f"site{i}"], params[f"station{i}"], params[f"channel{i}"] = site, station, channel
             for found in self._query_many(statements, params):
                 windows.append(_items(found, complete_only=True))
@@ -170,12 +166,10 @@ class InfluxLedgerMixin:
         return sorted(items, key=lambda i: (i.channel, i.at, i.site))
 
     def write_chain_events(self, events: list[ChainEvent]) -> None:
-        lines = []
-        for e in events:
-            point = (Point(EVENTS_MEASUREMENT).tag("site", e.site).tag("station", e.station).tag("channel", e.channel)
-                     .tag("kind", e.kind).field("seq", int(e.seq)).field("digest", e.digest)
-                     .field("detected", int(e.detected)).field("detail", e.detail).time(e.at, WritePrecision.NS))
-            lines.append(str(point.to_line_protocol()))
+        lines = [point_line(EVENTS_MEASUREMENT, {"site": e.site, "station": e.station, "channel": e.channel,
+                                                 "kind": e.kind},
+                            {"seq": int(e.seq), "digest": e.digest, "detected": int(e.detected), "detail": e.detail},
+                            e.at) for e in events]
         if lines:
             self._write_body("\n".join(lines))
 

