@@ -73,6 +73,8 @@ HOUR_NS = 3600 * 1_000_000_000
 MARK_LAG_NS = 1 * HOUR_NS
 #: the job rolls hours before floor_hour(now) - ROLL_LAG; two hours more than MARK_LAG (see rule 2)
 ROLL_LAG_NS = 3 * HOUR_NS
+#: hours the job rolls up per query of a station (a week of 41 series: ~7,000 rows held at once)
+ROLL_SLICE_NS = 7 * 24 * HOUR_NS
 #: a read with more separate runs of marked hours than this reads the whole range from the readings
 MAX_DIRTY_RUNS = 64
 #: rows per /write of the job
@@ -199,16 +201,18 @@ class InfluxRollupMixin:
             if not times:
                 return
             through = floor_hour(min(times))
-        if horizon > through:
-            new_rows, new_mixed = self._compute(site, station, None, through, horizon)
+        while through < horizon:
+            # a slice at a time: a station's first run may roll up years, and each slice's rows are held in memory
+            upto = min(horizon, through + ROLL_SLICE_NS)
+            new_rows, new_mixed = self._compute(site, station, None, through, upto)
             self._write_rows(site, station, new_rows)
             if new_mixed:
                 with self._hold([(site, station)]):
                     self._write_marks(site, station, dict.fromkeys(new_mixed, _MIXED))
             report.hours_rolled += len(new_rows) + len(new_mixed)
             report.mixed += len(new_mixed)
-            self._write_body(f"{STATE_MEASUREMENT},{_tags(site, station)} through={horizon}i {horizon}")
-            through = horizon
+            self._write_body(f"{STATE_MEASUREMENT},{_tags(site, station)} through={upto}i {upto}")
+            through = upto
         marked = self._marks_of(site, station, None, None, through, positive=True)
         if not marked:
             return
