@@ -23,6 +23,7 @@ from gateway.central.store.influx_rollup import (
     RollupReport,
 )
 from gateway.model import Reading
+from gateway.testing.services import InfluxInstance
 
 from .helpers import T0, reading, series, stored
 from .test_store_contract import AWKWARD_FLOATS, backend, store
@@ -302,3 +303,22 @@ def test_a_read_with_many_marked_runs_reads_the_readings(store: Store) -> None:
     assert len([g for g in marks_of(store).values() if g > 0]) == 100
     assert hourly(store, start, start + 200 * HOUR) == raw_hourly(store, start, start + 200 * HOUR)
     assert HOUR_NS == 3600 * 10**9
+
+
+@pytest.mark.integration
+def test_the_rollup_lives_in_the_store_retention_policy(influxd: InfluxInstance, tmp_path: Path) -> None:
+    url = influxd.url
+    admin = InfluxStore(url, database="kept")
+    admin._query_many(['CREATE DATABASE "kept"', 'CREATE RETENTION POLICY "ten_years" ON "kept" DURATION 3650d '
+                       "REPLICATION 1"])
+    admin.close()
+    store = InfluxStore(url, database="kept", retention_policy="ten_years", write_guard=tmp_path / "guard",
+                        rollup_reads=True)
+    try:
+        write_two_stretches(store)
+        assert store.roll_up().hours_rolled == 7
+        assert store._query('SELECT count("mean") FROM "ten_years".readings_1h')
+        assert not store._query("SELECT count(mean) FROM readings_1h")  # nothing in the default policy
+        assert_hourly_equal(store, START, END)
+    finally:
+        store.close()
