@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.central.service import wait_for
 from gateway.central.store import AGGREGATES, Aggregate, InfluxStore, Store
 from gateway.central.store.base import to_ns
 from gateway.central.store.influx_rollup import (
@@ -322,3 +323,44 @@ def test_the_rollup_lives_in_the_store_retention_policy(influxd: InfluxInstance,
         assert_hourly_equal(store, START, END)
     finally:
         store.close()
+
+
+JOB = """
+import sys
+import time
+from pathlib import Path
+from gateway.central.store import InfluxStore
+
+store = InfluxStore(sys.argv[1], database="contract", write_guard=Path(sys.argv[2]))
+write_rows = store._write_rows
+
+def slowly(*args):
+    write_rows(*args)
+    time.sleep(0.3)  # long enough to be killed between two weeks
+
+store._write_rows = slowly
+store.roll_up()
+"""
+
+
+@influx_only
+def test_a_job_killed_with_sigkill_leaves_nothing_stale(store: Store, tmp_path: Path) -> None:
+    assert isinstance(store, InfluxStore)
+    start = T0 - timedelta(days=60)  # nine weeks: the job writes its state nine times
+    store.write(stored("site1", series("st1", [float(i % 17) + 0.1 for i in range(60 * 24 * 6)], start=start,
+                                       step=timedelta(minutes=10))))
+    job = subprocess.Popen([sys.executable, "-c", JOB, store.url, str(tmp_path / "write-guard")])
+    try:
+        # killed once it has written its state for the first week (and is rolling the next)
+        assert wait_for(lambda: bool(store._query("SELECT last(through) FROM readings_rollup")) or
+                        job.poll() is not None, 60)
+        job.kill()
+    finally:
+        job.wait(30)
+    end = T0 - timedelta(days=1)
+
+    assert job.returncode == -9  # killed, not finished
+    assert hourly(store, start, end) == raw_hourly(store, start, end)
+    store.roll_up()  # the guard's locks died with the job; a new run completes what it left
+    assert set(marks_of(store).values()) == {0}
+    assert_hourly_equal(store, start + timedelta(minutes=7), end)
