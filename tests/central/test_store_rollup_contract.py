@@ -11,6 +11,7 @@ import sys
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -32,6 +33,7 @@ from .test_store_contract import AWKWARD_FLOATS, backend, store
 __all__ = ["backend", "store"]  # the fixtures, re-exported so pytest finds them here
 
 HOUR = timedelta(hours=1)
+EVERY_AGGREGATE = cast(tuple[Aggregate, ...], AGGREGATES)
 STEP = timedelta(seconds=10)
 # two stretches a week apart: a read of both spans several of InfluxDB's shards (7 days each by default)
 EARLY = T0 - timedelta(days=12)
@@ -67,10 +69,10 @@ def raw_hourly(store: Store, start: datetime, end: datetime, aggregate: Aggregat
 
 
 def assert_hourly_equal(store: Store, start: datetime, end: datetime) -> None:
-    for aggregate in AGGREGATES:
-        expected = raw_hourly(store, start, end, aggregate)  # type: ignore[arg-type]
+    for aggregate in EVERY_AGGREGATE:
+        expected = raw_hourly(store, start, end, aggregate)
         assert expected, aggregate
-        assert hourly(store, start, end, aggregate) == expected, aggregate  # type: ignore[arg-type]
+        assert hourly(store, start, end, aggregate) == expected, aggregate
 
 
 # an unaligned range over both stretches: partial first and last hours come from the readings
@@ -101,6 +103,23 @@ def test_late_readings_resends_and_conflicts_keep_hourly_reads_exact(store: Stor
     roll_up(store)
     assert_hourly_equal(store, START, END)
     assert_hourly_equal(store, EARLY, LATE + 3 * HOUR)
+
+
+@pytest.mark.parametrize("every", [timedelta(hours=2), timedelta(hours=3), timedelta(days=1)])
+def test_windows_of_several_hours_equal_the_readings(store: Store, every: timedelta) -> None:
+    readings = write_two_stretches(store)
+    roll_up(store)
+    # a late reading in a rolled-up hour, a resend and a conflict: the window holding them from the readings
+    store.write(stored("site1", [reading(time=EARLY + 2 * HOUR + timedelta(seconds=5), value=1e6), *readings[:10],
+                                 reading(time=readings[20].time, value=-1.0)]))
+    for start, end in ((START, END), (EARLY - timedelta(days=1), LATE + timedelta(days=1))):
+        for aggregate in EVERY_AGGREGATE:
+            expected = [(to_ns(p.time), p.value, p.qc) for p in store.query_series(
+                "st1", "CO2", start, end, every, aggregate, site="site1", sensor="gmp252")]
+            assert expected, aggregate
+            assert [tuple(row) for chunk in store.iter_series("st1", "CO2", start, end, every, aggregate,
+                                                              site="site1", sensor="gmp252")
+                    for row in chunk] == expected, aggregate
 
 
 def test_an_hour_with_two_units_keeps_hourly_reads_exact(store: Store) -> None:
@@ -147,6 +166,26 @@ def test_clean_hours_come_from_the_rollup_and_marked_ones_from_the_readings(stor
     store.roll_up()
     assert marks_of(store)[hour] == 0
     assert hourly(store, EARLY, LATE) == raw_hourly(store, EARLY, LATE)
+
+
+@influx_only
+def test_windows_of_several_hours_but_means_come_from_the_rollup(store: Store) -> None:
+    assert isinstance(store, InfluxStore)
+    write_two_stretches(store)
+    store.roll_up()
+    set_row_max = (f"{ROLLUP_MEASUREMENT},sensor=gmp252,site=site1,station=st1,variable=CO2 max=1e300 "
+                   f"{to_ns(EARLY + 2 * HOUR)}")
+    store._write_body(set_row_max)  # a maximum no reading has: seen only through the rollup
+    start, end = EARLY, EARLY + 4 * HOUR
+
+    def rows(aggregate: Aggregate) -> list[tuple[object, ...]]:
+        return [tuple(row) for chunk in store.iter_series("st1", "CO2", start, end, 2 * HOUR, aggregate,
+                                                           site="site1", sensor="gmp252") for row in chunk]
+
+    assert (to_ns(EARLY + 2 * HOUR), 1e300) in [row[:2] for row in rows("max")]
+    means = [(to_ns(p.time), p.value, p.qc) for p in store.query_series("st1", "CO2", start, end, 2 * HOUR,
+                                                                        site="site1", sensor="gmp252")]
+    assert rows("mean") == means  # a mean over two hours always from the readings
 
 
 @influx_only

@@ -217,9 +217,10 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
     created on first use if missing. `api="v2"`: influxdb-client's synchronous write API with token/org/bucket;
     reads still use /query on `database` with the token (2.x needs a DBRP mapping).
 
-    `rollup_reads`: hourly reads of one series (`iter_series` with every = 1 h, site and sensor given) use the
-    hourly rollup where it is current (`influx_rollup`; its job is `roll_up`). Writes mark late readings for the
-    rollup whether or not it is read, so turning it on later is safe. `clock`: the wall clock in s (tests)."""
+    `rollup_reads`: reads of one series by whole hours (`iter_series` with every = 1 h, or a multiple of it for
+    min, max, count and last; site and sensor given) use the hourly rollup where it is current (`influx_rollup`;
+    its job is `roll_up`). Writes mark late readings for the rollup whether or not it is read, so turning it on
+    later is safe. `clock`: the wall clock in s (tests)."""
 
     def __init__(
         self,

@@ -104,7 +104,7 @@ class InfluxReadsMixin:
 
         def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]: ...
 
-        def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int,
+        def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, window_ns: int,
                                 aggregate: Aggregate, site: str, sensor: str) -> Iterator[list[SeriesRow]]: ...
 
     _names_lock = threading.Lock()
@@ -192,8 +192,10 @@ class InfluxReadsMixin:
 
         check_window(start, end, aggregate)
         window_ns = every_ns(every) if every is not None else None
-        if self.rollup_reads and window_ns == HOUR_NS and site is not None and sensor is not None:
-            yield from self._rolled_iter_series(station, variable, to_ns(start), to_ns(end), aggregate, site, sensor)
+        if (self.rollup_reads and window_ns is not None and window_ns % HOUR_NS == 0
+                and (window_ns == HOUR_NS or aggregate != "mean") and site is not None and sensor is not None):
+            yield from self._rolled_iter_series(station, variable, to_ns(start), to_ns(end), window_ns, aggregate,
+                                                site, sensor)
         else:
             yield from self._raw_iter_series(station, variable, to_ns(start), to_ns(end), window_ns, aggregate, site,
                                              sensor)

@@ -42,7 +42,10 @@ Why it is exact, in four rules:
 InfluxDB's mean of an hour depends on the order in which it sums the points: for one series that is time order in
 any query; when one sensor's variable has two series in an hour (a changed unit or time source: the tags), the order
 of merging them is InfluxDB's choice, so such hours are marked -1 and always read from the readings. A rollup row is
-used only for `every` = 1 h: a mean over several hours cannot be rebuilt bit for bit from hourly means.
+served for `every` = 1 h, and for whole multiples of it (2 h, 1 d, ...) for min, max, count and last, which InfluxDB
+combines exactly from the hourly rows (the min of the minima, the sum of the counts, the last hour's last, the max of
+the qc); a window with a marked hour is read whole from the readings. A mean over several hours is always read from
+the readings: it cannot be rebuilt bit for bit from hourly means (InfluxDB sums the points in another order).
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ MAX_DIRTY_RUNS = 64
 #: rows per /write of the job
 _ROWS_PER_WRITE = 5_000
 _AGGREGATE_FIELDS: dict[str, str] = {"mean": "mean", "min": "min", "max": "max", "count": "count", "last": "last"}
+#: how a window of several hours is made of its hourly rows, exactly (no mean: a mean of means is not InfluxDB's)
+_COMBINED: dict[str, str] = {"min": "min", "max": "max", "count": "sum", "last": "last"}
 _CLEAN, _MIXED = 0, -1
 
 Series = tuple[str, str]  # sensor, variable
@@ -87,10 +92,6 @@ Series = tuple[str, str]  # sensor, variable
 
 def floor_hour(time_ns: int) -> int:
     return time_ns - time_ns % HOUR_NS
-
-
-def ceil_hour(time_ns: int) -> int:
-    return -floor_hour(-time_ns)
 
 
 @dataclass
@@ -315,12 +316,16 @@ class InfluxRollupMixin:
 
     # --- reads: rule 4 ----------------------------------------------------------------------------------------------
 
-    def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, aggregate: Aggregate,
-                            site: str, sensor: str) -> Iterator[list[SeriesRow]]:
-        """Hourly windows of one series: clean hours from the rollup, the others from the readings (rule 4)."""
-        first, floor_end = ceil_hour(start_ns), floor_hour(end_ns)
+    def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, window_ns: int,
+                            aggregate: Aggregate, site: str, sensor: str) -> Iterator[list[SeriesRow]]:
+        """Windows of whole hours of one series: those whose hours are all clean from the rollup, the others from
+        the readings (rule 4). A window of several hours is combined from its hourly rows by InfluxDB (the min of
+        the minima, the sum of the counts, ...), which is exact for every aggregate but the mean; `iter_series`
+        sends a mean over several hours to the readings."""
+        raw = self._raw_iter_series
+        first, floor_end = _ceil_to(start_ns, window_ns), _floor_to(end_ns, window_ns)
         if floor_end <= first:
-            yield from self._raw_iter_series(station, variable, start_ns, end_ns, HOUR_NS, aggregate, site, sensor)
+            yield from raw(station, variable, start_ns, end_ns, window_ns, aggregate, site, sensor)
             return
         # the state and the marks in one request (the marks of hours past `through` are not needed, but asking for
         # them saves a round trip)
@@ -334,22 +339,29 @@ class InfluxRollupMixin:
         ], params)
         through = max((int(row[1]) for series in state for row in series.get("values") or () if row[1] is not None),
                       default=first)
-        last = min(floor_end, through)
+        last = _floor_to(min(floor_end, through), window_ns)
         if last <= first:
-            yield from self._raw_iter_series(station, variable, start_ns, end_ns, HOUR_NS, aggregate, site, sensor)
+            yield from raw(station, variable, start_ns, end_ns, window_ns, aggregate, site, sensor)
             return
-        dirty = sorted(int(row[0]) for series in marks for row in series.get("values") or () if row[0] < last)
-        runs = _runs(dirty)
+        # a window with a marked hour is read whole from the readings
+        dirty = sorted({_floor_to(int(row[0]), window_ns) for series in marks for row in series.get("values") or ()
+                        if row[0] < last})
+        runs = _runs(dirty, window_ns)
         if len(runs) > MAX_DIRTY_RUNS:
-            yield from self._raw_iter_series(station, variable, start_ns, end_ns, HOUR_NS, aggregate, site, sensor)
+            yield from raw(station, variable, start_ns, end_ns, window_ns, aggregate, site, sensor)
             return
         if start_ns < first:
-            yield from self._raw_iter_series(station, variable, start_ns, first, HOUR_NS, aggregate, site, sensor)
+            yield from raw(station, variable, start_ns, first, window_ns, aggregate, site, sensor)
         field = _AGGREGATE_FIELDS[aggregate]
-        query = (f'SELECT "{field}" AS value, qc FROM {self._rollup_source(ROLLUP_MEASUREMENT)} WHERE site = $site '
-                 f"AND station = $station AND sensor = $sensor AND variable = $variable AND time >= {int(first)} "
-                 f"AND time < {int(last)}")
-        pending = list(runs)  # (first hour, last hour) of each run of marked hours, in time order
+        where = (f"WHERE site = $site AND station = $station AND sensor = $sensor AND variable = $variable "
+                 f"AND time >= {int(first)} AND time < {int(last)}")
+        if window_ns == HOUR_NS:
+            query = f'SELECT "{field}" AS value, qc FROM {self._rollup_source(ROLLUP_MEASUREMENT)} {where}'
+        else:
+            query = (f'SELECT {_COMBINED[aggregate]}("{field}") AS value, max(qc) AS qc '
+                     f"FROM {self._rollup_source(ROLLUP_MEASUREMENT)} {where} "
+                     f"GROUP BY time({window_ns // 1_000_000_000}s) fill(none)")
+        pending = list(runs)  # (first window, last window) of each run of marked windows, in time order
         for chunk in self._stream(query, params):
             for series in chunk:
                 columns = series["columns"]
@@ -369,24 +381,31 @@ class InfluxRollupMixin:
                         if out:
                             yield out
                             out = []
-                        yield from self._raw_iter_series(station, variable, run_first, run_last + HOUR_NS,
-                                                         HOUR_NS, aggregate, site, sensor)
+                        yield from raw(station, variable, run_first, run_last + window_ns, window_ns, aggregate,
+                                       site, sensor)
                     if not _inside(time_ns, runs):
                         out.append(row)
                 if out:
                     yield out
         for run_first, run_last in pending:
-            yield from self._raw_iter_series(station, variable, run_first, run_last + HOUR_NS, HOUR_NS, aggregate,
-                                             site, sensor)
+            yield from raw(station, variable, run_first, run_last + window_ns, window_ns, aggregate, site, sensor)
         if last < end_ns:
-            yield from self._raw_iter_series(station, variable, last, end_ns, HOUR_NS, aggregate, site, sensor)
+            yield from raw(station, variable, last, end_ns, window_ns, aggregate, site, sensor)
 
 
-def _runs(hours: list[int]) -> list[tuple[int, int]]:
-    """Sorted hour starts -> (first, last) of each run of consecutive hours."""
+def _floor_to(time_ns: int, step: int) -> int:
+    return time_ns - time_ns % step
+
+
+def _ceil_to(time_ns: int, step: int) -> int:
+    return -_floor_to(-time_ns, step)
+
+
+def _runs(hours: list[int], step: int = HOUR_NS) -> list[tuple[int, int]]:
+    """Sorted window starts -> (first, last) of each run of consecutive windows of `step`."""
     runs: list[tuple[int, int]] = []
     for hour in hours:
-        if runs and hour - runs[-1][1] <= HOUR_NS:
+        if runs and hour - runs[-1][1] <= step:
             runs[-1] = (runs[-1][0], hour)
         else:
             runs.append((hour, hour))
