@@ -73,7 +73,7 @@ class StreamsConfig(_Strict):
         default="summaries", description="all: summaries and raw archive files; summaries: summaries only; none: "
                                          "neither (the raw archive stays on the station)")
     read_interval_s: float = Field(
-        default=0.2, ge=0.02, le=1.0,
+        default=1.0, ge=0.02, le=1.0,
         description="read each stream every this many seconds, a few records per wake-up, stamped from the "
                     "instrument's cadence anchored on their arrival (gateway/edge/streams/stamping.py). At most 1 s: "
                     "a stamp is never later than its read, and the EC grid spreads a burst over at most 1 s")

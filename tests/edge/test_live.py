@@ -5,12 +5,13 @@ missing or stale status with the fix and a non-zero exit."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from typer.testing import CliRunner
@@ -19,7 +20,15 @@ from gateway.cli import app
 from gateway.demo import ANALYZER, PROFILE, SONIC, DemoRig, demo_simulators, write_station_yaml
 from gateway.edge.config import load_station_config
 from gateway.edge.daemon import StationDaemon
-from gateway.edge.live import StatusUnavailable, read_status, status_path
+from gateway.edge.live import (
+    IDLE_WRITE_PERIOD_S,
+    WATCHED_FOR_S,
+    StatusUnavailable,
+    StatusWriter,
+    read_status,
+    status_path,
+    watch_path,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +158,21 @@ def test_a_stale_or_stopped_status_is_not_shown_as_live(tmp_path: Path) -> None:
     with pytest.raises(StatusUnavailable, match="not a status file"):
         path.write_text(json.dumps({"schema": 99}))
         read_status(load_station_config(station_yaml))
+
+
+def test_the_snapshot_is_written_every_second_only_while_someone_reads_it(tmp_path: Path) -> None:
+    station_yaml = write_station_yaml(tmp_path / "station.yaml", {
+        "site": "forest", "station": "st1", "buffer": {"path": str(tmp_path / "buffer.sqlite")},
+        "sensors": [{"name": "co2", "driver": "gmp252", "port": str(tmp_path / "no-tty")}]})
+    path = status_path(tmp_path / "buffer.sqlite")
+    writer = StatusWriter(cast("StationDaemon", None), path=path)
+    assert writer.due(100.0, None), "the first snapshot at once"
+    assert not writer.due(101.0, 100.0), "nobody reads it: not every second"
+    assert writer.due(100.0 + IDLE_WRITE_PERIOD_S, 100.0)
+    path.write_text(json.dumps({"schema": 1, "written": time.time(), "running": True, "site": "forest",
+                                "station": "st1", "sensors": []}))
+    read_status(load_station_config(station_yaml))  # a reader (live, check) marks its interest
+    assert writer.watched() and writer.due(101.0, 100.0), "read: every second"
+    long_ago = time.time() - 2 * WATCHED_FOR_S
+    os.utime(watch_path(path), (long_ago, long_ago))
+    assert not writer.watched() and not writer.due(101.0, 100.0), "the reader left"

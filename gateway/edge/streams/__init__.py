@@ -4,7 +4,7 @@ One `StreamRunner` thread per stream sensor owns its transport (serial port or T
 
     connect (backoff 0.5 s .. 30 s; a vanished USB adapter is reopened when its device node returns)
       -> write driver.start_commands()
-      -> every `read_interval_s` (0.2 s, dithered by up to half a period) read what arrived -> split at
+      -> every `read_interval_s` (1 s, dithered by up to half a period) read what arrived -> split at
          driver.terminator (bounded: a line longer than `max_frame_bytes` is garbage, dropped, and the splitter
          resyncs at the next terminator)
       -> driver.parse(frame): values, or BadRecord -> counted by reason, dropped (logged on state changes only)

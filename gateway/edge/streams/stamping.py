@@ -1,7 +1,7 @@
 """Stamping the records of a stream read in bursts: the instrument's cadence, anchored on arrival.
 
-The runner reads a stream every `read_interval_s` (default 0.2 s), a few records per wake-up, instead of waking once
-per 20 Hz record (what the wake-ups cost: docs/performance.md, EDGE). Every record of a read arrived at or before
+The runner reads a stream every `read_interval_s` (default 1 s), a second's records per wake-up, instead of waking
+once per 20 Hz record (what the wake-ups cost: docs/performance.md, EDGE). Every record of a read arrived at or before
 the moment of the read (`arrival`, monotonic), but the host no longer knows when each one did. What it does know is
 the instrument's output rate (`frequency_hz`): consecutive records leave the instrument one period apart. So the
 records of a burst are stamped one period apart, and the burst is placed as late as its arrival allows:
