@@ -78,3 +78,19 @@ def test_no_server_is_a_request_failure_naming_the_cause() -> None:
         http.post("/query", b"q=SHOW+DATABASES", "application/x-www-form-urlencoded")
     assert caught.value.url == f"http://127.0.0.1:{port}"
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
+
+
+def test_the_connections_of_threads_that_ended_are_closed(server: OneAnswerServer) -> None:
+    """An API thread pool replaces its threads: their kept connections must not pile up open."""
+    http = KeepAliveHttp(f"http://127.0.0.1:{server.port}", timeout_s=5, headers={})
+    try:
+        for _ in range(5):
+            worker = threading.Thread(target=http.post, args=("/query", b"q=1", "text/plain"))
+            worker.start()
+            worker.join()
+        http.post("/query", b"q=1", "text/plain")
+        # only this thread's connection is left open; the five ended threads' were closed
+        assert [thread for thread, _ in http._all] == [threading.current_thread()]
+    finally:
+        http.close()
+    assert http._all == []

@@ -1,15 +1,16 @@
-"""Plain HTTP/1.1 requests over kept-alive connections (the standard library's `http.client`), for the InfluxDB
-store's hot path: every group of ingested messages costs a `/write` and a ledger `/query`.
+"""Plain HTTP/1.1 requests over kept-alive connections (the standard library's `http.client`) for the InfluxDB
+store's `/write` and `/query` (`InfluxStore._post`): every group of ingested messages costs a few of them.
 
 httpx costs about 0.5 ms of CPU per request on loopback (its request and response models, URL merging, cookies,
-event hooks); `http.client` on a kept connection about 0.15 ms (docs/performance.md, "NETWORK — per item"). At a
-thousand stations' real-time rates a group is one or two messages, so that difference was a fifth of an ingest
-worker's CPU. httpx stays for everything else (streamed reads, the v2 client, pings).
+event hooks); `http.client` on a kept connection about 0.15 ms (docs/performance.md, "NETWORK — what a message
+costs the central ingest"). At a thousand stations' real-time rates a group is one or two messages, so that
+difference was a fifth of an ingest worker's CPU. httpx stays for streamed reads, the v2 client and pings.
 
 One connection per thread (`http.client` connections are not thread-safe; the ingest worker writes from its store
-thread while its worker thread queries). A request that fails on a connection used before is sent once more on a
-new one: the server may have closed an idle connection, and every request sent here is idempotent (a write of
-points with their identity, a query).
+thread while its worker thread queries, the API from its worker threads); the connections of threads that have
+ended are closed when the next one is opened, so a thread pool that replaces its threads leaks none. A request
+that fails on a connection used before is sent once more on a new one: the server may have closed an idle
+connection, and every request sent here is idempotent (a write of points with their identity, a query).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class KeepAliveHttp:
             ssl.create_default_context() if self._https else None)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[http.client.HTTPConnection] = []
+        self._all: list[tuple[threading.Thread, http.client.HTTPConnection]] = []  # every open one, by its thread
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before."""
@@ -57,15 +58,18 @@ class KeepAliveHttp:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
         self._local.connection = connection
         with self._lock:
-            self._all.append(connection)
+            ended = [(thread, c) for thread, c in self._all if not thread.is_alive()]
+            self._all = [(thread, c) for thread, c in self._all if thread.is_alive()]
+            self._all.append((threading.current_thread(), connection))
+        for _, old in ended:
+            old.close()
         return connection, False
 
     def _drop(self, connection: http.client.HTTPConnection) -> None:
         self._local.connection = None
         connection.close()
         with self._lock:
-            if connection in self._all:
-                self._all.remove(connection)
+            self._all = [(thread, c) for thread, c in self._all if c is not connection]
 
     def post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes, str | None]:
         """POST `body` to `path` (with its query string); (status, response body, its Content-Type)."""
@@ -89,5 +93,5 @@ class KeepAliveHttp:
     def close(self) -> None:
         with self._lock:
             connections, self._all = self._all, []
-        for connection in connections:
+        for _, connection in connections:
             connection.close()
