@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import asdict
+from typing import Any
 
 from gateway.central.store.base import StoreError
 from gateway.central.store.influx import InfluxStore
@@ -24,6 +25,7 @@ class RollupScheduler:
         self.failures = 0
         self.last: RollupReport | None = None
         self._last_error = ""
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -47,14 +49,22 @@ class RollupScheduler:
         try:
             report = self.store.roll_up(stop=self._stop.is_set)
         except StoreError as exc:
-            self.failures += 1
+            with self._lock:
+                self.failures += 1
             message = str(exc)
             if message != self._last_error:
                 log.warning("hourly rollup: %s; next try in %.0f s", message, self.every_s)
                 self._last_error = message
             return None
         self._last_error = ""
-        self.last = report
-        self.rounds += 1
+        with self._lock:
+            self.last = report
+            self.rounds += 1
         log.debug("hourly rollup: %s", asdict(report))
         return report
+
+    def counters(self) -> dict[str, Any]:
+        """For /api/v1/health (`counters.rollup`): the schedule, its rounds and failures, and the last round's work."""
+        with self._lock:
+            return {"every_s": self.every_s, "rounds": self.rounds, "failures": self.failures,
+                    "last": asdict(self.last) if self.last is not None else None}

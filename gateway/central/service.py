@@ -29,7 +29,7 @@ import uvicorn
 
 from gateway.central.access import AccessControl, TokenStore
 from gateway.central.alerts import AlertEvaluator, AlertScheduler
-from gateway.central.api import create_app
+from gateway.central.api import ScheduleState, create_app
 from gateway.central.budget import BudgetScheduler
 from gateway.central.commands import LEDGER_FILE, CommandKey, CommandLedger, CommandService
 from gateway.central.config import CentralConfig, StorageSettings
@@ -140,7 +140,8 @@ def run_central(
     if config.api.tls_cert_file is not None and config.api.tls_key_file is not None:
         tls = {"ssl_certfile": str(config.api.tls_cert_file), "ssl_keyfile": str(config.api.tls_key_file)}
     access = open_access(config)
-    app = create_app(active_store, ingest, schedule, products, alerts=evaluator, commands=commands, access=access,
+    schedules: dict[str, ScheduleState] = {**products, **({"rollup": rollup} if rollup is not None else {})}
+    app = create_app(active_store, ingest, schedule, schedules, alerts=evaluator, commands=commands, access=access,
                      cors_origins=config.api.cors_origins, security=ingest,
                      status_page_public=config.api.status_page == "public")
     server = uvicorn.Server(

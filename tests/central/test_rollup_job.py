@@ -47,6 +47,9 @@ def test_a_round_rolls_up_every_station(influxd: InfluxInstance, tmp_path: Path)
 
         assert report is not None and (report.stations, report.hours_rolled) == (2, 6)
         assert scheduler.rounds == 1 and scheduler.failures == 0
+        assert scheduler.counters() == {"every_s": 3600, "rounds": 1, "failures": 0,
+                                        "last": {"stations": 2, "hours_rolled": 6, "hours_recomputed": 6,
+                                                 "marks_cleared": 6, "marks_kept": 0, "mixed": 0}}
         rows = store._query("SELECT count(mean) FROM readings_1h GROUP BY station")
         assert {s["tags"]["station"]: s["values"][0][1] for s in rows} == {"st1": 3, "st2": 3}
     finally:
@@ -98,10 +101,12 @@ def test_the_central_service_runs_the_rollup_job(mosquitto: MosquittoInstance, i
         with httpx.Client(base_url=f"http://127.0.0.1:{ports[0]}", timeout=10,
                           headers=bearer(issue_token(config.data_dir))) as api:
             body = api.get("/api/v1/series", params=params).json()
+            health = api.get("/api/v1/health").json()
         expected = [p.value for p in reader.query_series("st1", "CO2", START, START + 4 * HOUR, HOUR, site="site1",
                                                          sensor="gmp252")]
         assert len(expected) == 4
         assert [p["value"] for p in body["points"]] == [expected[0], 12345.5, *expected[2:]]
+        assert health["counters"]["rollup"]["rounds"] >= 1 and health["counters"]["rollup"]["every_s"] == 0.2
     finally:
         stop.set()
         thread.join(30)
