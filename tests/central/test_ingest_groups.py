@@ -180,3 +180,37 @@ def test_a_window_looked_up_before_another_worker_stored_the_item_is_not_used_on
     store_item(store, a, third, a.place(third))
     assert [e.kind for e in a.place(signer.item(2, RECEIVED + 4 * S)).events] == ["duplicate"]
     store.close()
+
+
+def test_two_workers_with_looked_up_groups_still_tell_gaps_duplicates_and_replays(tmp_path: Path) -> None:
+    """Worker B stored items 0-2 of a chain; worker A gets a group with a replay of item 1 (two hours later), a resend
+    of item 2 and item 4 (item 3 never came): placed from the group's one look-up, with no query of their own, A
+    reports the replay and the duplicate, stores neither again, and the gap once its grace has passed (its check
+    then asks the ledger for item 3)."""
+    from .test_chain_workers import RECEIVED, S, Station, store_item
+
+    store = CountingStore(tmp_path / "chain.sqlite")
+    signer = Station(tmp_path)
+    a = ChainTracker(store, shared=True, replay_after_s=3600)
+    b = ChainTracker(store, shared=True, replay_after_s=3600)
+    for seq in range(3):
+        item_b = signer.item(seq, RECEIVED + seq * S)
+        store_item(store, b, item_b, b.place(item_b))
+    signer.item(3, RECEIVED + 3 * S)  # signed, lost on the way
+    # a replayer's copy of item 1 held back two hours, the station's resend of item 2 after its receipt timeout
+    group = [signer.item(1, RECEIVED + 7200 * S), signer.item(2, RECEIVED + 40 * S),
+             signer.item(4, RECEIVED + 41 * S)]
+    store.calls.clear()
+
+    a.prefetch(group)
+    placements = [a.place(item_a) for item_a in group]
+
+    assert store.calls == [("ledger_windows", 3)]  # one look-up for the group, none per item
+    assert [(p.new, [e.kind for e in p.events]) for p in placements] == [
+        (False, ["replay"]), (False, ["duplicate"]), (True, [])]
+    store_item(store, a, group[2], placements[2])
+    assert a.due_events(RECEIVED + 41 * S + 29 * S) == []  # item 3 may be with the other worker: not yet a gap
+    [gap] = a.due_events(RECEIVED + 41 * S + 31 * S)  # still missing after the grace
+    assert (gap.kind, gap.seq) == ("gap", 4)
+    assert [i.seq for i in store.ledger_items("st1", 0, 2**62)] == [0, 1, 2, 4]
+    store.close()
