@@ -524,8 +524,8 @@ class Ingestor:
         return done and (group is None or self._complete(group))
 
     def _advance(self, deliveries: list[_Delivery], writing: _Group | None) -> tuple[bool, _Group | None]:
-        """Check `deliveries` in order while `writing` is being written, complete `writing`, then start writing the
-        readings of `deliveries` as one group and return it. (False, None) when stopping mid-outage."""
+        """Check `deliveries` in order while `writing` is being written, complete `writing`, then start writing what
+        `deliveries` hold as one group and return it. (False, None) when stopping mid-outage."""
         group = _Group()
         verified = self._verify_group(deliveries)
         for delivery, checked in zip(deliveries, verified, strict=True):
@@ -552,6 +552,7 @@ class Ingestor:
                 group.prepared.append(batch)
             elif isinstance(batch, _PreparedHealth):
                 group.health.append(batch)
+        self.chain.forget_prefetched()  # what was not used (an item dead-lettered before it was placed) is stale now
         if writing is not None and not self._complete(writing):
             return False, None
         self._start_writing(group)
