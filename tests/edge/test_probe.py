@@ -39,7 +39,7 @@ def test_scan_names_gmp252s_and_both_soil_probe_layouts(ptys: tuple[str, str]) -
     ]
     with RtuLineSimulator(ptys[0], devices):
         result = CliRunner().invoke(app, ["probe", "modbus", "--port", ptys[1], "--addresses", "1-4,239-243",
-                                          "--timeout", "0.05"])
+                                          "--timeout", "0.5"])
     assert result.exit_code == 0, result.output
     rows = {int(line.split()[0]): line for line in result.stdout.splitlines() if line.split()[0].isdigit()}
     assert sorted(rows) == [1, 3, 240, 242]
@@ -56,7 +56,7 @@ def test_scan_tells_an_sr30_pyranometer_from_a_soil_probe(ptys: tuple[str, str])
                                 SoilProbeSimulator(address=2, layout="A", fixed={"swc": 31.5, "ts": -2.3, "ec": 250})]
     with RtuLineSimulator(ptys[0], devices):
         result = CliRunner().invoke(app, ["probe", "modbus", "--port", ptys[1], "--addresses", "1-3",
-                                          "--timeout", "0.05"])
+                                          "--timeout", "0.5"])
     assert result.exit_code == 0, result.output
     rows = {int(line.split()[0]): line for line in result.stdout.splitlines() if line.split()[0].isdigit()}
     assert sorted(rows) == [1, 2]
