@@ -33,10 +33,14 @@ taken a moment earlier, while the group before is being written, as each item's 
 from __future__ import annotations
 
 import base64
+import heapq
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gateway.central.chainmarks import ChainMarks, chain_name
 from gateway.central.store.ledger import ChainEvent, ChainEventKind, LedgerItem, LedgerStore, compress_payload
+from gateway.central.store.writeguard import NOTHING, Marks
 from gateway.trust.keys import KeyRegistry, RegistryError
 from gateway.trust.signing import EnvelopeError, Signed, check, parse_envelope, sha256_hex
 
@@ -149,6 +153,8 @@ class _PendingGap:
     event: ChainEvent  # the gap event to record if the predecessor is still missing at `due`
     prev_at: int
     due: int  # ns, central clock
+    prev_digest: str | None = None  # the predecessor's digest the item names (a stored other one is a fork)
+    prev_seq: int | None = None
 
 
 ChainKey = tuple[str, str, str]  # site, station, channel
@@ -168,13 +174,18 @@ class ChainTracker:
     instant both store it: the stores keep one ledger entry per identity (gateway/central/store/ledger.py)."""
 
     def __init__(self, store: LedgerStore, *, replay_after_s: float = 3600.0, shared: bool = False,
-                 grace_s: float = SHARED_GRACE_S) -> None:
+                 grace_s: float = SHARED_GRACE_S, marks: ChainMarks | None = None) -> None:
         self.store = store
         self.replay_after_ns = int(replay_after_s * 1e9)
         self.shared = shared
         self.grace_ns = int(grace_s * 1e9) if shared else 0
+        # a shared tracker's chain marks (gateway/central/chainmarks.py: the host's workers share them); None: every
+        # item is looked up in the ledger
+        self.marks = marks if shared else None
         self._heads: dict[ChainKey, _Head] = {}
         self._pending: dict[tuple[ChainKey, int], _PendingGap] = {}  # (chain, item at) -> gap to confirm
+        self._due: list[tuple[int, ChainKey, int]] = []  # heap of (due, chain, item at) of the pending gaps
+        self._waiting_for: dict[tuple[ChainKey, int], list[int]] = {}  # (chain, predecessor at) -> items' at
         # (chain, item at, digest) -> the ledger window `place` would ask for (`prefetch`), each used once
         self._prefetched: dict[tuple[ChainKey, int, str], list[LedgerItem]] = {}
 
@@ -187,6 +198,11 @@ class ChainTracker:
         self._prefetched = {}
         if not self.shared or not items:
             return
+        if self.marks is not None:
+            # those signed after their chain's mark will not be looked up (if the mark has not risen meanwhile)
+            items = [item for item in items if self._asks_ledger(item)]
+            if not items:
+                return
         starts = []
         for item in items:
             link = item.signed.envelope.link
@@ -196,6 +212,16 @@ class ChainTracker:
         windows = self.store.ledger_windows(starts, 3)
         self._prefetched = {((item.site, item.station, item.channel), item.signed.envelope.link.at, item.digest): window
                             for item, window in zip(items, windows, strict=True)}
+
+    def _asks_ledger(self, item: VerifiedItem) -> bool:
+        """Whether placing the item will (most likely) ask the ledger: its chain has no slot, or the item is signed at
+        or before the chain's mark. An unknown mark is learned when the item is placed."""
+        assert self.marks is not None
+        chain = (item.site, chain_name(item.station, item.channel))
+        mark = self.marks.peek(*chain)
+        if mark is None:
+            return self.marks.taken(*chain)
+        return item.signed.envelope.link.at <= mark
 
     def forget_prefetched(self) -> None:
         self._prefetched = {}
@@ -211,6 +237,12 @@ class ChainTracker:
 
     def place(self, item: VerifiedItem) -> Placement:
         """Whether the item is new in its chain, and the chain events it and the gaps now due make."""
+        placement = self._place(item)
+        if placement.new and self.marks is not None:
+            self._raise_mark(item)  # before its entry is written (done already when the mark decided it)
+        return placement
+
+    def _place(self, item: VerifiedItem) -> Placement:
         link = item.signed.envelope.link
         key = (item.site, item.station, item.channel)
 
@@ -222,6 +254,10 @@ class ChainTracker:
         predecessor_known = (known is not None and link.prev_at is not None and known.at == link.prev_at
                              and known.digest == link.prev_digest)  # this worker stored it
         looked_up: dict[int, LedgerItem] = {}
+        if self.marks is not None:
+            by_mark = self._place_by_mark(item, predecessor_known, event)
+            if by_mark is not None:
+                return Placement(True, [*by_mark, *self.due_events(item.received)])
         if self.shared:
             # one query: the predecessor (unless known), the item itself if stored, the first one signed after it
             first = link.at if predecessor_known or link.prev_at is None else link.prev_at
@@ -268,7 +304,8 @@ class ChainTracker:
             if previous_digest is None:
                 gap = event("gap", f"item {link.seq} follows item {link.prev_seq}, which is not stored (yet)")
                 if self.shared and len(self._pending) < MAX_PENDING_GAPS:
-                    self._pending[(key, link.at)] = _PendingGap(gap, link.prev_at, item.received + self.grace_ns)
+                    self._defer(key, link.at, _PendingGap(gap, link.prev_at, item.received + self.grace_ns,
+                                                          link.prev_digest, link.prev_seq))
                 else:
                     events.append(gap)
             elif previous_digest != link.prev_digest:
@@ -281,20 +318,85 @@ class ChainTracker:
             events.append(event("reorder", f"item {link.seq} arrived after item {following.seq}, signed later"))
         return Placement(True, [*events, *self.due_events(item.received)])
 
+    def _place_by_mark(self, item: VerifiedItem, predecessor_known: bool,
+                       event: Callable[[ChainEventKind, str], ChainEvent]) -> list[ChainEvent] | None:
+        """A shared tracker with marks: the events of an item signed after its chain's mark (new, nothing after it
+        stored; its mark raised to it before anyone else can decide on the chain), or None when the ledger must be
+        asked (at or before the mark, no mark, the pending gaps full)."""
+        assert self.marks is not None
+        link = item.signed.envelope.link
+        chain = (item.site, chain_name(item.station, item.channel))
+        with self.marks.hold([chain]) as held:
+            mark = self._mark(held, item)
+            if mark is None or link.at <= mark or len(self._pending) >= MAX_PENDING_GAPS:
+                return None
+            held.set(*chain, link.at)
+        if link.prev_seq is None:
+            return [event("chain_start", f"chain {link.epoch} begins with item {link.seq}")]
+        if not predecessor_known:
+            # stored by another worker, being stored, or missing: asked after the grace, as for a gap
+            assert link.prev_at is not None
+            gap = event("gap", f"item {link.seq} follows item {link.prev_seq}, which is not stored (yet)")
+            self._defer((item.site, item.station, item.channel), link.at, _PendingGap(
+                gap, link.prev_at, item.received + self.grace_ns, link.prev_digest, link.prev_seq))
+        return []
+
+    def _mark(self, held: Marks, item: VerifiedItem) -> int | None:
+        """The chain's mark under its held lock, learned from the ledger the first time; None without a slot."""
+        assert self.marks is not None
+        chain = (item.site, chain_name(item.station, item.channel))
+        mark = held.get(*chain)
+        if mark is None:
+            if self.marks.taken(*chain):
+                return None
+            newest = self.store.ledger_newest_at(item.site, item.station, item.channel)
+            mark = newest if newest is not None else NOTHING
+            held.set(*chain, mark)
+        return mark
+
+    def _raise_mark(self, item: VerifiedItem) -> None:
+        assert self.marks is not None
+        at = item.signed.envelope.link.at
+        chain = (item.site, chain_name(item.station, item.channel))
+        with self.marks.hold([chain]) as held:
+            mark = self._mark(held, item)
+            if mark is not None and at > mark:
+                held.set(*chain, at)
+
+    def _defer(self, key: ChainKey, at: int, pending: _PendingGap) -> None:
+        self._pending[(key, at)] = pending
+        heapq.heappush(self._due, (pending.due, key, at))
+        self._waiting_for.setdefault((key, pending.prev_at), []).append(at)
+
     def due_events(self, now: int) -> list[ChainEvent]:
-        """Gaps whose grace has passed by `now` (ns, central clock) and whose predecessor is still not stored (a
-        shared tracker; a worker may call this when idle, `place` does it for every item)."""
-        due = [(k, p) for k, p in self._pending.items() if p.due <= now]
+        """Gaps whose grace has passed by `now` (ns, central clock) and whose predecessor is still not stored (or
+        is stored with another digest than the item names: a fork), asked in one request (a shared tracker; a
+        worker may call this when idle, `place` does it for every item)."""
+        due: list[tuple[ChainKey, _PendingGap]] = []
+        while self._due and self._due[0][0] <= now:
+            _, key, at = heapq.heappop(self._due)
+            pending = self._pending.pop((key, at), None)
+            if pending is not None:
+                due.append((key, pending))
+                waiting = self._waiting_for.get((key, pending.prev_at))
+                if waiting is not None and at in waiting:
+                    waiting.remove(at)
+                    if not waiting:
+                        del self._waiting_for[(key, pending.prev_at)]
         if not due:
             return []
+        windows = self.store.ledger_windows([(*key, pending.prev_at) for key, pending in due], 1)
         events = []
-        for (key, _), pending in due:
-            if self.store.ledger_at(*key, pending.prev_at) is None:
-                e = pending.event
+        for (_, pending), window in zip(due, windows, strict=True):
+            found = window[0] if window and window[0].at == pending.prev_at else None
+            e = pending.event
+            if found is None:
                 events.append(ChainEvent(e.site, e.station, e.channel, e.kind, e.at, e.seq, e.digest, now,
                                          f"{e.detail}, {self.grace_ns / 1e9:.0f} s after it arrived"))
-        for k, _ in due:
-            del self._pending[k]
+            elif pending.prev_digest is not None and found.digest != pending.prev_digest:
+                events.append(ChainEvent(e.site, e.station, e.channel, "fork", e.at, e.seq, e.digest, now,
+                                         f"item {e.seq} names item {pending.prev_seq} with digest "
+                                         f"{pending.prev_digest[:12]}, the stored one has {found.digest[:12]}"))
         return events
 
     def stored(self, item: VerifiedItem) -> None:
@@ -304,9 +406,8 @@ class ChainTracker:
         head = self._heads.get(key)
         if head is None or link.at > head.at or self.shared:
             self._heads[key] = _Head(link.epoch, link.at, item.digest)
-        if self._pending:
-            for k in [k for k, p in self._pending.items() if k[0] == key and p.prev_at == link.at]:
-                del self._pending[k]
+        for at in self._waiting_for.pop((key, link.at), ()):
+            self._pending.pop((key, at), None)
 
 
 def set_aside_json(indices: dict[int, str]) -> str:

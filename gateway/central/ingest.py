@@ -80,6 +80,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from gateway.central.chain import ChainKey, ChainTracker, Untrusted, VerifiedItem, Verifier, set_aside_json
+from gateway.central.chainmarks import CHAIN_MARKS_FILE, ChainMarks
 from gateway.central.config import DeadLetterSettings, MqttSettings
 from gateway.central.deadletter import DeadLetterFile, payload_fields
 from gateway.central.provision import StationRegistry
@@ -379,6 +380,10 @@ class Ingestor:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stop.clear()
+        if self.chain.shared and self.chain.marks is None:
+            # the chain marks this host's workers share: an item signed after its chain's mark is placed without
+            # asking the ledger (gateway/central/chainmarks.py)
+            self.chain.marks = ChainMarks(self.data_dir / CHAIN_MARKS_FILE)
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinkwatch-store")
         self._worker = threading.Thread(target=self._work, name="sinkwatch-ingest", daemon=True)
         self._worker.start()
@@ -397,11 +402,16 @@ class Ingestor:
         self._stop.set()
         self._client.disconnect()
         self._client.loop_stop()
-        if self._worker is not None:
-            self._worker.join(timeout_s)
-            self._worker = None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.join(timeout_s)
         self._store_thread.shutdown(wait=False, cancel_futures=True)
         self._connected = False
+        if self.chain.marks is not None:
+            # closed marks answer "no mark" (the ledger is asked), should the worker still be finishing a step
+            self.chain.marks.close()
+            if worker is None or not worker.is_alive():
+                self.chain.marks = None
 
     def __enter__(self) -> Ingestor:
         self.start()

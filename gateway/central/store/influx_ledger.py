@@ -153,6 +153,12 @@ class InfluxLedgerMixin:
                 windows.append(_items(found, complete_only=True))
         return windows
 
+    def ledger_newest_at(self, site: str, station: str, channel: str) -> int | None:
+        found = self._ledger_select("site = $site AND station = $station AND channel = $channel",
+                                    {"site": site, "station": station, "channel": channel},
+                                    "ORDER BY time DESC LIMIT 1")  # complete or not
+        return found[0].at if found else None
+
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None:
         return self._one(site, station, channel, "time >= 0", "ORDER BY time DESC LIMIT 1")
 

@@ -109,6 +109,10 @@ class LedgerStore(Protocol):
 
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None: ...
 
+    def ledger_newest_at(self, site: str, station: str, channel: str) -> int | None:
+        """The signing time of the channel's newest entry, one that is still being written included (InfluxDB shows
+        a point's fields as they arrive): None when there is none."""
+
     def ledger_items(self, station: str, start: int, end: int, *, site: str | None = None) -> list[LedgerItem]:
         """Items of the station signed in [start, end) ns, every channel, ordered by channel then at."""
 

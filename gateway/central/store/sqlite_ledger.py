@@ -132,6 +132,10 @@ class SqliteLedgerMixin:
     def ledger_windows(self, starts: list[tuple[str, str, str, int]], limit: int) -> list[list[LedgerItem]]:
         return [self.ledger_from(site, station, channel, at, limit) for site, station, channel, at in starts]
 
+    def ledger_newest_at(self, site: str, station: str, channel: str) -> int | None:
+        found = self.ledger_last(site, station, channel)  # an entry is inserted whole, in one transaction
+        return found.at if found is not None else None
+
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None:
         found = self._ledger_query("station=? AND channel=? AND site=?", (station, channel, site),
                                    "ORDER BY at DESC LIMIT 1")
