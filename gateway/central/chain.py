@@ -27,7 +27,11 @@ in the ledger before it is called new (a resend or a replay that reaches another
 stored once), and what another worker may be storing at this moment is given `grace_s` before it counts as a gap
 or a reorder (`ChainTracker`). A worker asks the ledger for a whole group of messages in one request
 (`ChainTracker.prefetch`, `LedgerStore.ledger_windows`): the same windows each item's own query would return,
-taken a moment earlier, while the group before is being written, as each item's query was.
+taken a moment earlier, while the group before is being written, as each item's query was. With the host's chain
+marks (`gateway/central/chainmarks.py`: per chain, an upper bound of the newest entry stored or being written) an
+item signed after its chain's mark is new with nothing stored after it, so it is placed without asking: a chain
+start, or a predecessor this worker stored, or one checked after the grace like a gap (the due checks of a worker
+in one request, a predecessor stored with another digest then a fork).
 """
 
 from __future__ import annotations
