@@ -162,3 +162,26 @@ def test_a_chain_whose_slot_another_chain_has_is_looked_up_as_before(store: Aske
     assert marks.taken("site1", "st1\x00readings")  # closed: no chain has a mark any more
     third = station.item(2, RECEIVED + 2 * S)
     assert tracker.place(third).new and store.asked == ["ledger_from"]  # asked, as without marks
+
+
+def test_the_later_checks_of_two_workers_taking_turns_go_a_second_s_worth_at_a_time(store: AskedStore,
+                                                                                   marks: ChainMarks,
+                                                                                   tmp_path: Path) -> None:
+    """A minute of items, one every 0.1 s, each placed by the other worker than its predecessor: every placing
+    after the grace may check the predecessors now due, but waits until the oldest is a second overdue and then
+    checks all that are due in one request."""
+    station = Station(tmp_path)
+    a = ChainTracker(store, shared=True, marks=marks)
+    b = ChainTracker(store, shared=True, marks=marks)
+    placements = []
+    for seq in range(600):
+        tracker = (a, b)[seq % 2]
+        item = station.item(seq, RECEIVED + seq * S // 10)
+        placements.append(tracker.place(item))
+        store_item(store, tracker, item, placements[-1])
+    assert kinds(placements) == [("chain_start", 0)]  # every predecessor was there when checked
+    checks = [asked for asked in store.asked if asked.startswith("ledger_windows")]
+    checked = sum(int(asked.split()[1]) for asked in checks)
+    # 30 s of due checks (from 30 s to 60 s) for each worker: about one request a second each, not one an item
+    assert 270 <= checked <= 300 and len(checks) <= 2 * 32
+    assert a.due_events(RECEIVED + 3600 * S) == [] and b.due_events(RECEIVED + 3600 * S) == []
