@@ -40,6 +40,10 @@ log = logging.getLogger("sinkwatch.edge")
 
 MAX_RETRY_BACKOFF_S = 60.0
 BEAT_S = 5.0  # the longest a poll loop waits for its next slot without beating its liveness
+# The readings of a round (the sensors due together, polled back to back) go to the buffer writer together, when
+# the round ends, so a round costs one commit (one fsync) and one notice to delivery instead of one per poll; a
+# reading waits in the poll thread at most this long for its round to end.
+ROUND_HOLD_S = 0.5
 
 
 # --- one device and its health ----------------------------------------------------------------------------------
@@ -182,7 +186,9 @@ class PollScheduler:
     """Polls a group of runners one at a time, each at start + k·interval on the monotonic clock.
 
     A late poll does not push later slots back; slots missed entirely are counted, not queued (an interval shorter
-    than a poll polls back to back). A failing sensor waits `retry_delay()` instead.
+    than a poll polls back to back). A failing sensor waits `retry_delay()` instead. The readings of sensors polled
+    back to back are handed to `store` together when the loop is about to wait or one of them is due again (at the
+    latest after `ROUND_HOLD_S`).
     """
 
     def __init__(self, runners: list[SensorRunner], store: Callable[[list[Reading]], None]) -> None:
@@ -199,28 +205,51 @@ class PollScheduler:
         start = time.monotonic()
         due: list[tuple[float, int]] = [(start, index) for index in range(len(self.runners))]
         heapq.heapify(due)
-        while not stop.is_set():
-            self.beat()
-            when, index = due[0]
-            delay = when - time.monotonic()
-            if delay > 0:
-                if stop.wait(min(delay, BEAT_S)):
-                    break
-                continue
-            heapq.heappop(due)
-            runner = self.runners[index]
-            self.store(runner.poll())
-            now = time.monotonic()
-            interval = runner.config.interval_s
-            next_due = when + runner.retry_delay()
-            if next_due <= now:
-                if runner.health.consecutive_failures == 0:
-                    skipped = int((now - next_due) // interval) + 1
-                    runner.health.missed_slots += skipped
-                    next_due += skipped * interval
-                else:
-                    next_due = now
-            heapq.heappush(due, (next_due, index))
+        held: list[Reading] = []  # this round's readings so far
+        held_from: set[int] = set()  # the runners polled in this round
+        held_since = 0.0
+        try:
+            while not stop.is_set():
+                self.beat()
+                when, index = due[0]
+                now = time.monotonic()
+                delay = when - now
+                # the round ends when the loop is about to wait or a sensor of it is due again
+                if held and (delay > 0 or index in held_from or now - held_since >= ROUND_HOLD_S):
+                    self.store(held)
+                    held = []
+                    held_from.clear()
+                if delay > 0:
+                    if stop.wait(min(delay, BEAT_S)):
+                        break
+                    continue
+                heapq.heappop(due)
+                runner = self.runners[index]
+                readings = runner.poll()
+                if readings:
+                    if not held:
+                        held_since = time.monotonic()
+                    held.extend(readings)
+                    held_from.add(index)
+                self._schedule(due, when, index, runner)
+        finally:
+            if held:
+                self.store(held)
+
+    @staticmethod
+    def _schedule(due: list[tuple[float, int]], when: float, index: int, runner: SensorRunner) -> None:
+        """Put the runner polled for slot `when` back in the heap at its next slot."""
+        now = time.monotonic()
+        interval = runner.config.interval_s
+        next_due = when + runner.retry_delay()
+        if next_due <= now:
+            if runner.health.consecutive_failures == 0:
+                skipped = int((now - next_due) // interval) + 1
+                runner.health.missed_slots += skipped
+                next_due += skipped * interval
+            else:
+                next_due = now
+        heapq.heappush(due, (next_due, index))
 
 
 class SerialBus:

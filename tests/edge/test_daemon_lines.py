@@ -15,7 +15,9 @@ import pytest
 
 from drivers.gmp252.simulator import GMP252Simulator, profile_simulators
 from drivers.soilprobe.simulator import SoilProbeSimulator
+from gateway.driver_api import SensorConfig
 from gateway.edge.buffer import ReadingBuffer
+from gateway.edge.bus import PollScheduler, SensorRunner
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.net import free_port
@@ -92,3 +94,24 @@ def test_readings_are_held_while_the_disk_refuses_and_saved_when_it_accepts(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("cannot write the buffer" in m for m in messages) == 1
     assert sum("writable again" in m for m in messages) == 1
+
+
+def test_a_round_of_sensors_due_together_reaches_the_writer_as_one_batch() -> None:
+    # four sensors due at the same slots, polled back to back: each round's readings are handed over once, in poll
+    # order (one commit and one delivery notice per round), and nothing polled is left behind at the stop
+    runners = [SensorRunner(CountingDriver, SensorConfig(name=f"s{i}", driver="fake", interval_s=0.3), "st01")
+               for i in range(4)]
+    batches: list[list[Any]] = []
+    scheduler = PollScheduler(runners, batches.append)
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(batches) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(timeout=10)
+    assert len(batches) >= 3
+    for batch in batches[:3]:
+        assert [r.sensor for r in batch] == ["s0", "s1", "s2", "s3"]
+    assert sum(len(b) for b in batches) == sum(r.health.readings for r in runners)

@@ -9,7 +9,8 @@ Terms (docs/reliability.md, "What committed means"):
   when both hold: its number is above the station's commit frontier for that sensor at the kill (the highest poll
   found in the buffer file the killed process left, or already stored) — the buffer writer commits a sensor's
   readings in the order they were read, so everything up to the frontier was committed —, and it was served at most
-  `COMMIT_WINDOW_S` before the kill (a reading waits in memory at most 50 ms plus one commit).
+  `COMMIT_WINDOW_S` before the kill (a reading waits in memory at most its poll round's 0.5 s, `bus.ROUND_HOLD_S`,
+  plus 50 ms plus one commit).
 - *in flight at a serial pull*: a served poll whose last reply was written within `PULL_WINDOW_S` before the line
   was pulled (or after it was back) and that the station never stored: its bytes died with the PTY.
 - *committed* = served - in flight (polls in flight that were stored anyway count as committed).
