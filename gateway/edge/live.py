@@ -124,7 +124,8 @@ class StatusWriter:
             if self.due(now, last_write):
                 self.write()
                 last_write = now
-            # a plain sleep: a wait on the stop event costs ~2.5x the CPU per wake-up; a stop is seen within a period
+            # a plain sleep: a wait on the stop event costs about twice the CPU per wake-up (bench/stream_reads.py);
+            # a stop is seen within a period
             time.sleep(self.period_s)
 
     def _counts(self) -> dict[str, tuple[int, int, int]]:
