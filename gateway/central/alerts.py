@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gateway.central.alerts_config import RULE_NAMES, AlertsConfig, RuleName
+from gateway.central.periodic import PeriodicJob
 from gateway.central.store import AlertEvent, QueryTooLarge, Store, StoreError, StoreUnavailable
 from gateway.central.store.alerts import STATION_SUBJECT, AlertState
 from gateway.contract import StationHealth
@@ -398,29 +399,15 @@ class AlertEvaluator:
                     "errors": dict(self.errors), "unwritten_changes": len(self._unwritten)}
 
 
-class AlertScheduler:
+class AlertScheduler(PeriodicJob):
     """Runs `AlertEvaluator.evaluate` every `alerts.every_s` (first at start) in the thread `alerts`."""
 
     def __init__(self, evaluator: AlertEvaluator) -> None:
+        super().__init__("alerts", evaluator.config.every_s)
         self.evaluator = evaluator
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.evaluator.evaluate()
-            self._stop.wait(self.evaluator.config.every_s)
+    def run_round(self) -> None:
+        self.evaluator.evaluate()
 
     def counters(self) -> dict[str, object]:
         return self.evaluator.counters()

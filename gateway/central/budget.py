@@ -44,6 +44,7 @@ from numpy.typing import NDArray
 
 from gateway.central.budget_config import BudgetJobConfig, StationBudgetSettings
 from gateway.central.fanout import LocalRunner, Runner
+from gateway.central.periodic import PeriodicJob
 from gateway.central.store import (
     BudgetRun,
     BudgetTable,
@@ -569,7 +570,7 @@ class StationState:
     runs_failed: int = 0
 
 
-class BudgetScheduler:
+class BudgetScheduler(PeriodicJob):
     """Recomputes the budgets of `budget.stations` every `budget.every` (first at start) in a thread of its own;
     a station that fails is logged (once per distinct message), counted and tried again at the next round, or
     after `retry_s` when the store was unavailable."""
@@ -581,28 +582,11 @@ class BudgetScheduler:
             raise ValueError("budget.every is not set: the schedule is off")
         self.store = store
         self.job = job
-        self.interval_s = interval.total_seconds()
-        self.retry_s = min(retry_s, self.interval_s)
+        super().__init__("budget-scheduler", interval.total_seconds(), retry_s)
         self.clock = clock
         self.rounds = 0
         self.stations: dict[str, StationState] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="budget-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            outage = self.run_round()
-            self._stop.wait(self.retry_s if outage else self.interval_s)
 
     def station_names(self) -> list[str]:
         if self.job.stations != "all":

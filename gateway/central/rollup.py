@@ -10,6 +10,7 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
+from gateway.central.periodic import PeriodicJob
 from gateway.central.store.base import StoreError
 from gateway.central.store.influx import InfluxStore
 from gateway.central.store.influx_rollup import RollupReport
@@ -17,8 +18,9 @@ from gateway.central.store.influx_rollup import RollupReport
 log = logging.getLogger(__name__)
 
 
-class RollupScheduler:
+class RollupScheduler(PeriodicJob):
     def __init__(self, store: InfluxStore, every_s: float) -> None:
+        super().__init__("rollup", every_s)
         self.store = store
         self.every_s = every_s
         self.rounds = 0
@@ -26,28 +28,12 @@ class RollupScheduler:
         self.last: RollupReport | None = None
         self._last_error = ""
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="rollup", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.run_round()
-            self._stop.wait(self.every_s)
 
     def run_round(self) -> RollupReport | None:
         """One run over every station; a store failure is logged (once per distinct message) and counted, and the
         next round tries again (reads stay exact meanwhile: they use only what the job finished)."""
         try:
-            report = self.store.roll_up(stop=self._stop.is_set)
+            report = self.store.roll_up(stop=self.stopping)
         except StoreError as exc:
             with self._lock:
                 self.failures += 1

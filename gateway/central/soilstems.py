@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 
 from gateway import __version__
 from gateway.central.budget import year_bounds
+from gateway.central.periodic import PeriodicJob
 from gateway.central.soilstems_config import (
     ChamberSettings,
     Plot,
@@ -660,7 +661,7 @@ class StationState:
     runs_failed: int = 0
 
 
-class ProductScheduler:
+class ProductScheduler(PeriodicJob):
     """Recomputes one product (soil or stems) for every station of its `per_station` every `every` (first at start)
     in a thread of its own; a failing station-year is logged once per distinct message, counted and tried again at
     the next round (after `retry_s` when the store was unavailable)."""
@@ -675,28 +676,11 @@ class ProductScheduler:
         self.store = store
         self.soil, self.stems = soil, stems
         self.job = job
-        self.interval_s = interval.total_seconds()
-        self.retry_s = min(retry_s, self.interval_s)
+        super().__init__(f"{product}-scheduler", interval.total_seconds(), retry_s)
         self.clock = clock
         self.rounds = 0
         self.stations: dict[str, StationState] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=f"{self.product}-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            outage = self.run_round()
-            self._stop.wait(self.retry_s if outage else self.interval_s)
 
     def run_round(self) -> bool:
         """One round over every configured station and due year; True when the store was unavailable."""
