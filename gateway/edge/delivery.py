@@ -376,14 +376,17 @@ class Delivery:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            # Cleared before looking, never after waking: a notice (notify, a paho event, a connect) that comes
+            # while pump() runs leaves the event set and ends the wait below at once. Event.set takes the event's
+            # condition lock, so no notice falls between this clear and the wait unseen.
+            self._wake.clear()
             self.beat()
             try:
                 self.pump()
             except Exception:  # a bug here must not end delivery for good; the outboxes keep everything
                 log.exception("delivery: unexpected error; retrying in %.0f s", self.settings.idle_wait_s)
                 stop.wait(self.settings.idle_wait_s)
-            self._wake.wait(min(self._next_wait(), BEAT_S))
-            self._wake.clear()
+            self._wake.wait(self._next_wait())
 
     def pump(self) -> int:
         """Handle what paho handed over, resend what is due, send what is new; returns how many were sent."""
@@ -393,13 +396,17 @@ class Delivery:
         return self._resend_due() + self._send_new()
 
     def _next_wait(self) -> float:
+        """Until the next real deadline: the earliest resend or refusal retry, a lingering channel's gathering time,
+        at most BEAT_S (the watchdog). Everything else wakes the loop itself (new items, PUBACKs, receipts,
+        SUBACKs, a connect), so an idle loop wakes every BEAT_S instead of every `idle_wait_s` only to find nothing.
+        A source that forgets to notify is still asked within BEAT_S."""
         now = self._clock()
         with self._lock:
             due = min((t.due for ch in self._channels.values() for t in ch.tracked.values()), default=math.inf)
         for name, noticed in list(self._first_notice.items()):
             if name in self._found_empty and self._channels[name].linger_s > 0:
                 due = min(due, noticed + self._channels[name].linger_s)
-        return max(0.01, min(self.settings.idle_wait_s, due - now))
+        return max(0.01, min(BEAT_S, due - now))
 
     def _handle_events(self) -> None:
         while True:

@@ -10,6 +10,7 @@ idempotence of the real Ingestor and stores is checked per channel at the end.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from gateway.contract import Channel, CommandResult, FluxRecord, Receipt, Statio
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.commands import CommandResultsOutbox
 from gateway.edge.config import MqttConfig
-from gateway.edge.delivery import Delivery, DeliverySettings, OutboxSource
+from gateway.edge.delivery import BEAT_S, Delivery, DeliverySettings, OutboxSource
 from gateway.edge.fluxrunner import FluxOutbox
 from gateway.edge.outbox import ReadingsOutbox
 from gateway.edge.streams.uplink import RawOutbox
@@ -488,6 +489,46 @@ def test_an_idle_outbox_is_asked_again_only_when_notified_or_after_the_idle_wait
     delivery.notify()  # no channel named: every outbox is asked again
     assert delivery.pump() == 1
     assert kit.source.pending() == 4  # sent, not confirmed: nothing deleted
+
+
+def test_an_idle_loop_sleeps_until_its_next_deadline_not_every_idle_wait(tmp_path: Path, kit: Kit) -> None:
+    now = [100.0]
+    delivery = Delivery(SITE, STATION, MqttConfig(), DeliverySettings(idle_wait_s=1.0, receipt_timeout_s=3.0),
+                        clock=lambda: now[0])
+    delivery.add_channel(kit.source)
+    delivery._client = FakeClient()  # type: ignore[assignment]
+    delivery._connected.set()
+    assert delivery._next_wait() == BEAT_S  # nothing tracked, nothing lingering: only the watchdog's beat
+    kit.add(1)
+    assert delivery.pump() == 1
+    assert delivery._next_wait() == BEAT_S  # sent, no PUBACK yet: the PUBACK itself wakes the loop
+    delivery._on_publish(None, None, 1, _Reason(0), None)  # type: ignore[arg-type]  # paho's thread
+    delivery.pump()
+    now[0] += 1.0
+    assert delivery._next_wait() == pytest.approx(2.0)  # the resend falls due receipt_timeout_s after the PUBACK
+
+
+def test_a_notice_wakes_the_sleeping_loop_at_once(tmp_path: Path, kit: Kit) -> None:
+    # idle_wait_s and BEAT_S far longer than the wait below: only the notice can end the loop's sleep
+    delivery = Delivery(SITE, STATION, MqttConfig(), DeliverySettings(idle_wait_s=60.0))
+    source = _CountingClaims(kit.source)
+    delivery.add_channel(cast(OutboxSource, source))
+    fake = FakeClient()
+    delivery._client = fake  # type: ignore[assignment]
+    delivery._connected.set()
+    stop = threading.Event()
+    loop = threading.Thread(target=delivery.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        assert wait_for(lambda: source.claims >= 1, timeout=2.0)  # the outbox was found empty: the loop sleeps
+        time.sleep(0.1)
+        kit.add(1)
+        delivery.notify(kit.channel)
+        assert wait_for(lambda: len(fake.sent) == 1, timeout=2.0)
+    finally:
+        stop.set()
+        delivery._wake.set()
+        loop.join(5.0)
 
 
 def test_after_an_idle_spell_a_lingering_channel_lets_a_burst_gather(tmp_path: Path, kit: Kit) -> None:
