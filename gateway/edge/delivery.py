@@ -199,6 +199,7 @@ class Delivery:
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._lock = threading.Lock()
+        self._receipts_in_hand = 0  # receipt handlers between their outbox deletion and their counters
         self._connected = threading.Event()
         self._stopping = False
         self._stop = threading.Event()
@@ -311,11 +312,16 @@ class Delivery:
         self._client.loop_stop()
 
     def wait_confirmed(self, timeout_s: float) -> bool:
-        """Wait until every outbox is empty (every item confirmed by a receipt); for shutdown and tests."""
+        """Wait until every outbox is empty (every item confirmed by a receipt) and its receipts counted; for shutdown
+        and tests."""
         deadline = time.monotonic() + timeout_s
         while True:
+            # the outboxes first, then the receipts in hand: a receipt handler deletes from an outbox before it
+            # counts what it deleted, so an empty outbox seen first is counted once no handler is in hand
             if all(ch.source.pending() == 0 for ch in self._channels.values()):
-                return True
+                with self._lock:
+                    if self._receipts_in_hand == 0:
+                        return True
             if time.monotonic() >= deadline:
                 return False
             self._wake.set()
@@ -502,6 +508,15 @@ class Delivery:
             return
         self.receipts += 1
         channel = self._channels[receipt.channel]
+        with self._lock:
+            self._receipts_in_hand += 1
+        try:
+            self._apply_receipt(receipt, channel)
+        finally:
+            with self._lock:
+                self._receipts_in_hand -= 1
+
+    def _apply_receipt(self, receipt: Receipt, channel: _Channel) -> None:
         for ranges, dead in ((receipt.stored, False), (receipt.dead_lettered, True)):
             if not ranges:
                 continue

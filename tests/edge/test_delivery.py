@@ -424,6 +424,37 @@ def test_at_most_max_in_flight_publishes_wait_for_their_puback(tmp_path: Path, k
     assert kit.source.pending() == 6 and delivery.counters(kit.channel).confirmed == 1
 
 
+def test_wait_confirmed_returns_once_the_receipt_is_counted_not_when_the_outbox_empties(
+        kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a receipt handler deletes from the outbox before it counts: a test that read the counters right after
+    # wait_confirmed saw 299 of 300 confirmed once
+    kit.add(1)
+    [item] = kit.source.claim(1, set())
+    delivery = Delivery(SITE, STATION, MqttConfig())
+    delivery.add_channel(kit.source)
+    deleted, release = threading.Event(), threading.Event()
+    confirm = kit.source.confirm
+
+    def confirm_then_pause(ranges: Any) -> Any:
+        result = confirm(ranges)
+        deleted.set()
+        release.wait(10)
+        return result
+
+    monkeypatch.setattr(kit.source, "confirm", confirm_then_pause)
+    receipt = Receipt(site=SITE, station=STATION, channel=kit.channel, stored=[(item.seq, item.seq)], sent=utc_now())
+    delivery._on_message(None, None, _Message(receipts_topic(SITE, STATION), receipt))  # type: ignore[arg-type]
+    handler = threading.Thread(target=delivery.pump)
+    handler.start()
+    try:
+        assert deleted.wait(10) and kit.source.pending() == 0
+        assert not delivery.wait_confirmed(0.3)  # emptied, not yet counted
+    finally:
+        release.set()
+        handler.join(10)
+    assert delivery.wait_confirmed(1) and delivery.counters(kit.channel).confirmed == 1
+
+
 class _Reason:
     def __init__(self, value: int) -> None:
         self.value = value
