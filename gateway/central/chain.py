@@ -244,12 +244,13 @@ class ChainTracker:
 
     def place(self, item: VerifiedItem) -> Placement:
         """Whether the item is new in its chain, and the chain events it and the gaps now due make."""
-        placement = self._place(item)
-        if placement.new and self.marks is not None:
-            self._raise_mark(item)  # before its entry is written (done already when the mark decided it)
+        placement, mark_raised = self._place(item)
+        if placement.new and self.marks is not None and not mark_raised:
+            self._raise_mark(item)  # before its entry is written
         return placement
 
-    def _place(self, item: VerifiedItem) -> Placement:
+    def _place(self, item: VerifiedItem) -> tuple[Placement, bool]:
+        """The placement, and whether the chain's mark decided it (and was raised to the item already)."""
         link = item.signed.envelope.link
         key = (item.site, item.station, item.channel)
 
@@ -264,7 +265,7 @@ class ChainTracker:
         if self.marks is not None:
             by_mark = self._place_by_mark(item, predecessor_known, event)
             if by_mark is not None:
-                return Placement(True, [*by_mark, *self._due_by_now(item.received)])
+                return Placement(True, [*by_mark, *self._due_by_now(item.received)]), True
         if self.shared:
             # one query: the predecessor (unless known), the item itself if stored, the first one signed after it
             first = link.at if predecessor_known or link.prev_at is None else link.prev_at
@@ -280,7 +281,7 @@ class ChainTracker:
             head = self._head(item)
             if (head is not _MISSING and link.at > head.at and link.epoch == head.epoch
                     and link.prev_digest == head.digest):
-                return Placement(new=True)
+                return Placement(new=True), False
             existing = self.store.ledger_at(*key, link.at)
             following = None
         if existing is not None:
@@ -289,14 +290,14 @@ class ChainTracker:
                 if item.received - existing.received > self.replay_after_ns:
                     return Placement(False, [event("replay", f"item {link.seq} arrived again {age_s:.0f} s after it "
                                                    "was stored (a replay, or a station resending after a long "
-                                                   "absence); stored once"), *self._due_by_now(item.received)])
+                                                   "absence); stored once"), *self._due_by_now(item.received)]), False
                 return Placement(False, [event("duplicate", f"item {link.seq} arrived again {age_s:.1f} s after it "
                                                "was stored (a resend); stored once"),
-                                         *self._due_by_now(item.received)])
+                                         *self._due_by_now(item.received)]), False
             return Placement(False, [event("fork", f"item {link.seq} (digest {item.digest[:12]}) was signed at the "
                                            f"same instant as stored item {existing.seq} (digest "
                                            f"{existing.digest[:12]}): two items claim one place in the chain"),
-                                     *self._due_by_now(item.received)])
+                                     *self._due_by_now(item.received)]), False
         events: list[ChainEvent] = []
         if link.prev_seq is None:
             events.append(event("chain_start", f"chain {link.epoch} begins with item {link.seq}"))
@@ -323,7 +324,7 @@ class ChainTracker:
         concurrent = self.shared and following is not None and item.received - following.received < self.grace_ns
         if following is not None and following.epoch == link.epoch and not concurrent:
             events.append(event("reorder", f"item {link.seq} arrived after item {following.seq}, signed later"))
-        return Placement(True, [*events, *self._due_by_now(item.received)])
+        return Placement(True, [*events, *self._due_by_now(item.received)]), False
 
     def _place_by_mark(self, item: VerifiedItem, predecessor_known: bool,
                        event: Callable[[ChainEventKind, str], ChainEvent]) -> list[ChainEvent] | None:
