@@ -11,14 +11,22 @@ thread while its worker thread queries, the API from its worker threads); the co
 ended are closed when the next one is opened, so a thread pool that replaces its threads leaks none. A request
 that fails on a connection used before is sent once more on a new one: the server may have closed an idle
 connection, and every request sent here is idempotent (a write of points with their identity, a query).
+
+Proxies are taken from the environment as httpx (the store's other client) takes them: `HTTP_PROXY` /
+`HTTPS_PROXY` / `ALL_PROXY` (either case) unless `NO_PROXY` names the host; through an http:// proxy a plain
+request goes with its absolute URL and an https one through a `CONNECT` tunnel (RFC 9110, 9.3.6), with
+`Proxy-Authorization: Basic` when the proxy URL carries a user and password.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ssl
 import threading
-from urllib.parse import urlsplit
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 
 class RequestFailed(Exception):
@@ -27,6 +35,38 @@ class RequestFailed(Exception):
     def __init__(self, message: str, url: str) -> None:
         super().__init__(message)
         self.url = url
+
+
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    headers: dict[str, str]  # Proxy-Authorization, when the proxy URL has credentials
+
+
+def proxy_from_environment(url: str) -> Proxy | None:
+    """The proxy the environment names for `url` (None: connect directly). Raises ValueError for a proxy URL this
+    client cannot use, naming the variable to fix."""
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    name = parts.scheme if parts.scheme in proxies else "all"
+    proxy_url = proxies.get(name)
+    if not proxy_url:
+        return None
+    variable = f"{name.upper()}_PROXY"
+    if "://" not in proxy_url:
+        proxy_url = "http://" + proxy_url  # as httpx and curl read a bare host:port
+    proxy = urlsplit(proxy_url)
+    if proxy.scheme != "http" or not proxy.hostname:
+        raise ValueError(f"{variable}={proxy_url!r}: the InfluxDB store reaches a proxy only as http://host:port; "
+                         f"set {variable} to the proxy's http:// address or add {parts.hostname} to NO_PROXY")
+    headers = {}
+    if proxy.username is not None:
+        credentials = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
+    return Proxy(proxy.hostname, proxy.port or 80, headers)
 
 
 class KeepAliveHttp:
@@ -42,6 +82,16 @@ class KeepAliveHttp:
         self._headers = dict(headers)
         self._context = ssl_context if ssl_context is not None else (
             ssl.create_default_context() if self._https else None)
+        # a proxy setting this client cannot follow fails each request (counted and named like an unreachable
+        # database) rather than the process that opens the store
+        self._proxy_error: str | None = None
+        try:
+            self._proxy = proxy_from_environment(url)
+        except ValueError as exc:
+            self._proxy, self._proxy_error = None, str(exc)
+        # through a plain-HTTP proxy the request line carries the absolute URL (RFC 9112, 3.2.2)
+        self._target_prefix = (f"http://{parts.netloc.rpartition('@')[2]}{self._prefix}"
+                               if self._proxy is not None and not self._https else self._prefix)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[tuple[threading.Thread, http.client.HTTPConnection]] = []  # every open one, by its thread
@@ -51,11 +101,13 @@ class KeepAliveHttp:
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
         if connection is not None:
             return connection, True
+        host, port = (self._proxy.host, self._proxy.port) if self._proxy is not None else (self._host, self._port)
         if self._https:
-            connection = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout_s,
-                                                     context=self._context)
+            connection = http.client.HTTPSConnection(host, port, timeout=self._timeout_s, context=self._context)
+            if self._proxy is not None:
+                connection.set_tunnel(self._host, self._port, headers=self._proxy.headers)
         else:
-            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
+            connection = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
         self._local.connection = connection
         with self._lock:
             ended = [(thread, c) for thread, c in self._all if not thread.is_alive()]
@@ -73,11 +125,15 @@ class KeepAliveHttp:
 
     def post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes, str | None]:
         """POST `body` to `path` (with its query string); (status, response body, its Content-Type)."""
+        if self._proxy_error is not None:
+            raise RequestFailed(self._proxy_error, self.url)
         headers = {**self._headers, "Content-Type": content_type, "Content-Length": str(len(body))}
+        if self._proxy is not None and not self._https:
+            headers.update(self._proxy.headers)
         while True:
             connection, reused = self._connection()
             try:
-                connection.request("POST", self._prefix + path, body=body, headers=headers)
+                connection.request("POST", self._target_prefix + path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:
