@@ -49,6 +49,14 @@ def thread_cpu_s(native_id: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def thread_switches(native_id: int) -> int:
+    """Voluntary context switches of one thread (/proc): every time it slept and was woken, in the kernel or not."""
+    for line in Path(f"/proc/self/task/{native_id}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -63,7 +71,8 @@ def child_baseline(port: str, probes: int, seconds: float) -> dict[str, Any]:
     client = ModbusSerialClient(port, baudrate=BAUD, bytesize=8, parity="N", stopbits=2, timeout=1.0, retries=0)
     client.connect()
     transactions = errors = 0
-    cpu0, wall0 = time.thread_time(), time.perf_counter()
+    tid = threading.get_native_id()
+    cpu0, wall0, switches0 = time.thread_time(), time.perf_counter(), thread_switches(tid)
     while time.perf_counter() - wall0 < seconds:
         transactions += 1
         try:
@@ -73,8 +82,9 @@ def child_baseline(port: str, probes: int, seconds: float) -> dict[str, Any]:
             continue
         errors += response.isError()
     wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+    switches = thread_switches(tid) - switches0
     client.close()
-    return {"transactions": transactions, "errors": errors, "wall_s": wall, "thread_cpu_s": cpu,
+    return {"transactions": transactions, "errors": errors, "wall_s": wall, "thread_cpu_s": cpu, "switches": switches,
             "process_cpu_s": time.process_time(), "peak_rss_mb": peak_rss_mb()}
 
 
@@ -107,8 +117,10 @@ def child_bus(port: str, probes: int, seconds: float, variant: str) -> dict[str,
         assert bus_thread.native_id is not None
         tid = bus_thread.native_id
         tx0, thread_cpu0, wall0 = bus.line.counters.transactions, thread_cpu_s(tid), time.perf_counter()
+        switches0 = thread_switches(tid)
         time.sleep(seconds)
         tx1, thread_cpu1, wall1 = bus.line.counters.transactions, thread_cpu_s(tid), time.perf_counter()
+        switches = thread_switches(tid) - switches0
         stop.set()
         runner.join()
         process_cpu = time.process_time() - cpu0
@@ -119,6 +131,7 @@ def child_bus(port: str, probes: int, seconds: float, variant: str) -> dict[str,
             distinct = db.execute("SELECT COUNT(DISTINCT body) FROM readings").fetchone()[0]
         total_tx = bus.line.counters.transactions
     return {"transactions": tx1 - tx0, "wall_s": wall1 - wall0, "thread_cpu_s": thread_cpu1 - thread_cpu0,
+            "switches": switches,
             "total_transactions": total_tx, "process_cpu_s": process_cpu, "readings_polled": polled,
             "buffer_rows": rows, "distinct_rows": distinct, "errors": errors, "peak_rss_mb": peak_rss_mb()}
 
@@ -160,7 +173,8 @@ def run_case(case: str, probes: int, seconds: float, tmp: Path) -> dict[str, Any
 def describe(case: str, r: dict[str, Any]) -> str:
     tps = r["transactions"] / r["wall_s"]
     text = (f"{case:10s} {tps:6.1f} transactions/s = {tps / THEORETICAL_TPS:.3f} of the line's {THEORETICAL_TPS:.1f}; "
-            f"polling thread CPU {1000 * r['thread_cpu_s'] / max(r['transactions'], 1):.3f} ms/transaction; "
+            f"polling thread CPU {1000 * r['thread_cpu_s'] / max(r['transactions'], 1):.3f} ms/transaction, "
+            f"{r['switches'] / max(r['transactions'], 1):.1f} sleeps/transaction; "
             f"peak RSS {r['peak_rss_mb']:.1f} MB")
     if "buffer_rows" in r:
         seconds_total = r["wall_s"]

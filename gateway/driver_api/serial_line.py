@@ -5,8 +5,12 @@ The edge daemon's `SerialBus` (`gateway/edge/bus.py`) owns one per port and atta
 port; a driver that is not attached (a stand-alone check, a test) may open its own with `RtuSerialLine(settings)`.
 
 One transaction at a time, t3.5 silence before every request, stale bytes discarded, a vanished adapter closed and
-reopened with capped backoff. The reply of a register read is awaited with the tty's VMIN set to its expected
-length, so the kernel wakes the thread once, when the whole reply is in, rather than at every burst of characters.
+reopened with capped backoff. The reply of a register read is awaited in one sleep, until it is due (its wire time
+after the request, plus what this device's replies were late by lately: `ReplyTiming`), and then taken whole in one
+read; only a reply not all in by then is waited for with the tty's VMIN set to what is missing. Waiting in `select`
+from the start would cost a wake-up of the thread in the kernel for every burst of characters the tty receives
+(a pseudo-terminal or a UART's FIFO hands them over a few at a time), even with VMIN set: Linux's n_tty wakes every
+poller on each burst and `select` goes back to sleep only after asking again (bench/rs485_bus.py counts the sleeps).
 The master is written over pyserial's file descriptor rather than a pymodbus client
 because it needs a timeout per device on a shared port, CRC failures told apart from silence, exact pacing and
 little CPU per transaction (bench/rs485_bus.py); the framing is `gateway.driver_api.rtu`.
@@ -34,10 +38,15 @@ from gateway.driver_api.base import DeviceError, FailureKind, SerialSettings
 log = logging.getLogger("sinkwatch.edge")
 
 REOPEN_BACKOFF_S = (0.2, 10.0)  # first and largest wait between attempts to reopen a vanished adapter
-#: How long past its due time a reply is awaited whole (one wake-up) before reading it piecemeal as it comes
-#: (a device that answers with an exception, shorter than the expected reply, or one slow to start): at least
-#: this, or 10 characters.
+#: How long past its due time a reply not all in at the first look is awaited whole (one wake-up, VMIN) before
+#: reading it piecemeal as it comes (one slow to start): at least this, or 10 characters.
 WHOLE_REPLY_SLACK_S = 0.010
+#: How much longer than its wire time a device's reply is awaited before the first look: a running estimate of the
+#: `WHOLE_SHARE` quantile of how late its replies come (the device's turnaround, an adapter's latency timer, this
+#: machine's scheduling), so that about that share of first looks find the reply whole. `ReplyTiming`.
+WHOLE_SHARE = 0.8
+LATENESS_STEP_S = 0.0005
+LATENESS_CAP_S = 0.1
 
 NO_PORT_HINT = (
     "check the USB-RS485 adapter and cable, the `port` key (ls /dev/serial/by-id/), and that no other program "
@@ -66,6 +75,35 @@ class _LineLost(Exception):
     pass
 
 
+class ReplyTiming:
+    """How long past its wire time to sleep before the first look at each device's reply.
+
+    A quantile tracked by stochastic approximation (Robbins & Monro 1951; Tierney 1983, "A space-efficient recursive
+    procedure for estimating a quantile"): the wait grows by `LATENESS_STEP_S` x `WHOLE_SHARE` when a reply is not
+    all in at the first look and shrinks by `LATENESS_STEP_S` x (1 - `WHOLE_SHARE`) when it is, so it settles where
+    that share of first looks find the reply whole. Only that one bit is needed, which is all a first look tells;
+    a single very late reply (a loaded machine) moves the wait by one step, not by how late it was. Waiting too
+    long costs line time only; too short, the wake-ups of reading the rest as it comes. A device that answers at
+    once (the simulators, a probe on a UART) stays at 0."""
+
+    def __init__(self) -> None:
+        self._extra_s: dict[int, float] = {}
+
+    def extra_s(self, device: int) -> float:
+        return self._extra_s.get(device, 0.0)
+
+    def first_look(self, device: int, *, whole: bool) -> None:
+        extra = self._extra_s.get(device, 0.0)
+        if whole:
+            extra -= LATENESS_STEP_S * (1.0 - WHOLE_SHARE)
+        else:
+            extra += LATENESS_STEP_S * WHOLE_SHARE
+        if extra <= 0.0:
+            self._extra_s.pop(device, None)
+        else:
+            self._extra_s[device] = min(extra, LATENESS_CAP_S)
+
+
 class RtuSerialLine:
     """The `gateway.driver_api.SerialLine` of one port: Modbus RTU master plus raw ASCII transactions.
 
@@ -82,6 +120,7 @@ class RtuSerialLine:
         # kernel deliver bytes in bursts, slightly late): a third of a character, at least 0.2 ms.
         self._margin_s = max(0.0002, self.char_s / 3)
         self.counters = LineCounters()
+        self.reply_timing = ReplyTiming()
         self.available: bool | None = None
         self._reopen_backoff = reopen_backoff_s
         self._port: serial.Serial | None = None
@@ -191,9 +230,9 @@ class RtuSerialLine:
         """Send `request` after the line has been quiet for t3.5, read until `frame_length` says the reply is
         complete or `timeout_s` passes; return what arrived (possibly partial or empty).
 
-        `expected` (the reply length if all goes well) lets the reader wake once for the whole reply (the tty's
-        VMIN) instead of for each burst of characters: on a real line the wake-ups are most of the CPU a
-        transaction costs, so a transaction costs two (the t3.5 wait before the request, the whole reply).
+        `expected` (the reply length if all goes well) lets the reader sleep until the whole reply is due and take
+        it in one read instead of waking for each burst of characters: on a real line the wake-ups are most of the
+        CPU a transaction costs, so a transaction costs two (the t3.5 wait before the request, the whole reply).
         A complete frame that `foreign` recognises as not ours (a slow device's late reply to an earlier request)
         is dropped, and reading goes on until our reply or the deadline."""
         with self._lock:
@@ -210,7 +249,7 @@ class RtuSerialLine:
                 # t3.5, nor end before its own characters have crossed the wire.
                 wire = len(request) * self.char_s
                 deadline = sent + wire + timeout_s
-                reply = self._read_frame(fd, frame_length, deadline, sent + wire + self.gap_s +
+                reply = self._read_frame(fd, request[0], frame_length, deadline, sent + wire + self.gap_s +
                                          expected * self.char_s + self._margin_s, expected, foreign)
             except (OSError, serial.SerialException, _LineLost) as exc:
                 raise self._lost(exc) from None
@@ -235,6 +274,17 @@ class RtuSerialLine:
                 raise _LineLost("end of file")
             self.counters.stray_bytes += len(data)
 
+    @staticmethod
+    def _take_waiting(fd: int) -> bytes:
+        """What the (non-blocking) tty holds now, b"" if nothing; _LineLost when the adapter is gone."""
+        try:
+            data = os.read(fd, 512)
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise _LineLost("end of file")
+        return data
+
     def _ready_at(self, fd: int, count: int) -> None:
         """Make the tty readable (for select) only once `count` bytes are in: the kernel's VMIN with VTIME 0
         (termios(3); Linux n_tty polls readable at MIN characters when TIME is 0). The port is non-blocking, so
@@ -254,6 +304,7 @@ class RtuSerialLine:
     def _read_frame(
         self,
         fd: int,
+        device: int,
         frame_length: Callable[[bytes], int | None],
         deadline: float,
         earliest: float,
@@ -261,19 +312,30 @@ class RtuSerialLine:
         foreign: Callable[[bytes], bool] | None,
     ) -> bytes:
         buffer = b""
-        if expected > 1 and self._termios is not None:
-            # One wake-up for the whole reply: the kernel wakes us when `expected` bytes are in. A shorter reply
-            # (an exception) or a late start is caught when the slack runs out, and read piecemeal below.
-            self._ready_at(fd, expected)
-            whole_by = min(deadline, earliest + max(WHOLE_REPLY_SLACK_S, 10 * self.char_s))
-            remaining = whole_by - time.monotonic()
-            if select.select((fd,), (), (), max(remaining, 0.0))[0]:
-                buffer = os.read(fd, 512)
-                if not buffer:
-                    raise _LineLost("end of file")
+        timed = expected > 1 and self._termios is not None
+        whole_at_first_look = False
+        if timed:
+            # One wake-up for the whole reply: sleep until it is due, then take what is there (a shorter reply, an
+            # exception, is whole too). One not all in yet is awaited whole (VMIN) until the slack runs out, then
+            # read piecemeal below.
+            pause = min(earliest + self.reply_timing.extra_s(device), deadline) - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            buffer = self._take_waiting(fd)
             length = frame_length(buffer)
-            if length is None or len(buffer) < length or (foreign is not None and foreign(buffer[:length])):
-                self._ready_at(fd, 1)  # not (only) our whole reply: from here on, every byte counts
+            whole_at_first_look = (length is not None and len(buffer) >= length
+                                   and (foreign is None or not foreign(buffer[:length])))
+            if whole_at_first_look:
+                self.reply_timing.first_look(device, whole=True)
+            else:
+                if length is None or len(buffer) < length:
+                    self._ready_at(fd, max(1, (length or expected) - len(buffer)))
+                    whole_by = min(deadline, earliest + max(WHOLE_REPLY_SLACK_S, 10 * self.char_s))
+                    if select.select((fd,), (), (), max(whole_by - time.monotonic(), 0.0))[0]:
+                        buffer += self._take_waiting(fd)
+                length = frame_length(buffer)
+                if length is None or len(buffer) < length or (foreign is not None and foreign(buffer[:length])):
+                    self._ready_at(fd, 1)  # not (only) our whole reply: from here on, every byte counts
         else:
             self._ready_at(fd, 1)
             pause = earliest - time.monotonic()
@@ -288,6 +350,8 @@ class RtuSerialLine:
                     continue
                 if len(buffer) > length:
                     self.counters.stray_bytes += len(buffer) - length
+                if timed and not whole_at_first_look:  # a reply that never came teaches nothing about its timing
+                    self.reply_timing.first_look(device, whole=False)
                 return buffer[:length]
             if buffer:
                 # Sleep through the characters still to come (never past the deadline).

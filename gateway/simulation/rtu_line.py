@@ -36,7 +36,9 @@ class RtuDevice(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LineEvent:
-    time: float  # monotonic
+    # monotonic: a request's once it is in, a reply's just before it is written, so that the silence between a
+    # reply and the next request is never overstated (tests check the master's t3.5 with it)
+    time: float
     kind: str  # "request" or "reply"
     address: int
 
@@ -83,10 +85,10 @@ class RtuLineSimulator:
         with self._lock:
             return list(self._events)
 
-    def _event(self, kind: str, address: int) -> None:
+    def _event(self, kind: str, address: int, at: float | None = None) -> None:
         if self.keep_events:
             with self._lock:
-                self._events.append(LineEvent(time.monotonic(), kind, address))
+                self._events.append(LineEvent(time.monotonic() if at is None else at, kind, address))
 
     def start(self) -> Self:
         if self._thread is None:
@@ -160,10 +162,11 @@ class RtuLineSimulator:
             log.warning("collision on %s: a request arrived while address %d's reply was pending", self.port,
                         frame[0])
         assert self._serial is not None
+        written_at = time.monotonic()
         try:
             self._serial.write(reply)
         except (serial.SerialException, OSError, TypeError):
             if not self._stop.is_set():
                 log.warning("line simulator %s: write failed; reply dropped", self.port)
             return
-        self._event("reply", frame[0])
+        self._event("reply", frame[0], written_at)

@@ -191,6 +191,33 @@ def test_every_reading_polled_is_delivered_and_polls_are_spread_fairly(ptys: tup
     assert len(soil.served) == running.runners["swc_10cm"].health.readings // 3
 
 
+def test_the_master_keeps_t3_5_of_silence_after_every_reply_and_learns_to_wait_for_a_slow_device(
+    ptys: tuple[str, str], tmp_path: Path
+) -> None:
+    """Modbus over serial line V1.02, 2.5.1.1: frames are separated by at least 3.5 character times of silence. The
+    master sleeps until a reply is due and takes it in one read, and skips the t3.5 sleep when the line has already
+    been quiet that long: on the wire (the line simulator's clock, a PTY being instantaneous), the silence between
+    each reply and the next request is still at least t3.5."""
+    line, _probes, _soil = profile_line(ptys[0])
+    line.delays[241] = 0.05  # co2_30cm turns round in 50 ms: its replies are never in when first looked for
+    line.unplug(242)  # co2_50cm never answers: a reply that never came teaches nothing about when to look
+    overrides = {"co2_50cm": {"interval_s": 0.3}}
+    with line, RunningBus(ptys[1], tmp_path, overrides) as running:
+        wait_for(lambda: all(running.runners[n].health.readings >= 60 for n in ("co2_10cm", "co2_30cm", "swc_10cm")),
+                 "60 readings of every device that answers")
+        wait_for(lambda: running.runners["co2_50cm"].health.errors.get("timeout", 0) >= 3, "three timeouts")
+    bus_line = running.bus.line
+    silences = [event.time - previous.time for previous, event in itertools.pairwise(line.events)
+                if previous.kind == "reply" and event.kind == "request"]
+    assert len(silences) >= 100
+    assert min(silences) >= bus_line.gap_s, f"{min(silences) * 1000:.3f} ms < t3.5 {bus_line.gap_s * 1000:.3f} ms"
+    assert line.collisions == 0 and line.bad_frames == 0
+    assert {n: running.runners[n].health.errors for n in ("co2_10cm", "co2_30cm", "swc_10cm")} == {
+        "co2_10cm": {}, "co2_30cm": {}, "swc_10cm": {}}
+    assert bus_line.reply_timing.extra_s(241) > 0  # waits longer for the slow probe now
+    assert bus_line.reply_timing.extra_s(242) == 0
+
+
 def test_a_vanished_adapter_is_reopened(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="sinkwatch.edge")
     link_dir = tmp_path / "pty"
