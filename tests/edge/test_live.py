@@ -23,6 +23,7 @@ from gateway.edge.daemon import StationDaemon
 from gateway.edge.live import (
     IDLE_WRITE_PERIOD_S,
     WATCHED_FOR_S,
+    WRITE_PERIOD_S,
     StatusUnavailable,
     StatusWriter,
     read_status,
@@ -160,19 +161,58 @@ def test_a_stale_or_stopped_status_is_not_shown_as_live(tmp_path: Path) -> None:
         read_status(load_station_config(station_yaml))
 
 
+class ScriptedStop(threading.Event):
+    """A stop event whose waits return at once: `on_wait[k]` runs during the k-th wait (0-based), and the loop stops
+    at the wait numbered `stop_at`. It records every wait's timeout."""
+
+    def __init__(self, on_wait: dict[int, Callable[[], None]], stop_at: int) -> None:
+        super().__init__()
+        self.on_wait, self.stop_at = on_wait, stop_at
+        self.timeouts: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        self.on_wait.get(len(self.timeouts) - 1, lambda: None)()
+        if len(self.timeouts) > self.stop_at:
+            self.set()
+        return self.is_set()
+
+
+class CountingWriter(StatusWriter):
+    def write(self, running: bool = True) -> None:
+        self.writes += 1
+
+
 def test_the_snapshot_is_written_every_second_only_while_someone_reads_it(tmp_path: Path) -> None:
     station_yaml = write_station_yaml(tmp_path / "station.yaml", {
         "site": "forest", "station": "st1", "buffer": {"path": str(tmp_path / "buffer.sqlite")},
         "sensors": [{"name": "co2", "driver": "gmp252", "port": str(tmp_path / "no-tty")}]})
     path = status_path(tmp_path / "buffer.sqlite")
-    writer = StatusWriter(cast("StationDaemon", None), path=path)
-    assert writer.due(100.0, None), "the first snapshot at once"
-    assert not writer.due(101.0, 100.0), "nobody reads it: not every second"
-    assert writer.due(100.0 + IDLE_WRITE_PERIOD_S, 100.0)
     path.write_text(json.dumps({"schema": 1, "written": time.time(), "running": True, "site": "forest",
                                 "station": "st1", "sensors": []}))
-    read_status(load_station_config(station_yaml))  # a reader (live, check) marks its interest
-    assert writer.watched() and writer.due(101.0, 100.0), "read: every second"
-    long_ago = time.time() - 2 * WATCHED_FOR_S
-    os.utime(watch_path(path), (long_ago, long_ago))
-    assert not writer.watched() and not writer.due(101.0, 100.0), "the reader left"
+    writer = CountingWriter(cast("StationDaemon", None), path=path)
+
+    def read() -> None:  # a reader (live, check) marks its interest
+        read_status(load_station_config(station_yaml))
+
+    def leave() -> None:
+        long_ago = time.time() - 2 * WATCHED_FOR_S
+        os.utime(watch_path(path), (long_ago, long_ago))
+
+    # nobody reads: a snapshot, then one per idle period; a reader during the third wait is noticed when it ends
+    # (within one idle period), then a snapshot every second until the reader's touch is older than WATCHED_FOR_S
+    stop = ScriptedStop({2: read, 5: leave}, stop_at=7)
+    writer.run(stop)
+    assert stop.timeouts == [IDLE_WRITE_PERIOD_S] * 3 + [WRITE_PERIOD_S] * 3 + [IDLE_WRITE_PERIOD_S] * 2
+    assert writer.writes == 8  # one at the start and one after every wait but the stopping one
+
+
+def test_a_stop_ends_the_status_writer_at_once_with_no_snapshot_after_it(tmp_path: Path) -> None:
+    writer = CountingWriter(cast("StationDaemon", None), path=status_path(tmp_path / "buffer.sqlite"))
+    stop = threading.Event()
+    thread = threading.Thread(target=writer.run, args=(stop,))
+    thread.start()
+    wait_for(lambda: writer.writes == 1)
+    stop.set()  # while it waits an idle period
+    thread.join(timeout=IDLE_WRITE_PERIOD_S / 2)
+    assert not thread.is_alive() and writer.writes == 1
