@@ -197,6 +197,7 @@ class PollScheduler:
         # called on every turn of the loop, at least every BEAT_S while waiting for a slot: the daemon's watchdog
         # (gateway/edge/systemd.py) takes a silent loop for a hung one
         self.beat: Callable[[], None] = lambda: None
+        self.beat_every_s = BEAT_S  # the daemon lowers it to a fraction of its watchdog's hung_after_s
 
     def run(self, stop: threading.Event) -> None:
         if not self.runners:
@@ -220,7 +221,7 @@ class PollScheduler:
                     held = []
                     held_from.clear()
                 if delay > 0:
-                    if stop.wait(min(delay, BEAT_S)):
+                    if stop.wait(min(delay, self.beat_every_s)):
                         break
                     continue
                 heapq.heappop(due)

@@ -51,6 +51,7 @@ log = logging.getLogger("sinkwatch.edge")
 COMMIT_GATHER_S = 0.05
 # the longest the idle buffer writer waits for readings (it beats its liveness and retries a refusing disk then)
 WRITER_IDLE_S = 2.0
+LOOP_BEAT_S = 5.0  # the longest an idle daemon loop (delivery, polls, status writer) goes without beating
 # how long a stop waits for the command handler (a station check in progress waits for the sensors' first polls)
 CHECK_JOIN_S = 20.0
 
@@ -264,11 +265,16 @@ class StationDaemon:
                  self.buffer.pending_readings())
         self._run_stop = stop
         hung_after = self.config.watchdog.hung_after_s
+        # an idle loop beats at least this often, so that only a stuck one is silent for hung_after_s
+        beat_every_s = min(LOOP_BEAT_S, hung_after / 4)
         self.delivery.beat = self.liveness.register("delivery", hung_after)
+        self.delivery.beat_every_s = beat_every_s
         for bus in self.buses:
             bus.scheduler.beat = self.liveness.register(f"polls:{bus.settings.port}", hung_after)
+            bus.scheduler.beat_every_s = beat_every_s
         if self.direct.runners:
             self.direct.beat = self.liveness.register("polls", hung_after)
+            self.direct.beat_every_s = beat_every_s
         self.delivery.start()
         writer_done = threading.Event()
         writer = threading.Thread(target=self._write_loop, args=(writer_done,), name="buffer-writer", daemon=True)
@@ -285,7 +291,8 @@ class StationDaemon:
         # an atomic JSON status file beside the buffer, rewritten every second, for `sinkwatch live`
         status = StatusWriter(self)
         status_thread = threading.Thread(target=status.run, name="status-writer", daemon=True,
-                                         args=(stop, self.liveness.register("status-writer", hung_after)))
+                                         args=(stop, self.liveness.register("status-writer", hung_after),
+                                               beat_every_s))
         status_thread.start()
         telemetry_thread = None
         if self.telemetry is not None:

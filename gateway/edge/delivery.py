@@ -223,6 +223,7 @@ class Delivery:
         # called on every turn of the delivery loop (at least every BEAT_S): the daemon's watchdog
         # (gateway/edge/systemd.py) takes a silent loop for a hung one
         self.beat: Callable[[], None] = lambda: None
+        self.beat_every_s = BEAT_S  # the daemon lowers it to a fraction of its watchdog's hung_after_s
         self._client = self._make_client()
 
     # --- set-up ------------------------------------------------------------------------------------------------
@@ -412,7 +413,7 @@ class Delivery:
         for name, noticed in list(self._first_notice.items()):
             if name in self._found_empty and self._channels[name].linger_s > 0:
                 due = min(due, noticed + self._channels[name].linger_s)
-        return max(0.01, min(BEAT_S, due - now))
+        return max(0.01, min(self.beat_every_s, due - now))
 
     def _handle_events(self) -> None:
         while True:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -118,17 +119,25 @@ class StatusWriter:
         except OSError:
             return False
 
-    def run(self, stop: threading.Event, beat: Callable[[], None] | None = None) -> None:
+    def run(self, stop: threading.Event, beat: Callable[[], None] | None = None,
+            beat_every_s: float = math.inf) -> None:
         """Write a snapshot, then wait a period while a reader watches, else an idle period; until `stop`.
 
         The wait is on the stop event (about twice a plain sleep's CPU per wake-up, bench/stream_reads.py, at most
         720 wake-ups an hour while idle): a stop is seen at once, so the daemon's last snapshot (`running: false`)
-        is never overwritten by a late one."""
+        is never overwritten by a late one. `beat` (the daemon's watchdog) is called at least every `beat_every_s`,
+        between writes too when the period is longer."""
         while not stop.is_set():
             if beat is not None:
                 beat()
             self.write()
-            if stop.wait(self.period_s if self.watched() else self.idle_period_s):
+            wait_s = self.period_s if self.watched() else self.idle_period_s
+            while wait_s > beat_every_s and beat is not None:
+                if stop.wait(beat_every_s):
+                    return
+                beat()
+                wait_s -= beat_every_s
+            if stop.wait(wait_s):
                 return
 
     def _counts(self) -> dict[str, tuple[int, int, int]]:

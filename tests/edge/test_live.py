@@ -216,3 +216,15 @@ def test_a_stop_ends_the_status_writer_at_once_with_no_snapshot_after_it(tmp_pat
     stop.set()  # while it waits an idle period
     thread.join(timeout=IDLE_WRITE_PERIOD_S / 2)
     assert not thread.is_alive() and writer.writes == 1
+
+
+def test_the_status_writer_beats_the_watchdog_between_snapshots_when_its_period_is_longer(tmp_path: Path) -> None:
+    # a daemon watchdog with hung_after_s 2 needs a beat every 0.5 s; the idle snapshot comes every 5 s
+    writer = CountingWriter(cast("StationDaemon", None), path=status_path(tmp_path / "buffer.sqlite"))
+    beats: list[int] = []
+    stop = ScriptedStop({}, stop_at=12)
+    writer.run(stop, beat=lambda: beats.append(writer.writes), beat_every_s=0.5)
+    assert stop.timeouts[:10] == [0.5] * 9 + [pytest.approx(IDLE_WRITE_PERIOD_S - 9 * 0.5)]
+    assert writer.writes == 2  # the snapshots keep their period
+    # a beat before each snapshot and after every wait between two (the 13th wait is the stopping one)
+    assert beats == [0] + [1] * 10 + [2] * 2
