@@ -11,7 +11,8 @@ is its client. For every case:
               the other with the store's own parameters (chunked=true, chunk_size, no gzip), whole bodies read
 
     before    the same GET to a second server of the same code as it ran before this work's last change: uvicorn
-              with h11 and asyncio's loop (`--before-http`), hourly reads without the rollup
+              with h11 and asyncio's loop, hourly reads without the rollup; or, with `--before-code CHECKOUT`,
+              the server of that checkout's code (e.g. main before a change) as production runs it
 
 Ours, before and the baseline alternate request by request (load on the shared machine hits all alike). Reported: median
 and p95 wall time, the ratio of the medians, the CPU time the server process and influxd spent per request (from
@@ -360,9 +361,14 @@ def serve(url: str, database: str, port: int, mode: str) -> None:
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def start_server(db_url: str, mode: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(db_url: str, mode: str, code: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """The API in a child process; with `code`, the sinkwatch of that checkout (its own bench's server, as
+    production serves it) instead of this one."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", db_url, DATABASE, str(port), mode])
+    script, env = Path(__file__), None
+    if code is not None:
+        script, env = code / "bench" / "api_scale.py", {**os.environ, "PYTHONPATH": str(code)}
+    server = subprocess.Popen([sys.executable, str(script), "--serve", db_url, DATABASE, str(port), mode], env=env)
     api = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -399,6 +405,9 @@ def main() -> None:
     parser.add_argument("--only", help="run the cases whose name contains this text")
     parser.add_argument("--no-before", action="store_true",
                         help="skip the second server (h11, asyncio's loop, no rollup) measured beside ours")
+    parser.add_argument("--before-code", type=Path, metavar="CHECKOUT",
+                        help="the second server runs the code of this checkout (e.g. a worktree of main), "
+                             "served as production serves it, instead of h11, asyncio's loop and no rollup")
     parser.add_argument("--serve", nargs=4, metavar=("URL", "DATABASE", "PORT", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -423,7 +432,8 @@ def main() -> None:
         wait_for_tsm(db.url)
         server, api = start_server(db.url, "after")
         try:
-            before = None if args.no_before else start_server(db.url, "before")
+            before = (None if args.no_before else start_server(db.url, "after", args.before_code.resolve())
+                      if args.before_code is not None else start_server(db.url, "before"))
         except BaseException:
             server.kill()
             raise

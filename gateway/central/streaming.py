@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 
 from gateway.central.store.reads import FluxRow, SeriesRow
@@ -130,44 +131,140 @@ def coalesced(body: Iterable[bytes], size: int = 1 << 17) -> Iterator[bytes]:
         yield b"".join(parts)
 
 
-def _json_array_items(items: list[Any], first: bool) -> bytes:
-    """The items of a JSON array as the middle of one: `a,b,c`, with a leading comma unless `first`."""
-    body = orjson.dumps(items)[1:-1]
-    return body if first else b"," + body
-
-
-def json_document(head: dict[str, Any], key: str, items: Iterable[list[Any]],
-                  encode: Callable[[list[Any]], list[Any]]) -> Iterator[bytes]:
-    """`{...head, key: [items...]}`: the head's fields first (orjson, in their order), then the array, one chunk of
-    encoded items at a time."""
-    opening = orjson.dumps(head)
-    yield opening[:-1] + (b',"' if head else b'"') + key.encode() + b'":['
-    first = True
-    for chunk in items:
-        if chunk:
-            yield _json_array_items(encode(chunk), first)
-            first = False
-    yield b"]}"
-
-
 # --- series ------------------------------------------------------------------------------------------------------
 
+# A chunk of points is written with three pieces of text per point and no Python step per point: the time's text
+# with the JSON or CSV around it, built for the whole chunk at once in a numpy array of fixed-width rows
+# (`_TimeTexts`), the value's text from one orjson call, and the qc's text looked up (one shared piece when the
+# chunk's qc are all equal, as they mostly are); one `bytes.join` over the pieces, interleaved by slice assignment,
+# writes the chunk. docs/performance.md ("API at scale") has what this saves against a dict and an f-string per
+# point.
+
+_MINUTE_SECOND_TABLE = np.frombuffer("".join(_MINUTE_SECOND).encode(), np.uint8).reshape(3600, 5)
+_POWERS_OF_TEN_6 = np.array([10**5, 10**4, 10**3, 10**2, 10, 1], dtype=np.int64)
+_HOUR_BYTES_CACHE: dict[int, bytes] = {}
+
+
+def _hour_bytes(hour: int) -> bytes:
+    text = _HOUR_BYTES_CACHE.get(hour)
+    if text is None:
+        if len(_HOUR_BYTES_CACHE) >= _HOUR_CACHE_MAX:
+            _HOUR_BYTES_CACHE.clear()
+        text = _HOUR_BYTES_CACHE[hour] = (_EPOCH + timedelta(hours=hour)).strftime("%Y-%m-%dT%H:").encode()
+    return text
+
+
+class _TimeTexts:
+    """`before + rfc3339(ns) + after` of each time of a chunk, as bytes: rows of a uint8 array filled column block
+    by column block (the hour's text from a table of the chunk's hours, minute and second from a table of 3,600,
+    the microseconds' digits by arithmetic), then cut into one bytes object per row."""
+
+    def __init__(self, before: bytes, after: bytes) -> None:
+        self.before = np.frombuffer(before, np.uint8)
+        self.after = np.frombuffer(b"Z" + after, np.uint8)
+        self.hour_at = len(before)
+        self.width = len(before) + 14 + 5 + 7 + len(self.after)
+
+    def __call__(self, times: Sequence[int]) -> list[bytes]:
+        ns = np.array(times, dtype=np.int64)
+        hours, rest = np.divmod(ns, _NS_PER_HOUR)
+        seconds, fraction = np.divmod(rest, _NS_PER_S)
+        first, last = int(hours.min()), int(hours.max())
+        if last - first < 4 * len(ns):  # the chunk's hours, one row each of first..last (a series is dense)
+            table = np.frombuffer(b"".join([_hour_bytes(h) for h in range(first, last + 1)]), np.uint8)
+            hour_texts = table.reshape(-1, 14).take(hours - first, axis=0)
+        else:  # a sparse chunk: only the hours it holds
+            held, where = np.unique(hours, return_inverse=True)
+            table = np.frombuffer(b"".join([_hour_bytes(h) for h in held.tolist()]), np.uint8)
+            hour_texts = table.reshape(-1, 14).take(where.reshape(-1), axis=0)
+        rows = np.empty((len(ns), self.width), np.uint8)
+        at = self.hour_at
+        rows[:, :at] = self.before
+        rows[:, at:at + 14] = hour_texts
+        rows[:, at + 14:at + 19] = _MINUTE_SECOND_TABLE.take(seconds, axis=0)
+        rows[:, at + 19] = ord(".")
+        rows[:, at + 20:at + 26] = (fraction[:, None] // 1000 // _POWERS_OF_TEN_6) % 10 + ord("0")
+        rows[:, at + 26:] = self.after
+        return rows.view(f"S{self.width}").reshape(-1).tolist()
+
+
+def _joined(times: list[bytes], values: list[bytes], qcs: list[bytes], around_qc: tuple[bytes, bytes],
+            first: bool) -> bytes:
+    """The rows of a chunk: each time's text (with what comes before the value), value, then the qc between
+    `around_qc`; the leading comma of the first row dropped when `first`. When every qc text is the same (mostly
+    it is), the qc and its surroundings are one shared piece."""
+    count = len(times)
+    before, after = around_qc
+    if qcs.count(qcs[0]) == count:
+        parts: list[bytes] = [b""] * (3 * count)
+        parts[2::3] = [before + qcs[0] + after] * count
+        width = 3
+    else:
+        parts = [b""] * (5 * count)
+        parts[2::5] = [before] * count
+        parts[3::5] = qcs
+        parts[4::5] = [after] * count
+        width = 5
+    parts[0::width] = times
+    parts[1::width] = values
+    if first:
+        parts[0] = parts[0][1:]
+    return b"".join(parts)
+
+
+_JSON_TIMES = _TimeTexts(b',{"time":"', b'","value":')
+_CSV_TIMES = _TimeTexts(b"", b",")
+
+
+def series_points_json(rows: list[SeriesRow], first: bool) -> bytes:
+    """`rows` as the items of the JSON array of points (`{"time":...,"value":...,"qc":...}` each, orjson's number
+    text), with a leading comma unless `first`."""
+    times, values, qcs = zip(*rows, strict=True)
+    return _joined(_JSON_TIMES(times), _json_numbers(values), _json_numbers(qcs), (b',"qc":', b"}"), first)
+
+
+def _json_numbers(values: Sequence[Any]) -> list[bytes]:
+    """orjson's text of each number (null for None), as the dict-per-point encoder wrote them."""
+    return orjson.dumps(values)[1:-1].split(b",")
+
+
 def series_points(rows: list[SeriesRow]) -> list[dict[str, Any]]:
+    """The points as the JSON objects `series_json` writes (the reference its text is tested against)."""
     times = rfc3339_many([row[0] for row in rows])
     return [{"time": t, "value": row[1], "qc": row[2]} for t, row in zip(times, rows, strict=True)]
 
 
 def series_json(head: dict[str, Any], chunks: Iterable[list[SeriesRow]]) -> Iterator[bytes]:
-    return json_document(head, "points", chunks, series_points)
+    opening = orjson.dumps(head)
+    yield opening[:-1] + (b',"' if head else b'"') + b'points":['
+    first = True
+    for rows in chunks:
+        if rows:
+            yield series_points_json(rows, first)
+            first = False
+    yield b"]}"
+
+
+def _csv_numbers(values: Sequence[Any]) -> list[bytes]:
+    """`repr` of each number, '' for None: orjson's text where it is repr's (orjson writes 1e-05 as 0.00001, 1e-07
+    as 1e-7 and inf as null, so a chunk holding a small magnitude, an exponent or an infinity takes repr number by
+    number)."""
+    text = orjson.dumps(values)
+    # orjson writes an infinite value as null (repr: inf), hence the count
+    if b"e" in text or b"0.0000" in text or (b"null" in text and text.count(b"null") != values.count(None)):
+        return [b"" if v is None else repr(v).encode() for v in values]
+    return text[1:-1].replace(b"null", b"").split(b",")
 
 
 def series_csv(chunks: Iterable[list[SeriesRow]]) -> Iterator[bytes]:
+    """`time,value,qc` rows; repr() of a value is the shortest text that reads back as the same float, so CSV loses
+    nothing."""
     yield b"time,value,qc\n"
     for rows in chunks:
-        times = rfc3339_many([row[0] for row in rows])
-        # repr() is the shortest text that reads back as the same float, so CSV loses nothing.
-        yield "".join([f"{t},{'' if (v := row[1]) is None else repr(v)},{'' if (q := row[2]) is None else q}\n"
-                       for t, row in zip(times, rows, strict=True)]).encode()
+        if not rows:
+            continue
+        times, values, qcs = zip(*rows, strict=True)
+        yield _joined(_CSV_TIMES(times), _csv_numbers(values), _csv_numbers(qcs), (b",", b"\n"), False)
 
 
 # --- flux records --------------------------------------------------------------------------------------------------

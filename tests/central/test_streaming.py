@@ -51,6 +51,39 @@ def test_json_documents_parse_to_the_whole_list_form() -> None:
         b"time,value,qc\n1970-01-01T00:00:00.000000Z,0.1,0\n1970-01-01T00:00:00.000001Z,,3\n")
 
 
+def series_chunks() -> list[list[Any]]:
+    """Chunks of points as stores yield them: regular and irregular times (whole seconds and fractions, before
+    1970 too), values of every text form orjson and repr write differently, None values and qc."""
+    rng = random.Random(11)
+    odd = [1e16, -1.5e-5, 1e-7, 2.5e-300, 1.7976931348623157e308, float("inf"), float("-inf"), -0.0, 0.1 + 0.2,
+           400, 12.00001, 0.0001]
+    times = sorted(instants())
+    chunks: list[list[Any]] = [[]]
+    for start in range(0, 6000, 500):
+        regular = 1_735_689_600_000_000_000 + start * 10**10
+        chunks.append([(regular + i * 10**10, rng.choice([rng.uniform(-50, 500), None, 412.25]),
+                        rng.choice([0, 0, 1, None])) for i in range(500)])
+    chunks.append([(t, rng.choice([*odd, rng.gauss(0, 1e-3)]), rng.choice([0, 2])) for t in times[:3000]])
+    chunks.append([(t, rng.uniform(-1, 1), 0) for t in times[3000:3001]])
+    chunks.append([[t, v, 0] for t, v in zip(times[5000:5000 + len(odd)], odd, strict=True)])
+    return chunks
+
+
+def test_series_text_is_that_of_the_point_by_point_encoders() -> None:
+    from gateway.central.streaming import series_points
+
+    chunks = series_chunks()
+    head = {"station": "st1", "every": None}
+    points = [point for rows in chunks for point in series_points(rows)]
+    csv_rows = "".join(f"{t},{'' if v is None else repr(v)},{'' if q is None else q}\n"
+                       for rows in chunks for t, (_, v, q) in zip(rfc3339_many([r[0] for r in rows]), rows,
+                                                                  strict=True))
+
+    assert b"".join(series_json(head, chunks)) == orjson.dumps({**head, "points": points})
+    assert b"".join(series_csv(chunks)) == b"time,value,qc\n" + csv_rows.encode()
+    assert b"".join(series_json({}, [])) == b'{"points":[]}'
+
+
 def test_many_times_read_as_one_at_a_time() -> None:
     times = sorted(instants())
     assert rfc3339_many(times) == [rfc3339(ns) for ns in times]
