@@ -29,7 +29,15 @@ START = T0 - timedelta(days=2)
 
 
 def test_the_rollup_is_an_influxdb_setting(tmp_path: Path) -> None:
+    import yaml
+
+    from gateway.central.config import SAMPLE_CONFIG_PATH
+
+    # off when the key is absent (an existing deployment's history is rolled up only when asked for), on in the
+    # sample a new deployment starts from
     assert StorageSettings(kind="influxdb", url="http://127.0.0.1:8086").rollup is False
+    sample = yaml.safe_load(SAMPLE_CONFIG_PATH.read_text(encoding="utf-8"))["storage"]
+    assert StorageSettings(**{k: v for k, v in sample.items() if v is not None}).rollup is True
     assert StorageSettings(kind="influxdb", url="http://127.0.0.1:8086", rollup=True).rollup_every_s == 600
     with pytest.raises(ValidationError, match=r"storage\.rollup is for storage\.kind influxdb"):
         StorageSettings(kind="sqlite", path=tmp_path / "x.sqlite", rollup=True)
