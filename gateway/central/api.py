@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
@@ -383,7 +383,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
         source = _one_source(store.series_sources(station, variable, start_t, end_t), station, variable, site,
                              sensor)
         # any range is answered, streamed: the body grows with the readings it holds, the server's memory does not
-        chunks: Iterator[list[SeriesRow]] = iter(())
+        chunks: Iterator[Sequence[SeriesRow]] = iter(())
         if source is not None:
             chunks = prefetched(store.iter_series(station, variable, start_t, end_t, window, agg, site=source.site,
                                                   sensor=source.sensor))

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from gateway.central.store.reads import FluxRow, SeriesRow
+from gateway.central.store.reads import FluxRow, PointColumns, SeriesRow
 from gateway.contract import FLUX_SCHEMA_VERSION
 from gateway.flux.files import MISSING, ameriflux_cells, ameriflux_header
 
@@ -165,8 +165,8 @@ class _TimeTexts:
         self.hour_at = len(before)
         self.width = len(before) + 14 + 5 + 7 + len(self.after)
 
-    def __call__(self, times: Sequence[int]) -> list[bytes]:
-        ns = np.array(times, dtype=np.int64)
+    def __call__(self, times: Sequence[int] | np.ndarray) -> list[bytes]:
+        ns = np.asarray(times, dtype=np.int64)
         hours, rest = np.divmod(ns, _NS_PER_HOUR)
         seconds, fraction = np.divmod(rest, _NS_PER_S)
         first, last = int(hours.min()), int(hours.max())
@@ -216,9 +216,11 @@ _JSON_TIMES = _TimeTexts(b',{"time":"', b'","value":')
 _CSV_TIMES = _TimeTexts(b"", b",")
 
 
-def series_points_json(rows: list[SeriesRow], first: bool) -> bytes:
+def series_points_json(rows: Sequence[SeriesRow], first: bool) -> bytes:
     """`rows` as the items of the JSON array of points (`{"time":...,"value":...,"qc":...}` each, orjson's number
     text), with a leading comma unless `first`."""
+    if isinstance(rows, PointColumns):  # the numbers' text as the store read it: orjson's text already
+        return _joined(_JSON_TIMES(rows.times), rows.values, rows.qcs, (b',"qc":', b"}"), first)
     times, values, qcs = zip(*rows, strict=True)
     return _joined(_JSON_TIMES(times), _json_numbers(values), _json_numbers(qcs), (b',"qc":', b"}"), first)
 
@@ -234,7 +236,7 @@ def series_points(rows: list[SeriesRow]) -> list[dict[str, Any]]:
     return [{"time": t, "value": row[1], "qc": row[2]} for t, row in zip(times, rows, strict=True)]
 
 
-def series_json(head: dict[str, Any], chunks: Iterable[list[SeriesRow]]) -> Iterator[bytes]:
+def series_json(head: dict[str, Any], chunks: Iterable[Sequence[SeriesRow]]) -> Iterator[bytes]:
     opening = orjson.dumps(head)
     yield opening[:-1] + (b',"' if head else b'"') + b'points":['
     first = True
@@ -256,15 +258,23 @@ def _csv_numbers(values: Sequence[Any]) -> list[bytes]:
     return text[1:-1].replace(b"null", b"").split(b",")
 
 
-def series_csv(chunks: Iterable[list[SeriesRow]]) -> Iterator[bytes]:
+def series_csv(chunks: Iterable[Sequence[SeriesRow]]) -> Iterator[bytes]:
     """`time,value,qc` rows; repr() of a value is the shortest text that reads back as the same float, so CSV loses
     nothing."""
     yield b"time,value,qc\n"
     for rows in chunks:
         if not rows:
             continue
+        if isinstance(rows, PointColumns):  # the numbers' text as the store read it: repr's already, null aside
+            yield _joined(_CSV_TIMES(rows.times), _csv_null(rows.values), _csv_null(rows.qcs), (b",", b"\n"), False)
+            continue
         times, values, qcs = zip(*rows, strict=True)
         yield _joined(_CSV_TIMES(times), _csv_numbers(values), _csv_numbers(qcs), (b",", b"\n"), False)
+
+
+def _csv_null(texts: list[bytes]) -> list[bytes]:
+    """JSON number texts with null as an empty CSV field."""
+    return b",".join(texts).replace(b"null", b"").split(b",") if b"null" in texts else texts
 
 
 # --- flux records --------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ fixtures as test_store_contract.py (SQLite, and a real influxd under the integra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ HOUR = timedelta(hours=1)
 T = TypeVar("T")
 
 
-def flat(chunks: Iterable[list[T]]) -> list[T]:
+def flat(chunks: Iterable[Sequence[T]]) -> list[T]:
     return [row for chunk in chunks for row in chunk]
 
 
@@ -42,6 +42,32 @@ def test_raw_series_streams_every_point_of_many_chunks(store: Store) -> None:
     assert [(p.time, p.value, p.qc) for p in expected] == [
         (T0 + timedelta(seconds=i), v, 3 if v is None else 0) for i, v in enumerate(values)]
     assert [tuple(r) for r in flat(chunks)] == [(to_ns(p.time), p.value, p.qc) for p in expected]
+
+
+#: values whose text InfluxDB (Go), orjson and repr write alike, and values whose texts differ among them
+ALIKE_FLOATS: list[float | None] = [0.0001, -0.5, 123.0, 0.30000000000000004, 12345678901234.5, 414.6568, None, 1e15]
+UNLIKE_FLOATS: list[float | None] = [0.00005, -0.0, 1e16, 1e20, 1.5e-6, 5e-7, 1e-300, 1.7976931348623157e308, 2.5e-7]
+
+
+def test_raw_series_chunks_encode_as_their_rows(store: Store, backend: str) -> None:
+    from gateway.central.store.reads import PointColumns
+    from gateway.central.streaming import series_csv, series_json
+
+    values = ([412.0 + i / 8 for i in range(CHUNK_ROWS)]
+              + [ALIKE_FLOATS[i % len(ALIKE_FLOATS)] for i in range(CHUNK_ROWS)]
+              + [UNLIKE_FLOATS[i % len(UNLIKE_FLOATS)] for i in range(CHUNK_ROWS)])
+    store.write(stored("site1", series("st1", values, step=timedelta(seconds=1))))
+    end = T0 + timedelta(seconds=len(values))
+
+    chunks = list(store.iter_series("st1", "CO2", T0, end, site="site1", sensor="gmp252"))
+    as_rows = [[tuple(r) for r in chunk] for chunk in chunks]
+
+    assert [r[1] for r in flat(as_rows)] == values
+    assert b"".join(series_json({"x": 1}, chunks)) == b"".join(series_json({"x": 1}, as_rows))
+    assert b"".join(series_csv(chunks)) == b"".join(series_csv(as_rows))
+    if backend == "influx":  # its text is passed on where it is orjson's and repr's, and parsed where it is not
+        kinds = [isinstance(chunk, PointColumns) for chunk in chunks]
+        assert kinds[:2] == [True, True] and kinds[-1] is False
 
 
 @pytest.mark.parametrize("aggregate", AGGREGATES)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -28,10 +29,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import numpy as np
 import orjson
 
 from gateway.central.store.base import Aggregate, StoreError, StoreUnavailable, check_window, every_ns, to_ns
-from gateway.central.store.reads import CHUNK_ROWS, FLUX_CHUNK_ROWS, FluxColumns, FluxRow, SeriesRow, flux_order
+from gateway.central.store.reads import (
+    CHUNK_ROWS,
+    FLUX_CHUNK_ROWS,
+    FluxColumns,
+    FluxRow,
+    PointColumns,
+    SeriesRow,
+    flux_order,
+)
 from gateway.contract import VARIABLE_NAME_PATTERN
 
 _STREAM_READ_TIMEOUT_S = 120.0  # between two chunks: a chunk of a long aggregate may take a while to compute
@@ -105,7 +115,7 @@ class InfluxReadsMixin:
         def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]: ...
 
         def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, window_ns: int,
-                                aggregate: Aggregate, site: str, sensor: str) -> Iterator[list[SeriesRow]]: ...
+                                aggregate: Aggregate, site: str, sensor: str) -> Iterator[Sequence[SeriesRow]]: ...
 
     _names_lock = threading.Lock()
 
@@ -114,6 +124,15 @@ class InfluxReadsMixin:
     def _stream(self, query: str, params: dict[str, str],
                 chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
         """The series of each chunk of one InfluxQL statement's answer, as InfluxDB sends them."""
+        for line in self._stream_lines(query, params, chunk_rows):
+            series = self._chunk_series(line)
+            if series is None:
+                return
+            if series:
+                yield series
+
+    def _stream_lines(self, query: str, params: dict[str, str], chunk_rows: int = CHUNK_ROWS) -> Iterator[bytes]:
+        """Each chunk of one InfluxQL statement's answer: InfluxDB's JSON text of it, one line each."""
         from gateway.central.store.influx import _describe, _error_text
 
         data = {"db": self.database, "q": query, "epoch": "ns", "chunked": "true", "chunk_size": str(chunk_rows)}
@@ -141,18 +160,12 @@ class InfluxReadsMixin:
                         line = b"".join(parts)
                         parts = []
                         if line.strip():
-                            series = self._chunk_series(line)
-                            if series is None:
-                                return
-                            if series:
-                                yield series
+                            yield line
                     if begin < len(block):
                         parts.append(block[begin:])
                 line = b"".join(parts)
                 if line.strip():
-                    series = self._chunk_series(line)
-                    if series:
-                        yield series
+                    yield line
         except httpx.HTTPError as exc:
             raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {_describe(exc, self._ca_file)}") from exc
 
@@ -187,7 +200,7 @@ class InfluxReadsMixin:
         *,
         site: str | None = None,
         sensor: str | None = None,
-    ) -> Iterator[list[SeriesRow]]:
+    ) -> Iterator[Sequence[SeriesRow]]:
         from gateway.central.store.influx_rollup import HOUR_NS
 
         check_window(start, end, aggregate)
@@ -201,7 +214,7 @@ class InfluxReadsMixin:
                                              sensor)
 
     def _raw_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, window_ns: int | None,
-                         aggregate: Aggregate, site: str | None, sensor: str | None) -> Iterator[list[SeriesRow]]:
+                         aggregate: Aggregate, site: str | None, sensor: str | None) -> Iterator[Sequence[SeriesRow]]:
         from gateway.central.store.influx import render_series_query
 
         query = render_series_query(
@@ -215,14 +228,21 @@ class InfluxReadsMixin:
             params["site"] = site
         if sensor is not None:
             params["sensor"] = sensor
-        for chunk in self._stream(query, params):
+        for line in self._stream_lines(query, params):
+            columns = point_columns(line)
+            if columns is not None:
+                yield columns
+                continue
+            chunk = self._chunk_series(line)
+            if chunk is None:
+                return
             for series in chunk:
-                columns = series["columns"]
+                columns_ = series["columns"]
                 values = series.get("values") or ()
-                if columns == ["time", "value", "qc"]:
+                if columns_ == ["time", "value", "qc"]:
                     rows = values  # InfluxDB's own rows: no copy per point
                 else:  # never seen, but the column order is InfluxDB's to choose
-                    t_i, v_i, q_i = columns.index("time"), columns.index("value"), columns.index("qc")
+                    t_i, v_i, q_i = columns_.index("time"), columns_.index("value"), columns_.index("qc")
                     rows = [(r[t_i], r[v_i], r[q_i]) for r in values]
                 if rows:
                     yield rows
@@ -420,6 +440,54 @@ class InfluxReadsMixin:
                 for row in series.get("values") or ():
                     variables.update(n for n in str(row[1] or "").split(",") if n)
         return FluxColumns(sets=sorted(sets), variables=variables)
+
+
+# A chunk of one series' points, as InfluxDB 1.x writes it: nothing but numbers in the rows, so every comma and
+# bracket of the values is structure. Anything else (an error, several series, other columns) takes orjson's path.
+_POINTS_HEAD = re.compile(rb'\{"results":\[\{"statement_id":0,"series":\[\{"name":"[^"]*",(?:"tags":\{[^}"]*\},)?'
+                          rb'"columns":\["time","value","qc"\],"values":\[\[')
+# a series cut by chunk_size is "partial" in the series and in the result
+_POINTS_TAIL = re.compile(rb'\]\](?:,"partial":true)?\}\](?:,"partial":true)?\}\]\}$')
+# number texts whose orjson or repr text differs from Go's (InfluxDB's), and anything but numbers and null:
+# exponents, magnitudes below 1e-4 (repr: 5e-05; Go: 0.00005), integers of 17 digits or more (orjson: 1e+16 for a
+# float), minus zero (Go: -0)
+_OTHER_TEXT = re.compile(rb"[^0-9.,nul-]|0\.0000|(?:^|[,-])\d{17}|(?:^|,)-0(?:,|$)")
+
+
+def point_columns(line: bytes) -> PointColumns | None:
+    """A chunk of `SELECT value, qc` (or the aggregates AS value, qc) as `PointColumns`, read from InfluxDB's text
+    without an object per point: its times parsed by numpy, its numbers' text kept (the text orjson and repr write
+    for them: checked, else None). None when the line is anything but one series of such rows (the caller parses it
+    with orjson)."""
+    head = _POINTS_HEAD.match(line)
+    line = line.rstrip()
+    tail = _POINTS_TAIL.search(line, len(line) - 48)
+    if head is None or tail is None:
+        return None
+    body = line[head.end():tail.start()]
+    parts = body.split(b",")
+    count, left = divmod(len(parts), 3)
+    separators = body.count(b"],[")
+    if (left or not count or b'"' in body or separators != count - 1 or body.count(b"[") != separators
+            or body.count(b"]") != separators):
+        return None
+    times, values, qcs = parts[0::3], parts[1::3], parts[2::3]
+    width = len(times[0])
+    digits = b"[" + b"".join(times)
+    if not 0 < width <= 19 or len(digits) != count * (width + 1):
+        return None  # times of different lengths (or before 1970): not worth a path of their own
+    table = np.frombuffer(digits, np.uint8).reshape(count, width + 1)
+    figures = table[:, 1:] - np.uint8(ord("0"))
+    if (table[:, 0] != ord("[")).any() or (figures > 9).any():
+        return None
+    times_ns = figures.astype(np.int64) @ _POWERS_OF_TEN[-width:]
+    qcs[:-1] = b",".join(qcs[:-1]).replace(b"]", b"").split(b",") if count > 1 else []
+    if _OTHER_TEXT.search(b",".join(values)) or _OTHER_TEXT.search(b",".join(qcs)):
+        return None
+    return PointColumns(times_ns, values, qcs)
+
+
+_POWERS_OF_TEN = np.array([10**i for i in range(18, -1, -1)], dtype=np.int64)
 
 
 class _Way:

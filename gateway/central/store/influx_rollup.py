@@ -142,7 +142,7 @@ class InfluxRollupMixin:
 
         def _raw_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int,
                              every_ns: int | None, aggregate: Aggregate, site: str | None,
-                             sensor: str | None) -> Iterator[list[SeriesRow]]: ...
+                             sensor: str | None) -> Iterator[Sequence[SeriesRow]]: ...
 
         def _hold(self, stations: Sequence[tuple[str, str]]) -> contextlib.AbstractContextManager[Marks]: ...
 
@@ -317,7 +317,7 @@ class InfluxRollupMixin:
     # --- reads: rule 4 ----------------------------------------------------------------------------------------------
 
     def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, window_ns: int,
-                            aggregate: Aggregate, site: str, sensor: str) -> Iterator[list[SeriesRow]]:
+                            aggregate: Aggregate, site: str, sensor: str) -> Iterator[Sequence[SeriesRow]]:
         """Windows of whole hours of one series: those whose hours are all clean from the rollup, the others from
         the readings (rule 4). A window of several hours is combined from its hourly rows by InfluxDB (the min of
         the minima, the sum of the counts, ...), which is exact for every aggregate but the mean; `iter_series`

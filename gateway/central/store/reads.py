@@ -5,7 +5,8 @@ memory nor the time to the first byte grows with the range (issue 13, "API at sc
 what the jobs use (budget, soil, stems, alerts, audit). The methods here return the same rows as plain tuples in
 chunks of at most a few thousand rows, in the same order, with the same semantics:
 
-- `iter_series` yields lists of `SeriesRow` (time in integer nanoseconds, value, qc) in time order: raw readings in
+- `iter_series` yields chunks of `SeriesRow` (lists, or `PointColumns` that an encoder can write without a step per
+  point) (time in integer nanoseconds, value, qc) in time order: raw readings in
   [start, end) or one row per non-empty window (windows aligned to the epoch, reported at their start), exactly the
   points `query_series` returns, without its limit (a whole-numbered value may come as an int).
 - `iter_fluxes` yields lists of `FluxRow` ordered by period end, then settings_hash, then engine_version, exactly the
@@ -34,6 +35,37 @@ if TYPE_CHECKING:
 #: (time in ns since the epoch, value or None, qc or None): a tuple or a list, as the database's client library
 #: gives it (no copy per point); a whole-numbered value may be an int (InfluxDB's JSON writes 416.0 as 416)
 SeriesRow = Sequence[Any]
+
+class PointColumns(Sequence[SeriesRow]):
+    """A chunk of points as columns, as a store can hand them on without an object per point: `times` (numpy int64,
+    ns), and `values` and `qcs`, the JSON text of each (b"null" for None) exactly as orjson writes the number the
+    text stands for and, null aside, as `repr` writes it (the store checks that before it yields one; InfluxDB's
+    text mostly is). As a sequence it is the rows (time, value, qc), parsed on first use."""
+
+    __slots__ = ("_rows", "qcs", "times", "values")
+
+    def __init__(self, times: Any, values: list[bytes], qcs: list[bytes]) -> None:
+        self.times, self.values, self.qcs = times, values, qcs
+        self._rows: list[SeriesRow] | None = None
+
+    def rows(self) -> list[SeriesRow]:
+        if self._rows is None:
+            import orjson
+
+            values = orjson.loads(b"[" + b",".join(self.values) + b"]")
+            qcs = orjson.loads(b"[" + b",".join(self.qcs) + b"]")
+            self._rows = list(zip(self.times.tolist(), values, qcs, strict=True))
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.rows()[index]
+
+    def __iter__(self) -> Iterator[SeriesRow]:
+        return iter(self.rows())
+
 
 #: rows per chunk the stores aim for (InfluxDB's chunk_size; SQLite's fetchmany). Small on purpose: a station-month
 #: of raw points cost the server 0.34 s of CPU in chunks of 5,000 rows and 0.18 s in 500 (blocks of hundreds of
@@ -99,8 +131,8 @@ class StreamingReads(Protocol):
         *,
         site: str | None = None,
         sensor: str | None = None,
-    ) -> Iterator[list[SeriesRow]]:
-        """The points of `query_series` (no limit), in chunks, in time order."""
+    ) -> Iterator[Sequence[SeriesRow]]:
+        """The points of `query_series` (no limit), in chunks (lists of rows, or `PointColumns`), in time order."""
 
     def iter_fluxes(
         self,

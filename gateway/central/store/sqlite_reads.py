@@ -61,7 +61,7 @@ class SqliteReadsMixin:
         *,
         site: str | None = None,
         sensor: str | None = None,
-    ) -> Iterator[list[SeriesRow]]:
+    ) -> Iterator[Sequence[SeriesRow]]:
         from gateway.central.store.sqlite import series_sql
 
         check_window(start, end, aggregate)

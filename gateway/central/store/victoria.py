@@ -424,7 +424,7 @@ class VictoriaStore(SqliteStore):
         *,
         site: str | None = None,
         sensor: str | None = None,
-    ) -> Iterator[list[SeriesRow]]:
+    ) -> Iterator[Sequence[SeriesRow]]:
         check_window(start, end, aggregate)
         start_ns, end_ns = to_ns(start), to_ns(end)
         labels = {"station": station, "variable": variable, "site": site, "sensor": sensor}
