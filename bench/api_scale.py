@@ -50,7 +50,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import station_year
 
-from gateway.central.store.influx_reads import SELECTED_CHUNK_ROWS
+from gateway.central.store.influx_reads import SELECTED_CHUNK_ROWS, SERIES_CHUNK_ROWS
 from gateway.central.store.reads import FLUX_CHUNK_ROWS
 from gateway.net import free_port
 from gateway.testing.services import running_influxd
@@ -224,19 +224,21 @@ def cases() -> list[Case]:
              check_points(8_760),
              earlier=[sources_of(E_NS), Query("SELECT mean(value) AS value, max(qc) AS qc FROM readings "
                                               f"{series_where(E_NS)} GROUP BY time(3600s) fill(none)",
-                                              series_params)]),
+                                              series_params, chunk_size=SERIES_CHUNK_ROWS)]),
         Case("series, raw January (267,840 points, JSON)", "/api/v1/series",
              {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": "2025-02-01T00:00:00Z"},
              [sources_of(JAN_END_NS), Query(f"SELECT value, qc FROM readings {series_where(JAN_END_NS)}",
-                                            series_params)],
+                                            series_params, chunk_size=SERIES_CHUNK_ROWS)],
              check_points(31 * 8640)),
         Case("series, raw year (3,153,600 points, JSON)", "/api/v1/series",
              {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": YEAR_END},
-             [sources_of(E_NS), Query(f"SELECT value, qc FROM readings {series_where(E_NS)}", series_params)],
+             [sources_of(E_NS), Query(f"SELECT value, qc FROM readings {series_where(E_NS)}", series_params,
+                                        chunk_size=SERIES_CHUNK_ROWS)],
              check_points(readings_year), heavy=True),
         Case("series, raw year (3,153,600 points, CSV)", "/api/v1/series",
              {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": YEAR_END, "format": "csv"},
-             [sources_of(E_NS), Query(f"SELECT value, qc FROM readings {series_where(E_NS)}", series_params)],
+             [sources_of(E_NS), Query(f"SELECT value, qc FROM readings {series_where(E_NS)}", series_params,
+                                        chunk_size=SERIES_CHUNK_ROWS)],
              check_csv(readings_year), heavy=True),
     ]
 

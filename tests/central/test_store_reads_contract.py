@@ -29,6 +29,15 @@ def flat(chunks: Iterable[Sequence[T]]) -> list[T]:
     return [row for chunk in chunks for row in chunk]
 
 
+@pytest.fixture(autouse=True)
+def small_series_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """InfluxDB reads a series in chunks of SERIES_CHUNK_ROWS: here CHUNK_ROWS, as the other stores, so a test's
+    few thousand points make several chunks."""
+    from gateway.central.store import influx_reads
+
+    monkeypatch.setattr(influx_reads, "SERIES_CHUNK_ROWS", CHUNK_ROWS)
+
+
 def test_raw_series_streams_every_point_of_many_chunks(store: Store) -> None:
     count = 2 * CHUNK_ROWS + 3
     values = [AWKWARD_FLOATS[i % len(AWKWARD_FLOATS)] for i in range(count)]
