@@ -5,11 +5,11 @@ so a year costs the server the memory of one chunk, and the first bytes leave wh
 What a point or a record costs here is what makes a long range affordable (issue 13: ~9 µs of Python per point
 before): no validated object per row (the store validated every row when it was written), times formatted from
 integer nanoseconds with the date and hour looked up once per hour of data instead of `strftime` per timestamp,
-JSON by orjson a chunk at a time, CSV by the csv module's C writer. The text is that of the whole-list encoders it
-replaced: times as `gateway.model.format_time` writes them, numbers as `repr` (CSV) or their shortest round-trip
-form (JSON), the same keys in the same order, the same CSV quoting. One difference: a flux value InfluxDB sends as
-a JSON integer (it writes the float 150.0 as 150) is passed on as such, `150` rather than `150.0` — the same number
-to any JSON or CSV reader.
+JSON by orjson a chunk at a time; series points with no Python step per point at all (below, `_TimeTexts`). The
+text is that of the whole-list encoders it replaced: times as `gateway.model.format_time` writes them, numbers as
+`repr` (CSV) or their shortest round-trip form (JSON), the same keys in the same order, the same CSV quoting. One
+difference: a flux value InfluxDB sends as a JSON integer (it writes the float 150.0 as 150) is passed on as such,
+`150` rather than `150.0` — the same number to any JSON or CSV reader.
 """
 
 from __future__ import annotations
