@@ -10,7 +10,9 @@
 The line's theoretical maximum for one 2-register read is 1 / ((8 + 9 + 2 x 3.5) characters x 11 bits / 19200)
 = 72.7 transactions/s. Reported per run: transactions/s and that fraction, readings/s delivered to the buffer (and
 the check that it equals the readings the daemon polled), CPU per transaction of the polling thread (utime+stime
-from /proc for that thread) and of the whole child process, and the child's peak RSS. Each run is a fresh child
+from /proc for that thread) and its sleeps per transaction (voluntary context switches: every wake-up, including
+those the kernel gives a thread in `select` for each burst of characters and that it goes back to sleep from without
+returning to Python), the whole child process's CPU, and the child's peak RSS. Each run is a fresh child
 process and a fresh paced line, so RSS and CPU are not mixed between runs. Run:
 
     .venv/bin/python bench/rs485_bus.py [--seconds 20] [--probes 4]
