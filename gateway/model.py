@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, model_validator
+from pydantic_core import CoreSchema, core_schema
 
 # A topic segment must never contain MQTT wildcards or separators; InfluxDB tag values are safe with these too.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -138,10 +139,75 @@ class Reading(WireModel):
     @model_validator(mode="after")
     def _missing_iff_no_value(self) -> Reading:
         # a gap must stay explicit: a null value is always flagged MISSING, and MISSING never carries a number
-        if (self.value is None) != (self.qc == QualityFlag.MISSING):
+        if not value_matches_qc(self):
             raise ValueError("value must be null exactly when qc is 3 (MISSING)")
         return self
 
     @field_serializer("time")
     def _serialize_time(self, value: datetime) -> str:
         return format_time(value)
+
+
+def value_matches_qc(reading: Reading) -> bool:
+    """The rule `Reading` holds across two fields: a null value exactly when qc is MISSING."""
+    return (reading.value is None) == (reading.qc == QualityFlag.MISSING)
+
+
+# --- the same rules in pydantic-core's own terms, for the central service's hot path ------------------------------
+
+#: The wire time as `native_schema` checks it: the wire's format with the hour, minutes and seconds in range, so
+#: that `datetime.fromisoformat` (C, no Python frame) makes of it exactly what pydantic and `_as_utc` make: the same
+#: instant in `datetime.UTC` (hour 24 and second 60, which some parsers take, are refused here and left to the model).
+_NATIVE_WIRE_TIME = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z$")
+
+
+def _validator_of(node: dict[str, Any]) -> Any:
+    if node.get("type") in ("function-before", "function-after"):
+        return node["function"]["function"]
+    return None
+
+
+def native_schema(schema: CoreSchema, drop: frozenset[str] = frozenset()) -> CoreSchema:
+    """A model's pydantic-core schema with this module's Python validators replaced by pydantic-core's own checks,
+    each as strict as the validator or stricter, never more lenient, and giving the same value:
+
+    - an identifier: a JSON string matching `IDENTIFIER_PATTERN` (`_check_identifier`);
+    - a wire time: a JSON string of `_NATIVE_WIRE_TIME`, made a `datetime` in UTC by `datetime.fromisoformat`
+      (`_wire_time`, pydantic's datetime, `_as_utc`);
+    - a JSON number: a strict float or int, which refuses strings and booleans (`_json_number`); an integer enum
+      takes a strict int first; a float refuses inf and NaN (pydantic's own `allow_inf_nan=False` check).
+
+    `drop`: qualified names of model validators to leave out, which the caller then checks itself (an "after" one
+    that needs the whole model). Anything else is kept as it is (correct, only not faster). So what the returned
+    schema accepts the model accepts, with the same result; what it refuses may still be valid (a qc of 1.0, a time
+    with second 60 that pydantic takes) and must go to the model, whose error texts are the contract's: see
+    `gateway.contract.readings.validate_batch_json`."""
+    return _native(schema, drop)
+
+
+def _native(node: Any, drop: frozenset[str]) -> Any:
+    if isinstance(node, list):
+        return [_native(item, drop) for item in node]
+    if not isinstance(node, dict):
+        return node
+    function = _validator_of(node)
+    if function is _check_identifier and node["schema"] == {"type": "str"}:
+        return core_schema.str_schema(pattern=IDENTIFIER_PATTERN, strict=True)
+    if function is _as_utc and _validator_of(node["schema"]) is _wire_time:
+        return core_schema.chain_schema([core_schema.str_schema(pattern=_NATIVE_WIRE_TIME, strict=True),
+                                         core_schema.no_info_plain_validator_function(datetime.fromisoformat)])
+    if function is _json_number:
+        inner = node["schema"]
+        if inner.get("type") in ("int", "float"):
+            return {**inner, "strict": True}
+        if inner.get("type") == "enum" and inner.get("sub_type") == "int":
+            return core_schema.chain_schema([core_schema.int_schema(strict=True), inner])
+    if getattr(function, "__name__", None) == "forbid_inf_nan_check" and node["type"] == "function-after":
+        inner = _native(node["schema"], drop)
+        if inner.get("type") == "float" and inner.get("strict"):
+            return {**inner, "allow_inf_nan": False}
+    if getattr(function, "__qualname__", None) in drop and node["type"] == "function-after":
+        return _native(node["schema"], drop)
+    # the rest as it is; a model's class, validators and serialisers are not schemas to walk
+    return {key: value if key in ("cls", "function", "serialization", "metadata") else _native(value, drop)
+            for key, value in node.items()}

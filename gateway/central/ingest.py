@@ -110,6 +110,7 @@ from gateway.contract import (
     readings_topic,
     receipts_topic,
     shared_subscription,
+    validate_batch_json,
 )
 from gateway.model import Reading, format_time, utc_now
 from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX, check_archive_bytes
@@ -1139,7 +1140,7 @@ def _describe_validation(exc: ValidationError) -> str:
 def parse_batch(site: str, station: str, payload: bytes) -> ReadingBatch:
     """Validate a readings payload against the schema and its topic; raise Malformed with a reason."""
     try:
-        batch = ReadingBatch.model_validate_json(payload)
+        batch = validate_batch_json(payload)
     except ValidationError as exc:
         if any(item["type"] == "json_invalid" for item in exc.errors()):
             raise Malformed("not_json", f"payload is not valid JSON: {exc.errors()[0]['msg']}") from None

@@ -6,7 +6,7 @@ place that both sides import (and nothing else: the contract depends only on `ga
 | module | channel | message |
 |---|---|---|
 | `topics` | all | `<channel>_topic(site, station)`, `<CHANNEL>_SUBSCRIPTION`, `shared_subscription`, `parse_topic` |
-| `readings` | `readings`, `status` | `ReadingBatch` (of `gateway.model.Reading`), `StationStatus` |
+| `readings` | `readings`, `status` | `ReadingBatch` (of `model.Reading`), `StationStatus`, `validate_batch_json` |
 | `fluxes` | `fluxes` | `FluxRecord`, `encode_flux_record` |
 | `raw` | `raw` | `RawChunk`, `raw_payload`, `raw_file_bytes` |
 | `health` | `health` | `StationHealth` (with `ChannelBacklog`, `SensorHealth`), `encode_health` |
@@ -51,7 +51,7 @@ from gateway.contract.health import (
     encode_health,
 )
 from gateway.contract.raw import RAW_SCHEMA_VERSION, RawChunk, raw_file_bytes, raw_payload
-from gateway.contract.readings import SCHEMA_VERSION, ReadingBatch, StationState, StationStatus
+from gateway.contract.readings import SCHEMA_VERSION, ReadingBatch, StationState, StationStatus, validate_batch_json
 from gateway.contract.receipts import CHANNELS, Channel, Receipt, seq_ranges
 from gateway.contract.topics import (
     COMMAND_RESULTS_SUBSCRIPTION,
@@ -128,4 +128,5 @@ __all__ = [
     "seq_ranges",
     "shared_subscription",
     "status_topic",
+    "validate_batch_json",
 ]

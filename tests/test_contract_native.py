@@ -1,0 +1,166 @@
+"""`validate_batch_json` (the central service's validation of a readings batch in pydantic-core's own checks) agrees
+with `ReadingBatch.model_validate_json` on every payload: the same batch when valid (values, time zones, fields
+set), the same `ValidationError` text when not. The contract's own accept/refuse cases run through both in
+tests/test_contract.py; here awkward values are drawn for every field of a batch and of a reading."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pydantic
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.contract import ReadingBatch, validate_batch_json
+from gateway.contract.readings import _batch_fields_validator
+from gateway.model import QualityFlag, Reading, TimeSource
+
+T0 = datetime(2026, 11, 25, 10, 0, 0, 104512, tzinfo=UTC)
+
+
+def good_batch(readings: int = 3) -> dict[str, Any]:
+    batch = ReadingBatch(site="hainich", station="plot-07", seq=41, sent=T0, readings=[
+        Reading(station="plot-07", sensor="gmp252-a", variable="CO2", value=400.5 + i, unit="umol mol-1",
+                time=T0 + timedelta(seconds=i), time_source=TimeSource.GATEWAY, clock_synced=True,
+                qc=QualityFlag.GOOD)
+        for i in range(readings)])
+    result: dict[str, Any] = json.loads(batch.model_dump_json())
+    return result
+
+
+TIMES = st.one_of(
+    st.sampled_from(["2026-11-25T10:00:00Z", "2026-11-25T10:00:00.5Z", "2026-11-25T10:00:00.123456Z",
+                     "2026-11-25T10:00:00.1234567Z", "2026-11-25T10:00:00+00:00", "2026-11-25t10:00:00Z",
+                     "2026-11-25 10:00:00Z", "2026-11-25T24:00:00Z", "2026-11-25T23:59:60Z", "2026-02-29T10:00:00Z",
+                     "2024-02-29T10:00:00Z", "0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z",
+                     "9999-12-31T23:59:59.999999Z", "2026-11-25T10:00Z", "2026-11-25T10:00:00.Z", "1795600800",
+                     "2026-11-25T10:00:00.000000Z\n", "２０２６-11-25T10:00:00Z"]),
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(
+        lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+    st.integers(), st.floats(), st.none(), st.booleans())
+IDENTIFIERS = st.one_of(
+    st.sampled_from(["plot-07", "a", "p" * 64, "p" * 65, "plot 07", "-plot", "plot/07", "plot-07\n", "", "ｐlot",
+                     "plot.07_a", "Ä"]),
+    st.text(max_size=70), st.integers(), st.none())
+NUMBERS: st.SearchStrategy[Any] = st.one_of(
+    st.integers(min_value=-(10**400), max_value=10**400), st.floats(allow_nan=True),
+    st.sampled_from(["12", "12.5", True, False, None, [1.0], {}, 1.0, 2.0, 3.0, 0, 3, 4, -1, 1e308]))
+ANY_JSON = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40))
+
+READING_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "station": IDENTIFIERS, "sensor": IDENTIFIERS, "time": TIMES, "value": NUMBERS, "qc": NUMBERS,
+    "variable": st.one_of(ANY_JSON, st.sampled_from(["CO2", "V" * 64, "V" * 65, "CO2-1", ""])),
+    "unit": st.one_of(ANY_JSON, st.just("u" * 33)),
+    "time_source": st.one_of(ANY_JSON, st.sampled_from(list(TimeSource))),
+    "clock_synced": st.one_of(ANY_JSON, st.sampled_from([1, 0, "true"])),
+    "qc_reason": st.one_of(ANY_JSON, st.just("r" * 201)),
+}
+BATCH_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "site": IDENTIFIERS, "station": IDENTIFIERS, "seq": NUMBERS, "sent": TIMES,
+    "schema_version": st.one_of(NUMBERS, st.just("1")),
+}
+ABSENT = object()
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> str:
+    batch = good_batch()
+    for _ in range(draw(st.integers(0, 3))):
+        if draw(st.booleans()):
+            key = draw(st.sampled_from([*BATCH_FIELDS, "readings", "extra"]))
+            if key == "readings":
+                batch["readings"] = draw(st.sampled_from([[], None, {}, "x"]))
+                continue
+            strategy = BATCH_FIELDS.get(key, ANY_JSON)
+            target = batch
+        else:
+            if not isinstance(batch["readings"], list) or not batch["readings"]:
+                continue
+            target = draw(st.sampled_from(batch["readings"]))
+            key = draw(st.sampled_from([*READING_FIELDS, "extra"]))
+            strategy = READING_FIELDS.get(key, ANY_JSON)
+        value = draw(st.one_of(strategy, st.just(ABSENT)))
+        if value is ABSENT:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return json.dumps(batch, allow_nan=True)
+
+
+def outcome(validate: Any, payload: str) -> tuple[str, Any]:
+    try:
+        batch = validate(payload)
+    except pydantic.ValidationError as exc:
+        return "refused", str(exc)
+    # everything that makes two batches the same to the code that uses them, time zones and fields set included
+    readings = [(r, r.model_fields_set, r.time.tzinfo, type(r.qc), type(r.time_source)) for r in batch.readings]
+    return "accepted", (batch, batch.model_fields_set, batch.sent.tzinfo, readings)
+
+
+@settings(max_examples=1500, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(payloads())
+def test_the_native_path_accepts_and_refuses_what_the_model_does(payload: str) -> None:
+    assert outcome(validate_batch_json, payload) == outcome(ReadingBatch.model_validate_json, payload)
+
+
+@pytest.mark.parametrize("time", ["2026-11-25T10:00:00Z", "2026-11-25T10:00:00.5Z", "2026-11-25T10:00:00.12Z",
+                                  "2026-11-25T10:00:00.123Z", "2026-11-25T10:00:00.1234Z",
+                                  "2026-11-25T10:00:00.12345Z", "2026-11-25T10:00:00.123456Z",
+                                  "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"])
+def test_every_wire_time_is_read_natively_as_the_model_reads_it(time: str) -> None:
+    payload = good_batch(1)
+    payload["readings"][0]["time"] = payload["sent"] = time
+    text = json.dumps(payload)
+    _batch_fields_validator().validate_json(text)  # taken by the native checks, not left to the model
+    assert outcome(validate_batch_json, text) == outcome(ReadingBatch.model_validate_json, text)
+
+
+def test_a_valid_batch_is_validated_by_pydantic_core_alone() -> None:
+    """The speed of the central ingest rests on this: a valid batch passes the native checks (no Python call per
+    field), and a bad one is refused there by pydantic-core's own constraint before the model is asked."""
+    payload = good_batch()
+    payload["readings"][1]["value"], payload["readings"][1]["qc"] = None, int(QualityFlag.MISSING)
+    payload["readings"][2]["qc_reason"] = "warm-up"
+    fields = _batch_fields_validator().validate_json(json.dumps(payload))
+    assert [type(r) for r in fields["readings"]] == [Reading] * 3
+    payload["readings"][0]["station"] = "plot 07"
+    with pytest.raises(pydantic.ValidationError) as native:
+        _batch_fields_validator().validate_json(json.dumps(payload))
+    assert native.value.errors()[0]["type"] == "string_pattern_mismatch"
+    with pytest.raises(pydantic.ValidationError) as error:
+        validate_batch_json(json.dumps(payload))
+    assert "'plot 07' is not a valid identifier" in str(error.value)  # the model's words, naming the fix
+
+
+def test_a_value_that_does_not_match_its_flag_is_refused_with_the_models_words() -> None:
+    payload = good_batch()
+    payload["readings"][2]["value"] = None
+    _batch_fields_validator().validate_json(json.dumps(payload))  # the cross-field rule is checked after it
+    with pytest.raises(pydantic.ValidationError, match="value must be null exactly when qc is 3"):
+        validate_batch_json(json.dumps(payload))
+
+
+def test_no_python_validator_is_left_in_the_native_checks() -> None:
+    """A Python validator added to `Reading` or `ReadingBatch` stays correct on the native path (it is kept there
+    as it is) but costs a Python call per reading: `gateway.model.native_schema` should learn its native form."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            function = node.get("function")
+            if isinstance(function, dict) and function.get("function") != datetime.fromisoformat:
+                found.append(getattr(function.get("function"), "__qualname__", repr(function)))
+            for key, value in node.items():
+                if key not in ("cls", "serialization", "metadata"):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    from gateway.model import native_schema
+
+    walk(native_schema(ReadingBatch.__pydantic_core_schema__, drop=frozenset({"Reading._missing_iff_no_value"})))
+    assert found == []
