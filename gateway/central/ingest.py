@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import queue
 import sqlite3
 import threading
@@ -69,6 +70,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -843,10 +845,20 @@ class Ingestor:
         if not self._follows_group(item, group):
             return _FLUSH_FIRST
         new_item = self._place(item, group)
+        # every reading of every batch passes here: bulk steps (C loops) where the batch allows, a loop only for a
+        # batch with a reading to set aside
+        times = list(map(_TIME_OF, batch.readings))
+        first, last = min(times), max(times)
         ledger = None
         if item is not None and new_item:
-            times = [to_ns(r.time) for r in batch.readings if storable_time(r.time)]
-            ledger = item.ledger(payload, data_start=min(times, default=None), data_end=max(times, default=None))
+            data_start: int | None
+            data_end: int | None
+            if storable_time(first) and storable_time(last):
+                data_start, data_end = to_ns(first), to_ns(last)
+            else:
+                storable = [to_ns(t) for t in times if storable_time(t)]
+                data_start, data_end = min(storable, default=None), max(storable, default=None)
+            ledger = item.ledger(payload, data_start=data_start, data_end=data_end)
             self._placed_in_group(item, group)
         duplicate = self._seen(batch)
         self._remember(batch)
@@ -854,14 +866,17 @@ class Ingestor:
         latest = now + PLAUSIBLE_AHEAD
         prepared = _PreparedBatch(topic=readings_topic(site, station), batch=batch, item=item, ledger=ledger,
                                   duplicate=duplicate)
+        if first >= PLAUSIBLE_FROM and last <= latest:  # what implausible_time says of each, without a call each
+            prepared.points = list(map(_new_stored_reading, zip(repeat(batch.site), batch.readings)))
+            prepared.index_of = dict(zip(map(id, prepared.points), range(len(prepared.points)), strict=True))
+            return prepared
         points, index_of = prepared.points, prepared.index_of
         for index, reading in enumerate(batch.readings):
-            if not PLAUSIBLE_FROM <= reading.time <= latest:  # what implausible_time says, without a call each
-                problem = implausible_time(reading.time, now)
-                if problem is not None:
-                    prepared.set_aside.setdefault("implausible_time", []).append(
-                        {"index": index, "problem": problem, "reading": _reading_json(reading)})
-                    continue
+            problem = implausible_time(reading.time, now)
+            if problem is not None:
+                prepared.set_aside.setdefault("implausible_time", []).append(
+                    {"index": index, "problem": problem, "reading": _reading_json(reading)})
+                continue
             point = StoredReading(batch.site, reading)
             index_of[id(point)] = index
             points.append(point)
@@ -1122,6 +1137,11 @@ def _envelope_of(message: mqtt.MQTTMessage) -> str | None:
         if name == USER_PROPERTY:
             return str(value)
     return None
+
+
+_TIME_OF = operator.attrgetter("time")
+#: StoredReading(site, reading) of a (site, reading) pair, without a Python call (map over a batch)
+_new_stored_reading = partial(tuple.__new__, StoredReading)
 
 
 def _reading_json(reading: Reading) -> dict[str, Any]:

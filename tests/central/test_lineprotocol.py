@@ -8,6 +8,8 @@ import math
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from influxdb_client import Point, WritePrecision
 
 from gateway.central.store import StoredReading
@@ -134,3 +136,36 @@ def test_health_reports_and_ledger_items_serialise_like_point() -> None:
             fields["payload"] = base64.b64encode(item.payload).decode("ascii")
         assert ledger_to_line(item) == reference_line("ledger", {"site": item.site, "station": item.station,
                                                                  "channel": item.channel}, fields, item.at)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
+                          st.floats(min_value=-1e6, max_value=1e6).map(lambda v: round(v, 3))),
+                min_size=1, max_size=40),
+       st.lists(st.sampled_from([None, "warm-up", 'said "hi"']), min_size=1, max_size=3))
+def test_a_batch_of_lines_is_what_point_writes_whatever_its_values(values: list[float | None],
+                                                                    reasons: list[str | None]) -> None:
+    """The lines of a batch are made in columns (orjson writes the numbers; `str` where it would write them
+    otherwise): whatever the mix of values in a batch, each line is Point's."""
+    items = []
+    for i, value in enumerate(values):
+        missing = value is None or not math.isfinite(value)
+        items.append(StoredReading("site1" if i % 7 else "site2", Reading.model_construct(**{
+            **dict(reading(sensor=f"s{i % 3}", time=T0 + timedelta(seconds=i), value=None if missing else value)),
+            "value": value, "qc": QualityFlag.MISSING if missing else QualityFlag(i % 3),
+            "qc_reason": reasons[i % len(reasons)]})))
+    lines = ReadingLines()
+    some_times = {id(item): to_ns(item.reading.time) for item in items[::2]}  # the caller has some of them
+
+    assert lines.lines(items, some_times) == [reading_point_line(item) for item in items]
+    assert lines.lines(items[:1]) == [reading_point_line(items[0])]
+
+
+def test_the_usual_batch_goes_through_orjson_and_matches_point() -> None:
+    """Values as stations send them (no exponent): the column is written by orjson, not by `str` per value."""
+    items = [StoredReading("site1", reading(time=T0 + timedelta(seconds=i), value=v))
+             for i, v in enumerate([400.0, 401.5, -0.0, 0.0001, 123456789.98765433, 1 / 3, 12.25, 1e15])]
+    from gateway.central.store import lineprotocol
+
+    assert lineprotocol.orjson.dumps([i.reading.value for i in items]).find(b"e") == -1
+    assert ReadingLines().lines(items) == [reading_point_line(item) for item in items]

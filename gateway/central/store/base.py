@@ -105,6 +105,15 @@ def reading_identity(item: StoredReading) -> ReadingIdentity:
     return (item.site, r.station, r.sensor, r.variable, to_ns(r.time))
 
 
+def reading_identities(items: Sequence[StoredReading]) -> list[ReadingIdentity]:
+    """`reading_identity` of every item, in one loop without a call per reading (a writer's every reading)."""
+    try:
+        return [(item.site, r.station, r.sensor, r.variable, (r.time - EPOCH) // _MICROSECOND * 1000)
+                for item in items for r in (item.reading,)]
+    except TypeError:  # a time without a zone: to_ns says so
+        return [reading_identity(item) for item in items]
+
+
 def reading_content(item: StoredReading) -> tuple[object, ...]:
     """Everything a reading holds besides its identity; equal content means the same reading."""
     r = item.reading
@@ -164,6 +173,17 @@ class ReadingClassifier:
         else:
             self.conflicts.append(ReadingConflict(incoming=item, stored=stored))
         return False
+
+    def add_all(self, items: Sequence[StoredReading], keys: Sequence[ReadingIdentity]) -> list[ReadingIdentity]:
+        """`add` every item (`keys`: their identities); returns the identities of those that are new, in order.
+        When none is held and no two share an identity (a batch of new readings: the common case) in a few bulk
+        steps instead of a step per reading."""
+        fresh = dict(zip(keys, items, strict=True))
+        if len(fresh) == len(keys) and self.held.keys().isdisjoint(fresh.keys()):
+            self.held.update(fresh)
+            self.new.extend(items)
+            return list(keys)
+        return [key for item, key in zip(items, keys, strict=True) if self.add(item, key)]
 
     def outcome(self, rejected: list[RejectedReading] | None = None) -> WriteOutcome:
         refused = rejected or []

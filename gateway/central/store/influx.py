@@ -48,6 +48,7 @@ import base64
 import contextlib
 import json
 import logging
+import operator
 import ssl
 import threading
 import time
@@ -81,6 +82,7 @@ from gateway.central.store.base import (
     every_ns,
     from_ns,
     merge_station_rows,
+    reading_identities,
     reading_identity,
     to_ns,
 )
@@ -211,6 +213,10 @@ def render_series_query(
     return query
 
 
+_STATION = operator.itemgetter(0, 1)  # of a ReadingIdentity: (site, station)
+_TIME = operator.itemgetter(4)  # of a ReadingIdentity: time in ns
+
+
 class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, InfluxLedgerMixin, InfluxAlertsMixin,
                   InfluxProvenanceMixin, InfluxReadsMixin, InfluxRollupMixin):
     """InfluxDB 1.x/2.x/3.x. `api="v1"`: POST /write (optionally basic auth with username/password), database
@@ -300,29 +306,40 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         Under the write guard's lock of the batches' stations: readings stamped after their station's mark are new
         without a query; the others are looked up, all in one request (`_held`); the marks are raised to the
         newest reading about to be written before anything is sent (`writeguard`)."""
-        identities = [[reading_identity(item) for item in points] for points, _ in batches]
-        stations = {key[:2] for keys in identities for key in keys}
+        # Every step below runs for every reading the central service stores: bulk steps per batch (C loops over
+        # identities, a batch's station found once), a loop per reading only where a reading needs one.
+        identities = [reading_identities(points) for points, _ in batches]
+        stations_of = [set(map(_STATION, keys)) for keys in identities]
+        stations = set().union(*stations_of)
         with self._guard.hold(stations) as marks:
             known = self._marks(marks, stations)
-            unsure = [item for (points, _), keys in zip(batches, identities, strict=True)
-                      for item, key in zip(points, keys, strict=True) if key[4] <= known[key[:2]]]
+            unsure: list[StoredReading] = []  # stamped at or before their station's mark: looked up
+            for (points, _), keys, own in zip(batches, identities, stations_of, strict=True):
+                if keys and min(map(_TIME, keys)) <= max(known[station] for station in own):
+                    unsure += [item for item, key in zip(points, keys, strict=True) if key[4] <= known[key[:2]]]
             held = self._held(unsure) if unsure else {}
             classifiers = []
             newest = dict(known)
             times: dict[int, int] = {}  # id(item) -> time in ns, for the lines
-            for (points, _), keys in zip(batches, identities, strict=True):
+            taken: list[ReadingIdentity] = []  # the identities of the readings to be written
+            for (points, _), keys, own in zip(batches, identities, stations_of, strict=True):
                 classifier = ReadingClassifier(held)  # one dict: an identity an earlier batch took counts as held
-                for item, key in zip(points, keys, strict=True):
-                    if classifier.add(item, key):
-                        times[id(item)] = key[4]
+                new_keys = classifier.add_all(points, keys)
+                times.update(zip(map(id, classifier.new), map(_TIME, new_keys), strict=True))
+                taken += new_keys
+                classifiers.append(classifier)
+                if len(own) == 1 and new_keys:
+                    (station,) = own
+                    newest[station] = max(newest[station], max(map(_TIME, new_keys)))
+                else:
+                    for key in new_keys:
                         if key[4] > newest[key[:2]]:
                             newest[key[:2]] = key[4]
-                classifiers.append(classifier)
             for station, time_ns in newest.items():
                 if time_ns > known[station]:
                     marks.set(*station, time_ns)
             # the hourly rollup's marks of late readings, before the readings (`influx_rollup`, rule 1)
-            late = self.late_marks([item for c in classifiers for item in c.new], times)
+            late = self.late_marks(taken)
             if late:
                 self._write_body(late)
             rejected = self._write_new([(c.new, ledger) for c, (_, ledger) in zip(classifiers, batches, strict=True)],
@@ -381,7 +398,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         for index, (points, ledger) in enumerate(batches):
             if not points and ledger is None:
                 continue
-            batch_lines = [self._lines.line(item, times.get(id(item))) for item in points]
+            batch_lines = self._lines.lines(points, times)
             if ledger is not None:
                 batch_lines.append(ledger_to_line(ledger))
             chunk.append((index, batch_lines))

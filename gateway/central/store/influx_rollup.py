@@ -55,9 +55,10 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from gateway.central.store.base import Aggregate, StoredReading
+from gateway.central.store.base import Aggregate, ReadingIdentity
 from gateway.central.store.lineprotocol import escape_tag_value, format_float
 from gateway.central.store.reads import SeriesRow
 
@@ -155,19 +156,15 @@ class InfluxRollupMixin:
 
     # --- writers: rule 1 --------------------------------------------------------------------------------------------
 
-    def late_marks(self, items: Sequence[StoredReading], times: dict[int, int]) -> str:
-        """The /write body marking the series-hours of the `items` about to be written that are late (rule 1), or
-        "" when none is; `times`: id(item) -> its time in ns. Call it under the guard's lock of their stations and
-        send it before the readings."""
+    def late_marks(self, keys: Sequence[ReadingIdentity]) -> str:
+        """The /write body marking the series-hours of the readings about to be written that are late (rule 1), or
+        "" when none is; `keys`: their identities. Call it under the guard's lock of their stations and send it
+        before the readings."""
         before = floor_hour(int(self._clock() * 1e9)) - MARK_LAG_NS
-        hours: set[tuple[str, str, str, str, int]] = set()
-        for item in items:
-            time_ns = times[id(item)]
-            if time_ns < before:
-                r = item.reading
-                hours.add((item.site, r.station, r.sensor, r.variable, floor_hour(time_ns)))
-        if not hours:
+        if not keys or min(map(itemgetter(4), keys)) >= before:
             return ""
+        hours = {(site, station, sensor, variable, time_ns - time_ns % HOUR_NS)
+                 for site, station, sensor, variable, time_ns in keys if time_ns < before}
         gen = secrets.randbits(62) + 1
         return "\n".join(f"{DIRTY_MEASUREMENT},{_tags(site, station, sensor, variable)} gen={gen}i {hour}"
                          for site, station, sensor, variable, hour in sorted(hours))

@@ -22,8 +22,12 @@ them over awkward values), following the line protocol reference of InfluxDB 1.x
 from __future__ import annotations
 
 import math
+from operator import attrgetter, itemgetter
+
+import orjson
 
 from gateway.central.store.base import StoredReading, to_ns
+from gateway.model import Reading
 
 MEASUREMENT = "readings"
 
@@ -54,32 +58,117 @@ def _prefix(tags: TagSet) -> str:
     return MEASUREMENT + ("," + ",".join(escaped) if escaped else "") + " "
 
 
+_TAG_FIELDS = attrgetter("station", "sensor", "variable", "unit", "time_source")
+_FLAG_FIELDS = attrgetter("clock_synced", "qc")
+_READING = itemgetter(1)  # of a StoredReading
+_SITE = itemgetter(0)
+_VALUE = attrgetter("value")
+_REASON = attrgetter("qc_reason")
+_TIME = attrgetter("time")
+_FLOAT_OR_NONE = {float, type(None)}
+
+
 class ReadingLines:
-    """Serialises readings; keeps the escaped prefix of every tag set it has seen (bounded). One per store."""
+    """Serialises readings; keeps the escaped prefix of every tag set it has seen (bounded). One per store.
+
+    `lines` runs for every reading the central service stores, so it works in columns: each part of the lines
+    (prefix, flags, value, time) is made for all readings at once by C loops (`map`, orjson for the numbers), and
+    the lines are joined from the columns; Python runs per reading only where a column needs it (a reading with a
+    `qc_reason`, a tag set not seen before, a number orjson writes otherwise than `str`)."""
 
     def __init__(self, max_cached: int = MAX_CACHED_TAG_SETS) -> None:
         self.max_cached = max_cached
-        self._prefixes: dict[TagSet, str] = {}
+        # site -> (station, sensor, variable, unit, time_source) -> "readings,<tags> "; time_source is a StrEnum
+        # (equal to its text and hashed like it) or, in a held point, the text
+        self._prefixes: dict[str, dict[tuple[object, ...], str]] = {}
+        self._cached = 0
+        # "clock_synced=<b>,qc=<i>i" by (clock_synced, qc): a handful of texts, every reading one of them
+        self._flags: dict[tuple[object, object], str] = {}
 
     def line(self, item: StoredReading, time_ns: int | None = None) -> str:
         """One reading's line; `time_ns`: its time in ns, when the caller has it already."""
-        r = item.reading
-        tags = (item.site, r.station, r.sensor, r.variable, r.unit, str(r.time_source.value))
-        prefix = self._prefixes.get(tags)
-        if prefix is None:
-            if len(self._prefixes) >= self.max_cached:
-                self._prefixes.clear()
-            prefix = self._prefixes[tags] = _prefix(tags)
-        fields = f"clock_synced={'true' if r.clock_synced else 'false'},qc={int(r.qc)}i"
-        if r.qc_reason:
-            fields += f',qc_reason="{r.qc_reason.translate(_ESCAPE_STRING)}"'
-        value = r.value
-        if value is not None and math.isfinite(value):
-            fields += f",value={format_float(float(value))}"
-        return f"{prefix}{fields} {to_ns(r.time) if time_ns is None else time_ns}"
+        return self.lines([item], None if time_ns is None else {id(item): time_ns})[0]
+
+    def lines(self, items: list[StoredReading], times: dict[int, int] | None = None) -> list[str]:
+        """The readings' lines; `times`: id(item) -> its time in ns, for those the caller has it of already."""
+        if not items:
+            return []
+        readings = list(map(_READING, items))
+        columns = [self._prefix_column(items, readings), self._flag_column(readings)]
+        reasons = list(map(_REASON, readings))
+        if any(reasons):
+            columns.append([f',qc_reason="{reason.translate(_ESCAPE_STRING)}"' if reason else ""
+                            for reason in reasons])
+        columns += [_value_column(list(map(_VALUE, readings))), _time_column(items, readings, times)]
+        return list(map("".join, zip(*columns, strict=True)))
 
     def body(self, items: list[StoredReading]) -> str:
-        return "\n".join([self.line(item) for item in items])
+        return "\n".join(self.lines(items))
+
+    def _prefix_column(self, items: list[StoredReading], readings: list[Reading]) -> list[str]:
+        sites = set(map(_SITE, items))
+        if len(sites) == 1:
+            (site,) = sites
+            column: list[str | None] = list(map(self._site_cache(site).get, map(_TAG_FIELDS, readings)))
+            if None not in column:
+                return column  # type: ignore[return-value]
+        else:
+            column = [None] * len(items)
+        for index, item in enumerate(items):
+            if column[index] is None:
+                tags = _TAG_FIELDS(item.reading)
+                cache = self._site_cache(item.site)
+                prefix = cache.get(tags)
+                if prefix is None:
+                    if self._cached >= self.max_cached:
+                        self._prefixes.clear()
+                        self._cached = 0
+                        cache = self._site_cache(item.site)
+                    station, sensor, variable, unit, time_source = tags
+                    prefix = cache[tags] = _prefix((item.site, station, sensor, variable, unit, str(time_source)))
+                    self._cached += 1
+                column[index] = prefix
+        return column  # type: ignore[return-value]
+
+    def _site_cache(self, site: str) -> dict[tuple[object, ...], str]:
+        cache = self._prefixes.get(site)
+        if cache is None:
+            cache = self._prefixes[site] = {}
+        return cache
+
+    def _flag_column(self, readings: list[Reading]) -> list[str]:
+        flags = self._flags
+        column: list[str | None] = list(map(flags.get, map(_FLAG_FIELDS, readings)))
+        if None in column:
+            for index, reading in enumerate(readings):
+                if column[index] is None:
+                    key = _FLAG_FIELDS(reading)
+                    column[index] = flags[key] = (f"clock_synced={'true' if reading.clock_synced else 'false'},"
+                                                  f"qc={int(reading.qc)}i")
+        return column  # type: ignore[return-value]
+
+
+def _value_column(values: list[float | None]) -> list[str]:
+    """",value=<f>" of each value ("" when it is missing or not finite): orjson writes the shortest round-trip
+    digits like `str`, in positional form where `str` does; where it writes an exponent, or positional digits for
+    a magnitude below 1e-4 (`str` then writes an exponent), the whole column is written by `format_float`."""
+    text = orjson.dumps(values).decode() if set(map(type, values)) <= _FLOAT_OR_NONE else "e"
+    if "e" in text or "0.0000" in text:
+        return [f",value={format_float(float(v))}" if v is not None and math.isfinite(v) else "" for v in values]
+    # "[400.0,401.5,null]" -> ",value=400", ",value=401.5", "" (orjson writes NaN and inf as null, like None)
+    joined = (text[1:-1] + ",").replace(".0,", ",")[:-1]
+    return (",value=" + joined.replace(",", "\x00,value=")).replace(",value=null", "").split("\x00")
+
+
+def _time_column(items: list[StoredReading], readings: list[Reading], times: dict[int, int] | None) -> list[str]:
+    """" <ns>" of each reading: from `times` (id(item) -> ns) where it has them, else computed."""
+    known: list[int | None] = list(map(times.get, map(id, items))) if times is not None else [None] * len(items)
+    stamps = [to_ns(t) if ns is None else ns for ns, t in zip(known, map(_TIME, readings), strict=True)] \
+        if None in known else known
+    try:
+        return (" " + orjson.dumps(stamps).decode()[1:-1].replace(",", "\x00 ")).split("\x00")
+    except orjson.JSONEncodeError:  # past 64 bits (no store holds such a time; it is refused there, not here)
+        return [f" {ns}" for ns in stamps]
 
 
 _ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
