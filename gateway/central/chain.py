@@ -206,6 +206,7 @@ class ChainTracker:
         if not self.shared or not items:
             return
         if self.marks is not None:
+            self._learn_marks(items)
             # those signed after their chain's mark will not be looked up (if the mark has not risen meanwhile)
             items = [item for item in items if self._asks_ledger(item)]
             if not items:
@@ -219,6 +220,24 @@ class ChainTracker:
         windows = self.store.ledger_windows(starts, 3)
         self._prefetched = {((item.site, item.station, item.channel), item.signed.envelope.link.at, item.digest): window
                             for item, window in zip(items, windows, strict=True)}
+
+    def _learn_marks(self, items: list[VerifiedItem]) -> None:
+        """The marks of the items' chains that have none yet, learned from the ledger in one request under their
+        slots' locks (`_mark`'s rule, for a group at once: after an outage a worker meets thousands of chains)."""
+        assert self.marks is not None
+        chains: dict[tuple[str, str], tuple[str, str, str]] = {}
+        for item in items:
+            chain = (item.site, chain_name(item.station, item.channel))
+            if chain not in chains and self.marks.peek(*chain) is None and not self.marks.taken(*chain):
+                chains[chain] = (item.site, item.station, item.channel)
+        if not chains:
+            return
+        with self.marks.hold(chains) as held:
+            unknown = [chain for chain in chains if held.get(*chain) is None and not self.marks.taken(*chain)]
+            if unknown:
+                newest = self.store.ledger_newest_ats([chains[chain] for chain in unknown])
+                for chain, at in zip(unknown, newest, strict=True):
+                    held.set(*chain, at if at is not None else NOTHING)
 
     def _asks_ledger(self, item: VerifiedItem) -> bool:
         """Whether placing the item will (most likely) ask the ledger: its chain has no slot, or the item is signed at

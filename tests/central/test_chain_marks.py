@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway.central.chain import ChainTracker, Placement
-from gateway.central.chainmarks import ChainMarks
+from gateway.central.chainmarks import ChainMarks, chain_name
 from gateway.central.store import SqliteStore
 from gateway.central.store.ledger import LedgerItem
+from gateway.contract import health_topic
 
 from .test_chain_workers import RECEIVED, S, Station, store_item
 
@@ -34,6 +35,10 @@ class AskedStore(SqliteStore):
         self.asked.append("ledger_newest_at")
         return super().ledger_newest_at(site, station, channel)
 
+    def ledger_newest_ats(self, chains: list[tuple[str, str, str]]) -> list[int | None]:
+        self.asked.append(f"ledger_newest_ats {len(chains)}")
+        return [SqliteStore.ledger_newest_at(self, *chain) for chain in chains]
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[AskedStore]:
@@ -48,6 +53,9 @@ def marks(tmp_path: Path) -> Iterator[ChainMarks]:
     instance = ChainMarks(tmp_path / "chain-marks")
     yield instance
     instance.close()
+
+
+HEALTH_TOPIC = health_topic("site1", "st1")
 
 
 def kinds(placements: list[Placement]) -> list[tuple[str, int]]:
@@ -185,3 +193,33 @@ def test_the_later_checks_of_two_workers_taking_turns_go_a_second_s_worth_at_a_t
     # 30 s of due checks (from 30 s to 60 s) for each worker: about one request a second each, not one an item
     assert 270 <= checked <= 300 and len(checks) <= 2 * 32
     assert a.due_events(RECEIVED + 3600 * S) == [] and b.due_events(RECEIVED + 3600 * S) == []
+
+
+def test_a_group_learns_the_marks_of_its_chains_in_one_request(store: AskedStore, marks: ChainMarks,
+                                                              tmp_path: Path) -> None:
+    """After an outage a worker meets thousands of chains whose marks it does not know: a group's are learned in
+    one request when the group is prefetched (not one per chain as its items are placed), and are right."""
+    station = Station(tmp_path)
+    first = ChainTracker(store, shared=True, marks=ChainMarks(tmp_path / "other-marks"))  # stored before
+    for seq in range(3):
+        item = station.item(seq, RECEIVED + seq * S)
+        store_item(store, first, item, first.place(item))
+    store.asked.clear()
+    tracker = ChainTracker(store, shared=True, marks=marks)
+    readings = station.item(3, RECEIVED + 3 * S)
+    health = station.verifier.verify("site1", "st1", "health", HEALTH_TOPIC, b"{}", station.signer.envelope(
+        "health", HEALTH_TOPIC, 0, b"{}"), RECEIVED + 3 * S)
+    assert health is not None
+    tracker.prefetch([readings, health])
+    assert store.asked == ["ledger_newest_ats 2"]
+    placements = [tracker.place(readings), tracker.place(health)]
+    assert store.asked == ["ledger_newest_ats 2"]  # placed by the marks learned
+    assert all(p.new for p in placements) and kinds(placements) == [("chain_start", 0)]
+    assert marks.peek("site1", chain_name("st1", "readings")) == readings.signed.envelope.link.at
+    # a stale item of the known chain is still looked up in the ledger (at or before its mark)
+    again = station.item(1, RECEIVED + 4 * S)
+    tracker.prefetch([again])
+    assert store.asked[1:] == ["ledger_windows 1"]
+    assert not tracker.place(again).new
+    assert first.marks is not None
+    first.marks.close()

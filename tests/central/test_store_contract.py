@@ -758,6 +758,22 @@ def test_ledger_windows_are_the_windows_of_ledger_from_in_one_call(store: Store)
     assert [[placing(i) for i in w] for w in store.ledger_windows(starts[:1], 1)] == [[placing(first)]]
 
 
+def test_ledger_newest_ats_are_ledger_newest_at_of_each_chain_in_one_call(store: Store) -> None:
+    first = ledger_item(1)
+    second = ledger_item(2, previous=first)
+    store.write([], ledger=first)
+    store.write([], ledger=second)
+    store.write_ledger([ledger_item(3, station="st2")])
+    chains = [("site1", "st1", "readings"), ("site1", "st2", "readings"), ("site1", "st1", "fluxes"),
+              ("site2", "st1", "readings"), ("site1", "st1", "readings")]
+
+    newest = store.ledger_newest_ats(chains)
+
+    assert newest == [store.ledger_newest_at(*chain) for chain in chains]
+    assert newest == [second.at, ledger_item(3, station="st2").at, None, None, second.at]
+    assert store.ledger_newest_ats([]) == []
+
+
 def test_ledger_items_of_every_channel_and_a_set_aside_note(store: Store) -> None:
     flux = ledger_item(3, channel="fluxes")
     raw = ledger_item(4, channel="raw", payload=None)

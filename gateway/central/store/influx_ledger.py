@@ -159,6 +159,22 @@ class InfluxLedgerMixin:
                                     "ORDER BY time DESC LIMIT 1")  # complete or not
         return found[0].at if found else None
 
+    def ledger_newest_ats(self, chains: list[tuple[str, str, str]]) -> list[int | None]:
+        # the statement of `ledger_newest_at`, many in one /query (each with its own parameter names)
+        newest: list[int | None] = []
+        source = self._ledger_source(LEDGER_MEASUREMENT)
+        for offset in range(0, len(chains), _STATEMENTS_PER_QUERY):
+            chunk = chains[offset:offset + _STATEMENTS_PER_QUERY]
+            statements, params = [], {}
+            for i, (site, station, channel) in enumerate(chunk):
+                statements.append(f"SELECT * FROM {source} WHERE site = $site{i} AND station = $station{i} AND "
+                                  f"channel = $channel{i} ORDER BY time DESC LIMIT 1")  # complete or not
+                params[f"site{i}"], params[f"station{i}"], params[f"channel{i}"] = site, station, channel
+            for found in self._query_many(statements, params):
+                items = _items(found, complete_only=False)
+                newest.append(items[0].at if items else None)
+        return newest
+
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None:
         return self._one(site, station, channel, "time >= 0", "ORDER BY time DESC LIMIT 1")
 

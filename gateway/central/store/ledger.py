@@ -113,6 +113,10 @@ class LedgerStore(Protocol):
         """The signing time of the channel's newest entry, one that is still being written included (InfluxDB shows
         a point's fields as they arrive): None when there is none."""
 
+    def ledger_newest_ats(self, chains: list[tuple[str, str, str]]) -> list[int | None]:
+        """`ledger_newest_at(site, station, channel)` of each chain, in order, in one request where the store can
+        (an ingest worker learns the marks of a catch-up's thousands of chains a group at a time)."""
+
     def ledger_items(self, station: str, start: int, end: int, *, site: str | None = None) -> list[LedgerItem]:
         """Items of the station signed in [start, end) ns, every channel, ordered by channel then at."""
 

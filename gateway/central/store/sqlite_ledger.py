@@ -136,6 +136,9 @@ class SqliteLedgerMixin:
         found = self.ledger_last(site, station, channel)  # an entry is inserted whole, in one transaction
         return found.at if found is not None else None
 
+    def ledger_newest_ats(self, chains: list[tuple[str, str, str]]) -> list[int | None]:
+        return [self.ledger_newest_at(site, station, channel) for site, station, channel in chains]
+
     def ledger_last(self, site: str, station: str, channel: str) -> LedgerItem | None:
         found = self._ledger_query("station=? AND channel=? AND site=?", (station, channel, site),
                                    "ORDER BY at DESC LIMIT 1")
