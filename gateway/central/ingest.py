@@ -12,8 +12,9 @@ Flow::
 
 - A group is whatever the queue holds when the worker takes from it (never waited for; at most `max_group`
   messages and `max_group_bytes` of payload): its signatures are checked and its signed items looked up in the
-  ledger in one request (a worker on a shared subscription: `ChainTracker.prefetch`), and the chain events of its
-  items, its health reports, its readings and its ledger items go to the store in one step (`_write_group`: one
+  ledger in one request (a worker on a shared subscription: `ChainTracker.prefetch`, which also learns the chain
+  marks its chains lack in one request), and the chain events of its items, its health reports, its flux records,
+  its readings and its ledger items go to the store in one step (`_write_group`: one
   request each, whatever the number of messages), not a few requests per message. Its messages are acked only
   after the group is stored, in the order they arrived.
 
@@ -42,8 +43,9 @@ Flow::
   is on disk. So a batch is never half stored and wholly dead-lettered.
 - Writes are idempotent, so a redelivered batch is harmless; we count such duplicates (same station + seq, and
   readings the store already held).
-- `fluxes` messages (`gateway.contract.FluxRecord`, one averaging period each) go to `Store.write_fluxes`, acked
-  after the store accepted them, exactly like readings.
+- `fluxes` messages (`gateway.contract.FluxRecord`, one averaging period each) go to `Store.write_fluxes` with
+  their group (like health reports: the ledger item of a signed record after it, in the group's `write_many`), acked
+  after the store accepted them, exactly like readings; a record the store refuses is found alone and dead-lettered.
 - `health` messages (`StationHealth`, a station's report of itself) go to `Store.write_health` with their group
   (the ledger item of a signed report after it, in the group's `write_many`) and are confirmed in a receipt like
   fluxes; a report the store refuses is found alone and dead-lettered, the group's others stored.
@@ -106,6 +108,7 @@ from gateway.contract import (
     ReadingBatch,
     StationHealth,
     StationStatus,
+    fluxes_topic,
     health_topic,
     parse_topic,
     raw_file_bytes,
@@ -228,9 +231,21 @@ class _PreparedHealth:
 
 
 @dataclass
+class _PreparedFlux:
+    """A flux record checked and placed in its chain, waiting to be stored with its group."""
+
+    topic: str
+    payload: bytes
+    record: FluxRecord
+    item: VerifiedItem | None
+    ledger: LedgerItem | None
+
+
+@dataclass
 class _GroupWritten:
     outcomes: list[WriteOutcome]  # one per readings batch of the group
     health_rejected: dict[int, str]  # index in the group's health reports -> why the store refused it
+    flux_rejected: dict[int, str] = field(default_factory=dict)  # the same for its flux records
 
 
 @dataclass
@@ -242,12 +257,13 @@ class _Group:
     deliveries: list[_Delivery] = field(default_factory=list)
     prepared: list[_PreparedBatch] = field(default_factory=list)
     health: list[_PreparedHealth] = field(default_factory=list)
+    fluxes: list[_PreparedFlux] = field(default_factory=list)
     events: list[ChainEvent] = field(default_factory=list)  # of the items placed for this group
     chains: dict[ChainKey, str] = field(default_factory=dict)  # chain -> digest of the group's last item in it
     writing: Future[_GroupWritten] | None = None
 
     def has_writes(self) -> bool:
-        return bool(self.prepared or self.health or self.events)
+        return bool(self.prepared or self.health or self.fluxes or self.events)
 
 
 class _NotVerified:
@@ -565,6 +581,8 @@ class Ingestor:
                 group.prepared.append(batch)
             elif isinstance(batch, _PreparedHealth):
                 group.health.append(batch)
+            elif isinstance(batch, _PreparedFlux):
+                group.fluxes.append(batch)
         self.chain.forget_prefetched()  # what was not used (an item dead-lettered before it was placed) is stale now
         if writing is not None and not self._complete(writing):
             return False, None
@@ -602,9 +620,10 @@ class Ingestor:
             group.writing = self._store_thread.submit(self._write_group, group)
 
     def _write_group(self, group: _Group) -> _GroupWritten:
-        """Store what a group holds: its chain events, its health reports, then its readings with the ledger items
-        of its batches and reports (each ledger item after the data it carried). StoreUnavailable: repeat it (every
-        write is idempotent). A health report the store refuses is isolated and left out, with its ledger item."""
+        """Store what a group holds: its chain events, its health reports, its flux records, then its readings with
+        the ledger items of its batches, reports and records (each ledger item after the data it carried).
+        StoreUnavailable: repeat it (every write is idempotent). A health report or flux record the store refuses
+        is isolated and left out, with its ledger item."""
         if group.events:
             self.store.write_chain_events(group.events)
         rejected: dict[int, str] = {}
@@ -617,11 +636,23 @@ class Ingestor:
                         self.store.write_health([health.report])
                     except StoreRejected as exc:
                         rejected[index] = str(exc)
+        flux_rejected: dict[int, str] = {}
+        if group.fluxes:
+            try:
+                self.store.write_fluxes([f.record for f in group.fluxes])
+            except StoreRejected:
+                for index, flux in enumerate(group.fluxes):
+                    try:
+                        self.store.write_fluxes([flux.record])
+                    except StoreRejected as exc:
+                        flux_rejected[index] = str(exc)
         requests = [(p.points, p.ledger) for p in group.prepared]
         requests += [([], h.ledger) for index, h in enumerate(group.health)
                      if h.ledger is not None and index not in rejected]
+        requests += [([], f.ledger) for index, f in enumerate(group.fluxes)
+                     if f.ledger is not None and index not in flux_rejected]
         outcomes = self.store.write_many(requests) if requests else []
-        return _GroupWritten(outcomes[:len(group.prepared)], rejected)
+        return _GroupWritten(outcomes[:len(group.prepared)], rejected, flux_rejected)
 
     def _complete(self, group: _Group) -> bool:
         """Wait for the group's write (repeated through a storage outage), finish its items (set-asides, chain,
@@ -728,15 +759,17 @@ class Ingestor:
             group.prepared.append(prepared)
         elif isinstance(prepared, _PreparedHealth):
             group.health.append(prepared)
+        elif isinstance(prepared, _PreparedFlux):
+            group.fluxes.append(prepared)
         if group.has_writes():
             self._finish_group(group, self._write_group(group))
 
     def _prepare(self, topic: str, payload: bytes, envelope: str | None, group: _Group,
                  checked: VerifiedItem | Untrusted | _NotVerified | None = _NOT_VERIFIED,
-                 ) -> _PreparedBatch | _PreparedHealth | _FlushFirst | None:
-        """Everything of `handle` but storing a readings batch or a health report: that is returned, to be stored
-        with `group` (`_write_group`), whose chain events it adds to. `checked`: the message's signature as
-        `_verify_group` found it (else it is checked here)."""
+                 ) -> _PreparedBatch | _PreparedHealth | _PreparedFlux | _FlushFirst | None:
+        """Everything of `handle` but storing a readings batch, health report or flux record: that is returned, to
+        be stored with `group` (`_write_group`), whose chain events it adds to. `checked`: the message's signature
+        as `_verify_group` found it (else it is checked here)."""
         try:
             try:
                 site, station, kind = parse_topic(topic)
@@ -757,10 +790,10 @@ class Ingestor:
                 return self._prepare_readings(site, station, payload, item, group)
             if kind == "health":
                 return self._prepare_health(site, station, payload, item, group)
+            if kind == "fluxes":
+                return self._prepare_fluxes(site, station, payload, item, group)
             if kind == "status":
                 self._handle_status(site, station, payload)
-            elif kind == "fluxes":
-                self._handle_fluxes(site, station, payload, item)
             elif kind == "raw":
                 self._handle_raw(site, station, payload, item)
             elif kind == "command_results":
@@ -895,6 +928,16 @@ class Ingestor:
                 self.chain.stored(health.item)
             self._note_stored(health.report.site, health.report.station, "health", health.report.seq)
             self._count("health_reports_stored")
+        for index, flux in enumerate(group.fluxes):
+            problem = written.flux_rejected.get(index)
+            if problem is not None:
+                self._dead_letter(flux.topic, flux.payload, "rejected_by_store", problem)
+                self._note_dead_lettered(flux.topic, flux.payload)
+                continue
+            if flux.item is not None:
+                self.chain.stored(flux.item)
+            self._note_stored(flux.record.site, flux.record.station, "fluxes", flux.record.seq)
+            self._count("flux_records_stored")
         if group.prepared:
             self._finish_readings(group.prepared, written.outcomes)
 
@@ -969,24 +1012,22 @@ class Ingestor:
                               f"station {batch['site']}/{batch['station']}: {record['problem']}; kept in "
                               f"{self.dead_letter_path}")
 
-    def _handle_fluxes(self, site: str, station: str, payload: bytes, item: VerifiedItem | None = None) -> None:
+    def _prepare_fluxes(self, site: str, station: str, payload: bytes, item: VerifiedItem | None,
+                        group: _Group) -> _PreparedFlux | _FlushFirst:
         record = parse_flux_record(site, station, payload)
         self._check_seq(item, record.seq)
         problem = implausible_time(record.end, utc_now())
         if problem is not None:
             raise Malformed("implausible_time", f"flux period end: {problem}")
+        if not self._follows_group(item, group):
+            return _FLUSH_FIRST
         ledger = None
-        if item is not None and self._place(item):
+        if item is not None and self._place(item, group):
             end = to_ns(record.end)
             ledger = item.ledger(payload, data_start=end, data_end=end)
-        try:
-            self.store.write_fluxes([record], ledger=ledger)
-        except StoreRejected as exc:
-            raise Malformed("rejected_by_store", str(exc)) from None
-        if item is not None:
-            self.chain.stored(item)
-        self._note_stored(site, station, "fluxes", record.seq)
-        self._count("flux_records_stored")
+            self._placed_in_group(item, group)
+        return _PreparedFlux(topic=fluxes_topic(site, station), payload=payload, record=record, item=item,
+                             ledger=ledger)
 
     def _prepare_health(self, site: str, station: str, payload: bytes, item: VerifiedItem | None,
                         group: _Group) -> _PreparedHealth | _FlushFirst:
@@ -1140,6 +1181,7 @@ def _envelope_of(message: mqtt.MQTTMessage) -> str | None:
 
 
 _TIME_OF = operator.attrgetter("time")
+_STATION_OF = operator.attrgetter("station")
 #: StoredReading(site, reading) of a (site, reading) pair, without a Python call (map over a batch)
 _new_stored_reading = partial(tuple.__new__, StoredReading)
 
@@ -1171,7 +1213,7 @@ def parse_batch(site: str, station: str, payload: bytes) -> ReadingBatch:
             f"batch says site {batch.site!r} station {batch.station!r} but was published for site {site!r} "
             f"station {station!r}",
         )
-    strays = sorted({r.station for r in batch.readings if r.station != station})
+    strays = sorted(set(map(_STATION_OF, batch.readings)) - {station})
     if strays:
         raise Malformed("topic_mismatch", f"batch for station {station!r} contains readings of {strays}")
     # A reading stamped outside the time range a store can hold (TIME_RANGE_TEXT) is also outside the plausible

@@ -4,8 +4,10 @@ its offline form is the station's last will). Mirrored as JSON Schema in `docs/a
 from __future__ import annotations
 
 import functools
+import operator
 from datetime import datetime
 from enum import StrEnum
+from itertools import repeat
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_serializer
@@ -13,13 +15,13 @@ from pydantic_core import SchemaValidator, core_schema
 
 from gateway.model import (
     Identifier,
+    QualityFlag,
     Reading,
     UtcDatetime,
     WireInt,
     WireModel,
     format_time,
     native_schema,
-    value_matches_qc,
 )
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -38,6 +40,10 @@ class ReadingBatch(WireModel):
     @field_serializer("sent")
     def _serialize_sent(self, value: datetime) -> str:
         return format_time(value)
+
+
+_VALUE = operator.attrgetter("value")
+_QC = operator.attrgetter("qc")
 
 
 @functools.cache
@@ -60,14 +66,18 @@ def validate_batch_json(payload: bytes | str) -> ReadingBatch:
     reading it stores).
 
     pydantic-core checks the batch with its own constraints first (`gateway.model.native_schema`: no Python call
-    per field, at most as lenient as the model); the model's cross-field rule of each reading follows in one loop.
-    Whatever that refuses (bad data, or something it is stricter about than the contract) is validated by the model
-    itself, so the `ValidationError`, its texts and what is accepted are exactly the model's."""
+    per field, at most as lenient as the model); the model's cross-field rule of each reading
+    (`gateway.model.value_matches_qc`) follows for all of them at once. Whatever that refuses (bad data, or
+    something it is stricter about than the contract) is validated by the model itself, so the `ValidationError`,
+    its texts and what is accepted are exactly the model's."""
     try:
         fields = _batch_fields_validator().validate_json(payload)
     except ValidationError:
         return ReadingBatch.model_validate_json(payload)
-    if not all(map(value_matches_qc, fields["readings"])):
+    readings = fields["readings"]
+    # `value_matches_qc` of every reading, as two C loops: which values are null, which flags are MISSING
+    if list(map(operator.is_, map(_VALUE, readings), repeat(None))) != \
+            list(map(operator.eq, map(_QC, readings), repeat(QualityFlag.MISSING))):
         return ReadingBatch.model_validate_json(payload)
     return ReadingBatch.model_construct(set(fields), **fields)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,19 @@ from gateway.central.ingest import Ingestor
 from gateway.central.store import SqliteStore, StoreRejected
 from gateway.central.store.base import WriteOutcome, WriteRequest
 from gateway.central.store.ledger import ChainEvent, LedgerItem
-from gateway.contract import StationHealth, encode_health, health_topic, readings_topic
+from gateway.contract import (
+    FluxRecord,
+    StationHealth,
+    encode_flux_record,
+    encode_health,
+    fluxes_topic,
+    health_topic,
+    readings_topic,
+)
 from gateway.edge.signer import ChainSigner
 from gateway.model import utc_now
 
+from .helpers import T0, flux_record
 from .test_ingest_trust import item, station
 from .test_store_health_contract import report
 
@@ -42,6 +52,12 @@ class CountingStore(SqliteStore):
         if any((r.station, r.seq) in self.refuse for r in reports):
             raise StoreRejected("field type conflict (a test's refusal)")
         super().write_health(reports)
+
+    def write_fluxes(self, records: list[FluxRecord], *, ledger: LedgerItem | None = None) -> None:
+        self.calls.append(("write_fluxes", len(records)))
+        if any((r.station, r.seq) in self.refuse for r in records):
+            raise StoreRejected("field type conflict (a test's refusal)")
+        super().write_fluxes(records, ledger=ledger)
 
     def write_ledger(self, items: list[LedgerItem]) -> None:
         self.calls.append(("write_ledger", len(items)))
@@ -65,6 +81,13 @@ def health_item(signer: ChainSigner, name: str, seq: int) -> tuple[str, bytes, s
     topic = health_topic("site1", name)
     payload = encode_health(report(seq, station=name, site="site1", time=utc_now().replace(microsecond=seq)))
     return topic, payload, signer.envelope("health", topic, seq, payload)
+
+
+def flux_item(signer: ChainSigner, name: str, seq: int) -> tuple[str, bytes, str]:
+    topic = fluxes_topic("site1", name)
+    record = flux_record(name, end=T0 + timedelta(minutes=30 * (seq + 1))).model_copy(update={"seq": seq})
+    payload = encode_flux_record(record)
+    return topic, payload, signer.envelope("fluxes", topic, seq, payload)
 
 
 def make_ingestor(store: SqliteStore, tmp_path: Path, shared: bool = False) -> Ingestor:
@@ -118,6 +141,32 @@ def test_a_health_report_the_store_refuses_is_dead_lettered_alone(tmp_path: Path
     receipts = {(r.station, r.channel): (r.stored, r.dead_lettered) for r in ingestor._receipts.take()}
     assert receipts == {("st1", "health"): ([(0, 1)], []), ("st2", "health"): ([], [(0, 0)])}
     assert ingestor.counters()["health_reports_stored"] == 2
+    store.close()
+
+
+def test_flux_records_of_a_group_go_to_the_store_in_one_step_and_a_refused_one_alone(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "count.sqlite", refuse=frozenset({("st2", 0)}))
+    ingestor = make_ingestor(store, tmp_path)
+    st1, st2 = station(tmp_path, "st1"), station(tmp_path, "st2")
+    group = [flux_item(st1, "st1", 0), flux_item(st2, "st2", 0), flux_item(st1, "st1", 1),
+             (readings_topic("site1", "st1"), *item(st1, 0, [1.0]))]
+
+    assert ingestor.handle_group(group) is True
+
+    # one write of the group's records (refused), then each alone; their ledger items with the group's readings
+    assert store.calls[:4] == [("write_chain_events", 3), ("write_fluxes", 3), ("write_fluxes", 1),
+                               ("write_fluxes", 1)]
+    assert store.calls[4:] == [("write_fluxes", 1), ("write_many", 1 + 2)]
+    assert [i.channel for i in store.ledger_items("st1", 0, 2**62)] == ["fluxes", "fluxes", "readings"]
+    assert store.ledger_items("st2", 0, 2**62) == []
+    assert len(store.query_fluxes("st1", T0, T0 + timedelta(hours=2))) == 2
+    assert store.query_fluxes("st2", T0, T0 + timedelta(hours=2)) == []
+    [record] = [json.loads(line) for line in ingestor.dead_letter_path.read_text().splitlines()]
+    assert (record["reason"], record["topic"]) == ("rejected_by_store", fluxes_topic("site1", "st2"))
+    receipts = {(r.station, r.channel): (r.stored, r.dead_lettered) for r in ingestor._receipts.take()}
+    assert receipts == {("st1", "fluxes"): ([(0, 1)], []), ("st2", "fluxes"): ([], [(0, 0)]),
+                        ("st1", "readings"): ([(0, 0)], [])}
+    assert ingestor.counters()["flux_records_stored"] == 2
     store.close()
 
 

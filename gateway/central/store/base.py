@@ -50,9 +50,11 @@ Semantics all backends share:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Literal, NamedTuple, Protocol, get_args
 
 from gateway.central.store.alerts import AlertStore
@@ -107,11 +109,19 @@ def reading_identity(item: StoredReading) -> ReadingIdentity:
 
 def reading_identities(items: Sequence[StoredReading]) -> list[ReadingIdentity]:
     """`reading_identity` of every item, in one loop without a call per reading (a writer's every reading)."""
-    try:
-        return [(item.site, r.station, r.sensor, r.variable, (r.time - EPOCH) // _MICROSECOND * 1000)
-                for item in items for r in (item.reading,)]
+    readings = list(map(_READING, items))
+    try:  # to_ns of each time, in three C loops: - EPOCH, // 1 µs, * 1000
+        since = map(operator.sub, map(_TIME, readings), repeat(EPOCH))
+        stamps = map(operator.mul, map(operator.floordiv, since, repeat(_MICROSECOND)), repeat(1000))
+        return list(zip(map(_SITE, items), map(_STATION, readings), map(_SENSOR, readings),
+                        map(_VARIABLE, readings), stamps, strict=True))
     except TypeError:  # a time without a zone: to_ns says so
         return [reading_identity(item) for item in items]
+
+
+_SITE, _READING = operator.itemgetter(0), operator.itemgetter(1)  # of a StoredReading
+_STATION, _SENSOR = operator.attrgetter("station"), operator.attrgetter("sensor")
+_VARIABLE, _TIME = operator.attrgetter("variable"), operator.attrgetter("time")
 
 
 def reading_content(item: StoredReading) -> tuple[object, ...]:

@@ -52,9 +52,11 @@ from __future__ import annotations
 
 import bisect
 import logging
+import operator
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -163,8 +165,11 @@ class InfluxRollupMixin:
         before = floor_hour(int(self._clock() * 1e9)) - MARK_LAG_NS
         if not keys or min(map(itemgetter(4), keys)) >= before:
             return ""
-        hours = {(site, station, sensor, variable, time_ns - time_ns % HOUR_NS)
-                 for site, station, sensor, variable, time_ns in keys if time_ns < before}
+        late = [key for key in keys if key[4] < before] if max(map(itemgetter(4), keys)) >= before else keys
+        # each late reading's series-hour, in C loops over the columns of the identities
+        sites, stations, sensors, variables, stamps = zip(*late, strict=True)
+        hour_of = map(operator.sub, stamps, map(operator.mod, stamps, repeat(HOUR_NS)))
+        hours = set(zip(sites, stations, sensors, variables, hour_of, strict=True))
         gen = secrets.randbits(62) + 1
         return "\n".join(f"{DIRTY_MEASUREMENT},{_tags(site, station, sensor, variable)} gen={gen}i {hour}"
                          for site, station, sensor, variable, hour in sorted(hours))
