@@ -38,6 +38,19 @@ def _number(field: bytes, name: str) -> float:
     return value
 
 
+_STX = bytes([grammar.STX])
+_ETX = bytes([grammar.ETX])
+_FIELD_COUNT = len(grammar.FIELDS)
+_UNIT_FACTORS = {letter.encode("ascii"): factor for letter, factor in grammar.UNIT_FACTORS.items()}
+
+
+def _numbers(fields: list[bytes]) -> tuple[float, float, float, float, float]:
+    """U, V, W, SOS, Ts checked one by one: BadRecord naming the first that is not a finite number."""
+    u, v, w, sos, ts = (_number(fields[i], name) for i, name in ((1, "U"), (2, "V"), (3, "W"), (5, "SOS"),
+                                                                  (6, "T_SONIC")))
+    return u, v, w, sos, ts
+
+
 class WindMasterDriver:
     """gateway.driver_api.StreamDriver for the Gill WindMaster (Pro), M1 mode with SOS and Ts enabled."""
 
@@ -50,6 +63,7 @@ class WindMasterDriver:
             config = WindMasterConfig.model_validate(config.model_dump())
         self.config: WindMasterConfig = config
         self.station = station
+        self._node = config.node.encode("ascii")
 
     def __repr__(self) -> str:
         return f"WindMasterDriver({self.config.name!r}, port={self.config.port!r})"
@@ -58,11 +72,13 @@ class WindMasterDriver:
         return [b"Q\r\n"] if self.config.exit_config_mode_on_connect else []
 
     def parse(self, frame: bytes) -> tuple[float | None, ...]:
+        # Twenty frames a second, every second of the year: the common frame takes one path of bytes methods and
+        # five bare float() calls; only a frame that fails a check is decoded again for the error's wording.
         frame = frame.rstrip(b"\r\n")
-        start = frame.rfind(bytes([grammar.STX]))  # garbage before STX is line noise, not part of the frame
+        start = frame.rfind(_STX)  # garbage before STX is line noise, not part of the frame
         if start < 0:
             raise BadRecord("format", f"no STX in {frame[:40]!r}")
-        end = frame.find(bytes([grammar.ETX]), start)
+        end = frame.find(_ETX, start)
         if end < 0 or len(frame) != end + 3:
             raise BadRecord("format", f"no ETX followed by 2 checksum digits in {frame[start:start + 60]!r}")
         body = frame[start + 1:end]
@@ -76,23 +92,27 @@ class WindMasterDriver:
         fields = body.split(b",")
         if fields and fields[-1] == b"":
             fields.pop()
-        if len(fields) != len(grammar.FIELDS):
-            raise BadRecord("format", f"{len(fields)} fields, expected {len(grammar.FIELDS)} (M1 with SOS+Ts, "
+        if len(fields) != _FIELD_COUNT:
+            raise BadRecord("format", f"{len(fields)} fields, expected {_FIELD_COUNT} (M1 with SOS+Ts, "
                                       "no analog inputs or PRT)")
-        node, units = fields[0].decode("ascii", "replace"), fields[4].decode("ascii", "replace")
-        if node != self.config.node:
+        if fields[0] != self._node:
+            node = fields[0].decode("ascii", "replace")
             raise BadRecord("format", f"node letter {node!r}, configured {self.config.node!r}")
-        factor = grammar.UNIT_FACTORS.get(units)
+        factor = _UNIT_FACTORS.get(fields[4])
         if factor is None:
-            raise BadRecord("format", f"unknown units letter {units!r}")
+            raise BadRecord("format", f"unknown units letter {fields[4].decode('ascii', 'replace')!r}")
         try:
             status = int(fields[7], 16)
         except ValueError:
             raise BadRecord("format", f"status {fields[7]!r} is not hex") from None
-        out: list[float | None] = []
-        for raw, name, scale in ((fields[1], "U", factor), (fields[2], "V", factor), (fields[3], "W", factor),
-                                 (fields[5], "SOS", 1.0), (fields[6], "T_SONIC", 1.0)):
-            value = _number(raw, name)
-            out.append(None if abs(value) >= grammar.MISSING_MAGNITUDE else value * scale)
-        out.append(float(status))
-        return tuple(out)
+        try:
+            u, v, w = float(fields[1]), float(fields[2]), float(fields[3])
+            sos, ts = float(fields[5]), float(fields[6])
+        except ValueError:
+            u = v = w = sos = ts = math.nan  # one of them is not a number: _numbers names it
+        if not math.isfinite(u + v + w + sos + ts):  # a NaN or an infinity among them (or a sum that overflowed)
+            u, v, w, sos, ts = _numbers(fields)
+        missing = grammar.MISSING_MAGNITUDE
+        return (None if abs(u) >= missing else u * factor, None if abs(v) >= missing else v * factor,
+                None if abs(w) >= missing else w * factor, None if abs(sos) >= missing else sos,
+                None if abs(ts) >= missing else ts, float(status))

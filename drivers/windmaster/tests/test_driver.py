@@ -85,3 +85,31 @@ def test_checksum_is_the_xor_of_every_byte_for_any_length() -> None:
     for length in range(0, 90):
         body = bytes(rng.randrange(256) for _ in range(length))
         assert grammar.checksum(body) == reduce(lambda a, b: a ^ b, body, 0), body
+
+
+def frame_with(field: int, raw: bytes) -> bytes:
+    """EXAMPLE with one comma-separated field replaced, its checksum recomputed."""
+    fields = EXAMPLE[1:EXAMPLE.index(b"\x03")].split(b",")
+    fields[field] = raw
+    body = b",".join(fields)
+    return b"\x02" + body + b"\x03" + f"{grammar.checksum(body):02X}".encode() + b"\r\n"
+
+
+@pytest.mark.parametrize(("field", "raw", "message"), [
+    (1, b"+0a1.234", "U field b'+0a1.234' is not a number"),
+    (3, b"nan", "W field b'nan' is not finite"),
+    (5, b"+inf", "SOS field b'+inf' is not finite"),
+    (6, b"-inf", "T_SONIC field b'-inf' is not finite"),
+])
+def test_a_value_that_is_not_a_finite_number_is_named(field: int, raw: bytes, message: str) -> None:
+    with pytest.raises(BadRecord) as info:
+        make_driver().parse(frame_with(field, raw))
+    assert info.value.reason == "format" and info.value.message == message
+
+
+def test_values_too_large_to_add_up_are_still_values() -> None:
+    # the common path checks the five values' sum for finiteness; two huge ones overflow it, yet each is finite
+    frame = frame_with(6, b"+1e308")
+    body = frame[1:frame.index(b"\x03")].replace(b"+344.52", b"+1e308")
+    frame = b"\x02" + body + b"\x03" + f"{grammar.checksum(body):02X}".encode() + b"\r\n"
+    assert make_driver().parse(frame) == (1.234, -0.456, 0.078, None, None, 0.0)  # beyond the missing magnitude
