@@ -339,6 +339,9 @@ def test_the_audit_finds_the_demos_record_intact_and_then_a_deliberate_tamper(tm
     assert f"BREAK gap: readings item {successor.seq}: its predecessor, item {deleted.seq}" in broken.output
     assert "VERDICT: BROKEN - 1 altered_reading, 1 gap" in broken.output
 @pytest.mark.integration
+# a whole demo (two simulated years first), then up to 120 s for its first live flux period (about 60 s on a slow
+# machine) and a page load in chromium: past the suite's 120-s guard on a slow machine, so a hang guard of its own
+@pytest.mark.timeout(300)
 def test_the_status_page_shows_the_demo_station_live_in_chromium(tmp_path: Path) -> None:
     """`sinkwatch demo` prints the status page's URL; in Debian's headless chromium the page loads and refreshes
     itself without a console message and shows the demo station's health, its alarms (this machine's clock
