@@ -626,26 +626,10 @@ class Ingestor:
         is isolated and left out, with its ledger item."""
         if group.events:
             self.store.write_chain_events(group.events)
-        rejected: dict[int, str] = {}
-        if group.health:
-            try:
-                self.store.write_health([h.report for h in group.health])
-            except StoreRejected:
-                for index, health in enumerate(group.health):
-                    try:
-                        self.store.write_health([health.report])
-                    except StoreRejected as exc:
-                        rejected[index] = str(exc)
-        flux_rejected: dict[int, str] = {}
-        if group.fluxes:
-            try:
-                self.store.write_fluxes([f.record for f in group.fluxes])
-            except StoreRejected:
-                for index, flux in enumerate(group.fluxes):
-                    try:
-                        self.store.write_fluxes([flux.record])
-                    except StoreRejected as exc:
-                        flux_rejected[index] = str(exc)
+        rejected = (_write_isolating(self.store.write_health, [h.report for h in group.health])
+                    if group.health else {})
+        flux_rejected = (_write_isolating(self.store.write_fluxes, [f.record for f in group.fluxes])
+                         if group.fluxes else {})
         requests = [(p.points, p.ledger) for p in group.prepared]
         requests += [([], h.ledger) for index, h in enumerate(group.health)
                      if h.ledger is not None and index not in rejected]
@@ -1337,3 +1321,21 @@ def parse_raw_chunk(site: str, station: str, payload: bytes) -> tuple[RawChunk, 
     if wrong:
         raise Malformed("topic_mismatch", f"file header says {wrong}, the message says {claimed}")
     return chunk, data
+
+
+_Item = TypeVar("_Item")
+
+
+def _write_isolating(write: Callable[[list[_Item]], object], items: list[_Item]) -> dict[int, str]:
+    """`write(items)` in one request; if the store refuses it, each item alone, so only the refused ones are left
+    out: {index: the store's reason} of those."""
+    rejected: dict[int, str] = {}
+    try:
+        write(items)
+    except StoreRejected:
+        for index, item in enumerate(items):
+            try:
+                write([item])
+            except StoreRejected as exc:
+                rejected[index] = str(exc)
+    return rejected
