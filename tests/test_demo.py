@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,7 @@ from gateway.report.html import SECTION_IDS
 from gateway.report.summary import ReportSummary
 from gateway.testing.services import InfluxInstance, MosquittoInstance
 from tests.report import pdftools
-from tests.report.browser import open_page
+from tests.report.browser import UrlLoad, open_page, open_url
 
 REPORT_FIGURE_PAGES = 6  # cumulative NEE, fingerprint, gap fraction, u*, soil, stems
 
@@ -182,10 +183,66 @@ def _covariance_standard_error(a: str, b: str, n: int) -> float:
     return math.sqrt((spec.truth(a, a) * spec.truth(b, b) + spec.truth(a, b) ** 2) * inflation / n)
 
 
-@pytest.mark.slow
-def test_demo_station_computes_fluxes_that_match_the_prescribed_turbulence(tmp_path: Path) -> None:
-    summary = run_demo(100, data_dir=tmp_path, echo=False, budget=False, soilstems=False)
-    assert summary.flux_records, "no flux period reached the API in 100 s"
+@dataclass
+class FullDemo:
+    summary: DemoSummary
+    data_dir: Path
+    page: UrlLoad  # the status page in chromium while the station ran
+    firing: tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]  # alerts firing before and after the load
+
+
+# the demo's simulated years (~80 s on a slow machine), then up to 150 s for the live station's first flux period
+# (~60 s on a slow machine) and a page load in chromium: past the suite's 120-s guard, so a hang guard of its own
+FULL_DEMO_TIMEOUT_S = 420
+
+
+@pytest.fixture(scope="module")
+def full_demo(tmp_path_factory: pytest.TempPathFactory) -> FullDemo:
+    """One demo with everything on, shared by the tests that need a whole one (each would cost a minute or two on
+    its own): the simulated budget year and soil and stems year through the central jobs, then the live station
+    until its own health, alerts and first half-hourly (here 30-s) flux period are in the API, the status page
+    loaded in Debian's headless chromium meanwhile. The screenshot is kept as test-artifacts/demo-status-page.png."""
+    from datetime import timedelta
+
+    from gateway.model import format_time, utc_now
+
+    data_dir = tmp_path_factory.mktemp("demo")
+    loads: list[UrlLoad] = []
+    firing: list[set[tuple[str, str, str]]] = []
+    stop = threading.Event()
+
+    def while_running(rig: DemoRig, station_yaml: Path) -> None:
+        try:
+            deadline = time.monotonic() + 150
+            with httpx.Client(base_url=rig.api_url, timeout=10) as client:
+                while time.monotonic() < deadline:  # health stored, alerts evaluated, a flux period in
+                    reports = client.get("/api/v1/station-health").json()
+                    alerts = client.get("/api/v1/alerts").json()
+                    now = utc_now()
+                    fluxes = client.get("/api/v1/fluxes", params={
+                        "station": "st01", "start": format_time(now - timedelta(hours=1)),
+                        "end": format_time(now + timedelta(hours=1))}).json()["records"]
+                    if reports and alerts["alerts"] and fluxes:  # the live station's own, not the simulated year's
+                        break
+                    time.sleep(1)
+                artefacts = Path(__file__).resolve().parents[1] / "test-artifacts"
+                firing.append(_firing(client))
+                loads.append(open_url(f"{rig.api_url}/", virtual_time_ms=20_000,
+                                      screenshot=artefacts / "demo-status-page.png"))
+                firing.append(_firing(client))
+        finally:
+            stop.set()
+
+    summary = run_demo(None, data_dir=data_dir, interval_s=0.5, echo=False, stop=stop, on_running=while_running)
+    [page] = loads
+    before, after = firing
+    return FullDemo(summary, data_dir, page, (before, after))
+
+
+@pytest.mark.timeout(FULL_DEMO_TIMEOUT_S)
+def test_demo_station_computes_fluxes_that_match_the_prescribed_turbulence(full_demo: FullDemo) -> None:
+    summary = full_demo.summary
+    assert summary.flux_records, "no flux period of the live station reached the API"
     for record in summary.flux_records:
         assert record["status"] == "ok", record["reasons"]
         values = record["values"]
@@ -200,16 +257,39 @@ def test_demo_station_computes_fluxes_that_match_the_prescribed_turbulence(tmp_p
     assert "flux periods (last w'Ts'" in summary.line()
 
 
-@pytest.fixture(scope="module")
-def full_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoSummary, Path]:
-    """One short demo with everything on: the simulated budget, soil and stems year and the live station."""
-    data_dir = tmp_path_factory.mktemp("demo")
-    return run_demo(1, data_dir=data_dir, interval_s=0.5, echo=False), data_dir
+@pytest.mark.integration
+@pytest.mark.timeout(FULL_DEMO_TIMEOUT_S)
+def test_the_status_page_shows_the_demo_station_live_in_chromium(full_demo: FullDemo) -> None:
+    """`sinkwatch demo` prints the status page's URL; in Debian's headless chromium the page loads and refreshes
+    itself without a console message and shows the demo station's health, its alarms (this machine's clock
+    discipline decides clock_unsynchronised), a flux period and the simulated year's budget."""
+    load = full_demo.page
+    assert load.returncode == 0 and load.console == []
+    assert "demo-forest/st01" in load.dom and 'id="detail">demo-forest/st01<' in load.dom
+    assert "soil_co2_10cm" in load.dom and 'class="series"' in load.dom  # the station's sensors and a key series
+    assert re.search(r'class="flux q[012n]"', load.dom)  # its own half-hourly (here 30 s) fluxes, by flag
+    assert "NEE <b>" in load.dom and "the whole year" in load.dom  # the simulated year's budget
+    assert re.search(r'<body data-updated="\d{4}-', load.dom)  # status.js refreshed the page
+    assert load.screenshot is not None and load.screenshot.stat().st_size > 20_000
+    # the alarms: the page lists what the central alert engine has firing (what fires here depends on this
+    # machine's clock discipline; an alert that changed while the page loaded may be either way)
+    before, after = full_demo.firing
+    alarms = load.dom.split("<h2>Alerts</h2>", 1)[1].split("</table>", 1)[0]
+    shown = {(rule, station, html.unescape(subject)) for rule, station, subject in
+             re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td><td>([^<]*)</td>", alarms)}
+    assert before & after <= shown <= before | after, (before, after, shown)
+    assert shown or "No alert is firing." in alarms
+    assert re.search(rf">{len(shown)} alerts? firing<", load.dom)
 
 
-def test_demo_budget_of_the_simulated_year_is_within_tolerance_of_its_truth(full_demo: tuple[DemoSummary,
-                                                                                               Path]) -> None:
-    summary, tmp_path = full_demo
+def _firing(client: httpx.Client) -> set[tuple[str, str, str]]:
+    alerts = client.get("/api/v1/alerts").json()["alerts"]
+    return {(a["rule"], f"{a['site']}/{a['station']}", a["subject"]) for a in alerts if a["state"] == "firing"}
+
+
+@pytest.mark.timeout(FULL_DEMO_TIMEOUT_S)
+def test_demo_budget_of_the_simulated_year_is_within_tolerance_of_its_truth(full_demo: FullDemo) -> None:
+    summary, tmp_path = full_demo.summary, full_demo.data_dir
     budget = summary.budget
     assert budget is not None
     truth = budget.truth
@@ -232,9 +312,9 @@ def test_demo_budget_of_the_simulated_year_is_within_tolerance_of_its_truth(full
     assert summary.readings_read == summary.readings_confirmed == summary.readings_stored > 0
 
 
-def test_demo_soil_and_stems_of_the_simulated_year_are_within_tolerance_of_their_truth(
-        full_demo: tuple[DemoSummary, Path]) -> None:
-    summary, data_dir = full_demo
+@pytest.mark.timeout(FULL_DEMO_TIMEOUT_S)
+def test_demo_soil_and_stems_of_the_simulated_year_are_within_tolerance_of_their_truth(full_demo: FullDemo) -> None:
+    summary, data_dir = full_demo.summary, full_demo.data_dir
     soil = summary.soilstems
     assert soil is not None
     # read back through GET /api/v1/soil and /api/v1/stems while the demo ran; gateway/demo_soilstems.py's bars
@@ -256,10 +336,9 @@ def test_demo_soil_and_stems_of_the_simulated_year_are_within_tolerance_of_their
     assert any(line.startswith("live ") for line in soil.live)
 
 
-@pytest.mark.slow
-def test_the_site_report_from_the_demos_data_has_every_section_filled(full_demo: tuple[DemoSummary, Path],
-                                                                      tmp_path: Path) -> None:
-    summary, data_dir = full_demo
+@pytest.mark.timeout(FULL_DEMO_TIMEOUT_S)
+def test_the_site_report_from_the_demos_data_has_every_section_filled(full_demo: FullDemo, tmp_path: Path) -> None:
+    summary, data_dir = full_demo.summary, full_demo.data_dir
     assert summary.soilstems is not None and summary.central_yaml is not None
     year = summary.soilstems.year
     result = CliRunner().invoke(app, ["report", "--station", "st01", "--year", str(year), "-c",
@@ -338,67 +417,3 @@ def test_the_audit_finds_the_demos_record_intact_and_then_a_deliberate_tamper(tm
            f"{altered_reading.variable}" in broken.output
     assert f"BREAK gap: readings item {successor.seq}: its predecessor, item {deleted.seq}" in broken.output
     assert "VERDICT: BROKEN - 1 altered_reading, 1 gap" in broken.output
-@pytest.mark.integration
-# a whole demo (two simulated years first), then up to 120 s for its first live flux period (about 60 s on a slow
-# machine) and a page load in chromium: past the suite's 120-s guard on a slow machine, so a hang guard of its own
-@pytest.mark.timeout(300)
-def test_the_status_page_shows_the_demo_station_live_in_chromium(tmp_path: Path) -> None:
-    """`sinkwatch demo` prints the status page's URL; in Debian's headless chromium the page loads and refreshes
-    itself without a console message and shows the demo station's health, its alarms (this machine's clock
-    discipline decides clock_unsynchronised), a flux period and the simulated year's budget. The screenshot is kept
-    as test-artifacts/demo-status-page.png."""
-    from datetime import timedelta
-
-    from gateway.model import format_time, utc_now
-    from tests.report.browser import open_url
-
-    loads = []
-    firing: list[set[tuple[str, str, str]]] = []  # the engine's firing alerts before and after the page loaded
-    stop = threading.Event()
-
-    def while_running(rig: DemoRig, station_yaml: Path) -> None:
-        try:
-            deadline = time.monotonic() + 120
-            with httpx.Client(base_url=rig.api_url, timeout=10) as client:
-                while time.monotonic() < deadline:  # health stored, alerts evaluated, a flux period in
-                    reports = client.get("/api/v1/station-health").json()
-                    alerts = client.get("/api/v1/alerts").json()
-                    now = utc_now()
-                    fluxes = client.get("/api/v1/fluxes", params={
-                        "station": "st01", "start": format_time(now - timedelta(hours=1)),
-                        "end": format_time(now + timedelta(hours=1))}).json()["records"]
-                    if reports and alerts["alerts"] and fluxes:  # the live station's own, not the simulated year's
-                        break
-                    time.sleep(1)
-                artefacts = Path(__file__).resolve().parents[1] / "test-artifacts"
-                firing.append(_firing(client))
-                loads.append(open_url(f"{rig.api_url}/", virtual_time_ms=20_000,
-                                      screenshot=artefacts / "demo-status-page.png"))
-                firing.append(_firing(client))
-        finally:
-            stop.set()
-
-    run_demo(None, data_dir=tmp_path, interval_s=0.5, echo=False, stop=stop, on_running=while_running)
-    [load] = loads
-    assert load.returncode == 0 and load.console == []
-    assert "demo-forest/st01" in load.dom and 'id="detail">demo-forest/st01<' in load.dom
-    assert "soil_co2_10cm" in load.dom and 'class="series"' in load.dom  # the station's sensors and a key series
-    assert re.search(r'class="flux q[012n]"', load.dom)  # its own half-hourly (here 30 s) fluxes, by flag
-    assert "NEE <b>" in load.dom and "the whole year" in load.dom  # the simulated year's budget
-    assert re.search(r'<body data-updated="\d{4}-', load.dom)  # status.js refreshed the page
-    assert load.screenshot is not None and load.screenshot.stat().st_size > 20_000
-    # the alarms: the page lists what the central alert engine has firing (what fires here depends on this
-    # machine's clock discipline; an alert that changed while the page loaded may be either way)
-    before, after = firing
-    alarms = load.dom.split("<h2>Alerts</h2>", 1)[1].split("</table>", 1)[0]
-    shown = {(rule, station, html.unescape(subject)) for rule, station, subject in
-             re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td><td>([^<]*)</td>", alarms)}
-    assert before & after <= shown <= before | after, (before, after, shown)
-    assert shown or "No alert is firing." in alarms
-    assert re.search(rf">{len(shown)} alerts? firing<", load.dom)
-
-
-def _firing(client: httpx.Client) -> set[tuple[str, str, str]]:
-    alerts = client.get("/api/v1/alerts").json()["alerts"]
-    return {(a["rule"], f"{a['site']}/{a['station']}", a["subject"]) for a in alerts if a["state"] == "firing"}
-
