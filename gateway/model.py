@@ -158,7 +158,7 @@ def value_matches_qc(reading: Reading) -> bool:
 #: The wire time as `native_schema` checks it: the wire's format with the hour, minutes and seconds in range, so
 #: that `datetime.fromisoformat` (C, no Python frame) makes of it exactly what pydantic and `_as_utc` make: the same
 #: instant in `datetime.UTC` (hour 24 and second 60, which some parsers take, are refused here and left to the model).
-_NATIVE_WIRE_TIME = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z$")
+NATIVE_WIRE_TIME_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z$")
 
 
 def _validator_of(node: dict[str, Any]) -> Any:
@@ -172,7 +172,7 @@ def native_schema(schema: CoreSchema, drop: frozenset[str] = frozenset()) -> Cor
     each as strict as the validator or stricter, never more lenient, and giving the same value:
 
     - an identifier: a JSON string matching `IDENTIFIER_PATTERN` (`_check_identifier`);
-    - a wire time: a JSON string of `_NATIVE_WIRE_TIME`, made a `datetime` in UTC by `datetime.fromisoformat`
+    - a wire time: a JSON string of `NATIVE_WIRE_TIME_PATTERN`, made a `datetime` in UTC by `datetime.fromisoformat`
       (`_wire_time`, pydantic's datetime, `_as_utc`);
     - a JSON number: a strict float or int, which refuses strings and booleans (`_json_number`); an integer enum
       takes a strict int first; a float refuses inf and NaN (pydantic's own `allow_inf_nan=False` check).
@@ -194,7 +194,7 @@ def _native(node: Any, drop: frozenset[str]) -> Any:
     if function is _check_identifier and node["schema"] == {"type": "str"}:
         return core_schema.str_schema(pattern=IDENTIFIER_PATTERN, strict=True)
     if function is _as_utc and _validator_of(node["schema"]) is _wire_time:
-        return core_schema.chain_schema([core_schema.str_schema(pattern=_NATIVE_WIRE_TIME, strict=True),
+        return core_schema.chain_schema([core_schema.str_schema(pattern=NATIVE_WIRE_TIME_PATTERN, strict=True),
                                          core_schema.no_info_plain_validator_function(datetime.fromisoformat)])
     if function is _json_number:
         inner = node["schema"]

@@ -74,7 +74,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -83,6 +83,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
+from gateway.central.batchjson import reading_columns
 from gateway.central.chain import ChainKey, ChainTracker, Untrusted, VerifiedItem, Verifier, set_aside_json
 from gateway.central.chainmarks import CHAIN_MARKS_FILE, ChainMarks
 from gateway.central.config import DeadLetterSettings, MqttSettings
@@ -91,7 +92,8 @@ from gateway.central.provision import StationRegistry
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
-from gateway.central.store.base import TIME_RANGE_TEXT, StoreError, WriteOutcome, storable_time, to_ns
+from gateway.central.store.base import TIME_RANGE_TEXT, StoreError, WriteOutcome, WriteRequest, storable_time, to_ns
+from gateway.central.store.columns import ColumnsRequest, ReadingColumns, TakesColumns
 from gateway.central.store.ledger import ChainEvent, LedgerItem
 from gateway.contract import (
     CHANNELS,
@@ -135,6 +137,7 @@ LOG_REPEAT_S = 60.0  # the same problem from the same source is logged at most o
 # (a node that booted without a real-time clock and without NTP), not a measurement of the future.
 PLAUSIBLE_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 PLAUSIBLE_AHEAD = timedelta(days=1)
+_PLAUSIBLE_FROM_NS = to_ns(PLAUSIBLE_FROM)
 
 
 def implausible_time(value: datetime, now: datetime) -> str | None:
@@ -210,13 +213,20 @@ class _PreparedBatch:
     """A readings batch checked and placed in its chain, waiting to be stored with its group."""
 
     topic: str
-    batch: ReadingBatch
+    batch: ReadingBatch | ReadingColumns
     item: VerifiedItem | None
     ledger: LedgerItem | None
     duplicate: bool  # its seq was stored before (counted only)
     points: list[StoredReading] = field(default_factory=list)
     index_of: dict[int, int] = field(default_factory=dict)  # id(StoredReading) -> index in the batch
     set_aside: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    columns: ReadingColumns | None = None  # the readings as columns, for a store that takes them (then no points)
+
+    def model_batch(self) -> ReadingBatch:
+        return self.batch if isinstance(self.batch, ReadingBatch) else self.batch.batch()
+
+    def request(self) -> ColumnsRequest:
+        return (self.columns if self.columns is not None else self.points), self.ledger
 
 
 @dataclass
@@ -320,6 +330,9 @@ class Ingestor:
         # our own in data_dir, so a result is never lost
         self._command_results = command_results
         self.store = store
+        # a store that writes a batch's readings as columns (gateway/central/store/columns.py): then a batch that
+        # passes the column checks (gateway/central/batchjson.py) never becomes a model per reading
+        self._columns_store = cast(TakesColumns, store) if getattr(store, "takes_columns", False) else None
         self.data_dir = Path(data_dir)
         self.dead_letter_path = self.data_dir / dead_letter_file
         limits = dead_letter or DeadLetterSettings()
@@ -630,12 +643,17 @@ class Ingestor:
                     if group.health else {})
         flux_rejected = (_write_isolating(self.store.write_fluxes, [f.record for f in group.fluxes])
                          if group.fluxes else {})
-        requests = [(p.points, p.ledger) for p in group.prepared]
+        requests = [p.request() for p in group.prepared]
         requests += [([], h.ledger) for index, h in enumerate(group.health)
                      if h.ledger is not None and index not in rejected]
         requests += [([], f.ledger) for index, f in enumerate(group.fluxes)
                      if f.ledger is not None and index not in flux_rejected]
-        outcomes = self.store.write_many(requests) if requests else []
+        if not requests:
+            outcomes = []
+        elif self._columns_store is not None:
+            outcomes = self._columns_store.write_many(requests)
+        else:  # no columns were made (`_readings_columns`)
+            outcomes = self.store.write_many(cast(list[WriteRequest], requests))
         return _GroupWritten(outcomes[:len(group.prepared)], rejected, flux_rejected)
 
     def _complete(self, group: _Group) -> bool:
@@ -855,8 +873,38 @@ class Ingestor:
         self.chain.stored(item)
         group.chains[(item.site, item.station, item.channel)] = item.digest
 
+    def _readings_columns(self, site: str, station: str, payload: bytes) -> ReadingColumns | None:
+        """The batch as columns when the store takes them, the column checks pass, it is its topic's and every
+        reading's time is plausible; else None (the model's way: `parse_batch`, a loop for what is set aside)."""
+        if self._columns_store is None:
+            return None
+        columns = reading_columns(payload)
+        if (columns is None or (columns.site, columns.station) != (site, station)
+                or set(columns.stations) != {station} or columns.first_ns < _PLAUSIBLE_FROM_NS
+                or columns.last_ns > to_ns(utc_now() + PLAUSIBLE_AHEAD)):
+            return None
+        return columns
+
+    def _prepare_columns(self, columns: ReadingColumns, payload: bytes, item: VerifiedItem | None,
+                         group: _Group) -> _PreparedBatch | _FlushFirst:
+        """`_prepare_readings` of a batch that passed the column checks, its times all plausible."""
+        self._check_seq(item, columns.seq)
+        if not self._follows_group(item, group):
+            return _FLUSH_FIRST
+        ledger = None
+        if item is not None and self._place(item, group):
+            ledger = item.ledger(payload, data_start=columns.first_ns, data_end=columns.last_ns)
+            self._placed_in_group(item, group)
+        duplicate = self._seen(columns)
+        self._remember(columns)
+        return _PreparedBatch(topic=readings_topic(columns.site, columns.station), batch=columns, item=item,
+                              ledger=ledger, duplicate=duplicate, columns=columns)
+
     def _prepare_readings(self, site: str, station: str, payload: bytes, item: VerifiedItem | None,
                           group: _Group) -> _PreparedBatch | _FlushFirst:
+        columns = self._readings_columns(site, station, payload)
+        if columns is not None:
+            return self._prepare_columns(columns, payload, item, group)
         batch = parse_batch(site, station, payload)
         self._check_seq(item, batch.seq)
         if not self._follows_group(item, group):
@@ -933,6 +981,9 @@ class Ingestor:
         noted: list[tuple[_PreparedBatch, dict[str, list[dict[str, Any]]]]] = []
         for prepared, outcome in zip(group, outcomes, strict=True):
             set_aside = {reason: list(entries) for reason, entries in prepared.set_aside.items()}
+            if prepared.columns is not None and (outcome.conflicts or outcome.rejected):
+                # the readings the store made of the columns to name what it refused (`ReadingColumns.points`)
+                prepared.index_of = {id(point): index for index, point in enumerate(prepared.columns.points())}
             for conflict in outcome.conflicts:
                 set_aside.setdefault("conflict", []).append({
                     "index": prepared.index_of.get(id(conflict.incoming)),
@@ -947,7 +998,7 @@ class Ingestor:
                     "reading": _reading_json(refused.reading.reading),
                 })
             if set_aside:
-                records.extend(self._set_aside_records(prepared.topic, prepared.batch, set_aside))
+                records.extend(self._set_aside_records(prepared.topic, prepared.model_batch(), set_aside))
                 noted.append((prepared, set_aside))
         if records:
             self._append_dead_letters(records)  # one fsync for the group
@@ -1101,10 +1152,10 @@ class Ingestor:
             log.warning("raw file %s/%s/%s arrived again with other content; kept both", station, chunk.sensor,
                         chunk.file)
 
-    def _seen(self, batch: ReadingBatch) -> bool:
+    def _seen(self, batch: ReadingBatch | ReadingColumns) -> bool:
         return batch.seq in self._recent_seqs.get((batch.site, batch.station), {})
 
-    def _remember(self, batch: ReadingBatch) -> None:
+    def _remember(self, batch: ReadingBatch | ReadingColumns) -> None:
         seqs = self._recent_seqs.setdefault((batch.site, batch.station), OrderedDict())
         seqs[batch.seq] = None
         seqs.move_to_end(batch.seq)

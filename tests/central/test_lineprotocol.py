@@ -12,9 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point, WritePrecision
 
+from gateway.central.batchjson import reading_columns
 from gateway.central.store import StoredReading
 from gateway.central.store.base import to_ns
 from gateway.central.store.lineprotocol import FieldValue, ReadingLines, point_line
+from gateway.contract import ReadingBatch
 from gateway.model import QualityFlag, Reading, TimeSource
 
 from .helpers import T0, reading
@@ -169,3 +171,25 @@ def test_the_usual_batch_goes_through_orjson_and_matches_point() -> None:
 
     assert lineprotocol.orjson.dumps([i.reading.value for i in items]).find(b"e") == -1
     assert ReadingLines().lines(items) == [reading_point_line(item) for item in items]
+
+
+def test_a_batch_given_as_columns_serialises_exactly_like_its_readings() -> None:
+    """The ingest hands the InfluxDB store a batch as columns (gateway/central/batchjson.py): the same lines."""
+    lines = ReadingLines()
+    readings = []
+    for i, value in enumerate(AWKWARD_VALUES):
+        for j, unit in enumerate(AWKWARD_UNITS):
+            reason = AWKWARD_REASONS[(i + j) % len(AWKWARD_REASONS)]
+            readings.append(Reading(
+                station="st_1", sensor=f"probe{j}", variable="CO2_1_1_1", value=value, unit=unit,
+                time=T0 + timedelta(microseconds=i * 1_000_003 + j), time_source=list(TimeSource)[j % 3],
+                clock_synced=bool(i % 2), qc=QualityFlag.MISSING if value is None else QualityFlag((i + j) % 3),
+                qc_reason=reason))
+    batch = ReadingBatch(site="site.1", station="st_1", seq=3, sent=T0, readings=readings)
+    columns = reading_columns(batch.model_dump_json())
+    assert columns is not None
+
+    expected = [reading_point_line(StoredReading("site.1", r)) for r in readings]
+    assert lines.column_lines(columns) == expected  # every tag set new
+    assert lines.column_lines(columns) == expected  # every one from the cache
+    assert ReadingLines(max_cached=3).column_lines(columns) == expected  # the cache emptied on the way

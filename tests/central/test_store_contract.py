@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.central.batchjson import reading_columns
 from gateway.central.store import (
     InfluxStore,
     QueryTooLarge,
@@ -21,16 +22,27 @@ from gateway.central.store import (
     Store,
     StoreUnavailable,
 )
-from gateway.central.store.base import StationInfo, merge_station_rows, reading_content, reading_identity, to_ns
+from gateway.central.store.base import (
+    StationInfo,
+    StoredReading,
+    WriteOutcome,
+    merge_station_rows,
+    reading_content,
+    reading_identity,
+    to_ns,
+)
+from gateway.central.store.columns import ColumnsRequest, ReadingColumns
 from gateway.central.store.ledger import ChainEvent, LedgerItem, compress_payload
 from gateway.central.store.sqlite import SCHEMA_VERSION
 from gateway.central.store.victoria import VictoriaStore
+from gateway.contract import ReadingBatch
 from gateway.model import QualityFlag, Reading
 from gateway.testing.services import running_influxd
 
 from .helpers import T0, flux_record, reading, series, stored
 
 BACKENDS = ["sqlite", pytest.param("influx", marks=pytest.mark.integration),
+            pytest.param("influx-columns", marks=pytest.mark.integration),
             pytest.param("victoria", marks=pytest.mark.integration)]
 HOUR = timedelta(hours=1)
 DIRECT: dict[str, Callable[[list[float]], float]] = {
@@ -61,7 +73,27 @@ def open_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     influxd = request.getfixturevalue("influxd")
     # every writer of one database on this host shares the write guard, as the central service's processes do;
     # hourly reads through the rollup where it is current (test_store_rollup_contract.py)
-    return InfluxStore(influxd.url, database="contract", write_guard=tmp_path / "write-guard", rollup_reads=True)
+    kind = ColumnsInfluxStore if backend == "influx-columns" else InfluxStore
+    return kind(influxd.url, database="contract", write_guard=tmp_path / "write-guard", rollup_reads=True)
+
+
+class ColumnsInfluxStore(InfluxStore):
+    """The InfluxDB store given every batch it can be given so as `ReadingColumns`, as the ingest gives them
+    (gateway/central/batchjson.py): the whole contract holds for readings written from columns."""
+
+    def write_many(self, batches: Sequence[ColumnsRequest]) -> list[WriteOutcome]:
+        return super().write_many([(as_columns(points), ledger) for points, ledger in batches])
+
+
+def as_columns(points: list[StoredReading] | ReadingColumns) -> list[StoredReading] | ReadingColumns:
+    """The readings as the ingest would have them from a batch of their own station, when they are one's."""
+    if isinstance(points, ReadingColumns) or not points or len({(p.site, p.reading.station) for p in points}) > 1:
+        return points
+    batch = ReadingBatch(site=points[0].site, station=points[0].reading.station, seq=7, sent=T0,
+                         readings=[p.reading for p in points])
+    columns = reading_columns(batch.model_dump_json())
+    assert columns is not None, "a batch of the model's readings passes the column checks"
+    return columns
 
 
 @pytest.fixture
@@ -523,7 +555,7 @@ def test_empty_store_has_no_flux_records(store: Store) -> None:
 
 def _refused_reading(backend: str, store: Store) -> Reading:
     """A reading this backend's database refuses, made refusable the way it happens in that database."""
-    if backend == "influx":
+    if backend in ("influx", "influx-columns"):
         # InfluxDB types a field per shard by its first write: a qc_reason once written as an integer makes every
         # later string qc_reason in that shard a "field type conflict" (HTTP 400, partial write).
         assert isinstance(store, InfluxStore)

@@ -71,7 +71,7 @@ Aggregate = Literal["mean", "min", "max", "count", "last"]
 AGGREGATES: tuple[str, ...] = get_args(Aggregate)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+MICROSECOND = timedelta(microseconds=1)
 
 
 class StoreError(Exception):
@@ -112,7 +112,7 @@ def reading_identities(items: Sequence[StoredReading]) -> list[ReadingIdentity]:
     readings = list(map(_READING, items))
     try:  # to_ns of each time, in three C loops: - EPOCH, // 1 µs, * 1000
         since = map(operator.sub, map(_TIME, readings), repeat(EPOCH))
-        stamps = map(operator.mul, map(operator.floordiv, since, repeat(_MICROSECOND)), repeat(1000))
+        stamps = map(operator.mul, map(operator.floordiv, since, repeat(MICROSECOND)), repeat(1000))
         return list(zip(map(_SITE, items), map(_STATION, readings), map(_SENSOR, readings),
                         map(_VARIABLE, readings), stamps, strict=True))
     except TypeError:  # a time without a zone: to_ns says so
@@ -310,7 +310,7 @@ def to_ns(value: datetime) -> int:
     """Exact integer nanoseconds since the epoch (float seconds would lose microseconds)."""
     if value.tzinfo is None:
         raise ValueError("timestamp has no time zone")
-    return (value - EPOCH) // _MICROSECOND * 1000
+    return (value - EPOCH) // MICROSECOND * 1000
 
 
 def from_ns(value: int) -> datetime:

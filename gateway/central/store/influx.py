@@ -77,7 +77,6 @@ from gateway.central.store.base import (
     StoreRejected,
     StoreUnavailable,
     WriteOutcome,
-    WriteRequest,
     check_window,
     every_ns,
     from_ns,
@@ -86,6 +85,7 @@ from gateway.central.store.base import (
     reading_identity,
     to_ns,
 )
+from gateway.central.store.columns import ColumnsRequest, ReadingColumns
 from gateway.central.store.influx_alerts import InfluxAlertsMixin
 from gateway.central.store.influx_budget import InfluxBudgetMixin
 from gateway.central.store.influx_health import InfluxHealthMixin
@@ -300,21 +300,48 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
     def write(self, batch_points: list[StoredReading], *, ledger: LedgerItem | None = None) -> WriteOutcome:
         return self.write_many([(batch_points, ledger)])[0]
 
-    def write_many(self, batches: Sequence[WriteRequest]) -> list[WriteOutcome]:
+    #: `write_many` takes a batch's readings as `ReadingColumns` too (gateway/central/store/columns.py)
+    takes_columns = True
+
+    def write_many(self, batches: Sequence[ColumnsRequest]) -> list[WriteOutcome]:
         """Every batch's new readings (and its ledger item) in as few requests as fit, each batch whole in one.
 
         Under the write guard's lock of the batches' stations: readings stamped after their station's mark are new
         without a query; the others are looked up, all in one request (`_held`); the marks are raised to the
-        newest reading about to be written before anything is sent (`writeguard`)."""
+        newest reading about to be written before anything is sent (`writeguard`).
+
+        A batch may come as `ReadingColumns`: when all its readings are stamped after its station's mark, no two
+        share an identity and no other batch of the call reaches into its time range, they are all new and go
+        straight to lines; otherwise its readings are made (`points()`) and classified like any others."""
         # Every step below runs for every reading the central service stores: bulk steps per batch (C loops over
         # identities, a batch's station found once), a loop per reading only where a reading needs one.
-        identities = [reading_identities(points) for points, _ in batches]
-        stations_of = [set(map(_STATION, keys)) for keys in identities]
-        stations = set().union(*stations_of)
+        columns = {index: points for index, (points, _) in enumerate(batches) if isinstance(points, ReadingColumns)}
+        spans = [(points.site, points.station, points.first_ns, points.last_ns) for points in columns.values()]
+        identities = [[] if index in columns else reading_identities(points)  # type: ignore[arg-type]
+                      for index, (points, _) in enumerate(batches)]
+        for keys in identities:
+            if keys:
+                stamps = list(map(_TIME, keys))
+                spans += [(site, station, min(stamps), max(stamps)) for site, station in set(map(_STATION, keys))]
+        stations = {(site, station) for site, station, _, _ in spans}
         with self._guard.hold(stations) as marks:
             known = self._marks(marks, stations)
+            whole = {index: points for index, points in columns.items()
+                     if points.first_ns > known[points.site, points.station] and not points.repeats_an_identity()
+                     and sum(1 for site, station, first, last in spans if (site, station) == (points.site,
+                             points.station) and first <= points.last_ns and last >= points.first_ns) == 1}
+            plain: list[tuple[list[StoredReading], LedgerItem | None]] = []
+            for index, (points, ledger) in enumerate(batches):
+                if isinstance(points, ReadingColumns):
+                    if index in whole:
+                        plain.append(([], ledger))
+                        continue
+                    points = points.points()
+                    identities[index] = reading_identities(points)
+                plain.append((points, ledger))
+            stations_of = [set(map(_STATION, keys)) for keys in identities]
             unsure: list[StoredReading] = []  # stamped at or before their station's mark: looked up
-            for (points, _), keys, own in zip(batches, identities, stations_of, strict=True):
+            for (points, _), keys, own in zip(plain, identities, stations_of, strict=True):
                 if keys and min(map(_TIME, keys)) <= max(known[station] for station in own):
                     unsure += [item for item, key in zip(points, keys, strict=True) if key[4] <= known[key[:2]]]
             held = self._held(unsure) if unsure else {}
@@ -322,12 +349,20 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
             newest = dict(known)
             times: dict[int, int] = {}  # id(item) -> time in ns, for the lines
             taken: list[ReadingIdentity] = []  # the identities of the readings to be written
-            for (points, _), keys, own in zip(batches, identities, stations_of, strict=True):
+            late_before = self.late_before()
+            for index, ((points, _), keys, own) in enumerate(zip(plain, identities, stations_of, strict=True)):
                 classifier = ReadingClassifier(held)  # one dict: an identity an earlier batch took counts as held
+                classifiers.append(classifier)
+                if index in whole:
+                    batch = whole[index]
+                    station = (batch.site, batch.station)
+                    newest[station] = max(newest[station], batch.last_ns)
+                    if batch.first_ns < late_before:
+                        taken += batch.identities()
+                    continue
                 new_keys = classifier.add_all(points, keys)
                 times.update(zip(map(id, classifier.new), map(_TIME, new_keys), strict=True))
                 taken += new_keys
-                classifiers.append(classifier)
                 if len(own) == 1 and new_keys:
                     (station,) = own
                     newest[station] = max(newest[station], max(map(_TIME, new_keys)))
@@ -342,9 +377,14 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
             late = self.late_marks(taken)
             if late:
                 self._write_body(late)
-            rejected = self._write_new([(c.new, ledger) for c, (_, ledger) in zip(classifiers, batches, strict=True)],
-                                       times)
-        return [classifier.outcome(rejected.get(index)) for index, classifier in enumerate(classifiers)]
+            writes: list[ColumnsRequest] = [(whole.get(index, c.new), ledger)
+                                             for index, (c, (_, ledger)) in enumerate(zip(classifiers, plain,
+                                                                                          strict=True))]
+            rejected = self._write_new(writes, times)
+        return [WriteOutcome(written=len(whole[index]) - len(rejected.get(index, ())),
+                             rejected=tuple(rejected.get(index, ())))
+                if index in whole else classifier.outcome(rejected.get(index))
+                for index, classifier in enumerate(classifiers)]
 
     def _hold(self, stations: Sequence[tuple[str, str]]) -> contextlib.AbstractContextManager[Marks]:
         return self._guard.hold(stations)
@@ -373,7 +413,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
                 known[key] = latest
         return known
 
-    def _write_new(self, batches: list[WriteRequest], times: dict[int, int]) -> dict[int, list[RejectedReading]]:
+    def _write_new(self, batches: list[ColumnsRequest], times: dict[int, int]) -> dict[int, list[RejectedReading]]:
         """POST the batches' lines, whole batches per request up to `_LINES_PER_REQUEST` lines. A request InfluxDB
         refuses is written again batch by batch, in halves until each refused reading is isolated (rewriting the
         points it did take is harmless: same identity, same content). Returns the refused readings by batch."""
@@ -390,7 +430,8 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
                 for index, _ in chunk:
                     points, ledger = batches[index]
                     if points:
-                        self._write_isolating_rejects(points, rejected.setdefault(index, []))
+                        self._write_isolating_rejects(points.points() if isinstance(points, ReadingColumns)
+                                                      else points, rejected.setdefault(index, []))
                     if ledger is not None:
                         self._write_body(ledger_to_line(ledger))
             chunk.clear()
@@ -398,7 +439,8 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         for index, (points, ledger) in enumerate(batches):
             if not points and ledger is None:
                 continue
-            batch_lines = self._lines.lines(points, times)
+            batch_lines = (self._lines.column_lines(points) if isinstance(points, ReadingColumns)
+                           else self._lines.lines(points, times))
             if ledger is not None:
                 batch_lines.append(ledger_to_line(ledger))
             chunk.append((index, batch_lines))

@@ -158,11 +158,15 @@ class InfluxRollupMixin:
 
     # --- writers: rule 1 --------------------------------------------------------------------------------------------
 
+    def late_before(self) -> int:
+        """The time in ns before which a reading written now is late (rule 1)."""
+        return floor_hour(int(self._clock() * 1e9)) - MARK_LAG_NS
+
     def late_marks(self, keys: Sequence[ReadingIdentity]) -> str:
         """The /write body marking the series-hours of the readings about to be written that are late (rule 1), or
         "" when none is; `keys`: their identities. Call it under the guard's lock of their stations and send it
         before the readings."""
-        before = floor_hour(int(self._clock() * 1e9)) - MARK_LAG_NS
+        before = self.late_before()
         if not keys or min(map(itemgetter(4), keys)) >= before:
             return ""
         late = [key for key in keys if key[4] < before] if max(map(itemgetter(4), keys)) >= before else keys

@@ -27,6 +27,7 @@ from operator import attrgetter, itemgetter
 import orjson
 
 from gateway.central.store.base import StoredReading, to_ns
+from gateway.central.store.columns import ReadingColumns
 from gateway.model import Reading
 
 MEASUREMENT = "readings"
@@ -105,6 +106,39 @@ class ReadingLines:
     def body(self, items: list[StoredReading]) -> str:
         return "\n".join(self.lines(items))
 
+    def column_lines(self, columns: ReadingColumns) -> list[str]:
+        """The lines of a batch given as columns (`gateway.central.store.columns`): the same bytes `lines` makes of
+        the same readings as models (tests/central/test_lineprotocol.py)."""
+        cache = self._site_cache(columns.site)
+        tags = list(zip(columns.stations, columns.sensors, columns.variables, columns.units, columns.time_sources,
+                        strict=True))
+        prefixes: list[str | None] = list(map(cache.get, tags))
+        if None in prefixes:
+            for index, key in enumerate(tags):
+                if prefixes[index] is None:
+                    if self._cached >= self.max_cached:
+                        self._prefixes.clear()
+                        self._cached = 0
+                        cache = self._site_cache(columns.site)
+                    prefix = cache.get(key)
+                    if prefix is None:
+                        station, sensor, variable, unit, time_source = key
+                        prefix = cache[key] = _prefix((columns.site, station, sensor, variable, unit,
+                                                       str(time_source)))
+                        self._cached += 1
+                    prefixes[index] = prefix
+        flags: list[str | None] = list(map(self._flags.get, zip(columns.clock_synced, columns.qcs, strict=True)))
+        if None in flags:
+            for index, flag_key in enumerate(zip(columns.clock_synced, columns.qcs, strict=True)):
+                if flags[index] is None:
+                    flags[index] = self._flags[flag_key] = _flags_text(*flag_key)
+        parts: list[list[str]] = [prefixes, flags]  # type: ignore[list-item]
+        if any(columns.qc_reasons):
+            parts.append([f',qc_reason="{reason.translate(_ESCAPE_STRING)}"' if reason else ""
+                          for reason in columns.qc_reasons])
+        parts += [_value_column(columns.values), _stamp_column(columns.times_ns)]
+        return list(map("".join, zip(*parts, strict=True)))
+
     def _prefix_column(self, items: list[StoredReading], readings: list[Reading]) -> list[str]:
         sites = set(map(_SITE, items))
         if len(sites) == 1:
@@ -143,9 +177,12 @@ class ReadingLines:
             for index, reading in enumerate(readings):
                 if column[index] is None:
                     key = _FLAG_FIELDS(reading)
-                    column[index] = flags[key] = (f"clock_synced={'true' if reading.clock_synced else 'false'},"
-                                                  f"qc={int(reading.qc)}i")
+                    column[index] = flags[key] = _flags_text(reading.clock_synced, reading.qc)
         return column  # type: ignore[return-value]
+
+
+def _flags_text(clock_synced: object, qc: object) -> str:
+    return f"clock_synced={'true' if clock_synced else 'false'},qc={int(qc)}i"  # type: ignore[call-overload]
 
 
 def _value_column(values: list[float | None]) -> list[str]:
@@ -165,6 +202,11 @@ def _time_column(items: list[StoredReading], readings: list[Reading], times: dic
     known: list[int | None] = list(map(times.get, map(id, items))) if times is not None else [None] * len(items)
     stamps = [to_ns(t) if ns is None else ns for ns, t in zip(known, map(_TIME, readings), strict=True)] \
         if None in known else known
+    return _stamp_column(stamps)  # type: ignore[arg-type]
+
+
+def _stamp_column(stamps: list[int]) -> list[str]:
+    """" <ns>" of each time in ns."""
     try:
         return (" " + orjson.dumps(stamps).decode()[1:-1].replace(",", "\x00 ")).split("\x00")
     except orjson.JSONEncodeError:  # past 64 bits (no store holds such a time; it is refused there, not here)

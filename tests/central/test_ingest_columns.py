@@ -1,0 +1,126 @@
+"""The ingest's column path (gateway/central/batchjson.py → `ReadingColumns` → `InfluxStore.write_many`) keeps every
+rule of the model path on a real influxd: exactly-once identities, conflicts and refused readings set aside with
+their index, redeliveries in one group counted, implausible times set aside by the model's loop."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.central import ingest as ingest_module
+from gateway.central.config import MqttSettings
+from gateway.central.ingest import Ingestor
+from gateway.central.store import InfluxStore
+from gateway.central.store.base import to_ns
+from gateway.contract import readings_topic
+from gateway.model import QualityFlag
+from gateway.testing.services import InfluxInstance
+
+from .helpers import T0, batch, reading, series
+
+pytestmark = pytest.mark.integration
+HOUR = timedelta(hours=1)
+TOPIC = readings_topic("site1", "st1")
+
+
+@pytest.fixture
+def store(influxd: InfluxInstance, tmp_path: Path) -> Iterator[InfluxStore]:
+    instance = InfluxStore(influxd.url, database="columns", write_guard=tmp_path / "write-guard")
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def ingestor(store: InfluxStore, tmp_path: Path) -> Ingestor:
+    return Ingestor(MqttSettings(port=1), store, tmp_path / "data")
+
+
+def dead_letters(ingestor: Ingestor) -> list[dict]:
+    if not ingestor.dead_letter_path.exists():
+        return []
+    return [json.loads(line) for line in ingestor.dead_letter_path.read_text(encoding="utf-8").splitlines()]
+
+
+def payload(seq: int, readings: list) -> bytes:
+    return batch("site1", "st1", seq, readings).model_dump_json().encode()
+
+
+def test_a_valid_batch_goes_the_column_way_and_is_stored_exactly(
+        ingestor: Ingestor, store: InfluxStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_model(*args: object) -> None:
+        raise AssertionError("a valid batch of a store that takes columns is not made into models")
+
+    monkeypatch.setattr(ingest_module, "parse_batch", no_model)
+    readings = series("st1", [1.5, None, 2.25])
+
+    assert ingestor.handle_group([(TOPIC, payload(1, readings), None)]) is True
+
+    assert [(p.time, p.value, p.qc) for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [
+        (r.time, r.value, r.qc) for r in readings]
+    assert ingestor.counters()["readings_stored"] == 3
+
+
+def test_a_redelivery_in_the_same_group_is_a_duplicate_and_stored_once(ingestor: Ingestor,
+                                                                       store: InfluxStore) -> None:
+    first = payload(1, series("st1", [1.0, 2.0]))
+
+    assert ingestor.handle_group([(TOPIC, first, None), (TOPIC, first, None)]) is True
+
+    counters = ingestor.counters()
+    assert (counters["readings_stored"], counters["duplicate_readings"], counters["duplicate_batches"]) == (2, 2, 1)
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0]
+
+
+def test_other_content_under_a_stored_identity_is_set_aside_with_its_index(ingestor: Ingestor,
+                                                                           store: InfluxStore) -> None:
+    first = series("st1", [1.0, 2.0])
+    changed = [first[0], reading(time=first[1].time, value=None)]
+
+    assert ingestor.handle_group([(TOPIC, payload(1, first), None)]) is True
+    assert ingestor.handle_group([(TOPIC, payload(2, changed), None)]) is True
+
+    assert [(p.value, p.qc) for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [(1.0, 0), (2.0, 0)]
+    counters = ingestor.counters()
+    assert (counters["readings_stored"], counters["duplicate_readings"], counters["readings_set_aside"]) == (
+        2, 1, {"conflict": 1})
+    [record] = dead_letters(ingestor)
+    [entry] = record["set_aside"]
+    assert (entry["index"], entry["reading"]["value"], entry["stored"]["value"]) == (1, None, 2.0)
+
+
+def test_a_reading_influxdb_refuses_is_set_aside_with_its_index_and_the_others_stored(
+        ingestor: Ingestor, store: InfluxStore, influxd: InfluxInstance) -> None:
+    # InfluxDB types a field per shard by its first write: a qc_reason once an integer refuses every string one
+    httpx.post(f"{influxd.url}/query", data={"q": 'CREATE DATABASE "columns"'}).raise_for_status()
+    httpx.post(f"{influxd.url}/write", params={"db": "columns", "precision": "ns"},
+               content=f"readings,station=other qc_reason=7i {to_ns(T0)}".encode()).raise_for_status()
+    readings = series("st1", [1.0, 2.0, 3.0])
+    readings[1] = reading(time=readings[1].time, value=2.0, qc=QualityFlag.SUSPECT, qc_reason="warming up")
+
+    assert ingestor.handle_group([(TOPIC, payload(41, readings), None)]) is True
+
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 3.0]
+    counters = ingestor.counters()
+    assert (counters["readings_stored"], counters["readings_set_aside"]) == (2, {"rejected_by_store": 1})
+    [record] = dead_letters(ingestor)
+    assert (record["reason"], record["batch"]["seq"], record["batch"]["readings"]) == ("rejected_by_store", 41, 3)
+    [entry] = record["set_aside"]
+    assert (entry["index"], entry["reading"]["qc_reason"]) == (1, "warming up")
+
+
+def test_an_implausible_time_takes_the_model_way_and_only_that_reading_is_set_aside(ingestor: Ingestor,
+                                                                                   store: InfluxStore) -> None:
+    good = series("st1", [1.0])
+    wrong = reading(time=T0.replace(year=1999), value=5.0)
+
+    assert ingestor.handle_group([(TOPIC, payload(3, [good[0], wrong]), None)]) is True
+
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0]
+    assert ingestor.counters()["readings_set_aside"] == {"implausible_time": 1}
+    [record] = dead_letters(ingestor)
+    assert record["set_aside"][0]["index"] == 1
