@@ -79,6 +79,11 @@ class ReadingBuffer:
         columns = {name for _, name, *_ in self._db.execute("PRAGMA table_info(batches)")}
         if "formed" not in columns:  # a buffer of an earlier version: its batches get a formed time when resent
             self._db.execute("ALTER TABLE batches ADD COLUMN formed TEXT")
+        # What is pending, counted once here and then kept by every commit that changes it (this connection is the
+        # file's only writer of these tables): the status snapshot and delivery's health read them every few
+        # seconds, and two COUNT(*) queries cost more than the rest of that snapshot's look at the buffer.
+        self._readings = int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+        self._batches = int(self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
@@ -88,8 +93,10 @@ class ReadingBuffer:
         bodies = [(r.model_dump_json(),) for r in readings]
         if not bodies:
             return 0
-        with self._lock, self._transaction():
-            self._db.executemany("INSERT INTO readings(body) VALUES (?)", bodies)
+        with self._lock:
+            with self._transaction():
+                self._db.executemany("INSERT INTO readings(body) VALUES (?)", bodies)
+            self._readings += len(bodies)  # committed: a rolled-back insert never reaches this line
         return len(bodies)
 
     def claim(self, max_readings: int, exclude: Sequence[int] = ()) -> ClaimedBatch | None:
@@ -120,6 +127,7 @@ class ReadingBuffer:
                 formed = format_time(utc_now())
                 self._db.execute("INSERT INTO batches(seq, reading_count, formed) VALUES (?, ?, ?)",
                                  (seq, len(rows), formed))
+            self._batches += 1
             return ClaimedBatch(seq, [body for _, body in rows], formed)
 
     def ack(self, seq: int) -> int:
@@ -127,7 +135,9 @@ class ReadingBuffer:
         with self._lock:
             with self._transaction():
                 deleted = self._db.execute("DELETE FROM readings WHERE batch_seq=?", (seq,)).rowcount
-                self._db.execute("DELETE FROM batches WHERE seq=?", (seq,))
+                batches = self._db.execute("DELETE FROM batches WHERE seq=?", (seq,)).rowcount
+            self._readings -= deleted
+            self._batches -= batches
             return deleted
 
     def batch(self, seq: int) -> ClaimedBatch | None:
@@ -149,12 +159,16 @@ class ReadingBuffer:
     def ack_ranges(self, ranges: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """Forget every batch whose seq lies in one of the inclusive ranges, in one transaction; returns
         (batches, readings) released."""
-        with self._lock, self._transaction():
-            readings = batches = 0
-            for first, last in ranges:
-                readings += self._db.execute("DELETE FROM readings WHERE batch_seq BETWEEN ? AND ?",
-                                             (first, last)).rowcount
-                batches += self._db.execute("DELETE FROM batches WHERE seq BETWEEN ? AND ?", (first, last)).rowcount
+        with self._lock:
+            with self._transaction():
+                readings = batches = 0
+                for first, last in ranges:
+                    readings += self._db.execute("DELETE FROM readings WHERE batch_seq BETWEEN ? AND ?",
+                                                 (first, last)).rowcount
+                    batches += self._db.execute("DELETE FROM batches WHERE seq BETWEEN ? AND ?",
+                                                (first, last)).rowcount
+            self._readings -= readings
+            self._batches -= batches
         return batches, readings
 
     def oldest_time(self) -> float | None:
@@ -166,12 +180,12 @@ class ReadingBuffer:
         return datetime.fromisoformat(str(row[0]).replace("Z", "+00:00")).timestamp()
 
     def pending_readings(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+        """Readings in the buffer (batched or not), kept in memory: COUNT(*) of `readings`."""
+        return self._readings
 
     def pending_batches(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
+        """Batches claimed and not yet confirmed, kept in memory: COUNT(*) of `batches`."""
+        return self._batches
 
     def _next_seq(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()

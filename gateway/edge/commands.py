@@ -102,6 +102,8 @@ class CommandResultsOutbox:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._db.execute("DELETE FROM commands_seen WHERE status='done' AND updated < ?", (time.time() - SEEN_KEEP_S,))
+        # counted once, then kept by every commit (this connection is the table's only writer)
+        self._pending = int(self._db.execute("SELECT COUNT(*) FROM command_results").fetchone()[0])
 
     # --- the results ----------------------------------------------------------------------------------------------
 
@@ -109,6 +111,7 @@ class CommandResultsOutbox:
         with self._lock:
             cursor = self._db.execute("INSERT INTO command_results(taken, body) VALUES (?, ?)",
                                       (result.time.timestamp(), result.model_dump_json()))
+            self._pending += 1
         return int(cursor.lastrowid or 0)
 
     @staticmethod
@@ -132,11 +135,12 @@ class CommandResultsOutbox:
             deleted = sum(self._db.execute("DELETE FROM command_results WHERE seq BETWEEN ? AND ?", r).rowcount
                           for r in ranges)
             self._db.execute("COMMIT")
+            self._pending -= deleted
         return deleted, deleted
 
     def pending(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM command_results").fetchone()[0])
+        """Results waiting for their receipt, kept in memory: COUNT(*) of `command_results`."""
+        return self._pending
 
     def oldest_time(self) -> float | None:
         with self._lock:

@@ -290,6 +290,8 @@ class FluxOutbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_OUTBOX_SCHEMA)
+        # counted once, then kept by every commit (this connection is the table's only writer)
+        self._pending = int(self._db.execute("SELECT COUNT(*) FROM flux_outbox").fetchone()[0])
 
     def add(self, record: FluxRecord | None, period_end: float) -> None:
         """Queue a record (None: only remember that the period is done) in one transaction."""
@@ -305,6 +307,8 @@ class FluxOutbox:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            if record is not None:
+                self._pending += 1
 
     def add_mean_wind(self, period_end: float, u: float, v: float, w: float) -> None:
         """Remember a period's sonic-frame mean wind (m s-1) for the station's own planar fit."""
@@ -346,11 +350,12 @@ class FluxOutbox:
             deleted = sum(self._db.execute("DELETE FROM flux_outbox WHERE id BETWEEN ? AND ?", r).rowcount
                           for r in ranges)
             self._db.execute("COMMIT")
+            self._pending -= deleted
         return deleted, deleted
 
     def pending(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM flux_outbox").fetchone()[0])
+        """Records waiting for their receipt, kept in memory: COUNT(*) of `flux_outbox`."""
+        return self._pending
 
     def oldest_time(self) -> float | None:
         with self._lock:

@@ -195,6 +195,9 @@ class HealthOutbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        # counted once, then kept by every commit (this connection is the table's only writer): the status
+        # snapshot reads the backlog every few seconds
+        self._pending = int(self._db.execute("SELECT COUNT(*) FROM health_outbox").fetchone()[0])
 
     def add(self, report: StationHealth) -> int:
         """Queue a report (its seq is assigned here); returns the seq."""
@@ -204,14 +207,16 @@ class HealthOutbox:
                 cursor = self._db.execute("INSERT INTO health_outbox(taken, body) VALUES (?, ?)",
                                           (report.time.timestamp(), encode_health(report).decode()))
                 seq = int(cursor.lastrowid or 0)
-                excess = int(self._db.execute("SELECT COUNT(*) FROM health_outbox").fetchone()[0]) - self.max_backlog
+                excess = self._pending + 1 - self.max_backlog
+                dropped = 0
                 if excess > 0:
-                    self._db.execute("DELETE FROM health_outbox WHERE seq IN (SELECT seq FROM health_outbox "
-                                     "ORDER BY seq LIMIT ?)", (excess,))
+                    dropped = self._db.execute("DELETE FROM health_outbox WHERE seq IN (SELECT seq FROM health_outbox "
+                                               "ORDER BY seq LIMIT ?)", (excess,)).rowcount
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._pending += 1 - dropped
         if excess > 0:
             if self.dropped == 0:
                 log.warning("health outbox full (%d reports without receipt): dropping the oldest; the count "
@@ -240,11 +245,12 @@ class HealthOutbox:
             deleted = sum(self._db.execute("DELETE FROM health_outbox WHERE seq BETWEEN ? AND ?", r).rowcount
                           for r in ranges)
             self._db.execute("COMMIT")
+            self._pending -= deleted
         return deleted, deleted
 
     def pending(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM health_outbox").fetchone()[0])
+        """Reports waiting for their receipt, kept in memory: COUNT(*) of `health_outbox`."""
+        return self._pending
 
     def oldest_time(self) -> float | None:
         with self._lock:

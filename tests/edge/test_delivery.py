@@ -10,6 +10,7 @@ idempotence of the real Ingestor and stores is checked per channel at the end.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -208,6 +209,75 @@ def channel_health(delivery: Delivery, kit: Kit) -> dict[str, Any]:
 
 
 # --- the suite --------------------------------------------------------------------------------------------------
+
+#: the table whose rows each channel's `pending()` counts
+PENDING_TABLE = {"readings": "readings", "fluxes": "flux_outbox", "raw": "raw_outbox", "health": "health_outbox",
+                 "command_results": "command_results"}
+
+
+def counted(kit: Kit, table: str) -> int:
+    """COUNT(*) of a table of the station's buffer file, on a connection of its own."""
+    db = sqlite3.connect(kit.path if hasattr(kit, "path") else kit.tmp / "buffer.sqlite")  # type: ignore[attr-defined]
+    try:
+        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        db.close()
+
+
+def assert_counts_match(kit: Kit) -> int:
+    pending = kit.source.pending()
+    assert pending == counted(kit, PENDING_TABLE[kit.channel])
+    if isinstance(kit, ReadingsKit):
+        assert kit.buffer.pending_batches() == counted(kit, "batches")
+    return pending
+
+
+def test_the_backlog_kept_in_memory_matches_count_after_mixed_operations_and_a_restart(kit: Kit) -> None:
+    kit.add(6)
+    first = kit.source.claim(3, set())
+    assert len(first) == 3
+    assert assert_counts_match(kit) == 6
+    assert kit.source.confirm([(first[0].seq, first[1].seq)]) == (2, 2)
+    kit.add(2)
+    # a receipt again for what is gone, and one for a seq never handed out, delete nothing
+    assert kit.source.confirm([(first[0].seq, first[0].seq), (10_000, 10_005)]) == (0, 0)
+    assert assert_counts_match(kit) == 6
+    kit.close()
+    kit.reopen()
+    assert assert_counts_match(kit) == 6
+    everything = kit.source.claim(10, set())
+    assert len(everything) == 6
+    kit.source.confirm([(everything[0].seq, everything[0].seq), (everything[-1].seq, everything[-1].seq)])
+    kit.add(1)
+    assert assert_counts_match(kit) == 5
+    kit.source.confirm([(item.seq, item.seq) for item in kit.source.claim(10, set())])
+    assert assert_counts_match(kit) == 0
+
+
+def test_the_health_backlog_kept_in_memory_counts_the_reports_dropped_at_its_limit(tmp_path: Path) -> None:
+    kit = HealthKit(tmp_path)
+    kit.outbox.max_backlog = 4
+    kit.add(7)
+    assert kit.outbox.dropped == 3
+    assert assert_counts_match(kit) == 4
+    kit.close()
+    kit.reopen()
+    kit.outbox.max_backlog = 4
+    kit.add(1)
+    assert assert_counts_match(kit) == 4
+    kit.close()
+
+
+def test_the_raw_backlog_kept_in_memory_forgets_a_file_that_vanished(tmp_path: Path) -> None:
+    kit = RawKit(tmp_path)
+    kit.add(3)
+    kit.outbox.enqueue(next(kit.outbox.outbox.iterdir()))  # a file enqueued twice is one item
+    assert assert_counts_match(kit) == 3
+    sorted(kit.outbox.outbox.iterdir())[1].unlink()
+    assert len(kit.source.claim(10, set())) == 2
+    assert assert_counts_match(kit) == 2
+    kit.close()
+
 
 
 @pytest.mark.integration

@@ -63,6 +63,9 @@ class RawOutbox:
                                  [(f,) for f in sorted(on_disk - known)])
             self._db.executemany("DELETE FROM raw_outbox WHERE file=?", [(f,) for f in known - on_disk])
             self._db.execute("COMMIT")
+            # counted once, then kept by every change (this connection is the table's only writer): the status
+            # snapshot reads the backlog every few seconds
+            self._pending = int(self._db.execute("SELECT COUNT(*) FROM raw_outbox").fetchone()[0])
 
     def enqueue(self, path: Path) -> None:
         """Called with a closed archive file (stream runner thread): a hard link in the outbox keeps it until its
@@ -75,7 +78,8 @@ class RawOutbox:
         except OSError:
             link.write_bytes(path.read_bytes())  # another file system: copy
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO raw_outbox(file) VALUES (?)", (path.name,))
+            self._pending += self._db.execute("INSERT OR IGNORE INTO raw_outbox(file) VALUES (?)",
+                                              (path.name,)).rowcount
         if self.notify is not None:
             self.notify()
 
@@ -84,7 +88,7 @@ class RawOutbox:
             return raw_payload(self.site, self.station, self.outbox / name, seq)
         except FileNotFoundError:
             with self._lock:
-                self._db.execute("DELETE FROM raw_outbox WHERE seq=?", (seq,))
+                self._pending -= self._db.execute("DELETE FROM raw_outbox WHERE seq=?", (seq,)).rowcount
             log.error("raw uplink: %s vanished from %s before its receipt; dropped from the outbox", name,
                       self.outbox)
             return None
@@ -112,16 +116,17 @@ class RawOutbox:
             self._db.execute("BEGIN IMMEDIATE")
             names = [n for r in ranges
                      for (n,) in self._db.execute("SELECT file FROM raw_outbox WHERE seq BETWEEN ? AND ?", r)]
-            for first, last in ranges:
-                self._db.execute("DELETE FROM raw_outbox WHERE seq BETWEEN ? AND ?", (first, last))
+            deleted = sum(self._db.execute("DELETE FROM raw_outbox WHERE seq BETWEEN ? AND ?", r).rowcount
+                          for r in ranges)
             self._db.execute("COMMIT")
+            self._pending -= deleted
         for name in names:
             (self.outbox / name).unlink(missing_ok=True)
         return len(names), len(names)
 
     def pending(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM raw_outbox").fetchone()[0])
+        """Files waiting for their receipt, kept in memory: COUNT(*) of `raw_outbox`."""
+        return self._pending
 
     def pending_files(self) -> list[Path]:
         with self._lock:
