@@ -42,6 +42,16 @@ def _value(field: bytes, name: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_FIELD_COUNT = len(grammar.FIELD_NAMES)
+
+
+def _values(fields: list[bytes], diag: int) -> tuple[float | None, ...]:
+    """Ux, Uy, Uz, Ts one by one (None for NAN or another non-finite value), and Diag; BadRecord naming the first
+    field that is not a number."""
+    values = [_value(f, n) for f, n in zip(fields[:4], grammar.FIELD_NAMES, strict=False)]
+    return (*values, float(diag))
+
+
 class CSAT3BDriver:
     """gateway.driver_api.StreamDriver for the Campbell CSAT3B (unprompted ASCII)."""
 
@@ -56,6 +66,7 @@ class CSAT3BDriver:
         self.station = station
         self.lost_records = 0
         self._last_counter: int | None = None
+        self._through_diag = config.signature_span == "through_diag"
 
     def __repr__(self) -> str:
         return f"CSAT3BDriver({self.config.name!r}, port={self.config.port!r})"
@@ -68,16 +79,24 @@ class CSAT3BDriver:
         self._last_counter = None
 
     def parse(self, frame: bytes) -> tuple[float | None, ...]:
-        fields = frame.strip(b"\r\n").split(b",")
-        if len(fields) != len(grammar.FIELD_NAMES):
-            raise BadRecord("format", f"{len(fields)} fields, expected {len(grammar.FIELD_NAMES)}: {frame[:60]!r}")
+        # Twenty records a second, every second of the year: the common record takes one path of bytes methods and
+        # four bare float() calls, checked for finiteness by their sum; a value that is not a finite number is
+        # looked at again, field by field, for the error's wording or its None.
+        record = frame.strip(b"\r\n")
+        fields = record.split(b",")
+        if len(fields) != _FIELD_COUNT:
+            raise BadRecord("format", f"{len(fields)} fields, expected {_FIELD_COUNT}: {frame[:60]!r}")
         try:
             sent = int(fields[6], 16)
             counter = int(fields[5])
             diag = int(fields[4])
         except ValueError:
             raise BadRecord("format", f"diag/counter/signature not integers: {frame[:60]!r}") from None
-        actual = grammar.signature(grammar.signed_part(fields, self.config.signature_span))
+        # the bytes the signature covers are the record's head up to the counter (or the signature): a slice of
+        # the record, the very bytes `grammar.signed_part` joins from the fields
+        signed = record[:record.rindex(b",", 0, record.rindex(b","))] if self._through_diag \
+            else record[:record.rindex(b",")]
+        actual = grammar.signature(signed)
         if actual != sent:
             raise BadRecord("checksum", f"signature {actual:04x} != sent {sent:04x}")
         if not 0 <= counter < grammar.COUNTER_MODULUS:
@@ -88,5 +107,10 @@ class CSAT3BDriver:
                 raise BadRecord("counter", f"counter {counter} repeats: duplicated record")
             self.lost_records += step - 1
         self._last_counter = counter
-        values = [_value(f, n) for f, n in zip(fields[:4], grammar.FIELD_NAMES, strict=False)]
-        return (*values, float(diag))
+        try:
+            ux, uy, uz, ts = float(fields[0]), float(fields[1]), float(fields[2]), float(fields[3])
+        except ValueError:
+            return _values(fields, diag)  # raises BadRecord naming the first field that is not a number
+        if not math.isfinite(ux + uy + uz + ts):  # a NAN among them (or finite values whose sum overflowed)
+            return _values(fields, diag)
+        return ux, uy, uz, ts, float(diag)

@@ -90,3 +90,47 @@ def test_signature_equals_the_manuals_shift_and_add_on_any_bytes() -> None:
         data = bytes(rng.randrange(256) for _ in range(rng.randrange(80)))
         seed = rng.randrange(1 << 16)
         assert grammar.signature(data, seed) == manual(data, seed)
+
+
+def record_with(field: int, raw: bytes, counter: int = 17) -> bytes:
+    """EXAMPLE with one value field replaced, its counter set and its signature recomputed."""
+    fields = EXAMPLE.rstrip(b"\r").split(b",")
+    fields[field] = raw
+    fields[5] = str(counter).encode()
+    fields[6] = f"{grammar.signature(grammar.signed_part(fields)):04x}".encode()
+    return b",".join(fields) + grammar.TERMINATOR
+
+
+@pytest.mark.parametrize(("field", "raw", "message"), [
+    (0, b"1.2x", "Ux b'1.2x' is not a number"),
+    (1, b"", "Uy b'' is not a number"),
+    (3, b"--21.8", "Ts b'--21.8' is not a number"),
+])
+def test_a_value_that_is_not_a_number_is_named_and_its_counter_still_counts(field: int, raw: bytes,
+                                                                           message: str) -> None:
+    driver = make_driver()
+    driver.parse(record_with(0, b"1.0", counter=10))
+    with pytest.raises(BadRecord) as info:
+        driver.parse(record_with(field, raw, counter=13))
+    assert info.value.reason == "format" and info.value.message == message
+    assert driver.lost_records == 2  # the counter was read before the values, as the record's place in the run
+
+
+@pytest.mark.parametrize("raw", [b"NAN", b"nan", b"inf", b"-Infinity", b"1e999"])
+def test_a_value_that_is_not_finite_is_missing_beside_the_others(raw: bytes) -> None:
+    assert make_driver().parse(record_with(2, raw)) == (1.23456, -0.54321, None, 21.8473, 0.0)
+
+
+def test_values_too_large_to_add_up_are_still_values() -> None:
+    # the common path checks the four values' sum for finiteness; two huge ones overflow it, yet each is finite
+    record = record_with(0, b"1.7e308")
+    fields = record.rstrip(b"\r").split(b",")
+    fields[1] = b"1.7e308"
+    fields[6] = f"{grammar.signature(grammar.signed_part(fields)):04x}".encode()
+    assert make_driver().parse(b",".join(fields)) == (1.7e308, 1.7e308, 0.08765, 21.8473, 0.0)
+
+
+def test_a_six_field_record_is_named_with_its_bytes_as_received() -> None:
+    with pytest.raises(BadRecord) as info:
+        make_driver().parse(b"1,2,3,4,0,17\r\n")
+    assert info.value.message == "6 fields, expected 7: b'1,2,3,4,0,17\\r\\n'"
