@@ -28,13 +28,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 import os
 import struct
 import sys
 import zlib
 from array import array
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import numpy as np
@@ -102,8 +103,9 @@ def _decimals(values: Sequence[float]) -> int | None:
     return d
 
 
-def encode_column(values: Sequence[float | None]) -> tuple[bytes, bytes]:
-    """(descriptor, data) of one value column of a chunk."""
+def encode_column_exact(values: Sequence[float | None]) -> tuple[bytes, bytes]:
+    """(descriptor, data) of one value column of a chunk, value by value: the definition `encode_column` keeps to
+    (and falls back on for anything but a column of finite numbers of moderate size)."""
     present = [v for v in values if v is not None and v == v]
     if all(math.isfinite(v) for v in present):
         d = _decimals(present)
@@ -121,12 +123,57 @@ def encode_column(values: Sequence[float | None]) -> tuple[bytes, bytes]:
     return COLUMN.pack(b"d", 0, 0, 0), _to_bytes(floats)
 
 
+#: |v|·10^d up to this: the product is within 2^-12 of an integer when v has d decimals, so a value with d decimals
+#: has d + 1 as well, and the fewest decimals of a column is the largest of its values' fewest
+_MONOTONE_LIMIT = float(2**40)
+_NEGATIVE_ZERO = 0x8000000000000000  # -0.0's bits
+_SAMPLE = 8  # values whose fewest decimals, taken one by one, start the search
+
+
+def _scaled(values: Sequence[float], scale: int) -> list[int]:
+    """round(v * scale) for every value. A float `scale` (exact: 10^d <= 10^15 < 2^53) gives the very products
+    an int one does, without converting it again for every value, and every product is a float, so its own
+    `__round__` is called without `round`'s look-up."""
+    return list(map(float.__round__, map(operator.mul, values, itertools.repeat(float(scale)))))
+
+
+def encode_column(values: Sequence[float | None]) -> tuple[bytes, bytes]:
+    """(descriptor, data) of one value column of a chunk: the bytes of `encode_column_exact`, with the common
+    column (finite numbers, no missing value, no -0.0, |v|·10^d <= 2^40) checked a whole column per step in C
+    loops (`map`) instead of a Python step per value: the archive encodes 72,000 records an hour per sonic."""
+    if not values or None in values:
+        return encode_column_exact(values)
+    numbers = cast("Sequence[float]", values)
+    total = sum(numbers)
+    if not math.isfinite(total):  # a NaN or an infinity among them (or a sum that overflowed)
+        return encode_column_exact(values)
+    low, high = min(numbers), max(numbers)
+    magnitude = max(high, -low)
+    if not magnitude < 1e15 or (0.0 in numbers and _NEGATIVE_ZERO in array("Q", array("d", numbers).tobytes())):
+        return encode_column_exact(values)
+    d = _decimals(numbers[:_SAMPLE])  # a lower bound of the column's fewest decimals
+    while d is not None and d <= MAX_DECIMALS:
+        scale = 10**d
+        if magnitude * scale > _MONOTONE_LIMIT:
+            break
+        ints = _scaled(numbers, scale)
+        # n / 10^d: n (|n| <= 2^40) and 10^d are exact as floats, so the float division rounds the very quotient
+        # the int division does
+        if list(map(operator.truediv, ints, itertools.repeat(float(scale)))) == list(numbers):
+            kind = _int_type(round(low * scale), round(high * scale))
+            if kind is None:
+                break
+            return COLUMN.pack(kind[0], d, 0, 0), _to_bytes(array(kind[1], ints))
+        d += 1
+    return encode_column_exact(values)
+
+
 def encode_time(times: Sequence[float]) -> tuple[bytes, bytes]:
     """(descriptor, data) of the TIME column: microseconds, delta-coded in int32 when the steps fit."""
-    micros = [round(t * 1_000_000) for t in times]
+    micros = _scaled(times, 1_000_000)
     base = micros[0] if micros else 0
-    deltas = [0, *(b - a for a, b in itertools.pairwise(micros))] if micros else []
-    if all(-(2**31) < x < 2**31 for x in deltas):
+    deltas = [0, *map(operator.sub, micros[1:], micros[:-1])] if micros else []
+    if not deltas or -(2**31) < min(deltas) <= max(deltas) < 2**31:
         return COLUMN.pack(b"i", TIME_DECIMALS, DELTA, base), _to_bytes(array("i", deltas))
     return COLUMN.pack(b"q", TIME_DECIMALS, 0, 0), _to_bytes(array("q", micros))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -95,6 +96,29 @@ def test_format_2_stores_each_chunk_column_exactly_in_its_smallest_encoding() ->
                 assert math.isnan(got)
             else:
                 assert got == value and math.copysign(1, got) == math.copysign(1, value)
+
+
+def random_column(rng: random.Random) -> list[float | None]:
+    """A chunk column as a sensor might give it, or a hostile one: decimals 0..11, magnitudes up to 1e16, now and
+    then a None, NaN, an infinity, -0.0, a value with no short decimal form or the largest finite float."""
+    decimals = rng.randrange(0, 12)
+    magnitude = 10.0 ** rng.randrange(-3, 17)
+    column: list[float | None] = [round(rng.uniform(-magnitude, magnitude), decimals)
+                                  for _ in range(rng.choice((1, 2, 8, 9, 50, 200)))]
+    if rng.random() < 0.3:
+        column[0] = float(rng.randrange(-3, 3))  # a first value with no decimals: the sample starts low
+    if rng.random() < 0.4:
+        odd = rng.choice([None, math.nan, math.inf, -math.inf, -0.0, 0.0, 0.1 + 0.2, 1e308, -1e308, 2.0**53])
+        column[rng.randrange(len(column))] = odd
+    return column
+
+
+def test_format_2_column_encoding_is_the_exact_value_by_value_definition_byte_for_byte() -> None:
+    rng = random.Random(20261205)
+    for _ in range(5000):
+        column = random_column(rng)
+        assert columnar.encode_column(column) == columnar.encode_column_exact(column), column
+        assert columnar.encode_column(tuple(column)) == columnar.encode_column_exact(column), column
 
 
 def test_columns_encoded_differently_in_successive_chunks_read_back_in_order(tmp_path: Path) -> None:
