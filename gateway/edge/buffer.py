@@ -173,6 +173,8 @@ class ReadingBuffer:
 
     def oldest_time(self) -> float | None:
         """Unix time of the oldest reading in the buffer (its own time stamp)."""
+        if self._readings == 0:  # the common case at a station that keeps up: no query
+            return None
         with self._lock:
             row = self._db.execute("SELECT json_extract(body, '$.time') FROM readings ORDER BY id LIMIT 1").fetchone()
         if row is None or row[0] is None:

@@ -143,6 +143,8 @@ class CommandResultsOutbox:
         return self._pending
 
     def oldest_time(self) -> float | None:
+        if self._pending == 0:  # the common case: no query
+            return None
         with self._lock:
             row = self._db.execute("SELECT taken FROM command_results ORDER BY seq LIMIT 1").fetchone()
         return float(row[0]) if row else None

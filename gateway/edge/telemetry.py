@@ -253,6 +253,8 @@ class HealthOutbox:
         return self._pending
 
     def oldest_time(self) -> float | None:
+        if self._pending == 0:  # the common case at a station that keeps up: no query
+            return None
         with self._lock:
             row = self._db.execute("SELECT taken FROM health_outbox ORDER BY seq LIMIT 1").fetchone()
         return float(row[0]) if row else None

@@ -229,6 +229,7 @@ def assert_counts_match(kit: Kit) -> int:
     assert pending == counted(kit, PENDING_TABLE[kit.channel])
     if isinstance(kit, ReadingsKit):
         assert kit.buffer.pending_batches() == counted(kit, "batches")
+    assert (kit.source.oldest_time() is None) == (pending == 0)  # an empty outbox is not asked for its oldest
     return pending
 
 

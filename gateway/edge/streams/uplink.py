@@ -133,6 +133,8 @@ class RawOutbox:
             return [self.outbox / n for (n,) in self._db.execute("SELECT file FROM raw_outbox ORDER BY seq")]
 
     def oldest_time(self) -> float | None:
+        if self._pending == 0:  # the common case at a station that keeps up: no query, no listing
+            return None
         for path in self.pending_files():
             try:
                 return path.stat().st_mtime
