@@ -33,7 +33,11 @@ class DataType(StrEnum):
 
     @property
     def register_count(self) -> int:
-        return 2 if self in (DataType.FLOAT32, DataType.UINT32) else 1
+        return _REGISTER_COUNT[self]
+
+
+# looked up for every point of every read (a tuple membership test of enum members compares them as strings)
+_REGISTER_COUNT = {t: 2 if t in (DataType.FLOAT32, DataType.UINT32) else 1 for t in DataType}
 
 
 class WordOrder(StrEnum):

@@ -16,6 +16,7 @@ sides find frame ends from the function code instead (`request_length`, `respons
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
@@ -71,7 +72,10 @@ def add_crc(body: bytes) -> bytes:
 
 
 def crc_ok(frame: bytes) -> bool:
-    return len(frame) >= 4 and struct.unpack("<H", frame[-2:])[0] == crc16_modbus(frame[:-2])
+    """The frame ends in the CRC of what precedes it (low byte first): then, and only then, the CRC of the whole
+    frame is 0 (appending a CRC-16/MODBUS to its message leaves a zero remainder, and the last two bytes fix the
+    remainder one to one), which spares slicing off the body and unpacking the two bytes."""
+    return len(frame) >= 4 and crc16_modbus(frame) == 0
 
 
 def bits_per_char(bytesize: int, parity: str, stopbits: int) -> int:
@@ -114,7 +118,10 @@ def response_length(buffer: bytes) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def read_request(address: int, function: int, start: int, count: int) -> bytes:
+    """The request frame of a register read; a master asks the same few questions over and over, so each is built
+    (and its CRC computed) once."""
     return add_crc(struct.pack(">BBHH", address, function, start, count))
 
 

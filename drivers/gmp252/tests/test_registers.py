@@ -49,6 +49,19 @@ def test_crc_agrees_with_pymodbus_independent_implementation() -> None:
         assert struct.pack(">H", FramerRTU.compute_CRC(data)) == struct.pack("<H", rtu.crc16_modbus(data))
 
 
+def test_the_crc_check_accepts_exactly_the_frames_whose_last_two_bytes_are_their_bodys_crc() -> None:
+    """`crc_ok` tests the whole frame's remainder for 0; it must agree with comparing the body's CRC to the frame's
+    last two bytes, for right frames, frames with any other pair of last bytes and frames too short to hold one."""
+    rng = random.Random(2)
+    for _ in range(3000):
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+        right = struct.pack("<H", rtu.crc16_modbus(body))
+        other = right if rng.random() < 0.3 else bytes(rng.randrange(256) for _ in range(2))
+        frame = body + other
+        expected = len(frame) >= 4 and other == struct.pack("<H", rtu.crc16_modbus(body))
+        assert rtu.crc_ok(frame) == expected, frame.hex()
+
+
 def test_example_response_decodes_to_412_5_ppm() -> None:
     words = registers_of(READ_CO2_412_5_RESPONSE)
     assert words == [0x4000, 0x43CE]  # low word first on the wire
