@@ -125,6 +125,23 @@ class ArchiveWriter:
         if len(self._times) >= self._flush_every:
             self.flush()
 
+    def write_many(self, unix_times: Sequence[float], rows: Sequence[Sequence[float | None]]) -> None:
+        """`write` for each record in order: the same chunks, flushed at the same records."""
+        if not unix_times:
+            return
+        if self.first_time is None:
+            self.first_time = unix_times[0]
+        self.last_time = unix_times[-1]
+        self.records += len(unix_times)
+        taken = 0
+        while taken < len(unix_times):
+            room = max(1, self._flush_every - len(self._times))
+            self._times.extend(unix_times[taken:taken + room])
+            self._rows.extend(rows[taken:taken + room])
+            taken += room
+            if len(self._times) >= self._flush_every:
+                self.flush()
+
     def flush(self) -> None:
         """The records kept so far become one chunk, handed to the kernel."""
         if not self._times:

@@ -55,6 +55,15 @@ class StreamArchive:
             writer = self._open(utc)
         writer.write(utc, values)
 
+    def write_many(self, utcs: list[float], rows: list[tuple[float | None, ...]]) -> None:
+        """`write` for each record in order; records that all fall in the open file's half hour go to it at once."""
+        writer = self._writer
+        if writer is not None and writer.period_start <= min(utcs) and max(utcs) < writer.period_end:
+            writer.write_many(utcs, rows)
+            return
+        for utc, values in zip(utcs, rows, strict=True):
+            self.write(utc, values)
+
     def count_bad(self, reason: str) -> None:
         self._bad[reason] += 1
 

@@ -221,6 +221,14 @@ class StreamRunner:
         if not records:
             return
         to_utc = self.clock.to_utc
+        interval = self.settings.summary_interval_s
+        floor = math.floor
+        # Records that go into the open summary interval (not one already sent) are gathered and handed to it and
+        # to the archive together (`_record_many`); any other record (the first of an interval, one after the
+        # clock stepped back) takes `_record` on its own, after those gathered before it.
+        rows: list[tuple[float | None, ...]] = []
+        utcs: list[float] = []
+        monos: list[float] = []
         utc = 0.0
         for values, stamp in zip(records, self._stamper.stamps(len(records), mono), strict=True):
             if values is None:
@@ -231,9 +239,27 @@ class StreamRunner:
                 self._bad_logged.clear()
             self.health.good += 1
             utc = to_utc(stamp)
+            summary = self._summary
+            if (summary is not None and floor(utc / interval) * interval == summary.start
+                    and (self._sent_until is None or summary.start >= self._sent_until)):
+                rows.append(values)
+                utcs.append(utc)
+                monos.append(stamp)
+                continue
+            if rows:
+                self._record_many(rows, utcs, monos)
+                rows, utcs, monos = [], [], []
             self._record(values, utc, stamp)
+        if rows:
+            self._record_many(rows, utcs, monos)
         if utc:
             self.health.last_frame_utc = utc
+
+    def _record_many(self, rows: list[tuple[float | None, ...]], utcs: list[float], monos: list[float]) -> None:
+        """`_record` for records of the open summary interval, none restamped: the same sums and archive rows."""
+        assert self._summary is not None
+        self._summary.add_many(rows, monos[0], monos[-1], self._u, self._v)
+        self._archive.write_many(utcs, rows)
 
     def _record(self, values: tuple[float | None, ...], utc: float, mono: float) -> None:
         start = self._interval_start(utc)
