@@ -172,6 +172,7 @@ def simulate(
                                                          "(windmaster, csat3b, ...)", min=0.1, max=100)] = None,
 ) -> None:
     """Run a device simulator that speaks the device's real protocol, for commissioning and tests."""
+    _stop_on_interrupt_and_term()
     found = {e.name: e for e in entry_points(group=SIMULATOR_ENTRY_POINT_GROUP)}
     if device not in found:
         typer.echo(f"unknown device {device!r}; simulators: {', '.join(sorted(found)) or 'none'}", err=True)
@@ -200,17 +201,29 @@ def simulate(
         raise typer.Exit(1) from None
 
 
+def _stop_on_interrupt_and_term() -> None:
+    """Ctrl-C and SIGTERM stop a simulator the same way (its "stopped after" line, its line and PTY closed), also
+    when it was started with SIGINT ignored: a background job of a non-interactive shell inherits that, Python then
+    installs no handler of its own, and the simulator would ignore Ctrl-C for good."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 PROFILE_DEPTHS_M = (0.1, 0.3, 0.6, 1.0)
 
 
 def _simulate_profile(port: str, addresses: list[int], *, fault: str, seed: int) -> None:
     """Several GMP252 on one simulated RS-485 line (19200 8N2), at 10, 30, 60, 100 cm, then every 50 cm deeper."""
     import contextlib
-    import time
 
     from drivers.gmp252.simulator import profile_simulators
     from gateway.simulation.pty import python_pty_pair
     from gateway.simulation.rtu_line import RtuLineSimulator
+    from gateway.simulation.until_stopped import serve_until_stopped
 
     if len(set(addresses)) != len(addresses):
         raise ValueError(f"--address values must differ on one line: {addresses}")
@@ -228,12 +241,7 @@ def _simulate_profile(port: str, addresses: list[int], *, fault: str, seed: int)
         profile = ", ".join(f"address {a} at {d * 100:.0f} cm" for a, d in sorted(depths.items()))
         print(f"GMP252 soil CO2 profile on one RS-485 line (19200 8N2), fault {fault!r}: {profile}; point the "
               f"drivers' port at {driver_end}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            print(f"stopped after {sum(p.requests for p in probes)} requests", flush=True)
+        serve_until_stopped(lambda: f"stopped after {sum(p.requests for p in probes)} requests")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from drivers.chamber import registers as reg
 from gateway.driver_api import rtu
+from gateway.simulation.until_stopped import serve_until_stopped
 
 R_GAS = 8.314462618
 VENT_TIME_S = 15.0
@@ -322,13 +323,12 @@ def main(port: str, address: int = 1, flux: float = 2.5, kappa: float = 0.002, s
         print(f"chamber simulator (I/O module at {address}, GMP252 at 240, {baudrate} 8E1, true flux {flux:g} "
               f"umol m-2 s-1, kappa {kappa:g} s-1, fault {fault!r}): point the driver's port at {driver_end}",
               flush=True)
-        print("Ctrl-C to stop", flush=True)
         reported = 0
-        try:
-            while True:
-                time.sleep(1)
-                for closure in model.closures[reported:]:
-                    print(f"lid closed at {closure.closed_at:.1f}, true flux {closure.flux:g}", flush=True)
-                reported = len(model.closures)
-        except KeyboardInterrupt:
-            print(f"stopped after {len(model.closures)} closures", flush=True)
+
+        def report_closures() -> None:
+            nonlocal reported
+            for closure in model.closures[reported:]:
+                print(f"lid closed at {closure.closed_at:.1f}, true flux {closure.flux:g}", flush=True)
+            reported = len(model.closures)
+
+        serve_until_stopped(lambda: f"stopped after {len(model.closures)} closures", report_closures)

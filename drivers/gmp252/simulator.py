@@ -36,6 +36,7 @@ import serial
 from drivers.gmp252 import registers as reg
 from drivers.gmp252 import rtu
 from gateway.simulation.signal import SignalModel
+from gateway.simulation.until_stopped import serve_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -475,12 +476,7 @@ def run_simulator(port: str, *, address: int = 240, fault: str = "none", seed: i
                 f"GMP252 simulator at address {address}, fault {fault!r}: point the driver's port at {where}",
                 flush=True,
             )
-            print("Ctrl-C to stop", flush=True)
-            try:
-                while True:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                print(f"stopped after {simulator.requests} requests", flush=True)
+            serve_until_stopped(lambda: f"stopped after {simulator.requests} requests")
 
 
 def profile_simulators(

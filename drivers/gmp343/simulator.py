@@ -23,6 +23,7 @@ import serial
 
 from drivers.gmp343 import grammar
 from gateway.simulation.signal import SignalModel
+from gateway.simulation.until_stopped import serve_until_stopped
 
 BANNER = b"GMP343 - Version STD 2.16\r\nCopyright: Vaisala Oyj 2004 - 2024\r\n>"
 FAULTS: dict[str, str] = {
@@ -242,9 +243,4 @@ def main(port: str, address: int = 0, fault: str = "none", seed: int = 0) -> Non
             sim_end, driver_end = stack.enter_context(python_pty_pair())
         simulator = stack.enter_context(GMP343Simulator(sim_end, fault=fault, seed=seed))
         print(f"GMP343 simulator, fault {fault!r}: point the driver's port at {driver_end} (19200 8N1)", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            print(f"stopped after {len(simulator.commands)} commands", flush=True)
+        serve_until_stopped(lambda: f"stopped after {len(simulator.commands)} commands")

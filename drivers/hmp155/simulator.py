@@ -27,6 +27,7 @@ from typing import Self
 import serial
 
 from drivers.hmp155 import grammar
+from gateway.simulation.until_stopped import serve_until_stopped
 from gateway.simulation.weather import MetSignal
 from gateway.variables import saturation_vapour_pressure_hpa
 
@@ -308,9 +309,4 @@ def main(port: str, address: int = 0, fault: str = "none", seed: int = 0, baudra
         stack.enter_context(HMP155LineSimulator(sim_end, [probe], baudrate=baudrate))
         print(f"HMP155 simulator in POLL mode at address {address}, {baudrate} 7E1, fault {fault!r}: point the "
               f"driver's port at {driver_end}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            print(f"stopped after {len(probe.commands)} commands", flush=True)
+        serve_until_stopped(lambda: f"stopped after {len(probe.commands)} commands")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from drivers.soilprobe import registers as reg
 from gateway.driver_api import rtu
+from gateway.simulation.until_stopped import serve_until_stopped
 
 FAULTS: dict[str, str] = {
     "none": "normal operation",
@@ -132,9 +133,4 @@ def main(port: str, address: int = 1, fault: str = "none", seed: int = 0, layout
         stack.enter_context(RtuLineSimulator(sim_end, [probe], baudrate=baudrate, parity="N", stopbits=1))
         print(f"soil probe simulator (layout {layout}) at address {address}, {baudrate} 8N1, fault {fault!r}: "
               f"point the driver's port at {driver_end}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            print(f"stopped after {probe.requests} requests", flush=True)
+        serve_until_stopped(lambda: f"stopped after {probe.requests} requests")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from drivers.sr30 import registers as reg
 from gateway.driver_api import rtu
+from gateway.simulation.until_stopped import serve_until_stopped
 from gateway.simulation.weather import MetSignal
 
 FAULTS: dict[str, str] = {
@@ -159,9 +160,4 @@ def main(port: str, address: int = reg.DEFAULT_ADDRESS, fault: str = "none", see
         stack.enter_context(RtuLineSimulator(sim_end, [sensor], baudrate=baudrate, parity="E", stopbits=1))
         print(f"SR30-D1 simulator at address {address}, {baudrate} 8E1, fault {fault!r}: point the driver's port at "
               f"{driver_end}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            print(f"stopped after {sensor.requests} requests", flush=True)
+        serve_until_stopped(lambda: f"stopped after {sensor.requests} requests")

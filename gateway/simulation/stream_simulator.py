@@ -52,6 +52,7 @@ import numpy as np
 import serial
 
 from gateway.simulation.turbulence import TurbulenceField, TurbulenceSpec
+from gateway.simulation.until_stopped import serve_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -504,9 +505,4 @@ def run_stream_simulator(simulator: StreamSimulator) -> None:
     with simulator:
         print(f"{simulator.name} simulator at {simulator.frequency_hz:g} Hz, fault {simulator.fault!r}: "
               f"point the driver's port at {simulator.driver_port}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            print(f"stopped after {simulator.frames_written} frames", flush=True)
+        serve_until_stopped(lambda: f"stopped after {simulator.frames_written} frames")

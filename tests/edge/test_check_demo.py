@@ -121,3 +121,38 @@ def test_simulate_gmp252_serves_a_profile_of_several_addresses_on_one_line(tmp_p
         values[name] = float(re.search(r"CO2_1_\d_1 = (\S+)", row).group(1))  # type: ignore[union-attr]
     # soil CO2 rises with depth
     assert values["co2_240"] < values["co2_241"] < values["co2_242"], values
+
+
+
+# every simulator stops through gateway.simulation.until_stopped; one of each kind (chamber: a report each second;
+# a stream instrument; a Modbus probe; a profile of several on one line), by Ctrl-C or SIGTERM
+SIMULATORS = [(["chamber"], "SIGINT"), (["csat3b"], "SIGTERM"), (["soilprobe"], "SIGINT"),
+              (["gmp252", "--address", "240", "--address", "241"], "SIGTERM")]
+
+
+@pytest.mark.parametrize(("device", "stop_signal"), SIMULATORS, ids=lambda v: "-".join(v) if isinstance(v, list) else v)
+def test_a_simulator_stops_on_ctrl_c_or_sigterm_even_when_started_with_sigint_ignored(
+        device: list[str], stop_signal: str) -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored (and a test run started that way
+    passes it on to every simulator it starts): a simulator still stops on Ctrl-C, and on SIGTERM (systemd, `kill`),
+    with its closing line, even when stopped as soon as it said how."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "sinkwatch"
+    command = [str(script) if script.exists() else shutil.which("sinkwatch") or "sinkwatch"]
+    process = subprocess.Popen([*command, "simulate", *device, "--port", "pty"], stdout=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert process.stdout is not None
+        said = [process.stdout.readline() for _ in range(2)]
+        assert "port at /dev/" in said[0] and said[1] == "Ctrl-C to stop\n", said
+        process.send_signal(getattr(signal, stop_signal))
+        rest, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0 and "stopped after" in rest, (process.returncode, rest)
