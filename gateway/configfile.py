@@ -43,9 +43,31 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
     """A mapping names the same key twice; YAML itself would silently keep the last one."""
 
 
+MAX_YAML_DEPTH = 64
+"""Lists and mappings nested deeper than this are refused. A config or metadata file needs fewer than ten levels;
+PyYAML composes recursively, and left to reach Python's recursion limit it spends 1-2 s of CPU on a 3-kB file of
+brackets before failing (a pushed config is outside input)."""
+
+
+class TooDeepError(yaml.composer.ComposerError):
+    """Lists or mappings nested deeper than MAX_YAML_DEPTH."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key that appears twice in one mapping (a merge key `<<` may still be
-    overridden, as YAML intends)."""
+    overridden, as YAML intends) and collections nested deeper than MAX_YAML_DEPTH."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise TooDeepError(None, None, f"lists or mappings nested deeper than {MAX_YAML_DEPTH} levels",
+                                   self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
@@ -77,8 +99,10 @@ def load_yaml(text: str, path: Path | str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         kind = "duplicate key" if isinstance(exc, DuplicateKeyError) else "not valid YAML"
+        if isinstance(exc, TooDeepError):
+            problem = f"{problem} (nested too deeply)"
         raise ConfigError(f"{path}: {kind}{where}: {problem}") from None
-    except RecursionError:  # PyYAML parses nested collections recursively
+    except RecursionError:  # PyYAML composes nested collections recursively (kept: a deep stack on entry)
         raise ConfigError(f"{path}: not valid YAML: lists or mappings nested too deeply") from None
     except (ValueError, IndexError, TypeError, OverflowError) as exc:
         # PyYAML's constructors raise these for malformed tagged scalars (`!!int x`, an empty `!!float`)

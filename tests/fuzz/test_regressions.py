@@ -22,7 +22,7 @@ from drivers.li7500.driver import LI7500Driver
 from firmware_bridge import protocol as p
 from firmware_bridge.sdi12 import Sdi12Error, crc16_arc, crc_chars, parse_values
 from gateway.central.ingest import Malformed, parse_batch, parse_raw_chunk
-from gateway.configfile import ConfigError, read_yaml_mapping
+from gateway.configfile import MAX_YAML_DEPTH, ConfigError, read_yaml_mapping
 from gateway.driver_api import BadRecord
 from gateway.flux.files import load_metadata, load_settings
 from gateway.model import QualityFlag, Reading, TimeSource
@@ -133,6 +133,24 @@ def test_yaml_configs_refuse_with_a_config_error(tmp_path: Path, data: bytes, pr
     path = tmp_path / "station.yaml"
     path.write_bytes(data)
     with pytest.raises(ConfigError, match=problem):
+        read_yaml_mapping(path)
+
+
+def test_yaml_nesting_is_refused_past_the_depth_limit_not_at_pythons_recursion_limit(tmp_path: Path) -> None:
+    """A config nests a few levels; the loader refuses a node deeper than MAX_YAML_DEPTH (the top-level mapping is
+    level 1), naming where, instead of composing until Python's recursion limit (1-2 s of CPU for 3 kB of
+    brackets)."""
+    path = tmp_path / "central.yaml"
+    lists = MAX_YAML_DEPTH - 1  # the innermost list at the limit
+    path.write_text("site: " + "[" * lists + "]" * lists + "\n", encoding="utf-8")
+    data: object = read_yaml_mapping(path)["site"]
+    for _ in range(lists - 1):
+        assert isinstance(data, list) and len(data) == 1
+        data = data[0]
+    assert data == []
+    path.write_text("site: " + "[" * (lists + 1) + "]" * (lists + 1) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"line 1, column {len('site: ') + lists + 1}: lists or mappings nested "
+                                          rf"deeper than {MAX_YAML_DEPTH} levels"):
         read_yaml_mapping(path)
 
 
