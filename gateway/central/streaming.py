@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from gateway.central.store.reads import FluxRow, PointColumns, SeriesRow
+from gateway.central.store.reads import FluxRow, FluxTexts, PointColumns, SeriesRow
 from gateway.contract import FLUX_SCHEMA_VERSION
 from gateway.flux.files import MISSING, ameriflux_cells, ameriflux_header
 
@@ -295,31 +295,94 @@ class _RecordText:
         self.cache: dict[tuple[str, str, str, tuple[str, ...], str, str], tuple[str, str]] = {}
 
     def __call__(self, r: FluxRow) -> tuple[str, str]:
-        key = (r.site, r.station, r.status, tuple(r.reasons), r.engine_version, r.settings_hash)
+        return self.of(r.site, r.station, r.status, r.reasons, r.engine_version, r.settings_hash)
+
+    def of(self, site: str, station: str, status: str, reasons: list[str], engine_version: str,
+           settings_hash: str) -> tuple[str, str]:
+        key = (site, station, status, tuple(reasons), engine_version, settings_hash)
         text = self.cache.get(key)
         if text is None:
             if len(self.cache) >= 10_000:
                 self.cache.clear()
             dumps = orjson.dumps
-            before = (f'{{"schema_version":{FLUX_SCHEMA_VERSION},"site":{dumps(r.site).decode()},'
-                      f'"station":{dumps(r.station).decode()},"start":"')
-            after = (f'","status":{dumps(r.status).decode()},"reasons":{dumps(r.reasons).decode()},'
-                     f'"engine_version":{dumps(r.engine_version).decode()},'
-                     f'"settings_hash":{dumps(r.settings_hash).decode()},"values":')
+            before = (f'{{"schema_version":{FLUX_SCHEMA_VERSION},"site":{dumps(site).decode()},'
+                      f'"station":{dumps(station).decode()},"start":"')
+            after = (f'","status":{dumps(status).decode()},"reasons":{dumps(reasons).decode()},'
+                     f'"engine_version":{dumps(engine_version).decode()},'
+                     f'"settings_hash":{dumps(settings_hash).decode()},"values":')
             text = self.cache[key] = (before, after)
         return text
 
 
-def fluxes_json(head: dict[str, Any], chunks: Iterable[list[FluxRow]]) -> Iterator[bytes]:
+# A chunk the store hands on as texts (`FluxTexts`) is written with no Python step per value: a list of pieces,
+# `stride` a record — the text before its start time, its start and end times (`_TimeTexts`, the whole chunk at
+# once), the text after them, then each variable's key and value, then the record's end — laid out by
+# `FluxTexts.laid` from slots per kind of record: a constant (a key, the text around the times, null) or a cell of
+# the record's row. One `bytes.join` writes the chunk.
+
+_START_TIMES = _TimeTexts(b"", b'","end":"')
+_END_TIMES = _TimeTexts(b"", b"")
+_CSV_START_TIMES = _TimeTexts(b"", b",")
+_NULL, _NOTHING = b"null", b""
+
+Slot = int | bytes  # a cell of the record's row, or a constant text
+
+
+def _records_json(chunk: FluxTexts, texts: _RecordText, first: bool) -> bytes:
+    """The records of `chunk` as `fluxes_json` writes them, each with a leading comma unless `first`."""
+    most = max(len(k.names) for k in chunk.kinds)
+    slots: list[list[Slot]] = []
+    for kind in chunk.kinds:
+        before, after = texts.of(chunk.site, chunk.station, kind.status, kind.reasons, chunk.engine_version,
+                                 chunk.settings_hash)
+        kind_slots: list[Slot] = [("," + before).encode(), _NOTHING, _NOTHING, after.encode() + b"{"]
+        for j, (name, column) in enumerate(zip(kind.names, chunk.value_columns(kind, kind.names), strict=True)):
+            kind_slots += [f'{"," if j else ""}"{name}":'.encode(), column if column >= 0 else _NULL]
+        kind_slots += [_NOTHING] * (2 * (most - len(kind.names)))
+        slots.append([*kind_slots, b'},"seq":null}'])
+    parts = chunk.laid(slots)
+    stride = len(slots[0])
+    parts[1::stride] = _START_TIMES(chunk.start_ns())
+    parts[2::stride] = _END_TIMES(chunk.end_ns)
+    if first:
+        parts[0] = parts[0][1:]
+    return b"".join(parts)
+
+
+def _records_csv(chunk: FluxTexts, names: Sequence[str]) -> bytes:
+    """The rows of `chunk` as `fluxes_csv` writes them."""
+    slots: list[list[Slot]] = []
+    for kind in chunk.kinds:
+        fields = _csv_fields(chunk.site, chunk.station, chunk.engine_version, chunk.settings_hash, kind.status,
+                             kind.reasons)
+        kind_slots: list[Slot] = [_NOTHING, _NOTHING, ("," + fields).encode()]
+        for column in chunk.value_columns(kind, names):
+            kind_slots += [b",", column if column >= 0 else _NOTHING]
+        slots.append([*kind_slots, b"\n"])
+    parts = chunk.laid(slots)
+    if _NULL in parts:  # a null the record does not list among its nulls (never written so): empty, as None
+        parts = [_NOTHING if p == _NULL else p for p in parts]
+    stride = len(slots[0])
+    parts[0::stride] = _CSV_START_TIMES(chunk.start_ns())
+    parts[1::stride] = _END_TIMES(chunk.end_ns)
+    return b"".join(parts)
+
+
+def fluxes_json(head: dict[str, Any], chunks: Iterable[Sequence[FluxRow]]) -> Iterator[bytes]:
     """`{...head, "records": [...]}` with each record as `flux_records` writes it (same keys, order and number
-    text), without a dict per record: a chunk's `values` are written by orjson in one call and cut apart (a values
-    object holds only names and numbers, so `},{` occurs only between two of them)."""
+    text), without a dict per record: a chunk of texts (`FluxTexts`) as above; a chunk of rows with its `values`
+    written by orjson in one call and cut apart (a values object holds only names and numbers, so `},{` occurs
+    only between two of them)."""
     opening = orjson.dumps(head)
     yield opening[:-1] + (b',"' if head else b'"') + b'records":['
     texts = _RecordText()
     first = True
     for rows in chunks:
         if not rows:
+            continue
+        if isinstance(rows, FluxTexts):
+            yield _records_json(rows, texts, first)
+            first = False
             continue
         values = orjson.dumps([r.values for r in rows]).decode()[2:-2].split("},{")
         starts = rfc3339_many([r.start_ns for r in rows])
@@ -343,25 +406,35 @@ def _csv_text(text: str) -> str:
 _CSV_SPECIAL = (",", '"', "\n", "\r")
 
 
-def fluxes_csv(names: Sequence[str], chunks: Iterable[list[FluxRow]]) -> Iterator[bytes]:
+def fluxes_csv(names: Sequence[str], chunks: Iterable[Sequence[FluxRow]]) -> Iterator[bytes]:
     """One row per record: start, end, site, station, engine_version, settings_hash, status, reasons ('; '), then
     `names` (empty where a record has no value). The numbers of a row are written by orjson in one call (shortest
-    round-trip text, as repr: `1e-07` may read `1e-7`), which is what makes a year of ~100 columns cheap."""
+    round-trip text, as repr: `1e-07` may read `1e-7`), which is what makes a year of ~100 columns cheap; a chunk of
+    texts (`FluxTexts`) is written from a table of pieces, as in `fluxes_json`."""
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(
         ["start", "end", "site", "station", "engine_version", "settings_hash", "status", "reasons", *names])
     yield out.getvalue().encode()
     dumps = orjson.dumps
     for rows in chunks:
+        if isinstance(rows, FluxTexts) and rows:
+            yield _records_csv(rows, names)
+            continue
         lines = []
         for r in rows:
             get = r.values.get
             numbers = dumps([get(n) for n in names])[1:-1].replace(b"null", b"")
-            head = (f"{rfc3339(r.start_ns)},{rfc3339(r.end_ns)},{_csv_text(r.site)},{_csv_text(r.station)},"
-                    f"{_csv_text(r.engine_version)},{_csv_text(r.settings_hash)},{_csv_text(r.status)},"
-                    f"{_csv_text('; '.join(r.reasons))}")
+            head = (f"{rfc3339(r.start_ns)},{rfc3339(r.end_ns)},"
+                    f"{_csv_fields(r.site, r.station, r.engine_version, r.settings_hash, r.status, r.reasons)}")
             lines.append(head.encode() + (b"," + numbers if names else b"") + b"\n")
         yield b"".join(lines)
+
+
+def _csv_fields(site: str, station: str, engine_version: str, settings_hash: str, status: str,
+                reasons: list[str]) -> str:
+    """The fields of a CSV row between its times and its numbers."""
+    return (f"{_csv_text(site)},{_csv_text(station)},{_csv_text(engine_version)},{_csv_text(settings_hash)},"
+            f"{_csv_text(status)},{_csv_text('; '.join(reasons))}")
 
 
 class _AmerifluxCells:
@@ -376,12 +449,15 @@ class _AmerifluxCells:
 
     def __call__(self, values: dict[str, int | float | None]) -> str:
         get = values.get
-        cells = [get(c) for c in self.cols]
+        return self.of([get(c) for c in self.cols])
+
+    def of(self, cells: list[int | float | None]) -> str:
+        """The row of the values of `cols`, in their order (None: missing)."""
         present = [v for v in cells if v is not None]
         missing = () if len(present) == len(cells) else tuple([i for i, v in enumerate(cells) if v is None])
         total = sum(present)
         if total - total != 0:  # an infinite or NaN value (or a sum that overflowed): cell by cell
-            return ",".join(ameriflux_cells(self.cols, values))
+            return ",".join(ameriflux_cells(self.cols, dict(zip(self.cols, cells, strict=True))))
         layout = self.formats.get(missing)
         if layout is None:
             if len(self.formats) >= 10_000:
@@ -396,15 +472,19 @@ _AMERIFLUX_INTEGER_CELLS = frozenset(("N_RECORDS", "N_USED"))
 _AMERIFLUX_MISSING = str(MISSING)
 
 
-def ameriflux_csv(cols: Sequence[str], chunks: Iterable[list[FluxRow]], *, base_only: bool = False
+def ameriflux_csv(cols: Sequence[str], chunks: Iterable[Sequence[FluxRow]], *, base_only: bool = False
                   ) -> Iterator[bytes]:
-    """AmeriFlux BASE CSV, the text `gateway.flux.files.write_ameriflux_csv` writes for the same records."""
+    """AmeriFlux BASE CSV, the text `gateway.flux.files.write_ameriflux_csv` writes for the same records; a chunk
+    of texts (`FluxTexts`) has its values parsed into one list a record (`FluxTexts.value_lists`), not a dict."""
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(ameriflux_header(cols, base_only))
     yield out.getvalue().encode()
     cells = _AmerifluxCells(cols)
     for rows in chunks:
         if not rows:
+            continue
+        if isinstance(rows, FluxTexts):
+            yield _records_ameriflux(rows, cells, base_only)
             continue
         lines = []
         for r in rows:
@@ -417,3 +497,20 @@ def ameriflux_csv(cols: Sequence[str], chunks: Iterable[list[FluxRow]], *, base_
             lines.append(line)
         lines.append("")
         yield "\n".join(lines).encode()
+
+
+def _records_ameriflux(chunk: FluxTexts, cells: _AmerifluxCells, base_only: bool) -> bytes:
+    kinds = chunk.kinds
+    cols = cells.cols
+    values = chunk.value_lists([cols] * len(kinds)) if cols else None
+    tails = ["" if base_only else f",{_csv_text(chunk.engine_version)},{_csv_text(chunk.settings_hash)},"
+             f"{_csv_text(kind.status)},{_csv_text('; '.join(kind.reasons))}" for kind in kinds]
+    lines = []
+    for at, (start_ns, end_ns, kind) in enumerate(zip(chunk.start_ns().tolist(), chunk.end_ns.tolist(),
+                                                      chunk.kind_of, strict=True)):
+        line = f"{ameriflux_stamp(start_ns)},{ameriflux_stamp(end_ns)}"
+        if values is not None:
+            line += "," + cells.of(values[at])
+        lines.append(line + tails[kind])
+    lines.append("")
+    return "\n".join(lines).encode()

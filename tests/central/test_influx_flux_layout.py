@@ -6,7 +6,7 @@ Real influxd (the store contract suites cover what every store shares)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
@@ -29,7 +29,7 @@ T = TypeVar("T")
 WANTED = ["LE", "FC", "NEE", "FC_SSITC_TEST"]
 
 
-def flat(chunks: Iterable[list[T]]) -> list[T]:
+def flat(chunks: Iterable[Sequence[T]]) -> list[T]:
     return [row for chunk in chunks for row in chunk]
 
 

@@ -139,6 +139,55 @@ def test_variables_restrict_values_in_the_order_asked(store: Store) -> None:
     assert first_a.values["LE"] is None and isinstance(first_a.values["FC_SSITC_TEST"], int)
 
 
+@pytest.fixture
+def small_flux_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """InfluxDB reads flux records in chunks of 10, so a test's few dozen records make several."""
+    from gateway.central.store import influx_reads
+
+    monkeypatch.setattr(influx_reads, "FLUX_CHUNK_ROWS", 10)
+    monkeypatch.setattr(influx_reads, "SELECTED_CHUNK_ROWS", 10)
+
+
+@pytest.mark.usefixtures("small_flux_chunks")
+def test_flux_chunks_encode_as_their_rows(store: Store, backend: str) -> None:
+    """A store may hand a chunk on as the texts it read (InfluxDB: `FluxTexts`); written as JSON, CSV and AmeriFlux
+    it gives the bytes of its records parsed. Chunks of numbers whose text InfluxDB (Go) and orjson write alike,
+    of reasons with quotes or backslashes, of partial records and of a variable dropped by a rewrite take the path
+    of texts; a chunk with any number they write otherwise (minus zero, 1e20, exponents) is parsed."""
+    from gateway.central.store.reads import FluxTexts
+    from gateway.central.streaming import ameriflux_csv, fluxes_csv, fluxes_json
+
+    alike = [*ALIKE_FLOATS, 0.00005, 1e16, -1.25, 36000.0]  # repr's text differs for 5e-05 and 1e16; orjson's not
+    reasons = [['lag "at limit"'], ["a \\ b", 'c\\"d'], ["ok, <fine> & 80 %"]]
+    records = [flux_record(end=T0 + timedelta(minutes=30 * i), status="partial" if i % 4 == 0 else "ok",
+                           reasons=reasons[(i - 1) // 10] if i % 4 == 0 else [],
+                           values={"FC": None if i % 4 == 0 else alike[i % len(alike)], "H": 100.0 + i / 8,
+                                   "LE": -0.1 * i, "FC_SSITC_TEST": i % 3, "N_RECORDS": 36000})
+               for i in range(1, 31)]
+    # numbers Go and orjson write otherwise: without an exponent (Go: -0, 100000000000000000000, 0.0000015), with
+    unlike = [[-0.0, 1e20, 1.5e-6], [5e-7, 1e-300, 1.7976931348623157e308]]
+    records += [flux_record(end=T0 + timedelta(minutes=30 * i), values={
+        "FC": unlike[(i - 31) // 10][i % 3], "H": 1.0, "N_RECORDS": 36000}) for i in range(31, 51)]
+    store.write_fluxes(records)
+    # rewrites: InfluxDB keeps the fields they drop (H, FC) or make null (FC: only `meta` says so)
+    store.write_fluxes([flux_record(end=T0 + timedelta(minutes=30 * 7), values={"LE": 2.5}),
+                        flux_record(end=T0 + timedelta(minutes=30 * 9), values={"FC": None, "LE": 1.0, "H": 3.0})])
+    end = T0 + 24 * HOUR
+    cols = ["FC", "FC_SSITC_TEST", "H", "LE", "N_RECORDS"]
+
+    for variables in (None, ["LE", "FC", "NEE", "FC_SSITC_TEST"]):
+        chunks = list(store.iter_fluxes("st1", T0, end, variables=variables))
+        as_rows = [list(chunk) for chunk in chunks]
+
+        expected = [flux_row_of(r) for r in store.query_fluxes("st1", T0, end)]
+        assert flat(as_rows) == [e._replace(values=select_values(e.values, variables)) for e in expected]
+        assert b"".join(fluxes_json({"x": 1}, chunks)) == b"".join(fluxes_json({"x": 1}, as_rows))
+        assert b"".join(fluxes_csv(cols, chunks)) == b"".join(fluxes_csv(cols, as_rows))
+        assert b"".join(ameriflux_csv(cols, chunks)) == b"".join(ameriflux_csv(cols, as_rows))
+        if backend == "influx":  # its text is passed on where it is orjson's, and parsed where it is not
+            assert [isinstance(chunk, FluxTexts) for chunk in chunks] == [True, True, True, False, False]
+
+
 def test_a_rewrite_that_drops_a_variable_never_shows_its_old_value(store: Store) -> None:
     end_time = T0 + timedelta(minutes=30)
     store.write_fluxes([flux_record(values={"FC": -3.0, "H": 120.0, "LE": 55.0})])

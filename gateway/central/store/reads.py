@@ -89,6 +89,109 @@ class FluxRow(NamedTuple):
     values: dict[str, int | float | None]
 
 
+class RecordKind(NamedTuple):
+    """What the records of one bookkeeping (InfluxDB: one `meta` text) read under one request share: the names of
+    their `values` in order (only those asked for), which of them are null whatever the store holds, and the
+    period's length, status and reasons."""
+
+    names: tuple[str, ...]
+    nulls: frozenset[str]
+    period_ns: int
+    status: str
+    reasons: list[str]
+
+
+class FluxTexts(Sequence[FluxRow]):
+    """A chunk of flux records of one result set (site, station, engine version and settings hash shared), as a
+    store can hand them on without a dict per record: `end_ns` (numpy int64), each record's kind (`kinds`, and
+    `kind_of`, an index into them per record), and the text of every cell of the rows it read, `width` a row, in
+    `cells`, where `column_of` says which cell of a row holds a variable. Each number's text is the JSON text orjson
+    writes for the number it stands for (b"null" for None; the store checks that before it yields one), so an
+    encoder writes it as it is. As a sequence it is the `FluxRow`s, parsed on first use."""
+
+    __slots__ = ("_rows", "cells", "column_of", "end_ns", "engine_version", "kind_of", "kinds", "settings_hash",
+                 "site", "station", "width")
+
+    def __init__(self, site: str, station: str, engine_version: str, settings_hash: str, end_ns: Any,
+                 kinds: list[RecordKind], kind_of: list[int], cells: list[bytes], width: int,
+                 column_of: dict[str, int]) -> None:
+        self.site, self.station, self.engine_version, self.settings_hash = site, station, engine_version, settings_hash
+        self.end_ns, self.kinds, self.kind_of, self.cells, self.width = end_ns, kinds, kind_of, cells, width
+        self.column_of = column_of
+        self._rows: list[FluxRow] | None = None
+
+    def start_ns(self) -> Any:
+        import numpy as np
+
+        periods = np.array([k.period_ns for k in self.kinds], dtype=np.int64)
+        return self.end_ns - periods[np.array(self.kind_of, dtype=np.intp)]
+
+    def value_columns(self, kind: RecordKind, names: Sequence[str]) -> list[int]:
+        """The cell of each of `names` in a row of `kind`: -1 where the record's value is null (a name it lacks,
+        lists among its nulls, or no column read)."""
+        held = set(kind.names) - kind.nulls
+        return [self.column_of.get(n, -1) if n in held else -1 for n in names]
+
+    def laid(self, slots: list[list[int | bytes]], cells: list[bytes] | None = None) -> list[bytes]:
+        """Pieces of text, `len(slots[0])` a record: record r's piece i is `slots[kind of r][i]`, a constant text
+        or the text of that cell of its row (of `cells` instead of the chunk's own, when given: the same cells,
+        other texts). Filled slot by slot for all records at once (a slice assignment each); records of another
+        kind than the chunk's most common one are then patched where their slots differ (partial records: their
+        nulls), so there is no Python step per value."""
+        kind_of = self.kind_of
+        count, width, stride = len(kind_of), self.width, len(slots[0])
+        cells = self.cells if cells is None else cells
+        base = max(range(len(slots)), key=kind_of.count) if len(slots) > 1 else 0
+        parts: list[bytes] = [b""] * (count * stride)
+        for i, slot in enumerate(slots[base]):
+            parts[i::stride] = [slot] * count if isinstance(slot, bytes) else cells[slot::width]
+        for k, kind_slots in enumerate(slots):
+            changed = [(i, slot) for i, (slot, usual) in enumerate(zip(kind_slots, slots[base], strict=True))
+                       if slot != usual]
+            if k == base or not changed:
+                continue
+            for r in [r for r, of in enumerate(kind_of) if of == k]:
+                row, at = r * width, r * stride
+                for i, slot in changed:
+                    parts[at + i] = slot if isinstance(slot, bytes) else cells[row + slot]
+        return parts
+
+    def value_lists(self, names: Sequence[Sequence[str]]) -> list[list[Any]]:
+        """Each record's values of `names[kind]` as orjson parses them (None where null), from one parse of the
+        chunk's texts laid out as a JSON array of arrays."""
+        import orjson
+
+        most = max(len(n) for n in names)
+        slots: list[list[int | bytes]] = []
+        for kind, wanted in zip(self.kinds, names, strict=True):
+            kind_slots: list[int | bytes] = [b",["]
+            for j, column in enumerate(self.value_columns(kind, wanted)):
+                kind_slots += [b"," if j else b"", column if column >= 0 else b"null"]
+            slots.append([*kind_slots, *[b""] * (2 * (most - len(wanted))), b"]"])
+        text = b"".join(self.laid(slots))
+        return orjson.loads(b"[" + text[1:] + b"]")
+
+    def rows(self) -> list[FluxRow]:
+        if self._rows is None:
+            kinds = self.kinds
+            values = self.value_lists([k.names for k in kinds])
+            self._rows = [
+                FluxRow(self.site, self.station, end_ns - kind.period_ns, end_ns, kind.status, kind.reasons,
+                        self.engine_version, self.settings_hash, dict(zip(kind.names, row, strict=True)))
+                for end_ns, kind, row in zip(self.end_ns.tolist(), [kinds[k] for k in self.kind_of], values,
+                                             strict=True)]
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.kind_of)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.rows()[index]
+
+    def __iter__(self) -> Iterator[FluxRow]:
+        return iter(self.rows())
+
+
 @dataclass(frozen=True)
 class FluxColumns:
     """What the records of a range carry: result sets as (settings_hash, engine_version), sorted, and the union of
@@ -142,7 +245,7 @@ class StreamingReads(Protocol):
         settings_hash: str | None = None,
         *,
         variables: Sequence[str] | None = None,
-    ) -> Iterator[list[FluxRow]]:
+    ) -> Iterator[Sequence[FluxRow]]:
         """The records of `query_fluxes` (no limit), in chunks, in its order; `variables` restricts `values`."""
 
     def flux_columns(self, station: str, start: datetime, end: datetime,
