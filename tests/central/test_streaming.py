@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from gateway.central.store.base import EARLIEST_TIME, LATEST_TIME, from_ns, to_ns
-from gateway.central.store.reads import FluxRow
+from gateway.central.store.reads import FluxRow, FluxTexts, RecordKind
 from gateway.central.streaming import ameriflux_stamp, fluxes_json, rfc3339, rfc3339_many, series_csv, series_json
 from gateway.model import format_time
 
@@ -104,6 +104,50 @@ def test_flux_json_is_byte_for_byte_the_dict_encoding() -> None:
     expected = orjson.dumps({**head, "records": flux_records(rows)})
     assert b"".join(fluxes_json(head, chunks)) == expected
     assert b"".join(fluxes_json({}, [])) == orjson.dumps({"records": []})
+
+
+def test_flux_texts_write_as_their_rows() -> None:
+    """A chunk of texts (`FluxTexts`) is written as JSON, CSV and AmeriFlux as its records parsed are: kinds with
+    other names (fewer, in another order, one without a column), nulls that override a stored value, a kind of no
+    values at all, text with quotes, commas and a percent sign around the numbers."""
+    import numpy as np
+
+    from gateway.central.streaming import ameriflux_csv, fluxes_csv
+
+    rng = random.Random(11)
+    columns = ["time", "A", "B", "C_SSITC_TEST", "period_s", "meta"]
+    kinds = [RecordKind(("C_SSITC_TEST", "A", "B"), frozenset(), 1800 * 10**9, "ok", []),
+             RecordKind(("A", "D"), frozenset({"A"}), 1800 * 10**9, "partial", ['x "y", z', "80 %"]),
+             RecordKind((), frozenset(), 900 * 10**9, "failed", ["é ✓"])]
+    numbers = [b"1.5", b"-2", b"36000", b"null", b"0.30000000000000004", b"1e-7", b"123456.789"]
+    count = 300
+    kind_of = [rng.choice([0, 0, 0, 1, 2]) for _ in range(count)]
+    ends = [1_735_689_600_000_000_000 + (i + 1) * 1800 * 10**9 + rng.choice([0, 1000]) for i in range(count)]
+    cells: list[bytes] = []
+    for end_ns in ends:
+        cells += [str(end_ns).encode(), rng.choice(numbers), rng.choice(numbers), rng.choice([b"0", b"2", b"null"]),
+                  b"1800", b"]"]
+    chunk = FluxTexts("s-1", "st1", "e 1", "abcdef12", np.array(ends, dtype=np.int64), kinds, kind_of, cells,
+                      len(columns), {name: i for i, name in enumerate(columns)})
+
+    rows = list(chunk)
+
+    width = len(columns)
+    expected = []
+    for at, (end_ns, k) in enumerate(zip(ends, kind_of, strict=True)):
+        kind = kinds[k]
+        values = {n: None if n in kind.nulls or n not in columns else orjson.loads(cells[at * width + columns.index(n)])
+                  for n in kind.names}
+        expected.append(FluxRow("s-1", "st1", end_ns - kind.period_ns, end_ns, kind.status, kind.reasons, "e 1",
+                                "abcdef12", values))
+    assert rows == expected
+    head = {"station": "st1"}
+    assert b"".join(fluxes_json(head, [chunk[:0], chunk])) == b"".join(fluxes_json(head, [rows]))
+    for names in (["A", "B", "C_SSITC_TEST", "D", "E"], []):
+        assert b"".join(fluxes_csv(names, [chunk])) == b"".join(fluxes_csv(names, [rows]))
+        for base_only in (False, True):
+            assert (b"".join(ameriflux_csv(names, [chunk], base_only=base_only))
+                    == b"".join(ameriflux_csv(names, [rows], base_only=base_only)))
 
 
 def test_ameriflux_rows_are_those_of_the_cell_by_cell_writer() -> None:
