@@ -291,7 +291,11 @@ def measure(case: Case, client: httpx.Client, api: str, db_url: str, server_pid:
     if before is not None:
         before_body = fetch(client, "GET", f"{before[0]}{case.path}", params=case.params)
         if before_body != body:
-            raise AssertionError(f"{case.name}: the server before this change answered other bytes")
+            at = next((i for i, (x, y) in enumerate(zip(body, before_body, strict=False)) if x != y),
+                      min(len(body), len(before_body)))
+            raise AssertionError(f"{case.name}: the server before this change answered other bytes ({len(body):,} "
+                                 f"and {len(before_body):,}, first different at {at:,}: "
+                                 f"{body[max(0, at - 200):at + 100]!r} and {before_body[max(0, at - 200):at + 100]!r})")
         del before_body
     del body
     run_baseline(client, db_url, case.baseline)  # warm the same caches for both
