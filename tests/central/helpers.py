@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from gateway.central.store import StoredReading
+from gateway.central.ingest import Ingestor
+from gateway.central.store import Store, StoredReading
 from gateway.contract import FluxRecord, ReadingBatch
 from gateway.model import QualityFlag, Reading, TimeSource
 
@@ -64,3 +66,22 @@ def flux_record(
     return FluxRecord(site=site, station=station, start=end - timedelta(minutes=minutes), end=end, status=status,
                       reasons=reasons or [], engine_version=engine_version, settings_hash=settings_hash,
                       values=values)
+
+
+def dead_letters(ingestor: Ingestor) -> list[dict[str, Any]]:
+    if not ingestor.dead_letter_path.exists():
+        return []
+    return [json.loads(line) for line in ingestor.dead_letter_path.read_text(encoding="utf-8").splitlines()]
+
+
+def assert_the_changed_second_reading_was_set_aside(ingestor: Ingestor, store: Store) -> None:
+    """After `series("st1", [1.0, 2.0])` and then the same two with the second's value changed to None: the stored
+    pair unchanged, one duplicate, one conflict set aside beside what the store holds."""
+    assert [(p.value, p.qc) for p in store.query_series("st1", "CO2", T0, T0 + timedelta(hours=1))] == [
+        (1.0, 0), (2.0, 0)]
+    counters = ingestor.counters()
+    assert (counters["readings_stored"], counters["duplicate_readings"], counters["readings_set_aside"]) == (
+        2, 1, {"conflict": 1})
+    [record] = dead_letters(ingestor)
+    [entry] = record["set_aside"]
+    assert (entry["index"], entry["reading"]["value"], entry["stored"]["value"]) == (1, None, 2.0)
