@@ -63,8 +63,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
-                raise TooDeepError(None, None, f"lists or mappings nested deeper than {MAX_YAML_DEPTH} levels",
-                                   self.peek_event().start_mark)
+                raise TooDeepError(None, None, f"lists or mappings nested deeper than {MAX_YAML_DEPTH} levels "
+                                   "(nested too deeply)", self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -99,8 +99,6 @@ def load_yaml(text: str, path: Path | str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         kind = "duplicate key" if isinstance(exc, DuplicateKeyError) else "not valid YAML"
-        if isinstance(exc, TooDeepError):
-            problem = f"{problem} (nested too deeply)"
         raise ConfigError(f"{path}: {kind}{where}: {problem}") from None
     except RecursionError:  # PyYAML composes nested collections recursively (kept: a deep stack on entry)
         raise ConfigError(f"{path}: not valid YAML: lists or mappings nested too deeply") from None
