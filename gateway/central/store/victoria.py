@@ -28,13 +28,14 @@ measurement `readings`, tags site, station, sensor, variable, unit, time_source,
 device had no value), hi, lo (absent likewise), us, qc, clock_synced (1/0); VictoriaMetrics names the series
 `readings_<field>` with the tags as labels.
 
-Identity and write-once: as InfluxStore, the store reads what it holds at a batch's times (`/api/v1/export`,
-one request per station and cluster of times) and writes only new identities; it then asks VictoriaMetrics to make
-them searchable at once (`/internal/force_flush`, on a single node; a cluster's vmstorage nodes are named in
-`flush_urls`), so a redelivery a moment later is recognised. The look-up and the write happen under the write
-guard's lock of the batch's stations (`writeguard`, shared by every writer on this host through a file in the
-central service: several ingest workers), so two writers never both take one identity as new; writers on several
-hosts must split the stations between them, as for InfluxDB.
+Identity and write-once: as InfluxStore, the store reads what it holds at a batch's times (`/api/v1/export`, one
+request per station and cluster of times) and writes only new identities; it then asks VictoriaMetrics to make them
+searchable at once (`/internal/force_flush`, on a single node; a cluster's vmstorage nodes are named in
+`flush_urls`), so a redelivery a moment later is recognised; the look-up's selector is one VictoriaMetrics has never
+seen (`_uncached`), as its cache of which series a filter matches can lag new series by up to 10 s.
+The look-up and the write happen under the write guard's lock of the batch's stations (`writeguard`, shared by every
+writer on this host through a file in the central service: several ingest workers), so two writers never both take
+one identity as new; writers on several hosts must split the stations between them, as for InfluxDB.
 
 Reads: raw points from `/api/v1/export` a page of time at a time (exact values), aggregates from
 `/api/v1/query_range` with MetricsQL rollups evaluated at each window's end minus one millisecond
@@ -48,6 +49,7 @@ raw points and compute in Python.
 from __future__ import annotations
 
 import math
+import secrets
 import sqlite3
 import struct
 from collections import defaultdict
@@ -98,6 +100,7 @@ _NS_PER_MS = 1_000_000
 # VictoriaMetrics 1.79 finds no series in a search whose range starts on 1970-01-01 (its per-day index): the store
 # holds times from 1970-01-02 on (readings are plausible from 2000 on anyway)
 _EARLIEST_MS = 86_400_000
+_UNCACHED_LABEL = "sinkwatch_uncached"
 _RANGE_FUNCTIONS = {"mean": "sum_over_time", "min": "min_over_time", "max": "max_over_time",
                     "count": "count_over_time", "last": "last_over_time"}
 
@@ -128,6 +131,15 @@ def _selector(metric: str | None = None, **labels: str | None) -> str:
     parts = [f"__name__={_quote(metric)}"] if metric is not None else [f'__name__=~"{MEASUREMENT}_.+"']
     parts += [f"{name}={_quote(value)}" for name, value in labels.items() if value is not None]
     return "{" + ",".join(parts) + "}"
+
+
+def _uncached(selector: str) -> str:
+    """`selector` with a matcher no series fails (a label none has, unequal to a fresh random text), so that
+    VictoriaMetrics answers it from its index. VictoriaMetrics 1.79 keeps which series a filter matched over a day in
+    a cache that it empties when its index flushes, which comes with /internal/force_flush only if the new series are
+    still waiting for it; when its own 1-s flusher indexed them first (a slow write, a loaded host), only on a 10-s
+    tick."""
+    return f'{selector[:-1]},{_UNCACHED_LABEL}!="{secrets.token_hex(8)}"}}'
 
 
 def _escape_tag(text: str) -> str:
@@ -212,15 +224,16 @@ class VictoriaStore(SqliteStore):
 
     # --- points read back ------------------------------------------------------------------------------------------
 
-    def _samples(self, first_ns: int, last_ns: int,
-                 labels: dict[str, str | None]) -> Iterator[tuple[dict[str, str], int, dict[str, float]]]:
+    def _samples(self, first_ns: int, last_ns: int, labels: dict[str, str | None], *,
+                 uncached: bool = False) -> Iterator[tuple[dict[str, str], int, dict[str, float]]]:
         """(tags, time in ns, fields) of every reading whose series matches `labels` with time in
-        [first_ns, last_ns], in no order."""
+        [first_ns, last_ns], in no order; `uncached`: see `_uncached`."""
         first_ms, last_ms = first_ns // _NS_PER_MS, last_ns // _NS_PER_MS
         if last_ms < 0:
             return
         samples: dict[tuple[tuple[str, str], ...], dict[int, dict[str, float]]] = defaultdict(dict)
-        for series in self._export(_selector(None, **labels), max(first_ms, 0), last_ms):
+        selector = _selector(None, **labels)
+        for series in self._export(_uncached(selector) if uncached else selector, max(first_ms, 0), last_ms):
             metric = series["metric"]
             field = str(metric.get("__name__", ""))[len(MEASUREMENT) + 1:]
             key = tuple(sorted((k, str(v)) for k, v in metric.items() if k != "__name__"))
@@ -299,7 +312,10 @@ class VictoriaStore(SqliteStore):
             for first, last in runs:
                 lo = first // _NS_PER_MS * _NS_PER_MS
                 hi = last // _NS_PER_MS * _NS_PER_MS + _NS_PER_MS - 1
-                for point in self._with_reasons(self._points(lo, hi, site=site, station=station)):
+                # uncached: a series written a moment ago (by any writer) must be found, or its resend is stored twice
+                found = self._samples(lo, hi, {"site": site, "station": station}, uncached=True)
+                points = [_stored(tags, time_ns, _value(fields), fields) for tags, time_ns, fields in found]
+                for point in self._with_reasons(points):
                     held[reading_identity(point)] = point
         return held
 
