@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from gateway.central.ingest import Ingestor
 from gateway.central.store import Store, StoredReading
+from gateway.central.store.reads import FluxRow
+from gateway.central.streaming import ameriflux_stamp
 from gateway.contract import FluxRecord, ReadingBatch
+from gateway.flux.files import ameriflux_cells, ameriflux_header
 from gateway.model import QualityFlag, Reading, TimeSource
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
@@ -85,3 +90,17 @@ def assert_the_changed_second_reading_was_set_aside(ingestor: Ingestor, store: S
     [record] = dead_letters(ingestor)
     [entry] = record["set_aside"]
     assert (entry["index"], entry["reading"]["value"], entry["stored"]["value"]) == (1, None, 2.0)
+
+
+def ameriflux_by_cells(cols: list[str], rows: list[FluxRow], base_only: bool = False) -> bytes:
+    """AmeriFlux BASE text of `rows` as the file writer's cell-by-cell path writes it (csv module, `format` per
+    value): what the streamed encoder must equal."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ameriflux_header(cols, base_only))
+    for r in rows:
+        row = [ameriflux_stamp(r.start_ns), ameriflux_stamp(r.end_ns), *ameriflux_cells(cols, r.values)]
+        if not base_only:
+            row += [r.engine_version, r.settings_hash, r.status, "; ".join(r.reasons)]
+        writer.writerow(row)
+    return out.getvalue().encode()

@@ -14,6 +14,8 @@ from gateway.central.store.reads import FluxRow, FluxTexts, RecordKind
 from gateway.central.streaming import ameriflux_stamp, fluxes_json, rfc3339, rfc3339_many, series_csv, series_json
 from gateway.model import format_time
 
+from .helpers import ameriflux_by_cells
+
 
 def instants() -> list[int]:
     rng = random.Random(13)
@@ -150,12 +152,41 @@ def test_flux_texts_write_as_their_rows() -> None:
                     == b"".join(ameriflux_csv(names, [rows], base_only=base_only)))
 
 
-def test_ameriflux_rows_are_those_of_the_cell_by_cell_writer() -> None:
-    import csv
-    import io
+def awkward_ameriflux_values(rng: random.Random, count: int) -> list[float | int | None]:
+    """Numbers whose 9 significant digits are hard to get right column by column: ties and near-ties at the ninth
+    digit, values next to a power of ten (where log10 may miss by one) and to the bounds of %g's fixed notation
+    (1e-4, 1e9), counts at and past 1e15, minus zero, subnormals, integers past 2**53, any bit pattern."""
+    import struct
 
+    edges: list[float | int | None] = [None, 0.0, -0.0, 1e-4, 9.99999999e-5, 9.999999995e-5, 9.9999999949e-5,
+                                       999999999.0, 999999999.5, 999999999.4999, 1e9, 5e-324, 2.2250738585072014e-308,
+                                       1.7976931348623157e308, 10**15, 10**15 - 1, -(10**15) + 0.5, 2**53 + 1,
+                                       36000, -3, float("inf"), float("-inf"), float("nan"), 1 / 3, 1e16, 1e20]
+    out: list[float | int | None] = []
+    for _ in range(count):
+        pick = rng.random()
+        if pick < 0.2:
+            out.append(rng.choice(edges))
+        elif pick < 0.4:  # the ninth digit followed by a half, or a hair either side of one
+            digits = rng.randrange(10**8, 10**9)
+            tail = rng.choice([0.5, 0.4999999, 0.5000001, 0.5 - 1e-9, 0.5 + 1e-9, 0.0, 0.99999999, 0.125])
+            out.append((digits + tail) * 10.0 ** rng.randint(-14, 2) * rng.choice([1, -1]))
+        elif pick < 0.55:  # next to a power of ten
+            out.append(10.0 ** rng.randint(-7, 12) * (1 + rng.choice([-1, 1]) * rng.random()
+                                                      * 10.0 ** -rng.randint(5, 17)))
+        elif pick < 0.7:
+            out.append(struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0])
+        elif pick < 0.8:
+            out.append(rng.randint(-10**12, 10**12))
+        else:
+            out.append(rng.uniform(-1, 1) * 10.0 ** rng.uniform(-8, 12))
+    return out
+
+
+def test_ameriflux_rows_are_those_of_the_cell_by_cell_writer() -> None:
+    """The streamed AmeriFlux encoder rounds whole columns at once; every cell is the one `format(v, ".9g")` (or
+    `int(v)` for flags and counts) writes, for ordinary and awkward numbers alike."""
     from gateway.central.streaming import ameriflux_csv
-    from gateway.flux.files import ameriflux_cells, ameriflux_header
 
     cols = ["FC", "FC_SSITC_TEST", "H", "N_RECORDS", "TAU", "ZL"]
     rng = random.Random(11)
@@ -165,18 +196,14 @@ def test_ameriflux_rows_are_those_of_the_cell_by_cell_writer() -> None:
                     rng.choice([[], ['a "b", c'], ["x", "y\nz"]]), "e 1", "abcdef12",
                     {c: rng.choice(pool) for c in cols if rng.random() < 0.9})
             for i in range(400)]
+    awkward = awkward_ameriflux_values(rng, 60_000)
+    rows += [FluxRow("s", "st1", i * 1800 * 10**9, (i + 1) * 1800 * 10**9, "ok", [], "e 1", "abcdef12",
+                     dict(zip(cols, awkward[i * len(cols):(i + 1) * len(cols)], strict=True)))
+             for i in range(len(awkward) // len(cols))]
 
     for base_only in (False, True):
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(ameriflux_header(cols, base_only))
-        for r in rows:
-            row = [ameriflux_stamp(r.start_ns), ameriflux_stamp(r.end_ns), *ameriflux_cells(cols, r.values)]
-            if not base_only:
-                row += [r.engine_version, r.settings_hash, r.status, "; ".join(r.reasons)]
-            writer.writerow(row)
         assert b"".join(ameriflux_csv(cols, [rows[:150], [], rows[150:]], base_only=base_only)) == (
-            out.getvalue().encode())
+            ameriflux_by_cells(cols, rows, base_only))
 
 
 def test_coalesced_blocks_hold_every_byte_in_order() -> None:
