@@ -54,7 +54,7 @@ ANY_JSON = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_na
 
 READING_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "station": IDENTIFIERS, "sensor": IDENTIFIERS, "time": TIMES, "value": NUMBERS, "qc": NUMBERS,
-    "variable": st.one_of(ANY_JSON, st.sampled_from(["CO2", "V" * 64, "V" * 65, "CO2-1", ""])),
+    "variable": st.one_of(ANY_JSON, st.sampled_from(["CO2", "V" * 64, "V" * 65, "CO2-1", "", "CO2\n"])),
     "unit": st.one_of(ANY_JSON, st.just("u" * 33)),
     "time_source": st.one_of(ANY_JSON, st.sampled_from(list(TimeSource))),
     "clock_synced": st.one_of(ANY_JSON, st.sampled_from([1, 0, "true"])),
@@ -209,7 +209,7 @@ def test_the_column_checks_take_only_what_the_model_takes_and_read_it_as_the_mod
 @pytest.mark.parametrize("change", [
     {}, {"value": None, "qc": 3}, {"qc_reason": "warm-up"}, {"qc_reason": None}, {"value": 400},
     {"time": "2026-11-25T10:00:00Z"}, {"time": "2026-11-25T10:00:00.5Z"}, {"time_source": "board"},
-    {"clock_synced": False, "qc": 2}])
+    {"clock_synced": False, "qc": 2}, {"variable": "V" * 64}, {"unit": "u" * 32}, {"qc_reason": "r" * 200}])
 def test_a_valid_batch_is_taken_by_the_column_checks(change: dict[str, Any]) -> None:
     """The speed of the central ingest rests on this: the batches stations send pass the column checks, so no
     model is made of their readings."""

@@ -41,10 +41,18 @@ _READING_KEY_SETS = {frozenset(_READING_FIELDS), frozenset(name for name, field 
 _BATCH_FIELDS = frozenset(ReadingBatch.model_fields)
 _REQUIRED_BATCH_FIELDS = frozenset(name for name, f in ReadingBatch.model_fields.items() if f.is_required())
 
-# the constraints of `Reading`'s fields (gateway/model.py), kept beside them by tests/test_contract_native.py
-_VARIABLE_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
-_MAX_UNIT = 32
-_MAX_QC_REASON = 200
+
+def _field_limit(field: str, name: str) -> Any:
+    """`Reading.<field>`'s constraint `name` (min_length, max_length, pattern): the column checks use the model's
+    own limits, not copies of them."""
+    return next(getattr(m, name) for m in Reading.model_fields[field].metadata if getattr(m, name, None) is not None)
+
+
+# a pattern without its anchors, for `fullmatch` (Python's `$` would let a final newline by)
+_VARIABLE_RE = re.compile(_field_limit("variable", "pattern").removeprefix("^").removesuffix("$"))
+_VARIABLE_LENGTHS = range(_field_limit("variable", "min_length"), _field_limit("variable", "max_length") + 1)
+_MAX_UNIT: int = _field_limit("unit", "max_length")
+_MAX_QC_REASON: int = _field_limit("qc_reason", "max_length")
 #: a column of wire times joined by newlines: one match for a whole batch instead of one call per reading
 _WIRE_TIMES_RE = re.compile(f"(?:{NATIVE_WIRE_TIME_PATTERN.removeprefix('^').removesuffix('$')}\n)*")
 _TIME_SOURCES = frozenset(source.value for source in TimeSource)
@@ -101,7 +109,8 @@ def _columns(site: str, station: str, seq: int, sent: list[datetime], items: lis
         list(map(operator.itemgetter(name), items)) for name in _READING_FIELDS[:-1])
     reasons = list(map(dict.get, items, repeat("qc_reason")))
     if not (_identifiers(set(stations)) and _identifiers(set(sensors))
-            and all(type(v) is str and _VARIABLE_RE.fullmatch(v) for v in set(variables))
+            and all(type(v) is str and len(v) in _VARIABLE_LENGTHS and _VARIABLE_RE.fullmatch(v)
+                    for v in set(variables))
             and all(type(u) is str and len(u) <= _MAX_UNIT for u in set(units))
             and set(map(type, synced)) == {bool} and set(map(type, flags)) == {int}
             and set(map(type, values)) <= _NUMBER_TYPES and set(map(type, reasons)) <= _REASON_TYPES
