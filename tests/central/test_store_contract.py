@@ -685,6 +685,28 @@ def test_sqlite_stations_equal_the_grouping_of_the_readings_after_mixed_writes(t
         store.close()
 
 
+def test_sqlite_a_batch_of_new_readings_with_one_the_store_holds_is_classified_reading_by_reading(
+        tmp_path: Path) -> None:
+    # SqliteStore inserts a batch of new identities in one statement; one identity it holds already (with other
+    # content) must undo that and leave the batch to the reading-by-reading path: a conflict, nothing overwritten
+    path = tmp_path / "held.sqlite"
+    store = SqliteStore(path)
+    try:
+        store.write(stored("site1", [reading(time=T0 + 20 * timedelta(seconds=10), value=1.0)]))
+        batch = stored("site1", series("st1", [float(i) for i in range(40)]))
+
+        outcome = store.write(batch)
+
+        assert (outcome.written, outcome.duplicates, len(outcome.conflicts)) == (39, 0, 1)
+        assert outcome.conflicts[0].stored.reading.value == 1.0
+        values = [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)]
+        assert values == [float(i) for i in range(20)] + [1.0] + [float(i) for i in range(21, 40)]
+        assert store.stations() == stations_by_grouping(path)
+        assert store.write(batch).duplicates == 39
+    finally:
+        store.close()
+
+
 def test_a_rolled_back_write_leaves_the_stations_as_they_were(tmp_path: Path) -> None:
     path = tmp_path / "rollback.sqlite"
     store = SqliteStore(path)

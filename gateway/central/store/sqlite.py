@@ -38,6 +38,7 @@ from gateway.central.store.base import (
     every_ns,
     from_ns,
     merge_station_rows,
+    reading_identities,
     reading_identity,
     to_ns,
 )
@@ -208,8 +209,9 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
                     for points, ledger in batches:
                         classifier = ReadingClassifier(held)
                         refused: list[RejectedReading] = []
-                        for item in points:
-                            self._write_one(item, classifier, refused, newest)
+                        if not self._insert_all_new(points, classifier, newest):
+                            for item in points:
+                                self._write_one(item, classifier, refused, newest)
                         if ledger is not None:
                             self._insert_ledger([ledger])
                         classifiers.append(classifier)
@@ -223,6 +225,43 @@ class SqliteStore(SqliteBudgetMixin, SqliteProductsMixin, SqliteHealthMixin, Sql
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite database {self.path} refused the write: {exc}; will retry") from exc
         return [classifier.outcome(refused) for classifier, refused in zip(classifiers, rejected, strict=True)]
+
+    def _insert_all_new(self, points: list[StoredReading], classifier: ReadingClassifier,
+                        newest: dict[SeriesKey, int]) -> bool:
+        """The common case in one statement: a batch whose identities are all new (none repeated, none held by the
+        store or by this call). True when every reading was inserted; False when the batch was left untouched (a
+        savepoint undone) for `_write_one` to classify reading by reading: an identity the store holds, a reading a
+        CHECK refuses. A statement per reading cost a simulated station-year's 360,000 readings 25 s."""
+        if len(points) < 2:
+            return False
+        keys = reading_identities(points)
+        if len(set(keys)) != len(keys) or not classifier.held.keys().isdisjoint(keys):
+            return False
+        rows = []
+        for (site, r), key in zip(points, keys, strict=True):
+            value = r.value if r.value is not None and math.isfinite(r.value) else None
+            rows.append((site, r.station, r.sensor, r.variable, r.unit, key[4], r.time_source.value, value,
+                         int(r.qc), int(r.clock_synced), r.qc_reason))
+        conn = self._conn
+        conn.execute("SAVEPOINT all_new")
+        before = conn.total_changes  # the readings table has no triggers: each inserted row counts once
+        try:
+            conn.executemany(f"INSERT INTO readings ({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                             "ON CONFLICT DO NOTHING", rows)
+            inserted = conn.total_changes - before
+        except sqlite3.IntegrityError:
+            inserted = -1
+        if inserted != len(rows):
+            conn.execute("ROLLBACK TO all_new")
+            conn.execute("RELEASE all_new")
+            return False
+        conn.execute("RELEASE all_new")
+        classifier.add_all(points, keys)
+        for row in rows:
+            series, last = row[:5], newest.get(row[:5])
+            if last is None or last < row[5]:
+                newest[series] = row[5]
+        return True
 
     def _write_one(self, item: StoredReading, classifier: ReadingClassifier, rejected: list[RejectedReading],
                    newest: dict[SeriesKey, int]) -> None:
