@@ -25,7 +25,7 @@ from gateway.central.store.budget import (
     StationBudget,
     WindowMean,
     check_table,
-    clean,
+    json_rows,
     run_from_meta,
     table_ranges,
 )
@@ -81,14 +81,12 @@ class SqliteBudgetMixin:
         meta = {**run.meta(), "ranges": {k: [to_ns(a), to_ns(b), n] for k, (a, b, n) in table_ranges(tables).items()},
                 "columns": {t.resolution: list(t.values) for t in tables}}
         key = (run.station, run.year, run.settings_hash, run.engine_version, run.site)
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for table in tables:
-            names = list(table.values)
-            columns = [table.values[n] for n in names]
-            for i, (time, label) in enumerate(zip(table.times, table.labels, strict=True)):
-                cells = [clean(column[i]) for column in columns]
-                rows.append((run.site, run.station, run.year, run.engine_version, run.settings_hash,
-                             table.resolution, to_ns(time), label, json.dumps(cells, allow_nan=False)))
+            texts = json_rows(list(table.values.values()), len(table.times))
+            rows.extend((run.site, run.station, run.year, run.engine_version, run.settings_hash, table.resolution,
+                         to_ns(time), label, text)
+                        for time, label, text in zip(table.times, table.labels, texts, strict=True))
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.central.store.base import StoreUnavailable, from_ns, to_ns
-from gateway.central.store.budget import clean
+from gateway.central.store.budget import json_rows
 from gateway.central.store.products import (
     Product,
     ProductRun,
@@ -83,13 +83,11 @@ class SqliteProductsMixin:
         tables = list(product.tables.values())
         meta = run_meta(run, tables, to_ns)
         key = _key(run)
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for table in tables:
-            columns = [table.values[n] for n in table.values]
-            for i, time in enumerate(table.times):
-                cells = [clean(column[i]) for column in columns]
-                rows.append((run.product, run.site, run.station, run.year, run.engine_version, run.settings_hash,
-                             table.name, to_ns(time), json.dumps(cells, allow_nan=False)))
+            texts = json_rows(list(table.values.values()), len(table.times))
+            rows.extend((run.product, run.site, run.station, run.year, run.engine_version, run.settings_hash,
+                         table.name, to_ns(time), text) for time, text in zip(table.times, texts, strict=True))
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
