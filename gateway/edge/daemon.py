@@ -288,7 +288,8 @@ class StationDaemon:
         if self.flux is not None:
             flux_thread = threading.Thread(target=self.flux.run, args=(stop,), name="flux-runner", daemon=True)
             flux_thread.start()
-        # an atomic JSON status file beside the buffer, rewritten every second, for `sinkwatch live`
+        # an atomic JSON status file beside the buffer for `sinkwatch live` and `station check`: written when they
+        # ask, and once a minute (gateway/edge/live.py)
         status = StatusWriter(self)
         status_thread = threading.Thread(target=status.run, name="status-writer", daemon=True,
                                          args=(stop, self.liveness.register("status-writer", hung_after),
@@ -312,6 +313,7 @@ class StationDaemon:
             self.direct.run(stop)
         finally:
             stop.set()
+            status.interrupt()  # its wait ends now: no snapshot after the final one below
             if watchdog_thread is not None:
                 watchdog_thread.join(timeout=5)
             self.streams.stop()

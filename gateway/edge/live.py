@@ -5,14 +5,16 @@ thread rewrites `<buffer path>.status.json` (temp file + fsync-free rename: a re
 snapshot, never half of one), and `live` only reads that file. A snapshot older than `STALE_AFTER_S`, or one the
 daemon marked `running: false` when it stopped, is reported as such with the fix, never shown as live data.
 
-How often: every `WRITE_PERIOD_S` (1 s) while someone reads it, else every `IDLE_WRITE_PERIOD_S` (5 s). A reader
-(`read_status`: `sinkwatch live`, `station check`, a remote check command) touches `<status file>.watch`; the writer
-looks at that file's time (one `stat`) whenever it writes, so a reader is noticed within `IDLE_WRITE_PERIOD_S`, and
-then writes every second for `WATCHED_FOR_S` after the latest touch. While nobody reads, the writer wakes only to
-write, every 5 s (it used to wake every second to look at the watch file: 3600 wake-ups an hour, a third of its
-CPU). A snapshot of a 9-sensor station costs ~0.3 ms of CPU (0.43 ms before its sensors' "where" and reading times
-were kept between snapshots); every 5 s instead of every second while nobody reads it saves most of that
-(docs/performance.md, EDGE). A reader that may not write beside the buffer still gets the 5-s snapshots.
+When: when a reader asks, and every `IDLE_WRITE_PERIOD_S` (60 s) besides. A reader (`read_status`: `sinkwatch
+live`, `station check`, a remote check command) writes a byte into the FIFO `<status file>.wake`, which the writer
+holds open and sleeps on (`select`), and waits up to `ANSWER_WAIT_S` for a snapshot written after its request; the
+writer answers at once, but at most once per `WRITE_PERIOD_S` (1 s: `live` asks every second). So the thread wakes
+only to write, and while nobody reads, once a minute instead of every 5 s (a snapshot of a 14-sensor station is
+~1.5 ms of CPU here: 720 an hour were ~1 CPU-s per station-hour; docs/performance.md, EDGE) plus its watchdog
+beats. A FIFO that nobody holds open (`ENXIO`) means the daemon is not running, whatever the file says; a reader
+that may not write into the FIFO (mode 0620: the daemon's user and group) reads the file as it is, judged stale
+after `STALE_AFTER_S`. Where no FIFO can be made, the writer falls back to a snapshot every
+`FALLBACK_PERIOD_S`.
 
 Snapshot (schema 1)::
 
@@ -22,17 +24,22 @@ Snapshot (schema 1)::
                   "state", "reason", "fix", "rate", "rate_unit", "availability", "errors": {kind: n},
                   "latest": [{"variable", "value", "unit", "time", "qc"}]}]}
 
-Rates and availability are over the last `RATE_WINDOW_S` seconds: readings/s and the share of polls answered for a
-polled sensor; records/s and the share of the configured output rate received for a stream.
+Rates and availability are over the last `RATE_WINDOW_S` seconds, or since the snapshot before when that is older
+(the first snapshot a reader asks for after an idle spell: at most `IDLE_WRITE_PERIOD_S`; `rate_window_s` says
+which): readings/s and the share of polls answered for a polled sensor; records/s and the share of the configured
+output rate received for a stream.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
 import os
+import select
+import stat
 import threading
 import time
 from collections import deque
@@ -51,11 +58,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("sinkwatch.edge.live")
 
 SCHEMA = 1
-WRITE_PERIOD_S = 1.0  # while someone reads the snapshot
-IDLE_WRITE_PERIOD_S = 5.0  # while nobody does
-WATCHED_FOR_S = 10.0  # a reader's touch of the watch file counts this long
+WRITE_PERIOD_S = 1.0  # the shortest time between two snapshots readers ask for
+IDLE_WRITE_PERIOD_S = 60.0  # the longest between two snapshots
+FALLBACK_PERIOD_S = 5.0  # between two snapshots where no FIFO can be made (readers cannot ask)
+ANSWER_WAIT_S = 3.0  # how long a reader that asked waits for the snapshot (the daemon answers within ms)
 RATE_WINDOW_S = 10.0
-STALE_AFTER_S = 15.0  # three idle periods: a loaded host may write one late, a stuck daemon misses several
+# for a reader that could not ask: three idle periods (a loaded host may write one late, a stuck daemon misses several)
+STALE_AFTER_S = 3 * IDLE_WRITE_PERIOD_S
+WAKE_MODE = 0o620  # the daemon's user and group may ask for a snapshot (the state directory is 0750)
 
 
 def status_path(buffer_path: Path | str) -> Path:
@@ -67,9 +77,9 @@ def status_path_of(config: StationConfig) -> Path:
     return status_path(config.buffer.path)
 
 
-def watch_path(status: Path) -> Path:
-    """The file a reader touches to have the snapshot written every second."""
-    return status.with_name(f"{status.name}.watch")
+def wake_path(status: Path) -> Path:
+    """The FIFO a reader writes into to ask for a fresh snapshot."""
+    return status.with_name(f"{status.name}.wake")
 
 
 def _where(config: Any) -> str:
@@ -92,18 +102,20 @@ class _Window:
 
 
 class StatusWriter:
-    """Builds and writes the daemon's status snapshot; `run` rewrites it every `period_s` while a reader has touched
-    the watch file within `watched_for_s`, else every `idle_period_s`, until `stop`."""
+    """Builds and writes the daemon's status snapshot; `run` writes one at once, then whenever a reader asks through
+    the wake FIFO (at most every `period_s`) and every `idle_period_s` besides, until `stop` (module doc)."""
 
     def __init__(self, daemon: StationDaemon, path: Path | None = None, period_s: float = WRITE_PERIOD_S,
-                 idle_period_s: float = IDLE_WRITE_PERIOD_S, watched_for_s: float = WATCHED_FOR_S) -> None:
+                 idle_period_s: float = IDLE_WRITE_PERIOD_S) -> None:
         self.daemon = daemon
         self.path = path or status_path_of(daemon.config)
-        self.watch = watch_path(self.path)
+        self.wake = wake_path(self.path)
         self.period_s = period_s
         self.idle_period_s = idle_period_s
-        self.watched_for_s = watched_for_s
         self.writes = 0
+        self.asked = 0  # wake-ups by a reader's request
+        self._wake_fd: int | None = None
+        self._wake_lock = threading.Lock()  # `interrupt` never writes into a descriptor closed (and reused) meanwhile
         self._samples: deque[_Sample] = deque()
         self._write_failed = False
         # Kept between snapshots (docs/performance.md, EDGE): a sensor's "where" is fixed by its config, yet a
@@ -112,33 +124,72 @@ class StatusWriter:
         self._where: dict[int, tuple[Any, str]] = {}  # id(config) -> (config, where)
         self._times: dict[tuple[str, str], tuple[datetime, str]] = {}  # (sensor, variable) -> (time, formatted)
 
-    def watched(self) -> bool:
-        """A reader touched the watch file within `watched_for_s`."""
+    def _open_wake(self) -> None:
+        """Make the wake FIFO (again: a leftover of an earlier run is reused, anything else in its place replaced)
+        and hold it open for reading and writing: a FIFO with no writer would read as end-of-file (ready) forever,
+        and `interrupt` writes into it."""
         try:
-            return time.time() - self.watch.stat().st_mtime < self.watched_for_s
-        except OSError:
+            try:
+                if not stat.S_ISFIFO(os.lstat(self.wake).st_mode):
+                    os.unlink(self.wake)
+                    os.mkfifo(self.wake, WAKE_MODE)
+            except FileNotFoundError:
+                os.mkfifo(self.wake, WAKE_MODE)
+            os.chmod(self.wake, WAKE_MODE)  # the daemon's umask (0027) would take the group's write
+            self._wake_fd = os.open(self.wake, os.O_RDWR | os.O_NONBLOCK)
+        except (OSError, AttributeError) as exc:  # AttributeError: no os.mkfifo on this platform
+            log.warning("cannot make the FIFO %s (%s): readers cannot ask for a snapshot; writing one every %.0f s",
+                        self.wake, exc, FALLBACK_PERIOD_S)
+            self._wake_fd = None
+
+    def interrupt(self) -> None:
+        """End the writer's wait at once (the daemon calls it after setting the stop event)."""
+        with self._wake_lock:
+            if self._wake_fd is not None:
+                with contextlib.suppress(OSError):  # a full FIFO wakes it as well
+                    os.write(self._wake_fd, b"!")
+
+    def _sleep(self, stop: threading.Event, timeout_s: float) -> bool:
+        """Sleep until a reader asks (True), `timeout_s` passes, or `interrupt` (False)."""
+        fd = self._wake_fd
+        if fd is None:
+            stop.wait(timeout_s)
             return False
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+        if not ready:
+            return False
+        with contextlib.suppress(BlockingIOError):
+            while len(os.read(fd, 4096)) == 4096:  # every request so far is answered by one snapshot
+                pass
+        return not stop.is_set()
 
     def run(self, stop: threading.Event, beat: Callable[[], None] | None = None,
             beat_every_s: float = math.inf) -> None:
-        """Write a snapshot, then wait a period while a reader watches, else an idle period; until `stop`.
-
-        The wait is on the stop event (about twice a plain sleep's CPU per wake-up, bench/stream_reads.py, at most
-        720 wake-ups an hour while idle): a stop is seen at once, so the daemon's last snapshot (`running: false`)
-        is never overwritten by a late one. `beat` (the daemon's watchdog) is called at least every `beat_every_s`,
-        between writes too when the period is longer."""
-        while not stop.is_set():
-            if beat is not None:
-                beat()
-            self.write()
-            wait_s = self.period_s if self.watched() else self.idle_period_s
-            while wait_s > beat_every_s and beat is not None:
-                if stop.wait(beat_every_s):
-                    return
-                beat()
-                wait_s -= beat_every_s
-            if stop.wait(wait_s):
-                return
+        """Write a snapshot, then one whenever a reader asks (not sooner than `period_s` after the last) and every
+        `idle_period_s` besides, until `stop` (followed by `interrupt`, which ends a wait at once, so the daemon's
+        last snapshot, `running: false`, is never overwritten by a late one). `beat` (the daemon's watchdog) is
+        called at least every `beat_every_s`, between snapshots too."""
+        self._open_wake()
+        idle_s = self.idle_period_s if self._wake_fd is not None else min(self.idle_period_s, FALLBACK_PERIOD_S)
+        try:
+            last = -math.inf
+            asked = True  # the first snapshot at once
+            while not stop.is_set():
+                if beat is not None:
+                    beat()
+                now = time.monotonic()
+                if (asked and now - last >= self.period_s) or now - last >= idle_s:
+                    self.write()
+                    last, asked = time.monotonic(), False
+                due = last + (self.period_s if asked else idle_s)
+                if self._sleep(stop, max(0.0, min(due - time.monotonic(), beat_every_s))):
+                    asked = True
+                    self.asked += 1
+        finally:
+            with self._wake_lock:
+                if self._wake_fd is not None:
+                    os.close(self._wake_fd)
+                    self._wake_fd = None
 
     def _counts(self) -> dict[str, tuple[int, int, int]]:
         counts: dict[str, tuple[int, int, int]] = {}
@@ -273,16 +324,49 @@ class StatusUnavailable(Exception):
     """No usable status snapshot: the message says why and what to do."""
 
 
-def read_status(config: StationConfig, *, stale_after_s: float = STALE_AFTER_S, now: float | None = None
-                ) -> dict[str, Any]:
+def _ask(wake: Path) -> bool | None:
+    """Ask the daemon for a fresh snapshot: True when asked; False when no daemon holds the FIFO open (not
+    running); None when this reader cannot ask (no FIFO: a daemon of an earlier version or none; no right to write)."""
+    try:
+        fd = os.open(wake, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        return False if exc.errno == errno.ENXIO else None
+    try:
+        os.write(fd, b"?")
+    except BlockingIOError:
+        pass  # the FIFO is full of requests the daemon has not read yet: it will write anyway
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return True
+
+
+def read_status(config: StationConfig, *, stale_after_s: float = STALE_AFTER_S, now: float | None = None,
+                answer_wait_s: float = ANSWER_WAIT_S) -> dict[str, Any]:
     """The daemon's current snapshot for this station config; StatusUnavailable if missing, stale or stopped.
-    Touches the watch file, so the daemon writes every second for the next `WATCHED_FOR_S`."""
+    Asks the daemon for a fresh one first (module doc) and waits up to `answer_wait_s` for it."""
     path = status_path_of(config)
-    watch = watch_path(path)
-    with contextlib.suppress(OSError):  # no right to write beside the buffer: the idle snapshots still serve
-        watch.touch()
     run_hint = f"is `sinkwatch station run -c {config.source}` running?" if config.source else \
         "is `sinkwatch station run` running with this config?"
+    # a file's time is the kernel's coarse clock, up to a tick behind time.time(): a snapshot written right after
+    # the request may carry a time a few ms before it
+    asked_at = time.time() - 0.1
+    asked = _ask(wake_path(path)) if path.exists() else None
+    if asked:
+        # the daemon answers within milliseconds; a few stats while it does
+        deadline = time.monotonic() + answer_wait_s
+        while True:
+            try:
+                if path.stat().st_mtime >= asked_at:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() >= deadline:
+                raise StatusUnavailable(f"the station daemon did not answer a request for its status within "
+                                        f"{answer_wait_s:g} s (status file {path}): it is stuck or overloaded; "
+                                        f"see its log (journalctl -u sinkwatch-station)")
+            time.sleep(0.01)
     try:
         snapshot = json.loads(path.read_text())
     except FileNotFoundError:
@@ -296,6 +380,9 @@ def read_status(config: StationConfig, *, stale_after_s: float = STALE_AFTER_S, 
     written = datetime.fromtimestamp(float(snapshot.get("written", 0)), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if not snapshot.get("running", False):
         raise StatusUnavailable(f"the station daemon stopped at {written} (status file {path}); {run_hint}")
+    if asked is False:  # its FIFO has no reader: the process that wrote this is gone (killed, crashed)
+        raise StatusUnavailable(f"the station daemon is not running: its status file {path} was last written at "
+                                f"{written} by a process that is gone; {run_hint}")
     if age > stale_after_s:
         raise StatusUnavailable(f"the status file {path} is stale: last written {age:.0f} s ago ({written}); "
                                 f"the daemon is not running or is stuck; {run_hint}")

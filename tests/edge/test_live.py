@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,14 +23,12 @@ from gateway.demo import ANALYZER, PROFILE, SONIC, DemoRig, demo_simulators, wri
 from gateway.edge.config import load_station_config
 from gateway.edge.daemon import StationDaemon
 from gateway.edge.live import (
-    IDLE_WRITE_PERIOD_S,
-    WATCHED_FOR_S,
-    WRITE_PERIOD_S,
+    STALE_AFTER_S,
     StatusUnavailable,
     StatusWriter,
     read_status,
     status_path,
-    watch_path,
+    wake_path,
 )
 
 pytestmark = pytest.mark.integration
@@ -148,11 +148,14 @@ def test_a_stale_or_stopped_status_is_not_shown_as_live(tmp_path: Path) -> None:
         "site": "forest", "station": "st1", "buffer": {"path": str(tmp_path / "buffer.sqlite")},
         "sensors": [{"name": "co2", "driver": "gmp252", "port": str(tmp_path / "no-tty")}]})
     path = status_path(tmp_path / "buffer.sqlite")
-    snapshot = {"schema": 1, "written": time.time() - 60, "running": True, "site": "forest", "station": "st1",
+    # no FIFO to ask through (a daemon of an earlier version): the file is judged by its age
+    old = round(STALE_AFTER_S + 60)
+    snapshot = {"schema": 1, "written": time.time() - old, "running": True, "site": "forest", "station": "st1",
                 "sensors": []}
     path.write_text(json.dumps(snapshot))
     code, output = live_once(station_yaml)
-    assert code == 1 and "is stale: last written 60 s ago" in output and "station run -c" in output
+    stale = re.search(r"is stale: last written (\d+) s ago", output)
+    assert code == 1 and stale and int(stale[1]) >= old and "station run -c" in output
     path.write_text(json.dumps({**snapshot, "written": time.time(), "running": False}))
     code, output = live_once(station_yaml)
     assert code == 1 and "the station daemon stopped at" in output
@@ -161,70 +164,115 @@ def test_a_stale_or_stopped_status_is_not_shown_as_live(tmp_path: Path) -> None:
         read_status(load_station_config(station_yaml))
 
 
-class ScriptedStop(threading.Event):
-    """A stop event whose waits return at once: `on_wait[k]` runs during the k-th wait (0-based), and the loop stops
-    at the wait numbered `stop_at`. It records every wait's timeout."""
+class TinyWriter(StatusWriter):
+    """A status writer of no daemon: its snapshot is a minimal one (the snapshot's content has tests of its own)."""
 
-    def __init__(self, on_wait: dict[int, Callable[[], None]], stop_at: int) -> None:
-        super().__init__()
-        self.on_wait, self.stop_at = on_wait, stop_at
-        self.timeouts: list[float | None] = []
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.timeouts.append(timeout)
-        self.on_wait.get(len(self.timeouts) - 1, lambda: None)()
-        if len(self.timeouts) > self.stop_at:
-            self.set()
-        return self.is_set()
+    def snapshot(self, running: bool = True) -> dict[str, Any]:
+        return {"schema": 1, "written": time.time(), "running": running, "site": "forest", "station": "st1",
+                "sensors": []}
 
 
-class CountingWriter(StatusWriter):
-    def write(self, running: bool = True) -> None:
-        self.writes += 1
-
-
-def test_the_snapshot_is_written_every_second_only_while_someone_reads_it(tmp_path: Path) -> None:
-    station_yaml = write_station_yaml(tmp_path / "station.yaml", {
+def minimal_station(tmp_path: Path) -> Path:
+    return write_station_yaml(tmp_path / "station.yaml", {
         "site": "forest", "station": "st1", "buffer": {"path": str(tmp_path / "buffer.sqlite")},
         "sensors": [{"name": "co2", "driver": "gmp252", "port": str(tmp_path / "no-tty")}]})
+
+
+Running = tuple[TinyWriter, threading.Event, list[int], threading.Thread]
+
+
+@pytest.fixture
+def tiny_writer(tmp_path: Path) -> Iterator[Running]:
+    """A writer that would write only once an hour unless asked, running in its own thread; its beats."""
+    writer = TinyWriter(cast("StationDaemon", None), path=status_path(tmp_path / "buffer.sqlite"),
+                        period_s=1.0, idle_period_s=3600.0)
+    stop = threading.Event()
+    beats: list[int] = []
+    thread = threading.Thread(target=writer.run, args=(stop, lambda: beats.append(writer.writes), 0.05))
+    thread.start()
+    try:
+        wait_for(lambda: writer.writes == 1)
+        yield writer, stop, beats, thread
+    finally:
+        stop.set()
+        writer.interrupt()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def test_the_snapshot_is_written_when_a_reader_asks_through_the_fifo_not_on_a_timer(
+        tmp_path: Path, tiny_writer: Running) -> None:
+    writer, _stop, beats, _thread = tiny_writer
+    config = load_station_config(minimal_station(tmp_path))
+    assert stat.S_ISFIFO(os.stat(wake_path(writer.path)).st_mode)
+    assert stat.S_IMODE(os.stat(wake_path(writer.path)).st_mode) == 0o620  # the daemon's group may ask too
+    wait_for(lambda: len(beats) >= 5)  # the watchdog's beats go on while it sleeps ...
+    assert writer.writes == 1 and writer.asked == 0  # ... and nothing else wakes it to write
+    asked = time.time()
+    snapshot = read_status(config)
+    assert snapshot["written"] >= asked - 0.1 and writer.asked >= 1  # written for this reader
+    first = snapshot["written"]
+    time.sleep(0.15)  # past the 0.1 s by which a reader takes a snapshot written just before it asked
+    again = read_status(config)  # answered, but not sooner than period_s after the last
+    assert again["written"] >= first + writer.period_s and writer.writes == 3
+
+
+def test_a_stop_ends_the_status_writer_at_once_with_no_snapshot_after_it(tiny_writer: Running) -> None:
+    writer, stop, _beats, thread = tiny_writer
+    writes = writer.writes
+    stop.set()
+    writer.interrupt()  # ends the wait of an hour
+    thread.join(timeout=10)
+    assert not thread.is_alive() and writer.writes == writes
+    assert writer._wake_fd is None  # its FIFO closed: a reader now finds no daemon
+
+
+def test_a_status_whose_daemon_is_gone_or_does_not_answer_is_not_shown_as_live(tmp_path: Path) -> None:
+    config = load_station_config(minimal_station(tmp_path))
     path = status_path(tmp_path / "buffer.sqlite")
-    path.write_text(json.dumps({"schema": 1, "written": time.time(), "running": True, "site": "forest",
+    written = time.time() - 5  # a few seconds ago: fresh by its age alone
+    path.write_text(json.dumps({"schema": 1, "written": written, "running": True, "site": "forest",
                                 "station": "st1", "sensors": []}))
-    writer = CountingWriter(cast("StationDaemon", None), path=path)
-
-    def read() -> None:  # a reader (live, check) marks its interest
-        read_status(load_station_config(station_yaml))
-
-    def leave() -> None:
-        long_ago = time.time() - 2 * WATCHED_FOR_S
-        os.utime(watch_path(path), (long_ago, long_ago))
-
-    # nobody reads: a snapshot, then one per idle period; a reader during the third wait is noticed when it ends
-    # (within one idle period), then a snapshot every second until the reader's touch is older than WATCHED_FOR_S
-    stop = ScriptedStop({2: read, 5: leave}, stop_at=7)
-    writer.run(stop)
-    assert stop.timeouts == [IDLE_WRITE_PERIOD_S] * 3 + [WRITE_PERIOD_S] * 3 + [IDLE_WRITE_PERIOD_S] * 2
-    assert writer.writes == 8  # one at the start and one after every wait but the stopping one
+    os.utime(path, (written, written))
+    os.mkfifo(wake_path(path), 0o620)
+    # a fresh file that says "running", but nobody holds the FIFO: the daemon was killed a moment ago
+    with pytest.raises(StatusUnavailable, match=r"not running: .* by a process that is gone"):
+        read_status(config)
+    # held open, but nobody answers: a stuck daemon
+    held = os.open(wake_path(path), os.O_RDWR | os.O_NONBLOCK)
+    try:
+        with pytest.raises(StatusUnavailable, match=r"did not answer a request for its status within 0\.3 s"):
+            read_status(config, answer_wait_s=0.3)
+    finally:
+        os.close(held)
 
 
-def test_a_stop_ends_the_status_writer_at_once_with_no_snapshot_after_it(tmp_path: Path) -> None:
-    writer = CountingWriter(cast("StationDaemon", None), path=status_path(tmp_path / "buffer.sqlite"))
+def test_a_leftover_in_the_fifos_place_is_replaced_and_a_writer_without_one_still_writes(tmp_path: Path) -> None:
+    path = status_path(tmp_path / "buffer.sqlite")
+    wake_path(path).write_text("not a fifo")  # e.g. restored from a backup
+    writer = TinyWriter(cast("StationDaemon", None), path=path, period_s=0.2, idle_period_s=3600.0)
     stop = threading.Event()
     thread = threading.Thread(target=writer.run, args=(stop,))
     thread.start()
-    wait_for(lambda: writer.writes == 1)
-    stop.set()  # while it waits an idle period
-    thread.join(timeout=IDLE_WRITE_PERIOD_S / 2)
-    assert not thread.is_alive() and writer.writes == 1
-
-
-def test_the_status_writer_beats_the_watchdog_between_snapshots_when_its_period_is_longer(tmp_path: Path) -> None:
-    # a daemon watchdog with hung_after_s 2 needs a beat every 0.5 s; the idle snapshot comes every 5 s
-    writer = CountingWriter(cast("StationDaemon", None), path=status_path(tmp_path / "buffer.sqlite"))
-    beats: list[int] = []
-    stop = ScriptedStop({}, stop_at=12)
-    writer.run(stop, beat=lambda: beats.append(writer.writes), beat_every_s=0.5)
-    assert stop.timeouts[:10] == [0.5] * 9 + [pytest.approx(IDLE_WRITE_PERIOD_S - 9 * 0.5)]
-    assert writer.writes == 2  # the snapshots keep their period
-    # a beat before each snapshot and after every wait between two (the 13th wait is the stopping one)
-    assert beats == [0] + [1] * 10 + [2] * 2
+    try:
+        wait_for(lambda: writer.writes == 1)
+        assert stat.S_ISFIFO(os.stat(wake_path(path)).st_mode)
+        assert read_status(load_station_config(minimal_station(tmp_path)))["running"] is True
+    finally:
+        stop.set()
+        writer.interrupt()
+        thread.join(timeout=10)
+    # a folder in the FIFO's place (it cannot be replaced): snapshots on a timer instead, judged by their age
+    other = tmp_path / "other" / "status.json"
+    wake_path(other).mkdir(parents=True)
+    blocked = TinyWriter(cast("StationDaemon", None), path=other, period_s=0.2, idle_period_s=3600.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=blocked.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: blocked.writes >= 1)
+        assert blocked._wake_fd is None
+    finally:
+        stop.set()  # the timer's wait is on the stop event: no interrupt needed
+        thread.join(timeout=10)
+    assert not thread.is_alive()

@@ -182,6 +182,12 @@ def test_a_daemon_with_a_hung_loop_stops_pinging_and_resumes_when_it_moves(tmp_p
             except FileExistsError:  # the writer is between its write and its rename: try again
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
+        # ask for a snapshot, as `sinkwatch live` does (it writes only when asked, and once a minute)
+        wake = os.open(tmp_path / f"{buffer.name}.status.json.wake", os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(wake, b"?")
+        finally:
+            os.close(wake)
         _wait_message(notify_socket, "STATUS=hung: status-writer silent", 15)
         withheld = _messages(notify_socket, time.monotonic() + 1.5)
         assert not [m for m in withheld if m.startswith("WATCHDOG=1")], withheld
