@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,30 @@ def test_the_signer_chains_items_and_a_resend_is_the_same_signed_item(tmp_path: 
     assert third.link.epoch == first.link.epoch and third.link.prev_seq == 1 and third.link.at == 5_000
     assert again.health()["chains"] == {"readings": {"epoch": first.link.epoch, "seq": 2},
                                         "fluxes": {"epoch": flux.link.epoch, "seq": 0}}
+    again.close()
+
+
+def test_confirmed_links_are_dropped_with_the_next_link_or_at_close_not_in_a_commit_of_their_own(
+        tmp_path: Path) -> None:
+    signer = _signer(tmp_path, [10])
+    for seq in range(3):
+        signer.envelope("readings", TOPIC, seq, b"item %d" % seq)
+
+    def links() -> list[int]:  # what the file holds, as another connection (a restart after a crash) sees it
+        with sqlite3.connect(tmp_path / "buffer.sqlite") as db:
+            return sorted(seq for (seq,) in db.execute("SELECT seq FROM chain_links WHERE channel='readings'"))
+
+    signer.forget("readings", [(0, 1)])
+    assert links() == [0, 1, 2]  # no commit (no fsync) of its own
+    signer.envelope("readings", TOPIC, 1, b"item 1")  # a resend makes no new link: still nothing dropped
+    assert links() == [0, 1, 2]
+    signer.envelope("readings", TOPIC, 3, b"item 3")
+    assert links() == [2, 3]  # dropped in the new link's transaction
+    signer.forget("readings", [(2, 3)])
+    signer.close()
+    assert links() == []
+    again = _signer(tmp_path, [20])  # the chain goes on from its head
+    assert parse_envelope(again.envelope("readings", TOPIC, 4, b"item 4")).link.prev_seq == 3
     again.close()
 
 
