@@ -78,6 +78,22 @@ def thread_cpu() -> dict[str, float]:
     return out
 
 
+def thread_wakeups() -> dict[str, int]:
+    """Voluntary context switches of each live thread by its Python name (Linux /proc): how often it went to sleep
+    and was woken, which is most of what an idle-ish thread costs."""
+    out: dict[str, int] = {}
+    for thread in threading.enumerate():
+        try:
+            status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+        except OSError:
+            continue
+        switches = next(int(line.split()[1]) for line in status.splitlines()
+                        if line.startswith("voluntary_ctxt_switches:"))
+        name = thread.name.split("(")[0].rstrip("-0123456789") or thread.name
+        out[name] = out.get(name, 0) + switches
+    return out
+
+
 def child_daemon(config_path: str, warmup_s: float, window_s: float) -> None:
     import faulthandler
     import signal
@@ -100,6 +116,7 @@ def child_daemon(config_path: str, warmup_s: float, window_s: float) -> None:
     def start_window() -> None:
         marks["start"] = counts()
         marks["threads"] = thread_cpu()
+        marks["wakeups"] = thread_wakeups()
         threading.Timer(window_s, finish).start()
 
     def finish() -> None:
@@ -107,11 +124,13 @@ def child_daemon(config_path: str, warmup_s: float, window_s: float) -> None:
         end = counts()
         first = marks["start"]
         threads = {name: round(cpu - marks["threads"].get(name, 0.0), 2) for name, cpu in thread_cpu().items()}
+        wakeups = {name: n - marks["wakeups"].get(name, 0) for name, n in thread_wakeups().items()}
         health: dict[str, Any] = {
             "streams": [{k: s[k] for k in ("name", "state", "good", "bad", "frames", "summaries", "archive_files")}
                         for s in daemon.streams.health()],
             "window": {k: end[k] - first[k] for k in end},
             "threads_cpu_s": dict(sorted(threads.items(), key=lambda kv: -kv[1])),
+            "threads_wakeups": dict(sorted(wakeups.items(), key=lambda kv: -kv[1])),
             "polls_total": end["polls"], "readings_total": end["readings"],
             "errors": {r.config.name: r.health.errors for r in daemon.runners if r.health.errors},
             "missed_slots": sum(r.health.missed_slots for r in daemon.runners),
@@ -320,6 +339,10 @@ def main() -> None:
           f"readings confirmed by receipt (summaries included), {unconfirmed} left in the buffer at the end; "
           f"missed slots {ours['health']['missed_slots']}, errors {json.dumps(ours['health']['errors'])}")
     print(f"  CPU-s in the window by thread: {json.dumps(ours['health']['threads_cpu_s'])}")
+    print(f"  CPU-s per station-hour by thread: "
+          f"{json.dumps({k: round(v / hours, 1) for k, v in ours['health']['threads_cpu_s'].items()})}")
+    print(f"  wake-ups (voluntary context switches) per station-hour by thread: "
+          f"{json.dumps({k: round(v / hours) for k, v in ours['health']['threads_wakeups'].items()})}")
     print(f"  health: {json.dumps(ours['health']['streams'])}; signing: "
           f"{json.dumps(ours['health']['delivery']['signing'])}")
     if ours["returncode"]:
