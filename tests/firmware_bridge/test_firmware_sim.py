@@ -22,6 +22,9 @@ pytestmark = pytest.mark.integration
 
 EXC_MV = 2500
 RANGE_UM = 11000.0  # ecomatik_dr1
+# how far a reading's host time may stray from the moments around its sampling: the clock mapping's error, which a
+# loaded machine widens (the checks are against jumps of seconds to days, not against the mapping's accuracy)
+CLOCK_SLACK = timedelta(seconds=1)
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +150,7 @@ def test_board_reset_mid_session_is_detected_and_never_mis_stamped(board: Emulat
     time.sleep(0.5)
     driver.poll()
     boot_before = driver.clock.boot_id
+    reset_at = datetime.now(UTC)
     board.reset()
     time.sleep(0.6)
     after_reset = driver.poll()  # re-synchronises, re-configures; no record of the old boot is mapped
@@ -156,7 +160,8 @@ def test_board_reset_mid_session_is_detected_and_never_mis_stamped(board: Emulat
     assert driver.clock.boot_id != boot_before and driver.clock.counters.resets == 1
     assert driver.link.counters.hellos >= 1
     for reading in after_reset + later:
-        assert now - timedelta(seconds=2) <= reading.time <= now
+        # sampled after the reset (a second's slack for the clock mapping on a loaded machine), never by old boot
+        assert reset_at - CLOCK_SLACK <= reading.time <= now + CLOCK_SLACK
     assert later, "sampling resumed after the reset"
     driver.close()
 
@@ -166,6 +171,7 @@ def test_board_clock_rollover(board: EmulatedBoard) -> None:
     board.set_voltage(0, 1000)
     driver = make_driver(board, sdi12=[], sample_interval_ms=100)
     driver.open()
+    set_at = datetime.now(UTC)
     driver.link.request(p.MsgType.TIME, p.encode_time_request(0xFFFFFFFF - 600))  # 0.6 s before the wrap
     driver.clock.forget()
     driver.poll()
@@ -175,7 +181,7 @@ def test_board_clock_rollover(board: EmulatedBoard) -> None:
     assert driver.clock.counters.rollovers == 1
     times = [r.time for r in readings if r.variable == "STEM_RAD_CHG_1_1_1"]
     assert len(times) >= 8 and times == sorted(times)
-    assert all(now - timedelta(seconds=2) <= t <= now for t in times)
+    assert all(set_at - CLOCK_SLACK <= t <= now + CLOCK_SLACK for t in times)  # none 49.7 days off
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert all(0.05 <= g <= 0.2 for g in gaps), gaps  # no jump of 49.7 days at the wrap
     driver.close()
