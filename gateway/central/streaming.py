@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -455,29 +455,37 @@ class _AmerifluxCells:
     def rows(self, values: list[list[Any]]) -> list[bytes] | None:
         """The cells of each row of `values` (one list of the values of `cols` a row, None where missing), joined
         by commas; None when a value is no number numpy takes (the caller writes such rows with `line`)."""
-        count, width = len(values), len(self.cols)
         try:
-            v = np.array(values, dtype=np.float64).reshape(count, width)
+            v = np.array(values, dtype=np.float64).reshape(len(values), len(self.cols))
         except (TypeError, ValueError, OverflowError):
             return None
-        texts = _ameriflux_texts(v, self.integer)
-        if texts is None:
-            return None
-        out, special = texts
-        for at in special.tolist():  # a value %g writes with an exponent, a tie, a huge count: as the writer does
-            row, col = divmod(at, width)
-            value = values[row][col]
-            out[at] = (str(int(value)) if self.integer[col] else format(value, ".9g")).encode()
-        return [b",".join(out[at:at + width]) for at in range(0, count * width, width)]
+        return self.of(v, lambda row, col: values[row][col])
+
+    def of(self, v: np.ndarray, original: Callable[[int, int], Any]) -> list[bytes]:
+        """The cells of each row of `v` (rows x `cols`, NaN where missing), joined by commas; `original(row, col)`
+        is the value `v` holds as a float, for a value left to `format`."""
+        texts, special = _ameriflux_texts(v, self.integer)
+        fixes: dict[int, list[int]] = {}
+        for at in special.tolist():
+            row, col = divmod(at, len(self.cols))
+            fixes.setdefault(row, []).append(col)
+        for row, cols in fixes.items():  # a value %g writes with an exponent, a tie, a huge count: as the writer does
+            cells = texts[row].split(b",")
+            for col in cols:
+                value = original(row, col)
+                cells[col] = (str(int(value)) if self.integer[col] else format(value, ".9g")).encode()
+            texts[row] = b",".join(cells)
+        return texts
 
     def line(self, values: list[Any]) -> bytes:
         """One row's cells, joined by commas, by `ameriflux_cells` itself."""
         return ",".join(ameriflux_cells(self.cols, dict(zip(self.cols, values, strict=True)))).encode()
 
 
-def _ameriflux_texts(v: np.ndarray, integer: np.ndarray) -> tuple[list[bytes], np.ndarray] | None:
-    """The AmeriFlux text of each value of `v` (rows x columns; flags and counts where `integer`), row-major, and
-    the flat indices of those left to `format` (their text here is a placeholder)."""
+def _ameriflux_texts(v: np.ndarray, integer: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    """The AmeriFlux text of each row of `v` (rows x columns; flags and counts where `integer`), its cells joined by
+    commas, and the flat indices of the values left to `format` (their text here is a placeholder): one orjson dump
+    of the rows, `.0` cut after a whole number."""
     finite = np.isfinite(v)
     with np.errstate(all="ignore"):
         size = np.abs(v)
@@ -502,8 +510,8 @@ def _ameriflux_texts(v: np.ndarray, integer: np.ndarray) -> tuple[list[bytes], n
     out[~finite] = MISSING
     special = np.flatnonzero(finite & ~done)
     out.reshape(-1)[special] = 0.0
-    text = orjson.dumps(out.reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
-    return (text[1:-1] + b",").replace(b".0,", b",").split(b",")[:-1], special
+    text = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
+    return text.replace(b".0,", b",").replace(b".0]", b"]")[2:-2].split(b"],["), special
 
 
 #: 10**k for k = -1..14 (at index k + 1): exact but for 0.1, which only a value of 1e9 or more meets (written by
@@ -546,17 +554,40 @@ def ameriflux_csv(cols: Sequence[str], chunks: Iterable[Sequence[FluxRow]], *, b
 
 def _records_ameriflux(chunk: FluxTexts, cells: _AmerifluxCells, base_only: bool) -> bytes:
     kinds = chunk.kinds
-    cols = cells.cols
-    values = chunk.value_lists([cols] * len(kinds)) if cols else []
-    texts = cells.rows(values) if cols else None
+    texts = _chunk_ameriflux(chunk, cells) if cells.cols else None
     tails = [b"" if base_only else f",{_csv_text(chunk.engine_version)},{_csv_text(chunk.settings_hash)},"
              f"{_csv_text(kind.status)},{_csv_text('; '.join(kind.reasons))}".encode() for kind in kinds]
     lines = []
     for at, (start_ns, end_ns, kind) in enumerate(zip(chunk.start_ns().tolist(), chunk.end_ns.tolist(),
                                                       chunk.kind_of, strict=True)):
         line = f"{ameriflux_stamp(start_ns)},{ameriflux_stamp(end_ns)}".encode()
-        if cols:
-            line += b"," + (texts[at] if texts is not None else cells.line(values[at]))
+        if texts is not None:
+            line += b"," + texts[at]
         lines.append(line + tails[kind])
     lines.append(b"")
     return b"\n".join(lines)
+
+
+def _chunk_ameriflux(chunk: FluxTexts, cells: _AmerifluxCells) -> list[bytes]:
+    """The AmeriFlux cells of each record of `chunk`: every cell of its rows parsed by one orjson call into one
+    table (a row's meta cell as null), each kind's columns of it taken by numpy; a chunk orjson or numpy does not
+    take so (never from InfluxDB) parsed record by record (`FluxTexts.value_lists`)."""
+    count, width = len(chunk), chunk.width
+    texts = chunk.cells.copy()
+    texts[width - 1::width] = [_NULL] * count
+    try:
+        parsed = orjson.loads(b"[" + b",".join(texts) + b"]")
+        table = np.array(parsed, dtype=np.float64).reshape(count, width)
+    except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError):
+        values = chunk.value_lists([cells.cols] * len(chunk.kinds))
+        return cells.rows(values) or [cells.line(row) for row in values]
+    # a value the record lacks or lists among its nulls: the meta cell's NaN
+    columns = [np.array([c if c >= 0 else width - 1 for c in chunk.value_columns(kind, cells.cols)], np.intp)
+               for kind in chunk.kinds]
+    kind_of = np.array(chunk.kind_of, np.intp)
+    v = table.take(columns[0], axis=1) if len(columns) == 1 else np.empty((count, len(cells.cols)))
+    if len(columns) > 1:
+        for k, kind_columns in enumerate(columns):
+            rows = np.flatnonzero(kind_of == k)
+            v[rows] = table[rows[:, None], kind_columns]
+    return cells.of(v, lambda row, col: parsed[row * width + int(columns[kind_of[row]][col])])

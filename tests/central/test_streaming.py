@@ -149,7 +149,8 @@ def test_flux_texts_write_as_their_rows() -> None:
         assert b"".join(fluxes_csv(names, [chunk])) == b"".join(fluxes_csv(names, [rows]))
         for base_only in (False, True):
             assert (b"".join(ameriflux_csv(names, [chunk], base_only=base_only))
-                    == b"".join(ameriflux_csv(names, [rows], base_only=base_only)))
+                    == b"".join(ameriflux_csv(names, [rows], base_only=base_only))
+                    == ameriflux_by_cells(names, rows, base_only))
 
 
 def awkward_ameriflux_values(rng: random.Random, count: int) -> list[float | int | None]:
