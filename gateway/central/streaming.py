@@ -570,11 +570,11 @@ def _records_ameriflux(chunk: FluxTexts, cells: _AmerifluxCells, base_only: bool
 
 def _chunk_ameriflux(chunk: FluxTexts, cells: _AmerifluxCells) -> list[bytes]:
     """The AmeriFlux cells of each record of `chunk`: every cell of its rows parsed by one orjson call into one
-    table (a row's meta cell as null), each kind's columns of it taken by numpy; a chunk orjson or numpy does not
-    take so (never from InfluxDB) parsed record by record (`FluxTexts.value_lists`)."""
+    table (a row's time and meta cells as null), each kind's columns of it taken by numpy; a chunk orjson or numpy
+    does not take so parsed record by record (`FluxTexts.value_lists`)."""
     count, width = len(chunk), chunk.width
     texts = chunk.cells.copy()
-    texts[width - 1::width] = [_NULL] * count
+    texts[0::width] = texts[width - 1::width] = [_NULL] * count  # a row's bracket is in its time and meta cells
     try:
         parsed = orjson.loads(b"[" + b",".join(texts) + b"]")
         table = np.array(parsed, dtype=np.float64).reshape(count, width)
