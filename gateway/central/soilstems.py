@@ -140,7 +140,9 @@ def _complete(first: datetime, last: datetime, year: int, utc_offset_h: float) -
 
 
 def _column(values: FloatArray) -> list[float | None]:
-    return [None if not np.isfinite(v) else float(v) for v in values]
+    # tolist, not float() per numpy element: a year's gradient table is 17,520 rows of 30 columns
+    numbers = np.asarray(values, dtype=np.float64)
+    return [v if ok else None for v, ok in zip(numbers.tolist(), np.isfinite(numbers).tolist(), strict=True)]
 
 
 # --- soil: the gradient method ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from gateway.central.store.budget import WindowMean
 from gateway.central.store.provenance import (
     FluxInputs,
     InputFile,
+    InputRecorder,
     flux_record_digest,
     means_digest,
     points_digest,
@@ -99,3 +100,35 @@ def test_input_digests_follow_the_content_only() -> None:
     points = [SeriesPoint(T0, 1.5, 0), SeriesPoint(T0 + HOUR, None, 3)]
     assert points_digest(points) != points_digest([points[0], SeriesPoint(T0 + HOUR, 0.0, 0)])
     assert points_digest([SeriesPoint(T0, -0.0, 0)]) == points_digest([SeriesPoint(T0, 0.0, 0)])
+
+
+class _Served:
+    """A store that answers with given items (the recorder's digests are over what it was given)."""
+
+    def __init__(self, points: list[SeriesPoint], means: list[WindowMean]) -> None:
+        self.points, self.means = points, means
+
+    def query_series(self, *_args: object, **_kwargs: object) -> list[SeriesPoint]:
+        return self.points
+
+    def window_means(self, *_args: object, **_kwargs: object) -> list[WindowMean]:
+        return self.means
+
+
+def test_the_recorders_digests_are_those_of_points_digest_and_means_digest() -> None:
+    # InputRecorder makes its lines a column at a time; they must stay those the digest functions define
+    values = [1.5, None, -0.0, 0.0, float("nan"), float("inf"), 1e-5, 1e16, 0.1 + 0.2, -123456.789, 5e-324]
+    points = [SeriesPoint(T0 + timedelta(microseconds=1) + i * timedelta(seconds=10.5), v, q)
+              for i, (v, q) in enumerate(zip(values, [0, 3, 1, 2, None, 0, 0, 1, 0, 2, 0], strict=True))]
+    means = [WindowMean(T0 + i * HOUR, v if v is not None else float("nan"), i) for i, v in enumerate(values)]
+    recorder = InputRecorder(_Served(points, means))
+
+    for half in (points[:4], points[4:]):
+        recorder._store.points = half
+        recorder.query_series("st1", "CO2", T0, T0 + HOUR, site="s", sensor="g")
+    recorder.window_means("st1", "CO2", T0, T0 + HOUR, timedelta(minutes=30), site="s", sensor="g")
+
+    inputs = recorder.inputs
+    assert inputs["s/g/CO2 readings"]["sha256"] == points_digest(points)
+    assert inputs["s/g/CO2 readings"]["items"] == len(points)
+    assert inputs["s/g/CO2 means 1800s"]["sha256"] == means_digest(means)
