@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from gateway.central.store.base import EPOCH, MICROSECOND
+from gateway.central.store.base import to_ns_all
 from gateway.central.store.columns import ReadingColumns
 from gateway.contract import ReadingBatch, validate_batch_json
 from gateway.model import IDENTIFIER_RE, NATIVE_WIRE_TIME_PATTERN, QualityFlag, Reading, TimeSource
@@ -126,8 +126,6 @@ def _columns(site: str, station: str, seq: int, sent: list[datetime], items: lis
     if int in set(map(type, numbers)):  # a JSON integer is a float to the model
         values = [float(v) if type(v) is int else v for v in values]
     stamps = _wire_times(times)
-    # to_ns of each time (gateway.central.store.base), in three C loops
-    times_ns = list(map(operator.mul, map(operator.floordiv, map(operator.sub, stamps, repeat(EPOCH)),
-                                          repeat(MICROSECOND)), repeat(1000)))
+    times_ns = list(to_ns_all(stamps))
     return ReadingColumns(site, station, seq, sent[0], stations, sensors, variables, values, units, sources, synced,
                           flags, reasons, times_ns, min(times_ns), max(times_ns), model)

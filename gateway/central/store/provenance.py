@@ -28,11 +28,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import repeat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.contract import FluxRecord
@@ -130,11 +128,9 @@ def points_digest(points: Sequence[SeriesPoint]) -> str:
 def _lines(times: list[datetime], numbers: list[float | None], last: Sequence[object]) -> str:
     """The lines `<time ns> <number> <last>` of `means_digest` and `points_digest`, each with its newline, as one
     text: `to_ns` and `_number` a column at a time."""
-    from gateway.central.store.base import EPOCH, MICROSECOND
+    from gateway.central.store.base import to_ns_all
 
-    since = map(operator.sub, times, repeat(EPOCH))  # to_ns, in C loops: - EPOCH, // 1 µs, * 1000
-    stamps = map(operator.mul, map(operator.floordiv, since, repeat(MICROSECOND)), repeat(1000))
-    return "".join(map("{} {} {}\n".format, stamps, map(_number, numbers), last))
+    return "".join(map("{} {} {}\n".format, to_ns_all(times), map(_number, numbers), last))
 
 
 class InputRecorder:
