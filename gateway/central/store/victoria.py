@@ -249,10 +249,12 @@ class VictoriaStore(SqliteStore):
                 if first_ns <= time_ns <= last_ns:
                     yield tags, time_ns, fields
 
-    def _points(self, first_ns: int, last_ns: int, **labels: str | None) -> list[StoredReading]:
-        """Every reading whose series matches `labels` with time in [first_ns, last_ns], exact, in no order."""
+    def _points(self, first_ns: int, last_ns: int, labels: dict[str, str | None], *,
+                uncached: bool = False) -> list[StoredReading]:
+        """Every reading whose series matches `labels` with time in [first_ns, last_ns], exact, in no order;
+        `uncached`: see `_uncached`."""
         return [_stored(tags, time_ns, _value(fields), fields)
-                for tags, time_ns, fields in self._samples(first_ns, last_ns, labels)]
+                for tags, time_ns, fields in self._samples(first_ns, last_ns, labels, uncached=uncached)]
 
     def _rows(self, first_ns: int, last_ns: int, labels: dict[str, str | None]) -> list[SeriesRow]:
         """What `_points` finds as (time in ns, value, qc) rows in time order, without a Reading per row (a
@@ -313,8 +315,7 @@ class VictoriaStore(SqliteStore):
                 lo = first // _NS_PER_MS * _NS_PER_MS
                 hi = last // _NS_PER_MS * _NS_PER_MS + _NS_PER_MS - 1
                 # uncached: a series written a moment ago (by any writer) must be found, or its resend is stored twice
-                found = self._samples(lo, hi, {"site": site, "station": station}, uncached=True)
-                points = [_stored(tags, time_ns, _value(fields), fields) for tags, time_ns, fields in found]
+                points = self._points(lo, hi, {"site": site, "station": station}, uncached=True)
                 for point in self._with_reasons(points):
                     held[reading_identity(point)] = point
         return held
@@ -484,7 +485,7 @@ class VictoriaStore(SqliteStore):
     def _edge_window(self, labels: dict[str, str | None], aggregate: str, lo_ns: int, hi_ns: int,
                      step_ns: int) -> list[SeriesRow]:
         """The row of the one window holding [lo_ns, hi_ns), from the raw readings in it."""
-        points = sorted(self._points(lo_ns, hi_ns - 1, **labels), key=lambda p: p.reading.time)
+        points = sorted(self._points(lo_ns, hi_ns - 1, labels), key=lambda p: p.reading.time)
         if not points:
             return []
         qc = max(int(p.reading.qc) for p in points)
@@ -610,7 +611,7 @@ class VictoriaStore(SqliteStore):
         check_window(start, end, "mean")
         stats: dict[tuple[str, str, str], list[Any]] = {}
         for name in sorted(set(variables)):
-            for point in self._points(to_ns(start), to_ns(end) - 1, station=station, variable=name):
+            for point in self._points(to_ns(start), to_ns(end) - 1, {"station": station, "variable": name}):
                 r = point.reading
                 if r.value is None or int(r.qc) > max_qc:
                     continue
