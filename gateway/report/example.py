@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +62,19 @@ class ExampleYear:
 
     year: int
     flux_year: SyntheticYear
-    budget: BudgetResult
     soil: list[SoilEffluxSeries]
     soil_truth: SoilTruth
     stems: list[StemSeries]
     stem_carbon: list[StemCarbon]
+    settings: BudgetSettings | None = None
+
+    @cached_property
+    def budget(self) -> BudgetResult:
+        """The whole chain on the flux year, computed when first asked for: what only writes the input files (the
+        report command's tests, its benchmark) makes its budget with `sinkwatch flux budget` and never needs it."""
+        fy = self.flux_year
+        return run_budget(fy.time_start_s, fy.nee, fy.sw_in, fy.ta, fy.vpd, fy.ustar, lat=LAT, lon=LON,
+                          utc_offset_h=UTC_OFFSET_H, settings=self.settings)
 
     def report_data(self, *, soil: bool = True, stems: bool = True) -> SiteReportData:
         """The data object, built directly from the arrays (no files); ``soil``/``stems`` False leaves them out."""
@@ -134,14 +143,13 @@ def _stems(year: int, rng: np.random.Generator) -> tuple[list[StemSeries], list[
 
 
 def example_year(year: int = 2021, *, seed: int = 1, settings: BudgetSettings | None = None) -> ExampleYear:
-    """The synthetic site-year (module docstring) with its budget (a couple of seconds: the whole chain runs)."""
+    """The synthetic site-year (module docstring); its budget (a couple of seconds: the whole chain runs) is computed
+    when first read (`ExampleYear.budget`)."""
     fy = synthetic_year(year, seed=seed, lat=LAT, lon=LON, utc_offset_h=UTC_OFFSET_H)
-    budget = run_budget(fy.time_start_s, fy.nee, fy.sw_in, fy.ta, fy.vpd, fy.ustar, lat=LAT, lon=LON,
-                        utc_offset_h=UTC_OFFSET_H, settings=settings)
     rng = np.random.default_rng(seed)
     soil, truth = _soil(year, fy.time_start_s, rng)
     stems, carbon = _stems(year, rng)
-    return ExampleYear(year, fy, budget, soil, truth, stems, carbon)
+    return ExampleYear(year, fy, soil, truth, stems, carbon, settings)
 
 
 def _stamp(t: float) -> str:
