@@ -3,12 +3,17 @@ the central config that reads them: shared by the soil/stems job, API and report
 
 from __future__ import annotations
 
+import functools
+import pickle
+import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.central.soilstems import run_station_product
 from gateway.central.soilstems_config import SoilJobConfig, StemsJobConfig
-from gateway.central.store import SqliteStore, StoredReading
+from gateway.central.store import SqliteStore, StationProduct, StoredReading
 from gateway.simulation.soilyear import ProbeSpec, SoilYear, demo_trees, soil_year
 
 SITE, STATION, YEAR = "site1", "st1", 2025
@@ -52,12 +57,14 @@ def stems_job(year: SoilYear, **plot: Any) -> StemsJobConfig:
     return StemsJobConfig.model_validate({"per_station": {STATION: stems_settings(year, **plot)}})
 
 
+@functools.cache  # the same arrays and readings for every module of a worker; nobody changes them
 def simulated_soil(until: datetime = datetime(YEAR, 2, 15, tzinfo=UTC)) -> SoilYear:
     """45 days of the soil profile and chamber (no dendrometers)."""
     return soil_year(YEAR, station=STATION, probes=PROBES, swc_sensor=SWC[0], swc_variable=SWC[1], trees=[],
                      chamber=CHAMBER, until=until, seed=3)
 
 
+@functools.cache
 def simulated_stems() -> SoilYear:
     """A whole year of three dendrometers (no soil profile) and a five-tree plot."""
     return soil_year(YEAR, station=STATION, probes=[], swc_sensor=SWC[0], swc_variable=SWC[1],
@@ -74,3 +81,46 @@ def filled_store(path: Path, *years: SoilYear) -> SqliteStore:
     for year in years:
         fill(store, year)
     return store
+
+
+@dataclass(frozen=True)
+class SoilStemsStores:
+    """Where the shared stores are; take a copy, never open these."""
+
+    filled: Path  # simulated_soil() and simulated_stems() readings, nothing computed
+    computed: Path  # the same, with the soil and stems runs of the jobs' default settings stored
+    soil: StationProduct  # what the soil job returned when it stored its run in `computed`
+    stems: StationProduct  # likewise the stems job
+
+    def copy(self, source: Path, target: Path) -> SqliteStore:
+        """A store of its own at `target` holding what `source` (`filled` or `computed`) holds."""
+        copy_database(source, target)
+        return SqliteStore(target)
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """SQLite's online backup: the whole database, whatever its journal mode left in side files."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+def make_soilstems_stores(folder: Path) -> None:
+    stems_year = simulated_stems()
+    filled_store(folder / "filled.sqlite", simulated_soil(), stems_year).close()
+    copy_database(folder / "filled.sqlite", folder / "computed.sqlite")
+    store = SqliteStore(folder / "computed.sqlite")
+    try:
+        products = [run_station_product(product, store, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
+                    for product in ("soil", "stems")]
+    finally:
+        store.close()
+    (folder / "products.pickle").write_bytes(pickle.dumps(products))
+
+
+def read_soilstems_stores(folder: Path) -> SoilStemsStores:
+    soil, stems = pickle.loads((folder / "products.pickle").read_bytes())
+    return SoilStemsStores(folder / "filled.sqlite", folder / "computed.sqlite", soil, stems)

@@ -14,16 +14,15 @@ from fastapi.testclient import TestClient
 from gateway.central.access import AccessControl
 from gateway.central.api import create_app
 from gateway.central.soilstems import run_station_product
-from gateway.central.store import SqliteStore, StationProduct
+from gateway.central.store import StationProduct
 from gateway.model import format_time
 
 from .soilstems_helpers import (
     LATER,
     STATION,
     YEAR,
-    filled_store,
+    SoilStemsStores,
     profile_config,
-    simulated_soil,
     simulated_stems,
     soil_job,
     stems_job,
@@ -31,14 +30,14 @@ from .soilstems_helpers import (
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, StationProduct, StationProduct,
-                                                                      StationProduct]]:
+def served(tmp_path_factory: pytest.TempPathFactory, soilstems_stores: SoilStemsStores) -> Iterator[
+        tuple[TestClient, StationProduct, StationProduct, StationProduct]]:
     stems_year = simulated_stems()
-    store: SqliteStore = filled_store(tmp_path_factory.mktemp("api") / "central.sqlite", simulated_soil(), stems_year)
-    soil = run_station_product("soil", store, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
+    # the soil and stems runs of the default settings as the jobs stored and returned them (made once per run)
+    store = soilstems_stores.copy(soilstems_stores.computed, tmp_path_factory.mktemp("api") / "central.sqlite")
+    soil, stems = soilstems_stores.soil, soilstems_stores.stems
     regression = run_station_product("soil", store, STATION, YEAR, soil_job(
         profiles=[profile_config(method="regression")], chambers=[]), stems_job(stems_year), now=LATER)
-    stems = run_station_product("stems", store, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
     with TestClient(create_app(store, access=AccessControl.development())) as client:
         yield client, soil, regression, stems
     store.close()

@@ -30,9 +30,8 @@ from .soilstems_helpers import (
     SITE,
     STATION,
     YEAR,
-    fill,
+    SoilStemsStores,
     profile_config,
-    simulated_soil,
     simulated_stems,
     soil_job,
     stems_job,
@@ -42,8 +41,9 @@ LATER = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteStore]:
-    instance = SqliteStore(tmp_path_factory.mktemp("report") / "central.sqlite")
+def store(tmp_path_factory: pytest.TempPathFactory, soilstems_stores: SoilStemsStores) -> Iterator[SqliteStore]:
+    # the soil and stems readings and the runs of the default settings (made once per run), then the budget
+    instance = soilstems_stores.copy(soilstems_stores.computed, tmp_path_factory.mktemp("report") / "central.sqlite")
     flux_year = synthetic_year(YEAR, seed=4, utc_offset_h=0.0)
     days = slice(0, 45 * 48)
     flux_year = dataclasses.replace(flux_year, **{f.name: getattr(flux_year, f.name)[days] for f in
@@ -54,11 +54,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteStore]:
     job = BudgetJobConfig.model_validate({"ustar": "0.25", "defaults": {"latitude": 50.0, "longitude": 10.0,
                                                                         "utc_offset_h": 0}})
     run_station_budget(instance, STATION, YEAR, job, now=LATER)
-    stems_year = simulated_stems()
-    fill(instance, simulated_soil())
-    fill(instance, stems_year)
-    run_station_product("soil", instance, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
-    run_station_product("stems", instance, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
     yield instance
     instance.close()
 

@@ -45,6 +45,7 @@ from .soilstems_helpers import (
     SITE,
     STATION,
     YEAR,
+    SoilStemsStores,
     chamber_config,
     filled_store,
     profile_config,
@@ -68,9 +69,9 @@ def stems_year() -> SoilYear:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, soil_year_: SoilYear, stems_year: SoilYear) -> Iterator[
-        SqliteStore]:
-    instance = filled_store(tmp_path_factory.mktemp("soilstems") / "store.sqlite", soil_year_, stems_year)
+def store(tmp_path_factory: pytest.TempPathFactory, soilstems_stores: SoilStemsStores) -> Iterator[SqliteStore]:
+    """soil_year_ and stems_year stored, nothing computed (a copy of the run's shared store of them)."""
+    instance = soilstems_stores.copy(soilstems_stores.filled, tmp_path_factory.mktemp("soilstems") / "store.sqlite")
     yield instance
     instance.close()
 
@@ -291,8 +292,8 @@ def test_a_broken_chamber_does_not_withhold_the_profiles_efflux(store: SqliteSto
 
 @pytest.mark.integration
 def test_the_central_service_runs_both_schedules_and_serves_their_runs(
-        mosquitto: MosquittoInstance, tmp_path: Path, soil_year_: SoilYear, stems_year: SoilYear) -> None:
-    filled_store(tmp_path / "central.sqlite", soil_year_, stems_year).close()
+        mosquitto: MosquittoInstance, tmp_path: Path, stems_year: SoilYear, soilstems_stores: SoilStemsStores) -> None:
+    soilstems_stores.copy(soilstems_stores.filled, tmp_path / "central.sqlite").close()  # soil_year_, stems_year
     soil = SoilJobConfig.model_validate({"every": "1s", "previous_year_days": 366,
                                          "per_station": {STATION: soil_settings()}})
     stems = StemsJobConfig.model_validate({"every": "1s", "previous_year_days": 366,
@@ -330,9 +331,9 @@ def test_the_central_service_runs_both_schedules_and_serves_their_runs(
             assert "readings" in (counters["stations"][f"{STATION}/{this_year}"]["last_error"] or "")
 
 
-def test_each_run_keeps_the_digests_of_the_series_it_read(tmp_path: Path, soil_year_: SoilYear,
-                                                          stems_year: SoilYear) -> None:
-    own = filled_store(tmp_path / "store.sqlite", soil_year_, stems_year)
+def test_each_run_keeps_the_digests_of_the_series_it_read(tmp_path: Path, stems_year: SoilYear,
+                                                          soilstems_stores: SoilStemsStores) -> None:
+    own = soilstems_stores.copy(soilstems_stores.filled, tmp_path / "store.sqlite")  # soil_year_, stems_year
     try:
         soil = run_station_product("soil", own, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
         stems = run_station_product("stems", own, STATION, YEAR, soil_job(), stems_job(stems_year), now=LATER)
