@@ -16,9 +16,9 @@ is its client. For every case:
 
 Ours, before and the baseline alternate request by request (load on the shared machine hits all alike). Reported: median
 and p95 wall time, the ratio of the medians, the CPU time the server process and influxd spent per request (from
-/proc: steadier than wall time when the machine is shared), and the server's peak RSS during the case
-(VmHWM, reset before each request through /proc/<pid>/clear_refs). Every body is checked once (record and point
-counts). No figure is asserted: they go to docs/performance.md and docs/scaling.md.
+/proc: steadier than wall time when the machine is shared), the client's (this process's) CPU per request, and the
+server's peak RSS during the case (VmHWM, reset before each request through /proc/<pid>/clear_refs). Every body is
+checked once (record and point counts). No figure is asserted: they go to docs/performance.md and docs/scaling.md.
 
 Before the servers start, the hourly rollup's job (`InfluxStore.roll_up`, gateway/central/store/influx_rollup.py) runs
 once over the data (the first run rolls up the year: its time is printed; later runs find nothing to do).
@@ -92,6 +92,9 @@ class Case:
     ours_server_cpu: list[float] = field(default_factory=list)
     ours_db_cpu: list[float] = field(default_factory=list)
     base_db_cpu: list[float] = field(default_factory=list)
+    # this process's CPU (the client reading the body) per request: on 2 cores it competes with the server and influxd
+    ours_client_cpu: list[float] = field(default_factory=list)
+    base_client_cpu: list[float] = field(default_factory=list)
     peak_rss: list[int] = field(default_factory=list)
     size: int = 0
     described: str = ""
@@ -300,11 +303,12 @@ def measure(case: Case, client: httpx.Client, api: str, db_url: str, server_pid:
     del body
     run_baseline(client, db_url, case.baseline)  # warm the same caches for both
     for _ in range(repeat):
-        db0 = cpu_seconds(db_pid)
+        db0, c0 = cpu_seconds(db_pid), time.process_time()
         t0 = time.perf_counter()
         run_baseline(client, db_url, case.baseline)
         case.base_wall.append(time.perf_counter() - t0)
         case.base_db_cpu.append(cpu_seconds(db_pid) - db0)
+        case.base_client_cpu.append(time.process_time() - c0)
 
         if case.earlier:
             db0 = cpu_seconds(db_pid)
@@ -321,10 +325,11 @@ def measure(case: Case, client: httpx.Client, api: str, db_url: str, server_pid:
             case.before_server_cpu.append(cpu_seconds(before[1]) - b0)
 
         reset_peak_rss(server_pid)
-        db0, s0 = cpu_seconds(db_pid), cpu_seconds(server_pid)
+        db0, s0, c0 = cpu_seconds(db_pid), cpu_seconds(server_pid), time.process_time()
         t0 = time.perf_counter()
         fetch(client, "GET", f"{api}{case.path}", params=case.params)
         case.ours_wall.append(time.perf_counter() - t0)
+        case.ours_client_cpu.append(time.process_time() - c0)
         case.ours_server_cpu.append(cpu_seconds(server_pid) - s0)
         case.ours_db_cpu.append(cpu_seconds(db_pid) - db0)
         case.peak_rss.append(peak_rss(server_pid))
@@ -333,14 +338,16 @@ def measure(case: Case, client: httpx.Client, api: str, db_url: str, server_pid:
 def report(all_cases: list[Case]) -> None:
     print()
     print("| endpoint | body | ours: median / p95 (s) | store queries straight to influxd: median (s) | ratio | "
-          "server CPU per request (s) | influxd CPU: ours / baseline (s) | server peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "server CPU per request (s) | influxd CPU: ours / baseline (s) | client CPU: ours / baseline (s) | "
+          "server peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for c in all_cases:
         ours, base = statistics.median(c.ours_wall), statistics.median(c.base_wall)
         print(f"| {c.name} ({len(c.ours_wall)} runs) | {c.size / 1e6:.1f} MB, {c.described} | "
               f"{ours:.3f} / {percentile(c.ours_wall, 0.95):.3f} | {base:.3f} | {ours / base:.2f} | "
               f"{statistics.median(c.ours_server_cpu):.2f} | {statistics.median(c.ours_db_cpu):.2f} / "
-              f"{statistics.median(c.base_db_cpu):.2f} | {max(c.peak_rss) / 1e6:.0f} |")
+              f"{statistics.median(c.base_db_cpu):.2f} | {statistics.median(c.ours_client_cpu):.3f} / "
+              f"{statistics.median(c.base_client_cpu):.3f} | {max(c.peak_rss) / 1e6:.0f} |")
     if any(c.before_wall for c in all_cases):
         print()
         print("| endpoint | before: median / p95 (s) | after: median / p95 (s) | ratio to the store's statements: "
@@ -421,7 +428,7 @@ def main() -> None:
                         help="influxd's data directory, kept between runs (the station-year loads once)")
     parser.add_argument("--repeat", type=int, default=15, help="requests per case and side")
     parser.add_argument("--heavy-repeat", type=int, default=3, help="the same for the raw years")
-    parser.add_argument("--only", help="run the cases whose name contains this text")
+    parser.add_argument("--only", help="run the cases whose name contains this text (several: separated by |)")
     parser.add_argument("--no-before", action="store_true",
                         help="skip the second server (h11, asyncio's loop, no rollup) measured beside ours")
     parser.add_argument("--before-code", type=Path, metavar="CHECKOUT",
@@ -459,7 +466,8 @@ def main() -> None:
         try:
             with httpx.Client(timeout=600.0) as client:
                 print(f"server idle RSS {peak_rss(server.pid) / 1e6:.0f} MB")
-                selected = [c for c in cases() if args.only is None or args.only in c.name]
+                wanted = None if args.only is None else args.only.split("|")
+                selected = [c for c in cases() if wanted is None or any(w in c.name for w in wanted)]
                 for case in selected:
                     measure(case, client, api, db.url, server.pid, db_pid,
                             args.heavy_repeat if case.heavy else args.repeat,
