@@ -141,8 +141,10 @@ def coalesced(body: Iterable[bytes], size: int = 1 << 17) -> Iterator[bytes]:
 # point.
 
 _MINUTE_SECOND_TABLE = np.frombuffer("".join(_MINUTE_SECOND).encode(), np.uint8).reshape(3600, 5)
-_POWERS_OF_TEN_6 = np.array([10**5, 10**4, 10**3, 10**2, 10, 1], dtype=np.int64)
+_THREE_DIGITS = np.frombuffer("".join(f"{n:03d}" for n in range(1000)).encode(), np.uint8).reshape(1000, 3)
 _HOUR_BYTES_CACHE: dict[int, bytes] = {}
+_HOUR_BLOCK = 1024  # hours in a block of `_hour_block` (~43 days)
+_HOUR_BLOCKS: dict[int, np.ndarray] = {}
 
 
 def _hour_bytes(hour: int) -> bytes:
@@ -154,38 +156,78 @@ def _hour_bytes(hour: int) -> bytes:
     return text
 
 
+def _hour_block(block: int) -> np.ndarray:
+    """The texts of the hours `block * _HOUR_BLOCK` onwards, `_HOUR_BLOCK` rows of 14 bytes: made once, so a chunk
+    of dense times takes its hours' texts from one or two of these, not a look-up per hour (a chunk of 1,000
+    half-hourly records spans 500 hours)."""
+    table = _HOUR_BLOCKS.get(block)
+    if table is None:
+        if len(_HOUR_BLOCKS) >= _HOUR_CACHE_MAX // _HOUR_BLOCK:
+            _HOUR_BLOCKS.clear()
+        first = block * _HOUR_BLOCK
+        table = _HOUR_BLOCKS[block] = np.frombuffer(
+            b"".join([_hour_bytes(h) for h in range(first, first + _HOUR_BLOCK)]), np.uint8).reshape(-1, 14)
+    return table
+
+
 class _TimeTexts:
     """`before + rfc3339(ns) + after` of each time of a chunk, as bytes: rows of a uint8 array filled column block
     by column block (the hour's text from a table of the chunk's hours, minute and second from a table of 3,600,
-    the microseconds' digits by arithmetic), then cut into one bytes object per row."""
+    the microseconds' digits by arithmetic), then cut into one bytes object per row. With `between`, each row holds
+    two times, `before + rfc3339(first) + between + rfc3339(second) + after` (a record's start and end): one bytes
+    object and one piece of the chunk's join per record instead of two (a year of NEE, H, LE, FC: 18 chunks of
+    1,000 records, ~0.35 ms of CPU saved in each)."""
 
-    def __init__(self, before: bytes, after: bytes) -> None:
+    def __init__(self, before: bytes, after: bytes, between: bytes | None = None) -> None:
         self.before = np.frombuffer(before, np.uint8)
-        self.after = np.frombuffer(b"Z" + after, np.uint8)
-        self.hour_at = len(before)
-        self.width = len(before) + 14 + 5 + 7 + len(self.after)
+        self.after = np.frombuffer(after, np.uint8)
+        self.between = None if between is None else np.frombuffer(between, np.uint8)
+        self.width = len(before) + _TIME_WIDTH + len(after) + (0 if between is None else len(between) + _TIME_WIDTH)
 
-    def __call__(self, times: Sequence[int] | np.ndarray) -> list[bytes]:
+    def __call__(self, times: Sequence[int] | np.ndarray, second: Sequence[int] | np.ndarray | None = None
+                 ) -> list[bytes]:
         ns = np.asarray(times, dtype=np.int64)
-        hours, rest = np.divmod(ns, _NS_PER_HOUR)
-        seconds, fraction = np.divmod(rest, _NS_PER_S)
-        first, last = int(hours.min()), int(hours.max())
-        if last - first < 4 * len(ns):  # the chunk's hours, one row each of first..last (a series is dense)
-            table = np.frombuffer(b"".join([_hour_bytes(h) for h in range(first, last + 1)]), np.uint8)
-            hour_texts = table.reshape(-1, 14).take(hours - first, axis=0)
-        else:  # a sparse chunk: only the hours it holds
-            held, where = np.unique(hours, return_inverse=True)
-            table = np.frombuffer(b"".join([_hour_bytes(h) for h in held.tolist()]), np.uint8)
-            hour_texts = table.reshape(-1, 14).take(where.reshape(-1), axis=0)
         rows = np.empty((len(ns), self.width), np.uint8)
-        at = self.hour_at
+        at = len(self.before)
         rows[:, :at] = self.before
-        rows[:, at:at + 14] = hour_texts
-        rows[:, at + 14:at + 19] = _MINUTE_SECOND_TABLE.take(seconds, axis=0)
-        rows[:, at + 19] = ord(".")
-        rows[:, at + 20:at + 26] = (fraction[:, None] // 1000 // _POWERS_OF_TEN_6) % 10 + ord("0")
-        rows[:, at + 26:] = self.after
+        _fill_times(rows, at, ns)
+        at += _TIME_WIDTH
+        if self.between is not None:
+            rows[:, at:at + len(self.between)] = self.between
+            at += len(self.between)
+            _fill_times(rows, at, np.asarray(second, dtype=np.int64))
+            at += _TIME_WIDTH
+        rows[:, at:] = self.after
         return rows.view(f"S{self.width}").reshape(-1).tolist()
+
+
+_TIME_WIDTH = 27  # 2025-01-01T00:00:00.000000Z
+
+
+def _fill_times(rows: np.ndarray, at: int, ns: np.ndarray) -> None:
+    """`rfc3339` of each time of `ns` into columns `at`.. of `rows`, row by row."""
+    hours, rest = np.divmod(ns, _NS_PER_HOUR)
+    seconds, fraction = np.divmod(rest, _NS_PER_S)
+    first, last = int(hours.min()), int(hours.max())
+    if last - first < 4 * len(ns):  # the blocks of the chunk's hours (a series is dense)
+        low, high = first // _HOUR_BLOCK, last // _HOUR_BLOCK
+        table = (_hour_block(low) if low == high else
+                 np.concatenate([_hour_block(b) for b in range(low, high + 1)]))
+        hour_texts = table.take(hours - low * _HOUR_BLOCK, axis=0)
+    else:  # a sparse chunk: only the hours it holds
+        held, where = np.unique(hours, return_inverse=True)
+        table = np.frombuffer(b"".join([_hour_bytes(h) for h in held.tolist()]), np.uint8)
+        hour_texts = table.reshape(-1, 14).take(where.reshape(-1), axis=0)
+    rows[:, at:at + 14] = hour_texts
+    rows[:, at + 14:at + 19] = _MINUTE_SECOND_TABLE.take(seconds, axis=0)
+    rows[:, at + 19] = ord(".")
+    if fraction.any():  # the microseconds' six digits, three at a time from a table (int64 division is slow)
+        thousands, units = np.divmod(fraction // 1000, 1000)
+        rows[:, at + 20:at + 23] = _THREE_DIGITS.take(thousands, axis=0)
+        rows[:, at + 23:at + 26] = _THREE_DIGITS.take(units, axis=0)
+    else:  # whole seconds, as readings and flux periods mostly are
+        rows[:, at + 20:at + 26] = ord("0")
+    rows[:, at + 26] = ord("Z")
 
 
 def _joined(times: list[bytes], values: list[bytes], qcs: list[bytes], around_qc: tuple[bytes, bytes],
@@ -315,14 +357,13 @@ class _RecordText:
 
 
 # A chunk the store hands on as texts (`FluxTexts`) is written with no Python step per value: a list of pieces,
-# `stride` a record — the text before its start time, its start and end times (`_TimeTexts`, the whole chunk at
-# once), the text after them, then each variable's key and value, then the record's end — laid out by
+# `stride` a record — the text before its start time, its start and end times (one piece: `_TimeTexts`, the whole
+# chunk at once), the text after them, then each variable's key and value, then the record's end — laid out by
 # `FluxTexts.laid` from slots per kind of record: a constant (a key, the text around the times, null) or a cell of
 # the record's row. One `bytes.join` writes the chunk.
 
-_START_TIMES = _TimeTexts(b"", b'","end":"')
-_END_TIMES = _TimeTexts(b"", b"")
-_CSV_START_TIMES = _TimeTexts(b"", b",")
+_START_END_TIMES = _TimeTexts(b"", b"", between=b'","end":"')
+_CSV_START_END_TIMES = _TimeTexts(b"", b"", between=b",")
 _NULL, _NOTHING = b"null", b""
 
 Slot = int | bytes  # a cell of the record's row, or a constant text
@@ -335,15 +376,14 @@ def _records_json(chunk: FluxTexts, texts: _RecordText, first: bool) -> bytes:
     for kind in chunk.kinds:
         before, after = texts.of(chunk.site, chunk.station, kind.status, kind.reasons, chunk.engine_version,
                                  chunk.settings_hash)
-        kind_slots: list[Slot] = [("," + before).encode(), _NOTHING, _NOTHING, after.encode() + b"{"]
+        kind_slots: list[Slot] = [("," + before).encode(), _NOTHING, after.encode() + b"{"]
         for j, (name, column) in enumerate(zip(kind.names, chunk.value_columns(kind, kind.names), strict=True)):
             kind_slots += [f'{"," if j else ""}"{name}":'.encode(), column if column >= 0 else _NULL]
         kind_slots += [_NOTHING] * (2 * (most - len(kind.names)))
         slots.append([*kind_slots, b'},"seq":null}'])
     parts = chunk.laid(slots)
     stride = len(slots[0])
-    parts[1::stride] = _START_TIMES(chunk.start_ns())
-    parts[2::stride] = _END_TIMES(chunk.end_ns)
+    parts[1::stride] = _START_END_TIMES(chunk.start_ns(), chunk.end_ns)
     if first:
         parts[0] = parts[0][1:]
     return b"".join(parts)
@@ -355,7 +395,7 @@ def _records_csv(chunk: FluxTexts, names: Sequence[str]) -> bytes:
     for kind in chunk.kinds:
         fields = _csv_fields(chunk.site, chunk.station, chunk.engine_version, chunk.settings_hash, kind.status,
                              kind.reasons)
-        kind_slots: list[Slot] = [_NOTHING, _NOTHING, ("," + fields).encode()]
+        kind_slots: list[Slot] = [_NOTHING, ("," + fields).encode()]
         for column in chunk.value_columns(kind, names):
             kind_slots += [b",", column if column >= 0 else _NOTHING]
         slots.append([*kind_slots, b"\n"])
@@ -363,8 +403,7 @@ def _records_csv(chunk: FluxTexts, names: Sequence[str]) -> bytes:
     if _NULL in parts:  # a null the record does not list among its nulls (never written so): empty, as None
         parts = [_NOTHING if p == _NULL else p for p in parts]
     stride = len(slots[0])
-    parts[0::stride] = _CSV_START_TIMES(chunk.start_ns())
-    parts[1::stride] = _END_TIMES(chunk.end_ns)
+    parts[0::stride] = _CSV_START_END_TIMES(chunk.start_ns(), chunk.end_ns)
     return b"".join(parts)
 
 

@@ -91,6 +91,32 @@ def test_many_times_read_as_one_at_a_time() -> None:
     assert rfc3339_many(times) == [rfc3339(ns) for ns in times]
 
 
+def test_a_chunk_of_times_reads_as_each_time_alone() -> None:
+    """The numpy path of the series and record encoders (`_TimeTexts`): hours from blocks of texts made once,
+    microseconds from a table or, when a chunk has only whole seconds, zeros; one time or two (start and end)
+    a row."""
+    from gateway.central.streaming import _TimeTexts
+
+    times = sorted(instants())
+    hour, day = 3600 * 10**9, 86_400 * 10**9
+    year = 1_735_689_600_000_000_000
+    chunks = [
+        times[i:i + 1000] for i in range(0, len(times), 1000)  # sparse, fractions
+    ] + [
+        list(range(year - 5000 * 10**10, year + 5000 * 10**10, 10**10)),  # 10 s across a new year
+        list(range(year, year + 5000 * hour, hour)),  # an hourly chunk over several blocks of hours
+        list(range(-400 * day, -400 * day + 1000 * 1800 * 10**9, 1800 * 10**9)),  # before 1970, whole seconds
+        [ns + 1000 for ns in range(year, year + 1000 * 1800 * 10**9, 1800 * 10**9)],  # one microsecond past
+        [ns + 999_999_999 for ns in range(year, year + 100 * hour, hour)],  # nanoseconds floored
+        times[:5], times[-5:],  # the first and last instants stored
+    ]
+    one, two = _TimeTexts(b"<", b">"), _TimeTexts(b"<", b">", between=b"|")
+    for chunk in chunks:
+        assert one(chunk) == [f"<{rfc3339(ns)}>".encode() for ns in chunk]
+        ends = chunk[::-1]
+        assert two(chunk, ends) == [f"<{rfc3339(a)}|{rfc3339(b)}>".encode() for a, b in zip(chunk, ends, strict=True)]
+
+
 def test_flux_json_is_byte_for_byte_the_dict_encoding() -> None:
     from gateway.central.streaming import flux_records
 
