@@ -24,6 +24,7 @@ Deterministic for a seed (the clock of the alert round is `end`), so a benchmark
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -57,7 +58,7 @@ from gateway.demo import (
 from gateway.demo_soilstems import central_sections
 from gateway.demo_soilstems import simulated_year as soil_simulated_year
 from gateway.model import QualityFlag, Reading, TimeSource
-from gateway.simulation.fluxyear import flux_records, met_readings, synthetic_year
+from gateway.simulation.fluxyear import SyntheticYear, flux_records, met_readings, synthetic_year
 
 WRITE_CHUNK = 5000
 ENGINE = "sinkwatch-ec demo-network"
@@ -288,17 +289,33 @@ def write_network(store: Store, *, stations: int = 3, days: float = 1.0, end: da
     return data
 
 
+def _limit(days: int | None, year: int) -> datetime | None:
+    return datetime(year, 1, 1, tzinfo=UTC) + timedelta(days=days) if days is not None else None
+
+
 def _within(days: int | None, year: int) -> Callable[[datetime], bool]:
-    limit = datetime(year, 1, 1, tzinfo=UTC) + timedelta(days=days) if days is not None else None
+    limit = _limit(days, year)
     return lambda t: limit is None or t < limit
+
+
+def _until(simulated: SyntheticYear, limit: datetime | None) -> SyntheticYear:
+    """The half hours of `simulated` that end by `limit` (UTC), every array alike: what the records and readings
+    kept below come from, so that only those are made (the rest of the year's objects were made to be dropped)."""
+    if limit is None:
+        return simulated
+    ends = simulated.time_start_s + 1800.0 - simulated.utc_offset_h * 3600.0  # as fluxyear's record ends
+    part = slice(0, int(np.searchsorted(ends, limit.timestamp(), side="right")))
+    return dataclasses.replace(simulated, **{f.name: getattr(simulated, f.name)[part]
+                                             for f in dataclasses.fields(simulated)
+                                             if isinstance(getattr(simulated, f.name), np.ndarray)})
 
 
 def _budget_year(store: Store, station: str, end: datetime, seed: int, days: int | None = None) -> int:
     """As gateway/demo_budget.py: a simulated last year of half-hourly fluxes and met readings, the real job."""
     year = end.year - 1
     keep = _within(days, year)
-    simulated = synthetic_year(year, seed=seed, lat=DEMO_SITE_METADATA["latitude"], lon=DEMO_LONGITUDE,
-                               utc_offset_h=DEMO_UTC_OFFSET_H)
+    simulated = _until(synthetic_year(year, seed=seed, lat=DEMO_SITE_METADATA["latitude"], lon=DEMO_LONGITUDE,
+                                      utc_offset_h=DEMO_UTC_OFFSET_H), _limit(days, year))
     store.write_fluxes([r for r in flux_records(simulated, site=DEMO_SITE, station=station) if keep(r.end)])
     readings = [r for r in met_readings(simulated, station=station, radiation_sensor=PYRANOMETER[0],
                                         air_sensor=AIR_PROBE[0], suffix=PYRANOMETER[2]) if keep(r.time)]
@@ -315,7 +332,8 @@ def _soilstems_year(store: Store, station: str, end: datetime, seed: int, days: 
     """As gateway/demo_soilstems.py: a simulated last year of the soil profile, chamber and dendrometers, the jobs."""
     year = end.year - 1
     keep = _within(days, year)
-    simulated = soil_simulated_year(DEMO_SOIL_NAMES, station, year, DEMO_UTC_OFFSET_H, seed)
+    # simulated up to the limit (soilyear's year in progress), not a whole year's readings made to be dropped
+    simulated = soil_simulated_year(DEMO_SOIL_NAMES, station, year, DEMO_UTC_OFFSET_H, seed, until=_limit(days, year))
     readings = [r for r in simulated.readings if keep(r.time)]
     for i in range(0, len(readings), WRITE_CHUNK):
         store.write([StoredReading(DEMO_SITE, r) for r in readings[i:i + WRITE_CHUNK]])

@@ -142,14 +142,16 @@ class DemoSoilStems:
         return out
 
 
-def simulated_year(names: DemoSoilNames, station: str, year: int, utc_offset_h: float, seed: int) -> SoilYear:
+def simulated_year(names: DemoSoilNames, station: str, year: int, utc_offset_h: float, seed: int,
+                   until: datetime | None = None) -> SoilYear:
+    """The demo station's simulated soil, chamber and dendrometer year; `until`: a year in progress (soilyear)."""
     sensor, suffix = names.chamber
     swc_sensor, swc_variable = names.swc.split("/")
     return soil_year(year, station=station, utc_offset_h=utc_offset_h, seed=seed,
                      probes=[ProbeSpec(depth, s, f"CO2{q}", f"T_PROBE{q}") for s, depth, q in names.probes],
                      swc_sensor=swc_sensor, swc_variable=swc_variable, trees=trees(names),
                      ts_variable=names.ts.split("/")[1],
-                     chamber=(sensor, f"CO2{suffix}", f"LID_CLOSED{suffix}", f"T_PROBE{suffix}"))
+                     chamber=(sensor, f"CO2{suffix}", f"LID_CLOSED{suffix}", f"T_PROBE{suffix}"), until=until)
 
 
 def _rows(client: httpx.Client, product: str, station: str, year: int, table: str) -> list[dict[str, Any]]:
