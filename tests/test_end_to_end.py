@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,19 @@ import pytest
 from drivers.gmp252.simulator import GMP252Simulator
 from gateway.contract import READINGS_SUBSCRIPTION, RECEIPTS_SUBSCRIPTION, STATUS_SUBSCRIPTION, Receipt
 from gateway.contract.asyncapi import schema_name_for_topic, validate_payload
-from gateway.edge.config import parse_station_config
+from gateway.edge.buffer import ReadingBuffer
+from gateway.edge.config import MqttConfig, parse_station_config
 from gateway.edge.daemon import StationDaemon
+from gateway.edge.delivery import Delivery, DeliverySettings
+from gateway.edge.outbox import ReadingsOutbox
+from gateway.edge.signer import ChainSigner
 from gateway.model import utc_now
 from gateway.testing.central import provisioned_key, running_central
+from gateway.testing.factories import make_readings
 from gateway.testing.mqtt import Capture, wait_for
 from gateway.testing.serial_pty import socat_pty_pair
 from gateway.testing.services import InfluxInstance, MosquittoInstance
+from gateway.trust.keys import load_private_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -194,3 +201,86 @@ def test_health_reports_reach_the_api_and_the_dashboards(chain: Chain, influxd: 
             "sinkwatch-network.json Readings waiting on the station", "sinkwatch-station-health.json Disk free",
             "sinkwatch-station-health.json Uptime", "sinkwatch-station-health.json Sensor availability",
             "sinkwatch-station-health.json Sensors now"} <= set(checked)
+
+
+def test_a_power_cut_that_lost_the_deletes_of_confirmed_batches_only_means_a_resend_stored_once(
+    tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance
+) -> None:
+    """The buffer's delete on a receipt is not fsynced on its own (gateway/edge/buffer.py): it becomes durable with
+    the file's next commit. A power cut before that commit brings back the state of the file just before the
+    deletes: every batch claimed and linked, none deleted. Here that state is a copy of the buffer file taken just
+    before the first delete after the last link, and a station restarted on it: it sends those batches again, the same
+    seqs and signed bytes, and the central service stores every reading once, confirms them again, and sees no fork
+    of the station's chain."""
+    central_dir = tmp_path / "central"
+    key_path = provisioned_key(central_dir, "hainich", STATION, tmp_path / "station.key")
+    t0 = (utc_now() - timedelta(minutes=10)).replace(microsecond=0)
+    readings = make_readings(40, start=400.0, station=STATION, t0=t0)
+    snapshot = tmp_path / "before-the-deletes.sqlite"
+    mqtt = MqttConfig(host=mosquitto.host, port=mosquitto.port, keepalive_s=5)
+    settings = DeliverySettings(receipt_timeout_s=30.0, idle_wait_s=0.2)
+
+    def station(path: Path) -> tuple[ReadingBuffer, ChainSigner, Delivery]:
+        buffer = ReadingBuffer(path, durable_claims=False)  # as StationDaemon opens a signed station's buffer
+        signer = ChainSigner(load_private_key(key_path), path)
+        delivery = Delivery("hainich", STATION, mqtt, settings, signer=signer)
+        delivery.add_channel(ReadingsOutbox(buffer, "hainich", STATION, batch_size=5))
+        return buffer, signer, delivery
+
+    with running_central(mosquitto, influxd, central_dir) as api:
+        buffer, signer, delivery = station(tmp_path / "buffer.sqlite")
+        buffer.append(readings)
+        linked_since_snapshot = [True]
+        envelope, ack_ranges = signer.envelope, buffer.ack_ranges
+
+        def linking(channel: str, topic: str, seq: int, payload: bytes) -> str:
+            linked_since_snapshot[0] = True
+            return envelope(channel, topic, seq, payload)
+
+        def deleting(ranges: Sequence[tuple[int, int]]) -> tuple[int, int]:
+            if linked_since_snapshot[0]:  # the first delete after a link: what a power cut now would leave
+                with sqlite3.connect(buffer.path) as source, sqlite3.connect(snapshot) as copy:
+                    source.backup(copy)
+                linked_since_snapshot[0] = False
+            return ack_ranges(ranges)
+
+        signer.envelope = linking  # type: ignore[method-assign]
+        buffer.ack_ranges = deleting  # type: ignore[method-assign]
+        delivery.start()
+        try:
+            assert delivery.wait_confirmed(60), delivery.health()
+        finally:
+            delivery.stop()
+            signer.close()
+            buffer.close()
+        assert delivery.counters("readings").confirmed_units == 40
+
+        buffer, signer, delivery = station(snapshot)
+        lost = buffer.pending_batches()
+        assert lost >= 1  # the deletes the cut took: sent again
+        delivery.start()
+        try:
+            assert delivery.wait_confirmed(60), delivery.health()
+        finally:
+            delivery.stop()
+            signer.close()
+            buffer.close()
+        assert delivery.counters("readings").confirmed == lost
+        assert signer.payload_changes == 0 and signer.signed == 0  # the same signed items, no new link
+
+        end = t0 + timedelta(minutes=1)
+        assert wait_for(lambda: len(_points(api, t0, end)) >= 40, timeout=30)
+        points = _points(api, t0, end)
+        assert [p["value"] for p in points] == [r.value for r in readings]  # each reading once, in order
+        counters = api.get("/api/v1/health").json()["counters"]
+        assert counters["readings_stored"] == len(readings)
+        assert (counters["duplicate_batches"], counters["duplicate_readings"]) == (lost, 5 * lost)
+        assert "fork" not in counters["chain_events"] and "replay" not in counters["chain_events"]
+
+
+def _points(api: httpx.Client, start: datetime, end: datetime) -> list[dict[str, object]]:
+    response = api.get("/api/v1/series", params={"station": STATION, "variable": "CO2", "start": start.isoformat(),
+                                                 "end": end.isoformat()})
+    assert response.status_code == 200, response.text
+    points: list[dict[str, object]] = response.json()["points"]
+    return points

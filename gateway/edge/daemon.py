@@ -86,7 +86,9 @@ def delivery_settings(config: StationConfig) -> DeliverySettings:
 class StationDaemon:
     def __init__(self, config: StationConfig) -> None:
         self.config = config
-        self.buffer = ReadingBuffer(config.buffer.path)
+        # A signed station's new batch is made durable by the signer's new link, a FULL commit to the same file
+        # before its PUBLISH, not by an fsync of its own (gateway/edge/buffer.py)
+        self.buffer = ReadingBuffer(config.buffer.path, durable_claims=config.signing_key is None)
         # one MQTT client and one delivery loop for every channel; each channel adds its outbox
         self.signer: ChainSigner | None = None
         if config.signing_key is not None:

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from gateway.contract import ReadingBatch
 from gateway.edge.buffer import ReadingBuffer
 from gateway.model import QualityFlag
@@ -73,3 +75,28 @@ def test_ack_of_unknown_seq_releases_nothing(tmp_path: Path) -> None:
 
 def test_claim_on_empty_buffer_returns_none(tmp_path: Path) -> None:
     assert ReadingBuffer(tmp_path / "b.sqlite").claim(10) is None
+
+
+def test_the_commits_that_leave_their_fsync_to_the_next_leave_appends_synchronous_full(tmp_path: Path) -> None:
+    """A delete on a receipt (and a signed station's claim) commits without an fsync of its own (module doc of
+    gateway/edge/buffer.py); the connection must be back at FULL for the appends, whose durability is the rule,
+    also after a delete that failed."""
+    buffer = ReadingBuffer(tmp_path / "b.sqlite", durable_claims=False)
+
+    def synchronous() -> int:
+        return int(buffer._db.execute("PRAGMA synchronous").fetchone()[0])
+
+    assert synchronous() == 2  # FULL
+    buffer.append(make_readings(4))
+    first = buffer.claim(2)
+    assert first is not None and synchronous() == 2
+    assert buffer.ack(first.seq) == 2 and synchronous() == 2
+    second = buffer.claim(2)
+    assert second is not None
+    assert buffer.ack_ranges([(second.seq, second.seq)]) == (1, 2) and synchronous() == 2
+    buffer.append(make_readings(1))
+    third = buffer.claim(2)
+    assert third is not None
+    with pytest.raises(ValueError):
+        buffer.ack_ranges([(third.seq,)])  # type: ignore[list-item]
+    assert synchronous() == 2 and buffer.pending_batches() == 1  # rolled back, nothing deleted
