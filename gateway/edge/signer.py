@@ -12,7 +12,8 @@ confirmed items; the head stays, so the next item still names its predecessor. I
 link's transaction (or at `close`), not in one of their own: a commit here is an fsync (`synchronous=FULL`, ~0.3 ms
 of CPU and three context switches on the bench machine), and one per receipt was a quarter of the delivery
 thread's commits. A crash in between leaves those few rows behind, never read again: their items are gone from
-the outboxes (deleted durably on the receipt), and a seq is never linked twice.
+the outboxes (deleted on the receipt, before the drop in the file's one write-ahead log, so a drop never survives a
+power cut without its delete: gateway/edge/buffer.py), and a seq is never linked twice.
 
 Items must be byte-identical on every resend (the outboxes make them so); a payload that changed under an existing
 link is signed again under the same link, counted in `payload_changes` and logged, since the central service will
