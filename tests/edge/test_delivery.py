@@ -714,3 +714,40 @@ def test_a_resend_waits_while_receipts_show_the_central_service_working_towards_
         now[0] = 200.0  # 100 s after the broker took them: no longer put off
         assert delivery.pump() == 2 and sorted(resent()) == seqs[4:]
     assert delivery.counters(kit.channel).resends == len(resent())
+
+
+def test_the_station_client_runs_paho_s_own_network_thread_with_only_the_timeout_changed() -> None:
+    """`_StationClient._thread_main` is paho's, with the select timeout passed on (its doc says why); a paho whose
+    network thread does more than that fails here, to be looked at before the override is kept."""
+    import inspect
+    import textwrap
+
+    import paho.mqtt.client as mqtt
+
+    from gateway.edge.delivery import _StationClient
+
+    def body(method: Any) -> str:
+        return textwrap.dedent(inspect.getsource(method)).strip()
+
+    assert body(_StationClient._thread_main) == body(mqtt.Client._thread_main).replace(
+        "loop_forever(retry_first_connection=True)",
+        "loop_forever(timeout=self.loop_timeout_s, retry_first_connection=True)")
+
+
+@pytest.mark.integration
+def test_a_stop_does_not_wait_for_the_network_thread_s_timeout(tmp_path: Path) -> None:
+    """The network thread sleeps up to a quarter of the keep-alive (an hour here); a stop wakes it through paho's
+    socket pair, so the stop returns with the thread ended, not after that sleep."""
+    kit = ReadingsKit(tmp_path)
+    with mosquitto_server(tmp_path / "broker") as broker:
+        delivery = Delivery(SITE, STATION, MqttConfig(host=broker.host, port=broker.port, keepalive_s=3600),
+                            DeliverySettings(idle_wait_s=0.2))
+        delivery.add_channel(kit.source)
+        delivery.start()
+        assert wait_for(lambda: delivery.connected, timeout=10)
+        network = delivery._client._thread
+        assert network is not None and network.is_alive()
+        stopper = threading.Thread(target=delivery.stop)
+        stopper.start()
+        stopper.join(timeout=60)  # far below the network thread's 900-s sleep
+        assert not stopper.is_alive() and not network.is_alive()
