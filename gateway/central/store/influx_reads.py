@@ -340,7 +340,7 @@ class InfluxReadsMixin:
                     kind_at[escaped] = len(kinds)
                     kinds.append(way.kind)
                 yield FluxTexts(site, station, engine_version, settings_hash,
-                                np.array(list(map(int, times)), dtype=np.int64), kinds, [kind_at[m] for m in metas],
+                                _int_times(times), kinds, [kind_at[m] for m in metas],
                                 cells, width, index)
                 continue
             chunk = self._chunk_series(line)
@@ -507,6 +507,17 @@ def point_columns(line: bytes) -> PointColumns | None:
 
 
 _POWERS_OF_TEN = np.array([10**i for i in range(18, -1, -1)], dtype=np.int64)
+
+
+def _int_times(texts: list[bytes]) -> np.ndarray:
+    """InfluxDB's times of a chunk (decimal nanoseconds) as int64: by numpy when each has 19 digits (2001-09-09 to
+    2286), else one `int` each (a year of NEE, H, LE, FC: 17,520 of them cost ~5 ms of CPU, ~5 % of the request's)."""
+    digits = b"".join(texts)
+    if len(digits) == 19 * len(texts):
+        figures = np.frombuffer(digits, np.uint8).reshape(-1, 19) - np.uint8(ord("0"))
+        if not (figures > 9).any():
+            return figures.astype(np.int64) @ _POWERS_OF_TEN
+    return np.array(list(map(int, texts)), dtype=np.int64)
 
 
 # A chunk of one series of flux records (no GROUP BY, so no tags): the columns, then rows of numbers and nulls but
