@@ -486,11 +486,17 @@ def point_columns(line: bytes) -> PointColumns | None:
     body = line[head.end():tail.start()]
     parts = body.split(b",")
     count, left = divmod(len(parts), 3)
-    separators = body.count(b"],[")
-    if (left or not count or b'"' in body or separators != count - 1 or body.count(b"[") != separators
-            or body.count(b"]") != separators):
+    if left or not count:
         return None
     times, values, qcs = parts[0::3], parts[1::3], parts[2::3]
+    if count > 1:
+        # each qc but the last closes its row: "<number>]", its one bracket at its end (the parts hold no comma).
+        # With the times only digits after their "[" and the numbers without brackets or quotes (checked below),
+        # that is the chunk's whole shape: no pass over the chunk's text to count its brackets
+        closed = b",".join(qcs[:-1]) + b","
+        if closed.count(b"],") != count - 1 or closed.count(b"]") != count - 1:
+            return None
+        qcs[:-1] = closed[:-2].split(b"],")
     width = len(times[0])
     digits = b"[" + b"".join(times)
     if not 0 < width <= 19 or len(digits) != count * (width + 1):
@@ -500,7 +506,6 @@ def point_columns(line: bytes) -> PointColumns | None:
     if (table[:, 0] != ord("[")).any() or (figures > 9).any():
         return None
     times_ns = figures.astype(np.int64) @ _POWERS_OF_TEN[-width:]
-    qcs[:-1] = b",".join(qcs[:-1]).replace(b"]", b"").split(b",") if count > 1 else []
     if not (_as_orjson_and_repr_write(values) and _as_orjson_and_repr_write(qcs)):
         return None
     return PointColumns(times_ns, values, qcs)
