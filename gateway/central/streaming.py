@@ -204,21 +204,40 @@ class _TimeTexts:
 _TIME_WIDTH = 27  # 2025-01-01T00:00:00.000000Z
 
 
+def _hour_texts(hours: np.ndarray) -> np.ndarray:
+    """`YYYY-MM-DDTHH:` of each hour after the epoch, a row of 14 bytes each."""
+    first, last = int(hours.min()), int(hours.max())
+    if last - first < 4 * len(hours):  # the blocks of the chunk's hours (a series is dense)
+        low, high = first // _HOUR_BLOCK, last // _HOUR_BLOCK
+        table = (_hour_block(low) if low == high else
+                 np.concatenate([_hour_block(b) for b in range(low, high + 1)]))
+        return table.take(hours - low * _HOUR_BLOCK, axis=0)
+    held, where = np.unique(hours, return_inverse=True)  # a sparse chunk: only the hours it holds
+    table = np.frombuffer(b"".join([_hour_bytes(h) for h in held.tolist()]), np.uint8)
+    return table.reshape(-1, 14).take(where.reshape(-1), axis=0)
+
+
+def _ameriflux_stamps(starts: Sequence[int] | np.ndarray, ends: Sequence[int] | np.ndarray) -> list[bytes]:
+    """`ameriflux_stamp(start),ameriflux_stamp(end)` of each record of a chunk, as bytes, built as `_TimeTexts`
+    builds its rows: YYYYMMDDHH picked from the hour texts, the minute from a table."""
+    rows = np.empty((len(starts), 25), np.uint8)
+    for at, ns in ((0, starts), (13, ends)):
+        hours, rest = np.divmod(np.asarray(ns, dtype=np.int64), _NS_PER_HOUR)
+        rows[:, at:at + 10] = _hour_texts(hours)[:, _AMERIFLUX_HOUR_BYTES]
+        rows[:, at + 10:at + 12] = _MINUTE_TABLE.take(rest // (60 * _NS_PER_S), axis=0)
+    rows[:, 12] = ord(",")
+    return rows.view("S25").reshape(-1).tolist()
+
+
+_AMERIFLUX_HOUR_BYTES = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12], np.intp)  # YYYYMMDDHH of YYYY-MM-DDTHH:
+_MINUTE_TABLE = np.frombuffer("".join(_MINUTES).encode(), np.uint8).reshape(60, 2)
+
+
 def _fill_times(rows: np.ndarray, at: int, ns: np.ndarray) -> None:
     """`rfc3339` of each time of `ns` into columns `at`.. of `rows`, row by row."""
     hours, rest = np.divmod(ns, _NS_PER_HOUR)
     seconds, fraction = np.divmod(rest, _NS_PER_S)
-    first, last = int(hours.min()), int(hours.max())
-    if last - first < 4 * len(ns):  # the blocks of the chunk's hours (a series is dense)
-        low, high = first // _HOUR_BLOCK, last // _HOUR_BLOCK
-        table = (_hour_block(low) if low == high else
-                 np.concatenate([_hour_block(b) for b in range(low, high + 1)]))
-        hour_texts = table.take(hours - low * _HOUR_BLOCK, axis=0)
-    else:  # a sparse chunk: only the hours it holds
-        held, where = np.unique(hours, return_inverse=True)
-        table = np.frombuffer(b"".join([_hour_bytes(h) for h in held.tolist()]), np.uint8)
-        hour_texts = table.reshape(-1, 14).take(where.reshape(-1), axis=0)
-    rows[:, at:at + 14] = hour_texts
+    rows[:, at:at + 14] = _hour_texts(hours)
     rows[:, at + 14:at + 19] = _MINUTE_SECOND_TABLE.take(seconds, axis=0)
     rows[:, at + 19] = ord(".")
     if fraction.any():  # the microseconds' six digits, three at a time from a table (int64 division is slow)
@@ -596,15 +615,17 @@ def _records_ameriflux(chunk: FluxTexts, cells: _AmerifluxCells, base_only: bool
     texts = _chunk_ameriflux(chunk, cells) if cells.cols else None
     tails = [b"" if base_only else f",{_csv_text(chunk.engine_version)},{_csv_text(chunk.settings_hash)},"
              f"{_csv_text(kind.status)},{_csv_text('; '.join(kind.reasons))}".encode() for kind in kinds]
-    lines = []
-    for at, (start_ns, end_ns, kind) in enumerate(zip(chunk.start_ns().tolist(), chunk.end_ns.tolist(),
-                                                      chunk.kind_of, strict=True)):
-        line = f"{ameriflux_stamp(start_ns)},{ameriflux_stamp(end_ns)}".encode()
-        if texts is not None:
-            line += b"," + texts[at]
-        lines.append(line + tails[kind])
-    lines.append(b"")
-    return b"\n".join(lines)
+    ends = [tail + b"\n" for tail in tails]
+    count = len(chunk)
+    ends_of = [ends[0]] * count if len(ends) == 1 else [ends[kind] for kind in chunk.kind_of]
+    stride = 2 if texts is None else 4
+    parts: list[bytes] = [b""] * (stride * count)
+    parts[0::stride] = _ameriflux_stamps(chunk.start_ns(), chunk.end_ns)
+    if texts is not None:
+        parts[1::stride] = [b","] * count
+        parts[2::stride] = texts
+    parts[stride - 1::stride] = ends_of
+    return b"".join(parts)
 
 
 def _chunk_ameriflux(chunk: FluxTexts, cells: _AmerifluxCells) -> list[bytes]:

@@ -94,8 +94,8 @@ def test_many_times_read_as_one_at_a_time() -> None:
 def test_a_chunk_of_times_reads_as_each_time_alone() -> None:
     """The numpy path of the series and record encoders (`_TimeTexts`): hours from blocks of texts made once,
     microseconds from a table or, when a chunk has only whole seconds, zeros; one time or two (start and end)
-    a row."""
-    from gateway.central.streaming import _TimeTexts
+    a row; and AmeriFlux's two stamps a record the same way."""
+    from gateway.central.streaming import _ameriflux_stamps, _TimeTexts
 
     times = sorted(instants())
     hour, day = 3600 * 10**9, 86_400 * 10**9
@@ -115,6 +115,8 @@ def test_a_chunk_of_times_reads_as_each_time_alone() -> None:
         assert one(chunk) == [f"<{rfc3339(ns)}>".encode() for ns in chunk]
         ends = chunk[::-1]
         assert two(chunk, ends) == [f"<{rfc3339(a)}|{rfc3339(b)}>".encode() for a, b in zip(chunk, ends, strict=True)]
+        assert _ameriflux_stamps(chunk, ends) == [
+            f"{ameriflux_stamp(a)},{ameriflux_stamp(b)}".encode() for a, b in zip(chunk, ends, strict=True)]
 
 
 def test_flux_json_is_byte_for_byte_the_dict_encoding() -> None:
