@@ -16,7 +16,7 @@ from gateway.central.batchjson import reading_columns
 from gateway.central.store import StoredReading
 from gateway.central.store.base import to_ns
 from gateway.central.store.lineprotocol import FieldValue, ReadingLines, point_line
-from gateway.contract import ReadingBatch
+from gateway.contract import ChannelBacklog, ReadingBatch, SensorHealth
 from gateway.model import QualityFlag, Reading, TimeSource
 
 from .helpers import T0, reading
@@ -108,7 +108,16 @@ def test_health_reports_and_ledger_items_serialise_like_point() -> None:
     from .test_store_health_contract import report, sparse
 
     rich = report(3, clock_offset_s=-2.5e-7, load_1m=0.1, daemon_cpu_share=1 / 3, disk_free_bytes=2**53 + 1)
-    for health in (rich, sparse(1)):
+    # every free-text field with the characters line protocol escapes (tags and strings), and a value ending in one
+    awkward = report(4, daemon_version='0.1 "x",y=z\\', buffers=[
+        ChannelBacklog(channel="raw", unit="files", pending=2**40, oldest_age_s=1e-7, refusing='Not, "authorized"\\'),
+        ChannelBacklog(channel="health", unit="reports", pending=0)], sensors=[
+        SensorHealth(name="a", driver='d "q" \\', kind="stream", state="x=y, z\nw\t", available=None,
+                     availability=None, errors={"timeout": 3, "crc": 0}, last_error='no "reply"\\, = ',
+                     variables=["CO2", "H2O"]),
+        SensorHealth(name="b", driver="gmp252", kind="polled", state="available", available=False,
+                     availability=0.0, errors={}, last_error=None, variables=[])])
+    for health in (rich, awkward, sparse(1)):
         ns = to_ns(health.time)
         lines = health_to_lines(health)
         station: dict[str, str | None] = {"site": health.site, "station": health.station}
@@ -128,6 +137,11 @@ def test_health_reports_and_ledger_items_serialise_like_point() -> None:
                                                                          "kind": kind}, {"count": count}, ns)
                                  for kind, count in sorted(sensor.errors.items())]
         assert [line for line in lines if line.startswith("health_sensor")] == expected_sensors
+        assert [line for line in lines if line.startswith("health_buffers")] == [
+            reference_line("health_buffers", {**station, "channel": backlog.channel}, {
+                "index": index, "unit": backlog.unit, "pending": backlog.pending,
+                "oldest_age_s": backlog.oldest_age_s, "refusing": backlog.refusing}, ns)
+            for index, backlog in enumerate(health.buffers)]
         assert len(lines) == 1 + len(health.buffers) + len(expected_sensors)
     for item in (ledger_item(1, payload=b'{"x": 1}'), ledger_item(2, payload=None, previous=ledger_item(1))):
         fields: dict[str, FieldValue] = {

@@ -32,6 +32,8 @@ overwrites with the same content.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +45,14 @@ from gateway.central.store.health import (
     HEALTH_SENSOR_MEASUREMENT,
     SCALAR_FIELDS,
 )
-from gateway.central.store.lineprotocol import FieldValue, point_line
+from gateway.central.store.lineprotocol import (
+    FieldValue,
+    escape_key,
+    escape_measurement,
+    escape_tag_value,
+    field_text,
+    format_float,
+)
 from gateway.contract import StationHealth
 
 #: Scalars written as integer fields (the rest of the numbers are floats, clock_synced a bool, daemon_version a
@@ -55,40 +64,72 @@ BOOL_FIELDS = frozenset({"clock_synced"})
 _WRITE_CHUNK = 5000
 
 
+def _tag(key: str, value: str | None) -> str:
+    """`,key=value` escaped as point_line writes a tag; "" for a tag it leaves out (no value)."""
+    return f",{key}={escape_tag_value(value)}" if value else ""
+
+
+def _float_text(value: Any) -> str | None:
+    number = float(value)
+    return format_float(number) if math.isfinite(number) else None
+
+
+def _scalar_text(name: str) -> Callable[[Any], str | None]:
+    """How a scalar's (not null) value is written, fixed by its name: the field_text of its stored type."""
+    if name in INTEGER_FIELDS:
+        return lambda value: f"{int(value)}i"
+    if name in STRING_FIELDS:
+        return lambda value: field_text(str(value))
+    if name in BOOL_FIELDS:
+        return lambda value: "true" if value else "false"
+    return _float_text
+
+
+#: The report's scalars in line protocol's field order (sorted keys), each with its escaped `key=` and its writer.
+_SCALARS = tuple((name, f"{escape_key(name)}=", _scalar_text(name)) for name in sorted(SCALAR_FIELDS))
+_HEALTH = escape_measurement(HEALTH_MEASUREMENT)
+_BUFFER = escape_measurement(HEALTH_BUFFER_MEASUREMENT)
+_SENSOR = escape_measurement(HEALTH_SENSOR_MEASUREMENT)
+_SENSOR_ERROR = escape_measurement(HEALTH_SENSOR_ERROR_MEASUREMENT)
+
+
+def _fields(pairs: list[tuple[str, FieldValue]]) -> str:
+    """`key=value,...` of the pairs (already in key order, keys escaped with their `=`), those without a value left
+    out, as point_line writes them."""
+    return ",".join([key + text for key, value in pairs if (text := field_text(value)) is not None])
+
+
 def health_to_lines(report: StationHealth) -> list[str]:
+    """The report's points as line protocol, byte for byte what `point_line` (and so influxdb-client's `Point`)
+    writes for them (tests/central/test_lineprotocol.py), at half its cost: the field keys, their order and the
+    measurement names are fixed here once, and the station's tags escaped once per report (at a thousand stations
+    most of a catch-up's items are health reports, docs/scaling.md)."""
     ns = to_ns(report.time)
-    station: dict[str, str | None] = {"site": report.site, "station": report.station}
-    scalars: dict[str, FieldValue] = {}
-    for name in SCALAR_FIELDS:
+    site_station = _tag("site", report.site) + _tag("station", report.station)
+    scalars = []
+    for name, key, text_of in _SCALARS:
         value = getattr(report, name)
-        if value is None:
-            continue
-        if name in INTEGER_FIELDS:
-            scalars[name] = int(value)
-        elif name in STRING_FIELDS:
-            scalars[name] = str(value)
-        elif name in BOOL_FIELDS:
-            scalars[name] = bool(value)
-        else:
-            scalars[name] = float(value)
-    lines = [point_line(HEALTH_MEASUREMENT, station, scalars, ns)]
+        if value is not None and (text := text_of(value)) is not None:
+            scalars.append(key + text)
+    lines = [f"{_HEALTH}{site_station} {','.join(scalars)} {ns}"]  # interval_s, uptime_s, ... are never null
     for index, backlog in enumerate(report.buffers):
-        lines.append(point_line(HEALTH_BUFFER_MEASUREMENT, {**station, "channel": backlog.channel}, {
-            "index": index, "unit": backlog.unit, "pending": int(backlog.pending),
-            "oldest_age_s": float(backlog.oldest_age_s) if backlog.oldest_age_s is not None else None,
-            "refusing": backlog.refusing}, ns))
+        lines.append(f"{_BUFFER}{_tag('channel', backlog.channel)}{site_station} " + _fields([
+            ("index=", index),
+            ("oldest_age_s=", float(backlog.oldest_age_s) if backlog.oldest_age_s is not None else None),
+            ("pending=", int(backlog.pending)), ("refusing=", backlog.refusing), ("unit=", backlog.unit)])
+            + f" {ns}")
     for index, sensor in enumerate(report.sensors):
-        lines.append(point_line(HEALTH_SENSOR_MEASUREMENT, {**station, "sensor": sensor.name}, {
-            "index": index, "driver": sensor.driver, "kind": sensor.kind, "state": sensor.state,
-            "errors_total": int(sum(sensor.errors.values())),
-            "errors": json.dumps(sensor.errors, separators=(",", ":"), sort_keys=True),
-            "variables": ",".join(sensor.variables),
-            "available": int(sensor.available) if sensor.available is not None else None,
-            "availability": float(sensor.availability) if sensor.availability is not None else None,
-            "last_error": sensor.last_error}, ns))
+        sensor_tag = _tag("sensor", sensor.name)
+        lines.append(f"{_SENSOR}{sensor_tag}{site_station} " + _fields([
+            ("availability=", float(sensor.availability) if sensor.availability is not None else None),
+            ("available=", int(sensor.available) if sensor.available is not None else None),
+            ("driver=", sensor.driver),
+            ("errors=", json.dumps(sensor.errors, separators=(",", ":"), sort_keys=True)),
+            ("errors_total=", int(sum(sensor.errors.values()))),
+            ("index=", index), ("kind=", sensor.kind), ("last_error=", sensor.last_error), ("state=", sensor.state),
+            ("variables=", ",".join(sensor.variables))]) + f" {ns}")
         for kind, count in sorted(sensor.errors.items()):
-            lines.append(point_line(HEALTH_SENSOR_ERROR_MEASUREMENT, {**station, "sensor": sensor.name, "kind": kind},
-                                    {"count": int(count)}, ns))
+            lines.append(f"{_SENSOR_ERROR}{_tag('kind', kind)}{sensor_tag}{site_station} count={int(count)}i {ns}")
     return lines
 
 
