@@ -9,6 +9,7 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
@@ -31,6 +32,7 @@ from .soilstems_helpers import (
     STATION,
     YEAR,
     SoilStemsStores,
+    copy_database,
     profile_config,
     simulated_stems,
     soil_job,
@@ -41,19 +43,40 @@ LATER = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, soilstems_stores: SoilStemsStores) -> Iterator[SqliteStore]:
+def store_path(tmp_path_factory: pytest.TempPathFactory, soilstems_stores: SoilStemsStores) -> Path:
     # the soil and stems readings and the runs of the default settings (made once per run), then the budget
-    instance = soilstems_stores.copy(soilstems_stores.computed, tmp_path_factory.mktemp("report") / "central.sqlite")
-    flux_year = synthetic_year(YEAR, seed=4, utc_offset_h=0.0)
-    days = slice(0, 45 * 48)
-    flux_year = dataclasses.replace(flux_year, **{f.name: getattr(flux_year, f.name)[days] for f in
-                                                  dataclasses.fields(flux_year)
-                                                  if isinstance(getattr(flux_year, f.name), np.ndarray)})
-    instance.write_fluxes(flux_records(flux_year, site=SITE, station=STATION))
-    instance.write([StoredReading(SITE, r) for r in met_readings(flux_year, station=STATION)])
-    job = BudgetJobConfig.model_validate({"ustar": "0.25", "defaults": {"latitude": 50.0, "longitude": 10.0,
-                                                                        "utc_offset_h": 0}})
-    run_station_budget(instance, STATION, YEAR, job, now=LATER)
+    path = tmp_path_factory.mktemp("report") / "central.sqlite"
+    instance = soilstems_stores.copy(soilstems_stores.computed, path)
+    try:
+        flux_year = synthetic_year(YEAR, seed=4, utc_offset_h=0.0)
+        days = slice(0, 45 * 48)
+        flux_year = dataclasses.replace(flux_year, **{f.name: getattr(flux_year, f.name)[days] for f in
+                                                      dataclasses.fields(flux_year)
+                                                      if isinstance(getattr(flux_year, f.name), np.ndarray)})
+        instance.write_fluxes(flux_records(flux_year, site=SITE, station=STATION))
+        instance.write([StoredReading(SITE, r) for r in met_readings(flux_year, station=STATION)])
+        job = BudgetJobConfig.model_validate({"ustar": "0.25", "defaults": {"latitude": 50.0, "longitude": 10.0,
+                                                                            "utc_offset_h": 0}})
+        run_station_budget(instance, STATION, YEAR, job, now=LATER)
+    finally:
+        instance.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(store_path: Path) -> Iterator[SqliteStore]:
+    """The module's store, one run of each product: for the tests that only read."""
+    instance = SqliteStore(store_path)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def own_store(store_path: Path, tmp_path: Path) -> Iterator[SqliteStore]:
+    """A copy of the module's store for a test that adds a run, so that no other test's outcome depends on the
+    order the tests ran in (under pytest-xdist a module's tests may be spread over workers)."""
+    copy_database(store_path, tmp_path / "central.sqlite")
+    instance = SqliteStore(tmp_path / "central.sqlite")
     yield instance
     instance.close()
 
@@ -121,7 +144,8 @@ def test_provenance_names_engines_hashes_sensors_and_checkable_digests(store: Sq
         {e["sha256"] for e in soil_run.inputs.values()}
 
 
-def test_several_runs_must_be_chosen_and_a_missing_budget_names_the_command(store: SqliteStore) -> None:
+def test_several_runs_must_be_chosen_and_a_missing_budget_names_the_command(own_store: SqliteStore) -> None:
+    store = own_store
     other = run_station_product("soil", store, STATION, YEAR, soil_job(profiles=[profile_config(method="regression")],
                                                                         chambers=[]),
                                 stems_job(simulated_stems()), now=LATER)
@@ -134,7 +158,11 @@ def test_several_runs_must_be_chosen_and_a_missing_budget_names_the_command(stor
         build_report_data(store, STATION, 2024)
 
 
-def test_the_api_serves_the_report_as_html_and_pdf(store: SqliteStore) -> None:
+def test_the_api_serves_the_report_as_html_and_pdf(own_store: SqliteStore) -> None:
+    store = own_store
+    # a second soil run, which makes a request without soil_settings_hash ambiguous (422)
+    run_station_product("soil", store, STATION, YEAR, soil_job(profiles=[profile_config(method="regression")],
+                                                               chambers=[]), stems_job(simulated_stems()), now=LATER)
     (soil,) = [r for r in store.product_runs("soil", STATION, YEAR) if r.tables.get("chamber_1")]
     with TestClient(create_app(store, access=AccessControl.development())) as client:
         params = {"station": STATION, "year": YEAR, "soil_settings_hash": soil.settings_hash}
