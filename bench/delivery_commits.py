@@ -12,7 +12,7 @@ voluntary context switches (/proc/thread-self/status) of the calls above, per it
 The bench imports the checkout it lies in (its parent folder goes first on `sys.path`), so the same file run from
 a checkout of the code before a change and from one after it, back to back, compares the two in one run:
 
-    flock /work/bench.lock sh -c 'python /before/bench/delivery_commits.py; python /after/bench/delivery_commits.py'
+    sh -c 'python ../before/bench/delivery_commits.py; python ../after/bench/delivery_commits.py'
 
 The buffer is opened as `StationDaemon` opens it for a signed station (`durable_claims=False` where the buffer
 knows that keyword). No assertion is made; the figures go to docs/performance.md with the date and machine.
