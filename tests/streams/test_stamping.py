@@ -174,3 +174,20 @@ def test_the_read_schedule_keeps_its_mean_interval_and_restarts_after_a_stall() 
     assert float(np.mean(steps)) == pytest.approx(0.2, abs=0.005)
     after_stall = schedule.advance(moments[-1] + 3.0)
     assert moments[-1] + 3.0 < after_stall <= moments[-1] + 3.0 + 0.2 + P / 2
+
+
+def test_squeezed_stamps_stay_distinct_and_ordered_in_the_archives_microseconds() -> None:
+    # a burst with more records than fit between the previous stamp and its read (a host stall, a fast instrument)
+    # starts MIN_STEP_S after the previous stamp; the archive keeps unix time in whole microseconds
+    # (gateway/rawarchive/columnar.py), where float64 resolves only ~0.24 us: the step must survive that rounding
+    rng = random.Random(7)
+    stamper = CadenceStamper(FS)
+    monotonic = [*stamper.stamps(1, 1000.0)]
+    arrival = 1000.0
+    for _ in range(2000):
+        arrival += 1.0 + rng.uniform(-0.01, 0.01)
+        monotonic += stamper.stamps(int(FS) + 1 + rng.randrange(3), arrival)  # one to three records too many
+    offset = 1_764_064_800.0 + rng.random()  # the clock's monotonic -> unix mapping
+    micros = np.array([round((t + offset) * 1_000_000.0) for t in monotonic])
+    assert np.all(np.diff(monotonic) > 0)
+    assert np.all(np.diff(micros) > 0), np.flatnonzero(np.diff(micros) <= 0)[:10]

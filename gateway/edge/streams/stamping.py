@@ -41,8 +41,11 @@ import math
 import random
 
 # stamps of consecutive records differ at least by this much, so they stay strictly increasing even when a burst
-# has to be squeezed between the previous stamp and its arrival (an instrument faster than its nominal rate)
-MIN_STEP_S = 1e-6
+# has to be squeezed between the previous stamp and its arrival (an instrument faster than its nominal rate, a host
+# stall). Two microseconds, not one: the raw archive keeps unix time in whole microseconds, and a monotonic stamp
+# mapped to unix time (~1.8e9 s, where float64 resolves ~0.24 us) and scaled may move by up to ~0.5 us, so stamps
+# one microsecond apart could land on the same microsecond (seen under load: tests/streams/test_runner.py)
+MIN_STEP_S = 2e-6
 
 
 class CadenceStamper:
@@ -79,7 +82,7 @@ class CadenceStamper:
         if last is not None and first <= last:
             floor = last + MIN_STEP_S
             # both sequences increase, so does their maximum; capped at the arrival (the hard rule) they could only
-            # tie if a burst arrived less than `count` microseconds after the previous one
+            # tie if a burst arrived less than `count` times MIN_STEP_S after the previous one
             stamps = [min(max(first + i * p, floor + i * MIN_STEP_S), arrival) for i in range(count)]
         else:
             stamps = [first + i * p for i in range(count)]
