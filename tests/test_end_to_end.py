@@ -203,6 +203,17 @@ def test_health_reports_reach_the_api_and_the_dashboards(chain: Chain, influxd: 
             "sinkwatch-station-health.json Sensors now"} <= set(checked)
 
 
+def run_until_confirmed(buffer: ReadingBuffer, signer: ChainSigner, delivery: Delivery) -> None:
+    """Start the delivery, wait until every item it sent is confirmed, then stop and close the station's files."""
+    delivery.start()
+    try:
+        assert delivery.wait_confirmed(60), delivery.health()
+    finally:
+        delivery.stop()
+        signer.close()
+        buffer.close()
+
+
 def test_a_power_cut_that_lost_the_deletes_of_confirmed_batches_only_means_a_resend_stored_once(
     tmp_path: Path, mosquitto: MosquittoInstance, influxd: InfluxInstance
 ) -> None:
@@ -246,25 +257,13 @@ def test_a_power_cut_that_lost_the_deletes_of_confirmed_batches_only_means_a_res
 
         signer.envelope = linking  # type: ignore[method-assign]
         buffer.ack_ranges = deleting  # type: ignore[method-assign]
-        delivery.start()
-        try:
-            assert delivery.wait_confirmed(60), delivery.health()
-        finally:
-            delivery.stop()
-            signer.close()
-            buffer.close()
+        run_until_confirmed(buffer, signer, delivery)
         assert delivery.counters("readings").confirmed_units == 40
 
         buffer, signer, delivery = station(snapshot)
         lost = buffer.pending_batches()
         assert lost >= 1  # the deletes the cut took: sent again
-        delivery.start()
-        try:
-            assert delivery.wait_confirmed(60), delivery.health()
-        finally:
-            delivery.stop()
-            signer.close()
-            buffer.close()
+        run_until_confirmed(buffer, signer, delivery)
         assert delivery.counters("readings").confirmed == lost
         assert signer.payload_changes == 0 and signer.signed == 0  # the same signed items, no new link
 

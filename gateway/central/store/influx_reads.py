@@ -237,6 +237,12 @@ class InfluxReadsMixin:
             params["site"] = site
         if sensor is not None:
             params["sensor"] = sensor
+        yield from self._series_rows(query, params)
+
+    def _series_rows(self, query: str, params: dict[str, str]) -> Iterator[Sequence[SeriesRow]]:
+        """The (time, value, qc) rows of a series statement, chunk by chunk: in chunks of `SERIES_CHUNK_ROWS`, each
+        kept as InfluxDB's text where `point_columns` takes it (no object per row), else parsed by orjson. The raw
+        reads and the rollup's hourly reads (`readings_1h`) both take theirs here."""
         for line in self._stream_lines(query, params, SERIES_CHUNK_ROWS):
             columns = point_columns(line)
             if columns is not None:

@@ -61,7 +61,6 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from gateway.central.store.base import Aggregate, ReadingIdentity
-from gateway.central.store.influx_reads import SERIES_CHUNK_ROWS, point_columns
 from gateway.central.store.lineprotocol import escape_tag_value, format_float
 from gateway.central.store.reads import SeriesRow
 
@@ -145,6 +144,8 @@ class InfluxRollupMixin:
         def _stream_lines(self, query: str, params: dict[str, str], chunk_rows: int = ...) -> Iterator[bytes]: ...
 
         def _chunk_series(self, line: bytes) -> list[dict[str, Any]] | None: ...
+
+        def _series_rows(self, query: str, params: dict[str, str]) -> Iterator[Sequence[SeriesRow]]: ...
 
         def _source(self) -> str: ...
 
@@ -373,7 +374,8 @@ class InfluxRollupMixin:
                      f"FROM {self._rollup_source(ROLLUP_MEASUREMENT)} {where} "
                      f"GROUP BY time({window_ns // 1_000_000_000}s) fill(none)")
         pending = list(runs)  # (first window, last window) of each run of marked windows, in time order
-        for rows in self._rolled_rows(query, params):
+        # a year of hourly means is 8,760 rows: read as the raw reads are, kept as InfluxDB's text (docs/performance.md)
+        for rows in self._series_rows(query, params):
             if not runs:
                 yield rows  # InfluxDB's own text or rows: no copy per row
                 continue
@@ -395,29 +397,6 @@ class InfluxRollupMixin:
             yield from raw(station, variable, run_first, run_last + window_ns, window_ns, aggregate, site, sensor)
         if last < end_ns:
             yield from raw(station, variable, last, end_ns, window_ns, aggregate, site, sensor)
-
-
-    def _rolled_rows(self, query: str, params: dict[str, str]) -> Iterator[Sequence[SeriesRow]]:
-        """The rows of a `readings_1h` read, chunk by chunk, as the raw reads take theirs: in chunks of
-        `SERIES_CHUNK_ROWS`, each kept as InfluxDB's text where `point_columns` takes it (no object per row), else
-        parsed by orjson. A year of hourly means is 8,760 rows: in chunks of 500 with a list per row, reading and
-        writing them cost the server about as much CPU as influxd spent on the statements (docs/performance.md)."""
-        for line in self._stream_lines(query, params, SERIES_CHUNK_ROWS):
-            columns = point_columns(line)
-            if columns is not None:
-                yield columns
-                continue
-            chunk = self._chunk_series(line)
-            if chunk is None:
-                return
-            for series in chunk:
-                names = series["columns"]
-                rows = series.get("values") or ()
-                if names != ["time", "value", "qc"]:  # never seen, but the column order is InfluxDB's to choose
-                    t_i, v_i, q_i = names.index("time"), names.index("value"), names.index("qc")
-                    rows = [(r[t_i], r[v_i], r[q_i]) for r in rows]
-                if rows:
-                    yield rows
 
 
 def _floor_to(time_ns: int, step: int) -> int:
