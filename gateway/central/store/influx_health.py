@@ -46,11 +46,11 @@ from gateway.central.store.health import (
     SCALAR_FIELDS,
 )
 from gateway.central.store.lineprotocol import (
-    FieldValue,
     escape_key,
     escape_measurement,
     escape_tag_value,
     field_text,
+    fields_text,
     format_float,
 )
 from gateway.contract import StationHealth
@@ -93,12 +93,6 @@ _SENSOR = escape_measurement(HEALTH_SENSOR_MEASUREMENT)
 _SENSOR_ERROR = escape_measurement(HEALTH_SENSOR_ERROR_MEASUREMENT)
 
 
-def _fields(pairs: list[tuple[str, FieldValue]]) -> str:
-    """`key=value,...` of the pairs (already in key order, keys escaped with their `=`), those without a value left
-    out, as point_line writes them."""
-    return ",".join([key + text for key, value in pairs if (text := field_text(value)) is not None])
-
-
 def health_to_lines(report: StationHealth) -> list[str]:
     """The report's points as line protocol, byte for byte what `point_line` (and so influxdb-client's `Point`)
     writes for them (tests/central/test_lineprotocol.py), at half its cost: the field keys, their order and the
@@ -113,14 +107,14 @@ def health_to_lines(report: StationHealth) -> list[str]:
             scalars.append(key + text)
     lines = [f"{_HEALTH}{site_station} {','.join(scalars)} {ns}"]  # interval_s, uptime_s, ... are never null
     for index, backlog in enumerate(report.buffers):
-        lines.append(f"{_BUFFER}{_tag('channel', backlog.channel)}{site_station} " + _fields([
+        lines.append(f"{_BUFFER}{_tag('channel', backlog.channel)}{site_station} " + fields_text([
             ("index=", index),
             ("oldest_age_s=", float(backlog.oldest_age_s) if backlog.oldest_age_s is not None else None),
             ("pending=", int(backlog.pending)), ("refusing=", backlog.refusing), ("unit=", backlog.unit)])
             + f" {ns}")
     for index, sensor in enumerate(report.sensors):
         sensor_tag = _tag("sensor", sensor.name)
-        lines.append(f"{_SENSOR}{sensor_tag}{site_station} " + _fields([
+        lines.append(f"{_SENSOR}{sensor_tag}{site_station} " + fields_text([
             ("availability=", float(sensor.availability) if sensor.availability is not None else None),
             ("available=", int(sensor.available) if sensor.available is not None else None),
             ("driver=", sensor.driver),
