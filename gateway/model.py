@@ -185,6 +185,24 @@ def native_schema(schema: CoreSchema, drop: frozenset[str] = frozenset()) -> Cor
     return _native(schema, drop)
 
 
+#: pydantic's Python checks of `Field(ge=...)` and the like, which it applies after a `BeforeValidator` (a WireFloat,
+#: a WireInt), by the constraint each one checks
+_BOUND_CHECKS = {"greater_than_validator": "gt", "greater_than_or_equal_validator": "ge",
+                 "less_than_validator": "lt", "less_than_or_equal_validator": "le"}
+
+
+def _number_bound(function: Any) -> dict[str, Any] | None:
+    """`{"ge": 0}` for pydantic's `partial(greater_than_or_equal_validator, ge=0)`, else None."""
+    check = getattr(function, "func", None)
+    if getattr(check, "__module__", None) != "pydantic._internal._validators":
+        return None
+    name = _BOUND_CHECKS.get(getattr(check, "__name__", ""))
+    keywords = getattr(function, "keywords", {})
+    if name is None or set(keywords) != {name} or type(keywords[name]) not in (int, float):
+        return None
+    return {name: keywords[name]}
+
+
 def _native(node: Any, drop: frozenset[str]) -> Any:
     if isinstance(node, list):
         return [_native(item, drop) for item in node]
@@ -206,6 +224,11 @@ def _native(node: Any, drop: frozenset[str]) -> Any:
         inner = _native(node["schema"], drop)
         if inner.get("type") == "float" and inner.get("strict"):
             return {**inner, "allow_inf_nan": False}
+    bound = _number_bound(function)
+    if bound is not None and node["type"] == "function-after":
+        inner = _native(node["schema"], drop)
+        if inner.get("type") in ("int", "float") and inner.get("strict"):
+            return {**inner, **bound}
     if getattr(function, "__qualname__", None) in drop and node["type"] == "function-after":
         return _native(node["schema"], drop)
     # the rest as it is; a model's class, validators and serialisers are not schemas to walk

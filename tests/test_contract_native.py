@@ -15,8 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.central.batchjson import reading_columns
+from gateway.central.healthjson import health_fields
+from gateway.central.ingest import Malformed, parse_health, parse_health_fields
 from gateway.central.store.base import to_ns
-from gateway.contract import ReadingBatch, validate_batch_json
+from gateway.central.store.health import HealthFields
+from gateway.central.store.influx_health import health_to_lines
+from gateway.contract import ReadingBatch, StationHealth, validate_batch_json
 from gateway.contract.readings import _batch_fields_validator
 from gateway.model import QualityFlag, Reading, TimeSource
 
@@ -220,3 +224,176 @@ def test_a_valid_batch_is_taken_by_the_column_checks(change: dict[str, Any]) -> 
     text = json.dumps(payload)
     assert reading_columns(text) is not None
     assert columns_outcome(text) == model_columns(text)
+
+
+# --- a health report checked without a model (gateway/central/healthjson.py) --------------------------------------
+
+
+def good_report() -> dict[str, Any]:
+    from .central.test_store_health_contract import example
+
+    return example()
+
+
+def model_fields(report: StationHealth) -> dict[str, Any]:
+    """A model's fields as `HealthFields` holds them: plain dicts and lists, every field."""
+    fields = dict(vars(report))
+    fields["buffers"] = [dict(vars(backlog)) for backlog in report.buffers]
+    fields["sensors"] = [dict(vars(sensor)) for sensor in report.sensors]
+    return fields
+
+
+def typed(value: Any) -> Any:
+    """A value with the type of every number in it, so that 1 and 1.0 (or True) are told apart."""
+    if isinstance(value, dict):
+        return {key: typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed(item) for item in value]
+    return (type(value), value, getattr(value, "tzinfo", None))
+
+
+def health_outcome(parse: Any, payload: str) -> tuple[str, Any]:
+    """What the central service makes of a health payload on `sinkwatch/v1/hainich/plot-07/health`: the report's
+    fields with their types (and their lines), or the reason and words it is dead-lettered with."""
+    try:
+        report = parse("hainich", "plot-07", payload.encode())
+    except Malformed as exc:
+        return "refused", (exc.reason, exc.problem)
+    fields = report.fields if isinstance(report, HealthFields) else model_fields(report)
+    return "accepted", (typed(fields), report.seq, report.time, report.time.tzinfo, health_to_lines(report))
+
+
+HEALTH_TEXTS = st.one_of(ANY_JSON, st.sampled_from(["", "x" * 64, "x" * 65, "x" * 200, "x" * 201, "ok\n", 'a "q" \\']))
+HEALTH_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "site": IDENTIFIERS, "station": st.one_of(IDENTIFIERS, st.just("plot-08")), "seq": NUMBERS, "time": TIMES,
+    "schema_version": st.one_of(NUMBERS, st.just("1")), "daemon_version": HEALTH_TEXTS,
+    "clock_synced": st.one_of(ANY_JSON, st.sampled_from([1, 0, "true"])),
+    **{name: NUMBERS for name in ("interval_s", "uptime_s", "host_uptime_s", "clock_offset_s", "clock_max_error_s",
+                                  "disk_free_bytes", "cpu_temperature_c", "load_1m", "cpu_count", "daemon_cpu_share",
+                                  "daemon_rss_bytes", "supply_voltage_v", "reports_dropped")},
+    "buffers": st.sampled_from([[], None, {}, "x", [{}] * 17]),
+    "sensors": st.sampled_from([[], None, {}, "x"]),
+}
+BUFFER_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "channel": st.one_of(ANY_JSON, st.sampled_from(["raw", "status", "Readings"])),
+    "unit": st.one_of(ANY_JSON, st.sampled_from(["files", "bytes"])), "pending": NUMBERS, "oldest_age_s": NUMBERS,
+    "refusing": HEALTH_TEXTS,
+}
+SENSOR_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "name": IDENTIFIERS, "driver": HEALTH_TEXTS, "kind": st.one_of(ANY_JSON, st.sampled_from(["stream", "poll"])),
+    "state": HEALTH_TEXTS, "available": st.one_of(ANY_JSON, st.sampled_from([1, 0, "true"])),
+    "availability": st.one_of(NUMBERS, st.sampled_from([1.0000001, -0.0, 0.5])), "last_error": HEALTH_TEXTS,
+    "errors": st.one_of(st.dictionaries(st.one_of(st.sampled_from(["timeout", "bad kind", "k" * 65, "", "crc.1"]),
+                                                  st.text(max_size=5)), NUMBERS, max_size=3), ANY_JSON),
+    "variables": st.one_of(st.lists(st.one_of(st.sampled_from(["CO2", "CO2-1", "", "V" * 65]), ANY_JSON),
+                                    max_size=3), st.just(["CO2"] * 501), ANY_JSON),
+}
+
+
+@st.composite
+def health_payloads(draw: st.DrawFn) -> str:
+    report = good_report()
+    for _ in range(draw(st.integers(0, 3))):
+        place = draw(st.sampled_from(["report", "buffer", "sensor"]))
+        if place == "report":
+            target, fields = report, HEALTH_FIELDS
+        elif place == "buffer" and isinstance(report.get("buffers"), list) and report["buffers"]:
+            target, fields = draw(st.sampled_from(report["buffers"])), BUFFER_FIELDS
+        elif place == "sensor" and isinstance(report.get("sensors"), list) and report["sensors"]:
+            target, fields = draw(st.sampled_from(report["sensors"])), SENSOR_FIELDS
+        else:
+            continue
+        if not isinstance(target, dict):
+            continue
+        key = draw(st.sampled_from([*fields, "extra"]))
+        value = draw(st.one_of(fields.get(key, ANY_JSON), st.just(ABSENT)))
+        if value is ABSENT:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return json.dumps(report, allow_nan=True)
+
+
+@settings(max_examples=1500, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(health_payloads())
+def test_a_health_report_is_taken_or_refused_as_the_model_does(payload: str) -> None:
+    """Whatever the native checks take, the model takes with the same values (and lines); whatever they refuse is
+    refused with the model's reason and words, naming the field and the fix."""
+    assert health_outcome(parse_health_fields, payload) == health_outcome(parse_health, payload)
+    fields = health_fields(payload)
+    if fields is not None:
+        assert typed(fields.fields) == typed(model_fields(StationHealth.model_validate_json(payload)))
+
+
+@pytest.mark.parametrize(("change", "taken_natively", "words"), [
+    ({}, True, None),
+    ({"seq": None}, True, None),
+    ({"time": "2026-11-25T10:00:00Z"}, True, None),
+    ({"disk_free_bytes": 2**62, "clock_offset_s": -2.5e-7, "interval_s": 60}, True, None),
+    ({"sensors": [], "buffers": []}, True, None),
+    ({"reports_dropped": 3.0}, False, None),  # the model's lax int: taken, by the model
+    ({"time": "2026-11-25T24:00:00Z"}, False, "time: Input should be a valid datetime"),  # left to the model
+    ({"extra": 1}, False, "extra: Extra inputs are not permitted"),
+    ({"seq": -1}, False, "seq: Input should be greater than or equal to 0"),
+    ({"interval_s": 0}, False, "interval_s: Input should be greater than 0"),
+    ({"uptime_s": "12"}, False, "uptime_s: Value error, must be a number, not str '12'"),
+    ({"clock_synced": 1}, False, "clock_synced: Input should be a valid boolean"),
+    ({"cpu_count": 0}, False, "cpu_count: Input should be greater than or equal to 1"),
+    ({"load_1m": 1e400}, False, "load_1m: Input should be a finite number"),
+    ({"site": "hai nich"}, False, "site: Value error, 'hai nich' is not a valid identifier"),
+    ({"station": "plot-08"}, True, "health report says site 'hainich' station 'plot-08' but was published for"),
+    ({"time": "2026-11-25T10:00:00+01:00"}, False, "is not a UTC time like 2026-11-25T10:00:00.000000Z"),
+    ({"time": "0001-01-01T00:00:00Z"}, False, "is outside the time range a store can hold"),
+    ({"schema_version": 2}, False, "schema_version: Input should be 1"),
+    ({"buffers": [{"channel": "nope", "unit": "files", "pending": 0}]}, False, "buffers.0.channel: Input should be"),
+    ({"buffers": [{"channel": "raw", "unit": "files", "pending": -1}]}, False,
+     "buffers.0.pending: Input should be greater than or equal to 0"),
+    ({"sensors": [{"name": "a", "driver": "d", "kind": "polled", "state": "s", "available": None,
+                   "errors": {"bad kind": 1}}]}, False, "sensors.0.errors.bad kind.[key]: String should match pattern"),
+    ({"sensors": [{"name": "a", "driver": "d", "kind": "polled", "state": "s", "available": None,
+                   "availability": 1.5}]}, False, "sensors.0.availability: Input should be less than or equal to 1"),
+    ({"sensors": [{"name": "a", "driver": "d", "kind": "polled", "state": "s"}]}, False,
+     "sensors.0.available: Field required"),
+])
+def test_awkward_health_reports_are_told_apart_as_the_model_tells_them(change: dict[str, Any], taken_natively: bool,
+                                                                       words: str | None) -> None:
+    text = json.dumps({**good_report(), **change})
+    assert (health_fields(text) is not None) == taken_natively
+    ours, models = health_outcome(parse_health_fields, text), health_outcome(parse_health, text)
+    assert ours == models
+    if words is None:
+        assert ours[0] == "accepted"
+    else:
+        assert ours[0] == "refused" and words in ours[1][1], ours
+
+
+@pytest.mark.parametrize("payload", [b"", b"not json", b"[]", b'{"site": "hainich"}', b"\xff"])
+def test_a_health_payload_that_is_no_report_is_refused_with_the_models_words(payload: bytes) -> None:
+    with pytest.raises(Malformed) as ours:
+        parse_health_fields("hainich", "plot-07", payload)
+    with pytest.raises(Malformed) as models:
+        parse_health("hainich", "plot-07", payload)
+    assert (ours.value.reason, ours.value.problem) == (models.value.reason, models.value.problem)
+
+
+def test_no_python_validator_is_left_in_the_native_health_checks() -> None:
+    """The speed of a health report rests on this: a Python validator added to `StationHealth` or its parts stays
+    correct on the native path but costs a call per field; `gateway.model.native_schema` should learn its form."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            function = node.get("function")
+            if isinstance(function, dict) and function.get("function") != datetime.fromisoformat:
+                found.append(getattr(function.get("function"), "__qualname__", repr(function)))
+            for key, value in node.items():
+                if key not in ("cls", "serialization", "metadata"):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    from gateway.model import native_schema
+
+    walk(native_schema(StationHealth.__pydantic_core_schema__))
+    assert found == []

@@ -88,12 +88,14 @@ from gateway.central.chain import ChainKey, ChainTracker, Untrusted, VerifiedIte
 from gateway.central.chainmarks import CHAIN_MARKS_FILE, ChainMarks
 from gateway.central.config import DeadLetterSettings, MqttSettings
 from gateway.central.deadletter import DeadLetterFile, payload_fields
+from gateway.central.healthjson import health_fields
 from gateway.central.provision import StationRegistry
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
 from gateway.central.store.base import TIME_RANGE_TEXT, StoreError, WriteOutcome, WriteRequest, storable_time, to_ns
 from gateway.central.store.columns import ColumnsRequest, ReadingColumns, TakesColumns
+from gateway.central.store.health import HealthFields, TakesHealthFields
 from gateway.central.store.ledger import ChainEvent, LedgerItem
 from gateway.contract import (
     CHANNELS,
@@ -235,7 +237,7 @@ class _PreparedHealth:
 
     topic: str
     payload: bytes
-    report: StationHealth
+    report: StationHealth | HealthFields  # HealthFields only for a store that takes them
     item: VerifiedItem | None
     ledger: LedgerItem | None
 
@@ -333,6 +335,9 @@ class Ingestor:
         # a store that writes a batch's readings as columns (gateway/central/store/columns.py): then a batch that
         # passes the column checks (gateway/central/batchjson.py) never becomes a model per reading
         self._columns_store = cast(TakesColumns, store) if getattr(store, "takes_columns", False) else None
+        # likewise a store that writes a health report's fields (gateway/central/healthjson.py): no model of it
+        self._health_fields_store = (cast(TakesHealthFields, store) if getattr(store, "takes_health_fields", False)
+                                     else None)
         self.data_dir = Path(data_dir)
         self.dead_letter_path = self.data_dir / dead_letter_file
         limits = dead_letter or DeadLetterSettings()
@@ -639,8 +644,7 @@ class Ingestor:
         is isolated and left out, with its ledger item."""
         if group.events:
             self.store.write_chain_events(group.events)
-        rejected = (_write_isolating(self.store.write_health, [h.report for h in group.health])
-                    if group.health else {})
+        rejected = self._write_health([h.report for h in group.health]) if group.health else {}
         flux_rejected = (_write_isolating(self.store.write_fluxes, [f.record for f in group.fluxes])
                          if group.fluxes else {})
         requests = [p.request() for p in group.prepared]
@@ -655,6 +659,12 @@ class Ingestor:
         else:  # no columns were made (`_readings_columns`)
             outcomes = self.store.write_many(cast(list[WriteRequest], requests))
         return _GroupWritten(outcomes[:len(group.prepared)], rejected, flux_rejected)
+
+    def _write_health(self, reports: list[StationHealth | HealthFields]) -> dict[int, str]:
+        if self._health_fields_store is not None:
+            return _write_isolating(self._health_fields_store.write_health_fields, reports)
+        # only a store that takes HealthFields is given any (`_prepare_health`)
+        return _write_isolating(self.store.write_health, cast(list[StationHealth], reports))
 
     def _complete(self, group: _Group) -> bool:
         """Wait for the group's write (repeated through a storage outage), finish its items (set-asides, chain,
@@ -1066,7 +1076,9 @@ class Ingestor:
 
     def _prepare_health(self, site: str, station: str, payload: bytes, item: VerifiedItem | None,
                         group: _Group) -> _PreparedHealth | _FlushFirst:
-        report = parse_health(site, station, payload)
+        # a store that writes a report's fields is given them, no model (gateway/central/healthjson.py)
+        parse = parse_health if self._health_fields_store is None else parse_health_fields
+        report = parse(site, station, payload)
         self._check_seq(item, report.seq)
         problem = implausible_time(report.time, utc_now())
         if problem is not None:
@@ -1307,6 +1319,15 @@ def parse_health(site: str, station: str, payload: bytes) -> StationHealth:
         raise Malformed("schema", f"health report time {format_time(report.time)} is outside the time range a store "
                         f"can hold ({TIME_RANGE_TEXT}): check the station's clock")
     return report
+
+
+def parse_health_fields(site: str, station: str, payload: bytes) -> HealthFields | StationHealth:
+    """`parse_health` without a model where the native checks take the report (gateway/central/healthjson.py): its
+    fields; else what `parse_health` answers, the model or Malformed with the model's words."""
+    fields = health_fields(payload)
+    if fields is not None and (fields.site, fields.station) == (site, station):
+        return fields
+    return parse_health(site, station, payload)
 
 
 #: Decompressed bytes examined per step while checking a raw file: the whole stream is inflated to prove it is

@@ -1,5 +1,7 @@
 """Health reports through the ingestor (gateway/central/ingest.py): stored and confirmed in a receipt; a report
-that can never be stored is dead-lettered with its reason and named in the receipt's dead_lettered ranges."""
+that can never be stored is dead-lettered with its reason and named in the receipt's dead_lettered ranges. Both
+ways a report takes: the model (SqliteStore), and its fields checked without a model for a store that takes them
+(`takes_health_fields`, the InfluxDB store; gateway/central/healthjson.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import pytest
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.store import SqliteStore
-from gateway.contract import encode_health, health_topic
+from gateway.central.store.health import HealthFields
+from gateway.contract import StationHealth, encode_health, health_topic
 from gateway.model import format_time, utc_now
 
 from .test_store_health_contract import report
@@ -21,9 +24,26 @@ from .test_store_health_contract import report
 TOPIC = health_topic("hainich", "plot-07")
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    instance = SqliteStore(tmp_path / "central.sqlite")
+class FieldsTakingStore(SqliteStore):
+    """A SqliteStore that takes health reports as the InfluxDB store does, as `HealthFields` (and keeps them as
+    models, made from the fields by the model: the fields are the model's)."""
+
+    takes_health_fields = True
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.given: list[type] = []
+
+    def write_health_fields(self, reports: list[HealthFields | StationHealth]) -> None:
+        self.given += [type(report) for report in reports]
+        self.write_health([StationHealth.model_validate(report.fields) if isinstance(report, HealthFields)
+                           else report for report in reports])
+
+
+@pytest.fixture(params=["model", "fields"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteStore]:
+    kind = FieldsTakingStore if request.param == "fields" else SqliteStore
+    instance = kind(tmp_path / "central.sqlite")
     yield instance
     instance.close()
 
@@ -41,6 +61,8 @@ def test_a_report_is_stored_and_confirmed(ingestor: Ingestor, store: SqliteStore
     [receipt] = ingestor._receipts.take()
     assert (receipt.channel, receipt.stored, receipt.dead_lettered) == ("health", [(7, 7)], [])
     assert ingestor.counters()["health_reports_stored"] == 2
+    if isinstance(store, FieldsTakingStore):
+        assert store.given == [HealthFields, HealthFields]  # no model made on the way
 
 
 @pytest.mark.parametrize(
@@ -51,6 +73,9 @@ def test_a_report_is_stored_and_confirmed(ingestor: Ingestor, store: SqliteStore
         (TOPIC, {"time": "1990-01-01T00:00:00.000000Z"}, "implausible_time"),
         (TOPIC, {"disk_free_bytes": -1}, "schema"),
         (TOPIC, {"uptime_s": "long"}, "schema"),
+        (TOPIC, {"sensors": [{"name": "a b"}]}, "schema"),
+        (TOPIC, {"time": "0001-01-01T00:00:00Z"}, "schema"),
+        (TOPIC, {"unknown": 1}, "schema"),
     ],
 )
 def test_a_report_that_can_never_be_stored_is_dead_lettered(ingestor: Ingestor, store: SqliteStore, topic: str,

@@ -104,7 +104,7 @@ def test_health_reports_and_ledger_items_serialise_like_point() -> None:
     from gateway.central.store.influx_health import health_to_lines
     from gateway.central.store.influx_ledger import ledger_to_line
 
-    from .test_store_contract import ledger_item
+    from .test_store_contract import as_health_fields, ledger_item
     from .test_store_health_contract import report, sparse
 
     rich = report(3, clock_offset_s=-2.5e-7, load_1m=0.1, daemon_cpu_share=1 / 3, disk_free_bytes=2**53 + 1)
@@ -143,6 +143,7 @@ def test_health_reports_and_ledger_items_serialise_like_point() -> None:
                 "oldest_age_s": backlog.oldest_age_s, "refusing": backlog.refusing}, ns)
             for index, backlog in enumerate(health.buffers)]
         assert len(lines) == 1 + len(health.buffers) + len(expected_sensors)
+        assert health_to_lines(as_health_fields(health)) == lines  # the ingest's way: the report's fields, no model
     for item in (ledger_item(1, payload=b'{"x": 1}'), ledger_item(2, payload=None, previous=ledger_item(1))):
         fields: dict[str, FieldValue] = {
             name: getattr(item, name) for name in ("epoch", "prev_digest", "key_id", "payload_sha256", "content",

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from gateway.central.batchjson import reading_columns
+from gateway.central.healthjson import health_fields
 from gateway.central.store import (
     InfluxStore,
     QueryTooLarge,
@@ -32,10 +33,11 @@ from gateway.central.store.base import (
     to_ns,
 )
 from gateway.central.store.columns import ColumnsRequest, ReadingColumns
+from gateway.central.store.health import HealthFields
 from gateway.central.store.ledger import ChainEvent, LedgerItem, compress_payload
 from gateway.central.store.sqlite import SCHEMA_VERSION
 from gateway.central.store.victoria import VictoriaStore
-from gateway.contract import ReadingBatch
+from gateway.contract import ReadingBatch, StationHealth, encode_health
 from gateway.model import QualityFlag, Reading
 from gateway.testing.services import running_influxd
 
@@ -83,6 +85,17 @@ class ColumnsInfluxStore(InfluxStore):
 
     def write_many(self, batches: Sequence[ColumnsRequest]) -> list[WriteOutcome]:
         return super().write_many([(as_columns(points), ledger) for points, ledger in batches])
+
+    def write_health(self, reports: list[StationHealth]) -> None:
+        """Health reports as the ingest gives them to this store (gateway/central/healthjson.py): their fields, no
+        model; the health contract suite holds for them (tests/central/test_store_health_contract.py)."""
+        self.write_health_fields([as_health_fields(report) for report in reports])
+
+
+def as_health_fields(report: StationHealth) -> HealthFields:
+    fields = health_fields(encode_health(report))
+    assert fields is not None, "a report the model made passes the native checks"
+    return fields
 
 
 def as_columns(points: list[StoredReading] | ReadingColumns) -> list[StoredReading] | ReadingColumns:

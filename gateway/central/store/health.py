@@ -13,8 +13,9 @@ and `influx_health` (mixins), beside the readings.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.contract import StationHealth
 
@@ -28,6 +29,29 @@ HEALTH_SENSOR_ERROR_MEASUREMENT = "health_sensor_errors"
 SCALAR_FIELDS: tuple[str, ...] = tuple(
     name for name in StationHealth.model_fields if name not in ("schema_version", "site", "station", "time",
                                                                  "buffers", "sensors"))
+
+
+@dataclass(slots=True)
+class HealthFields:
+    """A health report as the fields of `StationHealth` in plain dicts and lists (its outboxes and sensors too, every
+    field present, defaults filled in), checked as the model checks them (`gateway.central.healthjson`): what the
+    InfluxDB store writes (`TakesHealthFields`) without a model object; other stores are given the model
+    (`gateway.central.ingest`)."""
+
+    site: str
+    station: str
+    seq: int | None
+    time: datetime
+    time_ns: int
+    fields: dict[str, Any]
+
+
+class TakesHealthFields(Protocol):
+    """A store whose `write_health_fields` takes reports as `HealthFields` as well as models (the InfluxDB store)."""
+
+    takes_health_fields: bool
+
+    def write_health_fields(self, reports: list[HealthFields | StationHealth]) -> None: ...
 
 
 class HealthStore(Protocol):

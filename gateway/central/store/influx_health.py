@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,14 +44,14 @@ from gateway.central.store.health import (
     HEALTH_SENSOR_ERROR_MEASUREMENT,
     HEALTH_SENSOR_MEASUREMENT,
     SCALAR_FIELDS,
+    HealthFields,
 )
 from gateway.central.store.lineprotocol import (
     escape_key,
     escape_measurement,
     escape_tag_value,
-    field_text,
-    fields_text,
     format_float,
+    string_text,
 )
 from gateway.contract import StationHealth
 
@@ -69,60 +69,88 @@ def _tag(key: str, value: str | None) -> str:
     return f",{key}={escape_tag_value(value)}" if value else ""
 
 
-def _float_text(value: Any) -> str | None:
+def _float(key: str, value: Any) -> str | None:
+    """`key=<float>` as `field_text` writes `float(value)`; None when it is left out (null or not finite)."""
+    if value is None:
+        return None
     number = float(value)
-    return format_float(number) if math.isfinite(number) else None
+    return key + format_float(number) if math.isfinite(number) else None
 
 
-def _scalar_text(name: str) -> Callable[[Any], str | None]:
-    """How a scalar's (not null) value is written, fixed by its name: the field_text of its stored type."""
+#: How each scalar is written, fixed by its name (a field keeps its type for ever in InfluxDB): its stored type's
+#: `field_text`
+_INTEGER, _STRING, _BOOL, _FLOAT = range(4)
+
+
+def _kind(name: str) -> int:
     if name in INTEGER_FIELDS:
-        return lambda value: f"{int(value)}i"
+        return _INTEGER
     if name in STRING_FIELDS:
-        return lambda value: field_text(str(value))
-    if name in BOOL_FIELDS:
-        return lambda value: "true" if value else "false"
-    return _float_text
+        return _STRING
+    return _BOOL if name in BOOL_FIELDS else _FLOAT
 
 
-#: The report's scalars in line protocol's field order (sorted keys), each with its escaped `key=` and its writer.
-_SCALARS = tuple((name, f"{escape_key(name)}=", _scalar_text(name)) for name in sorted(SCALAR_FIELDS))
+#: The report's scalars in line protocol's field order (sorted keys), each with its escaped `key=` and its kind.
+_SCALARS = tuple((name, f"{escape_key(name)}=", _kind(name)) for name in sorted(SCALAR_FIELDS))
 _HEALTH = escape_measurement(HEALTH_MEASUREMENT)
 _BUFFER = escape_measurement(HEALTH_BUFFER_MEASUREMENT)
 _SENSOR = escape_measurement(HEALTH_SENSOR_MEASUREMENT)
 _SENSOR_ERROR = escape_measurement(HEALTH_SENSOR_ERROR_MEASUREMENT)
 
 
-def health_to_lines(report: StationHealth) -> list[str]:
+def health_to_lines(report: StationHealth | HealthFields) -> list[str]:
     """The report's points as line protocol, byte for byte what `point_line` (and so influxdb-client's `Point`)
-    writes for them (tests/central/test_lineprotocol.py), at half its cost: the field keys, their order and the
-    measurement names are fixed here once, and the station's tags escaped once per report (at a thousand stations
-    most of a catch-up's items are health reports, docs/scaling.md)."""
-    ns = to_ns(report.time)
-    site_station = _tag("site", report.site) + _tag("station", report.station)
+    writes for them (tests/central/test_lineprotocol.py). At a thousand stations most of a catch-up's items are
+    health reports (docs/scaling.md), so the field keys, their order, their types and the measurement names are
+    fixed here once, the station's tags escaped once per report, and each point's fields written by one expression
+    of its own instead of `fields_text` over pairs."""
+    if isinstance(report, HealthFields):
+        fields = report.fields
+        return _lines(report.site, report.station, report.time_ns, fields, fields["buffers"], fields["sensors"])
+    # a model keeps its fields in its __dict__: the same mappings as HealthFields holds
+    return _lines(report.site, report.station, to_ns(report.time), vars(report),
+                  [vars(backlog) for backlog in report.buffers], [vars(sensor) for sensor in report.sensors])
+
+
+def _lines(site: str, station: str, ns: int, head: Mapping[str, Any], buffers: Sequence[Mapping[str, Any]],
+           sensors: Sequence[Mapping[str, Any]]) -> list[str]:
+    site_station = _tag("site", site) + _tag("station", station)
     scalars = []
-    for name, key, text_of in _SCALARS:
-        value = getattr(report, name)
-        if value is not None and (text := text_of(value)) is not None:
-            scalars.append(key + text)
+    for name, key, kind in _SCALARS:
+        value = head[name]
+        if value is None:
+            continue
+        if kind == _FLOAT:
+            number = float(value)
+            if math.isfinite(number):
+                scalars.append(key + format_float(number))
+        elif kind == _INTEGER:
+            scalars.append(f"{key}{int(value)}i")
+        elif kind == _BOOL:
+            scalars.append(key + ("true" if value else "false"))
+        else:
+            scalars.append(key + string_text(str(value)))
     lines = [f"{_HEALTH}{site_station} {','.join(scalars)} {ns}"]  # interval_s, uptime_s, ... are never null
-    for index, backlog in enumerate(report.buffers):
-        lines.append(f"{_BUFFER}{_tag('channel', backlog.channel)}{site_station} " + fields_text([
-            ("index=", index),
-            ("oldest_age_s=", float(backlog.oldest_age_s) if backlog.oldest_age_s is not None else None),
-            ("pending=", int(backlog.pending)), ("refusing=", backlog.refusing), ("unit=", backlog.unit)])
-            + f" {ns}")
-    for index, sensor in enumerate(report.sensors):
-        sensor_tag = _tag("sensor", sensor.name)
-        lines.append(f"{_SENSOR}{sensor_tag}{site_station} " + fields_text([
-            ("availability=", float(sensor.availability) if sensor.availability is not None else None),
-            ("available=", int(sensor.available) if sensor.available is not None else None),
-            ("driver=", sensor.driver),
-            ("errors=", json.dumps(sensor.errors, separators=(",", ":"), sort_keys=True)),
-            ("errors_total=", int(sum(sensor.errors.values()))),
-            ("index=", index), ("kind=", sensor.kind), ("last_error=", sensor.last_error), ("state=", sensor.state),
-            ("variables=", ",".join(sensor.variables))]) + f" {ns}")
-        for kind, count in sorted(sensor.errors.items()):
+    for index, backlog in enumerate(buffers):
+        refusing = backlog["refusing"]
+        parts = [f"index={index}i", _float("oldest_age_s=", backlog["oldest_age_s"]),
+                 f"pending={int(backlog['pending'])}i",
+                 None if refusing is None else "refusing=" + string_text(refusing),
+                 "unit=" + string_text(backlog["unit"])]
+        lines.append(f"{_BUFFER}{_tag('channel', backlog['channel'])}{site_station} "
+                     f"{','.join(filter(None, parts))} {ns}")
+    for index, sensor in enumerate(sensors):
+        sensor_tag = _tag("sensor", sensor["name"])
+        available, errors, last_error = sensor["available"], sensor["errors"], sensor["last_error"]
+        errors_text = json.dumps(errors, separators=(",", ":"), sort_keys=True) if errors else "{}"
+        parts = [_float("availability=", sensor["availability"]),
+                 None if available is None else f"available={int(available)}i",
+                 "driver=" + string_text(sensor["driver"]), "errors=" + string_text(errors_text),
+                 f"errors_total={int(sum(errors.values()))}i", f"index={index}i", "kind=" + string_text(sensor["kind"]),
+                 None if last_error is None else "last_error=" + string_text(last_error),
+                 "state=" + string_text(sensor["state"]), "variables=" + string_text(",".join(sensor["variables"]))]
+        lines.append(f"{_SENSOR}{sensor_tag}{site_station} {','.join(filter(None, parts))} {ns}")
+        for kind, count in sorted(errors.items()):
             lines.append(f"{_SENSOR_ERROR}{_tag('kind', kind)}{sensor_tag}{site_station} count={int(count)}i {ns}")
     return lines
 
@@ -194,7 +222,16 @@ class InfluxHealthMixin:
         return f"{quote_identifier(self.retention_policy)}.{measurement}"
 
     def write_health(self, reports: list[StationHealth]) -> None:
-        lines = [line for report in reports for line in health_to_lines(report)]
+        self._write_health_lines([line for report in reports for line in health_to_lines(report)])
+
+    takes_health_fields = True
+
+    def write_health_fields(self, reports: list[HealthFields | StationHealth]) -> None:
+        """`write_health` of reports checked without a model (`gateway.central.healthjson`) as well as models: the
+        same lines."""
+        self._write_health_lines([line for report in reports for line in health_to_lines(report)])
+
+    def _write_health_lines(self, lines: list[str]) -> None:
         for i in range(0, len(lines), _WRITE_CHUNK):
             self._write_body("\n".join(lines[i:i + _WRITE_CHUNK]))
 

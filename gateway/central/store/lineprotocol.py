@@ -239,6 +239,11 @@ def field_text(value: FieldValue) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int):
         return f"{value}i"
+    return string_text(value)
+
+
+def string_text(value: str) -> str:
+    """A string field's value as line protocol writes it: in double quotes, `"` and `\\` escaped."""
     return f'"{value.translate(_ESCAPE_STRING)}"'
 
 
