@@ -16,7 +16,7 @@ from gateway.central.batchjson import reading_columns
 from gateway.central.store import StoredReading
 from gateway.central.store.base import to_ns
 from gateway.central.store.lineprotocol import FieldValue, ReadingLines, point_line
-from gateway.contract import ChannelBacklog, ReadingBatch, SensorHealth
+from gateway.contract import ChannelBacklog, ReadingBatch, SensorHealth, StationHealth
 from gateway.model import QualityFlag, Reading, TimeSource
 
 from .helpers import T0, reading
@@ -100,6 +100,61 @@ def test_any_point_serialises_exactly_like_point(measurement: str) -> None:
         measurement, {"site": "s"}, {"v": None, "w": math.nan}, 5)
 
 
+def reference_health_lines(health: StationHealth) -> list[str]:
+    """A report's lines as influxdb-client's `Point` writes its points, in `health_to_lines`' order."""
+    ns = to_ns(health.time)
+    station: dict[str, str | None] = {"site": health.site, "station": health.station}
+    lines = [reference_line("health", station, {
+        name: getattr(health, name) for name in type(health).model_fields
+        if name not in ("schema_version", "site", "station", "time", "buffers", "sensors")}, ns)]
+    lines += [reference_line("health_buffers", {**station, "channel": backlog.channel}, {
+        "index": index, "unit": backlog.unit, "pending": backlog.pending, "oldest_age_s": backlog.oldest_age_s,
+        "refusing": backlog.refusing}, ns) for index, backlog in enumerate(health.buffers)]
+    for index, sensor in enumerate(health.sensors):
+        lines.append(reference_line("health_sensors", {**station, "sensor": sensor.name}, {
+            "index": index, "driver": sensor.driver, "kind": sensor.kind, "state": sensor.state,
+            "errors_total": sum(sensor.errors.values()),
+            "errors": json.dumps(sensor.errors, separators=(",", ":"), sort_keys=True),
+            "variables": ",".join(sensor.variables),
+            "available": int(sensor.available) if sensor.available is not None else None,
+            "availability": sensor.availability, "last_error": sensor.last_error}, ns))
+        lines += [reference_line("health_sensor_errors", {**station, "sensor": sensor.name, "kind": kind},
+                                 {"count": count}, ns) for kind, count in sorted(sensor.errors.items())]
+    return lines
+
+
+@pytest.mark.parametrize("cache_size", [2, 100_000])
+def test_a_stations_sensor_lines_follow_every_change_between_reports(cache_size: int,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sensor's line is kept between a station's reports (`influx_health._SENSOR_LINES`): whatever changes from
+    one report to the next, or when the cache is full, each report's lines are Point's."""
+    from gateway.central.store import influx_health
+
+    from .test_store_contract import as_health_fields
+    from .test_store_health_contract import report
+
+    monkeypatch.setattr(influx_health, "MAX_CACHED_SENSOR_LINES", cache_size)
+    monkeypatch.setattr(influx_health, "_SENSOR_LINES", {})
+
+    def sensor(name: str = "a", **changes: object) -> SensorHealth:
+        fields: dict[str, object] = {"name": name, "driver": "gmp252", "kind": "polled", "state": "available",
+                                     "available": True, "availability": 1.0, "errors": {}, "last_error": None,
+                                     "variables": ["CO2"]}
+        return SensorHealth.model_validate({**fields, **changes})
+
+    steps = [[sensor(), sensor("b")], [sensor(), sensor("b")], [sensor(availability=0.0), sensor("b")],
+             [sensor(availability=-0.0), sensor("b")], [sensor(availability=None), sensor("b", available=None)],
+             [sensor(errors={"timeout": 1, "crc": 2}), sensor("b", available=False)],
+             [sensor(errors={"crc": 2, "timeout": 1}), sensor("b", available=False)],
+             [sensor(errors={"crc": 3, "timeout": 1}, last_error='no "reply"'), sensor("b", state="x, y=z")],
+             [sensor("b"), sensor()], [sensor(variables=["CO2", "T"]), sensor("b", driver="d \\")],
+             [sensor(variables=["CO2", "T_1"]), sensor("b", kind="stream")], [sensor()]]
+    for i, sensors in enumerate(steps):
+        for health in (report(i, sensors=sensors), report(i, station="plot-08", sensors=sensors)):
+            assert influx_health.health_to_lines(health) == reference_health_lines(health), (i, health.station)
+            assert influx_health.health_to_lines(as_health_fields(health)) == reference_health_lines(health)
+
+
 def test_health_reports_and_ledger_items_serialise_like_point() -> None:
     from gateway.central.store.influx_health import health_to_lines
     from gateway.central.store.influx_ledger import ledger_to_line
@@ -118,31 +173,8 @@ def test_health_reports_and_ledger_items_serialise_like_point() -> None:
         SensorHealth(name="b", driver="gmp252", kind="polled", state="available", available=False,
                      availability=0.0, errors={}, last_error=None, variables=[])])
     for health in (rich, awkward, sparse(1)):
-        ns = to_ns(health.time)
         lines = health_to_lines(health)
-        station: dict[str, str | None] = {"site": health.site, "station": health.station}
-        assert lines[0] == reference_line("health", station, {
-            name: getattr(health, name) for name in type(health).model_fields
-            if name not in ("schema_version", "site", "station", "time", "buffers", "sensors")}, ns)
-        expected_sensors = []
-        for index, sensor in enumerate(health.sensors):
-            expected_sensors.append(reference_line("health_sensors", {**station, "sensor": sensor.name}, {
-                "index": index, "driver": sensor.driver, "kind": sensor.kind, "state": sensor.state,
-                "errors_total": sum(sensor.errors.values()),
-                "errors": json.dumps(sensor.errors, separators=(",", ":"), sort_keys=True),
-                "variables": ",".join(sensor.variables),
-                "available": int(sensor.available) if sensor.available is not None else None,
-                "availability": sensor.availability, "last_error": sensor.last_error}, ns))
-            expected_sensors += [reference_line("health_sensor_errors", {**station, "sensor": sensor.name,
-                                                                         "kind": kind}, {"count": count}, ns)
-                                 for kind, count in sorted(sensor.errors.items())]
-        assert [line for line in lines if line.startswith("health_sensor")] == expected_sensors
-        assert [line for line in lines if line.startswith("health_buffers")] == [
-            reference_line("health_buffers", {**station, "channel": backlog.channel}, {
-                "index": index, "unit": backlog.unit, "pending": backlog.pending,
-                "oldest_age_s": backlog.oldest_age_s, "refusing": backlog.refusing}, ns)
-            for index, backlog in enumerate(health.buffers)]
-        assert len(lines) == 1 + len(health.buffers) + len(expected_sensors)
+        assert lines == reference_health_lines(health)
         assert health_to_lines(as_health_fields(health)) == lines  # the ingest's way: the report's fields, no model
     for item in (ledger_item(1, payload=b'{"x": 1}'), ledger_item(2, payload=None, previous=ledger_item(1))):
         fields: dict[str, FieldValue] = {

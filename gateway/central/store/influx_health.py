@@ -140,19 +140,42 @@ def _lines(site: str, station: str, ns: int, head: Mapping[str, Any], buffers: S
         lines.append(f"{_BUFFER}{_tag('channel', backlog['channel'])}{site_station} "
                      f"{','.join(filter(None, parts))} {ns}")
     for index, sensor in enumerate(sensors):
-        sensor_tag = _tag("sensor", sensor["name"])
-        available, errors, last_error = sensor["available"], sensor["errors"], sensor["last_error"]
-        errors_text = json.dumps(errors, separators=(",", ":"), sort_keys=True) if errors else "{}"
-        parts = [_float("availability=", sensor["availability"]),
-                 None if available is None else f"available={int(available)}i",
-                 "driver=" + string_text(sensor["driver"]), "errors=" + string_text(errors_text),
-                 f"errors_total={int(sum(errors.values()))}i", f"index={index}i", "kind=" + string_text(sensor["kind"]),
-                 None if last_error is None else "last_error=" + string_text(last_error),
-                 "state=" + string_text(sensor["state"]), "variables=" + string_text(",".join(sensor["variables"]))]
-        lines.append(f"{_SENSOR}{sensor_tag}{site_station} {','.join(filter(None, parts))} {ns}")
-        for kind, count in sorted(errors.items()):
-            lines.append(f"{_SENSOR_ERROR}{_tag('kind', kind)}{sensor_tag}{site_station} count={int(count)}i {ns}")
+        errors = sensor["errors"]
+        # a station's sensors mostly report what they reported a minute ago: their line (but its time) is kept (the
+        # availability by its repr: -0.0 equals 0.0 but is written "-0")
+        cache_key = (site_station, index, sensor["name"], sensor["driver"], sensor["kind"], sensor["state"],
+                     sensor["available"], repr(sensor["availability"]), sensor["last_error"],
+                     tuple(sensor["variables"]), tuple(errors.items()))
+        sensor_line = _SENSOR_LINES.get(cache_key)
+        if sensor_line is None:
+            sensor_line = _sensor_line(site_station, index, sensor)
+            if len(_SENSOR_LINES) >= MAX_CACHED_SENSOR_LINES:
+                _SENSOR_LINES.clear()
+            _SENSOR_LINES[cache_key] = sensor_line
+        lines.append(f"{sensor_line} {ns}")
+        if errors:
+            sensor_tag = _tag("sensor", sensor["name"])
+            for kind, count in sorted(errors.items()):
+                lines.append(f"{_SENSOR_ERROR}{_tag('kind', kind)}{sensor_tag}{site_station} count={int(count)}i {ns}")
     return lines
+
+
+#: A sensor's line without its time, by everything it is made of (`_lines`): a thousand stations of a dozen sensors
+#: each repeat some ten thousand. Past this the cache is emptied and refilled, never a wrong line.
+MAX_CACHED_SENSOR_LINES = 100_000
+_SENSOR_LINES: dict[tuple[Any, ...], str] = {}
+
+
+def _sensor_line(site_station: str, index: int, sensor: Mapping[str, Any]) -> str:
+    available, errors, last_error = sensor["available"], sensor["errors"], sensor["last_error"]
+    errors_text = json.dumps(errors, separators=(",", ":"), sort_keys=True) if errors else "{}"
+    parts = [_float("availability=", sensor["availability"]),
+             None if available is None else f"available={int(available)}i",
+             "driver=" + string_text(sensor["driver"]), "errors=" + string_text(errors_text),
+             f"errors_total={int(sum(errors.values()))}i", f"index={index}i", "kind=" + string_text(sensor["kind"]),
+             None if last_error is None else "last_error=" + string_text(last_error),
+             "state=" + string_text(sensor["state"]), "variables=" + string_text(",".join(sensor["variables"]))]
+    return f"{_SENSOR}{_tag('sensor', sensor['name'])}{site_station} {','.join(filter(None, parts))}"
 
 
 def _rows(series_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
