@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 from datetime import timedelta
@@ -176,7 +177,11 @@ def test_health_reports_and_ledger_items_serialise_like_point() -> None:
         lines = health_to_lines(health)
         assert lines == reference_health_lines(health)
         assert health_to_lines(as_health_fields(health)) == lines  # the ingest's way: the report's fields, no model
-    for item in (ledger_item(1, payload=b'{"x": 1}'), ledger_item(2, payload=None, previous=ledger_item(1))):
+    awkward_item = dataclasses.replace(ledger_item(3, payload=bytes(range(256)) * 4), channel="health x,y=z",
+                                       set_aside='{"0": "said \\"hi\\" \\\\"}', content='c "q" \\',
+                                       epoch="e=1, 2\\", data_start=-5, data_end=2**62)
+    for item in (ledger_item(1, payload=b'{"x": 1}'), ledger_item(2, payload=None, previous=ledger_item(1)),
+                 awkward_item):
         fields: dict[str, FieldValue] = {
             name: getattr(item, name) for name in ("epoch", "prev_digest", "key_id", "payload_sha256", "content",
                                                    "signature", "digest", "set_aside", "seq", "prev_seq", "prev_at",

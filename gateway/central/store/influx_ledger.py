@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from gateway.central.store.base import ReadingIdentity, StoredReading
 from gateway.central.store.ledger import ChainEvent, ChainEventKind, LedgerItem
-from gateway.central.store.lineprotocol import FieldValue, point_line
+from gateway.central.store.lineprotocol import (
+    escape_key,
+    escape_measurement,
+    escape_tag_value,
+    point_line,
+    string_text,
+)
 
 LEDGER_MEASUREMENT = "ledger"
 EVENTS_MEASUREMENT = "chain_events"
@@ -41,14 +47,31 @@ _PLACING_COLUMNS = ", ".join(f'"{name}"' for name in ("site", "station", "channe
 _ALWAYS = ("epoch", "key_id", "payload_sha256", "content", "signature", "digest", "seq", "received")  # every entry
 
 
+#: The ledger's fields in line protocol's order (sorted keys), each with its escaped `key=` and whether it is an
+#: integer (else a string); `payload` is the base64 of the item's zlib payload.
+_FIELDS = tuple((name, f"{escape_key(name)}=", name in _INTEGERS)
+                for name in sorted((*_STRINGS, *_INTEGERS, "payload")))
+_LEDGER = escape_measurement(LEDGER_MEASUREMENT)
+
+
 def ledger_to_line(item: LedgerItem) -> str:
-    fields: dict[str, FieldValue] = {name: str(getattr(item, name)) for name in _STRINGS
-                                     if getattr(item, name) is not None}
-    fields.update({name: int(getattr(item, name)) for name in _INTEGERS if getattr(item, name) is not None})
-    if item.payload is not None:
-        fields["payload"] = base64.b64encode(item.payload).decode("ascii")
-    return point_line(LEDGER_MEASUREMENT, {"site": item.site, "station": item.station, "channel": item.channel},
-                      fields, item.at)
+    """The item's point, byte for byte what `point_line` (and so influxdb-client's `Point`) writes for it
+    (tests/central/test_lineprotocol.py), with its field keys, their order and their types fixed here once: every
+    signed item the central service stores has one."""
+    parts = []
+    for name, key, integer in _FIELDS:
+        value = getattr(item, name)
+        if value is None:
+            continue
+        if integer:
+            parts.append(f"{key}{int(value)}i")
+        elif name == "payload":
+            parts.append(key + string_text(base64.b64encode(value).decode("ascii")))
+        else:
+            parts.append(key + string_text(str(value)))
+    tags = "".join(f",{key}={escape_tag_value(value)}" for key, value in
+                   (("channel", item.channel), ("site", item.site), ("station", item.station)) if value)
+    return f"{_LEDGER}{tags} {','.join(parts)} {int(item.at)}"
 
 
 def _item(tags: dict[str, Any], row: dict[str, Any]) -> LedgerItem:

@@ -244,7 +244,10 @@ def field_text(value: FieldValue) -> str | None:
 
 def string_text(value: str) -> str:
     """A string field's value as line protocol writes it: in double quotes, `"` and `\\` escaped."""
-    return f'"{value.translate(_ESCAPE_STRING)}"'
+    # most strings need no escape (names, base64, hex digests): two searches cost less than a translation
+    if '"' in value or "\\" in value:
+        return f'"{value.translate(_ESCAPE_STRING)}"'
+    return f'"{value}"'
 
 
 def fields_text(pairs: Iterable[tuple[str, FieldValue]]) -> str:
