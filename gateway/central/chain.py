@@ -94,8 +94,9 @@ class Verifier:
         self.required = required
 
     def verify(self, site: str, station: str, channel: str, topic: str, payload: bytes, envelope_text: str | None,
-               received: int) -> VerifiedItem | None:
-        """The verified item; None for an unsigned item when signatures are optional; Untrusted otherwise."""
+               received: int, *, recheck_registry: bool = True) -> VerifiedItem | None:
+        """The verified item; None for an unsigned item when signatures are optional; Untrusted otherwise.
+        `recheck_registry=False`: the key registry as at its last `refresh` (`KeyRegistry.find`)."""
         if envelope_text is None:
             if self.required:
                 raise Untrusted("unsigned", f"{channel} item of {site}/{station} carries no signature and this "
@@ -106,7 +107,7 @@ class Verifier:
         except EnvelopeError as exc:
             raise Untrusted("bad_envelope", str(exc)) from None
         try:
-            entry = self.registry.find(site, station, envelope.key_id)
+            entry = self.registry.find(site, station, envelope.key_id, recheck_file=recheck_registry)
             active = self.registry.active(site, station) if entry is None else None
             owner = (next((e for e in self.registry.entries() if e.key_id == envelope.key_id), None)
                      if entry is None else None)

@@ -89,7 +89,7 @@ from gateway.central.chainmarks import CHAIN_MARKS_FILE, ChainMarks
 from gateway.central.config import DeadLetterSettings, MqttSettings
 from gateway.central.deadletter import DeadLetterFile, payload_fields
 from gateway.central.healthjson import health_fields
-from gateway.central.provision import StationRegistry
+from gateway.central.provision import ProvisioningError, StationRegistry
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
@@ -125,7 +125,7 @@ from gateway.model import Reading, format_time, utc_now
 from gateway.rawarchive.archive import FORMAT_NAME, HEADER_PREFIX, check_archive_bytes
 from gateway.secretfile import reveal
 from gateway.tls import HandshakeWatch
-from gateway.trust.keys import KeyRegistry
+from gateway.trust.keys import KeyRegistry, RegistryError
 from gateway.trust.signing import USER_PROPERTY, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -351,6 +351,7 @@ class Ingestor:
         # a member of a shared subscription is one of several workers placing items of one chain
         self.chain = ChainTracker(store, replay_after_s=replay_after_s, shared=shared_group is not None)
         self._stations = StationRegistry(self.data_dir)  # revoked stations (gateway/central/provision.py)
+        self._stations_fresh = False  # `_stations` refreshed for the group being checked (`_verify_group`)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._duplicate_memory = duplicate_memory
@@ -611,6 +612,19 @@ class Ingestor:
         """Each delivery's signature checked (the verified item, None when unsigned, or why it is untrusted), and
         the ledger windows of the group's signed items looked up in one request (`ChainTracker.prefetch`)."""
         checked: list[VerifiedItem | Untrusted | _NotVerified | None] = []
+        # the provisioning file (revoked stations) and the key registry looked at once for the group, not once a
+        # message (a file stat each): a provisioning or revocation takes effect with the next group; a file that
+        # cannot be read is met by each message as before
+        try:
+            self._stations.refresh()
+            self._stations_fresh = True
+        except ProvisioningError:
+            self._stations_fresh = False
+        try:
+            self.verifier.registry.refresh()
+            recheck = False
+        except RegistryError:
+            recheck = True
         for delivery in deliveries:
             try:
                 site, station, kind = parse_topic(delivery.topic)
@@ -622,7 +636,7 @@ class Ingestor:
                 continue
             try:
                 checked.append(self.verifier.verify(site, station, kind, delivery.topic, delivery.payload,
-                                                    delivery.envelope, time.time_ns()))
+                                                    delivery.envelope, time.time_ns(), recheck_registry=recheck))
             except Untrusted as exc:
                 checked.append(exc)
         try:
@@ -787,7 +801,9 @@ class Ingestor:
                 site, station, kind = parse_topic(topic)
             except ValueError as exc:
                 raise Malformed("bad_topic", str(exc)) from None
-            if self._stations.is_revoked(site, station):
+            # a group's items: the provisioning file as `_verify_group` saw it
+            recheck = isinstance(checked, _NotVerified) or not self._stations_fresh
+            if self._stations.is_revoked(site, station, recheck_file=recheck):
                 # the broker should have refused it; this catches a broker not reloaded yet, or messages it queued
                 raise Malformed("revoked_station", f"station {site}/{station} was revoked (sinkwatch station "
                                 "revoke); nothing from it is stored")

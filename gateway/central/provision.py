@@ -125,20 +125,28 @@ class StationRegistry:
         self._seen: tuple[int, int, int] | None = None
         self._revoked: frozenset[tuple[str, str]] = frozenset()
 
-    def is_revoked(self, site: str, station: str) -> bool:
-        """`revoked` for every message the ingestor handles: the file is re-read only when it changed."""
+    def is_revoked(self, site: str, station: str, *, recheck_file: bool = True) -> bool:
+        """`revoked` for every message the ingestor handles: the file is re-read only when it changed.
+        `recheck_file=False`: as the file was at the last `refresh` (the ingestor looks once for a group of messages
+        that arrived together, not once a message)."""
+        if recheck_file:
+            self.refresh()
+        return (site, station) in self._revoked
+
+    def refresh(self) -> None:
+        """Read the file again if it changed since the last look (its inode, size or mtime)."""
         try:
             info = self.path.stat()
             seen = (info.st_ino, info.st_size, info.st_mtime_ns)
         except (FileNotFoundError, NotADirectoryError):  # nothing provisioned here (yet)
-            return False
+            self._revoked, self._seen = frozenset(), None
+            return
         if seen != self._seen:
             latest: dict[tuple[str, str], bool] = {}
             for entry in self.entries():
                 latest[(entry.site, entry.station)] = entry.active
             self._revoked = frozenset(key for key, active in latest.items() if not active)
             self._seen = seen
-        return (site, station) in self._revoked
 
     def entries(self) -> list[ProvisionedStation]:
         try:

@@ -246,10 +246,17 @@ class KeyRegistry:
         return next((e for e in self._current() if (e.site, e.station) == (site, station) and e.revoked is None),
                     None)
 
-    def find(self, site: str, station: str, key_id: str) -> RegisteredKey | None:
-        """The station's key named `key_id`, revoked or not."""
-        self._current()
+    def find(self, site: str, station: str, key_id: str, *, recheck_file: bool = True) -> RegisteredKey | None:
+        """The station's key named `key_id`, revoked or not. `recheck_file=False`: as the file was at the last
+        look (`refresh`; the central ingest looks once for a group of items that arrived together, not once an
+        item)."""
+        if recheck_file:
+            self._current()
         return self._by_key.get((site, station, key_id))
+
+    def refresh(self) -> None:
+        """Read the file again if it changed since the last look (RegistryError if it cannot be read)."""
+        self._current()
 
     # writes (each one a locked read-modify-replace of the file)
 

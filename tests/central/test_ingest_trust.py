@@ -12,6 +12,7 @@ import pytest
 
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
+from gateway.central.provision import ProvisionedStation, StationRegistry
 from gateway.central.store import SqliteStore
 from gateway.central.store.base import WriteOutcome, WriteRequest
 from gateway.contract import ReadingBatch, readings_topic
@@ -220,3 +221,35 @@ def test_a_batch_out_of_order_in_a_group_is_placed_after_the_batches_before_it(t
     assert store.requests == [1, 1, 1]
     assert len(store.ledger_items("st1", 0, 2**62)) == 3
     store.close()
+
+
+def test_a_key_registered_or_revoked_between_groups_counts_from_the_next_group(store: SqliteStore,
+                                                                               tmp_path: Path) -> None:
+    """The ingestor looks at the key registry and the provisioning file once for a group of messages that arrived
+    together, not once a message: what a provisioning command beside the service changes holds from the next
+    group on."""
+    ingestor = make_ingestor(store, tmp_path)
+    signer = station(tmp_path, "st1")
+    key = generate_key(tmp_path / "st2.key")
+    st2 = ChainSigner(key, tmp_path / "st2.buffer")
+    topic2 = readings_topic("site1", "st2")
+    assert ingestor.handle_group([(TOPIC, *item(signer, 0, [1.0])), (topic2, *item(st2, 0, [1.0], "st2"))])
+    assert dead_reasons(ingestor) == ["untrusted:unknown_station"]
+
+    KeyRegistry(tmp_path / "data").register("site1", "st2", key.public_key())  # as `station provision` does
+    assert ingestor.handle_group([(topic2, *item(st2, 1, [2.0], "st2")), (TOPIC, *item(signer, 1, [2.0]))])
+    assert dead_reasons(ingestor) == ["untrusted:unknown_station"]
+    assert [i.seq for i in store.ledger_items("st2", 0, 2**62)] == [1]
+
+    KeyRegistry(tmp_path / "data").revoke("site1", "st1")
+    assert ingestor.handle_group([(TOPIC, *item(signer, 2, [3.0])), (topic2, *item(st2, 2, [3.0], "st2"))])
+    assert dead_reasons(ingestor) == ["untrusted:unknown_station", "untrusted:revoked_key"]
+
+    provisioning = StationRegistry(tmp_path / "data")
+    with provisioning.writing() as entries:
+        entries.append(ProvisionedStation(site="site1", station="st2", auth="password", provisioned="2026-12-05",
+                                          revoked="2026-12-05"))
+    assert ingestor.handle_group([(topic2, *item(st2, 3, [4.0], "st2"))])
+    assert dead_reasons(ingestor) == ["untrusted:unknown_station", "untrusted:revoked_key", "revoked_station"]
+    assert [i.seq for i in store.ledger_items("st1", 0, 2**62)] == [0, 1]
+    assert [i.seq for i in store.ledger_items("st2", 0, 2**62)] == [1, 2]
