@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
 
 from drivers.gmp252.driver import GMP252Driver
 from drivers.gmp252.simulator import GMP252Simulator, profile_simulators
 from drivers.soilprobe.driver import SoilProbeDriver
 from drivers.soilprobe.simulator import SoilProbeSimulator
 from gateway.configfile import ConfigError
-from gateway.driver_api import Driver, RtuSerialLine, SensorConfig
+from gateway.driver_api import Driver, RtuSerialLine, SensorConfig, SerialSettings, rtu
 from gateway.edge.bus import SensorRunner, SerialBus
 from gateway.edge.config import parse_station_config
 from gateway.edge.daemon import plan_lines
@@ -246,6 +247,59 @@ def test_a_vanished_adapter_is_reopened(tmp_path: Path, caplog: pytest.LogCaptur
     assert any("serial line" in m and "unavailable" in m for m in messages)
     assert any("serial line" in m and "is back" in m for m in messages)
     assert running.bus.line.counters.opens >= 2
+
+
+class ScriptedDevice:
+    """The far end of the line, answering each request (a register read, 8 bytes) with its script's bursts: a list
+    of (pause before it in seconds, bytes) per request; noise and replies written as a real line would carry them."""
+
+    def __init__(self, port: str, scripts: list[list[tuple[float, bytes]]]) -> None:
+        self.port = serial.Serial(port, baudrate=19200, stopbits=2, timeout=0.05)
+        self.scripts = scripts
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for script in self.scripts:
+            request = b""
+            while len(request) < 8:
+                request += self.port.read(8 - len(request))
+            self.requests.append(request)
+            for pause, burst in script:
+                time.sleep(pause)
+                self.port.write(burst)
+
+    def close(self) -> None:
+        self.thread.join(timeout=WAIT_S)
+        self.port.close()
+
+
+def registers_reply(address: int, *words: int) -> bytes:
+    return rtu.add_crc(bytes([address, 3, 2 * len(words)]) + b"".join(w.to_bytes(2, "big") for w in words))
+
+
+def test_noise_before_a_reply_is_counted_as_stray_bytes_and_the_reply_still_taken(ptys: tuple[str, str]) -> None:
+    """Bytes that are no frame ahead of a device's reply (noise during the silence before it, the tail of a frame
+    cut short) are stray, not a CRC failure of the reply: the master takes the whole reply at the end of what came,
+    also back to back after a whole reply, where it does not look for stale bytes before the request."""
+    noise = b"\xff\x00\x13"
+    device = ScriptedDevice(ptys[0], [
+        [(0.0, noise + registers_reply(240, 1, 2))],  # noise and the reply in one burst
+        [(0.0, registers_reply(240, 3, 4)), (0.001, noise)],  # noise during the silence after a whole reply
+        [(0.0, registers_reply(240, 5, 6))],
+        [(0.0, noise[:1] + registers_reply(240, 7, 8))],
+    ])
+    line = RtuSerialLine(SerialSettings(ptys[1], 19200, 8, "N", 2))
+    try:
+        values = [line.read_registers(240, 0, 2, timeout_s=1.0) for _ in range(4)]
+    finally:
+        line.close()
+        device.close()
+    assert values == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    assert line.counters.crc_errors == 0 and line.counters.timeouts == 0
+    assert line.counters.stray_bytes == 2 * len(noise) + 1
+    assert device.requests == [rtu.read_request(240, 3, 0, 2)] * 4
 
 
 # --- config validation --------------------------------------------------------------------------------------
