@@ -4,6 +4,7 @@ fault mode. No timing asserts: tests wait for conditions with generous deadlines
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ from drivers.csat3b.driver import CSAT3BConfig, CSAT3BDriver
 from drivers.csat3b.simulator import CSAT3BSimulator
 from drivers.windmaster.driver import WindMasterConfig, WindMasterDriver
 from drivers.windmaster.simulator import WindMasterSimulator
+from gateway.edge.streams.runner import read_together
 from gateway.model import QualityFlag, Reading
+from gateway.net import free_port
 from gateway.rawarchive import read_archive
 from gateway.simulation.stream_simulator import StreamSimulator
 from gateway.testing.serial_pty import socat_pty_pair
@@ -202,3 +205,37 @@ def test_records_read_in_bursts_are_stamped_at_the_instruments_cadence(tmp_path:
     steps = np.diff(times)
     assert np.all(steps > 0)
     assert np.mean(np.abs(steps - 0.02) < 2e-6) > 0.9, np.round(steps, 4)
+
+
+def test_streams_read_together_in_one_thread_keep_apart_and_a_lost_one_does_not_stop_the_other(
+    tmp_path: Path,
+) -> None:
+    """The daemon reads all its streams in one thread at the same moments (`read_together`): each keeps its own
+    records, archive and health, one that is lost is reconnected after its backoff while the other reads on, and one
+    that never answers (nothing listens at its address) only stays disconnected."""
+    with WindMasterSimulator("tcp://127.0.0.1:0", frequency_hz=50, seed=3) as sonic_sim, \
+            CSAT3BSimulator("tcp://127.0.0.1:0", frequency_hz=50, disconnect_s=0.5, seed=4) as csat_sim:
+        sonic = RunnerHarness(WindMasterDriver, windmaster(sonic_sim.tcp_endpoint, frequency_hz=50), tmp_path / "raw")
+        csat = RunnerHarness(CSAT3BDriver, csat3b(csat_sim.tcp_endpoint, frequency_hz=50), tmp_path / "raw")
+        nobody = RunnerHarness(CSAT3BDriver, csat3b(f"tcp://127.0.0.1:{free_port()}", frequency_hz=50,
+                                                    name="nobody"), tmp_path / "raw")
+        runners = [sonic.runner, csat.runner, nobody.runner]
+        stop = threading.Event()
+        thread = threading.Thread(target=read_together, args=(runners, stop), daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: sonic.runner.health.good >= 60 and csat.runner.health.good >= 60, what="both reading")
+            csat_sim.set_fault("disconnect")
+            wait_for(lambda: csat.runner.health.disconnects >= 1, what="the disconnect noticed")
+            sonic_before, csat_before = sonic.runner.health.good, csat.runner.health.good
+            wait_for(lambda: sonic.runner.health.good > sonic_before + 60, what="the sonic reading on meanwhile")
+            wait_for(lambda: csat.runner.health.connects >= 2 and csat.runner.health.good > csat_before + 20,
+                     what="the CSAT3B reconnected and reading again")
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert nobody.runner.health.state == "disconnected" and nobody.runner.health.good == 0
+    assert "cannot open" in (nobody.runner.health.last_error or "")
+    assert_archive_is_a_run_of_served(archived_rows(sonic.closed), sonic_sim)
+    assert sonic.runner.health.bad == {} and csat.runner.health.bad == {}

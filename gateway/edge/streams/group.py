@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from gateway.driver_api import StreamConfig, StreamDriver, is_stream_driver
-from gateway.edge.streams.runner import StreamRunner, StreamSettings
+from gateway.edge.streams.runner import StreamRunner, StreamSettings, read_together
 from gateway.edge.streams.uplink import RawOutbox
 from gateway.model import Reading
 
@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
 
 class StreamGroup:
-    """Every stream sensor of a station: one runner thread each (own clock mapper, so each notices clock steps
-    itself), plus the raw outbox when `streams.uplink` is `all` (the daemon adds it to its delivery path). The
-    daemon starts it beside the polled sensors."""
+    """Every stream sensor of a station: one runner each (own transport, clock mapper, stamps, summaries and
+    archive, so each notices clock steps itself), all read in one thread at the same moments
+    (`runner.read_together`: a wake-up a second for all instead of one per sensor), plus the raw outbox when
+    `streams.uplink` is `all` (the daemon adds it to its delivery path). The daemon starts it beside the polled
+    sensors."""
 
     def __init__(self, config: StationConfig, sink: Callable[[list[Reading]], None]) -> None:
         streams = config.streams
@@ -36,14 +38,19 @@ class StreamGroup:
                          on_archive_closed=self.uplink.enqueue if self.uplink else None)
             for cls, cfg in stream_sensors
         ]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self, stop: threading.Event) -> None:
-        for runner in self.runners:
-            runner.start()
+        if self.runners:
+            self._thread = threading.Thread(target=read_together, args=(self.runners, self._stop), name="streams",
+                                            daemon=True)
+            self._thread.start()
 
-    def stop(self) -> None:
-        for runner in self.runners:
-            runner.stop()
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
 
     def health(self) -> list[dict[str, object]]:
         return [vars(r.health) for r in self.runners]

@@ -1,4 +1,5 @@
-"""`StreamRunner`: one thread per streaming sensor, owning its transport and nothing else touching it.
+"""`StreamRunner`: one streaming sensor, owning its transport and nothing else touching it; the daemon reads all of
+its streams in one thread at the same moments (`read_together`), a test or a lone sensor in a thread of its own.
 
     connect (backoff 0.5 s .. 30 s; a vanished USB adapter is reopened when its device node returns)
       -> write driver.start_commands()
@@ -114,6 +115,10 @@ class StreamRunner:
         self._bad_logged: set[str] = set()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._linked = False
+        self.retry_at = 0.0  # monotonic: when to try to connect next, while not linked
+        self._backoff = MIN_BACKOFF_S
+        self._last_frame = 0.0  # monotonic: when the latest frame arrived (or the link came up)
 
     # life cycle
     def start(self) -> None:
@@ -127,21 +132,58 @@ class StreamRunner:
             self._thread.join(timeout=timeout_s)
 
     def run(self, stop: threading.Event) -> None:
-        backoff = MIN_BACKOFF_S
+        """This sensor alone in the calling thread, until `stop` (`read_together` for several in one)."""
+        read_together([self], stop)
+
+    # the turns `read_together` takes: connect when due, then a read at each of its reads
+    @property
+    def linked(self) -> bool:
+        return self._linked
+
+    def link(self) -> None:
+        """Connect; after a failure the next attempt is due after the backoff, which doubles up to its cap."""
+        if self._connect():
+            self._linked = True
+            self._backoff = MIN_BACKOFF_S
+            self._last_frame = self.clock.monotonic()
+            return
+        self.retry_at = self.clock.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+        self._housekeeping(self.clock.monotonic())
+
+    def read_once(self) -> None:
+        """Take what arrived since the last read and handle its records; a lost link is to be linked again now."""
         try:
-            while not stop.is_set():
-                if not self._connect():
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF_S)
-                    self._housekeeping(self.clock.monotonic())
-                    continue
-                backoff = MIN_BACKOFF_S
-                self._pump(stop)
-        finally:
+            data = self._transport.read_available(self.settings.read_chunk)
+        except (OSError, serial.SerialException) as exc:
+            self.health.disconnects += 1
             self._transport.close()
-            now = self.clock.monotonic()
-            self._close_summary(now, final=True)
-            self._archive.close("stopped")
+            self._linked = False
+            self.retry_at = self.clock.monotonic()
+            self._set_state("disconnected", f"{self.config.port} lost: {exc}")
+            return
+        now = self.clock.monotonic()
+        if data:
+            frames = self._splitter.feed(data)
+            if self._splitter.overflows != self.health.overflows:
+                self._count_bad("overflow")
+                self.health.overflows = self._splitter.overflows
+            if frames:
+                self._last_frame = now
+                if self.health.state != "connected":
+                    self._set_state("connected", None)
+                self._handle(frames, now)
+        elif now - self._last_frame > self.settings.silence_s and self.health.state == "connected":
+            self._set_state("silent", f"no data from {self.config.port} for {self.settings.silence_s:g} s")
+        self._housekeeping(now)
+
+    def finish(self) -> None:
+        """Stopped: the link closed, the open summary sent, the archive file closed."""
+        self._transport.close()
+        self._linked = False
+        now = self.clock.monotonic()
+        self._close_summary(now, final=True)
+        self._archive.close("stopped")
 
     def _connect(self) -> bool:
         try:
@@ -160,40 +202,6 @@ class StreamRunner:
             reset()
         self._set_state("connected", None)
         return True
-
-    def _pump(self, stop: threading.Event) -> None:
-        last_frame = self.clock.monotonic()
-        schedule = ReadSchedule(self.settings.read_interval_s, self.config.frequency_hz, last_frame)
-        while not stop.is_set():
-            try:
-                delay = schedule.due - self.clock.monotonic()
-                if delay > 0:
-                    # a plain sleep: waiting on the stop event costs about twice the CPU per wake-up (a lock
-                    # allocated and acquired with a timeout; bench/stream_reads.py); a stop is seen within an interval
-                    time.sleep(delay)
-                    if stop.is_set():
-                        return
-                schedule.advance(self.clock.monotonic())
-                data = self._transport.read_available(self.settings.read_chunk)
-            except (OSError, serial.SerialException) as exc:
-                self.health.disconnects += 1
-                self._transport.close()
-                self._set_state("disconnected", f"{self.config.port} lost: {exc}")
-                return
-            now = self.clock.monotonic()
-            if data:
-                frames = self._splitter.feed(data)
-                if self._splitter.overflows != self.health.overflows:
-                    self._count_bad("overflow")
-                    self.health.overflows = self._splitter.overflows
-                if frames:
-                    last_frame = now
-                    if self.health.state != "connected":
-                        self._set_state("connected", None)
-                    self._handle(frames, now)
-            elif now - last_frame > self.settings.silence_s and self.health.state == "connected":
-                self._set_state("silent", f"no data from {self.config.port} for {self.settings.silence_s:g} s")
-            self._housekeeping(now)
 
     def _handle(self, frames: list[bytes], mono: float) -> None:
         """The frames of one read, all arrived by `mono`."""
@@ -346,3 +354,52 @@ class StreamRunner:
         self.health.archive_files += 1
         if self.on_archive_closed is not None:
             self.on_archive_closed(path)
+
+
+def read_together(runners: list[StreamRunner], stop: threading.Event) -> None:
+    """Run `runners` in the calling thread until `stop`: every linked one read at the same moments, so a read of all
+    of them costs one wake-up of the thread (the cost of a read that does not depend on what it holds,
+    bench/stream_reads.py), and each one that is not linked connected again after its own backoff.
+
+    The reads follow one `ReadSchedule` of the station's `read_interval_s`, dithered by the shortest period among
+    them (stamping.py: a read moved by up to half a period either way); a slower instrument's reads then cover
+    less than its whole period, so its stamps settle less close to the earliest arrivals, still never later than
+    the read and, at the nominal rate, late by less than one period. A connect that blocks (a TCP instrument that
+    does not answer: up to 5 s) delays the others' reads by as much; their bytes wait in the kernel's buffers and
+    their records keep the instrument's cadence (stamping.py: a burst is stamped back from its arrival)."""
+    if not runners:
+        stop.wait()
+        return
+    monotonic = runners[0].clock.monotonic
+    interval = runners[0].settings.read_interval_s
+    frequency = max(r.config.frequency_hz for r in runners)
+    schedule: ReadSchedule | None = None
+    try:
+        while not stop.is_set():
+            for runner in runners:
+                if not runner.linked and monotonic() >= runner.retry_at:
+                    runner.link()
+            linked = [runner for runner in runners if runner.linked]
+            if not linked:
+                schedule = None
+            elif schedule is None:
+                schedule = ReadSchedule(interval, frequency, monotonic())
+            retry = min((runner.retry_at for runner in runners if not runner.linked), default=math.inf)
+            due = min(schedule.due if schedule is not None else math.inf, retry)
+            delay = due - monotonic()
+            if delay > 0:
+                if linked:
+                    # a plain sleep: waiting on the stop event costs about twice the CPU per wake-up (a lock
+                    # allocated and acquired with a timeout; bench/stream_reads.py); a stop is seen within an interval
+                    time.sleep(delay)
+                elif stop.wait(delay):
+                    return
+                if stop.is_set():
+                    return
+            if schedule is not None and monotonic() >= schedule.due:
+                schedule.advance(monotonic())
+                for runner in linked:
+                    runner.read_once()
+    finally:
+        for runner in runners:
+            runner.finish()
