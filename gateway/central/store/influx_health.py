@@ -161,8 +161,9 @@ def _lines(site: str, station: str, ns: int, head: Mapping[str, Any], buffers: S
 
 
 #: A sensor's line without its time, by everything it is made of (`_lines`): a thousand stations of a dozen sensors
-#: each repeat some ten thousand. Past this the cache is emptied and refilled, never a wrong line.
-MAX_CACHED_SENSOR_LINES = 100_000
+#: each repeat some ten thousand (about 450 bytes each with its key: 4 MB for the bench's thousand stations, at most
+#: 23 MB). Past this the cache is emptied and refilled, never a wrong line.
+MAX_CACHED_SENSOR_LINES = 50_000
 _SENSOR_LINES: dict[tuple[Any, ...], str] = {}
 
 
