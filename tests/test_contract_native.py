@@ -149,9 +149,9 @@ def test_a_value_that_does_not_match_its_flag_is_refused_with_the_models_words()
         validate_batch_json(json.dumps(payload))
 
 
-def test_no_python_validator_is_left_in_the_native_checks() -> None:
-    """A Python validator added to `Reading` or `ReadingBatch` stays correct on the native path (it is kept there
-    as it is) but costs a Python call per reading: `gateway.model.native_schema` should learn its native form."""
+def python_validators(schema: Any) -> list[str]:
+    """The Python validators left in a core schema (but `datetime.fromisoformat`, pydantic-core's own parse of a
+    time text), by name."""
     found: list[str] = []
 
     def walk(node: Any) -> None:
@@ -166,10 +166,17 @@ def test_no_python_validator_is_left_in_the_native_checks() -> None:
             for item in node:
                 walk(item)
 
+    walk(schema)
+    return found
+
+
+def test_no_python_validator_is_left_in_the_native_checks() -> None:
+    """A Python validator added to `Reading` or `ReadingBatch` stays correct on the native path (it is kept there
+    as it is) but costs a Python call per reading: `gateway.model.native_schema` should learn its native form."""
     from gateway.model import native_schema
 
-    walk(native_schema(ReadingBatch.__pydantic_core_schema__, drop=frozenset({"Reading._missing_iff_no_value"})))
-    assert found == []
+    schema = native_schema(ReadingBatch.__pydantic_core_schema__, drop=frozenset({"Reading._missing_iff_no_value"}))
+    assert python_validators(schema) == []
 
 
 # --- the central service's column checks (gateway/central/batchjson.py) -------------------------------------------
@@ -379,21 +386,6 @@ def test_a_health_payload_that_is_no_report_is_refused_with_the_models_words(pay
 def test_no_python_validator_is_left_in_the_native_health_checks() -> None:
     """The speed of a health report rests on this: a Python validator added to `StationHealth` or its parts stays
     correct on the native path but costs a call per field; `gateway.model.native_schema` should learn its form."""
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            function = node.get("function")
-            if isinstance(function, dict) and function.get("function") != datetime.fromisoformat:
-                found.append(getattr(function.get("function"), "__qualname__", repr(function)))
-            for key, value in node.items():
-                if key not in ("cls", "serialization", "metadata"):
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
     from gateway.model import native_schema
 
-    walk(native_schema(StationHealth.__pydantic_core_schema__))
-    assert found == []
+    assert python_validators(native_schema(StationHealth.__pydantic_core_schema__)) == []
