@@ -436,13 +436,14 @@ class Ingestor:
         self._client.loop_start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Disconnect and stop; unacknowledged messages stay with the broker for the next start."""
+        """Finish the group being written (`_work`), then disconnect and stop: its acks go out before the
+        DISCONNECT; unacknowledged messages stay with the broker for the next start."""
         self._stop.set()
-        self._client.disconnect()
-        self._client.loop_stop()
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.join(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()
         self._store_thread.shutdown(wait=False, cancel_futures=True)
         self._connected = False
         if self.chain.marks is not None:
@@ -564,6 +565,10 @@ class Ingestor:
                 return
             if self._receipts.due(self._queue.empty()):
                 self._send_receipts()
+        # stopping: the group whose write is under way is finished (acked, its receipts sent), so a clean stop leaves
+        # the broker nothing the store already took; what the queue still holds stays unacknowledged, to come again
+        if writing is not None and self._complete(writing):
+            self._send_receipts()
 
     def _process(self, deliveries: list[_Delivery]) -> bool:
         """Handle deliveries as one group, synchronously: True when all are done (stored or dead-lettered) and

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import threading
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -287,3 +288,58 @@ def test_fluxes_and_raw_files_through_mosquitto_are_stored_and_acknowledged(
     assert (folder / "sonic" / sonic.name).read_bytes() == sonic.read_bytes()
     assert (folder / "irga" / irga.name).read_bytes() == irga.read_bytes()
     RawChunk.model_validate_json(raw_message(sonic))  # the payload the station's uplink sends
+
+
+class _HeldStore(SqliteStore):
+    """A store whose first flux write waits until the test lets it go: a stop arrives while a group is written."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    def write_fluxes(self, records: list[FluxRecord], *, ledger: LedgerItem | None = None) -> None:
+        self.writing.set()
+        self.release.wait(10)
+        super().write_fluxes(records, ledger=ledger)
+
+
+@pytest.mark.integration
+def test_a_stop_while_a_group_is_written_finishes_and_acks_it(mosquitto: MosquittoInstance, tmp_path: Path) -> None:
+    """A clean stop leaves the broker nothing the store already took: the group being written is finished and acked
+    before the DISCONNECT (before, its acks were dropped and a restart received it again)."""
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id=f"central-{uuid.uuid4().hex[:8]}")
+    store = _HeldStore(tmp_path / "held.sqlite")
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
+                            protocol=mqtt.MQTTv5)
+    publisher.connect(mosquitto.host, mosquitto.port)
+    publisher.loop_start()
+    try:
+        ingestor = Ingestor(settings, store, tmp_path / "data")
+        ingestor.start()
+        assert wait_for(lambda: ingestor.mqtt_connected, 10)
+        publisher.publish(fluxes_topic("site1", "st1"), encode_flux_record(flux_record(end=T0 + HOUR)),
+                          qos=1).wait_for_publish(5)
+        assert store.writing.wait(10)
+        stopping = threading.Thread(target=ingestor.stop)
+        stopping.start()
+        assert wait_for(lambda: ingestor._stop.is_set(), 5)
+        # a stop that disconnects before the group is finished would show it within a second (then the group's ack
+        # is dropped); this one keeps the connection until the group is done, so the wait runs out
+        wait_for(lambda: not ingestor.mqtt_connected, 1)
+        store.release.set()
+        stopping.join(15)
+        assert not stopping.is_alive()
+        assert ingestor.counters()["flux_records_stored"] == 1
+
+        restarted = Ingestor(settings, store, tmp_path / "data")
+        with restarted:
+            assert wait_for(lambda: restarted.mqtt_connected, 10)
+            marker = flux_record(end=T0 + 3 * HOUR)
+            publisher.publish(fluxes_topic("site1", "st1"), encode_flux_record(marker), qos=1).wait_for_publish(5)
+            assert wait_for(lambda: restarted.counters()["flux_records_stored"] == 1, 10)
+            assert restarted.counters()["messages_received"] == 1  # the marker alone
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+        store.close()
