@@ -56,6 +56,30 @@ def ingestor(store: SqliteStore, tmp_path: Path) -> Ingestor:
     return Ingestor(MqttSettings(port=1), store, tmp_path / "data", retry_initial_s=0.01, retry_max_s=0.05)
 
 
+@pytest.fixture
+def publisher(mosquitto: MosquittoInstance) -> Iterator[mqtt.Client]:
+    """A station's side: an MQTT v5 client connected to the test's broker."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    yield client
+    client.loop_stop()
+    client.disconnect()
+
+
+def assert_restart_receives_nothing_again(settings: MqttSettings, store: SqliteStore, data_dir: Path,
+                                          publisher: mqtt.Client) -> None:
+    """Everything was acknowledged: a restart on the same persistent session receives only a marker published now
+    (it arrives after anything the broker still held for the ingestor)."""
+    restarted = Ingestor(settings, store, data_dir)
+    with restarted:
+        assert wait_for(lambda: restarted.mqtt_connected, 10)
+        marker = flux_record(end=T0 + 3 * HOUR)
+        publisher.publish(fluxes_topic("site1", "st1"), encode_flux_record(marker), qos=1).wait_for_publish(5)
+        assert wait_for(lambda: restarted.counters()["flux_records_stored"] == 1, 10)
+        assert restarted.counters()["messages_received"] == 1
+
+
 def dead_reasons(ingestor: Ingestor) -> list[str]:
     if not ingestor.dead_letter_path.exists():
         return []
@@ -246,41 +270,25 @@ def test_a_disk_that_refuses_is_retried(ingestor: Ingestor, tmp_path: Path) -> N
 
 @pytest.mark.integration
 def test_fluxes_and_raw_files_through_mosquitto_are_stored_and_acknowledged(
-    mosquitto: MosquittoInstance, store: SqliteStore, tmp_path: Path
+    mosquitto: MosquittoInstance, store: SqliteStore, tmp_path: Path, publisher: mqtt.Client
 ) -> None:
     settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id=f"central-{uuid.uuid4().hex[:8]}")
     records = [flux_record(end=T0 + timedelta(minutes=30 * i)) for i in (1, 2)]
     sonic = archive_file(tmp_path / "station")
     irga = archive_file(tmp_path / "station", sensor="irga")
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
-                            protocol=mqtt.MQTTv5)
-    publisher.connect(mosquitto.host, mosquitto.port)
-    publisher.loop_start()
-    try:
-        ingestor = Ingestor(settings, store, tmp_path / "data")
-        with ingestor:
-            assert wait_for(lambda: ingestor.mqtt_connected, 10)
-            messages = [(fluxes_topic("site1", "st1"), encode_flux_record(r)) for r in records]
-            messages += [(raw_topic("site1", "st1"), raw_message(p)) for p in (sonic, irga, sonic)]
-            for topic, payload in messages:
-                info = publisher.publish(topic, payload, qos=1)
-                info.wait_for_publish(timeout=5)
-            assert wait_for(lambda: ingestor.counters()["raw_duplicates"] == 1, 15)
-            assert wait_for(lambda: ingestor.queue_depth == 0, 5)
-            counters = ingestor.counters()
+    ingestor = Ingestor(settings, store, tmp_path / "data")
+    with ingestor:
+        assert wait_for(lambda: ingestor.mqtt_connected, 10)
+        messages = [(fluxes_topic("site1", "st1"), encode_flux_record(r)) for r in records]
+        messages += [(raw_topic("site1", "st1"), raw_message(p)) for p in (sonic, irga, sonic)]
+        for topic, payload in messages:
+            info = publisher.publish(topic, payload, qos=1)
+            info.wait_for_publish(timeout=5)
+        assert wait_for(lambda: ingestor.counters()["raw_duplicates"] == 1, 15)
+        assert wait_for(lambda: ingestor.queue_depth == 0, 5)
+        counters = ingestor.counters()
 
-        # Everything was acknowledged: a restart on the same persistent session receives nothing again.
-        restarted = Ingestor(settings, store, tmp_path / "data")
-        with restarted:
-            assert wait_for(lambda: restarted.mqtt_connected, 10)
-            # a marker published now arrives after anything the broker still held for us
-            marker = flux_record(end=T0 + 3 * HOUR)
-            publisher.publish(fluxes_topic("site1", "st1"), encode_flux_record(marker), qos=1).wait_for_publish(5)
-            assert wait_for(lambda: restarted.counters()["flux_records_stored"] == 1, 10)
-            assert restarted.counters()["messages_received"] == 1
-    finally:
-        publisher.loop_stop()
-        publisher.disconnect()
+    assert_restart_receives_nothing_again(settings, store, tmp_path / "data", publisher)
 
     assert (counters["flux_records_stored"], counters["raw_files_archived"], counters["malformed"]) == (2, 2, {})
     assert store.query_fluxes("st1", T0, T0 + HOUR) == records
@@ -305,15 +313,12 @@ class _HeldStore(SqliteStore):
 
 
 @pytest.mark.integration
-def test_a_stop_while_a_group_is_written_finishes_and_acks_it(mosquitto: MosquittoInstance, tmp_path: Path) -> None:
+def test_a_stop_while_a_group_is_written_finishes_and_acks_it(mosquitto: MosquittoInstance, tmp_path: Path,
+                                                              publisher: mqtt.Client) -> None:
     """A clean stop leaves the broker nothing the store already took: the group being written is finished and acked
     before the DISCONNECT (before, its acks were dropped and a restart received it again)."""
     settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id=f"central-{uuid.uuid4().hex[:8]}")
     store = _HeldStore(tmp_path / "held.sqlite")
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
-                            protocol=mqtt.MQTTv5)
-    publisher.connect(mosquitto.host, mosquitto.port)
-    publisher.loop_start()
     try:
         ingestor = Ingestor(settings, store, tmp_path / "data")
         ingestor.start()
@@ -332,14 +337,6 @@ def test_a_stop_while_a_group_is_written_finishes_and_acks_it(mosquitto: Mosquit
         assert not stopping.is_alive()
         assert ingestor.counters()["flux_records_stored"] == 1
 
-        restarted = Ingestor(settings, store, tmp_path / "data")
-        with restarted:
-            assert wait_for(lambda: restarted.mqtt_connected, 10)
-            marker = flux_record(end=T0 + 3 * HOUR)
-            publisher.publish(fluxes_topic("site1", "st1"), encode_flux_record(marker), qos=1).wait_for_publish(5)
-            assert wait_for(lambda: restarted.counters()["flux_records_stored"] == 1, 10)
-            assert restarted.counters()["messages_received"] == 1  # the marker alone
+        assert_restart_receives_nothing_again(settings, store, tmp_path / "data", publisher)
     finally:
-        publisher.loop_stop()
-        publisher.disconnect()
         store.close()
