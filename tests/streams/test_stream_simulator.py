@@ -130,6 +130,9 @@ def test_own_pty_disconnect_removes_the_port_and_brings_it_back(tmp_path: Path) 
         while not link.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert link.exists()
+        # the port comes back first, then the simulator counts the reconnect and clears the fault
+        while (sim.fault, sim.reconnects) != ("none", 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert sim.fault == "none" and sim.reconnects == 1
         with serial.Serial(str(link), timeout=0.05) as port:
             assert read_lines(port, time.monotonic() + 0.3)
