@@ -89,6 +89,7 @@ from gateway.central.chainmarks import CHAIN_MARKS_FILE, ChainMarks
 from gateway.central.config import DeadLetterSettings, MqttSettings
 from gateway.central.deadletter import DeadLetterFile, payload_fields
 from gateway.central.healthjson import health_fields
+from gateway.central.mqttreceive import ReceivingClient
 from gateway.central.provision import ProvisioningError, StationRegistry
 from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.receipts import ReceiptBook
@@ -375,7 +376,8 @@ class Ingestor:
         self._worker: threading.Thread | None = None
         self._receipts = ReceiptBook()
 
-        self._client = mqtt.Client(
+        # paho's client with a station's PUBLISH properties decoded in C loops (gateway/central/mqttreceive.py)
+        self._client = ReceivingClient(
             CallbackAPIVersion.VERSION2,
             client_id=mqtt_settings.client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
