@@ -20,10 +20,9 @@ looked up (the resend of the item that was lost among them), never wrongly calle
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from gateway.central.store.writeguard import _SLOT, SLOT_BYTES, Marks, WriteGuard, fingerprint
+from gateway.central.store.writeguard import Marks, WriteGuard, fingerprint
 
 #: The file's name in the central service's data_dir.
 CHAIN_MARKS_FILE = "chain-marks"
@@ -51,11 +50,10 @@ class ChainMarks(WriteGuard):
         marks are closed."""
         if self._closed:
             return True
-        fd = self._fd
-        if fd is None:
+        if self._fd is None:
             return False
         key = fingerprint(site, chain)
-        found, _, flags = _SLOT.unpack(os.pread(fd, SLOT_BYTES, self._offset(key)))
+        found, _, flags = self._slot(key)
         return bool(flags & 1) and found != key
 
     def peek(self, site: str, chain: str) -> int | None:

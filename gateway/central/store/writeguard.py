@@ -17,7 +17,10 @@ central hop. The guard answers most of these questions without asking:
 
 With `path` set the state is a file of fixed slots (32 bytes each: a 16-byte BLAKE2b fingerprint of the site and
 station, the mark, a valid flag) locked with POSIX record locks (`fcntl`) on each slot's bytes: the kernel drops
-the locks of a process that dies, also under kill -9. The file holds no data of its own: it is emptied whenever a
+the locks of a process that dies, also under kill -9. A process reads and writes the slots through a shared memory map
+of the file, not a `pread`/`pwrite` each: a look-up is then no system call (each one let another of the ingest's
+busy threads take the interpreter lock, and getting it back was a wait), only taking and releasing a slot's lock
+are. The file holds no data of its own: it is emptied whenever a
 process opens it while no other process has it open (a shared lock on the header says who does), so marks left by
 a crashed host are never trusted. Two stations sharing a slot evict each other's mark (a query, never a wrong
 answer). Without `path` the same rules hold inside one process (threads), which is the single-writer case.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import mmap
 import os
 import struct
 import threading
@@ -102,6 +106,9 @@ class _GuardFile:
                 os.ftruncate(fd, 0)
                 os.ftruncate(fd, HEADER_BYTES + SLOTS * SLOT_BYTES)
                 fcntl.lockf(fd, fcntl.LOCK_SH, 1, 0)  # converted in place: no gap another process could use
+            # the slots, shared with every process that maps the file (the page cache is one); the map keeps a
+            # descriptor of its own, closed only with the file (closing it would drop this process's record locks)
+            self.map = mmap.mmap(fd, HEADER_BYTES + SLOTS * SLOT_BYTES)
         except BaseException:
             os.close(fd)
             raise
@@ -131,6 +138,12 @@ class WriteGuard:
     def _fd(self) -> int | None:
         return self._file.fd if self._file is not None else None
 
+    def _slot(self, key: bytes) -> tuple[bytes, int, int]:
+        """The slot of fingerprint `key` in the file: (fingerprint found there, mark, flags)."""
+        assert self._file is not None
+        found, mark, flags = _SLOT.unpack_from(self._file.map, self._offset(key))
+        return found, mark, flags
+
     @contextlib.contextmanager
     def hold(self, stations: Iterable[Station]) -> Iterator[Marks]:
         """Lock `stations` (across processes with a file, across threads always) until the block ends."""
@@ -156,7 +169,7 @@ class WriteGuard:
         if fd is None:
             return self._memory.get((site, station))
         key = fingerprint(site, station)
-        found, mark, flags = _SLOT.unpack(os.pread(fd, SLOT_BYTES, self._offset(key)))
+        found, mark, flags = self._slot(key)
         return mark if flags & 1 and found == key else None
 
     def _write(self, site: str, station: str, mark: int) -> None:
@@ -164,8 +177,9 @@ class WriteGuard:
         if fd is None:
             self._memory[(site, station)] = mark
             return
+        assert self._file is not None
         key = fingerprint(site, station)
-        os.pwrite(fd, _SLOT.pack(key, mark, 1), self._offset(key))
+        _SLOT.pack_into(self._file.map, self._offset(key), key, mark, 1)
 
     @staticmethod
     def _offset(key: bytes) -> int:
@@ -179,4 +193,5 @@ class WriteGuard:
             shared.users -= 1
             if shared.users == 0:
                 del _open_files[shared.path]
+                shared.map.close()
                 os.close(shared.fd)  # drops this process's record locks, the header's shared lock with them
