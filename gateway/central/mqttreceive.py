@@ -93,9 +93,42 @@ def decode_publish_properties(buffer: bytes, at: int) -> tuple[Properties, int] 
     return properties, end
 
 
+#: What one read from the broker's socket may take: a catch-up's stream arrives in reads of this size, not in the
+#: one-byte, one-byte, rest reads paho makes per packet.
+RECEIVE_BYTES = 256 * 1024
+
+
 class ReceivingClient(mqtt.Client):
     """paho's client whose incoming QoS 0 and 1 PUBLISH packets of MQTT v5 have their properties decoded by
-    `decode_publish_properties` (module doc); everything else, and any packet it leaves alone, is paho's."""
+    `decode_publish_properties` (module doc); everything else, and any packet it leaves alone, is paho's.
+
+    It also reads the socket in large pieces: paho asks for a packet's first byte, then each byte of its length, then
+    the rest, each a `recv` (and each a release of the interpreter lock the ingest's other threads were waiting
+    for); here one `recv` takes whatever the socket holds (up to `RECEIVE_BYTES`) and paho's reads are served from
+    it. `loop_read` returns only with nothing left over, so paho's `select` on the socket still tells when there
+    is more to read; the bytes left over belong to the connection they came from and go with it.
+    """
+
+    _received = b""  # the last read from the socket; bytes from `_taken` on are not yet handed to paho
+    _taken = 0
+    _received_from: object = None  # the socket they came from
+
+    def _left_over(self) -> bool:
+        return self._taken < len(self._received) and self._received_from is self._sock
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if not self._left_over():
+            self._received = super()._sock_recv(max(bufsize, RECEIVE_BYTES))
+            self._received_from, self._taken = self._sock, 0
+        start = self._taken
+        self._taken = min(start + bufsize, len(self._received))
+        return self._received[start:self._taken]
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._left_over():
+            rc = super().loop_read(max_packets)
+        return rc
 
     def _handle_publish(self) -> MQTTErrorCode:
         header = self._in_packet["command"]

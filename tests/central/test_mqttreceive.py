@@ -18,7 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MalformedPacket, Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.central.mqttreceive import ReceivingClient, decode_publish_properties
+from gateway.central.mqttreceive import RECEIVE_BYTES, ReceivingClient, decode_publish_properties
 from gateway.testing.services import MosquittoInstance
 from gateway.trust.keys import key_id
 from gateway.trust.signing import NO_CONTENT, USER_PROPERTY, Link, envelope_text, sign
@@ -179,5 +179,39 @@ def test_a_signed_message_through_mosquitto_arrives_with_pahos_properties(mosqui
         assert abs(mine_properties["MessageExpiryInterval"] - paho_properties["MessageExpiryInterval"]) <= 1
     finally:
         for client in (*clients, publisher):
+            client.disconnect()
+            client.loop_stop()
+
+
+@pytest.mark.integration
+def test_a_burst_of_messages_of_every_size_arrives_whole_and_in_order(mosquitto: MosquittoInstance) -> None:
+    """The socket read in large pieces (`ReceivingClient._sock_recv`): packets that end, start and span anywhere in
+    a piece, one larger than a piece, all arrive whole and in order; the pieces read only when paho asks."""
+    sizes = [0, 1, 127, 128, 16_383, 16_384, 70_000, RECEIVE_BYTES + 1, 5, 3 * RECEIVE_BYTES] + [200 + i for i in
+                                                                                                  range(400)]
+    payloads = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    got: queue.Queue[bytes] = queue.Queue()
+    subscribed: queue.Queue[bool] = queue.Queue()
+    receiver = ReceivingClient(CallbackAPIVersion.VERSION2, client_id="receiver", protocol=MQTTProtocolVersion.MQTTv5)
+    receiver.on_message = lambda _c, _u, message: got.put(bytes(message.payload))
+    receiver.on_subscribe = lambda *_args: subscribed.put(True)
+    receiver.on_connect = lambda c, *_args: c.subscribe([(TOPIC.decode(), SubscribeOptions(qos=1))])
+    receiver.connect(mosquitto.host, mosquitto.port)
+    receiver.loop_start()
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="station", protocol=MQTTProtocolVersion.MQTTv5)
+    publisher.connect(mosquitto.host, mosquitto.port)
+    publisher.loop_start()
+    try:
+        subscribed.get(timeout=10)
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = (USER_PROPERTY, "x" * 400)
+        infos = [publisher.publish(TOPIC.decode(), payload, qos=1, properties=properties) for payload in payloads]
+        for info in infos:
+            info.wait_for_publish(30)
+        arrived = [got.get(timeout=30) for _ in payloads]
+        assert [len(p) for p in arrived] == sizes
+        assert arrived == payloads
+    finally:
+        for client in (receiver, publisher):
             client.disconnect()
             client.loop_stop()
