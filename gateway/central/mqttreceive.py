@@ -5,7 +5,7 @@ Every signed item carries its signature in an MQTT v5 user property (`sinkwatch-
 message expiry interval (gateway/edge/delivery.py). paho 2.2 decodes them into a `Properties` object that checks
 each character of a UTF-8 string in a Python loop (`readUTF`: a D800-DFFF code point, NUL, U+FEFF) and builds its
 tables of property names at every construction: about 0.25 ms of CPU a message on this project's machine
-(docs/performance.md, INGEST 2026-12-06), in the network thread every message of the stream passes through.
+(docs/performance.md, "INGEST — 2026-12-05/06"), in the network thread every message of the stream passes through.
 
 `decode_publish_properties` takes the properties block of a PUBLISH when it holds only the properties a station
 sends (`Message Expiry Interval`, `User Property`) in the form MQTT v5 requires; the same checks as paho's are
