@@ -25,7 +25,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from drivers.gmp252 import registers as reg
 from drivers.gmp252 import rtu
 from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings, kernel_clock_synced
-from gateway.model import QualityFlag, Reading, TimeSource, utc_now
+from gateway.model import QualityFlag, Reading, ReadingTemplate, TimeSource, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,13 @@ class GMP252Driver:
         self._client: ModbusSerialClient | ModbusTcpClient | None = None
         self._line: SerialLine | None = None
         self._rx_trace = b""
+        # station, sensor, variable and unit validated once here, not in every poll's readings
+        self._templates: dict[str, ReadingTemplate] = {}
+        for point in reg.points_by_name(names):
+            assert point.variable is not None
+            self._templates[point.name] = ReadingTemplate(
+                station=station, sensor=config.name, variable=point.variable + (config.variable_suffix or ""),
+                unit=point.unit, time_source=TimeSource.GATEWAY)
 
     def __repr__(self) -> str:
         return f"GMP252Driver({self.config.name!r}, port={self.config.port!r}, address={self.config.address})"
@@ -361,8 +368,6 @@ class GMP252Driver:
         now: datetime,
         synced: bool,
     ) -> Reading:
-        point = reg.POINT_BY_NAME[point_name]
-        assert point.variable is not None
         if value is None:
             flag = QualityFlag.MISSING
             reason = "; ".join(filter(None, ["device sent no value (NaN)", reason]))
@@ -370,15 +375,4 @@ class GMP252Driver:
             flag = QualityFlag.MISSING
             reason = "; ".join(filter(None, [f"device sent a non-finite value ({value})", reason]))
             value = None
-        return Reading(
-            station=self.station,
-            sensor=self.config.name,
-            variable=point.variable + (self.config.variable_suffix or ""),
-            value=value,
-            unit=point.unit,
-            time=now,
-            time_source=TimeSource.GATEWAY,
-            clock_synced=synced,
-            qc=flag,
-            qc_reason=reason[:200] if reason else None,
-        )
+        return self._templates[point_name].reading(value, now, synced, flag, reason[:200] if reason else None)

@@ -124,25 +124,25 @@ class SensorRunner:
         if not readings:
             return readings
         steps, self._steps = self._steps, []
-        flagged: list[Reading] = []
-        for reading in readings:
-            if reading.time_source is TimeSource.DEVICE:
-                flagged.append(reading)
-                continue
-            reasons = [step.describe() for step in steps]
-            if self._overlap_until is not None and reading.time <= self._overlap_until:
-                assert self._overlap_step is not None
-                reasons.append(f"time overlaps readings sent before the {self._overlap_step.describe()}")
-            why = "; ".join(reasons)
-            if why:
-                reading = _flag(reading, why)
-                self.health.readings_flagged_for_clock += 1
-            flagged.append(reading)
+        if steps or self._overlap_until is not None:  # else, the usual poll, nothing to look at per reading
+            readings = [self._flagged(reading, steps) for reading in readings]
         latest = max(r.time for r in readings)
         self._latest_sent = latest if self._latest_sent is None else max(self._latest_sent, latest)
         if self._overlap_until is not None and self._latest_sent > self._overlap_until:
             self._overlap_until = self._overlap_step = None  # caught up: times are new again
-        return flagged
+        return readings
+
+    def _flagged(self, reading: Reading, steps: list[ClockStep]) -> Reading:
+        if reading.time_source is TimeSource.DEVICE:
+            return reading
+        reasons = [step.describe() for step in steps]
+        if self._overlap_until is not None and reading.time <= self._overlap_until:
+            assert self._overlap_step is not None
+            reasons.append(f"time overlaps readings sent before the {self._overlap_step.describe()}")
+        if not reasons:
+            return reading
+        self.health.readings_flagged_for_clock += 1
+        return _flag(reading, "; ".join(reasons))
 
     def _failed(self, kind: str, message: str) -> None:
         self.health.errors[kind] = self.health.errors.get(kind, 0) + 1
