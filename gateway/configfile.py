@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+if TYPE_CHECKING:  # pydantic is imported by the models themselves; the `sinkwatch` command starts without it
+    from pydantic import BaseModel, ValidationError
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
 
 
 class ConfigError(Exception):
@@ -126,6 +128,8 @@ def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
 
 
 def load_model(path: Path | str, model: type[ModelT]) -> ModelT:
+    from pydantic import ValidationError
+
     data = read_yaml_mapping(path)
     try:
         return model.model_validate(data)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # numpy is imported by the two functions that compute: most importers only look names up
+    import numpy as np
+    import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ def unit_of(variable: str) -> str:
 
 # --- derived variables ------------------------------------------------------------------------------------------
 
-Values = TypeVar("Values", float, npt.NDArray[np.float64])
+Values = TypeVar("Values", float, "npt.NDArray[np.float64]")
 
 
 def saturation_vapour_pressure_hpa(ta_degc: Values) -> Values:
@@ -91,6 +92,8 @@ def saturation_vapour_pressure_hpa(ta_degc: Values) -> Values:
     hygrometers report RH with respect to water (WMO convention), and FLUXNET's VPD uses the same reference.
     Accepts a float or a numpy array (NaN propagates).
     """
+    import numpy as np
+
     t = np.asarray(ta_degc, dtype=np.float64)
     result = 6.112 * np.exp(17.62 * t / (243.12 + t))
     return result if isinstance(ta_degc, np.ndarray) else float(result)
@@ -101,6 +104,8 @@ def vapour_pressure_deficit_hpa(ta_degc: Values, rh_percent: Values) -> Values:
     with respect to water; e_w from `saturation_vapour_pressure_hpa`. RH above 100 % (supersaturation within the
     sensor's uncertainty) gives a small negative VPD, which is kept, not clipped: clipping would bias averages.
     """
+    import numpy as np
+
     rh = np.asarray(rh_percent, dtype=np.float64)
     es = np.asarray(saturation_vapour_pressure_hpa(np.asarray(ta_degc, dtype=np.float64)), dtype=np.float64)
     result = es * (1.0 - rh / 100.0)

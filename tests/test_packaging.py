@@ -125,6 +125,47 @@ def test_station_commands_run_without_the_central_packages(tmp_path: Path) -> No
     assert _sinkwatch_without(CENTRAL_ONLY, ["--help"], tmp_path).returncode == 0
 
 
+def _modules_after(code: str, cwd: Path) -> set[str]:
+    """The modules a fresh interpreter has imported after running `code` (which may end in SystemExit(0))."""
+    wrapped = ("import sys\ntry:\n" + "".join(f"    {line}\n" for line in code.splitlines())
+               + "except SystemExit as exc:\n    assert not exc.code, exc.code\nprint(' '.join(sorted(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", wrapped], cwd=cwd, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return set(result.stdout.splitlines()[-1].split())
+
+
+#: What a command that does not compute, serve or store must not import: each costs a start of `sinkwatch` tenths of
+#: a second of CPU on a station's single-board computer (docs/performance.md, "Start-up of the sinkwatch command").
+HEAVY = {"numpy", "scipy", "fastapi", "influxdb_client", "matplotlib", "pandas"}
+
+
+@pytest.mark.parametrize("args", [["version"], ["--help"], ["station", "validate", "-c", "station.yaml"]],
+                         ids=["version", "help", "station-validate"])
+def test_a_command_imports_only_what_it_uses(args: list[str], tmp_path: Path) -> None:
+    (tmp_path / "station.yaml").write_text(STATION_YAML, encoding="utf-8")
+    imported = _modules_after(f"from gateway.cli import app\napp({args!r}, prog_name='sinkwatch')", tmp_path)
+    assert "gateway.cli" in imported
+    assert not imported & (HEAVY | {"gateway.central.config", "gateway.contract"}), imported & HEAVY
+    if args[0] != "station":
+        assert "gateway.edge.config" not in imported
+    else:
+        assert "gateway.edge.config" in imported
+
+
+def test_the_central_service_imports_influxdb_client_and_the_science_only_when_it_uses_them(tmp_path: Path) -> None:
+    """A central service on SQLite or VictoriaMetrics, and each of its ingest workers, start without
+    influxdb-client; an ingest worker reading its config also without numpy."""
+    service = _modules_after("import gateway.central.service", tmp_path)
+    assert "fastapi" in service
+    assert "influxdb_client" not in service
+    worker = _modules_after("import gateway.central.workers, gateway.central.config, gateway.central.ingest\n"
+                            "gateway.central.config.load_central_config(gateway.central.config.SAMPLE_CONFIG_PATH)",
+                            tmp_path)
+    assert not worker & {"numpy", "scipy", "influxdb_client", "fastapi"}, worker & {"numpy", "scipy",
+                                                                                     "influxdb_client", "fastapi"}
+
+
 def test_central_and_demo_without_their_extra_name_the_extra_to_install(tmp_path: Path) -> None:
     demo = _sinkwatch_without(CENTRAL_ONLY, ["demo", "--duration", "1"], tmp_path)
     assert demo.returncode == 2

@@ -8,17 +8,25 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.central.config import SAMPLE_CONFIG_PATH, load_central_config
 from gateway.configfile import ConfigError
-from gateway.contract import shared_subscription
 from gateway.extras import MissingExtra, require_extra
 from gateway.logs import setup_logging
-from gateway.model import IDENTIFIER_RE
 
 if TYPE_CHECKING:
     from gateway.central.access import TokenStore
     from gateway.central.config import CentralConfig
     from gateway.central.provision import BrokerFiles
+
+
+
+def load_central_config(path: Path) -> CentralConfig:
+    """The central config, validated. Its models are imported (and pydantic builds them) only when a command reads
+    a config: that is most of an import of this module, and `sinkwatch version`, `--help` and the station's
+    commands pay it otherwise (docs/performance.md, "Start-up of the sinkwatch command")."""
+    from gateway.central.config import load_central_config as load
+
+    return load(path)
+
 
 app = typer.Typer(help="Central service: ingest readings from MQTT into storage and serve them over HTTP.",
                   no_args_is_help=True)
@@ -72,6 +80,8 @@ def ingest(
     """One stateless ingest worker: stores what the broker hands it of the stations' stream (shared with every
     other worker of the group) until Ctrl-C / SIGTERM; no API (run `serve` for that)."""
     _require_central("sinkwatch central ingest")
+    from gateway.model import IDENTIFIER_RE
+
     if not IDENTIFIER_RE.fullmatch(name):
         typer.echo(f"--name {name!r}: use letters, digits, '_', '.' or '-' (it becomes a file and client name)",
                    err=True)
@@ -84,6 +94,7 @@ def ingest(
     setup_logging("DEBUG" if verbose else None)
     from gateway.central.service import tune_collector
     from gateway.central.workers import run_ingest_worker
+    from gateway.contract import shared_subscription
 
     try:
         shared_subscription(group, "x")
@@ -97,6 +108,8 @@ def ingest(
 @app.command("sample-config")
 def sample_config() -> None:
     """Print a documented sample config to start from."""
+    from gateway.central.config import SAMPLE_CONFIG_PATH
+
     typer.echo(SAMPLE_CONFIG_PATH.read_text(encoding="utf-8"), nl=False)
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.central.periodic import PeriodicJob
 from gateway.central.store.base import StoreError
-from gateway.central.store.influx import InfluxStore
 from gateway.central.store.influx_rollup import RollupReport
+
+if TYPE_CHECKING:
+    from gateway.central.store.influx import InfluxStore
 
 log = logging.getLogger(__name__)
 

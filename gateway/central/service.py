@@ -36,7 +36,7 @@ from gateway.central.config import CentralConfig, StorageSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.rollup import RollupScheduler
 from gateway.central.soilstems import ProductScheduler
-from gateway.central.store import InfluxStore, SqliteStore, Store
+from gateway.central.store import SqliteStore, Store
 from gateway.central.store.writeguard import GUARD_FILE
 from gateway.central.workers import PooledIngest, WorkerPool
 from gateway.secretfile import reveal
@@ -71,6 +71,8 @@ def open_store(settings: StorageSettings, data_dir: Path | None = None) -> Store
                              timeout_s=settings.timeout_s,
                              write_guard=data_dir / GUARD_FILE if data_dir is not None else None)
     assert settings.url is not None
+    from gateway.central.store.influx import InfluxStore  # influxdb-client: only a service on InfluxDB imports it
+
     return InfluxStore(
         settings.url,
         database=settings.database,
@@ -134,8 +136,12 @@ def run_central(
     evaluator = AlertEvaluator(active_store, config.alerts) if config.alerts.enabled else None
     alerting = AlertScheduler(evaluator) if evaluator is not None else None
     # the hourly rollup's job: here, beside the API that reads it; the ingest workers share the write guard with it
-    rollup = (RollupScheduler(active_store, config.storage.rollup_every_s)
-              if config.storage.rollup and isinstance(active_store, InfluxStore) else None)
+    rollup: RollupScheduler | None = None
+    if config.storage.rollup:  # an InfluxDB setting: only then is influxdb-client imported
+        from gateway.central.store.influx import InfluxStore
+
+        if isinstance(active_store, InfluxStore):
+            rollup = RollupScheduler(active_store, config.storage.rollup_every_s)
     tls: dict[str, str] = {}
     if config.api.tls_cert_file is not None and config.api.tls_key_file is not None:
         tls = {"ssl_certfile": str(config.api.tls_cert_file), "ssl_keyfile": str(config.api.tls_key_file)}

@@ -16,13 +16,14 @@ import math
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.flux.soil.diffusivity import SoilSite
-from gateway.flux.soil.gradient import GRADIENT_METHODS
 from gateway.model import Identifier
+
+if TYPE_CHECKING:  # the science (numpy) is imported when a job runs, not by every reader of the central config
+    from gateway.flux.soil.diffusivity import SoilSite
 
 SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/[A-Z][A-Z0-9_]{0,63}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$"
@@ -87,6 +88,8 @@ class SoilMetadata(_Section):
         return self
 
     def soil_site(self) -> SoilSite:
+        from gateway.flux.soil.diffusivity import SoilSite
+
         return SoilSite(bulk_density=self.bulk_density, particle_density=self.particle_density,
                         porosity=self.porosity, sand=self.sand, silt=self.silt, clay=self.clay, eps100=self.eps100,
                         campbell_b=self.campbell_b)
@@ -147,6 +150,7 @@ class Profile(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
         from gateway.flux.soil.diffusivity import DIFFUSIVITY_MODELS
+        from gateway.flux.soil.gradient import GRADIENT_METHODS
 
         if self.method not in GRADIENT_METHODS:
             raise ValueError(f"method {self.method!r} is not one of {', '.join(GRADIENT_METHODS)}")

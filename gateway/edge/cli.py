@@ -9,16 +9,26 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from gateway.configfile import ConfigError
-from gateway.edge.config import StationConfig, load_station_config
+
+if TYPE_CHECKING:
+    from gateway.edge.config import StationConfig
 
 app = typer.Typer(help="Run and inspect a station node (the edge daemon).", no_args_is_help=True)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="station config file (YAML)")]
+
+
+def load_station_config(path: Path) -> StationConfig:
+    """The station config, validated; its models are imported (and built) only when a command reads a config,
+    not when `sinkwatch` starts (docs/performance.md, "Start-up of the sinkwatch command")."""
+    from gateway.edge.config import load_station_config as load
+
+    return load(path)
 
 
 def _load_or_exit(path: Path) -> StationConfig:

@@ -1,4 +1,10 @@
-"""Storage backends for the central service; see `base` for the contract they share."""
+"""Storage backends for the central service; see `base` for the contract they share.
+
+`InfluxStore` is imported on first use (PEP 562): its module imports influxdb-client, the largest import of the
+central service, which a central service on SQLite or VictoriaMetrics and the ingest workers of those never need
+(docs/performance.md, "Start-up of the sinkwatch command")."""
+
+from typing import TYPE_CHECKING, Any
 
 from gateway.central.store.alerts import AlertEvent, AlertStore, ReadingStats
 from gateway.central.store.base import (
@@ -27,9 +33,20 @@ from gateway.central.store.budget import (
     WindowMean,
 )
 from gateway.central.store.health import HealthStore
-from gateway.central.store.influx import InfluxStore
 from gateway.central.store.products import PRODUCTS, Product, ProductRun, ProductTable, StationProduct
 from gateway.central.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from gateway.central.store.influx import InfluxStore
+
+
+def __getattr__(name: str) -> Any:
+    if name == "InfluxStore":
+        from gateway.central.store.influx import InfluxStore
+
+        return InfluxStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AGGREGATES",
