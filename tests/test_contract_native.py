@@ -11,7 +11,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.central.batchjson import reading_columns
@@ -96,6 +96,25 @@ def payloads(draw: st.DrawFn) -> str:
     return json.dumps(batch, allow_nan=True)
 
 
+def batch_with(reading: dict[str, Any] | None = None, **fields: Any) -> str:
+    """The good batch's payload with `fields` of the batch and `reading` fields of its first reading replaced."""
+    batch = good_batch()
+    batch.update(fields)
+    batch["readings"][0].update(reading or {})
+    return json.dumps(batch, allow_nan=True)
+
+
+def awkward_batches(test: Any) -> Any:
+    """Explicit examples for the two property tests of a readings batch: every refusal (pydantic error type and
+    place) that 1,500 drawn payloads reached and 500 did not in either test (docs/reliability.md, "Suite time
+    (2026-12-06)"), so that 500 drawn payloads and these reach all of them."""
+    for payload in (batch_with(sent="2026-11-25T23:59:60Z"), batch_with(sent="0000-01-01T00:00:00Z"),
+                    batch_with(seq=1e308), batch_with({"value": float("nan")}), batch_with({"variable": "V" * 65}),
+                    batch_with({"variable": ""}), batch_with({"time": "2026-11-25T23:59:60Z"})):
+        test = example(payload)(test)
+    return test
+
+
 def outcome(validate: Any, payload: str) -> tuple[str, Any]:
     try:
         batch = validate(payload)
@@ -106,8 +125,9 @@ def outcome(validate: Any, payload: str) -> tuple[str, Any]:
     return "accepted", (batch, batch.model_fields_set, batch.sent.tzinfo, readings)
 
 
-@settings(max_examples=1500, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=500, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(payloads())
+@awkward_batches
 def test_the_native_path_accepts_and_refuses_what_the_model_does(payload: str) -> None:
     assert outcome(validate_batch_json, payload) == outcome(ReadingBatch.model_validate_json, payload)
 
@@ -208,8 +228,9 @@ def model_columns(payload: str) -> tuple[str, Any]:
                         (min(stamps), max(stamps)))
 
 
-@settings(max_examples=1500, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=500, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(payloads())
+@awkward_batches
 def test_the_column_checks_take_only_what_the_model_takes_and_read_it_as_the_model_does(payload: str) -> None:
     ours = columns_outcome(payload)
     if ours is not None:
