@@ -360,6 +360,14 @@ class RtuSerialLine:
                 time.sleep(pause)
         while True:
             length = frame_length(buffer)
+            if buffer and (length is None or (len(buffer) >= length and not rtu.crc_ok(buffer[:length]))):
+                # what came does not begin with a frame that passes: a reply that arrived after the first look
+                # behind noise is taken from the end, as one already in at the first look is (above)
+                start = self._our_frame_at_end(buffer, device, frame_length)
+                if start:
+                    self.counters.stray_bytes += start
+                    buffer = buffer[start:]
+                    length = frame_length(buffer)
             if length is not None and len(buffer) >= length:
                 if foreign is not None and foreign(buffer[:length]):
                     self.counters.late_replies += 1

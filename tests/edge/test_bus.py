@@ -302,6 +302,27 @@ def test_noise_before_a_reply_is_counted_as_stray_bytes_and_the_reply_still_take
     assert device.requests == [rtu.read_request(240, 3, 0, 2)] * 4
 
 
+
+def test_noise_ahead_of_a_reply_that_comes_late_is_stray_bytes_not_a_crc_error(ptys: tuple[str, str]) -> None:
+    """The same when the reply is not in at the master's first look (a slow device, a loaded host): the noise is
+    there alone, the reply comes after it, and the frame is still taken from the end of what came."""
+    noise = b"\xff\x00\x13"
+    device = ScriptedDevice(ptys[0], [
+        [(0.0, noise), (0.08, registers_reply(240, 1, 2))],
+        [(0.0, noise[:1]), (0.08, registers_reply(240, 3, 4))],
+        [(0.0, registers_reply(240, 5, 6))],
+    ])
+    line = RtuSerialLine(SerialSettings(ptys[1], 19200, 8, "N", 2))
+    try:
+        values = [line.read_registers(240, 0, 2, timeout_s=1.0) for _ in range(3)]
+    finally:
+        line.close()
+        device.close()
+    assert values == [[1, 2], [3, 4], [5, 6]]
+    assert line.counters.crc_errors == 0 and line.counters.timeouts == 0
+    assert line.counters.stray_bytes == len(noise) + 1
+
+
 # --- config validation --------------------------------------------------------------------------------------
 
 
