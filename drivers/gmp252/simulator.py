@@ -166,6 +166,12 @@ class GMP252Simulator:
         with self._lock:
             self._fault = fault
 
+    @property
+    def powered_on_at(self) -> float:
+        """When the warm-up began (`time.monotonic()`): the start, or the last `power_cycle`."""
+        with self._lock:
+            return self._powered_on
+
     def power_cycle(self) -> None:
         """Restart the warm-up period, as after a power loss."""
         with self._lock:

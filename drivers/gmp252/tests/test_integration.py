@@ -141,14 +141,19 @@ def test_device_error_gives_bad_naming_the_bits_then_recovers(driver: GMP252Driv
 
 
 def test_warm_up_flags_co2_until_the_probe_is_ready(ptys: tuple[str, str]) -> None:
-    with GMP252Simulator(ptys[0], warmup_s=0.8, not_ready_s=0.4) as simulator:
+    # phases of 1 s, each poll in the middle of its phase counted from the simulator's power-on (not from the
+    # previous poll), so a loaded host's late start or slow poll does not move a poll into the next phase
+    with GMP252Simulator(ptys[0], warmup_s=2.0, not_ready_s=1.0) as simulator:
         drv = make_driver(ptys[1])
+
+        def poll_at(since_power_on_s: float) -> Reading:
+            time.sleep(max(0.0, simulator.powered_on_at + since_power_on_s - time.monotonic()))
+            return by_variable(drv.poll())["CO2"]
+
         try:
             first = by_variable(drv.poll())["CO2"]
-            time.sleep(0.5)
-            second = by_variable(drv.poll())["CO2"]
-            time.sleep(0.4)
-            third = by_variable(drv.poll())["CO2"]
+            second = poll_at(1.5)
+            third = poll_at(2.5)
         finally:
             drv.close()
     assert first.qc is QualityFlag.MISSING and first.value is None
