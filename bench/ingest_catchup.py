@@ -12,6 +12,9 @@ queue, and written to a real influxd:
                  store's requests by kind (count, bytes, wall: what the store thread waited for)
     baseline     the same readings as line protocol POSTed to /write in requests of 5,000 lines from one client
                  (network_load's baseline), into a fresh database of the same influxd
+    replayed     every /write request the store made (readings, ledger items, health reports, chain events: the
+                 same lines in the same requests), POSTed again from one client into another fresh database:
+                 what the database takes of what the ingest writes, without the ingest
 
     .venv/bin/python bench/ingest_catchup.py [--stations 200] [--backlog-min 5] [--group 100]
 
@@ -90,6 +93,7 @@ class Requests:
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str, str], list[float]] = {}
+        self.writes: list[tuple[str, bytes]] = []  # every /write, in order
         self._post = keepalive.KeepAliveHttp.post
 
     def __enter__(self) -> Requests:
@@ -102,6 +106,8 @@ class Requests:
             finally:
                 wall = time.perf_counter() - started
                 lines = body.split(b"\n") if path.startswith("/write") else []
+                if lines:
+                    self.writes.append((path, body))
                 kinds = ",".join(sorted({line.split(b",", 1)[0].decode() for line in lines})) or "-"
                 thread = "store" if threading.current_thread().name.startswith("sinkwatch-store") else "worker"
                 entry = self.seen.setdefault((path.split("?")[0], thread, kinds), [0, 0, 0, 0.0])
@@ -176,6 +182,15 @@ def direct(stations: list[Any], times: list[float], url: str, influxd_pid: int) 
                 "bytes": sum(len(b) for b in bodies), "requests": len(bodies)}
 
 
+def replayed(writes: list[tuple[str, bytes]], url: str, influxd_pid: int) -> dict[str, float]:
+    with httpx.Client(base_url=url, timeout=120) as http:
+        http.post("/query", params={"q": "CREATE DATABASE replayed"}).raise_for_status()
+        influxd0, wall0 = process_cpu_s(influxd_pid), time.perf_counter()
+        for path, body in writes:
+            http.post(path.replace("db=ours", "db=replayed"), content=body).raise_for_status()
+        return {"wall": time.perf_counter() - wall0, "influxd": process_cpu_s(influxd_pid) - influxd0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stations", type=int, default=200)
@@ -198,6 +213,7 @@ def main() -> None:
             with Requests() as requests:
                 mine = ours(messages, data_dir, influx.url, args.group, influx.pid)
             baseline = direct(stations, times, influx.url, influx.pid)
+            again = replayed(requests.writes, influx.url, influx.pid)
         rate, base_rate = readings / mine["wall"], readings / baseline["wall"]
         print(f"  ours: {mine['wall']:.2f} s, {rate:,.0f} readings/s; CPU {mine['cpu']:.2f} s "
               f"({1000 * mine['cpu'] / len(messages):.2f} ms a message, {1e6 * mine['cpu'] / readings:.1f} ms per "
@@ -209,8 +225,12 @@ def main() -> None:
         print(f"  baseline, the readings POSTed straight to /write (5,000 lines a request, {baseline['requests']} "
               f"requests, {baseline['bytes'] / 1e3:,.0f} kB): {baseline['wall']:.2f} s, {base_rate:,.0f} readings/s; "
               f"influxd CPU {baseline['influxd']:.2f} s")
+        print(f"  replayed, the store's {len(requests.writes)} /write requests POSTed again from one client: "
+              f"{again['wall']:.2f} s, {readings / again['wall']:,.0f} readings/s; "
+              f"influxd CPU {again['influxd']:.2f} s")
         print(f"  ours = {rate / base_rate:.2f} x the baseline; influxd's CPU for ours = "
-              f"{mine['influxd'] / baseline['influxd']:.2f} x its CPU for the baseline")
+              f"{mine['influxd'] / baseline['influxd']:.2f} x its CPU for the baseline; ours = "
+              f"{again['wall'] / mine['wall']:.2f} x the same writes replayed")
 
 
 if __name__ == "__main__":
