@@ -150,8 +150,11 @@ def test_a_worker_killed_mid_stream_loses_and_duplicates_nothing(
         workers.processes["w1"].kill()
         workers.processes["w1"].wait(10)
         # no session outlives the dead worker: the broker keeps no queue for it and hands it no share of the stream
-        # (a persistent session would count here as a disconnected client, the stations being connected)
-        assert sys_value(mosquitto, "$SYS/broker/clients/disconnected") == "0"
+        # (a persistent session would count here as a disconnected client, the stations being connected). Mosquitto
+        # counts it as client ids less open sockets, so a socket whose CONNECT is not yet read (this check's own
+        # reader, a station reconnecting) makes it negative for an interval (mosquitto issues 287 and 2466): -1 is
+        # no kept session; a kept one is 1 or more.
+        assert int(sys_value(mosquitto, "$SYS/broker/clients/disconnected")) <= 0
 
         # the survivor takes everything the stations send again: every item receipted, every buffer empty
         def health() -> list[dict[str, Any]]:
