@@ -166,8 +166,9 @@ class ReadingTemplate:
     a bool; `qc` a QualityFlag; `qc_reason` None or at most 200 characters) and builds the instance as pydantic's
     `model_copy` does, without running the validator: ~3 µs instead of ~12.5 for a `Reading(...)` (a poll of a
     GMP252 makes two; bench/rs485_bus.py). Anything else (an int value, another zone, a wrong type) goes to
-    `Reading(...)`, which converts it as always or raises the model's own error. `tests/test_reading_template.py` holds the
-    two ways equal, instance, fields set and JSON, so a pydantic that keeps its instances otherwise fails there.
+    `Reading(...)`, which converts it as always or raises the model's own error.
+    `tests/test_reading_template.py` holds the two ways equal, instance, fields set and JSON, so a pydantic that
+    keeps its instances otherwise fails there.
     """
 
     __slots__ = ("_fixed",)
