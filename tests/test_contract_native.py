@@ -318,6 +318,9 @@ SENSOR_FIELDS: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
+HEALTH_DRAWS = 300  # with HEALTH_REFUSALS: the refusals, lines and branches of 1,500 draws
+
+
 @st.composite
 def health_payloads(draw: st.DrawFn) -> str:
     report = good_report()
@@ -342,15 +345,147 @@ def health_payloads(draw: st.DrawFn) -> str:
     return json.dumps(report, allow_nan=True)
 
 
-@settings(max_examples=1500, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(health_payloads())
-def test_a_health_report_is_taken_or_refused_as_the_model_does(payload: str) -> None:
+def assert_health_outcomes_agree(payload: str) -> None:
     """Whatever the native checks take, the model takes with the same values (and lines); whatever they refuse is
     refused with the model's reason and words, naming the field and the fix."""
     assert health_outcome(parse_health_fields, payload) == health_outcome(parse_health, payload)
     fields = health_fields(payload)
     if fields is not None:
         assert typed(fields.fields) == typed(model_fields(StationHealth.model_validate_json(payload)))
+
+
+@settings(max_examples=HEALTH_DRAWS, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(health_payloads())
+def test_a_health_report_is_taken_or_refused_as_the_model_does(payload: str) -> None:
+    assert_health_outcomes_agree(payload)
+
+
+# Every refusal (pydantic error type and place; list indices and error-count keys folded) that 1,500 drawn reports
+# reached, each by one changed field of the good report (`ABSENT`: the field left out), found by running the 1,500
+# draws and diffing their payloads against the good report (docs/reliability.md, "Suite time (2026-12-06)"). The
+# outcome of each is the model's, compared as the property test compares it; the draws above add combinations.
+HEALTH_REFUSALS: list[tuple[Any, str, Any]] = [
+    ("report", 'buffers', 'x'),
+    ("report", 'buffers', [{}] * 17),
+    ("report", 'clock_max_error_s', 10**400),
+    ("report", 'clock_max_error_s', -1.1069662721050803e-14),
+    ("report", 'clock_max_error_s', '12'),
+    ("report", 'clock_offset_s', -(10**400)),
+    ("report", 'clock_offset_s', True),
+    ("report", 'clock_synced', None),
+    ("report", 'clock_synced', ABSENT),
+    ("report", 'cpu_count', -9.366267047408318e-258),
+    ("report", 'cpu_count', -1.0015790706411074e+215),
+    ("report", 'cpu_count', -(10**400)),
+    ("report", 'cpu_count', True),
+    ("report", 'cpu_temperature_c', -(10**400)),
+    ("report", 'cpu_temperature_c', '12'),
+    ("report", 'daemon_cpu_share', -(10**400)),
+    ("report", 'daemon_cpu_share', -2.0130045572207162e-293),
+    ("report", 'daemon_cpu_share', '12.5'),
+    ("report", 'daemon_rss_bytes', -(10**400)),
+    ("report", 'daemon_rss_bytes', -1.1069662721050803e-14),
+    ("report", 'daemon_rss_bytes', 9.699734131417727e+269),
+    ("report", 'daemon_rss_bytes', '12'),
+    ("report", 'daemon_rss_bytes', [1.0]),
+    ("report", 'daemon_version', True),
+    ("report", 'daemon_version', ''),
+    ("report", 'daemon_version', ABSENT),
+    ("report", 'disk_free_bytes', -(10**400)),
+    ("report", 'disk_free_bytes', 6.805676308016497e-213),
+    ("report", 'disk_free_bytes', '12'),
+    ("report", 'extra', 264),
+    ("report", 'host_uptime_s', True),
+    ("report", 'host_uptime_s', -(10**400)),
+    ("report", 'interval_s', -2.775364700290607e+16),
+    ("report", 'interval_s', [1.0]),
+    ("report", 'interval_s', ABSENT),
+    ("report", 'load_1m', -1.1985526129448452e+235),
+    ("report", 'load_1m', '12'),
+    ("report", 'load_1m', -(10**400)),
+    ("report", 'reports_dropped', -1),
+    ("report", 'reports_dropped', 7.817908161573198e-287),
+    ("report", 'reports_dropped', [1.0]),
+    ("report", 'reports_dropped', -2.118410249269723e+53),
+    ("report", 'schema_version', 0),
+    ("report", 'schema_version', 10**400),
+    ("report", 'sensors', None),
+    ("report", 'seq', '12'),
+    ("report", 'seq', [1.0]),
+    ("report", 'seq', -0.5),
+    ("report", 'seq', -(10**400)),
+    ("report", 'seq', -2.0551978349924313e+307),
+    ("report", 'site', ABSENT),
+    ("report", 'site', 'plot 07'),
+    ("report", 'site', 1),
+    ("report", 'station', 'plot/07'),
+    ("report", 'station', 2),
+    ("report", 'station', ABSENT),
+    ("report", 'supply_voltage_v', 10**400),
+    ("report", 'supply_voltage_v', '12.5'),
+    ("report", 'time', '2026-02-29T10:00:00Z'),
+    ("report", 'time', False),
+    ("report", 'time', ABSENT),
+    ("report", 'uptime_s', True),
+    ("report", 'uptime_s', ABSENT),
+    ("report", 'uptime_s', 10**400),
+    (("buffers", 0), 'channel', None),
+    (("buffers", 0), 'channel', ABSENT),
+    (("buffers", 0), 'extra', True),
+    (("buffers", 0), 'oldest_age_s', True),
+    (("buffers", 0), 'oldest_age_s', -(10**400)),
+    (("buffers", 2), 'oldest_age_s', -2.4310629892004725e-176),
+    (("buffers", 0), 'pending', 2.225073858507203e-309),
+    (("buffers", 1), 'pending', ABSENT),
+    (("buffers", 1), 'pending', {}),
+    (("buffers", 1), 'pending', '12'),
+    (("buffers", 1), 'pending', -(10**400)),
+    (("buffers", 2), 'pending', 2.84943809751096e+153),
+    (("buffers", 0), 'refusing', True),
+    (("buffers", 1), 'unit', None),
+    (("buffers", 1), 'unit', ABSENT),
+    (("sensors", 0), 'availability', -3.6431515230547852e-211),
+    (("sensors", 1), 'availability', {}),
+    (("sensors", 1), 'availability', 1.0000001),
+    (("sensors", 1), 'availability', '12'),
+    (("sensors", 0), 'available', -1.5924815073888222e-174),
+    (("sensors", 1), 'available', ABSENT),
+    (("sensors", 0), 'driver', ABSENT),
+    (("sensors", 0), 'driver', 5.824766326644982e+16),
+    (("sensors", 0), 'driver', 'x' * 201),
+    (("sensors", 1), 'driver', ''),
+    (("sensors", 0), 'errors', {'': -(10**400), 'k' * 65: [1.0], 'crc.1': 3.0}),
+    (("sensors", 0), 'errors', -10000000.0),
+    (("sensors", 1), 'errors', {'crc.1': -2.9420686979666326e-47, '\x9f6\U0010a0c1î\U00075c36': -(10**400)}),
+    (("sensors", 0), 'extra', -509),
+    (("sensors", 0), 'kind', ABSENT),
+    (("sensors", 0), 'kind', False),
+    (("sensors", 0), 'last_error', 5.824766326644982e+16),
+    (("sensors", 1), 'last_error', 'x' * 201),
+    (("sensors", 0), 'name', None),
+    (("sensors", 1), 'name', ABSENT),
+    (("sensors", 1), 'name', '-plot'),
+    (("sensors", 0), 'state', -5.97109864181472e-259),
+    (("sensors", 0), 'state', ABSENT),
+    (("sensors", 0), 'state', 'x' * 200),
+    (("sensors", 0), 'state', ''),
+    (("sensors", 0), 'variables', [False, 31510586213, 'Ã']),
+    (("sensors", 0), 'variables', ['CO2'] * 501),
+    (("sensors", 1), 'variables', None),
+]
+
+
+@pytest.mark.parametrize(("place", "key", "value"), HEALTH_REFUSALS)
+def test_a_health_field_with_an_awkward_value_is_told_apart_as_the_model_tells_it(place: Any, key: str,
+                                                                                   value: Any) -> None:
+    report = good_report()
+    target = report if place == "report" else report[place[0]][place[1]]
+    if value is ABSENT:
+        del target[key]
+    else:
+        target[key] = value
+    assert_health_outcomes_agree(json.dumps(report, allow_nan=True))
 
 
 @pytest.mark.parametrize(("change", "taken_natively", "words"), [
