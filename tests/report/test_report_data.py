@@ -5,6 +5,9 @@ uncertainty, soil sums recover the true sum, missing parts are "not measured", b
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -152,3 +155,36 @@ def test_bad_input_is_refused_by_name(example: ExampleYear) -> None:
         StemSeries(st.tree, st.time_s, st.gro_um, st.twd_um[:3])
     with pytest.raises(ReportDataError, match="step_s 900"):
         BudgetData(b.time_s, 900.0, b.hh, b.daily, b.monthly, b.annual, b.ustar)
+
+
+def _stamps_read(stamps: list[str]) -> tuple[str, Any]:
+    """The report's reading of a time-stamp column, column-wise (as it reads its files) and row by row (strptime)."""
+    from gateway.report.files import ReportInputError, _Table
+
+    table = _Table(Path("in.csv"), ["TIMESTAMP_START"], [[text] for text in stamps], "")
+    readings = []
+    for read in (lambda: table.times("TIMESTAMP_START"), lambda: table._times_by_row("TIMESTAMP_START", stamps)):
+        try:
+            readings.append(("read", read().tolist()))
+        except ReportInputError as exc:
+            readings.append(("refused", str(exc)))
+    assert readings[0] == readings[1]
+    return readings[0]
+
+
+def test_time_stamps_read_column_wise_are_the_stamps_strptime_reads() -> None:
+    rng = np.random.default_rng(7)
+    minutes = rng.integers(0, 9998 * 525_960, 20_000)
+    first = datetime(1, 1, 1, tzinfo=UTC)
+    stamps = [f"{t.year:04d}{t:%m%d%H%M}" for t in (first + timedelta(minutes=int(m)) for m in minutes)]
+    stamps += ["000101010000", "999912312359", "202402290000", "200002291230", "202112312330"]
+    kind, _ = _stamps_read(stamps)
+    assert kind == "read"
+
+
+@pytest.mark.parametrize("bad", ["202102290000", "190002290000", "202104310000", "202113010000", "202100010000",
+                                 "202101320000", "202101012400", "202101010060", "000001010000", "20210101000",
+                                 "2021010100000", "20210101000a", "", "2021-01-0100"])
+def test_a_bad_time_stamp_is_refused_naming_its_row_as_strptime_refuses_it(bad: str) -> None:
+    kind, message = _stamps_read(["202101010000", bad, "202101010100"])
+    assert kind == "refused" and "row 3" in message
