@@ -17,7 +17,7 @@ DIR/firmware_bridge`) by putting DIR first on PYTHONPATH; the installed packages
 
 Run:
 
-    .venv/bin/python bench/cli_start.py [--repeat 7] [--tree /tmp/before]
+    .venv/bin/python bench/cli_start.py [--repeat 7] [--tree BEFORE_TREE]
 
 Prints the median and the lowest CPU seconds of each command and the median less the baseline's. No assertion: the
 figures go to docs/performance.md with date, machine and load.

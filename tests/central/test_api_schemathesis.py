@@ -31,6 +31,10 @@ from .test_store_health_contract import report as health_report
 from .test_store_products_contract import run as product_run
 from .test_store_products_contract import tables as product_tables
 
+# 25 operations x 60 examples take 20-30 s on a quiet 2-core machine and reached the default 120 s on a loaded one
+# (a clean-clone run beside other work, 2026-12-06); the timeout is for a hang, not for a slow machine
+pytestmark = pytest.mark.timeout(600)
+
 # these tests are about data, not access: the API is built in development mode, explicitly
 DEV = AccessControl.development()
 
