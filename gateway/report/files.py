@@ -79,6 +79,9 @@ class ReportFiles:
     stem_carbon: Path | None = None
 
 
+_FIRST_MINUTE = np.datetime64("0001-01-01T00:00")
+
+
 @dataclass
 class _Table:
     path: Path
@@ -108,33 +111,22 @@ class _Table:
         return out
 
     def times(self, name: str) -> FloatArray:
-        """The column's YYYYMMDDHHMM stamps (UTC) as seconds since 1970. Read column-wise: `datetime.strptime` per
-        row took 10 of a report's 30 CPU-s on a year of half hours and 10-min stems. Whatever the column-wise read
-        does not take (a wrong width, a character that is no ASCII digit, a date that does not exist) is read row by
-        row, which names the first bad row as before."""
+        """The column's YYYYMMDDHHMM stamps (UTC) as seconds since 1970. Read column-wise by numpy's ISO 8601
+        parser (which refuses a month, day, hour or minute out of range, a 29 February outside a leap year):
+        `datetime.strptime` per row took 10 of a report's 30 CPU-s on a year of half hours and 10-min stems.
+        Whatever that does not take (a wrong width, a character that is no ASCII digit, a date that does not exist,
+        year 0) is read row by row, which names the first bad row as before."""
         texts = self.text(name)
-        try:
-            if any(len(text) != 12 for text in texts):
-                raise ValueError
-            codes = np.frombuffer(np.array(texts, dtype="S12").tobytes(), dtype=np.uint8).reshape(-1, 12)
-        except (ValueError, UnicodeEncodeError):
-            return self._times_by_row(name, texts)
-        digits = codes.astype(np.int64) - ord("0")
-        if np.any((digits < 0) | (digits > 9)):
-            return self._times_by_row(name, texts)
-        year, month, day, hour, minute = (digits[:, a:b] @ (10 ** np.arange(b - a - 1, -1, -1))
-                                          for a, b in ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12)))
-        fine = (year >= 1) & (month >= 1) & (month <= 12) & (hour <= 23) & (minute <= 59) & (day >= 1)
-        if not np.all(fine):
-            return self._times_by_row(name, texts)
-        first = (year - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (month - 1).astype("timedelta64[M]")
-        month_days = ((first + np.timedelta64(1, "M")).astype("datetime64[D]") - first.astype("datetime64[D]"))
-        if np.any(day > month_days.astype(np.int64)):
-            return self._times_by_row(name, texts)
-        minutes = ((first.astype("datetime64[D]") + (day - 1).astype("timedelta64[D]")).astype("datetime64[m]")
-                   + (hour * 60 + minute).astype("timedelta64[m]"))
-        result: FloatArray = minutes.astype(np.int64).astype(np.float64) * 60.0
-        return result
+        if all(len(text) == 12 and text.isascii() and text.isdigit() for text in texts):
+            iso = [f"{t[:4]}-{t[4:6]}-{t[6:8]}T{t[8:10]}:{t[10:12]}" for t in texts]
+            try:
+                minutes = np.array(iso, dtype="datetime64[m]")
+            except ValueError:
+                return self._times_by_row(name, texts)
+            if not np.any(minutes < _FIRST_MINUTE):  # numpy takes year 0, which datetime does not
+                result: FloatArray = minutes.astype(np.int64).astype(np.float64) * 60.0
+                return result
+        return self._times_by_row(name, texts)
 
     def _times_by_row(self, name: str, texts: list[str]) -> FloatArray:
         fmt = "%Y%m%d%H%M"
