@@ -60,7 +60,9 @@ def sinkwatch_command() -> list[str]:
 def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> None:
     result = subprocess.run(
         [*sinkwatch_command(), "demo", "--duration", "4", "--interval", "0.5", "--data-dir", str(tmp_path),
-         "--no-soilstems"],  # the soil and stems year: test_demo_soil_and_stems_...
+         # the simulated years (budget, soil and stems: ~20 CPU-s) are the full demo's (full_demo below); that the
+         # command computes them by default: test_the_demo_command_computes_the_simulated_years_by_default
+         "--no-budget", "--no-soilstems"],
         capture_output=True, text=True, timeout=90, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -84,11 +86,39 @@ def test_demo_stops_by_itself_and_reports_stored_readings(tmp_path: Path) -> Non
     buffer = ReadingBuffer(tmp_path / "station-buffer.sqlite")
     assert (buffer.pending_readings(), buffer.pending_batches()) == (0, 0)
     buffer.close()
-    # by default the demo first shows a carbon budget, and says it is a simulated year
-    budget_lines = [line for line in result.stdout.splitlines() if line.startswith("budget:")]
-    assert any("simulated year" in line and "gateway/simulation/fluxyear.py" in line for line in budget_lines)
-    assert any(re.search(r"NEE +-?\d+\.\d ± \d+\.\d gC m-2 +truth +-?\d+\.\d", line) for line in budget_lines)
-    assert any("/api/v1/budget?station=st01&year=" in line for line in budget_lines)
+    # --no-budget: no simulated year was computed, and none is claimed
+    assert not [line for line in result.stdout.splitlines() if line.startswith("budget:")]
+
+
+def test_the_demo_command_computes_the_simulated_years_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `sinkwatch demo` asks of run_demo (gateway/demo.py) with no flags and with the two opt-outs; the run
+    itself is the full demo's (full_demo)."""
+    import signal
+
+    import gateway.demo
+    import gateway.logs
+
+    asked: list[dict[str, object]] = []
+
+    class Summary:
+        readings_stored = 1
+
+        def line(self) -> str:
+            return "summary"
+
+    def recording_run_demo(duration_s: float | None, **options: object) -> Summary:
+        asked.append({"duration_s": duration_s, **options})
+        return Summary()
+
+    monkeypatch.setattr(gateway.demo, "run_demo", recording_run_demo)
+    monkeypatch.setattr(gateway.logs, "setup_logging", lambda level: None)  # the worker's logging stays as it is
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # and its signal handlers
+    for flags in ([], ["--no-budget", "--no-soilstems"]):
+        result = CliRunner().invoke(app, ["demo", "--duration", "2", *flags])
+        assert result.exit_code == 0 and result.output.strip() == "summary", result.output
+    (default, opted_out) = asked
+    assert (default["budget"], default["soilstems"], default["duration_s"]) == (True, True, 2.0)
+    assert (opted_out["budget"], opted_out["soilstems"]) == (False, False)
 
 
 def test_demo_rejects_a_bad_broker_url() -> None:
@@ -304,6 +334,11 @@ def test_demo_budget_of_the_simulated_year_is_within_tolerance_of_its_truth(full
     assert budget.ustar["threshold"] == pytest.approx(budget.ustar_truth, abs=0.05)
     assert len(budget.ustar["draws"]) == 100 and budget.ustar["p05"] <= budget.ustar["p95"]
     assert budget.value("GAP_FRACTION") > 0.3  # the simulated year has gaps the job filled
+    # what the demo prints of it (`budget:` lines): a simulated year, NEE beside its truth, where it is served
+    lines = budget.lines()
+    assert any("simulated year" in line and "gateway/simulation/fluxyear.py" in line for line in lines)
+    assert any(re.search(r"NEE +-?\d+\.\d ± \d+\.\d gC m-2 +truth +-?\d+\.\d", line) for line in lines)
+    assert any("/api/v1/budget?station=st01&year=" in line for line in lines)
     # the store holds it as a complete year of the demo station, beside the live readings
     store = SqliteStore(tmp_path / "central.sqlite")
     (run,) = store.budget_runs("st01", budget.year)
