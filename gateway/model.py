@@ -13,9 +13,12 @@ Variable names follow the AmeriFlux/FLUXNET BASE conventions where one exists (`
 from __future__ import annotations
 
 import math
+import operator
 import re
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
+from itertools import repeat
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, model_validator
@@ -117,6 +120,29 @@ def utc_now() -> datetime:
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with microseconds and a trailing Z, the one time format on the wire."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_YEAR_1000_US = (datetime(1000, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+
+
+def format_times(values: Sequence[datetime]) -> list[str]:
+    """`format_time` of each time, a column at a time by numpy's ISO 8601 writer instead of a `strftime` per time
+    (~15 µs each): the same text for aware times in the years 1000..9999 (strftime does not pad earlier years to
+    four digits); a list with a time outside them or without a zone is written one at a time."""
+    import numpy as np
+
+    try:
+        since = map(operator.sub, values, repeat(_EPOCH))
+        us = np.fromiter(map(operator.floordiv, since, repeat(_MICROSECOND)), dtype=np.int64, count=len(values))
+    except TypeError:  # a naive time: format_time takes it as local time
+        return [format_time(v) for v in values]
+    if not len(us):
+        return []
+    if int(us.min()) < _YEAR_1000_US:
+        return [format_time(v) for v in values]
+    return np.char.add(np.datetime_as_string(us.astype("datetime64[us]"), unit="us"), "Z").tolist()
 
 
 class WireModel(BaseModel):
