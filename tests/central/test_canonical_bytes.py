@@ -1,7 +1,10 @@
-"""The digests a run keeps of its inputs are verified later against runs already stored (`sinkwatch audit`, the
-report's provenance), so their canonical bytes must never change. The fast paths that make them (a record's
-canonical text written without the model's dump, times formatted a column at a time, window means' lines joined
-in one text) are compared here with the definitions they replaced, over drawn and awkward records."""
+"""Bytes that must never change, made by fast paths and compared here with the definitions they replaced.
+
+The digests a run keeps of its inputs are verified later against runs already stored (`sinkwatch audit`, the
+report's provenance): a record's canonical text written without the model's dump, times formatted a column at a
+time, window means' lines joined in one text. The stored rows of budget, soil and stems tables are the text
+`json.dumps` makes of their cleaned cells: `json_rows` writes a column of floats by orjson where its text is repr's.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.central.store.budget import WindowMean
+from gateway.central.store.budget import WindowMean, clean, json_rows
 from gateway.central.store.provenance import (
     _DIGESTED_FIELDS,
     flux_record_digest,
@@ -139,7 +142,7 @@ def test_negative_zero_and_signed_values_a_copy_may_carry_are_digested_as_define
         update={"values": {"FC": 0.0, "FC_SSITC_TEST": 0, "H": None}})])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(times | st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31),
                                      timezones=st.just(UTC)), max_size=20))
 def test_times_formatted_a_column_at_a_time_are_format_time(values: list[datetime]) -> None:
@@ -156,7 +159,7 @@ def test_times_outside_the_column_writers_years_are_written_as_format_time_write
     assert format_times([]) == []
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.datetimes(min_value=datetime(1678, 1, 1), max_value=datetime(2262, 1, 1),
                                        timezones=st.just(UTC)),
                           st.sampled_from([*AWKWARD_FLOATS, math.nan, math.inf, -math.inf]) | st.floats(),
@@ -165,3 +168,22 @@ def test_window_means_digest_is_the_line_by_line_definition(items: list[tuple[da
     means = [WindowMean(t, v, n) for t, v, n in items]
 
     assert means_digest(means) == reference_means_digest(means)
+
+
+def bit_pattern_floats(rng: random.Random, n: int) -> list[float | None]:
+    """Any double at all (NaN and ±inf included), the neighbours of the bounds where orjson's form and repr's
+    part, and None."""
+    bounds = [b * s for b in (1e-4, 1e16) for s in (1, -1)]
+    near = [math.nextafter(b, t) for b in bounds for t in (0.0, math.inf, -math.inf)] + bounds
+    return [None if rng.random() < 0.05 else rng.choice(near) if rng.random() < 0.1
+            else struct.unpack("<d", rng.randbytes(8))[0] if rng.random() < 0.5
+            else rng.uniform(-1, 1) * 10.0 ** rng.uniform(-8, 20) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_table_rows_of_any_floats_are_the_bytes_json_dumps_writes(seed: int) -> None:
+    rng = random.Random(seed)
+    n = 4000
+    columns = [bit_pattern_floats(rng, n) for _ in range(5)]
+
+    assert json_rows(columns, n) == [json.dumps([clean(c[i]) for c in columns], allow_nan=False) for i in range(n)]
