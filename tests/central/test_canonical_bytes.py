@@ -127,14 +127,14 @@ def test_record_digests_are_those_of_the_canonical_definition(seed: int) -> None
     assert flux_record_digests(modern) == [reference_record_digest(r) for r in modern]
 
 
-def test_negative_zero_and_signed_values_a_copy_may_carry_are_digested_as_defined() -> None:
+def test_negative_zero_huge_ints_and_exponents_a_copy_may_carry_are_digested_as_defined() -> None:
     # model_copy does not validate: a record may carry -0.0 beside 0 (a flag) and floats that look whole
     start = datetime(2024, 6, 1, 12, tzinfo=UTC)
     record = FluxRecord(site="s", station="st1", start=start, end=start + timedelta(minutes=30), status="ok",
                         engine_version="sinkwatch-ec 1", settings_hash="0123abcd", values={"FC": 1.0})
     copies = [record.model_copy(update={"values": values}) for values in (
         {"FC": -0.0, "FC_SSITC_TEST": 0, "H": None}, {"FC": 0.0, "LE": 2.0, "N_RECORDS": 0},
-        {"FC": -1e-320, "ZL": -0.0}, {})]
+        {"FC": -1e-320, "ZL": -0.0}, {}, {"N_RECORDS": 2**70, "FC": 1.5}, {"FC": 1e-5, "H": 1e16, "LE": 0.5})]
 
     assert flux_record_digests(copies) == [reference_record_digest(r) for r in copies]
     assert records_digest(copies) == reference_records_digest(copies)
