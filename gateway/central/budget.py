@@ -55,6 +55,7 @@ from gateway.central.store import (
     StoreUnavailable,
     WindowMean,
 )
+from gateway.central.store.base import to_ns_all
 from gateway.central.store.provenance import means_digest, records_digest
 from gateway.contract import FluxRecord
 from gateway.flux.budget.aggregate import Aggregates
@@ -236,9 +237,11 @@ def _half_hour_means(store: Store, site: str, station: str, source: MetSource, e
     inputs[name] = met_input(source.sensor, source.variable, means)
     if not means:
         return out
-    index = np.array([round((m.start.timestamp() + STEP_S - ends_s[0]) / STEP_S) for m in means], dtype=np.intp)
-    counts = np.array([m.count for m in means], dtype=np.float64)
-    values = np.array([m.mean for m in means])
+    # start.timestamp() a column at a time: whole microseconds (exact in a float64) / 1e6, as datetime divides
+    start_s = np.fromiter(to_ns_all(m.start for m in means), dtype=np.int64, count=len(means)) // 1000 / 1e6
+    index = np.round((start_s + STEP_S - ends_s[0]) / STEP_S).astype(np.intp)
+    counts = np.fromiter((m.count for m in means), dtype=np.float64, count=len(means))
+    values = np.fromiter((m.mean for m in means), dtype=np.float64, count=len(means))
     enough = counts >= min_coverage * float(np.median(counts))
     inside = (index >= 0) & (index < ends_s.size)
     out[index[inside & enough]] = values[inside & enough]
