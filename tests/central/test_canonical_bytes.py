@@ -20,13 +20,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.central.store.base import SeriesPoint
 from gateway.central.store.budget import WindowMean, clean, json_rows
 from gateway.central.store.provenance import (
     _DIGESTED_FIELDS,
+    InputRecorder,
     flux_record_digest,
     flux_record_digests,
     lines_sha256,
     means_digest,
+    points_digest,
     records_digest,
 )
 from gateway.contract import FluxRecord
@@ -58,12 +61,20 @@ def reference_records_digest(records: list[FluxRecord]) -> str:
     return lines_sha256(f"{r.model_dump(mode='json')['end']} {reference_record_digest(r)}" for r in ordered)
 
 
+def number(value: float | None) -> str:
+    return "null" if value is None or not math.isfinite(value) else repr(float(value) + 0.0)
+
+
 def reference_means_digest(means: list[WindowMean]) -> str:
     from gateway.central.store.base import to_ns
 
-    def number(value: float | None) -> str:
-        return "null" if value is None or not math.isfinite(value) else repr(float(value) + 0.0)
     return lines_sha256(f"{to_ns(m.start)} {number(m.mean)} {m.count}" for m in sorted(means, key=lambda m: m.start))
+
+
+def reference_points_digest(points: list[SeriesPoint]) -> str:
+    from gateway.central.store.base import to_ns
+
+    return lines_sha256(f"{to_ns(p.time)} {number(p.value)} {'null' if p.qc is None else int(p.qc)}" for p in points)
 
 
 times = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
@@ -187,3 +198,39 @@ def test_table_rows_of_any_floats_are_the_bytes_json_dumps_writes(seed: int) -> 
     columns = [bit_pattern_floats(rng, n) for _ in range(5)]
 
     assert json_rows(columns, n) == [json.dumps([clean(c[i]) for c in columns], allow_nan=False) for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_series_lines_of_any_numbers_are_the_line_by_line_definition(seed: int) -> None:
+    # InputRecorder hashes a call's lines as one text, the numbers a column at a time (column_texts, -0.0 as 0.0)
+    rng = random.Random(seed)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    values = [*bit_pattern_floats(rng, 3000), -0.0, 0.0, 3, True, None]
+    points = [SeriesPoint(t0 + timedelta(seconds=10 * i, microseconds=i), v, rng.choice([None, 0, 1, 2, 3]))
+              for i, v in enumerate(values)]
+    floats_only = [p for p in points if p.value is None or type(p.value) is float]
+    means = [WindowMean(p.time, math.nan if p.value is None else float(p.value), i) for i, p in enumerate(points)]
+
+    assert points_digest(points) == reference_points_digest(points)
+    recorder = InputRecorder(_Served(points, means))
+    recorder.query_series("st1", "CO2", t0, t0 + timedelta(days=1), site="s", sensor="g")
+    recorder.window_means("st1", "CO2", t0, t0 + timedelta(days=1), timedelta(minutes=30), site="s", sensor="g")
+    assert recorder.inputs["s/g/CO2 readings"]["sha256"] == reference_points_digest(points)
+    assert recorder.inputs["s/g/CO2 means 1800s"]["sha256"] == reference_means_digest(means)
+    assert means_digest(means) == reference_means_digest(means)
+    recorder = InputRecorder(_Served(floats_only, means))
+    recorder.query_series("st1", "CO2", t0, t0 + timedelta(days=1), site="s", sensor="g")
+    assert recorder.inputs["s/g/CO2 readings"]["sha256"] == reference_points_digest(floats_only)
+
+
+class _Served:
+    """A store that answers with given items."""
+
+    def __init__(self, points: list[SeriesPoint], means: list[WindowMean]) -> None:
+        self.points, self.means = points, means
+
+    def query_series(self, *_args: object, **_kwargs: object) -> list[SeriesPoint]:
+        return self.points
+
+    def window_means(self, *_args: object, **_kwargs: object) -> list[WindowMean]:
+        return self.means

@@ -180,14 +180,14 @@ def _cell_text(value: float | None) -> str:
 _ORJSON_AS_REPR = (1e-4, 1e16)
 
 
-def _column_texts(column: Sequence[float | None]) -> list[str]:
+def column_texts(column: Sequence[float | None]) -> list[str]:
     """`_cell_text` of each cell. A column of floats and None (the usual: the jobs hand over `tolist()`s) is written
     by one `orjson.dumps` (NaN and ±inf as null, as `clean` makes them), the cells outside `_ORJSON_AS_REPR` by
     repr: the shortest round-trip text is what costs, ~1.7 µs a float by repr (~587,000 in a station-year budget),
     ~0.2 µs by orjson. A column with another type (an int, a bool, numpy's scalars) is written cell by cell."""
     import numpy as np  # not at import: a start of the service that runs no job needs none
 
-    if not column:
+    if len(column) == 0:
         return []
     if not set(map(type, column)) <= _FLOAT_OR_NONE:
         return list(map(_cell_text, column))
@@ -204,7 +204,7 @@ def json_rows(columns: Sequence[Sequence[float | None]], n: int) -> list[str]:
     """Row i < n of `columns` as the text `json.dumps([clean(c[i]) for c in columns], allow_nan=False)` gives, byte
     for byte (json writes a float as its repr, a missing value as null, ", " between): the stores keep a table row
     as that text. A column at a time, not a dumps per row: a station-year's soil tables are 72,000 rows."""
-    texts = [_column_texts(column[:n]) for column in columns]
+    texts = [column_texts(column[:n]) for column in columns]
     if any(len(t) != n for t in texts):
         raise ValueError(f"a table's columns must have a value for each of its {n} rows")
     if not texts:

@@ -176,6 +176,9 @@ def records_digest(records: Sequence[FluxRecord]) -> str:
     return lines_sha256(f"{end} {sha256(text).hexdigest()}" for end, text in zip(ends, texts, strict=True))
 
 
+_UNSIGNED_ZERO = {"-0.0": "0.0"}
+
+
 def _number(value: float | None) -> str:
     return "null" if value is None or not math.isfinite(value) else repr(float(value) + 0.0)  # -0.0 + 0.0 is 0.0
 
@@ -196,10 +199,13 @@ def points_digest(points: Sequence[SeriesPoint]) -> str:
 
 def _lines(times: list[datetime], numbers: list[float | None], last: Sequence[object]) -> str:
     """The lines `<time ns> <number> <last>` of `means_digest` and `points_digest`, each with its newline, as one
-    text: `to_ns` and `_number` a column at a time."""
+    text: `to_ns` and `_number` a column at a time (`_number` is the stored rows' cell text with -0.0 as 0.0; a
+    soil job's year is ~360,000 numbers)."""
     from gateway.central.store.base import to_ns_all
+    from gateway.central.store.budget import column_texts
 
-    return "".join(map("{} {} {}\n".format, to_ns_all(times), map(_number, numbers), last))
+    texts = column_texts(numbers)
+    return "".join(map("{} {} {}\n".format, to_ns_all(times), map(_UNSIGNED_ZERO.get, texts, texts), last))
 
 
 class InputRecorder:
