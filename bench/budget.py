@@ -15,9 +15,18 @@ index; --no-peers skips them. Every process is limited to one thread (OMP/OPENBL
 Run:
 
     .venv/bin/python bench/budget.py [--repeat 3] [--years 10] [--peer-repeat 1] [--no-peers]
+    .venv/bin/python bench/budget.py --central [--repeat 3]
 
 Prints seconds per site-year (median and best of --repeat) per tool and step, the time of --years site-years in a
 row, and the ratios. No assertion: the figures go to docs/performance.md with date and machine.
+
+--central: the central service's budget job (gateway/central/budget.py, `run_station_budget` with u* auto) on the
+simulated station-year of tests/central/budget_helpers.py in a SqliteStore (storing it is not timed): the whole job
+and its parts in CPU seconds — the science (`run_budget`) against the rest (flux records read back, their digest,
+the met sources' half-hour means with theirs, the tables built, the run written) — and, in the same run, the
+baselines of what the job's digest and stored rows must equal: the flux records' digest by its definition (a
+`model_dump` and `json.dumps` per record) and the rows by `json.dumps` per row. Only functions main has had since
+before this option, so the file copied into an older checkout times that checkout's code.
 """
 
 from __future__ import annotations
@@ -34,8 +43,10 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -224,13 +235,108 @@ def steps(site: str) -> dict[str, float]:
     return out
 
 
+def central(repeat: int) -> None:
+    """The central budget job's CPU split (module doc, --central)."""
+    import contextlib
+    import tempfile
+    from datetime import timedelta
+
+    from gateway.central.budget import (
+        _met_means,
+        build_station_budget,
+        met_input,
+        prepare_station_budget,
+        run_station_budget,
+        year_bounds,
+    )
+    from gateway.central.store import SqliteStore
+    from gateway.central.store.budget import clean, json_rows
+    from gateway.central.store.provenance import canonical_sha256, lines_sha256, records_digest
+    from tests.central.budget_helpers import STATION, YEAR, after, fill_store, job, simulated_year
+
+    def digest_by_definition(records: list[Any]) -> str:
+        ordered = sorted(records, key=lambda r: (r.end, r.settings_hash, r.engine_version, r.site))
+        return lines_sha256(f"{r.model_dump(mode='json')['end']} "
+                            f"{canonical_sha256(r.model_dump(mode='json', exclude={'seq'}))}" for r in ordered)
+
+    parts: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def clock(name: str, *, add: bool = False) -> Iterator[None]:
+        t0 = time.process_time()
+        yield
+        spent = time.process_time() - t0
+        if add:  # one figure per repeat, summed over the calls
+            parts[name][-1] += spent
+        else:
+            parts.setdefault(name, []).append(spent)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "central.sqlite")
+        year = simulated_year()
+        fill_store(store, year)
+        config, now = job(ustar="auto"), after(year)
+        run_station_budget(store, STATION, YEAR, config, now=now)  # warm-up: imports, first calls
+        for _ in range(repeat):
+            with clock("whole job (run_station_budget)"):
+                run_station_budget(store, STATION, YEAR, config, now=now)
+            with clock("  inputs read (prepare_station_budget)"):
+                task = prepare_station_budget(store, STATION, YEAR, config, now=now)
+            data, chain, settings = task.data, task.chain, task.data.settings
+            assert settings.latitude is not None and settings.longitude is not None
+            start, end = year_bounds(YEAR, settings.utc_offset_h)
+            with clock("    of it: flux records read (query_fluxes)"):
+                records = [r for r in store.query_fluxes(STATION, start, end, data.flux_set.settings_hash,
+                                                         limit=200_000) if r.end - r.start == timedelta(minutes=30)]
+            with clock("    of it: their digest (records_digest)"):
+                digest = records_digest(records)
+            with clock("    baseline: the digest by its definition"):
+                reference = digest_by_definition(records)
+            assert digest == reference, "records_digest differs from its definition"
+            parts.setdefault("    of it: met half-hour means + digests", []).append(0.0)
+            for source in data.met.values():
+                if not source.startswith("from "):
+                    sensor, _, variable = source.partition("/")
+                    with clock("    of it: met half-hour means + digests", add=True):
+                        met_input(sensor, variable, _met_means(store, data.site, STATION, sensor, variable,
+                                                               data.first_end, data.last_end))
+            with clock("  science (run_budget)"):
+                result = run_budget(data.ends_s - 1800 + settings.utc_offset_h * 3600.0, data.columns["NEE"],
+                                    data.columns["SW_IN"], data.columns["TA"], data.columns["VPD"],
+                                    data.columns["USTAR"], lat=settings.latitude, lon=settings.longitude,
+                                    utc_offset_h=settings.utc_offset_h, settings=chain)
+            with clock("  tables built (build_station_budget)"):
+                budget = build_station_budget(data, result, chain, task.moment)
+            with clock("  run written (write_budget)"):
+                store.write_budget(budget)
+            hh = budget.tables["HH"]
+            columns = list(hh.values.values())
+            with clock("    of it: HH rows as text (json_rows)"):
+                rows = json_rows(columns, len(hh))
+            with clock("    baseline: HH rows by json.dumps per row"):
+                dumped = [json.dumps([clean(c[i]) for c in columns], allow_nan=False) for i in range(len(hh))]
+            assert rows == dumped, "json_rows differs from json.dumps"
+        store.close()
+    print(f"# central budget job, simulated station-year ({len(records)} flux records) in SQLite, u* auto; "
+          f"CPU s, median of {repeat} (best)")
+    for name, values in parts.items():
+        print(f"{name:50s} {statistics.median(values):7.2f} ({min(values):.2f})")
+    whole = statistics.median(parts["whole job (run_station_budget)"])
+    science = statistics.median(parts["  science (run_budget)"])
+    print(f"whole job / science: {whole / science:.2f}x; outside the science: {whole - science:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--years", type=int, default=10)
     ap.add_argument("--peer-repeat", type=int, default=1, help="runs per peer and site (they take seconds to minutes)")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--central", action="store_true", help="the central budget job's CPU split instead (module doc)")
     args = ap.parse_args()
+    if args.central:
+        central(args.repeat)
+        return
     print(f"# budget chain, one site-year, one core — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}")
