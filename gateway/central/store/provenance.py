@@ -106,7 +106,7 @@ def lines_sha256(lines: Iterable[str]) -> str:
 
 # The fields `flux_record_digest` is over (every field but `seq`), as the model declares them: `_record_texts`
 # writes their canonical text itself and is used only while the model has exactly these (a new field takes the
-# model's own dump until it is added here and to tests/central/test_provenance_digests.py).
+# model's own dump until it is added here and to tests/central/test_canonical_bytes.py).
 _DIGESTED_FIELDS = ("schema_version", "site", "station", "start", "end", "status", "reasons", "engine_version",
                     "settings_hash", "values")
 # json.dumps with canonical_sha256's settings makes this encoder per call; one is enough (the same C encoder)
