@@ -15,10 +15,10 @@ import importlib.util
 # The top-level modules each extra brings (import names, not distribution names).
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "station": ("pymodbus",),
-    "central": ("fastapi", "uvicorn", "httptools", "uvloop", "influxdb_client", "httpx", "orjson"),
+    "central": ("fastapi", "uvicorn", "httptools", "uvloop", "influxdb_client", "httpx", "orjson", "msgpack"),
     "cluster": ("dask", "distributed"),
-    "demo": ("pymodbus", "fastapi", "uvicorn", "httptools", "uvloop", "influxdb_client", "httpx", "orjson", "iotcore",
-             "matplotlib"),
+    "demo": ("pymodbus", "fastapi", "uvicorn", "httptools", "uvloop", "influxdb_client", "httpx", "orjson", "msgpack",
+             "iotcore", "matplotlib"),
     "report": ("matplotlib",),
 }
 

@@ -4,7 +4,14 @@ store's `/write` and `/query` (`InfluxStore._post`): every group of ingested mes
 httpx costs about 0.5 ms of CPU per request on loopback (its request and response models, URL merging, cookies,
 event hooks); `http.client` on a kept connection about 0.15 ms (docs/performance.md, "NETWORK — what a message
 costs the central ingest"). At a thousand stations' real-time rates a group is one or two messages, so that
-difference was a fifth of an ingest worker's CPU. httpx stays for streamed reads, the v2 client and pings.
+difference was a fifth of an ingest worker's CPU. httpx stays for the v2 client and pings.
+
+Streamed reads (`stream`: the API's long `/query` answers, read block by block) go through here too: httpx costs
+~35 µs of CPU per HTTP chunk of the answer (h11's events, its decoders), `http.client` reads them in C-buffered
+blocks — InfluxDB 1.x writes a MessagePack answer in chunks of ~2 kB, a year of NEE, H, LE, FC in ~800 of them:
+42 ms of the reader's CPU through httpx, 12 ms here (docs/performance.md). A stream has a connection of its own (the
+thread's kept one stays free for the queries a reader makes while it streams, e.g. the names of a digest), taken
+from a pool of idle ones and given back only when its answer was read to the end.
 
 One connection per thread (`http.client` connections are not thread-safe; the ingest worker writes from its store
 thread while its worker thread queries, the API from its worker threads); the connections of threads that have
@@ -21,10 +28,12 @@ request goes with its absolute URL and an https one through a `CONNECT` tunnel (
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import ssl
 import threading
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -95,19 +104,23 @@ class KeepAliveHttp:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[tuple[threading.Thread, http.client.HTTPConnection]] = []  # every open one, by its thread
+        self._idle_streams: list[http.client.HTTPConnection] = []  # of streams read to their end, for the next
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        host, port = (self._proxy.host, self._proxy.port) if self._proxy is not None else (self._host, self._port)
+        if self._https:
+            connection = http.client.HTTPSConnection(host, port, timeout=self._timeout_s, context=self._context)
+            if self._proxy is not None:
+                connection.set_tunnel(self._host, self._port, headers=self._proxy.headers)
+            return connection
+        return http.client.HTTPConnection(host, port, timeout=self._timeout_s)
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before."""
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
         if connection is not None:
             return connection, True
-        host, port = (self._proxy.host, self._proxy.port) if self._proxy is not None else (self._host, self._port)
-        if self._https:
-            connection = http.client.HTTPSConnection(host, port, timeout=self._timeout_s, context=self._context)
-            if self._proxy is not None:
-                connection.set_tunnel(self._host, self._port, headers=self._proxy.headers)
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
+        connection = self._new_connection()
         self._local.connection = connection
         with self._lock:
             ended = [(thread, c) for thread, c in self._all if not thread.is_alive()]
@@ -146,8 +159,60 @@ class KeepAliveHttp:
                 self._drop(connection)
             return response.status, data, response.getheader("Content-Type")
 
+    @contextlib.contextmanager
+    def stream(self, path: str, body: bytes, content_type: str, *, read_timeout_s: float,
+               accept: str | None = None) -> Iterator[http.client.HTTPResponse]:
+        """POST `body` to `path` on a connection of the stream pool; the response, its body not yet read (read it
+        with `read1`, or `read`). `read_timeout_s`: the longest wait for the answer's head or its next bytes (the
+        connection itself is opened within the client's timeout). The connection goes back to the pool when the
+        answer was read to its end, else it is closed."""
+        if self._proxy_error is not None:
+            raise RequestFailed(self._proxy_error, self.url)
+        headers = {**self._headers, "Content-Type": content_type, "Content-Length": str(len(body)),
+                   "Accept-Encoding": "identity"}
+        if accept is not None:
+            headers["Accept"] = accept
+        if self._proxy is not None and not self._https:
+            headers.update(self._proxy.headers)
+        while True:
+            with self._lock:
+                connection = self._idle_streams.pop() if self._idle_streams else None
+            reused = connection is not None
+            if connection is None:
+                connection = self._new_connection()
+            try:
+                if connection.sock is None:
+                    connection.connect()
+                connection.sock.settimeout(read_timeout_s)
+                connection.request("POST", self._target_prefix + path, body=body, headers=headers)
+                response = connection.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                if reused and not isinstance(exc, TimeoutError | ssl.SSLError):
+                    continue  # a kept connection the server had closed: once more on a new one
+                raise RequestFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                                    self.url) from exc
+            break
+        try:
+            yield response
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise RequestFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                                self.url) from exc
+        except BaseException:
+            connection.close()
+            raise
+        if response.isclosed() and not response.will_close:
+            with self._lock:
+                self._idle_streams.append(connection)
+        else:
+            connection.close()
+
     def close(self) -> None:
         with self._lock:
             connections, self._all = self._all, []
+            idle, self._idle_streams = self._idle_streams, []
         for _, connection in connections:
+            connection.close()
+        for connection in idle:
             connection.close()
