@@ -168,3 +168,29 @@ def test_a_chunk_not_of_doubles_is_left_to_msgpack(odd: object) -> None:
     assert packed_double_cells(influx_chunk(columns, rows)) is None
     raw = influx_chunk(columns, rows)
     assert packed_double_cells(raw[:-3]) is None and packed_double_cells(raw + b"\xc0") is None
+
+
+def test_a_stream_read_to_its_end_keeps_its_connection_for_the_next() -> None:
+    """`KeepAliveHttp.stream`: a connection whose answer was read to the end goes back to the pool; when the server
+    has closed it meanwhile, the next stream is sent once more on a new one; one not read to the end is closed."""
+    from gateway.central.store.keepalive import KeepAliveHttp
+
+    from .test_keepalive_http import OneAnswerServer
+
+    server = OneAnswerServer()
+    server.answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    client = KeepAliveHttp(f"http://127.0.0.1:{server.port}", timeout_s=5.0, headers={})
+    try:
+        for _ in range(2):
+            with client.stream("/query", b"q=1", "application/x-www-form-urlencoded", read_timeout_s=5.0,
+                               accept="application/x-msgpack") as response:
+                assert response.read(1 << 16) + response.read(1 << 16) == b"hello world"
+            assert len(client._idle_streams) == 1  # kept: its answer was read to the end
+        assert server.connections == 2 and len(server.requests) == 2  # the second sent again on a new connection
+        assert b"Accept: application/x-msgpack" in server.heads[0]
+        with client.stream("/query", b"q=1", "application/x-www-form-urlencoded", read_timeout_s=5.0) as response:
+            assert response.read(3) == b"hel"
+        assert client._idle_streams == []  # abandoned: closed, not kept
+    finally:
+        client.close()
+        server.close()
