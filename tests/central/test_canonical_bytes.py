@@ -35,6 +35,8 @@ from gateway.central.store.provenance import (
 from gateway.contract import FluxRecord
 from gateway.model import format_time, format_times
 
+from .test_store_provenance_contract import ServedItems
+
 AWKWARD_FLOATS = [0.0, -0.0, 5e-324, -5e-324, 1e-5, 1e16, 1e22, 1.7976931348623157e308, -1e-300, 0.1 + 0.2,
                   123456789.123456789, 2.0, -3.0]
 
@@ -212,25 +214,12 @@ def test_series_lines_of_any_numbers_are_the_line_by_line_definition(seed: int) 
     means = [WindowMean(p.time, math.nan if p.value is None else float(p.value), i) for i, p in enumerate(points)]
 
     assert points_digest(points) == reference_points_digest(points)
-    recorder = InputRecorder(_Served(points, means))
+    recorder = InputRecorder(ServedItems(points, means))
     recorder.query_series("st1", "CO2", t0, t0 + timedelta(days=1), site="s", sensor="g")
     recorder.window_means("st1", "CO2", t0, t0 + timedelta(days=1), timedelta(minutes=30), site="s", sensor="g")
     assert recorder.inputs["s/g/CO2 readings"]["sha256"] == reference_points_digest(points)
     assert recorder.inputs["s/g/CO2 means 1800s"]["sha256"] == reference_means_digest(means)
     assert means_digest(means) == reference_means_digest(means)
-    recorder = InputRecorder(_Served(floats_only, means))
+    recorder = InputRecorder(ServedItems(floats_only, means))
     recorder.query_series("st1", "CO2", t0, t0 + timedelta(days=1), site="s", sensor="g")
     assert recorder.inputs["s/g/CO2 readings"]["sha256"] == reference_points_digest(floats_only)
-
-
-class _Served:
-    """A store that answers with given items."""
-
-    def __init__(self, points: list[SeriesPoint], means: list[WindowMean]) -> None:
-        self.points, self.means = points, means
-
-    def query_series(self, *_args: object, **_kwargs: object) -> list[SeriesPoint]:
-        return self.points
-
-    def window_means(self, *_args: object, **_kwargs: object) -> list[WindowMean]:
-        return self.means

@@ -102,7 +102,7 @@ def test_input_digests_follow_the_content_only() -> None:
     assert points_digest([SeriesPoint(T0, -0.0, 0)]) == points_digest([SeriesPoint(T0, 0.0, 0)])
 
 
-class _Served:
+class ServedItems:
     """A store that answers with given items (the recorder's digests are over what it was given)."""
 
     def __init__(self, points: list[SeriesPoint], means: list[WindowMean]) -> None:
@@ -121,7 +121,7 @@ def test_the_recorders_digests_are_those_of_points_digest_and_means_digest() -> 
     points = [SeriesPoint(T0 + timedelta(microseconds=1) + i * timedelta(seconds=10.5), v, q)
               for i, (v, q) in enumerate(zip(values, [0, 3, 1, 2, None, 0, 0, 1, 0, 2, 0], strict=True))]
     means = [WindowMean(T0 + i * HOUR, v if v is not None else float("nan"), i) for i, v in enumerate(values)]
-    recorder = InputRecorder(_Served(points, means))
+    recorder = InputRecorder(ServedItems(points, means))
 
     for half in (points[:4], points[4:]):
         recorder._store.points = half
