@@ -177,12 +177,12 @@ def _cell_text(value: float | None) -> str:
 # orjson writes a float as the shortest text that reads back as it, as repr does, and in the same form for
 # magnitudes in [1e-4, 1e16) (tests/central/test_canonical_bytes.py: ~900,000 drawn floats and the boundaries);
 # outside it repr writes an exponent ('1e-05', '1e+16') where orjson writes '0.00001' or '1e16', so those take repr
-_ORJSON_AS_REPR = (1e-4, 1e16)
+ORJSON_AS_REPR = (1e-4, 1e16)
 
 
 def column_texts(column: Sequence[float | None]) -> list[str]:
     """`_cell_text` of each cell. A column of floats and None (the usual: the jobs hand over `tolist()`s) is written
-    by one `orjson.dumps` (NaN and ±inf as null, as `clean` makes them), the cells outside `_ORJSON_AS_REPR` by
+    by one `orjson.dumps` (NaN and ±inf as null, as `clean` makes them), the cells outside `ORJSON_AS_REPR` by
     repr: the shortest round-trip text is what costs, ~1.7 µs a float by repr (~587,000 in a station-year budget),
     ~0.2 µs by orjson. A column with another type (an int, a bool, numpy's scalars) is written cell by cell."""
     import numpy as np  # not at import: a start of the service that runs no job needs none
@@ -193,7 +193,7 @@ def column_texts(column: Sequence[float | None]) -> list[str]:
         return list(map(_cell_text, column))
     texts = orjson.dumps(column)[1:-1].decode().split(",")
     magnitude = np.abs(np.array(column, dtype=np.float64))  # None -> NaN
-    low, high = _ORJSON_AS_REPR
+    low, high = ORJSON_AS_REPR
     for i in np.flatnonzero(((magnitude < low) & (magnitude > 0)) | ((magnitude >= high) & np.isfinite(magnitude))
                             ).tolist():
         texts[i] = float.__repr__(column[i])  # finite, so a float

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from gateway.central.store.budget import ORJSON_AS_REPR, column_texts
 from gateway.contract import FluxRecord
 from gateway.model import format_time, format_times
 
@@ -116,12 +117,13 @@ _canonical_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure
 
 def _orjson_writes_as_json(values: Iterable[Any]) -> bool:
     """True when orjson writes each of `values` as `json.dumps` does: None, a float of magnitude 0 or in
-    [1e-4, 1e16) (the range of `gateway.central.store.budget._ORJSON_AS_REPR`), an int (orjson refuses one beyond
+    `ORJSON_AS_REPR` ([1e-4, 1e16), where the stored rows take orjson's text too), an int (orjson refuses one beyond
     64 bits, which then takes json). Strings it writes alike with ensure_ascii=False (every code point checked),
     and it sorts keys by code point as json does."""
+    low, high = ORJSON_AS_REPR
     for value in values:
         if value.__class__ is float:
-            if value and not 1e-4 <= abs(value) < 1e16:  # NaN fails the comparison too
+            if value and not low <= abs(value) < high:  # NaN fails the comparison too
                 return False
         elif value is not None and value.__class__ is not int:
             return False
@@ -202,7 +204,6 @@ def _lines(times: list[datetime], numbers: list[float | None], last: Sequence[ob
     text: `to_ns` and `_number` a column at a time (`_number` is the stored rows' cell text with -0.0 as 0.0; a
     soil job's year is ~360,000 numbers)."""
     from gateway.central.store.base import to_ns_all
-    from gateway.central.store.budget import column_texts
 
     texts = column_texts(numbers)
     return "".join(map("{} {} {}\n".format, to_ns_all(times), map(_UNSIGNED_ZERO.get, texts, texts), last))
