@@ -40,8 +40,9 @@ flux_app.command("recompute")(flux_recompute)  # a central job, beside `flux ec`
 
 def flux_budget(
     input_csv: Annotated[Path | None, typer.Argument(
-        help="file mode: half-hourly CSV with TIMESTAMP_START, TIMESTAMP_END (YYYYMMDDHHMM), NEE or FC, SW_IN, TA, "
-             "VPD, optional USTAR; -9999 missing", show_default=False)] = None,
+        help="file mode: half-hourly table (CSV, tab- or blank-separated, may be gzipped) with TIMESTAMP_START/"
+             "TIMESTAMP_END (YYYYMMDDHHMM; one of them is enough) or Year, DoY, Hour (REddyProc); NEE or FC, SW_IN "
+             "(or Rg), TA, VPD (or RH), optional USTAR; -9999 missing", show_default=False)] = None,
     lat: Annotated[float | None, typer.Option(help="file mode, required: site latitude, degrees north")] = None,
     lon: Annotated[float | None, typer.Option(help="file mode, required: site longitude, degrees east")] = None,
     utc_offset: Annotated[float | None, typer.Option("--utc-offset", help="file mode, required: hours the time "
@@ -62,10 +63,14 @@ def flux_budget(
                                                               "(m) when INPUT has FC without SC")] = None,
     bootstrap: Annotated[int, typer.Option(help="file mode: u* bootstrap draws (auto)", min=100)] = 100,
     seed: Annotated[int, typer.Option(help="file mode: seed of the u* bootstrap")] = 0,
+    max_flux_flag: Annotated[int, typer.Option(help="file mode: remove NEE whose quality flag (FC_SSITC_TEST, "
+                                                    "qcNEE: 0 best, 1 good, 2 bad) is above this", min=0,
+                                               max=2)] = 1,
     station: Annotated[str | None, typer.Option(help="station mode: the station whose stored fluxes and met "
                                                      "readings to use")] = None,
     year: Annotated[int | None, typer.Option(help="station mode: calendar year of the station's standard time; "
-                                                  "the current one gives the running total", min=2000,
+                                                  "the current one gives the running total (file mode: the year of "
+                                                  "a file with DoY and Hour but no Year column)", min=1950,
                                              max=2200)] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="station mode: central config (storage, "
                                                                        "budget)")] = None,
@@ -76,7 +81,7 @@ def flux_budget(
     Station mode: sinkwatch flux budget --station S --year Y -c central.yaml computes the budget from the central
     store (coordinates, sensors and settings under budget: in the config), stores it and prints the total.
     """
-    if station is not None or year is not None or config is not None:
+    if station is not None or config is not None or (year is not None and input_csv is None):
         missing = [name for name, value in (("--station", station), ("--year", year), ("--config", config))
                    if value is None]
         if missing:
@@ -85,6 +90,8 @@ def flux_budget(
         ignored = [name for name, given in (("INPUT_CSV", input_csv), ("--lat", lat), ("--lon", lon),
                                             ("--utc-offset", utc_offset), ("--met", met),
                                             ("--storage-height", storage_height)) if given is not None]
+        if max_flux_flag != 1:
+            ignored.append("--max-flux-flag")
         if ignored:
             raise typer.BadParameter("a file-mode option; in station mode the central config gives it (budget: in "
                                      "central.yaml)", param_hint=f"'{ignored[0]}'")
@@ -100,7 +107,7 @@ def flux_budget(
     assert input_csv is not None and lat is not None and lon is not None and utc_offset is not None and out is not None
     file_budget(input_csv, lat, lon, utc_offset, out, ustar=ustar or "auto", daily=daily, monthly=monthly,
                 annual=annual, ustar_draws=ustar_draws, met=met, storage_height=storage_height, bootstrap=bootstrap,
-                seed=seed)
+                seed=seed, year=year, max_flux_flag=max_flux_flag)
 
 
 flux_app.command("budget")(flux_budget)

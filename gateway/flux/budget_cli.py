@@ -23,8 +23,9 @@ def _parse_ustar(value: str) -> str | float:
 
 
 def budget(
-    input_csv: Annotated[Path, typer.Argument(help="half-hourly CSV: TIMESTAMP_START, TIMESTAMP_END (YYYYMMDDHHMM), "
-                                                   "NEE or FC, SW_IN, TA, VPD, optional USTAR; -9999 missing")],
+    input_csv: Annotated[Path, typer.Argument(help="half-hourly table: TIMESTAMP_START/TIMESTAMP_END (YYYYMMDDHHMM) "
+                                                   "or Year, DoY, Hour; NEE or FC, SW_IN, TA, VPD, optional USTAR; "
+                                                   "-9999 missing")],
     lat: Annotated[float, typer.Option(help="site latitude, degrees north")],
     lon: Annotated[float, typer.Option(help="site longitude, degrees east")],
     utc_offset: Annotated[float, typer.Option("--utc-offset", help="hours the time stamps' clock is ahead of UTC")],
@@ -41,6 +42,9 @@ def budget(
                                                               "INPUT has FC without SC")] = None,
     bootstrap: Annotated[int, typer.Option(help="u* bootstrap draws (auto)", min=100)] = 100,
     seed: Annotated[int, typer.Option(help="seed of the u* bootstrap")] = 0,
+    year: Annotated[int | None, typer.Option(help="the year of a file with DoY and Hour but no Year column")] = None,
+    max_flux_flag: Annotated[int, typer.Option(help="remove NEE whose quality flag (FC_SSITC_TEST, qcNEE: 0/1/2) is "
+                                                    "above this", min=0, max=2)] = 1,
 ) -> None:
     """Carbon budget of a site-year: u* filtering, MDS gap filling, partitioning, daily/monthly/annual sums."""
     from gateway.flux.budget.files import (
@@ -54,7 +58,8 @@ def budget(
 
     mode = _parse_ustar(ustar)
     try:
-        data = read_budget_csv(input_csv, met=met, storage_height_m=storage_height)
+        data = read_budget_csv(input_csv, met=met, storage_height_m=storage_height, year=year,
+                               max_flux_flag=max_flux_flag)
         cols = data.columns
         if mode != "none" and "USTAR" not in cols:
             raise BudgetFileError(f"{input_csv}: no USTAR column for --ustar {ustar}; add USTAR (m s-1), or use "
@@ -81,9 +86,9 @@ def budget(
         ustar_draws.write_text("USTAR_THRESHOLD\n" + "".join(f"{v:.6g}\n" for v in draws), encoding="utf-8")
     for note in data.notes + result.notes:
         typer.echo(f"note: {note}", err=True)
-    for i, year in enumerate(result.annual.label):
+    for i, label in enumerate(result.annual.label):
         v = result.annual.values
-        typer.echo(f"{year}: NEE {v['NEE_F'][i]:.1f} ± {v['NEE_F_UNC'][i]:.1f} gC m-2 "
+        typer.echo(f"{label}: NEE {v['NEE_F'][i]:.1f} ± {v['NEE_F_UNC'][i]:.1f} gC m-2 "
                    f"({v['NEE_F_TCO2E'][i]:.2f} ± {v['NEE_F_UNC_TCO2E'][i]:.2f} tCO2e ha-1), "
                    f"gaps {100 * v['GAP_FRACTION'][i]:.0f} %"
                    + (f", RECO_NT {v['RECO_NT'][i]:.0f}, GPP_NT {v['GPP_NT'][i]:.0f} gC m-2" if "RECO_NT" in v else ""))

@@ -1,12 +1,26 @@
 """Reading and writing the budget's CSV files (the I/O beside the pure budget functions).
 
-Input: a half-hourly (or hourly) CSV with a header row, ``TIMESTAMP_START`` and ``TIMESTAMP_END`` as
-``YYYYMMDDHHMM`` on the station's standard-time clock, ``-9999`` (or an empty field) for missing, and the columns
-``NEE`` (or ``FC``, optionally ``SC``), ``SW_IN`` (W m-2), ``TA`` (°C), ``VPD`` (hPa), optional ``USTAR`` (m s-1).
-A column may carry an AmeriFlux position qualifier (``TA_1_1_1``): the first such column is taken when the plain
-name is absent. The AmeriFlux BASE CSV of ``sinkwatch flux ec`` reads as it is (``FC``, ``TA``, ``VPD``, ``USTAR``,
-``CO2``, ``PA``; its text columns are ignored); it has no ``SW_IN``, which ``--met FILE`` adds from a second CSV of
-the same kind (columns of the met file fill the ones the main file lacks, matched by ``TIMESTAMP_START``).
+Input: a half-hourly (or hourly) table with a header row, ``-9999`` (or an empty field, ``NA``) for missing, comma-,
+semicolon-, tab- or blank-separated, plain or gzip-compressed. Three layouts of the time are read (docs/budget.md,
+"The input file"):
+
+- FLUXNET/AmeriFlux: ``TIMESTAMP_START`` and ``TIMESTAMP_END`` as ``YYYYMMDDHHMM`` on the station's standard-time
+  clock; a file with only one of them (the European Fluxes Database / ICOS "europe-fluxdata" files carry
+  ``TIMESTAMP_END`` only) gets the other from the records' step.
+- REddyProc / MPI-BGC online gap-filling tool: ``Year`` (or ``--year`` when the file has none), ``DoY`` (or ``Day``)
+  and ``Hour`` (decimal hours, 0.5 … 24), the stamp marking the *end* of the period (REddyProc manual,
+  ``fGetBeginOfEddyPeriod``: "The timestamp of an Eddy record denotes the end of a half-hour period"); an optional
+  second header row of units is skipped.
+
+Columns: ``NEE`` (or ``FC``, optionally ``SC``), ``SW_IN`` (W m-2), ``TA`` (°C), ``VPD`` (hPa; from ``RH`` and TA
+when absent), optional ``USTAR`` (m s-1). A name is found as it is, with the FLUXNET ``_PI`` suffix (``NEE_PI``,
+the PI's own version), with an AmeriFlux position qualifier (``TA_1_1_1``, ``NEE_PI_1_1_1``: the first such column
+is taken), or under the online tool's name (``Rg``, ``Tair``, ``Ustar``, ``rH``). The flux's quality flag, 0/1/2 of
+Mauder & Foken (2004) (``FC_SSITC_TEST``, the online tool's ``qcNEE``), removes NEE above ``max_flux_flag`` (1, as
+the station mode's ``budget.max_flux_flag``). The AmeriFlux BASE CSV of ``sinkwatch flux ec`` reads as it is
+(``FC``, ``TA``, ``VPD``, ``USTAR``, ``CO2``, ``PA``; its text columns are ignored); it has no ``SW_IN``, which
+``--met FILE`` adds from a second file of the same kind (columns of the met file fill the ones the main file lacks,
+matched by time).
 
 Every check names the column or row and the fix (:class:`BudgetFileError`): unreadable or empty file, missing
 columns, malformed numbers or time stamps, duplicated or unsorted records, steps other than 30 or 60 min, units that
@@ -17,6 +31,7 @@ no night at all. Missing half hours inside the record are inserted as missing va
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 import re
 from collections.abc import Sequence
@@ -81,28 +96,134 @@ def _parse_stamp(text: str, path: Path, row: int, column: str) -> datetime:
                               "like 202401010030") from None
 
 
-def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+_ALIASES = {"SW_IN": "Rg", "TA": "Tair", "USTAR": "Ustar", "RH": "rH"}
+"""The MPI-BGC online gap-filling tool's and REddyProc's names of the FLUXNET variables (REddyProc's
+``sEddyProc_initialize`` defaults: NEE, Rg, Tair, VPD, Ustar)."""
+_FLUX_FLAGS = ("FC_SSITC_TEST", "NEE_SSITC_TEST", "qcNEE")
+"""Quality flags of the flux, 0/1/2 of Mauder & Foken (2004): AmeriFlux/ICOS names, the online tool's."""
+_DAY_COLUMNS = ("DoY", "DOY", "Day")
+
+
+def _split_lines(text: str) -> list[list[str]]:
+    """Rows of a comma-, semicolon-, tab- or blank-separated table; the separator is the first line's."""
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    for delimiter in ("\t", ",", ";"):
+        if delimiter in first:
+            return list(csv.reader(lines, delimiter=delimiter))
+    return [line.split() for line in lines]
+
+
+def _is_number(text: str) -> bool:
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and records of a table file (module docstring), gzip-compressed or not; a second header row of units
+    (no field a number, as in the online tool's files) is dropped."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8-sig")
     except OSError as exc:
-        raise BudgetFileError(f"{path}: cannot read the file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise BudgetFileError(f"{path}: not a text CSV file (UTF-8)") from None
+        raise BudgetFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+        raise BudgetFileError(f"{path}: not a text table (UTF-8 CSV, plain or gzip-compressed)") from None
+    rows = [r for r in _split_lines(text) if r and any(c.strip() for c in r)]
     if not rows:
         raise BudgetFileError(f"{path}: the file is empty; it needs a header row and half-hourly records")
     header = [h.strip() for h in rows[0]]
-    return header, rows[1:]
+    body = rows[1:]
+    if body and not any(_is_number(c.strip()) for c in body[0]):
+        body = body[1:]
+    return header, body
 
 
 def _column_index(header: Sequence[str], name: str) -> int | None:
-    if name in header:
-        return header.index(name)
+    """Where ``name`` is (module docstring): as it is, with ``_PI``, with a position qualifier, or the online tool's
+    name."""
+    for candidate in (name, f"{name}_PI"):
+        if candidate in header:
+            return header.index(candidate)
     for i, h in enumerate(header):
         m = _QUALIFIED.match(h)
-        if m and m.group("name") == name:
+        if m and m.group("name") in (name, f"{name}_PI"):
             return i
+    alias = _ALIASES.get(name)
+    if alias is not None and alias in header:
+        return header.index(alias)
     return None
+
+
+def _cell(row: Sequence[str], index: int) -> str:
+    return row[index].strip() if index < len(row) else ""
+
+
+def _step_of(path: Path, times: Sequence[datetime], what: str) -> timedelta:
+    if len(times) < 2:
+        raise BudgetFileError(f"{path}: {len(times)} records; a budget needs at least 14 days of half-hourly records")
+    step = float(np.median(np.diff([t.timestamp() for t in times])))
+    if step not in (1800.0, 3600.0):
+        raise BudgetFileError(f"{path}: records are {step / 60:.0f} min apart ({what}); give half-hourly (or hourly) "
+                              "records")
+    return timedelta(seconds=step)
+
+
+def _day_hour_ends(path: Path, header: Sequence[str], body: Sequence[Sequence[str]],
+                   year: int | None) -> list[datetime]:
+    i_day = next(header.index(c) for c in _DAY_COLUMNS if c in header)
+    i_hour = header.index("Hour")
+    i_year = header.index("Year") if "Year" in header else None
+    if i_year is None and year is None:
+        raise BudgetFileError(f"{path}: the records have {header[i_day]} and Hour but no Year column; give the year "
+                              "with --year")
+    ends = []
+    for k, row in enumerate(body):
+        texts = (_cell(row, i_year) if i_year is not None else str(year), _cell(row, i_day), _cell(row, i_hour))
+        try:
+            y, day, hour = int(float(texts[0])), float(texts[1]), float(texts[2])
+            if day != int(day) or not 1 <= day <= 366 or not 0 <= hour <= 24:
+                raise ValueError
+            ends.append(datetime(y, 1, 1, tzinfo=UTC) + timedelta(days=int(day) - 1, hours=hour))
+        except (ValueError, OverflowError):
+            raise BudgetFileError(f"{path}: row {k + 2}: Year {texts[0]!r}, {header[i_day]} {texts[1]!r}, Hour "
+                                  f"{texts[2]!r} is not a time: the day of year is 1-366, the hour 0.5-24 (end of the "
+                                  "period)") from None
+    return ends
+
+
+def _record_times(path: Path, header: Sequence[str], body: Sequence[Sequence[str]],
+                  year: int | None) -> tuple[list[datetime], list[datetime], str]:
+    """Start and end of each record (module docstring's layouts) and the layout's name for the notes."""
+    has_start, has_end = "TIMESTAMP_START" in header, "TIMESTAMP_END" in header
+    if has_start or has_end:
+        starts = ends = None
+        if has_start:
+            i = header.index("TIMESTAMP_START")
+            starts = [_parse_stamp(_cell(r, i), path, k + 2, "TIMESTAMP_START") for k, r in enumerate(body)]
+        if has_end:
+            i = header.index("TIMESTAMP_END")
+            ends = [_parse_stamp(_cell(r, i), path, k + 2, "TIMESTAMP_END") for k, r in enumerate(body)]
+        if starts is not None and ends is not None:
+            return starts, ends, "TIMESTAMP_START/TIMESTAMP_END"
+        if starts is not None:
+            step = _step_of(path, starts, "TIMESTAMP_START")
+            return starts, [s + step for s in starts], "TIMESTAMP_START (TIMESTAMP_END from the step)"
+        assert ends is not None
+        step = _step_of(path, ends, "TIMESTAMP_END")
+        return [e - step for e in ends], ends, "TIMESTAMP_END (TIMESTAMP_START from the step)"
+    if "Hour" in header and any(c in header for c in _DAY_COLUMNS):
+        ends = _day_hour_ends(path, header, body, year)
+        step = _step_of(path, ends, "Hour")
+        return [e - step for e in ends], ends, "day of year and Hour (end of the period)"
+    raise BudgetFileError(f"{path}: no time columns in the header row {','.join(header[:6])}…; the input needs "
+                          "TIMESTAMP_START and TIMESTAMP_END as YYYYMMDDHHMM (FLUXNET), or Year, DoY and Hour "
+                          "(REddyProc)")
 
 
 def _numbers(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], name: str) -> NDArray[np.float64]:
@@ -175,22 +296,24 @@ def _check_units(path: Path, cols: dict[str, NDArray[np.float64]], names: dict[s
                           "the nighttime partitioning need nights")
 
 
+def _grid_positions(t0: float, step: float, n: int, times: NDArray[np.float64]) -> tuple[NDArray[np.intp],
+                                                                                          NDArray[np.bool_]]:
+    pos = np.round((times - t0) / step)
+    inside = (pos >= 0) & (pos < n) & (np.mod(times - t0, step) == 0)
+    return pos.astype(np.intp), inside
+
+
 def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
-                    storage_height_m: float | None = None) -> BudgetInput:
-    """Read and check an input file (module docstring). ``met``: a second CSV whose columns (SW_IN, TA, VPD,
+                    storage_height_m: float | None = None, year: int | None = None,
+                    max_flux_flag: int = 1) -> BudgetInput:
+    """Read and check an input file (module docstring). ``met``: a second file whose columns (SW_IN, TA, VPD,
     USTAR, …) fill what ``path`` lacks. ``storage_height_m``: compute SC from the file's CO2 (µmol mol-1), TA and PA
-    (kPa) at this height when the file has FC and no NEE/SC (single-level storage, `storage.py`)."""
+    (kPa) at this height when the file has FC and no NEE/SC (single-level storage, `storage.py`). ``year``: the
+    calendar year of a file with a day of year and Hour but no Year column. ``max_flux_flag``: NEE whose quality
+    flag (0/1/2) is above it is removed."""
     p = Path(path)
     header, body = _read_table(p)
-    for name in ("TIMESTAMP_START", "TIMESTAMP_END"):
-        if name not in header:
-            raise BudgetFileError(f"{p}: no {name} column in the header row {','.join(header[:6])}…; the input needs "
-                                  "TIMESTAMP_START and TIMESTAMP_END as YYYYMMDDHHMM")
-    i_start, i_end = header.index("TIMESTAMP_START"), header.index("TIMESTAMP_END")
-    starts = [_parse_stamp(r[i_start].strip() if i_start < len(r) else "", p, k + 2, "TIMESTAMP_START")
-              for k, r in enumerate(body)]
-    ends = [_parse_stamp(r[i_end].strip() if i_end < len(r) else "", p, k + 2, "TIMESTAMP_END")
-            for k, r in enumerate(body)]
+    starts, ends, layout = _record_times(p, header, body, year)
     if len(starts) < 2:
         raise BudgetFileError(f"{p}: {len(starts)} records; a budget needs at least 14 days of half-hourly records")
     for k in range(1, len(starts)):
@@ -218,6 +341,8 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
     n = int(rows[-1]) + 1
     time_start = t0 + step * np.arange(n, dtype=np.float64)
     notes: list[str] = []
+    if layout != "TIMESTAMP_START/TIMESTAMP_END":
+        notes.append(f"record times from {layout}")
     if n > len(rows):
         notes.append(f"{n - len(rows)} missing records inside the time range were inserted as missing values")
 
@@ -228,7 +353,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
 
     cols: dict[str, NDArray[np.float64]] = {}
     names: dict[str, str] = {}
-    for name in ("NEE", "FC", "SC", "SW_IN", "TA", "VPD", "USTAR", "CO2", "PA"):
+    for name in ("NEE", "FC", "SC", "SW_IN", "TA", "VPD", "RH", "USTAR", "CO2", "PA", *_FLUX_FLAGS):
         idx = _column_index(header, name)
         if idx is not None:
             cols[name] = grid(_numbers(p, header, body, name))
@@ -236,19 +361,14 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
     if met is not None:
         mp = Path(met)
         mheader, mbody = _read_table(mp)
-        if "TIMESTAMP_START" not in mheader:
-            raise BudgetFileError(f"{mp}: no TIMESTAMP_START column; the met file needs it as YYYYMMDDHHMM")
-        mi = mheader.index("TIMESTAMP_START")
-        mstarts = np.array([_parse_stamp(r[mi].strip() if mi < len(r) else "", mp, k + 2, "TIMESTAMP_START")
-                            .timestamp() for k, r in enumerate(mbody)])
-        pos = np.round((mstarts - t0) / step)
-        inside = (pos >= 0) & (pos < n) & (np.mod(mstarts - t0, step) == 0)
-        for name in ("SW_IN", "TA", "VPD", "USTAR", "PA"):
+        mstarts, _, _ = _record_times(mp, mheader, mbody, year)
+        pos, inside = _grid_positions(t0, step, n, np.array([s.timestamp() for s in mstarts]))
+        for name in ("SW_IN", "TA", "VPD", "RH", "USTAR", "PA"):
             if name in cols or _column_index(mheader, name) is None:
                 continue
             values = _numbers(mp, mheader, mbody, name)
             out = np.full(n, np.nan)
-            out[pos[inside].astype(np.intp)] = values[inside]
+            out[pos[inside]] = values[inside]
             cols[name] = out
             names[name] = f"{name} (from {mp.name})"
     if "NEE" not in cols:
@@ -272,11 +392,26 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
             cols["NEE"] = fc.copy()
             notes.append("NEE = FC: no storage term (no SC column; --storage-height computes it from CO2)")
         names["NEE"] = names["FC"]
+    flag_name = next((name for name in _FLUX_FLAGS if name in cols), None)
+    if flag_name is not None:
+        with np.errstate(invalid="ignore"):
+            flagged = np.isfinite(cols["NEE"]) & (cols[flag_name] > max_flux_flag)
+        if flagged.any():
+            cols["NEE"] = np.where(flagged, np.nan, cols["NEE"])
+            notes.append(f"{int(flagged.sum())} NEE values with {names[flag_name]} > {max_flux_flag} removed "
+                         "(Mauder & Foken 2004 flags: 0 best, 1 good, 2 bad)")
+    if "VPD" not in cols and "RH" in cols and "TA" in cols:
+        with np.errstate(invalid="ignore"):
+            rh = np.where((cols["RH"] >= 0.0) & (cols["RH"] <= 110.0), np.minimum(cols["RH"], 100.0), np.nan)
+        cols["VPD"] = _saturation_vapour_pressure_hpa(cols["TA"]) * (1.0 - rh / 100.0)
+        names["VPD"] = f"VPD (from {names['RH']} and {names['TA']})"
+        notes.append(f"VPD computed from {names['RH']} and {names['TA']} (Magnus formula, FAO-56 eq. 11)")
     for name in ("SW_IN", "TA", "VPD"):
         if name not in cols:
             hint = " (`sinkwatch flux ec` files have none: add it with --met FILE)" if name == "SW_IN" else ""
+            more = " or RH" if name == "VPD" else ""
             raise BudgetFileError(f"{p}: no {name} column{hint}; the budget needs NEE, SW_IN (W m-2), TA (°C) and VPD "
-                                  "(hPa)")
+                                  f"(hPa{more})")
     _check_units(p, cols, names)
     stamps = [(s.strftime("%Y%m%d%H%M"), e.strftime("%Y%m%d%H%M")) for s, e in zip(starts, ends, strict=True)]
     return BudgetInput(time_start, cols, rows, stamps, step, notes)

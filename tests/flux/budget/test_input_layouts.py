@@ -1,0 +1,211 @@
+"""The budget's input layouts (files.py): the two reference site-years read from their original files — the
+europe-fluxdata layout (TIMESTAMP_END only, `_PI` and position-qualified names, gzip) and the MPI-BGC online tool /
+REddyProc layout (tab-separated, a units row, Day and Hour at the end of the period, no Year) — must give exactly
+the drivers, times and NEE that hesseflux read from the same files; small synthetic tables check each rule alone."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.flux.budget.files import BudgetFileError, BudgetInput, read_budget_csv
+from tests.flux.budget.refdata import DATA, SITES, hesseflux_run
+
+FR_HES = DATA / "FR-Hes2016_europe-fluxdata_columns.csv.gz"
+DE_THA = DATA / "DE-Tha1998_gapfill_tool.txt.gz"
+
+
+def _assert_same_as_hesseflux(site: str, path: Path, **kwargs: object) -> BudgetInput:
+    data = read_budget_csv(path, **kwargs)  # type: ignore[arg-type]
+    run = hesseflux_run(site)
+    assert [end for _, end in data.stamps] == list(run["TIMESTAMP_END"])
+    assert [start for start, _ in data.stamps] == list(run["TIMESTAMP_START"])
+    assert data.step_s == 1800.0 and len(data.time_start_s) == len(run["TIMESTAMP_END"])
+    for name in ("TA", "SW_IN", "VPD", "USTAR"):
+        ours, theirs = data.columns[name], run[name]
+        np.testing.assert_array_equal(np.isfinite(ours), np.isfinite(theirs), err_msg=name)
+        both = np.isfinite(ours)
+        # hesseflux's output file rounds to its own precision; SW_IN to 0.05 W m-2
+        np.testing.assert_allclose(ours[both], theirs[both], atol=0.05 if name == "SW_IN" else 1e-3, err_msg=name)
+    nee = data.columns["NEE"]
+    used = run["NEE_flag"] == 0
+    np.testing.assert_allclose(nee[used], run["NEE_in"][used], atol=1e-3)
+    # what hesseflux found missing or of bad quality (flag 2) is missing here too
+    assert not np.isfinite(nee[run["NEE_flag"] == 2]).any()
+    return data
+
+
+def test_europe_fluxdata_file_reads_as_hesseflux_read_it() -> None:
+    notes = _assert_same_as_hesseflux("FR-Hes2016", FR_HES).notes
+    assert any("TIMESTAMP_END (TIMESTAMP_START from the step)" in n for n in notes)
+
+
+def test_online_tool_file_reads_as_hesseflux_read_it() -> None:
+    _assert_same_as_hesseflux("DE-Tha1998", DE_THA, year=1998)
+
+
+def test_online_tool_file_without_year_needs_the_year() -> None:
+    with pytest.raises(BudgetFileError, match=r"Day and Hour but no Year column; give the year with --year"):
+        read_budget_csv(DE_THA)
+
+
+def test_command_reads_the_online_tool_file_with_year(tmp_path: Path) -> None:
+    site = SITES["DE-Tha1998"]
+    out, annual = tmp_path / "out.csv", tmp_path / "annual.csv"
+    result = CliRunner().invoke(app, [
+        "flux", "budget", str(DE_THA), "--year", "1998", "--lat", str(site["lat"]), "--lon", str(site["lon"]),
+        "--utc-offset", str(site["utc_offset"]), "--ustar", "0.3", "--out", str(out), "--annual", str(annual)])
+    assert result.exit_code == 0, result.output
+    rows = out.read_text().splitlines()
+    assert rows[1].startswith("199801010000,199801010030,") and rows[-1].startswith("199812312330,199901010000,")
+    assert len(rows) == 1 + 17520
+    assert annual.read_text().splitlines()[1].startswith("1998,")
+
+
+# --- one rule at a time, on a small synthetic table ----------------------------------------------------------------
+
+def _synthetic(days: int = 3) -> dict[str, np.ndarray]:
+    n = days * 48
+    hour = (np.arange(n) % 48) / 2.0
+    sun = np.clip(np.sin((hour - 6.0) / 12.0 * np.pi), 0.0, None)
+    return {
+        "ends": np.array([datetime(2021, 6, 1, tzinfo=UTC) + timedelta(minutes=30 * (i + 1)) for i in range(n)]),
+        "NEE": np.round(3.0 - 12.0 * sun, 3), "SW_IN": np.round(700.0 * sun, 1), "TA": np.round(12.0 + 6.0 * sun, 2),
+        "VPD": np.round(2.0 + 10.0 * sun, 2), "RH": np.round(90.0 - 40.0 * sun, 1), "USTAR": np.full(n, 0.35),
+    }
+
+
+def _write(path: Path, header: list[str], rows: list[list[str]], *, sep: str = ",", gz: bool = False,
+           units: list[str] | None = None) -> Path:
+    lines = [sep.join(header)] + ([sep.join(units)] if units else []) + [sep.join(r) for r in rows]
+    text = "\n".join(lines) + "\n"
+    if gz:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+def _stamp(t: datetime) -> str:
+    return t.strftime("%Y%m%d%H%M")
+
+
+def test_timestamp_start_alone_gives_the_ends(tmp_path: Path) -> None:
+    s = _synthetic()
+    rows = [[_stamp(e - timedelta(minutes=30)), f"{s['NEE'][i]}", f"{s['SW_IN'][i]}", f"{s['TA'][i]}",
+             f"{s['VPD'][i]}"] for i, e in enumerate(s["ends"])]
+    data = read_budget_csv(_write(tmp_path / "in.csv", ["TIMESTAMP_START", "NEE", "SW_IN", "TA", "VPD"], rows))
+    assert data.stamps[0] == ("202106010000", "202106010030") and data.stamps[-1][1] == "202106040000"
+    np.testing.assert_array_equal(data.columns["NEE"], s["NEE"])
+
+
+@pytest.mark.parametrize(("sep", "gz"), [("\t", False), (" ", False), (";", True)])
+def test_year_doy_hour_layout_with_units_row(tmp_path: Path, sep: str, gz: bool) -> None:
+    s = _synthetic()
+    rows = []
+    for i, e in enumerate(s["ends"]):
+        start = e - timedelta(minutes=30)
+        # the online tool's convention: the end of the last half hour of a day is hour 24 of that day
+        doy, hour = start.timetuple().tm_yday, (e - datetime(start.year, 1, 1, tzinfo=UTC)).total_seconds() / 3600
+        hour -= (doy - 1) * 24
+        rows.append([str(start.year), str(doy), f"{hour:g}", f"{s['NEE'][i]}", f"{s['SW_IN'][i]}",
+                     f"{s['TA'][i]}", f"{s['VPD'][i]}", f"{s['USTAR'][i]}"])
+    header = ["Year", "DoY", "Hour", "NEE", "Rg", "Tair", "VPD", "Ustar"]
+    units = ["-", "-", "-", "umolm-2s-1", "Wm-2", "degC", "hPa", "ms-1"]
+    data = read_budget_csv(_write(tmp_path / "in.txt", header, rows, sep=sep, gz=gz, units=units))
+    assert data.stamps[0] == ("202106010000", "202106010030")
+    assert data.stamps[47] == ("202106012330", "202106020000")
+    for name in ("NEE", "SW_IN", "TA", "VPD", "USTAR"):
+        np.testing.assert_array_equal(data.columns[name], s[name], err_msg=name)
+
+
+def test_bad_day_or_hour_names_the_row(tmp_path: Path) -> None:
+    rows = [["2021", "152", "0.5", "1", "0", "10", "2"], ["2021", "152", "25", "1", "0", "10", "2"]]
+    path = _write(tmp_path / "in.txt", ["Year", "DoY", "Hour", "NEE", "Rg", "Tair", "VPD"], rows, sep="\t")
+    with pytest.raises(BudgetFileError, match=r"row 3: Year '2021', DoY '152', Hour '25' is not a time"):
+        read_budget_csv(path)
+
+
+def _fluxnet_rows(s: dict[str, np.ndarray], names: list[str], values: dict[str, np.ndarray]) -> list[list[str]]:
+    return [[_stamp(e - timedelta(minutes=30)), _stamp(e), *(f"{values[n][i]:g}" for n in names)]
+            for i, e in enumerate(s["ends"])]
+
+
+def test_flux_quality_flag_removes_bad_nee(tmp_path: Path) -> None:
+    s = _synthetic()
+    flag = np.arange(len(s["NEE"])) % 3  # 0, 1, 2 in turn
+    values = {**s, "FC_SSITC_TEST": flag}
+    names = ["FC", "FC_SSITC_TEST", "SW_IN", "TA", "VPD"]
+    values["FC"] = s["NEE"]
+    path = _write(tmp_path / "in.csv", ["TIMESTAMP_START", "TIMESTAMP_END", *names], _fluxnet_rows(s, names, values))
+    data = read_budget_csv(path)
+    np.testing.assert_array_equal(np.isfinite(data.columns["NEE"]), flag <= 1)
+    np.testing.assert_array_equal(data.columns["NEE"][flag <= 1], s["NEE"][flag <= 1])
+    assert f"{int((flag == 2).sum())} NEE values with FC_SSITC_TEST > 1 removed" in " ".join(data.notes)
+    kept = read_budget_csv(path, max_flux_flag=2)
+    np.testing.assert_array_equal(kept.columns["NEE"], s["NEE"])
+    strict = read_budget_csv(path, max_flux_flag=0)
+    np.testing.assert_array_equal(np.isfinite(strict.columns["NEE"]), flag == 0)
+
+
+def test_online_tool_qc_flag_removes_bad_nee(tmp_path: Path) -> None:
+    s = _synthetic()
+    qc = np.where(np.arange(len(s["NEE"])) % 4 == 0, 2, 0)
+    names = ["NEE", "qcNEE", "SW_IN", "TA", "VPD"]
+    path = _write(tmp_path / "in.csv", ["TIMESTAMP_START", "TIMESTAMP_END", *names],
+                  _fluxnet_rows(s, names, {**s, "qcNEE": qc}))
+    np.testing.assert_array_equal(np.isfinite(read_budget_csv(path).columns["NEE"]), qc == 0)
+
+
+def test_vpd_from_rh_and_ta(tmp_path: Path) -> None:
+    s = _synthetic()
+    names = ["NEE", "SW_IN", "TA", "RH"]
+    path = _write(tmp_path / "in.csv", ["TIMESTAMP_START", "TIMESTAMP_END", *names], _fluxnet_rows(s, names, s))
+    data = read_budget_csv(path)
+    # Magnus over water, hPa (FAO-56 eq. 11 × 10), written out here independently of the reader
+    expected = 6.108 * np.exp(17.27 * s["TA"] / (s["TA"] + 237.3)) * (1.0 - s["RH"] / 100.0)
+    np.testing.assert_allclose(data.columns["VPD"], expected, rtol=1e-12)
+    assert any("VPD computed from RH and TA" in n for n in data.notes)
+
+
+def test_plain_name_beats_pi_and_qualified_names(tmp_path: Path) -> None:
+    s = _synthetic()
+    values = {**s, "NEE_PI_1_1_1": s["NEE"] + 100.0, "NEE_PI": s["NEE"] + 50.0, "TA_1_1_1": s["TA"],
+              "TA_1_2_1": s["TA"] + 1.0}
+    names = ["NEE_PI_1_1_1", "NEE_PI", "NEE", "SW_IN", "TA_1_1_1", "TA_1_2_1", "VPD"]
+    path = _write(tmp_path / "in.csv", ["TIMESTAMP_START", "TIMESTAMP_END", *names], _fluxnet_rows(s, names, values))
+    data = read_budget_csv(path)
+    np.testing.assert_array_equal(data.columns["NEE"], s["NEE"])
+    np.testing.assert_array_equal(data.columns["TA"], s["TA"])  # the first qualified column
+    names.remove("NEE")
+    path = _write(tmp_path / "pi.csv", ["TIMESTAMP_START", "TIMESTAMP_END", *names], _fluxnet_rows(s, names, values))
+    np.testing.assert_allclose(read_budget_csv(path).columns["NEE"], s["NEE"] + 50.0, rtol=1e-12)
+
+
+def test_met_file_with_timestamp_end_only(tmp_path: Path) -> None:
+    s = _synthetic()
+    main = _write(tmp_path / "flux.csv", ["TIMESTAMP_START", "TIMESTAMP_END", "FC", "TA", "VPD"],
+                  _fluxnet_rows(s, ["FC", "TA", "VPD"], {**s, "FC": s["NEE"]}))
+    met = _write(tmp_path / "met.csv", ["TIMESTAMP_END", "SW_IN"],
+                 [[_stamp(e), f"{s['SW_IN'][i]:g}"] for i, e in enumerate(s["ends"])])
+    np.testing.assert_array_equal(read_budget_csv(main, met=met).columns["SW_IN"], s["SW_IN"])
+
+
+def test_no_time_columns_says_which_layouts(tmp_path: Path) -> None:
+    path = _write(tmp_path / "in.csv", ["DATE", "NEE"], [["2021-06-01", "1"], ["2021-06-01", "2"]])
+    with pytest.raises(BudgetFileError, match=r"no time columns .*TIMESTAMP_START and TIMESTAMP_END .* or Year, DoY "
+                                              r"and Hour"):
+        read_budget_csv(path)
+
+
+def test_corrupt_gzip_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv.gz"
+    path.write_bytes(gzip.compress(b"TIMESTAMP_START,TIMESTAMP_END\n")[:-6])
+    with pytest.raises(BudgetFileError, match=r"not a text table \(UTF-8 CSV, plain or gzip-compressed\)"):
+        read_budget_csv(path)
