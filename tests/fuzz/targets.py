@@ -939,6 +939,43 @@ def text_file_mutants(draw: st.DrawFn, base: str) -> bytes:
     return draw(mutated(data)) if draw(st.integers(0, 3)) == 0 else data
 
 
+def _budget_tables() -> list[str]:
+    """Three days of plausible half-hourly records in each input layout `sinkwatch flux budget` reads
+    (gateway/flux/budget/files.py): FLUXNET start and end, europe-fluxdata end only with qualified and _PI names and
+    a quality flag, the online tool's tab-separated Year/DoY/Hour with a units row and RH for VPD."""
+    start = datetime(2021, 6, 1)
+    rows = []
+    for i in range(3 * 48):
+        sun = max(0.0, math.sin(((i % 48) / 2.0 - 6.0) / 12.0 * math.pi))
+        end = start + timedelta(minutes=30 * (i + 1))
+        rows.append((end, f"{3 - 12 * sun:.3f}", f"{700 * sun:.1f}", f"{12 + 6 * sun:.2f}", f"{2 + 10 * sun:.2f}",
+                     f"{90 - 40 * sun:.1f}", str(i % 3)))
+    fluxnet = ["TIMESTAMP_START,TIMESTAMP_END,NEE,SW_IN,TA,VPD,USTAR"] + [
+        f"{e - timedelta(minutes=30):%Y%m%d%H%M},{e:%Y%m%d%H%M},{n},{sw},{ta},{vpd},0.3"
+        for e, n, sw, ta, vpd, _, _ in rows]
+    europe = ["TIMESTAMP_END,FC_1_1_1,FC_SSITC_TEST_1_1_1,NEE_PI_1_1_1,SW_IN_1_1_1,TA_1_1_1,VPD_PI_1_1_1"] + [
+        f"{e:%Y%m%d%H%M},{n},{flag},{n},{sw},{ta},{vpd}" for e, n, sw, ta, vpd, _, flag in rows]
+    tool = ["Year\tDoY\tHour\tNEE\tqcNEE\tRg\tTair\trH\tUstar", "-\t-\t-\tumolm-2s-1\t-\tWm-2\tdegC\t%\tms-1"]
+    for e, n, sw, ta, _, rh, flag in rows:
+        begin = e - timedelta(minutes=30)
+        hour = (e - datetime(begin.year, begin.month, begin.day)).total_seconds() / 3600
+        tool.append(f"{begin.year}\t{begin.timetuple().tm_yday}\t{hour:g}\t{n}\t{flag}\t{sw}\t{ta}\t{rh}\t0.3")
+    return ["\n".join(t) + "\n" for t in (fluxnet, europe, tool)]
+
+
+def budget_input_files() -> st.SearchStrategy[bytes]:
+    """A budget input table of any layout: as it is, gzip-compressed, or with lines and bytes mutated."""
+    tables = st.sampled_from(_budget_tables())
+    return st.one_of(tables.map(str.encode), tables.map(lambda t: gzip.compress(t.encode(), mtime=0)),
+                     tables.flatmap(text_file_mutants))
+
+
+def _budget_loader(path: Path) -> Any:
+    from gateway.flux.budget.files import read_budget_csv
+
+    return read_budget_csv(path)
+
+
 # --- the registry ---------------------------------------------------------------------------------------------------
 
 _RTU_LINE: Any = None
@@ -972,6 +1009,7 @@ def build_targets() -> list[Target]:
     from gateway.central.store import StoreUnavailable
     from gateway.configfile import ConfigError
     from gateway.driver_api import BadRecord, DeviceError
+    from gateway.flux.budget.files import BudgetFileError
 
     _init_drivers()
     ingest = IngestHarness()
@@ -984,6 +1022,7 @@ def build_targets() -> list[Target]:
     archive_v2 = _FileHarness("sonic_20261125T1000Z.swr", _archive_reader)
     planar_fit = _FileHarness("planar_fit.txt", _planar_fit_loader)
     spectral = _FileHarness("spectral_assessment.txt", _spectral_loader)
+    budget_input = _FileHarness("budget_input.csv", _budget_loader)
     reference = REPO_ROOT / "tests" / "data" / "ec-raw"
     layouts = st.booleans()
     return [
@@ -1021,4 +1060,5 @@ def build_targets() -> list[Target]:
                (ValueError,)),
         Target("eddypro_spectral_assessment",
                text_file_mutants((reference / "spectral_assessment.txt").read_text()), spectral.load, (ValueError,)),
+        Target("budget_input_file", budget_input_files(), budget_input.load, (BudgetFileError,)),
     ]

@@ -34,6 +34,7 @@ import csv
 import gzip
 import math
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -127,13 +128,15 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     (no field a number, as in the online tool's files) is dropped."""
     try:
         raw = path.read_bytes()
+    except OSError as exc:
+        raise BudgetFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+    try:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         text = raw.decode("utf-8-sig")
-    except OSError as exc:
-        raise BudgetFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile):
-        raise BudgetFileError(f"{path}: not a text table (UTF-8 CSV, plain or gzip-compressed)") from None
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error):
+        raise BudgetFileError(f"{path}: not a text table (UTF-8 CSV, plain or gzip-compressed: a damaged or cut "
+                              "gzip file?)") from None
     rows = [r for r in _split_lines(text) if r and any(c.strip() for c in r)]
     if not rows:
         raise BudgetFileError(f"{path}: the file is empty; it needs a header row and half-hourly records")

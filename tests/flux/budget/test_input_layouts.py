@@ -204,8 +204,14 @@ def test_no_time_columns_says_which_layouts(tmp_path: Path) -> None:
         read_budget_csv(path)
 
 
-def test_corrupt_gzip_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["cut", "flipped"])
+def test_corrupt_gzip_is_a_clear_error(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "in.csv.gz"
-    path.write_bytes(gzip.compress(b"TIMESTAMP_START,TIMESTAMP_END\n")[:-6])
-    with pytest.raises(BudgetFileError, match=r"not a text table \(UTF-8 CSV, plain or gzip-compressed\)"):
+    data = bytearray(gzip.compress(b"TIMESTAMP_START,TIMESTAMP_END\n" * 20))
+    if damage == "cut":
+        del data[-6:]
+    else:
+        data[10] ^= 0xFF  # the deflate stream's first byte: zlib's own error, not gzip's
+    path.write_bytes(bytes(data))
+    with pytest.raises(BudgetFileError, match=r"not a text table \(UTF-8 CSV, plain or gzip-compressed: a damaged"):
         read_budget_csv(path)
