@@ -7,6 +7,7 @@ the fix).
 
 from __future__ import annotations
 
+import calendar
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,14 @@ def _parse_ustar(value: str) -> str | float:
         return float(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r}: give auto, none or a threshold in m s-1 (e.g. 0.2)") from None
+
+
+def _coverage(year: str, records: float, step_s: float) -> str:
+    """" (partial year: D of N days)" when the input covers less than the calendar year, so that a sum over part of
+    a year is not read as an annual budget; "" for a whole year."""
+    days = 366 if calendar.isleap(int(year)) else 365
+    covered = records * step_s / 86400.0
+    return "" if covered >= days else f" (partial year: {covered:.1f} of {days} days, not an annual budget)"
 
 
 def budget(
@@ -88,7 +97,8 @@ def budget(
         typer.echo(f"note: {note}", err=True)
     for i, label in enumerate(result.annual.label):
         v = result.annual.values
-        typer.echo(f"{label}: NEE {v['NEE_F'][i]:.1f} ± {v['NEE_F_UNC'][i]:.1f} gC m-2 "
+        coverage = _coverage(str(label), float(v["N_RECORDS"][i]), data.step_s)
+        typer.echo(f"{label}{coverage}: NEE {v['NEE_F'][i]:.1f} ± {v['NEE_F_UNC'][i]:.1f} gC m-2 "
                    f"({v['NEE_F_TCO2E'][i]:.2f} ± {v['NEE_F_UNC_TCO2E'][i]:.2f} tCO2e ha-1), "
                    f"gaps {100 * v['GAP_FRACTION'][i]:.0f} %"
                    + (f", RECO_NT {v['RECO_NT'][i]:.0f}, GPP_NT {v['GPP_NT'][i]:.0f} gC m-2" if "RECO_NT" in v else ""))

@@ -193,4 +193,6 @@ def test_missing_half_hours_are_inserted_and_rows_kept(tmp_path: Path) -> None:
     result, out = _budget(tmp_path, "DE-Tha1998", "--ustar", "none")
     assert result.exit_code == 0, result.output
     assert "10 missing records" in result.output
+    # 40 days (the 10 inserted records are part of the grid): a sum over part of a year says so
+    assert "1998 (partial year: 40.0 of 365 days, not an annual budget): NEE " in result.output
     assert len(_read(out)["NEE_F"]) == 40 * 48 - 10

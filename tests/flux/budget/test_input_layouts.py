@@ -66,6 +66,7 @@ def test_command_reads_the_online_tool_file_with_year(tmp_path: Path) -> None:
     assert rows[1].startswith("199801010000,199801010030,") and rows[-1].startswith("199812312330,199901010000,")
     assert len(rows) == 1 + 17520
     assert annual.read_text().splitlines()[1].startswith("1998,")
+    assert "\n1998: NEE " in result.output and "partial year" not in result.output  # a whole year
 
 
 # --- one rule at a time, on a small synthetic table ----------------------------------------------------------------
