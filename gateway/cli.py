@@ -63,6 +63,10 @@ def flux_budget(
                                                               "(m) when INPUT has FC without SC")] = None,
     bootstrap: Annotated[int, typer.Option(help="file mode: u* bootstrap draws (auto)", min=100)] = 100,
     seed: Annotated[int, typer.Option(help="file mode: seed of the u* bootstrap")] = 0,
+    despike: Annotated[float | None, typer.Option(help="file mode: remove NEE spikes beyond Z x MAD/0.6745 of the "
+                                                        "second differences (Papale et al. 2006: 4 to 7; off by "
+                                                        "default; station mode: budget.despike_z)", min=0.5,
+                                                   max=20)] = None,
     max_flux_flag: Annotated[int, typer.Option(help="file mode: remove NEE whose quality flag (FC_SSITC_TEST, "
                                                     "qcNEE: 0 best, 1 good, 2 bad) is above this", min=0,
                                                max=2)] = 1,
@@ -92,6 +96,8 @@ def flux_budget(
                                             ("--storage-height", storage_height)) if given is not None]
         if max_flux_flag != 1:
             ignored.append("--max-flux-flag")
+        if despike is not None:
+            ignored.append("--despike")
         if ignored:
             raise typer.BadParameter("a file-mode option; in station mode the central config gives it (budget: in "
                                      "central.yaml)", param_hint=f"'{ignored[0]}'")
@@ -107,7 +113,7 @@ def flux_budget(
     assert input_csv is not None and lat is not None and lon is not None and utc_offset is not None and out is not None
     file_budget(input_csv, lat, lon, utc_offset, out, ustar=ustar or "auto", daily=daily, monthly=monthly,
                 annual=annual, ustar_draws=ustar_draws, met=met, storage_height=storage_height, bootstrap=bootstrap,
-                seed=seed, year=year, max_flux_flag=max_flux_flag)
+                seed=seed, year=year, max_flux_flag=max_flux_flag, despike=despike)
 
 
 flux_app.command("budget")(flux_budget)

@@ -368,13 +368,16 @@ def budget_input_digests(store: Store, run: BudgetRun) -> dict[str, dict[str, An
 
 def budget_settings(job: BudgetJobConfig, ustar: str | float | None = None) -> BudgetSettings:
     return BudgetSettings(ustar=job.ustar_mode() if ustar is None else ustar, n_bootstrap=job.bootstrap,
-                          seed=job.seed, partition=job.partition)
+                          seed=job.seed, partition=job.partition, despike_z=job.despike_z)
 
 
 def settings_record(data: StationYearInput, chain: BudgetSettings) -> dict[str, Any]:
     """Everything that decides the result besides the engine and the data: what the settings hash is of."""
     st = data.settings
-    return {
+    # spike detection enters the hash only when on, so the budgets stored before it existed keep theirs
+    despike = {} if chain.despike_z is None else {"despike_z": chain.despike_z,
+                                                   "despike_window_days": chain.despike_window_days}
+    return {**despike,
         "ustar": chain.ustar, "bootstrap": chain.n_bootstrap, "seed": chain.seed,
         "scenarios": list(chain.scenarios), "partition": chain.partition,
         "latitude": st.latitude, "longitude": st.longitude, "utc_offset_h": st.utc_offset_h,

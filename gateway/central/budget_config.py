@@ -67,6 +67,8 @@ class BudgetJobConfig(_Section):
     bootstrap: int = Field(default=100, ge=100, le=1000)
     seed: int = 0
     partition: bool = True
+    despike_z: float | None = Field(default=None, ge=0.5, le=20, description="remove NEE spikes beyond this many "
+                                    "MAD/0.6745 of the second differences (Papale et al. 2006: 4-7); null: none")
     previous_year_days: int = Field(default=31, ge=0, le=366)
     defaults: StationBudgetSettings = Field(default_factory=StationBudgetSettings)
     per_station: dict[Identifier, StationBudgetSettings] = Field(default_factory=dict)

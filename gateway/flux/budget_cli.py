@@ -52,6 +52,9 @@ def budget(
     bootstrap: Annotated[int, typer.Option(help="u* bootstrap draws (auto)", min=100)] = 100,
     seed: Annotated[int, typer.Option(help="seed of the u* bootstrap")] = 0,
     year: Annotated[int | None, typer.Option(help="the year of a file with DoY and Hour but no Year column")] = None,
+    despike: Annotated[float | None, typer.Option(help="remove NEE spikes beyond Z x MAD/0.6745 of the second "
+                                                        "differences (Papale et al. 2006: 4 to 7; off by default)",
+                                                   min=0.5, max=20)] = None,
     max_flux_flag: Annotated[int, typer.Option(help="remove NEE whose quality flag (FC_SSITC_TEST, qcNEE: 0/1/2) is "
                                                     "above this", min=0, max=2)] = 1,
 ) -> None:
@@ -75,7 +78,8 @@ def budget(
                                   "--ustar none if NEE is already u*-filtered")
         result = run_budget(data.time_start_s, cols["NEE"], cols["SW_IN"], cols["TA"], cols["VPD"],
                             cols.get("USTAR"), lat=lat, lon=lon, utc_offset_h=utc_offset,
-                            settings=BudgetSettings(ustar=mode, n_bootstrap=bootstrap, seed=seed))
+                            settings=BudgetSettings(ustar=mode, n_bootstrap=bootstrap, seed=seed,
+                                                  despike_z=despike))
     except (BudgetFileError, BudgetInputError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

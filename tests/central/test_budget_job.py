@@ -5,6 +5,7 @@ the choices it refuses to guess, and the same job against SQLite and a real infl
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -291,3 +292,16 @@ def test_a_run_keeps_the_digests_of_its_inputs_and_they_show_a_later_change(
     finally:
         if store is not sqlite:
             store.close()
+
+
+def test_spike_detection_is_a_setting_of_the_run(sqlite: SqliteStore) -> None:
+    part = first_days(simulated_year(), 30)
+    fill_store(sqlite, part)
+    plain = run_station_budget(sqlite, STATION, YEAR, job(), now=after(part)).run
+    despiked = run_station_budget(sqlite, STATION, YEAR, job(despike_z=5.5), now=after(part)).run
+    # off by default and then not in the settings, so the runs stored before the option keep their hash
+    assert "despike_z" not in plain.settings and not any("spikes removed" in n for n in plain.notes)
+    assert despiked.settings["despike_z"] == 5.5 and despiked.settings_hash != plain.settings_hash
+    assert any(re.search(r"\d+ NEE spikes removed \(Papale et al\. 2006, z = 5\.5", n) for n in despiked.notes)
+    assert {r.settings_hash for r in sqlite.budget_runs(STATION, YEAR)} == {plain.settings_hash,
+                                                                            despiked.settings_hash}

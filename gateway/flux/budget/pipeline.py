@@ -1,6 +1,7 @@
 """The budget chain on one site-year of half-hourly (or hourly) records (docs/budget.md).
 
     drivers: MDS for met (TA_F, SW_IN_F, VPD_F)          -> mds.mds_fill_met (REddyProc rules for met)
+    spikes (optional): MAD of the second differences, day and night apart (Papale 2006) -> despike
     u* filter: auto (moving-point test + bootstrap), none, or a given threshold  -> ustar
     NEE: MDS gap filling (REddyProc), random uncertainty (ONEFlux)              -> mds, randunc
     u* scenarios: NEE filtered at the 5/50/95 % bootstrap thresholds and filled again (uncertainty term b)
@@ -29,6 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gateway.flux.budget.aggregate import Aggregates, aggregate
+from gateway.flux.budget.despike import nee_spikes
 from gateway.flux.budget.mds import MdsResult, mds_fill, mds_fill_met
 from gateway.flux.budget.randunc import random_uncertainty
 from gateway.flux.budget.ustar import SWIN_FOR_NIGHT, UstarError, UstarResult, ustar_threshold
@@ -51,13 +53,17 @@ class BudgetInputError(ValueError):
 class BudgetSettings:
     """``ustar``: ``"auto"`` (moving-point test with ``n_bootstrap`` draws from ``seed``), ``"none"`` (NEE is
     already u*-filtered) or a threshold in m s-1. ``scenarios``: the bootstrap percentiles whose thresholds filter
-    and fill NEE again for the u* uncertainty. ``partition``: run the nighttime and daytime partitioning."""
+    and fill NEE again for the u* uncertainty. ``partition``: run the nighttime and daytime partitioning.
+    ``despike_z``: remove NEE spikes beyond this many MAD/0.6745 of the second differences (Papale et al. 2006; 4-7;
+    None: no spike detection), judged in windows of ``despike_window_days`` (`despike.py`)."""
 
     ustar: str | float = "auto"
     n_bootstrap: int = 100
     seed: int = 0
     scenarios: tuple[float, ...] = (5.0, 50.0, 95.0)
     partition: bool = True
+    despike_z: float | None = None
+    despike_window_days: int = 13
 
 
 @dataclass
@@ -181,8 +187,16 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
         if met[name].n_unfilled > trail + lead:
             notes.append(f"{name}: {met[name].n_unfilled - lead - trail} records could not be gap-filled")
 
-    # u* filtering
     scalars: dict[str, float | str] = {}
+    if st.despike_z is not None:
+        spikes = nee_spikes(nee_a, sw, z=st.despike_z, steps_per_day=per_day, window_days=st.despike_window_days)
+        nee_a = np.where(spikes, np.nan, nee_a)  # hh["NEE"] keeps the input
+        scalars["DESPIKE_Z"] = float(st.despike_z)
+        scalars["N_SPIKES"] = float(spikes.sum())
+        notes.append(f"{int(spikes.sum())} NEE spikes removed (Papale et al. 2006, z = {st.despike_z:g}, windows of "
+                     f"{st.despike_window_days} days)")
+
+    # u* filtering
     ustar_result: UstarResult | None = None
     mode = st.ustar
     scenario_thresholds: dict[str, float] = {}
