@@ -221,6 +221,11 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
                     "USTAR: the moving-point test found no u* threshold (nighttime NEE never levels off with u*); "
                     "give one with --ustar VALUE (m s-1), or --ustar none if NEE is already filtered")
             scalars["USTAR_MODE"] = "auto"
+            years = np.unique(labels[core].astype("U4"), return_counts=True)
+            long_years = [str(y) for y, count in zip(*years, strict=True) if count >= 60 * per_day]
+            if len(long_years) > 1:
+                notes.append(f"u* threshold estimated once over {', '.join(long_years)}: ONEFlux and REddyProc "
+                             "estimate one per year; run each year alone for theirs")
             summary = ustar_result.summary()
             for key in ("mean", "sd", "p05", "p50", "p95", "n"):
                 scalars[f"USTAR_THRESHOLD_{key.upper()}"] = summary[key]

@@ -37,6 +37,23 @@ def test_a_synthetic_year_is_recovered_through_the_whole_chain() -> None:
     assert np.nansum(res.daily.values["NEE_F"]) == pytest.approx(annual["NEE_F"][0])
     assert annual["NEE_F_TCO2E"][0] == pytest.approx(annual["NEE_F"][0] * 44.01 / 12.011 / 100)
     assert len(res.daily.label) == 365 and len(res.monthly.label) == 12 and res.annual.label == ["2021"]
+    assert not any("estimated once over" in n for n in res.notes)  # one year: nothing pooled
+
+
+def test_two_years_get_their_sums_and_say_the_u_star_threshold_is_pooled() -> None:
+    first, second = synthetic_year(2021, seed=1), synthetic_year(2022, seed=2)
+
+    def both(name: str) -> np.ndarray:
+        return np.concatenate([getattr(first, name), getattr(second, name)])
+
+    res = run_budget(both("time_start_s"), both("nee"), both("sw_in"), both("ta"), both("vpd"), both("ustar"),
+                     lat=first.lat, lon=first.lon, utc_offset_h=first.utc_offset_h,
+                     settings=BudgetSettings(partition=False))
+    assert res.annual.label == ["2021", "2022"]
+    assert any(n.startswith("u* threshold estimated once over 2021, 2022: ONEFlux and REddyProc estimate one per "
+                            "year") for n in res.notes)
+    for i, year in enumerate((first, second)):
+        assert abs(res.annual.values["NEE_F"][i] - _gc(year.nee_true)) < 15.0
 
 
 def test_a_record_not_starting_at_midnight_is_padded_and_cut_back() -> None:
