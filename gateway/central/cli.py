@@ -230,13 +230,16 @@ def flux_budget_station(station: str, year: int, config: Path, *, ustar: str | N
     _require_central("sinkwatch flux budget --station")
     from gateway.central.budget import BudgetJobError, describe, run_station_budget, table_csv
     from gateway.central.store import StoreError
+    from gateway.flux.budget.files import BudgetFileError, check_writable
 
     try:
+        check_writable([("--out", out), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
+                        ("--ustar-draws", ustar_draws)])
         central = load_central_config(config)
         mode: str | float | None = None
         if ustar is not None:
             mode = ustar if ustar in ("auto", "none") else float(ustar)
-    except ConfigError as exc:
+    except (ConfigError, BudgetFileError) as exc:
         typer.echo(f"flux budget: {exc}", err=True)
         raise typer.Exit(2) from None
     except ValueError:
@@ -273,13 +276,18 @@ def flux_budget_station(station: str, year: int, config: Path, *, ustar: str | N
             s = {k: run.scalars.get(f"USTAR_THRESHOLD_{k}") for k in ("P05", "P50", "P95", "N")}
             spread = f" (bootstrap p05 {s['P05']:.3f}, p50 {s['P50']:.3f}, p95 {s['P95']:.3f}, n {s['N']:.0f})"
         typer.echo(f"u* threshold {threshold:.3f} m s-1{spread}")
-    for path, resolution in ((out, "HH"), (daily, "DD"), (monthly, "MM"), (annual, "YY")):
-        if path is not None:
-            path.write_text(table_csv(run, budget.tables[resolution]), encoding="utf-8")
-            typer.echo(f"wrote {path}")
-    if ustar_draws is not None:
-        ustar_draws.write_text("USTAR_THRESHOLD\n" + "".join(f"{v:.6g}\n" for v in run.ustar_draws),
-                               encoding="utf-8")
+    try:
+        for path, resolution in ((out, "HH"), (daily, "DD"), (monthly, "MM"), (annual, "YY")):
+            if path is not None:
+                path.write_text(table_csv(run, budget.tables[resolution]), encoding="utf-8")
+                typer.echo(f"wrote {path}")
+        if ustar_draws is not None:
+            ustar_draws.write_text("USTAR_THRESHOLD\n" + "".join(f"{v:.6g}\n" for v in run.ustar_draws),
+                                   encoding="utf-8")
+    except OSError as exc:  # checked writable before; a full disk or a folder removed meanwhile
+        typer.echo(f"flux budget: cannot write {exc.filename}: {exc.strerror}; the budget is stored (below), the "
+                   "files not all written: free space or choose another path", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"stored as settings_hash {run.settings_hash} ({run.engine_version}): "
                f"GET /api/v1/budget?station={station}&year={year}&settings_hash={run.settings_hash}")
 

@@ -62,6 +62,7 @@ def budget(
     from gateway.flux.budget.files import (
         HALFHOURLY_COLUMNS,
         BudgetFileError,
+        check_writable,
         read_budget_csv,
         write_aggregates_csv,
         write_halfhourly_csv,
@@ -70,6 +71,8 @@ def budget(
 
     mode = _parse_ustar(ustar)
     try:
+        check_writable([("--out", out), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
+                        ("--ustar-draws", ustar_draws)])
         data = read_budget_csv(input_csv, met=met, storage_height_m=storage_height, year=year,
                                max_flux_flag=max_flux_flag)
         cols = data.columns
@@ -83,20 +86,6 @@ def budget(
     except (BudgetFileError, BudgetInputError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    hh = {k: v[data.rows] for k, v in result.hh.items()}
-    names = [n for n in HALFHOURLY_COLUMNS if n in hh]
-    with out.open("w", encoding="utf-8", newline="") as fh:
-        write_halfhourly_csv(fh, data.stamps, hh, names)
-    for path, agg in ((daily, result.daily), (monthly, result.monthly)):
-        if path is not None:
-            with path.open("w", encoding="utf-8", newline="") as fh:
-                write_aggregates_csv(fh, agg)
-    if annual is not None:
-        with annual.open("w", encoding="utf-8", newline="") as fh:
-            write_aggregates_csv(fh, result.annual, extra=result.scalars)
-    if ustar_draws is not None:
-        draws: list[float] = result.ustar.bootstrap.tolist() if result.ustar is not None else []
-        ustar_draws.write_text("USTAR_THRESHOLD\n" + "".join(f"{v:.6g}\n" for v in draws), encoding="utf-8")
     for note in data.notes + result.notes:
         typer.echo(f"note: {note}", err=True)
     for i, label in enumerate(result.annual.label):
@@ -113,4 +102,23 @@ def budget(
             s = result.ustar.summary()
             extra = f" (bootstrap p05 {s['p05']:.3f}, p50 {s['p50']:.3f}, p95 {s['p95']:.3f}, n {s['n']:.0f})"
         typer.echo(f"u* threshold {thr:.3f} m s-1{extra}")
+    try:
+        hh = {k: v[data.rows] for k, v in result.hh.items()}
+        names = [n for n in HALFHOURLY_COLUMNS if n in hh]
+        with out.open("w", encoding="utf-8", newline="") as fh:
+            write_halfhourly_csv(fh, data.stamps, hh, names)
+        for path, agg in ((daily, result.daily), (monthly, result.monthly)):
+            if path is not None:
+                with path.open("w", encoding="utf-8", newline="") as fh:
+                    write_aggregates_csv(fh, agg)
+        if annual is not None:
+            with annual.open("w", encoding="utf-8", newline="") as fh:
+                write_aggregates_csv(fh, result.annual, extra=result.scalars)
+        if ustar_draws is not None:
+            draws: list[float] = result.ustar.bootstrap.tolist() if result.ustar is not None else []
+            ustar_draws.write_text("USTAR_THRESHOLD\n" + "".join(f"{v:.6g}\n" for v in draws), encoding="utf-8")
+    except OSError as exc:  # checked writable before; a full disk or a folder removed meanwhile
+        typer.echo(f"error: cannot write {exc.filename}: {exc.strerror}; the budget above was computed but not all "
+                   "of it saved: free space or choose another path and run again", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"wrote {out}")

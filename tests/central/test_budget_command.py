@@ -82,6 +82,9 @@ def test_station_and_file_mode_options_do_not_mix(tmp_path: Path) -> None:
     flag = runner.invoke(app, ["flux", "budget", "--station", STATION, "--year", str(YEAR), "-c", str(config),
                                "--max-flux-flag", "2"])  # station mode: budget.max_flux_flag of the config
     assert flag.exit_code == 2 and "'--max-flux-flag'" in flag.output and "file-mode option" in flag.output
+    unwritable = runner.invoke(app, ["flux", "budget", "--station", STATION, "--year", str(YEAR), "-c", str(config),
+                                     "--out", str(tmp_path / "no" / "hh.csv")])
+    assert unwritable.exit_code == 2 and f"--out {tmp_path / 'no' / 'hh.csv'}: the folder" in unwritable.output
     partial = runner.invoke(app, ["flux", "budget", "--station", STATION, "--year", str(YEAR)])
     assert partial.exit_code == 2 and "'--config'" in partial.output
     # the file mode's contract: INPUT, --lat, --lon, --utc-offset and --out are required

@@ -216,3 +216,17 @@ def test_corrupt_gzip_is_a_clear_error(tmp_path: Path, damage: str) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(BudgetFileError, match=r"not a text table \(UTF-8 CSV, plain or gzip-compressed: a damaged"):
         read_budget_csv(path)
+
+
+@pytest.mark.parametrize("where", ["no_folder", "a_folder"])
+def test_an_output_that_cannot_be_written_is_refused_before_computing(tmp_path: Path, where: str) -> None:
+    site = SITES["DE-Tha1998"]
+    target = tmp_path / "missing" / "annual.csv" if where == "no_folder" else tmp_path
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(app, [
+        "flux", "budget", str(DE_THA), "--year", "1998", "--lat", str(site["lat"]), "--lon", str(site["lon"]),
+        "--utc-offset", str(site["utc_offset"]), "--ustar", "0.3", "--out", str(out), "--annual", str(target)])
+    assert result.exit_code == 2, result.output  # an uncaught OSError would be exit 1 with a traceback
+    expected = "does not exist; create it" if where == "no_folder" else "is a folder; give a file name"
+    assert f"error: --annual {target}: " in result.output and expected in result.output
+    assert not out.exists()  # refused before anything was computed or written
