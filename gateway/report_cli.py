@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gateway.extras import MissingExtra, require_extra
+from gateway.outputs import OutputPathError, check_output_folder
 
 if TYPE_CHECKING:
     from gateway.report.data import SiteReportData
@@ -65,6 +66,11 @@ def report(
     budget, soil and stems files, or from the central store (--station S --year Y -c central.yaml)."""
     from gateway.report.data import ReportDataError
 
+    try:
+        check_output_folder("--out-dir", out_dir)
+    except OutputPathError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         if config is not None:
             data = _from_store(config, station or [], year, site, name, (budget_settings_hash, soil_settings_hash,

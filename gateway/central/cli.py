@@ -230,16 +230,16 @@ def flux_budget_station(station: str, year: int, config: Path, *, ustar: str | N
     _require_central("sinkwatch flux budget --station")
     from gateway.central.budget import BudgetJobError, describe, run_station_budget, table_csv
     from gateway.central.store import StoreError
-    from gateway.flux.budget.files import BudgetFileError, check_writable
+    from gateway.outputs import OutputPathError, check_output_files
 
     try:
-        check_writable([("--out", out), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
+        check_output_files([("--out", out), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
                         ("--ustar-draws", ustar_draws)])
         central = load_central_config(config)
         mode: str | float | None = None
         if ustar is not None:
             mode = ustar if ustar in ("auto", "none") else float(ustar)
-    except (ConfigError, BudgetFileError) as exc:
+    except (ConfigError, OutputPathError) as exc:
         typer.echo(f"flux budget: {exc}", err=True)
         raise typer.Exit(2) from None
     except ValueError:

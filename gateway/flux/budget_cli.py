@@ -62,16 +62,16 @@ def budget(
     from gateway.flux.budget.files import (
         HALFHOURLY_COLUMNS,
         BudgetFileError,
-        check_writable,
         read_budget_csv,
         write_aggregates_csv,
         write_halfhourly_csv,
     )
     from gateway.flux.budget.pipeline import BudgetInputError, BudgetSettings, run_budget
+    from gateway.outputs import check_output_files
 
     mode = _parse_ustar(ustar)
     try:
-        check_writable([("--out", out), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
+        check_output_files([("--out", out), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
                         ("--ustar-draws", ustar_draws)])
         data = read_budget_csv(input_csv, met=met, storage_height_m=storage_height, year=year,
                                max_flux_flag=max_flux_flag)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gateway.configfile import ConfigError
+from gateway.outputs import check_output_files
 
 if TYPE_CHECKING:
     pass
@@ -63,6 +64,7 @@ def ec(
         raise typer.Exit(2)
 
     try:
+        check_output_files([("--out", out)])
         md = load_metadata(metadata)
         st = load_settings(settings)
         check_configuration(md, st)
@@ -107,12 +109,16 @@ def ec(
     results = [process_period(period, st, planar_fit=pf, spectral_assessment=assessment, time_lags=lags)
                for period in periods]
     results.sort(key=lambda r: r.end)
-    if output_format == "eddypro-full":
-        write_eddypro_full_output(results, out, md)
-    elif output_format == "fluxnet":
-        write_eddypro_fluxnet(results, out, md)
-    else:
-        write_ameriflux_csv(results, out, base_only=base_only)
+    try:
+        if output_format == "eddypro-full":
+            write_eddypro_full_output(results, out, md)
+        elif output_format == "fluxnet":
+            write_eddypro_fluxnet(results, out, md)
+        else:
+            write_ameriflux_csv(results, out, base_only=base_only)
+    except OSError as exc:  # checked writable before; a full disk or a folder removed meanwhile
+        typer.echo(f"flux ec: cannot write {out}: {exc.strerror}; free space or choose another --out", err=True)
+        raise typer.Exit(1) from None
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed")}
     typer.echo(f"{len(results)} periods from {len(raw_files)} file(s): {counts['ok']} ok, {counts['partial']} "
                f"partial, {counts['failed']} failed -> {out}")

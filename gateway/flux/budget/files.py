@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import gzip
 import math
-import os
 import re
 import zlib
 from collections.abc import Sequence
@@ -52,7 +51,6 @@ __all__ = [
     "HALFHOURLY_COLUMNS",
     "BudgetFileError",
     "BudgetInput",
-    "check_writable",
     "read_budget_csv",
     "write_aggregates_csv",
     "write_halfhourly_csv",
@@ -420,22 +418,6 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
     _check_units(p, cols, names)
     stamps = [(s.strftime("%Y%m%d%H%M"), e.strftime("%Y%m%d%H%M")) for s, e in zip(starts, ends, strict=True)]
     return BudgetInput(time_start, cols, rows, stamps, step, notes)
-
-
-def check_writable(outputs: Sequence[tuple[str, Path | None]]) -> None:
-    """Refuse, before a budget's seconds of computing, an output (option name, path) that cannot be written: its
-    folder missing or not writable, or the path a folder (BudgetFileError naming the option and the fix)."""
-    for option, path in outputs:
-        if path is None:
-            continue
-        folder = path.parent if str(path.parent) else Path(".")
-        if path.is_dir():
-            raise BudgetFileError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'budget.csv'}")
-        if not folder.is_dir():
-            raise BudgetFileError(f"{option} {path}: the folder {folder} does not exist; create it or write "
-                                  "elsewhere")
-        if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise BudgetFileError(f"{option} {path}: not writable by this user; choose a writable place")
 
 
 def _fmt(value: float, integer: bool) -> str:

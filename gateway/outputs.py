@@ -1,0 +1,48 @@
+"""Checks of the files and folders a command is about to write, made before its work: a path that cannot be written
+is refused at once, naming the option and the fix, instead of a traceback after minutes of computing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["OutputPathError", "check_output_files", "check_output_folder"]
+
+
+class OutputPathError(ValueError):
+    """An output path cannot be written; the message names the option, the path and the fix."""
+
+
+def _writable_folder(option: str, path: Path, folder: Path) -> None:
+    if not folder.is_dir():
+        raise OutputPathError(f"{option} {path}: the folder {folder} does not exist; create it or write elsewhere")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{option} {path}: the folder {folder} is not writable by this user; choose a "
+                              "writable place")
+
+
+def check_output_files(outputs: Sequence[tuple[str, Path | None]]) -> None:
+    """Each (option, file) to be written (None: not asked for): not a folder, in an existing writable folder, and
+    writable if it exists."""
+    for option, path in outputs:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise OutputPathError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'out.csv'}")
+        _writable_folder(option, path, path.parent)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise OutputPathError(f"{option} {path}: the file exists and is not writable by this user")
+
+
+def check_output_folder(option: str, path: Path) -> None:
+    """A folder the command will create if needed (with its parents): not a file, and its nearest existing
+    ancestor a writable folder."""
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{option} {path}: is a file, not a folder; give a folder (created if missing)")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(f"{option} {path}: {ancestor} is a file, so the folder cannot be created there")
+    _writable_folder(option, path, ancestor)
