@@ -115,12 +115,8 @@ def _split_lines(text: str) -> list[list[str]]:
     return [line.split() for line in lines]
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+"""A decimal number as a data row writes it (a units row has none: ``--``, ``umolm-2s-1``, ``degC``)."""
 
 
 def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -142,7 +138,7 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
         raise BudgetFileError(f"{path}: the file is empty; it needs a header row and half-hourly records")
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
-    if body and not any(_is_number(c.strip()) for c in body[0]):
+    if body and not any(_NUMBER.match(c.strip()) for c in body[0]):
         body = body[1:]
     return header, body
 
