@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.contract import FluxRecord
-from gateway.model import QualityFlag, Reading, TimeSource
+from gateway.model import QualityFlag, Reading, ReadingTemplate, TimeSource
 
 __all__ = ["SIMULATION_ENGINE", "SyntheticYear", "flux_records", "met_readings", "synthetic_year", "truth_gc_m2"]
 
@@ -256,15 +256,17 @@ def met_readings(year: SyntheticYear, *, station: str, radiation_sensor: str = "
                  suffix: str = "_1_1_1") -> list[Reading]:
     """SW_IN from `radiation_sensor`, TA and VPD from `air_sensor` (AmeriFlux qualifier `suffix`): one reading per
     half hour, stamped at its middle, so the half-hour mean is the simulated value."""
+    # each series' fixed fields validated once (`ReadingTemplate`), not in each of a year's 52,560 readings
+    series = [(ReadingTemplate(station=station, sensor=sensor, variable=variable + suffix, unit=unit,
+                               time_source=TimeSource.GATEWAY), values.tolist())
+              for sensor, variable, unit, values in ((radiation_sensor, "SW_IN", "W m-2", year.sw_in),
+                                                     (air_sensor, "TA", "degC", year.ta),
+                                                     (air_sensor, "VPD", "hPa", year.vpd))]
     readings = []
     for i, end in enumerate(_end_times(year)):
         time = end - timedelta(minutes=15)
-        for sensor, variable, unit, value in ((radiation_sensor, "SW_IN", "W m-2", year.sw_in[i]),
-                                              (air_sensor, "TA", "degC", year.ta[i]),
-                                              (air_sensor, "VPD", "hPa", year.vpd[i])):
-            readings.append(Reading(station=station, sensor=sensor, variable=variable + suffix, value=float(value),
-                                    unit=unit, time=time, time_source=TimeSource.GATEWAY, clock_synced=True,
-                                    qc=QualityFlag.GOOD))
+        for template, values in series:
+            readings.append(template.reading(float(values[i]), time, True, QualityFlag.GOOD, None))
     return readings
 
 
