@@ -63,6 +63,9 @@ def flux_budget(
                                                               "(m) when INPUT has FC without SC")] = None,
     bootstrap: Annotated[int, typer.Option(help="file mode: u* bootstrap draws (auto)", min=100)] = 100,
     seed: Annotated[int, typer.Option(help="file mode: seed of the u* bootstrap")] = 0,
+    record: Annotated[Path | None, typer.Option(help="file mode: write the run record (JSON: inputs' SHA-256, "
+                                                   "settings, notes, outputs' SHA-256) for sinkwatch report "
+                                                   "--budget-record")] = None,
     despike: Annotated[float | None, typer.Option(help="file mode: remove NEE spikes beyond Z x MAD/0.6745 of the "
                                                         "second differences (Papale et al. 2006: 4 to 7; off by "
                                                         "default; station mode: budget.despike_z)", min=0.5,
@@ -98,6 +101,8 @@ def flux_budget(
             ignored.append("--max-flux-flag")
         if despike is not None:
             ignored.append("--despike")
+        if record is not None:
+            ignored.append("--record")
         if ignored:
             raise typer.BadParameter("a file-mode option; in station mode the central config gives it (budget: in "
                                      "central.yaml)", param_hint=f"'{ignored[0]}'")
@@ -113,7 +118,7 @@ def flux_budget(
     assert input_csv is not None and lat is not None and lon is not None and utc_offset is not None and out is not None
     file_budget(input_csv, lat, lon, utc_offset, out, ustar=ustar or "auto", daily=daily, monthly=monthly,
                 annual=annual, ustar_draws=ustar_draws, met=met, storage_height=storage_height, bootstrap=bootstrap,
-                seed=seed, year=year, max_flux_flag=max_flux_flag, despike=despike)
+                seed=seed, year=year, max_flux_flag=max_flux_flag, despike=despike, record=record)
 
 
 flux_app.command("budget")(flux_budget)

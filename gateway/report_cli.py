@@ -40,6 +40,9 @@ def report(
                       ] = None,
     ustar_draws: Annotated[Path | None, typer.Option(help="its --ustar-draws file (u* bootstrap distribution)")
                            ] = None,
+    budget_record: Annotated[Path | None, typer.Option(help="its --record file: checked against the budget files, "
+                                                            "its engine, settings, inputs and notes go into the "
+                                                            "provenance")] = None,
     soil: Annotated[Path | None, typer.Option(help="soil efflux CSV: FC_SOIL_GRAD / FC_SOIL_CH_<c> with _UNC, TS")
                     ] = None,
     stems: Annotated[Path | None, typer.Option(help="stems CSV: TIMESTAMP, GRO_<tree>, TWD_<tree> (µm)")] = None,
@@ -73,6 +76,14 @@ def report(
         raise typer.Exit(2) from None
     try:
         if config is not None:
+            given = [option for option, value in (
+                ("--budget", budget), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
+                ("--ustar-draws", ustar_draws), ("--budget-record", budget_record), ("--soil", soil),
+                ("--stems", stems), ("--stem-carbon", stem_carbon)) if value is not None]
+            if given:
+                typer.echo(f"error: {given[0]} is a file-mode option; with -c the report is built from the store "
+                           "(leave out the files, or leave out -c, --station and --year)", err=True)
+                raise typer.Exit(2)
             data = _from_store(config, station or [], year, site, name, (budget_settings_hash, soil_settings_hash,
                                                                            stems_settings_hash))
         else:
@@ -82,7 +93,8 @@ def report(
                 typer.echo("error: give --site (the files do not name it), or build from the store with --station, "
                            "--year and -c central.yaml", err=True)
                 raise typer.Exit(2)
-            files = ReportFiles(budget, daily, monthly, annual, ustar_draws, soil, stems, stem_carbon)
+            files = ReportFiles(budget, daily, monthly, annual, ustar_draws, soil, stems, stem_carbon,
+                                budget_record)
             data = build_from_files(files, site=site, year=year, name=name, lat=lat, lon=lon,
                                     utc_offset_h=utc_offset, stations=station or ())
     except ReportDataError as exc:

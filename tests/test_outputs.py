@@ -39,3 +39,10 @@ def test_commands_refuse_an_unwritable_output_before_reading_their_inputs(tmp_pa
     report = runner.invoke(app, ["report", "--budget", str(missing_input), "--site", "S", "--out-dir",
                                  str(tmp_path / "file")])
     assert report.exit_code == 2 and "error: --out-dir " in report.output and "is a file" in report.output
+
+
+def test_report_from_the_store_refuses_file_options(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["report", "-c", str(tmp_path / "central.yaml"), "--station", "st1", "--year",
+                                      "2024", "--budget", str(tmp_path / "hh.csv"), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "--budget is a file-mode option; with -c the report is built from the store" in result.output

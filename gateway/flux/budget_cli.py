@@ -8,6 +8,8 @@ the fix).
 from __future__ import annotations
 
 import calendar
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +54,9 @@ def budget(
     bootstrap: Annotated[int, typer.Option(help="u* bootstrap draws (auto)", min=100)] = 100,
     seed: Annotated[int, typer.Option(help="seed of the u* bootstrap")] = 0,
     year: Annotated[int | None, typer.Option(help="the year of a file with DoY and Hour but no Year column")] = None,
+    record: Annotated[Path | None, typer.Option(help="write the run record (JSON): the inputs' SHA-256, settings, "
+                                                   "notes and each output's SHA-256, for a verifier and for "
+                                                   "sinkwatch report --budget-record")] = None,
     despike: Annotated[float | None, typer.Option(help="remove NEE spikes beyond Z x MAD/0.6745 of the second "
                                                         "differences (Papale et al. 2006: 4 to 7; off by default)",
                                                    min=0.5, max=20)] = None,
@@ -63,16 +68,17 @@ def budget(
         HALFHOURLY_COLUMNS,
         BudgetFileError,
         read_budget_csv,
+        run_record,
         write_aggregates_csv,
         write_halfhourly_csv,
     )
-    from gateway.flux.budget.pipeline import BudgetInputError, BudgetSettings, run_budget
+    from gateway.flux.budget.pipeline import ENGINE_NAME, ENGINE_VERSION, BudgetInputError, BudgetSettings, run_budget
     from gateway.outputs import check_output_files
 
     mode = _parse_ustar(ustar)
     try:
         check_output_files([("--out", out), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
-                        ("--ustar-draws", ustar_draws)])
+                        ("--ustar-draws", ustar_draws), ("--record", record)])
         data = read_budget_csv(input_csv, met=met, storage_height_m=storage_height, year=year,
                                max_flux_flag=max_flux_flag)
         cols = data.columns
@@ -117,6 +123,17 @@ def budget(
         if ustar_draws is not None:
             draws: list[float] = result.ustar.bootstrap.tolist() if result.ustar is not None else []
             ustar_draws.write_text("USTAR_THRESHOLD\n" + "".join(f"{v:.6g}\n" for v in draws), encoding="utf-8")
+        if record is not None:
+            settings = {"lat": lat, "lon": lon, "utc_offset_h": utc_offset, "ustar": mode, "bootstrap": bootstrap,
+                        "seed": seed, "despike_z": despike, "max_flux_flag": max_flux_flag,
+                        "storage_height_m": storage_height, "year": year}
+            written = [(option, path) for option, path in (("--out", out), ("--daily", daily), ("--monthly", monthly),
+                                                           ("--annual", annual), ("--ustar-draws", ustar_draws))
+                       if path is not None]
+            doc = run_record(data, engine=f"{ENGINE_NAME} {ENGINE_VERSION}", settings=settings,
+                             notes=[*data.notes, *result.notes], outputs=written, annual=result.annual,
+                             created=datetime.now(UTC))
+            record.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     except OSError as exc:  # checked writable before; a full disk or a folder removed meanwhile
         typer.echo(f"error: cannot write {exc.filename}: {exc.strerror}; the budget above was computed but not all "
                    "of it saved: free space or choose another path and run again", err=True)

@@ -9,6 +9,9 @@ Files (header row; ``-9999`` or empty = missing; time stamps ``YYYYMMDDHHMM`` of
   :func:`gateway.flux.budget.aggregate.aggregate`, as the budget command does (said so in the notes). The annual
   file's ``USTAR_MODE`` and ``USTAR_THRESHOLD_P05``/``_P50``/``_P95`` are used when present.
 - ``ustar_draws``: the ``--ustar-draws`` file (one column ``USTAR_THRESHOLD``, one bootstrap draw per row).
+- ``budget_record``: the ``--record`` file of the budget run (JSON): its outputs' SHA-256 must equal the budget files
+  given (else the files are another run's or were changed since), and its engine, settings hash, inputs (with their
+  SHA-256 and time layout) and notes join the provenance.
 - ``soil``: ``TIMESTAMP_START`` (and ``TIMESTAMP_END``) or ``TIMESTAMP``; ``FC_SOIL_GRAD`` and/or
   ``FC_SOIL_CH_<c>`` with ``_UNC`` (1 σ) and optional ``_QC``; soil temperature ``TS`` or ``TS_<h>_<v>_<r>`` (the
   first such column; °C). Fluxes µmol m-2 s-1, positive upward (docs/soil-stems.md "Output names").
@@ -77,6 +80,7 @@ class ReportFiles:
     soil: Path | None = None
     stems: Path | None = None
     stem_carbon: Path | None = None
+    budget_record: Path | None = None
 
 
 _FIRST_MINUTE = np.datetime64("0001-01-01T00:00")
@@ -284,6 +288,64 @@ def _budget(files: ReportFiles, inputs: list[InputDigest], notes: list[str]) -> 
     return BudgetData(grid_t, step, hh, aggs["daily"], aggs["monthly"], aggs["annual"], ustar, scalars)
 
 
+_RECORD_ROLES = {"--out": "budget", "--daily": "daily", "--monthly": "monthly", "--annual": "annual",
+                 "--ustar-draws": "ustar_draws"}
+"""The budget command's output options and the report's files they are."""
+
+
+@dataclass
+class _RunRecord:
+    engine: str
+    settings_hash: str
+    inputs: list[InputDigest]
+    notes: list[str]
+
+
+def _run_record(files: ReportFiles) -> _RunRecord:
+    """Read the budget run's record and check it against the budget files given (module docstring)."""
+    path = files.budget_record
+    assert path is not None
+    try:
+        raw = path.read_bytes()
+        doc = json.loads(raw)
+    except OSError as exc:
+        raise ReportInputError(f"{path}: cannot read the budget run record: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, ValueError):
+        raise ReportInputError(f"{path}: not a JSON run record; give the --record file of sinkwatch flux "
+                               "budget") from None
+    try:
+        if doc["format"] != "sinkwatch-budget-run" or doc["version"] != 1:
+            raise ReportInputError(f"{path}: format {doc['format']!r} version {doc['version']!r}; this report reads "
+                                   "sinkwatch-budget-run version 1 (the --record file of sinkwatch flux budget)")
+        engine, settings_hash = str(doc["engine"]), str(doc["settings_hash"])
+        records = doc["records"]
+        given = {role: getattr(files, role) for role in _RECORD_ROLES.values()}
+        for output in doc["outputs"]:
+            role = _RECORD_ROLES.get(str(output["option"]))
+            mine = given.get(role) if role else None
+            if mine is None:
+                continue
+            sha = hashlib.sha256(mine.read_bytes()).hexdigest()
+            if sha != output["sha256"]:
+                raise ReportInputError(
+                    f"{mine}: its SHA-256 {sha[:16]}… is not the {output['sha256'][:16]}… the budget run recorded for "
+                    f"{output['option']} ({output['name']}): the file was changed after the run, or is another "
+                    "run's; give the files and the record of one run")
+        inputs = [InputDigest(f"budget {item['role']} ({item['layout']})", str(item["name"]), str(item["sha256"]),
+                              int(records["rows"]) if item["role"] == "input" else 0,
+                              str(records["first_start"]) if item["role"] == "input" else "",
+                              str(records["last_end"]) if item["role"] == "input" else "")
+                  for item in doc["inputs"]]
+        inputs.append(InputDigest("budget run record", path.name, hashlib.sha256(raw).hexdigest()))
+        settings = ", ".join(f"{k} {v}" for k, v in sorted(doc["settings"].items()) if v is not None)
+        notes = [f"budget run ({engine}, {doc['created_utc']}): {settings}",
+                 *(f"budget run: {note}" for note in doc["notes"])]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ReportInputError(f"{path}: the run record lacks or mangles {exc}; give the --record file of sinkwatch "
+                               "flux budget as it wrote it") from None
+    return _RunRecord(engine, settings_hash, inputs, notes)
+
+
 def _time_column(t: _Table, role: str) -> tuple[FloatArray, FloatArray | None]:
     """Start and (when given) end of each record."""
     if t.has("TIMESTAMP_START"):
@@ -399,6 +461,10 @@ def build_from_files(files: ReportFiles, *, site: str, year: int | None = None, 
     inputs: list[InputDigest] = []
     notes: list[str] = []
     budget = _budget(files, inputs, notes)
+    run = _run_record(files) if files.budget_record is not None else None
+    if run is not None:
+        inputs.extend(run.inputs)
+        notes.extend(run.notes)
     years = sorted(set(budget.annual.label))
     if year is None:
         if len(years) != 1:
@@ -430,8 +496,11 @@ def build_from_files(files: ReportFiles, *, site: str, year: int | None = None, 
     ustar_keys = {k: v for k, v in budget.scalars.items() if k.startswith(("USTAR", "E0"))}
     if ustar_keys:
         hashes["budget (u* mode, thresholds and E0 from the annual file)"] = _settings_hash(ustar_keys)
+    if run is not None:
+        hashes["budget run settings (from its record)"] = run.settings_hash
     engines = {"report": f"sinkwatch {__version__}",
-               "budget": "not recorded in the budget files (sinkwatch flux budget writes no engine version)"}
+               "budget": run.engine if run is not None else
+               "not recorded in the budget files (give sinkwatch flux budget --record FILE and --budget-record FILE)"}
     when = (generated_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     provenance = Provenance(
         stations=[StationInfo(s) for s in stations], coverage=coverage, engines=engines, settings_hashes=hashes,

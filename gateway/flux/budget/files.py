@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
+import json
 import math
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,7 +53,9 @@ __all__ = [
     "HALFHOURLY_COLUMNS",
     "BudgetFileError",
     "BudgetInput",
+    "file_sha256",
     "read_budget_csv",
+    "run_record",
     "write_aggregates_csv",
     "write_halfhourly_csv",
 ]
@@ -75,7 +79,8 @@ class BudgetFileError(ValueError):
 class BudgetInput:
     """Columns of an input file on a regular grid. ``time_start_s``: seconds since 1970-01-01 of the station's
     standard-time clock. ``rows``: index of each input row in the grid (inserted missing half hours are not
-    rows). ``stamps``: the input's (TIMESTAMP_START, TIMESTAMP_END) strings per row."""
+    rows). ``stamps``: the input's (TIMESTAMP_START, TIMESTAMP_END) strings per row. ``sources``: each file read
+    (the input, then the met file) as (name, SHA-256 of its bytes as stored, layout of its time columns)."""
 
     time_start_s: NDArray[np.float64]
     columns: dict[str, NDArray[np.float64]]
@@ -83,6 +88,7 @@ class BudgetInput:
     stamps: list[tuple[str, str]]
     step_s: float
     notes: list[str] = field(default_factory=list)
+    sources: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _parse_stamp(text: str, path: Path, row: int, column: str) -> datetime:
@@ -119,13 +125,14 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 """A decimal number as a data row writes it (a units row has none: ``--``, ``umolm-2s-1``, ``degC``)."""
 
 
-def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and records of a table file (module docstring), gzip-compressed or not; a second header row of units
-    (no field a number, as in the online tool's files) is dropped."""
+def _read_table(path: Path) -> tuple[list[str], list[list[str]], str]:
+    """Header, records and the SHA-256 of the bytes of a table file (module docstring), gzip-compressed or not; a
+    second header row of units (no field a number, as in the online tool's files) is dropped."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise BudgetFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
     try:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
@@ -140,7 +147,7 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     body = rows[1:]
     if body and not any(_NUMBER.match(c.strip()) for c in body[0]):
         body = body[1:]
-    return header, body
+    return header, body, digest
 
 
 def _column_index(header: Sequence[str], name: str) -> int | None:
@@ -311,7 +318,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
     calendar year of a file with a day of year and Hour but no Year column. ``max_flux_flag``: NEE whose quality
     flag (0/1/2) is above it is removed."""
     p = Path(path)
-    header, body = _read_table(p)
+    header, body, digest = _read_table(p)
     starts, ends, layout = _record_times(p, header, body, year)
     if len(starts) < 2:
         raise BudgetFileError(f"{p}: {len(starts)} records; a budget needs at least 14 days of half-hourly records")
@@ -340,6 +347,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
     n = int(rows[-1]) + 1
     time_start = t0 + step * np.arange(n, dtype=np.float64)
     notes: list[str] = []
+    sources = [(p.name, digest, layout)]
     if layout != "TIMESTAMP_START/TIMESTAMP_END":
         notes.append(f"record times from {layout}")
     if n > len(rows):
@@ -359,8 +367,9 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
             names[name] = header[idx]
     if met is not None:
         mp = Path(met)
-        mheader, mbody = _read_table(mp)
-        mstarts, _, _ = _record_times(mp, mheader, mbody, year)
+        mheader, mbody, mdigest = _read_table(mp)
+        mstarts, _, mlayout = _record_times(mp, mheader, mbody, year)
+        sources.append((mp.name, mdigest, mlayout))
         pos, inside = _grid_positions(t0, step, n, np.array([s.timestamp() for s in mstarts]))
         for name in ("SW_IN", "TA", "VPD", "RH", "USTAR", "PA"):
             if name in cols or _column_index(mheader, name) is None:
@@ -413,7 +422,44 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
                                   f"(hPa{more})")
     _check_units(p, cols, names)
     stamps = [(s.strftime("%Y%m%d%H%M"), e.strftime("%Y%m%d%H%M")) for s, e in zip(starts, ends, strict=True)]
-    return BudgetInput(time_start, cols, rows, stamps, step, notes)
+    return BudgetInput(time_start, cols, rows, stamps, step, notes, sources)
+
+
+RUN_RECORD_FORMAT = "sinkwatch-budget-run"
+RUN_RECORD_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_record(data: BudgetInput, *, engine: str, settings: Mapping[str, object], notes: Sequence[str],
+               outputs: Sequence[tuple[str, Path]], annual: Aggregates, created: datetime) -> dict[str, object]:
+    """What a budget run read, how, what it wrote and what it found, for a verifier (``--record FILE``; docs/budget.md,
+    "The run record"): the inputs' SHA-256 and time layout, the records' span, the settings and their hash, the
+    notes, each output file's SHA-256 and the annual totals. ``outputs``: (option, path) of files already written."""
+    settings_text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    totals = [{"year": str(label), **{name: (None if not math.isfinite(v := float(annual.values[name][i])) else v)
+                                      for name in ("NEE_F", "NEE_F_UNC", "N_RECORDS", "GAP_FRACTION")
+                                      if name in annual.values}}
+              for i, label in enumerate(annual.label)]
+    return {
+        "format": RUN_RECORD_FORMAT, "version": RUN_RECORD_VERSION, "engine": engine,
+        "created_utc": created.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "inputs": [{"role": "input" if i == 0 else "met", "name": name, "sha256": sha, "layout": layout}
+                   for i, (name, sha, layout) in enumerate(data.sources)],
+        "records": {"rows": len(data.stamps), "first_start": data.stamps[0][0], "last_end": data.stamps[-1][1],
+                    "step_s": data.step_s},
+        "settings": settings,
+        "settings_hash": hashlib.sha256(settings_text.encode()).hexdigest()[:16],
+        "notes": list(notes),
+        "outputs": [{"option": option, "name": path.name, "sha256": file_sha256(path)} for option, path in outputs],
+        "annual": totals,
+    }
 
 
 def _fmt(value: float, integer: bool) -> str:

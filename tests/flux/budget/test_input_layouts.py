@@ -6,6 +6,8 @@ the drivers, times and NEE that hesseflux read from the same files; small synthe
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.flux.budget.files import BudgetFileError, BudgetInput, read_budget_csv
+from gateway.flux.budget.pipeline import ENGINE_NAME, ENGINE_VERSION
+from gateway.report.files import ReportFiles, ReportInputError, build_from_files
 from tests.flux.budget.refdata import DATA, SITES, hesseflux_run
 
 FR_HES = DATA / "FR-Hes2016_europe-fluxdata_columns.csv.gz"
@@ -55,18 +59,58 @@ def test_online_tool_file_without_year_needs_the_year() -> None:
         read_budget_csv(DE_THA)
 
 
-def test_command_reads_the_online_tool_file_with_year(tmp_path: Path) -> None:
+def test_command_reads_the_online_tool_file_with_year_and_records_the_run(tmp_path: Path) -> None:
     site = SITES["DE-Tha1998"]
-    out, annual = tmp_path / "out.csv", tmp_path / "annual.csv"
+    out, annual, record = tmp_path / "out.csv", tmp_path / "annual.csv", tmp_path / "run.json"
     result = CliRunner().invoke(app, [
         "flux", "budget", str(DE_THA), "--year", "1998", "--lat", str(site["lat"]), "--lon", str(site["lon"]),
-        "--utc-offset", str(site["utc_offset"]), "--ustar", "0.3", "--out", str(out), "--annual", str(annual)])
+        "--utc-offset", str(site["utc_offset"]), "--ustar", "0.3", "--out", str(out), "--annual", str(annual),
+        "--record", str(record)])
     assert result.exit_code == 0, result.output
     rows = out.read_text().splitlines()
     assert rows[1].startswith("199801010000,199801010030,") and rows[-1].startswith("199812312330,199901010000,")
     assert len(rows) == 1 + 17520
     assert annual.read_text().splitlines()[1].startswith("1998,")
     assert "\n1998: NEE " in result.output and "partial year" not in result.output  # a whole year
+
+    # the run record: what was read (bytes as stored), how, with what, and what was written
+    doc = json.loads(record.read_text())
+    assert doc["engine"] == f"{ENGINE_NAME} {ENGINE_VERSION}"
+    assert doc["inputs"] == [{"role": "input", "name": DE_THA.name, "sha256": _sha(DE_THA),
+                              "layout": "day of year and Hour (end of the period)"}]
+    assert doc["records"] == {"rows": 17520, "first_start": "199801010000", "last_end": "199901010000",
+                              "step_s": 1800.0}
+    assert doc["settings"]["ustar"] == 0.3 and doc["settings"]["year"] == 1998
+    assert doc["settings"]["lat"] == site["lat"] and doc["settings"]["despike_z"] is None
+    assert doc["outputs"] == [{"option": "--out", "name": "out.csv", "sha256": _sha(out)},
+                              {"option": "--annual", "name": "annual.csv", "sha256": _sha(annual)}]
+    assert [f"note: {n}" for n in doc["notes"]] == [line for line in result.output.splitlines()
+                                                   if line.startswith("note: ")]
+    annual_nee = float(annual.read_text().splitlines()[1].split(",")[1])
+    assert doc["annual"][0]["year"] == "1998" and doc["annual"][0]["NEE_F"] == pytest.approx(annual_nee, rel=1e-5)
+
+    # the report checks the record against the files and carries it into the provenance
+    files = ReportFiles(out, annual=annual, budget_record=record)
+    report = build_from_files(files, site="DE-Tha")
+    assert report.provenance.engines["budget"] == doc["engine"]
+    assert report.provenance.settings_hashes["budget run settings (from its record)"] == doc["settings_hash"]
+    (source,) = [i for i in report.provenance.inputs if i.role.startswith("budget input")]
+    assert (source.source, source.sha256, source.records) == (DE_THA.name, _sha(DE_THA), 17520)
+    assert any(n.startswith("budget run: record times from day of year and Hour") for n in report.provenance.notes)
+    lines = out.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[2] = f"{float(cells[2]) + 0.01:g}"  # NEE of the first half hour: still a valid file, another one
+    out.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    with pytest.raises(ReportInputError, match=r"out.csv: its SHA-256 .* is not the .* the budget run recorded for "
+                                               r"--out \(out.csv\): the file was changed after the run"):
+        build_from_files(files, site="DE-Tha")
+    record.write_text(record.read_text().replace('"outputs"', '"output_files"'))
+    with pytest.raises(ReportInputError, match=r"run.json: the run record lacks or mangles 'outputs'"):
+        build_from_files(ReportFiles(out, budget_record=record), site="DE-Tha")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- one rule at a time, on a small synthetic table ----------------------------------------------------------------
