@@ -194,3 +194,23 @@ def test_a_stream_read_to_its_end_keeps_its_connection_for_the_next() -> None:
     finally:
         client.close()
         server.close()
+
+
+@pytest.mark.parametrize("meta", ["", "x", "1;120ab1cb9a8e895a;1800.0;ok;;[]"])
+def test_nils_at_a_chunks_end_and_short_metas_give_msgpacks_cells(meta: str) -> None:
+    """`packed_double_cells` takes each double's 8 bytes and compares each meta with the first through views of the
+    chunk whose rows start a byte apart: a nil as the last field of the last row (its place + 8 lies past the
+    chunk), metas of 0 and 1 bytes and metas that differ in their last byte give what msgpack's parse gives."""
+    columns = ["time", "NEE", "FC", "meta"]
+    rows: list[list[object]] = [[1_735_689_600_000_000_000 + i, 0.5 * i if i % 2 else None, None, meta]
+                                for i in range(20)]
+    rows[7][-1] = meta[:-1] + "y" if meta else "y"
+    for partial in (False, True):
+        raw = influx_chunk(columns, rows, partial)
+        found = packed_double_cells(raw)
+        parsed = packed_record_cells(msgpack.unpackb(raw, raw=False)["results"][0]["series"][0])
+        assert found is not None and parsed is not None
+        assert found[4].tolist() == [row[0] for row in rows]
+        assert [found[3](m) for m in found[2]] == [row[-1] for row in rows]
+        for j in (1, 2):
+            assert found[1][j::4] == parsed[1][j::4]

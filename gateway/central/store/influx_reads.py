@@ -666,7 +666,6 @@ _PACKED_INT64, _PACKED_DOUBLE, _PACKED_NIL = 0xD3, 0xCB, 0xC0
 #: bytes of an element by its first byte, for the elements `packed_double_cells` takes (a double or nil)
 _PACKED_SIZE = np.zeros(256, np.int64)
 _PACKED_SIZE[_PACKED_DOUBLE], _PACKED_SIZE[_PACKED_NIL] = 9, 1
-_EIGHT = np.arange(8)
 
 
 def _packed_text(raw: bytes, at: int) -> tuple[str, int]:
@@ -768,9 +767,13 @@ def _packed_double_cells(raw: bytes) -> _RecordTexts | None:
         if row != body_end:
             return None
         taken = np.array(chain, np.intp)
-    times = data[starts[taken, None] + 2 + _EIGHT].view(">i8").astype(np.int64).ravel()
+    # 8 bytes from each place, taken as rows of a view of the chunk whose rows start a byte apart (one copy of 8
+    # bytes each: a third of the CPU of an index per byte)
+    eights = _byte_windows(data, 8)
+    times = eights[starts[taken] + 2].view(">i8").astype(np.int64).ravel()
     at_fields = places[:, taken].T  # (rows, fields): each value's first byte
-    doubles = data[np.minimum(at_fields[:, :, None] + 1 + _EIGHT, last)].view(">f8").astype(np.float64).ravel()
+    # a nil's place + 1 may lie past the chunk's last 8 bytes: its double is NaN whatever is read
+    doubles = eights[np.minimum(at_fields.ravel() + 1, len(eights) - 1)].view(">f8").astype(np.float64).ravel()
     doubles[data[at_fields].ravel() == _PACKED_NIL] = np.nan  # orjson writes null for it
     text = orjson.dumps(doubles, option=orjson.OPT_SERIALIZE_NUMPY)
     if b"e+" in text or b"-0.0," in text or text.endswith(b"-0.0]"):
@@ -785,12 +788,18 @@ def _packed_double_cells(raw: bytes) -> _RecordTexts | None:
     # most rows share their chunk's first meta: compared in numpy, only the others sliced out one by one
     first = raw[meta_begins[0]:meta_ends[0]]
     alike = meta_ends - meta_begins == len(first)
-    alike[alike] = (data[meta_begins[alike][:, None] + np.arange(len(first))]
-                    == np.frombuffer(first, np.uint8)).all(axis=1)
+    if len(first):
+        alike[alike] = (_byte_windows(data, len(first))[meta_begins[alike]] == np.frombuffer(first, np.uint8)).all(
+            axis=1)
     metas = [first] * count
     for i in np.flatnonzero(~alike).tolist():
         metas[i] = raw[meta_begins[i]:meta_ends[i]]
     return columns, cells, metas, _utf8, times
+
+
+def _byte_windows(data: np.ndarray, size: int) -> np.ndarray:
+    """Every `size` bytes of `data` as a row, row i starting at byte i (a view: nothing copied)."""
+    return np.lib.stride_tricks.as_strided(data, shape=(len(data) - size + 1, size), strides=(1, 1), writeable=False)
 
 
 def _utf8(text: bytes) -> str:

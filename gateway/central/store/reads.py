@@ -138,19 +138,23 @@ class FluxTexts(Sequence[FluxRow]):
         other texts). Filled slot by slot for all records at once (a slice assignment each); records of another
         kind than the chunk's most common one are then patched where their slots differ (partial records: their
         nulls), so there is no Python step per value."""
+        import numpy as np
+
         kind_of = self.kind_of
         count, width, stride = len(kind_of), self.width, len(slots[0])
         cells = self.cells if cells is None else cells
-        base = max(range(len(slots)), key=kind_of.count) if len(slots) > 1 else 0
+        # the records' kinds as an array, once: their rows found by numpy, not by a pass of Python per kind
+        kinds = np.array(kind_of, np.intp) if len(slots) > 1 else None
+        base = int(np.bincount(kinds, minlength=len(slots)).argmax()) if kinds is not None else 0
         parts: list[bytes] = [b""] * (count * stride)
         for i, slot in enumerate(slots[base]):
             parts[i::stride] = [slot] * count if isinstance(slot, bytes) else cells[slot::width]
         for k, kind_slots in enumerate(slots):
             changed = [(i, slot) for i, (slot, usual) in enumerate(zip(kind_slots, slots[base], strict=True))
                        if slot != usual]
-            if k == base or not changed:
+            if k == base or not changed or kinds is None:
                 continue
-            for r in [r for r, of in enumerate(kind_of) if of == k]:
+            for r in np.flatnonzero(kinds == k).tolist():
                 row, at = r * width, r * stride
                 for i, slot in changed:
                     parts[at + i] = slot if isinstance(slot, bytes) else cells[row + slot]
