@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -97,10 +98,15 @@ def budget(
     for i, label in enumerate(result.annual.label):
         v = result.annual.values
         coverage = _coverage(str(label), float(v["N_RECORDS"][i]), data.step_s)
-        typer.echo(f"{label}{coverage}: NEE {v['NEE_F'][i]:.1f} ± {v['NEE_F_UNC'][i]:.1f} gC m-2 "
-                   f"({v['NEE_F_TCO2E'][i]:.2f} ± {v['NEE_F_UNC_TCO2E'][i]:.2f} tCO2e ha-1), "
-                   f"gaps {100 * v['GAP_FRACTION'][i]:.0f} %"
-                   + (f", RECO_NT {v['RECO_NT'][i]:.0f}, GPP_NT {v['GPP_NT'][i]:.0f} gC m-2" if "RECO_NT" in v else ""))
+        if math.isfinite(float(v["NEE_F"][i])):
+            total = (f"NEE {v['NEE_F'][i]:.1f} ± {v['NEE_F_UNC'][i]:.1f} gC m-2 "
+                     f"({v['NEE_F_TCO2E'][i]:.2f} ± {v['NEE_F_UNC_TCO2E'][i]:.2f} tCO2e ha-1)")
+        else:  # a gap too long to fill: no sum rather than a sum over part of the year
+            total = f"NEE missing ({v['N_UNFILLED'][i]:.0f} records not gap-filled, see the notes)"
+        parts = [f"{name} {v[name][i]:.0f}" if math.isfinite(float(v[name][i])) else f"{name} missing"
+                 for name in ("RECO_NT", "GPP_NT") if name in v]
+        typer.echo(f"{label}{coverage}: {total}, gaps {100 * v['GAP_FRACTION'][i]:.0f} %"
+                   + (f", {', '.join(parts)} gC m-2" if parts else ""))
     thr = result.scalars.get("USTAR_THRESHOLD")
     if isinstance(thr, float) and thr == thr:
         extra = ""

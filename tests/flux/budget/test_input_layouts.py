@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -274,3 +275,23 @@ def test_an_output_that_cannot_be_written_is_refused_before_computing(tmp_path: 
     expected = "does not exist; create it" if where == "no_folder" else "is a folder; give a file name"
     assert f"error: --annual {target}: " in result.output and expected in result.output
     assert not out.exists()  # refused before anything was computed or written
+
+
+def test_a_gap_too_long_to_fill_gives_no_annual_sum_and_says_so(tmp_path: Path) -> None:
+    lines = gzip.decompress(DE_THA.read_bytes()).decode().splitlines()
+    header, body = lines[:2], lines[2:]
+    path = tmp_path / "gap.txt"
+    path.write_text("\n".join([*header, *body[:100 * 48], *body[175 * 48:]]) + "\n")  # 75 days cut out
+    site = SITES["DE-Tha1998"]
+    annual = tmp_path / "annual.csv"
+    result = CliRunner().invoke(app, [
+        "flux", "budget", str(path), "--year", "1998", "--lat", str(site["lat"]), "--lon", str(site["lon"]),
+        "--utc-offset", str(site["utc_offset"]), "--ustar", "0.3", "--out", str(tmp_path / "out.csv"), "--annual",
+        str(annual)])
+    assert result.exit_code == 0, result.output
+    assert "missing records inside the time range were inserted" in result.output
+    assert re.search(r"note: NEE: \d+ records could not be gap-filled \(gaps over 60 days\)", result.output)
+    assert re.search(r"\n1998: NEE missing \(\d+ records not gap-filled, see the notes\)", result.output)
+    assert "nan" not in result.output
+    header_row, row = annual.read_text().splitlines()[:2]
+    assert row.split(",")[header_row.split(",").index("NEE_F")] == "-9999"
