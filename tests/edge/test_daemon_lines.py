@@ -23,7 +23,7 @@ from gateway.edge.daemon import StationDaemon
 from gateway.net import free_port
 from gateway.simulation.rtu_line import RtuLineSimulator
 from gateway.testing.serial_pty import socat_pty_pair
-from tests.edge.test_daemon import CountingDriver, make_daemon, run_for
+from tests.edge.test_daemon import CountingDriver, make_daemon, run_until
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,8 @@ def test_readings_are_held_while_the_disk_refuses_and_saved_when_it_accepts(
 
     monkeypatch.setattr(daemon.buffer, "append", flaky_append)
     caplog.set_level(logging.INFO, logger="sinkwatch.edge")
-    run_for(daemon, 1.0)
+    # until the disk has refused five times and then taken readings (a loaded machine polls late)
+    run_until(daemon, lambda: refusals["left"] == 0 and daemon.runners[0].health.readings >= 10)
     assert daemon.buffer_errors == 5
     buffer = ReadingBuffer(tmp_path / "buffer.sqlite")
     try:
