@@ -941,7 +941,7 @@ def text_file_mutants(draw: st.DrawFn, base: str) -> bytes:
 
 def _budget_tables() -> list[str]:
     """Three days of plausible half-hourly records in each input layout `sinkwatch flux budget` reads
-    (gateway/flux/budget/files.py): FLUXNET start and end, europe-fluxdata end only with qualified and _PI names and
+    (gateway/flux/budget/files.py): FLUXNET start and end (bare and as an AmeriFlux BASE file), europe-fluxdata end only with qualified and _PI names and
     a quality flag, the online tool's tab-separated Year/DoY/Hour with a units row and RH for VPD."""
     start = datetime(2021, 6, 1)
     rows = []
@@ -960,7 +960,8 @@ def _budget_tables() -> list[str]:
         begin = e - timedelta(minutes=30)
         hour = (e - datetime(begin.year, begin.month, begin.day)).total_seconds() / 3600
         tool.append(f"{begin.year}\t{begin.timetuple().tm_yday}\t{hour:g}\t{n}\t{flag}\t{sw}\t{ta}\t{rh}\t0.3")
-    return ["\n".join(t) + "\n" for t in (fluxnet, europe, tool)]
+    ameriflux_base = ["# Site: US-Xyz", "# Version: 1-5", *fluxnet]
+    return ["\n".join(t) + "\n" for t in (fluxnet, europe, tool, ameriflux_base)]
 
 
 def budget_input_files() -> st.SearchStrategy[bytes]:

@@ -5,8 +5,9 @@ semicolon-, tab- or blank-separated, plain or gzip-compressed. Three layouts of 
 "The input file"):
 
 - FLUXNET/AmeriFlux: ``TIMESTAMP_START`` and ``TIMESTAMP_END`` as ``YYYYMMDDHHMM`` on the station's standard-time
-  clock; a file with only one of them (the European Fluxes Database / ICOS "europe-fluxdata" files carry
-  ``TIMESTAMP_END`` only) gets the other from the records' step.
+  clock (an AmeriFlux BASE file's ``# Site:``/``# Version:`` lines before the header are skipped); a file with only
+  one of them (the European Fluxes Database / ICOS "europe-fluxdata" files carry ``TIMESTAMP_END`` only) gets the
+  other from the records' step.
 - REddyProc / MPI-BGC online gap-filling tool: ``Year`` (or ``--year`` when the file has none), ``DoY`` (or ``Day``)
   and ``Hour`` (decimal hours, 0.5 … 24), the stamp marking the *end* of the period (REddyProc manual,
   ``fGetBeginOfEddyPeriod``: "The timestamp of an Eddy record denotes the end of a half-hour period"); an optional
@@ -112,9 +113,14 @@ _DAY_COLUMNS = ("DoY", "DOY", "Day")
 
 
 def _split_lines(text: str) -> list[list[str]]:
-    """Rows of a comma-, semicolon-, tab- or blank-separated table; the separator is the first line's."""
+    """Rows of a comma-, semicolon-, tab- or blank-separated table; the separator is the header's. Comment lines
+    before the header are skipped (AmeriFlux BASE files open with ``# Site: US-Ha1`` and ``# Version: 1-5``)."""
     lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), "")
+    start = 0
+    while start < len(lines) and (not lines[start].strip() or lines[start].lstrip().startswith("#")):
+        start += 1
+    lines = lines[start:]
+    first = lines[0] if lines else ""
     for delimiter in ("\t", ",", ";"):
         if delimiter in first:
             return list(csv.reader(lines, delimiter=delimiter))

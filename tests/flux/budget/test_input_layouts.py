@@ -142,6 +142,19 @@ def _stamp(t: datetime) -> str:
     return t.strftime("%Y%m%d%H%M")
 
 
+def test_ameriflux_base_preamble_is_skipped(tmp_path: Path) -> None:
+    s = _synthetic()
+    names = ["FC", "SW_IN_1_1_1", "TA_1_1_1", "VPD_PI_1_1_1", "USTAR"]
+    values = {**s, "FC": s["NEE"], "SW_IN_1_1_1": s["SW_IN"], "TA_1_1_1": s["TA"], "VPD_PI_1_1_1": s["VPD"]}
+    path = _write(tmp_path / "US-Xyz_HH_202106010000_202106040000.csv", ["TIMESTAMP_START", "TIMESTAMP_END", *names],
+                  _fluxnet_rows(s, names, values))
+    path.write_text("# Site: US-Xyz\n# Version: 1-5\n" + path.read_text())
+    data = read_budget_csv(path)
+    assert data.stamps[0] == ("202106010000", "202106010030")
+    np.testing.assert_array_equal(data.columns["NEE"], s["NEE"])
+    np.testing.assert_array_equal(data.columns["VPD"], s["VPD"])
+
+
 def test_timestamp_start_alone_gives_the_ends(tmp_path: Path) -> None:
     s = _synthetic()
     rows = [[_stamp(e - timedelta(minutes=30)), f"{s['NEE'][i]}", f"{s['SW_IN'][i]}", f"{s['TA'][i]}",
