@@ -941,8 +941,9 @@ def text_file_mutants(draw: st.DrawFn, base: str) -> bytes:
 
 def _budget_tables() -> list[str]:
     """Three days of plausible half-hourly records in each input layout `sinkwatch flux budget` reads
-    (gateway/flux/budget/files.py): FLUXNET start and end (bare and as an AmeriFlux BASE file), europe-fluxdata end only with qualified and _PI names and
-    a quality flag, the online tool's tab-separated Year/DoY/Hour with a units row and RH for VPD."""
+    (gateway/flux/budget/files.py): FLUXNET start and end (bare and as an AmeriFlux BASE file), europe-fluxdata end
+    only with qualified and _PI names and a quality flag, the online tool's tab-separated Year/DoY/Hour with a units
+    row and RH for VPD."""
     start = datetime(2021, 6, 1)
     rows = []
     for i in range(3 * 48):
