@@ -387,6 +387,11 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
             names[name] = f"{name} (from {mp.name})"
     if "NEE" not in cols:
         if "FC" not in cols:
+            product = [h for h in header if h.startswith(("NEE_VUT_", "NEE_CUT_"))]
+            if product:  # a FLUXNET2015/ONEFlux product: its NEE was u*-filtered and gap-filled by ONEFlux
+                raise BudgetFileError(
+                    f"{p}: no NEE or FC column but {product[0]}: a FLUXNET2015/ONEFlux product, whose NEE is already "
+                    "u*-filtered and gap-filled; give the site's BASE file (FC, SC) to compute the budget here")
             raise BudgetFileError(f"{p}: no NEE or FC column; give NEE (µmol CO2 m-2 s-1), or FC with SC")
         fc = cols["FC"]
         if "SC" not in cols and storage_height_m is not None:

@@ -256,6 +256,18 @@ def test_met_file_with_timestamp_end_only(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_budget_csv(main, met=met).columns["SW_IN"], s["SW_IN"])
 
 
+def test_a_fluxnet2015_product_is_named_not_taken(tmp_path: Path) -> None:
+    s = _synthetic()
+    names = ["NEE_VUT_REF", "NEE_VUT_REF_QC", "SW_IN_F", "TA_F", "VPD_F", "USTAR"]
+    values = {**s, "NEE_VUT_REF": s["NEE"], "NEE_VUT_REF_QC": np.zeros(len(s["NEE"])), "SW_IN_F": s["SW_IN"],
+              "TA_F": s["TA"], "VPD_F": s["VPD"]}
+    path = _write(tmp_path / "FLX_XX-Xyz_FLUXNET2015_FULLSET_HH.csv", ["TIMESTAMP_START", "TIMESTAMP_END", *names],
+                  _fluxnet_rows(s, names, values))
+    with pytest.raises(BudgetFileError, match=r"no NEE or FC column but NEE_VUT_REF: a FLUXNET2015/ONEFlux product, "
+                                              r"whose NEE is already u\*-filtered and gap-filled"):
+        read_budget_csv(path)
+
+
 def test_no_time_columns_says_which_layouts(tmp_path: Path) -> None:
     path = _write(tmp_path / "in.csv", ["DATE", "NEE"], [["2021-06-01", "1"], ["2021-06-01", "2"]])
     with pytest.raises(BudgetFileError, match=r"no time columns .*TIMESTAMP_START and TIMESTAMP_END .* or Year, DoY "
