@@ -44,6 +44,28 @@ _FIELD_COUNT = len(grammar.FIELDS)
 _UNIT_FACTORS = {letter.encode("ascii"): factor for letter, factor in grammar.UNIT_FACTORS.items()}
 
 
+def _split_optional(fields: list[bytes]) -> tuple[list[bytes], bool]:
+    """A frame in one of the optional layouts (grammar docstring) -> its 8 core fields (SOS and Ts as b"" when
+    switched off) and whether SOS/Ts are present; BadRecord("format") for anything else."""
+    core = 5  # node, U, V, W, units
+    if len(fields) > core and len(fields[core]) == grammar.STATUS_WIDTH and b"." not in fields[core]:
+        has_sos_ts, status_at = False, core  # SOS and Ts switched off: the status follows the units letter
+    else:
+        has_sos_ts, status_at = True, core + 2
+    if len(fields) <= status_at or len(fields[status_at]) != grammar.STATUS_WIDTH:
+        raise BadRecord("format", f"{len(fields)} fields with no 2-digit status where M1 puts it; expected "
+                                  f"{_FIELD_COUNT} (M1 with SOS+Ts), optionally followed by analog inputs and PRT")
+    tail = fields[status_at + 1:]
+    if len(tail) > grammar.MAX_OPTIONAL_FIELDS:
+        raise BadRecord("format", f"{len(tail)} fields after the status; at most {grammar.MAX_OPTIONAL_FIELDS} "
+                                  "(analog inputs A1..A4 and the PRT)")
+    for i, extra in enumerate(tail):
+        text = extra[:-1] if i == len(tail) - 1 and extra.endswith(grammar.PRT_SUFFIX) else extra
+        _number(text, f"optional field {i + 1} after the status")
+    sos_ts = fields[core:core + 2] if has_sos_ts else [b"", b""]
+    return [*fields[:core], *sos_ts, fields[status_at]], has_sos_ts
+
+
 def _numbers(fields: list[bytes]) -> tuple[float, float, float, float, float]:
     """U, V, W, SOS, Ts checked one by one: BadRecord naming the first that is not a finite number."""
     u, v, w, sos, ts = (_number(fields[i], name) for i, name in ((1, "U"), (2, "V"), (3, "W"), (5, "SOS"),
@@ -52,7 +74,7 @@ def _numbers(fields: list[bytes]) -> tuple[float, float, float, float, float]:
 
 
 class WindMasterDriver:
-    """gateway.driver_api.StreamDriver for the Gill WindMaster (Pro), M1 mode with SOS and Ts enabled."""
+    """gateway.driver_api.StreamDriver for the Gill WindMaster (Pro), M1 mode (SOS+Ts, analog inputs, PRT optional)."""
 
     Config: ClassVar[type[StreamConfig]] = WindMasterConfig
     columns: ClassVar[tuple[StreamColumn, ...]] = grammar.COLUMNS
@@ -92,9 +114,12 @@ class WindMasterDriver:
         fields = body.split(b",")
         if fields and fields[-1] == b"":
             fields.pop()
-        if len(fields) != _FIELD_COUNT:
-            raise BadRecord("format", f"{len(fields)} fields, expected {_FIELD_COUNT} (M1 with SOS+Ts, "
-                                      "no analog inputs or PRT)")
+        has_sos_ts = True
+        # the common frame: 8 fields, a 2-digit status last, SOS (with its decimal point) in the sixth
+        if len(fields) != _FIELD_COUNT or len(fields[7]) != grammar.STATUS_WIDTH or b"." not in fields[5]:
+            fields, has_sos_ts = _split_optional(fields)
+            if not has_sos_ts:
+                fields[5] = fields[6] = b"0.0"  # placeholders, reported as None below
         if fields[0] != self._node:
             node = fields[0].decode("ascii", "replace")
             raise BadRecord("format", f"node letter {node!r}, configured {self.config.node!r}")
@@ -114,5 +139,6 @@ class WindMasterDriver:
             u, v, w, sos, ts = _numbers(fields)
         missing = grammar.MISSING_MAGNITUDE
         return (None if abs(u) >= missing else u * factor, None if abs(v) >= missing else v * factor,
-                None if abs(w) >= missing else w * factor, None if abs(sos) >= missing else sos,
-                None if abs(ts) >= missing else ts, float(status))
+                None if abs(w) >= missing else w * factor,
+                None if abs(sos) >= missing or not has_sos_ts else sos,
+                None if abs(ts) >= missing or not has_sos_ts else ts, float(status))

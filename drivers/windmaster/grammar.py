@@ -8,6 +8,15 @@ Frame layout (SOS and sonic temperature enabled, no analog inputs, no PRT)::
           node letter                     units                  status hex   between STX and ETX, 2 hex digits
 
 `J1` (normal resolution) prints 2 decimals for U/V/W, `J2` (high) prints 3; SOS and Ts always have 2.
+
+Optional fields the manual documents (sec. 7, 11.4) and a unit may be configured to send::
+
+    ... , SS , [A1 , A2 , A3 , A4 ,] [±PP.PPC ,] <ETX> ...     up to 4 analog inputs (V), then the PRT (degC, `C`)
+    <STX> N , U , V , W , M , SS , <ETX> ...                    SOS and Ts switched off
+
+The optional tail is checked (numbers, at most `MAX_OPTIONAL_FIELDS`) and not recorded: the columns are the sonic's.
+Without SOS and Ts those two columns are None. The status is told from SOS by its form (exactly 2 hex digits, no
+decimal point), so a frame without SOS/Ts but with analog inputs is never read as one with them.
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ from dataclasses import dataclass
 from gateway.driver_api import StreamColumn
 
 STX = 0x02
+STATUS_WIDTH = 2  # the status field is always 2 hex digits
+MAX_OPTIONAL_FIELDS = 5  # A1..A4 and the PRT temperature
+PRT_SUFFIX = b"C"
 ETX = 0x03
 TERMINATOR = b"\r\n"
 
@@ -84,10 +96,16 @@ def checksum(body: bytes) -> int:
 
 
 def build_frame(node: str, u: float, v: float, w: float, sos: float, ts: float, status: int, *,
-                high_resolution: bool = True, units: str = "M", bad_checksum: bool = False) -> bytes:
+                high_resolution: bool = True, units: str = "M", bad_checksum: bool = False,
+                sos_and_ts: bool = True, analog_v: tuple[float, ...] = (), prt_c: float | None = None) -> bytes:
+    """One M1 frame; `sos_and_ts=False`, `analog_v` and `prt_c` build the optional layouts (module docstring)."""
     values: dict[str, object] = {"node": node, "U": u, "V": v, "W": w, "units": units, "SOS": sos, "T_SONIC": ts,
                                  "status": status}
-    parts = [(f.high_format if high_resolution else f.normal_format).format(values[f.name]) for f in FIELDS]
+    parts = [(f.high_format if high_resolution else f.normal_format).format(values[f.name]) for f in FIELDS
+             if sos_and_ts or f.name not in ("SOS", "T_SONIC")]
+    parts += [f"{volts:+07.4f}" for volts in analog_v]
+    if prt_c is not None:
+        parts.append(f"{prt_c:+06.2f}C")
     body = (",".join(parts) + ",").encode("ascii")
     check = checksum(body) ^ (0xFF if bad_checksum else 0)
     return bytes([STX]) + body + bytes([ETX]) + f"{check:02X}".encode("ascii") + TERMINATOR

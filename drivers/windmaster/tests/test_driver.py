@@ -113,3 +113,43 @@ def test_values_too_large_to_add_up_are_still_values() -> None:
     body = frame[1:frame.index(b"\x03")].replace(b"+344.52", b"+1e308")
     frame = b"\x02" + body + b"\x03" + f"{grammar.checksum(body):02X}".encode() + b"\r\n"
     assert make_driver().parse(frame) == (1.234, -0.456, 0.078, None, None, 0.0)  # beyond the missing magnitude
+
+
+# --- optional fields the manual documents (sec. 7, 11.4) that our simulator does not send -------------------------
+
+
+def test_analog_inputs_and_prt_after_the_status_are_accepted_and_not_recorded() -> None:
+    frame = grammar.build_frame("Q", 1.234, -0.456, 0.078, 344.52, 22.41, 0, analog_v=(1.25, 0.5, 2.0, 4.999),
+                                prt_c=21.37)
+    assert b",00,+1.2500,+0.5000,+2.0000,+4.9990,+21.37C,\x03" in frame
+    assert make_driver().parse(frame) == (1.234, -0.456, 0.078, 344.52, 22.41, 0.0)
+
+
+def test_prt_alone_after_the_status_is_accepted() -> None:
+    frame = grammar.build_frame("Q", 1.234, -0.456, 0.078, 344.52, 22.41, 0, prt_c=-3.5)
+    assert make_driver().parse(frame) == (1.234, -0.456, 0.078, 344.52, 22.41, 0.0)
+
+
+def test_without_sos_and_ts_those_columns_are_none() -> None:
+    frame = grammar.build_frame("Q", 1.234, -0.456, 0.078, 344.52, 22.41, 0x01, sos_and_ts=False)
+    assert frame.startswith(b"\x02Q,+001.234,-000.456,+000.078,M,01,\x03")
+    assert make_driver().parse(frame) == (1.234, -0.456, 0.078, None, None, 1.0)
+
+
+def test_without_sos_and_ts_two_analog_inputs_are_not_read_as_sos_and_ts() -> None:
+    # 8 fields like the common frame; the status in the sixth is what gives the layout away
+    frame = grammar.build_frame("Q", 1.234, -0.456, 0.078, 344.52, 22.41, 0, sos_and_ts=False, analog_v=(1.0, 2.0))
+    assert make_driver().parse(frame) == (1.234, -0.456, 0.078, None, None, 0.0)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    (b"Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,00,+1.0000,abc,", "optional field 2 after the status"),
+    (b"Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,00,1,2,3,4,5,6,", "at most 5"),
+    (b"Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,+1.0000,", "no 2-digit status"),
+    (b"Q,+001.234,-000.456,+000.078,M,+344.52,", "no 2-digit status"),
+])
+def test_an_optional_layout_that_does_not_fit_is_a_format_bad_record(fields: bytes, message: str) -> None:
+    frame = b"\x02" + fields + b"\x03" + f"{grammar.checksum(fields):02X}".encode() + b"\r\n"
+    with pytest.raises(BadRecord, match=message) as info:
+        make_driver().parse(frame)
+    assert info.value.reason == "format"
