@@ -4,6 +4,12 @@ The stream runner (gateway/edge/streams/) owns the port, splits at CR, stamps ea
 `parse`. Checks: 7 fields, signature (span: `grammar.SIGNATURE_SPAN`), counter continuity. A counter that repeats
 the previous one is a duplicated record (BadRecord "counter"); a counter that jumps means records were lost on the
 line: the record is kept and the loss is counted in `lost_records`.
+
+Which bytes the signature covers is not settled (grammar.py). With `signature_span_fallback` (default) a record
+whose signature fails under the configured span but matches under the other one is accepted, the driver switches
+to that span, counts the switch in `signature_span_switches` and logs a warning naming the `signature_span` to set:
+otherwise a unit (or an independent simulator) following the other reading would lose every record as `checksum`.
+Every accepted record still carries a signature that matched one of the two documented rules.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ class CSAT3BConfig(StreamConfig):
     signature_span: grammar.SignatureSpan = Field(
         default=grammar.SIGNATURE_SPAN, description="bytes the signature covers: through_diag (observed) or "
                                                     "through_counter (manual text)")
+    signature_span_fallback: bool = Field(
+        default=True, description="accept (and switch to) the other span when a record's signature matches only "
+                                  "under it; the switch is logged and counted")
     height_m: float | None = Field(default=None, description="measurement height above ground, m (archive metadata)")
     north_offset_deg: float | None = Field(default=None, description="azimuth of the sonic's +x (Ux) axis, degrees")
 
@@ -67,6 +76,8 @@ class CSAT3BDriver:
         self.lost_records = 0
         self._last_counter: int | None = None
         self._through_diag = config.signature_span == "through_diag"
+        self.signature_span_switches = 0
+        """Times a record matched only the other signature span and the driver switched to it."""
 
     def __repr__(self) -> str:
         return f"CSAT3BDriver({self.config.name!r}, port={self.config.port!r})"
@@ -77,6 +88,21 @@ class CSAT3BDriver:
     def reset(self) -> None:
         """Forget the counter (after a reconnect the first record starts a new run)."""
         self._last_counter = None
+
+    def _other_span_or_raise(self, record: bytes, actual: int, sent: int) -> None:
+        """The signature failed under the active span: switch if it matches under the other, else BadRecord."""
+        span: grammar.SignatureSpan = "through_diag" if self._through_diag else "through_counter"
+        other: grammar.SignatureSpan = "through_counter" if self._through_diag else "through_diag"
+        if self.config.signature_span_fallback:
+            fields = record.split(b",")
+            if grammar.signature(grammar.signed_part(fields, other)) == sent:
+                self._through_diag = not self._through_diag
+                self.signature_span_switches += 1
+                log.warning("CSAT3B %r: records are signed %s, not %s; switched (switch %d). Set signature_span: "
+                            "%s in the station config to start with it", self.config.name, other, span,
+                            self.signature_span_switches, other)
+                return
+        raise BadRecord("checksum", f"signature {actual:04x} != sent {sent:04x} ({span})")
 
     def parse(self, frame: bytes) -> tuple[float | None, ...]:
         # Twenty records a second, every second of the year: the common record takes one path of bytes methods and
@@ -98,7 +124,7 @@ class CSAT3BDriver:
             else record[:record.rindex(b",")]
         actual = grammar.signature(signed)
         if actual != sent:
-            raise BadRecord("checksum", f"signature {actual:04x} != sent {sent:04x}")
+            self._other_span_or_raise(record, actual, sent)
         if not 0 <= counter < grammar.COUNTER_MODULUS:
             raise BadRecord("format", f"counter {counter} outside 0..{grammar.COUNTER_MODULUS - 1}")
         if self._last_counter is not None:

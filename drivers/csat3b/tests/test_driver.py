@@ -33,9 +33,9 @@ def test_parses_the_example() -> None:
     assert make_driver().parse(EXAMPLE) == (1.23456, -0.54321, 0.08765, 21.8473, 0.0)
 
 
-def test_the_manual_span_rejects_the_example() -> None:
+def test_the_manual_span_rejects_the_example_without_fallback() -> None:
     with pytest.raises(BadRecord) as info:
-        make_driver(signature_span="through_counter").parse(EXAMPLE)
+        make_driver(signature_span="through_counter", signature_span_fallback=False).parse(EXAMPLE)
     assert info.value.reason == "checksum"
 
 
@@ -134,3 +134,33 @@ def test_a_six_field_record_is_named_with_its_bytes_as_received() -> None:
     with pytest.raises(BadRecord) as info:
         make_driver().parse(b"1,2,3,4,0,17\r\n")
     assert info.value.message == "6 fields, expected 7: b'1,2,3,4,0,17\\r\\n'"
+
+
+# --- a unit (or an independent simulator) signing with the other documented span ---------------------------------
+
+
+@pytest.mark.parametrize(("configured", "sent"), [("through_diag", "through_counter"),
+                                                  ("through_counter", "through_diag")])
+def test_records_signed_under_the_other_span_are_accepted_and_the_switch_counted(configured: str, sent: str) -> None:
+    driver = make_driver(signature_span=configured)
+    records = [grammar.build_record(1.5, -0.25, 0.05, 20.0 + i, 0, i, span=sent) for i in range(5)]  # type: ignore[arg-type]
+    assert [driver.parse(r)[3] for r in records] == [20.0, 21.0, 22.0, 23.0, 24.0]
+    assert driver.signature_span_switches == 1  # switched once, then the other span is the active one
+
+
+def test_manual_span_example_dd98_is_accepted_by_the_default_driver() -> None:
+    assert make_driver().parse(b"1.23456,-0.54321,0.08765,21.8473,0,17,dd98\r") == (
+        1.23456, -0.54321, 0.08765, 21.8473, 0.0)
+
+
+def test_a_signature_matching_neither_span_is_still_a_checksum_bad_record() -> None:
+    driver = make_driver()
+    with pytest.raises(BadRecord) as info:
+        driver.parse(grammar.build_record(1, 1, 1, 20, 0, 3, bad_signature=True))
+    assert info.value.reason == "checksum" and driver.signature_span_switches == 0
+
+
+def test_crlf_line_ends_are_accepted() -> None:
+    # the runner splits at CR; the LF of a CR LF unit then leads the next record
+    driver = make_driver()
+    assert driver.parse(b"\n" + EXAMPLE) == (1.23456, -0.54321, 0.08765, 21.8473, 0.0)
