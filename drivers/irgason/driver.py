@@ -21,23 +21,31 @@ NOT handled: its columns would have other units; use a separate driver for it.
 `signature_span` key; the default, `co2_through_counter`, follows the EC155 manual's text (sec. 7.2.5:
 from the first character of element 6 to the last character of element 14, no trailing comma). Which span
 the EC100 really uses is not verified on hardware; the other spans are selectable so a bench test can settle it
-without a code change. A mismatch raises BadRecord("checksum").
+without a code change. With `signature_span_fallback` (default) a record whose signature fails under the active span
+but matches under another of `SIGNATURE_SPANS` is accepted and that span becomes the active one (logged, counted in
+`signature_span_switches`): a unit following another reading than ours would otherwise lose every record. A
+signature that matches no span raises BadRecord("checksum").
 
 **Counter.** Element 14 counts records modulo `counter_modulus` (default 64, as the CSAT3B's 0-63; the EC100's
 range is not verified). A record whose counter is not the previous good record's + 1 is still GOOD data and is
 returned: the gap is counted in `counter_gaps` (number of gaps) and `lost_records` (records the gaps skipped,
 including records the runner dropped as bad in between). A counter equal to the previous one (a repeated record)
-or outside 0..modulus-1 raises BadRecord("counter").
+raises BadRecord("counter"). A counter at or above the modulus means the configured modulus is too small (the EC100's
+range is not verified), not that the data is bad: the signature-checked record is kept, counted in
+`counter_out_of_range` (logged the first time), and its continuity is not judged.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from pydantic import Field
 
 from gateway.driver_api import BadRecord, StreamColumn, StreamConfig
+
+log = logging.getLogger(__name__)
 
 M_CO2 = 44.0095  # g mol-1 (IUPAC standard atomic weights, C 12.011, O 15.999)
 M_H2O = 18.01528  # g mol-1 (H 1.00794, O 15.9994)
@@ -131,6 +139,9 @@ class IrgasonConfig(StreamConfig):
         default=DEFAULT_SIGNATURE_SPAN, description="which elements the signature covers (unverified, see README)"
     )
     verify_signature: bool = Field(default=True, description="drop records whose signature does not match")
+    signature_span_fallback: bool = Field(
+        default=True, description="accept (and switch to) another span when a record's signature matches only under "
+                                  "it; the switch is logged and counted")
     counter_modulus: int = Field(default=64, ge=2, le=1_000_000, description="the record counter wraps to 0 here")
 
 
@@ -152,6 +163,12 @@ class IrgasonDriver:
         """Records those skips jumped over (lost on the line, or dropped as bad by the runner)."""
         self.last_counter: int | None = None
         """Counter of the last good record; None until the first (and after `reset`)."""
+        self.counter_out_of_range = 0
+        """Records kept whose counter was at or above `counter_modulus` (the configured modulus is too small)."""
+        self.signature_span = config.signature_span
+        """The span signatures are checked under: the configured one until a record matched only another."""
+        self.signature_span_switches = 0
+        """Times a record matched only another span and the driver switched to it."""
 
     def __repr__(self) -> str:
         return f"IrgasonDriver({self.config.name!r}, port={self.config.port!r})"
@@ -177,11 +194,9 @@ class IrgasonDriver:
         if len(signature) != 4 or not all(c in "0123456789abcdefABCDEF" for c in signature):
             raise BadRecord("format", f"signature {signature!r} is not 4 hex digits")
         if self.config.verify_signature:
-            expected = campbell_signature(signed_text(elements, self.config.signature_span))
+            expected = campbell_signature(signed_text(elements, self.signature_span))
             if int(signature, 16) != expected:
-                raise BadRecord(
-                    "checksum", f"signature {signature} != {expected:04x} over {self.config.signature_span}"
-                )
+                self._other_span_or_raise(elements, int(signature, 16), expected)
         values = [parse_element(element, i) for i, element in enumerate(elements[:_SIGNATURE])]
         counter_value = values[_COUNTER]
         if counter_value is None:
@@ -192,10 +207,30 @@ class IrgasonDriver:
         out[5], out[6] = co2, h2o
         return tuple(out)
 
+    def _other_span_or_raise(self, elements: list[str], sent: int, expected: int) -> None:
+        """The signature failed under the active span: switch to another that matches, else BadRecord."""
+        if self.config.signature_span_fallback:
+            for span in get_args(SignatureSpan):
+                if span != self.signature_span and campbell_signature(signed_text(elements, span)) == sent:
+                    previous, self.signature_span = self.signature_span, span
+                    self.signature_span_switches += 1
+                    log.warning("IRGASON %r: records are signed over %s, not %s; switched (switch %d). Set "
+                                "signature_span: %s in the station config to start with it", self.config.name, span,
+                                previous, self.signature_span_switches, span)
+                    return
+        raise BadRecord("checksum", f"signature {sent:04x} != {expected:04x} over {self.signature_span}")
+
     def _check_counter(self, counter: int) -> None:
         modulus = self.config.counter_modulus
-        if not 0 <= counter < modulus:
-            raise BadRecord("counter", f"counter {counter} outside 0..{modulus - 1}; check counter_modulus")
+        if counter < 0:
+            raise BadRecord("counter", f"counter {counter} is negative")
+        if counter >= modulus:
+            if not self.counter_out_of_range:
+                log.warning("IRGASON %r: counter %d is beyond counter_modulus %d; records are kept but gaps are not "
+                            "counted - raise counter_modulus to the unit's range", self.config.name, counter, modulus)
+            self.counter_out_of_range += 1
+            self.last_counter = None  # the next in-range counter starts a new run
+            return
         last = self.last_counter
         if last is not None:
             if counter == last:
