@@ -116,6 +116,13 @@ Config = GMP252Config
 
 _MEASURED_POINTS = ("co2", "temperature")
 _STATUS_POINTS = ("device_status", "co2_status")
+# Register 5 (temperature) is taken from third-party code and the GMW80 map, not from the GMP252 table (PROTOCOLS.md
+# 1.1 [C*]): a probe or simulator without it answers exception 02, which must not cost the CO2 reading.
+_UNVERIFIED_POINTS = frozenset({"temperature"})
+
+
+class _RegisterRefused(DeviceError):
+    """The device answered exception 02 (illegal data address): it has no such register."""
 
 
 class GMP252Driver:
@@ -141,6 +148,9 @@ class GMP252Driver:
         self._error_blocks = reg.compile_blocks(reg.points_by_name(["error_code"]))
         self._last_status: dict[str, float | int | None] | None = None
         self._polls = 0
+        self.refused_reads = 0
+        """Polls in which the probe refused an unverified register (exception 02); see `_refusals`."""
+        self._refusals: dict[str, str] = {}
         self._client: ModbusSerialClient | ModbusTcpClient | None = None
         self._line: SerialLine | None = None
         self._rx_trace = b""
@@ -253,8 +263,21 @@ class GMP252Driver:
     def _read_all(self) -> dict[str, float | int | None]:
         read = self._read_on_line if self._line is not None else self._read_block
         values: dict[str, float | int | None] = {}
+        self._refusals = {}
         for block in self._blocks:
-            values.update(block.decode(read(block)))
+            try:
+                values.update(block.decode(read(block)))
+            except _RegisterRefused as exc:
+                names = {point.name for point in block.points}
+                if not names <= _UNVERIFIED_POINTS:
+                    raise
+                for name in names:  # a MISSING reading with the refusal as its reason; CO2 is still read
+                    values[name] = None
+                    self._refusals[name] = (f"probe refused register 0x{block.address:04X} (Modbus exception 02): "
+                                            "set read_temperature: false if this probe has no temperature register")
+                if not self.refused_reads:  # a property of the probe: said once, then counted
+                    log.warning("%s; CO2 is still read (set read_temperature: false to stop asking)", exc)
+                self.refused_reads += 1
         if self._last_status is None or self._polls % self.config.status_every_n_polls == 0:
             status: dict[str, float | int | None] = {}
             for block in self._status_blocks:
@@ -277,6 +300,8 @@ class GMP252Driver:
             )
         except DeviceError as exc:
             what = f"{self._where}: reading {block.count} register(s) at 0x{block.address:04X}"
+            if isinstance(exc, rtu.ModbusExceptionReply) and exc.code == rtu.EXC_ILLEGAL_ADDRESS:
+                raise _RegisterRefused(exc.kind, f"{what}: {exc.message}", exc.hint) from None
             hint = exc.hint
             if exc.kind is FailureKind.TIMEOUT:
                 hint = (f"check the probe's 24 V supply, the `address` key (probe default 240), the serial settings "
@@ -303,7 +328,7 @@ class GMP252Driver:
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
             meaning = reg.MODBUS_EXCEPTION_MEANING.get(code, "unknown exception code")
-            raise DeviceError(
+            raise (_RegisterRefused if code == rtu.EXC_ILLEGAL_ADDRESS else DeviceError)(
                 FailureKind.PROTOCOL,
                 f"{what}: device answered Modbus exception {code:02d} ({meaning})",
                 "check that the device at this address is a GMP252 in Modbus mode (not another probe on the bus)",
@@ -370,7 +395,8 @@ class GMP252Driver:
     ) -> Reading:
         if value is None:
             flag = QualityFlag.MISSING
-            reason = "; ".join(filter(None, ["device sent no value (NaN)", reason]))
+            why = self._refusals.get(point_name, "device sent no value (NaN)")
+            reason = "; ".join(filter(None, [why, reason]))
         elif not math.isfinite(value):  # +-inf decodes from a float32 pair but is no measurement
             flag = QualityFlag.MISSING
             reason = "; ".join(filter(None, [f"device sent a non-finite value ({value})", reason]))

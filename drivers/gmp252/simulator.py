@@ -27,7 +27,7 @@ import socketserver
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Self
 
@@ -83,7 +83,8 @@ class GMP252Simulator:
     """A simulated GMP252 serving Modbus RTU on `port` (or Modbus TCP when `tcp=True`).
 
     `port` is a serial device path for RTU, or `tcp://host:port` (port 0 picks a free one; see `tcp_endpoint`).
-    Fault modes are listed in `FAULTS` and can be switched while running with `set_fault`.
+    Fault modes are listed in `FAULTS` and can be switched while running with `set_fault`. `without_points` names
+    points this probe does not implement (variant mode; default none): reads touching them get exception 02.
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class GMP252Simulator:
         fault: str = "none",
         signal: SignalModel | None = None,
         wall_clock: Callable[[], float] = time.time,
+        without_points: Iterable[str] = (),
     ) -> None:
         if not 1 <= address <= 247:
             raise ValueError(f"address {address} is outside the Modbus slave range 1..247")
@@ -117,6 +119,9 @@ class GMP252Simulator:
         self.signal = signal or SignalModel()
         self.wall_clock = wall_clock
         self._rng = random.Random(seed)
+        # a probe whose map lacks these points (e.g. "temperature": register 5 is [C*] in PROTOCOLS.md 1.1)
+        # answers exception 02 for them, as for any register outside its map
+        self._unmapped = frozenset(a for name in without_points for a in reg.POINT_BY_NAME[name].addresses)
         self._lock = threading.Lock()
         self._fault = "none"
         self.set_fault(fault)
@@ -250,7 +255,7 @@ class GMP252Simulator:
             if not 1 <= count <= reg.MAX_READ_REGISTERS:
                 return exception(rtu.EXC_ILLEGAL_VALUE)
             span = range(start, start + count)
-            if any(a not in reg.MAPPED_ADDRESSES for a in span):
+            if any(a not in reg.MAPPED_ADDRESSES or a in self._unmapped for a in span):
                 return exception(rtu.EXC_ILLEGAL_ADDRESS)
             # Only points read whole are sampled and logged; half a float is served but means nothing.
             wanted = {name for name in _DYNAMIC if set(reg.POINT_BY_NAME[name].addresses) & set(span)}

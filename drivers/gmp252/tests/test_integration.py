@@ -21,7 +21,7 @@ from pymodbus.client import ModbusSerialClient
 from drivers.gmp252 import registers as reg
 from drivers.gmp252.driver import GMP252Config, GMP252Driver
 from drivers.gmp252.simulator import GMP252Simulator
-from gateway.driver_api import DeviceError, FailureKind
+from gateway.driver_api import DeviceError, FailureKind, RtuSerialLine, SerialSettings
 from gateway.model import QualityFlag, Reading, TimeSource
 from gateway.simulation.pty import python_pty_pair
 from gateway.testing.serial_pty import socat_pty_pair
@@ -335,3 +335,31 @@ def test_cli_entry_serves_on_a_pty_until_interrupted() -> None:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+# --- a probe (or an independent simulator) without register 5 (temperature, [C*] in PROTOCOLS.md 1.1) -------------
+
+
+@pytest.mark.parametrize("shared_line", [False, True], ids=["own_client", "shared_line"])
+def test_a_refused_temperature_register_keeps_co2_and_reports_temperature_missing(
+    ptys: tuple[str, str], shared_line: bool
+) -> None:
+    with GMP252Simulator(ptys[0], seed=7, without_points=("temperature",)) as probe:
+        drv = make_driver(ptys[1], timeout_s=2.0)
+        line = RtuSerialLine(SerialSettings(ptys[1], 19200, 8, "N", 2)) if shared_line else None
+        if line is not None:
+            drv.attach(line)
+        try:
+            polls = [by_variable(drv.poll()) for _ in range(3)]
+        finally:
+            drv.close()
+            if line is not None:
+                line.close()
+    assert [p["CO2"].value for p in polls] == probe.served_co2
+    assert all(p["CO2"].qc is QualityFlag.GOOD for p in polls)
+    for poll in polls:
+        temperature = poll["T_PROBE"]
+        assert temperature.value is None and temperature.qc is QualityFlag.MISSING
+        assert temperature.qc_reason is not None and "0x0004" in temperature.qc_reason
+        assert "exception 02" in temperature.qc_reason and "read_temperature: false" in temperature.qc_reason
+    assert drv.refused_reads == 3
