@@ -291,8 +291,20 @@ class FirmwareBridgeDriver:
             if data.status != p.Sdi12Status.OK:
                 raise Sdi12Error(f"no valid reply to D0 ({data.status.name})")
             values = parse_values(data.reply, sensor.address, sensor.use_crc)
+            # A sensor may spread its values over D0..D9 (SDI-12 v1.4 sec. 4.4.8; at most 35 characters of values
+            # per reply after M): ask for the next while values are missing; a reply with none means no more.
+            last = 0
+            while len(values) < count and last < 9:
+                last += 1
+                more = self._sdi12(f"{sensor.address}D{last}!")
+                if more.status != p.Sdi12Status.OK:
+                    raise Sdi12Error(f"no valid reply to D{last} ({more.status.name})")
+                extra = parse_values(more.reply, sensor.address, sensor.use_crc)
+                if not extra:
+                    break
+                values += extra
             if len(values) < count:
-                raise Sdi12Error(f"D0 carried {len(values)} of {count} values (D1.. not supported)")
+                raise Sdi12Error(f"D0..D{last} carried {len(values)} of the {count} values the M reply announced")
         except Sdi12Error as exc:
             stamp = self.clock.to_utc(measure.boot_id, measure.ticks_ms) if "measure" in locals() else None
             return self._sdi12_missing(sensor, names, str(exc), stamp, synced)

@@ -18,6 +18,7 @@ from firmware_bridge import protocol as p
 from firmware_bridge.driver import FirmwareBridgeConfig, FirmwareBridgeDriver
 from firmware_bridge.link import BridgeLink
 from firmware_bridge.pyboard import PythonBoard, stem_signal
+from firmware_bridge.sdi12 import crc16_arc, crc_chars
 from gateway.model import QualityFlag, TimeSource
 from gateway.testing.serial_pty import socat_pty_pair
 
@@ -125,3 +126,57 @@ def test_a_stem_signal_is_followed_and_an_unpolled_ring_overflows_counted(board:
     status = p.BoardStatus.decode(link.request(p.MsgType.STATUS).frame.body)
     link.close()
     assert status.pending_records == 24 and status.counters["records_dropped"] > 0
+
+
+class SplittingTeros12:
+    """A TEROS 12 at address 0 that puts its values in D0 and D1, as SDI-12 v1.4 sec. 4.4.8 allows (an
+    independent simulator may do so; our firmware harness answers D0 only). CRC on every data reply after aMC!."""
+
+    def __init__(self, parts: tuple[str, ...]) -> None:
+        self.parts = parts
+        self.commands: list[str] = []
+
+    def __call__(self, command: str, _timeout_ms: int) -> tuple[int, str]:
+        self.commands.append(command)
+        if command in ("0M!", "0MC!"):
+            return p.Sdi12Status.OK, "00003\r\n"
+        if command.startswith("0D") and command.endswith("!"):
+            index = int(command[2:-1])
+            text = "0" + (self.parts[index] if index < len(self.parts) else "")
+            return p.Sdi12Status.OK, text + crc_chars(crc16_arc(text)) + "\r\n"
+        return p.Sdi12Status.NO_REPLY, ""
+
+
+def sdi12_readings(tmp_path: Path, sensor: SplittingTeros12) -> dict[str, Any]:
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (Debian package socat)")
+    with socat_pty_pair(tmp_path) as (board_end, host_end), PythonBoard(board_end, sdi12=sensor):
+        config = FirmwareBridgeConfig.model_validate({
+            "name": "dendro", "driver": "firmware_bridge", "port": host_end, "sample_interval_ms": 200,
+            "sdi12": [{"address": "0", "model": "teros12"}]})
+        driver = FirmwareBridgeDriver(config, station="tower01", host_clock_synced=lambda: True)
+        driver.open()
+        try:
+            readings = driver.poll()
+        finally:
+            driver.close()
+    return {r.variable: r for r in readings if r.sensor.endswith(".sdi0")}
+
+
+@pytest.mark.integration
+def test_sdi12_values_spread_over_d0_and_d1_are_all_read(tmp_path: Path) -> None:
+    sensor = SplittingTeros12(("+2009.87+22.3", "+112"))
+    readings = sdi12_readings(tmp_path, sensor)
+    assert [c for c in sensor.commands if "D" in c] == ["0D0!", "0D1!"]
+    assert readings["SWC"].value == pytest.approx(100 * (3.879e-4 * 2009.87 - 0.6956), abs=1e-3)
+    assert readings["TS"].value == 22.3 and readings["EC_SOIL"].value == 112.0
+    assert all(r.qc is QualityFlag.GOOD for r in readings.values())
+
+
+@pytest.mark.integration
+def test_sdi12_values_missing_from_every_d_reply_are_a_missing_reading_with_the_reason(tmp_path: Path) -> None:
+    sensor = SplittingTeros12(("+2009.87+22.3",))  # D1 answers "0" + CRC: no more values
+    readings = sdi12_readings(tmp_path, sensor)
+    assert [c for c in sensor.commands if "D" in c] == ["0D0!", "0D1!"]
+    assert readings and all(r.value is None and r.qc is QualityFlag.MISSING for r in readings.values())
+    assert all("2 of the 3 values" in (r.qc_reason or "") for r in readings.values())
