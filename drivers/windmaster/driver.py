@@ -48,12 +48,12 @@ def _split_optional(fields: list[bytes]) -> tuple[list[bytes], bool]:
     """A frame in one of the optional layouts (grammar docstring) -> its 8 core fields (SOS and Ts as b"" when
     switched off) and whether SOS/Ts are present; BadRecord("format") for anything else."""
     core = 5  # node, U, V, W, units
-    if len(fields) > core and len(fields[core]) == grammar.STATUS_WIDTH and b"." not in fields[core]:
+    if len(fields) > core and grammar.is_status(fields[core]):
         has_sos_ts, status_at = False, core  # SOS and Ts switched off: the status follows the units letter
     else:
         has_sos_ts, status_at = True, core + 2
-    if len(fields) <= status_at or len(fields[status_at]) != grammar.STATUS_WIDTH:
-        raise BadRecord("format", f"{len(fields)} fields with no 2-digit status where M1 puts it; expected "
+    if len(fields) <= status_at or not grammar.is_status(fields[status_at]):
+        raise BadRecord("format", f"{len(fields)} fields with no hex status where M1 puts it; expected "
                                   f"{_FIELD_COUNT} (M1 with SOS+Ts), optionally followed by analog inputs and PRT")
     tail = fields[status_at + 1:]
     if len(tail) > grammar.MAX_OPTIONAL_FIELDS:
@@ -115,8 +115,8 @@ class WindMasterDriver:
         if fields and fields[-1] == b"":
             fields.pop()
         has_sos_ts = True
-        # the common frame: 8 fields, a 2-digit status last, SOS (with its decimal point) in the sixth
-        if len(fields) != _FIELD_COUNT or len(fields[7]) != grammar.STATUS_WIDTH or b"." not in fields[5]:
+        # the common frame: 8 fields, a status last, SOS (with its decimal point) in the sixth
+        if len(fields) != _FIELD_COUNT or not grammar.is_status(fields[7]) or b"." not in fields[5]:
             fields, has_sos_ts = _split_optional(fields)
             if not has_sos_ts:
                 fields[5] = fields[6] = b"0.0"  # placeholders, reported as None below

@@ -16,7 +16,8 @@ Optional fields the manual documents (sec. 7, 11.4) and a unit may be configured
 
 The optional tail is checked (numbers, at most `MAX_OPTIONAL_FIELDS`) and not recorded: the columns are the sonic's.
 Without SOS and Ts those two columns are None. The status is told from SOS by its form (exactly 2 hex digits, no
-decimal point), so a frame without SOS/Ts but with analog inputs is never read as one with them.
+decimal point; one digit is taken as well), so a frame without SOS/Ts but with analog inputs is never read as one
+with them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from gateway.driver_api import StreamColumn
 
 STX = 0x02
-STATUS_WIDTH = 2  # the status field is always 2 hex digits
+STATUS_WIDTH = 2  # the manual prints 2 hex digits; 1 is taken too (a status is never signed and has no point)
 MAX_OPTIONAL_FIELDS = 5  # A1..A4 and the PRT temperature
 PRT_SUFFIX = b"C"
 ETX = 0x03
@@ -79,6 +80,11 @@ STATUS_MEANING: dict[int, str] = {
 # [U] When a path fails the instrument keeps its frame layout; we treat |value| >= this as "no value", which is what
 # our simulator emits under the `nan` fault. Verify on a unit with a blocked path.
 MISSING_MAGNITUDE = 999.0
+
+
+def is_status(field: bytes) -> bool:
+    """The field has the status's form: 1 or 2 letters/digits, no sign, no decimal point (hex checked later)."""
+    return 0 < len(field) <= STATUS_WIDTH and field.isalnum()
 
 
 def checksum(body: bytes) -> int:

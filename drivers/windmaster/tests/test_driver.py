@@ -145,11 +145,17 @@ def test_without_sos_and_ts_two_analog_inputs_are_not_read_as_sos_and_ts() -> No
 @pytest.mark.parametrize(("fields", "message"), [
     (b"Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,00,+1.0000,abc,", "optional field 2 after the status"),
     (b"Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,00,1,2,3,4,5,6,", "at most 5"),
-    (b"Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,+1.0000,", "no 2-digit status"),
-    (b"Q,+001.234,-000.456,+000.078,M,+344.52,", "no 2-digit status"),
+    (b"Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,+1.0000,", "no hex status"),
+    (b"Q,+001.234,-000.456,+000.078,M,+344.52,", "no hex status"),
 ])
 def test_an_optional_layout_that_does_not_fit_is_a_format_bad_record(fields: bytes, message: str) -> None:
     frame = b"\x02" + fields + b"\x03" + f"{grammar.checksum(fields):02X}".encode() + b"\r\n"
     with pytest.raises(BadRecord, match=message) as info:
         make_driver().parse(frame)
     assert info.value.reason == "format"
+
+
+def test_a_one_digit_status_is_taken_as_the_status() -> None:
+    body = b"Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,1,"
+    frame = b"\x02" + body + b"\x03" + f"{grammar.checksum(body):02X}".encode() + b"\r\n"
+    assert make_driver().parse(frame) == (1.234, -0.456, 0.078, 344.52, 22.41, 1.0)
