@@ -11,8 +11,8 @@ is behind it.
     parameter: 'name (unit) : old ? '           a parameter command without a value asks for one and waits
     echo off:  'ECHO       : OFF' CR LF '>'      the confirmation (wording and spacing [U]; matched loosely)
 
-A prompt is a '>' at the start of a line or right after another prompt: with echo off, `s` and `form` answer with
-a bare '>', so two replies read together look like '>>'. The probe answers commands in the order they came, one
+A prompt is a '>' at the start of a line (after LF, or after a bare CR) or right after another prompt: with echo
+off, `s` and `form` answer with a bare '>', so two replies read together look like '>>'. The probe answers commands in the order they came, one
 reply each; a reply that comes after its exchange gave up (a slow probe, a loaded host) is read by the next one.
 `split_replies` cuts what was read into whole replies, and each command's `*_reply` picks its own reply by what it
 says, so a late reply ahead of it is recognised and dropped instead of being taken for the answer.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 ESC = b"\x1b"
 CR = b"\r"
-PROMPT_RE = re.compile(rb"(?:^|\n)>\s*$")
+PROMPT_RE = re.compile(rb"(?:^|[\r\n])>\s*$")
 PARAMETER_PROMPT_RE = re.compile(rb"\?\s*$")
 ERRS_OK = "OK: No errors detected."
 
@@ -72,7 +72,7 @@ def split_replies(received: bytes) -> tuple[list[bytes], bytes]:
     replies: list[bytes] = []
     start = line_start = 0
     for at, byte in enumerate(received):
-        if byte == 0x0A:
+        if byte in (0x0A, 0x0D):  # CR LF as documented; a bare CR ends a line too (a unit or simulator set so)
             line_start = at + 1
         elif byte == 0x3E and not received[max(start, line_start):at].strip():  # '>' with nothing before it
             replies.append(received[start:at + 1])

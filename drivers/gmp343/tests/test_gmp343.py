@@ -280,3 +280,24 @@ def test_stars_become_missing_and_errs_makes_readings_bad(ptys: tuple[str, str])
 def test_every_fault_mode_is_exercised_above() -> None:
     assert set(FAULTS) == {"none", "no_reply", "garbage", "nan", "errs", "slow"}
     assert BANNER.startswith(b"GMP343 - Version STD ")
+
+
+class CrOnlyLine(LaggingLine):
+    """The simulator's replies with every CR LF sent as a bare CR (a unit, or an independent simulator, whose lines
+    end with CR only), handed over whole."""
+
+    def transact(self, request: bytes, *, complete: Callable[[bytes], bool], timeout_s: float) -> bytes:
+        received = self.sim.handle_line(request[1:-1]).replace(b"\r\n", b"\r")
+        if not complete(received):
+            raise DeviceError(FailureKind.TIMEOUT, f"no complete reply to {request!r} (received {received!r})")
+        return received
+
+
+def test_replies_whose_lines_end_with_a_bare_cr_are_read() -> None:
+    assert grammar.split_replies(EXAMPLE_SEND.replace(b"\r\n", b"\r")) == ([EXAMPLE_SEND.replace(b"\r\n", b"\r")], b"")
+    sim = GMP343Simulator("unused", seed=5)
+    driver = make_driver("/dev/ttyLAG", errs_every_n_polls=1)
+    driver.attach(CrOnlyLine(sim, [], all_at_once=True))
+    polled = [by_variable(driver.poll()) for _ in range(3)]
+    assert [p["CO2"].value for p in polled] == [s["CO2"] for s in sim.served]
+    assert all(r.qc is QualityFlag.GOOD for p in polled for r in p.values())
