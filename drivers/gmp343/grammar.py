@@ -12,10 +12,11 @@ is behind it.
     echo off:  'ECHO       : OFF' CR LF '>'      the confirmation (wording and spacing [U]; matched loosely)
 
 A prompt is a '>' at the start of a line (after LF, or after a bare CR) or right after another prompt: with echo
-off, `s` and `form` answer with a bare '>', so two replies read together look like '>>'. The probe answers commands in the order they came, one
-reply each; a reply that comes after its exchange gave up (a slow probe, a loaded host) is read by the next one.
-`split_replies` cuts what was read into whole replies, and each command's `*_reply` picks its own reply by what it
-says, so a late reply ahead of it is recognised and dropped instead of being taken for the answer.
+off, `s` and `form` answer with a bare '>', so two replies read together look like '>>'. The probe answers commands
+in the order they came, one reply each; a reply that comes after its exchange gave up (a slow probe, a loaded host)
+is read by the next one. `split_replies` cuts what was read into whole replies, and each command's `*_reply` picks
+its own reply by what it says, so a late reply ahead of it is recognised and dropped instead of being taken for the
+answer.
 
 The driver sets `form CO2RAWUC CO2RAW CO2 T " (R C C+F T)"` (as hermes does), so a `send` reply is
 
