@@ -121,6 +121,8 @@ class FirmwareBridgeDriver:
         self._configured_boot: int | None = None
         self.records_lost = 0
         self._last_dropped: int | None = None
+        self.sdi12_without_crc: set[str] = set()
+        """SDI-12 addresses configured with use_crc that answered aM! but not aMC!: measured without CRC since."""
         self._analog = {a.channel: a for a in config.analog}
         self._trackers = {a.channel: ChangeTracker(a.reference_um, a.reset_threshold_um) for a in config.analog}
         self._sdi_trackers = {s.address: ChangeTracker(s.reference_um, s.reset_threshold_um) for s in config.sdi12
@@ -278,8 +280,18 @@ class FirmwareBridgeDriver:
 
     def _read_sdi12(self, sensor: Sdi12Sensor, synced: bool) -> list[Reading]:
         names = self._sdi12_variables(sensor)
+        use_crc = sensor.use_crc and sensor.address not in self.sdi12_without_crc
         try:
-            measure = self._sdi12(f"{sensor.address}M{'C' if sensor.use_crc else ''}!")
+            measure = self._sdi12(f"{sensor.address}M{'C' if use_crc else ''}!")
+            if measure.status == p.Sdi12Status.NO_REPLY and use_crc:
+                # A sensor (or simulator) without the optional CRC commands stays silent to aMC! (PROTOCOLS.md 2.4:
+                # the CRC is optional); ask aM! and, if it answers, measure this sensor without CRC from now on.
+                plain = self._sdi12(f"{sensor.address}M!")
+                if plain.status == p.Sdi12Status.OK:
+                    self.sdi12_without_crc.add(sensor.address)
+                    log.warning("SDI-12 sensor %s.sdi%s answers aM! but not aMC!: measuring it without CRC (set "
+                                "use_crc: false to say so)", self.config.name, sensor.address)
+                    measure, use_crc = plain, False
             if measure.status != p.Sdi12Status.OK:
                 raise Sdi12Error(f"no reply to M ({measure.status.name})")
             wait_s, count = parse_measure(measure.reply, sensor.address)
@@ -290,7 +302,7 @@ class FirmwareBridgeDriver:
             data = self._sdi12(f"{sensor.address}D0!")
             if data.status != p.Sdi12Status.OK:
                 raise Sdi12Error(f"no valid reply to D0 ({data.status.name})")
-            values = parse_values(data.reply, sensor.address, sensor.use_crc)
+            values = parse_values(data.reply, sensor.address, use_crc)
             # A sensor may spread its values over D0..D9 (SDI-12 v1.4 sec. 4.4.8; at most 35 characters of values
             # per reply after M): ask for the next while values are missing; a reply with none means no more.
             last = 0
@@ -299,7 +311,7 @@ class FirmwareBridgeDriver:
                 more = self._sdi12(f"{sensor.address}D{last}!")
                 if more.status != p.Sdi12Status.OK:
                     raise Sdi12Error(f"no valid reply to D{last} ({more.status.name})")
-                extra = parse_values(more.reply, sensor.address, sensor.use_crc)
+                extra = parse_values(more.reply, sensor.address, use_crc)
                 if not extra:
                     break
                 values += extra

@@ -132,32 +132,35 @@ class SplittingTeros12:
     """A TEROS 12 at address 0 that puts its values in D0 and D1, as SDI-12 v1.4 sec. 4.4.8 allows (an
     independent simulator may do so; our firmware harness answers D0 only). CRC on every data reply after aMC!."""
 
-    def __init__(self, parts: tuple[str, ...]) -> None:
+    def __init__(self, parts: tuple[str, ...], *, crc_commands: bool = True) -> None:
         self.parts = parts
+        self.crc_commands = crc_commands  # False: silent to aMC!, as a sensor without the optional CRC commands
+        self.crc = False
         self.commands: list[str] = []
 
     def __call__(self, command: str, _timeout_ms: int) -> tuple[int, str]:
         self.commands.append(command)
-        if command in ("0M!", "0MC!"):
+        if command == "0M!" or (command == "0MC!" and self.crc_commands):
+            self.crc = command == "0MC!"
             return p.Sdi12Status.OK, "00003\r\n"
         if command.startswith("0D") and command.endswith("!"):
             index = int(command[2:-1])
             text = "0" + (self.parts[index] if index < len(self.parts) else "")
-            return p.Sdi12Status.OK, text + crc_chars(crc16_arc(text)) + "\r\n"
+            return p.Sdi12Status.OK, text + (crc_chars(crc16_arc(text)) if self.crc else "") + "\r\n"
         return p.Sdi12Status.NO_REPLY, ""
 
 
-def sdi12_readings(tmp_path: Path, sensor: SplittingTeros12) -> dict[str, Any]:
+def sdi12_readings(tmp_path: Path, sensor: SplittingTeros12, polls: int = 1) -> dict[str, Any]:
     if shutil.which("socat") is None:
         pytest.skip("socat is not installed (Debian package socat)")
     with socat_pty_pair(tmp_path) as (board_end, host_end), PythonBoard(board_end, sdi12=sensor):
         config = FirmwareBridgeConfig.model_validate({
             "name": "dendro", "driver": "firmware_bridge", "port": host_end, "sample_interval_ms": 200,
-            "sdi12": [{"address": "0", "model": "teros12"}]})
+            "sdi12_timeout_ms": 100, "sdi12": [{"address": "0", "model": "teros12"}]})
         driver = FirmwareBridgeDriver(config, station="tower01", host_clock_synced=lambda: True)
         driver.open()
         try:
-            readings = driver.poll()
+            readings = [r for _ in range(polls) for r in driver.poll()]
         finally:
             driver.close()
     return {r.variable: r for r in readings if r.sensor.endswith(".sdi0")}
@@ -180,3 +183,12 @@ def test_sdi12_values_missing_from_every_d_reply_are_a_missing_reading_with_the_
     assert [c for c in sensor.commands if "D" in c] == ["0D0!", "0D1!"]
     assert readings and all(r.value is None and r.qc is QualityFlag.MISSING for r in readings.values())
     assert all("2 of the 3 values" in (r.qc_reason or "") for r in readings.values())
+
+
+@pytest.mark.integration
+def test_a_sensor_silent_to_amc_is_measured_with_am_and_without_crc(tmp_path: Path) -> None:
+    sensor = SplittingTeros12(("+2009.87+22.3+112",), crc_commands=False)
+    readings = sdi12_readings(tmp_path, sensor, polls=2)
+    assert sensor.commands == ["0MC!", "0M!", "0D0!", "0M!", "0D0!"]  # the fallback is remembered
+    assert readings["TS"].value == 22.3 and readings["EC_SOIL"].value == 112.0
+    assert all(r.qc is QualityFlag.GOOD for r in readings.values())
