@@ -81,6 +81,7 @@ COLUMNS: tuple[StreamColumn, ...] = (
 # element index (0-based) of each column, and the columns that are integers on the wire
 _ELEMENTS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 _INTEGER_ELEMENTS = frozenset((4, 7, 13))
+_UNUSED = 12  # element 13: "unused" on the IRGASON/EC150 (EC155: cell pressure difference); not a column
 _COUNTER = 13
 _SIGNATURE = 14
 
@@ -197,7 +198,9 @@ class IrgasonDriver:
             expected = campbell_signature(signed_text(elements, self.signature_span))
             if int(signature, 16) != expected:
                 self._other_span_or_raise(elements, int(signature, 16), expected)
-        values = [parse_element(element, i) for i, element in enumerate(elements[:_SIGNATURE])]
+        # element 13 is not parsed: the manual calls it unused, so a unit may print 0, NAN or nothing there
+        values = [None if i == _UNUSED else parse_element(element, i)
+                  for i, element in enumerate(elements[:_SIGNATURE])]
         counter_value = values[_COUNTER]
         if counter_value is None:
             raise BadRecord("format", "the counter is NAN")

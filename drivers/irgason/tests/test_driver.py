@@ -201,3 +201,9 @@ def test_a_signature_matching_no_span_is_still_a_checksum_bad_record() -> None:
     wrong = frame[:-6] + f"{int(frame[-6:-2], 16) ^ 0x0F0F:04x}".encode() + b"\r\n"
     driver = make()
     assert reason_of(driver, wrong) == "checksum" and driver.signature_span_switches == 0
+
+
+@pytest.mark.parametrize("unused", ["0", "NAN", "", "0.000", "-0.12"])
+def test_element_13_is_not_read_whatever_it_holds(unused: str) -> None:
+    body = f"1.234,-0.456,0.078,21.35,0,712.4,9.876,0,21.10,98.72,0.92,0.95,{unused},42"
+    assert make().parse(signed(body))[:4] == (1.234, -0.456, 0.078, 21.35)
