@@ -284,8 +284,9 @@ class FirmwareBridgeDriver:
         try:
             measure = self._sdi12(f"{sensor.address}M{'C' if use_crc else ''}!")
             if measure.status == p.Sdi12Status.NO_REPLY and use_crc:
-                # A sensor (or simulator) without the optional CRC commands stays silent to aMC! (PROTOCOLS.md 2.4:
-                # the CRC is optional); ask aM! and, if it answers, measure this sensor without CRC from now on.
+                # A sensor (or simulator) without the CRC commands stays silent to aMC! (they came with version 1.3 of
+                # the SDI-12 specification; older sensors lack them): ask aM! and, if it answers, measure this sensor
+                # without CRC from now on.
                 plain = self._sdi12(f"{sensor.address}M!")
                 if plain.status == p.Sdi12Status.OK:
                     self.sdi12_without_crc.add(sensor.address)

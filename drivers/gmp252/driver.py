@@ -116,8 +116,9 @@ Config = GMP252Config
 
 _MEASURED_POINTS = ("co2", "temperature")
 _STATUS_POINTS = ("device_status", "co2_status")
-# Register 5 (temperature) is taken from third-party code and the GMW80 map, not from the GMP252 table (PROTOCOLS.md
-# 1.1 [C*]): a probe or simulator without it answers exception 02, which must not cost the CO2 reading.
+# Register 5 (temperature) is taken from third-party code and the GMW80 map, not from the register table of the
+# GMP252 User Guide (M211897EN-D, App. A): a probe or simulator without it answers exception 02, which must not cost
+# the CO2 reading.
 _UNVERIFIED_POINTS = frozenset({"temperature"})
 
 

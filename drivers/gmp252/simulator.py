@@ -119,7 +119,7 @@ class GMP252Simulator:
         self.signal = signal or SignalModel()
         self.wall_clock = wall_clock
         self._rng = random.Random(seed)
-        # a probe whose map lacks these points (e.g. "temperature": register 5 is [C*] in PROTOCOLS.md 1.1)
+        # a probe whose map lacks these points (e.g. "temperature": register 5 is not in the GMP252 User Guide's table)
         # answers exception 02 for them, as for any register outside its map
         self._unmapped = frozenset(a for name in without_points for a in reg.POINT_BY_NAME[name].addresses)
         self._lock = threading.Lock()

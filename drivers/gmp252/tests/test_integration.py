@@ -337,7 +337,7 @@ def test_cli_entry_serves_on_a_pty_until_interrupted() -> None:
             process.communicate()
 
 
-# --- a probe (or an independent simulator) without register 5 (temperature, [C*] in PROTOCOLS.md 1.1) -------------
+# --- a probe (or an independent simulator) without register 5 (temperature: not in the GMP252 User Guide's table) ---
 
 
 @pytest.mark.parametrize("shared_line", [False, True], ids=["own_client", "shared_line"])

@@ -166,7 +166,7 @@ def test_no_start_commands_and_config_limits() -> None:
         IrgasonConfig.model_validate({"name": "ec", "port": "/dev/x", "counter_modulus": 1})
 
 
-# --- variants an independent EC100 simulator may send (PROTOCOLS.md 3.7: counter range and signature span [U]) ----
+# --- variants an independent EC100 simulator may send (IRGASON manual, Table 8-1: counter range, signature span) ---
 
 
 def test_a_counter_beyond_the_modulus_keeps_the_record_and_is_counted() -> None:
