@@ -325,6 +325,10 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
     flag (0/1/2) is above it is removed."""
     p = Path(path)
     header, body, digest = _read_table(p)
+    if year is not None and ("Year" in header or not ("Hour" in header and any(c in header for c in _DAY_COLUMNS))):
+        raise BudgetFileError(f"{p}: --year {year} is for a file with a day of year and Hour but no Year column; "
+                              "this file's records carry their own dates: leave --year out (to budget one year of "
+                              "a longer file, give that year's records)")
     starts, ends, layout = _record_times(p, header, body, year)
     if len(starts) < 2:
         raise BudgetFileError(f"{p}: {len(starts)} records; a budget needs at least 14 days of half-hourly records")

@@ -60,6 +60,12 @@ def test_online_tool_file_without_year_needs_the_year() -> None:
         read_budget_csv(DE_THA)
 
 
+def test_year_is_refused_for_a_file_with_its_own_dates() -> None:
+    with pytest.raises(BudgetFileError, match=r"--year 2016 is for a file with a day of year and Hour but no Year "
+                                              r"column; this file's records carry their own dates"):
+        read_budget_csv(FR_HES, year=2016)
+
+
 def test_command_reads_the_online_tool_file_with_year_and_records_the_run(tmp_path: Path) -> None:
     site = SITES["DE-Tha1998"]
     out, annual, record = tmp_path / "out.csv", tmp_path / "annual.csv", tmp_path / "run.json"
