@@ -288,9 +288,10 @@ def _budget(files: ReportFiles, inputs: list[InputDigest], notes: list[str]) -> 
     return BudgetData(grid_t, step, hh, aggs["daily"], aggs["monthly"], aggs["annual"], ustar, scalars)
 
 
-_RECORD_ROLES = {"--out": "budget", "--daily": "daily", "--monthly": "monthly", "--annual": "annual",
-                 "--ustar-draws": "ustar_draws"}
-"""The budget command's output options and the report's files they are."""
+_RECORD_ROLES = {"--out": ("budget", "budget, half-hourly"), "--daily": ("daily", "budget, daily sums"),
+                 "--monthly": ("monthly", "budget, monthly sums"), "--annual": ("annual", "budget, annual sums"),
+                 "--ustar-draws": ("ustar_draws", "budget, u* bootstrap draws")}
+"""The budget command's output options: the report's file each is, and the role its digest is listed under."""
 
 
 @dataclass
@@ -301,8 +302,9 @@ class _RunRecord:
     notes: list[str]
 
 
-def _run_record(files: ReportFiles) -> _RunRecord:
-    """Read the budget run's record and check it against the budget files given (module docstring)."""
+def _run_record(files: ReportFiles, digests: dict[str, str]) -> _RunRecord:
+    """Read the budget run's record and check it against the budget files given (module docstring); ``digests``:
+    the SHA-256 of each file already read, by its role in the provenance."""
     path = files.budget_record
     assert path is not None
     try:
@@ -319,13 +321,11 @@ def _run_record(files: ReportFiles) -> _RunRecord:
                                    "sinkwatch-budget-run version 1 (the --record file of sinkwatch flux budget)")
         engine, settings_hash = str(doc["engine"]), str(doc["settings_hash"])
         records = doc["records"]
-        given = {role: getattr(files, role) for role in _RECORD_ROLES.values()}
         for output in doc["outputs"]:
-            role = _RECORD_ROLES.get(str(output["option"]))
-            mine = given.get(role) if role else None
-            if mine is None:
+            attribute, role = _RECORD_ROLES.get(str(output["option"]), ("", ""))
+            mine, sha = getattr(files, attribute, None), digests.get(role)
+            if mine is None or sha is None:
                 continue
-            sha = hashlib.sha256(mine.read_bytes()).hexdigest()
             if sha != output["sha256"]:
                 raise ReportInputError(
                     f"{mine}: its SHA-256 {sha[:16]}… is not the {output['sha256'][:16]}… the budget run recorded for "
@@ -461,7 +461,7 @@ def build_from_files(files: ReportFiles, *, site: str, year: int | None = None, 
     inputs: list[InputDigest] = []
     notes: list[str] = []
     budget = _budget(files, inputs, notes)
-    run = _run_record(files) if files.budget_record is not None else None
+    run = _run_record(files, {i.role: i.sha256 for i in inputs}) if files.budget_record is not None else None
     if run is not None:
         inputs.extend(run.inputs)
         notes.extend(run.notes)
