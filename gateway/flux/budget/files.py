@@ -340,9 +340,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
             raise BudgetFileError(f"{p}: row {k + 2} (TIMESTAMP_START {starts[k]:%Y%m%d%H%M}) comes before row "
                                   f"{k + 1}; sort the records by time")
     diffs = np.diff([s.timestamp() for s in starts])
-    step = float(np.median(diffs))
-    if step not in (1800.0, 3600.0):
-        raise BudgetFileError(f"{p}: records are {step / 60:.0f} min apart; give half-hourly (or hourly) records")
+    step = _step_of(p, starts, "TIMESTAMP_START").total_seconds()
     for k, (s, e) in enumerate(zip(starts, ends, strict=True)):
         if (e - s) != timedelta(seconds=step):
             raise BudgetFileError(f"{p}: row {k + 2}: TIMESTAMP_END {e:%Y%m%d%H%M} is not {step / 60:.0f} min after "
