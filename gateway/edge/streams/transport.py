@@ -113,9 +113,19 @@ class Transport:
             self._serial = None
 
 
+#: Terminators that are a text line's end: a splitter given one of them ends a frame at any of CR, LF or CR LF.
+LINE_ENDS = (b"\r", b"\n", b"\r\n")
+
+
 class FrameSplitter:
     """Splits a byte stream at `terminator` with a bounded buffer: bytes beyond `max_bytes` without a terminator are
-    dropped (counted in `overflows`) and the splitter resyncs at the next terminator."""
+    dropped (counted in `overflows`) and the splitter resyncs at the next terminator.
+
+    A line end (`LINE_ENDS`) as the terminator means any line end: the manuals fix one (CSAT3B CR, EC100 and
+    WindMaster CR LF, LI-7500 LF), but a unit's EOL setting, a serial-to-network converter or another simulator may
+    end its lines otherwise, and splitting at the documented one only would then lose every record (a CR LF line cut
+    at CR leaves the LF in front of the next record; a CR-only line never ends at LF). Empty lines are not frames.
+    """
 
     def __init__(self, terminator: bytes, max_bytes: int) -> None:
         self.terminator = terminator
@@ -123,10 +133,17 @@ class FrameSplitter:
         self.overflows = 0
         self._buffer = b""
         self._discarding = False
+        self._any_line_end = terminator in LINE_ENDS
 
     def feed(self, data: bytes) -> list[bytes]:
-        buffer = self._buffer + data
-        parts = buffer.split(self.terminator)
+        if self._any_line_end:
+            # CR LF becomes two line ends with an empty line between them, dropped below; a CR LF cut between two
+            # reads is handled alike, so nothing depends on where a read ends
+            buffer = self._buffer + data.replace(b"\r", b"\n")
+            parts = buffer.split(b"\n")
+        else:
+            buffer = self._buffer + data
+            parts = buffer.split(self.terminator)
         self._buffer = parts.pop()
         if self._discarding and parts:
             parts.pop(0)  # the tail of an overlong line
@@ -139,6 +156,8 @@ class FrameSplitter:
             kept = [p for p in parts if len(p) <= self.max_bytes]
             self.overflows += len(parts) - len(kept)
             parts = kept
+        if self._any_line_end and b"" in parts:
+            parts = [p for p in parts if p]
         return parts
 
     def reset(self) -> None:
