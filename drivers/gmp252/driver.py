@@ -90,18 +90,21 @@ class StatusAssessment:
     device_reason: str | None
 
 
-def assess_status(device_status: int, co2_status: int, error_code: int) -> StatusAssessment:
+def assess_status(device_status: int, co2_status: int, error_code: int, *,
+                  error_code_known: bool = True) -> StatusAssessment:
     """Map the status registers 0x0800, 0x0801 and error code 0x0803 to quality flags with reasons.
 
     Critical (1) or error (2) make every value BAD; a warning (4) makes them SUSPECT; a non-zero CO2 status
-    (2 unreliable, 256 not ready, both during warm-up) makes only CO2 SUSPECT.
+    (2 unreliable, 256 not ready, both during warm-up) makes only CO2 SUSPECT. `error_code_known` False: the probe
+    refused register 0x0803, and the reason says so instead of naming bits.
     """
     device_flag, device_reason = QualityFlag.GOOD, None
     if device_status:
         device_flag = QualityFlag.BAD if device_status & 0b011 else QualityFlag.SUSPECT
+        bits = (f"error code 0x{error_code:08X} ({reg.describe_bits(error_code, reg.ERROR_BITS)})" if error_code_known
+                else "error code not readable (register 0x0803 refused, Modbus exception 02)")
         device_reason = (
-            f"device status {device_status} ({reg.describe_bits(device_status, reg.DEVICE_STATUS_BITS)}); "
-            f"error code 0x{error_code:08X} ({reg.describe_bits(error_code, reg.ERROR_BITS)})"
+            f"device status {device_status} ({reg.describe_bits(device_status, reg.DEVICE_STATUS_BITS)}); {bits}"
         )
     co2_flag, co2_reason = device_flag, device_reason
     if co2_status and device_flag is not QualityFlag.BAD:
@@ -120,6 +123,12 @@ _STATUS_POINTS = ("device_status", "co2_status")
 # GMP252 User Guide (M211897EN-D, App. A): a probe or simulator without it answers exception 02, which must not cost
 # the CO2 reading.
 _UNVERIFIED_POINTS = frozenset({"temperature"})
+# The status registers are documented from User Guide M211897EN-E on (not in -D's table): a probe of older firmware
+# or an independent simulator may refuse them. Losing every CO2 reading to that would be worse than publishing it
+# with its quality unconfirmed.
+_NO_STATUS = ("probe refused the status registers (0x0800-0x0801 or 0x0803, Modbus exception 02): quality not "
+              "confirmed by the probe's status; an older firmware (status registers from User Guide M211897EN-E on) "
+              "or another model")
 
 
 class _RegisterRefused(DeviceError):
@@ -152,6 +161,8 @@ class GMP252Driver:
         self.refused_reads = 0
         """Polls in which the probe refused an unverified register (exception 02); see `_refusals`."""
         self._refusals: dict[str, str] = {}
+        self.status_refusals = 0
+        """Status reads the probe refused (exception 02); readings of those polls are SUSPECT with `_NO_STATUS`."""
         self._client: ModbusSerialClient | ModbusTcpClient | None = None
         self._line: SerialLine | None = None
         self._rx_trace = b""
@@ -281,16 +292,30 @@ class GMP252Driver:
                 self.refused_reads += 1
         if self._last_status is None or self._polls % self.config.status_every_n_polls == 0:
             status: dict[str, float | int | None] = {}
-            for block in self._status_blocks:
-                status.update(block.decode(read(block)))
+            try:
+                for block in self._status_blocks:
+                    status.update(block.decode(read(block)))
+            except _RegisterRefused as exc:
+                # No status registers: CO2 and temperature are still measurements, published SUSPECT (`_readings`)
+                status = {"device_status": None, "co2_status": None}
+                self._status_refused(exc)
             status["error_code"] = 0
             if status["device_status"]:
-                for block in self._error_blocks:  # only meaningful (and only worth line time) on a fault
-                    status.update(block.decode(read(block)))
+                try:
+                    for block in self._error_blocks:  # only meaningful (and only worth line time) on a fault
+                        status.update(block.decode(read(block)))
+                except _RegisterRefused as exc:
+                    status["error_code"] = None  # the status still sets the flags; the bits are unknown
+                    self._status_refused(exc)
             self._last_status = status
         self._polls += 1
         values.update(self._last_status)
         return values
+
+    def _status_refused(self, exc: DeviceError) -> None:
+        if not self.status_refusals:  # a property of the probe: said once, then counted
+            log.warning("%s; CO2 and temperature are still read, their quality flags say what is unknown", exc)
+        self.status_refusals += 1
 
     def _read_on_line(self, block: reg.ReadBlock) -> list[int]:
         assert self._line is not None
@@ -373,9 +398,11 @@ class GMP252Driver:
     def _readings(self, values: dict[str, Any]) -> list[Reading]:
         now = utc_now()
         synced = self._clock_synced()
-        quality = assess_status(
-            int(values["device_status"] or 0), int(values["co2_status"] or 0), int(values["error_code"] or 0)
-        )
+        if values["device_status"] is None or values["co2_status"] is None:
+            quality = StatusAssessment(QualityFlag.SUSPECT, _NO_STATUS, QualityFlag.SUSPECT, _NO_STATUS)
+        else:
+            quality = assess_status(int(values["device_status"]), int(values["co2_status"]),
+                                    int(values["error_code"] or 0), error_code_known=values["error_code"] is not None)
         readings = [self._reading("co2", values["co2"], quality.co2_flag, quality.co2_reason, now, synced)]
         if self.config.read_temperature:
             readings.append(

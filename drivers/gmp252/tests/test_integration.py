@@ -363,3 +363,46 @@ def test_a_refused_temperature_register_keeps_co2_and_reports_temperature_missin
         assert temperature.qc_reason is not None and "0x0004" in temperature.qc_reason
         assert "exception 02" in temperature.qc_reason and "read_temperature: false" in temperature.qc_reason
     assert drv.refused_reads == 3
+
+
+# --- a probe (older firmware, or an independent simulator) without the status registers (User Guide -E on) ---
+
+
+@pytest.mark.parametrize("shared_line", [False, True], ids=["own_client", "shared_line"])
+def test_refused_status_registers_keep_the_values_and_flag_them_suspect(
+    ptys: tuple[str, str], shared_line: bool
+) -> None:
+    with GMP252Simulator(ptys[0], seed=8, without_points=("device_status", "co2_status")) as probe:
+        drv = make_driver(ptys[1], timeout_s=2.0)
+        line = RtuSerialLine(SerialSettings(ptys[1], 19200, 8, "N", 2)) if shared_line else None
+        if line is not None:
+            drv.attach(line)
+        try:
+            polls = [by_variable(drv.poll()) for _ in range(3)]
+        finally:
+            drv.close()
+            if line is not None:
+                line.close()
+    assert [p["CO2"].value for p in polls] == probe.served_co2
+    assert [p["T_PROBE"].value for p in polls] == probe.served_temperature
+    for poll in polls:
+        for reading in poll.values():
+            assert reading.qc is QualityFlag.SUSPECT
+            assert reading.qc_reason is not None and "0x0800" in reading.qc_reason
+            assert "exception 02" in reading.qc_reason
+    assert drv.status_refusals == 3
+
+
+def test_a_refused_error_code_keeps_the_status_flags_and_says_the_bits_are_unknown(ptys: tuple[str, str]) -> None:
+    with GMP252Simulator(ptys[0], seed=9, fault="device_error", without_points=("error_code",)) as probe:
+        drv = make_driver(ptys[1], timeout_s=2.0)
+        try:
+            poll = by_variable(drv.poll())
+        finally:
+            drv.close()
+    assert poll["CO2"].value == probe.served_co2[0]
+    for reading in poll.values():
+        assert reading.qc is QualityFlag.BAD
+        assert reading.qc_reason is not None and "device status 2" in reading.qc_reason
+        assert "error code not readable (register 0x0803 refused" in reading.qc_reason
+    assert drv.status_refusals == 1
