@@ -114,6 +114,11 @@ def budget(
             s = result.ustar.summary()
             extra = f" (bootstrap p05 {s['p05']:.3f}, p50 {s['p50']:.3f}, p95 {s['p95']:.3f}, n {s['n']:.0f})"
         typer.echo(f"u* threshold {thr:.3f} m s-1{extra}")
+    for y in result.ustar_years:
+        s = y.summary
+        typer.echo(f"u* threshold {y.year} {y.threshold:.3f} m s-1 "
+                   + (f"(bootstrap p05 {s['p05']:.3f}, p50 {s['p50']:.3f}, p95 {s['p95']:.3f}, n {s['n']:.0f})"
+                      if y.own else f"(taken from {y.source})"))
     try:
         hh = {k: v[data.rows] for k, v in result.hh.items()}
         names = [n for n in HALFHOURLY_COLUMNS if n in hh]
@@ -125,8 +130,12 @@ def budget(
                     write_aggregates_csv(fh, agg)
         if annual is not None:
             with annual.open("w", encoding="utf-8", newline="") as fh:
-                write_aggregates_csv(fh, result.annual, extra=result.scalars)
-        if ustar_draws is not None:
+                write_aggregates_csv(fh, result.annual, extra=result.annual_extra())
+        if ustar_draws is not None and result.ustar_years:  # each year's own draws, a YEAR column before them
+            ustar_draws.write_text("YEAR,USTAR_THRESHOLD\n" + "".join(
+                f"{y.year},{v:.6g}\n" for y in result.ustar_years if y.own for v in y.draws.tolist()),
+                encoding="utf-8")
+        elif ustar_draws is not None:
             draws: list[float] = result.ustar.bootstrap.tolist() if result.ustar is not None else []
             ustar_draws.write_text("USTAR_THRESHOLD\n" + "".join(f"{v:.6g}\n" for v in draws), encoding="utf-8")
         if record is not None:
@@ -138,7 +147,8 @@ def budget(
                        if path is not None]
             doc = run_record(data, engine=f"{ENGINE_NAME} {ENGINE_VERSION}", settings=settings,
                              notes=[*data.notes, *result.notes], outputs=written, annual=result.annual,
-                             created=datetime.now(UTC))
+                             created=datetime.now(UTC),
+                             ustar_years=[(y.year, y.source, y.threshold) for y in result.ustar_years])
             record.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     except OSError as exc:  # checked writable before; a full disk or a folder removed meanwhile
         typer.echo(f"error: cannot write {exc.filename}: {exc.strerror}; the budget above was computed but not all "

@@ -451,15 +451,23 @@ def file_sha256(path: Path) -> str:
 
 
 def run_record(data: BudgetInput, *, engine: str, settings: Mapping[str, object], notes: Sequence[str],
-               outputs: Sequence[tuple[str, Path]], annual: Aggregates, created: datetime) -> dict[str, object]:
+               outputs: Sequence[tuple[str, Path]], annual: Aggregates, created: datetime,
+               ustar_years: Sequence[tuple[str, str, float]] = ()) -> dict[str, object]:
     """What a budget run read, how, what it wrote and what it found, for a verifier (``--record FILE``; docs/budget.md,
     "The run record"): the inputs' SHA-256 and time layout, the records' span, the settings and their hash, the
-    notes, each output file's SHA-256 and the annual totals. ``outputs``: (option, path) of files already written."""
+    notes, each output file's SHA-256 and the annual totals. ``outputs``: (option, path) of files already written.
+    ``ustar_years``: (year, year whose nights gave it, threshold) when each year had its own u* threshold; each
+    year's totals then carry ``USTAR_THRESHOLD`` and ``USTAR_THRESHOLD_YEAR``."""
     settings_text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     totals = [{"year": str(label), **{name: (None if not math.isfinite(v := float(annual.values[name][i])) else v)
                                       for name in ("NEE_F", "NEE_F_UNC", "N_RECORDS", "GAP_FRACTION")
                                       if name in annual.values}}
               for i, label in enumerate(annual.label)]
+    by_year = {year: (source, threshold) for year, source, threshold in ustar_years}
+    for entry in totals:
+        if (found := by_year.get(str(entry["year"]))) is not None:
+            entry["USTAR_THRESHOLD"] = found[1] if math.isfinite(found[1]) else None
+            entry["USTAR_THRESHOLD_YEAR"] = found[0]
     return {
         "format": RUN_RECORD_FORMAT, "version": RUN_RECORD_VERSION, "engine": engine,
         "created_utc": created.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
@@ -498,9 +506,10 @@ def write_halfhourly_csv(fh: TextIO, stamps: Sequence[tuple[str, str]], columns:
 
 
 def write_aggregates_csv(fh: TextIO, agg: Aggregates, *, label: str = "TIMESTAMP",
-                         extra: dict[str, float | str] | None = None) -> None:
-    """One row per period: ``label`` (YYYYMMDD / YYYYMM / YYYY), the aggregate columns, then ``extra`` (the same
-    value in every row, e.g. the u* threshold and its distribution)."""
+                         extra: Mapping[str, float | str | Sequence[float] | Sequence[str]] | None = None) -> None:
+    """One row per period: ``label`` (YYYYMMDD / YYYYMM / YYYY), the aggregate columns, then ``extra`` (one value
+    for every row, e.g. the u* threshold and its distribution, or a list of one value per row, e.g. a threshold per
+    year)."""
     writer = csv.writer(fh, lineterminator="\n")
     names = list(agg.values)
     extras = extra or {}
@@ -508,5 +517,6 @@ def write_aggregates_csv(fh: TextIO, agg: Aggregates, *, label: str = "TIMESTAMP
     for i, lab in enumerate(agg.label):
         row = [lab, *(_fmt(float(agg.values[n][i]), n in ("N_RECORDS", "N_UNFILLED")) for n in names)]
         for v in extras.values():
-            row.append(_fmt(float(v), False) if isinstance(v, float | int) else str(v))
+            value = v[i] if isinstance(v, list | tuple) else v
+            row.append(_fmt(float(value), False) if isinstance(value, float | int) else str(value))
         writer.writerow(row)

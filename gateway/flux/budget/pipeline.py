@@ -2,7 +2,8 @@
 
     drivers: MDS for met (TA_F, SW_IN_F, VPD_F)          -> mds.mds_fill_met (REddyProc rules for met)
     spikes (optional): MAD of the second differences, day and night apart (Papale 2006) -> despike
-    u* filter: auto (moving-point test + bootstrap), none, or a given threshold  -> ustar
+    u* filter: auto (moving-point test + bootstrap; one per calendar year in a record of several), none, or a
+               given threshold                                                  -> ustar
     NEE: MDS gap filling (REddyProc), random uncertainty (ONEFlux)              -> mds, randunc
     u* scenarios: NEE filtered at the 5/50/95 % bootstrap thresholds and filled again (uncertainty term b)
     partitioning: nighttime (Reichstein 2005) and daytime (Lasslop 2010)       -> partition_nt, partition_dt
@@ -35,7 +36,8 @@ from gateway.flux.budget.mds import MdsResult, mds_fill, mds_fill_met
 from gateway.flux.budget.randunc import random_uncertainty
 from gateway.flux.budget.ustar import SWIN_FOR_NIGHT, UstarError, UstarResult, ustar_threshold
 
-__all__ = ["ENGINE_NAME", "ENGINE_VERSION", "BudgetInputError", "BudgetResult", "BudgetSettings", "run_budget"]
+__all__ = ["ENGINE_NAME", "ENGINE_VERSION", "MIN_USTAR_YEAR_DAYS", "BudgetInputError", "BudgetResult", "BudgetSettings",
+           "UstarYear", "run_budget"]
 
 ENGINE_NAME = "sinkwatch-budget"
 ENGINE_VERSION = "0.1.0"
@@ -43,6 +45,12 @@ ENGINE_VERSION = "0.1.0"
 
 MIN_DAYS = 14
 """Shortest record the chain accepts: MDS needs its ±7-day windows, partitioning several weeks."""
+
+MIN_USTAR_YEAR_DAYS = 60
+"""Days of records a calendar year needs for its own u* threshold in a record of several years; a shorter year takes
+a neighbouring year's (docs/budget.md, "u* threshold: one per year")."""
+
+_SUMMARY_KEYS = ("mean", "sd", "p05", "p50", "p95", "n")
 
 
 class BudgetInputError(ValueError):
@@ -66,12 +74,36 @@ class BudgetSettings:
     despike_window_days: int = 13
 
 
+@dataclass(frozen=True, eq=False)
+class UstarYear:
+    """The u* threshold that filtered one calendar year of a record of several years (mode auto).
+
+    ``year``: ``YYYY``. ``source``: the year whose nights gave the estimate — ``year`` itself, or the neighbouring
+    year(s) it was taken from (``"2015+2017"`` when two equally near years were pooled). ``threshold`` (m s-1), its
+    bootstrap ``summary`` (mean, sd, p05, p50, p95, n as :meth:`UstarResult.summary`), the ``scenarios`` thresholds
+    (``U05`` … as ``BudgetSettings.scenarios``) and ``draws`` (every bootstrap threshold behind them)."""
+
+    year: str
+    source: str
+    threshold: float
+    summary: dict[str, float]
+    scenarios: dict[str, float]
+    draws: NDArray[np.float64]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def own(self) -> bool:
+        return self.source == self.year
+
+
 @dataclass
 class BudgetResult:
     """``hh``: one array per output variable, one value per input record (FLUXNET names; NaN = missing).
     ``daily``/``monthly``/``annual``: :class:`Aggregates` (labels ``YYYYMMDD``/``YYYYMM``/``YYYY``).
     ``ustar``: the moving-point result (mode auto) or None. ``scalars``: USTAR_THRESHOLD and its distribution,
-    E0 of the nighttime partitioning, … ``notes``: everything that was not as asked, in words."""
+    E0 of the nighttime partitioning, … ``notes``: everything that was not as asked, in words. ``ustar_years``: in
+    mode auto on a record of several years, the threshold of each calendar year (then ``ustar`` is None and the
+    u* scalars are NaN: there is no one value; :meth:`annual_extra` gives them per year)."""
 
     hh: dict[str, NDArray[np.float64]]
     daily: Aggregates
@@ -80,6 +112,28 @@ class BudgetResult:
     ustar: UstarResult | None
     scalars: dict[str, float | str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    ustar_years: list[UstarYear] = field(default_factory=list)
+
+    def annual_extra(self) -> dict[str, float | str | list[float] | list[str]]:
+        """The columns the annual table adds to the sums: ``scalars`` in their order, with the u* threshold, its
+        bootstrap summary and the scenario thresholds one value per annual row when each year has its own
+        (``ustar_years``), and after the threshold ``USTAR_THRESHOLD_YEAR``, the year whose nights gave it."""
+        if not self.ustar_years:
+            return dict(self.scalars)
+        by_year = {y.year: y for y in self.ustar_years}
+        rows = [by_year[label] for label in self.annual.label]
+        out: dict[str, float | str | list[float] | list[str]] = {}
+        for key, value in self.scalars.items():
+            if key == "USTAR_THRESHOLD":
+                out[key] = [y.threshold for y in rows]
+                out["USTAR_THRESHOLD_YEAR"] = [y.source for y in rows]
+            elif key.startswith("USTAR_THRESHOLD_U"):
+                out[key] = [y.scenarios[key[len("USTAR_THRESHOLD_"):]] for y in rows]
+            elif key.startswith("USTAR_THRESHOLD_"):
+                out[key] = [y.summary[key[len("USTAR_THRESHOLD_"):].lower()] for y in rows]
+            else:
+                out[key] = value
+        return out
 
 
 def _load_partition() -> tuple[Callable[..., dict[str, Any]] | None, Callable[..., dict[str, Any]] | None]:
@@ -109,15 +163,109 @@ def _labels(time_start_s: NDArray[np.float64]) -> tuple[NDArray[np.str_], NDArra
 
 
 def _ustar_filter(nee: NDArray[np.float64], ustar: NDArray[np.float64], sw_in: NDArray[np.float64],
-                  threshold: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+                  threshold: float | NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """REddyProc `sMDSGapFillAfterUstar` (default): at night (SW_IN < 10 W m-2 or SW_IN missing) remove NEE with
-    USTAR below the threshold (flag 1) or USTAR missing (flag 2); day records are kept."""
+    USTAR below the threshold (flag 1) or USTAR missing (flag 2); day records are kept. ``threshold``: one value,
+    or one per record (a threshold per year)."""
     with np.errstate(invalid="ignore"):
         night = ~(sw_in >= SWIN_FOR_NIGHT)
         low = night & (ustar < threshold)
     missing = night & np.isnan(ustar)
     flag = np.where(low, 1.0, np.where(missing, 2.0, 0.0))
     return np.where(flag > 0, np.nan, nee), flag
+
+
+def _ustar_once(nee: NDArray[np.float64], ta: NDArray[np.float64], ustar: NDArray[np.float64],
+                sw_in: NDArray[np.float64], month: NDArray[np.int64], st: BudgetSettings) -> UstarResult:
+    """The moving-point test with its bootstrap on these records; no estimate is a :class:`BudgetInputError`."""
+    try:
+        result = ustar_threshold(nee, ta, ustar, sw_in, month, n_bootstrap=st.n_bootstrap, seed=st.seed)
+    except UstarError as exc:
+        raise BudgetInputError(f"USTAR: {exc}") from None
+    if not np.isfinite(result.threshold):
+        raise BudgetInputError(
+            "USTAR: the moving-point test found no u* threshold (nighttime NEE never levels off with u*); "
+            "give one with --ustar VALUE (m s-1), or --ustar none if NEE is already filtered")
+    return result
+
+
+def _ustar_per_year(nee: NDArray[np.float64], ta: NDArray[np.float64], ustar: NDArray[np.float64],
+                    sw_in: NDArray[np.float64], month: NDArray[np.int64], labels: NDArray[np.str_], core: slice,
+                    per_day: int, st: BudgetSettings
+                    ) -> tuple[NDArray[np.float64], dict[str, NDArray[np.float64]], list[UstarYear], list[str]] | None:
+    """One u* threshold per calendar year of a record of several years (REddyProc `sEstUstarThresholdDistribution`,
+    Wutzler et al. 2018; ONEFlux's variable threshold, Pastorello et al. 2020), None for a record of one year or
+    when no year has its own estimate (then the caller estimates once over the whole record).
+
+    A year with at least ``MIN_USTAR_YEAR_DAYS`` days of records gets the moving-point test and its bootstrap on its
+    own records only, with the run's seed: exactly the estimate a run of that year alone makes. A shorter year, or
+    one whose test finds no threshold, takes the estimate of the nearest year that has one; with one such year on
+    either side at the same distance, their bootstrap draws are pooled (as ONEFlux pools the draws of the years
+    around) and the larger of their thresholds is taken (the conservative choice, Papale et al. 2006).
+
+    Returns the threshold of every record (padded grid), the scenario thresholds of every record, the years and the
+    notes."""
+    year_of = labels.astype("U4")
+    years, counts = np.unique(year_of[core], return_counts=True)
+    if years.size < 2:
+        return None
+    own: dict[str, UstarYear] = {}
+    notes: list[str] = []
+    m_core = np.zeros(labels.size, dtype=bool)
+    m_core[core] = True
+    for year, count in zip(years.tolist(), counts.tolist(), strict=True):
+        if count < MIN_USTAR_YEAR_DAYS * per_day:
+            continue
+        m = m_core & (year_of == year)
+        try:
+            res = _ustar_once(nee[m], ta[m], ustar[m], sw_in[m], month[m], st)
+        except BudgetInputError as exc:
+            notes.append(f"u* {year}: no threshold of its own ({str(exc).removeprefix('USTAR: ')})")
+            continue
+        own[year] = UstarYear(year, year, res.threshold, res.summary(),
+                              {f"U{int(q):02d}": res.percentile(q) for q in st.scenarios}, res.bootstrap,
+                              tuple(f"u* {year}: {n}" for n in res.notes))
+    if not own:
+        return None
+    result: list[UstarYear] = []
+    for year, count in zip(years.tolist(), counts.tolist(), strict=True):
+        if year in own:
+            result.append(own[year])
+            continue
+        distance = {y: abs(int(y) - int(year)) for y in own}
+        nearest = sorted(y for y in own if distance[y] == min(distance.values()))
+        draws = np.concatenate([own[y].draws for y in nearest])
+        summary = _draws_summary(draws)
+        scen = {f"U{int(q):02d}": float(np.percentile(draws, q)) if draws.size else float("nan")
+                for q in st.scenarios}
+        taken = UstarYear(year, "+".join(nearest), max(own[y].threshold for y in nearest), summary, scen, draws)
+        result.append(taken)
+        short = (f"{count / per_day:.0f} days of records" if count < MIN_USTAR_YEAR_DAYS * per_day
+                 else "no threshold found in its nights")
+        notes.append(f"u* {year} ({short}): takes the threshold of {' and '.join(nearest)}, "
+                     f"{taken.threshold:.3f} m s-1")
+    lines = []
+    for y in result:
+        s = y.summary
+        lines.append(f"{y.year} {y.threshold:.3f}" + (f" (bootstrap p05 {s['p05']:.3f}, p95 {s['p95']:.3f})"
+                                                       if y.own else f" (from {y.source})"))
+    notes.insert(0, "u* threshold per year, each from that year's own nights (as ONEFlux and REddyProc): "
+                 + ", ".join(lines) + " m s-1")
+    for y in result:
+        notes.extend(y.notes)
+    row = np.searchsorted(years, year_of)  # result is in the order of years; the padding is in the end years
+    threshold_hh = np.array([y.threshold for y in result])[row]
+    scenario_hh = {name: np.array([y.scenarios[name] for y in result])[row] for name in result[0].scenarios}
+    return threshold_hh, scenario_hh, result, notes
+
+
+def _draws_summary(draws: NDArray[np.float64]) -> dict[str, float]:
+    """mean, sd, p05, p50, p95, n of bootstrap thresholds, as :meth:`UstarResult.summary`."""
+    if draws.size == 0:
+        return dict.fromkeys(_SUMMARY_KEYS, np.nan) | {"n": 0.0}
+    p05, p50, p95 = np.percentile(draws, [5.0, 50.0, 95.0])
+    return {"mean": float(draws.mean()), "sd": float(draws.std(ddof=1)) if draws.size > 1 else np.nan,
+            "p05": float(p05), "p50": float(p50), "p95": float(p95), "n": float(draws.size)}
 
 
 def _fill_nee(nee: NDArray[np.float64], sw_in: NDArray[np.float64], vpd: NDArray[np.float64],
@@ -200,6 +348,9 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     ustar_result: UstarResult | None = None
     mode = st.ustar
     scenario_thresholds: dict[str, float] = {}
+    threshold_hh: NDArray[np.float64] | None = None  # one threshold per record when each year has its own
+    scenario_hh: dict[str, NDArray[np.float64]] = {}
+    ustar_years: list[UstarYear] = []
     if mode == "none":
         threshold = float("nan")
         nee_filtered, uflag = nee_a.copy(), np.zeros(n)
@@ -210,37 +361,37 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
             raise BudgetInputError("USTAR: no values; u* filtering needs USTAR (m s-1), or use --ustar none if NEE "
                                    "is already u*-filtered")
         if mode == "auto":
-            try:
-                ustar_result = ustar_threshold(nee_a[core], ta_a[core], u_a[core], sw[core], months[core],
-                                               n_bootstrap=st.n_bootstrap, seed=st.seed)
-            except UstarError as exc:
-                raise BudgetInputError(f"USTAR: {exc}") from None
-            threshold = ustar_result.threshold
-            if not np.isfinite(threshold):
-                raise BudgetInputError(
-                    "USTAR: the moving-point test found no u* threshold (nighttime NEE never levels off with u*); "
-                    "give one with --ustar VALUE (m s-1), or --ustar none if NEE is already filtered")
+            per_year = _ustar_per_year(nee_a, ta_a, u_a, sw, months, labels, core, per_day, st)
+            if per_year is not None:
+                threshold_hh, scenario_hh, ustar_years, year_notes = per_year
+                notes.extend(year_notes)
+                threshold = float("nan")  # no single value: one per year (BudgetResult.ustar_years)
+            else:
+                ustar_result = _ustar_once(nee_a[core], ta_a[core], u_a[core], sw[core], months[core], st)
+                threshold = ustar_result.threshold
+                years = np.unique(labels[core].astype("U4"), return_counts=True)
+                if years[0].size > 1:
+                    notes.append(f"u* threshold estimated once over {', '.join(str(y) for y in years[0])}: no year "
+                                 f"has its own estimate ({MIN_USTAR_YEAR_DAYS} days of records and a threshold "
+                                 "found in them)")
             scalars["USTAR_MODE"] = "auto"
-            years = np.unique(labels[core].astype("U4"), return_counts=True)
-            long_years = [str(y) for y, count in zip(*years, strict=True) if count >= 60 * per_day]
-            if len(long_years) > 1:
-                notes.append(f"u* threshold estimated once over {', '.join(long_years)}: ONEFlux and REddyProc "
-                             "estimate one per year; run each year alone for theirs")
-            summary = ustar_result.summary()
-            for key in ("mean", "sd", "p05", "p50", "p95", "n"):
+            summary = ustar_result.summary() if ustar_result is not None else dict.fromkeys(_SUMMARY_KEYS, np.nan)
+            for key in _SUMMARY_KEYS:
                 scalars[f"USTAR_THRESHOLD_{key.upper()}"] = summary[key]
             for q in st.scenarios:
-                scenario_thresholds[f"U{int(q):02d}"] = ustar_result.percentile(q)
-            notes.extend(ustar_result.notes)
+                scenario_thresholds[f"U{int(q):02d}"] = (ustar_result.percentile(q) if ustar_result is not None
+                                                         else float("nan"))
+            if ustar_result is not None:
+                notes.extend(ustar_result.notes)
         else:
             threshold = float(mode)
             if not 0.0 <= threshold < 3.0:
                 raise BudgetInputError(f"--ustar {mode}: a threshold must be in m s-1 between 0 and 3")
             scalars["USTAR_MODE"] = "value"
             notes.append("u* threshold given: u* uncertainty not estimated")
-        nee_filtered, uflag = _ustar_filter(nee_a, u_a, sw, threshold)
+        nee_filtered, uflag = _ustar_filter(nee_a, u_a, sw, threshold if threshold_hh is None else threshold_hh)
     scalars["USTAR_THRESHOLD"] = threshold
-    hh["USTAR_THRESHOLD"] = np.full(n, threshold)
+    hh["USTAR_THRESHOLD"] = np.full(n, threshold) if threshold_hh is None else threshold_hh
     hh["USTAR_FILTER"] = uflag
 
     # NEE gap filling and random uncertainty
@@ -262,7 +413,7 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     scenarios: dict[str, NDArray[np.float64]] = {}
     for name, thr in scenario_thresholds.items():
         assert u_a is not None
-        filt, _ = _ustar_filter(nee_a, u_a, sw, thr)
+        filt, _ = _ustar_filter(nee_a, u_a, sw, scenario_hh.get(name, thr))
         scenarios[name] = _fill_nee(filt, sw, vpd_a, ta_a, per_day).filled
         hh[f"NEE_{name}_F"] = scenarios[name]
         scalars[f"USTAR_THRESHOLD_{name}"] = thr
@@ -311,4 +462,4 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     daily = aggregate(lab, hh, period_s=period_s, scenarios=scen_core)
     monthly = aggregate(np.array([s[:6] for s in lab]), hh, period_s=period_s, scenarios=scen_core)
     annual = aggregate(np.array([s[:4] for s in lab]), hh, period_s=period_s, scenarios=scen_core)
-    return BudgetResult(hh, daily, monthly, annual, ustar_result, scalars, notes)
+    return BudgetResult(hh, daily, monthly, annual, ustar_result, scalars, notes, ustar_years)

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from gateway.flux.budget.aggregate import aggregate, gc_per_record, to_tco2e_ha
-from gateway.flux.budget.pipeline import BudgetInputError, BudgetSettings, run_budget
-from gateway.simulation.fluxyear import synthetic_year
+from gateway.flux.budget.pipeline import (
+    MIN_USTAR_YEAR_DAYS,
+    BudgetInputError,
+    BudgetResult,
+    BudgetSettings,
+    run_budget,
+)
+from gateway.simulation.fluxyear import SyntheticYear, synthetic_year
 
 
 def _gc(x: np.ndarray) -> float:
@@ -40,20 +46,103 @@ def test_a_synthetic_year_is_recovered_through_the_whole_chain() -> None:
     assert not any("estimated once over" in n for n in res.notes)  # one year: nothing pooled
 
 
-def test_two_years_get_their_sums_and_say_the_u_star_threshold_is_pooled() -> None:
-    first, second = synthetic_year(2021, seed=1), synthetic_year(2022, seed=2)
+_YEAR_ARRAYS = ("time_start_s", "nee", "sw_in", "ta", "vpd", "ustar")
 
-    def both(name: str) -> np.ndarray:
-        return np.concatenate([getattr(first, name), getattr(second, name)])
 
-    res = run_budget(both("time_start_s"), both("nee"), both("sw_in"), both("ta"), both("vpd"), both("ustar"),
-                     lat=first.lat, lon=first.lon, utc_offset_h=first.utc_offset_h,
-                     settings=BudgetSettings(partition=False))
+def _run(years: list[dict[str, np.ndarray]], settings: BudgetSettings) -> BudgetResult:
+    """run_budget on the years' records one after the other (each a dict of the _YEAR_ARRAYS)."""
+    cat = {name: np.concatenate([y[name] for y in years]) for name in _YEAR_ARRAYS}
+    return run_budget(cat["time_start_s"], cat["nee"], cat["sw_in"], cat["ta"], cat["vpd"], cat["ustar"],
+                      lat=50.0, lon=10.0, utc_offset_h=1.0, settings=settings)
+
+
+def _arrays(year: SyntheticYear, rows: slice = slice(None)) -> dict[str, np.ndarray]:
+    return {name: getattr(year, name)[rows] for name in _YEAR_ARRAYS}
+
+
+def test_two_years_get_a_u_star_threshold_each_and_the_sums_of_each_year_run_alone() -> None:
+    """ONEFlux and REddyProc estimate the u* threshold per year. Two synthetic years whose low-turbulence bias ends at
+    0.20 and 0.35 m s-1: each year's threshold is the one a run of that year alone finds (the same records, the same
+    seed), near its truth (± 0.05, the bar of the single-year synthetic test), and each year's sums are those of the
+    year run alone up to the gap filling's windows reaching across New Year (measured: 0.02 and 0.08 gC m-2)."""
+    first = synthetic_year(2021, seed=1, ustar_threshold=0.20)
+    second = synthetic_year(2022, seed=2, ustar_threshold=0.35)
+    st = BudgetSettings(partition=False)
+    res = _run([_arrays(first), _arrays(second)], st)
+    alone = [_run([_arrays(first)], st), _run([_arrays(second)], st)]
     assert res.annual.label == ["2021", "2022"]
-    assert any(n.startswith("u* threshold estimated once over 2021, 2022: ONEFlux and REddyProc estimate one per "
-                            "year") for n in res.notes)
-    for i, year in enumerate((first, second)):
+    assert res.ustar is None and [(y.year, y.source) for y in res.ustar_years] == [("2021", "2021"), ("2022", "2022")]
+    assert res.notes[0].startswith("u* threshold per year, each from that year's own nights (as ONEFlux and "
+                                   "REddyProc): 2021 0.")
+    assert not any("estimated once" in n for n in res.notes)
+    n_first = first.time_start_s.size
+    for i, (year, single) in enumerate(zip((first, second), alone, strict=True)):
+        got = res.ustar_years[i]
+        assert abs(got.threshold - year.ustar_threshold) <= 0.05
+        assert got.threshold == single.scalars["USTAR_THRESHOLD"]
+        for name in ("U05", "U50", "U95"):
+            assert got.scenarios[name] == single.scalars[f"USTAR_THRESHOLD_{name}"]
+        assert got.summary["p05"] == single.scalars["USTAR_THRESHOLD_P05"]
+        rows = slice(0, n_first) if i == 0 else slice(n_first, None)
+        assert np.all(res.hh["USTAR_THRESHOLD"][rows] == got.threshold)
+        for name in ("NEE_F", "NEE_U05_F", "NEE_U95_F"):
+            assert res.annual.values[name][i] == pytest.approx(single.annual.values[name][0], abs=0.5)
+        assert res.annual.values["NEE_F_UNC"][i] == pytest.approx(single.annual.values["NEE_F_UNC"][0], rel=0.02)
         assert abs(res.annual.values["NEE_F"][i] - _gc(year.nee_true)) < 15.0
+    assert res.ustar_years[1].threshold - res.ustar_years[0].threshold > 0.08  # two thresholds, not one
+    assert np.isnan(res.scalars["USTAR_THRESHOLD"])  # no one value for the run  # type: ignore[arg-type]
+    extra = res.annual_extra()
+    assert extra["USTAR_THRESHOLD"] == [y.threshold for y in res.ustar_years]
+    assert extra["USTAR_THRESHOLD_YEAR"] == ["2021", "2022"]
+    assert extra["USTAR_THRESHOLD_U95"] == [y.scenarios["U95"] for y in res.ustar_years]
+    single_columns = list(alone[0].annual_extra())
+    cut = single_columns.index("USTAR_THRESHOLD") + 1
+    # the single-year columns in their order, and after the threshold the year it is of
+    assert list(extra) == [*single_columns[:cut], "USTAR_THRESHOLD_YEAR", *single_columns[cut:]]
+
+
+def test_a_short_year_takes_the_threshold_of_its_neighbour_and_says_so() -> None:
+    first = synthetic_year(2021, seed=1, ustar_threshold=0.20)
+    second = synthetic_year(2022, seed=2, ustar_threshold=0.35)
+    third = synthetic_year(2023, seed=3, ustar_threshold=0.20)
+    res = _run([_arrays(first), _arrays(second), _arrays(third, slice(0, 40 * 48))], BudgetSettings(partition=False))
+    assert res.annual.label == ["2021", "2022", "2023"]
+    own, taken = res.ustar_years[1], res.ustar_years[2]
+    assert (taken.year, taken.source, taken.own) == ("2023", "2022", False)
+    assert taken.threshold == own.threshold and taken.scenarios == own.scenarios
+    assert np.array_equal(taken.draws, own.draws)
+    assert f"u* 2023 (40 days of records): takes the threshold of 2022, {own.threshold:.3f} m s-1" in res.notes
+    assert np.all(res.hh["USTAR_THRESHOLD"][-40 * 48:] == own.threshold)
+    assert res.annual_extra()["USTAR_THRESHOLD_YEAR"] == ["2021", "2022", "2022"]
+
+
+def test_a_year_without_a_threshold_between_two_pools_both_neighbours() -> None:
+    """A middle year whose USTAR is missing throughout has no estimate; the years on either side are equally near:
+    their bootstrap draws are pooled (ONEFlux pools the draws of the years around a year) and the larger threshold
+    filters it (Papale et al. 2006: the conservative choice)."""
+    years = [_arrays(synthetic_year(2020 + k, seed=k, ustar_threshold=thr))
+             for k, thr in ((1, 0.2), (2, 0.3), (3, 0.35))]
+    years[1]["ustar"] = np.full(years[1]["ustar"].size, np.nan)
+    res = _run(years, BudgetSettings(partition=False, n_bootstrap=20))
+    before, middle, after = res.ustar_years
+    assert (middle.source, middle.own) == ("2021+2023", False)
+    assert middle.threshold == max(before.threshold, after.threshold)
+    assert np.array_equal(middle.draws, np.concatenate([before.draws, after.draws]))
+    assert middle.summary["n"] == before.draws.size + after.draws.size
+    assert any(n.startswith("u* 2022: no threshold of its own (only 0 night records") for n in res.notes)
+    assert any(n.startswith("u* 2022 (no threshold found in its nights): takes the threshold of 2021 and 2023")
+               for n in res.notes)
+
+
+def test_a_record_of_two_short_years_gets_one_threshold_and_says_so() -> None:
+    """Mid-November to mid-February: neither year has the days for its own threshold; one over the whole record."""
+    first, second = synthetic_year(2021, seed=1), synthetic_year(2022, seed=2)
+    res = _run([_arrays(first, slice(-47 * 48, None)), _arrays(second, slice(0, 46 * 48))],
+               BudgetSettings(partition=False, n_bootstrap=20))
+    assert res.annual.label == ["2021", "2022"] and res.ustar is not None and not res.ustar_years
+    assert res.scalars["USTAR_THRESHOLD"] == res.ustar.threshold
+    assert any(n.startswith(f"u* threshold estimated once over 2021, 2022: no year has its own estimate "
+                            f"({MIN_USTAR_YEAR_DAYS} days of records") for n in res.notes)
 
 
 def test_a_record_not_starting_at_midnight_is_padded_and_cut_back() -> None:
