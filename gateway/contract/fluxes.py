@@ -43,8 +43,9 @@ _INTEGER_NAMES = frozenset({"N_RECORDS", "N_USED"})
 
 
 def is_integer_variable(name: str) -> bool:
-    """True for quality flags (`*_SSITC_TEST`), spike counts, default-lag markers and record counts."""
-    return name in _INTEGER_NAMES or name.endswith(_INTEGER_SUFFIXES)
+    """True for quality flags (`*_SSITC_TEST`, the Vickers & Mahrt 1997 flags `*VM97_*`), spike counts,
+    default-lag markers and record counts."""
+    return name in _INTEGER_NAMES or name.endswith(_INTEGER_SUFFIXES) or "VM97_" in name
 
 
 class FluxResultLike(Protocol):

@@ -211,11 +211,12 @@ RULES: tuple[Rule, ...] = (
          "parameters of the Burba correction (bu_corr), which is refused"),
     # [RawProcess_Tests]
     Rule(r"test_sr", "honoured", "spike test and removal (with filter_sr; settings despike)", probe=("0", "1")),
-    Rule(r"test_al", "honoured", "absolute-limits test (with filter_al = 1 the records are removed; settings "
-         "filter_al)", probe=("1", "0"), context=(("filter_al", "1"),)),
-    Rule(r"test_(ar|do|sk|ds|tl|aa|ns)", "refused", "Vickers & Mahrt (1997) statistical flag (amplitude "
-         "resolution, dropouts, skewness/kurtosis, discontinuities, time lag, angle of attack, non-steady wind); "
-         "not available: set it to 0", allowed=("0", "")),
+    Rule(r"test_al", "honoured", "absolute-limits test: flags records outside the limits (settings "
+         "statistical_tests.test_al); with filter_al = 1 they are also removed (settings filter_al)",
+         probe=("1", "0")),
+    Rule(r"test_(ar|do|sk|ds|tl|aa|ns)", "honoured", "Vickers & Mahrt (1997) statistical flag (amplitude "
+         "resolution, dropouts, skewness/kurtosis, discontinuities, time lag, angle of attack, non-steady wind; "
+         "settings statistical_tests.test_*): flags only, the fluxes stay the same", probe=("1", "0")),
     # [RawProcess_ParameterSettings]
     Rule(r"sr_num_spk|sr_lim_(u|w|co2|h2o|ch4|n2o|hf)", "honoured", "despiking parameters (settings of the same name)",
          probe=("4", "3"), context=(("test_sr", "1"),)),
@@ -225,10 +226,31 @@ RULES: tuple[Rule, ...] = (
          "honoured",
          "absolute limits (settings absolute_limits)", probe=("0.5", "1.5"),
          context=(("test_al", "1"), ("filter_al", "1"))),
-    Rule(r"ar_.*|do_.*|sk_.*|ds_.*|tl_hf_lim|tl_sf_lim|aa_.*|ns_.*", "no_effect",
-         "parameters of a statistical test that is refused unless off"),
-    Rule(r"tl_def_(co2|h2o|ch4|n2o)", "no_effect", "default lags of the time-lag *test* (test_tl), which is "
-         "refused unless off; the default lag of covariance maximisation is the column's nominal lag"),
+    Rule(r"ar_(lim|bins|hf_lim)", "honoured", "amplitude-resolution test: range in σ, bins, accepted empty bins "
+         "% (settings statistical_tests.ar_*)", probe=("50", "60"), context=(("test_ar", "1"),)),
+    Rule(r"do_(extlim_dw|hf1_lim|hf2_lim)", "honoured", "dropout test: percentile of the extreme bins, accepted "
+         "central and extreme dropouts % (settings statistical_tests.do_*)", probe=("5", "8"),
+         context=(("test_do", "1"),)),
+    Rule(r"sk_(hf|sf)_(skmin|kumin)", "honoured", "skewness/kurtosis test, lower limits (settings "
+         "statistical_tests.sk_*)", probe=("0.5", "-3"), context=(("test_sk", "1"),)),
+    Rule(r"sk_(hf|sf)_(skmax|kumax)", "honoured", "skewness/kurtosis test, upper limits (settings "
+         "statistical_tests.sk_*)", probe=("9", "10"), context=(("test_sk", "1"),)),
+    Rule(r"ds_(hf|sf)_(uv|w|t|co2|h2o|ch4|n2o|var)", "honoured", "discontinuity test: limits of the Haar jump of "
+         "the mean (unit of the variable) and of the variance (relative) (settings statistical_tests.ds_*)",
+         probe=("7.5", "8.5"), context=(("test_ds", "1"),)),
+    Rule(r"tl_(hf|sf)_lim", "honoured", "time-lag test: accepted drop of the covariance at the expected lag, % "
+         "(settings statistical_tests.tl_*)", probe=("15", "25"), context=(("test_tl", "1"),)),
+    Rule(r"tl_def_(co2|h2o|ch4|n2o)", "honoured", "expected lags of the time-lag *test*, s (settings "
+         "statistical_tests.tl_def_*); the default lag of covariance maximisation stays the column's nominal lag",
+         probe=("0.3", "0.4"), context=(("test_tl", "1"),)),
+    Rule(r"aa_min", "honoured", "angle-of-attack test: lower limit, degrees (settings statistical_tests.aa_min)",
+         probe=("-25", "-20"), context=(("test_aa", "1"),)),
+    Rule(r"aa_max", "honoured", "angle-of-attack test: upper limit, degrees (settings statistical_tests.aa_max)",
+         probe=("25", "20"), context=(("test_aa", "1"),)),
+    Rule(r"aa_lim", "honoured", "angle-of-attack test: accepted % of records outside the range (settings "
+         "statistical_tests.aa_lim)", probe=("5", "8"), context=(("test_aa", "1"),)),
+    Rule(r"ns_hf_lim", "honoured", "steadiness of the horizontal wind: limit of the relative non-stationarity "
+         "(settings statistical_tests.ns_hf_lim)", probe=("0.75", "1.0"), context=(("test_ns", "1"),)),
     # [RawProcess_TiltCorrection_Settings]
     Rule(r"pf_mode", "honoured", "planar fit: 0 from pf_file; 1 fitted by the engine over the periods of the run "
          "(settings planar_fit_file unset; pf_w_max, pf_u_min, pf_min_num_per_sec, pf_north_offset)",
@@ -330,7 +352,8 @@ _ASSESSMENT_KEYS = ("sa_fmin_co2", "sa_fmax_co2", "sa_fmin_h2o", "sa_fmax_h2o", 
 
 
 #: Honoured keys that hold numbers: checked to be finite numbers even where their option is off.
-NUMERIC_KEYS = ("avrg_len", "max_lack", "timeconst", "u_offset", "v_offset", "w_offset", "ru_tlag_max", "mag_dec",
+NUMERIC_KEYS: tuple[str, ...] = (
+                "avrg_len", "max_lack", "timeconst", "u_offset", "v_offset", "w_offset", "ru_tlag_max", "mag_dec",
                 "pf_w_max", "pf_u_min", "pf_north_offset", "pf_min_num_per_sec", "sa_min_smpl", *_ASSESSMENT_KEYS,
                 "to_co2_min_lag", "to_co2_max_lag", "to_h2o_min_lag", "to_h2o_max_lag", "to_co2_min_flux",
                 "to_le_min_flux", "to_pg_range", "to_h2o_nclass", "to_ch4_min_lag", "to_ch4_max_lag",
@@ -339,6 +362,20 @@ NUMERIC_KEYS = ("avrg_len", "max_lack", "timeconst", "u_offset", "v_offset", "w_
                 "sr_lim_hf", "al_u_max", "al_w_max", "al_n2o_min", "al_n2o_max",
                 "al_tson_min", "al_tson_max", "al_co2_min", "al_co2_max", "al_h2o_min", "al_h2o_max", "al_ch4_min",
                 "al_ch4_max")
+
+#: The statistical tests' switches and, per switch, the parameters read when it is on (EddyPro names; settings
+#: statistical_tests).
+_TEST_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "test_al": (),
+    "test_ar": ("ar_lim", "ar_bins", "ar_hf_lim"),
+    "test_do": ("do_extlim_dw", "do_hf1_lim", "do_hf2_lim"),
+    "test_sk": tuple(f"sk_{f}_{m}" for f in ("hf", "sf") for m in ("skmin", "skmax", "kumin", "kumax")),
+    "test_ds": tuple(f"ds_{f}_{v}" for f in ("hf", "sf") for v in ("uv", "w", "t", "co2", "h2o", "ch4", "n2o", "var")),
+    "test_tl": ("tl_hf_lim", "tl_sf_lim", "tl_def_co2", "tl_def_h2o", "tl_def_ch4", "tl_def_n2o"),
+    "test_aa": ("aa_min", "aa_max", "aa_lim"),
+    "test_ns": ("ns_hf_lim",),
+}
+NUMERIC_KEYS = (*NUMERIC_KEYS, *(k for keys in _TEST_PARAMETERS.values() for k in keys))
 
 
 def _float(flat: Flat, key: str) -> float | None:
@@ -473,6 +510,16 @@ def settings_from_project(text: str) -> dict[str, Any]:
                   if (v := _float(flat, k)) is not None}
         if limits:
             out["absolute_limits"] = limits
+    tests: dict[str, Any] = {}
+    for switch, keys in _TEST_PARAMETERS.items():
+        if _flag(flat, switch):
+            tests[switch] = True
+            for key in keys:
+                value = _float(flat, key)
+                if value is not None:
+                    tests[key] = int(value) if key == "ar_bins" else value
+    if tests:
+        out["statistical_tests"] = tests
     out["cross_wind"] = _flag(flat, "cross_wind")
     if _flag(flat, "use_geo_north"):
         out["magnetic_declination"] = _float(flat, "mag_dec") or 0.0

@@ -499,7 +499,51 @@ def _v(name: str, scale: float = 1.0, offset: float = 0.0) -> _Getter:
     return lambda r, _md: r.get(name) * scale + offset
 
 
+#: EddyPro's slots of the statistical flag strings: "8" then one digit per series (its "u/v/w/ts/co2/h2o/ch4/none",
+#: N2O being the 4th gas) or per gas, 0 passed, 1 failed, 9 not selected or not computable (EddyPro 7 Help,
+#: "Despiking and raw data statistical screening").
+_VM97_SERIES = ("U", "V", "W", "TS", "CO2", "H2O", "CH4", "N2O")
+_VM97_GASES = ("CO2", "H2O", "CH4", "N2O")
+#: The per-series tests in the order of the full output's columns (and of the digits of the fluxnet <VAR>_VM97_TEST).
+_VM97_TESTS = ("SR_HF", "AR_HF", "DO_HF", "AL_HF", "SK_HF", "SK_SF", "DS_HF", "DS_SF")
+
+
+def _has_vm97(r: FluxResult) -> bool:
+    """Whether the period was screened by a statistical test; otherwise the flag columns stay -9999, as before the
+    tests existed (EddyPro itself prints all-9 strings then)."""
+    return any("VM97_" in k for k in r.values)
+
+
+def _digit(r: FluxResult, name: str) -> str:
+    value = r.values.get(name, math.nan)
+    return str(int(value)) if math.isfinite(value) else "9"
+
+
+def _vm97_string(names: Sequence[str]) -> _Getter:
+    """EddyPro's flag string, e.g. 800000099: "8" and one digit per value name (9 where absent)."""
+    return lambda r, _md: ("8" + "".join(_digit(r, n) for n in names)) if _has_vm97(r) else math.nan
+
+
+def _vm97_series_test(series: str) -> _Getter:
+    """Fluxnet <VAR>_VM97_TEST: "8" and the series' digit of each test; -9999 for a series the period lacks."""
+    names = [f"{series}_VM97_{t}" for t in _VM97_TESTS]
+    return lambda r, _md: (("8" + "".join(_digit(r, n) for n in names))
+                           if any(n in r.values for n in names) else math.nan)
+
+
+_VM97_FULL_OUTPUT: dict[str, _Getter] = {
+    **{column: _vm97_string([f"{s}_VM97_{test}" for s in _VM97_SERIES]) for column, test in (
+        ("spikes_hf", "SR_HF"), ("amplitude_resolution_hf", "AR_HF"), ("drop_out_hf", "DO_HF"),
+        ("absolute_limits_hf", "AL_HF"), ("skewness_kurtosis_hf", "SK_HF"), ("skewness_kurtosis_sf", "SK_SF"),
+        ("discontinuities_hf", "DS_HF"), ("discontinuities_sf", "DS_SF"))},
+    "timelag_hf": _vm97_string([f"{g}_VM97_TL_HF" for g in _VM97_GASES]),
+    "timelag_sf": _vm97_string([f"{g}_VM97_TL_SF" for g in _VM97_GASES]),
+    "attack_angle_hf": _vm97_string(["VM97_AOA_HF"]),
+    "non_steady_wind_hf": _vm97_string(["VM97_NSHW_HF"]),
+}
+
 _FULL_OUTPUT: dict[str, _Getter] = {
+    **_VM97_FULL_OUTPUT,
     "filename": lambda r, _md: r.source or "not_enough_data",
     "date": lambda r, _md: r.end.strftime("%Y-%m-%d"),
     "time": lambda r, _md: r.end.strftime("%H:%M"),
@@ -553,6 +597,10 @@ _FULL_OUTPUT: dict[str, _Getter] = {
 }
 
 _FLUXNET: dict[str, _Getter] = {
+    **{f"{'T_SONIC' if s == 'TS' else s}_VM97_TEST": _vm97_series_test(s) for s in _VM97_SERIES[:6]},
+    **{f"{'CH4' if s == 'CH4' else 'NONE'}_VM97_TEST": _vm97_series_test(s) for s in _VM97_SERIES[6:]},
+    "VM97_TLAG_HF": _VM97_FULL_OUTPUT["timelag_hf"], "VM97_TLAG_SF": _VM97_FULL_OUTPUT["timelag_sf"],
+    "VM97_AOA_HF": _VM97_FULL_OUTPUT["attack_angle_hf"], "VM97_NSHW_HF": _VM97_FULL_OUTPUT["non_steady_wind_hf"],
     "TIMESTAMP_START": lambda r, _md: _fmt(r.start), "TIMESTAMP_END": lambda r, _md: _fmt(r.end),
     "DOY_START": lambda r, _md: _doy(r.start), "DOY_END": lambda r, _md: _doy(r.end),
     "FILENAME_HF": lambda r, _md: r.source or "not_enough_data",
@@ -598,9 +646,9 @@ def write_eddypro_full_output(results: Sequence[FluxResult], path: Path | str | 
                               metadata: SiteMetadata | None = None) -> None:
     """EddyPro 7's "full output" file (EddyPro 7 Help, "The full output file"): three header rows (group, variable,
     unit) of :data:`gateway.flux.eddypro_outputs.FULL_OUTPUT_COLUMNS`, one row per period, -9999 where sinkwatch has
-    no value (storage fluxes, CH4, VM97 flag strings, LI-COR diagnostics). Molar densities are ambient (mole fraction
-    / molar volume of moist air; EddyPro's closed-path ones are at cell conditions). ``metadata`` (latitude,
-    longitude) gives `daytime`."""
+    no value (storage fluxes, LI-COR diagnostics; the statistical flag strings when no statistical test ran).
+    Molar densities are ambient (mole fraction / molar volume of moist air; EddyPro's closed-path ones are at cell
+    conditions). ``metadata`` (latitude, longitude) gives `daytime`."""
     from gateway.flux.eddypro_outputs import FULL_OUTPUT_COLUMNS
 
     def write(fh: TextIO) -> None:

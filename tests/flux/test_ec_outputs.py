@@ -85,6 +85,25 @@ def test_fluxnet_file_of_run_v_matches_eddypro_column_by_column(tmp_path: Path) 
     assert agreed >= 80, agreed
 
 
+STATISTICAL_FLAGS = [c[1] for c in FULL_OUTPUT_COLUMNS if c[2].startswith("8")]
+FLUXNET_FLAGS = [c for c in FLUXNET_COLUMNS if "VM97" in c]
+
+
+def test_run_v_prints_eddypro_s_statistical_flag_strings(tmp_path: Path) -> None:
+    """Run V has the spike test on and the others off: EddyPro prints 800000099 for the spikes (u..h2o passed, no
+    CH4, no 4th gas) and all-9 strings for the tests not selected; so must we, character for character."""
+    (ours,) = read_eddypro_table(run_v(tmp_path, "eddypro-full"))
+    (theirs,) = read_eddypro_table(V_RUN / "eddypro_full_output.csv")
+    assert len(STATISTICAL_FLAGS) == 12
+    assert {n: ours[n] for n in STATISTICAL_FLAGS} == {n: theirs[n] for n in STATISTICAL_FLAGS}
+    assert ours["spikes_hf"] == "800000099"
+    with run_v(tmp_path, "fluxnet").open(newline="") as fh:
+        (flux_ours,) = list(csv.DictReader(fh))
+    with (V_RUN / "eddypro_fluxnet.csv").open(newline="") as fh:
+        (flux_theirs,) = list(csv.DictReader(fh))
+    assert {n: flux_ours[n] for n in FLUXNET_FLAGS} == {n: flux_theirs[n] for n in FLUXNET_FLAGS}
+
+
 def test_unknown_format_is_refused(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(RAW_FILE), "--format", "xlsx",
                                    "--out", str(tmp_path / "x")])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.configfile import ConfigError
-from gateway.flux.ec.settings import ProcessingSettings
+from gateway.flux.ec.settings import ProcessingSettings, StatisticalTests
 from gateway.flux.eddypro import RULES, read_project, rule_for, settings_from_project
 
 from .conftest import EC_RAW
@@ -86,13 +86,29 @@ def test_the_v_project_gives_the_settings_of_run_v() -> None:
 
 
 @pytest.mark.parametrize(("key", "value", "words"), [
-    ("bu_corr", "1", "Burba"), ("flow_distortion", "2", "angle-of-attack"), ("test_ds", "1", "discontinuities"),
+    ("bu_corr", "1", "Burba"), ("flow_distortion", "2", "angle-of-attack"), ("gill_wm_wboost", "1", "WindMaster"),
     ("run_mode", "1", "express"), ("wdf_apply", "1", "wind sectors"), ("use_biom", "1", "biomet"),
 ])
 def test_refusals_name_the_key_and_the_way_out(key: str, value: str, words: str) -> None:
     flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())
     with pytest.raises(ConfigError, match=rf"^{key} = {value}: .*{words}.*(set|use) "):
         settings_from_project(render({**flat, key: value}))
+
+
+def test_the_statistical_tests_are_honoured_with_their_parameters() -> None:
+    """test_ar..test_ns were refused; now each switch and the parameters of a switched-on test reach the settings,
+    and a switched-off test's parameters are not read (as EddyPro)."""
+    flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())
+    on = {f"test_{t}": "1" for t in ("al", "ar", "do", "sk", "ds", "tl", "aa", "ns")}
+    s = ProcessingSettings.model_validate(settings_from_project(render({**flat, **on, "ds_hf_h2o": "5.5",
+                                                                        "tl_def_co2": "0.15", "ar_bins": "80"})))
+    t = s.statistical_tests
+    assert all(getattr(t, k) for k in on)
+    assert (t.ds_hf_h2o, t.tl_def_co2, t.ar_bins) == (5.5, 0.15, 80)
+    assert s.tl_def_co2 is None  # the processing's default lag is not the test's expected lag
+    off = ProcessingSettings.model_validate(settings_from_project(render({**flat, "ds_hf_h2o": "5.5"})))
+    assert off.statistical_tests == StatisticalTests()
+    assert off.settings_hash() == ProcessingSettings.model_validate(settings_from_project(render(flat))).settings_hash()
 
 
 def test_an_unknown_key_is_refused() -> None:

@@ -154,6 +154,22 @@ def diagnostic_mask(name: str, diag: Array) -> Mask:
     return ok & bad
 
 
+def absolute_limit_ranges(measure_types: dict[str, str], settings: ProcessingSettings
+                          ) -> dict[str, tuple[float, float]]:
+    """EddyPro's absolute limits per series in the engine's units (Vickers & Mahrt 1997, §4c; `al_*`): wind m s-1,
+    Ts K, CO2/CH4/N2O µmol mol-1, H2O mmol mol-1; molar densities of CO2 and H2O are not limited."""
+    al = settings.absolute_limits
+    limits = {"u": (-al.al_u_max, al.al_u_max), "v": (-al.al_u_max, al.al_u_max), "w": (-al.al_w_max, al.al_w_max),
+              "ts": (al.al_tson_min + 273.15, al.al_tson_max + 273.15)}
+    if measure_types.get("co2") != "molar_density":
+        limits["co2"] = (al.al_co2_min, al.al_co2_max)
+    if measure_types.get("h2o") != "molar_density":
+        limits["h2o"] = (al.al_h2o_min, al.al_h2o_max)
+    limits["ch4"] = (al.al_ch4_min, al.al_ch4_max)
+    limits["n2o"] = (al.al_n2o_min, al.al_n2o_max)
+    return limits
+
+
 def filter_records(data: dict[str, Array], measure_types: dict[str, str], settings: ProcessingSettings
                    ) -> list[str]:
     """Set records flagged by an instrument's diagnostic word, or outside EddyPro's absolute limits (Vickers &
@@ -169,16 +185,7 @@ def filter_records(data: dict[str, Array], measure_types: dict[str, str], settin
                             data[t][bad] = np.nan
                     reasons.append(f"{dname}: {int(bad.sum())} records flagged by the instrument and removed")
     if settings.filter_al:
-        al = settings.absolute_limits
-        limits = {"u": (-al.al_u_max, al.al_u_max), "v": (-al.al_u_max, al.al_u_max), "w": (-al.al_w_max, al.al_w_max),
-                  "ts": (al.al_tson_min + 273.15, al.al_tson_max + 273.15)}
-        if measure_types.get("co2") != "molar_density":
-            limits["co2"] = (al.al_co2_min, al.al_co2_max)
-        if measure_types.get("h2o") != "molar_density":
-            limits["h2o"] = (al.al_h2o_min, al.al_h2o_max)
-        limits["ch4"] = (al.al_ch4_min, al.al_ch4_max)
-        limits["n2o"] = (al.al_n2o_min, al.al_n2o_max)
-        for name, (lo, hi) in limits.items():
+        for name, (lo, hi) in absolute_limit_ranges(measure_types, settings).items():
             if name in data:
                 with np.errstate(invalid="ignore"):
                     out = (data[name] < lo) | (data[name] > hi)
@@ -191,7 +198,8 @@ def filter_records(data: dict[str, Array], measure_types: dict[str, str], settin
 def remove_spikes(data: dict[str, Array], fs: float, settings: ProcessingSettings) -> dict[str, float]:
     """Despike every sonic and gas series in place (Vickers & Mahrt 1997 with EddyPro's window of one sixth of the
     averaging period, or Mauder et al. 2013); spikes are replaced by linear interpolation unless
-    ``despike_replace`` is off (then only counted). Returns ``<VAR>_NUM_SPIKES`` (spike events) per series."""
+    ``despike_replace`` is off (then only counted). Returns ``<VAR>_NUM_SPIKES`` (spike events) and the spike
+    test's hard flag ``<VAR>_VM97_SR_HF`` (1 when more than ``sr_lim_hf`` % of the records are spikes) per series."""
     from gateway.flux.ec import despike as dsp
 
     counts: dict[str, float] = {}
@@ -212,7 +220,93 @@ def remove_spikes(data: dict[str, Array], fs: float, settings: ProcessingSetting
         if settings.despike_replace:
             data[name] = res.values
         counts[f"{name.upper()}_NUM_SPIKES"] = float(res.n_events)
+        counts[f"{name.upper()}_VM97_SR_HF"] = float(res.hard_flag)
     return counts
+
+
+#: The series the statistical tests look at, in EddyPro's order (its "8u/v/w/ts/co2/h2o/ch4/none"; N2O is the
+#: 4th gas).
+TESTED = ("u", "v", "w", "ts", "co2", "h2o", "ch4", "n2o")
+_DS_NAME = {"u": "uv", "v": "uv", "w": "w", "ts": "t", "co2": "co2", "h2o": "h2o", "ch4": "ch4", "n2o": "n2o"}
+
+
+def _put(out: dict[str, float], name: str, flag: int | None) -> None:
+    if flag is not None:
+        out[name] = float(flag)
+
+
+def absolute_limit_flags(data: dict[str, Array], measure_types: dict[str, str], settings: ProcessingSettings
+                         ) -> dict[str, float]:
+    """Absolute-limits test (Vickers & Mahrt 1997, §4c; EddyPro `test_al`): ``<VAR>_VM97_AL_HF`` = 1 when any
+    valid record lies outside :func:`absolute_limit_ranges`. A flag only; the records are removed by
+    :func:`filter_records` (``filter_al``)."""
+    out: dict[str, float] = {}
+    for name, (lo, hi) in absolute_limit_ranges(measure_types, settings).items():
+        if name in data:
+            x = data[name][np.isfinite(data[name])]
+            _put(out, f"{name.upper()}_VM97_AL_HF", int(bool(((x < lo) | (x > hi)).any())) if x.size else None)
+    return out
+
+
+def statistical_flags(data: dict[str, Array], fs: float, settings: ProcessingSettings) -> dict[str, float]:
+    """The selected statistical tests of :mod:`gateway.flux.ec.vm97` on the period's series (Vickers & Mahrt 1997;
+    EddyPro `test_ar/do/sk/ds/aa/ns`): ``<VAR>_VM97_AR_HF``, ``_DO_HF``, ``_SK_HF``/``_SK_SF``, ``_DS_HF``/``_DS_SF``
+    per series of :data:`TESTED`, ``VM97_AOA_HF`` and ``VM97_NSHW_HF``; 0 passed, 1 failed, absent when not
+    selected or not computable. Flags only: ``data`` is not changed. ``fs`` in Hz; series in the engine's units."""
+    from gateway.flux.ec import vm97
+
+    t = settings.statistical_tests
+    out: dict[str, float] = {}
+    sk_limits = vm97.SkewKurtLimits(**{k: getattr(t, k) for k in vm97.SkewKurtLimits.__dataclass_fields__})
+    for name in TESTED:
+        if name not in data:
+            continue
+        x, key = data[name], name.upper()
+        if t.test_ar:
+            _put(out, f"{key}_VM97_AR_HF", vm97.amplitude_resolution(x, ar_lim=t.ar_lim, ar_bins=t.ar_bins,
+                                                                      ar_hf_lim=t.ar_hf_lim))
+        if t.test_do:
+            _put(out, f"{key}_VM97_DO_HF", vm97.dropouts(x, do_extlim_dw=t.do_extlim_dw, do_hf1_lim=t.do_hf1_lim,
+                                                         do_hf2_lim=t.do_hf2_lim, ar_lim=t.ar_lim, ar_bins=t.ar_bins))
+        if t.test_sk:
+            hard, soft = vm97.skewness_kurtosis(x, sk_limits)
+            _put(out, f"{key}_VM97_SK_HF", hard)
+            _put(out, f"{key}_VM97_SK_SF", soft)
+        if t.test_ds:
+            ds = _DS_NAME[name]
+            hard, soft = vm97.discontinuities(x, fs, mean_hf=getattr(t, f"ds_hf_{ds}"),
+                                              mean_sf=getattr(t, f"ds_sf_{ds}"), var_hf=t.ds_hf_var,
+                                              var_sf=t.ds_sf_var)
+            _put(out, f"{key}_VM97_DS_HF", hard)
+            _put(out, f"{key}_VM97_DS_SF", soft)
+    if t.test_aa:
+        _put(out, "VM97_AOA_HF", vm97.angle_of_attack(data["u"], data["v"], data["w"], aa_min=t.aa_min,
+                                                      aa_max=t.aa_max, aa_lim=t.aa_lim))
+    if t.test_ns:
+        _put(out, "VM97_NSHW_HF", vm97.horizontal_wind_steadiness(data["u"], data["v"], fs, ns_hf_lim=t.ns_hf_lim)[0])
+    return out
+
+
+def time_lag_flags(w: Array, data: dict[str, Array], gases: list[str], metadata: SiteMetadata,
+                   settings: ProcessingSettings) -> dict[str, float]:
+    """Time-lag test (EddyPro `test_tl`, :func:`gateway.flux.ec.vm97.time_lag`) of each usable gas: the covariance
+    with the rotated ``w`` at the expected lag ``tl_def_<gas>`` (s) against the largest in the column's lag window;
+    ``<GAS>_VM97_TL_HF`` / ``_SF``. Flags only."""
+    from gateway.flux.ec import vm97
+
+    t = settings.statistical_tests
+    out: dict[str, float] = {}
+    if not t.test_tl:
+        return out
+    fs = metadata.acquisition_frequency
+    for g in gases:
+        col = metadata.file.column(g)
+        lo, hi = (col.min_timelag, col.max_timelag) if col is not None else (0.0, 0.0)
+        hard, soft = vm97.time_lag(w, data[g], fs, expected_s=getattr(t, f"tl_def_{g}"), min_s=lo, max_s=hi,
+                                   tl_hf_lim=t.tl_hf_lim, tl_sf_lim=t.tl_sf_lim)
+        _put(out, f"{g.upper()}_VM97_TL_HF", hard)
+        _put(out, f"{g.upper()}_VM97_TL_SF", soft)
+    return out
 
 
 def correct_sonic(data: dict[str, Array], metadata: SiteMetadata, settings: ProcessingSettings) -> list[str]:
@@ -866,6 +960,10 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
             raise PeriodFailed(f"no {name} column")
 
     # 1-5: raw records
+    if settings.statistical_tests.test_al or settings.filter_al:
+        before_limits = {k: a.copy() for k, a in data.items()}
+        filter_records(before_limits, period.measure_types, settings.model_copy(update={"filter_al": False}))
+        v.update(absolute_limit_flags(before_limits, period.measure_types, settings))
     reasons += filter_records(data, period.measure_types, settings)
     v.update(remove_spikes(data, fs, settings))
     reasons += correct_sonic(data, md, settings)
@@ -874,6 +972,7 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
     reasons += why
     gases, why = usable_gases(data, expected, settings.max_lack)
     reasons += why
+    v.update(statistical_flags(data, fs, settings))
     v["N_USED"] = float((np.isfinite(data["u"]) & np.isfinite(data["v"]) & np.isfinite(data["w"])
                          & np.isfinite(data["ts"])).sum())
 
@@ -892,6 +991,7 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
     if settings.tlag_meth == TimeLag.AUTOMATIC and "h2o" in gases:  # the H2O window depends on the RH class
         rh_before_lags = period_air_properties(data["ts"], {g: data[g] for g in gases}, mtypes, data.get("air_p"),
                                                md.altitude)[0].rh
+    v.update(time_lag_flags(rot.w, data, gases, md, settings))
     lags = compensate_time_lags(rot.w, data, gases, md, settings, time_lags, rh_before_lags)
     for g in gases:
         v[f"{g.upper()}_TLAG"] = lags.seconds[g]

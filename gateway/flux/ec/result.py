@@ -18,6 +18,16 @@ ENGINE_VERSION = "0.3.0"
 """Version of the numerical engine; bumped whenever a result for the same input and settings can change."""
 
 
+#: The per-variable statistical tests (EddyPro's full-output order): code in the value names, what it tests, and
+#: its hard (HF) and soft (SF) flags. Values ``<VAR>_VM97_<code>_<HF|SF>``: 0 passed, 1 failed; absent: not selected
+#: or not computable (EddyPro's 9).
+VM97_PER_VARIABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("SR", "spike", ("HF",)), ("AR", "amplitude-resolution", ("HF",)), ("DO", "dropout", ("HF",)),
+    ("AL", "absolute-limits", ("HF",)), ("SK", "skewness-kurtosis", ("HF", "SF")),
+    ("DS", "discontinuity", ("HF", "SF")),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class OutputVariable:
     name: str
@@ -125,6 +135,15 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("ITC_DEV_TS", "%", "integral turbulence characteristics deviation, sigma_T/T*", False),
         *(OutputVariable(f"{n}_NUM_SPIKES", "nondimensional", f"spike events removed from {n}", False)
           for n in ("U", "V", "W", "TS", "CO2", "H2O", "CH4", "N2O")),
+        *(OutputVariable(f"{n}_VM97_{t}_{hs}", "nondimensional", f"Vickers & Mahrt (1997) {what} test of {n}, "
+                         f"{'hard' if hs == 'HF' else 'soft'} flag: 0 passed, 1 failed (absent: not selected)", False)
+          for t, what, levels in VM97_PER_VARIABLE for hs in levels
+          for n in ("U", "V", "W", "TS", "CO2", "H2O", "CH4", "N2O")),
+        *(OutputVariable(f"{n}_VM97_TL_{hs}", "nondimensional", f"Vickers & Mahrt (1997) time-lag test of {n}, "
+                         f"{'hard' if hs == 'HF' else 'soft'} flag", False)
+          for hs in ("HF", "SF") for n in ("CO2", "H2O", "CH4", "N2O")),
+        OutputVariable("VM97_AOA_HF", "nondimensional", "angle-of-attack test, hard flag", False),
+        OutputVariable("VM97_NSHW_HF", "nondimensional", "steadiness of the horizontal wind test, hard flag", False),
         OutputVariable("U_ROT", "m s-1", "mean u after rotation", False),
         OutputVariable("V_ROT", "m s-1", "mean v after rotation", False),
         OutputVariable("W_ROT", "m s-1", "mean w after rotation", False),

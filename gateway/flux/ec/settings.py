@@ -299,6 +299,83 @@ class AbsoluteLimits(ConfigModel):
     al_n2o_max: float = 1000.0
 
 
+class StatisticalTests(ConfigModel):
+    """EddyPro's statistical tests after Vickers & Mahrt (1997) other than despiking (`despike`, `sr_*`) —
+    EddyPro `[RawProcess_Tests]` `test_*` and their `[RawProcess_ParameterSettings]` parameters, same names and
+    defaults (module :mod:`gateway.flux.ec.vm97`). They only flag the period (0 passed, 1 failed, 9 not selected);
+    they never change the data or the fluxes.
+
+    test_al: flag records outside the absolute limits (`absolute_limits`; removing them is `filter_al`).
+    ar_*: amplitude resolution, ar_lim in standard deviations, ar_hf_lim in % of empty bins. do_*: dropouts,
+    do_extlim_dw the percentile of the extreme bins, do_hf1_lim/do_hf2_lim in % of the window (central/extreme bins).
+    sk_*: skewness and kurtosis (non-excess) ranges, hard (hf) and soft (sf). ds_*: discontinuities, limits of the
+    Haar jump of the mean in the variable's unit (uv, w in m s-1, t in K, co2/ch4/n2o in µmol mol-1, h2o in mmol
+    mol-1) and of the relative change of variance (var). tl_*: time lags, hf/sf limits in % and the expected lags
+    tl_def_* in s. aa_*: angle of attack, range in degrees and accepted % outside. ns_hf_lim: relative
+    non-stationarity of the horizontal wind (dimensionless)."""
+
+    test_al: bool = False
+    test_ar: bool = False
+    test_do: bool = False
+    test_sk: bool = False
+    test_ds: bool = False
+    test_tl: bool = False
+    test_aa: bool = False
+    test_ns: bool = False
+    ar_lim: Annotated[float, Field(gt=0)] = 7.0
+    ar_bins: Annotated[int, Field(ge=2)] = 100
+    ar_hf_lim: Annotated[float, Field(ge=0, le=100)] = 70.0
+    do_extlim_dw: Annotated[float, Field(ge=0, lt=50)] = 10.0
+    do_hf1_lim: Annotated[float, Field(ge=0, le=100)] = 10.0
+    do_hf2_lim: Annotated[float, Field(ge=0, le=100)] = 6.0
+    sk_hf_skmin: float = -2.0
+    sk_hf_skmax: float = 2.0
+    sk_sf_skmin: float = -1.0
+    sk_sf_skmax: float = 1.0
+    sk_hf_kumin: float = 1.0
+    sk_hf_kumax: float = 8.0
+    sk_sf_kumin: float = 2.0
+    sk_sf_kumax: float = 5.0
+    ds_hf_uv: Annotated[float, Field(ge=0)] = 4.0
+    ds_hf_w: Annotated[float, Field(ge=0)] = 2.0
+    ds_hf_t: Annotated[float, Field(ge=0)] = 4.0
+    ds_hf_co2: Annotated[float, Field(ge=0)] = 40.0
+    ds_hf_h2o: Annotated[float, Field(ge=0)] = 3.26
+    ds_hf_ch4: Annotated[float, Field(ge=0)] = 40.0
+    ds_hf_n2o: Annotated[float, Field(ge=0)] = 40.0
+    ds_hf_var: Annotated[float, Field(ge=0)] = 3.0
+    ds_sf_uv: Annotated[float, Field(ge=0)] = 2.7
+    ds_sf_w: Annotated[float, Field(ge=0)] = 1.3
+    ds_sf_t: Annotated[float, Field(ge=0)] = 2.7
+    ds_sf_co2: Annotated[float, Field(ge=0)] = 27.0
+    ds_sf_h2o: Annotated[float, Field(ge=0)] = 2.2
+    ds_sf_ch4: Annotated[float, Field(ge=0)] = 30.0
+    ds_sf_n2o: Annotated[float, Field(ge=0)] = 30.0
+    ds_sf_var: Annotated[float, Field(ge=0)] = 2.0
+    tl_hf_lim: Annotated[float, Field(ge=0)] = 20.0
+    tl_sf_lim: Annotated[float, Field(ge=0)] = 10.0
+    tl_def_co2: float = 0.0
+    tl_def_h2o: float = 0.0
+    tl_def_ch4: float = 0.0
+    tl_def_n2o: float = 0.0
+    aa_min: float = -30.0
+    aa_max: float = 30.0
+    aa_lim: Annotated[float, Field(ge=0, le=100)] = 10.0
+    ns_hf_lim: Annotated[float, Field(gt=0)] = 0.5
+
+    @model_validator(mode="after")
+    def _ranges(self) -> StatisticalTests:
+        for lo, hi in (("sk_hf_skmin", "sk_hf_skmax"), ("sk_sf_skmin", "sk_sf_skmax"), ("sk_hf_kumin", "sk_hf_kumax"),
+                       ("sk_sf_kumin", "sk_sf_kumax"), ("aa_min", "aa_max")):
+            if getattr(self, lo) >= getattr(self, hi):
+                raise ValueError(f"{lo} = {getattr(self, lo)} is not below {hi} = {getattr(self, hi)}")
+        return self
+
+    def flagging(self) -> bool:
+        """Whether any of these tests is selected."""
+        return any(getattr(self, f"test_{t}") for t in ("al", "ar", "do", "sk", "ds", "tl", "aa", "ns"))
+
+
 class ProcessingSettings(ConfigModel):
     """Processing options, EddyPro names (`[RawProcess_Settings]`, `[Project]`), EddyPro defaults.
 
@@ -357,6 +434,8 @@ class ProcessingSettings(ConfigModel):
     sr_lim_ch4: float = 8.0
     sr_lim_n2o: float = 8.0
     sr_lim_hf: float = 1.0
+    statistical_tests: StatisticalTests = StatisticalTests()
+    """Vickers & Mahrt (1997) flags (EddyPro test_al/ar/do/sk/ds/tl/aa/ns and their parameters); flags only."""
     hf_meth: SpectralCorrection = SpectralCorrection.NONE
     lf_meth: LowFrequencyCorrection = LowFrequencyCorrection.NONE
     """Correction of the high-pass filtering by averaging/detrending (Moncrieff et al. 2004), EddyPro lf_meth."""
@@ -429,10 +508,17 @@ class ProcessingSettings(ConfigModel):
     sa_fit_to: datetime | None = None
     power_of_two: bool = False
 
+    def flags_statistics(self) -> bool:
+        """Whether the period gets EddyPro's statistical flags: a statistical test is selected (despiking counts as
+        the spike test, filter_al as the absolute-limits test)."""
+        return self.despike != Despiking.NONE or self.filter_al or self.statistical_tests.flagging()
+
     def settings_hash(self, metadata: SiteMetadata | None = None) -> str:
         """First 16 hex digits of the SHA-256 of the canonical JSON of these settings (and the metadata, if given):
         results computed with the same hash are comparable."""
-        payload: dict[str, Any] = {"settings": self.model_dump(mode="json")}
+        # the statistical tests only add flags: unselected, they leave the hash of the settings it was without them
+        exclude = {"statistical_tests"} if self.statistical_tests == StatisticalTests() else None
+        payload: dict[str, Any] = {"settings": self.model_dump(mode="json", exclude=exclude)}
         if metadata is not None:
             payload["metadata"] = metadata.model_dump(mode="json")
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
