@@ -8,7 +8,10 @@ Files (header row; ``-9999`` or empty = missing; time stamps ``YYYYMMDDHHMM`` of
   ``YYYYMMDD``/``YYYYMM``/``YYYY``). Not given: computed here from the half-hourly file by
   :func:`gateway.flux.budget.aggregate.aggregate`, as the budget command does (said so in the notes). The annual
   file's ``USTAR_MODE`` and ``USTAR_THRESHOLD_P05``/``_P50``/``_P95`` are used when present.
-- ``ustar_draws``: the ``--ustar-draws`` file (one column ``USTAR_THRESHOLD``, one bootstrap draw per row).
+- ``ustar_draws``: the ``--ustar-draws`` file (one column ``USTAR_THRESHOLD``, one bootstrap draw per row; with a
+  ``YEAR`` column before it when the budget has a u* threshold per year). A budget of several years with a threshold
+  per year (its annual file's ``USTAR_THRESHOLD_YEAR``) is reported with the reported year's threshold, percentiles
+  and draws.
 - ``budget_record``: the ``--record`` file of the budget run (JSON): its outputs' SHA-256 must equal the budget files
   given (else the files are another run's or were changed since), and its engine, settings hash, inputs (with their
   SHA-256 and time layout) and notes join the provenance.
@@ -31,7 +34,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -193,19 +196,67 @@ def _read_aggregates(path: Path, role: str, width: int) -> tuple[Aggregates, dic
     for name in t.header:
         if name == "TIMESTAMP":
             continue
-        if name == "USTAR_MODE" or name.startswith(("USTAR_THRESHOLD", "E0_")):
-            texts = t.text(name)
-            try:
-                number = float(texts[0])
-                scalars[name] = float("nan") if number == MISSING else number
-            except ValueError:
-                scalars[name] = texts[0]
+        if _is_scalar(name):
+            scalars[name] = _scalar(t.text(name)[0])
             continue
         values[name] = t.numbers(name)
     return Aggregates(labels, values), scalars, t
 
 
-def _budget(files: ReportFiles, inputs: list[InputDigest], notes: list[str]) -> BudgetData:
+def _is_scalar(name: str) -> bool:
+    """A column of the annual file that holds a value of the run (the same in every row), or of each year's u*
+    threshold (a record of several years: docs/budget.md, "u* threshold: one per year")."""
+    return name == "USTAR_MODE" or name.startswith(("USTAR_THRESHOLD", "E0_"))
+
+
+def _scalar(text: str) -> float | str:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return float("nan") if number == MISSING else number
+
+
+def _ustar_of_year(budget: BudgetData, year: int, annual: _Table | None, draws: FloatArray,
+                   draw_years: NDArray[np.str_] | None, notes: list[str]) -> BudgetData:
+    """The u* threshold, percentiles and draws of the reported year when the budget has one per year (its annual
+    file's ``USTAR_THRESHOLD_YEAR`` column; the draws file's ``YEAR`` column); the budget unchanged otherwise."""
+    if annual is None or not annual.has("USTAR_THRESHOLD_YEAR"):
+        return budget
+    labels = annual.text("TIMESTAMP")
+    if str(year) not in labels:
+        return budget
+    row = labels.index(str(year))
+    scalars = dict(budget.scalars)
+    for name in annual.header:
+        if _is_scalar(name):
+            scalars[name] = _scalar(annual.text(name)[row])
+    source = str(scalars["USTAR_THRESHOLD_YEAR"]).removesuffix(".0")
+    threshold = scalars.get("USTAR_THRESHOLD")
+    if draw_years is not None:
+        draws = draws[np.isin(draw_years, source.split("+"))]
+    percentiles = {q: float(v) for q, key in ((5.0, "USTAR_THRESHOLD_P05"), (50.0, "USTAR_THRESHOLD_P50"),
+                                              (95.0, "USTAR_THRESHOLD_P95"))
+                   if isinstance(v := scalars.get(key), float) and math.isfinite(v)}
+    notes.append(f"u*: the budget has a threshold per year; {year}'s is "
+                 + (f"{threshold:.3f} m s-1" if isinstance(threshold, float) else "missing")
+                 + ("" if source == str(year) else f", taken from {source}"))
+    ustar = UstarDistribution(budget.ustar.mode, threshold if isinstance(threshold, float) else float("nan"),
+                              draws, percentiles)
+    return replace(budget, ustar=ustar, scalars=scalars)
+
+
+@dataclass
+class _Budget:
+    """The budget as read, with what picking one year's u* threshold needs (:func:`_ustar_of_year`)."""
+
+    data: BudgetData
+    annual: _Table | None
+    draws: FloatArray
+    draw_years: NDArray[np.str_] | None
+
+
+def _budget(files: ReportFiles, inputs: list[InputDigest], notes: list[str]) -> _Budget:
     if files.budget is None:
         raise ReportInputError("no budget file: a site carbon report needs the carbon budget; give --budget "
                                "BUDGET_OUT.csv (the half-hourly output of sinkwatch flux budget --out)")
@@ -242,11 +293,14 @@ def _budget(files: ReportFiles, inputs: list[InputDigest], notes: list[str]) -> 
 
     scalars: dict[str, float | str] = {}
     aggs: dict[str, Aggregates] = {}
+    annual_table: _Table | None = None
     for role, path, width in (("daily", files.daily, 8), ("monthly", files.monthly, 6), ("annual", files.annual, 4)):
         if path is not None:
             agg, extra, table = _read_aggregates(path, role, width)
             scalars.update(extra)
             aggs[role] = agg
+            if role == "annual":
+                annual_table = table
             inputs.append(_digest(table, f"budget, {role} sums", None))
     missing = [r for r in ("daily", "monthly", "annual") if r not in aggs]
     if missing:
@@ -265,12 +319,15 @@ def _budget(files: ReportFiles, inputs: list[InputDigest], notes: list[str]) -> 
                      "(gateway.flux.budget.aggregate, as sinkwatch flux budget does)")
 
     draws = np.empty(0)
+    draw_years: NDArray[np.str_] | None = None
     if files.ustar_draws is not None:
         dt = _read(files.ustar_draws, "u* draws")
         if not dt.has("USTAR_THRESHOLD"):
             raise ReportInputError(f"{files.ustar_draws}: no USTAR_THRESHOLD column; give the file of sinkwatch flux "
                                    "budget --ustar-draws")
         draws = dt.numbers("USTAR_THRESHOLD")
+        if dt.has("YEAR"):  # a budget with a u* threshold per year: each year's draws
+            draw_years = np.array(dt.text("YEAR"))
         inputs.append(_digest(dt, "budget, u* bootstrap draws", None))
     thr_col = hh.get("USTAR_THRESHOLD")
     threshold = float(np.nanmedian(thr_col)) if thr_col is not None and np.isfinite(thr_col).any() else float("nan")
@@ -285,7 +342,8 @@ def _budget(files: ReportFiles, inputs: list[InputDigest], notes: list[str]) -> 
                      "the distribution is shown by its percentiles only" if percentiles else
                      "u*: neither the bootstrap draws nor the annual file are among the inputs: no distribution")
     ustar = UstarDistribution(mode, threshold, draws, percentiles)  # type: ignore[arg-type]
-    return BudgetData(grid_t, step, hh, aggs["daily"], aggs["monthly"], aggs["annual"], ustar, scalars)
+    return _Budget(BudgetData(grid_t, step, hh, aggs["daily"], aggs["monthly"], aggs["annual"], ustar, scalars),
+                   annual_table, draws, draw_years)
 
 
 _RECORD_ROLES = {"--out": ("budget", "budget, half-hourly"), "--daily": ("daily", "budget, daily sums"),
@@ -460,7 +518,8 @@ def build_from_files(files: ReportFiles, *, site: str, year: int | None = None, 
     (default: the budget's, when it covers one year)."""
     inputs: list[InputDigest] = []
     notes: list[str] = []
-    budget = _budget(files, inputs, notes)
+    read = _budget(files, inputs, notes)
+    budget = read.data
     run = _run_record(files, {i.role: i.sha256 for i in inputs}) if files.budget_record is not None else None
     if run is not None:
         inputs.extend(run.inputs)
@@ -470,6 +529,7 @@ def build_from_files(files: ReportFiles, *, site: str, year: int | None = None, 
         if len(years) != 1:
             raise ReportInputError(f"the budget covers the years {', '.join(years)}; choose one with --year")
         year = int(years[0])
+    budget = _ustar_of_year(budget, year, read.annual, read.draws, read.draw_years, notes)
     soil = _soil(files.soil, inputs) if files.soil is not None else []
     stems = _stems(files.stems, inputs) if files.stems is not None else []
     carbon = _stem_carbon(files.stem_carbon, inputs) if files.stem_carbon is not None else []

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli import app
+from gateway.report.files import ReportFiles, build_from_files
 from gateway.simulation.fluxyear import synthetic_year
 from tests.flux.budget.refdata import SITES, gc_m2, hesseflux_run, peer_json
 
@@ -146,6 +147,16 @@ def test_a_record_of_two_years_gets_a_threshold_per_year_in_every_output(tmp_pat
     assert [(a["year"], a["USTAR_THRESHOLD_YEAR"]) for a in record["annual"]] == [("2021", "2021"), ("2022", "2022")]
     assert [a["USTAR_THRESHOLD"] for a in record["annual"]] == pytest.approx(list(yy["USTAR_THRESHOLD"]), abs=1e-6)
     assert "note: u* threshold per year, each from that year's own nights" in result.output
+    # the site report of one of the years shows that year's threshold, percentiles and draws
+    files = ReportFiles(tmp_path / "out.csv", annual=tmp_path / "yy.csv", ustar_draws=tmp_path / "draws.csv",
+                        budget_record=tmp_path / "run.json")
+    for i, label in enumerate((2021, 2022)):
+        budget = build_from_files(files, site="SYN", year=label).budget
+        assert budget is not None
+        u = budget.ustar
+        assert u.mode == "auto" and u.threshold == pytest.approx(yy["USTAR_THRESHOLD"][i], abs=1e-5)
+        assert u.percentiles[5.0] == pytest.approx(yy["USTAR_THRESHOLD_P05"][i], abs=1e-5)
+        assert u.draws.size == np.sum(draws["YEAR"] == label)
 
 
 def _stamp(t: float) -> str:
