@@ -4,8 +4,10 @@ constant, shorter than one window)."""
 
 from __future__ import annotations
 
+import csv
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,3 +305,41 @@ def test_the_flag_strings_in_eddypro_s_full_output(hoh: tuple[RawPeriod, Process
     assert on["amplitude_resolution_hf"][7:] == "99"               # no CH4, no 4th gas
     assert len(on["timelag_hf"]) == 5 and on["timelag_hf"][3:] == "99"
     assert on["attack_angle_hf"] in ("80", "81") and on["non_steady_wind_hf"] == "89"
+
+
+def test_an_eddypro_project_with_every_test_on_runs_and_gives_r1_s_fluxes(tmp_path: Path) -> None:
+    """The command that stopped with exit 2 on test_ar..test_ns = 1 now runs R1's project with all of them on: exit
+    0, the same AmeriFlux fluxes as R1's own project, and the flag strings in the full output."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from gateway.flux.eddypro import read_project
+
+    run = EC_RAW / "eddypro" / "R1_dr_ba_maxcov_wpl_30min"
+    flat = read_project((run / "eddypro_settings_echo.eddypro").read_text())
+    project = tmp_path / "all_tests.eddypro"
+    project.write_text(";EDDYPRO_PROCESSING\n[RawProcess_Settings]\n" + "".join(
+        f"{k}={'1' if k in ALL_TESTS else v}\n" for k, v in flat.items()))
+
+    def flux_ec(settings: Path, fmt: str) -> Path:
+        out = tmp_path / f"{settings.stem}.{fmt}.csv"
+        res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(run / "input_DE-HoH.metadata"),
+                                       "--settings", str(settings), "--format", fmt, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        return out
+
+    with flux_ec(project, "ameriflux").open(newline="") as fh:
+        (on,) = list(csv.DictReader(fh))
+    with flux_ec(run / "eddypro_settings_echo.eddypro", "ameriflux").open(newline="") as fh:
+        (off,) = list(csv.DictReader(fh))
+    for name in ("FC", "H", "LE", "TAU", "USTAR", "FH2O", "CO2_TLAG", "H2O_TLAG", "FC_SSITC_TEST"):
+        assert on[name] == off[name], name
+    assert on["SETTINGS_HASH"] != off["SETTINGS_HASH"]   # the flags differ, so the result sets are told apart
+    assert "U_VM97_AR_HF" in on and "U_VM97_AR_HF" not in off
+    with flux_ec(project, "eddypro-full").open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    full = dict(zip(rows[1], rows[3], strict=True))
+    assert all(full[c].startswith("8") and set(full[c][1:]) <= {"0", "1", "9"} for c in (
+        "amplitude_resolution_hf", "drop_out_hf", "absolute_limits_hf", "skewness_kurtosis_hf", "discontinuities_sf",
+        "timelag_hf", "attack_angle_hf", "non_steady_wind_hf"))
+    assert full["spikes_hf"] == "899999999"   # R1 does not despike

@@ -4,7 +4,9 @@
 cites its method, in EddyPro's order (EDDYPRO-REFERENCE.md; docs/flux-ec.md "What the engine does"):
 
 1. :func:`filter_records`: instrument diagnostics, absolute limits (Vickers & Mahrt 1997 §4c);
-2. :func:`remove_spikes`: Vickers & Mahrt (1997) or Mauder et al. (2013);
+2. :func:`remove_spikes`: Vickers & Mahrt (1997) or Mauder et al. (2013); the selected statistical tests only flag
+   (:func:`absolute_limit_flags` before the limits filter, :func:`statistical_flags` after step 5,
+   :func:`time_lag_flags` after step 6; Vickers & Mahrt 1997, :mod:`gateway.flux.ec.vm97`);
 3. :func:`correct_sonic`: zero-wind offsets, crosswind correction of Ts (Liu et al. 2001);
 4. :func:`dry_mole_fractions`: wet mole fractions to mixing ratios record by record (Ibrom et al. 2007);
 5. :func:`usable_gases`: the max_lack rule;
