@@ -365,7 +365,7 @@ NUMERIC_KEYS: tuple[str, ...] = (
 
 #: The statistical tests' switches and, per switch, the parameters read when it is on (EddyPro names; settings
 #: statistical_tests).
-_TEST_PARAMETERS: dict[str, tuple[str, ...]] = {
+TEST_PARAMETERS: dict[str, tuple[str, ...]] = {
     "test_al": (),
     "test_ar": ("ar_lim", "ar_bins", "ar_hf_lim"),
     "test_do": ("do_extlim_dw", "do_hf1_lim", "do_hf2_lim"),
@@ -375,7 +375,7 @@ _TEST_PARAMETERS: dict[str, tuple[str, ...]] = {
     "test_aa": ("aa_min", "aa_max", "aa_lim"),
     "test_ns": ("ns_hf_lim",),
 }
-NUMERIC_KEYS = (*NUMERIC_KEYS, *(k for keys in _TEST_PARAMETERS.values() for k in keys))
+NUMERIC_KEYS = (*NUMERIC_KEYS, *(k for keys in TEST_PARAMETERS.values() for k in keys))
 
 
 def _float(flat: Flat, key: str) -> float | None:
@@ -511,7 +511,7 @@ def settings_from_project(text: str) -> dict[str, Any]:
         if limits:
             out["absolute_limits"] = limits
     tests: dict[str, Any] = {}
-    for switch, keys in _TEST_PARAMETERS.items():
+    for switch, keys in TEST_PARAMETERS.items():
         if _flag(flat, switch):
             tests[switch] = True
             for key in keys:

@@ -343,3 +343,28 @@ def test_an_eddypro_project_with_every_test_on_runs_and_gives_r1_s_fluxes(tmp_pa
         "amplitude_resolution_hf", "drop_out_hf", "absolute_limits_hf", "skewness_kurtosis_hf", "discontinuities_sf",
         "timelag_hf", "attack_angle_hf", "non_steady_wind_hf"))
     assert full["spikes_hf"] == "899999999"   # R1 does not despike
+
+
+def test_the_defaults_are_eddypro_s() -> None:
+    """Every parameter's default is the value EddyPro 7.0.9 wrote into R1's settings echo (its own defaults)."""
+    from gateway.flux.eddypro import TEST_PARAMETERS, read_project
+
+    flat = read_project((EC_RAW / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "eddypro_settings_echo.eddypro")
+                        .read_text())
+    defaults = StatisticalTests()
+    keys = [k for ks in TEST_PARAMETERS.values() for k in ks]
+    assert len(keys) == 40  # ar 3, do 3, sk 8, ds 16, tl 6, aa 3, ns 1
+    for key in keys:
+        assert getattr(defaults, key) == float(flat[key]), key
+    assert not any(getattr(defaults, s) for s in TEST_PARAMETERS)
+
+
+@pytest.mark.parametrize(("tests", "named"), [
+    ({"ar_bins": 1}, "ar_bins"), ({"test_zz": True}, "test_zz"), ({"aa_min": 40.0}, "aa_min"),
+    ({"do_hf1_lim": 150.0}, "do_hf1_lim"),
+])
+def test_bad_settings_name_the_key(tests: dict[str, object], named: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=named):
+        ProcessingSettings.model_validate({"statistical_tests": tests})

@@ -371,10 +371,6 @@ class StatisticalTests(ConfigModel):
                 raise ValueError(f"{lo} = {getattr(self, lo)} is not below {hi} = {getattr(self, hi)}")
         return self
 
-    def flagging(self) -> bool:
-        """Whether any of these tests is selected."""
-        return any(getattr(self, f"test_{t}") for t in ("al", "ar", "do", "sk", "ds", "tl", "aa", "ns"))
-
 
 class ProcessingSettings(ConfigModel):
     """Processing options, EddyPro names (`[RawProcess_Settings]`, `[Project]`), EddyPro defaults.
@@ -507,11 +503,6 @@ class ProcessingSettings(ConfigModel):
     """Only periods ending after this time enter the in-situ assessment (EddyPro sa_subset, sa_start_*)."""
     sa_fit_to: datetime | None = None
     power_of_two: bool = False
-
-    def flags_statistics(self) -> bool:
-        """Whether the period gets EddyPro's statistical flags: a statistical test is selected (despiking counts as
-        the spike test, filter_al as the absolute-limits test)."""
-        return self.despike != Despiking.NONE or self.filter_al or self.statistical_tests.flagging()
 
     def settings_hash(self, metadata: SiteMetadata | None = None) -> str:
         """First 16 hex digits of the SHA-256 of the canonical JSON of these settings (and the metadata, if given):
