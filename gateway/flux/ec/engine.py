@@ -49,6 +49,7 @@ from gateway.flux.ec.settings import (
     Rotation,
     SiteMetadata,
     SpectralCorrection,
+    StatisticalTests,
     TimeLag,
 )
 from gateway.flux.ec.stats import moments
@@ -505,7 +506,8 @@ def in_situ_assessment(periods: list[RawPeriod], settings: ProcessingSettings,
     from gateway.flux.ec import insitu
 
     plain = settings.model_copy(update={"hf_meth": SpectralCorrection.NONE, "lf_meth": LowFrequencyCorrection.NONE,
-                                        "random_error": "none", "foot_meth": "none"})
+                                        "random_error": "none", "foot_meth": "none",
+                                        "statistical_tests": StatisticalTests()})  # flags: not used here
     spectra = []
     for p in periods:
         if (settings.sa_fit_from is not None and p.end <= settings.sa_fit_from) or (
@@ -540,7 +542,7 @@ def optimise_time_lags(periods: list[RawPeriod], settings: ProcessingSettings,
         wide = md.model_copy(update={"file": md.file.model_copy(update={"columns": cols})})
         search = settings.model_copy(update={"tlag_meth": TimeLag.MAXCOV, "hf_meth": SpectralCorrection.NONE,
                                              "lf_meth": LowFrequencyCorrection.NONE, "random_error": "none",
-                                             "foot_meth": "none"})
+                                             "foot_meth": "none", "statistical_tests": StatisticalTests()})
         r = process_period(RawPeriod(p.data, wide, p.start, p.end, p.measure_types, p.issues, p.source,
                                      p.expected_records), search, planar_fit=planar_fit)
         if r.status == "failed":
