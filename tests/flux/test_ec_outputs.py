@@ -70,7 +70,7 @@ def test_full_output_of_run_v_matches_eddypro_column_by_column(tmp_path: Path) -
     (theirs,) = read_eddypro_table(V_RUN / "eddypro_full_output.csv")
     agreed, bad = compare(ours, theirs, [c[1] for c in FULL_OUTPUT_COLUMNS])
     assert not bad, "\n".join(bad)
-    assert agreed >= 80, agreed  # 81 columns filled by both on run V
+    assert agreed >= 93, agreed  # 81 numbers and 12 statistical flag strings filled by both on run V
 
 
 def test_fluxnet_file_of_run_v_matches_eddypro_column_by_column(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_fluxnet_file_of_run_v_matches_eddypro_column_by_column(tmp_path: Path) 
         (theirs,) = list(csv.DictReader(fh))
     agreed, bad = compare(rows[0], theirs, list(FLUXNET_COLUMNS))
     assert not bad, "\n".join(bad)
-    assert agreed >= 80, agreed
+    assert agreed >= 93, agreed  # with the 10 statistical flag columns both fill
 
 
 STATISTICAL_FLAGS = [c[1] for c in FULL_OUTPUT_COLUMNS if c[2].startswith("8")]
