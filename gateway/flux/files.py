@@ -274,6 +274,11 @@ def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, 
     missing = float(fd.missing_data_string) if _is_number(fd.missing_data_string) else None
     if missing is not None:
         arr[arr == missing] = np.nan
+    infinite = np.isinf(arr)
+    if infinite.any():  # "inf", "1e400": no instrument measures that; left in, it turns every sum it enters into NaN
+        issues.append(f"{path.name}: {int(infinite.sum())} infinite values (inf, or beyond the float range) "
+                      "treated as missing")
+        arr[infinite] = np.nan
     out: dict[str, np.ndarray] = {}
     for j, col in enumerate(cols):
         factor, offset = col.conversion()

@@ -116,6 +116,31 @@ def test_garbage_cells_become_missing_and_are_counted(tmp_path: Path) -> None:
     assert any("1 rows with too few columns" in x for x in r.reasons)
 
 
+@pytest.mark.parametrize("token", ["inf", "-inf", "1e400", "Infinity"])
+def test_infinite_cells_become_missing_and_are_counted(tmp_path: Path, token: str) -> None:
+    """numpy reads these as ±inf, which would turn every mean and covariance they enter into NaN (or inf)."""
+    rows = good_rows()
+    path = write_file(tmp_path / NAME, rows)
+    lines = path.read_text().splitlines()
+    for row in (11, 500, 20000):  # the header is line 0
+        cells = lines[row].split(",")
+        cells[2 if row == 500 else 4] = token  # W once, CO2 twice
+        lines[row] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    (r,) = run(path)
+    assert r.status == "ok", r.reasons
+    assert any("3 infinite values (inf, or beyond the float range) treated as missing" in x for x in r.reasons)
+    for name in ("FC", "H", "LE", "USTAR"):
+        assert math.isfinite(r.get(name)), name
+    clean = rows.copy()
+    clean[[10, 19999], 4] = np.nan
+    clean[499, 2] = np.nan
+    (tmp_path / "clean").mkdir()
+    (expected,) = run(write_file(tmp_path / "clean" / NAME, clean))  # the same records, missing where inf was
+    for name in ("FC", "H", "LE", "USTAR"):
+        assert r.get(name) == pytest.approx(expected.get(name), rel=1e-9), name
+
+
 def test_non_monotonic_time_stamps_fail_the_period(tmp_path: Path) -> None:
     path = write_file(tmp_path / NAME, good_rows())
     stamps = 1717236000.0 + np.arange(N) / FS
