@@ -230,6 +230,11 @@ def _unreadable(path: Path, exc: BaseException) -> str:
     return f"cannot read {path.name}: {getattr(exc, 'strerror', None) or exc}"
 
 
+#: Above this magnitude a raw value is no measurement of any quantity the engine reads (wind, temperature, gas
+#: amounts, pressure, diagnostic words < 2**32), and its fourth power (kurtosis) would overflow float64 in a sum.
+NOT_A_MEASUREMENT = 1e30
+
+
 def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, np.ndarray] | None:
     """Read the mapped numeric columns the engine uses; None (with a reason in ``issues``) when the file does not
     fit the map."""
@@ -274,11 +279,12 @@ def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, 
     missing = float(fd.missing_data_string) if _is_number(fd.missing_data_string) else None
     if missing is not None:
         arr[arr == missing] = np.nan
-    infinite = np.isinf(arr)
-    if infinite.any():  # "inf", "1e400": no instrument measures that; left in, it turns every sum it enters into NaN
-        issues.append(f"{path.name}: {int(infinite.sum())} infinite values (inf, or beyond the float range) "
-                      "treated as missing")
-        arr[infinite] = np.nan
+    with np.errstate(invalid="ignore"):
+        absurd = np.abs(arr) > NOT_A_MEASUREMENT
+    if absurd.any():  # "inf", "1e400", "1e308": left in, one such cell turns every sum it enters into inf or NaN
+        issues.append(f"{path.name}: {int(absurd.sum())} values infinite or beyond ±{NOT_A_MEASUREMENT:g} treated "
+                      "as missing")
+        arr[absurd] = np.nan
     out: dict[str, np.ndarray] = {}
     for j, col in enumerate(cols):
         factor, offset = col.conversion()

@@ -939,6 +939,69 @@ def text_file_mutants(draw: st.DrawFn, base: str) -> bytes:
     return draw(mutated(data)) if draw(st.integers(0, 3)) == 0 else data
 
 
+def _ec_raw_excerpt() -> list[str]:
+    """The header and first 600 records (30 s) of the DE-HoH raw file (tests/data/ec-raw)."""
+    with gzip.open(REPO_ROOT / "tests" / "data" / "ec-raw" / "DE-HoH_EC_201907301200_v01.csv.gz", "rt") as fh:
+        return [fh.readline().rstrip("\n") for _ in range(601)]
+
+
+@st.composite
+def ec_raw_files(draw: st.DrawFn, base: list[str]) -> bytes:
+    """A raw eddy-covariance file as `sinkwatch flux ec` reads it: cells replaced by nasty tokens, records dropped,
+    repeated or cut, bytes edited, or gzip-compressed as it is."""
+    lines = list(base)
+    for _ in range(draw(st.integers(0, 6))):
+        i = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(("cell", "cell", "drop", "dup", "cut", "line")))
+        if op == "cell":
+            cells = lines[i].split(",")
+            cells[draw(st.integers(0, len(cells) - 1))] = draw(any_token)
+            lines[i] = ",".join(cells)
+        elif op == "drop":
+            del lines[i]
+        elif op == "dup":
+            lines.insert(i, lines[i])
+        elif op == "cut":
+            lines = lines[:i]
+        else:
+            lines[i] = draw(any_token)
+        if not lines:
+            lines = [""]
+    data = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
+    kind = draw(st.integers(0, 5))
+    if kind == 0:
+        return draw(mutated(data))
+    return gzip.compress(data, mtime=0) if kind == 1 else data
+
+
+def _ec_loader(path: Path) -> Any:
+    """The command's path through one raw file: read, every period processed (EddyPro run R1's settings), the
+    results written. numpy's RuntimeWarnings are errors here: a value that warns would reach the user's terminal
+    and, worse, a NaN or inf into a flux without a reason."""
+    import io
+    import warnings
+
+    from gateway.flux.ec.engine import process_period
+    from gateway.flux.files import load_metadata, load_settings, read_raw_file, write_ameriflux_csv
+
+    # files and periods of 30 s, so that the excerpt is a whole period and every step of the engine runs on it
+    md = load_metadata(_EXAMPLES / "DE-HoH.metadata.yaml").model_copy(update={"file_duration": 0.5})
+    settings = load_settings(_EXAMPLES / "DE-HoH_R1.settings.yaml").model_copy(update={"avrg_len": 0.5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        results = [process_period(period, settings) for period in read_raw_file(path, md, settings)]
+        write_ameriflux_csv(results, io.StringIO())
+    return results
+
+
+def _check_ec_results(_input: bytes, results: Any) -> None:
+    assert results, "no period"
+    for r in results:
+        assert r.status in ("ok", "partial", "failed"), r.status
+        if r.status != "ok":
+            assert r.reasons, f"a {r.status} period without a reason"
+
+
 def _budget_tables() -> list[str]:
     """Three days of plausible half-hourly records in each input layout `sinkwatch flux budget` reads
     (gateway/flux/budget/files.py): FLUXNET start and end (bare and as an AmeriFlux BASE file), europe-fluxdata end
@@ -1025,6 +1088,7 @@ def build_targets() -> list[Target]:
     planar_fit = _FileHarness("planar_fit.txt", _planar_fit_loader)
     spectral = _FileHarness("spectral_assessment.txt", _spectral_loader)
     budget_input = _FileHarness("budget_input.csv", _budget_loader)
+    ec_raw = _FileHarness("DE-HoH_EC_201907301200_v01.csv", _ec_loader)
     reference = REPO_ROOT / "tests" / "data" / "ec-raw"
     layouts = st.booleans()
     return [
@@ -1063,4 +1127,5 @@ def build_targets() -> list[Target]:
         Target("eddypro_spectral_assessment",
                text_file_mutants((reference / "spectral_assessment.txt").read_text()), spectral.load, (ValueError,)),
         Target("budget_input_file", budget_input_files(), budget_input.load, (BudgetFileError,)),
+        Target("ec_raw_file", ec_raw_files(_ec_raw_excerpt()), ec_raw.load, (), _check_ec_results, refuses=False),
     ]

@@ -17,7 +17,7 @@ EXAMPLES = 300
 #: outcomes, measured with coverage.py on the test's own derandomized inputs (docs/reliability.md, "Suite time
 #: (2026-12-06)"; the others lose lines at 150). Hypothesis keys the draws on `feed`'s body, not on this count.
 FEWER_EXAMPLES = {"gmp252_registers": 150, "modbus_rtu_read_reply": 150, "gmp343_grammar": 100, "gmp343_reply": 100,
-                  "soilprobe_registers": 100, "central_yaml": 100}
+                  "soilprobe_registers": 100, "central_yaml": 100, "ec_raw_file": 100}
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=[t.name for t in TARGETS])
