@@ -40,7 +40,7 @@ __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "MIN_USTAR_YEAR_DAYS", "BudgetInputE
            "UstarYear", "run_budget"]
 
 ENGINE_NAME = "sinkwatch-budget"
-ENGINE_VERSION = "0.1.0"
+ENGINE_VERSION = "0.2.0"  # 0.2.0: one u* threshold per year in a record of several years
 """Stored budgets carry f"{ENGINE_NAME} {ENGINE_VERSION}"; raise the version when a change moves results."""
 
 MIN_DAYS = 14
