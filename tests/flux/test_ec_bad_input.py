@@ -142,6 +142,31 @@ def test_infinite_cells_become_missing_and_are_counted(tmp_path: Path, token: st
         assert r.get(name) == pytest.approx(expected.get(name), rel=1e-9), name
 
 
+@pytest.mark.parametrize(("column", "shift", "says"), [
+    (3, -273.15, "mean sonic temperature 21.85 K outside 173.15..373.15 K: check the Ts column's unit"),  # °C as K
+    (5, +400.0, "mean H2O 412 mmol mol-1 outside -10..200 mmol mol-1: check the H2O column's unit"),
+])
+def test_means_no_air_has_fail_the_period_naming_the_unit_to_check(tmp_path: Path, column: int, shift: float,
+                                                                     says: str) -> None:
+    rows = good_rows()
+    rows[:, column] += shift
+    (r,) = run(write_file(tmp_path / NAME, rows))
+    assert r.status == "failed"
+    assert any(says in x for x in r.reasons), r.reasons
+
+
+def test_a_pressure_in_the_wrong_unit_fails_the_period(tmp_path: Path) -> None:
+    rows = np.column_stack([good_rows(), np.full(N, 1013.0)])  # hPa in a column declared in Pa
+    columns = [{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"}, {"index": 3, "variable": "w"},
+               {"index": 4, "variable": "ts"},
+               {"index": 5, "variable": "co2", "measure_type": "mixing_ratio", "min_timelag": 0, "max_timelag": 1},
+               {"index": 6, "variable": "h2o", "measure_type": "mixing_ratio", "min_timelag": 0, "max_timelag": 1},
+               {"index": 7, "variable": "air_p", "unit_in": "pa"}]
+    (r,) = run(write_file(tmp_path / NAME, rows, header="U,V,W,T_SONIC,CO2,H2O,PA"), columns=columns)
+    assert r.status == "failed"
+    assert any("mean air pressure 1013 Pa outside 30000..110000 Pa" in x for x in r.reasons), r.reasons
+
+
 def test_non_monotonic_time_stamps_fail_the_period(tmp_path: Path) -> None:
     path = write_file(tmp_path / NAME, good_rows())
     stamps = 1717236000.0 + np.arange(N) / FS
@@ -235,3 +260,17 @@ def test_unreadable_file_gives_one_failed_period_per_averaging_period(tmp_path: 
     results = [process_period(p, settings) for p in periods]
     assert [r.end.strftime("%H:%M") for r in results] == ["11:35", "11:40", "11:45", "11:50", "11:55", "12:00"]
     assert all(r.status == "failed" and "file not found" in r.reasons[0] for r in results)
+
+
+@pytest.mark.parametrize("name", ["diag_72", "diag_75", "diag_sonic"])
+def test_numbers_that_are_no_diagnostic_word_mark_their_records_bad(name: str) -> None:
+    import warnings
+
+    from gateway.flux.ec.engine import diagnostic_mask
+
+    ok_word = {"diag_72": 8191.0, "diag_75": 240.0, "diag_sonic": 0.0}[name]
+    diag = np.array([ok_word, np.nan, -1.0, 8191.5, 2.0**32, 1e29, ok_word])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast" from the corrupted words
+        bad = diagnostic_mask(name, diag)
+    assert bad.tolist() == [False, False, True, True, True, True, False]

@@ -69,6 +69,14 @@ class ConfigurationError(ValueError):
     """Metadata and settings cannot work together; raised before any data is processed."""
 
 
+#: Period means outside these are no air at the surface: −100..+100 °C sonic temperature; 30..110 kPa (the summit
+#: of Everest is ~33 kPa); water vapour from slightly below zero (an analyser's zero drift in dry air) to well above
+#: saturation at 50 °C (12 % by volume, ~4.6 mol m-3).
+TS_MEAN_RANGE_K = (173.15, 373.15)
+PRESSURE_RANGE_PA = (30_000.0, 110_000.0)
+H2O_MEAN_RANGE = {"mixing_ratio": (-10.0, 200.0), "molar_density": (-500.0, 8_000.0)}
+
+
 class PeriodFailed(Exception):
     """A step found the period unusable; the message is the reason given on the result."""
 
@@ -145,16 +153,19 @@ def default_lag(gas: str, metadata: SiteMetadata, settings: ProcessingSettings) 
 def diagnostic_mask(name: str, diag: Array) -> Mask:
     """True where a diagnostic word marks a bad record. LI-7200 (`diag_72`): bits 4-12 are 1 when OK; LI-7500
     (`diag_75`): bits 4-7 are 1 when OK (LI-COR LI-7200 and LI-7500A instruction manuals, "Diagnostic value");
-    sonic (`diag_sonic`): non-zero is bad. NaN: not flagged."""
+    sonic (`diag_sonic`): non-zero is bad. NaN: not flagged. A number that is no diagnostic word (negative, a
+    fraction, 2**32 or more: a corrupted record) is bad."""
     ok = np.isfinite(diag)
-    word = np.where(ok, diag, 0).astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        word_like = ok & (diag >= 0) & (diag < 2.0**32) & (diag == np.floor(diag))
+    word = np.where(word_like, diag, 0).astype(np.int64)
     if name == "diag_72":
         bad = (word >> 4) & 0x1FF != 0x1FF
     elif name == "diag_75":
         bad = (word >> 4) & 0xF != 0xF
     else:
         bad = word != 0
-    return ok & bad
+    return ok & (bad | ~word_like)
 
 
 def absolute_limit_ranges(measure_types: dict[str, str], settings: ProcessingSettings
@@ -464,7 +475,11 @@ def period_spectra(period: RawPeriod, settings: ProcessingSettings, *, n_bins: i
         return None
     edges = insitu.frequency_bins(fs, n, n_bins)
     ratio = {g: insitu.binned_ratio(data["ts"], data[g], fs, edges, *_assessment_band(g, settings)) for g in gases}
-    air, _ = period_air_properties(data["ts"], {g: data[g] for g in gases}, mtypes, data.get("air_p"), md.altitude)
+    try:
+        air, _ = period_air_properties(data["ts"], {g: data[g] for g in gases}, mtypes, data.get("air_p"),
+                                       md.altitude)
+    except PeriodFailed:
+        return None
     rot = rotation.double_rotation(data["u"], data["v"], data["w"])
     cov_wts = qc.pair_cov(rot.w, data["ts"])
     return insitu.PeriodSpectra(f=insitu.bin_centres(edges), ratio=ratio, rh=air.rh, month=period.end.month,
@@ -651,10 +666,24 @@ def period_air_properties(ts: Array, lagged: dict[str, Array], measure_types: di
     ts_mean = float(np.nanmean(ts))
     p = float(np.nanmean(air_p)) if air_p is not None and np.isfinite(air_p).any() else \
         airprops.pressure_from_altitude(altitude_m)
+    # Means no air has: a unit declared wrongly in the metadata (Ts in °C read as K, pressure in hPa as kPa) or a
+    # broken channel. Every flux would be computed from them without a word, or the equations break down.
+    if not TS_MEAN_RANGE_K[0] <= ts_mean <= TS_MEAN_RANGE_K[1]:
+        raise PeriodFailed(f"mean sonic temperature {ts_mean:.2f} K outside {TS_MEAN_RANGE_K[0]:g}.."
+                           f"{TS_MEAN_RANGE_K[1]:g} K: check the Ts column's unit in the metadata (K or °C)")
+    if not PRESSURE_RANGE_PA[0] <= p <= PRESSURE_RANGE_PA[1]:
+        raise PeriodFailed(f"mean air pressure {p:.0f} Pa outside {PRESSURE_RANGE_PA[0]:g}..{PRESSURE_RANGE_PA[1]:g} "
+                           "Pa: check the pressure column's unit in the metadata (Pa, hPa or kPa)")
     if "h2o" not in lagged:
         return airprops.air_properties(ts_mean, p), p
     h2o_mean = float(np.nanmean(lagged["h2o"]))
-    if measure_types["h2o"] == "molar_density":
+    molar_density = measure_types["h2o"] == "molar_density"
+    low, high = H2O_MEAN_RANGE["molar_density" if molar_density else "mixing_ratio"]
+    if not low <= h2o_mean <= high:
+        unit = "mmol m-3" if molar_density else "mmol mol-1"
+        raise PeriodFailed(f"mean H2O {h2o_mean:.4g} {unit} outside {low:g}..{high:g} {unit}: check the H2O "
+                           "column's unit and measure type in the metadata")
+    if molar_density:
         return airprops.air_properties(ts_mean, p, h2o_molar_density=h2o_mean * 1e-3), p
     return airprops.air_properties(ts_mean, p, h2o_mole_fraction=h2o_mean / (1000.0 + h2o_mean)), p
 
