@@ -20,6 +20,12 @@ baselines measured in the same run on the same file.
 Run:
 
     .venv/bin/python bench/flux_ec.py [--repeat 15] [--raw tests/data/ec-raw/DE-HoH_EC_...csv.gz]
+    .venv/bin/python bench/flux_ec.py --statistical-tests [--repeat 15]
+
+``--statistical-tests`` measures only EddyPro's statistical tests (Vickers & Mahrt 1997, gateway/flux/ec/vm97.py):
+each test's CPU time on the period's six series (u, v, w, Ts, CO2, H2O; the time-lag test on CO2 and H2O in R1's
+lag window 0-2 s and in a wide one, -10..10 s, with 5 % of the gas records missing) and the whole process_period
+with R1's settings, every test off and every test on.
 
 A gzip-compressed file (the vendored reference is one) is decompressed to a temporary file first, so the reading
 times stay those of plain text, comparable with earlier runs.
@@ -139,7 +145,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw", type=Path, default=RAW)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--statistical-tests", action="store_true",
+                        help="measure only the statistical tests (per test and the period with tests on/off)")
     args = parser.parse_args()
+    if args.statistical_tests:
+        statistical_tests(args.raw, args.repeat)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.raw.suffix == ".gz":
             plain = Path(tmp) / args.raw.with_suffix("").name
@@ -265,6 +276,53 @@ def run(args: argparse.Namespace) -> None:
     cores = os.cpu_count() or 1
     print(f"  station-year ({PERIODS_PER_YEAR} periods) from the archive: {c_archive * PERIODS_PER_YEAR / 60:.1f} "
           f"min on one core, ~{c_archive * PERIODS_PER_YEAR / 60 / cores:.1f} min on {cores} cores")
+
+
+def statistical_tests(raw: Path, repeat: int) -> None:
+    """Per-test CPU ms of the statistical tests on the DE-HoH period, and the period with every test off and on."""
+    from gateway.flux.ec import vm97
+    from gateway.flux.ec.settings import StatisticalTests
+
+    run_dir = REPO / "tests" / "data" / "ec-raw" / "eddypro" / "R1_dr_ba_maxcov_wpl_30min"
+    md = load_metadata(run_dir / "input_DE-HoH.metadata")
+    st = load_settings(run_dir / "eddypro_settings_echo.eddypro")
+    (period,) = read_raw_file(raw, md, st)
+    fs = md.acquisition_frequency
+    print(f"sinkwatch statistical-tests benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
+    series = [np.asarray(period.data[k], dtype=np.float64) for k in ("u", "v", "w", "ts", "co2", "h2o")]
+    w = series[2]
+    gappy = [g.copy() for g in series[4:]]
+    for g in gappy:
+        g[np.random.default_rng(5).random(g.size) < 0.05] = np.nan
+    both = getattr(vm97, "resolution_and_dropouts", None)
+    cases: dict[str, Callable[[], object]] = {
+        "amplitude resolution (6 series)": lambda: [vm97.amplitude_resolution(x) for x in series],
+        "dropouts (6 series)": lambda: [vm97.dropouts(x) for x in series],
+        "skewness/kurtosis (6 series)": lambda: [vm97.skewness_kurtosis(x) for x in series],
+        "discontinuities (6 series)": lambda: [vm97.discontinuities(x, fs, mean_hf=4.0, mean_sf=2.7) for x in series],
+        "time lag, 0..2 s (2 gases)": lambda: [vm97.time_lag(w, g, fs, expected_s=0.0, min_s=0.0, max_s=2.0)
+                                               for g in series[4:]],
+        "time lag, -10..10 s, 5 % missing (2 gases)": lambda: [
+            vm97.time_lag(w, g, fs, expected_s=0.0, min_s=-10.0, max_s=10.0) for g in gappy],
+        "angle of attack + horizontal wind": lambda: (vm97.angle_of_attack(*series[:3]),
+                                                      vm97.horizontal_wind_steadiness(series[0], series[1], fs)),
+    }
+    if both is not None:
+        cases["resolution + dropouts, one binning (6 series)"] = lambda: [both(x) for x in series]
+    on = st.model_copy(update={"statistical_tests": StatisticalTests(
+        **{f"test_{t}": True for t in ("al", "ar", "do", "sk", "ds", "tl", "aa", "ns")})})
+    cases["process_period R1, every test off"] = lambda: process_period(period, st)
+    cases["process_period R1, every test on"] = lambda: process_period(period, on)
+    for fn in cases.values():
+        fn()  # warm-up (imports)
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeat):  # interleaved, so that load from other processes hits every case alike
+        for name, fn in cases.items():
+            cpu[name].append(cpu_timed(fn))
+    for name, ts in cpu.items():
+        print(f"  {name:<48} CPU median {statistics.median(ts) * 1000:7.1f} ms   best {min(ts) * 1000:7.1f} ms")
 
 
 if __name__ == "__main__":

@@ -276,10 +276,16 @@ def statistical_flags(data: dict[str, Array], fs: float, settings: ProcessingSet
         if name not in data:
             continue
         x, key = data[name], name.upper()
-        if t.test_ar:
+        if t.test_ar and t.test_do:  # one binning of the windows for both
+            ar, do = vm97.resolution_and_dropouts(x, ar_lim=t.ar_lim, ar_bins=t.ar_bins, ar_hf_lim=t.ar_hf_lim,
+                                                  do_extlim_dw=t.do_extlim_dw, do_hf1_lim=t.do_hf1_lim,
+                                                  do_hf2_lim=t.do_hf2_lim)
+            _put(out, f"{key}_VM97_AR_HF", ar)
+            _put(out, f"{key}_VM97_DO_HF", do)
+        elif t.test_ar:
             _put(out, f"{key}_VM97_AR_HF", vm97.amplitude_resolution(x, ar_lim=t.ar_lim, ar_bins=t.ar_bins,
                                                                       ar_hf_lim=t.ar_hf_lim))
-        if t.test_do:
+        elif t.test_do:
             _put(out, f"{key}_VM97_DO_HF", vm97.dropouts(x, do_extlim_dw=t.do_extlim_dw, do_hf1_lim=t.do_hf1_lim,
                                                          do_hf2_lim=t.do_hf2_lim, ar_lim=t.ar_lim, ar_bins=t.ar_bins))
         if t.test_sk:

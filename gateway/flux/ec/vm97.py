@@ -20,6 +20,10 @@ module follows the paper (VM97 §4-5), and says so in the function's docstring:
   ds_*_co2 in µmol mol-1, ds_*_h2o in mmol mol-1), the change of the variance relative to the period's variance;
 * time lags: the covariance at the expected lag against the largest |covariance| in the lag window;
 * steadiness of the horizontal wind: VM97 §5's relative non-stationarity RNS of the linear trend.
+
+The arithmetic is vectorised (all windows of a test at once, the Haar transforms from cumulative sums, the time-lag
+covariances of every lag from one FFT cross-correlation); `tests/flux/test_vm97_reference.py` holds it to a
+window-by-window, lag-by-lag reference of the same rules.
 """
 
 from __future__ import annotations
@@ -56,17 +60,92 @@ def _windows(n: int, size: int = WINDOW_RECORDS, step: int = WINDOW_STEP) -> lis
     return [(s, s + size) for s in starts]
 
 
-def _bin_edges(x: Array, width_sigma: float, bins: int) -> Array | None:
-    """VM97 §4b: ``bins`` equal bins over the smaller of ``width_sigma`` standard deviations (centred on the mean)
-    and the range of ``x`` (min to max). None when x has no spread (one value)."""
-    lo, hi = float(x.min()), float(x.max())
-    spread = width_sigma * float(x.std())
-    if hi <= lo:
-        return None
-    if hi - lo <= spread:
-        return np.linspace(lo, hi, bins + 1)
-    mean = float(x.mean())
-    return np.linspace(mean - spread / 2.0, mean + spread / 2.0, bins + 1)
+def _window_matrix(v: Array, size: int = WINDOW_RECORDS, step: int = WINDOW_STEP) -> Array:
+    """The windows of :func:`_windows` over ``v`` as the rows of one (windows × records) array."""
+    if v.size <= size:
+        return v[None, :]
+    starts = [a for a, _ in _windows(v.size, size, step)]
+    return np.lib.stride_tricks.sliding_window_view(v, size)[starts]
+
+
+@dataclass(frozen=True)
+class _WindowBins:
+    """Every window's histogram at once: ``edges`` (windows × bins + 1), the bin ``index`` of each record (windows ×
+    records; −1 below the first edge, ``bins`` above the last, the last edge itself in the last bin, as
+    :func:`numpy.histogram` counts it) and ``flat``, the windows with no spread (one value; their edges are
+    placeholders)."""
+
+    edges: Array
+    index: NDArray[np.intp]
+    flat: NDArray[np.bool_]
+
+
+def _window_bins(w: Array, width_sigma: float, bins: int) -> _WindowBins:
+    """VM97 §4b's histogram of each row of ``w`` (windows × records): ``bins`` equal bins over the smaller of
+    ``width_sigma`` standard deviations (centred on the mean) and the range (min to max). Bit for bit what
+    :func:`numpy.linspace` and :func:`numpy.searchsorted` give window by window: the edges are start + i·step with
+    the last set to the stop, and a first guess of each record's bin from the step is corrected against the edges
+    themselves (so rounding in the guess never moves a record to a neighbouring bin)."""
+    lo, hi = w.min(axis=1), w.max(axis=1)
+    spread = width_sigma * w.std(axis=1)
+    mean = w.mean(axis=1)
+    flat = hi <= lo
+    narrow = hi - lo <= spread
+    start = np.where(flat, 0.0, np.where(narrow, lo, mean - spread / 2.0))
+    stop = np.where(flat, 1.0, np.where(narrow, hi, mean + spread / 2.0))
+    step = (stop - start) / bins
+    edges = np.arange(bins + 1, dtype=np.float64)[None, :] * step[:, None] + start[:, None]
+    edges[:, -1] = stop
+    # with sentinels -inf / +inf around each row's edges, the position p of a record x with ext[p] <= x < ext[p + 1]
+    # is searchsorted(edges, x, "right"); rows are laid end to end so that one flat take serves every window
+    nw, width = w.shape[0], bins + 3
+    ext = np.concatenate((np.full((nw, 1), -np.inf), edges, np.full((nw, 1), np.inf)), axis=1).ravel()
+    guess = np.floor((w - start[:, None]) / step[:, None])
+    p = np.clip(guess, -1, bins).astype(np.intp) + 1 + (np.arange(nw) * width)[:, None]
+    while (down := ext[p] > w).any():
+        p -= down
+    while (up := ext[p + 1] <= w).any():
+        p += up
+    p -= (np.arange(nw) * width)[:, None]
+    index = p - 1                                   # searchsorted(edges, x, "right") - 1, in -1..bins
+    index[(index == bins) & (w == edges[:, -1:])] = bins - 1
+    return _WindowBins(edges, index, flat)
+
+
+def _resolution_flag(wb: _WindowBins, bins: int, hf_lim: float) -> int:
+    """VM97 §4b on binned windows: 1 when in any window more than ``hf_lim`` % of the ``bins`` bins are empty."""
+    nw, width = wb.index.shape[0], bins + 2
+    counts = np.bincount((wb.index + 1 + (np.arange(nw) * width)[:, None]).ravel(), minlength=nw * width)
+    empty = (counts.reshape(nw, width)[:, 1:-1] == 0).sum(axis=1).astype(np.float64) / bins
+    empty[wb.flat] = (bins - 1) / bins
+    return int(100.0 * float(empty.max()) > hf_lim)
+
+
+def _longest_runs(index: NDArray[np.intp], extreme: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Per row of ``index`` (windows × records), the longest run of equal consecutive bin indices among central
+    bins and among extreme bins (``extreme``: windows × ``bins`` + 2, whether bin −1 … ``bins`` is extreme)."""
+    nw, m = index.shape
+    change = np.ones(index.shape, dtype=bool)
+    change[:, 1:] = index[:, 1:] != index[:, :-1]
+    starts = np.flatnonzero(change)                 # every row starts a run: no run crosses two windows
+    lengths = np.diff(np.append(starts, nw * m))
+    row = starts // m
+    outer_run = extreme[row, index.ravel()[starts] + 1]
+    first = np.searchsorted(row, np.arange(nw))     # each window's first run
+    central = np.maximum.reduceat(np.where(outer_run, 0, lengths), first)
+    outer = np.maximum.reduceat(np.where(outer_run, lengths, 0), first)
+    return central, outer
+
+
+def _dropout_flag(w: Array, wb: _WindowBins, extlim_dw: float, hf1_lim: float, hf2_lim: float) -> int:
+    """VM97 §4d on binned windows (see :func:`dropouts`)."""
+    e = wb.edges
+    centres = np.concatenate((e[:, :1], 0.5 * (e[:, :-1] + e[:, 1:]), e[:, -1:]), axis=1)
+    lo, hi = np.percentile(w, [extlim_dw, 100.0 - extlim_dw], axis=1)
+    central, outer = _longest_runs(wb.index, (centres < lo[:, None]) | (centres > hi[:, None]))
+    m = w.shape[1]
+    central[wb.flat], outer[wb.flat] = m, 0
+    return int(bool(((100.0 * central / m > hf1_lim) | (100.0 * outer / m > hf2_lim)).any()))
 
 
 def amplitude_resolution(x: Array, *, ar_lim: float = 7.0, ar_bins: int = 100, ar_hf_lim: float = 70.0) -> Flag:
@@ -74,60 +153,42 @@ def amplitude_resolution(x: Array, *, ar_lim: float = 7.0, ar_bins: int = 100, a
     histogram of ``ar_bins`` bins over the smaller of ``ar_lim`` standard deviations and the range; hard flag (1)
     when in any window more than ``ar_hf_lim`` % of the bins are empty — the signal's variance is too small for the
     instrument's resolution. A window holding a single value (a constant signal) has every bin but one empty.
-    ``x`` in any unit; ``ar_lim`` in standard deviations, ``ar_hf_lim`` in %. None when no record is valid."""
+    ``x`` in any unit; ``ar_lim`` in standard deviations, ``ar_hf_lim`` in %. None when no record is valid.
+    All windows are binned at once (:func:`_window_bins`) and counted with one :func:`numpy.bincount`."""
     v = _valid(x)
     if v.size == 0:
         return None
-    worst = 0.0
-    for a, b in _windows(v.size):
-        w = v[a:b]
-        edges = _bin_edges(w, ar_lim, ar_bins)
-        if edges is None:
-            empty = (ar_bins - 1) / ar_bins
-        else:
-            counts, _ = np.histogram(w, bins=edges)
-            empty = float((counts == 0).sum()) / ar_bins
-        worst = max(worst, 100.0 * empty)
-    return int(worst > ar_hf_lim)
-
-
-def _longest_runs(index: NDArray[np.intp], extreme: NDArray[np.bool_]) -> tuple[int, int]:
-    """Longest run of equal consecutive bin indices, among central bins and among extreme bins."""
-    change = np.flatnonzero(np.diff(index) != 0) + 1
-    starts = np.concatenate(([0], change))
-    lengths = np.diff(np.concatenate((starts, [index.size])))
-    run_extreme = extreme[starts]
-    central = int(lengths[~run_extreme].max()) if (~run_extreme).any() else 0
-    outer = int(lengths[run_extreme].max()) if run_extreme.any() else 0
-    return central, outer
+    return _resolution_flag(_window_bins(_window_matrix(v), ar_lim, ar_bins), ar_bins, ar_hf_lim)
 
 
 def dropouts(x: Array, *, do_extlim_dw: float = 10.0, do_hf1_lim: float = 10.0, do_hf2_lim: float = 6.0,
              ar_lim: float = 7.0, ar_bins: int = 100) -> Flag:
     """Drop-out test (VM97 §4d; EddyPro `test_do`): with the windows and histograms of the amplitude-resolution
     test, the longest run of consecutive records that fall into one bin, as % of the window's records; hard flag (1)
-    when it exceeds ``do_hf1_lim`` % in a central bin or ``do_hf2_lim`` % in an extreme bin — a bin below the
-    ``do_extlim_dw``-th or above the (100 − ``do_extlim_dw``)-th percentile of the window's values. A window of one
-    value (a constant signal) is one long run. Missing records are left out (they neither break nor extend a run).
-    EddyPro does not publish how it counts the run; the longest run per window is VM97's reading. None when no
-    record is valid."""
+    when it exceeds ``do_hf1_lim`` % in a central bin or ``do_hf2_lim`` % in an extreme bin — a bin whose centre
+    lies below the ``do_extlim_dw``-th or above the (100 − ``do_extlim_dw``)-th percentile of the window's values
+    (records outside the histogram count in a bin centred on its first or last edge). A window of one value (a
+    constant signal) is one long run. Missing records are left out (they neither break nor extend a run). EddyPro
+    does not publish how it counts the run; the longest run per window is VM97's reading. None when no record is
+    valid. All windows at once (:func:`_window_bins`; the runs of every window from one pass of differences)."""
     v = _valid(x)
     if v.size == 0:
         return None
-    for a, b in _windows(v.size):
-        w = v[a:b]
-        edges = _bin_edges(w, ar_lim, ar_bins)
-        if edges is None:
-            central, outer = w.size, 0
-        else:
-            index = np.clip(np.searchsorted(edges, w, side="right") - 1, -1, ar_bins)  # -1/ar_bins: outside
-            index[w == edges[-1]] = ar_bins - 1  # the last bin holds its upper edge (the maximum)
-            centres = np.concatenate(([edges[0]], 0.5 * (edges[:-1] + edges[1:]), [edges[-1]]))[index + 1]
-            lo, hi = np.percentile(w, [do_extlim_dw, 100.0 - do_extlim_dw])
-            central, outer = _longest_runs(index, (centres < lo) | (centres > hi))
-        if 100.0 * central / w.size > do_hf1_lim or 100.0 * outer / w.size > do_hf2_lim:
-            return 1
-    return 0
+    w = _window_matrix(v)
+    return _dropout_flag(w, _window_bins(w, ar_lim, ar_bins), do_extlim_dw, do_hf1_lim, do_hf2_lim)
+
+
+def resolution_and_dropouts(x: Array, *, ar_lim: float = 7.0, ar_bins: int = 100, ar_hf_lim: float = 70.0,
+                            do_extlim_dw: float = 10.0, do_hf1_lim: float = 10.0, do_hf2_lim: float = 6.0
+                            ) -> tuple[Flag, Flag]:
+    """(:func:`amplitude_resolution`, :func:`dropouts`) of ``x`` from one binning of its windows, as the engine
+    asks for them when both tests are selected (the same flags as the two calls)."""
+    v = _valid(x)
+    if v.size == 0:
+        return None, None
+    w = _window_matrix(v)
+    wb = _window_bins(w, ar_lim, ar_bins)
+    return _resolution_flag(wb, ar_bins, ar_hf_lim), _dropout_flag(w, wb, do_extlim_dw, do_hf1_lim, do_hf2_lim)
 
 
 @dataclass(frozen=True)
@@ -154,11 +215,12 @@ def skewness_kurtosis(x: Array, limits: SkewKurtLimits = SkewKurtLimits()) -> tu
     if v.size < 3:
         return None, None
     d = v - v.mean()
-    m2 = float((d * d).mean())
+    d2 = d * d
+    m2 = float(d2.mean())
     if m2 <= 0.0:
         return None, None
-    sk = float((d ** 3).mean()) / m2 ** 1.5
-    ku = float((d ** 4).mean()) / m2 ** 2
+    sk = float((d2 * d).mean()) / m2 ** 1.5
+    ku = float((d2 * d2).mean()) / m2 ** 2
     hard = not (limits.sk_hf_skmin <= sk <= limits.sk_hf_skmax and limits.sk_hf_kumin <= ku <= limits.sk_hf_kumax)
     soft = not (limits.sk_sf_skmin <= sk <= limits.sk_sf_skmax and limits.sk_sf_kumin <= ku <= limits.sk_sf_kumax)
     return int(hard), int(soft)
@@ -181,17 +243,14 @@ def haar_transforms(x: Array, half: int) -> tuple[float, float]:
     n = x.size
     if half < 1 or 2 * half > n:
         return math.nan, math.nan
-    s = np.arange(0, n - 2 * half + 1)
-
-    def stats(a: NDArray[np.intp], b: NDArray[np.intp]) -> tuple[Array, Array, Array]:
-        cnt = c0[b] - c0[a]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (c1[b] - c1[a]) / cnt
-            var = (c2[b] - c2[a]) / cnt - mean * mean
-        return cnt, mean, var
-
-    n1, m1, v1 = stats(s, s + half)
-    n2, m2, v2 = stats(s + half, s + 2 * half)
+    # every run of ``half`` records once (start j: records j .. j + half - 1); window s has halves s and s + half
+    cnt = c0[half:] - c0[:-half]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (c1[half:] - c1[:-half]) / cnt
+        var = (c2[half:] - c2[:-half]) / cnt - mean * mean
+    m = n - 2 * half + 1
+    n1, m1, v1 = cnt[:m], mean[:m], var[:m]
+    n2, m2, v2 = cnt[half:half + m], mean[half:half + m], var[half:half + m]
     use = (n1 >= 2) & (n2 >= 2)
     if not use.any():
         return math.nan, math.nan
@@ -219,6 +278,43 @@ def discontinuities(x: Array, fs: float, *, mean_hf: float, mean_sf: float, var_
     return int(jump > mean_hf or dvar > var_hf), int(jump > mean_sf or dvar > var_sf)
 
 
+def lagged_covariances(w: Array, c: Array, lags: range) -> Array:
+    """Population covariance of ``w[i]`` with ``c[i + k]`` for each k in ``lags`` over the valid pairs, with the
+    pairs' own means (units of w times c; NaN where fewer than 2 pairs or |k| ≥ N − 1): the quantity of
+    :func:`gateway.flux.ec.timelag.lagged_covariances`, from cross-correlation sums taken at every lag at once by
+    FFT (Σ w·c; with missing records also Σ w, Σ c and the number of valid pairs, w and c centred and zero where
+    missing; without, those from cumulative sums), so the cost does not grow with the width of the lag window. The
+    sums agree with the per-lag ones to rounding (relative ~1e-12 of the largest covariance)."""
+    from scipy import fft
+
+    n = w.size
+    okw, okc = np.isfinite(w), np.isfinite(c)
+    wz = np.where(okw, w - (float(w[okw].mean()) if okw.any() else 0.0), 0.0)
+    cz = np.where(okc, c - (float(c[okc].mean()) if okc.any() else 0.0), 0.0)
+    k = np.arange(lags.start, lags.stop)
+    size = fft.next_fast_len(n + int(np.abs(k).max(initial=0)) + 1, real=True)  # ≥ N + |k|: circular = linear
+    fw, fc = fft.rfft(wz, size), fft.rfft(cz, size)
+
+    def at_lags(a: NDArray[np.complex128], b: NDArray[np.complex128]) -> Array:
+        """Σ_i a_i b_{i+k} for k in lags (index k, or size + k for k < 0, of the circular correlation)."""
+        return np.asarray(fft.irfft(np.conj(a) * b, size)[k % size], dtype=np.float64)
+
+    s_wc = at_lags(fw, fc)
+    if okw.all() and okc.all():
+        cw, cc = np.concatenate(([0.0], np.cumsum(wz))), np.concatenate(([0.0], np.cumsum(cz)))
+        lo, hi = np.clip(-k, 0, n), np.clip(n - k, 0, n)          # w[i] pairs for i in [lo, hi)
+        pairs = (hi - lo).astype(np.float64)
+        s_w, s_c = cw[hi] - cw[lo], cc[np.clip(hi + k, 0, n)] - cc[np.clip(lo + k, 0, n)]
+    else:
+        mw, mc = fft.rfft(okw.astype(np.float64), size), fft.rfft(okc.astype(np.float64), size)
+        pairs = np.rint(at_lags(mw, mc))
+        s_w, s_c = at_lags(fw, mc), at_lags(mw, fc)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = s_wc / pairs - (s_w / pairs) * (s_c / pairs)
+    cov[(pairs < 2) | (np.abs(k) >= n - 1)] = np.nan
+    return cov
+
+
 def time_lag(w: Array, c: Array, fs: float, *, expected_s: float, min_s: float, max_s: float,
              tl_hf_lim: float = 20.0, tl_sf_lim: float = 10.0) -> tuple[Flag, Flag]:
     """Time-lag test (EddyPro `test_tl`; VM97's lag-correlation check): the w–scalar covariance at the expected lag
@@ -226,9 +322,8 @@ def time_lag(w: Array, c: Array, fs: float, *, expected_s: float, min_s: float, 
     column's window, the expected lag included); hard flag when |cov(expected)| is more than ``tl_hf_lim`` %
     smaller, soft flag beyond ``tl_sf_lim`` %. A positive lag pairs w[i] with c[i + k]. EddyPro does not publish
     whether it compares covariances or correlations; with fixed series both give the same ratio. ``fs`` in Hz.
-    (None, None) when no covariance can be computed or all are zero."""
-    from gateway.flux.ec.timelag import lagged_covariances
-
+    (None, None) when no covariance can be computed or all are zero. The covariances of every lag come from one
+    FFT cross-correlation (:func:`lagged_covariances`)."""
     w = np.asarray(w, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
     if int((np.isfinite(w) & np.isfinite(c)).sum()) < 3:
