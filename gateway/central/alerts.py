@@ -153,25 +153,38 @@ def clock_unsynchronised(ctx: RuleContext) -> list[Observation]:
 def sensor_stuck(ctx: RuleContext) -> list[Observation]:
     rule = ctx.config.sensor_stuck
     ignore = [re.compile(p) for p in rule.ignore]
+    slow = [(re.compile(p), window) for p, window in rule.slow.items()]
+    # The slow variables' long windows are read once per `slow_every_s`, in the round that crosses a multiple of it;
+    # in the other rounds they are not observed, and an alert keeps its state when its subject is not observed.
+    slow_round = ctx.now.timestamp() % rule.slow_every_s < ctx.config.every_s
     found = []
     for report in ctx.reports:
-        names = [v for v in _variables(report) if not any(p.search(v) for p in ignore)]
-        for stats in ctx.store.reading_stats(report.station, names, ctx.now - timedelta(seconds=rule.window_s),
-                                             ctx.now):
-            if stats.site != report.site:
+        windows: dict[float, list[str]] = {}
+        for name in _variables(report):
+            if any(p.search(name) for p in ignore):
                 continue
-            spread = stats.maximum - stats.minimum
-            enough = stats.count >= rule.min_count
-            firing = enough and spread <= rule.max_spread
-            if firing:
-                message = (f"{stats.count} good readings in {rule.window_s:.0f} s all {stats.minimum:g} {stats.unit}: "
-                           "the sensor or its driver repeats a value")
-            elif not enough:
-                message = f"{stats.count} good readings in {rule.window_s:.0f} s, fewer than {rule.min_count}"
-            else:
-                message = f"varies by {spread:g} {stats.unit} over {rule.window_s:.0f} s"
-            found.append(Observation("sensor_stuck", report.site, report.station,
-                                     f"{stats.sensor}/{stats.variable}", firing, spread, rule.max_spread, message))
+            window = next((w for p, w in slow if p.search(name)), None)
+            if window is None:
+                windows.setdefault(rule.window_s, []).append(name)
+            elif slow_round:
+                windows.setdefault(window, []).append(name)
+        for window_s, names in windows.items():
+            for stats in ctx.store.reading_stats(report.station, names, ctx.now - timedelta(seconds=window_s),
+                                                 ctx.now):
+                if stats.site != report.site:
+                    continue
+                spread = stats.maximum - stats.minimum
+                enough = stats.count >= rule.min_count
+                firing = enough and spread <= rule.max_spread
+                if firing:
+                    message = (f"{stats.count} good readings in {window_s:.0f} s all {stats.minimum:g} {stats.unit}: "
+                               "the sensor or its driver repeats a value")
+                elif not enough:
+                    message = f"{stats.count} good readings in {window_s:.0f} s, fewer than {rule.min_count}"
+                else:
+                    message = f"varies by {spread:g} {stats.unit} over {window_s:.0f} s"
+                found.append(Observation("sensor_stuck", report.site, report.station,
+                                         f"{stats.sensor}/{stats.variable}", firing, spread, rule.max_spread, message))
     return found
 
 

@@ -62,9 +62,16 @@ class SensorStuckRule(_Rule):
     min_count: int = Field(default=10, ge=2, le=1_000_000, description="at least this many good readings in the window")
     max_spread: float = Field(default=0.0, ge=0, description="fires when max - min of the window is at most this")
     ignore: list[str] = Field(
-        default_factory=lambda: [r"_N$", r"DIAG", r"^SW_IN", r"^PPFD_IN", r"^P$", r"^P_"],
+        default_factory=lambda: [r"_N$", r"DIAG", r"^SW_IN", r"^PPFD_IN", r"^P$", r"^P_", r"^LID_CLOSED", r"_QC$",
+                                 r"FLAG"],
         description="regular expressions of variable names that may stay constant (counts, instrument "
-                    "diagnostics, radiation at night, rain)")
+                    "diagnostics, radiation at night, rain, states such as a chamber's lid, quality flags)")
+    slow: dict[str, float] = Field(
+        default_factory=lambda: {r"^TS(_|$)": 172800.0, r"^SWC(_|$)": 172800.0, r"^EC_SOIL(_|$)": 172800.0},
+        description="variables that can stay within their probe's resolution for hours (soil temperature at "
+                    "depth, soil water in a dry spell): regular expression -> their own window_s")
+    slow_every_s: float = Field(default=3600.0, gt=0, le=86400,
+                                description="the slow variables' long windows are looked at this often")
 
     @field_validator("ignore")
     @classmethod
@@ -74,6 +81,15 @@ class SensorStuckRule(_Rule):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("slow")
+    @classmethod
+    def _slow_patterns(cls, value: dict[str, float]) -> dict[str, float]:
+        cls._patterns(list(value))
+        for pattern, window in value.items():
+            if not 0 < window <= 7 * 86400:
+                raise ValueError(f"{pattern!r}: window {window} s must be > 0 and at most 7 days (604800 s)")
         return value
 
 

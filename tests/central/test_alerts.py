@@ -162,6 +162,38 @@ def test_sensor_stuck(store: SqliteStore, clock: Clock) -> None:
     assert firing(alerts, "sensor_stuck") == {}
 
 
+def test_slow_soil_variables_are_judged_over_their_own_window_and_states_not_at_all(store: SqliteStore,
+                                                                                      clock: Clock) -> None:
+    """Soil temperature at depth stays within a probe's 0.1 degC for hours, a chamber's lid is closed or open: an
+    hour of equal values is no stuck sensor there. The slow variables are judged over `slow` windows (2 days by
+    default), in the round that crosses a multiple of `slow_every_s`."""
+    soil = SensorHealth(name="soil", driver="soilprobe", kind="polled", state="available", available=True,
+                        variables=["TS_2_1_1", "TS_3_1_1", "SWC_2_1_1"])
+    chamber = SensorHealth(name="chamber_1", driver="chamber", kind="polled", state="available", available=True,
+                           variables=["LID_CLOSED_4_1_1", "CO2_4_1_1"])
+    clock.now = clock.now.replace(minute=59, second=30)  # the next round (60 s later) crosses the hour
+    alerts = evaluator(store, clock)
+    day = 24 * 60  # readings every 10 min over two days, in 10-min steps
+    store.write(stored(SITE, readings(clock, "soil", "TS_2_1_1", [9.6] * 6, step_s=600)  # flat for an hour only
+                       + readings(clock, "soil", "TS_3_1_1", [8.1] * (2 * day // 10), step_s=600)  # flat 2 days
+                       + readings(clock, "soil", "SWC_2_1_1", [20.0 + 0.1 * (i // 50) for i in range(288)],
+                                  unit="%", step_s=600)
+                       + readings(clock, "chamber_1", "LID_CLOSED_4_1_1", [0.0] * 60, unit="1")
+                       + readings(clock, "chamber_1", "CO2_4_1_1", [412.0 + i % 7 for i in range(60)],
+                                  unit="umol mol-1")))
+    store.write_health([health(clock, sensors=[soil, chamber])])
+    alerts.evaluate()  # not the hourly round: the soil variables are not looked at, the lid never
+    assert states(alerts, "sensor_stuck") == {"chamber_1/CO2_4_1_1": "ok"}
+    clock.advance(60)
+    store.write_health([health(clock, sensors=[soil, chamber])])
+    alerts.evaluate()
+    assert firing(alerts, "sensor_stuck") == {"soil/TS_3_1_1": 0.0}
+    assert states(alerts, "sensor_stuck") == {"chamber_1/CO2_4_1_1": "ok", "soil/TS_2_1_1": "ok",
+                                              "soil/TS_3_1_1": "firing", "soil/SWC_2_1_1": "ok"}
+    assert "172800 s all 8.1" in next(a.message for a in alerts.alerts(rule="sensor_stuck")
+                                      if a.subject == "soil/TS_3_1_1")
+
+
 def test_sensor_out_of_range(store: SqliteStore, clock: Clock) -> None:
     alerts = evaluator(store, clock, sensor_out_of_range={"window_s": 600})
     store.write_health([health(clock)])

@@ -4,7 +4,6 @@ of CR, LF or CR LF ends them, cut into reads of any size (`transport.FrameSplitt
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from gateway.edge.streams.transport import LINE_ENDS, FrameSplitter
 RECORDS = 120
 
 # (driver, its config, the simulator): each driver declares its manual's terminator
-INSTRUMENTS: dict[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]] = {
+INSTRUMENTS: dict[str, tuple[Any, Any, Any]] = {
     "csat3b": (CSAT3BDriver, CSAT3BConfig, CSAT3BSimulator),
     "irgason": (IrgasonDriver, IrgasonConfig, IrgasonSimulator),
     "li7500": (LI7500Driver, LI7500Config, LI7500Simulator),
