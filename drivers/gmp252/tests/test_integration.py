@@ -308,11 +308,14 @@ def test_mbpoll_reads_the_co2_register(ptys: tuple[str, str], sim: GMP252Simulat
 
 def test_cli_entry_serves_on_a_pty_until_interrupted() -> None:
     # The function `sinkwatch simulate gmp252 --port pty` calls, run as the CLI would: in its own process.
+    # started with SIGINT ignored, as a test run started by a non-interactive shell's background job passes it on
+    # (this test hung once that way: the simulator never saw the Ctrl-C)
     process = subprocess.Popen(
         [sys.executable, "-c", "from drivers.gmp252.simulator import main; main('pty', fault='device_error')"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         assert process.stdout is not None
