@@ -106,6 +106,14 @@ def ec(
         typer.echo("spectral assessment in situ: " + "; ".join(
             [f"H2O fc {c[3]:.3g} Hz at RH {c[0]:g}-{c[1]:g} % ({c[4]} spectra)" for c in assessment.h2o_classes
              if c[4]] + [f"{g} fc {v[0][1]:.3g} Hz" for g, v in assessment.gas_monthly.items()]))
+        for g, n in assessment.selection.items():
+            typer.echo(f"  {g.upper()}: {n['used']} of {n['periods']} periods' spectra used; left out: {n['flux']} "
+                       f"outside the flux limits, {n['vm97']} with a hard statistical flag, {n['foken']} with a "
+                       "Foken flag of an excluded class")
+        if st.sa_use_vm_flags and st.despike == "none" and not any(
+                getattr(st.statistical_tests, f"test_{t}") for t in ("al", "ar", "do", "sk", "ds", "tl", "aa", "ns")):
+            typer.echo("  sa_use_vm_flags is on but no statistical test is selected: no period is left out for "
+                       "statistical flags (select the tests, e.g. test_ar = 1)", err=True)
     results = [process_period(period, st, planar_fit=pf, spectral_assessment=assessment, time_lags=lags)
                for period in periods]
     results.sort(key=lambda r: r.end)

@@ -148,8 +148,10 @@ RULES: tuple[Rule, ...] = (
          context=(*_SA_CONTEXT, ("sa_subset", "1"))),
     Rule(r"sa_(start|end)_time", "honoured", "bounds of sa_subset", probe=("12:00", "13:00"),
          context=(*_SA_CONTEXT, ("sa_subset", "1"))),
-    Rule(r"sa_use_(vm_flags|foken_low|foken_mid)", "refused", "selecting spectra by statistical or quality flags "
-         "for the in-situ assessment; not available: set it to 0", allowed=("0", ""), active=_IN_SITU_SA),
+    Rule(r"sa_use_(vm_flags|foken_low|foken_mid)", "honoured", "1: the in-situ assessment leaves out the spectra of "
+         "periods with a hard statistical (Vickers & Mahrt 1997) flag / a low-quality / a medium-quality Foken flag "
+         "(settings of the same name)", allowed=("0", "1", ""), probe=("1", "0"),
+         context=(("hf_meth", "4"), ("sa_mode", "1"))),
     Rule(r"sa_co2_g1_start", "refused", "CO2 assessed over all months together (group 1 = months 1-12); other "
          "month groups are not available: set sa_co2_g1_start = 1", allowed=("1",), active=_IN_SITU_SA),
     Rule(r"sa_co2_g1_stop", "refused", "CO2 assessed over all months together; set sa_co2_g1_stop = 12",
@@ -458,6 +460,8 @@ def _assessment_options(flat: Flat) -> dict[str, Any]:
     count = _float(flat, "sa_min_smpl")
     if count is not None:
         out["sa_min_smpl"] = max(1, int(count))
+    for key in ("sa_use_vm_flags", "sa_use_foken_low", "sa_use_foken_mid"):
+        out[key] = _flag(flat, key)
     if _flag(flat, "sa_subset"):
         out["sa_fit_from"] = _moment(flat, "start", "sa")
         out["sa_fit_to"] = _moment(flat, "end", "sa")

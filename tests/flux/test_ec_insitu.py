@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from gateway.flux.ec import insitu, speccorr
-from gateway.flux.ec.engine import in_situ_assessment, process_period
+from gateway.flux.ec.engine import flagged_for_assessment, in_situ_assessment, process_period
 from gateway.flux.ec.period import RawPeriod
+from gateway.flux.ec.settings import ProcessingSettings, SpectralCorrection
 
 from .synthetic import END, metadata, settings_of
 
@@ -148,3 +149,101 @@ def test_engine_assesses_in_situ_and_corrects_with_it() -> None:
     assert sa.h2o_fc(rh) == pytest.approx(0.3, rel=0.05)
     r = process_period(periods[0], st, spectral_assessment=sa)
     assert r.get("LE_SCF") > 1.0 and r.get("LE") > r.get("LE") / r.get("LE_SCF")
+
+
+# --- selection by flags (EddyPro sa_use_vm_flags, sa_use_foken_low, sa_use_foken_mid) --------------------------------
+
+def flagged_periods() -> list[RawPeriod]:
+    """24 ten-minute closed-path periods as in the test above; every 6th from the 2nd has its H2O quantised to
+    0.2 mmol mol-1 (σ ≈ 0.3: about 5 distinct values over 7σ, so more than 70 % of the amplitude-resolution bins are
+    empty — a hard flag), and every 6th from the 5th has a slow oscillation of w and H2O (one cycle per period), which
+    the 100-s sub-period covariances of the steady-state test hardly see and the whole period's does: in opposite
+    phase (periods 4 and 16) the covariance turns negative against positive sub-period ones, a deviation over 100 %
+    (Foken class 6 or worse, Mauder & Foken flag 2); in phase (10 and 22) it grows by about 3/4 (flag 1)."""
+    rng = np.random.default_rng(3)
+    md = metadata(columns=[{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"},
+                           {"index": 3, "variable": "w"}, {"index": 4, "variable": "ts"},
+                           {"index": 5, "variable": "h2o", "measure_type": "mixing_ratio", "min_timelag": 0,
+                            "max_timelag": 1}],
+                  acquisition_frequency=FS, analyzer={"model": "li7200_1", "path_type": "closed"},
+                  sonic={"height": 30.0, "model": "hs_50_1"})
+    slow = np.sin(2 * np.pi * np.arange(N) / N)
+    periods = []
+    for k in range(24):
+        t = red_scalar(rng)
+        w = 0.5 * t + 0.6 * red_scalar(rng, tau_s=0.5)
+        h2o = 12.0 + 0.4 * iir(t, 0.3)
+        if k % 6 == 1:
+            h2o = np.round(h2o / 0.2) * 0.2
+        if k % 6 == 4:
+            w, h2o = w + 0.4 * slow, h2o + (-3.0 if k % 12 == 4 else 3.0) * slow
+        data = {"u": 3.0 + 0.5 * red_scalar(rng), "v": 0.3 * red_scalar(rng), "w": w, "ts": 295.0 + 0.5 * t,
+                "h2o": h2o}
+        end = END + timedelta(minutes=10 * k)
+        periods.append(RawPeriod(data=data, metadata=md, start=end - timedelta(minutes=10), end=end,
+                                 measure_types={"h2o": "mixing_ratio"}, expected_records=N))
+    return periods
+
+
+def selection_settings(**options: object) -> ProcessingSettings:
+    return settings_of(avrg_len=10, hf_meth="fratini_2012", tlag_meth="none", sa_min_un_le=1.0, sa_min_un_h=1.0,
+                       sa_min_un_ustar=0.0, sa_min_st_le=0.0, sa_min_st_h=0.0, sa_min_st_ustar=0.0, sa_max_le=1e4,
+                       statistical_tests={"test_ar": True}, **options)
+
+
+def engine_flags(periods: list[RawPeriod], st: ProcessingSettings) -> list[dict[str, float]]:
+    """The engine's own values of each period, without the spectral correction (the selection's inner pass)."""
+    plain = st.model_copy(update={"hf_meth": SpectralCorrection.NONE})
+    return [process_period(p, plain).values for p in periods]
+
+
+def test_a_period_with_a_hard_statistical_flag_is_left_out_of_the_spectra() -> None:
+    periods = flagged_periods()
+    st = selection_settings(sa_use_vm_flags=True)
+    values = engine_flags(periods, st)
+    hard = [k for k, v in enumerate(values) if v["H2O_VM97_AR_HF"] == 1.0]
+    assert hard == [1, 7, 13, 19]                       # the quantised ones, and only they
+    sa = in_situ_assessment(periods, st)
+    assert sa.selection["h2o"] == {"periods": 24, "flux": 0, "vm97": 4, "foken": 0, "used": 20}
+    # exactly the assessment of the other 20 periods without any flag selection
+    rest = in_situ_assessment([p for k, p in enumerate(periods) if k not in hard], selection_settings())
+    assert sa.h2o_classes == rest.h2o_classes
+    # with the key off the flagged periods are used (the statistical tests are not even run in the inner pass)
+    off = in_situ_assessment(periods, selection_settings())
+    assert off.selection["h2o"] == {"periods": 24, "flux": 0, "vm97": 0, "foken": 0, "used": 24}
+    assert off.h2o_classes != sa.h2o_classes
+
+
+def test_foken_flags_of_the_chosen_classes_leave_a_period_out() -> None:
+    periods = flagged_periods()
+    values = engine_flags(periods, selection_settings())
+    flags = [v["LE_SSITC_TEST"] for v in values]
+    low = [k for k, f in enumerate(flags) if f == 2.0]
+    mid = [k for k, f in enumerate(flags) if f == 1.0]
+    assert set(low) >= {4, 16} and set(mid) >= {10, 22}                               # the slow oscillations
+    assert len(periods) - len(low) - len(mid) >= 10
+    sa = in_situ_assessment(periods, selection_settings(sa_use_foken_low=True))
+    assert sa.selection["h2o"] == {"periods": 24, "flux": 0, "vm97": 0, "foken": len(low), "used": 24 - len(low)}
+    rest = in_situ_assessment([p for k, p in enumerate(periods) if k not in low], selection_settings())
+    assert sa.h2o_classes == rest.h2o_classes
+    both = in_situ_assessment(periods, selection_settings(sa_use_foken_low=True, sa_use_foken_mid=True))
+    assert both.selection["h2o"]["foken"] == len(low) + len(mid)
+    # qc_meth none: the selection computes Mauder & Foken flags for itself
+    none = in_situ_assessment(periods, selection_settings(sa_use_foken_low=True, qc_meth="none"))
+    assert none.selection == sa.selection and none.h2o_classes == sa.h2o_classes
+
+
+def test_which_flags_count_for_which_gas() -> None:
+    st = selection_settings(sa_use_vm_flags=True, sa_use_foken_low=True)
+    assert flagged_for_assessment({"W_VM97_DO_HF": 1.0}, "co2", st) == (True, False)      # the wind: every gas
+    assert flagged_for_assessment({"VM97_AOA_HF": 1.0}, "h2o", st) == (True, False)
+    assert flagged_for_assessment({"CO2_VM97_AR_HF": 1.0}, "co2", st) == (True, False)
+    assert flagged_for_assessment({"CO2_VM97_AR_HF": 1.0}, "h2o", st) == (False, False)   # another gas's flag
+    assert flagged_for_assessment({"H2O_VM97_SK_SF": 1.0, "TS_VM97_SK_HF": 0.0}, "h2o", st) == (False, False)
+    assert flagged_for_assessment({"FC_SSITC_TEST": 2.0}, "co2", st) == (False, True)
+    assert flagged_for_assessment({"FC_SSITC_TEST": 1.0}, "co2", st) == (False, False)     # mid not chosen
+    foken = selection_settings(sa_use_foken_mid=True, qc_meth="foken_2004")
+    assert [flagged_for_assessment({"LE_SSITC_TEST": float(c)}, "h2o", foken)[1] for c in range(1, 10)] == [
+        False, False, True, True, True, False, False, False, False]                          # classes 3-5: medium
+    off = selection_settings()
+    assert flagged_for_assessment({"W_VM97_DO_HF": 1.0, "FC_SSITC_TEST": 2.0}, "co2", off) == (False, False)

@@ -111,6 +111,21 @@ def test_the_statistical_tests_are_honoured_with_their_parameters() -> None:
     assert off.settings_hash() == ProcessingSettings.model_validate(settings_from_project(render(flat))).settings_hash()
 
 
+def test_a_default_project_with_an_in_situ_assessment_is_accepted_with_its_flag_selection() -> None:
+    """EddyPro's default project has sa_use_vm_flags = 1 and sa_use_foken_low = 1 (R1's echo keeps its defaults);
+    with an in-situ assessment (hf_meth 2-4, sa_mode = 1) it was refused, now the selection reaches the settings.
+    Without an in-situ assessment the keys are inactive; switched on, they change the settings' hash."""
+    flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())
+    assert (flat["sa_use_vm_flags"], flat["sa_use_foken_low"], flat["sa_use_foken_mid"]) == ("1", "1", "0")
+    s = ProcessingSettings.model_validate(settings_from_project(render({**flat, "hf_meth": "4", "sa_mode": "1"})))
+    assert (s.sa_use_vm_flags, s.sa_use_foken_low, s.sa_use_foken_mid) == (True, True, False)
+    plain = ProcessingSettings.model_validate(settings_from_project(render(flat)))
+    assert not (plain.sa_use_vm_flags or plain.sa_use_foken_low or plain.sa_use_foken_mid)
+    assert s.settings_hash() != s.model_copy(update={"sa_use_vm_flags": False}).settings_hash()
+    with pytest.raises(ConfigError, match=r"^sa_use_foken_mid = 2: "):
+        settings_from_project(render({**flat, "hf_meth": "4", "sa_mode": "1", "sa_use_foken_mid": "2"}))
+
+
 def test_an_unknown_key_is_refused() -> None:
     flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())
     with pytest.raises(ConfigError, match=r"^brand_new_option = 1: a project-file key this engine does not know"):

@@ -516,20 +516,52 @@ def usable_for_assessment(values: dict[str, float], settings: ProcessingSettings
             "ch4": base, "n2o": base}
 
 
+#: The quality-flag column of each gas's flux (EddyPro's qc of the flux whose spectra are assessed).
+_FLUX_FLAG = {"co2": "FC_SSITC_TEST", "h2o": "LE_SSITC_TEST", "ch4": "FCH4_SSITC_TEST", "n2o": "FN2O_SSITC_TEST"}
+
+
+def flagged_for_assessment(values: dict[str, float], gas: str, settings: ProcessingSettings) -> tuple[bool, bool]:
+    """Whether a period's spectra of ``gas`` are to be left out of the in-situ assessment for its flags:
+    (hard statistical flag, Foken flag). With ``sa_use_vm_flags``: a hard flag (``*_VM97_*_HF`` = 1) of a selected
+    test on u, v, w, Ts or the gas itself, or of the angle-of-attack or horizontal-wind test (soft flags and other
+    gases' flags do not count). With ``sa_use_foken_low`` / ``sa_use_foken_mid``: the gas flux's flag in the low
+    (Mauder & Foken 2004 flag 2) / medium (flag 1) class; a Foken et al. (2004) 1-9 flag is grouped as Mauder &
+    Foken do (1-2 high, 3-5 medium, 6-9 low). A flag that is absent (test not run or not computable) excludes
+    nothing. ``values``: the period's result values."""
+    vm97 = False
+    if settings.sa_use_vm_flags:
+        own = ("U_VM97_", "V_VM97_", "W_VM97_", "TS_VM97_", f"{gas.upper()}_VM97_")
+        vm97 = any(x == 1.0 for k, x in values.items() if k.endswith("_HF") and (
+            k.startswith(own) or k in ("VM97_AOA_HF", "VM97_NSHW_HF")))
+    foken = False
+    flag = values.get(_FLUX_FLAG[gas], math.nan)
+    if (settings.sa_use_foken_low or settings.sa_use_foken_mid) and math.isfinite(flag):
+        grade = int(flag) if settings.qc_meth != QcMethod.FOKEN_2004 else qc.mauder_foken_flag(int(flag), int(flag))
+        foken = (settings.sa_use_foken_low and grade == 2) or (settings.sa_use_foken_mid and grade == 1)
+    return vm97, foken
+
+
 def in_situ_assessment(periods: list[RawPeriod], settings: ProcessingSettings,
                        planar_fit: PlanarFitSetup | None = None,
                        time_lags: timelag.LagOptimisation | None = None) -> Any:
     """The in-situ spectral assessment over many periods (:func:`gateway.flux.ec.insitu.assess`, Ibrom et al. 2007):
     each period's spectral ratios (:func:`period_spectra`), selected by its uncorrected fluxes
-    (:func:`usable_for_assessment`; periods ending in sa_fit_from..sa_fit_to). ValueError when too few qualify."""
+    (:func:`usable_for_assessment`; periods ending in sa_fit_from..sa_fit_to) and, when asked, by its flags
+    (:func:`flagged_for_assessment`: the inner pass then runs the selected statistical tests, and computes Mauder &
+    Foken flags when ``qc_meth`` is none). The result's ``selection`` counts, per gas, the periods with spectra and
+    why they were left out. ValueError when too few qualify."""
     from dataclasses import replace
 
     from gateway.flux.ec import insitu
 
-    plain = settings.model_copy(update={"hf_meth": SpectralCorrection.NONE, "lf_meth": LowFrequencyCorrection.NONE,
-                                        "random_error": "none", "foot_meth": "none",
-                                        "statistical_tests": StatisticalTests()})  # flags: not used here
+    foken = settings.sa_use_foken_low or settings.sa_use_foken_mid
+    plain = settings.model_copy(update={
+        "hf_meth": SpectralCorrection.NONE, "lf_meth": LowFrequencyCorrection.NONE, "random_error": "none",
+        "foot_meth": "none",
+        "statistical_tests": settings.statistical_tests if settings.sa_use_vm_flags else StatisticalTests(),
+        "qc_meth": QcMethod.MAUDER_FOKEN_2004 if foken and settings.qc_meth == QcMethod.NONE else settings.qc_meth})
     spectra = []
+    selection: dict[str, dict[str, int]] = {}
     for p in periods:
         if (settings.sa_fit_from is not None and p.end <= settings.sa_fit_from) or (
                 settings.sa_fit_to is not None and p.end > settings.sa_fit_to):
@@ -537,11 +569,19 @@ def in_situ_assessment(periods: list[RawPeriod], settings: ProcessingSettings,
         sp = period_spectra(p, settings)
         if sp is None:
             continue
-        ok = usable_for_assessment(process_period(p, plain, planar_fit=planar_fit, time_lags=time_lags).values,
-                                   settings)
-        spectra.append(replace(sp, usable={g: ok.get(g, False) for g in sp.ratio}))
+        values = process_period(p, plain, planar_fit=planar_fit, time_lags=time_lags).values
+        ok = usable_for_assessment(values, settings)
+        usable: dict[str, bool] = {}
+        for g in sp.ratio:
+            vm97, low_quality = flagged_for_assessment(values, g, plain)
+            usable[g] = ok.get(g, False) and not vm97 and not low_quality
+            count = selection.setdefault(g, dict.fromkeys(("periods", "flux", "vm97", "foken", "used"), 0))
+            for key, hit in (("periods", True), ("flux", not ok.get(g, False)), ("vm97", vm97),
+                             ("foken", low_quality), ("used", usable[g])):
+                count[key] += int(hit)
+        spectra.append(replace(sp, usable=usable))
     ranges = {g: _assessment_band(g, settings)[:2] for g in GASES}
-    return insitu.assess(spectra, fit_range=ranges, min_spectra=settings.sa_min_smpl)
+    return replace(insitu.assess(spectra, fit_range=ranges, min_spectra=settings.sa_min_smpl), selection=selection)
 
 
 def optimise_time_lags(periods: list[RawPeriod], settings: ProcessingSettings,

@@ -502,14 +502,27 @@ class ProcessingSettings(ConfigModel):
     sa_fit_from: datetime | None = None
     """Only periods ending after this time enter the in-situ assessment (EddyPro sa_subset, sa_start_*)."""
     sa_fit_to: datetime | None = None
+    sa_use_vm_flags: bool = False
+    """In-situ assessment: a gas's spectra of a period with a hard flag of a selected statistical test (Vickers &
+    Mahrt 1997) on u, v, w, Ts or that gas, or of the angle-of-attack or horizontal-wind test, are left out (EddyPro
+    sa_use_vm_flags; docs/flux-ec.md, "In-situ spectral assessment")."""
+    sa_use_foken_low: bool = False
+    """In-situ assessment: a gas's spectra of a period whose flux has the low-quality flag (Mauder & Foken 2004 flag
+    2; Foken et al. 2004 classes 6-9) are left out (EddyPro sa_use_foken_low)."""
+    sa_use_foken_mid: bool = False
+    """In-situ assessment: likewise for the medium-quality flag (Mauder & Foken flag 1; Foken classes 3-5; EddyPro
+    sa_use_foken_mid)."""
     power_of_two: bool = False
 
     def settings_hash(self, metadata: SiteMetadata | None = None) -> str:
         """First 16 hex digits of the SHA-256 of the canonical JSON of these settings (and the metadata, if given):
         results computed with the same hash are comparable."""
         # the statistical tests only add flags: unselected, they leave the hash of the settings it was without them
-        exclude = {"statistical_tests"} if self.statistical_tests == StatisticalTests() else None
-        payload: dict[str, Any] = {"settings": self.model_dump(mode="json", exclude=exclude)}
+        # likewise the in-situ assessment's flag selection, added later, when it is off
+        exclude = {k for k in ("sa_use_vm_flags", "sa_use_foken_low", "sa_use_foken_mid") if not getattr(self, k)}
+        if self.statistical_tests == StatisticalTests():
+            exclude.add("statistical_tests")
+        payload: dict[str, Any] = {"settings": self.model_dump(mode="json", exclude=exclude or None)}
         if metadata is not None:
             payload["metadata"] = metadata.model_dump(mode="json")
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))

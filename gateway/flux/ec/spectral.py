@@ -200,13 +200,18 @@ class SpectralAssessment:
 
     ``h2o_classes``: ``(rh_low %, rh_high %, Fn, fc Hz, numerosity)`` per RH class; ``gas_monthly``: gas name ->
     12 ``(Fn, fc)`` pairs (NaN for -9999); ``rh_fc_exp``: the three parameters of EddyPro's exponential fc(RH) fit;
-    ``cf_model``: ``{"unstable": (c1, c2), "stable": (c1, c2)}`` for :func:`ibrom_cf_model`.
+    ``cf_model``: ``{"unstable": (c1, c2), "stable": (c1, c2)}`` for :func:`ibrom_cf_model`; ``selection``: how
+    an in-situ assessment chose its periods.
     """
 
     h2o_classes: list[tuple[float, float, float, float, int]]
     gas_monthly: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     rh_fc_exp: tuple[float, float, float] | None = None
     cf_model: dict[str, tuple[float, float]] = field(default_factory=dict)
+    selection: dict[str, dict[str, int]] = field(default_factory=dict)
+    """For an in-situ assessment, per gas: the periods with spectra, those outside the flux limits, with a hard
+    statistical flag, with a Foken flag of an excluded class (each reason counted on its own) and those used
+    (:func:`gateway.flux.ec.engine.in_situ_assessment`); empty for a file."""
 
     def h2o_fc(self, rh_percent: float) -> float:
         """Cut-off frequency (Hz) of the RH class holding ``rh_percent``."""
