@@ -14,14 +14,14 @@ commands only for an opened line):
 
 Its FORM makes every reply self-describing and checkable:
 
-    FORM "HMP" ADDR " " 3.2 RH " " 3.2 T " " ERR " " STAT " " CS2 #r #n
-    ->   HMP05  45.23  18.20 0000 N 7C CR LF
+    FORM "HMP" ADDR " " 3.2 RH " " 3.2 T U5 " " ERR " " STAT " " CS2 #r #n
+    ->   HMP05  45.23  18.20'C    0000 N F7 CR LF
 
-ADDR = the probe's 2-digit address (so a reply is never taken from the wrong probe), RH in %, T in degC
-(metric units, the factory setting), ERR = four 0/1 error flags for T, Ta (additional T probe), RH and memory,
-STAT = the heating status letter (N none, h warmed probe, H purge heating, S purge cooling, X sensor heating),
-CS2 = modulus-256 sum of the bytes sent before it, two hex digits. A value the probe cannot give is printed as
-stars (`***.**`) [U].
+ADDR = the probe's 2-digit address (so a reply is never taken from the wrong probe), RH in %, T with its unit
+(U5: 'C in metric units, the factory setting; 'F after UNIT N, converted to degC), ERR = four 0/1 error flags
+for T, Ta (additional T probe), RH and memory, STAT = the heating status letter (N none, h warmed probe, H purge
+heating, S purge cooling, X sensor heating), CS2 = modulus-256 sum of the bytes sent before it, two hex digits.
+A value the probe cannot give is printed as stars (`***.**`) [U].
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 ESC = b"\x1b"
 CR = b"\r"
 TAG = "HMP"
-FORM_SPEC = f'"{TAG}" ADDR " " 3.2 RH " " 3.2 T " " ERR " " STAT " " CS2 #r #n'
+FORM_SPEC = f'"{TAG}" ADDR " " 3.2 RH " " 3.2 T U5 " " ERR " " STAT " " CS2 #r #n'
 FORM_MAX_CHARS = 73  # the probe takes at most 73 characters after the command word
 ERR_FLAGS = ("T", "Ta", "RH", "MEM")
 ERR_MEANING = {
@@ -53,9 +53,15 @@ STAT_MEANING = {
 # read; a purge heats the sensor far above ambient, Xheat heats it to keep it dry].
 RH_UNREPRESENTATIVE_STAT = frozenset("HSX")
 
+# Variants the user guide allows and the reply still carries whole (docs/reliability.md, 2026-12-06 "HMP155, SR30,
+# chamber"): the T unit printed by U5 (`'C`, or `'F` after `UNIT N`; absent when a FORM without U5 is in place),
+# STAT as the 7-character field of revision C ("h 115", "H 159.0": letter, then power or temperature), ADDR printed
+# space-filled (" 5"), and the line ended by CR LF, CR or LF.
 _LINE_RE = re.compile(
-    rb"HMP(?P<addr>\d\d) +(?P<rh>\S+) +(?P<t>\S+) +(?P<err>[01]{4}) +(?P<stat>\S) +(?P<cs>[0-9A-Fa-f]{2})\r\n"
+    rb"HMP ?(?P<addr>\d{1,2}) +(?P<rh>\S+) +(?P<t>[-+\d.*]+) *(?P<unit>(?:'|\xb0|\xc2\xb0)?[CF])? +(?P<err>[01]{4})"
+    rb" +(?P<stat>\S)(?: +(?P<stat_value>\d+(?:\.\d*)?))? +(?P<cs>[0-9A-Fa-f]{2})(?:\r\n|\r|\n)"
 )
+_LINE_END = re.compile(rb"[\r\n]")
 
 
 class GrammarError(ValueError):
@@ -91,8 +97,10 @@ def checksum_cs2(data: bytes) -> str:
 def send_reply_complete(received: bytes) -> bool:
     """A whole text line other than the echo of our SEND has arrived: our FORM line, or something the parser will
     refuse at once (instead of waiting for a line that is not coming)."""
-    *whole, _partial = received.split(b"\n")
-    return any(line.strip() and not line.strip().upper().startswith(b"SEND") for line in whole)
+    *whole, _partial = _LINE_END.split(received)
+    # An echo of SEND (a probe with ECHO ON) is no reply, with or without our resync ESC in front, and with a
+    # bare CR after it: lines end at CR or LF.
+    return any(text and not text.upper().startswith(b"SEND") for text in (w.strip(b" \t\x1b") for w in whole))
 
 
 def reply_containing(word: bytes) -> Callable[[bytes], bool]:
@@ -115,7 +123,7 @@ def line_reply_complete(received: bytes) -> bool:
 class SendValues:
     address: int
     rh: float | None  # %, None when printed as stars
-    t: float | None  # degC
+    t: float | None  # degC (converted when the probe printed degF)
     errors: tuple[str, ...]  # names from ERR_FLAGS whose flag is 1
     stat: str
 
@@ -143,10 +151,13 @@ def parse_send(reply: bytes, address: int, *, verify_checksum: bool = True) -> S
         if match.group("cs").decode().upper() != expected:
             raise GrammarError("checksum", f"checksum {match.group('cs').decode()} != {expected} in {line!r}")
     flags = match.group("err").decode()
+    t = _number("T", match.group("t"), line)
+    if t is not None and (match.group("unit") or b"C").endswith(b"F"):
+        t = (t - 32.0) * 5.0 / 9.0  # UNIT N: the probe prints T in degF (User Guide, "UNIT command")
     return SendValues(
         address=address,
         rh=_number("RH", match.group("rh"), line),
-        t=_number("T", match.group("t"), line),
+        t=t,
         errors=tuple(name for name, flag in zip(ERR_FLAGS, flags, strict=True) if flag == "1"),
         stat=match.group("stat").decode(),
     )

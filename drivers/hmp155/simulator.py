@@ -53,7 +53,10 @@ class HMP155Probe:
     """One probe's command interpreter, independent of any port."""
 
     def __init__(self, *, address: int = 0, mode: str = "POLL", fault: str = "none", seed: int = 0,
-                 signal: MetSignal | None = None, wall_clock: Callable[[], float] = time.time) -> None:
+                 signal: MetSignal | None = None, wall_clock: Callable[[], float] = time.time,
+                 units: str = "M", stat_chars: int = 1) -> None:
+        """`units` "N" prints temperatures in degF (as after `UNIT N`); `stat_chars` 7 prints STAT as the
+        7-character field of the User Guide's revision C ("N 0", "H 159.0") instead of one letter."""
         if not 0 <= address <= 99:
             raise ValueError(f"address {address} is outside the HMP155 range 0..99")
         self.address = address
@@ -61,6 +64,10 @@ class HMP155Probe:
         self.opened = False
         self.echo = False
         self.form = FACTORY_FORM
+        if units not in ("M", "N") or stat_chars not in (1, 7):
+            raise ValueError(f"units must be M or N (got {units!r}), stat_chars 1 or 7 (got {stat_chars})")
+        self.units = units
+        self.stat_chars = stat_chars
         self.signal = signal or MetSignal(seed=seed)
         self.wall_clock = wall_clock
         self._rng = random.Random(seed)
@@ -87,6 +94,8 @@ class HMP155Probe:
         e = rh / 100.0 * saturation_vapour_pressure_hpa(t)
         ln_ratio = math.log(max(e, 1e-6) / 6.112)
         td = 243.12 * ln_ratio / (17.62 - ln_ratio)
+        if self.units == "N":
+            t, td = t * 9.0 / 5.0 + 32.0, td * 9.0 / 5.0 + 32.0
         return {"RH": rh, "T": t, "TD": td, "TDF": td, "X": 621.98 * e / (PRESSURE_HPA - e)}
 
     def measurement(self) -> bytes:
@@ -94,6 +103,8 @@ class HMP155Probe:
         values = self._quantities()
         errors = {"T": self._fault == "t_error", "RH": self._fault == "rh_error"}
         stat = "H" if self._fault == "purge" else "N"
+        if self.stat_chars == 7:
+            stat = f"{stat} {'159.0' if stat == 'H' else '0'}".ljust(7)
         out = b""
         length = (4, 1)
         last_quantity = "RH"
@@ -115,7 +126,8 @@ class HMP155Probe:
                     printed[upper] = float(text)
                 out += text.rjust(width).encode("ascii")
             elif upper == "U5":
-                out += UNITS[last_quantity].ljust(5).encode("ascii")
+                unit = UNITS[last_quantity]
+                out += (unit.replace("C", "F") if self.units == "N" else unit).ljust(5).encode("ascii")
             elif upper == "ADDR":
                 out += f"{self.address:02d}".encode("ascii")
             elif upper == "ERR":
@@ -203,6 +215,10 @@ class HMP155Probe:
             if rest.isdigit() and 0 <= int(rest) <= 99:
                 self.address = int(rest)
             return f"Address        : {self.address}\r\n".encode("ascii") + prompt
+        if word == "UNIT":
+            if rest.upper() in ("M", "N"):
+                self.units = rest.upper()
+            return f"Output units   : {'metric' if self.units == 'M' else 'non metric'}\r\n".encode("ascii") + prompt
         if word == "ECHO":
             if rest.upper() in ("ON", "OFF"):
                 self.echo = rest.upper() == "ON"

@@ -56,7 +56,7 @@ def test_stars_error_flags_and_heating_status_are_read() -> None:
 def test_the_form_fits_the_probes_command_line_and_replies_complete_at_their_ends() -> None:
     assert len(grammar.FORM_SPEC) <= grammar.FORM_MAX_CHARS
     assert grammar.FORM_COMMAND.startswith(grammar.ESC) and grammar.FORM_COMMAND.endswith(b"\r")
-    assert grammar.send_reply_complete(b"SEND 5\r\n" + EXAMPLE) and not grammar.send_reply_complete(EXAMPLE[:-1])
+    assert grammar.send_reply_complete(b"SEND 5\r\n" + EXAMPLE) and not grammar.send_reply_complete(EXAMPLE[:-2])
     assert grammar.line_reply_complete(b"\r\nline closed\r\n") and grammar.line_reply_complete(b">")
     assert not grammar.line_reply_complete(b"\r\n") and not grammar.line_reply_complete(b"\r\nline clo")
 
@@ -290,3 +290,69 @@ def test_config_defaults_are_the_factory_settings_and_addresses_stop_at_99() -> 
 
 def test_every_fault_mode_is_exercised_above() -> None:
     assert set(FAULTS) == {"none", "no_reply", "garbage", "bad_checksum", "t_error", "rh_error", "purge", "slow"}
+
+
+# --- variants the user guide allows and our simulator did not send (docs/reliability.md, 2026-12-06) -------------
+
+
+def signed(body: bytes, end: bytes = b"\r\n") -> bytes:
+    return body + grammar.checksum_cs2(body).encode() + end
+
+
+@pytest.mark.parametrize("end", [b"\r\n", b"\r", b"\n"])
+def test_variant_line_end_cr_lf_cr_or_lf_ends_the_reply(end: bytes) -> None:
+    reply = signed(b"HMP05  45.23  18.20'C    0000 N ", end)
+    assert grammar.send_reply_complete(reply)
+    values = grammar.parse_send(reply, 5)
+    assert (values.rh, values.t) == (45.23, 18.2)
+
+
+@pytest.mark.parametrize("echo", [b"SEND 5\r\n", b"\x1bSEND 5\r\n", b"SEND 5\r", b"\x1bSEND 5\r"])
+def test_variant_echo_on_with_esc_or_a_bare_cr_is_not_taken_for_the_reply(echo: bytes) -> None:
+    reply = signed(b"HMP05  45.23  18.20'C    0000 N ")
+    assert not grammar.send_reply_complete(echo)
+    assert grammar.send_reply_complete(echo + reply)
+    assert grammar.parse_send(echo + reply, 5).t == 18.2
+
+
+@pytest.mark.parametrize(("body", "t"), [
+    (b"HMP05  45.23  64.76'F    0000 N ", 18.2),  # UNIT N: T in degF
+    (b"HMP05  45.23  18.20'C    0000 N ", 18.2),
+    (b"HMP05  45.23  18.20 0000 N ", 18.2),  # a FORM without U5: metric, as before
+    (b"HMP05  45.23 ***.**'F    1000 N ", None),
+])
+def test_variant_temperature_unit_printed_by_u5_is_honoured(body: bytes, t: float | None) -> None:
+    values = grammar.parse_send(signed(body), 5)
+    assert values.t == (None if t is None else pytest.approx(t, abs=0.01))
+
+
+@pytest.mark.parametrize(("body", "stat"), [
+    (b"HMP05  45.23  18.20'C    0000 N 0     ", "N"),  # revision C: STAT in a 7-character field
+    (b"HMP05  45.23  18.20'C    0000 h 115   ", "h"),
+    (b"HMP05  45.23  18.20'C    0000 H 159.0 ", "H"),
+    (b"HMP 5  45.23  18.20'C    0000 N ", "N"),  # ADDR space-filled
+])
+def test_variant_seven_character_stat_and_space_filled_address_are_read(body: bytes, stat: str) -> None:
+    values = grammar.parse_send(signed(body), 5)
+    assert (values.address, values.rh, values.t, values.stat) == (5, 45.23, 18.2, stat)
+
+
+def test_variant_a_checksum_still_guards_the_seven_character_stat() -> None:
+    reply = signed(b"HMP05  45.23  18.20'C    0000 H 159.0 ")
+    with pytest.raises(grammar.GrammarError) as info:
+        grammar.parse_send(reply.replace(b"159.0", b"158.0"), 5)
+    assert info.value.reason == "checksum"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("units", "stat_chars"), [("N", 1), ("M", 7), ("N", 7)])
+def test_variant_probe_in_degf_or_with_seven_character_stat_is_read_through_the_driver(
+    ptys: tuple[str, str], line: RtuSerialLine, units: str, stat_chars: int
+) -> None:
+    probe = HMP155Probe(address=5, seed=3, units=units, stat_chars=stat_chars)
+    with HMP155LineSimulator(ptys[0], [probe]):
+        readings = by_variable(make_driver(line).poll())
+    served_t = probe.served[-1]["T"]
+    expected_t = (served_t - 32.0) * 5.0 / 9.0 if units == "N" else served_t
+    assert readings["TA"].value == pytest.approx(expected_t, abs=1e-9)
+    assert readings["RH"].value == probe.served[-1]["RH"] and readings["TA"].qc is QualityFlag.GOOD
