@@ -9,6 +9,7 @@ flags."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,7 +154,7 @@ def test_dropouts_find_the_longest_run_of_every_window(seed: int) -> None:
     x = series(seed)
     for width, bins, extlim in ((7.0, 100, 10.0), (3.0, 37, 20.0)):
         central, outer = ref_longest_runs_percent(x, width, bins, extlim)
-        kw = {"ar_lim": width, "ar_bins": bins, "do_extlim_dw": extlim}
+        kw: dict[str, Any] = {"ar_lim": width, "ar_bins": bins, "do_extlim_dw": extlim}
         assert vm97.dropouts(x, do_hf1_lim=central + 1e-9, do_hf2_lim=outer + 1e-9, **kw) == 0
         assert vm97.dropouts(x, do_hf1_lim=central - 1e-9, do_hf2_lim=101.0, **kw) == 1
         if outer > 0:
