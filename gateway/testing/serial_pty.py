@@ -86,3 +86,15 @@ def socat_pty_pair(tmp_path: Path | str, *, timeout_s: float = 5.0) -> Iterator[
         yield str(line.link_a), str(line.link_b)
     finally:
         line.stop()
+
+
+def socat_ptys_or_skip(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """The fixture every serial test shares: a socat PTY pair in `tmp_path` (driver end, simulator end), or the test
+    skipped naming the Debian package when socat is missing. In a test module: `ptys = pytest.fixture(
+    socat_ptys_or_skip, name="ptys")`."""
+    if shutil.which("socat") is None:
+        import pytest
+
+        pytest.skip("socat is not installed (Debian package socat)")
+    with socat_pty_pair(tmp_path) as pair:
+        yield pair

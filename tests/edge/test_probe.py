@@ -4,8 +4,6 @@ PTY has no baud rate, so only a fake can be "wrong")."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,15 +17,9 @@ from gateway.cli import app
 from gateway.driver_api import DeviceError, FailureKind, SerialSettings
 from gateway.probe import parse_addresses, scan
 from gateway.simulation.rtu_line import RtuDevice, RtuLineSimulator
-from gateway.testing.serial_pty import socat_pty_pair
+from gateway.testing.serial_pty import socat_ptys_or_skip
 
-
-@pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (Debian package socat)")
-    with socat_pty_pair(tmp_path) as pair:
-        yield pair
+ptys = pytest.fixture(socat_ptys_or_skip, name="ptys")
 
 
 @pytest.mark.integration

@@ -24,19 +24,14 @@ from drivers.gmp252.simulator import GMP252Simulator
 from gateway.driver_api import DeviceError, FailureKind, RtuSerialLine, SerialSettings
 from gateway.model import QualityFlag, Reading, TimeSource
 from gateway.simulation.pty import python_pty_pair
-from gateway.testing.serial_pty import socat_pty_pair
+from gateway.testing.serial_pty import socat_ptys_or_skip
 
 pytestmark = pytest.mark.integration
 
 FAST_TIMEOUT_S = 0.2
 
 
-@pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (Debian package socat)")
-    with socat_pty_pair(tmp_path) as pair:
-        yield pair
+ptys = pytest.fixture(socat_ptys_or_skip, name="ptys")
 
 
 @pytest.fixture
@@ -340,6 +335,20 @@ def test_cli_entry_serves_on_a_pty_until_interrupted() -> None:
             process.communicate()
 
 
+def three_polls(port: str, shared_line: bool) -> tuple[list[dict[str, Reading]], GMP252Driver]:
+    """Three polls by a driver with its own client or through the station's shared line (then closed)."""
+    drv = make_driver(port, timeout_s=2.0)
+    line = RtuSerialLine(SerialSettings(port, 19200, 8, "N", 2)) if shared_line else None
+    if line is not None:
+        drv.attach(line)
+    try:
+        return [by_variable(drv.poll()) for _ in range(3)], drv
+    finally:
+        drv.close()
+        if line is not None:
+            line.close()
+
+
 # --- a probe (or an independent simulator) without register 5 (temperature: not in the GMP252 User Guide's table) ---
 
 
@@ -348,16 +357,7 @@ def test_a_refused_temperature_register_keeps_co2_and_reports_temperature_missin
     ptys: tuple[str, str], shared_line: bool
 ) -> None:
     with GMP252Simulator(ptys[0], seed=7, without_points=("temperature",)) as probe:
-        drv = make_driver(ptys[1], timeout_s=2.0)
-        line = RtuSerialLine(SerialSettings(ptys[1], 19200, 8, "N", 2)) if shared_line else None
-        if line is not None:
-            drv.attach(line)
-        try:
-            polls = [by_variable(drv.poll()) for _ in range(3)]
-        finally:
-            drv.close()
-            if line is not None:
-                line.close()
+        polls, drv = three_polls(ptys[1], shared_line)
     assert [p["CO2"].value for p in polls] == probe.served_co2
     assert all(p["CO2"].qc is QualityFlag.GOOD for p in polls)
     for poll in polls:
@@ -376,16 +376,7 @@ def test_refused_status_registers_keep_the_values_and_flag_them_suspect(
     ptys: tuple[str, str], shared_line: bool
 ) -> None:
     with GMP252Simulator(ptys[0], seed=8, without_points=("device_status", "co2_status")) as probe:
-        drv = make_driver(ptys[1], timeout_s=2.0)
-        line = RtuSerialLine(SerialSettings(ptys[1], 19200, 8, "N", 2)) if shared_line else None
-        if line is not None:
-            drv.attach(line)
-        try:
-            polls = [by_variable(drv.poll()) for _ in range(3)]
-        finally:
-            drv.close()
-            if line is not None:
-                line.close()
+        polls, drv = three_polls(ptys[1], shared_line)
     assert [p["CO2"].value for p in polls] == probe.served_co2
     assert [p["T_PROBE"].value for p in polls] == probe.served_temperature
     for poll in polls:

@@ -4,10 +4,7 @@ driver's own pymodbus client."""
 
 from __future__ import annotations
 
-import shutil
 import struct
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +12,7 @@ from drivers.gmp252.driver import GMP252Config, GMP252Driver
 from gateway.driver_api import RtuSerialLine, SerialSettings
 from gateway.model import QualityFlag
 from gateway.testing.pymodbus_server import RegisterMap, pymodbus_rtu_server
-from gateway.testing.serial_pty import socat_pty_pair
+from gateway.testing.serial_pty import socat_ptys_or_skip
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +36,7 @@ def gmp252_map(co2: float, temperature: float, *, device_status: int | None = 0,
     return words
 
 
-@pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (Debian package socat)")
-    with socat_pty_pair(tmp_path) as pair:
-        yield pair
+ptys = pytest.fixture(socat_ptys_or_skip, name="ptys")
 
 
 def poll(port: str, shared_line: bool, polls: int = 3) -> list[dict[str, tuple[float | None, QualityFlag, str | None]]]:

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import math
-import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from gateway.configfile import ConfigError
 from gateway.driver_api import DeviceError, FailureKind, SerialSettings
 from gateway.edge.config import parse_station_config
 from gateway.model import QualityFlag, Reading
-from gateway.testing.serial_pty import socat_pty_pair
+from gateway.testing.serial_pty import socat_ptys_or_skip
 
 EXAMPLE_SEND = b"  423.18   421.95   422.40   18.72 (R C C+F T)\r\n>"
 
@@ -163,12 +161,7 @@ def test_an_echo_off_that_is_never_confirmed_is_a_timeout_naming_the_confirmatio
 # --- over a pseudo-terminal ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (Debian package socat)")
-    with socat_pty_pair(tmp_path) as pair:
-        yield pair
+ptys = pytest.fixture(socat_ptys_or_skip, name="ptys")
 
 
 def make_driver(port: str, **overrides: Any) -> GMP343Driver:

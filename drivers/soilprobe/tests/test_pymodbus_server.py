@@ -4,17 +4,13 @@ one line through the station's RS-485 master, by function 03 and 04."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from drivers.soilprobe.driver import SoilProbeConfig, SoilProbeDriver
 from gateway.driver_api import RtuSerialLine, SerialSettings
 from gateway.model import QualityFlag
 from gateway.testing.pymodbus_server import pymodbus_rtu_server
-from gateway.testing.serial_pty import socat_pty_pair
+from gateway.testing.serial_pty import socat_ptys_or_skip
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +21,7 @@ LAYOUT_A = {0: 0x013B, 1: 0xFFE9, 2: 124, 3: 0, 4: 0}
 LAYOUT_B = {0: 0x04D2, 1: 0x0ABE, 2: 0x01A4, 3: 0, 4: 0, 5: 0}
 
 
-@pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (Debian package socat)")
-    with socat_pty_pair(tmp_path) as pair:
-        yield pair
+ptys = pytest.fixture(socat_ptys_or_skip, name="ptys")
 
 
 @pytest.mark.parametrize("function", [3, 4])

@@ -3,9 +3,6 @@ driver <-> simulator over a socat PTY (real pyserial) with every fault mode."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +14,7 @@ from drivers.soilprobe.simulator import FAULTS, SoilProbeSimulator
 from gateway.driver_api import DeviceError, FailureKind
 from gateway.model import QualityFlag, Reading
 from gateway.simulation.rtu_line import RtuLineSimulator
-from gateway.testing.serial_pty import socat_pty_pair
+from gateway.testing.serial_pty import socat_ptys_or_skip
 
 EXAMPLE_A = (bytes.fromhex("01 03 00 00 00 02 C4 0B"), bytes.fromhex("01 03 04 01 3B FF E9 0A 7C"))
 EXAMPLE_B = (bytes.fromhex("01 03 00 00 00 03 05 CB"), bytes.fromhex("01 03 06 04 D2 0A BE 01 A4 FB 34"))
@@ -68,12 +65,7 @@ def test_config_requires_a_layout_and_refuses_unknown_ones() -> None:
 # --- over a pseudo-terminal ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (Debian package socat)")
-    with socat_pty_pair(tmp_path) as pair:
-        yield pair
+ptys = pytest.fixture(socat_ptys_or_skip, name="ptys")
 
 
 def make_driver(port: str, layout: str, **overrides: Any) -> SoilProbeDriver:

@@ -5,17 +5,13 @@ pseudo-terminal (which carries no parity bits), so parity is not what these test
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from drivers.sr30.driver import SR30Config, SR30Driver
 from gateway.driver_api import RtuSerialLine, SerialSettings
 from gateway.model import QualityFlag
 from gateway.testing.pymodbus_server import pymodbus_rtu_server
-from gateway.testing.serial_pty import socat_pty_pair
+from gateway.testing.serial_pty import socat_ptys_or_skip
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +26,7 @@ def sr30_map(irradiance_raw: int, body_temperature_raw: int, *, fan_rpm: int) ->
     return words
 
 
-@pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (Debian package socat)")
-    with socat_pty_pair(tmp_path) as pair:
-        yield pair
+ptys = pytest.fixture(socat_ptys_or_skip, name="ptys")
 
 
 @pytest.mark.parametrize("function", [3, 4])
