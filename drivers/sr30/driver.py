@@ -11,6 +11,7 @@ with other Modbus devices; used on its own it opens an `RtuSerialLine` of its ow
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,8 +28,11 @@ from gateway.driver_api import (
     SerialLine,
     SerialSettings,
     kernel_clock_synced,
+    rtu,
 )
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
+
+log = logging.getLogger(__name__)
 
 
 class SR30Config(SensorConfig):
@@ -41,7 +45,10 @@ class SR30Config(SensorConfig):
     parity: Literal["N", "E", "O"] = "E"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[8] = 8
-    function: Literal[3, 4] = Field(default=3, description="3 = read holding, 4 = read input registers")
+    function: Literal[3, 4] = Field(default=3, description="3 = read holding, 4 = read input registers; a unit "
+                                    "answering exception 01 to it is read with the other (warned once)")
+    word_order: Literal["msw_first", "lsw_first"] = Field(
+        default="msw_first", description="32-bit values: most-significant word first (the Hukseflux map) or not")
     timeout_s: float = Field(default=0.5, gt=0, le=30, description="reply timeout per attempt, seconds")
     retries: int = Field(default=1, ge=0, le=5, description="extra attempts after a timeout or CRC error")
     variable_suffix: str | None = Field(
@@ -75,9 +82,11 @@ BODY_TEMPERATURE_RANGE = (-40.0, 80.0)
 
 @dataclass(frozen=True, slots=True)
 class Diagnostics:
-    internal_rh: float
-    tilt_deg: float
-    fan_rpm: int
+    """None: the unit refused that register (Modbus exception 01/02; the diagnostics rest on third-party code)."""
+
+    internal_rh: float | None
+    tilt_deg: float | None
+    fan_rpm: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +117,10 @@ def assess(irradiance: float, body_temperature: float, diagnostics: Diagnostics 
         temperature_flag = QualityFlag.SUSPECT
         suspect.append(temperature_reason)
     if diagnostics is not None:
-        tilt_error = abs(diagnostics.tilt_deg - config.expected_tilt_deg)
-        if tilt_error > config.max_tilt_error_deg:
-            suspect.append(f"tilt {diagnostics.tilt_deg:g} deg, expected {config.expected_tilt_deg:g} "
-                           f"(level the sensor)")
-        if diagnostics.internal_rh > config.max_internal_rh:
+        tilt = diagnostics.tilt_deg
+        if tilt is not None and abs(tilt - config.expected_tilt_deg) > config.max_tilt_error_deg:
+            suspect.append(f"tilt {tilt:g} deg, expected {config.expected_tilt_deg:g} (level the sensor)")
+        if diagnostics.internal_rh is not None and diagnostics.internal_rh > config.max_internal_rh:
             suspect.append(f"internal humidity {diagnostics.internal_rh:g} % (moisture inside the body)")
         if config.ventilated and diagnostics.fan_rpm == 0:
             suspect.append("ventilator stopped (dew and frost on the dome are no longer prevented)")
@@ -124,6 +132,18 @@ def assess(irradiance: float, body_temperature: float, diagnostics: Diagnostics 
 
 
 # --- the driver ---------------------------------------------------------------------------------------------------
+
+# Modbus exceptions that mean "this unit has no such function/register", not a fault of the moment.
+_ABSENT = (rtu.EXC_ILLEGAL_FUNCTION, rtu.EXC_ILLEGAL_ADDRESS)
+
+
+class _Refused(DeviceError):
+    """The unit answered a Modbus exception to a read: it is there, and refuses this request."""
+
+    def __init__(self, code: int, message: str, hint: str | None) -> None:
+        super().__init__(FailureKind.PROTOCOL, message, hint)
+        self.code = code
+
 
 
 class SR30Driver:
@@ -146,6 +166,14 @@ class SR30Driver:
         self._divisors: dict[str, int] | None = None
         self._diagnostics: Diagnostics | None = None
         self._polls = 0
+        self._function: int = config.function
+        self.function_switches = 0
+        """Times a unit answered exception 01 to the configured function and the other one was used instead."""
+        self.refused_reads = 0
+        """Reads of scaling factors or diagnostics the unit refused (exception 01/02); see `refusals`."""
+        self.refusals: dict[str, str] = {}
+        """Refused register block -> reason, kept until the next (re)start; a refused block is not asked again."""
+        self._scale_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"SR30Driver({self.config.name!r}, port={self.config.port!r}, address={self.config.address})"
@@ -166,6 +194,8 @@ class SR30Driver:
         # What a restarted sensor may have changed is read again; an attached line belongs to the bus.
         self._divisors = None
         self._diagnostics = None
+        self.refusals.clear()
+        self._scale_reason = None
         if self._own_line is not None:
             self._own_line.close()
             self._own_line = None
@@ -176,8 +206,21 @@ class SR30Driver:
         assert line is not None
         cfg = self.config
         try:
-            words = line.read_registers(cfg.address, block.address, block.count, function=cfg.function,
-                                        timeout_s=cfg.timeout_s, retries=cfg.retries)
+            try:
+                words = line.read_registers(cfg.address, block.address, block.count, function=self._function,
+                                            timeout_s=cfg.timeout_s, retries=cfg.retries)
+            except rtu.ModbusExceptionReply as exc:
+                if exc.code != rtu.EXC_ILLEGAL_FUNCTION:
+                    raise
+                # The SR30 manual (7.2) says FC 03 and FC 04 read the same registers; a unit (or simulator) that
+                # implements only one of them answers 01 to the other. Ask once with the other; keep it if it works.
+                other = 7 - self._function
+                words = line.read_registers(cfg.address, block.address, block.count, function=other,
+                                            timeout_s=cfg.timeout_s, retries=cfg.retries)
+                log.warning("%s answered Modbus exception 01 to function %02d and reads with %02d: set "
+                            "`function: %d`", self._where, self._function, other, other)
+                self._function = other
+                self.function_switches += 1
         except DeviceError as exc:
             hint = exc.hint
             if exc.kind is FailureKind.TIMEOUT:
@@ -185,15 +228,34 @@ class SR30Driver:
                         f"settings (configured {cfg.baudrate} {cfg.bytesize}{cfg.parity}{cfg.stopbits}; factory "
                         "19200 8E1) and the RS-485 wiring (try swapping A and B)")
             elif exc.kind is FailureKind.PROTOCOL:
-                hint = f"{exc.hint}; or try `function: {7 - cfg.function}`"
-            raise DeviceError(exc.kind, f"{self._where}: reading {block.count} register(s) at 0x{block.address:02X}: "
-                                        f"{exc.message}", hint) from None
-        return block.raw(words)
+                hint = f"{exc.hint}; or try `function: {7 - self._function}`"
+            message = f"{self._where}: reading {block.count} register(s) at 0x{block.address:02X}: {exc.message}"
+            if isinstance(exc, rtu.ModbusExceptionReply):
+                raise _Refused(exc.code, message, hint) from None
+            raise DeviceError(exc.kind, message, hint) from None
+        return block.raw(words, lsw_first=cfg.word_order == "lsw_first")
+
+    def _refuse(self, block: reg.ReadBlock, exc: _Refused, consequence: str) -> None:
+        key = f"0x{block.address:02X}+{block.count}"
+        self.refusals[key] = f"unit refused registers {key} (Modbus exception {exc.code:02d}): {consequence}"
+        if not self.refused_reads:  # a property of the unit: said once, then counted
+            log.warning("%s; %s", exc, consequence)
+        self.refused_reads += 1
 
     def _read_divisors(self) -> dict[str, int]:
         raw: dict[str, int | float] = {}
+        self._scale_reason = None
         for block in self._scale_blocks:
-            raw.update(self._read(block))
+            try:
+                raw.update(self._read(block))
+            except _Refused as exc:
+                if exc.code not in _ABSENT:
+                    raise
+                # The map documents the irradiance register "in x 0.01 W/m2" and both factors' default as 100
+                # (SR05-D1A3-PV manual, Table 6.4.1): read with 100, published SUSPECT with the reason.
+                self._refuse(block, exc, "factory scaling factors (100) assumed, values SUSPECT")
+                self._scale_reason = "scaling factors not readable (Modbus exception), factory 100 assumed"
+                raw.update({point.name: 100 for point in block.points})
         divisors = {name: int(value) for name, value in raw.items()}
         zero = [name for name, value in divisors.items() if value <= 0]
         if zero:
@@ -203,14 +265,25 @@ class SR30Driver:
         return divisors
 
     def _read_diagnostics(self) -> Diagnostics:
+        """The diagnostic registers rest on third-party code, not the SR30 manual: a block the unit refuses
+        (exception 01/02) is left out (its diagnostics unknown, not judged) and not asked again until a restart."""
         raw: dict[str, int | float] = {}
         for block in self._diagnostic_blocks:
-            raw.update(self._read(block))
+            if f"0x{block.address:02X}+{block.count}" in self.refusals:
+                continue
+            try:
+                raw.update(self._read(block))
+            except _Refused as exc:
+                if exc.code not in _ABSENT:
+                    raise
+                self._refuse(block, exc, "SW_IN is still read; those diagnostics are not judged "
+                                         "(set read_diagnostics: false to stop asking)")
         point = reg.POINT_BY_NAME
         return Diagnostics(
-            internal_rh=reg.scaled(point["internal_humidity"], raw["internal_humidity"], {}),
-            tilt_deg=reg.scaled(point["tilt_angle"], raw["tilt_angle"], {}),
-            fan_rpm=int(raw["fan_speed"]),
+            internal_rh=(reg.scaled(point["internal_humidity"], raw["internal_humidity"], {})
+                         if "internal_humidity" in raw else None),
+            tilt_deg=reg.scaled(point["tilt_angle"], raw["tilt_angle"], {}) if "tilt_angle" in raw else None,
+            fan_rpm=int(raw["fan_speed"]) if "fan_speed" in raw else None,
         )
 
     def poll(self) -> list[Reading]:
@@ -220,13 +293,18 @@ class SR30Driver:
         raw: dict[str, int | float] = {}
         for block in self._measurement_blocks:
             raw.update(self._read(block))
-        if cfg.read_diagnostics and self._polls % cfg.diagnostics_every_n_polls == 0:
+        due = cfg.read_diagnostics and self._polls % cfg.diagnostics_every_n_polls == 0
+        self._polls += 1  # counted first: a failing diagnostics read is not retried at every poll
+        if due:
             self._diagnostics = self._read_diagnostics()
-        self._polls += 1
         point = reg.POINT_BY_NAME
         irradiance = reg.scaled(point["irradiance"], raw["irradiance"], self._divisors)
         temperature = reg.scaled(point["body_temperature"], raw["body_temperature"], self._divisors)
         verdict = assess(irradiance, temperature, self._diagnostics if cfg.read_diagnostics else None, cfg)
+        if verdict.irradiance_flag is QualityFlag.BAD:
+            verdict = self._word_order_hint(verdict, raw["irradiance"])
+        if self._scale_reason is not None:
+            verdict = _suspect(verdict, self._scale_reason)
         now: datetime = utc_now()
         synced = self._clock_synced()
         suffix = cfg.variable_suffix or ""
@@ -239,3 +317,26 @@ class SR30Driver:
                                     clock_synced=synced, qc=verdict.temperature_flag,
                                     qc_reason=verdict.temperature_reason))
         return readings
+
+    def _word_order_hint(self, verdict: Assessment, raw_irradiance: int | float) -> Assessment:
+        """A unit sending the other word order gives values no sun can produce (BAD); say so when the other
+        order would give a plausible value."""
+        other = "msw_first" if self.config.word_order == "lsw_first" else "lsw_first"
+        words = reg.encode_raw(reg.DataType.S32, raw_irradiance, lsw_first=other == "msw_first")
+        swapped = reg.decode_raw(reg.DataType.S32, words, lsw_first=other == "lsw_first")
+        value = reg.scaled(reg.POINT_BY_NAME["irradiance"], swapped, self._divisors or {})
+        if not SW_IN_PHYSICALLY_POSSIBLE[0] <= value <= SW_IN_PHYSICALLY_POSSIBLE[1]:
+            return verdict
+        reason = f"{verdict.irradiance_reason}; read {other} it would be {value:g} W m-2: set `word_order: {other}`"
+        return Assessment(verdict.irradiance_flag, reason[:200], verdict.temperature_flag, verdict.temperature_reason)
+
+
+def _suspect(verdict: Assessment, reason: str) -> Assessment:
+    """At least SUSPECT, with `reason` first, for both values."""
+
+    def worse(flag: QualityFlag, old: str | None) -> tuple[QualityFlag, str]:
+        return max(flag, QualityFlag.SUSPECT), "; ".join(r for r in (reason, old) if r)[:200]
+
+    sw_flag, sw_reason = worse(verdict.irradiance_flag, verdict.irradiance_reason)
+    t_flag, t_reason = worse(verdict.temperature_flag, verdict.temperature_reason)
+    return Assessment(sw_flag, sw_reason, t_flag, t_reason)

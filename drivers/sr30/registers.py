@@ -129,14 +129,15 @@ class ReadBlock:
     count: int
     points: tuple[Point, ...]
 
-    def raw(self, words: Sequence[int]) -> dict[str, int | float]:
-        """The undivided value of every point in the block, from the block's registers."""
+    def raw(self, words: Sequence[int], *, lsw_first: bool = False) -> dict[str, int | float]:
+        """The undivided value of every point in the block, from the block's registers (`lsw_first`: 32-bit
+        values sent least-significant word first, the `word_order: lsw_first` of a non-standard unit)."""
         if len(words) != self.count:
             raise ValueError(f"block at 0x{self.address:04X} expects {self.count} registers, got {len(words)}")
         out: dict[str, int | float] = {}
         for point in self.points:
             offset = point.address - self.address
-            out[point.name] = decode_raw(point.type, words[offset : offset + point.count])
+            out[point.name] = decode_raw(point.type, words[offset : offset + point.count], lsw_first=lsw_first)
         return out
 
 
@@ -173,12 +174,13 @@ def points_by_name(names: Iterable[str]) -> list[Point]:
     return [POINT_BY_NAME[name] for name in names]
 
 
-def decode_raw(type_: DataType, words: Sequence[int]) -> int | float:
+def decode_raw(type_: DataType, words: Sequence[int], *, lsw_first: bool = False) -> int | float:
     if type_ is DataType.U16:
         return int(words[0])
     if type_ is DataType.S16:
         return int(struct.unpack(">h", struct.pack(">H", words[0]))[0])
-    packed = struct.pack(">HH", words[0], words[1])  # most-significant word first
+    high, low = (words[1], words[0]) if lsw_first else (words[0], words[1])
+    packed = struct.pack(">HH", high, low)  # most-significant word first (the manual's order) unless told otherwise
     if type_ is DataType.S32:
         return int(struct.unpack(">i", packed)[0])
     if type_ is DataType.U32:
@@ -186,16 +188,16 @@ def decode_raw(type_: DataType, words: Sequence[int]) -> int | float:
     return float(struct.unpack(">f", packed)[0])
 
 
-def encode_raw(type_: DataType, raw: int | float) -> list[int]:
+def encode_raw(type_: DataType, raw: int | float, *, lsw_first: bool = False) -> list[int]:
     """Inverse of decode_raw (the simulator's side); integers wrap as a device's registers would."""
     if type_ is DataType.FLOAT32:
         high, low = struct.unpack(">HH", struct.pack(">f", float(raw)))
-        return [high, low]
+        return [low, high] if lsw_first else [high, low]
     value = int(raw)
     if type_ in (DataType.U16, DataType.S16):
         return [value & 0xFFFF]
     value &= 0xFFFFFFFF
-    return [value >> 16, value & 0xFFFF]
+    return [value & 0xFFFF, value >> 16] if lsw_first else [value >> 16, value & 0xFFFF]
 
 
 def scaled(point: Point, raw: int | float, divisors: dict[str, int]) -> float:

@@ -47,7 +47,13 @@ class SR30Simulator:
         signal: MetSignal | None = None,
         fixed: dict[str, int | float] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        functions: frozenset[int] = frozenset((rtu.FC_READ_HOLDING, rtu.FC_READ_INPUT)),
+        without_points: frozenset[str] = frozenset(),
+        lsw_first: bool = False,
     ) -> None:
+        """Variants a unit or another simulator may show (docs/reliability.md): `functions` the read functions
+        it implements (exception 01 for the other), `without_points` points it does not have (exception 02 for a
+        read touching them), `lsw_first` 32-bit values least-significant word first."""
         if not 1 <= address <= 247:
             raise ValueError(f"address {address} is outside the Modbus slave range 1..247")
         self.address = address
@@ -59,6 +65,12 @@ class SR30Simulator:
         self._fault = "none"
         self.set_fault(fault)
         self.requests = 0
+        self.functions = frozenset(functions)
+        unknown = set(without_points) - set(reg.POINT_BY_NAME)
+        if unknown:
+            raise ValueError(f"unknown points {sorted(unknown)}; choose from {', '.join(reg.POINT_BY_NAME)}")
+        self.absent = frozenset(a for name in without_points for a in reg.POINT_BY_NAME[name].addresses)
+        self.lsw_first = lsw_first
         # values as the driver must decode them, one entry per read covering the measurement registers whole
         self.served: list[dict[str, float]] = []
 
@@ -108,11 +120,13 @@ class SR30Simulator:
         raw = self._raw_values()
         words: dict[int, int] = {}
         for point in reg.POINTS:
-            words.update(zip(point.addresses, reg.encode_raw(point.type, raw[point.name]), strict=True))
+            words.update(zip(point.addresses, reg.encode_raw(point.type, raw[point.name], lsw_first=self.lsw_first),
+                             strict=True))
         span = range(start, start + count)
         measured = reg.points_by_name(reg.MEASUREMENT_POINTS)
         if all(set(p.addresses) <= set(span) for p in measured):
-            served = {p.name: reg.scaled(p, reg.decode_raw(p.type, [words[a] for a in p.addresses]),
+            served = {p.name: reg.scaled(p, reg.decode_raw(p.type, [words[a] for a in p.addresses],
+                                                           lsw_first=self.lsw_first),
                                          {"scale_irradiance": int(raw["scale_irradiance"]),
                                           "scale_temperature": int(raw["scale_temperature"])})
                       for p in measured}
@@ -132,14 +146,14 @@ class SR30Simulator:
             return reply
 
     def _answer(self, function: int, data: bytes) -> bytes:
-        if function not in (rtu.FC_READ_HOLDING, rtu.FC_READ_INPUT):
+        if function not in (rtu.FC_READ_HOLDING, rtu.FC_READ_INPUT) or function not in self.functions:
             return rtu.exception_response(self.address, function, rtu.EXC_ILLEGAL_FUNCTION)
         if len(data) != 4:
             return rtu.exception_response(self.address, function, rtu.EXC_ILLEGAL_VALUE)
         start, count = struct.unpack(">HH", data)
         if not 1 <= count <= reg.MAX_READ_REGISTERS:
             return rtu.exception_response(self.address, function, rtu.EXC_ILLEGAL_VALUE)
-        if any(a not in reg.MAPPED_ADDRESSES for a in range(start, start + count)):
+        if any(a not in reg.MAPPED_ADDRESSES or a in self.absent for a in range(start, start + count)):
             return rtu.exception_response(self.address, function, rtu.EXC_ILLEGAL_ADDRESS)
         return rtu.read_response(self.address, function, self.registers(start, count))
 

@@ -323,3 +323,82 @@ def test_standalone_the_driver_reads_over_a_line_of_its_own(ptys: tuple[str, str
         finally:
             driver.close()
     assert readings["SW_IN"].value == pytest.approx(sim.served[-1]["irradiance"])
+
+
+# --- variants the manuals allow and our simulator did not send (docs/reliability.md, 2026-12-06) -----------------
+
+
+def serve(sim: SR30Simulator, ptys: tuple[str, str]) -> RtuLineSimulator:
+    return RtuLineSimulator(ptys[0], [sim], baudrate=19200, parity="E", stopbits=1)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("implemented", "configured"), [(rtu.FC_READ_INPUT, 3), (rtu.FC_READ_HOLDING, 4)])
+def test_variant_a_unit_implementing_one_read_function_is_read_with_it(
+    ptys: tuple[str, str], line: RtuSerialLine, implemented: int, configured: int
+) -> None:
+    sim = SR30Simulator(seed=4, functions=frozenset({implemented}))
+    with serve(sim, ptys):
+        driver = make_driver(line, function=configured)
+        polled = [by_variable(driver.poll()) for _ in range(2)]
+    assert driver.function_switches == 1 and driver._function == implemented
+    for readings, served in zip(polled, sim.served, strict=True):
+        assert readings["SW_IN"].value == pytest.approx(served["irradiance"])
+        assert readings["SW_IN"].qc is QualityFlag.GOOD
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("absent", [
+    frozenset({"internal_humidity"}),
+    frozenset({"tilt_angle", "reserved_00c3", "fan_speed"}),
+    frozenset({"internal_humidity", "tilt_angle", "reserved_00c3", "fan_speed"}),
+])
+def test_variant_exception_02_for_the_diagnostic_registers_keeps_sw_in(
+    ptys: tuple[str, str], line: RtuSerialLine, absent: frozenset[str]
+) -> None:
+    sim = SR30Simulator(seed=5, without_points=absent, fault="tilted")
+    with serve(sim, ptys):
+        driver = make_driver(line, diagnostics_every_n_polls=1)
+        polled = [by_variable(driver.poll()) for _ in range(3)]
+    for readings, served in zip(polled, sim.served, strict=True):
+        assert readings["SW_IN"].value == pytest.approx(served["irradiance"])
+    assert driver.refused_reads == len({reg.POINT_BY_NAME[n].address >= 0xC2 for n in absent})  # once per block
+    assert all("exception 02" in reason for reason in driver.refusals.values())
+    tilt_refused = "tilt_angle" in absent
+    assert (polled[-1]["SW_IN"].qc is QualityFlag.GOOD) is tilt_refused  # the tilt is judged only when read
+
+
+@pytest.mark.integration
+def test_variant_exception_02_for_the_scaling_factors_reads_with_the_factory_100_as_suspect(
+    ptys: tuple[str, str], line: RtuSerialLine
+) -> None:
+    sim = SR30Simulator(seed=6, without_points=frozenset({"scale_irradiance", "scale_temperature"}))
+    with serve(sim, ptys):
+        readings = by_variable(make_driver(line).poll())
+    assert readings["SW_IN"].value == pytest.approx(sim.served[-1]["irradiance"])
+    assert readings["T_PROBE"].value == pytest.approx(sim.served[-1]["body_temperature"])
+    for reading in readings.values():
+        assert reading.qc is QualityFlag.SUSPECT and reading.qc_reason and "factory 100" in reading.qc_reason
+
+
+@pytest.mark.integration
+def test_variant_scaling_factors_other_than_100_are_honoured(ptys: tuple[str, str], line: RtuSerialLine) -> None:
+    sim = SR30Simulator(fixed={"irradiance": 4321, "scale_irradiance": 10, "body_temperature": -123,
+                               "scale_temperature": 10})
+    with serve(sim, ptys):
+        readings = by_variable(make_driver(line).poll())
+    assert readings["SW_IN"].value == pytest.approx(432.1) and readings["T_PROBE"].value == pytest.approx(-12.3)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("irradiance", [973.59, 12.5, -1.2])
+def test_variant_least_significant_word_first_is_flagged_with_the_key_then_read(
+    ptys: tuple[str, str], line: RtuSerialLine, irradiance: float
+) -> None:
+    sim = SR30Simulator(lsw_first=True, fixed={"irradiance": round(irradiance * 100)})
+    with serve(sim, ptys):
+        wrong = by_variable(make_driver(line).poll())["SW_IN"]
+        right = by_variable(make_driver(line, word_order="lsw_first").poll())["SW_IN"]
+    assert wrong.qc is QualityFlag.BAD and wrong.qc_reason and "word_order: lsw_first" in wrong.qc_reason
+    assert right.value == pytest.approx(irradiance) and right.qc is not QualityFlag.BAD
+
