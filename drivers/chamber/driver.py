@@ -61,6 +61,8 @@ class ChamberConfig(SensorConfig):
                                                                    "closed (a normally-closed switch)")
     open_input: int | None = Field(default=None, ge=1, le=reg.IO_CHANNELS, description="input of a second switch "
                                                                                        "at the open end, if fitted")
+    open_input_inverted: bool = Field(default=False, description="true when the open-end input is inactive with "
+                                                                 "the lid open (a normally-closed switch)")
     every_s: float = Field(default=3600.0, gt=0, le=86400, description="one closure per this many seconds")
     offset_s: float | None = Field(default=None, gt=0, description="closures start this many seconds into each "
                                                                    "period (periods counted from 1970-01-01 UTC); "
@@ -145,6 +147,11 @@ class ChamberDriver:
         self._status: tuple[int, int] = (0, 0)
         self.lid_faults = 0
         self._in_fault = False
+        self._coil_function = rtu.FC_WRITE_SINGLE_COIL
+        self.refused_reads = 0
+        """Requests a device refused as absent (Modbus exception 01/02) that the driver works around; `refusals`."""
+        self.refusals: dict[str, str] = {}
+        """What was refused -> what the driver does instead; kept until the next (re)start."""
 
     def __repr__(self) -> str:
         return f"ChamberDriver({self.config.name!r}, port={self.config.port!r})"
@@ -176,6 +183,7 @@ class ChamberDriver:
                 log.warning("%s: could not open the lid on shutdown: %s", self._where, exc)
         self._commanded = None
         self._checked = False
+        self.refusals.clear()
         if self._own_line is not None:
             close = getattr(self._own_line, "close", None)
             if callable(close):
@@ -208,11 +216,31 @@ class ChamberDriver:
                     "8N2: set it to the line's format)")
         return DeviceError(exc.kind, f"{self._where}: GMP252: {what}: {exc.message}", hint)
 
+    def _refuse(self, what: str, exc: rtu.ModbusExceptionReply, instead: str) -> None:
+        """A device has no such function or register: said once per (re)start, counted, worked around."""
+        if what not in self.refusals:
+            log.warning("%s: %s refused (%s); %s", self._where, what, exc.message, instead)
+        self.refusals[what] = f"{what} refused (Modbus exception {exc.code:02d}): {instead}"
+        self.refused_reads += 1
+
     def _write_lid(self, closed: bool) -> None:
         cfg = self.config
+        line, coil = self._line_now(), reg.coil_of(cfg.lid_output)
         try:
-            rtu.write_coil(self._line_now(), cfg.io_address, reg.coil_of(cfg.lid_output), closed,
-                           timeout_s=cfg.timeout_s, retries=cfg.retries)
+            try:
+                if self._coil_function == rtu.FC_WRITE_MULTIPLE_COILS:
+                    rtu.write_coils(line, cfg.io_address, coil, [closed], timeout_s=cfg.timeout_s,
+                                    retries=cfg.retries)
+                else:
+                    rtu.write_coil(line, cfg.io_address, coil, closed, timeout_s=cfg.timeout_s, retries=cfg.retries)
+            except rtu.ModbusExceptionReply as exc:
+                if exc.code != rtu.EXC_ILLEGAL_FUNCTION or self._coil_function != rtu.FC_WRITE_SINGLE_COIL:
+                    raise
+                # The module's wiki lists FC 05 and FC 15 for the outputs; one implementing only FC 15 is driven
+                # with it (one coil), from now on.
+                rtu.write_coils(line, cfg.io_address, coil, [closed], timeout_s=cfg.timeout_s, retries=cfg.retries)
+                self._coil_function = rtu.FC_WRITE_MULTIPLE_COILS
+                self._refuse("FC 05 (write single coil)", exc, "the lid output is written with FC 15")
         except DeviceError as exc:
             raise self._io_error(exc, f"switching DO{cfg.lid_output} {'on' if closed else 'off'}") from None
         self._commanded = closed
@@ -225,6 +253,16 @@ class ChamberDriver:
         try:
             (mode,) = self._line_now().read_registers(cfg.io_address, address, 1, timeout_s=cfg.timeout_s,
                                                       retries=cfg.retries)
+        except rtu.ModbusExceptionReply as exc:
+            if exc.code not in (rtu.EXC_ILLEGAL_FUNCTION, rtu.EXC_ILLEGAL_ADDRESS):
+                raise self._io_error(exc, f"reading the control mode of DO{cfg.lid_output} (0x{address:04X})") \
+                    from None
+            # A module (or firmware) without the control-mode registers has no linkage mode to fear; the limit
+            # switch still tells whether the lid follows the station's command.
+            self._refuse(f"control mode register 0x{address:04X}", exc,
+                         "output mode not checked; the limit switch still checks the lid")
+            self._checked = True
+            return
         except DeviceError as exc:
             raise self._io_error(exc, f"reading the control mode of DO{cfg.lid_output} (0x{address:04X})") from None
         if mode != reg.CONTROL_MODE_NORMAL:
@@ -278,16 +316,23 @@ class ChamberDriver:
 
     def _read_lid(self) -> bool | None:
         cfg = self.config
-        count = max(cfg.closed_input, cfg.open_input or 0)
+        # All eight, as the module's own example command does: some modules refuse other counts.
+        count = reg.IO_CHANNELS
         try:
             inputs = rtu.read_bits(self._line_now(), cfg.io_address, rtu.FC_READ_DISCRETE_INPUTS,
                                    reg.DISCRETE_INPUTS_START, count, timeout_s=cfg.timeout_s, retries=cfg.retries)
+        except rtu.ModbusExceptionReply as exc:
+            error = self._io_error(exc, f"reading inputs DI1..DI{count} with FC 02")
+            if exc.code == rtu.EXC_ILLEGAL_FUNCTION:
+                error.hint = ("the module does not read its inputs with FC 02 (read discrete inputs), which this "
+                              "driver needs for the limit switch: use a module that does (README.md)")
+            raise error from None
         except DeviceError as exc:
             raise self._io_error(exc, f"reading inputs DI1..DI{count}") from None
         closed = inputs[reg.input_of(cfg.closed_input)] != cfg.closed_input_inverted
         if cfg.open_input is None:
             return closed
-        opened = inputs[reg.input_of(cfg.open_input)]
+        opened = inputs[reg.input_of(cfg.open_input)] != cfg.open_input_inverted
         if closed == opened:
             return None  # both switches, or neither: moving, or a switch fault
         return closed
@@ -298,19 +343,38 @@ class ChamberDriver:
         values: dict[str, float | None] = {}
         points = [reg.CO2] + ([reg.TEMPERATURE] if cfg.read_temperature else [])
         for point in points:
+            what = f"GMP252 register 0x{point.address:04X} ({point.name})"
+            if point is reg.TEMPERATURE and what in self.refusals:
+                values[point.name] = None
+                continue
             try:
                 words = line.read_registers(cfg.analyzer_address, point.address, 2, timeout_s=cfg.timeout_s,
                                             retries=cfg.retries)
+            except rtu.ModbusExceptionReply as exc:
+                # The GMP252's temperature register is [C*] in its guide (the gmp252 driver's README): a probe or
+                # simulator without it answers 02. CO2 is still read; T_PROBE is MISSING with the reason.
+                if point is not reg.TEMPERATURE or exc.code != rtu.EXC_ILLEGAL_ADDRESS:
+                    raise self._analyzer_error(exc, f"reading {point.name} (0x{point.address:04X})") from None
+                self._refuse(what, exc, "T_PROBE missing (set read_temperature: false to stop asking)")
+                values[point.name] = None
+                continue
             except DeviceError as exc:
                 raise self._analyzer_error(exc, f"reading {point.name} (0x{point.address:04X})") from None
             values[point.name] = reg.decode_float(words)
-        if self._recording_polls % cfg.status_every_n_polls == 0:
+        status_what = "GMP252 status registers 0x0800-0x0801"
+        if self._recording_polls % cfg.status_every_n_polls == 0 and status_what not in self.refusals:
             try:
                 device, co2 = line.read_registers(cfg.analyzer_address, reg.STATUS_START, reg.STATUS_COUNT,
                                                   timeout_s=cfg.timeout_s, retries=cfg.retries)
+                self._status = (device, co2)
+            except rtu.ModbusExceptionReply as exc:
+                # Documented only from User Guide M211897EN-E on: an older probe or a simulator serving CO2 and T
+                # alone answers 02. Values are still published, SUSPECT, their status unknown (`_readings`).
+                if exc.code != rtu.EXC_ILLEGAL_ADDRESS:
+                    raise self._analyzer_error(exc, "reading the status (0x0800)") from None
+                self._refuse(status_what, exc, "CO2 and T_PROBE published SUSPECT (status unknown)")
             except DeviceError as exc:
                 raise self._analyzer_error(exc, "reading the status (0x0800)") from None
-            self._status = (device, co2)
         self._recording_polls += 1
         return values
 
@@ -332,6 +396,9 @@ class ChamberDriver:
         if device:
             probe_flag = QualityFlag.BAD if device & 0b011 else QualityFlag.SUSPECT
             probe_reason = reg.describe_status(device, co2_status)
+        if "GMP252 status registers 0x0800-0x0801" in self.refusals:
+            probe_flag = QualityFlag.SUSPECT
+            probe_reason = "GMP252 refused its status registers (Modbus exception 02): quality not known"
         out: list[Reading] = []
 
         def add(variable: str, value: float | None, unit: str, flag: QualityFlag, reason: str | None) -> None:
@@ -350,7 +417,9 @@ class ChamberDriver:
             co2_reason = "; ".join(filter(None, [lid_reason, co2_reason]))
         add(reg.CO2.variable, values.get("co2"), reg.CO2.unit, co2_flag, co2_reason)
         if cfg.read_temperature:
-            add(reg.TEMPERATURE.variable, values.get("temperature"), reg.TEMPERATURE.unit, probe_flag, probe_reason)
+            t_reason = self.refusals.get(f"GMP252 register 0x{reg.TEMPERATURE.address:04X} (temperature)")
+            add(reg.TEMPERATURE.variable, values.get("temperature"), reg.TEMPERATURE.unit, probe_flag,
+                "; ".join(filter(None, [t_reason, probe_reason])) or None)
         if lid is None:
             add("LID_CLOSED", None, "1", QualityFlag.MISSING,
                 "both limit switches active or neither: lid moving, or a switch fault")

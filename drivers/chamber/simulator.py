@@ -153,11 +153,18 @@ class IoModuleSimulator:
     told of every output change."""
 
     def __init__(self, *, address: int = 1, inputs: Callable[[], list[bool]] | None = None,
-                 on_coil: Callable[[int, bool], None] | None = None, fault: str = "none") -> None:
+                 on_coil: Callable[[int, bool], None] | None = None, fault: str = "none",
+                 functions: frozenset[int] | None = None, control_mode_registers: bool = True,
+                 input_count: int | None = None) -> None:
+        """Variants another module or simulator may show (docs/reliability.md): `functions` the function codes it
+        implements (exception 01 for the others; None: all of the map), `control_mode_registers` False for a
+        module without 0x1000.. (exception 02), `input_count` the only count FC 01/02 accept (exception 03)."""
         self.address = address
+        self.functions = functions
+        self.input_count = input_count
         self.coils = [False] * reg.IO_CHANNELS
         self.holding: dict[int, int] = {reg.CONTROL_MODE_START + i: reg.CONTROL_MODE_NORMAL
-                                        for i in range(reg.IO_CHANNELS)}
+                                        for i in range(reg.IO_CHANNELS)} if control_mode_registers else {}
         self.holding[reg.SERIAL_SETTINGS_REGISTER] = 0x0002  # no parity, 19200 [U]
         self.holding[reg.DEVICE_ADDRESS_REGISTER] = address
         self._inputs = inputs or (lambda: [False] * reg.IO_CHANNELS)
@@ -173,7 +180,8 @@ class IoModuleSimulator:
         self.fault = fault
         mode = 1 if fault == "linkage_mode" else reg.CONTROL_MODE_NORMAL
         for i in range(reg.IO_CHANNELS):
-            self.holding[reg.CONTROL_MODE_START + i] = mode
+            if reg.CONTROL_MODE_START + i in self.holding:
+                self.holding[reg.CONTROL_MODE_START + i] = mode
 
     def process_rtu_frame(self, frame: bytes) -> bytes | None:
         if not rtu.crc_ok(frame) or len(frame) < 4 or frame[0] != self.address:
@@ -188,11 +196,13 @@ class IoModuleSimulator:
         return rtu.exception_response(self.address, function, code)
 
     def _answer(self, function: int, data: bytes) -> bytes:
+        if self.functions is not None and function not in self.functions:
+            return self._exception(function, rtu.EXC_ILLEGAL_FUNCTION)
         if function in (rtu.FC_READ_COILS, rtu.FC_READ_DISCRETE_INPUTS):
             if len(data) != 4:
                 return self._exception(function, rtu.EXC_ILLEGAL_VALUE)
             start, count = struct.unpack(">HH", data)
-            if not 1 <= count <= 2000:
+            if not 1 <= count <= 2000 or (self.input_count is not None and count != self.input_count):
                 return self._exception(function, rtu.EXC_ILLEGAL_VALUE)
             if start + count > reg.IO_CHANNELS:
                 return self._exception(function, rtu.EXC_ILLEGAL_ADDRESS)
@@ -251,8 +261,11 @@ class ChamberProbeSimulator:
     """The GMP252 in the headspace: the points of registers.py (FC 03), CO2 from the ChamberModel. Reads touching an
     address outside them get exception 02, as the probe answers; a float is sampled only when read whole."""
 
-    def __init__(self, model: ChamberModel, *, address: int = 240) -> None:
+    def __init__(self, model: ChamberModel, *, address: int = 240, without: frozenset[int] = frozenset()) -> None:
+        """`without`: register addresses this probe does not have (exception 02), e.g. the temperature 0x0004
+        or the status 0x0800 of an older firmware."""
         self.address = address
+        self.mapped = _PROBE_MAPPED - without
         self.model = model
         self.requests = 0
         self.served_co2: list[tuple[float, float]] = []  # (time, value served)
@@ -270,7 +283,7 @@ class ChamberProbeSimulator:
                 return rtu.exception_response(self.address, function, rtu.EXC_ILLEGAL_VALUE)
             start, count = struct.unpack(">HH", data)
             span = range(start, start + count)
-            if not 1 <= count <= 125 or any(a not in _PROBE_MAPPED for a in span):
+            if not 1 <= count <= 125 or any(a not in self.mapped for a in span):
                 return rtu.exception_response(self.address, function, rtu.EXC_ILLEGAL_ADDRESS)
             words: dict[int, int] = {reg.STATUS_START: 0, reg.STATUS_START + 1: 0}
             for address, name in _PROBE_FLOATS.items():
@@ -283,18 +296,19 @@ class ChamberProbeSimulator:
 
 
 def chamber_devices(model: ChamberModel, *, io_address: int = 1, analyzer_address: int = 240, lid_output: int = 1,
-                    closed_input: int = 1, open_input: int | None = None,
+                    closed_input: int = 1, open_input: int | None = None, normally_closed: bool = False,
                     fault: str = "none") -> tuple[IoModuleSimulator, ChamberProbeSimulator]:
     """The two devices of one chamber, wired as a ChamberConfig with the same keys expects: DO<lid_output> drives
-    the lid, DI<closed_input> closes at the closed end, DI<open_input> (if any) at the open end."""
+    the lid, DI<closed_input> closes at the closed end, DI<open_input> (if any) at the open end;
+    `normally_closed` switches open (input inactive) at their end instead."""
     model.stuck = fault == "stuck_lid"
 
     def inputs() -> list[bool]:
         position = model.lid_position()
         states = [False] * reg.IO_CHANNELS
-        states[reg.input_of(closed_input)] = position == "closed"
+        states[reg.input_of(closed_input)] = (position == "closed") != normally_closed
         if open_input is not None:
-            states[reg.input_of(open_input)] = position == "open"
+            states[reg.input_of(open_input)] = (position == "open") != normally_closed
         return states
 
     def on_coil(index: int, state: bool) -> None:

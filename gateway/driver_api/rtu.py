@@ -221,6 +221,22 @@ def write_coil(line: SerialLine, device: int, coil: int, on: bool, *, timeout_s:
                           "check the device model: the reply to FC 05 repeats the request")
 
 
+def write_coils_request(address: int, start: int, states: Sequence[bool]) -> bytes:
+    packed = pack_bits(states)
+    return add_crc(struct.pack(">BBHHB", address, FC_WRITE_MULTIPLE_COILS, start, len(states), len(packed)) + packed)
+
+
+def write_coils(line: SerialLine, device: int, start: int, states: Sequence[bool], *, timeout_s: float,
+                retries: int = 0) -> None:
+    """FC 15: set `states` from coil `start`; the device answers with the start address and count (V1.1b3 §6.11).
+    For a device that implements FC 15 and not FC 05."""
+    request = write_coils_request(device, start, states)
+    data = _exchange_with_retries(line, request, device, FC_WRITE_MULTIPLE_COILS, timeout_s, retries)
+    if data != request[2:6]:
+        raise DeviceError(FailureKind.PROTOCOL, f"address {device}: coils write not confirmed ({data.hex(' ')})",
+                          "check the device model: the reply to FC 15 repeats the start address and count")
+
+
 
 class ModbusExceptionReply(DeviceError):
     """A well-formed exception reply (kind PROTOCOL): the device is there and answered, but refused the request."""

@@ -216,3 +216,142 @@ def test_float_registers_are_low_word_first() -> None:
     assert value is not None and value == pytest.approx(465.66, abs=0.01)
     assert reg.encode_float(value) == [0xD47A, 0x43E8]
     assert reg.decode_float(reg.encode_float(float("nan"))) is None
+
+
+# --- variants the module's wiki and the GMP252 guide allow, fed in process (docs/reliability.md, 2026-12-06) ------
+
+
+class DevicesLine:
+    """A SerialLine whose devices answer in process: the request's bytes go to every simulated device, the first
+    reply comes back (a unit-test fake of our own boundary, gateway.driver_api.SerialLine)."""
+
+    def __init__(self, devices: list[Any]) -> None:
+        from gateway.driver_api import SerialSettings
+
+        self.settings = SerialSettings("in-process", 19200, 8, "E", 1)
+        self.devices = devices
+        self.requests: list[bytes] = []
+
+    def transact(self, request: bytes, *, complete: Any, timeout_s: float) -> bytes:
+        self.requests.append(request)
+        for device in self.devices:
+            reply = device.process_rtu_frame(request)
+            if reply is not None:
+                assert complete(reply)
+                return bytes(reply)
+        raise DeviceError(FailureKind.TIMEOUT, f"no reply to {request.hex(' ')}")
+
+    def read_registers(self, device: int, address: int, count: int, *, function: int = 3, timeout_s: float,
+                       retries: int = 0) -> list[int]:
+        reply = self.transact(rtu.read_request(device, function, address, count), complete=lambda _b: True,
+                              timeout_s=timeout_s)
+        if reply[1] == function | 0x80:
+            raise rtu.ModbusExceptionReply(device, function, reply[2])
+        return [int.from_bytes(reply[3 + 2 * i: 5 + 2 * i], "big") for i in range(count)]
+
+
+class Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_in_process(io: IoModuleSimulator, probe: Any, model: ChamberModel, clock: Clock, seconds: float,
+                   **extra: Any) -> tuple[ChamberDriver, list[Reading]]:
+    """Poll once a second for `seconds` of simulated time, a closure starting 2 s in (closure 10 s, travel 2 s)."""
+    cfg = ChamberConfig.model_validate({
+        "name": "chamber_1", "port": "in-process", "every_s": 60.0, "offset_s": (clock.now + 2.0) % 60.0 or None,
+        "closure_s": 10.0, "ambient_s": 2.0, "idle_every_s": None, "lid_travel_s": 4.0, "timeout_s": 0.1,
+        "retries": 0, **extra})
+    driver = ChamberDriver(cfg, station="st1", wall_clock=clock, clock_synced=lambda: True)
+    driver.attach(DevicesLine([io, probe]))
+    readings: list[Reading] = []
+    for _ in range(int(seconds)):
+        readings += driver.poll()
+        clock.now += 1.0
+    return driver, readings
+
+
+def in_process_chamber(**devices: Any) -> tuple[ChamberModel, Clock, IoModuleSimulator, Any]:
+    clock = Clock(1_800_000_000.0)
+    model = ChamberModel(wall_clock=clock, travel_s=2.0, seed=1)
+    io, probe = chamber_devices(model, **devices)
+    return model, clock, io, probe
+
+
+def lid_states(readings: list[Reading]) -> list[float | None]:
+    return [r.value for r in readings if r.variable == "LID_CLOSED"]
+
+
+def test_variant_in_process_baseline_closes_and_reads_every_co2() -> None:
+    model, clock, io, probe = in_process_chamber()
+    driver, readings = run_in_process(io, probe, model, clock, 16)
+    assert 1.0 in lid_states(readings) and lid_states(readings)[-1] == 0.0 and len(model.closures) == 1
+    assert all(r.qc is QualityFlag.GOOD for r in readings) and driver.refused_reads == 0
+
+
+def test_variant_module_without_fc05_is_driven_with_fc15() -> None:
+    model, clock, io, probe = in_process_chamber()
+    io.functions = frozenset({rtu.FC_READ_COILS, rtu.FC_READ_DISCRETE_INPUTS, rtu.FC_READ_HOLDING,
+                              rtu.FC_WRITE_MULTIPLE_COILS})
+    driver, readings = run_in_process(io, probe, model, clock, 16)
+    assert len(model.closures) == 1 and model.closures[0].opened_at is not None  # closed, then opened again
+    assert 1.0 in lid_states(readings) and all(r.qc is QualityFlag.GOOD for r in readings)
+    assert driver.refused_reads == 1 and "FC 15" in next(iter(driver.refusals.values()))
+
+
+def test_variant_module_without_control_mode_registers_still_runs_the_chamber() -> None:
+    model, clock, io, probe = in_process_chamber()
+    io.holding = {a: v for a, v in io.holding.items() if a < reg.CONTROL_MODE_START
+                  or a >= reg.CONTROL_MODE_START + reg.IO_CHANNELS}
+    driver, readings = run_in_process(io, probe, model, clock, 16)
+    assert len(model.closures) == 1 and 1.0 in lid_states(readings)
+    assert any("0x1000" in what for what in driver.refusals) and driver.refused_reads == 1
+
+
+def test_variant_module_reading_only_eight_inputs_at_once() -> None:
+    model, clock, io, probe = in_process_chamber()
+    io.input_count = 8
+    _driver, readings = run_in_process(io, probe, model, clock, 16)
+    assert 1.0 in lid_states(readings) and all(r.qc is QualityFlag.GOOD for r in readings)
+
+
+def test_variant_normally_closed_switches_at_both_ends_are_read_with_both_keys() -> None:
+    model, clock, io, probe = in_process_chamber(open_input=2, normally_closed=True)
+    _driver, wrong = run_in_process(io, probe, model, clock, 16, open_input=2)
+    model, clock, io, probe = in_process_chamber(open_input=2, normally_closed=True)
+    _driver, right = run_in_process(io, probe, model, clock, 16, open_input=2, closed_input_inverted=True,
+                                    open_input_inverted=True)
+    states = lid_states(right)
+    assert states[0] == 0.0 and 1.0 in states
+    assert states.count(None) <= 4  # "both or neither" only while the lid travels (2 s each way)
+    assert QualityFlag.SUSPECT not in {r.qc for r in right}  # the lid followed every command
+    assert QualityFlag.SUSPECT in {r.qc for r in wrong}  # the same switches without the keys: flagged, not misread
+
+
+def test_variant_module_refusing_fc02_is_named() -> None:
+    model, clock, io, probe = in_process_chamber()
+    io.functions = frozenset({rtu.FC_READ_COILS, rtu.FC_WRITE_SINGLE_COIL, rtu.FC_READ_HOLDING})
+    with pytest.raises(DeviceError) as info:
+        run_in_process(io, probe, model, clock, 1)
+    assert info.value.kind is FailureKind.PROTOCOL and info.value.hint and "FC 02" in info.value.hint
+
+
+@pytest.mark.parametrize(("without", "variable", "flag", "words"), [
+    (frozenset({0x0004, 0x0005}), "T_PROBE", QualityFlag.MISSING, "0x0004"),
+    (frozenset({reg.STATUS_START, reg.STATUS_START + 1}), "CO2", QualityFlag.SUSPECT, "status"),
+])
+def test_variant_gmp252_without_temperature_or_status_registers_keeps_co2(
+    without: frozenset[int], variable: str, flag: QualityFlag, words: str
+) -> None:
+    model, clock, io, probe = in_process_chamber()
+    probe.mapped = probe.mapped - without
+    driver, readings = run_in_process(io, probe, model, clock, 16)
+    co2 = [r for r in readings if r.variable == "CO2"]
+    assert len(co2) == len(probe.served_co2) > 10
+    assert [r.value for r in co2] == [value for _t, value in probe.served_co2]
+    affected = [r for r in readings if r.variable == variable]
+    assert all(r.qc is flag and r.qc_reason and words in r.qc_reason for r in affected)
+    assert driver.refused_reads == 1
