@@ -12,6 +12,7 @@ the driver talks through the `SerialLine` its SerialBus attaches, or, used on it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar, Literal
@@ -30,6 +31,8 @@ from gateway.driver_api import (
 )
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
 from gateway.variables import vapour_pressure_deficit_hpa
+
+log = logging.getLogger(__name__)
 
 # Measurement ranges of the HMP155 [U: Vaisala HMP155 specifications, not re-read]; a value outside them is a
 # fault, not weather. RH up to 105 % is kept: near saturation the reading may exceed 100 % by its uncertainty.
@@ -122,6 +125,10 @@ class HMP155Driver:
         self._line: SerialLine | None = None
         self._own_line: RtuSerialLine | None = None
         self._configured = False
+        self._without_unit = False  # install FORM_SPEC_WITHOUT_UNIT: the probe did not take the FORM with U5
+        self.form_fallbacks = 0
+        """Times a reply right after installing the FORM did not parse and the other FORM (with/without U5) was
+        installed next."""
 
     def __repr__(self) -> str:
         return f"HMP155Driver({self.config.name!r}, port={self.config.port!r}, address={self.config.address})"
@@ -165,7 +172,8 @@ class HMP155Driver:
         self._transact(grammar.open_command(self.config.address), grammar.reply_containing(b"open"))
         # The probe may answer FORM and CLOSE with a prompt, a text line or nothing at all [U]: silence is not a
         # failure here, the first SEND tells whether the FORM is in place.
-        for request, complete in ((grammar.FORM_COMMAND, grammar.line_reply_complete),
+        form = grammar.FORM_COMMAND_WITHOUT_UNIT if self._without_unit else grammar.FORM_COMMAND
+        for request, complete in ((form, grammar.line_reply_complete),
                                   (grammar.CLOSE_COMMAND, grammar.reply_containing(b"closed"))):
             try:
                 self._transact(request, complete)
@@ -176,13 +184,22 @@ class HMP155Driver:
 
     def poll(self) -> list[Reading]:
         cfg = self.config
-        if not self._configured:
+        fresh = not self._configured
+        if fresh:
             self._configure()
         reply = self._transact(grammar.send_command(cfg.address), grammar.send_reply_complete)
         try:
             values = grammar.parse_send(reply, cfg.address, verify_checksum=cfg.verify_checksum)
         except grammar.GrammarError as exc:
             self._configured = False  # re-install the FORM before the next SEND
+            if fresh and exc.reason == "format":
+                # The FORM just installed did not take: a probe (or simulator) refusing U5 keeps its old FORM.
+                # Alternate with the FORM without the unit field (T then read as degC, the factory setting).
+                self._without_unit = not self._without_unit
+                self.form_fallbacks += 1
+                if self.form_fallbacks == 1:
+                    log.warning("%s: the reply to SEND after installing the FORM did not parse; trying the FORM "
+                                "%s the unit field U5 next", self._where, "without" if self._without_unit else "with")
             kind = FailureKind.CRC if exc.reason == "checksum" else FailureKind.PROTOCOL
             hint = {
                 "checksum": "electrical noise: check 120 ohm termination, cable shield and length; if every reply "

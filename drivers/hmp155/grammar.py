@@ -87,6 +87,10 @@ def open_command(address: int) -> bytes:
 
 CLOSE_COMMAND = command("CLOSE")
 FORM_COMMAND = command(f"FORM {FORM_SPEC}")
+# The same FORM without the unit field, for a probe (or simulator) that refuses U5: T is then taken as degC, the
+# factory setting (docs/reliability.md, "HMP155, SR30, chamber").
+FORM_SPEC_WITHOUT_UNIT = FORM_SPEC.replace(" U5", "")
+FORM_COMMAND_WITHOUT_UNIT = command(f"FORM {FORM_SPEC_WITHOUT_UNIT}")
 
 
 def checksum_cs2(data: bytes) -> str:

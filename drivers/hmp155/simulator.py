@@ -54,9 +54,10 @@ class HMP155Probe:
 
     def __init__(self, *, address: int = 0, mode: str = "POLL", fault: str = "none", seed: int = 0,
                  signal: MetSignal | None = None, wall_clock: Callable[[], float] = time.time,
-                 units: str = "M", stat_chars: int = 1) -> None:
+                 units: str = "M", stat_chars: int = 1, without_modifiers: frozenset[str] = frozenset()) -> None:
         """`units` "N" prints temperatures in degF (as after `UNIT N`); `stat_chars` 7 prints STAT as the
-        7-character field of the User Guide's revision C ("N 0", "H 159.0") instead of one letter."""
+        7-character field of the User Guide's revision C ("N 0", "H 159.0") instead of one letter;
+        `without_modifiers` FORM modifiers this probe does not know (a FORM using one is "Invalid format")."""
         if not 0 <= address <= 99:
             raise ValueError(f"address {address} is outside the HMP155 range 0..99")
         self.address = address
@@ -68,6 +69,7 @@ class HMP155Probe:
             raise ValueError(f"units must be M or N (got {units!r}), stat_chars 1 or 7 (got {stat_chars})")
         self.units = units
         self.stat_chars = stat_chars
+        self.without_modifiers = frozenset(m.upper() for m in without_modifiers)
         self.signal = signal or MetSignal(seed=seed)
         self.wall_clock = wall_clock
         self._rng = random.Random(seed)
@@ -158,6 +160,8 @@ class HMP155Probe:
                  "#R", "#N", "#T"}
         for token in _TOKEN_RE.findall(spec):
             upper = token.upper()
+            if upper in self.without_modifiers:
+                return False
             if not (token.startswith('"') or _LENGTH_RE.match(token) or upper in known
                     or (upper.startswith("#") and upper[1:].isdigit())):
                 return False

@@ -356,3 +356,16 @@ def test_variant_probe_in_degf_or_with_seven_character_stat_is_read_through_the_
     expected_t = (served_t - 32.0) * 5.0 / 9.0 if units == "N" else served_t
     assert readings["TA"].value == pytest.approx(expected_t, abs=1e-9)
     assert readings["RH"].value == probe.served[-1]["RH"] and readings["TA"].qc is QualityFlag.GOOD
+
+
+@pytest.mark.integration
+def test_variant_probe_refusing_u5_gets_the_form_without_the_unit(ptys: tuple[str, str], line: RtuSerialLine) -> None:
+    probe = HMP155Probe(address=5, seed=4, without_modifiers=frozenset({"U5"}))
+    with HMP155LineSimulator(ptys[0], [probe]):
+        driver = make_driver(line)
+        with pytest.raises(DeviceError) as info:
+            driver.poll()  # the FORM with U5 was refused: the factory FORM answered
+        readings = by_variable(driver.poll())
+    assert info.value.kind is FailureKind.PROTOCOL and driver.form_fallbacks == 1
+    assert probe.form == grammar.FORM_SPEC_WITHOUT_UNIT
+    assert readings["TA"].value == probe.served[-1]["T"] and readings["TA"].qc is QualityFlag.GOOD
