@@ -126,6 +126,8 @@ class HMP155Driver:
         self._own_line: RtuSerialLine | None = None
         self._configured = False
         self._without_unit = False  # install FORM_SPEC_WITHOUT_UNIT: the probe did not take the FORM with U5
+        self._unit_seen = False  # a reply carried the unit: this probe takes U5, never fall back
+        self._fresh_format_failures = 0
         self.form_fallbacks = 0
         """Times a reply right after installing the FORM did not parse and the other FORM (with/without U5) was
         installed next."""
@@ -193,8 +195,12 @@ class HMP155Driver:
         except grammar.GrammarError as exc:
             self._configured = False  # re-install the FORM before the next SEND
             if fresh and exc.reason == "format":
-                # The FORM just installed did not take: a probe (or simulator) refusing U5 keeps its old FORM.
-                # Alternate with the FORM without the unit field (T then read as degC, the factory setting).
+                self._fresh_format_failures += 1
+            if self._fresh_format_failures >= 2 and not self._unit_seen:
+                # Twice in a row the FORM just installed did not take (noise does not do that): a probe or simulator
+                # refusing U5 keeps its old FORM. Alternate with the FORM without the unit field (T then read as
+                # degC, the factory setting). Never once a reply has carried the unit: that probe takes U5.
+                self._fresh_format_failures = 0
                 self._without_unit = not self._without_unit
                 self.form_fallbacks += 1
                 if self.form_fallbacks == 1:
@@ -208,4 +214,7 @@ class HMP155Driver:
             }.get(exc.reason, "line noise, or another program changed the probe's FORM; the driver re-installs it "
                               "on the next poll")
             raise DeviceError(kind, f"{self._where}: {exc}", hint) from None
+        self._fresh_format_failures = 0
+        self._unit_seen = self._unit_seen or values.unit_printed
         return readings_from(values, cfg, self.station, utc_now(), self._clock_synced())
+

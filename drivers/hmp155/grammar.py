@@ -130,6 +130,7 @@ class SendValues:
     t: float | None  # degC (converted when the probe printed degF)
     errors: tuple[str, ...]  # names from ERR_FLAGS whose flag is 1
     stat: str
+    unit_printed: bool = False  # the reply carried T's unit (the FORM with U5 is in place)
 
 
 def _number(name: str, token: bytes, line: bytes) -> float | None:
@@ -164,4 +165,5 @@ def parse_send(reply: bytes, address: int, *, verify_checksum: bool = True) -> S
         t=t,
         errors=tuple(name for name, flag in zip(ERR_FLAGS, flags, strict=True) if flag == "1"),
         stat=match.group("stat").decode(),
+        unit_printed=match.group("unit") is not None,
     )

@@ -363,9 +363,25 @@ def test_variant_probe_refusing_u5_gets_the_form_without_the_unit(ptys: tuple[st
     probe = HMP155Probe(address=5, seed=4, without_modifiers=frozenset({"U5"}))
     with HMP155LineSimulator(ptys[0], [probe]):
         driver = make_driver(line)
-        with pytest.raises(DeviceError) as info:
-            driver.poll()  # the FORM with U5 was refused: the factory FORM answered
+        for _ in range(2):  # the FORM with U5 was refused twice: the factory FORM answered
+            with pytest.raises(DeviceError) as info:
+                driver.poll()
         readings = by_variable(driver.poll())
     assert info.value.kind is FailureKind.PROTOCOL and driver.form_fallbacks == 1
     assert probe.form == grammar.FORM_SPEC_WITHOUT_UNIT
     assert readings["TA"].value == probe.served[-1]["T"] and readings["TA"].qc is QualityFlag.GOOD
+
+
+@pytest.mark.integration
+def test_variant_noise_after_a_start_does_not_drop_the_unit_field(ptys: tuple[str, str], line: RtuSerialLine) -> None:
+    probe = HMP155Probe(address=5, seed=5, units="N")
+    with HMP155LineSimulator(ptys[0], [probe]):
+        driver = make_driver(line)
+        for _ in range(3):  # garbage at every fresh start, then a good reply, then garbage again
+            probe.set_fault("garbage")
+            with pytest.raises(DeviceError):
+                driver.poll()
+            probe.set_fault("none")
+            readings = by_variable(driver.poll())
+    assert driver.form_fallbacks == 0 and probe.form == grammar.FORM_SPEC
+    assert readings["TA"].value == pytest.approx((probe.served[-1]["T"] - 32.0) * 5.0 / 9.0, abs=1e-9)
