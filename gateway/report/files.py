@@ -370,7 +370,7 @@ def _run_record(files: ReportFiles, digests: dict[str, str]) -> _RunRecord:
         doc = json.loads(raw)
     except OSError as exc:
         raise ReportInputError(f"{path}: cannot read the budget run record: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise ReportInputError(f"{path}: not a JSON run record; give the --record file of sinkwatch flux "
                                "budget") from None
     try:
@@ -398,7 +398,7 @@ def _run_record(files: ReportFiles, digests: dict[str, str]) -> _RunRecord:
         settings = ", ".join(f"{k} {v}" for k, v in sorted(doc["settings"].items()) if v is not None)
         notes = [f"budget run ({engine}, {doc['created_utc']}): {settings}",
                  *(f"budget run: {note}" for note in doc["notes"])]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # Overflow: "rows": Infinity
         raise ReportInputError(f"{path}: the run record lacks or mangles {exc}; give the --record file of sinkwatch "
                                "flux budget as it wrote it") from None
     return _RunRecord(engine, settings_hash, inputs, notes)

@@ -188,3 +188,19 @@ def test_time_stamps_read_column_wise_are_the_stamps_strptime_reads() -> None:
 def test_a_bad_time_stamp_is_refused_naming_its_row_as_strptime_refuses_it(bad: str) -> None:
     kind, message = _stamps_read(["202101010000", bad, "202101010100"])
     assert kind == "refused" and "row 3" in message
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("[" * 100_000 + "]" * 100_000, "not a JSON run record"),  # nested deeper than Python's recursion limit
+    ('{"format": "sinkwatch-budget-run", "version": 1, "engine": "e", "settings_hash": "h", "outputs": [], '
+     '"records": {"rows": Infinity, "first_start": "a", "last_end": "b"}, "settings": {}, "created_utc": "t", '
+     '"notes": [], "inputs": [{"role": "input", "layout": "l", "name": "n", "sha256": "s"}]}',
+     "the run record lacks or mangles"),
+])
+def test_a_hostile_budget_run_record_is_refused_by_name(tmp_path: Path, text: str, says: str) -> None:
+    from gateway.report.files import ReportFiles, ReportInputError, _run_record
+
+    record = tmp_path / "run.json"
+    record.write_text(text)
+    with pytest.raises(ReportInputError, match=f"run.json: {says}"):
+        _run_record(ReportFiles(None, budget_record=record), {})
