@@ -31,7 +31,10 @@ def _coverage(year: str, records: float, step_s: float) -> str:
     a year is not read as an annual budget; "" for a whole year."""
     days = 366 if calendar.isleap(int(year)) else 365
     covered = records * step_s / 86400.0
-    return "" if covered >= days else f" (partial year: {covered:.1f} of {days} days, not an annual budget)"
+    if covered >= days:
+        return ""
+    text = f"{covered:.1f}" if 0.0 < round(covered, 1) < days else f"{covered:.3f}"  # not "366.0 of 366" nor "0.0"
+    return f" (partial year: {text} of {days} days, not an annual budget)"
 
 
 def budget(

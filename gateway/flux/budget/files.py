@@ -127,6 +127,8 @@ def _split_lines(text: str) -> list[list[str]]:
     return [line.split() for line in lines]
 
 
+_MISSING_TEXTS = frozenset(("", "NA", "NAN", "N/A", "#N/A", "NULL", "NONE", "-"))
+"""Fields read as missing besides -9999 (any case): empty, R's and pandas' NA/NaN, spreadsheets' #N/A."""
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 """A decimal number as a data row writes it (a units row has none: ``--``, ``umolm-2s-1``, ``degC``)."""
 
@@ -244,7 +246,7 @@ def _numbers(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], n
     out = np.full(len(body), np.nan)
     for r, row in enumerate(body):
         text = row[col].strip() if col < len(row) else ""
-        if text in ("", "NA", "NaN", "nan"):
+        if text.upper() in _MISSING_TEXTS:
             continue
         try:
             value = float(text)
@@ -413,6 +415,9 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
             cols["NEE"] = fc.copy()
             notes.append("NEE = FC: no storage term (no SC column; --storage-height computes it from CO2)")
         names["NEE"] = names["FC"]
+    elif "FC" in cols:
+        notes.append(f"NEE from {names['NEE']}; {names['FC']} not used (NEE is FC plus the storage flux: the file's "
+                     "own NEE is taken)")
     flag_name = next((name for name in _FLUX_FLAGS if name in cols), None)
     if flag_name is not None:
         with np.errstate(invalid="ignore"):

@@ -268,6 +268,51 @@ def _draws_summary(draws: NDArray[np.float64]) -> dict[str, float]:
             "p05": float(p05), "p50": float(p50), "p95": float(p95), "n": float(draws.size)}
 
 
+CLOCK_OFFSET_NOTE_H = 0.25
+"""A year's measured SW_IN centred this many hours or more from the sun's gets a note on the time stamps' clock."""
+CLOCK_MONTH_NOTE_H = 0.6
+"""Months whose measured SW_IN is centred this many hours or more from the year's median month get a note
+(daylight-saving time in the stamps); clouds move a month's centre by up to 0.4 h (FR-Hes 2016 shifted by six
+months)."""
+
+
+def _clock_notes(sw: NDArray[np.float64], time_mid_utc: NDArray[np.float64], months: NDArray[np.int64],
+                 per_day: int, lat: float, lon: float, utc_offset_h: float) -> list[str]:
+    """Notes when measured SW_IN does not follow the sun on the clock ``utc_offset_h`` says the stamps are on
+    (:func:`solar.radiation_time_offset_h`): the whole record (stamps in UTC, or in another zone), or some months
+    (daylight-saving time). Empty when the stamps and the offset agree."""
+    from gateway.flux.budget.solar import potential_radiation, radiation_time_offset_h
+
+    pot = potential_radiation(time_mid_utc, lat, lon, utc_offset_h)
+    offset = radiation_time_offset_h(sw, pot, per_day)
+    if not np.isfinite(offset):
+        return []
+    day_month = months.reshape(-1, per_day)[:, 0]
+    by_month = {}
+    for m in np.unique(day_month).tolist():
+        days = day_month == m
+        if days.sum() >= 10:
+            sel = np.repeat(days, per_day)
+            by_month[m] = radiation_time_offset_h(sw[sel], pot[sel], per_day)
+    found = {m: v for m, v in by_month.items() if np.isfinite(v)}
+    if len(found) >= 4:
+        mid = float(np.median(list(found.values())))
+        off = sorted(m for m, v in found.items() if abs(v - mid) >= CLOCK_MONTH_NOTE_H)
+        if off:
+            rest = [m for m in found if m not in off]
+            shift = float(np.mean([found[m] for m in off]) - np.mean([found[m] for m in rest]))
+            return [f"time stamps: in months {', '.join(str(m) for m in off)} measured SW_IN is centred {shift:+.1f} h "
+                    f"from the sun's, against the months {', '.join(str(m) for m in sorted(rest))}: the stamps "
+                    "change clock during the year (daylight-saving time?); the budget needs the station's standard "
+                    "time all year, its UTC offset in --utc-offset"]
+    if abs(offset) >= CLOCK_OFFSET_NOTE_H:
+        guess = utc_offset_h + round(offset * 2.0) / 2.0
+        return [f"time stamps: measured SW_IN's daily course is centred {offset:+.2f} h from the sun's (potential "
+                f"radiation with --utc-offset {utc_offset_h:g}); the stamps look like UTC{guess:+g}: give --utc-offset "
+                f"{guess:g} if they are (half an hour: is the stamp the start of the period where the end is meant?)"]
+    return []
+
+
 def _fill_nee(nee: NDArray[np.float64], sw_in: NDArray[np.float64], vpd: NDArray[np.float64],
               ta: NDArray[np.float64], per_day: int) -> MdsResult:
     return mds_fill(nee, sw_in, vpd, ta, steps_per_day=per_day)
@@ -326,6 +371,8 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     labels, months = _labels(tt)
 
     hh: dict[str, NDArray[np.float64]] = {"NEE": nee_a}
+    time_mid_utc = tt + step / 2.0 - utc_offset_h * 3600.0
+    notes.extend(_clock_notes(sw, time_mid_utc, months, per_day, lat, lon, utc_offset_h))
     # meteorological drivers
     met: dict[str, MdsResult] = {}
     for name, values in (("TA", ta_a), ("SW_IN", sw), ("VPD", vpd_a)):
@@ -422,7 +469,6 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     with np.errstate(invalid="ignore"):
         hh["NIGHT"] = (hh["SW_IN_F"] < SWIN_FOR_NIGHT).astype(np.float64)
     hh["NIGHT"][np.isnan(hh["SW_IN_F"])] = np.nan
-    time_mid_utc = tt + step / 2.0 - utc_offset_h * 3600.0
     nt, dt = _load_partition() if st.partition else (None, None)
     if st.partition:
         from gateway.flux.budget.solar import potential_radiation

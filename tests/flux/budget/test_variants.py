@@ -1,0 +1,127 @@
+"""The two reference site-years transformed into the shapes a further site-year may come in: stamps in UTC, stamps
+in daylight-saving time, a southern-hemisphere site, missing values written as NA / empty / #N/A, NEE next to FC.
+Each test names its variant; the budget must either give the same answer or say what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.flux.budget.files import BudgetInput, read_budget_csv
+from gateway.flux.budget.pipeline import BudgetSettings, run_budget
+from gateway.flux.budget_cli import _coverage
+from tests.flux.budget.refdata import DATA, SITES
+
+FILES = {"FR-Hes2016": (DATA / "FR-Hes2016_europe-fluxdata_columns.csv.gz", None),
+         "DE-Tha1998": (DATA / "DE-Tha1998_gapfill_tool.txt.gz", 1998)}
+FAST = BudgetSettings(ustar=0.3, partition=False)
+
+
+def _read(site: str) -> BudgetInput:
+    path, year = FILES[site]
+    return read_budget_csv(path, year=year)
+
+
+def _run(t: np.ndarray, cols: dict[str, np.ndarray], site: str, *, lat: float | None = None,
+         utc_offset_h: float | None = None, settings: BudgetSettings = FAST) -> list[str]:
+    s = SITES[site]
+    result = run_budget(t, cols["NEE"], cols["SW_IN"], cols["TA"], cols["VPD"], cols["USTAR"],
+                        lat=s["lat"] if lat is None else lat, lon=s["lon"],
+                        utc_offset_h=s["utc_offset"] if utc_offset_h is None else utc_offset_h, settings=settings)
+    return result.notes
+
+
+def _clock_notes(notes: list[str]) -> list[str]:
+    return [n for n in notes if n.startswith("time stamps:")]
+
+
+@pytest.mark.parametrize("site", ["FR-Hes2016", "DE-Tha1998"])
+def test_variant_stamps_in_utc_are_named_with_the_offset_to_give(site: str) -> None:
+    data = _read(site)
+    assert _clock_notes(_run(data.time_start_s, data.columns, site)) == []  # local standard time, as told
+    # the same records stamped in UTC (one hour earlier) but run as if UTC+1: the sun comes an hour late
+    notes = _clock_notes(_run(data.time_start_s - 3600.0, data.columns, site))
+    assert len(notes) == 1 and "UTC+0" in notes[0] and "--utc-offset 0 " in notes[0]
+    centre = float(notes[0].split("centred ")[1].split(" h")[0])
+    assert -1.15 < centre < -0.9
+    # told the truth (UTC, offset 0), nothing to say
+    assert _clock_notes(_run(data.time_start_s - 3600.0, data.columns, site, utc_offset_h=0.0)) == []
+
+
+@pytest.mark.parametrize("site", ["FR-Hes2016", "DE-Tha1998"])
+def test_variant_daylight_saving_time_in_the_stamps_is_named(site: str) -> None:
+    data = _read(site)
+    # stamps one hour ahead from day 87 to day 300 (about the European summer time): the records in between move
+    # two half hours later, two records are lost at the change and two doubled stamps removed at the end
+    i0, i1 = 87 * 48, 300 * 48
+    cols = {k: np.concatenate([v[:i0], np.full(2, np.nan), v[i0:i1], v[i1 + 2:]]) for k, v in data.columns.items()
+            if k in ("NEE", "SW_IN", "TA", "VPD", "USTAR")}
+    notes = _clock_notes(_run(data.time_start_s, cols, site))
+    assert len(notes) == 1 and "daylight-saving" in notes[0] and "--utc-offset" in notes[0]
+    months = notes[0].split("in months ")[1].split(" measured")[0]
+    assert {"1", "12"} <= set(months.split(", ")) and not {"5", "6", "7", "8"} & set(months.split(", "))
+
+
+@pytest.mark.parametrize("site", ["FR-Hes2016", "DE-Tha1998"])
+def test_variant_southern_hemisphere_site(site: str) -> None:
+    """The year shifted by six months (July in January) at the negated latitude: a southern-hemisphere forest.
+    Potential radiation must follow the southern sun, the stamps must raise no clock note, and the budget of the
+    same measurements may move only by what the u* seasons' boundaries (calendar quarters, ONEFlux) change."""
+    data = _read(site)
+    s = SITES[site]
+    cols = {k: np.roll(data.columns[k], 182 * 48) for k in ("NEE", "SW_IN", "TA", "VPD", "USTAR")}
+    auto = BudgetSettings()
+    north = run_budget(data.time_start_s, *(data.columns[k] for k in ("NEE", "SW_IN", "TA", "VPD", "USTAR")),
+                       lat=s["lat"], lon=s["lon"], utc_offset_h=s["utc_offset"], settings=auto)
+    south = run_budget(data.time_start_s, *(cols[k] for k in ("NEE", "SW_IN", "TA", "VPD", "USTAR")),
+                       lat=-s["lat"], lon=s["lon"], utc_offset_h=s["utc_offset"], settings=auto)
+    assert _clock_notes(south.notes) == []
+    month = np.array([datetime.fromtimestamp(t, UTC).month for t in data.time_start_s])
+    pot = south.hh["SW_IN_POT"]
+    assert pot[month == 12].mean() > 2.5 * pot[month == 6].mean()  # southern summer in December
+    sw = south.hh["SW_IN_F"]
+    lags = {lag: float(np.corrcoef(np.roll(sw, lag), pot)[0, 1]) for lag in (-2, -1, 0, 1, 2)}
+    assert max(lags, key=lags.__getitem__) == 0
+    nee_n, nee_s = float(north.annual.values["NEE_F"][0]), float(south.annual.values["NEE_F"][0])
+    assert abs(nee_s - nee_n) < float(north.annual.values["NEE_F_UNC"][0])
+    for name in ("RECO_NT", "GPP_NT"):
+        assert abs(float(south.annual.values[name][0]) / float(north.annual.values[name][0]) - 1.0) < 0.05
+
+
+def _write_fluxnet(path: Path, t: np.ndarray, cols: dict[str, np.ndarray], missing: str) -> None:
+    lines = ["TIMESTAMP_START,TIMESTAMP_END," + ",".join(cols)]
+    for i, start in enumerate(t):
+        s = datetime.fromtimestamp(float(start), UTC)
+        e = s + timedelta(minutes=30)
+        values = (missing if not np.isfinite(v[i]) else f"{v[i]:.4f}" for v in cols.values())
+        lines.append(f"{s:%Y%m%d%H%M},{e:%Y%m%d%H%M}," + ",".join(values))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("missing", ["NA", "", "#N/A", "NaN", "N/A", "-9999.0"])
+def test_variant_missing_values_written_as(tmp_path: Path, missing: str) -> None:
+    data = _read("DE-Tha1998")
+    cols = {k: data.columns[k] for k in ("NEE", "SW_IN", "TA", "VPD", "USTAR")}
+    _write_fluxnet(tmp_path / "in.csv", data.time_start_s, cols, missing)
+    again = read_budget_csv(tmp_path / "in.csv")
+    for name, values in cols.items():
+        np.testing.assert_array_equal(np.isfinite(again.columns[name]), np.isfinite(values), err_msg=name)
+        np.testing.assert_allclose(again.columns[name], values, atol=5e-5, err_msg=name)
+
+
+def test_variant_nee_and_fc_both_present_says_which_is_used() -> None:
+    data = _read("FR-Hes2016")  # europe-fluxdata: NEE_PI_1_1_1 and FC_1_1_1 side by side
+    assert any(n.startswith("NEE from NEE_PI_1_1_1; FC_1_1_1 not used") for n in data.notes)
+    both = np.isfinite(data.columns["NEE"]) & np.isfinite(data.columns["FC"])
+    assert both.sum() > 5000 and not np.allclose(data.columns["NEE"][both], data.columns["FC"][both])
+
+
+def test_variant_a_year_two_records_short_is_not_printed_as_whole() -> None:
+    # stamps in UTC of a local year: the year keeps all but two half hours, the year before gets those two
+    assert "365.958 of 366 days" in _coverage("2016", 17566, 1800.0)
+    assert "0.042 of 365 days" in _coverage("2015", 2, 1800.0)
+    assert "40.0 of 365 days" in _coverage("1998", 1920, 1800.0)
+    assert _coverage("2016", 17568, 1800.0) == ""
