@@ -104,9 +104,12 @@ def _parse_stamp(text: str, path: Path, row: int, column: str) -> datetime:
                               "like 202401010030") from None
 
 
-_ALIASES = {"SW_IN": "Rg", "TA": "Tair", "USTAR": "Ustar", "RH": "rH"}
+_ALIASES = {"SW_IN": "Rg", "TA": "Tair", "USTAR": "Ustar", "RH": "rH", "PPFD_IN": "PPFD"}
 """The MPI-BGC online gap-filling tool's and REddyProc's names of the FLUXNET variables (REddyProc's
 ``sEddyProc_initialize`` defaults: NEE, Rg, Tair, VPD, Ustar)."""
+PPFD_TO_SW_IN = 0.52
+"""W m-2 of incoming shortwave radiation per µmol m-2 s-1 of PPFD: ONEFlux's default when a site has PPFD_IN but no
+SW_IN (Pastorello et al. 2020; `qc_auto`, which accepts 0.48-0.56 when it regresses SW_IN on PPFD_IN)."""
 _FLUX_FLAGS = ("FC_SSITC_TEST", "NEE_SSITC_TEST", "qcNEE")
 """Quality flags of the flux, 0/1/2 of Mauder & Foken (2004): AmeriFlux/ICOS names, the online tool's."""
 _DAY_COLUMNS = ("DoY", "DOY", "Day")
@@ -268,7 +271,7 @@ def _check_units(path: Path, cols: dict[str, NDArray[np.float64]], names: dict[s
     def fail(name: str, message: str) -> None:
         raise BudgetFileError(f"{path}: column {names.get(name, name)}: {message}")
 
-    for name in ("SW_IN", "TA", "VPD"):
+    for name in ("SW_IN", "TA"):  # VPD may be missing throughout (run_budget's reduced method)
         if not np.isfinite(cols[name]).any():
             fail(name, "has no values (all missing); the budget needs it measured for most of the record")
     ta, vpd, sw = cols["TA"], cols["VPD"], cols["SW_IN"]
@@ -279,7 +282,7 @@ def _check_units(path: Path, cols: dict[str, NDArray[np.float64]], names: dict[s
     if np.nanmin(sw) < -50.0 or np.nanmax(sw) > 1500.0:
         fail("SW_IN", f"values from {np.nanmin(sw):.0f} to {np.nanmax(sw):.0f} are not incoming shortwave radiation "
                       "in W m-2")
-    if np.nanmin(vpd) < -5.0:
+    if np.isfinite(vpd).any() and np.nanmin(vpd) < -5.0:
         fail("VPD", f"negative values down to {np.nanmin(vpd):.1f}; VPD is a saturation deficit in hPa (≥ 0)")
     both = np.isfinite(ta) & np.isfinite(vpd) & (ta > 5.0)
     if both.sum() > 48:
@@ -370,7 +373,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
 
     cols: dict[str, NDArray[np.float64]] = {}
     names: dict[str, str] = {}
-    for name in ("NEE", "FC", "SC", "SW_IN", "TA", "VPD", "RH", "USTAR", "CO2", "PA", *_FLUX_FLAGS):
+    for name in ("NEE", "FC", "SC", "SW_IN", "PPFD_IN", "TA", "VPD", "RH", "USTAR", "CO2", "PA", *_FLUX_FLAGS):
         idx = _column_index(header, name)
         if idx is not None:
             cols[name] = grid(_numbers(p, header, body, name))
@@ -381,7 +384,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
         mstarts, _, mlayout = _record_times(mp, mheader, mbody, year)
         sources.append((mp.name, mdigest, mlayout))
         pos, inside = _grid_positions(t0, step, n, np.array([s.timestamp() for s in mstarts]))
-        for name in ("SW_IN", "TA", "VPD", "RH", "USTAR", "PA"):
+        for name in ("SW_IN", "PPFD_IN", "TA", "VPD", "RH", "USTAR", "PA"):
             if name in cols or _column_index(mheader, name) is None:
                 continue
             values = _numbers(mp, mheader, mbody, name)
@@ -426,18 +429,29 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
             cols["NEE"] = np.where(flagged, np.nan, cols["NEE"])
             notes.append(f"{int(flagged.sum())} NEE values with {names[flag_name]} > {max_flux_flag} removed "
                          "(Mauder & Foken 2004 flags: 0 best, 1 good, 2 bad)")
-    if "VPD" not in cols and "RH" in cols and "TA" in cols:
+    if ("VPD" not in cols or not np.isfinite(cols["VPD"]).any()) and "RH" in cols and "TA" in cols:
         with np.errstate(invalid="ignore"):
             rh = np.where((cols["RH"] >= 0.0) & (cols["RH"] <= 110.0), np.minimum(cols["RH"], 100.0), np.nan)
         cols["VPD"] = _saturation_vapour_pressure_hpa(cols["TA"]) * (1.0 - rh / 100.0)
         names["VPD"] = f"VPD (from {names['RH']} and {names['TA']})"
         notes.append(f"VPD computed from {names['RH']} and {names['TA']} (Magnus formula, FAO-56 eq. 11)")
-    for name in ("SW_IN", "TA", "VPD"):
+    if ("SW_IN" not in cols or not np.isfinite(cols["SW_IN"]).any()) and "PPFD_IN" in cols \
+            and np.isfinite(cols["PPFD_IN"]).any():
+        what = "no SW_IN column" if "SW_IN" not in cols else f"{names['SW_IN']} has no values"
+        cols["SW_IN"] = PPFD_TO_SW_IN * cols["PPFD_IN"]
+        names["SW_IN"] = f"SW_IN (from {names['PPFD_IN']} x {PPFD_TO_SW_IN})"
+        notes.append(f"{what}: SW_IN = {PPFD_TO_SW_IN} x {names['PPFD_IN']} (W m-2 from µmol m-2 s-1, ONEFlux's "
+                     "default conversion; where it fits the ratio on a site's data it accepts 0.48 to 0.56)")
+    if "VPD" not in cols and "TA" in cols:
+        cols["VPD"] = np.full(n, np.nan)
+        notes.append("no VPD or RH column: VPD missing throughout (the budget's notes say what that changes; give VPD "
+                     "in hPa or RH in % for the full method)")
+    for name in ("SW_IN", "TA"):
         if name not in cols:
-            hint = " (`sinkwatch flux ec` files have none: add it with --met FILE)" if name == "SW_IN" else ""
-            more = " or RH" if name == "VPD" else ""
+            hint = (" or PPFD_IN (`sinkwatch flux ec` files have none: add it with --met FILE)" if name == "SW_IN"
+                    else "")
             raise BudgetFileError(f"{p}: no {name} column{hint}; the budget needs NEE, SW_IN (W m-2), TA (°C) and VPD "
-                                  f"(hPa{more})")
+                                  f"(hPa or RH)")
     _check_units(p, cols, names)
     stamps = [(s.strftime("%Y%m%d%H%M"), e.strftime("%Y%m%d%H%M")) for s, e in zip(starts, ends, strict=True)]
     return BudgetInput(time_start, cols, rows, stamps, step, notes, sources)

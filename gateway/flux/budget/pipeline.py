@@ -176,16 +176,24 @@ def _ustar_filter(nee: NDArray[np.float64], ustar: NDArray[np.float64], sw_in: N
 
 
 def _ustar_once(nee: NDArray[np.float64], ta: NDArray[np.float64], ustar: NDArray[np.float64],
-                sw_in: NDArray[np.float64], month: NDArray[np.int64], st: BudgetSettings) -> UstarResult:
+                sw_in: NDArray[np.float64], month: NDArray[np.int64], st: BudgetSettings,
+                step_s: float = 1800.0) -> UstarResult:
     """The moving-point test with its bootstrap on these records; no estimate is a :class:`BudgetInputError`."""
     try:
         result = ustar_threshold(nee, ta, ustar, sw_in, month, n_bootstrap=st.n_bootstrap, seed=st.seed)
     except UstarError as exc:
         raise BudgetInputError(f"USTAR: {exc}") from None
     if not np.isfinite(result.threshold):
+        draws = result.bootstrap
+        found = (f"{draws.size} of {result.n_bootstrap} bootstrap draws found one (median {np.median(draws):.2f} "
+                 "m s-1)" if draws.size else f"none of {result.n_bootstrap} bootstrap draws found one")
+        hourly = (" Hourly records give each of ONEFlux's classes (7 TA classes of at least 100 nights, 20 u* classes "
+                  "each) half the nights of a half-hourly year." if step_s == 3600.0 else "")
         raise BudgetInputError(
-            "USTAR: the moving-point test found no u* threshold (nighttime NEE never levels off with u*); "
-            "give one with --ustar VALUE (m s-1), or --ustar none if NEE is already filtered")
+            f"USTAR: the moving-point test found no u* threshold in {result.n_night} night records "
+            f"({'one pooled season' if result.one_season else 'four seasons'}: in no temperature class did nighttime "
+            f"NEE level off with u*); {found}.{hourly} Give a threshold with --ustar VALUE (m s-1), e.g. from the "
+            "site's other years, or --ustar none if NEE is already filtered")
     return result
 
 
@@ -218,7 +226,7 @@ def _ustar_per_year(nee: NDArray[np.float64], ta: NDArray[np.float64], ustar: ND
             continue
         m = m_core & (year_of == year)
         try:
-            res = _ustar_once(nee[m], ta[m], ustar[m], sw_in[m], month[m], st)
+            res = _ustar_once(nee[m], ta[m], ustar[m], sw_in[m], month[m], st, 86400.0 / per_day)
         except BudgetInputError as exc:
             notes.append(f"u* {year}: no threshold of its own ({str(exc).removeprefix('USTAR: ')})")
             continue
@@ -313,6 +321,17 @@ def _clock_notes(sw: NDArray[np.float64], time_mid_utc: NDArray[np.float64], mon
     return []
 
 
+def _long_gaps(filled: NDArray[np.float64], core: slice, labels: NDArray[np.str_]) -> str:
+    """The unfilled stretches of the record as "the gap 20160630-20160831" (first and last day, station clock)."""
+    miss = np.zeros(filled.size, dtype=bool)
+    miss[core] = np.isnan(filled[core])
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], miss.astype(np.int8), [0]))))
+    runs = [f"{labels[a]}-{labels[b - 1]}" for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    if len(runs) == 1:
+        return f"the gap {runs[0]} is"
+    return "the gaps " + ", ".join(runs[:3]) + (" …" if len(runs) > 3 else "") + " are"
+
+
 def _fill_nee(nee: NDArray[np.float64], sw_in: NDArray[np.float64], vpd: NDArray[np.float64],
               ta: NDArray[np.float64], per_day: int) -> MdsResult:
     return mds_fill(nee, sw_in, vpd, ta, steps_per_day=per_day)
@@ -370,6 +389,13 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     u_a = None if u_in is None else pad(u_in)
     labels, months = _labels(tt)
 
+    no_vpd = not np.isfinite(vpd_a).any()
+    if no_vpd:
+        notes.append(
+            "VPD: no values; NEE gap-filled by the look-up table on SW_IN alone and the mean diurnal course "
+            "(Reichstein et al. 2005, Appendix A: the rule for records without VPD), the random uncertainty from "
+            "records of similar SW_IN and TA, no daytime partitioning (Lasslop et al. 2010 needs VPD): give VPD (hPa) "
+            "or RH (%) for the full method")
     hh: dict[str, NDArray[np.float64]] = {"NEE": nee_a}
     time_mid_utc = tt + step / 2.0 - utc_offset_h * 3600.0
     notes.extend(_clock_notes(sw, time_mid_utc, months, per_day, lat, lon, utc_offset_h))
@@ -379,7 +405,7 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
         met[name] = mds_fill_met(name, values, sw, vpd_a, ta_a, steps_per_day=per_day)
         hh[f"{name}_F"] = met[name].filled
         hh[f"{name}_F_QC"] = met[name].qc
-        if met[name].n_unfilled > trail + lead:
+        if met[name].n_unfilled > trail + lead and not (name == "VPD" and no_vpd):
             notes.append(f"{name}: {met[name].n_unfilled - lead - trail} records could not be gap-filled")
 
     scalars: dict[str, float | str] = {}
@@ -414,7 +440,7 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
                 notes.extend(year_notes)
                 threshold = float("nan")  # no single value: one per year (BudgetResult.ustar_years)
             else:
-                ustar_result = _ustar_once(nee_a[core], ta_a[core], u_a[core], sw[core], months[core], st)
+                ustar_result = _ustar_once(nee_a[core], ta_a[core], u_a[core], sw[core], months[core], st, step)
                 threshold = ustar_result.threshold
                 years = np.unique(labels[core].astype("U4"), return_counts=True)
                 if years[0].size > 1:
@@ -451,9 +477,13 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     hh["NEE_F_FNUM"] = res.fnum
     hh["NEE_F_FMETH"] = res.method
     if res.n_unfilled > lead + trail:
-        notes.append(f"NEE: {res.n_unfilled - lead - trail} records could not be gap-filled (gaps over 60 days); "
-                     "sums over them are missing")
-    ru = random_uncertainty(res.filled, res.qc == 0, sw, ta_a, vpd_a, steps_per_day=per_day)
+        notes.append(f"NEE: {res.n_unfilled - lead - trail} records could not be gap-filled: "
+                     f"{_long_gaps(res.filled, core, labels)} longer than 60 days (REddyProc's limit, "
+                     "sMDSGapFill); sums over them are missing: fill the gap from another source, or budget the "
+                     "months around it")
+    # without VPD at all, records are similar in SW_IN and TA alone (a VPD condition would leave no record similar)
+    ru = random_uncertainty(res.filled, res.qc == 0, sw, ta_a, np.zeros(n) if no_vpd else vpd_a,
+                            steps_per_day=per_day)
     hh["NEE_F_RANDUNC"] = ru.randunc
     hh["NEE_F_RANDUNC_METHOD"] = ru.method
     hh["NEE_F_RANDUNC_N"] = ru.n
@@ -470,6 +500,9 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
         hh["NIGHT"] = (hh["SW_IN_F"] < SWIN_FOR_NIGHT).astype(np.float64)
     hh["NIGHT"][np.isnan(hh["SW_IN_F"])] = np.nan
     nt, dt = _load_partition() if st.partition else (None, None)
+    dt_skipped = no_vpd and dt is not None
+    if dt_skipped:
+        dt = None
     if st.partition:
         from gateway.flux.budget.solar import potential_radiation
 
@@ -497,7 +530,7 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
             hh["DT_QC"] = np.asarray(out["DT_QC"], dtype=np.float64)
         if "DT_OK" in out and not bool(out["DT_OK"]):
             notes.append(f"daytime partitioning failed: {out.get('DT_MESSAGE', '')}")
-    elif st.partition:
+    elif st.partition and not dt_skipped:
         notes.append("daytime partitioning not available in this version: RECO_DT, GPP_DT missing")
 
     # cut the padding off, aggregate

@@ -321,7 +321,8 @@ def test_a_gap_too_long_to_fill_gives_no_annual_sum_and_says_so(tmp_path: Path) 
         str(annual)])
     assert result.exit_code == 0, result.output
     assert "missing records inside the time range were inserted" in result.output
-    assert re.search(r"note: NEE: \d+ records could not be gap-filled \(gaps over 60 days\)", result.output)
+    assert re.search(r"note: NEE: \d+ records could not be gap-filled: the gap 1998041\d-199806\d\d is longer than "
+                     r"60 days", result.output)
     assert re.search(r"\n1998: NEE missing \(\d+ records not gap-filled, see the notes\)", result.output)
     assert "nan" not in result.output
     header_row, row = annual.read_text().splitlines()[:2]
