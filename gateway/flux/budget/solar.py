@@ -160,7 +160,8 @@ def radiation_time_offset_h(sw_in: ArrayLike, potential_rad: ArrayLike, steps_pe
 
     Both are W m-2 on a grid of whole days (``steps_per_day`` records a day, the first at midnight); only records
     with ``sw_in`` measured are used, potential radiation at the same records. The centre is the radiation-weighted
-    mean time of day of each mean daily course (negative night values of ``sw_in`` count as 0). Clouds move the
+    mean time of day of each mean daily course; ``sw_in`` counts only where the sun is up by ``potential_rad`` (a
+    sensor's night offset would pull the centre towards midnight) and never below 0. Clouds move the
     centre of measured radiation by a few minutes over a year (FR-Hes 2016 −0.03 h, DE-Tha 1998 −0.06 h); stamps on
     another clock than the one the potential radiation was computed for move it by the clocks' difference (stamps in
     UTC read as UTC+1: −1.0 h). This is the check of time stamps against potential radiation that the FLUXNET2015
@@ -175,7 +176,7 @@ def radiation_time_offset_h(sw_in: ArrayLike, potential_rad: ArrayLike, steps_pe
     if not use.any():
         return float("nan")
     days = lambda a: np.where(use, a, 0.0).reshape(-1, steps_per_day).sum(axis=0)  # noqa: E731
-    measured = days(np.clip(np.where(use, sw, 0.0), 0.0, None))
+    measured = days(np.clip(np.where(use & (pot > 0.0), sw, 0.0), 0.0, None))  # a night offset does not count
     potential = days(pot)
     if measured.sum() <= 0.0 or potential.sum() <= 0.0:
         return float("nan")

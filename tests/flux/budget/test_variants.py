@@ -46,6 +46,8 @@ def _clock_notes(notes: list[str]) -> list[str]:
 def test_variant_stamps_in_utc_are_named_with_the_offset_to_give(site: str) -> None:
     data = _read(site)
     assert _clock_notes(_run(data.time_start_s, data.columns, site)) == []  # local standard time, as told
+    offset = data.columns | {"SW_IN": data.columns["SW_IN"] + 8.0}  # a sensor reading 8 W m-2 at night too
+    assert _clock_notes(_run(data.time_start_s, offset, site)) == []
     # the same records stamped in UTC (one hour earlier) but run as if UTC+1: the sun comes an hour late
     notes = _clock_notes(_run(data.time_start_s - 3600.0, data.columns, site))
     assert len(notes) == 1 and "UTC+0" in notes[0] and "--utc-offset 0 " in notes[0]
