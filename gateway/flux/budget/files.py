@@ -392,6 +392,9 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
             out[pos[inside]] = values[inside]
             cols[name] = out
             names[name] = f"{name} (from {mp.name})"
+    if "NEE" in cols and not np.isfinite(cols["NEE"]).any() and "FC" in cols and np.isfinite(cols["FC"]).any():
+        notes.append(f"{names.pop('NEE')} has no values: NEE from {names['FC']} (and SC) instead")
+        del cols["NEE"]
     if "NEE" not in cols:
         if "FC" not in cols:
             product = [h for h in header if h.startswith(("NEE_VUT_", "NEE_CUT_"))]

@@ -258,3 +258,16 @@ def test_variant_summer_gaps(site: str) -> None:
             last = first + timedelta(days=days - 1)
             assert start <= f"{first:%Y%m%d}" and end >= f"{last:%Y%m%d}"
             assert (datetime.strptime(end, "%Y%m%d") - datetime.strptime(start, "%Y%m%d")).days < days + 7
+
+
+def test_variant_nee_column_empty_but_fc_present(tmp_path: Path) -> None:
+    """A europe-fluxdata or AmeriFlux file whose NEE_PI column is -9999 throughout: the flux comes from FC and SC."""
+    data = _read("FR-Hes2016")
+    cols = {"NEE_PI": np.full(data.time_start_s.size, np.nan), "FC": data.columns["FC"], "SC": data.columns["SC"],
+            **{k: data.columns[k] for k in ("SW_IN", "TA", "VPD", "USTAR")}}
+    _write_fluxnet(tmp_path / "in.csv", data.time_start_s, cols, "-9999")
+    again = read_budget_csv(tmp_path / "in.csv")
+    assert any(n.startswith("NEE_PI has no values: NEE from FC") for n in again.notes)
+    assert any(n.startswith("NEE = FC + SC") for n in again.notes)
+    expected = np.where(np.isfinite(cols["SC"]), cols["FC"] + np.nan_to_num(cols["SC"]), cols["FC"])
+    np.testing.assert_allclose(again.columns["NEE"], expected, atol=2e-4)
