@@ -159,7 +159,12 @@ def _read(path: Path, role: str) -> _Table:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ReportInputError(f"{path}: the {role} file is not a text CSV file (UTF-8)") from None
-    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    reader = csv.reader(text.splitlines())
+    try:
+        rows = [r for r in reader if r and any(c.strip() for c in r)]
+    except csv.Error as exc:  # e.g. a stray quote that opens a field longer than the csv module's limit
+        raise ReportInputError(f"{path}: line {reader.line_num} of the {role} file is not CSV ({exc}); check its "
+                               "quotes and separators, or give the file as sinkwatch flux budget wrote it") from None
     if len(rows) < 2:
         raise ReportInputError(f"{path}: the {role} file has no records (it needs a header row and data rows)")
     return _Table(path, [h.strip() for h in rows[0]], rows[1:], hashlib.sha256(raw).hexdigest())

@@ -204,3 +204,14 @@ def test_a_hostile_budget_run_record_is_refused_by_name(tmp_path: Path, text: st
     record.write_text(text)
     with pytest.raises(ReportInputError, match=f"run.json: {says}"):
         _run_record(ReportFiles(None, budget_record=record), {})
+
+
+def test_a_csv_field_beyond_the_csv_modules_limit_is_refused_by_name(tmp_path: Path) -> None:
+    """A stray quote opens a field that runs to the end of the file: the csv module's own error escaped."""
+    from gateway.report.files import ReportFiles, ReportInputError, build_from_files
+
+    budget = tmp_path / "budget.csv"
+    rows = "\n".join(f"2021010{1 + i // 48}{(i % 48) // 2:02d}{30 * (i % 2):02d},1.0" for i in range(200))
+    budget.write_text('TIMESTAMP_START,NEE_F\n"' + rows + "x" * 140_000 + "\n")
+    with pytest.raises(ReportInputError, match=r"budget.csv: line \d+ of the budget file is not CSV \(field larger"):
+        build_from_files(ReportFiles(budget), site="SYN")
