@@ -169,10 +169,19 @@ def sensor_stuck(ctx: RuleContext) -> list[Observation]:
             elif slow_round:
                 windows.setdefault(window, []).append(name)
         for window_s, names in windows.items():
+            covered: set[tuple[str, str]] | None = None
+            if window_s != rule.window_s:
+                # A slow window is judged only where readings reach back into its first half: a station (or a
+                # demo) that started an hour ago has no two days of equal soil temperatures to show
+                early = ctx.store.reading_stats(report.station, names, ctx.now - timedelta(seconds=window_s),
+                                                ctx.now - timedelta(seconds=window_s / 2))
+                covered = {(s.sensor, s.variable) for s in early if s.site == report.site and s.count > 0}
             for stats in ctx.store.reading_stats(report.station, names, ctx.now - timedelta(seconds=window_s),
                                                  ctx.now):
                 if stats.site != report.site:
                     continue
+                if covered is not None and (stats.sensor, stats.variable) not in covered:
+                    continue  # not observed: an alert keeps its state
                 spread = stats.maximum - stats.minimum
                 enough = stats.count >= rule.min_count
                 firing = enough and spread <= rule.max_spread
