@@ -238,7 +238,9 @@ class DemoRig:
     def station_config(self, work: Path, broker: tuple[str, int], interval_s: float = 1.0,
                        signing_key: Path | None = None) -> dict[str, Any]:
         """The station.yaml mapping of this rig: every sensor at its simulated port."""
-        rtu: dict[str, Any] = {"interval_s": interval_s, "timeout_s": 0.3, "retries": 0}
+        # 1 s: the simulated devices answer within milliseconds, but on a loaded machine (a CI runner, the test
+        # suite beside it) a reply can take longer than 0.3 s, and the demo then showed sensor errors
+        rtu: dict[str, Any] = {"interval_s": interval_s, "timeout_s": 1.0, "retries": 0}
         sensors: list[dict[str, Any]] = [
             {"name": name, "driver": "gmp252", "port": self.profile_port, "address": address, "baudrate": 19200,
              "parity": "N", "stopbits": 2, "variable_suffix": suffix, **rtu}
@@ -260,7 +262,7 @@ class DemoRig:
                         "frequency_hz": STREAM_HZ})
         sensors.append({"name": CHAMBER[0], "driver": "chamber", "port": self.chamber_port, "io_address": CHAMBER[1],
                         "analyzer_address": CHAMBER[2], "baudrate": 19200, "parity": "E", "stopbits": 1,
-                        "interval_s": min(max(interval_s, 1.0), 5.0), "timeout_s": 0.3, "retries": 0,
+                        "interval_s": min(max(interval_s, 1.0), 5.0), "timeout_s": 1.0, "retries": 0,
                         "variable_suffix": CHAMBER[3], **CHAMBER_SCHEDULE})
         sensors.append({"name": DENDRO[0], "driver": "firmware_bridge", "port": self.board_port,
                         "interval_s": max(interval_s, 2.0), "sample_interval_ms": 1000,
