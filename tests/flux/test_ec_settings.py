@@ -200,3 +200,22 @@ def test_li7700_methane_densities_are_refused_with_the_reason() -> None:
                   analyzer={"model": "li7700", "path_type": "open"})
     with pytest.raises(NotAvailableError, match="spectroscopic multipliers A, B, C"):
         check_configuration(md, settings_of())
+
+
+@pytest.mark.parametrize(("field", "value"), [("acquisition_frequency", 1e-9), ("acquisition_frequency", 1e9),
+                                              ("file_duration", 1e9)])
+def test_absurd_timing_in_the_metadata_is_refused_naming_the_key(field: str, value: float) -> None:
+    """A period of zero records (ZeroDivisionError) or a file of 10^12 (SystemError) came out of these before."""
+    from pydantic import ValidationError
+
+    site: dict[str, Any] = {field: value}
+    with pytest.raises(ValidationError, match=field):
+        metadata(**site)
+
+
+@pytest.mark.parametrize("value", [1e-9, 1e6])
+def test_an_absurd_averaging_period_is_refused(value: float) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="avrg_len"):
+        settings_of(avrg_len=value)

@@ -193,8 +193,10 @@ class SiteMetadata(ConfigModel):
     canopy_height: Annotated[float, Field(ge=0)] = 0.0
     displacement_height: Annotated[float, Field(ge=0)] | None = None
     roughness_length: Annotated[float, Field(ge=0)] | None = None
-    acquisition_frequency: Annotated[float, Field(gt=0)]
-    file_duration: Annotated[float, Field(gt=0)] = 30.0
+    # Eddy-covariance instruments sample at 5-100 Hz; the bounds only keep absurd values (a unit slip, a corrupted
+    # file) from becoming a period of zero records or a file of 10^12 (ZeroDivisionError, SystemError before)
+    acquisition_frequency: Annotated[float, Field(ge=0.1, le=1000)]
+    file_duration: Annotated[float, Field(gt=0, le=10080)] = 30.0  # minutes, at most a week per file
     tstamp_end: bool = True
     sonic: SonicMetadata
     analyzer: GasAnalyzerMetadata | None = None
@@ -380,7 +382,7 @@ class ProcessingSettings(ConfigModel):
     time lags in s (None: the column's nominal lag, or for a closed path the tube nominal lag).
     """
 
-    avrg_len: Annotated[float, Field(gt=0)] = 30.0
+    avrg_len: Annotated[float, Field(ge=0.1, le=1440)] = 30.0  # minutes: 6 s to a day
     max_lack: Annotated[float, Field(ge=0, le=100)] = 10.0
     rot_meth: Rotation = Rotation.DOUBLE
     detrend_meth: Detrending = Detrending.BLOCK_AVERAGE
