@@ -1,4 +1,5 @@
-"""A Modbus RTU slave that is not ours: pymodbus' own serial server on a PTY, serving fixed register maps.
+"""A Modbus slave that is not ours: pymodbus' own serial server on a PTY (or its Modbus TCP server on loopback),
+serving fixed register maps.
 
 Our device simulators answer Modbus with our own RTU code (`gateway.driver_api.rtu`), written beside the master
 that polls them; a misreading shared by both would pass every test. This server is pymodbus' implementation of the
@@ -13,11 +14,13 @@ would drive them. Tests only: the server runs in a thread with its own event loo
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from pymodbus.server import ModbusSerialServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 #: One device's registers, address -> 16-bit word, answered to function 03 and 04 alike (pymodbus' shared
@@ -40,17 +43,18 @@ def _blocks(registers: Mapping[int, int]) -> list[SimData]:
 
 
 class PymodbusServer:
-    """pymodbus' serial server in a thread; `requests` counts the frames it received (its packet trace)."""
+    """pymodbus' serial server in a thread (or its Modbus TCP server when `port` is `tcp://127.0.0.1:N`);
+    `requests` counts the frames it received (its packet trace)."""
 
-    def __init__(self, port: str, devices: Mapping[int, RegisterMap], *, baudrate: int, parity: str,
-                 stopbits: int) -> None:
+    def __init__(self, port: str, devices: Mapping[int, RegisterMap], *, baudrate: int = 19200, parity: str = "N",
+                 stopbits: int = 1) -> None:
         self.port = port
         self.devices = [SimDevice(id=address, simdata=_blocks(registers))
                         for address, registers in devices.items()]
         self.baudrate, self.parity, self.stopbits = baudrate, parity, stopbits
         self.requests = 0
         self._loop = asyncio.new_event_loop()
-        self._server: ModbusSerialServer | None = None
+        self._server: ModbusSerialServer | ModbusTcpServer | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pymodbus-server", daemon=True)
 
@@ -62,11 +66,16 @@ class PymodbusServer:
     def _run(self) -> None:
         async def serve() -> None:
             # the server binds to the running loop when it is made, so it is made here
-            self._server = ModbusSerialServer(self.devices, port=self.port, baudrate=self.baudrate,
-                                              parity=self.parity, stopbits=self.stopbits, bytesize=8,
-                                              trace_packet=self._trace)
+            server: ModbusSerialServer | ModbusTcpServer
+            if self.port.startswith("tcp://"):
+                host, _, number = self.port.removeprefix("tcp://").rpartition(":")
+                server = ModbusTcpServer(self.devices, address=(host, int(number)), trace_packet=self._trace)
+            else:
+                server = ModbusSerialServer(self.devices, port=self.port, baudrate=self.baudrate, parity=self.parity,
+                                            stopbits=self.stopbits, bytesize=8, trace_packet=self._trace)
+            self._server = server
             self._ready.set()
-            await self._server.serve_forever()
+            await server.serve_forever()
 
         self._loop.run_until_complete(serve())
 
@@ -74,6 +83,17 @@ class PymodbusServer:
         self._thread.start()
         if not self._ready.wait(10.0):
             raise RuntimeError(f"pymodbus server on {self.port} did not start within 10 s")
+        if self.port.startswith("tcp://"):  # serve_forever binds the socket after the server is made
+            host, _, number = self.port.removeprefix("tcp://").rpartition(":")
+            deadline = time.monotonic() + 10.0
+            while True:
+                try:
+                    socket.create_connection((host, int(number)), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"pymodbus server on {self.port} did not listen within 10 s") from None
+                    time.sleep(0.05)
         return self
 
     def stop(self) -> None:

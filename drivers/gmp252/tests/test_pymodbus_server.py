@@ -1,6 +1,6 @@
 """The driver against a slave that is not ours: pymodbus' serial server on a socat PTY, serving the GMP252 map of
 User Guide M211897EN-D App. A (floats low word first), through the station's shared RS-485 line and through the
-driver's own pymodbus client."""
+driver's own pymodbus client; and pymodbus' Modbus TCP server on loopback."""
 
 from __future__ import annotations
 
@@ -79,3 +79,19 @@ def test_a_pymodbus_map_without_status_registers_still_gives_the_values(ptys: tu
         assert one["T_PROBE"][:2] == (9.5, QualityFlag.SUSPECT)
         assert "0x0800" in str(one["CO2"][2])
 
+
+
+def test_values_served_by_pymodbus_over_modbus_tcp_are_read() -> None:
+    """A serial-to-Ethernet gateway, or an independent simulator serving Modbus TCP: the driver's `tcp://` port."""
+    from gateway.net import free_port
+
+    port = f"tcp://127.0.0.1:{free_port()}"
+    with pymodbus_rtu_server(port, {ADDRESS: gmp252_map(398.75, -2.5)}) as server:
+        driver = GMP252Driver(GMP252Config.model_validate({"name": "co2", "port": port, "timeout_s": 2.0}),
+                              station="st1", clock_synced=lambda: True)
+        try:
+            polls = [{r.variable: (r.value, r.qc) for r in driver.poll()} for _ in range(2)]
+        finally:
+            driver.close()
+    assert polls == [{"CO2": (398.75, QualityFlag.GOOD), "T_PROBE": (-2.5, QualityFlag.GOOD)}] * 2
+    assert server.requests >= 2 * 3
