@@ -52,6 +52,8 @@ class PymodbusServer:
         self.devices = [SimDevice(id=address, simdata=_blocks(registers))
                         for address, registers in devices.items()]
         self.baudrate, self.parity, self.stopbits = baudrate, parity, stopbits
+        host, _, number = port.removeprefix("tcp://").rpartition(":")
+        self._tcp: tuple[str, int] | None = (host, int(number)) if port.startswith("tcp://") else None
         self.requests = 0
         self._loop = asyncio.new_event_loop()
         self._server: ModbusSerialServer | ModbusTcpServer | None = None
@@ -67,9 +69,8 @@ class PymodbusServer:
         async def serve() -> None:
             # the server binds to the running loop when it is made, so it is made here
             server: ModbusSerialServer | ModbusTcpServer
-            if self.port.startswith("tcp://"):
-                host, _, number = self.port.removeprefix("tcp://").rpartition(":")
-                server = ModbusTcpServer(self.devices, address=(host, int(number)), trace_packet=self._trace)
+            if self._tcp is not None:
+                server = ModbusTcpServer(self.devices, address=self._tcp, trace_packet=self._trace)
             else:
                 server = ModbusSerialServer(self.devices, port=self.port, baudrate=self.baudrate, parity=self.parity,
                                             stopbits=self.stopbits, bytesize=8, trace_packet=self._trace)
@@ -83,12 +84,11 @@ class PymodbusServer:
         self._thread.start()
         if not self._ready.wait(10.0):
             raise RuntimeError(f"pymodbus server on {self.port} did not start within 10 s")
-        if self.port.startswith("tcp://"):  # serve_forever binds the socket after the server is made
-            host, _, number = self.port.removeprefix("tcp://").rpartition(":")
+        if self._tcp is not None:  # serve_forever binds the socket after the server is made
             deadline = time.monotonic() + 10.0
             while True:
                 try:
-                    socket.create_connection((host, int(number)), timeout=0.5).close()
+                    socket.create_connection(self._tcp, timeout=0.5).close()
                     break
                 except OSError:
                     if time.monotonic() > deadline:

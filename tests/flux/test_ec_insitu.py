@@ -13,7 +13,7 @@ import pytest
 from gateway.flux.ec import insitu, speccorr
 from gateway.flux.ec.engine import flagged_for_assessment, in_situ_assessment, process_period
 from gateway.flux.ec.period import RawPeriod
-from gateway.flux.ec.settings import ProcessingSettings, SpectralCorrection
+from gateway.flux.ec.settings import ProcessingSettings, SiteMetadata, SpectralCorrection
 
 from .synthetic import END, metadata, settings_of
 
@@ -123,16 +123,21 @@ def test_horst_factor_limits() -> None:
     assert fast - 1.0 == pytest.approx((0.085 * 3.0 / 20.0 / 1.0) ** 0.875, rel=1e-12)
 
 
+def closed_path_metadata() -> SiteMetadata:
+    """A Gill HS-50 and an LI-7200 (closed path) recording u, v, w, Ts and an H2O mixing ratio."""
+    return metadata(columns=[{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"},
+                             {"index": 3, "variable": "w"}, {"index": 4, "variable": "ts"},
+                             {"index": 5, "variable": "h2o", "measure_type": "mixing_ratio", "min_timelag": 0,
+                              "max_timelag": 1}],
+                    acquisition_frequency=FS, analyzer={"model": "li7200_1", "path_type": "closed"},
+                    sonic={"height": 30.0, "model": "hs_50_1"})
+
+
 def test_engine_assesses_in_situ_and_corrects_with_it() -> None:
     """24 ten-minute closed-path periods whose H2O is the temperature signal low-passed at 0.3 Hz: the engine's own
     assessment finds fc = 0.3 Hz, and the Fratini factor computed with it exceeds 1 as the attenuation demands."""
     rng = np.random.default_rng(3)
-    md = metadata(columns=[{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"},
-                           {"index": 3, "variable": "w"}, {"index": 4, "variable": "ts"},
-                           {"index": 5, "variable": "h2o", "measure_type": "mixing_ratio", "min_timelag": 0,
-                            "max_timelag": 1}],
-                  acquisition_frequency=FS, analyzer={"model": "li7200_1", "path_type": "closed"},
-                  sonic={"height": 30.0, "model": "hs_50_1"})
+    md = closed_path_metadata()
     periods = []
     for k in range(24):
         t = red_scalar(rng)
@@ -161,12 +166,7 @@ def flagged_periods() -> list[RawPeriod]:
     phase (periods 4 and 16) the covariance turns negative against positive sub-period ones, a deviation over 100 %
     (Foken class 6 or worse, Mauder & Foken flag 2); in phase (10 and 22) it grows by about 3/4 (flag 1)."""
     rng = np.random.default_rng(3)
-    md = metadata(columns=[{"index": 1, "variable": "u"}, {"index": 2, "variable": "v"},
-                           {"index": 3, "variable": "w"}, {"index": 4, "variable": "ts"},
-                           {"index": 5, "variable": "h2o", "measure_type": "mixing_ratio", "min_timelag": 0,
-                            "max_timelag": 1}],
-                  acquisition_frequency=FS, analyzer={"model": "li7200_1", "path_type": "closed"},
-                  sonic={"height": 30.0, "model": "hs_50_1"})
+    md = closed_path_metadata()
     slow = np.sin(2 * np.pi * np.arange(N) / N)
     periods = []
     for k in range(24):

@@ -14,6 +14,7 @@ target for a few hundred examples in CI; `bench/fuzz.py` runs each for 100,000 o
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 import math
@@ -974,6 +975,17 @@ def ec_raw_files(draw: st.DrawFn, base: list[str]) -> bytes:
     return gzip.compress(data, mtime=0) if kind == 1 else data
 
 
+@functools.cache
+def _ec_site() -> tuple[Any, Any]:
+    """DE-HoH's metadata and EddyPro run R1's settings, read once, with files and periods of 30 s, so that the
+    excerpt is a whole period and every step of the engine runs on it."""
+    from gateway.flux.files import load_metadata, load_settings
+
+    md = load_metadata(_EXAMPLES / "DE-HoH.metadata.yaml").model_copy(update={"file_duration": 0.5})
+    settings = load_settings(_EXAMPLES / "DE-HoH_R1.settings.yaml").model_copy(update={"avrg_len": 0.5})
+    return md, settings
+
+
 def _ec_loader(path: Path) -> Any:
     """The command's path through one raw file: read, every period processed (EddyPro run R1's settings), the
     results written. numpy's RuntimeWarnings are errors here: a value that warns would reach the user's terminal
@@ -982,11 +994,9 @@ def _ec_loader(path: Path) -> Any:
     import warnings
 
     from gateway.flux.ec.engine import process_period
-    from gateway.flux.files import load_metadata, load_settings, read_raw_file, write_ameriflux_csv
+    from gateway.flux.files import read_raw_file, write_ameriflux_csv
 
-    # files and periods of 30 s, so that the excerpt is a whole period and every step of the engine runs on it
-    md = load_metadata(_EXAMPLES / "DE-HoH.metadata.yaml").model_copy(update={"file_duration": 0.5})
-    settings = load_settings(_EXAMPLES / "DE-HoH_R1.settings.yaml").model_copy(update={"avrg_len": 0.5})
+    md, settings = _ec_site()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         results = [process_period(period, settings) for period in read_raw_file(path, md, settings)]
