@@ -161,6 +161,16 @@ class MosquittoServer:
             self.stop()
             raise
 
+    def freeze(self) -> None:
+        """SIGSTOP: the broker hangs with its connections open (no RST, no answer), as a network partition or a
+        stalled host looks to its clients until their keep-alive runs out."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, no final save of the persistence file."""
         if self._process is not None:

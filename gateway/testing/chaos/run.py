@@ -8,12 +8,22 @@ Fault kinds; a fault ends when the harness has undone it, and its drain is measu
   system call (N random in 1..`midwrite_writes`; SQLite writes the buffer's WAL frames and checkpoints with
   pwrite64, nothing else in the station does); start it again at once. Without strace: SIGKILL on the first inotify
   write event of the buffer after a random moment.
+- station-disk-full: the station's file-size limit (RLIMIT_FSIZE, through prlimit) lowered to one byte for the
+  outage: every write it makes past a file's first byte fails with EFBIG (Python ignores SIGXFSZ) — its buffer's
+  commits and deletes, its status file, its log lines — as on a disk that is full or has gone read-only; then
+  the limit it had is given back.
 - broker-term: SIGTERM Mosquitto (a clean shutdown: it saves its state), start it again after the outage.
 - broker-kill: SIGKILL Mosquitto (what it received since its last autosave is gone), start it again.
 - broker-kill-queued: SIGKILL the central service, let the broker queue the station's items for it (PUBACKed, so the
   station holds them only until their receipt), SIGKILL the broker before its autosave, start both again: the queue
   is gone and only the station's resends (after `receipt_timeout_s`) can bring those items to the store.
 - central-kill: SIGKILL `sinkwatch central serve`, start it again.
+- broker-freeze: SIGSTOP Mosquitto for the outage, then SIGCONT: connections open but never answered (no RST), as
+  a network partition or a stalled host looks until the clients' keep-alive runs out.
+- central-freeze: SIGSTOP `sinkwatch central serve` for the outage (its session hangs; the broker queues for it and
+  times its keep-alive out), then SIGCONT.
+- station-freeze: SIGSTOP `sinkwatch station run` for the outage (no poll, no publish; its monotonic clocks jump by
+  the outage when it wakes), then SIGCONT.
 - influx-freeze: SIGSTOP influxd for the outage (connections accepted, never answered), then SIGCONT.
 - influx-kill: SIGKILL influxd, start it again (it replays its WAL).
 - serial-pull: stop socat: both PTYs and their links vanish under the station and the probes; start it again.
@@ -24,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -38,8 +49,9 @@ from gateway.testing.chaos.ledger import Faults, InfluxReader, Ledger, LinePull,
 from gateway.testing.chaos.site import ChaosSite, SiteSettings
 from gateway.testing.chaos.wal import WalState, WriteWatch
 
-FAULT_KINDS = ("station-kill", "broker-term", "broker-kill", "broker-kill-queued", "central-kill", "influx-freeze",
-               "influx-kill", "serial-pull")
+FAULT_KINDS = ("station-kill", "station-freeze", "station-disk-full", "broker-term", "broker-kill",
+               "broker-kill-queued", "broker-freeze", "central-kill", "central-freeze", "influx-freeze", "influx-kill",
+               "serial-pull")
 MIDWRITE = "station-kill-midwrite"
 
 
@@ -315,6 +327,37 @@ class ChaosRun:
         self.site.central.kill()
         self._outage()
         self.site.central.start()
+        return ""
+
+    def _station_freeze(self) -> str:
+        self.site.station.freeze()
+        self._outage()
+        self.site.station.thaw()
+        return ""
+
+    def _station_disk_full(self) -> str:
+        process = self.site.station.process
+        assert process is not None
+        soft, hard = resource.prlimit(process.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (1, hard))
+        try:
+            self._outage()
+        finally:
+            if process.poll() is None:
+                resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (soft, hard))
+        return ""
+
+    def _broker_freeze(self) -> str:
+        assert self.site.broker is not None
+        self.site.broker.freeze()
+        self._outage()
+        self.site.broker.thaw()
+        return ""
+
+    def _central_freeze(self) -> str:
+        self.site.central.freeze()
+        self._outage()
+        self.site.central.thaw()
         return ""
 
     def _influx_freeze(self) -> str:

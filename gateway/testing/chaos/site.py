@@ -80,6 +80,15 @@ class _Child:
             self.process.wait(timeout=30)
         self._close_log()
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process hangs with its sockets, ports and files open."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def terminate(self, timeout_s: float = 60.0) -> int | None:
         """SIGTERM and wait; returns the exit code (None if it had to be killed)."""
         if self.process is None:
