@@ -44,6 +44,7 @@ def ec(
         check_configuration,
         fit_planar_fit,
         in_situ_assessment,
+        instrument_notes,
         optimise_time_lags,
         process_period,
         sonic_frame_means,
@@ -72,6 +73,8 @@ def ec(
     except (ConfigError, ConfigurationError, ValueError) as exc:
         typer.echo(f"flux ec: {exc}", err=True)
         raise typer.Exit(2) from None
+    for note in instrument_notes(md, st):  # what became of options EddyPro applies to some instruments only
+        typer.echo(note)
     periods = [period for path in raw_files for period in read_raw_file(path, md, st)
                if not ((st.process_from is not None and period.end <= st.process_from) or
                        (st.process_to is not None and period.end > st.process_to))]  # EddyPro pr_subset

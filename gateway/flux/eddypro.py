@@ -78,6 +78,15 @@ def _IN_SITU_SA(flat: Flat) -> bool:
 
 _TLAG_OPT = _on("tlag_meth", "4")
 
+
+def _ENGINE_PLANAR_FIT(flat: Flat) -> bool:
+    return _PLANAR_FIT(flat) and flat.get("pf_mode", "").strip() == "1"
+
+
+def _WDF_SECTORS(flat: Flat) -> bool:
+    """The wind-direction filter has sectors to exclude (any wdf_ key besides wdf_apply with a value)."""
+    return any(k.startswith("wdf_") and k != "wdf_apply" and v.strip() for k, v in flat.items())
+
 RULES: tuple[Rule, ...] = (
     # [Project]
     Rule(r"creation_date|last_change_date|file_name|project_title|project_id|sw_version|ini_version", "no_effect",
@@ -183,13 +192,17 @@ RULES: tuple[Rule, ...] = (
     Rule(r"max_lack", "honoured", "max missing records, % (settings max_lack)", probe=("5", "10")),
     Rule(r"[uvw]_offset", "honoured", "zero-wind offset subtracted from the raw component, m s-1 (settings "
          "u_offset, v_offset, w_offset)", probe=("0.05", "0")),
-    Rule(r"gill_wm_wboost", "refused", "1 corrects the w of Gill WindMaster (Pro) firmware with the w-boost bug; "
-         "not available: set gill_wm_wboost = 0 and correct w (x1.166 for w > 0, x1.289 for w < 0, Gill technical "
-         "key note KN1509) in the raw file", allowed=("0", "")),
+    Rule(r"gill_wm_wboost", "honoured", "1 fixes the w-boost bug of Gill WindMaster (Pro) firmware (settings "
+         "gill_wm_wboost): applied, as by EddyPro, only to a WindMaster (Pro) whose firmware (instr_1_sw_version) "
+         "reads 2329.x.y with x < 700; the reasons say whether it was applied", allowed=("0", "1", ""),
+         probe=("1", "0")),
     Rule(r"cross_wind", "honoured", "crosswind correction of Ts, Liu et al. 2001 (settings cross_wind); "
          "needs the sonic's path inclination (built in for the CSAT3)", probe=("1", "0")),
-    Rule(r"flow_distortion", "refused", "angle-of-attack correction for Gill sonics (1 Nakai et al. 2006, 2 Nakai "
-         "& Shimoyama 2012); not available: set flow_distortion = 0", allowed=("0", "")),
+    Rule(r"flow_distortion", "honoured", "angle-of-attack correction for Gill sonics, 1 Nakai et al. 2006, 2 Nakai & "
+         "Shimoyama 2012, 3 taken as EddyPro's 'Select automatically' (settings flow_distortion): without effect, as "
+         "in EddyPro, for sonics it does not apply to (Gill HS family, other makers; the reasons say so); refused "
+         "where EddyPro applies it (Gill R2, R3, WindMaster), which this engine cannot: use 0 there",
+         allowed=("0", "1", "2", "3", ""), probe=("1", "0")),
     Rule(r"rot_meth", "honoured", "tilt correction (settings rot_meth)", probe=("2", "1")),
     Rule(r"detrend_meth", "honoured", "detrending (settings detrend_meth)", probe=("1", "0")),
     Rule(r"timeconst", "honoured", "detrending time constant, s (settings timeconst)", probe=("600", "250"),
@@ -207,10 +220,13 @@ RULES: tuple[Rule, ...] = (
          "despike_replace)", probe=("0", "1"), context=(("test_sr", "1"),)),
     Rule(r"filter_al", "honoured", "with test_al = 1: 1 removes out-of-range records (settings filter_al)",
          probe=("0", "1"), context=(("test_al", "1"),)),
-    Rule(r"bu_corr", "refused", "Burba et al. (2008) off-season uptake correction for the LI-7500; not available: "
-         "set bu_corr = 0 (it matters for open-path data below about -10 °C)", allowed=("0", "")),
+    Rule(r"bu_corr", "honoured", "Burba et al. (2008) off-season uptake correction for LI-7500 molar densities "
+         "(settings bu_corr): without effect, as in EddyPro, for other analysers (e.g. the closed-path LI-7200) and "
+         "LI-7500 mixing ratios (the reasons say so); refused for LI-7500 molar densities, which this engine cannot "
+         "correct: use 0 there", allowed=("0", "1", ""), probe=("1", "0")),
     Rule(r"bu_multi|[lm]_(day|night)_(bot|top|spar)\d?(_gain|_offset)?", "no_effect",
-         "parameters of the Burba correction (bu_corr), which is refused"),
+         "parameters of the Burba correction (bu_corr), which has no effect where it does not apply and is refused "
+         "where it does"),
     # [RawProcess_Tests]
     Rule(r"test_sr", "honoured", "spike test and removal (with filter_sr; settings despike)", probe=("0", "1")),
     Rule(r"test_al", "honoured", "absolute-limits test: flags records outside the limits (settings "
@@ -273,12 +289,14 @@ RULES: tuple[Rule, ...] = (
     Rule(r"pf_sect_\d+_width", "honoured", "widths of the planar-fit sectors: equal widths give settings "
          "pf_sectors = 360/width; unequal widths are not available", probe=("45", "90"),
          context=(("rot_meth", "3"), ("pf_mode", "1"))),
-    Rule(r"pf_sect_\d+_exclude", "refused", "1 excludes a wind sector from the planar fit; not available: set it "
-         "to 0", allowed=("0", "")),
+    Rule(r"pf_sect_\d+_exclude", "refused", "1 excludes a wind sector from the engine's planar fit (rot_meth 3/4 "
+         "with pf_mode = 1); not available: set it to 0", allowed=("0", ""), active=_ENGINE_PLANAR_FIT,
+         context=(("rot_meth", "3"), ("pf_mode", "1"))),
     Rule(r"pf_sect_\d+_start|pf_num_sect", "no_effect", "sector starts and count follow from pf_north_offset and "
          "the widths"),
-    Rule(r"pf_fix", "refused", "1 keeps the planar fit of an earlier run fixed; not available: set pf_fix = 0 (give "
-         "that fit as pf_file instead)", allowed=("0", "")),
+    Rule(r"pf_fix", "refused", "1 keeps the planar fit of an earlier run fixed (with a planar fit, rot_meth 3/4); "
+         "not available: set pf_fix = 0 (give that fit as pf_file instead)", allowed=("0", ""), active=_PLANAR_FIT,
+         context=(("rot_meth", "3"),)),
     Rule(r"pf_subtract_b0", "no_effect", "EddyPro 7.0.9 keeps the offset b0 in w whatever this says (run V: "
          "pf_subtract_b0 = 1, w_rot = b0·p33); the offset is kept here too (settings pf_subtract_b0 = false)"),
     # [RawProcess_TimelagOptimization_Settings]
@@ -301,9 +319,11 @@ RULES: tuple[Rule, ...] = (
     Rule(r"to_(start|end)_time", "honoured", "bounds of to_subset", probe=("12:00", "13:00"),
          context=(("tlag_meth", "4"), ("to_subset", "1"))),
     # [RawProcess_BiometMeasurements], [RawProcess_WindDirectionFilter]
-    Rule(r"wdf_apply", "refused", "1 excludes wind sectors; not available: set wdf_apply = 0 and filter the "
-         "results by WD", allowed=("0", "")),
-    Rule(r"wdf_.*", "no_effect", "sectors of the wind-direction filter (wdf_apply), which is refused"),
+    Rule(r"wdf_apply", "refused", "1 excludes wind sectors (wdf_sect_*); not available: set wdf_apply = 0 and "
+         "filter the results by WD (with no sector given it excludes nothing and is accepted)", allowed=("0", ""),
+         active=_WDF_SECTORS, context=(("wdf_sect_1_start", "90"),)),
+    Rule(r"wdf_.*", "no_effect", "sectors of the wind-direction filter (wdf_apply), which is refused when it has "
+         "sectors"),
 )
 
 
@@ -525,6 +545,11 @@ def settings_from_project(text: str) -> dict[str, Any]:
     if tests:
         out["statistical_tests"] = tests
     out["cross_wind"] = _flag(flat, "cross_wind")
+    out["gill_wm_wboost"] = _flag(flat, "gill_wm_wboost")
+    out["bu_corr"] = _flag(flat, "bu_corr")
+    flow = _code(flat, "flow_distortion")
+    if flow is not None:
+        out["flow_distortion"] = flow
     if _flag(flat, "use_geo_north"):
         out["magnetic_declination"] = _float(flat, "mag_dec") or 0.0
     if _flag(flat, "pr_subset"):

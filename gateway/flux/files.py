@@ -76,7 +76,8 @@ def parse_eddypro_metadata(text: str) -> dict[str, Any]:
              "wref": instr.get("instr_1_wref", "axis") or "axis",
              "north_offset": _num(instr.get("instr_1_north_offset")) or 0.0,
              "hpath_length": _num(instr.get("instr_1_hpath_length")),
-             "vpath_length": _num(instr.get("instr_1_vpath_length"))}
+             "vpath_length": _num(instr.get("instr_1_vpath_length")),
+             "sw_version": instr.get("instr_1_sw_version", "").strip()}
     analyzer: dict[str, Any] | None = None
     if instr.get("instr_2_model"):
         model = instr["instr_2_model"].strip().lower()

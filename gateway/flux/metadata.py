@@ -4,7 +4,8 @@ the analyzer's type and the gases' units). Used on the station (`gateway.edge.fl
 configs) and centrally (`gateway.central.recompute`, headers from the uplinked files).
 
 Site facts the station does not record (altitude, latitude, canopy height, …) come from the given mapping, with the
-keys of `SiteMetadata` (docs/flux-ec.md); any key it has wins over the headers. Without a `file` key the gases get
+keys of `SiteMetadata` (docs/flux-ec.md); any key it has wins over the headers, also inside `sonic` (e.g. only the
+WindMaster's firmware `sw_version` given, the rest from the header). Without a `file` key the gases get
 a time-lag window of −1..2 s around a nominal 0 s (arrival stamps already contain the analyzer's output delay).
 """
 
@@ -36,10 +37,14 @@ def site_metadata_from_headers(site_metadata: Mapping[str, Any], sonic_header: M
     merged.setdefault("site_id", str(sonic_header.get("site") or "site"))
     if "acquisition_frequency" not in merged and sonic_header.get("frequency_hz"):
         merged["acquisition_frequency"] = float(sonic_header["frequency_hz"])
-    if "sonic" not in merged and sonic_instrument.get("height_m") is not None:
-        merged["sonic"] = {"model": str(sonic_instrument.get("model", "")),
-                           "height": float(sonic_instrument["height_m"]),
-                           "north_offset": float(sonic_instrument.get("north_offset_deg") or 0.0)}
+    header_sonic: dict[str, Any] = {"model": str(sonic_instrument.get("model", "")),
+                                    "north_offset": float(sonic_instrument.get("north_offset_deg") or 0.0)}
+    if sonic_instrument.get("height_m") is not None:
+        header_sonic["height"] = float(sonic_instrument["height_m"])
+    if isinstance(merged.get("sonic"), Mapping):  # the given keys (e.g. sw_version alone) win, the headers fill in
+        merged["sonic"] = {**header_sonic, **merged["sonic"]}
+    elif "sonic" not in merged and "height" in header_sonic:
+        merged["sonic"] = header_sonic
     if "analyzer" not in merged and analyzer_header is not None:
         instrument = analyzer_header.get("instrument") or {}
         merged["analyzer"] = {"model": str(instrument.get("model", "")), "path_type": path_type(instrument)}

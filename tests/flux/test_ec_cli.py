@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 
-from .conftest import RAW_FILE, REPO_ROOT, read_eddypro_table
+from .conftest import EC_RAW, RAW_FILE, REPO_ROOT, read_eddypro_table
 
 EXAMPLES = REPO_ROOT / "gateway" / "flux" / "examples"
 METADATA = EXAMPLES / "DE-HoH.metadata.yaml"
@@ -83,28 +83,65 @@ def test_base_only_keeps_standard_columns(ec_raw: Path, tmp_path: Path) -> None:
     assert "W_CO2_COV" not in header and "SETTINGS_HASH" not in header
 
 
-def test_eddypro_project_file_reproduces_r1(ec_raw: Path, tmp_path: Path) -> None:
-    """R1's own EddyPro project file (settings echo) works as --settings, footprint (Kljun 2004) included."""
+R1_PROJECT = EC_RAW / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "eddypro_settings_echo.eddypro"
+V_PROJECT = EC_RAW / "eddypro" / "V_icoslike_pf_fratini_30min" / "eddypro_settings_echo.eddypro"
+R1_METADATA = EC_RAW / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "input_DE-HoH.metadata"
+#: Options EddyPro applies only to some instruments, none of them to DE-HoH's Gill HS-50 and LI-7200: EddyPro would
+#: run R1 and V with them switched on and print the same numbers (EddyPro 7 Help, "W-boost Bug Correction for
+#: WindMaster/Pro", "Entering the sonic anemometer firmware version", "Calculating the off-season uptake correction
+#: (LI-7500 only)"; gateway.flux.ec.instruments). Each was refused (exit 2) before.
+NOT_FOR_DE_HOH = {
+    "none": {},
+    "gill_wm_wboost": {"gill_wm_wboost": "1"},
+    "flow_distortion_2006": {"flow_distortion": "1"},
+    "flow_distortion_2012": {"flow_distortion": "2"},
+    "flow_distortion_automatic": {"flow_distortion": "3"},
+    "bu_corr": {"bu_corr": "1"},
+    "all": {"gill_wm_wboost": "1", "flow_distortion": "2", "bu_corr": "1"},
+}
+
+
+def edited_project(source: Path, edits: dict[str, str], folder: Path) -> Path:
+    """A copy of an EddyPro project file with some keys set (each key must be in the file, at 0)."""
+    text = source.read_text()
+    for key, value in edits.items():
+        assert f"\n{key}=0\n" in text, key
+        text = text.replace(f"\n{key}=0\n", f"\n{key}={value}\n")
+    path = folder / source.name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("options", list(NOT_FOR_DE_HOH))
+def test_eddypro_project_file_reproduces_r1(ec_raw: Path, tmp_path: Path, options: str) -> None:
+    """R1's own EddyPro project file (settings echo) works as --settings, footprint (Kljun 2004) included; also with
+    the options EddyPro does not apply to DE-HoH's instruments, each named in the output and the record."""
     out = tmp_path / "r1.csv"
+    project = edited_project(R1_PROJECT, NOT_FOR_DE_HOH[options], tmp_path)
     res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
-                                   str(ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" /
-                                       "eddypro_settings_echo.eddypro"), "--out", str(out)])
+                                   str(project), "--out", str(out)])
     assert res.exit_code == 0, res.output
     (row,) = read_rows(out)
     check_r1(row)
     assert float(row["FETCH_MAX"]) == pytest.approx(84.9818, rel=1e-3)  # EddyPro's x_peak for R1
+    for key, value in NOT_FOR_DE_HOH[options].items():
+        assert f"{key} = {value}: not applied: " in res.output
+        assert f"{key} = {value}: not applied: " in row["REASONS"]
+    if not NOT_FOR_DE_HOH[options]:
+        assert "not applied" not in res.output + row["REASONS"]
 
 
-def test_icos_like_v_project_within_half_a_percent(ec_raw: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", ["none", "all"])
+def test_icos_like_v_project_within_half_a_percent(ec_raw: Path, tmp_path: Path, options: str) -> None:
     """EddyPro run V as researchers would run it: its own .eddypro project (planar fit without b0, VM97 despiking,
     lag with default, low- and high-frequency spectral corrections after Fratini et al. 2012, random error,
     footprint), DATA_DIR pointing at the reference folder. Issue 14: within 0.5 % of EddyPro; achieved 2e-4 for the
-    fluxes and factors, 0.6 % for the random errors."""
+    fluxes and factors, 0.6 % for the random errors. The same with the options EddyPro does not apply to DE-HoH's
+    instruments switched on."""
     out = tmp_path / "v.csv"
+    project = edited_project(V_PROJECT, NOT_FOR_DE_HOH[options], tmp_path)
     res = CliRunner().invoke(app, [
-        "flux", "ec", str(RAW_FILE),
-        "--metadata", str(ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "input_DE-HoH.metadata"),
-        "--settings", str(ec_raw / "eddypro" / "V_icoslike_pf_fratini_30min" / "eddypro_settings_echo.eddypro"),
+        "flux", "ec", str(RAW_FILE), "--metadata", str(R1_METADATA), "--settings", str(project),
         "--data-dir", str(ec_raw), "--out", str(out)])
     assert res.exit_code == 0, res.output
     (row,) = read_rows(out)
@@ -117,19 +154,24 @@ def test_icos_like_v_project_within_half_a_percent(ec_raw: Path, tmp_path: Path)
                          ("FC_RANDUNC", "rand_err_co2_flux"), ("TAU_RANDUNC", "rand_err_Tau")):
         assert float(row[ours]) == pytest.approx(float(ref[theirs]), rel=0.01), ours
     assert float(row["CO2_TLAG"]) == float(ref["co2_time_lag"])
+    assert row["REASONS"].count("not applied") == len(NOT_FOR_DE_HOH[options])
 
 
-def test_eddypro_project_with_an_unavailable_option_is_refused(ec_raw: Path, tmp_path: Path) -> None:
-    """A project asking for the angle-of-attack correction (flow_distortion=1): refused with the setting named and
-    the way out, nothing written."""
-    text = (ec_raw / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "eddypro_settings_echo.eddypro").read_text()
-    project = tmp_path / "aoa.eddypro"
-    project.write_text(text.replace("flow_distortion=0", "flow_distortion=1"))
+@pytest.mark.parametrize(("sonic", "key", "value"), [("r3_50_1", "flow_distortion", "1"),
+                                                      ("wm_1", "flow_distortion", "2")])
+def test_eddypro_project_with_an_unavailable_option_is_refused(ec_raw: Path, tmp_path: Path, sonic: str, key: str,
+                                                               value: str) -> None:
+    """A project asking for the angle-of-attack correction for a sonic EddyPro applies it to (a Gill R3-50 or
+    WindMaster in the metadata): refused with the setting named and the way out, nothing written."""
+    project = edited_project(R1_PROJECT, {key: value}, tmp_path)
+    metadata = tmp_path / "sonic.metadata"
+    metadata.write_text(R1_METADATA.read_text().replace("instr_1_model=hs_50_1", f"instr_1_model={sonic}"))
     out = tmp_path / "x.csv"
-    res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
+    res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(metadata), "--settings",
                                    str(project), "--out", str(out)])
     assert res.exit_code == 2
-    assert "flow_distortion = 1: angle-of-attack correction" in res.output and "set flow_distortion = 0" in res.output
+    assert f"{key} = {value}: EddyPro applies the angle-of-attack correction" in res.output
+    assert sonic in res.output and f"set {key} = 0" in res.output
     assert not out.exists()
 
 

@@ -85,14 +85,24 @@ def test_the_v_project_gives_the_settings_of_run_v() -> None:
     assert not s.cross_wind and not s.pf_subtract_b0
 
 
-@pytest.mark.parametrize(("key", "value", "words"), [
-    ("bu_corr", "1", "Burba"), ("flow_distortion", "2", "angle-of-attack"), ("gill_wm_wboost", "1", "WindMaster"),
-    ("run_mode", "1", "express"), ("wdf_apply", "1", "wind sectors"), ("use_biom", "1", "biomet"),
+@pytest.mark.parametrize(("key", "value", "words", "context"), [
+    ("run_mode", "1", "express", {}), ("wdf_apply", "1", "wind sectors", {"wdf_sect_1_start": "90"}),
+    ("use_biom", "1", "biomet", {}), ("flag1_column", "3", "custom flag", {}),
+    ("pf_sect_1_exclude", "1", "sector", {"rot_meth": "3", "pf_mode": "1"}), ("use_dyn_md_file", "1", "metadata", {}),
 ])
-def test_refusals_name_the_key_and_the_way_out(key: str, value: str, words: str) -> None:
+def test_refusals_name_the_key_and_the_way_out(key: str, value: str, words: str, context: dict[str, str]) -> None:
     flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())
     with pytest.raises(ConfigError, match=rf"^{key} = {value}: .*{words}.*(set|use) "):
-        settings_from_project(render({**flat, key: value}))
+        settings_from_project(render({**flat, **context, key: value}))
+
+
+@pytest.mark.parametrize(("key", "value"), [("pf_sect_1_exclude", "1"), ("pf_fix", "1"), ("wdf_apply", "1")])
+def test_options_of_an_option_that_is_off_are_accepted(key: str, value: str) -> None:
+    """EddyPro uses a planar-fit sector's exclusion and pf_fix only with a planar fit, and a wind-direction filter
+    without sectors excludes nothing: on R1 (double rotation, no sectors) they change nothing (they were refused)."""
+    flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())
+    assert flat["rot_meth"] == "1" and not any(k.startswith("wdf_") and k != "wdf_apply" for k in flat)
+    assert settings(flat) == settings({**flat, key: value})
 
 
 def test_the_statistical_tests_are_honoured_with_their_parameters() -> None:
@@ -142,3 +152,21 @@ def test_every_rule_is_used_by_a_full_project_or_documented() -> None:
              "wdf_sect_1_start", "flag11_column", "sa_co2_g2_start"}
     unused = [r.pattern for r in RULES if not any(r.matches(k) for k in keys)]
     assert not unused, unused
+
+
+@pytest.mark.parametrize(("key", "value", "setting", "expected"), [
+    ("gill_wm_wboost", "1", "gill_wm_wboost", True), ("bu_corr", "1", "bu_corr", True),
+    ("flow_distortion", "1", "flow_distortion", "nakai_2006"),
+    ("flow_distortion", "2", "flow_distortion", "nakai_shimoyama_2012"),
+    ("flow_distortion", "3", "flow_distortion", "automatic"),
+])
+def test_options_eddypro_applies_to_some_instruments_only_reach_the_settings(key: str, value: str, setting: str,
+                                                                            expected: object) -> None:
+    """They were refused outright; EddyPro decides from the instruments whether they apply (gateway.flux.ec.
+    instruments), so the project file only says they were selected and the engine decides as EddyPro."""
+    flat = read_project(PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text())
+    assert flat[key] == "0"
+    s = ProcessingSettings.model_validate(settings_from_project(render({**flat, key: value})))
+    assert getattr(s, setting) == expected
+    plain = ProcessingSettings.model_validate(settings_from_project(render(flat)))
+    assert getattr(plain, setting) in (False, "none")

@@ -3,6 +3,8 @@
 `process_period` only strings named steps together; each step below is a pure function of arrays and numbers that
 cites its method, in EddyPro's order (EDDYPRO-REFERENCE.md; docs/flux-ec.md "What the engine does"):
 
+0. :func:`working_copy`: the period's arrays, with the Gill WindMaster w-boost fix where it applies
+   (:func:`instrument_decisions`; the options EddyPro applies to some instruments only);
 1. :func:`filter_records`: instrument diagnostics, absolute limits (Vickers & Mahrt 1997 §4c);
 2. :func:`remove_spikes`: Vickers & Mahrt (1997) or Mauder et al. (2013); the selected statistical tests only flag
    (:func:`absolute_limit_flags` before the limits filter, :func:`statistical_flags` after step 5,
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.flux.ec import airprops, detrend, fluxes, qc, rotation, sonic, timelag
+from gateway.flux.ec import airprops, detrend, fluxes, instruments, qc, rotation, sonic, timelag
 from gateway.flux.ec.airprops import AirProperties
 from gateway.flux.ec.constants import LI7200_CELL_VOLUME, M_H2O
 from gateway.flux.ec.period import RawPeriod
@@ -106,6 +108,15 @@ def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) ->
                 " whose flux needs LI-COR's spectroscopic multipliers A, B, C (McDermitt et al. 2011; LI-7700 manual,"
                 " eq. 5.1, from look-up tables this engine does not have); record mole fractions or mixing ratios "
                 "from a closed-path analyser, or process the LI-7700 with EddyPro")
+    for key, code, decision in instrument_decisions(metadata, settings):
+        if key == "gill_wm_wboost":  # implemented: applied or not, never refused
+            continue
+        if decision.applies is True:
+            raise NotAvailableError(f"{key} = {code}: {decision.why}, which this engine cannot do; set {key} = 0 "
+                                    "(none) or process these data with EddyPro")
+        if decision.applies is None:
+            raise ConfigurationError(f"{key} = {code}: {decision.why}; give the instrument's model in the metadata "
+                                     f"or set {key} = 0")
     if settings.cross_wind and sonic.path_elevation_deg(metadata.sonic.model,
                                                          metadata.sonic.path_elevation_deg) is None:
         raise ConfigurationError(
@@ -118,6 +129,46 @@ def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) ->
                 raise ConfigurationError(
                     f"column {col.index} ({gas}): time-lag window min_timelag = max_timelag = {col.min_timelag} s; "
                     f"covariance maximisation needs a window (e.g. min_timelag: 0, max_timelag: 2)")
+
+
+def instrument_decisions(metadata: SiteMetadata, settings: ProcessingSettings
+                         ) -> list[tuple[str, str, instruments.Decision]]:
+    """For each selected option that EddyPro applies to some instruments only (EddyPro key, its value, the decision
+    of :mod:`gateway.flux.ec.instruments`): ``gill_wm_wboost`` (applied by :func:`working_copy` where it applies),
+    ``flow_distortion`` and ``bu_corr`` (not available: :func:`check_configuration` refuses them where they apply)."""
+    out: list[tuple[str, str, instruments.Decision]] = []
+    sn = metadata.sonic
+    if settings.gill_wm_wboost:
+        out.append(("gill_wm_wboost", "1", instruments.wboost(sn.manufacturer, sn.model, sn.sw_version)))
+    if settings.flow_distortion != "none":
+        code = {"nakai_2006": "1", "nakai_shimoyama_2012": "2", "automatic": "3"}[settings.flow_distortion]
+        out.append(("flow_distortion", code, instruments.angle_of_attack(sn.manufacturer, sn.model,
+                                                                         settings.flow_distortion)))
+    if settings.bu_corr:
+        an = metadata.analyzer
+        densities = [g for g in ("co2", "h2o") if (c := metadata.file.column(g)) is not None
+                     and c.measure_type == "molar_density"]
+        out.append(("bu_corr", "1", instruments.off_season_uptake(an.model if an else "", an.path_type if an else None,
+                                                                  densities)))
+    return out
+
+
+def instrument_notes(metadata: SiteMetadata, settings: ProcessingSettings) -> list[str]:
+    """What became of each selected instrument-specific option (:func:`instrument_decisions`), in words: every
+    period's reasons carry them, and `sinkwatch flux ec` prints them once."""
+    return [f"{key} = {code}: {d.why}" for key, code, d in instrument_decisions(metadata, settings)]
+
+
+def working_copy(period: RawPeriod, settings: ProcessingSettings) -> dict[str, Array]:
+    """The period's arrays as float64 copies, w corrected for the Gill WindMaster w-boost bug where EddyPro applies
+    the fix (`gill_wm_wboost`, :func:`gateway.flux.ec.instruments.wboost`; "at the raw data level, before any other
+    operation", EddyPro 7 Help "W-boost Bug Correction for WindMaster/Pro")."""
+    data = {k: np.array(a, dtype=np.float64, copy=True) for k, a in period.data.items()}
+    sn = period.metadata.sonic
+    if settings.gill_wm_wboost and "w" in data and instruments.wboost(sn.manufacturer, sn.model,
+                                                                      sn.sw_version).applies:
+        data["w"] = sonic.wboost_corrected_w(data["w"])
+    return data
 
 
 @dataclass(frozen=True)
@@ -426,7 +477,7 @@ def sonic_frame_means(period: RawPeriod, settings: ProcessingSettings) -> tuple[
     n = period.n_records
     if n < 2 or n < expected * (1.0 - settings.max_lack / 100.0) or any(k not in period.data for k in WIND):
         return None
-    data = {k: np.array(a, dtype=np.float64, copy=True) for k, a in period.data.items()}
+    data = working_copy(period, settings)
     filter_records(data, period.measure_types, settings)
     remove_spikes(data, md.acquisition_frequency, settings)
     correct_sonic(data, md, settings)
@@ -469,7 +520,7 @@ def period_spectra(period: RawPeriod, settings: ProcessingSettings, *, n_bins: i
     n = period.n_records
     if n < 2 or n < expected * (1.0 - settings.max_lack / 100.0) or any(k not in period.data for k in WIND):
         return None
-    data = {k: np.array(a, dtype=np.float64, copy=True) for k, a in period.data.items()}
+    data = working_copy(period, settings)
     filter_records(data, period.measure_types, settings)
     remove_spikes(data, fs, settings)
     correct_sonic(data, md, settings)
@@ -1033,10 +1084,11 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
     expected = period.expected_records or round(settings.avrg_len * 60.0 * fs)
     if n < 2 or n < expected * (1.0 - settings.max_lack / 100.0):
         raise PeriodFailed(f"too few records: {n} of {expected} expected (max_lack {settings.max_lack:g} %)")
-    data = {k: np.array(a, dtype=np.float64, copy=True) for k, a in period.data.items()}
+    data = working_copy(period, settings)
     for name in WIND:
         if name not in data:
             raise PeriodFailed(f"no {name} column")
+    reasons += instrument_notes(md, settings)
 
     # 1-5: raw records
     if settings.statistical_tests.test_al or settings.filter_al:

@@ -161,6 +161,9 @@ class SonicMetadata(ConfigModel):
     path_elevation_deg: Annotated[float, Field(gt=0, le=90)] | None = None
     """Inclination of the acoustic paths to the horizontal, degrees (crosswind correction; the CSAT3's 60° is
     built in)."""
+    sw_version: str = ""
+    """Firmware version (EddyPro instr_1_sw_version; Gill: the `D2` reply, e.g. 2329.602.01): decides whether the
+    WindMaster w-boost fix applies (`gill_wm_wboost`, :mod:`gateway.flux.ec.instruments`)."""
 
 
 class GasAnalyzerMetadata(ConfigModel):
@@ -280,6 +283,7 @@ EDDYPRO_CODES: dict[str, dict[str, str]] = {
     "foot_meth": {"0": "none", "1": "kljun_2004", "2": "kormann_meixner_2001", "3": "hsieh_2000"},
     "lf_meth": {"0": "none", "1": "moncrieff_2004"},
     "ru_its_meth": {"0": "first_crossing_1_over_e", "1": "first_crossing_zero", "2": "whole_correlation_period"},
+    "flow_distortion": {"0": "none", "1": "nakai_2006", "2": "nakai_shimoyama_2012", "3": "automatic"},
 }
 
 
@@ -444,6 +448,19 @@ class ProcessingSettings(ConfigModel):
     """Maximum correlation period of the random-error estimate, s (EddyPro `ru_tlag_max`)."""
     cross_wind: bool = False
     """Crosswind correction of the sonic temperature (Liu et al. 2001), EddyPro cross_wind."""
+    gill_wm_wboost: bool = False
+    """Fix the w-boost bug of Gill WindMaster / WindMaster Pro firmware (EddyPro gill_wm_wboost): applied only where
+    EddyPro applies it, a WindMaster (Pro) with firmware 2329.x.y, x < 700 (`sonic.sw_version`); elsewhere the period's
+    reasons say why not (:mod:`gateway.flux.ec.instruments`)."""
+    flow_distortion: Literal["none", "nakai_2006", "nakai_shimoyama_2012", "automatic"] = "none"
+    """Angle-of-attack correction of Gill sonics (EddyPro flow_distortion 1, 2; 3 taken as EddyPro's "Select
+    automatically"). Not available in this engine: accepted
+    without effect (the reasons say so) for sonics EddyPro does not apply it to (Gill HS family, other makers);
+    refused for Gill R2/R3/WindMaster, where EddyPro applies it (:mod:`gateway.flux.ec.instruments`)."""
+    bu_corr: bool = False
+    """Burba et al. (2008) off-season uptake correction of LI-7500 molar densities (EddyPro bu_corr). Not available:
+    accepted without effect where EddyPro does not apply it (other analysers, e.g. the closed-path LI-7200; LI-7500
+    mixing ratios), refused for LI-7500 molar densities."""
     u_offset: float = 0.0
     """Zero-wind offsets subtracted from the raw u, v, w, m s-1 (EddyPro u_offset, v_offset, w_offset)."""
     v_offset: float = 0.0
@@ -521,12 +538,18 @@ class ProcessingSettings(ConfigModel):
         results computed with the same hash are comparable."""
         # the statistical tests only add flags: unselected, they leave the hash of the settings it was without them
         # likewise the in-situ assessment's flag selection, added later, when it is off
-        exclude = {k for k in ("sa_use_vm_flags", "sa_use_foken_low", "sa_use_foken_mid") if not getattr(self, k)}
+        # likewise the instrument-specific options, added later, when off
+        exclude = {k for k in ("sa_use_vm_flags", "sa_use_foken_low", "sa_use_foken_mid", "gill_wm_wboost", "bu_corr")
+                   if not getattr(self, k)}
+        if self.flow_distortion == "none":
+            exclude.add("flow_distortion")
         if self.statistical_tests == StatisticalTests():
             exclude.add("statistical_tests")
         payload: dict[str, Any] = {"settings": self.model_dump(mode="json", exclude=exclude or None)}
         if metadata is not None:
-            payload["metadata"] = metadata.model_dump(mode="json")
+            # the sonic's firmware version, added later, leaves the hash as it was when not given
+            payload["metadata"] = metadata.model_dump(mode="json", exclude=None if metadata.sonic.sw_version else
+                                                      {"sonic": {"sw_version"}})
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

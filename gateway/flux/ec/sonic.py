@@ -9,6 +9,9 @@
   EddyPro (Help, "Crosswind correction") uses the horizontal components only, so
   Ts,corrected = Ts + (u² + v²)·(1 − ½·cos²φ)/403 (u, v in m s-1, Ts in K). For the CSAT3 (φ = 60°) the factor is
   7/8, the value of Liu et al. (2001), Table 1.
+* w-boost bug of Gill WindMaster / WindMaster Pro firmware (Gill Technical Key Note KN1509v3; EddyPro 7 Help, "W-boost
+  Bug Correction for WindMaster/Pro"): w × 1.166 (w > 0), × 1.289 (w < 0); which sonics have it:
+  :mod:`gateway.flux.ec.instruments`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import math
 
 import numpy as np
 from numpy.typing import NDArray
+
+from gateway.flux.ec.instruments import WBOOST_W_DOWN, WBOOST_W_UP
 
 #: Inclination of the acoustic paths to the horizontal, degrees, for sonics whose geometry is published: the CSAT3's
 #: 10 cm vertical over 11.55 cm path (Campbell Scientific CSAT3 Instruction Manual, "Specifications").
@@ -52,3 +57,11 @@ def subtract_offsets(u: NDArray[np.float64], v: NDArray[np.float64], w: NDArray[
     """Wind components minus the zero-wind offsets (u, v, w), all in m s-1."""
     ou, ov, ow = offsets
     return u - ou, v - ov, w - ow
+
+
+def wboost_corrected_w(w: NDArray[np.float64]) -> NDArray[np.float64]:
+    """w of a Gill WindMaster / WindMaster Pro with the firmware "w-boost" bug corrected, m s-1: w × 1.166 where
+    w > 0, w × 1.289 where w < 0, 0 and missing values unchanged (Gill Instruments Technical Key Note KN1509v3 on
+    the WindMaster / WindMaster Pro w bug, as EddyPro 7 Help, "W-boost Bug Correction for WindMaster/Pro", applies
+    it). Whether a sonic has the bug is :func:`gateway.flux.ec.instruments.wboost`."""
+    return np.where(w > 0, w * WBOOST_W_UP, np.where(w < 0, w * WBOOST_W_DOWN, w))
