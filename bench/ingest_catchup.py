@@ -70,16 +70,7 @@ def catch_up(count: int, backlog_min: float, work: Path) -> tuple[list[Any], lis
             if int((t + station.phase) // load.POLL_S) % 6 == station.health_slot:
                 station.report(t + station.phase, live=False)
         station.drain(live=False)
-    chains = [[(station.topics[channel], item.payload, item.envelope) for item in station.waiting[channel]]
-              for station in stations for channel in load.CHANNELS]
-    chains = [chain for chain in chains if chain]
-    rng = random.Random(2)
-    messages = []
-    while chains:
-        chain = rng.choice(chains)
-        messages.append(chain.pop(0))
-        if not chain:
-            chains.remove(chain)
+    messages = load.interleaved(stations)
     return stations, messages, sum(s.sent_readings for s in stations), registry, times
 
 
@@ -124,8 +115,8 @@ class Requests:
 
 
 def ours(messages: list[tuple[str, bytes, str]], data_dir: Path, url: str, group_size: int,
-         influxd_pid: int) -> dict[str, float]:
-    store = InfluxStore(url, database="ours", write_guard=data_dir / GUARD_FILE)
+         influxd_pid: int, database: str = "ours") -> dict[str, float]:
+    store = InfluxStore(url, database=database, write_guard=data_dir / GUARD_FILE)
     ingestor = Ingestor(MqttSettings(host="127.0.0.1", port=1), store, data_dir, role="data", shared_group="bench",
                         signatures="required")
     ingestor.chain.marks = ChainMarks(data_dir / CHAIN_MARKS_FILE)
@@ -182,12 +173,17 @@ def direct(stations: list[Any], times: list[float], url: str, influxd_pid: int) 
                 "bytes": sum(len(b) for b in bodies), "requests": len(bodies)}
 
 
-def replayed(writes: list[tuple[str, bytes]], url: str, influxd_pid: int) -> dict[str, float]:
+def replayed(writes: list[tuple[str, bytes]], url: str, influxd_pid: int, source: str = "ours",
+             database: str = "replayed") -> dict[str, float]:
+    """The recorded /write requests of database `source` POSTed again, in order, from one client into `database`."""
+    paths = [path.replace(f"db={source}&", f"db={database}&") for path, _ in writes]
+    if any(f"db={database}&" not in path for path in paths):
+        raise SystemExit(f"a recorded write is not of database {source}: {writes[0][0]}")
     with httpx.Client(base_url=url, timeout=120) as http:
-        http.post("/query", params={"q": "CREATE DATABASE replayed"}).raise_for_status()
+        http.post("/query", params={"q": f"CREATE DATABASE {database}"}).raise_for_status()
         influxd0, wall0 = process_cpu_s(influxd_pid), time.perf_counter()
-        for path, body in writes:
-            http.post(path.replace("db=ours", "db=replayed"), content=body).raise_for_status()
+        for path, (_, body) in zip(paths, writes, strict=True):
+            http.post(path, content=body).raise_for_status()
         return {"wall": time.perf_counter() - wall0, "influxd": process_cpu_s(influxd_pid) - influxd0}
 
 

@@ -587,6 +587,42 @@ def direct_baseline(influx: InfluxInstance, database: str, stations: list[Statio
     return total / wall
 
 
+def interleaved(stations: list[Station], seed: int = 2) -> list[tuple[str, bytes, str]]:
+    """The (topic, payload, envelope) of the items the stations have waiting, in an order a worker's queue could
+    hold them in a catch-up: every chain in order, the stations and channels interleaved at random."""
+    chains = [[(station.topics[channel], item.payload, item.envelope) for item in station.waiting[channel]]
+              for station in stations for channel in CHANNELS]
+    chains = [chain for chain in chains if chain]
+    rng = random.Random(seed)
+    messages = []
+    while chains:
+        chain = rng.choice(chains)
+        messages.append(chain.pop(0))
+        if not chain:
+            chains.remove(chain)
+    return messages
+
+
+def replayed_baseline(influx: InfluxInstance, database: str, messages: list[tuple[str, bytes, str]],
+                      registry: Path, work: Path) -> tuple[float, int]:
+    """The writes the ingest makes of the catch-up, without the ingest: the catch-up's messages handed to one
+    worker's code in this process (`bench/ingest_catchup.py`: its two stages, groups of 100 as from a full queue,
+    the store's /write requests recorded; not timed) into a scratch database, then those requests POSTed again in
+    order from one client into a fresh database (timed). Returns (the replay's wall time in s, requests replayed)."""
+    import ingest_catchup as catchup  # the bench beside this one (it imports this module)
+
+    data_dir = work / f"replay-{database}"
+    (data_dir / "trust").mkdir(parents=True)
+    shutil.copy(registry, data_dir / "trust" / registry.name)
+    recorded, target = f"{database}_recorded", f"{database}_replayed"
+    with catchup.Requests() as requests:
+        catchup.ours(messages, data_dir, influx.url, 100, influx.pid or 0, database=recorded)
+    again = catchup.replayed(requests.writes, influx.url, influx.pid or 0, source=recorded, database=target)
+    for name in (recorded, target):
+        httpx.post(f"{influx.url}/query", params={"q": f"DROP DATABASE {name}"}).raise_for_status()
+    return again["wall"], len(requests.writes)
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return math.nan
@@ -629,6 +665,7 @@ def run(count: int, workers_n: int, args: argparse.Namespace, influx: InfluxInst
                     station.flux(end, live=False)
                 end += FLUX_S
             station.drain(live=False)
+        messages = interleaved(stations)  # for the replayed baseline
         backlog_items = sum(sum(s.sent_items.values()) for s in stations)
         backlog_readings = sum(s.sent_readings for s in stations)
         print(f"  catch-up made: {backlog_items:,} items, {backlog_readings:,} readings "
@@ -801,7 +838,7 @@ def run(count: int, workers_n: int, args: argparse.Namespace, influx: InfluxInst
         raise SystemExit(1)
     return {"database": database, "catch_up": catch_up, "live": live, "lags": lags, "queues": queues,
             "readings": total_sent, "station_s": count * (args.backlog_min * 60 + args.live_s),
-            "baseline_times": backlog_t, "stations": stations}
+            "baseline_times": backlog_t, "stations": stations, "messages": messages, "registry": registry}
 
 
 def size(influx: InfluxInstance, result: dict[str, Any]) -> None:
@@ -879,6 +916,12 @@ def main() -> None:
                 ours = result["catch_up"].readings / result["catch_up"].wall_s
                 print(f"  baseline, the catch-up's readings POSTed straight to /write (5,000 lines a request): "
                       f"{rate:,.0f} readings/s; the workers' catch-up = {ours / rate:.2f} x")
+                wall, requests = replayed_baseline(influx, f"replay_w{workers_n}", result["messages"], registry,
+                                                    work)
+                again = result["catch_up"].readings / wall
+                print(f"  replayed, the /write requests one worker's code makes of the catch-up's messages (recorded "
+                      f"in-process, {requests} requests) POSTed again from one client: {again:,.0f} readings/s; the "
+                      f"workers' catch-up = {ours / again:.2f} x")
                 size(influx, result)
                 results.append((workers_n, ours))
             if len(results) > 1:
