@@ -95,7 +95,7 @@ from gateway.central.rawstore import RAW_DIR, RawArchive
 from gateway.central.receipts import ReceiptBook
 from gateway.central.store import Store, StoredReading, StoreRejected, StoreUnavailable
 from gateway.central.store.base import TIME_RANGE_TEXT, StoreError, WriteOutcome, WriteRequest, storable_time, to_ns
-from gateway.central.store.columns import ColumnsRequest, ReadingColumns, TakesColumns
+from gateway.central.store.columns import ColumnsRequest, MarksAhead, ReadingColumns, TakesColumns
 from gateway.central.store.health import HealthFields, TakesHealthFields
 from gateway.central.store.ledger import ChainEvent, LedgerItem
 from gateway.contract import (
@@ -273,6 +273,9 @@ class _Group:
     fluxes: list[_PreparedFlux] = field(default_factory=list)
     events: list[ChainEvent] = field(default_factory=list)  # of the items placed for this group
     chains: dict[ChainKey, str] = field(default_factory=dict)  # chain -> digest of the group's last item in it
+    # the readings marks of its stations met the first time, learned while the group before was written
+    # (`TakesColumns.marks_ahead`)
+    marks_ahead: MarksAhead | None = None
     writing: Future[_GroupWritten] | None = None
 
     def has_writes(self) -> bool:
@@ -581,8 +584,8 @@ class Ingestor:
     def _advance(self, deliveries: list[_Delivery], writing: _Group | None) -> tuple[bool, _Group | None]:
         """Check `deliveries` in order while `writing` is being written, complete `writing`, then start writing what
         `deliveries` hold as one group and return it. (False, None) when stopping mid-outage."""
-        group = _Group()
-        verified = self._verify_group(deliveries)
+        verified, ahead = self._verify_group(deliveries)
+        group = _Group(marks_ahead=ahead)
         for delivery, checked in zip(deliveries, verified, strict=True):
             while True:
                 done, batch = self._retrying(delivery.topic, partial(
@@ -601,7 +604,7 @@ class Ingestor:
                 self._start_writing(group)
                 if not self._complete(group):
                     return False, None
-                group = _Group()
+                group = _Group(marks_ahead=ahead)
             group.deliveries.append(delivery)
             if isinstance(batch, _PreparedBatch):
                 group.prepared.append(batch)
@@ -615,10 +618,14 @@ class Ingestor:
         self._start_writing(group)
         return True, group
 
-    def _verify_group(self, deliveries: list[_Delivery]) -> list[VerifiedItem | Untrusted | _NotVerified | None]:
-        """Each delivery's signature checked (the verified item, None when unsigned, or why it is untrusted), and
-        the ledger windows of the group's signed items looked up in one request (`ChainTracker.prefetch`)."""
+    def _verify_group(self, deliveries: list[_Delivery]
+                      ) -> tuple[list[VerifiedItem | Untrusted | _NotVerified | None], MarksAhead | None]:
+        """Each delivery's signature checked (the verified item, None when unsigned, or why it is untrusted), the
+        ledger windows of the group's signed items looked up in one request (`ChainTracker.prefetch`), and the
+        readings marks of the stations of its readings batches that the write guard does not know yet (a store that
+        takes columns: `marks_ahead`), so that the store thread need not ask for them when it writes the group."""
         checked: list[VerifiedItem | Untrusted | _NotVerified | None] = []
+        readings: set[tuple[str, str]] = set()
         # the provisioning file (revoked stations) and the key registry looked at once for the group, not once a
         # message (a file stat each): a provisioning or revocation takes effect with the next group; a file that
         # cannot be read is met by each message as before
@@ -641,6 +648,8 @@ class Ingestor:
             if kind == "status":
                 checked.append(_NOT_VERIFIED)
                 continue
+            if kind == "readings":
+                readings.add((site, station))
             try:
                 checked.append(self.verifier.verify(site, station, kind, delivery.topic, delivery.payload,
                                                     delivery.envelope, time.time_ns(), recheck_registry=recheck))
@@ -652,7 +661,14 @@ class Ingestor:
             # only a saving: each item is then looked up when it is placed (and an outage waited out there)
             self.chain.forget_prefetched()
             log.debug("ledger look-up for a group failed (%s); placing its items one by one", exc)
-        return checked
+        ahead = None
+        if readings and self._columns_store is not None:
+            try:
+                ahead = self._columns_store.marks_ahead(readings)
+            except (StoreUnavailable, StoreError) as exc:
+                # only a saving: the store thread asks for them when it writes (and waits out an outage there)
+                log.debug("readings marks of a group's stations not learned ahead (%s)", exc)
+        return checked, ahead
 
     def _start_writing(self, group: _Group) -> None:
         if group.has_writes():
@@ -676,7 +692,7 @@ class Ingestor:
         if not requests:
             outcomes = []
         elif self._columns_store is not None:
-            outcomes = self._columns_store.write_many(requests)
+            outcomes = self._columns_store.write_many(requests, ahead=group.marks_ahead)
         else:  # no columns were made (`_readings_columns`)
             outcomes = self.store.write_many(cast(list[WriteRequest], requests))
         return _GroupWritten(outcomes[:len(group.prepared)], rejected, flux_rejected)

@@ -32,7 +32,7 @@ from gateway.central.store.base import (
     reading_identity,
     to_ns,
 )
-from gateway.central.store.columns import ColumnsRequest, ReadingColumns
+from gateway.central.store.columns import ColumnsRequest, MarksAhead, ReadingColumns
 from gateway.central.store.health import HealthFields
 from gateway.central.store.ledger import ChainEvent, LedgerItem, compress_payload
 from gateway.central.store.sqlite import SCHEMA_VERSION
@@ -81,10 +81,19 @@ def open_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
 
 class ColumnsInfluxStore(InfluxStore):
     """The InfluxDB store given every batch it can be given so as `ReadingColumns`, as the ingest gives them
-    (gateway/central/batchjson.py): the whole contract holds for readings written from columns."""
+    (gateway/central/batchjson.py), with the marks of their stations learned ahead as the ingest worker learns them
+    (`marks_ahead`): the whole contract holds for readings written so."""
 
-    def write_many(self, batches: Sequence[ColumnsRequest]) -> list[WriteOutcome]:
-        return super().write_many([(as_columns(points), ledger) for points, ledger in batches])
+    def write_many(self, batches: Sequence[ColumnsRequest], *, ahead: MarksAhead | None = None
+                   ) -> list[WriteOutcome]:
+        batches = [(as_columns(points), ledger) for points, ledger in batches]
+        stations: set[tuple[str, str]] = set()
+        for points, _ in batches:
+            if isinstance(points, ReadingColumns):
+                stations.add((points.site, points.station))
+            else:
+                stations.update((point.site, point.reading.station) for point in points)
+        return super().write_many(batches, ahead=self.marks_ahead(stations) if ahead is None else ahead)
 
     def write_health(self, reports: list[StationHealth]) -> None:
         """Health reports as the ingest gives them to this store (gateway/central/healthjson.py): their fields, no

@@ -101,17 +101,21 @@ def test_marks_are_forgotten_when_no_process_has_the_file_open(tmp_path: Path) -
     again.close()
 
 
-def test_two_stations_in_one_slot_evict_each_other_and_never_share_a_mark(tmp_path: Path) -> None:
+def one_slot_pair() -> tuple[str, str]:
+    """Two stations of site1 whose marks share a slot."""
     seen: dict[int, str] = {}
     name = 0
     while True:
         station = f"st{name}"
         slot = slot_of(fingerprint("site1", station))
         if slot in seen:
-            break
+            return seen[slot], station
         seen[slot] = station
         name += 1
-    a, b = seen[slot], station
+
+
+def test_two_stations_in_one_slot_evict_each_other_and_never_share_a_mark(tmp_path: Path) -> None:
+    a, b = one_slot_pair()
     guard = WriteGuard(tmp_path / "guard")
     with guard.hold([("site1", a), ("site1", b)]) as marks:
         marks.set("site1", a, 10)
@@ -144,3 +148,52 @@ def test_without_a_file_the_guard_still_excludes_threads() -> None:
     holder.join(5)
     blocked.join(5)
     assert not blocked.is_alive()
+
+
+@pytest.mark.parametrize("with_file", [True, False])
+def test_a_mark_learned_ahead_is_taken_only_where_nothing_was_written_to_its_slot(tmp_path: Path,
+                                                                                  with_file: bool) -> None:
+    guard = WriteGuard(tmp_path / "guard" if with_file else None)
+    with guard.hold([("site1", "known")]) as marks:
+        marks.set("site1", "known", 5)
+    seen = guard.unknown([("site1", "new"), ("site1", "raced"), ("site1", "known"), ("site1", "new")])
+    assert sorted(seen) == [("site1", "new"), ("site1", "raced")]  # a station with a mark needs none learned
+    with guard.hold([("site1", "raced")]) as marks:
+        marks.set("site1", "raced", 300)  # another writer learned and raised it meanwhile (then wrote up to 300)
+    with guard.hold([("site1", "new"), ("site1", "raced")]) as marks:
+        assert marks.learned("site1", "new", seen[("site1", "new")], 100)
+        assert not marks.learned("site1", "raced", seen[("site1", "raced")], 100)
+        assert marks.get("site1", "new") == 100
+        assert marks.get("site1", "raced") == 300
+    guard.close()
+
+
+def test_a_mark_learned_ahead_is_dropped_when_another_process_wrote_the_slot(tmp_path: Path,
+                                                                             children: list[subprocess.Popen[str]]
+                                                                             ) -> None:
+    path = tmp_path / "guard"
+    guard = WriteGuard(path)
+    seen = guard.unknown([("site1", "st1")])
+    start_child(children, path, 1234, "release")  # sets st1's mark to 1234 under the lock
+    with guard.hold([("site1", "st1")]) as marks:
+        assert not marks.learned("site1", "st1", seen[("site1", "st1")], NOTHING)
+        assert marks.get("site1", "st1") == 1234
+    guard.close()
+
+
+def test_a_mark_learned_ahead_is_dropped_when_the_station_was_evicted_meanwhile(tmp_path: Path) -> None:
+    """The case a bare "is it still unknown?" check gets wrong: the station's mark was set (its readings written)
+    and then evicted by a station sharing its slot, so it is unknown again, but the answer asked before is stale;
+    the slot even holds the same station and mark as when the answer was asked (only its write count differs)."""
+    a, b = one_slot_pair()
+    guard = WriteGuard(tmp_path / "guard")
+    with guard.hold([("site1", b)]) as marks:
+        marks.set("site1", b, NOTHING)
+    seen = guard.unknown([("site1", a)])
+    with guard.hold([("site1", a), ("site1", b)]) as marks:
+        marks.set("site1", a, 700)  # a's readings up to 700 written after the answer was asked
+        marks.set("site1", b, NOTHING)  # b takes the slot back, its mark learned again: a's is unknown again
+        assert marks.get("site1", a) is None
+        assert not marks.learned("site1", a, seen[("site1", a)], NOTHING)
+        assert marks.get("site1", a) is None
+    guard.close()

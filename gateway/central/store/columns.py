@@ -10,7 +10,7 @@ a store that takes no columns): from the same payload, by the model itself (`bat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -74,9 +74,17 @@ class ReadingColumns:
 ColumnsRequest = tuple[list[StoredReading] | ReadingColumns, LedgerItem | None]
 
 
+#: (site, station) -> (its write-guard slot as seen before the query, its mark then): `TakesColumns.marks_ahead`
+MarksAhead = dict[tuple[str, str], tuple[object, int]]
+
+
 class TakesColumns(Protocol):
-    """A store whose `write_many` takes a batch's readings as `ReadingColumns` as well as `StoredReading`s."""
+    """A store whose `write_many` takes a batch's readings as `ReadingColumns` as well as `StoredReading`s, and the
+    readings marks of stations learned ahead of the write (`marks_ahead`: gateway/central/store/writeguard.py)."""
 
     takes_columns: bool
 
-    def write_many(self, batches: Sequence[ColumnsRequest]) -> list[WriteOutcome]: ...
+    def marks_ahead(self, stations: Iterable[tuple[str, str]]) -> MarksAhead: ...
+
+    def write_many(self, batches: Sequence[ColumnsRequest], *, ahead: MarksAhead | None = None
+                   ) -> list[WriteOutcome]: ...

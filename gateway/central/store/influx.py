@@ -52,7 +52,7 @@ import operator
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -85,7 +85,7 @@ from gateway.central.store.base import (
     reading_identity,
     to_ns,
 )
-from gateway.central.store.columns import ColumnsRequest, ReadingColumns
+from gateway.central.store.columns import ColumnsRequest, MarksAhead, ReadingColumns
 from gateway.central.store.influx_alerts import InfluxAlertsMixin
 from gateway.central.store.influx_budget import InfluxBudgetMixin
 from gateway.central.store.influx_health import InfluxHealthMixin
@@ -303,12 +303,25 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
     #: `write_many` takes a batch's readings as `ReadingColumns` too (gateway/central/store/columns.py)
     takes_columns = True
 
-    def write_many(self, batches: Sequence[ColumnsRequest]) -> list[WriteOutcome]:
+    def marks_ahead(self, stations: Iterable[tuple[str, str]]) -> MarksAhead:
+        """The marks of those of `stations` the write guard has none of, asked of the database now (one request per
+        `_STATEMENTS_PER_QUERY` stations) without holding their locks, for a later `write_many(..., ahead=)` to
+        take where nothing was written to their slots meanwhile (`writeguard`, "Learning marks ahead"). The ingest
+        worker asks this for a group's stations while the store thread writes the group before."""
+        seen = self._guard.unknown(stations)
+        ahead: MarksAhead = {}
+        for chunk in _chunks(sorted(seen), _STATEMENTS_PER_QUERY):
+            for key, latest in zip(chunk, self._ask_marks(chunk), strict=True):
+                ahead[key] = (seen[key], latest)
+        return ahead
+
+    def write_many(self, batches: Sequence[ColumnsRequest], *, ahead: MarksAhead | None = None) -> list[WriteOutcome]:
         """Every batch's new readings (and its ledger item) in as few requests as fit, each batch whole in one.
 
         Under the write guard's lock of the batches' stations: readings stamped after their station's mark are new
         without a query; the others are looked up, all in one request (`_held`); the marks are raised to the
-        newest reading about to be written before anything is sent (`writeguard`).
+        newest reading about to be written before anything is sent (`writeguard`). `ahead`: marks learned before
+        (`marks_ahead`), taken for the stations whose guard slots are as they were then.
 
         A batch may come as `ReadingColumns`: when all its readings are stamped after its station's mark, no two
         share an identity and no other batch of the call reaches into its time range, they are all new and go
@@ -325,7 +338,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
                 spans += [(site, station, min(stamps), max(stamps)) for site, station in set(map(_STATION, keys))]
         stations = {(site, station) for site, station, _, _ in spans}
         with self._guard.hold(stations) as marks:
-            known = self._marks(marks, stations)
+            known = self._marks(marks, stations, ahead)
             whole = {index: points for index, points in columns.items()
                      if points.first_ns > known[points.site, points.station] and not points.repeats_an_identity()
                      and sum(1 for site, station, first, last in spans if (site, station) == (points.site,
@@ -389,29 +402,37 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
     def _hold(self, stations: Sequence[tuple[str, str]]) -> contextlib.AbstractContextManager[Marks]:
         return self._guard.hold(stations)
 
-    def _marks(self, marks: Marks, stations: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """Each held station's mark; the unknown ones learned from the database, in one request."""
+    def _marks(self, marks: Marks, stations: set[tuple[str, str]],
+               ahead: MarksAhead | None = None) -> dict[tuple[str, str], int]:
+        """Each held station's mark; the unknown ones taken from `ahead` where still valid, else learned from the
+        database in one request."""
         known: dict[tuple[str, str], int] = {}
         unknown = []
         for key in stations:
             mark = marks.get(*key)
             if mark is None:
-                unknown.append(key)
+                learned = ahead.get(key) if ahead else None
+                if learned is not None and marks.learned(*key, *learned):
+                    known[key] = learned[1]
+                else:
+                    unknown.append(key)
             else:
                 known[key] = mark
         for chunk in _chunks(sorted(unknown), _STATEMENTS_PER_QUERY):
-            statements, params = [], {}
-            for i, (site, station) in enumerate(chunk):
-                # qc is on every point (value is not); last() across the station's series is its newest reading
-                statements.append(f"SELECT last(qc) FROM {self._source()} WHERE site = $site{i} AND "
-                                  f"station = $station{i}")
-                params[f"site{i}"], params[f"station{i}"] = site, station
-            for key, found in zip(chunk, self._query_checked(statements, params), strict=True):
-                latest = max((int(row[0]) for series in found for row in series.get("values") or []),
-                             default=NOTHING)
+            for key, latest in zip(chunk, self._ask_marks(chunk), strict=True):
                 marks.set(*key, latest)
                 known[key] = latest
         return known
+
+    def _ask_marks(self, stations: list[tuple[str, str]]) -> list[int]:
+        """The newest reading's time of each station in the database (`NOTHING`: none), in one request."""
+        statements, params = [], {}
+        for i, (site, station) in enumerate(stations):
+            # qc is on every point (value is not); last() across the station's series is its newest reading
+            statements.append(f"SELECT last(qc) FROM {self._source()} WHERE site = $site{i} AND station = $station{i}")
+            params[f"site{i}"], params[f"station{i}"] = site, station
+        return [max((int(row[0]) for series in found for row in series.get("values") or []), default=NOTHING)
+                for found in self._query_checked(statements, params)]
 
     def _write_new(self, batches: list[ColumnsRequest], times: dict[int, int]) -> dict[int, list[RejectedReading]]:
         """POST the batches' lines, whole batches per request up to `_LINES_PER_REQUEST` lines. A request InfluxDB

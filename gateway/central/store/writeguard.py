@@ -25,6 +25,16 @@ process opens it while no other process has it open (a shared lock on the header
 a crashed host are never trusted. Two stations sharing a slot evict each other's mark (a query, never a wrong
 answer). Without `path` the same rules hold inside one process (threads), which is the single-writer case.
 
+**Learning marks ahead** (`unknown`, then `Marks.learned`): the ingest worker's thread learns the marks of a group's
+stations met the first time while the store thread writes the group before, so that the store thread does not wait
+for those queries. It must not hold the stations' locks across its query (a hold excludes the process's other
+holds), so it notes each slot's state (`unknown`: no lock) and asks the database without a lock; the store thread
+sets such a mark under the lock of its next write of the station, and only if the slot is exactly as it was noted.
+Every write of a slot counts up a version in the slot's flags, so a mark learned or raised meanwhile by any writer,
+or another station's mark taking the slot, makes the answer stale and it is dropped (the store thread asks as
+before). A slot unchanged since before the query holds no mark of the station, so nobody can have written its
+readings meanwhile (a writer raises the mark first): the answer is as good as one asked under the lock.
+
 Assumption, stated where the data path is documented (docs/architecture.md): every process writing readings to the
 database runs on this host and uses the same guard file. Writers on several hosts must split the stations between
 them (e.g. by site in their subscriptions), or they lose the guarantee.
@@ -50,7 +60,8 @@ NOTHING = -(1 << 63)
 SLOT_BYTES = 32
 SLOTS = 1 << 18  # 8 MiB of slots; 10,000 stations share a slot with another with a chance of ~4 %
 HEADER_BYTES = 4096
-_SLOT = struct.Struct("<16sqQ")  # fingerprint, mark (ns), flags
+_SLOT = struct.Struct("<16sqQ")  # fingerprint, mark (ns), flags (bit 0: valid; the rest: the slot's write count)
+_VERSIONS = 1 << 62
 
 Station = tuple[str, str]  # site, station
 
@@ -79,6 +90,15 @@ class Marks:
         """Record `mark`; call it before writing anything stamped up to it."""
         self._check((site, station))
         self._guard._write(site, station, mark)
+
+    def learned(self, site: str, station: str, seen: object, mark: int) -> bool:
+        """Record `mark`, learned from the database after `WriteGuard.unknown` saw the slot as `seen`, if the slot is
+        still exactly so (nothing written to it since); else leave the mark unknown. Whether it was recorded."""
+        self._check((site, station))
+        if self._guard._state((site, station)) != seen:
+            return False
+        self._guard._write(site, station, mark)
+        return True
 
     def _check(self, key: Station) -> None:
         if key not in self._stations:
@@ -123,6 +143,7 @@ class WriteGuard:
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path).resolve() if path is not None else None
         self._memory: dict[Station, int] = {}
+        self._versions: dict[Station, int] = {}  # without a file: each station's write count (`_state`)
         self._file: _GuardFile | None = None
         self._thread_lock = threading.Lock()
         if self.path is not None:
@@ -164,6 +185,22 @@ class WriteGuard:
                 for offset in reversed(locked):
                     fcntl.lockf(fd, fcntl.LOCK_UN, SLOT_BYTES, offset)
 
+    def unknown(self, stations: Iterable[Station]) -> dict[Station, object]:
+        """The stations without a mark, each with its slot's state as it is now (no lock taken): what
+        `Marks.learned` checks the slot against."""
+        found: dict[Station, object] = {}
+        for key in stations:
+            if key not in found and self._read(*key) is None:
+                found[key] = self._state(key)
+        return found
+
+    def _state(self, key: Station) -> object:
+        """What changes with every write of the station's slot (`unknown`, `Marks.learned`)."""
+        if self._file is None:
+            return self._versions.get(key, 0)
+        offset = self._offset(fingerprint(*key))
+        return bytes(self._file.map[offset:offset + SLOT_BYTES])
+
     def _read(self, site: str, station: str) -> int | None:
         fd = self._fd
         if fd is None:
@@ -176,10 +213,13 @@ class WriteGuard:
         fd = self._fd
         if fd is None:
             self._memory[(site, station)] = mark
+            self._versions[(site, station)] = self._versions.get((site, station), 0) + 1
             return
         assert self._file is not None
         key = fingerprint(site, station)
-        _SLOT.pack_into(self._file.map, self._offset(key), key, mark, 1)
+        offset = self._offset(key)
+        _, _, flags = _SLOT.unpack_from(self._file.map, offset)
+        _SLOT.pack_into(self._file.map, offset, key, mark, 1 | ((((flags >> 1) + 1) % _VERSIONS) << 1))
 
     @staticmethod
     def _offset(key: bytes) -> int:
