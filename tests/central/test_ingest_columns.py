@@ -15,12 +15,12 @@ from gateway.central import ingest as ingest_module
 from gateway.central.config import MqttSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.store import InfluxStore
-from gateway.central.store.base import to_ns
+from gateway.central.store.base import ReadingIdentity, StoredReading, to_ns
 from gateway.contract import readings_topic
 from gateway.model import QualityFlag
 from gateway.testing.services import InfluxInstance
 
-from .helpers import T0, assert_the_changed_second_reading_was_set_aside, batch, dead_letters, reading, series
+from .helpers import T0, assert_the_changed_second_reading_was_set_aside, batch, dead_letters, reading, series, stored
 
 pytestmark = pytest.mark.integration
 HOUR = timedelta(hours=1)
@@ -111,3 +111,56 @@ def test_an_implausible_time_takes_the_model_way_and_only_that_reading_is_set_as
     assert ingestor.counters()["readings_set_aside"] == {"implausible_time": 1}
     [record] = dead_letters(ingestor)
     assert record["set_aside"][0]["index"] == 1
+
+
+def test_a_batch_beginning_at_the_instant_the_one_before_ended_needs_no_look_up(
+        ingestor: Ingestor, store: InfluxStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A station's drain cuts the readings of one instant between two batches: the second begins at its station's
+    mark. The store wrote that instant's readings itself and nobody wrote the station since, so the readings of
+    other sensors and variables there are new without asking the database; the same ones again are looked up."""
+    t1 = T0 + timedelta(seconds=10)
+    first = [reading(time=T0, value=1.0), reading(time=t1, value=2.0)]
+    second = [reading(time=t1, variable="H2O", value=3.0), reading(time=t1 + timedelta(seconds=10), value=4.0)]
+    looked_up: list[int] = []
+    held = store._held
+
+    def counted(items: list[StoredReading]) -> dict[ReadingIdentity, StoredReading]:
+        looked_up.append(len(items))
+        return held(items)
+
+    monkeypatch.setattr(store, "_held", counted)
+
+    assert ingestor.handle_group([(TOPIC, payload(1, first), None)]) is True
+    assert ingestor.handle_group([(TOPIC, payload(2, second), None)]) is True
+    assert looked_up == []
+    assert ingestor.handle_group([(TOPIC, payload(3, [reading(time=t1, variable="H2O", value=3.0)]), None)]) is True
+
+    assert looked_up == [1]
+    counters = ingestor.counters()
+    assert (counters["readings_stored"], counters["duplicate_readings"]) == (4, 1)
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0, 4.0]
+    assert [p.value for p in store.query_series("st1", "H2O", T0, T0 + HOUR)] == [3.0]
+
+
+def test_a_reading_another_writer_stored_at_the_mark_instant_is_found_as_a_conflict(
+        ingestor: Ingestor, store: InfluxStore, influxd: InfluxInstance, tmp_path: Path) -> None:
+    """Another writer of the host (a second worker) stores a reading at the station's mark instant without raising
+    the mark; the store that wrote that instant before must not take its own knowledge of it for the truth: other
+    content for that identity is a conflict, the stored reading kept."""
+    t1 = T0 + timedelta(seconds=10)
+    assert ingestor.handle_group([(TOPIC, payload(1, [reading(time=T0, value=1.0), reading(time=t1, value=2.0)]),
+                                   None)]) is True
+    other = InfluxStore(influxd.url, database="columns", write_guard=tmp_path / "write-guard")
+    try:
+        [outcome] = other.write_many([(stored("site1", [reading(time=t1, variable="H2O", value=5.0)]), None)])
+    finally:
+        other.close()
+    assert outcome.written == 1
+
+    assert ingestor.handle_group([(TOPIC, payload(2, [reading(time=t1, variable="H2O", value=6.0),
+                                                      reading(time=t1 + timedelta(seconds=10), value=7.0)]),
+                                   None)]) is True
+
+    assert ingestor.counters()["readings_set_aside"] == {"conflict": 1}
+    assert [p.value for p in store.query_series("st1", "H2O", T0, T0 + HOUR)] == [5.0]
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0, 7.0]

@@ -255,6 +255,9 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         self._own_guard = not isinstance(write_guard, WriteGuard)
         self._guard = write_guard if isinstance(write_guard, WriteGuard) else WriteGuard(write_guard)
         self._lines = ReadingLines()
+        # per station: (its guard slot after this store's last write of it, the mark then, the (sensor, variable)
+        # pairs of the readings at the mark's instant, when this store knows them all); `_raise_marks`
+        self._at_mark: dict[tuple[str, str], tuple[object, int, frozenset[tuple[str, str]]]] = {}
         # /ping is answered by InfluxDB without touching data: a second without an answer means it is stuck, and
         # health checks must not wait out a write's timeout to say so
         self.ping_timeout_s = min(ping_timeout_s, timeout_s)
@@ -320,7 +323,9 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
 
         Under the write guard's lock of the batches' stations: readings stamped after their station's mark are new
         without a query; the others are looked up, all in one request (`_held`); the marks are raised to the
-        newest reading about to be written before anything is sent (`writeguard`). `ahead`: marks learned before
+        newest reading about to be written before anything is sent (`writeguard`); a reading stamped at its station's
+        mark is new without a query too when this store raised the mark to that instant, wrote every reading there
+        itself and nobody has written the station since (`_raise_marks`). `ahead`: marks learned before
         (`marks_ahead`), taken for the stations whose guard slots are as they were then.
 
         A batch may come as `ReadingColumns`: when all its readings are stamped after its station's mark, no two
@@ -339,8 +344,26 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         stations = {(site, station) for site, station, _, _ in spans}
         with self._guard.hold(stations) as marks:
             known = self._marks(marks, stations, ahead)
+            # the (sensor, variable) pairs at the mark's instant of the stations nobody wrote since this store did:
+            # a reading at that instant of another pair is new without a look-up (`_at_mark`)
+            at_mark = self._pairs_at_mark(marks, known)
+
+            def fresh(points: ReadingColumns) -> bool:
+                mark = known[points.site, points.station]
+                if points.first_ns > mark:
+                    return True
+                pairs = at_mark.get((points.site, points.station))
+                return points.first_ns == mark and pairs is not None and pairs.isdisjoint(_pairs_at(points, mark))
+
+            def looked_up(key: ReadingIdentity) -> bool:
+                mark = known[key[:2]]
+                if key[4] != mark:
+                    return key[4] < mark
+                pairs = at_mark.get(key[:2])
+                return pairs is None or key[2:4] in pairs
+
             whole = {index: points for index, points in columns.items()
-                     if points.first_ns > known[points.site, points.station] and not points.repeats_an_identity()
+                     if fresh(points) and not points.repeats_an_identity()
                      and sum(1 for site, station, first, last in spans if (site, station) == (points.site,
                              points.station) and first <= points.last_ns and last >= points.first_ns) == 1}
             plain: list[tuple[list[StoredReading], LedgerItem | None]] = []
@@ -356,12 +379,13 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
             unsure: list[StoredReading] = []  # stamped at or before their station's mark: looked up
             for (points, _), keys, own in zip(plain, identities, stations_of, strict=True):
                 if keys and min(map(_TIME, keys)) <= max(known[station] for station in own):
-                    unsure += [item for item, key in zip(points, keys, strict=True) if key[4] <= known[key[:2]]]
+                    unsure += [item for item, key in zip(points, keys, strict=True) if looked_up(key)]
             held = self._held(unsure) if unsure else {}
             classifiers = []
             newest = dict(known)
             times: dict[int, int] = {}  # id(item) -> time in ns, for the lines
             taken: list[ReadingIdentity] = []  # the identities of the readings to be written
+            new_keys_of: list[list[ReadingIdentity]] = []  # of the batches classified reading by reading
             late_before = self.late_before()
             for index, ((points, _), keys, own) in enumerate(zip(plain, identities, stations_of, strict=True)):
                 classifier = ReadingClassifier(held)  # one dict: an identity an earlier batch took counts as held
@@ -374,6 +398,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
                         taken += batch.identities()
                     continue
                 new_keys = classifier.add_all(points, keys)
+                new_keys_of.append(new_keys)
                 times.update(zip(map(id, classifier.new), map(_TIME, new_keys), strict=True))
                 taken += new_keys
                 if len(own) == 1 and new_keys:
@@ -383,9 +408,7 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
                     for key in new_keys:
                         if key[4] > newest[key[:2]]:
                             newest[key[:2]] = key[4]
-            for station, time_ns in newest.items():
-                if time_ns > known[station]:
-                    marks.set(*station, time_ns)
+            self._raise_marks(marks, known, newest, at_mark, whole.values(), new_keys_of)
             # the hourly rollup's marks of late readings, before the readings (`influx_rollup`, rule 1)
             late = self.late_marks(taken)
             if late:
@@ -401,6 +424,47 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
 
     def _hold(self, stations: Sequence[tuple[str, str]]) -> contextlib.AbstractContextManager[Marks]:
         return self._guard.hold(stations)
+
+    def _pairs_at_mark(self, marks: Marks, known: dict[tuple[str, str], int]
+                       ) -> dict[tuple[str, str], frozenset[tuple[str, str]]]:
+        """The held stations whose `_at_mark` entry is still true: their mark is the instant it was noted at and
+        their guard slot is exactly as this store left it (nobody wrote it since, not even without raising it)."""
+        pairs = {}
+        for station, mark in known.items():
+            entry = self._at_mark.get(station)
+            if entry is not None and entry[1] == mark and marks.state(*station) == entry[0]:
+                pairs[station] = entry[2]
+        return pairs
+
+    def _raise_marks(self, marks: Marks, known: dict[tuple[str, str], int], newest: dict[tuple[str, str], int],
+                     at_mark: dict[tuple[str, str], frozenset[tuple[str, str]]], whole: Iterable[ReadingColumns],
+                     new_keys_of: list[list[ReadingIdentity]]) -> None:
+        """Set the mark of every station with a reading about to be written, to its newest such reading or the mark
+        it had (a set even when the mark does not rise: any write of a station's readings changes its slot), and
+        note what this store then knows of the mark's instant (`_at_mark`): the pairs it writes there, all of them
+        when the mark rises to it (nothing was stored at a later instant than the old mark), else only if it knew
+        the instant's pairs before."""
+        top: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for batch in whole:
+            station = (batch.site, batch.station)
+            pairs = top.setdefault(station, set())
+            if batch.last_ns == newest[station]:
+                pairs |= _pairs_at(batch, batch.last_ns)
+        for keys in new_keys_of:
+            for key in keys:
+                station = key[:2]
+                pairs = top.setdefault(station, set())
+                if key[4] == newest[station]:
+                    pairs.add(key[2:4])
+        for station, pairs in top.items():
+            mark = newest[station]
+            marks.set(*station, mark)
+            if mark > known[station]:
+                self._at_mark[station] = (marks.state(*station), mark, frozenset(pairs))
+            elif station in at_mark:
+                self._at_mark[station] = (marks.state(*station), mark, at_mark[station] | pairs)
+            else:
+                self._at_mark.pop(station, None)
 
     def _marks(self, marks: Marks, stations: set[tuple[str, str]],
                ahead: MarksAhead | None = None) -> dict[tuple[str, str], int]:
@@ -792,6 +856,12 @@ _T = TypeVar("_T")
 def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _pairs_at(batch: ReadingColumns, time_ns: int) -> set[tuple[str, str]]:
+    """The (sensor, variable) pairs of the batch's readings stamped `time_ns`."""
+    return {(sensor, variable) for sensor, variable, stamp in zip(batch.sensors, batch.variables, batch.times_ns,
+                                                                   strict=True) if stamp == time_ns}
 
 
 def _clusters(stamps: list[int], gap: int) -> list[tuple[int, int]]:

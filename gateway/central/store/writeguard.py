@@ -100,6 +100,12 @@ class Marks:
         self._guard._write(site, station, mark)
         return True
 
+    def state(self, site: str, station: str) -> object:
+        """The station's slot as it is (a value that changes with every write of the slot, by any writer): what a
+        writer notes after its `set` to tell later that nobody has written the slot since."""
+        self._check((site, station))
+        return self._guard._state((site, station))
+
     def _check(self, key: Station) -> None:
         if key not in self._stations:
             raise KeyError(f"station {key} is not held")
