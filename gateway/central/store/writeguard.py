@@ -9,7 +9,9 @@ central hop. The guard answers most of these questions without asking:
   stamped after the mark is new without a query; one at or before it is looked up as before (out-of-order
   delivery, resends, backfills). The mark is learned once per station from the database (`last()` of its
   readings) and then raised by every writer **before** its write is sent, so a write that fails or a writer
-  killed half-way leaves the mark too high (a needless lookup later), never too low.
+  killed half-way leaves the mark too high (a needless lookup later), never too low. Every write of a station's
+  readings sets its mark, raised or not, so its slot changes (its write count) whenever anyone writes the station:
+  the InfluxDB store relies on that to know the readings at its station's mark instant (`InfluxStore._raise_marks`).
 - **The lock** of a station is held from the decision to the end of the write, so two processes can never both
   decide that the same identity is new (a redelivered batch that reached another worker, a conflicting reading).
   Stations in different slots proceed in parallel; a batch group takes its stations' locks in slot order, so two
