@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from gateway.central.alerts_config import RULE_NAMES, AlertsConfig, RuleName
 from gateway.central.periodic import PeriodicJob
@@ -97,7 +98,8 @@ def station_silent(ctx: RuleContext) -> list[Observation]:
     for report in ctx.reports:
         age = (ctx.now - report.time).total_seconds()
         firing = age > limit
-        message = (f"no health report for {age:.0f} s (last taken {format_time(report.time)}, limit {limit:.0f} s)"
+        message = (f"no health report for {age:.0f} s (last taken {format_time(report.time)}, limit {limit:.0f} s): "
+                   "the station is down, cut off, or cannot write its disk (its reports queue there)"
                    if firing else f"reporting: last report {max(age, 0.0):.0f} s ago")
         found.append(Observation("station_silent", report.site, report.station, STATION_SUBJECT, firing,
                                  round(age, 3), limit, message))
@@ -279,10 +281,43 @@ def disk_nearly_full(ctx: RuleContext) -> list[Observation]:
     return found
 
 
+def buffer_unwritable(ctx: RuleContext) -> list[Observation]:
+    """The station's disk buffer refused writes: now (readings held in memory) or within `window_s` (its count of
+    failed writes rose between reports; a count that falls is a restarted daemon, whose count starts again). The
+    reports of a station whose disk refuses queue in memory with the readings and arrive when it writes again, so
+    mostly this fires afterwards, from the reports taken during the fault, and clears `window_s` later."""
+    rule = ctx.config.buffer_unwritable
+    found = []
+    for report in ctx.reports:
+        history = ctx.store.query_health(report.station, ctx.now - timedelta(seconds=rule.window_s),
+                                         report.time + timedelta(microseconds=1), site=report.site,
+                                         limit=MAX_HEALTH_REPORTS)
+        if not history or history[-1].time != report.time:
+            history = [*history, report]
+        failed = sum(b.buffer_write_errors - a.buffer_write_errors if b.buffer_write_errors >= a.buffer_write_errors
+                     else b.buffer_write_errors for a, b in pairwise(history))
+        held = report.readings_held_in_memory
+        firing = held > 0 or failed > 0
+        fix = ("check the station's free space and whether its file system went read-only (kernel log; an SD card "
+               "at the end of its life)")
+        if held > 0:
+            message = (f"the station's disk buffer refuses writes: {held} readings held in memory (lost if the "
+                       f"daemon stops), {report.buffer_write_errors} failed writes since it started; {fix}")
+        elif failed > 0:
+            message = (f"the station's disk buffer refused {failed} writes in the last {rule.window_s:.0f} s (its "
+                       f"readings were held in memory and saved when it wrote again); {fix}")
+        else:
+            message = f"the disk buffer writes ({report.buffer_write_errors} failed writes since the daemon started)"
+        found.append(Observation("buffer_unwritable", report.site, report.station, STATION_SUBJECT, firing,
+                                 held if held > 0 else failed, 0, message))
+    return found
+
+
 RULES: dict[RuleName, Callable[[RuleContext], list[Observation]]] = {
     "station_silent": station_silent, "buffer_growing": buffer_growing, "clock_unsynchronised": clock_unsynchronised,
     "sensor_stuck": sensor_stuck, "sensor_out_of_range": sensor_out_of_range, "flag2_share": flag2_share,
     "signal_strength_low": signal_strength_low, "disk_nearly_full": disk_nearly_full,
+    "buffer_unwritable": buffer_unwritable,
 }
 
 

@@ -13,9 +13,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 RuleName = Literal["station_silent", "buffer_growing", "clock_unsynchronised", "sensor_stuck", "sensor_out_of_range",
-                   "flag2_share", "signal_strength_low", "disk_nearly_full"]
+                   "flag2_share", "signal_strength_low", "disk_nearly_full", "buffer_unwritable"]
 RULE_NAMES: tuple[RuleName, ...] = ("station_silent", "buffer_growing", "clock_unsynchronised", "sensor_stuck",
-                                    "sensor_out_of_range", "flag2_share", "signal_strength_low", "disk_nearly_full")
+                                    "sensor_out_of_range", "flag2_share", "signal_strength_low", "disk_nearly_full",
+                                    "buffer_unwritable")
 
 #: Plausible ranges by variable base name (the name without its AmeriFlux position qualifier _<H>_<V>_<R>), in the
 #: units of the variable registry (gateway/variables.py; a series in another unit is not judged): wide enough for
@@ -131,6 +132,12 @@ class DiskNearlyFullRule(_Rule):
     min_free_bytes: int = Field(default=1_000_000_000, ge=0, description="or below this many bytes free")
 
 
+class BufferUnwritableRule(_Rule):
+    window_s: float = Field(default=3600.0, gt=0, le=30 * 86400,
+                            description="fires while the station's disk buffer refuses writes, and for this long "
+                                        "after a report shows a failed write")
+
+
 class AlertsConfig(_Section):
     every_s: float = Field(default=60.0, gt=0, le=86400, description="how often `central serve` evaluates the rules")
     station_silent: StationSilentRule = Field(default_factory=StationSilentRule)
@@ -141,6 +148,7 @@ class AlertsConfig(_Section):
     flag2_share: Flag2ShareRule = Field(default_factory=Flag2ShareRule)
     signal_strength_low: SignalStrengthLowRule = Field(default_factory=SignalStrengthLowRule)
     disk_nearly_full: DiskNearlyFullRule = Field(default_factory=DiskNearlyFullRule)
+    buffer_unwritable: BufferUnwritableRule = Field(default_factory=BufferUnwritableRule)
     enabled: bool = Field(default=True, description="false: no rule is evaluated")
 
     def rule(self, name: RuleName) -> _Rule:

@@ -105,6 +105,12 @@ class StationHealth(WireModel):
         default=None, description="the station's supply voltage where a configured sensor measures it")
     reports_dropped: Annotated[WireInt, Field(ge=0)] = Field(
         default=0, description="older reports this station dropped from its bounded health outbox since the start")
+    buffer_write_errors: Annotated[WireInt, Field(ge=0)] = Field(
+        default=0, description="writes of the station's disk buffer that failed since the daemon started: a full, "
+                               "read-only or failing disk (the readings of a failed write are held in memory)")
+    readings_held_in_memory: Annotated[WireInt, Field(ge=0)] = Field(
+        default=0, description="readings the disk buffer refused, held in memory when the report was taken until "
+                               "the disk takes them again (lost if the daemon stops first); 0 while it writes")
     buffers: list[ChannelBacklog] = Field(default_factory=list, max_length=16)
     sensors: list[SensorHealth] = Field(default_factory=list, max_length=256)
 

@@ -164,6 +164,11 @@ class StationDaemon:
         self.liveness = Liveness()
         self.watchdog = Watchdog(self.liveness, status=self._status_line)
 
+    @property
+    def readings_held_in_memory(self) -> int:
+        """Readings the disk buffer refused and the writer holds until it takes them (0 while the disk writes)."""
+        return len(self._unbuffered)
+
     def health(self) -> dict[str, object]:
         if self._final_health is not None:
             return self._final_health  # stopped: the files behind the live figures are closed
@@ -173,6 +178,7 @@ class StationDaemon:
             "broker_connected": self.delivery.connected,
             "buffered_readings": self.buffer.pending_readings() + len(self._unbuffered) + len(self._incoming),
             "buffer_errors": self.buffer_errors,
+            "readings_held_in_memory": len(self._unbuffered),
             "delivery": self.delivery.health(),
             "sensors": [vars(r.health) for r in self.runners],
             "streams": self.streams.health(),
@@ -180,7 +186,8 @@ class StationDaemon:
             "flux": self.flux.health() if self.flux is not None else None,
             "commands": self.commands.health() if self.commands is not None else None,
             "telemetry": {"reports": self.telemetry.reports, "failures": self.telemetry.failures,
-                          "dropped": self.telemetry.outbox.dropped} if self.telemetry is not None else None,
+                          "dropped": self.telemetry.outbox.dropped, "held": self.telemetry.held}
+            if self.telemetry is not None else None,
         }
 
     def request_restart(self, reason: str) -> None:

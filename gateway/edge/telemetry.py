@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,8 @@ class HealthSampler:
         return max(0.0, (used - last[1]) / (now - last[0]))
 
     def sample(self, *, buffers: Sequence[ChannelBacklog], sensors: Sequence[SensorHealth],
-               supply_voltage_v: float | None = None, reports_dropped: int = 0) -> StationHealth:
+               supply_voltage_v: float | None = None, reports_dropped: int = 0, buffer_write_errors: int = 0,
+               readings_held_in_memory: int = 0) -> StationHealth:
         load = load_average(self.proc_root)
         total, available = memory(self.proc_root)
         free, size = disk_space(self.disk_path)
@@ -160,7 +162,8 @@ class HealthSampler:
             load_15m=load[2] if load else None, cpu_count=os.cpu_count(), daemon_cpu_share=self._cpu_share(),
             memory_total_bytes=total, memory_available_bytes=available,
             daemon_rss_bytes=resident_bytes(self.proc_root), supply_voltage_v=supply_voltage_v,
-            reports_dropped=reports_dropped, buffers=list(buffers), sensors=list(sensors),
+            reports_dropped=reports_dropped, buffer_write_errors=buffer_write_errors,
+            readings_held_in_memory=readings_held_in_memory, buffers=list(buffers), sensors=list(sensors),
         )
 
 
@@ -301,6 +304,7 @@ class TelemetryRunner:
         self.failures = 0
         self._previous: dict[str, _Counts] = {}
         self._failing = False
+        self._held: deque[StationHealth] = deque()  # taken, refused by the outbox's disk, queued first next time
 
     def run(self, stop: threading.Event) -> None:
         start = time.monotonic()
@@ -312,16 +316,26 @@ class TelemetryRunner:
                 return
 
     def report_once(self) -> StationHealth | None:
-        """Take a report and queue it; never raises (telemetry must not stop the station)."""
+        """Take a report and queue it; never raises (telemetry must not stop the station). A report the outbox
+        refuses (its file's disk full, read-only or failing) is held in memory and queued, in order, before the
+        next one: the reports taken while the disk refused are what tells the operator afterwards what happened
+        (`readings_held_in_memory`, `buffer_write_errors`). At most the outbox's `max_backlog` are held; past it the
+        oldest is dropped and counted in `reports_dropped`, as the outbox itself does."""
         try:
             report = self.take()
-            self.outbox.add(report)
         except Exception as exc:
-            self.failures += 1
-            if not self._failing:
-                log.error("cannot take or queue a health report: %s (retried every %.0f s)", exc,
-                          self.sampler.interval_s, exc_info=not isinstance(exc, sqlite3.Error | OSError))
-                self._failing = True
+            self._failed("cannot take a health report", exc)
+            return None
+        self._held.append(report)
+        if len(self._held) > self.outbox.max_backlog:
+            self._held.popleft()
+            self.outbox.dropped += 1
+        try:
+            while self._held:
+                self.outbox.add(self._held[0])
+                self._held.popleft()
+        except Exception as exc:
+            self._failed(f"cannot queue a health report ({len(self._held)} held in memory)", exc)
             return None
         if self._failing:
             log.info("health reports are queued again")
@@ -331,10 +345,24 @@ class TelemetryRunner:
             self.notify()
         return report
 
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.failures += 1
+        if not self._failing:
+            log.error("%s: %s (retried every %.0f s)", what, exc, self.sampler.interval_s,
+                      exc_info=not isinstance(exc, sqlite3.Error | OSError))
+            self._failing = True
+
+    @property
+    def held(self) -> int:
+        """Reports taken but not yet in the outbox (its disk refused them)."""
+        return len(self._held)
+
     def take(self) -> StationHealth:
         daemon = self.daemon
         return self.sampler.sample(buffers=backlogs(daemon.delivery.health()), sensors=self.sensors(),
-                                   supply_voltage_v=self.supply_voltage(), reports_dropped=self.outbox.dropped)
+                                   supply_voltage_v=self.supply_voltage(), reports_dropped=self.outbox.dropped,
+                                   buffer_write_errors=daemon.buffer_errors,
+                                   readings_held_in_memory=daemon.readings_held_in_memory)
 
     def _availability(self, name: str, done: int, failed: int, expected: float | None) -> float | None:
         """Share since the previous report: polls answered of polls made, or records of the records expected."""

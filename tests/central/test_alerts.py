@@ -253,6 +253,31 @@ def test_disk_nearly_full(store: SqliteStore, clock: Clock) -> None:
     assert states(alerts, "disk_nearly_full") == {"station": "ok"}
 
 
+def test_buffer_unwritable(store: SqliteStore, clock: Clock) -> None:
+    alerts = evaluator(store, clock, buffer_unwritable={"window_s": 3600})
+    # the disk refuses now: readings held in memory
+    store.write_health([health(clock, age_s=120, buffer_write_errors=0)])
+    store.write_health([health(clock, buffer_write_errors=7, readings_held_in_memory=150)])
+    alerts.evaluate()
+    assert firing(alerts, "buffer_unwritable") == {"station": 150}
+    assert "150 readings held in memory" in alerts.alerts(rule="buffer_unwritable")[0].message
+    # written again: the failed writes of the last hour still fire, with the count that rose
+    clock.advance(60)
+    store.write_health([health(clock, buffer_write_errors=9)])
+    alerts.evaluate()
+    assert firing(alerts, "buffer_unwritable") == {"station": 9}
+    # an hour on, with no more failed writes, it clears; a restarted daemon's smaller count is no failure
+    clock.advance(3700)
+    store.write_health([health(clock, age_s=60, buffer_write_errors=9)])
+    store.write_health([health(clock, buffer_write_errors=0)])
+    alerts.evaluate()
+    assert states(alerts, "buffer_unwritable") == {"station": "ok"}
+    clock.advance(60)
+    store.write_health([health(clock, buffer_write_errors=2)])  # the restarted daemon fails twice
+    alerts.evaluate()
+    assert firing(alerts, "buffer_unwritable") == {"station": 2}
+
+
 def test_every_rule_has_a_test_here() -> None:
     names = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(RULE_NAMES) <= names

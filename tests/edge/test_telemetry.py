@@ -4,10 +4,12 @@ outbox, the daemon's telemetry thread, and the round trip station -> broker -> c
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -209,7 +211,52 @@ def test_the_daemon_reports_its_sensors_outboxes_and_supply(tmp_path: Path) -> N
     assert channels["readings"].pending > 0 and channels["readings"].oldest_age_s is not None
     assert channels["health"].pending >= 4 and channels["health"].unit == "reports"
     validate_payload("StationHealth", report.model_dump_json())
-    assert daemon.health()["telemetry"] == {"reports": daemon.telemetry.reports, "failures": 0, "dropped": 0}
+    assert daemon.health()["telemetry"] == {"reports": daemon.telemetry.reports, "failures": 0, "dropped": 0,
+                                            "held": 0}
+
+
+def test_reports_the_disk_refuses_are_held_and_queued_in_order_when_it_writes_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the readings and the reports share the buffer file: a full or read-only disk refuses both; the reports taken
+    # meanwhile are what tells the operator afterwards (buffer_unwritable, docs/operations.md)
+    daemon = daemon_with(tmp_path, (CountingDriver, "good", 0.05))
+    telemetry = daemon.telemetry
+    assert telemetry is not None
+    full = sqlite3.OperationalError("database or disk is full")
+    real_append, real_add = daemon.buffer.append, telemetry.outbox.add
+
+    def refusing(real: Any) -> Any:
+        def call(*args: Any) -> Any:
+            if disk_full:
+                raise full
+            return real(*args)
+        return call
+
+    disk_full = True
+    monkeypatch.setattr(daemon.buffer, "append", refusing(real_append))
+    monkeypatch.setattr(telemetry.outbox, "add", refusing(real_add))
+    reading = CountingDriver(SensorConfig(name="good", driver="fake"), station="st01").poll()[0]
+    daemon._commit([reading])
+    daemon._commit([])  # the writer retries: the disk refuses again
+    assert (daemon.buffer_errors, daemon.readings_held_in_memory) == (2, 1)
+    assert [telemetry.report_once() for _ in range(3)] == [None, None, None]
+    assert (telemetry.held, telemetry.failures, telemetry.outbox.pending()) == (3, 3, 0)
+
+    disk_full = False
+    daemon._commit([])
+    assert daemon.readings_held_in_memory == 0 and daemon.buffer.pending_readings() == 1
+    last = telemetry.report_once()
+    assert last is not None and telemetry.held == 0 and telemetry.outbox.pending() == 4
+    queued = [StationHealth.model_validate_json(item.payload) for item in telemetry.outbox.claim(10, set())]
+    assert [(r.buffer_write_errors, r.readings_held_in_memory) for r in queued] == [(2, 1)] * 3 + [(2, 0)]
+    assert [r.time for r in queued] == sorted(r.time for r in queued) and queued[-1].time == last.time
+
+    # held reports are bounded as the outbox is: past max_backlog the oldest goes, counted in reports_dropped
+    disk_full = True
+    telemetry.outbox.max_backlog = 2
+    for _ in range(3):
+        telemetry.report_once()
+    assert telemetry.held == 2 and telemetry.outbox.dropped == 1
 
 
 def test_telemetry_can_be_turned_off(tmp_path: Path) -> None:

@@ -58,7 +58,8 @@ from gateway.contract import StationHealth
 #: Scalars written as integer fields (the rest of the numbers are floats, clock_synced a bool, daemon_version a
 #: string): a field keeps its type for ever in InfluxDB, so the split is fixed here.
 INTEGER_FIELDS = frozenset({"seq", "disk_free_bytes", "disk_total_bytes", "cpu_count", "memory_total_bytes",
-                            "memory_available_bytes", "daemon_rss_bytes", "reports_dropped"})
+                            "memory_available_bytes", "daemon_rss_bytes", "reports_dropped", "buffer_write_errors",
+                            "readings_held_in_memory"})
 STRING_FIELDS = frozenset({"daemon_version"})
 BOOL_FIELDS = frozenset({"clock_synced"})
 _WRITE_CHUNK = 5000
