@@ -23,8 +23,10 @@ outage in batches of up to 500 readings (`batch_size`). Per run (1 worker, then 
 
     catch-up     every station connects with `--backlog-min` minutes of items waiting (an outage of the central
                  service or of the uplink), and sends them as fast as its window and the receipts allow: the drain
-                 rate is the ingest's throughput (messages/s, readings/s, per worker); baseline in the same run: the
-                 same readings as line protocol POSTed straight to InfluxDB's /write in requests of 5,000
+                 rate is the ingest's throughput (messages/s, readings/s, per worker); baselines in the same run: the
+                 same readings as line protocol POSTed straight to InfluxDB's /write in requests of 5,000, and the
+                 /write requests one worker's code makes of the same messages (recorded in this process, then
+                 replayed from one client: what InfluxDB takes of what the ingest writes, `replayed_baseline`)
     live         `--live-s` seconds of real-time traffic of every station: ingest lag (first PUBLISH of an item to
                  its receipt at the station) p50/p99, the broker's stored messages ($SYS, every second), the
                  workers' queues
