@@ -38,8 +38,9 @@ before). A slot unchanged since before the query holds no mark of the station, s
 readings meanwhile (a writer raises the mark first): the answer is as good as one asked under the lock.
 
 Assumption, stated where the data path is documented (docs/architecture.md): every process writing readings to the
-database runs on this host and uses the same guard file. Writers on several hosts must split the stations between
-them (e.g. by site in their subscriptions), or they lose the guarantee.
+database runs on this host, uses the same guard file and the same release (an older writer does not set the mark of
+a write that does not raise it; docs/scaling.md, "Horizontal ingest"). Writers on several hosts must split the
+stations between them (e.g. by site in their subscriptions), or they lose the guarantee.
 """
 
 from __future__ import annotations
