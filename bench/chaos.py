@@ -5,7 +5,7 @@ InfluxDB holds (committed = stored, 0 lost, 0 duplicated, 0 altered) with the dr
     counting GMP252 probes (own process) ── socat PTYs ── sinkwatch station run ── Mosquitto (shipped conf + ACL)
                                                              InfluxDB 1.x ── sinkwatch central serve ──┘
 
-Default: 5 rounds of the 11 fault kinds (55 faults) plus 100 kills of the station in the middle of a buffer write,
+Default: 5 rounds of the 13 fault kinds (65 faults) plus 100 kills of the station in the middle of a buffer write,
 spread between them; outages of 2-15 s. About 30-40 minutes on two cores. Run:
 
     .venv/bin/python bench/chaos.py [--rounds 5] [--midwrite 100] [--seed 0] [--keep DIR]
@@ -33,7 +33,7 @@ from gateway.testing.chaos import FAULT_KINDS, ChaosPlan, SiteSettings, run_chao
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the fault kinds (default 5: 55 faults)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the fault kinds (default 5: 65 faults)")
     parser.add_argument("--kinds", nargs="+", choices=FAULT_KINDS, default=FAULT_KINDS, help="fault kinds (all)")
     parser.add_argument("--midwrite", type=int, default=100, help="mid-write station kills, spread between them")
     parser.add_argument("--seed", type=int, default=0)

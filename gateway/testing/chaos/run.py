@@ -20,6 +20,8 @@ Fault kinds; a fault ends when the harness has undone it, and its drain is measu
 - central-kill: SIGKILL `sinkwatch central serve`, start it again.
 - broker-freeze: SIGSTOP Mosquitto for the outage, then SIGCONT: connections open but never answered (no RST), as
   a network partition or a stalled host looks until the clients' keep-alive runs out.
+- central-disk-full: the same file-size limit for `sinkwatch central serve` (its ledger, write guard, chain marks,
+  dead letters and logs; influxd, a process of its own, writes on).
 - central-freeze: SIGSTOP `sinkwatch central serve` for the outage (its session hangs; the broker queues for it and
   times its keep-alive out), then SIGCONT.
 - station-freeze: SIGSTOP `sinkwatch station run` for the outage (no poll, no publish; its monotonic clocks jump by
@@ -50,8 +52,8 @@ from gateway.testing.chaos.site import ChaosSite, SiteSettings
 from gateway.testing.chaos.wal import WalState, WriteWatch
 
 FAULT_KINDS = ("station-kill", "station-freeze", "station-disk-full", "broker-term", "broker-kill",
-               "broker-kill-queued", "broker-freeze", "central-kill", "central-freeze", "influx-freeze", "influx-kill",
-               "serial-pull")
+               "broker-kill-queued", "broker-freeze", "central-kill", "central-freeze", "central-disk-full",
+               "influx-freeze", "influx-kill", "serial-pull")
 MIDWRITE = "station-kill-midwrite"
 
 
@@ -336,7 +338,12 @@ class ChaosRun:
         return ""
 
     def _station_disk_full(self) -> str:
-        process = self.site.station.process
+        return self._disk_full(self.site.station.process)
+
+    def _central_disk_full(self) -> str:
+        return self._disk_full(self.site.central.process)
+
+    def _disk_full(self, process: subprocess.Popen[bytes] | None) -> str:
         assert process is not None
         soft, hard = resource.prlimit(process.pid, resource.RLIMIT_FSIZE)
         resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (1, hard))
