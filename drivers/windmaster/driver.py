@@ -26,6 +26,9 @@ class WindMasterConfig(StreamConfig):
         default=True, description="send Q<CR><LF> after connecting, in case a technician left configuration mode")
     height_m: float | None = Field(default=None, description="measurement height above ground, m (archive metadata)")
     north_offset_deg: float | None = Field(default=None, description="azimuth of the sonic's +x (U) axis, degrees")
+    firmware: str = Field(default="", max_length=40,
+                          description="the unit's firmware version as its D2 command reports it (archive metadata); "
+                                      "flux processing fixes the w-boost bug of 2329.x.y with x < 700 (Gill KN1509v3)")
 
 
 def _number(field: bytes, name: str) -> float:

@@ -1,7 +1,7 @@
 """Site metadata of a flux computation: the site facts a user gives (YAML or an EddyPro .metadata file), completed
-from the raw archive headers of the sonic and the analyzer (their frequency, the sonic's height and north offset,
-the analyzer's type and the gases' units). Used on the station (`gateway.edge.fluxrunner`, headers from the sensor
-configs) and centrally (`gateway.central.recompute`, headers from the uplinked files).
+from the raw archive headers of the sonic and the analyzer (their frequency, the sonic's height, north offset and
+firmware, the analyzer's type and the gases' units). Used on the station (`gateway.edge.fluxrunner`, headers from
+the sensor configs) and centrally (`gateway.central.recompute`, headers from the uplinked files).
 
 Site facts the station does not record (altitude, latitude, canopy height, …) come from the given mapping, with the
 keys of `SiteMetadata` (docs/flux-ec.md); any key it has wins over the headers, also inside `sonic` (e.g. only the
@@ -41,6 +41,8 @@ def site_metadata_from_headers(site_metadata: Mapping[str, Any], sonic_header: M
                                     "north_offset": float(sonic_instrument.get("north_offset_deg") or 0.0)}
     if sonic_instrument.get("height_m") is not None:
         header_sonic["height"] = float(sonic_instrument["height_m"])
+    if sonic_instrument.get("firmware"):  # the WindMaster driver's `firmware` (w-boost fix, gill_wm_wboost)
+        header_sonic["sw_version"] = str(sonic_instrument["firmware"])
     if isinstance(merged.get("sonic"), Mapping):  # the given keys (e.g. sw_version alone) win, the headers fill in
         merged["sonic"] = {**header_sonic, **merged["sonic"]}
     elif "sonic" not in merged and "height" in header_sonic:

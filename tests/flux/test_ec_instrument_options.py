@@ -206,3 +206,16 @@ def test_a_station_windmaster_gets_its_firmware_from_the_site_facts_and_the_rest
     plain = site_metadata_from_headers({"altitude": 100, "latitude": 50}, header, None)
     assert instrument_notes(plain, settings_of(gill_wm_wboost=True))[0].startswith(
         "gill_wm_wboost = 1: not applied: the WindMaster's firmware version is not given")
+
+
+def test_the_windmaster_driver_s_firmware_reaches_the_metadata_through_the_archive_header() -> None:
+    """The sensor config's `firmware` is in the archive header the station and a central recompute read."""
+    from drivers.windmaster.driver import WindMasterConfig, WindMasterDriver
+    from gateway.edge.fluxrunner import instrument_header
+
+    config = WindMasterConfig(name="sonic", port="/dev/null", frequency_hz=20.0, height_m=25.0,
+                              firmware="2329.602.01")
+    header = instrument_header("site", "station", WindMasterDriver, config)
+    md = site_metadata_from_headers({"altitude": 100, "latitude": 50}, header, None)
+    assert (md.sonic.model, md.sonic.sw_version) == ("WindMaster", "2329.602.01")
+    assert instrument_notes(md, settings_of(gill_wm_wboost=True))[0].startswith("gill_wm_wboost = 1: applied")
