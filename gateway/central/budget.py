@@ -18,7 +18,8 @@ serve` (`budget.every`, `BudgetScheduler`). docs/budget.md, "In the running syst
   `{TA: sensor/TA_1_2_1}` chooses. Half-hour means of the readings with qc GOOD or SUSPECT, aligned with the flux
   periods (the window [end - 30 min, end)); a half hour with fewer readings than `min_coverage` × the median count
   is missing. Without a VPD sensor VPD is computed from the half-hour means of RH and TA
-  (`gateway.variables.vapour_pressure_deficit_hpa`).
+  (`gateway.variables.vapour_pressure_deficit_hpa`); without RH either, the pipeline's reduced method runs (NEE
+  filled on SW_IN alone, no daytime partitioning), as for a file without them, and the notes say so.
 - **Provenance.** The run keeps what it read (`BudgetRun.inputs`, gateway/central/store/provenance.py): the flux
   records (result set, count, first and last end, SHA-256 over their digests) and each met source's half-hour means
   (sensor, variable, count, SHA-256); `budget_input_digests` reads them again from the store to compare.
@@ -335,8 +336,13 @@ def load_station_year(store: Store, station: str, year: int, settings: StationBu
     if sources["VPD"] is None:
         rh = choose_met_source(store, site, station, year, "RH", settings, *window)
         if rh is None:
-            raise BudgetJobError(f"station {station}, {year}: no VPD or RH readings at site {site} in the year; the "
-                                 "budget needs VPD (hPa) or RH (%) with TA, e.g. from an HMP155")
+            # as `sinkwatch flux budget` does with a file without VPD and RH: the pipeline's reduced method (MDS on
+            # SW_IN alone, Reichstein et al. 2005 Appendix A; no daytime partitioning), said in its note
+            inputs["VPD"] = np.full(ends_s.size, np.nan)
+            met["VPD"] = "none"
+            notes.append(f"no VPD or RH readings at site {site} in the year: the reduced method below; an air "
+                         "temperature and humidity probe (e.g. an HMP155) gives the full one")
+            return StationYearInput(site, station, year, settings, flux_set, ends_s, inputs, met, notes, read)
         rh_means = _half_hour_means(store, site, station, rh, ends_s, settings.min_coverage, notes, read, "RH")
         inputs["VPD"] = vapour_pressure_deficit_hpa(inputs["TA"], rh_means)
         met["VPD"] = f"from {met['TA']} and {rh.describe()}"

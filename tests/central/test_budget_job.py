@@ -132,6 +132,21 @@ def test_vpd_comes_from_rh_and_ta_when_no_sensor_reports_it(sqlite: SqliteStore)
     assert budget.run.settings["met"]["VPD"] == "from ta_rh/TA_1_1_1 and ta_rh/RH_1_1_1"
 
 
+def test_without_vpd_and_rh_the_reduced_method_runs_and_says_so(sqlite: SqliteStore) -> None:
+    year = first_days(simulated_year(), 20)
+    fill_store(sqlite, year, with_vpd=False)  # and no RH sensor
+
+    budget = compute_station_budget(sqlite, STATION, YEAR, job(), now=after(year))
+
+    notes = budget.run.notes
+    assert any(n.startswith("no VPD or RH readings at site") for n in notes), notes
+    assert any(n.startswith("VPD: no values; NEE gap-filled by the look-up table on SW_IN alone") for n in notes)
+    assert budget.run.settings["met"]["VPD"] == "none"
+    assert all(math.isnan(v) for v in budget.tables["HH"].values["VPD"])
+    assert "VPD" not in budget.run.inputs  # nothing read for it: no digest
+    assert all(math.isfinite(v) for v in budget.tables["HH"].values["NEE_F"])  # every half hour filled
+
+
 def test_two_flux_result_sets_need_a_choice_and_flagged_fc_is_removed(sqlite: SqliteStore) -> None:
     year = first_days(simulated_year(), 20)
     fill_store(sqlite, year)
