@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,14 +31,66 @@ def key_path(location: Sequence[int | str], prefix: str = "") -> str:
     return text or "(top level)"
 
 
-def describe_validation_error(path: Path | str, error: ValidationError, prefix: str = "") -> str:
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The one pydantic model a field's type holds (`Model`, `Model | None`, `list[Model]`, ...), else None."""
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    found = {m for m in (_model_in(a) for a in typing.get_args(annotation)) if m is not None}
+    return found.pop() if len(found) == 1 else None
+
+
+def _holds_mapping(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (dict, Mapping):
+        return True
+    return any(_holds_mapping(a) for a in typing.get_args(annotation))
+
+
+def known_keys(model: type[BaseModel], location: Sequence[int | str]) -> list[str]:
+    """The keys a mapping at `location` (a pydantic error location without its last part) may hold, found by
+    walking `model`'s fields; empty when the location leads to no single model."""
+    current = model
+    in_mapping = False  # the model came from a `dict[str, Model]` field: the next part is one of its keys
+    for part in location:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part)
+        if field is None and in_mapping:
+            in_mapping = False
+            continue
+        nested = _model_in(field.annotation) if field is not None else None
+        if field is None or nested is None:
+            return []
+        in_mapping = _holds_mapping(field.annotation)
+        current = nested
+    return sorted(f.alias or name for name, f in current.model_fields.items())
+
+
+def _unknown_key_message(key: object, known: list[str]) -> str:
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6) if known else []
+    if close:
+        return f"unknown key; did you mean {close[0]}? (check the spelling against the sample config)"
+    if known:
+        return f"unknown key; the keys here are {', '.join(known)} (check the spelling against the sample config)"
+    return "unknown key (check the spelling against the sample config)"
+
+
+def describe_validation_error(path: Path | str, error: ValidationError, prefix: str = "",
+                              model: type[BaseModel] | None = None) -> str:
+    """One line per problem: `file: invalid configuration` then `  key.path: problem`. With `model` (the model
+    that was validated), a misspelt key names the key it most likely means, or the keys allowed there."""
     lines = [f"{path}: invalid configuration"]
     for item in error.errors():
         message = item["msg"]
         if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling against the sample config)"
+            location = item["loc"]
+            known = known_keys(model, location[:-1]) if model is not None and location else []
+            message = _unknown_key_message(location[-1] if location else "", known)
         elif item["type"] == "missing":
             message = "required key is missing"
+        elif item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")  # pydantic's prefix says nothing to the reader
         lines.append(f"  {key_path(item['loc'], prefix)}: {message}")
     return "\n".join(lines)
 
@@ -115,6 +169,11 @@ def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        inside = sorted(p.name for p in path.glob("*.yaml"))[:5]
+        hint = f" (this folder holds {', '.join(inside)})" if inside else ""
+        raise ConfigError(f"{path}: is a folder, not a config file; give the path of the YAML file itself{hint}") \
+            from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
@@ -134,7 +193,7 @@ def load_model(path: Path | str, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(path, exc)) from None
+        raise ConfigError(describe_validation_error(path, exc, model=model)) from None
 
 
 def check_inline_secrets(path: Path | str, keys: Sequence[str]) -> None:

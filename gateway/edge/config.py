@@ -193,11 +193,8 @@ class StationConfigBase(_Strict):
     sensors: list[dict[str, Any]] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_sensor_names(self) -> StationConfigBase:
+    def _supply_sensor_exists(self) -> StationConfigBase:
         names = [s.get("name") for s in self.sensors]
-        duplicates = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"sensor names must be unique; repeated: {', '.join(duplicates)}")
         supply = self.telemetry.supply_voltage
         if supply is not None and supply.sensor not in names:
             raise ValueError(f"telemetry.supply_voltage.sensor: no sensor named {supply.sensor!r} in `sensors`; "
@@ -231,7 +228,8 @@ def parse_station_config(data: dict[str, Any], source: Path | str = "<config>") 
     try:
         base = StationConfigBase.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(source, exc)) from None
+        raise ConfigError(describe_validation_error(source, exc, model=StationConfigBase)) from None
+    check_unique_names(base.sensors, source)
     sensors: list[tuple[type[Driver], SensorConfig]] = []
     for index, entry in enumerate(base.sensors):
         prefix = f"sensors[{index}]"
@@ -240,7 +238,7 @@ def parse_station_config(data: dict[str, Any], source: Path | str = "<config>") 
                 {k: entry[k] for k in ("name", "driver", "interval_s") if k in entry}
             )
         except ValidationError as exc:
-            raise ConfigError(describe_validation_error(source, exc, prefix)) from None
+            raise ConfigError(describe_validation_error(source, exc, prefix, model=SensorConfig)) from None
         try:
             driver_class = load_driver(common.driver)
         except KeyError as exc:
@@ -248,19 +246,38 @@ def parse_station_config(data: dict[str, Any], source: Path | str = "<config>") 
         try:
             sensors.append((driver_class, driver_class.Config.model_validate(entry)))
         except ValidationError as exc:
-            raise ConfigError(describe_validation_error(source, exc, prefix)) from None
+            raise ConfigError(describe_validation_error(source, exc, prefix, model=driver_class.Config)) from None
     check_serial_lines(sensors, source)
     if base.signing_key is not None:
         try:
             load_private_key(base.signing_key)
         except KeyFileError as exc:
-            raise ConfigError(f"{source}: invalid configuration\n  signing_key: {exc}") from None
+            where = "" if base.signing_key.is_absolute() else (
+                f" (a relative path is read from the current directory, {Path.cwd()}, not from the config's "
+                "folder: give the absolute path)")
+            raise ConfigError(f"{source}: invalid configuration\n  signing_key: {exc}{where}") from None
     config = StationConfig(base, sensors, Path(source) if not isinstance(source, Path) else source)
     if config.flux is not None:
         from gateway.edge.fluxrunner import resolve_flux_setup  # numpy and the engine only when fluxes are on
 
         config.flux_setup = resolve_flux_setup(config, source)
     return config
+
+
+def check_unique_names(entries: list[dict[str, Any]], source: Path | str) -> None:
+    """Every sensor has its own name (it is the `sensor` tag of its readings downstream); a repeat names both
+    entries."""
+    first: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        name = entry.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            raise ConfigError(
+                f"{source}: invalid configuration\n  sensors[{index}].name: {name!r} is already the name of "
+                f"sensors[{first[name]}]; give every sensor its own name (it tags the sensor's readings downstream)"
+            )
+        first[name] = index
 
 
 def device_path_of(config: SensorConfig) -> str | None:

@@ -97,7 +97,7 @@ def test_station_and_file_mode_options_do_not_mix(tmp_path: Path) -> None:
     ({"every": "1d", "defaults": {}}, "stations: all needs budget.defaults.latitude"),
     ({"every": "1d", "stations": ["st9"], "per_station": {"st9": {"latitude": 50.0}}}, "station st9 has no "
                                                                                            "coordinates"),
-    ({"every": "daily"}, "budget.every: Value error, 'daily' is not a duration"),
+    ({"every": "daily"}, "budget.every: 'daily' is not a duration"),
     ({"ustar": "fast"}, "budget.ustar"),
     ({"ustar": "7"}, "between 0 and 3"),
     ({"bootstrap": 10}, "budget.bootstrap"),

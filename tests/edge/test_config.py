@@ -48,7 +48,7 @@ def test_good_config_loads_with_typed_driver_config(tmp_path: Path) -> None:
         ("site: [unclosed", "not valid YAML at line 1"),
         ("", "config file is empty"),
         ("- a\n- b\n", "expected a mapping"),
-        (with_changes(station="tower 01"), "station: Value error, 'tower 01' is not a valid identifier"),
+        (with_changes(station="tower 01"), "  station: 'tower 01' is not a valid identifier"),
         (with_changes(sensors=[{"name": "x", "driver": "nosuch", "port": "/dev/x"}]),
          "sensors[0].driver: unknown driver 'nosuch'; known drivers: "),
         (with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": "/dev/x", "adress": 3}]),
@@ -57,7 +57,8 @@ def test_good_config_loads_with_typed_driver_config(tmp_path: Path) -> None:
          "sensors[0].address: Input should be less than or equal to 247"),
         (with_changes(sensors=[{"name": "x", "driver": "gmp252"}]), "sensors[0].port: required key is missing"),
         (with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": "/dev/a"},
-                               {"name": "x", "driver": "gmp252", "port": "/dev/b"}]), "repeated: x"),
+                               {"name": "x", "driver": "gmp252", "port": "/dev/b"}]),
+         "sensors[1].name: 'x' is already the name of sensors[0]; give every sensor its own name"),
         (with_changes(mqtt={"port": 99999}), "mqtt.port: Input should be less than or equal to 65535"),
         (with_changes(buffer={}), "buffer.path: required key is missing"),
     ],
@@ -158,3 +159,44 @@ def test_one_port_spelled_one_way_is_one_line_with_its_checks(tmp_path: Path) ->
                {"name": "co2_b", "driver": "gmp252", "port": "/dev/ttyUSB0", "address": 1}]
     with pytest.raises(ConfigError, match="both use address 1 on /dev/ttyUSB0"):
         load_station_config(write(tmp_path, with_changes(sensors=sensors)))
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": "/dev/x", "intervall_s": 10}]),
+         "sensors[0].intervall_s: unknown key; did you mean interval_s?"),
+        (with_changes(mqtt={"host": "x", "prot": 1883}), "mqtt.prot: unknown key; did you mean port?"),
+        (with_changes(bufer={"path": "/tmp/b.sqlite"}), "bufer: unknown key; did you mean buffer?"),
+        (with_changes(telemetry={"supply_voltage": {"sensor": "x", "variabel": "V"}}),
+         "telemetry.supply_voltage.variabel: unknown key; did you mean variable?"),
+        (with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": "/dev/x", "zzzz": 1}]),
+         "sensors[0].zzzz: unknown key; the keys here are address, baudrate, bytesize, driver, interval_s, name,"),
+    ],
+)
+def test_a_misspelt_key_names_the_key_it_likely_means(tmp_path: Path, data: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(write(tmp_path, data))
+    assert expected in str(caught.value)
+
+
+def test_a_folder_given_as_the_config_says_so_and_lists_its_yaml_files(tmp_path: Path) -> None:
+    write(tmp_path, GOOD)
+    result = CliRunner().invoke(app, ["validate", "-c", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"{tmp_path}: is a folder, not a config file" in result.output
+    assert "station.yaml" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_relative_signing_key_that_is_missing_says_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "etc"
+    config.mkdir()
+    monkeypatch.chdir(tmp_path)
+    path = write(config, with_changes(signing_key="station.key"))
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(path)
+    assert "signing_key: station.key: no such key file" in str(caught.value)
+    assert f"current directory, {tmp_path}" in str(caught.value)
