@@ -56,16 +56,29 @@ def serve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     setup_logging("DEBUG" if verbose else None)
-    from gateway.central.service import run_central, tune_collector  # after validation: no I/O before that
+    from gateway.central.service import ApiListenError, open_store, run_central, tune_collector  # after validation
+    from gateway.central.store import StoreError
     from gateway.central.workers import WorkerPool
 
+    try:
+        store = open_store(settings.storage, settings.data_dir)
+    except StoreError as exc:
+        typer.echo(f"{config}: {exc}", err=True)
+        raise typer.Exit(1) from None
     tune_collector()
-    run_central(
-        settings,
-        ready_callback=lambda port: typer.echo(f"API listening on {settings.api.scheme}://{settings.api.host}:{port} "
-                                               "(docs at /docs)"),
-        workers=WorkerPool(config.resolve(), settings.data_dir, workers) if workers else None,
-    )
+    try:
+        run_central(
+            settings,
+            ready_callback=lambda port: typer.echo(f"API listening on {settings.api.scheme}://{settings.api.host}:"
+                                                   f"{port} (docs at /docs)"),
+            store=store,
+            workers=WorkerPool(config.resolve(), settings.data_dir, workers) if workers else None,
+        )
+    except ApiListenError as exc:
+        typer.echo(f"{config}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
 
 
 @app.command()
@@ -101,8 +114,14 @@ def ingest(
     except ValueError as exc:
         typer.echo(f"--group: {exc}", err=True)
         raise typer.Exit(2) from None
+    from gateway.central.store import StoreError
+
     tune_collector()
-    run_ingest_worker(settings, name, group=group)
+    try:
+        run_ingest_worker(settings, name, group=group)
+    except StoreError as exc:
+        typer.echo(f"{config}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command("sample-config")
@@ -197,7 +216,11 @@ def flux_recompute(
     except (MissingExtra, OSError, TimeoutError) as exc:
         typer.echo(f"flux recompute: --scheduler {scheduler}: {exc}", err=True)
         raise typer.Exit(2) from None
-    store = open_store(central.storage)
+    try:
+        store = open_store(central.storage)
+    except StoreError as exc:
+        typer.echo(f"flux recompute: {exc}", err=True)
+        raise typer.Exit(1) from None
     try:
         with typer.progressbar(length=periods, label="recompute", show_pos=True) as bar:
             summary = run(archive, store, station, start, end, site_metadata=site_md, settings=st,
@@ -509,7 +532,11 @@ def audit_verify(
         typer.echo(f"audit verify: {exc}", err=True)
         raise typer.Exit(2) from None
     archive = RawArchive(central.data_dir / RAW_DIR)
-    store = open_store(central.storage)
+    try:
+        store = open_store(central.storage)
+    except StoreError as exc:
+        typer.echo(f"audit verify: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         sampler = recompute_sampler(store, archive, station, site, sample, settings, metadata) if sample else None
         report = verify_station(store, KeyRegistry(central.data_dir), archive, station, start, end, site=site,

@@ -16,6 +16,7 @@ Building blocks for embedding (the demo runs everything in one process)::
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import signal
@@ -36,12 +37,16 @@ from gateway.central.config import CentralConfig, StorageSettings
 from gateway.central.ingest import Ingestor
 from gateway.central.rollup import RollupScheduler
 from gateway.central.soilstems import ProductScheduler
-from gateway.central.store import SqliteStore, Store
+from gateway.central.store import SqliteStore, Store, StoreUnavailable
 from gateway.central.store.writeguard import GUARD_FILE
 from gateway.central.workers import PooledIngest, WorkerPool
 from gateway.secretfile import reveal
 
 log = logging.getLogger(__name__)
+
+
+class ApiListenError(RuntimeError):
+    """The HTTP API could not bind its address; the message names the keys to change."""
 
 
 def tune_collector() -> None:
@@ -61,7 +66,13 @@ def open_store(settings: StorageSettings, data_dir: Path | None = None) -> Store
     other writer on this host (`gateway.central.store.writeguard`; InfluxDB and VictoriaMetrics)."""
     if settings.kind == "sqlite":
         assert settings.path is not None  # guaranteed by StorageSettings validation
-        return SqliteStore(settings.path)
+        try:
+            return SqliteStore(settings.path)
+        except (OSError, StoreUnavailable) as exc:
+            problem = exc if isinstance(exc, StoreUnavailable) else f"cannot create its folder: {exc}"
+            raise StoreUnavailable(
+                f"storage.path {settings.path}: {problem}; set storage.path to a file (not a folder) in a folder "
+                "this service's user may write, e.g. ./data/sinkwatch.sqlite") from None
     if settings.kind == "victoriametrics":
         from gateway.central.store.victoria import VictoriaStore
 
@@ -156,7 +167,12 @@ def run_central(
     )
     # Signals are ours: uvicorn would install its own handlers only in the main thread, and it runs in another.
     previous_handlers = _install_signal_handlers(stop)
-    server_thread = threading.Thread(target=server.run, name="sinkwatch-api", daemon=True)
+
+    def serve_api() -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn's answer to an address it cannot bind: ApiListenError below
+            server.run()
+
+    server_thread = threading.Thread(target=serve_api, name="sinkwatch-api", daemon=True)
     try:
         ingestor.start()
         if workers is not None:
@@ -172,7 +188,10 @@ def run_central(
         server_thread.start()
         while not server.started:
             if not server_thread.is_alive():
-                raise RuntimeError(f"HTTP API could not listen on {config.api.host}:{config.api.port}")
+                raise ApiListenError(
+                    f"api.port: the HTTP API could not listen on {config.api.host}:{config.api.port} (another "
+                    "program holds the port, or the address is not this host's); set api.host and api.port to a free "
+                    "address and port (api.port 0 picks a free one)")
             if stop.wait(0.05):
                 break
         if server.started:

@@ -85,6 +85,9 @@ def run(config: ConfigOption) -> None:
             daemon = StationDaemon(station)
         except Exception as exc:
             if trial is None or not trying:
+                if isinstance(exc, ConfigError):  # a config the daemon cannot use (its buffer cannot be opened)
+                    typer.echo(str(exc), err=True)
+                    raise typer.Exit(2) from None
                 raise
             edge_log.exception("the daemon cannot start with the config on trial")
             configtrial.roll_back(config, trial, f"the daemon could not start with the new config: "

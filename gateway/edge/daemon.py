@@ -20,6 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from gateway.configfile import ConfigError
 from gateway.driver_api import LineDriver, SerialSettings, is_stream_driver, serial_settings_of
 from gateway.edge.buffer import ReadingBuffer
 from gateway.edge.bus import (
@@ -88,7 +89,13 @@ class StationDaemon:
         self.config = config
         # A signed station's new batch is made durable by the signer's new link, a FULL commit to the same file
         # before its PUBLISH, not by an fsync of its own (gateway/edge/buffer.py)
-        self.buffer = ReadingBuffer(config.buffer.path, durable_claims=config.signing_key is None)
+        try:
+            self.buffer = ReadingBuffer(config.buffer.path, durable_claims=config.signing_key is None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"{config.source}: buffer.path: cannot open the buffer {config.buffer.path}: {exc}; set buffer.path "
+                "to a file (not a folder) in a folder the daemon's user may write, e.g. "
+                "/var/lib/sinkwatch/buffer.sqlite") from None
         # one MQTT client and one delivery loop for every channel; each channel adds its outbox
         self.signer: ChainSigner | None = None
         if config.signing_key is not None:

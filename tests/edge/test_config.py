@@ -200,3 +200,18 @@ def test_a_relative_signing_key_that_is_missing_says_where_it_was_looked_for(
         load_station_config(path)
     assert "signing_key: station.key: no such key file" in str(caught.value)
     assert f"current directory, {tmp_path}" in str(caught.value)
+
+
+@pytest.mark.parametrize("where", ["folder", "missing_parent"])
+def test_run_with_a_buffer_that_cannot_be_opened_names_the_key_without_a_traceback(
+    tmp_path: Path, where: str
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("", encoding="utf-8")
+    buffer_path = tmp_path if where == "folder" else blocker / "buffer.sqlite"
+    path = write(tmp_path, with_changes(buffer={"path": str(buffer_path)}))
+    result = CliRunner().invoke(app, ["run", "-c", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}: buffer.path: cannot open the buffer {buffer_path}" in result.output
+    assert "set buffer.path to a file (not a folder)" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
