@@ -106,13 +106,17 @@ def station_silent(ctx: RuleContext) -> list[Observation]:
     return found
 
 
+def _history(ctx: RuleContext, report: StationHealth, window_s: float) -> list[StationHealth]:
+    """The station's reports from `window_s` before now up to and with `report`, oldest first."""
+    return ctx.store.query_health(report.station, ctx.now - timedelta(seconds=window_s),
+                                  report.time + timedelta(microseconds=1), site=report.site, limit=MAX_HEALTH_REPORTS)
+
+
 def buffer_growing(ctx: RuleContext) -> list[Observation]:
     rule = ctx.config.buffer_growing
     found = []
     for report in ctx.reports:
-        history = ctx.store.query_health(report.station, ctx.now - timedelta(seconds=rule.window_s),
-                                         report.time + timedelta(microseconds=1), site=report.site,
-                                         limit=MAX_HEALTH_REPORTS)
+        history = _history(ctx, report, rule.window_s)
         first = history[0] if history else report
         for backlog in report.buffers:
             before = first.backlog(backlog.channel)
@@ -289,9 +293,7 @@ def buffer_unwritable(ctx: RuleContext) -> list[Observation]:
     rule = ctx.config.buffer_unwritable
     found = []
     for report in ctx.reports:
-        history = ctx.store.query_health(report.station, ctx.now - timedelta(seconds=rule.window_s),
-                                         report.time + timedelta(microseconds=1), site=report.site,
-                                         limit=MAX_HEALTH_REPORTS)
+        history = _history(ctx, report, rule.window_s)
         if not history or history[-1].time != report.time:
             history = [*history, report]
         failed = sum(b.buffer_write_errors - a.buffer_write_errors if b.buffer_write_errors >= a.buffer_write_errors

@@ -46,6 +46,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from gateway.testing.chaos.ledger import Faults, InfluxReader, Ledger, LinePull, Reconciliation, StationKill, reconcile
 from gateway.testing.chaos.site import ChaosSite, SiteSettings
@@ -55,6 +56,12 @@ FAULT_KINDS = ("station-kill", "station-freeze", "station-disk-full", "broker-te
                "broker-kill-queued", "broker-freeze", "central-kill", "central-freeze", "central-disk-full",
                "influx-freeze", "influx-kill", "serial-pull")
 MIDWRITE = "station-kill-midwrite"
+
+
+class Freezable(Protocol):
+    def freeze(self) -> None: ...
+
+    def thaw(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -332,9 +339,15 @@ class ChaosRun:
         return ""
 
     def _station_freeze(self) -> str:
-        self.site.station.freeze()
-        self._outage()
-        self.site.station.thaw()
+        return self._frozen(self.site.station)
+
+    def _frozen(self, process: Freezable) -> str:
+        """SIGSTOP for the outage, then SIGCONT."""
+        process.freeze()
+        try:
+            self._outage()
+        finally:
+            process.thaw()
         return ""
 
     def _station_disk_full(self) -> str:
@@ -356,23 +369,14 @@ class ChaosRun:
 
     def _broker_freeze(self) -> str:
         assert self.site.broker is not None
-        self.site.broker.freeze()
-        self._outage()
-        self.site.broker.thaw()
-        return ""
+        return self._frozen(self.site.broker)
 
     def _central_freeze(self) -> str:
-        self.site.central.freeze()
-        self._outage()
-        self.site.central.thaw()
-        return ""
+        return self._frozen(self.site.central)
 
     def _influx_freeze(self) -> str:
         assert self.site.influx is not None
-        self.site.influx.freeze()
-        self._outage()
-        self.site.influx.thaw()
-        return ""
+        return self._frozen(self.site.influx)
 
     def _influx_kill(self) -> str:
         assert self.site.influx is not None
