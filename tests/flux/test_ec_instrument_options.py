@@ -48,6 +48,15 @@ def test_wboost_applies_only_to_a_windmaster_with_firmware_2329_x_y_below_700(mo
     assert d.why.startswith("applied" if applies else "not applied")
 
 
+@pytest.mark.parametrize(("version", "affected"), [
+    ("2329.0602.01", True), ("2329." + "9" * 5000 + ".1", False), ("2329.1000.1", False),
+    ("2329.\u0667\u0660\u0660.01", None),  # Arabic-Indic digits are no firmware version
+])
+def test_firmware_versions_from_a_hostile_metadata_file_are_judged_without_error(version: str,
+                                                                                 affected: bool | None) -> None:
+    assert instruments.wboost_firmware(version) is affected
+
+
 def test_a_windmaster_of_another_maker_is_not_one() -> None:
     assert instruments.wboost("metek", "wm_1", "2329.602.01").applies is False
 

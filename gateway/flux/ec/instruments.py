@@ -49,7 +49,7 @@ WBOOST_W_UP = 1.166
 """Factor of w > 0 (Gill KN1509v3 via EddyPro Help "W-boost Bug Correction for WindMaster/Pro")."""
 WBOOST_W_DOWN = 1.289
 """Factor of w < 0."""
-_WBOOST_FIRMWARE = re.compile(r"2329\.(\d+)\.(\d+)")
+_WBOOST_FIRMWARE = re.compile(r"2329\.([0-9]+)\.([0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,8 @@ def wboost_firmware(sw_version: str) -> bool | None:
     match = _WBOOST_FIRMWARE.fullmatch(sw_version.strip())
     if match is None:
         return None
-    return int(match.group(1)) < 700
+    x = match.group(1).lstrip("0")  # compared as text: a hostile file's 5,000-digit x is no int() to convert
+    return len(x) < 3 or (len(x) == 3 and x < "700")
 
 
 def wboost(manufacturer: str, model: str, sw_version: str) -> Decision:
