@@ -28,13 +28,16 @@ people) is at / (`statuspage`). Interactive documentation at /docs, schema at /o
 
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -61,13 +64,14 @@ from gateway.central.store import (
     StoreError,
     StoreUnavailable,
 )
-from gateway.central.store.reads import SeriesRow
+from gateway.central.store.reads import FluxRow, SeriesRow
 from gateway.central.streaming import (
     ameriflux_csv,
     coalesced,
     fluxes_csv,
     fluxes_json,
     prefetched,
+    prefetched_or_none,
     series_csv,
     series_json,
 )
@@ -298,6 +302,12 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     async def _on_parameter_error(request: Request, exc: ParameterError) -> JSONResponse:
         return _parameter_error(exc.parameter, exc.message)
 
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own checks (a missing parameter, a value outside a list or a range), worded as ours are
+        return JSONResponse(status_code=422,
+                            content={"detail": [readable_validation_error(e, request) for e in exc.errors()]})
+
     @app.exception_handler(StoreUnavailable)
     async def _on_store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"storage unavailable: {exc}; retry later"})
@@ -354,8 +364,8 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     @reader.get(
         "/api/v1/series",
         response_model=SeriesOut,
-        responses={200: {"content": {"text/csv": {}}}, 422: {"description": "invalid parameter"},
-                   503: {"description": "storage unavailable"}},
+        responses={200: {"content": {"text/csv": {}}}, 404: {"description": UNKNOWN_SERIES},
+                   422: {"description": "invalid parameter"}, 503: {"description": "storage unavailable"}},
     )
     def series(
         station: Annotated[str, Query(description="station id, e.g. st1")],
@@ -384,7 +394,9 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
                              sensor)
         # any range is answered, streamed: the body grows with the readings it holds, the server's memory does not
         chunks: Iterator[Sequence[SeriesRow]] = iter(())
-        if source is not None:
+        if source is None:  # nothing in start..end: a name the store never held is an error, a quiet range is not
+            refuse_unknown_series(store.stations(), station, variable, site, sensor)
+        else:
             chunks = prefetched(store.iter_series(station, variable, start_t, end_t, window, agg, site=source.site,
                                                   sensor=source.sensor))
         if format == "csv":
@@ -401,8 +413,8 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     @reader.get(
         "/api/v1/fluxes",
         response_model=FluxesOut,
-        responses={200: {"content": {"text/csv": {}}}, 422: {"description": "invalid parameter"},
-                   503: {"description": "storage unavailable"}},
+        responses={200: {"content": {"text/csv": {}}}, 404: {"description": UNKNOWN_FLUX_STATION},
+                   422: {"description": "invalid parameter"}, 503: {"description": "storage unavailable"}},
     )
     def fluxes(
         station: Annotated[str, Query(description="station id, e.g. st1")],
@@ -443,7 +455,10 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             present = columns.variables if wanted is None else columns.variables & set(wanted)
             names = (ameriflux_columns(present) if format == "ameriflux" else
                      [n for n in wanted if n in present] if wanted is not None else _csv_names(present))
-        chunks = prefetched(store.iter_fluxes(station, start_t, end_t, settings_hash, variables=wanted))
+        flux_chunks = prefetched_or_none(store.iter_fluxes(station, start_t, end_t, settings_hash, variables=wanted))
+        if flux_chunks is None:
+            refuse_unknown_flux_station(store, station)
+        chunks: Iterator[Sequence[FluxRow]] = flux_chunks or iter(())
         if format == "ameriflux":
             return StreamingResponse(coalesced(ameriflux_csv(names, chunks)), media_type="text/csv")
         if format == "csv":
@@ -455,10 +470,13 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     @reader.get(
         "/api/v1/fluxes/sets",
         response_model=list[FluxResultSetOut],
-        responses={503: {"description": "storage unavailable"}},
+        responses={404: {"description": UNKNOWN_FLUX_STATION}, 503: {"description": "storage unavailable"}},
     )
     def flux_sets(station: Annotated[str, Query(description="station id, e.g. st1")]) -> list[FluxResultSetOut]:
-        return [_set_out(s) for s in store.flux_result_sets(station)]
+        sets = store.flux_result_sets(station)
+        if not sets:
+            refuse_unknown_flux_station(store, station)
+        return [_set_out(s) for s in sets]
 
     add_budget_routes(reader, store)
     add_soilstems_routes(reader, store)
@@ -530,6 +548,103 @@ def _set_out(item: FluxResultSet) -> FluxResultSetOut:
     return FluxResultSetOut(site=item.site, station=item.station, engine_version=item.engine_version,
                             settings_hash=item.settings_hash, periods=item.periods,
                             first_end=format_time(item.first_end), last_end=format_time(item.last_end))
+
+
+UNKNOWN_SERIES = ("the store never held the station, or the station never reported the variable (or the sensor, "
+                  "site given); a known series without readings in start..end answers 200 with no points")
+UNKNOWN_FLUX_STATION = "the store holds neither fluxes nor readings of the station"
+_LISTED = 12  # names listed in a 404's message at most
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _LISTED else "")
+
+
+def _close_match(name: str, names: Sequence[str]) -> str | None:
+    """The name `name` most likely means: the same but for case, else the closest spelling."""
+    same = [n for n in names if n.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, names, n=1)
+    return close[0] if close else None
+
+
+def _unknown_station(station: str, known: Sequence[str], none_known: str = "") -> HTTPException:
+    close = [c for c in [_close_match(station, known)] if c is not None]
+    hint = f"; did you mean station={close[0]}?" if close else (f"; stations: {_listing(known)}" if known else
+                                                                  none_known)
+    return HTTPException(404, f"station {station!r} is not in the store (no reading or flux of it was ever stored)"
+                              f"{hint} (GET /api/v1/stations lists them; names are case-sensitive)")
+
+
+def refuse_unknown_series(infos: Sequence[StationInfo], station: str, variable: str, site: str | None,
+                          sensor: str | None) -> None:
+    """Raise 404 when /series names what the store never held: the station, its variable, the site or the sensor
+    given. A series the store knows that has no readings in start..end is no error (200, no points)."""
+    mine = [i for i in infos if i.station == station]
+    if not mine:
+        raise _unknown_station(station, sorted({i.station for i in infos}), "; the store holds no readings yet")
+    if site is not None and all(i.site != site for i in mine):
+        raise HTTPException(404, f"station {station!r} has no readings at site {site!r}; its sites: "
+                                 f"{_listing(sorted({i.site for i in mine}))}")
+    mine = [i for i in mine if site is None or i.site == site]
+    variables = sorted({v for i in mine for v in i.variables})
+    if variable not in variables:
+        close = [c for c in [_close_match(variable, variables)] if c is not None]
+        hint = f"did you mean variable={close[0]}? Its variables" if close else "its variables"
+        raise HTTPException(404, f"station {station!r} never reported variable {variable!r}; {hint}: "
+                                 f"{_listing(variables)} (GET /api/v1/stations lists them per sensor)")
+    if sensor is not None:
+        sensors = sorted({s for i in mine for s, names in i.sensors.items() if variable in names})
+        if sensor not in sensors:
+            raise HTTPException(404, f"sensor {sensor!r} of station {station!r} never reported {variable}; the "
+                                     f"sensors that did: {_listing(sensors)}")
+
+
+def refuse_unknown_flux_station(store: Store, station: str) -> None:
+    """Raise 404 when the store holds neither fluxes nor readings of `station` (a station that reports readings
+    but no fluxes in the range is no error)."""
+    if store.flux_result_sets(station):
+        return
+    infos = store.stations()
+    if all(i.station != station for i in infos):
+        raise _unknown_station(station, sorted({i.station for i in infos}))  # stations with readings: a hint
+
+
+def _parameter_description(request: Request, where: str, name: str) -> str | None:
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    kind = {"query": "query_params", "path": "path_params", "header": "header_params"}.get(where)
+    params = getattr(dependant, kind, None) if kind is not None else None
+    for param in params or []:
+        if name in (getattr(param, "alias", None), getattr(param, "name", None)):
+            description = getattr(getattr(param, "field_info", None), "description", None)
+            return description if isinstance(description, str) else None
+    return None
+
+
+def readable_validation_error(error: Mapping[str, Any], request: Request) -> dict[str, Any]:
+    """One of FastAPI's validation errors in the shape of ours ({loc, msg, type}), its message naming the parameter,
+    the value given and what to give instead (the parameter's description, for a missing one)."""
+    location = list(error.get("loc", ()))
+    where = str(location[0]) if location else "query"
+    name = ".".join(str(p) for p in location[1:]) or where
+    kind = str(error.get("type", "value_error"))
+    message = str(error.get("msg", "invalid"))
+    if kind == "json_invalid":
+        problem = (error.get("ctx") or {}).get("error", message)
+        text = (f"the request body is not valid JSON ({problem}); send the JSON object the route's schema at /docs "
+                "describes")
+    elif kind == "missing":
+        description = _parameter_description(request, where, name)
+        text = f"{name} is required" + (f": {description}" if description else "")
+    else:
+        given = jsonable_encoder(error.get("input"))
+        shown = repr(given) if isinstance(given, str | int | float) else "the value given"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        text = f"{name}={shown}: {message[0].lower()}{message[1:]}" if message else f"{name}={shown} is invalid"
+        text = text.replace(": input should be", " is invalid; it should be")
+    return {"loc": location, "msg": text, "type": kind}
 
 
 def _csv_names(present: set[str]) -> list[str]:

@@ -97,10 +97,15 @@ def ameriflux_stamp(ns: int) -> str:
 def prefetched(chunks: Iterator[T]) -> Iterator[T]:
     """`chunks` with its first item read now: a store that fails at once raises here, while the route can still
     answer with an error status (after the first bytes are sent, a failure can only cut the response short)."""
+    return prefetched_or_none(chunks) or iter(())
+
+
+def prefetched_or_none(chunks: Iterator[T]) -> Iterator[T] | None:
+    """As `prefetched`, but None when `chunks` holds nothing: the route can then tell why before it answers."""
     try:
         first = next(chunks)
     except StopIteration:
-        return iter(())
+        return None
 
     def rest() -> Iterator[T]:
         try:

@@ -131,11 +131,68 @@ def test_one_station_id_at_two_sites_needs_the_site(client: TestClient, store: S
     assert chosen.json()["site"] == "site2"
 
 
-def test_unknown_station_gives_no_points(client: TestClient) -> None:
+def test_unknown_station_is_404_naming_the_stations_the_store_holds(client: TestClient) -> None:
     response = client.get("/api/v1/series", params={"station": "' OR 1=1", "variable": "CO2", "start": START,
                                                     "end": END})
+    assert response.status_code == 404
+    assert response.json()["detail"].startswith("station \"' OR 1=1\" is not in the store")
+    assert "stations: st1 " in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"station": "ST1"}, "station 'ST1' is not in the store (no reading or flux of it was ever stored); did you "
+                             "mean station=st1?"),
+        ({"variable": "co2"}, "station 'st1' never reported variable 'co2'; did you mean variable=CO2? Its "
+                              "variables: CO2 "),
+        ({"variable": "NEE"}, "station 'st1' never reported variable 'NEE'; its variables: CO2 "),
+        ({"sensor": "gmp343"}, "sensor 'gmp343' of station 'st1' never reported CO2; the sensors that did: gmp252"),
+        ({"site": "site9"}, "station 'st1' has no readings at site 'site9'; its sites: site1"),
+    ],
+)
+def test_a_series_the_store_never_held_is_404_naming_what_it_holds(
+    client: TestClient, overrides: dict[str, str], expected: str
+) -> None:
+    params = {"station": "st1", "variable": "CO2", "start": START, "end": END, **overrides}
+    response = client.get("/api/v1/series", params=params)
+    assert response.status_code == 404
+    assert response.json()["detail"].startswith(expected)
+
+
+def test_a_known_series_without_readings_in_the_range_is_200_with_no_points(client: TestClient) -> None:
+    later = format_time(T0 + timedelta(days=30))
+    response = client.get("/api/v1/series", params={"station": "st1", "variable": "CO2", "start": END, "end": later})
     assert response.status_code == 200
     assert response.json()["points"] == []
+
+
+@pytest.mark.parametrize(
+    "params, loc, expected",
+    [
+        ({"station": "st1", "variable": "CO2", "start": START, "end": END, "format": "xml"}, ["query", "format"],
+         "format='xml' is invalid; it should be 'json' or 'csv'"),
+        ({"station": "st1", "variable": "CO2", "start": START, "end": END, "every": "1h", "aggregate": "median"},
+         ["query", "aggregate"], "aggregate='median' is invalid; it should be 'mean', 'min', 'max', 'count' or"),
+        ({"station": "st1", "start": START, "end": END}, ["query", "variable"],
+         "variable is required: variable name, e.g. CO2"),
+    ],
+)
+def test_fastapi_validation_errors_name_the_parameter_the_value_and_the_fix(
+    client: TestClient, params: dict[str, str], loc: list[str], expected: str
+) -> None:
+    response = client.get("/api/v1/series", params=params)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == loc
+    assert error["msg"] == expected or error["msg"].startswith(expected)
+    assert set(error) == {"loc", "msg", "type"}  # the shape of our own parameter errors, no pydantic internals
+
+
+def test_a_request_body_that_is_not_json_says_so(client: TestClient) -> None:
+    response = client.post("/api/v1/tokens", content=b"{bad", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"].startswith("the request body is not valid JSON (")
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from gateway.flux.files import write_ameriflux_csv
 from gateway.flux.records import flux_result_of
 from gateway.model import format_time
 
-from .helpers import T0, flux_record
+from .helpers import T0, flux_record, reading, stored
 
 # these tests are about data, not access: the API is built in development mode, explicitly
 DEV = AccessControl.development()
@@ -156,7 +156,44 @@ def test_result_sets_are_listed_per_station(client: TestClient) -> None:
         (HASH_A, 2, format_time(RECORDS_A[0].end), format_time(RECORDS_A[1].end)),
         (HASH_B, 1, format_time(RECORD_B.end), format_time(RECORD_B.end)),
     ]
-    assert client.get("/api/v1/fluxes/sets", params={"station": "nobody"}).json() == []
+    unknown = client.get("/api/v1/fluxes/sets", params={"station": "nobody"})
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"].startswith("station 'nobody' is not in the store")
+
+
+@pytest.mark.parametrize("format_", ["json", "csv", "ameriflux"])
+def test_an_unknown_station_is_404(client: TestClient, format_: str) -> None:
+    response = client.get("/api/v1/fluxes", params={"station": "nobody", "start": START, "end": END,
+                                                    "format": format_})
+    assert response.status_code == 404
+    assert response.json()["detail"] == ("station 'nobody' is not in the store (no reading or flux of it was ever "
+                                         "stored) (GET /api/v1/stations lists them; names are case-sensitive)")
+
+
+def test_an_unknown_station_names_the_station_it_likely_means(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "api.sqlite")
+    store.write_fluxes(RECORDS_A)
+    store.write(stored("site1", [reading("st1")]))
+    with TestClient(create_app(store, access=DEV)) as client:
+        response = client.get("/api/v1/fluxes", params={"station": "St1", "start": START, "end": END})
+    store.close()
+    assert response.status_code == 404
+    assert "; did you mean station=st1?" in response.json()["detail"]
+
+
+def test_a_known_station_without_fluxes_in_the_range_is_200_with_no_records(client: TestClient) -> None:
+    later = format_time(T0 + timedelta(days=30))
+    response = client.get("/api/v1/fluxes", params={"station": "st1", "start": END, "end": later})
+    assert response.status_code == 200
+    assert response.json()["records"] == []
+
+
+def test_an_unknown_format_names_the_formats(client: TestClient) -> None:
+    response = client.get("/api/v1/fluxes", params={"station": "st1", "start": START, "end": END,
+                                                    "format": "netcdf"})
+    assert response.status_code == 422
+    expected = "format='netcdf' is invalid; it should be 'json', 'csv' or 'ameriflux'"
+    assert response.json()["detail"][0]["msg"] == expected
 
 
 def test_store_outage_is_503(tmp_path: Path) -> None:

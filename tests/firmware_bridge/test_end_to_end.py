@@ -44,6 +44,8 @@ def series(api: httpx.Client, variable: str, sensor_station: str = "tower01") ->
     response = api.get("/api/v1/series", params={
         "station": sensor_station, "variable": variable,
         "start": (now - timedelta(hours=1)).isoformat(), "end": (now + timedelta(hours=1)).isoformat()})
+    if response.status_code == 404:  # nothing of the station or variable stored yet
+        return []
     assert response.status_code == 200, response.text
     points: list[dict[str, object]] = response.json()["points"]
     return points
