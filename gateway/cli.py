@@ -195,6 +195,12 @@ def simulate(
     if device not in found:
         typer.echo(f"unknown device {device!r}; simulators: {', '.join(sorted(found)) or 'none'}", err=True)
         raise typer.Exit(2)
+    if port.startswith("tcp://"):
+        host, sep, number = port.removeprefix("tcp://").rpartition(":")
+        if not sep or not host or not number.isdigit() or not 0 < int(number) < 65536:
+            typer.echo(f"--port {port!r}: not tcp://HOST:PORT with a port 1..65535; give e.g. tcp://127.0.0.1:5020",
+                       err=True)
+            raise typer.Exit(2)
     addresses = address or [240]
     if len(addresses) > 1:
         if device != "gmp252":
@@ -203,7 +209,7 @@ def simulate(
         try:
             _simulate_profile(port, addresses, fault=fault, seed=seed)
         except (ValueError, OSError) as exc:
-            typer.echo(f"simulator {device}: {exc}", err=True)
+            typer.echo(f"simulator {device}: {exc}{_port_fix(exc)}", err=True)
             raise typer.Exit(1) from None
         return
     run = found[device].load()
@@ -215,8 +221,16 @@ def simulate(
         given = {"address": addresses[0]} if address else {}  # else the simulator's own factory address
         run(port, fault=fault, seed=seed, **given, **extra)
     except (ValueError, OSError) as exc:
-        typer.echo(f"simulator {device}: {exc}", err=True)
+        typer.echo(f"simulator {device}: {exc}{_port_fix(exc)}", err=True)
         raise typer.Exit(1) from None
+
+
+def _port_fix(exc: Exception) -> str:
+    """What to do about a --port the simulator could not open or listen on."""
+    if not isinstance(exc, OSError):
+        return ""
+    return ("; --port: give a serial device that exists, 'pty' for a new pseudo-terminal pair, or tcp://HOST:PORT "
+            "with an address of this host and a port no other program holds")
 
 
 def _stop_on_interrupt_and_term() -> None:
