@@ -177,7 +177,9 @@ def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (line {line}, byte {exc.start} is 0x{exc.object[exc.start]:02x}); "
+                          "save the file as UTF-8") from None
     data = load_yaml(text, path)
     if data is None:
         raise ConfigError(f"{path}: config file is empty")

@@ -33,7 +33,7 @@ from enum import StrEnum
 from importlib.metadata import EntryPoint, entry_points
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.model import Identifier, Reading
 
@@ -151,6 +151,15 @@ class StreamConfig(SensorConfig):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     frequency_hz: float = Field(default=20.0, gt=0, le=100, description="the instrument's output rate")
+
+    @field_validator("port")
+    @classmethod
+    def _check_tcp_port(cls, value: str) -> str:
+        if value.startswith("tcp://"):
+            host, sep, number = value.removeprefix("tcp://").rpartition(":")
+            if not sep or not host or not number.isdigit() or not 0 < int(number) < 65536:
+                raise ValueError(f"{value!r} is not tcp://HOST:PORT with a port 1..65535, e.g. tcp://192.0.2.10:4001")
+        return value
 
 
 @runtime_checkable

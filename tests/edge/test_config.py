@@ -215,3 +215,21 @@ def test_run_with_a_buffer_that_cannot_be_opened_names_the_key_without_a_traceba
     assert f"{path}: buffer.path: cannot open the buffer {buffer_path}" in result.output
     assert "set buffer.path to a file (not a folder)" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("port", ["tcp://127.0.0.1:99999", "tcp://127.0.0.1", "tcp://:4001"])
+def test_a_streaming_instrument_tcp_port_is_checked_before_the_daemon_runs(tmp_path: Path, port: str) -> None:
+    path = write(tmp_path, with_changes(sensors=[{"name": "sonic", "driver": "windmaster", "port": port}]))
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(path)
+    assert f"sensors[0].port: {port!r} is not tcp://HOST:PORT with a port 1..65535" in str(caught.value)
+
+
+def test_a_file_that_is_not_utf8_names_the_line_and_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "station.yaml"
+    path.write_bytes(yaml.safe_dump(GOOD).encode() + "# café\n".encode("latin-1"))
+    lines = path.read_bytes().count(b"\n")
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(path)
+    assert f"not UTF-8 text (line {lines}, byte " in str(caught.value)
+    assert "is 0xe9); save the file as UTF-8" in str(caught.value)
