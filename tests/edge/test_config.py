@@ -167,7 +167,7 @@ def test_one_port_spelled_one_way_is_one_line_with_its_checks(tmp_path: Path) ->
         (with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": "/dev/x", "intervall_s": 10}]),
          "sensors[0].intervall_s: unknown key; did you mean interval_s?"),
         (with_changes(mqtt={"host": "x", "prot": 1883}), "mqtt.prot: unknown key; did you mean port?"),
-        (with_changes(bufer={"path": "/tmp/b.sqlite"}), "bufer: unknown key; did you mean buffer?"),
+        (with_changes(bufer={"path": "b.sqlite"}), "bufer: unknown key; did you mean buffer?"),
         (with_changes(telemetry={"supply_voltage": {"sensor": "x", "variabel": "V"}}),
          "telemetry.supply_voltage.variabel: unknown key; did you mean variable?"),
         (with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": "/dev/x", "zzzz": 1}]),
