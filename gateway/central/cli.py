@@ -32,6 +32,22 @@ app = typer.Typer(help="Central service: ingest readings from MQTT into storage 
                   no_args_is_help=True)
 
 
+def _data_dir_or_exit(path: Path, settings: CentralConfig) -> None:
+    """Create `data_dir` if missing; stop with one message naming the key when it cannot be made or written."""
+    import os
+
+    data_dir = settings.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(data_dir, os.W_OK | os.X_OK) else "this user may not write it"
+    except OSError as exc:
+        problem = f"cannot create it: {exc.strerror or exc}"
+    if problem is not None:
+        typer.echo(f"{path}: data_dir {data_dir}: {problem}; set data_dir to a folder this service's user may "
+                   "write, e.g. /var/lib/sinkwatch/central", err=True)
+        raise typer.Exit(2)
+
+
 def _require_central(command: str) -> None:
     """Stop with the install line to run when this host lacks the central service's packages."""
     try:
@@ -55,6 +71,7 @@ def serve(
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    _data_dir_or_exit(config, settings)
     setup_logging("DEBUG" if verbose else None)
     from gateway.central.service import ApiListenError, open_store, run_central, tune_collector  # after validation
     from gateway.central.store import StoreError
@@ -104,6 +121,7 @@ def ingest(
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    _data_dir_or_exit(config, settings)
     setup_logging("DEBUG" if verbose else None)
     from gateway.central.service import tune_collector
     from gateway.central.workers import run_ingest_worker
@@ -774,6 +792,7 @@ def _token_store(config: Path) -> TokenStore:
         raise typer.Exit(2) from None
     from gateway.central.access import TokenStore
 
+    _data_dir_or_exit(config, settings)
     return TokenStore.in_data_dir(settings.data_dir)
 
 

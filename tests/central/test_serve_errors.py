@@ -57,3 +57,21 @@ def test_an_api_port_in_use_names_api_port_and_the_fix(tmp_path: Path) -> None:
     assert f"api.port: the HTTP API could not listen on 127.0.0.1:{port}" in result.output
     assert "api.port 0 picks a free one" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("command", [["central", "serve"], ["central", "ingest"], ["central", "token", "list"],
+                                     ["central", "token", "create", "grafana"]])
+def test_a_data_dir_that_cannot_be_made_names_data_dir_and_the_fix(tmp_path: Path, command: list[str]) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("", encoding="utf-8")
+    config = tmp_path / "central.yaml"
+    config.write_text(yaml.safe_dump({
+        "storage": {"kind": "sqlite", "path": str(tmp_path / "central.sqlite")},
+        "api": {"host": "127.0.0.1", "port": 0, "auth": "development"},
+        "data_dir": str(blocker / "data"),
+    }), encoding="utf-8")
+    result = CliRunner().invoke(app, [*command, "-c", str(config)])
+    assert result.exit_code == 2, result.output
+    assert f"{config}: data_dir {blocker / 'data'}: cannot create it: " in result.output
+    assert "set data_dir to a folder this service's user may write" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
