@@ -134,14 +134,17 @@ def check(config: ConfigOption) -> None:
         if not all(r.ok for r in results):
             raise typer.Exit(1)
         return
-    # The table says everything; the daemon's "unavailable" log lines would only repeat it on stderr.
-    edge_log = logging.getLogger("sinkwatch.edge")
-    level = edge_log.level
-    edge_log.setLevel(logging.CRITICAL)
+    # The table says everything; the daemon's "unavailable" log lines (and pymodbus's own "Connection to ... failed"
+    # for a Modbus TCP port) would only repeat it on stderr.
+    quiet = [logging.getLogger(name) for name in ("sinkwatch.edge", "pymodbus")]
+    levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.CRITICAL)
     try:
         results = run_checks(station)
     finally:
-        edge_log.setLevel(level)
+        for log, level in zip(quiet, levels, strict=True):
+            log.setLevel(level)
     typer.echo(render_table(results))
     if not all(r.ok for r in results):
         raise typer.Exit(1)

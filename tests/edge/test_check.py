@@ -103,3 +103,25 @@ def test_other_sensor_kinds_plug_in_through_register_check() -> None:
         CHECKS.remove(streams)
     table = render_table([CheckResult("sonic", "windmaster", ok=True, values=["U = 1.2 m s-1"])])
     assert table.splitlines()[1].split() == ["sonic", "PASS", "U", "=", "1.2", "m", "s-1"]
+
+
+def test_a_modbus_tcp_port_that_refuses_is_said_once_in_the_table(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a port nothing listens on once this socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "station.yaml"
+    config.write_text(yaml.safe_dump({
+        "site": "s", "station": "t", "buffer": {"path": str(tmp_path / "b.sqlite")},
+        "sensors": [{"name": "co2", "driver": "gmp252", "port": f"tcp://127.0.0.1:{port}", "timeout_s": 0.2}],
+    }), encoding="utf-8")
+    script = Path(sys.executable).parent / "sinkwatch"
+    command = [str(script) if script.exists() else shutil.which("sinkwatch") or "sinkwatch"]
+    done = subprocess.run([*command, "station", "check", "-c", str(config)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "FAIL" in done.stdout and "fix: check that the Modbus TCP gateway" in done.stdout
+    assert "Connection to" not in done.stderr  # pymodbus's own log line would repeat the table's reason
