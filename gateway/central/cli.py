@@ -58,6 +58,23 @@ def _require_central(command: str) -> None:
 
 
 @app.command()
+def validate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="central config file (see sample-config)")],
+) -> None:
+    """Check a central config without opening the store, the broker or a port."""
+    try:
+        settings = load_central_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    storage = settings.storage
+    where = storage.path if storage.kind == "sqlite" else storage.url
+    typer.echo(f"{config}: ok — storage {storage.kind} ({where}), broker {settings.mqtt.host}:{settings.mqtt.port}"
+               f"{' (TLS)' if settings.mqtt.tls else ''}, API {settings.api.scheme}://{settings.api.host}:"
+               f"{settings.api.port} (auth {settings.api.auth}), data_dir {settings.data_dir}")
+
+
+@app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", "-c", help="central config file (see sample-config)")],
     workers: Annotated[int, typer.Option("--workers", min=0, max=64, help="ingest in N worker processes sharing "

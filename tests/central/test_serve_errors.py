@@ -75,3 +75,21 @@ def test_a_data_dir_that_cannot_be_made_names_data_dir_and_the_fix(tmp_path: Pat
     assert f"{config}: data_dir {blocker / 'data'}: cannot create it: " in result.output
     assert "set data_dir to a folder this service's user may write" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_validate_checks_a_central_config_without_opening_anything(tmp_path: Path) -> None:
+    store = tmp_path / "never" / "central.sqlite"
+    config = _config(tmp_path, store, 8080)
+    result = CliRunner().invoke(app, ["central", "validate", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert f"{config}: ok — storage sqlite ({store})" in result.output
+    assert "API http://127.0.0.1:8080 (auth development)" in result.output
+    assert not store.parent.exists() and not (tmp_path / "data").exists()
+
+
+def test_validate_names_the_misspelt_key_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "central.yaml"
+    config.write_text("storage: {kind: sqlite, path: c.sqlite}\napi: {auht: token}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["central", "validate", "-c", str(config)])
+    assert result.exit_code == 2
+    assert "api.auht: unknown key; did you mean auth?" in result.output
