@@ -589,6 +589,12 @@ def refuse_unknown_series(infos: Sequence[StationInfo], station: str, variable: 
     mine = [i for i in mine if site is None or i.site == site]
     variables = sorted({v for i in mine for v in i.variables})
     if variable not in variables:
+        # a FLUXNET name without its position qualifier _H_V_R (TA for TA_1_1_1) is the usual slip
+        qualified = [v for v in variables if v.upper().startswith(variable.upper() + "_")]
+        if qualified:
+            raise HTTPException(404, f"station {station!r} never reported variable {variable!r}; it reports it with "
+                                     f"its position qualifier _H_V_R: {_listing(qualified)}; e.g. "
+                                     f"variable={qualified[0]}")
         close = [c for c in [_close_match(variable, variables)] if c is not None]
         hint = f"did you mean variable={close[0]}? Its variables" if close else "its variables"
         raise HTTPException(404, f"station {station!r} never reported variable {variable!r}; {hint}: "

@@ -160,6 +160,17 @@ def test_a_series_the_store_never_held_is_404_naming_what_it_holds(
     assert response.json()["detail"].startswith(expected)
 
 
+def test_a_variable_without_its_position_qualifier_names_the_qualified_ones(
+    client: TestClient, store: SqliteStore
+) -> None:
+    store.write(stored("site1", series("st1", [20.5], variable="TA_1_1_1") + series("st1", [19.0], variable="TA_1_2_1")
+                       + series("st1", [3.0], variable="TAU")))
+    response = client.get("/api/v1/series", params={"station": "st1", "variable": "ta", "start": START, "end": END})
+    assert response.status_code == 404
+    assert response.json()["detail"] == ("station 'st1' never reported variable 'ta'; it reports it with its position "
+                                         "qualifier _H_V_R: TA_1_1_1, TA_1_2_1; e.g. variable=TA_1_1_1")
+
+
 def test_a_known_series_without_readings_in_the_range_is_200_with_no_points(client: TestClient) -> None:
     later = format_time(T0 + timedelta(days=30))
     response = client.get("/api/v1/series", params={"station": "st1", "variable": "CO2", "start": END, "end": later})
