@@ -162,12 +162,15 @@ class RtuSerialLine:
                 write_timeout=2.0,
                 exclusive=True,
             )
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
             self._failed_opens += 1
             self.counters.open_failures += 1
             first, largest = self._reopen_backoff
             self._next_open = now + min(first * 2 ** (self._failed_opens - 1), largest)
-            self._last_error = f"cannot open: {exc}"
+            # termios refusing the character format: the device (a PTY, some adapters) cannot do these settings
+            refused = f"the port refused the serial settings {self.settings.describe()}: " \
+                if isinstance(exc, termios.error) else ""
+            self._last_error = f"cannot open: {refused}{exc}"
             if self.available is not False:
                 log.error("serial line %s unavailable: %s", port, self._last_error)
                 self.available = False

@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import struct
+import termios
 
 import serial
 
@@ -45,8 +46,13 @@ class Transport:
         else:
             if not os.path.exists(cfg.port):
                 raise FileNotFoundError(f"{cfg.port} does not exist")
-            self._serial = serial.Serial(cfg.port, baudrate=cfg.baudrate, bytesize=cfg.bytesize, parity=cfg.parity,
-                                         stopbits=cfg.stopbits, timeout=timeout_s, write_timeout=1.0)
+            try:
+                self._serial = serial.Serial(cfg.port, baudrate=cfg.baudrate, bytesize=cfg.bytesize,
+                                             parity=cfg.parity, stopbits=cfg.stopbits, timeout=timeout_s,
+                                             write_timeout=1.0)
+            except termios.error as exc:  # not an OSError: it would escape the callers' handling of a failed open
+                raise OSError(f"{cfg.port} refused the serial settings {cfg.baudrate} {cfg.bytesize}{cfg.parity}"
+                              f"{cfg.stopbits}: {exc}") from None
 
     def read_available(self, size: int) -> bytes:
         """Every byte received so far, without waiting (b"" if none), for a transport opened with `timeout_s=0`;
