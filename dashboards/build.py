@@ -187,6 +187,13 @@ def station_health() -> dict[str, Any]:
               [target("A", 'SELECT mean("disk_free_bytes") / mean("disk_total_bytes") FROM "health" WHERE '
                            f'{F} AND $timeFilter GROUP BY time($__interval), "station" fill(null)', "$tag_station")],
               unit="percentunit", w=8),
+        panel("timeseries", "Disk buffer refusals",
+              "Readings the station's disk buffer refused and holds in memory (lost if the daemon stops first), and "
+              "its failed buffer writes since the daemon started: a full, read-only or failing disk (rule "
+              "buffer_unwritable). Reports taken meanwhile arrive when the disk writes again.",
+              [target("A", 'SELECT max("readings_held_in_memory") AS "held", max("buffer_write_errors") AS '
+                           f'"failed_writes" FROM "health" WHERE {F} AND $timeFilter GROUP BY time($__interval), '
+                           '"station" fill(null)', "$tag_station $col")], w=8),
         panel("timeseries", "CPU temperature", "The CPU/SoC thermal zone (degC).",
               [target("A", f'SELECT mean("cpu_temperature_c") FROM "health" WHERE {F} AND $timeFilter GROUP BY '
                            'time($__interval), "station" fill(null)', "$tag_station")], unit="celsius", w=8),
