@@ -73,6 +73,11 @@ def ec(
     except (ConfigError, ConfigurationError, ValueError) as exc:
         typer.echo(f"flux ec: {exc}", err=True)
         raise typer.Exit(2) from None
+    missing = [p for p in raw_files if not p.is_file()]
+    if missing:  # a mistyped name or a folder: said before any work, not as a failed period labelled 1970
+        listed = ", ".join(f"{p} ({'a folder' if p.is_dir() else 'not found'})" for p in missing)
+        typer.echo(f"flux ec: raw files: {listed}; give the raw data files themselves, e.g. raw/*.csv.gz", err=True)
+        raise typer.Exit(2)
     for note in instrument_notes(md, st):  # what became of options EddyPro applies to some instruments only
         typer.echo(note)
     periods = [period for path in raw_files for period in read_raw_file(path, md, st)

@@ -143,7 +143,7 @@ def load_metadata(path: Path | str) -> SiteMetadata:
     try:
         return SiteMetadata.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(path, exc)) from None
+        raise ConfigError(describe_validation_error(path, exc, model=SiteMetadata)) from None
 
 
 def load_settings(path: Path | str | None) -> ProcessingSettings:
@@ -161,7 +161,7 @@ def load_settings(path: Path | str | None) -> ProcessingSettings:
     try:
         return ProcessingSettings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(path, exc)) from None
+        raise ConfigError(describe_validation_error(path, exc, model=ProcessingSettings)) from None
 
 
 def load_method_files(st: ProcessingSettings, settings: Path | None,

@@ -241,3 +241,22 @@ def test_in_situ_assessment_needs_enough_periods(ec_raw: Path, tmp_path: Path) -
         "--settings", str(project), "--data-dir", str(ec_raw), "--out", str(tmp_path / "x.csv")])
     assert res.exit_code == 2
     assert "usable H2O spectra" in res.output and "spectral-assessment file" in res.output
+
+
+def test_a_raw_file_that_is_missing_or_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "fluxes.csv"
+    missing = tmp_path / "DE-HoH_EC_201907301230_v01.csv.gz"
+    result = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), str(missing), str(tmp_path),
+                                      "--metadata", str(METADATA), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"flux ec: raw files: {missing} (not found), {tmp_path} (a folder); give the raw data files" in result.output
+    assert not out.exists()
+
+
+def test_a_misspelt_settings_key_names_the_key_it_likely_means(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("avrg_lenn: 30\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA),
+                                      "--settings", str(settings), "--out", str(tmp_path / "fluxes.csv")])
+    assert result.exit_code == 2, result.output
+    assert "avrg_lenn: unknown key; did you mean avrg_len?" in result.output
