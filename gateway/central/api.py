@@ -28,14 +28,13 @@ people) is at / (`statuspage`). Interactive documentation at /docs, schema at /o
 
 from __future__ import annotations
 
-import difflib
 import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -50,6 +49,12 @@ from gateway.central.api_alerts import add_alert_routes
 from gateway.central.api_budget import add_budget_routes
 from gateway.central.api_commands import add_command_routes
 from gateway.central.api_health import add_health_routes
+from gateway.central.api_names import (
+    UNKNOWN_SERIES,
+    UNKNOWN_STATION,
+    refuse_unknown_series,
+    refuse_unknown_station,
+)
 from gateway.central.api_report import add_report_routes
 from gateway.central.api_soilstems import add_soilstems_routes
 from gateway.central.commands import CommandService
@@ -395,7 +400,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
         # any range is answered, streamed: the body grows with the readings it holds, the server's memory does not
         chunks: Iterator[Sequence[SeriesRow]] = iter(())
         if source is None:  # nothing in start..end: a name the store never held is an error, a quiet range is not
-            refuse_unknown_series(store.stations(), station, variable, site, sensor)
+            refuse_unknown_series(store, station, variable, site, sensor)
         else:
             chunks = prefetched(store.iter_series(station, variable, start_t, end_t, window, agg, site=source.site,
                                                   sensor=source.sensor))
@@ -413,7 +418,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     @reader.get(
         "/api/v1/fluxes",
         response_model=FluxesOut,
-        responses={200: {"content": {"text/csv": {}}}, 404: {"description": UNKNOWN_FLUX_STATION},
+        responses={200: {"content": {"text/csv": {}}}, 404: {"description": UNKNOWN_STATION},
                    422: {"description": "invalid parameter"}, 503: {"description": "storage unavailable"}},
     )
     def fluxes(
@@ -457,7 +462,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
                      [n for n in wanted if n in present] if wanted is not None else _csv_names(present))
         flux_chunks = prefetched_or_none(store.iter_fluxes(station, start_t, end_t, settings_hash, variables=wanted))
         if flux_chunks is None:
-            refuse_unknown_flux_station(store, station)
+            refuse_unknown_station(store, station)
         chunks: Iterator[Sequence[FluxRow]] = flux_chunks or iter(())
         if format == "ameriflux":
             return StreamingResponse(coalesced(ameriflux_csv(names, chunks)), media_type="text/csv")
@@ -470,12 +475,12 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     @reader.get(
         "/api/v1/fluxes/sets",
         response_model=list[FluxResultSetOut],
-        responses={404: {"description": UNKNOWN_FLUX_STATION}, 503: {"description": "storage unavailable"}},
+        responses={404: {"description": UNKNOWN_STATION}, 503: {"description": "storage unavailable"}},
     )
     def flux_sets(station: Annotated[str, Query(description="station id, e.g. st1")]) -> list[FluxResultSetOut]:
         sets = store.flux_result_sets(station)
         if not sets:
-            refuse_unknown_flux_station(store, station)
+            refuse_unknown_station(store, station)
         return [_set_out(s) for s in sets]
 
     add_budget_routes(reader, store)
@@ -488,6 +493,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
 
     def station_sites(station: str, site: str | None) -> list[str]:
         known = {i.site for i in store.stations() if i.station == station}
+        known |= {r.site for r in store.latest_health(station=station)}
         if ingest is not None:
             known |= {s for (s, name) in ingest.station_statuses() if name == station}
         return sorted(k for k in known if site is None or k == site)
@@ -497,7 +503,13 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
         info = access.identify(request.headers.get("authorization"))
         return f"token {info.id} ({info.name})" if info is not None else "unknown"
 
-    add_command_routes(reader, operator, commands, station_sites, caller)
+    def station_names() -> list[str]:
+        known = {i.station for i in store.stations()} | {r.station for r in store.latest_health()}
+        if ingest is not None:
+            known |= {name for (_site, name) in ingest.station_statuses()}
+        return sorted(known)
+
+    add_command_routes(reader, operator, commands, station_sites, caller, station_names)
 
     @admin.get("/api/v1/tokens", response_model=list[TokenOut])
     def tokens() -> list[dict[str, Any]]:
@@ -548,72 +560,6 @@ def _set_out(item: FluxResultSet) -> FluxResultSetOut:
     return FluxResultSetOut(site=item.site, station=item.station, engine_version=item.engine_version,
                             settings_hash=item.settings_hash, periods=item.periods,
                             first_end=format_time(item.first_end), last_end=format_time(item.last_end))
-
-
-UNKNOWN_SERIES = ("the store never held the station, or the station never reported the variable (or the sensor, "
-                  "site given); a known series without readings in start..end answers 200 with no points")
-UNKNOWN_FLUX_STATION = "the store holds neither fluxes nor readings of the station"
-_LISTED = 12  # names listed in a 404's message at most
-
-
-def _listing(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_LISTED])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > _LISTED else "")
-
-
-def _close_match(name: str, names: Sequence[str]) -> str | None:
-    """The name `name` most likely means: the same but for case, else the closest spelling."""
-    same = [n for n in names if n.lower() == name.lower()]
-    close = same or difflib.get_close_matches(name, names, n=1)
-    return close[0] if close else None
-
-
-def _unknown_station(station: str, known: Sequence[str], none_known: str = "") -> HTTPException:
-    close = [c for c in [_close_match(station, known)] if c is not None]
-    hint = f"; did you mean station={close[0]}?" if close else (f"; stations: {_listing(known)}" if known else
-                                                                  none_known)
-    return HTTPException(404, f"station {station!r} is not in the store (no reading or flux of it was ever stored)"
-                              f"{hint} (GET /api/v1/stations lists them; names are case-sensitive)")
-
-
-def refuse_unknown_series(infos: Sequence[StationInfo], station: str, variable: str, site: str | None,
-                          sensor: str | None) -> None:
-    """Raise 404 when /series names what the store never held: the station, its variable, the site or the sensor
-    given. A series the store knows that has no readings in start..end is no error (200, no points)."""
-    mine = [i for i in infos if i.station == station]
-    if not mine:
-        raise _unknown_station(station, sorted({i.station for i in infos}), "; the store holds no readings yet")
-    if site is not None and all(i.site != site for i in mine):
-        raise HTTPException(404, f"station {station!r} has no readings at site {site!r}; its sites: "
-                                 f"{_listing(sorted({i.site for i in mine}))}")
-    mine = [i for i in mine if site is None or i.site == site]
-    variables = sorted({v for i in mine for v in i.variables})
-    if variable not in variables:
-        # a FLUXNET name without its position qualifier _H_V_R (TA for TA_1_1_1) is the usual slip
-        qualified = [v for v in variables if v.upper().startswith(variable.upper() + "_")]
-        if qualified:
-            raise HTTPException(404, f"station {station!r} never reported variable {variable!r}; it reports it with "
-                                     f"its position qualifier _H_V_R: {_listing(qualified)}; e.g. "
-                                     f"variable={qualified[0]}")
-        close = [c for c in [_close_match(variable, variables)] if c is not None]
-        hint = f"did you mean variable={close[0]}? Its variables" if close else "its variables"
-        raise HTTPException(404, f"station {station!r} never reported variable {variable!r}; {hint}: "
-                                 f"{_listing(variables)} (GET /api/v1/stations lists them per sensor)")
-    if sensor is not None:
-        sensors = sorted({s for i in mine for s, names in i.sensors.items() if variable in names})
-        if sensor not in sensors:
-            raise HTTPException(404, f"sensor {sensor!r} of station {station!r} never reported {variable}; the "
-                                     f"sensors that did: {_listing(sensors)}")
-
-
-def refuse_unknown_flux_station(store: Store, station: str) -> None:
-    """Raise 404 when the store holds neither fluxes nor readings of `station` (a station that reports readings
-    but no fluxes in the range is no error)."""
-    if store.flux_result_sets(station):
-        return
-    infos = store.stations()
-    if all(i.station != station for i in infos):
-        raise _unknown_station(station, sorted({i.station for i in infos}))  # stations with readings: a hint
 
 
 def _parameter_description(request: Request, where: str, name: str) -> str | None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from gateway.central.alerts import Alert, AlertEvaluator
 from gateway.central.alerts_config import AlertsConfig
+from gateway.central.api_names import UNKNOWN_STATION, refuse_unknown_station
 from gateway.central.params import ParameterError, parse_timestamp
 from gateway.central.store import AlertEvent, Store
 from gateway.model import format_time
@@ -85,13 +86,16 @@ def add_alert_routes(app: FastAPI | APIRouter, store: Store, evaluator: AlertEva
                      config: AlertsConfig | None = None) -> None:
     rules_config = evaluator.config if evaluator is not None else (config or AlertsConfig())
 
-    @app.get("/api/v1/alerts", response_model=AlertsOut, responses={503: {"description": "storage unavailable"}})
+    @app.get("/api/v1/alerts", response_model=AlertsOut,
+             responses={404: {"description": UNKNOWN_STATION}, 503: {"description": "storage unavailable"}})
     def alerts(
         state: Annotated[Literal["firing", "ok", "all"], Query(description="firing, ok or all")] = "all",
         station: Annotated[str | None, Query(description="one station id")] = None,
         site: Annotated[str | None, Query(description="one site id")] = None,
     ) -> AlertsOut:
         found = current_alerts(store, evaluator, state=None if state == "all" else state, station=station, site=site)
+        if not found and station is not None:
+            refuse_unknown_station(store, station)
         last = evaluator.last_round if evaluator is not None else None
         return AlertsOut(evaluated=format_time(last) if last else None,
                          firing=sum(1 for a in found if a.state == "firing"), alerts=[alert_out(a) for a in found])
@@ -102,7 +106,8 @@ def add_alert_routes(app: FastAPI | APIRouter, store: Store, evaluator: AlertEva
         return rules_config.model_dump(mode="json")
 
     @app.get("/api/v1/alerts/history", response_model=list[AlertEventOut],
-             responses={422: {"description": "invalid parameter"}, 503: {"description": "storage unavailable"}})
+             responses={404: {"description": UNKNOWN_STATION}, 422: {"description": "invalid parameter"},
+                        503: {"description": "storage unavailable"}})
     def alert_history(
         start: Annotated[str, Query(description="RFC 3339 with zone, inclusive", json_schema_extra=DATE_TIME)],
         end: Annotated[str, Query(description="RFC 3339 with zone, exclusive", json_schema_extra=DATE_TIME)],
@@ -112,6 +117,9 @@ def add_alert_routes(app: FastAPI | APIRouter, store: Store, evaluator: AlertEva
         end_t = parse_timestamp(end, "end")
         if end_t <= start_t:
             raise ParameterError("end", f"end ({end}) must be after start ({start})")
+        events = store.alert_events(start_t, end_t, station=station)
+        if not events and station is not None:
+            refuse_unknown_station(store, station)
         return [AlertEventOut(rule=e.rule, site=e.site, station=e.station, subject=e.subject, state=e.state,
                               time=format_time(e.time), value=e.value, threshold=e.threshold, message=e.message)
-                for e in store.alert_events(start_t, end_t, station=station)]
+                for e in events]

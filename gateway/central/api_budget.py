@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from gateway.central.api_names import UNKNOWN_STATION, refuse_unknown_station
 from gateway.central.budget import table_csv
 from gateway.central.params import ParameterError
 from gateway.central.store import BudgetRun, Resolution, Store
@@ -137,6 +138,7 @@ def add_budget_routes(app: FastAPI | APIRouter, store: Store) -> None:
         runs = [r for r in store.budget_runs(station, year)
                 if (settings_hash is None or r.settings_hash == settings_hash) and (site is None or r.site == site)]
         if not runs:
+            refuse_unknown_station(store, station)  # a mistyped station is named, not offered a budget to compute
             held = store.budget_runs(station)
             known = "; stored: " + ", ".join(f"{r.year} {r.settings_hash}" for r in held) if held else ""
             return JSONResponse(status_code=404, content={"detail": (
@@ -169,10 +171,13 @@ def add_budget_routes(app: FastAPI | APIRouter, store: Store) -> None:
     @app.get(
         "/api/v1/budget/sets",
         response_model=list[BudgetRunOut],
-        responses={503: {"description": "storage unavailable"}},
+        responses={404: {"description": UNKNOWN_STATION}, 503: {"description": "storage unavailable"}},
     )
     def budget_sets(
         station: Annotated[str, Query(description="station id, e.g. st1")],
         year: Annotated[int | None, Query(ge=2000, le=2200, description="one year; omit for all")] = None,
     ) -> list[BudgetRunOut]:
-        return [BudgetRunOut(**_run_out(r)) for r in store.budget_runs(station, year)]
+        runs = store.budget_runs(station, year)
+        if not runs:
+            refuse_unknown_station(store, station)
+        return [BudgetRunOut(**_run_out(r)) for r in runs]

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.central.api_names import close_match
 from gateway.central.commands import DEFAULT_EXPIRES_S, CommandError, CommandService, result_summary
 from gateway.contract import COMMAND_KINDS, CommandKind
 from gateway.contract.commands import DEFAULT_ROLLBACK_S, MAX_CONFIG_CHARS, MAX_ROLLBACK_S, MIN_ROLLBACK_S
@@ -84,16 +85,20 @@ class CommandKeyOut(BaseModel):
     public_key: str = Field(description="ed25519:<base64>, for commands.trusted_keys in station.yaml")
 
 
-def _station_unknown(station: str) -> JSONResponse:
+def _station_unknown(station: str, known: list[str], sending: bool = True) -> JSONResponse:
+    meant = close_match(station, known)
+    then = ", or give `site` in the body to send to it anyway" if sending else ""
     return JSONResponse(status_code=404, content={"detail": (
-        f"station {station!r} is unknown here: it has sent nothing and has no retained status; check the name "
-        "(GET /api/v1/stations), or give `site` in the body to send to it anyway")})
+        f"station {station!r} is unknown here: it has sent nothing and has no retained status"
+        + (f"; did you mean station={meant}?" if meant is not None else "")
+        + f" (GET /api/v1/stations lists them; names are case-sensitive){then}")})
 
 
 def add_command_routes(reader: APIRouter, operator: APIRouter, service: CommandService | None, sites: Sites,
-                       caller: Caller) -> None:
+                       caller: Caller, stations: Callable[[], list[str]]) -> None:
     """The routes on the API's role routers: sending on `operator`, reading on `reader` (their dependencies check
-    the token and document it); `caller` names who sent a command, for its ledger."""
+    the token and document it); `caller` names who sent a command, for its ledger; `stations` lists the stations
+    known here, for the name a mistyped one likely means."""
 
     def no_service() -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": (
@@ -114,7 +119,7 @@ def add_command_routes(reader: APIRouter, operator: APIRouter, service: CommandS
         if site is None:
             known = sites(station, None)
             if not known:
-                return _station_unknown(station)
+                return _station_unknown(station, stations())
             if len(known) > 1:
                 return JSONResponse(status_code=422, content={"detail": [{
                     "loc": ["body", "site"], "type": "value_error",
@@ -146,7 +151,8 @@ def add_command_routes(reader: APIRouter, operator: APIRouter, service: CommandS
                 "the recent ones)")})
         return result_summary(record)
 
-    @reader.get("/api/v1/stations/{station}/commands", response_model=list[CommandOut])
+    @reader.get("/api/v1/stations/{station}/commands", response_model=list[CommandOut],
+                responses={404: {"description": "unknown station: no reading, status or command of it"}})
     def list_commands(
         station: Annotated[str, Path(pattern=IDENTIFIER_PATTERN, description="station id")],
         site: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN, description="site id")] = None,
@@ -154,7 +160,10 @@ def add_command_routes(reader: APIRouter, operator: APIRouter, service: CommandS
     ) -> Any:
         if service is None:
             return no_service()
-        return [result_summary(r) for r in service.ledger.recent(station, site, limit)]
+        records = service.ledger.recent(station, site, limit)
+        if not records and not sites(station, None) and not service.ledger.recent(station, None, 1):
+            return _station_unknown(station, stations(), sending=False)  # a mistyped name is named, not answered "none"
+        return [result_summary(r) for r in records]
 
     @reader.get("/api/v1/commands/key", response_model=CommandKeyOut)
     def command_key() -> Any:

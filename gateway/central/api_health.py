@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from gateway.central.api_names import UNKNOWN_STATION, refuse_unknown_station
 from gateway.central.params import ParameterError, parse_timestamp
 from gateway.central.store import QueryTooLarge, Store
 from gateway.contract import StationHealth
@@ -67,6 +68,7 @@ def add_health_routes(app: FastAPI | APIRouter, store: Store) -> None:
                        site: Annotated[str | None, Query(description=SITE_DOC)] = None) -> Any:
         found = store.latest_health(station=station, site=site)
         if not found:
+            refuse_unknown_station(store, station)
             return _no_report(station, site)
         if len(found) > 1:
             sites = sorted(r.site for r in found)
@@ -77,7 +79,8 @@ def add_health_routes(app: FastAPI | APIRouter, store: Store) -> None:
     @app.get(
         "/api/v1/stations/{station}/health/history",
         response_model=HealthHistoryOut,
-        responses={422: {"description": "invalid parameter"}, 503: {"description": "storage unavailable"}},
+        responses={404: {"description": UNKNOWN_STATION}, 422: {"description": "invalid parameter"},
+                   503: {"description": "storage unavailable"}},
     )
     def station_health_history(
         station: Annotated[str, Path(description="station id, e.g. st01")],
@@ -94,6 +97,8 @@ def add_health_routes(app: FastAPI | APIRouter, store: Store) -> None:
         except QueryTooLarge:
             raise ParameterError("start", f"more than {MAX_HEALTH_REPORTS} reports in start..end; shorten the "
                                  "window") from None
+        if not reports:
+            refuse_unknown_station(store, station)
         return HealthHistoryOut(site=site, station=station, start=format_time(start_t), end=format_time(end_t),
                                 reports=reports)
 

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 
+from gateway.central.api_names import refuse_unknown_station
 from gateway.central.params import ParameterError
 from gateway.central.report_data import Choice, ReportBuildError, build_report_data
 from gateway.central.store import Store
@@ -63,6 +64,7 @@ def add_report_routes(app: FastAPI | APIRouter, store: Store) -> None:
         except ReportBuildError as exc:
             text = str(exc)
             if text.startswith("budget: no carbon budget"):
+                refuse_unknown_station(store, station)  # a mistyped station is named, not offered a budget to compute
                 return JSONResponse(status_code=404, content={"detail": text})
             parameter = next((p for p in ("budget", "soil", "stems") if text.startswith(f"{p}:")), "budget")
             raise ParameterError(f"{parameter}_settings_hash", text) from None

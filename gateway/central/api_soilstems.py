@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from gateway.central.api_names import UNKNOWN_STATION, refuse_unknown_station
 from gateway.central.params import ParameterError, parse_timestamp
 from gateway.central.soilstems import table_csv
 from gateway.central.store import Product, ProductRun, ProductTable, Store
@@ -119,6 +120,7 @@ def _choose_run(store: Store, product: Product, station: str, year: int, setting
     runs = [r for r in store.product_runs(product, station, year)
             if (settings_hash is None or r.settings_hash == settings_hash) and (site is None or r.site == site)]
     if not runs:
+        refuse_unknown_station(store, station)  # a mistyped station is named, not offered a run to compute
         held = store.product_runs(product, station)
         known = "; stored: " + ", ".join(f"{r.year} {r.settings_hash}" for r in held) if held else ""
         return JSONResponse(status_code=404, content={"detail": (
@@ -196,7 +198,10 @@ def _add_product_routes(app: FastAPI | APIRouter, store: Store, product: Product
         station: Annotated[str, Query(description="station id, e.g. st1")],
         year: Annotated[int | None, Query(ge=2000, le=2200, description="one year; omit for all")] = None,
     ) -> list[ProductRunOut]:
-        return [ProductRunOut(**_run_out(r)) for r in store.product_runs(product, station, year)]
+        runs = store.product_runs(product, station, year)
+        if not runs:
+            refuse_unknown_station(store, station)
+        return [ProductRunOut(**_run_out(r)) for r in runs]
 
     responses: dict[int | str, dict[str, Any]] = {
         200: {"content": {"text/csv": {}}}, 404: {"description": f"no {product} results stored for the station-year"},
@@ -204,5 +209,5 @@ def _add_product_routes(app: FastAPI | APIRouter, store: Store, product: Product
     app.get(f"/api/v1/{product}", response_model=ProductOut, responses=responses, name=f"get_{product}",
             summary=f"One table of a station-year's {product} run")(get_product)
     app.get(f"/api/v1/{product}/sets", response_model=list[ProductRunOut], name=f"{product}_sets",
-            responses={503: {"description": "storage unavailable"}},
+            responses={404: {"description": UNKNOWN_STATION}, 503: {"description": "storage unavailable"}},
             summary=f"The {product} runs stored for a station")(get_sets)

@@ -142,7 +142,7 @@ def test_unknown_station_is_404_naming_the_stations_the_store_holds(client: Test
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        ({"station": "ST1"}, "station 'ST1' is not in the store (no reading or flux of it was ever stored); did you "
+        ({"station": "ST1"}, "station 'ST1' is not in the store (nothing of it was ever stored); did you "
                              "mean station=st1?"),
         ({"variable": "co2"}, "station 'st1' never reported variable 'co2'; did you mean variable=CO2? Its "
                               "variables: CO2 "),

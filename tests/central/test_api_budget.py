@@ -102,7 +102,25 @@ def test_sets_list_every_run(served: tuple[TestClient, StationBudget, StationBud
     assert sorted(s["settings_hash"] for s in body) == sorted([first.run.settings_hash, second.run.settings_hash])
     assert all(s["year"] == YEAR and s["complete"] is False for s in body)
     assert client.get("/api/v1/budget/sets", params={"station": STATION, "year": YEAR - 1}).json() == []
-    assert client.get("/api/v1/budget/sets", params={"station": "nobody"}).json() == []
+
+
+@pytest.mark.parametrize(("path", "params"), [("/api/v1/budget/sets", {}), ("/api/v1/budget/sets", {"year": YEAR}),
+                                              ("/api/v1/budget", {"year": YEAR})])
+def test_a_station_the_store_never_held_is_404_naming_the_one_meant(
+        served: tuple[TestClient, StationBudget, StationBudget], path: str, params: dict[str, object]) -> None:
+    client = served[0]
+    response = client.get(path, params={"station": STATION.upper(), **params})
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert detail.startswith(f"station {STATION.upper()!r} is not in the store")
+    assert f"did you mean station={STATION}?" in detail and "sinkwatch flux budget" not in detail
+
+
+def test_a_known_station_without_a_run_of_the_year_is_200_with_none(
+        served: tuple[TestClient, StationBudget, StationBudget]) -> None:
+    response = served[0].get("/api/v1/budget/sets", params={"station": STATION, "year": YEAR - 1})
+    assert response.status_code == 200
+    assert response.json() == []
 
 
 def test_two_runs_need_a_settings_hash(served: tuple[TestClient, StationBudget, StationBudget]) -> None:

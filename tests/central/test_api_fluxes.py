@@ -166,8 +166,9 @@ def test_an_unknown_station_is_404(client: TestClient, format_: str) -> None:
     response = client.get("/api/v1/fluxes", params={"station": "nobody", "start": START, "end": END,
                                                     "format": format_})
     assert response.status_code == 404
-    assert response.json()["detail"] == ("station 'nobody' is not in the store (no reading or flux of it was ever "
-                                         "stored) (GET /api/v1/stations lists them; names are case-sensitive)")
+    assert response.json()["detail"] == ("station 'nobody' is not in the store (nothing of it was ever stored) "
+                                         "(GET /api/v1/stations and /api/v1/station-health list them; names are "
+                                         "case-sensitive)")
 
 
 def test_an_unknown_station_names_the_station_it_likely_means(tmp_path: Path) -> None:

@@ -127,3 +127,23 @@ def test_a_missing_run_is_404_naming_the_command(served: tuple[TestClient, Stati
     response = served[0].get("/api/v1/stems", params={"station": STATION, "year": 2024})
     assert response.status_code == 404
     assert "sinkwatch central stems --station st1 --year 2024 -c central.yaml" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("path", "params"), [("/api/v1/soil/sets", {}), ("/api/v1/stems/sets", {"year": YEAR}),
+                                              ("/api/v1/soil", {"year": YEAR}), ("/api/v1/stems", {"year": YEAR})])
+def test_a_station_the_store_never_held_is_404_naming_the_one_meant(
+        served: tuple[TestClient, StationProduct, StationProduct, StationProduct], path: str,
+        params: dict[str, object]) -> None:
+    response = served[0].get(path, params={"station": STATION.upper(), **params})
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert detail.startswith(f"station {STATION.upper()!r} is not in the store")
+    assert f"did you mean station={STATION}?" in detail and "sinkwatch central" not in detail
+
+
+@pytest.mark.parametrize("product", ["soil", "stems"])
+def test_a_known_station_without_a_run_of_the_year_is_200_with_none(
+        served: tuple[TestClient, StationProduct, StationProduct, StationProduct], product: str) -> None:
+    response = served[0].get(f"/api/v1/{product}/sets", params={"station": STATION, "year": YEAR - 1})
+    assert response.status_code == 200
+    assert response.json() == []

@@ -41,10 +41,31 @@ def test_the_latest_report_of_a_station_and_its_age(client: tuple[TestClient, li
     assert 55 <= body["age_s"] <= 120
 
 
-def test_a_station_without_reports_is_a_404_that_says_why(client: tuple[TestClient, list[StationHealth]]) -> None:
+def test_a_station_the_store_never_held_is_a_404_naming_the_one_meant(
+        client: tuple[TestClient, list[StationHealth]]) -> None:
     response = client[0].get("/api/v1/stations/plot-99/health")
     assert response.status_code == 404
-    assert "plot-99" in response.json()["detail"] and "/api/v1/station-health" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert detail.startswith("station 'plot-99' is not in the store") and "did you mean station=plot-09?" in detail
+    assert "/api/v1/station-health" in detail
+
+
+def test_history_of_a_station_the_store_never_held_is_404(client: tuple[TestClient, list[StationHealth]]) -> None:
+    test_client, reports = client
+    response = test_client.get("/api/v1/stations/plot-7/health/history",
+                               params={"start": format_time(reports[0].time), "end": format_time(reports[9].time)})
+    assert response.status_code == 404
+    assert "did you mean station=plot-07?" in response.json()["detail"]
+
+
+def test_history_of_a_known_station_without_reports_in_the_window_is_200_with_none(
+        client: tuple[TestClient, list[StationHealth]]) -> None:
+    test_client, reports = client
+    start = reports[9].time + timedelta(hours=1)
+    response = test_client.get("/api/v1/stations/plot-07/health/history",
+                               params={"start": format_time(start), "end": format_time(start + timedelta(hours=1))})
+    assert response.status_code == 200
+    assert response.json()["reports"] == []
 
 
 def test_a_station_id_at_two_sites_needs_the_site(client: tuple[TestClient, list[StationHealth]]) -> None:
