@@ -176,6 +176,9 @@ def test_the_api_serves_the_report_as_html_and_pdf(own_store: SqliteStore) -> No
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
         missing = client.get("/api/v1/report", params={"station": STATION, "year": 2024})
         assert missing.status_code == 404 and "sinkwatch flux budget" in missing.json()["detail"]
+        mistyped = client.get("/api/v1/report", params={"station": STATION.upper(), "year": YEAR})
+        assert mistyped.status_code == 404 and "sinkwatch flux budget" not in mistyped.json()["detail"]
+        assert f"did you mean station={STATION}?" in mistyped.json()["detail"]
         ambiguous = client.get("/api/v1/report", params={"station": STATION, "year": YEAR})
         assert ambiguous.status_code == 422
         assert ambiguous.json()["detail"][0]["loc"] == ["query", "soil_settings_hash"]
