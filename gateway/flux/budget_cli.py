@@ -40,7 +40,8 @@ def _coverage(year: str, records: float, step_s: float) -> str:
 def budget(
     input_csv: Annotated[Path, typer.Argument(help="half-hourly table: TIMESTAMP_START/TIMESTAMP_END (YYYYMMDDHHMM) "
                                                    "or Year, DoY, Hour; NEE or FC, SW_IN, TA, VPD, optional USTAR; "
-                                                   "-9999 missing")],
+                                                   "-9999 missing; a FLUXNET2015/ONEFlux product gives NEE_VUT_REF "
+                                                   "where NEE_VUT_REF_QC is 0")],
     lat: Annotated[float, typer.Option(help="site latitude, degrees north")],
     lon: Annotated[float, typer.Option(help="site longitude, degrees east")],
     utc_offset: Annotated[float, typer.Option("--utc-offset", help="hours the time stamps' clock is ahead of UTC")],

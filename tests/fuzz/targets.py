@@ -1016,7 +1016,7 @@ def _budget_tables() -> list[str]:
     """Three days of plausible half-hourly records in each input layout `sinkwatch flux budget` reads
     (gateway/flux/budget/files.py): FLUXNET start and end (bare and as an AmeriFlux BASE file), europe-fluxdata end
     only with qualified and _PI names and a quality flag, the online tool's tab-separated Year/DoY/Hour with a units
-    row and RH for VPD."""
+    row and RH for VPD, a FLUXNET2015/ONEFlux product (NEE_VUT_REF with its _QC, the _F drivers)."""
     start = datetime(2021, 6, 1)
     rows = []
     for i in range(3 * 48):
@@ -1035,7 +1035,10 @@ def _budget_tables() -> list[str]:
         hour = (e - datetime(begin.year, begin.month, begin.day)).total_seconds() / 3600
         tool.append(f"{begin.year}\t{begin.timetuple().tm_yday}\t{hour:g}\t{n}\t{flag}\t{sw}\t{ta}\t{rh}\t0.3")
     ameriflux_base = ["# Site: US-Xyz", "# Version: 1-5", *fluxnet]
-    return ["\n".join(t) + "\n" for t in (fluxnet, europe, tool, ameriflux_base)]
+    product = ["TIMESTAMP_START,TIMESTAMP_END,NEE_VUT_REF,NEE_VUT_REF_QC,SW_IN_F,TA_F,VPD_F,USTAR"] + [
+        f"{e - timedelta(minutes=30):%Y%m%d%H%M},{e:%Y%m%d%H%M},{n},{flag},{sw},{ta},{vpd},0.3"
+        for e, n, sw, ta, vpd, _, flag in rows]
+    return ["\n".join(t) + "\n" for t in (fluxnet, europe, tool, ameriflux_base, product)]
 
 
 def budget_input_files() -> st.SearchStrategy[bytes]:

@@ -23,6 +23,11 @@ the station mode's ``budget.max_flux_flag``). The AmeriFlux BASE CSV of ``sinkwa
 ``--met FILE`` adds from a second file of the same kind (columns of the met file fill the ones the main file lacks,
 matched by time).
 
+A FLUXNET2015/ONEFlux product (FULLSET or SUBSET, ``_HH`` or ``_HR``; the ICOS and AmeriFlux FLUXNET products) has
+no NEE or FC: NEE is ``NEE_VUT_REF`` (else ``NEE_CUT_REF``) where its ``_QC`` is 0 (measured); the records ONEFlux
+filled are missing, for our own u* filter and MDS to fill. Without the ``_QC`` column such a file is refused. Its
+drivers, when the plain names are absent, are the gap-filled ``SW_IN_F``/``TA_F``/``VPD_F`` (else ``_F_MDS``).
+
 Every check names the column or row and the fix (:class:`BudgetFileError`): unreadable or empty file, missing
 columns, malformed numbers or time stamps, duplicated or unsorted records, steps other than 30 or 60 min, units that
 cannot be right (VPD in kPa or Pa, TA in K, SW_IN out of range, NEE not in µmol m-2 s-1), drivers without any value,
@@ -38,7 +43,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,6 +118,14 @@ SW_IN (Pastorello et al. 2020; `qc_auto`, which accepts 0.48-0.56 when it regres
 _FLUX_FLAGS = ("FC_SSITC_TEST", "NEE_SSITC_TEST", "qcNEE")
 """Quality flags of the flux, 0/1/2 of Mauder & Foken (2004): AmeriFlux/ICOS names, the online tool's."""
 _DAY_COLUMNS = ("DoY", "DOY", "Day")
+PRODUCT_NEE = ("NEE_VUT_REF", "NEE_CUT_REF")
+"""NEE of a FLUXNET2015/ONEFlux product (FULLSET, SUBSET; ICOS and AmeriFlux FLUXNET products), in the order taken:
+the variable and the constant u* threshold's reference NEE (FLUXNET2015 FULLSET Data Product page; Pastorello et al.
+2020). Each comes u*-filtered and gap-filled; its ``_QC`` column (0 measured, 1-3 gap-filling quality) tells the
+measured records from the filled ones."""
+PRODUCT_DRIVERS = {"SW_IN": ("SW_IN_F", "SW_IN_F_MDS"), "TA": ("TA_F", "TA_F_MDS"), "VPD": ("VPD_F", "VPD_F_MDS")}
+"""A product's gap-filled drivers, taken when the plain name is absent: ``_F`` (MDS, long gaps from the ERA-Interim
+downscaling), else ``_F_MDS`` (MDS only); VPD in hPa (FLUXNET2015 FULLSET Data Product page)."""
 
 
 def _split_lines(text: str) -> list[list[str]]:
@@ -261,6 +274,38 @@ def _numbers(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], n
     return out
 
 
+def _driver_column(header: Sequence[str], name: str) -> str | None:
+    """The header's column for ``name`` (:func:`_column_index`), else a product's gap-filled driver
+    (:data:`PRODUCT_DRIVERS`)."""
+    idx = _column_index(header, name)
+    if idx is not None:
+        return name
+    return next((alt for alt in PRODUCT_DRIVERS.get(name, ()) if alt in header), None)
+
+
+def _product_nee(path: Path, header: Sequence[str], body: Sequence[Sequence[str]],
+                 grid: Callable[[NDArray[np.float64]], NDArray[np.float64]]) -> tuple[NDArray[np.float64], str, str]:
+    """NEE of a FLUXNET2015/ONEFlux product where its ``_QC`` is 0 (measured), missing where ONEFlux filled it, the
+    column's name and a note; refused without a quality column (:data:`PRODUCT_NEE`)."""
+    column = next((c for c in PRODUCT_NEE if c in header and f"{c}_QC" in header), None)
+    if column is None:
+        found = next((c for c in PRODUCT_NEE if c in header),
+                     next(h for h in header if h.startswith(("NEE_VUT_", "NEE_CUT_"))))
+        raise BudgetFileError(
+            f"{path}: no NEE or FC column, and {found} without its quality column {found}_QC: a FLUXNET2015/ONEFlux "
+            "product's NEE is gap-filled, and only NEE_VUT_REF_QC (or NEE_CUT_REF_QC; 0 = measured) tells the "
+            "measured records from the filled ones; give the product file with that column (the FULLSET and SUBSET "
+            "files have it) or the site's BASE file (FC, SC)")
+    values, qc = grid(_numbers(path, header, body, column)), grid(_numbers(path, header, body, f"{column}_QC"))
+    measured = np.isfinite(values) & (qc == 0.0)
+    nee = np.where(measured, values, np.nan)
+    n, filled = int(measured.sum()), int((np.isfinite(values) & ~measured).sum())
+    note = (f"NEE from {column} where {column}_QC is 0 (measured): {n} records ({n / values.size:.0%}); its {filled} "
+            "gap-filled values are not used. The product has already removed the records below its own u* "
+            "thresholds (FLUXNET2015/ONEFlux); our u* filter and gap filling run again on the measured records")
+    return nee, column, note
+
+
 def _saturation_vapour_pressure_hpa(ta: NDArray[np.float64]) -> NDArray[np.float64]:
     """Magnus formula over water (FAO-56 eq. 11), hPa from °C; only used to check VPD's unit."""
     result: NDArray[np.float64] = 6.108 * np.exp(17.27 * ta / (ta + 237.3))
@@ -373,11 +418,19 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
 
     cols: dict[str, NDArray[np.float64]] = {}
     names: dict[str, str] = {}
+    product_drivers: list[str] = []
     for name in ("NEE", "FC", "SC", "SW_IN", "PPFD_IN", "TA", "VPD", "RH", "USTAR", "CO2", "PA", *_FLUX_FLAGS):
-        idx = _column_index(header, name)
-        if idx is not None:
-            cols[name] = grid(_numbers(p, header, body, name))
+        column = _driver_column(header, name)
+        if column is not None:
+            idx = _column_index(header, column)
+            assert idx is not None
+            cols[name] = grid(_numbers(p, header, body, column))
             names[name] = header[idx]
+            if column != name:
+                product_drivers.append(f"{name} from {column}")
+    if product_drivers:
+        notes.append(f"{', '.join(product_drivers)}: a FLUXNET2015/ONEFlux product's gap-filled drivers (no plain "
+                     "column); their filled values serve as measured drivers")
     if met is not None:
         mp = Path(met)
         mheader, mbody, mdigest = _read_table(mp)
@@ -385,23 +438,23 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
         sources.append((mp.name, mdigest, mlayout))
         pos, inside = _grid_positions(t0, step, n, np.array([s.timestamp() for s in mstarts]))
         for name in ("SW_IN", "PPFD_IN", "TA", "VPD", "RH", "USTAR", "PA"):
-            if name in cols or _column_index(mheader, name) is None:
+            column = _driver_column(mheader, name)
+            if name in cols or column is None:
                 continue
-            values = _numbers(mp, mheader, mbody, name)
+            values = _numbers(mp, mheader, mbody, column)
             out = np.full(n, np.nan)
             out[pos[inside]] = values[inside]
             cols[name] = out
-            names[name] = f"{name} (from {mp.name})"
+            names[name] = f"{column} (from {mp.name})"
     if "NEE" in cols and not np.isfinite(cols["NEE"]).any() and "FC" in cols and np.isfinite(cols["FC"]).any():
         notes.append(f"{names.pop('NEE')} has no values: NEE from {names['FC']} (and SC) instead")
         del cols["NEE"]
+    if "NEE" not in cols and "FC" not in cols and any(h.startswith(("NEE_VUT_", "NEE_CUT_")) for h in header):
+        # a FLUXNET2015/ONEFlux product: its NEE was u*-filtered and gap-filled by ONEFlux; only measured records
+        cols["NEE"], names["NEE"], note = _product_nee(p, header, body, grid)
+        notes.append(note)
     if "NEE" not in cols:
         if "FC" not in cols:
-            product = [h for h in header if h.startswith(("NEE_VUT_", "NEE_CUT_"))]
-            if product:  # a FLUXNET2015/ONEFlux product: its NEE was u*-filtered and gap-filled by ONEFlux
-                raise BudgetFileError(
-                    f"{p}: no NEE or FC column but {product[0]}: a FLUXNET2015/ONEFlux product, whose NEE is already "
-                    "u*-filtered and gap-filled; give the site's BASE file (FC, SC) to compute the budget here")
             raise BudgetFileError(f"{p}: no NEE or FC column; give NEE (µmol CO2 m-2 s-1), or FC with SC")
         fc = cols["FC"]
         if "SC" not in cols and storage_height_m is not None:

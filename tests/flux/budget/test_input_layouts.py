@@ -262,16 +262,20 @@ def test_met_file_with_timestamp_end_only(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_budget_csv(main, met=met).columns["SW_IN"], s["SW_IN"])
 
 
-def test_a_fluxnet2015_product_is_named_not_taken(tmp_path: Path) -> None:
+def test_a_fluxnet2015_product_gives_its_measured_nee(tmp_path: Path) -> None:
+    """The whole year and the refusals: tests/flux/budget/test_fluxnet_product.py."""
     s = _synthetic()
+    qc = np.arange(len(s["NEE"])) % 4  # 0 measured, 1-3 gap-filled
     names = ["NEE_VUT_REF", "NEE_VUT_REF_QC", "SW_IN_F", "TA_F", "VPD_F", "USTAR"]
-    values = {**s, "NEE_VUT_REF": s["NEE"], "NEE_VUT_REF_QC": np.zeros(len(s["NEE"])), "SW_IN_F": s["SW_IN"],
-              "TA_F": s["TA"], "VPD_F": s["VPD"]}
+    values = {**s, "NEE_VUT_REF": s["NEE"], "NEE_VUT_REF_QC": qc, "SW_IN_F": s["SW_IN"], "TA_F": s["TA"],
+              "VPD_F": s["VPD"]}
     path = _write(tmp_path / "FLX_XX-Xyz_FLUXNET2015_FULLSET_HH.csv", ["TIMESTAMP_START", "TIMESTAMP_END", *names],
                   _fluxnet_rows(s, names, values))
-    with pytest.raises(BudgetFileError, match=r"no NEE or FC column but NEE_VUT_REF: a FLUXNET2015/ONEFlux product, "
-                                              r"whose NEE is already u\*-filtered and gap-filled"):
-        read_budget_csv(path)
+    data = read_budget_csv(path)
+    np.testing.assert_array_equal(data.columns["NEE"], np.where(qc == 0, s["NEE"], np.nan))
+    np.testing.assert_array_equal(data.columns["VPD"], s["VPD"])
+    note = "NEE from NEE_VUT_REF where NEE_VUT_REF_QC is 0 (measured): 36 records"
+    assert any(n.startswith(note) for n in data.notes)
 
 
 def test_no_time_columns_says_which_layouts(tmp_path: Path) -> None:
