@@ -8,6 +8,7 @@ the fix).
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import json
 import math
 from datetime import UTC, datetime
@@ -77,7 +78,14 @@ def budget(
         write_aggregates_csv,
         write_halfhourly_csv,
     )
-    from gateway.flux.budget.pipeline import ENGINE_NAME, ENGINE_VERSION, BudgetInputError, BudgetSettings, run_budget
+    from gateway.flux.budget.pipeline import (
+        ENGINE_NAME,
+        ENGINE_VERSION,
+        BudgetInputError,
+        BudgetSettings,
+        UstarNotFoundError,
+        run_budget,
+    )
     from gateway.outputs import check_output_files
 
     mode = _parse_ustar(ustar)
@@ -90,10 +98,22 @@ def budget(
         if mode != "none" and "USTAR" not in cols:
             raise BudgetFileError(f"{input_csv}: no USTAR column for --ustar {ustar}; add USTAR (m s-1), or use "
                                   "--ustar none if NEE is already u*-filtered")
-        result = run_budget(data.time_start_s, cols["NEE"], cols["SW_IN"], cols["TA"], cols["VPD"],
-                            cols.get("USTAR"), lat=lat, lon=lon, utc_offset_h=utc_offset,
-                            settings=BudgetSettings(ustar=mode, n_bootstrap=bootstrap, seed=seed,
-                                                  despike_z=despike))
+        settings_run = BudgetSettings(ustar=mode, n_bootstrap=bootstrap, seed=seed, despike_z=despike)
+        try:
+            result = run_budget(data.time_start_s, cols["NEE"], cols["SW_IN"], cols["TA"], cols["VPD"],
+                                cols.get("USTAR"), lat=lat, lon=lon, utc_offset_h=utc_offset, settings=settings_run)
+        except UstarNotFoundError as exc:
+            if data.prefiltered is None or mode != "auto":
+                raise
+            # ONEFlux removed the nights below its own thresholds: no further level-off is no further filtering
+            result = run_budget(data.time_start_s, cols["NEE"], cols["SW_IN"], cols["TA"], cols["VPD"],
+                                cols.get("USTAR"), lat=lat, lon=lon, utc_offset_h=utc_offset,
+                                settings=dataclasses.replace(settings_run, ustar="none"))
+            found = str(exc).removeprefix("USTAR: ").split("; ")[0]
+            data.notes.append(
+                f"u*: {found} — in the measured nights of {data.prefiltered}, "
+                "which ONEFlux already u*-filtered at its own threshold: no further u* filtering (as --ustar none); "
+                "the u* uncertainty term is not estimated (give --ustar VALUE to filter at a threshold of your own)")
     except (BudgetFileError, BudgetInputError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -95,6 +95,8 @@ class BudgetInput:
     step_s: float
     notes: list[str] = field(default_factory=list)
     sources: list[tuple[str, str, str]] = field(default_factory=list)
+    prefiltered: str | None = None
+    """The FLUXNET2015/ONEFlux product column NEE came from: already u*-filtered by ONEFlux."""
 
 
 def _parse_stamp(text: str, path: Path, row: int, column: str) -> datetime:
@@ -510,7 +512,8 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
                                   f"(hPa or RH)")
     _check_units(p, cols, names)
     stamps = [(s.strftime("%Y%m%d%H%M"), e.strftime("%Y%m%d%H%M")) for s, e in zip(starts, ends, strict=True)]
-    return BudgetInput(time_start, cols, rows, stamps, step, notes, sources)
+    prefiltered = names["NEE"] if names["NEE"] in PRODUCT_NEE else None
+    return BudgetInput(time_start, cols, rows, stamps, step, notes, sources, prefiltered)
 
 
 RUN_RECORD_FORMAT = "sinkwatch-budget-run"

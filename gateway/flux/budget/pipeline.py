@@ -57,6 +57,10 @@ class BudgetInputError(ValueError):
     """The input cannot give a budget; the message names the variable, the records and the fix."""
 
 
+class UstarNotFoundError(BudgetInputError):
+    """The moving-point test found no u* threshold in the record (the message says why and what to give)."""
+
+
 @dataclass(frozen=True)
 class BudgetSettings:
     """``ustar``: ``"auto"`` (moving-point test with ``n_bootstrap`` draws from ``seed``), ``"none"`` (NEE is
@@ -189,7 +193,7 @@ def _ustar_once(nee: NDArray[np.float64], ta: NDArray[np.float64], ustar: NDArra
                  "m s-1)" if draws.size else f"none of {result.n_bootstrap} bootstrap draws found one")
         hourly = (" Hourly records give each of ONEFlux's classes (7 TA classes of at least 100 nights, 20 u* classes "
                   "each) half the nights of a half-hourly year." if step_s == 3600.0 else "")
-        raise BudgetInputError(
+        raise UstarNotFoundError(
             f"USTAR: the moving-point test found no u* threshold in {result.n_night} night records "
             f"({'one pooled season' if result.one_season else 'four seasons'}: in no temperature class did nighttime "
             f"NEE level off with u*); {found}.{hourly} Give a threshold with --ustar VALUE (m s-1), e.g. from the "

@@ -180,3 +180,32 @@ def test_fullset_without_qc_columns_is_refused_by_name(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "NEE_VUT_REF_QC" in result.output and "BASE file (FC, SC)" in " ".join(result.output.split())
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_product_already_u_star_filtered_gets_no_second_threshold_and_says_so(tmp_path: Path) -> None:
+    """As ONEFlux writes it: the nights below its u* threshold (here diive's, 0.215 m s-1, a port of ONEFlux's
+    moving-point test) or without USTAR are gap-filled (QC 1), not measured. The moving-point test then finds no
+    threshold in the nights left; the command runs without further u* filtering, says so, and gives the budget of the
+    original file filtered at that threshold."""
+    data = _original()
+    c = data.columns
+    threshold = float(peer_json("dv091_ustar_FR-Hes2016.json")["annual"]["threshold"])
+    with np.errstate(invalid="ignore"):
+        removed = ~(c["SW_IN"] >= 10.0) & ~(c["USTAR"] >= threshold)
+    nee = np.where(removed, np.nan, c["NEE"])
+    path = _write(tmp_path / "FLX_FR-Hes_FLUXNET2015_FULLSET_HH_2016-2016.csv", data.time_start_s,
+                  _product(nee, _drivers(data)), 30)
+    output, annual = _command(path, tmp_path, "product")
+    text = " ".join(output.split())
+    assert "note: u*: the moving-point test found no u* threshold in" in text
+    assert "which ONEFlux already u*-filtered at its own threshold: no further u* filtering (as --ustar none)" in text
+    s = SITES["FR-Hes2016"]
+    original = run_budget(data.time_start_s, c["NEE"], c["SW_IN"], c["TA"], c["VPD"], c["USTAR"], lat=s["lat"],
+                          lon=s["lon"], utc_offset_h=s["utc_offset"], settings=BudgetSettings(ustar=threshold))
+    for name in ("NEE_F", "RECO_NT", "GPP_NT"):
+        # the annual file writes six significant digits
+        assert float(annual[name]) == pytest.approx(float(original.annual.values[name][0]), rel=1e-5), name
+    # the same file with a threshold given is filtered at it, no note
+    result = runner.invoke(app, ["flux", "budget", str(path), "--lat", str(s["lat"]), "--lon", str(s["lon"]),
+                                 "--utc-offset", "1", "--ustar", "0.3", "--out", str(tmp_path / "given.csv")])
+    assert result.exit_code == 0 and "no further u* filtering" not in result.output
