@@ -32,6 +32,15 @@ app = typer.Typer(help="Central service: ingest readings from MQTT into storage 
                   no_args_is_help=True)
 
 
+def _config_or_exit(path: Path) -> CentralConfig:
+    """The central config, validated; a config error is printed and the command stops with exit 2."""
+    try:
+        return load_central_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
 def _data_dir_or_exit(path: Path, settings: CentralConfig) -> None:
     """Create `data_dir` if missing; stop with one message naming the key when it cannot be made or written."""
     import os
@@ -62,11 +71,7 @@ def validate(
     config: Annotated[Path, typer.Option("--config", "-c", help="central config file (see sample-config)")],
 ) -> None:
     """Check a central config without opening the store, the broker or a port."""
-    try:
-        settings = load_central_config(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    settings = _config_or_exit(config)
     storage = settings.storage
     where = storage.path if storage.kind == "sqlite" else storage.url
     typer.echo(f"{config}: ok — storage {storage.kind} ({where}), broker {settings.mqtt.host}:{settings.mqtt.port}"
@@ -83,11 +88,7 @@ def serve(
 ) -> None:
     """Run the ingestor and the HTTP API until Ctrl-C / SIGTERM."""
     _require_central("sinkwatch central serve")
-    try:
-        settings = load_central_config(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    settings = _config_or_exit(config)
     _data_dir_or_exit(config, settings)
     setup_logging("DEBUG" if verbose else None)
     from gateway.central.service import ApiListenError, open_store, run_central, tune_collector  # after validation
@@ -133,11 +134,7 @@ def ingest(
         typer.echo(f"--name {name!r}: use letters, digits, '_', '.' or '-' (it becomes a file and client name)",
                    err=True)
         raise typer.Exit(2)
-    try:
-        settings = load_central_config(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    settings = _config_or_exit(config)
     _data_dir_or_exit(config, settings)
     setup_logging("DEBUG" if verbose else None)
     from gateway.central.service import tune_collector
@@ -619,11 +616,7 @@ def _api_client(api: str | None, config: Path | None, token_file: Path | None, c
 
     url = api
     if url is None and config is not None:
-        try:
-            settings = load_central_config(config)
-        except ConfigError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(_EXIT_USAGE) from None
+        settings = _config_or_exit(config)
         host = settings.api.host if settings.api.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         url = f"{settings.api.scheme}://{host}:{settings.api.port}"
     url = url or "http://127.0.0.1:8080"
@@ -780,11 +773,7 @@ def station_command_key(
     """Print the central command key's public half: stations trust it with `commands.trusted_keys`."""
     from gateway.central.commands import PUBLIC_KEY_FILE, read_public_key
 
-    try:
-        settings = load_central_config(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(_EXIT_USAGE) from None
+    settings = _config_or_exit(config)
     text = read_public_key(settings.data_dir)
     if text is None:
         typer.echo(f"no {settings.data_dir / PUBLIC_KEY_FILE} yet: the central service makes its command key at its "
@@ -802,11 +791,7 @@ app.add_typer(token_app, name="token")
 
 def _token_store(config: Path) -> TokenStore:
     _require_central("sinkwatch central token")
-    try:
-        settings = load_central_config(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    settings = _config_or_exit(config)
     from gateway.central.access import TokenStore
 
     _data_dir_or_exit(config, settings)
@@ -880,11 +865,7 @@ def _provisioning(config: Path, command: str) -> tuple[CentralConfig, BrokerFile
     _require_central(command)
     from gateway.central.provision import BrokerFiles
 
-    try:
-        settings = load_central_config(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    settings = _config_or_exit(config)
     p = settings.provisioning
     return settings, BrokerFiles(p.broker_password_file, p.broker_acl_file, tuple(p.broker_reload), p.broker_crl_file)
 
