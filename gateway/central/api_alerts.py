@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from gateway.central.alerts import Alert, AlertEvaluator
 from gateway.central.alerts_config import AlertsConfig
-from gateway.central.api_names import UNKNOWN_STATION, refuse_unknown_station
+from gateway.central.api_names import UNKNOWN_SITE, UNKNOWN_STATION, refuse_unknown_site, refuse_unknown_station
 from gateway.central.params import ParameterError, parse_timestamp
 from gateway.central.store import AlertEvent, Store
 from gateway.model import format_time
@@ -87,7 +87,7 @@ def add_alert_routes(app: FastAPI | APIRouter, store: Store, evaluator: AlertEva
     rules_config = evaluator.config if evaluator is not None else (config or AlertsConfig())
 
     @app.get("/api/v1/alerts", response_model=AlertsOut,
-             responses={404: {"description": UNKNOWN_STATION}, 503: {"description": "storage unavailable"}})
+             responses={404: {"description": UNKNOWN_SITE}, 503: {"description": "storage unavailable"}})
     def alerts(
         state: Annotated[Literal["firing", "ok", "all"], Query(description="firing, ok or all")] = "all",
         station: Annotated[str | None, Query(description="one station id")] = None,
@@ -96,6 +96,8 @@ def add_alert_routes(app: FastAPI | APIRouter, store: Store, evaluator: AlertEva
         found = current_alerts(store, evaluator, state=None if state == "all" else state, station=station, site=site)
         if not found and station is not None:
             refuse_unknown_station(store, station)
+        if not found and site is not None:
+            refuse_unknown_site(store, site, station)
         last = evaluator.last_round if evaluator is not None else None
         return AlertsOut(evaluated=format_time(last) if last else None,
                          firing=sum(1 for a in found if a.state == "firing"), alerts=[alert_out(a) for a in found])

@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from gateway.central.api_names import UNKNOWN_STATION, refuse_unknown_station
+from gateway.central.api_names import UNKNOWN_SITE, refuse_unknown_site, refuse_unknown_station
 from gateway.central.params import ParameterError, parse_timestamp
 from gateway.central.store import QueryTooLarge, Store
 from gateway.contract import StationHealth
@@ -61,7 +61,8 @@ def add_health_routes(app: FastAPI | APIRouter, store: Store) -> None:
     @app.get(
         "/api/v1/stations/{station}/health",
         response_model=HealthReportOut,
-        responses={404: {"description": "no report stored for the station"}, 422: {"description": "ambiguous"},
+        responses={404: {"description": "no report stored for the station (or the station or site is unknown)"},
+                   422: {"description": "ambiguous"},
                    503: {"description": "storage unavailable"}},
     )
     def station_health(station: Annotated[str, Path(description="station id, e.g. st01")],
@@ -69,6 +70,8 @@ def add_health_routes(app: FastAPI | APIRouter, store: Store) -> None:
         found = store.latest_health(station=station, site=site)
         if not found:
             refuse_unknown_station(store, station)
+            if site is not None:
+                refuse_unknown_site(store, site, station)
             return _no_report(station, site)
         if len(found) > 1:
             sites = sorted(r.site for r in found)
@@ -79,7 +82,7 @@ def add_health_routes(app: FastAPI | APIRouter, store: Store) -> None:
     @app.get(
         "/api/v1/stations/{station}/health/history",
         response_model=HealthHistoryOut,
-        responses={404: {"description": UNKNOWN_STATION}, 422: {"description": "invalid parameter"},
+        responses={404: {"description": UNKNOWN_SITE}, 422: {"description": "invalid parameter"},
                    503: {"description": "storage unavailable"}},
     )
     def station_health_history(
@@ -99,6 +102,8 @@ def add_health_routes(app: FastAPI | APIRouter, store: Store) -> None:
                                  "window") from None
         if not reports:
             refuse_unknown_station(store, station)
+            if site is not None:
+                refuse_unknown_site(store, site, station)
         return HealthHistoryOut(site=site, station=station, start=format_time(start_t), end=format_time(end_t),
                                 reports=reports)
 

@@ -18,6 +18,8 @@ from gateway.central.store import StationInfo, Store
 
 UNKNOWN_STATION = ("the store never held the station (no reading, flux, health report, budget, soil or stems run of "
                    "it); a known station with nothing in the range asked answers 200 with nothing in it")
+UNKNOWN_SITE = ("the store never held the station, or holds nothing of it (of any station, without one) at the site "
+                "given; a known station and site with nothing to show answer 200 with nothing in it")
 UNKNOWN_SERIES = ("the store never held the station, or the station never reported the variable (or the sensor, "
                   "site given); a known series without readings in start..end answers 200 with no points")
 _LISTED = 12  # names listed in a 404's message at most
@@ -63,6 +65,27 @@ def refuse_unknown_station(store: Store, station: str, infos: Sequence[StationIn
         return
     known = {i.station for i in infos} | {r.station for r in store.latest_health()}
     raise unknown_station(station, sorted(known), none_known)
+
+
+def refuse_unknown_site(store: Store, site: str, station: str | None = None,
+                        infos: Sequence[StationInfo] | None = None) -> None:
+    """Raise 404 when the store holds nothing at `site` (of `station`, when given): no reading, health report or flux
+    result set there. A route calls it on the way to an empty answer, after the station itself was found known, so
+    that a mistyped site is not answered as a quiet 200 with nothing in it."""
+    infos = store.stations() if infos is None else infos
+    held = ({i.site for i in infos if station is None or i.station == station}
+            | {r.site for r in store.latest_health(station=station)})
+    if station is not None:
+        held |= {s.site for s in store.flux_result_sets(station)}
+    if site in held:
+        return
+    sites = sorted(held)
+    meant = close_match(site, sites)
+    of = f" of station {station!r}" if station is not None else ""
+    hint = (f"did you mean site={meant}?" if meant is not None else
+            f"sites{of}: {listing(sites)}" if sites else "the store holds no site yet")
+    raise HTTPException(404, f"site {site!r}{of} is not in the store (no reading, health report or flux result "
+                             f"of it there); {hint} (names are case-sensitive)")
 
 
 def refuse_unknown_series(store: Store, station: str, variable: str, site: str | None, sensor: str | None) -> None:

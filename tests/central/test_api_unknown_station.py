@@ -107,3 +107,39 @@ def test_an_empty_store_names_no_station(tmp_path: Path) -> None:
     assert response.json()["detail"] == ("station 'st1' is not in the store (nothing of it was ever stored) "
                                          "(GET /api/v1/stations and /api/v1/station-health list them; names are "
                                          "case-sensitive)")
+
+
+@pytest.mark.parametrize(("path", "params"), [
+    ("/api/v1/stations/{station}/health", {"site": "Hainich"}),
+    ("/api/v1/stations/{station}/health/history", {"start": START, "end": END, "site": "Hainich"}),
+    ("/api/v1/alerts", {"station": "{station}", "site": "Hainich"}),
+    ("/api/v1/alerts", {"site": "Hainich"}),
+])
+@pytest.mark.parametrize("station", [READER, REPORTER])
+def test_a_site_the_store_never_held_is_404_naming_the_one_meant(
+        client: TestClient, path: str, params: dict[str, str], station: str) -> None:
+    status, body = _get(client, path, params, station)
+    assert status == 404 and isinstance(body, dict)
+    assert body["detail"].startswith("site 'Hainich'")
+    assert "did you mean site=hainich?" in body["detail"]
+
+
+@pytest.mark.parametrize(("path", "params"), [
+    ("/api/v1/stations/{station}/health/history", {"start": END, "end": LATER, "site": "hainich"}),
+    ("/api/v1/alerts", {"station": "{station}", "site": "hainich"}),
+])
+@pytest.mark.parametrize("station", [READER, REPORTER])
+def test_a_known_site_with_nothing_to_show_is_200_with_nothing(
+        client: TestClient, path: str, params: dict[str, str], station: str) -> None:
+    status, body = _get(client, path, params, station)
+    assert status == 200
+    assert (body["reports"] if "history" in path else body["alerts"]) == []
+
+
+def test_a_known_station_at_a_site_it_never_was_lists_its_sites(client: TestClient) -> None:
+    status, body = _get(client, "/api/v1/stations/{station}/health/history",
+                        {"start": START, "end": END, "site": "tharandt"}, REPORTER)
+    assert status == 404
+    assert body["detail"] == ("site 'tharandt' of station 'plot-07' is not in the store (no reading, health report "
+                              "or flux result of it there); sites of station 'plot-07': hainich (names are "
+                              "case-sensitive)")
