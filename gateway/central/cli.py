@@ -694,6 +694,26 @@ def _send_and_follow(client: Any, station: str, body: dict[str, Any], wait_s: fl
             command = reply.json()
 
 
+def _check_pushed_config(file: Path, station: str, site: str | None) -> None:
+    """Exit 2 before anything is sent when the file is no YAML mapping or names another station or site: the station
+    would refuse it anyway, after a round trip. The rest of the validation (drivers, keys, the files the config
+    names) needs the station's own files and runs on the station (`sinkwatch station validate` there)."""
+    from gateway.configfile import read_yaml_mapping
+
+    try:
+        pushed = read_yaml_mapping(file)
+    except ConfigError as exc:
+        typer.echo(f"{exc}; nothing sent", err=True)
+        raise typer.Exit(2) from None
+    for key, meant in (("station", station), ("site", site)):
+        named = pushed.get(key)
+        if meant is not None and named != meant:
+            typer.echo(f"{file}: names {key} {named!r}, not {meant!r} (--{key}); a station refuses a config that "
+                       f"names another {key}: push that station's own file, or fix its {key} key; nothing sent",
+                       err=True)
+            raise typer.Exit(2)
+
+
 @station_app.command("push-config")
 def station_push_config(
     file: Annotated[Path, typer.Argument(help="the new station.yaml, whole", exists=True, dir_okay=False)],
@@ -709,8 +729,10 @@ def station_push_config(
     ca_file: CaFileOption = None,
 ) -> None:
     """Push a new station.yaml: the station validates it, keeps the old one, restarts with it and rolls back by
-    itself unless healthy in time. Exit 0: applied; 1: rejected or rolled back (the reason is printed)."""
+    itself unless healthy in time. Exit 0: applied; 1: rejected or rolled back (the reason is printed); 2: not
+    sent, the file is no YAML mapping or names another station or site."""
     _require_central("sinkwatch central station push-config")
+    _check_pushed_config(file, station, site)
     text = file.read_text(encoding="utf-8")
     with _api_client(api, config, token_file, ca_file) as client:
         _send_and_follow(client, station, {"kind": "push_config", "site": site, "config": text,
