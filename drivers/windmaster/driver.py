@@ -123,6 +123,9 @@ class WindMasterDriver:
             fields, has_sos_ts = _split_optional(fields)
             if not has_sos_ts:
                 fields[5] = fields[6] = b"0.0"  # placeholders, reported as None below
+        if b"." not in fields[1]:  # M1 prints U with its decimals; M2 (polar, the factory mode) a whole direction
+            raise BadRecord("format", f"U field {fields[1][:12]!r} has no decimal point: a polar (M2, the factory "
+                                      "mode) frame gives direction and speed there; set the unit to M1 (UVW)")
         if fields[0] != self._node:
             node = fields[0].decode("ascii", "replace")
             raise BadRecord("format", f"node letter {node!r}, configured {self.config.node!r}")

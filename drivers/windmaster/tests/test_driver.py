@@ -159,3 +159,15 @@ def test_a_one_digit_status_is_taken_as_the_status() -> None:
     body = b"Q,+001.234,-000.456,+000.078,M,+344.52,+022.41,1,"
     frame = b"\x02" + body + b"\x03" + f"{grammar.checksum(body):02X}".encode() + b"\r\n"
     assert make_driver().parse(frame) == (1.234, -0.456, 0.078, 344.52, 22.41, 1.0)
+
+
+def test_a_polar_m2_frame_is_refused_not_read_as_u_and_v() -> None:
+    """The factory mode M2 puts the direction (whole degrees) and the speed where M1 puts U and V (manual
+    1561-PS-0001 sec. 7); read as M1 it gave U = 229 m/s."""
+    body = b"Q,229,002.74,+000.13,M,+344.52,+022.41,00,"
+    check = 0
+    for byte in body:
+        check ^= byte
+    with pytest.raises(BadRecord) as info:
+        make_driver().parse(b"\x02" + body + b"\x03" + f"{check:02X}".encode())
+    assert info.value.reason == "format" and "M2" in info.value.message

@@ -1,0 +1,84 @@
+"""Serve hand-made bytes to a stream driver the way the station reads it: a socat PTY pair, the real stream runner
+(gateway/edge/streams/) on one end, these bytes written to the other in small pieces (so records arrive split
+across reads, as on a real line), the values read back from the raw archive the runner wrote."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import serial
+
+from gateway.clock import ClockMapper
+from gateway.driver_api import StreamDriver
+from gateway.edge.streams.runner import StreamHealth, StreamRunner, StreamSettings
+from gateway.rawarchive import read_archive
+from gateway.testing.serial_pty import socat_pty_pair
+
+Row = tuple[float | None, ...]
+
+
+@dataclass
+class Served:
+    rows: list[Row]  # every record the runner archived, in order, NaN read back as None
+    columns: list[str]
+    health: StreamHealth
+    driver: Any  # the runner's driver instance (its counters)
+
+
+def serve_stream(driver_class: type[StreamDriver], config: dict[str, Any], payload: bytes, tmp_path: Path, *,
+                 frames: int, piece: int = 7, timeout_s: float = 10.0) -> Served:
+    """Write `payload` to the instrument end of a PTY pair while the runner reads the other; wait until the
+    runner has seen `frames` frames (data, bad or messages)."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (Debian package socat)")
+    closed: list[Path] = []
+    with socat_pty_pair(tmp_path / "pty") as (driver_end, instrument_end):
+        parsed = driver_class.Config.model_validate({"name": "xsim", "port": driver_end, **config})
+        runner = StreamRunner(driver_class, parsed, station="st1", site="site1",
+                              settings=StreamSettings(archive_dir=tmp_path / "raw", summary_interval_s=3600,
+                                                      read_interval_s=0.05),
+                              sink=lambda batch: None, clock=ClockMapper(synced=lambda: True),
+                              on_archive_closed=closed.append)
+        runner.start()
+        try:
+            deadline = time.monotonic() + timeout_s
+            while runner.health.connects == 0:
+                assert time.monotonic() < deadline, "the runner did not open the port"
+                time.sleep(0.02)
+            with serial.Serial(instrument_end, 115200, timeout=0) as port:
+                for at in range(0, len(payload), piece):
+                    port.write(payload[at:at + piece])
+                    port.flush()
+                    time.sleep(0.001)
+                while runner.health.frames + runner.health.bad.get("overflow", 0) < frames:
+                    assert time.monotonic() < deadline, (
+                        f"{runner.health.frames} of {frames} frames within {timeout_s} s: {runner.health}")
+                    time.sleep(0.02)
+        finally:
+            runner.stop()
+    rows: list[Row] = []
+    columns: list[str] = []
+    for path in closed:
+        data = read_archive(path)
+        columns = list(data.columns)
+        values = list(data.columns.values())
+        rows += [tuple(None if math.isnan(c[i]) else float(c[i]) for c in values) for i in range(data.time.size)]
+    return Served(rows, columns, runner.health, runner.driver)
+
+
+def close_to(got: Row, expected: Row, rel: float = 1e-6) -> bool:
+    """Row equality with None for missing and a relative tolerance for float32 storage in the archive."""
+    if len(got) != len(expected):
+        return False
+    for g, e in zip(got, expected, strict=True):
+        if (g is None) != (e is None):
+            return False
+        if g is not None and e is not None and not math.isclose(g, e, rel_tol=rel, abs_tol=1e-9):
+            return False
+    return True
