@@ -197,7 +197,8 @@ RULES: tuple[Rule, ...] = (
          "reads 2329.x.y with x < 700; the reasons say whether it was applied", allowed=("0", "1", ""),
          probe=("1", "0")),
     Rule(r"cross_wind", "honoured", "crosswind correction of Ts, Liu et al. 2001 (settings cross_wind); "
-         "needs the sonic's path inclination (built in for the CSAT3)", probe=("1", "0")),
+         "needs the sonic's path geometry (built in for the CSAT3 and Metek USA-1; the engine refuses other "
+         "sonics unless YAML metadata give sonic.path_elevation_deg)", probe=("1", "0")),
     Rule(r"flow_distortion", "honoured", "angle-of-attack correction for Gill sonics, 1 Nakai et al. 2006, 2 Nakai & "
          "Shimoyama 2012, 3 taken as EddyPro's 'Select automatically' (settings flow_distortion): without effect, as "
          "in EddyPro, for sonics it does not apply to (Gill HS family, other makers; the reasons say so); refused "

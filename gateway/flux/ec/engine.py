@@ -119,9 +119,12 @@ def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) ->
                                      f"or set {key} = 0")
     if settings.cross_wind and sonic.path_elevation_deg(metadata.sonic.model,
                                                          metadata.sonic.path_elevation_deg) is None:
+        listed = instruments.sonic_family(metadata.sonic.manufacturer, metadata.sonic.model) in ("gill_r", "gill_hs")
+        why = (" (Liu et al. 2001, Table 1, lists it, but its path geometry is not built in here: no source to cite "
+               "for it)" if listed else "")
         raise ConfigurationError(
-            f"cross_wind: the acoustic-path inclination of sonic model {metadata.sonic.model!r} is not known; set "
-            "sonic.path_elevation_deg in the metadata (degrees from horizontal) or switch cross_wind off")
+            f"cross_wind: the acoustic-path inclination of sonic model {metadata.sonic.model!r} is not known{why}; "
+            "set sonic.path_elevation_deg in YAML metadata (degrees from horizontal) or switch cross_wind off")
     if settings.tlag_meth in (TimeLag.MAXCOV, TimeLag.MAXCOV_DEFAULT):
         for gas in GASES:
             col = metadata.file.column(gas)
@@ -390,8 +393,10 @@ def correct_sonic(data: dict[str, Array], metadata: SiteMetadata, settings: Proc
     if settings.cross_wind:
         angle = sonic.path_elevation_deg(metadata.sonic.model, metadata.sonic.path_elevation_deg)
         assert angle is not None  # check_configuration refuses otherwise
-        data["ts"] = sonic.crosswind_corrected_ts(data["ts"], data["u"], data["v"], angle)
-        reasons.append(f"sonic temperature corrected for the crosswind (paths at {angle:g} deg)")
+        factors = sonic.crosswind_factors(sonic.symmetric_paths(angle))
+        data["ts"] = sonic.crosswind_corrected_ts(data["ts"], data["u"], data["v"], factors)
+        reasons.append(f"sonic temperature corrected for the crosswind (paths at {angle:g} deg: "
+                       f"A = B = {factors.a:.4g})")
     return reasons
 
 
