@@ -16,6 +16,7 @@ health shows).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar, Literal
@@ -25,6 +26,8 @@ from pydantic import Field
 from drivers.gmp343 import grammar
 from gateway.driver_api import DeviceError, FailureKind, SensorConfig, SerialLine, SerialSettings, kernel_clock_synced
 from gateway.model import QualityFlag, Reading, TimeSource, utc_now
+
+log = logging.getLogger(__name__)
 
 
 class GMP343Config(SensorConfig):
@@ -65,6 +68,9 @@ class GMP343Driver:
         self._polls = 0
         self._errors: str | None = None
         self.late_replies = 0  # replies to earlier commands read while waiting for the current one's; dropped
+        self.echo_unconfirmed = False
+        """The probe answered `echo off` without a confirmation: from then on a bare prompt is taken as its answer."""
+        self._received = b""  # what the current exchange has read so far (kept for a timeout's diagnosis)
 
     def __repr__(self) -> str:
         return f"GMP343Driver({self.config.name!r}, port={self.config.port!r})"
@@ -101,7 +107,10 @@ class GMP343Driver:
         assert line is not None
 
         def complete(received: bytes) -> bool:
+            self._received = received
             return pick(grammar.split_replies(received)[0]) is not None
+
+        self._received = b""
 
         try:
             received = line.transact(grammar.command(text), complete=complete, timeout_s=self.config.timeout_s)
@@ -133,7 +142,19 @@ class GMP343Driver:
 
     def _configure(self) -> None:
         self._command("s")  # stop a running output; the leading ESC drops any half-typed command
-        self._command("echo off", grammar.echo_off_reply, "the `echo off` confirmation (`ECHO : OFF`, then `>`)")
+        def echo_off(replies: list[bytes]) -> int | None:
+            return grammar.echo_off_reply(replies, bare_prompt_ok=self.echo_unconfirmed)
+
+        try:
+            self._command("echo off", echo_off, "the `echo off` confirmation (`ECHO : OFF`, then `>`)")
+        except DeviceError as exc:
+            # the probe answered with prompts but never confirmed: take a bare prompt as its answer from now on
+            if exc.kind is FailureKind.TIMEOUT and not self.echo_unconfirmed and grammar.split_replies(
+                    self._received)[0]:
+                self.echo_unconfirmed = True
+                log.warning("%s: `echo off` answered without a confirmation; a bare prompt is taken as its answer "
+                            "from now on", self._where)
+            raise
         reply = self._command(grammar.FORM_COMMAND, grammar.form_reply)
         if grammar.PARAMETER_PROMPT_RE.search(reply):
             raise DeviceError(FailureKind.PROTOCOL, f"{self._where}: `form` asked for a value ({reply!r})",

@@ -125,10 +125,22 @@ def first_reply(replies: list[bytes]) -> int | None:
     return 0 if replies else None
 
 
-def echo_off_reply(replies: list[bytes]) -> int | None:
+def echo_off_reply(replies: list[bytes], *, bare_prompt_ok: bool = False) -> int | None:
     """`echo off`: the reply that confirms it. Everything before it answered earlier commands, so from here on
-    every reply is the answer to the command just sent."""
-    return next((i for i, reply in enumerate(replies) if echo_state(reply) == "off"), None)
+    every reply is the answer to the command just sent.
+
+    The confirmation's text is documented nowhere we could read: a probe that prints none answers, with echo on,
+    its echo of `echo off` alone (a reply no other command gives: taken), and with echo already off a bare prompt,
+    which cannot be told from a late one; `bare_prompt_ok` takes that too, for a probe known not to confirm
+    (the driver learns it from an `echo off` exchange that ended without a confirmation)."""
+    for i, reply in enumerate(replies):
+        if echo_state(reply) == "off":
+            return i
+    for i, reply in enumerate(replies):
+        lines = [line.lower() for line in reply_lines(reply)]
+        if lines == ["echo off"] or (bare_prompt_ok and not lines):
+            return i
+    return None
 
 
 def form_reply(replies: list[bytes]) -> int | None:

@@ -294,3 +294,13 @@ def test_replies_whose_lines_end_with_a_bare_cr_are_read() -> None:
     polled = [by_variable(driver.poll()) for _ in range(3)]
     assert [p["CO2"].value for p in polled] == [s["CO2"] for s in sim.served]
     assert all(r.qc is QualityFlag.GOOD for p in polled for r in p.values())
+
+
+def test_echo_off_without_a_confirmation_is_taken_by_its_echo_or_once_known_by_its_prompt() -> None:
+    """The confirmation's text is not documented in the sources we have: a probe printing none answers `echo off`
+    with the echo of the command (echo on) or a bare prompt (echo off)."""
+    assert grammar.echo_off_reply([b"s\r\n>", b"echo off\r\n>"]) == 1
+    assert grammar.echo_off_reply([b"ECHO off\r\n>"]) == 0
+    assert grammar.echo_off_reply([b">"]) is None  # a bare prompt may be a late one: not taken by default
+    assert grammar.echo_off_reply([b">"], bare_prompt_ok=True) == 0
+    assert grammar.echo_off_reply([b">", b"echo off\r\nECHO : OFF\r\n>"], bare_prompt_ok=True) == 1
