@@ -93,6 +93,10 @@ class SoilProbeDriver:
                 hint = (f"check the probe's supply, the `address` key (factory default 1) and the baud rate "
                         f"(configured {cfg.baudrate}; these probes ship at 4800 or 9600, the most common "
                         "first-contact failure), and the RS-485 wiring (try swapping A and B)")
+            elif getattr(exc, "code", None) == 2 and cfg.read_ec:
+                # illegal data address: a probe whose map ends before EC (0x0002), or the other layout's model
+                hint = (f"{exc.hint}; set `read_ec: false` if this probe has no EC register (0x0002), and check "
+                        f"the `layout` (configured {self.layout.value})")
             elif exc.kind is FailureKind.PROTOCOL:
                 hint = f"{exc.hint}; try `function: {7 - cfg.function}` (some models answer only FC 03 or FC 04)"
             raise DeviceError(exc.kind, f"soil probe {cfg.name!r} at {cfg.port} address {cfg.address}: "
