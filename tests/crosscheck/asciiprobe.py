@@ -9,6 +9,7 @@ printed before the prompt (None: the command is unknown). Everything else is a k
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import serial
@@ -18,13 +19,17 @@ Answer = Callable[[str], str | None]
 
 class AsciiProbe:
     def __init__(self, port: str, answers: dict[str, Answer], *, echo: bool = True, eol: str = "\r\n",
-                 banner: str | None = None, baudrate: int = 19200) -> None:
+                 banner: str | None = None, baudrate: int = 19200, run_line: str | None = None,
+                 run_every_s: float = 0.05) -> None:
         self.port = serial.Serial(port, baudrate, timeout=0.02)
         self.answers = answers
         self.echo = echo
         self.eol = eol
         self.banner = banner
         self.commands: list[str] = []
+        # `r` mode left on (e.g. set to start in run mode): `run_line` printed every `run_every_s` until `s`
+        self.run_line = run_line
+        self.run_every_s = run_every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xsim-ascii-probe", daemon=True)
 
@@ -41,7 +46,11 @@ class AsciiProbe:
 
     def _run(self) -> None:
         pending = b""
+        next_line = time.monotonic()
         while not self._stop.is_set():
+            if self.run_line is not None and time.monotonic() >= next_line:
+                self.port.write(f"{self.run_line}{self.eol}".encode("ascii"))
+                next_line = time.monotonic() + self.run_every_s
             pending += self.port.read(256)
             while b"\r" in pending:
                 raw, pending = pending.split(b"\r", 1)
@@ -52,6 +61,8 @@ class AsciiProbe:
         self.commands.append(line)
         out = f"{line}{self.eol}" if self.echo else ""
         word = line.split(" ", 1)[0].lower() if line else ""
+        if word == "s":
+            self.run_line = None
         if word == "echo":
             self.echo = line.lower().endswith("on")
         answer = self.answers.get(word)

@@ -5,6 +5,8 @@ driver for the FORM `CO2RAWUC CO2RAW CO2 T " (R C C+F T)"` and its reply layout.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from drivers.gmp343.driver import GMP343Config, GMP343Driver
@@ -94,3 +96,15 @@ def test_echo_off_answered_by_the_prompt_alone(ptys: tuple[str, str], echo: bool
         polls = poll(ptys[0], polls=3)
     good = {"CO2": (422.40, QualityFlag.GOOD, None), "T_PROBE": (18.72, QualityFlag.GOOD, None)}
     assert polls == ([good] * 3 if echo else [{}, good, good])
+
+
+def test_a_probe_left_streaming_in_run_mode_is_stopped_and_polled(ptys: tuple[str, str]) -> None:
+    """`r` output running when the station starts (lines of a previous value keep coming until `s`)."""
+    send = f"  423.18   421.95   422.40   18.72 {TAG}"
+    streamed = f"  999.00   999.00   999.00   99.00 {TAG}"  # what the run output says: must not be taken
+    with AsciiProbe(ptys[1], answers(send), run_line=streamed) as probe:
+        time.sleep(0.2)  # some lines already waiting before the driver opens the port
+        polls = poll(ptys[0], polls=3)
+    assert polls[-1] == {"CO2": (422.40, QualityFlag.GOOD, None), "T_PROBE": (18.72, QualityFlag.GOOD, None)}
+    assert all(p.get("CO2", (None,))[0] != 999.0 for p in polls), polls
+    assert probe.run_line is None
