@@ -20,6 +20,7 @@ from gateway.driver_api import DeviceError, RtuSerialLine, SerialSettings
 from gateway.model import QualityFlag
 from gateway.testing.pymodbus_server import pymodbus_rtu_server
 from gateway.testing.serial_pty import socat_ptys_or_skip
+from tests.crosscheck.rawrtu import RawSlave, framed
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +146,33 @@ def test_sr30_a_slave_without_its_map_is_a_clear_error(ptys: tuple[str, str]) ->
     finally:
         line.close()
     assert "exception" in info.value.message.lower()
+
+
+def test_the_reference_example_frames_are_what_our_crc_makes() -> None:
+    """Our clean-room CRC gives the reference's EXAMPLE frames byte for byte (request, reply, exception)."""
+    assert framed(bytes.fromhex("F0 03 00 00 00 02")) == bytes.fromhex("F0 03 00 00 00 02 D1 2A")
+    assert framed(bytes.fromhex("F0 03 04 40 00 43 CE")) == bytes.fromhex("F0 03 04 40 00 43 CE BF 98")
+    assert framed(bytes.fromhex("F0 83 02")) == bytes.fromhex("F0 83 02 91 02")
+
+
+@pytest.mark.parametrize("code", [1, 3, 4, 6])
+def test_gmp252_other_exception_replies_are_clear_errors(ptys: tuple[str, str], code: int) -> None:
+    """Exception 01/03 (the ground rules' table) and 04/06 (device failure, busy) to the CO2 read: the poll fails
+    with the exception named, never a value."""
+    def answer(request: bytes) -> bytes:
+        return framed(bytes([request[0], request[1] | 0x80, code]))
+
+    with RawSlave(ptys[0], answer) as slave, pytest.raises(DeviceError) as info:
+        poll_gmp252(ptys[1], 240, polls=1)
+    assert f"exception {code:02d}" in info.value.message
+    assert slave.requests and slave.requests[0][:2] == bytes([240, 3])
+
+
+def test_gmp252_a_reply_from_another_address_is_not_taken(ptys: tuple[str, str]) -> None:
+    """Another slave answering in the probe's place (a duplicate address on the bus, or an echo): 412.5 ppm from
+    address 241 must not become probe 240's reading."""
+    def answer(request: bytes) -> bytes:
+        return framed(bytes([241, 3, 4, 0x40, 0x00, 0x43, 0xCE]))
+
+    with RawSlave(ptys[0], answer), pytest.raises(DeviceError):
+        poll_gmp252(ptys[1], 240, polls=1)
