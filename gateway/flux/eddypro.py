@@ -134,8 +134,8 @@ RULES: tuple[Rule, ...] = (
     Rule(r"bin_sp_avail|full_sp_avail|files_found", "no_effect", _GUI),
     Rule(r"hf_correct_ghg_ba|hf_correct_ghg_zoh", "no_effect", "corrections for the block averaging and zero-order "
          "hold of LI-COR .ghg raw data; only ASCII raw files (file_type = 1) are read"),
-    Rule(r"ru_meth", "honoured", "random uncertainty: 0 none, 1 Finkelstein & Sims 2001 (settings random_error); "
-         "2 (Mann & Lenschow 1994) is not available: use 1", allowed=("0", "1"), probe=("1", "0")),
+    Rule(r"ru_meth", "honoured", "random uncertainty: 0 none, 1 Finkelstein & Sims 2001, 2 Mann & Lenschow 1994 "
+         "(settings random_error)", allowed=("0", "1", "2"), probe=("1", "0", "2")),
     Rule(r"ru_its_meth", "honoured", "integral turbulence scale of the random error (settings ru_its_meth)",
          probe=("0", "2"), context=(("ru_meth", "1"),)),
     Rule(r"ru_tlag_max", "honoured", "maximum correlation period of the random error, s (settings ru_tlag_max)",
@@ -508,8 +508,9 @@ def settings_from_project(text: str) -> dict[str, Any]:
             out[key] = value
     if "wpl_meth" in flat:
         out["wpl_meth"] = _flag(flat, "wpl_meth")
-    if _flag(flat, "ru_meth"):
-        out["random_error"] = "finkelstein_sims_2001"
+    ru_meth = flat.get("ru_meth", "0").strip()
+    if ru_meth in ("1", "2"):
+        out["random_error"] = "mann_lenschow_1994" if ru_meth == "2" else "finkelstein_sims_2001"
         its = _code(flat, "ru_its_meth")
         if its is not None:
             out["ru_its_meth"] = its

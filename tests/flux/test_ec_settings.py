@@ -219,3 +219,32 @@ def test_an_absurd_averaging_period_is_refused(value: float) -> None:
 
     with pytest.raises(ValidationError, match="avrg_len"):
         settings_of(avrg_len=value)
+
+
+def test_mann_lenschow_random_error_is_computed_by_the_engine() -> None:
+    """random_error = mann_lenschow_1994 (EddyPro ru_meth = 2): H_RANDUNC = |uncorrected H| × √(2·ITS/T·(1 + r²)/r²)
+    with the w–Ts correlation r, the cross-correlation ITS over the whole 20-s correlation period and T = 30 min,
+    all derived here from the arrays (no rotation, no lag, block average)."""
+    from gateway.flux.ec.randomerror import cross_correlation_timescale, mann_lenschow_relative_error
+
+    fs, tau = 20.0, 2.0
+    a = math.exp(-1.0 / (fs * tau))
+    rng = np.random.default_rng(9)
+    drive = rng.standard_normal(N) * math.sqrt(1 - a * a)
+    x = np.empty(N)
+    x[0] = 0.0
+    for i in range(1, N):
+        x[i] = a * x[i - 1] + drive[i]
+    data = wind()
+    data["w"] = 0.6 * x + 0.1 * data["w"]
+    data["ts"] = 290.0 + 0.4 * x + 0.05 * rng.standard_normal(N)
+    wp, tp = data["w"] - data["w"].mean(), data["ts"] - data["ts"].mean()
+    r_wt = float(np.mean(wp * tp) / (np.std(wp) * np.std(tp)))
+    its = cross_correlation_timescale(wp, tp, fs, max_lag_s=20.0)
+    assert its > 0
+    ml = run(data, random_error="mann_lenschow_1994", ru_tlag_max=20)
+    expected = abs(ml.get("H_UNCORR")) * mann_lenschow_relative_error(r_wt, its, 1800.0)
+    assert ml.get("H_RANDUNC") == pytest.approx(expected, rel=1e-9)
+    fs01 = run(data, random_error="finkelstein_sims_2001", ru_tlag_max=20)
+    assert fs01.get("H") == ml.get("H") and fs01.get("H_RANDUNC") != ml.get("H_RANDUNC")
+    assert math.isnan(run(data).get("H_RANDUNC"))

@@ -170,3 +170,17 @@ def test_options_eddypro_applies_to_some_instruments_only_reach_the_settings(key
     assert getattr(s, setting) == expected
     plain = ProcessingSettings.model_validate(settings_from_project(render(flat)))
     assert getattr(plain, setting) in (False, "none")
+
+
+def test_ru_meth_2_selects_mann_lenschow_with_its_time_scale_options() -> None:
+    """ru_meth = 2 (Mann & Lenschow 1994) was refused; it now reaches the settings with the integral-time-scale keys
+    read as for ru_meth = 1, and V's project with it differs from V's own only in the method."""
+    flat = _project("V_icoslike_pf_fratini_30min")
+    assert flat["ru_meth"] == "1"
+    ml = ProcessingSettings.model_validate(settings_from_project(render({**flat, "ru_meth": "2",
+                                                                         "ru_its_meth": "0", "ru_tlag_max": "15"})))
+    assert (ml.random_error, ml.ru_its_meth, ml.ru_tlag_max) == ("mann_lenschow_1994", "first_crossing_1_over_e", 15)
+    fs = settings(flat)
+    assert {k: v for k, v in settings({**flat, "ru_meth": "2"}).items() if fs[k] != v} == {
+        "random_error": "mann_lenschow_1994"}
+    assert settings({**flat, "ru_meth": "0"})["random_error"] == "none"

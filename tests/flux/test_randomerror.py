@@ -1,4 +1,5 @@
-"""Finkelstein & Sims (2001) random error: analytic white-noise limits, a Monte-Carlo truth, the DE-HoH V run."""
+"""Finkelstein & Sims (2001) random error: analytic white-noise limits, a Monte-Carlo truth, the DE-HoH V run; Mann &
+Lenschow (1994): its exact value for an AR(1) pair and a Monte-Carlo truth."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from gateway.flux.ec.randomerror import (
     flux_random_error,
     integral_time_scale,
     lagged_covariance,
+    mann_lenschow,
+    mann_lenschow_relative_error,
 )
 
 from .conftest import EC_RAW, RAW_FILE, V_RUN
@@ -123,3 +126,67 @@ def test_v_run_relative_random_errors() -> None:
         assert ours == pytest.approx(ref[f"rand_err_{flux}"], rel=0.01), flux
         too_long = flux_random_error(finkelstein_sims(rot.w, series, 20.0, max_lag_s=20.0), ref[f"un_{flux}"])
         assert too_long > ours  # the 20-s range overstates it
+
+
+# --- Mann & Lenschow (1994), EddyPro ru_meth = 2 -------------------------------------------------------------------
+
+def _ar1_pair(rng: np.random.Generator, n: int, phi: float, rho: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two AR(1) series with the same coefficient whose innovations correlate with ρ: corr(w, c) = ρ, every auto- and
+    cross-correlation φ^|k|."""
+    from scipy.signal import lfilter
+
+    e1, e2 = rng.standard_normal(n), rng.standard_normal(n)
+    w = lfilter([1.0], [1.0, -phi], e1)
+    c = lfilter([1.0], [1.0, -phi], rho * e1 + math.sqrt(1.0 - rho * rho) * e2)
+    return np.asarray(w, dtype=float), np.asarray(c, dtype=float)
+
+
+def test_mann_lenschow_with_the_flux_time_scale_is_the_isserlis_error_of_an_ar1_pair() -> None:
+    """For the AR(1) pair the exact error variance of the sample covariance (Isserlis, lag sum to ±∞) is
+    σ_w²σ_c²(1 + ρ²)(1 + φ²)/((1 − φ²) N); the product w'c' has autocorrelation φ^2|k|, whose integral scale is
+    τ_F = Δt·(1 + φ²)/(2(1 − φ²)). Mann & Lenschow's 2τ_F/T·(1 + r²)/r² gives exactly that relative error."""
+    phi, rho, n, fs = 0.9, 0.4, 3000, 10.0
+    var_over_cov2 = (1 + rho**2) / rho**2 * (1 + phi**2) / ((1 - phi**2) * n)
+    tau_f = (1 + phi**2) / (2 * (1 - phi**2)) / fs
+    assert mann_lenschow_relative_error(rho, tau_f, n / fs) == pytest.approx(math.sqrt(var_over_cov2), rel=1e-12)
+    assert mann_lenschow_relative_error(-rho, tau_f, n / fs) == mann_lenschow_relative_error(rho, tau_f, n / fs)
+    assert mann_lenschow_relative_error(0.0, tau_f, 180.0) == math.inf
+    assert math.isnan(mann_lenschow_relative_error(0.5, 0.0, 180.0))
+
+
+def test_mann_lenschow_against_the_scatter_of_400_independent_periods() -> None:
+    """Monte-Carlo truth: 400 independent AR(1) periods (φ = 0.9 at 10 Hz, ρ = 0.4, 300 s). With the flux's own
+    integral scale τ_F the estimate matches the scatter of the covariances (std known to ~4 %); with the
+    cross-correlation ITS estimated from each period, as EddyPro plugs it in, it is high by
+    √(2(1 + φ)/(1 + φ²)) = 1.45 (τ = Δt/(1 − φ) against τ_F), which docs/flux-ec.md states."""
+    rng = np.random.default_rng(5)
+    phi, rho, n, fs, reps = 0.9, 0.4, 3000, 10.0, 400
+    tau_f = (1 + phi**2) / (2 * (1 - phi**2)) / fs
+    covs, with_tau_f, with_its = [], [], []
+    for _ in range(reps):
+        w, c = _ar1_pair(rng, n, phi, rho)
+        e = mann_lenschow(w, c, fs, timescale_s=tau_f, period_s=n / fs)
+        covs.append(e.covariance)
+        with_tau_f.append(e.sigma)
+        its = cross_correlation_timescale(w, c, fs, max_lag_s=10.0)
+        if its > 0:  # the whole-period integral of a noisy ρ can come out negative; the engine then takes ru_tlag_max
+            with_its.append(mann_lenschow(w, c, fs, timescale_s=its, period_s=n / fs).sigma)
+    scatter = float(np.std(covs))
+    assert float(np.mean(with_tau_f)) == pytest.approx(scatter, rel=0.1)
+    assert len(with_its) > 0.8 * reps
+    assert float(np.mean(with_its)) / scatter == pytest.approx(math.sqrt(2 * (1 + phi) / (1 + phi**2)), rel=0.1)
+
+
+def test_mann_lenschow_of_white_noise_and_bad_input() -> None:
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal(1000)
+    c = 0.6 * w + 0.8 * rng.standard_normal(1000)
+    e = mann_lenschow(w, c, 10.0, timescale_s=0.05, period_s=100.0)
+    r = e.covariance / (float(np.std(w)) * float(np.std(c)))
+    assert e.relative == pytest.approx(math.sqrt(2 * 0.05 / 100.0 * (1 + r * r) / (r * r)), rel=1e-12)
+    assert e.sigma == pytest.approx(e.relative * abs(e.covariance), rel=1e-12)
+    assert (e.n, e.max_lag) == (1000, 0)
+    w[:10] = np.nan
+    assert mann_lenschow(w, c, 10.0, timescale_s=0.05, period_s=100.0).n == 990
+    with pytest.raises(ValueError, match="same length"):
+        mann_lenschow(w, c[:-1], 10.0, timescale_s=1.0, period_s=100.0)

@@ -21,7 +21,8 @@ cites its method, in EddyPro's order (EDDYPRO-REFERENCE.md; docs/flux-ec.md "Wha
 12. :func:`spectral_correction_factors`: Moncrieff et al. (1997, 2004), Fratini et al. (2012);
 13. :func:`corrected_fluxes`: spectral factors, van Dijk et al. (2004) humidity correction of H, Webb et al. (1980);
 14. :func:`quality_flags`: Foken et al. (2004), Mauder & Foken (2004);
-15. :func:`random_errors`: Finkelstein & Sims (2001); :func:`footprint_distances`: Kljun et al. (2004, 2015).
+15. :func:`random_errors`: Finkelstein & Sims (2001) or Mann & Lenschow (1994); :func:`footprint_distances`: Kljun
+    et al. (2004, 2015).
 
 Bad data never raise: every problem becomes a named reason on the result (``failed`` or ``partial``). Only an
 impossible configuration raises (:class:`ConfigurationError`, :class:`NotAvailableError`).
@@ -1013,8 +1014,9 @@ def random_errors(t: Turbulence, level0: dict[str, float], fs: float, settings: 
                   ) -> dict[str, float]:
     """Random error of each flux after Finkelstein & Sims (2001), with the lag range m = the pair's integral
     turbulence time scale (:func:`gateway.flux.ec.randomerror.cross_correlation_timescale`, ``ru_its_meth``, at most
-    ``ru_tlag_max``), stated as relative error × |uncorrected flux| (EddyPro; docs/flux-ec.md). ``level0``: the
-    uncorrected flux per output name, in its unit."""
+    ``ru_tlag_max``), or after Mann & Lenschow (1994) with that time scale and T = ``avrg_len`` (``random_error``),
+    stated as relative error × |uncorrected flux| (EddyPro; docs/flux-ec.md). ``level0``: the uncorrected flux per
+    output name, in its unit."""
     from gateway.flux.ec import randomerror
 
     pairs = {"TAU": (t.wf, t.uf), "H": (t.wf, t.tsf)}
@@ -1030,7 +1032,10 @@ def random_errors(t: Turbulence, level0: dict[str, float], fs: float, settings: 
         its = randomerror.cross_correlation_timescale(a, b, fs, max_lag_s=settings.ru_tlag_max,
                                                       limit=settings.ru_its_meth.value)
         lag_s = its if math.isfinite(its) and its > 0 else settings.ru_tlag_max
-        err = randomerror.finkelstein_sims(a, b, fs, max_lag_s=lag_s)
+        if settings.random_error == "mann_lenschow_1994":
+            err = randomerror.mann_lenschow(a, b, fs, timescale_s=lag_s, period_s=settings.avrg_len * 60.0)
+        else:
+            err = randomerror.finkelstein_sims(a, b, fs, max_lag_s=lag_s)
         out[f"{name}_RANDUNC"] = randomerror.flux_random_error(err, flux0)
     return out
 
@@ -1193,7 +1198,7 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
         v.update(quality_flags(t, gases, zl, fx.ustar, fx.h, air.rho_cp, md.latitude, settings))
 
     # 15: random error, footprint
-    if settings.random_error == "finkelstein_sims_2001":
+    if settings.random_error != "none":
         level0 = {"TAU": l0.tau, "H": l0.h}
         for g, f in l0.gas.items():
             level0[FLUX_NAMES[g][0]] = f * FLUX_NAMES[g][1]

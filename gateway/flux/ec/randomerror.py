@@ -1,4 +1,4 @@
-"""Random (sampling) error of an eddy covariance, Finkelstein & Sims (2001).
+"""Random (sampling) error of an eddy covariance: Finkelstein & Sims (2001) and Mann & Lenschow (1994).
 
 Finkelstein, P. L. & Sims, P. F. (2001): Sampling error in eddy correlation flux measurements. J. Geophys. Res.
 106(D4), 3503-3509, eq. (8) (with the covariance estimators of eqs. 9-10):
@@ -13,6 +13,20 @@ correlation period up to ``ru_tlag_max``), see :func:`cross_correlation_timescal
 (20 s) instead, the errors of the DE-HoH V run came out 7-12 % above EddyPro's; with ``m`` = ITS they agree to
 0.5 %. The random error is ``sqrt(var)``, in the unit of the covariance; EddyPro states it for the flux as
 ``relative error x |uncorrected flux|`` (:func:`flux_random_error`).
+
+Mann, J. & Lenschow, D. H. (1994): Errors in airborne flux measurements. J. Geophys. Res. 99(D7), 14519-14526: for
+Gaussian processes the error variance of a flux F = cov(w, c) averaged over a time T much longer than the integral
+time scale τ_F of the flux (of the product series w'c') is σ_F² = (2 τ_F / T)·var(w'c') with var(w'c') =
+σ_w² σ_c² (1 + r_wc²) (Isserlis), i.e. the relative error
+
+    σ_F / |F| = sqrt( (2 τ_F / T) · (1 + r_wc²) / r_wc² ),    r_wc = F / (σ_w σ_c)
+
+(:func:`mann_lenschow_relative_error`). EddyPro 7 Help ("Random uncertainty estimation", eq. 6-4) applies "the
+following simple equation" with r_wc, the flux averaging interval T and the integral turbulence time scale (ITS) of
+the pair — the integral of the w–c cross-correlation, the same ITS as its Finkelstein & Sims lag range — where the
+paper has τ_F. The engine does as EddyPro (:func:`mann_lenschow`); the difference matters: for processes with
+exponential correlation functions of scale τ the cross-correlation ITS is τ while τ_F = τ/2, so this estimate is
+√2 above the true sampling error of such a process (tests/flux/test_randomerror.py shows both).
 
 Pure functions: numpy arrays in, :class:`RandomError` / floats out, no I/O.
 """
@@ -33,6 +47,8 @@ __all__ = [
     "flux_random_error",
     "integral_time_scale",
     "lagged_covariance",
+    "mann_lenschow",
+    "mann_lenschow_relative_error",
 ]
 
 
@@ -123,6 +139,42 @@ def finkelstein_sims(w: ArrayLike, c: ArrayLike, fs: float, *, max_lag_s: float 
     cov = float(g_wc[g_wc.size // 2])
     rel = sigma / abs(cov) if cov != 0.0 else math.inf
     return RandomError(sigma=sigma, covariance=cov, relative=rel, n=n, max_lag=min(m, wa.size - 1))
+
+
+def mann_lenschow_relative_error(r_wc: float, timescale_s: float, period_s: float) -> float:
+    """Relative random error σ_F/|F| of a flux after Mann & Lenschow (1994) (module docstring):
+    ``sqrt((2 τ / T)·(1 + r²)/r²)``; ``r_wc`` the correlation coefficient of w and c (dimensionless), ``timescale_s``
+    the integral time scale τ, s (the paper's τ_F of the flux; EddyPro's cross-correlation ITS), ``period_s`` the
+    averaging time T, s. Dimensionless; inf when r_wc = 0, NaN for a time scale or period that is not positive."""
+    if not (timescale_s > 0 and period_s > 0) or not math.isfinite(r_wc):
+        return math.nan
+    if r_wc == 0.0:
+        return math.inf
+    return math.sqrt(2.0 * timescale_s / period_s * (1.0 + r_wc * r_wc) / (r_wc * r_wc))
+
+
+def mann_lenschow(w: ArrayLike, c: ArrayLike, fs: float, *, timescale_s: float, period_s: float) -> RandomError:
+    """Random error of ``cov(w, c)`` after Mann & Lenschow (1994) with the time scale EddyPro uses (module
+    docstring): ``w`` vertical wind, m s-1, ``c`` scalar or wind component (any unit), lag-aligned with ``w``; ``fs``
+    Hz; ``timescale_s`` the integral time scale, s (EddyPro: :func:`cross_correlation_timescale`); ``period_s`` the
+    flux averaging interval T, s. Covariance and variances are population moments of the valid pairs; ``sigma`` is
+    ``relative × |covariance|`` in the covariance's unit; ``max_lag`` the time scale in samples."""
+    wa = np.asarray(w, dtype=np.float64)
+    ca = np.asarray(c, dtype=np.float64)
+    if wa.shape != ca.shape or wa.ndim != 1:
+        raise ValueError("w and c must be 1-D series of the same length")
+    ok = np.isfinite(wa) & np.isfinite(ca)
+    n = int(ok.sum())
+    if n == 0:
+        raise ValueError("no valid pairs")
+    wp = wa[ok] - wa[ok].mean()
+    cp = ca[ok] - ca[ok].mean()
+    cov = float(np.mean(wp * cp))
+    scale = math.sqrt(float(np.mean(wp * wp)) * float(np.mean(cp * cp)))
+    r = cov / scale if scale > 0 else math.nan
+    rel = mann_lenschow_relative_error(r, timescale_s, period_s) if math.isfinite(r) else math.nan
+    sigma = rel * abs(cov) if math.isfinite(rel) else math.nan
+    return RandomError(sigma=sigma, covariance=cov, relative=rel, n=n, max_lag=round(timescale_s * fs))
 
 
 def flux_random_error(error: RandomError, flux: float) -> float:

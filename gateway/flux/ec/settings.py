@@ -441,9 +441,11 @@ class ProcessingSettings(ConfigModel):
     hf_meth: SpectralCorrection = SpectralCorrection.NONE
     lf_meth: LowFrequencyCorrection = LowFrequencyCorrection.NONE
     """Correction of the high-pass filtering by averaging/detrending (Moncrieff et al. 2004), EddyPro lf_meth."""
-    random_error: Literal["none", "finkelstein_sims_2001"] = "none"
+    random_error: Literal["none", "finkelstein_sims_2001", "mann_lenschow_1994"] = "none"
+    """Random error of the fluxes (EddyPro ru_meth 0, 1, 2): :mod:`gateway.flux.ec.randomerror`."""
     ru_its_meth: IntegralTimescale = IntegralTimescale.WHOLE_CORRELATION_PERIOD
-    """How the integral turbulence time scale (the Finkelstein & Sims lag range) is found (EddyPro ru_its_meth)."""
+    """How the integral turbulence time scale (the Finkelstein & Sims lag range, the Mann & Lenschow time scale) is
+    found (EddyPro ru_its_meth)."""
     ru_tlag_max: Annotated[float, Field(gt=0)] = 10.0
     """Maximum correlation period of the random-error estimate, s (EddyPro `ru_tlag_max`)."""
     cross_wind: bool = False
