@@ -32,9 +32,9 @@ class Served:
 
 
 def serve_stream(driver_class: type[StreamDriver], config: dict[str, Any], payload: bytes, tmp_path: Path, *,
-                 frames: int, piece: int = 7, timeout_s: float = 10.0) -> Served:
+                 frames: int, good: int = 0, piece: int = 7, timeout_s: float = 10.0) -> Served:
     """Write `payload` to the instrument end of a PTY pair while the runner reads the other; wait until the
-    runner has seen `frames` frames (data, bad or messages)."""
+    runner has seen `frames` frames (data, bad or messages) and `good` good records."""
     if shutil.which("socat") is None:
         pytest.skip("socat is not installed (Debian package socat)")
     closed: list[Path] = []
@@ -56,7 +56,8 @@ def serve_stream(driver_class: type[StreamDriver], config: dict[str, Any], paylo
                     port.write(payload[at:at + piece])
                     port.flush()
                     time.sleep(0.001)
-                while runner.health.frames + runner.health.bad.get("overflow", 0) < frames:
+                while (runner.health.frames + runner.health.bad.get("overflow", 0) < frames
+                       or runner.health.good < good):
                     assert time.monotonic() < deadline, (
                         f"{runner.health.frames} of {frames} frames within {timeout_s} s: {runner.health}")
                     time.sleep(0.02)

@@ -79,3 +79,25 @@ def test_what_is_not_an_m1_data_frame_is_counted_never_read_as_wind(tmp_path: Pa
     assert [r[:3] for r in served.rows] == [(1.0, 1.0, 1.0)] * 2
     assert served.health.bad.get("checksum") == 1
     assert served.health.bad.get("format") == 3
+
+
+def m10_frame(index: int) -> bytes:
+    """A binary M10 record (manual sec. 11.4): B4 B4, ten 16-bit little-endian words (status, U, V, W, SOS, A1-A4,
+    PRT), one XOR checksum byte: 23 bytes, no line end."""
+    words = [0, 123 + index, -45 - index, 7, 34452, 0, 0, 0, 0, 2241]
+    body = b"".join(w.to_bytes(2, "little", signed=w < 0) for w in words)
+    check = 0
+    for byte in body:
+        check ^= byte
+    return b"\xb4\xb4" + body + bytes([check])
+
+
+def test_a_unit_in_a_binary_mode_gives_no_values_only_counted_bad_records(tmp_path: Path) -> None:
+    """Binary output (M8/M10) is a documented mode the driver does not read: the bytes must come out as counted bad
+    records (or overflows), never as wind, and the M1 frame after them is read."""
+    good = gill_frame(["Q", "+001.000", "+002.000", "+003.000", "M", "+344.00", "+021.00", "00"])
+    binary = b"".join(m10_frame(i) for i in range(300))
+    served = serve_stream(WindMasterDriver, {"node": "Q"}, binary + b"\r\n" + good, tmp_path, frames=1, good=1,
+                          timeout_s=15.0)
+    assert [r[:3] for r in served.rows] == [(1.0, 2.0, 3.0)]  # nothing but the M1 frame's values
+    assert sum(served.health.bad.values()) >= 1
