@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import shutil
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ class Served:
     columns: list[str]
     health: StreamHealth
     driver: Any  # the runner's driver instance (its counters)
+    received: bytes = b""  # what the runner wrote to the instrument (TCP only)
 
 
 def serve_stream(driver_class: type[StreamDriver], config: dict[str, Any], payload: bytes, tmp_path: Path, *,
@@ -71,6 +74,66 @@ def serve_stream(driver_class: type[StreamDriver], config: dict[str, Any], paylo
         values = list(data.columns.values())
         rows += [tuple(None if math.isnan(c[i]) else float(c[i]) for c in values) for i in range(data.time.size)]
     return Served(rows, columns, runner.health, runner.driver)
+
+
+def serve_stream_tcp(driver_class: type[StreamDriver], config: dict[str, Any], payload: bytes, tmp_path: Path, *,
+                     frames: int, mid_record: bytes = b"", piece: int = 11, timeout_s: float = 10.0) -> Served:
+    """`serve_stream` over TCP (an instrument's Ethernet data port, e.g. the LI-7500DS on 7200): a listening
+    socket on loopback; on the runner's connection `mid_record` goes first (the tail of a record the instrument
+    was sending when the connection came up), then `payload` in pieces; the start commands the runner sends are
+    read and kept in `received`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    received = bytearray()
+    done = threading.Event()
+
+    def instrument() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(0.05)
+            connection.sendall(mid_record)
+            for at in range(0, len(payload), piece):
+                connection.sendall(payload[at:at + piece])
+                time.sleep(0.001)
+            while not done.is_set():
+                try:
+                    chunk = connection.recv(4096)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                received.extend(chunk)
+
+    thread = threading.Thread(target=instrument, name="xsim-tcp-instrument", daemon=True)
+    thread.start()
+    closed: list[Path] = []
+    parsed = driver_class.Config.model_validate({"name": "xsim", "port": f"tcp://127.0.0.1:{port}", **config})
+    runner = StreamRunner(driver_class, parsed, station="st1", site="site1",
+                          settings=StreamSettings(archive_dir=tmp_path / "raw", summary_interval_s=3600,
+                                                  read_interval_s=0.05),
+                          sink=lambda batch: None, clock=ClockMapper(synced=lambda: True),
+                          on_archive_closed=closed.append)
+    runner.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while runner.health.frames < frames:
+            assert time.monotonic() < deadline, f"{runner.health.frames} of {frames} frames: {runner.health}"
+            time.sleep(0.02)
+    finally:
+        runner.stop()
+        done.set()
+        thread.join(5.0)
+        listener.close()
+    rows: list[Row] = []
+    columns: list[str] = []
+    for path in closed:
+        data = read_archive(path)
+        columns = list(data.columns)
+        values = list(data.columns.values())
+        rows += [tuple(None if math.isnan(c[i]) else float(c[i]) for c in values) for i in range(data.time.size)]
+    served = Served(rows, columns, runner.health, runner.driver)
+    served.received = bytes(received)
+    return served
 
 
 def close_to(got: Row, expected: Row, rel: float = 1e-6) -> bool:

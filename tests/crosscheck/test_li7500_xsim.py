@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drivers.li7500.driver import LI7500Driver
-from tests.crosscheck.streaming import close_to, serve_stream
+from tests.crosscheck.streaming import close_to, serve_stream, serve_stream_tcp
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +74,17 @@ def test_tab_delimited_records_without_labels(tmp_path: Path) -> None:
     assert served.health.bad == {}
     for got, want in zip(served.rows, expected, strict=True):
         assert close_to(got, want), (got, want)
+
+
+def test_over_tcp_joined_mid_record_with_the_configuration_acknowledged(tmp_path: Path) -> None:
+    """The Ethernet data port (TCP 7200): the connection comes up in the middle of a record, the driver's
+    (Outputs ...) command is answered with an (Ack ...), records arrive split across reads."""
+    payload = b"(Ack (Received TRUE))\n" + EXAMPLE * 3
+    served = serve_stream_tcp(LI7500Driver, {}, payload, tmp_path, frames=5,
+                              mid_record=b"(H2OD 5.2310e2)(Temp 1.8352e1)(Pres 9.7125e1))\n")
+    assert served.received.startswith(b"(Outputs") and served.received.endswith(b"\n")
+    assert served.health.messages == 1
+    assert served.health.bad == {"format": 1}
+    assert len(served.rows) == 3
+    for got in served.rows:
+        assert close_to(got, (248.0, 16.874, 523.10, 18.352, 97.125, None)), got
