@@ -356,6 +356,10 @@ def test_demo_soil_and_stems_of_the_simulated_year_are_within_tolerance_of_their
     total, sigma = soil.soil_sum
     assert abs(total - soil.soil_truth) <= SOIL_TOLERANCE * soil.soil_truth, (total, soil.soil_truth)
     assert sigma > 0 and soil.soil_median_error < 0.05
+    # the ± printed is told apart: the diffusivity models' spread dominates the probes' calibration, neither above it
+    model_part, measurement_part = soil.soil_unc_parts
+    assert 0 < measurement_part < model_part <= sigma
+    assert any(line.startswith(f"  the ± is systematic: ± {model_part:.1f} the spread") for line in soil.lines())
     assert soil.chamber_closures >= 365 and soil.chamber_median_error <= CHAMBER_TOLERANCE
     assert set(soil.gro) == {"t1", "t2", "t3"}
     for tree, (gro, true) in soil.gro.items():
