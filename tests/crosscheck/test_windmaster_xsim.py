@@ -67,6 +67,7 @@ def test_what_is_not_an_m1_data_frame_is_counted_never_read_as_wind(tmp_path: Pa
         good,
         # M2 polar (the factory mode): direction (integer degrees) and speed where M1 puts U and V
         gill_frame(["Q", "229", "002.74", "+000.13", "M", "+344.52", "+022.41", "00"]),
+        gill_frame(["Q", "229", "002.74", "+000.13", "M", "00"]),  # the same with SOS and Ts switched off
         # a frame whose checksum does not match its bytes
         gill_frame(["Q", "+009.000", "+009.000", "+009.000", "M", "+344.00", "+021.00", "00"], corrupt=True),
         # another unit's node letter on the same line
@@ -75,10 +76,10 @@ def test_what_is_not_an_m1_data_frame_is_counted_never_read_as_wind(tmp_path: Pa
         b"CONFIGURATION MODE\r\n",
         good,
     ])
-    served = serve_stream(WindMasterDriver, {"node": "Q"}, payload, tmp_path, frames=6)
+    served = serve_stream(WindMasterDriver, {"node": "Q"}, payload, tmp_path, frames=7)
     assert [r[:3] for r in served.rows] == [(1.0, 1.0, 1.0)] * 2
     assert served.health.bad.get("checksum") == 1
-    assert served.health.bad.get("format") == 3
+    assert served.health.bad.get("format") == 4
 
 
 def m10_frame(index: int) -> bytes:
