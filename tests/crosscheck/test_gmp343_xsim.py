@@ -33,7 +33,7 @@ def answers(send: str, errs: str = "OK: No errors detected.",
 
 
 def poll(port: str, polls: int = 2) -> list[dict[str, tuple[float | None, QualityFlag, str | None]]]:
-    driver = GMP343Driver(GMP343Config.model_validate({"name": "co2", "port": port, "timeout_s": 1.0,
+    driver = GMP343Driver(GMP343Config.model_validate({"name": "co2", "port": port, "timeout_s": 2.0,
                                                       "errs_every_n_polls": 1}), station="st1")
     out = []
     try:
