@@ -123,7 +123,10 @@ def test_eddypro_project_file_reproduces_r1(ec_raw: Path, tmp_path: Path, option
     assert res.exit_code == 0, res.output
     (row,) = read_rows(out)
     check_r1(row)
-    assert float(row["FETCH_MAX"]) == pytest.approx(84.9818, rel=1e-3)  # EddyPro's x_peak for R1
+    (ref,) = read_eddypro_table(R1_PROJECT.parent / "eddypro_full_output.csv")
+    for ours, theirs in (("FETCH_MAX", "x_peak"), ("FETCH_OFFSET", "x_offset"), ("FETCH_10", "x_10%"),
+                         ("FETCH_30", "x_30%"), ("FETCH_50", "x_50%"), ("FETCH_70", "x_70%"), ("FETCH_90", "x_90%")):
+        assert float(row[ours]) == pytest.approx(float(ref[theirs]), rel=1e-5), ours  # Kljun et al. (2004)
     for key, value in NOT_FOR_DE_HOH[options].items():
         assert f"{key} = {value}: not applied: " in res.output
         assert f"{key} = {value}: not applied: " in row["REASONS"]

@@ -1040,10 +1040,15 @@ def random_errors(t: Turbulence, level0: dict[str, float], fs: float, settings: 
     return out
 
 
+#: The cumulative contributions (%) the footprint columns carry: EddyPro's x_10% ... x_90% and FLUXNET's FETCH_80.
+FOOTPRINT_PERCENTS = (10, 30, 50, 70, 80, 90)
+
+
 def footprint_distances(settings: ProcessingSettings, sigma_w: float, ustar: float, lmo: float, zm: float,
                         z0: float) -> tuple[dict[str, float], bool]:
-    """Peak and 70/80/90 % distances of the flux footprint (Kljun et al. 2004 or 2015, :mod:`gateway.flux.ec
-    .footprint`), m; and whether the inputs are in the model's stated range."""
+    """Peak, offset (1 %) and R % distances of the flux footprint (Kljun et al. 2004 or 2015, :mod:`gateway.flux.ec
+    .footprint`), m, as FETCH_MAX, FETCH_OFFSET and FETCH_10 ... FETCH_90 (the R values EddyPro reports: 10, 30,
+    50, 70, 80, 90); and whether the inputs are in the model's stated range."""
     from gateway.flux.ec import footprint
 
     if settings.foot_meth == "kljun_2004":
@@ -1051,7 +1056,8 @@ def footprint_distances(settings: ProcessingSettings, sigma_w: float, ustar: flo
     else:
         assert settings.footprint_blh is not None
         fp = footprint.kljun2015_distances(zm=zm, h=settings.footprint_blh, ustar=ustar, obukhov_length=lmo, z0=z0)
-    out = {"FETCH_MAX": fp.x_peak, **{f"FETCH_{pct}": fp.x_r[pct] for pct in (70, 80, 90)}}
+    out = {"FETCH_MAX": fp.x_peak, "FETCH_OFFSET": fp.x_offset,
+           **{f"FETCH_{pct}": fp.x_r[pct] for pct in FOOTPRINT_PERCENTS}}
     return out, fp.valid
 
 

@@ -15,8 +15,10 @@ Pure functions: floats in, :class:`FootprintDistances` / arrays out, no I/O. Dis
   predictions. Boundary-Layer Meteorol. 112, 503-523. ``X* = (sigma_w / u*)^0.8 x / zm`` (eq. 6, alpha1 = 0.8),
   ``F* = a ((X* + d) / c)^b exp(b (1 - (X* + d) / c))`` (eq. 13) with ``b = 3.418`` and the roughness-dependent
   ``c = 4.277 (3.418 - ln z0)``, ``d = 1.685 (3.418 - ln z0)`` (eqs. 14-17); peak ``X*_max = c - d``. This is the
-  model EddyPro labels "KJ" (footprint model 0). Cumulative distances come from a numerical integration of eq. 13
-  from ``X* = -d``; ``x_offset`` is where the cumulative footprint reaches 1 %.
+  model EddyPro labels "KJ" (footprint model 0). The offset (1 %) and R % distances are EddyPro's closed form
+  (EddyPro Help, "Estimating the flux footprint", eqs. 6-121 and 6-122): ``X*_R = c L_R - d``, i.e. the argument
+  ``(X* + d) / c`` of eq. 13 takes a fixed value ``L_R`` per contribution R (:data:`KLJUN2004_L_R`), not the exact
+  quantile of eq. 13 (which lies 1-3 % away: :func:`kljun2004_cumulative_xstar`).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "KLJUN2004_L_R",
     "KLJUN2015_A",
     "KLJUN2015_B",
     "KLJUN2015_C",
     "KLJUN2015_D",
     "FootprintDistances",
     "kljun2004_crosswind",
+    "kljun2004_cumulative_xstar",
     "kljun2004_distances",
     "kljun2015_crosswind",
     "kljun2015_distances",
@@ -47,13 +51,24 @@ KLJUN2015_D = 0.1359
 _K = 0.4  # von Karman constant used by Kljun et al. (2015)
 _PERCENTS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
+#: Kljun et al. (2004): value of ``(X* + d) / c`` (the argument of eq. 13) at which R % of the flux is upwind
+#: contained, as EddyPro's eq. 6-122 uses it (R = 1 gives its offset distance). The Help prints the equation as an
+#: image; ``X*_R = c L_R - d`` with these values reproduces EddyPro 7's printed x_offset, x_10% ... x_90% and
+#: FETCH_80 of the DE-HoH reference runs (R0-R3, V: 16 periods, several sigma_w/u*) to printed precision. They were
+#: recovered from those outputs (spread over the periods <= 2e-6); rounded to three decimals (0.302, 0.602, 0.912,
+#: 1.184, 1.502, 1.720, 2.054, likely the tabulated values) they would put the distances up to 1.5e-5 too far.
+KLJUN2004_L_R: dict[int, float] = {
+    1: 0.302000, 10: 0.601999, 30: 0.911995, 50: 1.183991, 70: 1.501988, 80: 1.719988, 90: 2.053985,
+}
+
 
 @dataclass(frozen=True)
 class FootprintDistances:
     """Upwind distances from the tower, m: ``x_peak`` (maximum of the crosswind-integrated footprint),
-    ``x_offset`` (start of the footprint: Kljun 2015 ``X* = d``; Kljun 2004 1 % cumulative contribution) and
-    ``x_r[R]`` for R = 10, 20, ..., 90 % cumulative contribution (EddyPro ``x_10%`` ... ``x_90%``). ``valid`` is
-    False when the inputs are outside the model's stated range (values are still computed)."""
+    ``x_offset`` (start of the footprint: Kljun 2015 ``X* = d``; the others 1 % cumulative contribution) and
+    ``x_r[R]`` for R % cumulative contribution (EddyPro ``x_10%`` ... ``x_90%``): R = 10, 20, ..., 90 for Kljun 2015,
+    Kormann & Meixner 2001 and Hsieh et al. 2000; R = 10, 30, 50, 70, 80, 90 for Kljun 2004 (EddyPro's set).
+    ``valid`` is False when the inputs are outside the model's stated range (values are still computed)."""
 
     x_peak: float
     x_offset: float
@@ -164,24 +179,36 @@ def kljun2004_crosswind(x: ArrayLike, *, sigma_w: float, ustar: float, zm: float
     return np.asarray(shape / norm / scale, dtype=np.float64)
 
 
-def kljun2004_distances(*, sigma_w: float, ustar: float, zm: float, z0: float) -> FootprintDistances:
-    """Peak, 1 % offset and R % distances (m) after Kljun et al. (2004) (inputs as :func:`kljun2004_crosswind`).
+def kljun2004_cumulative_xstar(fraction: float, z0: float) -> float:
+    """Scaled distance X* (dimensionless) holding ``fraction`` (0-1) of the normalised eq. 13 of Kljun et al. (2004),
+    exactly: with ``t = (X* + d) / c`` the normalised footprint is a gamma density in ``b t`` of shape ``b + 1``, so
+    ``X*_R = c P^-1(b + 1, R) / b - d`` (P the regularised lower incomplete gamma function). Not what EddyPro reports
+    (see :func:`kljun2004_distances`); kept to show how far EddyPro's closed form is from the model's own integral."""
+    from scipy.special import gammaincinv
 
-    ``x_peak = (c - d) zm (sigma_w/u*)^-0.8`` (maximum of eq. 13); the cumulative distances integrate eq. 13
-    numerically (trapezoids on 200 000 steps from ``X* = -d`` to 60 c). Validity in Kljun et al. (2004):
-    ``-200 <= zm/L <= 1``, ``u* >= 0.2 m s-1``, ``zm >= 1 m`` (not checkable here without L, only u* and zm).
-    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError("fraction must be in (0, 1)")
     b, c, d = _kljun2004_cd(z0)
+    return float(c * gammaincinv(b + 1.0, fraction) / b - d)
+
+
+def kljun2004_distances(*, sigma_w: float, ustar: float, zm: float, z0: float) -> FootprintDistances:
+    """Peak, offset (1 %) and 10/30/50/70/80/90 % distances (m) after Kljun et al. (2004) as EddyPro reports them
+    (inputs as :func:`kljun2004_crosswind`).
+
+    ``x_peak = (c - d) zm (sigma_w/u*)^-0.8`` (maximum of eq. 13; EddyPro Help eq. 6-121);
+    ``x_R = (c L_R - d) zm (sigma_w/u*)^-0.8`` with :data:`KLJUN2004_L_R` (EddyPro Help eq. 6-122). Validity in
+    Kljun et al. (2004): ``-200 <= zm/L <= 1``, ``u* >= 0.2 m s-1``, ``zm >= 1 m`` (not checkable here without L,
+    only u* and zm).
+    """
+    _b, c, d = _kljun2004_cd(z0)
+    if not (sigma_w > 0 and ustar > 0 and zm > 0):
+        raise ValueError("sigma_w, ustar and zm must be positive")
     scale = zm * (sigma_w / ustar) ** -0.8
-    xs = np.linspace(-d, 60.0 * c, 200_001)
-    t = (xs + d) / c
-    f = np.where(t > 0, np.abs(t) ** b * np.exp(b * (1.0 - t)), 0.0)
-    cum = np.concatenate(([0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(xs))))
-    cum /= cum[-1]
-    x_r = {p: float(np.interp(p / 100.0, cum, xs)) * scale for p in _PERCENTS}
+    x_r = {p: (c * lr - d) * scale for p, lr in KLJUN2004_L_R.items() if p != 1}
     return FootprintDistances(
         x_peak=(c - d) * scale,
-        x_offset=float(np.interp(0.01, cum, xs)) * scale,
+        x_offset=(c * KLJUN2004_L_R[1] - d) * scale,
         x_r=x_r,
         valid=bool(ustar >= 0.2 and zm >= 1.0),
     )

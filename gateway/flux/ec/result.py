@@ -78,6 +78,10 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("FETCH_70", "m", "upwind distance holding 70 % of the footprint"),
         OutputVariable("FETCH_80", "m", "upwind distance holding 80 % of the footprint"),
         OutputVariable("FETCH_90", "m", "upwind distance holding 90 % of the footprint"),
+        OutputVariable("FETCH_OFFSET", "m", "upwind distance holding 1 % of the footprint (its start)", False),
+        OutputVariable("FETCH_10", "m", "upwind distance holding 10 % of the footprint", False),
+        OutputVariable("FETCH_30", "m", "upwind distance holding 30 % of the footprint", False),
+        OutputVariable("FETCH_50", "m", "upwind distance holding 50 % of the footprint", False),
         # sinkwatch's own: diagnostics that EddyPro's full output also carries
         OutputVariable("TAU_SCF", "nondimensional", "spectral correction factor applied to TAU", False),
         OutputVariable("H_SCF", "nondimensional", "spectral correction factor applied to H", False),
