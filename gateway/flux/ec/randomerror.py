@@ -68,6 +68,20 @@ class RandomError:
     max_lag: int
 
 
+def _valid_pairs(x: ArrayLike, y: ArrayLike
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """``x``, ``y`` as float arrays and where both are finite; ValueError unless they are 1-D series of the same
+    length with at least one valid pair."""
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    if xa.shape != ya.shape or xa.ndim != 1:
+        raise ValueError("the two series must be 1-D series of the same length")
+    ok = np.isfinite(xa) & np.isfinite(ya)
+    if not ok.any():
+        raise ValueError("no valid pairs")
+    return xa, ya, ok
+
+
 def lagged_covariance(x: ArrayLike, y: ArrayLike, max_lag: int) -> NDArray[np.float64]:
     """Biased lagged cross-covariance ``g_xy(p) = (1/N) sum_i x'_i y'_{i+p}`` for ``p = -max_lag .. max_lag``.
 
@@ -75,14 +89,8 @@ def lagged_covariance(x: ArrayLike, y: ArrayLike, max_lag: int) -> NDArray[np.fl
     zero fluctuation (they contribute nothing) and N is the number of valid pairs. Computed with an FFT. Returns an
     array of length ``2 max_lag + 1``, index ``max_lag`` is lag 0.
     """
-    xa = np.asarray(x, dtype=np.float64)
-    ya = np.asarray(y, dtype=np.float64)
-    if xa.shape != ya.shape or xa.ndim != 1:
-        raise ValueError("x and y must be 1-D series of the same length")
-    ok = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya, ok = _valid_pairs(x, y)
     n_valid = int(ok.sum())
-    if n_valid == 0:
-        raise ValueError("no valid pairs")
     xp = np.where(ok, xa - xa[ok].mean(), 0.0)
     yp = np.where(ok, ya - ya[ok].mean(), 0.0)
     n = xa.size
@@ -159,14 +167,8 @@ def mann_lenschow(w: ArrayLike, c: ArrayLike, fs: float, *, timescale_s: float, 
     Hz; ``timescale_s`` the integral time scale, s (EddyPro: :func:`cross_correlation_timescale`); ``period_s`` the
     flux averaging interval T, s. Covariance and variances are population moments of the valid pairs; ``sigma`` is
     ``relative × |covariance|`` in the covariance's unit; ``max_lag`` the time scale in samples."""
-    wa = np.asarray(w, dtype=np.float64)
-    ca = np.asarray(c, dtype=np.float64)
-    if wa.shape != ca.shape or wa.ndim != 1:
-        raise ValueError("w and c must be 1-D series of the same length")
-    ok = np.isfinite(wa) & np.isfinite(ca)
+    wa, ca, ok = _valid_pairs(w, c)
     n = int(ok.sum())
-    if n == 0:
-        raise ValueError("no valid pairs")
     wp = wa[ok] - wa[ok].mean()
     cp = ca[ok] - ca[ok].mean()
     cov = float(np.mean(wp * cp))
