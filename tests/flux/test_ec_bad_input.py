@@ -12,7 +12,7 @@ import pytest
 
 from gateway.flux.ec.engine import ConfigurationError, check_configuration, process_period
 from gateway.flux.ec.result import FluxResult
-from gateway.flux.ec.settings import NotAvailableError, ProcessingSettings
+from gateway.flux.ec.settings import ProcessingSettings
 from gateway.flux.files import read_raw_file, write_ameriflux_csv
 
 from .synthetic import FS, N, correlated, metadata, period, settings_of
@@ -217,7 +217,6 @@ def test_failed_and_partial_periods_export_as_minus_9999(tmp_path: Path) -> None
     ({"hf_meth": "horst_1997"}, ConfigurationError, "horst_1997 applies to closed-path"),
     ({"hf_meth": "fratini_2012"}, ConfigurationError, "fratini_2012 applies to closed-path"),
     ({"foot_meth": "kljun_2015"}, ConfigurationError, "footprint_blh"),
-    ({"foot_meth": "hsieh_2000"}, NotAvailableError, "foot_meth"),
 ])
 def test_unavailable_methods_are_refused_not_skipped(update: dict[str, str], error: type[Exception],
                                                      text: str) -> None:

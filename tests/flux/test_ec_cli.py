@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.flux.ec.footprint import hsieh2000_distances, kormann_meixner2001_distances
 
 from .conftest import EC_RAW, RAW_FILE, REPO_ROOT, read_eddypro_table
 
@@ -263,3 +264,40 @@ def test_a_misspelt_settings_key_names_the_key_it_likely_means(tmp_path: Path) -
                                       "--settings", str(settings), "--out", str(tmp_path / "fluxes.csv")])
     assert result.exit_code == 2, result.output
     assert "avrg_lenn: unknown key; did you mean avrg_len?" in result.output
+
+
+@pytest.mark.parametrize(("foot_meth", "model"), [("2", "1"), ("3", "2")])
+def test_eddypro_project_with_kormann_meixner_or_hsieh_footprint(ec_raw: Path, tmp_path: Path, foot_meth: str,
+                                                                  model: str) -> None:
+    """R1's project with foot_meth = 2 (Kormann & Meixner 2001) or 3 (Hsieh et al. 2000): the run goes through with
+    R1's fluxes, and writes the footprint distances the model gives for the period's u* and L before spectral
+    correction, wind speed, zm and z0 (EddyPro's model code in FOOTPRINT_MODEL and the full output's `model`)."""
+    text = R1_PROJECT.read_text()
+    assert "\nfoot_meth=1\n" in text
+    project = tmp_path / R1_PROJECT.name
+    project.write_text(text.replace("\nfoot_meth=1\n", f"\nfoot_meth={foot_meth}\n"))
+    out, full = tmp_path / "r1.csv", tmp_path / "full.csv"
+    for fmt, path in (("ameriflux", out), ("eddypro-full", full)):
+        res = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), "--metadata", str(METADATA), "--settings",
+                                       str(project), "--format", fmt, "--out", str(path)])
+        assert res.exit_code == 0, res.output
+    (row,) = read_rows(out)
+    check_r1(row)
+    assert row["FOOTPRINT_MODEL"] == model and "footprint" not in row["REASONS"]
+    with (ec_raw / "eddypro" / "V_icoslike_pf_fratini_30min" / "eddypro_fluxnet.csv").open(newline="") as fh:
+        site = next(csv.DictReader(fh))  # zm and z0 of the site as EddyPro prints them
+    zm = float(site["BADM_INST_HEIGHT_SA"]) - float(site["DISPLACEMENT_HEIGHT"])
+    ustar, lmo = float(row["USTAR_UNCORR"]), float(row["MO_LENGTH_UNCORR"])
+    if foot_meth == "2":
+        fp = kormann_meixner2001_distances(zm=zm, ustar=ustar, obukhov_length=lmo, umean=float(row["WS"]))
+    else:
+        fp = hsieh2000_distances(zm=zm, z0=float(site["ROUGHNESS_LENGTH"]), obukhov_length=lmo)
+    expected = {"FETCH_MAX": fp.x_peak, "FETCH_OFFSET": fp.x_offset, **{f"FETCH_{p}": fp.x_r[p]
+                                                                          for p in (10, 30, 50, 70, 80, 90)}}
+    for name, value in expected.items():
+        assert float(row[name]) == pytest.approx(value, rel=1e-6), name  # the file prints 9 significant digits
+    (eddypro_row,) = read_eddypro_table(full)
+    assert eddypro_row["model"] == model
+    for name, column in (("FETCH_MAX", "x_peak"), ("FETCH_OFFSET", "x_offset"), ("FETCH_10", "x_10%"),
+                         ("FETCH_50", "x_50%"), ("FETCH_90", "x_90%")):
+        assert float(eddypro_row[column]) == pytest.approx(expected[name], rel=1e-5), column

@@ -1,5 +1,6 @@
 """Footprint distances: Kljun et al. (2015) analytic identities and scaling laws; Kljun et al. (2004) against the
-DE-HoH EddyPro runs R1 (30 min and 5 min) and V (EddyPro footprint model 0, "KJ")."""
+DE-HoH EddyPro runs R1 (30 min and 5 min) and V (EddyPro footprint model 0, "KJ"); Kormann & Meixner (2001) and
+Hsieh et al. (2000) closed forms against numerical integrals of their densities and their neutral limits."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ import math
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from gateway.flux.ec.footprint import (
     KLJUN2004_L_R,
+    hsieh2000_crosswind,
+    hsieh2000_distances,
     kljun2004_crosswind,
     kljun2004_cumulative_xstar,
     kljun2004_distances,
     kljun2015_crosswind,
     kljun2015_distances,
+    kormann_meixner2001_crosswind,
+    kormann_meixner2001_distances,
+    kormann_meixner2001_parameters,
     psi_m_kljun2015,
 )
 
@@ -150,3 +157,93 @@ def test_kljun2004_closed_form_is_near_the_exact_integral() -> None:
     cum = np.concatenate(([0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(x))))
     for frac in (0.01, 0.5, 0.9):
         assert float(np.interp(kljun2004_cumulative_xstar(frac, z0), x, cum)) == pytest.approx(frac, abs=1e-6)
+
+
+# --- Kormann & Meixner (2001) and Hsieh et al. (2000) --------------------------------------------------------------
+
+KM_CASES = [
+    {"zm": 22.67, "ustar": 0.76, "obukhov_length": -124.0, "umean": 3.34},  # DE-HoH-like, unstable
+    {"zm": 5.0, "ustar": 0.3, "obukhov_length": 40.0, "umean": 4.0},  # stable, short mast
+    {"zm": 10.0, "ustar": 0.4, "obukhov_length": math.inf, "umean": 5.0},  # neutral
+]
+
+
+def _cumulative(x: NDArray[np.float64], f: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.concatenate(([0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(x))))
+
+
+@pytest.mark.parametrize("case", KM_CASES)
+def test_kormann_meixner_closed_form_against_a_numerical_integral(case: dict[str, float]) -> None:
+    """Eq. 21 integrates to 1 and its cumulative at x_R, by trapezoids on a log grid, is R; its maximum is at
+    xi / (1 + mu)."""
+    fp = kormann_meixner2001_distances(**case)
+    x = np.geomspace(1e-3, 1e9, 4_000_001)
+    f = kormann_meixner2001_crosswind(x, **case)
+    cum = _cumulative(x, f)
+    assert cum[-1] == pytest.approx(1.0, abs=2e-4)  # the tail beyond 1e9 m holds ~xi^mu / 1e9^mu
+    for pct, xr in [(1, fp.x_offset), *fp.x_r.items()]:
+        assert float(np.interp(xr, x, cum)) == pytest.approx(pct / 100.0, abs=1e-5), pct
+    assert float(x[np.argmax(f)]) == pytest.approx(fp.x_peak, rel=1e-5)
+    assert fp.x_offset < fp.x_r[10] < fp.x_peak < fp.x_r[50] < fp.x_r[90]
+
+
+def test_kormann_meixner_neutral_limit() -> None:
+    """Neutral: phi = 1, n = 1, m = u*/(k u), so r = 1 + m, mu = 1 and xi = u zm / (k u* (1 + m)^2) (eqs. 19, 36):
+    the footprint is xi/x^2 exp(-xi/x), x_R = -xi / ln R exactly."""
+    zm, ustar, u = 10.0, 0.4, 5.0
+    mu, xi = kormann_meixner2001_parameters(zm=zm, ustar=ustar, obukhov_length=math.inf, umean=u)
+    m = ustar / (0.4 * u)
+    assert mu == pytest.approx(1.0, rel=1e-12)
+    assert xi == pytest.approx(u * zm / (0.4 * ustar * (1.0 + m) ** 2), rel=1e-12)
+    fp = kormann_meixner2001_distances(zm=zm, ustar=ustar, obukhov_length=math.inf, umean=u)
+    for pct in (10, 50, 90):
+        assert fp.x_r[pct] == pytest.approx(-xi / math.log(pct / 100.0), rel=1e-9)
+    assert fp.x_peak == pytest.approx(xi / 2.0, rel=1e-12)
+    # a very large |L| is the neutral case
+    far = kormann_meixner2001_distances(zm=zm, ustar=ustar, obukhov_length=-1e12, umean=u)
+    assert far.x_r[80] == pytest.approx(fp.x_r[80], rel=1e-9)
+
+
+def test_kormann_meixner_stability_ordering() -> None:
+    """At equal u* and wind, stable stratification stretches the footprint, unstable shrinks it."""
+    kw = {"zm": 10.0, "ustar": 0.4, "umean": 5.0}
+    unstable = kormann_meixner2001_distances(obukhov_length=-20.0, **kw)
+    neutral = kormann_meixner2001_distances(obukhov_length=math.inf, **kw)
+    stable = kormann_meixner2001_distances(obukhov_length=20.0, **kw)
+    assert unstable.x_r[90] < neutral.x_r[90] < stable.x_r[90]
+    assert unstable.x_peak < neutral.x_peak < stable.x_peak
+
+
+@pytest.mark.parametrize("obukhov_length", [-124.0, math.inf, 60.0])
+def test_hsieh_closed_form_against_a_numerical_integral(obukhov_length: float) -> None:
+    kw = {"zm": 22.67, "z0": 5.0, "obukhov_length": obukhov_length}
+    fp = hsieh2000_distances(**kw)
+    x = np.geomspace(1e-3, 1e9, 4_000_001)
+    f = hsieh2000_crosswind(x, **kw)
+    cum = _cumulative(x, f)
+    for pct, xr in [(1, fp.x_offset), *fp.x_r.items()]:
+        assert float(np.interp(xr, x, cum)) == pytest.approx(pct / 100.0, abs=1e-5), pct
+    assert float(x[np.argmax(f)]) == pytest.approx(fp.x_peak, rel=1e-5)
+
+
+def test_hsieh_neutral_case_and_classes() -> None:
+    """Near neutral (|zu/L| < 0.04) P = 1, so L drops out: x_peak = D zu / (2 k^2) with D = 0.97 and
+    zu = zm (ln(zm/z0) - 1 + z0/zm); the stable class reaches further than the unstable one."""
+    zm, z0 = 20.0, 0.5
+    zu = zm * (math.log(zm / z0) - 1.0 + z0 / zm)
+    neutral = hsieh2000_distances(zm=zm, z0=z0, obukhov_length=math.inf)
+    assert neutral.x_peak == pytest.approx(0.97 * zu / (2 * 0.4**2), rel=1e-12)
+    assert hsieh2000_distances(zm=zm, z0=z0, obukhov_length=-30.0 * zu).x_peak == pytest.approx(neutral.x_peak)
+    assert hsieh2000_distances(zm=zm, z0=z0, obukhov_length=30.0 * zu).x_peak == pytest.approx(neutral.x_peak)
+    unstable = hsieh2000_distances(zm=zm, z0=z0, obukhov_length=-zu)  # zu/L = -1: D = 0.28, P = 0.59
+    assert unstable.x_peak == pytest.approx(0.28 * zu / (2 * 0.4**2), rel=1e-12)
+    stable = hsieh2000_distances(zm=zm, z0=z0, obukhov_length=zu)  # zu/L = 1: D = 2.44, P = 1.33
+    assert stable.x_peak == pytest.approx(2.44 * zu / (2 * 0.4**2), rel=1e-12)
+    assert unstable.x_r[90] < neutral.x_r[90] < stable.x_r[90]
+
+
+def test_bad_inputs_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="zm > z0"):
+        hsieh2000_distances(zm=2.0, z0=5.0, obukhov_length=-100.0)
+    with pytest.raises(ValueError, match="umean"):
+        kormann_meixner2001_distances(zm=10.0, ustar=0.4, obukhov_length=-50.0, umean=0.0)

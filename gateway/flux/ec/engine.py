@@ -89,8 +89,6 @@ def check_configuration(metadata: SiteMetadata, settings: ProcessingSettings) ->
     if settings.hf_meth in IN_SITU_METHODS and (metadata.analyzer is None or metadata.analyzer.path_type != "closed"):
         raise ConfigurationError(f"hf_meth = {settings.hf_meth.value} applies to closed-path analysers (its transfer "
                                  "function comes from the in-situ spectral assessment); use moncrieff_1997")
-    if settings.foot_meth in ("kormann_meixner_2001", "hsieh_2000"):
-        raise NotAvailableError(f"foot_meth = {settings.foot_meth}: not available; use kljun_2004 or kljun_2015")
     if settings.foot_meth == "kljun_2015" and settings.footprint_blh is None:
         raise ConfigurationError("foot_meth = kljun_2015 needs footprint_blh, the boundary-layer height in m")
     if settings.tlag_meth == TimeLag.AUTOMATIC:
@@ -1045,19 +1043,29 @@ FOOTPRINT_PERCENTS = (10, 30, 50, 70, 80, 90)
 
 
 def footprint_distances(settings: ProcessingSettings, sigma_w: float, ustar: float, lmo: float, zm: float,
-                        z0: float) -> tuple[dict[str, float], bool]:
-    """Peak, offset (1 %) and R % distances of the flux footprint (Kljun et al. 2004 or 2015, :mod:`gateway.flux.ec
-    .footprint`), m, as FETCH_MAX, FETCH_OFFSET and FETCH_10 ... FETCH_90 (the R values EddyPro reports: 10, 30,
-    50, 70, 80, 90); and whether the inputs are in the model's stated range."""
+                        z0: float, umean: float) -> tuple[dict[str, float], bool]:
+    """Peak, offset (1 %) and R % distances of the flux footprint (:mod:`gateway.flux.ec.footprint`: Kljun et al.
+    2004 from sigma_w, u*, zm, z0; Kljun et al. 2015 from zm, the boundary-layer height, u*, L, z0; Kormann & Meixner
+    2001 from zm, u*, L and the mean wind speed ``umean``; Hsieh et al. 2000 from zm, z0, L), m, as FETCH_MAX,
+    FETCH_OFFSET and FETCH_10 ... FETCH_90 (the R values EddyPro reports: 10, 30, 50, 70, 80, 90), with
+    FOOTPRINT_MODEL (EddyPro's code: 0 Kljun 2004, 1 Kormann & Meixner, 2 Hsieh; none for Kljun 2015, which EddyPro
+    does not offer); and whether the inputs are in the model's stated range."""
     from gateway.flux.ec import footprint
 
     if settings.foot_meth == "kljun_2004":
         fp = footprint.kljun2004_distances(sigma_w=sigma_w, ustar=ustar, zm=zm, z0=z0)
+    elif settings.foot_meth == "kormann_meixner_2001":
+        fp = footprint.kormann_meixner2001_distances(zm=zm, ustar=ustar, obukhov_length=lmo, umean=umean)
+    elif settings.foot_meth == "hsieh_2000":
+        fp = footprint.hsieh2000_distances(zm=zm, z0=z0, obukhov_length=lmo)
     else:
         assert settings.footprint_blh is not None
         fp = footprint.kljun2015_distances(zm=zm, h=settings.footprint_blh, ustar=ustar, obukhov_length=lmo, z0=z0)
+    model = {"kljun_2004": 0.0, "kormann_meixner_2001": 1.0, "hsieh_2000": 2.0}.get(settings.foot_meth)
     out = {"FETCH_MAX": fp.x_peak, "FETCH_OFFSET": fp.x_offset,
            **{f"FETCH_{pct}": fp.x_r[pct] for pct in FOOTPRINT_PERCENTS}}
+    if model is not None:
+        out["FOOTPRINT_MODEL"] = model
     return out, fp.valid
 
 
@@ -1213,12 +1221,16 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
         v.update(random_errors(t, {k: x for k, x in level0.items() if math.isfinite(v.get(k, math.nan))}, fs,
                                settings))
     lmo0, _ = stability(uncorrected.ustar, uncorrected.h, air, p, zm)
-    if settings.foot_meth in ("kljun_2004", "kljun_2015") and l0.ustar > 0 and math.isfinite(lmo0):
+    if settings.foot_meth != "none" and l0.ustar > 0 and math.isfinite(lmo0):
         # EddyPro's footprint takes u* and L before the spectral corrections (its V-run x_peak, to 1e-3)
-        fetch, valid = footprint_distances(settings, v["W_SIGMA"], l0.ustar, lmo0, zm, md.roughness())
-        v.update(fetch)
-        if not valid:
-            reasons.append(f"footprint ({settings.foot_meth}): inputs outside the model's stated range")
+        try:
+            fetch, valid = footprint_distances(settings, v["W_SIGMA"], l0.ustar, lmo0, zm, md.roughness(), v["WS"])
+        except ValueError as err:  # e.g. Kormann & Meixner's r = 2 + m - n <= 0: no footprint for this period
+            reasons.append(f"footprint ({settings.foot_meth}): not computed: {err}")
+        else:
+            v.update(fetch)
+            if not valid:
+                reasons.append(f"footprint ({settings.foot_meth}): inputs outside the model's stated range")
 
 
 def _derived_statistics(v: dict[str, float], rot: rotation.Rotated, air: AirProperties, l0: Level0,

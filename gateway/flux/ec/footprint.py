@@ -1,4 +1,5 @@
-"""Flux footprint distances: Kljun et al. (2015) FFP and Kljun et al. (2004), crosswind-integrated.
+"""Flux footprint distances: Kljun et al. (2015) FFP, Kljun et al. (2004), Kormann & Meixner (2001) and Hsieh et al.
+(2000), crosswind-integrated.
 
 Pure functions: floats in, :class:`FootprintDistances` / arrays out, no I/O. Distances in metres upwind of the tower.
 
@@ -19,6 +20,20 @@ Pure functions: floats in, :class:`FootprintDistances` / arrays out, no I/O. Dis
   (EddyPro Help, "Estimating the flux footprint", eqs. 6-121 and 6-122): ``X*_R = c L_R - d``, i.e. the argument
   ``(X* + d) / c`` of eq. 13 takes a fixed value ``L_R`` per contribution R (:data:`KLJUN2004_L_R`), not the exact
   quantile of eq. 13 (which lies 1-3 % away: :func:`kljun2004_cumulative_xstar`).
+* Kormann, R. & Meixner, F. X. (2001): An analytical footprint model for non-neutral stratification. Boundary-Layer
+  Meteorol. 99, 207-224. Power-law profiles ``u(z) = U z^m``, ``K(z) = kappa z^n`` (eq. 11); crosswind-integrated
+  footprint ``f(x) = xi^mu x^-(1 + mu) exp(-xi / x) / Gamma(mu)`` (eq. 21) with ``r = 2 + m - n``,
+  ``mu = (1 + m) / r`` and the flux length scale ``xi = U zm^r / (r^2 kappa)`` (eq. 19); exponents from the
+  analytical match to Monin-Obukhov similarity at zm (eq. 36): ``m = u* phi_m / (k u)``, ``n = 1 / (1 + 5 zm/L)``
+  (stable) or ``(1 - 24 zm/L) / (1 - 16 zm/L)`` (unstable), with ``phi_m``, ``phi_c`` of eqs. 33-34 and
+  ``K = k u* zm / phi_c`` (eq. 32). Its cumulative footprint is ``Q(mu, xi / x)`` (regularised upper incomplete
+  gamma function), so ``x_R = xi / Q^-1(mu, R)`` and the peak ``x_max = xi / (1 + mu)``.
+* Hsieh, C.-I., Katul, G. & Chi, T. (2000): An approximate analytical model for footprint estimation of scalar fluxes
+  in thermally stratified atmospheric flows. Adv. Water Resour. 23, 765-772. With the length scale
+  ``zu = zm (ln(zm / z0) - 1 + z0 / zm)`` and ``a = D zu^P |L|^(1 - P) / k^2``: cumulative flux fraction
+  ``exp(-a / x)`` (eq. 16), footprint ``a / x^2 exp(-a / x)`` (eq. 17), hence ``x_R = -a / ln R`` and the peak
+  ``x_max = a / 2``; ``D, P = 0.28, 0.59`` (unstable, ``zu/L < -0.04``), ``0.97, 1`` (near neutral),
+  ``2.44, 1.33`` (stable, ``zu/L > 0.04``).
 """
 
 from __future__ import annotations
@@ -36,11 +51,16 @@ __all__ = [
     "KLJUN2015_C",
     "KLJUN2015_D",
     "FootprintDistances",
+    "hsieh2000_crosswind",
+    "hsieh2000_distances",
     "kljun2004_crosswind",
     "kljun2004_cumulative_xstar",
     "kljun2004_distances",
     "kljun2015_crosswind",
     "kljun2015_distances",
+    "kormann_meixner2001_crosswind",
+    "kormann_meixner2001_distances",
+    "kormann_meixner2001_parameters",
     "psi_m_kljun2015",
 ]
 
@@ -211,4 +231,114 @@ def kljun2004_distances(*, sigma_w: float, ustar: float, zm: float, z0: float) -
         x_offset=(c * KLJUN2004_L_R[1] - d) * scale,
         x_r=x_r,
         valid=bool(ustar >= 0.2 and zm >= 1.0),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kormann & Meixner (2001)
+# ---------------------------------------------------------------------------------------------------------------
+
+def kormann_meixner2001_parameters(
+    *, zm: float, ustar: float, obukhov_length: float, umean: float
+) -> tuple[float, float]:
+    """Shape ``mu`` (dimensionless) and flux length scale ``xi`` (m) of Kormann & Meixner (2001) eqs. 19 and 21,
+    from the exponents of eq. 36 (module docstring).
+
+    ``zm``: measurement height above displacement, m; ``ustar``: friction velocity, m s-1; ``obukhov_length``: L, m
+    (``inf`` for neutral); ``umean``: mean horizontal wind speed at zm, m s-1.
+    """
+    if not (zm > 0 and ustar > 0 and umean > 0):
+        raise ValueError("zm, ustar and umean must be positive")
+    zl = zm / obukhov_length if math.isfinite(obukhov_length) and obukhov_length != 0 else 0.0
+    if zl > 0:  # stable, eqs. 33-34
+        phi_m = phi_c = 1.0 + 5.0 * zl
+        n = 1.0 / (1.0 + 5.0 * zl)
+    else:
+        phi_m = (1.0 - 16.0 * zl) ** -0.25
+        phi_c = (1.0 - 16.0 * zl) ** -0.5
+        n = (1.0 - 24.0 * zl) / (1.0 - 16.0 * zl)
+    m = ustar * phi_m / (_K * umean)
+    big_u = umean / zm**m  # eq. 11
+    kappa = _K * ustar * zm / phi_c / zm**n  # eqs. 11 and 32
+    r = 2.0 + m - n
+    if not r > 0:
+        raise ValueError(f"Kormann & Meixner (2001): r = 2 + m - n = {r:.3g} <= 0 (m = {m:.3g}, n = {n:.3g})")
+    return (1.0 + m) / r, big_u * zm**r / (r * r * kappa)
+
+
+def kormann_meixner2001_crosswind(
+    x: ArrayLike, *, zm: float, ustar: float, obukhov_length: float, umean: float
+) -> NDArray[np.float64]:
+    """Crosswind-integrated footprint ``f(x)``, m-1, Kormann & Meixner (2001) eq. 21 (inputs as
+    :func:`kormann_meixner2001_parameters`; ``x`` upwind distances, m; zero for ``x <= 0``)."""
+    mu, xi = kormann_meixner2001_parameters(zm=zm, ustar=ustar, obukhov_length=obukhov_length, umean=umean)
+    xs = np.asarray(x, dtype=np.float64)
+    out = np.zeros_like(xs)
+    pos = xs > 0
+    out[pos] = np.exp(mu * math.log(xi) - (1.0 + mu) * np.log(xs[pos]) - xi / xs[pos] - math.lgamma(mu))
+    return out
+
+
+def kormann_meixner2001_distances(
+    *, zm: float, ustar: float, obukhov_length: float, umean: float
+) -> FootprintDistances:
+    """Peak ``xi / (1 + mu)``, 1 % offset and 10 ... 90 % distances (m) of Kormann & Meixner (2001): the cumulative
+    footprint of eq. 21 up to x is ``Q(mu, xi / x)``, so ``x_R = xi / Q^-1(mu, R)`` (inputs as
+    :func:`kormann_meixner2001_parameters`). The paper states no validity range checkable from these inputs, so
+    ``valid`` is always True."""
+    from scipy.special import gammainccinv
+
+    mu, xi = kormann_meixner2001_parameters(zm=zm, ustar=ustar, obukhov_length=obukhov_length, umean=umean)
+
+    def at(fraction: float) -> float:
+        return float(xi / gammainccinv(mu, fraction))
+
+    return FootprintDistances(
+        x_peak=xi / (1.0 + mu), x_offset=at(0.01), x_r={p: at(p / 100.0) for p in _PERCENTS}, valid=True
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hsieh et al. (2000)
+# ---------------------------------------------------------------------------------------------------------------
+
+def _hsieh2000_scale(zm: float, z0: float, obukhov_length: float) -> float:
+    """``a = D zu^P |L|^(1-P) / k^2`` in m (Hsieh et al. 2000, eqs. 16-17; module docstring)."""
+    if not (zm > z0 > 0):
+        raise ValueError("need zm > z0 > 0 (m)")
+    zu = zm * (math.log(zm / z0) - 1.0 + z0 / zm)
+    stability = zu / obukhov_length if math.isfinite(obukhov_length) and obukhov_length != 0 else 0.0
+    if stability < -0.04:
+        d, p = 0.28, 0.59
+    elif stability > 0.04:
+        d, p = 2.44, 1.33
+    else:
+        return 0.97 * zu / _K**2  # P = 1: L drops out
+    return d * zu**p * abs(obukhov_length) ** (1.0 - p) / _K**2
+
+
+def hsieh2000_crosswind(x: ArrayLike, *, zm: float, z0: float, obukhov_length: float) -> NDArray[np.float64]:
+    """Crosswind-integrated footprint, m-1, Hsieh et al. (2000) eq. 17: ``a / x^2 exp(-a / x)``.
+
+    ``x``: upwind distances, m (zero for ``x <= 0``); ``zm``: measurement height above displacement, m; ``z0``:
+    roughness length, m; ``obukhov_length``: L, m (``inf`` for neutral).
+    """
+    a = _hsieh2000_scale(zm, z0, obukhov_length)
+    xs = np.asarray(x, dtype=np.float64)
+    out = np.zeros_like(xs)
+    pos = xs > 0
+    out[pos] = a / xs[pos] ** 2 * np.exp(-a / xs[pos])
+    return out
+
+
+def hsieh2000_distances(*, zm: float, z0: float, obukhov_length: float) -> FootprintDistances:
+    """Peak ``a / 2``, 1 % offset and 10 ... 90 % distances ``-a / ln R`` (m) of Hsieh et al. (2000) eqs. 16-17
+    (inputs as :func:`hsieh2000_crosswind`). The paper states no validity range checkable from these inputs, so
+    ``valid`` is always True."""
+    a = _hsieh2000_scale(zm, z0, obukhov_length)
+    return FootprintDistances(
+        x_peak=a / 2.0,
+        x_offset=-a / math.log(0.01),
+        x_r={p: -a / math.log(p / 100.0) for p in _PERCENTS},
+        valid=True,
     )

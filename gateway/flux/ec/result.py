@@ -82,6 +82,8 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("FETCH_10", "m", "upwind distance holding 10 % of the footprint", False),
         OutputVariable("FETCH_30", "m", "upwind distance holding 30 % of the footprint", False),
         OutputVariable("FETCH_50", "m", "upwind distance holding 50 % of the footprint", False),
+        OutputVariable("FOOTPRINT_MODEL", "nondimensional", "footprint model as EddyPro codes it: 0 Kljun et al. 2004, "
+                       "1 Kormann & Meixner 2001, 2 Hsieh et al. 2000 (absent for Kljun et al. 2015)", False),
         # sinkwatch's own: diagnostics that EddyPro's full output also carries
         OutputVariable("TAU_SCF", "nondimensional", "spectral correction factor applied to TAU", False),
         OutputVariable("H_SCF", "nondimensional", "spectral correction factor applied to H", False),
