@@ -22,7 +22,7 @@ cites its method, in EddyPro's order (EDDYPRO-REFERENCE.md; docs/flux-ec.md "Wha
 13. :func:`corrected_fluxes`: spectral factors, van Dijk et al. (2004) humidity correction of H, Webb et al. (1980);
 14. :func:`quality_flags`: Foken et al. (2004), Mauder & Foken (2004);
 15. :func:`random_errors`: Finkelstein & Sims (2001) or Mann & Lenschow (1994); :func:`footprint_distances`: Kljun
-    et al. (2004, 2015).
+    et al. (2004, 2015), Kormann & Meixner (2001), Hsieh et al. (2000).
 
 Bad data never raise: every problem becomes a named reason on the result (``failed`` or ``partial``). Only an
 impossible configuration raises (:class:`ConfigurationError`, :class:`NotAvailableError`).
