@@ -67,6 +67,14 @@ def parse_eddypro_metadata(text: str) -> dict[str, Any]:
             val = _num(fd.get(f"col_{i}_{key}"))
             if val is not None:
                 col[key] = val
+        conversion = fd.get(f"col_{i}_conversion", "").strip()
+        if conversion:  # linear scaling: the values are in col_N_unit_out after it (EddyPro Help, "Linear scaling")
+            col["linear_scaling"] = conversion
+            for key in ("a_value", "b_value"):
+                val = _num(fd.get(f"col_{i}_{key}"))
+                if val is not None:
+                    col[key] = val
+            col["unit_in"] = fd.get(f"col_{i}_unit_out", "").strip() or None
         if col["variable"] in ("not_numeric", "ignore"):
             col = {"index": i, "variable": col["variable"]}
         columns.append(col)
@@ -290,6 +298,9 @@ def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, 
     for j, col in enumerate(cols):
         factor, offset = col.conversion()
         x = arr[:, j]
+        scaling = col.scaling()
+        if scaling is not None:
+            x = x * scaling[0] + scaling[1]
         if factor != 1.0 or offset != 0.0:
             x = x * factor + offset
         if col.min_value is not None or col.max_value is not None:

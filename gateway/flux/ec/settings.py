@@ -81,6 +81,12 @@ class ColumnSpec(ConfigModel):
     nom_timelag: float = 0.0
     min_timelag: float = 0.0
     max_timelag: float = 0.0
+    linear_scaling: str | None = None
+    """EddyPro's linear scaling of the recorded values (`col_N_conversion`; EddyPro 7 Help, "Linear scaling",
+    eq. 5-3: X_out = A·X_in + B): `gain_offset` with `a_value` (gain A) and `b_value` (offset B); `unit_in` is then
+    the unit of X_out (EddyPro `col_N_unit_out`). Other conversions are refused."""
+    a_value: float | None = None
+    b_value: float | None = None
 
     @field_validator("variable")
     @classmethod
@@ -89,6 +95,16 @@ class ColumnSpec(ConfigModel):
         if value not in CANONICAL_VARIABLES:
             raise ValueError(f"unknown variable {value!r}; known: {', '.join(CANONICAL_VARIABLES)}")
         return value
+
+    @field_validator("linear_scaling")
+    @classmethod
+    def _known_scaling(cls, value: str | None) -> str | None:
+        value = (value or "").strip().lower() or None
+        if value not in (None, "none", "gain_offset"):
+            raise ValueError(f"linear scaling (EddyPro col_N_conversion) {value!r} is not available here: only "
+                             "gain_offset (X_out = a_value·X_in + b_value) is; give the column in physical units or "
+                             "as gain and offset")
+        return None if value == "none" else value
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:
@@ -101,7 +117,18 @@ class ColumnSpec(ConfigModel):
                              f"use one of {', '.join(u for u in UNIT_CONVERSIONS[kind] if u)}")
         if self.min_timelag > self.max_timelag:
             raise ValueError(f"column {self.index} ({self.variable}): min_timelag > max_timelag")
+        if self.linear_scaling == "gain_offset" and (self.a_value is None or self.b_value is None):
+            raise ValueError(f"column {self.index} ({self.variable}): linear_scaling gain_offset needs a_value "
+                             "(gain) and b_value (offset)")
         return self
+
+    def scaling(self) -> tuple[float, float] | None:
+        """(gain, offset) of the linear scaling applied to the recorded values before the unit conversion
+        (`linear_scaling` gain_offset), or None."""
+        if self.linear_scaling != "gain_offset":
+            return None
+        assert self.a_value is not None and self.b_value is not None
+        return (self.a_value, self.b_value)
 
     def conversion(self) -> tuple[float, float]:
         """(factor, offset) to the canonical unit: canonical = raw·factor + offset."""
@@ -552,6 +579,11 @@ class ProcessingSettings(ConfigModel):
             # the sonic's firmware version, added later, leaves the hash as it was when not given
             payload["metadata"] = metadata.model_dump(mode="json", exclude=None if metadata.sonic.sw_version else
                                                       {"sonic": {"sw_version"}})
+            # likewise a column's linear scaling, added later, when there is none
+            for column in payload["metadata"]["file"]["columns"]:
+                if column.get("linear_scaling") is None:
+                    for key in ("linear_scaling", "a_value", "b_value"):
+                        column.pop(key, None)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
