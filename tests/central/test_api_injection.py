@@ -85,7 +85,9 @@ def _check_inert(store: Store) -> None:
         hidden = client.get("/api/v1/series", params={**{k: VALID[k] for k in ("variable", "start", "end")},
                                                       "station": "hidden"})
         assert [p["value"] for p in hidden.json()["points"]] == [float(HIDDEN_VALUE)]
-        assert statuses.get(200, 0) > 0 and statuses.get(422, 0) > 0, statuses
+        # some payloads pass validation and reach the store's queries: answered with nothing (200) or, since a
+        # name the store never held is a 404 decided after the store answered nothing, 404; others are refused (422)
+        assert statuses.get(200, 0) + statuses.get(404, 0) > 0 and statuses.get(422, 0) > 0, statuses
 
 
 @pytest.fixture
