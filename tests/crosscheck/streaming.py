@@ -34,6 +34,30 @@ class Served:
     received: bytes = b""  # what the runner wrote to the instrument (TCP only)
 
 
+def _runner(driver_class: type[StreamDriver], config: dict[str, Any], tmp_path: Path,
+            closed: list[Path]) -> StreamRunner:
+    """The station's stream runner for the driver, its archive in tmp_path/raw, each closed archive file appended
+    to `closed`."""
+    parsed = driver_class.Config.model_validate({"name": "xsim", **config})
+    return StreamRunner(driver_class, parsed, station="st1", site="site1",
+                        settings=StreamSettings(archive_dir=tmp_path / "raw", summary_interval_s=3600,
+                                                read_interval_s=0.05),
+                        sink=lambda batch: None, clock=ClockMapper(synced=lambda: True),
+                        on_archive_closed=closed.append)
+
+
+def _archived(closed: list[Path]) -> tuple[list[Row], list[str]]:
+    """Every record of the archive files in order (NaN read back as None), and their columns."""
+    rows: list[Row] = []
+    columns: list[str] = []
+    for path in closed:
+        data = read_archive(path)
+        columns = list(data.columns)
+        values = list(data.columns.values())
+        rows += [tuple(None if math.isnan(c[i]) else float(c[i]) for c in values) for i in range(data.time.size)]
+    return rows, columns
+
+
 def serve_stream(driver_class: type[StreamDriver], config: dict[str, Any], payload: bytes, tmp_path: Path, *,
                  frames: int, good: int = 0, piece: int = 7, timeout_s: float = 10.0) -> Served:
     """Write `payload` to the instrument end of a PTY pair while the runner reads the other; wait until the
@@ -42,12 +66,7 @@ def serve_stream(driver_class: type[StreamDriver], config: dict[str, Any], paylo
         pytest.skip("socat is not installed (Debian package socat)")
     closed: list[Path] = []
     with socat_pty_pair(tmp_path / "pty") as (driver_end, instrument_end):
-        parsed = driver_class.Config.model_validate({"name": "xsim", "port": driver_end, **config})
-        runner = StreamRunner(driver_class, parsed, station="st1", site="site1",
-                              settings=StreamSettings(archive_dir=tmp_path / "raw", summary_interval_s=3600,
-                                                      read_interval_s=0.05),
-                              sink=lambda batch: None, clock=ClockMapper(synced=lambda: True),
-                              on_archive_closed=closed.append)
+        runner = _runner(driver_class, {"port": driver_end, **config}, tmp_path, closed)
         runner.start()
         try:
             deadline = time.monotonic() + timeout_s
@@ -66,14 +85,7 @@ def serve_stream(driver_class: type[StreamDriver], config: dict[str, Any], paylo
                     time.sleep(0.02)
         finally:
             runner.stop()
-    rows: list[Row] = []
-    columns: list[str] = []
-    for path in closed:
-        data = read_archive(path)
-        columns = list(data.columns)
-        values = list(data.columns.values())
-        rows += [tuple(None if math.isnan(c[i]) else float(c[i]) for c in values) for i in range(data.time.size)]
-    return Served(rows, columns, runner.health, runner.driver)
+    return Served(*_archived(closed), runner.health, runner.driver)
 
 
 def serve_stream_tcp(driver_class: type[StreamDriver], config: dict[str, Any], payload: bytes, tmp_path: Path, *,
@@ -107,12 +119,7 @@ def serve_stream_tcp(driver_class: type[StreamDriver], config: dict[str, Any], p
     thread = threading.Thread(target=instrument, name="xsim-tcp-instrument", daemon=True)
     thread.start()
     closed: list[Path] = []
-    parsed = driver_class.Config.model_validate({"name": "xsim", "port": f"tcp://127.0.0.1:{port}", **config})
-    runner = StreamRunner(driver_class, parsed, station="st1", site="site1",
-                          settings=StreamSettings(archive_dir=tmp_path / "raw", summary_interval_s=3600,
-                                                  read_interval_s=0.05),
-                          sink=lambda batch: None, clock=ClockMapper(synced=lambda: True),
-                          on_archive_closed=closed.append)
+    runner = _runner(driver_class, {"port": f"tcp://127.0.0.1:{port}", **config}, tmp_path, closed)
     runner.start()
     try:
         deadline = time.monotonic() + timeout_s
@@ -124,14 +131,7 @@ def serve_stream_tcp(driver_class: type[StreamDriver], config: dict[str, Any], p
         done.set()
         thread.join(5.0)
         listener.close()
-    rows: list[Row] = []
-    columns: list[str] = []
-    for path in closed:
-        data = read_archive(path)
-        columns = list(data.columns)
-        values = list(data.columns.values())
-        rows += [tuple(None if math.isnan(c[i]) else float(c[i]) for c in values) for i in range(data.time.size)]
-    served = Served(rows, columns, runner.health, runner.driver)
+    served = Served(*_archived(closed), runner.health, runner.driver)
     served.received = bytes(received)
     return served
 
