@@ -228,3 +228,40 @@ def test_the_windmaster_driver_s_firmware_reaches_the_metadata_through_the_archi
     md = site_metadata_from_headers({"altitude": 100, "latitude": 50}, header, None)
     assert (md.sonic.model, md.sonic.sw_version) == ("WindMaster", "2329.602.01")
     assert instrument_notes(md, settings_of(gill_wm_wboost=True))[0].startswith("gill_wm_wboost = 1: applied")
+
+
+# --- LI-7200 diagnostic words ----------------------------------------------------------------------------------
+
+def test_li7200_word_8191_is_all_ok_at_full_signal() -> None:
+    """8191 = 0b1_1111_1111_1111: every status bit 1 (OK), bits 0-3 = 15 → 100 % (LI-COR, "Interpreting Diagnostic
+    Values", Table 2)."""
+    out = instruments.li7200_diagnostics(np.full(10, 8191.0))
+    assert {k: v for k, v in out.items() if k != "INST_LI7200_AGC_OR_RSSI"} == {
+        name: 0.0 for _, name in instruments.LI7200_STATUS_BITS}
+    assert out["INST_LI7200_AGC_OR_RSSI"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("bit, name", [(12, "INST_LI7200_HEAD_DETECT"), (11, "INST_LI7200_T_OUT"),
+                                       (10, "INST_LI7200_T_IN"), (9, "INST_LI7200_AUX_IN"),
+                                       (8, "INST_LI7200_DELTA_P"), (7, "INST_LI7200_CHOPPER"),
+                                       (6, "INST_LI7200_DETECTOR"), (5, "INST_LI7200_PLL"), (4, "INST_LI7200_SYNC")])
+def test_li7200_each_cleared_bit_counts_under_its_own_name(bit: int, name: str) -> None:
+    words = np.array([8191.0, 8191.0 - 2**bit, 8191.0 - 2**bit, 8191.0])
+    out = instruments.li7200_diagnostics(words)
+    assert out[name] == 2.0
+    assert all(v == 0.0 for k, v in out.items() if k not in (name, "INST_LI7200_AGC_OR_RSSI"))
+    assert out["INST_LI7200_AGC_OR_RSSI"] == pytest.approx(100.0)
+
+
+def test_li7200_signal_strength_is_the_mean_of_bits_0_to_3() -> None:
+    """8190 (bits 0-3 = 14) and 8176 (bits 0-3 = 0): mean 7 units of 100/15 %."""
+    out = instruments.li7200_diagnostics(np.array([8190.0, 8176.0]))
+    assert out["INST_LI7200_AGC_OR_RSSI"] == pytest.approx(7 * 100.0 / 15.0)
+    assert out["INST_LI7200_SYNC"] == 0.0
+
+
+def test_li7200_records_without_a_word_are_left_out() -> None:
+    out = instruments.li7200_diagnostics(np.array([math.nan, -1.0, 8191.5, 70000.0, 4095.0]))
+    assert out["INST_LI7200_HEAD_DETECT"] == 1.0  # only 4095 (head bit 12 clear) is a word
+    assert out["INST_LI7200_AGC_OR_RSSI"] == pytest.approx(100.0)
+    assert instruments.li7200_diagnostics(np.array([math.nan, math.nan])) == {}

@@ -399,6 +399,23 @@ def correct_sonic(data: dict[str, Array], metadata: SiteMetadata, settings: Proc
     return reasons
 
 
+def cell_conditions(data: dict[str, Array]) -> dict[str, float]:
+    """Mean temperature (°C) and pressure (kPa) in a closed-path analyser's cell, ``T_CELL`` and ``PA_CELL``, from
+    the raw records (``cell_t``, else the mean of ``int_t_1`` and ``int_t_2``, in K; ``int_p`` in Pa); a missing
+    one is left out. EddyPro's fluxnet file carries both, and its closed-path molar densities are at these
+    conditions (EddyPro 7 Help, "The full output file")."""
+    out: dict[str, float] = {}
+    cell_t = data.get("cell_t")
+    if cell_t is None and "int_t_1" in data and "int_t_2" in data:
+        cell_t = 0.5 * (data["int_t_1"] + data["int_t_2"])
+    if cell_t is not None and np.isfinite(cell_t).any():
+        out["T_CELL"] = float(np.nanmean(cell_t)) - 273.15
+    cell_p = data.get("int_p")
+    if cell_p is not None and np.isfinite(cell_p).any():
+        out["PA_CELL"] = float(np.nanmean(cell_p)) / 1000.0
+    return out
+
+
 def dry_mole_fractions(data: dict[str, Array], measure_types: dict[str, str], closed_path: bool = False
                        ) -> tuple[dict[str, str], list[str]]:
     """Gas records of one analyser to dry mole fractions (mixing ratios) record by record, in place (Ibrom et al.
@@ -1113,6 +1130,10 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
         if name not in data:
             raise PeriodFailed(f"no {name} column")
     reasons += instrument_notes(md, settings)
+    if "diag_72" in data:
+        v.update(instruments.li7200_diagnostics(data["diag_72"]))
+    if md.analyzer is not None and md.analyzer.path_type == "closed":
+        v.update(cell_conditions(data))
 
     # 1-5: raw records
     if settings.statistical_tests.test_al or settings.filter_al:
@@ -1237,14 +1258,16 @@ def _derived_statistics(v: dict[str, float], rot: rotation.Rotated, air: AirProp
                         uncorrected: Corrected, p: float, zm: float) -> dict[str, float]:
     """Statistics EddyPro's full output also carries, from what the chain computed: rotated mean wind (m s-1),
     TKE = ½(σu² + σv² + σw²) (m2 s-2), T* = −H/(ρcp·u*) (K), Bowen ratio H/LE, vapour pressure and its saturation
-    value (hPa), specific humidity (kg kg-1), vapour density (kg m-3), cp of moist air (J kg-1 K-1), molar volume of
-    moist air (m3 mol-1), dew point (°C), and the uncorrected (level-0) fluxes, u*, L and z/L."""
+    value (hPa), specific humidity (kg kg-1), vapour and dry-air density (kg m-3), λ (J kg-1), cp of moist air
+    (J kg-1 K-1), molar volume of moist air (m3 mol-1), dew point (°C), and the uncorrected (level-0) fluxes, u*, L
+    and z/L."""
     out = {"U_ROT": float(np.nanmean(rot.u)), "V_ROT": float(np.nanmean(rot.v)), "W_ROT": float(np.nanmean(rot.w)),
            "TKE": 0.5 * (v["U_VAR"] + v["V_VAR"] + v["W_VAR"]),
            "TSTAR": -v["H"] / (air.rho_cp * v["USTAR"]) if v["USTAR"] > 0 else math.nan,
            "BOWEN": v["H"] / v["LE"] if math.isfinite(v.get("LE", math.nan)) and v["LE"] != 0 else math.nan,
            "VAPOR_PRESSURE": air.e / 100.0, "VAPOR_PRESSURE_SAT": air.es / 100.0, "SPECIFIC_HUMIDITY": air.q,
-           "VAPOR_DENSITY": air.rho_w, "AIR_CP": air.cp, "AIR_MV": air.va,
+           "VAPOR_DENSITY": air.rho_w, "DRYAIR_DENSITY": air.rho_d, "SPECIFIC_HEAT_EVAP": air.lambda_v,
+           "AIR_CP": air.cp, "AIR_MV": air.va,
            "TDEW": airprops.dew_point(air.e) - 273.15, "TAU_UNCORR": l0.tau, "USTAR_UNCORR": l0.ustar}
     for g, f in l0.gas.items():
         out[f"{FLUX_NAMES[g][0]}_UNCORR"] = f * FLUX_NAMES[g][1]

@@ -41,6 +41,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import ArrayLike
+
 #: Normalised model names of the Gill WindMaster family (EddyPro's codes and the spelled-out names).
 WINDMASTER_MODELS = ("wm", "wmpro", "windmaster", "windmasterpro", "gillwindmaster", "gillwindmasterpro")
 #: Makers' model prefixes of sonics that are not Gill's (normalised).
@@ -152,3 +155,33 @@ def off_season_uptake(model: str, path_type: str | None, density_gases: list[str
                                f"{model or 'a closed-path analyser'} ({path_type} path)")
     return Decision(None, "the open-path analyser's model is not given, so whether the LI-7500-only correction "
                           "applies cannot be decided")
+
+
+#: The LI-7200's status bits in its diagnostic word, 1 when OK (LI-COR, "LI-7200 CO2/H2O Analyzer Instruction
+#: Manual", section "Diagnostic value"; LI-COR technical tip "Interpreting Diagnostic Values", Table 2), as
+#: (bit, FLUXNET-style name of EddyPro's count of the records where the bit says not OK).
+LI7200_STATUS_BITS: tuple[tuple[int, str], ...] = (
+    (12, "INST_LI7200_HEAD_DETECT"), (11, "INST_LI7200_T_OUT"), (10, "INST_LI7200_T_IN"),
+    (9, "INST_LI7200_AUX_IN"), (8, "INST_LI7200_DELTA_P"), (7, "INST_LI7200_CHOPPER"),
+    (6, "INST_LI7200_DETECTOR"), (5, "INST_LI7200_PLL"), (4, "INST_LI7200_SYNC"),
+)
+LI7200_SIGNAL_STEP = 100.0 / 15.0
+"""Signal strength (AGC or RSSI, %) per unit of bits 0-3 of the LI-7200's word: the technical tip prints 6.67, and
+15 (all four bits set) is 100 % (EddyPro prints 100.000 for it)."""
+
+
+def li7200_diagnostics(diag: ArrayLike) -> dict[str, float]:
+    """Decode LI-7200 diagnostic words (the `diag_72` column, one per record) into what EddyPro's outputs carry per
+    period: for each status bit (:data:`LI7200_STATUS_BITS`, bit = 1 when OK) the number of records where it is 0,
+    and ``INST_LI7200_AGC_OR_RSSI``, the mean signal strength in % (bits 0-3 × 100/15; LI-COR, "LI-7200 CO2/H2O
+    Analyzer Instruction Manual", "Diagnostic value"). Records without a word (NaN) or with a number that is no
+    16-bit word (negative, a fraction, 2**16 or more) are left out of counts and mean. No records: empty."""
+    x = np.asarray(diag, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(x) & (x >= 0) & (x < 65536.0) & (x == np.floor(x))
+    words = x[good].astype(np.int64)
+    if words.size == 0:
+        return {}
+    out = {name: float(np.count_nonzero(((words >> bit) & 1) == 0)) for bit, name in LI7200_STATUS_BITS}
+    out["INST_LI7200_AGC_OR_RSSI"] = float(np.mean(words & 0xF)) * LI7200_SIGNAL_STEP
+    return out

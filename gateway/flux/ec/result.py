@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from gateway.flux.ec.instruments import LI7200_STATUS_BITS
+
 ENGINE_NAME = "sinkwatch-ec"
 ENGINE_VERSION = "0.3.0"
 """Version of the numerical engine; bumped whenever a result for the same input and settings can change."""
@@ -160,6 +162,8 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("VAPOR_PRESSURE_SAT", "hPa", "saturation vapour pressure at TA", False),
         OutputVariable("SPECIFIC_HUMIDITY", "kg kg-1", "specific humidity", False),
         OutputVariable("VAPOR_DENSITY", "kg m-3", "water vapour density", False),
+        OutputVariable("DRYAIR_DENSITY", "kg m-3", "dry air density", False),
+        OutputVariable("SPECIFIC_HEAT_EVAP", "J kg-1", "latent heat of vaporisation at TA", False),
         OutputVariable("AIR_CP", "J kg-1 K-1", "specific heat of moist air", False),
         OutputVariable("AIR_MV", "m3 mol-1", "molar volume of moist air", False),
         OutputVariable("TDEW", "deg C", "dew point", False),
@@ -194,6 +198,11 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("N2O_TLAG", "s", "time lag applied to N2O", False),
         OutputVariable("N2O_TLAG_DEFAULT", "nondimensional", "1 when the default lag was used for N2O", False),
         OutputVariable("ST_DEV_W_N2O", "%", "steady-state test deviation, w'N2O'", False),
+        OutputVariable("T_CELL", "deg C", "mean temperature in a closed-path analyser's cell", False),
+        OutputVariable("PA_CELL", "kPa", "mean pressure in a closed-path analyser's cell", False),
+        *(OutputVariable(name, "nondimensional", f"records whose LI-7200 diagnostic bit {bit} says not OK", False)
+          for bit, name in LI7200_STATUS_BITS),
+        OutputVariable("INST_LI7200_AGC_OR_RSSI", "%", "mean LI-7200 signal strength (diagnostic bits 0-3)", False),
         OutputVariable("N_RECORDS", "nondimensional", "records in the period", False),
         OutputVariable("N_USED", "nondimensional", "records with valid u, v, w, Ts after filtering", False),
     )
