@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from gateway.configfile import ConfigError, describe_validation_error, load_yaml
 from gateway.flux.ec.engine import PlanarFitSetup
+from gateway.flux.ec.instruments import LI7200_STATUS_BITS
 from gateway.flux.ec.period import RawPeriod
 from gateway.flux.ec.planarfit import parse_eddypro_planar_fit
 from gateway.flux.ec.result import OUTPUT_VARIABLES, FluxResult
@@ -501,14 +502,74 @@ def _potential_radiation(r: FluxResult, metadata: SiteMetadata | None) -> float:
     return float(potential_radiation([mid], metadata.latitude, metadata.longitude)[0])
 
 
-def _ambient_density(r: FluxResult, fraction: str, scale: float) -> float:
-    """Mean molar density at ambient conditions, mmol m-3: wet mole fraction / molar volume of moist air."""
-    return r.get(fraction) * scale / r.get("AIR_MV")
+def _cell_molar_volume(r: FluxResult) -> float:
+    """Molar volume of air in a closed-path analyser's cell, m3 mol-1: R·T_cell/P_cell (ideal gas); NaN without the
+    cell's temperature and pressure (open path, or not recorded)."""
+    from gateway.flux.ec.constants import R_GAS
+
+    return R_GAS * (r.get("T_CELL") + 273.15) / (r.get("PA_CELL") * 1000.0)
+
+
+def _molar_density(r: FluxResult, fraction: str, scale: float) -> float:
+    """Mean molar density, mmol m-3: wet mole fraction / molar volume, at the cell's conditions for a closed-path
+    analyser whose cell temperature and pressure were recorded (EddyPro's closed-path full output does so: checked
+    against its files, tests/flux/test_ec_outputs.py), else at ambient ones (molar volume of moist air)."""
+    cell = _cell_molar_volume(r)
+    return r.get(fraction) * scale / (cell if math.isfinite(cell) else r.get("AIR_MV"))
+
+
+def _vertical_advection(r: FluxResult, fraction: str, scale: float) -> float:
+    """Vertical advection flux, µmol m-2 s-1 (CO2) or mmol m-2 s-1 (H2O): mean vertical wind after the tilt
+    correction × mean molar density (EddyPro 7 Help, "The full output file": "obtained by multiplication of the mean
+    vertical wind speed and mean gas concentration"; zero after a double rotation)."""
+    return r.get("W_ROT") * _molar_density(r, fraction, scale) * (1e3 if fraction == "CO2" else 1.0)
+
+
+#: The flux whose presence says a gas was measured in the period.
+_GAS_FLUX = {"CO2": "FC", "H2O": "FH2O", "CH4": "FCH4", "N2O": "FN2O"}
 
 
 def _scf(r: FluxResult, name: str) -> float:
-    """A spectral correction factor; 1 when no correction was made (EddyPro prints 1.00000 then)."""
-    return r.get(name) if name in r.values else 1.0
+    """A spectral correction factor; 1 when no correction was made (EddyPro prints 1.00000 then), NaN for a gas the
+    period does not have (EddyPro prints -9999 there)."""
+    if name in r.values:
+        return r.get(name)
+    flux = name.removesuffix("_SCF")
+    return 1.0 if flux in r.values else math.nan
+
+
+def _processed(r: FluxResult) -> bool:
+    """Whether the period's records went through the chain (a failed period has nothing to print)."""
+    return "N_USED" in r.values
+
+
+def _series_present(r: FluxResult, series: str) -> bool:
+    """Whether a series of EddyPro's statistical flags (U, V, W, TS or a gas) was in the period."""
+    if series in ("U", "V", "W", "TS"):
+        return _processed(r)
+    return _GAS_FLUX[series] in r.values or series in r.values
+
+
+def _spikes(series: str) -> _Getter:
+    """Spike count of a series: 0 when despiking was off (EddyPro prints 0 then), NaN for a series not present."""
+    name = f"{series}_NUM_SPIKES"
+    return lambda r, _md: r.get(name) if name in r.values else (0.0 if _series_present(r, series) else math.nan)
+
+
+def _default_lag(gas: str) -> _Getter:
+    """1 when the default time lag was used, 0 when not; 9 for a gas the period does not have (EddyPro's code)."""
+    name = f"{gas}_TLAG_DEFAULT"
+    return lambda r, _md: (r.get(name) if name in r.values else 9.0 if _processed(r) and
+                           not _series_present(r, gas) else math.nan)
+
+
+def _cell_volume_of(gas: str) -> _Getter:
+    """Fluxnet MV_AIR_CELL_<GAS>: the cell's molar volume, for a gas the period has."""
+    return lambda r, _md: _cell_molar_volume(r) if gas in r.values else math.nan
+
+
+def _li7200(name: str) -> _Getter:
+    return lambda r, _md: r.get(name)
 
 
 _Getter = Callable[[FluxResult, SiteMetadata | None], float | str]
@@ -532,9 +593,9 @@ _VM97_TESTS = ("SR_HF", "AR_HF", "DO_HF", "AL_HF", "SK_HF", "SK_SF", "DS_HF", "D
 
 
 def _has_vm97(r: FluxResult) -> bool:
-    """Whether the period was screened by a statistical test; otherwise the flag columns stay -9999, as before the
-    tests existed (EddyPro itself prints all-9 strings then)."""
-    return any("VM97_" in k for k in r.values)
+    """Whether the period went through the chain: then the flag strings are printed, all 9s for the tests that were
+    not selected (as EddyPro does); a failed period's stay -9999."""
+    return _processed(r)
 
 
 def _digit(r: FluxResult, name: str) -> str:
@@ -548,10 +609,28 @@ def _vm97_string(names: Sequence[str]) -> _Getter:
 
 
 def _vm97_series_test(series: str) -> _Getter:
-    """Fluxnet <VAR>_VM97_TEST: "8" and the series' digit of each test; -9999 for a series the period lacks."""
+    """Fluxnet <VAR>_VM97_TEST: "8" and the series' digit of each test (9: not selected); -9999 for a series the
+    period lacks."""
     names = [f"{series}_VM97_{t}" for t in _VM97_TESTS]
     return lambda r, _md: (("8" + "".join(_digit(r, n) for n in names))
-                           if any(n in r.values for n in names) else math.nan)
+                           if _has_vm97(r) and _series_present(r, series) else math.nan)
+
+
+#: Fluxnet <FLUX>_SS columns and the steady-state test deviation of each (Foken et al. 2004).
+_STEADY_STATE = (("TAU", "U"), ("H", "TS"), ("FC", "CO2"), ("FH2O", "H2O"), ("FCH4", "CH4"), ("FNONE", "N2O"))
+
+
+def _truncated(name: str) -> _Getter:
+    """A test deviation in % truncated to an integer, as EddyPro prints them (its qc-details file and fluxnet
+    <FLUX>_SS: read from its outputs, tests/flux/test_ec_reference.py)."""
+    return lambda r, _md: float(math.trunc(r.get(name))) if math.isfinite(r.get(name)) else math.nan
+
+
+def _steady_state_class(name: str) -> _Getter:
+    """Foken et al. (2004) class 1-9 of a steady-state deviation (Table 9.5), NaN where there is none."""
+    from gateway.flux.ec.qc import foken_class
+
+    return lambda r, _md: float(foken_class(r.get(name))) if math.isfinite(r.get(name)) else math.nan
 
 
 _VM97_FULL_OUTPUT: dict[str, _Getter] = {
@@ -582,18 +661,20 @@ _FULL_OUTPUT: dict[str, _Getter] = {
     "none_flux": _v("FN2O", 1e-3), "qc_none_flux": _v("FN2O_SSITC_TEST"),
     "rand_err_none_flux": _v("FN2O_RANDUNC", 1e-3),
     "ch4_mole_fraction": _v("CH4", 1e-3), "ch4_mixing_ratio": _v("CH4_MIXING_RATIO", 1e-3),
-    "ch4_time_lag": _v("CH4_TLAG"), "ch4_def_timelag": _v("CH4_TLAG_DEFAULT"),
+    "ch4_time_lag": _v("CH4_TLAG"), "ch4_def_timelag": _default_lag("CH4"),
     "none_mole_fraction": _v("N2O", 1e-3), "none_mixing_ratio": _v("N2O_MIXING_RATIO", 1e-3),
-    "none_time_lag": _v("N2O_TLAG"), "none_def_timelag": _v("N2O_TLAG_DEFAULT"),
+    "none_time_lag": _v("N2O_TLAG"), "none_def_timelag": _default_lag("N2O"),
     "un_ch4_flux": _v("FCH4_UNCORR", 1e-3), "ch4_scf": _factor("FCH4_SCF"),
-    "ch4_spikes": _v("CH4_NUM_SPIKES"), "none_spikes": _v("N2O_NUM_SPIKES"), "ch4_var": _v("CH4_VAR"),
+    "ch4_spikes": _spikes("CH4"), "none_spikes": _spikes("N2O"), "ch4_var": _v("CH4_VAR"),
     "none_var": _v("N2O_VAR"), "w/ch4_cov": _v("W_CH4_COV"), "w/none_cov": _v("W_N2O_COV"),
-    "co2_molar_density": lambda r, _md: _ambient_density(r, "CO2", 1e-3),
+    "co2_v-adv": lambda r, _md: _vertical_advection(r, "CO2", 1e-3),
+    "h2o_v-adv": lambda r, _md: _vertical_advection(r, "H2O", 1.0),
+    "co2_molar_density": lambda r, _md: _molar_density(r, "CO2", 1e-3),
     "co2_mole_fraction": _v("CO2"), "co2_mixing_ratio": _v("CO2_MIXING_RATIO"), "co2_time_lag": _v("CO2_TLAG"),
-    "co2_def_timelag": _v("CO2_TLAG_DEFAULT"),
-    "h2o_molar_density": lambda r, _md: _ambient_density(r, "H2O", 1.0),
+    "co2_def_timelag": _default_lag("CO2"),
+    "h2o_molar_density": lambda r, _md: _molar_density(r, "H2O", 1.0),
     "h2o_mole_fraction": _v("H2O"), "h2o_mixing_ratio": _v("H2O_MIXING_RATIO"), "h2o_time_lag": _v("H2O_TLAG"),
-    "h2o_def_timelag": _v("H2O_TLAG_DEFAULT"),
+    "h2o_def_timelag": _default_lag("H2O"),
     "sonic_temperature": _v("T_SONIC", offset=273.15), "air_temperature": _v("TA", offset=273.15),
     "air_pressure": _v("PA", 1000.0), "air_density": _v("RHO_A"), "air_heat_capacity": _v("AIR_CP"),
     "air_molar_volume": _v("AIR_MV"), "ET": _v("FH2O", 1e-3 * _M_H2O * 3600.0),
@@ -613,8 +694,9 @@ _FULL_OUTPUT: dict[str, _Getter] = {
     "un_LE": _v("LE_UNCORR"), "LE_scf": _factor("LE_SCF"),
     "un_co2_flux": _v("FC_UNCORR"), "co2_scf": _factor("FC_SCF"),
     "un_h2o_flux": _v("FH2O_UNCORR"), "h2o_scf": _factor("FH2O_SCF"),
-    "u_spikes": _v("U_NUM_SPIKES"), "v_spikes": _v("V_NUM_SPIKES"), "w_spikes": _v("W_NUM_SPIKES"),
-    "ts_spikes": _v("TS_NUM_SPIKES"), "co2_spikes": _v("CO2_NUM_SPIKES"), "h2o_spikes": _v("H2O_NUM_SPIKES"),
+    **{f"{s.lower()}_spikes": _spikes(s) for s in ("U", "V", "W", "TS", "CO2", "H2O")},
+    **{f"{name.removeprefix('INST_LI7200_').lower()}_LI-7200": _li7200(name) for _, name in LI7200_STATUS_BITS},
+    "mean_value_RSSI_LI-7200": _li7200("INST_LI7200_AGC_OR_RSSI"),
     "u_var": _v("U_VAR"), "v_var": _v("V_VAR"), "w_var": _v("W_VAR"), "ts_var": _v("T_SONIC_VAR"),
     "co2_var": _v("CO2_VAR"), "h2o_var": _v("H2O_VAR"),
     "w/ts_cov": _v("W_T_SONIC_COV"), "w/co2_cov": _v("W_CO2_COV"), "w/h2o_cov": _v("W_H2O_COV"),
@@ -636,12 +718,11 @@ _FLUXNET: dict[str, _Getter] = {
                           "V_UNROT", "W_UNROT", "CO2_MIXING_RATIO", "CO2", "H2O_MIXING_RATIO", "H2O", "U_SIGMA",
                           "V_SIGMA", "W_SIGMA", "T_SONIC_SIGMA", "W_T_SONIC_COV", "FETCH_MAX", "FETCH_OFFSET",
                           "FETCH_10", "FETCH_30", "FETCH_50", "FETCH_70", "FETCH_80", "FETCH_90", "FOOTPRINT_MODEL",
-                          "USTAR_UNCORR",
-                          "TAU_UNCORR", "H_UNCORR",
-                          "LE_UNCORR", "FC_UNCORR", "FH2O_UNCORR", "U_NUM_SPIKES", "V_NUM_SPIKES", "W_NUM_SPIKES",
-                          "CO2_NUM_SPIKES", "H2O_NUM_SPIKES", "TAU_SSITC_TEST", "H_SSITC_TEST", "LE_SSITC_TEST",
+                          "USTAR_UNCORR", "TAU_UNCORR", "H_UNCORR",
+                          "LE_UNCORR", "FC_UNCORR", "FH2O_UNCORR", "TAU_SSITC_TEST", "H_SSITC_TEST", "LE_SSITC_TEST",
                           "FC_SSITC_TEST", "FH2O_SSITC_TEST", "FCH4", "FCH4_SSITC_TEST", "FCH4_UNCORR", "CH4",
-                          "CH4_MIXING_RATIO", "CH4_NUM_SPIKES")},
+                          "CH4_MIXING_RATIO")},
+    **{f"{'T_SONIC' if s == 'TS' else 'NONE' if s == 'N2O' else s}_NUM_SPIKES": _spikes(s) for s in _VM97_SERIES},
     "FCH4_RANDUNC_HF": _v("FCH4_RANDUNC"), "CH4_TLAG_ACTUAL": _v("CH4_TLAG"), "CH4_TLAG_USED": _v("CH4_TLAG"),
     "FCH4_SCF": _factor("FCH4_SCF"), "W_CH4_MEAS_COV": _v("W_CH4_COV"),
     "ET": _v("FH2O", 1e-3 * _M_H2O * 3600.0),
@@ -651,11 +732,27 @@ _FLUXNET: dict[str, _Getter] = {
     "TA_EP": _v("TA"), "PA_EP": _v("PA"), "RH_EP": _v("RH"), "VPD_EP": _v("VPD"), "AIR_DENSITY": _v("RHO_A"),
     "AIR_RHO_CP": _v("RHO_CP"), "VAPOR_DENSITY": _v("VAPOR_DENSITY"),
     "VAPOR_PARTIAL_PRESSURE": _v("VAPOR_PRESSURE"), "VAPOR_PARTIAL_PRESSURE_SAT": _v("VAPOR_PRESSURE_SAT"),
-    "CO2_MOLAR_DENSITY": lambda r, _md: _ambient_density(r, "CO2", 1e-3),
-    "H2O_MOLAR_DENSITY": lambda r, _md: _ambient_density(r, "H2O", 1.0),
+    "CO2_MOLAR_DENSITY": lambda r, _md: _molar_density(r, "CO2", 1e-3),
+    "H2O_MOLAR_DENSITY": lambda r, _md: _molar_density(r, "H2O", 1.0),
+    "FC_VADV": lambda r, _md: _vertical_advection(r, "CO2", 1e-3),
+    "FH2O_VADV": lambda r, _md: _vertical_advection(r, "H2O", 1.0),
+    "T_CELL": _v("T_CELL"), "PA_CELL": _v("PA_CELL"),
+    **{f"MV_AIR_CELL_{g}": _cell_volume_of(g) for g in ("CO2", "H2O")},
+    **{name: _li7200(name) for _, name in LI7200_STATUS_BITS},
+    "INST_LI7200_AGC_OR_RSSI": _li7200("INST_LI7200_AGC_OR_RSSI"),
+    "DRYAIR_PARTIAL_PRESSURE": lambda r, _md: r.get("PA") - r.get("VAPOR_PRESSURE") / 10.0,
+    "DRYAIR_DENSITY": _v("DRYAIR_DENSITY"), "DRYAIR_MV": _v("VD"), "SPECIFIC_HEAT_EVAP": _v("SPECIFIC_HEAT_EVAP"),
+    "VAPOR_DRYAIR_RATIO": lambda r, _md: r.get("VAPOR_DENSITY") / r.get("DRYAIR_DENSITY"),
+    "ET_UNCORR": _v("FH2O_UNCORR", 1e-3 * _M_H2O * 3600.0), "ET_SSITC_TEST": _v("FH2O_SSITC_TEST"),
+    **{f"{k}_SKW": _v(f"{k}_SKEW") for k in ("U", "V", "W", "T_SONIC")},
+    **{f"{k}_KUR": _v(f"{k}_KURT") for k in ("U", "V", "W", "T_SONIC")},
+    **{f"{g}_MEAS_{stat}": _v(f"{g}_{ours}") for g in ("CO2", "H2O", "CH4")
+       for stat, ours in (("SKW", "SKEW"), ("KUR", "KURT"), ("SIGMA", "SIGMA"))},
+    **{f"{flux}_SS": _truncated(f"ST_DEV_W_{dev}") for flux, dev in _STEADY_STATE},
+    **{f"{flux}_SS_TEST": _steady_state_class(f"ST_DEV_W_{dev}") for flux, dev in _STEADY_STATE},
     "CO2_TLAG_ACTUAL": _v("CO2_TLAG"), "CO2_TLAG_USED": _v("CO2_TLAG"), "H2O_TLAG_ACTUAL": _v("H2O_TLAG"),
     "H2O_TLAG_USED": _v("H2O_TLAG"), "W_U_COV": _v("U_W_COV"), "W_CO2_MEAS_COV": _v("W_CO2_COV"),
-    "W_H2O_MEAS_COV": _v("W_H2O_COV"), "T_SONIC_NUM_SPIKES": _v("TS_NUM_SPIKES"),
+    "W_H2O_MEAS_COV": _v("W_H2O_COV"),
     "ROT_YAW": _v("YAW"), "ROT_PITCH": _v("PITCH"), "ROT_ROLL": _v("ROLL"),
     **{f"{k}_SCF": _factor(f"{k}_SCF") for k in ("TAU", "H", "LE", "FC", "FH2O")},
     "ET_SCF": _factor("FH2O_SCF"),
@@ -672,9 +769,10 @@ def write_eddypro_full_output(results: Sequence[FluxResult], path: Path | str | 
                               metadata: SiteMetadata | None = None) -> None:
     """EddyPro 7's "full output" file (EddyPro 7 Help, "The full output file"): three header rows (group, variable,
     unit) of :data:`gateway.flux.eddypro_outputs.FULL_OUTPUT_COLUMNS`, one row per period, -9999 where sinkwatch has
-    no value (storage fluxes, LI-COR diagnostics; the statistical flag strings when no statistical test ran).
-    Molar densities are ambient (mole fraction / molar volume of moist air; EddyPro's closed-path ones are at cell
-    conditions). ``metadata`` (latitude, longitude) gives `daytime`."""
+    no value (storage fluxes, LI-7500/LI-7700 diagnostics, gases the period lacks; everything of a failed period).
+    Molar densities are at the cell's conditions for a closed-path analyser with cell temperature and pressure, else
+    ambient; the statistical flag strings carry 9 for each test not selected, as EddyPro's. ``metadata`` (latitude,
+    longitude) gives `daytime`."""
     from gateway.flux.eddypro_outputs import FULL_OUTPUT_COLUMNS
 
     def write(fh: TextIO) -> None:

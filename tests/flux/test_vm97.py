@@ -18,7 +18,7 @@ from gateway.flux.ec.period import RawPeriod
 from gateway.flux.ec.settings import ProcessingSettings, StatisticalTests
 from gateway.flux.files import load_metadata, load_settings, read_raw_file, write_eddypro_full_output
 
-from .conftest import EC_RAW, RAW_FILE
+from .conftest import EC_RAW, RAW_FILE, read_eddypro_table
 
 FS = 20.0
 N = 36_000  # 30 min at 20 Hz
@@ -281,7 +281,7 @@ def test_every_test_on_leaves_every_flux_identical(hoh: tuple[RawPeriod, Process
 
 def test_the_flag_strings_in_eddypro_s_full_output(hoh: tuple[RawPeriod, ProcessingSettings]) -> None:
     """With the tests on the full output carries EddyPro's 8-prefixed strings, 9 for CH4 and the 4th gas (absent);
-    with them off the columns stay -9999, as before the tests existed."""
+    with them off EddyPro's all-9 strings, as in its R1 run (every test off)."""
     period, settings = hoh
 
     def row(s: ProcessingSettings) -> dict[str, str]:
@@ -295,7 +295,9 @@ def test_the_flag_strings_in_eddypro_s_full_output(hoh: tuple[RawPeriod, Process
     flag_columns = ["spikes_hf", "amplitude_resolution_hf", "drop_out_hf", "absolute_limits_hf",
                     "skewness_kurtosis_hf", "skewness_kurtosis_sf", "discontinuities_hf", "discontinuities_sf",
                     "timelag_hf", "timelag_sf", "attack_angle_hf", "non_steady_wind_hf"]
-    assert {c: off[c] for c in flag_columns} == dict.fromkeys(flag_columns, "-9999")
+    (eddypro_r1,) = read_eddypro_table(EC_RAW / "eddypro" / "R1_dr_ba_maxcov_wpl_30min" / "eddypro_full_output.csv")
+    assert {c: off[c] for c in flag_columns} == {c: eddypro_r1[c] for c in flag_columns}
+    assert off["spikes_hf"] == "899999999" and off["timelag_hf"] == "89999" and off["attack_angle_hf"] == "89"
     on = row(settings.model_copy(update={"statistical_tests": StatisticalTests(test_ar=True, test_tl=True,
                                                                                test_aa=True)}))
     assert on["spikes_hf"] == "899999999"                      # despiking off: 9 for every series
