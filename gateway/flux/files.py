@@ -746,8 +746,12 @@ _FLUXNET: dict[str, _Getter] = {
     "ET_UNCORR": _v("FH2O_UNCORR", 1e-3 * _M_H2O * 3600.0), "ET_SSITC_TEST": _v("FH2O_SSITC_TEST"),
     **{f"{k}_SKW": _v(f"{k}_SKEW") for k in ("U", "V", "W", "T_SONIC")},
     **{f"{k}_KUR": _v(f"{k}_KURT") for k in ("U", "V", "W", "T_SONIC")},
-    **{f"{g}_MEAS_{stat}": _v(f"{g}_{ours}") for g in ("CO2", "H2O", "CH4")
-       for stat, ours in (("SKW", "SKEW"), ("KUR", "KURT"), ("SIGMA", "SIGMA"))},
+    **{f"{theirs}_MEAS_{stat}": _v(f"{g}_{ours}") for g, theirs in (("CO2", "CO2"), ("H2O", "H2O"), ("CH4", "CH4"),
+                                                                      ("N2O", "NONE"))
+       for stat, ours in (("SKW", "SKEW"), ("KUR", "KURT"), ("SIGMA", "SIGMA"), ("MEDIAN", "MEDIAN"),
+                          ("P25", "P25"), ("P75", "P75"))},
+    **{f"{k}_{q}": _v(f"{k}_{q}") for k in ("U", "V", "W", "T_SONIC") for q in ("MEDIAN", "P25", "P75")},
+    "CO2_MEAS_H2O_MEAS_COV": _v("CO2_H2O_COV"),
     **{f"{flux}_SS": _truncated(f"ST_DEV_W_{dev}") for flux, dev in _STEADY_STATE},
     **{f"{flux}_SS_TEST": _steady_state_class(f"ST_DEV_W_{dev}") for flux, dev in _STEADY_STATE},
     "CO2_TLAG_ACTUAL": _v("CO2_TLAG"), "CO2_TLAG_USED": _v("CO2_TLAG"), "H2O_TLAG_ACTUAL": _v("H2O_TLAG"),

@@ -843,8 +843,9 @@ class Turbulence:
 def covariances_and_moments(rot: rotation.Rotated, ts: Array, lagged: dict[str, Array],
                             settings: ProcessingSettings, fs: float) -> Turbulence:
     """Fluctuations (:func:`fluctuations`), population covariances over the valid pairs with their own means
-    (EDDYPRO-REFERENCE.md), and variance, σ, skewness and kurtosis of each series (:func:`gateway.flux.ec.stats
-    .moments`). Values: covariances in the product of the units, variances in the unit squared."""
+    (EDDYPRO-REFERENCE.md), and variance, σ, skewness, kurtosis and quartiles of each series (:func:`gateway.flux.ec
+    .stats.moments`, :func:`quartiles`; Ts in °C). Values: covariances in the product of the units, variances in the
+    unit squared."""
     uf, vf, wf, tsf = (fluctuations(x, settings, fs) for x in (rot.u, rot.v, rot.w, ts))
     gf = {g: fluctuations(lagged[g], settings, fs) for g in lagged}
     t = Turbulence(rot.u, rot.v, rot.w, ts, lagged, uf, vf, wf, tsf, gf, qc.pair_cov(uf, wf), qc.pair_cov(vf, wf),
@@ -855,15 +856,28 @@ def covariances_and_moments(rot: rotation.Rotated, ts: Array, lagged: dict[str, 
         m = moments(x, None if xf is x else xf)
         v[f"{name}_VAR"] = m.variance
         v[f"{name}_SIGMA"] = math.sqrt(m.variance)
-        if name != "V":
-            v[f"{name}_SKEW"], v[f"{name}_KURT"] = m.skewness, m.kurtosis
+        v[f"{name}_SKEW"], v[f"{name}_KURT"] = m.skewness, m.kurtosis
+        v.update(quartiles(name, x - 273.15 if name == "T_SONIC" else x))
     for g in gf:
         m = moments(lagged[g], None if gf[g] is lagged[g] else gf[g])
         G = g.upper()
         v[f"W_{G}_COV"] = t.cov_wg[g]
         v[f"{G}_VAR"], v[f"{G}_SIGMA"] = m.variance, math.sqrt(m.variance)
         v[f"{G}_SKEW"], v[f"{G}_KURT"] = m.skewness, m.kurtosis
+        v.update(quartiles(G, lagged[g]))
+    if "co2" in gf and "h2o" in gf:
+        v["CO2_H2O_COV"] = qc.pair_cov(gf["co2"], gf["h2o"])
     return t
+
+
+def quartiles(name: str, x: Array) -> dict[str, float]:
+    """``<NAME>_P25``, ``<NAME>_MEDIAN``, ``<NAME>_P75`` of a series' valid records (linear interpolation between
+    order statistics); none without valid records."""
+    ok = x[np.isfinite(x)]
+    if ok.size == 0:
+        return {}
+    p25, p50, p75 = (float(q) for q in np.percentile(ok, (25.0, 50.0, 75.0)))
+    return {f"{name}_P25": p25, f"{name}_MEDIAN": p50, f"{name}_P75": p75}
 
 
 # ---------------------------------------------------------------------------------------------------------------

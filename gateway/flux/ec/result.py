@@ -112,11 +112,13 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("CO2_VAR", "(CO2 unit)2", "variance of CO2 (as measured, lagged)", False),
         OutputVariable("H2O_VAR", "(H2O unit)2", "variance of H2O (as measured, lagged)", False),
         OutputVariable("U_SKEW", "nondimensional", "skewness of u", False),
+        OutputVariable("V_SKEW", "nondimensional", "skewness of v", False),
         OutputVariable("W_SKEW", "nondimensional", "skewness of w", False),
         OutputVariable("T_SONIC_SKEW", "nondimensional", "skewness of Ts", False),
         OutputVariable("CO2_SKEW", "nondimensional", "skewness of CO2", False),
         OutputVariable("H2O_SKEW", "nondimensional", "skewness of H2O", False),
         OutputVariable("U_KURT", "nondimensional", "kurtosis of u", False),
+        OutputVariable("V_KURT", "nondimensional", "kurtosis of v", False),
         OutputVariable("W_KURT", "nondimensional", "kurtosis of w", False),
         OutputVariable("T_SONIC_KURT", "nondimensional", "kurtosis of Ts", False),
         OutputVariable("CO2_KURT", "nondimensional", "kurtosis of CO2", False),
@@ -198,6 +200,13 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("N2O_TLAG", "s", "time lag applied to N2O", False),
         OutputVariable("N2O_TLAG_DEFAULT", "nondimensional", "1 when the default lag was used for N2O", False),
         OutputVariable("ST_DEV_W_N2O", "%", "steady-state test deviation, w'N2O'", False),
+        *(OutputVariable(f"{n}_{q}", unit, f"{label} of {n} ({what})", False)
+          for n, unit, what in (("U", "m s-1", "rotated"), ("V", "m s-1", "rotated"), ("W", "m s-1", "rotated"),
+                                ("T_SONIC", "deg C", "sonic temperature"), ("CO2", "umol mol-1", "as lagged"),
+                                ("H2O", "mmol mol-1", "as lagged"), ("CH4", "umol mol-1", "as lagged"),
+                                ("N2O", "umol mol-1", "as lagged"))
+          for q, label in (("P25", "25th percentile"), ("MEDIAN", "median"), ("P75", "75th percentile"))),
+        OutputVariable("CO2_H2O_COV", "umol mol-1 mmol mol-1", "covariance of CO2 and H2O (as lagged)", False),
         OutputVariable("T_CELL", "deg C", "mean temperature in a closed-path analyser's cell", False),
         OutputVariable("PA_CELL", "kPa", "mean pressure in a closed-path analyser's cell", False),
         *(OutputVariable(name, "nondimensional", f"records whose LI-7200 diagnostic bit {bit} says not OK", False)
