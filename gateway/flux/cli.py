@@ -129,7 +129,7 @@ def ec(
         if output_format == "eddypro-full":
             write_eddypro_full_output(results, out, md)
         elif output_format == "fluxnet":
-            write_eddypro_fluxnet(results, out, md)
+            write_eddypro_fluxnet(results, out, md, st)
         else:
             write_ameriflux_csv(results, out, base_only=base_only)
     except OSError as exc:  # checked writable before; a full disk or a folder removed meanwhile

@@ -568,6 +568,13 @@ def _cell_volume_of(gas: str) -> _Getter:
     return lambda r, _md: _cell_molar_volume(r) if gas in r.values else math.nan
 
 
+def _removed(name: str, series: str | None) -> _Getter:
+    """Fluxnet ``*_NREX``, records a filter removed: 0 when the filter was off or found nothing; NaN for a series
+    the period lacks (``series`` None: printed for every series, as EddyPro's ``*_ABSLIM_NREX``)."""
+    return lambda r, _md: (r.get(name) if name in r.values else
+                           0.0 if _processed(r) and (series is None or _series_present(r, series)) else math.nan)
+
+
 def _li7200(name: str) -> _Getter:
     return lambda r, _md: r.get(name)
 
@@ -752,6 +759,11 @@ _FLUXNET: dict[str, _Getter] = {
                           ("P25", "P25"), ("P75", "P75"))},
     **{f"{k}_{q}": _v(f"{k}_{q}") for k in ("U", "V", "W", "T_SONIC") for q in ("MEDIAN", "P25", "P75")},
     "CO2_MEAS_H2O_MEAS_COV": _v("CO2_H2O_COV"),
+    "CUSTOM_FILTER_NREX": _removed("CUSTOM_FILTER_NREX", "U"), "WD_FILTER_NREX": _removed("WD_FILTER_NREX", "U"),
+    "SONIC_DIAG_NREX": _removed("SONIC_DIAG_NREX", "U"),
+    **{f"{'NONE' if s == 'N2O' else s}_DIAG_NREX": _removed(f"{s}_DIAG_NREX", s) for s in _VM97_GASES},
+    **{f"{'T_SONIC' if s == 'TS' else 'NONE' if s == 'N2O' else s}_ABSLIM_NREX": _removed(f"{s}_ABSLIM_NREX", None)
+       for s in _VM97_SERIES},
     **{f"{flux}_SS": _truncated(f"ST_DEV_W_{dev}") for flux, dev in _STEADY_STATE},
     **{f"{flux}_SS_TEST": _steady_state_class(f"ST_DEV_W_{dev}") for flux, dev in _STEADY_STATE},
     "CO2_TLAG_ACTUAL": _v("CO2_TLAG"), "CO2_TLAG_USED": _v("CO2_TLAG"), "H2O_TLAG_ACTUAL": _v("H2O_TLAG"),
@@ -790,19 +802,75 @@ def write_eddypro_full_output(results: Sequence[FluxResult], path: Path | str | 
     _to(path, write)
 
 
+def _code(key: str, value: str) -> float:
+    """EddyPro's project code of an enumerated setting (the inverse of ``EDDYPRO_CODES``)."""
+    from gateway.flux.ec.settings import EDDYPRO_CODES
+
+    return float(next(code for code, name in EDDYPRO_CODES[key].items() if name == value))
+
+
+def _run_columns(metadata: SiteMetadata | None, settings: ProcessingSettings | None) -> dict[str, float | str]:
+    """The fluxnet columns that describe the run rather than the period: site and instruments from the metadata
+    (as given; displacement and roughness as the engine uses them, 0.67 and 0.15 × canopy height when not given),
+    and the processing methods as EddyPro's project codes from the settings. The engine applies no angle-of-attack,
+    w-boost or off-season uptake correction where EddyPro would (those runs are refused), so their codes are 0."""
+    cols: dict[str, float | str] = {}
+    if metadata is not None:
+        md, sa = metadata, metadata.sonic
+        cols.update({
+            "BADM_LOCATION_LAT": md.latitude, "BADM_LOCATION_LONG": md.longitude, "BADM_LOCATION_ELEV": md.altitude,
+            "BADM_HEIGHTC": md.canopy_height, "DISPLACEMENT_HEIGHT": md.displacement(),
+            "ROUGHNESS_LENGTH": md.roughness(), "FILE_TIME_DURATION": md.file_duration,
+            "BADM_INST_SAMPLING_INT": md.acquisition_frequency, "MANUFACTURER_SA": sa.manufacturer,
+            "BADM_INST_MODEL_SA": sa.model, "BADM_INST_HEIGHT_SA": sa.height, "BADM_INST_SA_WIND_FORMAT": sa.wformat,
+            "BADM_INST_SA_GILL_ALIGN": sa.wref, "BADM_SA_OFFSET_NORTH": sa.north_offset,
+            "NUM_CUSTOM_VARS": 0.0, "NUM_BIOMET_VARS": 0.0})
+        ga = md.analyzer
+        measured = {c.variable for c in md.file.columns}
+        for gas in ("CO2", "H2O"):
+            if ga is not None and gas.lower() in measured:
+                cols.update({
+                    f"MANUFACTURER_GA_{gas}": ga.manufacturer, f"BADM_INST_MODEL_GA_{gas}": ga.model,
+                    f"BADM_INSTPAIR_NORTHWARD_SEP_GA_{gas}": ga.northward_separation,
+                    f"BADM_INSTPAIR_EASTWARD_SEP_GA_{gas}": ga.eastward_separation,
+                    f"BADM_INSTPAIR_HEIGHT_SEP_GA_{gas}": ga.vertical_separation,
+                    f"BADM_INST_GA_CP_TUBE_LENGTH_GA_{gas}": ga.tube_length,
+                    f"BADM_INST_GA_CP_TUBE_IN_DIAM_GA_{gas}": ga.tube_diameter,
+                    f"BADM_INST_GA_CP_TUBE_FLOW_RATE_GA_{gas}": ga.tube_flowrate})
+    if settings is not None:
+        st = settings
+        cols.update({
+            "BADM_INST_AVERAGING_INT": st.avrg_len,
+            **({"EXPECT_NR": float(round(st.avrg_len * 60.0 * metadata.acquisition_frequency))}
+               if metadata is not None else {}), "AXES_ROTATION_METHOD": _code("rot_meth", st.rot_meth),
+            "DETRENDING_METHOD": _code("detrend_meth", st.detrend_meth),
+            "DENTRENDING_TIME_CONSTANT": 0.0 if st.detrend_meth == "block_average" else st.timeconst,
+            "TIMELAG_DETECTION_METHOD": _code("tlag_meth", st.tlag_meth), "WPL_APPLIED": float(st.wpl_meth),
+            "SPECTRAL_CORRECTION_METHOD": _code("hf_meth", st.hf_meth), "WBOOST_APPLIED": 0.0, "AOA_METHOD": 0.0,
+            "BURBA_METHOD": 0.0})
+        if metadata is not None and st.gill_wm_wboost:
+            from gateway.flux.ec.instruments import wboost
+
+            cols["WBOOST_APPLIED"] = float(bool(wboost(metadata.sonic.manufacturer, metadata.sonic.model,
+                                                       metadata.sonic.sw_version).applies))
+    return cols
+
+
 def write_eddypro_fluxnet(results: Sequence[FluxResult], path: Path | str | TextIO,
-                          metadata: SiteMetadata | None = None) -> None:
+                          metadata: SiteMetadata | None = None, settings: ProcessingSettings | None = None) -> None:
     """EddyPro 7's "fluxnet" file (FLUXNET variable names, TIMESTAMP_START/END as YYYYMMDDHHMM, -9999 for missing):
     the header :data:`gateway.flux.eddypro_outputs.FLUXNET_COLUMNS`, one row per period. ``metadata`` gives
-    SW_IN_POT and NIGHT."""
+    SW_IN_POT, NIGHT and the site and instrument columns, ``settings`` the method codes."""
     from gateway.flux.eddypro_outputs import FLUXNET_COLUMNS
+
+    run = _run_columns(metadata, settings)
 
     def write(fh: TextIO) -> None:
         out = csv.writer(fh, lineterminator="\n")
         out.writerow(FLUXNET_COLUMNS)
         for r in results:
-            out.writerow([_cell(_FLUXNET[name](r, metadata)) if name in _FLUXNET else str(MISSING)
-                          for name in FLUXNET_COLUMNS])
+            out.writerow([_cell(_FLUXNET[name](r, metadata)) if name in _FLUXNET else
+                          _cell(run[name]) if name in run else str(MISSING) for name in FLUXNET_COLUMNS])
 
     _to(path, write)
 

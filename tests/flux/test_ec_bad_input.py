@@ -273,3 +273,26 @@ def test_numbers_that_are_no_diagnostic_word_mark_their_records_bad(name: str) -
         warnings.simplefilter("error")  # no "invalid value encountered in cast" from the corrupted words
         bad = diagnostic_mask(name, diag)
     assert bad.tolist() == [False, False, True, True, True, True, False]
+
+
+def test_filtering_counts_the_records_each_filter_removed() -> None:
+    """EddyPro's fluxnet *_DIAG_NREX and *_ABSLIM_NREX: records removed by the diagnostic words and by the absolute
+    limits, per series."""
+    from gateway.flux.ec.engine import filter_records
+
+    n = 10
+    data = {"u": np.zeros(n), "v": np.zeros(n), "w": np.zeros(n), "ts": np.full(n, 293.0),
+            "co2": np.full(n, 400.0), "h2o": np.full(n, 10.0), "diag_72": np.full(n, 8191.0),
+            "diag_sonic": np.zeros(n)}
+    data["diag_72"][[1, 2]] = 8191.0 - 2**8   # ΔP not OK: CO2 and H2O of two records out
+    data["diag_sonic"][5] = 3.0               # one sonic record out
+    data["u"][7] = 80.0                       # beyond al_u_max (30 m s-1)
+    data["co2"][[8, 9]] = 5000.0              # beyond al_co2_max
+    counts: dict[str, float] = {}
+    settings = ProcessingSettings.model_validate({"filter_diag": True, "filter_al": True})
+    filter_records(data, {"co2": "mixing_ratio", "h2o": "mixing_ratio"}, settings, counts)
+    assert counts["CO2_DIAG_NREX"] == counts["H2O_DIAG_NREX"] == 2.0
+    assert counts["SONIC_DIAG_NREX"] == 1.0
+    assert counts["U_ABSLIM_NREX"] == 1.0 and counts["CO2_ABSLIM_NREX"] == 2.0
+    assert counts["V_ABSLIM_NREX"] == counts["H2O_ABSLIM_NREX"] == 0.0
+    assert np.isnan(data["co2"][[1, 2, 8, 9]]).all() and np.isnan(data["u"][[5, 7]]).all()

@@ -85,7 +85,7 @@ def test_fluxnet_file_of_run_v_matches_eddypro_column_by_column(tmp_path: Path) 
         (theirs,) = list(csv.DictReader(fh))
     agreed, bad = compare(rows[0], theirs, list(FLUXNET_COLUMNS))
     assert not bad, "\n".join(bad)
-    assert agreed >= 167, agreed  # with the 10 statistical flag columns both fill
+    assert agreed >= 223, agreed  # with the 10 statistical flag columns both fill
 
 
 #: What sinkwatch does not compute (docs/flux-ec.md, "EddyPro's result files"): EddyPro fills the storage fluxes of
@@ -150,6 +150,35 @@ def test_run_v_fluxnet_statistics_of_the_series_match_eddypro(tmp_path: Path) ->
         assert theirs[name] != "-9999", name
         assert math.isclose(float(ours[name]), float(theirs[name]), rel_tol=2e-3, abs_tol=1e-4), (
             name, ours[name], theirs[name])
+
+
+def _echo(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if "=" in line)
+
+
+@pytest.mark.parametrize("settings", [V_RUN / "eddypro_settings_echo.eddypro",
+                                      R1_RUN / "eddypro_settings_echo.eddypro"])
+def test_fluxnet_run_columns_carry_the_metadata_and_eddypro_s_method_codes(tmp_path: Path, settings: Path) -> None:
+    """Site, instrument and method columns of the fluxnet file: the method codes are those of the project file the
+    run was given (rot_meth, detrend_meth, tlag_meth, wpl_meth, hf_meth), the rest as in EddyPro's run V."""
+    with run_ec(tmp_path, "fluxnet", settings).open(newline="") as fh:
+        (ours,) = list(csv.DictReader(fh))
+    echo = _echo(settings)
+    for column, key in (("AXES_ROTATION_METHOD", "rot_meth"), ("DETRENDING_METHOD", "detrend_meth"),
+                        ("TIMELAG_DETECTION_METHOD", "tlag_meth"), ("WPL_APPLIED", "wpl_meth"),
+                        ("SPECTRAL_CORRECTION_METHOD", "hf_meth"), ("BADM_INST_AVERAGING_INT", "avrg_len")):
+        assert float(ours[column]) == float(echo[key]), column
+    with (V_RUN / "eddypro_fluxnet.csv").open(newline="") as fh:
+        (theirs,) = list(csv.DictReader(fh))
+    same = [c for c in FLUXNET_COLUMNS if c.startswith(("BADM_", "MANUFACTURER_", "NUM_", "EXPECT_NR"))
+            or c.endswith("_NREX") or c in ("DISPLACEMENT_HEIGHT", "ROUGHNESS_LENGTH", "FILE_TIME_DURATION",
+                                            "WBOOST_APPLIED", "AOA_METHOD", "BURBA_METHOD")]
+    filled = [c for c in same if theirs[c] != "-9999" and "SPIKE" not in c and c != "BADM_INST_AVERAGING_INT"]
+    assert len(filled) >= 45, filled
+    for c in filled:
+        a, b = ours[c], theirs[c]
+        assert a == b or math.isclose(float(a), float(b), rel_tol=1e-5, abs_tol=1e-9), (c, a, b)
+    assert {c for c in same if ours[c] != "-9999"} <= {c for c in same if theirs[c] != "-9999"}
 
 
 STATISTICAL_FLAGS = [c[1] for c in FULL_OUTPUT_COLUMNS if c[2].startswith("8")]

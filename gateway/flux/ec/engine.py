@@ -237,15 +237,20 @@ def absolute_limit_ranges(measure_types: dict[str, str], settings: ProcessingSet
     return limits
 
 
-def filter_records(data: dict[str, Array], measure_types: dict[str, str], settings: ProcessingSettings
-                   ) -> list[str]:
+def filter_records(data: dict[str, Array], measure_types: dict[str, str], settings: ProcessingSettings,
+                   counts: dict[str, float] | None = None) -> list[str]:
     """Set records flagged by an instrument's diagnostic word, or outside EddyPro's absolute limits (Vickers &
-    Mahrt 1997, §4c; `al_*` in m s-1, °C, µmol mol-1, mmol mol-1), to missing, in place. Returns the reasons."""
+    Mahrt 1997, §4c; `al_*` in m s-1, °C, µmol mol-1, mmol mol-1), to missing, in place. Returns the reasons; into
+    ``counts`` go the records removed: ``SONIC_DIAG_NREX`` and ``<GAS>_DIAG_NREX`` by the diagnostic words,
+    ``<VAR>_ABSLIM_NREX`` by the limits (EddyPro's fluxnet names; U, V, W, TS, CO2, H2O, CH4, N2O)."""
     reasons: list[str] = []
     if settings.filter_diag:
         for dname, targets in (("diag_72", GASES), ("diag_75", GASES), ("diag_sonic", WIND)):
             if dname in data:
                 bad = diagnostic_mask(dname, data[dname])
+                if counts is not None:
+                    for key in (["SONIC"] if dname == "diag_sonic" else [t.upper() for t in targets if t in data]):
+                        counts[f"{key}_DIAG_NREX"] = counts.get(f"{key}_DIAG_NREX", 0.0) + float(bad.sum())
                 if bad.any():
                     for t in targets:
                         if t in data:
@@ -256,6 +261,8 @@ def filter_records(data: dict[str, Array], measure_types: dict[str, str], settin
             if name in data:
                 with np.errstate(invalid="ignore"):
                     out = (data[name] < lo) | (data[name] > hi)
+                if counts is not None:
+                    counts[f"{name.upper()}_ABSLIM_NREX"] = float(out.sum())
                 if out.any():
                     data[name][out] = np.nan
                     reasons.append(f"{name}: {int(out.sum())} records outside absolute limits [{lo:g}, {hi:g}]")
@@ -1154,7 +1161,7 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
         before_limits = {k: a.copy() for k, a in data.items()}
         filter_records(before_limits, period.measure_types, settings.model_copy(update={"filter_al": False}))
         v.update(absolute_limit_flags(before_limits, period.measure_types, settings))
-    reasons += filter_records(data, period.measure_types, settings)
+    reasons += filter_records(data, period.measure_types, settings, v)
     v.update(remove_spikes(data, fs, settings))
     reasons += correct_sonic(data, md, settings)
     mtypes, why = dry_mole_fractions(data, period.measure_types, md.analyzer is not None and

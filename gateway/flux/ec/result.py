@@ -207,6 +207,11 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
                                 ("N2O", "umol mol-1", "as lagged"))
           for q, label in (("P25", "25th percentile"), ("MEDIAN", "median"), ("P75", "75th percentile"))),
         OutputVariable("CO2_H2O_COV", "umol mol-1 mmol mol-1", "covariance of CO2 and H2O (as lagged)", False),
+        OutputVariable("SONIC_DIAG_NREX", "nondimensional", "records removed by the sonic's diagnostic word", False),
+        *(OutputVariable(f"{n}_DIAG_NREX", "nondimensional", f"{n} records removed by the analyser's diagnostic word",
+                         False) for n in ("CO2", "H2O", "CH4", "N2O")),
+        *(OutputVariable(f"{n}_ABSLIM_NREX", "nondimensional", f"{n} records outside the absolute limits", False)
+          for n in ("U", "V", "W", "TS", "CO2", "H2O", "CH4", "N2O")),
         OutputVariable("T_CELL", "deg C", "mean temperature in a closed-path analyser's cell", False),
         OutputVariable("PA_CELL", "kPa", "mean pressure in a closed-path analyser's cell", False),
         *(OutputVariable(name, "nondimensional", f"records whose LI-7200 diagnostic bit {bit} says not OK", False)
