@@ -758,7 +758,7 @@ _FLUXNET: dict[str, _Getter] = {
        for stat, ours in (("SKW", "SKEW"), ("KUR", "KURT"), ("SIGMA", "SIGMA"), ("MEDIAN", "MEDIAN"),
                           ("P25", "P25"), ("P75", "P75"))},
     **{f"{k}_{q}": _v(f"{k}_{q}") for k in ("U", "V", "W", "T_SONIC") for q in ("MEDIAN", "P25", "P75")},
-    "CO2_MEAS_H2O_MEAS_COV": _v("CO2_H2O_COV"),
+    "CO2_MEAS_H2O_MEAS_COV": _v("CO2_H2O_COV"), "WD_SIGMA": _v("WD_SIGMA"),
     "CUSTOM_FILTER_NREX": _removed("CUSTOM_FILTER_NREX", "U"), "WD_FILTER_NREX": _removed("WD_FILTER_NREX", "U"),
     "SONIC_DIAG_NREX": _removed("SONIC_DIAG_NREX", "U"),
     **{f"{'NONE' if s == 'N2O' else s}_DIAG_NREX": _removed(f"{s}_DIAG_NREX", s) for s in _VM97_GASES},

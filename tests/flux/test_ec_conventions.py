@@ -172,3 +172,15 @@ def test_wind_direction_follows_the_sonic_axis_convention(model: str, x_points_t
     assert 0.0 <= r.get("YAW") < 360.0
     assert r.get("YAW") == pytest.approx(math.degrees(math.atan2(v.mean(), u.mean())) % 360.0, abs=1e-9)
 
+
+
+def test_wind_direction_sigma_is_yamartino_s_estimate() -> None:
+    """Directions ±10° about any mean: the spread is 10°, which Yamartino (1984) estimates to 0.01°; one direction
+    has none; turning the axes changes nothing; run V's 28.3905° is checked against EddyPro in test_ec_outputs."""
+    from gateway.flux.ec.rotation import wind_direction_sigma
+
+    a = np.radians(np.tile([-10.0, 10.0], 500))
+    for mean in (0.0, 1.5, 3.0):  # radians, 3.0 near the ±180° wrap
+        assert wind_direction_sigma(np.cos(a + mean), np.sin(a + mean)) == pytest.approx(10.0, abs=0.01)
+    assert wind_direction_sigma(np.full(10, 2.0), np.full(10, -1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert math.isnan(wind_direction_sigma(np.full(3, np.nan), np.full(3, np.nan)))

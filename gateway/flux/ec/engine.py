@@ -1179,6 +1179,7 @@ def _run_chain(period: RawPeriod, settings: ProcessingSettings, planar_fit: Plan
     v["WD"] = (rotation.wind_direction(u0, v0, md.sonic.north_offset, into_head=rotation.u_positive_into_head(
         md.sonic.manufacturer, md.sonic.model)) + settings.magnetic_declination) % 360.0
     v["WS_MAX"] = float(np.nanmax(np.sqrt(u0 * u0 + v0 * v0 + w0 * w0)))
+    v["WD_SIGMA"] = rotation.wind_direction_sigma(u0, v0)
     rot = tilt_correction(u0, v0, w0, settings, planar_fit)
     v["YAW"], v["PITCH"], v["ROLL"] = rot.yaw_deg, rot.pitch_deg, rot.roll_deg
     v["WS"] = math.sqrt(sum(float(np.nanmean(x)) ** 2 for x in (rot.u, rot.v, rot.w)))

@@ -59,6 +59,8 @@ OUTPUT_VARIABLES: dict[str, OutputVariable] = {
         OutputVariable("WS", "m s-1", "mean wind speed (magnitude of the mean wind vector)"),
         OutputVariable("WS_MAX", "m s-1", "maximum instantaneous wind speed (3-D) in the period"),
         OutputVariable("WD", "decimal degrees", "wind direction (from north, the wind blows from)"),
+        OutputVariable("WD_SIGMA", "decimal degrees", "standard deviation of the wind direction (Yamartino 1984)",
+                       False),
         OutputVariable("ZL", "nondimensional", "stability parameter (z - d)/L"),
         OutputVariable("MO_LENGTH", "m", "Monin-Obukhov length"),
         OutputVariable("U_SIGMA", "m s-1", "standard deviation of the streamwise wind (rotated)"),

@@ -89,3 +89,17 @@ def wind_direction(u: NDArray[np.float64], v: NDArray[np.float64], north_offset_
     mean_alpha = math.degrees(math.atan2(float(np.sin(alpha[ok]).mean()), float(np.cos(alpha[ok]).mean())))
     base = 0.0 if into_head else 180.0
     return (base - mean_alpha + north_offset_deg) % 360.0
+
+
+def wind_direction_sigma(u: NDArray[np.float64], v: NDArray[np.float64]) -> float:
+    """Standard deviation of the wind direction, degrees, by Yamartino's single-pass estimator (Yamartino 1984,
+    J. Clim. Appl. Meteorol. 23, 1362, eq. 5): ε = sqrt(1 − (mean sin α)² − (mean cos α)²), σ = arcsin(ε)·(1 +
+    (2/√3 − 1)·ε³), α = atan2(v, u) per record (any horizontal frame: a rotation of the axes shifts every α
+    alike). NaN without valid records."""
+    alpha = np.arctan2(v, u)
+    ok = np.isfinite(alpha)
+    if not ok.any():
+        return math.nan
+    s, c = float(np.sin(alpha[ok]).mean()), float(np.cos(alpha[ok]).mean())
+    eps = math.sqrt(max(0.0, 1.0 - (s * s + c * c)))
+    return math.degrees(math.asin(min(eps, 1.0)) * (1.0 + (2.0 / math.sqrt(3.0) - 1.0) * eps ** 3))
