@@ -32,6 +32,9 @@ EddyPro completes, so the engine takes the same decisions:
   LI-7200, other models) or to an LI-7500 whose gases are recorded as mole fractions or mixing ratios (no density
   terms); **applicable** to LI-7500-family molar densities — refused, the engine does not have the correction.
 
+The module also decodes the LI-7200's diagnostic word into the per-period counts EddyPro's outputs carry
+(:func:`li7200_diagnostics`).
+
 Model names are compared without case, separators and EddyPro's instance suffix (``hs_50_1`` → ``hs50``,
 ``wmpro_1`` → ``wmpro``, the station's ``WindMaster`` → ``windmaster``).
 """
