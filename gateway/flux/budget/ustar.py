@@ -30,10 +30,11 @@ Rules (ONEFlux defaults, names of its constants in brackets):
 7. Bootstrap: draw as many records as the site-year has, with replacement, from all records (day and night), keep
    the night records with data, and repeat 1-6; ``n_bootstrap`` ≥ 100 draws from a seeded generator.
 
-Choices: ``plateau`` is 1.0, ONEFlux's THRESHOLD_CHECK (Papale et al. 2006 and REddyProc write 99 %; pass 0.99 to
-get that). ONEFlux's percentile check is off by default and not implemented. The reported percentiles of the
-bootstrap are linear-interpolation percentiles (numpy's default, as diive reports them); ONEFlux's own listing takes
-the sorted value at ``int(p·n) − 1``.
+Choices: ``plateau`` is 1.0, ONEFlux's THRESHOLD_CHECK (Papale et al. 2006 write 99 %: pass 0.99 to get that;
+REddyProc's default is 95 %, ``usControlUstarEst(plateauCrit = 0.95)``, with seasons starting in March, June,
+September and December). ONEFlux's percentile check is off by default and not implemented. The reported
+percentiles of the bootstrap are linear-interpolation percentiles (numpy's default, as diive reports them); ONEFlux's
+own listing takes the sorted value at ``int(p·n) − 1``.
 
 Units: USTAR m s-1, NEE µmol m-2 s-1, TA °C. Pure functions, numpy arrays in and out.
 """

@@ -16,6 +16,9 @@ better than hesseflux's documented 12-16 % shortfall in RECO. Measured (docs/bud
 equal to the product's digits, annual NEE -241.8 vs -241.8 gC m-2; RECO_NT 1752.6 vs 1736.4 (+0.9 %, r 0.989),
 GPP_NT 1994.4 vs 1978.2 (+0.8 %) — our E0 80.56 K against the product's 74.0, and the reference respirations of the
 7-day windows up to 5 % apart, with the product's REddyProc version and settings unknown.
+
+The product's u* threshold is what our moving-point test gives with REddyProc's 95 % plateau (0.419 m s-1), not with
+ONEFlux's 100 %, our default (0.524): on the raw flux, `--ustar auto` filters more nights than the product did.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.flux.budget.mds import mds_fill
+from gateway.flux.budget.ustar import ustar_threshold
 from tests.flux.budget.refdata import DATA, gc_m2
 
 FILE = DATA / "SE-Htm2016_icos_pi_columns.csv.gz"
@@ -38,6 +42,7 @@ SE_HTM = {"lat": "56.0976", "lon": "13.4190", "utc_offset": "1"}  # ICOS station
 PEER_R = 0.9976  # hesseflux 5.0 / diive 0.91 vs a REddyProc-based product at the gaps of a forest site-year
 PEER_SUM = 0.022  # ... and their annual NEE within 2.2 % of the product's
 PEER_RECO = 0.12  # hesseflux's RECO_NT came out 12-16 % below a REddyProc-based product: we must do better
+PRODUCT_USTAR = (0.417817, 0.418259)  # the product's threshold lies between these (test_the_slice_is_what...)
 
 
 @cache
@@ -125,3 +130,19 @@ def test_the_command_gives_the_products_year(tmp_path: Path) -> None:
     assert np.isfinite(hh["RECO_NT"]).all() and np.isfinite(hh["GPP_NT"]).all()
     for ours, ref in (("RECO_NT", "RECO_PI_1_1_1"), ("GPP_NT", "GPP_PI_1_1_1")):
         assert abs(gc_m2(hh[ours]) / gc_m2(p[ref]) - 1) < PEER_RECO, ours
+
+
+def test_the_products_ustar_threshold_is_the_moving_point_test_with_reddyprocs_plateau() -> None:
+    """The raw flux's threshold by our moving-point test: with REddyProc's default plateau criterion (95 %,
+    `usControlUstarEst(plateauCrit = 0.95)`) it is the product's to a few thousandths (a u* class is about 0.02 m s-1
+    wide here); with ONEFlux's (100 %, our default) it is higher — the reason why `--ustar auto` on the raw flux gives
+    a year with more uptake than the product's (docs/budget.md, validation table)."""
+    p = _product()
+    month = np.array([int(e[3:5]) for e in p["END"]])
+    month[np.char.endswith(p["END"], "00:00") & np.char.startswith(p["END"], "01/")] -= 1  # midnight ends a day
+    month[month == 0] = 12
+    args = (p["FC_PI_1_1_1"], p["TA_1_1_1"], p["USTAR_1_1_1"], p["SW_IN_1_1_1"], month)
+    reddyproc = ustar_threshold(*args, n_bootstrap=1, plateau=0.95).threshold
+    oneflux = ustar_threshold(*args, n_bootstrap=1).threshold
+    assert PRODUCT_USTAR[0] - 0.005 < reddyproc < PRODUCT_USTAR[1] + 0.005
+    assert oneflux > PRODUCT_USTAR[1] + 0.05

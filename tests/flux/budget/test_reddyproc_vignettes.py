@@ -8,7 +8,7 @@ mean NEE must agree to the digits the vignette prints (7 significant). The night
 `sMRFluxPartition` window for window but fits by our own least squares (REddyProc: R's `nls`) from TA filled by our
 MDS for met: measured equal to the 7 digits printed (1919.176 gC m-2), held to 1e-4 (0.2 gC m-2) so that a change of
 optimiser or met filling that moves it shows. The u* threshold is not compared for
-equality: REddyProc's moving-point test (its seasons start in December, a 99 % plateau, its own class rules) is not
+equality: REddyProc's moving-point test (its seasons start in December, a 95 % plateau, its own class rules) is not
 ONEFlux's, which we follow (docs/budget.md, "u* threshold")."""
 
 from __future__ import annotations
