@@ -720,6 +720,8 @@ _FLUXNET: dict[str, _Getter] = {
     "SW_IN_POT": _potential_radiation,
     "NIGHT": lambda r, md: (float(_potential_radiation(r, md) <= 0) if md is not None else math.nan),
     "FILE_NR": _v("N_RECORDS"), "SONIC_NR": _v("N_USED"),
+    # records left by the custom and the wind-direction filters: sinkwatch has neither, so all the file's
+    "CUSTOM_FILTER_NR": _v("N_RECORDS"), "WD_FILTER_NR": _v("N_RECORDS"),
     **{k: _v(k) for k in ("TAU", "H", "LE", "FC", "FH2O", "WS", "WS_MAX", "WD", "USTAR", "TKE", "MO_LENGTH", "ZL",
                           "BOWEN", "TSTAR", "T_SONIC", "AIR_MV", "AIR_CP", "SPECIFIC_HUMIDITY", "TDEW", "U_UNROT",
                           "V_UNROT", "W_UNROT", "CO2_MIXING_RATIO", "CO2", "H2O_MIXING_RATIO", "H2O", "U_SIGMA",
