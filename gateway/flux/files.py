@@ -575,10 +575,6 @@ def _removed(name: str, series: str | None) -> _Getter:
                            0.0 if _processed(r) and (series is None or _series_present(r, series)) else math.nan)
 
 
-def _li7200(name: str) -> _Getter:
-    return lambda r, _md: r.get(name)
-
-
 _Getter = Callable[[FluxResult, SiteMetadata | None], float | str]
 
 
@@ -702,8 +698,8 @@ _FULL_OUTPUT: dict[str, _Getter] = {
     "un_co2_flux": _v("FC_UNCORR"), "co2_scf": _factor("FC_SCF"),
     "un_h2o_flux": _v("FH2O_UNCORR"), "h2o_scf": _factor("FH2O_SCF"),
     **{f"{s.lower()}_spikes": _spikes(s) for s in ("U", "V", "W", "TS", "CO2", "H2O")},
-    **{f"{name.removeprefix('INST_LI7200_').lower()}_LI-7200": _li7200(name) for _, name in LI7200_STATUS_BITS},
-    "mean_value_RSSI_LI-7200": _li7200("INST_LI7200_AGC_OR_RSSI"),
+    **{f"{name.removeprefix('INST_LI7200_').lower()}_LI-7200": _v(name) for _, name in LI7200_STATUS_BITS},
+    "mean_value_RSSI_LI-7200": _v("INST_LI7200_AGC_OR_RSSI"),
     "u_var": _v("U_VAR"), "v_var": _v("V_VAR"), "w_var": _v("W_VAR"), "ts_var": _v("T_SONIC_VAR"),
     "co2_var": _v("CO2_VAR"), "h2o_var": _v("H2O_VAR"),
     "w/ts_cov": _v("W_T_SONIC_COV"), "w/co2_cov": _v("W_CO2_COV"), "w/h2o_cov": _v("W_H2O_COV"),
@@ -747,8 +743,8 @@ _FLUXNET: dict[str, _Getter] = {
     "FH2O_VADV": lambda r, _md: _vertical_advection(r, "H2O", 1.0),
     "T_CELL": _v("T_CELL"), "PA_CELL": _v("PA_CELL"),
     **{f"MV_AIR_CELL_{g}": _cell_volume_of(g) for g in ("CO2", "H2O")},
-    **{name: _li7200(name) for _, name in LI7200_STATUS_BITS},
-    "INST_LI7200_AGC_OR_RSSI": _li7200("INST_LI7200_AGC_OR_RSSI"),
+    **{name: _v(name) for _, name in LI7200_STATUS_BITS},
+    "INST_LI7200_AGC_OR_RSSI": _v("INST_LI7200_AGC_OR_RSSI"),
     "DRYAIR_PARTIAL_PRESSURE": lambda r, _md: r.get("PA") - r.get("VAPOR_PRESSURE") / 10.0,
     "DRYAIR_DENSITY": _v("DRYAIR_DENSITY"), "DRYAIR_MV": _v("VD"), "SPECIFIC_HEAT_EVAP": _v("SPECIFIC_HEAT_EVAP"),
     "VAPOR_DRYAIR_RATIO": lambda r, _md: r.get("VAPOR_DENSITY") / r.get("DRYAIR_DENSITY"),
