@@ -1,8 +1,8 @@
 """Reading and writing the budget's CSV files (the I/O beside the pure budget functions).
 
 Input: a half-hourly (or hourly) table with a header row, ``-9999`` (or an empty field, ``NA``) for missing, comma-,
-semicolon-, tab- or blank-separated, plain or gzip-compressed. Three layouts of the time are read (docs/budget.md,
-"The input file"):
+semicolon-, tab- or blank-separated, plain or gzip-compressed, UTF-8 or Windows-1252 text (the latter with a note).
+Three layouts of the time are read (docs/budget.md, "The input file"):
 
 - FLUXNET/AmeriFlux: ``TIMESTAMP_START`` and ``TIMESTAMP_END`` as ``YYYYMMDDHHMM`` on the station's standard-time
   clock (an AmeriFlux BASE file's ``# Site:``/``# Version:`` lines before the header are skipped); a file with only
@@ -151,21 +151,44 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 """A decimal number as a data row writes it (a units row has none: ``--``, ``umolm-2s-1``, ``degC``)."""
 
 
-def _read_table(path: Path) -> tuple[list[str], list[list[str]], str]:
-    """Header, records and the SHA-256 of the bytes of a table file (module docstring), gzip-compressed or not; a
-    second header row of units (no field a number, as in the online tool's files) is dropped."""
+def _decode(path: Path, raw: bytes) -> tuple[str, str | None]:
+    """The text of a table file's bytes and, when it is not UTF-8, a note saying how it was read. A file that is not
+    UTF-8 but decodes as Windows-1252 without NUL bytes (a units row with ``°C`` or ``µmol`` written on Windows, or
+    the non-breaking spaces of ICOS's teaching files) is read as Windows-1252: its numbers and names are ASCII either
+    way. Anything else is refused naming the line and the fix."""
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        byte = raw[exc.start]
+    if b"\x00" not in raw:
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return text, (f"{path.name}: read as Windows-1252 text, not UTF-8 (byte 0x{byte:02x} on line {line}); "
+                          "only the header's and units' text can differ")
+    raise BudgetFileError(f"{path}: not a text table: byte 0x{byte:02x} on line {line} is neither UTF-8 nor "
+                          "Windows-1252 text; save the table as a UTF-8 CSV (plain or gzip-compressed)")
+
+
+def _read_table(path: Path) -> tuple[list[str], list[list[str]], str, str | None]:
+    """Header, records, the SHA-256 of the bytes of a table file (module docstring), gzip-compressed or not, and a
+    note when it was not UTF-8 text (:func:`_decode`); a second header row of units (no field a number, as in the
+    online tool's files) is dropped."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise BudgetFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     digest = hashlib.sha256(raw).hexdigest()
-    try:
-        if raw[:2] == b"\x1f\x8b":
+    if raw[:2] == b"\x1f\x8b":
+        try:
             raw = gzip.decompress(raw)
-        text = raw.decode("utf-8-sig")
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error):
-        raise BudgetFileError(f"{path}: not a text table (UTF-8 CSV, plain or gzip-compressed: a damaged or cut "
-                              "gzip file?)") from None
+        except (EOFError, gzip.BadGzipFile, zlib.error):
+            raise BudgetFileError(f"{path}: not a text table (UTF-8 CSV, plain or gzip-compressed: a damaged or cut "
+                                  "gzip file?)") from None
+    text, encoding_note = _decode(path, raw)
     rows = [r for r in _split_lines(text) if r and any(c.strip() for c in r)]
     if not rows:
         raise BudgetFileError(f"{path}: the file is empty; it needs a header row and half-hourly records")
@@ -173,7 +196,7 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]], str]:
     body = rows[1:]
     if body and not any(_NUMBER.match(c.strip()) for c in body[0]):
         body = body[1:]
-    return header, body, digest
+    return header, body, digest, encoding_note
 
 
 def _column_index(header: Sequence[str], name: str) -> int | None:
@@ -376,7 +399,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
     calendar year of a file with a day of year and Hour but no Year column. ``max_flux_flag``: NEE whose quality
     flag (0/1/2) is above it is removed."""
     p = Path(path)
-    header, body, digest = _read_table(p)
+    header, body, digest, encoding_note = _read_table(p)
     if year is not None and ("Year" in header or not ("Hour" in header and any(c in header for c in _DAY_COLUMNS))):
         raise BudgetFileError(f"{p}: --year {year} is for a file with a day of year and Hour but no Year column; "
                               "this file's records carry their own dates: leave --year out (to budget one year of "
@@ -406,7 +429,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
     rows = np.round((np.array([s.timestamp() for s in starts]) - t0) / step).astype(np.intp)
     n = int(rows[-1]) + 1
     time_start = t0 + step * np.arange(n, dtype=np.float64)
-    notes: list[str] = []
+    notes: list[str] = [] if encoding_note is None else [encoding_note]
     sources = [(p.name, digest, layout)]
     if layout != "TIMESTAMP_START/TIMESTAMP_END":
         notes.append(f"record times from {layout}")
@@ -435,7 +458,9 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
                      "column); their filled values serve as measured drivers")
     if met is not None:
         mp = Path(met)
-        mheader, mbody, mdigest = _read_table(mp)
+        mheader, mbody, mdigest, mencoding_note = _read_table(mp)
+        if mencoding_note is not None:
+            notes.append(mencoding_note)
         mstarts, _, mlayout = _record_times(mp, mheader, mbody, year)
         sources.append((mp.name, mdigest, mlayout))
         pos, inside = _grid_positions(t0, step, n, np.array([s.timestamp() for s in mstarts]))

@@ -298,6 +298,43 @@ def test_corrupt_gzip_is_a_clear_error(tmp_path: Path, damage: str) -> None:
         read_budget_csv(path)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_windows_1252_table_is_read_and_said_so(tmp_path: Path, gz: bool) -> None:
+    """A units row written on Windows (``µmol``, ``°C``, non-breaking spaces as in ICOS's teaching files, e.g. SE-Htm
+    2016 of tests/data/budget/) is not UTF-8; its numbers are ASCII. It used to be refused as "not a text table … a
+    damaged or cut gzip file?"; it reads as the same table in UTF-8 does, with a note."""
+    s = _synthetic()
+    rows = [[_stamp(e - timedelta(minutes=30)), _stamp(e), f"{s['NEE'][i]}", f"{s['SW_IN'][i]}", f"{s['TA'][i]}",
+             f"{s['VPD'][i]}"] for i, e in enumerate(s["ends"])]
+    header = ["TIMESTAMP_START", "TIMESTAMP_END", "NEE", "SW_IN", "TA", "VPD"]
+    units = ["-", "-", "\u00b5mol m-2 s-1\u00a0\u00a0", "W m-2", "\u00b0C", "hPa"]
+    utf8 = read_budget_csv(_write(tmp_path / "utf8.csv", header, rows, units=units))
+    path = tmp_path / ("cp1252.csv.gz" if gz else "cp1252.csv")
+    text = "\n".join([",".join(header), ",".join(units), *(",".join(r) for r in rows)]) + "\n"
+    path.write_bytes(gzip.compress(text.encode("cp1252")) if gz else text.encode("cp1252"))
+    data = read_budget_csv(path)
+    assert data.stamps == utf8.stamps
+    for name in ("NEE", "SW_IN", "TA", "VPD"):
+        np.testing.assert_array_equal(data.columns[name], utf8.columns[name], err_msg=name)
+    assert any(re.search(r"read as Windows-1252 text, not UTF-8 \(byte 0xb5 on line 2\)", n) for n in data.notes)
+    assert not any("Windows-1252" in n for n in utf8.notes)
+
+
+def test_a_binary_file_is_refused_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"TIMESTAMP_START,TIMESTAMP_END\n202106010000,\x00\xff\x81\n")
+    with pytest.raises(BudgetFileError, match=r"not a text table: byte 0xff on line 2 is neither UTF-8 nor "
+                                              r"Windows-1252 text; save the table as a UTF-8 CSV"):
+        read_budget_csv(path)
+
+
+def test_the_se_htm_original_gets_past_its_encoding() -> None:
+    """The vendored SE-Htm 2016 slice, bytes as ICOS published them: its Windows-1252 units row no longer stops the
+    reading; what stops it now is its time layout (``date``/``time``), named with the layouts that are read."""
+    with pytest.raises(BudgetFileError, match=r"no time columns in the header row date,time,FC_PI_1_1_1"):
+        read_budget_csv(DATA / "SE-Htm2016_icos_pi_columns.csv.gz")
+
+
 @pytest.mark.parametrize("where", ["no_folder", "a_folder"])
 def test_an_output_that_cannot_be_written_is_refused_before_computing(tmp_path: Path, where: str) -> None:
     site = SITES["DE-Tha1998"]
