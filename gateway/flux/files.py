@@ -667,6 +667,8 @@ _FULL_OUTPUT: dict[str, _Getter] = {
     "ch4_time_lag": _v("CH4_TLAG"), "ch4_def_timelag": _default_lag("CH4"),
     "none_mole_fraction": _v("N2O", 1e-3), "none_mixing_ratio": _v("N2O_MIXING_RATIO", 1e-3),
     "none_time_lag": _v("N2O_TLAG"), "none_def_timelag": _default_lag("N2O"),
+    "H_strg": _v("SH_SINGLE"), "LE_strg": _v("SLE_SINGLE"), "co2_strg": _v("SC_SINGLE"),
+    "h2o_strg": _v("SH2O_SINGLE"), "ch4_strg": _v("SCH4_SINGLE", 1e-3), "none_strg": _v("SNONE_SINGLE", 1e-3),
     "un_ch4_flux": _v("FCH4_UNCORR", 1e-3), "ch4_scf": _factor("FCH4_SCF"),
     "ch4_spikes": _spikes("CH4"), "none_spikes": _spikes("N2O"), "ch4_var": _v("CH4_VAR"),
     "none_var": _v("N2O_VAR"), "w/ch4_cov": _v("W_CH4_COV"), "w/none_cov": _v("W_N2O_COV"),
@@ -739,6 +741,8 @@ _FLUXNET: dict[str, _Getter] = {
     "VAPOR_PARTIAL_PRESSURE": _v("VAPOR_PRESSURE"), "VAPOR_PARTIAL_PRESSURE_SAT": _v("VAPOR_PRESSURE_SAT"),
     "CO2_MOLAR_DENSITY": lambda r, _md: _molar_density(r, "CO2", 1e-3),
     "H2O_MOLAR_DENSITY": lambda r, _md: _molar_density(r, "H2O", 1.0),
+    **{k: _v(k) for k in ("SH_SINGLE", "SLE_SINGLE", "SET_SINGLE", "SC_SINGLE", "SH2O_SINGLE", "SCH4_SINGLE",
+                          "SNONE_SINGLE")},
     "FC_VADV": lambda r, _md: _vertical_advection(r, "CO2", 1e-3),
     "FH2O_VADV": lambda r, _md: _vertical_advection(r, "H2O", 1.0),
     "T_CELL": _v("T_CELL"), "PA_CELL": _v("PA_CELL"),
@@ -773,6 +777,29 @@ _FLUXNET: dict[str, _Getter] = {
 }
 
 
+def _with_storage(results: Sequence[FluxResult], metadata: SiteMetadata | None) -> list[FluxResult]:
+    """The results with their one-point storage fluxes (:func:`gateway.flux.ec.fluxes.storage_one_point`, at the
+    sonic's height) from the period just before, where that period is among the results; the first period of a
+    series, and any without its predecessor, has none (EddyPro prints -9999 there too)."""
+    if metadata is None:
+        return list(results)
+    from dataclasses import replace
+
+    from gateway.flux.ec.fluxes import storage_one_point
+
+    by_end = {r.end: r for r in results}
+    out = []
+    for r in results:
+        prev = by_end.get(r.start)
+        if prev is None or not (_processed(prev) and _processed(r)):
+            out.append(r)
+            continue
+        storage = storage_one_point(prev.values, r.values, metadata.sonic.height,
+                                    (r.end - r.start).total_seconds())
+        out.append(replace(r, values={**r.values, **storage}))
+    return out
+
+
 def _cell(value: float | str) -> str:
     if isinstance(value, str):
         return value
@@ -783,7 +810,8 @@ def write_eddypro_full_output(results: Sequence[FluxResult], path: Path | str | 
                               metadata: SiteMetadata | None = None) -> None:
     """EddyPro 7's "full output" file (EddyPro 7 Help, "The full output file"): three header rows (group, variable,
     unit) of :data:`gateway.flux.eddypro_outputs.FULL_OUTPUT_COLUMNS`, one row per period, -9999 where sinkwatch has
-    no value (storage fluxes, LI-7500/LI-7700 diagnostics, gases the period lacks; everything of a failed period).
+    no value (LI-7500/LI-7700 diagnostics, gases the period lacks, storage of a first period; everything of a
+    failed period).
     Molar densities are at the cell's conditions for a closed-path analyser with cell temperature and pressure, else
     ambient; the statistical flag strings carry 9 for each test not selected, as EddyPro's. ``metadata`` (latitude,
     longitude) gives `daytime`."""
@@ -793,7 +821,7 @@ def write_eddypro_full_output(results: Sequence[FluxResult], path: Path | str | 
         out = csv.writer(fh, lineterminator="\n")
         for row in range(3):
             out.writerow([c[row] for c in FULL_OUTPUT_COLUMNS])
-        for r in results:
+        for r in _with_storage(results, metadata):
             out.writerow([_cell(_FULL_OUTPUT[name](r, metadata)) if name in _FULL_OUTPUT else str(MISSING)
                           for _, name, _ in FULL_OUTPUT_COLUMNS])
 
@@ -866,7 +894,7 @@ def write_eddypro_fluxnet(results: Sequence[FluxResult], path: Path | str | Text
     def write(fh: TextIO) -> None:
         out = csv.writer(fh, lineterminator="\n")
         out.writerow(FLUXNET_COLUMNS)
-        for r in results:
+        for r in _with_storage(results, metadata):
             out.writerow([_cell(_FLUXNET[name](r, metadata)) if name in _FLUXNET else
                           _cell(run[name]) if name in run else str(MISSING) for name in FLUXNET_COLUMNS])
 

@@ -184,3 +184,21 @@ def test_wind_direction_sigma_is_yamartino_s_estimate() -> None:
         assert wind_direction_sigma(np.cos(a + mean), np.sin(a + mean)) == pytest.approx(10.0, abs=0.01)
     assert wind_direction_sigma(np.full(10, 2.0), np.full(10, -1.0)) == pytest.approx(0.0, abs=1e-6)
     assert math.isnan(wind_direction_sigma(np.full(3, np.nan), np.full(3, np.nan)))
+
+
+def test_one_point_storage_is_height_times_the_change_over_the_period() -> None:
+    """Air 1 K warmer after 1800 s below 10 m with ρcp = 1200 J m-3 K-1: 10·1200·1/1800 = 6.667 W m-2; CO2 up
+    by 1.8 µmol mol-1 at Va = 0.025 m3 mol-1: 10·72/1800 = 0.4 µmol m-2 s-1; H2O down by 0.9 mmol mol-1:
+    −0.2 mmol m-2 s-1, LE = λ·M_H2O times it, ET in mm h-1. A value either period lacks gives nothing."""
+    from gateway.flux.ec.fluxes import storage_one_point
+
+    before = {"TA": 20.0, "CO2": 400.0, "H2O": 10.0}
+    after = {"TA": 21.0, "CO2": 401.8, "H2O": 9.1, "RHO_CP": 1200.0, "AIR_MV": 0.025, "SPECIFIC_HEAT_EVAP": 2.45e6}
+    s = storage_one_point(before, after, 10.0, 1800.0)
+    assert s["SH_SINGLE"] == pytest.approx(10.0 * 1200.0 / 1800.0)
+    assert s["SC_SINGLE"] == pytest.approx(0.4)
+    assert s["SH2O_SINGLE"] == pytest.approx(-0.2)
+    assert s["SLE_SINGLE"] == pytest.approx(-0.2e-3 * M_H2O * 2.45e6)
+    assert s["SET_SINGLE"] == pytest.approx(-0.2e-3 * M_H2O * 3600.0)
+    assert "SCH4_SINGLE" not in s and "SNONE_SINGLE" not in s
+    assert storage_one_point({}, after, 10.0, 1800.0) == {}

@@ -7,6 +7,7 @@ FC µmol m-2 s-1, FH2O mmol m-2 s-1, H and LE W m-2, TAU kg m-1 s-2, USTAR m s-1
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from gateway.flux.ec.airprops import AirProperties
 from gateway.flux.ec.constants import (
@@ -105,3 +106,45 @@ def obukhov_length(ustar: float, h: float, rho_cp: float, ta_mean: float, p_pa: 
     if flux == 0.0:
         return math.inf
     return -(ustar ** 3) * potential_temperature(ta_mean, p_pa) / (VON_KARMAN * GRAVITY * flux)
+
+
+#: Fluxnet names of the one-point storage fluxes and the period value each is the change of (wet mole fractions,
+#: divided by the current molar volume of moist air: µmol mol-1 → µmol m-2 s-1 for CO2, mmol for H2O, nmol for CH4
+#: and N2O).
+STORAGE_GASES = (("SC_SINGLE", "CO2"), ("SH2O_SINGLE", "H2O"), ("SCH4_SINGLE", "CH4"), ("SNONE_SINGLE", "N2O"))
+
+
+def storage_one_point(previous: Mapping[str, float], current: Mapping[str, float], z_m: float, dt_s: float
+                      ) -> dict[str, float]:
+    """Storage fluxes below the measurement height from one level (the sonic's), between two consecutive periods
+    (EddyPro 7 Help, "The full output file": "estimated from concentrations and based on a 1-point profile"; the
+    single-point approximation S = z·Δc/Δt, Papale et al. 2006, Biogeosciences 3, 571), as the backward difference
+    of the two periods' means that EddyPro's outputs carry — the carbon budget's SC
+    (:func:`gateway.flux.budget.storage.storage_single_level`) is the centred difference over a whole record:
+
+    * ``SH_SINGLE`` = ρcp·(Ta − Ta_prev)·z/Δt, W m-2, with the current period's ρcp (``RHO_CP``, J m-3 K-1);
+    * gases (:data:`STORAGE_GASES`) = (χ − χ_prev)/Va·z/Δt with the wet mole fraction χ and the current molar volume
+      of moist air Va (``AIR_MV``);
+    * ``SLE_SINGLE`` = λ·M_H2O·SH2O (W m-2) and ``SET_SINGLE`` = SH2O·M_H2O·3600 (mm h-1).
+
+    Which concentration and which ρcp and Va were settled by checking EddyPro's 5-min runs (docs/flux-ec.md); z in
+    m, Δt in s (the periods' length). A value either period lacks gives no storage flux."""
+    def get(values: Mapping[str, float], name: str) -> float:
+        return float(values.get(name, math.nan))
+
+    out: dict[str, float] = {}
+    factor = z_m / dt_s
+    dta = get(current, "TA") - get(previous, "TA")
+    if math.isfinite(dta) and math.isfinite(get(current, "RHO_CP")):
+        out["SH_SINGLE"] = get(current, "RHO_CP") * dta * factor
+    va = get(current, "AIR_MV")
+    for name, gas in STORAGE_GASES:
+        change = get(current, gas) - get(previous, gas)
+        if math.isfinite(change) and math.isfinite(va):
+            out[name] = change / va * factor
+    if "SH2O_SINGLE" in out:
+        evap = out["SH2O_SINGLE"] * 1e-3 * M_H2O  # kg m-2 s-1
+        out["SET_SINGLE"] = evap * 3600.0
+        if math.isfinite(get(current, "SPECIFIC_HEAT_EVAP")):
+            out["SLE_SINGLE"] = evap * get(current, "SPECIFIC_HEAT_EVAP")
+    return out
