@@ -14,12 +14,15 @@ target for a few hundred examples in CI; `bench/fuzz.py` runs each for 100,000 o
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import gzip
 import json
 import math
 import random
+import shutil
 import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -681,6 +684,12 @@ def mqtt_messages(draw: st.DrawFn) -> tuple[str, bytes]:
     return topic, payload
 
 
+def _remove_harness_files(store: Any, root: Path) -> None:
+    with contextlib.suppress(Exception):  # a clean-up at collection time must not raise into an unrelated test
+        store.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 class IngestHarness:
     """An Ingestor on a real SQLite store in a temporary folder, never connected to a broker: `handle` is the
     synchronous path every delivered message takes."""
@@ -691,10 +700,12 @@ class IngestHarness:
         from gateway.central.store.sqlite import SqliteStore
 
         base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync per dead letter is cheap there
-        self._tmp = tempfile.TemporaryDirectory(prefix="sinkwatch-fuzz-", dir=base)
-        root = Path(self._tmp.name)
+        root = Path(tempfile.mkdtemp(prefix="sinkwatch-fuzz-", dir=base))
         self.store = SqliteStore(root / "store.sqlite")
         self.ingestor = Ingestor(MqttSettings(), self.store, root / "data")
+        # removed when the harness is collected, quietly: a TemporaryDirectory's implicit clean-up warned (and could
+        # fail) inside whichever test the garbage collector happened to run in
+        weakref.finalize(self, _remove_harness_files, self.store, root)
 
     OUTCOMES = ("batches_stored", "status_updates", "flux_records_stored", "raw_files_archived", "raw_duplicates")
 
