@@ -9,13 +9,14 @@ for the year) and some other records the station rejected; its RECO is a Lloyd &
 and a reference respiration linear within each day (REddyProc's nighttime partitioning); and MDS on the measured,
 kept flux gives its fill at every one of the 7157 gaps to its printed digits (below) — REddyProc's `sMDSGapFill`.
 
-Input as the task of a validation against a product asks: NEE measured where the product kept it, the product's
-filled values removed as gaps. Bars from the peers' documented agreement with a REddyProc-based product on a forest
+Input as the task of a validation against a product asks: NEE measured where the product kept it, the product's filled
+values removed as gaps — in a plain FLUXNET-layout file (``--ustar none``) and written as a FLUXNET2015-style product
+file (the command's defaults). Bars from the peers' documented agreement with a REddyProc-based product on a forest
 site-year (hesseflux 5.0 and diive 0.91: r 0.9976 at the gaps, annual NEE within 2.2 %), and for the partitioning
 better than hesseflux's documented 12-16 % shortfall in RECO. Measured (docs/budget.md, validation table): the gaps
-equal to the product's digits, annual NEE -241.8 vs -241.8 gC m-2; RECO_NT 1752.6 vs 1736.4 (+0.9 %, r 0.989),
-GPP_NT 1994.4 vs 1978.2 (+0.8 %) — our E0 80.56 K against the product's 74.0, and the reference respirations of the
-7-day windows up to 5 % apart, with the product's REddyProc version and settings unknown.
+equal to the product's digits, annual NEE -241.8 vs -241.8 gC m-2; RECO_NT 1752.6 vs 1736.4 (+0.9 %, r 0.989), GPP_NT
+1994.4 vs 1978.2 (+0.8 %) — our E0 80.56 K against the product's 74.0, and the reference respirations of the 7-day
+windows up to 5 % apart, with the product's REddyProc version and settings unknown.
 
 The product's u* threshold is what our moving-point test gives with REddyProc's 95 % plateau (0.419 m s-1), not with
 ONEFlux's 100 %, our default (0.524): on the raw flux, `--ustar auto` filters more nights than the product did.
@@ -146,3 +147,34 @@ def test_the_products_ustar_threshold_is_the_moving_point_test_with_reddyprocs_p
     oneflux = ustar_threshold(*args, n_bootstrap=1).threshold
     assert PRODUCT_USTAR[0] - 0.005 < reddyproc < PRODUCT_USTAR[1] + 0.005
     assert oneflux > PRODUCT_USTAR[1] + 0.05
+
+
+def test_the_year_written_as_a_fluxnet_product_gives_the_products_year_with_the_defaults(tmp_path: Path) -> None:
+    """The same year as a FLUXNET2015/ONEFlux-style product file (the reader's "A FLUXNET2015/ONEFlux product":
+    ``NEE_VUT_REF`` = the product's filled flux with ``_QC`` 0 where measured, 1 where filled; the drivers as
+    ``SW_IN_F``/``TA_F``/``VPD_F``), run with the command's defaults (u* auto): the moving-point test finds no further
+    threshold in the nights the product kept, says so, and the year is the product's."""
+    p = _product()
+    kept = _kept()
+    src, out = tmp_path / "FLX_SE-Htm_FULLSET_HH_2016-2016.csv", tmp_path / "out.csv"
+    with src.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["TIMESTAMP_START", "TIMESTAMP_END", "TA_F", "SW_IN_F", "VPD_F", "USTAR", "NEE_VUT_REF",
+                    "NEE_VUT_REF_QC"])
+        for k, end_text in enumerate(p["END"]):
+            end = datetime.strptime(end_text, "%d/%m/%Y %H:%M")
+            values = [p[c][k] for c in ("TA_1_1_1", "SW_IN_1_1_1", "VPD_PI_1_1_1", "USTAR_1_1_1", "FC_PI_f_1_1_1")]
+            w.writerow([(end - timedelta(minutes=30)).strftime("%Y%m%d%H%M"), end.strftime("%Y%m%d%H%M"),
+                        *("-9999" if np.isnan(v) else repr(float(v)) for v in values), "0" if kept[k] else "1"])
+    result = CliRunner().invoke(app, ["flux", "budget", str(src), "--lat", SE_HTM["lat"], "--lon", SE_HTM["lon"],
+                                      "--utc-offset", SE_HTM["utc_offset"], "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "NEE_VUT_REF_QC is 0 (measured): 10411 records" in result.output
+    assert "found no u* threshold" in result.output and "no further u* filtering" in result.output
+    with out.open(newline="") as fh:
+        nee_f = np.array([float(r["NEE_F"]) for r in csv.DictReader(fh)])
+    gaps = ~kept
+    assert np.corrcoef(nee_f[gaps], p["FC_PI_f_1_1_1"][gaps])[0, 1] >= PEER_R
+    np.testing.assert_allclose(nee_f, p["FC_PI_f_1_1_1"], rtol=1e-5, atol=1e-5)
+    ref_nee = gc_m2(p["FC_PI_f_1_1_1"])
+    assert abs(gc_m2(nee_f) - ref_nee) <= PEER_SUM * abs(ref_nee)
