@@ -106,6 +106,7 @@ class ArchiveWriter:
         self.period_end = period_start + PERIOD_S
         self.columns = list(columns)
         self.records = 0
+        self.written = 0  # records handed to the kernel
         self.first_time: float | None = None
         self.last_time: float | None = None
         self._flush_every = flush_every
@@ -147,8 +148,16 @@ class ArchiveWriter:
         if not self._times:
             return
         data = columnar.chunk_block(self._times, self._rows, len(self.columns), self._compresslevel)
+        count = len(self._times)
         self._times, self._rows = [], []
         self._file.write_chunk(data)
+        self.written += count
+
+    def abandon(self) -> None:
+        """Give the file up after a failed write: closed without a footer, left under its `.part` name with its
+        intact chunks (as a killed writer leaves it); `records - written` records never reached it."""
+        self._times, self._rows = [], []
+        self._file.abandon()
 
     def close(self, footer: dict[str, Any]) -> Path:
         """Write the last chunk and the footer, fsync, rename to the final name; returns it."""

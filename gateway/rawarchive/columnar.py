@@ -25,6 +25,7 @@ one torn block, which the CRC and the length expose, so the file reads up to its
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -206,7 +207,14 @@ class ChunkFile:
 
     def __init__(self, path: str | os.PathLike[str], header: dict[str, Any]) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        self._write(json_block(HEADER_KIND, header))
+        try:
+            self._write(json_block(HEADER_KIND, header))
+        except OSError:
+            # a disk that refuses the header (full, read-only): no file without a header left behind, no open fd
+            self.abandon()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -222,6 +230,11 @@ class ChunkFile:
             self._write(json_block(FOOTER_KIND, footer))
             os.fsync(self._fd)
         finally:
+            os.close(self._fd)
+
+    def abandon(self) -> None:
+        """Close without a footer (a write failed): the file keeps its intact blocks, as a killed writer's does."""
+        with contextlib.suppress(OSError):
             os.close(self._fd)
 
 

@@ -1,6 +1,11 @@
 """One stream sensor's raw archive (docs/raw-archive.md): a file per half hour (`gateway.rawarchive`), rotated by
 the records' UTC time and closed early at a clock step; its header says what was recorded and how it was stamped,
-its footer how the file ended, the records dropped and the clock steps while it was open."""
+its footer how the file ended, the records dropped and the clock steps while it was open.
+
+A disk that refuses a write (full, read-only, a file-size limit) stops the archive, never the stream: the open file
+is given up (left as `.part` with its intact chunks, as a kill leaves it), the error logged once, and the records
+go on into the summaries but not into the archive until a new file can be written, tried again every
+`ARCHIVE_RETRY_S`; the next file's footer counts the records that were not archived (`unarchived_records`)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from gateway.model import TimeSource, format_time
 from gateway.rawarchive import ArchiveWriter, file_period_start
 
 log = logging.getLogger("sinkwatch.edge.streams")
+
+ARCHIVE_RETRY_S = 10.0  # after a refused write, the archive is tried again this long after
 
 
 class StreamArchive:
@@ -46,23 +53,56 @@ class StreamArchive:
         self._writer: ArchiveWriter | None = None
         self._bad: Counter[str] = Counter()
         self._steps: list[ClockStep] = []
+        self._refused_at: float | None = None  # monotonic: when the disk last refused a write (None: writable)
+        self.unarchived = 0  # records not archived since the last file that could be written
+        self.write_errors = 0
 
     def write(self, utc: float, values: tuple[float | None, ...]) -> None:
         """One record; a record outside the open file's half hour closes it and opens the right one."""
-        writer = self._writer
-        if writer is None or not writer.period_start <= utc < writer.period_end:
-            self.close("rotation")
-            writer = self._open(utc)
-        writer.write(utc, values)
+        if self._refusing():
+            self.unarchived += 1
+            return
+        try:
+            writer = self._writer
+            if writer is None or not writer.period_start <= utc < writer.period_end:
+                self.close("rotation")
+                writer = self._open(utc)
+            writer.write(utc, values)
+        except OSError as exc:
+            if self._writer is None:
+                self.unarchived += 1  # no file could be opened for it
+            self._refused(exc)
 
     def write_many(self, utcs: list[float], rows: list[tuple[float | None, ...]]) -> None:
         """`write` for each record in order; records that all fall in the open file's half hour go to it at once."""
+        if self._refusing():
+            self.unarchived += len(rows)
+            return
         writer = self._writer
         if writer is not None and writer.period_start <= min(utcs) and max(utcs) < writer.period_end:
-            writer.write_many(utcs, rows)
+            try:
+                writer.write_many(utcs, rows)
+            except OSError as exc:
+                self._refused(exc)
             return
         for utc, values in zip(utcs, rows, strict=True):
             self.write(utc, values)
+
+    def _refusing(self) -> bool:
+        """The disk refused a write less than `ARCHIVE_RETRY_S` ago: the record is not archived."""
+        return self._refused_at is not None and self.clock.monotonic() - self._refused_at < ARCHIVE_RETRY_S
+
+    def _refused(self, exc: OSError) -> None:
+        self.write_errors += 1
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.abandon()
+            self.unarchived += writer.records - writer.written
+        if self._refused_at is None:
+            log.error("sensor %s: cannot write the raw archive in %s: %s (check free disk space and permissions); "
+                      "its records go on into the summaries, not into the archive, until a file can be written "
+                      "(tried every %g s)", self.config.name, self.archive_dir, exc, ARCHIVE_RETRY_S)
+        self._refused_at = self.clock.monotonic()
 
     def count_bad(self, reason: str) -> None:
         self._bad[reason] += 1
@@ -95,6 +135,10 @@ class StreamArchive:
                                [(c.name, c.unit) for c in self.driver_class.columns], self._metadata())
         self._writer = writer
         self._steps = []
+        if self._refused_at is not None:
+            log.info("sensor %s: the raw archive can be written again; %d records were not archived",
+                     self.config.name, self.unarchived)
+            self._refused_at = None
         return writer
 
     def close(self, why: str) -> None:
@@ -110,6 +154,8 @@ class StreamArchive:
             "lost_records": getattr(self.driver, "lost_records", None),
             "clock_steps": [{"size_s": s.size_s, "after_utc": s.after_utc} for s in self._steps],
             "clock_synced_at_close": self.clock.state.synced,
+            # records taken while the disk refused the archive, since the previous file (0 normally)
+            "unarchived_records": self.unarchived,
         }
         # counted afresh from here: a bad record dropped while no file is open (before the first good record, or
         # between a close and the next record) goes into the next file's footer instead of none
@@ -118,5 +164,8 @@ class StreamArchive:
             path = writer.close(footer)
         except OSError as exc:
             log.error("sensor %s: cannot close archive file %s: %s", self.config.name, writer.part_path, exc)
+            self.unarchived += writer.records - writer.written
+            self._refused(exc)
             return
+        self.unarchived = 0
         self.on_closed(path)
