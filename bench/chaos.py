@@ -3,7 +3,10 @@ injected into them, and at the end an exact reconciliation of what the counting 
 InfluxDB holds (committed = stored, 0 lost, 0 duplicated, 0 altered) with the drain time after each fault.
 
     counting GMP252 probes (own process) ── socat PTYs ── sinkwatch station run ── Mosquitto (shipped conf + ACL)
-                                                             InfluxDB 1.x ── sinkwatch central serve ──┘
+    counting WindMaster, 20 Hz (own process) ── TCP ──────────┘   InfluxDB 1.x ── sinkwatch central serve ──┘
+
+The stream's interval summaries (every 5 s) are reconciled too: every interval the station closed stored once, its
+means, SDs and counts those of exactly the records it counted.
 
 Default: 5 rounds of the 13 fault kinds (65 faults) plus 100 kills of the station in the middle of a buffer write,
 spread between them; outages of 2-15 s. About 30-40 minutes on two cores. Run:
@@ -41,11 +44,16 @@ def main() -> None:
                         help="seconds a process stays down or frozen, or the line unplugged")
     parser.add_argument("--receipt-timeout", type=float, default=30.0,
                         help="the station's buffer.receipt_timeout_s (its default: 30)")
+    parser.add_argument("--stream-hz", type=float, default=20.0,
+                        help="records a second of the counting WindMaster on TCP (0: no stream instrument)")
+    parser.add_argument("--summary-interval", type=float, default=5.0,
+                        help="the station's streams.summary_interval_s (default 5)")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (logs, served log, kill snapshots)")
     args = parser.parse_args()
     plan = ChaosPlan(rounds=args.rounds, kinds=tuple(args.kinds), midwrite_kills=args.midwrite, seed=args.seed,
                      outage_s=tuple(args.outage),
-                     site=SiteSettings(receipt_timeout_s=args.receipt_timeout))
+                     site=SiteSettings(receipt_timeout_s=args.receipt_timeout, stream_hz=args.stream_hz,
+                                       summary_interval_s=args.summary_interval))
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="sinkwatch-chaos-") as tmp:
         folder = args.keep or Path(tmp)

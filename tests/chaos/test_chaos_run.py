@@ -1,8 +1,8 @@
 """The short chaos run in CI: the real station, Mosquitto (shipped config), central service and InfluxDB as separate
-processes, every fault kind injected once (8 faults) and the station killed four times in the middle of a buffer
-write; then the exact reconciliation of what the counting probes served against what InfluxDB holds
-(docs/reliability.md, "Chaos runs"). bench/chaos.py runs the long version. No timing is asserted: drain times are
-only printed."""
+processes, every fault kind injected once (13 faults) and the station killed four times in the middle of a buffer
+write; then the exact reconciliation of what the counting probes and the counting WindMaster served against what
+InfluxDB holds: readings, and the stream's interval summaries (docs/reliability.md, "Chaos runs"). bench/chaos.py
+runs the long version. No timing is asserted: drain times are only printed."""
 
 from __future__ import annotations
 
@@ -11,14 +11,18 @@ from pathlib import Path
 import pytest
 
 from gateway.testing.chaos import FAULT_KINDS, MIDWRITE, ChaosPlan, SiteSettings, run_chaos
+from gateway.testing.chaos.streamledger import STREAM_SLACK_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# the station's receipt timeout shortened; the counting WindMaster at 20 Hz, summaries every 5 s
+SETTINGS = SiteSettings(receipt_timeout_s=5.0, stream_hz=20.0, summary_interval_s=5.0)
 
 
 @pytest.mark.timeout(900)
 def test_committed_readings_are_stored_exactly_once_and_unaltered_through_every_fault(tmp_path: Path) -> None:
     plan = ChaosPlan(rounds=1, midwrite_kills=4, seed=8, outage_s=(1.0, 3.0), settle_s=(0.2, 0.5),
-                     drain_timeout_s=120, site=SiteSettings(receipt_timeout_s=5.0))
+                     drain_timeout_s=120, site=SETTINGS)
     report = run_chaos(tmp_path, plan, progress=print)
     print(report.render())
     kinds = report.by_kind()
@@ -33,3 +37,15 @@ def test_committed_readings_are_stored_exactly_once_and_unaltered_through_every_
     assert result.in_flight_at_kill + result.served_to_dead_station <= 3 * (1 + 4)
     assert result.in_flight_at_pull <= 3 * 1
     assert report.station_exit_code == 0
+    # the stream instrument's interval summaries: every one the station closed stored once, each the exact summary
+    # of the records it counts, and the stream alive after the last fault
+    stream = result.stream
+    assert stream is not None and stream.examples == []
+    assert stream.summaries_stored > 10 and stream.counted_after_faults > 0
+    assert (stream.lost_records, stream.duplicated, stream.altered) == (0, 0, 0)
+    assert stream.records_counted == stream.committed_records
+    # excused only: the interval open in a killed station's memory, one per station kill at most
+    kills = 1 + 4
+    assert stream.kills_that_cut_an_interval <= kills
+    assert stream.in_flight_at_kill + stream.served_to_dead_station <= kills * (
+        SETTINGS.summary_interval_s + STREAM_SLACK_S) * SETTINGS.stream_hz

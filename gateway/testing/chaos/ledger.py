@@ -31,7 +31,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from gateway.testing.chaos.site import DATABASE, SITE, STATION, sensor_name
+from gateway.testing.chaos.site import DATABASE, SITE, STATION, STREAM_SENSOR, sensor_name
+from gateway.testing.chaos.streamledger import StreamReconciliation, reconcile_stream
 from gateway.testing.counting_sensor import ServedPoll, poll_of_co2, temperature_of
 
 COMMIT_WINDOW_S = 2.0
@@ -74,6 +75,10 @@ class InfluxReader:
     def readings(self, since_ns: int = 0) -> list[dict[str, Any]]:
         """Every reading point of the chaos station from `since_ns` on, with all its tags and fields."""
         return self.rows(f"SELECT * FROM readings WHERE station = '{STATION}' AND time >= {int(since_ns)}")
+
+    def stream_readings(self) -> list[dict[str, Any]]:
+        """Every reading point of the chaos station's stream instrument (its summaries)."""
+        return self.rows(f"SELECT * FROM readings WHERE station = '{STATION}' AND sensor = '{STREAM_SENSOR}'")
 
 
 @dataclass
@@ -230,23 +235,34 @@ class Reconciliation:
     duplicated: int = 0
     altered: int = 0
     examples: list[str] = field(default_factory=list)
+    stream: StreamReconciliation | None = None  # the stream instrument's summaries, when the site ran one
+
+    @property
+    def readings_exact(self) -> bool:
+        """The polled readings alone."""
+        return (self.lost == 0 and self.duplicated == 0 and self.altered == 0
+                and self.stored_readings == self.committed_readings)
 
     @property
     def exact(self) -> bool:
-        return (self.lost == 0 and self.duplicated == 0 and self.altered == 0
-                and self.stored_readings == self.committed_readings)
+        return self.readings_exact and (self.stream is None or self.stream.exact)
 
     def note(self, text: str) -> None:
         if len(self.examples) < 20:
             self.examples.append(text)
 
 
-def reconcile(served_log: Path, reader: ReadingSource, faults: Faults) -> Reconciliation:
-    """The exact account at the end of a run: every stored reading of the station is read back whole."""
+def reconcile(served_log: Path, reader: ReadingSource, faults: Faults, *, stream_log: Path | None = None,
+              summary_interval_s: float = 0.0, faults_over: float | None = None) -> Reconciliation:
+    """The exact account at the end of a run: every stored reading of the station is read back whole; with
+    `stream_log`, the stream's summaries too (`streamledger.reconcile_stream`)."""
     ledger = Ledger(served_log, reader, faults)
     ledger.read_served()
-    rows = reader.readings(0)
+    every = reader.readings(0)
+    rows = every if stream_log is None else [row for row in every if row.get("sensor") != STREAM_SENSOR]
     result = Reconciliation(served_polls=len(ledger.served))
+    if stream_log is not None:
+        result.stream = reconcile_stream(stream_log, every, faults, summary_interval_s, faults_over)
     # identities: (site, station, sensor, variable, time) must each appear once
     identities = Counter((r.get("site"), r.get("station"), r.get("sensor"), r.get("variable"), int(r["time"]))
                          for r in rows)

@@ -48,8 +48,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import httpx
+
 from gateway.testing.chaos.ledger import Faults, InfluxReader, Ledger, LinePull, Reconciliation, StationKill, reconcile
 from gateway.testing.chaos.site import ChaosSite, SiteSettings
+from gateway.testing.chaos.streamledger import StreamLedger
 from gateway.testing.chaos.wal import WalState, WriteWatch
 
 FAULT_KINDS = ("station-kill", "station-freeze", "station-disk-full", "broker-term", "broker-kill",
@@ -126,8 +129,21 @@ class ChaosReport:
                   f"to a station already killed, {r.in_flight_at_pull} on a line being pulled",
                   f"readings committed: {r.committed_readings}  stored: {r.stored_readings}  lost: {r.lost}  "
                   f"duplicated: {r.duplicated}  altered: {r.altered}  -> "
-                  f"{'EXACT' if r.exact else 'MISMATCH'}",
+                  f"{'EXACT' if r.readings_exact else 'MISMATCH'}",
                   f"station's graceful stop at the end: exit code {self.station_exit_code}"]
+        s = r.stream
+        if s is not None:
+            lines += [f"stream records served: {s.served_records} ({self.plan.site.stream_hz:g} Hz, summaries every "
+                      f"{self.plan.site.summary_interval_s:g} s); in flight, not stored: {s.in_flight_at_kill} in "
+                      f"intervals {s.kills_that_cut_an_interval} station kills cut short, {s.served_to_dead_station} "
+                      "sent to a station already killed",
+                      f"stream summaries committed: {s.committed_summaries}  stored: {s.summaries_stored}  "
+                      f"records committed: {s.committed_records}  counted by stored summaries: {s.records_counted}  "
+                      f"lost: {s.lost_records} records ({s.lost_summaries} summaries)  duplicated: {s.duplicated}  "
+                      f"altered: {s.altered}  -> {'EXACT' if s.exact else 'MISMATCH'}; a counted record's served "
+                      f"time at most {s.largest_offset_s:.2f} s outside its interval; {s.counted_after_faults} "
+                      "records served after the last fault counted (the stream came back)"]
+            lines += [f"  {example}" for example in s.examples]
         lines += [f"  {example}" for example in r.examples]
         return "\n".join(lines)
 
@@ -193,21 +209,43 @@ class ChaosRun:
                               f"{_seconds(record.drain_s)}, fresh readings stored after {_seconds(record.resume_s)}"
                               f"{' (' + record.detail + ')' if record.detail else ''}")
                 time.sleep(self.rng.uniform(*self.plan.settle_s))
-            # the end: the probes stop answering, everything served must reach the store, then a graceful stop
+            # the end: the probes and the stream stop, everything served must reach the store, then a graceful stop
             self.site.sensor.terminate()
+            self.site.stream.terminate()
             ended = time.monotonic()
             final_drain, _ = ledger.wait_recovered(ended, self.plan.drain_timeout_s, fresh_too=False)
             self.progress(f"final drain after the probes stopped: "
                           f"{_seconds(final_drain)}")
+            stream = self.plan.site.stream_hz > 0
+            if stream:
+                self.progress(f"final drain of the stream's summaries: "
+                              f"{_seconds(self._stream_drain(reader, ended))}")
             exit_code = self.site.station.terminate()
             self.site.central.terminate()
-            result = reconcile(self.site.served_log, reader, self.faults)
+            result = reconcile(self.site.served_log, reader, self.faults,
+                               stream_log=self.site.stream_log if stream else None,
+                               summary_interval_s=self.plan.site.summary_interval_s,
+                               faults_over=self._fault_end if self.records else None)
             reader.close()
         finally:
             self.site.close()
         methods = ", ".join(f"{count} by {method}" for method, count in self.midwrite_by.items()) or "none"
         return ChaosReport(self.plan, self.records, result, methods, self.midwrite_torn, exit_code,
                            time.monotonic() - began)
+
+    def _stream_drain(self, reader: InfluxReader, ended: float) -> float | None:
+        """Seconds from `ended` until a stored summary counts every committed record the stream served (the
+        station closes the interval open when the instrument stopped half a second after its end); None: timeout."""
+        stream = StreamLedger(self.site.stream_log, self.faults, self.plan.site.summary_interval_s)
+        deadline = time.monotonic() + self.plan.drain_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if stream.waiting(reader.stream_readings()) == 0:
+                    return time.monotonic() - ended
+            except (httpx.HTTPError, RuntimeError):
+                pass
+            time.sleep(0.5)
+        return None
 
     def _warm_up(self, ledger: Ledger) -> None:
         """Return once the store holds the probes' first ten polls. Not "everything served until now": that waits

@@ -2,10 +2,11 @@
 
     counting GMP252 probes ── socat PTY pair ── `sinkwatch station run` ── Mosquitto (shipped conf + ACL)
     (gateway/testing/counting_sensor.py)         (station.yaml)                    │
-                                                 InfluxDB 1.x ── `sinkwatch central serve` (central.yaml)
+    counting WindMaster ── TCP ──────────────────┘      InfluxDB 1.x ── `sinkwatch central serve` (central.yaml)
+    (gateway/testing/counting_stream.py)
 
 Every process runs from its own command line with a real config file in the run's folder, on free loopback
-ports; each keeps its log there (`station.log`, `central.log`, `sensor.log`, broker and influxd logs).
+ports; each keeps its log there (`station.log`, `central.log`, `sensor.log`, `stream.log`, broker and influxd logs).
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import yaml
 
 from gateway.testing.central import provisioned_key
 from gateway.testing.chaos.wal import WalState, inspect_wal
 from gateway.testing.counting_sensor import poll_of_co2
+from gateway.testing.counting_stream import records_of
 from gateway.testing.serial_pty import SocatLine
 from gateway.testing.services import InfluxInstance, MosquittoServer, ServiceError, running_influxd
 from gateway.testing.shipped_broker import CENTRAL_USER, shipped_mosquitto
@@ -33,6 +36,7 @@ from gateway.testing.shipped_broker import CENTRAL_USER, shipped_mosquitto
 SITE = "chaos"
 STATION = "st01"
 DATABASE = "sinkwatch"
+STREAM_SENSOR = "sonic"
 
 
 def sensor_name(address: int) -> str:
@@ -44,6 +48,9 @@ class SiteSettings:
     probes: tuple[int, ...] = (240, 241, 242)
     poll_interval_s: float = 0.3
     receipt_timeout_s: float = 30.0  # the station's default (buffer.receipt_timeout_s)
+    # the counting WindMaster on TCP (records a second; 0: no stream instrument) and the station's summary interval
+    stream_hz: float = 20.0
+    summary_interval_s: float = 5.0
 
 
 @dataclass
@@ -113,6 +120,12 @@ class _Child:
             self._log = None
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def python_command(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
 
@@ -126,6 +139,8 @@ class ChaosSite:
         folder.mkdir(parents=True, exist_ok=True)
         self.passwords = {CENTRAL_USER: "chaos-central-secret", STATION: "chaos-station-secret"}
         self.served_log = folder / "served.jsonl"
+        self.stream_log = folder / "served-stream.jsonl"
+        self.stream_port = f"tcp://127.0.0.1:{_free_port()}"
         self.buffer_path = folder / "station" / "buffer.sqlite"
         self.line = SocatLine(folder / "line")
         self.broker: MosquittoServer | None = None
@@ -134,6 +149,9 @@ class ChaosSite:
         self.sensor = _Child("sensor", python_command(
             "gateway.testing.counting_sensor", "--port", str(self.line.link_b), "--addresses",
             ",".join(str(a) for a in self.settings.probes), "--log", str(self.served_log)), folder / "sensor.log")
+        self.stream = _Child("stream", python_command(
+            "gateway.testing.counting_stream", "--port", self.stream_port, "--log", str(self.stream_log),
+            "--frequency", str(self.settings.stream_hz)), folder / "stream.log")
         self.station = _Child("station", python_command(
             "gateway.cli", "station", "run", "-c", str(folder / "station.yaml")), folder / "station.log")
         self.central = _Child("central", python_command(
@@ -151,10 +169,16 @@ class ChaosSite:
         self.central.start()
         self.line.start()
         self.sensor.start()
+        if self.settings.stream_hz:
+            self.stream.start()
         self.station.start()
 
+    @property
+    def children(self) -> tuple[_Child, ...]:
+        return (self.station, self.sensor, self.stream, self.central)
+
     def close(self) -> None:
-        for child in (self.station, self.sensor, self.central):
+        for child in self.children:
             if child.running:
                 child.kill()
         self.line.stop()
@@ -170,7 +194,7 @@ class ChaosSite:
         # the station signs every item and the central service verifies it (docs/security.md); provisioned as
         # `sinkwatch station provision` would: a key for the station, its public half registered centrally
         key = provisioned_key(self.folder / "central-data", SITE, STATION, self.folder / "station" / "signing.key")
-        station = {
+        station: dict[str, Any] = {
             "site": SITE,
             "station": STATION,
             "signing_key": str(key),
@@ -184,6 +208,10 @@ class ChaosSite:
                 for address in settings.probes
             ],
         }
+        if settings.stream_hz:
+            station["sensors"].append({"name": STREAM_SENSOR, "driver": "windmaster", "port": self.stream_port,
+                                       "frequency_hz": settings.stream_hz})
+            station["streams"] = {"summary_interval_s": settings.summary_interval_s}
         central = {
             "mqtt": {"host": self.broker.host, "port": self.broker.port, "username": CENTRAL_USER,
                      "password": self.passwords[CENTRAL_USER], "keepalive": 5},
@@ -198,7 +226,7 @@ class ChaosSite:
 
     def check_running(self) -> None:
         """Raise, with the end of its log, if a process the harness did not stop has ended."""
-        for child in (self.station, self.sensor, self.central):
+        for child in self.children:
             if child.process is not None and not child.running:
                 tail = child.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
                 raise RuntimeError(f"{child.name} exited with code {child.process.returncode}:\n" + "\n".join(tail))
@@ -234,14 +262,24 @@ class ChaosSite:
         try:
             rows = db.execute("SELECT json_extract(body, '$.sensor'), json_extract(body, '$.value') FROM readings "
                               "WHERE json_extract(body, '$.variable') = 'CO2'").fetchall()
+            stream = db.execute("SELECT json_extract(body, '$.time'), json_extract(body, '$.variable'), "
+                                "json_extract(body, '$.value') FROM readings WHERE json_extract(body, '$.sensor') = ? "
+                                "AND json_extract(body, '$.variable') IN ('U', 'U_N')", (STREAM_SENSOR,)).fetchall()
         except sqlite3.OperationalError:  # killed before its first commit created the tables
-            rows = []
+            rows, stream = [], []
         finally:
             db.close()
         for sensor, value in rows:
             n = poll_of_co2(value)
             if n is not None:
                 highest[sensor] = max(highest.get(sensor, 0), n)
+        summaries: dict[str, dict[str, float]] = {}
+        for stamp, variable, value in stream:
+            summaries.setdefault(str(stamp), {})[variable] = value
+        for summary in summaries.values():
+            counted = records_of(summary.get("U"), summary.get("U_N"))
+            if counted is not None:
+                highest[STREAM_SENSOR] = max(highest.get(STREAM_SENSOR, 0), counted[1])
         return highest, wal
 
     def wait_station_exit(self, timeout_s: float) -> int | None:
