@@ -142,7 +142,8 @@ class ChaosReport:
                       f"lost: {s.lost_records} records ({s.lost_summaries} summaries)  duplicated: {s.duplicated}  "
                       f"altered: {s.altered}  -> {'EXACT' if s.exact else 'MISMATCH'}; a counted record's served "
                       f"time at most {s.largest_offset_s:.2f} s outside its interval; {s.counted_after_faults} "
-                      "records served after the last fault counted (the stream came back)"]
+                      f"records served after the last fault counted "
+                      f"({'the stream came back' if s.counted_after_faults else 'THE STREAM DID NOT COME BACK'})"]
             lines += [f"  {example}" for example in s.examples]
         lines += [f"  {example}" for example in r.examples]
         return "\n".join(lines)
