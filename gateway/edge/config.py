@@ -141,7 +141,8 @@ class WatchdogConfig(_Strict):
 
     hung_after_s: float = Field(
         default=30.0, ge=1, le=3600,
-        description="a daemon loop (buffer writer, delivery, status writer, a serial line's polls, commands) silent "
+        description="a daemon loop (buffer writer, delivery, status writer, a serial line's polls, the streams, "
+                    "commands) silent "
                     "for longer than this is hung: the watchdog pings stop, and systemd restarts the daemon after "
                     "WatchdogSec")
 

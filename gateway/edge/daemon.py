@@ -299,7 +299,9 @@ class StationDaemon:
                        for bus in self.buses]
         for thread in bus_threads:
             thread.start()
-        self.streams.start(stop)
+        # the streams thread beats like the poll loops: one that ended (an exception) or hangs is named hung
+        self.streams.start(stop, self.liveness.register("streams", hung_after) if self.streams.runners else None,
+                           beat_every_s)
         flux_thread = None
         if self.flux is not None:
             flux_thread = threading.Thread(target=self.flux.run, args=(stop,), name="flux-runner", daemon=True)

@@ -67,6 +67,7 @@ def test_daemon_runs_a_stream_beside_a_polled_sensor(tmp_path: Path, mosquitto: 
             def sensors_seen() -> set[str]:
                 return {r["sensor"] for m in capture.on("/readings") for r in json.loads(m.payload)["readings"]}
             wait_for(lambda: sensors_seen() >= {"probe", "csat"}, timeout_s=15, what="both sensors on the broker")
+            assert "streams" in daemon.liveness.names() and daemon.liveness.hung() == []  # watched, and moving
         finally:
             stop.set()
             thread.join(timeout=30)

@@ -15,6 +15,7 @@ from drivers.csat3b.simulator import CSAT3BSimulator
 from drivers.windmaster.driver import WindMasterConfig, WindMasterDriver
 from drivers.windmaster.simulator import WindMasterSimulator
 from gateway.edge.streams.runner import read_together
+from gateway.edge.systemd import Liveness
 from gateway.model import QualityFlag, Reading
 from gateway.net import free_port
 from gateway.rawarchive import read_archive
@@ -239,3 +240,48 @@ def test_streams_read_together_in_one_thread_keep_apart_and_a_lost_one_does_not_
     assert "cannot open" in (nobody.runner.health.last_error or "")
     assert_archive_is_a_run_of_served(archived_rows(sonic.closed), sonic_sim)
     assert sonic.runner.health.bad == {} and csat.runner.health.bad == {}
+
+
+def test_the_streams_loop_beats_while_its_instrument_is_away_and_not_once_it_hangs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The streams thread ended for good under a full disk (chaos run, docs/reliability.md) and nothing watched it.
+    Now it beats the daemon's liveness on every turn, an instrument that does not answer included (a sensor outage
+    is no hang), and a loop that hangs or ended stops beating, so the watchdog names it."""
+    now = [0.0]
+    liveness = Liveness(clock=lambda: now[0])
+    beat = liveness.register("streams", 10.0)
+    beats: list[float] = []
+
+    def counted() -> None:
+        beats.append(now[0])
+        beat()
+
+    harness = RunnerHarness(CSAT3BDriver, csat3b(f"tcp://127.0.0.1:{free_port()}"), tmp_path / "raw")
+    runner = harness.runner  # nobody listens on its port: it is never linked, and retries after its backoff
+    hang, stuck, release = threading.Event(), threading.Event(), threading.Event()
+    original = runner.link
+
+    def link() -> None:
+        if hang.is_set():
+            stuck.set()
+            release.wait(30)  # a loop stuck (a lock, a dead disk)
+        original()
+
+    monkeypatch.setattr(runner, "link", link)
+    stop = threading.Event()
+    thread = threading.Thread(target=read_together, args=([runner], stop, counted, 0.05), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(beats) >= 3, what="beats while the instrument does not answer")
+        now[0] = 20.0
+        wait_for(lambda: beats[-1] == 20.0, what="a beat after 20 s")
+        assert liveness.hung() == []
+        hang.set()
+        wait_for(stuck.is_set, what="the loop stuck in its link")
+        now[0] = 40.0
+        assert [name for name, _ in liveness.hung()] == ["streams"]
+    finally:
+        release.set()
+        stop.set()
+        thread.join(timeout=30)
+

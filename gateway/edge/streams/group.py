@@ -41,10 +41,11 @@ class StreamGroup:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, stop: threading.Event) -> None:
+    def start(self, stop: threading.Event, beat: Callable[[], None] | None = None, beat_every_s: float = 5.0) -> None:
+        """The streams thread; `beat` its heartbeat (`runner.read_together`)."""
         if self.runners:
-            self._thread = threading.Thread(target=read_together, args=(self.runners, self._stop), name="streams",
-                                            daemon=True)
+            self._thread = threading.Thread(target=read_together, args=(self.runners, self._stop, beat, beat_every_s),
+                                            name="streams", daemon=True)
             self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:

@@ -356,10 +356,13 @@ class StreamRunner:
             self.on_archive_closed(path)
 
 
-def read_together(runners: list[StreamRunner], stop: threading.Event) -> None:
+def read_together(runners: list[StreamRunner], stop: threading.Event, beat: Callable[[], None] | None = None,
+                  beat_every_s: float = 5.0) -> None:
     """Run `runners` in the calling thread until `stop`: every linked one read at the same moments, so a read of all
     of them costs one wake-up of the thread (the cost of a read that does not depend on what it holds,
-    bench/stream_reads.py), and each one that is not linked connected again after its own backoff.
+    bench/stream_reads.py), and each one that is not linked connected again after its own backoff. `beat` is
+    called on every turn, at least every `beat_every_s` while none is linked (the daemon's liveness: a streams
+    thread that ended or hangs stops beating, and the watchdog names it, gateway/edge/systemd.py).
 
     The reads follow one `ReadSchedule` of the station's `read_interval_s`, dithered by the shortest period among
     them (stamping.py: a read moved by up to half a period either way); a slower instrument's reads then cover
@@ -376,6 +379,8 @@ def read_together(runners: list[StreamRunner], stop: threading.Event) -> None:
     schedule: ReadSchedule | None = None
     try:
         while not stop.is_set():
+            if beat is not None:
+                beat()
             for runner in runners:
                 if not runner.linked and monotonic() >= runner.retry_at:
                     runner.link()
@@ -392,7 +397,7 @@ def read_together(runners: list[StreamRunner], stop: threading.Event) -> None:
                     # a plain sleep: waiting on the stop event costs about twice the CPU per wake-up (a lock
                     # allocated and acquired with a timeout; bench/stream_reads.py); a stop is seen within an interval
                     time.sleep(delay)
-                elif stop.wait(delay):
+                elif stop.wait(min(delay, beat_every_s)):
                     return
                 if stop.is_set():
                     return
