@@ -73,6 +73,10 @@ def flux_budget(
     max_flux_flag: Annotated[int, typer.Option(help="file mode: remove NEE whose quality flag (FC_SSITC_TEST, "
                                                     "qcNEE: 0 best, 1 good, 2 bad) is above this", min=0,
                                                max=2)] = 1,
+    ustar_plateau: Annotated[float, typer.Option(help="file mode: the u* moving-point test's plateau criterion: "
+                                                      "1.0 ONEFlux's rule (default), 0.95 REddyProc's default "
+                                                      "plateauCrit, e.g. to compare with a REddyProc-made product",
+                                                 min=0.5, max=1.0)] = 1.0,
     station: Annotated[str | None, typer.Option(help="station mode: the station whose stored fluxes and met "
                                                      "readings to use")] = None,
     year: Annotated[int | None, typer.Option(help="station mode: calendar year of the station's standard time; "
@@ -103,6 +107,8 @@ def flux_budget(
             ignored.append("--despike")
         if record is not None:
             ignored.append("--record")
+        if ustar_plateau != 1.0:
+            ignored.append("--ustar-plateau")
         if ignored:
             raise typer.BadParameter("a file-mode option; in station mode the central config gives it (budget: in "
                                      "central.yaml)", param_hint=f"'{ignored[0]}'")
@@ -118,7 +124,8 @@ def flux_budget(
     assert input_csv is not None and lat is not None and lon is not None and utc_offset is not None and out is not None
     file_budget(input_csv, lat, lon, utc_offset, out, ustar=ustar or "auto", daily=daily, monthly=monthly,
                 annual=annual, ustar_draws=ustar_draws, met=met, storage_height=storage_height, bootstrap=bootstrap,
-                seed=seed, year=year, max_flux_flag=max_flux_flag, despike=despike, record=record)
+                seed=seed, year=year, max_flux_flag=max_flux_flag, despike=despike, record=record,
+                ustar_plateau=ustar_plateau)
 
 
 flux_app.command("budget")(flux_budget)

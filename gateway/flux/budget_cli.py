@@ -68,6 +68,9 @@ def budget(
                                                    min=0.5, max=20)] = None,
     max_flux_flag: Annotated[int, typer.Option(help="remove NEE whose quality flag (FC_SSITC_TEST, qcNEE: 0/1/2) is "
                                                     "above this", min=0, max=2)] = 1,
+    ustar_plateau: Annotated[float, typer.Option(help="the u* moving-point test's plateau criterion: 1.0 ONEFlux's "
+                                                      "rule (default), 0.95 REddyProc's default plateauCrit, to "
+                                                      "compare with a REddyProc-made product", min=0.5, max=1.0)] = 1.0,
 ) -> None:
     """Carbon budget of a site-year: u* filtering, MDS gap filling, partitioning, daily/monthly/annual sums."""
     from gateway.flux.budget.files import (
@@ -98,7 +101,8 @@ def budget(
         if mode != "none" and "USTAR" not in cols:
             raise BudgetFileError(f"{input_csv}: no USTAR column for --ustar {ustar}; add USTAR (m s-1), or use "
                                   "--ustar none if NEE is already u*-filtered")
-        settings_run = BudgetSettings(ustar=mode, n_bootstrap=bootstrap, seed=seed, despike_z=despike)
+        settings_run = BudgetSettings(ustar=mode, n_bootstrap=bootstrap, seed=seed, despike_z=despike,
+                                      ustar_plateau=ustar_plateau)
         try:
             result = run_budget(data.time_start_s, cols["NEE"], cols["SW_IN"], cols["TA"], cols["VPD"],
                                 cols.get("USTAR"), lat=lat, lon=lon, utc_offset_h=utc_offset, settings=settings_run)
@@ -165,7 +169,9 @@ def budget(
         if record is not None:
             settings = {"lat": lat, "lon": lon, "utc_offset_h": utc_offset, "ustar": mode, "bootstrap": bootstrap,
                         "seed": seed, "despike_z": despike, "max_flux_flag": max_flux_flag,
-                        "storage_height_m": storage_height, "year": year}
+                        "storage_height_m": storage_height, "year": year,
+                        # only when not ONEFlux's rule, so the records of runs before the option keep their hash
+                        **({"ustar_plateau": ustar_plateau} if ustar_plateau != 1.0 else {})}
             written = [(option, path) for option, path in (("--out", out), ("--daily", daily), ("--monthly", monthly),
                                                            ("--annual", annual), ("--ustar-draws", ustar_draws))
                        if path is not None]

@@ -76,6 +76,9 @@ class BudgetSettings:
     partition: bool = True
     despike_z: float | None = None
     despike_window_days: int = 13
+    ustar_plateau: float = 1.0
+    """The moving-point test's plateau criterion (`ustar.py`): 1.0 ONEFlux's rule (the default), 0.95 REddyProc's
+    default (`plateauCrit`), 0.99 Papale et al. (2006) as written."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,7 +187,8 @@ def _ustar_once(nee: NDArray[np.float64], ta: NDArray[np.float64], ustar: NDArra
                 step_s: float = 1800.0) -> UstarResult:
     """The moving-point test with its bootstrap on these records; no estimate is a :class:`BudgetInputError`."""
     try:
-        result = ustar_threshold(nee, ta, ustar, sw_in, month, n_bootstrap=st.n_bootstrap, seed=st.seed)
+        result = ustar_threshold(nee, ta, ustar, sw_in, month, n_bootstrap=st.n_bootstrap, seed=st.seed,
+                                 plateau=st.ustar_plateau)
     except UstarError as exc:
         raise BudgetInputError(f"USTAR: {exc}") from None
     if not np.isfinite(result.threshold):

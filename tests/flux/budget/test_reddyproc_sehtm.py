@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -93,11 +94,12 @@ def test_mds_gives_the_products_fill_at_every_gap() -> None:
                                                                                                             28.0}
 
 
-def _write_fluxnet_layout(path: Path) -> None:
+def _write_fluxnet_layout(path: Path, *, raw: bool = False) -> None:
     """The year as a user would hand it to the command: FLUXNET time stamps (the slice's stamps mark the end of the
-    half hour), NEE measured where the product kept it (its filled values removed), the measured drivers."""
+    half hour), NEE measured where the product kept it (its filled values removed) — or, `raw`, every measured
+    flux, as the station delivered it before any u* filtering —, the measured drivers."""
     p = _product()
-    nee = np.where(_kept(), p["FC_PI_1_1_1"], np.nan)
+    nee = p["FC_PI_1_1_1"] if raw else np.where(_kept(), p["FC_PI_1_1_1"], np.nan)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["TIMESTAMP_START", "TIMESTAMP_END", "NEE", "USTAR", "SW_IN", "TA", "VPD"])
@@ -178,3 +180,25 @@ def test_the_year_written_as_a_fluxnet_product_gives_the_products_year_with_the_
     np.testing.assert_allclose(nee_f, p["FC_PI_f_1_1_1"], rtol=1e-5, atol=1e-5)
     ref_nee = gc_m2(p["FC_PI_f_1_1_1"])
     assert abs(gc_m2(nee_f) - ref_nee) <= PEER_SUM * abs(ref_nee)
+
+
+def test_the_command_with_reddyprocs_plateau_finds_the_products_threshold_in_the_raw_flux(tmp_path: Path) -> None:
+    """`--ustar-plateau 0.95` (REddyProc's plateauCrit) through the command on the raw flux: the annual file's
+    threshold is the product's; the default (ONEFlux's rule) is not, and the run record keeps the option."""
+    src = tmp_path / "raw.csv"
+    _write_fluxnet_layout(src, raw=True)
+    thresholds = {}
+    for plateau in ("0.95", "1.0"):
+        annual, record = tmp_path / f"annual{plateau}.csv", tmp_path / f"record{plateau}.json"
+        result = CliRunner().invoke(app, ["flux", "budget", str(src), "--lat", SE_HTM["lat"], "--lon", SE_HTM["lon"],
+                                          "--utc-offset", SE_HTM["utc_offset"], "--out", str(tmp_path / "hh.csv"),
+                                          "--annual", str(annual), "--record", str(record), "--ustar-plateau",
+                                          plateau])
+        assert result.exit_code == 0, result.output
+        with annual.open(newline="") as fh:
+            (row,) = list(csv.DictReader(fh))
+        thresholds[plateau] = float(row["USTAR_THRESHOLD"])
+        settings = json.loads(record.read_text())["settings"]
+        assert settings.get("ustar_plateau") == (0.95 if plateau == "0.95" else None)
+    assert PRODUCT_USTAR[0] - 0.005 < thresholds["0.95"] < PRODUCT_USTAR[1] + 0.005
+    assert thresholds["1.0"] > PRODUCT_USTAR[1] + 0.05
