@@ -2,12 +2,14 @@
 
 Input: a half-hourly (or hourly) table with a header row, ``-9999`` (or an empty field, ``NA``) for missing, comma-,
 semicolon-, tab- or blank-separated, plain or gzip-compressed, UTF-8 or Windows-1252 text (the latter with a note).
-Three layouts of the time are read (docs/budget.md, "The input file"):
+Four layouts of the time are read (docs/budget.md, "The input file"):
 
 - FLUXNET/AmeriFlux: ``TIMESTAMP_START`` and ``TIMESTAMP_END`` as ``YYYYMMDDHHMM`` on the station's standard-time
   clock (an AmeriFlux BASE file's ``# Site:``/``# Version:`` lines before the header are skipped); a file with only
   one of them (the European Fluxes Database / ICOS "europe-fluxdata" files carry ``TIMESTAMP_END`` only) gets the
   other from the records' step.
+- ICOS teaching/PI files: ``date`` (YYYY-MM-DD, DD/MM/YYYY or MM/DD/YYYY, told apart by a day above 12) and
+  ``time`` (HH:MM), the stamp marking the *end* of the period as TIMESTAMP_END does.
 - REddyProc / MPI-BGC online gap-filling tool: ``Year`` (or ``--year`` when the file has none), ``DoY`` (or ``Day``)
   and ``Hour`` (decimal hours, 0.5 … 24), the stamp marking the *end* of the period (REddyProc manual,
   ``fGetBeginOfEddyPeriod``: "The timestamp of an Eddy record denotes the end of a half-hour period"); an optional
@@ -276,9 +278,60 @@ def _record_times(path: Path, header: Sequence[str], body: Sequence[Sequence[str
         ends = _day_hour_ends(path, header, body, year)
         step = _step_of(path, ends, "Hour")
         return [e - step for e in ends], ends, "day of year and Hour (end of the period)"
+    lowered = [c.lower() for c in header]
+    if "date" in lowered and "time" in lowered:
+        ends = _date_time_ends(path, header, body, lowered.index("date"), lowered.index("time"))
+        step = _step_of(path, ends, "date and time")
+        return [e - step for e in ends], ends, "date and time (end of the period)"
     raise BudgetFileError(f"{path}: no time columns in the header row {','.join(header[:6])}…; the input needs "
-                          "TIMESTAMP_START and TIMESTAMP_END as YYYYMMDDHHMM (FLUXNET), or Year, DoY and Hour "
-                          "(REddyProc)")
+                          "TIMESTAMP_START and TIMESTAMP_END as YYYYMMDDHHMM (FLUXNET), Year, DoY and Hour "
+                          "(REddyProc), or date and time (end of the period)")
+
+
+def _date_order(path: Path, column: str, dates: Sequence[str]) -> str:
+    """How the `date` column writes a day: ``ymd`` (2016-01-31), ``dmy`` or ``mdy`` (31/01/2016, 01/31/2016; the
+    order told by a first or second field above 12, as a year of days has)."""
+    parts = [re.split(r"[-/.]", d) for d in dates if d]
+    if parts and all(len(p) == 3 and len(p[0]) == 4 for p in parts):
+        return "ymd"
+    if parts and all(len(p) == 3 and len(p[2]) == 4 for p in parts):
+        try:
+            first_big = any(int(p[0]) > 12 for p in parts)
+            second_big = any(int(p[1]) > 12 for p in parts)
+        except ValueError:
+            first_big = second_big = False
+        if first_big != second_big:
+            return "dmy" if first_big else "mdy"
+        raise BudgetFileError(f"{path}: column {column}: cannot tell day from month in {dates[0]!r} (no day above "
+                              "12 in either place); write the dates as YYYY-MM-DD")
+    example = next((d for d in dates if d), "")
+    raise BudgetFileError(f"{path}: column {column}: {example!r} is not a date as YYYY-MM-DD, DD/MM/YYYY or "
+                          "MM/DD/YYYY")
+
+
+def _date_time_ends(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], i_date: int,
+                    i_time: int) -> list[datetime]:
+    """Ends of the records from a `date` column and a `time` column (HH:MM[:SS], 24:00 the day's end), the stamp
+    marking the end of the period as in the europe-fluxdata/ICOS files' TIMESTAMP_END (a file whose stamps mark the
+    start shows as half an hour off the sun: the clock note of `solar.radiation_time_offset_h`)."""
+    dates = [_cell(r, i_date) for r in body]
+    order = _date_order(path, header[i_date], dates)
+    ends = []
+    for k, (date_text, row) in enumerate(zip(dates, body, strict=True)):
+        time_text = _cell(row, i_time)
+        try:
+            a, b, c = (int(x) for x in re.split(r"[-/.]", date_text))
+            y, m, d = {"ymd": (a, b, c), "dmy": (c, b, a), "mdy": (c, a, b)}[order]
+            hms = [int(x) for x in time_text.split(":")]
+            if not 2 <= len(hms) <= 3 or not (0 <= hms[0] <= 24 and 0 <= hms[1] < 60):
+                raise ValueError
+            ends.append(datetime(y, m, d, tzinfo=UTC) + timedelta(hours=hms[0], minutes=hms[1],
+                                                                  seconds=hms[2] if len(hms) == 3 else 0))
+        except (ValueError, OverflowError):
+            raise BudgetFileError(f"{path}: row {k + 2}: {header[i_date]} {date_text!r}, {header[i_time]} "
+                                  f"{time_text!r} is not a time: a date ({order}) and HH:MM at the end of the period"
+                                  ) from None
+    return ends
 
 
 def _numbers(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], name: str) -> NDArray[np.float64]:

@@ -280,8 +280,8 @@ def test_a_fluxnet2015_product_gives_its_measured_nee(tmp_path: Path) -> None:
 
 def test_no_time_columns_says_which_layouts(tmp_path: Path) -> None:
     path = _write(tmp_path / "in.csv", ["DATE", "NEE"], [["2021-06-01", "1"], ["2021-06-01", "2"]])
-    with pytest.raises(BudgetFileError, match=r"no time columns .*TIMESTAMP_START and TIMESTAMP_END .* or Year, DoY "
-                                              r"and Hour"):
+    with pytest.raises(BudgetFileError, match=r"no time columns .*TIMESTAMP_START and TIMESTAMP_END .*, Year, DoY "
+                                              r"and Hour .*, or date and time"):
         read_budget_csv(path)
 
 
@@ -328,11 +328,13 @@ def test_a_binary_file_is_refused_naming_the_line(tmp_path: Path) -> None:
         read_budget_csv(path)
 
 
-def test_the_se_htm_original_gets_past_its_encoding() -> None:
-    """The vendored SE-Htm 2016 slice, bytes as ICOS published them: its Windows-1252 units row no longer stops the
-    reading; what stops it now is its time layout (``date``/``time``), named with the layouts that are read."""
-    with pytest.raises(BudgetFileError, match=r"no time columns in the header row date,time,FC_PI_1_1_1"):
-        read_budget_csv(DATA / "SE-Htm2016_icos_pi_columns.csv.gz")
+def test_the_se_htm_original_is_read_as_ICOS_published_it() -> None:
+    """The vendored SE-Htm 2016 slice, bytes as ICOS published them: its Windows-1252 units row and its time layout
+    (``date``/``time``) are read, each said in a note; a year of half hours from 2016-01-01 00:00."""
+    data = read_budget_csv(DATA / "SE-Htm2016_icos_pi_columns.csv.gz")
+    assert data.stamps[0] == ("201601010000", "201601010030") and data.stamps[-1][1] == "201701010000"
+    assert any("Windows-1252" in note for note in data.notes)
+    assert "record times from date and time (end of the period)" in data.notes
 
 
 @pytest.mark.parametrize("where", ["no_folder", "a_folder"])

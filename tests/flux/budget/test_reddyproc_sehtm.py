@@ -32,6 +32,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
@@ -202,3 +203,30 @@ def test_the_command_with_reddyprocs_plateau_finds_the_products_threshold_in_the
         assert settings.get("ustar_plateau") == (0.95 if plateau == "0.95" else None)
     assert PRODUCT_USTAR[0] - 0.005 < thresholds["0.95"] < PRODUCT_USTAR[1] + 0.005
     assert thresholds["1.0"] > PRODUCT_USTAR[1] + 0.05
+
+
+def test_the_icos_file_is_read_as_it_is_with_its_date_and_time_columns(tmp_path: Path) -> None:
+    """The vendored file itself (`date` DD/MM/YYYY and `time` HH:MM at the end of the half hour, a units row,
+    Windows-1252) gives the budget of the same records written in FLUXNET's layout: the same time stamps, the same
+    annual sums, and no clock note (the sun agrees that the stamps end the period)."""
+    converted = tmp_path / "fluxnet.csv"
+    _write_fluxnet_layout(converted, raw=True)
+    outputs = {}
+    for name, src in (("icos", FILE), ("fluxnet", converted)):
+        out, annual = tmp_path / f"{name}_hh.csv", tmp_path / f"{name}_yy.csv"
+        result = CliRunner().invoke(app, ["flux", "budget", str(src), "--lat", SE_HTM["lat"], "--lon", SE_HTM["lon"],
+                                          "--utc-offset", SE_HTM["utc_offset"], "--ustar", "0.4183", "--out",
+                                          str(out), "--annual", str(annual)])
+        assert result.exit_code == 0, result.output
+        assert "time stamps:" not in result.output and "look like" not in result.output, result.output
+        with out.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        with annual.open(newline="") as fh:
+            (year,) = list(csv.DictReader(fh))
+        outputs[name] = ([(r["TIMESTAMP_START"], r["TIMESTAMP_END"]) for r in rows], year)
+        if name == "icos":
+            assert "record times from date and time (end of the period)" in result.output
+    assert outputs["icos"][0] == outputs["fluxnet"][0]
+    assert outputs["icos"][0][0] == ("201601010000", "201601010030")
+    for key in ("NEE_F", "NEE_F_UNC", "RECO_NT", "GPP_NT", "N_RECORDS"):
+        assert float(outputs["icos"][1][key]) == pytest.approx(float(outputs["fluxnet"][1][key]), rel=1e-9), key
