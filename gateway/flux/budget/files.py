@@ -2,12 +2,14 @@
 
 Input: a half-hourly (or hourly) table with a header row, ``-9999`` (or an empty field, ``NA``) for missing, comma-,
 semicolon-, tab- or blank-separated, plain or gzip-compressed, UTF-8 or Windows-1252 text (the latter with a note).
-Four layouts of the time are read (docs/budget.md, "The input file"):
+Five layouts of the time are read (docs/budget.md, "The input file"):
 
 - FLUXNET/AmeriFlux: ``TIMESTAMP_START`` and ``TIMESTAMP_END`` as ``YYYYMMDDHHMM`` on the station's standard-time
-  clock (an AmeriFlux BASE file's ``# Site:``/``# Version:`` lines before the header are skipped); a file with only
+  clock, or as ``YYYY-MM-DD HH:MM`` (an AmeriFlux BASE file's ``# Site:``/``# Version:`` lines before the header
+  are skipped); a file with only
   one of them (the European Fluxes Database / ICOS "europe-fluxdata" files carry ``TIMESTAMP_END`` only) gets the
   other from the records' step.
+- diive's files: ``TIMESTAMP_MIDDLE``, the middle of the period (start and end half a step either side).
 - ICOS teaching/PI files: ``date`` (YYYY-MM-DD, DD/MM/YYYY or MM/DD/YYYY, told apart by a day above 12) and
   ``time`` (HH:MM), the stamp marking the *end* of the period as TIMESTAMP_END does.
 - REddyProc / MPI-BGC online gap-filling tool: ``Year`` (or ``--year`` when the file has none), ``DoY`` (or ``Day``)
@@ -101,16 +103,24 @@ class BudgetInput:
     """The FLUXNET2015/ONEFlux product column NEE came from: already u*-filtered by ONEFlux."""
 
 
+_ISO_STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::00)?")
+"""A stamp as pandas or a spreadsheet writes it, 2024-01-01 00:30[:00] (or with T): read like YYYYMMDDHHMM."""
+
+
 def _parse_stamp(text: str, path: Path, row: int, column: str) -> datetime:
+    given = text
     if text.endswith(".0"):  # written through a float column by a spreadsheet or pandas
         text = text[:-2]
+    if (iso := _ISO_STAMP.fullmatch(text)) is not None:
+        text = "".join(iso.groups())
     try:
         if len(text) != 12 or not text.isdigit():
             raise ValueError
         return datetime.strptime(text, "%Y%m%d%H%M").replace(tzinfo=UTC)
     except ValueError:
-        raise BudgetFileError(f"{path}: row {row}, {column} {text!r} is not a time stamp YYYYMMDDHHMM; write it "
-                              "like 202401010030") from None
+        text = given
+        raise BudgetFileError(f"{path}: row {row}, {column} {text!r} is not a time stamp YYYYMMDDHHMM (or "
+                              "YYYY-MM-DD HH:MM); write it like 202401010030") from None
 
 
 _ALIASES = {"SW_IN": "Rg", "TA": "Tair", "USTAR": "Ustar", "RH": "rH", "PPFD_IN": "PPFD"}
@@ -274,6 +284,11 @@ def _record_times(path: Path, header: Sequence[str], body: Sequence[Sequence[str
         assert ends is not None
         step = _step_of(path, ends, "TIMESTAMP_END")
         return [e - step for e in ends], ends, "TIMESTAMP_END (TIMESTAMP_START from the step)"
+    if "TIMESTAMP_MIDDLE" in header:  # diive's files: the middle of the period
+        i = header.index("TIMESTAMP_MIDDLE")
+        mids = [_parse_stamp(_cell(r, i), path, k + 2, "TIMESTAMP_MIDDLE") for k, r in enumerate(body)]
+        step = _step_of(path, mids, "TIMESTAMP_MIDDLE")
+        return [m - step / 2 for m in mids], [m + step / 2 for m in mids], "TIMESTAMP_MIDDLE (the period's middle)"
     if "Hour" in header and any(c in header for c in _DAY_COLUMNS):
         ends = _day_hour_ends(path, header, body, year)
         step = _step_of(path, ends, "Hour")

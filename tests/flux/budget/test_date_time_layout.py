@@ -1,14 +1,21 @@
-"""The `date` + `time` layout of the budget's input (ICOS teaching/PI files): the three ways of writing a day, the
-day's end written 24:00, and the refusals that name what to write."""
+"""The budget input's time layouts beside FLUXNET's digits: `date` + `time` (ICOS teaching/PI files: the three ways
+of writing a day, the day's end written 24:00, the refusals that name what to write), stamps as ISO text and
+diive's TIMESTAMP_MIDDLE."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import gzip
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from gateway.flux.budget.files import BudgetFileError, _date_time_ends
+from gateway.flux.budget.files import BudgetFileError, _date_time_ends, read_budget_csv
+from tests.flux.budget.refdata import DATA
+
+FR_HES = DATA / "FR-Hes2016_europe-fluxdata_columns.csv.gz"
 
 PATH = Path("in.csv")
 HEADER = ["date", "time", "NEE"]
@@ -40,3 +47,43 @@ def test_what_is_not_a_time_is_refused_naming_the_fix(rows: list[tuple[str, str]
     with pytest.raises(BudgetFileError) as refused:
         ends(rows)
     assert expected in str(refused.value)
+
+
+def _fr_hes_with_time_column(tmp_path: Path, name: str, stamp: Callable[[datetime], str]) -> Path:
+    """FR-Hes 2016 (TIMESTAMP_END as YYYYMMDDHHMM) with its time column rewritten as `name`, each end given to
+    `stamp`."""
+    lines = gzip.decompress(FR_HES.read_bytes()).decode().splitlines()
+    header = lines[0].split(",")
+    i = header.index("TIMESTAMP_END")
+    header[i] = name
+    out = [",".join(header)]
+    for line in lines[1:]:
+        cells = line.split(",")
+        cells[i] = stamp(datetime.strptime(cells[i], "%Y%m%d%H%M"))
+        out.append(",".join(cells))
+    path = tmp_path / f"{name}.csv"
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("name", "stamp", "layout"), [
+    ("TIMESTAMP_END", lambda end: f"{end:%Y-%m-%d %H:%M}", "TIMESTAMP_END (TIMESTAMP_START from the step)"),
+    ("TIMESTAMP_END", lambda end: f"{end:%Y-%m-%dT%H:%M:00}", "TIMESTAMP_END (TIMESTAMP_START from the step)"),
+    ("TIMESTAMP_MIDDLE", lambda end: f"{end - timedelta(minutes=15):%Y-%m-%d %H:%M:%S}",
+     "TIMESTAMP_MIDDLE (the period's middle)"),
+])
+def test_iso_stamps_and_the_periods_middle_give_the_records_of_the_original(
+        tmp_path: Path, name: str, stamp: Callable[[datetime], str], layout: str) -> None:
+    original = read_budget_csv(FR_HES)
+    rewritten = read_budget_csv(_fr_hes_with_time_column(tmp_path, name, stamp))
+    assert rewritten.stamps == original.stamps
+    np.testing.assert_array_equal(rewritten.time_start_s, original.time_start_s)
+    np.testing.assert_array_equal(rewritten.columns["NEE"], original.columns["NEE"])
+    assert f"record times from {layout}" in rewritten.notes
+
+
+def test_an_iso_stamp_that_is_no_time_is_refused_as_written(tmp_path: Path) -> None:
+    path = _fr_hes_with_time_column(tmp_path, "TIMESTAMP_END",
+                                    lambda end: "2016-13-01 00:30" if end.day == 2 else f"{end:%Y%m%d%H%M}")
+    with pytest.raises(BudgetFileError, match=r"TIMESTAMP_END '2016-13-01 00:30' is not a time stamp"):
+        read_budget_csv(path)
