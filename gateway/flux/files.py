@@ -28,12 +28,13 @@ import numpy as np
 from pydantic import ValidationError
 
 from gateway.configfile import ConfigError, describe_validation_error, load_yaml
+from gateway.flux.ec.constants import R_GAS
 from gateway.flux.ec.engine import PlanarFitSetup
-from gateway.flux.ec.instruments import LI7200_STATUS_BITS
+from gateway.flux.ec.instruments import LI7200_STATUS_BITS, wboost
 from gateway.flux.ec.period import RawPeriod
 from gateway.flux.ec.planarfit import parse_eddypro_planar_fit
 from gateway.flux.ec.result import OUTPUT_VARIABLES, FluxResult
-from gateway.flux.ec.settings import ProcessingSettings, Rotation, SiteMetadata, SpectralCorrection
+from gateway.flux.ec.settings import EDDYPRO_CODES, ProcessingSettings, Rotation, SiteMetadata, SpectralCorrection
 from gateway.flux.ec.spectral import SpectralAssessment, parse_spectral_assessment
 from gateway.flux.eddypro import settings_from_project
 
@@ -505,8 +506,6 @@ def _potential_radiation(r: FluxResult, metadata: SiteMetadata | None) -> float:
 def _cell_molar_volume(r: FluxResult) -> float:
     """Molar volume of air in a closed-path analyser's cell, m3 mol-1: R·T_cell/P_cell (ideal gas); NaN without the
     cell's temperature and pressure (open path, or not recorded)."""
-    from gateway.flux.ec.constants import R_GAS
-
     return R_GAS * (r.get("T_CELL") + 273.15) / (r.get("PA_CELL") * 1000.0)
 
 
@@ -830,8 +829,6 @@ def write_eddypro_full_output(results: Sequence[FluxResult], path: Path | str | 
 
 def _code(key: str, value: str) -> float:
     """EddyPro's project code of an enumerated setting (the inverse of ``EDDYPRO_CODES``)."""
-    from gateway.flux.ec.settings import EDDYPRO_CODES
-
     return float(next(code for code, name in EDDYPRO_CODES[key].items() if name == value))
 
 
@@ -875,8 +872,6 @@ def _run_columns(metadata: SiteMetadata | None, settings: ProcessingSettings | N
             "SPECTRAL_CORRECTION_METHOD": _code("hf_meth", st.hf_meth), "WBOOST_APPLIED": 0.0, "AOA_METHOD": 0.0,
             "BURBA_METHOD": 0.0})
         if metadata is not None and st.gill_wm_wboost:
-            from gateway.flux.ec.instruments import wboost
-
             cols["WBOOST_APPLIED"] = float(bool(wboost(metadata.sonic.manufacturer, metadata.sonic.model,
                                                        metadata.sonic.sw_version).applies))
     return cols
