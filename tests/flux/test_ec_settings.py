@@ -97,15 +97,11 @@ def test_low_frequency_correction_alone() -> None:
     assert r.get("H") > plain.get("H") > 0
 
 
-def test_integral_time_scale_option_of_the_random_error() -> None:
-    """w and T driven by one AR(1) process with a 2-s time scale: ρ_wT(τ) = exp(−τ/2 s). The whole-period integral
-    (to 20 s) is ≈ 2 s, the one stopped at the first 1/e crossing ≈ 2·(1 − 1/e) = 1.26 s; the longer lag range
-    gives the larger Finkelstein & Sims error."""
-    from gateway.flux.ec.randomerror import cross_correlation_timescale
-
-    fs, tau = 20.0, 2.0
+def ar1_wind_and_ts(seed: int, fs: float = 20.0, tau: float = 2.0) -> dict[str, np.ndarray]:
+    """A period whose w and Ts are driven by one AR(1) process of time scale `tau` (s) at `fs` (Hz):
+    ρ_wT(τ) = exp(−τ/tau)."""
     a = math.exp(-1.0 / (fs * tau))
-    rng = np.random.default_rng(8)
+    rng = np.random.default_rng(seed)
     drive = rng.standard_normal(N) * math.sqrt(1 - a * a)
     x = np.empty(N)
     x[0] = 0.0
@@ -114,6 +110,17 @@ def test_integral_time_scale_option_of_the_random_error() -> None:
     data = wind()
     data["w"] = 0.6 * x + 0.1 * data["w"]
     data["ts"] = 290.0 + 0.4 * x + 0.05 * rng.standard_normal(N)
+    return data
+
+
+def test_integral_time_scale_option_of_the_random_error() -> None:
+    """w and T driven by one AR(1) process with a 2-s time scale: ρ_wT(τ) = exp(−τ/2 s). The whole-period integral
+    (to 20 s) is ≈ 2 s, the one stopped at the first 1/e crossing ≈ 2·(1 − 1/e) = 1.26 s; the longer lag range
+    gives the larger Finkelstein & Sims error."""
+    from gateway.flux.ec.randomerror import cross_correlation_timescale
+
+    fs, tau = 20.0, 2.0
+    data = ar1_wind_and_ts(8, fs, tau)
     whole = cross_correlation_timescale(data["w"], data["ts"], fs, max_lag_s=20.0)
     short = cross_correlation_timescale(data["w"], data["ts"], fs, max_lag_s=20.0, limit="first_crossing_1_over_e")
     assert whole == pytest.approx(tau, rel=0.5)  # the tail of a 30-min estimate of ρ is noisy
@@ -228,16 +235,7 @@ def test_mann_lenschow_random_error_is_computed_by_the_engine() -> None:
     from gateway.flux.ec.randomerror import cross_correlation_timescale, mann_lenschow_relative_error
 
     fs, tau = 20.0, 2.0
-    a = math.exp(-1.0 / (fs * tau))
-    rng = np.random.default_rng(9)
-    drive = rng.standard_normal(N) * math.sqrt(1 - a * a)
-    x = np.empty(N)
-    x[0] = 0.0
-    for i in range(1, N):
-        x[i] = a * x[i - 1] + drive[i]
-    data = wind()
-    data["w"] = 0.6 * x + 0.1 * data["w"]
-    data["ts"] = 290.0 + 0.4 * x + 0.05 * rng.standard_normal(N)
+    data = ar1_wind_and_ts(9, fs, tau)
     wp, tp = data["w"] - data["w"].mean(), data["ts"] - data["ts"].mean()
     r_wt = float(np.mean(wp * tp) / (np.std(wp) * np.std(tp)))
     its = cross_correlation_timescale(wp, tp, fs, max_lag_s=20.0)
