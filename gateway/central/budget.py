@@ -10,6 +10,8 @@ serve` (`budget.every`, `BudgetScheduler`). docs/budget.md, "In the running syst
 
 - **Which fluxes.** The station's flux result set (engine version + settings hash) that has records in the year; when
   several have, `budget.per_station.<station>.flux_settings_hash` chooses (the job refuses to guess and names them).
+  One settings hash with records of several versions of one engine (the engine upgraded within the year) is one
+  set: per half hour the newest version's record.
   Only 30-min periods ending on the half-hour grid are used. FC with a Mauder-Foken flag (`FC_SSITC_TEST`) above
   `max_flux_flag` (default 1: flag 2 removed) is missing. NEE = FC + SC: SC from the records when they carry it, else
   from their CO2, TA and PA at `storage_height_m` (single level), else NEE = FC, said in the notes.
@@ -79,6 +81,8 @@ log = logging.getLogger(__name__)
 HALF_HOUR = timedelta(minutes=30)
 STEP_S = 1800
 MAX_FLUX_RECORDS = 200_000
+#: between the engine versions of one flux set across an upgrade, newest first ("sinkwatch-ec 0.4.0, …0.3.0")
+ENGINE_SEPARATOR = ", "
 BUDGET_ENGINE = f"{ENGINE_NAME} {ENGINE_VERSION}"
 MET_UNITS = {"SW_IN": "W m-2", "TA": "degC", "VPD": "hPa", "RH": "%"}
 INPUT_COLUMNS = ("FC", "SC", "NEE", "USTAR", "SW_IN", "TA", "VPD")
@@ -141,7 +145,32 @@ def _key(station: str) -> str:
 # --- inputs ------------------------------------------------------------------------------------------------------
 
 
+def engine_order(engine_version: str) -> tuple[str, tuple[int, ...]] | None:
+    """("sinkwatch-ec", (0, 4, 0)) of "sinkwatch-ec 0.4.0"; None when the text is no engine name and dotted number."""
+    name, _, number = engine_version.rpartition(" ")
+    parts = number.split(".")
+    if not name or not all(p.isdigit() for p in parts):
+        return None
+    return name, tuple(int(p) for p in parts)
+
+
+def engine_versions(flux_set: FluxResultSet) -> list[str]:
+    """The engine versions a chosen set stands for, newest first (one, or several of an upgrade: choose_flux_set)."""
+    return flux_set.engine_version.split(ENGINE_SEPARATOR)
+
+
+def _upgrades_of_one_set(sets: list[FluxResultSet]) -> bool:
+    """Several sets of one site and settings hash from versions of one engine: one set across an upgrade."""
+    orders = [engine_order(s.engine_version) for s in sets]
+    return (len({(s.site, s.settings_hash) for s in sets}) == 1 and None not in orders
+            and len({o[0] for o in orders if o is not None}) == 1)
+
+
 def choose_flux_set(store: Store, station: str, year: int, settings: StationBudgetSettings) -> FluxResultSet:
+    """The station's flux result set of the year (module docstring). A settings hash whose records come from several
+    versions of one engine (the station or `sinkwatch flux recompute` upgraded within the year) is one set: its
+    `engine_version` lists them newest first (ENGINE_SEPARATOR) and per half hour the newest version's record is
+    used (`newest_per_period`)."""
     start, end = year_bounds(year, settings.utc_offset_h)
     sets = [s for s in store.flux_result_sets(station)
             if s.last_end > start and s.first_end <= end and (settings.site is None or s.site == settings.site)]
@@ -157,11 +186,36 @@ def choose_flux_set(store: Store, station: str, year: int, settings: StationBudg
     if not sets:
         raise BudgetJobError(f"station {station}, {year}: no flux records stored for this year; the budget needs the "
                              "station's half-hourly fluxes (its flux runner, or sinkwatch flux recompute)")
+    if len(sets) > 1 and _upgrades_of_one_set(sets):
+        newest_first = sorted(sets, key=lambda s: engine_order(s.engine_version) or ("", ()), reverse=True)
+        return FluxResultSet(sets[0].site, station, ENGINE_SEPARATOR.join(s.engine_version for s in newest_first),
+                             sets[0].settings_hash, sum(s.periods for s in sets), min(s.first_end for s in sets),
+                             max(s.last_end for s in sets))
     if len(sets) > 1:
         raise BudgetJobError(
             f"station {station}, {year}: {len(sets)} flux result sets have records in the year: {listed}; choose "
             f"one with {_key(station)}.flux_settings_hash (and .site when two sites share the station id)")
     return sets[0]
+
+
+def newest_per_period(records: list[FluxRecord], flux_set: FluxResultSet) -> list[FluxRecord]:
+    """The set's records, one per period end: of several engine versions' records for one period, the newest
+    version's (its engine computes what the older one did, or better: the reason the version was raised)."""
+    rank = {version: i for i, version in enumerate(engine_versions(flux_set))}
+    best: dict[datetime, FluxRecord] = {}
+    for record in records:
+        if record.site != flux_set.site or record.engine_version not in rank:
+            continue
+        kept = best.get(record.end)
+        if kept is None or rank[record.engine_version] < rank[kept.engine_version]:
+            best[record.end] = record
+    return [best[end] for end in sorted(best)]
+
+
+def _set_records(store: Store, station: str, start: datetime, end: datetime,
+                 flux_set: FluxResultSet) -> list[FluxRecord]:
+    return newest_per_period(store.query_fluxes(station, start, end, flux_set.settings_hash,
+                                                limit=MAX_FLUX_RECORDS * len(engine_versions(flux_set))), flux_set)
 
 
 def _met_candidates(store: Store, site: str, station: str, base: str, start: datetime,
@@ -263,8 +317,7 @@ def load_station_year(store: Store, station: str, year: int, settings: StationBu
         raise BudgetJobError(f"station {station}, {year}: the year has not begun on the station's clock")
     flux_set = choose_flux_set(store, station, year, settings)
     site = flux_set.site
-    records = [r for r in store.query_fluxes(station, start, end, flux_set.settings_hash, limit=MAX_FLUX_RECORDS)
-               if r.engine_version == flux_set.engine_version and r.site == site]
+    records = _set_records(store, station, start, end, flux_set)
     usable = _usable(records)
     notes: list[str] = []
     if not usable:
@@ -273,6 +326,10 @@ def load_station_year(store: Store, station: str, year: int, settings: StationBu
                              f"the half-hour grid (its periods: {lengths} min); the budget needs half-hourly fluxes")
     if len(usable) < len(records):
         notes.append(f"{len(records) - len(usable)} flux records not 30-min periods on the half-hour grid ignored")
+    if len(engine_versions(flux_set)) > 1:
+        counts = {v: sum(r.engine_version == v for r in usable) for v in engine_versions(flux_set)}
+        notes.append("flux records of " + ", ".join(f"{v} ({n} half hours)" for v, n in counts.items())
+                     + ": one settings hash across an engine upgrade; per half hour the newest version's record")
     ends = np.array([r.end.timestamp() for r in usable])
     first, last = float(ends.min()), float(ends.max())
     n = round((last - first) / STEP_S) + 1
@@ -355,11 +412,9 @@ def budget_input_digests(store: Store, run: BudgetRun) -> dict[str, dict[str, An
     set over the run's record, the same met sources' half-hour means. Equal to `run.inputs`: the run was computed
     from what the store holds; otherwise records or readings were added, changed or removed since."""
     flux_set = (run.inputs.get("fluxes") or {})
-    records = [r for r in store.query_fluxes(run.station, run.first_end - timedelta(microseconds=1), run.last_end,
-                                             str(flux_set.get("settings_hash")), limit=MAX_FLUX_RECORDS)
-               if r.engine_version == flux_set.get("engine_version") and r.site == run.site]
     found = FluxResultSet(run.site, run.station, str(flux_set.get("engine_version")),
                           str(flux_set.get("settings_hash")), 0, run.first_end, run.last_end)
+    records = _set_records(store, run.station, run.first_end - timedelta(microseconds=1), run.last_end, found)
     now: dict[str, dict[str, Any]] = {"fluxes": flux_input(found, _usable(records))}
     for name, source in run.inputs.items():
         if name != "fluxes":

@@ -169,6 +169,64 @@ def test_two_flux_result_sets_need_a_choice_and_flagged_fc_is_removed(sqlite: Sq
     assert any("FC_SSITC_TEST > 1 removed" in note for note in chosen.run.notes)
 
 
+def test_one_settings_hash_across_an_engine_upgrade_is_one_set_the_newest_record_per_half_hour(
+        sqlite: SqliteStore) -> None:
+    year = first_days(simulated_year(), 20)
+    records = flux_records(year, site=SITE, station=STATION)
+    old, new = "sinkwatch-ec 0.9.0", "sinkwatch-ec 0.10.0"  # 0.10 is newer: compared as numbers, not as text
+    upgrade = 400
+    # the station ran the old engine until record 400 and the new one since; periods 300..399 were recomputed with
+    # the new engine (another FC there), and one old period stays the old engine's only record
+    sqlite.write_fluxes([r.model_copy(update={"engine_version": old}) for r in records[:upgrade]])
+    sqlite.write_fluxes([r.model_copy(update={"engine_version": new}) for r in records[upgrade:]])
+    recomputed = [r.model_copy(update={"engine_version": new, "values": {**r.values, "FC": -7.25}})
+                  for r in records[300:upgrade] if r.values.get("FC") is not None]
+    sqlite.write_fluxes(recomputed)
+    sqlite.write([StoredReading(SITE, r) for r in met_readings(year, station=STATION)])
+
+    budget = compute_station_budget(sqlite, STATION, YEAR, job(), now=after(year))
+    fc = budget.tables["HH"].values["FC"]
+    assert len(fc) == len(records)
+    assert {i for i in range(len(fc)) if fc[i] == -7.25} == {300 + k for k, r in enumerate(records[300:upgrade])
+                                                              if r.values.get("FC") is not None}
+    for i in (0, 299, upgrade, len(records) - 1):  # outside the recomputed periods: each period's one record
+        expected, got = records[i].values.get("FC"), fc[i]
+        assert (got is None or math.isnan(got)) if expected is None else got == pytest.approx(expected)
+    assert budget.run.settings["flux_set"]["engine_version"] == f"{new}, {old}"
+    assert budget.run.inputs["fluxes"]["records"] == len(records)
+    assert any(f"{new} ({len(records) - upgrade + len(recomputed)} half hours)" in note
+               and f"{old} ({upgrade - len(recomputed)} half hours)" in note for note in budget.run.notes)
+
+    # another engine's records under the same hash are not an upgrade of this one: the job refuses to guess
+    sqlite.write_fluxes([r.model_copy(update={"engine_version": "other-engine 1.0"}) for r in records[:50]])
+    with pytest.raises(BudgetJobError) as excinfo:
+        compute_station_budget(sqlite, STATION, YEAR, job(), now=after(year))
+    assert "other-engine 1.0" in str(excinfo.value) and "3 flux result sets" in str(excinfo.value)
+
+
+def test_a_run_across_an_upgrade_is_read_again_as_it_was_computed(sqlite: SqliteStore) -> None:
+    year = first_days(simulated_year(), 20)
+    records = flux_records(year, site=SITE, station=STATION)
+    sqlite.write_fluxes([r.model_copy(update={"engine_version": "sinkwatch-ec 1.0.0"}) for r in records[:500]])
+    sqlite.write_fluxes([r.model_copy(update={"engine_version": "sinkwatch-ec 1.1.0"}) for r in records[200:]])
+    sqlite.write([StoredReading(SITE, r) for r in met_readings(year, station=STATION)])
+    run_station_budget(sqlite, STATION, YEAR, job(), now=after(year))
+    (run,) = sqlite.budget_runs(STATION, YEAR)
+    assert run.inputs["fluxes"]["records"] == len(records)
+    assert budget_input_digests(sqlite, run) == run.inputs
+
+    # the older engine's record of a period the newer one also computed is not what the run used: no change shown
+    shadowed = records[300].model_copy(update={"engine_version": "sinkwatch-ec 1.0.0",
+                                               "values": {**records[300].values, "FC": 11.0}})
+    sqlite.write_fluxes([shadowed])
+    assert budget_input_digests(sqlite, run) == run.inputs
+    # the newer engine's record of a period changes: shown
+    changed = records[300].model_copy(update={"engine_version": "sinkwatch-ec 1.1.0",
+                                              "values": {**records[300].values, "FC": 12.0}})
+    sqlite.write_fluxes([changed])
+    assert budget_input_digests(sqlite, run)["fluxes"] != run.inputs["fluxes"]
+
+
 def test_half_hours_with_too_few_readings_are_missing(sqlite: SqliteStore) -> None:
     year = first_days(simulated_year(), 20)
     fill_store(sqlite, year)

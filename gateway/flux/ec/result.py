@@ -16,8 +16,10 @@ from typing import Literal
 from gateway.flux.ec.instruments import LI7200_STATUS_BITS
 
 ENGINE_NAME = "sinkwatch-ec"
-ENGINE_VERSION = "0.3.0"
-"""Version of the numerical engine; bumped whenever a result for the same input and settings can change."""
+ENGINE_VERSION = "0.4.0"
+"""Version of the numerical engine; bumped whenever a result for the same input and settings can change.
+0.4.0: Kljun et al. (2004) x_70/x_90 in EddyPro's closed form, all-9 flag strings with tests off, closed-path
+densities at cell conditions, Mann & Lenschow (1994) random error, linear scaling of raw columns."""
 
 
 #: The per-variable statistical tests (EddyPro's full-output order): code in the value names, what it tests, and
