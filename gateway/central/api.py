@@ -28,6 +28,7 @@ people) is at / (`statuspage`). Interactive documentation at /docs, schema at /o
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -261,6 +262,25 @@ def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONRes
     )
 
 
+def refuse_mixed_sets(store: Store, station: str, sets: list[tuple[str, str]]) -> None:
+    """An AmeriFlux file holds one record per period: several result sets in start..end are refused, except one
+    settings hash whose engine versions follow each other without overlap (a station upgraded: its periods are
+    each in one version only). Overlapping versions of one hash (part of the range recomputed) are named."""
+    listed = ", ".join(f"{h} ({v})" for h, v in sets)
+    if len({h for h, _ in sets}) > 1:
+        raise ParameterError("settings_hash", f"an AmeriFlux file holds one result per period, and start..end has "
+                             f"{len(sets)} result sets: {listed}; add settings_hash=<one of them>")
+    spans = sorted((s.first_end, s.last_end, s.engine_version) for s in store.flux_result_sets(station)
+                   if (s.settings_hash, s.engine_version) in set(sets))
+    overlaps = [f"{a[2]} until {format_time(a[1])} and {b[2]} from {format_time(b[0])}"
+                for a, b in itertools.pairwise(spans) if b[0] <= a[1]]
+    if overlaps:
+        raise ParameterError("settings_hash", f"an AmeriFlux file holds one result per period, and settings hash "
+                             f"{sets[0][0]} has records of two engine versions for the same periods "
+                             f"({'; '.join(overlaps)}); ask for start..end within one version's periods "
+                             "(their first and last periods: /api/v1/fluxes/sets)")
+
+
 def create_app(store: Store, ingest: IngestState | None = None, budget: ScheduleState | None = None,
                schedules: Mapping[str, ScheduleState] | None = None, *, access: AccessControl,
                alerts: AlertEvaluator | None = None, commands: CommandService | None = None,
@@ -452,11 +472,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
             # a CSV header comes first: which result sets and variables the range holds, before any record
             columns = store.flux_columns(station, start_t, end_t, settings_hash)
             if format == "ameriflux" and len(columns.sets) > 1:
-                listed = ", ".join(f"{h} ({v})" for h, v in columns.sets)
-                raise ParameterError(
-                    "settings_hash", f"an AmeriFlux file holds one result per period, and start..end has "
-                    f"{len(columns.sets)} result sets: {listed}; add settings_hash=<one of them>",
-                )
+                refuse_mixed_sets(store, station, columns.sets)
             present = columns.variables if wanted is None else columns.variables & set(wanted)
             names = (ameriflux_columns(present) if format == "ameriflux" else
                      [n for n in wanted if n in present] if wanted is not None else _csv_names(present))

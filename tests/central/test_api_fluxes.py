@@ -102,6 +102,33 @@ def test_ameriflux_refuses_mixed_result_sets_and_lists_them(client: TestClient) 
     assert HASH_A in detail["msg"] and HASH_B in detail["msg"]
 
 
+def test_ameriflux_of_one_hash_across_an_engine_upgrade(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "upgrade.sqlite")
+    ends = [T0 + timedelta(minutes=30 * k) for k in range(1, 7)]
+    store.write_fluxes([flux_record(end=e, settings_hash=HASH_A, engine_version="sinkwatch-ec 0.9.0",
+                                    values={"FC": -1.0}) for e in ends[:3]])
+    store.write_fluxes([flux_record(end=e, settings_hash=HASH_A, engine_version="sinkwatch-ec 0.10.0",
+                                    values={"FC": -2.0}) for e in ends[3:]])
+    params = {"station": "st1", "start": format_time(T0), "end": format_time(ends[-1]), "settings_hash": HASH_A,
+              "format": "ameriflux"}
+    try:
+        with TestClient(create_app(store, access=DEV)) as client:
+            # the station upgraded after its third period: each period has one record, one file
+            rows = list(csv.DictReader(io.StringIO(client.get("/api/v1/fluxes", params=params).text)))
+            assert [(r["FC"], r["ENGINE"]) for r in rows] == [("-1", "sinkwatch-ec 0.9.0")] * 3 + [
+                ("-2", "sinkwatch-ec 0.10.0")] * 3
+            # the second period recomputed with the new engine: two records for a period, named, refused
+            store.write_fluxes([flux_record(end=ends[1], settings_hash=HASH_A, engine_version="sinkwatch-ec 0.10.0",
+                                            values={"FC": -3.0})])
+            response = client.get("/api/v1/fluxes", params=params)
+            assert response.status_code == 422
+            message = response.json()["detail"][0]["msg"]
+            assert "two engine versions for the same periods" in message and "sinkwatch-ec 0.9.0 until" in message
+            assert "/api/v1/fluxes/sets" in message
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize(
     "params, parameter, hint",
     [
