@@ -75,12 +75,14 @@ def test_the_built_in_sonics_and_their_model_names() -> None:
     assert sonic.path_elevation_deg("csat3_1", None) == 60.0
     assert sonic.path_elevation_deg("usa1_standard", None) == 45.0
     assert sonic.path_elevation_deg("hs_50_1", None) is None
+    assert [sonic.path_elevation_deg(m, None) for m in ("r3_50_1", "r3_100_1", "r2_1")] == [45.0] * 3
+    assert sonic.path_elevation_deg("r3a_100_1", None) is None  # the asymmetric R3A: no source for its array
     assert sonic.path_elevation_deg("hs_50_1", 50.0) == 50.0
     assert all(g.source for g in sonic.CROSSWIND_SONICS.values())
 
 
-def _run(data: dict[str, np.ndarray], model: str, **options: Any) -> FluxResult:
-    md = metadata(columns=SONIC_COLUMNS, sonic={"height": 30.0, "manufacturer": "metek", "model": model})
+def _run(data: dict[str, np.ndarray], model: str, manufacturer: str = "metek", **options: Any) -> FluxResult:
+    md = metadata(columns=SONIC_COLUMNS, sonic={"height": 30.0, "manufacturer": manufacturer, "model": model})
     base = {"rot_meth": "none", "tlag_meth": "none", "qc_meth": "none"}
     return process_period(period({k: a.copy() for k, a in data.items()}, md), settings_of(**{**base, **options}))
 
@@ -107,7 +109,17 @@ def test_a_usa1_gets_the_true_temperature_back_from_its_three_paths() -> None:
     assert abs(uncorrected.get("T_SONIC") - ref.get("T_SONIC")) > 20 * left
 
 
-@pytest.mark.parametrize("model", ["hs_50_1", "hs_100_1", "r3_50_1", "r2_1", "r3a_100_1"])
+@pytest.mark.parametrize("model", ["r3_50_1", "r3_100_1", "r2_1"])
+def test_a_gill_r3_or_r2_is_corrected_with_its_45_degree_paths(model: str) -> None:
+    x = correlated(COV, seed=12) + np.array([2.5, -1.5, 0.0, 288.0])
+    data = {"u": x[:, 0], "v": x[:, 1], "w": np.zeros(len(x)), "ts": x[:, 3]}
+    plain = _run(data, model, "gill")
+    corrected = _run(data, model, "gill", cross_wind=True)
+    added = 0.75 * float(np.mean(x[:, 0] ** 2 + x[:, 1] ** 2)) / 403.0  # 1 − ½·cos²45° = 3/4, no cross term
+    assert corrected.get("T_SONIC") - plain.get("T_SONIC") == pytest.approx(added, rel=1e-6)
+
+
+@pytest.mark.parametrize("model", ["hs_50_1", "hs_100_1", "r3a_100_1"])
 def test_a_gill_sonic_of_liu_table_1_without_a_built_in_geometry_is_still_refused(model: str) -> None:
     md = metadata(columns=SONIC_COLUMNS, sonic={"height": 30.0, "manufacturer": "gill", "model": model})
     with pytest.raises(ConfigurationError, match=rf"cross_wind: .*{model}.*Liu et al. 2001, Table 1.*"

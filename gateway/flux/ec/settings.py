@@ -187,7 +187,7 @@ class SonicMetadata(ConfigModel):
     """Vertical path length, cm."""
     path_elevation_deg: Annotated[float, Field(gt=0, le=90)] | None = None
     """Inclination of the acoustic paths to the horizontal, degrees (crosswind correction; built in for the CSAT3,
-    60°, and the Metek USA-1, 45°: :data:`gateway.flux.ec.sonic.CROSSWIND_SONICS`)."""
+    60°, and the Metek USA-1, Gill R3 and R2, 45°: :data:`gateway.flux.ec.sonic.CROSSWIND_SONICS`)."""
     sw_version: str = ""
     """Firmware version (EddyPro instr_1_sw_version; Gill: the `D2` reply, e.g. 2329.602.01): decides whether the
     WindMaster w-boost fix applies (`gill_wm_wboost`, :mod:`gateway.flux.ec.instruments`)."""

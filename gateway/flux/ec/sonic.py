@@ -50,8 +50,9 @@ class SonicGeometry:
 
 
 #: Path geometry of the sonics whose geometry has a source, by EddyPro's model-name prefix (``csat3_1``,
-#: ``usa1_standard``). Liu et al. (2001), Table 1, also lists the Gill R2, R3, R3A and HS; their path geometry is
-#: not reproduced here for want of a source to cite, so those models need ``sonic.path_elevation_deg``.
+#: ``usa1_standard``, ``r3_50_1``, ``r2_1``; ``r3_`` does not match the R3A's ``r3a_100_1``). Liu et al. (2001),
+#: Table 1, also lists the Gill R3A and the HS family; their path geometry is not reproduced here for want of a
+#: source to cite, so those models need ``sonic.path_elevation_deg``.
 CROSSWIND_SONICS: dict[str, SonicGeometry] = {
     "csat3": SonicGeometry(60.0, "Campbell Scientific CSAT3 Instruction Manual, Specifications: transducers 10 cm "
                                  "apart vertically on an 11.55 cm path, 60° from horizontal; factor 7/8 = Liu et al. "
@@ -59,6 +60,14 @@ CROSSWIND_SONICS: dict[str, SonicGeometry] = {
     "usa1": SonicGeometry(45.0, "Metek USA-1: three paths at 45°, 120° apart; the USA-1 crosswind term "
                                 "0.75·(u² + v²) + 0.5·w² of Risø report Risø-R-1658(en), eq. 20, as NCAR's NIDAS "
                                 "software applies it to Metek sonics (= 1 − ½·cos²45° and cos²45°)"),
+    "r3_": SonicGeometry(45.0, "Gill R3 (R3-50, R3-100): the R3 reference manual's equations from the three axis "
+                               "velocities A1-A3 to the wind, u = (2·A1 − A2 − A3)/2.1213, v = (A2 − A3)/1.2247, "
+                               "w = −(A1 + A2 + A3)/2.1213, with 2.1213 = 3·cos45° = 3·sin45° and 1.2247 = √3·cos45°: "
+                               "three paths at 45°, 120° apart (as University of Basel's processing of its Gill "
+                               "sonics' transit counts applies them)"),
+    "r2_": SonicGeometry(45.0, "Gill Solent R2: the R3's transducer array (EddyPro Help, 'Angle of attack "
+                               "correction': 'R3-style Gill anemometers (also including R2 ...)'), whose equations "
+                               "University of Basel's processing of R2 transit counts applies: paths at 45°"),
 }
 
 
