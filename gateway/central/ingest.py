@@ -36,7 +36,8 @@ Flow::
   reason, appended to `<data_dir>/dead-letter.jsonl` (`gateway.central.deadletter`: rotated, payloads capped) and
   acked: redelivery cannot fix it.
 - A good batch is handled reading by reading: readings stamped outside the plausible window
-  (`PLAUSIBLE_FROM` .. now + `PLAUSIBLE_AHEAD`) are set aside before anything is written; the store writes the
+  (`PLAUSIBLE_FROM` .. now + `PLAUSIBLE_AHEAD`, `implausible_time`) or with a value beyond
+  +-`PLAUSIBLE_MAGNITUDE` (`implausible_value`) are set aside before anything is written; the store writes the
   others and reports those it refused (`rejected_by_store`) and those whose identity it holds with other content
   (`conflict`, see `gateway.central.store.base`). Set-aside readings are dead-lettered with their batch's context
   in one record per batch and reason, counted in `readings_set_aside`, and the message is acked once that record
@@ -67,7 +68,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -152,6 +153,29 @@ def implausible_time(value: datetime, now: datetime) -> str | None:
         return (f"time {format_time(value)} is more than {PLAUSIBLE_AHEAD.days} day ahead of the central clock "
                 f"({format_time(now)}): the stamping clock is wrong")
     return None
+
+
+# A reading whose value is finite but beyond +-PLAUSIBLE_MAGNITUDE is set aside: no quantity a station measures
+# comes near it in any unit it is sent in (the flux engine reads raw cells beyond it as missing for the same reason),
+# and two such values overflow a store's sum or mean to infinity: SQLite then answers the aggregate null, InfluxDB
+# answers no query of the range at all (it cannot write +Inf in JSON), so one hostile reading would blind the API to
+# its series for good.
+PLAUSIBLE_MAGNITUDE = 1e30
+
+
+def implausible_value(value: float | None) -> str | None:
+    """Why `value` cannot be a measurement, or None when it can (a missing value can)."""
+    if value is not None and not -PLAUSIBLE_MAGNITUDE <= value <= PLAUSIBLE_MAGNITUDE:
+        return (f"value {value!r} is beyond +-{PLAUSIBLE_MAGNITUDE:g}, which no measured quantity reaches (a store's "
+                "sums and means of it overflow): send the reading as missing (value null, qc 3) with the reason, "
+                "or fix the driver's scaling")
+    return None
+
+
+def _values_plausible(values: Iterable[float | None]) -> bool:
+    """Whether every value is None or within +-PLAUSIBLE_MAGNITUDE (C loops: a batch's readings at once)."""
+    present = [v for v in values if v is not None]
+    return not present or (max(present) <= PLAUSIBLE_MAGNITUDE and min(present) >= -PLAUSIBLE_MAGNITUDE)
 
 
 @dataclass
@@ -930,7 +954,7 @@ class Ingestor:
         columns = reading_columns(payload)
         if (columns is None or (columns.site, columns.station) != (site, station)
                 or set(columns.stations) != {station} or columns.first_ns < _PLAUSIBLE_FROM_NS
-                or columns.last_ns > to_ns(utc_now() + PLAUSIBLE_AHEAD)):
+                or columns.last_ns > to_ns(utc_now() + PLAUSIBLE_AHEAD) or not _values_plausible(columns.values)):
             return None
         return columns
 
@@ -980,7 +1004,8 @@ class Ingestor:
         latest = now + PLAUSIBLE_AHEAD
         prepared = _PreparedBatch(topic=readings_topic(site, station), batch=batch, item=item, ledger=ledger,
                                   duplicate=duplicate)
-        if first >= PLAUSIBLE_FROM and last <= latest:  # what implausible_time says of each, without a call each
+        if first >= PLAUSIBLE_FROM and last <= latest and _values_plausible(map(_VALUE_OF, batch.readings)):
+            # what implausible_time and implausible_value say of each, without a call each
             prepared.points = list(map(_new_stored_reading, zip(repeat(batch.site), batch.readings)))
             prepared.index_of = dict(zip(map(id, prepared.points), range(len(prepared.points)), strict=True))
             return prepared
@@ -989,6 +1014,11 @@ class Ingestor:
             problem = implausible_time(reading.time, now)
             if problem is not None:
                 prepared.set_aside.setdefault("implausible_time", []).append(
+                    {"index": index, "problem": problem, "reading": _reading_json(reading)})
+                continue
+            problem = implausible_value(reading.value)
+            if problem is not None:
+                prepared.set_aside.setdefault("implausible_value", []).append(
                     {"index": index, "problem": problem, "reading": _reading_json(reading)})
                 continue
             point = StoredReading(batch.site, reading)
@@ -1267,6 +1297,7 @@ def _envelope_of(message: mqtt.MQTTMessage) -> str | None:
 
 
 _TIME_OF = operator.attrgetter("time")
+_VALUE_OF = operator.attrgetter("value")
 _STATION_OF = operator.attrgetter("station")
 #: StoredReading(site, reading) of a (site, reading) pair, without a Python call (map over a batch)
 _new_stored_reading = partial(tuple.__new__, StoredReading)

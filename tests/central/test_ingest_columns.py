@@ -164,3 +164,17 @@ def test_a_reading_another_writer_stored_at_the_mark_instant_is_found_as_a_confl
     assert ingestor.counters()["readings_set_aside"] == {"conflict": 1}
     assert [p.value for p in store.query_series("st1", "H2O", T0, T0 + HOUR)] == [5.0]
     assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0, 7.0]
+
+
+def test_a_value_beyond_any_measured_quantity_takes_the_model_way_and_is_set_aside(
+        ingestor: Ingestor, store: InfluxStore) -> None:
+    """Two readings of 1e308 made every hourly mean of their range a 500 (InfluxDB cannot write +Inf in JSON)."""
+    good = series("st1", [1.0])
+    huge = [reading(time=T0 + timedelta(seconds=20 + i), value=1e308) for i in range(2)]
+
+    assert ingestor.handle_group([(TOPIC, payload(4, [good[0], *huge]), None)]) is True
+
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR, every=HOUR)] == [1.0]
+    assert ingestor.counters()["readings_set_aside"] == {"implausible_value": 2}
+    [record] = dead_letters(ingestor)
+    assert [entry["index"] for entry in record["set_aside"]] == [1, 2]

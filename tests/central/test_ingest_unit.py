@@ -302,3 +302,23 @@ def test_a_group_is_stored_in_one_write_with_each_batch_confirmed_and_set_aside_
     receipts = {(r.station, r.channel): r.stored for r in ingestor._receipts.take()}
     assert receipts == {("st1", "readings"): [(1, 2)], ("st2", "readings"): [(1, 1)]}
     store.close()
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 1.0000001e30, -2e30])
+def test_a_value_beyond_any_measured_quantity_is_set_aside(ingestor: Ingestor, store: SqliteStore,
+                                                            value: float) -> None:
+    """Hostile inputs by hand (docs/reliability.md): two readings of 1e308 were stored GOOD and the hourly mean of
+    their hour was null on SQLite and a 500 on InfluxDB (it cannot write the +Inf its sum overflows to)."""
+    good = series("st1", [1.0, 2.0, 1e30, -1e30])
+    wrong = reading(time=T0 + timedelta(minutes=5), value=value)
+    payload = batch("site1", "st1", 3, [*good, wrong]).model_dump_json().encode()
+
+    ingestor.handle(readings_topic("site1", "st1"), payload)
+
+    assert [p.value for p in store.query_series("st1", "CO2", T0, T0 + HOUR)] == [1.0, 2.0, 1e30, -1e30]
+    assert ingestor.counters()["readings_set_aside"] == {"implausible_value": 1}
+    [record] = dead_letters(ingestor)
+    assert record["reason"] == "implausible_value"
+    [entry] = record["set_aside"]
+    assert entry["index"] == 4
+    assert "1e+30" in entry["problem"] and "value null, qc 3" in entry["problem"]
