@@ -51,6 +51,26 @@ def _check_identifier(value: str) -> str:
 Identifier = Annotated[str, AfterValidator(_check_identifier)]
 
 
+#: A unit is plain text ("umol mol-1", "degC", "W m-2"): no control character (C0, DEL, C1), no line or paragraph
+#: separator, no bidirectional control and no backslash. Each of them was stored as sent and came back otherwise (or
+#: not at all) from a store: a newline or a final backslash in a unit are InfluxDB line-protocol escapes, controls
+#: break CSV and log lines, a right-to-left override reverses the text around it on the status page.
+UNIT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\\\u2028\u2029\u202a-\u202e\u2066-\u2069]*$"
+UNIT_RE = re.compile(UNIT_PATTERN)
+
+
+def _check_unit(value: str) -> str:
+    if not UNIT_RE.fullmatch(value):
+        raise ValueError(
+            f"unit {value!r} holds a control character, a line separator, a bidirectional control or a backslash; "
+            "write the unit as plain text, e.g. 'umol mol-1' or 'degC'"
+        )
+    return value
+
+
+Unit = Annotated[str, AfterValidator(_check_unit)]
+
+
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp has no time zone; sinkwatch timestamps are UTC, e.g. 2026-11-25T10:00:00Z")
@@ -156,7 +176,7 @@ class Reading(WireModel):
     sensor: Identifier
     variable: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
     value: WireFloat | None = Field(description="None when the device reported no value (then qc is MISSING)")
-    unit: str = Field(max_length=32)
+    unit: Unit = Field(max_length=32)
     time: UtcDatetime
     time_source: TimeSource
     clock_synced: WireBool = Field(description="whether the stamping clock was synchronised (NTP/PPS/board sync)")
@@ -248,6 +268,7 @@ def native_schema(schema: CoreSchema, drop: frozenset[str] = frozenset()) -> Cor
     each as strict as the validator or stricter, never more lenient, and giving the same value:
 
     - an identifier: a JSON string matching `IDENTIFIER_PATTERN` (`_check_identifier`);
+    - a unit: a JSON string matching `UNIT_PATTERN` (`_check_unit`), its length limit kept;
     - a wire time: a JSON string of `NATIVE_WIRE_TIME_PATTERN`, made a `datetime` in UTC by `datetime.fromisoformat`
       (`_wire_time`, pydantic's datetime, `_as_utc`);
     - a JSON number: a strict float or int, which refuses strings and booleans (`_json_number`); an integer enum
@@ -287,6 +308,8 @@ def _native(node: Any, drop: frozenset[str]) -> Any:
     function = _validator_of(node)
     if function is _check_identifier and node["schema"] == {"type": "str"}:
         return core_schema.str_schema(pattern=IDENTIFIER_PATTERN, strict=True)
+    if function is _check_unit and node["schema"].get("type") == "str":
+        return {**node["schema"], "pattern": UNIT_PATTERN, "strict": True}
     if function is _as_utc and _validator_of(node["schema"]) is _wire_time:
         return core_schema.chain_schema([core_schema.str_schema(pattern=NATIVE_WIRE_TIME_PATTERN, strict=True),
                                          core_schema.no_info_plain_validator_function(datetime.fromisoformat)])

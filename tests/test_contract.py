@@ -948,3 +948,23 @@ def test_raw_chunk_format_encoding_and_file_suffix_agree(change: dict[str, str])
     chunk = emitted(RawChunk(site="hainich", station="plot-07", sensor="sonic",
                              file="sonic_20261125T1000Z.csv.gz", size=4, data="H4sIAA=="))
     assert_both_reject("RawChunk", {**chunk, **change})
+
+
+@pytest.mark.parametrize("unit", ["umol mol-1", "degC", "W m-2", "%", "", "µmol m⁻² s⁻¹"])
+def test_a_plain_text_unit_is_a_unit(unit: str) -> None:
+    reading = Reading(station="st1", sensor="s1", variable="CO2", value=1.0, unit=unit,
+                      time=datetime(2026, 11, 25, tzinfo=UTC), time_source=TimeSource.GATEWAY, clock_synced=True,
+                      qc=QualityFlag.GOOD)
+    validate_payload("Reading", reading.model_dump_json())
+    assert reading.unit == unit
+
+
+@pytest.mark.parametrize("unit", ["ppm\\", "a\nb", "p\x00m", "p\x7fm", "p\x85m", "\u2028", "\u202eppm", "\u2066x"])
+def test_a_unit_with_controls_or_a_backslash_is_refused_by_model_and_document(unit: str) -> None:
+    """Hostile inputs by hand (docs/reliability.md): the model and docs/asyncapi.yaml refuse the same units."""
+    fields = {"station": "st1", "sensor": "s1", "variable": "CO2", "value": 1.0, "unit": unit,
+              "time": "2026-11-25T00:00:00Z", "time_source": "gateway", "clock_synced": True, "qc": 0}
+    with pytest.raises(pydantic.ValidationError, match="write the unit as plain text"):
+        Reading.model_validate(fields)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_payload("Reading", json.dumps(fields))

@@ -33,7 +33,7 @@ import orjson
 from gateway.central.store.base import to_ns_all
 from gateway.central.store.columns import ReadingColumns
 from gateway.contract import ReadingBatch, validate_batch_json
-from gateway.model import IDENTIFIER_RE, NATIVE_WIRE_TIME_PATTERN, QualityFlag, Reading, TimeSource
+from gateway.model import IDENTIFIER_RE, NATIVE_WIRE_TIME_PATTERN, UNIT_RE, QualityFlag, Reading, TimeSource
 
 _READING_FIELDS = tuple(Reading.model_fields)  # qc_reason, the one optional field, last
 _READING_KEY_SETS = {frozenset(_READING_FIELDS), frozenset(name for name, field in Reading.model_fields.items()
@@ -111,7 +111,7 @@ def _columns(site: str, station: str, seq: int, sent: list[datetime], items: lis
     if not (_identifiers(set(stations)) and _identifiers(set(sensors))
             and all(type(v) is str and len(v) in _VARIABLE_LENGTHS and _VARIABLE_RE.fullmatch(v)
                     for v in set(variables))
-            and all(type(u) is str and len(u) <= _MAX_UNIT for u in set(units))
+            and all(type(u) is str and len(u) <= _MAX_UNIT and UNIT_RE.fullmatch(u) for u in set(units))
             and set(map(type, synced)) == {bool} and set(map(type, flags)) == {int}
             and set(map(type, values)) <= _NUMBER_TYPES and set(map(type, reasons)) <= _REASON_TYPES
             and max(map(len, filter(None, reasons)), default=0) <= _MAX_QC_REASON

@@ -4,6 +4,7 @@ their index, redeliveries in one group counted, implausible times set aside by t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -178,3 +179,19 @@ def test_a_value_beyond_any_measured_quantity_takes_the_model_way_and_is_set_asi
     assert ingestor.counters()["readings_set_aside"] == {"implausible_value": 2}
     [record] = dead_letters(ingestor)
     assert [entry["index"] for entry in record["set_aside"]] == [1, 2]
+
+
+@pytest.mark.parametrize("unit", ["ppm\\", "ppm\nreadings,station=x value=5 0", "p\x00m", "\u202eppm", 'a,b=c d"e\\'])
+def test_a_unit_that_is_not_plain_text_is_refused_naming_the_unit_and_the_fix(ingestor: Ingestor,
+                                                                               store: InfluxStore, unit: str) -> None:
+    """Hostile inputs by hand (docs/reliability.md): such units were stored, and InfluxDB gave them back otherwise
+    ('ppm\\\\' as 'ppm ', a newline as a backslash and an n) or with controls that break CSV and log lines."""
+    document = json.loads(payload(5, series("st1", [1.0])))
+    document["readings"][0]["unit"] = unit
+
+    assert ingestor.handle_group([(TOPIC, json.dumps(document).encode(), None)]) is True
+
+    assert store.query_series("st1", "CO2", T0, T0 + HOUR) == []
+    assert ingestor.counters()["malformed"] == {"schema": 1}
+    [record] = dead_letters(ingestor)
+    assert "readings.0.unit" in record["problem"] and "write the unit as plain text" in record["problem"]
