@@ -34,14 +34,17 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal, Protocol
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.central.access import AccessControl, Denied, Role, TokenError, TokenInfo
@@ -213,6 +216,35 @@ class _AnnounceDevelopmentMode:
         await self.app(scope, receive, send_announced)
 
 
+class _RefuseRepeatedParameters:
+    """Answers 422 to a request that gives a query parameter more than once (`?station=a&station=b`): FastAPI would
+    silently take the last, so a client (or a proxy that appends) would get another series than it believes it
+    asked for. No parameter of this API takes several values that way (`variables` is one comma-separated list)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            repeated = _repeated_parameters(scope["query_string"])
+            if repeated:
+                name, values = next(iter(repeated.items()))
+                shown = ", ".join(repr(v[:40]) for v in values[:5])
+                message = (f"parameter {name} is given {len(values)} times ({shown}); give it once (for several "
+                           "variables of /api/v1/fluxes: one variables=A,B,C)")
+                await _parameter_error(name, message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _repeated_parameters(query_string: bytes) -> dict[str, list[str]]:
+    """The query's parameters given more than once, with their values, in the order they first appear."""
+    values: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        values.setdefault(name, []).append(value)
+    return {name: given for name, given in values.items() if len(given) > 1}
+
+
 def _token_out(info: TokenInfo) -> dict[str, Any]:
     return {"id": info.id, "name": info.name, "role": info.role, "created": info.created, "revoked": info.revoked}
 
@@ -300,6 +332,7 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
         description = ("DEVELOPMENT MODE: no tokens are checked, every request is served as admin. Never use "
                        "this mode for a deployment (api.auth: token). " + description)
     app = FastAPI(title="sinkwatch central", version="1", description=description)
+    app.add_middleware(_RefuseRepeatedParameters)
     if access.development_mode:
         app.add_middleware(_AnnounceDevelopmentMode)
     if cors_origins:
@@ -332,6 +365,15 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
         # FastAPI's own checks (a missing parameter, a value outside a list or a range), worded as ours are
         return JSONResponse(status_code=422,
                             content={"detail": [readable_validation_error(e, request) for e in exc.errors()]})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http_exception(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route matched: say which path and where to look
+            path = request.url.path
+            return JSONResponse(status_code=404, content={"detail": (
+                f"no route {request.method} {path[:200]!r}: the routes are listed at /docs and /openapi.json; a "
+                "station name in a path holds letters, digits, '_', '.' or '-' only (no '/', also not as %2F)")})
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(StoreUnavailable)
     async def _on_store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:

@@ -312,3 +312,39 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/v1/health", "/api/v1/stations", "/api/v1/series"} <= set(paths)
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("path, query, parameter", [
+    ("/api/v1/series", f"station=st1&station=st2&variable=CO2&start={START}&end={END}", "station"),
+    ("/api/v1/series", f"station=st1&variable=CO2&variable=TS&start={START}&end={END}", "variable"),
+    ("/api/v1/series", f"station=st1&variable=CO2&start={START}&end={END}&end={END}", "end"),
+    ("/api/v1/fluxes", f"station=st1&start={START}&end={END}&variables=FC&variables=H", "variables"),
+    ("/api/v1/stations/st1/health", "site=a&site=b", "site"),
+])
+def test_a_parameter_given_twice_is_refused_naming_it(client: TestClient, path: str, query: str,
+                                                      parameter: str) -> None:
+    """Hostile inputs by hand (docs/reliability.md): the last one was taken silently (a series of st2 for a client
+    that asked for st1 first)."""
+    response = client.get(f"{path}?{query}")
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", parameter]
+    assert f"parameter {parameter} is given 2 times" in error["msg"] and "give it once" in error["msg"]
+
+
+def test_parameters_given_once_each_are_served(client: TestClient) -> None:
+    response = client.get(f"/api/v1/series?station=st1&variable=CO2&start={START}&end={END}&sensor=gmp252")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/stations/..%2F..%2Fetc/health", "/api/v1/stations/st1%2Fx/health",
+                                  "/api/v1/nothing"])
+def test_a_path_no_route_serves_is_404_naming_the_path_and_where_the_routes_are(client: TestClient,
+                                                                                 path: str) -> None:
+    """Hostile inputs by hand (docs/reliability.md): the answer was a bare "Not Found"."""
+    response = client.get(path)
+
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert "no route GET '/api/v1/" in detail and "/docs" in detail and "%2F" in detail
