@@ -4,7 +4,7 @@ becomes one `FluxRecord` on `sinkwatch/v1/<site>/<station>/fluxes` (docs/flux-ec
     flux-runner thread (one per station, never touches a stream's transport):
       every second: is a period [start, end) due?  (now >= end + settle, settle = one archive flush + 2 s)
         -> read the sonic's and the analyzer's archive files of that half hour (closed, or the open `.part`,
-           which the writer flushes every 200 records)                          gateway/flux/rawperiods.py
+           which the writer flushes every 200 records or 5 s)                          gateway/flux/rawperiods.py
         -> both reach past `end`? else wait and look again, up to `flux.max_wait_s` after `end`
         -> build_period (one grid) -> process_period (engine)                   gateway/flux/ec/
         -> FluxRecord into the outbox table `flux_outbox` of the station's buffer file (committed, fsync'd)

@@ -1,8 +1,9 @@
 """Writer and reader of the raw archive (format: docs/raw-archive.md).
 
 Format 2 (written since the edge-efficiency work, `<sensor>_<YYYYMMDDTHHMM>Z.swr`): binary, columnar, in chunks of
-`flush_every` records, each with its CRC — see `gateway.rawarchive.columnar`. Format 1 (`….csv.gz`, older stations
-and archives) is gzip'd text and is still read; `CsvArchiveWriter` still writes it, so its reader stays tested::
+at most `flush_every` records and `flush_after_s` seconds of records, each with its CRC — see
+`gateway.rawarchive.columnar`. Format 1 (`….csv.gz`, older stations and archives) is gzip'd text and is still read;
+`CsvArchiveWriter` still writes it, so its reader stays tested::
 
     #sinkwatch-raw {"format": "sinkwatch-raw", "version": 1, "site": ..., "columns": [...], ...}   <- header
     TIME,U,V,W,T_SONIC,DIAG_SONIC                                                                 <- column names
@@ -14,12 +15,13 @@ In both, TIME is the arrival time of the record's line end in UTC unix seconds (
 monotonic clock (gateway/clock.py) — for records read together in one burst, one instrument period apart and never
 after their read (gateway/edge/streams/stamping.py) —, and a missing value reads as NaN. A file without footer was
 not closed (power cut, kill -9); the reader returns what it holds and says so (`complete=False`). The writer hands
-the kernel every `flush_every` records, so a crash of the daemon loses at most that many records, a power cut also
-what the kernel had not written. Writing needs only the standard library: numpy is imported by the readers.
+the kernel one chunk at a time, so a crash of the daemon loses at most one chunk's records, a power cut also what
+the kernel had not written. Writing needs only the standard library: numpy is imported by the readers.
 """
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import io
 import json
@@ -48,6 +50,10 @@ SUFFIX = ".swr"  # format 2
 CSV_SUFFIX = ".csv.gz"  # format 1
 SUFFIXES = (SUFFIX, CSV_SUFFIX)
 GZIP_MAGIC = b"\x1f\x8b"
+FLUSH_EVERY = 200  # records of a chunk at most
+# seconds of records (by their stamps) a chunk holds at most: a slow instrument's chunk, and what a killed writer can
+# lose, is bounded in time too (at 20 Hz: 100 records instead of 200, for ~3 % more bytes; docs/raw-archive.md)
+FLUSH_AFTER_S = 5.0
 
 
 def archive_suffix(name: str) -> str | None:
@@ -95,10 +101,12 @@ def _header(sensor: str, period_start: int, columns: Sequence[tuple[str, str]], 
 class ArchiveWriter:
     """One open archive file, format 2. `metadata` goes into the header as given (instrument, heights, frequency,
     ...); the writer adds format, columns, units, period and file start. `write` only keeps the record; every
-    `flush_every` records become one checksummed chunk handed to the kernel (`compresslevel` > 0: zlib'd)."""
+    `flush_every` records, or the first record stamped `flush_after_s` or more after the chunk's first (None: no
+    time limit), close one checksummed chunk handed to the kernel (`compresslevel` > 0: zlib'd)."""
 
     def __init__(self, directory: Path, sensor: str, period_start: int, columns: Sequence[tuple[str, str]],
-                 metadata: dict[str, Any], *, flush_every: int = 200, compresslevel: int = 0) -> None:
+                 metadata: dict[str, Any], *, flush_every: int = FLUSH_EVERY,
+                 flush_after_s: float | None = FLUSH_AFTER_S, compresslevel: int = 0) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = _free_path(directory, sensor, period_start, SUFFIX)
         self.part_path = self.path.with_name(self.path.name + ".part")  # renamed to `path` when closed
@@ -110,6 +118,7 @@ class ArchiveWriter:
         self.first_time: float | None = None
         self.last_time: float | None = None
         self._flush_every = flush_every
+        self._flush_after_s = math.inf if flush_after_s is None else flush_after_s
         self._compresslevel = compresslevel
         self._times: list[float] = []
         self._rows: list[Sequence[float | None]] = []
@@ -123,7 +132,7 @@ class ArchiveWriter:
         self._times.append(unix_time)
         self._rows.append(values)
         self.records += 1
-        if len(self._times) >= self._flush_every:
+        if len(self._times) >= self._flush_every or unix_time - self._times[0] >= self._flush_after_s:
             self.flush()
 
     def write_many(self, unix_times: Sequence[float], rows: Sequence[Sequence[float | None]]) -> None:
@@ -135,12 +144,18 @@ class ArchiveWriter:
         self.last_time = unix_times[-1]
         self.records += len(unix_times)
         taken = 0
-        while taken < len(unix_times):
-            room = max(1, self._flush_every - len(self._times))
-            self._times.extend(unix_times[taken:taken + room])
-            self._rows.extend(rows[taken:taken + room])
-            taken += room
-            if len(self._times) >= self._flush_every:
+        count = len(unix_times)
+        while taken < count:
+            end = min(count, taken + max(1, self._flush_every - len(self._times)))
+            # the first record stamped `flush_after_s` after the chunk's first closes it, as in `write` (the stamps
+            # of a read are in order)
+            due = (self._times[0] if self._times else unix_times[taken]) + self._flush_after_s
+            if unix_times[end - 1] >= due:
+                end = min(end, bisect.bisect_left(unix_times, due, taken, end) + 1)
+            self._times.extend(unix_times[taken:end])
+            self._rows.extend(rows[taken:end])
+            taken = end
+            if len(self._times) >= self._flush_every or self._times[-1] - self._times[0] >= self._flush_after_s:
                 self.flush()
 
     def flush(self) -> None:

@@ -152,6 +152,35 @@ def test_second_file_of_the_same_half_hour_gets_a_suffix(tmp_path: Path) -> None
                                                      "csat_20261124T0830Z_2.csv.gz")
 
 
+def chunk_records(path: Path) -> list[int]:
+    """The record count of each chunk of a format-2 file."""
+    blocks = columnar.Blocks(path.read_bytes(), str(path))
+    return [columnar.CHUNK.unpack_from(chunk, 0)[0] for chunk in blocks.chunks]
+
+
+def test_a_chunk_closes_at_its_record_limit_or_its_time_limit_whichever_comes_first(tmp_path: Path) -> None:
+    """A killed writer loses at most one chunk's records: at most `flush_every` records and at most the records
+    stamped within `flush_after_s` of the chunk's first (a slow instrument's, or a fast one's at a shorter limit);
+    `write_many` cuts the same chunks as `write`."""
+    stamps = [T0 + i / 20 for i in range(500)] + [T0 + 25 + i for i in range(12)]  # 20 Hz, then 1 Hz
+    rows = [[float(i)] for i in range(len(stamps))]
+    one = ArchiveWriter(tmp_path / "one", "csat", T0, [("U", "m s-1")], {}, flush_every=200, flush_after_s=5.0)
+    for stamp, row in zip(stamps, rows, strict=True):
+        one.write(stamp, row)
+    many = ArchiveWriter(tmp_path / "many", "csat", T0, [("U", "m s-1")], {}, flush_every=200, flush_after_s=5.0)
+    for start in range(0, len(stamps), 23):  # reads of 23 records
+        many.write_many(stamps[start:start + 23], rows[start:start + 23])
+    # 20 Hz: a chunk is 5 s, 101 records (the record stamped 5 s after the first closes it); the fifth holds the
+    # last 96 at 20 Hz (from T0 + 20.2 s) and the 1-Hz records at T0 + 25 and 26; then 27..32 and 33..36 at 1 Hz
+    expected = [101, 101, 101, 101, 96 + 2, 6, 4]
+    assert chunk_records(one.close({})) == expected
+    assert chunk_records(many.close({})) == expected
+    assert read_archive(many.path).columns["U"].tolist() == [row[0] for row in rows]
+    unlimited = ArchiveWriter(tmp_path / "unlimited", "csat", T0, [("U", "m s-1")], {}, flush_after_s=None)
+    unlimited.write_many(stamps, rows)
+    assert chunk_records(unlimited.close({})) == [200, 200, 112]
+
+
 def test_a_file_cut_anywhere_reads_up_to_its_last_complete_chunk(tmp_path: Path) -> None:
     writer = ArchiveWriter(tmp_path, "csat", T0, [("U", "m s-1"), ("W", "m s-1")], {}, flush_every=7)
     for i in range(30):

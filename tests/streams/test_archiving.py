@@ -71,6 +71,8 @@ def test_a_disk_that_refuses_the_archive_stops_the_archive_not_the_stream(tmp_pa
     archive.close("stopped")
     data = read_archive(closed[0])
     assert data.footer is not None and data.footer["records"] == 2 and data.footer["unarchived_records"] == 3
+    # the header says so too: a station killed before the file is closed leaves the count on disk
+    assert data.header["unarchived_records"] == 3
     # a chunk refused in the middle of a file: the file is given up as .part, the records in it counted as lost
     archive.write(HALF_HOUR + 4.0, row)  # a new file, its header written
     refusing = True

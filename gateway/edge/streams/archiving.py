@@ -128,6 +128,9 @@ class StreamArchive:
                       "synced_at_open": state.synced, "epoch": state.epoch,
                       "step_threshold_s": self.clock.step_threshold_s},
             "created": format_time(datetime.now(UTC)),
+            # records taken while the disk refused the archive since the previous file: in the header too, so that
+            # the count survives a kill before this file is closed (the footer repeats it)
+            "unarchived_records": self.unarchived,
         }
 
     def _open(self, utc: float) -> ArchiveWriter:
