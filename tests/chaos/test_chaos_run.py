@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.rawarchive.archive import FLUSH_AFTER_S, FLUSH_EVERY
 from gateway.testing.chaos import FAULT_KINDS, MIDWRITE, ChaosPlan, SiteSettings, run_chaos
+from gateway.testing.chaos.archiveledger import kill_window
 from gateway.testing.chaos.streamledger import STREAM_SLACK_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -49,3 +51,15 @@ def test_committed_readings_are_stored_exactly_once_and_unaltered_through_every_
     assert stream.kills_that_cut_an_interval <= kills
     assert stream.in_flight_at_kill + stream.served_to_dead_station <= kills * (
         SETTINGS.summary_interval_s + STREAM_SLACK_S) * SETTINGS.stream_hz
+    # the raw archive: every record the station read is in its files exactly once, in order, unaltered, read back
+    # with the project's reader (the .part files killed stations left included); excused only the records a kill
+    # took before its writer flushed them, at most a kill window of records at each kill
+    archive = result.archive
+    assert archive is not None and archive.examples == []
+    assert archive.files >= kills and archive.files_unreadable == 0
+    assert archive.archived_records > 0 and archive.archived_after_faults > 0
+    assert (archive.lost, archive.duplicated, archive.altered, archive.out_of_order) == (0, 0, 0, 0)
+    assert archive.archived_records == archive.committed_records
+    assert archive.kills_that_lost_records <= kills
+    assert archive.most_lost_at_one_kill <= kill_window(FLUSH_EVERY, FLUSH_AFTER_S, SETTINGS.stream_hz) * (
+        SETTINGS.stream_hz)

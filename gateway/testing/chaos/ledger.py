@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from gateway.testing.chaos.archiveledger import ArchiveReconciliation
 from gateway.testing.chaos.site import DATABASE, SITE, STATION, STREAM_SENSOR, sensor_name
 from gateway.testing.chaos.streamledger import StreamReconciliation, reconcile_stream
 from gateway.testing.counting_sensor import ServedPoll, poll_of_co2, temperature_of
@@ -88,6 +89,8 @@ class StationKill:
     # monotonic time just before the next station process was started: a poll served between the kill and this
     # answered a request the dead process had sent, and its reply reached no one
     restarted: float = math.inf
+    # the highest record of the stream instrument in the raw archive files as the killed process left them
+    archive_frontier: int = 0
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,7 @@ class Reconciliation:
     altered: int = 0
     examples: list[str] = field(default_factory=list)
     stream: StreamReconciliation | None = None  # the stream instrument's summaries, when the site ran one
+    archive: ArchiveReconciliation | None = None  # the stream instrument's raw archive files, when the site ran one
 
     @property
     def readings_exact(self) -> bool:
@@ -245,7 +249,8 @@ class Reconciliation:
 
     @property
     def exact(self) -> bool:
-        return self.readings_exact and (self.stream is None or self.stream.exact)
+        return (self.readings_exact and (self.stream is None or self.stream.exact)
+                and (self.archive is None or self.archive.exact))
 
     def note(self, text: str) -> None:
         if len(self.examples) < 20:

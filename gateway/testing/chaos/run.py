@@ -50,8 +50,11 @@ from typing import Protocol
 
 import httpx
 
+from gateway.rawarchive.archive import FLUSH_AFTER_S as ARCHIVE_FLUSH_AFTER_S
+from gateway.rawarchive.archive import FLUSH_EVERY as ARCHIVE_FLUSH_RECORDS
+from gateway.testing.chaos.archiveledger import DiskRefusal, archive_frontier, kill_window, reconcile_archive
 from gateway.testing.chaos.ledger import Faults, InfluxReader, Ledger, LinePull, Reconciliation, StationKill, reconcile
-from gateway.testing.chaos.site import ChaosSite, SiteSettings
+from gateway.testing.chaos.site import STREAM_SENSOR, ChaosSite, SiteSettings
 from gateway.testing.chaos.streamledger import StreamLedger
 from gateway.testing.chaos.wal import WalState, WriteWatch
 
@@ -145,6 +148,20 @@ class ChaosReport:
                       f"records served after the last fault counted "
                       f"({'the stream came back' if s.counted_after_faults else 'THE STREAM DID NOT COME BACK'})"]
             lines += [f"  {example}" for example in s.examples]
+        a = r.archive
+        if a is not None:
+            lines += [f"raw archive: {a.files} files ({a.files_closed} closed, {a.files_cut} left open by a killed or "
+                      f"refused writer, {a.files_torn} of them ending in a torn block, {a.files_unreadable} refused "
+                      f"by the reader); {a.archived_records} records archived; in flight, not archived: "
+                      f"{a.in_flight_at_kill} unflushed at {a.kills_that_lost_records} station kills (at most "
+                      f"{a.most_lost_at_one_kill} at one), {a.served_to_dead_station} sent to a station already "
+                      f"killed, {a.refused_by_disk} refused by a full disk (the station counted "
+                      f"{a.counted_unarchived})",
+                      f"raw records committed: {a.committed_records}  lost: {a.lost}  duplicated: {a.duplicated}  "
+                      f"altered: {a.altered}  out of order: {a.out_of_order}  -> "
+                      f"{'EXACT' if a.exact else 'MISMATCH'}; largest stamp offset {a.largest_time_offset_s:.2f} s; "
+                      f"{a.archived_after_faults} records served after the last fault archived"]
+            lines += [f"  {example}" for example in a.examples]
         lines += [f"  {example}" for example in r.examples]
         return "\n".join(lines)
 
@@ -191,6 +208,7 @@ class ChaosRun:
         self.midwrite_torn = 0
         self.midwrite_method = plan.midwrite_by or ("strace" if shutil.which("strace") else "inotify")
         self.midwrite_by: Counter[str] = Counter()
+        self.refusals: list[DiskRefusal] = []  # station-disk-full faults: the stream's archive refused
         self._kills = 0
 
     def run(self) -> ChaosReport:
@@ -227,12 +245,22 @@ class ChaosRun:
                                stream_log=self.site.stream_log if stream else None,
                                summary_interval_s=self.plan.site.summary_interval_s,
                                faults_over=self._fault_end if self.records else None)
+            if stream:
+                result.archive = reconcile_archive(
+                    self.site.stream_log, self.site.archive_dir, STREAM_SENSOR, self.faults,
+                    kill_window_s=self.kill_window_s, refusals=self.refusals,
+                    faults_over=self._fault_end if self.records else None)
             reader.close()
         finally:
             self.site.close()
         methods = ", ".join(f"{count} by {method}" for method, count in self.midwrite_by.items()) or "none"
         return ChaosReport(self.plan, self.records, result, methods, self.midwrite_torn, exit_code,
                            time.monotonic() - began)
+
+    @property
+    def kill_window_s(self) -> float:
+        """Seconds of stream records a killed station may hold that its archive files do not (archiveledger)."""
+        return kill_window(ARCHIVE_FLUSH_RECORDS, ARCHIVE_FLUSH_AFTER_S, self.plan.site.stream_hz)
 
     def _stream_drain(self, reader: InfluxReader, ended: float) -> float | None:
         """Seconds from `ended` until a stored summary counts every committed record the stream served (the
@@ -283,7 +311,8 @@ class ChaosRun:
         at = time.monotonic()
         self._kills += 1
         frontier, wal = self.site.buffer_frontier(self.folder / "kills" / f"{self._kills:03d}")
-        self.faults.kills.append(StationKill(at, frontier))
+        archived = archive_frontier(self.site.archive_dir, STREAM_SENSOR) if self.plan.site.stream_hz else 0
+        self.faults.kills.append(StationKill(at, frontier, archive_frontier=archived))
         return wal
 
     def _restart_station(self) -> None:
@@ -390,7 +419,11 @@ class ChaosRun:
         return ""
 
     def _station_disk_full(self) -> str:
-        return self._disk_full(self.site.station.process)
+        start = time.monotonic()
+        try:
+            return self._disk_full(self.site.station.process)
+        finally:
+            self.refusals.append(DiskRefusal(start, time.monotonic()))
 
     def _central_disk_full(self) -> str:
         return self._disk_full(self.site.central.process)

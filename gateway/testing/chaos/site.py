@@ -142,6 +142,7 @@ class ChaosSite:
         self.stream_log = folder / "served-stream.jsonl"
         self.stream_port = f"tcp://127.0.0.1:{_free_port()}"
         self.buffer_path = folder / "station" / "buffer.sqlite"
+        self.archive_dir = folder / "station" / "raw"  # the stream's raw archive
         self.line = SocatLine(folder / "line")
         self.broker: MosquittoServer | None = None
         self.influx: InfluxInstance | None = None
@@ -211,7 +212,8 @@ class ChaosSite:
         if settings.stream_hz:
             station["sensors"].append({"name": STREAM_SENSOR, "driver": "windmaster", "port": self.stream_port,
                                        "frequency_hz": settings.stream_hz})
-            station["streams"] = {"summary_interval_s": settings.summary_interval_s}
+            station["streams"] = {"summary_interval_s": settings.summary_interval_s,
+                                  "archive_dir": str(self.archive_dir)}
         central = {
             "mqtt": {"host": self.broker.host, "port": self.broker.port, "username": CENTRAL_USER,
                      "password": self.passwords[CENTRAL_USER], "keepalive": 5},
