@@ -75,7 +75,8 @@ def test_published_batches_come_back_exactly_through_the_api(
     mosquitto: MosquittoInstance, influxd: InfluxInstance, publisher: Publisher, tmp_path: Path
 ) -> None:
     store = InfluxStore(influxd.url, database="e2e")
-    values: list[list[float | None]] = [[0.1, 1 / 3, None], [412.123456789012, -2.5e-7, 1e300]]
+    # the largest magnitude a reading may have (beyond ±1e30 it is set aside as implausible_value)
+    values: list[list[float | None]] = [[0.1, 1 / 3, None], [412.123456789012, -2.5e-7, 9.999999999999999e29]]
     batches = [
         batch("site1", "st1", seq, series("st1", chunk, start=T0 + seq * timedelta(minutes=1)))
         for seq, chunk in enumerate(values)

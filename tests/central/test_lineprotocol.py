@@ -39,6 +39,9 @@ def reading_point_line(item: StoredReading) -> str:
 AWKWARD_VALUES = [0.1, 1 / 3, 412.123456789012, -40.0, 0.0, -0.0, 1e-300, 1.7976931348623157e308, 2.5e-7,
                   123456789.98765433, 5e-324, 1e16, 12.0, None]
 AWKWARD_UNITS = ["umol mol-1", "W m-2", "a,b=c d", "ends with \\", "tab\there", "", "%", "°C", 'quote"d']
+#: the awkward texts a reading's unit may still be (the wire contract refuses controls and backslashes in units);
+#: the tag escaping of a backslash and a tab stays tested through AWKWARD_UNITS as site and kind tags below
+READING_UNITS = [u for u in AWKWARD_UNITS if "\\" not in u and "\t" not in u]
 AWKWARD_REASONS = [None, "", "warming up", 'said "hi"', "back\\slash", "comma, equals=space", "line\nbreak", "é"]
 
 
@@ -46,7 +49,7 @@ def test_every_awkward_reading_serialises_exactly_like_point() -> None:
     lines = ReadingLines()
     items = []
     for i, value in enumerate(AWKWARD_VALUES):
-        for j, unit in enumerate(AWKWARD_UNITS):
+        for j, unit in enumerate(READING_UNITS):
             reason = AWKWARD_REASONS[(i + j) % len(AWKWARD_REASONS)]
             qc = QualityFlag.MISSING if value is None else QualityFlag((i + j) % 3)
             items.append(StoredReading("site.1" if j % 2 else "site-2", Reading(
@@ -230,7 +233,7 @@ def test_a_batch_given_as_columns_serialises_exactly_like_its_readings() -> None
     lines = ReadingLines()
     readings = []
     for i, value in enumerate(AWKWARD_VALUES):
-        for j, unit in enumerate(AWKWARD_UNITS):
+        for j, unit in enumerate(READING_UNITS):
             reason = AWKWARD_REASONS[(i + j) % len(AWKWARD_REASONS)]
             readings.append(Reading(
                 station="st_1", sensor=f"probe{j}", variable="CO2_1_1_1", value=value, unit=unit,
