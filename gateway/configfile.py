@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 
 if TYPE_CHECKING:  # pydantic is imported by the models themselves; the `sinkwatch` command starts without it
-    from pydantic import BaseModel, ValidationError
+    from pydantic import BaseModel, ValidationError, ValidationInfo
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 
@@ -95,6 +96,26 @@ def describe_validation_error(path: Path | str, error: ValidationError, prefix: 
     return "\n".join(lines)
 
 
+def _takes(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether a field's type accepts one of `kinds` (through `Annotated`, unions, `Optional`)."""
+    if annotation in kinds:
+        return True
+    return any(_takes(a, kinds) for a in typing.get_args(annotation))
+
+
+def refuse_bool_for_number(cls: type[BaseModel], value: object, info: ValidationInfo) -> object:
+    """A "before" validator of every field of a config model (`field_validator("*", mode="before")`): a boolean for
+    a key whose type is a number and not a boolean is refused. YAML reads yes/no/on/off/true/false as booleans and
+    pydantic takes a boolean for a number (true = 1), so `interval_s: yes` polled every second, `port: on` dialled
+    port 1, and nothing said so."""
+    if type(value) is bool and info.field_name is not None:
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _takes(field.annotation, (int, float)) and not _takes(field.annotation, (bool,)):
+            raise ValueError(f"must be a number, not {str(value).lower()} (YAML reads yes/no/on/off/true/false as "
+                             "a boolean): write the number")
+    return value
+
+
 class DuplicateKeyError(yaml.constructor.ConstructorError):
     """A mapping names the same key twice; YAML itself would silently keep the last one."""
 
@@ -163,10 +184,26 @@ def load_yaml(text: str, path: Path | str) -> Any:
         raise ConfigError(f"{path}: not valid YAML: a tagged value cannot be converted ({exc})") from None
 
 
+MAX_TEXT_BYTES = 16 * 2**20
+"""The most a config, metadata or settings file is read of: the largest such file is some kB. A path to /dev/zero
+(or /dev/urandom, or a multi-gigabyte data file given by mistake) was read until memory ran out."""
+
+
+def read_small_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
+    """`path.read_text(encoding="utf-8")` of a file that is at most `limit` characters; longer, OSError (EFBIG) whose
+    `strerror` says so, which the callers' `except OSError` turn into their own error naming the file."""
+    with path.open(encoding="utf-8") as fh:
+        text = fh.read(limit + 1)
+    if len(text) > limit:
+        raise OSError(errno.EFBIG, f"longer than {limit // 2**20} MiB, which no config or metadata file is: a device "
+                                   "such as /dev/zero, or the wrong file? give the path of the file itself")
+    return text
+
+
 def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_small_text(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.configfile import refuse_bool_for_number
 from gateway.secretfile import expand_path, private_mode_problem
 
 FailureKind = Literal["unknown_ca", "hostname_mismatch", "expired", "revoked", "bad_certificate", "protocol"]
@@ -141,6 +142,7 @@ class TlsClientFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
     _tls_prefix: ClassVar[str] = "mqtt"
+    _refuse_bool_for_number = field_validator("*", mode="before")(refuse_bool_for_number)
 
     tls: bool = Field(default=False, description="connect with TLS; the server's certificate is checked against "
                                                  "ca_file, or the system's CA store when ca_file is not set")

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.configfile import refuse_bool_for_number
+
 RuleName = Literal["station_silent", "buffer_growing", "clock_unsynchronised", "sensor_stuck", "sensor_out_of_range",
                    "flag2_share", "signal_strength_low", "disk_nearly_full", "buffer_unwritable"]
 RULE_NAMES: tuple[RuleName, ...] = ("station_silent", "buffer_growing", "clock_unsynchronised", "sensor_stuck",
@@ -35,6 +37,7 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    _refuse_bool_for_number = field_validator("*", mode="before")(refuse_bool_for_number)
 
 
 class _Rule(_Section):

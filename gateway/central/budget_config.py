@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.configfile import refuse_bool_for_number
 from gateway.contract import SETTINGS_HASH_PATTERN
 from gateway.model import Identifier
 
@@ -23,6 +24,7 @@ _SENSOR_CHOICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Z][A-Z0-9_
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _refuse_bool_for_number = field_validator("*", mode="before")(refuse_bool_for_number)
 
 
 class StationBudgetSettings(_Section):

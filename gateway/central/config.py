@@ -6,12 +6,12 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateway.central.alerts_config import AlertsConfig
 from gateway.central.budget_config import BudgetJobConfig
 from gateway.central.soilstems_config import SoilJobConfig, StemsJobConfig
-from gateway.configfile import ConfigError, check_inline_secrets, load_model
+from gateway.configfile import ConfigError, check_inline_secrets, load_model, refuse_bool_for_number
 from gateway.secretfile import SecretFields, expand_path, inline_secret_keys, private_mode_problem, resolve_secret
 from gateway.tls import TlsClientFields, client_context
 
@@ -20,6 +20,7 @@ SAMPLE_CONFIG_PATH = Path(__file__).with_name("sample-central.yaml")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
+    _refuse_bool_for_number = field_validator("*", mode="before")(refuse_bool_for_number)
 
 
 class MqttSettings(TlsClientFields, SecretFields):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.configfile import read_small_text, refuse_bool_for_number
 from gateway.model import Identifier
 
 if TYPE_CHECKING:  # the science (numpy) is imported when a job runs, not by every reader of the central config
@@ -37,6 +38,7 @@ QUANTITY_OF_VARIABLE = {"STEM_RAD_CHG": "radius", "STEM_CIRC_CHG": "circumferenc
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    _refuse_bool_for_number = field_validator("*", mode="before")(refuse_bool_for_number)
 
 
 def _whole_half_hours(value: float) -> float:
@@ -312,7 +314,7 @@ class Plot(_Section):
             return
         path = self.trees_csv if self.trees_csv.is_absolute() else base / self.trees_csv
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_small_text(path)
         except OSError as exc:
             raise ValueError(f"{path}: cannot read the tree list of plot {self.name}: {exc.strerror}") from None
         rows = csv.DictReader(io.StringIO(text))
@@ -413,7 +415,7 @@ class StemsJobConfig(_Section):
                 from gateway.flux.stems.allometry import parse_species_table
 
                 try:
-                    parse_species_table(path.read_text(encoding="utf-8"))
+                    parse_species_table(read_small_text(path))
                 except OSError as exc:
                     raise ValueError(f"stems.per_station.{station}.species_table: {path}: {exc.strerror}") from None
                 except ValueError as exc:

@@ -35,6 +35,7 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.configfile import refuse_bool_for_number
 from gateway.model import Identifier, Reading
 
 DRIVER_ENTRY_POINT_GROUP = "sinkwatch.drivers"
@@ -69,6 +70,7 @@ class SensorConfig(BaseModel):
 
     # NaN or infinity in a config is a typo or a templating accident, never a setting: refused for every key
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    _refuse_bool_for_number = field_validator("*", mode="before")(refuse_bool_for_number)
 
     name: Identifier = Field(description="unique sensor name within the station, e.g. soil_co2_10cm")
     driver: str = Field(description="driver name as registered under the sinkwatch.drivers entry point")

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from gateway.configfile import ConfigError, check_inline_secrets, describe_validation_error, read_yaml_mapping
+from gateway.configfile import (
+    ConfigError,
+    check_inline_secrets,
+    describe_validation_error,
+    read_yaml_mapping,
+    refuse_bool_for_number,
+)
 from gateway.driver_api import Driver, LineDriver, SensorConfig, SerialSettings, load_driver, serial_settings_of
 from gateway.model import Identifier
 from gateway.secretfile import SecretFields, inline_secret_keys, resolve_secret
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
+    _refuse_bool_for_number = field_validator("*", mode="before")(refuse_bool_for_number)
 
 
 class MqttConfig(TlsClientFields, SecretFields):

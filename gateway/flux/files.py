@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, TextIO, cast
 import numpy as np
 from pydantic import ValidationError
 
-from gateway.configfile import ConfigError, describe_validation_error, load_yaml
+from gateway.configfile import ConfigError, describe_validation_error, load_yaml, read_small_text
 from gateway.flux.ec.constants import R_GAS
 from gateway.flux.ec.engine import PlanarFitSetup
 from gateway.flux.ec.instruments import LI7200_STATUS_BITS, wboost
@@ -126,7 +126,7 @@ def parse_eddypro_settings(text: str) -> dict[str, Any]:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_small_text(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except OSError as exc:
@@ -190,7 +190,7 @@ def load_method_files(st: ProcessingSettings, settings: Path | None,
     if st.rot_meth in (Rotation.PLANAR_FIT, Rotation.PLANAR_FIT_NO_BIAS) and st.planar_fit_file:
         pf_path = resolve(st.planar_fit_file)
         try:
-            parsed = parse_eddypro_planar_fit(pf_path.read_text(encoding="utf-8"))
+            parsed = parse_eddypro_planar_fit(read_small_text(pf_path))
         except OSError as exc:
             raise ConfigError(f"{pf_path}: cannot read the planar-fit file: {exc.strerror}") from None
         pf = PlanarFitSetup(parsed.sectors, subtract_b0=st.pf_subtract_b0)
@@ -199,7 +199,7 @@ def load_method_files(st: ProcessingSettings, settings: Path | None,
                       SpectralCorrection.FRATINI_2012) and st.spectral_assessment_file:
         sa_path = resolve(st.spectral_assessment_file)
         try:
-            assessment = parse_spectral_assessment(sa_path.read_text(encoding="utf-8"))
+            assessment = parse_spectral_assessment(read_small_text(sa_path))
         except OSError as exc:
             raise ConfigError(f"{sa_path}: cannot read the spectral assessment: {exc.strerror}") from None
     return pf, assessment

@@ -176,6 +176,10 @@ def test_sample_config_is_valid_and_documents_every_key() -> None:
         ("storage: {kind: influxdb, url: 'http://x', api: v2, token: t}\n", "storage.org, storage.bucket"),
         ("storage: {kind: sqlite, path: x.db}\nmqtt: {prot: 1}\n", "mqtt.prot: unknown key"),
         ("storage: {kind: mongodb}\n", "storage.kind"),
+        # hostile inputs by hand (docs/reliability.md): a YAML boolean was taken for 1 or 0
+        ("storage: {kind: sqlite, path: x.db}\nmqtt: {port: on}\n", "mqtt.port: must be a number, not true"),
+        ("storage: {kind: sqlite, path: x.db}\nalerts: {station_silent: {after_s: yes}}\n",
+         "alerts.station_silent.after_s: must be a number, not true"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, yaml_text: str, expected: str) -> None:

@@ -233,3 +233,35 @@ def test_a_file_that_is_not_utf8_names_the_line_and_the_byte(tmp_path: Path) -> 
         load_station_config(path)
     assert f"not UTF-8 text (line {lines}, byte " in str(caught.value)
     assert "is 0xe9); save the file as UTF-8" in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("interval_s: yes", "sensors[0].interval_s: must be a number, not true"),
+    ("interval_s: true", "sensors[0].interval_s: must be a number, not true"),
+    ("address: on", "sensors[0].address: must be a number, not true"),
+    ("timeout_s: off", "sensors[0].timeout_s: must be a number, not false"),
+])
+def test_a_boolean_for_a_number_is_refused_naming_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    """Hostile inputs by hand (docs/reliability.md): pydantic took `interval_s: yes` as a poll every second."""
+    config = ("site: s\nstation: t\nmqtt: {host: b}\nbuffer: {path: /never/opened.sqlite}\n"
+              f"sensors: [{{name: a, driver: gmp252, port: /dev/x, {text}}}]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(write(tmp_path, config))
+    assert expected in str(caught.value) and "write the number" in str(caught.value)
+
+
+def test_a_boolean_for_the_broker_port_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"mqtt.port: must be a number, not true"):
+        load_station_config(write(tmp_path, with_changes(mqtt={"host": "b", "port": True})))
+
+
+def test_a_boolean_where_a_boolean_belongs_is_still_one(tmp_path: Path) -> None:
+    config = load_station_config(write(tmp_path, with_changes(
+        sensors=[{"name": "a", "driver": "gmp252", "port": "/dev/x", "read_temperature": False}])))
+    assert getattr(config.sensors[0][1], "read_temperature") is False  # noqa: B009
+
+
+def test_a_device_given_as_the_config_is_refused_not_read_forever() -> None:
+    """Hostile inputs by hand (docs/reliability.md): `station validate -c /dev/zero` read until memory ran out."""
+    with pytest.raises(ConfigError, match=r"/dev/zero: cannot read config file: longer than 16 MiB"):
+        load_station_config("/dev/zero")

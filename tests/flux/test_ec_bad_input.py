@@ -296,3 +296,21 @@ def test_filtering_counts_the_records_each_filter_removed() -> None:
     assert counts["U_ABSLIM_NREX"] == 1.0 and counts["CO2_ABSLIM_NREX"] == 2.0
     assert counts["V_ABSLIM_NREX"] == counts["H2O_ABSLIM_NREX"] == 0.0
     assert np.isnan(data["co2"][[1, 2, 8, 9]]).all() and np.isnan(data["u"][[5, 7]]).all()
+
+
+@pytest.mark.parametrize("load", ["load_metadata", "load_settings"])
+def test_a_device_given_as_metadata_or_settings_is_refused_not_read_forever(load: str) -> None:
+    """Hostile inputs by hand (docs/reliability.md): `--metadata /dev/zero` was read until memory ran out."""
+    from gateway import configfile
+    from gateway.flux import files
+
+    with pytest.raises(configfile.ConfigError, match=r"/dev/zero: cannot read: longer than 16 MiB"):
+        getattr(files, load)("/dev/zero")
+
+
+def test_a_boolean_for_a_number_in_settings_is_refused() -> None:
+    """Hostile inputs by hand: pydantic took `true` for 1 in every numeric key of the processing settings."""
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="must be a number, not true"):
+        ProcessingSettings.model_validate({"avrg_len": True})

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.configfile import refuse_bool_for_number
+
 #: Canonical variable names a raw column can carry (EddyPro's `col_N_variable` values, lower case).
 CANONICAL_VARIABLES = (
     "u", "v", "w", "ts", "sos", "co2", "h2o", "ch4", "n2o",
@@ -65,6 +67,7 @@ def unit_kind(variable: str, measure_type: str | None) -> str:
 class ConfigModel(BaseModel):
     # NaN or infinity in a settings file is never a setting; EddyPro's own files use -9999 for "not set"
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    _refuse_bool_for_number = field_validator("*", mode="before")(refuse_bool_for_number)
 
 
 class ColumnSpec(ConfigModel):
