@@ -163,7 +163,7 @@ def implausible_time(value: datetime, now: datetime) -> str | None:
 PLAUSIBLE_MAGNITUDE = 1e30
 
 
-def implausible_value(value: float | None) -> str | None:
+def implausible_value(value: float | int | None) -> str | None:
     """Why `value` cannot be a measurement, or None when it can (a missing value can)."""
     if value is not None and not -PLAUSIBLE_MAGNITUDE <= value <= PLAUSIBLE_MAGNITUDE:
         return (f"value {value!r} is beyond +-{PLAUSIBLE_MAGNITUDE:g}, which no measured quantity reaches (a store's "
@@ -1133,6 +1133,10 @@ class Ingestor:
         problem = implausible_time(record.end, utc_now())
         if problem is not None:
             raise Malformed("implausible_time", f"flux period end: {problem}")
+        for name, value in record.values.items():
+            problem = implausible_value(value)
+            if problem is not None:
+                raise Malformed("implausible_value", f"flux period ending {format_time(record.end)}, {name}: {problem}")
         if not self._follows_group(item, group):
             return _FLUSH_FIRST
         ledger = None

@@ -106,6 +106,11 @@ def test_a_flux_record_is_stored_and_a_redelivery_stored_once(ingestor: Ingestor
         (fluxes_topic("site1", "other"), encode_flux_record(flux_record()), "topic_mismatch"),
         (fluxes_topic("site1", "st1"),
          encode_flux_record(flux_record()).replace(b'"FC":-12.345678901234567', b'"FC":NaN'), "schema"),
+        # hostile inputs by hand (docs/reliability.md): stored as an "ok" period and served as such
+        (fluxes_topic("site1", "st1"),
+         encode_flux_record(flux_record()).replace(b'"FC":-12.345678901234567', b'"FC":1e308'), "implausible_value"),
+        (fluxes_topic("site1", "st1"),
+         encode_flux_record(flux_record()).replace(b'"H":301.448', b'"H":-2e30'), "implausible_value"),
     ],
 )
 def test_a_bad_flux_message_is_dead_lettered(ingestor: Ingestor, store: SqliteStore, topic: str, payload: bytes,
