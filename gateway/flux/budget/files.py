@@ -349,10 +349,19 @@ def _date_time_ends(path: Path, header: Sequence[str], body: Sequence[Sequence[s
     return ends
 
 
-def _numbers(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], name: str) -> NDArray[np.float64]:
+MAX_MAGNITUDE = 1e30
+"""A cell beyond ±MAX_MAGNITUDE (or infinite) is no measurement in any unit of these tables; one such NEE cell made
+the annual sums overflow to a missing NEE ("0 records not gap-filled"). Read as missing, and said so."""
+
+
+def _numbers(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], name: str,
+             notes: list[str] | None = None) -> NDArray[np.float64]:
+    """The column's numbers, NaN where missing; cells that are infinite or beyond ±MAX_MAGNITUDE are missing too,
+    and a note in `notes` names the column, their number and the first one."""
     col = _column_index(header, name)
     assert col is not None
     out = np.full(len(body), np.nan)
+    absurd: list[tuple[int, str]] = []
     for r, row in enumerate(body):
         text = row[col].strip() if col < len(row) else ""
         if text.upper() in _MISSING_TEXTS:
@@ -362,8 +371,15 @@ def _numbers(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], n
         except ValueError:
             raise BudgetFileError(f"{path}: row {r + 2}, column {header[col]}: {text!r} is not a number; use "
                                   "-9999 for a missing value") from None
-        if value != MISSING and math.isfinite(value):
+        if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # also NaN and infinities
+            if not math.isnan(value):
+                absurd.append((r + 2, text))
+        elif value != MISSING:
             out[r] = value
+    if absurd and notes is not None:
+        row, text = absurd[0]
+        notes.append(f"{path.name}, column {header[col]}: {len(absurd)} cell(s) infinite or beyond ±{MAX_MAGNITUDE:g} "
+                     f"read as missing (the first: row {row}, {text[:40]!r}); check the file's source")
     return out
 
 
@@ -389,14 +405,16 @@ def _product_nee(path: Path, header: Sequence[str], body: Sequence[Sequence[str]
             "product's NEE is gap-filled, and only NEE_VUT_REF_QC (or NEE_CUT_REF_QC; 0 = measured) tells the "
             "measured records from the filled ones; give the product file with that column (the FULLSET and SUBSET "
             "files have it) or the site's BASE file (FC, SC)")
-    values, qc = grid(_numbers(path, header, body, column)), grid(_numbers(path, header, body, f"{column}_QC"))
+    absurd: list[str] = []
+    values = grid(_numbers(path, header, body, column, absurd))
+    qc = grid(_numbers(path, header, body, f"{column}_QC", absurd))
     measured = np.isfinite(values) & (qc == 0.0)
     nee = np.where(measured, values, np.nan)
     n, filled = int(measured.sum()), int((np.isfinite(values) & ~measured).sum())
     note = (f"NEE from {column} where {column}_QC is 0 (measured): {n} records ({n / values.size:.0%}); its {filled} "
             "gap-filled values are not used. The product has already removed the records below its own u* "
             "thresholds (FLUXNET2015/ONEFlux); our u* filter and gap filling run again on the measured records")
-    return nee, column, note
+    return nee, column, "; ".join([note, *absurd])
 
 
 def _saturation_vapour_pressure_hpa(ta: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -517,7 +535,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
         if column is not None:
             idx = _column_index(header, column)
             assert idx is not None
-            cols[name] = grid(_numbers(p, header, body, column))
+            cols[name] = grid(_numbers(p, header, body, column, notes))
             names[name] = header[idx]
             if column != name:
                 product_drivers.append(f"{name} from {column}")
@@ -536,7 +554,7 @@ def read_budget_csv(path: Path | str, *, met: Path | str | None = None,
             column = _driver_column(mheader, name)
             if name in cols or column is None:
                 continue
-            values = _numbers(mp, mheader, mbody, column)
+            values = _numbers(mp, mheader, mbody, column, notes)
             out = np.full(n, np.nan)
             out[pos[inside]] = values[inside]
             cols[name] = out

@@ -370,3 +370,19 @@ def test_a_gap_too_long_to_fill_gives_no_annual_sum_and_says_so(tmp_path: Path) 
     assert "nan" not in result.output
     header_row, row = annual.read_text().splitlines()[:2]
     assert row.split(",")[header_row.split(",").index("NEE_F")] == "-9999"
+
+
+@pytest.mark.parametrize("cell", ["1e308", "-2e30", "inf", "-Infinity"])
+def test_a_cell_beyond_any_measurement_is_missing_and_said_so(tmp_path: Path, cell: str) -> None:
+    """Hostile inputs by hand (docs/reliability.md): one NEE cell of 1e308 made the year's NEE missing ("0 records
+    not gap-filled"); an infinite cell was a gap without a word."""
+    s = _synthetic()
+    names = ["NEE", "SW_IN", "TA", "VPD"]
+    rows = _fluxnet_rows(s, names, s)
+    rows[5][2] = rows[9][2] = cell
+    data = read_budget_csv(_write(tmp_path / "in.csv", ["TIMESTAMP_START", "TIMESTAMP_END", *names], rows))
+
+    assert np.isnan(data.columns["NEE"][[5, 9]]).all()
+    np.testing.assert_array_equal(np.delete(data.columns["NEE"], [5, 9]), np.delete(s["NEE"], [5, 9]))
+    assert f"in.csv, column NEE: 2 cell(s) infinite or beyond ±1e+30 read as missing (the first: row 7, {cell!r})" \
+        in " ".join(data.notes)
