@@ -377,9 +377,9 @@ def _numbers(path: Path, header: Sequence[str], body: Sequence[Sequence[str]], n
         elif value != MISSING:
             out[r] = value
     if absurd and notes is not None:
-        row, text = absurd[0]
+        first_row, first_text = absurd[0]
         notes.append(f"{path.name}, column {header[col]}: {len(absurd)} cell(s) infinite or beyond ±{MAX_MAGNITUDE:g} "
-                     f"read as missing (the first: row {row}, {text[:40]!r}); check the file's source")
+                     f"read as missing (the first: row {first_row}, {first_text[:40]!r}); check the file's source")
     return out
 
 
