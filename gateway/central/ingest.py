@@ -178,6 +178,24 @@ def _values_plausible(values: Iterable[float | None]) -> bool:
     return not present or (max(present) <= PLAUSIBLE_MAGNITUDE and min(present) >= -PLAUSIBLE_MAGNITUDE)
 
 
+def _implausible_figure(document: object, where: str = "") -> str | None:
+    """`<key path>: <implausible_value's problem>` of the first number in a parsed JSON document beyond
+    +-PLAUSIBLE_MAGNITUDE, or None."""
+    if isinstance(document, dict):
+        items: Iterable[tuple[object, object]] = document.items()
+    elif isinstance(document, list):
+        items = enumerate(document)
+    else:
+        number = isinstance(document, int | float) and not isinstance(document, bool)
+        problem = implausible_value(document) if number else None  # type: ignore[arg-type]
+        return None if problem is None else f"{where or '(payload)'}: {problem}"
+    for key, value in items:
+        found = _implausible_figure(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 @dataclass
 class IngestCounters:
     """Monotonic counters since start; `malformed` is keyed by reason (not_json, schema, topic_mismatch, ...)."""
@@ -1156,6 +1174,9 @@ class Ingestor:
         problem = implausible_time(report.time, utc_now())
         if problem is not None:
             raise Malformed("implausible_time", f"health report: {problem}")
+        figure = _implausible_figure(json.loads(payload))  # the schema bounds its depth: it parsed
+        if figure is not None:
+            raise Malformed("implausible_value", f"health report {format_time(report.time)}, {figure}")
         if not self._follows_group(item, group):
             return _FLUSH_FIRST
         ledger = None

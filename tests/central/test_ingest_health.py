@@ -76,6 +76,10 @@ def test_a_report_is_stored_and_confirmed(ingestor: Ingestor, store: SqliteStore
         (TOPIC, {"sensors": [{"name": "a b"}]}, "schema"),
         (TOPIC, {"time": "0001-01-01T00:00:00Z"}, "schema"),
         (TOPIC, {"unknown": 1}, "schema"),
+        # hostile inputs by hand (docs/reliability.md): stored and shown as the node's figures (a CPU at 1e308 degC)
+        (TOPIC, {"cpu_temperature_c": 1e308}, "implausible_value"),
+        (TOPIC, {"clock_offset_s": -2e30}, "implausible_value"),
+        (TOPIC, {"disk_total_bytes": 10**31}, "implausible_value"),
     ],
 )
 def test_a_report_that_can_never_be_stored_is_dead_lettered(ingestor: Ingestor, store: SqliteStore, topic: str,
@@ -89,3 +93,10 @@ def test_a_report_that_can_never_be_stored_is_dead_lettered(ingestor: Ingestor, 
     assert letter["reason"] == reason and letter["topic"] == topic
     [receipt] = ingestor._receipts.take()
     assert receipt.channel == "health" and receipt.dead_lettered == [(3, 3)]
+
+
+def test_an_implausible_figure_is_named_in_the_dead_letter(ingestor: Ingestor, tmp_path: Path) -> None:
+    payload = {**json.loads(encode_health(report(3, time=utc_now()))), "load_1m": 1e300}
+    ingestor.handle(TOPIC, json.dumps(payload).encode())
+    [letter] = [json.loads(line) for line in (tmp_path / "data" / "dead-letter.jsonl").read_text().splitlines()]
+    assert "load_1m: value 1e+300 is beyond +-1e+30" in letter["problem"]
