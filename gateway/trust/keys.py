@@ -152,21 +152,31 @@ def generate_key(path: Path | str) -> Ed25519PrivateKey:
     return key
 
 
+_MAX_KEY_FILE_BYTES = 64 * 1024
+
+
 def load_private_key(path: Path | str) -> Ed25519PrivateKey:
     """The station's key from `path`: PEM (PKCS #8, as `generate_key` writes, or OpenSSL's `genpkey -algorithm
     ed25519`) or the raw 32-byte seed. Refused when group or others may read or write it (the fix: chmod 600)."""
     path = Path(path)
     try:
         info = path.stat()
-        data = path.read_bytes()
+        if not stat.S_ISREG(info.st_mode):  # before reading: /dev/zero would never end
+            raise KeyFileError(f"{path}: not a regular file (a folder or a device); give the path of the station's "
+                               "key file")
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(f"{path}: the signing key may be read or changed by others (mode "
+                               f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`")
+        with path.open("rb") as fh:
+            data = fh.read(_MAX_KEY_FILE_BYTES + 1)
     except FileNotFoundError:
         raise KeyFileError(f"{path}: no such key file (create one with `sinkwatch station provision`, or set "
                            "signing_key to the station's key file)") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read the key file: {exc.strerror}") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"{path}: the signing key may be read or changed by others (mode "
-                           f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`")
+    if len(data) > _MAX_KEY_FILE_BYTES:
+        raise KeyFileError(f"{path}: longer than {_MAX_KEY_FILE_BYTES} bytes, which no key file is (a PEM key is "
+                           "about 120): give the path of the station's key file")
     if len(data) == _RAW_KEY_BYTES and not data.startswith(b"-----"):
         return Ed25519PrivateKey.from_private_bytes(data)
     try:

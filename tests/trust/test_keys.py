@@ -180,3 +180,17 @@ def test_a_broken_registry_file_is_named(tmp_path: Path) -> None:
     registry.path.write_text(json.dumps({"format": "sinkwatch-station-keys/1", "keys": [entry]}))
     with pytest.raises(RegistryError, match="key entry 1: key_id 0000000000000000 does not match"):
         registry.active("s", "n")
+
+
+def test_a_device_folder_or_huge_file_as_the_key_is_refused_unread(tmp_path: Path) -> None:
+    """Hostile inputs by hand (docs/reliability.md): `signing_key: /dev/zero` was read until memory ran out before
+    its mode was checked."""
+    with pytest.raises(KeyFileError, match="/dev/zero: not a regular file"):
+        load_private_key("/dev/zero")
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        load_private_key(tmp_path)
+    huge = tmp_path / "huge.key"
+    huge.write_bytes(b"-" * (1024 * 1024))
+    os.chmod(huge, 0o600)
+    with pytest.raises(KeyFileError, match="longer than 65536 bytes"):
+        load_private_key(huge)
