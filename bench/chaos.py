@@ -6,7 +6,8 @@ InfluxDB holds (committed = stored, 0 lost, 0 duplicated, 0 altered) with the dr
     counting WindMaster, 20 Hz (own process) ── TCP ──────────┘   InfluxDB 1.x ── sinkwatch central serve ──┘
 
 The stream's interval summaries (every 5 s) are reconciled too: every interval the station closed stored once, its
-means, SDs and counts those of exactly the records it counted.
+means, SDs and counts those of exactly the records it counted; so are its raw archive files (every record the station
+read in them once, in order, unaltered) and the station's flux records (one per 30-s averaging period).
 
 Default: 5 rounds of the 13 fault kinds (65 faults) plus 100 kills of the station in the middle of a buffer write,
 spread between them; outages of 2-15 s. About 30-40 minutes on two cores. Run:
@@ -48,12 +49,16 @@ def main() -> None:
                         help="records a second of the counting WindMaster on TCP (0: no stream instrument)")
     parser.add_argument("--summary-interval", type=float, default=5.0,
                         help="the station's streams.summary_interval_s (default 5)")
+    parser.add_argument("--flux-period", type=float, default=30.0,
+                        help="the station's flux runner on the stream, its averaging period in s (a divisor of "
+                             "1800, at least 30; 0: no flux runner)")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (logs, served log, kill snapshots)")
     args = parser.parse_args()
     plan = ChaosPlan(rounds=args.rounds, kinds=tuple(args.kinds), midwrite_kills=args.midwrite, seed=args.seed,
                      outage_s=tuple(args.outage),
                      site=SiteSettings(receipt_timeout_s=args.receipt_timeout, stream_hz=args.stream_hz,
-                                       summary_interval_s=args.summary_interval))
+                                       summary_interval_s=args.summary_interval,
+                                       flux_period_s=args.flux_period))
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="sinkwatch-chaos-") as tmp:
         folder = args.keep or Path(tmp)

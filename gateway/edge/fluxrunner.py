@@ -13,7 +13,8 @@ becomes one `FluxRecord` on `sinkwatch/v1/<site>/<station>/fluxes` (docs/flux-ec
 
 Periods: aligned to the epoch, `averaging_min` long (a divisor of the archive's 30-min file, so a period never
 spans two files of one sensor except at the grid's one-record margin). The first period is the first one that
-starts after the daemon started; after a restart the runner resumes after the last period it stored (at most
+starts after the daemon first started with this outbox (remembered at once, so a restart before that period was
+computed does not skip it); after a restart the runner resumes after the last period it stored (at most
 `CATCH_UP_S` back), so periods missed while it was down are computed from the archive when it returns — those
 without a single sonic record (the station was off) are counted `no_raw_data` and not sent, as periods without
 raw data in `sinkwatch flux recompute`. Every period of the running daemon is sent, a failed one (too few records, an
@@ -58,11 +59,21 @@ from gateway.flux.rawperiods import (
     is_sonic,
     margin_for,
 )
-from gateway.rawarchive.archive import CSV_FORMAT_VERSION, PERIOD_S, SUFFIXES, ArchiveData, read_archive
+from gateway.rawarchive.archive import (
+    CSV_FORMAT_VERSION,
+    FLUSH_AFTER_S,
+    FLUSH_EVERY,
+    PERIOD_S,
+    SUFFIXES,
+    ArchiveData,
+    read_archive,
+)
 
 log = logging.getLogger("sinkwatch.edge.flux")
 
-ARCHIVE_FLUSH_RECORDS = 200  # ArchiveWriter's default flush_every: an open file is readable up to its last flush
+# ArchiveWriter's default chunk limits: an open file is readable up to its last chunk
+ARCHIVE_FLUSH_RECORDS = FLUSH_EVERY
+ARCHIVE_FLUSH_S = FLUSH_AFTER_S
 CATCH_UP_S = 2 * 86400  # after a restart, periods at most this far back are computed from the archive
 RETRY_S = 5.0  # a period whose records have not all reached the archive is looked at again after this
 PLANAR_FIT_HISTORY_S = 14 * 86400  # a planar fit without a file is fitted over the last two weeks' periods
@@ -91,8 +102,9 @@ class FluxSetup:
 
     @property
     def settle_s(self) -> float:
-        """Wait after a period's end before reading it: one archive flush of the instrument, plus 2 s."""
-        return min(self.max_wait_s, ARCHIVE_FLUSH_RECORDS / self.metadata.acquisition_frequency + 2.0)
+        """Wait after a period's end before reading it: one archive chunk of the instrument, plus 2 s."""
+        chunk_s = min(ARCHIVE_FLUSH_RECORDS / self.metadata.acquisition_frequency, ARCHIVE_FLUSH_S)
+        return min(self.max_wait_s, chunk_s + 2.0)
 
 
 def _invalid(source: Path | str, key: str, message: str) -> ConfigError:
@@ -413,6 +425,9 @@ class FluxRunner:
             self.next_end = max(last + p, math.ceil((self.started - CATCH_UP_S) / p) * p)
         else:
             self.next_end = math.ceil(self.started / p) * p + p  # the first period starting after the start
+            # remembered at once: a daemon restarted before it computed that period (a kill, a crash in its first
+            # minutes) resumes there instead of at a period after its own start, which skipped the first periods
+            outbox.add(None, self.next_end - p)
         self._retry_at = 0.0
         self._state_key: tuple[str, str] | None = None
 

@@ -1,8 +1,9 @@
 """The short chaos run in CI: the real station, Mosquitto (shipped config), central service and InfluxDB as separate
 processes, every fault kind injected once (13 faults) and the station killed four times in the middle of a buffer
 write; then the exact reconciliation of what the counting probes and the counting WindMaster served against what
-InfluxDB holds: readings, and the stream's interval summaries (docs/reliability.md, "Chaos runs"). bench/chaos.py
-runs the long version. No timing is asserted: drain times are only printed."""
+InfluxDB holds: readings, the stream's interval summaries and the station's flux records; and of the stream's records
+against the station's raw archive files (docs/reliability.md, "Chaos runs"). bench/chaos.py runs the long version.
+No timing is asserted: drain times are only printed."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from gateway.testing.chaos.streamledger import STREAM_SLACK_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# the station's receipt timeout shortened; the counting WindMaster at 20 Hz, summaries every 5 s
-SETTINGS = SiteSettings(receipt_timeout_s=5.0, stream_hz=20.0, summary_interval_s=5.0)
+# the station's receipt timeout shortened; the counting WindMaster at 20 Hz, summaries every 5 s, the station's flux
+# runner on it with 30-s periods (waiting at most 5 s for a period's records)
+SETTINGS = SiteSettings(receipt_timeout_s=5.0, stream_hz=20.0, summary_interval_s=5.0, flux_period_s=30.0,
+                        flux_max_wait_s=5.0)
 
 
 @pytest.mark.timeout(900)
@@ -63,3 +66,8 @@ def test_committed_readings_are_stored_exactly_once_and_unaltered_through_every_
     assert archive.kills_that_lost_records <= kills
     assert archive.most_lost_at_one_kill <= kill_window(FLUSH_EVERY, FLUSH_AFTER_S, SETTINGS.stream_hz) * (
         SETTINGS.stream_hz)
+    # the flux runner: every averaging period from the station's first start to the instrument's last record has
+    # exactly one flux record stored centrally, whatever the kills did to its records
+    flux = result.flux
+    assert flux is not None and flux.expected >= 1
+    assert (flux.missing, flux.duplicated, flux.stored) == (0, 0, flux.expected), flux.examples

@@ -246,6 +246,21 @@ def test_after_a_restart_missed_periods_come_from_the_archive_and_empty_ones_are
     assert again.health()["periods"] == {"failed": 1, "no_raw_data": 3, "ok": 1}
 
 
+def test_a_restart_before_the_first_period_was_computed_resumes_at_that_period(tmp_path: Path) -> None:
+    """Found by the chaos run: a station killed in its first minutes (before its first period was due) started
+    again at the first period after its new start, so the periods between were never computed nor sent."""
+    started = T0 - 10
+    Archive(tmp_path / "raw", created=started).write(T0 - 5, T0 + 50, open_files=False)
+    first = make_runner(tmp_path, started)
+    assert first.step(T0 + 40) == []  # the first period (ending T0 + 60) is not due yet; then the daemon dies
+    first.outbox.close()
+    restarted = T0 + 55
+    Archive(tmp_path / "raw", created=restarted).write(T0 + 55, T0 + 135)
+    again = make_runner(tmp_path, restarted)
+    records = again.step(T0 + 120 + again.setup.settle_s)
+    assert [r.end.timestamp() - T0 for r in records] == [60, 120]
+
+
 def test_archive_files_of_a_sensor_and_half_hour(tmp_path: Path) -> None:
     names = ["sonic_20251125T1000Z.csv.gz", "sonic_20251125T1000Z_1.swr", "sonic_20251125T1000Z_2.swr.part",
              "sonic_x_20251125T1000Z.swr", "sonic_20251125T1030Z.swr", "irga_20251125T1000Z.swr",

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import httpx
 
 from gateway.testing.chaos.archiveledger import ArchiveReconciliation
+from gateway.testing.chaos.fluxledger import FluxReconciliation
 from gateway.testing.chaos.site import DATABASE, SITE, STATION, STREAM_SENSOR, sensor_name
 from gateway.testing.chaos.streamledger import StreamReconciliation, reconcile_stream
 from gateway.testing.counting_sensor import ServedPoll, poll_of_co2, temperature_of
@@ -76,6 +77,10 @@ class InfluxReader:
     def readings(self, since_ns: int = 0) -> list[dict[str, Any]]:
         """Every reading point of the chaos station from `since_ns` on, with all its tags and fields."""
         return self.rows(f"SELECT * FROM readings WHERE station = '{STATION}' AND time >= {int(since_ns)}")
+
+    def fluxes(self) -> list[dict[str, Any]]:
+        """Every flux record of the chaos station (one row per record: tags, status, reasons, values)."""
+        return self.rows(f"SELECT * FROM fluxes WHERE station = '{STATION}'")
 
     def stream_readings(self) -> list[dict[str, Any]]:
         """Every reading point of the chaos station's stream instrument (its summaries)."""
@@ -240,6 +245,7 @@ class Reconciliation:
     examples: list[str] = field(default_factory=list)
     stream: StreamReconciliation | None = None  # the stream instrument's summaries, when the site ran one
     archive: ArchiveReconciliation | None = None  # the stream instrument's raw archive files, when the site ran one
+    flux: FluxReconciliation | None = None  # the station's flux records, when it ran the flux runner
 
     @property
     def readings_exact(self) -> bool:
@@ -250,7 +256,7 @@ class Reconciliation:
     @property
     def exact(self) -> bool:
         return (self.readings_exact and (self.stream is None or self.stream.exact)
-                and (self.archive is None or self.archive.exact))
+                and (self.archive is None or self.archive.exact) and (self.flux is None or self.flux.exact))
 
     def note(self, text: str) -> None:
         if len(self.examples) < 20:

@@ -53,10 +53,12 @@ import httpx
 from gateway.rawarchive.archive import FLUSH_AFTER_S as ARCHIVE_FLUSH_AFTER_S
 from gateway.rawarchive.archive import FLUSH_EVERY as ARCHIVE_FLUSH_RECORDS
 from gateway.testing.chaos.archiveledger import DiskRefusal, archive_frontier, kill_window, reconcile_archive
+from gateway.testing.chaos.fluxledger import expected_ends, reconcile_fluxes
 from gateway.testing.chaos.ledger import Faults, InfluxReader, Ledger, LinePull, Reconciliation, StationKill, reconcile
 from gateway.testing.chaos.site import STREAM_SENSOR, ChaosSite, SiteSettings
 from gateway.testing.chaos.streamledger import StreamLedger
 from gateway.testing.chaos.wal import WalState, WriteWatch
+from gateway.testing.counting_stream import read_served_records
 
 FAULT_KINDS = ("station-kill", "station-freeze", "station-disk-full", "broker-term", "broker-kill",
                "broker-kill-queued", "broker-freeze", "central-kill", "central-freeze", "central-disk-full",
@@ -162,6 +164,15 @@ class ChaosReport:
                       f"{'EXACT' if a.exact else 'MISMATCH'}; largest stamp offset {a.largest_time_offset_s:.2f} s; "
                       f"{a.archived_after_faults} records served after the last fault archived"]
             lines += [f"  {example}" for example in a.examples]
+        f = r.flux
+        if f is not None:
+            statuses = ", ".join(f"{n} {status}" for status, n in sorted(f.statuses.items())) or "none"
+            lines += [f"flux records ({f.period_s:g}-s periods): expected {f.expected}  stored {f.stored} "
+                      f"({statuses})  missing: {f.missing}  duplicated: {f.duplicated}  -> "
+                      f"{'EXACT' if f.exact else 'MISMATCH'}; "
+                      f"{f.outside} records outside the expected periods; raw data complete for {f.complete} "
+                      f"periods, {f.complete_not_ok} of them not ok"]
+            lines += [f"  {example}" for example in f.examples]
         lines += [f"  {example}" for example in r.examples]
         return "\n".join(lines)
 
@@ -232,6 +243,8 @@ class ChaosRun:
             self.site.sensor.terminate()
             self.site.stream.terminate()
             ended = time.monotonic()
+            # the instrument's last record: a period after it is not one the station could complete
+            stream_stop_wall = max((r.wall for r in read_served_records(self.site.stream_log)[0]), default=0.0)
             final_drain, _ = ledger.wait_recovered(ended, self.plan.drain_timeout_s, fresh_too=False)
             self.progress(f"final drain after the probes stopped: "
                           f"{_seconds(final_drain)}")
@@ -239,6 +252,9 @@ class ChaosRun:
             if stream:
                 self.progress(f"final drain of the stream's summaries: "
                               f"{_seconds(self._stream_drain(reader, ended))}")
+            if stream and self.plan.site.flux_period_s:
+                self.progress(f"final drain of the flux records: "
+                              f"{_seconds(self._flux_drain(reader, ended, stream_stop_wall))}")
             exit_code = self.site.station.terminate()
             self.site.central.terminate()
             result = reconcile(self.site.served_log, reader, self.faults,
@@ -250,6 +266,10 @@ class ChaosRun:
                     self.site.stream_log, self.site.archive_dir, STREAM_SENSOR, self.faults,
                     kill_window_s=self.kill_window_s, refusals=self.refusals,
                     faults_over=self._fault_end if self.records else None)
+            if stream and self.plan.site.flux_period_s:
+                result.flux = reconcile_fluxes(reader.fluxes(), self.plan.site.flux_period_s, self.site.started_wall,
+                                               stream_stop_wall, self.site.stream_log, self.site.archive_dir,
+                                               STREAM_SENSOR)
             reader.close()
         finally:
             self.site.close()
@@ -261,6 +281,20 @@ class ChaosRun:
     def kill_window_s(self) -> float:
         """Seconds of stream records a killed station may hold that its archive files do not (archiveledger)."""
         return kill_window(ARCHIVE_FLUSH_RECORDS, ARCHIVE_FLUSH_AFTER_S, self.plan.site.stream_hz)
+
+    def _flux_drain(self, reader: InfluxReader, ended: float, stream_stop_wall: float) -> float | None:
+        """Seconds from `ended` until every expected period has a stored flux record; None: timeout."""
+        ends = {round(end) for end in expected_ends(self.plan.site.flux_period_s, self.site.started_wall,
+                                                    stream_stop_wall)}
+        deadline = time.monotonic() + self.plan.drain_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if ends <= {round(int(row["time"]) / 1e9) for row in reader.fluxes()}:
+                    return time.monotonic() - ended
+            except (httpx.HTTPError, RuntimeError):
+                pass
+            time.sleep(0.5)
+        return None
 
     def _stream_drain(self, reader: InfluxReader, ended: float) -> float | None:
         """Seconds from `ended` until a stored summary counts every committed record the stream served (the

@@ -37,6 +37,8 @@ SITE = "chaos"
 STATION = "st01"
 DATABASE = "sinkwatch"
 STREAM_SENSOR = "sonic"
+FLUX_SITE = {"altitude": 100.0, "latitude": 51.0, "canopy_height": 20.0}  # site facts the flux engine needs
+FLUX_SONIC_HEIGHT_M = 30.0
 
 
 def sensor_name(address: int) -> str:
@@ -51,6 +53,10 @@ class SiteSettings:
     # the counting WindMaster on TCP (records a second; 0: no stream instrument) and the station's summary interval
     stream_hz: float = 20.0
     summary_interval_s: float = 5.0
+    # the station's flux runner on the stream (the counting WindMaster as a sonic alone: H, TAU, USTAR), its
+    # averaging period in seconds (a divisor of 1800, at least 30; 0: no flux runner)
+    flux_period_s: float = 0.0
+    flux_max_wait_s: float = 10.0  # flux.max_wait_s: how long a period waits for its records after its end
 
 
 @dataclass
@@ -142,6 +148,7 @@ class ChaosSite:
         self.stream_log = folder / "served-stream.jsonl"
         self.stream_port = f"tcp://127.0.0.1:{_free_port()}"
         self.buffer_path = folder / "station" / "buffer.sqlite"
+        self.started_wall = 0.0
         self.archive_dir = folder / "station" / "raw"  # the stream's raw archive
         self.line = SocatLine(folder / "line")
         self.broker: MosquittoServer | None = None
@@ -161,6 +168,7 @@ class ChaosSite:
     # --- bring-up and tear-down --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.started_wall = time.time()  # before the station's first start: its flux runner's first period follows
         context = running_influxd(self.folder / "influxd")
         self.influx = context.__enter__()
         self._influx_context = context
@@ -214,6 +222,10 @@ class ChaosSite:
                                        "frequency_hz": settings.stream_hz})
             station["streams"] = {"summary_interval_s": settings.summary_interval_s,
                                   "archive_dir": str(self.archive_dir)}
+            if settings.flux_period_s:
+                station["sensors"][-1]["height_m"] = FLUX_SONIC_HEIGHT_M
+                station["flux"] = {"sonic": STREAM_SENSOR, "averaging_min": settings.flux_period_s / 60,
+                                   "metadata": dict(FLUX_SITE), "max_wait_s": settings.flux_max_wait_s}
         central = {
             "mqtt": {"host": self.broker.host, "port": self.broker.port, "username": CENTRAL_USER,
                      "password": self.passwords[CENTRAL_USER], "keepalive": 5},
