@@ -256,7 +256,8 @@ def _read_columns(path: Path, md: SiteMetadata, issues: list[str]) -> dict[str, 
     try:
         with _open_raw(path) as fh:
             for _ in range(fd.header_rows):
-                fh.readline()
+                if not fh.readline():  # the end of the file: header_rows: 1000000000000000 was skipped forever
+                    break
             first_line = fh.readline()
     except _READ_ERRORS as exc:
         issues.append(_unreadable(path, exc))

@@ -314,3 +314,14 @@ def test_a_boolean_for_a_number_in_settings_is_refused() -> None:
 
     with pytest.raises(pydantic.ValidationError, match="must be a number, not true"):
         ProcessingSettings.model_validate({"avrg_len": True})
+
+
+def test_more_header_rows_than_any_file_has_fail_the_period_not_hang(tmp_path: Path) -> None:
+    """Hostile inputs by hand (docs/reliability.md): `header_rows: 1000000000000000` read past the end of the file
+    one empty line at a time, for ever."""
+    columns = [{"index": i + 1, "variable": v} for i, v in enumerate(("u", "v", "w", "ts"))]
+    md = metadata(columns=columns, file={"columns": columns, "header_rows": 10**15})
+    (period,) = read_raw_file(write_file(tmp_path / NAME, good_rows(500)), md, SETTINGS)
+    (r,) = [process_period(period, SETTINGS)]
+    assert r.status == "failed"
+    assert any("no data rows after 1000000000000000 header row(s)" in x for x in r.reasons)
