@@ -22,6 +22,7 @@ number.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -354,6 +355,11 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     unless ``settings.ustar == "none"``): NaN where missing. ``lat``/``lon`` in degrees north/east.
     """
     st = settings or BudgetSettings()
+    if not (math.isfinite(utc_offset_h) and -12.0 <= utc_offset_h <= 14.0):
+        # the clocks of the world run from UTC-12 to UTC+14; 100 was taken, and a NaN blamed the time stamps
+        raise BudgetInputError(f"UTC offset {utc_offset_h!r} h is not in [-12, 14]; give the hours the time stamps' "
+                               "clock is ahead of UTC (--utc-offset; utc_offset_h in central.yaml's budget section), "
+                               "e.g. 1 for CET, -5 for EST, 0 for UTC")
     t = np.asarray(time_start_s, dtype=np.float64)
     n_in = t.size
     if t.ndim != 1 or n_in < 2:

@@ -200,3 +200,13 @@ def test_aggregation_units_and_uncertainty_terms() -> None:
     assert np.isnan(agg["RECO_NT"][3]) and agg["RECO_NT"][0] == pytest.approx(48 * 3.0 * per)
     with pytest.raises(ValueError, match="contiguous"):
         aggregate(np.array(["a", "b", "a"]), {k: v[:3] for k, v in hh.items()})
+
+
+@pytest.mark.parametrize("offset", [100.0, -13.0, float("nan"), float("inf")])
+def test_a_utc_offset_no_clock_has_is_refused_naming_it(offset: float) -> None:
+    """Hostile inputs by hand (docs/reliability.md): `--utc-offset 100` gave a budget, `nan` an error about the time
+    stamps."""
+    year = synthetic_year(seed=7)
+    with pytest.raises(BudgetInputError, match=r"UTC offset .* h is not in \[-12, 14\].*--utc-offset"):
+        run_budget(year.time_start_s, year.nee, year.sw_in, year.ta, year.vpd, year.ustar, lat=50, lon=10,
+                   utc_offset_h=offset)
