@@ -75,7 +75,8 @@ def ec(
         raise typer.Exit(2) from None
     missing = [p for p in raw_files if not p.is_file()]
     if missing:  # a mistyped name or a folder: said before any work, not as a failed period labelled 1970
-        listed = ", ".join(f"{p} ({'a folder' if p.is_dir() else 'not found'})" for p in missing)
+        listed = ", ".join(f"{p} ({'a folder' if p.is_dir() else 'not a file' if p.exists() else 'not found'})"
+                           for p in missing)
         typer.echo(f"flux ec: raw files: {listed}; give the raw data files themselves, e.g. raw/*.csv.gz", err=True)
         raise typer.Exit(2)
     for note in instrument_notes(md, st):  # what became of options EddyPro applies to some instruments only

@@ -250,10 +250,12 @@ def test_in_situ_assessment_needs_enough_periods(ec_raw: Path, tmp_path: Path) -
 def test_a_raw_file_that_is_missing_or_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "fluxes.csv"
     missing = tmp_path / "DE-HoH_EC_201907301230_v01.csv.gz"
-    result = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), str(missing), str(tmp_path),
+    result = CliRunner().invoke(app, ["flux", "ec", str(RAW_FILE), str(missing), str(tmp_path), "/dev/zero",
                                       "--metadata", str(METADATA), "--out", str(out)])
     assert result.exit_code == 2, result.output
-    assert f"flux ec: raw files: {missing} (not found), {tmp_path} (a folder); give the raw data files" in result.output
+    # a device was "not found" before (hostile inputs by hand, docs/reliability.md)
+    assert (f"flux ec: raw files: {missing} (not found), {tmp_path} (a folder), /dev/zero (not a file); give the raw "
+            "data files") in result.output
     assert not out.exists()
 
 
