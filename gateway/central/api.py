@@ -219,14 +219,24 @@ class _AnnounceDevelopmentMode:
 class _RefuseRepeatedParameters:
     """Answers 422 to a request that gives a query parameter more than once (`?station=a&station=b`): FastAPI would
     silently take the last, so a client (or a proxy that appends) would get another series than it believes it
-    asked for. No parameter of this API takes several values that way (`variables` is one comma-separated list)."""
+    asked for. No parameter of this API takes several values that way (`variables` is one comma-separated list).
+    Also 422 for a value longer than any the API takes (`_MAX_PARAMETER_CHARS`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("query_string"):
-            repeated = _repeated_parameters(scope["query_string"])
+            given = _query_parameters(scope["query_string"])
+            overlong = next(((name, len(value)) for name, values in given.items() for value in values
+                             if len(value) > _MAX_PARAMETER_CHARS.get(name, _MAX_PARAMETER_CHARS[""])), None)
+            if overlong is not None:  # answered before any handler echoes the value back in its message
+                name, length = overlong
+                limit = _MAX_PARAMETER_CHARS.get(name, _MAX_PARAMETER_CHARS[""])
+                await _parameter_error(name, f"parameter {name} is {length} characters long, at most {limit}: "
+                                             "names are at most 64 characters, times about 30")(scope, receive, send)
+                return
+            repeated = {name: values for name, values in given.items() if len(values) > 1}
             if repeated:
                 name, values = next(iter(repeated.items()))
                 shown = ", ".join(repr(v[:40]) for v in values[:5])
@@ -237,12 +247,18 @@ class _RefuseRepeatedParameters:
         await self.app(scope, receive, send)
 
 
-def _repeated_parameters(query_string: bytes) -> dict[str, list[str]]:
-    """The query's parameters given more than once, with their values, in the order they first appear."""
+#: The longest value a query parameter may have, by name ("" for all others): a name is at most 64 characters, a
+#: time about 30; `variables` lists up to 200 flux variable names. A longer one was echoed whole in the 404 or 422.
+_MAX_PARAMETER_CHARS = {"": 256, "variables": 16384}
+
+
+def _query_parameters(query_string: bytes) -> dict[str, list[str]]:
+    """The query's parameters with their values, in the order they first appear (a name given more than once has
+    several)."""
     values: dict[str, list[str]] = {}
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         values.setdefault(name, []).append(value)
-    return {name: given for name, given in values.items() if len(given) > 1}
+    return values
 
 
 def _token_out(info: TokenInfo) -> dict[str, Any]:

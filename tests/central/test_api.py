@@ -348,3 +348,15 @@ def test_a_path_no_route_serves_is_404_naming_the_path_and_where_the_routes_are(
     assert response.status_code == 404
     detail = response.json()["detail"]
     assert "no route GET '/api/v1/" in detail and "/docs" in detail and "%2F" in detail
+
+
+def test_a_parameter_longer_than_any_the_api_takes_is_refused_without_echoing_it(client: TestClient) -> None:
+    """Hostile inputs by hand (docs/reliability.md): a 20,000-character sensor name came back whole in the 404."""
+    response = client.get("/api/v1/series", params={"station": "st1", "variable": "CO2", "start": START, "end": END,
+                                                    "sensor": "x" * 20000})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", "sensor"]
+    assert "parameter sensor is 20000 characters long, at most 256" in error["msg"]
+    assert len(response.content) < 400
