@@ -24,7 +24,8 @@ server's peak RSS during the case (VmHWM, reset before each request through /pro
 checked once (record and point counts). No figure is asserted: they go to docs/performance.md and docs/scaling.md.
 
 Before the servers start, the hourly rollup's job (`InfluxStore.roll_up`, gateway/central/store/influx_rollup.py) runs
-once over the data (the first run rolls up the year: its time is printed; later runs find nothing to do).
+once over the data (the first run rolls up the year and packs its flux records by day, influx_fluxpack.py: its time
+is printed; later runs find nothing to do).
 
     .venv/bin/python bench/api_scale.py [--data-dir DIR] [--repeat 15] [--heavy-repeat 3] [--no-before]
 """
@@ -55,6 +56,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import station_year
 
+from gateway.central.store.influx_fluxpack import PACK_CHUNK_DAYS
 from gateway.central.store.influx_reads import SELECTED_CHUNK_ROWS, SERIES_CHUNK_ROWS
 from gateway.central.store.reads import FLUX_CHUNK_ROWS
 from gateway.net import free_port
@@ -200,40 +202,50 @@ def cases() -> list[Case]:
     every_variable = Query(f"SELECT /^[A-Z]/, period_s, meta FROM fluxes {year_fluxes} AND site = $site AND "
                            "engine_version = $engine_version AND settings_hash = $settings_hash", one_set,
                            chunk_size=FLUX_CHUNK_ROWS)
+    # through the packed flux copy (gateway/central/store/influx_fluxpack.py): the result sets with the copy's
+    # state and marks in one request, then the year's 365 day points of the variables asked for
+    sets_and_pack = Query(f"{result_sets.text};\n"
+                          "SELECT last(through) FROM fluxes_pack WHERE station = $station GROUP BY site;\n"
+                          f"SELECT gen FROM fluxes_dirty WHERE station = $station AND time >= {S_NS} "
+                          f"AND time < {E_NS} AND gen != 0 GROUP BY site", station, chunked=False)
+
+    def days_of(fields: str) -> Query:
+        return Query(f"SELECT {fields}, bk FROM fluxes_1d WHERE station = $station AND site = $site AND "
+                     "engine_version = $engine_version AND settings_hash = $settings_hash AND "
+                     f"time > {S_NS} AND time <= {E_NS}", one_set, chunk_size=PACK_CHUNK_DAYS)
     return [
         Case("fluxes, year, JSON, every variable", "/api/v1/fluxes",
              {"station": "st1", "start": YEAR_START, "end": YEAR_END},
-             [result_sets, every_variable], check_fluxes_json(17_520, 92),
-             earlier=[Query(f"SELECT * FROM fluxes {year_fluxes}", station, chunk_size=FLUX_CHUNK_ROWS)]),
+             [sets_and_pack, days_of("/^[A-Z]/")], check_fluxes_json(17_520, 92),
+             earlier=[result_sets, every_variable]),
         Case("fluxes, year, CSV, every variable", "/api/v1/fluxes",
              {"station": "st1", "start": YEAR_START, "end": YEAR_END, "format": "csv"},
-             [*columns, result_sets, every_variable], check_csv(17_520),
-             earlier=[*columns, Query(f"SELECT * FROM fluxes {year_fluxes}", station, chunk_size=FLUX_CHUNK_ROWS)]),
+             [*columns, sets_and_pack, days_of("/^[A-Z]/")], check_csv(17_520),
+             earlier=[*columns, result_sets, every_variable]),
         Case("fluxes, year, AmeriFlux BASE", "/api/v1/fluxes",
              {"station": "st1", "start": YEAR_START, "end": YEAR_END, "format": "ameriflux",
               "settings_hash": station_year.SETTINGS_HASH},
              [*one_set_columns,
-              Query(result_sets.text.replace("$station", "$station AND settings_hash = $settings_hash"), with_hash,
-                    chunked=False),
-              Query(f"SELECT /^[A-Z]/, period_s, meta FROM fluxes {year_fluxes} AND settings_hash = $settings_hash "
-                    "AND site = $site AND engine_version = $engine_version", one_set, chunk_size=FLUX_CHUNK_ROWS)],
+              Query(sets_and_pack.text.replace("$station AND time >", "$station AND settings_hash = $settings_hash "
+                                               "AND time >", 1), with_hash, chunked=False),
+              days_of("/^[A-Z]/")],
              check_csv(17_520),
-             earlier=[*one_set_columns, Query(f"SELECT * FROM fluxes {year_fluxes} AND settings_hash = $settings_hash",
-                                              with_hash, chunk_size=FLUX_CHUNK_ROWS)]),
+             earlier=[*one_set_columns,
+                      Query(result_sets.text.replace("$station", "$station AND settings_hash = $settings_hash"),
+                            with_hash, chunked=False),
+                      Query(f"SELECT /^[A-Z]/, period_s, meta FROM fluxes {year_fluxes} AND settings_hash = "
+                            "$settings_hash AND site = $site AND engine_version = $engine_version", one_set,
+                            chunk_size=FLUX_CHUNK_ROWS)]),
         Case("fluxes, year, NEE,H,LE,FC (JSON)", "/api/v1/fluxes",
              {"station": "st1", "start": YEAR_START, "end": YEAR_END, "variables": "NEE,H,LE,FC"},
-             [Query(f"SELECT last(period_s) FROM fluxes {year_fluxes} GROUP BY site, engine_version, settings_hash",
-                    station, chunked=False),
-              Query(f"SELECT {selected}, period_s, meta FROM fluxes {year_fluxes} AND site = $site AND "
-                    "engine_version = $engine_version AND settings_hash = $settings_hash", one_set,
-                    chunk_size=SELECTED_CHUNK_ROWS, accept="application/x-msgpack")],
+             [sets_and_pack, days_of(selected)],
              check_fluxes_json(17_520, 4),
-             # the same statements answered in JSON, as the store asked until it asked for MessagePack
+             # the statements over the records, as the store asked before the packed copy
              earlier=[Query(f"SELECT last(period_s) FROM fluxes {year_fluxes} GROUP BY site, engine_version, "
                             "settings_hash", station, chunked=False),
                       Query(f"SELECT {selected}, period_s, meta FROM fluxes {year_fluxes} AND site = $site AND "
                             "engine_version = $engine_version AND settings_hash = $settings_hash", one_set,
-                            chunk_size=SELECTED_CHUNK_ROWS)]),
+                            chunk_size=SELECTED_CHUNK_ROWS, accept="application/x-msgpack")]),
         Case("series, year of 10 s CO2 -> hourly means (JSON)", "/api/v1/series",
              {"station": "st1", "variable": "CO2", "start": YEAR_START, "end": YEAR_END, "every": "1h"},
              # through the rollup: its state and marks in one request, then the year's rows of readings_1h

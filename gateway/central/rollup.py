@@ -1,7 +1,8 @@
 """The hourly rollup's job in the central service (`storage.rollup: true`, InfluxDB): `InfluxStore.roll_up` every
 `storage.rollup_every_s` seconds (first at start) in a thread of its own. What the job does and why a read through
-the rollup stays exact: gateway/central/store/influx_rollup.py. The job is safe to stop or kill at any point (the
-next run does again what was left), so stopping only ends it between stations."""
+the rollup stays exact: gateway/central/store/influx_rollup.py. The same round packs the flux records' closed days
+(`pack_fluxes`, gateway/central/store/influx_fluxpack.py; its counters under `last.flux`). The job is safe to stop
+or kill at any point (the next run does again what was left), so stopping only ends it between stations."""
 
 from __future__ import annotations
 

@@ -57,7 +57,9 @@ def test_a_round_rolls_up_every_station(influxd: InfluxInstance, tmp_path: Path)
         assert scheduler.rounds == 1 and scheduler.failures == 0
         assert scheduler.counters() == {"every_s": 3600, "rounds": 1, "failures": 0,
                                         "last": {"stations": 2, "hours_rolled": 6, "hours_recomputed": 6,
-                                                 "marks_cleared": 6, "marks_kept": 0, "mixed": 0}}
+                                                 "marks_cleared": 6, "marks_kept": 0, "mixed": 0,
+                                                 "flux": {"stations": 0, "days_packed": 0, "days_repacked": 0,
+                                                          "marks_cleared": 0, "marks_kept": 0, "never": 0}}}
         rows = store._query("SELECT count(mean) FROM readings_1h GROUP BY station")
         assert {s["tags"]["station"]: s["values"][0][1] for s in rows} == {"st1": 3, "st2": 3}
     finally:

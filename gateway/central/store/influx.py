@@ -88,6 +88,7 @@ from gateway.central.store.base import (
 from gateway.central.store.columns import ColumnsRequest, MarksAhead, ReadingColumns
 from gateway.central.store.influx_alerts import InfluxAlertsMixin
 from gateway.central.store.influx_budget import InfluxBudgetMixin
+from gateway.central.store.influx_fluxpack import InfluxFluxPackMixin
 from gateway.central.store.influx_health import InfluxHealthMixin
 from gateway.central.store.influx_ledger import InfluxLedgerMixin, ledger_to_line
 from gateway.central.store.influx_products import InfluxProductsMixin
@@ -218,15 +219,16 @@ _TIME = operator.itemgetter(4)  # of a ReadingIdentity: time in ns
 
 
 class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, InfluxLedgerMixin, InfluxAlertsMixin,
-                  InfluxProvenanceMixin, InfluxReadsMixin, InfluxRollupMixin):
+                  InfluxProvenanceMixin, InfluxReadsMixin, InfluxRollupMixin, InfluxFluxPackMixin):
     """InfluxDB 1.x/2.x/3.x. `api="v1"`: POST /write (optionally basic auth with username/password), database
     created on first use if missing. `api="v2"`: influxdb-client's synchronous write API with token/org/bucket;
     reads still use /query on `database` with the token (2.x needs a DBRP mapping).
 
     `rollup_reads`: reads of one series by whole hours (`iter_series` with every = 1 h, or a multiple of it for
     min, max, count and last; site and sensor given) use the hourly rollup where it is current (`influx_rollup`;
-    its job is `roll_up`). Writes mark late readings for the rollup whether or not it is read, so turning it on
-    later is safe. `clock`: the wall clock in s (tests)."""
+    its job is `roll_up`), and reads of flux records by whole days use the packed daily copy where it is current
+    (`influx_fluxpack`; the same job). Writes mark late readings and late flux records whether or not the copies
+    are read, so turning it on later is safe. `clock`: the wall clock in s (tests)."""
 
     def __init__(
         self,
@@ -592,7 +594,17 @@ class InfluxStore(InfluxBudgetMixin, InfluxProductsMixin, InfluxHealthMixin, Inf
         lines = [flux_to_line(record) for record in records]
         if ledger is not None:
             lines.append(ledger_to_line(ledger))
-        if lines:
+        if not lines:
+            return
+        if not records:
+            self._write_body("\n".join(lines))
+            return
+        # the packed flux copy's marks of late records, before the records, under the stations' locks
+        # (`influx_fluxpack`, rule 1)
+        with self._hold(sorted({(record.site, record.station) for record in records})):
+            late = self.flux_late_marks([(record.site, record.station, to_ns(record.end)) for record in records])
+            if late:
+                self._write_body(late)
             self._write_body("\n".join(lines))
 
     def _write_body(self, body: str) -> None:

@@ -131,8 +131,17 @@ class InfluxReadsMixin:
 
         def _query(self, query: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]: ...
 
+        def _query_many(self, statements: list[str],
+                        params: dict[str, str] | None = None) -> list[list[dict[str, Any]]]: ...
+
         def _rolled_iter_series(self, station: str, variable: str, start_ns: int, end_ns: int, window_ns: int,
                                 aggregate: Aggregate, site: str, sensor: str) -> Iterator[Sequence[SeriesRow]]: ...
+
+        def _pack_statements(self, start_ns: int, end_ns: int) -> list[str] | None: ...
+
+        def _packed_or_raw(self, station: str, site: str, engine_version: str, settings_hash: str, start_ns: int,
+                           end_ns: int, settings_param: str | None, wanted: list[str] | None,
+                           state: list[dict[str, Any]], marks: list[dict[str, Any]]) -> Iterator[Sequence[FluxRow]]: ...
 
     _names_lock = threading.Lock()
     #: reads of a few flux variables asked for in MessagePack (`_record_chunks`); False: in JSON, as every other
@@ -334,12 +343,21 @@ class InfluxReadsMixin:
         engine version, settings hash) is read by a query of its own, so its tags come from the series and not from
         every row, and its rows come in time order; several series are merged in `flux_order`."""
         where, params = self._flux_where(station, start, end, settings_hash)
-        found = self._query(f"SELECT last(period_s) FROM {self._flux_source()} {where} "
-                            "GROUP BY site, engine_version, settings_hash", params)
+        sets_query = (f"SELECT last(period_s) FROM {self._flux_source()} {where} "
+                      "GROUP BY site, engine_version, settings_hash")
+        start_ns, end_ns = to_ns(start), to_ns(end)
+        # whole days through the packed copy (`influx_fluxpack`): its state and marks asked with the result sets
+        pack = self._pack_statements(start_ns, end_ns)
+        if pack is None:
+            found, state, marks = self._query(sets_query, params), [], []
+        else:
+            found, state, marks = self._query_many([sets_query, *pack], params)
         keys = sorted({(str(tags.get("settings_hash", "")), str(tags.get("engine_version", "")),
                         str(tags.get("site", "")))
                        for series in found if series.get("values") for tags in [series.get("tags") or {}]})
-        streams = [self._selected_series(station, site, engine_version, sh, where, params, wanted)
+        streams = [self._selected_series(station, site, engine_version, sh, where, params, wanted) if pack is None
+                   else self._packed_or_raw(station, site, engine_version, sh, start_ns, end_ns, settings_hash, wanted,
+                                            state, marks)
                    for sh, engine_version, site in keys]
         if len(streams) == 1:
             yield from streams[0]

@@ -55,7 +55,7 @@ import logging
 import operator
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -98,8 +98,20 @@ def floor_hour(time_ns: int) -> int:
 
 
 @dataclass
+class FluxPackReport:
+    """What one `pack_fluxes` (influx_fluxpack.py) did."""
+
+    stations: int = 0
+    days_packed: int = 0  # station-days newly packed (past the old `through`)
+    days_repacked: int = 0  # marked station-days packed again
+    marks_cleared: int = 0
+    marks_kept: int = 0  # written to while repacked: done again next time
+    never: int = 0  # station-days the copy cannot hold: always read from the records
+
+
+@dataclass
 class RollupReport:
-    """What one `roll_up` did."""
+    """What one `roll_up` did: the hourly rollup's work, and the packed flux copy's (`flux`)."""
 
     stations: int = 0
     hours_rolled: int = 0  # series-hours newly rolled up (rows written past the old `through`)
@@ -107,6 +119,7 @@ class RollupReport:
     marks_cleared: int = 0
     marks_kept: int = 0  # changed while recomputed: done again next time
     mixed: int = 0  # series-hours with several units or time sources: always read from the readings
+    flux: FluxPackReport = field(default_factory=FluxPackReport)
 
 
 def _tags(site: str, station: str, sensor: str = "", variable: str = "") -> str:
@@ -155,6 +168,8 @@ class InfluxRollupMixin:
 
         def _hold(self, stations: Sequence[tuple[str, str]]) -> contextlib.AbstractContextManager[Marks]: ...
 
+        def pack_fluxes(self, *, stop: Callable[[], bool] = ...) -> FluxPackReport: ...
+
     def _rollup_source(self, measurement: str) -> str:
         from gateway.central.store.influx import quote_identifier
 
@@ -187,7 +202,8 @@ class InfluxRollupMixin:
     # --- the job: rules 2 and 3 -------------------------------------------------------------------------------------
 
     def roll_up(self, *, stop: Callable[[], bool] = lambda: False) -> RollupReport:
-        """Roll up every station's closed hours and recompute its marked ones (module doc). Safe to run at any
+        """Roll up every station's closed hours and recompute its marked ones (module doc), then pack the flux
+        records' closed days and repack the marked ones (`pack_fluxes`, influx_fluxpack.py). Safe to run at any
         time, in any process sharing the write guard, and to kill at any point; `stop()` ends it between stations.
         """
         report = RollupReport()
@@ -199,6 +215,8 @@ class InfluxRollupMixin:
                 break
             self._roll_station(site, station, report)
             report.stations += 1
+        if not stop():
+            report.flux = self.pack_fluxes(stop=stop)
         return report
 
     def _roll_station(self, site: str, station: str, report: RollupReport) -> None:
