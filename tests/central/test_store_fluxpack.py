@@ -303,3 +303,17 @@ def test_a_record_written_while_its_day_is_repacked_keeps_the_day_marked(
     for params in SELECTIONS[:4]:
         packed, records = both(client, store, DAY0, DAY0 + DAYS * DAY, **params)
         assert packed == records, params
+
+
+def test_a_day_with_a_record_written_before_meta_is_read_from_the_records(client: TestClient,
+                                                                          store: InfluxStore) -> None:
+    from .test_influx_flux_layout import old_line
+
+    # day 1's 20th record as the store wrote it before `meta` (a new result set: its records only in that layout)
+    store._write_body(old_line(record(48 + 20, "dddddddddddddddd"), with_names_id=False))
+    report = store.roll_up()
+    assert report.flux.never == 1 and marks_of(store)[to_ns(DAY0 + DAY)] == -1
+    for params in SELECTIONS[:6]:
+        packed, records = both(client, store, DAY0, DAY0 + DAYS * DAY, **params)
+        assert packed == records, params
+        assert (b"dddddddddddddddd" in packed) == ("settings_hash" not in params), params
