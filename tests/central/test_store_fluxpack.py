@@ -6,7 +6,7 @@ killed half-way and points of another packing. Against a real influxd."""
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,6 +103,7 @@ def body(client: TestClient, start: datetime, end: datetime, **params: str) -> b
 def both(client: TestClient, store: InfluxStore, start: datetime, end: datetime, **params: str) -> tuple[bytes, bytes]:
     """The body through the copy and the body from the records alone."""
     store.rollup_reads = True
+    store.__dict__.pop("_names_by_id", None)  # the names of each names_id looked up as a fresh server does
     packed = body(client, start, end, **params)
     store.rollup_reads = False
     try:
@@ -166,12 +167,11 @@ def poison(store: InfluxStore, day: datetime, variable: str = "H", settings_hash
     end = to_ns(day) + DAY_NS
     found = store._query(f"SELECT bk FROM {PACK_MEASUREMENT} WHERE settings_hash = '{settings_hash}' "
                          f"AND time = {end}")
-    nonce = re.search(r'"n":"([0-9a-f]+)"', found[0]["values"][0][1])
-    assert nonce is not None
-    count = len(re.findall(r"\d+", found[0]["values"][0][1].split('"t":[')[1].split("]")[0]))
+    book = json.loads(found[0]["values"][0][1])
+    count = sum(run[2] for run in book["t"])  # the records' ends as runs [first, step, count]
     texts = ",".join(["123456.5"] * count)
     store._write_body(f'{PACK_MEASUREMENT},engine_version=sinkwatch-ec\\ 0.1.0,settings_hash={settings_hash},'
-                      f'site=site1,station=st1 {variable}="{nonce.group(1)}|{texts}" {end}')
+                      f'site=site1,station=st1 {variable}="{book["n"]}|{texts}" {end}')
 
 
 @pytest.mark.parametrize("change", ["late record", "recomputed record", "new result set"])

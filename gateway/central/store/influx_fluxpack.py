@@ -12,8 +12,10 @@ Measurements (same database and retention policy as `fluxes`)::
 
     fluxes_1d      tags site, station, engine_version, settings_hash; time = the day's end D + 1 d (the day holds
                    the records ending in (D, D + 1 d], as a read's range (start, end] does)
-                   field bk: JSON {"n": nonce, "t": [end ns ...], "k": [kind index ...], "kinds": [kind JSON ...]},
-                       a kind being [names, nulls, period ns, status, reasons] of the record's bookkeeping
+                   field bk: JSON {"n": nonce, "t": [[first end ns, step ns, count] ...], "k": [kind index ...],
+                       "kinds": [kind JSON ...]}: the records' ends as runs of equal steps, and each record's
+                       bookkeeping, a kind being [names_id, nulls, period ns, status, reasons] (the names of a
+                       `names_id` are looked up as the read of the records looks them up, once per process)
                    one field per variable some record of the day holds (the record's names): "<nonce>|" and the
                        records' value texts joined by commas ("null" where the record holds none)
     fluxes_dirty   tags site, station; time = the day's start D; field gen (integer):
@@ -56,6 +58,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import numpy as np
 import orjson
 
@@ -118,7 +121,8 @@ class _Day:
 
     def point(self, site: str, station: str, engine_version: str, settings_hash: str, day: int) -> str | None:
         nonce = secrets.token_hex(8)
-        bookkeeping = orjson.dumps({"n": nonce, "t": self.ends, "k": self.kinds, "kinds": self.kind_texts}).decode()
+        bookkeeping = orjson.dumps({"n": nonce, "t": _time_runs(self.ends), "k": self.kinds,
+                                    "kinds": self.kind_texts}).decode()
         if len(bookkeeping) > MAX_BOOKKEEPING:
             return None
         fields = [f"{_BOOKKEEPING}={_string_field(bookkeeping)}"]
@@ -137,17 +141,44 @@ def _escape(value: str) -> str:
 
 
 def _kind_text(kind: RecordKind) -> str:
-    return orjson.dumps([list(kind.names), sorted(kind.nulls), kind.period_ns, kind.status, kind.reasons]).decode()
+    from gateway.central.store.influx_reads import names_digest
+
+    return orjson.dumps([names_digest(",".join(kind.names)), sorted(kind.nulls), kind.period_ns, kind.status,
+                         kind.reasons]).decode()
 
 
-def _kind_of(text: str, wanted: list[str] | None) -> RecordKind:
+def _kind_of(text: str, wanted: list[str] | None, names_of: Callable[[str], tuple[str, ...]]) -> RecordKind:
     """The kind the read of the records gives a record of this bookkeeping, asked for `wanted` (`_Way`)."""
-    names, nulls, period_ns, status, reasons = orjson.loads(text)
+    names_id, nulls, period_ns, status, reasons = orjson.loads(text)
+    names: Sequence[str] = names_of(names_id)
     if wanted is not None:
         held = set(names)
         names = [n for n in wanted if n in held]
     chosen = tuple(names)
     return RecordKind(chosen, frozenset(n for n in nulls if n in chosen), int(period_ns), status, reasons)
+
+
+def _time_runs(ends: list[int]) -> list[list[int]]:
+    """Times as runs [first, step, count] of equal steps (a day of half hours: one run)."""
+    runs: list[list[int]] = []
+    for end in ends:
+        if runs:
+            first, step, count = runs[-1]
+            if count == 1 and end > first:
+                runs[-1] = [first, end - first, 2]
+                continue
+            if count > 1 and end == first + step * count:
+                runs[-1][2] = count + 1
+                continue
+        runs.append([end, 0, 1])
+    return runs
+
+
+def _times_of(runs: list[list[int]]) -> list[int]:
+    out: list[int] = []
+    for first, step, count in runs:
+        out += [first + step * i for i in range(count)] if step else [first] * count
+    return out
 
 
 class InfluxFluxPackMixin:
@@ -164,8 +195,12 @@ class InfluxFluxPackMixin:
 
         def _write_body(self, body: str) -> None: ...
 
-        def _stream(self, query: str, params: dict[str, str],
-                    chunk_rows: int = ...) -> Iterator[list[dict[str, Any]]]: ...
+        def _packed_chunks(self, query: str, params: dict[str, str],
+                           chunk_rows: int) -> Iterator[bytes | dict[str, Any]]: ...
+
+        def _chunk_series(self, line: bytes | dict[str, Any]) -> list[dict[str, Any]] | None: ...
+
+        def _names_of(self, names_id: str, station: str, time_ns: int) -> tuple[str, ...]: ...
 
         def _flux_source(self) -> str: ...
 
@@ -402,13 +437,18 @@ class InfluxFluxPackMixin:
         kinds_of: dict[str, RecordKind] = {}
         held: list[_DayTexts] = []
         rows_held = 0
-        for chunk in self._stream(query, params, PACK_CHUNK_DAYS):
+        for packed_chunk in self._packed_chunks(query, params, PACK_CHUNK_DAYS):
+            # MessagePack: InfluxDB writes the strings as they are (its JSON escapes every quote of them)
+            chunk = self._chunk_series(msgpack.unpackb(packed_chunk, raw=False) if isinstance(packed_chunk, bytes)
+                                       else packed_chunk)
+            if chunk is None:
+                return
             for series in chunk:
                 columns = series["columns"]
                 b_i = columns.index(_BOOKKEEPING)
                 value_columns = [(i, name) for i, name in enumerate(columns) if name not in ("time", _BOOKKEEPING)]
                 for row in series.get("values") or ():
-                    day = self._day_texts(row, b_i, value_columns, wanted, kinds_of)
+                    day = self._day_texts(row, b_i, value_columns, wanted, kinds_of, station)
                     day_end = int(row[0])
                     if day is None:
                         if held:
@@ -425,9 +465,8 @@ class InfluxFluxPackMixin:
         if held:
             yield _texts(site, station, engine_version, settings_hash, held, wanted)
 
-    @staticmethod
-    def _day_texts(row: list[Any], b_i: int, value_columns: list[tuple[int, str]], wanted: list[str] | None,
-                   kinds_of: dict[str, RecordKind]) -> _DayTexts | None:
+    def _day_texts(self, row: list[Any], b_i: int, value_columns: list[tuple[int, str]], wanted: list[str] | None,
+                   kinds_of: dict[str, RecordKind], station: str) -> _DayTexts | None:
         """One day's point as (ends, each record's kind, each variable's texts), or None when it cannot be served
         (rule 4: a field its records need is missing or of another packing)."""
         bookkeeping = row[b_i]
@@ -435,18 +474,24 @@ class InfluxFluxPackMixin:
             return None
         try:
             book = orjson.loads(bookkeeping)
-            nonce, ends, kind_at, kind_texts = book["n"], book["t"], book["k"], book["kinds"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            nonce, ends, kind_at, kind_texts = book["n"], _times_of(book["t"]), book["k"], book["kinds"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
-        kinds = []
-        for text in kind_texts:
-            kind = kinds_of.get(text)
-            if kind is None:
-                kind = kinds_of[text] = _kind_of(text, wanted)
-            kinds.append(kind)
         count = len(ends)
         if len(kind_at) != count:
             return None
+        kinds = []
+        for k, text in enumerate(kind_texts):
+            kind = kinds_of.get(text)
+            if kind is None:
+                # the names of a names_id: from the cache, else from a record of the day that has it
+                at = ends[kind_at.index(k)]
+
+                def names_of(names_id: str, at: int = at) -> tuple[str, ...]:
+                    return self._names_of(names_id, station, at)
+
+                kind = kinds_of[text] = _kind_of(text, wanted, names_of)
+            kinds.append(kind)
         needed = set().union(*(set(kind.names) - kind.nulls for kind in kinds))
         prefix = f"{nonce}|"
         values: dict[str, list[bytes]] = {}
