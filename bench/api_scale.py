@@ -212,7 +212,8 @@ def cases() -> list[Case]:
     def days_of(fields: str) -> Query:
         return Query(f"SELECT {fields}, bk FROM fluxes_1d WHERE station = $station AND site = $site AND "
                      "engine_version = $engine_version AND settings_hash = $settings_hash AND "
-                     f"time > {S_NS} AND time <= {E_NS}", one_set, chunk_size=PACK_CHUNK_DAYS)
+                     f"time > {S_NS} AND time <= {E_NS}", one_set, chunk_size=PACK_CHUNK_DAYS,
+                     accept="application/x-msgpack")
     return [
         Case("fluxes, year, JSON, every variable", "/api/v1/fluxes",
              {"station": "st1", "start": YEAR_START, "end": YEAR_END},
@@ -446,11 +447,19 @@ def start_server(db_url: str, mode: str, code: Path | None = None) -> tuple[subp
         time.sleep(0.2)
 
 
-def roll_up_once(db_url: str, db_pid: int) -> None:
+def roll_up_once(db_url: str, db_pid: int, repack: bool = False) -> None:
     from gateway.central.store import InfluxStore
+    from gateway.central.store.influx_fluxpack import (
+        PACK_DIRTY_MEASUREMENT,
+        PACK_MEASUREMENT,
+        PACK_STATE_MEASUREMENT,
+    )
 
     store = InfluxStore(db_url, database=DATABASE, timeout_s=600.0)
     try:
+        if repack:  # the packed flux copy made again (after a change of its layout)
+            store._query_many([f"DROP MEASUREMENT {m}" for m in (PACK_MEASUREMENT, PACK_DIRTY_MEASUREMENT,
+                                                                   PACK_STATE_MEASUREMENT)])
         db0, c0, t0 = cpu_seconds(db_pid), time.process_time(), time.perf_counter()
         report = store.roll_up()
         print(f"hourly rollup job: {time.perf_counter() - t0:.1f} s, influxd CPU {cpu_seconds(db_pid) - db0:.1f} s, "
@@ -471,6 +480,8 @@ def main() -> None:
     parser.add_argument("--before-code", type=Path, metavar="CHECKOUT",
                         help="the second server runs the code of this checkout (e.g. a worktree of main), "
                              "served as production serves it, instead of h11, asyncio's loop and no rollup")
+    parser.add_argument("--repack", action="store_true",
+                        help="drop the packed flux copy before the job runs, so that it packs the year again")
     parser.add_argument("--serve", nargs=4, metavar=("URL", "DATABASE", "PORT", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -491,7 +502,7 @@ def main() -> None:
             print(f"loaded {year.readings:,} readings and {year.flux_records:,} flux records in {year.seconds:.0f} s "
                   f"({year.readings / year.seconds:,.0f} readings/s, verified)")
         wait_for_tsm(db.url)
-        roll_up_once(db.url, db_pid)
+        roll_up_once(db.url, db_pid, args.repack)
         wait_for_tsm(db.url)
         server, api = start_server(db.url, "after")
         try:
