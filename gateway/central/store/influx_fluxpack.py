@@ -92,8 +92,9 @@ PACK_CHUNK_DAYS = 64
 #: points per /write of the job (a day's point of 92 variables is ~60 kB)
 _POINTS_PER_WRITE = 50
 _CLEAN, _NEVER = 0, -1
-#: a day's point as read: the records' ends, each record's kind, each variable's texts
-_DayTexts = tuple[list[int], list[RecordKind], dict[str, list[bytes]]]
+#: a day's point as read: the records' ends (int64), the day's kinds, each record's index into them, and each
+#: variable's text (the records' value texts joined by commas)
+_DayTexts = tuple[Any, list[RecordKind], list[int], dict[str, str]]
 _BOOKKEEPING = "bk"
 
 
@@ -174,11 +175,11 @@ def _time_runs(ends: list[int]) -> list[list[int]]:
     return runs
 
 
-def _times_of(runs: list[list[int]]) -> list[int]:
-    out: list[int] = []
-    for first, step, count in runs:
-        out += [first + step * i for i in range(count)] if step else [first] * count
-    return out
+def _times_of(runs: list[list[int]]) -> Any:
+    """The times of `_time_runs`, as int64."""
+    parts = [np.arange(first, first + step * count, step, dtype=np.int64) if step
+             else np.full(count, first, dtype=np.int64) for first, step, count in runs]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 class InfluxFluxPackMixin:
@@ -434,7 +435,7 @@ class InfluxFluxPackMixin:
                  f"AND settings_hash = $settings_hash AND time > {int(first_day)} AND time <= {int(end_day)}")
         params = {"station": station, "site": site, "engine_version": engine_version, "settings_hash": settings_hash}
         size = FLUX_CHUNK_ROWS if wanted is None else SELECTED_CHUNK_ROWS
-        kinds_of: dict[str, RecordKind] = {}
+        kinds_of: dict[str, tuple[RecordKind, frozenset[str]]] = {}
         held: list[_DayTexts] = []
         rows_held = 0
         for packed_chunk in self._packed_chunks(query, params, PACK_CHUNK_DAYS):
@@ -466,7 +467,7 @@ class InfluxFluxPackMixin:
             yield _texts(site, station, engine_version, settings_hash, held, wanted)
 
     def _day_texts(self, row: list[Any], b_i: int, value_columns: list[tuple[int, str]], wanted: list[str] | None,
-                   kinds_of: dict[str, RecordKind], station: str) -> _DayTexts | None:
+                   kinds_of: dict[str, tuple[RecordKind, frozenset[str]]], station: str) -> _DayTexts | None:
         """One day's point as (ends, each record's kind, each variable's texts), or None when it cannot be served
         (rule 4: a field its records need is missing or of another packing)."""
         bookkeeping = row[b_i]
@@ -478,34 +479,46 @@ class InfluxFluxPackMixin:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
         count = len(ends)
-        if len(kind_at) != count:
+        if len(kind_at) != count or (count and not 0 <= min(kind_at) <= max(kind_at) < len(kind_texts)):
             return None
         kinds = []
+        needed: set[str] = set()
         for k, text in enumerate(kind_texts):
-            kind = kinds_of.get(text)
-            if kind is None:
+            known = kinds_of.get(text)
+            if known is None:
                 # the names of a names_id: from the cache, else from a record of the day that has it
-                at = ends[kind_at.index(k)]
+                at = int(ends[kind_at.index(k)]) if k in kind_at else 0
 
                 def names_of(names_id: str, at: int = at) -> tuple[str, ...]:
                     return self._names_of(names_id, station, at)
 
-                kind = kinds_of[text] = _kind_of(text, wanted, names_of)
-            kinds.append(kind)
-        needed = set().union(*(set(kind.names) - kind.nulls for kind in kinds))
+                kind = _kind_of(text, wanted, names_of)
+                # with the variables whose texts its records are written from
+                known = kinds_of[text] = (kind, frozenset(kind.names) - kind.nulls)
+            kinds.append(known[0])
+            needed |= known[1]
         prefix = f"{nonce}|"
-        values: dict[str, list[bytes]] = {}
+        values: dict[str, str] = {}
         for i, name in value_columns:
             text = row[i]
             if not isinstance(text, str) or not text.startswith(prefix):
                 continue  # none, or of another packing: served only if no record needs it
-            cells = text[len(prefix):].encode().split(b",")
-            if len(cells) != count:
+            if text.count(",") != count - 1:
                 return None
-            values[name] = cells
+            values[name] = text[len(prefix):]
         if not needed <= values.keys():
             return None
-        return ends, [kinds[k] for k in kind_at], values
+        return ends, kinds, kind_at, values
+
+
+_NULLS: dict[int, str] = {}
+
+
+def _nulls(count: int) -> str:
+    text = _NULLS.get(count)
+    if text is None:
+        text = _NULLS[count] = ",".join(["null"] * count)
+    return text
 
 
 def _texts(site: str, station: str, engine_version: str, settings_hash: str,
@@ -514,28 +527,29 @@ def _texts(site: str, station: str, engine_version: str, settings_hash: str,
     """Days of one result set as one chunk of texts, laid out as the read of the records lays out its own: a row's
     time and meta cells (`null` here) around its values."""
     if wanted is not None:
-        names = [n for n in wanted if any(n in day[2] for day in days)]
+        names = [n for n in wanted if any(n in day[3] for day in days)]
     else:
-        names = sorted(set().union(*(day[2].keys() for day in days)))
+        names = sorted(set().union(*(day[3].keys() for day in days)))
     width = len(names) + 2
     count = sum(len(day[0]) for day in days)
     cells: list[bytes] = [b"null"] * (count * width)
     for j, name in enumerate(names):
-        column: list[bytes] = []
-        for ends, _, values in days:
-            column += values.get(name) or [b"null"] * len(ends)
-        cells[j + 1::width] = column
+        # the chunk's texts of a variable split at once (each day's count was checked)
+        cells[j + 1::width] = ",".join([values.get(name) or _nulls(len(ends)) for ends, _, _, values in days]
+                                       ).encode().split(b",")
     kinds: list[RecordKind] = []
     index: dict[int, int] = {}
     kind_of: list[int] = []
-    for _, record_kinds, _ in days:
-        for kind in record_kinds:
-            at = index.get(id(kind))
-            if at is None:
-                at = index[id(kind)] = len(kinds)
+    for ends, day_kinds, kind_at, _ in days:
+        at = []
+        for kind in day_kinds:
+            found = index.get(id(kind))
+            if found is None:
+                found = index[id(kind)] = len(kinds)
                 kinds.append(kind)
-            kind_of.append(at)
-    end_ns = np.array([end for day in days for end in day[0]], dtype=np.int64)
+            at.append(found)
+        kind_of += [at[0]] * len(ends) if len(at) == 1 else [at[k] for k in kind_at]
+    end_ns = days[0][0] if len(days) == 1 else np.concatenate([day[0] for day in days])
     column_of = {"time": 0, **{name: j + 1 for j, name in enumerate(names)}, "meta": width - 1}
     return FluxTexts(site, station, engine_version, settings_hash, end_ns, kinds, kind_of, cells, width, column_of)
 
