@@ -64,7 +64,8 @@ class StorageSettings(SecretFields):
     ca_file: Path | None = Field(default=None, description="CA certificate (PEM) of an https:// url's server; "
                                                            "default: the system CA store")
     # InfluxDB: the hourly rollup (gateway/central/store/influx_rollup.py), its job run by the central service
-    rollup: bool = Field(default=False, description="hourly reads from the hourly rollup where it is current")
+    rollup: bool = Field(default=False, description="hourly reads from the hourly rollup, and flux records by "
+                                                    "whole days from the packed flux copy, where they are current")
     rollup_every_s: float = Field(default=600.0, gt=0, le=86_400, description="seconds between rollup runs")
     # SQLite; for victoriametrics the side file of everything but the readings
     path: Path | None = None
