@@ -336,14 +336,46 @@ def rule_for(key: str) -> Rule | None:
     return None
 
 
+def refuse_conflicting_keys(text: str) -> None:
+    """ValueError naming the key and both lines when an INI text (`.eddypro`, `.metadata`) gives one key of one
+    section twice with different values: configparser (strict=False, as these files are read) silently keeps the
+    last, so `altitude=100` then `altitude=2000` was a site at 2000 m without a word. The same value twice is
+    harmless and passes; continuation lines (indented) are not keys."""
+    section = ""
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;" or line[0] in " \t":
+            continue
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1].strip()
+            continue
+        key, equals, value = stripped.partition("=")
+        if not equals:
+            continue
+        name = (section, key.strip().lower())
+        first = seen.setdefault(name, (number, value.strip()))
+        if first[1] != value.strip():
+            raise ValueError(f"key {key.strip()} of [{section}] is given twice with different values (line "
+                             f"{first[0]}: {first[1][:60]!r}, line {number}: {value.strip()[:60]!r}); keep the one "
+                             "you mean")
+
+
 def read_project(text: str) -> dict[str, str]:
     """The keys and values of a `.eddypro` file, lower-case keys, all sections flattened (EddyPro's key names are
-    unique across sections)."""
+    unique across sections; a key given twice with different values, in one section or two, is refused)."""
+    refuse_conflicting_keys(text)
     ini = configparser.ConfigParser(interpolation=None, strict=False)
     ini.read_string(text.replace(";EDDYPRO_PROCESSING", ""))
     flat: dict[str, str] = {}
+    where: dict[str, str] = {}
     for section in ini.sections():
-        flat.update({k.lower(): v for k, v in ini[section].items()})
+        for key, value in ini[section].items():
+            name = key.lower()
+            if name in flat and flat[name] != value:
+                raise ValueError(f"key {key} is given in [{where[name]}] and [{section}] with different values "
+                                 f"({flat[name][:60]!r}, {value[:60]!r}); keep the one you mean")
+            flat[name], where[name] = value, section
     return flat
 
 

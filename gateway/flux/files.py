@@ -36,7 +36,7 @@ from gateway.flux.ec.planarfit import parse_eddypro_planar_fit
 from gateway.flux.ec.result import OUTPUT_VARIABLES, FluxResult
 from gateway.flux.ec.settings import EDDYPRO_CODES, ProcessingSettings, Rotation, SiteMetadata, SpectralCorrection
 from gateway.flux.ec.spectral import SpectralAssessment, parse_spectral_assessment
-from gateway.flux.eddypro import settings_from_project
+from gateway.flux.eddypro import refuse_conflicting_keys, settings_from_project
 
 MISSING = -9999
 
@@ -50,7 +50,9 @@ def _num(value: str | None) -> float | None:
 
 
 def parse_eddypro_metadata(text: str) -> dict[str, Any]:
-    """Translate the text of an EddyPro `.metadata` file into a `SiteMetadata` mapping (not yet validated)."""
+    """Translate the text of an EddyPro `.metadata` file into a `SiteMetadata` mapping (not yet validated); a key
+    given twice with different values is refused (`refuse_conflicting_keys`)."""
+    refuse_conflicting_keys(text)
     ini = configparser.ConfigParser(interpolation=None, strict=False)
     ini.read_string(text.replace(";GHG_METADATA", ""))
     fd, site, timing, files, instr = (ini[s] if ini.has_section(s) else {} for s in

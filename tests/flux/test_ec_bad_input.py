@@ -325,3 +325,18 @@ def test_more_header_rows_than_any_file_has_fail_the_period_not_hang(tmp_path: P
     (r,) = [process_period(period, SETTINGS)]
     assert r.status == "failed"
     assert any("no data rows after 1000000000000000 header row(s)" in x for x in r.reasons)
+
+
+def test_a_metadata_key_given_twice_with_different_values_is_refused(tmp_path: Path) -> None:
+    """Hostile inputs by hand (docs/reliability.md): `altitude=193` then `altitude=2000` was a site at 2000 m."""
+    from gateway import configfile
+    from gateway.flux.files import load_metadata
+
+    source = Path(__file__).parent.parent / "data" / "ec-raw" / "eddypro" / "R1_dr_ba_maxcov_wpl_30min"
+    text = (source / "input_DE-HoH.metadata").read_text()
+    path = tmp_path / "twice.metadata"
+    path.write_text(text.replace("altitude=193\n", "altitude=193\naltitude=2000\n", 1))
+    with pytest.raises(configfile.ConfigError, match=r"key altitude of \[Site\] is given twice with different values"):
+        load_metadata(path)
+    path.write_text(text.replace("altitude=193\n", "altitude=193\naltitude=193\n", 1))
+    assert load_metadata(path).altitude == 193.0

@@ -184,3 +184,16 @@ def test_ru_meth_2_selects_mann_lenschow_with_its_time_scale_options() -> None:
     assert {k: v for k, v in settings({**flat, "ru_meth": "2"}).items() if fs[k] != v} == {
         "random_error": "mann_lenschow_1994"}
     assert settings({**flat, "ru_meth": "0"})["random_error"] == "none"
+
+
+def test_a_key_given_twice_with_different_values_is_refused_naming_both() -> None:
+    """Hostile inputs by hand (docs/reliability.md): configparser kept the last `avrg_len` without a word."""
+    text = PROJECTS["R1_dr_ba_maxcov_wpl_30min"].read_text()
+    twice = text.replace("avrg_len=30\n", "avrg_len=30\navrg_len=5\n", 1)
+    with pytest.raises(ValueError, match=r"key avrg_len of \[RawProcess_Settings\] is given twice with different "
+                                         r"values \(line \d+: '30', line \d+: '5'\)"):
+        read_project(twice)
+    across = render({**read_project(text)}) + "[Other]\navrg_len=5\n"
+    with pytest.raises(ValueError, match=r"key avrg_len is given in \[Project\] and \[Other\] with different values"):
+        read_project(across)
+    assert read_project(text.replace("avrg_len=30\n", "avrg_len=30\navrg_len=30\n", 1)) == read_project(text)
