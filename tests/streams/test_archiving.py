@@ -79,3 +79,10 @@ def test_a_disk_that_refuses_the_archive_stops_the_archive_not_the_stream(tmp_pa
     archive.write_many([HALF_HOUR + 5.0 + i / 10 for i in range(250)], [row] * 250)  # the chunk at 200: refused
     assert archive.write_errors == 2 and archive.unarchived == 251
     assert [p.name.endswith(".part") for p in tmp_path.iterdir() if p not in closed] == [True]
+    # stopped before the retry found the disk writable again: a file without records keeps the count
+    refusing = False
+    archive.finish(HALF_HOUR + 31.0)
+    data = read_archive(closed[-1])
+    assert len(closed) == 2 and data.time.size == 0
+    assert data.header["unarchived_records"] == 251 and data.footer is not None
+    assert data.footer["unarchived_records"] == 251 and data.footer["records"] == 0

@@ -183,7 +183,7 @@ class StreamRunner:
         self._linked = False
         now = self.clock.monotonic()
         self._close_summary(now, final=True)
-        self._archive.close("stopped")
+        self._archive.finish(self.clock.to_utc(now))
 
     def _connect(self) -> bool:
         try:

@@ -23,7 +23,7 @@ Terms:
 - *served to a dead station*: served after the kill, before the next station process was started.
 - *refused by a full disk*: a served record that no file holds, served from `kill_window_s` before a
   `station-disk-full` fault (records kept in memory for the chunk the refused write gave up) until
-  `REFUSED_SLACK_S` after it (the archive retries a new file every `ARCHIVE_RETRY_S`). Excused only as far as the
+  `REFUSED_SLACK_S` after it (the archive tries a new file every `ARCHIVE_RETRY_S`). Excused only as far as the
   station counted them: the `unarchived_records` of the next file's header (or footer). More missing than counted
   is lost.
 - *committed* = served - excused (excused records archived anyway count as committed); *lost*: a committed record
