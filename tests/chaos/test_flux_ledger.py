@@ -63,6 +63,19 @@ def test_a_missing_and_a_duplicated_period_are_counted(tmp_path: Path) -> None:
     assert (result.missing, result.duplicated, result.exact) == (1, 1, False)
 
 
+def test_a_period_the_archive_holds_no_record_of_is_not_computed_not_missing(tmp_path: Path) -> None:
+    archived = set(range(1, 1500)) - set(range(590, 910))  # nothing stamped in [T0 + 60, T0 + 90)
+    log, raw = run(tmp_path, range(1, 1500), archived=archived)
+    ends = expected_ends(PERIOD_S, T0 - STARTUP_S, T0 + 149.9)
+    rows = [flux(end, 600.0) for end in ends if end != T0 + 90]
+    result = reconcile_fluxes(rows, PERIOD_S, T0 - STARTUP_S, T0 + 149.9, log, raw, STREAM_SENSOR)
+    assert result.exact and (result.no_raw_data, result.missing, result.stored) == (1, 0, 3)
+    # a period with archived records must have its record
+    rows = [flux(end, 600.0) for end in ends if end != T0 + 60]
+    result = reconcile_fluxes(rows, PERIOD_S, T0 - STARTUP_S, T0 + 149.9, log, raw, STREAM_SENSOR)
+    assert (result.no_raw_data, result.missing, result.exact) == (0, 1, False)
+
+
 def test_a_period_with_records_missing_from_the_archive_is_not_complete(tmp_path: Path) -> None:
     archived = set(range(1, 1500)) - {700}  # T0 + 70 s: inside the period ending T0 + 90
     log, raw = run(tmp_path, range(1, 1500), archived=archived)

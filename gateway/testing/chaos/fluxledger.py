@@ -10,7 +10,11 @@ end. Terms:
   record. Every expected period must have exactly one stored record: after a kill or a full disk the runner resumes
   after the last period its outbox holds and computes the missed ones from the archive, and a period whose records
   are not all there is still sent, as `partial` or `failed` with its reasons.
-- *missing*: an expected period without a stored record; *duplicated*: a period end stored more than once (under
+- *not computed, no raw data*: an expected period without a stored record whose time the archive holds no record
+  of: the runner, started after such a period ended, counts it `no_raw_data` and sends nothing (the station was
+  off, or every record of it was refused by a full disk or taken by kills before its chunk was written — the archive
+  reconciliation accounts for each of those records).
+- *missing*: any other expected period without a stored record; *duplicated*: a period end stored more than once (under
   another settings hash or engine version: InfluxDB keeps one point per series and time, so a resend of the same
   record overwrites itself and is no duplicate).
 - *complete raw data*: every record the counting WindMaster served within the period (and a second either side) is
@@ -20,6 +24,7 @@ end. Terms:
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -39,6 +44,7 @@ class FluxReconciliation:
     expected: int = 0
     stored: int = 0  # expected periods with a stored record
     statuses: dict[str, int] = field(default_factory=dict)  # of those records
+    no_raw_data: int = 0  # expected periods not computed: the archive holds no record of their time
     missing: int = 0
     duplicated: int = 0
     outside: int = 0  # records of periods before the first or after the last expected one
@@ -71,13 +77,16 @@ def reconcile_fluxes(rows: list[dict[str, Any]], period_s: float, first_start_wa
     by_end: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_end[round(int(row["time"]) / 1e9)].append(row)
-    archived = _archived(archive_dir, sensor)
+    stamps, archived = _archived(archive_dir, sensor)
     served, _ = read_served_records(served_log)
     statuses: Counter[str] = Counter()
     wanted = {round(end) for end in ends}
     result.outside = sum(1 for end in by_end if end not in wanted)
     for end in ends:
         held = by_end.get(round(end), [])
+        if not held and bisect.bisect_left(stamps, end) == bisect.bisect_left(stamps, end - period_s):
+            result.no_raw_data += 1
+            continue
         if not held:
             result.missing += 1
             result.note(f"period ending {end:.0f} has no stored flux record")
@@ -100,16 +109,18 @@ def reconcile_fluxes(rows: list[dict[str, Any]], period_s: float, first_start_wa
     return result
 
 
-def _archived(folder: Path, sensor: str) -> set[int]:
-    """The numbers of the archived records."""
+def _archived(folder: Path, sensor: str) -> tuple[list[float], set[int]]:
+    """The archived records' stamps (sorted) and numbers."""
+    stamps: list[float] = []
     numbers: set[int] = set()
     for path in archive_files(folder, sensor):
         try:
             data = read_archive(path)
         except (OSError, ValueError):
             continue
+        stamps += data.time.tolist()
         for u in data.columns.get("U", ()):
             k = record_number(float(u))
             if k is not None:
                 numbers.add(k)
-    return numbers
+    return sorted(stamps), numbers

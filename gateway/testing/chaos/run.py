@@ -168,7 +168,8 @@ class ChaosReport:
         if f is not None:
             statuses = ", ".join(f"{n} {status}" for status, n in sorted(f.statuses.items())) or "none"
             lines += [f"flux records ({f.period_s:g}-s periods): expected {f.expected}  stored {f.stored} "
-                      f"({statuses})  missing: {f.missing}  duplicated: {f.duplicated}  -> "
+                      f"({statuses})  not computed, no raw data: {f.no_raw_data}  missing: {f.missing}  "
+                      f"duplicated: {f.duplicated}  -> "
                       f"{'EXACT' if f.exact else 'MISMATCH'}; "
                       f"{f.outside} records outside the expected periods; raw data complete for {f.complete} "
                       f"periods, {f.complete_not_ok} of them not ok"]
