@@ -127,19 +127,26 @@ def record_number(u: float) -> int | None:
     return k if record_values(k)[0] == u else None
 
 
-def archive_frontier(folder: Path, sensor: str) -> int:
-    """The highest record the archive files hold now (0: none); unreadable files hold none."""
-    highest = 0
+def archived_records(folder: Path, sensor: str) -> tuple[list[float], set[int]]:
+    """The stamps (sorted) and numbers of the records the archive files hold now; unreadable files hold none."""
+    stamps: list[float] = []
+    numbers: set[int] = set()
     for path in archive_files(folder, sensor):
         try:
             data = read_archive(path)
         except (OSError, ValueError):
             continue
+        stamps += data.time.tolist()
         for u in data.columns.get("U", ()):
             k = record_number(float(u))
-            if k is not None and k > highest:
-                highest = k
-    return highest
+            if k is not None:
+                numbers.add(k)
+    return sorted(stamps), numbers
+
+
+def archive_frontier(folder: Path, sensor: str) -> int:
+    """The highest record the archive files hold now (0: none)."""
+    return max(archived_records(folder, sensor)[1], default=0)
 
 
 def reconcile_archive(served_log: Path, folder: Path, sensor: str, faults: Faults, *, kill_window_s: float,

@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.rawarchive import read_archive
-from gateway.testing.chaos.archiveledger import archive_files, record_number
+from gateway.testing.chaos.archiveledger import archived_records
 from gateway.testing.counting_stream import read_served_records
 
 STARTUP_S = 10.0  # the station's start-up, interpreter and flux engine imports included
@@ -77,7 +76,7 @@ def reconcile_fluxes(rows: list[dict[str, Any]], period_s: float, first_start_wa
     by_end: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_end[round(int(row["time"]) / 1e9)].append(row)
-    stamps, archived = _archived(archive_dir, sensor)
+    stamps, archived = archived_records(archive_dir, sensor)
     served, _ = read_served_records(served_log)
     statuses: Counter[str] = Counter()
     wanted = {round(end) for end in ends}
@@ -107,20 +106,3 @@ def reconcile_fluxes(rows: list[dict[str, Any]], period_s: float, first_start_wa
             result.note(f"period ending {end:.0f}: raw data complete, status {status}: {record.get('reasons')}")
     result.statuses = dict(statuses)
     return result
-
-
-def _archived(folder: Path, sensor: str) -> tuple[list[float], set[int]]:
-    """The archived records' stamps (sorted) and numbers."""
-    stamps: list[float] = []
-    numbers: set[int] = set()
-    for path in archive_files(folder, sensor):
-        try:
-            data = read_archive(path)
-        except (OSError, ValueError):
-            continue
-        stamps += data.time.tolist()
-        for u in data.columns.get("U", ()):
-            k = record_number(float(u))
-            if k is not None:
-                numbers.add(k)
-    return sorted(stamps), numbers
