@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 import signal
 import threading
+from collections.abc import MutableMapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
@@ -283,5 +285,29 @@ def _simulate_profile(port: str, addresses: list[int], *, fault: str, seed: int)
         serve_until_stopped(lambda: f"stopped after {sum(p.requests for p in probes)} requests")
 
 
-if __name__ == "__main__":
+#: the BLAS thread settings numpy's libraries read when they load (OpenBLAS, OpenMP builds, MKL)
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_blas_thread_unless_set(environ: MutableMapping[str, str]) -> bool:
+    """Sets one BLAS thread in `environ` when none of BLAS_THREAD_VARIABLES is set (True), else leaves the
+    operator's choice (False). Why: the flux engine's linear algebra is small (a `dot` of 36,000 pairs per
+    covariance); with more threads OpenBLAS's idle threads spin on the other cores after every call, which cost
+    a 30-min period 207 ms of CPU instead of 58 (docs/performance.md, FLUX, 2026-12-06 17:03), and the sums' last
+    bits depend on the thread count, so a period's result would differ between a 2-core and a 4-core node."""
+    if any(name in environ for name in BLAS_THREAD_VARIABLES):
+        return False
+    for name in BLAS_THREAD_VARIABLES:
+        environ[name] = "1"
+    return True
+
+
+def main() -> None:
+    """The `sinkwatch` command (pyproject's script): one BLAS thread unless set, before numpy loads (no command
+    imports it before it runs: tests/test_packaging.py), then the commands."""
+    one_blas_thread_unless_set(os.environ)
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ missing says which extra to install, and `gateway/extras.py` matches the extras 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import subprocess
 import sys
@@ -211,3 +212,23 @@ def test_the_ci_lock_pins_every_declared_dependency_at_a_version_pyproject_allow
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:4])
+
+
+@pytest.mark.parametrize(("preset", "expected"), [({}, "1 1 1"), ({"OMP_NUM_THREADS": "3"}, "- 3 -"),
+                                                  ({"OPENBLAS_NUM_THREADS": "2"}, "2 - -")])
+def test_the_command_gives_numpy_one_blas_thread_unless_the_operator_set_one(
+        preset: dict[str, str], expected: str, tmp_path: Path) -> None:
+    """`sinkwatch` (pyproject's script, gateway.cli:main) sets the BLAS thread variables before any command can load
+    numpy (test_a_command_imports_only_what_it_uses), unless the operator set one of them."""
+    code = ("import os, sys\n"
+            "sys.argv = ['sinkwatch', 'version']\n"
+            "from gateway.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(' '.join(os.environ.get(n, '-') for n in "
+            "('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                            "MKL_NUM_THREADS")} | preset
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == expected
