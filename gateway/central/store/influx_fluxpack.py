@@ -215,6 +215,8 @@ class InfluxFluxPackMixin:
 
         def _rollup_source(self, measurement: str) -> str: ...
 
+        def _through(self, site: str, station: str, measurement: str = ...) -> int | None: ...
+
         def _hold(self, stations: Sequence[tuple[str, str]]) -> contextlib.AbstractContextManager[Marks]: ...
 
         def _selected_series(self, station: str, site: str, engine_version: str, settings_hash: str, where: str,
@@ -256,7 +258,7 @@ class InfluxFluxPackMixin:
             pass  # the barrier of rule 2: every writer that decided before now has finished its write
         horizon = floor_day(floor_hour(int(self._clock() * 1e9)) - ROLL_LAG_NS)
         params = {"site": site, "station": station}
-        through = self._pack_through(site, station)
+        through = self._through(site, station, PACK_STATE_MEASUREMENT)
         if through is None:
             first = self._query(f"SELECT first(period_s) FROM {self._flux_source()} WHERE site = $site "
                                 "AND station = $station", params)
@@ -290,12 +292,6 @@ class InfluxFluxPackMixin:
         report.marks_cleared += len(unchanged)
         report.marks_kept += len(marked) - len(unchanged)
         report.never += sum(1 for day in unchanged if day in never_now)
-
-    def _pack_through(self, site: str, station: str) -> int | None:
-        found = self._query(f"SELECT last(through) FROM {self._rollup_source(PACK_STATE_MEASUREMENT)} "
-                            "WHERE site = $site AND station = $station", {"site": site, "station": station})
-        values = [int(row[1]) for series in found for row in series.get("values") or () if row[1] is not None]
-        return max(values) if values else None
 
     def _pack_days(self, site: str, station: str, first_day: int, end_day: int) -> tuple[set[int], set[int]]:
         """Write the points of the days [first_day, end_day) (their records ending in (first_day, end_day]) of

@@ -268,8 +268,9 @@ class InfluxRollupMixin:
         report.marks_kept += len(marked) - len(unchanged)
         report.mixed += sum(1 for key in unchanged if key in mixed)
 
-    def _through(self, site: str, station: str) -> int | None:
-        found = self._query(f"SELECT last(through) FROM {self._rollup_source(STATE_MEASUREMENT)} "
+    def _through(self, site: str, station: str, measurement: str = STATE_MEASUREMENT) -> int | None:
+        """The station's `through` in a state measurement (the rollup's, or the packed flux copy's)."""
+        found = self._query(f"SELECT last(through) FROM {self._rollup_source(measurement)} "
                             "WHERE site = $site AND station = $station", {"site": site, "station": station})
         values = [int(row[1]) for series in found for row in series.get("values") or () if row[1] is not None]
         return max(values) if values else None
