@@ -1174,7 +1174,9 @@ class Ingestor:
         problem = implausible_time(report.time, utc_now())
         if problem is not None:
             raise Malformed("implausible_time", f"health report: {problem}")
-        figure = _implausible_figure(json.loads(payload))  # the schema bounds its depth: it parsed
+        # the figures as validated (the schema bounds their depth); the model's report, the slower path, is read
+        # again as JSON rather than dumped
+        figure = _implausible_figure(report.fields if isinstance(report, HealthFields) else json.loads(payload))
         if figure is not None:
             raise Malformed("implausible_value", f"health report {format_time(report.time)}, {figure}")
         if not self._follows_group(item, group):
