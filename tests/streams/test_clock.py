@@ -61,6 +61,28 @@ def test_a_step_is_detected_with_its_size_and_starts_a_new_epoch(size: float) ->
     assert mapper.to_utc(fake.mono) == pytest.approx(fake.real)  # stamps after the step use the new reference
 
 
+def test_a_reference_read_across_a_preemption_is_read_again() -> None:
+    # the first try of a resync is preempted for 40 ms between its monotonic reads (a loaded host): its midpoint is
+    # 20 ms off, which the mapping would take as slew and move UTC stamps back by a 50-Hz period; the next try,
+    # undisturbed, is the one kept
+    fake = FakeClocks()
+    mapper = make(fake)
+    fake.advance(1.0)
+    reads = 0
+
+    def monotonic() -> float:
+        nonlocal reads
+        reads += 1
+        if reads == 3:  # (1: resync's own look) the first try's second monotonic read, 40 ms after realtime
+            fake.advance(0.04)
+        return fake.mono
+
+    mapper.monotonic = monotonic
+    assert mapper.resync() is None
+    assert reads == 5, "read again, once"
+    assert mapper.to_utc(fake.mono) == pytest.approx(fake.real, abs=1e-9)
+
+
 def test_resync_is_rate_limited() -> None:
     fake = FakeClocks()
     mapper = make(fake)

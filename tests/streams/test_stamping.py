@@ -125,6 +125,19 @@ def test_a_slow_instrument_shows_its_own_rate() -> None:
     assert stamper.lost_periods > 0  # the slots it never filled
 
 
+def test_a_chunk_read_in_two_reads_microseconds_apart_still_gets_increasing_stamps() -> None:
+    # the transport delivered a stalled second's records as one chunk and the read took part of it; the next read,
+    # 10 us later, takes the other 30: there is no room for 30 stamps between the last one and that read, so they
+    # pass it by microseconds instead of tying (seen under load in CI: the archive's times did not increase)
+    from gateway.edge.streams.stamping import MIN_STEP_S
+    stamper = CadenceStamper(FS)
+    first = stamper.stamps(20, 100.0)
+    second = stamper.stamps(30, 100.00001)
+    steps = np.diff(first + second)
+    assert np.all(steps >= MIN_STEP_S * (1 - 1e-6)), "strictly increasing, at least MIN_STEP_S apart"
+    assert second[-1] - 100.00001 <= 30 * MIN_STEP_S, "past the read by microseconds at most"
+
+
 def test_reset_starts_the_cadence_over() -> None:
     stamper = CadenceStamper(FS)
     stamper.stamps(3, 1.0)

@@ -18,21 +18,23 @@ records of a burst are stamped one period apart, and the burst is placed as late
   whole periods, so the gap stays a gap on the 20 Hz grid: a lost record is an empty slot, counted as missing by
   the EC grid (`gateway.flux.rawperiods.place_on_grid`) — placed at the start of the burst, since the host cannot
   tell where in the burst it was;
-- never earlier than the previous stamp (plus `MIN_STEP_S`): stamps increase.
+- never earlier than the previous stamp (plus `MIN_STEP_S`): stamps increase. This rule wins over the one before:
+  a burst read less than `count` times `MIN_STEP_S` after the previous one (the rest of a chunk the transport
+  delivered in two reads) ends up to that many microseconds after its arrival rather than tie.
 
 The reads are not at a fixed phase to the instrument's output (`ReadSchedule`): each one moves by a random fraction
 of a period, so the stamps find the earliest arrivals within a few seconds of a connection; reads at a fixed phase
 would see the records always equally late, and two instruments' stamps would keep different lateness (their
 alignment, which the EC time-lag search depends on, off by up to a period).
 
-Why this is honest: every stamp is at most the moment the host read the record, as a per-record arrival stamp is,
-and on a stream at its nominal rate it is late by less than one period plus the host's scheduling latency (the record
-after the burst's last had not arrived yet, so that one arrived less than a period before the read). A per-record
-arrival stamp is late by the scheduling latency alone; the period (50 ms at 20 Hz) is what batching costs, bounded,
-and the EC processing aligns records by their order on the grid anyway (one record per 1/fs, as EddyPro reads a raw
-file). The rate check of the interval summaries allows one period at either end of an interval for it
-(`summaries.ARRIVAL_LATENCY_S`). Stamps are on the monotonic clock, so clock steps are detected and flagged as
-before (`gateway/clock.py`).
+Why this is honest: every stamp is at most the moment the host read the record (microseconds aside, above), as a
+per-record arrival stamp is, and on a stream at its nominal rate it is late by less than one period plus the host's
+scheduling latency (the record after the burst's last had not arrived yet, so that one arrived less than a period before
+the read). A per-record arrival stamp is late by the scheduling latency alone; the period (50 ms at 20 Hz) is what
+batching costs, bounded, and the EC processing aligns records by their order on the grid anyway (one record per 1/fs, as
+EddyPro reads a raw file). The rate check of the interval summaries allows one period at either end of an interval for
+it (`summaries.ARRIVAL_LATENCY_S`). Stamps are on the monotonic clock, so clock steps are detected and flagged as before
+(`gateway/clock.py`).
 """
 
 from __future__ import annotations
@@ -81,9 +83,12 @@ class CadenceStamper:
         first = end - (count - 1) * p
         if last is not None and first <= last:
             floor = last + MIN_STEP_S
-            # both sequences increase, so does their maximum; capped at the arrival (the hard rule) they could only
-            # tie if a burst arrived less than `count` times MIN_STEP_S after the previous one
-            stamps = [min(max(first + i * p, floor + i * MIN_STEP_S), arrival) for i in range(count)]
+            # both sequences increase, so does their maximum. Capped at the arrival first and floored after, so
+            # that they increase even when a burst arrived less than `count` times MIN_STEP_S after the previous
+            # one (the rest of a chunk the transport delivered in two reads, seen under load): then the last
+            # stamps pass the arrival by at most `count` times MIN_STEP_S, microseconds, far inside the
+            # scheduling latency an arrival stamp carries anyway
+            stamps = [max(min(first + i * p, arrival), floor + i * MIN_STEP_S) for i in range(count)]
         else:
             stamps = [first + i * p for i in range(count)]
             stamps[-1] = end
