@@ -46,6 +46,12 @@ class MqttConfig(TlsClientFields, SecretFields):
     password_file: Path | None = Field(default=None, description="file holding the broker password (mode 0600)")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     client_id: str | None = Field(default=None, description="defaults to sinkwatch-<site>-<station>")
+    max_packet_bytes: int | None = Field(
+        default=None, ge=1024, le=268_435_455,
+        description="the broker's largest packet, for a broker that does not announce it when the station "
+                    "connects (VerneMQ 2.2 with max_message_size set; Mosquitto and EMQX announce theirs): an item "
+                    "above it is kept and reported instead of sent, which such a broker would answer by closing "
+                    "the connection at every resend. With both, the smaller applies")
 
     @model_validator(mode="after")
     def _resolve_password(self) -> MqttConfig:

@@ -179,6 +179,15 @@ class ChannelCounters:
     resends_put_off: int = 0  # resends put off because the central service was still working towards the item
 
 
+def _oversized_summary(oversized: dict[int, str]) -> str | None:
+    """What a channel's health says of its items above the broker's packet limit (None: there are none)."""
+    if not oversized:
+        return None
+    first = min(oversized)
+    return (oversized[first] if len(oversized) == 1
+            else f"{len(oversized)} items too large, e.g. seq {first}: {oversized[first]}")
+
+
 class _Channel:
     def __init__(self, source: OutboxSource, linger_s: float = 0.0) -> None:
         self.source = source
@@ -186,6 +195,9 @@ class _Channel:
         self.tracked: dict[int, _Tracked] = {}
         self.counters = ChannelCounters()
         self.refused_reason: str | None = None  # the channel's current refusal state, logged on change
+        # items above the broker's packet limit, kept and not sent (seq -> why): a refusal of those items alone,
+        # which the channel's other items do not clear
+        self.oversized: dict[int, str] = {}
         self.last_receipt_at = -math.inf  # when a receipt last confirmed items of this channel (clock)
         self.highest_confirmed = -1  # the highest seq a receipt named
 
@@ -231,7 +243,8 @@ class Delivery:
         self._subscribed: dict[str, bool | None] = {self._receipts_topic: None}
         self._subscribing: dict[int, list[str]] = {}  # SUBSCRIBE mid -> its topics, until the SUBACK
         self.last_connect_problem: str | None = None  # why the last attempt to connect failed; None once connected
-        self._max_packet: int | None = None  # the broker's Maximum Packet Size (CONNACK), None: the protocol's
+        # the broker's Maximum Packet Size (CONNACK) or mqtt.max_packet_bytes, the smaller; None: the protocol's
+        self._max_packet: int | None = None
         self.connects = 0
         self.connection_losses = 0
         self.connect_failures: Counter[str] = Counter()
@@ -360,7 +373,9 @@ class Delivery:
         if self.tls is not None:
             self.tls.succeeded()
         self.connects += 1
-        self._max_packet = getattr(props, "MaximumPacketSize", None) if props is not None else None
+        announced = getattr(props, "MaximumPacketSize", None) if props is not None else None
+        limits = [size for size in (announced, self._mqtt_config.max_packet_bytes) if size is not None]
+        self._max_packet = min(limits) if limits else None
         log.info("connected to broker %s:%s", self._mqtt_config.host, self._mqtt_config.port)
         self.last_connect_problem = None
         topics = [self._receipts_topic, *self._downlinks]
@@ -511,6 +526,24 @@ class Delivery:
                       "check the broker's ACL and limits for this station (deploy/mosquitto/)", channel.source.channel,
                       seq, channel.source.topic, reason, code, self.settings.refusal_retry_s)
 
+    def _set_aside_oversized(self, channel: _Channel, seq: int, size: int) -> None:
+        """An item above the broker's packet limit: kept, counted, looked at again after `refusal_retry_s` (the
+        limit is learned anew at every connection). Unlike a refusal by the broker it concerns this item alone, so
+        the channel's other items, accepted meanwhile, do not clear it, and it is logged once per item."""
+        reason = f"Packet too large for the broker ({size} > {self._max_packet} bytes)"
+        with self._lock:
+            tracked = channel.tracked.setdefault(seq, _Tracked("refused", 0, sent_at=self._clock()))
+            channel.counters.refusals["Packet too large for the broker"] += 1
+            tracked.state = "refused"
+            tracked.due = self._clock() + self.settings.refusal_retry_s
+            new = seq not in channel.oversized
+            channel.oversized[seq] = reason
+        if new:
+            log.error("%s seq %d on %s is not sent: %s; kept in the outbox and looked at again every %.0f s: raise "
+                      "the broker's packet limit (Mosquitto max_packet_size, mqtt.max_packet_bytes of the station "
+                      "when the broker does not announce its limit) or lower buffer.batch_size",
+                      channel.source.channel, seq, channel.source.topic, reason, self.settings.refusal_retry_s)
+
     def _resend_interval(self, sends: int) -> float:
         return min(self.settings.receipt_timeout_s * 2 ** max(0, sends - 1), self.settings.max_resend_interval_s)
 
@@ -575,9 +608,13 @@ class Delivery:
             size += len(USER_PROPERTY) + len(envelope) + 5
         if self._max_packet is not None and size > self._max_packet:
             # the broker would drop the connection (0x95 Packet too large) and paho would resend it after every
-            # reconnect: refuse it here, keep it, report it, so the other items and channels still flow
-            self._refuse(channel, seq, 0x95, f"Packet too large for the broker ({size} > {self._max_packet} bytes)")
+            # reconnect: keep it here, report it, so the other items and channels still flow
+            self._set_aside_oversized(channel, seq, size)
             return True
+        if channel.oversized:
+            with self._lock:
+                if channel.oversized.pop(seq, None) is not None:
+                    log.warning("%s seq %d fits the broker's packet limit now; sent", channel.source.channel, seq)
         info = self._client.publish(channel.source.topic, payload, qos=1, properties=properties)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.debug("publish of %s seq %d deferred: %s", channel.source.channel, seq, mqtt.error_string(info.rc))
@@ -681,7 +718,9 @@ class Delivery:
                     "pending": channel.source.pending(), "unit": channel.source.unit,
                     "oldest_pending_age_s": round(now_wall - oldest, 3) if oldest is not None else None,
                     "in_flight": states["sent"], "awaiting_receipt": states["accepted"],
-                    "refused_now": states["refused"], "refusing": channel.refused_reason,
+                    "refused_now": states["refused"],
+                    "refusing": channel.refused_reason or _oversized_summary(channel.oversized),
+                    "oversized": len(channel.oversized),
                     "longest_wait_s": round(max(waiting), 3) if waiting else None,
                     "sent": c.sent, "resends": c.resends, "accepted": c.accepted, "refusals": dict(c.refusals),
                     "confirmed": c.confirmed, "confirmed_units": c.confirmed_units,

@@ -751,3 +751,51 @@ def test_a_stop_does_not_wait_for_the_network_thread_s_timeout(tmp_path: Path) -
         stopper.start()
         stopper.join(timeout=60)  # far below the network thread's 900-s sleep
         assert not stopper.is_alive() and not network.is_alive()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("where", ["announced by the broker", "set in mqtt.max_packet_bytes"])
+def test_an_item_above_the_broker_s_packet_limit_is_kept_and_reported_while_the_others_flow(
+    tmp_path: Path, where: str
+) -> None:
+    # one large item (400 readings) between small ones (one reading each): the broker's limit is either announced
+    # in its CONNACK (Mosquitto's max_packet_size) or, for a broker that announces none, set on the station
+    base = tmp_path / "broker"
+    base.mkdir()
+    port = free_port()
+    limit = 8192
+    config = (f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+              f"log_dest file {base / 'mosquitto.log'}\n"
+              + (f"max_packet_size {limit}\n" if where.startswith("announced") else ""))
+    buffer = ReadingBuffer(tmp_path / "buffer.sqlite")
+    source = ReadingsOutbox(buffer, SITE, STATION, batch_size=400)
+    buffer.append(make_readings(2, start=0.0, station=STATION))
+    with mosquitto_server(base, config=config, port=port) as broker:
+        echo = ReceiptEcho(broker.host, broker.port)
+        mqtt_config = MqttConfig(host=broker.host, port=broker.port, keepalive_s=5,
+                                 max_packet_bytes=None if where.startswith("announced") else limit)
+        delivery = Delivery(SITE, STATION, mqtt_config, DeliverySettings(receipt_timeout_s=30.0, idle_wait_s=0.2,
+                                                                         refusal_retry_s=0.2))
+        delivery.add_channel(source)
+        delivery.start()
+        try:
+            assert wait_for(lambda: source.pending() == 0, 10), "the small batch went through"
+            buffer.append(make_readings(400, start=10.0, station=STATION))  # one item far above 8 kB
+            assert wait_for(lambda: bool(delivery.counters("readings").refusals), 10)
+            buffer.append(make_readings(1, start=1000.0, station=STATION))
+            assert wait_for(lambda: source.pending() == 400, 10), "the reading after it went through"
+            assert list(delivery.counters("readings").refusals) == ["Packet too large for the broker"]
+            health = delivery.health()["channels"]["readings"]  # type: ignore[index]
+            # still reported after the next item was accepted (a refusal of one item, not of the channel)
+            assert health["refusing"].startswith("Packet too large for the broker (")
+            assert health["refusing"].endswith(f" > {limit} bytes)") and health["oversized"] == 1
+            assert delivery.connection_losses == 0, "the broker never had to close the connection"
+        finally:
+            delivery.stop()
+            echo.close()
+    buffer.close()
+
+
+def test_a_packet_limit_below_a_kilobyte_is_refused_naming_the_key() -> None:
+    with pytest.raises(ValueError, match="max_packet_bytes"):
+        MqttConfig(max_packet_bytes=100)
