@@ -290,7 +290,10 @@ def test_fluxes_and_raw_files_through_mosquitto_are_stored_and_acknowledged(
             info = publisher.publish(topic, payload, qos=1)
             info.wait_for_publish(timeout=5)
         assert wait_for(lambda: ingestor.counters()["raw_duplicates"] == 1, 15)
+        # every message is in (the last one published was counted) and taken from the queue; the flux group may
+        # still be on its way to the store (CI under load, 2026-12-06: 1 of 2 stored at this point)
         assert wait_for(lambda: ingestor.queue_depth == 0, 5)
+        assert wait_for(lambda: ingestor.counters()["flux_records_stored"] >= 2, 10)
         counters = ingestor.counters()
 
     assert_restart_receives_nothing_again(settings, store, tmp_path / "data", publisher)

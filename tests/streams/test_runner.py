@@ -165,7 +165,9 @@ def test_usb_adapter_unplugged_and_back_is_reopened(tmp_path: Path) -> None:
             RunnerHarness(WindMasterDriver, windmaster(str(link), frequency_hz=50), tmp_path / "raw") as harness:
         wait_for(lambda: harness.runner.health.good >= 20, what="first frames")
         sim.set_fault("disconnect")
-        wait_for(lambda: harness.runner.health.state == "disconnected", what="the unplug noticed")
+        # the count, not the state: the adapter is back after 1 s, and a loaded host may not look while the
+        # state says "disconnected" (CI, 2026-12-06: the unplug was logged, the look came after the reopen)
+        wait_for(lambda: harness.runner.health.disconnects >= 1, what="the unplug noticed")
         before = harness.runner.health.good
         wait_for(lambda: harness.runner.health.connects >= 2 and harness.runner.health.good > before + 20,
                  what="reopened and reading again")
