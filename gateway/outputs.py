@@ -22,9 +22,33 @@ def _writable_folder(option: str, path: Path, folder: Path) -> None:
                               "writable place")
 
 
-def check_output_files(outputs: Sequence[tuple[str, Path | None]]) -> None:
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same existing file (links included), or the same path to be made."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output_files(outputs: Sequence[tuple[str, Path | None]],
+                       inputs: Sequence[tuple[str, Path | None]] = ()) -> None:
     """Each (option, file) to be written (None: not asked for): not a folder, in an existing writable folder, and
-    writable if it exists."""
+    writable if it exists; not one of the `inputs` (option, file) the command reads (writing it would destroy the
+    data before or while it is read: `flux budget data.csv --out data.csv` overwrote its input) and not a file
+    another output option writes too (one would silently replace the other)."""
+    given = [(option, path) for option, path in outputs if path is not None]
+    for option, written in given:
+        for source, read in inputs:
+            if read is not None and _same_file(written, read):
+                raise OutputPathError(f"{option} {written}: is the input {source} {read}; writing it would destroy "
+                                      "the input: give another output file")
+    for i, (option, written) in enumerate(given):
+        for other, other_path in given[:i]:
+            if _same_file(written, other_path):
+                raise OutputPathError(f"{option} {written}: {other} writes the same file; give each output its own "
+                                      "file")
     for option, path in outputs:
         if path is None:
             continue

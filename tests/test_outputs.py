@@ -46,3 +46,33 @@ def test_report_from_the_store_refuses_file_options(tmp_path: Path) -> None:
                                       "2024", "--budget", str(tmp_path / "hh.csv"), "--out-dir", str(tmp_path)])
     assert result.exit_code == 2, result.output
     assert "--budget is a file-mode option; with -c the report is built from the store" in result.output
+
+
+def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("x")
+    with pytest.raises(OutputPathError, match=r"--out .*data.csv: is the input INPUT .*data.csv; writing it would "
+                                              r"destroy the input"):
+        check_output_files([("--out", tmp_path / "." / "data.csv")], inputs=[("INPUT", data)])
+    (tmp_path / "link.csv").symlink_to(data)  # another name of the same file
+    with pytest.raises(OutputPathError, match="is the input --met"):
+        check_output_files([("--daily", tmp_path / "link.csv")], inputs=[("INPUT", None), ("--met", data)])
+    with pytest.raises(OutputPathError, match=r"--monthly .*sums.csv: --daily writes the same file"):
+        check_output_files([("--daily", tmp_path / "sums.csv"), ("--annual", None),
+                            ("--monthly", tmp_path / "sums.csv")])
+    check_output_files([("--out", tmp_path / "out.csv")], inputs=[("INPUT", data)])  # distinct: fine
+
+
+def test_flux_budget_and_flux_ec_leave_their_inputs_alone(tmp_path: Path) -> None:
+    """`sinkwatch flux budget data.csv ... --out data.csv` computed the budget and wrote it over its input file."""
+    runner = CliRunner()
+    data = tmp_path / "data.csv"
+    data.write_text("TIMESTAMP_START,TIMESTAMP_END,NEE\n")
+    budget = runner.invoke(app, ["flux", "budget", str(data), "--lat", "50", "--lon", "13", "--utc-offset", "1",
+                                 "--out", str(data)])
+    assert budget.exit_code == 2 and "--out" in budget.output and "is the input INPUT" in budget.output
+    metadata = tmp_path / "site.yaml"
+    metadata.write_text("altitude: 100\n")
+    ec = runner.invoke(app, ["flux", "ec", str(data), "--metadata", str(metadata), "--out", str(metadata)])
+    assert ec.exit_code == 2 and "is the input --metadata" in ec.output
+    assert data.read_text() == "TIMESTAMP_START,TIMESTAMP_END,NEE\n" and metadata.read_text() == "altitude: 100\n"

@@ -289,7 +289,7 @@ def flux_budget_station(station: str, year: int, config: Path, *, ustar: str | N
 
     try:
         check_output_files([("--out", out), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
-                        ("--ustar-draws", ustar_draws)])
+                            ("--ustar-draws", ustar_draws)], inputs=[("-c/--config", config)])
         central = load_central_config(config)
         mode: str | float | None = None
         if ustar is not None:

@@ -94,7 +94,8 @@ def budget(
     mode = _parse_ustar(ustar)
     try:
         check_output_files([("--out", out), ("--daily", daily), ("--monthly", monthly), ("--annual", annual),
-                        ("--ustar-draws", ustar_draws), ("--record", record)])
+                            ("--ustar-draws", ustar_draws), ("--record", record)],
+                           inputs=[("INPUT", input_csv), ("--met", met)])
         data = read_budget_csv(input_csv, met=met, storage_height_m=storage_height, year=year,
                                max_flux_flag=max_flux_flag)
         cols = data.columns

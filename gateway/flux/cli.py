@@ -65,7 +65,8 @@ def ec(
         raise typer.Exit(2)
 
     try:
-        check_output_files([("--out", out)])
+        check_output_files([("--out", out)], inputs=[("--metadata", metadata), ("--settings", settings),
+                                                     *(("RAW_FILES", raw) for raw in raw_files)])
         md = load_metadata(metadata)
         st = load_settings(settings)
         check_configuration(md, st)
