@@ -28,6 +28,7 @@ people) is at / (`statuspage`). Interactive documentation at /docs, schema at /o
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 import threading
@@ -42,6 +43,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -302,6 +304,45 @@ class StoragePing:
             self._lock.release()
 
 
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters `route` takes (its own and its dependencies'), computed once per route."""
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        found: set[str] = set()
+        pending = [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            found.update(param.alias for param in dependant.query_params)
+            pending.extend(dependant.dependencies)
+        names = _QUERY_NAMES[id(route)] = frozenset(found)
+    return names
+
+
+def refuse_unknown_parameters(request: Request) -> None:
+    """A dependency of every route: a query parameter the route does not take is refused (422 naming it, the name
+    it most likely means and the ones the route takes). FastAPI ignores one silently, so `every=1h&agg=max` was
+    answered with hourly *means*, `fmt=csv` with JSON and `limit=10` with every point, each with 200. Only /api/
+    routes: the status page (`/`, a browser's address bar) is left as it is."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not route.path.startswith("/api/"):
+        return
+    known = _query_names(route)
+    unknown = [name for name in request.query_params if name not in known]
+    if not unknown:
+        return
+    name = unknown[0]
+    shown = name if len(name) <= 64 else name[:61] + "..."
+    close = ([k for k in sorted(known) if len(name) >= 3 and k.startswith(name.lower())]  # agg -> aggregate
+             or difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.6))
+    takes = (f"it takes {', '.join(sorted(known))}" if known else "it takes no query parameters")
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ParameterError(shown, f"{route.path} has no parameter {shown!r}; {hint}({takes}; /docs describes "
+                                "each)")
+
+
 def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONResponse:
     # Same shape as FastAPI's own validation errors, so clients handle one format.
     return JSONResponse(
@@ -347,7 +388,8 @@ def create_app(store: Store, ingest: IngestState | None = None, budget: Schedule
     if access.development_mode:
         description = ("DEVELOPMENT MODE: no tokens are checked, every request is served as admin. Never use "
                        "this mode for a deployment (api.auth: token). " + description)
-    app = FastAPI(title="sinkwatch central", version="1", description=description)
+    app = FastAPI(title="sinkwatch central", version="1", description=description,
+                  dependencies=[Depends(refuse_unknown_parameters)])
     app.add_middleware(_RefuseRepeatedParameters)
     if access.development_mode:
         app.add_middleware(_AnnounceDevelopmentMode)

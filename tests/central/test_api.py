@@ -333,6 +333,32 @@ def test_a_parameter_given_twice_is_refused_naming_it(client: TestClient, path: 
     assert f"parameter {parameter} is given 2 times" in error["msg"] and "give it once" in error["msg"]
 
 
+@pytest.mark.parametrize("path, query, given, meant", [
+    ("/api/v1/series", f"station=st1&variable=CO2&start={START}&end={END}&every=1h&agg=max", "agg", "aggregate"),
+    ("/api/v1/series", f"station=st1&variable=CO2&start={START}&end={END}&fmt=csv", "fmt", None),
+    ("/api/v1/series", f"station=st1&var=CO2&start={START}&end={END}", "var", None),
+    ("/api/v1/series", f"station=st1&variable=CO2&start={START}&end={END}&limit=2", "limit", None),
+    ("/api/v1/fluxes", f"station=st1&start={START}&end={END}&variable=FC", "variable", "variables"),
+    ("/api/v1/stations", "station=st1", "station", None),
+])
+def test_a_parameter_the_route_does_not_take_is_refused_naming_it(client: TestClient, path: str, query: str,
+                                                                  given: str, meant: str | None) -> None:
+    """First-day walkthrough (docs/reliability.md): FastAPI ignored it, so `agg=max` was answered with hourly means,
+    `fmt=csv` with JSON, `limit=2` with every point and `variable=FC` of /fluxes with every variable, all 200."""
+    response = client.get(f"{path}?{query}")
+
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", given]
+    assert f"{path} has no parameter {given!r}" in error["msg"] and "/docs" in error["msg"]
+    if meant is not None:
+        assert f"did you mean {meant}?" in error["msg"]
+    if path == "/api/v1/stations":
+        assert "it takes no query parameters" in error["msg"]
+    else:
+        assert "it takes " in error["msg"] and "start" in error["msg"]
+
+
 def test_parameters_given_once_each_are_served(client: TestClient) -> None:
     response = client.get(f"/api/v1/series?station=st1&variable=CO2&start={START}&end={END}&sensor=gmp252")
     assert response.status_code == 200
