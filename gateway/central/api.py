@@ -304,12 +304,15 @@ class StoragePing:
             self._lock.release()
 
 
-_QUERY_NAMES: dict[int, frozenset[str]] = {}
+# id(route) -> (the route, its names): the entry holds the route, so its id cannot be reused by a route of a later
+# app while the entry is here (routes are not hashable, so no weak mapping)
+_QUERY_NAMES: dict[int, tuple[APIRoute, frozenset[str]]] = {}
 
 
 def _query_names(route: APIRoute) -> frozenset[str]:
     """The query parameters `route` takes (its own and its dependencies'), computed once per route."""
-    names = _QUERY_NAMES.get(id(route))
+    entry = _QUERY_NAMES.get(id(route))
+    names = entry[1] if entry is not None and entry[0] is route else None
     if names is None:
         found: set[str] = set()
         pending = [route.dependant]
@@ -317,7 +320,8 @@ def _query_names(route: APIRoute) -> frozenset[str]:
             dependant = pending.pop()
             found.update(param.alias for param in dependant.query_params)
             pending.extend(dependant.dependencies)
-        names = _QUERY_NAMES[id(route)] = frozenset(found)
+        names = frozenset(found)
+        _QUERY_NAMES[id(route)] = (route, names)
     return names
 
 
