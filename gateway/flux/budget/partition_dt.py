@@ -19,32 +19,42 @@ Steps, windows anchored on 4-day reference windows every 2 days (window ``w`` ce
    PotRad > 0. Only measured NEE is fitted; gap-filled drivers are used (``isFilterMeteoQualityFlag = FALSE``).
 2. E0 per window from night NEE in 12-day windows (extended to 24 and 48 days where the fit fails): at least 10
    records, records at T ≤ −1 °C dropped when 12 others remain; a Lloyd–Taylor fit whose E0 must lie in
-   [50, 400] K. Windows without an estimate take the previous one (the first missing ones the median) and the 90 %
-   quantile of the standard errors (REddyProc's ``smoothTempSensEstimateAcrossTime = FALSE``; its default smooths E0
-   with a Gaussian process from the retired R package mlegp, which we do not reproduce). Fewer than 5 windows with
-   an E0 (and fewer than 10 % of them): partitioning fails.
+   [50, 400] K. Fewer than 5 windows with an E0 (and fewer than 10 % of them): partitioning fails. The estimates
+   are smoothed across time by a Gaussian process with a nugget from their standard errors
+   (:func:`smooth_e0_gaussian_process`; REddyProc's default ``smoothTempSensEstimateAcrossTime = TRUE``, which
+   uses the R package mlegp, Dancik & Dorman 2008), one process per year of the record, an estimate equal to the
+   previous window's dropped first; every window gets the smoothed E0 and its standard deviation. Option
+   ``smooth_e0=False``: windows without an estimate take the previous one (the first missing ones the median) and
+   the 90 % quantile of the standard errors.
 3. RREF at night per 12-day window with that E0 (least squares through the origin, ≥ 0); missing ones carried
    forward. It is the prior and the start of the day fit.
 4. Light response per 4-day window on day records with NEE, T, Rg, VPD and an NEE uncertainty (fewer than 10:
    VPD is left out and k = 0; still fewer: no fit). Cost = Σ((NEP_mod + NEE)/σ)² + Σ((θ − θ_prior)/σ_prior)²
-   with E0 fixed, priors k 0.05 ± 50, β |q03 − q97 of NEE| ± 600, α 0.1 ± 10, RREF RREF_night ± 80
-   (``isLasslopPriorsApplied``); σ = the NEE uncertainty (missing: max(0.7, 0.2·|NEE|)), raised to its 30 %
-   quantile in the window (``isBoundLowerNEEUncertainty``). Three starts (β_prior × 1, 1.3, 0.8), best kept.
-   k is fixed at 0 when no VPD ≥ 10 hPa in the window or when the fit gives k < 0; α is fixed at the α of the last
-   window with a valid fit (0.22 before the first) when the fit gives α > 0.22 (Lasslop et al. 2010, Table A1).
-   A fit is rejected when α < 0, RREF < 0, β < 0 or β ≥ 250, or β > 100 with SE(β) ≥ β.
+   over the fitted parameters, E0 fixed, priors k 0.05 ± 50, β |q03 − q97 of NEE| ± 600, α 0.1 ± 10, RREF
+   RREF_night ± 80 (``isLasslopPriorsApplied``); σ = the NEE uncertainty (missing: max(0.7, 0.2·|NEE|)), raised to
+   its 30 % quantile in the window (``isBoundLowerNEEUncertainty``). Three starts (β_prior × 1, 1.3, 0.8), each
+   through REddyProc's cascade (``optimLRCBounds``): k is not fitted when no VPD ≥ 10 hPa is in the window (it
+   keeps its prior 0.05, used in the prediction where VPD > 10 hPa); a fit with k < 0 is repeated with k = 0; a fit
+   with α > 0.22 is repeated with α fixed at the α of the last window with a valid fit (0.22 before the first;
+   Lasslop et al. 2010, Table A1), then k < 0 → k = 0 as before. A start's result is rejected when the optimizer did
+   not converge, α < 0, RREF < 0, β < 0 or β ≥ 250; the window takes the valid start with the lowest cost and is
+   rejected when β > 100 with SE(β) ≥ β. The optimizer is R's ``optim`` BFGS as REddyProc calls it (relative
+   tolerance 1e-3, numerical gradient; :func:`_variable_metric`), so the parameters are REddyProc's, not the exact
+   optimum (option ``exact_optimum``: Levenberg–Marquardt to convergence; on CH-Dav July 2022 the exact optimum's
+   cost is up to 0.4 % lower and window RREF up to 20 % lower, docs/budget.md).
 5. Each window's parameters sit at the rounded mean index of its fitted records; RECO_DT and GPP_DT are computed
    with the parameters of the two neighbouring windows from TA_F, SW_IN_F and VPD_F and averaged with weights
    linear in the distance (constant before the first and after the last window).
 
-Parameter uncertainty: covariance = (JᵀJ + prior precision)⁻¹ of the weighted least-squares problem at the optimum
-(curvature, REddyProc's ``nBootUncertainty = 0`` mode; its default of 30 bootstrap refits per window is too slow for
-a 2-s budget), E0's variance from step 2 added; RECO_DT_SD and GPP_DT_SD propagate it linearly.
+Parameter uncertainty: covariance = (JᵀJ + prior precision)⁻¹ of the weighted least-squares problem at the fitted
+parameters (curvature; REddyProc's default is 30 bootstrap refits per window, too slow for a 2-s budget), E0's
+variance from step 2 added; RECO_DT_SD and GPP_DT_SD propagate it linearly.
 
-The fit is a Levenberg–Marquardt iteration vectorised over all windows (numpy only) instead of R's BFGS per window.
-Deviations from REddyProc, all documented options or speed choices: no Gaussian-process smoothing of E0; curvature
-instead of bootstrap uncertainty; where VPD_F is missing the prediction uses β without VPD limitation instead of a
-second fit that neglects VPD.
+All windows and starts are fitted together, vectorised in numpy. Deviations from REddyProc: curvature instead of
+bootstrap uncertainty (REddyProc also rejects a window where fewer than 80 % of the bootstrap refits converge);
+where VPD_F is missing the prediction uses β without VPD limitation instead of a second fit that neglects VPD;
+predictions at SW_IN_F ≤ 0 give GPP 0. Measured against a REddyProc product (CH-Dav, July 2022, its per-window E0
+given): per-window k, β, α, RREF, RREF_night and RECO_DT/GPP_DT equal to 1e-9 (docs/budget.md, "Validation").
 
 Peers: hesseflux 5.0 (``nee2gpp(method='lasslop')``) fits E0 on 12-day night windows by least absolute deviations
 and the light response on 4-day day windows every 2 days without priors or weights, day = SW_IN > 10; ONEFlux
@@ -53,7 +63,8 @@ and the light response on 4-day day windows every 2 days without priors or weigh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -72,7 +83,7 @@ from gateway.flux.budget.partition_nt import (
 )
 from gateway.flux.budget.solar import potential_radiation
 
-__all__ = ["PARAMETER_NAMES", "partition_daytime", "rectangular_light_response"]
+__all__ = ["PARAMETER_NAMES", "partition_daytime", "rectangular_light_response", "smooth_e0_gaussian_process"]
 
 VPD0_HPA = 10.0
 """VPD above which β declines (Lasslop et al. 2010, eq. 4), hPa."""
@@ -92,6 +103,13 @@ PRIOR_K, PRIOR_ALPHA = 0.05, 0.1
 PARAMETER_NAMES = ("k", "beta", "alpha", "RREF")
 _K, _BETA, _ALPHA, _RREF = 0, 1, 2, 3
 _MAX_ITER = 100
+_GP_REFINEMENTS = 6
+_ND_STEP = 1e-3  # R optim's ndeps
+_BFGS_RELTOL = 1e-3  # REddyProc's LRCFitConvergenceTolerance
+_BFGS_MAXIT = 100
+_STEP_REDUCTION = 0.2
+_ACC_TOL = 1e-4
+_REL_TEST = 10.0
 
 
 def rectangular_light_response(
@@ -135,14 +153,18 @@ def _night_records(night: NDArray[np.bool_], t_c: NDArray[np.float64], lo: int, 
 
 def _night_e0(
     wins: _Windows, night: NDArray[np.bool_], nee: NDArray[np.float64], t_c: NDArray[np.float64], per_day: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """E0 and its SE per reference window, and the night-window length (days) that gave it (the last one tried
+    where none did)."""
     n = nee.size
     e0 = np.full(wins.central.size, np.nan)
     sd = np.full(wins.central.size, np.nan)
+    days_used = np.full(wins.central.size, NIGHT_WINDOW_DAYS, dtype=np.int64)
     for days in (NIGHT_WINDOW_DAYS, *NIGHT_WINDOW_EXTENSIONS):
         todo = np.flatnonzero(~np.isfinite(e0))
         if todo.size == 0:
             break
+        days_used[todo] = days
         lo, hi = wins.bounds(days, per_day, n)
         ix_list = [_night_records(night, t_c, int(lo[w]), int(hi[w])) for w in todo]
         enough = np.array([ix.size >= MIN_RECORDS for ix in ix_list], dtype=bool)
@@ -154,7 +176,160 @@ def _night_e0(
         ok = fit.ok & (fit.e0 >= E0_RANGE[0]) & (fit.e0 <= E0_RANGE[1])
         e0[rows[ok]] = fit.e0[ok]
         sd[rows[ok]] = fit.e0_se[ok]
-    return e0, sd
+    return e0, sd, days_used
+
+
+def _gp_neg_log_likelihood(
+    log_par: NDArray[np.float64], x: NDArray[np.float64], z: NDArray[np.float64], d: NDArray[np.float64]
+) -> tuple[float, float, float, NDArray[np.float64] | None]:
+    """−2·log-likelihood (constants dropped) of the constant-mean Gaussian process with Gaussian correlation and a
+    nugget proportional to ``d``, profiled over the mean and the process variance (Santner et al. 2003, ch. 3).
+
+    ``log_par`` = (log length scale, log nugget-to-process-variance ratio). Returns (−2 log L, μ̂, σ̂², lower
+    Cholesky factor of K = R + γ·diag(d)), ``inf`` and None where K is not positive definite."""
+    from scipy.linalg import lapack
+
+    ell, gam = np.exp(log_par)
+    k = np.exp(-(((x[:, None] - x[None, :]) / ell) ** 2))
+    k[np.diag_indices_from(k)] += gam * d
+    chol, info = lapack.dpotrf(k, lower=1, clean=1)
+    if info != 0:
+        return np.inf, np.nan, np.nan, None
+    sol, _ = lapack.dpotrs(chol, np.column_stack([np.ones_like(z), z]), lower=1)
+    ki1, kiz = sol[:, 0], sol[:, 1]
+    mu = float(np.sum(kiz) / np.sum(ki1))
+    s2 = float((z - mu) @ (kiz - mu * ki1)) / z.size
+    if not np.isfinite(s2) or s2 <= 0:
+        return np.inf, np.nan, np.nan, None
+    logdet = 2.0 * float(np.sum(np.log(np.diag(chol))))
+    return z.size * np.log(s2) + logdet, mu, s2, np.asarray(chol, dtype=float)
+
+
+def _cho_solve(chol: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    from scipy.linalg import lapack
+
+    sol, _ = lapack.dpotrs(chol, b, lower=1)
+    return np.asarray(sol, dtype=float)
+
+
+def smooth_e0_gaussian_process(
+    x_days: ArrayLike, e0: ArrayLike, e0_sd: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """Smooth per-window E0 estimates across time with a Gaussian process (REddyProc's default
+    ``smoothTempSensEstimateAcrossTime = TRUE``, which calls the R package mlegp: Dancik & Dorman 2008,
+    Bioinformatics 24, 1966; the model of Santner, Williams & Notz 2003, The Design and Analysis of Computer
+    Experiments, ch. 3).
+
+    Model: ``E0(x) = μ + Z(x) + ε``, ``Cov Z(x), Z(x') = σ²·exp(−((x − x')/ℓ)²)`` (Gaussian correlation), ε
+    independent with variance ``τ·SE_i²`` (a nugget proportional to each estimate's squared standard error, the
+    factor τ estimated). μ (generalised least squares), σ² and, numerically, ℓ and τ/σ² are maximum-likelihood
+    estimates (a 9 × 9 grid of log ℓ in 1–3000 days and log τ/σ² in 1e-4–1e4, refined by a pattern search to
+    1/64 of the grid step). Prediction at every window:
+    the kriging mean ``μ + σ²·rᵀV⁻¹(E0 − μ)`` and the standard deviation of the predicted expected value
+    ``sqrt(σ² − σ⁴·rᵀV⁻¹r)`` (V = σ²R + τ·diag(SE²)), to which the nugget's standard deviation ``sqrt(τ)·SE_i``
+    is added (for windows without an estimate: the 90 % quantile of the fitted nuggets), as REddyProc's
+    ``partGLSmoothTempSens`` reports it.
+
+    ``x_days`` the window centres (days), ``e0``/``e0_sd`` (K) NaN where a window has no estimate. Returns the
+    smoothed E0 and its standard deviation at every window (K), or None with fewer than 3 estimates.
+    """
+    xa = np.asarray(x_days, dtype=float)
+    za = np.asarray(e0, dtype=float)
+    sa = np.asarray(e0_sd, dtype=float)
+    fin = np.isfinite(za) & np.isfinite(sa) & (sa > 0)
+    if np.count_nonzero(fin) < 3:
+        return None
+    x, z = xa[fin], za[fin]
+    scale = float(np.mean(sa[fin] ** 2))
+    d = sa[fin] ** 2 / scale
+    lo, hi = np.log([1.0, 1e-4]), np.log([3000.0, 1e4])
+    step = (hi - lo) / 8.0
+    best_val, p = np.inf, lo.copy()
+    for le in np.linspace(lo[0], hi[0], 9):
+        for lg in np.linspace(lo[1], hi[1], 9):
+            val = _gp_neg_log_likelihood(np.array([le, lg]), x, z, d)[0]
+            if val < best_val:
+                best_val, p = val, np.array([le, lg])
+    for _ in range(_GP_REFINEMENTS):  # pattern search: halve the step around the best point
+        step = step / 2.0
+        centre = p.copy()
+        for i in (-1, 0, 1):
+            for j in (-1, 0, 1):
+                if i == j == 0:
+                    continue
+                q = np.clip(centre + step * np.array([i, j]), lo, hi)
+                val = _gp_neg_log_likelihood(q, x, z, d)[0]
+                if val < best_val:
+                    best_val, p = val, q
+    _, mu, s2, chol = _gp_neg_log_likelihood(p, x, z, d)
+    if chol is None:
+        return None
+    ell, gam = np.exp(p)
+    r = np.exp(-(((xa[:, None] - x[None, :]) / ell) ** 2))
+    kr = _cho_solve(chol, r.T)  # K⁻¹ r for every prediction point (columns)
+    fit = mu + r @ _cho_solve(chol, z - mu)
+    var = s2 * (1.0 - np.sum(r.T * kr, axis=0))
+    nugget = s2 * gam * d  # τ·SE² in K²
+    nug_all = np.full(xa.size, float(np.quantile(nugget, 0.9)))
+    nug_all[fin] = nugget
+    return np.asarray(fit, dtype=float), np.sqrt(np.maximum(var, 0.0)) + np.sqrt(nug_all)
+
+
+def _smooth_e0(
+    wins: _Windows, e0_fit: NDArray[np.float64], sd_fit: NDArray[np.float64], days_used: NDArray[np.int64],
+    per_day: int,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """REddyProc's ``partGLSmoothTempSens`` rules around :func:`smooth_e0_gaussian_process`: an estimate equal to
+    the previous window's is dropped (the same night records), one process per year of the record (year =
+    ⌈first day of the night window / 365⌉), a year without estimates takes the mean E0 of the others with 1.5 × the
+    90 % quantile of their standard deviations. None (use the unsmoothed rule) when no year has 3 estimates."""
+    e0 = e0_fit.copy()
+    with np.errstate(invalid="ignore"):
+        e0[1:][np.diff(e0_fit) == 0] = np.nan
+    start_day = wins.central // per_day - 1
+    day_start = np.maximum(1, start_day + WINDOW_REF_DAYS // 2 - days_used // 2)
+    year = -(-day_start // 365)
+    x_days = wins.central / per_day
+    out_e0 = np.full(e0.size, np.nan)
+    out_sd = np.full(e0.size, np.nan)
+    for yr in np.unique(year):
+        sel = year == yr
+        res = smooth_e0_gaussian_process(x_days[sel], e0[sel], sd_fit[sel])
+        if res is not None:
+            out_e0[sel], out_sd[sel] = res
+    done = np.isfinite(out_e0)
+    if not done.any():
+        return None
+    if not done.all():
+        out_e0[~done] = float(np.mean(out_e0[done]))
+        out_sd[~done] = 1.5 * float(np.quantile(out_sd[done], 0.9))
+    return out_e0, out_sd
+
+
+def _given_temp_sens(
+    fixed: Mapping[str, ArrayLike] | None, n_win: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
+    """Per-window ``E0``, ``E0_SD`` and optional ``RREF`` given by the caller (REddyProc's
+    ``controlGLPart$fixedTempSens``), checked: one value for all windows or one per reference window."""
+    if fixed is None:
+        return None
+    out = []
+    for key in ("E0", "E0_SD", "RREF"):
+        if key not in fixed:
+            if key == "RREF":
+                out.append(np.full(n_win, np.nan))
+                continue
+            raise PartitionError(f"fixed_temp_sens needs the key {key!r} (K), one value or one per 4-day window")
+        v = np.atleast_1d(np.asarray(fixed[key], dtype=float))
+        if v.size == 1:
+            v = np.full(n_win, v[0])
+        if v.shape != (n_win,):
+            raise PartitionError(f"fixed_temp_sens[{key!r}] has {v.size} values; give one or one per 4-day "
+                                 f"reference window ({n_win} in this record)")
+        if key != "RREF" and not np.all(np.isfinite(v)):
+            raise PartitionError(f"fixed_temp_sens[{key!r}] must be finite in every window")
+        out.append(v)
+    return out[0], out[1], out[2]
 
 
 def _forward_fill(x: NDArray[np.float64], first: float) -> NDArray[np.float64]:
@@ -176,6 +351,10 @@ class _Problem:
     obs: NDArray[np.float64]  # NEP = −NEE, 0 where padded
     w: NDArray[np.float64]  # 1/σ, 0 where padded
     prior: NDArray[np.float64]  # rows × 4
+    dv: NDArray[np.float64] = field(init=False)  # VPD − VPD0 where VPD > VPD0, else 0 (hPa)
+
+    def __post_init__(self) -> None:
+        self.dv = np.where(self.vpd > VPD0_HPA, self.vpd - VPD0_HPA, 0.0)
 
 
 def _model(
@@ -186,21 +365,21 @@ def _model(
     k, beta, alpha, rref = (theta[:, i : i + 1] for i in range(4))
     limited = (vpd > VPD0_HPA) & ~fix_vpd[:, None]
     dv = np.where(limited, vpd - VPD0_HPA, 0.0)
-    e = np.exp(-k * dv)
-    amax = beta * e
-    a_rg = alpha * rg
-    den = a_rg + amax
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        e = np.exp(-k * dv)
+        amax = beta * e
+        a_rg = alpha * rg
+        den = a_rg + amax
         inv2 = 1.0 / (den * den)
         gpp = a_rg * amax / den
         d_amax = a_rg * a_rg * inv2
         d_alpha = amax * amax * rg * inv2
-    nep = gpp - rref * f_t
-    jac = np.empty((*rg.shape, 4))
-    jac[..., _K] = d_amax * (-beta * dv * e)
-    jac[..., _BETA] = d_amax * e
-    jac[..., _ALPHA] = d_alpha
-    jac[..., _RREF] = -f_t
+        nep = gpp - rref * f_t
+        jac = np.empty((*rg.shape, 4))
+        jac[..., _K] = d_amax * (-beta * dv * e)
+        jac[..., _BETA] = d_amax * e
+        jac[..., _ALPHA] = d_alpha
+        jac[..., _RREF] = -f_t
     return nep, jac
 
 
@@ -208,11 +387,16 @@ def _cost(
     p: _Problem, theta: NDArray[np.float64], fix_vpd: NDArray[np.bool_], active: NDArray[np.bool_],
     rows: NDArray[np.int64] | slice = slice(None),
 ) -> NDArray[np.float64]:
-    nep, _ = _model(p, theta, fix_vpd, rows)
-    with np.errstate(invalid="ignore", over="ignore"):
-        r = (nep - p.obs[rows]) * p.w[rows]
+    """REddyProc's cost (``computeCost``): Σ((NEP_mod − NEP)/σ)² + Σ over the fitted parameters of
+    ((θ − θ_prior)/σ_prior)²; ``inf`` where not finite."""
+    k = np.where(fix_vpd, 0.0, theta[:, _K])[:, None]
+    beta, alpha, rref = theta[:, _BETA : _BETA + 1], theta[:, _ALPHA : _ALPHA + 1], theta[:, _RREF : _RREF + 1]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        amax = beta * np.exp(-k * p.dv[rows])
+        a_rg = alpha * p.rg[rows]
+        r = (a_rg * amax / (a_rg + amax) - rref * p.f_t[rows] - p.obs[rows]) * p.w[rows]
         pr = np.where(active, (theta - p.prior[rows]) / PRIOR_SD, 0.0)
-        c = np.sum(r * r, axis=1) + np.sum(pr * pr, axis=1)
+        c = np.einsum("ij,ij->i", r, r) + np.sum(pr * pr, axis=1)
     return np.asarray(np.where(np.isfinite(c), c, np.inf), dtype=float)
 
 
@@ -285,6 +469,140 @@ def _levenberg_marquardt(
     return theta, cost, converged & np.isfinite(cost), cov
 
 
+def _numeric_gradient(
+    p: _Problem, theta: NDArray[np.float64], fix_vpd: NDArray[np.bool_], active: NDArray[np.bool_],
+    rows: NDArray[np.int64],
+) -> NDArray[np.float64]:
+    """Central differences with R optim's default step ``ndeps = 1e-3`` on each active parameter."""
+    g = np.zeros_like(theta)
+    for i in range(4):
+        on = active[:, i]
+        if not on.any():
+            continue
+        up, down = theta.copy(), theta.copy()
+        up[:, i] += _ND_STEP
+        down[:, i] -= _ND_STEP
+        f_up = _cost(p, up[on], fix_vpd[on], active[on], rows[on])
+        f_down = _cost(p, down[on], fix_vpd[on], active[on], rows[on])
+        g[on, i] = (f_up - f_down) / (2.0 * _ND_STEP)
+    return g
+
+
+def _variable_metric(
+    p: _Problem, theta0: NDArray[np.float64], active: NDArray[np.bool_], fix_vpd: NDArray[np.bool_]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """Minimise each row's cost as R's ``optim(method = "BFGS")`` does with REddyProc's ``reltol = 1e-3``.
+
+    The variable metric method of Nash (1990, Compact Numerical Methods for Computers, 2nd ed., Algorithm 21) as R's
+    ``optim`` documents it ("BFGS": Fletcher 1970's update, numerical gradient by central differences with step
+    1e-3, at most 100 iterations): from the identity as inverse-Hessian estimate, a backtracking line search along
+    −B·g (step 1, × 0.2 until the cost falls by at least 1e-4 × the predicted decrease; a step that no longer moves
+    any parameter by more than the rounding of 10 + x ends it); the BFGS update of B when the curvature tᵀc > 0, a
+    restart from the identity otherwise or after 2n gradient steps; stop when a restart makes no progress or the
+    cost changes by less than ``reltol·(|f| + reltol)``. Vectorised over rows (each row keeps its own state).
+    Returns θ, cost and whether the row converged within the iterations.
+    """
+    m = theta0.shape[0]
+    rows_all = np.arange(m)
+    n_par = np.count_nonzero(active, axis=1)
+    eye = np.eye(4)
+    b = theta0.copy()
+    f_last = _cost(p, b, fix_vpd, active, rows_all)
+    fmin = f_last.copy()
+    g = _numeric_gradient(p, b, fix_vpd, active, rows_all)
+    gradcount = np.ones(m, dtype=np.int64)
+    it = np.ones(m, dtype=np.int64)
+    ilast = gradcount.copy()
+    bmat = np.zeros((m, 4, 4))
+    done = ~np.isfinite(fmin)
+    converged = np.zeros(m, dtype=bool)
+    while True:
+        live = np.flatnonzero(~done)
+        if live.size == 0:
+            break
+        act = active[live]
+        reset = ilast[live] == gradcount[live]
+        bm = bmat[live]
+        bm[reset] = eye * act[reset][:, None, :]
+        x = b[live].copy()
+        c = g[live].copy()
+        t = -np.einsum("rij,rj->ri", bm, c)
+        gradproj = np.sum(t * c, axis=1)
+        count = np.zeros(live.size, dtype=np.int64)
+        n_l = n_par[live]
+        down = gradproj < 0
+        step = np.ones(live.size)
+        f_new = f_last[live].copy()
+        b_new = b[live].copy()
+        searching = down.copy()
+        while searching.any():
+            sr = np.flatnonzero(searching)
+            trial = x[sr] + step[sr, None] * t[sr]
+            b_new[sr] = trial
+            same = np.count_nonzero(((_REL_TEST + x[sr]) == (_REL_TEST + trial)) & act[sr], axis=1)
+            count[sr] = same
+            moving = same < n_l[sr]
+            ev = sr[moving]
+            if ev.size:
+                f_ev = _cost(p, b_new[ev], fix_vpd[live[ev]], act[ev], live[ev])
+                f_new[ev] = f_ev
+                ok = np.isfinite(f_ev) & (f_ev <= fmin[live[ev]] + gradproj[ev] * step[ev] * _ACC_TOL)
+                step[ev[~ok]] *= _STEP_REDUCTION
+                searching[ev[ok]] = False
+            searching[sr[~moving]] = False
+        # rows that searched: judge the step
+        dr = np.flatnonzero(down)
+        b[live[dr]] = b_new[dr]
+        f_last[live[dr]] = f_new[dr]
+        fm = fmin[live[dr]]
+        with np.errstate(invalid="ignore"):
+            enough = np.abs(f_new[dr] - fm) > _BFGS_RELTOL * (np.abs(fm) + _BFGS_RELTOL)
+        count[dr[~enough]] = n_l[dr[~enough]]
+        fmin[live[dr[~enough]]] = f_new[dr[~enough]]
+        progress = dr[count[dr] < n_l[dr]]
+        if progress.size:
+            lp = live[progress]
+            fmin[lp] = f_new[progress]
+            g_new = _numeric_gradient(p, b[lp], fix_vpd[lp], active[lp], lp)
+            g[lp] = g_new
+            gradcount[lp] += 1
+            it[lp] += 1
+            tt = t[progress] * step[progress, None]
+            cc = g_new - c[progress]
+            d1 = np.sum(tt * cc, axis=1)
+            upd = d1 > 0
+            if upd.any():
+                bu = bm[progress][upd]
+                xv = np.einsum("rij,rj->ri", bu, cc[upd])
+                d2 = 1.0 + np.sum(xv * cc[upd], axis=1) / d1[upd]
+                tu = tt[upd]
+                bu = bu + (d2[:, None, None] * tu[:, :, None] * tu[:, None, :] - xv[:, :, None] * tu[:, None, :]
+                           - tu[:, :, None] * xv[:, None, :]) / d1[upd][:, None, None]
+                sub = bm[progress]
+                sub[upd] = bu
+                bm[progress] = sub
+            ilast[lp[~upd]] = gradcount[lp[~upd]]
+        stalled = dr[count[dr] >= n_l[dr]]
+        st = live[stalled]
+        again = ilast[st] < gradcount[st]
+        count[stalled[again]] = 0
+        ilast[st[again]] = gradcount[st[again]]
+        # uphill direction: restart unless just restarted
+        ur = np.flatnonzero(~down)
+        lu = live[ur]
+        just = ilast[lu] == gradcount[lu]
+        count[ur] = np.where(just, n_l[ur], 0)
+        ilast[lu[~just]] = gradcount[lu[~just]]
+        bmat[live] = bm
+        out = it[live] >= _BFGS_MAXIT
+        periodic = (gradcount[live] - ilast[live]) > 2 * n_l
+        ilast[live[periodic & ~out]] = gradcount[live[periodic & ~out]]
+        fin = (count == n_l) & (ilast[live] == gradcount[live]) & ~out
+        converged[live[fin]] = True
+        done[live[fin | out]] = True
+    return b, fmin, converged & np.isfinite(fmin)
+
+
 def partition_daytime(
     time_mid_utc_s: ArrayLike,
     nee: ArrayLike,
@@ -296,6 +614,9 @@ def partition_daytime(
     utc_offset_h: float = 0.0,
     *,
     nee_sd: ArrayLike | None = None,
+    fixed_temp_sens: Mapping[str, ArrayLike] | None = None,
+    smooth_e0: bool = True,
+    exact_optimum: bool = False,
 ) -> dict[str, NDArray]:
     """Daytime partitioning (Lasslop et al. 2010 as REddyProc implements it; module docstring).
 
@@ -305,12 +626,22 @@ def partition_daytime(
     ``lon`` (degrees), ``utc_offset_h``; ``nee_sd`` the random uncertainty of NEE (µmol m-2 s-1, e.g. MDS's
     standard deviation or NEE_F_RANDUNC; missing → max(0.7, 0.2·|NEE|)).
 
+    Options: ``smooth_e0`` (default True) smooths the per-window E0 by a Gaussian process
+    (:func:`smooth_e0_gaussian_process`, REddyProc's default); False keeps each window's own estimate and carries
+    it into windows without one (REddyProc's ``smoothTempSensEstimateAcrossTime = FALSE``). ``exact_optimum``
+    (default False) fits the light response to its optimum by Levenberg–Marquardt instead of stopping where
+    REddyProc's BFGS stops. ``fixed_temp_sens`` = {"E0": …, "E0_SD": …[, "RREF": …]} (K, K, µmol m-2 s-1; one value
+    or one per 4-day reference window) skips steps 2 (and 3), as REddyProc's ``controlGLPart$fixedTempSens``.
+
     Returns a dict of numpy arrays: per period ``RECO_DT``, ``GPP_DT``, ``RECO_DT_SD``, ``GPP_DT_SD``
     (µmol m-2 s-1), ``DT_QC`` (0 good fit; 1 k or α had to be fixed; 2 nearest fitted window > 14 days away;
-    3 failed); per fitted window ``DT_WIN_INDEX`` (record the parameters sit at), ``DT_k``, ``DT_beta``,
-    ``DT_alpha``, ``DT_RREF``, ``DT_E0`` and ``*_SD``; per reference window ``DT_E0_NIGHT``, ``DT_E0_NIGHT_SD``,
-    ``DT_RREF_NIGHT``; 0-d ``DT_OK`` and ``DT_MESSAGE``. Too little data gives NaN with ``DT_OK`` False and the
-    reason; malformed input raises :class:`~gateway.flux.budget.partition_nt.PartitionError`.
+    3 failed), ``DT_NIGHT`` and ``DT_DAY`` (the day/night rule of step 1); per fitted window ``DT_WIN_INDEX``
+    (record the parameters sit at), ``DT_WIN_CENTRE`` (central record of its reference window, where REddyProc
+    reports the parameters), ``DT_WIN_FIXED`` (k or α not fitted), ``DT_k``, ``DT_beta``, ``DT_alpha``,
+    ``DT_RREF``, ``DT_E0`` and ``*_SD``; per reference window ``DT_E0_NIGHT``, ``DT_E0_NIGHT_SD`` (after
+    smoothing), ``DT_E0_NIGHT_FIT``, ``DT_E0_NIGHT_FIT_SD`` (the windows' own fits, NaN where none; absent with
+    ``fixed_temp_sens``), ``DT_RREF_NIGHT``; 0-d ``DT_OK`` and ``DT_MESSAGE``. Too little data gives NaN with
+    ``DT_OK`` False and the reason; malformed input raises :class:`~gateway.flux.budget.partition_nt.PartitionError`.
     """
     t = np.asarray(time_mid_utc_s, dtype=float)
     per_day = records_per_day(t)
@@ -360,17 +691,29 @@ def partition_daytime(
         return failed(f"record of {n} periods is shorter than one {WINDOW_REF_DAYS}-day window")
 
     # Steps 2 and 3: E0 and RREF from night data.
-    e0_fit, e0_sd_fit = _night_e0(wins, night, nee_a, ta, per_day)
-    n_e0 = int(np.count_nonzero(np.isfinite(e0_fit)))
-    night_diag: dict[str, NDArray] = {"DT_E0_NIGHT_FIT": e0_fit, "DT_E0_NIGHT_FIT_SD": e0_sd_fit}
-    if n_e0 < 5 and n_e0 < 0.1 * n_win:
-        return failed(f"a temperature sensitivity E0 in [50, 400] K could be estimated for only {n_e0} of "
-                      f"{n_win} night windows", night_diag)
-    e0_win = _forward_fill(e0_fit, float(np.nanmedian(e0_fit)))
-    e0_sd_win = np.where(np.isfinite(e0_fit), e0_sd_fit, np.nanquantile(e0_sd_fit, 0.9))
+    given = _given_temp_sens(fixed_temp_sens, n_win)
+    if given is None:
+        e0_fit, e0_sd_fit, days_used = _night_e0(wins, night, nee_a, ta, per_day)
+        n_e0 = int(np.count_nonzero(np.isfinite(e0_fit)))
+        night_diag: dict[str, NDArray] = {"DT_E0_NIGHT_FIT": e0_fit, "DT_E0_NIGHT_FIT_SD": e0_sd_fit}
+        if n_e0 < 5 and n_e0 < 0.1 * n_win:
+            return failed(f"a temperature sensitivity E0 in [50, 400] K could be estimated for only {n_e0} of "
+                          f"{n_win} night windows", night_diag)
+        smoothed = _smooth_e0(wins, e0_fit, e0_sd_fit, days_used, per_day) if smooth_e0 else None
+        if smoothed is None:
+            e0_win = _forward_fill(e0_fit, float(np.nanmedian(e0_fit)))
+            e0_sd_win = np.where(np.isfinite(e0_fit), e0_sd_fit, np.nanquantile(e0_sd_fit, 0.9))
+        else:
+            e0_win, e0_sd_win = smoothed
+        rref_given = np.full(n_win, np.nan)
+    else:
+        e0_win, e0_sd_win, rref_given = given
+        night_diag = {}
     lo12, hi12 = wins.bounds(NIGHT_WINDOW_DAYS, per_day, n)
-    rref_night = np.full(n_win, np.nan)
+    rref_night = rref_given.copy()
     for w in range(n_win):
+        if np.isfinite(rref_given[w]):
+            continue
         ix = _night_records(night, ta, int(lo12[w]), int(hi12[w]))
         if ix.size < MIN_RECORDS:
             continue
@@ -411,88 +754,103 @@ def partition_daytime(
     with np.errstate(invalid="ignore"):
         high_vpd = np.any(mask & (vpd_p >= VPD0_HPA), axis=1)
     fix_k0 = neglect_vpd[rows] | ~high_vpd
+    # k not fitted: 0 where VPD is neglected, else it keeps its prior 0.05 (no VPD >= 10 hPa in the window, so
+    # the fit cannot see it; the prediction then uses it where VPD > 10 hPa, as REddyProc's optimLRCBounds).
+    k_val0 = np.where(neglect_vpd[rows], 0.0, PRIOR_K)
 
-    starts = (1.0, 1.3, 0.8)
+    # Each of the three starts (β_prior × 1, 1.3, 0.8) runs REddyProc's whole cascade (optimLRCBounds); the valid
+    # result with the lowest cost is the window's (fitLRC). Rows of `big`: start-major copies of the windows.
+    starts = np.array([1.0, 1.3, 0.8])
+    nr = rows.size
+    tiled = np.tile(np.arange(nr), starts.size)
+    big = _Problem(rg=prob.rg[tiled], vpd=prob.vpd[tiled], f_t=prob.f_t[tiled], obs=prob.obs[tiled],
+                   w=prob.w[tiled], prior=prob.prior[tiled])
+    base = prior[tiled].copy()
+    base[:, _BETA] *= np.repeat(starts, nr)
+    nb = tiled.size
 
-    def fit(
-        fix_k: NDArray[np.bool_], alpha_fixed: NDArray[np.float64], subset: NDArray[np.bool_]
-    ) -> tuple[NDArray, NDArray, NDArray, NDArray]:
-        """Best of the three starts for the ``subset`` rows (others NaN); ``alpha_fixed`` NaN = α free. All starts of
-        all rows go through one vectorised Levenberg–Marquardt run."""
-        best_theta = np.full((rows.size, 4), np.nan)
-        best_conv = np.zeros(rows.size, dtype=bool)
-        best_cov = np.full((rows.size, 4, 4), np.nan)
-        active = np.ones((rows.size, 4), dtype=bool)
+    def optimise(sel: NDArray[np.int64], fix_k: NDArray[np.bool_], k_value: NDArray[np.float64],
+                 alpha_value: NDArray[np.float64]) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+        theta0 = base[sel].copy()
+        theta0[:, _K] = np.where(fix_k, k_value, theta0[:, _K])
+        fixed_alpha = np.isfinite(alpha_value)
+        theta0[:, _ALPHA] = np.where(fixed_alpha, alpha_value, theta0[:, _ALPHA])
+        active = np.ones((sel.size, 4), dtype=bool)
         active[fix_k, _K] = False
-        active[np.isfinite(alpha_fixed), _ALPHA] = False
-        sel = np.flatnonzero(subset)
+        active[fixed_alpha, _ALPHA] = False
         if sel.size == 0:
-            return best_theta, best_conv, best_cov, active
-        m = len(starts)
-        tiled = np.tile(sel, m)
-        sub = _Problem(rg=prob.rg[tiled], vpd=prob.vpd[tiled], f_t=prob.f_t[tiled], obs=prob.obs[tiled],
-                       w=prob.w[tiled], prior=prob.prior[tiled])
-        theta0 = prior[tiled].copy()
-        theta0[:, _BETA] *= np.repeat(starts, sel.size)
-        theta0[fix_k[tiled], _K] = 0.0
-        theta0[:, _ALPHA] = np.where(np.isfinite(alpha_fixed[tiled]), alpha_fixed[tiled], theta0[:, _ALPHA])
-        theta, cost, conv, cov = _levenberg_marquardt(sub, theta0, active[tiled], fix_k[tiled])
-        cost = np.where(conv, cost, np.inf).reshape(m, sel.size)
-        pick = np.argmin(cost, axis=0)
-        flat = pick * sel.size + np.arange(sel.size)
-        best_theta[sel] = theta[flat]
-        best_conv[sel] = np.isfinite(cost[pick, np.arange(sel.size)])
-        best_cov[sel] = cov[flat]
-        best_theta[~best_conv] = np.nan
-        return best_theta, best_conv, best_cov, active
+            return theta0, np.zeros(0), np.zeros(0, dtype=bool), active
+        sub = _Problem(rg=big.rg[sel], vpd=big.vpd[sel], f_t=big.f_t[sel], obs=big.obs[sel], w=big.w[sel],
+                       prior=big.prior[sel])
+        if exact_optimum:
+            theta, cost, conv, _ = _levenberg_marquardt(sub, theta0, active, fix_k)
+        else:
+            theta, cost, conv = _variable_metric(sub, theta0, active, fix_k)
+        return theta, cost, conv, active
 
-    no_alpha = np.full(rows.size, np.nan)
-    all_rows = np.ones(rows.size, dtype=bool)
-    th_a, cv_a, cov_a, act_a = fit(fix_k0, no_alpha, all_rows)
-    k_bad = ~cv_a | (th_a[:, _K] < 0)
-    fix_k1 = fix_k0 | k_bad
-    if k_bad.any():
-        th_b, cv_b, cov_b, act_b = fit(fix_k1, no_alpha, k_bad)
-        th_a[k_bad], cv_a[k_bad], cov_a[k_bad], act_a[k_bad] = th_b[k_bad], cv_b[k_bad], cov_b[k_bad], act_b[k_bad]
+    fk0, kv0 = fix_k0[tiled], k_val0[tiled]
+    no_alpha = np.full(nb, np.nan)
+    every = np.arange(nb)
+    th1, c1, cv1, ac1 = optimise(every, fk0, kv0, no_alpha)
     with np.errstate(invalid="ignore"):
-        need_alpha = ~cv_a | ~(th_a[:, _ALPHA] <= ALPHA_MAX)
+        k_neg1 = ~fk0 & ~(th1[:, _K] >= 0)
+    res_theta, res_cost, res_conv, res_act = th1.copy(), c1.copy(), cv1.copy(), ac1.copy()
+    sel_a = np.flatnonzero(k_neg1)  # k < 0: refit with k = 0
+    th2, c2, cv2, ac2 = optimise(sel_a, np.ones(sel_a.size, dtype=bool), np.zeros(sel_a.size), no_alpha[sel_a])
+    res_theta[sel_a], res_cost[sel_a], res_conv[sel_a], res_act[sel_a] = th2, c2, cv2, ac2
+    with np.errstate(invalid="ignore"):
+        need_alpha = ~(res_theta[:, _ALPHA] <= ALPHA_MAX)  # α > 0.22 (or no fit): α fixed at the last valid α
+    k0_for_alpha = fk0 | k_neg1
+    kv_for_alpha = np.where(k_neg1, 0.0, kv0)
+    base_theta, base_cost, base_conv, base_act = res_theta.copy(), res_cost.copy(), res_conv.copy(), res_act.copy()
 
-    def accept(theta: NDArray, conv: NDArray, cov: NDArray) -> NDArray[np.bool_]:
-        sd_beta = np.sqrt(np.abs(cov[:, _BETA, _BETA]))
+    def window_choice(theta: NDArray, cost: NDArray, conv: NDArray, act: NDArray
+                      ) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+        """Per window: the lowest-cost start among the valid ones (converged, α, RREF, β ≥ 0, β < 250), its
+        covariance and active set, and whether it passes β > 100 with SE(β) ≥ β."""
         with np.errstate(invalid="ignore"):
-            return np.asarray(
-                conv & np.all(np.isfinite(theta), axis=1)
-                & (theta[:, _ALPHA] >= 0) & (theta[:, _RREF] >= 0) & (theta[:, _BETA] >= 0)
-                & (theta[:, _BETA] < BETA_MAX) & ~((theta[:, _BETA] > 100) & (sd_beta >= theta[:, _BETA])),
-                dtype=bool,
-            )
+            valid = (conv & np.all(np.isfinite(theta), axis=1) & (theta[:, _ALPHA] >= 0) & (theta[:, _RREF] >= 0)
+                     & (theta[:, _BETA] >= 0) & (theta[:, _BETA] < BETA_MAX))
+        cost_v = np.where(valid, cost, np.inf).reshape(starts.size, nr)
+        pick = np.argmin(cost_v, axis=0)
+        flat = pick * nr + np.arange(nr)
+        ok = np.isfinite(cost_v[pick, np.arange(nr)])
+        th, ac = theta[flat], act[flat]
+        a_mat, _ = _normal_equations(prob, np.where(np.isfinite(th), th, 0.0), fk0[flat] | ~ac[:, _K], ac,
+                                     np.arange(nr))
+        act2 = ac[:, :, None] & ac[:, None, :]
+        with np.errstate(invalid="ignore"):
+            cov = np.where(act2, np.linalg.inv(a_mat), 0.0)
+            sd_beta = np.sqrt(np.abs(cov[:, _BETA, _BETA]))
+            ok &= ~((th[:, _BETA] > 100) & (sd_beta >= th[:, _BETA]))
+        return th, cov, ac, ok
 
-    final_theta, final_cov, final_act = th_a.copy(), cov_a.copy(), act_a.copy()
-    final_ok = accept(th_a, cv_a, cov_a) & ~need_alpha
-    alpha_used = np.full(rows.size, np.nan)
-    # α fixed at the last valid window's α: the chain depends on which windows end up valid, so iterate to a
-    # fixed point (two or three rounds in practice).
+    final_theta, final_cov, final_act, final_ok = window_choice(base_theta, base_cost, base_conv, base_act)
+    alpha_used = np.full(nr, np.nan)
+    # α fixed at the α of the last window with a valid fit (0.22 before the first): the chain depends on which
+    # windows end up valid, so iterate to a fixed point (two or three rounds in practice).
     for _ in range(6):
         last = ALPHA_DEFAULT_LAST
-        alpha_fix = np.full(rows.size, np.nan)
-        for i in range(rows.size):
-            if need_alpha[i]:
-                alpha_fix[i] = last
+        alpha_fix = np.full(nr, np.nan)
+        for i in range(nr):
+            alpha_fix[i] = last
             if final_ok[i]:
                 last = float(final_theta[i, _ALPHA])
-        if not need_alpha.any() or np.array_equal(alpha_fix[need_alpha], alpha_used[need_alpha]):
+        need_w = need_alpha.reshape(starts.size, nr).any(axis=0)
+        if not need_w.any() or np.array_equal(alpha_fix[need_w], alpha_used[need_w]):
             break
         alpha_used = alpha_fix
-        th_c, cv_c, cov_c, act_c = fit(fix_k1, np.where(need_alpha, alpha_fix, np.nan), need_alpha)
-        k_neg = need_alpha & cv_c & (th_c[:, _K] < 0) & ~fix_k1
-        if k_neg.any():
-            th_d, cv_d, cov_d, act_d = fit(fix_k1 | k_neg, np.where(need_alpha, alpha_fix, np.nan), k_neg)
-            th_c[k_neg], cv_c[k_neg], cov_c[k_neg], act_c[k_neg] = th_d[k_neg], cv_d[k_neg], cov_d[k_neg], act_d[
-                k_neg]
-        final_theta[need_alpha] = th_c[need_alpha]
-        final_cov[need_alpha] = cov_c[need_alpha]
-        final_act[need_alpha] = act_c[need_alpha]
-        final_ok[need_alpha] = accept(th_c, cv_c, cov_c)[need_alpha]
+        sel = np.flatnonzero(need_alpha)
+        av = alpha_fix[tiled[sel]]
+        th3, c3, cv3, ac3 = optimise(sel, k0_for_alpha[sel], kv_for_alpha[sel], av)
+        with np.errstate(invalid="ignore"):
+            k_neg3 = ~k0_for_alpha[sel] & ~(th3[:, _K] >= 0)
+        sel4 = np.flatnonzero(k_neg3)
+        th4, c4, cv4, ac4 = optimise(sel[sel4], np.ones(sel4.size, dtype=bool), np.zeros(sel4.size), av[sel4])
+        th3[sel4], c3[sel4], cv3[sel4], ac3[sel4] = th4, c4, cv4, ac4
+        res_theta, res_cost, res_conv, res_act = base_theta.copy(), base_cost.copy(), base_conv.copy(), base_act.copy()
+        res_theta[sel], res_cost[sel], res_conv[sel], res_act[sel] = th3, c3, cv3, ac3
+        final_theta, final_cov, final_act, final_ok = window_choice(res_theta, res_cost, res_conv, res_act)
 
     if not final_ok.any():
         return failed("the light-response curve could not be fitted in any 4-day window", night_diag)
@@ -561,6 +919,10 @@ def partition_daytime(
         "DT_OK": np.array(True),
         "DT_MESSAGE": np.array(""),
         "DT_WIN_INDEX": pos,
+        "DT_WIN_CENTRE": wins.central[ok_rows],
+        "DT_WIN_FIXED": out_of_range,
+        "DT_NIGHT": is_night,
+        "DT_DAY": is_day,
         "DT_E0": e0_ok,
         "DT_E0_SD": np.sqrt(e0_var_ok),
         "DT_E0_NIGHT": e0_win,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gateway.flux.budget.mds import mds_fill, mds_fill_met
-from gateway.flux.budget.partition_dt import partition_daytime, rectangular_light_response
+from gateway.flux.budget.partition_dt import partition_daytime, rectangular_light_response, smooth_e0_gaussian_process
 from gateway.flux.budget.partition_nt import PartitionError
 from gateway.simulation.fluxyear import SyntheticYear, synthetic_year
 from tests.flux.budget.refdata import SITES, gc_m2, hesseflux_run
@@ -25,9 +25,9 @@ def make_year(seed: int = 1, *, gap_fraction_day: float = 0.25, gap_fraction_nig
                           leaf_off=0.3, e0=e0, alpha=alpha, k=k, noise=noise)
 
 
-def _run(y: SyntheticYear, sd: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _run(y: SyntheticYear, sd: np.ndarray | None = None, exact_optimum: bool = False) -> dict[str, np.ndarray]:
     return partition_daytime(y.time_mid, y.nee, y.ta, y.sw_in, y.vpd, LAT, LON, UTC_OFFSET,
-                             nee_sd=y.nee_sd if sd is None else sd)
+                             nee_sd=y.nee_sd if sd is None else sd, exact_optimum=exact_optimum)
 
 
 def test_light_response_shape() -> None:
@@ -40,8 +40,10 @@ def test_light_response_shape() -> None:
 
 
 def test_parameters_recovered_from_nearly_noise_free_year() -> None:
+    """With the light response fitted to its optimum (``exact_optimum``; the default stops where REddyProc's BFGS
+    stops, at a relative cost change of 1e-3, which leaves α and RREF less sharp: next test)."""
     y = make_year(seed=11, noise=0.02, gap_fraction_day=0.1, gap_fraction_night=0.1)
-    r = _run(y, np.full(y.nee.size, 0.5))
+    r = _run(y, np.full(y.nee.size, 0.5), exact_optimum=True)
     assert bool(r["DT_OK"]), str(r["DT_MESSAGE"])
     summer = (r["DT_WIN_INDEX"] // 48 > 120) & (r["DT_WIN_INDEX"] // 48 < 250)
     np.testing.assert_allclose(r["DT_alpha"][summer], y.alpha, atol=0.003)
@@ -58,6 +60,66 @@ def test_parameters_recovered_from_nearly_noise_free_year() -> None:
     assert estimated.sum() >= 0.9 * midsummer.sum()
     rel = r["DT_RREF"][summer] / y.rref_true[r["DT_WIN_INDEX"][summer]]
     np.testing.assert_allclose(rel, 1.0, atol=0.05)
+    assert gc_m2(r["RECO_DT"]) == pytest.approx(gc_m2(y.reco_true), rel=0.02)
+    assert gc_m2(r["GPP_DT"]) == pytest.approx(gc_m2(y.gpp_true), rel=0.02)
+
+
+def test_gaussian_process_smooths_noisy_e0_towards_the_truth() -> None:
+    """A seasonal E0 (truth) estimated with errors of known, unequal standard error in 120 of 180 windows: the
+    smoothed E0 is closer to the truth than the estimates (RMSE), also where a window had none; windows with precise
+    estimates keep them; a window's standard deviation is larger where it had no estimate."""
+    rng = np.random.default_rng(5)
+    x = 2.0 * np.arange(180) + 2.0  # window centres, days
+    truth = 150.0 + 60.0 * np.sin(2 * np.pi * x / 365.0)
+    se = rng.uniform(10.0, 60.0, x.size)
+    est = truth + rng.normal(0.0, se)
+    est[rng.choice(x.size, 60, replace=False)] = np.nan
+    res = smooth_e0_gaussian_process(x, est, np.where(np.isfinite(est), se, np.nan))
+    assert res is not None
+    fit, sd = res
+    has = np.isfinite(est)
+    rmse_raw = np.sqrt(np.mean((est[has] - truth[has]) ** 2))
+    assert np.sqrt(np.mean((fit[has] - truth[has]) ** 2)) < 0.5 * rmse_raw
+    assert np.sqrt(np.mean((fit[~has] - truth[~has]) ** 2)) < 0.5 * rmse_raw
+    assert np.median(sd[~has]) > np.median(sd[has])
+    # nearly exact estimates (SE 0.01 K) of the same curve: the process passes through them
+    exact = smooth_e0_gaussian_process(x, truth, np.full(x.size, 0.01))
+    assert exact is not None
+    np.testing.assert_allclose(exact[0], truth, atol=0.5)
+    assert smooth_e0_gaussian_process(x[:2], truth[:2], se[:2]) is None  # fewer than 3 estimates
+
+
+def test_smoothing_is_the_default_and_can_be_left_out() -> None:
+    y = make_year(seed=4)
+    smooth = _run(y)
+    raw = partition_daytime(y.time_mid, y.nee, y.ta, y.sw_in, y.vpd, LAT, LON, UTC_OFFSET, nee_sd=y.nee_sd,
+                            smooth_e0=False)
+    fit = raw["DT_E0_NIGHT_FIT"]
+    has = np.isfinite(fit)
+    np.testing.assert_array_equal(raw["DT_E0_NIGHT"][has], fit[has])  # each window keeps its own estimate
+    assert np.all(np.isfinite(smooth["DT_E0_NIGHT"]))
+    assert np.std(np.diff(smooth["DT_E0_NIGHT"])) < 0.5 * np.std(np.diff(raw["DT_E0_NIGHT"]))
+
+
+def test_k_keeps_its_prior_where_vpd_never_reaches_10_hpa() -> None:
+    """REddyProc's optimLRCBounds: without VPD >= 10 hPa among a window's records k is not fitted and keeps its
+    prior 0.05 hPa-1 (not 0), which the prediction applies where VPD_F exceeds 10 hPa; the window counts as one
+    with a fixed parameter."""
+    y = make_year(seed=3)
+    r = _run(y)
+    assert bool(r["DT_OK"]), str(r["DT_MESSAGE"])
+    day = (y.sw_in > 4) & np.isfinite(y.nee)
+    c = r["DT_WIN_CENTRE"]
+    low = np.array([not np.any(y.vpd[max(0, i - 96):i + 96][day[max(0, i - 96):i + 96]] >= 10.0) for i in c])
+    assert low.sum() >= 20  # winter
+    np.testing.assert_array_equal(r["DT_k"][low], 0.05)
+    assert np.all(r["DT_WIN_FIXED"][low])
+
+
+def test_reddyproc_optimizer_keeps_the_annual_sums() -> None:
+    y = make_year(seed=11, noise=0.02, gap_fraction_day=0.1, gap_fraction_night=0.1)
+    r = _run(y, np.full(y.nee.size, 0.5))
+    assert bool(r["DT_OK"]), str(r["DT_MESSAGE"])
     assert gc_m2(r["RECO_DT"]) == pytest.approx(gc_m2(y.reco_true), rel=0.02)
     assert gc_m2(r["GPP_DT"]) == pytest.approx(gc_m2(y.gpp_true), rel=0.02)
 
