@@ -229,6 +229,7 @@ class IngestCounters:
     mqtt_connects: int = 0
     mqtt_disconnects: int = 0
     mqtt_connect_refusals: int = 0  # CONNACK refusals (bad credentials, revoked)
+    mqtt_connect_failures: int = 0  # attempts that reached no broker (refused, no route, name, TLS handshake)
     receipts_sent: int = 0
     receipt_seqs: int = 0  # items named in receipts sent (stored or dead-lettered)
     receipts_unsent: int = 0  # receipts not sent because the broker was away (the station resends the items)
@@ -413,6 +414,8 @@ class Ingestor:
         self._stop = threading.Event()
         self._generation = 0
         self._connected = False
+        self._unreachable_said = False  # the broker's absence logged for this outage
+        self._reconnect_max_s = reconnect_max_s
         self._storage_available = True
         self._recent_seqs: dict[tuple[str, str], OrderedDict[int, None]] = {}
         self._statuses: dict[tuple[str, str], StationStatus] = {}
@@ -557,6 +560,7 @@ class Ingestor:
         self._generation += 1
         self._count("mqtt_connects")
         client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self.subscriptions])
+        self._unreachable_said = False
         if not self._connected:
             log.info("connected to MQTT broker %s:%s (session present: %s)%s", self.settings.host,
                      self.settings.port, getattr(flags, "session_present", None),
@@ -566,6 +570,7 @@ class Ingestor:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         if self._connected:
+            self._unreachable_said = False  # a new outage: said again when the reconnection fails
             self._count("mqtt_disconnects")
             if not self._stop.is_set():
                 log.warning("lost the MQTT broker %s:%s (%s); reconnecting with backoff", self.settings.host,
@@ -573,7 +578,18 @@ class Ingestor:
         self._connected = False
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        log.debug("MQTT connection to %s:%s failed; retrying", self.settings.host, self.settings.port)
+        # paho retries by itself with backoff; said once per outage (at start, or after the connection was lost),
+        # counted every time: with a wrong mqtt.host or a broker that is down the service said nothing at all
+        self._count("mqtt_connect_failures")
+        if self._unreachable_said:
+            log.debug("MQTT connection to %s:%s failed; retrying", self.settings.host, self.settings.port)
+            return
+        self._unreachable_said = True
+        log.warning("cannot reach the MQTT broker at %s:%s (connection refused, no route, a name that does not "
+                    "resolve, or a failed TLS handshake); retrying with backoff up to %.0f s, nothing is lost "
+                    "meanwhile (the stations keep their data). Check mqtt.host and mqtt.port in the config, that "
+                    "the broker runs and that a firewall lets this host in", self.settings.host, self.settings.port,
+                    self._reconnect_max_s)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._count("messages_received")

@@ -74,6 +74,7 @@ from gateway.trust.signing import USER_PROPERTY
 
 log = logging.getLogger("sinkwatch.edge.delivery")
 
+UNREACHABLE = "broker unreachable"  # the key of `connect_failures` for attempts that reached no broker
 SESSION_EXPIRY_S = 86400  # the broker keeps our receipts subscription (and queues receipts) across a day's outage
 BEAT_S = 5.0  # the longest the delivery loop sleeps between two beats of its liveness
 
@@ -398,8 +399,16 @@ class Delivery:
             self._subscribed[topic] = None
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho retries by itself with backoff; said once per outage (at start, or after the connection was lost),
+        # counted every time: with a wrong mqtt.host or a broker that is down the daemon said nothing at all
+        self.connect_failures[UNREACHABLE] += 1
+        said = self.last_connect_problem is not None and self.last_connect_problem.startswith("cannot reach")
         self.last_connect_problem = (f"cannot reach the broker at {self._mqtt_config.host}:{self._mqtt_config.port} "
                                      "(connection refused, no route, or a failed TLS handshake)")
+        if not said:
+            log.warning("%s; retrying with backoff up to 60 s, every reading stays on disk meanwhile. Check "
+                        "mqtt.host and mqtt.port in station.yaml, that the broker runs and that the network (or a "
+                        "firewall) lets this station in", self.last_connect_problem)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], props: Any) -> None:
         self._events.put(("suback", mid, [(int(r.value), str(r)) for r in reasons]))

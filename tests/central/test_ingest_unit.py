@@ -322,3 +322,24 @@ def test_a_value_beyond_any_measured_quantity_is_set_aside(ingestor: Ingestor, s
     [entry] = record["set_aside"]
     assert entry["index"] == 4
     assert "1e+30" in entry["problem"] and "value null, qc 3" in entry["problem"]
+
+
+def test_a_broker_that_cannot_be_reached_is_said_once_and_counted_each_attempt(
+        store: SqliteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """First-day walkthrough (docs/reliability.md): `central serve` with a wrong mqtt.port or a broker that was down
+    logged nothing (paho's connection failures went to debug) and /health counted nothing."""
+    from gateway.net import free_port
+    from gateway.testing.mqtt import wait_for
+
+    port = free_port()  # nothing listens there
+    ingestor = Ingestor(MqttSettings(host="127.0.0.1", port=port), store, tmp_path / "data")
+    with caplog.at_level(logging.WARNING, logger="gateway.central.ingest"):
+        ingestor.start()
+        try:
+            assert wait_for(lambda: ingestor.counters()["mqtt_connect_failures"] >= 2, 15), ingestor.counters()
+        finally:
+            ingestor.stop()
+    said = [r.getMessage() for r in caplog.records if "cannot reach the MQTT broker" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"127.0.0.1:{port}" in said[0] and "mqtt.host and mqtt.port" in said[0] and "retrying" in said[0]
+    assert not ingestor.mqtt_connected

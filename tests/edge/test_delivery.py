@@ -10,6 +10,7 @@ idempotence of the real Ingestor and stores is checked per channel at the end.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -799,3 +800,24 @@ def test_an_item_above_the_broker_s_packet_limit_is_kept_and_reported_while_the_
 def test_a_packet_limit_below_a_kilobyte_is_refused_naming_the_key() -> None:
     with pytest.raises(ValueError, match="max_packet_bytes"):
         MqttConfig(max_packet_bytes=100)
+
+
+def test_a_broker_that_cannot_be_reached_is_said_once_and_counted_each_attempt(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """First-day walkthrough (docs/reliability.md): `station run` with a wrong mqtt.host/port or a broker that was
+    down logged nothing; only the health's `broker_connected: false` hinted at it."""
+    from gateway.edge.delivery import UNREACHABLE
+
+    port = free_port()  # nothing listens there
+    delivery = Delivery(SITE, STATION, MqttConfig(host="127.0.0.1", port=port, keepalive_s=5),
+                        DeliverySettings(receipt_timeout_s=30.0, idle_wait_s=0.2))
+    with caplog.at_level(logging.WARNING, logger="sinkwatch.edge.delivery"):
+        delivery.start()
+        try:
+            assert wait_for(lambda: delivery.connect_failures[UNREACHABLE] >= 2, 15), delivery.health()
+        finally:
+            delivery.stop()
+    said = [r.getMessage() for r in caplog.records if "cannot reach the broker" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"127.0.0.1:{port}" in said[0] and "mqtt.host and mqtt.port in station.yaml" in said[0]
+    assert delivery.health()["connect_failures"] == {UNREACHABLE: delivery.connect_failures[UNREACHABLE]}
