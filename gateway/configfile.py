@@ -82,17 +82,26 @@ def describe_validation_error(path: Path | str, error: ValidationError, prefix: 
     """One line per problem: `file: invalid configuration` then `  key.path: problem`. With `model` (the model
     that was validated), a misspelt key names the key it most likely means, or the keys allowed there."""
     lines = [f"{path}: invalid configuration"]
+    listed: set[tuple[int | str, ...]] = set()  # locations whose allowed keys were listed: listed once, not per key
     for item in error.errors():
         message = item["msg"]
+        where = key_path(item["loc"], prefix)
         if item["type"] == "extra_forbidden":
             location = item["loc"]
             known = known_keys(model, location[:-1]) if model is not None and location else []
             message = _unknown_key_message(location[-1] if location else "", known)
+            if message.startswith("unknown key; the keys here are"):
+                if tuple(location[:-1]) in listed:
+                    message = "unknown key (the keys allowed here are listed above)"
+                listed.add(tuple(location[:-1]))
         elif item["type"] == "missing":
             message = "required key is missing"
         elif item["type"] == "value_error":
             message = message.removeprefix("Value error, ")  # pydantic's prefix says nothing to the reader
-        lines.append(f"  {key_path(item['loc'], prefix)}: {message}")
+            if message.startswith(f"{where}."):  # a section's check names its own key: `mqtt: mqtt.password_file:`
+                lines.append(f"  {message}")
+                continue
+        lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 
 
@@ -175,6 +184,8 @@ def load_yaml(text: str, path: Path | str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if "'\\t'" in problem:  # PyYAML: "found character '\t' that cannot start any token"
+            problem += " (a tab: YAML indents with spaces only; replace the tab with spaces)"
         kind = "duplicate key" if isinstance(exc, DuplicateKeyError) else "not valid YAML"
         raise ConfigError(f"{path}: {kind}{where}: {problem}") from None
     except RecursionError:  # PyYAML composes nested collections recursively (kept: a deep stack on entry)
@@ -200,7 +211,9 @@ def read_small_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
     return text
 
 
-def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
+def read_yaml_mapping(path: Path | str, sample: str = "") -> dict[str, Any]:
+    """The top-level mapping of a YAML config file; ConfigError naming the file and the problem. `sample` says where
+    a config of this kind to start from is (for an empty file)."""
     path = Path(path)
     try:
         text = read_small_text(path)
@@ -219,16 +232,17 @@ def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
                           "save the file as UTF-8") from None
     data = load_yaml(text, path)
     if data is None:
-        raise ConfigError(f"{path}: config file is empty")
+        start = f"; {sample}" if sample else ""
+        raise ConfigError(f"{path}: config file is empty (or holds only comments){start}")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data
 
 
-def load_model(path: Path | str, model: type[ModelT]) -> ModelT:
+def load_model(path: Path | str, model: type[ModelT], sample: str = "") -> ModelT:
     from pydantic import ValidationError
 
-    data = read_yaml_mapping(path)
+    data = read_yaml_mapping(path, sample)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -57,7 +57,8 @@ def read_secret_file(path: Path | str, key: str) -> SecretStr:
     try:
         problem = private_mode_problem(path)
     except FileNotFoundError:
-        raise SecretError(f"{key}: {path} not found") from None
+        raise SecretError(f"{key}: {path} not found; write the secret into that file (mode 0600, owned by the "
+                          f"service's user), or set {key} to the file that holds it") from None
     except OSError as exc:
         raise SecretError(f"{key}: cannot read {path}: {exc.strerror}") from None
     if problem is not None:

@@ -122,7 +122,7 @@ def test_station_commands_run_without_the_central_packages(tmp_path: Path) -> No
     (tmp_path / "station.yaml").write_text(STATION_YAML, encoding="utf-8")
     result = _sinkwatch_without(CENTRAL_ONLY, ["station", "validate", "-c", "station.yaml"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "station hainich/tower01, 1 sensors" in result.stdout
+    assert "station hainich/tower01, 1 sensor," in result.stdout
     assert _sinkwatch_without(CENTRAL_ONLY, ["--help"], tmp_path).returncode == 0
 
 

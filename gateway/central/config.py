@@ -230,7 +230,7 @@ class CentralConfig(_Section):
 def load_central_config(path: Path | str) -> CentralConfig:
     """Load and validate; raises gateway.configfile.ConfigError with a message naming the key (or the file and line
     of a tree list the config names, or, for a secret written into a file others may read, the file and the fix)."""
-    config = load_model(path, CentralConfig)
+    config = load_model(path, CentralConfig, "start from `sinkwatch central sample-config > central.yaml`")
     check_inline_secrets(path, config.mqtt.inline_secrets + config.storage.inline_secrets)
     try:
         config.stems.load_files(Path(path).parent)

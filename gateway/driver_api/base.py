@@ -113,8 +113,28 @@ def load_driver(name: str) -> type[Driver]:
                 raise KeyError(f"driver {name!r} cannot be loaded ({exc}); install the station's packages: "
                                "pip install 'sinkwatch[station]'") from None
             return driver_class
-    known = ", ".join(sorted(e.name for e in found)) or "none (is sinkwatch installed?)"
-    raise KeyError(f"unknown driver {name!r}; known drivers: {known}")
+    raise KeyError(_unknown_driver(name, [e.name for e in found]))
+
+
+def _unknown_driver(name: str, names: list[str]) -> str:
+    import difflib
+
+    known = ", ".join(sorted(names)) or "none (is sinkwatch installed?)"
+    close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"unknown driver {name!r}; {hint}known drivers: {known}"
+
+
+def driver_sample(name: str) -> str:
+    """The text of a registered driver's `sample.yaml` (its sensor entry, every key documented), found in the package
+    of the driver's module; KeyError naming the known drivers for an unknown name."""
+    from importlib.resources import files
+
+    found = {entry.name: entry for entry in _registered_drivers()}
+    if name not in found:
+        raise KeyError(_unknown_driver(name, list(found)))
+    package = found[name].module.rpartition(".")[0] or found[name].module
+    return files(package).joinpath("sample.yaml").read_text(encoding="utf-8")
 
 
 # --- streaming instruments ---------------------------------------------------------------------------------------

@@ -43,8 +43,29 @@ def _load_or_exit(path: Path) -> StationConfig:
 def validate(config: ConfigOption) -> None:
     """Check a station config without opening any port or connection."""
     station = _load_or_exit(config)
-    typer.echo(f"{config}: ok — station {station.site}/{station.station}, {len(station.sensors)} sensors, "
+    count = len(station.sensors)
+    typer.echo(f"{config}: ok — station {station.site}/{station.station}, {count} sensor{'s' * (count != 1)}, "
                f"broker {station.mqtt.host}:{station.mqtt.port}, buffer {station.buffer.path}")
+
+
+@app.command("sample-config")
+def sample_config(
+    driver: Annotated[str | None, typer.Option(help="print this driver's sensor entry instead, every key documented "
+                                                    "with its default (e.g. gmp252, windmaster)")] = None,
+) -> None:
+    """Print a station config to start from (or, with --driver, one sensor's keys)."""
+    from importlib.resources import files
+
+    if driver is None:
+        typer.echo(files("gateway.edge").joinpath("sample-station.yaml").read_text(encoding="utf-8"), nl=False)
+        return
+    from gateway.driver_api.base import driver_sample
+
+    try:
+        typer.echo(driver_sample(driver), nl=False)
+    except KeyError as exc:
+        typer.echo(f"--driver: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

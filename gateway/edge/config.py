@@ -378,7 +378,11 @@ def bus_addresses_of(config: SensorConfig) -> tuple[int, ...]:
     return (address,) if isinstance(address, int) else ()
 
 
+STATION_SAMPLE = ("start from `sinkwatch station sample-config` (every sensor's keys: `sinkwatch station "
+                  "sample-config --driver NAME`)")
+
+
 def load_station_config(path: Path | str) -> StationConfig:
-    config = parse_station_config(read_yaml_mapping(path), Path(path))
+    config = parse_station_config(read_yaml_mapping(path, STATION_SAMPLE), Path(path))
     check_inline_secrets(path, config.mqtt.inline_secrets)
     return config

@@ -91,7 +91,7 @@ def test_cli_validate_accepts_the_driver_sample_inside_a_station(tmp_path: Path)
     path = write(tmp_path, with_changes(sensors=[sample]))
     result = CliRunner().invoke(app, ["validate", "-c", str(path)])
     assert result.exit_code == 0, result.output
-    assert "1 sensors" in result.output
+    assert "1 sensor," in result.output
 
 
 def test_a_duplicate_key_is_refused_with_file_line_and_key(tmp_path: Path) -> None:
@@ -265,3 +265,67 @@ def test_a_device_given_as_the_config_is_refused_not_read_forever() -> None:
     """Hostile inputs by hand (docs/reliability.md): `station validate -c /dev/zero` read until memory ran out."""
     with pytest.raises(ConfigError, match=r"/dev/zero: cannot read config file: longer than 16 MiB"):
         load_station_config("/dev/zero")
+
+
+# --- first-day walkthrough (docs/reliability.md): messages a new user met --------------------------------------
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ("site: hainich\n\tstation: tower01\n",
+     "found character '\\t' that cannot start any token (a tab: YAML indents with spaces only; replace the tab "
+     "with spaces)"),
+    ("# only a comment\n", "config file is empty (or holds only comments); start from `sinkwatch station "
+                           "sample-config`"),
+    (with_changes(sensors=[{"name": "x", "driver": "gmp25", "port": "/dev/x"}]),
+     "sensors[0].driver: unknown driver 'gmp25'; did you mean gmp252? known drivers: "),
+])
+def test_a_new_users_mistake_is_named_with_its_fix(tmp_path: Path, data: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(write(tmp_path, data))
+    assert expected in str(caught.value)
+
+
+def test_a_sections_own_check_names_its_key_once(tmp_path: Path) -> None:
+    """`mqtt: mqtt.password_file: ... not found` named the section twice and gave no fix."""
+    missing = tmp_path / "mqtt-password"
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(write(tmp_path, with_changes(mqtt={"host": "b", "password_file": str(missing)})))
+    lines = str(caught.value).splitlines()
+    assert lines[1] == (f"  mqtt.password_file: {missing} not found; write the secret into that file (mode 0600, "
+                        "owned by the service's user), or set mqtt.password_file to the file that holds it")
+
+
+def test_the_keys_allowed_are_listed_once_for_several_unknown_keys(tmp_path: Path) -> None:
+    """A processing-settings file given as metadata (or the reverse) listed the ~100 allowed keys once per key."""
+    sensor = {"name": "x", "driver": "gmp252", "port": "/dev/x", "zzzz": 1, "yyyy": 2}
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(write(tmp_path, with_changes(sensors=[sensor])))
+    message = str(caught.value)
+    assert message.count("the keys here are address, baudrate") == 1
+    assert "unknown key (the keys allowed here are listed above)" in message
+
+
+def test_sample_config_prints_a_station_config_that_validates(tmp_path: Path) -> None:
+    printed = CliRunner().invoke(app, ["sample-config"])
+    assert printed.exit_code == 0, printed.output
+    path = tmp_path / "station.yaml"
+    path.write_text(printed.output, encoding="utf-8")
+    config = load_station_config(path)
+    assert [s.driver for _, s in config.sensors] == ["gmp252"]
+    checked = CliRunner().invoke(app, ["validate", "-c", str(path)])
+    assert checked.exit_code == 0 and ": ok — station hainich/tower01, 1 sensor," in checked.output
+
+
+@pytest.mark.parametrize("driver", ["gmp252", "windmaster", "firmware_bridge"])
+def test_sample_config_prints_a_drivers_documented_sensor_entry(driver: str) -> None:
+    repository = Path(__file__).resolve().parents[2]
+    folder = repository / "firmware_bridge" if driver == "firmware_bridge" else repository / "drivers" / driver
+    printed = CliRunner().invoke(app, ["sample-config", "--driver", driver])
+    assert printed.exit_code == 0, printed.output
+    assert printed.output == (folder / "sample.yaml").read_text(encoding="utf-8")
+    assert f"driver: {driver}" in printed.output
+
+
+def test_sample_config_of_an_unknown_driver_names_the_one_meant() -> None:
+    printed = CliRunner().invoke(app, ["sample-config", "--driver", "windmastr"])
+    assert printed.exit_code == 2
+    assert "unknown driver 'windmastr'; did you mean windmaster? known drivers: chamber," in printed.output
