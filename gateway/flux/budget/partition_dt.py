@@ -52,9 +52,11 @@ variance from step 2 added; RECO_DT_SD and GPP_DT_SD propagate it linearly.
 
 All windows and starts are fitted together, vectorised in numpy. Deviations from REddyProc: curvature instead of
 bootstrap uncertainty (REddyProc also rejects a window where fewer than 80 % of the bootstrap refits converge);
-where VPD_F is missing the prediction uses β without VPD limitation instead of a second fit that neglects VPD;
-predictions at SW_IN_F ≤ 0 give GPP 0. Measured against a REddyProc product (CH-Dav, July 2022, its per-window E0
-given): per-window k, β, α, RREF, RREF_night and RECO_DT/GPP_DT equal to 1e-9 (docs/budget.md, "Validation").
+where VPD_F is missing the prediction uses β without VPD limitation instead of a second fit that neglects VPD.
+The prediction is REddyProc's also where it is unphysical: GPP = α·β'·Rg/(α·Rg + β') at SW_IN_F < 0 is slightly
+negative; air temperature is held at ≥ −40 °C. Measured against a REddyProc product (CH-Dav, July 2022, its
+per-window E0 given): per-window k, β, α, RREF, RREF_night and RECO_DT/GPP_DT equal to 1e-9 (docs/budget.md,
+"Validation").
 
 Peers: hesseflux 5.0 (``nee2gpp(method='lasslop')``) fits E0 on 12-day night windows by least absolute deviations
 and the light response on 4-day day windows every 2 days without priors or weights, day = SW_IN > 10; ONEFlux
@@ -88,6 +90,9 @@ __all__ = ["PARAMETER_NAMES", "partition_daytime", "rectangular_light_response",
 VPD0_HPA = 10.0
 """VPD above which β declines (Lasslop et al. 2010, eq. 4), hPa."""
 DAY_SW_IN_MIN = 4.0
+PREDICTION_TA_MIN = -40.0
+"""Air temperature (°C) below which the prediction holds respiration at its −40 °C value (REddyProc's
+``partGLInterpolateFluxes``; Lloyd–Taylor diverges at T0 = −46.02 °C)."""
 """Gap-filled SW_IN above which a record with the sun up is day (Lasslop et al. 2010), W m-2."""
 WINDOW_REF_DAYS = 4
 WINDOW_STRIDE_DAYS = 2
@@ -876,7 +881,7 @@ def partition_daytime(
         w_after = np.where(span > 0, (idx - pos[before]) / span, 0.5)
     w_before = 1.0 - w_after
 
-    t_k = ta + CELSIUS_TO_K
+    t_k = np.maximum(ta, PREDICTION_TA_MIN) + CELSIUS_TO_K
 
     def predict(j: NDArray[np.int64]) -> tuple[NDArray, NDArray, NDArray, NDArray]:
         k, beta, alpha, rref = (theta_ok[j, i] for i in range(4))
@@ -888,12 +893,12 @@ def partition_daytime(
         dv = np.where(limited, vpd - VPD0_HPA, 0.0)
         e = np.exp(-k * dv)
         amax = beta * e
-        a_rg = alpha * np.maximum(rg, 0.0)
+        a_rg = alpha * rg  # REddyProc's formula also at SW_IN_F < 0 (a slightly negative GPP)
         den = a_rg + amax
         with np.errstate(invalid="ignore", divide="ignore"):
-            gpp = np.where(rg > 0, a_rg * amax / den, 0.0)
-            d_amax = np.where(rg > 0, a_rg * a_rg / (den * den), 0.0)
-            d_alpha = np.where(rg > 0, amax * amax * np.maximum(rg, 0.0) / (den * den), 0.0)
+            gpp = a_rg * amax / den
+            d_amax = a_rg * a_rg / (den * den)
+            d_alpha = amax * amax * rg / (den * den)
         g_gpp = np.stack([d_amax * (-beta * dv * e), d_amax * e, d_alpha, np.zeros(n)], axis=1)
         var_gpp = np.einsum("ni,nij,nj->n", g_gpp, cov_ok[j], g_gpp)
         var_reco = f * f * cov_ok[j, _RREF, _RREF] + (rref * x * f) ** 2 * e0_var_ok[j]

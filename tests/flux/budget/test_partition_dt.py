@@ -116,6 +116,25 @@ def test_k_keeps_its_prior_where_vpd_never_reaches_10_hpa() -> None:
     assert np.all(r["DT_WIN_FIXED"][low])
 
 
+def test_prediction_follows_reddyprocs_formula_at_negative_radiation_and_deep_cold() -> None:
+    """REddyProc's partGLInterpolateFluxes: GPP = α·β·Rg/(α·Rg + β) also at SW_IN_F < 0 (slightly negative, about
+    α·Rg), and respiration at air temperatures below −40 °C held at its −40 °C value."""
+    y = make_year(seed=5)
+    sw = y.sw_in.copy()
+    night = sw <= 0
+    sw[night] = -2.0
+    ta = y.ta.copy()
+    cold = np.flatnonzero(night)[:5]
+    ta[cold] = -45.0
+    r = partition_daytime(y.time_mid, y.nee, ta, sw, y.vpd, LAT, LON, UTC_OFFSET, nee_sd=y.nee_sd)
+    ta[cold] = -40.0
+    ref = partition_daytime(y.time_mid, y.nee, ta, sw, y.vpd, LAT, LON, UTC_OFFSET, nee_sd=y.nee_sd)
+    assert np.all(r["GPP_DT"][night] < 0)
+    alpha = np.interp(np.flatnonzero(night), r["DT_WIN_INDEX"], r["DT_alpha"])
+    np.testing.assert_allclose(r["GPP_DT"][night], -2.0 * alpha, rtol=0.05)
+    np.testing.assert_allclose(r["RECO_DT"][cold], ref["RECO_DT"][cold], rtol=1e-12)
+
+
 def test_reddyproc_optimizer_keeps_the_annual_sums() -> None:
     y = make_year(seed=11, noise=0.02, gap_fraction_day=0.1, gap_fraction_night=0.1)
     r = _run(y, np.full(y.nee.size, 0.5))
