@@ -27,7 +27,8 @@ Steps, windows anchored on 4-day reference windows every 2 days (window ``w`` ce
    ``smooth_e0=False``: windows without an estimate take the previous one (the first missing ones the median) and
    the 90 % quantile of the standard errors.
 3. RREF at night per 12-day window with that E0 (least squares through the origin, ≥ 0); missing ones carried
-   forward. It is the prior and the start of the day fit.
+   forward, leading missing ones take the step-2 fit's respiration at the median night temperature of the first
+   window that has one (REddyProc's ``RRefFit``). It is the prior and the start of the day fit.
 4. Light response per 4-day window on day records with NEE, T, Rg, VPD and an NEE uncertainty (fewer than 10:
    VPD is left out and k = 0; still fewer: no fit). Cost = Σ((NEP_mod + NEE)/σ)² + Σ((θ − θ_prior)/σ_prior)²
    over the fitted parameters, E0 fixed, priors k 0.05 ± 50, β |q03 − q97 of NEE| ± 600, α 0.1 ± 10, RREF
@@ -158,12 +159,14 @@ def _night_records(night: NDArray[np.bool_], t_c: NDArray[np.float64], lo: int, 
 
 def _night_e0(
     wins: _Windows, night: NDArray[np.bool_], nee: NDArray[np.float64], t_c: NDArray[np.float64], per_day: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
-    """E0 and its SE per reference window, and the night-window length (days) that gave it (the last one tried
-    where none did)."""
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+    """E0 and its SE per reference window, the night-window length (days) that gave it (the last one tried
+    where none did), and the fit's respiration at the median temperature of its records (REddyProc's ``RRefFit``
+    at ``TRefFit``; µmol m-2 s-1)."""
     n = nee.size
     e0 = np.full(wins.central.size, np.nan)
     sd = np.full(wins.central.size, np.nan)
+    r_med = np.full(wins.central.size, np.nan)
     days_used = np.full(wins.central.size, NIGHT_WINDOW_DAYS, dtype=np.int64)
     for days in (NIGHT_WINDOW_DAYS, *NIGHT_WINDOW_EXTENSIONS):
         todo = np.flatnonzero(~np.isfinite(e0))
@@ -181,7 +184,9 @@ def _night_e0(
         ok = fit.ok & (fit.e0 >= E0_RANGE[0]) & (fit.e0 <= E0_RANGE[1])
         e0[rows[ok]] = fit.e0[ok]
         sd[rows[ok]] = fit.e0_se[ok]
-    return e0, sd, days_used
+        t_med = np.nanmedian(tk, axis=1)
+        r_med[rows[ok]] = lloyd_taylor(fit.rref[ok], fit.e0[ok], t_med[ok])
+    return e0, sd, days_used, r_med
 
 
 def _gp_neg_log_likelihood(
@@ -645,7 +650,8 @@ def partition_daytime(
     reports the parameters), ``DT_WIN_FIXED`` (k or α not fitted), ``DT_k``, ``DT_beta``, ``DT_alpha``,
     ``DT_RREF``, ``DT_E0`` and ``*_SD``; per reference window ``DT_E0_NIGHT``, ``DT_E0_NIGHT_SD`` (after
     smoothing), ``DT_E0_NIGHT_FIT``, ``DT_E0_NIGHT_FIT_SD`` (the windows' own fits, NaN where none; absent with
-    ``fixed_temp_sens``), ``DT_RREF_NIGHT``; 0-d ``DT_OK`` and ``DT_MESSAGE``. Too little data gives NaN with
+    ``fixed_temp_sens``), ``DT_RREF_NIGHT_FIT`` (those fits' respiration at the median temperature of their
+    records), ``DT_RREF_NIGHT``; 0-d ``DT_OK`` and ``DT_MESSAGE``. Too little data gives NaN with
     ``DT_OK`` False and the reason; malformed input raises :class:`~gateway.flux.budget.partition_nt.PartitionError`.
     """
     t = np.asarray(time_mid_utc_s, dtype=float)
@@ -698,9 +704,10 @@ def partition_daytime(
     # Steps 2 and 3: E0 and RREF from night data.
     given = _given_temp_sens(fixed_temp_sens, n_win)
     if given is None:
-        e0_fit, e0_sd_fit, days_used = _night_e0(wins, night, nee_a, ta, per_day)
+        e0_fit, e0_sd_fit, days_used, rref_fit = _night_e0(wins, night, nee_a, ta, per_day)
         n_e0 = int(np.count_nonzero(np.isfinite(e0_fit)))
-        night_diag: dict[str, NDArray] = {"DT_E0_NIGHT_FIT": e0_fit, "DT_E0_NIGHT_FIT_SD": e0_sd_fit}
+        night_diag: dict[str, NDArray] = {"DT_E0_NIGHT_FIT": e0_fit, "DT_E0_NIGHT_FIT_SD": e0_sd_fit,
+                                          "DT_RREF_NIGHT_FIT": rref_fit}
         if n_e0 < 5 and n_e0 < 0.1 * n_win:
             return failed(f"a temperature sensitivity E0 in [50, 400] K could be estimated for only {n_e0} of "
                           f"{n_win} night windows", night_diag)
@@ -711,7 +718,11 @@ def partition_daytime(
         else:
             e0_win, e0_sd_win = smoothed
         rref_given = np.full(n_win, np.nan)
+        # REddyProc fills leading windows without a night RREF with the E0 fit's respiration at the median night
+        # temperature of the first window that has one (`RRefFit`, which its `E0Smooth$RRef` matches partially).
+        first_fill = rref_fit[np.isfinite(rref_fit)]
     else:
+        first_fill = np.zeros(0)
         e0_win, e0_sd_win, rref_given = given
         night_diag = {}
     lo12, hi12 = wins.bounds(NIGHT_WINDOW_DAYS, per_day, n)
@@ -727,7 +738,8 @@ def partition_daytime(
         rref_night[w] = max(0.0, float(np.dot(nee_a[ix][ok], f[ok]) / np.dot(f[ok], f[ok])))
     if not np.any(np.isfinite(rref_night)):
         return failed("no night window had 10 records for the night-time reference respiration", night_diag)
-    rref_night = _forward_fill(rref_night, float(rref_night[np.isfinite(rref_night)][0]))
+    lead = float(first_fill[0]) if first_fill.size else float(rref_night[np.isfinite(rref_night)][0])
+    rref_night = _forward_fill(rref_night, lead)
 
     # Step 4: light-response fits on 4-day windows.
     sd = np.where(np.isfinite(sd_in), sd_in, np.maximum(0.7, 0.2 * np.abs(nee_a)))

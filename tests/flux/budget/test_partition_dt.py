@@ -135,6 +135,38 @@ def test_prediction_follows_reddyprocs_formula_at_negative_radiation_and_deep_co
     np.testing.assert_allclose(r["RECO_DT"][cold], ref["RECO_DT"][cold], rtol=1e-12)
 
 
+def test_leading_windows_without_night_rref_take_the_first_e0_fits_respiration() -> None:
+    """REddyProc (partGLFitNightTimeTRespSens) fills the leading 12-day windows that have fewer than 10 night records
+    with `RRefFit` of the first window with an E0 fit: that fit's respiration at the median temperature of its night
+    records (here a 24- or 48-day window reaching past the first 20 days without nights), checked by an independent
+    least-squares fit."""
+    from scipy.optimize import curve_fit
+
+    from gateway.flux.budget.partition_nt import lloyd_taylor
+
+    y = make_year(seed=6)
+    nee = y.nee.copy()
+    nee[: 20 * 48][y.sw_in[: 20 * 48] <= 4] = np.nan  # no night records in the first 20 days
+    r = partition_daytime(y.time_mid, nee, y.ta, y.sw_in, y.vpd, LAT, LON, UTC_OFFSET, nee_sd=y.nee_sd)
+    assert bool(r["DT_OK"]), str(r["DT_MESSAGE"])
+    first = int(np.flatnonzero(np.isfinite(r["DT_RREF_NIGHT_FIT"]))[0])
+    lead = r["DT_RREF_NIGHT_FIT"][first]
+    assert not np.isfinite(r["DT_E0_NIGHT_FIT"][:first]).any()
+    assert r["DT_RREF_NIGHT"][0] == lead
+    centre = 96 * (first + 1)  # the reference window's central record
+    for days in (12, 24, 48):  # the window length that gave the first E0: refit it independently
+        lo, hi = max(0, centre - days * 24), min(nee.size - 1, centre - 1 + days * 24)
+        ix = lo + np.flatnonzero(r["DT_NIGHT"][lo:hi + 1] & np.isfinite(nee[lo:hi + 1]))
+        ix = ix[y.ta[ix] > -1.0] if np.count_nonzero(y.ta[ix] > -1.0) >= 12 else ix
+        if ix.size >= 10:
+            break
+    t_med = float(np.median(y.ta[ix])) + 273.15
+    (r_med, e0), _ = curve_fit(lambda t, a, b: lloyd_taylor(a, b, t, tref_k=t_med), y.ta[ix] + 273.15, nee[ix],
+                               p0=(np.mean(nee[ix]), 100.0), xtol=1e-12, ftol=1e-12)
+    assert e0 == pytest.approx(r["DT_E0_NIGHT_FIT"][first], abs=0.01)
+    assert lead == pytest.approx(r_med, rel=1e-4)
+
+
 def test_reddyproc_optimizer_keeps_the_annual_sums() -> None:
     y = make_year(seed=11, noise=0.02, gap_fraction_day=0.1, gap_fraction_night=0.1)
     r = _run(y, np.full(y.nee.size, 0.5))
