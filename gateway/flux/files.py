@@ -134,27 +134,64 @@ def _read_text(path: Path) -> str:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
+        if exc.object[:2] == b"\x1f\x8b":  # gzip's magic number: a raw data file given for metadata or settings
+            raise ConfigError(f"{path}: gzip-compressed data, not a metadata or settings file (a raw data file?); "
+                              "--metadata and --settings take text: an EddyPro .metadata/.eddypro file or YAML") \
+                from None
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
 
 
-def _yaml_mapping(path: Path, text: str) -> dict[str, Any]:
+#: What tells the two kinds of file apart when one is given for the other: an EddyPro project's and a metadata
+#: file's own section, and the keys of each YAML model.
+_PROJECT_SECTIONS = ("[RawProcess_Settings]", "[Project]", "[RawProcess_General]")
+_METADATA_SECTION = "[FileDescription]"
+_SWAPPED = ("{path}: holds {kind} ({keys}), not {wanted}: give it to {option}, and give {wanted_option} {wanted} "
+            "({wanted_keys}, ...)")
+
+
+def _yaml_mapping(path: Path, text: str, wanted: str) -> dict[str, Any]:
     data = load_yaml(text, path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+        raise ConfigError(f"{path}: expected a YAML mapping of keys at the top level ({wanted}: an EddyPro file or "
+                          f"YAML with the keys of docs/flux-ec.md), got {type(data).__name__}")
     return data
+
+
+def _refuse_the_other_kind(path: Path, raw: Mapping[str, Any], model: type[SiteMetadata] | type[ProcessingSettings]
+                           ) -> None:
+    """A YAML file of the other kind (settings given as metadata, or the reverse) is named as such, instead of one
+    'unknown key' per key of it."""
+    other: type[SiteMetadata] | type[ProcessingSettings] = (ProcessingSettings if model is SiteMetadata
+                                                            else SiteMetadata)
+    keys = [str(k) for k in raw]
+    if not keys or any(k in model.model_fields for k in keys) or not all(k in other.model_fields for k in keys):
+        return
+    names = {SiteMetadata: ("site metadata", "--metadata", "altitude, latitude, acquisition_frequency, sonic, file"),
+             ProcessingSettings: ("processing settings", "--settings", "avrg_len, rot_meth, detrend_meth")}
+    kind, option, _ = names[other]
+    wanted, wanted_option, wanted_keys = names[model]
+    raise ConfigError(_SWAPPED.format(path=path, kind=kind, keys=", ".join(keys[:4]) + (", ..." if len(keys) > 4
+                                                                                         else ""),
+                                      wanted=wanted, option=option, wanted_option=wanted_option,
+                                      wanted_keys=wanted_keys))
 
 
 def load_metadata(path: Path | str) -> SiteMetadata:
     """Read site/instrument metadata from an EddyPro `.metadata` file or a YAML file (by content)."""
     path = Path(path)
     text = _read_text(path)
+    if _METADATA_SECTION not in text and any(section in text for section in _PROJECT_SECTIONS):
+        raise ConfigError(f"{path}: an EddyPro project file (.eddypro): processing settings, not site metadata; give "
+                          "it to --settings, and give --metadata the site metadata (EddyPro's .metadata file, or "
+                          "YAML with altitude, latitude, acquisition_frequency, sonic, file, ...)")
     try:
-        raw = parse_eddypro_metadata(text) if "[FileDescription]" in text else _yaml_mapping(path, text)
+        raw = parse_eddypro_metadata(text) if _METADATA_SECTION in text else _yaml_mapping(path, text, "metadata")
     except (configparser.Error, ValueError, OverflowError) as exc:  # OverflowError: int() of an infinite number
         raise ConfigError(f"{path}: cannot parse metadata: {exc}") from None
     try:
         return SiteMetadata.model_validate(raw)
     except ValidationError as exc:
+        _refuse_the_other_kind(path, raw, SiteMetadata)
         raise ConfigError(describe_validation_error(path, exc, model=SiteMetadata)) from None
 
 
@@ -164,8 +201,13 @@ def load_settings(path: Path | str | None) -> ProcessingSettings:
         return ProcessingSettings()
     path = Path(path)
     text = _read_text(path)
+    if _METADATA_SECTION in text and "[RawProcess_Settings]" not in text:
+        raise ConfigError(f"{path}: an EddyPro .metadata file: site metadata, not processing settings; give it to "
+                          "--metadata, and give --settings the processing settings (an EddyPro .eddypro project, or "
+                          "YAML with avrg_len, rot_meth, detrend_meth, ...), or leave --settings out for the defaults")
     try:
-        raw = parse_eddypro_settings(text) if "[RawProcess_Settings]" in text else _yaml_mapping(path, text)
+        raw = (parse_eddypro_settings(text) if "[RawProcess_Settings]" in text
+               else _yaml_mapping(path, text, "settings"))
     except (configparser.Error, ValueError, OverflowError) as exc:  # OverflowError: int() of an infinite number
         raise ConfigError(f"{path}: cannot parse settings: {exc}") from None
     except ConfigError as exc:  # a refused or unknown EddyPro key: the message names it
@@ -173,6 +215,7 @@ def load_settings(path: Path | str | None) -> ProcessingSettings:
     try:
         return ProcessingSettings.model_validate(raw)
     except ValidationError as exc:
+        _refuse_the_other_kind(path, raw, ProcessingSettings)
         raise ConfigError(describe_validation_error(path, exc, model=ProcessingSettings)) from None
 
 

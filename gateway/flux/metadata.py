@@ -82,4 +82,4 @@ def load_site_metadata(path: Path | None) -> dict[str, Any]:
             return parse_eddypro_metadata(text)
         except ValueError as exc:
             raise ConfigError(f"{path}: cannot parse metadata: {exc}") from None
-    return _yaml_mapping(path, text)
+    return _yaml_mapping(path, text, "metadata")

@@ -340,3 +340,43 @@ def test_a_metadata_key_given_twice_with_different_values_is_refused(tmp_path: P
         load_metadata(path)
     path.write_text(text.replace("altitude=193\n", "altitude=193\naltitude=193\n", 1))
     assert load_metadata(path).altitude == 193.0
+
+
+# --- first-day walkthrough (docs/reliability.md): the metadata and settings files mixed up ----------------------
+
+_REPO = Path(__file__).resolve().parents[2]
+_EXAMPLES = _REPO / "gateway" / "flux" / "examples"
+_R1 = _REPO / "tests" / "data" / "ec-raw" / "eddypro" / "R1_dr_ba_maxcov_wpl_30min"
+_RAW = _REPO / "tests" / "data" / "ec-raw" / "DE-HoH_EC_201907301200_v01.csv.gz"
+
+
+@pytest.mark.parametrize(("metadata", "settings", "expected"), [
+    # before: one "unknown key; the keys here are <~100 keys>" line per key of the other file
+    (_EXAMPLES / "DE-HoH_R1.settings.yaml", None,
+     "DE-HoH_R1.settings.yaml: holds processing settings (avrg_len, max_lack, rot_meth, detrend_meth, ...), not site "
+     "metadata: give it to --settings, and give --metadata site metadata"),
+    (_EXAMPLES / "DE-HoH.metadata.yaml", _EXAMPLES / "DE-HoH.metadata.yaml",
+     "DE-HoH.metadata.yaml: holds site metadata (site_id, altitude, latitude, longitude, ...), not processing "
+     "settings: give it to --metadata"),
+    # before: "expected a mapping of keys at the top level"
+    (_R1 / "eddypro_settings_echo.eddypro", None,
+     "eddypro_settings_echo.eddypro: an EddyPro project file (.eddypro): processing settings, not site metadata; "
+     "give it to --settings"),
+    (_EXAMPLES / "DE-HoH.metadata.yaml", _R1 / "input_DE-HoH.metadata",
+     "input_DE-HoH.metadata: an EddyPro .metadata file: site metadata, not processing settings; give it to "
+     "--metadata"),
+    # before: "not UTF-8 text (byte 1); save the file as UTF-8"
+    (_RAW, None, "DE-HoH_EC_201907301200_v01.csv.gz: gzip-compressed data, not a metadata or settings file (a raw "
+                 "data file?)"),
+])
+def test_a_metadata_or_settings_file_given_for_the_other_is_named_so(tmp_path: Path, metadata: Path,
+                                                                      settings: Path | None, expected: str) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    args = ["flux", "ec", str(_RAW), "--metadata", str(metadata), "--out", str(tmp_path / "out.csv")]
+    result = CliRunner().invoke(app, args + (["--settings", str(settings)] if settings is not None else []))
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert len(result.output.splitlines()) == 1 and not (tmp_path / "out.csv").exists()
