@@ -32,6 +32,7 @@ import serial
 from gateway.driver_api import BadRecord, DeviceError, RtuSerialLine, StreamConfig, StreamDriver, is_stream_driver
 from gateway.edge.bus import SensorRunner
 from gateway.edge.config import StationConfig
+from gateway.edge.live import with_unit
 from gateway.model import QualityFlag, Reading
 
 
@@ -52,7 +53,7 @@ Check = Callable[[StationConfig], list[CheckResult]]
 def _describe(reading: Reading) -> str:
     value = "null" if reading.value is None else f"{reading.value:.6g}"
     flag = "" if reading.qc is QualityFlag.GOOD else f" [qc {int(reading.qc)} {reading.qc.name.lower()}]"
-    return f"{reading.variable} = {value} {reading.unit}{flag}"
+    return f"{reading.variable} = {with_unit(value, reading.unit)}{flag}"
 
 
 def _where(runner: SensorRunner) -> str:
@@ -175,7 +176,7 @@ def _check_stream(driver_class: type[StreamDriver], config: StreamConfig, statio
     for index, column in enumerate(driver_class.columns):
         values = [v[index] for v in good if v[index] is not None]
         mean = f"{sum(values) / len(values):.6g}" if values else "null"  # type: ignore[arg-type]
-        result.values.append(f"{column.name} = {mean} {column.unit}")
+        result.values.append(f"{column.name} = {with_unit(mean, column.unit)}")
     result.values.append(f"{len(good)} records in {elapsed:.1f} s" + (f" ({dropped} dropped)" if bad else ""))
     result.ok = True
     return result
@@ -234,7 +235,7 @@ def results_from_status(snapshot: dict[str, Any]) -> list[CheckResult]:
             value = "null" if entry.get("value") is None else f"{entry['value']:.6g}"
             qc = entry.get("qc", 0)
             flag = "" if qc == int(QualityFlag.GOOD) else f" [qc {qc} {QualityFlag(qc).name.lower()}]"
-            result.values.append(f"{entry['variable']} = {value} {entry.get('unit', '')}{flag}")
+            result.values.append(f"{entry['variable']} = {with_unit(value, entry.get('unit'))}{flag}")
         rate = sensor.get("rate")
         if sensor.get("kind") == "stream" and rate is not None:
             result.values.append(f"{rate:.1f} {sensor.get('rate_unit', 'records/s')}")

@@ -390,11 +390,17 @@ def read_status(config: StationConfig, *, stale_after_s: float = STALE_AFTER_S, 
     return snapshot
 
 
+def with_unit(value: str, unit: str | None) -> str:
+    """`value unit`, without the unit of a count, a flag or a diagnostic word (UDUNITS' "1"): `DIAG_SONIC = 0 1` and
+    `LID_CLOSED = 1 1` read as two numbers."""
+    return f"{value} {unit}" if unit and unit != "1" else value
+
+
 def _value(entry: dict[str, Any]) -> str:
     value = entry.get("value")
     text = "null" if value is None else f"{value:.6g}"
     flag = "" if entry.get("qc", 0) == int(QualityFlag.GOOD) else f" [qc {entry.get('qc')}]"
-    return f"{text} {entry.get('unit', '')}{flag}"
+    return f"{with_unit(text, entry.get('unit'))}{flag}"
 
 
 def _errors(errors: dict[str, int]) -> str:

@@ -125,3 +125,22 @@ def test_a_modbus_tcp_port_that_refuses_is_said_once_in_the_table(tmp_path: Path
     assert done.returncode == 1, done.stderr
     assert "FAIL" in done.stdout and "fix: check that the Modbus TCP gateway" in done.stdout
     assert "Connection to" not in done.stderr  # pymodbus's own log line would repeat the table's reason
+
+
+def test_a_dimensionless_unit_is_not_printed_as_a_second_number() -> None:
+    """First-day walkthrough (docs/reliability.md): `DIAG_SONIC = 0 1` and `LID_CLOSED_4_1_1 = 1 1` (UDUNITS' "1")
+    read as two numbers in `station check` and `live`."""
+    import time
+
+    from gateway.edge.check import results_from_status
+    from gateway.edge.live import render_status
+
+    snapshot = {"schema": 1, "written": time.time(), "running": True, "site": "forest", "station": "st1",
+                "sensors": [{"name": "chamber_1", "driver": "chamber", "available": True, "where": "/dev/x",
+                             "latest": [{"variable": "LID_CLOSED", "value": 1, "unit": "1", "qc": 0},
+                                        {"variable": "CO2", "value": 421.5, "unit": "umol mol-1", "qc": 0}]}]}
+    [result] = results_from_status(snapshot)
+    assert result.values == ["LID_CLOSED = 1", "CO2 = 421.5 umol mol-1"]
+    table = render_status(snapshot)
+    assert [line.split() for line in table.splitlines() if "LID_CLOSED" in line] == [
+        ["chamber_1", "LID_CLOSED", "1", "-", "-", "ok", "-"]]
