@@ -32,6 +32,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _sinkwatch(
+    version: Annotated[bool, typer.Option("--version", help="print the installed version and exit (as `sinkwatch "
+                                                            "version`)", callback=_print_version,
+                                          is_eager=True)] = False,
+) -> None:
+    """sinkwatch: continuous, traceable forest carbon-sink measurement."""
+
+
 station_app.command("provision")(station_provision)
 station_app.command("revoke")(station_revoke)
 app.add_typer(station_app, name="station")

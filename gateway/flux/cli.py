@@ -14,13 +14,14 @@ from gateway.outputs import check_output_files
 if TYPE_CHECKING:
     pass
 
-app = typer.Typer(help="Flux computation from raw high-frequency data.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+FLUX_HELP = ("Fluxes: eddy covariance from raw high-frequency files (ec), reprocessed centrally from the raw archive "
+             "(recompute), and the carbon budget from half-hourly fluxes (budget).")
+app = typer.Typer(help=FLUX_HELP, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
-@app.callback()
+@app.callback(help=FLUX_HELP)
 def _flux() -> None:
-    """Flux computation from raw high-frequency data."""
+    pass
 
 
 @app.command("ec")
