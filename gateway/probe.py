@@ -33,6 +33,7 @@ from gateway.driver_api import DeviceError, FailureKind, SerialSettings
 from gateway.driver_api.rtu import ModbusExceptionReply
 
 BAUDRATES = (19200, 9600, 4800, 38400, 57600, 115200, 2400, 1200)
+STANDARD_BAUDRATES = frozenset(BAUDRATES)  # what --baud takes
 # (parity, stop bits), most likely first
 FRAMINGS = (("N", 2), ("E", 1), ("O", 1))
 
@@ -74,6 +75,8 @@ def parse_addresses(text: str) -> list[int]:
             first, last = int(low), int(high) if sep else int(low)
         except ValueError:
             raise ValueError(f"{part!r} is not an address or a range like 1-247") from None
+        if 1 <= last < first <= 247:
+            raise ValueError(f"{part!r}: the range runs backwards; write {last}-{first} (addresses 1..247)")
         if not 1 <= first <= last <= 247:
             raise ValueError(f"{part!r}: expected an address or FIRST-LAST within the Modbus slave range 1..247")
         addresses.update(range(first, last + 1))
@@ -208,7 +211,8 @@ def scan(
                 report.found.append(Found(address, label, device, evidence))
                 found_here += 1
         except DeviceError as exc:  # NO_PORT: no point in trying other settings
-            report.error = f"{exc.message} (fix: {exc.hint})" if exc.hint else exc.message
+            hint = (exc.hint or "").replace("the `port` key", "--port")  # the line's hint speaks of station.yaml
+            report.error = f"{exc.message} (fix: {hint})" if hint else exc.message
             return report
         finally:
             garbled = getattr(getattr(line, "counters", None), "crc_errors", 0)
@@ -221,7 +225,10 @@ def scan(
 
 
 def render(report: ScanReport) -> str:
-    lines = [f"port {report.port}: tried {', '.join(report.tried) or 'nothing'}"]
+    if report.error and not report.found:  # the port could not be opened: nothing was tried on it
+        lines = [f"port {report.port}: not scanned"]
+    else:
+        lines = [f"port {report.port}: tried {', '.join(report.tried) or 'nothing'}"]
     if report.error:
         lines.append(f"error: {report.error}")
     if report.found:
@@ -256,6 +263,11 @@ def modbus(
     except ValueError as exc:
         typer.echo(f"--addresses: {exc}", err=True)
         raise typer.Exit(2) from None
+    odd = [rate for rate in baud or () if rate not in STANDARD_BAUDRATES]
+    if odd:  # a typo (19201, 960) would be scanned at a rate no device speaks, and "no device answered" misleads
+        typer.echo(f"--baud {odd[0]}: not a serial rate a field device uses; give one of "
+                   f"{', '.join(map(str, sorted(STANDARD_BAUDRATES)))} (repeat --baud for several)", err=True)
+        raise typer.Exit(2)
     report = scan(port, wanted, baudrates=baud or BAUDRATES, timeout_s=timeout, all_settings=all_settings,
                   progress=lambda text: typer.echo(text, err=True))
     typer.echo(render(report))

@@ -113,3 +113,22 @@ def test_address_ranges(text: str, expected: list[int]) -> None:
 def test_bad_address_ranges_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"1\.\.247|not an address"):
         parse_addresses(text)
+
+
+def test_a_port_that_cannot_be_opened_is_not_reported_as_scanned(tmp_path: Path) -> None:
+    """First-day walkthrough (docs/reliability.md): the report said "tried 19200 8N2" of a port that was never
+    opened, and its fix named station.yaml's `port` key instead of --port."""
+    result = CliRunner().invoke(app, ["probe", "modbus", "--port", str(tmp_path / "ttyUSB9"), "--addresses", "1"])
+    assert result.exit_code == 1
+    assert f"port {tmp_path / 'ttyUSB9'}: not scanned" in result.stdout and "tried" not in result.stdout
+    assert "--port (ls /dev/serial/by-id/)" in result.stdout and "`port` key" not in result.stdout
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--addresses", "5-2"], "--addresses: '5-2': the range runs backwards; write 2-5"),
+    (["--baud", "19201"], "--baud 19201: not a serial rate a field device uses; give one of 1200, 2400,"),
+])
+def test_a_mistyped_scan_option_is_refused_before_the_scan(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = CliRunner().invoke(app, ["probe", "modbus", "--port", str(tmp_path / "ttyUSB9"), *args])
+    assert result.exit_code == 2 and expected in result.output
+    assert "trying" not in result.output
