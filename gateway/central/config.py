@@ -84,6 +84,10 @@ class StorageSettings(SecretFields):
         if self.rollup and self.kind != "influxdb":
             raise ValueError(f"storage.rollup is for storage.kind influxdb (this is {self.kind}); remove "
                              "storage.rollup")
+        for key in ("url", "insert_url", "select_url"):
+            url = getattr(self, key)
+            if url and not url.startswith(("http://", "https://")):  # `127.0.0.1:8086` was taken, then unreachable
+                raise ValueError(f"storage.{key} ({url}) needs its scheme: http://{url} or https://{url}")
         if self.kind == "influxdb":
             if not self.url:
                 raise ValueError("storage.url is required when storage.kind is influxdb, e.g. https://127.0.0.1:8086")

@@ -180,6 +180,13 @@ def test_sample_config_is_valid_and_documents_every_key() -> None:
         ("storage: {kind: sqlite, path: x.db}\nmqtt: {port: on}\n", "mqtt.port: must be a number, not true"),
         ("storage: {kind: sqlite, path: x.db}\nalerts: {station_silent: {after_s: yes}}\n",
          "alerts.station_silent.after_s: must be a number, not true"),
+        # first-day walkthrough (docs/reliability.md): taken, then "InfluxDB at 127.0.0.1:8086 unreachable"
+        ("storage: {kind: influxdb, url: '127.0.0.1:8086'}\n",
+         "\n  storage.url (127.0.0.1:8086) needs its scheme: http://127.0.0.1:8086 or https://127.0.0.1:8086"),
+        ("storage: {kind: victoriametrics, path: x.db, insert_url: 'vminsert:8480', select_url: 'http://s'}\n",
+         "storage.insert_url (vminsert:8480) needs its scheme"),
+        # a section's own check was shown under its name twice: "storage: storage.url is required"
+        ("storage: {kind: influxdb}\n", "\n  storage.url is required when storage.kind is influxdb"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, yaml_text: str, expected: str) -> None:
