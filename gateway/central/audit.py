@@ -117,6 +117,9 @@ class AuditReport:
         if len(self.breaks) > limit:
             out.append(f"  ... and {len(self.breaks) - limit} more breaks")
         kinds = Counter(f.kind for f in self.breaks)
+        if not self.items:  # the station's items are elsewhere in time: an INTACT of nothing is no all-clear
+            out.append("  note: nothing of the station was signed in this window, so nothing was verified; widen "
+                       "--from/--to to when it sent data")
         verdict = ("VERDICT: INTACT - every item verified, its chain whole, every signed value held unchanged"
                    if self.intact else
                    "VERDICT: BROKEN - " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))

@@ -57,6 +57,22 @@ def _data_dir_or_exit(path: Path, settings: CentralConfig) -> None:
         raise typer.Exit(2)
 
 
+def unknown_station_problem(store: Any, station: str) -> str | None:
+    """Why `station` cannot be the one meant (the store never held anything of it), naming the one likely meant or
+    the ones it holds; None for a station the store knows. The HTTP API answers such a name 404 the same way
+    (gateway/central/api_names.py); a command given a mistyped station said "no coordinates" (flux budget) or
+    audited nothing and printed VERDICT: INTACT (audit verify)."""
+    from gateway.central.api_names import close_match, listing, station_held
+
+    if station_held(store, station):
+        return None
+    known = sorted({i.station for i in store.stations()} | {r.station for r in store.latest_health()})
+    meant = close_match(station, known)
+    hint = (f"did you mean --station {meant}?" if meant is not None else
+            f"the store holds {listing(known)}" if known else "the store holds no station yet")
+    return f"station {station!r} is not in the store (nothing of it was ever stored); {hint}"
+
+
 def _require_central(command: str) -> None:
     """Stop with the install line to run when this host lacks the central service's packages."""
     try:
@@ -308,6 +324,10 @@ def flux_budget_station(station: str, year: int, config: Path, *, ustar: str | N
         typer.echo(f"flux budget: storage: {exc}", err=True)
         raise typer.Exit(1) from None
     try:
+        problem = unknown_station_problem(store, station)
+        if problem is not None:
+            typer.echo(f"flux budget: {problem}", err=True)
+            raise typer.Exit(2)
         budget = run_station_budget(store, station, year, central.budget, ustar=mode)
     except BudgetJobError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -570,6 +590,10 @@ def audit_verify(
         typer.echo(f"audit verify: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
+        problem = unknown_station_problem(store, station)
+        if problem is not None:  # nothing to audit: "INTACT" of no item would be read as an all-clear
+            typer.echo(f"audit verify: {problem}", err=True)
+            raise typer.Exit(2)
         sampler = recompute_sampler(store, archive, station, site, sample, settings, metadata) if sample else None
         report = verify_station(store, KeyRegistry(central.data_dir), archive, station, start, end, site=site,
                                 recompute_sample=sampler)

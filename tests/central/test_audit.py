@@ -300,3 +300,30 @@ def test_the_audit_finds_a_budget_whose_flux_records_changed_after_it_was_comput
     assert [(f.kind, f.channel) for f in report.breaks] == [("budget_inputs_changed", "budget")]
     assert "its input fluxes" in report.breaks[0].detail and "sinkwatch flux budget --station st1" in \
         report.breaks[0].detail
+
+
+def test_an_audit_of_a_station_the_store_never_held_is_refused_not_intact(tmp_path: Path) -> None:
+    """First-day walkthrough (docs/reliability.md): a mistyped station (ST1 for st1) audited nothing and printed
+    `VERDICT: INTACT - every item verified`, exit 0; `flux budget --station` said "no coordinates"."""
+    data_dir = tmp_path / "central"
+    config = tmp_path / "central.yaml"
+    config.write_text(f"storage:\n  kind: sqlite\n  path: {tmp_path / 'central.sqlite'}\ndata_dir: {data_dir}\n")
+    store = SqliteStore(tmp_path / "central.sqlite")
+    fill(store, data_dir, tmp_path, batches=2)
+    store.close()
+    now = utc_now()
+    window = ["--from", (now - timedelta(hours=1)).isoformat(), "--to", (now + timedelta(hours=1)).isoformat()]
+    result = CliRunner().invoke(app, ["audit", "verify", "--station", "ST1", *window, "-c", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "station 'ST1' is not in the store (nothing of it was ever stored); did you mean --station st1?" \
+        in result.output
+    assert "VERDICT" not in result.output
+    budget = CliRunner().invoke(app, ["flux", "budget", "--station", "nowhere", "--year", "2025", "-c", str(config)])
+    assert budget.exit_code == 2 and "station 'nowhere' is not in the store" in budget.output
+    assert "the store holds st1" in budget.output
+
+    # a known station with nothing signed in the window: still no break, but said to have verified nothing
+    earlier = ["--from", (now - timedelta(days=3)).isoformat(), "--to", (now - timedelta(days=2)).isoformat()]
+    empty = CliRunner().invoke(app, ["audit", "verify", "--station", "st1", *earlier, "-c", str(config)])
+    assert empty.exit_code == 0, empty.output
+    assert "nothing of the station was signed in this window, so nothing was verified" in empty.output

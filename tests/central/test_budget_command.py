@@ -64,7 +64,9 @@ def test_station_mode_computes_stores_and_writes_the_files(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("arguments, expected", [
-    (["--station", "nowhere", "--year", str(YEAR)], "no flux records stored for this year"),
+    # an empty store: the station is named unknown (it said "no flux records stored for this year")
+    (["--station", "nowhere", "--year", str(YEAR)],
+     "station 'nowhere' is not in the store (nothing of it was ever stored); the store holds no station yet"),
     (["--station", STATION, "--year", str(YEAR), "--ustar", "fast"], "--ustar 'fast'"),
 ])
 def test_station_mode_errors_name_the_problem(tmp_path: Path, arguments: list[str], expected: str) -> None:
