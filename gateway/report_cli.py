@@ -140,6 +140,7 @@ def _from_store(config: Path, stations: list[str], year: int | None, site: str |
     except MissingExtra as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from gateway.central.api_names import unknown_station_problem
     from gateway.central.config import load_central_config
     from gateway.central.report_data import Choice, build_report_data
     from gateway.central.service import open_store
@@ -157,6 +158,10 @@ def _from_store(config: Path, stations: list[str], year: int | None, site: str |
         typer.echo(f"error: storage: {exc}", err=True)
         raise typer.Exit(1) from None
     try:
+        problem = unknown_station_problem(store, stations[0])
+        if problem is not None:
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2)
         return build_report_data(store, stations[0], year, central, choice=Choice(*hashes), site=site, name=name)
     except StoreError as exc:
         typer.echo(f"error: storage: {exc}", err=True)

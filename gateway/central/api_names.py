@@ -119,3 +119,17 @@ def refuse_unknown_series(store: Store, station: str, variable: str, site: str |
         if sensor not in sensors:
             raise HTTPException(404, f"sensor {sensor!r} of station {station!r} never reported {variable}; the "
                                      f"sensors that did: {listing(sensors)}")
+
+
+def unknown_station_problem(store: Store, station: str) -> str | None:
+    """For a command given `--station`: why it cannot be the station meant (the store never held anything of it),
+    naming the one likely meant or the ones the store holds; None for a station the store knows. A command given a
+    mistyped station said "no coordinates" (flux budget), audited nothing and printed VERDICT: INTACT (audit
+    verify), or told to compute a budget of it (report)."""
+    if station_held(store, station):
+        return None
+    known = sorted({i.station for i in store.stations()} | {r.station for r in store.latest_health()})
+    meant = close_match(station, known)
+    hint = (f"did you mean --station {meant}?" if meant is not None else
+            f"the store holds {listing(known)}" if known else "the store holds no station yet")
+    return f"station {station!r} is not in the store (nothing of it was ever stored); {hint}"

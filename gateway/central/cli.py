@@ -57,22 +57,6 @@ def _data_dir_or_exit(path: Path, settings: CentralConfig) -> None:
         raise typer.Exit(2)
 
 
-def unknown_station_problem(store: Any, station: str) -> str | None:
-    """Why `station` cannot be the one meant (the store never held anything of it), naming the one likely meant or
-    the ones it holds; None for a station the store knows. The HTTP API answers such a name 404 the same way
-    (gateway/central/api_names.py); a command given a mistyped station said "no coordinates" (flux budget) or
-    audited nothing and printed VERDICT: INTACT (audit verify)."""
-    from gateway.central.api_names import close_match, listing, station_held
-
-    if station_held(store, station):
-        return None
-    known = sorted({i.station for i in store.stations()} | {r.station for r in store.latest_health()})
-    meant = close_match(station, known)
-    hint = (f"did you mean --station {meant}?" if meant is not None else
-            f"the store holds {listing(known)}" if known else "the store holds no station yet")
-    return f"station {station!r} is not in the store (nothing of it was ever stored); {hint}"
-
-
 def _require_central(command: str) -> None:
     """Stop with the install line to run when this host lacks the central service's packages."""
     try:
@@ -316,6 +300,7 @@ def flux_budget_station(station: str, year: int, config: Path, *, ustar: str | N
     except ValueError:
         typer.echo(f"flux budget: --ustar {ustar!r}: give auto, none or a threshold in m s-1 (e.g. 0.2)", err=True)
         raise typer.Exit(2) from None
+    from gateway.central.api_names import unknown_station_problem
     from gateway.central.service import open_store
 
     try:
@@ -564,6 +549,7 @@ def audit_verify(
     """Verify signatures and chain continuity, compare every signed value with the store, recompute a sample of
     fluxes from raw files; print a verdict. Exit 0: intact, 1: broken, 2: the audit could not run."""
     _require_central("sinkwatch audit verify")
+    from gateway.central.api_names import unknown_station_problem
     from gateway.central.audit import recompute_sampler, verify_station
     from gateway.central.params import ParameterError, parse_timestamp
     from gateway.central.rawstore import RAW_DIR, RawArchive

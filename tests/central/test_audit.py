@@ -321,6 +321,10 @@ def test_an_audit_of_a_station_the_store_never_held_is_refused_not_intact(tmp_pa
     budget = CliRunner().invoke(app, ["flux", "budget", "--station", "nowhere", "--year", "2025", "-c", str(config)])
     assert budget.exit_code == 2 and "station 'nowhere' is not in the store" in budget.output
     assert "the store holds st1" in budget.output
+    report = CliRunner().invoke(app, ["report", "--station", "st01", "--year", "2025", "-c", str(config),
+                                      "--out-dir", str(tmp_path / "report")])
+    assert report.exit_code == 2 and "station 'st01' is not in the store" in report.output  # it said: compute its
+    assert "did you mean --station st1?" in report.output                                  # budget first
 
     # a known station with nothing signed in the window: still no break, but said to have verified nothing
     earlier = ["--from", (now - timedelta(days=3)).isoformat(), "--to", (now - timedelta(days=2)).isoformat()]
