@@ -85,7 +85,8 @@ class MdsResult:
 
     ``filled`` (``_f``): measured values, gaps filled (NaN where it could not be filled). ``qc`` (``_fqc``): 0 for
     measured, 1/2/3 for the quality class of a filled value, NaN where unfilled. ``fsd`` (``_fsd``) and ``fnum``
-    (``_fnum``): standard deviation and number of the values averaged into a filled value (NaN for measured).
+    (``_fnum``): standard deviation and number of the values averaged into a filled value (NaN for measured, unless
+    ``fill_all``).
     ``method`` (``_fmeth``): 1 LUT with three drivers, 2 LUT with SW_IN only, 3 MDC. ``window_days`` (``_fwin``):
     full window length in days. ``drivers``: ``"full"``, ``"sw_in"`` or ``"none"`` (which scheme ran).
     """
@@ -253,14 +254,17 @@ class _Filler:
 def mds_fill(values: ArrayLike, sw_in: ArrayLike | None = None, vpd: ArrayLike | None = None,
              ta: ArrayLike | None = None, *, steps_per_day: int = 48,
              sw_in_tolerance: float = SW_IN_TOLERANCE, vpd_tolerance: float = VPD_TOLERANCE,
-             ta_tolerance: float = TA_TOLERANCE, long_gap_days: float = LONG_GAP_DAYS) -> MdsResult:
+             ta_tolerance: float = TA_TOLERANCE, long_gap_days: float = LONG_GAP_DAYS,
+             fill_all: bool = False) -> MdsResult:
     """Fill the gaps (NaN) of one variable on a regular time grid with MDS (Reichstein et al. 2005, Appendix A;
     REddyProc `sMDSGapFill` steps 1-8, see the module docstring).
 
     ``values``: the variable, NaN where missing or rejected (any unit). ``sw_in`` (W m-2), ``vpd`` (hPa), ``ta``
     (°C): the drivers on the same grid, NaN where missing; leave one out (None) to run the reduced scheme.
     ``steps_per_day``: 48 for half-hourly, 24 for hourly records; the record order must be the time order with no
-    missing rows.
+    missing rows. ``fill_all`` (REddyProc's ``FillAll = TRUE``, its default for NEE): also give every measured record
+    the ``fsd``, ``fnum``, method and window of the values the steps would have averaged for it (the record itself
+    among them) — the uncertainty REddyProc's daytime partitioning weights by; ``filled`` and ``qc`` are unchanged.
     """
     var = np.asarray(values, dtype=np.float64)
     if var.ndim != 1:
@@ -282,6 +286,22 @@ def mds_fill(values: ArrayLike, sw_in: ArrayLike | None = None, vpd: ArrayLike |
         drivers = "sw_in"
     else:
         drivers = "none"
+    _run_steps(filler, drivers)
+    result = filler.result(drivers)
+    if not fill_all:
+        return result
+    # FillAll: the same steps for every measured record as if it were missing (the record itself among the
+    # values averaged); a gap's result does not depend on them, so a second pass gives the same gaps' values.
+    again = _Filler(var, sw, vp, t, steps_per_day, (sw_in_tolerance, vpd_tolerance, ta_tolerance), long_gap_days)
+    again.todo = again.measured.copy()
+    _run_steps(again, drivers)
+    m = again.measured
+    return MdsResult(result.filled, result.qc, np.where(m, again.fsd, result.fsd), np.where(m, again.fnum, result.fnum),
+                     np.where(m, again.method, result.method), np.where(m, again.window, result.window_days), drivers)
+
+
+def _run_steps(filler: _Filler, drivers: str) -> None:
+    """REddyProc's sequence of look-up-table and mean-diurnal-course steps (module docstring)."""
     full, radiation = drivers == "full", drivers in ("full", "sw_in")
     if full:
         filler.lut(7, True)
@@ -300,7 +320,6 @@ def mds_fill(values: ArrayLike, sw_in: ArrayLike | None = None, vpd: ArrayLike |
         if not filler.todo.any():
             break
         filler.mdc(days)
-    return filler.result(drivers)
 
 
 def mds_fill_met(name: str, values: ArrayLike, sw_in: ArrayLike | None, vpd: ArrayLike | None,

@@ -342,8 +342,8 @@ def _long_gaps(filled: NDArray[np.float64], core: slice, labels: NDArray[np.str_
 
 
 def _fill_nee(nee: NDArray[np.float64], sw_in: NDArray[np.float64], vpd: NDArray[np.float64],
-              ta: NDArray[np.float64], per_day: int) -> MdsResult:
-    return mds_fill(nee, sw_in, vpd, ta, steps_per_day=per_day)
+              ta: NDArray[np.float64], per_day: int, fill_all: bool = False) -> MdsResult:
+    return mds_fill(nee, sw_in, vpd, ta, steps_per_day=per_day, fill_all=fill_all)
 
 
 def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: ArrayLike, vpd: ArrayLike,
@@ -484,11 +484,13 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     # NEE gap filling and random uncertainty
     if not np.isfinite(nee_filtered).any():
         raise BudgetInputError("NEE: no values left to fill (all missing, or all removed by the u* filter)")
-    res = _fill_nee(nee_filtered, sw, vpd_a, ta_a, per_day)
+    # FillAll (REddyProc's default for NEE): the MDS spread also at measured records, the daytime fit's weights
+    res = _fill_nee(nee_filtered, sw, vpd_a, ta_a, per_day, fill_all=True)
+    nee_fsd_all = res.fsd
     hh["NEE_F"] = res.filled
     hh["NEE_F_QC"] = res.qc
-    hh["NEE_F_FSD"] = res.fsd
-    hh["NEE_F_FNUM"] = res.fnum
+    hh["NEE_F_FSD"] = np.where(res.qc == 0, np.nan, res.fsd)
+    hh["NEE_F_FNUM"] = np.where(res.qc == 0, np.nan, res.fnum)
     hh["NEE_F_FMETH"] = res.method
     if res.n_unfilled > lead + trail:
         notes.append(f"NEE: {res.n_unfilled - lead - trail} records could not be gap-filled: "
@@ -535,9 +537,10 @@ def run_budget(time_start_s: ArrayLike, nee: ArrayLike, sw_in: ArrayLike, ta: Ar
     elif st.partition:
         notes.append("nighttime partitioning not available")
     if dt is not None:
-        # REddyProc weights the light-response fit by NEE's uncertainty (its NEE_fsd); ours is NEE_F_RANDUNC
+        # REddyProc weights the light-response fit by NEE_fsd, the MDS spread at every record (FillAll); on CH-Dav
+        # July 2022 NEE_F_RANDUNC instead moved RECO_DT by -8 % (docs/budget.md)
         out = dt(time_mid_utc, nee_filtered, hh["TA_F"], hh["SW_IN_F"], hh["VPD_F"], lat, lon, utc_offset_h,
-                 nee_sd=hh["NEE_F_RANDUNC"])
+                 nee_sd=nee_fsd_all)
         hh["RECO_DT"] = np.asarray(out["RECO_DT"], dtype=np.float64)
         hh["GPP_DT"] = np.asarray(out["GPP_DT"], dtype=np.float64)
         if "DT_QC" in out:

@@ -82,6 +82,27 @@ def test_mds_gives_reddyprocs_numbers_where_the_window_lies_inside() -> None:
     assert set(np.unique(result.method[inside])) == {1.0, 2.0}
 
 
+def test_mds_fill_all_gives_reddyprocs_spread_at_measured_records() -> None:
+    """REddyProc fills NEE with `FillAll = TRUE`: every measured record also gets the `_fsd`, `_fnum`, `_fmeth`,
+    `_fwin` of the values its steps would average (itself among them) — the uncertainty its daytime partitioning
+    weights by. Where the window lies inside the month (410 of 718 measured records): REddyProc's numbers."""
+    p = _product()
+    result = mds_fill(p["NEE_CUT_REF_orig"], p["Rg_orig"], p["VPD_orig"], p["Tair_orig"], fill_all=True)
+    measured = np.isfinite(p["NEE_CUT_REF_orig"])
+    i = np.arange(measured.size)
+    half = p["NEE_CUT_REF_fwin"] / 2 * 48 + 2
+    inside = measured & (i - half >= 0) & (i + half < measured.size)
+    assert inside.sum() == 410
+    np.testing.assert_allclose(result.fsd[inside], p["NEE_CUT_REF_fsd"][inside], rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(result.fnum[inside], p["NEE_CUT_REF_fnum"][inside])
+    np.testing.assert_array_equal(result.method[inside], p["NEE_CUT_REF_fmeth"][inside])
+    np.testing.assert_array_equal(result.window_days[inside], p["NEE_CUT_REF_fwin"][inside])
+    plain = mds_fill(p["NEE_CUT_REF_orig"], p["Rg_orig"], p["VPD_orig"], p["Tair_orig"])
+    np.testing.assert_array_equal(result.filled, plain.filled)  # the gaps' values do not change
+    np.testing.assert_array_equal(result.qc, plain.qc)
+    assert np.isnan(plain.fsd[measured]).all()
+
+
 def _write_fluxnet_layout(path: Path) -> None:
     """The slice as a user would hand it to the command: FLUXNET time stamps (start and end of the half hour, from
     the product's middle), NEE = the measured `NEE_CUT_REF_orig`, the measured drivers, -9999 for missing."""
