@@ -52,9 +52,10 @@ parameters (curvature; REddyProc's default is 30 bootstrap refits per window, to
 variance from step 2 added; RECO_DT_SD and GPP_DT_SD propagate it linearly.
 
 All windows and starts are fitted together, vectorised in numpy. Deviations from REddyProc: curvature instead of
-bootstrap uncertainty (REddyProc also rejects a window where fewer than 80 % of the bootstrap refits converge);
-where VPD_F is missing the prediction uses β without VPD limitation instead of a second fit that neglects VPD.
-The prediction is REddyProc's also where it is unphysical: GPP = α·β'·Rg/(α·Rg + β') at SW_IN_F < 0 is slightly
+bootstrap uncertainty (REddyProc also rejects a window where fewer than 80 % of the bootstrap refits converge).
+As REddyProc (``isRefitMissingVPDWithNeglectVPDEffect``): where VPD_F is missing and a neighbouring window's k ≠ 0,
+the record takes the prediction of a second fit of every window that neglects VPD (k = 0). The prediction is
+REddyProc's also where it is unphysical: GPP = α·β'·Rg/(α·Rg + β') at SW_IN_F < 0 is slightly
 negative; air temperature is held at ≥ −40 °C. Measured against a REddyProc product (CH-Dav, July 2022, its
 per-window E0 given): per-window k, β, α, RREF, RREF_night and RECO_DT/GPP_DT equal to 1e-9 (docs/budget.md,
 "Validation").
@@ -922,6 +923,19 @@ def partition_daytime(
     gpp = w_before * gpp_b + w_after * gpp_a
     reco_sd = np.sqrt(w_before**2 * vr_b + w_after**2 * vr_a)
     gpp_sd = np.sqrt(w_before**2 * vg_b + w_after**2 * vg_a)
+    # REddyProc (isRefitMissingVPDWithNeglectVPDEffect): where VPD_F is missing and a neighbouring window's k is not
+    # 0, its prediction is undefined; those records take the prediction of a second fit of every window that
+    # neglects VPD (k = 0, records without the VPD condition) with the same E0 and night RREF.
+    k_b, k_a = theta_ok[before, _K], theta_ok[after, _K]
+    redo = ~np.isfinite(vpd) & ((k_b != 0) | (k_a != 0))
+    if redo.any() and np.isfinite(vpd).any():
+        alt = partition_daytime(t, nee_a, ta, rg, np.full(n, np.nan), lat, lon, utc_offset_h, nee_sd=sd_in,
+                                fixed_temp_sens={"E0": e0_win, "E0_SD": e0_sd_win, "RREF": rref_night},
+                                exact_optimum=exact_optimum)
+        if bool(alt["DT_OK"]):
+            reco, gpp = np.where(redo, alt["RECO_DT"], reco), np.where(redo, alt["GPP_DT"], gpp)
+            reco_sd = np.where(redo, alt["RECO_DT_SD"], reco_sd)
+            gpp_sd = np.where(redo, alt["GPP_DT_SD"], gpp_sd)
 
     qc = np.where(w_before >= w_after, out_of_range[before], out_of_range[after]).astype(np.int8)
     qc[distance_to_nearest(n, pos) > 14 * per_day] = 2

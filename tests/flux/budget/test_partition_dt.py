@@ -167,6 +167,35 @@ def test_leading_windows_without_night_rref_take_the_first_e0_fits_respiration()
     assert lead == pytest.approx(r_med, rel=1e-4)
 
 
+def test_missing_vpd_takes_the_fit_that_neglects_vpd() -> None:
+    """REddyProc's isRefitMissingVPDWithNeglectVPDEffect: where VPD_F is missing (and a neighbouring window's k is not
+    0) RECO_DT and GPP_DT come from fits of every window without VPD (k = 0), the same E0 and night RREF; elsewhere the
+    VPD gap changes nothing but the windows whose records it removes."""
+    y = make_year(seed=7)
+    full = _run_with_vpd(y, y.vpd)
+    fitted_k = np.flatnonzero((full["DT_k"][1:-1] != 0) & (full["DT_k"][:-2] != 0) & (full["DT_k"][2:] != 0)) + 1
+    centre = int(full["DT_WIN_INDEX"][fitted_k[len(fitted_k) // 2]])  # a window with k fitted, as its neighbours
+    noon = centre + int(np.argmax(y.sw_in[centre:centre + 48]))  # the window's centre is near midnight
+    hole = np.arange(noon - 5, noon + 5)
+    vpd = y.vpd.copy()
+    vpd[hole] = np.nan
+    r = _run_with_vpd(y, vpd)
+    neglect = _run_with_vpd(y, np.full_like(vpd, np.nan), {"E0": r["DT_E0_NIGHT"], "E0_SD": r["DT_E0_NIGHT_SD"],
+                                                            "RREF": r["DT_RREF_NIGHT"]})
+    assert np.all(neglect["DT_k"] == 0)
+    np.testing.assert_array_equal(r["RECO_DT"][hole], neglect["RECO_DT"][hole])
+    np.testing.assert_array_equal(r["GPP_DT"][hole], neglect["GPP_DT"][hole])
+    assert not np.allclose(r["GPP_DT"][hole], full["GPP_DT"][hole], rtol=1e-6)
+    outside = np.abs(np.arange(vpd.size) - centre) > 8 * 48  # beyond the windows the hole is in
+    np.testing.assert_allclose(r["GPP_DT"][outside], full["GPP_DT"][outside], rtol=1e-12)
+
+
+def _run_with_vpd(y: SyntheticYear, vpd: np.ndarray, fixed: dict[str, np.ndarray] | None = None
+                  ) -> dict[str, np.ndarray]:
+    return partition_daytime(y.time_mid, y.nee, y.ta, y.sw_in, vpd, LAT, LON, UTC_OFFSET, nee_sd=y.nee_sd,
+                             fixed_temp_sens=fixed)
+
+
 def test_reddyproc_optimizer_keeps_the_annual_sums() -> None:
     y = make_year(seed=11, noise=0.02, gap_fraction_day=0.1, gap_fraction_night=0.1)
     r = _run(y, np.full(y.nee.size, 0.5))
