@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from gateway.central.api_names import UNKNOWN_STATION, refuse_unknown_station
 from gateway.central.budget import table_csv
+from gateway.central.engines import newest_engine_runs
 from gateway.central.params import ParameterError
 from gateway.central.store import BudgetRun, Resolution, Store
 from gateway.contract import SETTINGS_HASH_PATTERN
@@ -135,8 +136,9 @@ def add_budget_routes(app: FastAPI | APIRouter, store: Store) -> None:
         if settings_hash is not None and not _SETTINGS_HASH_RE.match(settings_hash):
             raise ParameterError("settings_hash", f"{settings_hash!r} is not a settings hash; use 8-64 lower-case "
                                  "hex digits as listed by /api/v1/budget/sets, e.g. 3f2a9c0d1e4b5a6f")
-        runs = [r for r in store.budget_runs(station, year)
-                if (settings_hash is None or r.settings_hash == settings_hash) and (site is None or r.site == site)]
+        runs = newest_engine_runs(
+            r for r in store.budget_runs(station, year)
+            if (settings_hash is None or r.settings_hash == settings_hash) and (site is None or r.site == site))
         if not runs:
             refuse_unknown_station(store, station)  # a mistyped station is named, not offered a budget to compute
             held = store.budget_runs(station)

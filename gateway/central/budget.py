@@ -46,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.central.budget_config import BudgetJobConfig, StationBudgetSettings
+from gateway.central.engines import engine_order
 from gateway.central.fanout import LocalRunner, Runner
 from gateway.central.periodic import PeriodicJob
 from gateway.central.store import (
@@ -143,15 +144,6 @@ def _key(station: str) -> str:
 
 
 # --- inputs ------------------------------------------------------------------------------------------------------
-
-
-def engine_order(engine_version: str) -> tuple[str, tuple[int, ...]] | None:
-    """("sinkwatch-ec", (0, 4, 0)) of "sinkwatch-ec 0.4.0"; None when the text is no engine name and dotted number."""
-    name, _, number = engine_version.rpartition(" ")
-    parts = number.split(".")
-    if not name or not all(p.isdigit() for p in parts):
-        return None
-    return name, tuple(int(p) for p in parts)
 
 
 def engine_versions(flux_set: FluxResultSet) -> list[str]:

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from gateway import __version__
 from gateway.central.budget import year_bounds
 from gateway.central.config import CentralConfig
+from gateway.central.engines import newest_engine_runs
 from gateway.central.store import BudgetRun, BudgetTable, ProductRun, ProductTable, Store
 from gateway.flux.budget.aggregate import Aggregates
 from gateway.model import format_time
@@ -104,6 +105,7 @@ def _stamp(local_s: float) -> str:
 
 
 def _one(runs: list[Any], kind: str, station: str, year: int, chosen: str | None, option: str) -> Any | None:
+    runs = newest_engine_runs(runs)  # a run an engine upgrade computed again replaces the old one here
     if chosen is not None:
         runs = [r for r in runs if r.settings_hash == chosen]
         if not runs:

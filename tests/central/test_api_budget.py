@@ -5,6 +5,7 @@ served as JSON and CSV; parameter errors name the parameter and the fix; 404 say
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from collections.abc import Iterator
@@ -167,3 +168,46 @@ def test_store_down_is_503(tmp_path: Path) -> None:
     store.close()
     assert budget.status_code == 503 and sets.status_code == 503
     assert "storage unavailable" in budget.json()["detail"] and "retry later" in budget.json()["detail"]
+
+
+def test_a_run_an_engine_upgrade_computed_again_is_served_in_place_of_the_old_one(tmp_path: Path) -> None:
+    # the settings hash leaves the engine out: after an upgrade the job stores the year again under the same hash
+    # and the new engine version, beside the old run; a reader asking for the year (with or without the hash) gets
+    # the newest version's run instead of a refusal that asks for a hash both runs share. /sets lists both.
+    store = SqliteStore(tmp_path / "central.sqlite")
+    try:
+        year = first_days(simulated_year(), 30)
+        fill_store(store, year)
+        new = run_station_budget(store, STATION, YEAR, job(), now=after(year))
+        name, _, number = new.run.engine_version.rpartition(" ")
+        assert tuple(int(p) for p in number.split(".")) > (0, 0, 1)
+        old_run = dataclasses.replace(new.run, engine_version=f"{name} 0.0.1")
+        old_tables = {k: dataclasses.replace(t, values={n: [v if v is None else v + 1.0 for v in c]
+                                                        for n, c in t.values.items()})
+                      for k, t in new.tables.items()}
+        store.write_budget(StationBudget(old_run, old_tables))
+        with TestClient(create_app(store, access=DEV)) as client:
+            assert sorted(r["engine_version"] for r in client.get(
+                "/api/v1/budget/sets", params={"station": STATION, "year": YEAR}).json()) == sorted(
+                [new.run.engine_version, old_run.engine_version])
+            for params in ({}, {"settings_hash": new.run.settings_hash}):
+                status, body = _get(client, station=STATION, year=YEAR, **params)
+                assert status == 200 and isinstance(body, dict), body
+                assert body["engine_version"] == new.run.engine_version
+                assert body["rows"][0]["values"]["NEE_F"] == new.tables["YY"].values["NEE_F"][0]
+    finally:
+        store.close()
+
+
+def test_only_an_older_version_of_the_same_engine_site_and_settings_is_left_out() -> None:
+    from gateway.central.engines import newest_engine_runs
+
+    @dataclasses.dataclass(frozen=True)
+    class Run:
+        site: str
+        settings_hash: str
+        engine_version: str
+
+    runs = [Run("a", "h1", "eng 0.9.0"), Run("a", "h1", "eng 0.10.0"), Run("b", "h1", "eng 0.9.0"),
+            Run("a", "h2", "eng 0.9.0"), Run("a", "h1", "other 0.1.0"), Run("a", "h1", "eng dev")]
+    assert newest_engine_runs(runs) == [runs[1], runs[2], runs[3], runs[4], runs[5]]

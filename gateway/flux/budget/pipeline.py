@@ -41,7 +41,8 @@ __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "MIN_USTAR_YEAR_DAYS", "BudgetInputE
            "UstarYear", "run_budget"]
 
 ENGINE_NAME = "sinkwatch-budget"
-ENGINE_VERSION = "0.2.0"  # 0.2.0: one u* threshold per year in a record of several years
+ENGINE_VERSION = "0.3.0"  # 0.2.0: one u* threshold per year in a record of several years; 0.3.0: daytime
+# partitioning as REddyProc's partitionNEEGL (E0 smoothed by a Gaussian process, its optimizer, NEE_fsd weights)
 """Stored budgets carry f"{ENGINE_NAME} {ENGINE_VERSION}"; raise the version when a change moves results."""
 
 MIN_DAYS = 14
