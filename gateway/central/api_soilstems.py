@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from gateway.central.api_names import UNKNOWN_STATION, refuse_unknown_station
+from gateway.central.engines import newest_engine_runs
 from gateway.central.params import ParameterError, parse_timestamp
 from gateway.central.soilstems import table_csv
 from gateway.central.store import Product, ProductRun, ProductTable, Store
@@ -117,8 +118,9 @@ def _choose_run(store: Store, product: Product, station: str, year: int, setting
     if settings_hash is not None and not _SETTINGS_HASH_RE.match(settings_hash):
         raise ParameterError("settings_hash", f"{settings_hash!r} is not a settings hash; use 8-64 lower-case hex "
                              f"digits as listed by /api/v1/{product}/sets, e.g. 3f2a9c0d1e4b5a6f")
-    runs = [r for r in store.product_runs(product, station, year)
-            if (settings_hash is None or r.settings_hash == settings_hash) and (site is None or r.site == site)]
+    runs = newest_engine_runs(  # a run an engine upgrade computed again replaces the old one (engines.py)
+        r for r in store.product_runs(product, station, year)
+        if (settings_hash is None or r.settings_hash == settings_hash) and (site is None or r.site == site))
     if not runs:
         refuse_unknown_station(store, station)  # a mistyped station is named, not offered a run to compute
         held = store.product_runs(product, station)

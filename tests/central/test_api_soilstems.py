@@ -5,8 +5,10 @@ missing run."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -147,3 +149,33 @@ def test_a_known_station_without_a_run_of_the_year_is_200_with_none(
     response = served[0].get(f"/api/v1/{product}/sets", params={"station": STATION, "year": YEAR - 1})
     assert response.status_code == 200
     assert response.json() == []
+
+
+def test_a_run_an_engine_upgrade_computed_again_is_served_in_place_of_the_old_one(
+    tmp_path: Path, soilstems_stores: SoilStemsStores
+) -> None:
+    # the same stems settings computed by an older engine version (same settings hash): the newest is served, without
+    # asking for a hash both runs share; /sets lists both
+    store = soilstems_stores.copy(soilstems_stores.computed, tmp_path / "central.sqlite")
+    try:
+        new = soilstems_stores.stems
+        name, _, number = new.run.engine_version.rpartition(" ")
+        assert tuple(int(p) for p in number.split(".")) > (0, 0, 1)
+        old_run = dataclasses.replace(new.run, engine_version=f"{name} 0.0.1")
+        old_tables = {k: dataclasses.replace(t, values={n: [v if v is None else v + 1.0 for v in c]
+                                                        for n, c in t.values.items()})
+                      for k, t in new.tables.items()}
+        store.write_product(StationProduct(old_run, old_tables))
+        table = next(iter(new.tables))
+        with TestClient(create_app(store, access=AccessControl.development())) as client:
+            listed = client.get("/api/v1/stems/sets", params={"station": STATION, "year": YEAR}).json()
+            assert sorted(r["engine_version"] for r in listed) == sorted([new.run.engine_version,
+                                                                          old_run.engine_version])
+            response = client.get("/api/v1/stems", params={"station": STATION, "year": YEAR, "table": table})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["engine_version"] == new.run.engine_version
+            column = next(n for n, c in new.tables[table].values.items() if c and c[0] is not None)
+            assert body["rows"][0]["values"][column] == new.tables[table].values[column][0]
+    finally:
+        store.close()
