@@ -126,6 +126,10 @@ def flux_budget(
             ignored.append("--record")
         if ustar_plateau != 1.0:
             ignored.append("--ustar-plateau")
+        if bootstrap != 100:  # station mode: budget.bootstrap and budget.seed of the config (were ignored silently)
+            ignored.append("--bootstrap")
+        if seed != 0:
+            ignored.append("--seed")
         if ignored:
             raise typer.BadParameter("a file-mode option; in station mode the central config gives it (budget: in "
                                      "central.yaml)", param_hint=f"'{ignored[0]}'")

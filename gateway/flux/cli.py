@@ -64,6 +64,10 @@ def ec(
     if output_format not in ("ameriflux", "eddypro-full", "fluxnet"):
         typer.echo(f"flux ec: --format {output_format}: use ameriflux, eddypro-full or fluxnet", err=True)
         raise typer.Exit(2)
+    if base_only and output_format != "ameriflux":  # was ignored without a word
+        typer.echo(f"flux ec: --base-only is for --format ameriflux; --format {output_format} writes EddyPro's own "
+                   "columns: leave --base-only out, or write --format ameriflux", err=True)
+        raise typer.Exit(2)
 
     try:
         check_output_files([("--out", out)], inputs=[("--metadata", metadata), ("--settings", settings),

@@ -84,6 +84,10 @@ def test_station_and_file_mode_options_do_not_mix(tmp_path: Path) -> None:
     flag = runner.invoke(app, ["flux", "budget", "--station", STATION, "--year", str(YEAR), "-c", str(config),
                                "--max-flux-flag", "2"])  # station mode: budget.max_flux_flag of the config
     assert flag.exit_code == 2 and "'--max-flux-flag'" in flag.output and "file-mode option" in flag.output
+    for option, value in (("--bootstrap", "500"), ("--seed", "3")):  # first-day walkthrough: were ignored silently
+        draws = runner.invoke(app, ["flux", "budget", "--station", STATION, "--year", str(YEAR), "-c", str(config),
+                                    option, value])  # station mode: budget.bootstrap / budget.seed of the config
+        assert draws.exit_code == 2 and f"'{option}'" in draws.output and "file-mode option" in draws.output
     unwritable = runner.invoke(app, ["flux", "budget", "--station", STATION, "--year", str(YEAR), "-c", str(config),
                                      "--out", str(tmp_path / "no" / "hh.csv")])
     assert unwritable.exit_code == 2 and f"--out {tmp_path / 'no' / 'hh.csv'}: the folder" in unwritable.output

@@ -380,3 +380,17 @@ def test_a_metadata_or_settings_file_given_for_the_other_is_named_so(tmp_path: P
     assert result.exit_code == 2, result.output
     assert expected in result.output
     assert len(result.output.splitlines()) == 1 and not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("output_format", ["eddypro-full", "fluxnet"])
+def test_base_only_with_an_eddypro_format_is_refused(tmp_path: Path, output_format: str) -> None:
+    """First-day walkthrough: `--format fluxnet --base-only` wrote the full file, the option ignored silently."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    result = CliRunner().invoke(app, ["flux", "ec", str(_RAW), "--metadata", str(_EXAMPLES / "DE-HoH.metadata.yaml"),
+                                      "--format", output_format, "--base-only", "--out", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2
+    assert f"--base-only is for --format ameriflux; --format {output_format} writes EddyPro's own columns" \
+        in result.output
