@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -145,6 +146,43 @@ def build(directory: Path) -> tuple[Path, Path]:
     """make the firmware and harness into `directory`; returns (harness, elf)."""
     subprocess.run(["make", "-C", str(FIRMWARE_DIR), f"BUILD={directory}", "firmware", "harness"], check=True)
     return directory / "harness", directory / "firmware.elf"
+
+
+def simulate(port: str, fault: str = "none", seed: int = 0) -> None:
+    """Entry for `sinkwatch simulate firmware_bridge --port P` (a serial path or `pty`): the board in Python
+    (`pyboard.PythonBoard`, no simavr or compiler needed) with dendrometer wipers on ADC0..ADC3, each a slow daily
+    swing around mid travel, the excitation (2500 mV) on ADC7 and an empty SDI-12 bus. The real firmware under
+    simavr: `python -m firmware_bridge.simulator`. No fault modes, no address (the board is alone on its USB
+    port)."""
+    import contextlib
+    import math
+
+    from firmware_bridge.pyboard import EXCITATION_CHANNEL, PythonBoard
+    from gateway.simulation.until_stopped import serve_until_stopped
+
+    if fault != "none":
+        raise ValueError(f"unknown fault {fault!r}; choose one of none (the board simulator has no fault modes)")
+    if port.startswith("tcp://"):
+        raise ValueError("the board is a USB serial device: give a serial path or 'pty', not tcp://")
+    excitation_mv = 2500.0
+
+    def wiper(channel: int) -> Callable[[float], float]:
+        return lambda t: excitation_mv * (0.5 + 0.02 * math.sin(2 * math.pi * t / 86400.0 + channel))
+
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        sim_end = driver_end = port
+        if port == "pty":
+            from gateway.simulation.pty import python_pty_pair
+
+            sim_end, driver_end = stack.enter_context(python_pty_pair())
+        board = stack.enter_context(PythonBoard(sim_end, adc_noise_counts=0.7, seed=seed))
+        board.set_voltage(EXCITATION_CHANNEL, excitation_mv)
+        for channel in range(4):
+            board.set_signal(channel, wiper(channel))
+        print(f"firmware_bridge board (Python) with dendrometer wipers on ADC0..ADC3 and an empty SDI-12 bus: "
+              f"point the driver's port at {driver_end} (38400 8N1)", flush=True)
+        serve_until_stopped(lambda: f"stopped after {time.monotonic() - started:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

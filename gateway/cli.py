@@ -211,7 +211,8 @@ def simulate(
     address: Annotated[list[int] | None, typer.Option(
         help="device address (default: the device's factory address, e.g. 240 for gmp252, 1 for sr30, 0 for "
              "hmp155); gmp252 takes several (--address 240 --address 241 ...): a soil CO2 profile on one RS-485 "
-             "line, each probe deeper than the one before", min=0, max=247)] = None,
+             "line, each probe deeper than the one before; a device without one (the streaming instruments, "
+             "gmp343, firmware_bridge) refuses it", min=0, max=247)] = None,
     fault: Annotated[str, typer.Option(help="fault mode (see the driver's README)")] = "none",
     seed: Annotated[int, typer.Option(help="random seed of the simulated signal")] = 0,
     frequency: Annotated[float | None, typer.Option(help="output rate in Hz of a streaming instrument "
@@ -241,6 +242,10 @@ def simulate(
             raise typer.Exit(1) from None
         return
     run = found[device].load()
+    if address and "address" not in inspect.signature(run).parameters:  # was ignored without a word
+        typer.echo(f"simulator {device} has no address (a device alone on its line or stream): leave --address out",
+                   err=True)
+        raise typer.Exit(2)
     extra = {"frequency_hz": frequency} if frequency is not None else {}
     if extra and "frequency_hz" not in inspect.signature(run).parameters:
         typer.echo(f"simulator {device} has no output rate: --frequency is for streaming instruments", err=True)

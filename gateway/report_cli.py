@@ -89,6 +89,14 @@ def report(
         else:
             from gateway.report.files import ReportFiles, build_from_files
 
+            stored = [option for option, value in (
+                ("--budget-settings-hash", budget_settings_hash), ("--soil-settings-hash", soil_settings_hash),
+                ("--stems-settings-hash", stems_settings_hash)) if value is not None]
+            if stored:  # were ignored without a word: the files are one run each
+                typer.echo(f"error: {stored[0]} chooses a run in the store; it needs -c central.yaml with --station "
+                           "and --year (from files, each file is one run: give the files of the run you want)",
+                           err=True)
+                raise typer.Exit(2)
             if site is None:
                 typer.echo("error: give --site (the files do not name it), or build from the store with --station, "
                            "--year and -c central.yaml", err=True)

@@ -40,3 +40,18 @@ def test_a_tcp_port_in_use_names_the_fix(device: str) -> None:
     assert f"simulator {device}: " in result.output
     assert "--port: give a serial device that exists, 'pty'" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("device", ["windmaster", "gmp343", "li7500", "firmware_bridge"])
+def test_an_address_for_a_device_without_one_is_refused(device: str) -> None:
+    """First-day walkthrough (docs/reliability.md): `simulate windmaster --address 7` ran, the address ignored."""
+    result = CliRunner().invoke(app, ["simulate", device, "--port", "pty", "--address", "7"])
+    assert result.exit_code == 2, result.output
+    assert f"simulator {device} has no address" in result.output and "leave --address out" in result.output
+
+
+def test_the_board_simulator_names_its_faults_and_ports() -> None:
+    fault = CliRunner().invoke(app, ["simulate", "firmware_bridge", "--port", "pty", "--fault", "no_reply"])
+    assert fault.exit_code == 1 and "unknown fault 'no_reply'; choose one of none" in fault.output
+    tcp = CliRunner().invoke(app, ["simulate", "firmware_bridge", "--port", "tcp://127.0.0.1:5020"])
+    assert tcp.exit_code == 1 and "a USB serial device: give a serial path or 'pty'" in tcp.output

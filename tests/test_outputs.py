@@ -76,3 +76,11 @@ def test_flux_budget_and_flux_ec_leave_their_inputs_alone(tmp_path: Path) -> Non
     ec = runner.invoke(app, ["flux", "ec", str(data), "--metadata", str(metadata), "--out", str(metadata)])
     assert ec.exit_code == 2 and "is the input --metadata" in ec.output
     assert data.read_text() == "TIMESTAMP_START,TIMESTAMP_END,NEE\n" and metadata.read_text() == "altitude: 100\n"
+
+
+def test_report_from_files_refuses_store_options(tmp_path: Path) -> None:
+    """First-day walkthrough (docs/reliability.md): `--budget-settings-hash` without -c was ignored silently."""
+    result = CliRunner().invoke(app, ["report", "--budget", str(tmp_path / "hh.csv"), "--site", "S",
+                                      "--budget-settings-hash", "abc", "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "--budget-settings-hash chooses a run in the store; it needs -c central.yaml" in result.output

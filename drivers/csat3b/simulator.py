@@ -40,6 +40,6 @@ class CSAT3BSimulator(StreamSimulator):
         return head + b"," + f"{int(sig, 16) ^ 0x0F0F:04x}".encode() + grammar.TERMINATOR
 
 
-def main(port: str, address: int = 0, fault: str = "none", seed: int = 0, frequency_hz: float = 20.0) -> None:
-    """Entry for `sinkwatch simulate csat3b --port P` (`address` is unused)."""
+def main(port: str, fault: str = "none", seed: int = 0, frequency_hz: float = 20.0) -> None:
+    """Entry for `sinkwatch simulate csat3b --port P` (no address; `--address` is refused)."""
     run_stream_simulator(CSAT3BSimulator(port, fault=fault, seed=seed, frequency_hz=frequency_hz))

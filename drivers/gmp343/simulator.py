@@ -233,8 +233,8 @@ class GMP343Simulator:
                 next_output = time.monotonic() + self.interval_s
 
 
-def main(port: str, address: int = 0, fault: str = "none", seed: int = 0) -> None:
-    """Entry for `sinkwatch simulate gmp343 --port P` (`address` is ignored: the ASCII probe has none)."""
+def main(port: str, fault: str = "none", seed: int = 0) -> None:
+    """Entry for `sinkwatch simulate gmp343 --port P` (no address: the ASCII probe has none; `--address` is refused)."""
     with contextlib.ExitStack() as stack:
         sim_end = driver_end = port
         if port == "pty":

@@ -96,8 +96,7 @@ class IrgasonSimulator(StreamSimulator):
         return (",".join(texts) + f",{signature:04x}").encode("ascii") + self.terminator
 
 
-def main(port: str, address: int = 0, fault: str = "none", seed: int = 0) -> None:
-    """Entry for `sinkwatch simulate irgason --port P` (serial path, `pty`, or tcp://HOST:PORT); `address` is
-    unused (the EC100 output has no bus address)."""
-    del address
+def main(port: str, fault: str = "none", seed: int = 0) -> None:
+    """Entry for `sinkwatch simulate irgason --port P` (serial path, `pty`, or tcp://HOST:PORT); no address
+    (the EC100 output has no bus address; `--address` is refused)."""
     run_stream_simulator(IrgasonSimulator(port, fault=fault, seed=seed))

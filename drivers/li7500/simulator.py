@@ -154,8 +154,7 @@ def _reply(message: sexpr.SExpr) -> bytes:
     return (sexpr.render(message) + "\n").encode("ascii")
 
 
-def main(port: str, address: int = 0, fault: str = "none", seed: int = 0) -> None:
-    """Entry for `sinkwatch simulate li7500 --port P` (serial path, `pty`, or tcp://HOST:PORT); `address` is
-    unused (the analyzer has no bus address)."""
-    del address
+def main(port: str, fault: str = "none", seed: int = 0) -> None:
+    """Entry for `sinkwatch simulate li7500 --port P` (serial path, `pty`, or tcp://HOST:PORT); no address
+    (the analyzer has no bus address; `--address` is refused)."""
     run_stream_simulator(LI7500Simulator(port, fault=fault, seed=seed))

@@ -69,6 +69,6 @@ class WindMasterSimulator(StreamSimulator):
         return b"INVALID COMMAND\r\n" if command else None
 
 
-def main(port: str, address: int = 0, fault: str = "none", seed: int = 0, frequency_hz: float = 20.0) -> None:
-    """Entry for `sinkwatch simulate windmaster --port P` (`address` is unused: the node letter is Q)."""
+def main(port: str, fault: str = "none", seed: int = 0, frequency_hz: float = 20.0) -> None:
+    """Entry for `sinkwatch simulate windmaster --port P` (no address: the node letter is Q; `--address` is refused)."""
     run_stream_simulator(WindMasterSimulator(port, fault=fault, seed=seed, frequency_hz=frequency_hz))
