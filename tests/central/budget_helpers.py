@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -69,3 +69,19 @@ def after(year: SyntheticYear, hours: float = 1.0) -> datetime:
 def first_row(table: BudgetTable) -> dict[str, float]:
     """Row 0 of a table as floats (NaN = missing)."""
     return {name: math.nan if column[0] is None else float(column[0]) for name, column in table.values.items()}
+
+
+RunT = TypeVar("RunT")
+TableT = TypeVar("TableT")
+
+
+def older_engine_copy(run: RunT, tables: dict[str, TableT]) -> tuple[RunT, dict[str, TableT]]:
+    """A budget, soil or stems run as an older version of its engine would have stored it under the same settings
+    hash: engine version 0.0.1 (older than the run's, which is checked), every value one more."""
+    name, _, number = run.engine_version.rpartition(" ")  # type: ignore[attr-defined]
+    assert tuple(int(p) for p in number.split(".")) > (0, 0, 1)
+    older = dataclasses.replace(run, engine_version=f"{name} 0.0.1")  # type: ignore[type-var]
+    shifted = {k: dataclasses.replace(t, values={n: [v if v is None else v + 1.0 for v in c]  # type: ignore[type-var]
+                                                 for n, c in t.values.items()})  # type: ignore[attr-defined]
+               for k, t in tables.items()}
+    return older, shifted

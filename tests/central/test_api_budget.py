@@ -21,7 +21,7 @@ from gateway.central.store import InfluxStore, SqliteStore, StationBudget
 from gateway.model import format_time
 from gateway.net import free_port
 
-from .budget_helpers import STATION, YEAR, after, fill_store, first_days, job, simulated_year
+from .budget_helpers import STATION, YEAR, after, fill_store, first_days, job, older_engine_copy, simulated_year
 
 # these tests are about data, not access: the API is built in development mode, explicitly
 DEV = AccessControl.development()
@@ -179,12 +179,7 @@ def test_a_run_an_engine_upgrade_computed_again_is_served_in_place_of_the_old_on
         year = first_days(simulated_year(), 30)
         fill_store(store, year)
         new = run_station_budget(store, STATION, YEAR, job(), now=after(year))
-        name, _, number = new.run.engine_version.rpartition(" ")
-        assert tuple(int(p) for p in number.split(".")) > (0, 0, 1)
-        old_run = dataclasses.replace(new.run, engine_version=f"{name} 0.0.1")
-        old_tables = {k: dataclasses.replace(t, values={n: [v if v is None else v + 1.0 for v in c]
-                                                        for n, c in t.values.items()})
-                      for k, t in new.tables.items()}
+        old_run, old_tables = older_engine_copy(new.run, new.tables)
         store.write_budget(StationBudget(old_run, old_tables))
         with TestClient(create_app(store, access=DEV)) as client:
             assert sorted(r["engine_version"] for r in client.get(

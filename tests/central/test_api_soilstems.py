@@ -5,7 +5,6 @@ missing run."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from gateway.central.soilstems import run_station_product
 from gateway.central.store import StationProduct
 from gateway.model import format_time
 
+from .budget_helpers import older_engine_copy
 from .soilstems_helpers import (
     LATER,
     STATION,
@@ -159,12 +159,7 @@ def test_a_run_an_engine_upgrade_computed_again_is_served_in_place_of_the_old_on
     store = soilstems_stores.copy(soilstems_stores.computed, tmp_path / "central.sqlite")
     try:
         new = soilstems_stores.stems
-        name, _, number = new.run.engine_version.rpartition(" ")
-        assert tuple(int(p) for p in number.split(".")) > (0, 0, 1)
-        old_run = dataclasses.replace(new.run, engine_version=f"{name} 0.0.1")
-        old_tables = {k: dataclasses.replace(t, values={n: [v if v is None else v + 1.0 for v in c]
-                                                        for n, c in t.values.items()})
-                      for k, t in new.tables.items()}
+        old_run, old_tables = older_engine_copy(new.run, new.tables)
         store.write_product(StationProduct(old_run, old_tables))
         table = next(iter(new.tables))
         with TestClient(create_app(store, access=AccessControl.development())) as client:
