@@ -310,9 +310,23 @@ def check_device_paths(sensors: list[tuple[type[Driver], SensorConfig]], source:
     they are now, so a config validated on the station itself catches a by-id name of the same adapter."""
     spelled: dict[str, tuple[int, str]] = {}
     for index, (_driver_class, config) in enumerate(sensors):
+        given = getattr(config, "port", None)
+        if isinstance(given, str) and "://" in given and not given.startswith("tcp://"):
+            raise ConfigError(f"{source}: invalid configuration\n  sensors[{index}].port: {given!r}: a serial device "
+                              "is a path (/dev/serial/by-id/..., /dev/ttyUSB0); a device behind a serial-to-Ethernet "
+                              "gateway is tcp://HOST:PORT")
         port = device_path_of(config)
         if port is None:
             continue
+        if port != port.strip() or not port.startswith("/"):
+            # `ttyUSB0` or `COM3` was opened relative to the daemon's working folder, ` /dev/ttyUSB0 ` as a name with
+            # spaces: validate said ok, the port never opened
+            bare = port.strip()
+            meant = (bare if bare.startswith("/") else "/dev/ttyUSB0 (COM ports are Windows names)"
+                     if bare.upper().startswith("COM") else f"/dev/{bare or 'ttyUSB0'}")
+            raise ConfigError(f"{source}: invalid configuration\n  sensors[{index}].port: {port!r} is not a device "
+                              f"path: give the whole path without spaces around it, e.g. {meant}, or its "
+                              "/dev/serial/by-id/... name (ls /dev/serial/by-id/), or tcp://HOST:PORT")
         device = os.path.realpath(port)
         if device in spelled and spelled[device][1] != port:
             other_index, other_port = spelled[device]

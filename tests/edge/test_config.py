@@ -284,6 +284,21 @@ def test_a_new_users_mistake_is_named_with_its_fix(tmp_path: Path, data: object,
     assert expected in str(caught.value)
 
 
+@pytest.mark.parametrize(("port", "expected"), [
+    ("ttyUSB0", "sensors[0].port: 'ttyUSB0' is not a device path: give the whole path without spaces around it, "
+                "e.g. /dev/ttyUSB0,"),
+    ("/dev/ttyUSB0 ", "sensors[0].port: '/dev/ttyUSB0 ' is not a device path"),
+    ("COM3", "e.g. /dev/ttyUSB0 (COM ports are Windows names)"),
+    ("http://192.0.2.10:502", "sensors[0].port: 'http://192.0.2.10:502': a serial device is a path"),
+])
+def test_a_port_that_is_no_device_path_is_refused(tmp_path: Path, port: str, expected: str) -> None:
+    """First-day walkthrough (docs/reliability.md): validate said ok, and the port was opened relative to the
+    daemon's folder (or with the space in its name) and never found."""
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(write(tmp_path, with_changes(sensors=[{"name": "x", "driver": "gmp252", "port": port}])))
+    assert expected in str(caught.value)
+
+
 def test_a_sections_own_check_names_its_key_once(tmp_path: Path) -> None:
     """`mqtt: mqtt.password_file: ... not found` named the section twice and gave no fix."""
     missing = tmp_path / "mqtt-password"
