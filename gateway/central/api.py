@@ -342,9 +342,8 @@ def refuse_unknown_parameters(request: Request) -> None:
     close = ([k for k in sorted(known) if len(name) >= 3 and k.startswith(name.lower())]  # agg -> aggregate
              or difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.6))
     takes = (f"it takes {', '.join(sorted(known))}" if known else "it takes no query parameters")
-    hint = f"did you mean {close[0]}? " if close else ""
-    raise ParameterError(shown, f"{route.path} has no parameter {shown!r}; {hint}({takes}; /docs describes "
-                                "each)")
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise ParameterError(shown, f"{route.path} has no parameter {shown!r}{hint} ({takes}; /docs describes each)")
 
 
 def _parameter_error(parameter: str, message: str, status: int = 422) -> JSONResponse:
