@@ -44,6 +44,11 @@ def test_a_synthetic_year_is_recovered_through_the_whole_chain() -> None:
     assert annual["NEE_F_TCO2E"][0] == pytest.approx(annual["NEE_F"][0] * 44.01 / 12.011 / 100)
     assert len(res.daily.label) == 365 and len(res.monthly.label) == 12 and res.annual.label == ["2021"]
     assert not any("estimated once over" in n for n in res.notes)  # one year: nothing pooled
+    # the fill's spread, count and method describe filled records only (the daytime fit's FillAll pass gives them
+    # at measured records too, for its weights alone)
+    measured, filled = res.hh["NEE_F_QC"] == 0, res.hh["NEE_F_QC"] > 0
+    for name in ("NEE_F_FSD", "NEE_F_FNUM", "NEE_F_FMETH"):
+        assert np.isnan(res.hh[name][measured]).all() and np.isfinite(res.hh[name][filled]).all(), name
 
 
 _YEAR_ARRAYS = ("time_start_s", "nee", "sw_in", "ta", "vpd", "ustar")
