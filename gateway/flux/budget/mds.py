@@ -255,7 +255,7 @@ def mds_fill(values: ArrayLike, sw_in: ArrayLike | None = None, vpd: ArrayLike |
              ta: ArrayLike | None = None, *, steps_per_day: int = 48,
              sw_in_tolerance: float = SW_IN_TOLERANCE, vpd_tolerance: float = VPD_TOLERANCE,
              ta_tolerance: float = TA_TOLERANCE, long_gap_days: float = LONG_GAP_DAYS,
-             fill_all: bool = False) -> MdsResult:
+             fill_all: bool | ArrayLike = False) -> MdsResult:
     """Fill the gaps (NaN) of one variable on a regular time grid with MDS (Reichstein et al. 2005, Appendix A;
     REddyProc `sMDSGapFill` steps 1-8, see the module docstring).
 
@@ -265,6 +265,8 @@ def mds_fill(values: ArrayLike, sw_in: ArrayLike | None = None, vpd: ArrayLike |
     missing rows. ``fill_all`` (REddyProc's ``FillAll = TRUE``, its default for NEE): also give every measured record
     the ``fsd``, ``fnum``, method and window of the values the steps would have averaged for it (the record itself
     among them) — the uncertainty REddyProc's daytime partitioning weights by; ``filled`` and ``qc`` are unchanged.
+    A boolean array instead of True does so for the measured records it marks only (the others' as without it):
+    each record's look-up draws on the measured values alone, so the marked records get the same numbers.
     """
     var = np.asarray(values, dtype=np.float64)
     if var.ndim != 1:
@@ -288,12 +290,18 @@ def mds_fill(values: ArrayLike, sw_in: ArrayLike | None = None, vpd: ArrayLike |
         drivers = "none"
     _run_steps(filler, drivers)
     result = filler.result(drivers)
-    if not fill_all:
+    if fill_all is False:
         return result
     # FillAll: the same steps for every measured record as if it were missing (the record itself among the
     # values averaged); a gap's result does not depend on them, so a second pass gives the same gaps' values.
     again = _Filler(var, sw, vp, t, steps_per_day, (sw_in_tolerance, vpd_tolerance, ta_tolerance), long_gap_days)
-    again.todo = again.measured.copy()
+    if fill_all is True:
+        again.todo = again.measured.copy()
+    else:
+        marked = np.asarray(fill_all, dtype=bool)
+        if marked.shape != var.shape:
+            raise ValueError(f"fill_all: {marked.shape[0] if marked.ndim else 0} marks for {var.size} records")
+        again.todo = again.measured & marked
     _run_steps(again, drivers)
     m = again.measured
     return MdsResult(result.filled, result.qc, np.where(m, again.fsd, result.fsd), np.where(m, again.fnum, result.fnum),

@@ -132,3 +132,28 @@ def test_synthetic_year_gaps_are_recovered() -> None:
 def test_shape_mismatch_is_refused() -> None:
     with pytest.raises(ValueError, match="sw_in: expected 10 values"):
         mds_fill(np.ones(10), np.ones(9))
+
+
+def test_fill_all_of_marked_records_gives_them_the_numbers_of_fill_all() -> None:
+    # the chain asks the spread only where the daytime fit can use it: the marked records get exactly the numbers a
+    # FillAll of every record gives them, the others none, and the gaps do not change
+    rng = np.random.default_rng(3)
+    n = 48 * 40
+    hour = (np.arange(n) % 48) / 2.0
+    sw = np.clip(800.0 * np.sin((hour - 6.0) / 12.0 * np.pi), 0.0, None) + rng.uniform(0, 5, n)
+    ta = 10.0 + 8.0 * np.sin((hour - 9.0) / 24.0 * 2 * np.pi) + rng.normal(0, 0.5, n)
+    vpd = np.clip(ta - 5.0, 0.1, None)
+    nee = -0.02 * sw + 3.0 + rng.normal(0, 1.0, n)
+    nee[rng.random(n) < 0.3] = np.nan
+    marked = sw > 4.0
+    full = mds_fill(nee, sw, vpd, ta, fill_all=True)
+    part = mds_fill(nee, sw, vpd, ta, fill_all=marked)
+    measured = np.isfinite(nee)
+    for name in ("fsd", "fnum", "method", "window_days"):
+        a, b = getattr(full, name), getattr(part, name)
+        assert np.array_equal(a[marked], b[marked], equal_nan=True), name
+        assert np.isnan(b[measured & ~marked]).all(), name
+    assert np.array_equal(full.filled, part.filled, equal_nan=True)
+    assert np.isfinite(part.fsd[measured & marked]).all()
+    with pytest.raises(ValueError, match="fill_all"):
+        mds_fill(nee, sw, vpd, ta, fill_all=marked[:-1])
