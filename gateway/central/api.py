@@ -28,7 +28,6 @@ people) is at / (`statuspage`). Interactive documentation at /docs, schema at /o
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 import threading
@@ -58,6 +57,7 @@ from gateway.central.api_health import add_health_routes
 from gateway.central.api_names import (
     UNKNOWN_SERIES,
     UNKNOWN_STATION,
+    close_match,
     refuse_unknown_series,
     refuse_unknown_station,
 )
@@ -339,10 +339,10 @@ def refuse_unknown_parameters(request: Request) -> None:
         return
     name = unknown[0]
     shown = name if len(name) <= 64 else name[:61] + "..."
-    close = ([k for k in sorted(known) if len(name) >= 3 and k.startswith(name.lower())]  # agg -> aggregate
-             or difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.6))
+    prefixed = [k for k in sorted(known) if len(name) >= 3 and k.startswith(name.lower())]  # agg -> aggregate
+    close = prefixed[0] if prefixed else close_match(name.lower(), sorted(known))
     takes = (f"it takes {', '.join(sorted(known))}" if known else "it takes no query parameters")
-    hint = f"; did you mean {close[0]}?" if close else ""
+    hint = f"; did you mean {close}?" if close else ""
     raise ParameterError(shown, f"{route.path} has no parameter {shown!r}{hint} ({takes}; /docs describes each)")
 
 
