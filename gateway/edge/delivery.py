@@ -525,15 +525,20 @@ class Delivery:
     def _refuse(self, channel: _Channel, seq: int, code: int, reason: str) -> None:
         """The broker refused the item (or would): keep it, count it, try again after `refusal_retry_s`."""
         with self._lock:
-            tracked = channel.tracked.setdefault(seq, _Tracked("refused", 0, sent_at=self._clock()))
-            channel.counters.refusals[reason] += 1
-            tracked.state = "refused"
-            tracked.due = self._clock() + self.settings.refusal_retry_s
+            self._hold_refused(channel, seq, reason)
             previous, channel.refused_reason = channel.refused_reason, reason
         if previous != reason:  # logged on a change of the channel's state only, not for every item
             log.error("the broker refused %s seq %d on %s: %s (0x%02X); kept in the outbox and retried every %.0f s: "
                       "check the broker's ACL and limits for this station (deploy/mosquitto/)", channel.source.channel,
                       seq, channel.source.topic, reason, code, self.settings.refusal_retry_s)
+
+    def _hold_refused(self, channel: _Channel, seq: int, counted_as: str) -> None:
+        """An item not taken (refused, or too large to send): counted under `counted_as`, kept, looked at again
+        after `refusal_retry_s`. Called under the lock."""
+        tracked = channel.tracked.setdefault(seq, _Tracked("refused", 0, sent_at=self._clock()))
+        channel.counters.refusals[counted_as] += 1
+        tracked.state = "refused"
+        tracked.due = self._clock() + self.settings.refusal_retry_s
 
     def _set_aside_oversized(self, channel: _Channel, seq: int, size: int) -> None:
         """An item above the broker's packet limit: kept, counted, looked at again after `refusal_retry_s` (the
@@ -541,10 +546,7 @@ class Delivery:
         the channel's other items, accepted meanwhile, do not clear it, and it is logged once per item."""
         reason = f"Packet too large for the broker ({size} > {self._max_packet} bytes)"
         with self._lock:
-            tracked = channel.tracked.setdefault(seq, _Tracked("refused", 0, sent_at=self._clock()))
-            channel.counters.refusals["Packet too large for the broker"] += 1
-            tracked.state = "refused"
-            tracked.due = self._clock() + self.settings.refusal_retry_s
+            self._hold_refused(channel, seq, "Packet too large for the broker")
             new = seq not in channel.oversized
             channel.oversized[seq] = reason
         if new:
